@@ -1,0 +1,89 @@
+"""Runtimes for exported streamcolor models: one interface, several backends.
+
+``load_engine(model, backend)`` resolves a shipped model name or a bundle
+folder and returns an :class:`~engines.base.Engine`.  This package imports
+neither ``streamcolor`` nor ``trainer``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+from engines.base import Engine, EngineError, ModelInfo
+
+log = logging.getLogger(__name__)
+
+#: Folder of the models shipped inside the package.
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+#: The model used when none is named.
+DEFAULT_MODEL = "default"
+
+
+def _onnx(info: ModelInfo, **kw) -> Engine:
+    from engines.onnx_engine import OnnxEngine
+    return OnnxEngine(info, **kw)
+
+
+def _keras(info: ModelInfo, **kw) -> Engine:
+    from engines.keras_engine import KerasEngine
+    return KerasEngine(info, **kw)
+
+
+def _tensorrt(info: ModelInfo, **kw) -> Engine:
+    from engines.tensorrt_engine import TensorRTEngine
+    return TensorRTEngine(info, **kw)
+
+
+#: Backend name -> constructor.  Runtimes are imported only when chosen.
+BACKENDS: dict[str, Callable[..., Engine]] = {"onnx": _onnx, "keras": _keras, "tensorrt": _tensorrt}
+
+
+def available_models() -> list[str]:
+    """Names of the models shipped with the package (folders with a model.json)."""
+    return sorted(p.parent.name for p in WEIGHTS_DIR.glob("*/model.json"))
+
+
+def available_backends() -> list[str]:
+    """Backend names accepted by :func:`load_engine` (besides "auto")."""
+    return list(BACKENDS)
+
+
+def resolve_model(model: str | Path = DEFAULT_MODEL) -> ModelInfo:
+    """A shipped model name or a path to a bundle folder -> its ModelInfo."""
+    path = Path(model)
+    if path.exists():
+        return ModelInfo.load(path)
+    shipped = WEIGHTS_DIR / str(model)
+    if (shipped / "model.json").is_file():
+        return ModelInfo.load(shipped)
+    raise ValueError(f"unknown model {str(model)!r}: not a bundle folder, and the shipped models are "
+                     f"{available_models() or 'none'}")
+
+
+def load_engine(model: str | Path = DEFAULT_MODEL, backend: str = "auto", **options) -> Engine:
+    """Load ``model`` on ``backend``.
+
+    Parameters
+    ----------
+    model:
+        A shipped model name (see :func:`available_models`) or a bundle folder.
+    backend:
+        "auto" (ONNX Runtime, on CUDA when available, else CPU), or one of
+        :func:`available_backends`.
+    options:
+        Passed to the backend, e.g. ``device="cpu"`` or ``threads=2`` for ONNX.
+    """
+    info = resolve_model(model)
+    if backend == "auto":
+        backend = "onnx"
+    try:
+        factory = BACKENDS[backend]
+    except KeyError:
+        raise ValueError(f"unknown backend {backend!r}; choose from {['auto', *BACKENDS]}") from None
+    return factory(info, **options)
+
+
+__all__ = ["Engine", "EngineError", "ModelInfo", "available_backends", "available_models",
+           "load_engine", "resolve_model", "WEIGHTS_DIR", "DEFAULT_MODEL"]

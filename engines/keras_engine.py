@@ -1,0 +1,45 @@
+"""Keras 3 engine: the reference runtime, on whatever backend Keras uses
+(TensorFlow on CPU here, JAX on GPUs).  Slower than ONNX Runtime on CPU; it
+exists to check exports against and to run a model straight from training."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from engines.base import Engine, EngineError, ModelInfo
+
+log = logging.getLogger(__name__)
+
+
+class KerasEngine(Engine):
+    """Runs ``extractor.keras`` and ``colorizer.keras`` of a bundle."""
+
+    backend = "keras"
+
+    def __init__(self, info: ModelInfo, *, colorizer_file: str = "colorizer.keras",
+                 extractor_file: str = "extractor.keras"):
+        super().__init__(info)
+        try:
+            import keras
+        except ImportError as exc:
+            raise ImportError("the Keras engine needs Keras 3: pip install 'streamcolor[train]'") from exc
+        import engines.keras_layers  # noqa: F401  (registers the fusion layer for loading)
+        try:
+            self._extractor = keras.saving.load_model(info.file(extractor_file), compile=False)
+            self._colorizer = keras.saving.load_model(info.file(colorizer_file), compile=False)
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise EngineError(f"{info.path}: Keras cannot load the model: {exc}") from exc
+        log.info("Keras engine %s on backend %s", info.name, keras.backend.backend())
+
+    def embed(self, l_ext: np.ndarray) -> np.ndarray:
+        out = self._extractor(np.ascontiguousarray(l_ext, dtype=np.float32), training=False)
+        return np.asarray(out, dtype=np.float32)
+
+    def colorize(self, l: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+        out = self._colorizer([np.ascontiguousarray(l, dtype=np.float32),
+                               np.ascontiguousarray(embedding, dtype=np.float32)], training=False)
+        return np.asarray(out, dtype=np.float32)

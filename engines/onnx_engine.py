@@ -1,0 +1,91 @@
+"""ONNX Runtime engine: the default runtime, on CPU (all cores) or CUDA."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+from engines.base import Engine, EngineError, ModelInfo
+
+log = logging.getLogger(__name__)
+
+#: Providers in priority order; CPU always last (explicit since ORT 1.10).
+_PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def default_providers(device: str = "auto") -> list[str]:
+    """Execution providers for ``device`` ("auto", "cpu" or "cuda")."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda" and "CUDAExecutionProvider" not in available:
+        raise EngineError(f"device='cuda' asked for, but ONNX Runtime offers only {available} "
+                          "(install onnxruntime-gpu)")
+    return [p for p in wanted if p in available]
+
+
+class OnnxEngine(Engine):
+    """Runs ``extractor.onnx`` and ``colorizer.onnx`` of a bundle with ONNX Runtime.
+
+    Input and output names are read from the model files.  ``threads=0``
+    lets ONNX Runtime use every physical core.
+    """
+
+    backend = "onnx"
+
+    def __init__(self, info: ModelInfo, *, device: str = "auto", threads: int = 0,
+                 colorizer_file: str = "colorizer.onnx", extractor_file: str = "extractor.onnx"):
+        super().__init__(info)
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:  # pragma: no cover - onnxruntime is a core dependency
+            raise ImportError("the ONNX engine needs onnxruntime: pip install onnxruntime") from exc
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = default_providers(device)
+        if device == "auto" and "CUDAExecutionProvider" not in providers and _has_nvidia_gpu():
+            log.warning("an NVIDIA GPU is present but onnxruntime has no CUDA provider: running on CPU "
+                        "(pip install onnxruntime-gpu)")
+        self.colorizer_file = colorizer_file
+        try:
+            self._extractor = ort.InferenceSession(str(info.file(extractor_file)), opts, providers=providers)
+            self._colorizer = ort.InferenceSession(str(info.file(colorizer_file)), opts, providers=providers)
+        except EngineError:
+            raise
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise EngineError(f"{info.path}: ONNX Runtime cannot load the model: {exc}") from exc
+        self.providers = self._colorizer.get_providers()
+        self._ext_in = self._extractor.get_inputs()[0].name
+        names = {i.name: i for i in self._colorizer.get_inputs()}
+        by_rank = sorted(names.values(), key=lambda i: len(i.shape))
+        self._emb_in, self._l_in = by_rank[0].name, by_rank[-1].name
+        self._precision = "fp16" if "float16" in self._colorizer.get_inputs()[0].type else "fp32"
+        log.info("ONNX engine %s on %s", info.name, self.providers[0])
+
+    @property
+    def name(self) -> str:
+        dev = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
+        variant = self.colorizer_file.removeprefix("colorizer").removesuffix(".onnx").strip(".-_")
+        return f"onnx-{dev}{'-' + variant if variant else ''}:{self.info.name}"
+
+    def embed(self, l_ext: np.ndarray) -> np.ndarray:
+        l_ext = np.ascontiguousarray(l_ext, dtype=np.float32)
+        return self._extractor.run(None, {self._ext_in: l_ext})[0].astype(np.float32, copy=False)
+
+    def colorize(self, l: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+        feeds = {self._l_in: np.ascontiguousarray(l, dtype=np.float32),
+                 self._emb_in: np.ascontiguousarray(embedding, dtype=np.float32)}
+        return self._colorizer.run(None, feeds)[0].astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        self._extractor = self._colorizer = None
+
+
+def _has_nvidia_gpu() -> bool:
+    return os.path.exists("/dev/nvidia0") or os.path.exists("/proc/driver/nvidia")
