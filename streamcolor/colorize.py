@@ -1,0 +1,260 @@
+"""The array-level core: L out of an image, the network at a render size,
+a*b* upsampled onto the ORIGINAL full-resolution L, back to RGB.
+
+Data flow (one way): pixels -> L* (full res) -> resize to the render size ->
+engine -> a*b* (render size) -> upsample -> recombine with full-res L* -> RGB.
+The output therefore has exactly the input's size and lightness; only colour
+comes from the network, so render size trades speed for colour detail, never
+for sharpness (like DeOldify's render_factor).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Sequence, TypeVar, Union
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from engines import lab
+from streamcolor import image_io
+from streamcolor.errors import InputError
+
+if TYPE_CHECKING:
+    from engines import Engine
+
+log = logging.getLogger(__name__)
+
+#: Default network input size (longer side, pixels).
+DEFAULT_RENDER_SIZE = 256
+
+ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ColorOptions:
+    """How colour is produced.  Override fields with ``dataclasses.replace``."""
+
+    render_size: int = DEFAULT_RENDER_SIZE  # longer side fed to the network, rounded to a multiple of 8
+    saturation: float = 1.0  # gain on predicted a*b* (MSE training greys colours; >1 counters it)
+    max_pixels: int = image_io.DEFAULT_MAX_PIXELS  # decompression-bomb guard for image files
+    quality: int = 95  # JPEG/WebP quality of written files
+
+    def __post_init__(self) -> None:
+        if self.render_size < lab.SIZE_MULTIPLE:
+            raise ValueError(f"render_size must be at least {lab.SIZE_MULTIPLE}, got {self.render_size}")
+        if self.saturation < 0:
+            raise ValueError(f"saturation must be >= 0, got {self.saturation}")
+
+
+@functools.lru_cache(maxsize=4)
+def default_engine(model: str = "default", backend: str = "auto") -> "Engine":
+    """The shared engine used when a call passes none: loaded once per process
+    (building an ONNX Runtime session costs far more than one image)."""
+    from engines import load_engine
+
+    return load_engine(model, backend)
+
+
+def model_options(engine: "Engine", *, render_size: int | None = None, saturation: float | None = None,
+                  **fields) -> ColorOptions:
+    """ColorOptions with the model's own recommendations (``model.json``
+    keys ``render_size``, ``saturation``) where the caller gives no value."""
+    meta = engine.info.meta
+    return ColorOptions(
+        render_size=render_size or int(meta.get("render_size", DEFAULT_RENDER_SIZE)),
+        saturation=float(meta.get("saturation", 1.0)) if saturation is None else saturation,
+        **fields,
+    )
+
+
+def pixels_to_l(pixels: np.ndarray) -> np.ndarray:
+    """L* (float32 (H, W), [0, 100]) of gray (H, W) or RGB (H, W, 3) pixels,
+    uint8, uint16 or float in [0, 1]."""
+    if pixels.ndim == 2:
+        return lab.gray_to_l(pixels)
+    if pixels.ndim == 3 and pixels.shape[2] == 3:
+        return lab.rgb_to_l(pixels)
+    raise InputError(f"expected a (H, W) gray or (H, W, 3) RGB image, got shape {pixels.shape}")
+
+
+def network_input(l_full: np.ndarray, render_size: int) -> np.ndarray:
+    """Full-res L* (H, W) -> network input (h, w, 1) in [-1, 1] at the render size."""
+    h, w = lab.render_shape(*l_full.shape[:2], render_size)
+    return lab.scale_l(lab.resize(l_full, h, w))[..., None]
+
+
+def upsample_ab(ab_scaled: np.ndarray, height: int, width: int, saturation: float = 1.0) -> np.ndarray:
+    """Network a*b* (h, w, 2) in [-1, 1] -> a*b* (height, width, 2) in Lab units.
+
+    Bilinear: chroma varies smoothly, and cubic overshoot would add halos."""
+    ab = lab.unscale_ab(ab_scaled)
+    if saturation != 1.0:
+        ab *= saturation
+    if ab.shape[:2] != (height, width):
+        ab = cv2.resize(ab, (width, height), interpolation=cv2.INTER_LINEAR)
+    return ab
+
+
+def compose(l_full: np.ndarray, ab_full: np.ndarray) -> np.ndarray:
+    """Recombine L* (H, W) with a*b* (H, W, 2) -> sRGB float32 (H, W, 3) in [0, 1].
+
+    Colours outside the sRGB gamut would be clipped per channel, which shifts
+    lightness; instead their chroma is pulled towards gray until they fit, so
+    the output keeps the input's L (within rounding)."""
+    lab_img = np.empty(l_full.shape + (3,), dtype=np.float32)
+    lab_img[..., 0] = l_full
+    lab_img[..., 1:] = ab_full
+    rgb = cv2.cvtColor(lab_img, cv2.COLOR_Lab2RGB)
+    for _ in range(4):
+        bad = ((rgb < -1e-4) | (rgb > 1.0 + 1e-4)).any(axis=-1)
+        if not bad.any():
+            break
+        lab_img[bad, 1:] *= 0.6
+        rgb[bad] = cv2.cvtColor(lab_img[bad][None], cv2.COLOR_Lab2RGB)[0]
+    return np.clip(rgb, 0.0, 1.0, out=rgb)
+
+
+def to_dtype(rgb01: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """float [0, 1] -> uint8 / uint16 with rounding (or float32 unchanged)."""
+    dtype = np.dtype(dtype)
+    if dtype == np.uint8:
+        return (rgb01 * 255.0 + 0.5).astype(np.uint8)
+    if dtype == np.uint16:
+        return (rgb01 * 65535.0 + 0.5).astype(np.uint16)
+    return rgb01.astype(dtype)
+
+
+def predict_ab(l_batch: np.ndarray, engine: "Engine", embedding: np.ndarray | None = None) -> np.ndarray:
+    """Run the engine on (N, h, w, 1) scaled L; reuse ``embedding`` (N, E) if given."""
+    if embedding is None:
+        embedding = engine.embed(engine.extractor_input(l_batch))
+    return engine.colorize(l_batch, embedding)
+
+
+def colorize_l(l_fulls: Sequence[np.ndarray], *, engine: "Engine",
+               options: ColorOptions = ColorOptions(), batch_size: int = 16) -> list[np.ndarray]:
+    """Colorize several full-resolution L* images (each (H, W), [0, 100]).
+
+    Images are grouped by render shape so each engine call gets a full batch.
+    Returns sRGB float32 (H, W, 3) in [0, 1], in input order.
+    """
+    inputs = [network_input(l, options.render_size) for l in l_fulls]
+    out: list[np.ndarray | None] = [None] * len(inputs)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, x in enumerate(inputs):
+        groups.setdefault(x.shape[:2], []).append(i)
+    for idxs in groups.values():
+        for chunk in batched(idxs, batch_size):
+            ab = predict_ab(np.stack([inputs[i] for i in chunk]), engine)
+            for i, ab_i in zip(chunk, ab):
+                h, w = l_fulls[i].shape[:2]
+                out[i] = compose(l_fulls[i], upsample_ab(ab_i, h, w, options.saturation))
+    return out  # type: ignore[return-value]
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return x if x.dtype == np.uint8 else (x.astype(np.uint32) * 255 // 65535).astype(np.uint8)
+
+
+def batched(items: Iterable[T], n: int) -> Iterable[list[T]]:
+    """Consecutive lists of at most ``n`` items."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def colorize_decoded(decoded: image_io.Decoded, *, engine: "Engine",
+                     options: ColorOptions = ColorOptions()) -> np.ndarray:
+    """Colorize one decoded image -> RGB of the source's dtype (uint8/uint16)."""
+    l_full = pixels_to_l(decoded.pixels)
+    rgb = colorize_l([l_full], engine=engine, options=options)[0]
+    return to_dtype(rgb, decoded.pixels.dtype)
+
+
+def _array_to_decoded(arr: np.ndarray) -> tuple[image_io.Decoded, np.dtype]:
+    arr = np.asarray(arr)
+    dtype = arr.dtype
+    if arr.dtype.kind == "f":
+        if arr.size and (np.nanmin(arr) < 0 or np.nanmax(arr) > 1):
+            raise InputError("float image arrays must hold values in [0, 1]")
+        arr = (np.clip(arr, 0, 1) * 65535 + 0.5).astype(np.uint16)
+    elif arr.dtype not in (np.uint8, np.uint16):
+        raise InputError(f"unsupported image array dtype {arr.dtype} (use uint8, uint16 or float in [0, 1])")
+    alpha = None
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        arr, alpha = arr[..., :3], arr[..., 3]
+    elif arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3) or 0 in arr.shape:
+        raise InputError(f"expected an (H, W), (H, W, 3) or (H, W, 4) image array, got shape {np.shape(arr)}")
+    return image_io.Decoded(pixels=np.ascontiguousarray(arr), alpha=alpha), dtype
+
+
+def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
+                   engine: "Engine | None" = None, render_size: int | None = None,
+                   options: ColorOptions = ColorOptions()):
+    """Colorize one image.
+
+    Parameters
+    ----------
+    src:
+        A file path, encoded bytes, a PIL image, or an array: (H, W) gray,
+        (H, W, 3) RGB or (H, W, 4) RGBA; uint8, uint16 or float in [0, 1].
+        Colour inputs are reduced to their L* first.
+    dst:
+        Optional output path; the format follows its extension.  Written
+        atomically (nothing half-written on failure).
+    engine:
+        A loaded engine (see :func:`streamcolor.load_engine`); the shared
+        default model on the best runtime when None.
+    render_size:
+        Shortcut for ``options.render_size`` (network input, longer side).
+
+    Returns
+    -------
+    The same kind as ``src``: an array (same dtype; RGB, or RGBA when the
+    input had alpha) for an array or path input, bytes (same format) for
+    bytes, a PIL image for a PIL image -- or the output ``Path`` when ``dst``
+    is given.  Output size and lightness equal the input's.
+    """
+    if render_size is not None:
+        options = dataclasses.replace(options, render_size=render_size)
+    engine = engine or default_engine()
+    if isinstance(src, np.ndarray):
+        decoded, dtype = _array_to_decoded(src)
+    else:
+        decoded = image_io.read_image(src, max_pixels=options.max_pixels)
+        dtype = decoded.pixels.dtype
+    rgb = colorize_decoded(decoded, engine=engine, options=options)
+    if dst is not None:
+        return image_io.write_image(dst, rgb, alpha=decoded.alpha, info=decoded.info, quality=options.quality)
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return image_io.encode_image(rgb, decoded.format or "PNG", alpha=decoded.alpha, info=decoded.info,
+                                     quality=options.quality)
+    if isinstance(src, Image.Image):
+        out = Image.fromarray(_to_uint8(rgb), "RGB")
+        if decoded.alpha is not None:
+            out.putalpha(Image.fromarray(_to_uint8(decoded.alpha), "L"))
+        return out
+    if dtype.kind == "f":
+        rgb = rgb.astype(np.float32) / 65535.0 if rgb.dtype == np.uint16 else rgb.astype(np.float32) / 255.0
+        rgb = rgb.astype(dtype)
+    if decoded.alpha is not None:
+        alpha = decoded.alpha
+        if alpha.dtype != rgb.dtype:
+            alpha = alpha.astype(rgb.dtype)
+        rgb = np.dstack([rgb, alpha])
+    return rgb

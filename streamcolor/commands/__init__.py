@@ -1,0 +1,1 @@
+"""One module per ``streamcolor`` verb; each defines ``command``."""

@@ -1,0 +1,24 @@
+"""`streamcolor models`: what models and runtimes this install has."""
+
+from __future__ import annotations
+
+import click
+
+from engines import available_backends, available_models, resolve_model
+
+
+@click.command("models")
+def command():
+    """List the shipped models (with their training data and quality) and the runtimes."""
+    for name in available_models():
+        info = resolve_model(name)
+        meta = info.meta
+        click.echo(f"{name}: extractor {info.extractor} ({info.extractor_size}px, {info.embed_dim}-d), "
+                   f"files {', '.join(sorted(info.files))}")
+        for key in ("description", "training", "quality"):
+            if key in meta:
+                click.echo(f"  {key}: {meta[key]}")
+    import onnxruntime as ort
+
+    click.echo(f"backends: {', '.join(available_backends())}; "
+               f"ONNX Runtime providers here: {', '.join(ort.get_available_providers())}")

@@ -1,0 +1,20 @@
+"""The exception types users of streamcolor catch."""
+
+from __future__ import annotations
+
+
+class StreamcolorError(Exception):
+    """Base class: something about an input or output prevents the work.
+
+    The message names the file and the reason; the underlying library error,
+    if any, is chained as ``__cause__``.
+    """
+
+
+class InputError(StreamcolorError):
+    """An input cannot be read: missing, not a file, corrupt, truncated,
+    an unsupported format, or over a configured safety limit."""
+
+
+class OutputError(StreamcolorError):
+    """An output cannot be written (read-only location, disk full...)."""

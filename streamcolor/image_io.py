@@ -1,0 +1,242 @@
+"""Reading and writing image files: the only module that decodes images.
+
+Decoding goes through Pillow (formats, EXIF orientation, 16-bit, alpha);
+pixels come out as NumPy arrays.  Every failure is re-raised as
+:class:`~streamcolor.errors.InputError` naming the file.  Writing is atomic:
+a temporary file in the destination folder, renamed into place, so a killed
+run never leaves a half-written image at the output path.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from streamcolor.errors import InputError, OutputError
+
+#: Refuse images with more pixels than this by default (a decompression-bomb
+#: guard; about 16k x 16k).  Override per call with ``max_pixels``.
+DEFAULT_MAX_PIXELS = 268_000_000
+
+#: Pillow format name for an output file extension.
+_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF",
+            ".tiff": "TIFF", ".bmp": "BMP"}
+
+
+@dataclass
+class Decoded:
+    """One decoded image.
+
+    ``pixels``: (H, W) gray or (H, W, 3) RGB, uint8 or uint16, orientation
+    already applied.  ``alpha``: (H, W) of the same dtype or None.
+    ``format``: the source format name (e.g. "JPEG").  ``info``: what is worth
+    carrying to the output (ICC profile, EXIF with orientation reset, DPI).
+    """
+
+    pixels: np.ndarray
+    alpha: np.ndarray | None = None
+    format: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def max_value(self) -> int:
+        return 65535 if self.pixels.dtype == np.uint16 else 255
+
+
+def supported_suffixes() -> set[str]:
+    """File extensions this module writes (and reads)."""
+    return set(_FORMATS)
+
+
+def read_image(src: str | os.PathLike | bytes | Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+               name: str | None = None) -> Decoded:
+    """Decode ``src`` (a path, encoded bytes, or a PIL image).
+
+    Raises InputError for a missing file, a directory, a zero-byte or truncated
+    file, a non-image, or more than ``max_pixels`` pixels.
+    """
+    label = name or (str(src) if isinstance(src, (str, os.PathLike)) else "<image>")
+    if isinstance(src, Image.Image):
+        return _from_pil(src, label, max_pixels)
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        data = bytes(src)
+        if not data:
+            raise InputError(f"{label}: empty (0 bytes)")
+        return _open(io.BytesIO(data), label, max_pixels)
+    path = Path(src)
+    if not path.exists():
+        raise InputError(f"{label}: no such file")
+    if path.is_dir():
+        raise InputError(f"{label}: is a directory, not an image (use `streamcolor batch` for folders)")
+    if path.stat().st_size == 0:
+        raise InputError(f"{label}: empty (0 bytes)")
+    with open(path, "rb") as fh:
+        return _open(fh, label, max_pixels)
+
+
+def _open(fh, label: str, max_pixels: int) -> Decoded:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(fh) as im:
+                _check_size(im.size, label, max_pixels)
+                im.load()
+                return _from_pil(im, label, max_pixels)
+    except InputError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise InputError(f"{label}: not an image file (format not recognised)") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"{label}: refused as a possible decompression bomb ({exc})") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated/corrupt data
+        raise InputError(f"{label}: corrupt or truncated image ({exc})") from exc
+
+
+def _check_size(size: tuple[int, int], label: str, max_pixels: int) -> None:
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise InputError(f"{label}: image has no pixels ({w}x{h})")
+    if w * h > max_pixels:
+        raise InputError(f"{label}: {w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
+                         "(raise max_pixels / --max-pixels if the file is trusted)")
+
+
+def _from_pil(im: Image.Image, label: str, max_pixels: int) -> Decoded:
+    _check_size(im.size, label, max_pixels)
+    fmt = im.format
+    info: dict[str, Any] = {}
+    if im.info.get("icc_profile"):
+        info["icc_profile"] = im.info["icc_profile"]
+    if "dpi" in im.info:
+        info["dpi"] = im.info["dpi"]
+    exif = im.getexif()
+    im = ImageOps.exif_transpose(im)  # apply the orientation tag to the pixels
+    if exif:
+        exif.pop(0x0112, None)  # orientation now baked in
+        info["exif"] = exif.tobytes()
+    alpha = None
+    mode = im.mode
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA") if mode != "LA" else im
+        alpha = np.asarray(rgba.getchannel("A"))
+        im = rgba.convert("RGB") if mode != "LA" else im.convert("L")
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        pixels = np.asarray(im, dtype=np.int32)
+        pixels = np.clip(pixels, 0, 65535).astype(np.uint16)
+    elif im.mode == "L":
+        pixels = np.asarray(im)
+    elif im.mode == "1":
+        pixels = np.asarray(im.convert("L"))
+    elif im.mode == "F":
+        pixels = (np.clip(np.asarray(im), 0.0, 1.0) * 65535).astype(np.uint16)
+    elif im.mode == "RGB":
+        pixels = np.asarray(im)
+    else:  # CMYK, YCbCr, P without alpha, LAB...
+        pixels = np.asarray(im.convert("RGB"))
+    if pixels.ndim == 3 and _is_gray(pixels):
+        pixels = np.ascontiguousarray(pixels[..., 0])
+    return Decoded(pixels=np.ascontiguousarray(pixels), alpha=alpha, format=fmt, info=info)
+
+
+def _is_gray(rgb: np.ndarray) -> bool:
+    """True when all three channels are equal (a gray image stored as RGB)."""
+    return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
+
+
+def encode_image(rgb: np.ndarray, fmt: str, *, alpha: np.ndarray | None = None,
+                 info: dict[str, Any] | None = None, quality: int = 95) -> bytes:
+    """Encode (H, W, 3) uint8/uint16 RGB (+ optional alpha) as ``fmt`` bytes.
+
+    16-bit data is kept for PNG and TIFF and reduced to 8 bits elsewhere.
+    ICC profile and EXIF from ``info`` are carried where the format has them.
+    """
+    fmt = fmt.upper()
+    info = info or {}
+    if rgb.dtype == np.uint16 and fmt not in ("PNG", "TIFF"):
+        rgb = (rgb.astype(np.uint32) * 255 // 65535).astype(np.uint8)
+        if alpha is not None:
+            alpha = (alpha.astype(np.uint32) * 255 // 65535).astype(np.uint8)
+    if rgb.dtype == np.uint16:
+        return _encode16(rgb, alpha, fmt)
+    im = Image.fromarray(rgb, "RGB")
+    if alpha is not None and fmt != "JPEG":  # JPEG has no alpha: the colours are kept as they are
+        im.putalpha(Image.fromarray(alpha.astype(np.uint8), "L"))
+    params: dict[str, Any] = {}
+    for key in ("icc_profile", "exif", "dpi"):
+        if key in info and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
+            params[key] = info[key]
+    if fmt in ("JPEG", "WEBP"):
+        params["quality"] = quality
+    if fmt == "JPEG":
+        params["subsampling"] = 0 if quality >= 90 else 2
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **params)
+    return buf.getvalue()
+
+
+def _encode16(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str) -> bytes:
+    """16-bit RGB(A) PNG/TIFF through OpenCV: Pillow cannot write 16-bit colour.
+    (ICC and EXIF are not carried on this path.)"""
+    import cv2
+
+    bgr = rgb[..., ::-1] if alpha is None else np.dstack([rgb[..., ::-1], alpha.astype(np.uint16)])
+    ok, data = cv2.imencode(".png" if fmt == "PNG" else ".tiff", np.ascontiguousarray(bgr))
+    if not ok:
+        raise OutputError(f"cannot encode a 16-bit {fmt} image")
+    return data.tobytes()
+
+
+def format_for(path: str | os.PathLike, default: str | None = None) -> str:
+    """Pillow format name for an output path's extension."""
+    suffix = Path(path).suffix.lower()
+    if suffix in _FORMATS:
+        return _FORMATS[suffix]
+    if default:
+        return default
+    raise OutputError(f"{path}: unsupported output format {suffix!r}; use one of {sorted(_FORMATS)}")
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder
+    and an atomic rename, so the path holds either nothing or the whole file."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write here ({exc.strerror or exc})") from exc
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise OutputError(f"{path}: write failed ({exc.strerror or exc})") from exc
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | None = None,
+                info: dict[str, Any] | None = None, quality: int = 95, fmt: str | None = None) -> Path:
+    """Encode and atomically write an RGB image; the format follows the extension."""
+    return write_atomic(path, encode_image(rgb, fmt or format_for(path), alpha=alpha, info=info,
+                                           quality=quality))

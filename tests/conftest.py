@@ -1,0 +1,49 @@
+"""Shared fixtures: the shipped engine and small real images made on the fly."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """The shipped default model on ONNX Runtime (CPU), loaded once."""
+    from engines import load_engine
+
+    eng = load_engine("default", "onnx", device="cpu")
+    yield eng
+    eng.close()
+
+
+def make_photo(h: int = 120, w: int = 170, seed: int = 0) -> np.ndarray:
+    """A colourful uint8 RGB test picture: smooth gradients, blobs and edges."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([x / w, y / h, 0.5 + 0.5 * np.sin((x + y) / 9.0)], axis=-1)
+    for _ in range(4):
+        cy, cx, r = rng.integers(0, h), rng.integers(0, w), rng.integers(8, 30)
+        img[(y - cy) ** 2 + (x - cx) ** 2 < r * r] = rng.random(3)
+    return (img * 255).astype(np.uint8)
+
+
+@pytest.fixture
+def photo() -> np.ndarray:
+    return make_photo()
+
+
+def png_bytes(arr: np.ndarray, **save) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", **save)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def photo_file(tmp_path: Path, photo: np.ndarray) -> Path:
+    p = tmp_path / "photo.jpg"
+    Image.fromarray(photo).save(p, quality=95)
+    return p

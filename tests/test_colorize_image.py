@@ -1,0 +1,145 @@
+"""colorize_image and `streamcolor image`: size and lightness kept, every
+input kind, bad input rejected cleanly with nothing half-written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import streamcolor
+from engines import lab
+from streamcolor import image_io
+from streamcolor.colorize import ColorOptions
+from streamcolor.errors import InputError
+from tests.conftest import make_photo, png_bytes
+
+
+def delta_l(a: np.ndarray, b: np.ndarray) -> float:
+    la = lab.gray_to_l(a) if a.ndim == 2 else lab.rgb_to_l(a[..., :3])
+    return float(np.abs(la - lab.rgb_to_l(b[..., :3])).max())
+
+
+def test_path_in_file_out_keeps_size_and_lightness(engine, tmp_path, photo_file):
+    out = streamcolor.colorize_image(photo_file, tmp_path / "out.png", engine=engine)
+    src = np.asarray(Image.open(photo_file))
+    res = np.asarray(Image.open(out))
+    assert res.shape == src.shape
+    assert delta_l(src, res) <= 1.0
+
+
+def test_path_and_array_give_same_result(engine, photo_file):
+    from_path = streamcolor.colorize_image(photo_file, engine=engine)
+    from_array = streamcolor.colorize_image(np.asarray(Image.open(photo_file)), engine=engine)
+    assert from_path.dtype == np.uint8 and from_path.shape == from_array.shape
+    assert np.abs(from_path.astype(int) - from_array.astype(int)).max() <= 1
+
+
+def test_returns_kind_it_received(engine, photo):
+    assert isinstance(streamcolor.colorize_image(Image.fromarray(photo), engine=engine), Image.Image)
+    out = streamcolor.colorize_image(png_bytes(photo), engine=engine)
+    assert isinstance(out, bytes) and Image.open(__import__("io").BytesIO(out)).format == "PNG"
+    f = streamcolor.colorize_image(photo.astype(np.float32) / 255, engine=engine)
+    assert f.dtype == np.float32 and f.shape == photo.shape and 0 <= f.min() and f.max() <= 1
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (7, 13), (33, 501), (257, 31)])
+def test_gray_odd_sizes(engine, h, w):
+    gray = make_photo(max(h, 2), max(w, 2))[:h, :w, 0]
+    out = streamcolor.colorize_image(gray, engine=engine, render_size=64)
+    assert out.shape == (h, w, 3)
+    assert delta_l(gray, out) <= 1.0
+
+
+def test_rgba_keeps_alpha(engine, photo, tmp_path):
+    alpha = np.tile(np.linspace(0, 255, photo.shape[1], dtype=np.uint8), (photo.shape[0], 1))
+    rgba = np.dstack([photo, alpha])
+    out = streamcolor.colorize_image(rgba, engine=engine)
+    assert out.shape == rgba.shape and np.array_equal(out[..., 3], alpha)
+    p = tmp_path / "a.png"
+    Image.fromarray(rgba, "RGBA").save(p)
+    written = streamcolor.colorize_image(p, tmp_path / "b.png", engine=engine)
+    assert np.array_equal(np.asarray(Image.open(written))[..., 3], alpha)
+
+
+def test_16bit_png_stays_16bit(engine, tmp_path):
+    gray16 = (np.linspace(0, 65535, 64 * 48).reshape(48, 64)).astype(np.uint16)
+    src = tmp_path / "g16.png"
+    Image.fromarray(gray16).save(src)
+    out = streamcolor.colorize_image(src, engine=engine)
+    assert out.dtype == np.uint16 and out.shape == (48, 64, 3)
+    written = streamcolor.colorize_image(src, tmp_path / "c16.png", engine=engine)
+    import cv2
+    back = cv2.imread(str(written), cv2.IMREAD_UNCHANGED)
+    assert back.dtype == np.uint16 and back.shape == (48, 64, 3)
+    l_in = lab.gray_to_l(gray16)
+    l_out = lab.rgb_to_l(back[..., ::-1])
+    assert np.abs(l_in - l_out).max() <= 1.0
+
+
+def test_exif_orientation_is_applied(engine, tmp_path, photo):
+    p = tmp_path / "rot.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW on display
+    Image.fromarray(photo).save(p, exif=exif.tobytes(), quality=95)
+    out = streamcolor.colorize_image(p, engine=engine)
+    assert out.shape == (photo.shape[1], photo.shape[0], 3)
+    written = streamcolor.colorize_image(p, tmp_path / "o.jpg", engine=engine)
+    im = Image.open(written)
+    assert im.size == (photo.shape[0], photo.shape[1]) and im.getexif().get(0x0112) is None
+
+
+def test_render_size_changes_only_colour_resolution(engine, photo):
+    a = streamcolor.colorize_image(photo, engine=engine, render_size=64)
+    b = streamcolor.colorize_image(photo, engine=engine, options=ColorOptions(render_size=128))
+    assert a.shape == b.shape == photo.shape
+    assert delta_l(photo, a) <= 1.0 and delta_l(photo, b) <= 1.0
+
+
+@pytest.mark.parametrize("case", ["missing", "directory", "zero", "text", "truncated", "huge"])
+def test_bad_input_clear_error_and_no_output(engine, tmp_path, photo_file, case):
+    src = {"missing": tmp_path / "nope.jpg", "directory": tmp_path, "zero": tmp_path / "zero.jpg",
+           "text": tmp_path / "text.jpg", "truncated": tmp_path / "trunc.jpg", "huge": photo_file}[case]
+    (tmp_path / "zero.jpg").write_bytes(b"")
+    (tmp_path / "text.jpg").write_text("not an image")
+    (tmp_path / "trunc.jpg").write_bytes(photo_file.read_bytes()[: photo_file.stat().st_size // 2])
+    options = ColorOptions(max_pixels=1000) if case == "huge" else ColorOptions()
+    dst = tmp_path / "out" / "x.png"
+    with pytest.raises(InputError) as err:
+        streamcolor.colorize_image(src, dst, engine=engine, options=options)
+    assert str(src) in str(err.value)
+    assert not dst.exists() and not list((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
+
+
+def test_write_atomic_leaves_nothing_on_failure(tmp_path, monkeypatch):
+    dst = tmp_path / "x.png"
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(image_io.os, "replace", boom)
+    with pytest.raises(streamcolor.OutputError, match="No space left"):
+        image_io.write_atomic(dst, b"data")
+    assert list(tmp_path.iterdir()) == []
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "streamcolor", *args], capture_output=True, text=True)
+
+
+def test_cli_image_and_bad_inputs(tmp_path, photo_file):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    r = run_cli("image", str(photo_file), str(bad), "-o", str(tmp_path / "out"))
+    assert r.returncode == 1
+    assert "bad.jpg" in r.stderr and "Traceback" not in r.stderr
+    assert (tmp_path / "out" / "photo.jpg").exists() and not (tmp_path / "out" / "bad.jpg").exists()
+
+
+def test_cli_help_lists_every_verb():
+    r = run_cli("--help")
+    assert r.returncode == 0
+    for verb in ("image", "video", "batch", "bench", "report", "models", "train"):
+        assert f"  {verb} " in r.stdout
