@@ -1,0 +1,272 @@
+"""Pure parts of trainer.collect_photos: container readers, licence lookup, filters, split.
+
+Everything is built in memory; no network, no Debian packages.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+from trainer import collect_photos as cp
+
+# --------------------------------------------------------------------------
+# Qt .rcc
+# --------------------------------------------------------------------------
+
+
+def build_rcc(tree: dict, version: int = 3) -> bytes:
+    """A Qt resource bundle holding ``tree`` ({name: bytes | (bytes, compress) | subtree})."""
+    names, payload, entries = bytearray(), bytearray(), []
+    name_offsets: dict[str, int] = {}
+
+    def name_offset(name: str) -> int:
+        if name not in name_offsets:
+            name_offsets[name] = len(names)
+            encoded = name.encode("utf-16-be")
+            names.extend(struct.pack(">HI", len(name), 0) + encoded)
+        return name_offsets[name]
+
+    # Breadth-first, so each directory's children are consecutive entries.
+    entries.append(None)  # root placeholder
+    queue = [(0, "", tree)]
+    while queue:
+        index, name, node = queue.pop(0)
+        first = len(entries)
+        children = sorted(node.items())
+        entries.extend([None] * len(children))
+        entries[index] = struct.pack(">IHII", name_offset(name) if index else 0, cp._RCC_DIRECTORY,
+                                     len(children), first)
+        for offset, (child, value) in enumerate(children):
+            if isinstance(value, dict):
+                queue.append((first + offset, child, value))
+                continue
+            blob, compress = value if isinstance(value, tuple) else (value, False)
+            stored = struct.pack(">I", len(blob)) + zlib.compress(blob) if compress else blob
+            entries[first + offset] = struct.pack(">IHHHI", name_offset(child), int(compress), 0, 0,
+                                                  len(payload))
+            payload.extend(struct.pack(">I", len(stored)) + stored)
+    mtime = b"\0" * 8 if version >= 2 else b""
+    table = b"".join(e + mtime for e in entries)
+    header_size = 24 if version >= 3 else 20
+    tree_at = header_size
+    data_at = tree_at + len(table)
+    names_at = data_at + len(payload)
+    header = b"qres" + struct.pack(">IIII", version, tree_at, data_at, names_at)
+    header += struct.pack(">I", 1) if version >= 3 else b""
+    return header + table + bytes(payload) + bytes(names)
+
+
+@pytest.mark.parametrize("version", [1, 3])
+def test_read_rcc_walks_directories_and_inflates(version: int) -> None:
+    bundle = build_rcc({"act": {"resource": {"a.webp": b"plain", "README": (b"credits" * 20, True)}},
+                        "top.txt": b"t"}, version)
+    assert cp.read_rcc(bundle) == {
+        "act/resource/a.webp": b"plain",
+        "act/resource/README": b"credits" * 20,
+        "top.txt": b"t",
+    }
+
+
+def test_read_rcc_rejects_other_files() -> None:
+    with pytest.raises(ValueError):
+        cp.read_rcc(b"PK\x03\x04" + b"\0" * 32)
+
+
+# --------------------------------------------------------------------------
+# jigzo .pzl
+# --------------------------------------------------------------------------
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+
+
+def build_pzl(atlas: np.ndarray, rect: tuple[int, int, int, int]) -> bytes:
+    """A jigzo puzzle: header, map, thumbnail, mask atlas, texture atlas."""
+    x, y, w, h = rect
+    records = [
+        ("p.map", f"#texture map data\ncrop000 0 0 8 8 0 0 0 0 0 0\nimage {x} {y} {w} {h} 1 1   \n".encode()),
+        ("p-t.jpg", _jpeg(np.zeros((8, 8, 3), np.uint8))),
+        ("p.png", cv2.imencode(".png", np.zeros((8, 8), np.uint8))[1].tobytes()),
+        ("p.jpg", _jpeg(atlas)),
+    ]
+    body = b"".join(f"{name}\n{len(blob)}\n".encode() + blob for name, blob in records)
+    return b"PzlF\n0.1\np\nhttp://example.invalid/\n" + body
+
+
+def test_cut_pzl_picture_takes_the_image_rectangle_from_the_atlas() -> None:
+    atlas = np.zeros((256, 256, 3), np.uint8)
+    atlas[:, :] = (255, 0, 0)           # pieces area: blue
+    atlas[0:96, 0:160] = (0, 0, 255)    # the picture: red
+    picture = cp.cut_pzl_picture(build_pzl(atlas, (0, 0, 160, 96)))
+    assert picture.shape == (96, 160, 3)
+    assert np.abs(picture[8:-8, 8:-8].astype(int) - (0, 0, 255)).max() < 8
+
+
+def test_read_pzl_lists_embedded_files() -> None:
+    puzzle = cp.read_pzl(build_pzl(np.zeros((32, 32, 3), np.uint8), (1, 2, 3, 4)))
+    assert list(puzzle.files) == ["p.map", "p-t.jpg", "p.png", "p.jpg"]
+    assert puzzle.image_rect == (1, 2, 3, 4)
+
+
+# --------------------------------------------------------------------------
+# Licences
+# --------------------------------------------------------------------------
+
+README = """Copyright: Someone
+License: CC-BY-SA 4.0
+Files:
+drawing.svg
+
+Copyright: Photographer
+Source: https://commons.wikimedia.org/wiki/File:X.jpg
+License: Public domain
+Files: wonders/photo.webp
+
+Copyright: 2000 Bruno
+License: CC-BY 4.0
+castle_0.webp
+castle_background.webp
+Comment: based on a photo by
+ somebody, source at https://example.invalid/x.jpg
+"""
+
+
+def test_gcompris_credit_reads_nearest_readme_and_loose_file_lists() -> None:
+    members = {"act/resource/README": README.encode(), "act/resource/wonders/photo.webp": b"",
+               "act/resource/castle_background.webp": b""}
+    photo = cp.gcompris_credit(members, "act/resource/wonders/photo.webp", "x.rcc")
+    assert photo is not None
+    assert (photo.licence, photo.holder) == ("public-domain", "Photographer")
+    assert photo.source == "x.rcc:/act/resource/README"
+    assert photo.url == "https://commons.wikimedia.org/wiki/File:X.jpg"
+    castle = cp.gcompris_credit(members, "act/resource/castle_background.webp", "x.rcc")
+    assert castle is not None and castle.licence == "CC-BY-4.0"
+    assert cp.gcompris_credit(members, "act/resource/other.webp", "x.rcc") is None
+
+
+COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+
+Files: *
+Copyright: 2014 Upstream
+License: GPL-2+
+
+Files: 16.04/Kleiber.jpg
+Copyright: 2021, Lukas
+License: CC-BY-SA-3.0
+
+Files: debian/*
+Copyright: Packager
+License: GPL-2+
+Comment: the packaging
+ has a continuation line
+
+License: GPL-2+
+ full text
+"""
+
+
+def test_dep5_credit_matches_source_paths_by_name_and_last_stanza_wins() -> None:
+    stanzas = cp.parse_dep5(COPYRIGHT)
+    kleiber = cp.dep5_credit(stanzas, "usr/share/backgrounds/Kleiber.jpg", "copyright")
+    assert kleiber is not None and (kleiber.licence, kleiber.holder) == ("CC-BY-SA-3.0", "2021, Lukas")
+    other = cp.dep5_credit(stanzas, "usr/share/backgrounds/Other.jpg", "copyright")
+    assert other is not None and other.licence == "GPL-2+"
+
+
+def test_non_commercial_licences_are_refused() -> None:
+    candidate = cp.Candidate(package="p", path="x.pzl", name="x",
+                             credit=cp.Credit(licence="CC-BY-NC-SA-1.0", source="copyright"))
+    reason = cp.excluded_reason(candidate)
+    assert reason is not None and reason.startswith("licence:")
+
+
+# --------------------------------------------------------------------------
+# Filters
+# --------------------------------------------------------------------------
+
+
+def _candidate(image: np.ndarray, **kwargs) -> cp.Candidate:
+    png = cv2.imencode(".png", image)[1].tobytes()
+    return cp.Candidate(package="p", path="a.png", name="a", credit=cp.Credit("CC0-1.0", "x"), data=png, **kwargs)
+
+
+def _noise(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def test_mean_chroma_is_zero_for_grey_and_large_for_colour() -> None:
+    grey = np.repeat(_noise((64, 64, 1)), 3, axis=2)
+    assert cp.mean_chroma(grey) < 0.05
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[..., 2] = 255
+    assert cp.mean_chroma(red) > 80  # sRGB red: C*ab ~ 104
+
+
+def test_prepare_drops_grey_and_small_and_keeps_colour() -> None:
+    grey = np.repeat(_noise((200, 300, 1)), 3, axis=2)
+    assert cp.prepare(_candidate(grey)).startswith("grey:")
+    assert cp.prepare(_candidate(_noise((100, 300, 3)))).startswith("small:")
+    kept = cp.prepare(_candidate(_noise((200, 300, 3))))
+    assert isinstance(kept, cp.Prepared) and kept.bgr.shape == (200, 300, 3) and kept.jpeg is None
+
+
+def test_flat_fraction_separates_clip_art_from_photo_noise() -> None:
+    alpha = np.full((64, 64), 255, np.uint8)
+    flat = np.zeros((64, 64, 3), np.uint8)
+    flat[:, 32:] = (0, 200, 255)
+    assert cp.flat_fraction(flat, alpha) > 0.9
+    assert cp.flat_fraction(_noise((64, 64, 3)), alpha) < cp.MAX_FLAT_FRACTION
+
+
+def test_cutout_is_cropped_and_composited_on_neutral_grey() -> None:
+    image = np.zeros((200, 200, 4), np.uint8)
+    image[20:180, 30:170, :3] = _noise((160, 140, 3))
+    image[20:180, 30:170, 3] = 255
+    image[20:180, 30, 3] = 128  # a half-transparent edge column
+    kept = cp.prepare(_candidate(image, cutout=True))
+    assert isinstance(kept, cp.Prepared)
+    assert kept.bgr.shape == (160, 140, 3)
+    lab = cv2.cvtColor(np.full((1, 1, 3), cp.CUTOUT_BACKGROUND, np.uint8), cv2.COLOR_BGR2Lab)
+    assert tuple(lab[0, 0, 1:]) == (128, 128)  # a = b = 0 in OpenCV's 8-bit encoding
+
+
+def test_pixel_hash_ignores_file_format() -> None:
+    image = _noise((32, 48, 3))
+    decoded, _ = cp.decode_image(cv2.imencode(".png", image)[1].tobytes())
+    assert cp.pixel_hash(decoded) == cp.pixel_hash(image)
+    assert cp.pixel_hash(image) != cp.pixel_hash(image.reshape(48, 32, 3))
+
+
+# --------------------------------------------------------------------------
+# Split and carry copy
+# --------------------------------------------------------------------------
+
+
+def test_split_is_stable_and_about_eight_percent_val() -> None:
+    paths = [f"usr/share/x/{i}.jpg" for i in range(5000)]
+    first = [cp.assign_split("pkg", p) for p in paths]
+    assert first == [cp.assign_split("pkg", p) for p in paths]
+    assert 0.065 < first.count("val") / len(first) < 0.095
+    # Pinned values: changing the hash would silently reshuffle train and val.
+    pinned_val = [i for i in range(30) if cp.assign_split("gcompris-qt-data", f"p{i}") == "val"]
+    assert pinned_val == [6, 7, 12, 28]
+
+
+def test_encode_carry_limits_the_long_side() -> None:
+    data, width, height = cp.encode_carry(_noise((300, 1200, 3)), cp.CarrySettings(512, 90))
+    assert (width, height) == (512, 128)
+    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).shape == (128, 512, 3)
+
+
+@pytest.mark.parametrize(("raw", "clean"), [
+    ("CC-BY-SA 4.0", "CC-BY-SA-4.0"), ("Public Domain", "public-domain"), ("Public domain", "public-domain"),
+    ("GPLv2+", "GPL-2+"), ("BSD-3-clause", "BSD-3-Clause"), ("CC0-1.0", "CC0-1.0"),
+])
+def test_normalise_licence(raw: str, clean: str) -> None:
+    assert cp.normalise_licence(raw) == clean
