@@ -22,8 +22,16 @@ DEFAULT_MODEL = "default"
 
 
 def _onnx(info: ModelInfo, **kw) -> Engine:
-    from engines.onnx_engine import OnnxEngine
-    return OnnxEngine(info, **kw)
+    from engines.select import load_onnx
+    return load_onnx(info, **kw)
+
+
+def _onnx_int8(info: ModelInfo, **kw) -> Engine:
+    return _onnx(info, **{**kw, "precision": "int8"})
+
+
+def _onnx_fp16(info: ModelInfo, **kw) -> Engine:
+    return _onnx(info, **{**kw, "precision": "fp16"})
 
 
 def _keras(info: ModelInfo, **kw) -> Engine:
@@ -37,7 +45,10 @@ def _tensorrt(info: ModelInfo, **kw) -> Engine:
 
 
 #: Backend name -> constructor.  Runtimes are imported only when chosen.
-BACKENDS: dict[str, Callable[..., Engine]] = {"onnx": _onnx, "keras": _keras, "tensorrt": _tensorrt}
+#: "onnx" runs the float32 graphs unless ``precision=`` says otherwise; "onnx-int8" and
+#: "onnx-fp16" force a variant (engines/select.py).
+BACKENDS: dict[str, Callable[..., Engine]] = {"onnx": _onnx, "onnx-int8": _onnx_int8, "onnx-fp16": _onnx_fp16,
+                                               "keras": _keras, "tensorrt": _tensorrt}
 
 
 def available_models() -> list[str]:
@@ -70,14 +81,18 @@ def load_engine(model: str | Path = DEFAULT_MODEL, backend: str = "auto", **opti
     model:
         A shipped model name (see :func:`available_models`) or a bundle folder.
     backend:
-        "auto" (ONNX Runtime, on CUDA when available, else CPU), or one of
-        :func:`available_backends`.
+        "auto": ONNX Runtime, on CUDA when available, else CPU, in the
+        fastest precision of the bundle that passes its quality guard
+        (``engines.select.choose``: fp16 on CUDA, int8 on CPU, else fp32);
+        or one of :func:`available_backends`.
     options:
-        Passed to the backend, e.g. ``device="cpu"`` or ``threads=2`` for ONNX.
+        Passed to the backend, e.g. ``device="cpu"`` or ``threads=2`` for ONNX;
+        ``precision="fp32"|"int8"|"fp16"|"auto"`` for "onnx" (default fp32).
     """
     info = resolve_model(model)
     if backend == "auto":
         backend = "onnx"
+        options.setdefault("precision", "auto")
     try:
         factory = BACKENDS[backend]
     except KeyError:

@@ -71,7 +71,7 @@ class OnnxEngine(Engine):
     @property
     def name(self) -> str:
         dev = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
-        variant = self.colorizer_file.removeprefix("colorizer").removesuffix(".onnx").strip(".-_")
+        variant = os.path.basename(self.colorizer_file).removeprefix("colorizer").removesuffix(".onnx").strip(".-_")
         return f"onnx-{dev}{'-' + variant if variant else ''}:{self.info.name}"
 
     def embed(self, l_ext: np.ndarray) -> np.ndarray:

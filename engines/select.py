@@ -1,0 +1,348 @@
+"""Which precision to run a bundle in: the fastest variant that keeps the quality.
+
+Besides its float32 graphs (``colorizer.onnx``, ``extractor.onnx``) a bundle
+may hold lower-precision variants, each described in ``model.json`` under
+``"variants"`` by ``python -m trainer.quantize`` (which measures them)::
+
+    "variants": {
+      "int8": {"colorizer": "colorizer-int8.onnx", "extractor": "extractor-int8.onnx",
+               "device": "cpu", "mse_rel": 0.006, "mse_vs_fp32": 1.1e-05,
+               "speedup_224_b16": 3.4, "quantization": {...}, "calibration": {...}, ...},
+      "fp16": {"colorizer": "colorizer-fp16.onnx", "extractor": "extractor-fp16.onnx",
+               "device": "cuda", "mse_rel": 0.0002, ...}
+    }
+
+* ``int8``: static QDQ quantization (ONNX Runtime), for CPUs; on CPUs with
+  VNNI or AMX it runs the convolutions as int8 kernels.
+* ``fp16``: a true-float16 graph (float32 inputs and outputs), for the CUDA
+  provider.  ONNX Runtime's CPU provider has no float16 (nor bfloat16)
+  convolution kernels on x86: it casts back to float32 there, so this variant
+  is never chosen on a CPU.  When the bundle does not carry the fp16 files
+  (the shipped default leaves them out to stay small) they are converted from
+  the float32 graphs at load time and cached (needs ``onnx`` and
+  ``onnxconverter-common``).
+
+Quality guard: ``mse_rel`` = |MSE(variant) - MSE(fp32)| / MSE(fp32), the a*b*
+MSE against the truth on held-out photos.  ``precision="auto"`` only takes a
+variant whose ``mse_rel`` is measured and at most :data:`MAX_DRIFT`; any
+variant it passes over is logged with the reason.  A forced precision always
+loads (with a warning when it fails the guard).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from engines.base import EngineError, ModelInfo
+
+if TYPE_CHECKING:
+    from engines.onnx_engine import OnnxEngine
+
+log = logging.getLogger(__name__)
+
+#: Precisions of the ONNX engine; "fp32" is the bundle's own graphs, the reference.
+PRECISIONS = ("fp32", "int8", "fp16")
+#: Largest relative drift of the a*b* MSE that "auto" accepts.
+MAX_DRIFT = 0.05
+#: Default file names of each variant: (colorizer, extractor).
+VARIANT_FILES = {"fp32": ("colorizer.onnx", "extractor.onnx"),
+                 "int8": ("colorizer-int8.onnx", "extractor-int8.onnx"),
+                 "fp16": ("colorizer-fp16.onnx", "extractor-fp16.onnx")}
+#: Where each variant is meant to run.
+VARIANT_DEVICE = {"fp32": "any", "int8": "cpu", "fp16": "cuda"}
+#: Where fp16 graphs converted at load time are cached.
+CACHE_DIR = Path(os.environ.get("STREAMCOLOR_CACHE", Path.home() / ".cache" / "streamcolor"))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What "auto" picked and why."""
+
+    precision: str  # one of PRECISIONS
+    device: str  # "cpu" or "cuda"
+    reason: str  # one line, for the log
+
+
+def variants(info: ModelInfo) -> dict[str, dict[str, Any]]:
+    """The variants described in ``model.json`` (name -> record); {} when none."""
+    v = info.meta.get("variants") or {}
+    return {k: dict(r) for k, r in v.items() if isinstance(r, dict)}
+
+
+def guard(info: ModelInfo, precision: str, *, max_drift: float = MAX_DRIFT) -> tuple[bool, str]:
+    """Whether ``precision`` passes the quality guard, and a one-line reason."""
+    if precision == "fp32":
+        return True, "the reference"
+    rec = variants(info).get(precision)
+    if rec is None:
+        return False, f"the bundle has no {precision} variant (make one: python -m trainer.quantize {info.path})"
+    drift = rec.get("mse_rel")
+    if drift is None:
+        return False, f"its quality was never measured (no mse_rel in {info.path.name}/model.json)"
+    if not np.isfinite(drift) or drift > max_drift:
+        return False, (f"its a*b* MSE drifts {100 * drift:.1f}% from fp32 on held-out photos "
+                       f"(limit {100 * max_drift:.0f}%)")
+    return True, f"a*b* MSE within {100 * drift:.2f}% of fp32 (limit {100 * max_drift:.0f}%)"
+
+
+def cuda_available() -> bool:
+    """Whether ONNX Runtime offers the CUDA provider here."""
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def choose(info: ModelInfo, *, device: str = "auto", max_drift: float = MAX_DRIFT) -> Choice:
+    """Pick the precision "auto" runs ``info`` in on ``device`` ("auto", "cpu", "cuda").
+
+    CUDA (when present and not excluded): fp16 if it passes the guard, else fp32.
+    CPU: the variant with the largest measured speed-up over fp32 among those
+    that pass the guard, else fp32.  Every variant passed over is logged with
+    its reason.
+    """
+    dev = "cuda" if device == "cuda" or (device == "auto" and cuda_available()) else "cpu"
+    recs = variants(info)
+    best = Choice("fp32", dev, "no faster variant passes the quality guard")
+    best_speed = 1.0
+    for name in PRECISIONS[1:]:
+        if name not in recs:
+            continue
+        want = VARIANT_DEVICE[name]
+        if want != dev:
+            log.info("%s: %s variant not considered: it is meant for %s, running on %s", info.name, name, want, dev)
+            continue
+        ok, why = guard(info, name, max_drift=max_drift)
+        if not ok:
+            log.warning("%s: not using the %s variant: %s; running fp32", info.name, name, why)
+            continue
+        # fp16 on a GPU is taken on trust (tensor cores); CPU variants need a measured gain.
+        speed = float(recs[name].get("speedup_224_b16") or (2.0 if dev == "cuda" else 0.0))
+        if speed <= best_speed:
+            log.info("%s: %s variant not faster than fp32 here (speed-up %.2f)", info.name, name, speed)
+            continue
+        best, best_speed = Choice(name, dev, f"{why}; {speed:.1f}x fp32 images/s"), speed
+    log.info("%s: auto picked %s on %s (%s)", info.name, best.precision, best.device, best.reason)
+    return best
+
+
+def load_onnx(info: ModelInfo, *, precision: str | None = None, device: str = "auto", threads: int = 0,
+              max_drift: float = MAX_DRIFT, **kw) -> "OnnxEngine":
+    """An ONNX engine for ``info`` in ``precision``.
+
+    Parameters
+    ----------
+    precision:
+        None or "fp32": the float32 graphs (what ``backend="onnx"`` always
+        loaded); "int8" or "fp16": that variant, forced (a warning when it
+        fails the guard); "auto": :func:`choose`.
+    device:
+        "auto", "cpu" or "cuda", as for :class:`~engines.onnx_engine.OnnxEngine`.
+        A forced int8 variant runs on the CPU unless "cuda" is asked for.
+    kw:
+        ``colorizer_file``/``extractor_file`` override the variant's files.
+    """
+    from engines.onnx_engine import OnnxEngine
+
+    precision = precision or "fp32"
+    if precision == "auto":
+        if "colorizer_file" in kw or "extractor_file" in kw:
+            precision = "fp32"  # explicit files: the caller knows what to load
+        else:
+            choice = choose(info, device=device, max_drift=max_drift)
+            precision, device = choice.precision, choice.device
+    elif precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {['auto', *PRECISIONS]}")
+    elif precision != "fp32":
+        if precision not in variants(info) and not (precision == "fp16" and _fp16_convertible()):
+            raise EngineError(f"model bundle {info.path} has no {precision} variant; make one with "
+                              f"python -m trainer.quantize {info.path}")
+        ok, why = guard(info, precision, max_drift=max_drift)
+        if not ok:
+            log.warning("%s: %s forced although %s", info.name, precision, why)
+        if precision == "int8" and device == "auto":
+            device = "cpu"
+        if precision == "fp16" and (device == "cpu" or (device == "auto" and not cuda_available())):
+            log.warning("%s: fp16 on the CPU is not faster: ONNX Runtime has no float16 convolutions on x86 "
+                        "and casts them back to float32", info.name)
+    colorizer, extractor = _files(info, precision)
+    kw.setdefault("colorizer_file", colorizer)
+    kw.setdefault("extractor_file", extractor)
+    return OnnxEngine(info, device=device, threads=threads, **kw)
+
+
+def _files(info: ModelInfo, precision: str) -> tuple[str, str]:
+    """(colorizer, extractor) file names of a variant, converting fp16 graphs when the bundle lacks them."""
+    rec = variants(info).get(precision, {})
+    default_c, default_e = VARIANT_FILES[precision]
+    colorizer, extractor = rec.get("colorizer", default_c), rec.get("extractor", default_e)
+    if precision == "fp16":
+        colorizer = _fp16_file(info, colorizer, "colorizer.onnx")
+        extractor = _fp16_file(info, extractor, "extractor.onnx")
+    return colorizer, extractor
+
+
+def _fp16_convertible() -> bool:
+    try:
+        import onnx  # noqa: F401
+        from onnxconverter_common import float16  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _fp16_file(info: ModelInfo, name: str, source: str) -> str:
+    """``name`` if the bundle has it, else the path of a cached float16 conversion of ``source``."""
+    if (info.path / name).is_file():
+        return name
+    src = info.file(source)
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
+    out = CACHE_DIR / "fp16" / digest / name
+    if not out.is_file():
+        log.info("converting %s to float16 (cached in %s)", src, out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(to_fp16(src.read_bytes()))
+        os.replace(tmp, out)
+    return str(out)  # absolute: OnnxEngine joins it onto the bundle folder, which keeps it as is
+
+
+def to_fp16(model: bytes) -> bytes:
+    """A float32 ONNX graph (serialized) -> a float16-compute graph with float32
+    inputs and outputs (onnxconverter-common, ``keep_io_types=True``).
+    Weights stored as float16 behind a Cast (ship bundles) are folded first."""
+    try:
+        import onnx
+        from onnxconverter_common import float16
+    except ImportError as exc:
+        raise ImportError("the fp16 engine converts the model at load time: pip install onnx "
+                          "onnxconverter-common (or ship colorizer-fp16.onnx in the bundle)") from exc
+    proto = unfold_fp16_weights(onnx.load_from_string(model))
+    return float16.convert_float_to_float16(proto, keep_io_types=True).SerializeToString()
+
+
+def unfold_fp16_weights(proto):
+    """Undo ``trainer.export.store_weights_fp16``: every Cast-to-float32 of a
+    float16 initializer becomes a float32 initializer again, so that tools that
+    look for constant weights (quantization, fp16 conversion) find them.
+    Returns the same ModelProto, changed."""
+    from onnx import TensorProto, numpy_helper
+
+    g = proto.graph
+    inits = {i.name: i for i in g.initializer}
+    folded, keep_nodes = {}, []
+    for node in g.node:
+        src = inits.get(node.input[0]) if node.op_type == "Cast" and node.input else None
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        if src is not None and src.data_type == TensorProto.FLOAT16 and to == TensorProto.FLOAT:
+            folded[node.output[0]] = numpy_helper.from_array(
+                numpy_helper.to_array(src).astype(np.float32), name=node.output[0])
+        else:
+            keep_nodes.append(node)
+    if not folded:
+        return proto
+    sources = {node.input[0] for node in g.node if node.output and node.output[0] in folded}
+    used = {n for node in keep_nodes for n in node.input}
+    new_inits = [i for i in g.initializer if i.name not in sources or i.name in used]
+    del g.node[:]
+    g.node.extend(keep_nodes)
+    del g.initializer[:]
+    g.initializer.extend(new_inits + list(folded.values()))
+    return proto
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def cpu_description() -> str:
+    """CPU model and the instruction sets that matter for int8/bf16 speed, e.g.
+    "Intel(R) Xeon(R) Processor, 2 cores (avx512_vnni, amx_int8, avx512_bf16)"."""
+    name, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and name == "unknown CPU":
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    wanted = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16", "amx_bf16",
+                          "avx512_fp16") if f in flags]
+    return f"{name}, {os.cpu_count()} cores" + (f" ({', '.join(wanted)})" if wanted else "")
+
+
+def compare_engines(model: str | Path, sizes: Sequence[int] = (224, 256), batches: Sequence[int] = (1, 16), *,
+                    device: str = "cpu", precisions: Sequence[str] | None = None, rounds: int = 3,
+                    threads: int = 0, max_drift: float = MAX_DRIFT) -> list[dict[str, Any]]:
+    """Images/s of every precision of ``model`` present, measured side by side.
+
+    Parameters
+    ----------
+    model:
+        A shipped model name or a bundle folder.
+    sizes, batches:
+        Square render sizes (pixels, multiples of 8) and batch sizes to time.
+    device:
+        "cpu" or "cuda" (fp16 is only timed on "cuda").
+    precisions:
+        Default: fp32 and every variant meant for ``device``.
+    rounds:
+        Timed runs per engine and shape; the engines take turns, and the
+        median is reported, so load from other processes hits all alike.
+
+    Returns
+    -------
+    list of dict
+        One row per (precision, size, batch): ``precision``, ``engine``,
+        ``size``, ``batch``, ``images_per_s``, ``ratio_to_fp32`` (same run),
+        the stored quality figures ``mse_rel`` and ``mse_vs_fp32`` (None when
+        unmeasured), ``guard`` ("pass" or the reason it fails), ``auto``
+        (whether ``precision="auto"`` picks it here) and ``cpu``.
+    """
+    from engines import resolve_model
+
+    info = resolve_model(model)
+    recs = variants(info)
+    if precisions is None:
+        precisions = ["fp32"] + [p for p in PRECISIONS[1:] if p in recs and VARIANT_DEVICE[p] == device]
+    picked = choose(info, device=device, max_drift=max_drift).precision
+    loaded = {p: load_onnx(info, precision=p, device=device, threads=threads) for p in precisions}
+    rows = []
+    try:
+        for size in sizes:
+            for batch in batches:
+                l = np.random.default_rng(0).uniform(-1, 1, (batch, size, size, 1)).astype(np.float32)
+                times: dict[str, list[float]] = {p: [] for p in loaded}
+                for eng in loaded.values():
+                    eng.predict(l)  # warm-up: allocation, kernel choice
+                for _ in range(max(1, rounds)):
+                    for p, eng in loaded.items():
+                        t = time.perf_counter()
+                        eng.predict(l)
+                        times[p].append(time.perf_counter() - t)
+                ips = {p: batch / float(np.median(t)) for p, t in times.items()}
+                for p, eng in loaded.items():
+                    ok, why = guard(info, p, max_drift=max_drift)
+                    rec = recs.get(p, {})
+                    rows.append({"model": info.name, "precision": p, "engine": eng.name, "size": size,
+                                 "batch": batch, "images_per_s": ips[p],
+                                 "ratio_to_fp32": ips[p] / ips["fp32"] if "fp32" in ips else None,
+                                 "mse_rel": 0.0 if p == "fp32" else rec.get("mse_rel"),
+                                 "mse_vs_fp32": 0.0 if p == "fp32" else rec.get("mse_vs_fp32"),
+                                 "guard": "pass" if ok else why, "auto": p == picked, "device": device,
+                                 "cpu": cpu_description()})
+    finally:
+        for eng in loaded.values():
+            eng.close()
+    return rows
+
+
+__all__ = ["Choice", "MAX_DRIFT", "PRECISIONS", "VARIANT_FILES", "choose", "compare_engines", "cpu_description",
+           "guard", "load_onnx", "to_fp16", "unfold_fp16_weights", "variants"]
