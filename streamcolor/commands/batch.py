@@ -1,0 +1,111 @@
+"""`streamcolor batch`: colorize folders, zip and tar archives; resumable."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from streamcolor.commands.common import engine_options, load
+from streamcolor.errors import StreamcolorError
+
+log = logging.getLogger(__name__)
+
+#: Exit status: every item done / some items skipped or failed / could not start or could not write.
+EXIT_OK, EXIT_ITEMS, EXIT_FATAL = 0, 1, 2
+
+
+class ByteSize(click.ParamType):
+    """A byte count: ``1000``, ``64K``, ``512M``, ``2G`` (powers of 1024)."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        m = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)i?b?\s*", str(value), re.IGNORECASE)
+        if not m:
+            self.fail(f"{value!r} is not a size such as 1000, 64K, 512M or 2G", param, ctx)
+        return int(m.group(1)) * 1024 ** "_kmgt".index(m.group(2).lower() or "_")
+
+
+@click.command("batch")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Output folder (mirrors the source tree; OUT/<source name>/ per source when several). "
+                   "A name ending in .zip/.tar.gz/... also packs the folder into that archive.")
+@click.option("--format", "fmt", type=click.Choice(["same", "png", "jpg", "webp", "tiff", "bmp"]),
+              default="same", show_default=True, help="Output format (same: keep each file's format; "
+                                                      "formats we cannot write, such as GIF, become PNG).")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality.")
+@click.option("--archive", is_flag=True,
+              help="When finished, also pack OUTPUT into OUTPUT.zip / OUTPUT.tar.gz / ... of the sources' kind "
+                   "(zip for folders).  To choose the kind, name the output so: -o out.tar.xz.")
+@click.option("-b", "--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Images per engine call.")
+@click.option("-j", "--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Threads that decode and encode/write (0: one per CPU core).")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Refuse images with more pixels (decompression bombs). [default: 268000000]")
+@click.option("--max-member-size", type=ByteSize(), default="512M", show_default=True,
+              help="Refuse files and archive members bigger than this (declared or read).")
+@click.option("--max-ratio", type=click.FloatRange(min=1, min_open=True), default=200.0, show_default=True,
+              help="Refuse zip members (over 1 MiB) that inflate more than this many times (zip bombs).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@engine_options
+def command(sources, output, fmt, quality, archive, batch_size, workers, max_pixels, max_member_size, max_ratio,
+            progress, model, backend, render_size, saturation):
+    """Colorize every image in SOURCES (folders, searched recursively; .zip;
+    .tar, .tar.gz/.tgz, .tar.xz, .tar.bz2) into the folder OUTPUT.
+
+    Members are read straight from the archives, one at a time; decoding,
+    the network and writing run in parallel.  Bad files (corrupt, truncated,
+    empty, not images), unsafe members (absolute or '..' paths, links,
+    devices) and decompression bombs are skipped, listed with the reason in
+    OUTPUT/streamcolor-report.csv, and never stop the run.
+
+    Resumable: the state of every item is kept in
+    OUTPUT/.streamcolor-manifest.sqlite; after an interruption (even kill -9)
+    run the same command again to finish the rest.  Failed and skipped items
+    are retried on each run.
+
+    \b
+    Exit status:
+      0  every item colorized
+      1  some items were skipped or failed (see the report); the rest are done
+      2  could not start (bad arguments, unreadable source, unknown model)
+         or could not write the output (read-only, disk full): the items
+         finished so far are kept; run the command again when fixed
+
+    \b
+    Examples:
+      streamcolor batch scans/ -o scans-colour/
+      streamcolor batch album.zip -o album-colour --archive   # folder + .zip
+      streamcolor batch film.tar -o film-colour.tar.xz        # folder + .tar.xz
+      streamcolor batch a.tar.gz b/ -o out/ --format jpg -r 384
+    """
+    from streamcolor.archive import BatchOptions, colorize_archive
+    from streamcolor.image_io import DEFAULT_MAX_PIXELS
+
+    try:
+        options = BatchOptions(render_size=render_size, saturation=saturation, quality=quality,
+                               output_format=fmt, archive="same" if archive else None, batch_size=batch_size,
+                               workers=workers, max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+                               max_member_bytes=max_member_size, max_ratio=max_ratio)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    try:
+        engine = load(model, backend)
+    except click.ClickException as exc:
+        exc.exit_code = EXIT_FATAL
+        raise
+    try:
+        report = colorize_archive(list(sources), output, engine=engine, options=options, progress=progress)
+    except (StreamcolorError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FATAL)
+    click.echo(report.summary())
+    sys.exit(EXIT_OK if report.ok else EXIT_ITEMS)

@@ -1,0 +1,560 @@
+"""colorize_archive and `streamcolor batch`: hostile archives, folders mirrored,
+resume after SIGKILL, read-only or full output, the reusable pieces."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import signal
+import sqlite3
+import stat
+import struct
+import subprocess
+import sys
+import tarfile
+import time
+import warnings
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import streamcolor
+from streamcolor import archive
+from streamcolor.archive import BatchOptions, Item, colorize_archive, output_name, safe_member_path
+from streamcolor.errors import InputError, OutputError
+from streamcolor.manifest import DONE, FAILED, FILENAME as MANIFEST, PENDING, SKIPPED, Entry, Manifest
+from tests.conftest import make_photo, png_bytes
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def jpeg_bytes(arr: np.ndarray, **save) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=90, **save)
+    return buf.getvalue()
+
+
+def encoded(arr: np.ndarray, fmt: str, **save) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format=fmt, **save)
+    return buf.getvalue()
+
+
+def huge_png_header(w: int = 100_000, h: int = 100_000) -> bytes:
+    """A tiny PNG that declares w x h pixels (a pixel-count decompression bomb)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+GOOD = {  # member -> (bytes, (h, w))
+    "photos/a.jpg": (jpeg_bytes(make_photo(120, 170, seed=1)[..., 0]), (120, 170)),
+    "photos/b.png": (png_bytes(make_photo(90, 64, seed=2)), (90, 64)),
+    "c.webp": (encoded(make_photo(50, 80, seed=3)[..., 1], "WEBP", quality=90), (50, 80)),
+    "deep/er/d.tif": (encoded(make_photo(40, 40, seed=4)[..., 2], "TIFF"), (40, 40)),
+}
+GOOD_JPEG = GOOD["photos/a.jpg"][0]
+def corrupted(data: bytes) -> bytes:
+    """The same file with one byte of its middle flipped (a PNG's CRC no longer matches)."""
+    b = bytearray(data)
+    b[len(b) // 2] ^= 0xFF
+    return bytes(b)
+
+
+BAD_FILES = {  # member -> bytes; all of them "failed"
+    "corrupt.png": corrupted(GOOD["photos/b.png"][0]),
+    "truncated.jpg": GOOD_JPEG[: len(GOOD_JPEG) // 2],
+    "zero.png": b"",
+    "notes.txt": b"these are not the pixels you are looking for\n",
+    "huge.png": huge_png_header(),
+}
+ESCAPES = ["../sc-escape.png", "/abs/sc-evil.png", "ok/../../sc-escape2.png", "..\\sc-escape3.png"]
+
+
+def files_outside(root: Path, out: Path, allowed: set[Path]) -> list[Path]:
+    """Every file under ``root`` that is neither under ``out`` nor in ``allowed``."""
+    found = []
+    for d, _, files in os.walk(root):
+        for f in files:
+            p = Path(d) / f
+            if p in allowed or out in p.parents:
+                continue
+            found.append(p)
+    return found
+
+
+def image_outputs(out: Path) -> dict[str, Path]:
+    """Output images under OUT by relative path (manifest, lock and report left out)."""
+    skip = {MANIFEST, MANIFEST + "-wal", MANIFEST + "-shm", archive.LOCK_FILENAME, archive.REPORT_FILENAME}
+    return {p.relative_to(out).as_posix(): p for p in sorted(out.rglob("*")) if p.is_file() and p.name not in skip}
+
+
+def read_report(out: Path) -> dict[str, tuple[str, str]]:
+    import csv
+
+    with open(out / archive.REPORT_FILENAME, newline="") as fh:
+        return {row["member"]: (row["state"], row["reason"]) for row in csv.DictReader(fh)}
+
+
+def assert_escapes_refused(problems: dict[str, tuple[str, str]]) -> None:
+    for name in ESCAPES:
+        state, reason = problems[name]
+        assert state == SKIPPED
+        assert "outside the output folder" in reason
+
+
+def assert_bad_files_failed(problems: dict[str, tuple[str, str]]) -> None:
+    assert problems["zero.png"] == (FAILED, "empty (0 bytes)")
+    assert "not an image" in problems["notes.txt"][1]
+    for name in ("corrupt.png", "truncated.jpg"):
+        assert problems[name][0] == FAILED and "corrupt or truncated" in problems[name][1]
+    assert problems["huge.png"][0] == FAILED
+    assert "100000x100000" in problems["huge.png"][1] or "bomb" in problems["huge.png"][1]
+
+
+def assert_good_outputs(out: Path, expected: dict[str, tuple[int, int]]) -> None:
+    outputs = image_outputs(out)
+    assert set(outputs) == set(expected), set(outputs) ^ set(expected)
+    for rel, (h, w) in expected.items():
+        with Image.open(outputs[rel]) as im:
+            im.load()
+            assert im.size == (w, h) and im.mode in ("RGB", "RGBA")
+
+
+def no_temp_files(root: Path) -> bool:
+    return not [p for p in root.rglob("*.part")]
+
+
+# ---------------------------------------------------------------------------------------------
+# hostile archives
+# ---------------------------------------------------------------------------------------------
+
+
+def build_hostile_zip(path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # duplicate name
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name, (data, _) in GOOD.items():
+                zf.writestr(name, data)
+            zf.writestr("photos/a.jpg", GOOD_JPEG)  # a second member of the same name
+            for name, data in BAD_FILES.items():
+                zf.writestr(name, data)
+            for name in ESCAPES:
+                zf.writestr(zipfile.ZipInfo(name), GOOD_JPEG)
+            link = zipfile.ZipInfo("link.png")
+            link.create_system = 3
+            link.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(link, "../../../etc/passwd")
+            zf.writestr("bomb.png", bytes(50 << 20))  # 50 MB of zeros: ~50 KB deflated
+            zf.writestr("__MACOSX/._a.jpg", b"junk")  # OS junk: ignored, not reported
+    names = zipfile.ZipFile(path).namelist()
+    assert "/abs/sc-evil.png" in names and "../sc-escape.png" in names
+
+
+def build_hostile_tar(path: Path, mode: str) -> None:
+    def add(tf, name, data=b"", kind=tarfile.REGTYPE, linkname=""):
+        ti = tarfile.TarInfo(name)
+        ti.type, ti.linkname, ti.size, ti.mtime = kind, linkname, len(data), 1_700_000_000
+        tf.addfile(ti, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+
+    with tarfile.open(path, mode, format=tarfile.GNU_FORMAT) as tf:
+        for name, (data, _) in GOOD.items():
+            add(tf, name, data)
+        for name, data in BAD_FILES.items():
+            add(tf, name, data)
+        for name in ESCAPES:
+            add(tf, name, GOOD_JPEG)
+        add(tf, "link.png", kind=tarfile.SYMTYPE, linkname="../../../etc/passwd")
+        add(tf, "hard.png", kind=tarfile.LNKTYPE, linkname="/etc/passwd")
+        add(tf, "dev.png", kind=tarfile.CHRTYPE)
+        add(tf, "fifo.png", kind=tarfile.FIFOTYPE)
+        add(tf, "bomb.png", bytes(50 << 20))
+    assert "/abs/sc-evil.png" in tarfile.open(path).getnames()
+
+
+def test_hostile_zip(engine, tmp_path):
+    src = tmp_path / "in" / "hostile.zip"
+    src.parent.mkdir()
+    build_hostile_zip(src)
+    out = tmp_path / "out"
+    report = colorize_archive(src, out, engine=engine, progress=False,
+                              options=BatchOptions(render_size=64, batch_size=3))
+    problems = read_report(out)
+    assert_escapes_refused(problems)
+    assert_bad_files_failed(problems)
+    assert problems["link.png"][0] == SKIPPED and "symbolic link" in problems["link.png"][1]
+    assert problems["bomb.png"][0] == SKIPPED and "zip bomb" in problems["bomb.png"][1]
+    expected = {name: hw for name, (_, hw) in GOOD.items()} | {"photos/a~2.jpg": GOOD["photos/a.jpg"][1]}
+    assert_good_outputs(out, expected)
+    assert (report.done, report.failed, report.skipped) == (len(expected), len(BAD_FILES), len(ESCAPES) + 2)
+    assert not report.ok and report.total == len(expected) + len(problems)
+    assert files_outside(tmp_path, out, {src}) == []
+    assert not Path("/abs/sc-evil.png").exists()
+    assert no_temp_files(tmp_path)
+
+
+@pytest.mark.parametrize("mode,suffix", [("w", ".tar"), ("w:gz", ".tar.gz")])
+def test_hostile_tar(engine, tmp_path, mode, suffix):
+    src = tmp_path / "in" / f"hostile{suffix}"
+    src.parent.mkdir()
+    build_hostile_tar(src, mode)
+    out = tmp_path / "out"
+    report = colorize_archive(src, out, engine=engine, progress=False,
+                              options=BatchOptions(render_size=64, max_member_bytes=16 << 20))
+    problems = read_report(out)
+    assert_escapes_refused(problems)
+    assert_bad_files_failed(problems)
+    for name, words in [("link.png", "symbolic link"), ("hard.png", "hard link"), ("dev.png", "character device"),
+                        ("fifo.png", "FIFO"), ("bomb.png", "size limit")]:
+        assert problems[name][0] == SKIPPED and words in problems[name][1], problems[name]
+    assert_good_outputs(out, {name: hw for name, (_, hw) in GOOD.items()})
+    assert (report.done, report.failed, report.skipped) == (len(GOOD), len(BAD_FILES), len(ESCAPES) + 5)
+    assert files_outside(tmp_path, out, {src}) == []
+    assert no_temp_files(tmp_path)
+
+
+def test_truncated_tar_gz_keeps_what_it_can(engine, tmp_path):
+    src = tmp_path / "cut.tar.gz"
+    with tarfile.open(src, "w:gz") as tf:
+        for i in range(6):
+            data = png_bytes(make_photo(60, 60, seed=i) + np.uint8(i))  # noisy enough not to compress away
+            ti = tarfile.TarInfo(f"p{i}.png")
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    src.write_bytes(src.read_bytes()[: int(src.stat().st_size * 0.6)])
+    report = colorize_archive(src, tmp_path / "out", engine=engine, progress=False,
+                              options=BatchOptions(render_size=64))
+    assert 1 <= report.done < 6 and report.failed >= 1
+    reasons = " ".join(e.reason or "" for e in report.problems)
+    assert "truncated" in reasons or "cannot read" in reasons
+
+
+def test_member_limits_are_configurable(engine, tmp_path):
+    src = tmp_path / "a.zip"
+    with zipfile.ZipFile(src, "w") as zf:
+        zf.writestr("small.jpg", GOOD_JPEG)
+    report = colorize_archive(src, tmp_path / "out", engine=engine, progress=False,
+                              options=BatchOptions(max_member_bytes=1000, render_size=64))
+    assert report.skipped == 1 and "size limit" in report.problems[0].reason
+    # the limit raised: the same job picks the refused item up again
+    report = colorize_archive(src, tmp_path / "out", engine=engine, progress=False,
+                              options=BatchOptions(render_size=64))
+    assert report.ok and report.done == 1
+    report = colorize_archive(src, tmp_path / "out2", engine=engine, progress=False,
+                              options=BatchOptions(max_pixels=100, render_size=64))
+    assert report.failed == 1 and "over the limit" in report.problems[0].reason
+
+
+# ---------------------------------------------------------------------------------------------
+# folders, layout, formats
+# ---------------------------------------------------------------------------------------------
+
+
+def test_folder_tree_mirrored_formats_kept(engine, tmp_path):
+    src = tmp_path / "scans"
+    (src / "1950s" / "summer").mkdir(parents=True)
+    (src / "1960s").mkdir()
+    gray = make_photo(100, 150, seed=5)[..., 0]
+    icc = b"\0" * 128  # any bytes: carried, not interpreted
+    Image.fromarray(gray).save(src / "1950s" / "summer" / "beach.jpg", quality=85, icc_profile=icc)
+    Image.fromarray((gray.astype(np.uint16) * 257)).save(src / "1950s" / "deep16.png")
+    Image.fromarray(np.dstack([gray, gray, gray, np.full_like(gray, 128)])).save(src / "1960s" / "cut.png")
+    Image.fromarray(gray).save(src / "1960s" / "old.gif")
+    Image.fromarray(gray).save(src / "top.tif")
+    (src / ".DS_Store").write_bytes(b"junk")
+    outside = tmp_path / "elsewhere.jpg"
+    outside.write_bytes(GOOD_JPEG)
+    (src / "1960s" / "link-out.jpg").symlink_to(outside)
+    (src / "1960s" / "link-in.jpg").symlink_to(src / "1950s" / "summer" / "beach.jpg")
+    os.mkfifo(src / "pipe.png")
+    out = tmp_path / "colour"
+
+    report = colorize_archive(src, out, engine=engine, progress=False, options=BatchOptions(render_size=64))
+
+    outputs = image_outputs(out)
+    assert set(outputs) == {"1950s/summer/beach.jpg", "1950s/deep16.png", "1960s/cut.png", "1960s/old.png",
+                            "1960s/link-in.jpg", "top.tif"}
+    with Image.open(outputs["1950s/summer/beach.jpg"]) as im:
+        assert im.format == "JPEG" and im.size == (150, 100) and im.info.get("icc_profile") == icc
+    import cv2
+
+    deep = cv2.imread(str(outputs["1950s/deep16.png"]), cv2.IMREAD_UNCHANGED)
+    assert deep.dtype == np.uint16 and deep.shape == (100, 150, 3)
+    with Image.open(outputs["1960s/cut.png"]) as im:
+        assert im.mode == "RGBA" and np.asarray(im)[..., 3].max() == 128
+    assert Image.open(outputs["top.tif"]).format == "TIFF"
+    problems = read_report(out)
+    assert set(problems) == {"1960s/link-out.jpg", "pipe.png"}
+    assert "outside the source folder" in problems["1960s/link-out.jpg"][1]
+    assert "FIFO" in problems["pipe.png"][1]
+    assert report.done == 6 and report.skipped == 2
+
+
+def test_several_sources_format_and_packed_archive(engine, tmp_path):
+    folder = tmp_path / "album"
+    folder.mkdir()
+    (folder / "x.jpg").write_bytes(GOOD_JPEG)
+    z = tmp_path / "album.zip"  # same name as the folder: gets ~2
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("in/zip.png", GOOD["photos/b.png"][0])
+        zf.writestr("in/zip.jpg", GOOD_JPEG)  # zip.png and zip.jpg both become zip.png
+    t = tmp_path / "more.tar.xz"
+    with tarfile.open(t, "w:xz") as tf:
+        ti = tarfile.TarInfo("t.webp")
+        ti.size = len(GOOD["c.webp"][0])
+        tf.addfile(ti, io.BytesIO(GOOD["c.webp"][0]))
+
+    report = colorize_archive([folder, z, t], tmp_path / "out.tar.gz", engine=engine, progress=False,
+                              options=BatchOptions(output_format="png", render_size=64))
+
+    assert report.ok and report.output == tmp_path / "out"
+    expected = {"album/x.png", "album~2/in/zip.png", "album~2/in/zip~2.png", "more/t.png"}
+    assert set(image_outputs(tmp_path / "out")) == expected
+    assert report.archive == tmp_path / "out.tar.gz"
+    with tarfile.open(report.archive) as tf:
+        assert set(tf.getnames()) == expected
+        assert all(Image.open(tf.extractfile(n)).format == "PNG" for n in expected)
+
+
+def test_output_overlapping_source_is_refused(engine, tmp_path):
+    (tmp_path / "a.jpg").write_bytes(GOOD_JPEG)
+    with pytest.raises(ValueError, match="overlap"):
+        colorize_archive(tmp_path, tmp_path / "out", engine=engine, progress=False)
+    z = tmp_path / "x.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("a.jpg", GOOD_JPEG)
+    with pytest.raises(ValueError, match="replace the source"):
+        colorize_archive(z, tmp_path / "x", engine=engine, progress=False, options=BatchOptions(archive="same"))
+    with pytest.raises(InputError, match="not a folder, zip or tar"):
+        colorize_archive(tmp_path / "a.jpg", tmp_path / "o2", engine=engine, progress=False)
+
+
+def test_safe_member_path_and_output_name():
+    assert safe_member_path("a/./b//c.jpg") == ("a/b/c.jpg", None)
+    assert safe_member_path("win\\dir\\c.jpg") == ("win/dir/c.jpg", None)
+    for bad in ["/etc/x.png", "../x.png", "a/../../x.png", "C:\\x.png", "..\\x.png", "", "./", "a\x00.png"]:
+        path, reason = safe_member_path(bad)
+        assert path is None and reason
+    assert output_name("a/b.JPG") == "a/b.JPG"
+    assert output_name("a/b.gif") == "a/b.png"
+    assert output_name("noext") == "noext.png"
+    assert output_name("a/b.JPEG", "jpg") == "a/b.JPEG"
+    assert output_name("a/b.png", "webp") == "a/b.webp"
+    assert output_name("a/b.tiff", "tiff") == "a/b.tiff"
+
+
+# ---------------------------------------------------------------------------------------------
+# the reusable pieces: manifest, process_items, colorize_batch
+# ---------------------------------------------------------------------------------------------
+
+
+def test_manifest_sync_mark_and_reset(tmp_path):
+    with Manifest.open(tmp_path) as m:
+        got = m.sync([Entry("a.png", "src", "a.png", "1:1", PENDING), Entry("?0:../b", "src", "../b", "1:2",
+                                                                              SKIPPED, "unsafe")])
+        assert got["a.png"].state == PENDING and got["?0:../b"].reason == "unsafe"
+        m.mark("a.png", DONE, output="a.png")
+        with pytest.raises(KeyError):
+            m.mark("nope", DONE)
+    with Manifest.open(tmp_path) as m:  # reopened: the state is kept
+        assert m.sync([Entry("a.png", "src", "a.png", "1:1", PENDING)])["a.png"].state == DONE
+        assert m.sync([Entry("a.png", "src", "a.png", "2:9", PENDING)])["a.png"].state == PENDING  # changed
+        assert m.counts() == {PENDING: 1, DONE: 0, FAILED: 0, SKIPPED: 1}
+    con = sqlite3.connect(tmp_path / MANIFEST)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_process_items_matches_the_pipeline(engine, tmp_path):
+    """The sequential unit of work (what a Ray actor runs) writes what the threaded pipeline writes."""
+    src = tmp_path / "in.zip"
+    with zipfile.ZipFile(src, "w") as zf:
+        for name, (data, _) in GOOD.items():
+            zf.writestr(name, data)
+        zf.writestr("notes.txt", b"text")
+    options = BatchOptions(render_size=64)
+    colorize_archive(src, tmp_path / "piped", engine=engine, progress=False, options=options)
+    with archive.open_source(src, options) as source:
+        items = archive.list_items([source], options)
+        outcomes = archive.process_items([(it, source.read(it)) for it in items], engine=engine,
+                                         out_dir=tmp_path / "direct", options=options.color_options(engine))
+    assert [o.state for o in outcomes] == [DONE] * len(GOOD) + [FAILED]
+    assert isinstance(items[0], Item) and outcomes[0].output == "photos/a.jpg"
+    for rel in GOOD:
+        a = np.asarray(Image.open(tmp_path / "piped" / rel), dtype=np.int16)
+        b = np.asarray(Image.open(tmp_path / "direct" / rel), dtype=np.int16)
+        assert np.abs(a - b).max() <= 2
+
+
+def test_colorize_batch_matches_colorize_image(engine):
+    from streamcolor import image_io
+    from streamcolor.colorize import ColorOptions
+
+    options = ColorOptions(render_size=64)
+    decoded = [image_io.read_image(data) for data, _ in GOOD.values()]
+    rgbs = archive.colorize_batch(decoded, engine=engine, options=options)
+    for (data, (h, w)), rgb in zip(GOOD.values(), rgbs):
+        single = streamcolor.colorize_image(image_io.read_image(data).pixels, engine=engine, options=options)
+        assert rgb.shape == (h, w, 3) and rgb.dtype == np.uint8
+        assert np.abs(rgb.astype(int) - single.astype(int)).max() <= 2
+
+
+def test_public_api():
+    assert streamcolor.colorize_archive is colorize_archive and streamcolor.BatchOptions is BatchOptions
+    with pytest.raises(ValueError):
+        BatchOptions(output_format="gif")
+    with pytest.raises(ValueError):
+        BatchOptions(archive="rar")
+
+
+# ---------------------------------------------------------------------------------------------
+# failure of the output location
+# ---------------------------------------------------------------------------------------------
+
+
+def make_folder(path: Path, n: int, size=(48, 64)) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(make_photo(*size, seed=i)[..., 0]).save(path / f"p{i:03d}.jpg", quality=90)
+
+
+def failing_replace_after(monkeypatch, n_ok: int, err: int) -> None:
+    real = os.replace
+    calls = {"n": 0}
+
+    def replace(a, b, *args, **kw):
+        calls["n"] += 1
+        if calls["n"] > n_ok:
+            raise OSError(err, os.strerror(err), str(b))
+        return real(a, b, *args, **kw)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+@pytest.mark.parametrize("err", [errno.EROFS, errno.ENOSPC])
+def test_unwritable_output_stops_cleanly_and_resumes(engine, tmp_path, monkeypatch, err):
+    src, out = tmp_path / "src", tmp_path / "out"
+    make_folder(src, 12)
+    failing_replace_after(monkeypatch, 5, err)
+    with pytest.raises(OutputError, match=os.strerror(err)):
+        colorize_archive(src, out, engine=engine, progress=False, options=BatchOptions(render_size=64, batch_size=2))
+    monkeypatch.undo()
+
+    with Manifest.open(out) as m:
+        done = {e.key for e in m.entries([DONE])}
+        assert m.counts()[FAILED] == 0 and m.counts()[SKIPPED] == 0  # nothing blamed on the items
+    written = set(image_outputs(out))
+    assert done == written and 1 <= len(done) <= 5  # the manifest reflects exactly the finished items
+    assert no_temp_files(out)
+    before = {rel: (p.stat().st_ino, p.stat().st_mtime_ns) for rel, p in image_outputs(out).items()}
+
+    report = colorize_archive(src, out, engine=engine, progress=False, options=BatchOptions(render_size=64))
+    assert report.ok and report.done == 12 and report.done_now == 12 - len(done)
+    after = image_outputs(out)
+    assert len(after) == 12
+    assert all((after[rel].stat().st_ino, after[rel].stat().st_mtime_ns) == v for rel, v in before.items())
+
+
+def test_cli_unwritable_output_exits_2(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from streamcolor.commands.batch import command
+
+    src = tmp_path / "src"
+    make_folder(src, 3)
+    failing_replace_after(monkeypatch, 0, errno.EROFS)
+    result = CliRunner().invoke(command, [str(src), "-o", str(tmp_path / "out"), "--no-progress", "-r", "64"])
+    assert result.exit_code == 2
+    assert "error:" in result.output and "Read-only file system" in result.output
+    monkeypatch.undo()
+    result = CliRunner().invoke(command, [str(tmp_path / "missing"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "no such file" in result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# the command line: exit codes, SIGKILL and resume
+# ---------------------------------------------------------------------------------------------
+
+
+def run_cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "streamcolor", "batch", *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=300, **kw)
+
+
+def test_cli_exit_codes(tmp_path):
+    src = tmp_path / "src"
+    make_folder(src, 2)
+    ok = run_cli(str(src), "-o", str(tmp_path / "out"), "--no-progress", "-r", "64")
+    assert ok.returncode == 0, ok.stderr
+    assert "2 ok, 0 skipped, 0 failed" in ok.stdout
+    (src / "bad.jpg").write_bytes(b"nope")
+    bad = run_cli(str(src), "-o", str(tmp_path / "out"), "--no-progress", "-r", "64")
+    assert bad.returncode == 1 and "2 from an earlier run" in bad.stdout and "streamcolor-report.csv" in bad.stdout
+    usage = run_cli(str(src), "-o", str(tmp_path / "o"), "--format", "gif")
+    assert usage.returncode == 2
+
+
+def done_count(manifest: Path) -> int:
+    if not manifest.exists():
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{manifest}?mode=ro", uri=True, timeout=1)
+        try:
+            return con.execute("SELECT count(*) FROM items WHERE state = 'done'").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.slow
+def test_sigkill_midway_then_resume(tmp_path):
+    n = 48
+    src, out = tmp_path / "src", tmp_path / "out"
+    make_folder(src, n, size=(240, 320))
+    args = [str(src), "-o", str(out), "--no-progress", "-b", "2"]
+    proc = subprocess.Popen([sys.executable, "-m", "streamcolor", "batch", *args], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        while done_count(out / MANIFEST) < 4:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the batch made no progress"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    with Manifest.open(out) as m:
+        done_before = {e.key for e in m.entries([DONE])}
+    assert 4 <= len(done_before) < n, "killed too late to test resume"
+    before = {rel: (p.stat().st_ino, p.stat().st_mtime_ns) for rel, p in image_outputs(out).items()
+              if rel in done_before}
+    assert set(before) == done_before  # a done row always has its complete file
+
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert f"{n} ok ({len(done_before)} from an earlier run)" in again.stdout
+
+    outputs = image_outputs(out)
+    assert sorted(outputs) == sorted(f"p{i:03d}.jpg" for i in range(n))  # each item exactly once
+    for rel, p in outputs.items():
+        with Image.open(p) as im:
+            im.load()
+            assert im.size == (320, 240) and im.mode == "RGB"
+    for rel, v in before.items():  # finished items were not written again
+        assert (outputs[rel].stat().st_ino, outputs[rel].stat().st_mtime_ns) == v
+    assert no_temp_files(tmp_path)
+    with Manifest.open(out) as m:
+        assert m.counts()[DONE] == n
