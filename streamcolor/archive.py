@@ -263,7 +263,8 @@ class Source:
     def _list_folder(self) -> Iterator[_Member]:
         root = self.path
         real_root = root.resolve()
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        unreadable: list[OSError] = []
+        for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable.append, followlinks=False):
             dirnames.sort()
             here = Path(dirpath)
             for d in list(dirnames):
@@ -292,6 +293,10 @@ class Source:
                     continue
                 yield _Member(rel, st.st_size, f"{st.st_size}:{st.st_mtime_ns}",
                               refusal=_size_refusal(st.st_size, self.options))
+        for exc in unreadable:  # e.g. a sub-folder without read permission: its files are lost to this job
+            rel = Path(exc.filename).relative_to(root).as_posix() if exc.filename else "?"
+            yield _Member(rel + "/", 0, "?", refusal=f"cannot list this folder ({exc.strerror or exc})",
+                          refusal_state=FAILED)
 
     def _list_zip(self) -> Iterator[_Member]:
         assert self._zip is not None

@@ -302,6 +302,24 @@ def test_folder_tree_mirrored_formats_kept(engine, tmp_path):
     assert report.done == 6 and report.skipped == 2
 
 
+def test_unlistable_sub_folder_is_reported(tmp_path, monkeypatch):
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "ok" / "a.jpg").write_bytes(GOOD_JPEG)
+    (tmp_path / "locked").mkdir()
+    real = os.scandir
+
+    def scandir(path="."):  # root ignores permissions, so deny one folder this way
+        if str(path).endswith("locked"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    items = archive.list_items([archive.open_source(tmp_path)])
+    assert [i.key for i in items if not i.refusal] == ["ok/a.jpg"]
+    [locked] = [i for i in items if i.refusal]
+    assert locked.member == "locked/" and locked.refusal_state == FAILED and "Permission denied" in locked.refusal
+
+
 def test_several_sources_format_and_packed_archive(engine, tmp_path):
     folder = tmp_path / "album"
     folder.mkdir()
