@@ -95,9 +95,6 @@ _JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
 _RATIO_MIN_BYTES = 1 << 20
 #: A write that fails with one of these is the item's own problem (its name); any other stops the batch.
 _ITEM_ERRNOS = {errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.EILSEQ, errno.EINVAL}
-#: Serializes image_io.write_atomic: it reads the process umask by setting and restoring it, which two
-#: threads doing at once can leave at 0.  A write (a few ms) is short next to an image's colorization.
-_WRITE_LOCK = threading.Lock()
 _TEMP_RE = re.compile(r"^\..+\.part$")  # write_atomic's temporary names: .<name>.<random>.part
 
 
@@ -567,16 +564,11 @@ def finish_item(prepared: Prepared, ab: np.ndarray, out_dir: str | os.PathLike, 
         rgb = to_dtype(compose(prepared.l_full, upsample_ab(ab, h, w, options.saturation)), prepared.dtype)
         fmt = image_io.format_for(path)
         info = prepared.info
-        if "TIFF" in (fmt, prepared.format):
-            # A TIFF's "EXIF" is its whole IFD0 (sizes, strip offsets): written back, it makes an unreadable
-            # file (image_io.encode_image, Pillow 13), so it is not carried to or from TIFF.
-            info = {k: v for k, v in info.items() if k != "exif"}
         data = image_io.encode_image(rgb, fmt, alpha=prepared.alpha, info=info, quality=options.quality)
     except Exception as exc:  # Pillow refuses e.g. WebP over 16383 px; each item on its own
         return Outcome(item, FAILED, f"cannot encode the output {item.key} ({type(exc).__name__}: {exc})")
     try:
-        with _WRITE_LOCK:
-            image_io.write_atomic(path, data)
+        image_io.write_atomic(path, data)
     except OutputError as exc:
         cause = exc.__cause__
         if isinstance(cause, OSError) and cause.errno in _ITEM_ERRNOS:
@@ -1103,9 +1095,7 @@ def pack_outputs(out_dir: Path, outputs: Iterable[str], archive_path: Path, kind
     mode = {"tar": "w", "tar.gz": "w:gz", "tar.xz": "w:xz", "tar.bz2": "w:bz2"}
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{archive_path.name}.", suffix=".part", dir=archive_path.parent)
-        mask = os.umask(0)  # called with no worker threads running (see _WRITE_LOCK)
-        os.umask(mask)
-        os.fchmod(fd, 0o666 & ~mask)  # mkstemp's 0600 would be a surprise on the final archive
+        os.fchmod(fd, 0o666 & ~image_io._UMASK)  # mkstemp's 0600 would be a surprise on the final archive
         os.close(fd)
     except OSError as exc:
         raise OutputError(f"{archive_path}: cannot write here ({exc.strerror or exc})") from exc

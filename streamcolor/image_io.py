@@ -26,6 +26,16 @@ from streamcolor.errors import InputError, OutputError
 #: guard; about 16k x 16k).  Override per call with ``max_pixels``.
 DEFAULT_MAX_PIXELS = 268_000_000
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: The process umask, read once at import (reading it means setting it, which
+#: is not thread-safe); temporary files get the permissions a plain open() would.
+_UMASK = _read_umask()
+
 #: Pillow format name for an output file extension.
 _FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF",
             ".tiff": "TIFF", ".bmp": "BMP"}
@@ -119,7 +129,7 @@ def _from_pil(im: Image.Image, label: str, max_pixels: int) -> Decoded:
         info["dpi"] = im.info["dpi"]
     exif = im.getexif()
     im = ImageOps.exif_transpose(im)  # apply the orientation tag to the pixels
-    if exif:
+    if exif and fmt != "TIFF":  # a TIFF's "EXIF" is its whole first directory (strips, sizes): not metadata
         exif.pop(0x0112, None)  # orientation now baked in
         info["exif"] = exif.tobytes()
     alpha = None
@@ -171,7 +181,8 @@ def encode_image(rgb: np.ndarray, fmt: str, *, alpha: np.ndarray | None = None,
         im.putalpha(Image.fromarray(alpha.astype(np.uint8), "L"))
     params: dict[str, Any] = {}
     for key in ("icc_profile", "exif", "dpi"):
-        if key in info and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
+        # Pillow would write EXIF into a TIFF as a second copy of its own tags: not carried there.
+        if key in info and fmt in ("JPEG", "PNG", "WEBP", "TIFF") and not (key == "exif" and fmt == "TIFF"):
             params[key] = info[key]
     if fmt in ("JPEG", "WEBP"):
         params["quality"] = quality
@@ -214,7 +225,7 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
     except OSError as exc:
         raise OutputError(f"{path}: cannot write here ({exc.strerror or exc})") from exc
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -227,12 +238,6 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
             pass
         raise OutputError(f"{path}: write failed ({exc.strerror or exc})") from exc
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | None = None,

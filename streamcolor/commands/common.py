@@ -13,10 +13,10 @@ def engine_options(f):
     f = click.option("--saturation", type=click.FloatRange(min=0), default=None,
                      help="Gain on predicted colour (a*b*); >1 gives more vivid colours. "
                           "Default: the model's recommendation.")(f)
-    f = click.option("-r", "--render-size", type=click.IntRange(min=8), default=DEFAULT_RENDER_SIZE,
-                     show_default=True,
+    f = click.option("-r", "--render-size", type=click.IntRange(min=8), default=None,
                      help="Longer side of the network input. Larger: more colour detail, slower. "
-                          "Output keeps the input's full resolution.")(f)
+                          "Output keeps the input's full resolution. "
+                          f"Default: the model's recommendation, else {DEFAULT_RENDER_SIZE}.")(f)
     f = click.option("--backend", type=click.Choice(["auto", *available_backends()]), default="auto",
                      show_default=True, help="Runtime that runs the model.")(f)
     f = click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True,
