@@ -274,3 +274,36 @@ def test_fp16_engine_runs_on_cuda(bundle_copy, tmp_path, monkeypatch):
     l = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 1)).astype(np.float32)
     ref = load_engine(bundle_copy, "onnx", device="cpu").predict(l)
     assert np.abs(eng.predict(l) - ref).max() < 1e-2
+
+
+def test_dequantize_moves_below_data_movement_exactly():
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from trainer.quantize import push_dequantize_down
+
+    inits = [numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+             numpy_helper.from_array(np.array(128, np.uint8), "z"),
+             numpy_helper.from_array(np.array([4], np.int64), "ax"),
+             numpy_helper.from_array(np.array([1, 1, 1, 1, 2], np.int64), "rep"),
+             numpy_helper.from_array(np.array([1, 2, 3, 8], np.int64), "shape")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xf"]),
+             helper.make_node("Shape", ["xf"], ["xs"]),
+             helper.make_node("Unsqueeze", ["xf", "ax"], ["u"]),
+             helper.make_node("Tile", ["u", "rep"], ["t"], name="tile"),
+             helper.make_node("Reshape", ["t", "shape"], ["r"]),
+             helper.make_node("Transpose", ["r"], ["y"], perm=[0, 2, 3, 1])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+                           helper.make_tensor_value_info("xs", TensorProto.INT64, None)], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    x = {"x": np.random.default_rng(0).normal(0, 2, (1, 2, 3, 4)).astype(np.float32)}
+    before = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)
+    assert push_dequantize_down(model) == 4  # Shape, Unsqueeze, Tile, Reshape (Transpose writes the output)
+    tile = next(n for n in model.graph.node if n.name == "tile")
+    assert tile.input[0].endswith("__q")  # the Tile moves uint8 now
+    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)
+    np.testing.assert_array_equal(before[0], after[0])
+    np.testing.assert_array_equal(before[1], after[1])

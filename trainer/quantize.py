@@ -63,6 +63,8 @@ QTYPES = ("uint8", "int8")
 INT_OPS = ("QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "QLinearConcat", "QLinearGlobalAveragePool",
            "QLinearAveragePool", "QLinearSigmoid", "QLinearLeakyRelu", "QGemm", "MatMulInteger", "ConvInteger",
            "DynamicQuantizeMatMul", "MatMulIntegerToFloat")
+#: Operators that only move values (run on uint8 as well as float).
+DATA_MOVEMENT_OPS = ("Tile", "Transpose", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity")
 #: Operators with arithmetic worth counting when they stay in float.
 FLOAT_COMPUTE_OPS = ("Conv", "FusedConv", "NhwcFusedConv", "MatMul", "Gemm", "FusedMatMul", "Add", "Mul", "Tanh",
                      "Relu", "Clip", "Sigmoid", "GlobalAveragePool", "AveragePool", "Resize", "Tile", "Transpose",
@@ -309,21 +311,84 @@ def quantize_graph(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], *, 
                             weight_type=_qtype(options.weights), calibrate_method=_calibration_method(options.method),
                             nodes_to_exclude=excluded, extra_options=extra)
         log.info("quantized %s in %.1f s", src.name, time.perf_counter() - t)
+        import onnx
+
+        proto = onnx.load(str(dst))
+        moved = push_dequantize_down(proto)
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(dst))
     rec = {"tool": f"onnxruntime {onnxruntime.__version__} quantize_static", "preprocess": how, "format": "QDQ",
            "calibration": options.method, "per_channel": options.per_channel, "activations": options.activations,
            "weights": options.weights, "excluded_nodes": excluded,
+           "post_pass": f"DequantizeLinear moved below {moved} data-movement nodes (Tile, Transpose, Reshape...: "
+                        "exact), so the upsampling moves uint8",
            "calibration_runs": len(feeds)}
     if options.method == "percentile":
         rec["percentile"] = options.percentile
     return rec
 
 
+def push_dequantize_down(proto) -> int:
+    """Let pure data movement run on the quantized tensors: every per-tensor
+    DequantizeLinear that feeds a Tile, Transpose, Reshape, (Un)Squeeze,
+    Flatten or Identity is moved below it (and Shape reads the quantized
+    tensor).  Exact, since rearranging values commutes with a per-tensor
+    affine map; it matters here because tf2onnx writes nearest upsampling as
+    Tile + Reshape + Transpose, which the quantizer leaves in float, so each
+    upsampling dequantized, moved float32 data and quantized again.  Returns
+    how many nodes were rewired; changes ``proto`` in place."""
+    from onnx import helper
+
+    g = proto.graph
+    scalar = {i.name for i in g.initializer if int(np.prod(i.dims)) == 1}
+    graph_outputs = {o.name for o in g.output}
+    moved = 0
+    changed = True
+    while changed:
+        changed = False
+        consumers: dict[str, list] = {}
+        for n in g.node:
+            for name in n.input:
+                consumers.setdefault(name, []).append(n)
+        for dq in list(g.node):
+            if dq.op_type != "DequantizeLinear" or dq.input[1] not in scalar:
+                continue
+            for x in consumers.get(dq.output[0], []):
+                if not x.input or x.input[0] != dq.output[0]:
+                    continue
+                if x.op_type == "Shape":
+                    x.input[0] = dq.input[0]
+                    moved += 1
+                    continue
+                if x.op_type not in DATA_MOVEMENT_OPS or x.output[0] in graph_outputs:
+                    continue
+                out = x.output[0]
+                x.input[0], x.output[0] = dq.input[0], f"{out}__q"
+                nodes = list(g.node)
+                g.node.insert(nodes.index(x) + 1, helper.make_node(
+                    "DequantizeLinear", [x.output[0], *dq.input[1:]], [out], name=f"{out}__dq"))
+                moved += 1
+                changed = True
+                break
+            if changed:
+                break
+    read = {name for n in g.node for name in n.input} | graph_outputs
+    for n in [n for n in g.node if n.op_type == "DequantizeLinear" and n.output[0] not in read]:
+        g.node.remove(n)
+    return moved
+
+
 def graph_report(path: Path) -> dict[str, Any]:
-    """What ONNX Runtime (CPU, all optimizations) actually runs for ``path``:
-    counts of integer operators, of float operators with arithmetic, and the
-    float Conv/MatMul nodes left (names)."""
+    """What ONNX Runtime (CPU, all optimizations) actually runs for ``path``.
+
+    Returns counts of the integer operators (``int8_ops``), of the operators
+    that work on 8-bit tensors without arithmetic (``int8_data_movement``),
+    of the operators left on float32 tensors (``float_ops``; integer shape
+    arithmetic is not counted), of the Quantize/DequantizeLinear conversions
+    left, and the names of the float Conv/MatMul nodes."""
     import onnx
     import onnxruntime as ort
+    from onnx import TensorProto
 
     with tempfile.TemporaryDirectory(prefix="streamcolor-opt-") as tmp:
         so = ort.SessionOptions()
@@ -331,14 +396,42 @@ def graph_report(path: Path) -> dict[str, Any]:
         so.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
         so.log_severity_level = 3
         ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        nodes = list(onnx.load(so.optimized_model_filepath).graph.node)
-    ops = Counter(n.op_type for n in nodes)
-    return {"int8_ops": {k: v for k, v in sorted(ops.items()) if k in INT_OPS},
-            "float_ops": {k: v for k, v in sorted(ops.items()) if k in FLOAT_COMPUTE_OPS},
-            "quantize_dequantize": {k: v for k, v in sorted(ops.items()) if k in ("QuantizeLinear", "DequantizeLinear")},
-            "float_conv_matmul_nodes": [n.name for n in nodes
-                                        if n.op_type in ("Conv", "FusedConv", "NhwcFusedConv", "MatMul", "Gemm",
-                                                         "FusedMatMul")]}
+        graph = onnx.load(so.optimized_model_filepath).graph
+    # Element type of every tensor, propagated in graph order: the first input's,
+    # except where an operator decides it.
+    dtype = {i.name: i.type.tensor_type.elem_type for i in graph.input}
+    dtype.update({i.name: i.data_type for i in graph.initializer})
+    kinds: dict[str, Counter] = {"int8_ops": Counter(), "int8_data_movement": Counter(), "float_ops": Counter(),
+                                 "quantize_dequantize": Counter()}
+    float_convs = []
+    for n in graph.node:
+        first = dtype.get(n.input[0]) if n.input else None
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            kinds["quantize_dequantize"][n.op_type] += 1
+            out = dtype.get(n.input[2], TensorProto.UINT8) if n.op_type == "QuantizeLinear" and len(n.input) > 2 \
+                else TensorProto.UINT8 if n.op_type == "QuantizeLinear" else TensorProto.FLOAT
+        elif n.op_type in INT_OPS:
+            kinds["int8_ops"][n.op_type] += 1
+            out = TensorProto.FLOAT if n.op_type in ("MatMulIntegerToFloat", "DynamicQuantizeMatMul") \
+                else TensorProto.UINT8
+        elif n.op_type == "Shape":
+            out = TensorProto.INT64
+        elif n.op_type == "Cast":
+            out = next(a.i for a in n.attribute if a.name == "to")
+        else:
+            out = first
+            if first in (TensorProto.UINT8, TensorProto.INT8):
+                kinds["int8_data_movement"][n.op_type] += 1
+            elif first in (TensorProto.FLOAT, TensorProto.FLOAT16) and n.op_type in FLOAT_COMPUTE_OPS:
+                kinds["float_ops"][n.op_type] += 1
+                if n.op_type in ("Conv", "FusedConv", "NhwcFusedConv", "MatMul", "Gemm", "FusedMatMul"):
+                    float_convs.append(n.name)
+        for o in n.output:
+            if out is not None:
+                dtype[o] = out
+    report: dict[str, Any] = {k: dict(sorted(v.items())) for k, v in kinds.items()}
+    report["float_conv_matmul_nodes"] = float_convs
+    return report
 
 
 # --------------------------------------------------------------------------- measurement
