@@ -118,7 +118,7 @@ def quantized(tmp_path_factory, photos) -> Path:
     from trainer.quantize import QuantizeOptions, quantize_bundle
 
     bundle = tiny_bundle(tmp_path_factory.mktemp("tiny") / "bundle")
-    quantize_bundle(bundle, photos, options=QuantizeOptions(n=12, size=32, batch=4, eval_size=48, speed=True))
+    quantize_bundle(bundle, photos, options=QuantizeOptions(n=12, size=32, batch=4, eval_size=48, extractor=True))
     return bundle
 
 
