@@ -149,8 +149,6 @@ def load_onnx(info: ModelInfo, *, precision: str | None = None, device: str = "a
     kw:
         ``colorizer_file``/``extractor_file`` override the variant's files.
     """
-    from engines.onnx_engine import OnnxEngine
-
     precision = precision or "fp32"
     if precision == "auto":
         if "colorizer_file" in kw or "extractor_file" in kw:
@@ -158,6 +156,12 @@ def load_onnx(info: ModelInfo, *, precision: str | None = None, device: str = "a
         else:
             choice = choose(info, device=device, max_drift=max_drift)
             precision, device = choice.precision, choice.device
+            if precision != "fp32":
+                try:
+                    return _load(info, precision, device, threads, kw)
+                except (ImportError, EngineError) as exc:
+                    log.warning("%s: cannot load the %s variant (%s); running fp32", info.name, precision, exc)
+                    precision = "fp32"
     elif precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {['auto', *PRECISIONS]}")
     elif precision != "fp32":
@@ -172,9 +176,14 @@ def load_onnx(info: ModelInfo, *, precision: str | None = None, device: str = "a
         if precision == "fp16" and (device == "cpu" or (device == "auto" and not cuda_available())):
             log.warning("%s: fp16 on the CPU is not faster: ONNX Runtime has no float16 convolutions on x86 "
                         "and casts them back to float32", info.name)
+    return _load(info, precision, device, threads, kw)
+
+
+def _load(info: ModelInfo, precision: str, device: str, threads: int, kw: dict[str, Any]) -> "OnnxEngine":
+    from engines.onnx_engine import OnnxEngine
+
     colorizer, extractor = _files(info, precision)
-    kw.setdefault("colorizer_file", colorizer)
-    kw.setdefault("extractor_file", extractor)
+    kw = {"colorizer_file": colorizer, "extractor_file": extractor, **kw}
     return OnnxEngine(info, device=device, threads=threads, **kw)
 
 

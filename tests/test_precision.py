@@ -307,3 +307,11 @@ def test_dequantize_moves_below_data_movement_exactly():
     after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)
     np.testing.assert_array_equal(before[0], after[0])
     np.testing.assert_array_equal(before[1], after[1])
+
+
+def test_auto_falls_back_when_a_variant_cannot_load(bundle_copy, caplog):
+    _set_variant(bundle_copy, "int8", mse_rel=0.01, speedup_224_b16=2.5)
+    (bundle_copy / "colorizer-int8.onnx").unlink()
+    with caplog.at_level(logging.WARNING, logger="engines.select"):
+        eng = load_engine(bundle_copy, device="cpu")
+    assert "int8" not in eng.name and "cannot load the int8 variant" in caplog.text
