@@ -25,6 +25,11 @@ _LAZY = {
     "VideoOptions": "streamcolor.video",
     "colorize_archive": "streamcolor.archive",
     "BatchOptions": "streamcolor.archive",
+    "colorize_archive_ray": "streamcolor.cluster",
+    "colorize_collection": "streamcolor.cluster",
+    "colorize_video_ray": "streamcolor.cluster",
+    "ClusterOptions": "streamcolor.cluster",
+    "ColorizeBatch": "streamcolor.cluster",
 }
 
 

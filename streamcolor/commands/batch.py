@@ -55,9 +55,15 @@ class ByteSize(click.ParamType):
 @click.option("--max-ratio", type=click.FloatRange(min=1, min_open=True), default=200.0, show_default=True,
               help="Refuse zip members (over 1 MiB) that inflate more than this many times (zip bombs).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+              help="Colorize on a pool of Ray actors (needs streamcolor[ray]): bare --ray starts a local Ray "
+                   "(or joins $RAY_ADDRESS); --ray auto joins the running cluster; --ray ray://HEAD:10001. "
+                   "Put it after the sources. OUTPUT must be on storage every node sees.")
+@click.option("--actors", type=click.IntRange(min=1), default=None,
+              help="With --ray: number of actors [default: one per GPU, else one per CPU].")
 @engine_options
 def command(sources, output, fmt, quality, archive, batch_size, workers, max_pixels, max_member_size, max_ratio,
-            progress, model, backend, render_size, saturation):
+            progress, ray_address, actors, model, backend, render_size, saturation):
     """Colorize every image in SOURCES (folders, searched recursively; .zip;
     .tar, .tar.gz/.tgz, .tar.xz, .tar.bz2) into the folder OUTPUT.
 
@@ -86,6 +92,7 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
       streamcolor batch album.zip -o album-colour --archive   # folder + .zip
       streamcolor batch film.tar -o film-colour.tar.xz        # folder + .tar.xz
       streamcolor batch a.tar.gz b/ -o out/ --format jpg -r 384
+      streamcolor batch scans/ -o /shared/scans-colour --ray auto --actors 8
     """
     from streamcolor.archive import BatchOptions, colorize_archive
     from streamcolor.image_io import DEFAULT_MAX_PIXELS
@@ -97,6 +104,16 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
                                max_member_bytes=max_member_size, max_ratio=max_ratio)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    if actors is not None and ray_address is None:
+        raise click.UsageError("--actors needs --ray")
+    if ray_address is not None:
+        try:
+            report = _run_on_ray(sources, output, options, progress, ray_address, actors, model, backend)
+        except (ImportError, StreamcolorError, ValueError) as exc:  # no Ray, bad model, bad source or output
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_FATAL)
+        click.echo(report.summary())
+        sys.exit(EXIT_OK if report.ok else EXIT_ITEMS)
     try:
         engine = load(model, backend)
     except click.ClickException as exc:
@@ -109,3 +126,17 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
         sys.exit(EXIT_FATAL)
     click.echo(report.summary())
     sys.exit(EXIT_OK if report.ok else EXIT_ITEMS)
+
+
+def _run_on_ray(sources, output, options, progress, ray_address, actors, model, backend):
+    """The same job on Ray actors (the engine is loaded in each actor, not here)."""
+    from engines import EngineError, resolve_model
+    from streamcolor.cluster import ClusterOptions, colorize_archive_ray
+
+    try:
+        resolve_model(model)  # a bad model fails here, before Ray starts
+    except EngineError as exc:
+        raise ValueError(str(exc)) from exc
+    cluster = ClusterOptions(address=ray_address or None, actors=actors)
+    return colorize_archive_ray(list(sources), output, model=model, backend=backend, options=options,
+                                cluster=cluster, progress=progress)

@@ -1,0 +1,102 @@
+"""The Ray actor pool (`streamcolor batch --ray`) against plain `batch`, same photos, same machine.
+
+Figures (in the benchmark's ``extra_info``, and printed with ``-s``), all
+measured in one run on one local Ray (as many CPUs as the machine has):
+
+* ``plain_items_per_s``: :func:`colorize_archive` (threads, one engine);
+* ``ray1_items_per_s`` / ``ray2_items_per_s``: :func:`colorize_archive_ray`
+  with 1 and 2 actors (1 CPU and one engine thread each);
+* ``scaling_2_over_1``: ray2 / ray1 (2.0 would be perfect on 2 free cores);
+* ``ray_startup_s``: a Ray job of 2 photos on 2 actors (actor start and
+  engine load, paid once per job);
+* ``overhead_ms_per_item``: (ray2 wall - plain wall) / photos, and
+  ``overhead_ms_per_item_after_startup``: the same less the startup.
+
+Smoke mode (the normal suite, benchmarks disabled): 4 small photos, one run.
+Full mode, on this machine::
+
+    STREAMCOLOR_BENCH_FULL=1 python -m pytest benchmarks/bench_cluster.py \\
+        --benchmark-enable -s --benchmark-json=bench-cluster.json
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ray = pytest.importorskip("ray")
+
+from streamcolor.archive import BatchOptions, colorize_archive  # noqa: E402
+from streamcolor.cluster import ClusterOptions, colorize_archive_ray  # noqa: E402
+from tests.conftest import make_photo  # noqa: E402
+
+FULL = os.environ.get("STREAMCOLOR_BENCH_FULL") == "1"
+#: (photos, height, width, batch size)
+N, H, W, BATCH = (32, 864, 1152, 4) if FULL else (4, 216, 288, 2)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=os.cpu_count() or 2, object_store_memory=200 * 1024 * 1024, include_dashboard=False,
+             log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory) -> Path:
+    """N gray JPEGs of H x W with film-like grain."""
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i in range(N):
+        gray = make_photo(H, W, seed=i).mean(axis=-1)
+        gray = np.clip(gray + rng.normal(0, 6, gray.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(gray).save(root / f"frame{i:03d}.jpg", quality=90)
+    return root
+
+
+def test_ray_actor_pool_throughput(benchmark, local_ray, photo_folder, tmp_path):
+    from engines import load_engine
+
+    options = BatchOptions(batch_size=BATCH)
+    engine = load_engine("default", "onnx", device="cpu")
+
+    def ray_run(out: Path, actors: int, src: Path = photo_folder):
+        t = time.perf_counter()
+        report = colorize_archive_ray(src, out, backend="onnx", options=options,
+                                      cluster=ClusterOptions(actors=actors), progress=False)
+        return report, time.perf_counter() - t
+
+    t = time.perf_counter()
+    plain = colorize_archive(photo_folder, tmp_path / "plain", engine=engine, options=options, progress=False)
+    plain_s = time.perf_counter() - t
+    one, one_s = ray_run(tmp_path / "ray1", 1)
+    two, two_s = benchmark.pedantic(ray_run, args=(tmp_path / "ray2", 2), rounds=1, iterations=1)
+    startup_dir = tmp_path / "two-photos"
+    startup_dir.mkdir()
+    for p in sorted(photo_folder.glob("*.jpg"))[:2]:
+        (startup_dir / p.name).write_bytes(p.read_bytes())
+    _, startup_s = ray_run(tmp_path / "startup", 2, startup_dir)
+    assert plain.ok and one.ok and two.ok and plain.done_now == one.done_now == two.done_now == N
+
+    info = {
+        "photos": N,
+        "size": f"{W}x{H}",
+        "batch_size": BATCH,
+        "cpu_count": os.cpu_count(),
+        "engine": engine.name,
+        "plain_items_per_s": round(N / plain_s, 3),
+        "ray1_items_per_s": round(N / one_s, 3),
+        "ray2_items_per_s": round(N / two_s, 3),
+        "scaling_2_over_1": round(one_s / two_s, 3),
+        "ray_startup_s": round(startup_s, 2),
+        "overhead_ms_per_item": round(1000 * (two_s - plain_s) / N, 1),
+        "overhead_ms_per_item_after_startup": round(1000 * (two_s - startup_s - plain_s) / N, 1),
+    }
+    benchmark.extra_info.update(info)
+    print("\nray actor pool:", info)

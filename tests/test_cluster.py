@@ -1,0 +1,306 @@
+"""streamcolor.cluster on a local Ray: the actor pool behind `batch --ray`
+(an actor killed mid-run loses nothing; the manifest is the plain batch's),
+the Ray Data job for collections, a video split across actors and joined,
+and ``ColorizeBatch`` on its own, without Ray.
+
+One local Ray (2 CPUs, small object store, no dashboard) serves the module.
+Photos are 360x480 so a run lasts long enough to kill an actor in the middle.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+import signal
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ray = pytest.importorskip("ray")
+av = pytest.importorskip("av")
+
+from streamcolor.archive import REPORT_FILENAME, BatchOptions, colorize_archive  # noqa: E402
+from streamcolor.cluster import (ClusterOptions, ColorizeBatch, colorize_archive_ray, plan_segments,  # noqa: E402
+                                 video_keyframes)
+from streamcolor.manifest import DONE, FAILED, Manifest  # noqa: E402
+from tests.conftest import make_photo  # noqa: E402
+
+N_PHOTOS = 24
+BAD = {"roll1/torn.jpg": b"\xff\xd8\xff\xe0 not really a jpeg", "notes.txt": b"scanned 1962"}
+OPTIONS = BatchOptions(batch_size=2, render_size=128)
+#: Names a job leaves in OUT besides the outputs.
+JOB_FILES = {REPORT_FILENAME, ".streamcolor.lock", ".streamcolor-manifest.sqlite", ".streamcolor-manifest.sqlite-wal",
+             ".streamcolor-manifest.sqlite-shm"}
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for the module: 2 CPUs, 200 MiB object store, no dashboard."""
+    ray.init(num_cpus=2, object_store_memory=200 * 1024 * 1024, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory) -> Path:
+    """24 gray JPEGs (360x480, with grain) in two rolls, plus a torn JPEG and a text file."""
+    root = tmp_path_factory.mktemp("collection")
+    rng = np.random.default_rng(1)
+    for i in range(N_PHOTOS):
+        gray = make_photo(360, 480, seed=i).mean(axis=-1)
+        gray = np.clip(gray + rng.normal(0, 5, gray.shape), 0, 255).astype(np.uint8)
+        (root / f"roll{i % 2}").mkdir(exist_ok=True)
+        Image.fromarray(gray).save(root / f"roll{i % 2}" / f"frame{i:02d}.jpg", quality=90)
+    for name, data in BAD.items():
+        (root / name).write_bytes(data)
+    return root
+
+
+def expected_keys(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*.jpg")} - set(BAD)
+
+
+def outputs(out: Path) -> list[str]:
+    """Every file in OUT that is not the job's own, as relative paths (duplicates kept)."""
+    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name not in JOB_FILES)
+
+
+def assert_each_output_once(out: Path, root: Path) -> None:
+    found = outputs(out)
+    assert not [f for f in found if f.endswith(".part") or "~" in f], found  # no temp files, no second copies
+    assert sorted(found) == sorted(expected_keys(root))
+    assert len(found) == len(set(found)) == N_PHOTOS
+    for rel in found:
+        with Image.open(out / rel) as im:
+            assert im.size == (480, 360) and im.mode == "RGB"
+
+
+def assert_manifest(out: Path, root: Path) -> None:
+    with Manifest.open(out) as m:
+        done = {e.key: e for e in m.entries((DONE,))}
+        failed = {e.member: e for e in m.entries((FAILED,))}
+        assert m.counts() == {"pending": 0, "done": N_PHOTOS, "failed": len(BAD), "skipped": 0}
+    assert set(done) == expected_keys(root) and all(e.output == e.key for e in done.values())
+    assert set(failed) == set(BAD) and all(e.reason for e in failed.values())
+
+
+def kill_an_actor_when(out: Path, *, at_least: int, how: str, log: dict) -> threading.Thread:
+    """In the background: once ``at_least`` outputs exist, kill one pool actor
+    (``sigkill``: its process, as the OOM killer would; ``dead``: for good, no restart)."""
+
+    def run():
+        deadline = time.monotonic() + 120
+        while len([f for f in outputs(out) if not f.startswith(".")]) < at_least:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
+        name = sorted(n for n in ray.util.list_named_actors() if n.startswith("streamcolor-"))[0]
+        actor = ray.get_actor(name)
+        log["outputs_at_kill"] = len(outputs(out))
+        if how == "sigkill":
+            log["pid"] = pid = ray.get(actor.pid.remote())
+            os.kill(pid, signal.SIGKILL)
+        else:
+            ray.kill(actor, no_restart=True)
+        log["killed"] = name
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+# --------------------------------------------------------------------------- ColorizeBatch, no Ray
+
+
+def jpeg(arr: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def test_colorize_batch_without_ray(engine, tmp_path):
+    photo = make_photo(90, 120, seed=3).mean(-1).astype(np.uint8)
+    batch = {"key": np.array(["a/one.jpg", "two.png", "bad.jpg", "../escape.jpg"], dtype=object),
+             "bytes": np.array([jpeg(photo), jpeg(photo), b"garbage", jpeg(photo)], dtype=object)}
+    fn = ColorizeBatch(engine, options=BatchOptions(batch_size=4, render_size=64))
+    result = fn(batch)
+    assert "bytes" not in result and list(result["key"]) == list(batch["key"])
+    assert list(result["state"]) == ["done", "done", "failed", "skipped"]
+    assert result["error"][0] == "" and "not an image" in result["error"][2] and ".." in result["error"][3]
+    one = Image.open(__import__("io").BytesIO(result["image"][0]))
+    two = Image.open(__import__("io").BytesIO(result["image"][1]))
+    assert (one.format, one.size, two.format) == ("JPEG", (120, 90), "PNG")
+    assert result["image"][2] == b"" and fn.engine_s > 0
+
+    # Writing to a folder, keys made from read_binary_files' `path` column relative to `root`.
+    root = tmp_path / "src"
+    written = ColorizeBatch(engine, options=BatchOptions(render_size=64), out=tmp_path / "out", root=str(root))(
+        {"path": np.array([f"{root}/x/p.jpg"], dtype=object), "bytes": np.array([jpeg(photo)], dtype=object)})
+    assert list(written["state"]) == ["done"] and list(written["output"]) == ["x/p.jpg"]
+    assert "image" not in written and (tmp_path / "out/x/p.jpg").is_file()
+
+
+def test_plan_segments():
+    tb = Fraction(1, 12288)
+    kf = [0, 6144, 12288, 18432, 24576]  # a keyframe every 0.5 s
+    segs = plan_segments(kf, tb, segment_s=1.0, warmup_s=0.4)
+    assert [(s.start, s.end, s.decode_from) for s in segs] == [(0, 12288, 0), (12288, 24576, 6144),
+                                                              (24576, None, 18432)]
+    assert [s.decode_from for s in plan_segments(kf, tb, segment_s=0.5, warmup_s=0)] == kf
+    assert plan_segments([], tb) == []
+
+
+# --------------------------------------------------------------------------- the actor pool
+
+
+@pytest.mark.parametrize("how", ["sigkill", "dead"])
+def test_actor_killed_mid_run_loses_nothing(local_ray, collection, tmp_path, how):
+    """SIGKILL: Ray restarts the actor and reruns its tasks.  Killed for good:
+    the pool replaces the actor and resubmits the lost items one by one."""
+    out = tmp_path / "out"
+    log: dict = {}
+    killer = kill_an_actor_when(out, at_least=4, how=how, log=log)
+    report = colorize_archive_ray(collection, out, model="default", backend="onnx", options=OPTIONS,
+                                  cluster=ClusterOptions(actors=2), progress=False)
+    killer.join(timeout=5)
+    assert log.get("killed"), "the run ended before an actor could be killed"
+    assert log["outputs_at_kill"] < N_PHOTOS  # work was left when it died
+    assert (report.done, report.failed, report.total, report.done_now) == (N_PHOTOS, len(BAD), N_PHOTOS + 2, N_PHOTOS)
+    assert_each_output_once(out, collection)
+    assert_manifest(out, collection)
+    with open(out / REPORT_FILENAME) as fh:
+        assert {row["member"] for row in csv.DictReader(fh)} == set(BAD)
+    # The manifest is plain batch's: a plain run finds everything done (failures are retried, and fail again).
+    again = colorize_archive(collection, out, options=OPTIONS, progress=False)
+    assert (again.done, again.done_now, again.failed) == (N_PHOTOS, 0, len(BAD))
+
+
+def test_batch_command_with_ray(local_ray, collection, tmp_path):
+    """`streamcolor batch SRC -o OUT --ray` finishes what a plain run left (same manifest)."""
+    from click.testing import CliRunner
+
+    from streamcolor.commands.batch import command
+
+    out = tmp_path / "out"
+    colorize_archive(collection, out, options=OPTIONS, progress=False)
+    for key in sorted(expected_keys(collection))[::2]:  # half the outputs lost
+        (out / key).unlink()
+    result = CliRunner().invoke(command, [str(collection), "-o", str(out), "--no-progress", "-r", "128", "-b", "2",
+                                          "--backend", "onnx", "--ray", "--actors", "2"])
+    assert result.exit_code == 1, result.output  # 1: the two bad files
+    assert f"{N_PHOTOS} ok ({N_PHOTOS // 2} from an earlier run)" in result.output and "2 failed" in result.output
+    assert_each_output_once(out, collection)
+    assert_manifest(out, collection)
+    result = CliRunner().invoke(command, [str(collection), "-o", str(out), "--actors", "2"])
+    assert result.exit_code == 2 and "--actors needs --ray" in result.output
+
+
+# --------------------------------------------------------------------------- the Ray Data job
+
+
+def test_cluster_job_collection(local_ray, collection, tmp_path):
+    from streamcolor import cluster_job
+
+    out = tmp_path / "colour"
+    args = [str(collection), str(out), "--actors", "2", "--cpus-per-actor", "0.5", "-b", "4", "-r", "128",
+            "--backend", "onnx"]
+    with pytest.raises(SystemExit) as exit_:
+        cluster_job.main(args)
+    assert exit_.value.code == 1  # the two bad files, reported
+    assert_each_output_once(out, collection)
+    with open(out / REPORT_FILENAME) as fh:
+        rows = list(csv.DictReader(fh))
+    assert {Path(r["member"]).relative_to(collection).as_posix() for r in rows} == set(BAD)
+    assert all(r["state"] == "failed" and r["reason"] for r in rows)
+    # Resume: outputs that exist are not redone.
+    from streamcolor.cluster import colorize_collection
+
+    report = colorize_collection(collection, out, backend="onnx", options=OPTIONS,
+                                 cluster=ClusterOptions(actors=2, cpus_per_actor=0.5))
+    assert (report.existing, report.done, report.failed) == (N_PHOTOS, 0, len(BAD))
+
+
+# --------------------------------------------------------------------------- long videos
+
+
+RATE, GOP, FRAMES, AUDIO_RATE = 24, 12, 48, 44100
+
+
+def make_clip(path: Path) -> Path:
+    """48 frames (96x64, 24 fps, a keyframe every 12 frames, two scenes) and a 440 Hz AAC track."""
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=RATE)
+        vs.width, vs.height, vs.pix_fmt = 96, 64, "yuv420p"
+        vs.options = {"preset": "ultrafast", "crf": "12", "g": str(GOP), "keyint_min": str(GOP), "sc_threshold": "0"}
+        audio = out.add_stream("aac", rate=AUDIO_RATE)
+        audio.layout = "mono"
+        for i in range(FRAMES):
+            base = make_photo(64 + 40, 96 + 40, seed=i // 30)
+            img = np.ascontiguousarray(base[i % 30: i % 30 + 64, i % 30: i % 30 + 96])
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, RATE)
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode())
+        t = np.arange(AUDIO_RATE * FRAMES // RATE) / AUDIO_RATE
+        tone = (0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+        for k in range(0, len(tone), 1024):
+            af = av.AudioFrame.from_ndarray(tone[None, k:k + 1024], format="fltp", layout="mono")
+            af.sample_rate, af.pts, af.time_base = AUDIO_RATE, k, Fraction(1, AUDIO_RATE)
+            out.mux(audio.encode(af))
+        out.mux(audio.encode())
+    return path
+
+
+def probe(path: Path) -> dict:
+    info: dict = {"frames": [], "keyframes": [], "audio": [], "rgb": []}
+    with av.open(str(path)) as c:
+        info["duration"] = c.duration
+        for packet in c.demux():
+            if not packet.size:
+                continue
+            if packet.stream.type == "audio":
+                info["audio"].append((bytes(packet), packet.pts, packet.duration))
+            elif packet.is_keyframe:
+                info["keyframes"].append(packet.pts)
+    with av.open(str(path)) as c:
+        for frame in c.decode(video=0):
+            info["frames"].append(frame.pts)
+            info["rgb"].append(frame.to_ndarray(format="rgb24").astype(np.int16))
+    return info
+
+
+def test_video_split_across_two_actors(local_ray, tmp_path, caplog):
+    from streamcolor.cluster import colorize_video_ray
+    from streamcolor.video import VideoOptions, colorize_video
+
+    src = make_clip(tmp_path / "clip.mp4")
+    keyframes, tb, packets = video_keyframes(src)
+    assert len(keyframes) == FRAMES // GOP and packets == FRAMES
+    dst = tmp_path / "clip-colour.mp4"
+    options = VideoOptions(render_size=64)
+    with caplog.at_level(logging.INFO, logger="streamcolor.cluster"):
+        colorize_video_ray(src, dst, backend="onnx", options=options, cluster=ClusterOptions(actors=2),
+                           segment_s=GOP / RATE, warmup_s=GOP / RATE, progress=False)
+    pids = set(re.findall(r"segment \d+: 12 frames .* pid (\d+)", caplog.text))
+    assert len(pids) == 2, caplog.text  # four segments, on two actors
+    assert not list(tmp_path.glob(".*")), "segment folder or temporary file left behind"
+
+    s, o = probe(src), probe(dst)
+    assert len(o["frames"]) == FRAMES and o["frames"] == s["frames"]  # every frame once, same timestamps
+    assert o["duration"] == s["duration"]
+    assert o["audio"] == s["audio"]  # audio copied packet for packet
+    assert set(s["keyframes"]) <= set(o["keyframes"])  # each segment starts with a keyframe
+    # Borders: as smooth as a single run's (warm-up carried the stabilizer over).
+    single = probe(colorize_video(src, tmp_path / "single.mp4", options=options, progress=False,
+                                  engine=__import__("engines").load_engine("default", "onnx", device="cpu")))
+    diffs = [float(np.abs(a - b).mean()) for a, b in zip(o["rgb"], single["rgb"])]
+    assert max(diffs) < 4.0, diffs
