@@ -1,0 +1,272 @@
+"""``streamcolor train``: prepare shards, fit, evaluate, export.
+
+Each verb is a thin wrapper over the Python API (``trainer.data.prepare_shards``,
+``trainer.train.fit``, ``trainer.evaluate.evaluate``,
+``trainer.export.export_bundle``).  The group is published to the main
+``streamcolor`` command through the ``streamcolor.commands`` entry point and
+also runs alone: ``python -m trainer.cli --help``.
+
+Heavy imports (Keras, TensorFlow) happen inside the verbs, so loading this
+module costs only click.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+log = logging.getLogger("trainer")
+
+#: Exit status of a verb that finished but skipped unreadable inputs.
+EXIT_SKIPPED = 2
+
+
+class _ExtractorChoice(click.ParamType):
+    """A name of ``trainer.extractors.EXTRACTORS``, checked only when given
+    (importing the registry loads Keras, which ``--help`` should not)."""
+
+    name = "extractor"
+
+    def get_metavar(self, param, ctx=None):  # click >= 8.2 passes ctx
+        return "NAME"
+
+    def convert(self, value, param, ctx):
+        from trainer.extractors import EXTRACTORS
+
+        if value not in EXTRACTORS:
+            self.fail(f"{value!r} is not one of {sorted(EXTRACTORS)}", param, ctx)
+        return value
+
+
+_EXTRACTOR_HELP = ("Frozen ImageNet classifier whose logits are the embedding (trainer.extractors): "
+                   "efficientnet_lite0 (weights ship with streamcolor) or inception_resnet_v2 "
+                   "(the thesis' choice; downloads its weights once).")
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose >= 0 else logging.WARNING
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    root.setLevel(level)
+    for noisy in ("absl", "tensorflow", "tf2onnx", "jax"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(f"{type(exc).__name__}: {exc}")
+
+
+@click.group(name="train", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("-v", "--verbose", count=True, help="More log output (-vv: debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
+@click.option("--keras-backend", type=click.Choice(["tensorflow", "jax", "torch"]), default=None,
+              help="Keras backend for this run (default: $KERAS_BACKEND, else tensorflow). "
+                   "Training runs on JAX without TensorFlow installed; ONNX export needs TensorFlow.")
+def train(verbose: int, quiet: bool, keras_backend: str | None) -> None:
+    """Train, evaluate and export colorizer models (Deep Koalarization).
+
+    \b
+    A typical run:
+      streamcolor train prepare photos/ more.zip -o shards/ --crops-per-photo 8
+      streamcolor train fit shards/ -r runs/a --epochs 20
+      streamcolor train export runs/a bundles/a
+      streamcolor train eval --model bundles/a shards/
+    """
+    _setup_logging(-1 if quiet else verbose)
+    if keras_backend:
+        if "keras" in sys.modules and os.environ.get("KERAS_BACKEND", "tensorflow") != keras_backend:
+            raise click.UsageError("Keras is already loaded with another backend; set KERAS_BACKEND instead")
+        os.environ["KERAS_BACKEND"] = keras_backend
+
+
+@train.command()
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path),
+              help="Shard folder to write (a rerun with the same options resumes it).")
+@click.option("--size", default=224, show_default=True, help="Side of the square examples, pixels (multiple of 8).")
+@click.option("--extractor", type=_ExtractorChoice(), default="efficientnet_lite0", show_default=True,
+              help=_EXTRACTOR_HELP)
+@click.option("--crops-per-photo", default=0, show_default=True,
+              help="0: each whole photo, letterboxed (method.md). N: N random square crops per photo "
+                   "(random scale and position), so a few hundred large photos give many examples.")
+@click.option("--min-crop-scale", default=0.35, show_default=True,
+              help="Smallest crop side as a fraction of the photo's shorter side.")
+@click.option("--flip/--no-flip", default=True, show_default=True, help="Mirror random crops with probability 1/2.")
+@click.option("--gray-threshold", default=3.0, show_default=True,
+              help="Skip photos whose mean chroma sqrt(a*^2+b*^2) is below this (gray, nearly gray).")
+@click.option("--val-fraction", default=0.1, show_default=True,
+              help="Share of photos held out, chosen by content hash (a manifest's 'split' field wins).")
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="manifest.json listing the photos (entries with 'file' and 'split'); "
+                   "one inside a source folder is used automatically.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the crops and of the hash split.")
+@click.option("--shard-size", default=512, show_default=True, help="Examples per shard.")
+@click.option("--embed-batch", default=32, show_default=True, help="Extractor batch size.")
+@click.option("--workers", default=0, show_default=True, help="Decoding threads (0: one per core).")
+@click.option("--random-extractor", is_flag=True, help="Random extractor weights (tests only: no pre-trained weights).")
+@click.option("--overwrite", is_flag=True, help="Replace shards made with other options instead of refusing.")
+def prepare(sources, out, size, extractor, crops_per_photo, min_crop_scale, flip, gray_threshold, val_fraction,
+            manifest, seed, shard_size, embed_batch, workers, random_extractor, overwrite):
+    """Turn colour photos (folders, files, .zip/.tar archives) into training shards.
+
+    Each example stores L (uint8), a*b* (int8) and the extractor's embedding
+    (float16), computed once.  Near-gray photos and exact duplicates are
+    skipped; train/val are split by photo.  Exits with status 2 when
+    unreadable files were skipped (they are listed).
+    """
+    from trainer.data import DataError, PrepareOptions, prepare_shards
+
+    opts = PrepareOptions(size=size, extractor=extractor, extractor_weights=None if random_extractor else "default",
+                          crops_per_photo=crops_per_photo, min_crop_scale=min_crop_scale, flip=flip,
+                          gray_threshold=gray_threshold, val_fraction=val_fraction, seed=seed,
+                          shard_size=shard_size, embed_batch=embed_batch, workers=workers)
+    try:
+        rep = prepare_shards(sources, out, options=opts, manifest=manifest, overwrite=overwrite)
+    except (DataError, ValueError) as exc:
+        raise _fail(exc) from exc
+    for split, c in rep.counts.items():
+        click.echo(f"{split}: {c['examples']} examples from {c['photos']} photos in {c['shards']} shards")
+    click.echo(f"skipped: {len(rep.gray)} near-gray, {len(rep.duplicates)} duplicates, "
+               f"{len(rep.unreadable)} unreadable; shards written {rep.shards_written}, "
+               f"already done {rep.shards_skipped}")
+    for bad in rep.unreadable:
+        click.echo(f"  unreadable: {bad['key']}: {bad['error']}", err=True)
+    if rep.unreadable:
+        sys.exit(EXIT_SKIPPED)
+
+
+@train.command()
+@click.argument("shards", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-r", "--run-dir", required=True, type=click.Path(path_type=Path),
+              help="Run folder: checkpoints, log.csv, samples/, colorizer.keras. Resumes from its newest checkpoint.")
+@click.option("--steps", type=int, help="Total optimizer steps (counted across resumes).")
+@click.option("--epochs", type=float, help="Total passes over the training examples.")
+@click.option("--max-minutes", type=float, help="Wall-clock budget of this invocation; stops cleanly with a checkpoint.")
+@click.option("-b", "--batch-size", default=100, show_default=True, help="Examples per step (method.md: 100).")
+@click.option("--lr", default=1e-3, show_default=True, help="Adam learning rate (peak rate for cosine).")
+@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
+              help="cosine decays to 0 at the last step (needs --steps or --epochs).")
+@click.option("--warmup-steps", default=0, show_default=True, help="Linear warm-up steps (cosine).")
+@click.option("--flip/--no-flip", default=True, show_default=True, help="Augment: random left-right mirror.")
+@click.option("--seed", default=0, show_default=True, help="Shuffling and augmentation seed.")
+@click.option("--checkpoint-every", default=500, show_default=True, help="Steps between checkpoints.")
+@click.option("--keep-checkpoints", default=3, show_default=True, help="Checkpoints kept (newest).")
+@click.option("--log-every", default=50, show_default=True, help="Steps between log.csv rows.")
+@click.option("--val-examples", default=500, show_default=True, help="Validation examples scored per checkpoint.")
+@click.option("--sample-images", default=4, show_default=True, help="Validation images in each checkpoint's PNG grid.")
+@click.option("--mixed-precision", is_flag=True, help="Compute in bfloat16 (GPUs); weights and the output layer float32.")
+def fit(shards, run_dir, steps, epochs, max_minutes, batch_size, lr, lr_schedule, warmup_steps, flip, seed,
+        checkpoint_every, keep_checkpoints, log_every, val_examples, sample_images, mixed_precision):
+    """Train the colorizer on SHARDS (MSE on a*b*, Adam).
+
+    Give --steps, --epochs and/or --max-minutes.  Rerunning the same command
+    resumes: weights, optimizer state, step counter and data position.
+    """
+    from trainer.data import DataError
+    from trainer.train import CheckpointMismatch, FitOptions
+    from trainer.train import fit as fit_api
+
+    if steps is None and epochs is None and max_minutes is None:
+        raise click.UsageError("give --steps, --epochs or --max-minutes")
+    opts = FitOptions(steps=steps, epochs=epochs, max_minutes=max_minutes, batch_size=batch_size, lr=lr,
+                      lr_schedule=lr_schedule, warmup_steps=warmup_steps, flip=flip, seed=seed,
+                      checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, log_every=log_every,
+                      val_examples=val_examples, sample_images=sample_images, mixed_precision=mixed_precision)
+    try:
+        res = fit_api(shards, run_dir, options=opts)
+    except (DataError, CheckpointMismatch, ValueError, FloatingPointError) as exc:
+        raise _fail(exc) from exc
+    fmt = lambda x, s=".5f": "-" if x is None else format(x, s)  # noqa: E731
+    click.echo(f"step {res.step} (epoch {res.epoch:.2f}, stopped by {res.stopped_by}): loss {fmt(res.loss)}, "
+               f"val_loss {fmt(res.val_loss)}, {fmt(res.examples_per_s, '.1f')} examples/s")
+    click.echo(f"model: {res.model}\ncheckpoint: {res.checkpoint}")
+
+
+@train.command(name="eval")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-m", "--model", default="default", show_default=True,
+              help="Model bundle folder (from `export`) or shipped model name.")
+@click.option("--backend", default="onnx", show_default=True,
+              type=click.Choice(["onnx", "keras", "tensorrt"]), help="Engine that runs the model.")
+@click.option("--size", default=224, show_default=True, help="Photos: longer side the model sees (multiple of 8).")
+@click.option("-b", "--batch-size", default=16, show_default=True, help="Shards: images per engine call.")
+@click.option("--split", type=click.Choice(["val", "train"]), default="val", show_default=True, help="Shards: split.")
+@click.option("--max-images", type=int, help="Stop after this many images.")
+@click.option("--stored-embeddings", is_flag=True, help="Shards: use stored embeddings, run only the colorizer.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Write the report as JSON.")
+@click.option("--per-image", is_flag=True, help="Include per-image figures in the JSON.")
+@click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), help="Write the markdown table here too.")
+def eval_(sources, model, backend, size, batch_size, split, max_images, stored_embeddings, json_out, per_image,
+          markdown):
+    """Score a model on a shard folder (its val split) or on colour photos.
+
+    a*b* MSE (method.md scaling), PSNR of the RGB result and colorfulness
+    against the truth, each beside the gray baseline (a*b* = 0).  Prints a
+    markdown table.
+    """
+    from engines import EngineError, load_engine
+    from trainer.data import DataError
+    from trainer.evaluate import EvalOptions, evaluate
+
+    opts = EvalOptions(size=size, batch_size=batch_size, split=split, max_images=max_images,
+                       stored_embeddings=stored_embeddings)
+    try:
+        kw = {"device": "auto"} if backend == "onnx" else {}
+        with load_engine(model, backend, **kw) as engine:
+            rep = evaluate(engine, list(sources), options=opts)
+    except (DataError, EngineError, ValueError, ImportError) as exc:
+        raise _fail(exc) from exc
+    table = rep.to_markdown()
+    click.echo(table)
+    if json_out:
+        json_out.write_text(rep.to_json(per_image=per_image))
+    if markdown:
+        markdown.write_text(table)
+
+
+@train.command()
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--name", help="Model name in model.json (default: OUT's folder name).")
+@click.option("--extractor", type=_ExtractorChoice(), default=None,
+              help="Extractor to bundle (default: the one the run was trained with, from its run.json).")
+@click.option("--fp16", is_flag=True, help="Also write colorizer-fp16.onnx / extractor-fp16.onnx (float16 compute).")
+@click.option("--ship", is_flag=True,
+              help="Compact bundle for the package: ONNX only, weights stored as float16 and cast to float32 "
+                   "(half the size, float32 compute); checked against the float32 graphs.")
+@click.option("--tensorrt", is_flag=True, help="Also build the TensorRT plans for this GPU (needs TensorRT).")
+@click.option("--opset", type=int, help="ONNX opset (default: tf2onnx's).")
+@click.option("--no-verify", is_flag=True, help="Skip running the exported graphs against the reference.")
+@click.option("--eval-json", type=click.Path(exists=True, dir_okay=False), help="Evaluation report to record in model.json.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+def export(source, out, name, extractor, fp16, ship, tensorrt, opset, no_verify, eval_json, overwrite):
+    """Export SOURCE (run folder, checkpoint, .keras) as a model bundle OUT.
+
+    Writes extractor.onnx + colorizer.onnx (inputs l_ext; l, embedding;
+    outputs embedding; ab), the .keras files for the Keras engine and
+    model.json with checksums and training metadata.  Needs TensorFlow.
+    """
+    from engines import EngineError
+    from trainer.export import ExportError, ExportOptions, export_bundle
+    from trainer.train import CheckpointMismatch
+
+    opts = ExportOptions(name=name, extractor=extractor, fp16=fp16, ship=ship, tensorrt=tensorrt, opset=opset,
+                         verify=not no_verify, eval_json=eval_json, overwrite=overwrite)
+    try:
+        rep = export_bundle(source, out, options=opts)
+    except (ExportError, EngineError, CheckpointMismatch, ValueError, ImportError, FileNotFoundError) as exc:
+        raise _fail(exc) from exc
+    for n, size in rep.sizes.items():
+        click.echo(f"{out / n}: {size / 1e6:.2f} MB")
+    for k, v in rep.max_diff.items():
+        click.echo(f"max |diff| {k}: {v:.2e}")
+
+
+if __name__ == "__main__":
+    train()

@@ -1,0 +1,365 @@
+"""Export a trained colorizer (and its frozen extractor) as a model bundle.
+
+A bundle is the folder ``engines`` loads (``engines/base.py``): ``model.json``
+plus the graphs.  ``export_bundle`` writes
+
+* ``extractor.onnx`` (``l_ext`` (N, S, S, 1) -> ``embedding`` (N, E)) and
+  ``colorizer.onnx`` (``l`` (N, H, W, 1), ``embedding`` -> ``ab`` (N, H, W, 2)),
+  float32, batch and image size dynamic;
+* ``extractor.keras`` and ``colorizer.keras`` for the Keras engine;
+* optionally ``*-fp16.onnx``: float16 compute inside, float32 inputs and
+  outputs (onnxconverter-common);
+* with ``ship=True`` instead a compact bundle for the package: ONNX only,
+  every large weight stored as a float16 initializer followed by a Cast to
+  float32, so compute stays float32 in ONNX Runtime and the files are half
+  the size.  The export checks the result against the float32 graphs and
+  records the largest difference in ``model.json``.
+
+ONNX conversion goes through ``keras.Model.export(format="onnx")``, which
+needs TensorFlow and tf2onnx (the ``train`` extra): run the export on a
+machine with TensorFlow even when training ran on JAX.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engines.base import MANIFEST, ModelInfo
+
+log = logging.getLogger(__name__)
+
+#: Initializers with fewer elements stay float32 in ship mode (biases, shapes, scales: no size to save).
+SHIP_MIN_ELEMENTS = 256
+
+
+class ExportError(RuntimeError):
+    """The model cannot be exported (missing runtime, failed check...)."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Knobs of :func:`export_bundle`."""
+
+    name: str | None = None  # bundle name in model.json (default: the output folder's name)
+    extractor: str | None = None  # extractor name (default: the one the run was trained with)
+    extractor_weights: str | None = None  # default: the run's ("default" = pre-trained)
+    fp16: bool = False  # also write colorizer-fp16.onnx and extractor-fp16.onnx (float16 compute)
+    ship: bool = False  # compact bundle: ONNX only, weights stored float16, computed float32
+    tensorrt: bool = False  # also build (and cache) TensorRT plans for this GPU
+    opset: int | None = None  # ONNX opset (default: tf2onnx's)
+    verify: bool = True  # run the bundle on ONNX Runtime (and Keras) and compare
+    eval_json: str | None = None  # an evaluation report (JSON) to record in model.json
+    overwrite: bool = False  # replace an existing output folder
+
+
+@dataclass
+class ExportReport:
+    """What :func:`export_bundle` wrote and how well its graphs agree."""
+
+    path: Path
+    files: dict[str, str]  # name -> sha256
+    max_diff: dict[str, float] = field(default_factory=dict)  # check name -> largest |difference|
+    sizes: dict[str, int] = field(default_factory=dict)  # name -> bytes
+
+
+def _require_onnx():
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise ExportError(f"ONNX export runs on Keras' TensorFlow backend, this process uses "
+                          f"{keras.backend.backend()!r}: rerun with KERAS_BACKEND=tensorflow "
+                          "(the checkpoints and .keras files are backend-independent)")
+    try:
+        import onnx  # noqa: F401
+        import tf2onnx  # noqa: F401
+        import tensorflow  # noqa: F401
+    except ImportError as exc:
+        raise ImportError("ONNX export needs TensorFlow, tf2onnx and onnx: pip install 'streamcolor[train]' "
+                          f"({exc})") from exc
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def keras_to_onnx(model, path: Path, *, input_names: list[str], output_name: str,
+                  dim_names: dict[str, list[str | None]], opset: int | None = None) -> Path:
+    """Convert a Keras model to ONNX and give its tensors stable names.
+
+    ``input_names``: names for the graph inputs in model order;
+    ``output_name``: name of the single output; ``dim_names``: per tensor, a
+    symbolic name per dimension (None keeps the dimension as it is).
+    """
+    import onnx
+
+    _require_onnx()
+    # Keras exports only models that have been called once.
+    dummy = [np.zeros((1,) + tuple(d if d is not None else 8 for d in t.shape[1:]), np.float32)
+             for t in model.inputs]
+    model(dummy if len(dummy) > 1 else dummy[0], training=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        model.export(str(raw), format="onnx", verbose=False, opset_version=opset)
+        proto = onnx.load(str(raw))
+    g = proto.graph
+    renames = {}
+    if len(g.input) != len(input_names) or len(g.output) != 1:
+        raise ExportError(f"unexpected ONNX graph: inputs {[i.name for i in g.input]}, outputs {[o.name for o in g.output]}")
+    by_keras = {t.name: i for i, t in enumerate(model.inputs)}
+    for i, inp in enumerate(g.input):
+        want = input_names[by_keras.get(inp.name.split(":")[0], i)]
+        renames[inp.name] = want
+    renames[g.output[0].name] = output_name
+    for node in g.node:
+        node.input[:] = [renames.get(n, n) for n in node.input]
+        node.output[:] = [renames.get(n, n) for n in node.output]
+    for vi in list(g.input) + list(g.output):
+        vi.name = renames.get(vi.name, vi.name)
+        for dim, want in zip(vi.type.tensor_type.shape.dim, dim_names.get(vi.name, [])):
+            if want is not None and not dim.HasField("dim_value"):
+                dim.dim_param = want
+    proto.producer_name = "streamcolor"
+    onnx.checker.check_model(proto)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(path))
+    return path
+
+
+def store_weights_fp16(proto, *, min_elements: int = SHIP_MIN_ELEMENTS):
+    """Rewrite an ONNX model so large float32 initializers are stored as
+    float16 and cast back to float32 by a Cast node at the start of the
+    graph (compute stays float32).  Returns the same ModelProto, changed."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = proto.graph
+    casts, keep = [], []
+    for init in g.initializer:
+        if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements:
+            keep.append(init)
+            continue
+        arr = numpy_helper.to_array(init)
+        if np.abs(arr).max(initial=0.0) > 65504.0:  # beyond float16's range: keep float32
+            keep.append(init)
+            continue
+        half = numpy_helper.from_array(arr.astype(np.float16), name=f"{init.name}__fp16")
+        keep.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
+                                      name=f"{init.name}__to_fp32"))
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    nodes = list(g.node)
+    del g.node[:]
+    g.node.extend(casts + nodes)
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def export_bundle(source: str | Path, out: str | Path, *, options: ExportOptions = ExportOptions()) -> ExportReport:
+    """Export a trained colorizer as a model bundle folder.
+
+    Parameters
+    ----------
+    source:
+        A run folder (from ``fit``), a checkpoint folder, a ``.keras`` file or
+        a ``.weights.h5`` file beside its ``run.json``.
+    out:
+        The bundle folder to write (written under a temporary name, then
+        renamed into place).
+    options:
+        :class:`ExportOptions`.
+
+    Returns
+    -------
+    ExportReport
+        Files with their sha256 and the verification differences:
+        ``onnx_vs_keras_ab`` / ``onnx_vs_keras_embedding`` (float32 bundle) or
+        ``ship_vs_fp32_ab`` / ``ship_vs_fp32_embedding`` (ship bundle), the
+        largest absolute difference over a test batch.
+    """
+    import onnx
+
+    from trainer.extractors import EXTRACTORS, build_extractor
+    from trainer.train import load_trained
+
+    _require_onnx()
+    if options.ship and options.fp16:
+        raise ValueError("ship and fp16 exclude each other: a ship bundle holds only the two ONNX graphs")
+    if options.tensorrt:
+        _require_tensorrt()  # before any work, not after
+    out = Path(out)
+    if out.exists() and not options.overwrite:
+        raise ExportError(f"{out} exists; choose another folder or --overwrite")
+    model, run = load_trained(source)
+    ext_name = options.extractor or run.get("extractor")
+    if not ext_name:
+        raise ExportError(f"{source}: no run.json says which extractor the model was trained with; give --extractor")
+    if ext_name not in EXTRACTORS:
+        raise ExportError(f"unknown extractor {ext_name!r}; choose from {sorted(EXTRACTORS)}")
+    spec = EXTRACTORS[ext_name]
+    embed_dim = int(model.inputs[1].shape[-1])
+    if embed_dim != spec.embed_dim:
+        raise ExportError(f"the colorizer takes embeddings of size {embed_dim}, extractor {ext_name} gives "
+                          f"{spec.embed_dim}")
+    weights = options.extractor_weights or run.get("extractor_weights", "default")
+    extractor = build_extractor(ext_name, weights=weights)
+
+    tmp = out.with_name(f".tmp-{out.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    fp32_dir = tmp if not options.ship else Path(tempfile.mkdtemp(prefix="streamcolor-fp32-"))
+    report = ExportReport(path=out, files={})
+    try:
+        log.info("converting the colorizer to ONNX")
+        keras_to_onnx(model, fp32_dir / "colorizer.onnx", input_names=["l", "embedding"], output_name="ab",
+                      dim_names={"l": ["batch", "height", "width", None], "embedding": ["batch", None],
+                                 "ab": ["batch", "height", "width", None]}, opset=options.opset)
+        log.info("converting the extractor %s to ONNX", ext_name)
+        keras_to_onnx(extractor, fp32_dir / "extractor.onnx", input_names=["l_ext"], output_name="embedding",
+                      dim_names={"l_ext": ["batch", None, None, None], "embedding": ["batch", None]},
+                      opset=options.opset)
+        if options.ship:
+            for part in ("colorizer", "extractor"):
+                proto = store_weights_fp16(onnx.load(str(fp32_dir / f"{part}.onnx")))
+                onnx.save(proto, str(tmp / f"{part}.onnx"))
+        else:
+            model.save(tmp / "colorizer.keras")
+            extractor.save(tmp / "extractor.keras")
+        if options.fp16:
+            _fp16_variants(tmp)
+
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file() and p.name != MANIFEST}
+        report.files = files
+        report.sizes = {n: (tmp / n).stat().st_size for n in files}
+        meta: dict[str, Any] = {
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "extractor_weights": weights,
+            "weights_storage": "float16 (computed in float32)" if options.ship else "float32",
+            "inputs": {"l": "(N, H, W, 1) L/50 - 1, H and W multiples of 8", "embedding": f"(N, {embed_dim})",
+                       "l_ext": f"(N, {spec.size}, {spec.size}, 1) L/50 - 1, letterboxed"},
+            "outputs": {"ab": "(N, H, W, 2) a*b*/128", "embedding": f"(N, {embed_dim})"},
+            "training": {k: run[k] for k in ("step", "epoch", "examples_seen", "loss", "val_loss", "batch_size",
+                                             "size", "checkpoint", "backend", "stopped_by") if k in run},
+            "data": {k: run[k] for k in ("shards", "data_counts", "data_sources") if k in run},
+            "source": str(source),
+        }
+        if options.eval_json:
+            meta["eval"] = json.loads(Path(options.eval_json).read_text())
+        info = ModelInfo(path=tmp, name=options.name or out.name, extractor=ext_name, extractor_size=spec.size,
+                         embed_dim=embed_dim, files=files, meta=meta)
+        _write_manifest(tmp, info)
+        if options.verify:
+            report.max_diff = _verify(tmp, fp32_dir, ship=options.ship, extractor_size=spec.size)
+            info.meta["export_check_max_abs_diff"] = report.max_diff
+            _write_manifest(tmp, info)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if options.ship:
+            shutil.rmtree(fp32_dir, ignore_errors=True)
+    if options.tensorrt:
+        build_tensorrt(out)
+    log.info("bundle %s: %s; checks %s", out, ", ".join(f"{n} ({report.sizes[n] / 1e6:.1f} MB)" for n in report.files),
+             report.max_diff)
+    return report
+
+
+def _write_manifest(folder: Path, info: ModelInfo) -> None:
+    (folder / MANIFEST).write_text(json.dumps(info.dump(), indent=1, default=str))
+
+
+def _fp16_variants(folder: Path) -> None:
+    import onnx
+
+    try:
+        from onnxconverter_common import float16
+    except ImportError as exc:
+        raise ImportError("fp16 variants need onnxconverter-common: pip install onnxconverter-common") from exc
+    for part in ("colorizer", "extractor"):
+        src = folder / f"{part}.onnx"
+        proto = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+        onnx.save(proto, str(folder / f"{part}-fp16.onnx"))
+
+
+def _test_batch(extractor_size: int, n: int = 2, size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth test images: L (n, size, size, 1) and the letterboxed (n, S, S, 1), in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    l = np.stack([np.sin(6 * xx * rng.uniform(0.5, 2) + 4 * yy * rng.uniform(0.5, 2)) * 0.8 for _ in range(n)])
+    l = (l + rng.normal(0, 0.05, l.shape)).clip(-1, 1).astype(np.float32)[..., None]
+    from engines import lab
+    l_ext = np.stack([lab.letterbox(x[..., 0], extractor_size) for x in l])[..., None]
+    return l, l_ext
+
+
+def _verify(bundle: Path, fp32_dir: Path, *, ship: bool, extractor_size: int) -> dict[str, float]:
+    """Largest absolute differences between the bundle's ONNX graphs and the
+    reference (the Keras models, or the float32 ONNX graphs for a ship bundle)."""
+    from engines.base import ModelInfo as _Info
+    from engines.onnx_engine import OnnxEngine
+
+    l, l_ext = _test_batch(extractor_size)
+    onnx_engine = OnnxEngine(_Info.load(bundle), device="cpu")
+    emb = onnx_engine.embed(l_ext)
+    ab = onnx_engine.colorize(l, emb)
+    if ship:
+        info = _Info.load(bundle)
+        ref = OnnxEngine(_Info(path=fp32_dir, name="fp32", extractor=info.extractor,
+                               extractor_size=info.extractor_size, embed_dim=info.embed_dim), device="cpu")
+        tag = "ship_vs_fp32"
+    else:
+        from engines.keras_engine import KerasEngine
+        ref = KerasEngine(_Info.load(bundle))
+        tag = "onnx_vs_keras"
+    ref_emb = ref.embed(l_ext)
+    ref_ab = ref.colorize(l, ref_emb)
+    ab_same_emb = onnx_engine.colorize(l, ref_emb)
+    diffs = {f"{tag}_embedding": float(np.abs(emb - ref_emb).max()),
+             f"{tag}_ab": float(np.abs(ab_same_emb - ref_ab).max()),
+             f"{tag}_ab_end_to_end": float(np.abs(ab - ref_ab).max())}
+    if (bundle / "colorizer-fp16.onnx").is_file():
+        half = OnnxEngine(_Info.load(bundle), device="cpu", colorizer_file="colorizer-fp16.onnx",
+                          extractor_file="extractor-fp16.onnx")
+        diffs["fp16_vs_fp32_embedding"] = float(np.abs(half.embed(l_ext) - emb).max())
+        diffs["fp16_vs_fp32_ab"] = float(np.abs(half.colorize(l, emb) - ab).max())
+    return diffs
+
+
+def _require_tensorrt() -> None:
+    from engines.tensorrt_engine import require_tensorrt
+
+    try:
+        require_tensorrt()
+    except ImportError as exc:
+        raise ExportError(f"cannot build TensorRT plans: {exc}") from exc
+
+
+def build_tensorrt(bundle: str | Path) -> None:
+    """Build and cache TensorRT plans for ``bundle`` on this machine's GPU (the
+    cache ``engines.tensorrt_engine`` reads, via its ``build_plan``), or raise
+    ExportError when TensorRT is missing."""
+    from engines import load_engine
+
+    _require_tensorrt()
+    load_engine(bundle, "tensorrt").close()
+
+
+__all__ = ["ExportOptions", "ExportReport", "ExportError", "export_bundle", "keras_to_onnx", "store_weights_fp16",
+           "build_tensorrt", "sha256_file"]
