@@ -10,7 +10,10 @@ measured in one run on one local Ray (as many CPUs as the machine has):
 * ``ray_startup_s``: a Ray job of 2 photos on 2 actors (actor start and
   engine load, paid once per job);
 * ``overhead_ms_per_item``: (ray2 wall - plain wall) / photos, and
-  ``overhead_ms_per_item_after_startup``: the same less the startup.
+  ``overhead_ms_per_item_after_startup``: the same less the startup;
+* ``machine_2proc_speedup``: what two busy processes get done over one on
+  this machine (pure Python, no Ray): the ceiling for ``scaling_2_over_1``
+  (2.0 on two free physical cores; less with hyper-threads or a shared VM).
 
 Smoke mode (the normal suite, benchmarks disabled): 4 small photos, one run.
 Full mode, on this machine::
@@ -22,6 +25,8 @@ Full mode, on this machine::
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -38,6 +43,20 @@ from tests.conftest import make_photo  # noqa: E402
 FULL = os.environ.get("STREAMCOLOR_BENCH_FULL") == "1"
 #: (photos, height, width, batch size)
 N, H, W, BATCH = (32, 864, 1152, 4) if FULL else (4, 216, 288, 2)
+
+
+def machine_2proc_speedup(loops: int) -> float:
+    """Work done by two busy processes in the time of one, on this machine."""
+    code = f"x = 0\nfor i in range({loops}): x += i * i"
+
+    def wall(k: int) -> float:
+        t = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(k)]
+        for p in procs:
+            p.wait()
+        return time.perf_counter() - t
+
+    return round(2 * wall(1) / wall(2), 3)
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +84,7 @@ def test_ray_actor_pool_throughput(benchmark, local_ray, photo_folder, tmp_path)
 
     options = BatchOptions(batch_size=BATCH)
     engine = load_engine("default", "onnx", device="cpu")
+    load_before = os.getloadavg()[0]
 
     def ray_run(out: Path, actors: int, src: Path = photo_folder):
         t = time.perf_counter()
@@ -97,6 +117,8 @@ def test_ray_actor_pool_throughput(benchmark, local_ray, photo_folder, tmp_path)
         "ray_startup_s": round(startup_s, 2),
         "overhead_ms_per_item": round(1000 * (two_s - plain_s) / N, 1),
         "overhead_ms_per_item_after_startup": round(1000 * (two_s - startup_s - plain_s) / N, 1),
+        "machine_2proc_speedup": machine_2proc_speedup(20_000_000 if FULL else 1_000_000),
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # before, after: others' work
     }
     benchmark.extra_info.update(info)
     print("\nray actor pool:", info)

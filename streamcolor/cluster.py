@@ -277,14 +277,22 @@ class ColorizeBatch:
     renames:
         ``path -> key`` for the few paths whose default key is taken by another
         file (``a.gif`` and ``a.png`` both becoming ``a.png``).
+    threads:
+        Cap OpenCV's threads in this process (the Ray paths set it to the
+        actor's CPUs so that actors sharing a node do not oversubscribe it);
+        None leaves the process alone.
     """
 
     def __init__(self, model: "str | os.PathLike | Engine" = "default", backend: str = "auto", *,
                  options: BatchOptions = BatchOptions(), out: str | os.PathLike | None = None,
                  root: str | None = None, engine_options: dict | None = None,
-                 renames: dict[str, str] | None = None):
+                 renames: dict[str, str] | None = None, threads: int | None = None):
         from engines import Engine, load_engine
 
+        if threads is not None:
+            import cv2
+
+            cv2.setNumThreads(threads)
         engine = model if isinstance(model, Engine) else load_engine(model, backend, **(engine_options or {}))
         self.engine = _TimedEngine(engine)
         self.options = options
@@ -293,6 +301,7 @@ class ColorizeBatch:
         self.renames = renames or {}
         self._fs, self._out = _filesystem(out) if out is not None else (None, None)
         self._local = self._fs is not None and _is_local(self._fs)
+        self._dirs: set[str] = set()
 
     @property
     def engine_s(self) -> float:
@@ -378,7 +387,10 @@ class ColorizeBatch:
             return DONE, "", "", data
         path = f"{self._out}/{key}"
         try:
-            self._fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+            folder = path.rsplit("/", 1)[0]
+            if folder not in self._dirs:  # object stores need none, but HDFS and others do: once per folder
+                self._fs.create_dir(folder, recursive=True)
+                self._dirs.add(folder)
             with self._fs.open_output_stream(path) as fh:  # one PUT: the object appears whole or not at all
                 fh.write(data)
         except OSError as exc:
@@ -470,13 +482,13 @@ class _Pool:
         self.remote_options = dict(num_cpus=cluster.cpus_per_actor, num_gpus=gpus, max_restarts=cluster.max_restarts,
                                    max_task_retries=cluster.max_task_retries)
         self.worker_kwargs = worker_kwargs
+        self.replaced = 0
         self.actors = [self._start(i) for i in range(size)]
         self.busy = [0] * size
         self.pending: dict[Any, _Task] = {}
-        self.replaced = 0
 
     def _start(self, slot: int):
-        name = f"streamcolor-{self.tag}-{slot}"
+        name = f"streamcolor-{self.tag}-{slot}" + (f"-{self.replaced}" if self.replaced else "")
         return _remote_worker().options(name=name, **self.remote_options).remote(**self.worker_kwargs)
 
     @property
@@ -552,7 +564,8 @@ def _worker_kwargs(model: "str | os.PathLike", backend: str, options: BatchOptio
         engine_options = {"device": "cpu", "threads": cluster.threads}
     if isinstance(model, os.PathLike) or Path(str(model)).exists():
         model = str(Path(model).resolve())
-    kwargs = dict(model=model, backend=backend, options=options, out=out, engine_options=engine_options, **extra)
+    kwargs = dict(model=model, backend=backend, options=options, out=out, engine_options=engine_options,
+                  threads=cluster.threads, **extra)
     return {"colorize_kwargs": kwargs, "threads": cluster.threads}
 
 
@@ -614,7 +627,7 @@ def colorize_archive_ray(src: str | os.PathLike | Sequence[str | os.PathLike], d
 def _run_items(job: BatchJob, pool: _Pool, todo: list[Item], batch_size: int, bar) -> float:
     """Stream ``todo`` through the pool in chunks, resubmitting lost work; record every outcome."""
     sources = job.source_by_path
-    queue: list[tuple[list[Item], int]] = []  # (items, attempt) waiting to be sent again
+    retry: list[tuple[list[Item], int]] = []  # (items, attempt) lost with their worker, to send again
     feed = iter(range(0, len(todo), batch_size))
     engine_s = 0.0
     checked = False
@@ -638,8 +651,8 @@ def _run_items(job: BatchJob, pool: _Pool, todo: list[Item], batch_size: int, ba
 
     while True:
         while pool.has_room():
-            if queue:
-                send(*queue.pop(0))
+            if retry:
+                send(*retry.pop(0))
                 continue
             start = next(feed, None)
             if start is None:
@@ -651,9 +664,9 @@ def _run_items(job: BatchJob, pool: _Pool, todo: list[Item], batch_size: int, ba
             items: list[Item] = task.payload
             if isinstance(result, BaseException):
                 if len(items) > 1:  # find the item that kills its worker, if one does: one by one
-                    queue.extend(([it], task.attempt + 1) for it in items)
+                    retry.extend(([it], task.attempt + 1) for it in items)
                 elif task.attempt < pool.cluster.resubmits:
-                    queue.append((items, task.attempt + 1))
+                    retry.append((items, task.attempt + 1))
                 else:
                     record(Outcome(items[0], FAILED, f"the worker process died on this item {task.attempt + 1} "
                                                      f"times ({type(result).__name__})"))

@@ -10,6 +10,7 @@ Photos are 360x480 so a run lasts long enough to kill an actor in the middle.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import re
@@ -120,8 +121,6 @@ def kill_an_actor_when(out: Path, *, at_least: int, how: str, log: dict) -> thre
 
 
 def jpeg(arr: np.ndarray) -> bytes:
-    import io
-
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="JPEG", quality=90)
     return buf.getvalue()
@@ -136,8 +135,7 @@ def test_colorize_batch_without_ray(engine, tmp_path):
     assert "bytes" not in result and list(result["key"]) == list(batch["key"])
     assert list(result["state"]) == ["done", "done", "failed", "skipped"]
     assert result["error"][0] == "" and "not an image" in result["error"][2] and ".." in result["error"][3]
-    one = Image.open(__import__("io").BytesIO(result["image"][0]))
-    two = Image.open(__import__("io").BytesIO(result["image"][1]))
+    one, two = (Image.open(io.BytesIO(result["image"][i])) for i in (0, 1))
     assert (one.format, one.size, two.format) == ("JPEG", (120, 90), "PNG")
     assert result["image"][2] == b"" and fn.engine_s > 0
 
@@ -147,6 +145,23 @@ def test_colorize_batch_without_ray(engine, tmp_path):
         {"path": np.array([f"{root}/x/p.jpg"], dtype=object), "bytes": np.array([jpeg(photo)], dtype=object)})
     assert list(written["state"]) == ["done"] and list(written["output"]) == ["x/p.jpg"]
     assert "image" not in written and (tmp_path / "out/x/p.jpg").is_file()
+
+
+def test_colorize_batch_to_a_uri(engine, monkeypatch):
+    """Outputs for a URI (s3://...) go through pyarrow's filesystem, one stream per output."""
+    from pyarrow.fs import FileType, _MockFileSystem
+
+    from streamcolor import cluster
+
+    mock = _MockFileSystem()
+    monkeypatch.setattr(cluster, "_filesystem", lambda uri: (mock, "bucket/colour"))
+    photo = make_photo(60, 80, seed=5).mean(-1).astype(np.uint8)
+    result = ColorizeBatch(engine, options=BatchOptions(render_size=64), out="s3://bucket/colour")(
+        {"key": np.array(["a/b.jpg", "c.jpg"], dtype=object), "bytes": np.array([jpeg(photo)] * 2, dtype=object)})
+    assert list(result["output"]) == ["a/b.jpg", "c.jpg"]
+    for key in ("a/b.jpg", "c.jpg"):
+        info = mock.get_file_info(f"bucket/colour/{key}")
+        assert info.type == FileType.File and info.size > 100
 
 
 def test_plan_segments():
@@ -279,6 +294,7 @@ def probe(path: Path) -> dict:
 
 
 def test_video_split_across_two_actors(local_ray, tmp_path, caplog):
+    from engines import load_engine
     from streamcolor.cluster import colorize_video_ray
     from streamcolor.video import VideoOptions, colorize_video
 
@@ -301,6 +317,6 @@ def test_video_split_across_two_actors(local_ray, tmp_path, caplog):
     assert set(s["keyframes"]) <= set(o["keyframes"])  # each segment starts with a keyframe
     # Borders: as smooth as a single run's (warm-up carried the stabilizer over).
     single = probe(colorize_video(src, tmp_path / "single.mp4", options=options, progress=False,
-                                  engine=__import__("engines").load_engine("default", "onnx", device="cpu")))
+                                  engine=load_engine("default", "onnx", device="cpu")))
     diffs = [float(np.abs(a - b).mean()) for a, b in zip(o["rgb"], single["rgb"])]
     assert max(diffs) < 4.0, diffs
