@@ -1,0 +1,79 @@
+"""`streamcolor video`: colorize video files (audio and subtitles kept)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from streamcolor.commands.common import engine_options, load
+from streamcolor.errors import StreamcolorError
+
+log = logging.getLogger(__name__)
+
+
+@click.command("video")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Output file (one input) or folder.  Default: <name>-colour.<ext> next to each input.")
+@click.option("--codec", default="libx264", show_default=True,
+              help="Video encoder (libx264, libx265, libvpx-vp9, h264_nvenc...); "
+                   "'auto' uses a hardware H.264 encoder when one works here.")
+@click.option("--crf", "quality", type=click.IntRange(0, 63), default=18, show_default=True,
+              help="Constant quality (crf, or cq for NVENC): lower is better and bigger.")
+@click.option("--preset", default=None, help="Encoder speed preset (x264: ultrafast..veryslow).")
+@click.option("--pix-fmt", default="yuv420p", show_default=True, help="Output pixel format.")
+@click.option("-b", "--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Frames per network call.")
+@click.option("--stabilize/--no-stabilize", default=True, show_default=True,
+              help="Smooth colour over time (motion-compensated) against flicker.")
+@click.option("--embed-every", type=click.IntRange(min=1), default=48, show_default=True,
+              help="Recompute the global embedding at least every N frames, and at every scene cut "
+                   "(1: every frame).")
+@click.option("--scene-cut", type=click.FloatRange(0, 1, min_open=True), default=0.3, show_default=True,
+              help="Lightness-histogram change that counts as a scene cut.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@click.option("--overwrite/--skip-existing", default=True, show_default=True,
+              help="Replace outputs that exist, or leave them.")
+@engine_options
+def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabilize, embed_every, scene_cut,
+            progress, overwrite, model, backend, render_size, saturation):
+    """Colorize the video files INPUTS.
+
+    Only colour is added: size, frame rate, timestamps, lightness, rotation
+    and metadata follow the input; audio and subtitle streams are copied
+    untouched.  The output's extension picks the container.  Exit status 1
+    when any input failed; the others are still done.
+
+    \b
+    Examples:
+      streamcolor video film.mp4                      # -> film-colour.mp4
+      streamcolor video film.mkv -o film-colour.mkv --crf 20 -r 320
+      streamcolor video reels/*.mp4 -o colour/ --codec auto
+    """
+    from streamcolor.video import VideoOptions, colorize_video, default_output
+
+    engine = load(model, backend)
+    options = VideoOptions(render_size=render_size, saturation=saturation, batch_size=batch_size, codec=codec,
+                           pix_fmt=pix_fmt, quality=quality, preset=preset, stabilize=stabilize,
+                           embed_every=embed_every, scene_cut=scene_cut)
+    to_folder = output is not None and (len(inputs) > 1 or output.is_dir() or output.suffix == "")
+    if to_folder:
+        output.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for src in inputs:
+        dst = (output / default_output(src).name if to_folder else output) or default_output(src)
+        if dst.exists() and not overwrite:
+            log.info("skip %s (exists)", dst)
+            continue
+        try:
+            colorize_video(src, dst, engine=engine, options=options, progress=progress)
+            click.echo(f"{src} -> {dst}", err=True)
+        except StreamcolorError as exc:
+            failures += 1
+            tqdm.write(f"error: {exc}", file=sys.stderr)
+    if failures:
+        raise SystemExit(1)

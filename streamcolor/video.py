@@ -1,0 +1,750 @@
+"""Colorize a video: PyAV decode -> engine -> PyAV encode, streamed.
+
+The only module that imports ``av``.  Four stages run at once, joined by
+small bounded queues, so memory stays flat however long the film is::
+
+    reader (thread)     demux; decode video frames (frame threading on);
+                        full-res L* and the network input of each frame;
+                        audio / subtitle packets passed on, untouched, in order
+    network (thread)    scene cuts, embedding per scene or every N frames,
+                        a*b* predicted a batch at a time
+    compose (thread)    temporal smoothing of the low-res a*b*, upsampled onto
+                        the frame's own full-res L*, RGB -> the encoder's YUV
+    writer (caller)     encode video, remux the copied packets, progress bar
+
+Only colour comes from the network: every output frame has its input's size
+(one edge-replicated pixel is added to an odd side when the pixel format
+subsamples chroma, see :class:`VideoOptions`), lightness and timestamps.
+Audio and subtitle packets are copied byte for byte; the output is written
+under a temporary name in the destination folder and renamed into place at
+the end, so a failed or interrupted run leaves nothing at the output path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import queue
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
+
+import av
+import av.error
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from streamcolor.colorize import (ColorOptions, compose, default_engine, model_options, network_input,
+                                  pixels_to_l, predict_ab, to_dtype, upsample_ab)
+from streamcolor.errors import InputError, OutputError
+
+if TYPE_CHECKING:
+    from engines import Engine
+
+log = logging.getLogger(__name__)
+
+#: The encoder used unless another is asked for.
+DEFAULT_CODEC = "libx264"
+#: Hardware H.264 encoders tried, in order, by ``codec="auto"`` (each must open here).
+HARDWARE_CODECS = ("h264_nvenc",)
+#: Suffix of the default output name: ``film.mp4`` -> ``film-colour.mp4``.
+OUTPUT_SUFFIX = "-colour"
+#: Bins of the lightness histogram compared between frames to find scene cuts.
+CUT_BINS = 32
+#: Decode failures tolerated (each skips one damaged packet, as ffmpeg does) before giving up.
+MAX_BAD_PACKETS = 25
+#: Container formats that hold still images, not videos.
+_IMAGE_FORMATS = {"image2", "image2pipe"}
+#: Tags that describe the old file or its old video encoding, not the new one (compared lower-case).
+_STALE_TAGS = ("encoder", "major_brand", "minor_version", "compatible_brands", "rotate", "duration", "bps",
+               "number_of_frames", "number_of_bytes", "_statistics_")
+
+
+def _needs_even(pix_fmt: str) -> tuple[bool, bool]:
+    """Whether (width, height) must be even for ``pix_fmt`` (chroma subsampled by 2 that way)."""
+    probe = 1001
+    try:
+        fmt = av.VideoFormat(pix_fmt, probe, probe)
+    except ValueError as exc:
+        raise ValueError(f"unknown pixel format {pix_fmt!r}") from exc
+    return fmt.chroma_width(probe) != probe, fmt.chroma_height(probe) != probe
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How a video is colorized and encoded.  Override with ``dataclasses.replace``.
+
+    Odd sizes: yuv420p (and any chroma-subsampled format) needs even sides, so
+    an odd width or height gets one extra column or row, a copy of the last
+    one.  Every real pixel keeps its lightness; nothing is cropped.
+    """
+
+    render_size: int | None = None  # network input, longer side; None: the model's recommendation
+    saturation: float | None = None  # gain on predicted a*b*; None: the model's recommendation
+    batch_size: int = 8  # frames per engine call
+    codec: str = DEFAULT_CODEC  # a PyAV video encoder; "auto": h264_nvenc when it opens here, else libx264
+    pix_fmt: str = "yuv420p"  # output pixel format; yuv420p plays everywhere
+    quality: int = 18  # constant quality: crf (x264, x265, VP9), cq (NVENC); lower is better and bigger
+    preset: str | None = None  # encoder speed preset ("medium", "p5"...); None: the encoder's default
+    encoder_options: Mapping[str, str] = field(default_factory=dict)  # extra encoder options, passed as is
+    stabilize: bool = True  # smooth a*b* over time against chroma flicker (reset at scene cuts)
+    stabilize_strength: float = 0.6  # weight of the previous frame's colour, 0 (off) .. <1
+    motion: bool = True  # warp the previous colour along optical flow; False: per-pixel EMA gated by L
+    embed_every: int = 48  # recompute the global embedding at least every N frames (1: every frame)
+    scene_cut: float = 0.3  # L-histogram distance (0..1) from the previous frame that starts a scene
+    decode_threads: int = 0  # decoder threads; 0: one per core
+    compose_threads: int = 0  # threads that build full-res output frames; 0: min(4, cores)
+
+    def __post_init__(self) -> None:
+        if self.render_size is not None and self.render_size < 8:
+            raise ValueError(f"render_size must be at least 8, got {self.render_size}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.embed_every < 1:
+            raise ValueError(f"embed_every must be >= 1, got {self.embed_every}")
+        if not 0.0 <= self.stabilize_strength < 1.0:
+            raise ValueError(f"stabilize_strength must be in [0, 1), got {self.stabilize_strength}")
+        if not 0.0 < self.scene_cut <= 1.0:
+            raise ValueError(f"scene_cut must be in (0, 1], got {self.scene_cut}")
+        _needs_even(self.pix_fmt)  # raises ValueError for an unknown pixel format
+
+
+def default_output(src: str | os.PathLike) -> Path:
+    """``<stem>-colour<ext>`` next to ``src``."""
+    src = Path(src)
+    return src.with_name(f"{src.stem}{OUTPUT_SUFFIX}{src.suffix}")
+
+
+def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
+                   engine: "Engine | None" = None, options: VideoOptions = VideoOptions(),
+                   progress: bool = True, render_size: int | None = None, batch_size: int | None = None,
+                   codec: str | None = None, quality: int | None = None,
+                   stabilize: bool | None = None) -> Path:
+    """Colorize a video file.
+
+    Parameters
+    ----------
+    src:
+        A video file PyAV can read (any gray or colour source; colour is
+        reduced to lightness first).
+    dst:
+        Output file; its extension picks the container.  Default:
+        ``<stem>-colour<ext>`` next to ``src``.  Written under a temporary
+        name and renamed at the end: nothing is left at ``dst`` on failure.
+    engine:
+        A loaded engine; the shared default model when None.
+    options:
+        See :class:`VideoOptions`.
+    progress:
+        Show a tqdm bar (frames, frames/s, ETA) on stderr.
+    render_size, batch_size, codec, quality, stabilize:
+        Shortcuts for the :class:`VideoOptions` fields of the same names.
+
+    Returns
+    -------
+    The output path.  Frame count, timestamps (pts, time base), frame rate,
+    duration, lightness, rotation and metadata follow the input; audio and
+    subtitle streams are copied packet for packet.
+
+    Raises
+    ------
+    InputError
+        ``src`` is missing, not a video, has no video stream or no decodable frame.
+    OutputError
+        ``dst`` cannot be written, or its container cannot hold a stream to copy.
+    """
+    shortcuts = dict(render_size=render_size, batch_size=batch_size, codec=codec, quality=quality,
+                     stabilize=stabilize)
+    options = dataclasses.replace(options, **{k: v for k, v in shortcuts.items() if v is not None})
+    src = Path(src)
+    dst = Path(dst) if dst is not None else default_output(src)
+    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise OutputError(f"{dst}: output would overwrite the input")
+    engine = engine or default_engine()
+    colour = model_options(engine, render_size=options.render_size, saturation=options.saturation)
+    with _open_input(src) as inp:
+        vin = _video_stream(inp, src)
+        tmp = _temp_path(dst)
+        try:
+            _Job(src, dst, tmp, inp, vin, engine, options, colour, progress).run()
+            os.replace(tmp, dst)
+        except BaseException:
+            _unlink(tmp)
+            raise
+    return dst
+
+
+# --------------------------------------------------------------------------- input / output
+
+
+def _open_input(src: Path):
+    if not src.exists():
+        raise InputError(f"{src}: no such file")
+    if src.is_dir():
+        raise InputError(f"{src}: is a folder, not a video file")
+    try:
+        container = av.open(str(src), "r", metadata_errors="replace")
+    except (av.error.FFmpegError, ValueError, OSError) as exc:
+        raise InputError(f"{src}: cannot be opened as a video: not a video, or damaged or truncated ({exc})") from exc
+    if container.format.name in _IMAGE_FORMATS or container.format.name.endswith("_pipe"):
+        container.close()
+        raise InputError(f"{src}: a still image, not a video (use colorize_image)")
+    return container
+
+
+def _video_stream(container, src: Path):
+    """The first real video stream (cover art excluded)."""
+    videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    if not videos:
+        kinds = ", ".join(s.type for s in container.streams) or "none"
+        raise InputError(f"{src}: no video stream (streams: {kinds})")
+    if len(videos) > 1:
+        log.warning("%s: %d video streams; colorizing #%d, dropping the others", src, len(videos), videos[0].index)
+    vin = videos[0]
+    if not vin.codec_context.width or not vin.codec_context.height:
+        raise InputError(f"{src}: video stream #{vin.index} has no frame size (damaged header?)")
+    return vin
+
+
+def _temp_path(dst: Path) -> Path:
+    """An empty file next to ``dst`` with the same extension (it picks the container)."""
+    if not dst.parent.is_dir():
+        raise OutputError(f"{dst}: folder {dst.parent} does not exist")
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=f".part{dst.suffix}", dir=dst.parent)
+    except OSError as exc:
+        raise OutputError(f"{dst}: cannot write in {dst.parent}: {exc}") from exc
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)
+    return Path(name)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _fresh_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """Metadata minus the tags that describe the old encoding."""
+    return {k: v for k, v in tags.items() if not k.lower().startswith(_STALE_TAGS)}
+
+
+@functools.lru_cache(maxsize=None)
+def _encoder_opens(codec: str) -> bool:
+    """Whether ``codec`` exists and opens on this machine (hardware encoders need their device)."""
+    if codec not in av.codecs_available:
+        return False
+    try:
+        ctx = av.CodecContext.create(codec, "w")
+        ctx.width, ctx.height, ctx.pix_fmt = 256, 256, "yuv420p"
+        ctx.time_base = Fraction(1, 25)
+        ctx.framerate = Fraction(25)
+        ctx.open()
+        return True
+    except (av.error.FFmpegError, ValueError, RuntimeError) as exc:
+        log.debug("encoder %s does not open: %s", codec, exc)
+        return False
+
+
+def pick_codec(codec: str) -> str:
+    """Resolve ``"auto"`` to a hardware H.264 encoder that opens here, else :data:`DEFAULT_CODEC`."""
+    if codec != "auto":
+        return codec
+    for hw in HARDWARE_CODECS:
+        if _encoder_opens(hw):
+            return hw
+    gpu = os.path.exists("/dev/nvidia0") or os.path.exists("/proc/driver/nvidia")
+    (log.warning if gpu else log.info)(
+        "codec='auto': no hardware encoder (%s) opens here; encoding with %s on the CPU",
+        ", ".join(HARDWARE_CODECS), DEFAULT_CODEC)
+    return DEFAULT_CODEC
+
+
+def _encoder_options(codec: str, options: VideoOptions) -> dict[str, str]:
+    """Constant-quality and preset options in each encoder family's own words."""
+    q = str(options.quality)
+    if codec in ("libx264", "libx265", "libsvtav1"):
+        opts = {"crf": q}
+    elif codec.endswith("_nvenc"):
+        opts = {"rc": "vbr", "cq": q, "b": "0"}
+    elif codec in ("libvpx-vp9", "libvpx", "libaom-av1"):
+        opts = {"crf": q, "b": "0"}
+    else:
+        log.warning("quality=%s is not applied to %s (set encoder_options instead)", q, codec)
+        opts = {}
+    if options.preset:
+        opts["preset"] = options.preset
+    opts.update({str(k): str(v) for k, v in options.encoder_options.items()})
+    return opts
+
+
+# --------------------------------------------------------------------------- scene cuts, stability
+
+
+def l_histogram(l_scaled: np.ndarray) -> np.ndarray:
+    """Normalised :data:`CUT_BINS`-bin histogram of network-scaled L ([-1, 1])."""
+    hist, _ = np.histogram(l_scaled, bins=CUT_BINS, range=(-1.0, 1.0))
+    return hist.astype(np.float32) / max(1, l_scaled.size)
+
+
+def histogram_distance(h1: np.ndarray, h2: np.ndarray) -> float:
+    """Total-variation distance of two normalised histograms: 0 identical, 1 disjoint."""
+    return 0.5 * float(np.abs(h1 - h2).sum())
+
+
+class ChromaStabilizer:
+    """Temporal smoothing of low-resolution a*b* against chroma flicker.
+
+    Each frame's predicted a*b* is blended with the previous *output* a*b*,
+    warped onto the current frame by dense optical flow (Farneback, on the
+    low-res L).  The blend weight is ``strength`` times a per-pixel confidence
+    ``exp(-(dL / tolerance)^2)``, where dL is the L* difference between the
+    current frame and the warped previous one: where the flow is wrong
+    (occlusion, new content, a lighting change) dL is large and the current
+    prediction wins, so colour does not smear.  With ``motion=False`` the
+    previous colour is not warped (a per-pixel EMA gated by L change; cheaper,
+    fine for static shots).  :meth:`reset` at scene cuts.
+
+    Works on the network's output (h, w, 2) before upsampling, so its cost
+    does not grow with the video's resolution.
+    """
+
+    def __init__(self, strength: float = 0.6, *, motion: bool = True, tolerance: float = 6.0):
+        self.strength = float(strength)
+        self.motion = motion
+        self.tolerance = float(tolerance)  # L* units
+        self.reset()
+
+    def reset(self) -> None:
+        self._prev_l: np.ndarray | None = None
+        self._prev_ab: np.ndarray | None = None
+        self._grid: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, l_scaled: np.ndarray, ab: np.ndarray, *, cut: bool = False) -> np.ndarray:
+        """l_scaled: (h, w) L in [-1, 1]; ab: (h, w, 2) a*b* (any scaling) -> smoothed (h, w, 2)."""
+        l_star = (np.asarray(l_scaled, dtype=np.float32) + 1.0) * 50.0
+        ab = np.asarray(ab, dtype=np.float32)
+        prev_l, prev_ab = self._prev_l, self._prev_ab
+        if cut or prev_l is None or prev_l.shape != l_star.shape or self.strength <= 0:
+            self._prev_l, self._prev_ab = l_star, ab
+            return ab
+        if self.motion:
+            map_x, map_y = self._flow_map(l_star, prev_l)
+            warped_ab = cv2.remap(prev_ab, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            warped_l = cv2.remap(prev_l, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            h, w = l_star.shape
+            inside = (map_x >= 0) & (map_x <= w - 1) & (map_y >= 0) & (map_y <= h - 1)
+        else:
+            warped_ab, warped_l, inside = prev_ab, prev_l, True
+        err = cv2.blur(np.abs(l_star - warped_l), (3, 3))
+        weight = self.strength * np.exp(-np.square(err / self.tolerance)) * inside
+        out = ab + weight[..., None] * (warped_ab - ab)
+        self._prev_l, self._prev_ab = l_star, out
+        return out
+
+    def _flow_map(self, cur_l: np.ndarray, prev_l: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where each current pixel was in the previous frame (absolute remap coordinates)."""
+        to8 = lambda x: np.clip(x * 2.55, 0, 255).astype(np.uint8)  # noqa: E731
+        flow = cv2.calcOpticalFlowFarneback(to8(cur_l), to8(prev_l), None, pyr_scale=0.5, levels=3,
+                                            winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
+        h, w = cur_l.shape
+        if self._grid is None or self._grid[0].shape != (h, w):
+            gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+            self._grid = (gx, gy)
+        return self._grid[0] + flow[..., 0], self._grid[1] + flow[..., 1]
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+class _Stopped(Exception):
+    """Raised inside a stage when another stage failed or the caller gave up."""
+
+
+_END = object()  # end of stream marker, one per queue
+
+
+@dataclass
+class _Frame:
+    """One video frame on its way through the pipeline."""
+
+    index: int
+    pts: int  # in the input stream's time base
+    duration: int
+    l_full: np.ndarray  # float16 (H, W), L* in [0, 100] (half the memory of float32, steps <= 0.06)
+    l_net: np.ndarray  # float32 (h, w, 1), network-scaled L at the render size
+    ab: np.ndarray | None = None  # float32 (h, w, 2) in [-1, 1], from the network
+    cut: bool = False  # first frame of a scene
+
+
+class _Job:
+    """One colorize_video call: streams set up, stages run, output finished."""
+
+    def __init__(self, src: Path, dst: Path, tmp: Path, inp, vin, engine: "Engine",
+                 options: VideoOptions, colour: ColorOptions, progress: bool):
+        self.src, self.dst, self.tmp = src, dst, tmp
+        self.inp, self.vin, self.engine = inp, vin, engine
+        self.options, self.colour, self.progress = options, colour, progress
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        ctx = vin.codec_context
+        self.width, self.height = ctx.width, ctx.height
+        self.time_base = vin.time_base or Fraction(1, 90000)
+        self.rate = vin.average_rate or vin.guessed_rate or vin.base_rate or Fraction(25)
+        even_w, even_h = _needs_even(options.pix_fmt)
+        self.pad = (self.height % 2 if even_h else 0, self.width % 2 if even_w else 0)
+        # BT.709 for HD, BT.601 for SD: what players assume for untagged video; tagged on the output too.
+        self.hd = self.height >= 720
+        self.display_matrix: list[int] | None = None  # from the first frame's side data
+        self.copy_map: dict[int, Any] = {}  # input stream index -> output stream, for copied packets
+        self.copy_map_in: list = []  # the input streams copied
+        self.bad_packets = 0
+        self.frames_in = 0
+        self._size_warned = False
+
+    # ---- plumbing
+
+    def _put(self, q: queue.Queue, item: Any) -> None:
+        while True:
+            if self.stop.is_set():
+                raise _Stopped
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _drain(self, q: queue.Queue) -> Iterator[Any]:
+        while True:
+            if self.stop.is_set():
+                raise _Stopped
+            try:
+                item = q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is _END:
+                return
+            yield item
+
+    def _thread(self, name: str, target, *args) -> threading.Thread:
+        def run():
+            try:
+                target(*args)
+            except _Stopped:
+                pass
+            except BaseException as exc:  # handed to the caller's thread
+                self.errors.append(exc)
+                self.stop.set()
+
+        t = threading.Thread(target=run, name=f"streamcolor-{name}", daemon=True)
+        t.start()
+        return t
+
+    # ---- stages
+
+    def _read(self, out: queue.Queue) -> None:
+        """Demux everything in file order: video decoded to _Frame, other packets passed on."""
+        vin, src = self.vin, self.src
+        vin.codec_context.thread_type = "AUTO"
+        vin.codec_context.thread_count = self.options.decode_threads
+        wanted = [vin, *self.copy_map_in]
+        last_pts: int | None = None
+        last_dur = 0
+        demux = self.inp.demux(wanted)
+        while True:
+            try:
+                packet = next(demux)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as exc:  # damaged or cut short: keep what was read
+                log.warning("%s: input ends early at frame %d (%s)", src, self.frames_in, exc)
+                packet = None
+            if packet is not None and packet.stream.index != vin.index:  # (flush packets all say stream_index 0)
+                if packet.size:  # the zero-size flush packets demux adds at the end are not data
+                    self._put(out, packet)
+                continue
+            try:
+                frames = vin.decode(packet)
+            except av.error.FFmpegError as exc:
+                self.bad_packets += 1
+                if self.bad_packets > MAX_BAD_PACKETS:
+                    raise InputError(f"{src}: too many damaged video packets ({exc})") from exc
+                log.warning("%s: skipping a damaged video packet near frame %d: %s", src, self.frames_in, exc)
+                continue
+            for frame in frames:
+                pts = frame.pts
+                if pts is None:
+                    pts = 0 if last_pts is None else last_pts + max(1, last_dur)
+                if last_pts is not None and pts <= last_pts:
+                    log.warning("%s: frame %d has pts %d <= previous %d; nudged", src, self.frames_in, pts, last_pts)
+                    pts = last_pts + 1
+                last_pts, last_dur = pts, frame.duration or last_dur
+                self._put(out, self._to_item(frame, pts))
+            if packet is None:  # flushed the decoder after an early end
+                break
+        self._put(out, _END)
+
+    def _to_item(self, frame, pts: int) -> _Frame:
+        if frame.width != self.width or frame.height != self.height:
+            if not self._size_warned:
+                log.warning("%s: frame size changes to %dx%d; scaled back to %dx%d", self.src, frame.width,
+                            frame.height, self.width, self.height)
+                self._size_warned = True
+            frame = frame.reformat(width=self.width, height=self.height)
+        if self.frames_in == 0:
+            self._first_frame(frame)
+        deep = max(c.bits for c in frame.format.components) > 8
+        kw: dict[str, Any] = {"format": "rgb48le" if deep else "rgb24"}
+        if frame.color_range == 2 and not frame.format.name.startswith("yuvj"):
+            kw["src_color_range"] = "JPEG"
+        pixels = frame.to_ndarray(**kw)
+        l_full = pixels_to_l(pixels)
+        item = _Frame(index=self.frames_in, pts=pts, duration=frame.duration or 0,
+                      l_full=l_full.astype(np.float16), l_net=network_input(l_full, self.colour.render_size))
+        if self.frames_in == 0:
+            self._note_colour(pixels)
+        self.frames_in += 1
+        return item
+
+    def _first_frame(self, frame) -> None:
+        sd = frame.side_data.get("DISPLAYMATRIX")
+        if sd is not None and len(bytes(sd)) == 36:
+            self.display_matrix = [int(v) for v in np.frombuffer(bytes(sd), dtype=np.int32)]
+
+    def _note_colour(self, pixels: np.ndarray) -> None:
+        small = cv2.resize(pixels, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
+        if np.abs(small - small.mean(axis=-1, keepdims=True)).mean() > 0.02 * (65535 if small.max() > 255 else 255):
+            log.info("%s: a colour source; only its lightness is used", self.src)
+
+    def _infer(self, inq: queue.Queue, out: queue.Queue) -> None:
+        """Scene cuts, embeddings per scene / every N frames, a*b* a batch at a time."""
+        opts, engine = self.options, self.engine
+        prev_hist: np.ndarray | None = None
+        since_key = 0
+        embedding: np.ndarray | None = None
+        for items in self._batches(inq, opts.batch_size):
+            frames = [it for it in items if isinstance(it, _Frame)]
+            if frames:
+                net = np.stack([f.l_net for f in frames])
+                keys = []
+                for i, f in enumerate(frames):
+                    hist = l_histogram(f.l_net)
+                    f.cut = prev_hist is None or histogram_distance(hist, prev_hist) > opts.scene_cut
+                    prev_hist = hist
+                    if f.cut or since_key >= opts.embed_every:
+                        keys.append(i)
+                        since_key = 0
+                    since_key += 1
+                fresh = engine.embed(engine.extractor_input(net[keys])) if keys else None
+                rows = []
+                for i in range(len(frames)):
+                    if i in keys:
+                        embedding = fresh[keys.index(i)]
+                    rows.append(embedding)
+                ab = predict_ab(net, engine, np.stack(rows))
+                for f, ab_i in zip(frames, ab):
+                    f.ab = ab_i
+            self._put(out, items)
+        self._put(out, _END)
+
+    def _batches(self, q: queue.Queue, n: int) -> Iterator[list]:
+        """Items in order, grouped so that each group holds at most ``n`` frames."""
+        group: list = []
+        count = 0
+        for item in self._drain(q):
+            group.append(item)
+            if isinstance(item, _Frame):
+                count += 1
+                if count == n:
+                    yield group
+                    group, count = [], 0
+        if group:
+            yield group
+
+    def _compose(self, inq: queue.Queue, out: queue.Queue) -> None:
+        """Smooth (in order, low-res), then upsample, recombine with full-res L and convert to
+        the encoder's pixel format (full-res, a batch spread over a few threads)."""
+        opts = self.options
+        stab = ChromaStabilizer(opts.stabilize_strength, motion=opts.motion) if opts.stabilize else None
+        workers = opts.compose_threads or min(4, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="streamcolor-compose") as pool:
+            for items in self._drain(inq):
+                frames = [it for it in items if isinstance(it, _Frame)]
+                for f in frames:
+                    if stab is not None:
+                        f.ab = stab(f.l_net[..., 0], f.ab, cut=f.cut)
+                rendered = iter(pool.map(self._render, frames))
+                for it in items:
+                    self._put(out, next(rendered) if isinstance(it, _Frame) else it)
+        self._put(out, _END)
+
+    def _render(self, f: _Frame):
+        """One frame: a*b* upsampled onto its full-res L*, sRGB, padded if odd, as an encoder frame."""
+        l_full = f.l_full.astype(np.float32)
+        ab_full = upsample_ab(f.ab, self.height, self.width, self.colour.saturation)
+        rgb = to_dtype(compose(l_full, ab_full), np.uint8)
+        ph, pw = self.pad
+        if ph or pw:
+            rgb = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="edge")
+        vf = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+            format=self.options.pix_fmt, dst_colorspace="ITU709" if self.hd else "ITU601", dst_color_range="MPEG")
+        vf.pts, vf.time_base, vf.duration = f.pts, self.time_base, f.duration
+        return vf
+
+    # ---- the writer (caller's thread)
+
+    def run(self) -> None:
+        try:
+            out = av.open(str(self.tmp), "w")
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise OutputError(f"{self.dst}: cannot write this container ({exc}); use .mp4, .mkv or .mov") from exc
+        try:
+            self._setup(out)
+            self._write(out)
+        except BaseException:
+            self.stop.set()
+            try:
+                out.close()
+            except Exception:  # already failing; the temp file is removed by the caller
+                pass
+            raise
+        try:
+            out.close()  # writes the trailer
+        except av.error.FFmpegError as exc:
+            raise OutputError(f"{self.dst}: cannot finish the file: {exc}") from exc
+
+    def _setup(self, out) -> None:
+        opts, vin, inp = self.options, self.vin, self.inp
+        codec = pick_codec(opts.codec)
+        if codec not in av.codecs_available:
+            raise OutputError(f"{self.dst}: no video encoder {codec!r} in this PyAV build")
+        try:
+            vout = out.add_stream(codec, rate=self.rate)
+        except ValueError as exc:
+            raise OutputError(f"{self.dst}: the {out.format.name} format cannot hold {codec} video "
+                              f"({exc}); pick another codec or container") from exc
+        ctx = vout.codec_context
+        ctx.width, ctx.height = self.width + self.pad[1], self.height + self.pad[0]
+        ctx.pix_fmt = opts.pix_fmt
+        ctx.time_base = self.time_base
+        vout.time_base = self.time_base
+        if vin.sample_aspect_ratio:
+            ctx.sample_aspect_ratio = vin.sample_aspect_ratio
+        ctx.color_range = 1  # limited ("MPEG"), as converted in _compose
+        ctx.colorspace = ctx.color_primaries = ctx.color_trc = 1 if self.hd else 6  # BT.709 / SMPTE 170M
+        ctx.options = _encoder_options(codec, opts)
+        vout.metadata.update(_fresh_tags(vin.metadata))
+        vout.disposition = vin.disposition
+        self.vout, self.codec = vout, codec
+        # Streams copied untouched: audio and subtitles must fit the new container; data and
+        # attachments (timecodes, fonts) are kept where the container takes them.
+        for s in inp.streams:
+            if s is vin or s.type == "video":
+                continue
+            try:
+                ost = out.add_stream_from_template(s)
+            except (ValueError, av.error.FFmpegError) as exc:
+                if s.type in ("audio", "subtitle"):
+                    name = s.codec_context.name if s.codec_context else "?"
+                    raise OutputError(f"{self.dst}: the {out.format.name} format cannot hold the {name} {s.type} "
+                                      f"stream #{s.index} ({exc}); write to a {self.src.suffix} file instead") from exc
+                log.warning("%s: dropping %s stream #%d: %s", self.src, s.type, s.index, exc)
+                continue
+            ost.metadata.update(_fresh_tags(s.metadata) if s.type != "attachment" else s.metadata)
+            ost.disposition = s.disposition
+            if s.type != "attachment":
+                self.copy_map[s.index] = ost
+                self.copy_map_in.append(s)
+        out.metadata.update(_fresh_tags(inp.metadata))
+        try:
+            chapters = inp.chapters()
+            if chapters:
+                out.set_chapters(chapters)
+        except (AttributeError, ValueError, av.error.FFmpegError) as exc:
+            log.warning("%s: chapters not copied: %s", self.src, exc)
+
+    def _total(self) -> int | None:
+        vin = self.vin
+        if vin.frames:
+            return int(vin.frames)
+        if vin.duration and vin.time_base:
+            return max(1, round(float(vin.duration * vin.time_base * self.rate)))
+        if self.inp.duration:
+            return max(1, round(self.inp.duration / 1e6 * float(self.rate)))
+        return None
+
+    def _write(self, out) -> None:
+        frames_bound = max(4, self.options.batch_size)
+        q_read = queue.Queue(maxsize=frames_bound + 16)  # frames and small packets
+        q_net = queue.Queue(maxsize=1)  # whole batches
+        q_yuv = queue.Queue(maxsize=frames_bound)
+        threads = [self._thread("read", self._read, q_read),
+                   self._thread("network", self._infer, q_read, q_net),
+                   self._thread("compose", self._compose, q_net, q_yuv)]
+        bar = tqdm(total=self._total(), unit="frame", desc=self.src.name, disable=not self.progress,
+                   dynamic_ncols=True, smoothing=0.1, leave=False)
+        pending: list = []  # copied packets that arrive before the first video frame
+        written = 0
+        try:
+            for item in self._drain(q_yuv):
+                if isinstance(item, av.Packet):
+                    if written:
+                        self._mux_copy(out, item)
+                    else:
+                        pending.append(item)
+                    continue
+                if not written and self.display_matrix is not None:
+                    self.vout.set_display_matrix(self.display_matrix)
+                elif not written and self.vin.metadata.get("rotate"):
+                    self.vout.set_display_rotation(-float(self.vin.metadata["rotate"]))
+                self._mux(out, item)
+                written += 1
+                for packet in pending:
+                    self._mux_copy(out, packet)
+                pending.clear()
+                bar.update()
+        except _Stopped:
+            pass
+        except BaseException:
+            self.stop.set()
+            raise
+        finally:
+            for t in threads:
+                t.join()
+            bar.close()
+        if self.errors:
+            raise self.errors[0]
+        if not written:
+            raise InputError(f"{self.src}: no video frame could be decoded")
+        self._mux(out, None)
+        if self.bad_packets:
+            log.warning("%s: %d damaged video packets skipped", self.src, self.bad_packets)
+        total = self._total()
+        if total and written < 0.9 * total:
+            log.warning("%s: %d frames decoded where the header announces about %d (truncated input?)",
+                        self.src, written, total)
+
+    def _mux(self, out, frame) -> None:
+        """Encode one frame (None: flush the encoder) and mux what comes out."""
+        try:
+            out.mux(self.vout.encode(frame))
+        except av.error.FFmpegError as exc:
+            raise OutputError(f"{self.dst}: cannot encode/write video: {exc}") from exc
+
+    def _mux_copy(self, out, packet) -> None:
+        packet.stream = self.copy_map[packet.stream.index]
+        try:
+            out.mux(packet)
+        except av.error.FFmpegError as exc:
+            raise OutputError(f"{self.dst}: cannot write a copied {packet.stream.type} packet: {exc}") from exc

@@ -1,0 +1,457 @@
+"""colorize_video and `streamcolor video`: frames, timestamps and lightness
+kept, audio and subtitles copied byte for byte, bad input rejected cleanly
+with nothing left behind.
+
+Every clip is made here with PyAV (a few dozen frames, up to 160x120, with a
+sine tone), so the file needs no fixtures on disk.
+
+Lightness tolerance.  Output L* is compared with the L* of the *decoded
+input* (what the pipeline saw), frame by frame: mean |dL| < 2 and 99th
+percentile < 6.  The pipeline itself keeps L exactly (``compose`` only pulls
+out-of-gamut chroma towards gray); what moves it is lossy coding: x264 at
+crf 18 quantises Y (about 1 L* unit on average), and 4:2:0 chroma, averaged
+over 2x2 blocks and interpolated back on decode, shifts the RGB and so the L*
+of pixels at sharp colour edges (the tail, hence the looser p99).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+import streamcolor
+from engines import lab
+from engines.base import Engine, ModelInfo
+from streamcolor.errors import InputError, OutputError
+from streamcolor.video import (ChromaStabilizer, VideoOptions, default_output, histogram_distance,
+                               l_histogram, pick_codec)
+
+RATE = 24
+AUDIO_RATE = 44100
+
+
+# --------------------------------------------------------------------------- clip maker
+
+
+def _canvas(h: int, w: int, seed: int) -> np.ndarray:
+    """A colourful uint8 RGB picture: gradients, a sine ripple, discs (a scene)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = rng.uniform(0.2, 0.8)
+    img = np.stack([x / w, y / h * base, 0.5 + 0.5 * np.sin((x * (1 + seed % 3) + y) / (7.0 + 5 * seed))], -1)
+    for _ in range(8):
+        cy, cx, r = rng.integers(0, h), rng.integers(0, w), rng.integers(max(2, h // 12), max(3, h // 4))
+        img[(y - cy) ** 2 + (x - cx) ** 2 < r * r] = rng.random(3)
+    return (img * 255).astype(np.uint8)
+
+
+def make_video(path: Path, *, frames: int = 24, size: tuple[int, int] = (96, 64), rate: int = RATE,
+               audio: str | None = "aac", subtitles: bool = False, rotate: int | None = None,
+               pts: list[int] | None = None, time_base: Fraction | None = None, codec: str = "libx264",
+               pix_fmt: str = "yuv420p", scenes: int = 1, motion: int = 2, grain: float = 0.0,
+               gray: bool = False, title: str | None = "test clip", preset: str = "ultrafast",
+               seed: int = 0) -> Path:
+    """Write a short real video (colour or gray) with an optional sine-tone track and subtitles.
+
+    size is (width, height).  ``scenes`` cuts the clip into that many shots of
+    different pictures; within a shot the camera pans ``motion`` px a frame and
+    a square moves; ``grain`` adds film-grain noise (std, 0..255 units).
+    ``pts`` (in ``time_base``) gives variable frame timing.
+    """
+    w, h = size
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    span = max(1, frames) * abs(motion) + 1
+    canvases = [_canvas(h + span // 2 + 1, w + span, seed + 17 * s) for s in range(scenes)]
+    shot = max(1, -(-frames // scenes))
+    grain_tiles = [rng.normal(0, grain, (h, w, 1)).astype(np.float32) for _ in range(7)] if grain else None
+    with av.open(str(path), "w") as out:
+        if title:
+            out.metadata["title"] = title
+        vs = out.add_stream(codec, rate=rate)
+        vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
+        if codec == "libx264":
+            vs.options = {"preset": preset, "crf": "10"}
+        if time_base is not None:
+            vs.time_base = time_base
+            vs.codec_context.time_base = time_base
+        if rotate is not None:
+            vs.set_display_rotation(rotate)
+        astream = None
+        if audio:
+            astream = out.add_stream(audio, rate=AUDIO_RATE)
+            astream.layout = "mono"
+            astream.metadata["language"] = "eng"
+        sub_in = sstream = None
+        if subtitles:
+            srt = path.with_suffix(".srt")
+            srt.write_text("1\n00:00:00,040 --> 00:00:00,300\nHello, colour\n\n"
+                           "2\n00:00:00,500 --> 00:00:00,800\nSecond line\n")
+            sub_in = av.open(str(srt))
+            sstream = out.add_stream_from_template(sub_in.streams.subtitles[0])
+            sstream.metadata["language"] = "fra"
+        for i in range(frames):
+            s, k = divmod(i, shot)
+            c = canvases[min(s, scenes - 1)]
+            dx = k * motion if motion >= 0 else span - 1 + k * motion
+            img = c[k * abs(motion) // 2: k * abs(motion) // 2 + h, dx: dx + w].copy()
+            sq = max(2, h // 5)
+            y0, x0 = (h // 2 + k) % max(1, h - sq), (3 * k) % max(1, w - sq)
+            img[y0:y0 + sq, x0:x0 + sq] = (255, 220, 40)
+            if grain_tiles is not None:
+                img = np.clip(img + grain_tiles[i % 7], 0, 255).astype(np.uint8)
+            if gray:
+                img = np.repeat(img.mean(-1, keepdims=True).astype(np.uint8), 3, -1)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = pts[i] if pts is not None else i
+            if time_base is not None:
+                frame.time_base = time_base
+            elif pts is None:
+                frame.time_base = Fraction(1, rate)
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode())
+        if astream is not None:
+            fmt = astream.codec_context.format.name
+            t = np.arange(int(AUDIO_RATE * frames / rate)) / AUDIO_RATE
+            tone = (0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+            for k in range(0, len(tone), 1024):
+                chunk = tone[k:k + 1024][None]
+                if fmt == "s16":
+                    chunk = (chunk * 32767).astype(np.int16)
+                af = av.AudioFrame.from_ndarray(chunk, format=fmt, layout="mono")
+                af.sample_rate, af.pts, af.time_base = AUDIO_RATE, k, Fraction(1, AUDIO_RATE)
+                out.mux(astream.encode(af))
+            out.mux(astream.encode())
+        if sub_in is not None:
+            for packet in sub_in.demux(sub_in.streams.subtitles[0]):
+                if packet.size:
+                    packet.stream = sstream
+                    out.mux(packet)
+            sub_in.close()
+    return path
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def read_video(path: Path) -> dict:
+    """Decoded L* per frame, frame times (s), rotation, size, and copied-stream packets."""
+    out: dict = {"l": [], "times": [], "packets": {}, "packet_times": {}}
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        out["size"] = (v.codec_context.width, v.codec_context.height)
+        out["metadata"] = dict(c.metadata)
+        out["streams"] = [(s.type, s.codec_context.name if s.codec_context else None, s.language)
+                          for s in c.streams]
+        out["duration"] = float(c.duration / 1e6) if c.duration else None
+        for packet in c.demux():
+            if packet.stream.type == "video":
+                for frame in packet.decode():
+                    out["l"].append(lab.rgb_to_l(frame.to_ndarray(format="rgb24")))
+                    out["times"].append(float(frame.pts * frame.time_base))
+                    out.setdefault("rotation", frame.rotation)
+                    out.setdefault("rgb0", frame.to_ndarray(format="rgb24"))
+            elif packet.size:
+                key = f"{packet.stream.type}{packet.stream.index}"
+                out["packets"].setdefault(key, []).append(bytes(packet))
+                out["packet_times"].setdefault(key, []).append(float(packet.pts * packet.time_base))
+    return out
+
+
+def assert_lightness_kept(src: dict, res: dict, crop: tuple[int, int] | None = None) -> None:
+    diffs = []
+    for a, b in zip(src["l"], res["l"]):
+        if crop is not None:
+            b = b[:crop[0], :crop[1]]
+        diffs.append(np.abs(a - b).ravel())
+    d = np.concatenate(diffs)
+    assert d.mean() < 2.0, f"mean |dL| {d.mean():.2f}"
+    assert np.percentile(d, 99) < 6.0, f"p99 |dL| {np.percentile(d, 99):.2f}"
+
+
+def leftovers(folder: Path, *keep: Path) -> list[str]:
+    """Files in folder other than ``keep`` (temporary files included)."""
+    names = {p.name for p in keep}
+    return sorted(p.name for p in folder.iterdir() if p.name not in names and p.suffix != ".srt")
+
+
+class ToyEngine(Engine):
+    """A stand-in model with vivid, content-dependent colour (the dev model's is near gray).
+
+    a* follows the lightness pattern, b* a global tint from the embedding, so
+    colour is strong enough to test lightness and flicker with real chroma.
+    Counts frames passed to :meth:`embed`.
+    """
+
+    backend = "toy"
+
+    def __init__(self):
+        super().__init__(ModelInfo(path=Path("."), name="toy", extractor="toy", extractor_size=32, embed_dim=4))
+        self.embedded = 0
+        self.fail_after: int | None = None
+        self.calls = 0
+
+    def embed(self, l_ext):
+        self.embedded += len(l_ext)
+        m = l_ext.reshape(len(l_ext), -1)
+        return np.stack([m.mean(1), m.std(1), m.min(1), m.max(1)], 1).astype(np.float32)
+
+    def colorize(self, l, embedding):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise RuntimeError("toy engine failure")
+        a = 0.25 * np.sin(4.0 * l[..., 0])  # up to 32 a* units: vivid but natural
+        b = 0.15 * np.tanh(3.0 * embedding[:, None, None, 0:1] + 0.5)[..., 0] * np.ones_like(a)
+        return np.stack([a, b], -1).astype(np.float32)
+
+
+@pytest.fixture
+def toy() -> ToyEngine:
+    return ToyEngine()
+
+
+FAST = dict(render_size=64, progress=False)
+
+
+# --------------------------------------------------------------------------- the contract
+
+
+def test_mp4_aac_frames_timing_audio_lightness_rotation(engine, tmp_path):
+    src = make_video(tmp_path / "clip.mp4", frames=32, size=(96, 64), rotate=90)
+    dst = streamcolor.colorize_video(src, tmp_path / "out.mp4", engine=engine, **FAST)
+    assert dst == tmp_path / "out.mp4" and leftovers(tmp_path, src, dst) == []
+    a, b = read_video(src), read_video(dst)
+    assert len(b["l"]) == len(a["l"]) == 32
+    assert b["size"] == a["size"]
+    assert np.allclose(b["times"], a["times"], atol=1e-4)
+    assert abs(b["duration"] - a["duration"]) <= 1 / RATE
+    assert b["packets"]["audio1"] == a["packets"]["audio1"]  # byte for byte
+    assert np.allclose(b["packet_times"]["audio1"], a["packet_times"]["audio1"], atol=1e-4)
+    assert b["rotation"] == a["rotation"] == 90
+    assert b["metadata"].get("title") == "test clip"
+    assert ("audio", "aac", "eng") in b["streams"]
+    assert_lightness_kept(a, b)
+
+
+def test_mkv_pcm_subtitles_and_variable_frame_rate(toy, tmp_path):
+    """VFR timestamps kept exactly; PCM audio and SRT subtitles copied byte for byte; vivid colour."""
+    tb = Fraction(1, 1000)
+    pts = list(np.cumsum([0] + [33, 50, 83, 42] * 6)[:24])
+    src = make_video(tmp_path / "vfr.mkv", frames=24, size=(80, 64), audio="pcm_s16le", subtitles=True,
+                     pts=pts, time_base=tb)
+    dst = streamcolor.colorize_video(src, tmp_path / "vfr-out.mkv", engine=toy, **FAST)
+    a, b = read_video(src), read_video(dst)
+    assert b["times"] == a["times"] == [p / 1000 for p in pts]
+    assert b["packets"]["audio1"] == a["packets"]["audio1"]
+    assert b["packets"]["subtitle2"] == a["packets"]["subtitle2"] == [b"Hello, colour", b"Second line"]
+    assert b["packet_times"]["subtitle2"] == a["packet_times"]["subtitle2"]
+    assert ("subtitle", "subrip", "fra") in b["streams"] or ("subtitle", "srt", "fra") in b["streams"]
+    chroma = np.abs(lab.rgb_to_lab(b["rgb0"])[..., 1:]).mean()
+    assert chroma > 10, "the toy engine's colour should survive encoding"
+    assert_lightness_kept(a, b)
+
+
+def test_odd_size_is_padded_by_one_edge_pixel(toy, tmp_path):
+    src = make_video(tmp_path / "odd.mkv", frames=12, size=(65, 47), audio=None, codec="ffv1", pix_fmt="yuv444p")
+    dst = streamcolor.colorize_video(src, engine=toy, **FAST)
+    a, b = read_video(src), read_video(dst)
+    assert a["size"] == (65, 47) and b["size"] == (66, 48)
+    assert len(b["l"]) == 12
+    assert_lightness_kept(a, b, crop=(47, 65))
+    last = np.stack(b["l"])
+    assert np.abs(last[:, :, -1] - last[:, :, -2]).mean() < 2  # the added column repeats the edge
+
+
+def test_odd_size_kept_when_pixel_format_allows(toy, tmp_path):
+    src = make_video(tmp_path / "odd.mkv", frames=6, size=(33, 25), audio=None, codec="ffv1", pix_fmt="yuv444p")
+    dst = streamcolor.colorize_video(src, tmp_path / "odd-out.mkv", engine=toy,
+                                     options=VideoOptions(codec="ffv1", pix_fmt="yuv444p"), **FAST)
+    assert read_video(dst)["size"] == (33, 25)
+
+
+def test_gray_source(toy, tmp_path):
+    src = make_video(tmp_path / "gray.mkv", frames=10, size=(64, 48), codec="ffv1", pix_fmt="gray", audio=None)
+    dst = streamcolor.colorize_video(src, engine=toy, **FAST)
+    a, b = read_video(src), read_video(dst)
+    assert len(b["l"]) == 10
+    assert np.abs(lab.rgb_to_lab(b["rgb0"])[..., 1:]).mean() > 5  # coloured
+    assert_lightness_kept(a, b)
+
+
+def test_default_name_and_cli(tmp_path):
+    from click.testing import CliRunner
+
+    from streamcolor.cli import cli
+
+    src = make_video(tmp_path / "film.mp4", frames=8, size=(64, 48))
+    res = CliRunner().invoke(cli, ["video", str(src), "--render-size", "64", "--no-progress", "--crf", "23"])
+    assert res.exit_code == 0, res.output
+    assert default_output(src) == tmp_path / "film-colour.mp4"
+    assert len(read_video(tmp_path / "film-colour.mp4")["l"]) == 8
+    out = tmp_path / "named.mkv"
+    res = CliRunner().invoke(cli, ["video", str(src), "-o", str(out), "-r", "64", "--no-progress",
+                                   "--no-stabilize", "--embed-every", "4"])
+    assert res.exit_code == 0, res.output
+    assert read_video(out)["packets"]["audio1"] == read_video(src)["packets"]["audio1"]
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _truncated_mp4(p: Path) -> Path:
+    make_video(p.with_name("full.mp4"), frames=12)
+    data = p.with_name("full.mp4").read_bytes()
+    p.with_name("full.mp4").unlink()
+    p.write_bytes(data[: len(data) * 2 // 3])  # moov (index) is at the end: cut off
+    return p
+
+
+def _audio_only(p: Path) -> Path:
+    with av.open(str(p), "w") as out:
+        a = out.add_stream("pcm_s16le", rate=8000)
+        a.layout = "mono"
+        f = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        f.sample_rate, f.pts = 8000, 0
+        out.mux(a.encode(f))
+        out.mux(a.encode())
+    return p
+
+
+def _no_video_frames(p: Path) -> Path:
+    """A Matroska file with a video track but no video packet (audio only)."""
+    with av.open(str(p), "w") as out:
+        v = out.add_stream("ffv1", rate=24)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        a = out.add_stream("pcm_s16le", rate=8000)
+        a.layout = "mono"
+        f = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        f.sample_rate, f.pts = 8000, 0
+        out.mux(a.encode(f))
+        out.mux(a.encode())
+    return p
+
+
+BAD = {
+    "missing": lambda p: p,
+    "text": lambda p: (p.write_text("not a video at all\n" * 50), p)[1],
+    "empty": lambda p: (p.write_bytes(b""), p)[1],
+    "truncated": _truncated_mp4,
+    "audio_only": _audio_only,
+    "no_frames": _no_video_frames,
+    "still_image": lambda p: (__import__("PIL.Image").Image.new("L", (32, 32)).save(p.with_suffix(".png")),
+                              p.with_suffix(".png"))[1],
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_fails_cleanly(toy, tmp_path, case):
+    suffix = ".wav" if case == "audio_only" else ".mkv" if case == "no_frames" else ".mp4"
+    src = BAD[case](tmp_path / f"bad-{case}{suffix}")
+    before = set(tmp_path.iterdir())
+    with pytest.raises(InputError) as err:
+        streamcolor.colorize_video(src, tmp_path / "out.mp4", engine=toy, **FAST)
+    assert src.name in str(err.value)
+    assert set(tmp_path.iterdir()) == before  # no output, no temporary file
+
+
+def test_truncated_matroska_keeps_what_decodes(toy, tmp_path, caplog):
+    full = make_video(tmp_path / "full.mkv", frames=24, audio="pcm_s16le")
+    cut = tmp_path / "cut.mkv"
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    with caplog.at_level(logging.WARNING, logger="streamcolor.video"):
+        dst = streamcolor.colorize_video(cut, engine=toy, **FAST)
+    n = len(read_video(dst)["l"])
+    assert 0 < n < 24
+
+
+def test_container_that_cannot_hold_a_copied_stream(toy, tmp_path):
+    src = make_video(tmp_path / "subs.mkv", frames=6, audio="pcm_s16le", subtitles=True)
+    with pytest.raises(OutputError, match="srt subtitle"):
+        streamcolor.colorize_video(src, tmp_path / "out.mp4", engine=toy, **FAST)
+    assert leftovers(tmp_path, src) == []
+
+
+def test_failure_midway_leaves_nothing_and_stops_threads(toy, tmp_path):
+    src = make_video(tmp_path / "clip.mp4", frames=40)
+    toy.fail_after = 2
+    with pytest.raises(RuntimeError, match="toy engine failure"):
+        streamcolor.colorize_video(src, tmp_path / "out.mp4", engine=toy, batch_size=4, **FAST)
+    assert leftovers(tmp_path, src) == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("streamcolor-")]
+
+
+def test_unwritable_destination(toy, tmp_path):
+    src = make_video(tmp_path / "clip.mp4", frames=4)
+    with pytest.raises(OutputError):
+        streamcolor.colorize_video(src, tmp_path / "no-such-dir" / "out.mp4", engine=toy, **FAST)
+    with pytest.raises(OutputError):
+        streamcolor.colorize_video(src, tmp_path / "out.unknownext", engine=toy, **FAST)
+    assert leftovers(tmp_path, src) == []
+
+
+# --------------------------------------------------------------------------- scenes, embeddings, stability
+
+
+def test_embedding_reused_within_a_scene(toy, tmp_path):
+    """40 frames, cut at 20, embed_every=8: embeddings at 0, 8, 16, 20, 28, 36."""
+    src = make_video(tmp_path / "two.mp4", frames=40, scenes=2, audio=None, motion=1)
+    streamcolor.colorize_video(src, engine=toy, options=VideoOptions(embed_every=8), **FAST)
+    assert toy.embedded == 6
+    toy.embedded = 0
+    streamcolor.colorize_video(src, tmp_path / "per-frame.mp4", engine=toy,
+                               options=VideoOptions(embed_every=1), **FAST)
+    assert toy.embedded == 40
+
+
+def test_scene_cut_distance():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(-1, -0.2, (48, 64))
+    b = np.clip(a + rng.normal(0, 0.02, a.shape), -1, 1)
+    c = rng.uniform(0.2, 1, (48, 64))
+    assert histogram_distance(l_histogram(a), l_histogram(b)) < 0.1
+    assert histogram_distance(l_histogram(a), l_histogram(c)) > 0.9
+
+
+def test_stabilizer_damps_flicker_follows_motion_and_resets():
+    rng = np.random.default_rng(1)
+    h, w = 48, 64
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    stab = ChromaStabilizer(0.6)
+    flick_in, flick_out, err = [], [], []
+    prev_in = prev_out = None
+    for t in range(12):
+        l = np.sin((x - 2 * t) / 6.0) * np.cos(y / 5.0) * 0.6  # a texture moving 2 px a frame
+        truth = np.stack([np.sin((x - 2 * t) / 6.0), np.cos((x - 2 * t) / 6.0 + y / 9.0)], -1) * 30
+        noisy = truth + rng.normal(0, 8, (1, 1, 2)) + rng.normal(0, 3, truth.shape)  # global + local flicker
+        out = stab(l, noisy)
+        if prev_in is not None:  # change along the motion (the part that is flicker), away from the edges
+            flick_in.append(np.abs(noisy[:, 10:-8] - prev_in[:, 8:-10]).mean())
+            flick_out.append(np.abs(out[:, 10:-8] - prev_out[:, 8:-10]).mean())
+            err.append((np.abs(noisy - truth)[:, 8:-8].mean(), np.abs(out - truth)[:, 8:-8].mean()))
+        prev_in, prev_out = noisy, out
+    assert np.mean(flick_out) < 0.6 * np.mean(flick_in)
+    err_in, err_out = np.mean(err[3:], axis=0)
+    assert err_out < err_in  # closer to the truth: follows the moving colours instead of smearing them
+    cut = stab(-l, truth * 0 + 5, cut=True)
+    assert np.allclose(cut, 5)
+
+
+def test_options_are_checked_and_shortcuts_apply():
+    with pytest.raises(ValueError):
+        VideoOptions(batch_size=0)
+    with pytest.raises(ValueError):
+        VideoOptions(stabilize_strength=1.0)
+    assert streamcolor.VideoOptions is VideoOptions
+
+
+def test_codec_auto_is_a_working_encoder():
+    codec = pick_codec("auto")
+    assert codec in ("h264_nvenc", "libx264")
+    assert pick_codec("libx265") == "libx265"
