@@ -268,7 +268,8 @@ def test_fit_stops_and_resumes_step_optimizer_and_data(trained, shards):
     assert grid.shape == (2 * SIZE, 3 * SIZE, 3)
     assert len(list((run / "checkpoints").glob("ckpt-*"))) == 3  # keep_checkpoints
     # The resumed run ends where an uninterrupted one does: same weights.
-    straight = fit(shards[0], run.parent / "straight", options=FitOptions(**{**FIT.__dict__, "steps": 7}))
+    quiet = {"checkpoint_every": 100, "val_examples": 0, "sample_images": 0}  # only the final checkpoint
+    straight = fit(shards[0], run.parent / "straight", options=FitOptions(**{**FIT.__dict__, **quiet, "steps": 7}))
     resumed = keras.saving.load_model(second.model, compile=False).get_weights()
     direct = keras.saving.load_model(straight.model, compile=False).get_weights()
     for r, d in zip(resumed, direct):
@@ -279,6 +280,17 @@ def test_fit_time_budget_stops_cleanly(trained, shards):
     run = trained[0]
     res = fit(shards[0], run, options=FitOptions(**{**FIT.__dict__, "steps": 100, "max_minutes": 1e-9}))
     assert res.stopped_by == "time" and res.step == 7 and res.checkpoint is not None
+
+
+def test_learning_rate_schedules():
+    from trainer.train import _learning_rate
+
+    assert _learning_rate(FitOptions(lr=0.01), None) == 0.01
+    cos = _learning_rate(FitOptions(lr=0.01, lr_schedule="cosine", warmup_steps=2), 12)
+    lrs = [float(keras.ops.convert_to_numpy(cos(s))) for s in (0, 2, 7, 12)]
+    assert lrs[0] == 0 and abs(lrs[1] - 0.01) < 1e-7 and abs(lrs[2] - 0.005) < 1e-6 and lrs[3] < 1e-9
+    with pytest.raises(ValueError, match="cosine schedule needs"):
+        _learning_rate(FitOptions(lr_schedule="cosine", max_minutes=1), None)
 
 
 def test_checkpoint_of_another_shape_is_refused(shards, tmp_path):

@@ -147,7 +147,9 @@ def prepare(sources, out, size, extractor, crops_per_photo, min_crop_scale, flip
               help="Run folder: checkpoints, log.csv, samples/, colorizer.keras. Resumes from its newest checkpoint.")
 @click.option("--steps", type=int, help="Total optimizer steps (counted across resumes).")
 @click.option("--epochs", type=float, help="Total passes over the training examples.")
-@click.option("--max-minutes", type=float, help="Wall-clock budget of this invocation; stops cleanly with a checkpoint.")
+@click.option("--max-minutes", type=float,
+              help="Wall-clock budget of this invocation's training loop (model build and the final checkpoint "
+                   "come on top); stops cleanly with a checkpoint.")
 @click.option("-b", "--batch-size", default=100, show_default=True, help="Examples per step (method.md: 100).")
 @click.option("--lr", default=1e-3, show_default=True, help="Adam learning rate (peak rate for cosine).")
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
@@ -160,7 +162,8 @@ def prepare(sources, out, size, extractor, crops_per_photo, min_crop_scale, flip
 @click.option("--log-every", default=50, show_default=True, help="Steps between log.csv rows.")
 @click.option("--val-examples", default=500, show_default=True, help="Validation examples scored per checkpoint.")
 @click.option("--sample-images", default=4, show_default=True, help="Validation images in each checkpoint's PNG grid.")
-@click.option("--mixed-precision", is_flag=True, help="Compute in bfloat16 (GPUs); weights and the output layer float32.")
+@click.option("--mixed-precision", is_flag=True,
+              help="Compute in bfloat16 (GPUs); weights and the output layer stay float32.")
 def fit(shards, run_dir, steps, epochs, max_minutes, batch_size, lr, lr_schedule, warmup_steps, flip, seed,
         checkpoint_every, keep_checkpoints, log_every, val_examples, sample_images, mixed_precision):
     """Train the colorizer on SHARDS (MSE on a*b*, Adam).
@@ -182,6 +185,9 @@ def fit(shards, run_dir, steps, epochs, max_minutes, batch_size, lr, lr_schedule
         res = fit_api(shards, run_dir, options=opts)
     except (DataError, CheckpointMismatch, ValueError, FloatingPointError) as exc:
         raise _fail(exc) from exc
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: checkpoint saved in {run_dir}; rerun the same command to resume", err=True)
+        sys.exit(130)
     fmt = lambda x, s=".5f": "-" if x is None else format(x, s)  # noqa: E731
     click.echo(f"step {res.step} (epoch {res.epoch:.2f}, stopped by {res.stopped_by}): loss {fmt(res.loss)}, "
                f"val_loss {fmt(res.val_loss)}, {fmt(res.examples_per_s, '.1f')} examples/s")
@@ -243,7 +249,8 @@ def eval_(sources, model, backend, size, batch_size, split, max_images, stored_e
 @click.option("--tensorrt", is_flag=True, help="Also build the TensorRT plans for this GPU (needs TensorRT).")
 @click.option("--opset", type=int, help="ONNX opset (default: tf2onnx's).")
 @click.option("--no-verify", is_flag=True, help="Skip running the exported graphs against the reference.")
-@click.option("--eval-json", type=click.Path(exists=True, dir_okay=False), help="Evaluation report to record in model.json.")
+@click.option("--eval-json", type=click.Path(exists=True, dir_okay=False),
+              help="Evaluation report (from `eval --json`) to record in model.json.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def export(source, out, name, extractor, fp16, ship, tensorrt, opset, no_verify, eval_json, overwrite):
     """Export SOURCE (run folder, checkpoint, .keras) as a model bundle OUT.

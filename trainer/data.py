@@ -638,7 +638,8 @@ class ShardSet:
     def __len__(self) -> int:
         return int(self._starts[-1])
 
-    def take(self, indices: Iterable[int], *, flip: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def take(self, indices: Iterable[int], *,
+             flip: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Examples at ``indices`` (in that order); ``flip``: bool per example, mirror left-right."""
         idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64)
         n, s = len(idx), self.size

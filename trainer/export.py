@@ -119,7 +119,8 @@ def keras_to_onnx(model, path: Path, *, input_names: list[str], output_name: str
     g = proto.graph
     renames = {}
     if len(g.input) != len(input_names) or len(g.output) != 1:
-        raise ExportError(f"unexpected ONNX graph: inputs {[i.name for i in g.input]}, outputs {[o.name for o in g.output]}")
+        raise ExportError(f"unexpected ONNX graph: inputs {[i.name for i in g.input]}, "
+                          f"outputs {[o.name for o in g.output]}")
     by_keras = {t.name: i for i, t in enumerate(model.inputs)}
     for i, inp in enumerate(g.input):
         want = input_names[by_keras.get(inp.name.split(":")[0], i)]
@@ -128,6 +129,8 @@ def keras_to_onnx(model, path: Path, *, input_names: list[str], output_name: str
     for node in g.node:
         node.input[:] = [renames.get(n, n) for n in node.input]
         node.output[:] = [renames.get(n, n) for n in node.output]
+    for vi in g.value_info:
+        vi.name = renames.get(vi.name, vi.name)
     for vi in list(g.input) + list(g.output):
         vi.name = renames.get(vi.name, vi.name)
         for dim, want in zip(vi.type.tensor_type.shape.dim, dim_names.get(vi.name, [])):

@@ -475,7 +475,8 @@ def load_trained(source: str | Path):
                     "examples_seen": state["position"] * state.get("batch_size", 0), "backend": state.get("backend")}
         else:
             ckpt = latest_checkpoint(source)
-            run_step = json.loads((source / RUN_FILE).read_text()).get("step", -1) if (source / RUN_FILE).is_file() else -1
+            run_file = source / RUN_FILE
+            run_step = json.loads(run_file.read_text()).get("step", -1) if run_file.is_file() else -1
             ckpt_step = json.loads((ckpt / STATE_FILE).read_text())["step"] if ckpt else -1
             if (source / MODEL_FILE).is_file() and run_step >= ckpt_step:
                 model = keras.saving.load_model(source / MODEL_FILE, compile=False)
