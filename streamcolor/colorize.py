@@ -34,6 +34,13 @@ log = logging.getLogger(__name__)
 #: Default network input size (longer side, pixels).
 DEFAULT_RENDER_SIZE = 256
 
+#: Chroma halvings tried on out-of-gamut colours before falling back to gray.
+_GAMUT_STEPS = 5
+#: RGB overshoot tolerated as rounding (a tenth of an 8-bit level).
+_GAMUT_EPS = 4e-4
+#: L* drift accepted from the colour conversion itself; 8-bit output rounding adds at most ~0.3.
+_L_TOLERANCE = 0.5
+
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 T = TypeVar("T")
 
@@ -106,20 +113,32 @@ def upsample_ab(ab_scaled: np.ndarray, height: int, width: int, saturation: floa
 def compose(l_full: np.ndarray, ab_full: np.ndarray) -> np.ndarray:
     """Recombine L* (H, W) with a*b* (H, W, 2) -> sRGB float32 (H, W, 3) in [0, 1].
 
-    Colours outside the sRGB gamut would be clipped per channel, which shifts
-    lightness; instead their chroma is pulled towards gray until they fit, so
-    the output keeps the input's L (within rounding)."""
+    A colour outside the sRGB gamut cannot keep its lightness (OpenCV clips
+    it, e.g. any chroma on pure black turns into a lighter red), so such
+    pixels are detected by converting back and comparing L*, and their chroma
+    is halved until they fit, ending at gray, which always fits.  The output
+    thus keeps the input's L* within rounding."""
     lab_img = np.empty(l_full.shape + (3,), dtype=np.float32)
     lab_img[..., 0] = l_full
     lab_img[..., 1:] = ab_full
     rgb = cv2.cvtColor(lab_img, cv2.COLOR_Lab2RGB)
-    for _ in range(4):
-        bad = ((rgb < -1e-4) | (rgb > 1.0 + 1e-4)).any(axis=-1)
-        if not bad.any():
+    idx = np.flatnonzero(_off_lightness(rgb, l_full))
+    flat_lab, flat_rgb = lab_img.reshape(-1, 3), rgb.reshape(-1, 3)
+    for step in range(_GAMUT_STEPS + 1):
+        if idx.size == 0:
             break
-        lab_img[bad, 1:] *= 0.6
-        rgb[bad] = cv2.cvtColor(lab_img[bad][None], cv2.COLOR_Lab2RGB)[0]
+        flat_lab[idx, 1:] *= 0.5 if step < _GAMUT_STEPS else 0.0
+        fixed = cv2.cvtColor(flat_lab[idx][None], cv2.COLOR_Lab2RGB)[0]
+        flat_rgb[idx] = fixed
+        idx = idx[_off_lightness(fixed[None], flat_lab[idx, 0][None])[0]]
     return np.clip(rgb, 0.0, 1.0, out=rgb)
+
+
+def _off_lightness(rgb: np.ndarray, l_target: np.ndarray) -> np.ndarray:
+    """Pixels whose RGB is outside [0, 1] or whose L* drifted from the target."""
+    outside = (rgb.min(axis=-1) < -_GAMUT_EPS) | (rgb.max(axis=-1) > 1.0 + _GAMUT_EPS)
+    l_back = cv2.cvtColor(np.clip(rgb, 0.0, 1.0), cv2.COLOR_RGB2Lab)[..., 0]
+    return outside | (np.abs(l_back - l_target) > _L_TOLERANCE)
 
 
 def to_dtype(rgb01: np.ndarray, dtype: np.dtype) -> np.ndarray:

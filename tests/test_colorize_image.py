@@ -143,3 +143,18 @@ def test_cli_help_lists_every_verb():
     assert r.returncode == 0
     for verb in ("image", "video", "batch", "bench", "report", "models", "train"):
         assert f"  {verb} " in r.stdout
+
+
+@pytest.mark.parametrize("chroma", [10.0, 40.0, 100.0])
+def test_compose_keeps_lightness_even_out_of_gamut(chroma):
+    """Strong chroma on near-black and near-white pixels cannot be shown in
+    sRGB; compose must desaturate them rather than change their lightness."""
+    from streamcolor.colorize import compose, to_dtype
+
+    rng = np.random.default_rng(int(chroma))
+    l = np.concatenate([rng.uniform(0, 3, 2000), rng.uniform(97, 100, 2000), rng.uniform(0, 100, 4000)])
+    l = l.astype(np.float32).reshape(80, 100)
+    ab = rng.uniform(-chroma, chroma, (80, 100, 2)).astype(np.float32)
+    rgb8 = to_dtype(compose(l, ab), np.uint8)
+    assert np.abs(lab.rgb_to_l(rgb8) - l).max() <= 1.0
+    assert lab.colorfulness(rgb8) > 0  # colour survives where it fits
