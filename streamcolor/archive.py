@@ -1095,7 +1095,7 @@ def pack_outputs(out_dir: Path, outputs: Iterable[str], archive_path: Path, kind
     mode = {"tar": "w", "tar.gz": "w:gz", "tar.xz": "w:xz", "tar.bz2": "w:bz2"}
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{archive_path.name}.", suffix=".part", dir=archive_path.parent)
-        os.fchmod(fd, 0o666 & ~image_io._UMASK)  # mkstemp's 0600 would be a surprise on the final archive
+        os.fchmod(fd, 0o666 & ~image_io.UMASK)  # mkstemp's 0600 would be a surprise on the final archive
         os.close(fd)
     except OSError as exc:
         raise OutputError(f"{archive_path}: cannot write here ({exc.strerror or exc})") from exc

@@ -34,7 +34,7 @@ def _read_umask() -> int:
 
 #: The process umask, read once at import (reading it means setting it, which
 #: is not thread-safe); temporary files get the permissions a plain open() would.
-_UMASK = _read_umask()
+UMASK = _read_umask()
 
 #: Pillow format name for an output file extension.
 _FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF",
@@ -225,7 +225,7 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
     except OSError as exc:
         raise OutputError(f"{path}: cannot write here ({exc.strerror or exc})") from exc
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)
+        os.fchmod(fd, 0o666 & ~UMASK)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from streamcolor.colorize import (ColorOptions, compose, default_engine, model_options, network_input,
                                   pixels_to_l, predict_ab, to_dtype, upsample_ab)
+from streamcolor import image_io
 from streamcolor.errors import InputError, OutputError
 
 if TYPE_CHECKING:
@@ -215,16 +216,13 @@ def _video_stream(container, src: Path):
 
 def _temp_path(dst: Path) -> Path:
     """An empty file next to ``dst`` with the same extension (it picks the container)."""
-    if not dst.parent.is_dir():
-        raise OutputError(f"{dst}: folder {dst.parent} does not exist")
     try:
+        dst.parent.mkdir(parents=True, exist_ok=True)  # as image and batch do
         fd, name = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=f".part{dst.suffix}", dir=dst.parent)
     except OSError as exc:
         raise OutputError(f"{dst}: cannot write in {dst.parent}: {exc}") from exc
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)
+    os.chmod(name, 0o666 & ~image_io.UMASK)  # mkstemp's 0600 would surprise on the final file
     return Path(name)
 
 
