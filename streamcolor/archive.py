@@ -824,6 +824,8 @@ class BatchJob:
 
         ``engine_s``: time spent inside engine calls, for the report's figures."""
         assert self.manifest is not None, "enter the job first"
+        # Every writer has finished now; a worker killed mid-write (a Ray actor) may have left its temporary file.
+        _remove_stale_temps(self.out_dir, None)
         keys = {it.key for it in self.items}
         with _recording(self.manifest):
             counts = self.manifest.counts(keys)
