@@ -466,7 +466,7 @@ def list_items(sources: Sequence[Source], options: BatchOptions = BatchOptions()
                 items.append(Item(key=f"?{prefix}{m.locator}:{m.name}", refusal=refusal,
                                   refusal_state=m.refusal_state if m.refusal else SKIPPED, **common))
                 continue
-            key = _unique(prefix + output_name(rel, options.output_format), taken)
+            key = unique_name(prefix + output_name(rel, options.output_format), taken)
             items.append(Item(key=key, **common))
     return items
 
@@ -478,11 +478,12 @@ def _prefixes(sources: Sequence[Source]) -> list[str]:
     out = []
     for s in sources:
         name, _ = safe_member_path(s.name)
-        out.append(_unique(name.replace("/", "_") if name else "source", taken) + "/")
+        out.append(unique_name(name.replace("/", "_") if name else "source", taken) + "/")
     return out
 
 
-def _unique(path: str, taken: set[str]) -> str:
+def unique_name(path: str, taken: set[str]) -> str:
+    """``path``, or ``stem~N.suffix`` with the first N that is not in ``taken``; adds it to ``taken``."""
     candidate, n = path, 1
     p = PurePosixPath(path)
     while candidate in taken:

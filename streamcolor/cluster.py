@@ -58,7 +58,8 @@ from tqdm import tqdm
 
 from streamcolor import image_io
 from streamcolor.archive import (REPORT_FILENAME, BatchJob, BatchOptions, BatchReport, Item, MemberRefused, Outcome,
-                                 Prepared, decode_item, finish_item, output_name, predict_batch, safe_member_path)
+                                 Prepared, decode_item, finish_item, output_name, predict_batch, safe_member_path,
+                                 unique_name)
 from streamcolor.colorize import ColorOptions, compose, to_dtype, upsample_ab
 from streamcolor.errors import InputError, OutputError
 from streamcolor.manifest import DONE, FAILED, SKIPPED
@@ -800,7 +801,7 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
         if key is None:
             problems.append((SKIPPED, path, unsafe or "unsafe name"))
             continue
-        unique = _unique(key, taken)
+        unique = unique_name(key, taken)
         if unique != key:
             renames[path] = unique
         if unique in existing:
@@ -840,16 +841,6 @@ def _existing(filesystem, root: str) -> set[str]:
         return set()
     infos = filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
     return {i.path[len(root):].lstrip("/") for i in infos if i.type == pafs.FileType.File}
-
-
-def _unique(key: str, taken: set[str]) -> str:
-    candidate, n = key, 1
-    p = PurePosixPath(key)
-    while candidate in taken:
-        n += 1
-        candidate = str(p.with_name(f"{p.stem}~{n}{p.suffix}"))
-    taken.add(candidate)
-    return candidate
 
 
 def _write_report(filesystem, root: str, problems: Sequence[tuple[str, str, str]], source: str) -> str:
