@@ -7,7 +7,8 @@ may hold lower-precision variants, each described in ``model.json`` under
     "variants": {
       "int8": {"colorizer": "colorizer-int8.onnx", "extractor": "extractor-int8.onnx",
                "device": "cpu", "mse_rel": 0.006, "mse_vs_fp32": 1.1e-05,
-               "speedup_224_b16": 3.4, "quantization": {...}, "calibration": {...}, ...},
+               "speedup_224_b16": 3.4, "made_from": {"colorizer.onnx": "<sha256>"},
+               "quantization": {...}, "calibration_set": {...}, ...},
       "fp16": {"colorizer": "colorizer-fp16.onnx", "extractor": "extractor-fp16.onnx",
                "device": "cuda", "mse_rel": 0.0002, ...}
     }
@@ -24,7 +25,10 @@ may hold lower-precision variants, each described in ``model.json`` under
 
 Quality guard: ``mse_rel`` = |MSE(variant) - MSE(fp32)| / MSE(fp32), the a*b*
 MSE against the truth on held-out photos.  ``precision="auto"`` only takes a
-variant whose ``mse_rel`` is measured and at most :data:`MAX_DRIFT`; any
+variant whose ``mse_rel`` is measured and at most :data:`MAX_DRIFT`, and that
+was made from the float32 graphs the bundle holds now (``made_from``, checked
+against the sha256 in ``files``, so a re-exported model never runs a stale
+variant); any
 variant it passes over is logged with the reason.  A forced precision always
 loads (with a warning when it fails the guard).
 """
@@ -84,6 +88,10 @@ def guard(info: ModelInfo, precision: str, *, max_drift: float = MAX_DRIFT) -> t
     rec = variants(info).get(precision)
     if rec is None:
         return False, f"the bundle has no {precision} variant (make one: python -m trainer.quantize {info.path})"
+    made_from = rec.get("made_from") or {}
+    for name, sha in made_from.items():
+        if info.files.get(name) and info.files[name] != sha:
+            return False, f"it was made from another {name} than the bundle's (re-run python -m trainer.quantize)"
     drift = rec.get("mse_rel")
     if drift is None:
         return False, f"its quality was never measured (no mse_rel in {info.path.name}/model.json)"

@@ -315,3 +315,14 @@ def test_auto_falls_back_when_a_variant_cannot_load(bundle_copy, caplog):
     with caplog.at_level(logging.WARNING, logger="engines.select"):
         eng = load_engine(bundle_copy, device="cpu")
     assert "int8" not in eng.name and "cannot load the int8 variant" in caplog.text
+
+
+def test_a_variant_of_another_export_is_refused(bundle_copy, caplog):
+    _set_variant(bundle_copy, "int8", mse_rel=0.01, speedup_224_b16=2.5)
+    assert "int8" in load_engine(bundle_copy, device="cpu").name
+    data = json.loads((bundle_copy / "model.json").read_text())
+    data["files"]["colorizer.onnx"] = "0" * 64  # the float32 graph was re-exported since
+    (bundle_copy / "model.json").write_text(json.dumps(data))
+    with caplog.at_level(logging.WARNING, logger="engines.select"):
+        assert "int8" not in load_engine(bundle_copy, device="cpu").name
+    assert "made from another colorizer.onnx" in caplog.text

@@ -634,7 +634,9 @@ def _make_int8(bundle: Path, info: ModelInfo, calib_sources: list, options: Quan
     for part, g in graphs.items():
         log.info("int8 %s runs %s in int8; left in float: %s", part, g["int8_ops"], g["float_ops"])
     rec = {"colorizer": colorizer_file, "extractor": extractor_file if options.extractor else "extractor.onnx",
-           "device": "cpu", "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "quantization": method,
+           "device": "cpu", "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+           "made_from": _made_from(bundle, ["colorizer.onnx"] + (["extractor.onnx"] if options.extractor else [])),
+           "quantization": method,
            "calibration_set": cal.record, "graph": graphs,
            "sizes_bytes": {f: (bundle / f).stat().st_size for f in files}}
     return rec, files
@@ -649,11 +651,17 @@ def _make_fp16(bundle: Path) -> tuple[dict[str, Any], list[str]]:
         (bundle / f".{dst}.tmp").write_bytes(to_fp16(info.file(src).read_bytes()))
         os.replace(bundle / f".{dst}.tmp", bundle / dst)
     rec = {"colorizer": files[0], "extractor": files[1], "device": "cuda", "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+           "made_from": _made_from(bundle, ["colorizer.onnx", "extractor.onnx"]),
            "conversion": f"onnxconverter-common {onnxconverter_common.__version__} convert_float_to_float16"
                          "(keep_io_types=True)", "in_bundle": True,
            "quality_measured_on": "CPU (ORT casts float16 ops to float32 there; float16 storage of weights "
                                   "and activations between ops is what the figure reflects)"}
     return rec, files
+
+
+def _made_from(bundle: Path, names: Sequence[str]) -> dict[str, str]:
+    """sha256 of the float32 graphs a variant is made from (the guard compares them with ``files``)."""
+    return {n: sha256_file(bundle / n) for n in names}
 
 
 def _input_name(path: Path) -> str:
