@@ -181,39 +181,33 @@ def leftovers(folder: Path, *keep: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name not in names and p.suffix != ".srt")
 
 
-class ToyEngine(Engine):
-    """A stand-in model with vivid, content-dependent colour (the dev model's is near gray).
+class CountingEngine(Engine):
+    """The shipped model, instrumented: counts the frames passed to :meth:`embed`
+    and can be told to fail after some :meth:`colorize` calls."""
 
-    a* follows the lightness pattern, b* a global tint from the embedding, so
-    colour is strong enough to test lightness and flicker with real chroma.
-    Counts frames passed to :meth:`embed`.
-    """
+    backend = "counting"
 
-    backend = "toy"
-
-    def __init__(self):
-        super().__init__(ModelInfo(path=Path("."), name="toy", extractor="toy", extractor_size=32, embed_dim=4))
+    def __init__(self, real: Engine):
+        super().__init__(real.info)
+        self.real = real
         self.embedded = 0
         self.fail_after: int | None = None
         self.calls = 0
 
     def embed(self, l_ext):
         self.embedded += len(l_ext)
-        m = l_ext.reshape(len(l_ext), -1)
-        return np.stack([m.mean(1), m.std(1), m.min(1), m.max(1)], 1).astype(np.float32)
+        return self.real.embed(l_ext)
 
     def colorize(self, l, embedding):
         self.calls += 1
         if self.fail_after is not None and self.calls > self.fail_after:
-            raise RuntimeError("toy engine failure")
-        a = 0.25 * np.sin(4.0 * l[..., 0])  # up to 32 a* units: vivid but natural
-        b = 0.15 * np.tanh(3.0 * embedding[:, None, None, 0:1] + 0.5)[..., 0] * np.ones_like(a)
-        return np.stack([a, b], -1).astype(np.float32)
+            raise RuntimeError("engine failure (injected)")
+        return self.real.colorize(l, embedding)
 
 
 @pytest.fixture
-def toy() -> ToyEngine:
-    return ToyEngine()
+def toy(engine) -> "CountingEngine":
+    return CountingEngine(engine)
 
 
 FAST = dict(render_size=64, progress=False)
@@ -253,7 +247,7 @@ def test_mkv_pcm_subtitles_and_variable_frame_rate(toy, tmp_path):
     assert b["packet_times"]["subtitle2"] == a["packet_times"]["subtitle2"]
     assert ("subtitle", "subrip", "fra") in b["streams"] or ("subtitle", "srt", "fra") in b["streams"]
     chroma = np.abs(lab.rgb_to_lab(b["rgb0"])[..., 1:]).mean()
-    assert chroma > 10, "the toy engine's colour should survive encoding"
+    assert chroma > 10, "the model's colour should survive encoding"
     assert_lightness_kept(a, b)
 
 
@@ -381,7 +375,7 @@ def test_container_that_cannot_hold_a_copied_stream(toy, tmp_path):
 def test_failure_midway_leaves_nothing_and_stops_threads(toy, tmp_path):
     src = make_video(tmp_path / "clip.mp4", frames=40)
     toy.fail_after = 2
-    with pytest.raises(RuntimeError, match="toy engine failure"):
+    with pytest.raises(RuntimeError, match="engine failure"):
         streamcolor.colorize_video(src, tmp_path / "out.mp4", engine=toy, batch_size=4, **FAST)
     assert leftovers(tmp_path, src) == []
     assert not [t for t in threading.enumerate() if t.name.startswith("streamcolor-")]
@@ -389,11 +383,18 @@ def test_failure_midway_leaves_nothing_and_stops_threads(toy, tmp_path):
 
 def test_unwritable_destination(toy, tmp_path):
     src = make_video(tmp_path / "clip.mp4", frames=4)
+    (tmp_path / "a-file").write_text("not a folder")
     with pytest.raises(OutputError):
-        streamcolor.colorize_video(src, tmp_path / "no-such-dir" / "out.mp4", engine=toy, **FAST)
+        streamcolor.colorize_video(src, tmp_path / "a-file" / "out.mp4", engine=toy, **FAST)
     with pytest.raises(OutputError):
         streamcolor.colorize_video(src, tmp_path / "out.unknownext", engine=toy, **FAST)
-    assert leftovers(tmp_path, src) == []
+    assert leftovers(tmp_path, src, tmp_path / "a-file") == []
+
+
+def test_missing_output_folder_is_created(toy, tmp_path):
+    src = make_video(tmp_path / "clip.mp4", frames=4)
+    out = streamcolor.colorize_video(src, tmp_path / "new" / "deeper" / "out.mp4", engine=toy, **FAST)
+    assert out.is_file()
 
 
 # --------------------------------------------------------------------------- scenes, embeddings, stability
