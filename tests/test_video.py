@@ -206,7 +206,7 @@ class CountingEngine(Engine):
 
 
 @pytest.fixture
-def toy(engine) -> "CountingEngine":
+def counted(engine) -> "CountingEngine":
     return CountingEngine(engine)
 
 
@@ -233,13 +233,13 @@ def test_mp4_aac_frames_timing_audio_lightness_rotation(engine, tmp_path):
     assert_lightness_kept(a, b)
 
 
-def test_mkv_pcm_subtitles_and_variable_frame_rate(toy, tmp_path):
+def test_mkv_pcm_subtitles_and_variable_frame_rate(counted, tmp_path):
     """VFR timestamps kept exactly; PCM audio and SRT subtitles copied byte for byte; vivid colour."""
     tb = Fraction(1, 1000)
     pts = list(np.cumsum([0] + [33, 50, 83, 42] * 6)[:24])
     src = make_video(tmp_path / "vfr.mkv", frames=24, size=(80, 64), audio="pcm_s16le", subtitles=True,
                      pts=pts, time_base=tb)
-    dst = streamcolor.colorize_video(src, tmp_path / "vfr-out.mkv", engine=toy, **FAST)
+    dst = streamcolor.colorize_video(src, tmp_path / "vfr-out.mkv", engine=counted, **FAST)
     a, b = read_video(src), read_video(dst)
     assert b["times"] == a["times"] == [p / 1000 for p in pts]
     assert b["packets"]["audio1"] == a["packets"]["audio1"]
@@ -251,9 +251,9 @@ def test_mkv_pcm_subtitles_and_variable_frame_rate(toy, tmp_path):
     assert_lightness_kept(a, b)
 
 
-def test_odd_size_is_padded_by_one_edge_pixel(toy, tmp_path):
+def test_odd_size_is_padded_by_one_edge_pixel(counted, tmp_path):
     src = make_video(tmp_path / "odd.mkv", frames=12, size=(65, 47), audio=None, codec="ffv1", pix_fmt="yuv444p")
-    dst = streamcolor.colorize_video(src, engine=toy, **FAST)
+    dst = streamcolor.colorize_video(src, engine=counted, **FAST)
     a, b = read_video(src), read_video(dst)
     assert a["size"] == (65, 47) and b["size"] == (66, 48)
     assert len(b["l"]) == 12
@@ -262,16 +262,16 @@ def test_odd_size_is_padded_by_one_edge_pixel(toy, tmp_path):
     assert np.abs(last[:, :, -1] - last[:, :, -2]).mean() < 2  # the added column repeats the edge
 
 
-def test_odd_size_kept_when_pixel_format_allows(toy, tmp_path):
+def test_odd_size_kept_when_pixel_format_allows(counted, tmp_path):
     src = make_video(tmp_path / "odd.mkv", frames=6, size=(33, 25), audio=None, codec="ffv1", pix_fmt="yuv444p")
-    dst = streamcolor.colorize_video(src, tmp_path / "odd-out.mkv", engine=toy,
+    dst = streamcolor.colorize_video(src, tmp_path / "odd-out.mkv", engine=counted,
                                      options=VideoOptions(codec="ffv1", pix_fmt="yuv444p"), **FAST)
     assert read_video(dst)["size"] == (33, 25)
 
 
-def test_gray_source(toy, tmp_path):
+def test_gray_source(counted, tmp_path):
     src = make_video(tmp_path / "gray.mkv", frames=10, size=(64, 48), codec="ffv1", pix_fmt="gray", audio=None)
-    dst = streamcolor.colorize_video(src, engine=toy, **FAST)
+    dst = streamcolor.colorize_video(src, engine=counted, **FAST)
     a, b = read_video(src), read_video(dst)
     assert len(b["l"]) == 10
     assert np.abs(lab.rgb_to_lab(b["rgb0"])[..., 1:]).mean() > 5  # coloured
@@ -344,71 +344,71 @@ BAD = {
 
 
 @pytest.mark.parametrize("case", list(BAD))
-def test_bad_input_fails_cleanly(toy, tmp_path, case):
+def test_bad_input_fails_cleanly(counted, tmp_path, case):
     suffix = ".wav" if case == "audio_only" else ".mkv" if case == "no_frames" else ".mp4"
     src = BAD[case](tmp_path / f"bad-{case}{suffix}")
     before = set(tmp_path.iterdir())
     with pytest.raises(InputError) as err:
-        streamcolor.colorize_video(src, tmp_path / "out.mp4", engine=toy, **FAST)
+        streamcolor.colorize_video(src, tmp_path / "out.mp4", engine=counted, **FAST)
     assert src.name in str(err.value)
     assert set(tmp_path.iterdir()) == before  # no output, no temporary file
 
 
-def test_truncated_matroska_keeps_what_decodes(toy, tmp_path, caplog):
+def test_truncated_matroska_keeps_what_decodes(counted, tmp_path, caplog):
     full = make_video(tmp_path / "full.mkv", frames=24, audio="pcm_s16le")
     cut = tmp_path / "cut.mkv"
     data = full.read_bytes()
     cut.write_bytes(data[: len(data) // 2])
     with caplog.at_level(logging.WARNING, logger="streamcolor.video"):
-        dst = streamcolor.colorize_video(cut, engine=toy, **FAST)
+        dst = streamcolor.colorize_video(cut, engine=counted, **FAST)
     n = len(read_video(dst)["l"])
     assert 0 < n < 24
 
 
-def test_container_that_cannot_hold_a_copied_stream(toy, tmp_path):
+def test_container_that_cannot_hold_a_copied_stream(counted, tmp_path):
     src = make_video(tmp_path / "subs.mkv", frames=6, audio="pcm_s16le", subtitles=True)
     with pytest.raises(OutputError, match="srt subtitle"):
-        streamcolor.colorize_video(src, tmp_path / "out.mp4", engine=toy, **FAST)
+        streamcolor.colorize_video(src, tmp_path / "out.mp4", engine=counted, **FAST)
     assert leftovers(tmp_path, src) == []
 
 
-def test_failure_midway_leaves_nothing_and_stops_threads(toy, tmp_path):
+def test_failure_midway_leaves_nothing_and_stops_threads(counted, tmp_path):
     src = make_video(tmp_path / "clip.mp4", frames=40)
-    toy.fail_after = 2
+    counted.fail_after = 2
     with pytest.raises(RuntimeError, match="engine failure"):
-        streamcolor.colorize_video(src, tmp_path / "out.mp4", engine=toy, batch_size=4, **FAST)
+        streamcolor.colorize_video(src, tmp_path / "out.mp4", engine=counted, batch_size=4, **FAST)
     assert leftovers(tmp_path, src) == []
     assert not [t for t in threading.enumerate() if t.name.startswith("streamcolor-")]
 
 
-def test_unwritable_destination(toy, tmp_path):
+def test_unwritable_destination(counted, tmp_path):
     src = make_video(tmp_path / "clip.mp4", frames=4)
     (tmp_path / "a-file").write_text("not a folder")
     with pytest.raises(OutputError):
-        streamcolor.colorize_video(src, tmp_path / "a-file" / "out.mp4", engine=toy, **FAST)
+        streamcolor.colorize_video(src, tmp_path / "a-file" / "out.mp4", engine=counted, **FAST)
     with pytest.raises(OutputError):
-        streamcolor.colorize_video(src, tmp_path / "out.unknownext", engine=toy, **FAST)
+        streamcolor.colorize_video(src, tmp_path / "out.unknownext", engine=counted, **FAST)
     assert leftovers(tmp_path, src, tmp_path / "a-file") == []
 
 
-def test_missing_output_folder_is_created(toy, tmp_path):
+def test_missing_output_folder_is_created(counted, tmp_path):
     src = make_video(tmp_path / "clip.mp4", frames=4)
-    out = streamcolor.colorize_video(src, tmp_path / "new" / "deeper" / "out.mp4", engine=toy, **FAST)
+    out = streamcolor.colorize_video(src, tmp_path / "new" / "deeper" / "out.mp4", engine=counted, **FAST)
     assert out.is_file()
 
 
 # --------------------------------------------------------------------------- scenes, embeddings, stability
 
 
-def test_embedding_reused_within_a_scene(toy, tmp_path):
+def test_embedding_reused_within_a_scene(counted, tmp_path):
     """40 frames, cut at 20, embed_every=8: embeddings at 0, 8, 16, 20, 28, 36."""
     src = make_video(tmp_path / "two.mp4", frames=40, scenes=2, audio=None, motion=1)
-    streamcolor.colorize_video(src, engine=toy, options=VideoOptions(embed_every=8), **FAST)
-    assert toy.embedded == 6
-    toy.embedded = 0
-    streamcolor.colorize_video(src, tmp_path / "per-frame.mp4", engine=toy,
+    streamcolor.colorize_video(src, engine=counted, options=VideoOptions(embed_every=8), **FAST)
+    assert counted.embedded == 6
+    counted.embedded = 0
+    streamcolor.colorize_video(src, tmp_path / "per-frame.mp4", engine=counted,
                                options=VideoOptions(embed_every=1), **FAST)
-    assert toy.embedded == 40
+    assert counted.embedded == 40
 
 
 def test_scene_cut_distance():
