@@ -1,0 +1,562 @@
+"""Measure the engines and the video pipeline on this machine (``streamcolor bench``).
+
+Every figure comes with the reference it should be read against, measured in
+the same call, so a ratio holds on a busy machine even when the absolute
+numbers do not:
+
+* engine images/s, by engine and precision, batch size and render size; the
+  engines of one shape take turns (median of the rounds), ratio to ONNX fp32;
+* achieved GFLOP/s of the network (:func:`network_flops`: 2 x multiply-adds of
+  every convolution and matrix product, extractor included, read from ONNX
+  Runtime's own profile of the float32 graphs) against a measured matrix
+  multiply peak (:func:`matmul_peak`: NumPy float32, same machine, same
+  threads);
+* video: frames/s of :func:`~streamcolor.video.colorize_video` against
+  decode + encode alone (:func:`codec_floor`: same file, same encoder
+  settings, what no colorizer can beat), alternating, best round of each.
+
+The benchmark suite (``benchmarks/``) uses the same functions with larger
+sizes and more rounds.  PyAV is imported inside the video helpers only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from engines import Engine
+
+log = logging.getLogger(__name__)
+
+#: Format tag of the JSON that ``streamcolor bench --json`` writes.
+JSON_FORMAT = "streamcolor-bench/1"
+#: Operators whose arithmetic is counted by :func:`graph_flops`.
+COUNTED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "FusedMatMul")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What :func:`run_bench` measures.  :data:`QUICK` and :data:`FULL` are the presets."""
+
+    model: str = "default"  # shipped model name or bundle folder
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    renders: tuple[int, ...] = (256,)  # square render sizes, pixels (multiples of 8)
+    batches: tuple[int, ...] = (1, 8)  # images per engine call
+    rounds: int = 3  # timed calls per engine and shape (the median counts)
+    keras: bool = False  # also time the Keras engine (needs .keras files in the bundle)
+    videos: tuple[tuple[str, int, int, int], ...] = (("360p", 640, 360, 48),)  # (name, width, height, frames)
+    video_rounds: int = 2  # alternating pipeline / floor rounds (the best of each counts)
+    peak_size: int = 2048  # side of the square float32 matrices of the matmul peak
+
+
+QUICK = BenchOptions()
+FULL = BenchOptions(renders=(224, 256, 512), batches=(1, 16), rounds=5, keras=True,
+                    videos=(("360p", 640, 360, 96), ("1080p", 1920, 1080, 48)))
+
+
+@dataclass
+class BenchResult:
+    """What :func:`run_bench` measured; :meth:`to_json` and :meth:`to_text` render it."""
+
+    machine: dict[str, Any]
+    peak_gflops: float | None  # NumPy float32 matmul, this machine (None: not measured)
+    engines: list[dict[str, Any]] = field(default_factory=list)  # one row per engine, render, batch
+    videos: list[dict[str, Any]] = field(default_factory=list)  # one row per clip
+    notes: list[str] = field(default_factory=list)  # what was not measured, and why
+
+    def to_json(self) -> str:
+        return json.dumps({"format": JSON_FORMAT, **dataclasses.asdict(self)}, indent=1)
+
+    def to_text(self) -> str:
+        """Plain-text tables for a terminal."""
+        m = self.machine
+        out = [f"streamcolor bench - {m.get('date', '')} - {m.get('cpu', '')}",
+               f"load average (1 min) before/after: {m.get('load_average', '?')}; "
+               f"ONNX Runtime {m.get('onnxruntime', '?')}, providers {', '.join(m.get('providers', []))}"]
+        if m.get("gpu"):
+            out.append(f"GPU: {m['gpu']}")
+        if self.peak_gflops:
+            out.append(f"matmul peak (NumPy float32, {m.get('blas_threads', '?')} threads): "
+                       f"{self.peak_gflops:.1f} GFLOP/s")
+        if self.engines:
+            out += ["", _text_table(["engine", "precision", "render", "batch", "images/s", "x onnx fp32",
+                                     "GFLOP/s", "% of peak"],
+                                    [[r["engine"], r["precision"], r["render"], r["batch"],
+                                      f"{r['images_per_s']:.2f}", _fmt(r.get("ratio_to_fp32"), 2),
+                                      _fmt(r.get("gflops"), 1), _fmt(_pct(r.get("share_of_peak")), 1)]
+                                     for r in self.engines])]
+        if self.videos:
+            out += ["", _text_table(["video", "frames", "render", "pipeline fps", "decode+encode fps",
+                                     "pipeline / floor"],
+                                    [[f"{v['clip']} ({v['width']}x{v['height']})", v["frames"], v["render_size"],
+                                      f"{v['pipeline_fps']:.2f}", f"{v['floor_fps']:.2f}",
+                                      f"{v['pipeline_over_floor']:.3f}"] for v in self.videos])]
+        out += [f"note: {n}" for n in self.notes]
+        return "\n".join(out) + "\n"
+
+
+def _fmt(x: float | None, digits: int) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _pct(x: float | None) -> float | None:
+    return None if x is None else 100.0 * x
+
+
+def _text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [list(map(str, headers))] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU (with the instruction sets that matter), cores, GPU, runtime versions, date, load."""
+    import onnxruntime as ort
+
+    from engines.select import cpu_description
+
+    info = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": cpu_description(),
+            "cpu_count": os.cpu_count(), "blas_threads": blas_threads(), "python": platform.python_version(),
+            "numpy": np.__version__, "onnxruntime": ort.__version__,
+            "providers": ort.get_available_providers(), "load_average": _load()}
+    gpu = gpu_name()
+    if gpu:
+        info["gpu"] = gpu
+    return info
+
+
+def _load() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # pragma: no cover - not on Linux/macOS
+        return []
+
+
+def blas_threads() -> int:
+    """Threads NumPy's matrix multiply uses (threadpoolctl when installed, else the CPU count)."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        n = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+        if n:
+            return int(n[0])
+    except ImportError:
+        pass
+    env = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")
+    return int(env) if env and env.isdigit() else (os.cpu_count() or 1)
+
+
+def gpu_name() -> str | None:
+    """The NVIDIA GPU's name from the driver, or None."""
+    root = Path("/proc/driver/nvidia/gpus")
+    try:
+        for d in sorted(root.iterdir()):
+            for line in (d / "information").read_text().splitlines():
+                if line.startswith("Model:"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+# --------------------------------------------------------------------------- arithmetic
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    """Best GFLOP/s of a float32 (n x n) @ (n x n) NumPy product on this machine
+    (2 n^3 flops a product; NumPy's BLAS threads, see :func:`blas_threads`)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    out = np.empty((n, n), np.float32)
+    np.matmul(a, b, out=out)  # warm-up: threads, pages
+    best = float("inf")
+    for _ in range(max(1, repeats)):
+        t = time.perf_counter()
+        np.matmul(a, b, out=out)
+        best = min(best, time.perf_counter() - t)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def graph_flops(path: str | Path, feeds: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Floating-point operations of one run of an ONNX graph on ``feeds``.
+
+    Counts 2 x multiply-adds of every convolution (``2 * k_h * k_w * c_in/group
+    * c_out * H_out * W_out`` per image, transposed convolutions likewise per
+    input position) and matrix product, with the shapes ONNX Runtime reports
+    in its profile of one run (basic graph optimizations only, so no operator
+    is fused away).  Returns ``{op type: flops, ..., "total": flops}``.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts.enable_profiling = True
+    opts.intra_op_num_threads = 1
+    with tempfile.TemporaryDirectory(prefix="streamcolor-flops-") as tmp:
+        opts.profile_file_prefix = os.path.join(tmp, "profile")
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        sess.run(None, dict(feeds))
+        events = json.loads(Path(sess.end_profiling()).read_text())
+    counts: dict[str, float] = {}
+    weights: dict[str, list[int]] | None = None
+    for ev in events:
+        args = ev.get("args") or {}
+        op = args.get("op_name")
+        if ev.get("cat") != "Node" or op not in COUNTED_OPS or not ev.get("name", "").endswith("_kernel_time"):
+            continue
+        ins = [next(iter(s.values())) for s in args.get("input_type_shape", [])]
+        outs = [next(iter(s.values())) for s in args.get("output_type_shape", [])]
+        if op.startswith("Conv") and len(ins) == 1:  # a pre-packed weight is left out of the profile
+            if weights is None:
+                weights = _weight_shapes(path)
+            ins.append(weights.get(ev["name"].removesuffix("_kernel_time"), []))
+        flops = _op_flops(op, ins, outs)
+        counts[op] = counts.get(op, 0.0) + flops
+    counts["total"] = float(sum(counts.values()))
+    return counts
+
+
+def _weight_shapes(path: str | Path) -> dict[str, list[int]]:
+    """Node name -> shape of its second input when that is an initializer (needs ``onnx``; {} without)."""
+    try:
+        import onnx
+    except ImportError:
+        log.warning("flop count of %s is partial: a weight shape needs the onnx package", path)
+        return {}
+    g = onnx.load(str(path), load_external_data=False).graph
+    shapes = {i.name: list(i.dims) for i in g.initializer}
+    return {n.name: shapes[n.input[1]] for n in g.node if len(n.input) > 1 and n.input[1] in shapes}
+
+
+def _op_flops(op: str, ins: list[list[int]], outs: list[list[int]]) -> float:
+    if not ins or not outs:
+        return 0.0
+    out = float(np.prod(outs[0]))
+    if op == "Conv":  # weight (c_out, c_in/group, k_h, k_w): each output = c_in/group * k_h * k_w MACs
+        return 2.0 * out * float(np.prod(ins[1][1:])) if len(ins) > 1 and ins[1] else 0.0
+    if op == "ConvTranspose":  # weight (c_in, c_out/group, k_h, k_w): each input scatters c_out/g * k_h * k_w
+        return 2.0 * float(np.prod(ins[0])) * float(np.prod(ins[1][1:])) if len(ins) > 1 and ins[1] else 0.0
+    # MatMul / Gemm / FusedMatMul: output (..., M, N), K = the first input's last dimension
+    return 2.0 * out * float(ins[0][-1])
+
+
+@functools.lru_cache(maxsize=32)
+def _network_flops(colorizer: str, extractor: str, size: int, embed_dim: int, height: int, width: int
+                   ) -> tuple[float, float]:
+    ext = graph_flops(extractor, {_first_input(extractor): np.zeros((1, size, size, 1), np.float32)})["total"]
+    names = _inputs_by_rank(colorizer)
+    col = graph_flops(colorizer, {names[-1]: np.zeros((1, height, width, 1), np.float32),
+                                  names[0]: np.zeros((1, embed_dim), np.float32)})["total"]
+    return ext, col
+
+
+def network_flops(model: "str | Path | Engine", height: int, width: int) -> dict[str, float]:
+    """Flops per image of a bundle's float32 graphs at a render shape: ``extractor``
+    (at its own square size), ``colorizer`` and ``total``.  ``model``: a shipped
+    model name, a bundle folder or a loaded engine (its bundle is read)."""
+    from engines import resolve_model
+
+    info = model.info if hasattr(model, "info") else resolve_model(model)
+    ext, col = _network_flops(str(info.file("colorizer.onnx")), str(info.file("extractor.onnx")),
+                              info.extractor_size, info.embed_dim, int(height), int(width))
+    return {"extractor": ext, "colorizer": col, "total": ext + col}
+
+
+def _first_input(path: str) -> str:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(path, providers=["CPUExecutionProvider"]).get_inputs()[0].name
+
+
+def _inputs_by_rank(path: str) -> list[str]:
+    import onnxruntime as ort
+
+    ins = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).get_inputs()
+    return [i.name for i in sorted(ins, key=lambda i: len(i.shape))]
+
+
+# --------------------------------------------------------------------------- engines
+
+
+def time_engines(engines: Mapping[str, "Engine"], l: np.ndarray, rounds: int = 3,
+                 before_each: Callable[[], Any] | None = None) -> dict[str, list[float]]:
+    """Seconds per ``predict(l)`` of each engine, the engines taking turns
+    (one warm-up call each first), so that load from other processes hits all
+    alike.  ``before_each``: called (untimed) before every timed call.
+    Returns label -> list of ``rounds`` durations."""
+    for eng in engines.values():
+        eng.predict(l)
+    times: dict[str, list[float]] = {k: [] for k in engines}
+    for _ in range(max(1, rounds)):
+        for k, eng in engines.items():
+            if before_each:
+                before_each()
+            t = time.perf_counter()
+            eng.predict(l)
+            times[k].append(time.perf_counter() - t)
+    return times
+
+
+def engine_rows(engines: Mapping[str, "Engine"], renders: Iterable[int], batches: Iterable[int], *,
+                rounds: int = 3, peak: float | None = None, reference: str | None = None,
+                flops_model: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row per (engine, render, batch): images/s (median of ``rounds``), ratio
+    to the ``reference`` engine (default: the first), GFLOP/s and its share of
+    ``peak`` (GFLOP/s).  ``flops_model``: label -> bundle whose graphs to count
+    (default: each engine's own)."""
+    reference = reference or next(iter(engines))
+    rows = []
+    for render in renders:
+        for batch in batches:
+            l = np.random.default_rng(0).uniform(-1, 1, (batch, render, render, 1)).astype(np.float32)
+            times = time_engines(engines, l, rounds)
+            ips = {k: batch / float(np.median(v)) for k, v in times.items()}
+            for k, eng in engines.items():
+                row = {"engine": eng.name, "label": k, "precision": _precision(k, eng), "render": render,
+                       "batch": batch, "images_per_s": round(ips[k], 3),
+                       "ratio_to_fp32": round(ips[k] / ips[reference], 3),
+                       "rounds_s": [round(t, 4) for t in times[k]]}
+                try:
+                    fl = network_flops((flops_model or {}).get(k, eng), render, render)["total"]
+                except Exception as exc:  # counting is a bonus: never lose the timing for it
+                    log.info("no flop count for %s: %s", k, exc)
+                else:
+                    row["gflop_per_image"] = round(fl / 1e9, 3)
+                    row["gflops"] = round(ips[k] * fl / 1e9, 2)
+                    if peak:
+                        row["share_of_peak"] = round(ips[k] * fl / 1e9 / peak, 4)
+                rows.append(row)
+    return rows
+
+
+def with_share_of_peak(rows: list[dict[str, Any]], peak: float) -> list[dict[str, Any]]:
+    """Set each row's ``share_of_peak`` = its GFLOP/s / ``peak`` (GFLOP/s); returns ``rows``."""
+    for r in rows:
+        if r.get("gflops") is not None and peak:
+            r["share_of_peak"] = round(r["gflops"] / peak, 4)
+    return rows
+
+
+def _precision(label: str, eng: "Engine") -> str:
+    for p in ("int8", "fp16", "bf16"):
+        if p in label:
+            return p
+    return "fp32"
+
+
+def load_engines(model: str | Path, device: str = "auto", *, keras: bool = False
+                 ) -> tuple[dict[str, "Engine"], list[str]]:
+    """The engines worth timing for ``model`` here, by label, and notes on the
+    ones left out.  CPU: ONNX fp32, int8 (when the bundle has it), Keras (when
+    asked and the bundle has .keras files).  CUDA: ONNX fp32 and fp16, TensorRT
+    when installed.  The first engine is the reference (ONNX fp32)."""
+    from engines import load_engine, resolve_model
+    from engines.select import cuda_available, variants
+
+    info = resolve_model(model)
+    dev = "cuda" if device == "cuda" or (device == "auto" and cuda_available()) else "cpu"
+    engines: dict[str, Engine] = {f"onnx-{dev}-fp32": load_engine(info.path, "onnx", device=dev)}
+    notes: list[str] = []
+    recs = variants(info)
+    if dev == "cpu":
+        if "int8" in recs:
+            engines["onnx-cpu-int8"] = load_engine(info.path, "onnx", precision="int8", device="cpu")
+        else:
+            notes.append(f"int8: the bundle {info.name} has no int8 variant "
+                         f"(make one: python -m trainer.quantize {info.path})")
+        notes.append("fp16/bf16: ONNX Runtime's CPU provider has no float16/bfloat16 convolution kernels on x86")
+    else:
+        try:
+            engines["onnx-cuda-fp16"] = load_engine(info.path, "onnx", precision="fp16", device="cuda")
+        except Exception as exc:
+            notes.append(f"fp16: not loaded ({exc})")
+        try:
+            engines["tensorrt-fp16"] = load_engine(info.path, "tensorrt")
+        except Exception as exc:
+            notes.append(f"TensorRT: not available ({str(exc).splitlines()[0]})")
+    if keras:
+        if (info.path / "colorizer.keras").is_file():
+            try:
+                engines["keras-fp32"] = load_engine(info.path, "keras")
+            except Exception as exc:
+                notes.append(f"Keras: not loaded ({exc})")
+        else:
+            notes.append(f"Keras: the bundle {info.name} has no .keras files (ONNX only)")
+    if dev == "cpu":
+        notes.append("TensorRT: needs an NVIDIA GPU")
+    return engines, notes
+
+
+# --------------------------------------------------------------------------- video
+
+
+def make_clip(path: str | Path, width: int, height: int, frames: int, *, rate: int = 24, seed: int = 0) -> Path:
+    """Write a gray H.264 test clip: two shots of smooth shapes panning, a moving
+    square, film grain.  Throughput does not depend on the content, but codecs
+    do, so the clip is not flat."""
+    import av
+
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    pan = 2
+    span = frames * pan + 1
+    y, x = np.mgrid[0:height, 0:width + span].astype(np.float32)
+    shots = []
+    for s in range(2):
+        img = 120 + 60 * np.sin(x / (23.0 + 11 * s)) * np.cos(y / (31.0 - 7 * s)) + 40 * (x / (width + span) - 0.5)
+        for _ in range(6):
+            cy, cx, r = rng.integers(0, height), rng.integers(0, width + span), rng.integers(height // 12 + 2,
+                                                                                            height // 4 + 3)
+            img[(y - cy) ** 2 + (x - cx) ** 2 < r * r] = rng.integers(20, 235)
+        shots.append(img)
+    grain = [rng.normal(0, 4, (height, width)).astype(np.float32) for _ in range(5)]
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=rate)
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        vs.options = {"preset": "veryfast", "crf": "18"}
+        for i in range(frames):
+            shot, k = divmod(i, -(-frames // 2))
+            g = shots[min(shot, 1)][:, k * pan: k * pan + width] + grain[i % 5]
+            sq = max(2, height // 6)
+            y0, x0 = (height // 3 + 2 * k) % (height - sq), (5 * k) % (width - sq)
+            g[y0:y0 + sq, x0:x0 + sq] = 235
+            gray = np.clip(g, 0, 255).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(np.repeat(gray[..., None], 3, -1), format="rgb24")
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode())
+    return path
+
+
+def codec_floor(src: str | Path, dst: str | Path, options: Any = None) -> int:
+    """Decode ``src`` and re-encode it to ``dst`` with the pipeline's encoder
+    settings (:class:`~streamcolor.video.VideoOptions`), threads on, no colour
+    work: the frames/s no colorizer can beat.  Returns the frame count."""
+    import av
+
+    from streamcolor.video import VideoOptions, _encoder_options, pick_codec
+
+    options = options or VideoOptions()
+    codec = pick_codec(options.codec)
+    n = 0
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        vin = inp.streams.video[0]
+        vin.thread_type = "AUTO"
+        vout = out.add_stream(codec, rate=vin.average_rate)
+        vout.width, vout.height, vout.pix_fmt = vin.width, vin.height, options.pix_fmt
+        vout.time_base = vout.codec_context.time_base = vin.time_base
+        vout.options = _encoder_options(codec, options)
+        for frame in inp.decode(vin):
+            out.mux(vout.encode(frame))
+            n += 1
+        out.mux(vout.encode())
+    return n
+
+
+def video_row(engine: "Engine", src: str | Path, folder: str | Path, *, name: str = "clip", rounds: int = 2,
+              options: Any = None) -> dict[str, Any]:
+    """Frames/s of the pipeline and of the codec floor on one clip, alternating,
+    best round of each; ``pipeline_over_floor`` is their ratio."""
+    from streamcolor.colorize import model_options
+    from streamcolor.video import VideoOptions, colorize_video
+
+    options = options or VideoOptions()
+    folder = Path(folder)
+    fps: dict[str, list[float]] = {"floor": [], "pipeline": []}
+    frames = width = height = 0
+    load = [_load()[:1]]
+    for r in range(max(1, rounds)):
+        t = time.perf_counter()
+        frames = codec_floor(src, folder / f"floor-{name}.mp4", options)
+        fps["floor"].append(frames / (time.perf_counter() - t))
+        t = time.perf_counter()
+        colorize_video(src, folder / f"pipeline-{name}.mp4", engine=engine, options=options, progress=False)
+        fps["pipeline"].append(frames / (time.perf_counter() - t))
+    load.append(_load()[:1])
+    import av
+
+    with av.open(str(src)) as c:
+        width, height = c.streams.video[0].width, c.streams.video[0].height
+    best = {k: max(v) for k, v in fps.items()}
+    return {"clip": name, "width": width, "height": height, "frames": frames, "engine": engine.name,
+            "render_size": model_options(engine, render_size=options.render_size).render_size,
+            "pipeline_fps": round(best["pipeline"], 2), "floor_fps": round(best["floor"], 2),
+            "pipeline_over_floor": round(best["pipeline"] / best["floor"], 3),
+            "all_rounds_fps": {k: [round(x, 2) for x in v] for k, v in fps.items()},
+            "load_average_1min": [x[0] for x in load if x]}
+
+
+# --------------------------------------------------------------------------- all
+
+
+def run_bench(options: BenchOptions = QUICK, *, progress: Callable[[str], Any] | None = None) -> BenchResult:
+    """Measure this machine with ``options``.
+
+    Parameters
+    ----------
+    options:
+        :data:`QUICK` (about a minute on 2 cores), :data:`FULL`, or a variant
+        made with ``dataclasses.replace``.
+    progress:
+        Called with a one-line message before each step (e.g. ``click.echo``).
+
+    Returns
+    -------
+    BenchResult
+        Engine rows (images/s, ratio to ONNX fp32, GFLOP/s, share of the
+        matmul peak) and video rows (pipeline fps against decode + encode).
+    """
+    say = progress or (lambda msg: None)
+    machine = machine_info()
+    say("matmul peak (NumPy float32), measured before and after the engines...")
+    peak = matmul_peak(options.peak_size)
+    engines, notes = load_engines(options.model, options.device, keras=options.keras)
+    on_gpu = any("cuda" in k or "tensorrt" in k for k in engines)
+    result = BenchResult(machine=machine, peak_gflops=round(peak, 1), notes=notes)
+    if on_gpu:
+        result.notes.append("% of peak is against the CPU's matmul peak only; no GPU reference is measured")
+    try:
+        say(f"engines: {', '.join(engines)}; renders {list(options.renders)}, batches {list(options.batches)}...")
+        rows = engine_rows(engines, options.renders, options.batches, rounds=options.rounds)
+        peak = max(peak, matmul_peak(options.peak_size))  # before and after: the better of two samples
+        result.peak_gflops = round(peak, 1)
+        result.engines = rows if on_gpu else with_share_of_peak(rows, peak)
+        if options.videos:
+            from streamcolor.video import VideoOptions
+
+            video_engine = next(iter(engines.values()))
+            with tempfile.TemporaryDirectory(prefix="streamcolor-bench-") as tmp:
+                for name, w, h, n in options.videos:
+                    say(f"video {name} ({w}x{h}, {n} frames)...")
+                    clip = make_clip(Path(tmp) / f"{name}.mp4", w, h, n)
+                    result.videos.append(video_row(video_engine, clip, tmp, name=name, rounds=options.video_rounds,
+                                                   options=VideoOptions()))
+    finally:
+        for eng in engines.values():
+            eng.close()
+    machine["load_average_after"] = _load()
+    return result
+
+
+__all__ = ["BenchOptions", "BenchResult", "FULL", "QUICK", "codec_floor", "engine_rows", "graph_flops",
+           "load_engines", "machine_info", "make_clip", "matmul_peak", "network_flops", "run_bench",
+           "time_engines", "video_row", "with_share_of_peak"]

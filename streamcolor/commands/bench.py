@@ -1,0 +1,60 @@
+"""`streamcolor bench`: measure the engines and the video pipeline on this machine."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+
+from engines import DEFAULT_MODEL
+
+
+@click.command("bench")
+@click.option("--full", is_flag=True, help="More render sizes (224, 256, 512), batch 16, Keras, 1080p video: "
+                                           "several minutes instead of about one.")
+@click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True,
+              help="A shipped model name or a model bundle folder.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where the engines run (auto: CUDA when ONNX Runtime offers it).")
+@click.option("-r", "--render-size", "renders", type=click.IntRange(min=8), multiple=True,
+              help="Square render size to time (repeatable). Default: 256 (--full: 224, 256, 512).")
+@click.option("-b", "--batch", "batches", type=click.IntRange(min=1), multiple=True,
+              help="Batch size to time (repeatable). Default: 1 and 8 (--full: 1 and 16).")
+@click.option("--video/--no-video", default=True, show_default=True,
+              help="Also time the video pipeline against decode + encode alone.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write every figure to this JSON file (readable by `streamcolor report --results`).")
+def command(full, model, device, renders, batches, video, json_path):
+    """Measure images/s of each engine and precision, achieved GFLOP/s against
+    this machine's matrix-multiply peak, and video frames/s against
+    decode + encode alone on a generated clip.
+
+    Every ratio is measured within one run (the engines take turns), so it
+    holds on a busy machine; the load average is printed with the results.
+
+    \b
+    Examples:
+      streamcolor bench
+      streamcolor bench --full --json bench.json
+      streamcolor bench -r 384 -b 4 --no-video
+    """
+    from engines import EngineError
+    from streamcolor.bench import FULL, QUICK, run_bench
+
+    options = dataclasses.replace(FULL if full else QUICK, model=model, device=device)
+    if renders:
+        options = dataclasses.replace(options, renders=tuple(renders))
+    if batches:
+        options = dataclasses.replace(options, batches=tuple(batches))
+    if not video:
+        options = dataclasses.replace(options, videos=())
+    try:
+        result = run_bench(options, progress=lambda msg: click.echo(msg, err=True))
+    except (ValueError, EngineError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(result.to_text())
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(result.to_json())
+        click.echo(f"wrote {json_path}", err=True)

@@ -1,0 +1,286 @@
+"""`streamcolor bench`, `streamcolor report` and the benchmark summary: flop
+counting, the matmul peak, the video floor, the tables, the HTML report and
+the gallery."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from streamcolor import bench, report
+from tests.conftest import make_photo
+
+
+# --------------------------------------------------------------------------- flops
+
+
+def _graph(path: Path) -> Path:
+    """A graph with every counted operator, weights as initializers:
+    x (1, 4, 8, 8) -> Conv 3x3 4->6 (stride 2) -> depthwise Conv 3x3 (6 groups)
+    -> ConvTranspose 4x4 6->3 (stride 2) -> Reshape (64, 3)... -> MatMul (3, 5);
+    and e (2, 7) -> Gemm (7, 9)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+
+    def init(name, shape):
+        return numpy_helper.from_array(rng.normal(0, 0.1, shape).astype(np.float32), name)
+
+    inits = [init("w0", (6, 4, 3, 3)), init("w1", (6, 1, 3, 3)), init("wt", (6, 3, 4, 4)), init("m", (3, 5)),
+             init("g", (7, 9)), numpy_helper.from_array(np.array([1, 3, 64], np.int64), "shape")]
+    nodes = [
+        helper.make_node("Conv", ["x", "w0"], ["c0"], pads=[1, 1, 1, 1], strides=[2, 2], name="conv"),
+        helper.make_node("Conv", ["c0", "w1"], ["c1"], pads=[1, 1, 1, 1], group=6, name="depthwise"),
+        helper.make_node("ConvTranspose", ["c1", "wt"], ["c2"], strides=[2, 2], pads=[1, 1, 1, 1], name="up"),
+        helper.make_node("Reshape", ["c2", "shape"], ["r"], name="flat"),
+        helper.make_node("Transpose", ["r"], ["rt"], perm=[0, 2, 1], name="tr"),
+        helper.make_node("MatMul", ["rt", "m"], ["y"], name="matmul"),
+        helper.make_node("Gemm", ["e", "g"], ["z"], name="gemm"),
+    ]
+    g = helper.make_graph(nodes, "counted",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8]),
+                           helper.make_tensor_value_info("e", TensorProto.FLOAT, [2, 7])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 5]),
+                           helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 9])], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_graph_flops_counts_every_operator_kind(tmp_path):
+    path = _graph(tmp_path / "g.onnx")
+    got = bench.graph_flops(path, {"x": np.zeros((1, 4, 8, 8), np.float32), "e": np.zeros((2, 7), np.float32)})
+    conv = 2 * (6 * 4 * 4) * (4 * 3 * 3)  # output 6 x 4 x 4, each 4*3*3 MACs
+    depthwise = 2 * (6 * 4 * 4) * (1 * 3 * 3)
+    transposed = 2 * (6 * 4 * 4) * (3 * 4 * 4)  # each input position scatters to 3 channels x 4x4
+    matmul = 2 * 64 * 5 * 3
+    gemm = 2 * 2 * 9 * 7
+    assert got["Conv"] == conv + depthwise
+    assert got["ConvTranspose"] == transposed
+    assert got["MatMul"] == matmul and got["Gemm"] == gemm
+    assert got["total"] == conv + depthwise + transposed + matmul + gemm
+
+
+def test_network_flops_match_the_keras_layers():
+    """The profile-based count of the shipped colorizer equals 2*k*k*c_in*c_out*H_out*W_out
+    summed over the Keras model's convolutions, plus the fusion's two matrix products."""
+    keras = pytest.importorskip("keras")
+    from engines import resolve_model
+    from trainer.model import build_colorizer
+
+    info = resolve_model("default")
+    h, w = 64, 96
+    model = build_colorizer(info.embed_dim)
+    expected, size = 0, (h, w)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            k = layer.kernel_size[0] * layer.kernel_size[1]
+            cin = layer.kernel.shape[2]
+            size = (size[0] // layer.strides[0], size[1] // layer.strides[1])
+            expected += 2 * k * cin * layer.filters * size[0] * size[1]
+        elif isinstance(layer, keras.layers.UpSampling2D):
+            size = (size[0] * 2, size[1] * 2)
+        elif layer.name == "fusion":  # 1x1 on (H/8, W/8, 256) plus the embedding product
+            expected += 2 * 256 * 256 * (h // 8) * (w // 8) + 2 * info.embed_dim * 256
+    got = bench.network_flops("default", h, w)
+    assert got["colorizer"] == expected
+    assert 0.7e9 < got["extractor"] < 0.8e9  # EfficientNet-Lite0: ~0.39 G multiply-adds
+    assert got["total"] == got["colorizer"] + got["extractor"]
+
+
+def test_matmul_peak_is_positive_and_finite():
+    p = bench.matmul_peak(128, repeats=2)
+    assert np.isfinite(p) and p > 0
+
+
+def test_engine_rows_ratios_and_share_of_peak(engine):
+    rows = bench.engine_rows({"a": engine, "b": engine}, [32], [1], rounds=1)
+    bench.with_share_of_peak(rows, 1000.0)
+    assert [r["label"] for r in rows] == ["a", "b"] and rows[0]["ratio_to_fp32"] == 1.0
+    for r in rows:
+        assert r["images_per_s"] > 0 and r["gflop_per_image"] > 0.7  # the extractor alone is ~0.77
+        assert r["share_of_peak"] == pytest.approx(r["gflops"] / 1000.0, abs=1e-4)
+
+
+# --------------------------------------------------------------------------- video
+
+
+def test_video_row_against_codec_floor(engine, tmp_path):
+    from streamcolor.video import VideoOptions
+
+    clip = bench.make_clip(tmp_path / "c.mp4", 64, 48, 6)
+    assert bench.codec_floor(clip, tmp_path / "floor.mp4") == 6
+    row = bench.video_row(engine, clip, tmp_path, name="tiny", rounds=1, options=VideoOptions(render_size=32))
+    assert row["frames"] == 6 and (row["width"], row["height"]) == (64, 48)
+    assert row["pipeline_over_floor"] == pytest.approx(row["pipeline_fps"] / row["floor_fps"], rel=0.02)
+    assert (tmp_path / "pipeline-tiny.mp4").is_file()
+
+
+def test_bench_command_quick_json(tmp_path):
+    from streamcolor.cli import cli
+
+    out = tmp_path / "b.json"
+    res = CliRunner().invoke(cli, ["bench", "-r", "32", "-b", "1", "-b", "2", "--no-video", "--device", "cpu",
+                                   "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "images/s" in res.output and "matmul peak" in res.output
+    data = json.loads(out.read_text())
+    assert data["format"] == bench.JSON_FORMAT and data["peak_gflops"] > 0
+    assert [(r["render"], r["batch"]) for r in data["engines"]] == [(32, 1), (32, 2)]
+    assert all("share_of_peak" in r for r in data["engines"])
+    assert any("int8" in n for n in data["notes"])
+    tables = report.bench_tables(data)
+    assert tables[0].rows and "32" in tables[0].rows[0]
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _results() -> dict:
+    """A pytest-benchmark JSON with one entry per benchmark the summary reads."""
+    def b(name, **extra):
+        return {"name": name, "fullname": f"benchmarks/x.py::{name}", "extra_info": extra,
+                "stats": {"mean": 0.5, "min": 0.4, "rounds": 2}}
+
+    return {
+        "machine_info": {"cpu": {"brand_raw": "Test CPU", "count": 2}, "python_version": "3.11.9"},
+        "commit_info": {"id": "abcdef123456"}, "datetime": "2026-11-26T10:00:00",
+        "benchmarks": [
+            b("test_engine_images_per_second[16-256]", render=256, batch=16, gflop_per_image=19.97,
+              matmul_peak_gflops=200.0, load_average_1min=[1.5, 2.5],
+              engines={"onnx-cpu-fp32": {"images_per_s": 8.0, "ratio_to_fp32": 1.0, "gflops": 160.0,
+                                         "share_of_peak": 0.8},
+                       "keras-fp32": {"images_per_s": 2.0, "ratio_to_fp32": 0.25, "gflops": 40.0}},
+              not_measured={"tensorrt": "no GPU"}),
+            b("test_precision_images_per_second[1-224]", render=224, batch=1,
+              fp32={"images_per_s": 10.0, "ratio_to_fp32": 1.0, "mse_ab": 0.0187},
+              int8={"images_per_s": 25.0, "ratio_to_fp32": 2.5, "mse_ab": 0.0189, "mse_rel": 0.01}),
+            b("test_peer_images_per_second[1]", peer="zhang-eccv16", render=256, batch=1,
+              ours={"images_per_s": 6.0, "gflop_per_image": 20.0}, ours_over_peer=3.0,
+              peer_figures={"images_per_s": 2.0, "gflop_per_image": 83.5}),
+            b("test_video_pipeline_vs_floor_and_naive[360p]", clip="360p", width=640, height=360, frames=96,
+              pipeline_fps=12.0, floor_fps=120.0, naive_fps=4.0, pipeline_over_floor=0.1, pipeline_over_naive=3.0,
+              load_average=[3.0, 0.5]),
+            b("test_video_peak_rss_is_flat", seconds=[10, 60], growth_mb_short=50.0, growth_mb_long=52.0,
+              naive_growth_mb_short=900.0),
+            b("test_quality_on_held_out_photos", images=48, render_size=256, model={"mse_ab": 0.0187, "psnr": 22.5,
+              "colorfulness": 31.0}, gray={"mse_ab": 0.027, "psnr": 21.8, "colorfulness": 0.0},
+              truth={"colorfulness": 44.0}, psnr_gain_db=0.7, skipped=[]),
+            b("test_video_flicker_with_and_without_stabilization", frames=96, width=640, height=360,
+              saturation_gain=1.0, off={"cdc": 0.02, "warp_error": 0.004, "warp_ab_rms": 3.0},
+              flow={"cdc": 0.01, "warp_error": 0.002, "warp_ab_rms": 1.5}, flow_reduction={"warp_ab_rms": 0.5}),
+        ]}
+
+
+def test_summary_headline_pairs_each_figure_with_its_reference(tmp_path):
+    from benchmarks.summary import main, summary
+
+    path = tmp_path / "cpu.json"
+    path.write_text(json.dumps(_results()))
+    (tmp_path / "gpu-h200-inference.json").write_text(json.dumps({"keras_jax_b16_images_per_s": 1223.3}))
+    text = summary([path], gpu=True)
+    assert "Test CPU, 2 cores" in text and "commit abcdef1" in text
+    assert "load average (1 min) during the run 0.5-3.0" in text
+    lines = text.splitlines()
+
+    def row(*needles):
+        hits = [ln for ln in lines if all(n in ln for n in needles)]
+        assert hits, needles
+        return hits[0]
+
+    assert "0.25x" in row("keras-fp32 images/s (render 256, batch 16)", "ONNX Runtime fp32")
+    assert "0.80x" in row("achieved GFLOP/s", "matmul peak")
+    assert "2.50x" in row("ONNX int8 images/s")
+    assert "3.00x" in row("ours images/s (render 256, batch 1)", "zhang-eccv16")
+    assert "0.10x" in row("video pipeline fps (360p 640x360)", "decode+encode")
+    assert "3.00x" in row("video pipeline fps (360p 640x360)", "naive")
+    assert "1.04x" in row("peak RSS growth, 60 s clip")
+    assert "0.69x" in row("a\\*b\\* MSE (48 held-out photos)", "gray baseline")
+    assert "+0.70 dB" in row("PSNR, dB")
+    assert "0.50x" in row("flicker warp error a\\*b\\* RMS", "no stabilization")
+    assert "H200" in text and "1,223" in text
+    assert main([str(tmp_path / "missing.json")]) == 2
+
+
+def test_summary_of_an_empty_run_has_no_empty_tables():
+    data = {"machine_info": {}, "benchmarks": []}
+    md = report.to_markdown([report.headline(data), *report.detail_tables(data)])
+    assert md.strip() == ""
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _photo_folder(root: Path) -> Path:
+    """Six colour photos and a gray one, in a manifest with train and val splits."""
+    root.mkdir()
+    photos = []
+    for i in range(7):
+        rgb = make_photo(60 + 4 * i, 80, seed=i)
+        if i == 2:
+            rgb = np.repeat(rgb.mean(-1, keepdims=True).astype(np.uint8), 3, -1)
+        Image.fromarray(rgb).save(root / f"p{i}.png")
+        photos.append({"file": f"p{i}.png", "split": "train" if i == 0 else "val", "package": "pkg",
+                       "licence": "CC0-1.0", "copyright": f"author {i}"})
+    (root / "manifest.json").write_text(json.dumps({"photos": photos}))
+    return root
+
+
+def test_held_out_photos_are_val_evenly_spaced_and_coloured(tmp_path):
+    folder = _photo_folder(tmp_path / "photos")
+    picked = [p.name for p, _ in report.held_out_photos(folder, 3)]
+    assert "p0.png" not in picked and "p2.png" not in picked  # train; gray
+    assert picked == ["p1.png", "p3.png", "p5.png"]
+
+
+def test_report_is_self_contained_with_before_after_and_tables(engine, tmp_path):
+    folder = _photo_folder(tmp_path / "photos")
+    results = tmp_path / "cpu.json"
+    results.write_text(json.dumps(_results()))
+    out = report.write_report(tmp_path / "r" / "report.html", engine=engine, results=[results], photos=folder,
+                              max_photos=2, gallery=tmp_path / "gallery")
+    text = out.read_text()
+    assert "<!DOCTYPE html>" in text and "Figures against their references" in text
+    assert not re.search(r"(src|href)=['\"](http|file|/)", text)  # nothing outside the file
+    images = re.findall(r"src='data:image/jpeg;base64,([^']+)'", text)
+    assert len(images) == 2 * 3 + 2  # two held-out photos x 3, the B&W sample x 2 (no truth)
+    first = Image.open(__import__("io").BytesIO(base64.b64decode(images[0])))
+    assert max(first.size) <= report.THUMB_SIZE
+    assert "original colour" in text and "author 1" in text and "Model card" in text
+    strips = sorted((tmp_path / "gallery").glob("*.png"))
+    assert len(strips) == 4
+    assert "author" in (tmp_path / "gallery" / "README.md").read_text()
+    with Image.open(strips[0]) as im:  # gray | ours | truth side by side
+        assert im.size[0] > 2.5 * im.size[1] * 80 / (60 + 4)
+
+
+def test_before_after_keeps_lightness_and_shape(engine, tmp_path):
+    p = tmp_path / "c.png"
+    Image.fromarray(make_photo(90, 120)).save(p)
+    it = report.before_after(engine, p, render_size=64)
+    assert it.gray.shape == it.colour.shape == it.truth.shape == (90, 120, 3)
+    assert np.ptp(it.gray.astype(int), axis=-1).max() <= 1  # gray really is gray
+    from engines import lab
+
+    l_gray, l_col = lab.rgb_to_l(it.gray), lab.rgb_to_l(it.colour)
+    assert np.abs(l_gray - l_col).mean() < 1.0
+
+
+def test_report_command_without_photos_shows_the_sample(tmp_path):
+    from streamcolor.cli import cli
+
+    out = tmp_path / "r.html"
+    res = CliRunner().invoke(cli, ["report", str(out), "--photos", str(tmp_path / "none"), "--backend", "onnx"])
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    assert "chenonceau-bw.jpg" in text and len(re.findall("data:image/jpeg;base64", text)) == 2
+    res = CliRunner().invoke(cli, ["report", str(out), "--photos", str(tmp_path / "none"), "--gallery",
+                                   str(tmp_path / "g")])
+    assert res.exit_code != 0 and "held-out photos" in res.output
