@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Render size when neither the options nor the bundle's model.json give one.
+DEFAULT_RENDER = 224
 #: Calibration methods (``onnxruntime.quantization.CalibrationMethod`` names, lower case).
 METHODS = ("minmax", "entropy", "percentile")
 #: Quantized tensor types by name.
@@ -80,7 +82,7 @@ class QuantizeOptions:
     """Knobs of :func:`quantize_bundle`."""
 
     n: int = 300  # calibration crops
-    size: int = 224  # side of the square calibration crops: the render size, pixels (multiple of 8)
+    size: int | None = None  # side of the square calibration crops, pixels; None: the bundle's render_size (else 224)
     split: str = "train"  # photos the crops come from (manifest split, else the hash split of prepare_shards)
     min_crop_scale: float = 0.35  # crop side as a fraction of the photo's shorter side: [this, 1]
     seed: int = 0  # which photos, where the crops fall
@@ -95,7 +97,7 @@ class QuantizeOptions:
     int8: bool = True  # make the int8 variant
     fp16: bool = False  # make (and measure) the fp16 CUDA variant
     fp16_files: bool = True  # keep the fp16 graphs in the bundle (False: only the record; converted at load)
-    eval_size: int = 224  # held-out photos: longest side at which the variants are compared
+    eval_size: int | None = None  # held-out photos: longest side for the comparison; None: as ``size``
     eval_max: int | None = None  # at most this many held-out photos
     speed: bool = True  # time fp32 and the variant (render 224, batch 16) and record the speed-up
 
@@ -156,6 +158,7 @@ def calibration_set(sources: Sequence[str | Path], engine: Engine, *, options: Q
     """``options.n`` square L crops of side ``options.size`` from the ``options.split``
     photos of ``sources`` (random photos, random crops, reproducible by seed),
     with embeddings from ``engine`` (the float32 bundle)."""
+    size = options.size or int(engine.info.meta.get("render_size") or DEFAULT_RENDER)
     with tempfile.TemporaryDirectory(prefix="streamcolor-calib-") as tmp:
         photos, _ = list_photos(sources, extract_dir=Path(tmp))
         pool = split_photos(photos, options.split)
@@ -164,7 +167,7 @@ def calibration_set(sources: Sequence[str | Path], engine: Engine, *, options: Q
         rng = np.random.default_rng(options.seed)
         per_photo = max(1, math.ceil(options.n / len(pool)))
         order = [pool[i] for i in rng.permutation(len(pool))]
-        prep = PrepareOptions(size=options.size, crops_per_photo=per_photo, min_crop_scale=options.min_crop_scale)
+        prep = PrepareOptions(size=size, crops_per_photo=per_photo, min_crop_scale=options.min_crop_scale)
         crops, keys = [], []
         for p in order:
             if len(crops) >= options.n:
@@ -183,10 +186,10 @@ def calibration_set(sources: Sequence[str | Path], engine: Engine, *, options: Q
     l_ext = engine.extractor_input(l)
     emb = np.concatenate([engine.embed(l_ext[i:i + options.batch]) for i in range(0, len(l), options.batch)])
     record = {"source": ", ".join(str(s) for s in sources), "split": options.split, "photos": len(keys),
-              "crops": len(l), "crops_per_photo": per_photo, "size": options.size,
+              "crops": len(l), "crops_per_photo": per_photo, "size": size,
               "crop_scale": [options.min_crop_scale, 1.0], "seed": options.seed,
               "embeddings": "the bundle's float32 extractor on the letterboxed crop", "photo_keys": keys}
-    log.info("calibration set: %d crops of %d px from %d %s photos", len(l), options.size, len(keys), options.split)
+    log.info("calibration set: %d crops of %d px from %d %s photos", len(l), size, len(keys), options.split)
     return CalibrationSet(l=l, l_ext=l_ext, embedding=emb, photos=keys, record=record)
 
 
@@ -554,6 +557,8 @@ def quantize_bundle(bundle: str | Path, calib: str | Path | Sequence[str | Path]
     bundle = Path(bundle)
     calib_sources = [calib] if isinstance(calib, (str, Path)) else list(calib)
     info = ModelInfo.load(bundle)
+    size = options.size or int(info.meta.get("render_size") or DEFAULT_RENDER)
+    options = replace(options, size=size, eval_size=options.eval_size or size)
     report = QuantizeReport(bundle=bundle)
     with tempfile.TemporaryDirectory(prefix="streamcolor-eval-") as tmp:
         if eval_photos is None:
@@ -683,7 +688,8 @@ def _command():
     @click.option("--eval", "eval_photos", multiple=True, type=click.Path(exists=True, path_type=Path),
                   help="Held-out photos for the quality guard (default: the val split of --calib).")
     @click.option("--n", default=QuantizeOptions.n, show_default=True, help="Calibration crops.")
-    @click.option("--size", default=QuantizeOptions.size, show_default=True, help="Calibration crop side (render size).")
+    @click.option("--size", type=int, default=None,
+                  help="Calibration crop side and evaluation size, pixels (default: the bundle's render_size, else 224).")
     @click.option("--method", type=click.Choice(METHODS), default=QuantizeOptions.method, show_default=True)
     @click.option("--exclude", multiple=True, default=QuantizeOptions.exclude, show_default=True,
                   help="Keep in float: first, last, fusion, or a node name; repeatable ('none' for nothing).")
