@@ -30,7 +30,8 @@ from engines.select import compare_engines, cpu_description, cuda_available, var
 
 RENDER = [224, 256] if FULL else [32]
 BATCH = [1, 16] if FULL else [1, 2]
-ROUNDS = 5 if FULL else 1
+#: Timed rounds per engine (the median is kept): small batches are quick and noisier.
+ROUNDS = {1: 15, 16: 5} if FULL else {}
 PHOTOS = Path(__file__).resolve().parent.parent / "data" / "photos"
 #: Why there is no bf16 row (engines/select.py, and the issue #10 notes).
 BF16 = ("unavailable: ONNX Runtime's CPU provider has no bfloat16 Conv/MatMul kernels on x86 (NOT_IMPLEMENTED), "
@@ -88,7 +89,8 @@ def quality(setup):
 def test_precision_images_per_second(benchmark, setup, quality, render, batch):
     bundle, _ = setup
     device = "cuda" if cuda_available() else "cpu"
-    rows = compare_engines(bundle, sizes=[render], batches=[batch], device=device, rounds=ROUNDS)
+    rounds = ROUNDS.get(batch, 5 if FULL else 1)
+    rows = compare_engines(bundle, sizes=[render], batches=[batch], device=device, rounds=rounds)
     q = quality(render)
     per = {}
     for r in rows:
@@ -103,13 +105,13 @@ def test_precision_images_per_second(benchmark, setup, quality, render, batch):
         per[p] = fig
     benchmark.group = f"precision render={render} batch={batch}"
     benchmark.extra_info.update(render=render, batch=batch, device=device, cpu=cpu_description(), bf16=BF16,
-                                model=str(bundle), **per)
+                                model=str(bundle), rounds=rounds, load_average=os.getloadavg()[0], **per)
 
     subject = "int8" if "int8" in per else "fp32"
     eng = load_engine(bundle, "onnx", precision=subject, device="cpu" if subject == "int8" else device)
     l = np.random.default_rng(0).uniform(-1, 1, (batch, render, render, 1)).astype(np.float32)
     eng.predict(l)
-    out = benchmark.pedantic(eng.predict, args=(l,), rounds=ROUNDS, iterations=1)
+    out = benchmark.pedantic(eng.predict, args=(l,), rounds=rounds, iterations=1)
     eng.close()
     assert out.shape == (batch, render, render, 2)
     assert per["fp32"]["ratio_to_fp32"] == 1.0
