@@ -277,7 +277,7 @@ def test_fp16_engine_runs_on_cuda(bundle_copy, tmp_path, monkeypatch):
 
 
 def test_dequantize_moves_below_data_movement_exactly():
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 

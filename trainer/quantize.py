@@ -38,7 +38,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -49,9 +49,6 @@ from engines.select import VARIANT_FILES, compare_engines, cpu_description, guar
 from trainer.data import PhotoRef, PrepareOptions, _hash_split, _photo_hash, decode_photo, list_photos, \
     photo_examples
 from trainer.export import sha256_file
-
-if TYPE_CHECKING:
-    from engines.onnx_engine import OnnxEngine
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +109,10 @@ class QuantizeReport:
     def summary(self) -> str:
         lines = []
         for name, rec in self.variants.items():
-            q = rec.get("quality", {})
-            lines.append(f"{name}: {rec['colorizer']} + {rec['extractor']}; a*b* MSE {q.get('mse_variant', float('nan')):.5f}"
-                         f" vs fp32 {q.get('mse_fp32', float('nan')):.5f} (drift {100 * rec.get('mse_rel', float('nan')):.2f}%,"
-                         f" output MSE vs fp32 {rec.get('mse_vs_fp32', float('nan')):.2e}); "
+            q, nan = rec.get("quality", {}), float("nan")
+            lines.append(f"{name}: {rec['colorizer']} + {rec['extractor']}; a*b* MSE {q.get('mse_variant', nan):.5f}"
+                         f" vs fp32 {q.get('mse_fp32', nan):.5f} (drift {100 * rec.get('mse_rel', nan):.2f}%,"
+                         f" output MSE vs fp32 {rec.get('mse_vs_fp32', nan):.2e}); "
                          f"speed-up at 224 px, batch 16: {rec.get('speedup_224_b16') or 'not measured'}; "
                          f"guard {rec.get('guard')}")
         return "\n".join(lines)
@@ -655,7 +652,8 @@ def _make_fp16(bundle: Path) -> tuple[dict[str, Any], list[str]]:
     for src, dst in zip(("colorizer.onnx", "extractor.onnx"), files):
         (bundle / f".{dst}.tmp").write_bytes(to_fp16(info.file(src).read_bytes()))
         os.replace(bundle / f".{dst}.tmp", bundle / dst)
-    rec = {"colorizer": files[0], "extractor": files[1], "device": "cuda", "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    rec = {"colorizer": files[0], "extractor": files[1], "device": "cuda",
+           "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
            "made_from": _made_from(bundle, ["colorizer.onnx", "extractor.onnx"]),
            "conversion": f"onnxconverter-common {onnxconverter_common.__version__} convert_float_to_float16"
                          "(keep_io_types=True)", "in_bundle": True,
@@ -689,7 +687,8 @@ def _command():
                   help="Held-out photos for the quality guard (default: the val split of --calib).")
     @click.option("--n", default=QuantizeOptions.n, show_default=True, help="Calibration crops.")
     @click.option("--size", type=int, default=None,
-                  help="Calibration crop side and evaluation size, pixels (default: the bundle's render_size, else 224).")
+                  help="Calibration crop side and evaluation size, pixels "
+                       "(default: the bundle's render_size, else 224).")
     @click.option("--method", type=click.Choice(METHODS), default=QuantizeOptions.method, show_default=True)
     @click.option("--exclude", multiple=True, default=QuantizeOptions.exclude, show_default=True,
                   help="Keep in float: first, last, fusion, or a node name; repeatable ('none' for nothing).")
