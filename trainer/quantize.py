@@ -676,7 +676,8 @@ def _input_name(path: Path) -> str:
 # --------------------------------------------------------------------------- command line
 
 
-def _command():
+def command():
+    """The ``quantize`` click command (for ``python -m trainer.quantize`` and the ``train`` group)."""
     import click
 
     @click.command(name="quantize")
@@ -723,10 +724,10 @@ def _command():
 
 def main() -> None:
     """``python -m trainer.quantize``."""
-    _command()(prog_name="python -m trainer.quantize")
+    command()(prog_name="python -m trainer.quantize")
 
 
-__all__ = ["CalibrationSet", "QuantizeError", "QuantizeOptions", "QuantizeReport", "calibration_set", "graph_report",
+__all__ = ["CalibrationSet", "QuantizeError", "command", "QuantizeOptions", "QuantizeReport", "calibration_set", "graph_report",
            "measure_quality", "quantize_bundle", "quantize_graph", "split_photos"]
 
 if __name__ == "__main__":
