@@ -275,5 +275,13 @@ def export(source, out, name, extractor, fp16, ship, tensorrt, opset, no_verify,
         click.echo(f"max |diff| {k}: {v:.2e}")
 
 
+def _add_quantize() -> None:
+    from trainer.quantize import command as quantize_command
+
+    train.add_command(quantize_command())
+
+
+_add_quantize()
+
 if __name__ == "__main__":
     train()
