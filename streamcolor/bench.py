@@ -349,9 +349,11 @@ def engine_rows(engines: Mapping[str, "Engine"], renders: Iterable[int], batches
 
 
 def with_share_of_peak(rows: list[dict[str, Any]], peak: float) -> list[dict[str, Any]]:
-    """Set each row's ``share_of_peak`` = its GFLOP/s / ``peak`` (GFLOP/s); returns ``rows``."""
+    """Set each float row's ``share_of_peak`` = its GFLOP/s / ``peak`` (a float32
+    GFLOP/s); returns ``rows``.  int8 rows get none: their operations per second
+    are not comparable with a float32 peak."""
     for r in rows:
-        if r.get("gflops") is not None and peak:
+        if r.get("gflops") is not None and peak and "int8" not in str(r.get("label", r.get("precision", ""))):
             r["share_of_peak"] = round(r["gflops"] / peak, 4)
     return rows
 

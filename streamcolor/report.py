@@ -196,9 +196,9 @@ def headline(data: dict) -> Table:
             _get(e, "per_frame.fps"))
     train = {b["name"]: b["extra_info"] for b in t.get("test_train_examples_per_second", [])}
     loader = {b["name"]: b["extra_info"] for b in t.get("test_loader_examples_per_second", [])}
-    for (name, e), le in zip(train.items(), loader.values()):
-        row(f"training examples/s ({e.get('backend')}, batch {e.get('batch')}, {e.get('size')} px)",
-            e.get("examples_per_s"), "shard loader alone", le.get("examples_per_s"))
+    for (name, e), le in zip(train.items(), loader.values()):  # the loader must outrun the training steps
+        row(f"shard loader examples/s (batch {e.get('batch')}, {e.get('size')} px)", le.get("examples_per_s"),
+            f"training steps ({e.get('backend')}, this CPU)", e.get("examples_per_s"))
     return Table("Figures against their references (same run)",
                  ["figure", "value", "reference (same run)", "reference value", "ratio"], rows,
                  "Ratios are value / reference; each pair was measured in one test, taking turns where possible.")
@@ -209,18 +209,21 @@ def detail_tables(data: dict) -> list[Table]:
     t = _by_test(data)
     out: list[Table] = []
     rows = []
-    for b in t.get("test_engine_images_per_second", []):
+    for b in sorted(t.get("test_engine_images_per_second", []),
+                    key=lambda b: (b["extra_info"].get("render", 0), b["extra_info"].get("batch", 0))):
         e = b["extra_info"]
         for label, fig in (e.get("engines") or {}).items():
+            share = None if "int8" in label else fig.get("share_of_peak")  # int8 ops vs a float32 peak: no
             rows.append([e.get("render"), e.get("batch"), label, fig.get("images_per_s"), fig.get("ratio_to_fp32"),
-                         fig.get("gflops"), _pct(fig.get("share_of_peak")), e.get("matmul_peak_gflops"),
-                         e.get("load_average_1min")])
+                         fig.get("gflops"), _pct(share), e.get("matmul_peak_gflops"), e.get("load_average_1min")])
     if rows:
         nm = next(iter(t["test_engine_images_per_second"]))["extra_info"].get("not_measured") or {}
         out.append(_table("Engines: images/s (extractor + colorizer), CPU", rows,
                           ["render", "batch", "engine", "images/s", "x ONNX fp32", "GFLOP/s", "% of matmul peak",
                            "matmul peak GFLOP/s", "load avg"],
-                          "; ".join(f"{k}: {v}" for k, v in nm.items())))
+                          "GFLOP/s = network flops (float32 graphs, extractor included) x images/s; for int8 "
+                          "these are int8 operations, not compared with the float32 matmul peak. Not measured: "
+                          + "; ".join(f"{k}: {v}" for k, v in nm.items())))
     rows = []
     for b in t.get("test_precision_images_per_second", []):
         e = b["extra_info"]
@@ -264,10 +267,11 @@ def detail_tables(data: dict) -> list[Table]:
         e = b["extra_info"]
         rows = []
         for v in ("source", "off", "flow", "flow_0.8", "ema"):
-            if isinstance(e.get(v), dict):
+            f = e.get(v)
+            if isinstance(f, dict):  # (variant names may hold dots: index, not _get)
                 red = e.get(f"{v}_reduction") or {}
-                rows.append([v, _get(e, f"{v}.cdc"), _get(e, f"{v}.warp_error"), _get(e, f"{v}.warp_ab_rms"),
-                             _pct(red.get("warp_ab_rms")), _get(e, f"fps.{v}")])
+                rows.append([v, f.get("cdc"), f.get("warp_error"), f.get("warp_ab_rms"), _pct(red.get("warp_ab_rms")),
+                             (e.get("fps") or {}).get(v)])
         out.append(_table(f"Flicker ({e.get('frames')} frames {e.get('width')}x{e.get('height')}, "
                           f"saturation gain {e.get('saturation_gain')}; lower is steadier)", rows,
                           ["variant", "CDC", "warp error RGB", "warp a*b* RMS", "a*b* RMS reduction %", "fps"],
