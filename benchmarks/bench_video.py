@@ -39,7 +39,7 @@ from benchmarks.conftest import FULL
 from benchmarks.flicker import mean_ab_difference, read_rgb, video_flicker
 from engines import lab, load_engine
 from streamcolor.colorize import colorize_l, model_options, network_input, pixels_to_l, to_dtype
-from streamcolor.video import VideoOptions, colorize_video
+from streamcolor.video import VideoOptions, codec_floor, colorize_video
 from tests.test_video import make_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,23 +83,6 @@ def _fps(frames: int, fn) -> tuple[float, object]:
     return frames / (time.perf_counter() - t), res
 
 
-def _codec_floor(src: Path, dst: Path, options: VideoOptions) -> int:
-    """Decode and re-encode only (same encoder settings, threads on): what no colorizer can beat."""
-    n = 0
-    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
-        vin = inp.streams.video[0]
-        vin.thread_type = "AUTO"
-        vout = out.add_stream(options.codec, rate=vin.average_rate)
-        vout.width, vout.height, vout.pix_fmt = vin.width, vin.height, options.pix_fmt
-        vout.time_base = vout.codec_context.time_base = vin.time_base
-        vout.options = {"crf": str(options.quality)}
-        for frame in inp.decode(vin):
-            out.mux(vout.encode(frame))
-            n += 1
-        out.mux(vout.encode())
-    return n
-
-
 def _naive(src: Path, dst: Path, engine, render_size: int | None) -> int:
     """DeOldify-style: decode every frame into memory, colorize them one at a time, then encode."""
     colour = model_options(engine, render_size=render_size)
@@ -136,7 +119,7 @@ def test_video_pipeline_vs_floor_and_naive(benchmark, engine, clips, name, size,
     load = [os.getloadavg()[0]]
 
     def others():
-        fps["floor"].append(_fps(frames, lambda: _codec_floor(src, folder / f"floor-{name}.mp4", options))[0])
+        fps["floor"].append(_fps(frames, lambda: codec_floor(src, folder / f"floor-{name}.mp4", options))[0])
         fps["naive"].append(_fps(frames, lambda: _naive(src, folder / f"naive-{name}.mp4", engine, RENDER))[0])
 
     def pipeline():

@@ -12,7 +12,7 @@ numbers do not:
   multiply peak (:func:`matmul_peak`: NumPy float32, same machine, same
   threads);
 * video: frames/s of :func:`~streamcolor.video.colorize_video` against
-  decode + encode alone (:func:`codec_floor`: same file, same encoder
+  decode + encode alone (:func:`streamcolor.video.codec_floor`: same file, same encoder
   settings, what no colorizer can beat), alternating, best round of each.
 
 The benchmark suite (``benchmarks/``) uses the same functions with larger
@@ -411,75 +411,12 @@ def load_engines(model: str | Path, device: str = "auto", *, keras: bool = False
 # --------------------------------------------------------------------------- video
 
 
-def make_clip(path: str | Path, width: int, height: int, frames: int, *, rate: int = 24, seed: int = 0) -> Path:
-    """Write a gray H.264 test clip: two shots of smooth shapes panning, a moving
-    square, film grain.  Throughput does not depend on the content, but codecs
-    do, so the clip is not flat."""
-    import av
-
-    path = Path(path)
-    rng = np.random.default_rng(seed)
-    pan = 2
-    span = frames * pan + 1
-    y, x = np.mgrid[0:height, 0:width + span].astype(np.float32)
-    shots = []
-    for s in range(2):
-        img = 120 + 60 * np.sin(x / (23.0 + 11 * s)) * np.cos(y / (31.0 - 7 * s)) + 40 * (x / (width + span) - 0.5)
-        for _ in range(6):
-            cy, cx, r = rng.integers(0, height), rng.integers(0, width + span), rng.integers(height // 12 + 2,
-                                                                                            height // 4 + 3)
-            img[(y - cy) ** 2 + (x - cx) ** 2 < r * r] = rng.integers(20, 235)
-        shots.append(img)
-    grain = [rng.normal(0, 4, (height, width)).astype(np.float32) for _ in range(5)]
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream("libx264", rate=rate)
-        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
-        vs.options = {"preset": "veryfast", "crf": "18"}
-        for i in range(frames):
-            shot, k = divmod(i, -(-frames // 2))
-            g = shots[min(shot, 1)][:, k * pan: k * pan + width] + grain[i % 5]
-            sq = max(2, height // 6)
-            y0, x0 = (height // 3 + 2 * k) % (height - sq), (5 * k) % (width - sq)
-            g[y0:y0 + sq, x0:x0 + sq] = 235
-            gray = np.clip(g, 0, 255).astype(np.uint8)
-            frame = av.VideoFrame.from_ndarray(np.repeat(gray[..., None], 3, -1), format="rgb24")
-            frame.pts = i
-            out.mux(vs.encode(frame))
-        out.mux(vs.encode())
-    return path
-
-
-def codec_floor(src: str | Path, dst: str | Path, options: Any = None) -> int:
-    """Decode ``src`` and re-encode it to ``dst`` with the pipeline's encoder
-    settings (:class:`~streamcolor.video.VideoOptions`), threads on, no colour
-    work: the frames/s no colorizer can beat.  Returns the frame count."""
-    import av
-
-    from streamcolor.video import VideoOptions, _encoder_options, pick_codec
-
-    options = options or VideoOptions()
-    codec = pick_codec(options.codec)
-    n = 0
-    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
-        vin = inp.streams.video[0]
-        vin.thread_type = "AUTO"
-        vout = out.add_stream(codec, rate=vin.average_rate)
-        vout.width, vout.height, vout.pix_fmt = vin.width, vin.height, options.pix_fmt
-        vout.time_base = vout.codec_context.time_base = vin.time_base
-        vout.options = _encoder_options(codec, options)
-        for frame in inp.decode(vin):
-            out.mux(vout.encode(frame))
-            n += 1
-        out.mux(vout.encode())
-    return n
-
-
 def video_row(engine: "Engine", src: str | Path, folder: str | Path, *, name: str = "clip", rounds: int = 2,
               options: Any = None) -> dict[str, Any]:
     """Frames/s of the pipeline and of the codec floor on one clip, alternating,
     best round of each; ``pipeline_over_floor`` is their ratio."""
     from streamcolor.colorize import model_options
-    from streamcolor.video import VideoOptions, colorize_video
+    from streamcolor.video import VideoOptions, codec_floor, colorize_video, video_size
 
     options = options or VideoOptions()
     folder = Path(folder)
@@ -494,10 +431,7 @@ def video_row(engine: "Engine", src: str | Path, folder: str | Path, *, name: st
         colorize_video(src, folder / f"pipeline-{name}.mp4", engine=engine, options=options, progress=False)
         fps["pipeline"].append(frames / (time.perf_counter() - t))
     load.append(_load()[:1])
-    import av
-
-    with av.open(str(src)) as c:
-        width, height = c.streams.video[0].width, c.streams.video[0].height
+    width, height = video_size(src)
     best = {k: max(v) for k, v in fps.items()}
     return {"clip": name, "width": width, "height": height, "frames": frames, "engine": engine.name,
             "render_size": model_options(engine, render_size=options.render_size).render_size,
@@ -543,7 +477,7 @@ def run_bench(options: BenchOptions = QUICK, *, progress: Callable[[str], Any] |
         result.peak_gflops = round(peak, 1)
         result.engines = rows if on_gpu else with_share_of_peak(rows, peak)
         if options.videos:
-            from streamcolor.video import VideoOptions
+            from streamcolor.video import VideoOptions, make_clip
 
             video_engine = next(iter(engines.values()))
             with tempfile.TemporaryDirectory(prefix="streamcolor-bench-") as tmp:
@@ -559,6 +493,6 @@ def run_bench(options: BenchOptions = QUICK, *, progress: Callable[[str], Any] |
     return result
 
 
-__all__ = ["BenchOptions", "BenchResult", "FULL", "QUICK", "codec_floor", "engine_rows", "graph_flops",
-           "load_engines", "machine_info", "make_clip", "matmul_peak", "network_flops", "run_bench",
+__all__ = ["BenchOptions", "BenchResult", "FULL", "QUICK", "engine_rows", "graph_flops",
+           "load_engines", "machine_info", "matmul_peak", "network_flops", "run_bench",
            "time_engines", "video_row", "with_share_of_peak"]

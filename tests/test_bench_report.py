@@ -116,10 +116,10 @@ def test_engine_rows_ratios_and_share_of_peak(engine):
 
 
 def test_video_row_against_codec_floor(engine, tmp_path):
-    from streamcolor.video import VideoOptions
+    from streamcolor.video import VideoOptions, codec_floor, make_clip
 
-    clip = bench.make_clip(tmp_path / "c.mp4", 64, 48, 6)
-    assert bench.codec_floor(clip, tmp_path / "floor.mp4") == 6
+    clip = make_clip(tmp_path / "c.mp4", 64, 48, 6)
+    assert codec_floor(clip, tmp_path / "floor.mp4") == 6
     row = bench.video_row(engine, clip, tmp_path, name="tiny", rounds=1, options=VideoOptions(render_size=32))
     assert row["frames"] == 6 and (row["width"], row["height"]) == (64, 48)
     assert row["pipeline_over_floor"] == pytest.approx(row["pipeline_fps"] / row["floor_fps"], rel=0.02)
