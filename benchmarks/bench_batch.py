@@ -24,12 +24,10 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from streamcolor.archive import BatchOptions, colorize_archive
-from tests.conftest import make_photo
+from benchmarks.conftest import write_gray_photos
 
 FULL = os.environ.get("STREAMCOLOR_BENCH_FULL") == "1"
 #: (photos, height, width, rounds)
@@ -37,26 +35,9 @@ N, H, W, ROUNDS = (40, 864, 1152, 3) if FULL else (4, 216, 288, 1)
 
 
 @pytest.fixture(scope="module")
-def engine():
-    from engines import load_engine
-
-    eng = load_engine("default", "onnx", device="cpu")
-    yield eng
-    eng.close()
-
-
-@pytest.fixture(scope="module")
 def photo_folder(tmp_path_factory) -> Path:
     """N gray JPEGs of H x W with film-like grain, in two sub-folders."""
-    root = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(0)
-    for i in range(N):
-        gray = make_photo(H, W, seed=i).mean(axis=-1)
-        gray = np.clip(gray + rng.normal(0, 6, gray.shape), 0, 255).astype(np.uint8)
-        sub = root / f"roll{i % 2}"
-        sub.mkdir(exist_ok=True)
-        Image.fromarray(gray).save(sub / f"frame{i:03d}.jpg", quality=90)
-    return root
+    return write_gray_photos(tmp_path_factory.mktemp("photos"), N, H, W, subfolders=2)
 
 
 def test_batch_folder_throughput(benchmark, engine, photo_folder, tmp_path):

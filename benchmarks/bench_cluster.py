@@ -30,15 +30,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 ray = pytest.importorskip("ray")
 
 from streamcolor.archive import BatchOptions, colorize_archive  # noqa: E402
 from streamcolor.cluster import ClusterOptions, colorize_archive_ray  # noqa: E402
-from tests.conftest import make_photo  # noqa: E402
+from benchmarks.conftest import write_gray_photos  # noqa: E402
 
 FULL = os.environ.get("STREAMCOLOR_BENCH_FULL") == "1"
 #: (photos, height, width, batch size)
@@ -70,13 +68,7 @@ def local_ray():
 @pytest.fixture(scope="module")
 def photo_folder(tmp_path_factory) -> Path:
     """N gray JPEGs of H x W with film-like grain."""
-    root = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(0)
-    for i in range(N):
-        gray = make_photo(H, W, seed=i).mean(axis=-1)
-        gray = np.clip(gray + rng.normal(0, 6, gray.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(gray).save(root / f"frame{i:03d}.jpg", quality=90)
-    return root
+    return write_gray_photos(tmp_path_factory.mktemp("photos"), N, H, W)
 
 
 def test_ray_actor_pool_throughput(benchmark, local_ray, photo_folder, tmp_path):

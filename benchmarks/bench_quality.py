@@ -25,15 +25,6 @@ MAX_IMAGES = None if FULL else 3
 
 
 @pytest.fixture(scope="module")
-def engine():
-    from engines import load_engine
-
-    eng = load_engine("default", "onnx", device="cpu")
-    yield eng
-    eng.close()
-
-
-@pytest.fixture(scope="module")
 def held_out() -> list[Path]:
     if not (PHOTOS / "manifest.json").is_file():
         pytest.skip(f"no held-out photos: {PHOTOS}/manifest.json is absent (data/ is not in git)")

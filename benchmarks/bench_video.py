@@ -37,7 +37,7 @@ import pytest
 
 from benchmarks.conftest import FULL
 from benchmarks.flicker import mean_ab_difference, read_rgb, video_flicker
-from engines import lab, load_engine
+from engines import lab
 from streamcolor.colorize import colorize_l, model_options, network_input, pixels_to_l, to_dtype
 from streamcolor.video import VideoOptions, codec_floor, colorize_video
 from tests.test_video import make_video
@@ -53,13 +53,6 @@ QUALITY_CLIP = dict(size=(640, 360), frames=96) if FULL else dict(size=(96, 64),
 RENDER = None if FULL else 64  # None: the model's own render size
 #: Alternating rounds for speed comparisons (the best of each counts).
 ROUNDS = 2 if FULL else 1
-
-
-@pytest.fixture(scope="module")
-def engine():
-    eng = load_engine("default", "onnx", device="cpu")
-    yield eng
-    eng.close()
 
 
 @pytest.fixture(scope="module")

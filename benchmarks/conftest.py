@@ -12,8 +12,13 @@ the same run and stored in each benchmark's ``extra_info``.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
+
+from tests.conftest import make_photo
 
 FULL = os.environ.get("STREAMCOLOR_BENCH_FULL") == "1"
 
@@ -21,3 +26,26 @@ FULL = os.environ.get("STREAMCOLOR_BENCH_FULL") == "1"
 @pytest.fixture(scope="session")
 def full() -> bool:
     return FULL
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """The shipped default model on ONNX Runtime float32 (CPU), loaded once."""
+    from engines import load_engine
+
+    eng = load_engine("default", "onnx", device="cpu")
+    yield eng
+    eng.close()
+
+
+def write_gray_photos(root: Path, n: int, height: int, width: int, *, subfolders: int = 1) -> Path:
+    """``n`` gray JPEGs of ``height`` x ``width`` with film-like grain under ``root``,
+    spread over ``roll0/``, ``roll1/``... when ``subfolders`` > 1."""
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        gray = make_photo(height, width, seed=i).mean(axis=-1)
+        gray = np.clip(gray + rng.normal(0, 6, gray.shape), 0, 255).astype(np.uint8)
+        folder = root / f"roll{i % subfolders}" if subfolders > 1 else root
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(gray).save(folder / f"frame{i:03d}.jpg", quality=90)
+    return root

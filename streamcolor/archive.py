@@ -51,7 +51,6 @@ import re
 import sqlite3
 import stat
 import tarfile
-import tempfile
 import threading
 import time
 import zipfile
@@ -1096,13 +1095,7 @@ def pack_outputs(out_dir: Path, outputs: Iterable[str], archive_path: Path, kind
     (a temporary name, renamed into place at the end).  Already-compressed
     images are stored in zips, not deflated again."""
     mode = {"tar": "w", "tar.gz": "w:gz", "tar.xz": "w:xz", "tar.bz2": "w:bz2"}
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{archive_path.name}.", suffix=".part", dir=archive_path.parent)
-        os.fchmod(fd, 0o666 & ~image_io.UMASK)  # mkstemp's 0600 would be a surprise on the final archive
-        os.close(fd)
-    except OSError as exc:
-        raise OutputError(f"{archive_path}: cannot write here ({exc.strerror or exc})") from exc
-    try:
+    with image_io.atomic_output(archive_path, what="writing the archive") as tmp:
         if kind == "zip":
             with zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
                 for rel in outputs:
@@ -1113,13 +1106,6 @@ def pack_outputs(out_dir: Path, outputs: Iterable[str], archive_path: Path, kind
             with tarfile.open(tmp, mode[kind]) as tf:
                 for rel in outputs:
                     tf.add(out_dir / rel, arcname=rel, recursive=False)
-        os.replace(tmp, archive_path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise OutputError(f"{archive_path}: cannot write the archive ({exc.strerror or exc})") from exc
     return archive_path
 
 

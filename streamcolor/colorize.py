@@ -15,7 +15,6 @@ import functools
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence, TypeVar, Union
 
 import cv2

@@ -9,13 +9,14 @@ run never leaves a half-written image at the output path.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -215,28 +216,42 @@ def format_for(path: str | os.PathLike, default: str | None = None) -> str:
     raise OutputError(f"{path}: unsupported output format {suffix!r}; use one of {sorted(_FORMATS)}")
 
 
-def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder
-    and an atomic rename, so the path holds either nothing or the whole file."""
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, *, what: str = "write") -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` (same folder, usual permissions);
+    on success it is renamed onto ``path``, on any failure removed.  So
+    ``path`` holds either nothing (or its old content) or the whole new file.
+
+    OSErrors become :class:`OutputError` naming ``path``; ``what`` words it."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp's 0600 would surprise on the final file
+        os.close(fd)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write here ({exc.strerror or exc})") from exc
     try:
-        os.fchmod(fd, 0o666 & ~UMASK)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield Path(tmp)
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        raise OutputError(f"{path}: write failed ({exc.strerror or exc})") from exc
+        if isinstance(exc, OSError):
+            raise OutputError(f"{path}: {what} failed ({exc.strerror or exc})") from exc
+        raise
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder
+    and an atomic rename, so the path holds either nothing or the whole file."""
+    path = Path(path)
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
     return path
 
 
