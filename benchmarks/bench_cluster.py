@@ -72,7 +72,7 @@ def photo_folder(tmp_path_factory) -> Path:
 
 
 def test_ray_actor_pool_throughput(benchmark, local_ray, photo_folder, tmp_path):
-    from engines import load_engine
+    from streamcolor.engines import load_engine
 
     options = BatchOptions(batch_size=BATCH)
     engine = load_engine("default", "onnx", device="cpu")

@@ -30,8 +30,8 @@ import numpy as np
 import pytest
 
 from benchmarks.conftest import FULL
-from engines import load_engine, resolve_model
-from engines.select import cuda_available, variants
+from streamcolor.engines import load_engine, resolve_model
+from streamcolor.engines.select import cuda_available, variants
 from streamcolor.bench import engine_rows, matmul_peak, with_share_of_peak
 
 RENDER = [224, 256] if FULL else [64]
@@ -58,8 +58,8 @@ def onnx_engine():
 def keras_bundle(tmp_path_factory):
     """A bundle with ``.keras`` files: shipped extractor weights, random colorizer weights."""
     pytest.importorskip("keras")
-    from trainer.extractors import build_extractor
-    from trainer.model import build_colorizer
+    from streamcolor.trainer.extractors import build_extractor
+    from streamcolor.trainer.model import build_colorizer
 
     info = resolve_model("default")
     folder = tmp_path_factory.mktemp("keras-bundle")

@@ -8,7 +8,7 @@ an int8 variant is quantized first (a copy, in a temporary folder: 300 crops).
 Smoke mode: a tiny hand-made bundle and a few generated photos.
 
 Each benchmark times the int8 engine (pytest-benchmark's own figures); the
-ratios come from :func:`engines.select.compare_engines`, which times the
+ratios come from :func:`streamcolor.engines.select.compare_engines`, which times the
 engines taking turns in the same test, so load from other processes hits both
 alike.  ``extra_info`` holds, per precision: images/s, ratio to fp32, the
 a*b* MSE against the truth, its relative drift from fp32 and the MSE between
@@ -25,15 +25,15 @@ import numpy as np
 import pytest
 
 from benchmarks.conftest import FULL
-from engines import load_engine, resolve_model
-from engines.select import compare_engines, cpu_description, cuda_available, variants
+from streamcolor.engines import load_engine, resolve_model
+from streamcolor.engines.select import compare_engines, cpu_description, cuda_available, variants
 
 RENDER = [224, 256] if FULL else [32]
 BATCH = [1, 16] if FULL else [1, 2]
 #: Timed rounds per engine (the median is kept): small batches are quick and noisier.
 ROUNDS = {1: 15, 16: 5} if FULL else {}
 PHOTOS = Path(__file__).resolve().parent.parent / "data" / "photos"
-#: Why there is no bf16 row (engines/select.py, and the issue #10 notes).
+#: Why there is no bf16 row (streamcolor/engines/select.py, and the issue #10 notes).
 BF16 = ("unavailable: ONNX Runtime's CPU provider has no bfloat16 Conv/MatMul kernels on x86 (NOT_IMPLEMENTED), "
         "and its only bf16 switch, mlas.enable_gemm_fastmath_arm64_bfloat16, is ARM64-only")
 
@@ -42,8 +42,8 @@ BF16 = ("unavailable: ONNX Runtime's CPU provider has no bfloat16 Conv/MatMul ke
 def setup(tmp_path_factory):
     """(bundle folder, held-out photo paths)."""
     pytest.importorskip("onnx")
-    from trainer.data import list_photos
-    from trainer.quantize import QuantizeOptions, quantize_bundle, split_photos
+    from streamcolor.trainer.data import list_photos
+    from streamcolor.trainer.quantize import QuantizeOptions, quantize_bundle, split_photos
 
     tmp = tmp_path_factory.mktemp("precision")
     if FULL:
@@ -69,7 +69,7 @@ def setup(tmp_path_factory):
 @pytest.fixture(scope="module")
 def quality(setup):
     """render size -> precision -> quality figures on the held-out photos."""
-    from trainer.quantize import measure_quality
+    from streamcolor.trainer.quantize import measure_quality
 
     bundle, held_out = setup
     recs = variants(resolve_model(bundle))

@@ -1,6 +1,6 @@
 """Colour quality of the shipped model on held-out photos, against the gray baseline.
 
-``trainer.evaluate`` on the ``val`` split of ``data/photos`` (its
+``streamcolor.trainer.evaluate`` on the ``val`` split of ``data/photos`` (its
 ``manifest.json``): a*b* MSE (the training loss, [-1, 1] scaling), PSNR of
 the RGB result and Hasler-Suesstrunk colorfulness, each next to the gray
 baseline (a*b* = 0) and the truth, at the model's own render size.  The
@@ -28,8 +28,8 @@ MAX_IMAGES = None if FULL else 3
 def held_out() -> list[Path]:
     if not (PHOTOS / "manifest.json").is_file():
         pytest.skip(f"no held-out photos: {PHOTOS}/manifest.json is absent (data/ is not in git)")
-    from trainer.data import list_photos
-    from trainer.quantize import split_photos
+    from streamcolor.trainer.data import list_photos
+    from streamcolor.trainer.quantize import split_photos
 
     photos, _ = list_photos([PHOTOS])
     val = [p.path for p in split_photos(photos, "val")]
@@ -41,7 +41,7 @@ def held_out() -> list[Path]:
 def test_quality_on_held_out_photos(benchmark, engine, held_out):
     """a*b* MSE, PSNR and colorfulness of the model and of the gray baseline."""
     from streamcolor.colorize import model_options
-    from trainer.evaluate import EvalOptions, evaluate
+    from streamcolor.trainer.evaluate import EvalOptions, evaluate
 
     size = model_options(engine).render_size
     opts = EvalOptions(size=size, max_images=MAX_IMAGES)

@@ -20,8 +20,8 @@ from benchmarks.conftest import FULL
 
 keras = pytest.importorskip("keras")
 
-from trainer.data import ShardBatches, ShardSet, batch_stream  # noqa: E402
-from trainer.train import build_model  # noqa: E402
+from streamcolor.trainer.data import ShardBatches, ShardSet, batch_stream  # noqa: E402
+from streamcolor.trainer.train import build_model  # noqa: E402
 
 SIZE = 224 if FULL else 64
 BATCH = 16 if FULL else 2
@@ -30,7 +30,7 @@ EMBED = 1000
 
 
 def write_synthetic_shards(root: Path, n: int, size: int, embed_dim: int = EMBED) -> Path:
-    """A shard folder in ``trainer.data``'s layout with random content."""
+    """A shard folder in ``streamcolor.trainer.data``'s layout with random content."""
     rng = np.random.default_rng(0)
     d = root / "train-00000"
     d.mkdir(parents=True)
@@ -58,7 +58,7 @@ def model():
 
 
 def test_train_examples_per_second(benchmark, shards, model):
-    """Optimizer steps fed by the read-ahead loader, as in ``trainer.train.fit``."""
+    """Optimizer steps fed by the read-ahead loader, as in ``streamcolor.trainer.train.fit``."""
     batches = ShardBatches(shards, BATCH, seed=0)
     stream = batch_stream(batches, 0, prefetch=6, workers=3)
     _, (x, y) = next(stream)

@@ -37,7 +37,7 @@ import pytest
 
 from benchmarks.conftest import FULL
 from benchmarks.flicker import mean_ab_difference, read_rgb, video_flicker
-from engines import lab
+from streamcolor.engines import lab
 from streamcolor.colorize import colorize_l, model_options, network_input, pixels_to_l, to_dtype
 from streamcolor.video import VideoOptions, codec_floor, colorize_video
 from tests.test_video import make_video
@@ -138,7 +138,7 @@ _RSS_CHILD = textwrap.dedent("""
     import json, sys, threading, time
     import numpy, psutil
     from pathlib import Path
-    from engines import lab, load_engine
+    from streamcolor.engines import lab, load_engine
     from streamcolor.video import VideoOptions, colorize_video
     src, dst, mode, render = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
     width, height = int(sys.argv[5]), int(sys.argv[6])

@@ -31,7 +31,7 @@ def full() -> bool:
 @pytest.fixture(scope="session")
 def engine():
     """The shipped default model on ONNX Runtime float32 (CPU), loaded once."""
-    from engines import load_engine
+    from streamcolor.engines import load_engine
 
     eng = load_engine("default", "onnx", device="cpu")
     yield eng

@@ -26,7 +26,7 @@ Weights are random: only speed is compared (the paper's network at its own
 conventions (L/50 - 1 in, a*b*/128 out; the paper uses (L - 50)/100 and
 a*b*/110), and :func:`peer_bundle` wraps the graph in a model bundle whose
 extractor is a trivial 8 x 8 mean, so that the peer runs through exactly the
-same ONNX Runtime engine (``engines.load_engine(bundle, "onnx")``, same
+same ONNX Runtime engine (``streamcolor.engines.load_engine(bundle, "onnx")``, same
 session options, same ``predict``) as ours.
 """
 
@@ -104,7 +104,7 @@ def peer_bundle(size: int = INPUT_SIZE, folder: str | Path | None = None) -> Pat
     import onnx
     from onnx import TensorProto, helper
 
-    from trainer.export import keras_to_onnx
+    from streamcolor.trainer.export import keras_to_onnx
 
     tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)

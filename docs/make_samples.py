@@ -21,7 +21,7 @@ import av
 import cv2
 import numpy as np
 
-from engines import lab
+from streamcolor.engines import lab
 
 OUT = Path(__file__).resolve().parent.parent / "streamcolor" / "samples"
 

@@ -13,14 +13,21 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from engines import available_backends, available_models, load_engine
-from streamcolor.colorize import ColorOptions, colorize_image
-from streamcolor.errors import InputError, OutputError, StreamcolorError
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-#: Public names served from submodules on first use: name -> module.
+#: Public names served from submodules on first use: name -> module.  Everything is
+#: lazy, so ``import streamcolor.engines`` (what the trainer does) loads nothing else.
 _LAZY = {
+    "available_backends": "streamcolor.engines",
+    "available_models": "streamcolor.engines",
+    "load_engine": "streamcolor.engines",
+    "ColorOptions": "streamcolor.colorize",
+    "colorize_image": "streamcolor.colorize",
+    "InputError": "streamcolor.errors",
+    "OutputError": "streamcolor.errors",
+    "StreamcolorError": "streamcolor.errors",
     "colorize_video": "streamcolor.video",
     "VideoOptions": "streamcolor.video",
     "colorize_archive": "streamcolor.archive",
@@ -39,5 +46,13 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'streamcolor' has no attribute {name!r}")
 
 
-__all__ = ["ColorOptions", "InputError", "OutputError", "StreamcolorError", "__version__",
-           "available_backends", "available_models", "colorize_image", "load_engine", *_LAZY]
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
+    from streamcolor.colorize import ColorOptions, colorize_image
+    from streamcolor.engines import available_backends, available_models, load_engine
+    from streamcolor.errors import InputError, OutputError, StreamcolorError
+
+__all__ = ["__version__", *_LAZY]

@@ -70,7 +70,7 @@ from streamcolor.errors import InputError, OutputError
 from streamcolor.manifest import DONE, FAILED, FILENAME as MANIFEST_FILENAME, PENDING, SKIPPED, Entry, Manifest
 
 if TYPE_CHECKING:
-    from engines import Engine
+    from streamcolor.engines import Engine
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 if TYPE_CHECKING:
-    from engines import Engine
+    from streamcolor.engines import Engine
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def machine_info() -> dict[str, Any]:
     """CPU (with the instruction sets that matter), cores, GPU, runtime versions, date, load."""
     import onnxruntime as ort
 
-    from engines.select import cpu_description
+    from streamcolor.engines.select import cpu_description
 
     info = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": cpu_description(),
             "cpu_count": os.cpu_count(), "blas_threads": blas_threads(), "python": platform.python_version(),
@@ -273,7 +273,7 @@ def network_flops(model: "str | Path | Engine", height: int, width: int) -> dict
     """Flops per image of a bundle's float32 graphs at a render shape: ``extractor``
     (at its own square size), ``colorizer`` and ``total``.  ``model``: a shipped
     model name, a bundle folder or a loaded engine (its bundle is read)."""
-    from engines import resolve_model
+    from streamcolor.engines import resolve_model
 
     info = model.info if hasattr(model, "info") else resolve_model(model)
     ext, col = _network_flops(str(info.file("colorizer.onnx")), str(info.file("extractor.onnx")),
@@ -371,8 +371,8 @@ def load_engines(model: str | Path, device: str = "auto", *, keras: bool = False
     ones left out.  CPU: ONNX fp32, int8 (when the bundle has it), Keras (when
     asked and the bundle has .keras files).  CUDA: ONNX fp32 and fp16, TensorRT
     when installed.  The first engine is the reference (ONNX fp32)."""
-    from engines import load_engine, resolve_model
-    from engines.select import cuda_available, variants
+    from streamcolor.engines import load_engine, resolve_model
+    from streamcolor.engines.select import cuda_available, variants
 
     info = resolve_model(model)
     dev = "cuda" if device == "cuda" or (device == "auto" and cuda_available()) else "cpu"
@@ -384,7 +384,7 @@ def load_engines(model: str | Path, device: str = "auto", *, keras: bool = False
             engines["onnx-cpu-int8"] = load_engine(info.path, "onnx", precision="int8", device="cpu")
         else:
             notes.append(f"int8: the bundle {info.name} has no int8 variant "
-                         f"(make one: python -m trainer.quantize {info.path})")
+                         f"(make one: python -m streamcolor.trainer.quantize {info.path})")
         notes.append("fp16/bf16: ONNX Runtime's CPU provider has no float16/bfloat16 convolution kernels on x86")
     else:
         try:

@@ -65,7 +65,7 @@ from streamcolor.errors import InputError, OutputError
 from streamcolor.manifest import DONE, FAILED, SKIPPED
 
 if TYPE_CHECKING:
-    from engines import Engine
+    from streamcolor.engines import Engine
     from streamcolor.video import VideoOptions
 
 log = logging.getLogger(__name__)
@@ -288,7 +288,7 @@ class ColorizeBatch:
                  options: BatchOptions = BatchOptions(), out: str | os.PathLike | None = None,
                  root: str | None = None, engine_options: dict | None = None,
                  renames: dict[str, str] | None = None, threads: int | None = None):
-        from engines import Engine, load_engine
+        from streamcolor.engines import Engine, load_engine
 
         if threads is not None:
             import cv2

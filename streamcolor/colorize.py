@@ -21,12 +21,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from engines import lab
+from streamcolor.engines import lab
 from streamcolor import image_io
 from streamcolor.errors import InputError
 
 if TYPE_CHECKING:
-    from engines import Engine
+    from streamcolor.engines import Engine
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class ColorOptions:
 def default_engine(model: str = "default", backend: str = "auto") -> "Engine":
     """The shared engine used when a call passes none: loaded once per process
     (building an ONNX Runtime session costs far more than one image)."""
-    from engines import load_engine
+    from streamcolor.engines import load_engine
 
     return load_engine(model, backend)
 

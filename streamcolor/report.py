@@ -30,13 +30,13 @@ import numpy as np
 from PIL import Image
 
 if TYPE_CHECKING:
-    from engines import Engine
+    from streamcolor.engines import Engine
 
 log = logging.getLogger(__name__)
 
 #: Longest side of the images embedded in the report and the gallery, pixels.
 THUMB_SIZE = 256
-#: Photos with a mean chroma (CIE units) below this have no colour truth (as in trainer.evaluate).
+#: Photos with a mean chroma (CIE units) below this have no colour truth (as in streamcolor.trainer.evaluate).
 GRAY_CHROMA = 3.0
 #: The B&W photo shipped with the package, shown when no held-out photos are at hand.
 SAMPLE_PHOTO = Path(__file__).parent / "samples" / "chenonceau-bw.jpg"
@@ -444,9 +444,9 @@ class BeforeAfter:
 
 def held_out_photos(folder: str | Path, n: int = 4) -> list[tuple[Path, dict]]:
     """``n`` photos of the ``val`` split of a ``manifest.json`` folder (as
-    written by ``trainer.collect_photos``), evenly spaced over the list in
+    written by ``streamcolor.trainer.collect_photos``), evenly spaced over the list in
     manifest order (not chosen by result), skipping near-gray ones."""
-    from engines import lab
+    from streamcolor.engines import lab
 
     folder = Path(folder)
     entries = [e for e in json.loads((folder / "manifest.json").read_text()).get("photos", [])

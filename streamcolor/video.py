@@ -47,7 +47,7 @@ from streamcolor import image_io
 from streamcolor.errors import InputError, OutputError
 
 if TYPE_CHECKING:
-    from engines import Engine
+    from streamcolor.engines import Engine
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from PIL import Image
 @pytest.fixture(scope="session")
 def engine():
     """The shipped default model on ONNX Runtime (CPU), loaded once."""
-    from engines import load_engine
+    from streamcolor.engines import load_engine
 
     eng = load_engine("default", "onnx", device="cpu")
     yield eng

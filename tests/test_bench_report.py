@@ -72,8 +72,8 @@ def test_network_flops_match_the_keras_layers():
     """The profile-based count of the shipped colorizer equals 2*k*k*c_in*c_out*H_out*W_out
     summed over the Keras model's convolutions, plus the fusion's two matrix products."""
     keras = pytest.importorskip("keras")
-    from engines import resolve_model
-    from trainer.model import build_colorizer
+    from streamcolor.engines import resolve_model
+    from streamcolor.trainer.model import build_colorizer
 
     info = resolve_model("default")
     h, w = 64, 96
@@ -273,7 +273,7 @@ def test_before_after_keeps_lightness_and_shape(engine, tmp_path):
     it = report.before_after(engine, p, render_size=64)
     assert it.gray.shape == it.colour.shape == it.truth.shape == (90, 120, 3)
     assert np.ptp(it.gray.astype(int), axis=-1).max() <= 1  # gray really is gray
-    from engines import lab
+    from streamcolor.engines import lab
 
     l_gray, l_col = lab.rgb_to_l(it.gray), lab.rgb_to_l(it.colour)
     assert np.abs(l_gray - l_col).mean() < 1.0

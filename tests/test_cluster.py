@@ -294,7 +294,7 @@ def probe(path: Path) -> dict:
 
 
 def test_video_split_across_two_actors(local_ray, tmp_path, caplog):
-    from engines import load_engine
+    from streamcolor.engines import load_engine
     from streamcolor.cluster import colorize_video_ray
     from streamcolor.video import VideoOptions, colorize_video
 

@@ -1,4 +1,4 @@
-"""Pure parts of trainer.collect_photos: container readers, licence lookup, filters, split.
+"""Pure parts of streamcolor.trainer.collect_photos: container readers, licence lookup, filters, split.
 
 Everything is built in memory; no network, no Debian packages.
 """
@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from trainer import collect_photos as cp
+from streamcolor.trainer import collect_photos as cp
 
 # --------------------------------------------------------------------------
 # Qt .rcc

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 import streamcolor
-from engines import lab
+from streamcolor.engines import lab
 from streamcolor import image_io
 from streamcolor.colorize import ColorOptions
 from streamcolor.errors import InputError

@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 
-import engines
-from engines import EngineError, load_engine
-from engines.base import ModelInfo, check_l_batch
+import streamcolor.engines
+from streamcolor.engines import EngineError, load_engine
+from streamcolor.engines.base import ModelInfo, check_l_batch
 
 
 def test_default_model_is_shipped_and_loads(engine):
-    assert "default" in engines.available_models()
+    assert "default" in streamcolor.engines.available_models()
     assert engine.info.embed_dim > 0 and engine.extractor_size > 0
     l = np.zeros((2, 64, 48, 1), np.float32)
     ab = engine.predict(l)
@@ -71,7 +71,7 @@ def test_tensorrt_absent_gives_install_hint(tmp_path):
 
 
 def test_tensorrt_cache_key_depends_on_model_gpu_and_version(tmp_path):
-    from engines.tensorrt_engine import cache_key
+    from streamcolor.engines.tensorrt_engine import cache_key
 
     a = tmp_path / "colorizer.onnx"
     a.write_bytes(b"model-a")

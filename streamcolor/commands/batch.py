@@ -130,7 +130,7 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
 
 def _run_on_ray(sources, output, options, progress, ray_address, actors, model, backend):
     """The same job on Ray actors (the engine is loaded in each actor, not here)."""
-    from engines import EngineError, resolve_model
+    from streamcolor.engines import EngineError, resolve_model
     from streamcolor.cluster import ClusterOptions, colorize_archive_ray
 
     try:

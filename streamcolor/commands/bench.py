@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from engines import DEFAULT_MODEL
+from streamcolor.engines import DEFAULT_MODEL
 
 
 @click.command("bench")
@@ -39,7 +39,7 @@ def command(full, model, device, renders, batches, video, json_path):
       streamcolor bench --full --json bench.json
       streamcolor bench -r 384 -b 4 --no-video
     """
-    from engines import EngineError
+    from streamcolor.engines import EngineError
     from streamcolor.bench import FULL, QUICK, run_bench
 
     options = dataclasses.replace(FULL if full else QUICK, model=model, device=device)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from engines import DEFAULT_MODEL, available_backends
+from streamcolor.engines import DEFAULT_MODEL, available_backends
 from streamcolor.colorize import DEFAULT_RENDER_SIZE
 
 
@@ -26,7 +26,7 @@ def engine_options(f):
 
 def load(model: str, backend: str):
     """Load the engine once for a verb, turning bad names into a CLI error."""
-    from engines import EngineError, load_engine
+    from streamcolor.engines import EngineError, load_engine
 
     try:
         return load_engine(model, backend)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from engines import available_backends, available_models, resolve_model
+from streamcolor.engines import available_backends, available_models, resolve_model
 
 
 @click.command("models")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from engines import available_backends
+from streamcolor.engines import available_backends
 from streamcolor.commands.common import load
 
 

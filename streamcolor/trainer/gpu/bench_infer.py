@@ -1,8 +1,8 @@
 """GPU inference throughput of the colorizer (Keras 3 on JAX, XLA-compiled)."""
 import json, os, time
 import numpy as np, keras
-from trainer.model import build_colorizer
-from trainer.extractors import build_extractor
+from streamcolor.trainer.model import build_colorizer
+from streamcolor.trainer.extractors import build_extractor
 
 res = {"device": open(os.environ["OUT"] + "/gpu.txt").read().strip()}
 for policy in ("float32", "bfloat16"):

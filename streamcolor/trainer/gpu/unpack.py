@@ -3,7 +3,7 @@ folder that `streamcolor train export` reads (colorizer.weights.h5 + run.json)."
 import json, sys
 from pathlib import Path
 import numpy as np
-from trainer.model import build_colorizer
+from streamcolor.trainer.model import build_colorizer
 
 npz, run_json, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 out.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ redistribution.  ``docs/data-sources.md`` (in the shared docs) surveys which
 Debian packages ship such photos; this module turns that survey into a
 reproducible data set::
 
-    python -m trainer.collect_photos --out data/photos
+    python -m streamcolor.trainer.collect_photos --out data/photos
 
 It ``apt-get download``s each package into a cache, unpacks it with
 ``dpkg-deb -x`` (nothing is installed), pulls out the listed pictures (reading
@@ -51,7 +51,7 @@ import numpy as np
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-log = logging.getLogger("trainer.collect_photos")
+log = logging.getLogger("streamcolor.trainer.collect_photos")
 
 # --------------------------------------------------------------------------
 # Selection rules (from the survey, plus what the contact sheets showed)
@@ -841,7 +841,7 @@ def manifest_record(candidate: Candidate, version: str, out: Path, file: Path, b
 
 def write_manifest(folder: Path, photos: list[dict], extra: dict) -> None:
     """Write ``manifest.json`` with sorted entries, so reruns give identical bytes."""
-    body = {"generator": "python -m trainer.collect_photos", "count": len(photos),
+    body = {"generator": "python -m streamcolor.trainer.collect_photos", "count": len(photos),
             "photos": sorted(photos, key=lambda r: r["file"]), **extra}
     (folder / "manifest.json").write_text(json.dumps(body, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 

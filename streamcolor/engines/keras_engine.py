@@ -8,7 +8,7 @@ import logging
 
 import numpy as np
 
-from engines.base import Engine, EngineError, ModelInfo
+from streamcolor.engines.base import Engine, EngineError, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ class KerasEngine(Engine):
             import keras
         except ImportError as exc:
             raise ImportError("the Keras engine needs Keras 3: pip install 'streamcolor[train]'") from exc
-        import engines.keras_layers  # noqa: F401  (registers the fusion layer for loading)
+        import streamcolor.engines.keras_layers  # noqa: F401  (registers the fusion layer for loading)
         try:
             self._extractor = keras.saving.load_model(info.file(extractor_file), compile=False)
             self._colorizer = keras.saving.load_model(info.file(colorizer_file), compile=False)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from engines import lab
+from streamcolor.engines import lab
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import cv2
 import numpy as np
 
-from engines import lab
+from streamcolor.engines import lab
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class PrepareOptions:
     """Knobs of :func:`prepare_shards`."""
 
     size: int = 224  # side of the square training examples, pixels (multiple of 8)
-    extractor: str = "efficientnet_lite0"  # name in trainer.extractors.EXTRACTORS
+    extractor: str = "efficientnet_lite0"  # name in streamcolor.trainer.extractors.EXTRACTORS
     extractor_weights: str | None = "default"  # "default" (pre-trained) or None (random: tests only)
     crops_per_photo: int = 0  # 0: the whole photo, letterboxed (method.md); N: N random square crops
     min_crop_scale: float = 0.35  # random crop side, as a fraction of the photo's shorter side: [this, 1]
@@ -291,7 +291,7 @@ def photo_examples(rgb: np.ndarray, options: PrepareOptions, rng: np.random.Gene
 
     ``crops_per_photo == 0``: the whole photo resized to S x S with its aspect
     kept by padding (method.md); padding is L* = 50, a* = b* = 0 (0 in the
-    [-1, 1] scaling, like :func:`engines.lab.letterbox`).  Otherwise N random
+    [-1, 1] scaling, like :func:`streamcolor.engines.lab.letterbox`).  Otherwise N random
     square crops (side a random fraction in [min_crop_scale, 1] of the shorter
     side, random position, mirrored with probability 1/2 when ``flip``).
     """
@@ -422,7 +422,7 @@ def prepare_shards(sources: Sequence[str | Path], out: str | Path, *,
         refusing.
     extractor:
         A ready Keras extractor (input (N, S, S, 1) L in [-1, 1] -> (N, E));
-        default: ``trainer.extractors.build_extractor(options.extractor,
+        default: ``streamcolor.trainer.extractors.build_extractor(options.extractor,
         options.extractor_weights)``.
 
     Raises
@@ -433,7 +433,7 @@ def prepare_shards(sources: Sequence[str | Path], out: str | Path, *,
     """
     from tqdm.auto import tqdm
 
-    from trainer.extractors import EXTRACTORS, build_extractor
+    from streamcolor.trainer.extractors import EXTRACTORS, build_extractor
 
     if options.size % lab.SIZE_MULTIPLE:
         raise ValueError(f"size must be a multiple of {lab.SIZE_MULTIPLE}, got {options.size}")

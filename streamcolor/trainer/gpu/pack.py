@@ -3,7 +3,7 @@
 import json, os, sys, tarfile
 from pathlib import Path
 import numpy as np
-from trainer.train import list_checkpoints, load_trained
+from streamcolor.trainer.train import list_checkpoints, load_trained
 
 out = Path(os.environ["OUT"])
 summary = {}

@@ -1,7 +1,7 @@
 """Low-precision variants of a model bundle, calibrated and measured.
 
 ``quantize_bundle(bundle, photos)`` adds to a bundle folder (``engines``
-picks among them at load time, see ``engines/select.py``):
+picks among them at load time, see ``streamcolor/engines/select.py``):
 
 * ``colorizer-int8.onnx`` (and ``extractor-int8.onnx``): static int8
   quantization with ONNX Runtime (``quant_pre_process``, then
@@ -9,7 +9,7 @@ picks among them at load time, see ``engines/select.py``):
   activations), calibrated on random crops of training photos at the render
   size, with embeddings from the bundle's own float32 extractor;
 * optionally ``colorizer-fp16.onnx`` / ``extractor-fp16.onnx`` for CUDA
-  (``engines.select.to_fp16``: onnxconverter-common, float32 inputs and
+  (``streamcolor.engines.select.to_fp16``: onnxconverter-common, float32 inputs and
   outputs), or only their quality record when the files should not be shipped
   (the engine then converts at load time).
 
@@ -22,7 +22,7 @@ between the two outputs, and images/s of both at render size 224, batch 16
 and method (calibrator, format, types, excluded nodes, operators left in
 float) are recorded next to it.
 
-Command line: ``python -m trainer.quantize BUNDLE --calib data/photos --n 300``.
+Command line: ``python -m streamcolor.trainer.quantize BUNDLE --calib data/photos --n 300``.
 """
 
 from __future__ import annotations
@@ -42,13 +42,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from engines import lab
-from engines.base import MANIFEST, Engine, ModelInfo
-from engines.select import VARIANT_FILES, compare_engines, cpu_description, guard, load_onnx, to_fp16, \
+from streamcolor.engines import lab
+from streamcolor.engines.base import MANIFEST, Engine, ModelInfo
+from streamcolor.engines.select import VARIANT_FILES, compare_engines, cpu_description, guard, load_onnx, to_fp16, \
     unfold_fp16_weights
-from trainer.data import PhotoRef, PrepareOptions, _hash_split, _photo_hash, decode_photo, list_photos, \
+from streamcolor.trainer.data import PhotoRef, PrepareOptions, _hash_split, _photo_hash, decode_photo, list_photos, \
     photo_examples
-from trainer.export import sha256_file
+from streamcolor.trainer.export import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class CalibrationSet:
 
 def split_photos(photos: Sequence[PhotoRef], split: str) -> list[PhotoRef]:
     """The photos of ``split``: the manifest's split where it has one, else the
-    content-hash split :func:`trainer.data.prepare_shards` uses by default."""
+    content-hash split :func:`streamcolor.trainer.data.prepare_shards` uses by default."""
     defaults = PrepareOptions()
     out = []
     for p in photos:
@@ -470,8 +470,8 @@ def measure_quality(bundle: Path, graphs: dict[str, tuple[str, str]], photos: Se
     on the CPU.  ``graphs``: variant name -> (colorizer, extractor) files of
     the bundle.  Returns name -> {mse_fp32, mse_variant, mse_rel,
     mse_vs_fp32, max_abs_vs_fp32, images, size, psnr_*}."""
-    from engines.onnx_engine import OnnxEngine
-    from trainer.evaluate import EvalOptions, evaluate
+    from streamcolor.engines.onnx_engine import OnnxEngine
+    from streamcolor.trainer.evaluate import EvalOptions, evaluate
 
     info = ModelInfo.load(bundle)
     opts = EvalOptions(size=size, max_images=max_images)
@@ -677,7 +677,7 @@ def _input_name(path: Path) -> str:
 
 
 def command():
-    """The ``quantize`` click command (for ``python -m trainer.quantize`` and the ``train`` group)."""
+    """The ``quantize`` click command (for ``python -m streamcolor.trainer.quantize`` and the ``train`` group)."""
     import click
 
     @click.command(name="quantize")
@@ -723,8 +723,8 @@ def command():
 
 
 def main() -> None:
-    """``python -m trainer.quantize``."""
-    command()(prog_name="python -m trainer.quantize")
+    """``python -m streamcolor.trainer.quantize``."""
+    command()(prog_name="python -m streamcolor.trainer.quantize")
 
 
 __all__ = ["CalibrationSet", "QuantizeError", "command", "QuantizeOptions", "QuantizeReport", "calibration_set", "graph_report",

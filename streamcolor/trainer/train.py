@@ -14,7 +14,7 @@ Run folder (``run_dir``)::
     colorizer.weights.h5
 
 The loop is ``model.train_on_batch`` over a read-ahead stream of
-:class:`trainer.data.ShardBatches` rather than ``model.fit``: it
+:class:`streamcolor.trainer.data.ShardBatches` rather than ``model.fit``: it
 gives an exact data position to resume from and clean stops at a step count
 or a wall-clock budget, identically on the TensorFlow and JAX backends.
 This module imports Keras and NumPy only (no TensorFlow).
@@ -36,8 +36,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from engines import lab
-from trainer.data import DataError, ShardBatches, ShardSet, batch_stream
+from streamcolor.engines import lab
+from streamcolor.trainer.data import DataError, ShardBatches, ShardSet, batch_stream
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def build_model(embed_dim: int, *, mixed_precision: bool = False):
     checkpoints do not depend on the precision."""
     import keras
 
-    from trainer.model import build_colorizer
+    from streamcolor.trainer.model import build_colorizer
 
     if not mixed_precision:
         return build_colorizer(embed_dim)
@@ -276,7 +276,7 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
 
 
 def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOptions()) -> FitResult:
-    """Train the colorizer on ``shards`` (from :func:`trainer.data.prepare_shards`).
+    """Train the colorizer on ``shards`` (from :func:`streamcolor.trainer.data.prepare_shards`).
 
     Resumes from the newest checkpoint in ``run_dir`` when there is one: the
     weights, the optimizer's moments and iteration counter, the step counter
@@ -459,7 +459,7 @@ def load_trained(source: str | Path):
     checkpoint).  Returns (model, run info dict or {})."""
     import keras
 
-    import engines.keras_layers  # noqa: F401  (registers Fusion)
+    import streamcolor.engines.keras_layers  # noqa: F401  (registers Fusion)
 
     source = Path(source)
     info: dict[str, Any] = {}

@@ -1,4 +1,4 @@
-"""Quantitative evaluation of a model through an :class:`engines.Engine`.
+"""Quantitative evaluation of a model through an :class:`streamcolor.engines.Engine`.
 
 Metrics, each next to the gray baseline (a*b* = 0) and, where it has one,
 the truth:
@@ -7,7 +7,7 @@ the truth:
   scaling (method.md's figure; the loss);
 * ``psnr``: PSNR in dB of the uint8 RGB image made from the true L and the
   predicted a*b*, against the true RGB image;
-* ``colorfulness``: Hasler and Suesstrunk's M (``engines.lab.colorfulness``)
+* ``colorfulness``: Hasler and Suesstrunk's M (``streamcolor.engines.lab.colorfulness``)
   of the output, its mean over images, and ``colorfulness_ratio`` =
   mean M(output) / mean M(truth): MSE training is known to desaturate, so a
   ratio well below 1 is that weakness in one number.
@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from engines import lab
-from trainer.data import SPLITS, DataError, ShardSet, decode_photo, list_photos, mean_chroma
+from streamcolor.engines import lab
+from streamcolor.trainer.data import SPLITS, DataError, ShardSet, decode_photo, list_photos, mean_chroma
 
 if TYPE_CHECKING:
-    from engines.base import Engine
+    from streamcolor.engines.base import Engine
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def evaluate(engine: "Engine", source: str | Path | Sequence[str | Path], *,
     Parameters
     ----------
     engine:
-        Any :class:`engines.base.Engine` (``engines.load_engine(bundle, backend)``).
+        Any :class:`streamcolor.engines.base.Engine` (``streamcolor.engines.load_engine(bundle, backend)``).
     source:
         A shard folder (its ``options.split`` split, "val" by default) or
         colour photos: files, folders, .zip/.tar* archives.  Photos are run

@@ -1,7 +1,7 @@
 """Runtimes for exported streamcolor models: one interface, several backends.
 
 ``load_engine(model, backend)`` resolves a shipped model name or a bundle
-folder and returns an :class:`~engines.base.Engine`.  This package imports
+folder and returns an :class:`~streamcolor.engines.base.Engine`.  This package imports
 neither ``streamcolor`` nor ``trainer``.
 """
 
@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from engines.base import Engine, EngineError, ModelInfo
+from streamcolor.engines.base import Engine, EngineError, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ DEFAULT_MODEL = "default"
 
 
 def _onnx(info: ModelInfo, **kw) -> Engine:
-    from engines.select import load_onnx
+    from streamcolor.engines.select import load_onnx
     return load_onnx(info, **kw)
 
 
@@ -35,18 +35,18 @@ def _onnx_fp16(info: ModelInfo, **kw) -> Engine:
 
 
 def _keras(info: ModelInfo, **kw) -> Engine:
-    from engines.keras_engine import KerasEngine
+    from streamcolor.engines.keras_engine import KerasEngine
     return KerasEngine(info, **kw)
 
 
 def _tensorrt(info: ModelInfo, **kw) -> Engine:
-    from engines.tensorrt_engine import TensorRTEngine
+    from streamcolor.engines.tensorrt_engine import TensorRTEngine
     return TensorRTEngine(info, **kw)
 
 
 #: Backend name -> constructor.  Runtimes are imported only when chosen.
 #: "onnx" runs the float32 graphs unless ``precision=`` says otherwise; "onnx-int8" and
-#: "onnx-fp16" force a variant (engines/select.py).
+#: "onnx-fp16" force a variant (streamcolor/engines/select.py).
 BACKENDS: dict[str, Callable[..., Engine]] = {"onnx": _onnx, "onnx-int8": _onnx_int8, "onnx-fp16": _onnx_fp16,
                                                "keras": _keras, "tensorrt": _tensorrt}
 
@@ -83,7 +83,7 @@ def load_engine(model: str | Path = DEFAULT_MODEL, backend: str = "auto", **opti
     backend:
         "auto": ONNX Runtime, on CUDA when available, else CPU, in the
         fastest precision of the bundle that passes its quality guard
-        (``engines.select.choose``: fp16 on CUDA, int8 on CPU, else fp32);
+        (``streamcolor.engines.select.choose``: fp16 on CUDA, int8 on CPU, else fp32);
         or one of :func:`available_backends`.
     options:
         Passed to the backend, e.g. ``device="cpu"`` or ``threads=2`` for ONNX;

@@ -1,6 +1,6 @@
 """Export a trained colorizer (and its frozen extractor) as a model bundle.
 
-A bundle is the folder ``engines`` loads (``engines/base.py``): ``model.json``
+A bundle is the folder ``engines`` loads (``streamcolor/engines/base.py``): ``model.json``
 plus the graphs.  ``export_bundle`` writes
 
 * ``extractor.onnx`` (``l_ext`` (N, S, S, 1) -> ``embedding`` (N, E)) and
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import MANIFEST, ModelInfo
+from streamcolor.engines.base import MANIFEST, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -197,8 +197,8 @@ def export_bundle(source: str | Path, out: str | Path, *, options: ExportOptions
     """
     import onnx
 
-    from trainer.extractors import EXTRACTORS, build_extractor
-    from trainer.train import load_trained
+    from streamcolor.trainer.extractors import EXTRACTORS, build_extractor
+    from streamcolor.trainer.train import load_trained
 
     _require_onnx()
     if options.ship and options.fp16:
@@ -307,7 +307,7 @@ def _test_batch(extractor_size: int, n: int = 2, size: int = 64, seed: int = 0) 
     yy, xx = np.mgrid[0:size, 0:size] / size
     l = np.stack([np.sin(6 * xx * rng.uniform(0.5, 2) + 4 * yy * rng.uniform(0.5, 2)) * 0.8 for _ in range(n)])
     l = (l + rng.normal(0, 0.05, l.shape)).clip(-1, 1).astype(np.float32)[..., None]
-    from engines import lab
+    from streamcolor.engines import lab
     l_ext = np.stack([lab.letterbox(x[..., 0], extractor_size) for x in l])[..., None]
     return l, l_ext
 
@@ -315,8 +315,8 @@ def _test_batch(extractor_size: int, n: int = 2, size: int = 64, seed: int = 0) 
 def _verify(bundle: Path, fp32_dir: Path, *, ship: bool, extractor_size: int) -> dict[str, float]:
     """Largest absolute differences between the bundle's ONNX graphs and the
     reference (the Keras models, or the float32 ONNX graphs for a ship bundle)."""
-    from engines.base import ModelInfo as _Info
-    from engines.onnx_engine import OnnxEngine
+    from streamcolor.engines.base import ModelInfo as _Info
+    from streamcolor.engines.onnx_engine import OnnxEngine
 
     l, l_ext = _test_batch(extractor_size)
     onnx_engine = OnnxEngine(_Info.load(bundle), device="cpu")
@@ -328,7 +328,7 @@ def _verify(bundle: Path, fp32_dir: Path, *, ship: bool, extractor_size: int) ->
                                extractor_size=info.extractor_size, embed_dim=info.embed_dim), device="cpu")
         tag = "ship_vs_fp32"
     else:
-        from engines.keras_engine import KerasEngine
+        from streamcolor.engines.keras_engine import KerasEngine
         ref = KerasEngine(_Info.load(bundle))
         tag = "onnx_vs_keras"
     ref_emb = ref.embed(l_ext)
@@ -346,7 +346,7 @@ def _verify(bundle: Path, fp32_dir: Path, *, ship: bool, extractor_size: int) ->
 
 
 def _require_tensorrt() -> None:
-    from engines.tensorrt_engine import require_tensorrt
+    from streamcolor.engines.tensorrt_engine import require_tensorrt
 
     try:
         require_tensorrt()
@@ -356,9 +356,9 @@ def _require_tensorrt() -> None:
 
 def build_tensorrt(bundle: str | Path) -> None:
     """Build and cache TensorRT plans for ``bundle`` on this machine's GPU (the
-    cache ``engines.tensorrt_engine`` reads, via its ``build_plan``), or raise
+    cache ``streamcolor.engines.tensorrt_engine`` reads, via its ``build_plan``), or raise
     ExportError when TensorRT is missing."""
-    from engines import load_engine
+    from streamcolor.engines import load_engine
 
     _require_tensorrt()
     load_engine(bundle, "tensorrt").close()

@@ -1,10 +1,10 @@
 """``streamcolor train``: prepare shards, fit, evaluate, export.
 
-Each verb is a thin wrapper over the Python API (``trainer.data.prepare_shards``,
-``trainer.train.fit``, ``trainer.evaluate.evaluate``,
-``trainer.export.export_bundle``).  The group is published to the main
+Each verb is a thin wrapper over the Python API (``streamcolor.trainer.data.prepare_shards``,
+``streamcolor.trainer.train.fit``, ``streamcolor.trainer.evaluate.evaluate``,
+``streamcolor.trainer.export.export_bundle``).  The group is published to the main
 ``streamcolor`` command through the ``streamcolor.commands`` entry point and
-also runs alone: ``python -m trainer.cli --help``.
+also runs alone: ``python -m streamcolor.trainer.cli --help``.
 
 Heavy imports (Keras, TensorFlow) happen inside the verbs, so loading this
 module costs only click.
@@ -26,7 +26,7 @@ EXIT_SKIPPED = 2
 
 
 class _ExtractorChoice(click.ParamType):
-    """A name of ``trainer.extractors.EXTRACTORS``, checked only when given
+    """A name of ``streamcolor.trainer.extractors.EXTRACTORS``, checked only when given
     (importing the registry loads Keras, which ``--help`` should not)."""
 
     name = "extractor"
@@ -35,14 +35,14 @@ class _ExtractorChoice(click.ParamType):
         return "NAME"
 
     def convert(self, value, param, ctx):
-        from trainer.extractors import EXTRACTORS
+        from streamcolor.trainer.extractors import EXTRACTORS
 
         if value not in EXTRACTORS:
             self.fail(f"{value!r} is not one of {sorted(EXTRACTORS)}", param, ctx)
         return value
 
 
-_EXTRACTOR_HELP = ("Frozen ImageNet classifier whose logits are the embedding (trainer.extractors): "
+_EXTRACTOR_HELP = ("Frozen ImageNet classifier whose logits are the embedding (streamcolor.trainer.extractors): "
                    "efficientnet_lite0 (weights ship with streamcolor) or inception_resnet_v2 "
                    "(the thesis' choice; downloads its weights once).")
 
@@ -120,7 +120,7 @@ def prepare(sources, out, size, extractor, crops_per_photo, min_crop_scale, flip
     skipped; train/val are split by photo.  Exits with status 2 when
     unreadable files were skipped (they are listed).
     """
-    from trainer.data import DataError, PrepareOptions, prepare_shards
+    from streamcolor.trainer.data import DataError, PrepareOptions, prepare_shards
 
     opts = PrepareOptions(size=size, extractor=extractor, extractor_weights=None if random_extractor else "default",
                           crops_per_photo=crops_per_photo, min_crop_scale=min_crop_scale, flip=flip,
@@ -171,9 +171,9 @@ def fit(shards, run_dir, steps, epochs, max_minutes, batch_size, lr, lr_schedule
     Give --steps, --epochs and/or --max-minutes.  Rerunning the same command
     resumes: weights, optimizer state, step counter and data position.
     """
-    from trainer.data import DataError
-    from trainer.train import CheckpointMismatch, FitOptions
-    from trainer.train import fit as fit_api
+    from streamcolor.trainer.data import DataError
+    from streamcolor.trainer.train import CheckpointMismatch, FitOptions
+    from streamcolor.trainer.train import fit as fit_api
 
     if steps is None and epochs is None and max_minutes is None:
         raise click.UsageError("give --steps, --epochs or --max-minutes")
@@ -216,9 +216,9 @@ def eval_(sources, model, backend, size, batch_size, split, max_images, stored_e
     against the truth, each beside the gray baseline (a*b* = 0).  Prints a
     markdown table.
     """
-    from engines import EngineError, load_engine
-    from trainer.data import DataError
-    from trainer.evaluate import EvalOptions, evaluate
+    from streamcolor.engines import EngineError, load_engine
+    from streamcolor.trainer.data import DataError
+    from streamcolor.trainer.evaluate import EvalOptions, evaluate
 
     opts = EvalOptions(size=size, batch_size=batch_size, split=split, max_images=max_images,
                        stored_embeddings=stored_embeddings)
@@ -259,9 +259,9 @@ def export(source, out, name, extractor, fp16, ship, tensorrt, opset, no_verify,
     outputs embedding; ab), the .keras files for the Keras engine and
     model.json with checksums and training metadata.  Needs TensorFlow.
     """
-    from engines import EngineError
-    from trainer.export import ExportError, ExportOptions, export_bundle
-    from trainer.train import CheckpointMismatch
+    from streamcolor.engines import EngineError
+    from streamcolor.trainer.export import ExportError, ExportOptions, export_bundle
+    from streamcolor.trainer.train import CheckpointMismatch
 
     opts = ExportOptions(name=name, extractor=extractor, fp16=fp16, ship=ship, tensorrt=tensorrt, opset=opset,
                          verify=not no_verify, eval_json=eval_json, overwrite=overwrite)
@@ -276,7 +276,7 @@ def export(source, out, name, extractor, fp16, ship, tensorrt, opset, no_verify,
 
 
 def _add_quantize() -> None:
-    from trainer.quantize import command as quantize_command
+    from streamcolor.trainer.quantize import command as quantize_command
 
     train.add_command(quantize_command())
 
