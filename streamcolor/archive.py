@@ -529,7 +529,7 @@ def decode_item(item: Item, data: bytes, options: ColorOptions) -> Prepared:
     (corrupt, truncated, empty, not an image, over ``options.max_pixels``)."""
     decoded = image_io.read_image(data, max_pixels=options.max_pixels, name=item.label)
     l_full = pixels_to_l(decoded.pixels)
-    return Prepared(item, l_full, network_input(l_full, options.render_size), decoded.pixels.dtype,
+    return Prepared(item, l_full, network_input(l_full, options.render_size, options.size_multiple), decoded.pixels.dtype,
                     decoded.alpha, decoded.info, decoded.format)
 
 

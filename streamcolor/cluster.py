@@ -234,8 +234,8 @@ class _TimedEngine:
     def colorize(self, l, embedding):
         return self._timed("colorize", l, embedding)
 
-    def predict(self, l):
-        return self._timed("predict", l)
+    def predict(self, l, embedding=None):
+        return self._timed("predict", l, embedding)
 
 
 class ColorizeBatch:

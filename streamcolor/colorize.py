@@ -48,7 +48,8 @@ T = TypeVar("T")
 class ColorOptions:
     """How colour is produced.  Override fields with ``dataclasses.replace``."""
 
-    render_size: int = DEFAULT_RENDER_SIZE  # longer side fed to the network, rounded to a multiple of 8
+    render_size: int = DEFAULT_RENDER_SIZE  # longer side fed to the network, rounded to size_multiple
+    size_multiple: int = lab.SIZE_MULTIPLE  # the model's input multiple (8 seed, 32 U-Net); others get padded
     saturation: float = 1.0  # gain on predicted a*b* (MSE training greys colours; >1 counters it)
     max_pixels: int = image_io.DEFAULT_MAX_PIXELS  # decompression-bomb guard for image files
     quality: int = 95  # JPEG/WebP quality of written files
@@ -74,6 +75,7 @@ def model_options(engine: "Engine", *, render_size: int | None = None, saturatio
     """ColorOptions with the model's own recommendations (``model.json``
     keys ``render_size``, ``saturation``) where the caller gives no value."""
     meta = engine.info.meta
+    fields.setdefault("size_multiple", engine.size_multiple)
     return ColorOptions(
         render_size=render_size or int(meta.get("render_size", DEFAULT_RENDER_SIZE)),
         saturation=float(meta.get("saturation", 1.0)) if saturation is None else saturation,
@@ -91,9 +93,10 @@ def pixels_to_l(pixels: np.ndarray) -> np.ndarray:
     raise InputError(f"expected a (H, W) gray or (H, W, 3) RGB image, got shape {pixels.shape}")
 
 
-def network_input(l_full: np.ndarray, render_size: int) -> np.ndarray:
-    """Full-res L* (H, W) -> network input (h, w, 1) in [-1, 1] at the render size."""
-    h, w = lab.render_shape(*l_full.shape[:2], render_size)
+def network_input(l_full: np.ndarray, render_size: int, multiple: int = lab.SIZE_MULTIPLE) -> np.ndarray:
+    """Full-res L* (H, W) -> network input (h, w, 1) in [-1, 1] at the render size,
+    sides rounded to ``multiple`` (the model's; see ``ColorOptions.size_multiple``)."""
+    h, w = lab.render_shape(*l_full.shape[:2], render_size, multiple)
     return lab.scale_l(lab.resize(l_full, h, w))[..., None]
 
 
@@ -152,10 +155,9 @@ def to_dtype(rgb01: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def predict_ab(l_batch: np.ndarray, engine: "Engine", embedding: np.ndarray | None = None) -> np.ndarray:
-    """Run the engine on (N, h, w, 1) scaled L; reuse ``embedding`` (N, E) if given."""
-    if embedding is None:
-        embedding = engine.embed(engine.extractor_input(l_batch))
-    return engine.colorize(l_batch, embedding)
+    """Run the engine on (N, h, w, 1) scaled L; reuse ``embedding`` (N, E) if given
+    (two-graph models).  Returns a*b* in [-1, 1] on the model's output grid."""
+    return engine.predict(l_batch, embedding)
 
 
 def colorize_l(l_fulls: Sequence[np.ndarray], *, engine: "Engine",
@@ -165,7 +167,7 @@ def colorize_l(l_fulls: Sequence[np.ndarray], *, engine: "Engine",
     Images are grouped by render shape so each engine call gets a full batch.
     Returns sRGB float32 (H, W, 3) in [0, 1], in input order.
     """
-    inputs = [network_input(l, options.render_size) for l in l_fulls]
+    inputs = [network_input(l, options.render_size, options.size_multiple) for l in l_fulls]
     out: list[np.ndarray | None] = [None] * len(inputs)
     groups: dict[tuple[int, int], list[int]] = {}
     for i, x in enumerate(inputs):

@@ -509,7 +509,8 @@ class _Job:
         pixels = frame.to_ndarray(**kw)
         l_full = pixels_to_l(pixels)
         item = _Frame(index=self.frames_in, pts=pts, duration=frame.duration or 0,
-                      l_full=l_full.astype(np.float16), l_net=network_input(l_full, self.colour.render_size))
+                      l_full=l_full.astype(np.float16), l_net=network_input(l_full, self.colour.render_size,
+                                                                       self.colour.size_multiple))
         if self.frames_in == 0:
             self._note_colour(pixels)
         self.frames_in += 1
@@ -544,13 +545,16 @@ class _Job:
                         keys.append(i)
                         since_key = 0
                     since_key += 1
-                fresh = engine.embed(engine.extractor_input(net[keys])) if keys else None
-                rows = []
-                for i in range(len(frames)):
-                    if i in keys:
-                        embedding = fresh[keys.index(i)]
-                    rows.append(embedding)
-                ab = predict_ab(net, engine, np.stack(rows))
+                if engine.reuses_embedding:
+                    fresh = engine.embed(engine.extractor_input(net[keys])) if keys else None
+                    rows = []
+                    for i in range(len(frames)):
+                        if i in keys:
+                            embedding = fresh[keys.index(i)]
+                        rows.append(embedding)
+                    ab = predict_ab(net, engine, np.stack(rows))
+                else:  # one-graph model: the embedding comes out of the same pass as the features
+                    ab = predict_ab(net, engine)
                 for f, ab_i in zip(frames, ab):
                     f.ab = ab_i
             self._put(out, items)

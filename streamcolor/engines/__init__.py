@@ -17,8 +17,10 @@ log = logging.getLogger(__name__)
 
 #: Folder of the models shipped inside the package.
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-#: The model used when none is named.
+#: The model used when none is named: an alias of one shipped model folder.
 DEFAULT_MODEL = "default"
+#: Names that stand for a shipped model folder.
+ALIASES = {DEFAULT_MODEL: "seed"}
 
 
 def _onnx(info: ModelInfo, **kw) -> Engine:
@@ -52,8 +54,9 @@ BACKENDS: dict[str, Callable[..., Engine]] = {"onnx": _onnx, "onnx-int8": _onnx_
 
 
 def available_models() -> list[str]:
-    """Names of the models shipped with the package (folders with a model.json)."""
-    return sorted(p.parent.name for p in WEIGHTS_DIR.glob("*/model.json"))
+    """Names of the models shipped with the package (folders with a model.json), and their aliases."""
+    shipped = sorted(p.parent.name for p in WEIGHTS_DIR.glob("*/model.json"))
+    return [*[a for a, target in ALIASES.items() if target in shipped], *shipped]
 
 
 def available_backends() -> list[str]:
@@ -66,7 +69,7 @@ def resolve_model(model: str | Path = DEFAULT_MODEL) -> ModelInfo:
     path = Path(model)
     if path.exists():
         return ModelInfo.load(path)
-    shipped = WEIGHTS_DIR / str(model)
+    shipped = WEIGHTS_DIR / ALIASES.get(str(model), str(model))
     if (shipped / "model.json").is_file():
         return ModelInfo.load(shipped)
     raise ValueError(f"unknown model {str(model)!r}: not a bundle folder, and the shipped models are "

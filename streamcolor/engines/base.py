@@ -2,23 +2,33 @@
 
 A model on disk is a *bundle*: a folder with ``model.json`` (metadata) and the
 exported graphs.  An :class:`Engine` owns its runtime session(s), built once
-in the constructor, and turns batches of L into batches of a*b*:
+in the constructor, and turns batches of L into batches of a*b*.  The one call
+every caller needs is
 
-* ``embed(l_ext)``: (N, S, S, 1) L in [-1, 1] at the extractor's square size
-  S -> (N, E) embedding (the frozen ImageNet classifier's logits);
-* ``colorize(l, embedding)``: (N, H, W, 1) L in [-1, 1], H and W multiples of
-  8, plus (N, E) embedding -> (N, H, W, 2) a*b* in [-1, 1];
-* ``predict(l)``: both, for callers that do not reuse embeddings.
+* ``predict(l)``: (N, H, W, 1) L in [-1, 1], H and W multiples of 8 ->
+  (N, h, w, 2) a*b* in [-1, 1].  ``h, w`` is the model's output grid: the
+  input size for the seed model, a quarter of it for the U-Net; callers
+  upsample a*b* to the full-resolution image anyway.
 
-The split lets video reuse one embedding across a scene and lets training
-precompute embeddings once (method.md).
+Two architectures (``model.json`` ``"architecture"``):
+
+* ``"koalarization"`` (method.md, the seed model): two graphs, a frozen
+  classifier (``embed(l_ext)``: (N, S, S, 1) letterboxed L -> (N, E) logits)
+  and the colorizer (``colorize(l, embedding)``).  The split lets video reuse
+  one embedding across a scene and lets training precompute embeddings once;
+  ``reuses_embedding`` is True and ``predict(l, embedding)`` accepts one.
+* ``"unet"``: one graph, L -> a*b*, in which the ImageNet classifier is also
+  the encoder: its feature maps are the U-Net's skips and its logits the
+  embedding, all from one forward pass, so there is nothing to reuse.  Its
+  input sides must be multiples of ``size_multiple`` (32); ``predict`` pads
+  other multiples of 8 by edge replication and crops the output.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from abc import ABC, abstractmethod
+from abc import ABC
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +41,11 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "model.json"
 BUNDLE_FORMAT = 1
+#: Architectures a bundle can hold (``model.json`` ``"architecture"``; absent means the seed's).
+KOALARIZATION, UNET = "koalarization", "unet"
+ARCHITECTURES = (KOALARIZATION, UNET)
+_OWN_KEYS = {"format", "name", "extractor", "extractor_size", "embed_dim", "files", "architecture",
+             "size_multiple"}
 
 
 class EngineError(RuntimeError):
@@ -48,6 +63,13 @@ class ModelInfo:
     embed_dim: int  # length of the embedding
     files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
     meta: dict[str, Any] = field(default_factory=dict)  # training, quality, licence...
+    architecture: str = KOALARIZATION  # "koalarization" (two graphs) or "unet" (one graph)
+    size_multiple: int = lab.SIZE_MULTIPLE  # input sides must be multiples of this
+
+    @property
+    def two_stage(self) -> bool:
+        """Whether the bundle has a separate extractor graph (embeddings can be reused)."""
+        return self.architecture == KOALARIZATION
 
     @classmethod
     def load(cls, path: str | Path) -> "ModelInfo":
@@ -63,16 +85,21 @@ class ModelInfo:
             raise EngineError(
                 f"{manifest}: bundle format {data.get('format')!r}, this streamcolor reads {BUNDLE_FORMAT}"
             )
+        architecture = data.get("architecture", KOALARIZATION)
+        if architecture not in ARCHITECTURES:
+            raise EngineError(f"{manifest}: architecture {architecture!r}, this streamcolor reads {ARCHITECTURES}")
         try:
             return cls(
                 path=manifest.parent,
                 name=str(data["name"]),
                 extractor=str(data["extractor"]),
-                extractor_size=int(data["extractor_size"]),
+                extractor_size=int(data.get("extractor_size", 0) if architecture == UNET
+                                   else data["extractor_size"]),
                 embed_dim=int(data["embed_dim"]),
                 files=dict(data.get("files", {})),
-                meta={k: v for k, v in data.items()
-                      if k not in {"format", "name", "extractor", "extractor_size", "embed_dim", "files"}},
+                meta={k: v for k, v in data.items() if k not in _OWN_KEYS},
+                architecture=architecture,
+                size_multiple=int(data.get("size_multiple", lab.SIZE_MULTIPLE)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise EngineError(f"{manifest}: incomplete model manifest: {exc}") from exc
@@ -86,9 +113,10 @@ class ModelInfo:
 
     def dump(self) -> dict[str, Any]:
         """The manifest as a dict (inverse of :meth:`load`)."""
-        return {"format": BUNDLE_FORMAT, "name": self.name, "extractor": self.extractor,
-                "extractor_size": self.extractor_size, "embed_dim": self.embed_dim,
-                "files": self.files, **self.meta}
+        own = {"format": BUNDLE_FORMAT, "name": self.name, "architecture": self.architecture,
+               "extractor": self.extractor, "extractor_size": self.extractor_size,
+               "embed_dim": self.embed_dim, "size_multiple": self.size_multiple, "files": self.files}
+        return {**own, **self.meta}
 
 
 class Engine(ABC):
@@ -108,22 +136,55 @@ class Engine(ABC):
     def extractor_size(self) -> int:
         return self.info.extractor_size
 
-    @abstractmethod
-    def embed(self, l_ext: np.ndarray) -> np.ndarray:
-        """(N, S, S, 1) float32 L in [-1, 1] -> (N, E) float32 embedding."""
+    @property
+    def size_multiple(self) -> int:
+        """Input sides the graph takes must be multiples of this (8 or 32)."""
+        return self.info.size_multiple
 
-    @abstractmethod
+    @property
+    def reuses_embedding(self) -> bool:
+        """Whether :meth:`embed` exists and ``predict(l, embedding)`` can skip the classifier."""
+        return self.info.two_stage
+
+    def embed(self, l_ext: np.ndarray) -> np.ndarray:
+        """(N, S, S, 1) float32 L in [-1, 1] -> (N, E) float32 embedding (two-graph models)."""
+        raise EngineError(f"{self.name}: a one-graph model computes its embedding inside predict()")
+
     def colorize(self, l: np.ndarray, embedding: np.ndarray) -> np.ndarray:
-        """(N, H, W, 1) L in [-1, 1] and (N, E) embedding -> (N, H, W, 2) a*b* in [-1, 1]."""
+        """(N, H, W, 1) L in [-1, 1] and (N, E) embedding -> (N, H, W, 2) a*b* in [-1, 1] (two-graph models)."""
+        raise EngineError(f"{self.name}: a one-graph model has no separate colorizer; use predict()")
+
+    def forward(self, l: np.ndarray) -> np.ndarray:
+        """(N, H, W, 1) L in [-1, 1], sides multiples of :attr:`size_multiple` ->
+        (N, h, w, 2) a*b* in [-1, 1] (one-graph models)."""
+        raise EngineError(f"{self.name}: a two-graph model runs embed() and colorize()")
 
     def extractor_input(self, l: np.ndarray) -> np.ndarray:
         """Letterbox a batch (N, H, W, 1) of scaled L to (N, S, S, 1) for :meth:`embed`."""
         return np.stack([lab.letterbox(x[..., 0], self.extractor_size) for x in l])[..., None]
 
-    def predict(self, l: np.ndarray) -> np.ndarray:
-        """(N, H, W, 1) L in [-1, 1] -> (N, H, W, 2) a*b* in [-1, 1]."""
+    def predict(self, l: np.ndarray, embedding: np.ndarray | None = None) -> np.ndarray:
+        """(N, H, W, 1) L in [-1, 1] (H, W multiples of 8) -> (N, h, w, 2) a*b* in [-1, 1].
+
+        ``embedding`` (N, E), when given, is reused instead of running the
+        classifier (two-graph models only; see :attr:`reuses_embedding`).
+        """
         l = check_l_batch(l)
-        return self.colorize(l, self.embed(self.extractor_input(l)))
+        if self.info.two_stage:
+            if embedding is None:
+                embedding = self.embed(self.extractor_input(l))
+            return self.colorize(l, embedding)
+        if embedding is not None:
+            raise ValueError(f"{self.name} computes its embedding in its one graph; pass no embedding")
+        h, w = l.shape[1:3]
+        m = self.size_multiple
+        ph, pw = -h % m, -w % m
+        if not (ph or pw):
+            return self.forward(l)
+        padded = np.pad(l, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
+        out = self.forward(padded)
+        sh, sw = out.shape[1] * h // (h + ph), out.shape[2] * w // (w + pw)
+        return np.ascontiguousarray(out[:, :sh, :sw])
 
     def close(self) -> None:
         """Release the runtime session(s).  The engine is unusable afterwards."""

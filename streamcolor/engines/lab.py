@@ -83,17 +83,20 @@ def round_to_multiple(value: float, multiple: int = SIZE_MULTIPLE) -> int:
     return max(multiple, int(round(value / multiple)) * multiple)
 
 
-def render_shape(height: int, width: int, render_size: int) -> tuple[int, int]:
+def render_shape(height: int, width: int, render_size: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
     """Network input (h, w) for an image of (height, width).
 
     The longer side becomes ``render_size`` and the aspect ratio is kept, both
-    sides rounded to multiples of 8 (the encoder's stride).  The network is
-    fully convolutional, so no padding or squashing is needed.
+    sides rounded to multiples of ``multiple`` (the encoder's total stride:
+    8 for the seed model, 32 for the U-Net).  The network is fully
+    convolutional, so no padding is needed; the rounding changes the aspect
+    by a few percent at most, which the a*b* upsampling to the full-resolution
+    image undoes.
     """
     if height <= 0 or width <= 0:
         raise ValueError(f"image size must be positive, got {height}x{width}")
     scale = render_size / max(height, width)
-    return round_to_multiple(height * scale), round_to_multiple(width * scale)
+    return round_to_multiple(height * scale, multiple), round_to_multiple(width * scale, multiple)
 
 
 def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -30,7 +30,9 @@ def default_providers(device: str = "auto") -> list[str]:
 
 
 class OnnxEngine(Engine):
-    """Runs ``extractor.onnx`` and ``colorizer.onnx`` of a bundle with ONNX Runtime.
+    """Runs a bundle's graphs with ONNX Runtime: ``extractor.onnx`` and
+    ``colorizer.onnx`` for the two-graph seed model, ``colorizer.onnx`` alone
+    for a one-graph model (``extractor_file`` is then ignored).
 
     Input and output names are read from the model files.  ``threads=0``
     lets ONNX Runtime use every physical core.
@@ -53,17 +55,18 @@ class OnnxEngine(Engine):
             log.warning("an NVIDIA GPU is present but onnxruntime has no CUDA provider: running on CPU "
                         "(pip install 'streamcolor[gpu]')")
         self.colorizer_file = colorizer_file
+        self._extractor = None
         try:
-            self._extractor = ort.InferenceSession(str(info.file(extractor_file)), opts, providers=providers)
+            if info.two_stage:
+                self._extractor = ort.InferenceSession(str(info.file(extractor_file)), opts, providers=providers)
             self._colorizer = ort.InferenceSession(str(info.file(colorizer_file)), opts, providers=providers)
         except EngineError:
             raise
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise EngineError(f"{info.path}: ONNX Runtime cannot load the model: {exc}") from exc
         self.providers = self._colorizer.get_providers()
-        self._ext_in = self._extractor.get_inputs()[0].name
-        names = {i.name: i for i in self._colorizer.get_inputs()}
-        by_rank = sorted(names.values(), key=lambda i: len(i.shape))
+        self._ext_in = self._extractor.get_inputs()[0].name if self._extractor is not None else None
+        by_rank = sorted(self._colorizer.get_inputs(), key=lambda i: len(i.shape))
         self._emb_in, self._l_in = by_rank[0].name, by_rank[-1].name
         self._precision = "fp16" if "float16" in self._colorizer.get_inputs()[0].type else "fp32"
         log.info("ONNX engine %s on %s", info.name, self.providers[0])
@@ -74,11 +77,21 @@ class OnnxEngine(Engine):
         variant = os.path.basename(self.colorizer_file).removeprefix("colorizer").removesuffix(".onnx").strip(".-_")
         return f"onnx-{dev}{'-' + variant if variant else ''}:{self.info.name}"
 
+    def forward(self, l: np.ndarray) -> np.ndarray:
+        if self.info.two_stage:
+            return super().forward(l)
+        feeds = {self._l_in: np.ascontiguousarray(l, dtype=np.float32)}
+        return self._colorizer.run(None, feeds)[0].astype(np.float32, copy=False)
+
     def embed(self, l_ext: np.ndarray) -> np.ndarray:
+        if self._extractor is None:
+            return super().embed(l_ext)
         l_ext = np.ascontiguousarray(l_ext, dtype=np.float32)
         return self._extractor.run(None, {self._ext_in: l_ext})[0].astype(np.float32, copy=False)
 
     def colorize(self, l: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+        if not self.info.two_stage:
+            return super().colorize(l, embedding)
         feeds = {self._l_in: np.ascontiguousarray(l, dtype=np.float32),
                  self._emb_in: np.ascontiguousarray(embedding, dtype=np.float32)}
         return self._colorizer.run(None, feeds)[0].astype(np.float32, copy=False)

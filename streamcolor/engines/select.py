@@ -202,8 +202,9 @@ def _files(info: ModelInfo, precision: str) -> tuple[str, str]:
     colorizer, extractor = rec.get("colorizer", default_c), rec.get("extractor", default_e)
     if precision == "fp16":
         colorizer = _fp16_file(info, colorizer, "colorizer.onnx")
-        extractor = _fp16_file(info, extractor, "extractor.onnx")
-    return colorizer, extractor
+        if info.two_stage:
+            extractor = _fp16_file(info, extractor, "extractor.onnx")
+    return colorizer, extractor  # a one-graph model's engine ignores the extractor name
 
 
 def _fp16_convertible() -> bool:

@@ -125,16 +125,23 @@ class TensorRTEngine(Engine):
         cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "streamcolor" / "tensorrt"
         precision = "fp16" if fp16 else "fp32"
         runners = {}
-        for part in ("extractor", "colorizer"):
+        for part in (("extractor", "colorizer") if info.two_stage else ("colorizer",)):
             onnx_path = info.file(f"{part}.onnx")
             plan = cache / cache_key(onnx_path, gpu, trt.__version__, precision)
             if not plan.exists():
                 log.info("building TensorRT %s plan for %s on %s (one time)", precision, part, gpu)
                 build_plan(onnx_path, plan, fp16=fp16)
             runners[part] = _TrtRunner(plan)
-        self._extractor, self._colorizer = runners["extractor"], runners["colorizer"]
+        self._extractor, self._colorizer = runners.get("extractor"), runners["colorizer"]
+
+    def forward(self, l: np.ndarray) -> np.ndarray:
+        if self.info.two_stage:
+            return super().forward(l)
+        return self._colorizer({self._colorizer.inputs[0]: l})
 
     def embed(self, l_ext: np.ndarray) -> np.ndarray:
+        if self._extractor is None:
+            return super().embed(l_ext)
         return self._extractor({self._extractor.inputs[0]: l_ext})
 
     def colorize(self, l: np.ndarray, embedding: np.ndarray) -> np.ndarray:

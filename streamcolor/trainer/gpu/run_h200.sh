@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # How the shipped default model was trained (device call, Keras 3 on JAX, no TensorFlow):
 #   CROPS=32 MIN=5 BENCH_S=60 bash streamcolor/trainer/gpu/run_h200.sh   (carry: data/carry, .whl with keras/namex/optree)
-# then here: python streamcolor/trainer/gpu/unpack.py run-a-final.npz run-a/run.json w/ && streamcolor train export w/colorizer.weights.h5 streamcolor/engines/weights/default --ship
+# then here: python streamcolor/trainer/gpu/unpack.py run-a-final.npz run-a/run.json w/ && streamcolor train export w/colorizer.weights.h5 streamcolor/engines/weights/seed --ship
 # One device call: Keras wheels, shards prepared on the GPU, two trainings side
 # by side (method's lr 1e-3, and 3e-4), inference timing, then pack results.
 set -u
