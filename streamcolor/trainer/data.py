@@ -19,6 +19,14 @@ Shard layout (``<out>/``)::
         info.json         photos, examples, gray and unreadable photos of the shard
     val-00000/ ...
 
+For the U-Net (``PrepareOptions.model = "unet"``, :mod:`streamcolor.trainer.unet`)
+a shard holds, instead of ``emb.npy``, the frozen encoder's feature maps
+``s4.npy``, ``s8.npy``, ``s16.npy`` (float16, (n, S/k, S/k, C)), and ``ab.npy``
+at the model's output grid (S/4, area-averaged): everything below the U-Net's
+trainable part is computed once here, so training runs only the decoder.
+Mirroring happens when the crops are cut (feature maps cannot be mirrored
+afterwards).
+
 Quantisation error of the storage is ~1e-5 in the loss's [-1, 1] scaling
 (uniform rounding of a*b* by one unit: (1/128)^2 / 12), small against the
 ~2.5e-3 MSE the method reaches.
@@ -52,6 +60,8 @@ SHARDS_FORMAT = 1
 META = "meta.json"
 PLAN = "plan.json"
 SPLITS = ("train", "val")
+#: What a shard set is made for: the seed network (embeddings) or the U-Net (feature maps).
+MODELS = ("koalarization", "unet")
 #: File name suffixes read as photos (folders and archive members).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".jp2", ".ppm", ".pgm")
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -76,7 +86,8 @@ class DataError(RuntimeError):
 class PrepareOptions:
     """Knobs of :func:`prepare_shards`."""
 
-    size: int = 224  # side of the square training examples, pixels (multiple of 8)
+    size: int = 224  # side of the square training examples, pixels (multiple of 8; of 32 for "unet")
+    model: str = "koalarization"  # "koalarization" (embeddings, the seed) or "unet" (encoder feature maps)
     extractor: str = "efficientnet_lite0"  # name in streamcolor.trainer.extractors.EXTRACTORS
     extractor_weights: str | None = "default"  # "default" (pre-trained) or None (random: tests only)
     crops_per_photo: int = 0  # 0: the whole photo, letterboxed (method.md); N: N random square crops
@@ -94,6 +105,8 @@ class PrepareOptions:
         d = asdict(self)
         for k in ("embed_batch", "workers"):
             d.pop(k)
+        if d["model"] == MODELS[0]:  # shards written before "model" existed stay valid
+            d.pop("model")
         return d
 
 
@@ -435,10 +448,17 @@ def prepare_shards(sources: Sequence[str | Path], out: str | Path, *,
 
     from streamcolor.trainer.extractors import EXTRACTORS, build_extractor
 
-    if options.size % lab.SIZE_MULTIPLE:
-        raise ValueError(f"size must be a multiple of {lab.SIZE_MULTIPLE}, got {options.size}")
+    if options.model not in MODELS:
+        raise ValueError(f"unknown model {options.model!r}; choose from {MODELS}")
+    multiple = _size_multiple(options.model)
+    if options.size % multiple:
+        raise ValueError(f"size must be a multiple of {multiple} for the {options.model} model, got {options.size}")
     if options.extractor not in EXTRACTORS:
         raise ValueError(f"unknown extractor {options.extractor!r}; choose from {sorted(EXTRACTORS)}")
+    if options.model == "unet" and options.extractor != "efficientnet_lite0":
+        raise ValueError("the unet model is built on efficientnet_lite0")
+    if options.model == "unet" and options.flip and options.crops_per_photo <= 0:
+        log.info("unet shards of whole photos: no mirroring (feature maps cannot be mirrored after the fact)")
     spec = EXTRACTORS[options.extractor]
     out = Path(out)
     workers = options.workers or os.cpu_count() or 1
@@ -492,9 +512,15 @@ def prepare_shards(sources: Sequence[str | Path], out: str | Path, *,
     if report.shards_skipped:
         log.info("resuming: %d of %d shards already finished", report.shards_skipped, len(plan))
     if todo:
-        if extractor is None:
-            extractor = build_extractor(options.extractor, weights=options.extractor_weights)
-        embed = _Embedder(extractor, spec.size, options.embed_batch)
+        if options.model == "unet":
+            if extractor is None:
+                from streamcolor.trainer.unet import build_unet
+                extractor = build_unet(weights=options.extractor_weights).bottom_model()
+            embed = _FeatureEncoder(extractor, options.embed_batch)
+        else:
+            if extractor is None:
+                extractor = build_extractor(options.extractor, weights=options.extractor_weights)
+            embed = _Embedder(extractor, spec.size, options.embed_batch)
         bar = tqdm(total=sum(len(plan[n]) for n in todo), desc="preparing shards", unit="photo")
         with ThreadPoolExecutor(workers) as pool:
             for name in todo:
@@ -516,11 +542,16 @@ def prepare_shards(sources: Sequence[str | Path], out: str | Path, *,
         report.unreadable += info["unreadable"]
     for p in report.unreadable:
         log.warning("unreadable, skipped: %s (%s)", p["key"], p["error"])
+    storage = {"l": "uint8, L* * 255/100", "ab": "int8, a*b* rounded", "embedding": "float16"}
+    if options.model == "unet":
+        from streamcolor.trainer.unet import OUTPUT_STRIDE, TRAIN_INPUTS
+        storage = {"l": storage["l"], "ab": f"int8, a*b* rounded, area-averaged to size/{OUTPUT_STRIDE}",
+                   **{k: "float16, frozen Lite0 feature map" for k in TRAIN_INPUTS}}
     meta = {
-        "format": SHARDS_FORMAT, "complete": True, "options": options.fingerprint(),
+        "format": SHARDS_FORMAT, "complete": True, "options": options.fingerprint(), "model": options.model,
         "extractor": options.extractor, "extractor_weights": options.extractor_weights,
         "extractor_size": spec.size, "embed_dim": spec.embed_dim, "size": options.size,
-        "storage": {"l": "uint8, L* * 255/100", "ab": "int8, a*b* rounded", "embedding": "float16"},
+        "storage": storage, **({"inputs": list(TRAIN_INPUTS)} if options.model == "unet" else {}),
         "counts": report.counts,
         "skipped": {"gray": report.gray, "unreadable": report.unreadable, "duplicates": report.duplicates},
         "sources": [str(s) for s in sources] + ([str(manifest)] if manifest else []),
@@ -535,6 +566,28 @@ def prepare_shards(sources: Sequence[str | Path], out: str | Path, *,
     log.info("shards in %s: %s; skipped %d gray, %d unreadable, %d duplicates", out, report.counts,
              len(report.gray), len(report.unreadable), len(report.duplicates))
     return report
+
+
+def _size_multiple(model: str) -> int:
+    return 32 if model == "unet" else lab.SIZE_MULTIPLE
+
+
+class _FeatureEncoder:
+    """Runs the U-Net's frozen encoder part in fixed-size batches: (n, S, S) L
+    in [-1, 1] -> {"s4": (n, S/4, S/4, 24), ...} float16."""
+
+    def __init__(self, model, batch: int):
+        self.model, self.batch = model, batch
+
+    def __call__(self, l_scaled: np.ndarray) -> dict[str, np.ndarray]:
+        outs: dict[str, list[np.ndarray]] = {}
+        for i in range(0, len(l_scaled), self.batch):
+            chunk = l_scaled[i:i + self.batch]
+            x = np.zeros((self.batch,) + chunk.shape[1:] + (1,), np.float32)
+            x[:len(chunk), ..., 0] = chunk
+            for k, v in self.model.predict_on_batch(x).items():
+                outs.setdefault(k, []).append(np.asarray(v, np.float32)[:len(chunk)].astype(np.float16))
+        return {k: np.concatenate(v) for k, v in outs.items()}
 
 
 class _Embedder:
@@ -556,7 +609,7 @@ class _Embedder:
 
 
 def _write_shard(path: Path, photos: list[PhotoRef], shas: dict[str, str], options: PrepareOptions,
-                 embed: _Embedder, pool: ThreadPoolExecutor, bar) -> None:
+                 embed: "_Embedder | _FeatureEncoder", pool: ThreadPoolExecutor, bar) -> None:
     def one(p: PhotoRef):
         try:
             rgb = decode_photo(p.read_bytes())
@@ -579,15 +632,27 @@ def _write_shard(path: Path, photos: list[PhotoRef], shas: dict[str, str], optio
             examples.append(ex)
     s = options.size
     labs = np.concatenate(examples) if examples else np.zeros((0, s, s, 3), np.float32)
-    l_u8 = encode_l(labs[..., 0])
-    emb = embed(lab.scale_l(labs[..., 0])) if len(labs) else np.zeros((0, 1), np.float32)
     info["examples"] = int(len(labs))
+    arrays = {"l": encode_l(labs[..., 0])}
+    if options.model == "unet":
+        from streamcolor.trainer.unet import OUTPUT_STRIDE, TAP_CHANNELS
+        g = s // OUTPUT_STRIDE
+        arrays["ab"] = encode_ab(np.stack([cv2.resize(np.ascontiguousarray(x[..., 1:]), (g, g),
+                                                      interpolation=cv2.INTER_AREA) for x in labs])
+                                 if len(labs) else np.zeros((0, g, g, 2), np.float32))
+        if len(labs):
+            arrays.update(embed(lab.scale_l(labs[..., 0])))
+        else:
+            arrays.update({k: np.zeros((0, 1, 1, c), np.float16) for k, c in TAP_CHANNELS.items()})
+    else:
+        arrays["ab"] = encode_ab(labs[..., 1:])
+        emb = embed(lab.scale_l(labs[..., 0])) if len(labs) else np.zeros((0, 1), np.float32)
+        arrays["emb"] = emb.astype(np.float16)
     tmp = path.with_name(f".tmp-{path.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    np.save(tmp / "l.npy", l_u8)
-    np.save(tmp / "ab.npy", encode_ab(labs[..., 1:]))
-    np.save(tmp / "emb.npy", emb.astype(np.float16))
+    for name, arr in arrays.items():
+        np.save(tmp / f"{name}.npy", arr)
     _write_json(tmp / "info.json", info)
     shutil.rmtree(path, ignore_errors=True)  # a stale, unfinished shard (no info.json)
     os.replace(tmp, path)
@@ -605,9 +670,11 @@ def _write_json(path: Path, data: Any) -> None:
 class ShardSet:
     """The finished shards of one split, memory-mapped.
 
-    ``len(s)`` examples; ``s.take(indices)`` -> (inputs, ab) with inputs
-    ``{"l": (n, S, S, 1), "embedding": (n, E)}`` and ab (n, S, S, 2), all
-    float32 in the network's [-1, 1] scaling.
+    ``len(s)`` examples; ``s.take(indices)`` -> (inputs, ab), all float32, L
+    and a*b* in the network's [-1, 1] scaling: for the seed model inputs
+    ``{"l": (n, S, S, 1), "embedding": (n, E)}`` and ab (n, S, S, 2); for the
+    U-Net inputs ``{"s4", "s8", "s16"}`` (the frozen feature maps) and ab at
+    the output grid (n, S/4, S/4, 2).  ``take_l`` gives the L of examples.
     """
 
     def __init__(self, root: str | Path, split: str = "train"):
@@ -623,7 +690,10 @@ class ShardSet:
         self.split = split
         self.size = int(self.meta["size"])
         self.embed_dim = int(self.meta["embed_dim"])
-        self._l, self._ab, self._emb = [], [], []
+        self.model = self.meta.get("model", MODELS[0])
+        self._extra = ("emb",) if self.model == MODELS[0] else tuple(self.meta["inputs"])
+        self._l, self._ab = [], []
+        self._arrays: dict[str, list[np.ndarray]] = {k: [] for k in self._extra}
         for d in sorted(self.root.glob(f"{split}-*")):
             if not (d / "info.json").is_file():
                 continue
@@ -632,15 +702,32 @@ class ShardSet:
                 continue
             self._l.append(l)
             self._ab.append(np.load(d / "ab.npy", mmap_mode="r"))
-            self._emb.append(np.load(d / "emb.npy", mmap_mode="r"))
+            for k in self._extra:
+                self._arrays[k].append(np.load(d / f"{k}.npy", mmap_mode="r"))
+        self._emb = self._arrays.get("emb", [])
         self._starts = np.cumsum([0] + [len(x) for x in self._l])
 
     def __len__(self) -> int:
         return int(self._starts[-1])
 
+    def _locate(self, indices: Iterable[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64)
+        shard = np.searchsorted(self._starts, idx, side="right") - 1
+        return idx, shard, idx - self._starts[shard]
+
+    def take_l(self, indices: Iterable[int]) -> np.ndarray:
+        """L of the examples at ``indices``: (n, S, S, 1) float32 in [-1, 1]."""
+        idx, shard, local = self._locate(indices)
+        l_u8 = np.stack([self._l[k][i] for k, i in zip(shard, local)]) if len(idx) else \
+            np.zeros((0, self.size, self.size), np.uint8)
+        return decode_l(l_u8)[..., None]
+
     def take(self, indices: Iterable[int], *,
              flip: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Examples at ``indices`` (in that order); ``flip``: bool per example, mirror left-right."""
+        """Examples at ``indices`` (in that order); ``flip``: bool per example, mirror
+        left-right (seed model only: feature maps cannot be mirrored)."""
+        if self.model != MODELS[0]:
+            return self._take_features(indices, flip)
         idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64)
         n, s = len(idx), self.size
         l_u8 = np.empty((n, s, s), np.uint8)
@@ -660,6 +747,25 @@ class ShardSet:
         ab = ab_i8.astype(np.float32)
         ab *= 1.0 / lab.AB_SCALE
         return {"l": l, "embedding": emb}, ab
+
+    def _take_features(self, indices, flip) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        if flip is not None and np.any(flip):
+            raise ValueError("feature shards cannot be mirrored after the fact (mirroring is done at prepare)")
+        idx, shard, local = self._locate(indices)
+        order = np.argsort(idx, kind="stable")  # read each shard in file order
+        out = {}
+        for k in self._extra:
+            first = self._arrays[k][0]
+            arr = np.empty((len(idx),) + first.shape[1:], np.float32)
+            for j in order:
+                arr[j] = self._arrays[k][shard[j]][local[j]]
+            out[k] = arr
+        first = self._ab[0]
+        ab = np.empty((len(idx),) + first.shape[1:], np.float32)
+        for j in order:
+            ab[j] = self._ab[shard[j]][local[j]]
+        ab *= 1.0 / lab.AB_SCALE
+        return out, ab
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -687,7 +793,7 @@ class ShardBatches:
         if self.batch_size < batch_size:
             log.warning("only %d %s examples: batch size %d -> %d", len(shards), shards.split,
                         batch_size, self.batch_size)
-        self.seed, self.flip = seed, flip
+        self.seed, self.flip = seed, flip and shards.model == MODELS[0]  # feature maps are mirrored at prepare
         self._orders: dict[int, np.ndarray] = {}
         self.set_epoch(epoch)
 

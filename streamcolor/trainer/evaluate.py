@@ -44,9 +44,9 @@ PSNR_CAP = 100.0
 class EvalOptions:
     """Knobs of :func:`evaluate`."""
 
-    size: int = 224  # photos: longest side at which the model runs (aspect kept, multiple of 8)
+    size: int = 224  # photos: longest side at which the model runs (aspect kept, multiple of the model's)
     batch_size: int = 16  # images per engine call (shards; photos go one by one)
-    split: str = "val"  # shards: which split
+    split: str | None = "val"  # shards: which split; photos with a manifest: only this split (None: all)
     max_images: int | None = None  # stop after this many images
     gray_threshold: float = 3.0  # photos: near-gray ones (mean chroma below) are skipped, no colour truth
     stored_embeddings: bool = False  # shards: use the stored embeddings (engine.colorize only)
@@ -109,6 +109,16 @@ def image_metrics(l_scaled: np.ndarray, ab_pred: np.ndarray, ab_true: np.ndarray
         out[f"{tag}colorfulness"] = lab.colorfulness(rgb)
     out["truth_colorfulness"] = lab.colorfulness(rgb_true)
     return out
+
+
+def to_grid(ab: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """a*b* (h, w, 2) from the model's output grid to (H, W, 2), bilinear, as
+    streamcolor upsamples it onto the image (the U-Net predicts at a quarter size)."""
+    if ab.shape[:2] == tuple(size):
+        return ab
+    import cv2
+
+    return cv2.resize(np.ascontiguousarray(ab, dtype=np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -175,7 +185,7 @@ def evaluate(engine: "Engine", source: str | Path | Sequence[str | Path], *,
 
 def _from_shards(engine: "Engine", root: Path, options: EvalOptions) -> Iterator[dict[str, Any]]:
     if options.split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}")
+        raise ValueError(f"shards have the splits {SPLITS}, not {options.split!r}")
     shards = ShardSet(root, options.split)
     if len(shards) == 0:
         raise DataError(f"{root}: the {options.split} split has no examples")
@@ -183,12 +193,15 @@ def _from_shards(engine: "Engine", root: Path, options: EvalOptions) -> Iterator
     for i in range(0, n, options.batch_size):
         idx = np.arange(i, min(n, i + options.batch_size))
         x, ab = shards.take(idx)
+        l = x["l"] if "l" in x else shards.take_l(idx)
         if options.stored_embeddings:
-            pred = engine.colorize(x["l"], x["embedding"])
+            pred = engine.colorize(l, x["embedding"])
         else:
-            pred = engine.predict(x["l"])
+            pred = engine.predict(l)
         for j, k in enumerate(idx):
-            yield {"image": f"{options.split}#{int(k)}", **image_metrics(x["l"][j], pred[j], ab[j])}
+            size = l.shape[1:3]
+            yield {"image": f"{options.split}#{int(k)}",
+                   **image_metrics(l[j], to_grid(pred[j], size), to_grid(ab[j], size))}
 
 
 def _from_photos(engine: "Engine", sources: Sequence[str | Path], options: EvalOptions) -> Iterator[dict[str, Any]]:
@@ -198,6 +211,10 @@ def _from_photos(engine: "Engine", sources: Sequence[str | Path], options: EvalO
         photos, problems = list_photos(sources, extract_dir=Path(tmp))
         for p in problems:
             yield {"skipped": f"{p['key']}: {p['error']}"}
+        if options.split is not None and any(p.split for p in photos):
+            photos = [p for p in photos if p.split == options.split]
+            if not photos:
+                raise DataError(f"no photo of the {options.split!r} split in {[str(s) for s in sources]}")
         for p in photos:
             try:
                 rgb = decode_photo(p.read_bytes())
@@ -208,12 +225,12 @@ def _from_photos(engine: "Engine", sources: Sequence[str | Path], options: EvalO
             if mean_chroma(rgb) < options.gray_threshold:
                 yield {"skipped": f"{p.key}: near-gray, no colour truth"}
                 continue
-            h, w = lab.render_shape(*rgb.shape[:2], options.size)
+            h, w = lab.render_shape(*rgb.shape[:2], options.size, engine.size_multiple)
             rgbf = lab.resize(rgb.astype(np.float32) / 255.0, h, w)
             rgb_true = np.rint(np.clip(rgbf, 0, 1) * 255.0).astype(np.uint8)
             labim = lab.rgb_to_lab(rgb_true)
             l_scaled = lab.scale_l(labim[..., :1])
-            pred = engine.predict(l_scaled[None])[0]
+            pred = to_grid(engine.predict(l_scaled[None])[0], (h, w))
             yield {"image": p.key, **image_metrics(l_scaled, pred, lab.scale_ab(labim[..., 1:]), rgb_true)}
 
 

@@ -15,6 +15,11 @@ plus the graphs.  ``export_bundle`` writes
   the size.  The export checks the result against the float32 graphs and
   records the largest difference in ``model.json``.
 
+A U-Net (:mod:`streamcolor.trainer.unet`) exports as one graph,
+``colorizer.onnx`` (``l`` (N, H, W, 1), H and W multiples of 32 -> ``ab``
+(N, H/4, W/4, 2)), plus ``unet-trained.npz``: the weights of its trained
+layers in float16, from which ``streamcolor train fit --init`` fine-tunes.
+
 ONNX conversion goes through ``keras.Model.export(format="onnx")``, which
 needs TensorFlow and tf2onnx (the ``train`` extra): run the export on a
 machine with TensorFlow even when training ran on JAX.
@@ -109,7 +114,7 @@ def keras_to_onnx(model, path: Path, *, input_names: list[str], output_name: str
 
     _require_onnx()
     # Keras exports only models that have been called once.
-    dummy = [np.zeros((1,) + tuple(d if d is not None else 8 for d in t.shape[1:]), np.float32)
+    dummy = [np.zeros((1,) + tuple(d if d is not None else 64 for d in t.shape[1:]), np.float32)
              for t in model.inputs]
     model(dummy if len(dummy) > 1 else dummy[0], training=False)
     with tempfile.TemporaryDirectory() as tmp:
@@ -209,6 +214,8 @@ def export_bundle(source: str | Path, out: str | Path, *, options: ExportOptions
     if out.exists() and not options.overwrite:
         raise ExportError(f"{out} exists; choose another folder or --overwrite")
     model, run = load_trained(source)
+    if run.get("model") == "unet":
+        return _export_unet(model, run, source, out, options)
     ext_name = options.extractor or run.get("extractor")
     if not ext_name:
         raise ExportError(f"{source}: no run.json says which extractor the model was trained with; give --extractor")
@@ -284,18 +291,111 @@ def export_bundle(source: str | Path, out: str | Path, *, options: ExportOptions
     return report
 
 
+def _export_unet(model, run: dict, source, out: Path, options: ExportOptions) -> ExportReport:
+    """:func:`export_bundle` for a U-Net: one graph, L -> a*b* at a quarter size."""
+    import onnx
+
+    from streamcolor.engines.base import UNET
+    from streamcolor.trainer.unet import OUTPUT_STRIDE, SIZE_MULTIPLE, TRAINED_WEIGHTS, UNetConfig, build_unet, \
+        save_trained
+
+    if options.extractor not in (None, "efficientnet_lite0"):
+        raise ExportError("the U-Net is built on efficientnet_lite0; --extractor cannot change it")
+    config = UNetConfig.from_json(run["unet"]) if "unet" in run else UNetConfig()
+    unet = build_unet(config, weights=None)
+    unet.full_model().set_weights(model.get_weights())
+    tmp = out.with_name(f".tmp-{out.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    fp32_dir = tmp if not options.ship else Path(tempfile.mkdtemp(prefix="streamcolor-fp32-"))
+    report = ExportReport(path=out, files={})
+    try:
+        log.info("converting the U-Net to ONNX")
+        keras_to_onnx(unet.full_model(), fp32_dir / "colorizer.onnx", input_names=["l"], output_name="ab",
+                      dim_names={"l": ["batch", "height", "width", None],
+                                 "ab": ["batch", "out_height", "out_width", None]}, opset=options.opset)
+        if options.ship:
+            onnx.save(store_weights_fp16(onnx.load(str(fp32_dir / "colorizer.onnx"))), str(tmp / "colorizer.onnx"))
+        else:
+            unet.full_model().save(tmp / "colorizer.keras")
+        if options.fp16:
+            _fp16_variants(tmp, parts=("colorizer",))
+        save_trained(unet, tmp / TRAINED_WEIGHTS)
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file() and p.name != MANIFEST}
+        report.files = files
+        report.sizes = {n: (tmp / n).stat().st_size for n in files}
+        meta: dict[str, Any] = {
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "extractor_weights": run.get("extractor_weights", "default"),
+            "weights_storage": "float16 (computed in float32)" if options.ship else "float32",
+            "unet": config.to_json(),
+            "output_stride": OUTPUT_STRIDE,
+            "inputs": {"l": f"(N, H, W, 1) L/50 - 1, H and W multiples of {SIZE_MULTIPLE}"},
+            "outputs": {"ab": f"(N, H/{OUTPUT_STRIDE}, W/{OUTPUT_STRIDE}, 2) a*b*/128"},
+            "training": {k: run[k] for k in ("step", "epoch", "examples_seen", "loss", "val_loss", "batch_size",
+                                             "size", "checkpoint", "backend", "stopped_by", "options") if k in run},
+            "data": {k: run[k] for k in ("shards", "data_counts", "data_sources") if k in run},
+            "source": str(source),
+        }
+        if options.eval_json:
+            meta["eval"] = json.loads(Path(options.eval_json).read_text())
+        info = ModelInfo(path=tmp, name=options.name or out.name, extractor="efficientnet_lite0", extractor_size=0,
+                         embed_dim=1000, files=files, meta=meta, architecture=UNET, size_multiple=SIZE_MULTIPLE)
+        _write_manifest(tmp, info)
+        if options.verify:
+            report.max_diff = _verify_unet(tmp, fp32_dir, ship=options.ship, model=unet.full_model())
+            info.meta["export_check_max_abs_diff"] = report.max_diff
+            _write_manifest(tmp, info)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if options.ship:
+            shutil.rmtree(fp32_dir, ignore_errors=True)
+    if options.tensorrt:
+        build_tensorrt(out)
+    log.info("bundle %s: %s; checks %s", out, ", ".join(f"{n} ({report.sizes[n] / 1e6:.1f} MB)" for n in report.files),
+             report.max_diff)
+    return report
+
+
+def _verify_unet(bundle: Path, fp32_dir: Path, *, ship: bool, model) -> dict[str, float]:
+    """Largest |a*b*| differences of the bundle's graph against the Keras model
+    (and, for a ship bundle, against the float32 graph), on a non-square batch."""
+    from streamcolor.engines.base import ModelInfo as _Info
+    from streamcolor.engines.onnx_engine import OnnxEngine
+
+    l, _ = _test_batch(8, size=96)
+    l = np.concatenate([l, l[:, :, :32]], axis=2)  # 96 x 128: non-square, multiples of 32
+    info = _Info.load(bundle)
+    ab = OnnxEngine(info, device="cpu").predict(l)
+    ref = np.asarray(model(l, training=False), np.float32)
+    diffs = {"onnx_vs_keras_ab": float(np.abs(ab - ref).max())}
+    if ship:
+        ref32 = OnnxEngine(_Info(path=fp32_dir, name="fp32", extractor=info.extractor, extractor_size=0,
+                                 embed_dim=info.embed_dim, architecture=info.architecture,
+                                 size_multiple=info.size_multiple), device="cpu").predict(l)
+        diffs = {"ship_vs_fp32_ab": float(np.abs(ab - ref32).max()), "ship_vs_keras_ab": diffs["onnx_vs_keras_ab"]}
+        diffs.pop("onnx_vs_keras_ab", None)
+    if (bundle / "colorizer-fp16.onnx").is_file():
+        half = OnnxEngine(info, device="cpu", colorizer_file="colorizer-fp16.onnx")
+        diffs["fp16_vs_fp32_ab"] = float(np.abs(half.predict(l) - ab).max())
+    return diffs
+
+
 def _write_manifest(folder: Path, info: ModelInfo) -> None:
     (folder / MANIFEST).write_text(json.dumps(info.dump(), indent=1, default=str))
 
 
-def _fp16_variants(folder: Path) -> None:
+def _fp16_variants(folder: Path, parts: tuple[str, ...] = ("colorizer", "extractor")) -> None:
     import onnx
 
     try:
         from onnxconverter_common import float16
     except ImportError as exc:
         raise ImportError("fp16 variants need onnxconverter-common: pip install onnxconverter-common") from exc
-    for part in ("colorizer", "extractor"):
+    for part in parts:
         src = folder / f"{part}.onnx"
         proto = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
         onnx.save(proto, str(folder / f"{part}-fp16.onnx"))

@@ -156,6 +156,9 @@ def calibration_set(sources: Sequence[str | Path], engine: Engine, *, options: Q
     photos of ``sources`` (random photos, random crops, reproducible by seed),
     with embeddings from ``engine`` (the float32 bundle)."""
     size = options.size or int(engine.info.meta.get("render_size") or DEFAULT_RENDER)
+    if size % engine.size_multiple:
+        raise QuantizeError(f"calibration crops of {size} px: the model takes multiples of {engine.size_multiple} "
+                            "(--size)")
     with tempfile.TemporaryDirectory(prefix="streamcolor-calib-") as tmp:
         photos, _ = list_photos(sources, extract_dir=Path(tmp))
         pool = split_photos(photos, options.split)
@@ -180,12 +183,16 @@ def calibration_set(sources: Sequence[str | Path], engine: Engine, *, options: Q
     if not crops:
         raise QuantizeError("no calibration crops could be made")
     l = np.stack(crops).astype(np.float32)
-    l_ext = engine.extractor_input(l)
-    emb = np.concatenate([engine.embed(l_ext[i:i + options.batch]) for i in range(0, len(l), options.batch)])
+    if engine.reuses_embedding:
+        l_ext = engine.extractor_input(l)
+        emb = np.concatenate([engine.embed(l_ext[i:i + options.batch]) for i in range(0, len(l), options.batch)])
+    else:  # one graph: L is its only input
+        l_ext = emb = np.zeros((len(l), 0), np.float32)
     record = {"source": ", ".join(str(s) for s in sources), "split": options.split, "photos": len(keys),
               "crops": len(l), "crops_per_photo": per_photo, "size": size,
-              "crop_scale": [options.min_crop_scale, 1.0], "seed": options.seed,
-              "embeddings": "the bundle's float32 extractor on the letterboxed crop", "photo_keys": keys}
+              "crop_scale": [options.min_crop_scale, 1.0], "seed": options.seed, "photo_keys": keys}
+    if engine.reuses_embedding:
+        record["embeddings"] = "the bundle's float32 extractor on the letterboxed crop"
     log.info("calibration set: %d crops of %d px from %d %s photos", len(l), size, len(keys), options.split)
     return CalibrationSet(l=l, l_ext=l_ext, embedding=emb, photos=keys, record=record)
 
@@ -462,6 +469,11 @@ class _Recording(Engine):
         self.outputs.append(out)
         return out
 
+    def forward(self, l: np.ndarray) -> np.ndarray:
+        out = self.inner.forward(l)
+        self.outputs.append(out)
+        return out
+
 
 def measure_quality(bundle: Path, graphs: dict[str, tuple[str, str]], photos: Sequence[Path], *, size: int = 224,
                     max_images: int | None = None) -> dict[str, dict[str, Any]]:
@@ -522,8 +534,7 @@ def _record_variant(bundle: Path, name: str, rec: dict[str, Any] | None, files: 
             shas[f] = sha256_file(bundle / f)
         else:
             shas.pop(f, None)
-    info = ModelInfo(path=info.path, name=info.name, extractor=info.extractor, extractor_size=info.extractor_size,
-                     embed_dim=info.embed_dim, files=shas, meta=meta)
+    info = replace(info, files=shas, meta=meta)
     _write_manifest(bundle, info)
     return info
 
@@ -618,11 +629,14 @@ def _make_int8(bundle: Path, info: ModelInfo, calib_sources: list, options: Quan
     with tempfile.TemporaryDirectory(prefix="streamcolor-int8-") as tmp:
         tmp = Path(tmp)
         src = float32_graph(info.file("colorizer.onnx"), tmp / "colorizer-fp32.onnx")
-        feeds = [{"l": cal.l[i:i + b], "embedding": cal.embedding[i:i + b]} for i in range(0, len(cal.l), b)]
+        if info.two_stage:
+            feeds = [{"l": cal.l[i:i + b], "embedding": cal.embedding[i:i + b]} for i in range(0, len(cal.l), b)]
+        else:
+            feeds = [{"l": cal.l[i:i + b]} for i in range(0, len(cal.l), b)]
         method = quantize_graph(src, tmp / colorizer_file, feeds, options=options, exclude=options.exclude)
         graphs = {"colorizer": graph_report(tmp / colorizer_file)}
         files = [colorizer_file]
-        if options.extractor:
+        if options.extractor and info.two_stage:
             src = float32_graph(info.file("extractor.onnx"), tmp / "extractor-fp32.onnx")
             name = _input_name(src)
             feeds = [{name: cal.l_ext[i:i + b]} for i in range(0, len(cal.l_ext), b)]
@@ -635,9 +649,10 @@ def _make_int8(bundle: Path, info: ModelInfo, calib_sources: list, options: Quan
             os.replace(bundle / f".{f}.tmp", bundle / f)
     for part, g in graphs.items():
         log.info("int8 %s runs %s in int8; left in float: %s", part, g["int8_ops"], g["float_ops"])
-    rec = {"colorizer": colorizer_file, "extractor": extractor_file if options.extractor else "extractor.onnx",
+    ext_too = options.extractor and info.two_stage
+    rec = {"colorizer": colorizer_file, "extractor": extractor_file if ext_too else "extractor.onnx",
            "device": "cpu", "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-           "made_from": _made_from(bundle, ["colorizer.onnx"] + (["extractor.onnx"] if options.extractor else [])),
+           "made_from": _made_from(bundle, ["colorizer.onnx"] + (["extractor.onnx"] if ext_too else [])),
            "quantization": method,
            "calibration_set": cal.record, "graph": graphs,
            "sizes_bytes": {f: (bundle / f).stat().st_size for f in files}}
@@ -648,13 +663,13 @@ def _make_fp16(bundle: Path) -> tuple[dict[str, Any], list[str]]:
     import onnxconverter_common
 
     info = ModelInfo.load(bundle)
-    files = list(VARIANT_FILES["fp16"])
+    files = list(VARIANT_FILES["fp16"])[:2 if info.two_stage else 1]
     for src, dst in zip(("colorizer.onnx", "extractor.onnx"), files):
         (bundle / f".{dst}.tmp").write_bytes(to_fp16(info.file(src).read_bytes()))
         os.replace(bundle / f".{dst}.tmp", bundle / dst)
-    rec = {"colorizer": files[0], "extractor": files[1], "device": "cuda",
+    rec = {"colorizer": files[0], "extractor": files[-1] if info.two_stage else "extractor.onnx", "device": "cuda",
            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-           "made_from": _made_from(bundle, ["colorizer.onnx", "extractor.onnx"]),
+           "made_from": _made_from(bundle, ["colorizer.onnx", "extractor.onnx"][:len(files)]),
            "conversion": f"onnxconverter-common {onnxconverter_common.__version__} convert_float_to_float16"
                          "(keep_io_types=True)", "in_bundle": True,
            "quality_measured_on": "CPU (ORT casts float16 ops to float32 there; float16 storage of weights "

@@ -4,6 +4,13 @@ method.md: MSE loss on a*b* in [-1, 1], Adam with learning rate 1e-3, batch
 100, a checkpoint every N steps, resume from the latest checkpoint, a few
 validation images colorized at each checkpoint.
 
+Two networks train here, chosen by the shards (``streamcolor train prepare
+--model``): the seed (method.md; inputs L and the classifier embedding) and
+the U-Net of :mod:`streamcolor.trainer.unet` (inputs the frozen encoder's
+feature maps; only the decoder, and optionally Lite0's top blocks, train).
+``FitOptions.init`` starts from a trained model instead of from scratch:
+fine-tuning a shipped model on one's own photos.
+
 Run folder (``run_dir``)::
 
     run.json                   shards, extractor, options, final figures
@@ -51,6 +58,12 @@ MODEL_FILE = "colorizer.keras"
 #: Layers kept in float32 under mixed precision (the tanh output and its upsampling).
 FLOAT32_LAYERS = ("decoder_conv4", "ab")
 LR_SCHEDULES = ("constant", "cosine")
+#: "mse": method.md's loss.  "rebalanced": MSE weighted per pixel by the rarity
+#: of its true colour in the training set (Zhang et al. 2016's class
+#: rebalancing, on a*b* bins), which counters MSE's pull towards gray-brown.
+LOSSES = ("mse", "rebalanced")
+#: Bins per a*b* axis of the rebalancing histogram (over [-1, 1]).
+REBALANCE_BINS = 16
 _LOG_FIELDS = ("step", "epoch", "loss", "val_loss", "examples_per_s", "lr", "elapsed_s")
 
 
@@ -79,6 +92,12 @@ class FitOptions:
     mixed_precision: bool = False  # mixed_bfloat16 compute; last layers and weights stay float32
     prefetch: int = 8  # batches read ahead
     loader_threads: int = 0  # threads reading and converting batches (0: min(8, CPU cores))
+    loss: str = "mse"  # one of LOSSES
+    rebalance_lambda: float = 0.5  # "rebalanced": mix of the colour histogram with uniform (1: no rebalancing)
+    unet_widths: tuple[int, int, int] = (192, 128, 64)  # U-Net decoder widths at strides 16, 8, 4
+    convs_per_level: int = 1  # U-Net: 3x3 convolutions per decoder level
+    train_top: bool = False  # U-Net: also fine-tune Lite0's stride-32 blocks and head
+    init: str | None = None  # start from this trained model (shipped name, bundle, run): fine-tuning
 
 
 @dataclass
@@ -101,25 +120,92 @@ class FitResult:
 
 
 def build_model(embed_dim: int, *, mixed_precision: bool = False):
-    """The colorizer, not compiled.  Under ``mixed_precision`` its layers
+    """The seed colorizer, not compiled.  Under ``mixed_precision`` its layers
     compute in bfloat16 except :data:`FLOAT32_LAYERS`, whose policy is set
     back to float32 (the tanh output); weights stay float32 either way, so
     checkpoints do not depend on the precision."""
-    import keras
-
     from streamcolor.trainer.model import build_colorizer
 
+    return _with_policy(lambda: build_colorizer(embed_dim), mixed_precision)
+
+
+def _with_policy(make, mixed_precision: bool):
+    import keras
+
     if not mixed_precision:
-        return build_colorizer(embed_dim)
+        return make()
     old = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        model = build_colorizer(embed_dim)
+        built = make()
     finally:
         keras.mixed_precision.set_global_policy(old)
+    model = built.train_model() if hasattr(built, "train_model") else built
     for name in FLOAT32_LAYERS:
-        model.get_layer(name).dtype_policy = "float32"
-    return model
+        try:
+            model.get_layer(name).dtype_policy = "float32"
+        except ValueError:
+            pass
+    return built
+
+
+def unet_config(options: "FitOptions | dict"):
+    """The U-Net configuration a run trains (from FitOptions or a saved options dict)."""
+    from streamcolor.trainer.unet import UNetConfig
+
+    get = options.get if isinstance(options, dict) else lambda k, d=None: getattr(options, k, d)
+    return UNetConfig(widths=tuple(get("unet_widths", UNetConfig.widths)),
+                      convs_per_level=int(get("convs_per_level", UNetConfig.convs_per_level)),
+                      train_top=bool(get("train_top", UNetConfig.train_top)))
+
+
+def build_unet_for(config, *, extractor_weights: str | None = "default", mixed_precision: bool = False):
+    """A :class:`~streamcolor.trainer.unet.UNet` (ImageNet encoder) under the given precision."""
+    from streamcolor.trainer.unet import build_unet
+
+    return _with_policy(lambda: build_unet(config, weights=extractor_weights), mixed_precision)
+
+
+def rebalance_weights(train: ShardSet, *, lam: float = 0.5, bins: int = REBALANCE_BINS,
+                      sample: int = 2000, sigma: float = 1.0) -> np.ndarray:
+    """Per-bin loss weights (bins * bins,) from the training set's a*b* histogram:
+    w = 1 / ((1 - lam) * p + lam / Q), p smoothed with a Gaussian of ``sigma``
+    bins, Q the number of bins seen, normalised so that the expected weight
+    of a training pixel is 1 (the loss keeps MSE's scale)."""
+    rng = np.random.default_rng(0)
+    idx = np.sort(rng.choice(len(train), size=min(sample, len(train)), replace=False))
+    _, ab = train.take(idx)
+    q = np.clip(((ab + 1.0) * 0.5 * bins).astype(np.int64), 0, bins - 1)
+    flat = q[..., 0] * bins + q[..., 1]
+    hist = np.bincount(flat.ravel(), minlength=bins * bins).astype(np.float64)
+    p = cv2.GaussianBlur(hist.reshape(bins, bins), (0, 0), sigma).ravel()
+    p /= p.sum()
+    seen = max(1, int((hist > 0).sum()))
+    w = 1.0 / ((1.0 - lam) * p + lam / seen)
+    w /= float((w * (hist / hist.sum())).sum())
+    return w.astype(np.float32)
+
+
+def make_loss(options: FitOptions, train: ShardSet):
+    """The loss of the run: "mse" (the string Keras knows) or a rebalanced MSE."""
+    if options.loss == "mse":
+        return "mse"
+    if options.loss != "rebalanced":
+        raise ValueError(f"loss must be one of {LOSSES}, got {options.loss!r}")
+    import keras
+    from keras import ops
+
+    weights = keras.ops.convert_to_tensor(rebalance_weights(train, lam=options.rebalance_lambda))
+    bins = REBALANCE_BINS
+
+    def rebalanced_mse(y_true, y_pred):
+        y_true = ops.cast(y_true, "float32")
+        y_pred = ops.cast(y_pred, "float32")
+        q = ops.clip(ops.cast(ops.floor((y_true + 1.0) * 0.5 * bins), "int32"), 0, bins - 1)
+        w = ops.take(weights, q[..., 0] * bins + q[..., 1])
+        return ops.mean(w * ops.mean(ops.square(y_pred - y_true), axis=-1), axis=(1, 2))
+
+    return rebalanced_mse
 
 
 def _learning_rate(options: FitOptions, total_steps: int | None):
@@ -180,7 +266,7 @@ def save_checkpoint(run_dir: Path, model, state: dict[str, Any], *, keep: int = 
     model.save_weights(tmp / WEIGHTS_FILE)
     slots = _optimizer_slots(model.optimizer)
     np.savez(tmp / OPTIMIZER_FILE, **{f"v{i:04d}": keras.ops.convert_to_numpy(v) for i, v in enumerate(slots)})
-    state = {**state, "embed_dim": int(model.inputs[1].shape[-1]),
+    state = {"embed_dim": int(model.inputs[1].shape[-1]) if len(model.inputs) == 2 else None, **state,
              "weight_shapes": _shapes(model.weights), "optimizer_slots": [v.path for v in slots],
              "backend": keras.backend.backend(), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
@@ -202,7 +288,11 @@ def load_checkpoint(path: Path, model) -> dict[str, Any]:
     """
     path = Path(path)
     state = json.loads((path / STATE_FILE).read_text())
-    embed_dim = int(model.inputs[1].shape[-1])
+    kind = "unet" if len(model.inputs) != 2 else "koalarization"
+    if state.get("model", "koalarization") != kind:
+        raise CheckpointMismatch(f"{path} is a checkpoint of the {state.get('model', 'koalarization')} model; "
+                                 f"these shards train the {kind} model. Use another --run-dir.")
+    embed_dim = int(model.inputs[1].shape[-1]) if kind == "koalarization" else state.get("embed_dim")
     if state.get("embed_dim") != embed_dim:
         raise CheckpointMismatch(
             f"{path} is a checkpoint of a colorizer with embedding size {state.get('embed_dim')} "
@@ -257,9 +347,14 @@ def sample_grid(model, val: ShardSet, n: int) -> np.ndarray | None:
         return None
     x, ab = val.take(np.arange(n))
     pred = np.asarray(model.predict_on_batch(x), np.float32)
+    ls = x["l"] if "l" in x else val.take_l(np.arange(n))
+    if pred.shape[1:3] != ls.shape[1:3]:  # the U-Net predicts at a quarter size: upsample as streamcolor does
+        size = (ls.shape[2], ls.shape[1])
+        pred = np.stack([cv2.resize(p, size, interpolation=cv2.INTER_LINEAR) for p in pred])
+        ab = np.stack([cv2.resize(a, size, interpolation=cv2.INTER_LINEAR) for a in ab])
     rows = []
     for i in range(n):
-        l = x["l"][i]
+        l = ls[i]
         cells = [_to_rgb_u8(l, np.zeros_like(ab[i])), _to_rgb_u8(l, pred[i]), _to_rgb_u8(l, ab[i])]
         rows.append(np.concatenate(cells, axis=1))
     return np.concatenate(rows, axis=0)
@@ -306,12 +401,27 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
         total = by_epochs if total is None else min(total, by_epochs)
 
     keras.utils.set_random_seed(options.seed)  # reproducible initial weights
-    model = build_model(train_set.embed_dim, mixed_precision=options.mixed_precision)
-    model.compile(optimizer=keras.optimizers.Adam(_learning_rate(options, total)), loss="mse")
+    meta = train_set.meta
+    kind = train_set.model
+    unet = None
+    if kind == "unet":
+        config = unet_config(options)
+        if options.init:
+            config = _init_config(options.init, config)
+        unet = build_unet_for(config, extractor_weights=meta.get("extractor_weights", "default"),
+                              mixed_precision=options.mixed_precision)
+        model = unet.train_model()
+    else:
+        if options.init:
+            raise ValueError("--init (fine-tuning) needs U-Net shards (prepare --model unet): the seed "
+                             "model's bundles carry no trainable weights")
+        model = build_model(train_set.embed_dim, mixed_precision=options.mixed_precision)
+    model.compile(optimizer=keras.optimizers.Adam(_learning_rate(options, total)), loss=make_loss(options, train_set))
     model.optimizer.build(model.trainable_variables)
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    meta = train_set.meta
+    if unet is not None and options.init and latest_checkpoint(run_dir) is None:
+        init_weights(unet, options.init)
     step = position = 0
     ckpt = latest_checkpoint(run_dir)
     resumed_from = 0
@@ -328,7 +438,8 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
                         meta["extractor"])
         log.info("resumed from %s: step %d, epoch %.2f, optimizer iteration %d", ckpt.name, step,
                  position / per_epoch, int(keras.ops.convert_to_numpy(model.optimizer.iterations)))
-    _write_run(run_dir, shards, meta, options, batch, extra={"status": "running"})
+    model_extra = {"unet": unet.config.to_json()} if unet is not None else {}
+    _write_run(run_dir, shards, meta, options, batch, extra={"status": "running", **model_extra})
 
     deadline = time.monotonic() + options.max_minutes * 60 if options.max_minutes else None
     started = time.monotonic()
@@ -349,7 +460,9 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
         loss_now = window_loss / window_n if window_n else last_loss
         state = {"step": step, "position": position, "epoch": position / per_epoch, "batch_size": batch,
                  "seed": options.seed, "extractor": meta["extractor"], "shards": str(shards),
-                 "loss": loss_now, "val_loss": val_loss, "options": asdict(options)}
+                 "loss": loss_now, "val_loss": val_loss, "options": asdict(options), "model": kind,
+                 "embed_dim": train_set.embed_dim,
+                 **({"unet": unet.config.to_json()} if unet is not None else {})}
         path = save_checkpoint(run_dir, model, state, keep=options.keep_checkpoints)
         log.info("step %d: checkpoint %s (val_loss %s)", step, path.name,
                  "-" if val_loss is None else f"{val_loss:.5f}")
@@ -417,12 +530,12 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
             if logged_step != step:
                 log_row(val_loss)
 
-    model_path = save_final_model(model, run_dir, train_set.embed_dim)
+    model_path = save_final_model(unet if unet is not None else model, run_dir, train_set.embed_dim)
     eps = done_examples / train_t if train_t > 0 else None
     result = FitResult(run_dir=run_dir, step=step, epoch=position / per_epoch, loss=last_loss, val_loss=val_loss,
                        examples_per_s=eps, checkpoint=ckpt_path, model=model_path, resumed_from=resumed_from,
                        stopped_by=stopped_by)
-    _write_run(run_dir, shards, meta, options, batch, extra={
+    _write_run(run_dir, shards, meta, options, batch, extra={**model_extra,
         "status": "stopped" if stopped_by != "steps" else "finished", "step": step, "epoch": result.epoch,
         "examples_seen": position * batch, "loss": last_loss, "val_loss": val_loss,
         "examples_per_s": eps, "backend": keras.backend.backend(), "stopped_by": stopped_by})
@@ -435,10 +548,20 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
 
 def save_final_model(model, run_dir: Path, embed_dim: int) -> Path:
     """Save the weights as a plain float32 colorizer (no optimizer, no mixed
-    policy): ``colorizer.keras`` and ``colorizer.weights.h5`` in ``run_dir``."""
+    policy): ``colorizer.keras`` and ``colorizer.weights.h5`` in ``run_dir``.
+    ``model`` is the seed's Keras model or a :class:`~streamcolor.trainer.unet.UNet`,
+    whose whole graph (L -> a*b*) is saved."""
     import keras
 
-    if any(layer.dtype_policy.name != "float32" for layer in model.layers):
+    if hasattr(model, "full_model"):  # a U-Net: save the whole graph, in float32
+        trained = model.full_model()
+        if any(layer.dtype_policy.name != "float32" for layer in trained.layers):
+            from streamcolor.trainer.unet import build_unet
+            plain = build_unet(model.config, weights=None).full_model()
+            plain.set_weights(trained.get_weights())
+        else:
+            plain = trained
+    elif any(layer.dtype_policy.name != "float32" for layer in model.layers):
         plain = build_model(embed_dim)
         plain.set_weights(model.get_weights())
     else:  # the same layers, without the compiled optimizer
@@ -453,13 +576,21 @@ def save_final_model(model, run_dir: Path, embed_dim: int) -> Path:
     return path
 
 
+def is_unet(model) -> bool:
+    """Whether a loaded Keras colorizer is the U-Net (one input, L) rather than the seed (L and embedding)."""
+    return len(model.inputs) == 1
+
+
 def load_trained(source: str | Path):
     """A float32 colorizer from a ``.keras`` file, a ``.weights.h5`` file, a
     checkpoint folder or a run folder (its ``colorizer.keras``, else its newest
-    checkpoint).  Returns (model, run info dict or {})."""
+    checkpoint).  Returns (model, run info dict or {}); for the U-Net the
+    model is its whole graph (L -> a*b*) and the info holds ``"model":
+    "unet"`` and its configuration under ``"unet"``."""
     import keras
 
     import streamcolor.engines.keras_layers  # noqa: F401  (registers Fusion)
+    from streamcolor.trainer.unet import UNetConfig, build_unet
 
     source = Path(source)
     info: dict[str, Any] = {}
@@ -467,12 +598,20 @@ def load_trained(source: str | Path):
     if source.is_dir():
         if (source / STATE_FILE).is_file():  # a checkpoint folder
             state = json.loads((source / STATE_FILE).read_text())
-            model = build_model(int(state["embed_dim"]))
-            model.load_weights(source / WEIGHTS_FILE)
+            if state.get("model") == "unet":
+                unet = build_unet(UNetConfig.from_json(state["unet"]),
+                                  weights=_run_extractor_weights(source.parent.parent))
+                unet.train_model().load_weights(source / WEIGHTS_FILE)
+                model = unet.full_model()
+                info = {"model": "unet", "unet": state["unet"]}
+            else:
+                model = build_model(int(state["embed_dim"]))
+                model.load_weights(source / WEIGHTS_FILE)
             run_json = source.parent.parent / RUN_FILE
-            info = {"checkpoint": source.name, "step": state["step"], "epoch": state.get("epoch"),
-                    "loss": state.get("loss"), "val_loss": state.get("val_loss"),
-                    "examples_seen": state["position"] * state.get("batch_size", 0), "backend": state.get("backend")}
+            info.update({"checkpoint": source.name, "step": state["step"], "epoch": state.get("epoch"),
+                         "loss": state.get("loss"), "val_loss": state.get("val_loss"),
+                         "examples_seen": state["position"] * state.get("batch_size", 0),
+                         "backend": state.get("backend")})
         else:
             ckpt = latest_checkpoint(source)
             run_file = source / RUN_FILE
@@ -492,7 +631,11 @@ def load_trained(source: str | Path):
         run_json = source.parent / RUN_FILE
         if not run_json.is_file():
             raise FileNotFoundError(f"{source}: a bare weights file needs the {RUN_FILE} beside it (embedding size)")
-        model = build_model(int(json.loads(run_json.read_text())["embed_dim"]))
+        run = json.loads(run_json.read_text())
+        if run.get("model") == "unet":
+            model = build_unet(UNetConfig.from_json(run["unet"]), weights=None).full_model()
+        else:
+            model = build_model(int(run["embed_dim"]))
         model.load_weights(source)
     else:
         raise ValueError(f"{source}: expected a .keras file, a .weights.h5 file, a checkpoint or a run folder")
@@ -502,13 +645,69 @@ def load_trained(source: str | Path):
             for key in ("stopped_by", "status", "examples_per_s"):
                 run.pop(key, None)
         info = {**run, **info}  # a checkpoint's own figures win
+    if is_unet(model):
+        info.setdefault("model", "unet")
     return model, info
+
+
+def _run_extractor_weights(run_dir: Path) -> str | None:
+    run = run_dir / RUN_FILE
+    return json.loads(run.read_text()).get("extractor_weights", "default") if run.is_file() else "default"
+
+
+def _init_source(init: str) -> tuple[str, Path]:
+    """("bundle", folder) for a shipped model name or a bundle folder; ("run", path) otherwise."""
+    from streamcolor.engines import resolve_model
+
+    path = Path(init)
+    if path.exists() and not (path / "model.json").is_file():
+        return "run", path
+    try:
+        return "bundle", resolve_model(init).path
+    except ValueError as exc:
+        raise ValueError(f"--init {init!r}: not a shipped model, a bundle, a run, a checkpoint or a .keras file") \
+            from exc
+
+
+def _init_config(init: str, asked):
+    """The U-Net configuration of the model ``init`` names (a fine-tuned model keeps its shape)."""
+    from streamcolor.trainer.unet import TRAINED_WEIGHTS, UNetConfig
+
+    kind, path = _init_source(init)
+    if kind == "bundle":
+        meta = json.loads((path / "model.json").read_text())
+        if meta.get("architecture") != "unet" or not (path / TRAINED_WEIGHTS).is_file():
+            raise ValueError(f"--init {init}: {path} is not a U-Net bundle with trained weights "
+                             f"({TRAINED_WEIGHTS}); only U-Net models can be fine-tuned")
+        config = UNetConfig.from_json(meta["unet"])
+    else:
+        _, info = load_trained(path)
+        if info.get("model") != "unet":
+            raise ValueError(f"--init {init}: not a U-Net model")
+        config = UNetConfig.from_json(info["unet"]) if "unet" in info else unet_config(info.get("options", {}))
+    if config != asked:
+        log.info("--init %s: using its configuration %s", init, config)
+    return config
+
+
+def init_weights(unet, init: str) -> None:
+    """Load the trained layers of the model ``init`` names into ``unet`` (fine-tuning start)."""
+    from streamcolor.trainer.unet import TRAINED_WEIGHTS, load_trained_npz
+
+    kind, path = _init_source(init)
+    if kind == "bundle":
+        n = load_trained_npz(unet, path / TRAINED_WEIGHTS)
+    else:
+        model, _ = load_trained(path)
+        unet.full_model().set_weights(model.get_weights())
+        n = len(model.layers)
+    log.info("fine-tuning: started from %s (%d layers)", path, n)
 
 
 def _write_run(run_dir: Path, shards, meta: dict, options: FitOptions, batch: int, extra: dict) -> None:
     path = run_dir / RUN_FILE
     old = json.loads(path.read_text()) if path.is_file() else {}
-    data = {**old, "shards": str(shards), "extractor": meta["extractor"],
+    data = {**old, "shards": str(shards), "model": meta.get("model", "koalarization"), "extractor": meta["extractor"],
             "extractor_weights": meta.get("extractor_weights"), "extractor_size": meta["extractor_size"],
             "embed_dim": meta["embed_dim"], "size": meta["size"], "data_counts": meta.get("counts"),
             "data_sources": meta.get("sources"),
