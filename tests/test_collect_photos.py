@@ -270,3 +270,64 @@ def test_encode_carry_limits_the_long_side() -> None:
 ])
 def test_normalise_licence(raw: str, clean: str) -> None:
     assert cp.normalise_licence(raw) == clean
+
+
+# --------------------------------------------------------------------------
+# The trainer's reader: hold-out photos never reach training or validation
+# --------------------------------------------------------------------------
+
+
+def _manifest_folder(tmp_path, splits: list[str]):
+    import json
+
+    folder = tmp_path / "photos"
+    entries = []
+    for i, split in enumerate(splits):
+        file = folder / "pkg" / f"p{i}.png"
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_bytes(cv2.imencode(".png", _noise((8, 8, 3), i))[1].tobytes())
+        entries.append({"file": f"pkg/p{i}.png", "split": split})
+    (folder / "manifest.json").write_text(json.dumps({"photos": entries}))
+    return folder
+
+
+def test_manifest_holdout_is_its_own_split_and_left_out_of_shards_by_default(tmp_path) -> None:
+    from streamcolor.trainer import data
+
+    folder = _manifest_folder(tmp_path, ["train", "val", "holdout", "heldout", "train"])
+    photos, problems = data.list_photos([folder])
+    assert not problems
+    assert [p.split for p in photos] == ["train", "val", "holdout", "holdout", "train"]
+    kept = [(p, f"{i:064x}") for i, p in enumerate(photos)]
+    by_split, left_out = data._plan_splits(kept, data.PrepareOptions(), data.SPLITS)
+    assert set(by_split) == {"train", "val"}
+    assert all(p.split != data.HOLDOUT for items in by_split.values() for p, _ in items)
+    assert [len(by_split["train"]), len(by_split["val"])] == [2, 1] and left_out == {"holdout": 2}
+    only, left_out = data._plan_splits(kept, data.PrepareOptions(), ("holdout",))
+    assert [p.key for p, _ in only["holdout"]] == ["photos/pkg/p2.png", "photos/pkg/p3.png"]
+    assert left_out == {"train": 2, "val": 1}
+
+
+def test_prepare_shards_refuses_unknown_splits(tmp_path) -> None:
+    from streamcolor.trainer import data
+
+    with pytest.raises(ValueError, match="splits"):
+        data.prepare_shards([tmp_path], tmp_path / "out", splits=("test",))
+
+
+def test_shard_set_reads_a_holdout_split(tmp_path) -> None:
+    import json
+
+    from streamcolor.trainer import data
+
+    (tmp_path / data.META).write_text(json.dumps({"complete": True, "size": 8, "embed_dim": 4}))
+    shard = tmp_path / "holdout-00000"
+    shard.mkdir()
+    np.save(shard / "l.npy", np.zeros((3, 8, 8), np.uint8))
+    np.save(shard / "ab.npy", np.zeros((3, 8, 8, 2), np.int8))
+    np.save(shard / "emb.npy", np.zeros((3, 4), np.float16))
+    (shard / "info.json").write_text("{}")
+    assert len(data.ShardSet(tmp_path, "holdout")) == 3
+    assert len(data.ShardSet(tmp_path, "train")) == 0
+    with pytest.raises(ValueError):
+        data.ShardSet(tmp_path, "test")

@@ -118,8 +118,11 @@ def train(verbose: int, quiet: bool, keras_backend: str | None) -> None:
 @click.option("--workers", default=0, show_default=True, help="Decoding threads (0: one per core).")
 @click.option("--random-extractor", is_flag=True, help="Random extractor weights (tests only: no pre-trained weights).")
 @click.option("--overwrite", is_flag=True, help="Replace shards made with other options instead of refusing.")
+@click.option("--split", "splits", multiple=True, type=click.Choice(["train", "val", "holdout"]),
+              help="Splits to write shards for (repeatable; default train and val).  A manifest's 'holdout' "
+                   "photos are left out unless asked for: --split holdout shards only them, for evaluation.")
 def prepare(sources, out, size, model_kind, extractor, crops_per_photo, min_crop_scale, flip, gray_threshold, val_fraction,
-            manifest, seed, shard_size, embed_batch, workers, random_extractor, overwrite):
+            manifest, seed, shard_size, embed_batch, workers, random_extractor, overwrite, splits):
     """Turn colour photos (folders, files, .zip/.tar archives) into training shards.
 
     Each example stores L (uint8), a*b* (int8) and what the frozen ImageNet
@@ -128,14 +131,15 @@ def prepare(sources, out, size, model_kind, extractor, crops_per_photo, min_crop
     skipped; train/val are split by photo.  Exits with status 2 when
     unreadable files were skipped (they are listed).
     """
-    from streamcolor.trainer.data import DataError, PrepareOptions, prepare_shards
+    from streamcolor.trainer.data import SPLITS, DataError, PrepareOptions, prepare_shards
 
     opts = PrepareOptions(size=size, model=model_kind, extractor=extractor, extractor_weights=None if random_extractor else "default",
                           crops_per_photo=crops_per_photo, min_crop_scale=min_crop_scale, flip=flip,
                           gray_threshold=gray_threshold, val_fraction=val_fraction, seed=seed,
                           shard_size=shard_size, embed_batch=embed_batch, workers=workers)
     try:
-        rep = prepare_shards(sources, out, options=opts, manifest=manifest, overwrite=overwrite)
+        rep = prepare_shards(sources, out, options=opts, manifest=manifest, overwrite=overwrite,
+                             splits=splits or SPLITS)
     except (DataError, ValueError) as exc:
         raise _fail(exc) from exc
     for split, c in rep.counts.items():
@@ -143,6 +147,8 @@ def prepare(sources, out, size, model_kind, extractor, crops_per_photo, min_crop
     click.echo(f"skipped: {len(rep.gray)} near-gray, {len(rep.duplicates)} duplicates, "
                f"{len(rep.unreadable)} unreadable; shards written {rep.shards_written}, "
                f"already done {rep.shards_skipped}")
+    if rep.left_out:
+        click.echo("left out (split not asked for): " + ", ".join(f"{n} {s}" for s, n in rep.left_out.items()))
     for bad in rep.unreadable:
         click.echo(f"  unreadable: {bad['key']}: {bad['error']}", err=True)
     if rep.unreadable:

@@ -62,6 +62,11 @@ PLAN = "plan.json"
 SPLITS = ("train", "val")
 #: What a shard set is made for: the seed network (embeddings) or the U-Net (feature maps).
 MODELS = ("koalarization", "unet")
+#: Manifest split for photos of whole sources kept out of training *and*
+#: validation, to measure the model on pictures from sources it never saw.
+#: :func:`prepare_shards` leaves them out unless asked (``splits=``).
+HOLDOUT = "holdout"
+ALL_SPLITS = (*SPLITS, HOLDOUT)
 #: File name suffixes read as photos (folders and archive members).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".jp2", ".ppm", ".pgm")
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -72,7 +77,7 @@ _MANIFEST_FILE_KEYS = ("file", "path", "filename", "local_path", "name")
 _MANIFEST_LIST_KEYS = ("photos", "images", "items", "files", "entries")
 _SPLIT_ALIASES = {"train": "train", "training": "train",
                   "val": "val", "valid": "val", "validation": "val", "test": "val",
-                  "holdout": "val", "heldout": "val", "held_out": "val", "eval": "val"}
+                  "eval": "val", "holdout": HOLDOUT, "heldout": HOLDOUT, "held_out": HOLDOUT}
 
 
 class DataError(RuntimeError):
@@ -243,7 +248,7 @@ def _from_manifest(manifest: Path, problems: list[dict[str, str]]) -> list[Photo
     """Photos listed in a manifest.json: a list of entries (or a dict holding one
     under "photos", "images", ...); each entry a dict with the path relative to
     the manifest's folder under "file" (or "path", "filename", ...) and an
-    optional "split" ("train", "val"; "test"/"validation"/"holdout" count as val)."""
+    optional "split" ("train", "val" or "holdout"; "test"/"validation" count as val)."""
     try:
         data = json.loads(manifest.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -372,6 +377,7 @@ class PrepareReport:
     gray: list[str] = field(default_factory=list)  # photo keys skipped as near-gray
     unreadable: list[dict[str, str]] = field(default_factory=list)  # {"key", "error"}
     duplicates: list[str] = field(default_factory=list)  # keys dropped as exact duplicates
+    left_out: dict[str, int] = field(default_factory=dict)  # split -> photos not in ``splits`` (e.g. holdout)
     shards_written: int = 0  # this run (0 on a finished rerun)
     shards_skipped: int = 0  # already finished by an earlier run
 
@@ -410,11 +416,34 @@ def _scan(photos: list[PhotoRef], workers: int) -> tuple[list[tuple[PhotoRef, st
     return kept, bad, dups
 
 
+def _plan_splits(kept: list[tuple[PhotoRef, str]], options: PrepareOptions, splits: Sequence[str]
+                 ) -> tuple[dict[str, list[tuple[PhotoRef, str]]], dict[str, int]]:
+    """(photo, sha256) per split in ``splits`` (the manifest's split, else the
+    content hash), and how many photos of other splits were left out."""
+    by_split: dict[str, list[tuple[PhotoRef, str]]] = {s: [] for s in splits}
+    left_out: dict[str, int] = {}
+    for p, sha in kept:
+        split = p.split or _hash_split(sha, options.val_fraction, options.seed)
+        if split in by_split:
+            by_split[split].append((p, sha))
+        else:
+            left_out[split] = left_out.get(split, 0) + 1
+    for split, n in left_out.items():
+        log.info("left out %d %s photos (not in splits=%s)", n, split, tuple(splits))
+    if {"train", "val"} <= set(splits) and not by_split["val"] and options.val_fraction > 0 \
+            and len(by_split["train"]) >= 2 and not any(p.split for p, _ in kept):
+        # Tiny sets: hold out the photo whose hash comes first, so validation is never empty.
+        first = min(range(len(by_split["train"])), key=lambda i: by_split["train"][i][1])
+        by_split["val"].append(by_split["train"].pop(first))
+    return by_split, left_out
+
+
 def prepare_shards(sources: Sequence[str | Path], out: str | Path, *,
                    options: PrepareOptions = PrepareOptions(),
                    manifest: str | Path | None = None,
                    overwrite: bool = False,
-                   extractor: Any = None) -> PrepareReport:
+                   extractor: Any = None,
+                   splits: Sequence[str] = SPLITS) -> PrepareReport:
     """Turn colour photos into training shards (see the module docstring).
 
     Parameters
@@ -437,6 +466,11 @@ def prepare_shards(sources: Sequence[str | Path], out: str | Path, *,
         A ready Keras extractor (input (N, S, S, 1) L in [-1, 1] -> (N, E));
         default: ``streamcolor.trainer.extractors.build_extractor(options.extractor,
         options.extractor_weights)``.
+    splits:
+        The splits to write shards for, from :data:`ALL_SPLITS`.  Photos of
+        other splits are left out (counted in ``left_out``): by default the
+        manifest's ``holdout`` photos, which must never reach training or
+        validation; ``splits=("holdout",)`` shards only them, for evaluation.
 
     Raises
     ------
@@ -444,6 +478,9 @@ def prepare_shards(sources: Sequence[str | Path], out: str | Path, *,
         No readable photos, every photo near-gray, or ``out`` holds shards
         made with other options or photos.
     """
+    splits = tuple(dict.fromkeys(splits))
+    if not splits or any(s not in ALL_SPLITS for s in splits):
+        raise ValueError(f"splits must be a non-empty subset of {ALL_SPLITS}, got {splits!r}")
     from tqdm.auto import tqdm
 
     from streamcolor.trainer.extractors import EXTRACTORS, build_extractor
@@ -482,14 +519,7 @@ def prepare_shards(sources: Sequence[str | Path], out: str | Path, *,
     unreadable = problems + unreadable
 
     # The plan: split by manifest or content hash, then fixed groups of photos per shard.
-    by_split: dict[str, list[tuple[PhotoRef, str]]] = {s: [] for s in SPLITS}
-    for p, sha in kept:
-        by_split[p.split or _hash_split(sha, options.val_fraction, options.seed)].append((p, sha))
-    if not by_split["val"] and options.val_fraction > 0 and len(by_split["train"]) >= 2 \
-            and not any(p.split for p, _ in kept):
-        # Tiny sets: hold out the photo whose hash comes first, so validation is never empty.
-        first = min(range(len(by_split["train"])), key=lambda i: by_split["train"][i][1])
-        by_split["val"].append(by_split["train"].pop(first))
+    by_split, left_out = _plan_splits(kept, options, splits)
     per_shard = max(1, options.shard_size // max(1, options.crops_per_photo))
     plan: dict[str, list[dict[str, Any]]] = {}
     for split, items in by_split.items():
@@ -506,7 +536,7 @@ def prepare_shards(sources: Sequence[str | Path], out: str | Path, *,
     _write_json(meta_path, {"format": SHARDS_FORMAT, "complete": False, "options": options.fingerprint()})
 
     refs = {p.key: p for p, _ in kept}
-    report = PrepareReport(out=out, counts={}, unreadable=unreadable, duplicates=dups)
+    report = PrepareReport(out=out, counts={}, unreadable=unreadable, duplicates=dups, left_out=left_out)
     todo = [name for name in plan if not (out / name / "info.json").is_file()]
     report.shards_skipped = len(plan) - len(todo)
     if report.shards_skipped:
@@ -530,7 +560,7 @@ def prepare_shards(sources: Sequence[str | Path], out: str | Path, *,
         bar.close()
 
     # Totals from every shard's info.json (this run's and earlier runs').
-    for split in SPLITS:
+    for split in splits:
         report.counts[split] = {"photos": 0, "examples": 0, "shards": 0}
     for name in plan:
         info = json.loads((out / name / "info.json").read_text())
@@ -553,12 +583,14 @@ def prepare_shards(sources: Sequence[str | Path], out: str | Path, *,
         "extractor_size": spec.size, "embed_dim": spec.embed_dim, "size": options.size,
         "storage": storage, **({"inputs": list(TRAIN_INPUTS)} if options.model == "unet" else {}),
         "counts": report.counts,
-        "skipped": {"gray": report.gray, "unreadable": report.unreadable, "duplicates": report.duplicates},
+        "skipped": {"gray": report.gray, "unreadable": report.unreadable, "duplicates": report.duplicates,
+                    "left_out": report.left_out},
         "sources": [str(s) for s in sources] + ([str(manifest)] if manifest else []),
     }
     _write_json(meta_path, meta)
     shutil.rmtree(out / "_extracted", ignore_errors=True)
-    if report.counts["train"]["examples"] == 0:
+    first = "train" if "train" in report.counts else splits[0]  # the split that must not be empty
+    if report.counts[first]["examples"] == 0:
         raise DataError(
             f"no usable colour photos among {len(kept)} files: {len(report.gray)} near-gray "
             f"(mean chroma < {options.gray_threshold}), {len(report.unreadable)} unreadable; "
@@ -685,8 +717,8 @@ class ShardSet:
         self.meta = json.loads(meta_path.read_text())
         if not self.meta.get("complete"):
             raise DataError(f"{self.root}: shard preparation did not finish; rerun `streamcolor train prepare`")
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if split not in ALL_SPLITS:
+            raise ValueError(f"split must be one of {ALL_SPLITS}, got {split!r}")
         self.split = split
         self.size = int(self.meta["size"])
         self.embed_dim = int(self.meta["embed_dim"])

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import numpy as np
 
 from streamcolor.engines import lab
-from streamcolor.trainer.data import SPLITS, DataError, ShardSet, decode_photo, list_photos, mean_chroma
+from streamcolor.trainer.data import ALL_SPLITS, DataError, ShardSet, decode_photo, list_photos, mean_chroma
 
 if TYPE_CHECKING:
     from streamcolor.engines.base import Engine
@@ -184,8 +184,8 @@ def evaluate(engine: "Engine", source: str | Path | Sequence[str | Path], *,
 
 
 def _from_shards(engine: "Engine", root: Path, options: EvalOptions) -> Iterator[dict[str, Any]]:
-    if options.split not in SPLITS:
-        raise ValueError(f"shards have the splits {SPLITS}, not {options.split!r}")
+    if options.split not in ALL_SPLITS:
+        raise ValueError(f"shards have the splits {ALL_SPLITS}, not {options.split!r}")
     shards = ShardSet(root, options.split)
     if len(shards) == 0:
         raise DataError(f"{root}: the {options.split} split has no examples")
