@@ -115,6 +115,161 @@ def test_read_pzl_lists_embedded_files() -> None:
 
 
 # --------------------------------------------------------------------------
+# GIMP .pat, jar members, TGA, EXIF orientation, KPhotoAlbum angles
+# --------------------------------------------------------------------------
+
+
+def build_pat(pixels: np.ndarray, name: bytes = b"Leaves") -> bytes:
+    """A GIMP pattern holding ``pixels`` (H, W) or (H, W, C) in GIMP's channel order (RGB[A])."""
+    height, width = pixels.shape[:2]
+    depth = 1 if pixels.ndim == 2 else pixels.shape[2]
+    header = struct.pack(">5I", 24 + len(name) + 1, 1, width, height, depth) + b"GPAT" + name + b"\0"
+    return header + np.ascontiguousarray(pixels).tobytes()
+
+
+def test_read_pat_decodes_rgb_grey_and_alpha() -> None:
+    rgb = _noise((5, 7, 3))
+    bgr, alpha = cp.read_pat(build_pat(rgb))
+    assert alpha is None and np.array_equal(bgr, rgb[..., ::-1])
+    grey, _ = cp.read_pat(build_pat(rgb[..., 0]))
+    assert grey.shape == (5, 7, 3) and np.array_equal(grey[..., 0], rgb[..., 0])
+    rgba = np.dstack([rgb, np.full((5, 7), 255, np.uint8)])
+    rgba[0, 0, 3] = 0
+    bgr, alpha = cp.read_pat(build_pat(rgba))
+    assert np.array_equal(bgr, rgb[..., ::-1]) and alpha is not None and alpha[0, 0] == 0
+    opaque = cp.read_pat(build_pat(np.dstack([rgb, np.full((5, 7), 255, np.uint8)])))[1]
+    assert opaque is None
+
+
+def test_read_pat_rejects_other_and_truncated_files() -> None:
+    with pytest.raises(ValueError, match="GPAT"):
+        cp.read_pat(b"\0" * 40)
+    with pytest.raises(ValueError, match="truncated"):
+        cp.read_pat(build_pat(_noise((4, 4, 3)))[:-5])
+
+
+def test_zip_members_reads_matching_jar_entries() -> None:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as jar:
+        jar.writestr("com/x/textures/", b"")
+        jar.writestr("com/x/textures/grass.jpg", b"g")
+        jar.writestr("com/x/textures/sky.png", b"s")
+        jar.writestr("com/x/Main.class", b"c")
+    members = cp.zip_members(buffer.getvalue(), "com/x/textures/*.jpg")
+    assert members == {"com/x/textures/grass.jpg": b"g"}
+
+
+def test_decode_image_falls_back_to_pillow_for_tga() -> None:
+    import io
+
+    from PIL import Image
+
+    rgb = _noise((6, 9, 3))
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="TGA")
+    assert cv2.imdecode(np.frombuffer(buffer.getvalue(), np.uint8), cv2.IMREAD_UNCHANGED) is None
+    bgr, alpha = cp.decode_image(buffer.getvalue())
+    assert alpha is None and np.array_equal(bgr, rgb[..., ::-1])
+    with pytest.raises(ValueError):
+        cp.decode_image(b"not an image")
+
+
+def _jpeg_with_orientation(rgb: np.ndarray, orientation: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    image = Image.fromarray(rgb)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=95, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_like_pillow(orientation: int) -> None:
+    import io
+
+    from PIL import Image, ImageOps
+
+    rgb = cv2.resize(_noise((3, 4, 3)), (160, 120), interpolation=cv2.INTER_NEAREST)
+    data = _jpeg_with_orientation(rgb, orientation)
+    assert cp.exif_orientation(data) == orientation
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))[..., ::-1]
+    upright = cp.apply_orientation(cp.decode_image(data)[0], orientation)
+    assert upright.shape == expected.shape
+    assert np.abs(upright.astype(int) - expected).mean() < 3
+
+
+def test_prepare_turns_rotated_jpegs_upright_and_stores_pixels() -> None:
+    rgb = cv2.resize(_noise((3, 4, 3)), (400, 300), interpolation=cv2.INTER_NEAREST)
+    candidate = cp.Candidate(package="p", path="a.jpg", name="a", credit=cp.Credit("CC0-1.0", "x"),
+                             data=_jpeg_with_orientation(rgb, 6))
+    kept = cp.prepare(candidate)
+    assert isinstance(kept, cp.Prepared) and kept.bgr.shape == (400, 300, 3) and kept.jpeg is None
+    upright = cp.Candidate(package="p", path="b.jpg", name="b", credit=cp.Credit("CC0-1.0", "x"),
+                           data=_jpeg_with_orientation(rgb, 1))
+    kept = cp.prepare(upright)
+    assert isinstance(kept, cp.Prepared) and kept.jpeg == upright.data
+    assert cp.exif_orientation(b"\x89PNG") == 1
+
+
+KPHOTOALBUM_INDEX = """<?xml version="1.0" encoding="UTF-8"?>
+<KPhotoAlbum version="8" compressed="0">
+ <images>
+  <image file="upright.jpg" width="800" height="600"/>
+  <image file="wayne.jpg" angle="90" width="600" height="800"/>
+  <image file="canyon.jpg" angle="180"/>
+  <image file="pool.jpg" angle="270"/>
+ </images>
+</KPhotoAlbum>
+"""
+
+
+def test_kphotoalbum_angles_and_clockwise_rotation() -> None:
+    angles = cp.kphotoalbum_angles(KPHOTOALBUM_INDEX)
+    assert angles == {"upright.jpg": 0, "wayne.jpg": 90, "canyon.jpg": 180, "pool.jpg": 270}
+    image = np.zeros((2, 3, 3), np.uint8)
+    image[0, 0] = 255  # top-left marker
+    assert cp.rotate_clockwise(image, 90)[0, -1].all()   # clockwise: top-left -> top-right
+    assert cp.rotate_clockwise(image, 90).shape == (3, 2, 3)
+    assert cp.rotate_clockwise(image, 180)[-1, -1].all()
+    assert cp.rotate_clockwise(image, 270)[-1, 0].all()
+    assert cp.rotate_clockwise(image, 0) is image
+    with pytest.raises(ValueError):
+        cp.rotate_clockwise(image, 45)
+
+
+GRUB_COPYRIGHT = """Upstream Authors:
+
+    Filename                                Author                                            License
+    050817-N-3488C-028.tga                  US Navy photo by Jonathan Chandler                public domain
+    Hortensia-1.tga                         Alvesgaspar [[:c:User:Alvesgaspar]]               GNU FDL >= 1.2
+
+Copyright:
+
+    Hortensia-1.tga is copyright (C) 2007 Alvesgaspar
+"""
+
+
+def test_parse_grub_credits_reads_the_per_file_table() -> None:
+    assert cp.parse_grub_credits(GRUB_COPYRIGHT) == {
+        "050817-N-3488C-028.tga": ("US Navy photo by Jonathan Chandler", "public domain"),
+        "Hortensia-1.tga": ("Alvesgaspar [[:c:User:Alvesgaspar]]", "GNU FDL >= 1.2"),
+    }
+
+
+def test_landscape_tiles_lists_side_textures_only() -> None:
+    ini = "[landscape]\nname = G\nauthor = Fabien Ch\u00e9reau\ntype = old_style\ntex0 = g1.png\ntex1 = g2.png\n" \
+          "groundtex = ground.png\nfogtex = fog.png\n"
+    assert cp.landscape_tiles(ini) == (["g1.png", "g2.png"], "Fabien Ch\u00e9reau")
+
+
+# --------------------------------------------------------------------------
 # Licences
 # --------------------------------------------------------------------------
 
@@ -177,6 +332,17 @@ def test_dep5_credit_matches_source_paths_by_name_and_last_stanza_wins() -> None
     assert kleiber is not None and (kleiber.licence, kleiber.holder) == ("CC-BY-SA-3.0", "2021, Lukas")
     other = cp.dep5_credit(stanzas, "usr/share/backgrounds/Other.jpg", "copyright")
     assert other is not None and other.licence == "GPL-2+"
+
+
+def test_package_reads_the_copyright_file_of_the_package_it_links_to(tmp_path) -> None:
+    common = tmp_path / "common"
+    (common / "usr/share/doc/im-common").mkdir(parents=True)
+    (common / "usr/share/doc/im-common/copyright").write_text(COPYRIGHT)
+    doc = cp.Package("im-doc", "1", tmp_path / "doc", licence_from=cp.Package("im-common", "2", common))
+    assert doc.copyright_path == "usr/share/doc/im-common/copyright"
+    credit = cp.dep5_credit(doc.copyright(), "usr/share/x/Kleiber.jpg", cp._copyright_source(doc))
+    assert credit is not None and credit.licence == "CC-BY-SA-3.0"
+    assert credit.source == "usr/share/doc/im-common/copyright (package im-common 2)"
 
 
 def test_non_commercial_licences_are_refused() -> None:
@@ -258,6 +424,44 @@ def test_split_is_stable_and_about_eight_percent_val() -> None:
     assert pinned_val == [6, 7, 12, 28]
 
 
+def test_holdout_packages_are_held_out_whole() -> None:
+    for package in cp.HOLDOUT_PACKAGES:
+        assert {cp.assign_split(package, f"usr/share/x/{i}.jpg") for i in range(50)} == {"holdout"}
+    assert set(cp.HOLDOUT_PACKAGES) >= {"kphotoalbum", "lxqt-themes", "budgie-backgrounds",
+                                        "qtdeclarative5-examples", "qtbase5-examples", "hugin-data"}
+    assert all(cp.HOLDOUT_PACKAGES.values())  # each says why it is there
+    assert {cp.assign_split("scratch", f"usr/share/x/{i}.jpg") for i in range(50)} == {"train", "val"}
+
+
+def test_manifest_record_splits_a_group_together(tmp_path) -> None:
+    file = tmp_path / "p" / "a.png"
+    file.parent.mkdir()
+    file.write_bytes(b"x")
+    package = cp.Package("stellarium-data", "1", tmp_path, suite="bookworm")
+    paths = [f"usr/share/stellarium/landscapes/g/t{i}.png" for i in range(40)]
+    records = [cp.manifest_record(cp.Candidate(package.name, path, "a", cp.Credit("GPL-2+", "c"),
+                                               group="usr/share/stellarium/landscapes/g"),
+                                  package, tmp_path, file, np.zeros((4, 4, 3), np.uint8)) for path in paths]
+    assert len({r["split"] for r in records}) == 1
+    assert records[0]["suite"] == "bookworm" and records[0]["version"] == "1"
+    assert "group" not in records[0]
+
+
+def test_near_duplicates_catch_the_same_picture_at_another_size_only() -> None:
+    base = cv2.GaussianBlur(_noise((300, 400, 3), 1), (0, 0), 6)
+    base = cv2.normalize(base, None, 0, 255, cv2.NORM_MINMAX)
+    other = cv2.normalize(cv2.GaussianBlur(_noise((300, 400, 3), 2), (0, 0), 6), None, 0, 255, cv2.NORM_MINMAX)
+    near = cp.NearDuplicates()
+    assert near.find(base) is None
+    near.add(base, "pkg:base.jpg")
+    half = cv2.resize(base, (200, 150), interpolation=cv2.INTER_AREA)
+    reencoded = cp.decode_image(cv2.imencode(".jpg", half, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes())[0]
+    found = near.find(reencoded)
+    assert found is not None and found[0] == "pkg:base.jpg" and found[1] < cp.NEAR_DUPLICATE_DISTANCE
+    assert near.find(other) is None
+    assert near.find(cv2.resize(base, (400, 150))) is None  # another aspect ratio: not compared
+
+
 def test_encode_carry_limits_the_long_side() -> None:
     data, width, height = cp.encode_carry(_noise((300, 1200, 3)), cp.CarrySettings(512, 90))
     assert (width, height) == (512, 128)
@@ -267,6 +471,8 @@ def test_encode_carry_limits_the_long_side() -> None:
 @pytest.mark.parametrize(("raw", "clean"), [
     ("CC-BY-SA 4.0", "CC-BY-SA-4.0"), ("Public Domain", "public-domain"), ("Public domain", "public-domain"),
     ("GPLv2+", "GPL-2+"), ("BSD-3-clause", "BSD-3-Clause"), ("CC0-1.0", "CC0-1.0"),
+    ("GPL-2.0-or-later", "GPL-2+"), ("LGPL-2.1-or-later", "LGPL-2.1+"), ("GPL-3.0-only", "GPL-3"),
+    ("GPL-3+ and BSD-2-clause", "GPL-3+ and BSD-2-Clause"),
 ])
 def test_normalise_licence(raw: str, clean: str) -> None:
     assert cp.normalise_licence(raw) == clean

