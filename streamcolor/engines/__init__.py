@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from streamcolor.engines.base import Engine, EngineError, ModelInfo
 
@@ -64,6 +64,19 @@ def available_backends() -> list[str]:
     return list(BACKENDS)
 
 
+def onnx_backends() -> list[str]:
+    """The backends ONNX Runtime runs, "auto" among them: they take ``device=`` and ``threads=``."""
+    return ["auto", *(b for b in BACKENDS if b == "onnx" or b.startswith("onnx-"))]
+
+
+def runtime_info() -> dict[str, Any]:
+    """Facts about the runtimes here, for ``streamcolor models`` and benchmarks:
+    ONNX Runtime's ``onnxruntime`` version and its available execution ``providers``."""
+    import onnxruntime as ort
+
+    return {"onnxruntime": ort.__version__, "providers": ort.get_available_providers()}
+
+
 def resolve_model(model: str | Path = DEFAULT_MODEL) -> ModelInfo:
     """A shipped model name or a path to a bundle folder -> its ModelInfo."""
     path = Path(model)
@@ -104,4 +117,4 @@ def load_engine(model: str | Path = DEFAULT_MODEL, backend: str = "auto", **opti
 
 
 __all__ = ["Engine", "EngineError", "ModelInfo", "available_backends", "available_models",
-           "load_engine", "resolve_model", "WEIGHTS_DIR", "DEFAULT_MODEL"]
+           "load_engine", "onnx_backends", "resolve_model", "runtime_info", "WEIGHTS_DIR", "DEFAULT_MODEL"]

@@ -1,0 +1,354 @@
+"""Folders, zip and tar archives of photos: the one reader (listing, safety,
+member bytes) and writer (packing), for the batch job and the trainer alike.
+
+It lives in ``engines`` for the reason ``lab.py`` does: both the user-facing
+``streamcolor`` modules and ``streamcolor.trainer`` read archives, and
+``engines`` is the one package both may import.  It imports nothing else of
+streamcolor (no images are decoded here: members come out as bytes) and
+raises its own :class:`ArchiveError`; ``streamcolor.archive`` turns that
+into :class:`streamcolor.InputError`.
+
+A new archive format is added here alone: its suffixes in
+:data:`ARCHIVE_SUFFIXES`, its sniffing in :func:`source_kind`, a lister and a
+reader in :class:`Source`, and a writer in :func:`pack`.
+
+Safety: member names are sanitized by :func:`safe_member_path` (backslashes
+are separators, ``.`` parts dropped; absolute names and names with ``..``
+refused).  Links (symbolic and hard), devices, FIFOs and encrypted members
+are refused with a reason and never read.  Declared sizes and zip
+compression ratios are checked before a member is read (:class:`Limits`),
+and reads are capped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterable, Iterator
+
+#: Archive kinds read and written, and their file suffixes (the first is the one written).
+ARCHIVE_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "zip": (".zip",),
+    "tar": (".tar",),
+    "tar.gz": (".tar.gz", ".tgz"),
+    "tar.xz": (".tar.xz", ".txz"),
+    "tar.bz2": (".tar.bz2", ".tbz2", ".tbz"),
+}
+#: Files that operating systems sprinkle into folders and zips; ignored, not reported.
+JUNK_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
+#: The zip compression-ratio check applies to members bigger than this (tiny files may compress very well).
+RATIO_MIN_BYTES = 1 << 20
+#: Already-compressed image formats: stored in a zip as they are, not deflated again.
+_STORED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+#: tarfile write modes by kind.
+_TAR_MODES = {"tar": "w", "tar.gz": "w:gz", "tar.xz": "w:xz", "tar.bz2": "w:bz2"}
+
+
+class ArchiveError(Exception):
+    """A source or one of its members cannot be read; the message names it and says why."""
+
+
+class MemberRefused(ArchiveError):
+    """A member turned out to break a safety limit when read (a refusal, not a failure)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Safety limits applied while listing and reading."""
+
+    max_member_bytes: int = 512 << 20  # refuse files/members bigger than this, declared or actually read
+    max_ratio: float = 200.0  # refuse zip members > RATIO_MIN_BYTES that inflate more than this many times
+
+
+@dataclass(frozen=True)
+class Member:
+    """One listing entry of a source: a file to read, or one refused with the reason."""
+
+    name: str  # as stored (for a folder: the relative posix path)
+    size: int  # bytes, uncompressed, as declared
+    stamp: str  # change detector: "size:mtime_ns" (file), "size:crc" (zip), "size:mtime" (tar)
+    locator: int = -1  # zip: index in infolist(); tar: index in the member list; folder: unused
+    refusal: str | None = None  # why it is not read at all (link, device, limits...), or None
+    broken: bool = False  # the refusal is a read failure of the source (a failure), not a policy (a skip)
+
+
+def kind_by_name(name: str) -> str | None:
+    """The archive kind its suffix names (``"zip"``, ``"tar.gz"``...), or None."""
+    lower = name.lower()
+    for kind, suffixes in ARCHIVE_SUFFIXES.items():
+        if lower.endswith(suffixes):
+            return kind
+    return None
+
+
+def source_kind(path: str | os.PathLike) -> str:
+    """"folder", "zip", "tar", "tar.gz", "tar.xz" or "tar.bz2"; ArchiveError otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        return "folder"
+    if not path.exists():
+        raise ArchiveError(f"{path}: no such file or folder")
+    kind = kind_by_name(path.name)
+    if kind is not None:
+        return kind
+    if zipfile.is_zipfile(path):
+        return "zip"
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+        if tarfile.is_tarfile(path):
+            return {b"\x1f\x8b": "tar.gz", b"BZ": "tar.bz2", b"\xfd7": "tar.xz"}.get(magic[:2], "tar")
+    except OSError as exc:
+        raise ArchiveError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    raise ArchiveError(f"{path}: not a folder, zip or tar archive (for single images use `streamcolor image`)")
+
+
+def is_junk(name: str) -> bool:
+    """Whether a member name is operating-system litter (``.DS_Store``, ``__MACOSX/``, ``._x``)."""
+    parts = name.replace("\\", "/").split("/")
+    return parts[-1] in JUNK_NAMES or parts[-1].startswith("._") or "__MACOSX" in parts[:-1]
+
+
+def safe_member_path(name: str) -> tuple[str | None, str | None]:
+    """A member name as a safe relative posix path: ``(path, None)``, or
+    ``(None, reason)`` when it is absolute, climbs out with ``..`` or is empty.
+
+    Backslashes count as separators (zips made on Windows); ``.`` and empty
+    parts are dropped.
+    """
+    n = name.replace("\\", "/")
+    if "\x00" in n:
+        return None, "member name contains a NUL byte"
+    if n.startswith("/") or re.match(r"^[A-Za-z]:", n):
+        return None, "absolute member path (refused: it would write outside the output folder)"
+    parts = [p for p in n.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        return None, "member path contains '..' (refused: it would write outside the output folder)"
+    if not parts:
+        return None, "empty member name"
+    return "/".join(parts), None
+
+
+def _size_refusal(size: int, limits: Limits) -> str | None:
+    if size > limits.max_member_bytes:
+        return (f"{size:,} bytes is over the size limit of {limits.max_member_bytes:,} "
+                "(raise max_member_bytes / --max-member-size if the file is trusted)")
+    return None
+
+
+def _file_type(mode: int) -> str:
+    for test, name in ((stat.S_ISLNK, "symbolic link"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISDIR, "directory")):
+        if test(mode):
+            return name
+    return f"file type {stat.S_IFMT(mode):o}"
+
+
+class Source:
+    """A folder, a zip or a tar archive, kept open.
+
+    :meth:`members` lists it once; :meth:`read` returns one member's bytes
+    (from memory, capped at ``limits.max_member_bytes``).  Reads of a
+    compressed tar are cheapest in listing order (forward seeks only).  Not
+    thread-safe: one thread reads at a time.
+    """
+
+    def __init__(self, path: str | os.PathLike, limits: Limits = Limits()):
+        self.path = Path(path)
+        self.limits = limits
+        self.kind = source_kind(self.path)
+        self._zip: zipfile.ZipFile | None = None
+        self._tar: tarfile.TarFile | None = None
+        self._tar_members: list[tarfile.TarInfo] = []
+        self._listed: list[Member] | None = None
+        try:
+            if self.kind == "zip":
+                self._zip = zipfile.ZipFile(self.path)
+            elif self.kind != "folder":
+                self._tar = tarfile.open(self.path, "r:*")
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+            raise ArchiveError(f"{self.path}: cannot open as {self.kind} ({exc})") from exc
+
+    @property
+    def name(self) -> str:
+        """The source's name without its archive suffix (the folder name for several sources)."""
+        name = self.path.resolve().name
+        if self.kind != "folder":
+            lower = name.lower()
+            for suffix in ARCHIVE_SUFFIXES[self.kind]:
+                if lower.endswith(suffix):
+                    return name[: -len(suffix)] or name
+        return name or "source"
+
+    def label(self, member: str) -> str:
+        """How messages name a member: ``album.zip:dir/a.jpg`` or ``photos/dir/a.jpg``."""
+        return f"{self.path.name}{'/' if self.kind == 'folder' else ':'}{member}"
+
+    def members(self) -> list[Member]:
+        """Every file of the source in a stable order (directories and OS junk left out)."""
+        if self._listed is None:
+            lister = {"folder": self._list_folder, "zip": self._list_zip}.get(self.kind, self._list_tar)
+            self._listed = [m for m in lister() if not is_junk(m.name)]
+        return self._listed
+
+    def _list_folder(self) -> Iterator[Member]:
+        root = self.path
+        real_root = root.resolve()
+        unreadable: list[OSError] = []
+        for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable.append, followlinks=False):
+            dirnames.sort()
+            here = Path(dirpath)
+            for d in list(dirnames):
+                if (here / d).is_symlink():
+                    dirnames.remove(d)
+                    rel = (here / d).relative_to(root).as_posix()
+                    yield Member(rel, 0, "link", refusal="symbolic link to a folder (not followed)")
+            for fn in sorted(filenames):
+                p = here / fn
+                rel = p.relative_to(root).as_posix()
+                try:
+                    st = p.lstat()
+                    if stat.S_ISLNK(st.st_mode):
+                        target = p.resolve()
+                        if not (target.is_relative_to(real_root) and target.is_file()):
+                            yield Member(rel, 0, "link", refusal=f"symbolic link to {os.readlink(p)!r} outside "
+                                                                 "the source folder (not followed)")
+                            continue
+                        st = target.stat()
+                except OSError as exc:
+                    yield Member(rel, 0, "?", refusal=f"cannot stat ({exc.strerror or exc})", broken=True)
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    yield Member(rel, 0, "special", refusal=f"not a regular file ({_file_type(st.st_mode)})")
+                    continue
+                yield Member(rel, st.st_size, f"{st.st_size}:{st.st_mtime_ns}",
+                             refusal=_size_refusal(st.st_size, self.limits))
+        for exc in unreadable:  # e.g. a sub-folder without read permission: its files are lost to this job
+            rel = Path(exc.filename).relative_to(root).as_posix() if exc.filename else "?"
+            yield Member(rel + "/", 0, "?", refusal=f"cannot list this folder ({exc.strerror or exc})", broken=True)
+
+    def _list_zip(self) -> Iterator[Member]:
+        assert self._zip is not None
+        limits = self.limits
+        for i, info in enumerate(self._zip.infolist()):
+            if info.is_dir():
+                continue
+            stamp = f"{info.file_size}:{info.CRC:08x}"
+            mode = info.external_attr >> 16
+            refusal = None
+            if info.create_system == 3 and stat.S_IFMT(mode) and not stat.S_ISREG(mode):
+                refusal = f"not a regular file ({_file_type(mode)}; not followed)"
+            elif info.flag_bits & 0x1:
+                refusal = "encrypted member (no password support)"
+            elif (size_refusal := _size_refusal(info.file_size, limits)) is not None:
+                refusal = size_refusal
+            elif info.file_size > RATIO_MIN_BYTES and info.file_size > limits.max_ratio * info.compress_size:
+                ratio = info.file_size / max(info.compress_size, 1)
+                refusal = (f"compression ratio {ratio:,.0f}:1 ({info.file_size:,} bytes from "
+                           f"{info.compress_size:,}) is over the limit of {limits.max_ratio:g}:1 "
+                           "(possible zip bomb; raise max_ratio / --max-ratio if the file is trusted)")
+            yield Member(info.filename, info.file_size, stamp, i, refusal)
+
+    def _list_tar(self) -> Iterator[Member]:
+        assert self._tar is not None
+        members = self._tar_members
+        try:
+            for m in self._tar:
+                members.append(m)
+                i = len(members) - 1
+                if m.isdir():
+                    continue
+                stamp = f"{m.size}:{int(m.mtime)}"
+                if m.issym():
+                    yield Member(m.name, 0, stamp, i, f"symbolic link to {m.linkname!r} (not followed)")
+                elif m.islnk():
+                    yield Member(m.name, 0, stamp, i, f"hard link to {m.linkname!r} (not followed)")
+                elif not m.isreg():
+                    kind = ("character device" if m.ischr() else "block device" if m.isblk()
+                            else "FIFO" if m.isfifo() else f"member type {m.type!r}")
+                    yield Member(m.name, 0, stamp, i, f"not a regular file ({kind})")
+                else:
+                    yield Member(m.name, m.size, stamp, i, _size_refusal(m.size, self.limits))
+        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+            # A truncated or corrupt archive: keep what was listed, report where it broke off.
+            yield Member(f"(after member {len(members)})", 0, "broken", -1,
+                         f"archive is truncated or corrupt here; later members are lost ({exc})", broken=True)
+
+    def read(self, member: str, locator: int = -1) -> bytes:
+        """The bytes of ``member`` (a name from :meth:`members`; its ``locator``
+        tells duplicate names in an archive apart).  ArchiveError if it cannot
+        be read; MemberRefused if it turns out bigger than ``max_member_bytes``."""
+        label = self.label(member)
+        cap = self.limits.max_member_bytes
+        try:
+            if self.kind == "folder":
+                with open(self.path / member, "rb") as fh:
+                    data = fh.read(cap + 1)
+            elif self.kind == "zip":
+                assert self._zip is not None
+                info = self._zip.infolist()[locator] if locator >= 0 else self._zip.getinfo(member)
+                with self._zip.open(info) as fh:
+                    data = fh.read(cap + 1)
+            else:
+                assert self._tar is not None
+                if not self._tar_members:
+                    self.members()
+                info = self._tar_members[locator] if locator >= 0 else self._tar.getmember(member)
+                fh = self._tar.extractfile(info)
+                if fh is None:
+                    raise ArchiveError(f"{label}: not a regular file")
+                with fh:
+                    data = fh.read(cap + 1)
+        except ArchiveError:
+            raise
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError, NotImplementedError,
+                RuntimeError, KeyError) as exc:
+            # CRC mismatch, truncated data, unsupported compression, permission denied...
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise ArchiveError(f"{label}: cannot read ({detail})") from exc
+        except Exception as exc:  # zlib.error, lzma.LZMAError, bz2 errors
+            raise ArchiveError(f"{label}: cannot read ({type(exc).__name__}: {exc})") from exc
+        if len(data) > cap:
+            raise MemberRefused(f"{label}: more than {cap:,} bytes (size limit; raise max_member_bytes / "
+                                "--max-member-size if the file is trusted)")
+        return data
+
+    def close(self) -> None:
+        for handle in (self._zip, self._tar):
+            if handle is not None:
+                handle.close()
+
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def pack(root: str | os.PathLike, members: Iterable[str], dest: str | os.PathLike, kind: str) -> None:
+    """Write the files ``members`` (posix paths relative to ``root``) into a new
+    archive of ``kind`` at ``dest``, under the same names.  Already-compressed
+    images are stored in zips, not deflated again.  (Callers that want the
+    file to appear whole write ``dest`` as a temporary name and rename it.)"""
+    root = Path(root)
+    if kind == "zip":
+        with zipfile.ZipFile(dest, "w", allowZip64=True) as zf:
+            for rel in members:
+                stored = PurePosixPath(rel).suffix.lower() in _STORED_SUFFIXES
+                zf.write(root / rel, rel, compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
+    elif kind in _TAR_MODES:
+        with tarfile.open(dest, _TAR_MODES[kind]) as tf:
+            for rel in members:
+                tf.add(root / rel, arcname=rel, recursive=False)
+    else:
+        raise ValueError(f"unknown archive kind {kind!r}; one of {list(ARCHIVE_SUFFIXES)}")
+
+
+__all__ = ["ARCHIVE_SUFFIXES", "ArchiveError", "JUNK_NAMES", "Limits", "Member", "MemberRefused", "Source",
+           "is_junk", "kind_by_name", "pack", "safe_member_path", "source_kind"]
