@@ -14,6 +14,10 @@ import pytest
 
 from streamcolor.trainer import collect_photos as cp
 
+#: Qt's rcc format: the flag of a directory entry (written here from the format, not read from the reader).
+RCC_DIRECTORY = 0x2
+
+
 # --------------------------------------------------------------------------
 # Qt .rcc
 # --------------------------------------------------------------------------
@@ -39,7 +43,7 @@ def build_rcc(tree: dict, version: int = 3) -> bytes:
         first = len(entries)
         children = sorted(node.items())
         entries.extend([None] * len(children))
-        entries[index] = struct.pack(">IHII", name_offset(name) if index else 0, cp._RCC_DIRECTORY,
+        entries[index] = struct.pack(">IHII", name_offset(name) if index else 0, RCC_DIRECTORY,
                                      len(children), first)
         for offset, (child, value) in enumerate(children):
             if isinstance(value, dict):

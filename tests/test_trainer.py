@@ -283,14 +283,14 @@ def test_fit_time_budget_stops_cleanly(trained, shards):
 
 
 def test_learning_rate_schedules():
-    from streamcolor.trainer.train import _learning_rate
+    from streamcolor.trainer.train import learning_rate
 
-    assert _learning_rate(FitOptions(lr=0.01), None) == 0.01
-    cos = _learning_rate(FitOptions(lr=0.01, lr_schedule="cosine", warmup_steps=2), 12)
+    assert learning_rate(FitOptions(lr=0.01), None) == 0.01
+    cos = learning_rate(FitOptions(lr=0.01, lr_schedule="cosine", warmup_steps=2), 12)
     lrs = [float(keras.ops.convert_to_numpy(cos(s))) for s in (0, 2, 7, 12)]
     assert lrs[0] == 0 and abs(lrs[1] - 0.01) < 1e-7 and abs(lrs[2] - 0.005) < 1e-6 and lrs[3] < 1e-9
     with pytest.raises(ValueError, match="cosine schedule needs"):
-        _learning_rate(FitOptions(lr_schedule="cosine", max_minutes=1), None)
+        learning_rate(FitOptions(lr_schedule="cosine", max_minutes=1), None)
 
 
 def test_checkpoint_of_another_shape_is_refused(shards, tmp_path):

@@ -40,7 +40,6 @@ import json
 import logging
 import os
 import shutil
-import tarfile
 import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -51,7 +50,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import cv2
 import numpy as np
 
-from streamcolor.engines import lab
+from streamcolor.engines import archives, lab
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ HOLDOUT = "holdout"
 ALL_SPLITS = (*SPLITS, HOLDOUT)
 #: File name suffixes read as photos (folders and archive members).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".jp2", ".ppm", ".pgm")
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+ARCHIVE_SUFFIXES = tuple(s for suffixes in archives.ARCHIVE_SUFFIXES.values() for s in suffixes)
 #: L is stored as uint8 L* * L_U8 (L* in [0, 100]).
 L_U8 = 255.0 / 100.0
 #: Keys a manifest entry may use for the photo's path, and for its split.
@@ -133,34 +132,30 @@ class PhotoRef:
         return _archive_member(self.path, self.member)
 
 
-_ZIPS: dict[Path, zipfile.ZipFile] = {}
+# Archives are read with streamcolor.engines.archives, the reader (and safety checks) batch jobs use.
+_ZIPS: dict[Path, archives.Source] = {}
 _ZIP_LOCK = threading.Lock()
 
 
 def _archive_member(path: Path, member: str) -> bytes:
-    if zipfile.is_zipfile(path):
-        with _ZIP_LOCK:
+    with _ZIP_LOCK:
+        try:
             zf = _ZIPS.get(path)
             if zf is None:
-                zf = _ZIPS[path] = zipfile.ZipFile(path)
+                zf = _ZIPS[path] = archives.Source(path)
+            if zf.kind != "zip":
+                raise DataError(f"{path}: random access to tar members is not supported (they are extracted first)")
             return zf.read(member)
-    raise DataError(f"{path}: random access to tar members is not supported (they are extracted first)")
+        except archives.ArchiveError as exc:
+            raise DataError(str(exc)) from exc
 
 
 def _is_archive(p: Path) -> bool:
-    return p.name.lower().endswith(ARCHIVE_SUFFIXES)
+    return archives.kind_by_name(p.name) is not None
 
 
 def _is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES)
-
-
-def _safe_member(name: str) -> str | None:
-    """Archive member name as a relative path, or None if it escapes (absolute, ``..``)."""
-    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
-    if not parts or any(p == ".." for p in parts) or name.startswith("/"):
-        return None
-    return "/".join(parts)
 
 
 def list_photos(sources: Sequence[str | Path], *, manifest: str | Path | None = None,
@@ -209,37 +204,29 @@ def _from_archive(path: Path, key: str, extract_dir: Path | None,
                   problems: list[dict[str, str]]) -> list[PhotoRef]:
     out = []
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as zf:
-                for info in zf.infolist():
-                    name = _safe_member(info.filename)
-                    if info.is_dir() or not _is_image(info.filename):
-                        continue
-                    if name is None:
-                        problems.append({"key": f"{key}::{info.filename}", "error": "unsafe member name"})
-                        continue
-                    out.append(PhotoRef(f"{key}::{name}", path, info.filename))
-            return out
-        if extract_dir is None:
-            raise DataError(f"{path}: tar archives need an extraction folder")
-        target = extract_dir / hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
-        with tarfile.open(path) as tf:
-            for m in tf:
-                name = _safe_member(m.name)
-                if not m.isfile() or not _is_image(m.name):
+        with archives.Source(path) as src:
+            if src.kind != "zip" and extract_dir is None:
+                raise DataError(f"{path}: tar archives need an extraction folder")
+            target = extract_dir / hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12] \
+                if extract_dir is not None else None
+            for m in src.members():
+                if not (m.broken or _is_image(m.name)):
                     continue
-                if name is None:
-                    problems.append({"key": f"{key}::{m.name}", "error": "unsafe member name"})
+                name, _ = archives.safe_member_path(m.name)
+                if m.refusal or name is None:
+                    problems.append({"key": f"{key}::{m.name}", "error": m.refusal or "unsafe member name"})
                     continue
-                dest = target / name
+                if src.kind == "zip":
+                    out.append(PhotoRef(f"{key}::{name}", path, m.name))
+                    continue
+                dest = target / name  # tar: no random access, so extracted
                 if not dest.is_file():
                     dest.parent.mkdir(parents=True, exist_ok=True)
-                    data = tf.extractfile(m).read()  # type: ignore[union-attr]
                     tmp = dest.with_name(dest.name + ".part")
-                    tmp.write_bytes(data)
+                    tmp.write_bytes(src.read(m.name, m.locator))
                     tmp.replace(dest)
                 out.append(PhotoRef(f"{key}::{name}", dest))
-    except (OSError, zipfile.BadZipFile, tarfile.TarError) as exc:
+    except (OSError, archives.ArchiveError) as exc:
         problems.append({"key": key, "error": f"unreadable archive: {exc}"})
     return out
 
@@ -389,6 +376,12 @@ def _photo_hash(data: bytes) -> str:
 def _hash_split(sha: str, val_fraction: float, seed: int) -> str:
     h = hashlib.sha256(f"{seed}:{sha}".encode()).digest()
     return "val" if int.from_bytes(h[:8], "big") / 2**64 < val_fraction else "train"
+
+
+def photo_split(data: bytes, options: PrepareOptions = PrepareOptions()) -> str:
+    """"train" or "val" for a photo's bytes when no manifest gives its split:
+    by content hash, as :func:`prepare_shards` splits with ``options``."""
+    return _hash_split(_photo_hash(data), options.val_fraction, options.seed)
 
 
 def _scan(photos: list[PhotoRef], workers: int) -> tuple[list[tuple[PhotoRef, str]], list[dict], list[str]]:

@@ -46,8 +46,7 @@ from streamcolor.engines import lab
 from streamcolor.engines.base import MANIFEST, Engine, ModelInfo
 from streamcolor.engines.select import VARIANT_FILES, compare_engines, cpu_description, guard, load_onnx, to_fp16, \
     unfold_fp16_weights
-from streamcolor.trainer.data import PhotoRef, PrepareOptions, _hash_split, _photo_hash, decode_photo, list_photos, \
-    photo_examples
+from streamcolor.trainer.data import PhotoRef, PrepareOptions, decode_photo, list_photos, photo_examples, photo_split
 from streamcolor.trainer.export import sha256_file
 
 log = logging.getLogger(__name__)
@@ -142,7 +141,7 @@ def split_photos(photos: Sequence[PhotoRef], split: str) -> list[PhotoRef]:
         s = p.split
         if s is None:
             try:
-                s = _hash_split(_photo_hash(p.read_bytes()), defaults.val_fraction, defaults.seed)
+                s = photo_split(p.read_bytes(), defaults)
             except OSError:
                 continue
         if s == split:

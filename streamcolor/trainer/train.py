@@ -208,7 +208,7 @@ def make_loss(options: FitOptions, train: ShardSet):
     return rebalanced_mse
 
 
-def _learning_rate(options: FitOptions, total_steps: int | None):
+def learning_rate(options: FitOptions, total_steps: int | None):
     import keras
 
     if options.lr_schedule == "constant":
@@ -416,7 +416,7 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
             raise ValueError("--init (fine-tuning) needs U-Net shards (prepare --model unet): the seed "
                              "model's bundles carry no trainable weights")
         model = build_model(train_set.embed_dim, mixed_precision=options.mixed_precision)
-    model.compile(optimizer=keras.optimizers.Adam(_learning_rate(options, total)), loss=make_loss(options, train_set))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate(options, total)), loss=make_loss(options, train_set))
     model.optimizer.build(model.trainable_variables)
 
     run_dir.mkdir(parents=True, exist_ok=True)
