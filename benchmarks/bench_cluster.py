@@ -35,7 +35,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from streamcolor.archive import BatchOptions, colorize_archive  # noqa: E402
-from streamcolor.cluster import ClusterOptions, colorize_archive_ray  # noqa: E402
+from streamcolor.ray import ClusterOptions, colorize_archive_ray  # noqa: E402
 from benchmarks.conftest import write_gray_photos  # noqa: E402
 
 FULL = os.environ.get("STREAMCOLOR_BENCH_FULL") == "1"

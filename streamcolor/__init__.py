@@ -32,11 +32,12 @@ _LAZY = {
     "VideoOptions": "streamcolor.video",
     "colorize_archive": "streamcolor.archive",
     "BatchOptions": "streamcolor.archive",
-    "colorize_archive_ray": "streamcolor.cluster",
-    "colorize_collection": "streamcolor.cluster",
-    "colorize_video_ray": "streamcolor.cluster",
-    "ClusterOptions": "streamcolor.cluster",
-    "ColorizeBatch": "streamcolor.cluster",
+    "JobReport": "streamcolor.items",
+    "colorize_archive_ray": "streamcolor.ray",
+    "colorize_collection": "streamcolor.ray",
+    "colorize_video_ray": "streamcolor.ray",
+    "ClusterOptions": "streamcolor.ray",
+    "ColorizeBatch": "streamcolor.ray",
 }
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import functools
 import json
 import logging
 import os
@@ -36,6 +35,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from streamcolor.engines.flops import graph_flops, network_flops
+
 if TYPE_CHECKING:
     from streamcolor.engines import Engine
 
@@ -43,8 +44,6 @@ log = logging.getLogger(__name__)
 
 #: Format tag of the JSON that ``streamcolor bench --json`` writes.
 JSON_FORMAT = "streamcolor-bench/1"
-#: Operators whose arithmetic is counted by :func:`graph_flops`.
-COUNTED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "FusedMatMul")
 
 
 @dataclass(frozen=True)
@@ -129,14 +128,12 @@ def _text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def machine_info() -> dict[str, Any]:
     """CPU (with the instruction sets that matter), cores, GPU, runtime versions, date, load."""
-    import onnxruntime as ort
-
+    from streamcolor.engines import runtime_info
     from streamcolor.engines.select import cpu_description
 
     info = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": cpu_description(),
             "cpu_count": os.cpu_count(), "blas_threads": blas_threads(), "python": platform.python_version(),
-            "numpy": np.__version__, "onnxruntime": ort.__version__,
-            "providers": ort.get_available_providers(), "load_average": _load()}
+            "numpy": np.__version__, **runtime_info(), "load_average": _load()}
     gpu = gpu_name()
     if gpu:
         info["gpu"] = gpu
@@ -194,104 +191,6 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
         np.matmul(a, b, out=out)
         best = min(best, time.perf_counter() - t)
     return 2.0 * n ** 3 / best / 1e9
-
-
-def graph_flops(path: str | Path, feeds: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """Floating-point operations of one run of an ONNX graph on ``feeds``.
-
-    Counts 2 x multiply-adds of every convolution (``2 * k_h * k_w * c_in/group
-    * c_out * H_out * W_out`` per image, transposed convolutions likewise per
-    input position) and matrix product, with the shapes ONNX Runtime reports
-    in its profile of one run (basic graph optimizations only, so no operator
-    is fused away).  Returns ``{op type: flops, ..., "total": flops}``.
-    """
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    opts.enable_profiling = True
-    opts.intra_op_num_threads = 1
-    with tempfile.TemporaryDirectory(prefix="streamcolor-flops-") as tmp:
-        opts.profile_file_prefix = os.path.join(tmp, "profile")
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        sess.run(None, dict(feeds))
-        events = json.loads(Path(sess.end_profiling()).read_text())
-    counts: dict[str, float] = {}
-    weights: dict[str, list[int]] | None = None
-    for ev in events:
-        args = ev.get("args") or {}
-        op = args.get("op_name")
-        if ev.get("cat") != "Node" or op not in COUNTED_OPS or not ev.get("name", "").endswith("_kernel_time"):
-            continue
-        ins = [next(iter(s.values())) for s in args.get("input_type_shape", [])]
-        outs = [next(iter(s.values())) for s in args.get("output_type_shape", [])]
-        if op.startswith("Conv") and len(ins) == 1:  # a pre-packed weight is left out of the profile
-            if weights is None:
-                weights = _weight_shapes(path)
-            ins.append(weights.get(ev["name"].removesuffix("_kernel_time"), []))
-        flops = _op_flops(op, ins, outs)
-        counts[op] = counts.get(op, 0.0) + flops
-    counts["total"] = float(sum(counts.values()))
-    return counts
-
-
-def _weight_shapes(path: str | Path) -> dict[str, list[int]]:
-    """Node name -> shape of its second input when that is an initializer (needs ``onnx``; {} without)."""
-    try:
-        import onnx
-    except ImportError:
-        log.warning("flop count of %s is partial: a weight shape needs the onnx package", path)
-        return {}
-    g = onnx.load(str(path), load_external_data=False).graph
-    shapes = {i.name: list(i.dims) for i in g.initializer}
-    return {n.name: shapes[n.input[1]] for n in g.node if len(n.input) > 1 and n.input[1] in shapes}
-
-
-def _op_flops(op: str, ins: list[list[int]], outs: list[list[int]]) -> float:
-    if not ins or not outs:
-        return 0.0
-    out = float(np.prod(outs[0]))
-    if op == "Conv":  # weight (c_out, c_in/group, k_h, k_w): each output = c_in/group * k_h * k_w MACs
-        return 2.0 * out * float(np.prod(ins[1][1:])) if len(ins) > 1 and ins[1] else 0.0
-    if op == "ConvTranspose":  # weight (c_in, c_out/group, k_h, k_w): each input scatters c_out/g * k_h * k_w
-        return 2.0 * float(np.prod(ins[0])) * float(np.prod(ins[1][1:])) if len(ins) > 1 and ins[1] else 0.0
-    # MatMul / Gemm / FusedMatMul: output (..., M, N), K = the first input's last dimension
-    return 2.0 * out * float(ins[0][-1])
-
-
-@functools.lru_cache(maxsize=32)
-def _network_flops(colorizer: str, extractor: str, size: int, embed_dim: int, height: int, width: int
-                   ) -> tuple[float, float]:
-    ext = graph_flops(extractor, {_first_input(extractor): np.zeros((1, size, size, 1), np.float32)})["total"]
-    names = _inputs_by_rank(colorizer)
-    col = graph_flops(colorizer, {names[-1]: np.zeros((1, height, width, 1), np.float32),
-                                  names[0]: np.zeros((1, embed_dim), np.float32)})["total"]
-    return ext, col
-
-
-def network_flops(model: "str | Path | Engine", height: int, width: int) -> dict[str, float]:
-    """Flops per image of a bundle's float32 graphs at a render shape: ``extractor``
-    (at its own square size), ``colorizer`` and ``total``.  ``model``: a shipped
-    model name, a bundle folder or a loaded engine (its bundle is read)."""
-    from streamcolor.engines import resolve_model
-
-    info = model.info if hasattr(model, "info") else resolve_model(model)
-    ext, col = _network_flops(str(info.file("colorizer.onnx")), str(info.file("extractor.onnx")),
-                              info.extractor_size, info.embed_dim, int(height), int(width))
-    return {"extractor": ext, "colorizer": col, "total": ext + col}
-
-
-def _first_input(path: str) -> str:
-    import onnxruntime as ort
-
-    return ort.InferenceSession(path, providers=["CPUExecutionProvider"]).get_inputs()[0].name
-
-
-def _inputs_by_rank(path: str) -> list[str]:
-    import onnxruntime as ort
-
-    ins = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).get_inputs()
-    return [i.name for i in sorted(ins, key=lambda i: len(i.shape))]
 
 
 # --------------------------------------------------------------------------- engines
@@ -359,10 +258,9 @@ def with_share_of_peak(rows: list[dict[str, Any]], peak: float) -> list[dict[str
 
 
 def _precision(label: str, eng: "Engine") -> str:
-    for p in ("int8", "fp16", "bf16"):
-        if p in label:
-            return p
-    return "fp32"
+    from streamcolor.engines.select import PRECISIONS
+
+    return next((p for p in PRECISIONS if p in label), "fp32")
 
 
 def load_engines(model: str | Path, device: str = "auto", *, keras: bool = False
@@ -415,7 +313,6 @@ def video_row(engine: "Engine", src: str | Path, folder: str | Path, *, name: st
               options: Any = None) -> dict[str, Any]:
     """Frames/s of the pipeline and of the codec floor on one clip, alternating,
     best round of each; ``pipeline_over_floor`` is their ratio."""
-    from streamcolor.colorize import model_options
     from streamcolor.video import VideoOptions, codec_floor, colorize_video, video_size
 
     options = options or VideoOptions()
@@ -434,7 +331,7 @@ def video_row(engine: "Engine", src: str | Path, folder: str | Path, *, name: st
     width, height = video_size(src)
     best = {k: max(v) for k, v in fps.items()}
     return {"clip": name, "width": width, "height": height, "frames": frames, "engine": engine.name,
-            "render_size": model_options(engine, render_size=options.render_size).render_size,
+            "render_size": options.color_options(engine).render_size,
             "pipeline_fps": round(best["pipeline"], 2), "floor_fps": round(best["floor"], 2),
             "pipeline_over_floor": round(best["pipeline"] / best["floor"], 3),
             "all_rounds_fps": {k: [round(x, 2) for x in v] for k, v in fps.items()},

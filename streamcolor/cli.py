@@ -23,6 +23,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "image": ("streamcolor.commands.image", "Colorize image files."),
     "video": ("streamcolor.commands.video", "Colorize a video (audio and subtitles kept)."),
     "batch": ("streamcolor.commands.batch", "Colorize folders, zip and tar archives; resumable."),
+    "collection": ("streamcolor.commands.collection",
+                   "Colorize a folder or bucket with a Ray Data job (for ray job submit)."),
     "bench": ("streamcolor.commands.bench", "Measure engines and pipelines on this machine."),
     "report": ("streamcolor.commands.report", "Write an HTML report of figures and before/after images."),
     "models": ("streamcolor.commands.models", "List shipped models and runtimes."),

@@ -1,11 +1,20 @@
-"""The array-level core: L out of an image, the network at a render size,
-a*b* upsampled onto the ORIGINAL full-resolution L, back to RGB.
+"""The array-level core and the one per-item path.
 
-Data flow (one way): pixels -> L* (full res) -> resize to the render size ->
-engine -> a*b* (render size) -> upsample -> recombine with full-res L* -> RGB.
+Data flow (one way), the same for every image whoever asks (``colorize_image``,
+folders and archives, the Ray actors, the Ray Data job)::
+
+    pixels -> L* (full res) -> network input at the render size       prepare()
+           -> engine, a batch of one render shape at a time           ShapeBatcher, predict()
+           -> a*b* upsampled onto the full-res L*, composed, dtype    render()
+           -> encoded / written                                       image_io; streamcolor.items for jobs
+
 The output therefore has exactly the input's size and lightness; only colour
 comes from the network, so render size trades speed for colour detail, never
-for sharpness (like DeOldify's render_factor).
+for sharpness (like DeOldify's render_factor).  Video frames take the same
+steps (``network_input``, ``engine.predict``, ``render``) in their own order.
+
+The model's recommended render size and saturation are applied in one place,
+:meth:`ColorOptions.for_engine`, for the API and the CLI alike.
 """
 
 from __future__ import annotations
@@ -14,8 +23,8 @@ import dataclasses
 import functools
 import logging
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Sequence, TypeVar, Union
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator, Sequence, Union
 
 import cv2
 import numpy as np
@@ -41,24 +50,45 @@ _GAMUT_EPS = 4e-4
 _L_TOLERANCE = 0.5
 
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class ColorOptions:
-    """How colour is produced.  Override fields with ``dataclasses.replace``."""
+    """How colour is produced.  Override fields with ``dataclasses.replace``.
 
-    render_size: int = DEFAULT_RENDER_SIZE  # longer side fed to the network, rounded to size_multiple
-    size_multiple: int = lab.SIZE_MULTIPLE  # the model's input multiple (8 seed, 32 U-Net); others get padded
-    saturation: float = 1.0  # gain on predicted a*b* (MSE training greys colours; >1 counters it)
+    ``None`` fields take the model's own value: :meth:`for_engine` fills them
+    in, and every public function calls it, so ``colorize_image(x)`` and the
+    CLI colorize alike."""
+
+    render_size: int | None = None  # longer side fed to the network (rounded to size_multiple); None: the model's
+    saturation: float | None = None  # gain on predicted a*b* (MSE training greys colours; >1 counters it); None: the model's
+    size_multiple: int | None = None  # the model's input multiple (8 seed, 32 U-Net; others get padded); None: the engine's
     max_pixels: int = image_io.DEFAULT_MAX_PIXELS  # decompression-bomb guard for image files
     quality: int = 95  # JPEG/WebP quality of written files
 
     def __post_init__(self) -> None:
-        if self.render_size < lab.SIZE_MULTIPLE:
+        if self.render_size is not None and self.render_size < lab.SIZE_MULTIPLE:
             raise ValueError(f"render_size must be at least {lab.SIZE_MULTIPLE}, got {self.render_size}")
-        if self.saturation < 0:
+        if self.saturation is not None and self.saturation < 0:
             raise ValueError(f"saturation must be >= 0, got {self.saturation}")
+
+    @property
+    def resolved(self) -> bool:
+        """Whether no field is left to the model (what the per-item steps need)."""
+        return None not in (self.render_size, self.saturation, self.size_multiple)
+
+    def for_engine(self, engine: "Engine") -> "ColorOptions":
+        """These options with every None taken from ``engine``'s model: ``model.json``
+        ``render_size`` (else :data:`DEFAULT_RENDER_SIZE`) and ``saturation`` (else 1),
+        and the engine's ``size_multiple``.  The one place the model's
+        recommendations are applied."""
+        meta = engine.info.meta
+        return dataclasses.replace(
+            self,
+            render_size=self.render_size or int(meta.get("render_size", DEFAULT_RENDER_SIZE)),
+            saturation=float(meta.get("saturation", 1.0)) if self.saturation is None else self.saturation,
+            size_multiple=self.size_multiple or engine.size_multiple,
+        )
 
 
 @functools.lru_cache(maxsize=4)
@@ -72,15 +102,9 @@ def default_engine(model: str = "default", backend: str = "auto") -> "Engine":
 
 def model_options(engine: "Engine", *, render_size: int | None = None, saturation: float | None = None,
                   **fields) -> ColorOptions:
-    """ColorOptions with the model's own recommendations (``model.json``
-    keys ``render_size``, ``saturation``) where the caller gives no value."""
-    meta = engine.info.meta
-    fields.setdefault("size_multiple", engine.size_multiple)
-    return ColorOptions(
-        render_size=render_size or int(meta.get("render_size", DEFAULT_RENDER_SIZE)),
-        saturation=float(meta.get("saturation", 1.0)) if saturation is None else saturation,
-        **fields,
-    )
+    """``ColorOptions(render_size=..., saturation=..., **fields).for_engine(engine)``:
+    the model's recommendations where the caller gives no value."""
+    return ColorOptions(render_size=render_size, saturation=saturation, **fields).for_engine(engine)
 
 
 def pixels_to_l(pixels: np.ndarray) -> np.ndarray:
@@ -154,10 +178,124 @@ def to_dtype(rgb01: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return rgb01.astype(dtype)
 
 
-def predict_ab(l_batch: np.ndarray, engine: "Engine", embedding: np.ndarray | None = None) -> np.ndarray:
-    """Run the engine on (N, h, w, 1) scaled L; reuse ``embedding`` (N, E) if given
-    (two-graph models).  Returns a*b* in [-1, 1] on the model's output grid."""
-    return engine.predict(l_batch, embedding)
+def render(l_full: np.ndarray, ab_scaled: np.ndarray, *, saturation: float = 1.0,
+           dtype: np.dtype = np.float32) -> np.ndarray:
+    """Network a*b* (h, w, 2) in [-1, 1] upsampled onto full-res L* (H, W) and
+    composed: sRGB (H, W, 3) as ``dtype`` (uint8/uint16 rounded, float in [0, 1])."""
+    h, w = l_full.shape[:2]
+    return to_dtype(compose(l_full, upsample_ab(ab_scaled, h, w, saturation)), dtype)
+
+
+# --------------------------------------------------------------------------- the per-item path
+
+
+@dataclass
+class Prepared:
+    """One image decoded and ready for the engine.
+
+    ``l_full``: float32 (H, W), L* in [0, 100], full resolution.
+    ``net_in``: float32 (h, w, 1), L in [-1, 1] at the render shape.
+    ``dtype``: the source pixels' (uint8, uint16, or float32 for bare L*), kept for the output.
+    ``item``: the caller's handle for it (an archive item, a row), passed through.
+    """
+
+    l_full: np.ndarray
+    net_in: np.ndarray
+    dtype: np.dtype
+    alpha: np.ndarray | None = None
+    info: dict = field(default_factory=dict)  # ICC profile, EXIF, DPI to carry over
+    format: str | None = None  # the source's format name, e.g. "JPEG"
+    item: Any = None
+
+
+def prepare(decoded: image_io.Decoded, options: ColorOptions, item: Any = None) -> Prepared:
+    """L* and the network input of one decoded image (``options`` resolved, see
+    :meth:`ColorOptions.for_engine`)."""
+    return prepare_l(pixels_to_l(decoded.pixels), options, decoded.pixels.dtype, item=item, alpha=decoded.alpha,
+                     info=decoded.info, format=decoded.format)
+
+
+def prepare_l(l_full: np.ndarray, options: ColorOptions, dtype: np.dtype = np.float32, **fields) -> Prepared:
+    """A :class:`Prepared` from full-res L* (H, W) in [0, 100]."""
+    if not options.resolved:
+        raise ValueError("options leave values to the model: pass options.for_engine(engine)")
+    return Prepared(l_full, network_input(l_full, options.render_size, options.size_multiple), np.dtype(dtype),
+                    **fields)
+
+
+class ShapeBatcher:
+    """Prepared images grouped by render shape and handed out in batches of at
+    most ``batch_size`` of one shape, so each engine call gets a full batch.
+
+    >>> batcher = ShapeBatcher(8)
+    >>> batcher.add(prep)                 # as images arrive
+    >>> batch = batcher.take()            # a full batch, or None
+    >>> for batch in batcher.drain(): ... # at the end: what is left
+    """
+
+    def __init__(self, batch_size: int):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = batch_size
+        self._groups: dict[tuple, list[Prepared]] = {}
+        self.held = 0  # images waiting
+
+    def add(self, prep: Prepared) -> None:
+        self._groups.setdefault(prep.net_in.shape, []).append(prep)
+        self.held += 1
+
+    def take(self, *, flush: bool = False) -> list[Prepared] | None:
+        """A full batch of one shape if there is one; when flushing, the biggest
+        group's first batch; else None."""
+        if not self._groups:
+            return None
+        shape = max(self._groups, key=lambda s: len(self._groups[s]))
+        group = self._groups[shape]
+        if len(group) < self.batch_size and not flush:
+            return None
+        batch, rest = group[:self.batch_size], group[self.batch_size:]
+        if rest:
+            self._groups[shape] = rest
+        else:
+            del self._groups[shape]
+        self.held -= len(batch)
+        return batch
+
+    def drain(self) -> Iterator[list[Prepared]]:
+        """Every image still held, batch by batch."""
+        while (batch := self.take(flush=True)) is not None:
+            yield batch
+
+
+def predict(batch: Sequence[Prepared], engine: "Engine") -> list[np.ndarray | Exception]:
+    """a*b* (h, w, 2) in [-1, 1], on the model's output grid, for each image of a
+    batch of one render shape: one engine call.  If the engine fails on the
+    batch, its images are retried one by one so that only the one that causes
+    it fails; that image's entry is then the exception."""
+    try:
+        return list(engine.predict(np.stack([p.net_in for p in batch])))
+    except Exception as exc:
+        if len(batch) == 1:
+            return [exc]
+        return [r for p in batch for r in predict([p], engine)]
+
+
+def colorize_prepared(preps: Sequence[Prepared], *, engine: "Engine", saturation: float = 1.0,
+                      batch_size: int = 16) -> list[np.ndarray]:
+    """Engine and render steps for prepared images, batched by render shape:
+    sRGB (H, W, 3) in each one's dtype, in input order.  Raises the first
+    engine error."""
+    out: dict[int, np.ndarray] = {}
+    batcher = ShapeBatcher(batch_size)
+    index = {id(p): i for i, p in enumerate(preps)}
+    for p in preps:
+        batcher.add(p)
+    for batch in batcher.drain():
+        for p, ab in zip(batch, predict(batch, engine)):
+            if isinstance(ab, Exception):
+                raise ab
+            out[index[id(p)]] = render(p.l_full, ab, saturation=saturation, dtype=p.dtype)
+    return [out[i] for i in range(len(preps))]
 
 
 def colorize_l(l_fulls: Sequence[np.ndarray], *, engine: "Engine",
@@ -167,42 +305,24 @@ def colorize_l(l_fulls: Sequence[np.ndarray], *, engine: "Engine",
     Images are grouped by render shape so each engine call gets a full batch.
     Returns sRGB float32 (H, W, 3) in [0, 1], in input order.
     """
-    inputs = [network_input(l, options.render_size, options.size_multiple) for l in l_fulls]
-    out: list[np.ndarray | None] = [None] * len(inputs)
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, x in enumerate(inputs):
-        groups.setdefault(x.shape[:2], []).append(i)
-    for idxs in groups.values():
-        for chunk in batched(idxs, batch_size):
-            ab = predict_ab(np.stack([inputs[i] for i in chunk]), engine)
-            for i, ab_i in zip(chunk, ab):
-                h, w = l_fulls[i].shape[:2]
-                out[i] = compose(l_fulls[i], upsample_ab(ab_i, h, w, options.saturation))
-    return out  # type: ignore[return-value]
+    options = options.for_engine(engine)
+    preps = [prepare_l(l, options) for l in l_fulls]
+    return colorize_prepared(preps, engine=engine, saturation=options.saturation, batch_size=batch_size)
+
+
+def colorize_batch(decoded: Sequence[image_io.Decoded], *, engine: "Engine",
+                   options: ColorOptions = ColorOptions(), batch_size: int = 16) -> list[np.ndarray]:
+    """Colorize decoded images -> RGB (H, W, 3) of each source's dtype (uint8/uint16).
+
+    Pure arrays in, arrays out (no files); batched by render shape.
+    """
+    options = options.for_engine(engine)
+    preps = [prepare(d, options) for d in decoded]
+    return colorize_prepared(preps, engine=engine, saturation=options.saturation, batch_size=batch_size)
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
     return x if x.dtype == np.uint8 else (x.astype(np.uint32) * 255 // 65535).astype(np.uint8)
-
-
-def batched(items: Iterable[T], n: int) -> Iterable[list[T]]:
-    """Consecutive lists of at most ``n`` items."""
-    chunk: list[T] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == n:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def colorize_decoded(decoded: image_io.Decoded, *, engine: "Engine",
-                     options: ColorOptions = ColorOptions()) -> np.ndarray:
-    """Colorize one decoded image -> RGB of the source's dtype (uint8/uint16)."""
-    l_full = pixels_to_l(decoded.pixels)
-    rgb = colorize_l([l_full], engine=engine, options=options)[0]
-    return to_dtype(rgb, decoded.pixels.dtype)
 
 
 def _array_to_decoded(arr: np.ndarray) -> tuple[image_io.Decoded, np.dtype]:
@@ -243,6 +363,9 @@ def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
         default model on the best runtime when None.
     render_size:
         Shortcut for ``options.render_size`` (network input, longer side).
+    options:
+        See :class:`ColorOptions`; fields left None (render size,
+        saturation) take the model's recommendation, as the CLI does.
 
     Returns
     -------
@@ -259,7 +382,7 @@ def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
     else:
         decoded = image_io.read_image(src, max_pixels=options.max_pixels)
         dtype = decoded.pixels.dtype
-    rgb = colorize_decoded(decoded, engine=engine, options=options)
+    rgb = colorize_batch([decoded], engine=engine, options=options)[0]
     if dst is not None:
         return image_io.write_image(dst, rgb, alpha=decoded.alpha, info=decoded.info, quality=options.quality)
     if isinstance(src, (bytes, bytearray, memoryview)):

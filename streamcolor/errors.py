@@ -18,3 +18,8 @@ class InputError(StreamcolorError):
 
 class OutputError(StreamcolorError):
     """An output cannot be written (read-only location, disk full...)."""
+
+
+class MemberRefused(InputError):
+    """An input refused by a safety limit while it was read (a batch records
+    it as skipped, not failed): e.g. an archive member bigger than allowed."""

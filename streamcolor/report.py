@@ -473,16 +473,15 @@ def before_after(engine: "Engine", path: str | Path, *, render_size: int | None 
     """Gray version of a photo, our colorization of that gray image, and the
     original (the truth when it has colour), each at most ``max_side`` pixels."""
     from streamcolor import image_io
-    from streamcolor.colorize import colorize_image, compose, model_options, pixels_to_l, to_dtype
+    from streamcolor.colorize import colorize_image, pixels_to_l, render
 
     pixels = image_io.read_image(path).pixels
     if pixels.dtype != np.uint8:
         pixels = (pixels.astype(np.uint32) * 255 // 65535).astype(np.uint8)
     truth = _downscale(pixels if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, -1), max_side)
     l = pixels_to_l(truth)
-    gray = to_dtype(compose(l, np.zeros(l.shape + (2,), np.float32)), np.uint8)  # lightness only
-    opts = model_options(engine, render_size=render_size)
-    colour = colorize_image(gray, engine=engine, options=opts)
+    gray = render(l, np.zeros(l.shape + (2,), np.float32), dtype=np.uint8)  # lightness only
+    colour = colorize_image(gray, engine=engine, render_size=render_size)
     has_colour = pixels.ndim == 3 and float(np.abs(truth.astype(int) - gray).mean()) > 1.0
     return BeforeAfter(Path(path).name, gray, colour, truth if has_colour else None, credit)
 

@@ -18,12 +18,21 @@ subsamples chroma, see :class:`VideoOptions`), lightness and timestamps.
 Audio and subtitle packets are copied byte for byte; the output is written
 under a temporary name in the destination folder and renamed into place at
 the end, so a failed or interrupted run leaves nothing at the output path.
+
+Segments, for splitting one video across workers (``streamcolor.ray.video``
+uses these and nothing else of this module): :func:`video_keyframes` and
+:func:`plan_segments` cut the video stream into runs of whole GOPs;
+:func:`colorize_segment` runs the same pipeline on one run, decoding from an
+earlier keyframe so the scene detector and the stabilizer arrive warmed up;
+:func:`join_segments` joins the results by stream copy and copies the other
+streams from the source once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import heapq
 import logging
 import os
 import queue
@@ -33,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import av
 import av.error
@@ -41,9 +50,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from streamcolor.colorize import (ColorOptions, compose, default_engine, model_options, network_input,
-                                  pixels_to_l, predict_ab, to_dtype, upsample_ab)
 from streamcolor import image_io
+from streamcolor.colorize import ColorOptions, default_engine, network_input, pixels_to_l, render
+from streamcolor.engines import lab
 from streamcolor.errors import InputError, OutputError
 
 if TYPE_CHECKING:
@@ -104,8 +113,8 @@ class VideoOptions:
     compose_threads: int = 0  # threads that build full-res output frames; 0: min(4, cores)
 
     def __post_init__(self) -> None:
-        if self.render_size is not None and self.render_size < 8:
-            raise ValueError(f"render_size must be at least 8, got {self.render_size}")
+        if self.render_size is not None and self.render_size < lab.SIZE_MULTIPLE:
+            raise ValueError(f"render_size must be at least {lab.SIZE_MULTIPLE}, got {self.render_size}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.embed_every < 1:
@@ -116,11 +125,24 @@ class VideoOptions:
             raise ValueError(f"scene_cut must be in (0, 1], got {self.scene_cut}")
         _needs_even(self.pix_fmt)  # raises ValueError for an unknown pixel format
 
+    def color_options(self, engine: "Engine") -> ColorOptions:
+        """The per-frame colour options, with the model's recommendations filled in."""
+        return ColorOptions(render_size=self.render_size, saturation=self.saturation).for_engine(engine)
+
 
 def default_output(src: str | os.PathLike) -> Path:
     """``<stem>-colour<ext>`` next to ``src``."""
     src = Path(src)
     return src.with_name(f"{src.stem}{OUTPUT_SUFFIX}{src.suffix}")
+
+
+def output_path(src: str | os.PathLike, dst: str | os.PathLike | None = None) -> Path:
+    """``dst``, or :func:`default_output` when None; OutputError when it is ``src`` itself."""
+    src = Path(src)
+    dst = Path(dst) if dst is not None else default_output(src)
+    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise OutputError(f"{dst}: output would overwrite the input")
+    return dst
 
 
 def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
@@ -165,21 +187,25 @@ def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None,
                      stabilize=stabilize)
     options = dataclasses.replace(options, **{k: v for k, v in shortcuts.items() if v is not None})
     src = Path(src)
-    dst = Path(dst) if dst is not None else default_output(src)
-    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
-        raise OutputError(f"{dst}: output would overwrite the input")
-    engine = engine or default_engine()
-    colour = model_options(engine, render_size=options.render_size, saturation=options.saturation)
+    dst = output_path(src, dst)
+    _run(src, dst, engine or default_engine(), options, progress)
+    return dst
+
+
+def _run(src: Path, dst: Path, engine: "Engine", options: VideoOptions, progress: bool,
+         segment: "Segment | None" = None) -> "_Job":
+    """Open ``src``, run the pipeline into a temporary file next to ``dst`` and rename it into place."""
     with _open_input(src) as inp:
         vin = _video_stream(inp, src)
         tmp = _temp_path(dst)
         try:
-            _Job(src, dst, tmp, inp, vin, engine, options, colour, progress).run()
+            job = _Job(src, dst, tmp, inp, vin, engine, options, options.color_options(engine), progress, segment)
+            job.run()
             os.replace(tmp, dst)
         except BaseException:
             _unlink(tmp)
             raise
-    return dst
+    return job
 
 
 # --------------------------------------------------------------------------- input / output
@@ -236,6 +262,31 @@ def _unlink(path: Path) -> None:
 def _fresh_tags(tags: Mapping[str, str]) -> dict[str, str]:
     """Metadata minus the tags that describe the old encoding."""
     return {k: v for k, v in tags.items() if not k.lower().startswith(_STALE_TAGS)}
+
+
+def _copy_streams(inp, vin, out, src: Path, dst: Path) -> dict[int, tuple[Any, Any]]:
+    """Output streams for the input streams copied untouched (every one but video):
+    input index -> (input stream, output stream).  Audio and subtitles must fit
+    the new container (OutputError otherwise); data and attachments (timecodes,
+    fonts) are kept where the container takes them; attachments carry no packets."""
+    copied: dict[int, tuple[Any, Any]] = {}
+    for s in inp.streams:
+        if s is vin or s.type == "video":
+            continue
+        try:
+            ost = out.add_stream_from_template(s)
+        except (ValueError, av.error.FFmpegError) as exc:
+            if s.type in ("audio", "subtitle"):
+                name = s.codec_context.name if s.codec_context else "?"
+                raise OutputError(f"{dst}: the {out.format.name} format cannot hold the {name} {s.type} "
+                                  f"stream #{s.index} ({exc}); write to a {src.suffix} file instead") from exc
+            log.warning("%s: dropping %s stream #%d: %s", src, s.type, s.index, exc)
+            continue
+        ost.metadata.update(_fresh_tags(s.metadata) if s.type != "attachment" else s.metadata)
+        ost.disposition = s.disposition
+        if s.type != "attachment":
+            copied[s.index] = (s, ost)
+    return copied
 
 
 @functools.lru_cache(maxsize=None)
@@ -331,7 +382,7 @@ class ChromaStabilizer:
 
     def __call__(self, l_scaled: np.ndarray, ab: np.ndarray, *, cut: bool = False) -> np.ndarray:
         """l_scaled: (h, w) L in [-1, 1]; ab: (h, w, 2) a*b* (any scaling) -> smoothed (h, w, 2)."""
-        l_star = (np.asarray(l_scaled, dtype=np.float32) + 1.0) * 50.0
+        l_star = lab.unscale_l(l_scaled)
         ab = np.asarray(ab, dtype=np.float32)
         prev_l, prev_ab = self._prev_l, self._prev_ab
         if cut or prev_l is None or prev_l.shape != l_star.shape or self.strength <= 0:
@@ -387,11 +438,18 @@ class _Frame:
 
 
 class _Job:
-    """One colorize_video call: streams set up, stages run, output finished."""
+    """One colorize_video or colorize_segment call: streams set up, stages run, output finished.
+
+    With a ``segment``, only its frames are read (from a seek to its warm-up
+    keyframe) and written (video alone: other streams are copied when joining);
+    the warm-up frames pass through the scene detector and the stabilizer and
+    are dropped before the encoder."""
 
     def __init__(self, src: Path, dst: Path, tmp: Path, inp, vin, engine: "Engine",
-                 options: VideoOptions, colour: ColorOptions, progress: bool):
+                 options: VideoOptions, colour: ColorOptions, progress: bool, segment: "Segment | None" = None):
         self.src, self.dst, self.tmp = src, dst, tmp
+        self.segment = segment
+        self.kept: list[int] = []  # pts of the frames written
         self.inp, self.vin, self.engine = inp, vin, engine
         self.options, self.colour, self.progress = options, colour, progress
         self.stop = threading.Event()
@@ -452,10 +510,13 @@ class _Job:
     # ---- stages
 
     def _read(self, out: queue.Queue) -> None:
-        """Demux everything in file order: video decoded to _Frame, other packets passed on."""
-        vin, src = self.vin, self.src
+        """Demux everything in file order: video decoded to _Frame, other packets passed on
+        (with a segment: from its warm-up keyframe to its end, video alone)."""
+        vin, src, seg = self.vin, self.src, self.segment
         vin.codec_context.thread_type = "AUTO"
         vin.codec_context.thread_count = self.options.decode_threads
+        if seg is not None and seg.index:
+            self.inp.seek(seg.decode_from, stream=vin, backward=True, any_frame=False)
         wanted = [vin, *self.copy_map_in]
         last_pts: int | None = None
         last_dur = 0
@@ -487,6 +548,12 @@ class _Job:
                 if last_pts is not None and pts <= last_pts:
                     log.warning("%s: frame %d has pts %d <= previous %d; nudged", src, self.frames_in, pts, last_pts)
                     pts = last_pts + 1
+                if seg is not None:
+                    if seg.end is not None and pts >= seg.end:
+                        self._put(out, _END)
+                        return
+                    if pts < seg.decode_from:  # before the seek point: decoded on the way, not ours
+                        continue
                 last_pts, last_dur = pts, frame.duration or last_dur
                 self._put(out, self._to_item(frame, pts))
             if packet is None:  # flushed the decoder after an early end
@@ -552,9 +619,9 @@ class _Job:
                         if i in keys:
                             embedding = fresh[keys.index(i)]
                         rows.append(embedding)
-                    ab = predict_ab(net, engine, np.stack(rows))
+                    ab = engine.predict(net, np.stack(rows))
                 else:  # one-graph model: the embedding comes out of the same pass as the features
-                    ab = predict_ab(net, engine)
+                    ab = engine.predict(net)
                 for f, ab_i in zip(frames, ab):
                     f.ab = ab_i
             self._put(out, items)
@@ -593,9 +660,7 @@ class _Job:
 
     def _render(self, f: _Frame):
         """One frame: a*b* upsampled onto its full-res L*, sRGB, padded if odd, as an encoder frame."""
-        l_full = f.l_full.astype(np.float32)
-        ab_full = upsample_ab(f.ab, self.height, self.width, self.colour.saturation)
-        rgb = to_dtype(compose(l_full, ab_full), np.uint8)
+        rgb = render(f.l_full.astype(np.float32), f.ab, saturation=self.colour.saturation, dtype=np.uint8)
         ph, pw = self.pad
         if ph or pw:
             rgb = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="edge")
@@ -649,25 +714,12 @@ class _Job:
         vout.metadata.update(_fresh_tags(vin.metadata))
         vout.disposition = vin.disposition
         self.vout, self.codec = vout, codec
-        # Streams copied untouched: audio and subtitles must fit the new container; data and
-        # attachments (timecodes, fonts) are kept where the container takes them.
-        for s in inp.streams:
-            if s is vin or s.type == "video":
-                continue
-            try:
-                ost = out.add_stream_from_template(s)
-            except (ValueError, av.error.FFmpegError) as exc:
-                if s.type in ("audio", "subtitle"):
-                    name = s.codec_context.name if s.codec_context else "?"
-                    raise OutputError(f"{self.dst}: the {out.format.name} format cannot hold the {name} {s.type} "
-                                      f"stream #{s.index} ({exc}); write to a {self.src.suffix} file instead") from exc
-                log.warning("%s: dropping %s stream #%d: %s", self.src, s.type, s.index, exc)
-                continue
-            ost.metadata.update(_fresh_tags(s.metadata) if s.type != "attachment" else s.metadata)
-            ost.disposition = s.disposition
-            if s.type != "attachment":
-                self.copy_map[s.index] = ost
-                self.copy_map_in.append(s)
+        if self.segment is not None:  # video alone: the rest is copied from the source once, when joining
+            out.metadata.update(_fresh_tags(inp.metadata))
+            return
+        for ist, ost in _copy_streams(inp, vin, out, self.src, self.dst).values():
+            self.copy_map[ist.index] = ost
+            self.copy_map_in.append(ist)
         out.metadata.update(_fresh_tags(inp.metadata))
         try:
             chapters = inp.chapters()
@@ -677,6 +729,8 @@ class _Job:
             log.warning("%s: chapters not copied: %s", self.src, exc)
 
     def _total(self) -> int | None:
+        if self.segment is not None:
+            return None
         vin = self.vin
         if vin.frames:
             return int(vin.frames)
@@ -739,6 +793,10 @@ class _Job:
 
     def _mux(self, out, frame) -> None:
         """Encode one frame (None: flush the encoder) and mux what comes out."""
+        if frame is not None:
+            if self.segment is not None and frame.pts < self.segment.start:
+                return  # warm-up frame: it only primed the scene detector and the stabilizer
+            self.kept.append(int(frame.pts))
         try:
             out.mux(self.vout.encode(frame))
         except av.error.FFmpegError as exc:
@@ -750,6 +808,158 @@ class _Job:
             out.mux(packet)
         except av.error.FFmpegError as exc:
             raise OutputError(f"{self.dst}: cannot write a copied {packet.stream.type} packet: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- segments
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of whole GOPs of the source's video stream (pts in the stream's time base).
+
+    Frames with ``start <= pts < end`` are kept (``end`` None: to the end).
+    Decoding starts at the keyframe ``decode_from <= start``: the frames before
+    ``start`` only warm up the scene-cut detector and the chroma stabilizer
+    and are dropped.
+    """
+
+    index: int
+    start: int
+    end: int | None
+    decode_from: int
+
+
+def video_keyframes(src: str | os.PathLike) -> tuple[list[int], Fraction, int]:
+    """(keyframe pts, time base, packet count) of the video stream, from its packets (nothing decoded)."""
+    src = Path(src)
+    with _open_input(src) as inp:
+        vin = _video_stream(inp, src)
+        keyframes, count = [], 0
+        for packet in inp.demux(vin):
+            if not packet.size:
+                continue
+            count += 1
+            if packet.is_keyframe and packet.pts is not None:
+                keyframes.append(int(packet.pts))
+        return keyframes, vin.time_base or Fraction(1, 90000), count
+
+
+def plan_segments(keyframes: Sequence[int], time_base: Fraction, *, segment_s: float = 30.0,
+                  warmup_s: float = 1.0) -> list[Segment]:
+    """Cut a video into segments of whole GOPs, each at least ``segment_s`` long
+    (the last may be shorter), each warmed up from the latest keyframe at least
+    ``warmup_s`` before its start.  ``keyframes``: pts of the keyframes."""
+    kf = sorted(set(keyframes))
+    if not kf:
+        return []
+    min_ticks = segment_s / float(time_base)
+    warm_ticks = warmup_s / float(time_base)
+    starts = [kf[0]]
+    for k in kf[1:]:
+        if k - starts[-1] >= min_ticks:
+            starts.append(k)
+    segments = []
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else None
+        if i == 0 or warmup_s <= 0:
+            decode_from = start
+        else:
+            earlier = [k for k in kf if k <= start - warm_ticks]
+            decode_from = earlier[-1] if earlier else kf[0]
+        segments.append(Segment(i, start, end, decode_from))
+    return segments
+
+
+def colorize_segment(src: str | os.PathLike, dst: str | os.PathLike, segment: Segment, *,
+                     engine: "Engine | None" = None, options: VideoOptions = VideoOptions()) -> dict[str, int]:
+    """Colorize the frames of one segment of ``src`` into the video file ``dst``:
+    video only, with the source's time base and pts, through the same pipeline
+    as :func:`colorize_video` (decoding from ``segment.decode_from`` and
+    dropping the warm-up frames before ``segment.start``).
+
+    Returns ``{"frames", "first_pts", "last_pts"}`` of the frames written.
+    Raises InputError when the segment holds no frame, and as :func:`colorize_video`.
+    """
+    src, dst = Path(src), Path(dst)
+    job = _run(src, dst, engine or default_engine(), options, False, segment)
+    if not job.kept:
+        raise InputError(f"{src}: segment {segment.index} (pts {segment.start}..{segment.end}) has no frame")
+    return {"frames": len(job.kept), "first_pts": job.kept[0], "last_pts": job.kept[-1]}
+
+
+def join_segments(src: str | os.PathLike, segments: Sequence[str | os.PathLike], dst: str | os.PathLike) -> Path:
+    """Join colorized segment files (from :func:`colorize_segment`) into ``dst``
+    by stream copy (no re-encoding): their video packets in order, with the
+    source's audio, subtitle and data packets copied from the source once,
+    interleaved by time.  Timestamps are the segments' own (the source's), so
+    they run on across the joins.  Written under a temporary name and renamed.
+
+    Raises OutputError when a segment does not start with a keyframe, its
+    timestamps go back, or its encoder settings differ from the first one's
+    (the result would not play)."""
+    src, dst = Path(src), Path(dst)
+    if not segments:
+        raise ValueError("no segments to join")
+    tmp = _temp_path(dst)
+    try:
+        with _open_input(src) as inp, av.open(str(segments[0])) as first, av.open(str(tmp), "w") as out:
+            vin = _video_stream(inp, src)
+            template = first.streams.video[0]
+            extradata = bytes(template.codec_context.extradata or b"")
+            vout = out.add_stream_from_template(template)
+            vout.time_base = vin.time_base or template.time_base
+            vout.metadata.update(_fresh_tags(vin.metadata))
+            vout.disposition = vin.disposition
+            copy_map = _copy_streams(inp, vin, out, src, dst)
+            out.metadata.update(_fresh_tags(inp.metadata))
+
+            def copied() -> Iterator[tuple[float, int, int, Any]]:
+                if not copy_map:
+                    return
+                for n, packet in enumerate(inp.demux([s for s, _ in copy_map.values()])):
+                    if packet.size and packet.stream.index in copy_map:
+                        yield _packet_time(packet), 1, n, packet
+
+            def frames() -> Iterator[tuple[float, int, int, Any]]:
+                last_dts = None
+                n = 0
+                for path in segments:
+                    with av.open(str(path)) as seg:
+                        vs = seg.streams.video[0]
+                        if bytes(vs.codec_context.extradata or b"") != extradata:
+                            raise OutputError(f"{path}: encoder settings differ from the first segment's; "
+                                              "cannot join by stream copy")
+                        first_packet = True
+                        for packet in seg.demux(vs):
+                            if not packet.size:
+                                continue
+                            if first_packet and not packet.is_keyframe:
+                                raise OutputError(f"{path}: does not start with a keyframe")
+                            first_packet = False
+                            if packet.dts is not None:
+                                t = packet.dts * packet.time_base
+                                if last_dts is not None and t <= last_dts:
+                                    raise OutputError(f"{path}: timestamps go back at the join ({float(t):.3f} s)")
+                                last_dts = t
+                            n += 1
+                            yield _packet_time(packet), 0, n, packet
+
+            for _, kind, _, packet in heapq.merge(frames(), copied(), key=lambda e: (e[0], e[1], e[2])):
+                packet.stream = vout if kind == 0 else copy_map[packet.stream.index][1]
+                try:
+                    out.mux(packet)
+                except av.error.FFmpegError as exc:
+                    raise OutputError(f"{dst}: cannot write a packet: {exc}") from exc
+        os.replace(tmp, dst)
+    except BaseException:
+        _unlink(tmp)
+        raise
+    return dst
+
+
+def _packet_time(packet) -> float:
+    ts = packet.dts if packet.dts is not None else packet.pts
+    return float(ts * packet.time_base) if ts is not None and packet.time_base else 0.0
 
 
 # --------------------------------------------------------------------------- benchmark helpers
@@ -816,3 +1026,8 @@ def video_size(src: str | Path) -> tuple[int, int]:
     """(width, height) of the first video stream of ``src``."""
     with av.open(str(src)) as c:
         return c.streams.video[0].width, c.streams.video[0].height
+
+
+__all__ = ["ChromaStabilizer", "Segment", "VideoOptions", "codec_floor", "colorize_segment", "colorize_video",
+           "default_output", "histogram_distance", "join_segments", "l_histogram", "make_clip", "output_path",
+           "pick_codec", "plan_segments", "video_keyframes", "video_size"]

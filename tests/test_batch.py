@@ -405,7 +405,7 @@ def test_process_items_matches_the_pipeline(engine, tmp_path):
     colorize_archive(src, tmp_path / "piped", engine=engine, progress=False, options=options)
     with archive.open_source(src, options) as source:
         items = archive.list_items([source], options)
-        outcomes = archive.process_items([(it, source.read(it)) for it in items], engine=engine,
+        outcomes = archive.process_items([(it, archive.read_item(source, it)) for it in items], engine=engine,
                                          out_dir=tmp_path / "direct", options=options.color_options(engine))
     assert [o.state for o in outcomes] == [DONE] * len(GOOD) + [FAILED]
     assert isinstance(items[0], Item) and outcomes[0].output == "photos/a.jpg"
@@ -417,11 +417,11 @@ def test_process_items_matches_the_pipeline(engine, tmp_path):
 
 def test_colorize_batch_matches_colorize_image(engine):
     from streamcolor import image_io
-    from streamcolor.colorize import ColorOptions
+    from streamcolor.colorize import ColorOptions, colorize_batch
 
     options = ColorOptions(render_size=64)
     decoded = [image_io.read_image(data) for data, _ in GOOD.values()]
-    rgbs = archive.colorize_batch(decoded, engine=engine, options=options)
+    rgbs = colorize_batch(decoded, engine=engine, options=options)
     for (data, (h, w)), rgb in zip(GOOD.values(), rgbs):
         single = streamcolor.colorize_image(image_io.read_image(data).pixels, engine=engine, options=options)
         assert rgb.shape == (h, w, 3) and rgb.dtype == np.uint8

@@ -100,6 +100,30 @@ def test_render_size_changes_only_colour_resolution(engine, photo):
     assert delta_l(photo, a) <= 1.0 and delta_l(photo, b) <= 1.0
 
 
+def test_model_recommendations_apply_to_the_api_as_to_the_cli(engine, photo, tmp_path):
+    """Without options, colorize_image takes the model's render size and saturation
+    (model.json), exactly as `streamcolor image` does."""
+    import json
+    import shutil
+
+    from streamcolor.engines import load_engine
+
+    bundle = shutil.copytree(engine.info.path, tmp_path / "bundle")
+    meta = json.loads((bundle / "model.json").read_text())
+    (bundle / "model.json").write_text(json.dumps({**meta, "render_size": 64, "saturation": 1.6}))
+    eng = load_engine(bundle, "onnx", device="cpu")
+    default = streamcolor.colorize_image(photo, engine=eng)
+    assert np.array_equal(default, streamcolor.colorize_image(photo, engine=eng,
+                                                              options=ColorOptions(render_size=64, saturation=1.6)))
+    assert not np.array_equal(default, streamcolor.colorize_image(photo, engine=eng, render_size=256))
+    assert ColorOptions().for_engine(eng) == ColorOptions(render_size=64, saturation=1.6, size_multiple=8)
+    Image.fromarray(photo).save(tmp_path / "in.png")
+    r = run_cli("image", str(tmp_path / "in.png"), "-o", str(tmp_path / "cli.png"), "-m", str(bundle),
+                "--backend", "onnx")
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "cli.png")), default)
+
+
 @pytest.mark.parametrize("case", ["missing", "directory", "zero", "text", "truncated", "huge"])
 def test_bad_input_clear_error_and_no_output(engine, tmp_path, photo_file, case):
     src = {"missing": tmp_path / "nope.jpg", "directory": tmp_path, "zero": tmp_path / "zero.jpg",

@@ -29,8 +29,9 @@ import streamcolor
 from streamcolor.engines import lab
 from streamcolor.engines.base import Engine, ModelInfo
 from streamcolor.errors import InputError, OutputError
-from streamcolor.video import (ChromaStabilizer, VideoOptions, default_output, histogram_distance,
-                               l_histogram, pick_codec)
+from streamcolor.video import (ChromaStabilizer, VideoOptions, colorize_segment, default_output,
+                               histogram_distance, join_segments, l_histogram, pick_codec, plan_segments,
+                               video_keyframes)
 
 RATE = 24
 AUDIO_RATE = 44100
@@ -56,13 +57,14 @@ def make_video(path: Path, *, frames: int = 24, size: tuple[int, int] = (96, 64)
                pts: list[int] | None = None, time_base: Fraction | None = None, codec: str = "libx264",
                pix_fmt: str = "yuv420p", scenes: int = 1, motion: int = 2, grain: float = 0.0,
                gray: bool = False, title: str | None = "test clip", preset: str = "ultrafast",
-               seed: int = 0) -> Path:
+               gop: int | None = None, seed: int = 0) -> Path:
     """Write a short real video (colour or gray) with an optional sine-tone track and subtitles.
 
     size is (width, height).  ``scenes`` cuts the clip into that many shots of
     different pictures; within a shot the camera pans ``motion`` px a frame and
     a square moves; ``grain`` adds film-grain noise (std, 0..255 units).
-    ``pts`` (in ``time_base``) gives variable frame timing.
+    ``pts`` (in ``time_base``) gives variable frame timing; ``gop`` puts a
+    keyframe every that many frames (libx264).
     """
     w, h = size
     path = Path(path)
@@ -78,6 +80,8 @@ def make_video(path: Path, *, frames: int = 24, size: tuple[int, int] = (96, 64)
         vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
         if codec == "libx264":
             vs.options = {"preset": preset, "crf": "10"}
+            if gop:
+                vs.options = {**vs.options, "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
         if time_base is not None:
             vs.time_base = time_base
             vs.codec_context.time_base = time_base
@@ -191,6 +195,7 @@ class CountingEngine(Engine):
         super().__init__(real.info)
         self.real = real
         self.embedded = 0
+        self.colorized = 0  # frames
         self.fail_after: int | None = None
         self.calls = 0
 
@@ -200,6 +205,7 @@ class CountingEngine(Engine):
 
     def colorize(self, l, embedding):
         self.calls += 1
+        self.colorized += len(l)
         if self.fail_after is not None and self.calls > self.fail_after:
             raise RuntimeError("engine failure (injected)")
         return self.real.colorize(l, embedding)
@@ -456,3 +462,66 @@ def test_codec_auto_is_a_working_encoder():
     codec = pick_codec("auto")
     assert codec in ("h264_nvenc", "libx264")
     assert pick_codec("libx265") == "libx265"
+
+
+# --------------------------------------------------------------------------- segments (one video, several workers)
+
+
+GOP = 8
+
+
+@pytest.fixture
+def gop_clip(tmp_path) -> Path:
+    """32 frames, a keyframe every 8, two scenes, a sine-tone track."""
+    return make_video(tmp_path / "gop.mp4", frames=32, gop=GOP, scenes=2)
+
+
+def test_video_keyframes(gop_clip):
+    keyframes, tb, packets = video_keyframes(gop_clip)
+    assert packets == 32
+    assert [round(float(k * tb) * RATE) for k in keyframes] == [0, 8, 16, 24]
+
+
+def test_plan_segments():
+    tb = Fraction(1, 12288)
+    kf = [0, 6144, 12288, 18432, 24576]  # a keyframe every 0.5 s
+    segs = plan_segments(kf, tb, segment_s=1.0, warmup_s=0.4)
+    assert [(s.start, s.end, s.decode_from) for s in segs] == [(0, 12288, 0), (12288, 24576, 6144),
+                                                              (24576, None, 18432)]
+    assert [s.decode_from for s in plan_segments(kf, tb, segment_s=0.5, warmup_s=0)] == kf
+    assert plan_segments([], tb) == []
+
+
+def test_colorize_segment_writes_its_frames_after_a_warm_up(counted, gop_clip, tmp_path):
+    """Segment 2 keeps frames 16..23 (video alone, source pts); the GOP before it only warms up."""
+    keyframes, tb, _ = video_keyframes(gop_clip)
+    segs = plan_segments(keyframes, tb, segment_s=GOP / RATE, warmup_s=GOP / RATE)
+    seg = segs[2]
+    assert seg.decode_from == keyframes[1] and (seg.start, seg.end) == (keyframes[2], keyframes[3])
+    info = colorize_segment(gop_clip, tmp_path / "seg.mp4", seg, engine=counted, options=VideoOptions(render_size=64))
+    src, res = read_video(gop_clip), read_video(tmp_path / "seg.mp4")
+    assert (info["frames"], info["first_pts"]) == (GOP, seg.start) and info["last_pts"] < seg.end
+    # Video only (nothing copied); the source's frame times (a lone MP4 segment may shift them
+    # by a few ticks of its edit list: join_segments reads the packets' own timestamps).
+    assert np.allclose(res["times"], src["times"][16:24], atol=0.1 / RATE) and not res["packets"]
+    assert counted.colorized == 2 * GOP  # the warm-up went through the network, then was dropped
+    assert_lightness_kept({"l": src["l"][16:24]}, res)
+    assert leftovers(tmp_path, gop_clip, tmp_path / "seg.mp4") == []
+
+
+def test_join_segments_rebuilds_the_video(engine, gop_clip, tmp_path):
+    keyframes, tb, _ = video_keyframes(gop_clip)
+    segs = plan_segments(keyframes, tb, segment_s=2 * GOP / RATE, warmup_s=GOP / RATE)
+    paths = [tmp_path / f"part{s.index}.mp4" for s in segs]
+    for seg, path in zip(segs, paths):
+        colorize_segment(gop_clip, path, seg, engine=engine, options=VideoOptions(render_size=64))
+    out = join_segments(gop_clip, paths, tmp_path / "joined.mp4")
+    src, res = read_video(gop_clip), read_video(out)
+    # Every frame once, at the source's times (within the few ticks an MP4 segment may shift them).
+    assert len(res["times"]) == len(src["times"]) and np.allclose(res["times"], src["times"], atol=0.1 / RATE)
+    assert res["packets"] == src["packets"] and res["packets"]  # audio copied packet for packet
+    assert_lightness_kept(src, res)
+    with pytest.raises(OutputError, match="timestamps go back"):
+        join_segments(gop_clip, paths[::-1], tmp_path / "backwards.mp4")
+    assert leftovers(tmp_path, gop_clip, out, *paths) == []
+

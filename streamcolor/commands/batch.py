@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 from pathlib import Path
 
 import click
 
-from streamcolor.commands.common import engine_options, load
-from streamcolor.errors import StreamcolorError
+from streamcolor.archive import OUTPUT_FORMATS
+from streamcolor.commands.common import EXIT_FATAL, engine_options, load, run_job
+from streamcolor.engines.archives import RATIO_MIN_BYTES, Limits
 
 log = logging.getLogger(__name__)
-
-#: Exit status: every item done / some items skipped or failed / could not start or could not write.
-EXIT_OK, EXIT_ITEMS, EXIT_FATAL = 0, 1, 2
 
 
 class ByteSize(click.ParamType):
@@ -37,7 +34,7 @@ class ByteSize(click.ParamType):
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Output folder (mirrors the source tree; OUT/<source name>/ per source when several). "
                    "A name ending in .zip/.tar.gz/... also packs the folder into that archive.")
-@click.option("--format", "fmt", type=click.Choice(["same", "png", "jpg", "webp", "tiff", "bmp"]),
+@click.option("--format", "fmt", type=click.Choice(["same", *OUTPUT_FORMATS]),
               default="same", show_default=True, help="Output format (same: keep each file's format; "
                                                       "formats we cannot write, such as GIF, become PNG).")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality.")
@@ -50,10 +47,11 @@ class ByteSize(click.ParamType):
               help="Threads that decode and encode/write (0: one per CPU core).")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Refuse images with more pixels (decompression bombs). [default: 268000000]")
-@click.option("--max-member-size", type=ByteSize(), default="512M", show_default=True,
+@click.option("--max-member-size", type=ByteSize(), default=f"{Limits.max_member_bytes >> 20}M", show_default=True,
               help="Refuse files and archive members bigger than this (declared or read).")
-@click.option("--max-ratio", type=click.FloatRange(min=1, min_open=True), default=200.0, show_default=True,
-              help="Refuse zip members (over 1 MiB) that inflate more than this many times (zip bombs).")
+@click.option("--max-ratio", type=click.FloatRange(min=1, min_open=True), default=Limits.max_ratio, show_default=True,
+              help=f"Refuse zip members (over {RATIO_MIN_BYTES >> 20} MiB) that inflate more than this many times "
+                   "(zip bombs).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
               help="Colorize on a pool of Ray actors (needs streamcolor[ray]): bare --ray starts a local Ray "
@@ -106,32 +104,21 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
         raise click.UsageError(str(exc)) from exc
     if actors is not None and ray_address is None:
         raise click.UsageError("--actors needs --ray")
-    if ray_address is not None:
-        try:
-            report = _run_on_ray(sources, output, options, progress, ray_address, actors, model, backend)
-        except (ImportError, StreamcolorError, ValueError) as exc:  # no Ray, bad model, bad source or output
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_FATAL)
-        click.echo(report.summary())
-        sys.exit(EXIT_OK if report.ok else EXIT_ITEMS)
+    if ray_address is not None:  # ImportError: no Ray
+        run_job(lambda: _run_on_ray(sources, output, options, progress, ray_address, actors, model, backend),
+                fatal=(ImportError,))
     try:
         engine = load(model, backend)
     except click.ClickException as exc:
         exc.exit_code = EXIT_FATAL
         raise
-    try:
-        report = colorize_archive(list(sources), output, engine=engine, options=options, progress=progress)
-    except (StreamcolorError, ValueError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_FATAL)
-    click.echo(report.summary())
-    sys.exit(EXIT_OK if report.ok else EXIT_ITEMS)
+    run_job(lambda: colorize_archive(list(sources), output, engine=engine, options=options, progress=progress))
 
 
 def _run_on_ray(sources, output, options, progress, ray_address, actors, model, backend):
     """The same job on Ray actors (the engine is loaded in each actor, not here)."""
     from streamcolor.engines import EngineError, resolve_model
-    from streamcolor.cluster import ClusterOptions, colorize_archive_ray
+    from streamcolor.ray import ClusterOptions, colorize_archive_ray
 
     try:
         resolve_model(model)  # a bad model fails here, before Ray starts

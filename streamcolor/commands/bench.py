@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from streamcolor.engines import DEFAULT_MODEL
+from streamcolor.engines import DEFAULT_MODEL, lab
 
 
 @click.command("bench")
@@ -17,7 +17,7 @@ from streamcolor.engines import DEFAULT_MODEL
               help="A shipped model name or a model bundle folder.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where the engines run (auto: CUDA when ONNX Runtime offers it).")
-@click.option("-r", "--render-size", "renders", type=click.IntRange(min=8), multiple=True,
+@click.option("-r", "--render-size", "renders", type=click.IntRange(min=lab.SIZE_MULTIPLE), multiple=True,
               help="Square render size to time (repeatable). Default: 256 (--full: 224, 256, 512).")
 @click.option("-b", "--batch", "batches", type=click.IntRange(min=1), multiple=True,
               help="Batch size to time (repeatable). Default: 1 and 8 (--full: 1 and 16).")

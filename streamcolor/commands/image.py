@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from streamcolor.colorize import ColorOptions, colorize_image, model_options
+from streamcolor.colorize import ColorOptions, colorize_image
 from streamcolor.commands.common import engine_options, load
 from streamcolor.errors import StreamcolorError
 
@@ -40,7 +40,7 @@ def command(inputs, output, fmt, quality, overwrite, model, backend, render_size
       streamcolor image scans/*.tif -o colour/ --format png -r 384
     """
     engine = load(model, backend)
-    options = model_options(engine, render_size=render_size, saturation=saturation, quality=quality)
+    options = ColorOptions(render_size=render_size, saturation=saturation, quality=quality)
     single_file = len(inputs) == 1 and output.suffix != "" and not output.is_dir()
     failures = 0
     for src in tqdm(inputs, desc="images", unit="img", disable=len(inputs) < 2):

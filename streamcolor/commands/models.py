@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from streamcolor.engines import available_backends, available_models, resolve_model
+from streamcolor.engines import available_backends, available_models, resolve_model, runtime_info
 
 
 @click.command("models")
@@ -18,7 +18,5 @@ def command():
         for key in ("description", "training", "quality"):
             if key in meta:
                 click.echo(f"  {key}: {meta[key]}")
-    import onnxruntime as ort
-
     click.echo(f"backends: {', '.join(available_backends())}; "
-               f"ONNX Runtime providers here: {', '.join(ort.get_available_providers())}")
+               f"ONNX Runtime providers here: {', '.join(runtime_info()['providers'])}")

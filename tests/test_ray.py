@@ -1,4 +1,4 @@
-"""streamcolor.cluster on a local Ray: the actor pool behind `batch --ray`
+"""streamcolor.ray on a local Ray: the actor pool behind `batch --ray`
 (an actor killed mid-run loses nothing; the manifest is the plain batch's),
 the Ray Data job for collections, a video split across actors and joined,
 and ``ColorizeBatch`` on its own, without Ray.
@@ -28,8 +28,8 @@ ray = pytest.importorskip("ray")
 av = pytest.importorskip("av")
 
 from streamcolor.archive import REPORT_FILENAME, BatchOptions, colorize_archive  # noqa: E402
-from streamcolor.cluster import (ClusterOptions, ColorizeBatch, colorize_archive_ray, plan_segments,  # noqa: E402
-                                 video_keyframes)
+from streamcolor.ray import ClusterOptions, ColorizeBatch, colorize_archive_ray  # noqa: E402
+from streamcolor.video import video_keyframes  # noqa: E402
 from streamcolor.manifest import DONE, FAILED, Manifest  # noqa: E402
 from tests.conftest import make_photo  # noqa: E402
 
@@ -151,10 +151,10 @@ def test_colorize_batch_to_a_uri(engine, monkeypatch):
     """Outputs for a URI (s3://...) go through pyarrow's filesystem, one stream per output."""
     from pyarrow.fs import FileType, _MockFileSystem
 
-    from streamcolor import cluster
+    from streamcolor.ray import batch
 
     mock = _MockFileSystem()
-    monkeypatch.setattr(cluster, "_filesystem", lambda uri: (mock, "bucket/colour"))
+    monkeypatch.setattr(batch, "filesystem", lambda uri: (mock, "bucket/colour"))
     photo = make_photo(60, 80, seed=5).mean(-1).astype(np.uint8)
     result = ColorizeBatch(engine, options=BatchOptions(render_size=64), out="s3://bucket/colour")(
         {"key": np.array(["a/b.jpg", "c.jpg"], dtype=object), "bytes": np.array([jpeg(photo)] * 2, dtype=object)})
@@ -162,16 +162,6 @@ def test_colorize_batch_to_a_uri(engine, monkeypatch):
     for key in ("a/b.jpg", "c.jpg"):
         info = mock.get_file_info(f"bucket/colour/{key}")
         assert info.type == FileType.File and info.size > 100
-
-
-def test_plan_segments():
-    tb = Fraction(1, 12288)
-    kf = [0, 6144, 12288, 18432, 24576]  # a keyframe every 0.5 s
-    segs = plan_segments(kf, tb, segment_s=1.0, warmup_s=0.4)
-    assert [(s.start, s.end, s.decode_from) for s in segs] == [(0, 12288, 0), (12288, 24576, 6144),
-                                                              (24576, None, 18432)]
-    assert [s.decode_from for s in plan_segments(kf, tb, segment_s=0.5, warmup_s=0)] == kf
-    assert plan_segments([], tb) == []
 
 
 # --------------------------------------------------------------------------- the actor pool
@@ -222,14 +212,14 @@ def test_batch_command_with_ray(local_ray, collection, tmp_path):
 # --------------------------------------------------------------------------- the Ray Data job
 
 
-def test_cluster_job_collection(local_ray, collection, tmp_path):
-    from streamcolor import cluster_job
+def test_collection_command(local_ray, collection, tmp_path):
+    from streamcolor.commands import collection as command
 
     out = tmp_path / "colour"
     args = [str(collection), str(out), "--actors", "2", "--cpus-per-actor", "0.5", "-b", "4", "-r", "128",
             "--backend", "onnx"]
     with pytest.raises(SystemExit) as exit_:
-        cluster_job.main(args)
+        command.main(args)
     assert exit_.value.code == 1  # the two bad files, reported
     assert_each_output_once(out, collection)
     with open(out / REPORT_FILENAME) as fh:
@@ -237,11 +227,11 @@ def test_cluster_job_collection(local_ray, collection, tmp_path):
     assert {Path(r["member"]).relative_to(collection).as_posix() for r in rows} == set(BAD)
     assert all(r["state"] == "failed" and r["reason"] for r in rows)
     # Resume: outputs that exist are not redone.
-    from streamcolor.cluster import colorize_collection
+    from streamcolor.ray import colorize_collection
 
     report = colorize_collection(collection, out, backend="onnx", options=OPTIONS,
                                  cluster=ClusterOptions(actors=2, cpus_per_actor=0.5))
-    assert (report.existing, report.done, report.failed) == (N_PHOTOS, 0, len(BAD))
+    assert (report.existing, report.done_now, report.done, report.failed) == (N_PHOTOS, 0, N_PHOTOS, len(BAD))
 
 
 # --------------------------------------------------------------------------- long videos
@@ -295,7 +285,7 @@ def probe(path: Path) -> dict:
 
 def test_video_split_across_two_actors(local_ray, tmp_path, caplog):
     from streamcolor.engines import load_engine
-    from streamcolor.cluster import colorize_video_ray
+    from streamcolor.ray import colorize_video_ray
     from streamcolor.video import VideoOptions, colorize_video
 
     src = make_clip(tmp_path / "clip.mp4")
@@ -303,7 +293,7 @@ def test_video_split_across_two_actors(local_ray, tmp_path, caplog):
     assert len(keyframes) == FRAMES // GOP and packets == FRAMES
     dst = tmp_path / "clip-colour.mp4"
     options = VideoOptions(render_size=64)
-    with caplog.at_level(logging.INFO, logger="streamcolor.cluster"):
+    with caplog.at_level(logging.INFO, logger="streamcolor.ray"):
         colorize_video_ray(src, dst, backend="onnx", options=options, cluster=ClusterOptions(actors=2),
                            segment_s=GOP / RATE, warmup_s=GOP / RATE, progress=False)
     pids = set(re.findall(r"segment \d+: 12 frames .* pid (\d+)", caplog.text))

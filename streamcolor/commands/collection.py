@@ -1,12 +1,11 @@
-"""The Ray Data job for large photo collections, as a script for ``ray job submit``.
-
-::
+"""`streamcolor collection`: the Ray Data job for large photo collections,
+also a script for ``ray job submit``::
 
     ray job submit --runtime-env-json '{"pip": ["streamcolor[ray]"]}' -- \\
-        python -m streamcolor.cluster_job s3://bucket/scans s3://bucket/scans-colour \\
+        python -m streamcolor.commands.collection s3://bucket/scans s3://bucket/scans-colour \\
         --gpus-per-actor 1 --actors 8
 
-A thin wrapper over :func:`streamcolor.cluster.colorize_collection` (no Ray
+A thin wrapper over :func:`streamcolor.ray.colorize_collection` (no Ray
 code here).  Exit status: 0 every file colorized, 1 some files failed or were
 skipped (see ``streamcolor-report.csv`` in the output), 2 the job could not
 run (bad arguments, unreadable source, output not writable).
@@ -15,17 +14,14 @@ run (bad arguments, unreadable source, output not writable).
 from __future__ import annotations
 
 import logging
-import sys
 
 import click
 
-from streamcolor.commands.common import engine_options
-
-#: Exit status: every item done / some items skipped or failed / could not start or could not write.
-EXIT_OK, EXIT_ITEMS, EXIT_FATAL = 0, 1, 2
+from streamcolor.archive import OUTPUT_FORMATS
+from streamcolor.commands.common import engine_options, run_job
 
 
-@click.command("cluster_job")
+@click.command("collection")
 @click.argument("source")
 @click.argument("output")
 @click.option("--address", default=None,
@@ -38,7 +34,7 @@ EXIT_OK, EXIT_ITEMS, EXIT_FATAL = 0, 1, 2
               help="CPUs each actor reserves (and its engine threads on CPU).")
 @click.option("-b", "--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Images per map_batches batch (and per engine call).")
-@click.option("--format", "fmt", type=click.Choice(["same", "png", "jpg", "webp", "tiff", "bmp"]), default="same",
+@click.option("--format", "fmt", type=click.Choice(["same", *OUTPUT_FORMATS]), default="same",
               show_default=True, help="Output format (same: keep each file's format).")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality.")
 @click.option("--overwrite", is_flag=True, help="Redo files whose output already exists (default: skip them).")
@@ -53,8 +49,7 @@ def command(source, output, address, actors, gpus_per_actor, cpus_per_actor, bat
     in OUTPUT/streamcolor-report.csv and never stop the job.
     """
     from streamcolor.archive import BatchOptions
-    from streamcolor.cluster import ClusterOptions, colorize_collection
-    from streamcolor.errors import StreamcolorError
+    from streamcolor.ray import ClusterOptions, colorize_collection
 
     try:
         options = BatchOptions(render_size=render_size, saturation=saturation, quality=quality, output_format=fmt,
@@ -63,19 +58,12 @@ def command(source, output, address, actors, gpus_per_actor, cpus_per_actor, bat
                                  cpus_per_actor=cpus_per_actor)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    try:
-        report = colorize_collection(source, output, model=model, backend=backend, options=options, cluster=cluster,
-                                     overwrite=overwrite)
-    except (ImportError, StreamcolorError, ValueError, OSError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_FATAL)
-    click.echo(report.summary())
-    sys.exit(EXIT_OK if report.ok else EXIT_ITEMS)
-
+    run_job(lambda: colorize_collection(source, output, model=model, backend=backend, options=options,
+                                        cluster=cluster, overwrite=overwrite), fatal=(ImportError, OSError))
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    command.main(args=argv, prog_name="python -m streamcolor.cluster_job")
+    command.main(args=argv, prog_name="python -m streamcolor.commands.collection")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,195 @@
+"""What a batch job is: its options, its sources and its items with their safe output names.
+
+Reading folders, zip and tar archives (and their safety checks) is
+:mod:`streamcolor.engines.archives`, shared with the trainer; this module
+opens sources through it, turns its errors into :class:`~streamcolor.InputError`,
+and gives every member an output key that is unique in the job and can
+never point outside the output folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Sequence
+
+from streamcolor import image_io
+from streamcolor.colorize import ColorOptions
+from streamcolor.engines import archives
+from streamcolor.engines.archives import ARCHIVE_SUFFIXES, Source, safe_member_path
+from streamcolor.errors import InputError, MemberRefused
+from streamcolor.manifest import FAILED, PENDING, SKIPPED, Entry
+
+if TYPE_CHECKING:
+    from streamcolor.engines import Engine
+
+#: Output format choices -> file suffix written.
+OUTPUT_FORMATS: dict[str, str] = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif", "bmp": ".bmp"}
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How a batch job runs.  Override fields with ``dataclasses.replace``."""
+
+    render_size: int | None = None  # network input, longer side; None: the model's recommendation
+    saturation: float | None = None  # gain on predicted colour; None: the model's recommendation
+    quality: int = 95  # JPEG/WebP quality of written files
+    output_format: str = "same"  # "same" (keep each file's format) or one of OUTPUT_FORMATS
+    archive: str | None = None  # also pack the finished folder: "same" (the sources' kind) or an ARCHIVE_SUFFIXES kind
+    batch_size: int = 8  # images per engine call
+    workers: int = 0  # threads that decode and encode/write; 0: one per CPU core
+    max_pixels: int = image_io.DEFAULT_MAX_PIXELS  # refuse images with more pixels (decompression bombs)
+    max_member_bytes: int = archives.Limits.max_member_bytes  # refuse files/members bigger than this, declared or read
+    max_ratio: float = archives.Limits.max_ratio  # refuse zip members > 1 MiB that inflate more than this (zip bombs)
+
+    def __post_init__(self) -> None:
+        if self.output_format not in ("same", *OUTPUT_FORMATS):
+            raise ValueError(f"output_format must be 'same' or one of {list(OUTPUT_FORMATS)}, "
+                             f"got {self.output_format!r}")
+        if self.archive is not None and self.archive not in ("same", *ARCHIVE_SUFFIXES):
+            raise ValueError(f"archive must be None, 'same' or one of {list(ARCHIVE_SUFFIXES)}, got {self.archive!r}")
+        for name in ("batch_size", "max_pixels", "max_member_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.max_ratio <= 1:
+            raise ValueError(f"max_ratio must be > 1, got {self.max_ratio}")
+        if not 1 <= self.quality <= 100:
+            raise ValueError(f"quality must be in [1, 100], got {self.quality}")
+
+    @property
+    def limits(self) -> archives.Limits:
+        """The reader's safety limits."""
+        return archives.Limits(max_member_bytes=self.max_member_bytes, max_ratio=self.max_ratio)
+
+    def color_options(self, engine: "Engine") -> ColorOptions:
+        """The per-image options, with the model's recommendations filled in."""
+        return ColorOptions(render_size=self.render_size, saturation=self.saturation, max_pixels=self.max_pixels,
+                            quality=self.quality).for_engine(engine)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One file of a source: what to read, where its output goes, or why it is refused.
+
+    Picklable (plain fields), so it can be sent to a worker process or a Ray actor.
+    """
+
+    key: str  # output path relative to OUT (posix) -- unique in the job, the manifest key; "?..." when refused
+    source: str  # the source folder or archive path, as given
+    member: str  # name inside the source, as stored (for a folder: relative path)
+    size: int  # bytes, uncompressed, as declared
+    stamp: str  # change detector: "size:mtime_ns" (file), "size:crc" (zip), "size:mtime" (tar)
+    kind: str = "folder"  # the source's kind: "folder", "zip", "tar", "tar.gz"...
+    locator: int = -1  # zip: index in infolist(); tar: index in getmembers(); folder: unused
+    refusal: str | None = None  # why it is not read at all (unsafe name, link, device, limits), or None
+    refusal_state: str = SKIPPED  # manifest state of a refusal (FAILED for a source that breaks off)
+
+    @property
+    def label(self) -> str:
+        """How messages name the item: ``album.zip:dir/a.jpg`` or ``photos/dir/a.jpg``."""
+        return f"{Path(self.source).name}{'/' if self.kind == 'folder' else ':'}{self.member}"
+
+    def entry(self) -> Entry:
+        """The manifest row this item starts as."""
+        state = self.refusal_state if self.refusal else PENDING
+        return Entry(self.key, self.source, self.member, self.stamp, state, self.refusal)
+
+
+def open_source(path: str | os.PathLike, options: BatchOptions = BatchOptions()) -> Source:
+    """Open a folder or archive for listing and reading (InputError if it is neither)."""
+    try:
+        return Source(path, options.limits)
+    except archives.ArchiveError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def read_item(source: Source, item: Item) -> bytes:
+    """The bytes of ``item`` from its open ``source``.  InputError if it cannot be
+    read; MemberRefused if it turns out bigger than ``max_member_bytes``."""
+    try:
+        return source.read(item.member, item.locator)
+    except archives.MemberRefused as exc:
+        raise MemberRefused(str(exc)) from exc
+    except archives.ArchiveError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def output_name(rel: str, output_format: str = "same") -> str:
+    """Output path for a safe member path: the same name when its suffix is a
+    format we write (and ``output_format`` is "same" or agrees), else the
+    format's suffix (PNG for unwritable formats such as GIF)."""
+    p = PurePosixPath(rel)
+    suffix = p.suffix.lower()
+    if output_format == "same":
+        if suffix in image_io.supported_suffixes():
+            return rel
+        new = ".png"
+    else:
+        new = OUTPUT_FORMATS[output_format]
+        if suffix in image_io.supported_suffixes() and image_io.format_for(p) == image_io.format_for("x" + new):
+            return rel  # e.g. .JPEG kept for --format jpg
+    return str(p.with_suffix(new)) if p.suffix and p.stem else rel + new
+
+
+def output_key(name: str, output_format: str = "same") -> tuple[str | None, str | None]:
+    """A member name's output key: ``(key, None)``, or ``(None, reason)`` when
+    the name is unsafe to write (see :func:`safe_member_path`)."""
+    rel, unsafe = safe_member_path(name)
+    if rel is None:
+        return None, unsafe
+    return output_name(rel, output_format), None
+
+
+def list_items(sources: Sequence[Source], options: BatchOptions = BatchOptions()) -> list[Item]:
+    """Every item of a job, in order, each with a unique output key.
+
+    One source: keys are the member paths.  Several: ``<source name>/<member
+    path>`` (repeated source names get ``~2``, ``~3``...).  Two members that
+    map to one output name (duplicate zip entries, ``a.png`` and ``a.gif``)
+    get ``~2``... on the later one's stem.  Refused members get a ``?`` key.
+    """
+    prefixes = _prefixes(sources)
+    items: list[Item] = []
+    taken: set[str] = set()
+    for source, prefix in zip(sources, prefixes):
+        for m in source.members():
+            common = dict(source=str(source.path), member=m.name, size=m.size, stamp=m.stamp, kind=source.kind,
+                          locator=m.locator)
+            key, unsafe = output_key(m.name, options.output_format)
+            refusal = m.refusal or unsafe
+            if refusal is not None:
+                state = FAILED if m.refusal and m.broken else SKIPPED
+                items.append(Item(key=f"?{prefix}{m.locator}:{m.name}", refusal=refusal, refusal_state=state,
+                                  **common))
+                continue
+            items.append(Item(key=unique_name(prefix + key, taken), **common))
+    return items
+
+
+def _prefixes(sources: Sequence[Source]) -> list[str]:
+    if len(sources) == 1:
+        return [""]
+    taken: set[str] = set()
+    out = []
+    for s in sources:
+        name, _ = safe_member_path(s.name)
+        out.append(unique_name(name.replace("/", "_") if name else "source", taken) + "/")
+    return out
+
+
+def unique_name(path: str, taken: set[str]) -> str:
+    """``path``, or ``stem~N.suffix`` with the first N that is not in ``taken``; adds it to ``taken``."""
+    candidate, n = path, 1
+    p = PurePosixPath(path)
+    while candidate in taken:
+        n += 1
+        candidate = str(p.with_name(f"{p.stem}~{n}{p.suffix}"))
+    taken.add(candidate)
+    return candidate
+
+
+__all__ = ["ARCHIVE_SUFFIXES", "BatchOptions", "Item", "OUTPUT_FORMATS", "Source", "list_items", "open_source",
+           "output_key", "output_name", "read_item", "safe_member_path", "unique_name"]

@@ -1,0 +1,236 @@
+"""``colorize_archive``: a batch job run through a streaming, threaded pipeline.
+
+A reader thread reads members one at a time, in listing order, straight from
+the archive into memory (nothing is extracted to disk first) and hands the
+bytes to a thread pool that decodes them and prepares the network input.
+The calling thread gathers prepared images into batches of one render shape
+and runs the engine; the same pool composes, encodes and writes the results.
+OpenCV, Pillow, zlib and ONNX Runtime release the GIL, so the stages overlap
+and use every core.  Queues are bounded, so memory stays flat however big the
+archive.  The steps themselves are the per-item path of
+:mod:`streamcolor.items` and :mod:`streamcolor.colorize`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Sequence
+
+from tqdm import tqdm
+
+from streamcolor.archive.job import BatchJob
+from streamcolor.archive.listing import BatchOptions, Item
+from streamcolor.colorize import ColorOptions, ShapeBatcher, default_engine, predict
+from streamcolor.errors import InputError
+from streamcolor.items import (FolderSink, JobReport, Outcome, colorize_items, decode_item, engine_failure,
+                               finish_item, outcome_of)
+
+if TYPE_CHECKING:
+    from streamcolor.engines import Engine
+
+log = logging.getLogger(__name__)
+
+
+def colorize_archive(src: str | os.PathLike | Sequence[str | os.PathLike], dst: str | os.PathLike, *,
+                     engine: "Engine | None" = None, options: BatchOptions = BatchOptions(),
+                     progress: bool = True) -> JobReport:
+    """Colorize every image of a folder, zip or tar archive into a folder tree.
+
+    Resumable: run the same call again after an interruption (even SIGKILL)
+    and it finishes what is left; finished outputs are not redone.
+
+    Parameters
+    ----------
+    src:
+        A folder (searched recursively), a ``.zip``, or a ``.tar``/``.tar.gz``/
+        ``.tgz``/``.tar.xz``/``.tar.bz2`` -- or a list of them.
+    dst:
+        The output folder, mirroring the source tree (``dst/<source name>/...``
+        for several sources).  It also holds the resume manifest
+        (``.streamcolor-manifest.sqlite``) and the report
+        (``streamcolor-report.csv``).  A name ending in an archive suffix
+        (``album-colour.zip``) means: fill the folder ``album-colour/``, then
+        pack it into ``album-colour.zip``.
+    engine:
+        A loaded engine; the shared default model when None.
+    options:
+        Output format, batching, threads and safety limits: :class:`BatchOptions`.
+    progress:
+        Show a tqdm bar over items.
+
+    Returns
+    -------
+    A :class:`~streamcolor.items.JobReport`.  Bad items (corrupt, truncated,
+    empty, not an image, unsafe, over a limit) are skipped and listed, never fatal.
+
+    Raises
+    ------
+    InputError: a source is missing or is not a folder or a readable archive.
+    OutputError: the output location cannot be written (read-only, full);
+        every item finished before that is kept and recorded.
+    ValueError: the output would overlap a source.
+    """
+    with BatchJob(src, dst, options=options) as job:
+        engine = engine or default_engine()
+        color = options.color_options(engine)
+        with tqdm(total=len(job.items), initial=job.settled, unit="img", desc="colorize", disable=not progress,
+                  dynamic_ncols=True) as bar:
+            pipeline = _Pipeline(job, engine, color, bar)
+            pipeline.run()
+        return job.finish(engine_s=pipeline.engine_s)
+
+
+def process_items(items: Sequence[tuple[Item, bytes]], *, engine: "Engine", out_dir: str | os.PathLike,
+                  options: ColorOptions, batch_size: int = 8) -> list[Outcome]:
+    """Decode, colorize, encode and write several items of a job, one after
+    another (the steps of :func:`colorize_archive` without its threads).
+    Items refused at listing come back with their refusal.  Returns one outcome
+    per item, in order.  Raises OutputError when the output location cannot
+    be written."""
+    options = options.for_engine(engine)
+    todo = [(i, pair) for i, pair in enumerate(items) if not pair[0].refusal]
+    done = colorize_items([pair for _, pair in todo], engine=engine, options=options, sink=FolderSink(out_dir),
+                          batch_size=batch_size)
+    outcomes = {i: o for (i, _), o in zip(todo, done)}
+    return [outcomes.get(i) or Outcome(item, item.refusal_state, item.refusal) for i, (item, _) in enumerate(items)]
+
+
+class _Pipeline:
+    """reader thread -> pool (decode) -> calling thread (engine) -> pool (compose, encode, write).
+
+    The manifest and the progress bar are touched only from the calling thread.
+    """
+
+    def __init__(self, job: BatchJob, engine: "Engine", color: ColorOptions, bar):
+        self.job, self.engine, self.color, self.bar = job, engine, color, bar
+        self.options = job.options
+        self.sink = FolderSink(job.out_dir)
+        self.workers = self.options.workers or os.cpu_count() or 1
+        self.depth = 2 * self.options.batch_size + self.workers  # decoded items waiting for the engine, at most
+        self.engine_s = 0.0
+        self._stop = threading.Event()
+
+    # -- the reader thread ---------------------------------------------------------------------
+
+    def _read_all(self, todo: Sequence[Item], pool: ThreadPoolExecutor, q: queue.Queue) -> None:
+        try:
+            for item in todo:
+                if self._stop.is_set():
+                    return
+                try:
+                    data = self.job.read(item)
+                except InputError as exc:
+                    fut: Future = Future()
+                    fut.set_exception(exc)
+                else:
+                    fut = pool.submit(decode_item, item, data, self.color)
+                    del data
+                if not self._put(q, (item, fut)):
+                    return
+        except BaseException as exc:  # a bug: hand it to the calling thread rather than hang
+            self._put(q, exc)
+        finally:
+            self._put(q, None)
+
+    def _put(self, q: queue.Queue, entry) -> bool:
+        while not self._stop.is_set():
+            try:
+                q.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    # -- the calling thread --------------------------------------------------------------------
+
+    def run(self) -> None:
+        todo = self.job.todo
+        if not todo:
+            return
+        q: queue.Queue = queue.Queue(maxsize=self.depth)
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="streamcolor-io")
+        reader = threading.Thread(target=self._read_all, args=(todo, pool, q), name="streamcolor-reader",
+                                  daemon=True)
+        batcher = ShapeBatcher(self.options.batch_size)  # items waiting for the engine, by render shape
+        writing: set[Future] = set()
+        reader.start()
+        try:
+            ended = False
+            while True:
+                self._collect(writing, block=False)
+                if not ended:
+                    entry = q.get()
+                    if entry is None:
+                        ended = True
+                    elif isinstance(entry, BaseException):
+                        raise entry
+                    else:
+                        item, fut = entry
+                        try:
+                            batcher.add(fut.result())
+                        except Exception as exc:  # each item on its own: record and go on
+                            self._record(outcome_of(item, exc))
+                batch = batcher.take(flush=ended or batcher.held >= self.depth)
+                if batch:
+                    while len(writing) >= self.depth:
+                        self._collect(writing, block=True)
+                    t = time.perf_counter()
+                    results = predict(batch, self.engine)
+                    self.engine_s += time.perf_counter() - t
+                    for prep, ab in zip(batch, results):
+                        if isinstance(ab, Exception):
+                            self._record(engine_failure(prep.item, ab))
+                        else:
+                            writing.add(pool.submit(finish_item, prep, ab, self.color, self.sink))
+                elif ended and not batcher.held:
+                    break
+            while writing:
+                self._collect(writing, block=True)
+        except BaseException:
+            self._stop.set()
+            self._settle(writing)  # keep what was written before the failure
+            raise
+        finally:
+            self._stop.set()
+            while True:  # unblock the reader and drop queued work
+                try:
+                    entry = q.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(entry, tuple):
+                    entry[1].cancel()
+            reader.join(timeout=30)
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _collect(self, writing: set[Future], *, block: bool) -> None:
+        if not writing:
+            return
+        finished, _ = wait(writing, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for fut in finished:
+            writing.discard(fut)
+            self._record(fut.result())  # OutputError from a write propagates: stop the batch
+
+    def _settle(self, writing: set[Future]) -> None:
+        """After a fatal error: wait for writes in flight, record the ones that succeeded."""
+        for fut in list(writing):
+            try:
+                outcome = fut.result()
+            except BaseException:
+                continue
+            try:
+                self._record(outcome)
+            except BaseException:
+                return
+        writing.clear()
+
+    def _record(self, outcome: Outcome) -> None:
+        self.job.record(outcome)
+        self.bar.update(1)
+
+
+__all__ = ["colorize_archive", "process_items"]

@@ -1,0 +1,279 @@
+"""Items of a job: the per-item path from bytes to a written output, and the job report.
+
+One item is one encoded photo with an output *key* (its path relative to the
+output, posix).  Its path::
+
+    decode_item      bytes -> Prepared (streamcolor.colorize.prepare)         a bad file: an Outcome
+    ShapeBatcher     batches of one render shape (streamcolor.colorize)
+    predict          one engine call a batch; a failing batch retried item by item
+    finish_item      render (upsample + compose + dtype), encode, write to a sink -> Outcome
+
+:func:`colorize_items` runs the steps in a row for a list of items: the unit
+of work of a Ray actor (``streamcolor.ray.ColorizeBatch``, for the actor
+pool and the Ray Data job alike) and of :func:`streamcolor.archive.process_items`;
+the threaded archive pipeline runs the same steps on its threads.  Each item
+is on its own: a bad one becomes an :class:`Outcome` with a reason, never an
+exception; only an output location that cannot be written raises OutputError.
+
+:class:`JobReport` is the result of every job, plain or on Ray: counts,
+reasons, and the CSV (:func:`problems_csv`) written as :data:`REPORT_FILENAME`.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
+
+import numpy as np
+
+from streamcolor import image_io
+from streamcolor.colorize import ColorOptions, Prepared, ShapeBatcher, predict, prepare, render
+from streamcolor.errors import InputError, MemberRefused, OutputError
+from streamcolor.manifest import DONE, FAILED, SKIPPED
+
+if TYPE_CHECKING:
+    from streamcolor.engines import Engine
+
+#: The report of skipped and failed items, written into the output at the end of every job.
+REPORT_FILENAME = "streamcolor-report.csv"
+#: Its columns.
+REPORT_COLUMNS = ("state", "source", "member", "reason")
+#: A write that fails with one of these is the item's own problem (its name); any other stops the job.
+ITEM_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.EILSEQ, errno.EINVAL})
+#: Names a job itself leaves in an output folder start with this (manifest, lock).
+JOB_FILE_PREFIX = ".streamcolor"
+
+
+class ItemLike(Protocol):
+    """What the per-item path needs of an item."""
+
+    key: str  # output path relative to the output (posix); its suffix picks the output format
+
+    @property
+    def label(self) -> str:  # how messages name the item
+        ...
+
+
+@dataclass(frozen=True)
+class Named:
+    """An item that is only its key (a row of a Ray batch); messages name it by the key."""
+
+    key: str
+
+    @property
+    def label(self) -> str:
+        return self.key
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one item."""
+
+    item: Any  # the ItemLike it is about
+    state: str  # DONE, FAILED or SKIPPED
+    reason: str | None = None
+    output: str | None = None  # key written relative to the sink's root, when done and written
+    data: bytes | None = field(default=None, repr=False)  # the encoded output, when done with no sink
+
+
+# --------------------------------------------------------------------------- the steps
+
+
+def decode_item(item: ItemLike, data: bytes, options: ColorOptions) -> Prepared:
+    """Decode an item's bytes and prepare its network input (``options`` resolved).
+    Raises InputError (corrupt, truncated, empty, not an image, over ``options.max_pixels``)."""
+    return prepare(image_io.read_image(data, max_pixels=options.max_pixels, name=item.label), options, item=item)
+
+
+def reason(exc: BaseException, item: ItemLike) -> str:
+    """The error message without the item label it starts with (the report has its own column)."""
+    msg = str(exc)
+    return msg[len(item.label) + 2:] if msg.startswith(item.label + ": ") else msg
+
+
+def outcome_of(item: ItemLike, exc: Exception) -> Outcome:
+    """The outcome of an item whose reading or decoding raised ``exc``: skipped
+    when a safety limit refused it, else failed, with the reason."""
+    if isinstance(exc, InputError):
+        return Outcome(item, SKIPPED if isinstance(exc, MemberRefused) else FAILED, reason(exc, item))
+    return Outcome(item, FAILED, f"cannot decode ({type(exc).__name__}: {exc})")
+
+
+def engine_failure(item: ItemLike, exc: Exception) -> Outcome:
+    """The outcome of an item the engine failed on (alone in its batch)."""
+    return Outcome(item, FAILED, f"engine error ({type(exc).__name__}: {exc})")
+
+
+class Sink(Protocol):
+    """Where finished outputs go: ``write(key, data)``; OutputError when it cannot."""
+
+    def write(self, key: str, data: bytes) -> None:
+        ...
+
+
+class FolderSink:
+    """Outputs written into a local folder, each atomically (a temporary name
+    and a rename): a path holds nothing or a whole file."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def write(self, key: str, data: bytes) -> None:
+        image_io.write_atomic(self.root / key, data)
+
+
+def finish_item(prep: Prepared, ab: np.ndarray, options: ColorOptions, sink: Sink | None = None) -> Outcome:
+    """Render one item (a*b* upsampled onto its full-res L*, composed, in its
+    source's dtype), encode it in its key's format and write it to ``sink``
+    (None: the bytes are kept in the outcome's ``data``).
+
+    Item-level problems (cannot encode, unusable name) come back as a FAILED
+    outcome; a location problem (read-only, disk full, permission) raises
+    OutputError, since every later item would fail the same way.
+    """
+    item = prep.item
+    try:
+        rgb = render(prep.l_full, ab, saturation=options.saturation, dtype=prep.dtype)
+        data = image_io.encode_image(rgb, image_io.format_for(item.key), alpha=prep.alpha, info=prep.info,
+                                     quality=options.quality)
+    except Exception as exc:  # Pillow refuses e.g. WebP over 16383 px; each item on its own
+        return Outcome(item, FAILED, f"cannot encode the output {item.key} ({type(exc).__name__}: {exc})")
+    if sink is None:
+        return Outcome(item, DONE, data=data)
+    try:
+        sink.write(item.key, data)
+    except OutputError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, OSError) and cause.errno in ITEM_ERRNOS:
+            return Outcome(item, FAILED, str(exc))
+        raise
+    return Outcome(item, DONE, output=item.key)
+
+
+def colorize_items(items: Sequence[tuple[ItemLike, bytes]], *, engine: "Engine", options: ColorOptions,
+                   sink: Sink | None = None, batch_size: int = 8) -> list[Outcome]:
+    """Decode, colorize, encode and write several items, one step after another.
+
+    Parameters
+    ----------
+    items:
+        (item, encoded bytes) pairs.
+    options:
+        Resolved for ``engine`` (:meth:`~streamcolor.colorize.ColorOptions.for_engine`).
+    sink:
+        Where outputs go (:class:`FolderSink`, or any object with ``write(key, data)``);
+        None keeps each output's bytes in its outcome.
+
+    Returns
+    -------
+    One :class:`Outcome` per item, in order.  Raises OutputError when the
+    sink's location cannot be written.
+    """
+    outcomes: dict[int, Outcome] = {}
+    index: dict[int, int] = {}
+    batcher = ShapeBatcher(batch_size)
+    for i, (item, data) in enumerate(items):
+        try:
+            prep = decode_item(item, data, options)
+        except Exception as exc:  # each item on its own
+            outcomes[i] = outcome_of(item, exc)
+            continue
+        index[id(prep)] = i
+        batcher.add(prep)
+    for batch in batcher.drain():
+        for prep, ab in zip(batch, predict(batch, engine)):
+            i = index[id(prep)]
+            outcomes[i] = (engine_failure(prep.item, ab) if isinstance(ab, Exception)
+                           else finish_item(prep, ab, options, sink))
+    return [outcomes[i] for i in range(len(items))]
+
+
+# --------------------------------------------------------------------------- the job report
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A skipped or failed item, as the report lists it."""
+
+    state: str  # SKIPPED or FAILED
+    source: str  # the source folder, archive or URI
+    member: str  # the name inside the source
+    reason: str
+
+
+def problems_csv(problems: Sequence[Problem]) -> bytes:
+    """The report's CSV (:data:`REPORT_COLUMNS`, one row per problem), UTF-8."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(REPORT_COLUMNS)
+    for p in problems:
+        writer.writerow([p.state, p.source, p.member, p.reason or ""])
+    return buf.getvalue().encode("utf-8")
+
+
+def is_job_file(name: str) -> bool:
+    """Whether a file name is one a job leaves in its output (report, manifest,
+    lock, temporary names) rather than an output or a source file."""
+    name = name.rsplit("/", 1)[-1]
+    return (name == REPORT_FILENAME or name.startswith(JOB_FILE_PREFIX)
+            or (name.startswith(".") and ".part" in name))
+
+
+@dataclass
+class JobReport:
+    """The result of a job: :func:`streamcolor.colorize_archive`, its Ray twin
+    and the Ray Data collection job.  Counts cover the whole job, items
+    finished by earlier (interrupted) runs included."""
+
+    output: Path | str  # the output folder (or URI)
+    report: Path | str  # CSV of every skipped and failed item, with its reason
+    total: int  # items listed (refused ones included)
+    done: int
+    skipped: int
+    failed: int
+    done_now: int  # items colorized by this run
+    elapsed_s: float  # wall time of this run
+    engine_s: float | None = None  # time this run spent inside engine calls (None: not measured)
+    problems: list[Problem] = field(default_factory=list)  # the skipped and failed items
+    archive: Path | None = None  # the packed archive, if asked for
+
+    @property
+    def ok(self) -> bool:
+        """True when every item was colorized."""
+        return self.skipped == 0 and self.failed == 0 and self.done == self.total
+
+    @property
+    def existing(self) -> int:
+        """Items finished by earlier runs."""
+        return self.done - self.done_now
+
+    @property
+    def items_per_s(self) -> float:
+        """Items colorized per second of this run."""
+        return self.done_now / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def engine_share(self) -> float:
+        """Fraction of this run's wall time spent inside engine calls."""
+        return (self.engine_s or 0.0) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def summary(self) -> str:
+        earlier = self.existing
+        busy = f", engine busy {100 * self.engine_share:.0f}% of the time" if self.engine_s is not None else ""
+        lines = [f"{self.done} ok{f' ({earlier} from an earlier run)' if earlier else ''}, "
+                 f"{self.skipped} skipped, {self.failed} failed, of {self.total} items",
+                 f"{self.done_now} colorized in {self.elapsed_s:.1f} s: {self.items_per_s:.2f} items/s{busy}",
+                 f"output: {self.output}" + (f", archive: {self.archive}" if self.archive else "")]
+        if self.problems:
+            lines.append(f"skipped and failed items, with reasons: {self.report}")
+        return "\n".join(lines)
+
+
+__all__ = ["FolderSink", "ITEM_ERRNOS", "ItemLike", "JobReport", "Named", "Outcome", "Problem", "REPORT_COLUMNS",
+           "REPORT_FILENAME", "Sink", "colorize_items", "decode_item", "engine_failure", "finish_item",
+           "is_job_file", "outcome_of", "problems_csv", "reason"]

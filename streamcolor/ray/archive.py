@@ -1,0 +1,152 @@
+"""``colorize_archive_ray``: the plain batch job with the colorizing done by Ray actors.
+
+The job is :class:`streamcolor.archive.BatchJob` (listing, resume manifest,
+report, packing), so a run of either resumes the other's.  The driver reads
+members (archives stay on the driver's disk), streams chunks to the actors of
+an :class:`~streamcolor.ray.pool.ActorPool` with back-pressure, and records
+every outcome.  Actors write outputs atomically into OUT, which must be on
+storage every node sees (one machine, NFS...).  If an actor keeps dying, the
+chunk it held is resubmitted item by item, so an item that kills its worker
+every time (a decoder crash) ends up FAILED in the report instead of
+stopping the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+from tqdm import tqdm
+
+from streamcolor.archive import BatchJob, BatchOptions, Item
+from streamcolor.errors import InputError, OutputError
+from streamcolor.items import JobReport, Outcome, outcome_of
+from streamcolor.manifest import DONE, FAILED
+from streamcolor.ray.batch import objects
+from streamcolor.ray.pool import ActorPool, ClusterOptions, colorize_kwargs, plan_actors, ray_session
+
+log = logging.getLogger(__name__)
+
+
+def colorize_archive_ray(src: str | os.PathLike | Sequence[str | os.PathLike], dst: str | os.PathLike, *,
+                         model: "str | os.PathLike" = "default", backend: str = "auto",
+                         options: BatchOptions = BatchOptions(), cluster: ClusterOptions = ClusterOptions(),
+                         progress: bool = True) -> JobReport:
+    """:func:`streamcolor.colorize_archive` with the colorizing done by Ray actors.
+
+    Same sources, output layout, resume manifest, report and packing as the
+    plain job (a run of either resumes the other).  The driver lists and
+    reads the sources; chunks of ``options.batch_size`` items go to the
+    actors, at most ``cluster.tasks_per_actor`` per actor at a time, so memory
+    stays bounded however big the job.  Actors decode, colorize, encode and
+    write each output atomically into ``dst``.
+
+    Parameters
+    ----------
+    src, dst, options:
+        As for :func:`streamcolor.colorize_archive`.  ``dst`` must be on
+        storage the driver and every actor's node see (checked on the first
+        output).
+    model, backend:
+        Loaded once in every actor (a model folder must exist on every node).
+    cluster:
+        Address, actor count and resources: :class:`~streamcolor.ray.ClusterOptions`.
+    progress:
+        Show a tqdm bar over items.
+
+    Returns
+    -------
+    A :class:`~streamcolor.items.JobReport`.  ``engine_s`` is the mean over
+    actors of the time spent in engine calls.
+
+    Raises
+    ------
+    ImportError: Ray is not installed.
+    InputError, OutputError, ValueError: as :func:`streamcolor.colorize_archive`.
+    """
+    with BatchJob(src, dst, options=options) as job:
+        todo = list(job.todo)
+        if not todo:
+            return job.finish()
+        with ray_session(cluster.address, runtime_env=cluster.runtime_env) as ray:
+            chunks = -(-len(todo) // options.batch_size)
+            n, gpus = plan_actors(ray, cluster, chunks)
+            log.info("colorizing %d items on %d Ray actors (%g GPU each)", len(todo), n, gpus)
+            pool = ActorPool(ray, n, cluster=cluster, gpus=gpus,
+                             colorize_kwargs=colorize_kwargs(model, backend, options, str(job.out_dir), cluster, gpus))
+            try:
+                with tqdm(total=len(job.items), initial=job.settled, unit="img", desc="colorize (ray)",
+                          disable=not progress, dynamic_ncols=True) as bar:
+                    engine_s = _run_items(job, pool, todo, options.batch_size, bar)
+            finally:
+                pool.close()
+        return job.finish(engine_s=engine_s / max(1, n))
+
+
+def _run_items(job: BatchJob, pool: ActorPool, todo: list[Item], batch_size: int, bar) -> float:
+    """Stream ``todo`` through the pool in chunks, resubmitting lost work; record every outcome."""
+    retry: list[tuple[list[Item], int]] = []  # (items, attempt) lost with their worker, to send again
+    feed = iter(range(0, len(todo), batch_size))
+    engine_s = 0.0
+    checked = False
+
+    def record(outcome: Outcome) -> None:
+        job.record(outcome)
+        bar.update(1)
+
+    def send(items: list[Item], attempt: int) -> None:
+        batch_items, datas = [], []
+        for item in items:
+            try:
+                datas.append(job.read(item))
+            except InputError as exc:
+                record(outcome_of(item, exc))
+                continue
+            batch_items.append(item)
+        if batch_items:
+            batch = {"key": objects([it.key for it in batch_items]), "bytes": objects(datas)}
+            pool.submit("run", batch, payload=batch_items, attempt=attempt)
+
+    while True:
+        while pool.has_room():
+            if retry:
+                send(*retry.pop(0))
+                continue
+            start = next(feed, None)
+            if start is None:
+                break
+            send(todo[start:start + batch_size], 0)
+        if not pool.pending:
+            break
+        for task, result in pool.results():
+            items: list[Item] = task.payload
+            if isinstance(result, BaseException):
+                if len(items) > 1:  # find the item that kills its worker, if one does: one by one
+                    retry.extend(([it], task.attempt + 1) for it in items)
+                elif task.attempt < pool.cluster.resubmits:
+                    retry.append((items, task.attempt + 1))
+                else:
+                    record(Outcome(items[0], FAILED, f"the worker process died on this item {task.attempt + 1} "
+                                                     f"times ({type(result).__name__})"))
+                continue
+            batch, seconds = result
+            engine_s += seconds
+            by_key = {it.key: it for it in items}
+            for key, state, error, output in zip(batch["key"], batch["state"], batch["error"], batch["output"]):
+                outcome = Outcome(by_key[key], state, error or None, output or None)
+                if state == DONE and not checked:
+                    _check_visible(job.out_dir, outcome.output or key)
+                    checked = True
+                record(outcome)
+    return engine_s
+
+
+def _check_visible(out_dir: Path, key: str) -> None:
+    if not (out_dir / key).is_file():
+        raise OutputError(f"{out_dir}: an actor wrote {key}, but it is not there on this machine; the output "
+                          "folder must be on storage shared by the driver and every Ray node (NFS, a shared volume)")
+
+
+__all__ = ["colorize_archive_ray"]

@@ -1,0 +1,130 @@
+"""``colorize_collection``: a Ray Data job for large photo collections on any pyarrow filesystem.
+
+``read_binary_files`` -> ``map_batches(ColorizeBatch, compute=ActorPoolStrategy(...))``,
+outputs written by the actors straight to the output (a local folder, or a URI:
+``s3://``, ``gs://``...).  Resumable: files whose output exists are skipped.
+The command that runs it for ``ray job submit`` is ``streamcolor.commands.collection``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from streamcolor.archive import BatchOptions, unique_name
+from streamcolor.engines.archives import is_junk
+from streamcolor.errors import InputError
+from streamcolor.items import REPORT_FILENAME, JobReport, Problem, is_job_file, problems_csv
+from streamcolor.manifest import DONE, FAILED, SKIPPED
+from streamcolor.ray.batch import ColorizeBatch, filesystem, is_local, item_key, sink_for
+from streamcolor.ray.pool import ClusterOptions, colorize_kwargs, plan_actors, ray_session
+
+log = logging.getLogger(__name__)
+
+
+def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model: "str | os.PathLike" = "default",
+                        backend: str = "auto", options: BatchOptions = BatchOptions(),
+                        cluster: ClusterOptions = ClusterOptions(), overwrite: bool = False) -> JobReport:
+    """Colorize every image under a folder or bucket prefix with a Ray Data pipeline.
+
+    ``read_binary_files`` -> ``map_batches(ColorizeBatch)`` on a fixed pool of
+    actors (GPU actors with ``num_gpus`` each where the cluster has GPUs),
+    each writing its outputs straight to ``dst``; the driver only collects
+    the small per-file result rows.
+
+    Parameters
+    ----------
+    src:
+        A local folder or a URI pyarrow understands (``s3://bucket/photos``,
+        ``gs://...``), searched recursively; every file is an item (non-images
+        are reported as failed, as plain ``batch`` does).
+    dst:
+        Local folder or URI; mirrors the source tree.  Resumable: files whose
+        output exists are skipped (outputs appear whole: a temporary name and
+        a rename locally, one object PUT on object stores).
+    model, backend, options, cluster:
+        As for :func:`~streamcolor.ray.colorize_archive_ray`; ``options.batch_size``
+        is the ``map_batches`` batch size.
+    overwrite:
+        Redo files whose output exists.
+
+    Returns
+    -------
+    A :class:`~streamcolor.items.JobReport` (``done_now``: colorized by this
+    run; ``existing``: by earlier ones); ``streamcolor-report.csv`` in ``dst``
+    lists the failed and skipped files with reasons.
+    """
+    started = time.perf_counter()
+    src_fs, src_root = filesystem(src)
+    out_fs, out_root = filesystem(dst)
+    if is_local(src_fs) and is_local(out_fs):
+        s, o = Path(src_root), Path(out_root)
+        if s == o or o.is_relative_to(s) or s.is_relative_to(o):
+            raise ValueError(f"the output {dst} and the source {src} overlap; choose an output outside the source")
+    files = _list_files(src_fs, src_root)
+    existing = set() if overwrite else _existing(out_fs, out_root)
+    todo, renames, problems = [], {}, []
+    taken: set[str] = set()
+    done_before = 0
+    for path in files:
+        key, unsafe = item_key(path, src_root, options.output_format)
+        if key is None:
+            problems.append(Problem(SKIPPED, str(src), path, unsafe or "unsafe name"))
+            continue
+        unique = unique_name(key, taken)
+        if unique != key:
+            renames[path] = unique
+        if unique in existing:
+            done_before += 1
+            continue
+        todo.append(path)
+    done = failed = 0
+    if todo:
+        with ray_session(cluster.address, runtime_env=cluster.runtime_env) as ray:
+            n, gpus = plan_actors(ray, cluster, -(-len(todo) // options.batch_size), spare_cpus=1.0)
+            log.info("colorizing %d files with Ray Data on %d actors (%g GPU each)", len(todo), n, gpus)
+            kwargs = colorize_kwargs(model, backend, options, str(dst) if "://" in str(dst) else out_root, cluster,
+                                     gpus, root=src_root, renames=renames)
+            ds = ray.data.read_binary_files(todo, include_paths=True, filesystem=src_fs)
+            ds = ds.map_batches(ColorizeBatch, batch_size=options.batch_size, batch_format="numpy",
+                                compute=ray.data.ActorPoolStrategy(size=n), num_cpus=cluster.cpus_per_actor,
+                                num_gpus=gpus or None, fn_constructor_kwargs=kwargs)
+            for row in ds.select_columns(["path", "state", "error"]).iter_rows():
+                if row["state"] == DONE:
+                    done += 1
+                else:
+                    failed += row["state"] == FAILED
+                    problems.append(Problem(row["state"], str(src), row["path"], row["error"]))
+    skipped = sum(1 for p in problems if p.state == SKIPPED)
+    problems.sort(key=lambda p: p.member)
+    sink_for(dst).write(REPORT_FILENAME, problems_csv(problems))
+    return JobReport(output=str(dst), report=f"{out_root}/{REPORT_FILENAME}", total=len(files),
+                     done=done + done_before, skipped=skipped, failed=failed, done_now=done,
+                     elapsed_s=time.perf_counter() - started, problems=problems)
+
+
+def _list_files(fs, root: str) -> list[str]:
+    from pyarrow import fs as pafs
+
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.NotFound:
+        raise InputError(f"{root}: no such file or folder")
+    if info.type == pafs.FileType.File:
+        return [root]
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    names = [i.path for i in infos if i.type == pafs.FileType.File]
+    return sorted(p for p in names if not is_junk(p) and not is_job_file(p[len(root):]))
+
+
+def _existing(fs, root: str) -> set[str]:
+    from pyarrow import fs as pafs
+
+    if fs.get_file_info(root).type != pafs.FileType.Directory:
+        return set()
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    return {i.path[len(root):].lstrip("/") for i in infos if i.type == pafs.FileType.File}
+
+
+__all__ = ["colorize_collection"]

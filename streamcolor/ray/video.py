@@ -1,0 +1,126 @@
+"""``colorize_video_ray``: a long video split at keyframes across Ray actors and joined.
+
+Only public names of :mod:`streamcolor.video` are used: ``video_keyframes``
+and ``plan_segments`` cut the video, each actor runs ``colorize_segment``
+(with its warm-up), and the driver calls ``join_segments``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from tqdm import tqdm
+
+from streamcolor import image_io
+from streamcolor.archive import BatchOptions
+from streamcolor.errors import InputError, OutputError
+from streamcolor.ray.pool import ActorPool, ClusterOptions, colorize_kwargs, plan_actors, ray_session
+from streamcolor.video import (Segment, VideoOptions, join_segments, output_path, plan_segments,
+                               video_keyframes)
+
+log = logging.getLogger(__name__)
+
+#: Work folder of a video on Ray, next to its output: ``.<name>.segments``.
+SEGMENTS_SUFFIX = ".segments"
+#: Container of segment files: MP4 keeps the stream's time base and every pts/dts exactly (Matroska rounds to ms).
+SEGMENT_CONTAINER = ".mp4"
+
+
+def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
+                       model: "str | os.PathLike" = "default", backend: str = "auto",
+                       options: VideoOptions | None = None, cluster: ClusterOptions = ClusterOptions(),
+                       segment_s: float = 30.0, warmup_s: float = 1.0, progress: bool = True) -> Path:
+    """:func:`streamcolor.colorize_video` with the video split across Ray actors.
+
+    The video stream is cut at keyframes into segments of whole GOPs (at least
+    ``segment_s`` seconds each).  Each actor seeks to its segment in the
+    source, colorizes it with streamcolor.video's pipeline and encodes a
+    segment file; the driver joins them by stream copy and copies audio and
+    subtitles from the source once.  Borders: each segment starts decoding
+    at a keyframe at least ``warmup_s`` earlier, so scene-cut detection and
+    the chroma stabilizer enter the border already warmed up; those frames are
+    dropped.  (The embedding is recomputed at the warm-up start, as it is
+    every ``embed_every`` frames in a single run.)
+
+    ``src`` and the folder of ``dst`` must be on storage every node sees.
+    Segments go to ``.<dst name>.segments/`` next to ``dst``: a rerun after
+    a failure reuses the finished ones; the folder is removed on success.
+
+    Returns the output path.  Raises as :func:`streamcolor.colorize_video`.
+    """
+    options = options or VideoOptions()
+    src = Path(src)
+    dst = output_path(src, dst)
+    keyframes, time_base, _ = video_keyframes(src)
+    segments = plan_segments(keyframes, time_base, segment_s=segment_s, warmup_s=warmup_s)
+    if not segments:
+        raise InputError(f"{src}: no keyframe with a timestamp in the video stream; use colorize_video")
+    if not dst.parent.is_dir():
+        raise OutputError(f"{dst}: folder {dst.parent} does not exist")
+    work = _segment_folder(src, dst, model, backend, options, segments)
+    paths = [work / f"segment-{s.index:05d}{SEGMENT_CONTAINER}" for s in segments]
+    todo = [s for s, p in zip(segments, paths) if not p.is_file()]
+    if todo:
+        with ray_session(cluster.address, runtime_env=cluster.runtime_env) as ray:
+            n, gpus = plan_actors(ray, cluster, len(todo))
+            log.info("%s: %d segments (%d to do) on %d Ray actors", src, len(segments), len(todo), n)
+            pool = ActorPool(ray, n, cluster=cluster, gpus=gpus,
+                             colorize_kwargs=colorize_kwargs(model, backend, BatchOptions(), None, cluster, gpus))
+            try:
+                if options.codec == "auto":  # one encoder for all segments, chosen where they are encoded
+                    options = dataclasses.replace(options, codec=pool.call_one("pick_codec", "auto"))
+                _run_segments(pool, src.resolve(), todo, paths, options, progress)
+            finally:
+                pool.close()
+    join_segments(src, paths, dst)
+    shutil.rmtree(work, ignore_errors=True)
+    return dst
+
+
+def _run_segments(pool: ActorPool, src: Path, todo: list[Segment], paths: list[Path], options: VideoOptions,
+                  progress: bool) -> None:
+    waiting = list(todo)
+    with tqdm(total=len(todo), unit="segment", desc=src.name, disable=not progress, dynamic_ncols=True) as bar:
+        while waiting or pool.pending:
+            while waiting and pool.has_room():
+                seg = waiting.pop(0)
+                pool.submit("segment", str(src), str(paths[seg.index]), seg, options, payload=seg)
+            for task, result in pool.results():
+                seg = task.payload
+                if isinstance(result, BaseException):
+                    if task.attempt >= pool.cluster.resubmits:
+                        raise RuntimeError(f"{src}: segment {seg.index} lost {task.attempt + 1} times with its "
+                                           f"worker ({type(result).__name__})") from result
+                    pool.submit("segment", *task.args, payload=seg, attempt=task.attempt + 1)
+                    continue
+                log.info("segment %d: %d frames (pts %d..%d) on actor %d, pid %d", seg.index, result["frames"],
+                         result["first_pts"], result["last_pts"], task.slot, result["pid"])
+                bar.update(1)
+
+
+def _segment_folder(src: Path, dst: Path, model, backend: str, options: VideoOptions,
+                    segments: list[Segment]) -> Path:
+    """The work folder for ``dst``'s segments, emptied if it holds another plan's."""
+    st = src.stat()
+    plan = json.dumps({"src": str(src.resolve()), "stamp": [st.st_size, st.st_mtime_ns], "model": str(model),
+                       "backend": backend, "options": repr(options),
+                       "segments": [dataclasses.astuple(s) for s in segments]}, sort_keys=True)
+    work = dst.parent / f".{dst.name}{SEGMENTS_SUFFIX}"
+    stamp = work / "plan.json"
+    if work.is_dir() and (not stamp.is_file() or stamp.read_text() != plan):
+        shutil.rmtree(work)
+    try:
+        work.mkdir(exist_ok=True)
+        if not stamp.is_file():
+            image_io.write_atomic(stamp, plan.encode())
+    except OSError as exc:
+        raise OutputError(f"{work}: cannot write segments here ({exc.strerror or exc})") from exc
+    return work
+
+
+__all__ = ["colorize_video_ray"]
