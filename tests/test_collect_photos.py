@@ -344,7 +344,7 @@ def test_package_reads_the_copyright_file_of_the_package_it_links_to(tmp_path) -
     (common / "usr/share/doc/im-common/copyright").write_text(COPYRIGHT)
     doc = cp.Package("im-doc", "1", tmp_path / "doc", licence_from=cp.Package("im-common", "2", common))
     assert doc.copyright_path == "usr/share/doc/im-common/copyright"
-    credit = cp.dep5_credit(doc.copyright(), "usr/share/x/Kleiber.jpg", cp._copyright_source(doc))
+    credit = cp.dep5_credit(doc.copyright(), "usr/share/x/Kleiber.jpg", cp.copyright_source(doc))
     assert credit is not None and credit.licence == "CC-BY-SA-3.0"
     assert credit.source == "usr/share/doc/im-common/copyright (package im-common 2)"
 
@@ -509,11 +509,11 @@ def test_manifest_holdout_is_its_own_split_and_left_out_of_shards_by_default(tmp
     assert not problems
     assert [p.split for p in photos] == ["train", "val", "holdout", "holdout", "train"]
     kept = [(p, f"{i:064x}") for i, p in enumerate(photos)]
-    by_split, left_out = data._plan_splits(kept, data.PrepareOptions(), data.SPLITS)
+    by_split, left_out = data.plan_splits(kept, data.PrepareOptions(), data.SPLITS)
     assert set(by_split) == {"train", "val"}
     assert all(p.split != data.HOLDOUT for items in by_split.values() for p, _ in items)
     assert [len(by_split["train"]), len(by_split["val"])] == [2, 1] and left_out == {"holdout": 2}
-    only, left_out = data._plan_splits(kept, data.PrepareOptions(), ("holdout",))
+    only, left_out = data.plan_splits(kept, data.PrepareOptions(), ("holdout",))
     assert [p.key for p, _ in only["holdout"]] == ["photos/pkg/p2.png", "photos/pkg/p3.png"]
     assert left_out == {"train": 2, "val": 1}
 

@@ -561,7 +561,7 @@ def gcompris_credit(members: dict[str, bytes], member: str, source: str) -> Cred
 # --------------------------------------------------------------------------
 
 
-def _copyright_source(pkg: Package) -> str:
+def copyright_source(pkg: Package) -> str:
     """Where a licence read from the package's copyright file came from."""
     if pkg.licence_from is not None:
         return f"{pkg.copyright_path} (package {pkg.licence_from.name} {pkg.licence_from.version})"
@@ -579,7 +579,7 @@ def _from_copyright(pkg: Package, files: Iterable[Path], name: Callable[[Path], 
     stanzas = pkg.copyright()
     for file in files:
         path = file.relative_to(pkg.root).as_posix()
-        credit = dep5_credit(stanzas, path, _copyright_source(pkg))
+        credit = dep5_credit(stanzas, path, copyright_source(pkg))
         if credit is None:
             log.warning("%s: no licence for %s in the copyright file; skipped", pkg.name, path)
             continue
@@ -674,7 +674,7 @@ def extract_jigzo(pkg: Package) -> Iterator[Candidate]:
     stanzas = pkg.copyright()
     for file in _files(pkg, "usr/share/games/jigzo/puzzles/00_default", "*.pzl"):
         path = file.relative_to(pkg.root).as_posix()
-        credit = dep5_credit(stanzas, path, _copyright_source(pkg))
+        credit = dep5_credit(stanzas, path, copyright_source(pkg))
         if credit is not None:
             yield Candidate(package=pkg.name, path=path, name=file.stem.rsplit("-", 1)[0],
                             credit=credit, pixels=cut_pzl_picture(file.read_bytes()))
@@ -702,7 +702,7 @@ def extract_scipy(pkg: Package) -> Iterator[Candidate]:
     """The raccoon of ``scipy.misc.face``: bz2-compressed raw 768x1024 RGB."""
     path = "usr/lib/python3/dist-packages/scipy/misc/face.dat"
     rgb = np.frombuffer(bz2.decompress((pkg.root / path).read_bytes()), np.uint8).reshape(768, 1024, 3)
-    credit = dep5_credit(pkg.copyright(), path, _copyright_source(pkg))
+    credit = dep5_credit(pkg.copyright(), path, copyright_source(pkg))
     if credit is not None:
         note = "scipy.misc.face docstring: raccoon-procyon-lotor.jpg at http://www.public-domain-image.com"
         yield Candidate(package=pkg.name, path=path, name="face", credit=replace(credit, note=note),
@@ -715,7 +715,7 @@ def extract_matplotlib(pkg: Package) -> Iterator[Candidate]:
     The copyright file states that licence as free text with no short name.
     """
     path = "usr/share/matplotlib/mpl-data/sample_data/grace_hopper.jpg"
-    credit = Credit(licence="Matplotlib-PSF-based", source=_copyright_source(pkg))
+    credit = Credit(licence="Matplotlib-PSF-based", source=copyright_source(pkg))
     yield Candidate(package=pkg.name, path=path, name="grace_hopper", credit=credit,
                     data=(pkg.root / path).read_bytes())
 
@@ -748,7 +748,7 @@ def extract_stamps(pkg: Package) -> Iterator[Candidate]:
 def _credit(pkg: Package, licence: str, holder: str | None = None, note: str | None = None,
             url: str | None = None) -> Credit:
     """A licence read by hand from a copyright file that is not machine-readable (or lumps files)."""
-    return Credit(licence=licence, source=_copyright_source(pkg), holder=holder, url=url, note=note)
+    return Credit(licence=licence, source=copyright_source(pkg), holder=holder, url=url, note=note)
 
 
 def _named(pkg: Package, folder: str, names: Iterable[str]) -> list[Path]:
@@ -908,7 +908,7 @@ SWEETHOME3D_NOT_PHOTOS = ("smallBricks.jpg", "blueSky.jpg", "woodenFloor.jpg")
 
 def extract_sweethome3d(pkg: Package) -> Iterator[Candidate]:
     """Sweet Home 3D's photographic material textures (floors, walls, sky), inside its jar."""
-    credit = dep5_credit(pkg.copyright(), SWEETHOME3D_JAR, _copyright_source(pkg))
+    credit = dep5_credit(pkg.copyright(), SWEETHOME3D_JAR, copyright_source(pkg))
     if credit is None:
         raise RuntimeError(f"{pkg.name}: no licence for {SWEETHOME3D_JAR}")
     for member, data in zip_members((pkg.root / SWEETHOME3D_JAR).read_bytes(), SWEETHOME3D_TEXTURES).items():
@@ -931,7 +931,7 @@ def extract_gimp_patterns(pkg: Package) -> Iterator[Candidate]:
     stanzas = pkg.copyright()
     for file in _named(pkg, "usr/share/gimp/2.0/patterns", GIMP_PHOTO_PATTERNS[pkg.name]):
         path = file.relative_to(pkg.root).as_posix()
-        credit = dep5_credit(stanzas, path, _copyright_source(pkg))
+        credit = dep5_credit(stanzas, path, copyright_source(pkg))
         if credit is None:
             raise RuntimeError(f"{pkg.name}: no licence for {path}")
         bgr, _ = read_pat(file.read_bytes())
@@ -1007,7 +1007,7 @@ def extract_grub_splash(pkg: Package) -> Iterator[Candidate]:
             continue
         author, licence = credits[file.name]
         licence = "GFDL-1.2+" if re.fullmatch(r"GNU FDL >= ?1\.2", licence) else normalise_licence(licence)
-        credit = Credit(licence=licence, source=_copyright_source(pkg), holder=author,
+        credit = Credit(licence=licence, source=copyright_source(pkg), holder=author,
                         url=f"https://commons.wikimedia.org/wiki/File:{file.stem}",
                         note="downloaded from Commons featured desktop backgrounds and scaled to 640x480")
         yield Candidate(package=pkg.name, path=file.relative_to(pkg.root).as_posix(), name=file.stem,
@@ -1065,7 +1065,7 @@ def extract_stellarium(pkg: Package) -> Iterator[Candidate]:
         tiles, author = landscape_tiles((folder / "landscape.ini").read_text(encoding="utf-8"))
         for tile in _named(pkg, folder.relative_to(pkg.root).as_posix(), tiles):
             path = tile.relative_to(pkg.root).as_posix()
-            credit = dep5_credit(stanzas, path, _copyright_source(pkg))
+            credit = dep5_credit(stanzas, path, copyright_source(pkg))
             if credit is None:
                 raise RuntimeError(f"{pkg.name}: no licence for {path}")
             data = tile.read_bytes()

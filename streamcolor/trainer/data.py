@@ -409,7 +409,7 @@ def _scan(photos: list[PhotoRef], workers: int) -> tuple[list[tuple[PhotoRef, st
     return kept, bad, dups
 
 
-def _plan_splits(kept: list[tuple[PhotoRef, str]], options: PrepareOptions, splits: Sequence[str]
+def plan_splits(kept: list[tuple[PhotoRef, str]], options: PrepareOptions, splits: Sequence[str]
                  ) -> tuple[dict[str, list[tuple[PhotoRef, str]]], dict[str, int]]:
     """(photo, sha256) per split in ``splits`` (the manifest's split, else the
     content hash), and how many photos of other splits were left out."""
@@ -512,7 +512,7 @@ def prepare_shards(sources: Sequence[str | Path], out: str | Path, *,
     unreadable = problems + unreadable
 
     # The plan: split by manifest or content hash, then fixed groups of photos per shard.
-    by_split, left_out = _plan_splits(kept, options, splits)
+    by_split, left_out = plan_splits(kept, options, splits)
     per_shard = max(1, options.shard_size // max(1, options.crops_per_photo))
     plan: dict[str, list[dict[str, Any]]] = {}
     for split, items in by_split.items():
