@@ -47,6 +47,15 @@ def _load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def _time_predict(benchmark, engine, group: str, batch: int, render: int, load: list[float]) -> None:
+    """pytest-benchmark times ``engine.predict`` on a (batch, render, render, 1) batch; load after appended."""
+    l = np.random.default_rng(0).uniform(-1, 1, (batch, render, render, 1)).astype(np.float32)
+    benchmark.group = group
+    out = benchmark.pedantic(engine.predict, args=(l,), rounds=ROUNDS, iterations=1)
+    load.append(_load())
+    assert out.shape == (batch, render, render, 2)
+
+
 @pytest.fixture(scope="module")
 def onnx_engine():
     eng = load_engine("default", "onnx", device="cpu")
@@ -110,11 +119,7 @@ def test_engine_images_per_second(benchmark, engines, onnx_engine, render, batch
     peak.append(matmul_peak(PEAK_N))
     best_peak = max(peak)
     with_share_of_peak(rows, best_peak)
-    l = np.random.default_rng(0).uniform(-1, 1, (batch, render, render, 1)).astype(np.float32)
-    benchmark.group = f"engine render={render}"
-    out = benchmark.pedantic(onnx_engine.predict, args=(l,), rounds=ROUNDS, iterations=1)
-    load.append(_load())
-    assert out.shape == (batch, render, render, 2)
+    _time_predict(benchmark, onnx_engine, f"engine render={render}", batch, render, load)
     benchmark.extra_info.update(
         engine=onnx_engine.name, batch=batch, render=render, rounds=ROUNDS,
         matmul_peak_gflops=round(best_peak, 1), matmul_peak_runs_gflops=[round(p, 1) for p in peak],
@@ -148,11 +153,7 @@ def test_peer_images_per_second(benchmark, onnx_engine, peer_engine, batch):
     peak.append(matmul_peak(PEAK_N))
     with_share_of_peak(rows, max(peak))
     by = {r["label"]: r for r in rows}
-    l = np.random.default_rng(0).uniform(-1, 1, (batch, PEER_RENDER, PEER_RENDER, 1)).astype(np.float32)
-    benchmark.group = f"peer render={PEER_RENDER}"
-    out = benchmark.pedantic(peer_engine.predict, args=(l,), rounds=ROUNDS, iterations=1)
-    load.append(_load())
-    assert out.shape == (batch, PEER_RENDER, PEER_RENDER, 2)
+    _time_predict(benchmark, peer_engine, f"peer render={PEER_RENDER}", batch, PEER_RENDER, load)
     benchmark.extra_info.update(
         peer=NAME, render=PEER_RENDER, batch=batch, rounds=ROUNDS, matmul_peak_gflops=round(max(peak), 1),
         load_average_1min=load,
