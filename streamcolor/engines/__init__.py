@@ -116,5 +116,5 @@ def load_engine(model: str | Path = DEFAULT_MODEL, backend: str = "auto", **opti
     return factory(info, **options)
 
 
-__all__ = ["Engine", "EngineError", "ModelInfo", "available_backends", "available_models",
+__all__ = ["ALIASES", "Engine", "EngineError", "ModelInfo", "available_backends", "available_models",
            "load_engine", "onnx_backends", "resolve_model", "runtime_info", "WEIGHTS_DIR", "DEFAULT_MODEL"]

@@ -97,6 +97,8 @@ class FitOptions:
     unet_widths: tuple[int, int, int] = (192, 128, 64)  # U-Net decoder widths at strides 16, 8, 4
     convs_per_level: int = 1  # U-Net: 3x3 convolutions per decoder level
     train_top: bool = False  # U-Net: also fine-tune Lite0's stride-32 blocks and head
+    dropout: float = 0.0  # U-Net: spatial dropout on the decoder's inputs (regularisation on small data)
+    weight_decay: float = 0.0  # decoupled weight decay (AdamW) when > 0, else Adam (method.md)
     init: str | None = None  # start from this trained model (shipped name, bundle, run): fine-tuning
 
 
@@ -156,7 +158,8 @@ def unet_config(options: "FitOptions | dict"):
     get = options.get if isinstance(options, dict) else lambda k, d=None: getattr(options, k, d)
     return UNetConfig(widths=tuple(get("unet_widths", UNetConfig.widths)),
                       convs_per_level=int(get("convs_per_level", UNetConfig.convs_per_level)),
-                      train_top=bool(get("train_top", UNetConfig.train_top)))
+                      train_top=bool(get("train_top", UNetConfig.train_top)),
+                      dropout=float(get("dropout", UNetConfig.dropout)))
 
 
 def build_unet_for(config, *, extractor_weights: str | None = "default", mixed_precision: bool = False):
@@ -416,7 +419,10 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
             raise ValueError("--init (fine-tuning) needs U-Net shards (prepare --model unet): the seed "
                              "model's bundles carry no trainable weights")
         model = build_model(train_set.embed_dim, mixed_precision=options.mixed_precision)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate(options, total)), loss=make_loss(options, train_set))
+    lr = learning_rate(options, total)
+    optimizer = (keras.optimizers.AdamW(lr, weight_decay=options.weight_decay) if options.weight_decay > 0
+                 else keras.optimizers.Adam(lr))
+    model.compile(optimizer=optimizer, loss=make_loss(options, train_set))
     model.optimizer.build(model.trainable_variables)
 
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -66,6 +66,7 @@ class UNetConfig:
     widths: tuple[int, int, int] = (192, 128, 64)  # decoder convs at strides 16, 8, 4
     convs_per_level: int = 1  # 3x3 convs per decoder level
     train_top: bool = False  # fine-tune Lite0's stride-32 blocks and head (BatchNorm stays frozen)
+    dropout: float = 0.0  # spatial dropout on each decoder level's input (training only): against memorising
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -182,6 +183,8 @@ class UNet:
         self.cat = [layers.Concatenate(axis=-1, name=f"decoder_cat{i}") for i in range(3)]
         self.convs = [[layers.Conv2D(w, 3, padding="same", activation="relu", name=f"decoder_conv{i}_{j}")
                        for j in range(c.convs_per_level)] for i, w in enumerate(c.widths)]
+        self.drop = [layers.SpatialDropout2D(c.dropout, name=f"decoder_drop{i}") if c.dropout > 0 else None
+                     for i in range(3)]
         self.out = layers.Conv2D(2, 3, padding="same", activation="tanh", kernel_initializer="zeros",
                                  name="ab")
         self._full = self._bottom = self._train = None
@@ -212,6 +215,8 @@ class UNet:
         x = self.fusion([x, self.emb_norm(logits)])
         for i, skip in enumerate(("s16", "s8", "s4")):
             x = self.cat[i]([self.up[i](x), taps[skip]])
+            if self.drop[i] is not None:
+                x = self.drop[i](x)
             for conv in self.convs[i]:
                 x = conv(x)
         return self.out(x)
