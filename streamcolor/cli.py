@@ -27,6 +27,7 @@ VERBS: dict[str, tuple[str, str]] = {
                    "Colorize a folder or bucket with a Ray Data job (for ray job submit)."),
     "bench": ("streamcolor.commands.bench", "Measure engines and pipelines on this machine."),
     "report": ("streamcolor.commands.report", "Write an HTML report of figures and before/after images."),
+    "serve": ("streamcolor.commands.serve", "Serve a web page and HTTP API that colorize uploads (localhost)."),
     "models": ("streamcolor.commands.models", "List shipped models and runtimes."),
 }
 #: Entry-point group where other packages publish verbs (e.g. trainer's ``train``).

@@ -1,0 +1,97 @@
+"""`streamcolor serve`: a local web page and HTTP API (needs streamcolor[serve])."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from streamcolor.commands.batch import ByteSize
+from streamcolor.commands.common import engine_options, load
+
+log = logging.getLogger(__name__)
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on. 0.0.0.0 (or ::) opens the server to other machines; it has "
+                   "no authentication, so only do that on a network you trust.")
+@click.option("-p", "--port", type=click.IntRange(0, 65535), default=7070, show_default=True,
+              help="TCP port (0: any free port; the log line says which).")
+@click.option("-b", "--max-batch", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Most images per engine call when requests arrive together (1: no batching).")
+@click.option("--max-wait-ms", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="How long a request waits for others to share its engine call.")
+@click.option("--max-upload", type=ByteSize(), default="64M", show_default=True,
+              help="Refuse uploads bigger than this (413), videos included.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=40_000_000, show_default=True,
+              help="Refuse images with more pixels (decompression bombs; 400).")
+@click.option("--max-pending", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Requests colorized at once; more get 503 and Retry-After.")
+@click.option("-j", "--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Threads that decode, compose and encode (0: max batch + CPU cores).")
+@click.option("--video/--no-video", default=True, show_default=True,
+              help="Accept short videos (one at a time; bounded by --max-upload).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser once listening.")
+@engine_options
+@click.pass_context
+def command(ctx, host, port, max_batch, max_wait_ms, max_upload, max_pixels, max_pending, workers, video,
+            open_browser, model, backend, render_size, saturation):
+    """Serve a web page and an HTTP API that colorize uploaded photos.
+
+    The page (at the printed URL) takes photos and short videos by drag and
+    drop, shows each before and after with a slider, and offers the result
+    for download.  The API returns the colorized image for a posted one, in
+    the same format and size.  One engine is loaded; requests that arrive
+    together share engine calls (dynamic batching).  Ctrl-C or SIGTERM stops
+    it after the requests in progress finish.
+
+    \b
+    API:
+      POST /api/colorize   image as form field "file" or as the raw body
+                           -> the image; ?render_size=N &saturation=X
+                           &format=same|png|jpg|webp|tiff|bmp &quality=Q
+      GET  /api/health     status, engine, limits
+      GET  /api/models     the loaded model and the shipped ones
+      GET  /api/stats      engine calls, batch sizes, responses
+    Errors are JSON {"error": reason} with a 4xx status.
+
+    \b
+    Examples:
+      streamcolor serve                          # http://127.0.0.1:7070
+      streamcolor serve --port 8000 --open -r 384
+      streamcolor serve --max-batch 1            # no batching
+      curl -F file=@old.jpg http://127.0.0.1:7070/api/colorize -o colour.jpg
+      curl --data-binary @scan.png 'http://127.0.0.1:7070/api/colorize?format=jpg' -o colour.jpg
+    """
+    try:
+        from streamcolor import serve
+    except ImportError as exc:
+        raise click.ClickException(str(exc)) from exc
+    from streamcolor.batching import BatchingOptions
+    from streamcolor.colorize import model_options
+
+    root = ctx.find_root().params
+    if not root.get("quiet") and logging.getLogger("streamcolor.serve").getEffectiveLevel() > logging.INFO:
+        logging.getLogger("streamcolor.serve").setLevel(logging.INFO)  # a server says where it listens
+    try:
+        options = serve.ServeOptions(host=host, port=port, batching=BatchingOptions(max_batch, max_wait_ms),
+                                     max_upload=max_upload, max_pixels=max_pixels, max_pending=max_pending,
+                                     workers=workers, video=video)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    engine = load(model, backend)
+    colour = model_options(engine, render_size=render_size, saturation=saturation)
+
+    def ready(url: str) -> None:
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+
+    try:
+        serve.run(engine, options, colour=colour, on_ready=ready)
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        engine.close()

@@ -1,0 +1,631 @@
+"""The web page and HTTP API behind ``streamcolor serve`` (aiohttp).
+
+One engine per process.  Each request is decoded, colorized and encoded in a
+worker thread; the network calls of requests that arrive together are merged
+by a :class:`~streamcolor.batching.BatchingEngine` (dynamic batching), so
+concurrent clients share engine calls.
+
+Routes
+------
+``GET /``
+    The page (``streamcolor/web/index.html``): drop photos or short videos,
+    compare before and after with a slider, download the results.
+``GET /static/<name>``
+    Files of the page's own folder, looked up by exact name in a list made at
+    start-up; no other file is ever served.
+``POST /api/colorize``
+    An image (or a short video) as the multipart form field ``file`` or as the
+    raw request body -> the colorized image, same format and size (video:
+    MP4).  Parameters, in the query string or as form fields: ``render_size``
+    (8-1024), ``saturation`` (0-4), ``format`` (same, png, jpg, webp, tiff,
+    bmp), ``quality`` (1-100, JPEG/WebP).  Response header
+    ``X-Streamcolor-Batch``: images in the engine call that served it.
+``GET /api/health``, ``GET /api/models``, ``GET /api/stats``
+    JSON: liveness and limits; the loaded model; batching counters.
+
+Every error is JSON ``{"error": "<reason>", "status": <code>}`` with a 4xx
+code for what the client can fix (400 bad image or parameter, 404, 405, 413
+over a size limit, 415 video turned off, 422 cannot encode) and 503 when busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+import json
+import logging
+import math
+import mimetypes
+import os
+import re
+import signal
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+try:
+    from aiohttp import web
+except ImportError as exc:  # pragma: no cover - the serve extra is missing
+    raise ImportError("`streamcolor serve` needs aiohttp: pip install 'streamcolor[serve]'") from exc
+
+from streamcolor import __version__, image_io
+from streamcolor.batching import BatchingEngine, BatchingOptions
+from streamcolor.colorize import ColorOptions, colorize_decoded, model_options
+from streamcolor.errors import InputError, OutputError
+
+if TYPE_CHECKING:
+    from streamcolor.engines import Engine
+
+log = logging.getLogger(__name__)
+#: One line per request (method, path, status, bytes, milliseconds).
+access_log = logging.getLogger(__name__ + ".access")
+
+#: The page's folder: the only files the server hands out.
+STATIC_DIR = Path(__file__).parent / "web"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7070
+#: Largest render size a request may ask for (network input, longer side).
+MAX_RENDER_SIZE = 1024
+#: Largest saturation gain a request may ask for.
+MAX_SATURATION = 4.0
+#: Uploads with one of these suffixes or a video/* type go to the video pipeline.
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ogv", ".ts")
+#: ``format`` parameter -> Pillow format.  "same" keeps the upload's format where it can be written.
+OUTPUT_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF",
+                  "bmp": "BMP"}
+_EXTENSION = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "TIFF": "tiff", "BMP": "bmp"}
+_MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "TIFF": "image/tiff", "BMP": "image/bmp"}
+#: Bytes a multipart body may carry besides the file (boundaries, headers, small fields).
+_MULTIPART_SLACK = 64 * 1024
+_FIELD_LIMIT = 256  # bytes of one small form field
+_CHUNK = 256 * 1024
+#: The page's security policy: nothing but this server (and the page's own blob: URLs) is contacted.
+_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' blob: data:; "
+        "media-src 'self' blob:; connect-src 'self' blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How the server listens and what it accepts.  Override with ``dataclasses.replace``."""
+
+    host: str = DEFAULT_HOST  # interface to listen on; "0.0.0.0" opens it to the network (no authentication!)
+    port: int = DEFAULT_PORT  # TCP port; 0 picks a free one (logged, and in Server.url)
+    batching: BatchingOptions = BatchingOptions()  # max_batch (1: batching off) and max_wait_ms
+    max_upload: int = 64 * 1024 ** 2  # largest upload, bytes (413 above); videos included
+    max_pixels: int = 40_000_000  # largest image, pixels (pixel-bomb guard; 400 above)
+    max_pending: int = 64  # requests being colorized at once; more get 503 with Retry-After
+    workers: int = 0  # threads that decode, compose and encode; 0: max_batch + CPU cores
+    video: bool = True  # accept short videos (one at a time, bounded by max_upload)
+    shutdown_timeout: float = 30.0  # seconds in-flight requests get to finish on SIGINT/SIGTERM
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in 0..65535, got {self.port}")
+        for name in ("max_upload", "max_pixels", "max_pending"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+class _Reject(Exception):
+    """A request the client can fix: becomes a JSON error with ``status``."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, dict(headers or {})
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message, "status": status}, status=status, headers=headers)
+
+
+# --------------------------------------------------------------------------- request parameters
+
+def _int_param(name: str, lo: int, hi: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise _Reject(400, f"{name} must be an integer from {lo} to {hi}, got {value[:40]!r}") from None
+        if not lo <= n <= hi:
+            raise _Reject(400, f"{name} must be from {lo} to {hi}, got {n}")
+        return n
+    return parse
+
+
+def _saturation(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        x = math.nan
+    if not 0.0 <= x <= MAX_SATURATION:  # also refuses nan and inf
+        raise _Reject(400, f"saturation must be a number from 0 to {MAX_SATURATION:g}, got {value[:40]!r}")
+    return x
+
+
+def _format(value: str) -> str:
+    v = value.lower().lstrip(".")
+    if v != "same" and v not in OUTPUT_FORMATS:
+        raise _Reject(400, f"format must be one of same, {', '.join(OUTPUT_FORMATS)}; got {value[:40]!r}")
+    return v
+
+
+#: Accepted parameters (query string or form fields) and their parsers.
+PARAMETERS: dict[str, Callable[[str], Any]] = {
+    "render_size": _int_param("render_size", 8, MAX_RENDER_SIZE),
+    "saturation": _saturation,
+    "format": _format,
+    "quality": _int_param("quality", 1, 100),
+}
+
+
+def parse_parameters(raw: Mapping[str, str]) -> dict[str, Any]:
+    """Validate request parameters; unknown names and bad values raise a 400 with the reason."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in PARAMETERS:
+            raise _Reject(400, f"unknown parameter {key[:40]!r}; accepted: {', '.join(PARAMETERS)}")
+        if value != "":
+            out[key] = PARAMETERS[key](value)
+    return out
+
+
+# --------------------------------------------------------------------------- uploads
+
+@dataclass
+class _Upload:
+    data: bytes
+    name: str  # client's file name, only used in messages and the download name
+    content_type: str
+    fields: dict[str, str] = field(default_factory=dict)  # small form fields (parameters)
+
+    @property
+    def is_video(self) -> bool:
+        return self.content_type.startswith("video/") or PurePath(self.name).suffix.lower() in VIDEO_SUFFIXES
+
+
+async def _read_limited(read: Callable[[int], Any], limit: int, what: str = "upload") -> bytes:
+    """Read chunks until the end; more than ``limit`` bytes is a 413."""
+    chunks, total = [], 0
+    while True:
+        chunk = await read(_CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > limit:
+            raise _Reject(413, f"{what} is over the limit of {limit:,} bytes (streamcolor serve --max-upload)")
+        chunks.append(chunk)
+
+
+async def _read_upload(request: web.Request, limit: int) -> _Upload:
+    """The file of a multipart form (field ``file``), or else the raw body."""
+    length = request.content_length
+    if request.content_type == "multipart/form-data":
+        if length is not None and length > limit + _MULTIPART_SLACK:
+            raise _Reject(413, f"upload of {length:,} bytes is over the limit of {limit:,} bytes "
+                               "(streamcolor serve --max-upload)")
+        try:
+            reader = await request.multipart()
+        except (ValueError, AssertionError) as exc:
+            raise _Reject(400, f"malformed multipart body: {exc}") from None
+        upload: _Upload | None = None
+        fields: dict[str, str] = {}
+        async for part in reader:
+            if part.filename is not None or part.name == "file":
+                if upload is not None:
+                    raise _Reject(400, "one file per request: send each file in its own request")
+                data = await _read_limited(part.read_chunk, limit)
+                upload = _Upload(data, part.filename or "upload", part.headers.get("Content-Type", ""))
+            elif part.name in PARAMETERS:
+                fields[part.name] = (await _read_limited(part.read_chunk, _FIELD_LIMIT, part.name)).decode(
+                    "utf-8", "replace").strip()
+            else:
+                raise _Reject(400, f"unknown form field {str(part.name)[:40]!r}: send the file as 'file' "
+                                   f"and parameters among {', '.join(PARAMETERS)}")
+        if upload is None:
+            raise _Reject(400, "no file in the form: send it as the field 'file' (curl -F file=@photo.jpg)")
+        upload.fields = fields
+    else:
+        if length is not None and length > limit:
+            raise _Reject(413, f"upload of {length:,} bytes is over the limit of {limit:,} bytes "
+                               "(streamcolor serve --max-upload)")
+        data = await _read_limited(request.content.read, limit)
+        ctype = request.content_type
+        ext = mimetypes.guess_extension(ctype) or ""
+        upload = _Upload(data, f"upload{ext}", ctype)
+    if not upload.data:
+        raise _Reject(400, f"{upload.name}: empty upload (0 bytes); send an image file "
+                           "(curl -F file=@photo.jpg or --data-binary @photo.jpg)")
+    return upload
+
+
+def _download_name(name: str, ext: str) -> str:
+    """A safe ASCII file name for Content-Disposition: ``<stem>-colour.<ext>``."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", PurePath(name.replace("\\", "/")).stem).strip("._") or "image"
+    return f"{stem[:80]}-colour.{ext}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --------------------------------------------------------------------------- the application
+
+class _State:
+    """What the handlers share: the engine, its batcher, the worker threads, counters."""
+
+    def __init__(self, engine: "Engine", options: ServeOptions, colour: ColorOptions):
+        self.engine = engine
+        self.options = options
+        self.colour = dataclasses.replace(colour, max_pixels=options.max_pixels)
+        self.batcher = BatchingEngine(engine, options.batching)
+        workers = options.workers or options.batching.max_batch + (os.cpu_count() or 1)
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="streamcolor-serve")
+        self.video_slot = asyncio.Semaphore(1)
+        self.in_flight = 0
+        self.started = time.time()
+        self.responses: dict[str, int] = {"2xx": 0, "4xx": 0, "5xx": 0}
+        self.static = _static_files(STATIC_DIR)
+
+    def options_for(self, params: Mapping[str, Any]) -> ColorOptions:
+        changes = {k: params[k] for k in ("render_size", "saturation", "quality") if k in params}
+        return dataclasses.replace(self.colour, **changes) if changes else self.colour
+
+    def colorize_image(self, upload: _Upload, colour: ColorOptions, fmt: str) -> tuple[bytes, str, int]:
+        """Worker thread: decode, colorize (batched), encode -> (bytes, Pillow format, batch size)."""
+        decoded = image_io.read_image(upload.data, max_pixels=colour.max_pixels, name=upload.name)
+        rgb = colorize_decoded(decoded, engine=self.batcher, options=colour)
+        out_fmt = OUTPUT_FORMATS[fmt] if fmt != "same" else (decoded.format or "PNG")
+        if out_fmt not in _EXTENSION:  # GIF, PPM, ICO...: formats we do not write become PNG
+            out_fmt = "PNG"
+        try:
+            data = image_io.encode_image(rgb, out_fmt, alpha=decoded.alpha, info=decoded.info,
+                                         quality=colour.quality)
+        except (OutputError, OSError, ValueError) as exc:
+            raise _Reject(422, f"{upload.name}: cannot encode the result as {out_fmt} ({exc}); "
+                               "try format=png") from None
+        return data, out_fmt, self.batcher.last_batch_size
+
+    def colorize_video(self, upload: _Upload, params: Mapping[str, Any]) -> tuple[bytes, str]:
+        """Worker thread: a short video through the video pipeline -> (bytes, extension)."""
+        from streamcolor.video import VideoOptions, colorize_video
+
+        suffix = PurePath(upload.name).suffix.lower()
+        suffix = suffix if suffix in VIDEO_SUFFIXES else ".mp4"
+        options = VideoOptions(render_size=params.get("render_size", self.colour.render_size),
+                               saturation=params.get("saturation", self.colour.saturation))
+        with tempfile.TemporaryDirectory(prefix="streamcolor-serve-") as tmp:
+            src = Path(tmp) / f"input{suffix}"
+            src.write_bytes(upload.data)
+            for ext in ("mp4", "mkv"):  # MP4 plays in browsers; MKV holds any audio codec the source has
+                dst = Path(tmp) / f"colour.{ext}"
+                try:
+                    colorize_video(src, dst, engine=self.engine, options=options, progress=False)
+                except OutputError as exc:
+                    if ext == "mkv":
+                        raise _Reject(422, f"{upload.name}: {exc}") from None
+                    log.info("%s: MP4 cannot hold it (%s); writing MKV", upload.name, exc)
+                    continue
+                return dst.read_bytes(), ext
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.batcher.close()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+_STATE = web.AppKey("streamcolor_state", _State)
+
+
+def _static_files(root: Path) -> dict[str, tuple[bytes, str]]:
+    """Name -> (content, type) of the regular files directly in ``root``, read once.
+
+    Serving from this table rather than from the file system means no request
+    path, however encoded, can reach another file."""
+    files = {}
+    for p in sorted(root.iterdir()):
+        if p.is_file() and not p.is_symlink() and not p.name.startswith("."):
+            ctype = mimetypes.guess_type(p.name)[0] or "application/octet-stream"
+            files[p.name] = (p.read_bytes(), ctype)
+    return files
+
+
+@web.middleware
+async def _errors_and_log(request: web.Request, handler) -> web.StreamResponse:
+    """Every error as JSON with a reason; one access-log line per request."""
+    state = request.app[_STATE]
+    t0 = time.perf_counter()
+    try:
+        response = await handler(request)
+    except _Reject as exc:
+        response = _error(exc.status, exc.message, exc.headers)
+    except InputError as exc:
+        response = _error(400, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {}
+        if exc.status == 405:
+            allowed = sorted(getattr(exc, "allowed_methods", ()) or ())
+            headers["Allow"] = ", ".join(allowed)
+            message = f"method {request.method} is not allowed on {request.path[:200]}; use {' or '.join(allowed)}"
+        elif exc.status == 404:
+            message = f"not found: {request.path[:200]} (the API is under /api/, the page at /)"
+        else:
+            message = exc.text or exc.reason
+        response = _error(exc.status, message, headers)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path[:200])
+        response = _error(500, "internal server error; the server log has the details")
+    status = response.status
+    state.responses[f"{status // 100}xx"] = state.responses.get(f"{status // 100}xx", 0) + 1
+    access_log.info("%s %s %d %s %.0f ms", request.method, request.path_qs[:200], status,
+                    response.content_length if response.content_length is not None else "-",
+                    (time.perf_counter() - t0) * 1e3)
+    return response
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+
+
+async def _page(request: web.Request) -> web.Response:
+    body, ctype = request.app[_STATE].static["index.html"]
+    return web.Response(body=body, content_type=ctype, charset="utf-8",
+                        headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-cache"})
+
+
+async def _static(request: web.Request) -> web.Response:
+    entry = request.app[_STATE].static.get(request.match_info["name"])
+    if entry is None:
+        raise web.HTTPNotFound()
+    body, ctype = entry
+    return web.Response(body=body, content_type=ctype, headers={"Cache-Control": "no-cache"})
+
+
+async def _health(request: web.Request) -> web.Response:
+    state = request.app[_STATE]
+    o = state.options
+    return web.json_response({
+        "status": "ok", "version": __version__, "engine": state.engine.name, "model": state.engine.info.name,
+        "batching": {"max_batch": o.batching.max_batch, "max_wait_ms": o.batching.max_wait_ms},
+        "defaults": {"render_size": state.colour.render_size, "saturation": state.colour.saturation,
+                     "quality": state.colour.quality},
+        "limits": {"max_upload": o.max_upload, "max_pixels": o.max_pixels, "max_pending": o.max_pending,
+                   "max_render_size": MAX_RENDER_SIZE},
+        "video": o.video, "in_flight": state.in_flight, "uptime_s": round(time.time() - state.started, 1),
+    })
+
+
+async def _models(request: web.Request) -> web.Response:
+    from streamcolor.engines import available_backends, available_models
+
+    state = request.app[_STATE]
+    info = state.engine.info
+    meta = info.meta
+    return web.json_response({
+        "loaded": {"name": info.name, "engine": state.engine.name, "architecture": info.architecture,
+                   "extractor": info.extractor, "description": meta.get("description", ""),
+                   "render_size": meta.get("render_size"), "saturation": meta.get("saturation"),
+                   "licence": meta.get("licence")},
+        "shipped": available_models(), "backends": available_backends(),
+        "note": "one model per process: start another `streamcolor serve -m NAME --port N` for another model",
+    })
+
+
+async def _stats(request: web.Request) -> web.Response:
+    state = request.app[_STATE]
+    return web.json_response({"batching": state.batcher.stats().as_dict(), "responses": state.responses,
+                              "in_flight": state.in_flight, "uptime_s": round(time.time() - state.started, 1)})
+
+
+async def _colorize(request: web.Request) -> web.Response:
+    state = request.app[_STATE]
+    if state.in_flight >= state.options.max_pending:
+        raise _Reject(503, f"busy: {state.in_flight} requests in progress (--max-pending); retry shortly",
+                      {"Retry-After": "1"})
+    state.in_flight += 1
+    try:
+        params = parse_parameters(request.query)  # refuse bad parameters before reading the body
+        upload = await _read_upload(request, state.options.max_upload)
+        params.update(parse_parameters(upload.fields))
+        loop = asyncio.get_running_loop()
+        t0 = time.perf_counter()
+        if upload.is_video:
+            if not state.options.video:
+                raise _Reject(415, f"{upload.name}: videos are turned off on this server (--no-video)")
+            async with state.video_slot:  # one video at a time; photos keep flowing meanwhile
+                data, ext = await loop.run_in_executor(state.pool, state.colorize_video, upload, params)
+            ctype = "video/mp4" if ext == "mp4" else "video/x-matroska"
+            batch = 0
+        else:
+            colour = state.options_for(params)
+            data, fmt, batch = await loop.run_in_executor(state.pool, state.colorize_image, upload, colour,
+                                                          params.get("format", "same"))
+            ext, ctype = _EXTENSION[fmt], _MIME[fmt]
+        ms = (time.perf_counter() - t0) * 1e3
+        return web.Response(body=data, content_type=ctype, headers={
+            "Content-Disposition": f'inline; filename="{_download_name(upload.name, ext)}"',
+            "X-Streamcolor-Batch": str(batch), "Server-Timing": f"colorize;dur={ms:.1f}",
+            "Cache-Control": "no-store"})
+    finally:
+        state.in_flight -= 1
+
+
+def create_app(engine: "Engine", options: ServeOptions = ServeOptions(), *,
+               colour: ColorOptions | None = None) -> web.Application:
+    """The aiohttp application (routes in the module docstring).
+
+    Parameters
+    ----------
+    engine:
+        The one loaded engine every request uses; the caller keeps it (the
+        app does not close it).
+    options:
+        Limits and batching, see :class:`ServeOptions`.
+    colour:
+        Default render size, saturation and JPEG/WebP quality (requests may
+        override them); the model's recommendations when None.
+        ``max_pixels`` comes from ``options``.
+    """
+    state = _State(engine, options, colour or model_options(engine))
+    # client_max_size only guards body readers we do not use; uploads are limited while streaming.
+    app = web.Application(middlewares=[_errors_and_log], client_max_size=options.max_upload + _MULTIPART_SLACK)
+    app[_STATE] = state
+    app.router.add_get("/", _page)
+    app.router.add_get("/static/{name}", _static)
+    app.router.add_get("/api/health", _health)
+    app.router.add_get("/api/models", _models)
+    app.router.add_get("/api/stats", _stats)
+    app.router.add_post("/api/colorize", _colorize)
+    app.on_response_prepare.append(_security_headers)
+
+    async def close_state(app: web.Application) -> None:  # after in-flight requests finished
+        await asyncio.get_running_loop().run_in_executor(None, state.close)
+
+    app.on_cleanup.append(close_state)
+    return app
+
+
+def app_stats(app: web.Application) -> dict[str, Any]:
+    """The same counters as ``GET /api/stats`` (batching, responses), from Python."""
+    state = app[_STATE]
+    return {"batching": state.batcher.stats().as_dict(), "responses": dict(state.responses)}
+
+
+# --------------------------------------------------------------------------- running it
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def _start(app: web.Application, options: ServeOptions) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=options.shutdown_timeout)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, options.host, options.port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise OSError(exc.errno, f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}") from exc
+    host, port = runner.addresses[0][:2]
+    url = _url(host, port)
+    if not _is_loopback(host):
+        log.warning("listening on %s: other machines can reach it and it has no authentication", host)
+    return runner, url
+
+
+async def _stop(runner: web.AppRunner, app: web.Application) -> None:
+    state = app[_STATE]
+    if state.in_flight:
+        log.info("shutting down: no new connections; waiting for %d request(s) in progress", state.in_flight)
+    else:
+        log.info("shutting down")
+    await runner.cleanup()
+    log.info("stopped")
+
+
+def run(engine: "Engine", options: ServeOptions = ServeOptions(), *, colour: ColorOptions | None = None,
+        on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve until SIGINT (Ctrl-C) or SIGTERM, then shut down gracefully.
+
+    The listening socket closes first; requests in progress get up to
+    ``options.shutdown_timeout`` seconds to finish; then the batcher and the
+    worker threads stop.  A second Ctrl-C stops at once.  ``on_ready`` gets
+    the URL once the socket listens.  The engine stays open (its owner closes it).
+    """
+    async def main() -> None:
+        app = create_app(engine, options, colour=colour)
+        runner, url = await _start(app, options)
+        log.info("listening on %s (%s; batches of up to %d, %g ms wait) - Ctrl-C to stop",
+                 url, engine.name, options.batching.max_batch, options.batching.max_wait_ms)
+        if on_ready is not None:
+            on_ready(url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal interrupts the shutdown
+                loop.remove_signal_handler(sig)
+            await _stop(runner, app)
+
+    asyncio.run(main())
+
+
+class Server:
+    """A server running in a background thread: for tests, benchmarks and notebooks.
+
+    >>> with Server(engine, ServeOptions(port=0)) as server:
+    ...     requests.post(server.url + "/api/colorize", files={"file": open("old.jpg", "rb")})
+
+    ``stop()`` shuts down gracefully, as ``run`` does on SIGTERM.
+    """
+
+    def __init__(self, engine: "Engine", options: ServeOptions = ServeOptions(), *,
+                 colour: ColorOptions | None = None):
+        self.engine, self.options, self.colour = engine, options, colour
+        self.url = ""
+        self.app: web.Application | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="streamcolor-server", daemon=True)
+
+    def start(self, timeout: float = 30.0) -> "Server":
+        """Start listening; returns when the socket is open (raises what start-up raised)."""
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"server did not start within {timeout} s")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stats(self) -> dict[str, Any]:
+        """Batching and response counters (as ``GET /api/stats``)."""
+        assert self.app is not None
+        return app_stats(self.app)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Graceful shutdown: refuse new connections, let requests finish, stop the threads."""
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout if timeout is not None else self.options.shutdown_timeout + 10)
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            try:
+                self.app = create_app(self.engine, self.options, colour=self.colour)
+                runner, self.url = await _start(self.app, self.options)
+            except BaseException as exc:
+                self._error = exc
+                self._ready.set()
+                return
+            self._ready.set()
+            await self._stop.wait()
+            await _stop(runner, self.app)
+
+        asyncio.run(main())
