@@ -1,0 +1,624 @@
+"""`streamcolor serve`: a real server on a free local port, real HTTP, real images.
+
+The API with concurrent clients (and proof that their network calls were
+merged), bad uploads (each a 4xx with a JSON reason), static files that
+cannot reach outside the page's folder, localhost by default, graceful
+shutdown, and the page itself driven in headless Chromium over the DevTools
+protocol (skipped when Chromium is not installed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+aiohttp = pytest.importorskip("aiohttp", reason="needs the serve extra (aiohttp)")
+
+import streamcolor
+from streamcolor.batching import BatchingEngine, BatchingOptions
+from streamcolor.engines import EngineError
+from streamcolor.serve import STATIC_DIR, ServeOptions, Server
+from tests.conftest import make_photo, png_bytes
+
+SAMPLE_PHOTO = Path(streamcolor.__file__).parent / "samples" / "chenonceau-bw.jpg"
+#: Limits small enough that the tests can cross them cheaply.
+MAX_UPLOAD = 2 * 1024 ** 2
+MAX_PIXELS = 2_000_000
+
+
+# --------------------------------------------------------------------------- helpers
+
+def gray(seed: int = 0, h: int = 120, w: int = 170) -> np.ndarray:
+    return make_photo(h, w, seed=seed).mean(axis=-1).astype(np.uint8)
+
+
+def jpeg_bytes(arr: np.ndarray, quality: int = 92) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def decode(data: bytes) -> Image.Image:
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    return im
+
+
+def chroma(rgb: np.ndarray) -> float:
+    """Mean distance from gray: 0 for a gray image."""
+    rgb = rgb.astype(np.float32)
+    return float(np.abs(rgb - rgb.mean(axis=-1, keepdims=True)).mean())
+
+
+class Reply:
+    def __init__(self, status: int, headers, body: bytes):
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self):
+        return json.loads(self.body)
+
+
+async def _request(method: str, url: str, **kw) -> Reply:
+    async with aiohttp.ClientSession() as s:
+        async with s.request(method, url, **kw) as r:
+            return Reply(r.status, r.headers, await r.read())
+
+
+def request(method: str, url: str, **kw) -> Reply:
+    return asyncio.run(_request(method, url, **kw))
+
+
+def form(data: bytes, filename: str = "photo.jpg", ctype: str = "image/jpeg", **fields) -> "aiohttp.FormData":
+    f = aiohttp.FormData()
+    for k, v in fields.items():
+        f.add_field(k, str(v))
+    f.add_field("file", data, filename=filename, content_type=ctype)
+    return f
+
+
+def post_file(url: str, data: bytes, filename: str = "photo.jpg", ctype: str = "image/jpeg", query: str = "",
+              **fields) -> Reply:
+    return request("POST", f"{url}/api/colorize{query}", data=form(data, filename, ctype, **fields))
+
+
+def raw_http(port: int, head: str, body: bytes = b"") -> tuple[int, bytes]:
+    """Send bytes exactly as given (no client-side path normalisation); (status, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head.encode("latin-1") + body)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head_end = data.index(b"\r\n\r\n")
+    return int(data.split(b" ", 2)[1]), data[head_end + 4:]
+
+
+@pytest.fixture(scope="module")
+def server(engine):
+    """One server for the module: small limits, a generous batching window."""
+    options = ServeOptions(port=0, batching=BatchingOptions(max_batch=8, max_wait_ms=100),
+                           max_upload=MAX_UPLOAD, max_pixels=MAX_PIXELS)
+    with Server(engine, options) as srv:
+        yield srv
+
+
+class SlowEngine:
+    """Wraps a real engine: counts calls and their sizes, optionally sleeps in each."""
+
+    def __init__(self, engine, delay: float = 0.0, fail: bool = False):
+        self.engine, self.delay, self.fail = engine, delay, fail
+        self.calls: list[int] = []
+        self.info, self.size_multiple, self.name = engine.info, engine.size_multiple, "slow:" + engine.name
+        self.reuses_embedding = engine.reuses_embedding
+
+    def predict(self, l, embedding=None):
+        self.calls.append(len(l))
+        time.sleep(self.delay)
+        if self.fail:
+            raise EngineError("engine exploded")
+        return self.engine.predict(l, embedding)
+
+
+# --------------------------------------------------------------------------- the batcher alone
+
+def test_batcher_merges_concurrent_calls_and_keeps_rows_apart(engine):
+    slow = SlowEngine(engine, delay=0.05)
+    inputs = [np.random.default_rng(i).uniform(-1, 1, (1, 32, 48, 1)).astype(np.float32) for i in range(6)]
+    want = [engine.predict(x) for x in inputs]
+    with BatchingEngine(slow, BatchingOptions(max_batch=4, max_wait_ms=200)) as batcher:
+        barrier = threading.Barrier(len(inputs))
+        got: dict[int, np.ndarray] = {}
+
+        def client(i):
+            barrier.wait()
+            got[i] = batcher.predict(inputs[i])
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(len(inputs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stats = batcher.stats()
+    assert sum(slow.calls) == 6 and max(slow.calls) <= 4 and len(slow.calls) <= 3, slow.calls
+    assert stats.calls == len(slow.calls) and stats.images == 6 and stats.requests == 6
+    for i in range(6):  # each caller got its own rows back
+        np.testing.assert_allclose(got[i], want[i], atol=1e-4)
+
+
+def test_batcher_groups_shapes_and_passes_errors(engine):
+    slow = SlowEngine(engine)
+    with BatchingEngine(slow, BatchingOptions(max_batch=8, max_wait_ms=300)) as batcher:
+        shapes = [(32, 48), (48, 32), (32, 48)]
+        results = {}
+        barrier = threading.Barrier(3)
+
+        def client(i):
+            barrier.wait()
+            results[i] = batcher.predict(np.zeros((1, *shapes[i], 1), np.float32))
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(slow.calls) == [1, 2]  # one call per shape
+        assert results[0].shape[1:3] == results[2].shape[1:3] != results[1].shape[1:3]
+    with pytest.raises(EngineError, match="closed"):
+        batcher.predict(np.zeros((1, 32, 32, 1), np.float32))
+    failing = BatchingEngine(SlowEngine(engine, fail=True), BatchingOptions(max_batch=1, max_wait_ms=0))
+    with failing, pytest.raises(EngineError, match="exploded"):
+        failing.predict(np.zeros((1, 32, 32, 1), np.float32))
+    with pytest.raises(ValueError):
+        BatchingOptions(max_batch=0)
+
+
+# --------------------------------------------------------------------------- the API
+
+def test_health_models_stats(server, engine):
+    h = request("GET", server.url + "/api/health")
+    assert h.status == 200
+    body = h.json()
+    assert body["status"] == "ok" and body["engine"] == engine.name
+    assert body["batching"] == {"max_batch": 8, "max_wait_ms": 100}
+    assert body["limits"]["max_upload"] == MAX_UPLOAD and body["limits"]["max_pixels"] == MAX_PIXELS
+    m = request("GET", server.url + "/api/models").json()
+    assert m["loaded"]["name"] == engine.info.name and "default" in m["shipped"] and "onnx" in m["backends"]
+    s = request("GET", server.url + "/api/stats").json()
+    assert set(s["batching"]) >= {"engine_calls", "images", "mean_batch", "batch_sizes"}
+
+
+def test_colorize_multipart_keeps_format_and_size(server):
+    src = gray(1)
+    r = post_file(server.url, jpeg_bytes(src), "grandma.jpg")
+    assert r.status == 200, r.body[:200]
+    assert r.headers["Content-Type"] == "image/jpeg"
+    assert 'filename="grandma-colour.jpg"' in r.headers["Content-Disposition"]
+    out = decode(r.body)
+    assert out.format == "JPEG" and out.size == (src.shape[1], src.shape[0]) and out.mode == "RGB"
+    assert chroma(np.asarray(out)) > 1.0  # it has colour
+    assert int(r.headers["X-Streamcolor-Batch"]) >= 1
+
+
+def test_raw_body_and_output_format(server):
+    src = gray(2)
+    r = request("POST", server.url + "/api/colorize", data=png_bytes(src), headers={"Content-Type": "image/png"})
+    assert r.status == 200 and decode(r.body).format == "PNG"
+    r = request("POST", server.url + "/api/colorize?format=webp&quality=80", data=jpeg_bytes(src))
+    assert r.status == 200 and r.headers["Content-Type"] == "image/webp" and decode(r.body).format == "WEBP"
+    r = post_file(server.url, jpeg_bytes(src), format="png")  # parameters as form fields too
+    assert r.status == 200 and decode(r.body).format == "PNG"
+
+
+def test_same_result_as_colorize_image(server, engine):
+    src = gray(3)
+    r = request("POST", server.url + "/api/colorize?render_size=128", data=png_bytes(src))
+    want = streamcolor.colorize_image(src, engine=engine, render_size=128)
+    got = np.asarray(decode(r.body))
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 2
+
+
+def test_saturation_zero_gives_gray(server):
+    r = post_file(server.url, png_bytes(gray(4)), "x.png", "image/png", query="?saturation=0&render_size=64")
+    assert r.status == 200
+    assert chroma(np.asarray(decode(r.body))) < 0.5
+
+
+def test_concurrent_clients_are_batched_and_each_gets_its_own_image(engine):
+    n = 8
+    srcs = [gray(10 + i) for i in range(n)]
+    wants = [streamcolor.colorize_image(s, engine=engine) for s in srcs]
+    counted = SlowEngine(engine)
+    options = ServeOptions(port=0, batching=BatchingOptions(max_batch=n, max_wait_ms=300))
+
+    async def clients(url):
+        async with aiohttp.ClientSession() as s:
+            async def one(i):
+                async with s.post(url + "/api/colorize", data=form(png_bytes(srcs[i]), f"p{i}.png", "image/png")) as r:
+                    return r.status, int(r.headers.get("X-Streamcolor-Batch", 0)), await r.read()
+            return await asyncio.gather(*(one(i) for i in range(n)))
+
+    with Server(counted, options) as srv:
+        replies = asyncio.run(clients(srv.url))
+        stats = request("GET", srv.url + "/api/stats").json()["batching"]
+    assert [status for status, _, _ in replies] == [200] * n
+    for (_, _, body), want in zip(replies, wants):  # right image to the right client
+        assert np.abs(np.asarray(decode(body)).astype(int) - want.astype(int)).max() <= 2
+    # the public hook (the wrapped engine) and the stats endpoint agree: fewer calls than requests
+    assert stats["requests"] == n and stats["images"] == n
+    assert stats["engine_calls"] == len(counted.calls) < n, counted.calls
+    assert stats["max_batch_seen"] >= 2 and max(b for _, b, _ in replies) >= 2
+
+
+def test_busy_server_answers_503(engine):
+    slow = SlowEngine(engine, delay=1.0)
+    options = ServeOptions(port=0, max_pending=1, batching=BatchingOptions(max_batch=1, max_wait_ms=0))
+
+    async def two(url):
+        async with aiohttp.ClientSession() as s:
+            async def one(delay):
+                await asyncio.sleep(delay)
+                async with s.post(url + "/api/colorize", data=png_bytes(gray(5, 40, 40))) as r:
+                    body = await r.read()
+                    return r.status, r.headers.get("Retry-After"), json.loads(body) if r.status != 200 else None
+            return await asyncio.gather(one(0), one(0.3))
+
+    with Server(slow, options) as srv:
+        (s1, _, _), (s2, retry, body) = asyncio.run(two(srv.url))
+    assert (s1, s2, retry) == (200, 503, "1") and "busy" in body["error"]
+
+
+def _truncated_jpeg() -> bytes:
+    data = jpeg_bytes(gray(6, 200, 260))
+    return data[: len(data) // 2]
+
+
+def _pixel_bomb() -> bytes:
+    """A 2000 x 1500 PNG (3 Mpx, over the module's 2 Mpx limit) that is a few KB on the wire."""
+    return png_bytes(np.zeros((1500, 2000), np.uint8), optimize=True)
+
+
+BAD_UPLOADS = {
+    # name: (method, path+query, kwargs, status, words in the reason)
+    "not an image": ("POST", "/api/colorize", {"data": b"just some text, not a picture\n" * 20}, 400,
+                     "not an image"),
+    "text file named .jpg": ("POST", "/api/colorize", {"data": form(b"hello", "photo.jpg")}, 400, "not an image"),
+    "truncated jpeg": ("POST", "/api/colorize", {"data": form(_truncated_jpeg(), "cut.jpg")}, 400, "truncated"),
+    "empty body": ("POST", "/api/colorize", {"data": b""}, 400, "empty"),
+    "pixel bomb": ("POST", "/api/colorize", {"data": form(_pixel_bomb(), "bomb.png", "image/png")}, 400,
+                   "over the limit"),
+    "too large (declared)": ("POST", "/api/colorize", {"data": b"\0" * (MAX_UPLOAD + 1)}, 413, "over the limit"),
+    "too large multipart": ("POST", "/api/colorize", {"data": form(b"\xff" * (MAX_UPLOAD + 1))}, 413,
+                            "over the limit"),
+    "form without file": ("POST", "/api/colorize",
+                          {"data": aiohttp.FormData({"render_size": "64"}, default_to_multipart=True)}, 400, "no file"),
+    "unknown form field": ("POST", "/api/colorize", {"data": form(b"x", extra="1")}, 400, "unknown form field"),
+    "bad render_size": ("POST", "/api/colorize?render_size=huge", {"data": b"x"}, 400, "render_size"),
+    "render_size too big": ("POST", "/api/colorize?render_size=100000", {"data": b"x"}, 400, "render_size"),
+    "bad saturation": ("POST", "/api/colorize?saturation=nan", {"data": b"x"}, 400, "saturation"),
+    "bad format": ("POST", "/api/colorize?format=gif", {"data": b"x"}, 400, "format"),
+    "unknown parameter": ("POST", "/api/colorize?rendersize=64", {"data": b"x"}, 400, "unknown parameter"),
+    "wrong method": ("GET", "/api/colorize", {}, 405, "use POST"),
+    "wrong method on the page": ("DELETE", "/", {}, 405, "not allowed"),
+    "unknown path": ("GET", "/api/nothing", {}, 404, "not found"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_UPLOADS))
+def test_bad_requests_get_a_4xx_with_a_reason(server, case):
+    method, path, kw, status, words = BAD_UPLOADS[case]
+    r = request(method, server.url + path, **kw)
+    assert r.status == status, (case, r.status, r.body[:300])
+    assert r.headers["Content-Type"].startswith("application/json")
+    body = r.json()
+    assert body["status"] == status and words in body["error"], body
+    if status == 405:
+        assert r.headers["Allow"]
+    assert request("GET", server.url + "/api/health").status == 200  # still serving
+
+
+def test_too_large_chunked_body_without_length(server):
+    async def chunks():
+        for _ in range(MAX_UPLOAD // 65536 + 2):
+            yield b"\0" * 65536
+
+    r = request("POST", server.url + "/api/colorize", data=chunks())
+    assert r.status == 413 and "over the limit" in r.json()["error"]
+
+
+TRAVERSALS = [
+    "/static/../pyproject.toml", "/static/../../README.md", "/static/..%2f..%2fpyproject.toml",
+    "/static/%2e%2e/%2e%2e/pyproject.toml", "/static/%2e%2e%2f__init__.py", "/static/..%5c__init__.py",
+    "/static//etc/passwd", "/static/%2fetc%2fpasswd", "/../../../../etc/passwd", "/static/./../serve.py",
+    "/static/index.html/../../serve.py", "/static/.", "/static/", "/static/%00", "/web/index.html",
+    "/streamcolor/serve.py", "/static/..", "/%2e%2e/%2e%2e/etc/passwd",
+]
+
+
+@pytest.mark.parametrize("path", TRAVERSALS)
+def test_no_file_outside_the_static_folder(server, path):
+    port = int(server.url.rsplit(":", 1)[1])
+    status, body = raw_http(port, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert 400 <= status < 500, (path, status)
+    for secret in (b"[project]", b"root:x:", b"def ", b"import ", b"<html"):  # nothing of any file
+        assert secret not in body, (path, body[:200])
+
+
+def test_page_and_its_static_files(server):
+    r = request("GET", server.url + "/")
+    assert r.status == 200 and r.headers["Content-Type"].startswith("text/html")
+    csp = r.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "connect-src 'self'" in csp
+    assert b"http://" not in r.body and b"https://" not in r.body  # nothing from the internet
+    r = request("GET", server.url + "/static/index.html")
+    assert r.status == 200 and r.body == (STATIC_DIR / "index.html").read_bytes()
+
+
+def test_localhost_by_default(server):
+    assert ServeOptions().host == "127.0.0.1"
+    assert server.url.startswith("http://127.0.0.1:")
+    from streamcolor.commands.serve import command
+
+    assert next(p for p in command.params if p.name == "host").default == "127.0.0.1"
+
+
+def test_graceful_stop_finishes_requests_in_progress(engine):
+    slow = SlowEngine(engine, delay=1.0)
+    srv = Server(slow, ServeOptions(port=0)).start()
+    result = {}
+
+    def client():
+        result["r"] = request("POST", srv.url + "/api/colorize", data=png_bytes(gray(7)))
+
+    t = threading.Thread(target=client)
+    t.start()
+    deadline = time.monotonic() + 10
+    while not slow.calls and time.monotonic() < deadline:  # the request reached the engine
+        time.sleep(0.02)
+    srv.stop()
+    t.join()
+    assert result["r"].status == 200
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", int(srv.url.rsplit(":", 1)[1])), timeout=2)
+
+
+def test_video_round_trip(server, tmp_path):
+    from streamcolor.video import make_clip, video_size
+
+    clip = make_clip(tmp_path / "clip.mp4", 96, 64, 12)
+    r = post_file(server.url, clip.read_bytes(), "clip.mp4", "video/mp4", query="?render_size=64")
+    assert r.status == 200, r.body[:300]
+    assert r.headers["Content-Type"] == "video/mp4" and 'filename="clip-colour.mp4"' in r.headers["Content-Disposition"]
+    out = tmp_path / "out.mp4"
+    out.write_bytes(r.body)
+    assert video_size(out) == (96, 64)
+    bad = post_file(server.url, b"\0\1\2 not a video" * 50, "broken.mp4", "video/mp4")
+    assert bad.status == 400 and bad.json()["error"]
+
+
+def test_video_turned_off(engine):
+    with Server(engine, ServeOptions(port=0, video=False)) as srv:
+        r = post_file(srv.url, b"\0" * 100, "clip.mp4", "video/mp4")
+    assert r.status == 415 and "turned off" in r.json()["error"]
+
+
+def test_cli_help_has_examples():
+    from click.testing import CliRunner
+
+    from streamcolor.cli import cli
+
+    out = CliRunner().invoke(cli, ["serve", "--help"]).output
+    assert "Examples:" in out and "curl -F file=@" in out and "127.0.0.1" in out
+
+
+def test_cli_listens_on_localhost_and_stops_on_sigint(tmp_path):
+    """The real command: logs its URL, binds 127.0.0.1 only, exits 0 on Ctrl-C."""
+    log_file = tmp_path / "serve.log"
+    with open(log_file, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "streamcolor", "serve", "--port", "0", "--backend", "onnx"],
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while "listening on" not in log_file.read_text():
+            assert proc.poll() is None, log_file.read_text()
+            assert time.monotonic() < deadline, log_file.read_text()
+            time.sleep(0.1)
+        text = log_file.read_text()
+        url = text.split("listening on ", 1)[1].split()[0]
+        assert url.startswith("http://127.0.0.1:")
+        import psutil
+
+        listening = [c.laddr for c in psutil.Process(proc.pid).net_connections(kind="inet")
+                     if c.status == psutil.CONN_LISTEN]
+        assert listening and all(a.ip == "127.0.0.1" for a in listening), listening
+        assert request("GET", url + "/api/health").json()["status"] == "ok"
+        r = post_file(url, jpeg_bytes(gray(8)))
+        assert r.status == 200
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log_file.read_text()
+    assert "shutting down" in text and "stopped" in text and "POST /api/colorize 200" in text
+    assert "Traceback" not in text
+
+
+# --------------------------------------------------------------------------- the page in headless Chromium
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        if path := shutil.which(name):
+            return path
+    return None
+
+
+class DevTools:
+    """The smallest Chrome DevTools Protocol client that drives one page (over aiohttp)."""
+
+    def __init__(self, ws):
+        self.ws, self.n, self.events = ws, 0, []
+
+    async def call(self, method: str, **params):
+        self.n += 1
+        my = self.n
+        await self.ws.send_json({"id": my, "method": method, "params": params})
+        while True:
+            msg = await asyncio.wait_for(self.ws.receive_json(), 60)
+            if msg.get("id") == my:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+            self.events.append(msg)
+
+    async def js(self, expression: str):
+        r = await self.call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
+        if "exceptionDetails" in r:
+            raise RuntimeError(f"{expression[:80]}: {r['exceptionDetails']}")
+        return r["result"].get("value")
+
+    async def wait_for(self, expression: str, timeout: float = 60.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if value := await self.js(expression):
+                return value
+            await asyncio.sleep(0.1)
+        raise TimeoutError(expression)
+
+    async def drop_files(self, selector: str, paths: list[str]) -> None:
+        """A real drag and drop of files onto the element (Input.dispatchDragEvent)."""
+        x, y = await self.js(f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
+                             ".getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+        data = {"items": [], "files": paths, "dragOperationsMask": 1}
+        for kind in ("dragEnter", "dragOver", "drop"):
+            await self.call("Input.dispatchDragEvent", type=kind, x=x, y=y, data=data)
+
+    async def choose_files(self, selector: str, paths: list[str]) -> None:
+        """Files chosen in an <input type=file> (what the file dialog does)."""
+        root = await self.call("DOM.getDocument")
+        node = await self.call("DOM.querySelector", nodeId=root["root"]["nodeId"], selector=selector)
+        await self.call("DOM.setFileInputFiles", nodeId=node["nodeId"], files=paths)
+
+
+async def _drive_page(url: str, photo: Path, bad: Path, screenshot: Path | None) -> dict:
+    exe = _chromium()
+    with tempfile.TemporaryDirectory(prefix="streamcolor-chromium-") as profile:
+        proc = subprocess.Popen([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                 "--disable-component-update", "--no-first-run", "--disable-extensions",
+                                 f"--user-data-dir={profile}", "--remote-debugging-port=0", "--window-size=1280,1000",
+                                 "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            port_file = Path(profile) / "DevToolsActivePort"
+            deadline = time.monotonic() + 30
+            while not (port_file.exists() and port_file.read_text().strip()):
+                assert proc.poll() is None and time.monotonic() < deadline, "Chromium did not start"
+                await asyncio.sleep(0.1)
+            port = port_file.read_text().split()[0]
+            async with aiohttp.ClientSession() as s:
+                targets = await (await s.get(f"http://127.0.0.1:{port}/json/list")).json()
+                target = next(t for t in targets if t["type"] == "page")
+                async with s.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                    return await _page_checks(DevTools(ws), url, photo, bad, screenshot)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def _page_checks(dt: DevTools, url: str, photo: Path, bad: Path, screenshot: Path | None) -> dict:
+    await dt.call("Network.enable")
+    await dt.call("Page.enable")
+    await dt.call("Emulation.setDeviceMetricsOverride", width=1280, height=1000, deviceScaleFactor=1, mobile=False)
+    await dt.call("Page.navigate", url=url)
+    await dt.wait_for("window.streamcolorReady === true")
+    out: dict = {"status": await dt.js("document.querySelector('#status').textContent")}
+
+    await dt.drop_files("#drop", [str(photo)])
+    await dt.wait_for("!!document.querySelector('.card.failed') || [...document.querySelectorAll('.card.done img')]"
+                      ".filter(i => i.complete && i.naturalWidth > 0).length === 2")
+    out["card"] = await dt.js("""(() => {
+        const card = document.querySelector('.card');
+        const after = card.querySelector('img.after'), link = card.querySelector('a[download]');
+        return {cls: card.className, text: card.textContent, w: after && after.naturalWidth, h: after && after.naturalHeight,
+                download: link && link.getAttribute('download'), href: link && link.href.slice(0, 5)};
+    })()""")
+    out["colour"] = await dt.js("""(() => {   // how far from gray the shown result is
+        const img = document.querySelector('.card img.after'), c = document.createElement('canvas');
+        c.width = 64; c.height = 48; const g = c.getContext('2d'); g.drawImage(img, 0, 0, 64, 48);
+        const d = g.getImageData(0, 0, 64, 48).data; let s = 0;
+        for (let i = 0; i < d.length; i += 4) { const m = (d[i] + d[i+1] + d[i+2]) / 3;
+          s += Math.abs(d[i] - m) + Math.abs(d[i+1] - m) + Math.abs(d[i+2] - m); }
+        return s / (d.length / 4) / 3; })()""")
+    out["download_bytes"] = await dt.js("fetch(document.querySelector('.card a[download]').href)"
+                                        ".then(r => r.blob()).then(b => b.size)")
+    # the slider: move it by keyboard-free input, as a drag does
+    out["clip"] = await dt.js("""(() => {
+        const range = document.querySelector('.card .compare input[type=range]');
+        range.value = 30; range.dispatchEvent(new Event('input'));
+        return getComputedStyle(document.querySelector('.card img.after')).clipPath; })()""")
+    if screenshot is not None:
+        await dt.js("(() => { const r = document.querySelector('.card .compare input[type=range]');"
+                    " r.value = 50; r.dispatchEvent(new Event('input')); })()")
+        shot = await dt.call("Page.captureScreenshot", format="png")
+        screenshot.write_bytes(base64.b64decode(shot["data"]))
+
+    await dt.choose_files("#file", [str(bad)])
+    await dt.wait_for("document.querySelectorAll('.card').length === 2 && "
+                      "!document.querySelector('.card.busy')")
+    out["error"] = await dt.js("(document.querySelector('.card.failed .error') || {}).textContent")
+    out["requests"] = sorted({e["params"]["request"]["url"] for e in dt.events
+                              if e.get("method") == "Network.requestWillBeSent"})
+    return out
+
+
+@pytest.mark.skipif(_chromium() is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_page_in_headless_chromium(server, tmp_path):
+    """Drop a photo on the page, see it colorized with a slider and a download link;
+    a bad file shows its reason; the page asks nothing of the internet."""
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("this is not a photo\n")
+    out = asyncio.run(_drive_page(server.url + "/", SAMPLE_PHOTO, bad, None))
+    assert "streamcolor" in out["status"] and "batches of up to 8" in out["status"]
+    card = out["card"]
+    assert "done" in card["cls"], card
+    assert (card["w"], card["h"]) == Image.open(SAMPLE_PHOTO).size
+    assert card["download"] == "chenonceau-bw-colour.jpg" and card["href"] == "blob:"
+    assert out["download_bytes"] > 10_000
+    assert out["colour"] > 1.0  # the shown result has colour
+    assert out["clip"] == "inset(0px 0px 0px 30%)"
+    assert out["error"] and "not an image" in out["error"]
+    local = (server.url, "blob:" + server.url, "data:")
+    assert all(u.startswith(local) for u in out["requests"]), out["requests"]
+
+
+@pytest.mark.skipif(not os.environ.get("STREAMCOLOR_SCREENSHOT"), reason="set STREAMCOLOR_SCREENSHOT=docs/serve.png")
+@pytest.mark.skipif(_chromium() is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_screenshot(tmp_path):
+    """``STREAMCOLOR_SCREENSHOT=docs/serve.png pytest tests/test_serve.py -k screenshot``: the page as
+    `streamcolor serve` shows it by default (default engine and limits), after one photo."""
+    from streamcolor.engines import load_engine
+
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("this is not a photo\n")
+    shot = Path(os.environ["STREAMCOLOR_SCREENSHOT"])
+    with load_engine("default") as eng, Server(eng, ServeOptions(port=0)) as srv:
+        out = asyncio.run(_drive_page(srv.url + "/", SAMPLE_PHOTO, bad, shot))
+    assert "done" in out["card"]["cls"] and Image.open(shot).size == (1280, 1000)
