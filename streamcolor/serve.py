@@ -49,7 +49,8 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 try:
-    from aiohttp import web
+    from aiohttp import BodyPartReader, web
+    from aiohttp.http_exceptions import HttpProcessingError
 except ImportError as exc:  # pragma: no cover - the serve extra is missing
     raise ImportError("`streamcolor serve` needs aiohttp: pip install 'streamcolor[serve]'") from exc
 
@@ -214,18 +215,23 @@ async def _read_upload(request: web.Request, limit: int) -> _Upload:
             raise _Reject(400, f"malformed multipart body: {exc}") from None
         upload: _Upload | None = None
         fields: dict[str, str] = {}
-        async for part in reader:
-            if part.filename is not None or part.name == "file":
-                if upload is not None:
-                    raise _Reject(400, "one file per request: send each file in its own request")
-                data = await _read_limited(part.read_chunk, limit)
-                upload = _Upload(data, part.filename or "upload", part.headers.get("Content-Type", ""))
-            elif part.name in PARAMETERS:
-                fields[part.name] = (await _read_limited(part.read_chunk, _FIELD_LIMIT, part.name)).decode(
-                    "utf-8", "replace").strip()
-            else:
-                raise _Reject(400, f"unknown form field {str(part.name)[:40]!r}: send the file as 'file' "
-                                   f"and parameters among {', '.join(PARAMETERS)}")
+        try:
+            async for part in reader:
+                if not isinstance(part, BodyPartReader):
+                    raise _Reject(400, "nested multipart bodies are not accepted: send the file as 'file'")
+                if part.filename is not None or part.name == "file":
+                    if upload is not None:
+                        raise _Reject(400, "one file per request: send each file in its own request")
+                    data = await _read_limited(part.read_chunk, limit)
+                    upload = _Upload(data, part.filename or "upload", part.headers.get("Content-Type", ""))
+                elif part.name in PARAMETERS:
+                    fields[part.name] = (await _read_limited(part.read_chunk, _FIELD_LIMIT, part.name)).decode(
+                        "utf-8", "replace").strip()
+                else:
+                    raise _Reject(400, f"unknown form field {str(part.name)[:40]!r}: send the file as 'file' "
+                                       f"and parameters among {', '.join(PARAMETERS)}")
+        except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:
+            raise _Reject(400, f"malformed multipart body: {exc}") from None
         if upload is None:
             raise _Reject(400, "no file in the form: send it as the field 'file' (curl -F file=@photo.jpg)")
         upload.fields = fields
@@ -235,7 +241,7 @@ async def _read_upload(request: web.Request, limit: int) -> _Upload:
                                "(streamcolor serve --max-upload)")
         data = await _read_limited(request.content.read, limit)
         ctype = request.content_type
-        ext = mimetypes.guess_extension(ctype) or ""
+        ext = (mimetypes.guess_extension(ctype) or "") if ctype.startswith(("image/", "video/")) else ""
         upload = _Upload(data, f"upload{ext}", ctype)
     if not upload.data:
         raise _Reject(400, f"{upload.name}: empty upload (0 bytes); send an image file "
@@ -365,6 +371,8 @@ async def _errors_and_log(request: web.Request, handler) -> web.StreamResponse:
         response = _error(exc.status, message, headers)
     except asyncio.CancelledError:
         raise
+    except ConnectionResetError:  # the client went away mid-request: this answer goes nowhere
+        response = _error(400, "the client closed the connection before the request was complete")
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path[:200])
         response = _error(500, "internal server error; the server log has the details")

@@ -306,6 +306,8 @@ BAD_UPLOADS = {
                             "over the limit"),
     "form without file": ("POST", "/api/colorize",
                           {"data": aiohttp.FormData({"render_size": "64"}, default_to_multipart=True)}, 400, "no file"),
+    "malformed multipart": ("POST", "/api/colorize", {"data": b"no boundary here",
+                            "headers": {"Content-Type": "multipart/form-data; boundary=XYZ"}}, 400, "malformed"),
     "unknown form field": ("POST", "/api/colorize", {"data": form(b"x", extra="1")}, 400, "unknown form field"),
     "bad render_size": ("POST", "/api/colorize?render_size=huge", {"data": b"x"}, 400, "render_size"),
     "render_size too big": ("POST", "/api/colorize?render_size=100000", {"data": b"x"}, 400, "render_size"),
