@@ -19,7 +19,7 @@ It is used through the public colorize functions, which only need
 ``predict``, ``info`` and ``size_multiple``::
 
     batcher = BatchingEngine(load_engine("default"), BatchingOptions(max_batch=16, max_wait_ms=5))
-    rgb = colorize_decoded(decoded, engine=batcher, options=options)   # from any thread
+    rgb = colorize_batch([decoded], engine=batcher, options=options)[0]   # from any thread
 """
 
 from __future__ import annotations

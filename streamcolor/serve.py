@@ -56,7 +56,7 @@ except ImportError as exc:  # pragma: no cover - the serve extra is missing
 
 from streamcolor import __version__, image_io
 from streamcolor.batching import BatchingEngine, BatchingOptions
-from streamcolor.colorize import ColorOptions, colorize_decoded, model_options
+from streamcolor.colorize import ColorOptions, colorize_batch, model_options
 from streamcolor.errors import InputError, OutputError
 
 if TYPE_CHECKING:
@@ -289,7 +289,7 @@ class _State:
     def colorize_image(self, upload: _Upload, colour: ColorOptions, fmt: str) -> tuple[bytes, str, int]:
         """Worker thread: decode, colorize (batched), encode -> (bytes, Pillow format, batch size)."""
         decoded = image_io.read_image(upload.data, max_pixels=colour.max_pixels, name=upload.name)
-        rgb = colorize_decoded(decoded, engine=self.batcher, options=colour)
+        rgb = colorize_batch([decoded], engine=self.batcher, options=colour)[0]
         out_fmt = OUTPUT_FORMATS[fmt] if fmt != "same" else (decoded.format or "PNG")
         if out_fmt not in _EXTENSION:  # GIF, PPM, ICO...: formats we do not write become PNG
             out_fmt = "PNG"
