@@ -137,6 +137,7 @@ def _measure(tmp_path: Path) -> dict:
     """Both servers up at once; at each client count the modes alternate (on, off, off, on in
     full mode), so a change in the machine's load hits both alike."""
     photos = _photos()
+    load_start = os.getloadavg()[0]
     servers = {}
     try:
         for mode, args in MODES.items():
@@ -161,7 +162,8 @@ def _measure(tmp_path: Path) -> dict:
         for server in servers.values():
             server.stop()
     info: dict = {"engine": engine, "photo": f"{W}x{H} gray JPEG", "seconds_per_cell": SECONDS * order.count("on"),
-                  "order": "-".join(order), "cpu_count": os.cpu_count(), "load_1min": round(os.getloadavg()[0], 2),
+                  "order": "-".join(order), "cpu_count": os.cpu_count(),
+                  "load_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)],  # at start, at end
                   "cells": cells}
     for c in cells:
         for key in ("rps", "p50_ms", "p95_ms", "mean_batch"):
