@@ -20,6 +20,17 @@ def engine():
     eng.close()
 
 
+@pytest.fixture(scope="session")
+def seed_engine():
+    """The shipped two-graph seed model (method.md), for what only it has: a
+    separate classifier whose embedding video reuses within a scene."""
+    from streamcolor.engines import load_engine
+
+    eng = load_engine("seed", "onnx", device="cpu")
+    yield eng
+    eng.close()
+
+
 def make_photo(h: int = 120, w: int = 170, seed: int = 0) -> np.ndarray:
     """A colourful uint8 RGB test picture: smooth gradients, blobs and edges."""
     rng = np.random.default_rng(seed)

@@ -75,7 +75,7 @@ def test_network_flops_match_the_keras_layers():
     from streamcolor.engines import resolve_model
     from streamcolor.trainer.model import build_colorizer
 
-    info = resolve_model("default")
+    info = resolve_model("seed")
     h, w = 64, 96
     model = build_colorizer(info.embed_dim)
     expected, size = 0, (h, w)
@@ -89,7 +89,7 @@ def test_network_flops_match_the_keras_layers():
             size = (size[0] * 2, size[1] * 2)
         elif layer.name == "fusion":  # 1x1 on (H/8, W/8, 256) plus the embedding product
             expected += 2 * 256 * 256 * (h // 8) * (w // 8) + 2 * info.embed_dim * 256
-    got = bench.network_flops("default", h, w)
+    got = bench.network_flops("seed", h, w)
     assert got["colorizer"] == expected
     assert 0.7e9 < got["extractor"] < 0.8e9  # EfficientNet-Lite0: ~0.39 G multiply-adds
     assert got["total"] == got["colorizer"] + got["extractor"]

@@ -11,19 +11,22 @@ from streamcolor.engines.base import ModelInfo, check_l_batch
 
 
 def test_default_model_is_shipped_and_loads(engine):
-    assert "default" in streamcolor.engines.available_models()
-    assert engine.info.embed_dim > 0 and engine.extractor_size > 0
+    assert {"default", "seed"} <= set(streamcolor.engines.available_models())
+    assert engine.info.embed_dim > 0
     l = np.zeros((2, 64, 48, 1), np.float32)
     ab = engine.predict(l)
-    assert ab.shape == (2, 64, 48, 2) and ab.dtype == np.float32
+    # a*b* on the model's output grid: the input size (seed) or a quarter of it (U-Net).
+    stride = 64 // ab.shape[1]
+    assert ab.shape == (2, 64 // stride, 48 // stride, 2) and stride in (1, 4) and ab.dtype == np.float32
     assert np.all(np.abs(ab) <= 1)
 
 
-def test_embed_then_colorize_equals_predict(engine):
+def test_embed_then_colorize_equals_predict(seed_engine):
     rng = np.random.default_rng(1)
     l = rng.uniform(-1, 1, (1, 32, 40, 1)).astype(np.float32)
-    emb = engine.embed(engine.extractor_input(l))
-    np.testing.assert_allclose(engine.colorize(l, emb), engine.predict(l), atol=1e-6)
+    emb = seed_engine.embed(seed_engine.extractor_input(l))
+    np.testing.assert_allclose(seed_engine.colorize(l, emb), seed_engine.predict(l), atol=1e-6)
+    np.testing.assert_allclose(seed_engine.predict(l, emb), seed_engine.predict(l), atol=1e-6)
 
 
 def test_unknown_model_and_backend_are_clear():

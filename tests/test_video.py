@@ -212,8 +212,8 @@ class CountingEngine(Engine):
 
 
 @pytest.fixture
-def counted(engine) -> "CountingEngine":
-    return CountingEngine(engine)
+def counted(seed_engine) -> "CountingEngine":
+    return CountingEngine(seed_engine)
 
 
 FAST = dict(render_size=64, progress=False)
