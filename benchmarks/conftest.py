@@ -38,6 +38,17 @@ def engine():
     eng.close()
 
 
+@pytest.fixture(scope="session")
+def seed_engine():
+    """The two-graph seed model on ONNX Runtime float32 (CPU): the one model whose
+    classifier runs separately, so video can reuse its embedding."""
+    from streamcolor.engines import load_engine
+
+    eng = load_engine("seed", "onnx", device="cpu")
+    yield eng
+    eng.close()
+
+
 def write_gray_photos(root: Path, n: int, height: int, width: int, *, subfolders: int = 1) -> Path:
     """``n`` gray JPEGs of ``height`` x ``width`` with film-like grain under ``root``,
     spread over ``roll0/``, ``roll1/``... when ``subfolders`` > 1."""

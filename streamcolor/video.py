@@ -414,6 +414,15 @@ class ChromaStabilizer:
         return self._grid[0] + flow[..., 0], self._grid[1] + flow[..., 1]
 
 
+def on_grid(l_scaled: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """L at the network input size -> the model's a*b* grid (area average), where the
+    stabilizer compares frames: the U-Net predicts at a quarter of the input size."""
+    if l_scaled.shape[:2] == tuple(shape):
+        return l_scaled
+    return cv2.resize(np.ascontiguousarray(l_scaled, dtype=np.float32), (shape[1], shape[0]),
+                      interpolation=cv2.INTER_AREA)
+
+
 # --------------------------------------------------------------------------- the pipeline
 
 
@@ -652,7 +661,7 @@ class _Job:
                 frames = [it for it in items if isinstance(it, _Frame)]
                 for f in frames:
                     if stab is not None:
-                        f.ab = stab(f.l_net[..., 0], f.ab, cut=f.cut)
+                        f.ab = stab(on_grid(f.l_net[..., 0], f.ab.shape[:2]), f.ab, cut=f.cut)
                 rendered = iter(pool.map(self._render, frames))
                 for it in items:
                     self._put(out, next(rendered) if isinstance(it, _Frame) else it)

@@ -105,7 +105,8 @@ def test_engine_rows_ratios_and_share_of_peak(engine):
     bench.with_share_of_peak(rows, 1000.0)
     assert [r["label"] for r in rows] == ["a", "b"] and rows[0]["ratio_to_fp32"] == 1.0
     for r in rows:
-        assert r["images_per_s"] > 0 and r["gflop_per_image"] > 0.7  # the extractor alone is ~0.77
+        assert r["images_per_s"] > 0
+        assert r["gflop_per_image"] == pytest.approx(bench.network_flops(engine, 32, 32)["total"] / 1e9, abs=1e-3)
         assert r["share_of_peak"] == pytest.approx(r["gflops"] / 1000.0, abs=1e-4)
     # int8 operations are not set against a float32 peak
     int8 = bench.with_share_of_peak([{"label": "onnx-cpu-int8", "precision": "int8", "gflops": 500.0}], 250.0)

@@ -116,7 +116,8 @@ def test_model_recommendations_apply_to_the_api_as_to_the_cli(engine, photo, tmp
     assert np.array_equal(default, streamcolor.colorize_image(photo, engine=eng,
                                                               options=ColorOptions(render_size=64, saturation=1.6)))
     assert not np.array_equal(default, streamcolor.colorize_image(photo, engine=eng, render_size=256))
-    assert ColorOptions().for_engine(eng) == ColorOptions(render_size=64, saturation=1.6, size_multiple=8)
+    assert ColorOptions().for_engine(eng) == ColorOptions(render_size=64, saturation=1.6,
+                                                          size_multiple=eng.size_multiple)
     Image.fromarray(photo).save(tmp_path / "in.png")
     r = run_cli("image", str(tmp_path / "in.png"), "-o", str(tmp_path / "cli.png"), "-m", str(bundle),
                 "--backend", "onnx")

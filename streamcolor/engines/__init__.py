@@ -20,7 +20,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 #: The model used when none is named: an alias of one shipped model folder.
 DEFAULT_MODEL = "default"
 #: Names that stand for a shipped model folder.
-ALIASES = {DEFAULT_MODEL: "seed"}
+ALIASES = {DEFAULT_MODEL: "unet"}
 
 
 def _onnx(info: ModelInfo, **kw) -> Engine:

@@ -102,10 +102,18 @@ def _network_flops(colorizer: str, extractor: str, size: int, embed_dim: int, he
 def network_flops(model: "str | Path | Engine", height: int, width: int) -> dict[str, float]:
     """Flops per image of a bundle's float32 graphs at a render shape: ``extractor``
     (at its own square size), ``colorizer`` and ``total``.  ``model``: a shipped
-    model name, a bundle folder or a loaded engine (its bundle is read)."""
+    model name, a bundle folder or a loaded engine (its bundle is read).  A
+    one-graph model (the U-Net) counts everything as ``colorizer`` (its encoder
+    is the classifier) at the shape padded to its size multiple, as the engine runs it."""
     from streamcolor.engines import resolve_model
 
     info = model.info if hasattr(model, "info") else resolve_model(model)
+    if not info.two_stage:
+        m = info.size_multiple
+        h, w = -(-int(height) // m) * m, -(-int(width) // m) * m
+        path = str(info.file("colorizer.onnx"))
+        col = graph_flops(path, {_first_input(path): np.zeros((1, h, w, 1), np.float32)})["total"]
+        return {"extractor": 0.0, "colorizer": col, "total": col}
     ext, col = _network_flops(str(info.file("colorizer.onnx")), str(info.file("extractor.onnx")),
                               info.extractor_size, info.embed_dim, int(height), int(width))
     return {"extractor": ext, "colorizer": col, "total": ext + col}

@@ -188,13 +188,15 @@ def prepare(sources, out, size, model_kind, extractor, crops_per_photo, min_crop
               help="U-Net decoder widths at strides 16, 8 and 4.")
 @click.option("--convs-per-level", default=1, show_default=True, help="U-Net: 3x3 convolutions per decoder level.")
 @click.option("--train-top", is_flag=True, help="U-Net: also fine-tune Lite0's stride-32 blocks and head.")
+@click.option("--skips", default="s16,s8,s4", show_default=True,
+              help="U-Net: encoder taps the decoder concatenates (s16 is always computed: the top blocks need it).")
 @click.option("--dropout", default=0.0, show_default=True,
               help="U-Net: spatial dropout on each decoder level's input (against memorising a small set).")
 @click.option("--weight-decay", default=0.0, show_default=True,
               help="Decoupled weight decay (AdamW) when > 0; 0 keeps Adam (method.md).")
 def fit(shards, run_dir, steps, epochs, max_minutes, batch_size, lr, lr_schedule, warmup_steps, flip, seed,
         checkpoint_every, keep_checkpoints, log_every, val_examples, sample_images, mixed_precision, init, loss,
-        widths, convs_per_level, train_top, dropout, weight_decay):
+        widths, convs_per_level, train_top, skips, dropout, weight_decay):
     """Train the colorizer on SHARDS (MSE on a*b*, Adam).
 
     Give --steps, --epochs and/or --max-minutes.  Rerunning the same command
@@ -218,7 +220,8 @@ def fit(shards, run_dir, steps, epochs, max_minutes, batch_size, lr, lr_schedule
                       checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, log_every=log_every,
                       val_examples=val_examples, sample_images=sample_images, mixed_precision=mixed_precision,
                       init=init, loss=loss, unet_widths=_widths(widths), convs_per_level=convs_per_level,
-                      train_top=train_top, dropout=dropout, weight_decay=weight_decay)
+                      train_top=train_top, dropout=dropout, weight_decay=weight_decay,
+                      skips=tuple(s for s in skips.split(",") if s))
     try:
         res = fit_api(shards, run_dir, options=opts)
     except (DataError, CheckpointMismatch, ValueError, FloatingPointError) as exc:

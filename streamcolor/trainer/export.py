@@ -269,7 +269,7 @@ def export_bundle(source: str | Path, out: str | Path, *, options: ExportOptions
             "source": str(source),
         }
         if options.eval_json:
-            meta["eval"] = json.loads(Path(options.eval_json).read_text())
+            meta.update(eval_meta(options.eval_json))
         info = ModelInfo(path=tmp, name=options.name or out.name, extractor=ext_name, extractor_size=spec.size,
                          embed_dim=embed_dim, files=files, meta=meta)
         _write_manifest(tmp, info)
@@ -338,7 +338,7 @@ def _export_unet(model, run: dict, source, out: Path, options: ExportOptions) ->
             "source": str(source),
         }
         if options.eval_json:
-            meta["eval"] = json.loads(Path(options.eval_json).read_text())
+            meta.update(eval_meta(options.eval_json))
         info = ModelInfo(path=tmp, name=options.name or out.name, extractor="efficientnet_lite0", extractor_size=0,
                          embed_dim=1000, files=files, meta=meta, architecture=UNET, size_multiple=SIZE_MULTIPLE)
         _write_manifest(tmp, info)
@@ -382,6 +382,16 @@ def _verify_unet(bundle: Path, fp32_dir: Path, *, ship: bool, model) -> dict[str
         half = OnnxEngine(info, device="cpu", colorizer_file="colorizer-fp16.onnx")
         diffs["fp16_vs_fp32_ab"] = float(np.abs(half.predict(l) - ab).max())
     return diffs
+
+
+def eval_meta(path: str | Path) -> dict[str, Any]:
+    """model.json keys from an ``eval --json`` report: ``eval`` (the val split, or the
+    only one) and, for a report of several splits, ``eval_splits`` with each."""
+    report = json.loads(Path(path).read_text())
+    if "splits" not in report:
+        return {"eval": report}
+    splits = report["splits"]
+    return {"eval": splits.get("val") or next(iter(splits.values())), "eval_splits": splits}
 
 
 def _write_manifest(folder: Path, info: ModelInfo) -> None:

@@ -98,6 +98,7 @@ class FitOptions:
     convs_per_level: int = 1  # U-Net: 3x3 convolutions per decoder level
     train_top: bool = False  # U-Net: also fine-tune Lite0's stride-32 blocks and head
     dropout: float = 0.0  # U-Net: spatial dropout on the decoder's inputs (regularisation on small data)
+    skips: tuple[str, ...] = ("s16", "s8", "s4")  # U-Net: encoder taps the decoder concatenates
     weight_decay: float = 0.0  # decoupled weight decay (AdamW) when > 0, else Adam (method.md)
     init: str | None = None  # start from this trained model (shipped name, bundle, run): fine-tuning
 
@@ -159,6 +160,7 @@ def unet_config(options: "FitOptions | dict"):
     return UNetConfig(widths=tuple(get("unet_widths", UNetConfig.widths)),
                       convs_per_level=int(get("convs_per_level", UNetConfig.convs_per_level)),
                       train_top=bool(get("train_top", UNetConfig.train_top)),
+                      skips=tuple(get("skips", UNetConfig.skips)),
                       dropout=float(get("dropout", UNetConfig.dropout)))
 
 
@@ -321,6 +323,12 @@ def load_checkpoint(path: Path, model) -> dict[str, Any]:
 # --------------------------------------------------------------------------- samples, validation
 
 
+def model_inputs(model, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays of a shard batch that ``model`` takes (a U-Net without some skips takes fewer)."""
+    names = [t.name for t in model.inputs]
+    return x if len(names) == len(x) else {k: x[k] for k in names}
+
+
 def validation_loss(model, val: ShardSet, *, limit: int, batch_size: int) -> float | None:
     """Mean MSE over the first ``limit`` validation examples (None if none)."""
     n = min(limit, len(val))
@@ -330,6 +338,7 @@ def validation_loss(model, val: ShardSet, *, limit: int, batch_size: int) -> flo
     for i in range(0, n, batch_size):
         idx = np.arange(i, min(n, i + batch_size))
         x, ab = val.take(idx)
+        x = model_inputs(model, x)
         pad = batch_size - len(idx)  # fixed shape: one compiled predict
         if pad:
             x = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)]) for k, v in x.items()}
@@ -349,7 +358,7 @@ def sample_grid(model, val: ShardSet, n: int) -> np.ndarray | None:
     if n == 0:
         return None
     x, ab = val.take(np.arange(n))
-    pred = np.asarray(model.predict_on_batch(x), np.float32)
+    pred = np.asarray(model.predict_on_batch(model_inputs(model, x)), np.float32)
     ls = x["l"] if "l" in x else val.take_l(np.arange(n))
     if pred.shape[1:3] != ls.shape[1:3]:  # the U-Net predicts at a quarter size: upsample as streamcolor does
         size = (ls.shape[2], ls.shape[1])
@@ -507,7 +516,7 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
                     break
                 t0 = time.monotonic()
                 pos, (x, y) = next(stream)
-                loss = float(model.train_on_batch(x, y))
+                loss = float(model.train_on_batch(model_inputs(model, x), y))
                 dt = time.monotonic() - t0
                 if not math.isfinite(loss):
                     raise FloatingPointError(f"loss became {loss} at step {step + 1}; lower --lr")

@@ -67,16 +67,18 @@ class UNetConfig:
     convs_per_level: int = 1  # 3x3 convs per decoder level
     train_top: bool = False  # fine-tune Lite0's stride-32 blocks and head (BatchNorm stays frozen)
     dropout: float = 0.0  # spatial dropout on each decoder level's input (training only): against memorising
+    skips: tuple[str, ...] = ("s16", "s8", "s4")  # encoder taps concatenated in the decoder
 
     def to_json(self) -> dict:
         d = asdict(self)
-        d["widths"] = list(self.widths)
+        d["widths"], d["skips"] = list(self.widths), list(self.skips)
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> "UNetConfig":
         d = dict(d)
         d["widths"] = tuple(d.get("widths", cls.widths))
+        d["skips"] = tuple(d.get("skips", cls.skips))
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
@@ -214,7 +216,9 @@ class UNet:
         x = self.head_proj(head)
         x = self.fusion([x, self.emb_norm(logits)])
         for i, skip in enumerate(("s16", "s8", "s4")):
-            x = self.cat[i]([self.up[i](x), taps[skip]])
+            x = self.up[i](x)
+            if skip in self.config.skips:
+                x = self.cat[i]([x, taps[skip]])
             if self.drop[i] is not None:
                 x = self.drop[i](x)
             for conv in self.convs[i]:
@@ -245,7 +249,8 @@ class UNet:
         """{"s4", "s8", "s16"} taps -> a*b*: the part of the network training runs."""
         if self._train is None:
             self.full_model()
-            taps = {k: keras.Input(shape=(None, None, TAP_CHANNELS[k]), name=k) for k in TRAIN_INPUTS}
+            taps = {k: keras.Input(shape=(None, None, TAP_CHANNELS[k]), name=k) for k in TRAIN_INPUTS
+                    if k in self.config.skips or k == "s16"}
             head, logits = self._top(taps["s16"])
             self._train = keras.Model(taps, self._decode(taps, head, logits), name="unet_train")
         return self._train
