@@ -53,6 +53,16 @@ def run(shards, tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.fixture(scope="module")
+def shipped(run, tmp_path_factory) -> tuple[Path, dict]:
+    """The run exported once as a ship bundle (float16-stored weights), with the export report."""
+    from streamcolor.trainer.export import ExportOptions, export_bundle
+
+    out = tmp_path_factory.mktemp("unet-bundle") / "b"
+    rep = export_bundle(run, out, options=ExportOptions(ship=True))
+    return out, {"files": rep.files, "max_diff": rep.max_diff}
+
+
 def test_encoder_is_the_shipped_classifier():
     """One forward pass gives the extractor's own logits (the embedding) and the skips."""
     from streamcolor.trainer.extractors import build_extractor
@@ -104,15 +114,13 @@ def test_fit_resume_and_samples(run, shards):
     assert res.resumed_from == 6 and res.step == 8
 
 
-def test_export_one_graph_every_size(run, tmp_path):
-    from streamcolor.trainer.export import ExportOptions, export_bundle
-
-    rep = export_bundle(run, tmp_path / "b", options=ExportOptions(ship=True))
-    assert set(rep.files) == {"colorizer.onnx", U.TRAINED_WEIGHTS}
-    assert rep.max_diff["ship_vs_fp32_ab"] < 1e-2 and rep.max_diff["ship_vs_keras_ab"] < 1e-2
-    meta = json.loads((tmp_path / "b" / "model.json").read_text())
+def test_export_one_graph_every_size(run, shipped):
+    bundle, rep = shipped
+    assert set(rep["files"]) == {"colorizer.onnx", U.TRAINED_WEIGHTS}
+    assert rep["max_diff"]["ship_vs_fp32_ab"] < 1e-2 and rep["max_diff"]["ship_vs_keras_ab"] < 1e-2
+    meta = json.loads((bundle / "model.json").read_text())
     assert meta["architecture"] == "unet" and meta["size_multiple"] == 32
-    engine = load_engine(tmp_path / "b", "onnx", device="cpu")
+    engine = load_engine(bundle, "onnx", device="cpu")
     assert not engine.reuses_embedding and engine.size_multiple == 32
     l = np.random.default_rng(1).uniform(-1, 1, (2, 40, 72, 1)).astype("float32")  # multiples of 8, not of 32
     ab = engine.predict(l)
@@ -127,12 +135,10 @@ def test_export_one_graph_every_size(run, tmp_path):
         engine.predict(l, np.zeros((2, 1000), "float32"))
 
 
-def test_colorize_image_with_a_unet_bundle(run, tmp_path, photos):
+def test_colorize_image_with_a_unet_bundle(shipped, photos):
     from streamcolor import colorize_image
-    from streamcolor.trainer.export import export_bundle
 
-    export_bundle(run, tmp_path / "b")
-    engine = load_engine(tmp_path / "b", "onnx", device="cpu")
+    engine = load_engine(shipped[0], "onnx", device="cpu")
     rgb = np.asarray(colorize_image(photos / "p03.jpg", engine=engine, render_size=96))
     from PIL import Image
     assert rgb.shape[:2] == Image.open(photos / "p03.jpg").size[::-1]
@@ -144,7 +150,8 @@ def test_fine_tune_from_a_bundle_cli(run, photos, tmp_path):
 
     cli = CliRunner()
     bundle = tmp_path / "base"
-    assert cli.invoke(train, ["export", str(run), str(bundle), "--ship"]).exit_code == 0
+    res = cli.invoke(train, ["export", str(run), str(bundle), "--ship", "--no-verify"])
+    assert res.exit_code == 0, res.output
     mine = tmp_path / "mine-shards"
     res = cli.invoke(train, ["prepare", str(photos), "-o", str(mine), "--size", str(SIZE),
                              "--crops-per-photo", "2", "--shard-size", "8", "--val-fraction", "0.2",
@@ -169,13 +176,14 @@ def test_fine_tune_from_a_bundle_cli(run, photos, tmp_path):
     assert res.exit_code != 0 and "only U-Net models can be fine-tuned" in res.output
 
 
-def test_int8_variant_of_a_unet(run, photos, tmp_path):
-    from streamcolor.engines.select import guard
+def test_int8_variant_of_a_unet(shipped, photos, tmp_path):
+    import shutil
+
     from streamcolor.engines import resolve_model
-    from streamcolor.trainer.export import export_bundle
+    from streamcolor.engines.select import guard
     from streamcolor.trainer.quantize import QuantizeOptions, quantize_bundle
 
-    export_bundle(run, tmp_path / "b")
+    shutil.copytree(shipped[0], tmp_path / "b")
     rep = quantize_bundle(tmp_path / "b", photos, eval_photos=photos,
                           options=QuantizeOptions(n=8, size=64, batch=4, eval_size=64, speed=False))
     rec = rep.variants["int8"]
