@@ -27,6 +27,7 @@ machine with TensorFlow even when training ran on JAX.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -36,6 +37,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -229,12 +231,8 @@ def export_bundle(source: str | Path, out: str | Path, *, options: ExportOptions
     weights = options.extractor_weights or run.get("extractor_weights", "default")
     extractor = build_extractor(ext_name, weights=weights)
 
-    tmp = out.with_name(f".tmp-{out.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    fp32_dir = tmp if not options.ship else Path(tempfile.mkdtemp(prefix="streamcolor-fp32-"))
     report = ExportReport(path=out, files={})
-    try:
+    with _staging(out, ship=options.ship) as (tmp, fp32_dir):
         log.info("converting the colorizer to ONNX")
         keras_to_onnx(model, fp32_dir / "colorizer.onnx", input_names=["l", "embedding"], output_name="ab",
                       dim_names={"l": ["batch", "height", "width", None], "embedding": ["batch", None],
@@ -253,9 +251,7 @@ def export_bundle(source: str | Path, out: str | Path, *, options: ExportOptions
         if options.fp16:
             _fp16_variants(tmp)
 
-        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file() and p.name != MANIFEST}
-        report.files = files
-        report.sizes = {n: (tmp / n).stat().st_size for n in files}
+        files = _record_files(tmp, report)
         meta: dict[str, Any] = {
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "extractor_weights": weights,
@@ -272,23 +268,9 @@ def export_bundle(source: str | Path, out: str | Path, *, options: ExportOptions
             meta.update(eval_meta(options.eval_json))
         info = ModelInfo(path=tmp, name=options.name or out.name, extractor=ext_name, extractor_size=spec.size,
                          embed_dim=embed_dim, files=files, meta=meta)
-        _write_manifest(tmp, info)
-        if options.verify:
-            report.max_diff = _verify(tmp, fp32_dir, ship=options.ship, extractor_size=spec.size)
-            info.meta["export_check_max_abs_diff"] = report.max_diff
-            _write_manifest(tmp, info)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if options.ship:
-            shutil.rmtree(fp32_dir, ignore_errors=True)
-    if options.tensorrt:
-        build_tensorrt(out)
-    log.info("bundle %s: %s; checks %s", out, ", ".join(f"{n} ({report.sizes[n] / 1e6:.1f} MB)" for n in report.files),
-             report.max_diff)
-    return report
+        _publish(tmp, out, info, options, report,
+                 verify=lambda: _verify(tmp, fp32_dir, ship=options.ship, extractor_size=spec.size))
+    return _after_publish(out, options, report)
 
 
 def _export_unet(model, run: dict, source, out: Path, options: ExportOptions) -> ExportReport:
@@ -304,12 +286,8 @@ def _export_unet(model, run: dict, source, out: Path, options: ExportOptions) ->
     config = UNetConfig.from_json(run["unet"]) if "unet" in run else UNetConfig()
     unet = build_unet(config, weights=None)
     unet.full_model().set_weights(model.get_weights())
-    tmp = out.with_name(f".tmp-{out.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    fp32_dir = tmp if not options.ship else Path(tempfile.mkdtemp(prefix="streamcolor-fp32-"))
     report = ExportReport(path=out, files={})
-    try:
+    with _staging(out, ship=options.ship) as (tmp, fp32_dir):
         log.info("converting the U-Net to ONNX")
         keras_to_onnx(unet.full_model(), fp32_dir / "colorizer.onnx", input_names=["l"], output_name="ab",
                       dim_names={"l": ["batch", "height", "width", None],
@@ -321,9 +299,7 @@ def _export_unet(model, run: dict, source, out: Path, options: ExportOptions) ->
         if options.fp16:
             _fp16_variants(tmp, parts=("colorizer",))
         save_trained(unet, tmp / TRAINED_WEIGHTS)
-        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file() and p.name != MANIFEST}
-        report.files = files
-        report.sizes = {n: (tmp / n).stat().st_size for n in files}
+        files = _record_files(tmp, report)
         meta: dict[str, Any] = {
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "extractor_weights": run.get("extractor_weights", "default"),
@@ -341,23 +317,9 @@ def _export_unet(model, run: dict, source, out: Path, options: ExportOptions) ->
             meta.update(eval_meta(options.eval_json))
         info = ModelInfo(path=tmp, name=options.name or out.name, extractor="efficientnet_lite0", extractor_size=0,
                          embed_dim=1000, files=files, meta=meta, architecture=UNET, size_multiple=SIZE_MULTIPLE)
-        _write_manifest(tmp, info)
-        if options.verify:
-            report.max_diff = _verify_unet(tmp, fp32_dir, ship=options.ship, model=unet.full_model())
-            info.meta["export_check_max_abs_diff"] = report.max_diff
-            _write_manifest(tmp, info)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if options.ship:
-            shutil.rmtree(fp32_dir, ignore_errors=True)
-    if options.tensorrt:
-        build_tensorrt(out)
-    log.info("bundle %s: %s; checks %s", out, ", ".join(f"{n} ({report.sizes[n] / 1e6:.1f} MB)" for n in report.files),
-             report.max_diff)
-    return report
+        _publish(tmp, out, info, options, report,
+                 verify=lambda: _verify_unet(tmp, fp32_dir, ship=options.ship, model=unet.full_model()))
+    return _after_publish(out, options, report)
 
 
 def _verify_unet(bundle: Path, fp32_dir: Path, *, ship: bool, model) -> dict[str, float]:
@@ -383,6 +345,53 @@ def _verify_unet(bundle: Path, fp32_dir: Path, *, ship: bool, model) -> dict[str
         diffs["fp16_vs_fp32_ab"] = float(np.abs(half.predict(l) - ab).max())
     return diffs
 
+
+
+@contextlib.contextmanager
+def _staging(out: Path, *, ship: bool) -> Iterator[tuple[Path, Path]]:
+    """A hidden sibling folder to build the bundle in, moved onto ``out`` only once complete (a failed
+    export never leaves half a bundle where ``-m`` would find it), and for ship bundles a scratch
+    folder for the float32 graphs that are converted and verified but not shipped."""
+    tmp = out.with_name(f".tmp-{out.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    fp32_dir = tmp if not ship else Path(tempfile.mkdtemp(prefix="streamcolor-fp32-"))
+    try:
+        yield tmp, fp32_dir
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if ship:
+            shutil.rmtree(fp32_dir, ignore_errors=True)
+
+
+def _record_files(tmp: Path, report: ExportReport) -> dict[str, str]:
+    """The bundle's files with their sha256 (the manifest pins them) and sizes (for the log)."""
+    files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file() and p.name != MANIFEST}
+    report.files = files
+    report.sizes = {n: (tmp / n).stat().st_size for n in files}
+    return files
+
+
+def _publish(tmp: Path, out: Path, info: ModelInfo, options: ExportOptions, report: ExportReport,
+             verify: Callable[[], dict[str, float]]) -> None:
+    """Write the manifest, check the graphs against Keras when asked (the result goes into the
+    manifest too), then move the finished bundle onto ``out``."""
+    _write_manifest(tmp, info)
+    if options.verify:
+        report.max_diff = verify()
+        info.meta["export_check_max_abs_diff"] = report.max_diff
+        _write_manifest(tmp, info)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+
+
+def _after_publish(out: Path, options: ExportOptions, report: ExportReport) -> ExportReport:
+    if options.tensorrt:
+        build_tensorrt(out)
+    log.info("bundle %s: %s; checks %s", out, ", ".join(f"{n} ({report.sizes[n] / 1e6:.1f} MB)" for n in report.files),
+             report.max_diff)
+    return report
 
 def eval_meta(path: str | Path) -> dict[str, Any]:
     """model.json keys from an ``eval --json`` report: ``eval`` (the val split, or the
