@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,21 +20,15 @@ from typing import Any, Iterator
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from streamcolor import tempfiles
 from streamcolor.errors import InputError, OutputError
 
 #: Refuse images with more pixels than this by default (a decompression-bomb
 #: guard; about 16k x 16k).  Override per call with ``max_pixels``.
 DEFAULT_MAX_PIXELS = 268_000_000
 
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-#: The process umask, read once at import (reading it means setting it, which
-#: is not thread-safe); temporary files get the permissions a plain open() would.
-UMASK = _read_umask()
+#: The process umask (see :data:`streamcolor.tempfiles.UMASK`).
+UMASK = tempfiles.UMASK
 
 #: Pillow format name for an output file extension.
 _FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF",
@@ -99,6 +92,9 @@ def _open(fh, label: str, max_pixels: int) -> Decoded:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(fh) as im:
                 _check_size(im.size, label, max_pixels)
+                _check_single_frame(im, label)
+                if _is_16bit_colour(im):
+                    return _decode16_colour(fh, im, label)
                 im.load()
                 return _from_pil(im, label, max_pixels)
     except InputError:
@@ -118,6 +114,71 @@ def _check_size(size: tuple[int, int], label: str, max_pixels: int) -> None:
     if w * h > max_pixels:
         raise InputError(f"{label}: {w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
                          "(raise max_pixels / --max-pixels if the file is trusted)")
+
+
+#: Formats whose extra frames are content (pages, animation), not previews (MPO keeps its first picture).
+_MULTI_FRAME_FORMATS = frozenset({"TIFF", "GIF", "PNG", "WEBP"})
+#: EXIF orientation -> (transpose?, quarter turns counter-clockwise, flip left-right after) on a NumPy image.
+_ORIENT = {2: (False, 0, True), 3: (False, 2, False), 4: (False, 2, True), 5: (True, 0, False),
+           6: (False, 3, False), 7: (True, 2, False), 8: (False, 1, False)}
+
+
+def _check_single_frame(im: Image.Image, label: str) -> None:
+    """Refuse multi-page TIFFs and animated GIF/PNG/WebP: colorizing only the first
+    frame would silently drop the rest."""
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1 and im.format in _MULTI_FRAME_FORMATS:
+        what = "pages" if im.format == "TIFF" else "frames (animated)"
+        raise InputError(f"{label}: has {frames} {what}; only single-frame images are colorized "
+                         "(split it into one file per page or frame; use `streamcolor video` for animations)")
+
+
+def _is_16bit_colour(im: Image.Image) -> bool:
+    """Whether the file holds 16 bits per colour channel (Pillow would read it as 8-bit RGB)."""
+    if im.mode not in ("RGB", "RGBA") or not im.tile:
+        return False
+    args = im.tile[0].args
+    rawmode = args[0] if isinstance(args, tuple) and args else args
+    return isinstance(rawmode, str) and ";16" in rawmode
+
+
+def _decode16_colour(fh, im: Image.Image, label: str) -> Decoded:
+    """16-bit colour (PNG, TIFF) through OpenCV, which keeps the 16 bits; EXIF
+    orientation applied as Pillow would; ICC profile and DPI carried in ``info``."""
+    import cv2
+
+    fh.seek(0)
+    buf = np.frombuffer(fh.read(), dtype=np.uint8)
+    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise InputError(f"{label}: corrupt or truncated 16-bit image")
+    if arr.dtype != np.uint16:
+        arr = arr.astype(np.uint16) * 257
+    rgb = arr[..., 2::-1]
+    alpha = arr[..., 3] if arr.shape[2] == 4 else None
+    orientation = im.getexif().get(0x0112)
+    if orientation in _ORIENT:
+        transpose, turns, flip = _ORIENT[orientation]
+        rgb = _orient(rgb, transpose, turns, flip)
+        alpha = _orient(alpha, transpose, turns, flip) if alpha is not None else None
+    info: dict[str, Any] = {}
+    if im.info.get("icc_profile"):
+        info["icc_profile"] = im.info["icc_profile"]
+    if "dpi" in im.info:
+        info["dpi"] = im.info["dpi"]
+    pixels = np.ascontiguousarray(rgb)
+    if _is_gray(pixels):
+        pixels = np.ascontiguousarray(pixels[..., 0])
+    return Decoded(pixels=pixels, alpha=None if alpha is None else np.ascontiguousarray(alpha), format=im.format,
+                   info=info)
+
+
+def _orient(x: np.ndarray, transpose: bool, turns: int, flip: bool) -> np.ndarray:
+    if transpose:
+        x = np.swapaxes(x, 0, 1)
+    if turns:
+        x = np.rot90(x, turns)
+    return x[:, ::-1] if flip else x
 
 
 def _from_pil(im: Image.Image, label: str, max_pixels: int) -> Decoded:
@@ -218,30 +279,47 @@ def format_for(path: str | os.PathLike, default: str | None = None) -> str:
 
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, *, what: str = "write") -> Iterator[Path]:
-    """Yield a temporary path next to ``path`` (same folder, usual permissions);
+    """Yield a temporary path next to ``path`` (same folder, usual permissions;
+    a fixed-length name of :mod:`streamcolor.tempfiles`, locked while written);
     on success it is renamed onto ``path``, on any failure removed.  So
     ``path`` holds either nothing (or its old content) or the whole new file.
 
     OSErrors become :class:`OutputError` naming ``path``; ``what`` words it."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp's 0600 would surprise on the final file
-        os.close(fd)
+        staged = tempfiles.create(path)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write here ({exc.strerror or exc})") from exc
     try:
-        yield Path(tmp)
-        os.replace(tmp, path)
+        yield staged.path
+        staged.commit()
     except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        staged.discard()
         if isinstance(exc, OSError):
             raise OutputError(f"{path}: {what} failed ({exc.strerror or exc})") from exc
         raise
+
+
+def stage_bytes(path: str | os.PathLike, data: bytes) -> tempfiles.Staged:
+    """Write ``data`` completely (flushed to disk) under a locked temporary
+    name next to ``path``, without renaming it yet: the caller records it, then
+    calls ``commit()``.  OutputError when it cannot be written."""
+    path = Path(path)
+    try:
+        staged = tempfiles.create(path)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write here ({exc.strerror or exc})") from exc
+    try:
+        with open(staged.path, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException as exc:
+        staged.discard()
+        if isinstance(exc, OSError):
+            raise OutputError(f"{path}: write failed ({exc.strerror or exc})") from exc
+        raise
+    return staged
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> Path:

@@ -36,7 +36,6 @@ import heapq
 import logging
 import os
 import queue
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -50,7 +49,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from streamcolor import image_io
+from streamcolor import tempfiles
 from streamcolor.colorize import ColorOptions, default_engine, network_input, pixels_to_l, render
 from streamcolor.engines import lab
 from streamcolor.errors import InputError, OutputError
@@ -197,13 +196,16 @@ def _run(src: Path, dst: Path, engine: "Engine", options: VideoOptions, progress
     """Open ``src``, run the pipeline into a temporary file next to ``dst`` and rename it into place."""
     with _open_input(src) as inp:
         vin = _video_stream(inp, src)
-        tmp = _temp_path(dst)
+        staged = _temp_path(dst)
         try:
-            job = _Job(src, dst, tmp, inp, vin, engine, options, options.color_options(engine), progress, segment)
+            job = _Job(src, dst, staged.path, inp, vin, engine, options, options.color_options(engine), progress,
+                       segment)
             job.run()
-            os.replace(tmp, dst)
-        except BaseException:
-            _unlink(tmp)
+            staged.commit()
+        except BaseException as exc:
+            staged.discard()
+            if isinstance(exc, OSError):
+                raise OutputError(f"{dst}: cannot write ({exc.strerror or exc})") from exc
             raise
     return job
 
@@ -240,23 +242,17 @@ def _video_stream(container, src: Path):
     return vin
 
 
-def _temp_path(dst: Path) -> Path:
-    """An empty file next to ``dst`` with the same extension (it picks the container)."""
+def _temp_path(dst: Path) -> tempfiles.Staged:
+    """A locked, empty temporary file next to ``dst`` with its extension (it
+    picks the container), after sweeping the ones a killed run left for ``dst``
+    (only this tool's temporaries for this output, and only when their writer
+    is gone: see :mod:`streamcolor.tempfiles`)."""
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)  # as image and batch do
-        fd, name = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=f".part{dst.suffix}", dir=dst.parent)
+        tempfiles.sweep(dst.parent, [dst.name])
+        return tempfiles.create(dst, keep_suffix=True)
     except OSError as exc:
-        raise OutputError(f"{dst}: cannot write in {dst.parent}: {exc}") from exc
-    os.close(fd)
-    os.chmod(name, 0o666 & ~image_io.UMASK)  # mkstemp's 0600 would surprise on the final file
-    return Path(name)
-
-
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
+        raise OutputError(f"{dst}: cannot write in {dst.parent} ({exc.strerror or exc})") from exc
 
 
 def _fresh_tags(tags: Mapping[str, str]) -> dict[str, str]:
@@ -318,6 +314,22 @@ def pick_codec(codec: str) -> str:
         "codec='auto': no hardware encoder (%s) opens here; encoding with %s on the CPU",
         ", ".join(HARDWARE_CODECS), DEFAULT_CODEC)
     return DEFAULT_CODEC
+
+
+def check_codec(codec: str) -> None:
+    """ValueError unless ``codec`` is ``"auto"`` or a video encoder of this PyAV
+    build (an audio encoder such as aac, or a misspelt name, is refused here
+    rather than failing deep inside the encoder)."""
+    if codec == "auto":
+        return
+    try:
+        found = av.codec.Codec(codec, "w")
+    except Exception as exc:  # UnknownCodecError and friends
+        raise ValueError(f"codec {codec!r}: no such encoder in this PyAV build "
+                         "(video encoders: libx264, libx265, libvpx-vp9, h264_nvenc...)") from exc
+    if found.type != "video":
+        raise ValueError(f"codec {codec!r} is an {found.type} encoder, not a video encoder "
+                         "(use libx264, libx265, libvpx-vp9, h264_nvenc...)")
 
 
 def _encoder_options(codec: str, options: VideoOptions) -> dict[str, str]:
@@ -703,8 +715,10 @@ class _Job:
     def _setup(self, out) -> None:
         opts, vin, inp = self.options, self.vin, self.inp
         codec = pick_codec(opts.codec)
-        if codec not in av.codecs_available:
-            raise OutputError(f"{self.dst}: no video encoder {codec!r} in this PyAV build")
+        try:
+            check_codec(codec)
+        except ValueError as exc:
+            raise OutputError(f"{self.dst}: {exc}") from exc
         try:
             vout = out.add_stream(codec, rate=self.rate)
         except ValueError as exc:
@@ -909,7 +923,8 @@ def join_segments(src: str | os.PathLike, segments: Sequence[str | os.PathLike],
     src, dst = Path(src), Path(dst)
     if not segments:
         raise ValueError("no segments to join")
-    tmp = _temp_path(dst)
+    staged = _temp_path(dst)
+    tmp = staged.path
     try:
         with _open_input(src) as inp, av.open(str(segments[0])) as first, av.open(str(tmp), "w") as out:
             vin = _video_stream(inp, src)
@@ -959,9 +974,9 @@ def join_segments(src: str | os.PathLike, segments: Sequence[str | os.PathLike],
                     out.mux(packet)
                 except av.error.FFmpegError as exc:
                     raise OutputError(f"{dst}: cannot write a packet: {exc}") from exc
-        os.replace(tmp, dst)
+        staged.commit()
     except BaseException:
-        _unlink(tmp)
+        staged.discard()
         raise
     return dst
 
@@ -1037,6 +1052,6 @@ def video_size(src: str | Path) -> tuple[int, int]:
         return c.streams.video[0].width, c.streams.video[0].height
 
 
-__all__ = ["ChromaStabilizer", "Segment", "VideoOptions", "codec_floor", "colorize_segment", "colorize_video",
+__all__ = ["ChromaStabilizer", "Segment", "VideoOptions", "check_codec", "codec_floor", "colorize_segment", "colorize_video",
            "default_output", "histogram_distance", "join_segments", "l_histogram", "make_clip", "output_path",
            "pick_codec", "plan_segments", "video_keyframes", "video_size"]

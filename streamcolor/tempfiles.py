@@ -1,0 +1,170 @@
+"""Temporary output files that streamcolor owns, and the sweep of the ones a killed run left.
+
+Every output (image, video, archive, report) is written under a temporary
+name in its destination folder and renamed into place, so a path holds
+nothing or a whole file.  The temporary names are built so that:
+
+* their length is fixed (``.streamcolor-<12 hex>-<8 chars>.part`` plus the
+  destination's suffix when it is short): a destination name the filesystem
+  accepts never fails because its temporary name is longer;
+* they are recognisably this tool's: the 12 hex digits are a hash of the
+  destination's name, so a sweep removes only temporaries of the outputs it
+  is about to write, never a user's ``*.part`` file nor another output's;
+* they are locked (``flock``) by the process writing them for as long as it
+  writes: a sweep removes only temporaries whose writer is gone (killed), never
+  those of a run still going (another run into a sub-folder, say).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import secrets
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; a sweep then leaves every temporary alone
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
+#: Every temporary name starts with this.
+PREFIX = ".streamcolor-"
+#: Suffixes longer than this are not carried onto the temporary name.
+MAX_SUFFIX = 16
+_ALPHABET = string.ascii_lowercase + string.digits
+TEMP_RE = re.compile(r"^\.streamcolor-([0-9a-f]{12})-([0-9a-z]{8})\.part(\.[^/]{0,%d})?$" % (MAX_SUFFIX - 1))
+
+
+def name_tag(name: str) -> str:
+    """The hash of a destination's file name that its temporary names carry."""
+    return hashlib.sha1(os.fsencode(name)).hexdigest()[:12]
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether a file name is one of this module's temporary names."""
+    return TEMP_RE.match(name) is not None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: The process umask, read once at import (reading it means setting it, which is not thread-safe).
+UMASK = _umask()
+
+
+@dataclass
+class Staged:
+    """A complete or in-progress temporary file for ``final``, locked while this
+    object holds ``fd``.  :meth:`commit` renames it into place, :meth:`discard`
+    removes it; both release the lock."""
+
+    path: Path
+    final: Path
+    fd: int | None = field(default=None, repr=False)
+
+    def commit(self) -> Path:
+        """Rename onto ``final`` (atomic); OSError if it cannot (the temporary is then removed)."""
+        try:
+            os.replace(self.path, self.final)
+        except OSError:
+            self.discard()
+            raise
+        self._release()
+        return self.final
+
+    def discard(self) -> None:
+        """Remove the temporary file (if still there) and release the lock."""
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        self._release()
+
+    def _release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def create(final: str | os.PathLike, *, keep_suffix: bool = False) -> Staged:
+    """Create an empty, locked temporary file next to ``final`` (its folder is
+    created if needed).  ``keep_suffix``: end the name with ``final``'s suffix
+    (a video container is chosen by it).  OSError if the folder cannot be written."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    suffix = final.suffix if keep_suffix and 0 < len(final.suffix) <= MAX_SUFFIX and "/" not in final.suffix else ""
+    tag = name_tag(final.name)
+    for _ in range(100):
+        rand = "".join(secrets.choice(_ALPHABET) for _ in range(8))
+        path = final.parent / f"{PREFIX}{tag}-{rand}.part{suffix}"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # new and unique: nobody else holds it
+        return Staged(path, final, fd)
+    raise FileExistsError(f"{final.parent}: no free temporary name")
+
+
+def sweep(folder: str | os.PathLike, final_names: Iterable[str], *, recursive: bool = False) -> int:
+    """Remove temporaries that a killed writer left for the outputs named
+    ``final_names`` (file names) in ``folder`` (and its sub-folders when
+    ``recursive``).  Temporaries still locked by a live writer, other
+    outputs' temporaries and every other file are left alone.  Returns the
+    number removed."""
+    if fcntl is None:
+        return 0
+    tags = {name_tag(n) for n in final_names}
+    if not tags:
+        return 0
+    removed = 0
+    walker = os.walk(folder) if recursive else [(str(folder), [], _listdir(folder))]
+    for dirpath, _, files in walker:
+        for fn in files:
+            m = TEMP_RE.match(fn)
+            if m is None or m.group(1) not in tags:
+                continue
+            removed += _remove_if_abandoned(Path(dirpath) / fn)
+    return removed
+
+
+def _listdir(folder: str | os.PathLike) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return []
+
+
+def _remove_if_abandoned(path: Path) -> int:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError:  # gone, a link, unreadable: not ours to touch
+        return 0
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return 0  # its writer is alive
+        if not os.path.isfile(path) or os.stat(path).st_ino != os.fstat(fd).st_ino:
+            return 0  # replaced meanwhile
+        os.unlink(path)
+        log.debug("removed a temporary file a killed run left: %s", path)
+        return 1
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+
+
+__all__ = ["MAX_SUFFIX", "PREFIX", "Staged", "TEMP_RE", "UMASK", "create", "is_temp_name", "name_tag", "sweep"]
