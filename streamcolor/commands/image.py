@@ -10,8 +10,11 @@ import click
 from tqdm import tqdm
 
 from streamcolor.colorize import ColorOptions, colorize_image
-from streamcolor.commands.common import engine_options, load
-from streamcolor.errors import StreamcolorError
+from streamcolor.commands.common import EXIT_FATAL, EXIT_ITEMS, engine_options, load
+from streamcolor.errors import OutputError, StreamcolorError
+from streamcolor.image_io import supported_suffixes
+from streamcolor.items import is_item_error
+from streamcolor.outputs import describe_renames, plan_outputs
 
 log = logging.getLogger(__name__)
 
@@ -32,33 +35,54 @@ def command(inputs, output, fmt, quality, overwrite, model, backend, render_size
 
     Gray, colour (reduced to lightness first), RGBA (alpha kept), 16-bit and
     EXIF-rotated images are accepted; output has the input's size and
-    lightness.  Exit status 1 when any input failed; the others are still done.
+    lightness.  An output that would replace an input refuses the run; inputs
+    with the same name from different folders get name~2...  Exit status 1
+    when any input failed (the others are still done), 2 when the output
+    cannot be written or the model is unknown.
 
     \b
     Examples:
       streamcolor image grandma.jpg -o grandma-colour.jpg
       streamcolor image scans/*.tif -o colour/ --format png -r 384
     """
-    engine = load(model, backend)
-    options = ColorOptions(render_size=render_size, saturation=saturation, quality=quality)
     single_file = len(inputs) == 1 and output.suffix != "" and not output.is_dir()
+    try:
+        planned = plan_outputs([(src, output if single_file else output / _out_name(src, fmt)) for src in inputs])
+    except OutputError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FATAL)
+    for line in describe_renames(planned):
+        click.echo(line, err=True)
+    try:
+        engine = load(model, backend)
+    except click.ClickException as exc:
+        exc.exit_code = EXIT_FATAL
+        raise
+    options = ColorOptions(render_size=render_size, saturation=saturation, quality=quality)
     failures = 0
-    for src in tqdm(inputs, desc="images", unit="img", disable=len(inputs) < 2):
-        dst = output if single_file else output / _out_name(src, fmt)
+    for plan in tqdm(planned, desc="images", unit="img", disable=len(inputs) < 2):
+        src, dst = plan.src, plan.dst
         if dst.exists() and not overwrite:
             log.info("skip %s (exists)", dst)
             continue
         try:
             colorize_image(src, dst, engine=engine, options=options)
             log.info("%s -> %s", src, dst)
+        except OutputError as exc:
+            tqdm.write(f"error: {exc}", file=sys.stderr)
+            if not is_item_error(exc):  # the location cannot be written: every later image would fail too
+                sys.exit(EXIT_FATAL)
+            failures += 1
         except StreamcolorError as exc:
             failures += 1
             tqdm.write(f"error: {exc}", file=sys.stderr)
     if failures:
-        raise SystemExit(1)
+        sys.exit(EXIT_ITEMS)
 
 
 def _out_name(src: Path, fmt: str) -> str:
+    """The output file name: the input's, or with ``fmt``'s suffix (PNG for a
+    format that is read but not written, such as GIF)."""
     if fmt == "same":
-        return src.name
+        return src.name if src.suffix.lower() in supported_suffixes() else f"{src.stem or src.name}.png"
     return f"{src.stem}.{fmt}"

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from tqdm import tqdm
 
-from streamcolor.commands.common import engine_options, load
-from streamcolor.errors import StreamcolorError
+from streamcolor.commands.common import EXIT_FATAL, EXIT_ITEMS, engine_options, load
+from streamcolor.errors import OutputError, StreamcolorError
+from streamcolor.items import is_item_error
+from streamcolor.outputs import describe_renames, plan_outputs
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +48,11 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
 
     Only colour is added: size, frame rate, timestamps, lightness, rotation
     and metadata follow the input; audio and subtitle streams are copied
-    untouched.  The output's extension picks the container.  Exit status 1
-    when any input failed; the others are still done.
+    untouched.  The output's extension picks the container.  An output that
+    would replace an input refuses the run; inputs with the same name from
+    different folders get name~2...  Exit status 1 when any input failed (the
+    others are still done); 2 for bad options, an unknown model, or an output
+    that cannot be written.
 
     \b
     Examples:
@@ -54,26 +60,58 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
       streamcolor video film.mkv -o film-colour.mkv --crf 20 -r 320
       streamcolor video reels/*.mp4 -o colour/ --codec auto
     """
-    from streamcolor.video import VideoOptions, colorize_video, default_output
+    from streamcolor.video import VideoOptions, check_codec, colorize_video, default_output
 
-    engine = load(model, backend)
-    options = VideoOptions(render_size=render_size, saturation=saturation, batch_size=batch_size, codec=codec,
-                           pix_fmt=pix_fmt, quality=quality, preset=preset, stabilize=stabilize,
-                           embed_every=embed_every, scene_cut=scene_cut)
+    try:
+        options = VideoOptions(render_size=render_size, saturation=saturation, batch_size=batch_size, codec=codec,
+                               pix_fmt=pix_fmt, quality=quality, preset=preset, stabilize=stabilize,
+                               embed_every=embed_every, scene_cut=scene_cut)
+        check_codec(codec)
+    except ValueError as exc:
+        _fatal(str(exc))
     to_folder = output is not None and (len(inputs) > 1 or output.is_dir() or output.suffix == "")
     if to_folder:
-        output.mkdir(parents=True, exist_ok=True)
+        if output.exists() and not output.is_dir():
+            _fatal(f"{output}: exists and is not a folder (several inputs, or a name without an extension, "
+                   "need an output folder)")
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _fatal(f"{output}: cannot create the output folder ({exc.strerror or exc})")
+    try:
+        planned = plan_outputs([(src, output / default_output(src).name if to_folder else output or default_output(src))
+                                for src in inputs])
+    except OutputError as exc:
+        _fatal(str(exc))
+    for line in describe_renames(planned):
+        click.echo(line, err=True)
+    try:
+        engine = load(model, backend)
+    except click.ClickException as exc:
+        exc.exit_code = EXIT_FATAL
+        raise
     failures = 0
-    for src in inputs:
-        dst = (output / default_output(src).name if to_folder else output) or default_output(src)
+    for plan in planned:
+        src, dst = plan.src, plan.dst
         if dst.exists() and not overwrite:
             log.info("skip %s (exists)", dst)
             continue
         try:
             colorize_video(src, dst, engine=engine, options=options, progress=progress)
             click.echo(f"{src} -> {dst}", err=True)
+        except OutputError as exc:
+            if not is_item_error(exc):  # the location or the encoder settings: every later input would fail too
+                _fatal(str(exc))
+            failures += 1
+            tqdm.write(f"error: {exc}", file=sys.stderr)
         except StreamcolorError as exc:
             failures += 1
             tqdm.write(f"error: {exc}", file=sys.stderr)
     if failures:
-        raise SystemExit(1)
+        sys.exit(EXIT_ITEMS)
+
+
+def _fatal(message: str) -> NoReturn:
+    """One error line and exit status 2 (the run cannot start or cannot write)."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_FATAL)
