@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
 
-from streamcolor import image_io
+from streamcolor import image_io, tempfiles
 from streamcolor.colorize import ColorOptions, Prepared, ShapeBatcher, predict, prepare, render
 from streamcolor.errors import InputError, MemberRefused, OutputError
 from streamcolor.manifest import DONE, FAILED, SKIPPED
@@ -45,8 +45,11 @@ REPORT_FILENAME = "streamcolor-report.csv"
 REPORT_COLUMNS = ("state", "source", "member", "reason")
 #: A write that fails with one of these is the item's own problem (its name); any other stops the job.
 ITEM_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.EILSEQ, errno.EINVAL})
-#: Names a job itself leaves in an output folder start with this (manifest, lock).
+#: Names a job itself leaves in an output folder start with this (the ``.streamcolor/``
+#: folder of manifest and lock; temporary names; older versions' manifest and lock).
 JOB_FILE_PREFIX = ".streamcolor"
+#: Characters that make a spreadsheet read a cell as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 class ItemLike(Protocol):
@@ -79,6 +82,7 @@ class Outcome:
     reason: str | None = None
     output: str | None = None  # key written relative to the sink's root, when done and written
     data: bytes | None = field(default=None, repr=False)  # the encoded output, when done with no sink
+    staged: Any = field(default=None, repr=False)  # a complete tempfiles.Staged still to be renamed (staging sinks)
 
 
 # --------------------------------------------------------------------------- the steps
@@ -118,13 +122,24 @@ class Sink(Protocol):
 
 class FolderSink:
     """Outputs written into a local folder, each atomically (a temporary name
-    and a rename): a path holds nothing or a whole file."""
+    and a rename): a path holds nothing or a whole file.
 
-    def __init__(self, root: str | os.PathLike):
+    ``staging=True``: :func:`finish_item` only writes the complete temporary
+    file (:meth:`stage`) and leaves the rename to whoever records the outcome
+    (:meth:`streamcolor.archive.BatchJob.record`), which stores the temporary
+    name first: so a run killed between the two renames it on the rerun
+    instead of writing the output again."""
+
+    def __init__(self, root: str | os.PathLike, *, staging: bool = False):
         self.root = Path(root)
+        self.staging = staging
 
     def write(self, key: str, data: bytes) -> None:
         image_io.write_atomic(self.root / key, data)
+
+    def stage(self, key: str, data: bytes):
+        """The complete, locked temporary file of ``key`` (a tempfiles.Staged), not renamed yet."""
+        return image_io.stage_bytes(self.root / key, data)
 
 
 def finish_item(prep: Prepared, ab: np.ndarray, options: ColorOptions, sink: Sink | None = None) -> Outcome:
@@ -145,14 +160,24 @@ def finish_item(prep: Prepared, ab: np.ndarray, options: ColorOptions, sink: Sin
         return Outcome(item, FAILED, f"cannot encode the output {item.key} ({type(exc).__name__}: {exc})")
     if sink is None:
         return Outcome(item, DONE, data=data)
+    staged = None
     try:
-        sink.write(item.key, data)
+        if getattr(sink, "staging", False):
+            staged = sink.stage(item.key, data)  # type: ignore[attr-defined]
+        else:
+            sink.write(item.key, data)
     except OutputError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, OSError) and cause.errno in ITEM_ERRNOS:
+        if is_item_error(exc):
             return Outcome(item, FAILED, str(exc))
         raise
-    return Outcome(item, DONE, output=item.key)
+    return Outcome(item, DONE, output=item.key, staged=staged)
+
+
+def is_item_error(exc: BaseException) -> bool:
+    """Whether a write error is the item's own (its name: too long, a folder in
+    the way...) rather than the output location's (read-only, full)."""
+    cause = exc if isinstance(exc, OSError) else exc.__cause__
+    return isinstance(cause, OSError) and cause.errno in ITEM_ERRNOS
 
 
 def colorize_items(items: Sequence[tuple[ItemLike, bytes]], *, engine: "Engine", options: ColorOptions,
@@ -206,22 +231,34 @@ class Problem:
     reason: str
 
 
+def csv_cell(text: str) -> str:
+    """A name or reason as a report cell: valid UTF-8 (bytes of a name that is
+    not UTF-8 shown as ``\\xNN``), and never read as a formula by a
+    spreadsheet (a leading ``= + - @``, tab or CR gets a ``'`` before it)."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def problems_csv(problems: Sequence[Problem]) -> bytes:
-    """The report's CSV (:data:`REPORT_COLUMNS`, one row per problem), UTF-8."""
+    """The report's CSV (:data:`REPORT_COLUMNS`, one row per problem), UTF-8;
+    cells made safe by :func:`csv_cell`."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(REPORT_COLUMNS)
     for p in problems:
-        writer.writerow([p.state, p.source, p.member, p.reason or ""])
+        writer.writerow([p.state, csv_cell(p.source), csv_cell(p.member), csv_cell(p.reason or "")])
     return buf.getvalue().encode("utf-8")
 
 
 def is_job_file(name: str) -> bool:
-    """Whether a file name is one a job leaves in its output (report, manifest,
-    lock, temporary names) rather than an output or a source file."""
-    name = name.rsplit("/", 1)[-1]
-    return (name == REPORT_FILENAME or name.startswith(JOB_FILE_PREFIX)
-            or (name.startswith(".") and ".part" in name))
+    """Whether a path (relative to an output root) is one a job leaves there
+    (the report, the ``.streamcolor/`` folder, temporary names, an older
+    version's manifest and lock) rather than an output or a source file."""
+    parts = name.strip("/").split("/")
+    last = parts[-1]
+    return (parts[0] == JOB_FILE_PREFIX or (len(parts) == 1 and last == REPORT_FILENAME)
+            or tempfiles.is_temp_name(last) or last.startswith((".streamcolor-manifest.sqlite", ".streamcolor.lock"))
+            or (last.startswith(".") and last.endswith(".part")))
 
 
 @dataclass
@@ -276,4 +313,4 @@ class JobReport:
 
 __all__ = ["FolderSink", "ITEM_ERRNOS", "ItemLike", "JobReport", "Named", "Outcome", "Problem", "REPORT_COLUMNS",
            "REPORT_FILENAME", "Sink", "colorize_items", "decode_item", "engine_failure", "finish_item",
-           "is_job_file", "outcome_of", "problems_csv", "reason"]
+           "csv_cell", "is_item_error", "is_job_file", "outcome_of", "problems_csv", "reason"]

@@ -1,7 +1,9 @@
 """The resume manifest of a batch job: one SQLite row per item.
 
-A batch writes into an output folder ``OUT``; ``OUT/.streamcolor-manifest.sqlite``
-records, for every item of the job, its state and why:
+A batch writes into an output folder ``OUT``; ``OUT/.streamcolor/manifest.sqlite``
+records, for every item of the job, its state and why (the hidden
+``.streamcolor/`` folder holds the job's own files, apart from the outputs:
+no member name can collide with them):
 
 * ``pending``: listed, not finished yet (or reset because its source changed);
 * ``done``: the output file was written (atomically) *before* the row was
@@ -13,9 +15,14 @@ records, for every item of the job, its state and why:
 
 The database is in WAL mode and every state change is committed at once, so a
 run killed with SIGKILL loses at most the items in flight; the same command
-re-run finishes the rest.  An item whose output was renamed into place but
-whose row was not yet marked is simply written again (to the same path, by an
-atomic replace), so each item ends up as exactly one file.
+re-run finishes the rest.  Each output is written exactly once: its complete
+temporary file is recorded (``done`` with ``temp``) *before* it is renamed
+into place, so a rerun after a kill between the two finishes the rename
+(:meth:`Manifest.pending_renames`) instead of colorizing the item again.
+
+Names are stored as they are, UTF-8 text when they are valid UTF-8 and bytes
+otherwise (file names that are not UTF-8 come in as ``surrogateescape``
+strings), so no file or member name can break the manifest.
 
 The class is used from one thread (the one that drives the batch); the Ray
 actor pool records outcomes from its driver in the same way.
@@ -23,18 +30,24 @@ actor pool records outcomes from its driver in the same way.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-#: File name of the manifest inside the output folder.
-FILENAME = ".streamcolor-manifest.sqlite"
+#: The folder inside the output folder that holds the job's own files (manifest, lock).
+JOB_DIR = ".streamcolor"
+#: File name of the manifest inside :data:`JOB_DIR`.
+FILENAME = "manifest.sqlite"
+#: Where earlier versions kept the manifest (directly in the output folder); moved on open.
+OLD_FILENAME = ".streamcolor-manifest.sqlite"
 #: Item states.
 PENDING, DONE, FAILED, SKIPPED = "pending", "done", "failed", "skipped"
 STATES = (PENDING, DONE, FAILED, SKIPPED)
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+_COLUMNS = "key, source, member, stamp, state, reason, output, temp"
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,7 @@ class Entry:
     state: str
     reason: str | None = None  # why failed/skipped
     output: str | None = None  # output path relative to OUT, once done
+    temp: str | None = None  # the output's temporary file name (same folder) while it may still need its rename
 
 
 class Manifest:
@@ -74,17 +88,38 @@ class Manifest:
                 state TEXT NOT NULL DEFAULT 'pending',
                 reason TEXT,
                 output TEXT,
-                updated REAL
+                updated REAL,
+                temp TEXT
             );
             CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
             """
         )
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(_SCHEMA_VERSION),))
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(items)")}
+        if "temp" not in columns:  # a version 1 manifest
+            self._db.execute("ALTER TABLE items ADD COLUMN temp TEXT")
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(_SCHEMA_VERSION),))
 
     @classmethod
     def open(cls, out_dir: str | Path) -> "Manifest":
-        """The manifest of the job writing into ``out_dir`` (created if new)."""
-        return cls(Path(out_dir) / FILENAME)
+        """The manifest of the job writing into ``out_dir`` (created if new; one
+        an earlier version left directly in ``out_dir`` is moved into place)."""
+        out_dir = Path(out_dir)
+        path = out_dir / JOB_DIR / FILENAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        old = out_dir / OLD_FILENAME
+        if not path.exists() and old.is_file():
+            con = sqlite3.connect(old)
+            try:
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                con.close()
+            os.replace(old, path)
+            for extra in ("-wal", "-shm"):
+                try:
+                    os.unlink(f"{old}{extra}")
+                except OSError:
+                    pass
+        return cls(path)
 
     # -- registering the listing -------------------------------------------------------------
 
@@ -104,28 +139,45 @@ class Manifest:
         with self._db:
             self._db.execute("BEGIN")
             for e in entries:
-                row = self._db.execute("SELECT source, member, stamp, state, reason, output FROM items "
-                                       "WHERE key = ?", (e.key,)).fetchone()
-                if row is not None and row[3] == DONE and tuple(row[:3]) == (e.source, e.member, e.stamp):
-                    result[e.key] = Entry(e.key, *row)
+                old = self.get(e.key)
+                if old is not None and old.state == DONE and (old.source, old.member, old.stamp) == (
+                        e.source, e.member, e.stamp):
+                    result[e.key] = old
                     continue
                 self._db.execute(
-                    "INSERT OR REPLACE INTO items (key, source, member, stamp, state, reason, output, updated) "
-                    "VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
-                    (e.key, e.source, e.member, e.stamp, e.state, e.reason, now))
+                    "INSERT OR REPLACE INTO items (key, source, member, stamp, state, reason, output, updated, temp) "
+                    "VALUES (?, ?, ?, ?, ?, ?, NULL, ?, NULL)",
+                    (_enc(e.key), _enc(e.source), _enc(e.member), e.stamp, e.state, _enc(e.reason), now))
                 result[e.key] = Entry(e.key, e.source, e.member, e.stamp, e.state, e.reason, None)
         return result
 
     # -- recording outcomes ------------------------------------------------------------------
 
-    def mark(self, key: str, state: str, *, reason: str | None = None, output: str | None = None) -> None:
-        """Set one item's state and commit at once."""
+    def mark(self, key: str, state: str, *, reason: str | None = None, output: str | None = None,
+             temp: str | None = None) -> None:
+        """Set one item's state and commit at once.  ``temp``: with ``done``, the
+        name of the complete temporary file (in the output's folder) that is
+        about to be renamed onto ``output``."""
         if state not in STATES:
             raise ValueError(f"unknown item state {state!r}; one of {STATES}")
-        cur = self._db.execute("UPDATE items SET state = ?, reason = ?, output = ?, updated = ? WHERE key = ?",
-                               (state, reason, output, time.time(), key))
+        cur = self._db.execute("UPDATE items SET state = ?, reason = ?, output = ?, temp = ?, updated = ? "
+                               "WHERE key = ?", (state, _enc(reason), _enc(output), _enc(temp), time.time(), _enc(key)))
         if cur.rowcount != 1:
             raise KeyError(f"manifest has no item {key!r} (sync the listing first)")
+
+    def renamed(self, key: str) -> None:
+        """Forget a done item's temporary name: its rename is complete."""
+        self._db.execute("UPDATE items SET temp = NULL WHERE key = ?", (_enc(key),))
+
+    def renamed_all(self) -> None:
+        """Forget every temporary name: the job's renames are all complete."""
+        self._db.execute("UPDATE items SET temp = NULL WHERE temp IS NOT NULL")
+
+    def pending_renames(self) -> list[Entry]:
+        """Done items whose temporary file may not have been renamed yet (a
+        run was killed in between): the caller renames what is still there."""
+        return [_entry(row) for row in self._db.execute(
+            f"SELECT {_COLUMNS} FROM items WHERE state = ? AND temp IS NOT NULL", (DONE,)).fetchall()]
 
     def reset(self, key: str) -> None:
         """Put a done item back to pending (its output went missing)."""
@@ -134,18 +186,18 @@ class Manifest:
     # -- reading -----------------------------------------------------------------------------
 
     def get(self, key: str) -> Entry | None:
-        row = self._db.execute("SELECT key, source, member, stamp, state, reason, output FROM items WHERE key = ?",
-                               (key,)).fetchone()
-        return Entry(*row) if row else None
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM items WHERE key = ?", (_enc(key),)).fetchone()
+        return _entry(row) if row else None
 
     def entries(self, states: Iterable[str] = STATES, keys: set[str] | None = None) -> Iterator[Entry]:
         """Rows in the given states, in key order; only ``keys`` when given."""
         states = tuple(states)
         marks = ",".join("?" * len(states))
-        for row in self._db.execute(f"SELECT key, source, member, stamp, state, reason, output FROM items "
+        for row in self._db.execute(f"SELECT {_COLUMNS} FROM items "
                                     f"WHERE state IN ({marks}) ORDER BY key", states).fetchall():
-            if keys is None or row[0] in keys:
-                yield Entry(*row)
+            entry = _entry(row)
+            if keys is None or entry.key in keys:
+                yield entry
 
     def counts(self, keys: set[str] | None = None) -> dict[str, int]:
         """Number of items per state (only ``keys`` when given)."""
@@ -162,3 +214,24 @@ class Manifest:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _enc(text: str | None) -> str | bytes | None:
+    """A name as stored: the text when it is valid UTF-8, else its bytes (a
+    ``surrogateescape`` string from a file name that is not UTF-8)."""
+    if text is None:
+        return None
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape")
+
+
+def _dec(value: str | bytes | None) -> str | None:
+    """The inverse of :func:`_enc`."""
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
+def _entry(row) -> Entry:
+    return Entry(*(_dec(v) for v in row))

@@ -27,7 +27,8 @@ import streamcolor
 from streamcolor import archive
 from streamcolor.archive import BatchOptions, Item, colorize_archive, output_name, safe_member_path
 from streamcolor.errors import InputError, OutputError
-from streamcolor.manifest import DONE, FAILED, FILENAME as MANIFEST, PENDING, SKIPPED, Entry, Manifest
+from streamcolor.items import is_job_file
+from streamcolor.manifest import DONE, FAILED, FILENAME as MANIFEST, JOB_DIR, PENDING, SKIPPED, Entry, Manifest
 from tests.conftest import make_photo, png_bytes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,9 +97,9 @@ def files_outside(root: Path, out: Path, allowed: set[Path]) -> list[Path]:
 
 
 def image_outputs(out: Path) -> dict[str, Path]:
-    """Output images under OUT by relative path (manifest, lock and report left out)."""
-    skip = {MANIFEST, MANIFEST + "-wal", MANIFEST + "-shm", archive.LOCK_FILENAME, archive.REPORT_FILENAME}
-    return {p.relative_to(out).as_posix(): p for p in sorted(out.rglob("*")) if p.is_file() and p.name not in skip}
+    """Output images under OUT by relative path (the job's .streamcolor/ folder and report left out)."""
+    return {p.relative_to(out).as_posix(): p for p in sorted(out.rglob("*"))
+            if p.is_file() and not is_job_file(p.relative_to(out).as_posix())}
 
 
 def read_report(out: Path) -> dict[str, tuple[str, str]]:
@@ -390,7 +391,7 @@ def test_manifest_sync_mark_and_reset(tmp_path):
         assert m.sync([Entry("a.png", "src", "a.png", "1:1", PENDING)])["a.png"].state == DONE
         assert m.sync([Entry("a.png", "src", "a.png", "2:9", PENDING)])["a.png"].state == PENDING  # changed
         assert m.counts() == {PENDING: 1, DONE: 0, FAILED: 0, SKIPPED: 1}
-    con = sqlite3.connect(tmp_path / MANIFEST)
+    con = sqlite3.connect(tmp_path / JOB_DIR / MANIFEST)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -546,7 +547,7 @@ def test_sigkill_midway_then_resume(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     try:
-        while done_count(out / MANIFEST) < 4:
+        while done_count(out / JOB_DIR / MANIFEST) < 4:
             assert proc.poll() is None, proc.stderr.read().decode()
             assert time.monotonic() < deadline, "the batch made no progress"
             time.sleep(0.02)

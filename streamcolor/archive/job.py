@@ -8,29 +8,30 @@ the other's.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-import re
 import sqlite3
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Iterable, Sequence
 
-from streamcolor import image_io
-from streamcolor.archive.listing import ARCHIVE_SUFFIXES, BatchOptions, Item, Source, list_items, open_source, read_item
+from streamcolor import image_io, tempfiles
+from streamcolor.archive.listing import (ARCHIVE_SUFFIXES, BatchOptions, Item, Source, list_items, open_source,
+                                         read_item)
 from streamcolor.engines import archives
 from streamcolor.errors import OutputError
-from streamcolor.items import REPORT_FILENAME, JobReport, Outcome, Problem, problems_csv
-from streamcolor.manifest import DONE, FAILED, FILENAME as MANIFEST_FILENAME, SKIPPED, Manifest
+from streamcolor.items import REPORT_FILENAME, JobReport, Outcome, Problem, is_item_error, problems_csv
+from streamcolor.manifest import DONE, FAILED, FILENAME as MANIFEST_FILENAME, JOB_DIR, SKIPPED, Entry, Manifest
 
 log = logging.getLogger(__name__)
 
-#: Lock file that keeps two runs from writing into the same OUT.
-LOCK_FILENAME = ".streamcolor.lock"
+#: Lock file (relative to OUT) that keeps two runs from writing into the same OUT.
+LOCK_FILENAME = f"{JOB_DIR}/lock"
 #: The result of a batch job (the one job report).
 BatchReport = JobReport
-_TEMP_RE = re.compile(r"^\..+\.part$")  # write_atomic's temporary names: .<name>.<random>.part
 
 
 class BatchJob:
@@ -101,8 +102,11 @@ class BatchJob:
                                   f"({exc.strerror or exc})") from exc
             self._stack.enter_context(_exclusive(self.out_dir))
             self.manifest = self._stack.enter_context(_open_manifest(self.out_dir))
-            _remove_stale_temps(self.out_dir, self.archive_path)
-            self.items = list_items(self.sources, self.options)
+            with _recording(self.manifest):
+                _finish_renames(self.manifest, self.out_dir)
+                self.items = _keep_clear_of_others(list_items(self.sources, self.options), self.manifest,
+                                                   self.out_dir)
+            self._sweep()
             with _recording(self.manifest):
                 entries = self.manifest.sync(it.entry() for it in self.items)
                 for it in self.items:
@@ -122,12 +126,42 @@ class BatchJob:
     def __exit__(self, *exc) -> None:
         self._stack.close()
 
+    def _sweep(self) -> None:
+        """Remove the temporary files that a killed run left for this job's
+        outputs (only those, and only when their writer is gone)."""
+        names = {it.key.rsplit("/", 1)[-1] for it in self.items if not it.refusal} | {REPORT_FILENAME}
+        tempfiles.sweep(self.out_dir, names, recursive=True)
+        if self.archive_path is not None:
+            tempfiles.sweep(self.archive_path.parent, [self.archive_path.name])
+
     def record(self, outcome: Outcome) -> None:
-        """Store one item's outcome in the manifest (committed at once)."""
+        """Store one item's outcome in the manifest (committed at once).  An
+        outcome with a staged (complete, not yet renamed) output is recorded
+        done with its temporary name first and renamed then, so that each
+        output is written exactly once even when the run is killed between."""
         assert self.manifest is not None, "enter the job first"
         item = outcome.item
-        with _recording(self.manifest):
-            self.manifest.mark(item.key, outcome.state, reason=outcome.reason, output=outcome.output)
+        staged = outcome.staged
+        try:
+            with _recording(self.manifest):
+                self.manifest.mark(item.key, outcome.state, reason=outcome.reason, output=outcome.output,
+                                   temp=staged.path.name if staged is not None else None)
+        except BaseException:
+            if staged is not None:
+                staged.discard()
+            raise
+        if staged is not None:
+            try:
+                staged.commit()
+            except OSError as exc:
+                error = OutputError(f"{staged.final}: cannot write ({exc.strerror or exc})")
+                if not is_item_error(exc):  # the location's fault, not the item's: it stays to do
+                    with _recording(self.manifest):
+                        self.manifest.reset(item.key)
+                    raise error from exc
+                outcome = dataclasses.replace(outcome, state=FAILED, reason=str(error), output=None, staged=None)
+                with _recording(self.manifest):
+                    self.manifest.mark(item.key, FAILED, reason=outcome.reason)
         if outcome.state == DONE:
             self.done_now += 1
         else:
@@ -139,9 +173,10 @@ class BatchJob:
         ``engine_s``: time spent inside engine calls, for the report's figures."""
         assert self.manifest is not None, "enter the job first"
         # Every writer has finished now; a worker killed mid-write (a Ray actor) may have left its temporary file.
-        _remove_stale_temps(self.out_dir, None)
+        self._sweep()
         keys = {it.key for it in self.items}
         with _recording(self.manifest):
+            self.manifest.renamed_all()  # every staged output of this run is renamed or discarded by now
             counts = self.manifest.counts(keys)
             problems = [Problem(e.state, e.source, e.member, e.reason or "")
                         for e in self.manifest.entries((SKIPPED, FAILED), keys)]
@@ -197,6 +232,7 @@ def _exclusive(out_dir: Path):
         yield
         return
     try:
+        (out_dir / JOB_DIR).mkdir(exist_ok=True)
         fh = open(out_dir / LOCK_FILENAME, "a+")
     except OSError as exc:
         raise OutputError(f"{out_dir}: cannot write here ({exc.strerror or exc})") from exc
@@ -215,7 +251,7 @@ def _open_manifest(out_dir: Path):
     try:
         manifest = Manifest.open(out_dir)
     except sqlite3.Error as exc:
-        raise OutputError(f"{out_dir / MANIFEST_FILENAME}: cannot open the resume manifest ({exc})") from exc
+        raise OutputError(f"{out_dir / JOB_DIR / MANIFEST_FILENAME}: cannot open the resume manifest ({exc})") from exc
     try:
         yield manifest
     finally:
@@ -231,17 +267,67 @@ def _recording(manifest: Manifest):
         raise OutputError(f"{manifest.path}: cannot record progress ({exc})") from exc
 
 
-def _remove_stale_temps(out_dir: Path, archive_path: Path | None) -> None:
-    """Temporary files left by a killed run (``.<name>.<random>.part``)."""
-    stale = [Path(d) / f for d, _, files in os.walk(out_dir) for f in files if _TEMP_RE.match(f)]
-    if archive_path is not None:
-        stale += [p for p in archive_path.parent.glob(f".{archive_path.name}.*.part")]
-    for p in stale:
-        try:
-            p.unlink()
-            log.debug("removed stale temporary file %s", p)
-        except OSError:
-            pass
+def _finish_renames(manifest: Manifest, out_dir: Path) -> None:
+    """Outputs recorded done whose rename a killed run may not have made: rename
+    the complete temporary file that is still there (the output is not written
+    again), and forget the temporary names."""
+    for e in manifest.pending_renames():
+        final = out_dir / (e.output or e.key)
+        tmp = final.parent / (e.temp or "")
+        if e.temp and tmp.is_file() and not tmp.is_symlink():
+            try:
+                os.replace(tmp, final)
+                log.info("finished the rename of %s (the run before was stopped just before it)", final)
+            except OSError as exc:
+                log.warning("%s: cannot finish its rename (%s); it is colorized again", final, exc.strerror or exc)
+        manifest.renamed(e.key)
+
+
+def _same_source(e: Entry, item: Item) -> bool:
+    """Whether a manifest row is about the same member of the same source as ``item``."""
+    return e.member == item.member and os.path.realpath(e.source) == os.path.realpath(item.source)
+
+
+def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path) -> list[Item]:
+    """The items with every output key that would replace a file this job did
+    not write for that item changed to ``stem~N.suffix``: an output of another
+    source done by an earlier run into the same folder (two zips of camera
+    files named DSC0000.jpg), or a file the manifest does not know (the
+    user's).  The same listing always gets the same keys, so reruns resume."""
+    used: set[str] = {it.key.casefold() for it in items}
+    renamed: list[tuple[str, str]] = []
+    out: list[Item] = []
+    for it in items:
+        if it.refusal or _free_for(it.key, it, manifest, out_dir):
+            out.append(it)
+            continue
+        p = PurePosixPath(it.key)
+        n = 1
+        while True:
+            n += 1
+            candidate = str(p.with_name(f"{p.stem}~{n}{p.suffix}"))
+            if candidate.casefold() not in used and _free_for(candidate, it, manifest, out_dir):
+                break
+        used.add(candidate.casefold())
+        renamed.append((it.key, candidate))
+        out.append(dataclasses.replace(it, key=candidate))
+    if renamed:
+        first = ", ".join(f"{a} -> {b}" for a, b in renamed[:3])
+        log.warning("%d output name(s) were taken by files this job did not write (an earlier job's outputs, or "
+                    "your own files), so they are not replaced: written as %s%s", len(renamed), first,
+                    ", ..." if len(renamed) > 3 else "")
+    return out
+
+
+def _free_for(key: str, item: Item, manifest: Manifest, out_dir: Path) -> bool:
+    """Whether ``item`` may write ``key``: nothing is there, or what is there is its own output."""
+    e = manifest.get(key)
+    path = out_dir / key
+    if e is None:
+        return not os.path.lexists(path)
+    if _same_source(e, item):
+        return True
+    return not (e.state == DONE and os.path.lexists(path))
 
 
 __all__ = ["BatchJob", "BatchReport", "LOCK_FILENAME", "REPORT_FILENAME", "pack_outputs"]

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Sequence
 
-from streamcolor import image_io
+from streamcolor import image_io, tempfiles
 from streamcolor.colorize import ColorOptions
 from streamcolor.engines import archives
 from streamcolor.engines.archives import ARCHIVE_SUFFIXES, Source, safe_member_path
 from streamcolor.errors import InputError, MemberRefused
-from streamcolor.manifest import FAILED, PENDING, SKIPPED, Entry
+from streamcolor.items import REPORT_FILENAME
+from streamcolor.manifest import FAILED, JOB_DIR, PENDING, SKIPPED, Entry
 
 if TYPE_CHECKING:
     from streamcolor.engines import Engine
@@ -148,8 +149,11 @@ def list_items(sources: Sequence[Source], options: BatchOptions = BatchOptions()
 
     One source: keys are the member paths.  Several: ``<source name>/<member
     path>`` (repeated source names get ``~2``, ``~3``...).  Two members that
-    map to one output name (duplicate zip entries, ``a.png`` and ``a.gif``)
-    get ``~2``... on the later one's stem.  Refused members get a ``?`` key.
+    map to one output name (duplicate zip entries, ``a.png`` and ``a.gif``,
+    or ``A.jpg`` and ``a.jpg``, one file on a case-insensitive disk) get
+    ``~2``... on the later one's stem.  Names of the job's own files (the
+    report, the ``.streamcolor/`` folder, temporary names) are never given to
+    a member (:func:`clear_of_job_files`).  Refused members get a ``?`` key.
     """
     prefixes = _prefixes(sources)
     items: list[Item] = []
@@ -165,8 +169,30 @@ def list_items(sources: Sequence[Source], options: BatchOptions = BatchOptions()
                 items.append(Item(key=f"?{prefix}{m.locator}:{m.name}", refusal=refusal, refusal_state=state,
                                   **common))
                 continue
-            items.append(Item(key=unique_name(prefix + key, taken), **common))
+            items.append(Item(key=unique_name(clear_of_job_files(prefix + key), taken), **common))
     return items
+
+
+def clear_of_job_files(key: str) -> str:
+    """``key`` with any part that a job's own files use renamed, so no member
+    can block them: a top-level file or folder named like the report or the
+    ``.streamcolor`` folder (in any case) gets ``~member`` added, and a file
+    name of the temporary-name pattern gets ``~member`` on its stem."""
+    parts = key.split("/")
+    if parts[0].casefold() in _JOB_NAMES:
+        if len(parts) > 1:
+            parts[0] += "~member"
+        else:
+            p = PurePosixPath(parts[0])
+            parts[0] = f"{p.stem}~member{p.suffix}"
+    if tempfiles.is_temp_name(parts[-1]):
+        p = PurePosixPath(parts[-1])
+        parts[-1] = f"{p.stem}~member{p.suffix}"
+    return "/".join(parts)
+
+
+#: Top-level names in OUT that belong to the job (case-folded).
+_JOB_NAMES = frozenset({REPORT_FILENAME.casefold(), JOB_DIR.casefold()})
 
 
 def _prefixes(sources: Sequence[Source]) -> list[str]:
@@ -181,15 +207,17 @@ def _prefixes(sources: Sequence[Source]) -> list[str]:
 
 
 def unique_name(path: str, taken: set[str]) -> str:
-    """``path``, or ``stem~N.suffix`` with the first N that is not in ``taken``; adds it to ``taken``."""
+    """``path``, or ``stem~N.suffix`` with the first N that is not in ``taken``
+    (compared case-insensitively: on a case-insensitive disk ``A.jpg`` and
+    ``a.jpg`` are one file); adds it to ``taken`` (case-folded)."""
     candidate, n = path, 1
     p = PurePosixPath(path)
-    while candidate in taken:
+    while candidate.casefold() in taken:
         n += 1
         candidate = str(p.with_name(f"{p.stem}~{n}{p.suffix}"))
-    taken.add(candidate)
+    taken.add(candidate.casefold())
     return candidate
 
 
 __all__ = ["ARCHIVE_SUFFIXES", "BatchOptions", "Item", "OUTPUT_FORMATS", "Source", "list_items", "open_source",
-           "output_key", "output_name", "read_item", "safe_member_path", "unique_name"]
+           "clear_of_job_files", "output_key", "output_name", "read_item", "safe_member_path", "unique_name"]

@@ -52,7 +52,7 @@ def colorize_archive(src: str | os.PathLike | Sequence[str | os.PathLike], dst: 
     dst:
         The output folder, mirroring the source tree (``dst/<source name>/...``
         for several sources).  It also holds the resume manifest
-        (``.streamcolor-manifest.sqlite``) and the report
+        (``.streamcolor/manifest.sqlite``) and the report
         (``streamcolor-report.csv``).  A name ending in an archive suffix
         (``album-colour.zip``) means: fill the folder ``album-colour/``, then
         pack it into ``album-colour.zip``.
@@ -109,7 +109,7 @@ class _Pipeline:
     def __init__(self, job: BatchJob, engine: "Engine", color: ColorOptions, bar):
         self.job, self.engine, self.color, self.bar = job, engine, color, bar
         self.options = job.options
-        self.sink = FolderSink(job.out_dir)
+        self.sink = FolderSink(job.out_dir, staging=True)  # the job renames each output as it records it
         self.workers = self.options.workers or os.cpu_count() or 1
         self.depth = 2 * self.options.batch_size + self.workers  # decoded items waiting for the engine, at most
         self.engine_s = 0.0
@@ -217,16 +217,21 @@ class _Pipeline:
 
     def _settle(self, writing: set[Future]) -> None:
         """After a fatal error: wait for writes in flight, record the ones that succeeded."""
+        outcomes = []
         for fut in list(writing):
             try:
-                outcome = fut.result()
+                outcomes.append(fut.result())
             except BaseException:
                 continue
+        writing.clear()
+        for i, outcome in enumerate(outcomes):
             try:
                 self._record(outcome)
             except BaseException:
+                for rest in outcomes[i + 1:]:  # not recorded: their temporary files go
+                    if rest.staged is not None:
+                        rest.staged.discard()
                 return
-        writing.clear()
 
     def _record(self, outcome: Outcome) -> None:
         self.job.record(outcome)

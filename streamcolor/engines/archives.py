@@ -165,14 +165,15 @@ class Source:
         self.kind = source_kind(self.path)
         self._zip: zipfile.ZipFile | None = None
         self._tar: tarfile.TarFile | None = None
+        self._raw = None  # the file under a zip opened through _FlagFixedFile (ZipFile does not close it)
         self._tar_members: list[tarfile.TarInfo] = []
         self._listed: list[Member] | None = None
         try:
             if self.kind == "zip":
-                self._zip = zipfile.ZipFile(self.path)
+                self._zip, self._raw = _open_zip(self.path)
             elif self.kind != "folder":
                 self._tar = tarfile.open(self.path, "r:*")
-        except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, UnicodeDecodeError) as exc:
             raise ArchiveError(f"{self.path}: cannot open as {self.kind} ({exc})") from exc
 
     @property
@@ -320,7 +321,7 @@ class Source:
         return data
 
     def close(self) -> None:
-        for handle in (self._zip, self._tar):
+        for handle in (self._zip, self._tar, self._raw):
             if handle is not None:
                 handle.close()
 
@@ -329,6 +330,86 @@ class Source:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _open_zip(path: Path) -> tuple[zipfile.ZipFile, object | None]:
+    """Open a zip for reading.  Names marked UTF-8 (flag bit 11) that are not
+    valid UTF-8 make :class:`zipfile.ZipFile` fail for the whole archive; such a
+    zip is opened again through :class:`_FlagFixedFile`, which clears the flag
+    on those entries only, so their names are read as zip's historical
+    encoding (cp437) and every member can still be processed.  Returns the
+    zip and the file to close after it (None when ZipFile owns it)."""
+    try:
+        return zipfile.ZipFile(path), None
+    except UnicodeDecodeError:
+        pass
+    fh = open(path, "rb")
+    try:
+        zf = zipfile.ZipFile(_FlagFixedFile(fh, _bad_utf8_flags(fh)))
+    except BaseException:
+        fh.close()
+        raise
+    return zf, fh
+
+
+def _bad_utf8_flags(fh) -> dict[int, int]:
+    """{file offset: patched byte} that clear the UTF-8 flag of the central
+    directory and local headers of entries whose names are not valid UTF-8."""
+    endrec = zipfile._EndRecData(fh)  # type: ignore[attr-defined]  # the end record, as ZipFile reads it
+    if not endrec:
+        raise zipfile.BadZipFile("no end of central directory")
+    size_cd, offset_cd = endrec[zipfile._ECD_SIZE], endrec[zipfile._ECD_OFFSET]  # type: ignore[attr-defined]
+    concat = endrec[zipfile._ECD_LOCATION] - size_cd - offset_cd  # type: ignore[attr-defined]
+    fh.seek(offset_cd + concat)
+    cd = fh.read(size_cd)
+    patches: dict[int, int] = {}
+    pos = 0
+    while pos + 46 <= len(cd) and cd[pos:pos + 4] == b"PK\x01\x02":
+        flags = int.from_bytes(cd[pos + 8:pos + 10], "little")
+        n, m, k = (int.from_bytes(cd[pos + i:pos + i + 2], "little") for i in (28, 30, 32))
+        local = int.from_bytes(cd[pos + 42:pos + 46], "little")
+        name = cd[pos + 46:pos + 46 + n]
+        if flags & 0x800:
+            try:
+                name.decode("utf-8")
+            except UnicodeDecodeError:
+                patches[offset_cd + concat + pos + 9] = cd[pos + 9] & ~0x08
+                fh.seek(local + concat + 7)
+                high = fh.read(1)
+                if high:
+                    patches[local + concat + 7] = high[0] & ~0x08
+        pos += 46 + n + m + k
+    return patches
+
+
+class _FlagFixedFile:
+    """A read-only file that returns ``patches`` ({offset: byte}) in place of the bytes there."""
+
+    def __init__(self, fh, patches: dict[int, int]):
+        self._fh, self._patches = fh, patches
+
+    def read(self, n: int = -1) -> bytes:
+        start = self._fh.tell()
+        data = self._fh.read(n)
+        hits = [p for p in self._patches if start <= p < start + len(data)]
+        if not hits:
+            return data
+        buf = bytearray(data)
+        for p in hits:
+            buf[p - start] = self._patches[p]
+        return bytes(buf)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._fh.close()
 
 
 def pack(root: str | os.PathLike, members: Iterable[str], dest: str | os.PathLike, kind: str) -> None:
