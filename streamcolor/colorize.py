@@ -326,12 +326,23 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
 
 
 def _array_to_decoded(arr: np.ndarray) -> tuple[image_io.Decoded, np.dtype]:
+    """An array input as a Decoded image and the dtype the result is given back in.
+
+    Any byte order is accepted (big-endian data is converted); every float
+    width is computed in float32 (float16 cannot hold 65535); NaN or infinite
+    values, and dtypes other than uint8, uint16 and float, are refused with
+    InputError."""
     arr = np.asarray(arr)
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     dtype = arr.dtype
     if arr.dtype.kind == "f":
-        if arr.size and (np.nanmin(arr) < 0 or np.nanmax(arr) > 1):
+        arr = arr.astype(np.float32) if arr.dtype.itemsize < 4 else arr
+        if arr.size and not np.isfinite(arr).all():
+            raise InputError("the image array holds NaN or infinite values")
+        if arr.size and (arr.min() < 0 or arr.max() > 1):
             raise InputError("float image arrays must hold values in [0, 1]")
-        arr = (np.clip(arr, 0, 1) * 65535 + 0.5).astype(np.uint16)
+        arr = (np.clip(arr, 0, 1).astype(np.float32) * 65535 + 0.5).astype(np.uint16)
     elif arr.dtype not in (np.uint8, np.uint16):
         raise InputError(f"unsupported image array dtype {arr.dtype} (use uint8, uint16 or float in [0, 1])")
     alpha = None
@@ -376,6 +387,9 @@ def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
     """
     if render_size is not None:
         options = dataclasses.replace(options, render_size=render_size)
+    if not isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray)):
+        raise InputError(f"cannot colorize a {type(src).__name__}: give a file path, encoded bytes, "
+                         "a PIL image or a NumPy array")
     engine = engine or default_engine()
     if isinstance(src, np.ndarray):
         decoded, dtype = _array_to_decoded(src)
