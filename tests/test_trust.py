@@ -1,0 +1,353 @@
+"""A user's files are never lost and one bad name never stops a run: outputs
+that would replace inputs, same-named inputs, reused output folders, the
+sweep of temporary files, names that are not UTF-8, names that collide with
+the job's own files, formula-looking names, long names, a run killed between
+write and record, and the wrong-output cases (arrays, 16-bit colour,
+multi-frame images, video option errors).  Every input is made here."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from streamcolor import image_io, tempfiles
+from streamcolor.archive import BatchJob, BatchOptions, colorize_archive
+from streamcolor.colorize import colorize_image
+from streamcolor.errors import InputError, OutputError
+from streamcolor.items import REPORT_FILENAME, FolderSink, finish_item, is_job_file, problems_csv, Problem
+from streamcolor.manifest import DONE, Manifest
+from streamcolor.outputs import plan_outputs
+from tests.conftest import make_photo
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def jpeg(seed: int = 0, size: tuple[int, int] = (48, 64)) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(make_photo(*size, seed=seed)[..., 0]).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "streamcolor", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def outputs(out: Path) -> dict[str, Path]:
+    return {p.relative_to(out).as_posix(): p for p in sorted(out.rglob("*"))
+            if p.is_file() and not is_job_file(p.relative_to(out).as_posix())}
+
+
+def report_rows(out: Path) -> list[dict[str, str]]:
+    with open(out / REPORT_FILENAME, newline="", encoding="utf-8") as fh:  # strict UTF-8: must decode
+        return list(csv.DictReader(fh))
+
+
+def one_error_line(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert "Traceback" not in stderr, stderr
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    assert len(errors) == 1, stderr
+    return errors[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# image and video: outputs never replace inputs, same-named inputs never share an output
+# ---------------------------------------------------------------------------------------------
+
+
+def test_plan_refuses_every_spelling_of_an_input(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    a = photos / "a.jpg"
+    a.write_bytes(jpeg())
+    os.link(a, tmp_path / "hard.jpg")
+    (tmp_path / "link").symlink_to(photos)
+    for proposed in (a, photos / "." / "a.jpg", tmp_path / "link" / "a.jpg", tmp_path / "hard.jpg"):
+        with pytest.raises(OutputError, match="would replace"):
+            plan_outputs([(a, proposed)])
+    # another input's file is refused too (image b.png -> --format jpg would write over the input a.jpg)
+    b = photos / "a.png"
+    b.write_bytes(b"x")
+    with pytest.raises(OutputError, match="the input"):
+        plan_outputs([(a, tmp_path / "out" / "a.jpg"), (b, a)])
+
+
+def test_plan_gives_same_named_inputs_their_own_outputs(tmp_path):
+    out = tmp_path / "out"
+    pairs = [(tmp_path / d / "x.jpg", out / "x.jpg") for d in ("a", "b", "c")] + [(tmp_path / "X.JPG", out / "X.JPG")]
+    got = [p.dst.name for p in plan_outputs(pairs)]
+    assert got == ["x.jpg", "x~2.jpg", "x~3.jpg", "X~4.JPG"]  # case-insensitive disks: X.JPG is x.jpg
+    assert [p.dst.name for p in plan_outputs(pairs)] == got  # the same every run
+
+
+def test_image_cli_refuses_to_overwrite_its_inputs(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        (photos / f"p{i}.jpg").write_bytes(jpeg(i))
+    before = {p.name: p.read_bytes() for p in photos.iterdir()}
+    r = cli("image", *(str(p) for p in sorted(photos.iterdir())), "-o", str(photos))
+    assert r.returncode == 2
+    assert "would replace" in one_error_line(r.stderr)
+    assert {p.name: p.read_bytes() for p in photos.iterdir()} == before
+
+    # same-named inputs from two folders: two outputs; an unknown model: exit 2
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "x.jpg").write_bytes(jpeg(3))
+    r = cli("image", str(tmp_path / "a" / "x.jpg"), str(tmp_path / "b" / "x.jpg"), "-o", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x.jpg", "x~2.jpg"]
+    r = cli("image", str(tmp_path / "a" / "x.jpg"), "-o", str(tmp_path / "o2"), "-m", "no-such-model")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# temporary files: fixed length, swept only when this tool made them and their writer is gone
+# ---------------------------------------------------------------------------------------------
+
+
+def test_temporary_names_have_a_fixed_length_and_the_sweep_touches_only_abandoned_ones(tmp_path):
+    long_name = "n" * 240 + ".jpg"
+    with image_io.atomic_output(tmp_path / long_name) as tmp:
+        assert len(tmp.name) == len(tempfiles.PREFIX) + 12 + 1 + 8 + len(".part")
+        tmp.write_bytes(b"data")
+    assert (tmp_path / long_name).read_bytes() == b"data"
+
+    user_part = tmp_path / ".holiday.jpg.abc123.part"  # a user's file that looks like a temporary
+    user_part.write_bytes(b"mine")
+    alive = tempfiles.create(tmp_path / "a.jpg")  # a writer that is still running
+    dead = tempfiles.create(tmp_path / "a.jpg")
+    dead._release()  # its writer was killed: the lock is gone, the file stays
+    other = tempfiles.create(tmp_path / "b.jpg")
+    other._release()
+    assert tempfiles.sweep(tmp_path, ["a.jpg"]) == 1
+    assert not dead.path.exists()
+    assert alive.path.exists() and other.path.exists() and user_part.exists()
+    alive.discard()
+
+
+def make_clip(path: Path, frames: int = 12) -> Path:
+    from streamcolor.video import make_clip as clip
+
+    return clip(path, 64, 48, frames)
+
+
+def test_video_cli_errors_are_one_line_with_exit_2(tmp_path):
+    clip = make_clip(tmp_path / "in.mp4")
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    cases = [
+        (str(clip), str(clip), "-o", str(a_file)),  # several inputs into an existing file
+        (str(clip), "-o", str(a_file / "sub") + "/"),  # a folder that cannot be created
+        (str(clip), "-o", str(tmp_path / "o.mp4"), "--pix-fmt", "nope"),
+        (str(clip), "-o", str(tmp_path / "o.mp4"), "--codec", "aac"),
+        (str(clip), "-o", str(tmp_path / "o.mp4"), "--codec", "no-such-codec"),
+        (str(clip), "-o", str(clip)),  # the input itself
+        (str(clip), "-o", str(tmp_path / "o.mp4"), "-m", "no-such-model"),
+    ]
+    for args in cases:
+        r = cli("video", "--no-progress", *args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert "Traceback" not in r.stderr, (args, r.stderr)
+    assert clip.stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_killed_video_leaves_a_temporary_that_the_next_run_sweeps(tmp_path):
+    clip = make_clip(tmp_path / "in.mp4", frames=400)
+    dst = tmp_path / "out" / "in-colour.mp4"
+    (tmp_path / "out").mkdir()
+    keep = tmp_path / "out" / "notes.part"  # the user's; not ours to delete
+    keep.write_text("keep")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "streamcolor", "video", str(clip), "-o", str(dst),
+                             "--no-progress", "-b", "1"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while not [p for p in dst.parent.iterdir() if tempfiles.is_temp_name(p.name) and p.stat().st_size > 0]:
+            assert proc.poll() is None and time.monotonic() < deadline, "the video never started writing"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert [p for p in dst.parent.iterdir() if tempfiles.is_temp_name(p.name)]  # left by the kill
+    r = cli("video", "--no-progress", str(make_clip(tmp_path / "short.mp4")), "-o", str(dst))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["in-colour.mp4", "notes.part"]
+
+
+# ---------------------------------------------------------------------------------------------
+# batch: reused output folders, the user's files, the job's own files
+# ---------------------------------------------------------------------------------------------
+
+
+def zip_of(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_a_reused_output_folder_keeps_the_earlier_sources_outputs(engine, tmp_path):
+    out = tmp_path / "out"
+    opts = BatchOptions(workers=1)
+    colorize_archive(zip_of(tmp_path / "cam1.zip", {"DSC0000.jpg": jpeg(1)}), out, engine=engine, options=opts,
+                     progress=False)
+    first = (out / "DSC0000.jpg").read_bytes()
+    (out / "mine.jpg").write_bytes(b"the user's own file")
+    (out / "old.part").write_bytes(b"the user's own .part file")
+    cam2 = zip_of(tmp_path / "cam2.zip", {"DSC0000.jpg": jpeg(2), "mine.jpg": jpeg(3)})
+    report = colorize_archive(cam2, out, engine=engine, options=opts, progress=False)
+    assert report.ok and report.done_now == 2
+    assert (out / "DSC0000.jpg").read_bytes() == first
+    assert (out / "mine.jpg").read_bytes() == b"the user's own file"
+    assert (out / "old.part").read_bytes() == b"the user's own .part file"
+    assert set(outputs(out)) == {"DSC0000.jpg", "DSC0000~2.jpg", "mine.jpg", "mine~2.jpg", "old.part"}
+    again = colorize_archive(cam2, out, engine=engine, options=opts, progress=False)  # resumes, renames nothing
+    assert again.ok and again.done_now == 0 and again.done == 2
+
+
+def test_members_named_like_the_jobs_files_do_not_block_it(engine, tmp_path):
+    members = {f"{REPORT_FILENAME}/a.jpg": jpeg(1), ".streamcolor/manifest.sqlite/b.jpg": jpeg(2),
+               ".STREAMCOLOR/lock.jpg": jpeg(3), "=cmd|' -c calc'!A0.txt": b"not an image",
+               "@sum(1).jpg": b"", "+1.jpg": b"", "-2.jpg": b""}
+    src = zip_of(tmp_path / "evil.zip", members)
+    out = tmp_path / "out"
+    for _ in range(2):  # a rerun is not blocked either
+        report = colorize_archive(src, out, engine=engine, options=BatchOptions(workers=1), progress=False)
+        assert report.done == 3 and report.failed == 4
+    assert (out / REPORT_FILENAME).is_file()
+    assert set(outputs(out)) == {f"{REPORT_FILENAME}~member/a.jpg", ".streamcolor~member/manifest.sqlite/b.jpg",
+                                 ".STREAMCOLOR~member/lock.jpg"}
+    cells = [row["member"] for row in report_rows(out)]
+    assert sorted(cells) == sorted(["'=cmd|' -c calc'!A0.txt", "'@sum(1).jpg", "'+1.jpg", "'-2.jpg"])
+    assert all(not c.startswith(("=", "+", "-", "@")) for row in report_rows(out) for c in row.values())
+
+
+def test_report_cells_are_never_formulas_and_always_utf8():
+    data = problems_csv([Problem("failed", "=src.zip", "caf\udce9.jpg", "-reason")]).decode("utf-8")
+    assert "'=src.zip" in data and "caf\\xe9.jpg" in data and "'-reason" in data
+
+
+def test_names_that_are_not_utf8_are_processed(engine, tmp_path):
+    latin1 = os.fsdecode(b"caf\xe9")  # a folder made on a Latin-1 system
+    folder = tmp_path / "src" / latin1
+    folder.mkdir(parents=True)
+    (folder / os.fsdecode(b"\xe9t\xe9.jpg")).write_bytes(jpeg(1))
+    (folder / os.fsdecode(b"=bad\xff.jpg")).write_bytes(b"")  # fails: reported
+    tar_path = tmp_path / "gnu.tar"
+    with tarfile.open(tar_path, "w", format=tarfile.GNU_FORMAT, encoding="latin-1") as tf:
+        info = tarfile.TarInfo("d\xe9j\xe0.jpg")  # stored as Latin-1 bytes: not UTF-8
+        data = jpeg(2)
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    bad_flag = zip_of(tmp_path / "flag.zip", {"AAAA.jpg": jpeg(3), "ok.jpg": jpeg(4), "\u00fcber.jpg": jpeg(5)})
+    raw = bytearray(bad_flag.read_bytes().replace(b"AAAA.jpg", b"\xff\xfe\xfd\xfc.jpg"))  # not UTF-8 ...
+    for sig, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # ... yet marked UTF-8 (bit 11)
+        i = raw.find(sig)
+        raw[i + flag_at + 1] |= 0x08
+    bad_flag.write_bytes(bytes(raw))
+    with pytest.raises(UnicodeDecodeError):
+        zipfile.ZipFile(bad_flag)  # the zip module alone refuses the whole archive
+    out = tmp_path / "out"
+    report = colorize_archive([tmp_path / "src", tar_path, bad_flag], out, engine=engine,
+                              options=BatchOptions(workers=1), progress=False)
+    assert report.done == 5 and report.failed == 1, report.problems
+    names = set(outputs(out))
+    assert os.fsdecode(b"src/caf\xe9/\xe9t\xe9.jpg") in names
+    assert os.fsdecode("gnu/d\xe9j\xe0.jpg".encode("latin-1")) in names
+    assert "flag/\u00fcber.jpg" in names and "flag/ok.jpg" in names
+    rows = report_rows(out)  # valid UTF-8, the bytes shown as \xNN
+    assert [r["member"] for r in rows] == ["caf\\xe9/=bad\\xff.jpg"]
+    again = colorize_archive([tmp_path / "src", tar_path, bad_flag], out, engine=engine,
+                             options=BatchOptions(workers=1), progress=False)
+    assert again.done_now == 0 and again.done == 5
+
+
+# ---------------------------------------------------------------------------------------------
+# exactly once: an output renamed, then the run killed before the next record
+# ---------------------------------------------------------------------------------------------
+
+
+def test_an_output_staged_before_a_kill_is_renamed_not_written_again(engine, tmp_path):
+    src = zip_of(tmp_path / "in.zip", {"a.jpg": jpeg(1), "b.jpg": jpeg(2)})
+    out = tmp_path / "out"
+    options = BatchOptions(workers=1)
+    with BatchJob(src, out, options=options) as job:
+        color = options.color_options(engine)
+        from streamcolor.items import colorize_items
+
+        item = job.todo[0]
+        [outcome] = colorize_items([(item, job.read(item))], engine=engine, options=color,
+                                   sink=FolderSink(out, staging=True))
+        staged = outcome.staged
+        job.manifest.mark(item.key, DONE, output=item.key, temp=staged.path.name)
+        staged._release()  # killed here: recorded, not renamed; the writer's lock is gone
+        inode = staged.path.stat().st_ino
+    report = colorize_archive(src, out, engine=engine, options=options, progress=False)
+    assert report.ok and report.done_now == 1  # only b.jpg was colorized
+    assert (out / item.key).stat().st_ino == inode  # a.jpg is the file written before the kill
+    assert not [p for p in out.rglob("*") if tempfiles.is_temp_name(p.name)]
+    with Manifest.open(out) as m:
+        assert m.pending_renames() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# wrong output: arrays, 16-bit colour, multi-frame images
+# ---------------------------------------------------------------------------------------------
+
+
+def test_arrays_of_any_float_width_and_byte_order(engine):
+    gray = make_photo(32, 48, seed=5)[..., 0]
+    ref = colorize_image(gray, engine=engine)
+    for arr in (gray.astype(np.float16) / 255, gray.astype(np.float64) / 255, gray.astype(np.float32) / 255):
+        out = colorize_image(arr, engine=engine)
+        assert out.dtype == arr.dtype and out.shape == (32, 48, 3)
+        assert np.abs(out.astype(np.float32) * 255 - ref).mean() < 2.5  # not black
+    big = (gray.astype(np.uint16) * 257).astype(">u2")
+    out16 = colorize_image(big, engine=engine)
+    assert out16.dtype == np.uint16 and np.abs(out16 / 257 - ref).mean() < 2
+    nan = np.full((16, 16), np.nan, dtype=np.float32)
+    with pytest.raises(InputError, match="NaN"):
+        colorize_image(nan, engine=engine)
+    with pytest.raises(InputError, match="list"):
+        colorize_image([[0, 1], [1, 0]], engine=engine)
+
+
+def test_16_bit_colour_stays_16_bit(engine, tmp_path):
+    import cv2
+
+    rgb = (make_photo(40, 56, seed=6).astype(np.uint16) * 257 + np.arange(56, dtype=np.uint16)[None, :, None])
+    src = tmp_path / "in16.png"
+    cv2.imwrite(str(src), rgb[..., ::-1])
+    decoded = image_io.read_image(src)
+    assert decoded.pixels.dtype == np.uint16 and np.array_equal(decoded.pixels, rgb)
+    colorize_image(src, tmp_path / "out16.png", engine=engine)
+    back = cv2.imread(str(tmp_path / "out16.png"), cv2.IMREAD_UNCHANGED)
+    assert back.dtype == np.uint16 and back.shape == (40, 56, 3)
+    assert len(np.unique(back)) > 256  # not 8-bit data scaled up
+
+
+def test_multi_frame_images_are_reported_not_cut_to_their_first_frame(tmp_path):
+    frames = [Image.fromarray(make_photo(24, 24, seed=i)[..., 0]) for i in range(3)]
+    for name, kwargs in (("pages.tif", {}), ("anim.gif", {"duration": 50, "loop": 0}),
+                         ("anim.png", {"duration": 50}), ("anim.webp", {"duration": 50})):
+        frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:], **kwargs)
+        with pytest.raises(InputError, match="3 (pages|frames)"):
+            image_io.read_image(tmp_path / name)
