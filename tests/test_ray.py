@@ -30,15 +30,13 @@ av = pytest.importorskip("av")
 from streamcolor.archive import REPORT_FILENAME, BatchOptions, colorize_archive  # noqa: E402
 from streamcolor.ray import ClusterOptions, ColorizeBatch, colorize_archive_ray  # noqa: E402
 from streamcolor.video import video_keyframes  # noqa: E402
+from streamcolor.items import is_job_file  # noqa: E402
 from streamcolor.manifest import DONE, FAILED, Manifest  # noqa: E402
 from tests.conftest import make_photo  # noqa: E402
 
 N_PHOTOS = 24
 BAD = {"roll1/torn.jpg": b"\xff\xd8\xff\xe0 not really a jpeg", "notes.txt": b"scanned 1962"}
 OPTIONS = BatchOptions(batch_size=2, render_size=128)
-#: Names a job leaves in OUT besides the outputs.
-JOB_FILES = {REPORT_FILENAME, ".streamcolor.lock", ".streamcolor-manifest.sqlite", ".streamcolor-manifest.sqlite-wal",
-             ".streamcolor-manifest.sqlite-shm"}
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +68,8 @@ def expected_keys(root: Path) -> set[str]:
 
 def outputs(out: Path) -> list[str]:
     """Every file in OUT that is not the job's own, as relative paths (duplicates kept)."""
-    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name not in JOB_FILES)
+    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()
+                  and not is_job_file(p.relative_to(out).as_posix()))
 
 
 def assert_each_output_once(out: Path, root: Path) -> None:

@@ -53,6 +53,12 @@ def command(inputs, output, fmt, quality, overwrite, model, backend, render_size
         sys.exit(EXIT_FATAL)
     for line in describe_renames(planned):
         click.echo(line, err=True)
+    folder = output.parent if single_file else output
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        click.echo(f"error: {folder}: cannot create the output folder ({exc.strerror or exc})", err=True)
+        sys.exit(EXIT_FATAL)
     try:
         engine = load(model, backend)
     except click.ClickException as exc:
