@@ -72,9 +72,11 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
     OUTPUT/streamcolor-report.csv, and never stop the run.
 
     Resumable: the state of every item is kept in
-    OUTPUT/.streamcolor-manifest.sqlite; after an interruption (even kill -9)
-    run the same command again to finish the rest.  Failed and skipped items
-    are retried on each run.
+    OUTPUT/.streamcolor/manifest.sqlite; after an interruption (even kill -9)
+    run the same command again to finish the rest (each output is written
+    once).  Failed and skipped items are retried on each run.  Files in
+    OUTPUT that this job did not write are never replaced: the new output
+    gets name~2.
 
     \b
     Exit status:
