@@ -351,3 +351,15 @@ def test_multi_frame_images_are_reported_not_cut_to_their_first_frame(tmp_path):
         frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:], **kwargs)
         with pytest.raises(InputError, match="3 (pages|frames)"):
             image_io.read_image(tmp_path / name)
+
+
+def test_batch_refuses_an_output_inside_its_source_by_any_spelling(tmp_path):
+    src = tmp_path / "scans"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(jpeg())
+    (tmp_path / "link").symlink_to(src)
+    for out in (tmp_path / "link" / "colour", src / "x" / "..", tmp_path / "link"):
+        with pytest.raises(ValueError, match="overlap"):
+            BatchJob(src, out)
+    with pytest.raises(ValueError, match="overlap"):
+        BatchJob(tmp_path / "link", src / "colour")

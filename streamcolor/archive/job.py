@@ -212,15 +212,37 @@ def _output_layout(dst: Path, options: BatchOptions) -> tuple[Path, str | None]:
 
 
 def _check_overlap(sources: Sequence[Path], out_dir: Path, archive_path: Path | None) -> None:
-    out = out_dir.resolve()
-    for s in sources:
-        s = s.resolve()
-        if s.is_dir() and (out == s or out.is_relative_to(s) or s.is_relative_to(out)):
+    """ValueError when OUT and a source folder contain one another, or the packed
+    archive would be a source archive: compared as files on disk (device and
+    inode), so links, ``..`` and another case on a case-insensitive disk are
+    caught too."""
+    out_chain = _chain(out_dir)
+    for src in sources:
+        s = src.resolve()
+        if s.is_dir() and (_ident(s) in out_chain or _ident(out_dir) in _chain(s)):
             raise ValueError(f"the output folder {out_dir} and the source folder {s} overlap; "
                              "choose an output outside the source")
-        if archive_path is not None and archive_path.resolve() == s:
+        if archive_path is not None and (archive_path.resolve() == s
+                                         or (_ident(archive_path) is not None and _ident(archive_path) == _ident(s))):
             raise ValueError(f"the packed output {archive_path} would replace the source archive; "
                              "choose another output name")
+
+
+def _ident(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _chain(path: Path) -> set[tuple[int, int] | None]:
+    """The identities of a path and of every folder above it that exists (as
+    spelt, and with links resolved: ``link/..`` is not where it looks)."""
+    out: set[tuple[int, int] | None] = set()
+    for p in {Path(os.path.abspath(path)), Path(path).resolve()}:
+        out |= {i for i in (_ident(q) for q in (p, *p.parents)) if i is not None}
+    return out
 
 
 @contextmanager
