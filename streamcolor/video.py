@@ -1052,6 +1052,6 @@ def video_size(src: str | Path) -> tuple[int, int]:
         return c.streams.video[0].width, c.streams.video[0].height
 
 
-__all__ = ["ChromaStabilizer", "Segment", "VideoOptions", "check_codec", "codec_floor", "colorize_segment", "colorize_video",
-           "default_output", "histogram_distance", "join_segments", "l_histogram", "make_clip", "output_path",
+__all__ = ["ChromaStabilizer", "Segment", "VideoOptions", "check_codec", "codec_floor", "colorize_segment",
+           "colorize_video", "default_output", "histogram_distance", "join_segments", "l_histogram", "make_clip", "output_path",
            "pick_codec", "plan_segments", "video_keyframes", "video_size"]

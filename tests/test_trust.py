@@ -26,7 +26,7 @@ from streamcolor import image_io, tempfiles
 from streamcolor.archive import BatchJob, BatchOptions, colorize_archive
 from streamcolor.colorize import colorize_image
 from streamcolor.errors import InputError, OutputError
-from streamcolor.items import REPORT_FILENAME, FolderSink, finish_item, is_job_file, problems_csv, Problem
+from streamcolor.items import REPORT_FILENAME, FolderSink, Problem, is_job_file, problems_csv
 from streamcolor.manifest import DONE, Manifest
 from streamcolor.outputs import plan_outputs
 from tests.conftest import make_photo

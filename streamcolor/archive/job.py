@@ -14,8 +14,7 @@ import os
 import sqlite3
 import time
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Iterable, Sequence
 
 from streamcolor import image_io, tempfiles
