@@ -1053,5 +1053,5 @@ def video_size(src: str | Path) -> tuple[int, int]:
 
 
 __all__ = ["ChromaStabilizer", "Segment", "VideoOptions", "check_codec", "codec_floor", "colorize_segment",
-           "colorize_video", "default_output", "histogram_distance", "join_segments", "l_histogram", "make_clip", "output_path",
-           "pick_codec", "plan_segments", "video_keyframes", "video_size"]
+           "colorize_video", "default_output", "histogram_distance", "join_segments", "l_histogram", "make_clip",
+           "output_path", "pick_codec", "plan_segments", "video_keyframes", "video_size"]
