@@ -368,7 +368,8 @@ def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
         Colour inputs are reduced to their L* first.
     dst:
         Optional output path; the format follows its extension.  Written
-        atomically (nothing half-written on failure).
+        atomically (nothing half-written on failure).  OutputError when it is
+        the input file itself (by any path: links, another case).
     engine:
         A loaded engine (see :func:`streamcolor.load_engine`); the shared
         default model on the best runtime when None.
@@ -390,6 +391,10 @@ def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
     if not isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray)):
         raise InputError(f"cannot colorize a {type(src).__name__}: give a file path, encoded bytes, "
                          "a PIL image or a NumPy array")
+    if dst is not None and isinstance(src, (str, os.PathLike)):
+        from streamcolor.outputs import plan_outputs
+
+        plan_outputs([(src, dst)])  # OutputError when dst is the input file by any spelling
     engine = engine or default_engine()
     if isinstance(src, np.ndarray):
         decoded, dtype = _array_to_decoded(src)

@@ -136,11 +136,13 @@ def default_output(src: str | os.PathLike) -> Path:
 
 
 def output_path(src: str | os.PathLike, dst: str | os.PathLike | None = None) -> Path:
-    """``dst``, or :func:`default_output` when None; OutputError when it is ``src`` itself."""
+    """``dst``, or :func:`default_output` when None; OutputError when it is
+    ``src`` itself by any spelling (a link, another case: see :mod:`streamcolor.outputs`)."""
+    from streamcolor.outputs import plan_outputs
+
     src = Path(src)
     dst = Path(dst) if dst is not None else default_output(src)
-    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
-        raise OutputError(f"{dst}: output would overwrite the input")
+    plan_outputs([(src, dst)])
     return dst
 
 

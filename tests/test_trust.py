@@ -363,3 +363,18 @@ def test_batch_refuses_an_output_inside_its_source_by_any_spelling(tmp_path):
             BatchJob(src, out)
     with pytest.raises(ValueError, match="overlap"):
         BatchJob(tmp_path / "link", src / "colour")
+
+
+def test_the_api_refuses_to_write_over_its_input(engine, tmp_path):
+    src = tmp_path / "a.jpg"
+    src.write_bytes(jpeg())
+    os.link(src, tmp_path / "b.jpg")
+    with pytest.raises(OutputError, match="would replace"):
+        colorize_image(src, tmp_path / "b.jpg", engine=engine)
+    clip = make_clip(tmp_path / "in.mp4")
+    os.link(clip, tmp_path / "same.mp4")
+    from streamcolor.video import colorize_video
+
+    with pytest.raises(OutputError, match="would replace"):
+        colorize_video(clip, tmp_path / "same.mp4", engine=engine, progress=False)
+    assert src.read_bytes() == jpeg()
