@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 from streamcolor.errors import OutputError
@@ -34,6 +34,22 @@ class Planned:
     src: Path
     dst: Path
     renamed: bool = False
+
+
+#: Longest file name, in bytes, on the usual filesystems.
+NAME_MAX = 255
+
+
+def numbered(name: str, n: int) -> str:
+    """``stem~n.suffix`` for a file name, its stem shortened when needed so that
+    the name stays within :data:`NAME_MAX` bytes (a name that fits must not stop
+    fitting because it was numbered)."""
+    p = PurePosixPath(name)
+    stem, suffix, tail = p.stem, p.suffix, f"~{n}"
+    room = NAME_MAX - len(os.fsencode(tail + suffix))
+    while stem and len(os.fsencode(stem)) > room:
+        stem = stem[:-1]
+    return f"{stem}{tail}{suffix}"
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -79,7 +95,7 @@ def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]]) -
             elif _slot(dst) not in taken:
                 break
             n += 1
-            dst = original.with_name(f"{original.stem}~{n}{original.suffix}")
+            dst = original.with_name(numbered(original.name, n))
         taken.add(_slot(dst))
         planned.append(Planned(src, dst, renamed=dst != original))
     return planned
@@ -91,4 +107,4 @@ def describe_renames(planned: Sequence[Planned]) -> list[str]:
             for p in planned if p.renamed]
 
 
-__all__ = ["Planned", "describe_renames", "plan_outputs"]
+__all__ = ["NAME_MAX", "Planned", "describe_renames", "numbered", "plan_outputs"]

@@ -378,3 +378,11 @@ def test_the_api_refuses_to_write_over_its_input(engine, tmp_path):
     with pytest.raises(OutputError, match="would replace"):
         colorize_video(clip, tmp_path / "same.mp4", engine=engine, progress=False)
     assert src.read_bytes() == jpeg()
+
+
+def test_numbered_names_still_fit_the_filesystem(engine, tmp_path):
+    src = zip_of(tmp_path / "long.zip", {"n" * 251 + ".jpg": jpeg(1), "N" * 251 + ".jpg": jpeg(2)})
+    out = tmp_path / "out"
+    report = colorize_archive(src, out, engine=engine, options=BatchOptions(workers=1), progress=False)
+    assert report.ok, report.problems  # 255-byte names: their temporary names and their ~2 fit too
+    assert sorted(len(n) for n in outputs(out)) == [255, 255]

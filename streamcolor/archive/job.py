@@ -24,6 +24,7 @@ from streamcolor.engines import archives
 from streamcolor.errors import OutputError
 from streamcolor.items import REPORT_FILENAME, JobReport, Outcome, Problem, is_item_error, problems_csv
 from streamcolor.manifest import DONE, FAILED, FILENAME as MANIFEST_FILENAME, JOB_DIR, SKIPPED, Entry, Manifest
+from streamcolor.outputs import numbered
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +327,7 @@ def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path) 
         n = 1
         while True:
             n += 1
-            candidate = str(p.with_name(f"{p.stem}~{n}{p.suffix}"))
+            candidate = str(p.with_name(numbered(p.name, n)))
             if candidate.casefold() not in used and _free_for(candidate, it, manifest, out_dir):
                 break
         used.add(candidate.casefold())

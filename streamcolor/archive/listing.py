@@ -21,6 +21,7 @@ from streamcolor.engines.archives import ARCHIVE_SUFFIXES, Source, safe_member_p
 from streamcolor.errors import InputError, MemberRefused
 from streamcolor.items import REPORT_FILENAME
 from streamcolor.manifest import FAILED, JOB_DIR, PENDING, SKIPPED, Entry
+from streamcolor.outputs import numbered
 
 if TYPE_CHECKING:
     from streamcolor.engines import Engine
@@ -214,7 +215,7 @@ def unique_name(path: str, taken: set[str]) -> str:
     p = PurePosixPath(path)
     while candidate.casefold() in taken:
         n += 1
-        candidate = str(p.with_name(f"{p.stem}~{n}{p.suffix}"))
+        candidate = str(p.with_name(numbered(p.name, n)))
     taken.add(candidate.casefold())
     return candidate
 
