@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from streamcolor import tempfiles
 from streamcolor.colorize import ColorOptions, colorize_image
 from streamcolor.commands.common import EXIT_FATAL, EXIT_ITEMS, engine_options, load
 from streamcolor.errors import OutputError, StreamcolorError
@@ -59,6 +60,11 @@ def command(inputs, output, fmt, quality, overwrite, model, backend, render_size
     except OSError as exc:
         click.echo(f"error: {folder}: cannot create the output folder ({exc.strerror or exc})", err=True)
         sys.exit(EXIT_FATAL)
+    by_folder: dict[Path, list[str]] = {}
+    for plan in planned:
+        by_folder.setdefault(plan.dst.parent, []).append(plan.dst.name)
+    for parent, names in by_folder.items():  # what a killed run left for these outputs (see streamcolor.tempfiles)
+        tempfiles.sweep(parent, names)
     try:
         engine = load(model, backend)
     except click.ClickException as exc:
