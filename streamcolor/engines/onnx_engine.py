@@ -41,7 +41,8 @@ class OnnxEngine(Engine):
     backend = "onnx"
 
     def __init__(self, info: ModelInfo, *, device: str = "auto", threads: int = 0,
-                 colorizer_file: str = "colorizer.onnx", extractor_file: str = "extractor.onnx"):
+                 colorizer_file: str = "colorizer.onnx", extractor_file: str = "extractor.onnx",
+                 as_written: bool = False):
         super().__init__(info)
         try:
             import onnxruntime as ort
@@ -49,7 +50,11 @@ class OnnxEngine(Engine):
             raise ImportError("the ONNX engine needs ONNX Runtime: pip install 'streamcolor[cpu]' (or 'streamcolor[gpu]' on NVIDIA GPUs)") from exc
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # as_written: only basic graph rewrites, so an int8 (QDQ) graph is evaluated as its
+        # quantize/dequantize arithmetic in float instead of by fused int8 kernels: what the
+        # graph computes on any CPU (the quantizer measures quality this way), not the speed.
+        opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if as_written
+                                         else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
         providers = default_providers(device)
         if device == "auto" and "CUDAExecutionProvider" not in providers and _has_nvidia_gpu():
             log.warning("an NVIDIA GPU is present but onnxruntime has no CUDA provider: running on CPU "

@@ -36,6 +36,7 @@ loads (with a warning when it fails the guard).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import time
@@ -56,6 +57,15 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "int8", "fp16")
 #: Largest relative drift of the a*b* MSE that "auto" accepts.
 MAX_DRIFT = 0.05
+#: Largest disagreement (mean |a*b*| difference over mean |a*b*|) of a CPU variant with
+#: fp32 on the probe photo, *as run by this machine's kernels*, before "auto" stops
+#: trusting the variant here.  The quality guard above is measured where the variant
+#: was made; this catches CPUs whose int8 kernels compute something else (ONNX Runtime's
+#: u8s8 kernels on AMX CPUs, onnxruntime#26324: 0.7 on the default model, where a
+#: correct int8 evaluation of the same graph gives 0.1).
+MAX_KERNEL_DISAGREEMENT = 0.3
+#: The probe: a 256 x 256 gray photo shipped with the engines (a crop of the bundled sample).
+PROBE = Path(__file__).with_name("probe.png")
 #: Default file names of each variant: (colorizer, extractor).
 VARIANT_FILES = {"fp32": ("colorizer.onnx", "extractor.onnx"),
                  "int8": ("colorizer-int8.onnx", "extractor-int8.onnx"),
@@ -166,9 +176,19 @@ def load_onnx(info: ModelInfo, *, precision: str | None = None, device: str = "a
             precision, device = choice.precision, choice.device
             if precision != "fp32":
                 try:
-                    return _load(info, precision, device, threads, kw)
+                    engine = _load(info, precision, device, threads, kw)
                 except (ImportError, EngineError) as exc:
                     log.warning("%s: cannot load the %s variant (%s); running fp32", info.name, precision, exc)
+                    precision = "fp32"
+                else:
+                    if device != "cpu":
+                        return engine
+                    ok, why = kernel_check(info, precision, engine)
+                    if ok:
+                        return engine
+                    engine.close()
+                    log.warning("%s: not using the %s variant on this CPU: %s; running fp32", info.name,
+                                precision, why)
                     precision = "fp32"
     elif precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {['auto', *PRECISIONS]}")
@@ -181,10 +201,75 @@ def load_onnx(info: ModelInfo, *, precision: str | None = None, device: str = "a
             log.warning("%s: %s forced although %s", info.name, precision, why)
         if precision == "int8" and device == "auto":
             device = "cpu"
+        if precision == "int8" and device == "cpu":
+            engine = _load(info, precision, device, threads, kw)
+            ok, why = kernel_check(info, precision, engine)
+            if not ok:
+                log.warning("%s: int8 forced although on this CPU %s", info.name, why)
+            return engine
         if precision == "fp16" and (device == "cpu" or (device == "auto" and not cuda_available())):
             log.warning("%s: fp16 on the CPU is not faster: ONNX Runtime has no float16 convolutions on x86 "
                         "and casts them back to float32", info.name)
     return _load(info, precision, device, threads, kw)
+
+
+def kernel_check(info: ModelInfo, precision: str, engine: "OnnxEngine", *,
+                 limit: float | None = None) -> tuple[bool, str]:
+    """Whether ``engine`` (a CPU variant of ``info``) agrees with fp32 on this machine.
+
+    Runs the probe photo through ``engine`` and through the float32 graphs and
+    compares their a*b*.  The answer depends on the CPU and the ONNX Runtime
+    build, not on the photos, so it is cached per (variant files, ONNX Runtime
+    version, CPU) in ``CACHE_DIR/kernel-checks.json``: a machine pays the check
+    (one fp32 load and two small runs) once per model.
+    """
+    import onnxruntime as ort
+
+    limit = MAX_KERNEL_DISAGREEMENT if limit is None else limit
+    files = VARIANT_FILES[precision]
+    key = hashlib.sha256(repr((ort.__version__, cpu_description(), precision,
+                               [info.files.get(f) or str(info.file(f).stat().st_mtime_ns)
+                                for f in files if (info.path / f).is_file()])).encode()).hexdigest()[:24]
+    cache = CACHE_DIR / "kernel-checks.json"
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    if key not in known:
+        known[key] = {"model": info.name, "precision": precision, "onnxruntime": ort.__version__,
+                      "disagreement": probe_disagreement(info, engine)}
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(known, indent=1))
+            os.replace(tmp, cache)
+        except OSError as exc:  # a read-only home costs a re-check next time, nothing else
+            log.debug("kernel check not cached: %s", exc)
+    d = float(known[key]["disagreement"])
+    if not np.isfinite(d) or d > limit:
+        return False, (f"its kernels disagree with fp32 by {100 * d:.0f}% of the colour on the probe photo "
+                       f"(limit {100 * limit:.0f}%; a known ONNX Runtime int8 problem on some CPUs, e.g. with AMX)")
+    return True, f"agrees with fp32 within {100 * d:.0f}% of the colour on the probe photo"
+
+
+def probe_disagreement(info: ModelInfo, engine: "OnnxEngine") -> float:
+    """mean |a*b* of ``engine`` - a*b* of fp32| / mean |a*b* of fp32| on the probe photo."""
+    from PIL import Image
+
+    from streamcolor.engines import lab
+    from streamcolor.engines.onnx_engine import OnnxEngine
+
+    gray = np.asarray(Image.open(PROBE).convert("L"))
+    l = lab.scale_l(lab.gray_to_l(gray))[None, :, :, None].astype(np.float32)
+    ref = OnnxEngine(info, device="cpu")
+    try:
+        want = ref.predict(l)
+    finally:
+        ref.close()
+    got = engine.predict(l)
+    return float(np.abs(got - want).mean() / max(float(np.abs(want).mean()), 1e-6))
 
 
 def _load(info: ModelInfo, precision: str, device: str, threads: int, kw: dict[str, Any]) -> "OnnxEngine":
@@ -362,5 +447,5 @@ def compare_engines(model: str | Path, sizes: Sequence[int] = (224, 256), batche
     return rows
 
 
-__all__ = ["Choice", "MAX_DRIFT", "PRECISIONS", "VARIANT_FILES", "choose", "compare_engines", "cpu_description",
+__all__ = ["Choice", "MAX_DRIFT", "MAX_KERNEL_DISAGREEMENT", "kernel_check", "probe_disagreement", "PRECISIONS", "VARIANT_FILES", "choose", "compare_engines", "cpu_description",
            "guard", "load_onnx", "to_fp16", "unfold_fp16_weights", "variants"]
