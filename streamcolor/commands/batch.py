@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from streamcolor.archive import OUTPUT_FORMATS
-from streamcolor.commands.common import EXIT_FATAL, engine_options, load, run_job
+from streamcolor.commands.common import EXIT_FATAL, engine_options, load, run_job, show_ray_progress
 from streamcolor.engines.archives import RATIO_MIN_BYTES, Limits
 
 log = logging.getLogger(__name__)
@@ -54,14 +54,17 @@ class ByteSize(click.ParamType):
                    "(zip bombs).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
-              help="Colorize on a pool of Ray actors (needs streamcolor[ray]): bare --ray starts a local Ray "
-                   "(or joins $RAY_ADDRESS); --ray auto joins the running cluster; --ray ray://HEAD:10001. "
-                   "Put it after the sources. OUTPUT must be on storage every node sees.")
+              help="Colorize on a pool of Ray actors (needs streamcolor[ray]). Bare --ray starts a private "
+                   "Ray on this machine for this run (a cluster already running here is not joined), unless "
+                   "$RAY_ADDRESS is set. An address after --ray is the same as --ray-address.")
+@click.option("--ray-address", "ray_address_option", default=None, metavar="ADDRESS",
+              help="The Ray cluster to join: auto (the one this machine belongs to), HOST:6379, or "
+                   "ray://HOST:10001 (Ray Client); implies --ray. OUTPUT must be on storage every node sees.")
 @click.option("--actors", type=click.IntRange(min=1), default=None,
               help="With --ray: number of actors [default: one per GPU, else one per CPU].")
 @engine_options
 def command(sources, output, fmt, quality, archive, batch_size, workers, max_pixels, max_member_size, max_ratio,
-            progress, ray_address, actors, model, backend, render_size, saturation):
+            progress, ray_address, ray_address_option, actors, model, backend, render_size, saturation):
     """Colorize every image in SOURCES (folders, searched recursively; .zip;
     .tar, .tar.gz/.tgz, .tar.xz, .tar.bz2) into the folder OUTPUT.
 
@@ -92,7 +95,7 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
       streamcolor batch album.zip -o album-colour --archive   # folder + .zip
       streamcolor batch film.tar -o film-colour.tar.xz        # folder + .tar.xz
       streamcolor batch a.tar.gz b/ -o out/ --format jpg -r 384
-      streamcolor batch scans/ -o /shared/scans-colour --ray auto --actors 8
+      streamcolor batch scans/ -o /shared/scans-colour --ray-address auto --actors 8
     """
     from streamcolor.archive import BatchOptions, colorize_archive
     from streamcolor.image_io import DEFAULT_MAX_PIXELS
@@ -104,9 +107,12 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
                                max_member_bytes=max_member_size, max_ratio=max_ratio)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    if ray_address_option is not None:
+        ray_address = ray_address_option
     if actors is not None and ray_address is None:
         raise click.UsageError("--actors needs --ray")
     if ray_address is not None:  # ImportError: no Ray
+        show_ray_progress()
         run_job(lambda: _run_on_ray(sources, output, options, progress, ray_address, actors, model, backend),
                 fatal=(ImportError,))
     try:

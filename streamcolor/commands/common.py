@@ -55,3 +55,12 @@ def run_job(job: Callable[[], "JobReport"], *, fatal: tuple[type[BaseException],
         sys.exit(EXIT_FATAL)
     click.echo(report.summary())
     sys.exit(EXIT_OK if report.ok else EXIT_ITEMS)
+
+
+def show_ray_progress() -> None:
+    """For ``--ray`` runs: let ``streamcolor.ray``'s INFO lines through (which
+    cluster is used, how many actors), unless the user asked for quiet (-q)."""
+    import logging
+
+    if logging.getLogger().getEffectiveLevel() <= logging.WARNING:
+        logging.getLogger("streamcolor.ray").setLevel(min(logging.INFO, logging.getLogger().getEffectiveLevel()))

@@ -41,9 +41,18 @@ log = logging.getLogger(__name__)
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @click.option("--overwrite/--skip-existing", default=True, show_default=True,
               help="Replace outputs that exist, or leave them.")
+@click.option("--ray", "use_ray", is_flag=True,
+              help="Split each video at keyframes across Ray actors and join the parts (long videos; needs "
+                   "streamcolor[ray]). Without --ray-address or $RAY_ADDRESS, a private local Ray is started.")
+@click.option("--ray-address", default=None, metavar="ADDRESS",
+              help="With --ray: the cluster to join (auto, HOST:6379, ray://HOST:10001); implies --ray. "
+                   "Inputs and OUTPUT must then be on storage every node sees.")
+@click.option("--segments", type=click.IntRange(min=1), default=None,
+              help="With --ray: cut each video into at most N parts of about equal length "
+                   "[default: parts of at least 30 s].")
 @engine_options
 def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabilize, embed_every, scene_cut,
-            progress, overwrite, model, backend, render_size, saturation):
+            progress, overwrite, use_ray, ray_address, segments, model, backend, render_size, saturation):
     """Colorize the video files INPUTS.
 
     Only colour is added: size, frame rate, timestamps, lightness, rotation
@@ -59,9 +68,13 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
       streamcolor video film.mp4                      # -> film-colour.mp4
       streamcolor video film.mkv -o film-colour.mkv --crf 20 -r 320
       streamcolor video reels/*.mp4 -o colour/ --codec auto
+      streamcolor video film.mp4 --ray --segments 8        # on a local Ray
     """
     from streamcolor.video import VideoOptions, check_codec, colorize_video, default_output
 
+    use_ray = use_ray or ray_address is not None
+    if segments is not None and not use_ray:
+        raise click.UsageError("--segments needs --ray")
     try:
         options = VideoOptions(render_size=render_size, saturation=saturation, batch_size=batch_size, codec=codec,
                                pix_fmt=pix_fmt, quality=quality, preset=preset, stabilize=stabilize,
@@ -85,11 +98,14 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
         _fatal(str(exc))
     for line in describe_renames(planned):
         click.echo(line, err=True)
-    try:
-        engine = load(model, backend)
-    except click.ClickException as exc:
-        exc.exit_code = EXIT_FATAL
-        raise
+    if use_ray:
+        convert = _on_ray(ray_address, segments, model, backend)
+    else:
+        try:
+            engine = load(model, backend)
+        except click.ClickException as exc:
+            exc.exit_code = EXIT_FATAL
+            raise
     failures = 0
     for plan in planned:
         src, dst = plan.src, plan.dst
@@ -97,7 +113,10 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
             log.info("skip %s (exists)", dst)
             continue
         try:
-            colorize_video(src, dst, engine=engine, options=options, progress=progress)
+            if use_ray:
+                convert(src, dst, options, progress)
+            else:
+                colorize_video(src, dst, engine=engine, options=options, progress=progress)
             click.echo(f"{src} -> {dst}", err=True)
         except OutputError as exc:
             if not is_item_error(exc):  # the location or the encoder settings: every later input would fail too
@@ -115,3 +134,32 @@ def _fatal(message: str) -> NoReturn:
     """One error line and exit status 2 (the run cannot start or cannot write)."""
     click.echo(f"error: {message}", err=True)
     sys.exit(EXIT_FATAL)
+
+
+def _on_ray(address, segments, model, backend):
+    """``(src, dst, options, progress) -> None`` running :func:`streamcolor.ray.colorize_video_ray`.
+
+    A bad model, a missing Ray or a cluster that cannot be reached fail here
+    (exit 2), before any video; one Ray session serves every input (the engine
+    loads in each actor) and ends with the command."""
+    from streamcolor.commands.common import EXIT_FATAL, show_ray_progress
+    from streamcolor.engines import EngineError, resolve_model
+
+    show_ray_progress()
+
+    try:
+        from streamcolor.ray import ClusterOptions, colorize_video_ray, ray_session
+
+        resolve_model(model)
+        click.get_current_context().with_resource(ray_session(address))
+    except (ImportError, EngineError, StreamcolorError) as exc:
+        error = click.ClickException(str(exc))
+        error.exit_code = EXIT_FATAL
+        raise error from exc
+    cluster = ClusterOptions(address=address)
+
+    def convert(src, dst, options, progress):
+        colorize_video_ray(src, dst, model=model, backend=backend, options=options, cluster=cluster,
+                           segments=segments, progress=progress)
+
+    return convert

@@ -9,6 +9,7 @@ The command that runs it for ``ray job submit`` is ``streamcolor.commands.collec
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -22,6 +23,9 @@ from streamcolor.ray.batch import ColorizeBatch, filesystem, is_local, item_key,
 from streamcolor.ray.pool import ClusterOptions, colorize_kwargs, plan_actors, ray_session
 
 log = logging.getLogger(__name__)
+
+#: CPUs the read step keeps at least (reading files is I/O: a share of one CPU does).
+MIN_READ_CPUS = 0.25
 
 
 def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model: "str | os.PathLike" = "default",
@@ -84,10 +88,12 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
     if todo:
         with ray_session(cluster.address, runtime_env=cluster.runtime_env) as ray:
             n, gpus = plan_actors(ray, cluster, -(-len(todo) // options.batch_size), spare_cpus=1.0)
-            log.info("colorizing %d files with Ray Data on %d actors (%g GPU each)", len(todo), n, gpus)
+            n, read_cpus = fit_reading(float(ray.cluster_resources().get("CPU", 0)), n, cluster.cpus_per_actor)
+            log.info("colorizing %d files with Ray Data on %d actors (%g CPU, %g GPU each; %g CPU kept for "
+                     "reading)", len(todo), n, cluster.cpus_per_actor, gpus, read_cpus)
             kwargs = colorize_kwargs(model, backend, options, str(dst) if "://" in str(dst) else out_root, cluster,
                                      gpus, root=src_root, renames=renames)
-            ds = ray.data.read_binary_files(todo, include_paths=True, filesystem=src_fs)
+            ds = ray.data.read_binary_files(todo, include_paths=True, filesystem=src_fs, num_cpus=read_cpus)
             ds = ds.map_batches(ColorizeBatch, batch_size=options.batch_size, batch_format="numpy",
                                 compute=ray.data.ActorPoolStrategy(size=n), num_cpus=cluster.cpus_per_actor,
                                 num_gpus=gpus or None, fn_constructor_kwargs=kwargs)
@@ -103,6 +109,30 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
     return JobReport(output=str(dst), report=f"{out_root}/{REPORT_FILENAME}", total=len(files),
                      done=done + done_before, skipped=skipped, failed=failed, done_now=done,
                      elapsed_s=time.perf_counter() - started, problems=problems)
+
+
+def fit_reading(cpus_total: float, actors: int, cpus_per_actor: float) -> tuple[int, float]:
+    """(actors, CPUs per read task) such that the actors leave the read step a CPU share.
+
+    The actors hold their CPUs for the whole job; if they held every CPU, the
+    read tasks would wait for one forever (a deadlock Ray Data does not detect)
+    as soon as there are more batches than actors.  So the actors are capped at
+    what leaves at least :data:`MIN_READ_CPUS` free, with a warning, and the
+    read tasks ask for what is left (at most one CPU, Ray Data's default).
+    On an autoscaling cluster, start the nodes first: the cap uses the CPUs
+    the cluster has when the job starts.  ValueError if not even one actor fits.
+    """
+    fit = math.floor((cpus_total - MIN_READ_CPUS) / cpus_per_actor + 1e-9)
+    if fit < 1:
+        raise ValueError(f"each actor asks for {cpus_per_actor:g} CPUs, but the cluster has {cpus_total:g} and "
+                         f"reading needs {MIN_READ_CPUS:g}: use --cpus-per-actor "
+                         f"{max(cpus_total - MIN_READ_CPUS, 0):g} or less")
+    if actors > fit:
+        log.warning("%d actors of %g CPU each would leave the cluster's %g CPUs no share for reading the files "
+                    "(the job would wait forever): using %d actor%s", actors, cpus_per_actor, cpus_total, fit,
+                    "s" if fit > 1 else "")
+        actors = fit
+    return actors, round(min(1.0, cpus_total - actors * cpus_per_actor), 4)
 
 
 def _list_files(fs, root: str) -> list[str]:
@@ -127,4 +157,4 @@ def _existing(fs, root: str) -> set[str]:
     return {i.path[len(root):].lstrip("/") for i in infos if i.type == pafs.FileType.File}
 
 
-__all__ = ["colorize_collection"]
+__all__ = ["MIN_READ_CPUS", "colorize_collection", "fit_reading"]

@@ -23,6 +23,11 @@ import functools
 import logging
 import math
 import os
+import socket
+import sys
+import tempfile
+import threading
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +38,7 @@ import numpy as np
 
 from streamcolor.archive import BatchOptions
 from streamcolor.engines import onnx_backends
+from streamcolor.errors import StreamcolorError
 from streamcolor.ray.batch import ColorizeBatch
 
 if TYPE_CHECKING:
@@ -58,7 +64,8 @@ def require_ray():
 class ClusterOptions:
     """Where and how wide a job runs on Ray.  Override with ``dataclasses.replace``."""
 
-    address: str | None = None  # None: $RAY_ADDRESS, else a new local Ray; "auto": the running cluster; "ray://h:10001"
+    # None: $RAY_ADDRESS, else a private local Ray; "auto": the running cluster; "host:6379"; "ray://host:10001"
+    address: str | None = None
     actors: int | None = None  # None: one per GPU (GPU cluster), else one per cpus_per_actor CPUs
     gpus_per_actor: float | None = None  # None: 1 where the cluster has GPUs, else 0 (CPU actors)
     cpus_per_actor: float = 1.0  # CPUs reserved per actor; also its engine/decoder threads (rounded up)
@@ -87,25 +94,154 @@ class ClusterOptions:
         return max(1, math.ceil(self.cpus_per_actor))
 
 
+class ClusterError(StreamcolorError):
+    """The Ray cluster cannot be reached, or refused the connection (e.g. a
+    missing or wrong authentication token).  The message is one line."""
+
+
+#: Seconds an address may take to answer (TCP connect, then ``ray.init``) before the job gives up.
+CONNECT_TIMEOUT_S = 15.0
+
+
+def resolve_address(address: str | None) -> str | None:
+    """The address a job connects to: ``address``, else ``$RAY_ADDRESS``; None
+    (or ``"local"``) means a private Ray started for this job on this machine."""
+    address = (address or os.environ.get("RAY_ADDRESS") or "").strip()
+    return None if address in ("", "local") else address
+
+
+def _probe(address: str, timeout: float) -> None:
+    """Fail fast, with one line, for an address nothing answers at: a TCP
+    connect with a timeout (Ray itself retries for minutes, or forever behind
+    a firewall that drops packets)."""
+    if address == "auto":
+        return  # the cluster this machine runs, found by Ray from its temp folder
+    if address.startswith(("http://", "https://")):
+        raise ClusterError(f"{address}: this is a dashboard (job submission) address; connect with the cluster's "
+                           "address host:6379 (on a node of it), ray://host:10001 (Ray Client) or auto")
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ClusterError(f"{address}: not a Ray address (expected host:port, ray://host:port or auto)")
+    host = host.strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ClusterError(f"{address}: cannot reach the Ray cluster ({reason})") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first meaningful line of a Ray exception (they span many lines)."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__
+
+
+#: What Ray's C++ client logs when the cluster refuses its token (or its lack of one).
+_AUTH_REFUSED = ("Unauthenticated", "InvalidAuthToken")
+
+
+def _auth_hint() -> str:
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        return ("the cluster requires a token: set RAY_AUTH_MODE=token and give its token in RAY_AUTH_TOKEN, "
+                "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token (`ray get-auth-token` on the head prints it)")
+    return "the cluster refused this token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)"
+
+
 @contextmanager
-def ray_session(address: str | None = None, *, runtime_env: dict | None = None) -> Iterator[Any]:
+def _stderr_to(path: Path) -> Iterator[None]:
+    """Send file descriptor 2 to ``path`` for a while: Ray's C++ client logs a
+    line per retry there (twenty lines for a refused token), which the caller
+    reads for the reason instead of showing."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "wb") as fh:
+            os.dup2(fh.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _init_bounded(ray, timeout: float, **kwargs) -> None:
+    """``ray.init(**kwargs)`` for a remote address, given up after ``timeout``
+    s or as soon as the cluster refuses the token.  It runs in a daemon thread
+    (Ray retries a refused or silent connection for a long time), with the
+    process's stderr captured meanwhile so that Ray's retry lines become one
+    error line."""
+    address = kwargs.get("address")
+    outcome: dict[str, BaseException | None] = {}
+
+    def run() -> None:
+        try:
+            ray.init(**kwargs)
+            outcome["error"] = None
+        except BaseException as exc:  # noqa: BLE001 -- handed to the caller's thread
+            outcome["error"] = exc
+
+    with tempfile.TemporaryDirectory(prefix="streamcolor-ray-") as tmp:
+        captured = Path(tmp) / "stderr.log"
+        with _stderr_to(captured):
+            thread = threading.Thread(target=run, name="streamcolor-ray-init", daemon=True)
+            thread.start()
+            deadline = time.monotonic() + timeout
+            refused = False
+            while thread.is_alive() and time.monotonic() < deadline and not refused:
+                thread.join(0.25)
+                refused = any(w.encode() in captured.read_bytes() for w in _AUTH_REFUSED)
+        text = captured.read_text(errors="replace")
+    refused = refused or any(w in text for w in _AUTH_REFUSED)
+    if refused:
+        raise ClusterError(f"{address}: the Ray cluster refused the connection: {_auth_hint()}")
+    if thread.is_alive():
+        raise ClusterError(f"{address}: the Ray cluster did not accept the connection within {timeout:g} s")
+    error = outcome["error"]
+    if error is not None:
+        raise ClusterError(f"{address}: cannot connect to Ray: {_one_line(error)}") from error
+    if text.strip():
+        log.debug("Ray while connecting: %s", text.strip())
+
+
+def _describe(ray) -> str:
+    res = ray.cluster_resources()
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    gpus = f", {res['GPU']:g} GPUs" if res.get("GPU") else ""
+    return f"{nodes} node{'s' if nodes != 1 else ''}, {res.get('CPU', 0):g} CPUs{gpus}"
+
+
+@contextmanager
+def ray_session(address: str | None = None, *, runtime_env: dict | None = None,
+                timeout: float = CONNECT_TIMEOUT_S) -> Iterator[Any]:
     """Connect to Ray for the duration of a job; yields the ``ray`` module.
 
-    Reuses a session the caller already started (and leaves it running);
-    otherwise connects to ``address`` (None: ``$RAY_ADDRESS`` or a new local
-    Ray on this machine, without the dashboard) and shuts down at the end.
+    Reuses a session the caller already started (and leaves it running).
+    Otherwise, with no ``address`` and no ``$RAY_ADDRESS``, starts a private
+    Ray on this machine for this job only (``ray.init(address="local")``: a
+    cluster already running here, e.g. from ``ray start``, is not joined);
+    with an address (``auto``, ``host:port``, ``ray://host:10001``) joins that
+    cluster, failing with a one-line :class:`ClusterError` within about
+    ``timeout`` seconds when it cannot be reached or refuses the connection.
+    Logs which cluster is used; shuts down at the end.
     """
     ray = require_ray()
     if ray.is_initialized():
+        log.info("using the Ray session already started in this process (%s)", _describe(ray))
         yield ray
         return
     kwargs: dict[str, Any] = {"runtime_env": runtime_env} if runtime_env else {}
-    if not address and not os.environ.get("RAY_ADDRESS"):
-        kwargs["include_dashboard"] = False
-    elif address:
-        kwargs["address"] = address
-    log.info("starting Ray (%s)", address or os.environ.get("RAY_ADDRESS") or "local")
-    ray.init(**kwargs)
+    target = resolve_address(address)
+    if target is None:
+        ray.init(address="local", include_dashboard=False, **kwargs)
+        log.info("started a private local Ray for this job (%s); pass an address to use a cluster", _describe(ray))
+    else:
+        _probe(target, timeout)
+        _init_bounded(ray, timeout, address=target, **kwargs)
+        log.info("joined the Ray cluster at %s (%s)", target, _describe(ray))
     try:
         yield ray
     finally:
@@ -137,8 +273,12 @@ def colorize_kwargs(model: "str | os.PathLike", backend: str, options: BatchOpti
                     cluster: ClusterOptions, gpus: float, **extra) -> dict:
     """Constructor arguments of the :class:`ColorizeBatch` of each actor: the
     model by absolute path when it is a folder; on CPU actors of an ONNX
-    Runtime backend, the actor's CPUs as engine threads."""
+    Runtime backend, the actor's CPUs as engine threads.  A local ``out`` is
+    made absolute here, on the driver: an actor's working folder is not the
+    driver's (on a cluster started with ``ray start``, it is the session's)."""
     engine_options: dict[str, Any] = {}
+    if out is not None and "://" not in str(out):
+        out = os.path.abspath(out)
     if backend in onnx_backends() and not gpus:
         engine_options = {"device": "cpu", "threads": cluster.threads}
     if isinstance(model, os.PathLike) or Path(str(model)).exists():
@@ -286,5 +426,5 @@ class ActorPool:
                 pass
 
 
-__all__ = ["ActorPool", "ClusterOptions", "INSTALL_HINT", "Task", "Worker", "colorize_kwargs", "plan_actors",
-           "ray_session", "require_ray"]
+__all__ = ["ActorPool", "CONNECT_TIMEOUT_S", "ClusterError", "ClusterOptions", "INSTALL_HINT", "Task", "Worker",
+           "colorize_kwargs", "plan_actors", "ray_session", "require_ray", "resolve_address"]

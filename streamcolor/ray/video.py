@@ -34,7 +34,8 @@ SEGMENT_CONTAINER = ".mp4"
 def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
                        model: "str | os.PathLike" = "default", backend: str = "auto",
                        options: VideoOptions | None = None, cluster: ClusterOptions = ClusterOptions(),
-                       segment_s: float = 30.0, warmup_s: float = 1.0, progress: bool = True) -> Path:
+                       segment_s: float = 30.0, warmup_s: float = 1.0, segments: int | None = None,
+                       progress: bool = True) -> Path:
     """:func:`streamcolor.colorize_video` with the video split across Ray actors.
 
     The video stream is cut at keyframes into segments of whole GOPs (at least
@@ -45,7 +46,9 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
     at a keyframe at least ``warmup_s`` earlier, so scene-cut detection and
     the chroma stabilizer enter the border already warmed up; those frames are
     dropped.  (The embedding is recomputed at the warm-up start, as it is
-    every ``embed_every`` frames in a single run.)
+    every ``embed_every`` frames in a single run.)  ``segments``, if given,
+    replaces ``segment_s``: at most that many segments of about equal length
+    (fewer when the video has fewer keyframes).
 
     ``src`` and the folder of ``dst`` must be on storage every node sees.
     Segments go to ``.<dst name>.segments/`` next to ``dst``: a rerun after
@@ -55,20 +58,24 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
     """
     options = options or VideoOptions()
     src = Path(src)
-    dst = output_path(src, dst)
+    dst = Path(os.path.abspath(output_path(src, dst)))  # absolute before any path goes to an actor
     keyframes, time_base, _ = video_keyframes(src)
-    segments = plan_segments(keyframes, time_base, segment_s=segment_s, warmup_s=warmup_s)
-    if not segments:
+    if segments is not None:
+        if segments < 1:
+            raise ValueError(f"segments must be at least 1, got {segments}")
+        segment_s = _duration_s(src, keyframes, time_base) / segments
+    plan = plan_segments(keyframes, time_base, segment_s=segment_s, warmup_s=warmup_s)
+    if not plan:
         raise InputError(f"{src}: no keyframe with a timestamp in the video stream; use colorize_video")
     if not dst.parent.is_dir():
         raise OutputError(f"{dst}: folder {dst.parent} does not exist")
-    work = _segment_folder(src, dst, model, backend, options, segments)
-    paths = [work / f"segment-{s.index:05d}{SEGMENT_CONTAINER}" for s in segments]
-    todo = [s for s, p in zip(segments, paths) if not p.is_file()]
+    work = _segment_folder(src, dst, model, backend, options, plan)
+    paths = [work / f"segment-{s.index:05d}{SEGMENT_CONTAINER}" for s in plan]
+    todo = [s for s, p in zip(plan, paths) if not p.is_file()]
     if todo:
         with ray_session(cluster.address, runtime_env=cluster.runtime_env) as ray:
             n, gpus = plan_actors(ray, cluster, len(todo))
-            log.info("%s: %d segments (%d to do) on %d Ray actors", src, len(segments), len(todo), n)
+            log.info("%s: %d segments (%d to do) on %d Ray actors", src, len(plan), len(todo), n)
             pool = ActorPool(ray, n, cluster=cluster, gpus=gpus,
                              colorize_kwargs=colorize_kwargs(model, backend, BatchOptions(), None, cluster, gpus))
             try:
@@ -101,6 +108,20 @@ def _run_segments(pool: ActorPool, src: Path, todo: list[Segment], paths: list[P
                 log.info("segment %d: %d frames (pts %d..%d) on actor %d, pid %d", seg.index, result["frames"],
                          result["first_pts"], result["last_pts"], task.slot, result["pid"])
                 bar.update(1)
+
+
+def _duration_s(src: Path, keyframes: list[int], time_base) -> float:
+    """The video's duration in seconds: the container's, else the video stream's,
+    else the span of its keyframes."""
+    import av
+
+    with av.open(str(src)) as container:
+        if container.duration:
+            return container.duration / 1_000_000
+        stream = container.streams.video[0]
+        if stream.duration and stream.time_base:
+            return float(stream.duration * stream.time_base)
+    return max(float((max(keyframes) - min(keyframes)) * time_base), 1e-3)
 
 
 def _segment_folder(src: Path, dst: Path, model, backend: str, options: VideoOptions,
