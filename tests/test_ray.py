@@ -41,8 +41,10 @@ OPTIONS = BatchOptions(batch_size=2, render_size=128)
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """One local Ray for the module: 2 CPUs, 200 MiB object store, no dashboard."""
-    ray.init(num_cpus=2, object_store_memory=200 * 1024 * 1024, include_dashboard=False, log_to_driver=False)
+    """One local Ray for the module: 2 CPUs, 200 MiB object store, no dashboard; a
+    private one (``address="local"``) even if a cluster runs on this machine."""
+    ray.init(address="local", num_cpus=2, object_store_memory=200 * 1024 * 1024, include_dashboard=False,
+             log_to_driver=False)
     yield ray
     ray.shutdown()
 
@@ -233,6 +235,48 @@ def test_collection_command(local_ray, collection, tmp_path):
     assert (report.existing, report.done_now, report.done, report.failed) == (N_PHOTOS, 0, N_PHOTOS, len(BAD))
 
 
+def test_fit_reading_leaves_the_read_step_a_cpu_share():
+    from streamcolor.ray.collection import MIN_READ_CPUS, fit_reading
+
+    assert fit_reading(2, 2, 1.0) == (1, 1.0)  # two 1-CPU actors would take both CPUs
+    assert fit_reading(2, 2, 0.5) == (2, 1.0)
+    assert fit_reading(2, 3, 0.5) == (3, 0.5)
+    assert fit_reading(8, 1, 7.5) == (1, 0.5)
+    assert fit_reading(2, 1, 2 - MIN_READ_CPUS) == (1, MIN_READ_CPUS)
+    with pytest.raises(ValueError, match="--cpus-per-actor 1.75 or less"):
+        fit_reading(2, 1, 2.0)
+
+
+def test_collection_with_every_cpu_asked_for_does_not_hang(local_ray, tmp_path, caplog):
+    """--actors 2 of one CPU each on a 2-CPU Ray, more batches than actors: the
+    read step used to wait forever for a CPU.  The job must finish (bounded here
+    by the harness: a hang fails the test) and say why it used fewer actors."""
+    from streamcolor.ray import colorize_collection
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(6):
+        Image.fromarray(make_photo(48, 64, seed=i).mean(-1).astype(np.uint8)).save(src / f"p{i}.jpg")
+    result: dict = {}
+
+    def job():
+        try:
+            result["report"] = colorize_collection(src, tmp_path / "out", backend="onnx",
+                                                   options=BatchOptions(batch_size=1, render_size=64),
+                                                   cluster=ClusterOptions(actors=2, cpus_per_actor=1.0))
+        except BaseException as exc:  # noqa: BLE001 -- reported below
+            result["error"] = exc
+
+    with caplog.at_level(logging.INFO, logger="streamcolor.ray"):
+        worker = threading.Thread(target=job, daemon=True)
+        worker.start()
+        worker.join(timeout=300)
+    assert not worker.is_alive(), "the collection job hung"
+    assert "error" not in result, result.get("error")
+    assert (result["report"].done_now, result["report"].failed) == (6, 0)
+    assert "leave the cluster's 2 CPUs no share for reading" in caplog.text and "using 1 actor" in caplog.text
+
+
 # --------------------------------------------------------------------------- long videos
 
 
@@ -313,3 +357,22 @@ def test_video_split_across_two_actors(local_ray, tmp_path, caplog):
     # colour (seen: up to 5 levels of 255 on average with the trained model); most frames agree.
     assert max(diffs) < 8.0, diffs
     assert float(np.median(diffs)) < 2.5, diffs
+
+
+def test_video_command_with_ray(local_ray, tmp_path):
+    """`streamcolor video --ray --segments 2`: every frame once, and the file plays."""
+    from click.testing import CliRunner
+
+    from streamcolor.commands.video import command
+
+    src = make_clip(tmp_path / "clip.mp4")
+    dst = tmp_path / "clip-colour.mp4"
+    result = CliRunner().invoke(command, [str(src), "-o", str(dst), "--ray", "--segments", "2", "-r", "64",
+                                          "--backend", "onnx", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    with av.open(str(dst)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == FRAMES and frames[0].shape == (64, 96, 3)
+    assert not list(tmp_path.glob(".*")), "segment folder left behind"
+    result = CliRunner().invoke(command, [str(src), "--segments", "2"])
+    assert result.exit_code == 2 and "--segments needs --ray" in result.output
