@@ -359,17 +359,19 @@ def test_video_split_across_two_actors(local_ray, tmp_path, caplog):
     assert float(np.median(diffs)) < 2.5, diffs
 
 
-def test_video_command_with_ray(local_ray, tmp_path):
-    """`streamcolor video --ray --segments 2`: every frame once, and the file plays."""
+def test_video_command_with_ray(local_ray, tmp_path, caplog):
+    """`streamcolor video --ray --segments 2`: two parts, every frame once, and the file plays."""
     from click.testing import CliRunner
 
     from streamcolor.commands.video import command
 
     src = make_clip(tmp_path / "clip.mp4")
     dst = tmp_path / "clip-colour.mp4"
-    result = CliRunner().invoke(command, [str(src), "-o", str(dst), "--ray", "--segments", "2", "-r", "64",
-                                          "--backend", "onnx", "--no-progress"])
+    with caplog.at_level(logging.INFO, logger="streamcolor.ray"):
+        result = CliRunner().invoke(command, [str(src), "-o", str(dst), "--ray", "--segments", "2", "-r", "64",
+                                              "--backend", "onnx", "--no-progress"])
     assert result.exit_code == 0, result.output
+    assert "2 segments (2 to do)" in caplog.text, caplog.text
     with av.open(str(dst)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     assert len(frames) == FRAMES and frames[0].shape == (64, 96, 3)

@@ -63,7 +63,7 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
     if segments is not None:
         if segments < 1:
             raise ValueError(f"segments must be at least 1, got {segments}")
-        segment_s = _duration_s(src, keyframes, time_base) / segments
+        segment_s = _duration_s(keyframes, time_base) / segments * (1 - 1e-6)  # a keyframe right at a cut still cuts
     plan = plan_segments(keyframes, time_base, segment_s=segment_s, warmup_s=warmup_s)
     if not plan:
         raise InputError(f"{src}: no keyframe with a timestamp in the video stream; use colorize_video")
@@ -110,18 +110,13 @@ def _run_segments(pool: ActorPool, src: Path, todo: list[Segment], paths: list[P
                 bar.update(1)
 
 
-def _duration_s(src: Path, keyframes: list[int], time_base) -> float:
-    """The video's duration in seconds: the container's, else the video stream's,
-    else the span of its keyframes."""
-    import av
-
-    with av.open(str(src)) as container:
-        if container.duration:
-            return container.duration / 1_000_000
-        stream = container.streams.video[0]
-        if stream.duration and stream.time_base:
-            return float(stream.duration * stream.time_base)
-    return max(float((max(keyframes) - min(keyframes)) * time_base), 1e-3)
+def _duration_s(keyframes: list[int], time_base) -> float:
+    """The video's length in seconds as its keyframes tell it: their span plus
+    one mean keyframe interval (the last GOP); enough to size N segments."""
+    kf = sorted(set(keyframes))
+    if len(kf) < 2:
+        return 1.0  # one keyframe: one segment, whatever its length
+    return float((kf[-1] - kf[0]) * time_base) * len(kf) / (len(kf) - 1)
 
 
 def _segment_folder(src: Path, dst: Path, model, backend: str, options: VideoOptions,
