@@ -25,7 +25,8 @@ from streamcolor.commands.common import engine_options, run_job
 @click.argument("source")
 @click.argument("output")
 @click.option("--address", default=None,
-              help="Ray cluster to join [default: $RAY_ADDRESS, which `ray job submit` sets; else a local Ray].")
+              help="Ray cluster to join: auto, HOST:6379 or ray://HOST:10001 [default: $RAY_ADDRESS, which "
+                   "`ray job submit` sets; else a private Ray started on this machine for this job].")
 @click.option("--actors", type=click.IntRange(min=1), default=None,
               help="Actors colorizing [default: one per GPU, else one per --cpus-per-actor CPUs, one CPU spare].")
 @click.option("--gpus-per-actor", type=click.FloatRange(min=0), default=None,

@@ -15,14 +15,16 @@ result added), serves every path:
 
 :mod:`streamcolor.ray.pool` is the only module that imports ``ray`` (on first
 use: Ray is an extra, ``pip install streamcolor[ray]``); nothing here uses a
-private name of another streamcolor module.
+private name of another streamcolor module.  :func:`ray_session` decides which
+Ray a job uses (a private local one unless an address is given) and turns a
+failed connection into a one-line :class:`ClusterError`.
 """
 
 from streamcolor.ray.archive import colorize_archive_ray
 from streamcolor.ray.batch import ColorizeBatch
 from streamcolor.ray.collection import colorize_collection
-from streamcolor.ray.pool import ClusterOptions, ray_session
+from streamcolor.ray.pool import ClusterError, ClusterOptions, ray_session
 from streamcolor.ray.video import colorize_video_ray
 
-__all__ = ["ClusterOptions", "ColorizeBatch", "colorize_archive_ray", "colorize_collection", "colorize_video_ray",
+__all__ = ["ClusterError", "ClusterOptions", "ColorizeBatch", "colorize_archive_ray", "colorize_collection", "colorize_video_ray",
            "ray_session"]
