@@ -99,8 +99,10 @@ class ClusterError(StreamcolorError):
     missing or wrong authentication token).  The message is one line."""
 
 
-#: Seconds an address may take to answer (TCP connect, then ``ray.init``) before the job gives up.
+#: Seconds an address may take to answer a TCP connect before the job gives up.
 CONNECT_TIMEOUT_S = 15.0
+#: Seconds ``ray.init`` may then take (a Ray Client server starts a process for each new client).
+INIT_TIMEOUT_S = 60.0
 
 
 def resolve_address(address: str | None) -> str | None:
@@ -195,16 +197,20 @@ def _init_bounded(ray, timeout: float, **kwargs) -> None:
                 thread.join(0.25)
                 refused = any(w.encode() in captured.read_bytes() for w in _AUTH_REFUSED)
         text = captured.read_text(errors="replace")
+    if text.strip():
+        log.debug("Ray while connecting: %s", text.strip())
     refused = refused or any(w in text for w in _AUTH_REFUSED)
     if refused:
         raise ClusterError(f"{address}: the Ray cluster refused the connection: {_auth_hint()}")
+    # Ray Client (ray://) reports a refused token only as a timeout: say so.
+    maybe_token = "; a missing or wrong token looks the same with Ray Client (see docs/ray.md)" \
+        if str(address).startswith("ray://") else ""
     if thread.is_alive():
-        raise ClusterError(f"{address}: the Ray cluster did not accept the connection within {timeout:g} s")
+        raise ClusterError(f"{address}: the Ray cluster did not accept the connection within {timeout:g} s"
+                           f"{maybe_token}")
     error = outcome["error"]
     if error is not None:
-        raise ClusterError(f"{address}: cannot connect to Ray: {_one_line(error)}") from error
-    if text.strip():
-        log.debug("Ray while connecting: %s", text.strip())
+        raise ClusterError(f"{address}: cannot connect to Ray: {_one_line(error)}{maybe_token}") from error
 
 
 def _describe(ray) -> str:
@@ -216,7 +222,7 @@ def _describe(ray) -> str:
 
 @contextmanager
 def ray_session(address: str | None = None, *, runtime_env: dict | None = None,
-                timeout: float = CONNECT_TIMEOUT_S) -> Iterator[Any]:
+                timeout: float = CONNECT_TIMEOUT_S, init_timeout: float = INIT_TIMEOUT_S) -> Iterator[Any]:
     """Connect to Ray for the duration of a job; yields the ``ray`` module.
 
     Reuses a session the caller already started (and leaves it running).
@@ -224,8 +230,10 @@ def ray_session(address: str | None = None, *, runtime_env: dict | None = None,
     Ray on this machine for this job only (``ray.init(address="local")``: a
     cluster already running here, e.g. from ``ray start``, is not joined);
     with an address (``auto``, ``host:port``, ``ray://host:10001``) joins that
-    cluster, failing with a one-line :class:`ClusterError` within about
-    ``timeout`` seconds when it cannot be reached or refuses the connection.
+    cluster, failing with a one-line :class:`ClusterError` when nothing
+    answers at the address within ``timeout`` seconds, when the cluster
+    refuses the token (at its first refusal), or when ``ray.init`` has not
+    connected after ``init_timeout`` more seconds.
     Logs which cluster is used; shuts down at the end.
     """
     ray = require_ray()
@@ -240,7 +248,7 @@ def ray_session(address: str | None = None, *, runtime_env: dict | None = None,
         log.info("started a private local Ray for this job (%s); pass an address to use a cluster", _describe(ray))
     else:
         _probe(target, timeout)
-        _init_bounded(ray, timeout, address=target, **kwargs)
+        _init_bounded(ray, init_timeout, address=target, **kwargs)
         log.info("joined the Ray cluster at %s (%s)", target, _describe(ray))
     try:
         yield ray
@@ -426,5 +434,5 @@ class ActorPool:
                 pass
 
 
-__all__ = ["ActorPool", "CONNECT_TIMEOUT_S", "ClusterError", "ClusterOptions", "INSTALL_HINT", "Task", "Worker",
-           "colorize_kwargs", "plan_actors", "ray_session", "require_ray", "resolve_address"]
+__all__ = ["ActorPool", "CONNECT_TIMEOUT_S", "ClusterError", "ClusterOptions", "INIT_TIMEOUT_S", "INSTALL_HINT",
+           "Task", "Worker", "colorize_kwargs", "plan_actors", "ray_session", "require_ray", "resolve_address"]
