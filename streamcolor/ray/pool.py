@@ -159,7 +159,12 @@ def _stderr_to(path: Path) -> Iterator[None]:
     line per retry there (twenty lines for a refused token), which the caller
     reads for the reason instead of showing."""
     sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to capture (closed): nothing to hide either
+        path.touch()
+        yield
+        return
     try:
         with open(path, "wb") as fh:
             os.dup2(fh.fileno(), 2)
