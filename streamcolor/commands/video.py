@@ -142,7 +142,7 @@ def _on_ray(address, segments, model, backend):
     A bad model, a missing Ray or a cluster that cannot be reached fail here
     (exit 2), before any video; one Ray session serves every input (the engine
     loads in each actor) and ends with the command."""
-    from streamcolor.commands.common import EXIT_FATAL, show_ray_progress
+    from streamcolor.commands.common import show_ray_progress
     from streamcolor.engines import EngineError, resolve_model
 
     show_ray_progress()
@@ -153,9 +153,7 @@ def _on_ray(address, segments, model, backend):
         resolve_model(model)
         click.get_current_context().with_resource(ray_session(address))
     except (ImportError, EngineError, StreamcolorError) as exc:
-        error = click.ClickException(str(exc))
-        error.exit_code = EXIT_FATAL
-        raise error from exc
+        _fatal(str(exc))
     cluster = ClusterOptions(address=address)
 
     def convert(src, dst, options, progress):
