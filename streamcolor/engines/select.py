@@ -407,7 +407,8 @@ def compare_engines(model: str | Path, sizes: Sequence[int] = (224, 256), batche
         ``size``, ``batch``, ``images_per_s``, ``ratio_to_fp32`` (same run),
         the stored quality figures ``mse_rel`` and ``mse_vs_fp32`` (None when
         unmeasured), ``guard`` ("pass" or the reason it fails), ``auto``
-        (whether ``precision="auto"`` picks it here) and ``cpu``.
+        (whether ``precision="auto"`` picks it here), ``kernels`` ("agree", or why this
+        CPU's kernels for the variant are not trusted: :func:`kernel_check`) and ``cpu``.
     """
     from streamcolor.engines import resolve_model
 
@@ -417,6 +418,10 @@ def compare_engines(model: str | Path, sizes: Sequence[int] = (224, 256), batche
         precisions = ["fp32"] + [p for p in PRECISIONS[1:] if p in recs and VARIANT_DEVICE[p] == device]
     picked = choose(info, device=device, max_drift=max_drift).precision
     loaded = {p: load_onnx(info, precision=p, device=device, threads=threads) for p in precisions}
+    kernels = {p: kernel_check(info, p, eng) if device == "cpu" and p != "fp32" else (True, "not checked")
+               for p, eng in loaded.items()}
+    if picked != "fp32" and not kernels.get(picked, (True, ""))[0]:
+        picked = "fp32"  # what load_engine(backend="auto") runs here after the kernel check
     rows = []
     try:
         for size in sizes:
@@ -440,6 +445,7 @@ def compare_engines(model: str | Path, sizes: Sequence[int] = (224, 256), batche
                                  "mse_rel": 0.0 if p == "fp32" else rec.get("mse_rel"),
                                  "mse_vs_fp32": 0.0 if p == "fp32" else rec.get("mse_vs_fp32"),
                                  "guard": "pass" if ok else why, "auto": p == picked, "device": device,
+                                 "kernels": "agree" if kernels[p][0] else kernels[p][1],
                                  "cpu": cpu_description()})
     finally:
         for eng in loaded.values():
