@@ -9,6 +9,7 @@ them.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import sys
 from importlib import import_module
@@ -43,14 +44,22 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in VERBS:
             module, _ = VERBS[name]
-            return getattr(import_module(module), "command")
+            return with_common_options(getattr(import_module(module), "command"))
         for ep in entry_points(group=PLUGIN_GROUP):
             if ep.name == name:
                 try:
-                    return ep.load()
+                    return with_common_options(ep.load())
                 except ImportError as exc:
                     return _unavailable(name, exc)
         return None
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        """As click's, but an unknown verb gets a hint: the verb it resembles, or
+        the verb for a file named where the verb belongs (``streamcolor old.jpg``)."""
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            ctx.fail(unknown_verb_message(name, self.list_commands(ctx)))
+        return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, VERBS[name][1]) for name in VERBS]
@@ -58,6 +67,33 @@ class LazyGroup(click.Group):
                  for ep in entry_points(group=PLUGIN_GROUP) if ep.name not in VERBS]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+
+def unknown_verb_message(name: str, verbs: list[str]) -> str:
+    """One line for ``streamcolor NAME`` where NAME is no verb."""
+    from streamcolor.commands.common import suggested_command, verb_for_path
+
+    verb = verb_for_path(name)
+    if verb is not None:
+        return f"{name!r} is not a verb; to colorize it run `{suggested_command(name, verb)}`"
+    close = difflib.get_close_matches(name, verbs, n=1, cutoff=0.6)
+    if close:
+        return f"no such verb {name!r}; did you mean `streamcolor {close[0]}`?"
+    return f"no such verb {name!r}; the verbs are: {', '.join(verbs)} (see `streamcolor --help`)"
+
+
+def with_common_options(cmd: click.Command) -> click.Command:
+    """Give a verb ``-v/--verbose``, ``-q/--quiet`` and ``--progress/--no-progress``
+    (where it has none of its own), so they work after the verb too:
+    ``streamcolor image x.jpg -o y.jpg -q``."""
+    from streamcolor.commands.common import common_params
+
+    if getattr(cmd, "_streamcolor_common", False):
+        return cmd
+    have = {opt for p in cmd.params for opt in (*p.opts, *p.secondary_opts)}
+    cmd.params.extend(p for p in common_params() if not have & {*p.opts, *p.secondary_opts})
+    cmd._streamcolor_common = True  # type: ignore[attr-defined]
+    return cmd
 
 
 def _unavailable(name: str, exc: ImportError) -> click.Command:
@@ -71,9 +107,11 @@ def _unavailable(name: str, exc: ImportError) -> click.Command:
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="streamcolor", prog_name="streamcolor")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
-def cli(verbose: int, quiet: bool) -> None:
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug). Also after the verb.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors, no progress bars. Also after the verb.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bars on stderr [default: only when stderr is a terminal]. Also after the verb.")
+def cli(verbose: int, quiet: bool, progress: bool | None) -> None:
     """Colorize black-and-white photos, photo archives and videos.
 
     The network predicts colour (a*b*) at a small render size; the original
@@ -86,14 +124,31 @@ def cli(verbose: int, quiet: bool) -> None:
       streamcolor video film.mp4 -o film-colour.mp4
       streamcolor batch album.zip -o album-colour/
     """
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from streamcolor.commands.common import apply_output_settings
+
+    logging.basicConfig(format=LOG_FORMAT)  # no-op when main() set it up already
+    state = click.get_current_context().meta
+    state["streamcolor.verbose"] = verbose
+    state["streamcolor.quiet"] = quiet
+    state["streamcolor.progress"] = progress
+    apply_output_settings(state)
+
+
+#: Log lines: on stderr, level and logger first (stdout carries only results, e.g. `image - -o -`).
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
 def main() -> None:
-    """Console entry point: project errors become one line on stderr, exit 1."""
+    """Console entry point: project errors become one line on stderr, exit 1.
+
+    Log lines are written around progress bars (tqdm's logging redirect), so
+    a warning never tears a bar in half."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT, stream=sys.stderr)
     try:
-        cli.main(standalone_mode=False)
+        with logging_redirect_tqdm():
+            cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

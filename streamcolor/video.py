@@ -47,12 +47,12 @@ import av
 import av.error
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from streamcolor import tempfiles
 from streamcolor.colorize import ColorOptions, default_engine, network_input, pixels_to_l, render
 from streamcolor.engines import lab
 from streamcolor.errors import InputError, OutputError
+from streamcolor.progress import Progress, progress_bar
 
 if TYPE_CHECKING:
     from streamcolor.engines import Engine
@@ -148,7 +148,7 @@ def output_path(src: str | os.PathLike, dst: str | os.PathLike | None = None) ->
 
 def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
                    engine: "Engine | None" = None, options: VideoOptions = VideoOptions(),
-                   progress: bool = True, render_size: int | None = None, batch_size: int | None = None,
+                   progress: Progress = None, render_size: int | None = None, batch_size: int | None = None,
                    codec: str | None = None, quality: int | None = None,
                    stabilize: bool | None = None) -> Path:
     """Colorize a video file.
@@ -167,7 +167,9 @@ def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None,
     options:
         See :class:`VideoOptions`.
     progress:
-        Show a tqdm bar (frames, frames/s, ETA) on stderr.
+        None (default): a tqdm bar (frames, frames/s, ETA) on stderr only when it is a terminal; True/False: always/never;
+        a callable ``fn(done, total)``: called after each frame instead of a bar
+        (see :mod:`streamcolor.progress`).
     render_size, batch_size, codec, quality, stabilize:
         Shortcuts for the :class:`VideoOptions` fields of the same names.
 
@@ -193,7 +195,7 @@ def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None,
     return dst
 
 
-def _run(src: Path, dst: Path, engine: "Engine", options: VideoOptions, progress: bool,
+def _run(src: Path, dst: Path, engine: "Engine", options: VideoOptions, progress: Progress,
          segment: "Segment | None" = None) -> "_Job":
     """Open ``src``, run the pipeline into a temporary file next to ``dst`` and rename it into place."""
     with _open_input(src) as inp:
@@ -226,7 +228,7 @@ def _open_input(src: Path):
         raise InputError(f"{src}: cannot be opened as a video: not a video, or damaged or truncated ({exc})") from exc
     if container.format.name in _IMAGE_FORMATS or container.format.name.endswith("_pipe"):
         container.close()
-        raise InputError(f"{src}: a still image, not a video (use colorize_image)")
+        raise InputError(f"{src}: a still image, not a video (`streamcolor image`; colorize_image in Python)")
     return container
 
 
@@ -469,7 +471,7 @@ class _Job:
     are dropped before the encoder."""
 
     def __init__(self, src: Path, dst: Path, tmp: Path, inp, vin, engine: "Engine",
-                 options: VideoOptions, colour: ColorOptions, progress: bool, segment: "Segment | None" = None):
+                 options: VideoOptions, colour: ColorOptions, progress: Progress, segment: "Segment | None" = None):
         self.src, self.dst, self.tmp = src, dst, tmp
         self.segment = segment
         self.kept: list[int] = []  # pts of the frames written
@@ -773,8 +775,8 @@ class _Job:
         threads = [self._thread("read", self._read, q_read),
                    self._thread("network", self._infer, q_read, q_net),
                    self._thread("compose", self._compose, q_net, q_yuv)]
-        bar = tqdm(total=self._total(), unit="frame", desc=self.src.name, disable=not self.progress,
-                   dynamic_ncols=True, smoothing=0.1, leave=False)
+        bar = progress_bar(self.progress, total=self._total(), unit="frame", desc=self.src.name, smoothing=0.1,
+                           leave=False)
         pending: list = []  # copied packets that arrive before the first video frame
         written = 0
         try:

@@ -21,12 +21,12 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Sequence
 
-from tqdm import tqdm
 
 from streamcolor.archive.job import BatchJob
 from streamcolor.archive.listing import BatchOptions, Item
 from streamcolor.colorize import ColorOptions, ShapeBatcher, default_engine, predict
 from streamcolor.errors import InputError
+from streamcolor.progress import Progress, progress_bar
 from streamcolor.items import (FolderSink, JobReport, Outcome, colorize_items, decode_item, engine_failure,
                                finish_item, outcome_of)
 
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 def colorize_archive(src: str | os.PathLike | Sequence[str | os.PathLike], dst: str | os.PathLike, *,
                      engine: "Engine | None" = None, options: BatchOptions = BatchOptions(),
-                     progress: bool = True) -> JobReport:
+                     progress: Progress = None) -> JobReport:
     """Colorize every image of a folder, zip or tar archive into a folder tree.
 
     Resumable: run the same call again after an interruption (even SIGKILL)
@@ -61,7 +61,9 @@ def colorize_archive(src: str | os.PathLike | Sequence[str | os.PathLike], dst: 
     options:
         Output format, batching, threads and safety limits: :class:`BatchOptions`.
     progress:
-        Show a tqdm bar over items.
+        None (default): a tqdm bar on stderr only when it is a terminal; True/False: always/never;
+        a callable ``fn(done, total)``: called after each item instead of a bar
+        (see :mod:`streamcolor.progress`).
 
     Returns
     -------
@@ -78,8 +80,7 @@ def colorize_archive(src: str | os.PathLike | Sequence[str | os.PathLike], dst: 
     with BatchJob(src, dst, options=options) as job:
         engine = engine or default_engine()
         color = options.color_options(engine)
-        with tqdm(total=len(job.items), initial=job.settled, unit="img", desc="colorize", disable=not progress,
-                  dynamic_ncols=True) as bar:
+        with progress_bar(progress, total=len(job.items), initial=job.settled, unit="img", desc="colorize") as bar:
             pipeline = _Pipeline(job, engine, color, bar)
             pipeline.run()
         return job.finish(engine_s=pipeline.engine_s)

@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from streamcolor.archive import OUTPUT_FORMATS
-from streamcolor.commands.common import EXIT_FATAL, engine_options, load, run_job, show_ray_progress
+from streamcolor.commands.common import (EXIT_FATAL, common_options, engine_options, load, progress_setting, run_job,
+                                         show_ray_progress)
 from streamcolor.engines.archives import RATIO_MIN_BYTES, Limits
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,6 @@ class ByteSize(click.ParamType):
 @click.option("--max-ratio", type=click.FloatRange(min=1, min_open=True), default=Limits.max_ratio, show_default=True,
               help=f"Refuse zip members (over {RATIO_MIN_BYTES >> 20} MiB) that inflate more than this many times "
                    "(zip bombs).")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
               help="Colorize on a pool of Ray actors (needs streamcolor[ray]). Bare --ray starts a private "
                    "Ray on this machine for this run (a cluster already running here is not joined), unless "
@@ -63,8 +63,9 @@ class ByteSize(click.ParamType):
 @click.option("--actors", type=click.IntRange(min=1), default=None,
               help="With --ray: number of actors [default: one per GPU, else one per CPU].")
 @engine_options
+@common_options
 def command(sources, output, fmt, quality, archive, batch_size, workers, max_pixels, max_member_size, max_ratio,
-            progress, ray_address, ray_address_option, actors, model, backend, render_size, saturation):
+            ray_address, ray_address_option, actors, model, backend, render_size, saturation):
     """Colorize every image in SOURCES (folders, searched recursively; .zip;
     .tar, .tar.gz/.tgz, .tar.xz, .tar.bz2) into the folder OUTPUT.
 
@@ -100,6 +101,7 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
     from streamcolor.archive import BatchOptions, colorize_archive
     from streamcolor.image_io import DEFAULT_MAX_PIXELS
 
+    progress = progress_setting()
     try:
         options = BatchOptions(render_size=render_size, saturation=saturation, quality=quality,
                                output_format=fmt, archive="same" if archive else None, batch_size=batch_size,

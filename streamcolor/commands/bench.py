@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from streamcolor.commands.common import common_options
+
 from streamcolor.engines import DEFAULT_MODEL, lab
 
 
@@ -25,6 +27,7 @@ from streamcolor.engines import DEFAULT_MODEL, lab
               help="Also time the video pipeline against decode + encode alone.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write every figure to this JSON file (readable by `streamcolor report --results`).")
+@common_options
 def command(full, model, device, renders, batches, video, json_path):
     """Measure images/s of each engine and precision, achieved GFLOP/s against
     this machine's matrix-multiply peak, and video frames/s against

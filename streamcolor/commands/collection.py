@@ -18,7 +18,7 @@ import logging
 import click
 
 from streamcolor.archive import OUTPUT_FORMATS
-from streamcolor.commands.common import engine_options, run_job
+from streamcolor.commands.common import common_options, engine_options, run_job
 
 
 @click.command("collection")
@@ -40,6 +40,7 @@ from streamcolor.commands.common import engine_options, run_job
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality.")
 @click.option("--overwrite", is_flag=True, help="Redo files whose output already exists (default: skip them).")
 @engine_options
+@common_options
 def command(source, output, address, actors, gpus_per_actor, cpus_per_actor, batch_size, fmt, quality, overwrite,
             model, backend, render_size, saturation):
     """Colorize every image under SOURCE into OUTPUT with Ray Data.

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import sys
-from typing import TYPE_CHECKING, Callable, NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 import click
 
@@ -13,6 +15,16 @@ from streamcolor.errors import StreamcolorError
 
 if TYPE_CHECKING:
     from streamcolor.items import JobReport
+
+log = logging.getLogger(__name__)
+
+#: File suffixes of videos (what `streamcolor video` takes): for pointing a file given to the wrong verb to the right one.
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv",
+                  ".flv", ".3gp", ".ogv", ".vob", ".mxf")
+#: File suffixes of still images (what `streamcolor image` takes).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jp2", ".pgm", ".ppm", ".pbm",
+                  ".pnm", ".tga", ".dib", ".jfif", ".heic")
+
 
 #: Exit status of the job verbs: every item done / some items skipped or failed / could not start or could not write.
 EXIT_OK, EXIT_ITEMS, EXIT_FATAL = 0, 1, 2
@@ -64,3 +76,121 @@ def show_ray_progress() -> None:
 
     if logging.getLogger().getEffectiveLevel() <= logging.WARNING:
         logging.getLogger("streamcolor.ray").setLevel(min(logging.INFO, logging.getLogger().getEffectiveLevel()))
+
+
+# --------------------------------------------------------------------------- -v/-q/--progress on every verb
+
+
+def _set(key: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        state = ctx.meta
+        if key == "streamcolor.verbose":
+            state[key] = state.get(key, 0) + (value or 0)
+        elif key == "streamcolor.quiet":
+            state[key] = bool(state.get(key)) or bool(value)
+        elif value is not None:
+            state[key] = value
+        apply_output_settings(state)
+    return callback
+
+
+_COMMON: list[tuple[list[str], dict[str, Any]]] = [
+    (["-v", "--verbose"], dict(count=True, callback=_set("streamcolor.verbose"), help="More log output (-vv for debug).")),
+    (["-q", "--quiet"], dict(is_flag=True, callback=_set("streamcolor.quiet"), help="Only errors, no progress bars.")),
+    (["--progress/--no-progress"], dict(default=None, callback=_set("streamcolor.progress"),
+                                        help="Progress bars on stderr [default: only when stderr is a terminal].")),
+]
+
+
+def common_params() -> list[click.Option]:
+    """The options every verb accepts after its name as well as before it
+    (they take effect as soon as they are parsed, so they add up)."""
+    return [click.Option(decls, expose_value=False, **kw) for decls, kw in _COMMON]
+
+
+def common_options(f):
+    """Decorator: the :func:`common_params` on a verb itself (so the verb's
+    ``command`` has them when called directly, as tests and scripts do)."""
+    for decls, kw in reversed(_COMMON):
+        f = click.option(*decls, expose_value=False, **kw)(f)
+    return f
+
+
+def apply_output_settings(state: dict[str, Any]) -> None:
+    """Set the log level from the -v/-q counted so far."""
+    verbose = state.get("streamcolor.verbose", 0)
+    level = logging.ERROR if state.get("streamcolor.quiet") else (logging.WARNING, logging.INFO,
+                                                                   logging.DEBUG)[min(verbose, 2)]
+    logging.getLogger().setLevel(level)
+
+
+def progress_setting() -> bool | None:
+    """What the verbs pass as ``progress=``: False with -q or --no-progress, True
+    with --progress, else None (a bar only when stderr is a terminal)."""
+    ctx = click.get_current_context(silent=True)
+    state = ctx.meta if ctx is not None else {}
+    if state.get("streamcolor.quiet"):
+        return False
+    return state.get("streamcolor.progress")
+
+
+def say(message: str) -> None:
+    """A line for the person at the terminal, on stderr (stdout may carry data); none with -q."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or not ctx.meta.get("streamcolor.quiet"):
+        click.echo(message, err=True)
+
+
+# --------------------------------------------------------------------------- the right verb for a file
+
+
+def verb_for_path(name: str | Path) -> str | None:
+    """The verb that takes this file: "image", "video" or "batch" (folders,
+    archives); None when its name and kind say nothing."""
+    from streamcolor.engines.archives import kind_by_name
+
+    path = Path(name)
+    if str(name) != "-" and path.is_dir():
+        return "batch"
+    lower = path.name.lower()
+    if kind_by_name(lower):
+        return "batch"
+    if lower.endswith(VIDEO_SUFFIXES):
+        return "video"
+    if lower.endswith(IMAGE_SUFFIXES):
+        return "image"
+    return None
+
+
+def suggested_command(path: str | Path, verb: str) -> str:
+    """A command line that would colorize ``path`` with ``verb``, with a sensible output name."""
+    from streamcolor.engines.archives import kind_by_name
+
+    path = Path(path)
+    if verb == "video":
+        return f"streamcolor video {path}"
+    if verb == "batch":
+        kind = kind_by_name(path.name)
+        stem = path.name[: -len(next(s for s in _archive_suffixes(kind) if path.name.lower().endswith(s)))] \
+            if kind else path.name
+        return f"streamcolor batch {path} -o {stem or 'out'}-colour/"
+    return f"streamcolor image {path} -o {path.stem}-colour{path.suffix or '.png'}"
+
+
+def _archive_suffixes(kind: str) -> tuple[str, ...]:
+    from streamcolor.engines.archives import ARCHIVE_SUFFIXES
+
+    return ARCHIVE_SUFFIXES[kind]
+
+
+def check_medium(paths: "list[Path] | tuple[Path, ...]", verb: str) -> None:
+    """Stop (usage error, exit 2) before loading anything when an input belongs
+    to another verb, naming the command to run instead."""
+    for path in paths:
+        right = verb_for_path(path)
+        if right is None or right == verb:
+            continue
+        what = {"batch": "a folder" if path.is_dir() else "an archive", "video": "a video", "image": "an image"}[right]
+        hint = suggested_command(path, right)
+        raise click.UsageError(f"{path}: {what}, not {'an image' if verb == 'image' else 'a video'}; "
+                               f"run `{hint}`")

@@ -1,4 +1,4 @@
-"""`streamcolor image`: colorize image files."""
+"""`streamcolor image`: colorize image files, or stdin to stdout (``-``)."""
 
 from __future__ import annotations
 
@@ -7,32 +7,40 @@ import sys
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
-from streamcolor import tempfiles
-from streamcolor.colorize import ColorOptions, colorize_image
-from streamcolor.commands.common import EXIT_FATAL, EXIT_ITEMS, engine_options, load
+from streamcolor import image_io, tempfiles
+from streamcolor.colorize import ColorOptions, colorize_batch, colorize_image
+from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, check_medium, common_options, engine_options, load,
+                                         progress_setting)
 from streamcolor.errors import OutputError, StreamcolorError
 from streamcolor.image_io import supported_suffixes
 from streamcolor.items import is_item_error
-from streamcolor.outputs import describe_renames, plan_outputs
+from streamcolor.outputs import Planned, describe_renames, plan_outputs
+from streamcolor.progress import progress_bar
 
 log = logging.getLogger(__name__)
+
+#: `--format` choice -> Pillow format name.
+FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP", "tiff": "TIFF"}
+#: The name that stands for stdin (as an input) and stdout (as -o).
+STDIO = Path("-")
 
 
 @click.command("image")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
-              help="Output folder, or a file name when there is one input.")
-@click.option("--format", "fmt", type=click.Choice(["same", "png", "jpg", "webp", "tiff"]), default="same",
-              show_default=True, help="Output format.")
+              help="Output folder, or a file name when there is one input; '-' writes the image to stdout.")
+@click.option("--format", "fmt", type=click.Choice(["same", *FORMATS]), default="same",
+              show_default=True, help="Output format (same: the input's; with -o FILE, FILE's extension decides).")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
               help="JPEG/WebP quality.")
 @click.option("--overwrite/--skip-existing", default=True, show_default=True,
               help="Replace outputs that exist, or leave them.")
 @engine_options
+@common_options
 def command(inputs, output, fmt, quality, overwrite, model, backend, render_size, saturation):
-    """Colorize image files INPUTS into OUTPUT.
+    """Colorize image files INPUTS into OUTPUT.  '-' reads one image from
+    stdin; '-o -' writes the result to stdout (logs go to stderr only).
 
     Gray, colour (reduced to lightness first), RGBA (alpha kept), 16-bit and
     EXIF-rotated images are accepted; output has the input's size and
@@ -45,26 +53,48 @@ def command(inputs, output, fmt, quality, overwrite, model, backend, render_size
     Examples:
       streamcolor image grandma.jpg -o grandma-colour.jpg
       streamcolor image scans/*.tif -o colour/ --format png -r 384
+      curl -s https://example.org/old.jpg | streamcolor image - -o - > colour.jpg
     """
-    single_file = len(inputs) == 1 and output.suffix != "" and not output.is_dir()
-    try:
-        planned = plan_outputs([(src, output if single_file else output / _out_name(src, fmt)) for src in inputs])
-    except OutputError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_FATAL)
-    for line in describe_renames(planned):
-        click.echo(line, err=True)
-    folder = output.parent if single_file else output
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        click.echo(f"error: {folder}: cannot create the output folder ({exc.strerror or exc})", err=True)
-        sys.exit(EXIT_FATAL)
-    by_folder: dict[Path, list[str]] = {}
-    for plan in planned:
-        by_folder.setdefault(plan.dst.parent, []).append(plan.dst.name)
-    for parent, names in by_folder.items():  # what a killed run left for these outputs (see streamcolor.tempfiles)
-        tempfiles.sweep(parent, names)
+    ctx = click.get_current_context()
+    quality_given = ctx.get_parameter_source("quality") == click.core.ParameterSource.COMMANDLINE
+    check_medium([p for p in inputs if p != STDIO], "image")
+    if list(inputs).count(STDIO) > 1:
+        raise click.UsageError("'-' (stdin) can be given once")
+    to_stdout = output == STDIO
+    single_file = len(inputs) == 1 and (to_stdout or (output.suffix != "" and not output.is_dir()))
+    if to_stdout and len(inputs) > 1:
+        raise click.UsageError("-o - (stdout) takes one input")
+    if STDIO in inputs and not single_file:
+        raise click.UsageError("'-' (stdin) needs -o FILE or -o - (stdout)")
+    if to_stdout and sys.stdout.isatty():
+        raise click.UsageError("-o - would write image bytes to the terminal; redirect stdout (> out.jpg) "
+                               "or give -o FILE")
+    if single_file and not to_stdout and fmt != "same":
+        named = image_io.format_for(output, default="?")
+        if named != FORMATS[fmt]:
+            log.warning("--format %s ignored: -o %s names a %s file (its extension decides)", fmt, output,
+                        named if named != "?" else f"{output.suffix!r}")
+
+    if to_stdout:
+        planned = [Planned(inputs[0], STDIO)]
+    else:
+        try:
+            planned = plan_outputs([(src, output if single_file else output / _out_name(src, fmt))
+                                    for src in inputs])
+        except OutputError as exc:
+            _fatal(str(exc))
+        for line in describe_renames(planned):
+            click.echo(line, err=True)
+        folder = output.parent if single_file else output
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _fatal(f"{folder}: cannot create the output folder ({exc.strerror or exc})")
+        by_folder: dict[Path, list[str]] = {}
+        for plan in planned:
+            by_folder.setdefault(plan.dst.parent, []).append(plan.dst.name)
+        for parent, names in by_folder.items():  # what a killed run left for these outputs (streamcolor.tempfiles)
+            tempfiles.sweep(parent, names)
     try:
         engine = load(model, backend)
     except click.ClickException as exc:
@@ -72,29 +102,76 @@ def command(inputs, output, fmt, quality, overwrite, model, backend, render_size
         raise
     options = ColorOptions(render_size=render_size, saturation=saturation, quality=quality)
     failures = 0
-    for plan in tqdm(planned, desc="images", unit="img", disable=len(inputs) < 2):
-        src, dst = plan.src, plan.dst
-        if dst.exists() and not overwrite:
-            log.info("skip %s (exists)", dst)
-            continue
-        try:
-            colorize_image(src, dst, engine=engine, options=options)
-            log.info("%s -> %s", src, dst)
-        except OutputError as exc:
-            tqdm.write(f"error: {exc}", file=sys.stderr)
-            if not is_item_error(exc):  # the location cannot be written: every later image would fail too
-                sys.exit(EXIT_FATAL)
-            failures += 1
-        except StreamcolorError as exc:
-            failures += 1
-            tqdm.write(f"error: {exc}", file=sys.stderr)
+    warned_quality = not quality_given
+    with progress_bar(progress_setting() if len(inputs) > 1 else False, total=len(inputs), desc="images",
+                      unit="img") as bar:
+        for plan in planned:
+            src, dst = plan.src, plan.dst
+            if dst != STDIO and dst.exists() and not overwrite:
+                log.info("skip %s (exists)", dst)
+                bar.update()
+                continue
+            try:
+                out_fmt = _colorize_one(src, dst, fmt, engine, options)
+                if not warned_quality and out_fmt not in ("JPEG", "WEBP"):
+                    log.warning("--quality ignored: %s output is lossless", out_fmt)
+                    warned_quality = True
+                log.info("%s -> %s", _label(src, "stdin"), _label(dst, "stdout"))
+            except OutputError as exc:
+                log.error("%s", exc)
+                if not is_item_error(exc):  # the location cannot be written: every later image would fail too
+                    sys.exit(EXIT_FATAL)
+                failures += 1
+            except StreamcolorError as exc:
+                failures += 1
+                log.error("%s", exc)
+            bar.update()
     if failures:
         sys.exit(EXIT_ITEMS)
+
+
+def _fatal(message: str):
+    """One error line and exit status 2 (the run cannot start or cannot write)."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_FATAL)
+
+
+def _label(path: Path, stream: str) -> str:
+    return f"<{stream}>" if path == STDIO else str(path)
+
+
+def _colorize_one(src: Path, dst: Path, fmt: str, engine, options: ColorOptions) -> str:
+    """Read ``src`` (a file or stdin), colorize, write ``dst`` (a file or stdout); returns the format written.
+    Files go through :func:`colorize_image` (the API's path: atomic write, bounded memory)."""
+    if dst != STDIO and src != STDIO:
+        colorize_image(src, dst, engine=engine, options=options)
+        return image_io.format_for(dst)
+    if src == STDIO:
+        decoded = image_io.read_image(sys.stdin.buffer.read(), name="<stdin>", max_pixels=options.max_pixels)
+    else:
+        decoded = image_io.read_image(src, max_pixels=options.max_pixels)
+    rgb = colorize_batch([decoded], engine=engine, options=options)[0]
+    if dst == STDIO:
+        out_fmt = FORMATS[fmt] if fmt != "same" else (decoded.format or "PNG")
+        if out_fmt.upper() not in {*FORMATS.values(), "BMP"}:
+            out_fmt = "PNG"  # e.g. a GIF in: written as PNG, as `batch` does
+        data = image_io.encode_image(rgb, out_fmt, alpha=decoded.alpha, info=decoded.info, quality=options.quality)
+        try:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        except BrokenPipeError as exc:
+            raise OutputError("<stdout>: closed by the reader (broken pipe)") from exc
+        return out_fmt.upper()
+    out_fmt = image_io.format_for(dst)
+    image_io.write_image(dst, rgb, alpha=decoded.alpha, info=decoded.info, quality=options.quality, fmt=out_fmt)
+    return out_fmt
 
 
 def _out_name(src: Path, fmt: str) -> str:
     """The output file name: the input's, or with ``fmt``'s suffix (PNG for a
     format that is read but not written, such as GIF)."""
+    if src == STDIO:
+        return f"stdin.{fmt if fmt != 'same' else 'png'}"
     if fmt == "same":
         return src.name if src.suffix.lower() in supported_suffixes() else f"{src.stem or src.name}.png"
     return f"{src.stem}.{fmt}"

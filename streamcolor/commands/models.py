@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import click
 
+from streamcolor.commands.common import common_options
+
 from streamcolor.engines import available_backends, available_models, resolve_model, runtime_info
 
 
 @click.command("models")
+@common_options
 def command():
     """List the shipped models (with their training data and quality) and the runtimes."""
     for name in available_models():

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from streamcolor.engines import available_backends
-from streamcolor.commands.common import load
+from streamcolor.commands.common import common_options, load
 
 
 @click.command("report")
@@ -26,6 +26,7 @@ from streamcolor.commands.common import load
               help="A shipped model name or a model bundle folder.")
 @click.option("--backend", type=click.Choice(["auto", *available_backends()]), default="auto", show_default=True,
               help="Runtime that colorizes the photos.")
+@common_options
 def command(output, results, photos, max_photos, gallery, model, backend):
     """Write OUTPUT, a self-contained HTML report: gray input | colorized |
     original colour for some held-out photos, and tables of figures.

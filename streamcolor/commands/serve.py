@@ -7,7 +7,7 @@ import logging
 import click
 
 from streamcolor.commands.batch import ByteSize
-from streamcolor.commands.common import engine_options, load
+from streamcolor.commands.common import common_options, engine_options, load
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser once listening.")
 @engine_options
 @click.pass_context
+@common_options
 def command(ctx, host, port, max_batch, max_wait_ms, max_upload, max_pixels, max_pending, workers, video,
             open_browser, model, backend, render_size, saturation):
     """Serve a web page and an HTTP API that colorize uploaded photos.

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import NoReturn
 
 import click
-from tqdm import tqdm
 
-from streamcolor.commands.common import EXIT_FATAL, EXIT_ITEMS, engine_options, load
+from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, check_medium, common_options, engine_options, load,
+                                         progress_setting, say)
 from streamcolor.errors import OutputError, StreamcolorError
 from streamcolor.items import is_item_error
 from streamcolor.outputs import describe_renames, plan_outputs
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
                    "(1: every frame).")
 @click.option("--scene-cut", type=click.FloatRange(0, 1, min_open=True), default=0.3, show_default=True,
               help="Lightness-histogram change that counts as a scene cut.")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @click.option("--overwrite/--skip-existing", default=True, show_default=True,
               help="Replace outputs that exist, or leave them.")
 @click.option("--ray", "use_ray", is_flag=True,
@@ -51,8 +50,9 @@ log = logging.getLogger(__name__)
               help="With --ray: cut each video into at most N parts of about equal length "
                    "[default: parts of at least 30 s].")
 @engine_options
+@common_options
 def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabilize, embed_every, scene_cut,
-            progress, overwrite, use_ray, ray_address, segments, model, backend, render_size, saturation):
+            overwrite, use_ray, ray_address, segments, model, backend, render_size, saturation):
     """Colorize the video files INPUTS.
 
     Only colour is added: size, frame rate, timestamps, lightness, rotation
@@ -72,6 +72,7 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
     """
     from streamcolor.video import VideoOptions, check_codec, colorize_video, default_output
 
+    check_medium(inputs, "video")
     use_ray = use_ray or ray_address is not None
     if segments is not None and not use_ray:
         raise click.UsageError("--segments needs --ray")
@@ -114,18 +115,18 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
             continue
         try:
             if use_ray:
-                convert(src, dst, options, progress)
+                convert(src, dst, options, progress_setting())
             else:
-                colorize_video(src, dst, engine=engine, options=options, progress=progress)
-            click.echo(f"{src} -> {dst}", err=True)
+                colorize_video(src, dst, engine=engine, options=options, progress=progress_setting())
+            say(f"{src} -> {dst}")
         except OutputError as exc:
             if not is_item_error(exc):  # the location or the encoder settings: every later input would fail too
                 _fatal(str(exc))
             failures += 1
-            tqdm.write(f"error: {exc}", file=sys.stderr)
+            log.error("%s", exc)
         except StreamcolorError as exc:
             failures += 1
-            tqdm.write(f"error: {exc}", file=sys.stderr)
+            log.error("%s", exc)
     if failures:
         sys.exit(EXIT_ITEMS)
 

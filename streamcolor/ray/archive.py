@@ -18,12 +18,12 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from tqdm import tqdm
 
 from streamcolor.archive import BatchJob, BatchOptions, Item
 from streamcolor.errors import InputError, OutputError
 from streamcolor.items import JobReport, Outcome, outcome_of
 from streamcolor.manifest import DONE, FAILED
+from streamcolor.progress import Progress, progress_bar
 from streamcolor.ray.batch import objects
 from streamcolor.ray.pool import ActorPool, ClusterOptions, colorize_kwargs, plan_actors, ray_session
 
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 def colorize_archive_ray(src: str | os.PathLike | Sequence[str | os.PathLike], dst: str | os.PathLike, *,
                          model: "str | os.PathLike" = "default", backend: str = "auto",
                          options: BatchOptions = BatchOptions(), cluster: ClusterOptions = ClusterOptions(),
-                         progress: bool = True) -> JobReport:
+                         progress: Progress = None) -> JobReport:
     """:func:`streamcolor.colorize_archive` with the colorizing done by Ray actors.
 
     Same sources, output layout, resume manifest, report and packing as the
@@ -54,7 +54,9 @@ def colorize_archive_ray(src: str | os.PathLike | Sequence[str | os.PathLike], d
     cluster:
         Address, actor count and resources: :class:`~streamcolor.ray.ClusterOptions`.
     progress:
-        Show a tqdm bar over items.
+        None (default): a tqdm bar on stderr only when it is a terminal; True/False: always/never;
+        a callable ``fn(done, total)``: called after each item instead of a bar
+        (see :mod:`streamcolor.progress`).
 
     Returns
     -------
@@ -77,8 +79,8 @@ def colorize_archive_ray(src: str | os.PathLike | Sequence[str | os.PathLike], d
             pool = ActorPool(ray, n, cluster=cluster, gpus=gpus,
                              colorize_kwargs=colorize_kwargs(model, backend, options, str(job.out_dir), cluster, gpus))
             try:
-                with tqdm(total=len(job.items), initial=job.settled, unit="img", desc="colorize (ray)",
-                          disable=not progress, dynamic_ncols=True) as bar:
+                with progress_bar(progress, total=len(job.items), initial=job.settled, unit="img",
+                                  desc="colorize (ray)") as bar:
                     engine_s = _run_items(job, pool, todo, options.batch_size, bar)
             finally:
                 pool.close()

@@ -14,11 +14,11 @@ import os
 import shutil
 from pathlib import Path
 
-from tqdm import tqdm
 
 from streamcolor import image_io
 from streamcolor.archive import BatchOptions
 from streamcolor.errors import InputError, OutputError
+from streamcolor.progress import Progress, progress_bar
 from streamcolor.ray.pool import ActorPool, ClusterOptions, colorize_kwargs, plan_actors, ray_session
 from streamcolor.video import (Segment, VideoOptions, join_segments, output_path, plan_segments,
                                video_keyframes)
@@ -35,7 +35,7 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
                        model: "str | os.PathLike" = "default", backend: str = "auto",
                        options: VideoOptions | None = None, cluster: ClusterOptions = ClusterOptions(),
                        segment_s: float = 30.0, warmup_s: float = 1.0, segments: int | None = None,
-                       progress: bool = True) -> Path:
+                       progress: Progress = None) -> Path:
     """:func:`streamcolor.colorize_video` with the video split across Ray actors.
 
     The video stream is cut at keyframes into segments of whole GOPs (at least
@@ -66,7 +66,8 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
         segment_s = _duration_s(keyframes, time_base) / segments * (1 - 1e-6)  # a keyframe right at a cut still cuts
     plan = plan_segments(keyframes, time_base, segment_s=segment_s, warmup_s=warmup_s)
     if not plan:
-        raise InputError(f"{src}: no keyframe with a timestamp in the video stream; use colorize_video")
+        raise InputError(f"{src}: no keyframe with a timestamp in the video stream; colorize it without Ray "
+                         "(`streamcolor video`; colorize_video in Python)")
     if not dst.parent.is_dir():
         raise OutputError(f"{dst}: folder {dst.parent} does not exist")
     work = _segment_folder(src, dst, model, backend, options, plan)
@@ -90,9 +91,9 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
 
 
 def _run_segments(pool: ActorPool, src: Path, todo: list[Segment], paths: list[Path], options: VideoOptions,
-                  progress: bool) -> None:
+                  progress: Progress) -> None:
     waiting = list(todo)
-    with tqdm(total=len(todo), unit="segment", desc=src.name, disable=not progress, dynamic_ncols=True) as bar:
+    with progress_bar(progress, total=len(todo), unit="segment", desc=src.name) as bar:
         while waiting or pool.pending:
             while waiting and pool.has_room():
                 seg = waiting.pop(0)
