@@ -75,6 +75,7 @@ class BenchResult:
     engines: list[dict[str, Any]] = field(default_factory=list)  # one row per engine, render, batch
     videos: list[dict[str, Any]] = field(default_factory=list)  # one row per clip
     notes: list[str] = field(default_factory=list)  # what was not measured, and why
+    recommendation: dict[str, Any] = field(default_factory=dict)  # see recommend()
 
     def to_json(self) -> str:
         return json.dumps({"format": JSON_FORMAT, **dataclasses.asdict(self)}, indent=1)
@@ -83,7 +84,7 @@ class BenchResult:
         """Plain-text tables for a terminal."""
         m = self.machine
         out = [f"streamcolor bench - {m.get('date', '')} - {m.get('cpu', '')}",
-               f"load average (1 min) before/after: {m.get('load_average', '?')}; "
+               f"load average (1, 5, 15 min): {load_text(m)}; "
                f"ONNX Runtime {m.get('onnxruntime', '?')}, providers {', '.join(m.get('providers', []))}"]
         if m.get("gpu"):
             out.append(f"GPU: {m['gpu']}")
@@ -104,7 +105,60 @@ class BenchResult:
                                       f"{v['pipeline_fps']:.2f}", f"{v['floor_fps']:.2f}",
                                       f"{v['pipeline_over_floor']:.3f}"] for v in self.videos])]
         out += [f"note: {n}" for n in self.notes]
+        if self.recommendation:
+            import textwrap
+
+            out += ["", f"recommended here: {self.recommendation['options']}",
+                    textwrap.fill(self.recommendation["why"], width=100, initial_indent="  ", subsequent_indent="  "),
+                    f"  e.g. {self.recommendation['example']}"]
         return "\n".join(out) + "\n"
+
+
+def load_text(machine: Mapping[str, Any]) -> str:
+    """The load averages of a bench run, labelled: "before 1.02 0.98 0.91, after 1.40 1.05 0.94"."""
+    parts = []
+    for when, key in (("before", "load_average"), ("after", "load_average_after")):
+        vals = machine.get(key)
+        if vals:
+            parts.append(f"{when} {' '.join(f'{x:.2f}' for x in vals)}")
+    return ", ".join(parts) or "not available"
+
+
+#: Engine label in bench rows -> the `--backend` that runs it.
+BACKEND_OF_LABEL = {"onnx-cpu-fp32": "onnx", "onnx-cuda-fp32": "onnx", "onnx-cpu-int8": "onnx-int8",
+                    "onnx-cuda-fp16": "onnx-fp16", "tensorrt-fp16": "tensorrt", "keras-fp32": "keras"}
+
+
+def recommend(rows: Sequence[Mapping[str, Any]], model_render: int) -> dict[str, Any]:
+    """Engine, batch and render size for this machine from the measured rows.
+
+    Engine: the fastest at the largest measured render.  Batch: the smallest
+    within 5% of that engine's best (bigger batches only add latency and
+    memory then).  Render: the model's recommended size (its quality was
+    measured there); images/s there is estimated from the nearest measured
+    render by pixel count (the network's cost is about proportional to it)."""
+    if not rows:
+        return {}
+    render = max(r["render"] for r in rows)
+    at = [r for r in rows if r["render"] == render]
+    best = max(at, key=lambda r: r["images_per_s"])
+    same = [r for r in at if r["label"] == best["label"]]
+    batch = min((r for r in same if r["images_per_s"] >= 0.95 * best["images_per_s"]), key=lambda r: r["batch"])
+    backend = BACKEND_OF_LABEL.get(best["label"], "auto")
+    est = batch["images_per_s"] * (render / model_render) ** 2
+    by_batch = {r["batch"]: r["images_per_s"] for r in same}
+    batch_note = (f"batch {batch['batch']} gives {batch['images_per_s'] / by_batch[min(by_batch)]:.2f}x batch "
+                  f"{min(by_batch)}" if batch["batch"] != min(by_batch) else
+                  f"larger batches were not faster here ({', '.join(f'{b}: {v:.2f}' for b, v in sorted(by_batch.items()))} images/s)")
+    ref = [r for r in at if r["batch"] == batch["batch"] and r["label"] != best["label"]]
+    engine_note = "; ".join(f"{r['label']} {r['images_per_s']:.2f}" for r in ref)
+    options = f"--backend {backend} -b {batch['batch']} -r {model_render}"
+    why = (f"{best['label']} was the fastest engine ({batch['images_per_s']:.2f} images/s at render {render}, batch "
+           f"{batch['batch']}{'; ' + engine_note if engine_note else ''}); {batch_note}; render {model_render} is the "
+           f"model's recommended size: about {est:.1f} images/s there (estimated from render {render} by pixel count)")
+    return {"backend": backend, "batch": batch["batch"], "render_size": model_render, "images_per_s_estimate":
+            round(est, 2), "options": options, "why": why,
+            "example": f"streamcolor batch photos/ -o colour/ {options}"}
 
 
 def _fmt(x: float | None, digits: int) -> str:
@@ -282,7 +336,7 @@ def load_engines(model: str | Path, device: str = "auto", *, keras: bool = False
             engines["onnx-cpu-int8"] = load_engine(info.path, "onnx", precision="int8", device="cpu")
         else:
             notes.append(f"int8: the bundle {info.name} has no int8 variant "
-                         f"(make one: python -m streamcolor.trainer.quantize {info.path})")
+                         f"(make one: streamcolor train quantize {info.path} --calib PHOTOS/)")
         notes.append("fp16/bf16: ONNX Runtime's CPU provider has no float16/bfloat16 convolution kernels on x86")
     else:
         try:
@@ -387,9 +441,13 @@ def run_bench(options: BenchOptions = QUICK, *, progress: Callable[[str], Any] |
         for eng in engines.values():
             eng.close()
     machine["load_average_after"] = _load()
+    from streamcolor.engines import resolve_model
+
+    model_render = int(resolve_model(options.model).meta.get("render_size", max(options.renders)))
+    result.recommendation = recommend(result.engines, model_render)
     return result
 
 
 __all__ = ["BenchOptions", "BenchResult", "FULL", "QUICK", "engine_rows", "graph_flops",
-           "load_engines", "machine_info", "matmul_peak", "network_flops", "run_bench",
+           "load_engines", "load_text", "machine_info", "matmul_peak", "network_flops", "recommend", "run_bench",
            "time_engines", "video_row", "with_share_of_peak"]

@@ -343,7 +343,8 @@ def bench_tables(data: dict) -> list[Table]:
                     r.get("ratio_to_fp32"), r.get("gflops"), _pct(r.get("share_of_peak"))]
                    for r in data.get("engines", [])],
                   ["engine", "precision", "render", "batch", "images/s", "x fp32", "GFLOP/s", "% of matmul peak"],
-                  f"matmul peak {data.get('peak_gflops')} GFLOP/s; load average {m.get('load_average')}")]
+                  f"matmul peak {data.get('peak_gflops')} GFLOP/s; load average (1, 5, 15 min) "
+                  f"{' '.join(map(str, m.get('load_average') or []))}")]
     if data.get("videos"):
         out.append(_table("streamcolor bench: video",
                           [[v.get("clip"), f"{v.get('width')}x{v.get('height')}", v.get("frames"), v.get("render_size"),
@@ -351,8 +352,12 @@ def bench_tables(data: dict) -> list[Table]:
                            for v in data["videos"]],
                           ["clip", "size", "frames", "render", "pipeline fps", "decode+encode fps",
                            "pipeline / floor"]))
-    if data.get("notes"):
-        out[-1].note = (out[-1].note + "; " if out[-1].note else "") + "; ".join(data["notes"])
+    notes = list(data.get("notes") or [])
+    rec = data.get("recommendation") or {}
+    if rec.get("options"):
+        notes.append(f"recommended on that machine: {rec['options']} ({rec.get('why', '')})")
+    if notes:
+        out[-1].note = (out[-1].note + "; " if out[-1].note else "") + "; ".join(notes)
     return out
 
 
