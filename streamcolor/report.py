@@ -445,6 +445,9 @@ class BeforeAfter:
     colour: np.ndarray
     truth: np.ndarray | None
     credit: str = ""  # source and licence of the photo
+    metrics: dict[str, float] = field(default_factory=dict)  # see photo_metrics(); empty without truth
+    size: tuple[int, int] = (0, 0)  # the photo's full size (width, height)
+    seconds: float = 0.0  # colorizing it at full size, decode and metrics excluded
 
 
 def held_out_photos(folder: str | Path, n: int = 4) -> list[tuple[Path, dict]]:
@@ -539,41 +542,235 @@ def write_gallery(items: Sequence[BeforeAfter], folder: str | Path) -> list[Path
     return paths
 
 
+# --------------------------------------------------------------------------- the user's own photos
+
+
+#: Longest side of each image shown in ``streamcolor report`` (a size a person can judge colour at).
+REPORT_IMAGE_SIZE = 640
+#: File suffixes ``streamcolor report FOLDER`` looks at.
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
+
+
+def find_photos(folder: str | Path, n: int) -> list[tuple[Path, str]]:
+    """Up to ``n`` photos of ``folder`` with a credit line each.
+
+    A folder with a ``manifest.json`` (``streamcolor.trainer.collect_photos``)
+    gives its held-out photos (:func:`held_out_photos`); any other folder its
+    image files (searched recursively, in name order), evenly spaced over the
+    list when there are more than ``n`` -- never chosen by result."""
+    folder = Path(folder)
+    if (folder / "manifest.json").is_file():
+        return [(path, ", ".join(x for x in (e.get("package"), e.get("licence"), e.get("copyright")) if x)[:300])
+                for path, e in held_out_photos(folder, n)]
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    if n <= 0 or not files:
+        return []
+    if len(files) > n:
+        files = [files[int(i * len(files) / n)] for i in range(n)]
+    return [(p, "") for p in files]
+
+
+def photo_metrics(colour: np.ndarray, gray: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """a*b* MSE ([-1, 1] scaling, as the model cards), PSNR (dB) and colourfulness
+    of our colorization and of the gray baseline against the colour original."""
+    from streamcolor.engines import lab
+
+    ab_true = lab.rgb_to_lab(truth)[..., 1:] / lab.AB_SCALE
+    out: dict[str, float] = {}
+    for tag, rgb in (("", colour), ("gray_", gray)):
+        ab = lab.rgb_to_lab(rgb)[..., 1:] / lab.AB_SCALE
+        out[f"{tag}mse_ab"] = float(np.mean((ab.astype(np.float64) - ab_true) ** 2))
+        mse = float(np.mean((rgb.astype(np.float64) - truth.astype(np.float64)) ** 2))
+        out[f"{tag}psnr"] = 60.0 if mse == 0 else min(60.0, 10.0 * float(np.log10(255.0 ** 2 / mse)))
+        out[f"{tag}colorfulness"] = lab.colorfulness(rgb)
+    out["truth_colorfulness"] = lab.colorfulness(truth)
+    return out
+
+
+def judge_photo(engine: "Engine", path: str | Path, *, options: Any = None, max_side: int = REPORT_IMAGE_SIZE,
+                credit: str = "") -> BeforeAfter:
+    """A photo as a user gets it: its lightness colorized at full resolution
+    (what ``streamcolor image`` writes), compared with the original when that
+    has colour; the three images are then downscaled to ``max_side`` for the page."""
+    import time
+
+    from streamcolor import image_io
+    from streamcolor.colorize import ColorOptions, colorize_image, pixels_to_l, render
+
+    pixels = image_io.read_image(path).pixels
+    if pixels.dtype != np.uint8:
+        pixels = (pixels.astype(np.uint32) * 255 // 65535).astype(np.uint8)
+    rgb = pixels if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, -1)
+    l = pixels_to_l(rgb)
+    gray = render(l, np.zeros(l.shape + (2,), np.float32), dtype=np.uint8)
+    t = time.perf_counter()
+    colour = colorize_image(gray, engine=engine, options=options or ColorOptions())
+    seconds = time.perf_counter() - t
+    has_colour = pixels.ndim == 3 and float(np.abs(rgb.astype(int) - gray).mean()) > 1.0
+    chroma = 0.0
+    if has_colour:
+        from streamcolor.engines import lab
+
+        small = _downscale(rgb, 128)
+        ab = lab.rgb_to_lab(small)[..., 1:]
+        chroma = float(np.hypot(ab[..., 0], ab[..., 1]).mean())
+    has_colour = has_colour and chroma >= GRAY_CHROMA  # a sepia or toned print has no colour truth
+    metrics = photo_metrics(colour, gray, rgb) if has_colour else {}
+    return BeforeAfter(Path(path).name, _downscale(gray, max_side), _downscale(colour, max_side),
+                       _downscale(rgb, max_side) if has_colour else None, credit, metrics,
+                       (rgb.shape[1], rgb.shape[0]), seconds)
+
+
+def photo_table(items: Sequence[BeforeAfter]) -> Table | None:
+    """Per-photo metrics of the photos with colour truth, and their mean."""
+    rows = [it for it in items if it.metrics]
+    if not rows:
+        return None
+    keys = ("mse_ab", "gray_mse_ab", "psnr", "gray_psnr", "colorfulness", "truth_colorfulness")
+    mean = {k: float(np.mean([it.metrics[k] for it in rows])) for k in keys}
+    body = [[it.name, it.metrics["mse_ab"], it.metrics["gray_mse_ab"],
+             _ratio(it.metrics["mse_ab"], it.metrics["gray_mse_ab"]), it.metrics["psnr"], it.metrics["gray_psnr"],
+             it.metrics["colorfulness"], it.metrics["truth_colorfulness"]] for it in rows]
+    body.append([f"mean of {len(rows)}", mean["mse_ab"], mean["gray_mse_ab"],
+                 _ratio(mean["mse_ab"], mean["gray_mse_ab"]), mean["psnr"], mean["gray_psnr"],
+                 mean["colorfulness"], mean["truth_colorfulness"]])
+    return _table("Your colour photos: streamcolor against the gray baseline", body,
+                  ["photo", "a*b* MSE", "gray a*b* MSE", "x gray", "PSNR dB", "gray PSNR dB", "colourfulness",
+                   "original colourfulness"],
+                  "Each photo reduced to its lightness, colorized at full size, compared with the original. "
+                  "a*b* MSE in [-1, 1] scaling (lower is better; 'x gray' below 1.00x beats leaving it gray).")
+
+
+# --------------------------------------------------------------------------- charts (inline SVG)
+
+
+def _svg_bars(title: str, bars: Sequence[tuple[str, float, str]], *, unit: str, ref: float | None = None,
+              ref_label: str = "", width: int = 760) -> str:
+    """A horizontal bar chart: (label, value, colour) per bar, an optional reference line."""
+    if not bars:
+        return ""
+    label_w, row_h, top = 250, 22, 28
+    plot_w = width - label_w - 120
+    vmax = max([v for _, v, _ in bars] + ([ref] if ref else [])) or 1.0
+    h = top + row_h * len(bars) + 24
+    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{h}' role='img' "
+           f"aria-label='{html.escape(title)}' class='chart'>",
+           f"<text x='0' y='16' font-weight='bold' font-size='14'>{html.escape(title)}</text>"]
+    for i, (label, v, colour) in enumerate(bars):
+        y = top + i * row_h
+        w = max(1.0, plot_w * v / vmax)
+        out.append(f"<text x='{label_w - 8}' y='{y + 15}' text-anchor='end' font-size='12'>{html.escape(label)}</text>")
+        out.append(f"<rect x='{label_w}' y='{y + 3}' width='{w:.1f}' height='{row_h - 6}' fill='{colour}'/>")
+        out.append(f"<text x='{label_w + w + 5:.1f}' y='{y + 15}' font-size='12'>{_num(v)} {html.escape(unit)}</text>")
+    if ref:
+        x = label_w + plot_w * ref / vmax
+        out.append(f"<line x1='{x:.1f}' y1='{top - 4}' x2='{x:.1f}' y2='{h - 18}' stroke='#333' "
+                   f"stroke-dasharray='4 3'/>")
+        out.append(f"<text x='{x:.1f}' y='{h - 4}' text-anchor='middle' font-size='11'>{html.escape(ref_label)}</text>")
+    out.append("</svg>")
+    return "".join(out)
+
+
+def quality_chart(items: Sequence[BeforeAfter]) -> str:
+    """a*b* MSE of each colour photo as a multiple of the gray baseline's (the line at 1.0)."""
+    rows = [it for it in items if it.metrics and it.metrics["gray_mse_ab"] > 0]
+    bars = [(it.name[:36], it.metrics["mse_ab"] / it.metrics["gray_mse_ab"],
+             "#3a8f4b" if it.metrics["mse_ab"] < it.metrics["gray_mse_ab"] else "#c0503a") for it in rows]
+    if len(rows) > 1:
+        mean = float(np.mean([it.metrics["mse_ab"] for it in rows]) / np.mean([it.metrics["gray_mse_ab"] for it in rows]))
+        bars.append((f"all {len(rows)} (mean MSE / mean gray)", mean, "#555555"))
+    return _svg_bars("Colour error against the gray baseline (a*b* MSE / gray's; lower is better)", bars,
+                     unit="x gray", ref=1.0, ref_label="1.0 = gray")
+
+
+def speed_chart(rows: Sequence[dict[str, Any]], note: str = "") -> str:
+    """Images/s by engine and batch (``streamcolor bench`` rows), one bar per (engine, render, batch)."""
+    palette = ["#4269b0", "#e08a2c", "#3a8f4b", "#8c5bb0", "#c0503a"]
+    labels = list(dict.fromkeys(r.get("label") or r.get("engine") for r in rows))
+    renders = {r["render"] for r in rows}
+    bars = [(f"{r.get('label') or r.get('engine')}, batch {r['batch']}"
+             + (f", render {r['render']}" if len(renders) > 1 else ""), float(r["images_per_s"]),
+             palette[labels.index(r.get("label") or r.get("engine")) % len(palette)])
+            for r in sorted(rows, key=lambda r: (r["render"], labels.index(r.get("label") or r.get("engine")),
+                                                 r["batch"]))]
+    render = f" at render {next(iter(renders))}" if len(renders) == 1 else ""
+    return _svg_bars(f"Throughput by engine and batch{render} (images/s; higher is better){note}", bars,
+                     unit="img/s", width=900)
+
+
+def bench_rows(results: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """The engine rows of every ``streamcolor bench --json`` file among ``results``."""
+    rows: list[dict[str, Any]] = []
+    for p in map(Path, results):
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and str(data.get("format", "")).startswith("streamcolor-bench/"):
+            rows += data.get("engines", [])
+    return rows
+
+
 # --------------------------------------------------------------------------- the report
 
 
 _CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1500px; color: #222; padding: 0 1em; }
 h1 { margin-bottom: 0.2em; } .sub { color: #666; margin-top: 0; }
 table { border-collapse: collapse; margin: 0.5em 0 0.3em; font-size: 0.88em; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
 th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
 .note { color: #666; font-size: 0.85em; margin-top: 0; }
-.photo { margin: 1em 0 1.5em; } .photo figure { display: inline-block; margin: 0 6px 0 0; vertical-align: top; }
-.photo figcaption { font-size: 0.85em; color: #444; text-align: center; } .photo img { display: block; }
-.credit { font-size: 0.8em; color: #777; }
+.notes { background: #fff6dd; border: 1px solid #e8d48a; padding: 0.5em 1em; font-size: 0.9em; }
+.photo { margin: 1em 0 2em; } .row { display: flex; flex-wrap: wrap; gap: 6px; }
+.row figure { flex: 1 1 0; margin: 0; min-width: 200px; cursor: zoom-in; }
+.row figure.big { flex: 0 0 100%; cursor: zoom-out; }
+.row img { display: block; width: 100%; height: auto; }
+.row figcaption { font-size: 0.85em; color: #444; text-align: center; }
+.metrics { font-size: 0.9em; color: #333; margin: 0.2em 0 0.4em; }
+.credit { font-size: 0.8em; color: #777; } .chart { display: block; margin: 0.5em 0 1.2em; }
 """
 
 
+def _photo_html(it: BeforeAfter) -> str:
+    figs = [("gray input (lightness only)", it.gray), ("streamcolor", it.colour)]
+    if it.truth is not None:
+        figs.append(("original colour", it.truth))
+    cells = "".join(f"<figure onclick=\"this.classList.toggle('big')\"><img src='{_data_uri(im)}' "
+                    f"width='{im.shape[1]}' height='{im.shape[0]}' alt='{html.escape(cap)}'>"
+                    f"<figcaption>{html.escape(cap)}</figcaption></figure>" for cap, im in figs)
+    facts = []
+    if it.size[0]:
+        facts.append(f"{it.size[0]}x{it.size[1]} px, colorized in {it.seconds:.2f} s")
+    m = it.metrics
+    if m:
+        facts.append(f"a*b* MSE {m['mse_ab']:.4f} against gray's {m['gray_mse_ab']:.4f} "
+                     f"({_ratio(m['mse_ab'], m['gray_mse_ab'])} gray); PSNR {m['psnr']:.2f} dB against gray's "
+                     f"{m['gray_psnr']:.2f} dB")
+    elif it.size[0]:
+        facts.append("black and white (or toned): no colour truth to measure against")
+    credit = f"<div class='credit'>{html.escape(it.credit)}</div>" if it.credit else ""
+    metrics = f"<div class='metrics'>{html.escape('; '.join(facts))}</div>" if facts else ""
+    return f"<div class='photo'><b>{html.escape(it.name)}</b>{metrics}<div class='row'>{cells}</div>{credit}</div>"
+
+
 def render_html(items: Sequence[BeforeAfter], tables: Sequence[Table], *, title: str = "streamcolor report",
-                subtitle: str = "", machines: Sequence[str] = ()) -> str:
-    """The whole report as one HTML string (images embedded)."""
-    photos = []
-    for it in items:
-        figs = [("gray input", it.gray), ("streamcolor", it.colour)]
-        if it.truth is not None:
-            figs.append(("original colour", it.truth))
-        cells = "".join(f"<figure><img src='{_data_uri(im)}' width='{im.shape[1]}' height='{im.shape[0]}' "
-                        f"alt='{html.escape(cap)}'><figcaption>{html.escape(cap)}</figcaption></figure>"
-                        for cap, im in figs)
-        credit = f"<div class='credit'>{html.escape(it.credit)}</div>" if it.credit else ""
-        photos.append(f"<div class='photo'><b>{html.escape(it.name)}</b><br>{cells}{credit}</div>")
+                subtitle: str = "", machines: Sequence[str] = (), charts: Sequence[str] = (),
+                notes: Sequence[str] = ()) -> str:
+    """The whole report as one HTML string (images and charts embedded; nothing loaded from elsewhere)."""
+    photos = "".join(_photo_html(it) for it in items)
     mach = "".join(f"<li>{html.escape(m)}</li>" for m in machines)
+    note_html = ("<div class='notes'><b>Notes</b><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+                 + "</ul></div>") if notes else ""
+    hint = "<p class='note'>Click an image to see it full width.</p>" if items else ""
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
-            f"<p class='sub'>{html.escape(subtitle)}</p>"
-            f"<h2>Before / after</h2>{''.join(photos) or '<p>no photos</p>'}"
-            f"<h2>Figures</h2>{'<ul>' + mach + '</ul>' if mach else ''}{to_html(tables)}</body></html>\n")
+            f"<p class='sub'>{html.escape(subtitle)}</p>{note_html}"
+            f"{'<h2>At a glance</h2>' + ''.join(charts) if charts else ''}"
+            f"<h2>Before / after</h2>{hint}{photos or '<p>no photos</p>'}"
+            f"<h2>Figures</h2>{'<ul>' + mach + '</ul>' if mach else ''}{to_html(tables)}"
+            f"</body></html>\n")
 
 
 def model_card_table(engine: "Engine") -> Table | None:
@@ -589,9 +786,24 @@ def model_card_table(engine: "Engine") -> Table | None:
                   ["metric", "model", "gray baseline", "truth"], f"engine: {ev.get('engine', '?')}")
 
 
+def measure_speed(engine: "Engine", render: int, batches: Sequence[int], *, rounds: int = 3) -> list[dict[str, Any]]:
+    """Images/s of this model's engines here (ONNX fp32, and int8 or fp16 when the
+    bundle has them) at ``render`` and each batch size, the engines taking turns."""
+    from streamcolor.bench import engine_rows, load_engines
+
+    engines, _ = load_engines(engine.info.path, "auto")
+    try:
+        return engine_rows(engines, [render], batches, rounds=rounds)
+    finally:
+        for e in engines.values():
+            e.close()
+
+
 def write_report(out: str | Path, *, engine: "Engine", results: Sequence[str | Path] = (),
                  photos: str | Path | None = None, max_photos: int = 6, gallery: str | Path | None = None,
-                 progress: Callable[[str], Any] | None = None) -> Path:
+                 progress: Callable[[str], Any] | None = None, options: Any = None,
+                 image_size: int = REPORT_IMAGE_SIZE, speed_batches: Sequence[int] = (),
+                 notes: list[str] | None = None) -> Path:
     """Write a self-contained HTML report.
 
     Parameters
@@ -599,47 +811,85 @@ def write_report(out: str | Path, *, engine: "Engine", results: Sequence[str | P
     out:
         The HTML file to write.
     engine:
-        The engine that colorizes the before/after photos.
+        The engine that colorizes the photos.
     results:
-        Results JSON files (see the module docstring) whose figures to show;
-        none: the evaluation stored in the model's ``model.json`` only.
+        Results JSON files (see the module docstring) whose figures to show
+        (``streamcolor bench --json`` files are also charted).
     photos:
-        A folder with a ``manifest.json`` of held-out (``val``) photos; None
-        or missing: the bundled black-and-white sample only.
+        A folder of photos (gray or colour; searched recursively), or one with
+        a ``manifest.json`` of held-out photos; None, missing or empty: the
+        bundled black-and-white sample.
     max_photos:
-        How many held-out photos to show (evenly spaced over the list).
+        How many photos to show (evenly spaced over the folder's list).
     gallery:
-        Also write up to 4 PNG strips (gray | ours | truth) into this folder.
+        Also write up to 4 PNG strips (gray | ours | truth) into this folder
+        (of photos with colour truth; ignored, with a note, when none has).
+    options:
+        :class:`~streamcolor.colorize.ColorOptions` for the photos (render size, saturation).
+    image_size:
+        Longest side, pixels, of each image shown.
+    speed_batches:
+        Measure images/s of the model's engines here at these batch sizes
+        (at the photos' render size) and chart it; empty: no measurement.
+    notes:
+        Lines shown at the top of the page (e.g. options that were ignored);
+        this function appends its own.
     """
+    from streamcolor.colorize import ColorOptions
+
     say = progress or (lambda msg: None)
-    have_photos = photos is not None and (Path(photos) / "manifest.json").is_file()
-
-    def colorize(n: int) -> list[BeforeAfter]:
-        made = []
-        for path, e in held_out_photos(photos, n):
-            say(f"colorizing {path.name}")
-            credit = ", ".join(x for x in (e.get("package"), e.get("licence"), e.get("copyright")) if x)
-            made.append(before_after(engine, path, credit=credit[:300]))
-        return made
-
+    notes = notes if notes is not None else []
+    options = (options or ColorOptions()).for_engine(engine)
+    found = find_photos(photos, max(max_photos, 4 if gallery else 0)) if photos and Path(photos).is_dir() else []
+    items: list[BeforeAfter] = []
+    for i, (path, credit) in enumerate(found, start=1):
+        say(f"[{i}/{len(found)}] colorizing {path.name}")
+        items.append(judge_photo(engine, path, options=options, max_side=image_size, credit=credit))
     if gallery is not None:
-        if not have_photos:
-            raise ValueError("a gallery needs held-out photos with colour truth (a folder with manifest.json)")
-        write_gallery(colorize(4), gallery)
-    items = colorize(max_photos) if have_photos else []
-    items.append(before_after(engine, SAMPLE_PHOTO, credit="bundled sample (black and white: no colour truth)"))
+        with_truth = [it for it in items if it.truth is not None][:4]
+        if with_truth:
+            write_gallery(with_truth, gallery)
+        else:
+            notes.append("--gallery ignored: no photo with colour truth (the gallery shows gray | ours | original)")
+    items = items[:max_photos]
+    if not items:
+        if photos:
+            notes.append(f"no photos found in {photos}: showing the bundled black-and-white sample")
+        items.append(judge_photo(engine, SAMPLE_PHOTO, options=options, max_side=image_size,
+                                 credit="bundled sample (black and white: no colour truth)"))
     tables, machines = load_results(results)
+    charts = []
+    photo_tab = photo_table(items)
+    if photo_tab is not None:
+        charts.append(quality_chart(items))
+        tables.insert(0, photo_tab)
+    elif items:
+        notes.append("no photo has colour: the page shows before/after only (with colour photos it also measures "
+                     "streamcolor against the gray baseline)")
     card = model_card_table(engine)
     if card is not None:
-        tables.insert(0, card)
+        tables.insert(1 if photo_tab is not None else 0, card)
+    if speed_batches:
+        say(f"measuring images/s at render {options.render_size}, batches {list(speed_batches)}...")
+        import os
+
+        rows = measure_speed(engine, options.render_size, speed_batches)
+        load = f"; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores" if hasattr(os, "getloadavg") else ""
+        charts.append(speed_chart(rows, note=f" - measured here{load}"))
+    rows = bench_rows(results)
+    if rows:
+        charts.append(speed_chart(rows, note=" - from --results"))
     now = datetime.datetime.now().isoformat(timespec="seconds")
-    html_text = render_html(items, tables, subtitle=f"{engine.name}, written {now}", machines=machines)
+    subtitle = (f"{engine.name}; render size {options.render_size}, saturation {options.saturation:g}; "
+                f"{len([i for i in items if i.size[0]])} photo(s); written {now}")
+    html_text = render_html(items, tables, subtitle=subtitle, machines=machines, charts=charts, notes=notes)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html_text)
     return out
 
 
-__all__ = ["BeforeAfter", "Table", "before_after", "bench_tables", "detail_tables", "flat_table", "headline",
-           "held_out_photos", "load_results", "machine_line", "render_html", "strip", "to_html", "to_markdown",
-           "write_gallery", "write_report"]
+__all__ = ["BeforeAfter", "REPORT_IMAGE_SIZE", "Table", "before_after", "bench_rows", "bench_tables", "detail_tables",
+           "find_photos", "flat_table", "headline", "held_out_photos", "judge_photo", "load_results", "machine_line",
+           "measure_speed", "photo_metrics", "photo_table", "quality_chart", "render_html", "speed_chart", "strip",
+           "to_html", "to_markdown", "write_gallery", "write_report"]

@@ -257,15 +257,39 @@ def test_report_is_self_contained_with_before_after_and_tables(engine, tmp_path)
     assert "<!DOCTYPE html>" in text and "Figures against their references" in text
     assert not re.search(r"(src|href)=['\"](http|file|/)", text)  # nothing outside the file
     images = re.findall(r"src='data:image/jpeg;base64,([^']+)'", text)
-    assert len(images) == 2 * 3 + 2  # two held-out photos x 3, the B&W sample x 2 (no truth)
+    assert len(images) == 2 * 3  # two held-out colour photos x (gray, ours, original)
     first = Image.open(__import__("io").BytesIO(base64.b64decode(images[0])))
-    assert max(first.size) <= report.THUMB_SIZE
+    assert max(first.size) <= report.REPORT_IMAGE_SIZE
     assert "original colour" in text and "author 1" in text and "Model card" in text
+    assert "against the gray baseline" in text and "<svg" in text  # per-photo metrics, charted
     strips = sorted((tmp_path / "gallery").glob("*.png"))
     assert len(strips) == 4
     assert "author" in (tmp_path / "gallery" / "README.md").read_text()
     with Image.open(strips[0]) as im:  # gray | ours | truth side by side
         assert im.size[0] > 2.5 * im.size[1] * 80 / (60 + 4)
+
+
+def test_report_of_a_plain_folder_measures_colour_photos_only(engine, tmp_path):
+    """A user's folder (no manifest): colour photos get the original and metrics, a gray one does not;
+    a big photo is shown at --size, not at full size."""
+    folder = tmp_path / "mine"
+    (folder / "sub").mkdir(parents=True)
+    Image.fromarray(make_photo(300, 900, seed=1)).save(folder / "sub" / "colour.jpg", quality=95)
+    gray = make_photo(90, 120, seed=2).mean(-1).astype(np.uint8)
+    Image.fromarray(gray).save(folder / "old.png")
+    (folder / "notes.txt").write_text("not a photo")
+    notes: list[str] = []
+    out = report.write_report(tmp_path / "r.html", engine=engine, photos=folder, image_size=200,
+                              gallery=None, notes=notes)
+    text = out.read_text()
+    assert "colour.jpg" in text and "old.png" in text and "notes.txt" not in text
+    assert "900x300 px" in text and "no colour truth" in text
+    sizes = [Image.open(__import__("io").BytesIO(base64.b64decode(b))).size
+             for b in re.findall(r"src='data:image/jpeg;base64,([^']+)'", text)]
+    assert len(sizes) == 3 + 2 and max(max(s) for s in sizes) == 200
+    m = re.search(r"a\*b\* MSE ([0-9.]+) against gray&#x27;s ([0-9.]+)", text)
+    assert m and float(m.group(2)) > 0  # the colour photo measured against gray
+    assert "Colour error against the gray baseline" in text
 
 
 def test_before_after_keeps_lightness_and_shape(engine, tmp_path):
@@ -280,14 +304,36 @@ def test_before_after_keeps_lightness_and_shape(engine, tmp_path):
     assert np.abs(l_gray - l_col).mean() < 1.0
 
 
-def test_report_command_without_photos_shows_the_sample(tmp_path):
+def test_report_command_without_photos_shows_the_sample_and_says_what_it_ignored(tmp_path):
     from streamcolor.cli import cli
 
     out = tmp_path / "r.html"
-    res = CliRunner().invoke(cli, ["report", str(out), "--photos", str(tmp_path / "none"), "--backend", "onnx"])
+    res = CliRunner().invoke(cli, ["report", "-o", str(out), "--no-speed", "--backend", "onnx"])
     assert res.exit_code == 0, res.output
     text = out.read_text()
     assert "chenonceau-bw.jpg" in text and len(re.findall("data:image/jpeg;base64", text)) == 2
-    res = CliRunner().invoke(cli, ["report", str(out), "--photos", str(tmp_path / "none"), "--gallery",
-                                   str(tmp_path / "g")])
-    assert res.exit_code != 0 and "held-out photos" in res.output
+    assert "<svg" not in text  # no colour truth, no speed measured: nothing to chart
+    res = CliRunner().invoke(cli, ["report", "-o", str(out), "--no-speed", "-b", "4", "--gallery",
+                                   str(tmp_path / "g"), "--max-photos", "3"])
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    for note in ("--gallery ignored", "-b/--batch ignored", "--max-photos ignored"):
+        assert note in text
+    assert not (tmp_path / "g").exists()
+    res = CliRunner().invoke(cli, ["report", str(tmp_path / "missing")])
+    assert res.exit_code == 2 and "not a folder" in res.output
+
+
+def test_report_command_charts_speed_by_engine_and_batch(tmp_path):
+    from streamcolor.cli import cli
+
+    folder = tmp_path / "p"
+    folder.mkdir()
+    Image.fromarray(make_photo(64, 96)).save(folder / "a.png")
+    out = tmp_path / "r.html"
+    res = CliRunner().invoke(cli, ["report", str(folder), "-o", str(out), "-b", "1", "-b", "2", "-r", "64",
+                                   "--backend", "onnx"])
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    assert "Throughput by engine and batch at render 64" in text
+    assert "batch 1" in text and "batch 2" in text and "onnx-cpu-fp32" in text

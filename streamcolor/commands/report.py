@@ -1,48 +1,94 @@
-"""`streamcolor report`: an HTML page of before/after images and benchmark figures."""
+"""`streamcolor report`: an HTML page of the user's own photos before and after, with figures and charts."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
 
-from streamcolor.engines import available_backends
-from streamcolor.commands.common import common_options, load
+from streamcolor.commands.common import common_options, engine_options, load, say
+
+log = logging.getLogger(__name__)
+
+#: Where `streamcolor report` writes when no -o is given.
+DEFAULT_OUTPUT = Path("streamcolor-report.html")
 
 
 @click.command("report")
-@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("folder", required=False, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help=f"The HTML file to write.  [default: {DEFAULT_OUTPUT}]")
+@click.option("--max-photos", type=click.IntRange(min=0), default=12, show_default=True,
+              help="Photos to show, evenly spaced over the folder's list (never picked by result).")
+@click.option("--size", "image_size", type=click.IntRange(min=64), default=640, show_default=True,
+              help="Longest side of each image on the page, pixels (photos are colorized at full size).")
+@click.option("--speed/--no-speed", default=True, show_default=True,
+              help="Measure images/s of the model's engines on this machine (about 20 s) and chart it.")
+@click.option("-b", "--batch", "batches", type=click.IntRange(min=1), multiple=True,
+              help="Batch size for --speed (repeatable).  [default: 1, 4, 8]")
 @click.option("--results", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
-              help="Results JSON to show (repeatable): pytest-benchmark JSON from benchmarks/, "
-                   "`streamcolor bench --json` output, or any JSON of figures. Default: the model's own evaluation.")
-@click.option("--photos", type=click.Path(file_okay=False, path_type=Path), default=Path("data/photos"),
-              show_default=True, help="Folder with a manifest.json of held-out photos (split 'val'); "
-                                      "when absent, only the bundled black-and-white sample is shown.")
-@click.option("--max-photos", type=click.IntRange(min=0), default=6, show_default=True,
-              help="Held-out photos to show, evenly spaced over the list.")
+              help="Results JSON to show as well (repeatable): `streamcolor bench --json` output (charted), "
+                   "pytest-benchmark JSON from benchmarks/, or any JSON of figures.")
 @click.option("--gallery", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also write 4 PNG strips (gray | ours | truth) of held-out photos into this folder.")
-@click.option("-m", "--model", default="default", show_default=True,
-              help="A shipped model name or a model bundle folder.")
-@click.option("--backend", type=click.Choice(["auto", *available_backends()]), default="auto", show_default=True,
-              help="Runtime that colorizes the photos.")
+              help="Also write up to 4 PNG strips (gray | ours | original) of colour photos into this folder.")
+@click.option("--photos", "photos_opt", type=click.Path(file_okay=False, path_type=Path), default=None,
+              hidden=True, help="Old name of FOLDER.")
+@engine_options
 @common_options
-def command(output, results, photos, max_photos, gallery, model, backend):
-    """Write OUTPUT, a self-contained HTML report: gray input | colorized |
-    original colour for some held-out photos, and tables of figures.
+def command(folder, output, max_photos, image_size, speed, batches, results, gallery, photos_opt, model, backend,
+            render_size, saturation):
+    """Write an HTML report about the photos in FOLDER (yours: gray or colour,
+    searched recursively): each photo before and after at a size you can
+    judge, and, for colour photos, the original beside it with the colour
+    error against the gray baseline (per photo and charted).  Also a chart of
+    images/s by engine and batch on this machine, and the model's own card.
+    The page is one self-contained file (images embedded).
+
+    Without FOLDER: the bundled black-and-white sample.  A folder with a
+    manifest.json (from the training recipe) shows its held-out photos.
 
     \b
     Examples:
-      streamcolor report report.html
-      streamcolor report report.html --results benchmarks/results/cpu-2026-11-26.json
-      streamcolor bench --json bench.json && streamcolor report report.html --results bench.json
+      streamcolor report my-scans/ -o report.html
+      streamcolor report family-colour-photos/ --max-photos 6 -r 384
+      streamcolor bench --json bench.json && streamcolor report my-scans/ --results bench.json --no-speed
     """
+    from streamcolor.colorize import ColorOptions
     from streamcolor.report import write_report
 
+    ctx = click.get_current_context()
+    notes: list[str] = []
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+    if folder is not None and folder.suffix.lower() in (".html", ".htm") and not folder.is_dir():
+        # The old form `streamcolor report report.html [--photos DIR]`.
+        if output is not None:
+            raise click.UsageError(f"{folder}: FOLDER is a folder of photos; the page is -o {output}")
+        log.warning("`streamcolor report %s` is the old form; now: streamcolor report FOLDER -o %s", folder, folder)
+        folder, output = photos_opt or Path("data/photos"), folder
+    elif photos_opt is not None:
+        if folder is not None:
+            raise click.UsageError("give the photo folder once (FOLDER; --photos is its old name)")
+        folder = photos_opt
+    if folder is not None and not folder.is_dir():
+        raise click.UsageError(f"{folder}: not a folder (streamcolor report takes a folder of photos)")
+    output = output or DEFAULT_OUTPUT
+    if batches and not speed:
+        notes.append("-b/--batch ignored: --no-speed measures nothing")
+    if given("max_photos") and folder is None:
+        notes.append("--max-photos ignored: no FOLDER given (the bundled sample is shown)")
+    speed_batches = (tuple(batches) or (1, 4, 8)) if speed else ()
     engine = load(model, backend)
     try:
-        path = write_report(output, engine=engine, results=results, photos=photos, max_photos=max_photos,
-                            gallery=gallery, progress=lambda msg: click.echo(msg, err=True))
+        options = ColorOptions(render_size=render_size, saturation=saturation)
+        path = write_report(output, engine=engine, results=results, photos=folder, max_photos=max_photos,
+                            gallery=gallery, progress=say, options=options, image_size=image_size,
+                            speed_batches=speed_batches, notes=notes)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"wrote {path}")
+    for note in notes:
+        log.warning("%s", note)
+    say(f"wrote {path}")
