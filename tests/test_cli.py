@@ -1,0 +1,223 @@
+"""The command line as a user meets it: pipes, quiet logs, progress only on a
+terminal, options after the verb, hints for a wrong verb, `models`, and the
+progress callback of the Python API.  Run as real processes where stdin,
+stdout and the terminal matter."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import os
+import pty
+import struct
+import subprocess
+import sys
+import termios
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from tests.conftest import make_photo
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def streamcolor(*args: str, input: bytes | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "streamcolor", *args], input=input, capture_output=True,
+                          cwd=cwd or REPO, timeout=300)
+
+
+@pytest.fixture
+def jpeg_bytes() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(make_photo(48, 64).mean(-1).astype(np.uint8)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- pipes
+
+
+def test_image_stdin_to_stdout_keeps_the_format_and_logs_only_to_stderr(jpeg_bytes):
+    res = streamcolor("-v", "image", "-", "-o", "-", "-r", "64", input=jpeg_bytes)
+    assert res.returncode == 0, res.stderr
+    out = Image.open(io.BytesIO(res.stdout))
+    assert out.format == "JPEG" and out.size == (64, 48) and out.mode == "RGB"
+    assert b"<stdin> -> <stdout>" in res.stderr  # -v: the log line, on stderr, not in the image
+
+
+def test_image_stdout_takes_format_option_and_file_input(tmp_path, jpeg_bytes):
+    src = tmp_path / "in.jpg"
+    src.write_bytes(jpeg_bytes)
+    res = streamcolor("image", str(src), "-o", "-", "--format", "png", "-r", "64")
+    assert res.returncode == 0, res.stderr
+    assert Image.open(io.BytesIO(res.stdout)).format == "PNG" and res.stderr == b""
+    res = streamcolor("image", "-", "-o", str(tmp_path / "out.webp"), "-r", "64", input=jpeg_bytes)
+    assert res.returncode == 0 and Image.open(tmp_path / "out.webp").format == "WEBP"
+
+
+def test_image_pipe_errors_are_one_line(tmp_path, jpeg_bytes):
+    bad = streamcolor("image", "-", "-o", "-", input=b"not an image")
+    assert bad.returncode == 1 and bad.stdout == b""
+    assert bad.stderr.decode().strip().splitlines() == [
+        "ERROR streamcolor.commands.image: <stdin>: not an image file (format not recognised)"]
+    two = streamcolor("image", "-", "-", "-o", "-", input=jpeg_bytes)
+    assert two.returncode == 2 and b"'-' (stdin) can be given once" in two.stderr
+    folder = streamcolor("image", "-", "-o", str(tmp_path), input=jpeg_bytes)
+    assert folder.returncode == 2 and b"needs -o FILE or -o -" in folder.stderr
+
+
+# --------------------------------------------------------------------------- progress and logs
+
+
+def run_on_terminal(args: list[str], cwd: Path) -> tuple[int, str]:
+    """Run streamcolor with stderr (and stdout) on a pseudo-terminal: what a person at a terminal sees."""
+    pid, fd = pty.fork()
+    if pid == 0:  # child: a 100x40 terminal (a pty starts at 0x0, where tqdm draws nothing)
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+        os.chdir(cwd)
+        os.execv(sys.executable, [sys.executable, "-m", "streamcolor", *args])
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), b"".join(chunks).decode(errors="replace")
+
+
+@pytest.fixture
+def three_images(tmp_path) -> list[str]:
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"p{i}.png"
+        Image.fromarray(make_photo(40, 56, seed=i)).save(p)
+        paths.append(str(p))
+    return paths
+
+
+def test_progress_bar_only_on_a_terminal_and_q_or_no_progress_hide_it(tmp_path, three_images):
+    out = tmp_path / "out"
+    rc, seen = run_on_terminal(["image", *three_images, "-o", str(out), "-r", "64"], tmp_path)
+    assert rc == 0 and "images: 100%" in seen and "3/3" in seen
+    piped = streamcolor("image", *three_images, "-o", str(out), "-r", "64")
+    assert piped.returncode == 0 and piped.stderr == b""  # not a terminal: no bar
+    for flag in (["-q"], ["--no-progress"]):  # after the verb, too
+        rc, seen = run_on_terminal(["image", *three_images, "-o", str(out), "-r", "64", *flag], tmp_path)
+        assert rc == 0 and "images:" not in seen, flag
+    forced = streamcolor("image", *three_images, "-o", str(out), "-r", "64", "--progress")
+    assert b"images: 100%" in forced.stderr
+
+
+def test_verbose_and_quiet_after_the_verb(tmp_path, three_images):
+    out = tmp_path / "o.png"
+    loud = streamcolor("image", three_images[0], "-o", str(out), "-r", "64", "-v")
+    assert b"INFO streamcolor.commands.image:" in loud.stderr
+    same = streamcolor("-v", "image", three_images[0], "-o", str(out), "-r", "64")
+    assert b"INFO streamcolor.commands.image:" in same.stderr
+    quiet = streamcolor("image", three_images[0], "-o", str(tmp_path / "o.png"), "--format", "jpg", "-q")
+    assert quiet.returncode == 0 and quiet.stderr == b""  # the --format warning is hidden too
+
+
+def test_log_lines_do_not_tear_a_progress_bar(tmp_path, three_images):
+    """A log line during a bar is written on its own line (tqdm's logging redirect), not glued into the bar."""
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    rc, seen = run_on_terminal(["image", three_images[0], str(bad), three_images[1], "-o",
+                                str(tmp_path / "out"), "-r", "64"], tmp_path)
+    assert rc == 1
+    lines = [line.split("\r")[-1] for line in seen.replace("\r\n", "\n").split("\n")]
+    errors = [line for line in lines if "broken.png" in line]
+    assert errors and all(line.startswith("ERROR ") for line in errors), seen
+
+
+def test_python_api_progress_callback(engine, tmp_path):
+    from streamcolor import BatchOptions, colorize_archive, colorize_video
+    from streamcolor.video import make_clip
+
+    src = tmp_path / "album"
+    src.mkdir()
+    for i in range(5):
+        Image.fromarray(make_photo(30, 40, seed=i)).save(src / f"{i}.png")
+    calls: list[tuple[int, int | None]] = []
+    report = colorize_archive(src, tmp_path / "out", engine=engine, options=BatchOptions(render_size=64),
+                              progress=lambda done, total: calls.append((done, total)))
+    assert report.ok and calls == [(i, 5) for i in range(1, 6)]
+    clip = make_clip(tmp_path / "c.mp4", 64, 48, 7)
+    frames: list[tuple[int, int | None]] = []
+    colorize_video(clip, tmp_path / "c-out.mp4", engine=engine, render_size=32,
+                   progress=lambda done, total: frames.append((done, total)))
+    assert [d for d, _ in frames] == list(range(1, 8)) and frames[-1][1] in (7, None)
+
+
+# --------------------------------------------------------------------------- the right verb
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["imgae", "x.jpg"], "no such verb 'imgae'; did you mean `streamcolor image`?"),
+    (["vidoe"], "did you mean `streamcolor video`?"),
+    (["old.jpg"], "'old.jpg' is not a verb; to colorize it run `streamcolor image old.jpg -o old-colour.jpg`"),
+    (["film.mkv"], "to colorize it run `streamcolor video film.mkv`"),
+    (["image", "film.mp4", "-o", "x.jpg"], "film.mp4: a video, not an image; run `streamcolor video film.mp4`"),
+    (["image", "album.tar.gz", "-o", "x/"],
+     "album.tar.gz: an archive, not an image; run `streamcolor batch album.tar.gz -o album-colour/`"),
+    (["video", "photo.png"], "photo.png: an image, not a video; run `streamcolor image photo.png -o photo-colour.png`"),
+    (["video", "scans.zip"], "scans.zip: an archive, not a video; run `streamcolor batch scans.zip -o scans-colour/`"),
+])
+def test_wrong_verb_names_the_right_command(args, expected):
+    from streamcolor.cli import cli
+
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2
+    assert expected in res.output
+    assert "colorize_" not in res.output  # CLI words, not Python names
+
+
+def test_format_and_extension_disagreeing_is_said(tmp_path, three_images):
+    res = streamcolor("image", three_images[0], "-o", str(tmp_path / "x.jpg"), "--format", "png", "-r", "64")
+    assert res.returncode == 0
+    assert b"--format png ignored: -o " in res.stderr and b"names a JPEG file" in res.stderr
+    assert Image.open(tmp_path / "x.jpg").format == "JPEG"
+    res = streamcolor("image", three_images[0], "-o", str(tmp_path / "x.png"), "--quality", "80", "-r", "64")
+    assert b"--quality ignored: PNG output is lossless" in res.stderr
+
+
+# --------------------------------------------------------------------------- models
+
+
+def test_models_table_has_data_licence_quality_and_installed_backends():
+    from streamcolor.cli import cli
+    from streamcolor.commands.models import installed_backends
+
+    res = CliRunner().invoke(cli, ["models"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0].split() == ["MODEL", "ID", "KIND", "RENDER", "PRECISIONS"]
+    assert lines[1].startswith("unet (default)") and "streamcolor-unet-lite0-v1" in lines[1]
+    assert "data:" in res.output and "licence:" in res.output and "Apache-2.0" in res.output
+    assert "holdout: 0.852x gray a*b* MSE" in res.output  # from model.json eval_splits
+    backends = next(line for line in lines if line.startswith("Backends installed here:"))
+    assert "tensorrt" not in backends  # not installed here (no NVIDIA runtime on CPU CI)
+    assert installed_backends() == [b for b in ("onnx", "onnx-int8", "onnx-fp16", "keras", "tensorrt")
+                                     if b in backends]
+
+
+def test_bench_recommendation_from_rows():
+    from streamcolor.bench import load_text, recommend
+
+    rows = [{"label": "onnx-cpu-fp32", "render": 256, "batch": 1, "images_per_s": 2.0},
+            {"label": "onnx-cpu-int8", "render": 256, "batch": 1, "images_per_s": 3.0},
+            {"label": "onnx-cpu-fp32", "render": 256, "batch": 8, "images_per_s": 2.5},
+            {"label": "onnx-cpu-int8", "render": 256, "batch": 8, "images_per_s": 6.0},
+            {"label": "onnx-cpu-int8", "render": 256, "batch": 16, "images_per_s": 6.1}]
+    rec = recommend(rows, model_render=320)
+    assert rec["options"] == "--backend onnx-int8 -b 8 -r 320"  # batch 16 is within 5% of 8: the smaller one
+    assert rec["images_per_s_estimate"] == pytest.approx(6.0 * (256 / 320) ** 2, rel=0.01)
+    assert load_text({"load_average": [1.0, 0.5, 0.25], "load_average_after": [2.0, 1.0, 0.5]}) == \
+        "before 1.00 0.50 0.25, after 2.00 1.00 0.50"
