@@ -207,7 +207,7 @@ def fit(shards, run_dir, steps, epochs, max_minutes, batch_size, lr, lr_schedule
       streamcolor train prepare my-photos/ -o my-shards/ --crops-per-photo 16
       streamcolor train fit my-shards/ -r runs/mine --init default --epochs 5 --lr 1e-4
       streamcolor train export runs/mine bundles/mine
-      streamcolor image old-scans/ -o colour/ -m bundles/mine
+      streamcolor batch old-scans/ -o colour/ -m bundles/mine
     """
     from streamcolor.trainer.data import DataError
     from streamcolor.trainer.train import CheckpointMismatch, FitOptions

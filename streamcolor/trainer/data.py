@@ -397,7 +397,7 @@ def _scan(photos: list[PhotoRef], workers: int) -> tuple[list[tuple[PhotoRef, st
     from tqdm.auto import tqdm
     with ThreadPoolExecutor(workers) as pool:
         for p, sha, err in tqdm(pool.map(one, photos), total=len(photos), desc="hashing photos",
-                                unit="photo", leave=False):
+                                unit="photo", leave=False, disable=None):
             if err:
                 bad.append({"key": p.key, "error": err})
             elif sha in seen:
@@ -544,7 +544,7 @@ def prepare_shards(sources: Sequence[str | Path], out: str | Path, *,
             if extractor is None:
                 extractor = build_extractor(options.extractor, weights=options.extractor_weights)
             embed = _Embedder(extractor, spec.size, options.embed_batch)
-        bar = tqdm(total=sum(len(plan[n]) for n in todo), desc="preparing shards", unit="photo")
+        bar = tqdm(total=sum(len(plan[n]) for n in todo), desc="preparing shards", unit="photo", disable=None)
         with ThreadPoolExecutor(workers) as pool:
             for name in todo:
                 _write_shard(out / name, [refs[e["key"]] for e in plan[name]],

@@ -158,7 +158,7 @@ def evaluate(engine: "Engine", source: str | Path | Sequence[str | Path], *,
     skipped: list[str] = []
     from tqdm.auto import tqdm
 
-    for entry in tqdm(items, desc="evaluating", unit="image", leave=False):
+    for entry in tqdm(items, desc="evaluating", unit="image", leave=False, disable=None):
         if "skipped" in entry:
             skipped.append(entry["skipped"])
             continue

@@ -162,7 +162,8 @@ def calibration_set(sources: Sequence[str | Path], engine: Engine, *, options: Q
         photos, _ = list_photos(sources, extract_dir=Path(tmp))
         pool = split_photos(photos, options.split)
         if not pool:
-            raise QuantizeError(f"no {options.split} photos in {[str(s) for s in sources]} to calibrate on")
+            raise QuantizeError(f"no {options.split} photos in {', '.join(str(s) for s in sources)} to calibrate on "
+                                "(--calib)")
         rng = np.random.default_rng(options.seed)
         per_photo = max(1, math.ceil(options.n / len(pool)))
         order = [pool[i] for i in rng.permutation(len(pool))]
@@ -581,7 +582,10 @@ def quantize_bundle(bundle: str | Path, calib: str | Path | Sequence[str | Path]
             eval_paths = [eval_photos] if isinstance(eval_photos, (str, Path)) else list(eval_photos)
             eval_desc = ", ".join(str(s) for s in eval_paths)
         if not eval_paths:
-            raise QuantizeError(f"no held-out photos to measure the variants on in {calib_sources}; give eval_photos")
+            raise QuantizeError(f"no held-out photos to measure the variants on: none of the photos in "
+                                f"{', '.join(str(s) for s in calib_sources)} falls in the val split (about 1 in 10 "
+                                "photos does, by content hash); name some other colour photos with --eval PHOTOS "
+                                "(eval_photos= in Python)")
 
         made: dict[str, tuple[dict[str, Any], list[str]]] = {}
         if options.int8:

@@ -506,7 +506,7 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
             window_loss, window_n, window_t, logged_step = 0.0, 0, 0.0, step
 
         logged_step = -1
-        bar = tqdm(total=total, initial=step, desc="training", unit="step", dynamic_ncols=True)
+        bar = tqdm(total=total, initial=step, desc="training", unit="step", dynamic_ncols=True, disable=None)
         threads = options.loader_threads or min(8, os.cpu_count() or 1)
         stream = batch_stream(seq, position, prefetch=max(options.prefetch, threads), workers=threads)
         try:
