@@ -113,6 +113,8 @@ def test_progress_bar_only_on_a_terminal_and_q_or_no_progress_hide_it(tmp_path, 
         assert rc == 0 and "images:" not in seen, flag
     forced = streamcolor("image", *three_images, "-o", str(out), "-r", "64", "--progress")
     assert b"images: 100%" in forced.stderr
+    rc, seen = run_on_terminal(["image", three_images[0], "-o", "-"], tmp_path)  # image bytes onto a terminal: no
+    assert rc == 2 and "redirect stdout (> out.jpg) or give -o FILE" in seen
 
 
 def test_verbose_and_quiet_after_the_verb(tmp_path, three_images):
