@@ -28,6 +28,7 @@ Command line: ``python -m streamcolor.trainer.quantize BUNDLE --calib data/photo
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -46,7 +47,7 @@ from streamcolor.engines import lab
 from streamcolor.engines.base import MANIFEST, Engine, ModelInfo
 from streamcolor.engines.select import VARIANT_FILES, compare_engines, cpu_description, guard, load_onnx, to_fp16, \
     unfold_fp16_weights
-from streamcolor.trainer.data import PhotoRef, PrepareOptions, decode_photo, list_photos, photo_examples, photo_split
+from streamcolor.trainer.data import PhotoRef, PrepareOptions, decode_photo, list_photos, photo_examples, plan_splits
 from streamcolor.trainer.export import sha256_file
 
 log = logging.getLogger(__name__)
@@ -133,20 +134,19 @@ class CalibrationSet:
 
 
 def split_photos(photos: Sequence[PhotoRef], split: str) -> list[PhotoRef]:
-    """The photos of ``split``: the manifest's split where it has one, else the
-    content-hash split :func:`streamcolor.trainer.data.prepare_shards` uses by default."""
-    defaults = PrepareOptions()
-    out = []
+    """The photos of ``split`` exactly as ``streamcolor train prepare`` splits
+    them (:func:`streamcolor.trainer.data.plan_splits`): the manifest's split
+    where it has one, else the content hash -- and in a tiny set without a
+    val photo, the photo whose hash comes first is val, so a small folder of
+    one's own photos has one to measure on."""
+    kept = []
     for p in photos:
-        s = p.split
-        if s is None:
-            try:
-                s = photo_split(p.read_bytes(), defaults)
-            except OSError:
-                continue
-        if s == split:
-            out.append(p)
-    return out
+        try:
+            kept.append((p, hashlib.sha256(p.read_bytes()).hexdigest()))
+        except OSError:
+            continue
+    by_split, _ = plan_splits(kept, PrepareOptions(), ("train", "val"))
+    return [p for p, _ in by_split.get(split, [])]
 
 
 def calibration_set(sources: Sequence[str | Path], engine: Engine, *, options: QuantizeOptions = QuantizeOptions()
