@@ -129,7 +129,11 @@ BACKEND_OF_LABEL = {"onnx-cpu-fp32": "onnx", "onnx-cuda-fp32": "onnx", "onnx-cpu
                     "onnx-cuda-fp16": "onnx-fp16", "tensorrt-fp16": "tensorrt", "keras-fp32": "keras"}
 
 
-def recommend(rows: Sequence[Mapping[str, Any]], model_render: int) -> dict[str, Any]:
+#: How a note of :func:`load_engines` starts when an engine is timed but gives wrong colours here.
+UNTRUSTED = "not recommended:"
+
+
+def recommend(rows: Sequence[Mapping[str, Any]], model_render: int, notes: Sequence[str] = ()) -> dict[str, Any]:
     """Engine, batch and render size for this machine from the measured rows.
 
     Engine: the fastest at the largest measured render.  Batch: the smallest
@@ -137,6 +141,8 @@ def recommend(rows: Sequence[Mapping[str, Any]], model_render: int) -> dict[str,
     memory then).  Render: the model's recommended size (its quality was
     measured there); images/s there is estimated from the nearest measured
     render by pixel count (the network's cost is about proportional to it)."""
+    untrusted = {n.split()[2].rstrip(":") for n in notes if n.startswith(UNTRUSTED)}
+    rows = [r for r in rows if r["label"] not in untrusted]  # fast but wrong colours on this CPU
     if not rows:
         return {}
     render = max(r["render"] for r in rows)
@@ -324,7 +330,7 @@ def load_engines(model: str | Path, device: str = "auto", *, keras: bool = False
     asked and the bundle has .keras files).  CUDA: ONNX fp32 and fp16, TensorRT
     when installed.  The first engine is the reference (ONNX fp32)."""
     from streamcolor.engines import load_engine, resolve_model
-    from streamcolor.engines.select import cuda_available, variants
+    from streamcolor.engines.select import cuda_available, kernel_check, variants
 
     info = resolve_model(model)
     dev = "cuda" if device == "cuda" or (device == "auto" and cuda_available()) else "cpu"
@@ -334,6 +340,9 @@ def load_engines(model: str | Path, device: str = "auto", *, keras: bool = False
     if dev == "cpu":
         if "int8" in recs:
             engines["onnx-cpu-int8"] = load_engine(info.path, "onnx", precision="int8", device="cpu")
+            ok, why = kernel_check(info, "int8", engines["onnx-cpu-int8"])
+            if not ok:
+                notes.append(f"{UNTRUSTED} onnx-cpu-int8: timed, but on this CPU {why}")
         else:
             notes.append(f"int8: the bundle {info.name} has no int8 variant "
                          f"(make one: streamcolor train quantize {info.path} --calib PHOTOS/)")
@@ -444,7 +453,7 @@ def run_bench(options: BenchOptions = QUICK, *, progress: Callable[[str], Any] |
     from streamcolor.engines import resolve_model
 
     model_render = int(resolve_model(options.model).meta.get("render_size", max(options.renders)))
-    result.recommendation = recommend(result.engines, model_render)
+    result.recommendation = recommend(result.engines, model_render, result.notes)
     return result
 
 

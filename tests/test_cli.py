@@ -221,5 +221,8 @@ def test_bench_recommendation_from_rows():
     rec = recommend(rows, model_render=320)
     assert rec["options"] == "--backend onnx-int8 -b 8 -r 320"  # batch 16 is within 5% of 8: the smaller one
     assert rec["images_per_s_estimate"] == pytest.approx(6.0 * (256 / 320) ** 2, rel=0.01)
+    # int8 timed but with kernels that disagree with fp32 on this CPU: never recommended
+    notes = ["not recommended: onnx-cpu-int8: timed, but on this CPU its kernels disagree with fp32 by 72%"]
+    assert recommend(rows, model_render=320, notes=notes)["options"] == "--backend onnx -b 8 -r 320"
     assert load_text({"load_average": [1.0, 0.5, 0.25], "load_average_after": [2.0, 1.0, 0.5]}) == \
         "before 1.00 0.50 0.25, after 2.00 1.00 0.50"
