@@ -340,9 +340,9 @@ def load_engines(model: str | Path, device: str = "auto", *, keras: bool = False
     if dev == "cpu":
         if "int8" in recs:
             engines["onnx-cpu-int8"] = load_engine(info.path, "onnx", precision="int8", device="cpu")
-            ok, why = kernel_check(info, "int8", engines["onnx-cpu-int8"])
-            if not ok:
-                notes.append(f"{UNTRUSTED} onnx-cpu-int8: timed, but on this CPU {why}")
+            check = kernel_check(info, "int8", engines["onnx-cpu-int8"])
+            if not check.ok:
+                notes.append(f"{UNTRUSTED} onnx-cpu-int8: timed, but on this CPU {check.why}")
         else:
             notes.append(f"int8: the bundle {info.name} has no int8 variant "
                          f"(make one: streamcolor train quantize {info.path} --calib PHOTOS/)")

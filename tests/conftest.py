@@ -10,6 +10,32 @@ import pytest
 from PIL import Image
 
 
+@pytest.fixture(scope="session", autouse=True)
+def kernel_checks(tmp_path_factory):
+    """One cache of int8 kernel checks for the whole run, shared with the CLI
+    subprocesses (STREAMCOLOR_CACHE) and measured up front for the shipped
+    models: tests then see what a user sees after the first run on a machine
+    (the warning about untrusted int8 kernels, where this CPU has them, is
+    given once, not on every command)."""
+    import os
+
+    import streamcolor.engines.select as sel
+    from streamcolor.engines import available_models, load_engine
+
+    cache = tmp_path_factory.mktemp("streamcolor-cache")
+    old_env, old_dir = os.environ.get("STREAMCOLOR_CACHE"), sel.CACHE_DIR
+    os.environ["STREAMCOLOR_CACHE"], sel.CACHE_DIR = str(cache), cache
+    for name in available_models():
+        if name != "default":
+            load_engine(name, device="cpu").close()
+    yield cache
+    sel.CACHE_DIR = old_dir
+    if old_env is None:
+        os.environ.pop("STREAMCOLOR_CACHE", None)
+    else:
+        os.environ["STREAMCOLOR_CACHE"] = old_env
+
+
 @pytest.fixture(scope="session")
 def engine():
     """The shipped default model on ONNX Runtime (CPU), loaded once."""

@@ -42,7 +42,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -183,12 +183,14 @@ def load_onnx(info: ModelInfo, *, precision: str | None = None, device: str = "a
                 else:
                     if device != "cpu":
                         return engine
-                    ok, why = kernel_check(info, precision, engine)
-                    if ok:
+                    check = kernel_check(info, precision, engine)
+                    if check.ok:
                         return engine
                     engine.close()
-                    log.warning("%s: not using the %s variant on this CPU: %s; running fp32", info.name,
-                                precision, why)
+                    # said once per machine and model as a warning (when measured), then as info
+                    log.log(logging.INFO if check.cached else logging.WARNING,
+                            "%s: not using the %s variant on this CPU: %s; running fp32", info.name, precision,
+                            check.why)
                     precision = "fp32"
     elif precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {['auto', *PRECISIONS]}")
@@ -203,9 +205,9 @@ def load_onnx(info: ModelInfo, *, precision: str | None = None, device: str = "a
             device = "cpu"
         if precision == "int8" and device == "cpu":
             engine = _load(info, precision, device, threads, kw)
-            ok, why = kernel_check(info, precision, engine)
-            if not ok:
-                log.warning("%s: int8 forced although on this CPU %s", info.name, why)
+            check = kernel_check(info, precision, engine)
+            if not check.ok:
+                log.warning("%s: int8 forced although on this CPU %s", info.name, check.why)
             return engine
         if precision == "fp16" and (device == "cpu" or (device == "auto" and not cuda_available())):
             log.warning("%s: fp16 on the CPU is not faster: ONNX Runtime has no float16 convolutions on x86 "
@@ -213,8 +215,17 @@ def load_onnx(info: ModelInfo, *, precision: str | None = None, device: str = "a
     return _load(info, precision, device, threads, kw)
 
 
+class KernelCheck(NamedTuple):
+    """What :func:`kernel_check` found: ``ok``, a one-line ``why``, and whether the
+    answer came from the cache (measured earlier on this machine)."""
+
+    ok: bool
+    why: str
+    cached: bool
+
+
 def kernel_check(info: ModelInfo, precision: str, engine: "OnnxEngine", *,
-                 limit: float | None = None) -> tuple[bool, str]:
+                 limit: float | None = None) -> KernelCheck:
     """Whether ``engine`` (a CPU variant of ``info``) agrees with fp32 on this machine.
 
     Runs the probe photo through ``engine`` and through the float32 graphs and
@@ -237,7 +248,8 @@ def kernel_check(info: ModelInfo, precision: str, engine: "OnnxEngine", *,
         known = {}
     if not isinstance(known, dict):
         known = {}
-    if key not in known:
+    cached = key in known
+    if not cached:
         known[key] = {"model": info.name, "precision": precision, "onnxruntime": ort.__version__,
                       "disagreement": probe_disagreement(info, engine)}
         try:
@@ -249,9 +261,10 @@ def kernel_check(info: ModelInfo, precision: str, engine: "OnnxEngine", *,
             log.debug("kernel check not cached: %s", exc)
     d = float(known[key]["disagreement"])
     if not np.isfinite(d) or d > limit:
-        return False, (f"its kernels disagree with fp32 by {100 * d:.0f}% of the colour on the probe photo "
-                       f"(limit {100 * limit:.0f}%; a known ONNX Runtime int8 problem on some CPUs, e.g. with AMX)")
-    return True, f"agrees with fp32 within {100 * d:.0f}% of the colour on the probe photo"
+        return KernelCheck(False, f"its kernels disagree with fp32 by {100 * d:.0f}% of the colour on the probe "
+                           f"photo (limit {100 * limit:.0f}%; a known ONNX Runtime int8 problem on some CPUs, e.g. "
+                           "with AMX)", cached)
+    return KernelCheck(True, f"agrees with fp32 within {100 * d:.0f}% of the colour on the probe photo", cached)
 
 
 def probe_disagreement(info: ModelInfo, engine: "OnnxEngine") -> float:
@@ -418,7 +431,7 @@ def compare_engines(model: str | Path, sizes: Sequence[int] = (224, 256), batche
         precisions = ["fp32"] + [p for p in PRECISIONS[1:] if p in recs and VARIANT_DEVICE[p] == device]
     picked = choose(info, device=device, max_drift=max_drift).precision
     loaded = {p: load_onnx(info, precision=p, device=device, threads=threads) for p in precisions}
-    kernels = {p: kernel_check(info, p, eng) if device == "cpu" and p != "fp32" else (True, "not checked")
+    kernels = {p: kernel_check(info, p, eng) if device == "cpu" and p != "fp32" else KernelCheck(True, "", True)
                for p, eng in loaded.items()}
     if picked != "fp32" and not kernels.get(picked, (True, ""))[0]:
         picked = "fp32"  # what load_engine(backend="auto") runs here after the kernel check
@@ -445,7 +458,7 @@ def compare_engines(model: str | Path, sizes: Sequence[int] = (224, 256), batche
                                  "mse_rel": 0.0 if p == "fp32" else rec.get("mse_rel"),
                                  "mse_vs_fp32": 0.0 if p == "fp32" else rec.get("mse_vs_fp32"),
                                  "guard": "pass" if ok else why, "auto": p == picked, "device": device,
-                                 "kernels": "agree" if kernels[p][0] else kernels[p][1],
+                                 "kernels": "agree" if kernels[p].ok else kernels[p].why,
                                  "cpu": cpu_description()})
     finally:
         for eng in loaded.values():
@@ -453,5 +466,5 @@ def compare_engines(model: str | Path, sizes: Sequence[int] = (224, 256), batche
     return rows
 
 
-__all__ = ["Choice", "MAX_DRIFT", "MAX_KERNEL_DISAGREEMENT", "kernel_check", "probe_disagreement", "PRECISIONS", "VARIANT_FILES", "choose", "compare_engines", "cpu_description",
+__all__ = ["Choice", "MAX_DRIFT", "MAX_KERNEL_DISAGREEMENT", "KernelCheck", "kernel_check", "probe_disagreement", "PRECISIONS", "VARIANT_FILES", "choose", "compare_engines", "cpu_description",
            "guard", "load_onnx", "to_fp16", "unfold_fp16_weights", "variants"]
