@@ -211,7 +211,10 @@ def _from_photos(engine: "Engine", sources: Sequence[str | Path], options: EvalO
         photos, problems = list_photos(sources, extract_dir=Path(tmp))
         for p in problems:
             yield {"skipped": f"{p['key']}: {p['error']}"}
-        if options.split is not None and any(p.split for p in photos):
+        if options.split is not None and photos and not any(p.split for p in photos):
+            log.warning("split %r ignored: %s have no manifest.json that splits them; every photo is evaluated",
+                        options.split, ", ".join(str(s) for s in sources))
+        elif options.split is not None:
             photos = [p for p in photos if p.split == options.split]
             if not photos:
                 raise DataError(f"no photo of the {options.split!r} split in {[str(s) for s in sources]}")
