@@ -20,7 +20,7 @@ import pytest
 
 from benchmarks.conftest import FULL
 from streamcolor.engines import ALIASES, DEFAULT_MODEL, available_models, load_engine, resolve_model
-from streamcolor.engines.select import cpu_description, variants
+from streamcolor.engines.select import cpu_description, kernel_check, variants
 
 RENDER = 256 if FULL else 32
 BATCH = [1, 8] if FULL else [1]
@@ -62,7 +62,10 @@ def test_models_images_per_second(benchmark, engines, batch):
     ref = ips.get(("seed", "fp32"))
     rows = {f"{m}-{p}": {"engine": engines[(m, p)].name, "model": resolve_model(m).name,
                          "images_per_s": round(v, 2),
-                         "ratio_to_seed_fp32": round(v / ref, 2) if ref else None}
+                         "ratio_to_seed_fp32": round(v / ref, 2) if ref else None,
+                         # whether this CPU's kernels compute the variant's graph (int8: see engines.select)
+                         "kernels_agree_here": True if p == "fp32" else
+                         kernel_check(resolve_model(m), p, engines[(m, p)]).ok}
             for (m, p), v in ips.items()}
     benchmark.group = f"models render={RENDER} batch={batch}"
     benchmark.extra_info.update(render=RENDER, batch=batch, rounds=ROUNDS[batch], cpu=cpu_description(),
