@@ -97,8 +97,8 @@ class VideoOptions:
 
     render_size: int | None = None  # network input, longer side; None: the model's recommendation
     saturation: float | None = None  # gain on predicted a*b*; None: the model's recommendation
-    batch_size: int = 8  # frames per engine call
-    codec: str = DEFAULT_CODEC  # a PyAV video encoder; "auto": h264_nvenc when it opens here, else libx264
+    batch_size: int | None = None  # frames per engine call; None: the engine's preferred_batch_size (8 on CPUs)
+    codec: str = "auto"  # a PyAV video encoder; "auto": h264_nvenc when it opens here, else libx264
     pix_fmt: str = "yuv420p"  # output pixel format; yuv420p plays everywhere
     quality: int = 18  # constant quality: crf (x264, x265, VP9), cq (NVENC); lower is better and bigger
     preset: str | None = None  # encoder speed preset ("medium", "p5"...); None: the encoder's default
@@ -114,7 +114,7 @@ class VideoOptions:
     def __post_init__(self) -> None:
         if self.render_size is not None and self.render_size < lab.SIZE_MULTIPLE:
             raise ValueError(f"render_size must be at least {lab.SIZE_MULTIPLE}, got {self.render_size}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.embed_every < 1:
             raise ValueError(f"embed_every must be >= 1, got {self.embed_every}")
@@ -307,16 +307,22 @@ def _encoder_opens(codec: str) -> bool:
 
 
 def pick_codec(codec: str) -> str:
-    """Resolve ``"auto"`` to a hardware H.264 encoder that opens here, else :data:`DEFAULT_CODEC`."""
-    if codec != "auto":
-        return codec
+    """Resolve ``"auto"`` to a hardware H.264 encoder that opens here, else :data:`DEFAULT_CODEC`
+    (the choice and its reason are logged once per process)."""
+    return _pick_auto() if codec == "auto" else codec
+
+
+@functools.lru_cache(maxsize=1)
+def _pick_auto() -> str:
     for hw in HARDWARE_CODECS:
         if _encoder_opens(hw):
+            log.info("codec='auto': encoding with %s on the GPU (NVIDIA NVENC)", hw)
             return hw
     gpu = os.path.exists("/dev/nvidia0") or os.path.exists("/proc/driver/nvidia")
-    (log.warning if gpu else log.info)(
-        "codec='auto': no hardware encoder (%s) opens here; encoding with %s on the CPU",
-        ", ".join(HARDWARE_CODECS), DEFAULT_CODEC)
+    missing = [hw for hw in HARDWARE_CODECS if hw not in av.codecs_available]
+    why = (f"this PyAV build has no {', '.join(missing)}" if missing
+           else f"{', '.join(HARDWARE_CODECS)} does not open ({'driver or session limit?' if gpu else 'no NVIDIA GPU'})")
+    (log.warning if gpu else log.info)("codec='auto': %s; encoding with %s on the CPU", why, DEFAULT_CODEC)
     return DEFAULT_CODEC
 
 
@@ -439,6 +445,66 @@ def on_grid(l_scaled: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
                       interpolation=cv2.INTER_AREA)
 
 
+# --------------------------------------------------------------------------- lightness of a frame
+
+#: 8-bit planar YUV formats whose gray frames take the luma shortcut (:func:`gray_luma`).
+_LUMA_FORMATS = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"}
+#: Largest distance of a chroma code from neutral (128) that still counts as a gray frame: grain
+#: and encoder noise in a scanned B&W film, worth well under 0.5 L* of colour, which is discarded anyway.
+GRAY_CHROMA_TOLERANCE = 2
+
+
+def _rgb_kwargs(frame) -> dict[str, Any]:
+    """How a frame converts to RGB: 8 or 16 bits, and its colour range when the format does not say it."""
+    deep = max(c.bits for c in frame.format.components) > 8
+    kw: dict[str, Any] = {"format": "rgb48le" if deep else "rgb24"}
+    if frame.color_range == 2 and not frame.format.name.startswith("yuvj"):
+        kw["src_color_range"] = "JPEG"
+    return kw
+
+
+def _plane(frame, i: int) -> np.ndarray:
+    """Plane ``i`` of an 8-bit planar frame as an (h, w) uint8 view (line padding cut off)."""
+    p = frame.planes[i]
+    return np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width]
+
+
+def gray_luma(frame) -> np.ndarray | None:
+    """The luma plane (a uint8 copy) of an 8-bit YUV frame whose chroma is neutral,
+    else None (colour, or another format: those go through RGB).
+
+    A B&W film is stored as YUV with neutral chroma: its lightness is a function
+    of the luma code alone (:func:`gray_lut`), which skips the full-resolution
+    YUV -> RGB -> L*a*b* conversions, the costliest step of reading a frame.
+    """
+    if frame.format.name not in _LUMA_FORMATS:
+        return None
+    lo, hi = 128 - GRAY_CHROMA_TOLERANCE, 128 + GRAY_CHROMA_TOLERANCE
+    for i in (1, 2):
+        cmin, cmax, _, _ = cv2.minMaxLoc(_plane(frame, i))
+        if cmin < lo or cmax > hi:
+            return None
+    return np.ascontiguousarray(_plane(frame, 0))
+
+
+@functools.lru_cache(maxsize=16)
+def gray_lut(pix_fmt: str, src_color_range: str | None = None) -> np.ndarray:
+    """L* (float32, 256 entries) of each luma code of a gray ``pix_fmt`` frame, by the
+    same conversion as a colour frame (FFmpeg's YUV -> RGB, then :func:`pixels_to_l`),
+    so both routes give one pixel the same L*."""
+    ramp = av.VideoFrame(256, 2, pix_fmt)
+    for i, plane in enumerate(ramp.planes):
+        rows = np.full((plane.height, plane.line_size), 128, np.uint8)
+        if i == 0:
+            rows[:, :256] = np.arange(256, dtype=np.uint8)
+        plane.update(rows.tobytes())
+    kw: dict[str, Any] = {"format": "rgb24"}
+    if src_color_range:
+        kw["src_color_range"] = src_color_range
+    rgb = ramp.to_ndarray(**kw)[0]
+    return np.ascontiguousarray(pixels_to_l(rgb[None])[0], dtype=np.float32)
+
+
 # --------------------------------------------------------------------------- the pipeline
 
 
@@ -456,10 +522,17 @@ class _Frame:
     index: int
     pts: int  # in the input stream's time base
     duration: int
-    l_full: np.ndarray  # float16 (H, W), L* in [0, 100] (half the memory of float32, steps <= 0.06)
+    l_full: np.ndarray  # float16 (H, W) L* in [0, 100] (steps <= 0.06); or uint8 luma codes when lut is set
     l_net: np.ndarray  # float32 (h, w, 1), network-scaled L at the render size
     ab: np.ndarray | None = None  # float32 (h, w, 2) in [-1, 1], from the network
     cut: bool = False  # first frame of a scene
+    lut: np.ndarray | None = None  # float32 (256,): L* of each luma code of a gray frame (see gray_lut)
+
+    def lightness(self) -> np.ndarray:
+        """Full-resolution L* (H, W), float32."""
+        if self.lut is not None:
+            return cv2.LUT(self.l_full, self.lut)
+        return self.l_full.astype(np.float32)
 
 
 class _Job:
@@ -477,6 +550,7 @@ class _Job:
         self.kept: list[int] = []  # pts of the frames written
         self.inp, self.vin, self.engine = inp, vin, engine
         self.options, self.colour, self.progress = options, colour, progress
+        self.batch_size = options.batch_size or engine.preferred_batch_size
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
         ctx = vin.codec_context
@@ -594,17 +668,21 @@ class _Job:
             frame = frame.reformat(width=self.width, height=self.height)
         if self.frames_in == 0:
             self._first_frame(frame)
-        deep = max(c.bits for c in frame.format.components) > 8
-        kw: dict[str, Any] = {"format": "rgb48le" if deep else "rgb24"}
-        if frame.color_range == 2 and not frame.format.name.startswith("yuvj"):
-            kw["src_color_range"] = "JPEG"
-        pixels = frame.to_ndarray(**kw)
-        l_full = pixels_to_l(pixels)
-        item = _Frame(index=self.frames_in, pts=pts, duration=frame.duration or 0,
-                      l_full=l_full.astype(np.float16), l_net=network_input(l_full, self.colour.render_size,
-                                                                       self.colour.size_multiple))
-        if self.frames_in == 0:
-            self._note_colour(pixels)
+        kw = _rgb_kwargs(frame)
+        luma = gray_luma(frame)
+        if luma is not None:  # a gray frame: L* straight from its luma codes, no RGB conversion
+            lut = gray_lut(frame.format.name, kw.get("src_color_range"))
+            l_full = cv2.LUT(luma, lut)
+            item = _Frame(index=self.frames_in, pts=pts, duration=frame.duration or 0, l_full=luma, lut=lut,
+                          l_net=network_input(l_full, self.colour.render_size, self.colour.size_multiple))
+        else:
+            pixels = frame.to_ndarray(**kw)
+            l_full = pixels_to_l(pixels)
+            item = _Frame(index=self.frames_in, pts=pts, duration=frame.duration or 0,
+                          l_full=l_full.astype(np.float16), l_net=network_input(l_full, self.colour.render_size,
+                                                                           self.colour.size_multiple))
+            if self.frames_in == 0:
+                self._note_colour(pixels)
         self.frames_in += 1
         return item
 
@@ -624,7 +702,7 @@ class _Job:
         prev_hist: np.ndarray | None = None
         since_key = 0
         embedding: np.ndarray | None = None
-        for items in self._batches(inq, opts.batch_size):
+        for items in self._batches(inq, self.batch_size):
             frames = [it for it in items if isinstance(it, _Frame)]
             if frames:
                 net = np.stack([f.l_net for f in frames])
@@ -685,7 +763,7 @@ class _Job:
 
     def _render(self, f: _Frame):
         """One frame: a*b* upsampled onto its full-res L*, sRGB, padded if odd, as an encoder frame."""
-        rgb = render(f.l_full.astype(np.float32), f.ab, saturation=self.colour.saturation, dtype=np.uint8)
+        rgb = render(f.lightness(), f.ab, saturation=self.colour.saturation, dtype=np.uint8)
         ph, pw = self.pad
         if ph or pw:
             rgb = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="edge")
@@ -768,7 +846,7 @@ class _Job:
         return None
 
     def _write(self, out) -> None:
-        frames_bound = max(4, self.options.batch_size)
+        frames_bound = max(4, self.batch_size)
         q_read = queue.Queue(maxsize=frames_bound + 16)  # frames and small packets
         q_net = queue.Queue(maxsize=1)  # whole batches
         q_yuv = queue.Queue(maxsize=frames_bound)

@@ -1,6 +1,8 @@
 """Engine registry, bundle loading errors and the TensorRT import guard."""
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,3 +87,90 @@ def test_tensorrt_cache_key_depends_on_model_gpu_and_version(tmp_path):
     a.write_bytes(b"model-b")
     assert k1 != cache_key(a, "NVIDIA H100 80GB HBM3", "10.3.0")
     assert k1.endswith("-fp16.plan") and "/" not in k1
+
+
+# --------------------------------------------------------------------------- TensorRT, what runs without a GPU
+
+
+def test_tensorrt_profile_spans_the_render_sizes_used():
+    from streamcolor.engines.lab import render_shape
+    from streamcolor.engines.tensorrt_engine import profile_shapes
+
+    p = profile_shapes([256, 320], 32, max_batch=64)
+    assert p.min == (1, 32, 32) and p.max == (64, 320, 320)
+    assert p.opt == (16, *render_shape(900, 1600, 320, 32))  # 16:9 video at the largest render size
+    for h, w in [(1080, 1920), (1920, 1080), (576, 768), (4000, 100)]:  # landscape, portrait, a thin strip
+        for r in (256, 320):
+            assert p.covers((8, *render_shape(h, w, r, 32), 1)), (h, w, r)
+    assert not p.covers((8, 352, 320, 1))  # render 352 was never asked for
+    # a render size that is not a multiple rounds like the pipeline rounds it
+    assert profile_shapes([330], 32).max[1:] == (320, 320)
+    assert profile_shapes([40], 8, max_batch=4).max == (4, 40, 40)
+    with pytest.raises(ValueError, match="no render sizes"):
+        profile_shapes([], 32)
+
+
+def test_tensorrt_outside_profile_message_says_what_to_do():
+    from streamcolor.engines.tensorrt_engine import _outside, profile_shapes
+
+    msg = _outside((8, 352, 640, 1), profile_shapes([256], 32))
+    assert "(8, 352, 640, 1)" in msg and "32..256" in msg and "render_sizes=" in msg
+
+
+def test_tensorrt_cache_key_depends_on_the_profile(tmp_path):
+    from streamcolor.engines.tensorrt_engine import cache_key, profile_shapes
+
+    a = tmp_path / "colorizer.onnx"
+    a.write_bytes(b"model-a")
+    k256 = cache_key(a, "NVIDIA H200", "11.4.0", "fp16", profile_shapes([256], 32))
+    k320 = cache_key(a, "NVIDIA H200", "11.4.0", "fp16", profile_shapes([320], 32))
+    assert k256 != k320 and "b64-256x256" in k256 and k256.endswith("-fp16.plan")
+
+
+_BUILD_RACE = """
+import sys, time
+from pathlib import Path
+from streamcolor.engines.tensorrt_engine import cached_plan
+plan, log = Path(sys.argv[1]), Path(sys.argv[2])
+def build():
+    with open(log, "a") as fh:
+        fh.write("built\\n")
+    time.sleep(0.5)  # long enough for the other processes to arrive while it builds
+    return b"P" * 1_000_000
+cached_plan(plan, build)
+assert plan.read_bytes() == b"P" * 1_000_000
+"""
+
+
+def test_tensorrt_plan_is_built_once_when_several_processes_ask(tmp_path):
+    """Three processes (three Ray actors on one node) want the same plan at once:
+    one builds it, the others wait for the lock and load it; no temporary file is left."""
+    import subprocess
+    import sys
+
+    plan, log_file = tmp_path / "cache" / "colorizer.plan", tmp_path / "builds.txt"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    procs = [subprocess.Popen([sys.executable, "-c", _BUILD_RACE, str(plan), str(log_file)], env=env,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-2000:]
+    assert log_file.read_text().count("built") == 1
+    assert sorted(f.name for f in plan.parent.iterdir()) == ["colorizer.plan", "colorizer.plan.lock"]
+
+
+def test_tensorrt_plan_write_is_atomic(tmp_path):
+    """A failed build leaves neither a plan nor a temporary file; a rewrite replaces the whole file."""
+    from streamcolor.engines.tensorrt_engine import cached_plan, write_atomic
+
+    plan = tmp_path / "p.plan"
+
+    def failing() -> bytes:
+        raise RuntimeError("builder ran out of memory")
+
+    with pytest.raises(RuntimeError):
+        cached_plan(plan, failing)
+    assert not plan.exists() and not list(tmp_path.glob(".p.plan.*"))
+    write_atomic(plan, b"old")
+    write_atomic(plan, b"new!")
+    assert plan.read_bytes() == b"new!" and not list(tmp_path.glob("*.tmp"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from pathlib import Path
@@ -42,8 +43,8 @@ class ByteSize(click.ParamType):
 @click.option("--archive", is_flag=True,
               help="When finished, also pack OUTPUT into OUTPUT.zip / OUTPUT.tar.gz / ... of the sources' kind "
                    "(zip for folders).  To choose the kind, name the output so: -o out.tar.xz.")
-@click.option("-b", "--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Images per engine call.")
+@click.option("-b", "--batch-size", type=click.IntRange(min=1), default=None,
+              help="Images per engine call. [default: the engine's, 8 on CPUs, 32-64 on GPUs]")
 @click.option("-j", "--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Threads that decode and encode/write (0: one per CPU core).")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
@@ -104,7 +105,7 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
     progress = progress_setting()
     try:
         options = BatchOptions(render_size=render_size, saturation=saturation, quality=quality,
-                               output_format=fmt, archive="same" if archive else None, batch_size=batch_size,
+                               output_format=fmt, archive="same" if archive else None, batch_size=batch_size or 8,
                                workers=workers, max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
                                max_member_bytes=max_member_size, max_ratio=max_ratio)
     except ValueError as exc:
@@ -122,6 +123,8 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
     except click.ClickException as exc:
         exc.exit_code = EXIT_FATAL
         raise
+    if batch_size is None:
+        options = dataclasses.replace(options, batch_size=engine.preferred_batch_size)
     run_job(lambda: colorize_archive(list(sources), output, engine=engine, options=options, progress=progress))
 
 

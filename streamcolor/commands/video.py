@@ -22,15 +22,15 @@ log = logging.getLogger(__name__)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Output file (one input) or folder.  Default: <name>-colour.<ext> next to each input.")
-@click.option("--codec", default="libx264", show_default=True,
+@click.option("--codec", default="auto", show_default=True,
               help="Video encoder (libx264, libx265, libvpx-vp9, h264_nvenc...); "
-                   "'auto' uses a hardware H.264 encoder when one works here.")
+                   "'auto': NVIDIA's h264_nvenc when it works here, else libx264 (logged).")
 @click.option("--crf", "quality", type=click.IntRange(0, 63), default=18, show_default=True,
               help="Constant quality (crf, or cq for NVENC): lower is better and bigger.")
 @click.option("--preset", default=None, help="Encoder speed preset (x264: ultrafast..veryslow).")
 @click.option("--pix-fmt", default="yuv420p", show_default=True, help="Output pixel format.")
-@click.option("-b", "--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Frames per network call.")
+@click.option("-b", "--batch-size", type=click.IntRange(min=1), default=None,
+              help="Frames per network call. [default: the engine's, 8 on CPUs, 32-64 on GPUs]")
 @click.option("--stabilize/--no-stabilize", default=True, show_default=True,
               help="Smooth colour over time (motion-compensated) against flicker.")
 @click.option("--embed-every", type=click.IntRange(min=1), default=48, show_default=True,

@@ -44,6 +44,8 @@ BUNDLE_FORMAT = 1
 #: Architectures a bundle can hold (``model.json`` ``"architecture"``; absent means the seed's).
 KOALARIZATION, UNET = "koalarization", "unet"
 ARCHITECTURES = (KOALARIZATION, UNET)
+#: Images per engine call on a CPU (see :attr:`Engine.preferred_batch_size`).
+CPU_BATCH = 8
 _OWN_KEYS = {"format", "name", "extractor", "extractor_size", "embed_dim", "files", "architecture",
              "size_multiple"}
 
@@ -140,6 +142,13 @@ class Engine(ABC):
     def size_multiple(self) -> int:
         """Input sides the graph takes must be multiples of this (8 or 32)."""
         return self.info.size_multiple
+
+    @property
+    def preferred_batch_size(self) -> int:
+        """Images per engine call that keep this runtime busy without hurting latency:
+        :data:`CPU_BATCH` on CPUs (bigger batches gain little there); engines on a GPU
+        return more.  Video and batch jobs use it when the caller sets no batch size."""
+        return CPU_BATCH
 
     @property
     def reuses_embedding(self) -> bool:

@@ -1,10 +1,30 @@
-"""Keras 3 engine: the reference runtime, on whatever backend Keras uses
-(TensorFlow on CPU here, JAX on GPUs).  Slower than ONNX Runtime on CPU; it
-exists to check exports against and to run a model straight from training."""
+"""Keras 3 engine: the GPU path where ONNX Runtime has no CUDA provider, and
+the reference runtime (it runs a model straight from training).
+
+Backend: Keras picks it once per process, at its first import
+(``KERAS_BACKEND``).  When Keras is not imported yet and the variable is
+unset, this engine asks for JAX if JAX is installed: JAX/XLA is the backend
+with GPU kernels in streamcolor's ``jax`` extra (and runs the same code on the
+CPU, which is how the tests exercise this path).  Calls go through
+``predict_on_batch``, which Keras compiles per input shape (``jax.jit`` on
+JAX), so a video's fixed render shape compiles once.
+
+Models: a bundle's ``colorizer.keras`` (and ``extractor.keras``) when it has
+them; a shipped U-Net bundle (ONNX only) is rebuilt from its ``model.json``
+configuration, the ImageNet Lite0 weights (``streamcolor/trainer/weights``)
+and the bundle's ``unet-trained.npz`` (the layers training changed).
+
+Precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (Keras mixed precision:
+compute in 16 bits, weights and outputs in float32), or ``"auto"``: bf16 on a
+GPU, fp32 on a CPU (most CPUs have no fast 16-bit convolutions).
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
+import sys
 
 import numpy as np
 
@@ -12,46 +32,123 @@ from streamcolor.engines.base import Engine, EngineError, ModelInfo
 
 log = logging.getLogger(__name__)
 
+#: precision name -> Keras dtype policy.
+POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+#: Frames per engine call on a GPU: enough to fill it at render 256-320 without a long wait for the first.
+GPU_BATCH = 64
+
+
+def _import_keras():
+    """Import Keras, choosing JAX as its backend when nothing else was chosen."""
+    if "keras" not in sys.modules and "KERAS_BACKEND" not in os.environ and importlib.util.find_spec("jax"):
+        os.environ["KERAS_BACKEND"] = "jax"
+    try:
+        import keras
+    except ImportError as exc:
+        raise ImportError("the Keras engine needs Keras 3 and a backend: pip install 'streamcolor[jax]' "
+                          "(or 'streamcolor[train]' for TensorFlow)") from exc
+    return keras
+
+
+def on_gpu(keras) -> bool:
+    """Whether Keras' backend computes on a GPU here."""
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            return jax.default_backend() == "gpu"
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return bool(tf.config.list_logical_devices("GPU"))
+        if backend == "torch":
+            import torch
+
+            return torch.cuda.is_available()
+    except Exception:  # a backend that cannot list its devices runs on the CPU
+        return False
+    return False
+
 
 class KerasEngine(Engine):
     """Runs ``extractor.keras`` and ``colorizer.keras`` of a bundle (``colorizer.keras``
-    alone for a one-graph model)."""
+    alone for a one-graph model, or the U-Net rebuilt from its weights)."""
 
     backend = "keras"
 
     def __init__(self, info: ModelInfo, *, colorizer_file: str = "colorizer.keras",
-                 extractor_file: str = "extractor.keras"):
+                 extractor_file: str = "extractor.keras", precision: str = "auto"):
         super().__init__(info)
-        try:
-            import keras
-        except ImportError as exc:
-            raise ImportError("the Keras engine needs Keras 3: pip install 'streamcolor[train]'") from exc
+        keras = _import_keras()
         import streamcolor.engines.keras_layers  # noqa: F401  (registers the fusion layer for loading)
+
+        self.gpu = on_gpu(keras)
+        if precision == "auto":
+            precision = "bf16" if self.gpu else "fp32"
+        if precision not in POLICIES:
+            raise ValueError(f"unknown precision {precision!r} for the Keras engine; choose from "
+                             f"{['auto', *POLICIES]}")
+        self.precision = precision
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(POLICIES[precision])
         try:
-            self._extractor = (keras.saving.load_model(info.file(extractor_file), compile=False)
-                               if info.two_stage else None)
-            self._colorizer = keras.saving.load_model(info.file(colorizer_file), compile=False)
+            if not info.two_stage and not (info.path / colorizer_file).is_file() and "unet" in info.meta:
+                self._extractor, self._colorizer = None, _rebuild_unet(info)
+            else:
+                self._extractor = (keras.saving.load_model(info.file(extractor_file), compile=False)
+                                   if info.two_stage else None)
+                self._colorizer = keras.saving.load_model(info.file(colorizer_file), compile=False)
         except EngineError:
             raise
+        except ImportError as exc:
+            raise EngineError(f"{info.path}: the Keras engine cannot rebuild this model: {exc}") from exc
         except Exception as exc:
             raise EngineError(f"{info.path}: Keras cannot load the model: {exc}") from exc
-        log.info("Keras engine %s on backend %s", info.name, keras.backend.backend())
+        finally:
+            keras.config.set_dtype_policy(previous)
+        log.info("Keras engine %s on %s (%s), %s", info.name, keras.backend.backend(),
+                 "GPU" if self.gpu else "CPU", precision)
+
+    @property
+    def name(self) -> str:
+        return f"keras-{'gpu' if self.gpu else 'cpu'}-{self.precision}:{self.info.name}"
+
+    @property
+    def preferred_batch_size(self) -> int:
+        return GPU_BATCH if self.gpu else super().preferred_batch_size
 
     def forward(self, l: np.ndarray) -> np.ndarray:
         if self.info.two_stage:
             return super().forward(l)
-        return np.asarray(self._colorizer(np.ascontiguousarray(l, dtype=np.float32), training=False),
-                          dtype=np.float32)
+        return _as_f32(self._colorizer.predict_on_batch(np.ascontiguousarray(l, dtype=np.float32)))
 
     def embed(self, l_ext: np.ndarray) -> np.ndarray:
         if self._extractor is None:
             return super().embed(l_ext)
-        out = self._extractor(np.ascontiguousarray(l_ext, dtype=np.float32), training=False)
-        return np.asarray(out, dtype=np.float32)
+        return _as_f32(self._extractor.predict_on_batch(np.ascontiguousarray(l_ext, dtype=np.float32)))
 
     def colorize(self, l: np.ndarray, embedding: np.ndarray) -> np.ndarray:
         if not self.info.two_stage:
             return super().colorize(l, embedding)
-        out = self._colorizer([np.ascontiguousarray(l, dtype=np.float32),
-                               np.ascontiguousarray(embedding, dtype=np.float32)], training=False)
-        return np.asarray(out, dtype=np.float32)
+        out = self._colorizer.predict_on_batch([np.ascontiguousarray(l, dtype=np.float32),
+                                                np.ascontiguousarray(embedding, dtype=np.float32)])
+        return _as_f32(out)
+
+    def close(self) -> None:
+        self._extractor = self._colorizer = None
+
+
+def _as_f32(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float32)
+
+
+def _rebuild_unet(info: ModelInfo):
+    """The U-Net of a shipped bundle as a Keras model: architecture from ``model.json``,
+    ImageNet Lite0 weights, then the bundle's trained layers."""
+    from streamcolor.trainer.unet import TRAINED_WEIGHTS, UNetConfig, build_unet, load_trained_npz
+
+    unet = build_unet(UNetConfig.from_json(info.meta["unet"]), weights="default")
+    model = unet.full_model()
+    load_trained_npz(unet, info.file(TRAINED_WEIGHTS))
+    return model

@@ -82,6 +82,10 @@ class OnnxEngine(Engine):
         variant = os.path.basename(self.colorizer_file).removeprefix("colorizer").removesuffix(".onnx").strip(".-_")
         return f"onnx-{dev}{'-' + variant if variant else ''}:{self.info.name}"
 
+    @property
+    def preferred_batch_size(self) -> int:
+        return 32 if self.providers[0] == "CUDAExecutionProvider" else super().preferred_batch_size
+
     def forward(self, l: np.ndarray) -> np.ndarray:
         if self.info.two_stage:
             return super().forward(l)

@@ -1,0 +1,113 @@
+"""Figure blocks of README.md and docs/, made from the results files.
+
+A block in a markdown file looks like::
+
+    <!-- figures: video-bound benchmarks/results/pipeline-cpu-2026-11-30.json -->
+    ...table made by the function BLOCKS["video-bound"] from that file...
+    <!-- /figures -->
+
+``python -m benchmarks.figures`` rewrites every block from its file;
+``tests/test_figures.py`` fails when a block differs from what its file
+gives (a number edited by hand, or a file re-measured without updating the
+text).  Figures quoted in prose are checked by that test against their file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Markdown files that may hold figure blocks.
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCK = re.compile(r"(<!-- figures: (\S+) (\S+) -->\n)(.*?)(<!-- /figures -->)", re.S)
+#: Stages of the video pipeline in the order frames go through them.
+STAGES = ["decode", "to_L", "resize", "engine", "scene_cut", "stabilizer", "upsample", "compose", "to_yuv", "encode"]
+STAGE_NAMES = {"decode": "decode (PyAV, threaded)", "to_L": "to L* (full res)", "resize": "resize to the render size",
+               "engine": "engine", "scene_cut": "scene-cut histogram", "stabilizer": "stabilizer (flow on the a\\*b\\* grid)",
+               "upsample": "upsample a\\*b\\*", "compose": "compose (Lab -> RGB, gamut check, 8 bits)",
+               "to_yuv": "RGB -> YUV 4:2:0", "encode": "encode (x264)"}
+
+
+def _f(x: float, digits: int = 1) -> str:
+    """A number as the docs print it: fixed decimals, thousands separated."""
+    return f"{x:,.{digits}f}"
+
+
+def video_bound(d: dict[str, Any]) -> str:
+    rows = ["| clip | `streamcolor video` fps | engine only | decode + encode only | bound | video / bound | "
+            "naive loop | video / naive |", "|---|---|---|---|---|---|---|---|"]
+    for v in d["video"]:
+        rows.append(f"| {v['clip']} ({v['width']}x{v['height']}, {v['frames']} frames) | **{_f(v['pipeline_fps'], 2)}** "
+                    f"| {_f(v['engine_fps'], 2)} | {_f(v['codec_fps'], 2)} | {_f(v['bound_fps'], 2)} "
+                    f"| **{_f(v['pipeline_over_bound'], 2)}x** | {_f(v['naive_fps'], 2)} "
+                    f"| {_f(v['pipeline_over_naive'], 2)}x |")
+    b = d["batch"]
+    rows += ["", "| photos | `streamcolor batch` items/s | engine only | decode + encode only | bound | batch / bound "
+             "| `colorize_image` one by one | batch / one by one |", "|---|---|---|---|---|---|---|---|",
+             f"| {b['photos']} x {b['size']} ({b['megapixels']} MP) | **{_f(b['archive_items_per_s'], 2)}** "
+             f"| {_f(b['engine_items_per_s'], 2)} | {_f(b['codec_items_per_s'], 2)} | {_f(b['bound_items_per_s'], 2)} "
+             f"| **{_f(b['archive_over_bound'], 2)}x** | {_f(b['naive_items_per_s'], 2)} "
+             f"| {_f(b['archive_over_naive'], 2)}x |"]
+    m = d["memory"]
+    s, l = (m[f"{x}s"] for x in m["seconds"])
+    rows += ["", f"Peak RSS, {m['width']}x{m['height']}: {_f(s['peak_rss_mb'])} MB for {m['seconds'][0]} s of video, "
+             f"{_f(l['peak_rss_mb'])} MB for {m['seconds'][1]} s ({_f(m['long_over_short_peak'], 2)}x; growth above the "
+             f"loaded engine {_f(s['growth_mb'])} and {_f(l['growth_mb'])} MB).",
+             "", f"Engine `{d['engine']}`, render {d['render_size']}, batch {d['batch_size']}; "
+             f"{d['machine']['cpu_count']} cores; 1-minute load average {_f(d['load_average_start'][0], 2)} at the "
+             f"start, {_f(d['load_average_end'][0], 2)} at the end; {d['date']}."]
+    return "\n".join(rows) + "\n"
+
+
+def video_stages(d: dict[str, Any]) -> str:
+    clips = d["video"]
+    head = "| stage | " + " | ".join(f"{v['clip']} ms/frame | share" for v in clips) + " |"
+    rows = [head, "|---|" + "---|---|" * len(clips)]
+    for k in STAGES:
+        cells = []
+        for v in clips:
+            st = v["stages_ms_per_frame"]
+            cells.append(f"{_f(st[k], 2)} | {_f(100 * st[k] / v['stage_sum_ms'], 0)}%")
+        rows.append(f"| {STAGE_NAMES[k]} | " + " | ".join(cells) + " |")
+    rows.append("| **sum** | " + " | ".join(f"**{_f(v['stage_sum_ms'], 2)}** | 100%" for v in clips) + " |")
+    return "\n".join(rows) + "\n"
+
+
+#: Block name -> the function that writes it from its results file.
+BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {"video-bound": video_bound, "video-stages": video_stages}
+
+
+def render(name: str, source: str) -> str:
+    """The text of block ``name`` from results file ``source`` (relative to the repository)."""
+    if name not in BLOCKS:
+        raise KeyError(f"unknown figure block {name!r}; known: {sorted(BLOCKS)}")
+    return BLOCKS[name](json.loads((ROOT / source).read_text()))
+
+
+def blocks(text: str) -> list[tuple[str, str, str]]:
+    """(name, source, current body) of each figure block in a markdown text."""
+    return [(m.group(2), m.group(3), m.group(4)) for m in BLOCK.finditer(text)]
+
+
+def rewrite(path: Path) -> bool:
+    """Rewrite the blocks of one file from their sources; True when it changed."""
+    text = path.read_text()
+    new = BLOCK.sub(lambda m: m.group(1) + render(m.group(2), m.group(3)) + m.group(5), text)
+    if new != text:
+        path.write_text(new)
+    return new != text
+
+
+def main() -> int:
+    for path in DOCS:
+        if rewrite(path):
+            print(f"updated {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

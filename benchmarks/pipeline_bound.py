@@ -1,0 +1,341 @@
+"""Video and batch pipelines against the hardware bound, stage by stage.
+
+    nice python -m benchmarks.pipeline_bound --out benchmarks/results/pipeline-cpu-2026-11-30.json
+
+One run of each figure, in one process, on generated inputs, with the shipped
+default model on the engine ``load_engine`` picks here (``--backend`` to
+change).  For each video size (576p and 1080p):
+
+* **stages**: every step of ``colorize_video`` timed alone, sequentially, on
+  the clip's frames, in ms per frame (decode, to-L, resize, engine, scene cut,
+  stabilizer, upsample, compose, to-YUV, encode), with each step's share;
+* **engine only**: ``Engine.predict`` on the clip's network inputs, at the
+  engine's preferred batch (the "engine" stage);
+* **codec only**: decode + re-encode with the pipeline's encoder settings
+  (``streamcolor.video.codec_floor``);
+* **bound**: ``1 / (1/engine_fps + 1/codec_fps)``: both use every core, so
+  a pipeline on this machine cannot beat doing the two one after the other;
+* **pipeline**: ``colorize_video`` (the product), and its ratio to the bound;
+* **naive**: decode, ``colorize_image`` per frame, encode (one frame at a time).
+
+Batch: 1-megapixel gray JPEGs through ``colorize_archive`` against the same
+bound (engine only on their network inputs; decode + encode only of the same
+photos, on as many threads as the archive uses) and ``colorize_image`` one by
+one.  Memory: peak RSS of a fresh process colorizing a 10 s and a 60 s clip.
+
+The machine may be shared: the 1-minute load average is recorded around every
+measurement; compare ratios measured in this one run, not absolute figures
+across runs.  About 4 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import av
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger("benchmarks.pipeline_bound")
+
+#: (name, width, height, frames) of the video clips.
+CLIPS = [("576p", 768, 576, 96), ("1080p", 1920, 1080, 48)]
+#: Photos of the batch figure: count, height, width (~1.0 megapixel).
+PHOTOS = (24, 864, 1152)
+#: Seconds of the short and long clip of the memory figure, and their size.
+RSS_SECONDS, RSS_SIZE = (10, 60), (320, 240)
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t = time.perf_counter()
+    res = fn()
+    return time.perf_counter() - t, res
+
+
+# --------------------------------------------------------------------------- video
+
+
+def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
+    """ms per frame of each pipeline step run alone, in the pipeline's own functions."""
+    import cv2
+
+    from streamcolor.colorize import compose, network_input, pixels_to_l, to_dtype, upsample_ab
+    from streamcolor.video import (ChromaStabilizer, _encoder_options, _rgb_kwargs, gray_luma, gray_lut,
+                                   histogram_distance, l_histogram, on_grid, pick_codec)
+
+    colour = options.color_options(engine)
+    batch = options.batch_size or engine.preferred_batch_size
+    t: dict[str, float] = {}
+    with av.open(str(src)) as inp:
+        vin = inp.streams.video[0]
+        vin.thread_type = "AUTO"
+        t["decode"], frames = _timed(lambda: list(inp.decode(vin)))
+        rate, tb = vin.average_rate, vin.time_base
+    n = len(frames)
+    w, h = frames[0].width, frames[0].height
+
+    def to_l():
+        out = []
+        for f in frames:
+            luma = gray_luma(f)
+            if luma is not None:
+                out.append(cv2.LUT(luma, gray_lut(f.format.name, _rgb_kwargs(f).get("src_color_range"))))
+            else:
+                out.append(pixels_to_l(f.to_ndarray(**_rgb_kwargs(f))))
+        return out
+
+    t["to_L"], ls = _timed(to_l)
+    t["resize"], nets = _timed(lambda: [network_input(l, colour.render_size, colour.size_multiple) for l in ls])
+    net = np.stack(nets)
+    engine.predict(net[:batch])  # warm: first-call allocations are not per frame
+    t["engine"], abs_ = _timed(lambda: [a for i in range(0, n, batch) for a in engine.predict(net[i:i + batch])])
+
+    def cuts():
+        prev = None
+        for x in nets:
+            hist = l_histogram(x)
+            if prev is not None:
+                histogram_distance(hist, prev)
+            prev = hist
+
+    t["scene_cut"], _ = _timed(cuts)
+    stab = ChromaStabilizer(options.stabilize_strength, motion=options.motion)
+    t["stabilizer"], abs_ = _timed(lambda: [stab(on_grid(x[..., 0], a.shape[:2]), a) for x, a in zip(nets, abs_)])
+    t["upsample"], ups = _timed(lambda: [upsample_ab(a, h, w, colour.saturation) for a in abs_])
+    t["compose"], rgbs = _timed(lambda: [to_dtype(compose(l, u), np.uint8) for l, u in zip(ls, ups)])
+    hd = h >= 720
+    t["to_yuv"], vfs = _timed(lambda: [av.VideoFrame.from_ndarray(r, format="rgb24").reformat(
+        format=options.pix_fmt, dst_colorspace="ITU709" if hd else "ITU601", dst_color_range="MPEG") for r in rgbs])
+    codec = pick_codec(options.codec)
+
+    def encode():
+        with av.open(str(work / "stages-out.mp4"), "w") as out:
+            vs = out.add_stream(codec, rate=rate)
+            vs.width, vs.height, vs.pix_fmt = w, h, options.pix_fmt
+            vs.time_base = vs.codec_context.time_base = tb
+            vs.options = _encoder_options(codec, options)
+            for i, vf in enumerate(vfs):
+                vf.pts, vf.time_base = i, tb
+                out.mux(vs.encode(vf))
+            out.mux(vs.encode())
+
+    t["encode"], _ = _timed(encode)
+    return {k: round(1000 * v / n, 2) for k, v in t.items()}
+
+
+def naive_video(src: Path, dst: Path, engine, options) -> int:
+    """Decode, ``colorize_image`` one frame at a time, encode: what a script around the image API does."""
+    from streamcolor.colorize import colorize_image
+    from streamcolor.video import _encoder_options, pick_codec
+
+    colour = options.color_options(engine)
+    codec = pick_codec(options.codec)
+    n = 0
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        vin = inp.streams.video[0]
+        vin.thread_type = "AUTO"
+        vs = out.add_stream(codec, rate=vin.average_rate)
+        vs.width, vs.height, vs.pix_fmt = vin.width, vin.height, options.pix_fmt
+        vs.time_base = vs.codec_context.time_base = vin.time_base
+        vs.options = _encoder_options(codec, options)
+        for frame in inp.decode(vin):
+            rgb = colorize_image(frame.to_ndarray(format="rgb24"), engine=engine, options=colour)
+            vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            vf.pts, vf.time_base = frame.pts, vin.time_base
+            out.mux(vs.encode(vf))
+            n += 1
+        out.mux(vs.encode())
+    return n
+
+
+def video_figures(engine, work: Path) -> list[dict[str, Any]]:
+    from streamcolor.video import VideoOptions, codec_floor, colorize_video, make_clip, pick_codec
+
+    options = VideoOptions()
+    rows = []
+    for name, w, h, n in CLIPS:
+        src = make_clip(work / f"clip-{name}.mp4", w, h, n)
+        row: dict[str, Any] = {"clip": name, "width": w, "height": h, "frames": n, "load_average": {}}
+        row["load_average"]["start"] = _load()
+        row["stages_ms_per_frame"] = stages = video_stages(src, engine, options, work)
+        row["load_average"]["after_stages"] = _load()
+        engine_fps = 1000 / stages["engine"]
+        s, _ = _timed(lambda: codec_floor(src, work / f"floor-{name}.mp4", options))
+        codec_fps = n / s
+        row["load_average"]["after_codec"] = _load()
+        s, _ = _timed(lambda: colorize_video(src, work / f"pipe-{name}.mp4", engine=engine, options=options,
+                                             progress=False))
+        pipeline_fps = n / s
+        row["load_average"]["after_pipeline"] = _load()
+        s, _ = _timed(lambda: naive_video(src, work / f"naive-{name}.mp4", engine, options))
+        naive_fps = n / s
+        row["load_average"]["after_naive"] = _load()
+        bound = 1 / (1 / engine_fps + 1 / codec_fps)
+        row.update(codec=pick_codec(options.codec), engine_fps=round(engine_fps, 2), codec_fps=round(codec_fps, 2),
+                   bound_fps=round(bound, 2), pipeline_fps=round(pipeline_fps, 2), naive_fps=round(naive_fps, 2),
+                   pipeline_over_bound=round(pipeline_fps / bound, 3),
+                   pipeline_over_naive=round(pipeline_fps / naive_fps, 3),
+                   stage_sum_ms=round(sum(stages.values()), 2),
+                   engine_plus_codec_ms=round(stages["decode"] + stages["engine"] + stages["encode"], 2))
+        log.info("%s: %s", name, {k: v for k, v in row.items() if k != "stages_ms_per_frame"})
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------- batch
+
+
+def batch_figures(engine, work: Path) -> dict[str, Any]:
+    from benchmarks.conftest import write_gray_photos
+    from streamcolor import image_io
+    from streamcolor.archive import BatchOptions, colorize_archive
+    from streamcolor.colorize import ShapeBatcher, colorize_image, prepare
+
+    n, h, w = PHOTOS
+    folder = write_gray_photos(work / "photos", n, h, w)
+    files = sorted(folder.rglob("*.jpg"))
+    options = BatchOptions()
+    colour = options.color_options(engine)
+    workers = options.workers or os.cpu_count() or 1
+    row: dict[str, Any] = {"photos": n, "size": f"{w}x{h}", "megapixels": round(w * h / 1e6, 3),
+                           "batch_size": options.batch_size, "workers": workers, "load_average": {"start": _load()}}
+    preps = [prepare(image_io.read_image(f), colour) for f in files]
+    batcher = ShapeBatcher(options.batch_size)
+    for p in preps:
+        batcher.add(p)
+    batches = [np.stack([p.net_in for p in b]) for b in batcher.drain()]
+    engine.predict(batches[0])
+    s, _ = _timed(lambda: [engine.predict(b) for b in batches])
+    engine_ips = n / s
+    row["load_average"]["after_engine"] = _load()
+    out = work / "codec-only"
+    out.mkdir()
+
+    def codec_one(f: Path) -> None:
+        d = image_io.read_image(f)
+        image_io.write_image(out / f.name, np.repeat(d.pixels[..., None], 3, -1) if d.pixels.ndim == 2 else d.pixels)
+
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        s, _ = _timed(lambda: list(pool.map(codec_one, files)))
+    codec_ips = n / s
+    row["load_average"]["after_codec"] = _load()
+    report = colorize_archive(folder, work / "archive-out", engine=engine, options=options, progress=False)
+    assert report.ok and report.done_now == n, report.summary()
+    row["load_average"]["after_archive"] = _load()
+    naive_out = work / "naive-out"
+    naive_out.mkdir()
+    s, _ = _timed(lambda: [colorize_image(f, naive_out / f.name, engine=engine, options=colour) for f in files])
+    naive_ips = n / s
+    row["load_average"]["after_naive"] = _load()
+    bound = 1 / (1 / engine_ips + 1 / codec_ips)
+    row.update(engine_items_per_s=round(engine_ips, 2), codec_items_per_s=round(codec_ips, 2),
+               bound_items_per_s=round(bound, 2), archive_items_per_s=round(report.items_per_s, 2),
+               naive_items_per_s=round(naive_ips, 2), archive_over_bound=round(report.items_per_s / bound, 3),
+               archive_over_naive=round(report.items_per_s / naive_ips, 3),
+               archive_engine_share=round(report.engine_share, 3))
+    log.info("batch: %s", row)
+    return row
+
+
+# --------------------------------------------------------------------------- memory
+
+_RSS_CHILD = textwrap.dedent("""
+    import json, sys, threading, time
+    import psutil
+    from streamcolor.engines import load_engine
+    from streamcolor.video import colorize_video
+    eng = load_engine("default")
+    proc, peak, done = psutil.Process(), [0], threading.Event()
+    before = proc.memory_info().rss
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(0.02)
+    threading.Thread(target=sample, daemon=True).start()
+    t = time.perf_counter()
+    colorize_video(sys.argv[1], sys.argv[2], engine=eng, progress=False)
+    s = time.perf_counter() - t
+    done.set()
+    print(json.dumps({"before_mb": before / 2**20, "peak_mb": max(peak[0], proc.memory_info().rss) / 2**20,
+                      "seconds": s}))
+""")
+
+
+def rss_figures(work: Path) -> dict[str, Any]:
+    """Peak RSS of a fresh process (engine loaded before sampling starts) per clip length."""
+    from streamcolor.video import make_clip
+
+    row: dict[str, Any] = {"width": RSS_SIZE[0], "height": RSS_SIZE[1], "seconds": list(RSS_SECONDS),
+                           "load_average": {"start": _load()}}
+    for secs in RSS_SECONDS:
+        src = make_clip(work / f"rss-{secs}s.mp4", *RSS_SIZE, secs * 24)
+        res = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(src), str(work / f"rss-{secs}s-out.mp4")],
+                             cwd=ROOT, capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+        r = json.loads(res.stdout.strip().splitlines()[-1])
+        row[f"{secs}s"] = {"rss_before_mb": round(r["before_mb"], 1), "peak_rss_mb": round(r["peak_mb"], 1),
+                           "growth_mb": round(r["peak_mb"] - r["before_mb"], 1),
+                           "fps": round(secs * 24 / r["seconds"], 2)}
+        row["load_average"][f"after_{secs}s"] = _load()
+    short, long = (row[f"{s}s"] for s in RSS_SECONDS)
+    row["long_over_short_peak"] = round(long["peak_rss_mb"] / short["peak_rss_mb"], 3)
+    row["long_minus_short_growth_mb"] = round(long["growth_mb"] - short["growth_mb"], 1)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_bound", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, required=True, help="results JSON to write")
+    ap.add_argument("--backend", default="auto", help="engine backend (default: what load_engine picks)")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["video", "batch", "rss"], help="parts to leave out")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from streamcolor.colorize import model_options
+    from streamcolor.engines import load_engine
+
+    engine = load_engine("default", args.backend)
+    colour = model_options(engine)
+    result: dict[str, Any] = {
+        "date": datetime.date.today().isoformat(), "command": "python -m benchmarks.pipeline_bound " + " ".join(
+            sys.argv[1:] if argv is None else argv),
+        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                    "python": platform.python_version(), "av": av.__version__},
+        "engine": engine.name, "model": engine.info.name, "render_size": colour.render_size,
+        "batch_size": engine.preferred_batch_size, "load_average_start": list(os.getloadavg()),
+    }
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="sc-bound-") as tmp:
+        work = Path(tmp)
+        if "video" not in args.skip:
+            result["video"] = video_figures(engine, work)
+        if "batch" not in args.skip:
+            result["batch"] = batch_figures(engine, work)
+        if "rss" not in args.skip:
+            result["memory"] = rss_figures(work)
+    result["load_average_end"] = list(os.getloadavg())
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    log.info("wrote %s in %.0f s", args.out, result["wall_s"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

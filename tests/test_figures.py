@@ -1,0 +1,100 @@
+"""Every measured figure in README.md and docs/ comes from a file in benchmarks/results/.
+
+Two kinds of check:
+
+* figure blocks (``<!-- figures: NAME FILE -->`` ... ``<!-- /figures -->``)
+  must equal what ``benchmarks.figures`` makes from their file;
+* figures quoted in prose are listed below with the file and key they come
+  from, and must appear in the text exactly as the file gives them (rounded
+  as printed).  A number edited by hand, or a file re-measured without the
+  text, fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from benchmarks import figures
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _value(source: str, path: str):
+    """A value from a results file: ``a.b.0.c`` walks dicts and lists; for a pytest-benchmark
+    file, ``bench:NAME:a.b`` walks ``extra_info`` of the benchmark called NAME."""
+    data = json.loads((RESULTS / source).read_text())
+    if path.startswith("bench:"):
+        _, name, path = path.split(":", 2)
+        data = next(b for b in data["benchmarks"] if b["name"] == name)["extra_info"]
+    for part in path.split("."):
+        data = data[int(part)] if isinstance(data, list) else data[part]
+    return data
+
+
+#: (markdown file, text with {} for the figure, results file, key, format of the figure).
+PROSE = [
+    # the Ray guide's 2-vs-1 actors figure, and the machine's own two-process ceiling, same test
+    ("docs/ray.md", "{} the items/s of 1 actor", "cpu-2026-11-26.json",
+     "bench:test_ray_actor_pool_throughput:scaling_2_over_1", "{:.2f}x"),
+    ("docs/ray.md", "two busy Python processes came out at {}", "cpu-2026-11-26.json",
+     "bench:test_ray_actor_pool_throughput:machine_2proc_speedup", "{:.2f}x"),
+    # GPU figures in README: Keras 3 on JAX on the H200
+    ("README.md", "{} images/s in float32 at batch 64", "gpu-h200-inference.json",
+     "keras_jax_float32_colorizer_b64_images_per_s", "{:,.0f}"),
+    ("README.md", "{} images/s in mixed bfloat16 at batch 16", "gpu-h200-inference.json",
+     "keras_jax_mixed_bfloat16_colorizer_b16_images_per_s", "{:,.0f}"),
+    # the seed model's 2026-11-26 figures kept in README's Performance section
+    ("README.md", "| {} |", "cpu-2026-11-26.json",
+     "bench:test_peer_images_per_second[16]:ours_over_peer", "{:.1f}x"),
+    ("README.md", "flicker, stabilizer on vs off (seed model, 2026-11-26) | {}", "cpu-2026-11-26.json",
+     "bench:test_video_flicker_with_and_without_stabilization:flow.warp_ab_rms", "{:.2f}"),
+]
+
+
+def _doc_blocks():
+    return [(doc, name, source, body) for doc in figures.DOCS for name, source, body in
+            figures.blocks(doc.read_text())]
+
+
+def test_every_figure_block_matches_its_results_file():
+    found = _doc_blocks()
+    assert {name for _, name, _, _ in found} >= {"video-bound", "video-stages"}, "the pipeline tables are gone"
+    for doc, name, source, body in found:
+        assert (ROOT / source).is_file(), f"{doc.name}: block {name} cites {source}, which does not exist"
+        assert body == figures.render(name, source), (
+            f"{doc.name}: block {name} differs from {source}; run python -m benchmarks.figures")
+
+
+@pytest.mark.parametrize("doc,template,source,key,fmt", PROSE, ids=[f"{p[0]}:{p[3]}" for p in PROSE])
+def test_prose_figure_matches_its_results_file(doc, template, source, key, fmt):
+    value = _value(source, key)
+    assert template.format(fmt.format(value)) in (ROOT / doc).read_text(), (
+        f"{doc} should quote {fmt.format(value)} from {source} ({key})")
+
+
+def test_blocks_are_rewritten_from_their_file(tmp_path, monkeypatch):
+    """The check above can fail: a hand-edited number in a block is found and put back."""
+    src = next(s for _, n, s, _ in _doc_blocks() if n == "video-bound")
+    good = figures.render("video-bound", src)
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"intro\n<!-- figures: video-bound {src} -->\n{good.replace('|', '| 99.9', 1)}"
+                   "<!-- /figures -->\nend\n")
+    (name, _, body), = figures.blocks(doc.read_text())
+    assert body != good
+    assert figures.rewrite(doc) and figures.blocks(doc.read_text())[0][2] == good
+    assert doc.read_text().startswith("intro\n") and doc.read_text().endswith("end\n")
+
+
+def test_performance_section_numbers_all_have_a_source():
+    """In README's Performance section, every decimal figure outside a block is one of the PROSE figures."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Performance", 1)[1].split("\n## ", 1)[0]
+    section = figures.BLOCK.sub("", section)
+    quoted = {fmt.format(_value(src, key)) for doc, _, src, key, fmt in PROSE if doc == "README.md"}
+    for number in re.findall(r"(?<![\w.-])\d[\d,]*\.\d+x?(?![\w.])", section):
+        assert number in quoted or number.rstrip("x") in quoted, f"README Performance: {number} has no source"

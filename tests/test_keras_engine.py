@@ -1,0 +1,121 @@
+"""The GPU path as a user runs it, exercised on the CPU: the shipped default U-Net
+through the Keras engine on JAX (``--backend keras``), in a fresh process
+with TensorFlow made unimportable, as on a GPU machine with only the ``jax``
+extra.  The same engine class runs on the GPU; only the device differs.
+
+One subprocess does everything (JAX compiles the U-Net once per shape, which
+is the slow part): predictions against ONNX Runtime's float32 graph of the
+same model, ``colorize_image``, ``colorize_video`` and ``streamcolor batch``
+through the engine, and the engine's bf16 mode.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_SCRIPT = r"""
+import importlib.abc, json, logging, sys
+class NoTF(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("tensorflow", "tf2onnx"):
+            raise ImportError("TensorFlow is not installed here")
+sys.meta_path.insert(0, NoTF())
+logging.basicConfig(level=logging.INFO)
+from pathlib import Path
+import numpy as np
+from click.testing import CliRunner
+import streamcolor
+from streamcolor.cli import main as cli
+from streamcolor.engines import load_engine
+from streamcolor.video import VideoOptions, colorize_video, make_clip, video_size
+work = Path(sys.argv[1])
+out = {}
+keras_eng = load_engine("default", "keras")
+onnx_eng = load_engine("default", "onnx", device="cpu")
+import keras
+out["backend"] = keras.backend.backend()
+out["name"] = keras_eng.name
+out["batch"] = keras_eng.preferred_batch_size
+rng = np.random.default_rng(0)
+l = np.clip(rng.normal(0, 0.4, (2, 96, 160, 1)), -1, 1).astype("float32")
+a, b = keras_eng.predict(l), onnx_eng.predict(l)
+out["shape"] = list(a.shape)
+out["max_diff"] = float(np.abs(a - b).max())
+out["ab_scale"] = float(np.abs(b).mean())
+bf16 = load_engine("default", "keras", precision="bf16")
+out["bf16_name"] = bf16.name
+out["bf16_diff"] = float(np.abs(bf16.predict(l) - b).max())
+gray = (rng.random((120, 200)) * 255).astype("uint8")
+rgb = streamcolor.colorize_image(gray, engine=keras_eng)
+out["image_shape"] = list(rgb.shape)
+clip = make_clip(work / "clip.mp4", 160, 96, 12)
+dst = colorize_video(clip, work / "clip-colour.mp4", engine=keras_eng, progress=False)
+out["video_size"] = list(video_size(dst))
+import av
+with av.open(str(dst)) as c:
+    out["video_frames"] = sum(1 for _ in c.decode(video=0))
+    out["video_codec"] = c.streams.video[0].codec_context.name
+(work / "photos").mkdir()
+from PIL import Image
+for i in range(3):
+    Image.fromarray(gray).save(work / "photos" / f"p{i}.jpg")
+res = CliRunner().invoke(cli, ["batch", str(work / "photos"), "-o", str(work / "out"), "--backend", "keras",
+                               "--no-progress"])
+out["batch_exit"] = res.exit_code
+out["batch_files"] = sorted(p.name for p in (work / "out").glob("*.jpg"))
+out["tf_loaded"] = "tensorflow" in sys.modules
+print("RESULT " + json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def jax_run(tmp_path_factory) -> dict:
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("JAX is not installed (the jax extra)")
+    work = tmp_path_factory.mktemp("keras-jax")
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}  # the engine must pick JAX itself
+    env.update(PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-c", _SCRIPT, str(work)], capture_output=True, text=True, env=env,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+    return {**json.loads(line[len("RESULT "):]), "log": proc.stderr}
+
+
+def test_keras_engine_runs_the_default_unet_on_jax(jax_run):
+    assert jax_run["backend"] == "jax" and not jax_run["tf_loaded"]
+    assert jax_run["name"] == "keras-cpu-fp32:streamcolor-unet-lite0-v1"
+    assert jax_run["batch"] == 8  # on a GPU: keras_engine.GPU_BATCH
+    assert jax_run["shape"] == [2, 24, 40, 2]  # a*b* at a quarter of the input, 160x96 padded to 160x96
+    # the same network as the shipped ONNX graph (whose weights are stored float16): equal to rounding
+    assert jax_run["ab_scale"] > 0.01
+    assert jax_run["max_diff"] < 0.01, jax_run["max_diff"]
+
+
+def test_keras_engine_bf16_stays_close_to_fp32(jax_run):
+    assert jax_run["bf16_name"] == "keras-cpu-bf16:streamcolor-unet-lite0-v1"
+    assert jax_run["bf16_diff"] < 0.1, jax_run["bf16_diff"]
+
+
+def test_keras_engine_serves_image_video_and_batch(jax_run):
+    assert jax_run["image_shape"] == [120, 200, 3]
+    assert jax_run["video_size"] == [160, 96] and jax_run["video_frames"] == 12
+    assert jax_run["batch_exit"] == 0, jax_run["log"][-3000:]
+    assert jax_run["batch_files"] == ["p0.jpg", "p1.jpg", "p2.jpg"]
+
+
+def test_codec_auto_says_what_it_chose(jax_run):
+    """--codec auto (now the default) logs its choice: NVENC on a GPU machine, x264 with the reason elsewhere."""
+    codec = jax_run["video_codec"]
+    assert codec in ("libx264", "h264_nvenc")
+    assert f"codec='auto': encoding with {codec}" in jax_run["log"] or (
+        codec == "libx264" and "; encoding with libx264 on the CPU" in jax_run["log"])
