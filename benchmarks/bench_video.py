@@ -144,7 +144,7 @@ _RSS_CHILD = textwrap.dedent("""
     width, height = int(sys.argv[5]), int(sys.argv[6])
     eng = load_engine("default", "onnx", device="cpu")
     # warm at the clip's batch and render shape: the runtime's arenas are the engine's, not the pipeline's
-    eng.predict(numpy.zeros((VideoOptions().batch_size, *lab.render_shape(height, width, render), 1), "float32"))
+    eng.predict(numpy.zeros((eng.preferred_batch_size, *lab.render_shape(height, width, render), 1), "float32"))
     proc, peak, done = psutil.Process(), [0], threading.Event()
     before = proc.memory_info().rss
     def sample():

@@ -101,6 +101,7 @@ def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
                 out.append(pixels_to_l(f.to_ndarray(**_rgb_kwargs(f))))
         return out
 
+    gray_lut(frames[0].format.name, _rgb_kwargs(frames[0]).get("src_color_range"))  # built once per format
     t["to_L"], ls = _timed(to_l)
     t["resize"], nets = _timed(lambda: [network_input(l, colour.render_size, colour.size_multiple) for l in ls])
     net = np.stack(nets)
@@ -305,7 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="results JSON to write")
     ap.add_argument("--backend", default="auto", help="engine backend (default: what load_engine picks)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["video", "batch", "rss"], help="parts to leave out")
+    ap.add_argument("--quick", action="store_true", help="tiny inputs: checks that the script runs, no figures")
     args = ap.parse_args(argv)
+    if args.quick:
+        global CLIPS, PHOTOS, RSS_SECONDS, RSS_SIZE
+        CLIPS, PHOTOS, RSS_SECONDS, RSS_SIZE = [("tiny", 160, 96, 12)], (4, 96, 128), (1, 2), (96, 64)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from streamcolor.colorize import model_options
     from streamcolor.engines import load_engine

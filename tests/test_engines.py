@@ -174,3 +174,21 @@ def test_tensorrt_plan_write_is_atomic(tmp_path):
     write_atomic(plan, b"old")
     write_atomic(plan, b"new!")
     assert plan.read_bytes() == b"new!" and not list(tmp_path.glob("*.tmp"))
+
+
+def test_auto_runtime_uses_jax_on_a_gpu_that_onnx_runtime_cannot_use():
+    """backend="auto": ONNX Runtime, unless an NVIDIA GPU has JAX but not ONNX Runtime CUDA."""
+    from streamcolor.engines.select import auto_runtime
+
+    asked = []
+
+    def jax_gpu(answer):
+        return lambda: asked.append(1) or answer
+
+    assert auto_runtime(ort_cuda=True, nvidia_gpu=True, jax_gpu=jax_gpu(True)) == "onnx"
+    assert auto_runtime(ort_cuda=False, nvidia_gpu=False, jax_gpu=jax_gpu(True)) == "onnx"
+    assert not asked  # JAX is not even imported on a machine without an NVIDIA GPU
+    assert auto_runtime(ort_cuda=False, nvidia_gpu=True, jax_gpu=jax_gpu(True)) == "keras"
+    assert auto_runtime(ort_cuda=False, nvidia_gpu=True, jax_gpu=jax_gpu(False)) == "onnx"
+    # here (no GPU): auto is ONNX Runtime, on the CPU
+    assert load_engine("default").name.startswith("onnx-cpu")

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from click.testing import CliRunner
 import streamcolor
-from streamcolor.cli import main as cli
+from streamcolor.cli import cli
 from streamcolor.engines import load_engine
 from streamcolor.video import VideoOptions, colorize_video, make_clip, video_size
 work = Path(sys.argv[1])

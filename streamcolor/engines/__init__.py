@@ -100,6 +100,8 @@ def load_engine(model: str | Path = DEFAULT_MODEL, backend: str = "auto", **opti
         "auto": ONNX Runtime, on CUDA when available, else CPU, in the
         fastest precision of the bundle that passes its quality guard
         (``streamcolor.engines.select.choose``: fp16 on CUDA, int8 on CPU, else fp32);
+        on an NVIDIA GPU whose ONNX Runtime lacks CUDA but whose JAX has it, the
+        Keras engine on JAX in bf16 (``select.auto_runtime``);
         or one of :func:`available_backends`.
     options:
         Passed to the backend, e.g. ``device="cpu"`` or ``threads=2`` for ONNX;
@@ -107,8 +109,15 @@ def load_engine(model: str | Path = DEFAULT_MODEL, backend: str = "auto", **opti
     """
     info = resolve_model(model)
     if backend == "auto":
-        backend = "onnx"
+        from streamcolor.engines.onnx_engine import _has_nvidia_gpu
+        from streamcolor.engines.select import auto_runtime, cuda_available, jax_on_gpu
+
+        gpu_ok = options.get("device", "auto") != "cpu"
+        backend = auto_runtime(ort_cuda=cuda_available(), nvidia_gpu=gpu_ok and _has_nvidia_gpu(), jax_gpu=jax_on_gpu)
         options.setdefault("precision", "auto")
+        if backend == "keras":  # ONNX Runtime's knobs mean nothing to it
+            options.pop("device", None)
+            options.pop("threads", None)
     try:
         factory = BACKENDS[backend]
     except KeyError:

@@ -42,7 +42,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -116,6 +116,32 @@ def cuda_available() -> bool:
     import onnxruntime as ort
 
     return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def auto_runtime(*, ort_cuda: bool, nvidia_gpu: bool, jax_gpu: "Callable[[], bool]") -> str:
+    """The backend ``backend="auto"`` loads: ONNX Runtime, except on an NVIDIA GPU whose
+    ONNX Runtime has no CUDA provider but whose JAX does: there the Keras engine on JAX
+    keeps the network on the GPU.  ``jax_gpu`` is only called on such a machine (it imports JAX)."""
+    if ort_cuda or not nvidia_gpu:
+        return "onnx"
+    if jax_gpu():
+        log.info("an NVIDIA GPU without ONNX Runtime CUDA: running the model with Keras 3 on JAX (GPU)")
+        return "keras"
+    return "onnx"  # OnnxEngine warns that the GPU goes unused
+
+
+def jax_on_gpu() -> bool:
+    """Whether JAX is installed and computes on a GPU here."""
+    import importlib.util
+
+    if importlib.util.find_spec("jax") is None:
+        return False
+    try:
+        import jax
+
+        return jax.default_backend() == "gpu"
+    except Exception:  # a broken CUDA install: JAX cannot start on the GPU
+        return False
 
 
 def choose(info: ModelInfo, *, device: str = "auto", max_drift: float = MAX_DRIFT) -> Choice:
@@ -466,5 +492,5 @@ def compare_engines(model: str | Path, sizes: Sequence[int] = (224, 256), batche
     return rows
 
 
-__all__ = ["Choice", "MAX_DRIFT", "MAX_KERNEL_DISAGREEMENT", "KernelCheck", "kernel_check", "probe_disagreement", "PRECISIONS", "VARIANT_FILES", "choose", "compare_engines", "cpu_description",
+__all__ = ["Choice", "MAX_DRIFT", "MAX_KERNEL_DISAGREEMENT", "KernelCheck", "kernel_check", "probe_disagreement", "PRECISIONS", "VARIANT_FILES", "auto_runtime", "choose", "compare_engines", "cpu_description",
            "guard", "load_onnx", "to_fp16", "unfold_fp16_weights", "variants"]
