@@ -39,27 +39,31 @@ def _f(x: float, digits: int = 1) -> str:
 
 def video_bound(d: dict[str, Any]) -> str:
     rows = ["| clip | `streamcolor video` fps | engine only | decode + encode only | bound | video / bound | "
-            "naive loop | video / naive |", "|---|---|---|---|---|---|---|---|"]
+            "CPU time: (engine + codec) / video | naive loop | video / naive |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for v in d["video"]:
         rows.append(f"| {v['clip']} ({v['width']}x{v['height']}, {v['frames']} frames) | **{_f(v['pipeline_fps'], 2)}** "
                     f"| {_f(v['engine_fps'], 2)} | {_f(v['codec_fps'], 2)} | {_f(v['bound_fps'], 2)} "
-                    f"| **{_f(v['pipeline_over_bound'], 2)}x** | {_f(v['naive_fps'], 2)} "
-                    f"| {_f(v['pipeline_over_naive'], 2)}x |")
+                    f"| **{_f(v['pipeline_over_bound'], 2)}x** | {_f(v['cpu_bound_over_pipeline'], 2)} "
+                    f"| {_f(v['naive_fps'], 2)} | {_f(v['pipeline_over_naive'], 2)}x |")
     b = d["batch"]
     rows += ["", "| photos | `streamcolor batch` items/s | engine only | decode + encode only | bound | batch / bound "
-             "| `colorize_image` one by one | batch / one by one |", "|---|---|---|---|---|---|---|---|",
+             "| CPU time: (engine + codec) / batch | `colorize_image` one by one | batch / one by one |",
+             "|---|---|---|---|---|---|---|---|---|",
              f"| {b['photos']} x {b['size']} ({b['megapixels']} MP) | **{_f(b['archive_items_per_s'], 2)}** "
              f"| {_f(b['engine_items_per_s'], 2)} | {_f(b['codec_items_per_s'], 2)} | {_f(b['bound_items_per_s'], 2)} "
-             f"| **{_f(b['archive_over_bound'], 2)}x** | {_f(b['naive_items_per_s'], 2)} "
-             f"| {_f(b['archive_over_naive'], 2)}x |"]
+             f"| **{_f(b['archive_over_bound'], 2)}x** | {_f(b['cpu_bound_over_archive'], 2)} "
+             f"| {_f(b['naive_items_per_s'], 2)} | {_f(b['archive_over_naive'], 2)}x |"]
     m = d["memory"]
     s, l = (m[f"{x}s"] for x in m["seconds"])
+    loads = [x for part in (*d["video"], d["batch"], m) for x in part["load_average"].values()]
     rows += ["", f"Peak RSS, {m['width']}x{m['height']}: {_f(s['peak_rss_mb'])} MB for {m['seconds'][0]} s of video, "
              f"{_f(l['peak_rss_mb'])} MB for {m['seconds'][1]} s ({_f(m['long_over_short_peak'], 2)}x; growth above the "
              f"loaded engine {_f(s['growth_mb'])} and {_f(l['growth_mb'])} MB).",
-             "", f"Engine `{d['engine']}`, render {d['render_size']}, batch {d['batch_size']}; "
-             f"{d['machine']['cpu_count']} cores; 1-minute load average {_f(d['load_average_start'][0], 2)} at the "
-             f"start, {_f(d['load_average_end'][0], 2)} at the end; {d['date']}."]
+             "", f"Engine `{d['engine']}`, render {d['render_size']}, batch {d['batch_size']}; best of "
+             f"{d['video'][0]['rounds']} alternating rounds (the naive loop: one); {d['machine']['cpu_count']} cores, "
+             f"1-minute load average {_f(min(loads), 1)}-{_f(max(loads), 1)} during the run; {d['date']}, "
+             f"`{Path(d['command'].split('--out ')[-1].split()[0]).name}`."]
     return "\n".join(rows) + "\n"
 
 

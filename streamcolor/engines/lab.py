@@ -13,6 +13,7 @@ about 0.002 in the network's [-1, 1] scaling: far below what the model resolves.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import cv2
@@ -54,8 +55,24 @@ def gray_to_l(gray: np.ndarray) -> np.ndarray:
     RGB pixel (g, g, g) get the same L* (and a gray image colorized and
     measured again keeps its lightness).
     """
+    gray = np.asarray(gray)
+    if gray.dtype in (np.uint8, np.uint16):  # a table of every code: same values, no per-pixel colour conversion
+        table = _gray_table(gray.dtype.itemsize)
+        return cv2.LUT(gray, table) if gray.dtype == np.uint8 and gray.ndim == 2 else table[gray]
     g = _as_unit_float(gray)
+    return _gray_to_l(g)
+
+
+def _gray_to_l(g: np.ndarray) -> np.ndarray:
     return rgb_to_l(np.repeat(g[..., None], 3, axis=-1))
+
+
+@functools.lru_cache(maxsize=2)
+def _gray_table(itemsize: int) -> np.ndarray:
+    """L* of every uint8 (itemsize 1) or uint16 (2) gray code, by the per-pixel path."""
+    dtype = np.uint8 if itemsize == 1 else np.uint16
+    codes = np.arange(np.iinfo(dtype).max + 1, dtype=dtype)[None]
+    return np.ascontiguousarray(_gray_to_l(_as_unit_float(codes))[0], dtype=np.float32)
 
 
 def scale_l(l: np.ndarray) -> np.ndarray:

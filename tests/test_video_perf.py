@@ -1,0 +1,99 @@
+"""The shortcuts taken for speed give the same results as the long way.
+
+* a gray video frame's L* from its luma plane and a table equals the L* of its
+  RGB conversion (limited and full range), and colour frames are not taken for gray;
+* a gray image's L* from the table of every code equals the per-pixel conversion;
+* the gamut check that converts back only the pixels at the gamut's edge flags
+  the same pixels as converting back every pixel, on composed images.
+"""
+
+from __future__ import annotations
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from streamcolor.colorize import _GAMUT_EPS, _L_TOLERANCE, _off_lightness, compose, pixels_to_l, to_dtype
+from streamcolor.engines import lab
+from streamcolor.video import _rgb_kwargs, gray_luma, gray_lut
+
+
+def _frame(rgb: np.ndarray, pix_fmt: str) -> av.VideoFrame:
+    return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuvj420p", "yuv444p"])
+def test_gray_frame_lightness_from_luma_equals_the_rgb_path(pix_fmt):
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, (48, 64), dtype=np.uint8)
+    gray[0, :] = 0
+    gray[1, :] = 255  # the extremes of both ranges
+    frame = _frame(np.repeat(gray[..., None], 3, -1), pix_fmt)
+    luma = gray_luma(frame)
+    assert luma is not None and luma.shape == (48, 64) and luma.dtype == np.uint8
+    kw = _rgb_kwargs(frame)
+    fast = cv2.LUT(luma, gray_lut(frame.format.name, kw.get("src_color_range")))
+    slow = pixels_to_l(frame.to_ndarray(**kw))
+    # FFmpeg's full-range converter stores this gray's chroma as 127 or 128: read back through RGB
+    # that is a faint tint worth up to 2 levels; the luma path reads the gray it is.  Both within
+    # the 0.5 L* the output keeps anyway.
+    assert np.abs(fast - slow).max() < 0.4
+
+
+def test_colour_frames_and_other_formats_take_the_rgb_path():
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    assert gray_luma(_frame(rgb, "yuv420p")) is None
+    gray = np.repeat(rng.integers(0, 256, (32, 48, 1), dtype=np.uint8), 3, -1)
+    assert gray_luma(_frame(gray, "rgb24")) is None  # not planar YUV
+    assert gray_luma(_frame(gray, "yuv420p10le")) is None  # more than 8 bits
+    tinted = _frame(gray, "yuv420p")
+    u = np.frombuffer(tinted.planes[1], np.uint8).reshape(tinted.planes[1].height, -1).copy()
+    u[0, 0] = 140  # one chroma sample well off neutral: a colour frame
+    tinted.planes[1].update(u.tobytes())
+    assert gray_luma(tinted) is None
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_gray_image_lightness_table_equals_per_pixel_conversion(dtype):
+    rng = np.random.default_rng(2)
+    gray = rng.integers(0, np.iinfo(dtype).max + 1, (3, 40, 50), dtype=dtype)
+    slow = lab.rgb_to_l(np.repeat(lab._as_unit_float(gray)[..., None], 3, -1))
+    assert np.abs(lab.gray_to_l(gray) - slow).max() == 0.0
+    assert np.abs(lab.gray_to_l(gray[0]) - slow[0]).max() == 0.0  # 2-D: cv2.LUT
+
+
+def _off_every_pixel(rgb: np.ndarray, l_target: np.ndarray) -> np.ndarray:
+    """The gamut check as it was: every pixel converted back."""
+    lo, hi = rgb.min(axis=-1), rgb.max(axis=-1)
+    outside = (lo < -_GAMUT_EPS) | (hi > 1.0 + _GAMUT_EPS)
+    l_back = cv2.cvtColor(np.clip(rgb, 0.0, 1.0), cv2.COLOR_RGB2Lab)[..., 0]
+    return outside | (np.abs(l_back - l_target) > _L_TOLERANCE)
+
+
+def test_edge_only_gamut_check_flags_the_same_pixels():
+    rng = np.random.default_rng(3)
+    h, w = 120, 160
+    l_full = cv2.resize(rng.uniform(0, 100, (12, 16)).astype(np.float32), (w, h))
+    l_full[:10] = 0.5  # near black: any chroma falls outside the gamut
+    for spread in (10.0, 40.0, 90.0):  # mild to wild colour
+        ab = cv2.resize(rng.normal(0, spread, (6, 8, 2)).astype(np.float32), (w, h))
+        rgb = cv2.cvtColor(cv2.merge([l_full, ab]), cv2.COLOR_Lab2RGB)
+        expected = _off_every_pixel(rgb, l_full)
+        assert expected.any()
+        assert np.array_equal(_off_lightness(rgb, l_full), expected)
+    # and values beyond [0, 1] (a caller's own RGB) are still caught
+    wild = rng.uniform(-0.3, 1.3, (20, 30, 3)).astype(np.float32)
+    assert _off_lightness(wild, np.zeros((20, 30), np.float32))[(wild.min(-1) < -0.01) | (wild.max(-1) > 1.01)].all()
+
+
+def test_composed_output_keeps_lightness_and_rounds_like_before():
+    rng = np.random.default_rng(4)
+    l_full = rng.uniform(0, 100, (64, 80)).astype(np.float32)
+    ab = rng.normal(0, 50, (64, 80, 2)).astype(np.float32)
+    rgb = compose(l_full, ab)
+    l_back = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)[..., 0]
+    assert np.abs(l_back - l_full).max() < 0.6
+    u8 = to_dtype(rgb, np.uint8)
+    assert np.abs(u8.astype(int) - (rgb * 255.0 + 0.5).astype(np.uint8)).max() <= 1
