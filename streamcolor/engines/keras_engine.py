@@ -11,7 +11,7 @@ JAX), so a video's fixed render shape compiles once.
 
 Models: a bundle's ``colorizer.keras`` (and ``extractor.keras``) when it has
 them; a shipped U-Net bundle (ONNX only) is rebuilt from its ``model.json``
-configuration, the ImageNet Lite0 weights (``streamcolor/trainer/weights``)
+configuration, the ImageNet Lite0 weights (``streamcolor/trainer/weights``; the trainer registers the builder, see BUILDERS_GROUP)
 and the bundle's ``unet-trained.npz`` (the layers training changed).
 
 Precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (Keras mixed precision:
@@ -93,8 +93,8 @@ class KerasEngine(Engine):
         previous = keras.config.dtype_policy()
         keras.config.set_dtype_policy(POLICIES[precision])
         try:
-            if not info.two_stage and not (info.path / colorizer_file).is_file() and "unet" in info.meta:
-                self._extractor, self._colorizer = None, _rebuild_unet(info)
+            if not info.two_stage and not (info.path / colorizer_file).is_file():
+                self._extractor, self._colorizer = None, _rebuild(info)
             else:
                 self._extractor = (keras.saving.load_model(info.file(extractor_file), compile=False)
                                    if info.two_stage else None)
@@ -143,12 +143,19 @@ def _as_f32(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
 
-def _rebuild_unet(info: ModelInfo):
-    """The U-Net of a shipped bundle as a Keras model: architecture from ``model.json``,
-    ImageNet Lite0 weights, then the bundle's trained layers."""
-    from streamcolor.trainer.unet import TRAINED_WEIGHTS, UNetConfig, build_unet, load_trained_npz
+#: Entry-point group of functions ``(ModelInfo) -> keras.Model`` that rebuild a bundle's model
+#: by architecture name, for bundles shipped without ``.keras`` files (streamcolor's trainer
+#: registers "unet"; this package imports no training code itself).
+BUILDERS_GROUP = "streamcolor.keras_models"
 
-    unet = build_unet(UNetConfig.from_json(info.meta["unet"]), weights="default")
-    model = unet.full_model()
-    load_trained_npz(unet, info.file(TRAINED_WEIGHTS))
-    return model
+
+def _rebuild(info: ModelInfo):
+    """The bundle's model rebuilt by the builder registered for its architecture."""
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=BUILDERS_GROUP, name=info.architecture)
+    if not found:
+        raise EngineError(f"{info.path}: no colorizer.keras, and no Keras builder for architecture "
+                          f"{info.architecture!r} is installed (entry point group {BUILDERS_GROUP}; "
+                          "reinstall streamcolor: pip install -e . / pip install streamcolor)")
+    return next(iter(found)).load()(info)

@@ -336,3 +336,14 @@ def load_trained_npz(unet: UNet, path) -> int:
             raise ValueError(f"{path}: layer {name!r} has other shapes than this U-Net's (another configuration?)")
         layer.set_weights(new)
     return len(by_layer)
+
+
+def keras_model_for_bundle(info) -> keras.Model:
+    """The U-Net of a bundle (``streamcolor.engines.base.ModelInfo``) as a Keras model, for the
+    Keras engine when the bundle ships ONNX only: the architecture from its ``model.json``, the
+    ImageNet Lite0 weights, then its trained layers (:data:`TRAINED_WEIGHTS`).  Registered as the
+    ``unet`` entry point of ``streamcolor.keras_models``."""
+    unet = build_unet(UNetConfig.from_json(info.meta.get("unet", {})), weights="default")
+    model = unet.full_model()
+    load_trained_npz(unet, info.file(TRAINED_WEIGHTS))
+    return model
