@@ -113,7 +113,7 @@ def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
     import cv2
 
     from streamcolor.colorize import compose, network_input, pixels_to_l, to_dtype, upsample_ab
-    from streamcolor.video import (ChromaStabilizer, _encoder_options, _rgb_kwargs, gray_luma, gray_lut,
+    from streamcolor.video import (ChromaStabilizer, codec_options, rgb_kwargs, gray_luma, gray_lut,
                                    histogram_distance, l_histogram, on_grid, pick_codec)
 
     colour = options.color_options(engine)
@@ -132,12 +132,12 @@ def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
         for f in frames:
             luma = gray_luma(f)
             if luma is not None:
-                out.append(cv2.LUT(luma, gray_lut(f.format.name, _rgb_kwargs(f).get("src_color_range"))))
+                out.append(cv2.LUT(luma, gray_lut(f.format.name, rgb_kwargs(f).get("src_color_range"))))
             else:
-                out.append(pixels_to_l(f.to_ndarray(**_rgb_kwargs(f))))
+                out.append(pixels_to_l(f.to_ndarray(**rgb_kwargs(f))))
         return out
 
-    gray_lut(frames[0].format.name, _rgb_kwargs(frames[0]).get("src_color_range"))  # built once per format
+    gray_lut(frames[0].format.name, rgb_kwargs(frames[0]).get("src_color_range"))  # built once per format
     t["to_L"], ls = _timed(to_l)
     t["resize"], nets = _timed(lambda: [network_input(l, colour.render_size, colour.size_multiple) for l in ls])
     net = np.stack(nets)
@@ -167,7 +167,7 @@ def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
             vs = out.add_stream(codec, rate=rate)
             vs.width, vs.height, vs.pix_fmt = w, h, options.pix_fmt
             vs.time_base = vs.codec_context.time_base = tb
-            vs.options = _encoder_options(codec, options)
+            vs.options = codec_options(codec, options)
             for i, vf in enumerate(vfs):
                 vf.pts, vf.time_base = i, tb
                 out.mux(vs.encode(vf))
@@ -182,21 +182,21 @@ def _clip_l(src: Path) -> list[np.ndarray]:
     import cv2
 
     from streamcolor.colorize import pixels_to_l
-    from streamcolor.video import _rgb_kwargs, gray_luma, gray_lut
+    from streamcolor.video import rgb_kwargs, gray_luma, gray_lut
 
     out = []
     with av.open(str(src)) as inp:
         for f in inp.decode(video=0):
             luma = gray_luma(f)
-            out.append(cv2.LUT(luma, gray_lut(f.format.name, _rgb_kwargs(f).get("src_color_range")))
-                       if luma is not None else pixels_to_l(f.to_ndarray(**_rgb_kwargs(f))))
+            out.append(cv2.LUT(luma, gray_lut(f.format.name, rgb_kwargs(f).get("src_color_range")))
+                       if luma is not None else pixels_to_l(f.to_ndarray(**rgb_kwargs(f))))
     return out
 
 
 def naive_video(src: Path, dst: Path, engine, options) -> int:
     """Decode, ``colorize_image`` one frame at a time, encode: what a script around the image API does."""
     from streamcolor.colorize import colorize_image
-    from streamcolor.video import _encoder_options, pick_codec
+    from streamcolor.video import codec_options, pick_codec
 
     colour = options.color_options(engine)
     codec = pick_codec(options.codec)
@@ -207,7 +207,7 @@ def naive_video(src: Path, dst: Path, engine, options) -> int:
         vs = out.add_stream(codec, rate=vin.average_rate)
         vs.width, vs.height, vs.pix_fmt = vin.width, vin.height, options.pix_fmt
         vs.time_base = vs.codec_context.time_base = vin.time_base
-        vs.options = _encoder_options(codec, options)
+        vs.options = codec_options(codec, options)
         for frame in inp.decode(vin):
             rgb = colorize_image(frame.to_ndarray(format="rgb24"), engine=engine, options=colour)
             vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")

@@ -342,7 +342,7 @@ def check_codec(codec: str) -> None:
                          "(use libx264, libx265, libvpx-vp9, h264_nvenc...)")
 
 
-def _encoder_options(codec: str, options: VideoOptions) -> dict[str, str]:
+def codec_options(codec: str, options: VideoOptions) -> dict[str, str]:
     """Constant-quality and preset options in each encoder family's own words."""
     q = str(options.quality)
     if codec in ("libx264", "libx265", "libsvtav1"):
@@ -454,7 +454,7 @@ _LUMA_FORMATS = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj4
 GRAY_CHROMA_TOLERANCE = 2
 
 
-def _rgb_kwargs(frame) -> dict[str, Any]:
+def rgb_kwargs(frame) -> dict[str, Any]:
     """How a frame converts to RGB: 8 or 16 bits, and its colour range when the format does not say it."""
     deep = max(c.bits for c in frame.format.components) > 8
     kw: dict[str, Any] = {"format": "rgb48le" if deep else "rgb24"}
@@ -668,7 +668,7 @@ class _Job:
             frame = frame.reformat(width=self.width, height=self.height)
         if self.frames_in == 0:
             self._first_frame(frame)
-        kw = _rgb_kwargs(frame)
+        kw = rgb_kwargs(frame)
         luma = gray_luma(frame)
         if luma is not None:  # a gray frame: L* straight from its luma codes, no RGB conversion
             lut = gray_lut(frame.format.name, kw.get("src_color_range"))
@@ -815,7 +815,7 @@ class _Job:
             ctx.sample_aspect_ratio = vin.sample_aspect_ratio
         ctx.color_range = 1  # limited ("MPEG"), as converted in _compose
         ctx.colorspace = ctx.color_primaries = ctx.color_trc = 1 if self.hd else 6  # BT.709 / SMPTE 170M
-        ctx.options = _encoder_options(codec, opts)
+        ctx.options = codec_options(codec, opts)
         vout.metadata.update(_fresh_tags(vin.metadata))
         vout.disposition = vin.disposition
         self.vout, self.codec = vout, codec
@@ -1120,7 +1120,7 @@ def codec_floor(src: str | Path, dst: str | Path, options: "VideoOptions | None"
         vout = out.add_stream(codec, rate=vin.average_rate)
         vout.width, vout.height, vout.pix_fmt = vin.width, vin.height, options.pix_fmt
         vout.time_base = vout.codec_context.time_base = vin.time_base
-        vout.options = _encoder_options(codec, options)
+        vout.options = codec_options(codec, options)
         for frame in inp.decode(vin):
             out.mux(vout.encode(frame))
             n += 1

@@ -111,9 +111,9 @@ def test_tensorrt_profile_spans_the_render_sizes_used():
 
 
 def test_tensorrt_outside_profile_message_says_what_to_do():
-    from streamcolor.engines.tensorrt_engine import _outside, profile_shapes
+    from streamcolor.engines.tensorrt_engine import profile_error, profile_shapes
 
-    msg = _outside((8, 352, 640, 1), profile_shapes([256], 32))
+    msg = profile_error((8, 352, 640, 1), profile_shapes([256], 32))
     assert "(8, 352, 640, 1)" in msg and "32..256" in msg and "render_sizes=" in msg
 
 

@@ -109,11 +109,10 @@ def load_engine(model: str | Path = DEFAULT_MODEL, backend: str = "auto", **opti
     """
     info = resolve_model(model)
     if backend == "auto":
-        from streamcolor.engines.onnx_engine import _has_nvidia_gpu
-        from streamcolor.engines.select import auto_runtime, cuda_available, jax_on_gpu
+        from streamcolor.engines.select import auto_runtime, cuda_available, has_nvidia_gpu, jax_on_gpu
 
         gpu_ok = options.get("device", "auto") != "cpu"
-        backend = auto_runtime(ort_cuda=cuda_available(), nvidia_gpu=gpu_ok and _has_nvidia_gpu(), jax_gpu=jax_on_gpu)
+        backend = auto_runtime(ort_cuda=cuda_available(), nvidia_gpu=gpu_ok and has_nvidia_gpu(), jax_gpu=jax_on_gpu)
         options.setdefault("precision", "auto")
         if backend == "keras":  # ONNX Runtime's knobs mean nothing to it
             options.pop("device", None)

@@ -130,6 +130,11 @@ def auto_runtime(*, ort_cuda: bool, nvidia_gpu: bool, jax_gpu: "Callable[[], boo
     return "onnx"  # OnnxEngine warns that the GPU goes unused
 
 
+def has_nvidia_gpu() -> bool:
+    """Whether this machine has an NVIDIA GPU with its driver loaded (device files; imports nothing)."""
+    return os.path.exists("/dev/nvidia0") or os.path.exists("/proc/driver/nvidia")
+
+
 def jax_on_gpu() -> bool:
     """Whether JAX is installed and computes on a GPU here."""
     import importlib.util
@@ -314,12 +319,12 @@ def probe_disagreement(info: ModelInfo, engine: "OnnxEngine") -> float:
 def _load(info: ModelInfo, precision: str, device: str, threads: int, kw: dict[str, Any]) -> "OnnxEngine":
     from streamcolor.engines.onnx_engine import OnnxEngine
 
-    colorizer, extractor = _files(info, precision)
+    colorizer, extractor = variant_files(info, precision)
     kw = {"colorizer_file": colorizer, "extractor_file": extractor, **kw}
     return OnnxEngine(info, device=device, threads=threads, **kw)
 
 
-def _files(info: ModelInfo, precision: str) -> tuple[str, str]:
+def variant_files(info: ModelInfo, precision: str) -> tuple[str, str]:
     """(colorizer, extractor) file names of a variant, converting fp16 graphs when the bundle lacks them."""
     rec = variants(info).get(precision, {})
     default_c, default_e = VARIANT_FILES[precision]

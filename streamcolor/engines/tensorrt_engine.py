@@ -12,7 +12,7 @@ Choices, against the API:
   (``BuilderFlag.FP16`` and friends): a network runs in the types its graph
   says.  So fp16 builds from a float16-compute ONNX graph with float32 inputs
   and outputs (the bundle's ``colorizer-fp16.onnx`` or the cached conversion
-  from :func:`streamcolor.engines.select._files`), as a strongly typed network
+  from :func:`streamcolor.engines.select.variant_files`), as a strongly typed network
   (TensorRT 10.x: ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``; 11.x: always).
 * **One CUDA stream.**  Host-to-device copies, the inference and the
   device-to-host copy are all queued on the runner's own stream, then one
@@ -223,11 +223,11 @@ class _TrtRunner:
             for name in self.inputs:
                 host = np.ascontiguousarray(feeds[name], dtype=np.float32)
                 if host.ndim == 4 and not self.profile.covers(host.shape):
-                    raise EngineError(_outside(host.shape, self.profile))
+                    raise EngineError(profile_error(host.shape, self.profile))
                 dev = cp.asarray(host)  # queued on self.stream
                 keep.append(dev)
                 if not ctx.set_input_shape(name, tuple(dev.shape)):
-                    raise EngineError(_outside(dev.shape, self.profile))
+                    raise EngineError(profile_error(dev.shape, self.profile))
                 ctx.set_tensor_address(name, dev.data.ptr)
             out_name = self.outputs[0]
             out = cp.empty(tuple(ctx.get_tensor_shape(out_name)), dtype=cp.float32)
@@ -239,7 +239,7 @@ class _TrtRunner:
         return result
 
 
-def _outside(shape: Sequence[int], profile: Profile) -> str:
+def profile_error(shape: Sequence[int], profile: Profile) -> str:
     return (f"input shape {tuple(shape)} is outside the TensorRT profile (sides {profile.min[1]}..{profile.max[1]} "
             f"x {profile.min[2]}..{profile.max[2]}); load the engine with render_sizes= covering this render size")
 
@@ -258,14 +258,14 @@ class TensorRTEngine(Engine):
                  render_sizes: Sequence[int] = DEFAULT_RENDER_SIZES, max_batch: int = MAX_BATCH):
         super().__init__(info)
         trt, cupy = require_tensorrt()
-        from streamcolor.engines.select import _files
+        from streamcolor.engines.select import variant_files
 
         gpu = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
         cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "streamcolor" / "tensorrt"
         self.precision = "fp16" if fp16 else "fp32"
         sizes = sorted({*render_sizes, int(info.meta.get("render_size", 256))})
         self.profile = profile_shapes(sizes, info.size_multiple, max_batch=max_batch)
-        colorizer, extractor = _files(info, self.precision)
+        colorizer, extractor = variant_files(info, self.precision)
         runners = {}
         for part, name in (("extractor", extractor), ("colorizer", colorizer)):
             if part == "extractor" and not info.two_stage:
