@@ -24,14 +24,14 @@ import functools
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from streamcolor.engines import lab
-from streamcolor import image_io
+from streamcolor import image_io, memory
 from streamcolor.errors import InputError
 
 if TYPE_CHECKING:
@@ -48,6 +48,10 @@ _GAMUT_STEPS = 5
 _GAMUT_EPS = 4e-4
 #: L* drift accepted from the colour conversion itself; 8-bit output rounding adds at most ~0.3.
 _L_TOLERANCE = 0.5
+#: Pixels converted at a time (a strip of whole rows) when L* is computed and
+#: when the full-resolution output is composed: bounds the float working
+#: memory to ~60 MB whatever the image size.
+STRIP_PIXELS = 1 << 20
 
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
@@ -63,14 +67,17 @@ class ColorOptions:
     render_size: int | None = None  # longer side fed to the network (rounded to size_multiple); None: the model's
     saturation: float | None = None  # gain on predicted a*b* (MSE training greys colours; >1 counters it); None: the model's
     size_multiple: int | None = None  # the model's input multiple (8 seed, 32 U-Net; others get padded); None: the engine's
-    max_pixels: int = image_io.DEFAULT_MAX_PIXELS  # decompression-bomb guard for image files
+    max_pixels: int = image_io.DEFAULT_MAX_PIXELS  # decompression-bomb guard for image files and arrays
     quality: int = 95  # JPEG/WebP quality of written files
+    memory_budget: int = memory.DEFAULT_MEMORY_BUDGET  # bytes of images in flight at once in jobs (one item may exceed it)
 
     def __post_init__(self) -> None:
         if self.render_size is not None and self.render_size < lab.SIZE_MULTIPLE:
             raise ValueError(f"render_size must be at least {lab.SIZE_MULTIPLE}, got {self.render_size}")
         if self.saturation is not None and self.saturation < 0:
             raise ValueError(f"saturation must be >= 0, got {self.saturation}")
+        if self.max_pixels < 1 or self.memory_budget < 1:
+            raise ValueError("max_pixels and memory_budget must be at least 1")
 
     @property
     def resolved(self) -> bool:
@@ -109,12 +116,22 @@ def model_options(engine: "Engine", *, render_size: int | None = None, saturatio
 
 def pixels_to_l(pixels: np.ndarray) -> np.ndarray:
     """L* (float32 (H, W), [0, 100]) of gray (H, W) or RGB (H, W, 3) pixels,
-    uint8, uint16 or float in [0, 1]."""
+    uint8, uint16 or float in [0, 1].
+
+    Converted a strip of rows at a time into the result, so the float RGB and
+    Lab intermediates (28 bytes a pixel) never exist for the whole image."""
     if pixels.ndim == 2:
-        return lab.gray_to_l(pixels)
-    if pixels.ndim == 3 and pixels.shape[2] == 3:
-        return lab.rgb_to_l(pixels)
-    raise InputError(f"expected a (H, W) gray or (H, W, 3) RGB image, got shape {pixels.shape}")
+        convert = lab.gray_to_l
+    elif pixels.ndim == 3 and pixels.shape[2] == 3:
+        convert = lab.rgb_to_l
+    else:
+        raise InputError(f"expected a (H, W) gray or (H, W, 3) RGB image, got shape {pixels.shape}")
+    height, width = pixels.shape[:2]
+    out = np.empty((height, width), dtype=np.float32)
+    step = max(1, STRIP_PIXELS // max(1, width))
+    for start in range(0, height, step):
+        out[start:start + step] = convert(pixels[start:start + step])
+    return out
 
 
 def network_input(l_full: np.ndarray, render_size: int, multiple: int = lab.SIZE_MULTIPLE) -> np.ndarray:
@@ -127,13 +144,49 @@ def network_input(l_full: np.ndarray, render_size: int, multiple: int = lab.SIZE
 def upsample_ab(ab_scaled: np.ndarray, height: int, width: int, saturation: float = 1.0) -> np.ndarray:
     """Network a*b* (h, w, 2) in [-1, 1] -> a*b* (height, width, 2) in Lab units.
 
-    Bilinear: chroma varies smoothly, and cubic overshoot would add halos."""
-    ab = lab.unscale_ab(ab_scaled)
-    if saturation != 1.0:
-        ab *= saturation
-    if ab.shape[:2] != (height, width):
-        ab = cv2.resize(ab, (width, height), interpolation=cv2.INTER_LINEAR)
-    return ab
+    Bilinear: chroma varies smoothly, and cubic overshoot would add halos.
+    This is the whole image at once (8 bytes a pixel); :func:`render` goes
+    strip by strip through :class:`StripUpsampler` instead."""
+    return StripUpsampler(ab_scaled, height, width, saturation).rows(0, height)
+
+
+class StripUpsampler:
+    """Bilinear a*b* upsampling onto (height, width), handed out in row strips,
+    so that the full-resolution a*b* never exists at once.
+
+    The horizontal pass is OpenCV's (``cv2.resize`` INTER_LINEAR, to the full
+    width but only the network's few rows); the vertical pass uses the same
+    sample positions and border rule as ``cv2.resize`` (pixel centres, edge
+    rows clamped), so the result equals a full ``cv2.resize`` within float
+    rounding (an 8-bit output within one level)."""
+
+    def __init__(self, ab_scaled: np.ndarray, height: int, width: int, saturation: float = 1.0):
+        ab = lab.unscale_ab(ab_scaled)
+        if saturation != 1.0:
+            ab *= saturation
+        h, w = ab.shape[:2]
+        self.height = height
+        self._rows = ab if w == width else cv2.resize(ab, (width, h), interpolation=cv2.INTER_LINEAR)
+        self._same = h == height
+        if not self._same:
+            fy = ((np.arange(height, dtype=np.float64) + 0.5) * (h / height) - 0.5).astype(np.float32)
+            sy = np.floor(fy)
+            fy -= sy
+            sy = sy.astype(np.intp)
+            low, high = sy < 0, sy >= h - 1
+            fy[low | high] = 0.0
+            sy[low] = 0
+            sy[high] = h - 1
+            self._y0, self._y1, self._fy = sy, np.minimum(sy + 1, h - 1), fy
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """a*b* float32 (stop - start, width, 2) of output rows [start, stop)."""
+        if self._same:
+            return self._rows[start:stop]
+        f = self._fy[start:stop, None, None]
+        out = self._rows[self._y0[start:stop]] * (1.0 - f)
+        out += self._rows[self._y1[start:stop]] * f
+        return out
 
 
 def compose(l_full: np.ndarray, ab_full: np.ndarray) -> np.ndarray:
@@ -193,11 +246,34 @@ def to_dtype(rgb01: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def render(l_full: np.ndarray, ab_scaled: np.ndarray, *, saturation: float = 1.0,
-           dtype: np.dtype = np.float32) -> np.ndarray:
+           dtype: np.dtype = np.float32, strip_pixels: int | None = None) -> np.ndarray:
     """Network a*b* (h, w, 2) in [-1, 1] upsampled onto full-res L* (H, W) and
     composed: sRGB (H, W, 3) as ``dtype`` (uint8/uint16 rounded, float in [0, 1])."""
-    h, w = l_full.shape[:2]
-    return to_dtype(compose(l_full, upsample_ab(ab_scaled, h, w, saturation)), dtype)
+    return render_rows(l_full.shape[:2], lambda a, b: l_full[a:b], ab_scaled, saturation=saturation, dtype=dtype,
+                       strip_pixels=strip_pixels)
+
+
+def render_rows(shape: tuple[int, int], l_rows: Callable[[int, int], np.ndarray], ab_scaled: np.ndarray, *,
+                saturation: float = 1.0, dtype: np.dtype = np.float32,
+                strip_pixels: int | None = None) -> np.ndarray:
+    """:func:`render` for an image whose L* is produced a strip of rows at a
+    time by ``l_rows(start, stop)``.
+
+    Upsampling, composing and the dtype conversion run on strips of about
+    ``strip_pixels`` pixels (:data:`STRIP_PIXELS`), each written into the
+    output, so the working memory is the output plus a few strips, whatever
+    the image's size (the whole-image float path took ~60 bytes a pixel).
+    Every step is per pixel, so the strip size never changes the result."""
+    height, width = shape
+    dtype = np.dtype(dtype)
+    up = StripUpsampler(ab_scaled, height, width, saturation)
+    out = np.empty((height, width, 3), dtype=dtype)
+    step = max(1, (strip_pixels or STRIP_PIXELS) // max(1, width))
+    for start in range(0, height, step):
+        stop = min(height, start + step)
+        l_strip = np.ascontiguousarray(l_rows(start, stop), dtype=np.float32)
+        out[start:stop] = to_dtype(compose(l_strip, up.rows(start, stop)), dtype)
+    return out
 
 
 # --------------------------------------------------------------------------- the per-item path
@@ -207,34 +283,70 @@ def render(l_full: np.ndarray, ab_scaled: np.ndarray, *, saturation: float = 1.0
 class Prepared:
     """One image decoded and ready for the engine.
 
-    ``l_full``: float32 (H, W), L* in [0, 100], full resolution.
+    ``source``: the full-resolution image as decoded, gray (H, W) or RGB
+    (H, W, 3) uint8/uint16 (1 to 6 bytes a pixel), or float32 L* (H, W) in
+    [0, 100] when ``is_l``.  L* is derived from it a strip at a time
+    (:meth:`l_rows`) rather than kept whole (4 bytes a pixel more).
     ``net_in``: float32 (h, w, 1), L in [-1, 1] at the render shape.
     ``dtype``: the source pixels' (uint8, uint16, or float32 for bare L*), kept for the output.
     ``item``: the caller's handle for it (an archive item, a row), passed through.
     """
 
-    l_full: np.ndarray
+    source: np.ndarray
     net_in: np.ndarray
     dtype: np.dtype
     alpha: np.ndarray | None = None
     info: dict = field(default_factory=dict)  # ICC profile, EXIF, DPI to carry over
     format: str | None = None  # the source's format name, e.g. "JPEG"
     item: Any = None
+    is_l: bool = False  # ``source`` is L* itself
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(H, W) of the full-resolution image."""
+        return self.source.shape[0], self.source.shape[1]
+
+    def l_rows(self, start: int, stop: int) -> np.ndarray:
+        """L* float32 (stop - start, W) of rows [start, stop)."""
+        rows = self.source[start:stop]
+        return rows if self.is_l else pixels_to_l(rows)
+
+    @property
+    def l_full(self) -> np.ndarray:
+        """The whole image's L* float32 (H, W) (4 bytes a pixel: the render path does not need it)."""
+        return self.source if self.is_l else pixels_to_l(self.source)
 
 
 def prepare(decoded: image_io.Decoded, options: ColorOptions, item: Any = None) -> Prepared:
-    """L* and the network input of one decoded image (``options`` resolved, see
-    :meth:`ColorOptions.for_engine`)."""
-    return prepare_l(pixels_to_l(decoded.pixels), options, decoded.pixels.dtype, item=item, alpha=decoded.alpha,
-                     info=decoded.info, format=decoded.format)
+    """The network input of one decoded image (``options`` resolved, see
+    :meth:`ColorOptions.for_engine`); the decoded pixels are kept as they
+    are, and L* is made from them a strip at a time."""
+    _check_resolved(options)
+    l_full = pixels_to_l(decoded.pixels)  # 4 bytes a pixel, only until the network input is made
+    net_in = network_input(l_full, options.render_size, options.size_multiple)
+    del l_full
+    return Prepared(decoded.pixels, net_in, decoded.pixels.dtype, item=item, alpha=decoded.alpha,
+                    info=decoded.info, format=decoded.format)
 
 
 def prepare_l(l_full: np.ndarray, options: ColorOptions, dtype: np.dtype = np.float32, **fields) -> Prepared:
     """A :class:`Prepared` from full-res L* (H, W) in [0, 100]."""
+    _check_resolved(options)
+    return Prepared(l_full, network_input(l_full, options.render_size, options.size_multiple), np.dtype(dtype),
+                    is_l=True, **fields)
+
+
+def _check_resolved(options: ColorOptions) -> None:
     if not options.resolved:
         raise ValueError("options leave values to the model: pass options.for_engine(engine)")
-    return Prepared(l_full, network_input(l_full, options.render_size, options.size_multiple), np.dtype(dtype),
-                    **fields)
+
+
+def render_prepared(prep: Prepared, ab_scaled: np.ndarray, *, saturation: float = 1.0,
+                    strip_pixels: int | None = None) -> np.ndarray:
+    """:func:`render` for a prepared image, L* made strip by strip from its
+    source: sRGB (H, W, 3) in the source's dtype."""
+    return render_rows(prep.shape, prep.l_rows, ab_scaled, saturation=saturation, dtype=prep.dtype,
+                       strip_pixels=strip_pixels)
 
 
 class ShapeBatcher:
@@ -308,7 +420,7 @@ def colorize_prepared(preps: Sequence[Prepared], *, engine: "Engine", saturation
         for p, ab in zip(batch, predict(batch, engine)):
             if isinstance(ab, Exception):
                 raise ab
-            out[index[id(p)]] = render(p.l_full, ab, saturation=saturation, dtype=p.dtype)
+            out[index[id(p)]] = render_prepared(p, ab, saturation=saturation)
     return [out[i] for i in range(len(preps))]
 
 
@@ -337,6 +449,16 @@ def colorize_batch(decoded: Sequence[image_io.Decoded], *, engine: "Engine",
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
     return x if x.dtype == np.uint8 else (x.astype(np.uint32) * 255 // 65535).astype(np.uint8)
+
+
+def _check_array_pixels(arr: np.ndarray, max_pixels: int) -> None:
+    """The same pixel limit as for image files: an array is colorized with a
+    few bytes a pixel of working memory, so a huge one is refused before any
+    work, with the option that raises the limit."""
+    if arr.ndim >= 2 and arr.shape[0] * arr.shape[1] > max_pixels:
+        h, w = arr.shape[:2]
+        raise InputError(f"image array of {h}x{w} = {h * w:,} pixels is over the limit of {max_pixels:,} "
+                         "(raise ColorOptions.max_pixels if intended)")
 
 
 def _array_to_decoded(arr: np.ndarray) -> tuple[image_io.Decoded, np.dtype]:
@@ -411,6 +533,7 @@ def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
         plan_outputs([(src, dst)])  # OutputError when dst is the input file by any spelling
     engine = engine or default_engine()
     if isinstance(src, np.ndarray):
+        _check_array_pixels(src, options.max_pixels)
         decoded, dtype = _array_to_decoded(src)
     else:
         decoded = image_io.read_image(src, max_pixels=options.max_pixels)

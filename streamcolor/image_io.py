@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,13 +82,64 @@ def read_image(src: str | os.PathLike | bytes | Image.Image, *, max_pixels: int 
         raise InputError(f"{label}: no such file")
     if path.is_dir():
         raise InputError(f"{label}: is a directory, not an image (use `streamcolor batch` for folders)")
-    if path.stat().st_size == 0:
-        raise InputError(f"{label}: empty (0 bytes)")
-    with open(path, "rb") as fh:
+    with open_regular(path, label) as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            raise InputError(f"{label}: empty (0 bytes)")
         return _open(fh, label, max_pixels)
 
 
+def open_regular(path: str | os.PathLike, label: str | None = None):
+    """Open ``path`` for binary reading if it is a regular file; InputError at
+    once for a device, FIFO or socket (``/dev/zero`` would be read forever,
+    a FIFO would block the open until a writer comes).
+
+    The file is opened non-blocking and checked with fstat on the open
+    descriptor, so a path swapped after a check cannot slip through."""
+    label = label or str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise InputError(f"{label}: cannot open ({exc.strerror or exc})") from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise InputError(f"{label}: not a regular file ({file_type(mode)}); only files are read")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def file_type(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+def allow_pixels(max_pixels: int) -> None:
+    """Let Pillow open images up to ``max_pixels`` pixels.
+
+    Pillow has its own decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``,
+    ~89 Mpx: a warning above, an error above twice that), which would refuse
+    images that our limit allows.  Our limit is checked on the header right
+    after opening, before any pixel is decoded, so Pillow's is raised to ours
+    (never lowered: other code in the process may rely on a higher one)."""
+    with _PILLOW_LIMIT_LOCK:
+        current = Image.MAX_IMAGE_PIXELS
+        if current is not None and current < max_pixels:
+            Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
 def _open(fh, label: str, max_pixels: int) -> Decoded:
+    allow_pixels(max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -102,7 +155,8 @@ def _open(fh, label: str, max_pixels: int) -> Decoded:
     except UnidentifiedImageError as exc:
         raise InputError(f"{label}: not an image file (format not recognised)") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputError(f"{label}: refused as a possible decompression bomb ({exc})") from exc
+        raise InputError(f"{label}: refused as a possible decompression bomb ({exc}); our limit is "
+                         f"{max_pixels:,} pixels (raise max_pixels / --max-pixels if the file is trusted)") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated/corrupt data
         raise InputError(f"{label}: corrupt or truncated image ({exc})") from exc
 

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
 
-from streamcolor import image_io, tempfiles
-from streamcolor.colorize import ColorOptions, Prepared, ShapeBatcher, predict, prepare, render
+from streamcolor import image_io, memory, tempfiles
+from streamcolor.colorize import ColorOptions, Prepared, ShapeBatcher, predict, prepare, render_prepared
 from streamcolor.errors import InputError, MemberRefused, OutputError
 from streamcolor.manifest import DONE, FAILED, SKIPPED
 
@@ -153,7 +153,7 @@ def finish_item(prep: Prepared, ab: np.ndarray, options: ColorOptions, sink: Sin
     """
     item = prep.item
     try:
-        rgb = render(prep.l_full, ab, saturation=options.saturation, dtype=prep.dtype)
+        rgb = render_prepared(prep, ab, saturation=options.saturation)
         data = image_io.encode_image(rgb, image_io.format_for(item.key), alpha=prep.alpha, info=prep.info,
                                      quality=options.quality)
     except Exception as exc:  # Pillow refuses e.g. WebP over 16383 px; each item on its own
@@ -202,6 +202,15 @@ def colorize_items(items: Sequence[tuple[ItemLike, bytes]], *, engine: "Engine",
     outcomes: dict[int, Outcome] = {}
     index: dict[int, int] = {}
     batcher = ShapeBatcher(batch_size)
+    held = 0  # estimated bytes of the decoded items the batcher holds
+
+    def run_held() -> None:
+        for batch in batcher.drain():
+            for prep, ab in zip(batch, predict(batch, engine)):
+                i = index[id(prep)]
+                outcomes[i] = (engine_failure(prep.item, ab) if isinstance(ab, Exception)
+                               else finish_item(prep, ab, options, sink))
+
     for i, (item, data) in enumerate(items):
         try:
             prep = decode_item(item, data, options)
@@ -210,11 +219,11 @@ def colorize_items(items: Sequence[tuple[ItemLike, bytes]], *, engine: "Engine",
             continue
         index[id(prep)] = i
         batcher.add(prep)
-    for batch in batcher.drain():
-        for prep, ab in zip(batch, predict(batch, engine)):
-            i = index[id(prep)]
-            outcomes[i] = (engine_failure(prep.item, ab) if isinstance(ab, Exception)
-                           else finish_item(prep, ab, options, sink))
+        held += memory.image_bytes(*prep.shape[::-1], wide=prep.dtype.itemsize > 1)
+        if held >= options.memory_budget:  # big images: render what is held before decoding more
+            run_held()
+            held = 0
+    run_held()
     return [outcomes[i] for i in range(len(items))]
 
 

@@ -36,6 +36,7 @@ import heapq
 import logging
 import os
 import queue
+import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -222,6 +223,9 @@ def _open_input(src: Path):
         raise InputError(f"{src}: no such file")
     if src.is_dir():
         raise InputError(f"{src}: is a folder, not a video file")
+    mode = src.stat().st_mode
+    if not stat.S_ISREG(mode):  # FFmpeg would block on a FIFO and read a device forever
+        raise InputError(f"{src}: not a regular file ({image_io.file_type(mode)}); only files are read")
     try:
         container = av.open(str(src), "r", metadata_errors="replace")
     except (av.error.FFmpegError, ValueError, OSError) as exc:

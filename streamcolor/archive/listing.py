@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Sequence
 
-from streamcolor import image_io, tempfiles
+from streamcolor import image_io, memory, tempfiles
 from streamcolor.colorize import ColorOptions
 from streamcolor.engines import archives
 from streamcolor.engines.archives import ARCHIVE_SUFFIXES, Source, safe_member_path
@@ -44,6 +44,7 @@ class BatchOptions:
     max_pixels: int = image_io.DEFAULT_MAX_PIXELS  # refuse images with more pixels (decompression bombs)
     max_member_bytes: int = archives.Limits.max_member_bytes  # refuse files/members bigger than this, declared or read
     max_ratio: float = archives.Limits.max_ratio  # refuse zip members > 1 MiB that inflate more than this (zip bombs)
+    memory_budget: int = memory.DEFAULT_MEMORY_BUDGET  # bytes of images worked on at once (estimated; one may exceed it)
 
     def __post_init__(self) -> None:
         if self.output_format not in ("same", *OUTPUT_FORMATS):
@@ -51,7 +52,7 @@ class BatchOptions:
                              f"got {self.output_format!r}")
         if self.archive is not None and self.archive not in ("same", *ARCHIVE_SUFFIXES):
             raise ValueError(f"archive must be None, 'same' or one of {list(ARCHIVE_SUFFIXES)}, got {self.archive!r}")
-        for name in ("batch_size", "max_pixels", "max_member_bytes"):
+        for name in ("batch_size", "max_pixels", "max_member_bytes", "memory_budget"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.workers < 0:
@@ -69,7 +70,7 @@ class BatchOptions:
     def color_options(self, engine: "Engine") -> ColorOptions:
         """The per-image options, with the model's recommendations filled in."""
         return ColorOptions(render_size=self.render_size, saturation=self.saturation, max_pixels=self.max_pixels,
-                            quality=self.quality).for_engine(engine)
+                            quality=self.quality, memory_budget=self.memory_budget).for_engine(engine)
 
 
 @dataclass(frozen=True)

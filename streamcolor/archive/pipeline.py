@@ -7,7 +7,10 @@ The calling thread gathers prepared images into batches of one render shape
 and runs the engine; the same pool composes, encodes and writes the results.
 OpenCV, Pillow, zlib and ONNX Runtime release the GIL, so the stages overlap
 and use every core.  Queues are bounded, so memory stays flat however big the
-archive.  The steps themselves are the per-item path of
+archive, and each item's working memory, estimated from its header before it
+is decoded, is taken from a :class:`~streamcolor.memory.MemoryBudget`
+(``BatchOptions.memory_budget``) until it is written, so a few huge images
+wait for each other instead of being decoded together.  The steps themselves are the per-item path of
 :mod:`streamcolor.items` and :mod:`streamcolor.colorize`.
 """
 
@@ -22,6 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Sequence
 
 
+from streamcolor import memory
 from streamcolor.archive.job import BatchJob
 from streamcolor.archive.listing import BatchOptions, Item
 from streamcolor.colorize import ColorOptions, ShapeBatcher, default_engine, predict
@@ -101,6 +105,9 @@ def process_items(items: Sequence[tuple[Item, bytes]], *, engine: "Engine", out_
     return [outcomes.get(i) or Outcome(item, item.refusal_state, item.refusal) for i, (item, _) in enumerate(items)]
 
 
+_NOTHING = object()  # no entry from the reader yet
+
+
 class _Pipeline:
     """reader thread -> pool (decode) -> calling thread (engine) -> pool (compose, encode, write).
 
@@ -114,6 +121,8 @@ class _Pipeline:
         self.workers = self.options.workers or os.cpu_count() or 1
         self.depth = 2 * self.options.batch_size + self.workers  # decoded items waiting for the engine, at most
         self.engine_s = 0.0
+        self.budget = memory.MemoryBudget(color.memory_budget)
+        self._held: dict[int, int] = {}  # id(item) -> bytes it holds of the budget, until its outcome
         self._stop = threading.Event()
 
     # -- the reader thread ---------------------------------------------------------------------
@@ -129,6 +138,11 @@ class _Pipeline:
                     fut: Future = Future()
                     fut.set_exception(exc)
                 else:
+                    cost = memory.encoded_bytes(data)
+                    while not self.budget.acquire(cost, timeout=0.1):
+                        if self._stop.is_set():
+                            return
+                    self._held[id(item)] = cost
                     fut = pool.submit(decode_item, item, data, self.color)
                     del data
                 if not self._put(q, (item, fut)):
@@ -165,8 +179,13 @@ class _Pipeline:
             while True:
                 self._collect(writing, block=False)
                 if not ended:
-                    entry = q.get()
-                    if entry is None:
+                    try:
+                        entry = q.get(timeout=0.05)
+                    except queue.Empty:
+                        entry = _NOTHING
+                    if entry is _NOTHING:
+                        pass
+                    elif entry is None:
                         ended = True
                     elif isinstance(entry, BaseException):
                         raise entry
@@ -176,7 +195,9 @@ class _Pipeline:
                             batcher.add(fut.result())
                         except Exception as exc:  # each item on its own: record and go on
                             self._record(outcome_of(item, exc))
-                batch = batcher.take(flush=ended or batcher.held >= self.depth)
+                # A full batch; or what is held, when the reader waits for memory that the
+                # held items keep (they would otherwise wait for a batch that never fills).
+                batch = batcher.take(flush=ended or batcher.held >= self.depth or self.budget.waiting)
                 if batch:
                     while len(writing) >= self.depth:
                         self._collect(writing, block=True)
@@ -235,6 +256,7 @@ class _Pipeline:
                 return
 
     def _record(self, outcome: Outcome) -> None:
+        self.budget.release(self._held.pop(id(outcome.item), 0))
         self.job.record(outcome)
         self.bar.update(1)
 

@@ -13,6 +13,7 @@ from streamcolor.archive import OUTPUT_FORMATS
 from streamcolor.commands.common import (EXIT_FATAL, common_options, engine_options, load, progress_setting, run_job,
                                          show_ray_progress)
 from streamcolor.engines.archives import RATIO_MIN_BYTES, Limits
+from streamcolor.memory import DEFAULT_MEMORY_BUDGET
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ class ByteSize(click.ParamType):
 @click.option("--max-ratio", type=click.FloatRange(min=1, min_open=True), default=Limits.max_ratio, show_default=True,
               help=f"Refuse zip members (over {RATIO_MIN_BYTES >> 20} MiB) that inflate more than this many times "
                    "(zip bombs).")
+@click.option("--memory-budget", type=ByteSize(), default=f"{DEFAULT_MEMORY_BUDGET >> 20}M", show_default=True,
+              help="Working memory for images in flight at once, estimated from each one's size before decoding "
+                   "(about 16 bytes a pixel): big images wait for each other. One bigger than this runs alone.")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
               help="Colorize on a pool of Ray actors (needs streamcolor[ray]). Bare --ray starts a private "
                    "Ray on this machine for this run (a cluster already running here is not joined), unless "
@@ -66,7 +70,7 @@ class ByteSize(click.ParamType):
 @engine_options
 @common_options
 def command(sources, output, fmt, quality, archive, batch_size, workers, max_pixels, max_member_size, max_ratio,
-            ray_address, ray_address_option, actors, model, backend, render_size, saturation):
+            memory_budget, ray_address, ray_address_option, actors, model, backend, render_size, saturation):
     """Colorize every image in SOURCES (folders, searched recursively; .zip;
     .tar, .tar.gz/.tgz, .tar.xz, .tar.bz2) into the folder OUTPUT.
 
@@ -107,7 +111,8 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
         options = BatchOptions(render_size=render_size, saturation=saturation, quality=quality,
                                output_format=fmt, archive="same" if archive else None, batch_size=batch_size or 8,
                                workers=workers, max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
-                               max_member_bytes=max_member_size, max_ratio=max_ratio)
+                               max_member_bytes=max_member_size, max_ratio=max_ratio,
+                               memory_budget=memory_budget)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     if ray_address_option is not None:

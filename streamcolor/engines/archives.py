@@ -22,6 +22,7 @@ and reads are capped.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -93,6 +94,9 @@ def source_kind(path: str | os.PathLike) -> str:
         return "folder"
     if not path.exists():
         raise ArchiveError(f"{path}: no such file or folder")
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):  # a FIFO would block the open, a device be read forever
+        raise ArchiveError(f"{path}: not a regular file ({_file_type(mode)}); give a folder, zip or tar archive")
     kind = kind_by_name(path.name)
     if kind is not None:
         return kind
@@ -139,6 +143,22 @@ def _size_refusal(size: int, limits: Limits) -> str | None:
         return (f"{size:,} bytes is over the size limit of {limits.max_member_bytes:,} "
                 "(raise max_member_bytes / --max-member-size if the file is trusted)")
     return None
+
+
+def _open_regular(path: Path):
+    """Open a file for reading only if it is still a regular file (it was one
+    when listed; a FIFO put in its place would block, a device never end):
+    non-blocking open, then fstat on the descriptor.  OSError otherwise."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, f"not a regular file any more ({_file_type(mode)})")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _file_type(mode: int) -> str:
@@ -289,7 +309,7 @@ class Source:
         cap = self.limits.max_member_bytes
         try:
             if self.kind == "folder":
-                with open(self.path / member, "rb") as fh:
+                with _open_regular(self.path / member) as fh:
                     data = fh.read(cap + 1)
             elif self.kind == "zip":
                 assert self._zip is not None

@@ -1,0 +1,104 @@
+"""How much memory an image takes while it is colorized, and a budget that
+keeps a job's images in flight under a byte count.
+
+A job decodes, renders and encodes several images at once (threads, a batch
+for the engine).  Most photos are small, but one that decodes to ~100
+megapixels from a small file takes about a gigabyte while it is worked on,
+and several of them at once would add up.  So a job estimates each item's
+working memory from its pixel count before decoding it (the header says the
+size; nothing is decoded to learn it) and takes that many bytes from a
+:class:`MemoryBudget`; big items then wait for each other instead of running
+together.  One item bigger than the whole budget still runs, alone.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import warnings
+
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+#: Bytes of images in flight at once in a job, by default (``--memory-budget``).
+DEFAULT_MEMORY_BUDGET = 2 << 30
+
+#: Working memory of one image, bytes a pixel, as measured on the colorize
+#: path (decoded pixels, Pillow's copy while decoding, the L* made for the
+#: network input, the output array, Pillow's copy while encoding):
+#: about 13 for 8-bit gray and 17 for 8-bit RGB (benchmarks/bench_memory.py).
+BYTES_PER_PIXEL = 16
+#: Extra bytes a pixel for 16-bit or float sources (twice the pixels and output).
+BYTES_PER_PIXEL_16 = 12
+#: What an item of unknown size (its header unreadable: it will fail to decode) is counted as.
+UNKNOWN_BYTES = 1 << 20
+_WIDE_MODES = ("I", "F")
+
+
+def image_bytes(width: int, height: int, *, wide: bool = False) -> int:
+    """Estimated working memory of colorizing one ``width`` x ``height`` image
+    (``wide``: 16-bit or float samples)."""
+    per_pixel = BYTES_PER_PIXEL + (BYTES_PER_PIXEL_16 if wide else 0)
+    return max(1, width * height) * per_pixel
+
+
+def encoded_bytes(data: bytes) -> int:
+    """Estimated working memory of colorizing the encoded image ``data``, from
+    its header alone (Pillow reads the size without decoding; a cheap call)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+                wide = im.mode.startswith(_WIDE_MODES)
+    except Exception:  # not an image, or over Pillow's limit: decoding will say why
+        return UNKNOWN_BYTES + len(data)
+    return image_bytes(width, height, wide=wide) + len(data)
+
+
+class MemoryBudget:
+    """A byte count shared by the threads of a job.
+
+    ``acquire(n)`` waits until ``n`` more bytes fit under the budget -- or
+    until nothing else is held, so one item bigger than the budget runs
+    alone rather than never.  :attr:`waiting` tells the thread that gathers
+    batches that an item is held back, so it should run what it holds now
+    instead of waiting for a full batch (which could never come)."""
+
+    def __init__(self, total: int):
+        if total < 1:
+            raise ValueError(f"memory budget must be at least 1 byte, got {total}")
+        self.total = total
+        self.used = 0
+        self.peak = 0  # most bytes held at once, for tests and logs
+        self._waiting = 0
+        self._cond = threading.Condition()
+
+    @property
+    def waiting(self) -> bool:
+        """Whether some thread is waiting in :meth:`acquire`."""
+        return self._waiting > 0
+
+    def acquire(self, nbytes: int, timeout: float | None = None) -> bool:
+        """Take ``nbytes``; False if ``timeout`` passed first (nothing taken)."""
+        with self._cond:
+            self._waiting += 1
+            try:
+                ok = self._cond.wait_for(lambda: self.used == 0 or self.used + nbytes <= self.total, timeout)
+            finally:
+                self._waiting -= 1
+            if ok:
+                self.used += nbytes
+                self.peak = max(self.peak, self.used)
+            return ok
+
+    def release(self, nbytes: int) -> None:
+        """Give back ``nbytes`` taken by :meth:`acquire`."""
+        with self._cond:
+            self.used = max(0, self.used - nbytes)
+            self._cond.notify_all()
+
+
+__all__ = ["BYTES_PER_PIXEL", "DEFAULT_MEMORY_BUDGET", "MemoryBudget", "encoded_bytes", "image_bytes"]
