@@ -70,7 +70,8 @@ def peak_rss(args: list[str], *, pythonpath: Path = ROOT) -> dict:
     """Run ``python -m streamcolor ARGS`` in a child; its exit status, peak RSS (MB) and wall time."""
     env = {**os.environ, "PYTHONPATH": str(pythonpath)}
     cmd = [sys.executable, "-c", _WRAPPER, sys.executable, "-m", "streamcolor", *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
+    # cwd too: `python -m` puts the working folder ahead of PYTHONPATH.
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True, cwd=pythonpath).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 

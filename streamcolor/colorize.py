@@ -5,8 +5,13 @@ folders and archives, the Ray actors, the Ray Data job)::
 
     pixels -> L* (full res) -> network input at the render size       prepare()
            -> engine, a batch of one render shape at a time           ShapeBatcher, predict()
-           -> a*b* upsampled onto the full-res L*, composed, dtype    render()
+           -> a*b* upsampled onto the full-res L*, composed, dtype    render(), render_prepared()
            -> encoded / written                                       image_io; streamcolor.items for jobs
+
+Memory: a prepared image keeps only its decoded pixels (1 to 6 bytes a
+pixel); the full-resolution L*, a*b* and float RGB are made a strip of rows
+at a time (:data:`STRIP_PIXELS`), so an image's working memory is its pixels,
+its output and a few strips, not ~60 bytes a pixel of float images.
 
 The output therefore has exactly the input's size and lightness; only colour
 comes from the network, so render size trades speed for colour detail, never
@@ -549,9 +554,11 @@ def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
         if decoded.alpha is not None:
             out.putalpha(Image.fromarray(_to_uint8(decoded.alpha), "L"))
         return out
-    if dtype.kind == "f":
-        rgb = rgb.astype(np.float32) / 65535.0 if rgb.dtype == np.uint16 else rgb.astype(np.float32) / 255.0
-        rgb = rgb.astype(dtype)
+    if dtype.kind == "f":  # in place: one float copy of the output, not three
+        scale = 65535.0 if rgb.dtype == np.uint16 else 255.0
+        rgb = rgb.astype(np.float32)
+        rgb /= scale
+        rgb = rgb.astype(dtype, copy=False)
     if decoded.alpha is not None:
         alpha = decoded.alpha
         if alpha.dtype != rgb.dtype:

@@ -25,10 +25,11 @@ log = logging.getLogger(__name__)
 #: Bytes of images in flight at once in a job, by default (``--memory-budget``).
 DEFAULT_MEMORY_BUDGET = 2 << 30
 
-#: Working memory of one image, bytes a pixel, as measured on the colorize
-#: path (decoded pixels, Pillow's copy while decoding, the L* made for the
-#: network input, the output array, Pillow's copy while encoding):
-#: about 13 for 8-bit gray and 17 for 8-bit RGB (benchmarks/bench_memory.py).
+#: Working memory of one image, bytes a pixel (decoded pixels, Pillow's copy
+#: while decoding, the L* made for the network input, the output array,
+#: Pillow's copy while encoding): measured at about 8 for 8-bit gray and 13
+#: for 8-bit RGB (benchmarks/bench_memory.py); rounded up, as what is
+#: counted must not be less than what is used.
 BYTES_PER_PIXEL = 16
 #: Extra bytes a pixel for 16-bit or float sources (twice the pixels and output).
 BYTES_PER_PIXEL_16 = 12
