@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import stat
 import threading
 import warnings
@@ -155,8 +156,11 @@ def _open(fh, label: str, max_pixels: int) -> Decoded:
     except UnidentifiedImageError as exc:
         raise InputError(f"{label}: not an image file (format not recognised)") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputError(f"{label}: refused as a possible decompression bomb ({exc}); our limit is "
-                         f"{max_pixels:,} pixels (raise max_pixels / --max-pixels if the file is trusted)") from exc
+        # Pillow's guard is at or above ours (allow_pixels), so this image is over ours too.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)):,} pixels is" if found else "it is"
+        raise InputError(f"{label}: {size} over the limit of {max_pixels:,} "
+                         "(raise max_pixels / --max-pixels if the file is trusted)") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated/corrupt data
         raise InputError(f"{label}: corrupt or truncated image ({exc})") from exc
 

@@ -10,9 +10,11 @@ keep it from finishing.  Peak memory itself is measured in
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 import threading
+import zlib
 from pathlib import Path
 
 import cv2
@@ -221,19 +223,21 @@ def test_budget_lets_one_oversized_item_run_alone():
     assert budget.peak == 500
 
 
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` gray and holds no rows: only a
+    header read can size it."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
 def test_estimate_comes_from_the_header_without_decoding():
-    from tests.conftest import png_bytes as encode
-
-    big = Image.new("L", (11_000, 8_000), 128)  # 88 Mpx; the estimate must not decode it again
-    import io
-
-    buf = io.BytesIO()
-    big.save(buf, "PNG")
-    del big
-    est = memory.encoded_bytes(buf.getvalue())
-    assert est >= 88_000_000 * memory.BYTES_PER_PIXEL
+    data = _png_header_only(11_000, 8_000)  # 88 Mpx declared, nothing to decode
+    assert memory.encoded_bytes(data) == 88_000_000 * memory.BYTES_PER_PIXEL + len(data)
     assert memory.encoded_bytes(b"not an image") == memory.UNKNOWN_BYTES + 12
-    assert memory.encoded_bytes(encode(make_photo(10, 10))) < 10_000
+    small = png_bytes(make_photo(10, 10))
+    assert memory.encoded_bytes(small) == 100 * memory.BYTES_PER_PIXEL + len(small)
 
 
 @pytest.mark.parametrize("budget", [1, 50_000_000])
