@@ -159,7 +159,7 @@ def _open(fh, label: str, max_pixels: int) -> Decoded:
         # Pillow's guard is at or above ours (allow_pixels), so this image is over ours too.
         found = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"{int(found.group(1)):,} pixels is" if found else "it is"
-        raise InputError(f"{label}: {size} over the limit of {max_pixels:,} "
+        raise InputError(f"{label}: {size} over the limit of {max_pixels:,}, a possible decompression bomb "
                          "(raise max_pixels / --max-pixels if the file is trusted)") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated/corrupt data
         raise InputError(f"{label}: corrupt or truncated image ({exc})") from exc
