@@ -647,14 +647,13 @@ def run_case(case: Case, work: Path, index: int, python: str = sys.executable) -
         problems.append(f"written outside the output: {new[:3]}")
     if res["rc"] not in case.rc:
         problems.append(f"exit {res['rc']}, README allows {sorted(case.rc)}")
-    if "Traceback" in res["stderr_tail"] + res["stdout_tail"]:
+    if res["traceback"]:
         problems.append("a Python traceback")
     if res["rc"] != 0 and not (res["stderr_tail"].strip() or "skipped" in res["stdout_tail"]):
         problems.append("failed without a word")
     if case.check and res["rc"] in case.rc and (why := case.check(d, proc)):
         problems.append(why)
-    err_line = next((ln for ln in res["stderr_tail"].splitlines() if ln.startswith("error")),
-                    res["stdout_tail"].strip().splitlines()[0] if res["stdout_tail"].strip() else "")
+    err_line = res["first_error"] or (res["stdout_tail"].strip().splitlines()[0] if res["stdout_tail"].strip() else "")
     shutil.rmtree(d, ignore_errors=True)
     return {"case": case.name, "tags": list(case.tags), "rc": res["rc"], "handled": not problems,
             "problems": problems, "peak_rss_mb": round(res["peak_rss_mb"], 1), "wall_s": round(res["wall_s"], 1),

@@ -49,7 +49,9 @@ import json, resource, subprocess, sys, time
 t = time.perf_counter()
 p = subprocess.run(sys.argv[1:], capture_output=True, text=True, errors="replace")
 print(json.dumps({"rc": p.returncode, "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-                  "wall_s": time.perf_counter() - t, "stderr_tail": p.stderr[-600:], "stdout_tail": p.stdout[-600:]}))
+                  "wall_s": time.perf_counter() - t, "stderr_tail": p.stderr[-600:], "stdout_tail": p.stdout[-600:],
+                  "traceback": "Traceback (most recent call last)" in p.stderr + p.stdout,
+                  "first_error": next((ln for ln in p.stderr.splitlines() if ln.startswith("error")), "")}))
 """
 
 
@@ -101,6 +103,7 @@ def run_cases(work: Path, width: int, height: int, *, baseline: Path | None = No
         if r["rc"] == 0:
             r.pop("stderr_tail")
             r.pop("stdout_tail")
+            r.pop("first_error")
         rows.append(r)
         log.info("  rc %d, peak %.0f MB, %.1f s", r["rc"], r["peak_rss_mb"], r["wall_s"])
     return rows
