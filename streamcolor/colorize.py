@@ -268,7 +268,9 @@ def render_rows(shape: tuple[int, int], l_rows: Callable[[int, int], np.ndarray]
     ``strip_pixels`` pixels (:data:`STRIP_PIXELS`), each written into the
     output, so the working memory is the output plus a few strips, whatever
     the image's size (the whole-image float path took ~60 bytes a pixel).
-    Every step is per pixel, so the strip size never changes the result."""
+    Every step is per pixel; the strip size changes only which pixels
+    OpenCV's vector code leaves to its scalar tail, a float rounding apart
+    (an 8-bit output within one level on a few pixels, tests/test_memory.py)."""
     height, width = shape
     dtype = np.dtype(dtype)
     up = StripUpsampler(ab_scaled, height, width, saturation)
