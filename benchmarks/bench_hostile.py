@@ -134,18 +134,26 @@ def zip_of(path: Path, members: dict[str, bytes], *, flag_utf8: bool | None = No
     return path
 
 
-def zip_raw_names(path: Path, members: list[tuple[bytes, bytes]]) -> Path:
-    """A zip whose member names are these raw bytes with the UTF-8 flag unset
-    (cp437 by the spec; what old Windows and cameras write)."""
+def zip_raw_names(path: Path, members: list[tuple[bytes, bytes]], *, utf8_flag: bool = False) -> Path:
+    """A zip whose member names are these raw bytes, with the UTF-8 flag unset
+    (cp437 by the spec; what old Windows and cameras write) or set although
+    the names are not UTF-8 (what some tools write)."""
     with zipfile.ZipFile(path, "w") as zf:
         for i, (_, data) in enumerate(members):
             zf.writestr(f"PLACEHOLDER{i:03d}.jpg", data)
-    raw = path.read_bytes()
+    raw = bytearray(path.read_bytes())
     for i, (name, _) in enumerate(members):
         ph = f"PLACEHOLDER{i:03d}.jpg".encode()
         assert len(name) == len(ph), "raw names must be as long as the placeholder"
-        raw = raw.replace(ph, name)
-    path.write_bytes(raw)
+        raw = bytearray(bytes(raw).replace(ph, name))
+    if utf8_flag:
+        for signature, at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+            pos = raw.find(signature)
+            while pos >= 0:
+                flags = struct.unpack_from("<H", raw, pos + at)[0] | 0x800
+                struct.pack_into("<H", raw, pos + at, flags)
+                pos = raw.find(signature, pos + 4)
+    path.write_bytes(bytes(raw))
     return path
 
 
@@ -486,6 +494,10 @@ def corpus(work: Path) -> list[Case]:
     add(batch_case("batch: zip with cp437 (not UTF-8) names",
                    lambda d: [zip_raw_names(d / "c.zip", [(b"caf\x82-000000000.jpg", good_j),
                                                           (b"\xe9\xe8\xff-0000000000.jpg", good_j)])], OK,
+                   n_outputs(2)))
+    add(batch_case("batch: zip with the UTF-8 flag on Latin-1 names",
+                   lambda d: [zip_raw_names(d / "u.zip", [(b"caf\xe9-000000000.jpg", good_j),
+                                                          (b"ok-00000000000.jpg", good_j)], utf8_flag=True)], OK,
                    n_outputs(2)))
     add(batch_case("batch: GNU tar with Latin-1 names",
                    lambda d: [_latin1_tar(d / "l.tar", good_j)], OK, n_outputs(2)))
