@@ -49,7 +49,7 @@ import av.error
 import cv2
 import numpy as np
 
-from streamcolor import tempfiles
+from streamcolor import image_io, tempfiles
 from streamcolor.colorize import ColorOptions, default_engine, network_input, pixels_to_l, render
 from streamcolor.engines import lab
 from streamcolor.errors import InputError, OutputError
