@@ -513,9 +513,9 @@ def corpus(work: Path) -> list[Case]:
                               zip_of(d / "b.zip", {"DSC0000.jpg": good_p})], OK, n_outputs(2)))
 
     # -- batch: the output folder
-    def user_part(d: Path) -> list[Path]:
-        write(d / "out" / "mine.part", b"the user's own file")
-        write(d / "out" / ".notes.part", b"the user's own file")
+    def user_part(d: Path) -> list[Path]:  # d is the case's in/; OUT is beside it
+        write(d.parent / "out" / "mine.part", b"the user's own file")
+        write(d.parent / "out" / ".notes.part", b"the user's own file")
         return folder({"a.jpg": good_j})(d)
     add(batch_case("batch: user's *.part files in the output folder", user_part, OK,
                    all_of(kept("out/mine.part"), kept("out/.notes.part"))))

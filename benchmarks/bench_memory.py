@@ -98,7 +98,7 @@ def run_cases(work: Path, width: int, height: int, *, baseline: Path | None = No
     for name, kind, args, tree in cases:
         log.info("running %s (%s)", name, kind)
         r = peak_rss(args, pythonpath=tree)
-        r.update(case=name, source=kind, tree=str(tree), file_bytes=(rgb if kind == "rgb" else gray).stat().st_size,
+        r.update(case=name, source=kind, tree="this tree" if tree == ROOT else f"baseline: {tree}", file_bytes=(rgb if kind == "rgb" else gray).stat().st_size,
                  pixels=width * height)
         if r["rc"] == 0:
             r.pop("stderr_tail")
