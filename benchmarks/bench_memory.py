@@ -51,7 +51,7 @@ p = subprocess.run(sys.argv[1:], capture_output=True, text=True, errors="replace
 print(json.dumps({"rc": p.returncode, "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
                   "wall_s": time.perf_counter() - t, "stderr_tail": p.stderr[-600:], "stdout_tail": p.stdout[-600:],
                   "traceback": "Traceback (most recent call last)" in p.stderr + p.stdout,
-                  "first_error": next((ln for ln in p.stderr.splitlines() if ln.startswith("error")), "")}))
+                  "first_error": next((ln for ln in p.stderr.splitlines() if ln.lower().startswith("error")), "")}))
 """
 
 
