@@ -27,7 +27,7 @@ import pytest
 
 import streamcolor
 from streamcolor.engines import lab
-from streamcolor.engines.base import Engine, ModelInfo
+from streamcolor.engines.base import Engine
 from streamcolor.errors import InputError, OutputError
 from streamcolor.video import (ChromaStabilizer, VideoOptions, colorize_segment, default_output,
                                histogram_distance, join_segments, l_histogram, pick_codec, plan_segments,

@@ -1,6 +1,6 @@
 """Pack each run's best (lowest val_loss) and final weights as float16 .npz
 (under the 16 MiB a returned file may have) plus one tarball of logs."""
-import json, os, sys, tarfile
+import json, os, tarfile
 from pathlib import Path
 import numpy as np
 from streamcolor.trainer.train import list_checkpoints, load_trained
