@@ -385,7 +385,8 @@ def corpus(work: Path) -> list[Case]:
     def a_folder(d: Path) -> list[str]:
         (d / "in" / "dir.jpg").mkdir(parents=True)
         return ["image", str(d / "in" / "dir.jpg"), "-o", str(d / "out") + "/"]
-    add(Case("image: a folder named .jpg", a_folder, SOME, tags=("image",)))
+    # a folder is `batch`'s input: a usage error with the command to run (exit 2), before anything loads
+    add(Case("image: a folder named .jpg", a_folder, FATAL, tags=("image",)))
 
     def fifo(d: Path) -> list[str]:
         (d / "in").mkdir()

@@ -154,6 +154,7 @@ def test_video_cli_errors_are_one_line_with_exit_2(tmp_path):
     cases = [
         (str(clip), str(clip), "-o", str(a_file)),  # several inputs into an existing file
         (str(clip), "-o", str(a_file / "sub") + "/"),  # a folder that cannot be created
+        (str(clip), "-o", str(a_file / "v.mp4")),  # one output file whose folder's place is taken by a file
         (str(clip), "-o", str(tmp_path / "o.mp4"), "--pix-fmt", "nope"),
         (str(clip), "-o", str(tmp_path / "o.mp4"), "--codec", "aac"),
         (str(clip), "-o", str(tmp_path / "o.mp4"), "--codec", "no-such-codec"),

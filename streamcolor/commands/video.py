@@ -92,6 +92,13 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
             output.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             _fatal(f"{output}: cannot create the output folder ({exc.strerror or exc})")
+    elif output is not None:  # one output file: its folder must exist or be made, else nothing can be written
+        if output.parent.exists() and not output.parent.is_dir():
+            _fatal(f"{output}: cannot be written: {output.parent} is a file, not a folder")
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _fatal(f"{output.parent}: cannot create the output folder ({exc.strerror or exc})")
     try:
         planned = plan_outputs([(src, output / default_output(src).name if to_folder else output or default_output(src))
                                 for src in inputs])
