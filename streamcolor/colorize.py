@@ -155,6 +155,11 @@ def upsample_ab(ab_scaled: np.ndarray, height: int, width: int, saturation: floa
     return StripUpsampler(ab_scaled, height, width, saturation).rows(0, height)
 
 
+#: Outputs up to this many pixels get their a*b* upsampled whole (8 bytes a pixel: 32 MB at most);
+#: larger ones strip by strip, so that memory stays bounded for any image.
+WHOLE_UPSAMPLE_PIXELS = 1 << 22
+
+
 class StripUpsampler:
     """Bilinear a*b* upsampling onto (height, width), handed out in row strips,
     so that the full-resolution a*b* never exists at once.
@@ -165,12 +170,19 @@ class StripUpsampler:
     rows clamped), so the result equals a full ``cv2.resize`` within float
     rounding (an 8-bit output within one level)."""
 
-    def __init__(self, ab_scaled: np.ndarray, height: int, width: int, saturation: float = 1.0):
+    def __init__(self, ab_scaled: np.ndarray, height: int, width: int, saturation: float = 1.0, *,
+                 whole_pixels: int = WHOLE_UPSAMPLE_PIXELS):
         ab = lab.unscale_ab(ab_scaled)
         if saturation != 1.0:
             ab *= saturation
         h, w = ab.shape[:2]
         self.height = height
+        if height * width <= whole_pixels and (h, w) != (height, width):
+            # small enough to hold whole (a video frame, a photo of a few Mpx): one OpenCV call,
+            # ~10x faster than the strip-wise vertical pass below, same values within float rounding
+            self._rows = cv2.resize(ab, (width, height), interpolation=cv2.INTER_LINEAR)
+            self._same = True
+            return
         self._rows = ab if w == width else cv2.resize(ab, (width, h), interpolation=cv2.INTER_LINEAR)
         self._same = h == height
         if not self._same:

@@ -71,13 +71,14 @@ def _ab_grid(h: int, w: int, seed: int = 1) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
+@pytest.mark.parametrize("whole_pixels", [0, 10**9])  # the strip-wise vertical pass; one cv2.resize
 @pytest.mark.parametrize("grid", [(16, 24), (40, 56), (97, 131), (120, 170), (300, 410)])
-def test_strip_upsampler_matches_cv2_resize(grid):
+def test_strip_upsampler_matches_cv2_resize(grid, whole_pixels):
     """Up-, down- and same-size grids: OpenCV's bilinear sampling within float rounding."""
     h, w = 120, 170
     ab_scaled = _ab_grid(*grid)
     want = cv2.resize(lab.unscale_ab(ab_scaled), (w, h), interpolation=cv2.INTER_LINEAR)
-    up = StripUpsampler(ab_scaled, h, w)
+    up = StripUpsampler(ab_scaled, h, w, whole_pixels=whole_pixels)
     got = np.concatenate([up.rows(a, min(h, a + 7)) for a in range(0, h, 7)])
     assert got.shape == (h, w, 2) and got.dtype == np.float32
     np.testing.assert_allclose(got, want, atol=1e-3)
