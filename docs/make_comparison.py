@@ -1,6 +1,6 @@
 """Side-by-side gallery of held-out photos: gray input | each model | the original.
 
-    python docs/make_comparison.py /work/data/photos --split holdout -n 8 \\
+    python docs/make_comparison.py data/photos --split holdout -n 8 \\
         --model seed --model default -o docs/gallery/holdout-comparison.png
 
 The photos are taken evenly spaced over the split's list in the manifest
