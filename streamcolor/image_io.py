@@ -336,21 +336,15 @@ def format_for(path: str | os.PathLike, default: str | None = None) -> str:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, *, what: str = "write") -> Iterator[Path]:
-    """Yield a temporary path next to ``path`` (same folder, usual permissions;
-    a fixed-length name of :mod:`streamcolor.tempfiles`, locked while written);
-    on success it is renamed onto ``path``, on any failure removed.  So
-    ``path`` holds either nothing (or its old content) or the whole new file.
-
-    OSErrors become :class:`OutputError` naming ``path``; ``what`` words it."""
-    path = Path(path)
+def _staged(path: Path, what: str) -> Iterator[tempfiles.Staged]:
+    """A locked temporary file next to ``path`` (:mod:`streamcolor.tempfiles`),
+    removed on any failure inside the block; OSErrors become OutputError naming ``path``."""
     try:
         staged = tempfiles.create(path)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write here ({exc.strerror or exc})") from exc
     try:
-        yield staged.path
-        staged.commit()
+        yield staged
     except BaseException as exc:
         staged.discard()
         if isinstance(exc, OSError):
@@ -358,25 +352,28 @@ def atomic_output(path: str | os.PathLike, *, what: str = "write") -> Iterator[P
         raise
 
 
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, *, what: str = "write") -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` (same folder, usual permissions;
+    a fixed-length name of :mod:`streamcolor.tempfiles`, locked while written);
+    on success it is renamed onto ``path``, on any failure removed.  So
+    ``path`` holds either nothing (or its old content) or the whole new file.
+
+    OSErrors become :class:`OutputError` naming ``path``; ``what`` words it."""
+    with _staged(Path(path), what) as staged:
+        yield staged.path
+        staged.commit()
+
+
 def stage_bytes(path: str | os.PathLike, data: bytes) -> tempfiles.Staged:
     """Write ``data`` completely (flushed to disk) under a locked temporary
     name next to ``path``, without renaming it yet: the caller records it, then
     calls ``commit()``.  OutputError when it cannot be written."""
-    path = Path(path)
-    try:
-        staged = tempfiles.create(path)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write here ({exc.strerror or exc})") from exc
-    try:
+    with _staged(Path(path), "write") as staged:
         with open(staged.path, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-    except BaseException as exc:
-        staged.discard()
-        if isinstance(exc, OSError):
-            raise OutputError(f"{path}: write failed ({exc.strerror or exc})") from exc
-        raise
     return staged
 
 
