@@ -24,12 +24,17 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Markdown files that may hold figure blocks.
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"(<!-- figures: (\S+) (\S+) -->\n)(.*?)(<!-- /figures -->)", re.S)
-#: Stages of the video pipeline in the order frames go through them.
-STAGES = ["decode", "to_L", "resize", "engine", "scene_cut", "stabilizer", "upsample", "compose", "to_yuv", "encode"]
-STAGE_NAMES = {"decode": "decode (PyAV, threaded)", "to_L": "to L* (full res)", "resize": "resize to the render size",
-               "engine": "engine", "scene_cut": "scene-cut histogram", "stabilizer": "stabilizer (flow on the a\\*b\\* grid)",
-               "upsample": "upsample a\\*b\\*", "compose": "compose (Lab -> RGB, gamut check, 8 bits)",
-               "to_yuv": "RGB -> YUV 4:2:0", "encode": "encode (x264)"}
+#: Stages of the video pipeline in the order frames go through them (a gray film into yuv420p).
+STAGES = ["decode", "to_L", "resize", "engine", "scene_cut", "stabilizer", "compose_yuv", "encode"]
+#: The steps of the full-resolution RGB route that ``compose_yuv`` replaces, timed for comparison.
+RGB_ROUTE = ["upsample", "compose", "to_yuv"]
+STAGE_NAMES = {"decode": "decode (PyAV, threaded)", "to_L": "to L* (full res; its 2x2 average)",
+               "resize": "resize to the render size", "engine": "engine", "scene_cut": "scene-cut histogram",
+               "stabilizer": "stabilizer (flow on the a\\*b\\* grid)",
+               "compose_yuv": "compose into the frame's 4:2:0 planes (colour at half res, Y at full res)",
+               "encode": "encode (x264)",
+               "upsample": "upsample a\\*b\\* to full res", "compose": "compose full-res sRGB (Lab -> RGB, gamut check)",
+               "to_yuv": "RGB -> YUV 4:2:0 (swscale)"}
 
 
 def _f(x: float, digits: int = 1) -> str:
@@ -78,6 +83,13 @@ def video_stages(d: dict[str, Any]) -> str:
             cells.append(f"{_f(st[k], 2)} | {_f(100 * st[k] / v['stage_sum_ms'], 0)}%")
         rows.append(f"| {STAGE_NAMES[k]} | " + " | ".join(cells) + " |")
     rows.append("| **sum** | " + " | ".join(f"**{_f(v['stage_sum_ms'], 2)}** | 100%" for v in clips) + " |")
+    if all("rgb_route_ms_per_frame" in v for v in clips):
+        rows.append("| *for comparison, the RGB route that compose into 4:2:0 replaces:* |" + " |" * (2 * len(clips)))
+        for k in RGB_ROUTE:
+            rows.append(f"| {STAGE_NAMES[k]} | " + " | ".join(
+                f"{_f(v['rgb_route_ms_per_frame'][k], 2)} | " for v in clips) + " |")
+        rows.append("| RGB route, total | " + " | ".join(
+            f"{_f(sum(v['rgb_route_ms_per_frame'].values()), 2)} | " for v in clips) + " |")
     return "\n".join(rows) + "\n"
 
 

@@ -1,6 +1,6 @@
 """Video and batch pipelines against the hardware bound, stage by stage.
 
-    nice python -m benchmarks.pipeline_bound --out benchmarks/results/pipeline-cpu-2026-11-30.json
+    nice python -m benchmarks.pipeline_bound --out benchmarks/results/pipeline-cpu-2026-11-30-yuv420.json
 
 One run of each figure, in one process, on generated inputs, with the shipped
 default model on the engine ``load_engine`` picks here (``--backend`` to
@@ -8,7 +8,9 @@ change).  For each video size (576p and 1080p):
 
 * **stages**: every step of ``colorize_video`` timed alone, sequentially, on
   the clip's frames, in ms per frame (decode, to-L, resize, engine, scene cut,
-  stabilizer, upsample, compose, to-YUV, encode), with each step's share;
+  stabilizer, compose into 4:2:0 (into the encoder's frame), encode), with each step's share;
+  and the full-resolution RGB route's steps (upsample, compose, to-YUV) that
+  the 4:2:0 composer replaces, for comparison;
 * **engine only**: ``Engine.predict`` on the clip's network inputs, at the
   engine's preferred batch (the "engine" stage);
 * **codec only**: decode + re-encode with the pipeline's encoder settings
@@ -109,12 +111,14 @@ class Rounds:
 
 
 def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
-    """ms per frame of each pipeline step run alone, in the pipeline's own functions."""
+    """ms per frame of each pipeline step run alone, in the pipeline's own functions (a gray clip
+    into yuv420p: the direct 4:2:0 route); and of the RGB route's steps that it replaces."""
     import cv2
 
     from streamcolor.colorize import compose, network_input, pixels_to_l, to_dtype, upsample_ab
-    from streamcolor.video import (ChromaStabilizer, codec_options, rgb_kwargs, gray_luma, gray_lut,
+    from streamcolor.video import (ChromaStabilizer, _plane, codec_options, rgb_kwargs, gray_luma, gray_lut,
                                    histogram_distance, l_histogram, on_grid, pick_codec)
+    from streamcolor.yuv420 import Yuv420Composer, composer
 
     colour = options.color_options(engine)
     batch = options.batch_size or engine.preferred_batch_size
@@ -132,14 +136,17 @@ def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
         for f in frames:
             luma = gray_luma(f)
             if luma is not None:
-                out.append(cv2.LUT(luma, gray_lut(f.format.name, rgb_kwargs(f).get("src_color_range"))))
+                l_full = cv2.LUT(luma, gray_lut(f.format.name, rgb_kwargs(f).get("src_color_range")))
+                out.append((luma, l_full, Yuv420Composer.half_l(l_full)))
             else:
-                out.append(pixels_to_l(f.to_ndarray(**rgb_kwargs(f))))
+                out.append((None, pixels_to_l(f.to_ndarray(**rgb_kwargs(f))), None))
         return out
 
     gray_lut(frames[0].format.name, rgb_kwargs(frames[0]).get("src_color_range"))  # built once per format
     t["to_L"], ls = _timed(to_l)
-    t["resize"], nets = _timed(lambda: [network_input(l, colour.render_size, colour.size_multiple) for l in ls])
+    if any(luma is None for luma, _, _ in ls):
+        raise ValueError(f"{src}: the stage table is for a gray clip")
+    t["resize"], nets = _timed(lambda: [network_input(l, colour.render_size, colour.size_multiple) for _, l, _ in ls])
     net = np.stack(nets)
     engine.predict(net[:batch])  # warm: first-call allocations are not per frame
     t["engine"], abs_ = _timed(lambda: [a for i in range(0, n, batch) for a in engine.predict(net[i:i + batch])])
@@ -155,11 +162,27 @@ def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
     t["scene_cut"], _ = _timed(cuts)
     stab = ChromaStabilizer(options.stabilize_strength, motion=options.motion)
     t["stabilizer"], abs_ = _timed(lambda: [stab(on_grid(x[..., 0], a.shape[:2]), a) for x, a in zip(nets, abs_)])
-    t["upsample"], ups = _timed(lambda: [upsample_ab(a, h, w, colour.saturation) for a in abs_])
-    t["compose"], rgbs = _timed(lambda: [to_dtype(compose(l, u), np.uint8) for l, u in zip(ls, ups)])
     hd = h >= 720
-    t["to_yuv"], vfs = _timed(lambda: [av.VideoFrame.from_ndarray(r, format="rgb24").reformat(
+    comp = composer(gray_lut(frames[0].format.name, rgb_kwargs(frames[0]).get("src_color_range")), hd=hd,
+                    saturation=colour.saturation)
+
+    def compose_yuv():
+        out = []
+        for (luma, _, half), a in zip(ls, abs_):
+            vf = av.VideoFrame(w, h, "yuv420p")
+            comp.write(luma, half, a, *(_plane(vf, i) for i in range(3)))
+            out.append(vf)
+        return out
+
+    t["compose_yuv"], vfs = _timed(compose_yuv)
+    # the full-resolution RGB route it replaces (VideoOptions(rgb_compose=True)), for comparison
+    rgb_route: dict[str, float] = {}
+    rgb_route["upsample"], ups = _timed(lambda: [upsample_ab(a, h, w, colour.saturation) for a in abs_])
+    rgb_route["compose"], rgbs = _timed(lambda: [to_dtype(compose(l, u), np.uint8) for (_, l, _), u in zip(ls, ups)])
+    del ups
+    rgb_route["to_yuv"], _ = _timed(lambda: [av.VideoFrame.from_ndarray(r, format="rgb24").reformat(
         format=options.pix_fmt, dst_colorspace="ITU709" if hd else "ITU601", dst_color_range="MPEG") for r in rgbs])
+    del rgbs
     codec = pick_codec(options.codec)
 
     def encode():
@@ -174,7 +197,8 @@ def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
             out.mux(vs.encode())
 
     t["encode"], _ = _timed(encode)
-    return {k: round(1000 * v / n, 2) for k, v in t.items()}
+    return ({k: round(1000 * v / n, 2) for k, v in t.items()},
+            {k: round(1000 * v / n, 2) for k, v in rgb_route.items()})
 
 
 def _clip_l(src: Path) -> list[np.ndarray]:
@@ -228,7 +252,8 @@ def video_figures(engine, work: Path) -> list[dict[str, Any]]:
         src = make_clip(work / f"clip-{name}.mp4", w, h, n)
         row: dict[str, Any] = {"clip": name, "width": w, "height": h, "frames": n, "load_average": {}}
         row["load_average"]["start"] = _load()
-        row["stages_ms_per_frame"] = stages = video_stages(src, engine, options, work)
+        row["stages_ms_per_frame"], row["rgb_route_ms_per_frame"] = stages, _ = video_stages(src, engine, options,
+                                                                                             work)
         row["load_average"]["after_stages"] = _load()
         colour = options.color_options(engine)
         batch = options.batch_size or engine.preferred_batch_size

@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 @click.option("--crf", "quality", type=click.IntRange(0, 63), default=18, show_default=True,
               help="Constant quality (crf, or cq for NVENC): lower is better and bigger.")
 @click.option("--preset", default=None, help="Encoder speed preset (x264: ultrafast..veryslow).")
-@click.option("--pix-fmt", default="yuv420p", show_default=True, help="Output pixel format.")
+@click.option("--pix-fmt", default="yuv420p", show_default=True,
+              help="Output pixel format. yuv420p keeps colour at half resolution, so a gray film's frames are "
+                   "composed straight into it; yuv444p keeps full-resolution colour (bigger, slower).")
 @click.option("-b", "--batch-size", type=click.IntRange(min=1), default=None,
               help="Frames per network call. [default: the engine's, 8 on CPUs, 32-64 on GPUs]")
 @click.option("--stabilize/--no-stabilize", default=True, show_default=True,

@@ -1,0 +1,124 @@
+"""Compose a gray video frame straight into the encoder's 4:2:0 planes.
+
+Why: a ``yuv420p`` video keeps its chroma at half resolution, and a*b* come
+out of the network at about a sixth of it, so making a full-resolution sRGB
+frame (Lab -> RGB with the gamut check on every pixel) only for swscale to
+average its chroma down again spends most of a frame's non-codec time on
+pixels nobody sees.  Here the colour work runs once per 2x2 block:
+
+    half-res L* (area average)  + a*b* upsampled to half res
+        -> compose (the image path's own Lab -> sRGB with the gamut check)
+        -> Y'CbCr (limited range, BT.601 or BT.709)       -> Cb, Cr planes as they are
+    full res: the frame's luma code -> the output's gray luma code (a table)
+        + dY, the luma change the colour brings (half-res Y' minus half-res gray Y'),
+          bilinearly upsampled                              -> Y plane
+
+So the full-resolution work is a table lookup, one upsample and one add on
+one channel.  The frame's own luma carries all of its detail, exactly as in
+the RGB route; only dY, which is smooth because a*b* are, is
+interpolated.  On a 1080p photo frame this gives the RGB route's planes
+within 3 luma codes (PSNR ~55 dB; 99.9% of pixels within one code) at about
+a quarter of its cost (``tests/test_yuv420.py`` checks the agreement;
+``docs/benchmarks.md`` has the stage times).
+
+Used by :mod:`streamcolor.video` for gray 8-bit frames of even size when the
+output is ``yuv420p`` (the default); anything else takes the RGB route.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+
+from streamcolor.colorize import StripUpsampler, compose
+
+#: Output pixel formats this module writes.
+FORMATS = ("yuv420p",)
+#: Steps of the table of gray Y' over L* in [0, 100].
+_FINE_STEPS = 4096
+
+
+def ycbcr_matrix(hd: bool) -> np.ndarray:
+    """3 x 4 float32 matrix: sRGB in [0, 1] (and a 1) -> limited-range 8-bit Y'CbCr codes,
+    BT.709 when ``hd`` else BT.601 (what the output is tagged with, see ``streamcolor.video``)."""
+    kr, kb = (0.2126, 0.0722) if hd else (0.299, 0.114)
+    kg = 1.0 - kr - kb
+    return np.array([[219 * kr, 219 * kg, 219 * kb, 16.0],
+                     [-112 * kr / (1 - kb), -112 * kg / (1 - kb), 112.0, 128.0],
+                     [112.0, -112 * kg / (1 - kr), -112 * kb / (1 - kr), 128.0]], dtype=np.float32)
+
+
+class Yuv420Composer:
+    """Builds I420 frames (Y, then Cb, then Cr, as one (H * 3 / 2, W) uint8 array,
+    what ``av.VideoFrame.from_ndarray(..., format="yuv420p")`` takes) from a gray
+    frame's luma codes and the network's a*b*.
+
+    ``l_table``: L* (float32, 256) of each luma code of the input frames (from
+    ``streamcolor.video.gray_lut``, so L* is the one the RGB route would give);
+    ``hd``: BT.709 output, else BT.601; ``saturation``: a*b* gain, as in ``render``.
+    """
+
+    def __init__(self, l_table: np.ndarray, *, hd: bool, saturation: float = 1.0):
+        self.l_table = np.ascontiguousarray(l_table, dtype=np.float32).reshape(256)
+        self.matrix = ycbcr_matrix(hd)
+        self.saturation = saturation
+        # the output's Y' of each input code's gray (a* = b* = 0), through the same compose and matrix
+        gray = compose(self.l_table[None], np.zeros((1, 256, 2), np.float32))
+        self.gray_y = np.ascontiguousarray(cv2.transform(gray, self.matrix[:1]).reshape(256), dtype=np.float32)
+        # the gray Y' of L* in [0, 100] in fine steps (0.024 L*: within 0.1 code of the exact curve)
+        ramp = np.linspace(0.0, 100.0, _FINE_STEPS + 1, dtype=np.float32)[None]
+        gray_fine = cv2.cvtColor(cv2.merge([ramp, np.zeros_like(ramp), np.zeros_like(ramp)]), cv2.COLOR_Lab2RGB)
+        self._gray_fine = np.ascontiguousarray(cv2.transform(gray_fine, self.matrix[:1]).reshape(-1), np.float32)
+
+    @staticmethod
+    def half_l(l_full: np.ndarray) -> np.ndarray:
+        """L* (float32 (H/2, W/2)) of each 2x2 block of a frame's full-res L* (H, W), H and W even:
+        the blocks' average (``cv2.resize`` INTER_AREA)."""
+        h, w = l_full.shape[:2]
+        if h % 2 or w % 2:
+            raise ValueError(f"4:2:0 composing needs an even frame size, got {w}x{h}")
+        return cv2.resize(l_full, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+
+    def frame(self, luma: np.ndarray, l_half: np.ndarray, ab_scaled: np.ndarray) -> np.ndarray:
+        """The I420 frame (uint8 (H * 3 / 2, W)) of one gray frame: ``luma`` its codes (H, W),
+        ``l_half`` its :meth:`half_l` (of ``l_table[luma]``), ``ab_scaled`` the network's a*b* (h, w, 2) in [-1, 1]."""
+        height, width = luma.shape
+        h2, w2, q = height // 2, width // 2, (height // 2) * (width // 2)
+        out = np.empty((height * 3 // 2, width), dtype=np.uint8)
+        flat = out.reshape(-1)
+        self.write(luma, l_half, ab_scaled, flat[:height * width].reshape(height, width),
+                   flat[height * width:height * width + q].reshape(h2, w2), flat[height * width + q:].reshape(h2, w2))
+        return out
+
+    def write(self, luma: np.ndarray, l_half: np.ndarray, ab_scaled: np.ndarray,
+              y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> None:
+        """:meth:`frame`, written into three uint8 planes, (H, W) and twice (H/2, W/2): e.g. an
+        ``av.VideoFrame``'s own planes, so that the frame is not copied once more."""
+        height, width = luma.shape
+        h2, w2 = height // 2, width // 2
+        if l_half.shape != (h2, w2):
+            raise ValueError(f"half-res L* of shape {l_half.shape} for a {width}x{height} frame")
+        if y.shape != (height, width) or cb.shape != (h2, w2) or cr.shape != (h2, w2):
+            raise ValueError(f"planes of shapes {y.shape}, {cb.shape}, {cr.shape} for a {width}x{height} frame")
+        ab_half = StripUpsampler(ab_scaled, h2, w2, self.saturation).rows(0, h2)
+        ycc = cv2.transform(compose(l_half, ab_half), self.matrix)  # float codes (h2, w2, 3)
+        # dY against the gray Y' of the same half-res L* (not the blocks' mean gray Y', which differs
+        # from it at edges, Y' being a curve of L*), so that it is the colour's effect alone
+        fine = np.multiply(l_half, _FINE_STEPS / 100.0, dtype=np.float32)
+        dy = ycc[..., 0] - np.take(self._gray_fine, np.rint(fine).astype(np.intp), mode="clip")
+        np.copyto(y, cv2.add(cv2.LUT(luma, self.gray_y), cv2.resize(dy, (width, height),
+                                                                    interpolation=cv2.INTER_LINEAR), dtype=cv2.CV_8U))
+        np.copyto(cb, cv2.convertScaleAbs(np.ascontiguousarray(ycc[..., 1])))
+        np.copyto(cr, cv2.convertScaleAbs(np.ascontiguousarray(ycc[..., 2])))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached(l_table: bytes, hd: bool, saturation: float) -> Yuv420Composer:
+    return Yuv420Composer(np.frombuffer(l_table, np.float32), hd=hd, saturation=saturation)
+
+
+def composer(l_table: np.ndarray, *, hd: bool, saturation: float = 1.0) -> Yuv420Composer:
+    """A :class:`Yuv420Composer`, made once per (table, matrix, saturation) and reused."""
+    return _cached(np.ascontiguousarray(l_table, dtype=np.float32).tobytes(), hd, float(saturation))

@@ -1,0 +1,166 @@
+"""Gray frames composed straight into 4:2:0 planes (streamcolor.yuv420) against the
+reference route: full-res sRGB (colorize.render) converted by FFmpeg (swscale)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from streamcolor.colorize import render
+from streamcolor.engines import lab
+from streamcolor.video import VideoOptions, colorize_video, gray_lut, make_clip
+from streamcolor.yuv420 import Yuv420Composer, composer, ycbcr_matrix
+
+SAMPLE = Path(__file__).resolve().parents[1] / "streamcolor" / "samples" / "chenonceau-bw.jpg"
+
+
+def _planes(frame: av.VideoFrame) -> list[np.ndarray]:
+    return [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width].astype(np.int32)
+            for p in frame.planes]
+
+
+def _luma(height: int, width: int, hd: bool) -> np.ndarray:
+    """Limited-range luma codes of a real photo, as a decoder gives a gray frame's Y plane."""
+    gray = cv2.resize(cv2.imread(str(SAMPLE), cv2.IMREAD_GRAYSCALE), (width, height), interpolation=cv2.INTER_AREA)
+    vf = av.VideoFrame.from_ndarray(cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB), format="rgb24").reformat(
+        format="yuv420p", dst_colorspace="ITU709" if hd else "ITU601", dst_color_range="MPEG")
+    return _planes(vf)[0].astype(np.uint8)
+
+
+def _ab(height: int, width: int, gain: float, seed: int = 0) -> np.ndarray:
+    """Smooth network-like a*b* (a sixth of the frame's size) in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(-gain, gain, (6, 8, 2)).astype(np.float32)
+    return cv2.resize(coarse, (width // 6, height // 6), interpolation=cv2.INTER_CUBIC).clip(-1, 1)
+
+
+def _reference(l_full: np.ndarray, ab: np.ndarray, hd: bool) -> list[np.ndarray]:
+    rgb = render(l_full, ab, dtype=np.uint8)
+    return _planes(av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+        format="yuv420p", dst_colorspace="ITU709" if hd else "ITU601", dst_color_range="MPEG"))
+
+
+@pytest.mark.parametrize("height,width,hd", [(576, 768, False), (720, 1280, True)])
+def test_direct_planes_match_the_rgb_route(height, width, hd):
+    """Plane by plane, on a real photo's edges with everyday colour (a*b* up to ~27): Y almost
+    everywhere within one code of the RGB route's, chroma likewise; the few larger differences
+    sit at sharp edges, where the RGB route reduces chroma pixel by pixel to fit the gamut and
+    the direct route does it per 2x2 block."""
+    luma = _luma(height, width, hd)
+    table = gray_lut("yuv420p")
+    l_full = cv2.LUT(luma, table)
+    ab = _ab(height, width, 0.15)
+    comp = Yuv420Composer(table, hd=hd)
+    buf = comp.frame(luma, comp.half_l(l_full), ab)
+    assert buf.shape == (height * 3 // 2, width) and buf.dtype == np.uint8
+    direct = _planes(av.VideoFrame.from_ndarray(buf, format="yuv420p"))
+    ref = _reference(l_full, ab, hd)
+    for name, got, want, limit in zip("Y Cb Cr".split(), direct, ref, (10, 12, 20)):
+        diff = np.abs(got - want)
+        psnr = 10 * np.log10(255 ** 2 / max(float((diff ** 2).mean()), 1e-12))
+        assert diff.max() <= limit, (name, diff.max())
+        assert (diff > 1).mean() < 0.02, (name, (diff > 1).mean())
+        assert psnr > 50, (name, psnr)
+    # the colour really moved luma: without dY (the frame's gray luma alone) Y would be off much more
+    gray_y = cv2.LUT(luma, comp.gray_y)
+    without, with_dy = np.abs(np.rint(gray_y) - ref[0]).mean(), np.abs(direct[0] - ref[0]).mean()
+    assert without > 3 * with_dy, (without, with_dy)
+
+
+@pytest.mark.parametrize("gain", [0.15, 0.3, 0.9])
+def test_as_a_player_shows_it_the_direct_route_is_as_close_as_the_rgb_route(gain):
+    """Decoded to RGB (what a player shows) and compared with the full-res composition itself:
+    both routes lose the same to 4:2:0, the direct one no more in lightness, and within 10% in
+    colour on average, from everyday colour to colour far outside the gamut (gain 0.9)."""
+    hd, height, width = False, 288, 384
+    luma = _luma(height, width, hd)
+    table = gray_lut("yuv420p")
+    l_full = cv2.LUT(luma, table)
+    ab = _ab(height, width, gain, seed=1)
+    truth = render(l_full, ab, dtype=np.uint8)
+    truth_lab = lab.rgb_to_lab(truth)
+    comp = Yuv420Composer(table, hd=hd)
+    frames = {"direct": av.VideoFrame.from_ndarray(comp.frame(luma, comp.half_l(l_full), ab), format="yuv420p"),
+              "rgb": av.VideoFrame.from_ndarray(truth, format="rgb24").reformat(
+                  format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG")}
+    err = {}
+    for name, f in frames.items():
+        shown = lab.rgb_to_lab(f.to_ndarray(format="rgb24", src_colorspace="ITU601", src_color_range="MPEG"))
+        dl = np.abs(shown[..., 0] - truth_lab[..., 0])
+        err[name] = (dl.mean(), np.percentile(dl, 99.9), np.sqrt(((shown - truth_lab) ** 2).sum(-1)).mean())
+    (dl_d, dl99_d, de_d), (dl_r, dl99_r, de_r) = err["direct"], err["rgb"]
+    assert dl_d <= dl_r * 1.05 + 0.02, err
+    assert dl99_d <= dl99_r * 1.05 + 0.1, err
+    assert de_d <= de_r * 1.1, err
+
+
+def test_gray_ab_gives_the_input_luma_and_neutral_chroma():
+    luma = _luma(240, 320, False)
+    table = gray_lut("yuv420p")
+    comp = composer(table, hd=False)
+    y, cb, cr = _planes(av.VideoFrame.from_ndarray(
+        comp.frame(luma, comp.half_l(cv2.LUT(luma, table)), np.zeros((40, 53, 2), np.float32)), format="yuv420p"))
+    assert np.abs(y - luma).max() <= 1  # one code where L* -> sRGB -> Y' rounds differently
+    assert np.abs(cb - 128).max() <= 1 and np.abs(cr - 128).max() <= 1
+
+
+def test_matrices_and_input_checks():
+    for hd in (False, True):
+        m = ycbcr_matrix(hd)
+        white = m[:, :3].sum(axis=1) + m[:, 3]
+        np.testing.assert_allclose(white, [235, 128, 128], atol=1e-4)  # white: Y 235, neutral chroma
+        np.testing.assert_allclose(m[:, 3], [16, 128, 128])
+    assert composer(gray_lut("yuv420p"), hd=True) is composer(gray_lut("yuv420p"), hd=True)  # made once
+    comp = composer(gray_lut("yuv420p"), hd=False)
+    with pytest.raises(ValueError, match="even"):
+        comp.half_l(np.zeros((5, 8), np.float32))
+    with pytest.raises(ValueError, match="half-res"):
+        comp.frame(np.zeros((8, 8), np.uint8), np.zeros((2, 2), np.float32), np.zeros((2, 2, 2), np.float32))
+
+
+def _decoded(path: Path) -> list[list[np.ndarray]]:
+    with av.open(str(path)) as c:
+        return [_planes(f) for f in c.decode(video=0)]
+
+
+def _odd_clip(path: Path, width: int, height: int, frames: int) -> Path:
+    """A gray clip of odd size (4:4:4, which allows it)."""
+    luma = _luma(height + 1, width + 1, False)[:height, :width]
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=24)
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv444p"
+        for i in range(frames):
+            f = av.VideoFrame.from_ndarray(np.stack([np.roll(luma, i, axis=1)] * 3, axis=0), format="yuv444p")
+            f.planes[1].update(np.full((height, f.planes[1].line_size), 128, np.uint8).tobytes())
+            f.planes[2].update(np.full((height, f.planes[2].line_size), 128, np.uint8).tobytes())
+            f.pts = i
+            out.mux(vs.encode(f))
+        out.mux(vs.encode())
+    return path
+
+
+@pytest.mark.parametrize("size,pix_fmt,direct", [((160, 120), "yuv420p", True), ((161, 121), "yuv420p", False),
+                                                 ((160, 120), "yuv444p", False)])
+def test_video_takes_the_direct_route_only_where_it_applies(tmp_path, engine, size, pix_fmt, direct):
+    """Lossless x264 (crf 0), so the decoded planes are what each route composed: the direct
+    route close to the RGB route; odd sizes and other formats take the RGB route itself
+    (identical output)."""
+    src = (make_clip(tmp_path / "in.mp4", *size, 6) if size[0] % 2 == 0
+           else _odd_clip(tmp_path / "in.mp4", *size, 6))
+    base = VideoOptions(quality=0, pix_fmt=pix_fmt, stabilize=False)
+    fast = colorize_video(src, tmp_path / "fast.mp4", engine=engine, options=base, progress=False)
+    ref = colorize_video(src, tmp_path / "ref.mp4", engine=engine,
+                         options=dataclasses.replace(base, rgb_compose=True), progress=False)
+    got, want = _decoded(fast), _decoded(ref)
+    assert len(got) == len(want) == 6
+    diff = np.concatenate([np.abs(g - w).ravel() for fg, fw in zip(got, want) for g, w in zip(fg, fw)])
+    if direct:  # a different route, the same picture (larger differences only at sharp edges in strong colour)
+        assert diff.max() > 0
+        assert diff.mean() < 0.5 and (diff > 3).mean() < 0.02, (diff.mean(), (diff > 3).mean(), diff.max())
+    else:
+        assert diff.max() == 0
