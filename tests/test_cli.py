@@ -69,6 +69,21 @@ def test_image_pipe_errors_are_one_line(tmp_path, jpeg_bytes):
     assert folder.returncode == 2 and b"needs -o FILE or -o -" in folder.stderr
 
 
+def test_image_max_pixels_refuses_bigger_images_and_keeps_going(tmp_path, jpeg_bytes):
+    """64x48 = 3,072 pixels: refused under --max-pixels 3000 (the other input still done), taken at 3072."""
+    src, other = tmp_path / "in.jpg", tmp_path / "small.png"
+    src.write_bytes(jpeg_bytes)
+    Image.fromarray(make_photo(40, 50)).save(other)
+    out = tmp_path / "out"
+    res = streamcolor("image", str(src), str(other), "-o", str(out), "-r", "64", "--max-pixels", "3000")
+    assert res.returncode == 1, res.stderr
+    assert b"64x48 = 3,072 pixels is over the limit of 3,000" in res.stderr
+    assert not (out / "in.jpg").exists() and (out / "small.png").is_file()
+    res = streamcolor("image", str(src), "-o", str(out), "-r", "64", "--max-pixels", "3072")
+    assert res.returncode == 0, res.stderr
+    assert Image.open(out / "in.jpg").size == (64, 48)
+
+
 # --------------------------------------------------------------------------- progress and logs
 
 

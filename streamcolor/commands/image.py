@@ -36,9 +36,11 @@ STDIO = Path("-")
               help="JPEG/WebP quality.")
 @click.option("--overwrite/--skip-existing", default=True, show_default=True,
               help="Replace outputs that exist, or leave them.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help=f"Refuse images with more pixels (decompression bombs). [default: {image_io.DEFAULT_MAX_PIXELS}]")
 @engine_options
 @common_options
-def command(inputs, output, fmt, quality, overwrite, model, backend, render_size, saturation):
+def command(inputs, output, fmt, quality, overwrite, max_pixels, model, backend, render_size, saturation):
     """Colorize image files INPUTS into OUTPUT.  '-' reads one image from
     stdin; '-o -' writes the result to stdout (logs go to stderr only).
 
@@ -100,7 +102,8 @@ def command(inputs, output, fmt, quality, overwrite, model, backend, render_size
     except click.ClickException as exc:
         exc.exit_code = EXIT_FATAL
         raise
-    options = ColorOptions(render_size=render_size, saturation=saturation, quality=quality)
+    options = ColorOptions(render_size=render_size, saturation=saturation, quality=quality,
+                           max_pixels=max_pixels or image_io.DEFAULT_MAX_PIXELS)
     failures = 0
     warned_quality = not quality_given
     with progress_bar(progress_setting() if len(inputs) > 1 else False, total=len(inputs), desc="images",
