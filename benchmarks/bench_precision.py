@@ -48,10 +48,14 @@ def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("precision")
     if FULL:
         info = resolve_model(os.environ.get("STREAMCOLOR_BENCH_MODEL", "default"))
-        photos, _ = list_photos([PHOTOS])
-        held_out = [p.path for p in split_photos(photos, "val")]
+        held_out: list[Path] = []
+        if (PHOTOS / "manifest.json").is_file():  # data/ is not in git: without it, speed figures only
+            photos, _ = list_photos([PHOTOS])
+            held_out = [p.path for p in split_photos(photos, "val")]
         if "int8" in variants(info):
             return info.path, held_out
+        if not held_out:
+            pytest.skip(f"{info.name} has no int8 variant and {PHOTOS} has no photos to calibrate one")
         bundle = tmp / info.path.name
         bundle.mkdir()
         for f in ("model.json", "colorizer.onnx", "extractor.onnx"):
@@ -77,6 +81,8 @@ def quality(setup):
     cache: dict[int, dict] = {}
 
     def at(render: int) -> dict:
+        if not held_out:
+            return {}
         if render not in cache:
             cache[render] = measure_quality(bundle, graphs, held_out, size=render)
         return cache[render]
@@ -113,7 +119,7 @@ def test_precision_images_per_second(benchmark, setup, quality, render, batch):
     eng.predict(l)
     out = benchmark.pedantic(eng.predict, args=(l,), rounds=rounds, iterations=1)
     eng.close()
-    assert out.shape == (batch, render, render, 2)
+    assert out.shape[0] == batch and out.shape[-1] == 2  # on the model's output grid (the U-Net's: a quarter)
     assert per["fp32"]["ratio_to_fp32"] == 1.0
     if benchmark.stats:
         benchmark.extra_info[f"{subject}_benchmark_images_per_s"] = batch / benchmark.stats.stats.mean
