@@ -116,7 +116,7 @@ def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
     import cv2
 
     from streamcolor.colorize import compose, network_input, pixels_to_l, to_dtype, upsample_ab
-    from streamcolor.video import (ChromaStabilizer, _plane, codec_options, rgb_kwargs, gray_luma, gray_lut,
+    from streamcolor.video import (ChromaStabilizer, codec_options, plane_array, rgb_kwargs, gray_luma, gray_lut,
                                    histogram_distance, l_histogram, on_grid, pick_codec)
     from streamcolor.yuv420 import Yuv420Composer, composer
 
@@ -170,7 +170,7 @@ def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
         out = []
         for (luma, _, half), a in zip(ls, abs_):
             vf = av.VideoFrame(w, h, "yuv420p")
-            comp.write(luma, half, a, *(_plane(vf, i) for i in range(3)))
+            comp.write(luma, half, a, *(plane_array(vf, i) for i in range(3)))
             out.append(vf)
         return out
 

@@ -53,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     colour = options.color_options(base)
     w, h, n = (160, 96, 8) if args.quick else (768, 576, 96)
     reps = 1 if args.quick else ROUNDS
+    args_given = sys.argv[1:] if argv is None else argv
     result: dict[str, Any] = {"date": datetime.date.today().isoformat(),
-                              "command": "python -m benchmarks.spin " + " ".join(sys.argv[1:] if argv is None else argv),
+                              "command": "python -m benchmarks.spin " + " ".join(args_given),
                               "model": base.info.name, "cpu_count": os.cpu_count(), "rounds": reps,
                               "load_average": {"start": round(os.getloadavg()[0], 2)}}
     # engine only

@@ -471,7 +471,7 @@ def rgb_kwargs(frame) -> dict[str, Any]:
     return kw
 
 
-def _plane(frame, i: int) -> np.ndarray:
+def plane_array(frame, i: int) -> np.ndarray:
     """Plane ``i`` of an 8-bit planar frame as an (h, w) uint8 view (line padding cut off; writable)."""
     p = frame.planes[i]
     return np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width]
@@ -489,10 +489,10 @@ def gray_luma(frame) -> np.ndarray | None:
         return None
     lo, hi = 128 - GRAY_CHROMA_TOLERANCE, 128 + GRAY_CHROMA_TOLERANCE
     for i in (1, 2):
-        cmin, cmax, _, _ = cv2.minMaxLoc(_plane(frame, i))
+        cmin, cmax, _, _ = cv2.minMaxLoc(plane_array(frame, i))
         if cmin < lo or cmax > hi:
             return None
-    return np.ascontiguousarray(_plane(frame, 0))
+    return np.ascontiguousarray(plane_array(frame, 0))
 
 
 @functools.lru_cache(maxsize=16)
@@ -781,7 +781,7 @@ class _Job:
         (a gray frame into yuv420p: composed straight into its planes, see streamcolor.yuv420)."""
         if f.yuv is not None and f.l_half is not None:
             vf = av.VideoFrame(self.width, self.height, "yuv420p")
-            f.yuv.write(f.l_full, f.l_half, f.ab, *(_plane(vf, i) for i in range(3)))  # into the frame's planes
+            f.yuv.write(f.l_full, f.l_half, f.ab, *(plane_array(vf, i) for i in range(3)))  # into the frame's planes
             vf.pts, vf.time_base, vf.duration = f.pts, self.time_base, f.duration
             return vf
         rgb = render(f.lightness(), f.ab, saturation=self.colour.saturation, dtype=np.uint8)
