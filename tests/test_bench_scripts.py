@@ -44,3 +44,16 @@ def test_pipeline_bound_script_quick(tmp_path):
     assert d["batch"]["archive_items_per_s"] > 0
     table = figures.video_stages(d)
     assert "compose into the frame's 4:2:0 planes" in table and "RGB route, total" in table
+
+
+def test_int8_kernels_script_quick(tmp_path):
+    from benchmarks import int8_kernels
+
+    out = tmp_path / "int8.json"
+    assert int8_kernels.main(["--quick", "--out", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert set(d["recipes"]) == {"u8s8", "u8s8_reduce_range", "u8u8"}
+    for r in d["recipes"].values():
+        assert 0 <= r["disagreement_as_written"] < 2 and 0 <= r["disagreement_fused_kernels"] < 2
+        assert r["int8_images_per_s"] > 0 and r["fp32_images_per_s"] > 0
+    assert d["recipes"]["u8s8_reduce_range"]["reduce_range"] and d["recipes"]["u8u8"]["weights"] == "uint8"

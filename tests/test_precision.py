@@ -391,3 +391,22 @@ def test_a_variant_of_another_export_is_refused(bundle_copy, trusted_kernels, ca
     with caplog.at_level(logging.WARNING, logger="streamcolor.engines.select"):
         assert "int8" not in load_engine(bundle_copy, device="cpu").name
     assert "made from another colorizer.onnx" in caplog.text
+
+
+def test_reduce_range_quantizes_weights_to_7_bits(tmp_path, photos):
+    """--reduce-range (for CPUs without VNNI): every int8 weight of the colorizer within [-64, 64] (full range: 127), recorded."""
+    pytest.importorskip("onnx")
+    import onnx
+    from onnx import numpy_helper
+
+    from streamcolor.trainer.quantize import QuantizeOptions, quantize_bundle
+
+    bundle = tiny_bundle(tmp_path / "bundle")
+    quantize_bundle(bundle, photos, options=QuantizeOptions(n=8, size=32, batch=4, eval_size=32, speed=False,
+                                                            reduce_range=True))
+    rec = ModelInfo.load(bundle).meta["variants"]["int8"]
+    assert rec["quantization"]["reduce_range"] is True
+    weights = [numpy_helper.to_array(t) for t in onnx.load(str(bundle / "colorizer-int8.onnx")).graph.initializer
+               if t.data_type == onnx.TensorProto.INT8 and t.dims and np.prod(t.dims) > 1]
+    assert weights and all(int(np.abs(w).max()) <= 64 for w in weights)  # ONNX Runtime: symmetric [-64, 64]
+    assert max(int(np.abs(w).max()) for w in weights) > 32  # the 7-bit range is used, not something narrower

@@ -87,6 +87,9 @@ class QuantizeOptions:
     method: str = "minmax"  # one of METHODS
     percentile: float = 99.999  # "percentile" only
     per_channel: bool = True  # one weight scale per output channel
+    # 7-bit weights: ONNX Runtime's u8s8 kernels on x86 CPUs without VNNI (AVX2, plain AVX-512) add
+    # pairs of products in 16 bits, which saturate with full-range weights (onnxruntime#6004)
+    reduce_range: bool = False
     activations: str = "uint8"  # activation type (uint8 + int8 weights: the x86 VNNI/AMX kernels)
     weights: str = "int8"  # weight type
     exclude: tuple[str, ...] = ("last",)  # nodes kept in float: "first", "last" (conv), "fusion", or node names
@@ -314,7 +317,8 @@ def quantize_graph(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], *, 
         t = time.perf_counter()
         with _quiet_root_logger():  # the quantizer logs every bias-scale adjustment at INFO on the root logger
             quantize_static(str(pre), str(dst), _reader(feeds), quant_format=QuantFormat.QDQ,
-                            per_channel=options.per_channel, activation_type=_qtype(options.activations),
+                            per_channel=options.per_channel, reduce_range=options.reduce_range,
+                            activation_type=_qtype(options.activations),
                             weight_type=_qtype(options.weights), calibrate_method=_calibration_method(options.method),
                             nodes_to_exclude=excluded, extra_options=extra)
         log.info("quantized %s in %.1f s", src.name, time.perf_counter() - t)
@@ -325,7 +329,8 @@ def quantize_graph(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], *, 
         onnx.checker.check_model(proto)
         onnx.save(proto, str(dst))
     rec = {"tool": f"onnxruntime {onnxruntime.__version__} quantize_static", "preprocess": how, "format": "QDQ",
-           "calibration": options.method, "per_channel": options.per_channel, "activations": options.activations,
+           "calibration": options.method, "per_channel": options.per_channel, "reduce_range": options.reduce_range,
+           "activations": options.activations,
            "weights": options.weights, "excluded_nodes": excluded,
            "post_pass": f"DequantizeLinear moved below {moved} data-movement nodes (Tile, Transpose, Reshape...: "
                         "exact), so the upsampling moves uint8",
@@ -717,6 +722,9 @@ def command():
     @click.option("--exclude", multiple=True, default=QuantizeOptions.exclude, show_default=True,
                   help="Keep in float: first, last, fusion, or a node name; repeatable ('none' for nothing).")
     @click.option("--per-tensor", is_flag=True, help="One weight scale per tensor instead of per channel.")
+    @click.option("--reduce-range", is_flag=True,
+                  help="7-bit weights, for x86 CPUs without VNNI (AVX2), where ONNX Runtime's int8 kernels "
+                       "saturate with full-range weights.")
     @click.option("--extractor/--no-extractor", default=QuantizeOptions.extractor, show_default=True,
                   help="Also quantize the extractor (faster end to end; 5 MB more in the bundle).")
     @click.option("--fp16/--no-fp16", default=False, help="Also make and measure the fp16 (CUDA) variant.")
@@ -726,15 +734,15 @@ def command():
     @click.option("--eval-max", type=int, default=None, help="At most this many held-out photos.")
     @click.option("--no-speed", is_flag=True, help="Do not time the variant.")
     @click.option("--seed", default=0, show_default=True)
-    def quantize(bundle, calib, eval_photos, n, size, method, exclude, per_tensor, extractor, fp16, fp16_files,
-                 no_int8, eval_max, no_speed, seed):
+    def quantize(bundle, calib, eval_photos, n, size, method, exclude, per_tensor, reduce_range, extractor, fp16,
+                 fp16_files, no_int8, eval_max, no_speed, seed):
         """Add int8 (CPU) and fp16 (CUDA) variants to the model bundle BUNDLE, measured against its float32 graphs."""
         if not logging.getLogger().handlers:
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                                 datefmt="%H:%M:%S")
         exclude = tuple(e for e in exclude if e != "none")
         opts = QuantizeOptions(n=n, size=size, method=method, exclude=exclude, per_channel=not per_tensor,
-                               extractor=extractor, fp16=fp16, fp16_files=fp16_files, int8=not no_int8,
+                               reduce_range=reduce_range, extractor=extractor, fp16=fp16, fp16_files=fp16_files, int8=not no_int8,
                                eval_max=eval_max, speed=not no_speed, seed=seed)
         try:
             report = quantize_bundle(bundle, list(calib), eval_photos=list(eval_photos) or None, options=opts)
