@@ -15,11 +15,15 @@ pixels nobody sees.  Here the colour work runs once per 2x2 block:
 
 So the full-resolution work is a table lookup, one upsample and one add on
 one channel.  The frame's own luma carries all of its detail, exactly as in
-the RGB route; only dY, which is smooth because a*b* are, is
-interpolated.  On a 1080p photo frame this gives the RGB route's planes
-within 3 luma codes (PSNR ~55 dB; 99.9% of pixels within one code) at about
-a quarter of its cost (``tests/test_yuv420.py`` checks the agreement;
-``docs/benchmarks.md`` has the stage times).
+the RGB route; only dY, mostly smooth because a*b* are, is interpolated.
+On a 1080p photo frame with the network's colour this gives the RGB route's
+planes within 3 luma codes (PSNR ~55 dB; 99.99% of pixels within one code)
+at about a third of its cost.  Larger differences (up to ~10 codes) sit at
+sharp edges in strong colour, where the RGB route reduces chroma pixel by
+pixel to fit the gamut and this route per 2x2 block; decoded as a player
+shows it, the output is no further from the full-resolution composition
+than the RGB route's (``tests/test_yuv420.py``; ``docs/benchmarks.md`` has
+the stage times).
 
 Used by :mod:`streamcolor.video` for gray 8-bit frames of even size when the
 output is ``yuv420p`` (the default); anything else takes the RGB route.
