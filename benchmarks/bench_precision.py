@@ -32,7 +32,14 @@ RENDER = [224, 256] if FULL else [32]
 BATCH = [1, 16] if FULL else [1, 2]
 #: Timed rounds per engine (the median is kept): small batches are quick and noisier.
 ROUNDS = {1: 15, 16: 5} if FULL else {}
-PHOTOS = Path(__file__).resolve().parent.parent / "data" / "photos"
+ROOT = Path(__file__).resolve().parent.parent
+PHOTOS = ROOT / "data" / "photos"
+
+
+def _shown(path: Path) -> str:
+    """A bundle path as results files record it: relative to the repository when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
 #: Why there is no bf16 row (streamcolor/engines/select.py, and the issue #10 notes).
 BF16 = ("unavailable: ONNX Runtime's CPU provider has no bfloat16 Conv/MatMul kernels on x86 (NOT_IMPLEMENTED), "
         "and its only bf16 switch, mlas.enable_gemm_fastmath_arm64_bfloat16, is ARM64-only")
@@ -111,7 +118,7 @@ def test_precision_images_per_second(benchmark, setup, quality, render, batch):
         per[p] = fig
     benchmark.group = f"precision render={render} batch={batch}"
     benchmark.extra_info.update(render=render, batch=batch, device=device, cpu=cpu_description(), bf16=BF16,
-                                model=str(bundle), rounds=rounds, load_average=os.getloadavg()[0], **per)
+                                model=_shown(bundle), rounds=rounds, load_average=os.getloadavg()[0], **per)
 
     subject = "int8" if "int8" in per else "fp32"
     eng = load_engine(bundle, "onnx", precision=subject, device="cpu" if subject == "int8" else device)

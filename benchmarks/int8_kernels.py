@@ -21,19 +21,15 @@ minutes on 2 cores.
 
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
 import logging
-import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+
+from benchmarks import one_run
 
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("benchmarks.int8_kernels")
@@ -61,20 +57,8 @@ def calibration_crops(n: int, size: int, seed: int = 0) -> np.ndarray:
     return np.stack(crops).astype(np.float32)
 
 
-def _ips(engine, x: np.ndarray, calls: int) -> float:
-    engine.forward(x)
-    t = time.perf_counter()
-    for _ in range(calls):
-        engine.forward(x)
-    return calls * len(x) / (time.perf_counter() - t)
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.int8_kernels", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, required=True, help="results JSON to write")
-    ap.add_argument("--quick", action="store_true", help="fewer crops and calls: checks that the script runs")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    args = one_run.parse("int8_kernels", __doc__, argv, "fewer crops and calls: checks that the script runs")
     from streamcolor.engines import load_engine, select
     from streamcolor.engines.onnx_engine import OnnxEngine
     from streamcolor.trainer.quantize import QuantizeOptions, float32_graph, quantize_graph
@@ -88,14 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     calls = 1 if args.quick else 4
     recipes = {"u8s8": QuantizeOptions(), "u8s8_reduce_range": QuantizeOptions(reduce_range=True),
                "u8u8": QuantizeOptions(weights="uint8")}
-    args_given = sys.argv[1:] if argv is None else argv
-    result: dict[str, Any] = {"date": datetime.date.today().isoformat(),
-                              "command": "python -m benchmarks.int8_kernels " + " ".join(args_given),
-                              "model": info.name, "cpu": select.cpu_description(), "cpu_count": os.cpu_count(),
-                              "calibration": {"crops": len(crops), "size": int(crops.shape[1]),
-                                              "from": [str(p.relative_to(ROOT)) for p in SOURCES]},
-                              "limit": select.MAX_KERNEL_DISAGREEMENT, "recipes": {},
-                              "load_average": {"start": round(os.getloadavg()[0], 2)}}
+    result = one_run.record("int8_kernels", argv, model=info.name, cpu=select.cpu_description(),
+                            calibration={"crops": len(crops), "size": int(crops.shape[1]),
+                                         "from": [str(p.relative_to(ROOT)) for p in SOURCES]},
+                            limit=select.MAX_KERNEL_DISAGREEMENT, recipes={})
     x = crops[:8]
     with tempfile.TemporaryDirectory(prefix="sc-int8-") as tmp:
         tmp = Path(tmp)
@@ -109,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             fp32 = load_engine(bundle, "onnx", device="cpu")
             fused = OnnxEngine(fp32.info, device="cpu", colorizer_file="colorizer-int8.onnx")
             written = OnnxEngine(fp32.info, device="cpu", colorizer_file="colorizer-int8.onnx", as_written=True)
-            rounds = [(_ips(fused, x, calls), _ips(fp32, x, calls)) for _ in range(2)]
+            rounds = [(one_run.images_per_s(fused, x, calls), one_run.images_per_s(fp32, x, calls)) for _ in range(2)]
             int8_ips, fp32_ips = max(r[0] for r in rounds), max(r[1] for r in rounds)
             result["recipes"][name] = {
                 "activations": opts.activations, "weights": opts.weights, "reduce_range": opts.reduce_range,
@@ -120,10 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("%s: %s", name, result["recipes"][name])
             for e in (fp32, fused, written):
                 e.close()
-    result["load_average"]["end"] = round(os.getloadavg()[0], 2)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    log.info("wrote %s", args.out)
+    one_run.write(args.out, result, log)
     return 0
 
 

@@ -113,11 +113,9 @@ class Rounds:
 def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
     """ms per frame of each pipeline step run alone, in the pipeline's own functions (a gray clip
     into yuv420p: the direct 4:2:0 route); and of the RGB route's steps that it replaces."""
-    import cv2
-
-    from streamcolor.colorize import compose, network_input, pixels_to_l, to_dtype, upsample_ab
-    from streamcolor.video import (ChromaStabilizer, codec_options, plane_array, rgb_kwargs, gray_luma, gray_lut,
-                                   histogram_distance, l_histogram, on_grid, pick_codec)
+    from streamcolor.colorize import compose, network_input, to_dtype, upsample_ab
+    from streamcolor.video import (ChromaStabilizer, gray_lut, histogram_distance, l_histogram, on_grid,
+                                   pick_codec, plain_encoder, plane_array, rgb_kwargs)
     from streamcolor.yuv420 import Yuv420Composer, composer
 
     colour = options.color_options(engine)
@@ -134,12 +132,8 @@ def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
     def to_l():
         out = []
         for f in frames:
-            luma = gray_luma(f)
-            if luma is not None:
-                l_full = cv2.LUT(luma, gray_lut(f.format.name, rgb_kwargs(f).get("src_color_range")))
-                out.append((luma, l_full, Yuv420Composer.half_l(l_full)))
-            else:
-                out.append((None, pixels_to_l(f.to_ndarray(**rgb_kwargs(f))), None))
+            luma, l_full = _frame_l(f)
+            out.append((luma, l_full, None if luma is None else Yuv420Composer.half_l(l_full)))
         return out
 
     gray_lut(frames[0].format.name, rgb_kwargs(frames[0]).get("src_color_range"))  # built once per format
@@ -179,18 +173,15 @@ def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
     rgb_route: dict[str, float] = {}
     rgb_route["upsample"], ups = _timed(lambda: [upsample_ab(a, h, w, colour.saturation) for a in abs_])
     rgb_route["compose"], rgbs = _timed(lambda: [to_dtype(compose(l, u), np.uint8) for (_, l, _), u in zip(ls, ups)])
-    del ups
+    ups = None  # 16 bytes a pixel per frame: not kept for the rest
     rgb_route["to_yuv"], _ = _timed(lambda: [av.VideoFrame.from_ndarray(r, format="rgb24").reformat(
         format=options.pix_fmt, dst_colorspace="ITU709" if hd else "ITU601", dst_color_range="MPEG") for r in rgbs])
-    del rgbs
+    rgbs = None
     codec = pick_codec(options.codec)
 
     def encode():
         with av.open(str(work / "stages-out.mp4"), "w") as out:
-            vs = out.add_stream(codec, rate=rate)
-            vs.width, vs.height, vs.pix_fmt = w, h, options.pix_fmt
-            vs.time_base = vs.codec_context.time_base = tb
-            vs.options = codec_options(codec, options)
+            vs = plain_encoder(out, codec, options, w, h, rate, tb)
             for i, vf in enumerate(vfs):
                 vf.pts, vf.time_base = i, tb
                 out.mux(vs.encode(vf))
@@ -201,26 +192,29 @@ def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
             {k: round(1000 * v / n, 2) for k, v in rgb_route.items()})
 
 
-def _clip_l(src: Path) -> list[np.ndarray]:
-    """Full-resolution L* of every frame of a clip (the pipeline's reader path)."""
+def _frame_l(frame) -> tuple[np.ndarray | None, np.ndarray]:
+    """(luma codes of a gray frame, else None; full-resolution L*) as the pipeline's reader makes them."""
     import cv2
 
     from streamcolor.colorize import pixels_to_l
     from streamcolor.video import rgb_kwargs, gray_luma, gray_lut
 
-    out = []
+    luma = gray_luma(frame)
+    if luma is None:
+        return None, pixels_to_l(frame.to_ndarray(**rgb_kwargs(frame)))
+    return luma, cv2.LUT(luma, gray_lut(frame.format.name, rgb_kwargs(frame).get("src_color_range")))
+
+
+def _clip_l(src: Path) -> list[np.ndarray]:
+    """Full-resolution L* of every frame of a clip (the pipeline's reader path)."""
     with av.open(str(src)) as inp:
-        for f in inp.decode(video=0):
-            luma = gray_luma(f)
-            out.append(cv2.LUT(luma, gray_lut(f.format.name, rgb_kwargs(f).get("src_color_range")))
-                       if luma is not None else pixels_to_l(f.to_ndarray(**rgb_kwargs(f))))
-    return out
+        return [_frame_l(f)[1] for f in inp.decode(video=0)]
 
 
 def naive_video(src: Path, dst: Path, engine, options) -> int:
     """Decode, ``colorize_image`` one frame at a time, encode: what a script around the image API does."""
     from streamcolor.colorize import colorize_image
-    from streamcolor.video import codec_options, pick_codec
+    from streamcolor.video import pick_codec, plain_encoder
 
     colour = options.color_options(engine)
     codec = pick_codec(options.codec)
@@ -228,10 +222,7 @@ def naive_video(src: Path, dst: Path, engine, options) -> int:
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
         vin = inp.streams.video[0]
         vin.thread_type = "AUTO"
-        vs = out.add_stream(codec, rate=vin.average_rate)
-        vs.width, vs.height, vs.pix_fmt = vin.width, vin.height, options.pix_fmt
-        vs.time_base = vs.codec_context.time_base = vin.time_base
-        vs.options = codec_options(codec, options)
+        vs = plain_encoder(out, codec, options, vin.width, vin.height, vin.average_rate, vin.time_base)
         for frame in inp.decode(vin):
             rgb = colorize_image(frame.to_ndarray(format="rgb24"), engine=engine, options=colour)
             vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")

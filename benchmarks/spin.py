@@ -18,9 +18,6 @@ Compare the ratios within this one run; about 3 minutes on 2 cores.
 
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
 import logging
 import os
 import sys
@@ -31,16 +28,14 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import one_run
+
 log = logging.getLogger("benchmarks.spin")
 ROUNDS = 3
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.spin", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, required=True, help="results JSON to write")
-    ap.add_argument("--quick", action="store_true", help="tiny inputs: checks that the script runs, no figures")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    args = one_run.parse("spin", __doc__, argv, "tiny inputs: checks that the script runs, no figures")
     from streamcolor.colorize import network_input
     from streamcolor.engines import load_engine
     from streamcolor.engines.onnx_engine import OnnxEngine
@@ -53,11 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     colour = options.color_options(base)
     w, h, n = (160, 96, 8) if args.quick else (768, 576, 96)
     reps = 1 if args.quick else ROUNDS
-    args_given = sys.argv[1:] if argv is None else argv
-    result: dict[str, Any] = {"date": datetime.date.today().isoformat(),
-                              "command": "python -m benchmarks.spin " + " ".join(args_given),
-                              "model": base.info.name, "cpu_count": os.cpu_count(), "rounds": reps,
-                              "load_average": {"start": round(os.getloadavg()[0], 2)}}
+    result = one_run.record("spin", argv, model=base.info.name, rounds=reps)
     # engine only
     engine_rows: dict[str, dict[str, list[float]]] = {k: {} for k in engines}
     for batch in (1, 8):
@@ -65,11 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         calls = 2 if args.quick else max(4, 32 // batch)
         for _ in range(reps):
             for name, eng in engines.items():
-                eng.forward(x)
-                t = time.perf_counter()
-                for _ in range(calls):
-                    eng.forward(x)
-                engine_rows[name].setdefault(f"batch{batch}", []).append(calls * batch / (time.perf_counter() - t))
+                engine_rows[name].setdefault(f"batch{batch}", []).append(one_run.images_per_s(eng, x, calls))
     result["engine_images_per_s"] = {name: {k: round(max(v), 2) for k, v in rows.items()}
                                      for name, rows in engine_rows.items()}
     result["engine_all_rounds"] = {name: {k: [round(x, 2) for x in v] for k, v in rows.items()}
@@ -105,10 +92,8 @@ def main(argv: list[str] | None = None) -> int:
                            "video_over_bound": round(fps[f"video_{name}"] / bound, 3)}
         video["all_rounds_s"] = {k: [round(x, 2) for x in v] for k, v in walls.items()}
         result["video"] = video
-    result["load_average"]["end"] = round(os.getloadavg()[0], 2)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    log.info("wrote %s: %s", args.out, {k: result[k] for k in ("engine_images_per_s", "video")})
+    log.info("%s", {k: result[k] for k in ("engine_images_per_s", "video")})
+    one_run.write(args.out, result, log)
     return 0
 
 

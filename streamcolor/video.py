@@ -1128,6 +1128,16 @@ def make_clip(path: str | Path, width: int, height: int, frames: int, *, rate: i
     return path
 
 
+def plain_encoder(out, codec: str, options: VideoOptions, width: int, height: int, rate, time_base):
+    """A video stream in ``out`` with the pipeline's encoder settings and nothing else (no colour
+    tags, no copied streams): for the codec floor and the benchmarks' reference loops."""
+    vout = out.add_stream(codec, rate=rate)
+    vout.width, vout.height, vout.pix_fmt = width, height, options.pix_fmt
+    vout.time_base = vout.codec_context.time_base = time_base
+    vout.options = codec_options(codec, options)
+    return vout
+
+
 def codec_floor(src: str | Path, dst: str | Path, options: "VideoOptions | None" = None) -> int:
     """Decode ``src`` and re-encode it to ``dst`` with the pipeline's encoder
     settings (:class:`~streamcolor.video.VideoOptions`), threads on, no colour
@@ -1138,10 +1148,7 @@ def codec_floor(src: str | Path, dst: str | Path, options: "VideoOptions | None"
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
         vin = inp.streams.video[0]
         vin.thread_type = "AUTO"
-        vout = out.add_stream(codec, rate=vin.average_rate)
-        vout.width, vout.height, vout.pix_fmt = vin.width, vin.height, options.pix_fmt
-        vout.time_base = vout.codec_context.time_base = vin.time_base
-        vout.options = codec_options(codec, options)
+        vout = plain_encoder(out, codec, options, vin.width, vin.height, vin.average_rate, vin.time_base)
         for frame in inp.decode(vin):
             out.mux(vout.encode(frame))
             n += 1
@@ -1157,4 +1164,4 @@ def video_size(src: str | Path) -> tuple[int, int]:
 
 __all__ = ["ChromaStabilizer", "Segment", "VideoOptions", "check_codec", "codec_floor", "colorize_segment",
            "colorize_video", "default_output", "histogram_distance", "join_segments", "l_histogram", "make_clip",
-           "output_path", "pick_codec", "plan_segments", "video_keyframes", "video_size"]
+           "output_path", "pick_codec", "plain_encoder", "plan_segments", "video_keyframes", "video_size"]

@@ -27,8 +27,8 @@ def test_spin_script_quick(tmp_path):
     for name in ("spin", "no_spin"):
         assert d["engine_images_per_s"][name]["batch1"] > 0 and d["engine_images_per_s"][name]["batch8"] > 0
         v = d["video"][name]
-        assert 0 < v["video_fps"] and 0 < v["video_over_bound"] < 2
-        assert v["bound_fps"] < min(v["engine_fps"], d["video"]["codec_fps"])
+        assert v["video_fps"] > 0 and v["video_over_bound"] > 0
+        assert v["bound_fps"] < min(v["engine_fps"], d["video"]["codec_fps"])  # arithmetic, not timing
 
 
 def test_pipeline_bound_script_quick(tmp_path):
