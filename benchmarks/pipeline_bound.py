@@ -113,9 +113,9 @@ class Rounds:
 def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
     """ms per frame of each pipeline step run alone, in the pipeline's own functions (a gray clip
     into yuv420p: the direct 4:2:0 route); and of the RGB route's steps that it replaces."""
-    from streamcolor.colorize import compose, network_input, to_dtype, upsample_ab
-    from streamcolor.video import (ChromaStabilizer, gray_lut, histogram_distance, l_histogram, on_grid,
-                                   pick_codec, plain_encoder, plane_array, rgb_kwargs)
+    from streamcolor.colorize import compose, to_dtype, upsample_ab
+    from streamcolor.video import (ChromaStabilizer, frame_network_input, gray_lut, histogram_distance,
+                                   l_histogram, on_grid, pick_codec, plain_encoder, plane_array, rgb_kwargs)
     from streamcolor.yuv420 import Yuv420Composer, composer
 
     colour = options.color_options(engine)
@@ -140,7 +140,7 @@ def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
     t["to_L"], ls = _timed(to_l)
     if any(luma is None for luma, _, _ in ls):
         raise ValueError(f"{src}: the stage table is for a gray clip")
-    t["resize"], nets = _timed(lambda: [network_input(l, colour.render_size, colour.size_multiple) for _, l, _ in ls])
+    t["resize"], nets = _timed(lambda: [frame_network_input(l, half, colour) for _, l, half in ls])
     net = np.stack(nets)
     engine.predict(net[:batch])  # warm: first-call allocations are not per frame
     t["engine"], abs_ = _timed(lambda: [a for i in range(0, n, batch) for a in engine.predict(net[i:i + batch])])

@@ -243,10 +243,13 @@ def _off_lightness(rgb: np.ndarray, l_target: np.ndarray) -> np.ndarray:
     off = np.zeros(rgb.shape[:-1], dtype=bool)
     edge = np.flatnonzero(cv2.inRange(rgb, (e, e, e), (1.0 - e, 1.0 - e, 1.0 - e)) == 0)
     if edge.size:  # pixels outside [0, 1] are on the edge too
-        px = rgb.reshape(-1, 3)[edge]
-        outside = (px.min(axis=1) < -e) | (px.max(axis=1) > 1.0 + e)
-        l_back = cv2.cvtColor(np.clip(px, 0.0, 1.0)[None], cv2.COLOR_RGB2Lab)[0, :, 0]
-        off.reshape(-1)[edge] = outside | (np.abs(l_back - np.asarray(l_target).reshape(-1)[edge]) > _L_TOLERANCE)
+        # np.take and cv2.inRange, not fancy indexing and min/max over the 3-long axis: on a photo
+        # with blown highlights (a fifth of its pixels on the edge) those took 3x as long as the rest
+        px = np.take(rgb.reshape(-1, 3), edge, axis=0)[None]
+        outside = cv2.inRange(px, (-e, -e, -e), (1.0 + e, 1.0 + e, 1.0 + e))[0] == 0
+        l_back = cv2.cvtColor(np.clip(px, 0.0, 1.0, out=px), cv2.COLOR_RGB2Lab)[0, :, 0]
+        l_edge = np.take(np.asarray(l_target, dtype=np.float32).reshape(-1), edge)
+        off.reshape(-1)[edge] = outside | (np.abs(l_back - l_edge) > _L_TOLERANCE)
     return off
 
 

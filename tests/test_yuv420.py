@@ -164,3 +164,27 @@ def test_video_takes_the_direct_route_only_where_it_applies(tmp_path, engine, si
         assert diff.mean() < 0.5 and (diff > 3).mean() < 0.02, (diff.mean(), (diff > 3).mean(), diff.max())
     else:
         assert diff.max() == 0
+
+
+@pytest.mark.parametrize("size, from_half", [((1080, 1920), True), ((576, 768), False), ((240, 320), False)])
+def test_network_input_from_the_half_res_blocks_equals_the_full_res_one(size, from_half):
+    """The 4:2:0 route shrinks the network input from the 2x2 blocks' average it has anyway, when
+    it is at least twice the render size: area averages of area averages, the input the full-res L* gives
+    within OpenCV's area weights at a fractional scale (a fraction of one L* unit)."""
+    from streamcolor.colorize import ColorOptions, network_input
+    from streamcolor.video import frame_network_input
+
+    height, width = size
+    luma = _luma(height, width, hd=height >= 720)
+    l_full = cv2.LUT(luma, gray_lut("yuv420p"))
+    half = Yuv420Composer.half_l(l_full)
+    colour = ColorOptions(render_size=320, saturation=1.0, size_multiple=32)
+    want = network_input(l_full, 320, 32)
+    got = frame_network_input(l_full, half, colour)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    if from_half:  # shrunk from the blocks; [-1, 1] scaled, so 0.01 is half an L* unit
+        err = np.abs(got - want) * 50.0  # (the default model's a*b* then differ by 0.2 on average)
+        assert err.mean() < 0.5 and np.percentile(err, 99) < 3.0 and err.max() < 10.0, (err.mean(), err.max())
+    else:  # the half-res frame is under twice the render size: made from the full-res L*, exactly
+        assert np.array_equal(got, want)
+    assert np.array_equal(frame_network_input(l_full, None, colour), want)
