@@ -93,8 +93,29 @@ def video_stages(d: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def video_threads(d: dict[str, Any]) -> str:
+    """CPU ms per frame by thread role, decode + encode only against the pipeline, each clip."""
+    clips = [v for v in d["video"] if v.get("thread_cpu_ms_per_frame", {}).get("pipeline")]
+    roles: list[str] = []
+    for v in clips:
+        for part in ("pipeline", "codec"):
+            roles += [k for k in v["thread_cpu_ms_per_frame"][part] if k not in roles and k != "total"]
+    roles.append("total")
+    rows = ["| thread role | " + " | ".join(f"{v['clip']}: decode + encode only | {v['clip']}: `streamcolor video`"
+                                          for v in clips) + " |", "|---|" + "---|---|" * len(clips)]
+    for k in roles:
+        cells = []
+        for v in clips:
+            t = v["thread_cpu_ms_per_frame"]
+            cells += [_f(t[p][k]) if k in t[p] else "" for p in ("codec", "pipeline")]
+        name = f"**{k}**" if k == "total" else k
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
 #: Block name -> the function that writes it from its results file.
-BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {"video-bound": video_bound, "video-stages": video_stages}
+BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {"video-bound": video_bound, "video-stages": video_stages,
+                                                      "video-threads": video_threads}
 
 
 def render(name: str, source: str) -> str:

@@ -18,7 +18,10 @@ change).  For each video size (576p and 1080p):
 * **bound**: ``1 / (1/engine_fps + 1/codec_fps)``: both use every core, so
   a pipeline on this machine cannot beat doing the two one after the other;
 * **pipeline**: ``colorize_video`` (the product), and its ratio to the bound;
-* **naive**: decode, ``colorize_image`` per frame, encode (one frame at a time).
+* **naive**: decode, ``colorize_image`` per frame, encode (one frame at a time);
+* **threads**: one more codec-only and pipeline run each, their CPU time per frame by
+  thread role (encoder, decoder, engine, compose, ...; :class:`ThreadCpu`): where the
+  work a pipeline adds to the engine's and the codec's goes.
 
 Batch: 1-megapixel gray JPEGs through ``colorize_archive`` against the same
 bound (engine only on their network inputs; decode + encode only of the same
@@ -27,7 +30,7 @@ one.  Memory: peak RSS of a fresh process colorizing a 10 s and a 60 s clip.
 
 The machine may be shared: the 1-minute load average is recorded around every
 measurement; compare ratios measured in this one run, not absolute figures
-across runs.  About 4 minutes on 2 cores.
+across runs.  About 6 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -56,11 +59,13 @@ log = logging.getLogger("benchmarks.pipeline_bound")
 #: (name, width, height, frames) of the video clips.
 CLIPS = [("576p", 768, 576, 96), ("1080p", 1920, 1080, 48)]
 #: Alternating rounds of engine only, codec only and the pipeline (the naive loop runs once).
-ROUNDS = 2
+ROUNDS = 3
 #: Photos of the batch figure: count, height, width (~1.0 megapixel).
 PHOTOS = (24, 864, 1152)
 #: Seconds of the short and long clip of the memory figure, and their size.
 RSS_SECONDS, RSS_SIZE = (10, 60), (320, 240)
+#: Seconds between reads of the threads' CPU times (ThreadCpu).
+THREAD_PERIOD = 0.1
 
 
 def _load() -> float:
@@ -105,6 +110,94 @@ class Rounds:
     def cpu_ms(self, name: str, n: int) -> float:
         """CPU milliseconds per item of the cheapest round."""
         return 1000 * min(self.cpu[name]) / n
+
+
+class ThreadCpu:
+    """CPU milliseconds of each thread of this process over a run, summed by role (Linux,
+    ``/proc/self/task``; elsewhere nothing is recorded).
+
+    Why: the process's CPU time says how much work besides the engine and the codec a
+    pipeline adds, not where; the encoder's and the engine's threads carry no names, so
+    they are told apart by when they appear: threads alive before the run (besides the
+    caller's) are the engine's pool, threads the run starts are PyAV's decoder (named
+    ``av:...``), the pipeline's own (Python threads, by name) or else the encoder's.
+    Threads are read every ``period`` s (and at the end); a thread that ends between two
+    reads loses its last interval, counted in ``unattributed``."""
+
+    def __init__(self, period: float | None = None) -> None:
+        import threading
+
+        self.period = THREAD_PERIOD if period is None else period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="bench-thread-cpu", daemon=True)
+        self.roles: dict[str, str] = {}
+        self.last: dict[str, float] = {}
+
+    @staticmethod
+    def _tasks() -> dict[str, tuple[str, float]]:
+        tick = os.sysconf("SC_CLK_TCK")
+        out = {}
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                comm = Path(f"/proc/self/task/{tid}/comm").read_text().strip()
+                fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # ended meanwhile
+                continue
+            out[tid] = (comm, (int(fields[11]) + int(fields[12])) / tick)  # utime + stime
+        return out
+
+    def _role(self, tid: str, comm: str, names: dict[str, str]) -> str:
+        if names.get(tid) == "MainThread":
+            return "main (muxer, encoder calls)"
+        if tid in self.before:
+            return "engine pool (alive before)"
+        if tid in names:
+            name = names[tid].removeprefix("streamcolor-").split("_")[0]
+            return {"read": "reader (decode calls, L*)", "network": "network (engine calls)",
+                    "compose": "compose"}.get(name, name)
+        return "decoder (FFmpeg threads)" if comm.startswith("av:") else "encoder (x264 threads)"
+
+    def _read(self) -> None:
+        import threading
+
+        names = {str(t.native_id): t.name for t in threading.enumerate()}
+        mine = str(self._thread.native_id)
+        for tid, (comm, cpu) in self._tasks().items():
+            if tid != mine:
+                self.roles.setdefault(tid, self._role(tid, comm, names))
+                self.last[tid] = cpu
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.period):
+            self._read()
+
+    def __enter__(self) -> "ThreadCpu":
+        self.enabled = Path("/proc/self/task").is_dir()
+        self.before = {tid: cpu for tid, (_, cpu) in self._tasks().items()} if self.enabled else {}
+        self.cpu0 = _cpu()
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.total = _cpu() - self.cpu0
+        if self.enabled:
+            self._stop.set()
+            self._thread.join()
+            self._read()
+
+    def ms_per_item(self, n: int) -> dict[str, float]:
+        """{role: CPU ms per item}, largest first, with ``unattributed`` (ended threads' last
+        interval, the sampler itself) and ``total`` (the process's CPU time over the run)."""
+        if not self.enabled:
+            return {}
+        by: dict[str, float] = {}
+        for tid, cpu in self.last.items():
+            by[self.roles[tid]] = by.get(self.roles[tid], 0.0) + cpu - self.before.get(tid, 0.0)
+        out = {k: round(1000 * v / n, 1) for k, v in sorted(by.items(), key=lambda kv: -kv[1]) if v > 0}
+        out["unattributed"] = round(1000 * (self.total - sum(by.values())) / n, 1)
+        out["total"] = round(1000 * self.total / n, 1)
+        return out
 
 
 # --------------------------------------------------------------------------- video
@@ -258,6 +351,13 @@ def video_figures(engine, work: Path) -> list[dict[str, Any]]:
             row["load_average"][f"after_round{i + 1}"] = _load()
         r.run("naive", lambda: naive_video(src, work / f"naive-{name}.mp4", engine, options))
         row["load_average"]["after_naive"] = _load()
+        threads = {}  # one more run of each, for where its CPU time goes
+        with ThreadCpu() as tc:
+            codec_floor(src, work / f"floor-{name}.mp4", options)
+        threads["codec"] = tc.ms_per_item(n)
+        with ThreadCpu() as tc:
+            colorize_video(src, work / f"pipe-{name}.mp4", engine=engine, options=options, progress=False)
+        threads["pipeline"] = tc.ms_per_item(n)
         fps = {k: r.rate(k, n) for k in r.wall}
         cpu = {k: r.cpu_ms(k, n) for k in r.cpu}
         bound = 1 / (1 / fps["engine"] + 1 / fps["codec"])
@@ -268,7 +368,7 @@ def video_figures(engine, work: Path) -> list[dict[str, Any]]:
                    cpu_ms_per_frame={k: round(v, 1) for k, v in cpu.items()},
                    cpu_bound_over_pipeline=round((cpu["engine"] + cpu["codec"]) / cpu["pipeline"], 3),
                    all_rounds_s={k: [round(x, 2) for x in v] for k, v in r.wall.items()},
-                   stage_sum_ms=round(sum(stages.values()), 2))
+                   stage_sum_ms=round(sum(stages.values()), 2), thread_cpu_ms_per_frame=threads)
         log.info("%s: %s", name, {k: v for k, v in row.items() if k != "stages_ms_per_frame"})
         rows.append(row)
     return rows
@@ -388,8 +488,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="keep the parts of an existing --out file that this run skips (each part records its run)")
     args = ap.parse_args(argv)
     if args.quick:
-        global CLIPS, PHOTOS, RSS_SECONDS, RSS_SIZE
+        global CLIPS, PHOTOS, RSS_SECONDS, RSS_SIZE, THREAD_PERIOD
         CLIPS, PHOTOS, RSS_SECONDS, RSS_SIZE = [("tiny", 160, 96, 12)], (4, 96, 128), (1, 2), (96, 64)
+        THREAD_PERIOD = 0.005
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from streamcolor.colorize import model_options
     from streamcolor.engines import load_engine

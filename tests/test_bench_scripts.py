@@ -44,6 +44,12 @@ def test_pipeline_bound_script_quick(tmp_path):
     assert d["batch"]["archive_items_per_s"] > 0
     table = figures.video_stages(d)
     assert "compose into the frame's 4:2:0 planes" in table and "RGB route, total" in table
+    threads = clip["thread_cpu_ms_per_frame"]
+    if threads["pipeline"]:  # Linux (a tiny clip's threads may end before the first read: no role is certain)
+        assert "network (engine calls)" in threads["pipeline"] and "network (engine calls)" not in threads["codec"]
+        for part in threads.values():  # the roles add up to the process's CPU time
+            assert abs(sum(v for k, v in part.items() if k != "total") - part["total"]) < 0.05 * len(part) + 0.01  # rounding
+        assert "| network (engine calls) |" in figures.video_threads(d)
 
 
 def test_int8_kernels_script_quick(tmp_path):
