@@ -59,6 +59,13 @@ def video_bound(d: dict[str, Any]) -> str:
              f"| {_f(b['engine_items_per_s'], 2)} | {_f(b['codec_items_per_s'], 2)} | {_f(b['bound_items_per_s'], 2)} "
              f"| **{_f(b['archive_over_bound'], 2)}x** | {_f(b['cpu_bound_over_archive'], 2)} "
              f"| {_f(b['naive_items_per_s'], 2)} | {_f(b['archive_over_naive'], 2)}x |"]
+    if all("pipeline_preferred_batch_fps" in v for v in d["video"]):
+        v0 = d["video"][0]
+        rows += ["", f"`streamcolor video` runs the engine at batch {v0['pipeline_batch']} (`Engine.video_batch_size`); "
+                 f"at batch {v0['engine_batch']}, as engine only, it ran " + ", ".join(
+                     f"{_f(v['pipeline_preferred_batch_fps'], 2)} fps at {v['clip']} (batch {v['pipeline_batch']} / "
+                     f"batch {v['engine_batch']}: {_f(v['pipeline_over_preferred_batch'], 2)}x the fps, "
+                     f"{_f(v['cpu_pipeline_over_preferred_batch'], 2)}x the CPU time)" for v in d["video"]) + "."]
     m = d["memory"]
     s, l = (m[f"{x}s"] for x in m["seconds"])
     loads = [x for part in (*d["video"], d["batch"], m) for x in part["load_average"].values()]

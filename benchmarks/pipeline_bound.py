@@ -12,12 +12,14 @@ change).  For each video size (576p and 1080p):
   and the full-resolution RGB route's steps (upsample, compose, to-YUV) that
   the 4:2:0 composer replaces, for comparison;
 * **engine only**: ``Engine.predict`` on the clip's network inputs, at the
-  engine's preferred batch (the "engine" stage);
+  engine's preferred batch (the "engine" stage times it at the pipeline's batch);
 * **codec only**: decode + re-encode with the pipeline's encoder settings
   (``streamcolor.video.codec_floor``);
 * **bound**: ``1 / (1/engine_fps + 1/codec_fps)``: both use every core, so
   a pipeline on this machine cannot beat doing the two one after the other;
-* **pipeline**: ``colorize_video`` (the product), and its ratio to the bound;
+* **pipeline**: ``colorize_video`` (the product, at the engine's ``video_batch_size``),
+  and its ratio to the bound; and the same at the engine's ``preferred_batch_size``
+  (what engine only uses), taking turns with it;
 * **naive**: decode, ``colorize_image`` per frame, encode (one frame at a time);
 * **threads**: one more codec-only and pipeline run each, their CPU time per frame by
   thread role (encoder, decoder, engine, compose, ...; :class:`ThreadCpu`): where the
@@ -36,6 +38,7 @@ across runs.  About 6 minutes on 2 cores.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import concurrent.futures
 import datetime
 import json
@@ -212,7 +215,7 @@ def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
     from streamcolor.yuv420 import Yuv420Composer, composer
 
     colour = options.color_options(engine)
-    batch = options.batch_size or engine.preferred_batch_size
+    batch = options.batch_size or engine.video_batch_size  # what the pipeline uses
     t: dict[str, float] = {}
     with av.open(str(src)) as inp:
         vin = inp.streams.video[0]
@@ -340,14 +343,18 @@ def video_figures(engine, work: Path) -> list[dict[str, Any]]:
                                                                                              work)
         row["load_average"]["after_stages"] = _load()
         colour = options.color_options(engine)
-        batch = options.batch_size or engine.preferred_batch_size
+        batch = engine.preferred_batch_size  # engine only: its fastest batch alone, so the bound is the highest
         net = np.stack([network_input(l, colour.render_size, colour.size_multiple) for l in _clip_l(src)])
+        # the pipeline at the engine's preferred batch too, against its video batch (the default)
+        at_preferred = dataclasses.replace(options, batch_size=batch)
         r = Rounds()
         for i in range(ROUNDS):
             r.run("engine", lambda: [engine.predict(net[j:j + batch]) for j in range(0, n, batch)])
             r.run("codec", lambda: codec_floor(src, work / f"floor-{name}.mp4", options))
             r.run("pipeline", lambda: colorize_video(src, work / f"pipe-{name}.mp4", engine=engine, options=options,
                                                      progress=False))
+            r.run("pipeline_preferred_batch", lambda: colorize_video(
+                src, work / f"pipe-{name}.mp4", engine=engine, options=at_preferred, progress=False))
             row["load_average"][f"after_round{i + 1}"] = _load()
         r.run("naive", lambda: naive_video(src, work / f"naive-{name}.mp4", engine, options))
         row["load_average"]["after_naive"] = _load()
@@ -364,6 +371,10 @@ def video_figures(engine, work: Path) -> list[dict[str, Any]]:
         row.update(codec=pick_codec(options.codec), rounds=ROUNDS, engine_fps=round(fps["engine"], 2),
                    codec_fps=round(fps["codec"], 2), bound_fps=round(bound, 2), pipeline_fps=round(fps["pipeline"], 2),
                    naive_fps=round(fps["naive"], 2), pipeline_over_bound=round(fps["pipeline"] / bound, 3),
+                   pipeline_batch=options.batch_size or engine.video_batch_size, engine_batch=batch,
+                   pipeline_preferred_batch_fps=round(fps["pipeline_preferred_batch"], 2),
+                   pipeline_over_preferred_batch=round(fps["pipeline"] / fps["pipeline_preferred_batch"], 3),
+                   cpu_pipeline_over_preferred_batch=round(cpu["pipeline"] / cpu["pipeline_preferred_batch"], 3),
                    pipeline_over_naive=round(fps["pipeline"] / fps["naive"], 3),
                    cpu_ms_per_frame={k: round(v, 1) for k, v in cpu.items()},
                    cpu_bound_over_pipeline=round((cpu["engine"] + cpu["codec"]) / cpu["pipeline"], 3),

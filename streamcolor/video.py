@@ -98,7 +98,7 @@ class VideoOptions:
 
     render_size: int | None = None  # network input, longer side; None: the model's recommendation
     saturation: float | None = None  # gain on predicted a*b*; None: the model's recommendation
-    batch_size: int | None = None  # frames per engine call; None: the engine's preferred_batch_size (8 on CPUs)
+    batch_size: int | None = None  # frames per engine call; None: the engine's video_batch_size (2 on CPUs)
     codec: str = "auto"  # a PyAV video encoder; "auto": h264_nvenc when it opens here, else libx264
     pix_fmt: str = "yuv420p"  # output pixel format; yuv420p plays everywhere
     quality: int = 18  # constant quality: crf (x264, x265, VP9), cq (NVENC); lower is better and bigger
@@ -572,7 +572,7 @@ class _Job:
         self.kept: list[int] = []  # pts of the frames written
         self.inp, self.vin, self.engine = inp, vin, engine
         self.options, self.colour, self.progress = options, colour, progress
-        self.batch_size = options.batch_size or engine.preferred_batch_size
+        self.batch_size = options.batch_size or engine.video_batch_size
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
         ctx = vin.codec_context

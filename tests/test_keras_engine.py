@@ -45,6 +45,8 @@ import keras
 out["backend"] = keras.backend.backend()
 out["name"] = keras_eng.name
 out["batch"] = keras_eng.preferred_batch_size
+out["video_batch"] = keras_eng.video_batch_size
+out["onnx_video_batch"] = onnx_eng.video_batch_size
 rng = np.random.default_rng(0)
 from streamcolor.colorize import network_input, pixels_to_l
 from streamcolor.image_io import read_image
@@ -99,6 +101,7 @@ def test_keras_engine_runs_the_default_unet_on_jax(jax_run):
     assert jax_run["backend"] == "jax" and not jax_run["tf_loaded"]
     assert jax_run["name"] == "keras-cpu-fp32:streamcolor-unet-lite0-v1"
     assert jax_run["batch"] == 8  # on a GPU: keras_engine.GPU_BATCH
+    assert jax_run["video_batch"] == jax_run["onnx_video_batch"] == 2  # on a GPU: the preferred batch
     h, w = jax_run["shape"][1:3]
     assert jax_run["shape"][0] == 2 and jax_run["shape"][3] == 2 and max(h, w) == 160 // 4  # a quarter of the input
     # the same network as the shipped ONNX graph (whose weights are stored float16): equal to rounding,

@@ -525,3 +525,17 @@ def test_join_segments_rebuilds_the_video(engine, gop_clip, tmp_path):
         join_segments(gop_clip, paths[::-1], tmp_path / "backwards.mp4")
     assert leftovers(tmp_path, gop_clip, out, *paths) == []
 
+
+
+def test_frames_go_to_the_engine_at_its_video_batch_size(counted, tmp_path):
+    """On a CPU the video job calls the engine two frames at a time (Engine.video_batch_size, less than
+    the preferred batch of photo jobs: the encoder shares the caches); an explicit batch_size wins."""
+    from streamcolor.engines.base import CPU_BATCH, CPU_VIDEO_BATCH
+
+    assert counted.video_batch_size == CPU_VIDEO_BATCH < counted.preferred_batch_size == CPU_BATCH
+    src = make_video(tmp_path / "clip.mp4", frames=9, size=(96, 64))
+    streamcolor.colorize_video(src, tmp_path / "a.mp4", engine=counted, **FAST)
+    assert counted.colorized == 9 and counted.calls == 5  # 2+2+2+2+1
+    counted.calls = counted.colorized = 0
+    streamcolor.colorize_video(src, tmp_path / "b.mp4", engine=counted, batch_size=4, **FAST)
+    assert counted.colorized == 9 and counted.calls == 3  # 4+4+1

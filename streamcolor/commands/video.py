@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
               help="Output pixel format. yuv420p keeps colour at half resolution, so a gray film's frames are "
                    "composed straight into it; yuv444p keeps full-resolution colour (bigger, slower).")
 @click.option("-b", "--batch-size", type=click.IntRange(min=1), default=None,
-              help="Frames per network call. [default: the engine's, 8 on CPUs, 32-64 on GPUs]")
+              help="Frames per network call. [default: the engine's, 2 on CPUs (the decoder and the "
+                   "encoder share the cores and caches), 32-64 on GPUs]")
 @click.option("--stabilize/--no-stabilize", default=True, show_default=True,
               help="Smooth colour over time (motion-compensated) against flicker.")
 @click.option("--embed-every", type=click.IntRange(min=1), default=48, show_default=True,

@@ -118,6 +118,10 @@ class KerasEngine(Engine):
     def preferred_batch_size(self) -> int:
         return GPU_BATCH if self.gpu else super().preferred_batch_size
 
+    @property
+    def video_batch_size(self) -> int:
+        return self.preferred_batch_size if self.gpu else super().video_batch_size
+
     def forward(self, l: np.ndarray) -> np.ndarray:
         if self.info.two_stage:
             return super().forward(l)

@@ -96,6 +96,10 @@ class OnnxEngine(Engine):
     def preferred_batch_size(self) -> int:
         return 32 if self.providers[0] == "CUDAExecutionProvider" else super().preferred_batch_size
 
+    @property
+    def video_batch_size(self) -> int:
+        return self.preferred_batch_size if self.providers[0] == "CUDAExecutionProvider" else super().video_batch_size
+
     def forward(self, l: np.ndarray) -> np.ndarray:
         if self.info.two_stage:
             return super().forward(l)

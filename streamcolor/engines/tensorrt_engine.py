@@ -288,6 +288,10 @@ class TensorRTEngine(Engine):
     def preferred_batch_size(self) -> int:
         return min(OPT_BATCH * 2, self.profile.max[0])
 
+    @property
+    def video_batch_size(self) -> int:
+        return self.preferred_batch_size
+
     def forward(self, l: np.ndarray) -> np.ndarray:
         if self.info.two_stage:
             return super().forward(l)
