@@ -149,7 +149,8 @@ class Engine(ABC):
     def preferred_batch_size(self) -> int:
         """Images per engine call that keep this runtime busy without hurting latency:
         :data:`CPU_BATCH` on CPUs (bigger batches gain little there); engines on a GPU
-        return more.  Video and batch jobs use it when the caller sets no batch size."""
+        return more.  Photo batch jobs use it when the caller sets no batch size; video
+        jobs use :attr:`video_batch_size`."""
         return CPU_BATCH
 
     @property
