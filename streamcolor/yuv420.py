@@ -42,6 +42,8 @@ from streamcolor.colorize import StripUpsampler, compose
 FORMATS = ("yuv420p",)
 #: Steps of the table of gray Y' over L* in [0, 100].
 _FINE_STEPS = 4096
+#: Half-res pixels composed at once (a strip of rows: ~24k pixels, 300 KB per float intermediate).
+_STRIP_PIXELS = 1 << 15
 
 
 def ycbcr_matrix(hd: bool) -> np.ndarray:
@@ -106,16 +108,22 @@ class Yuv420Composer:
             raise ValueError(f"half-res L* of shape {l_half.shape} for a {width}x{height} frame")
         if y.shape != (height, width) or cb.shape != (h2, w2) or cr.shape != (h2, w2):
             raise ValueError(f"planes of shapes {y.shape}, {cb.shape}, {cr.shape} for a {width}x{height} frame")
-        ab_half = StripUpsampler(ab_scaled, h2, w2, self.saturation).rows(0, h2)
-        ycc = cv2.transform(compose(l_half, ab_half), self.matrix)  # float codes (h2, w2, 3)
-        # dY against the gray Y' of the same half-res L* (not the blocks' mean gray Y', which differs
-        # from it at edges, Y' being a curve of L*), so that it is the colour's effect alone
-        fine = np.multiply(l_half, _FINE_STEPS / 100.0, dtype=np.float32)
-        dy = ycc[..., 0] - np.take(self._gray_fine, np.rint(fine).astype(np.intp), mode="clip")
+        up = StripUpsampler(ab_scaled, h2, w2, self.saturation)
+        dy = np.empty((h2, w2), dtype=np.float32)
+        # the half-res colour work a strip of rows at a time, so that its float intermediates (12
+        # bytes a pixel each) stay in the cache that the encoder's threads share, not the frame's
+        step = max(1, _STRIP_PIXELS // max(1, w2))
+        for a in range(0, h2, step):
+            b = min(h2, a + step)
+            ycc = cv2.transform(compose(l_half[a:b], up.rows(a, b)), self.matrix)  # float codes
+            # dY against the gray Y' of the same half-res L* (not the blocks' mean gray Y', which differs
+            # from it at edges, Y' being a curve of L*), so that it is the colour's effect alone
+            fine = np.multiply(l_half[a:b], _FINE_STEPS / 100.0, dtype=np.float32)
+            np.subtract(ycc[..., 0], np.take(self._gray_fine, np.rint(fine).astype(np.intp), mode="clip"), out=dy[a:b])
+            np.copyto(cb[a:b], cv2.convertScaleAbs(np.ascontiguousarray(ycc[..., 1])))
+            np.copyto(cr[a:b], cv2.convertScaleAbs(np.ascontiguousarray(ycc[..., 2])))
         np.copyto(y, cv2.add(cv2.LUT(luma, self.gray_y), cv2.resize(dy, (width, height),
                                                                     interpolation=cv2.INTER_LINEAR), dtype=cv2.CV_8U))
-        np.copyto(cb, cv2.convertScaleAbs(np.ascontiguousarray(ycc[..., 1])))
-        np.copyto(cr, cv2.convertScaleAbs(np.ascontiguousarray(ycc[..., 2])))
 
 
 @functools.lru_cache(maxsize=8)
