@@ -188,3 +188,21 @@ def test_network_input_from_the_half_res_blocks_equals_the_full_res_one(size, fr
     else:  # the half-res frame is under twice the render size: made from the full-res L*, exactly
         assert np.array_equal(got, want)
     assert np.array_equal(frame_network_input(l_full, None, colour), want)
+
+
+def test_strips_of_rows_give_the_planes_of_one_pass(monkeypatch):
+    """The half-res colour work runs a strip of rows at a time (to stay in cache); any strip height,
+    one row or several with a short last one, gives the same planes byte for byte as one pass."""
+    import streamcolor.yuv420 as y420
+
+    height, width = 180, 320
+    luma = _luma(height, width, hd=False)
+    l_table = gray_lut("yuv420p")
+    comp = Yuv420Composer(l_table, hd=False, saturation=1.3)
+    half = comp.half_l(cv2.LUT(luma, l_table))
+    ab = _ab(height, width, 0.6, seed=5)
+    monkeypatch.setattr(y420, "_STRIP_PIXELS", 10 ** 9)
+    whole = comp.frame(luma, half, ab)
+    for strip_rows in (1, 7, 89):
+        monkeypatch.setattr(y420, "_STRIP_PIXELS", strip_rows * (width // 2))
+        assert np.array_equal(comp.frame(luma, half, ab), whole), strip_rows
