@@ -697,12 +697,10 @@ class _Job:
         if luma is not None:  # a gray frame: L* straight from its luma codes, no RGB conversion
             lut = gray_lut(frame.format.name, kw.get("src_color_range"))
             l_full = cv2.LUT(luma, lut)
+            comp = yuv420.composer(lut, hd=self.hd, saturation=self.colour.saturation) if self.direct_yuv else None
+            l_half = comp.half_l(l_full) if comp is not None else None
             item = _Frame(index=self.frames_in, pts=pts, duration=frame.duration or 0, l_full=luma, lut=lut,
-                          l_net=l_full)
-            if self.direct_yuv:
-                item.yuv = yuv420.composer(lut, hd=self.hd, saturation=self.colour.saturation)
-                item.l_half = item.yuv.half_l(l_full)
-            item.l_net = frame_network_input(l_full, item.l_half, self.colour)
+                          l_net=frame_network_input(l_full, l_half, self.colour), l_half=l_half, yuv=comp)
         else:
             pixels = frame.to_ndarray(**kw)
             l_full = pixels_to_l(pixels)

@@ -42,7 +42,7 @@ from streamcolor.colorize import StripUpsampler, compose
 FORMATS = ("yuv420p",)
 #: Steps of the table of gray Y' over L* in [0, 100].
 _FINE_STEPS = 4096
-#: Half-res pixels composed at once (a strip of rows: ~24k pixels, 300 KB per float intermediate).
+#: Half-res pixels composed at once (a strip of rows: 32k pixels, 384 KB per 3-channel float intermediate).
 _STRIP_PIXELS = 1 << 15
 
 

@@ -742,7 +742,8 @@ def command():
                                 datefmt="%H:%M:%S")
         exclude = tuple(e for e in exclude if e != "none")
         opts = QuantizeOptions(n=n, size=size, method=method, exclude=exclude, per_channel=not per_tensor,
-                               reduce_range=reduce_range, extractor=extractor, fp16=fp16, fp16_files=fp16_files, int8=not no_int8,
+                               reduce_range=reduce_range, extractor=extractor, fp16=fp16, fp16_files=fp16_files,
+                               int8=not no_int8,
                                eval_max=eval_max, speed=not no_speed, seed=seed)
         try:
             report = quantize_bundle(bundle, list(calib), eval_photos=list(eval_photos) or None, options=opts)
