@@ -57,6 +57,9 @@ _L_TOLERANCE = 0.5
 #: when the full-resolution output is composed: bounds the float working
 #: memory to ~60 MB whatever the image size.
 STRIP_PIXELS = 1 << 20
+#: Pixels composed at a time: a strip's float work arrays (3 MB each) are reused, in the cache,
+#: from one strip to the next.  Against one pass over a 1 MP photo, 20% less CPU time.
+COMPOSE_STRIP_PIXELS = 1 << 18
 
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
@@ -155,8 +158,8 @@ def upsample_ab(ab_scaled: np.ndarray, height: int, width: int, saturation: floa
     return StripUpsampler(ab_scaled, height, width, saturation).rows(0, height)
 
 
-#: Outputs up to this many pixels get their a*b* upsampled whole (8 bytes a pixel: 32 MB at most);
-#: larger ones strip by strip, so that memory stays bounded for any image.
+#: Outputs up to this many pixels get their a*b* upsampled whole (12 bytes a pixel as a Lab
+#: image, 48 MB at most); larger ones strip by strip, so that memory stays bounded for any image.
 WHOLE_UPSAMPLE_PIXELS = 1 << 22
 
 
@@ -168,7 +171,12 @@ class StripUpsampler:
     width but only the network's few rows); the vertical pass uses the same
     sample positions and border rule as ``cv2.resize`` (pixel centres, edge
     rows clamped), so the result equals a full ``cv2.resize`` within float
-    rounding (an 8-bit output within one level)."""
+    rounding (an 8-bit output within one level).
+
+    The a*b* are upsampled as the last two channels of a Lab image whose L*
+    is zero, so that :meth:`lab` needs only to write each strip's L* into
+    its first channel (``cv2.insertChannel``): merging a one- and a two-channel
+    image into a third cost twice the upsampling itself."""
 
     def __init__(self, ab_scaled: np.ndarray, height: int, width: int, saturation: float = 1.0, *,
                  whole_pixels: int = WHOLE_UPSAMPLE_PIXELS):
@@ -176,14 +184,16 @@ class StripUpsampler:
         if saturation != 1.0:
             ab *= saturation
         h, w = ab.shape[:2]
+        zero_l = np.zeros((h, w, 3), dtype=np.float32)
+        zero_l[..., 1:] = ab
         self.height = height
         if height * width <= whole_pixels and (h, w) != (height, width):
             # small enough to hold whole (a video frame, a photo of a few Mpx): one OpenCV call,
             # ~10x faster than the strip-wise vertical pass below, same values within float rounding
-            self._rows = cv2.resize(ab, (width, height), interpolation=cv2.INTER_LINEAR)
+            self._rows = cv2.resize(zero_l, (width, height), interpolation=cv2.INTER_LINEAR)
             self._same = True
             return
-        self._rows = ab if w == width else cv2.resize(ab, (width, h), interpolation=cv2.INTER_LINEAR)
+        self._rows = zero_l if w == width else cv2.resize(zero_l, (width, h), interpolation=cv2.INTER_LINEAR)
         self._same = h == height
         if not self._same:
             fy = ((np.arange(height, dtype=np.float64) + 0.5) * (h / height) - 0.5).astype(np.float32)
@@ -196,8 +206,7 @@ class StripUpsampler:
             sy[high] = h - 1
             self._y0, self._y1, self._fy = sy, np.minimum(sy + 1, h - 1), fy
 
-    def rows(self, start: int, stop: int) -> np.ndarray:
-        """a*b* float32 (stop - start, width, 2) of output rows [start, stop)."""
+    def _lab_rows(self, start: int, stop: int) -> np.ndarray:
         if self._same:
             return self._rows[start:stop]
         f = self._fy[start:stop, None, None]
@@ -205,33 +214,97 @@ class StripUpsampler:
         out += self._rows[self._y1[start:stop]] * f
         return out
 
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """a*b* float32 (stop - start, width, 2) of output rows [start, stop)."""
+        return self._lab_rows(start, stop)[..., 1:]
 
-def compose(l_full: np.ndarray, ab_full: np.ndarray) -> np.ndarray:
+    def lab(self, start: int, stop: int, l_rows: np.ndarray) -> np.ndarray:
+        """The Lab image float32 (stop - start, width, 3) of output rows [start, stop) with
+        L* ``l_rows`` (stop - start, width).  It may be this upsampler's own memory: each row
+        is meant to be taken once."""
+        lab_img = self._lab_rows(start, stop)
+        return cv2.insertChannel(np.ascontiguousarray(l_rows, dtype=np.float32), lab_img, 0)
+
+
+class Scratch:
+    """Float work arrays reused from one strip of rows to the next.
+
+    Why: a fresh multi-megabyte NumPy/OpenCV result is new memory that the
+    kernel maps and zeroes page by page on first touch; for an image composed
+    whole that cost as much as the Lab -> sRGB conversion itself.  Strips of
+    one size written into the same few arrays stay in the cache instead.
+    One per thread: the arrays are handed out, not locked."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def take(self, name: str, shape: tuple[int, ...], dtype: np.dtype = np.float32) -> np.ndarray:
+        """A C-contiguous array ``shape`` of ``dtype`` (contents undefined), the same memory on every call
+        that fits in it."""
+        n = int(np.prod(shape))
+        flat = self._arrays.get(name)
+        if flat is None or flat.dtype != dtype or flat.size < n:
+            flat = self._arrays[name] = np.empty(n, dtype=dtype)
+        return flat[:n].reshape(shape)
+
+
+def compose(l_full: np.ndarray, ab_full: np.ndarray, *, scratch: Scratch | None = None) -> np.ndarray:
     """Recombine L* (H, W) with a*b* (H, W, 2) -> sRGB float32 (H, W, 3) in [0, 1].
 
     A colour outside the sRGB gamut cannot keep its lightness (OpenCV clips
     it, e.g. any chroma on pure black turns into a lighter red), so such
     pixels are detected by converting back and comparing L*, and their chroma
     is halved until they fit, ending at gray, which always fits.  The output
-    thus keeps the input's L* within rounding."""
-    # cv2.merge, cv2.inRange and cv2.convertScaleAbs below: one SIMD pass each where the NumPy
-    # equivalents on interleaved channels took 3-10x longer (see docs/benchmarks.md, stage table)
-    lab_img = cv2.merge([np.asarray(l_full, dtype=np.float32), np.asarray(ab_full, dtype=np.float32)])
-    rgb = cv2.cvtColor(lab_img, cv2.COLOR_Lab2RGB)
-    idx = np.flatnonzero(_off_lightness(rgb, l_full))
-    flat_lab, flat_rgb = lab_img.reshape(-1, 3), rgb.reshape(-1, 3)
-    for step in range(_GAMUT_STEPS + 1):
-        if idx.size == 0:
-            break
-        flat_lab[idx, 1:] *= 0.5 if step < _GAMUT_STEPS else 0.0
-        fixed = cv2.cvtColor(flat_lab[idx][None], cv2.COLOR_Lab2RGB)[0]
-        flat_rgb[idx] = fixed
-        idx = idx[_off_lightness(fixed[None], flat_lab[idx, 0][None])[0]]
+    thus keeps the input's L* within rounding.
+
+    ``scratch``: work arrays to reuse (see :class:`Scratch`); the result then
+    lives in it, valid until its next use."""
+    scratch = scratch or Scratch()
+    l_full = np.asarray(l_full, dtype=np.float32)
+    lab_img = cv2.merge([l_full, np.asarray(ab_full, dtype=np.float32)],
+                        dst=scratch.take("lab", (*l_full.shape[:2], 3)))
+    return compose_lab(lab_img, l_full, scratch=scratch)
+
+
+def compose_lab(lab_img: np.ndarray, l_full: np.ndarray, *, scratch: Scratch | None = None) -> np.ndarray:
+    """:func:`compose` of a Lab image float32 (H, W, 3) (left as it is) whose
+    L* plane the caller also has as ``l_full`` (H, W), as the gamut check
+    reads it: sRGB float32 (H, W, 3) in [0, 1] (in ``scratch`` when given)."""
+    # cv2.cvtColor/inRange with dst: one SIMD pass each into memory already in the cache, where
+    # the NumPy equivalents on interleaved channels took 3-10x longer (docs/benchmarks.md, stage table)
+    scratch = scratch or Scratch()
+    rgb = cv2.cvtColor(lab_img, cv2.COLOR_Lab2RGB, dst=scratch.take("rgb", lab_img.shape))
+    idx = _off_lightness(rgb, l_full, scratch)
+    if idx.size:
+        _fit_gamut(lab_img.reshape(-1, 3), rgb.reshape(-1, 3), idx)
     return np.clip(rgb, 0.0, 1.0, out=rgb)
 
 
-def _off_lightness(rgb: np.ndarray, l_target: np.ndarray) -> np.ndarray:
-    """Pixels whose RGB is outside [0, 1] or whose L* drifted from the target.
+def _fit_gamut(flat_lab: np.ndarray, flat_rgb: np.ndarray, idx: np.ndarray) -> None:
+    """Halve the chroma of the pixels ``idx`` (flat indices) until each keeps
+    its L*, ending at gray, and write their sRGB into ``flat_rgb``.
+
+    The pixels are gathered once into a compact copy that shrinks as they
+    fit, and each written once: indexing the whole image at every halving
+    cost more than the conversions on a saturated photo."""
+    lab_off = np.take(flat_lab, idx, axis=0)
+    for step in range(_GAMUT_STEPS + 1):
+        lab_off[:, 1:] *= 0.5 if step < _GAMUT_STEPS else 0.0
+        fixed = cv2.cvtColor(lab_off[None], cv2.COLOR_Lab2RGB)[0]
+        bad = _off_lightness(fixed[None], lab_off[:, 0]) if step < _GAMUT_STEPS else idx[:0]
+        if bad.size == idx.size:
+            continue
+        fits = np.ones(idx.size, dtype=bool)
+        fits[bad] = False
+        flat_rgb[idx[fits]] = fixed[fits]
+        if not bad.size:
+            return
+        idx, lab_off = idx[bad], lab_off[bad]
+
+
+def _off_lightness(rgb: np.ndarray, l_target: np.ndarray, scratch: Scratch | None = None) -> np.ndarray:
+    """Flat indices of the pixels whose RGB is outside [0, 1] or whose L*
+    drifted from the target.
 
     Only a pixel on or beyond the gamut's edge (a channel at 0 or 1 within
     rounding: where OpenCV clips) can have lost its lightness; one strictly
@@ -240,29 +313,39 @@ def _off_lightness(rgb: np.ndarray, l_target: np.ndarray) -> np.ndarray:
     (a few percent of a typical frame)."""
     rgb = np.ascontiguousarray(rgb, dtype=np.float32)
     e = _GAMUT_EPS
-    off = np.zeros(rgb.shape[:-1], dtype=bool)
-    edge = np.flatnonzero(cv2.inRange(rgb, (e, e, e), (1.0 - e, 1.0 - e, 1.0 - e)) == 0)
-    if edge.size:  # pixels outside [0, 1] are on the edge too
-        # np.take and cv2.inRange, not fancy indexing and min/max over the 3-long axis: on a photo
-        # with blown highlights (a fifth of its pixels on the edge) those took 3x as long as the rest
-        px = np.take(rgb.reshape(-1, 3), edge, axis=0)[None]
-        outside = cv2.inRange(px, (-e, -e, -e), (1.0 + e, 1.0 + e, 1.0 + e))[0] == 0
-        l_back = cv2.cvtColor(np.clip(px, 0.0, 1.0, out=px), cv2.COLOR_RGB2Lab)[0, :, 0]
-        l_edge = np.take(np.asarray(l_target, dtype=np.float32).reshape(-1), edge)
-        off.reshape(-1)[edge] = outside | (np.abs(l_back - l_edge) > _L_TOLERANCE)
-    return off
+    mask = None if scratch is None else scratch.take("inside", rgb.shape[:-1], np.uint8)
+    edge = np.flatnonzero(cv2.inRange(rgb, (e, e, e), (1.0 - e, 1.0 - e, 1.0 - e), dst=mask) == 0)
+    if not edge.size:
+        return edge
+    # np.take and cv2.inRange, not fancy indexing and min/max over the 3-long axis: on a photo
+    # with blown highlights (a fifth of its pixels on the edge) those took 3x as long as the rest
+    px = np.take(rgb.reshape(-1, 3), edge, axis=0)[None]  # pixels outside [0, 1] are on the edge too
+    outside = cv2.inRange(px, (-e, -e, -e), (1.0 + e, 1.0 + e, 1.0 + e))[0] == 0
+    l_back = cv2.cvtColor(np.clip(px, 0.0, 1.0, out=px), cv2.COLOR_RGB2Lab)[0, :, 0]
+    l_edge = np.take(np.asarray(l_target, dtype=np.float32).reshape(-1), edge)
+    return edge[outside | (np.abs(l_back - l_edge) > _L_TOLERANCE)]
 
 
-def to_dtype(rgb01: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """float [0, 1] -> uint8 / uint16 with rounding (or float32 unchanged)."""
+def to_dtype(rgb01: np.ndarray, dtype: np.dtype, *, out: np.ndarray | None = None) -> np.ndarray:
+    """float [0, 1] -> uint8 / uint16 with rounding (or float32 unchanged);
+    written into ``out`` when given (its shape and ``dtype``)."""
     dtype = np.dtype(dtype)
-    if dtype == np.uint8:
-        if rgb01.dtype == np.float32 and rgb01.ndim == 3 and rgb01.shape[2] in (1, 3, 4):
-            return cv2.convertScaleAbs(rgb01, alpha=255.0)  # rounds to nearest, saturates; one pass
-        return (rgb01 * 255.0 + 0.5).astype(np.uint8)
-    if dtype == np.uint16:
-        return (rgb01 * 65535.0 + 0.5).astype(np.uint16)
-    return rgb01.astype(dtype)
+    if dtype == np.uint8 and rgb01.dtype == np.float32 and rgb01.ndim == 3 and rgb01.shape[2] in (1, 3, 4):
+        # rounds to nearest and saturates, in one pass (its absolute value is moot on [0, 1])
+        res = cv2.convertScaleAbs(rgb01, dst=out, alpha=255.0)
+    elif dtype == np.uint8:
+        res = (rgb01 * 255.0 + 0.5).astype(np.uint8)
+    elif dtype == np.uint16:
+        res = (rgb01 * 65535.0 + 0.5).astype(np.uint16)
+    elif out is not None:
+        out[...] = rgb01
+        return out
+    else:
+        res = rgb01.astype(dtype)
+    if out is not None and res is not out:
+        out[...] = res
+        return out
+    return res
 
 
 def render(l_full: np.ndarray, ab_scaled: np.ndarray, *, saturation: float = 1.0,
@@ -280,8 +363,9 @@ def render_rows(shape: tuple[int, int], l_rows: Callable[[int, int], np.ndarray]
     time by ``l_rows(start, stop)``.
 
     Upsampling, composing and the dtype conversion run on strips of about
-    ``strip_pixels`` pixels (:data:`STRIP_PIXELS`), each written into the
-    output, so the working memory is the output plus a few strips, whatever
+    ``strip_pixels`` pixels (:data:`COMPOSE_STRIP_PIXELS`), each written into
+    the output through the same work arrays (:class:`Scratch`), so the working
+    memory is the output plus a few strips, whatever
     the image's size (the whole-image float path took ~60 bytes a pixel).
     Every step is per pixel; the strip size changes only which pixels
     OpenCV's vector code leaves to its scalar tail, a float rounding apart
@@ -290,11 +374,13 @@ def render_rows(shape: tuple[int, int], l_rows: Callable[[int, int], np.ndarray]
     dtype = np.dtype(dtype)
     up = StripUpsampler(ab_scaled, height, width, saturation)
     out = np.empty((height, width, 3), dtype=dtype)
-    step = max(1, (strip_pixels or STRIP_PIXELS) // max(1, width))
+    step = max(1, (strip_pixels or COMPOSE_STRIP_PIXELS) // max(1, width))
+    scratch = Scratch()
     for start in range(0, height, step):
         stop = min(height, start + step)
         l_strip = np.ascontiguousarray(l_rows(start, stop), dtype=np.float32)
-        out[start:stop] = to_dtype(compose(l_strip, up.rows(start, stop)), dtype)
+        rgb = compose_lab(up.lab(start, stop, l_strip), l_strip, scratch=scratch)
+        to_dtype(rgb, dtype, out=out[start:stop])
     return out
 
 

@@ -36,7 +36,7 @@ import functools
 import cv2
 import numpy as np
 
-from streamcolor.colorize import StripUpsampler, compose
+from streamcolor.colorize import Scratch, StripUpsampler, compose, compose_lab
 
 #: Output pixel formats this module writes.
 FORMATS = ("yuv420p",)
@@ -113,9 +113,12 @@ class Yuv420Composer:
         # the half-res colour work a strip of rows at a time, so that its float intermediates (12
         # bytes a pixel each) stay in the cache that the encoder's threads share, not the frame's
         step = max(1, _STRIP_PIXELS // max(1, w2))
+        scratch = Scratch()
         for a in range(0, h2, step):
             b = min(h2, a + step)
-            ycc = cv2.transform(compose(l_half[a:b], up.rows(a, b)), self.matrix)  # float codes
+            l_strip = np.ascontiguousarray(l_half[a:b], dtype=np.float32)
+            rgb = compose_lab(up.lab(a, b, l_strip), l_strip, scratch=scratch)
+            ycc = cv2.transform(rgb, self.matrix, dst=scratch.take("ycc", rgb.shape))  # float codes
             # dY against the gray Y' of the same half-res L* (not the blocks' mean gray Y', which differs
             # from it at edges, Y' being a curve of L*), so that it is the colour's effect alone
             fine = np.multiply(l_half[a:b], _FINE_STEPS / 100.0, dtype=np.float32)

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from streamcolor.colorize import compose, pixels_to_l, to_dtype
+from streamcolor.colorize import Scratch, compose, pixels_to_l, to_dtype
 from streamcolor.engines import lab
 from streamcolor.video import rgb_kwargs, gray_luma, gray_lut
 
@@ -102,6 +102,26 @@ def test_compose_gives_what_the_long_way_gives():
         ab = cv2.resize(rng.normal(0, spread, (6, 8, 2)).astype(np.float32), (w, h))
         expected = _compose_the_long_way(l_full, ab)
         assert np.array_equal(compose(l_full, ab), expected), spread
+
+
+def test_a_reused_scratch_gives_what_fresh_arrays_give():
+    """Strips of several sizes through one Scratch (its arrays handed out again, larger
+    and smaller): each the same as composed on its own, out-of-gamut pixels included,
+    and uint8 written into the output's rows gives what a fresh conversion gives."""
+    rng = np.random.default_rng(5)
+    scratch = Scratch()
+    for h, w in ((40, 50), (90, 70), (7, 50), (40, 50)):
+        l_full = rng.uniform(0, 100, (h, w)).astype(np.float32)
+        l_full[: h // 4] = 0.3  # near black: the gamut fit runs
+        ab = rng.normal(0, 60, (h, w, 2)).astype(np.float32)
+        want = compose(l_full, ab)
+        got = compose(l_full, ab, scratch=scratch)
+        assert np.array_equal(got, want)
+        out = np.zeros((h + 4, w, 3), np.uint8)
+        assert to_dtype(got, np.uint8, out=out[2:h + 2]) is not None
+        assert np.array_equal(out[2:h + 2], to_dtype(want, np.uint8)) and not out[:2].any() and not out[h + 2:].any()
+    lab_big = scratch.take("lab", (90, 70, 3))
+    assert np.shares_memory(scratch.take("lab", (7, 50, 3)), lab_big)  # the same memory, not a new array
 
 
 def test_composed_output_keeps_lightness_and_rounds_like_before():
