@@ -42,6 +42,8 @@ def test_pipeline_bound_script_quick(tmp_path):
     assert set(clip["rgb_route_ms_per_frame"]) == set(figures.RGB_ROUTE)
     assert clip["bound_fps"] < min(clip["engine_fps"], clip["codec_fps"])
     assert d["batch"]["archive_items_per_s"] > 0
+    assert clip["pipeline_over_bound_paired"] > 0 and d["batch"]["archive_over_bound_paired"] > 0
+    assert "each round's own ratio, median" in figures.video_bound(d | {"memory": _MEMORY})
     table = figures.video_stages(d)
     assert "compose into the frame's 4:2:0 planes" in table and "RGB route, total" in table
     threads = clip["thread_cpu_ms_per_frame"]
@@ -50,6 +52,24 @@ def test_pipeline_bound_script_quick(tmp_path):
         for part in threads.values():  # the roles add up to the process's CPU time
             assert abs(sum(v for k, v in part.items() if k != "total") - part["total"]) < 0.05 * len(part) + 0.01  # rounding
         assert "| network (engine calls) |" in figures.video_threads(d)
+
+
+_MEMORY = {"width": 320, "height": 240, "seconds": [10, 60], "load_average": {"start": 1.0},
+           "10s": {"peak_rss_mb": 1.0, "growth_mb": 1.0}, "60s": {"peak_rss_mb": 1.0, "growth_mb": 1.0},
+           "long_over_short_peak": 1.0}
+
+
+def test_paired_ratio_is_the_median_of_each_rounds_own_ratio():
+    """Rounds' times, given: the bound of a round is its parts' times added; the figure is
+    the median over rounds of that against the pipeline's time in the same round."""
+    from benchmarks.pipeline_bound import Rounds
+
+    r = Rounds()
+    r.wall = {"engine": [1.0, 2.0, 1.0], "codec": [3.0, 2.0, 5.0], "pipeline": [5.0, 8.0, 6.0]}
+    # rounds: 4/5 = 0.8, 4/8 = 0.5, 6/6 = 1.0 -> median 0.8; best against best: 4/5
+    assert r.paired_over_bound("pipeline", ["engine", "codec"]) == pytest.approx(0.8)
+    r.wall["pipeline"] = [5.0, 8.0, 4.0]  # 0.8, 0.5, 1.5 -> 0.8, whatever the third round's outlier
+    assert r.paired_over_bound("pipeline", ["engine", "codec"]) == pytest.approx(0.8)
 
 
 def test_int8_kernels_script_quick(tmp_path):
