@@ -57,9 +57,6 @@ _L_TOLERANCE = 0.5
 #: when the full-resolution output is composed: bounds the float working
 #: memory to ~60 MB whatever the image size.
 STRIP_PIXELS = 1 << 20
-#: Pixels composed at a time: a strip's float work arrays (3 MB each) are reused, in the cache,
-#: from one strip to the next.  Against one pass over a 1 MP photo, 20% less CPU time.
-COMPOSE_STRIP_PIXELS = 1 << 18
 
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
@@ -158,8 +155,8 @@ def upsample_ab(ab_scaled: np.ndarray, height: int, width: int, saturation: floa
     return StripUpsampler(ab_scaled, height, width, saturation).rows(0, height)
 
 
-#: Outputs up to this many pixels get their a*b* upsampled whole (12 bytes a pixel as a Lab
-#: image, 48 MB at most); larger ones strip by strip, so that memory stays bounded for any image.
+#: Outputs up to this many pixels get their a*b* upsampled whole (8 bytes a pixel: 32 MB at most);
+#: larger ones strip by strip, so that memory stays bounded for any image.
 WHOLE_UPSAMPLE_PIXELS = 1 << 22
 
 
@@ -171,12 +168,7 @@ class StripUpsampler:
     width but only the network's few rows); the vertical pass uses the same
     sample positions and border rule as ``cv2.resize`` (pixel centres, edge
     rows clamped), so the result equals a full ``cv2.resize`` within float
-    rounding (an 8-bit output within one level).
-
-    The a*b* are upsampled as the last two channels of a Lab image whose L*
-    is zero, so that :meth:`lab` needs only to write each strip's L* into
-    its first channel (``cv2.insertChannel``): merging a one- and a two-channel
-    image into a third cost twice the upsampling itself."""
+    rounding (an 8-bit output within one level)."""
 
     def __init__(self, ab_scaled: np.ndarray, height: int, width: int, saturation: float = 1.0, *,
                  whole_pixels: int = WHOLE_UPSAMPLE_PIXELS):
@@ -184,16 +176,14 @@ class StripUpsampler:
         if saturation != 1.0:
             ab *= saturation
         h, w = ab.shape[:2]
-        zero_l = np.zeros((h, w, 3), dtype=np.float32)
-        zero_l[..., 1:] = ab
         self.height = height
         if height * width <= whole_pixels and (h, w) != (height, width):
             # small enough to hold whole (a video frame, a photo of a few Mpx): one OpenCV call,
             # ~10x faster than the strip-wise vertical pass below, same values within float rounding
-            self._rows = cv2.resize(zero_l, (width, height), interpolation=cv2.INTER_LINEAR)
+            self._rows = cv2.resize(ab, (width, height), interpolation=cv2.INTER_LINEAR)
             self._same = True
             return
-        self._rows = zero_l if w == width else cv2.resize(zero_l, (width, h), interpolation=cv2.INTER_LINEAR)
+        self._rows = ab if w == width else cv2.resize(ab, (width, h), interpolation=cv2.INTER_LINEAR)
         self._same = h == height
         if not self._same:
             fy = ((np.arange(height, dtype=np.float64) + 0.5) * (h / height) - 0.5).astype(np.float32)
@@ -206,7 +196,8 @@ class StripUpsampler:
             sy[high] = h - 1
             self._y0, self._y1, self._fy = sy, np.minimum(sy + 1, h - 1), fy
 
-    def _lab_rows(self, start: int, stop: int) -> np.ndarray:
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """a*b* float32 (stop - start, width, 2) of output rows [start, stop)."""
         if self._same:
             return self._rows[start:stop]
         f = self._fy[start:stop, None, None]
@@ -214,26 +205,14 @@ class StripUpsampler:
         out += self._rows[self._y1[start:stop]] * f
         return out
 
-    def rows(self, start: int, stop: int) -> np.ndarray:
-        """a*b* float32 (stop - start, width, 2) of output rows [start, stop)."""
-        return self._lab_rows(start, stop)[..., 1:]
-
-    def lab(self, start: int, stop: int, l_rows: np.ndarray) -> np.ndarray:
-        """The Lab image float32 (stop - start, width, 3) of output rows [start, stop) with
-        L* ``l_rows`` (stop - start, width).  It may be this upsampler's own memory: each row
-        is meant to be taken once."""
-        lab_img = self._lab_rows(start, stop)
-        return cv2.insertChannel(np.ascontiguousarray(l_rows, dtype=np.float32), lab_img, 0)
-
 
 class Scratch:
     """Float work arrays reused from one strip of rows to the next.
 
-    Why: a fresh multi-megabyte NumPy/OpenCV result is new memory that the
-    kernel maps and zeroes page by page on first touch; for an image composed
-    whole that cost as much as the Lab -> sRGB conversion itself.  Strips of
-    one size written into the same few arrays stay in the cache instead.
-    One per thread: the arrays are handed out, not locked."""
+    Why: each fresh multi-megabyte NumPy/OpenCV result is new memory that the
+    kernel maps and zeroes page by page; strips of one size written into the
+    same few arrays touch the same memory again instead.  One per thread: the
+    arrays are handed out, not locked."""
 
     def __init__(self) -> None:
         self._arrays: dict[str, np.ndarray] = {}
@@ -259,21 +238,13 @@ def compose(l_full: np.ndarray, ab_full: np.ndarray, *, scratch: Scratch | None 
 
     ``scratch``: work arrays to reuse (see :class:`Scratch`); the result then
     lives in it, valid until its next use."""
+    # cv2.merge, cv2.inRange and cv2.convertScaleAbs below: one SIMD pass each where the NumPy
+    # equivalents on interleaved channels took 3-10x longer (see docs/benchmarks.md, stage table)
     scratch = scratch or Scratch()
     l_full = np.asarray(l_full, dtype=np.float32)
-    lab_img = cv2.merge([l_full, np.asarray(ab_full, dtype=np.float32)],
-                        dst=scratch.take("lab", (*l_full.shape[:2], 3)))
-    return compose_lab(lab_img, l_full, scratch=scratch)
-
-
-def compose_lab(lab_img: np.ndarray, l_full: np.ndarray, *, scratch: Scratch | None = None) -> np.ndarray:
-    """:func:`compose` of a Lab image float32 (H, W, 3) (left as it is) whose
-    L* plane the caller also has as ``l_full`` (H, W), as the gamut check
-    reads it: sRGB float32 (H, W, 3) in [0, 1] (in ``scratch`` when given)."""
-    # cv2.cvtColor/inRange with dst: one SIMD pass each into memory already in the cache, where
-    # the NumPy equivalents on interleaved channels took 3-10x longer (docs/benchmarks.md, stage table)
-    scratch = scratch or Scratch()
-    rgb = cv2.cvtColor(lab_img, cv2.COLOR_Lab2RGB, dst=scratch.take("rgb", lab_img.shape))
+    shape = (*l_full.shape[:2], 3)
+    lab_img = cv2.merge([l_full, np.asarray(ab_full, dtype=np.float32)], dst=scratch.take("lab", shape))
+    rgb = cv2.cvtColor(lab_img, cv2.COLOR_Lab2RGB, dst=scratch.take("rgb", shape))
     idx = _off_lightness(rgb, l_full, scratch)
     if idx.size:
         _fit_gamut(lab_img.reshape(-1, 3), rgb.reshape(-1, 3), idx)
@@ -363,8 +334,8 @@ def render_rows(shape: tuple[int, int], l_rows: Callable[[int, int], np.ndarray]
     time by ``l_rows(start, stop)``.
 
     Upsampling, composing and the dtype conversion run on strips of about
-    ``strip_pixels`` pixels (:data:`COMPOSE_STRIP_PIXELS`), each written into
-    the output through the same work arrays (:class:`Scratch`), so the working
+    ``strip_pixels`` pixels (:data:`STRIP_PIXELS`), each written into the
+    output through the same work arrays (:class:`Scratch`), so the working
     memory is the output plus a few strips, whatever
     the image's size (the whole-image float path took ~60 bytes a pixel).
     Every step is per pixel; the strip size changes only which pixels
@@ -374,13 +345,12 @@ def render_rows(shape: tuple[int, int], l_rows: Callable[[int, int], np.ndarray]
     dtype = np.dtype(dtype)
     up = StripUpsampler(ab_scaled, height, width, saturation)
     out = np.empty((height, width, 3), dtype=dtype)
-    step = max(1, (strip_pixels or COMPOSE_STRIP_PIXELS) // max(1, width))
+    step = max(1, (strip_pixels or STRIP_PIXELS) // max(1, width))
     scratch = Scratch()
     for start in range(0, height, step):
         stop = min(height, start + step)
         l_strip = np.ascontiguousarray(l_rows(start, stop), dtype=np.float32)
-        rgb = compose_lab(up.lab(start, stop, l_strip), l_strip, scratch=scratch)
-        to_dtype(rgb, dtype, out=out[start:stop])
+        to_dtype(compose(l_strip, up.rows(start, stop), scratch=scratch), dtype, out=out[start:stop])
     return out
 
 

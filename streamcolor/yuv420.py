@@ -36,7 +36,7 @@ import functools
 import cv2
 import numpy as np
 
-from streamcolor.colorize import Scratch, StripUpsampler, compose, compose_lab
+from streamcolor.colorize import StripUpsampler, compose
 
 #: Output pixel formats this module writes.
 FORMATS = ("yuv420p",)
@@ -110,38 +110,20 @@ class Yuv420Composer:
             raise ValueError(f"planes of shapes {y.shape}, {cb.shape}, {cr.shape} for a {width}x{height} frame")
         up = StripUpsampler(ab_scaled, h2, w2, self.saturation)
         dy = np.empty((h2, w2), dtype=np.float32)
-        # the colour work a strip of rows at a time, so that its float intermediates (12 bytes a
-        # pixel each) stay in the cache that the encoder's threads share, not the frame's; each
-        # strip's full-res Y' rows follow one strip behind (they need the next strip's first dY row)
+        # the half-res colour work a strip of rows at a time, so that its float intermediates (12
+        # bytes a pixel each) stay in the cache that the encoder's threads share, not the frame's
         step = max(1, _STRIP_PIXELS // max(1, w2))
-        scratch = Scratch()
-        done = 0  # half-res rows whose Y' rows are written
         for a in range(0, h2, step):
             b = min(h2, a + step)
-            l_strip = np.ascontiguousarray(l_half[a:b], dtype=np.float32)
-            rgb = compose_lab(up.lab(a, b, l_strip), l_strip, scratch=scratch)
-            ycc = cv2.transform(rgb, self.matrix, dst=scratch.take("ycc", rgb.shape))  # float codes
+            ycc = cv2.transform(compose(l_half[a:b], up.rows(a, b)), self.matrix)  # float codes
             # dY against the gray Y' of the same half-res L* (not the blocks' mean gray Y', which differs
             # from it at edges, Y' being a curve of L*), so that it is the colour's effect alone
-            fine = np.multiply(l_strip, _FINE_STEPS / 100.0, dtype=np.float32)
+            fine = np.multiply(l_half[a:b], _FINE_STEPS / 100.0, dtype=np.float32)
             np.subtract(ycc[..., 0], np.take(self._gray_fine, np.rint(fine).astype(np.intp), mode="clip"), out=dy[a:b])
             np.copyto(cb[a:b], cv2.convertScaleAbs(np.ascontiguousarray(ycc[..., 1])))
             np.copyto(cr[a:b], cv2.convertScaleAbs(np.ascontiguousarray(ycc[..., 2])))
-            if a > done:
-                self._luma_rows(luma, dy, y, done, a)
-                done = a
-        self._luma_rows(luma, dy, y, done, h2)
-
-    def _luma_rows(self, luma: np.ndarray, dy: np.ndarray, y: np.ndarray, a: int, b: int) -> None:
-        """Y' of full-res rows [2a, 2b): the gray Y' of each luma code plus dY upsampled 2x
-        (bilinear, as one ``cv2.resize`` of the whole dY gives: the half-res rows a - 1 and b
-        are taken along, so that the rows kept have the same neighbours and weights)."""
-        h2, width = dy.shape[0], luma.shape[1]
-        lo, hi = max(0, a - 1), min(h2, b + 1)
-        up = cv2.resize(dy[lo:hi], (width, 2 * (hi - lo)), interpolation=cv2.INTER_LINEAR)
-        skip = 2 * (a - lo)
-        np.copyto(y[2 * a:2 * b], cv2.add(cv2.LUT(luma[2 * a:2 * b], self.gray_y), up[skip:skip + 2 * (b - a)],
-                                          dtype=cv2.CV_8U))
+        np.copyto(y, cv2.add(cv2.LUT(luma, self.gray_y), cv2.resize(dy, (width, height),
+                                                                    interpolation=cv2.INTER_LINEAR), dtype=cv2.CV_8U))
 
 
 @functools.lru_cache(maxsize=8)
