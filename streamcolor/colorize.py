@@ -308,15 +308,13 @@ def to_dtype(rgb01: np.ndarray, dtype: np.dtype, *, out: np.ndarray | None = Non
         res = (rgb01 * 255.0 + 0.5).astype(np.uint8)
     elif dtype == np.uint16:
         res = (rgb01 * 65535.0 + 0.5).astype(np.uint16)
-    elif out is not None:
-        out[...] = rgb01
-        return out
-    else:
-        res = rgb01.astype(dtype)
-    if out is not None and res is not out:
+    else:  # float: into ``out`` by the copy below, else a copy of its own
+        res = rgb01 if out is not None else rgb01.astype(dtype)
+    if out is None:
+        return res
+    if res is not out:
         out[...] = res
-        return out
-    return res
+    return out
 
 
 def render(l_full: np.ndarray, ab_scaled: np.ndarray, *, saturation: float = 1.0,

@@ -539,3 +539,14 @@ def test_frames_go_to_the_engine_at_its_video_batch_size(counted, tmp_path):
     counted.calls = counted.colorized = 0
     streamcolor.colorize_video(src, tmp_path / "b.mp4", engine=counted, batch_size=4, **FAST)
     assert counted.colorized == 9 and counted.calls == 3  # 4+4+1
+
+
+def test_an_engine_on_a_gpu_takes_video_at_its_preferred_batch(engine):
+    """``Engine.on_gpu`` is the one switch: a GPU engine's video batch is its preferred batch."""
+
+    class OnGpu(CountingEngine):
+        on_gpu = True
+        preferred_batch_size = 48
+
+    gpu = OnGpu(engine)
+    assert gpu.video_batch_size == 48 and not engine.on_gpu and engine.video_batch_size == 2

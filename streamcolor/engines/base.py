@@ -154,6 +154,12 @@ class Engine(ABC):
         return CPU_BATCH
 
     @property
+    def on_gpu(self) -> bool:
+        """Whether this engine runs on a GPU (its batch sizes then are the GPU's, see
+        :attr:`video_batch_size`)."""
+        return False
+
+    @property
     def video_batch_size(self) -> int:
         """Frames per engine call in a video job when the caller sets none.
 
@@ -162,8 +168,8 @@ class Engine(ABC):
         U-Net's first layers) evict what those need from the caches: in
         ``benchmarks.pipeline_bound`` batch 2 gives more frames/s, with less CPU time,
         than :data:`CPU_BATCH`, although the engine alone is a little faster at 8.
-        Engines on a GPU override this with their :attr:`preferred_batch_size`."""
-        return min(self.preferred_batch_size, CPU_VIDEO_BATCH)
+        Engines on a GPU (:attr:`on_gpu`) use their :attr:`preferred_batch_size`."""
+        return self.preferred_batch_size if self.on_gpu else min(self.preferred_batch_size, CPU_VIDEO_BATCH)
 
     @property
     def reuses_embedding(self) -> bool:

@@ -119,8 +119,8 @@ class KerasEngine(Engine):
         return GPU_BATCH if self.gpu else super().preferred_batch_size
 
     @property
-    def video_batch_size(self) -> int:
-        return self.preferred_batch_size if self.gpu else super().video_batch_size
+    def on_gpu(self) -> bool:
+        return self.gpu
 
     def forward(self, l: np.ndarray) -> np.ndarray:
         if self.info.two_stage:

@@ -94,11 +94,11 @@ class OnnxEngine(Engine):
 
     @property
     def preferred_batch_size(self) -> int:
-        return 32 if self.providers[0] == "CUDAExecutionProvider" else super().preferred_batch_size
+        return 32 if self.on_gpu else super().preferred_batch_size
 
     @property
-    def video_batch_size(self) -> int:
-        return self.preferred_batch_size if self.providers[0] == "CUDAExecutionProvider" else super().video_batch_size
+    def on_gpu(self) -> bool:
+        return self.providers[0] == "CUDAExecutionProvider"
 
     def forward(self, l: np.ndarray) -> np.ndarray:
         if self.info.two_stage:

@@ -289,8 +289,8 @@ class TensorRTEngine(Engine):
         return min(OPT_BATCH * 2, self.profile.max[0])
 
     @property
-    def video_batch_size(self) -> int:
-        return self.preferred_batch_size
+    def on_gpu(self) -> bool:
+        return True
 
     def forward(self, l: np.ndarray) -> np.ndarray:
         if self.info.two_stage:
