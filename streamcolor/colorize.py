@@ -28,6 +28,7 @@ import dataclasses
 import functools
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union
 
@@ -119,9 +120,9 @@ def model_options(engine: "Engine", *, render_size: int | None = None, saturatio
     return ColorOptions(render_size=render_size, saturation=saturation, **fields).for_engine(engine)
 
 
-def pixels_to_l(pixels: np.ndarray) -> np.ndarray:
+def pixels_to_l(pixels: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     """L* (float32 (H, W), [0, 100]) of gray (H, W) or RGB (H, W, 3) pixels,
-    uint8, uint16 or float in [0, 1].
+    uint8, uint16 or float in [0, 1]; written into ``out`` (float32 (H, W)) when given.
 
     Converted a strip of rows at a time into the result, so the float RGB and
     Lab intermediates (28 bytes a pixel) never exist for the whole image."""
@@ -132,10 +133,17 @@ def pixels_to_l(pixels: np.ndarray) -> np.ndarray:
     else:
         raise InputError(f"expected a (H, W) gray or (H, W, 3) RGB image, got shape {pixels.shape}")
     height, width = pixels.shape[:2]
-    out = np.empty((height, width), dtype=np.float32)
+    if out is None:
+        out = np.empty((height, width), dtype=np.float32)
+    elif out.shape != (height, width) or out.dtype != np.float32:
+        raise ValueError(f"out of shape {out.shape} and type {out.dtype} for L* of shape {(height, width)}")
     step = max(1, STRIP_PIXELS // max(1, width))
     for start in range(0, height, step):
-        out[start:start + step] = convert(pixels[start:start + step])
+        rows = out[start:start + step]
+        if convert is lab.gray_to_l:  # a table lookup, written straight into the rows of out
+            convert(pixels[start:start + step], out=rows)
+        else:
+            rows[...] = convert(pixels[start:start + step])
     return out
 
 
@@ -168,10 +176,11 @@ class StripUpsampler:
     width but only the network's few rows); the vertical pass uses the same
     sample positions and border rule as ``cv2.resize`` (pixel centres, edge
     rows clamped), so the result equals a full ``cv2.resize`` within float
-    rounding (an 8-bit output within one level)."""
+    rounding (an 8-bit output within one level).  ``scratch``: where the whole-image
+    upsample is written (then valid until that Scratch's next upsample)."""
 
     def __init__(self, ab_scaled: np.ndarray, height: int, width: int, saturation: float = 1.0, *,
-                 whole_pixels: int = WHOLE_UPSAMPLE_PIXELS):
+                 whole_pixels: int = WHOLE_UPSAMPLE_PIXELS, scratch: Scratch | None = None):
         ab = lab.unscale_ab(ab_scaled)
         if saturation != 1.0:
             ab *= saturation
@@ -180,7 +189,8 @@ class StripUpsampler:
         if height * width <= whole_pixels and (h, w) != (height, width):
             # small enough to hold whole (a video frame, a photo of a few Mpx): one OpenCV call,
             # ~10x faster than the strip-wise vertical pass below, same values within float rounding
-            self._rows = cv2.resize(ab, (width, height), interpolation=cv2.INTER_LINEAR)
+            dst = None if scratch is None else scratch.take("ab_up", (height, width, 2))
+            self._rows = cv2.resize(ab, (width, height), dst=dst, interpolation=cv2.INTER_LINEAR)
             self._same = True
             return
         self._rows = ab if w == width else cv2.resize(ab, (width, h), interpolation=cv2.INTER_LINEAR)
@@ -206,25 +216,55 @@ class StripUpsampler:
         return out
 
 
+#: Work arrays larger than this are made fresh for each use rather than kept by a thread's
+#: :class:`Scratch` (a 4K frame's full-res float plane is 33 MB): what a thread keeps stays small.
+SCRATCH_KEEP_BYTES = 1 << 25
+
+
 class Scratch:
-    """Float work arrays reused from one strip of rows to the next.
+    """Float work arrays reused from one strip of rows, frame or image to the next.
 
     Why: each fresh multi-megabyte NumPy/OpenCV result is new memory that the
-    kernel maps and zeroes page by page; strips of one size written into the
-    same few arrays touch the same memory again instead.  One per thread: the
-    arrays are handed out, not locked."""
+    kernel maps and zeroes page by page (on this project's 2-core VM, 6-9 ms of
+    a 1 MP photo's or a 1080p frame's ~25 ms of composing); arrays of one size
+    written into the same memory again cost none of that.  One per thread
+    (:func:`thread_scratch`): the arrays are handed out, not locked.
 
-    def __init__(self) -> None:
+    ``keep_bytes``: arrays larger than this are not kept (each call gets a fresh one)."""
+
+    def __init__(self, keep_bytes: int | None = None) -> None:
         self._arrays: dict[str, np.ndarray] = {}
+        self.keep_bytes = keep_bytes
 
     def take(self, name: str, shape: tuple[int, ...], dtype: np.dtype = np.float32) -> np.ndarray:
         """A C-contiguous array ``shape`` of ``dtype`` (contents undefined), the same memory on every call
-        that fits in it."""
+        that fits in it (the previous array of that name is overwritten: one user at a time)."""
         n = int(np.prod(shape))
+        if self.keep_bytes is not None and n * np.dtype(dtype).itemsize > self.keep_bytes:
+            return np.empty(shape, dtype=dtype)
         flat = self._arrays.get(name)
         if flat is None or flat.dtype != dtype or flat.size < n:
+            self._arrays.pop(name, None)  # (the old one freed before the new one is made)
             flat = self._arrays[name] = np.empty(n, dtype=dtype)
         return flat[:n].reshape(shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays kept."""
+        return sum(a.nbytes for a in self._arrays.values())
+
+
+_THREAD = threading.local()
+
+
+def thread_scratch() -> Scratch:
+    """The calling thread's :class:`Scratch` (arrays up to :data:`SCRATCH_KEEP_BYTES` each kept, a few
+    tens of MB for a 1 MP photo; freed with the thread).  Each name belongs to one step of the
+    per-item path, which runs start to end on one thread, so the steps never hand out each other's arrays."""
+    scratch = getattr(_THREAD, "scratch", None)
+    if scratch is None:
+        scratch = _THREAD.scratch = Scratch(SCRATCH_KEEP_BYTES)
+    return scratch
 
 
 def compose(l_full: np.ndarray, ab_full: np.ndarray, *, scratch: Scratch | None = None) -> np.ndarray:
@@ -327,24 +367,29 @@ def render(l_full: np.ndarray, ab_scaled: np.ndarray, *, saturation: float = 1.0
 
 def render_rows(shape: tuple[int, int], l_rows: Callable[[int, int], np.ndarray], ab_scaled: np.ndarray, *,
                 saturation: float = 1.0, dtype: np.dtype = np.float32,
-                strip_pixels: int | None = None) -> np.ndarray:
+                strip_pixels: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """:func:`render` for an image whose L* is produced a strip of rows at a
     time by ``l_rows(start, stop)``.
 
     Upsampling, composing and the dtype conversion run on strips of about
     ``strip_pixels`` pixels (:data:`STRIP_PIXELS`), each written into the
-    output through the same work arrays (:class:`Scratch`), so the working
-    memory is the output plus a few strips, whatever
+    output through the calling thread's work arrays (:func:`thread_scratch`),
+    so the working memory is the output plus a few strips, whatever
     the image's size (the whole-image float path took ~60 bytes a pixel).
+    ``l_rows`` may write into ``thread_scratch().take("l_rows", ...)``.  ``out``: an array
+    (height, width, 3) of ``dtype`` to write the result into, else a new one.
     Every step is per pixel; the strip size changes only which pixels
     OpenCV's vector code leaves to its scalar tail, a float rounding apart
     (an 8-bit output within one level on a few pixels, tests/test_memory.py)."""
     height, width = shape
     dtype = np.dtype(dtype)
-    up = StripUpsampler(ab_scaled, height, width, saturation)
-    out = np.empty((height, width, 3), dtype=dtype)
+    scratch = thread_scratch()
+    up = StripUpsampler(ab_scaled, height, width, saturation, scratch=scratch)
+    if out is None:
+        out = np.empty((height, width, 3), dtype=dtype)
+    elif out.shape != (height, width, 3) or out.dtype != dtype:
+        raise ValueError(f"out of shape {out.shape} and type {out.dtype} for a {width}x{height} {dtype} render")
     step = max(1, (strip_pixels or STRIP_PIXELS) // max(1, width))
-    scratch = Scratch()
     for start in range(0, height, step):
         stop = min(height, start + step)
         l_strip = np.ascontiguousarray(l_rows(start, stop), dtype=np.float32)
@@ -382,10 +427,11 @@ class Prepared:
         """(H, W) of the full-resolution image."""
         return self.source.shape[0], self.source.shape[1]
 
-    def l_rows(self, start: int, stop: int) -> np.ndarray:
-        """L* float32 (stop - start, W) of rows [start, stop)."""
+    def l_rows(self, start: int, stop: int, *, out: np.ndarray | None = None) -> np.ndarray:
+        """L* float32 (stop - start, W) of rows [start, stop) (written into ``out`` when given and
+        derived from pixels; bare L* is handed out as it is)."""
         rows = self.source[start:stop]
-        return rows if self.is_l else pixels_to_l(rows)
+        return rows if self.is_l else pixels_to_l(rows, out=out)
 
     @property
     def l_full(self) -> np.ndarray:
@@ -398,7 +444,8 @@ def prepare(decoded: image_io.Decoded, options: ColorOptions, item: Any = None) 
     :meth:`ColorOptions.for_engine`); the decoded pixels are kept as they
     are, and L* is made from them a strip at a time."""
     _check_resolved(options)
-    l_full = pixels_to_l(decoded.pixels)  # 4 bytes a pixel, only until the network input is made
+    # 4 bytes a pixel, only until the network input is made: the thread's work array when it is not huge
+    l_full = pixels_to_l(decoded.pixels, out=thread_scratch().take("l_prepare", decoded.pixels.shape[:2]))
     net_in = network_input(l_full, options.render_size, options.size_multiple)
     del l_full
     return Prepared(decoded.pixels, net_in, decoded.pixels.dtype, item=item, alpha=decoded.alpha,
@@ -418,11 +465,17 @@ def _check_resolved(options: ColorOptions) -> None:
 
 
 def render_prepared(prep: Prepared, ab_scaled: np.ndarray, *, saturation: float = 1.0,
-                    strip_pixels: int | None = None) -> np.ndarray:
+                    strip_pixels: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """:func:`render` for a prepared image, L* made strip by strip from its
-    source: sRGB (H, W, 3) in the source's dtype."""
-    return render_rows(prep.shape, prep.l_rows, ab_scaled, saturation=saturation, dtype=prep.dtype,
-                       strip_pixels=strip_pixels)
+    source: sRGB (H, W, 3) in the source's dtype (written into ``out`` when given)."""
+    width = prep.shape[1]
+    scratch = thread_scratch()
+
+    def l_rows(start: int, stop: int) -> np.ndarray:
+        return prep.l_rows(start, stop, out=None if prep.is_l else scratch.take("l_rows", (stop - start, width)))
+
+    return render_rows(prep.shape, l_rows, ab_scaled, saturation=saturation, dtype=prep.dtype,
+                       strip_pixels=strip_pixels, out=out)
 
 
 class ShapeBatcher:

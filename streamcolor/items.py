@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence
 import numpy as np
 
 from streamcolor import image_io, memory, tempfiles
-from streamcolor.colorize import ColorOptions, Prepared, ShapeBatcher, predict, prepare, render_prepared
+from streamcolor.colorize import (ColorOptions, Prepared, ShapeBatcher, predict, prepare, render_prepared,
+                                  thread_scratch)
 from streamcolor.errors import InputError, MemberRefused, OutputError
 from streamcolor.manifest import DONE, FAILED, SKIPPED
 
@@ -153,7 +154,9 @@ def finish_item(prep: Prepared, ab: np.ndarray, options: ColorOptions, sink: Sin
     """
     item = prep.item
     try:
-        rgb = render_prepared(prep, ab, saturation=options.saturation)
+        # rendered into the thread's work array: it lives only until it is encoded just below
+        rgb = render_prepared(prep, ab, saturation=options.saturation,
+                              out=thread_scratch().take("rendered", (*prep.shape, 3), prep.dtype))
         data = image_io.encode_image(rgb, image_io.format_for(item.key), alpha=prep.alpha, info=prep.info,
                                      quality=options.quality)
     except Exception as exc:  # Pillow refuses e.g. WebP over 16383 px; each item on its own

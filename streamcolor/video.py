@@ -50,7 +50,8 @@ import cv2
 import numpy as np
 
 from streamcolor import image_io, tempfiles, yuv420
-from streamcolor.colorize import ColorOptions, default_engine, network_input, pixels_to_l, render
+from streamcolor.colorize import (ColorOptions, default_engine, network_input, pixels_to_l, render,
+                                  thread_scratch)
 from streamcolor.engines import lab
 from streamcolor.errors import InputError, OutputError
 from streamcolor.progress import Progress, progress_bar
@@ -696,14 +697,15 @@ class _Job:
         luma = gray_luma(frame)
         if luma is not None:  # a gray frame: L* straight from its luma codes, no RGB conversion
             lut = gray_lut(frame.format.name, kw.get("src_color_range"))
-            l_full = cv2.LUT(luma, lut)
+            # L* only until its half-res average and the network input are made: the same memory each frame
+            l_full = cv2.LUT(luma, lut, dst=thread_scratch().take("l_frame", luma.shape))
             comp = yuv420.composer(lut, hd=self.hd, saturation=self.colour.saturation) if self.direct_yuv else None
             l_half = comp.half_l(l_full) if comp is not None else None
             item = _Frame(index=self.frames_in, pts=pts, duration=frame.duration or 0, l_full=luma, lut=lut,
                           l_net=frame_network_input(l_full, l_half, self.colour), l_half=l_half, yuv=comp)
         else:
             pixels = frame.to_ndarray(**kw)
-            l_full = pixels_to_l(pixels)
+            l_full = pixels_to_l(pixels, out=thread_scratch().take("l_frame", pixels.shape[:2]))
             item = _Frame(index=self.frames_in, pts=pts, duration=frame.duration or 0,
                           l_full=l_full.astype(np.float16), l_net=network_input(l_full, self.colour.render_size,
                                                                            self.colour.size_multiple))

@@ -36,7 +36,7 @@ import functools
 import cv2
 import numpy as np
 
-from streamcolor.colorize import StripUpsampler, compose
+from streamcolor.colorize import StripUpsampler, compose, thread_scratch
 
 #: Output pixel formats this module writes.
 FORMATS = ("yuv420p",)
@@ -108,22 +108,29 @@ class Yuv420Composer:
             raise ValueError(f"half-res L* of shape {l_half.shape} for a {width}x{height} frame")
         if y.shape != (height, width) or cb.shape != (h2, w2) or cr.shape != (h2, w2):
             raise ValueError(f"planes of shapes {y.shape}, {cb.shape}, {cr.shape} for a {width}x{height} frame")
-        up = StripUpsampler(ab_scaled, h2, w2, self.saturation)
-        dy = np.empty((h2, w2), dtype=np.float32)
+        # the float work arrays are the thread's own, the same memory from frame to frame (fresh
+        # multi-megabyte arrays are pages that the kernel maps and zeroes each time: ~9 of ~30 ms a 1080p frame)
+        scratch = thread_scratch()
+        up = StripUpsampler(ab_scaled, h2, w2, self.saturation, scratch=scratch)
+        dy = scratch.take("dy_half", (h2, w2))
         # the half-res colour work a strip of rows at a time, so that its float intermediates (12
         # bytes a pixel each) stay in the cache that the encoder's threads share, not the frame's
         step = max(1, _STRIP_PIXELS // max(1, w2))
         for a in range(0, h2, step):
             b = min(h2, a + step)
-            ycc = cv2.transform(compose(l_half[a:b], up.rows(a, b)), self.matrix)  # float codes
+            ycc = cv2.transform(compose(l_half[a:b], up.rows(a, b), scratch=scratch), self.matrix)  # float codes
             # dY against the gray Y' of the same half-res L* (not the blocks' mean gray Y', which differs
             # from it at edges, Y' being a curve of L*), so that it is the colour's effect alone
             fine = np.multiply(l_half[a:b], _FINE_STEPS / 100.0, dtype=np.float32)
             np.subtract(ycc[..., 0], np.take(self._gray_fine, np.rint(fine).astype(np.intp), mode="clip"), out=dy[a:b])
             np.copyto(cb[a:b], cv2.convertScaleAbs(np.ascontiguousarray(ycc[..., 1])))
             np.copyto(cr[a:b], cv2.convertScaleAbs(np.ascontiguousarray(ycc[..., 2])))
-        np.copyto(y, cv2.add(cv2.LUT(luma, self.gray_y), cv2.resize(dy, (width, height),
-                                                                    interpolation=cv2.INTER_LINEAR), dtype=cv2.CV_8U))
+        gray = cv2.LUT(luma, self.gray_y, dst=scratch.take("gray_y", (height, width)))
+        delta = cv2.resize(dy, (width, height), dst=scratch.take("dy_full", (height, width)),
+                           interpolation=cv2.INTER_LINEAR)
+        res = cv2.add(gray, delta, dst=y, dtype=cv2.CV_8U)
+        if res is not y:  # (OpenCV wrote elsewhere: not expected for a uint8 plane of this shape)
+            np.copyto(y, res)
 
 
 @functools.lru_cache(maxsize=8)

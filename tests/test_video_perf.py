@@ -14,6 +14,9 @@ import cv2
 import numpy as np
 import pytest
 
+import concurrent.futures
+
+from streamcolor import colorize
 from streamcolor.colorize import Scratch, compose, pixels_to_l, to_dtype
 from streamcolor.engines import lab
 from streamcolor.video import rgb_kwargs, gray_luma, gray_lut
@@ -122,6 +125,79 @@ def test_a_reused_scratch_gives_what_fresh_arrays_give():
         assert np.array_equal(out[2:h + 2], to_dtype(want, np.uint8)) and not out[:2].any() and not out[h + 2:].any()
     lab_big = scratch.take("lab", (90, 70, 3))
     assert np.shares_memory(scratch.take("lab", (7, 50, 3)), lab_big)  # the same memory, not a new array
+
+
+def test_each_thread_has_its_own_scratch_that_keeps_only_arrays_under_the_cap():
+    main = colorize.thread_scratch()
+    assert colorize.thread_scratch() is main
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        others = list(pool.map(lambda _: colorize.thread_scratch(), range(2)))
+    assert all(o is not main for o in others)
+    capped = Scratch(keep_bytes=1000)
+    small, big = capped.take("a", (10, 10)), capped.take("b", (100, 100))
+    assert np.shares_memory(capped.take("a", (10, 10)), small)
+    assert not np.shares_memory(capped.take("b", (100, 100)), big)  # over the cap: fresh each time, not kept
+    assert capped.nbytes == small.nbytes
+
+
+def _photo(rng, h, w, dtype=np.uint8):
+    top = np.iinfo(dtype).max
+    gray = cv2.resize(rng.integers(0, top + 1, (h // 8 + 1, w // 8 + 1)).astype(np.float32), (w, h))
+    gray[: h // 5] = 2 * top // 255  # near black: the gamut fit runs
+    return gray.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_results_never_live_in_the_thread_scratch(dtype):
+    """Prepared inputs and rendered outputs stay as they were while the same thread
+    prepares and renders other images of other sizes through its work arrays."""
+    from streamcolor.image_io import Decoded
+
+    rng = np.random.default_rng(7)
+    options = colorize.ColorOptions(render_size=64, saturation=1.5, size_multiple=8)
+    shapes = [(96, 128), (64, 64), (300, 200), (96, 128)]  # (64, 64): the render size itself, not resized
+    preps, outs = [], []
+    for h, w in shapes:
+        pixels = _photo(rng, h, w, dtype)
+        prep = colorize.prepare(Decoded(pixels=pixels), options)
+        ab = rng.uniform(-0.6, 0.6, (*prep.net_in.shape[:2], 2)).astype(np.float32)
+        out = colorize.render_prepared(prep, ab, saturation=1.5)
+        preps.append((prep, prep.net_in.copy(), ab))
+        outs.append((out, out.copy()))
+    for (prep, net_in, ab), (out, copy) in zip(preps, outs):
+        assert np.array_equal(prep.net_in, net_in) and np.array_equal(out, copy)
+        fresh = colorize.to_dtype(compose(pixels_to_l(prep.source), colorize.upsample_ab(ab, *prep.shape, 1.5)),
+                                  prep.dtype)
+        assert np.array_equal(out, fresh)
+
+
+def test_a_render_written_into_a_given_array_equals_a_fresh_one():
+    from streamcolor.image_io import Decoded
+
+    rng = np.random.default_rng(9)
+    options = colorize.ColorOptions(render_size=64, saturation=1.0, size_multiple=8)
+    prep = colorize.prepare(Decoded(pixels=_photo(rng, 90, 120)), options)
+    ab = rng.uniform(-0.6, 0.6, (*prep.net_in.shape[:2], 2)).astype(np.float32)
+    out = np.zeros((90, 120, 3), np.uint8)
+    assert colorize.render_prepared(prep, ab, out=out) is out
+    assert np.array_equal(out, colorize.render_prepared(prep, ab))
+    with pytest.raises(ValueError, match="out of shape"):
+        colorize.render_prepared(prep, ab, out=np.zeros((90, 120, 3), np.uint16))
+
+
+def test_renders_on_many_threads_give_the_serial_results():
+    rng = np.random.default_rng(8)
+    jobs = []
+    for i in range(12):
+        h, w = 60 + 8 * i, 90 - 4 * i
+        l_full = pixels_to_l(_photo(rng, h, w))
+        jobs.append((l_full, rng.uniform(-0.7, 0.7, (8, 8, 2)).astype(np.float32)))
+    serial = [colorize.render(l, ab, saturation=2.0, dtype=np.uint8, strip_pixels=2000) for l, ab in jobs]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            threaded = list(pool.map(lambda j: colorize.render(j[0], j[1], saturation=2.0, dtype=np.uint8,
+                                                               strip_pixels=2000), jobs))
+            assert all(np.array_equal(a, b) for a, b in zip(serial, threaded))
 
 
 def test_composed_output_keeps_lightness_and_rounds_like_before():

@@ -48,8 +48,9 @@ def rgb_to_l(rgb: np.ndarray) -> np.ndarray:
     return rgb_to_lab(rgb)[..., 0]
 
 
-def gray_to_l(gray: np.ndarray) -> np.ndarray:
-    """L* (float32 (..., H, W), [0, 100]) of gray pixels (float in [0, 1], uint8 or uint16).
+def gray_to_l(gray: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """L* (float32 (..., H, W), [0, 100]) of gray pixels (float in [0, 1], uint8 or uint16);
+    written into ``out`` (float32, the shape of ``gray``) when given.
 
     Goes through the same OpenCV path as colour input, so a gray pixel and the
     RGB pixel (g, g, g) get the same L* (and a gray image colorized and
@@ -58,9 +59,16 @@ def gray_to_l(gray: np.ndarray) -> np.ndarray:
     gray = np.asarray(gray)
     if gray.dtype in (np.uint8, np.uint16):  # a table of every code: same values, no per-pixel colour conversion
         table = _gray_table(gray.dtype.itemsize)
-        return cv2.LUT(gray, table) if gray.dtype == np.uint8 and gray.ndim == 2 else table[gray]
-    g = _as_unit_float(gray)
-    return _gray_to_l(g)
+        if gray.dtype == np.uint8 and gray.ndim == 2:
+            res = cv2.LUT(gray, table, dst=out)
+        else:
+            res = np.take(table, gray, out=out)
+    else:
+        res = _gray_to_l(_as_unit_float(gray))
+    if out is not None and res is not out:
+        out[...] = res
+        return out
+    return res
 
 
 def _gray_to_l(g: np.ndarray) -> np.ndarray:
