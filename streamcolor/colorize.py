@@ -216,9 +216,9 @@ class StripUpsampler:
         return out
 
 
-#: Work arrays larger than this are made fresh for each use rather than kept by a thread's
-#: :class:`Scratch` (a 4K frame's full-res float plane is 33 MB): what a thread keeps stays small.
-SCRATCH_KEEP_BYTES = 1 << 25
+#: Bytes of work arrays that a thread which keeps them (:func:`keep_work_arrays`) keeps in all: a 1 MP
+#: photo's or a 1080p frame's fit (about 45 and 25 MB); beyond it arrays are made fresh for each use.
+SCRATCH_KEEP_BYTES = 64 << 20
 
 
 class Scratch:
@@ -227,10 +227,12 @@ class Scratch:
     Why: each fresh multi-megabyte NumPy/OpenCV result is new memory that the
     kernel maps and zeroes page by page (on this project's 2-core VM, 6-9 ms of
     a 1 MP photo's or a 1080p frame's ~25 ms of composing); arrays of one size
-    written into the same memory again cost none of that.  One per thread
-    (:func:`thread_scratch`): the arrays are handed out, not locked.
+    written into the same memory again cost none of that.  One per call, or
+    one per thread for a job's threads (:func:`thread_scratch`): the arrays
+    are handed out, not locked.
 
-    ``keep_bytes``: arrays larger than this are not kept (each call gets a fresh one)."""
+    ``keep_bytes``: the most bytes kept in all; an array that would take the
+    total over it is made fresh for that use and not kept."""
 
     def __init__(self, keep_bytes: int | None = None) -> None:
         self._arrays: dict[str, np.ndarray] = {}
@@ -239,11 +241,13 @@ class Scratch:
     def take(self, name: str, shape: tuple[int, ...], dtype: np.dtype = np.float32) -> np.ndarray:
         """A C-contiguous array ``shape`` of ``dtype`` (contents undefined), the same memory on every call
         that fits in it (the previous array of that name is overwritten: one user at a time)."""
+        dtype = np.dtype(dtype)
         n = int(np.prod(shape))
-        if self.keep_bytes is not None and n * np.dtype(dtype).itemsize > self.keep_bytes:
-            return np.empty(shape, dtype=dtype)
         flat = self._arrays.get(name)
         if flat is None or flat.dtype != dtype or flat.size < n:
+            old = 0 if flat is None else flat.nbytes
+            if self.keep_bytes is not None and self.nbytes - old + n * dtype.itemsize > self.keep_bytes:
+                return np.empty(shape, dtype=dtype)  # over what this Scratch may keep: fresh, not kept
             self._arrays.pop(name, None)  # (the old one freed before the new one is made)
             flat = self._arrays[name] = np.empty(n, dtype=dtype)
         return flat[:n].reshape(shape)
@@ -257,14 +261,24 @@ class Scratch:
 _THREAD = threading.local()
 
 
+def keep_work_arrays() -> None:
+    """Make the calling thread keep its work arrays from one image or frame to
+    the next (:data:`SCRATCH_KEEP_BYTES` at most), until the thread ends.
+
+    For the threads of one job, which end with it: the batch pipeline's
+    workers and the video pipeline's stages (a ``ThreadPoolExecutor``
+    ``initializer``).  Other threads (a server's, a caller's) keep nothing
+    between calls, so an idle process holds no work arrays."""
+    if getattr(_THREAD, "scratch", None) is None:
+        _THREAD.scratch = Scratch(SCRATCH_KEEP_BYTES)
+
+
 def thread_scratch() -> Scratch:
-    """The calling thread's :class:`Scratch` (arrays up to :data:`SCRATCH_KEEP_BYTES` each kept, a few
-    tens of MB for a 1 MP photo; freed with the thread).  Each name belongs to one step of the
-    per-item path, which runs start to end on one thread, so the steps never hand out each other's arrays."""
+    """The work arrays of the calling thread when it keeps them (:func:`keep_work_arrays`), else a
+    new :class:`Scratch` for the caller alone.  Each name belongs to one step of the per-item
+    path, which runs start to end on one thread, so the steps never hand out each other's arrays."""
     scratch = getattr(_THREAD, "scratch", None)
-    if scratch is None:
-        scratch = _THREAD.scratch = Scratch(SCRATCH_KEEP_BYTES)
-    return scratch
+    return scratch if scratch is not None else Scratch()
 
 
 def compose(l_full: np.ndarray, ab_full: np.ndarray, *, scratch: Scratch | None = None) -> np.ndarray:

@@ -9,6 +9,9 @@ working memory from its pixel count before decoding it (the header says the
 size; nothing is decoded to learn it) and takes that many bytes from a
 :class:`MemoryBudget`; big items then wait for each other instead of running
 together.  One item bigger than the whole budget still runs, alone.
+Besides the items counted, each of a job's worker threads keeps its work
+arrays from one item to the next until the job ends
+(:func:`streamcolor.colorize.keep_work_arrays`, 64 MB at most a thread).
 """
 
 from __future__ import annotations

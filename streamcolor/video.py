@@ -50,8 +50,8 @@ import cv2
 import numpy as np
 
 from streamcolor import image_io, tempfiles, yuv420
-from streamcolor.colorize import (ColorOptions, default_engine, network_input, pixels_to_l, render,
-                                  thread_scratch)
+from streamcolor.colorize import (ColorOptions, default_engine, keep_work_arrays, network_input, pixels_to_l,
+                                  render, thread_scratch)
 from streamcolor.engines import lab
 from streamcolor.errors import InputError, OutputError
 from streamcolor.progress import Progress, progress_bar
@@ -636,6 +636,7 @@ class _Job:
     def _read(self, out: queue.Queue) -> None:
         """Demux everything in file order: video decoded to _Frame, other packets passed on
         (with a segment: from its warm-up keyframe to its end, video alone)."""
+        keep_work_arrays()  # this thread's L* of each frame: the same memory from frame to frame
         vin, src, seg = self.vin, self.src, self.segment
         vin.codec_context.thread_type = "AUTO"
         vin.codec_context.thread_count = self.options.decode_threads
@@ -697,7 +698,7 @@ class _Job:
         luma = gray_luma(frame)
         if luma is not None:  # a gray frame: L* straight from its luma codes, no RGB conversion
             lut = gray_lut(frame.format.name, kw.get("src_color_range"))
-            # L* only until its half-res average and the network input are made: the same memory each frame
+            # L* only until its half-res average and the network input are made
             l_full = cv2.LUT(luma, lut, dst=thread_scratch().take("l_frame", luma.shape))
             comp = yuv420.composer(lut, hd=self.hd, saturation=self.colour.saturation) if self.direct_yuv else None
             l_half = comp.half_l(l_full) if comp is not None else None
@@ -778,7 +779,8 @@ class _Job:
         opts = self.options
         stab = ChromaStabilizer(opts.stabilize_strength, motion=opts.motion) if opts.stabilize else None
         workers = opts.compose_threads or min(4, os.cpu_count() or 1)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="streamcolor-compose") as pool:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="streamcolor-compose",
+                                initializer=keep_work_arrays) as pool:
             for items in self._drain(inq):
                 frames = [it for it in items if isinstance(it, _Frame)]
                 for f in frames:

@@ -127,17 +127,32 @@ def test_a_reused_scratch_gives_what_fresh_arrays_give():
     assert np.shares_memory(scratch.take("lab", (7, 50, 3)), lab_big)  # the same memory, not a new array
 
 
-def test_each_thread_has_its_own_scratch_that_keeps_only_arrays_under_the_cap():
-    main = colorize.thread_scratch()
-    assert colorize.thread_scratch() is main
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        others = list(pool.map(lambda _: colorize.thread_scratch(), range(2)))
-    assert all(o is not main for o in others)
+def _keeping(fn, *args):
+    """``fn(*args)`` on a thread that keeps its work arrays, as a job's threads do."""
+    with concurrent.futures.ThreadPoolExecutor(1, initializer=colorize.keep_work_arrays) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def test_only_a_job_thread_keeps_its_work_arrays_and_only_up_to_the_cap():
+    # a thread that did not ask (a server's, a caller's) gets a new Scratch each time: it keeps nothing
+    assert colorize.thread_scratch() is not colorize.thread_scratch()
+
+    def kept():
+        colorize.keep_work_arrays()  # (twice: the same arrays kept)
+        return colorize.thread_scratch(), colorize.thread_scratch()
+
+    first, again = _keeping(kept)
+    assert first is again and first.keep_bytes == colorize.SCRATCH_KEEP_BYTES
+    with concurrent.futures.ThreadPoolExecutor(2, initializer=colorize.keep_work_arrays) as pool:
+        others = list(pool.map(lambda _: colorize.thread_scratch(), range(8)))
+    assert len({id(o) for o in others}) <= 2 and first not in others  # one per thread
     capped = Scratch(keep_bytes=1000)
-    small, big = capped.take("a", (10, 10)), capped.take("b", (100, 100))
-    assert np.shares_memory(capped.take("a", (10, 10)), small)
-    assert not np.shares_memory(capped.take("b", (100, 100)), big)  # over the cap: fresh each time, not kept
-    assert capped.nbytes == small.nbytes
+    small = capped.take("a", (10, 10))  # 400 bytes: kept
+    assert np.shares_memory(capped.take("a", (5, 10)), small)
+    big = capped.take("b", (10, 20))  # 800 more: over 1000 in all, so fresh each time and not kept
+    assert not np.shares_memory(capped.take("b", (10, 20)), big)
+    assert np.shares_memory(capped.take("c", (10, 15)), capped.take("c", (10, 15)))  # 600: fits beside "a"
+    assert capped.nbytes == 1000
 
 
 def _photo(rng, h, w, dtype=np.uint8):
@@ -151,8 +166,13 @@ def _photo(rng, h, w, dtype=np.uint8):
 def test_results_never_live_in_the_thread_scratch(dtype):
     """Prepared inputs and rendered outputs stay as they were while the same thread
     prepares and renders other images of other sizes through its work arrays."""
+    _keeping(_prepare_and_render_several, dtype)
+
+
+def _prepare_and_render_several(dtype):
     from streamcolor.image_io import Decoded
 
+    assert colorize.thread_scratch() is colorize.thread_scratch()
     rng = np.random.default_rng(7)
     options = colorize.ColorOptions(render_size=64, saturation=1.5, size_multiple=8)
     shapes = [(96, 128), (64, 64), (300, 200), (96, 128)]  # (64, 64): the render size itself, not resized
@@ -193,7 +213,7 @@ def test_renders_on_many_threads_give_the_serial_results():
         l_full = pixels_to_l(_photo(rng, h, w))
         jobs.append((l_full, rng.uniform(-0.7, 0.7, (8, 8, 2)).astype(np.float32)))
     serial = [colorize.render(l, ab, saturation=2.0, dtype=np.uint8, strip_pixels=2000) for l, ab in jobs]
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    with concurrent.futures.ThreadPoolExecutor(4, initializer=colorize.keep_work_arrays) as pool:
         for _ in range(3):
             threaded = list(pool.map(lambda j: colorize.render(j[0], j[1], saturation=2.0, dtype=np.uint8,
                                                                strip_pixels=2000), jobs))

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Sequence
 from streamcolor import memory
 from streamcolor.archive.job import BatchJob
 from streamcolor.archive.listing import BatchOptions, Item
-from streamcolor.colorize import ColorOptions, ShapeBatcher, default_engine, predict
+from streamcolor.colorize import ColorOptions, ShapeBatcher, default_engine, keep_work_arrays, predict
 from streamcolor.errors import InputError
 from streamcolor.progress import Progress, progress_bar
 from streamcolor.items import (FolderSink, JobReport, Outcome, colorize_items, decode_item, engine_failure,
@@ -168,7 +168,7 @@ class _Pipeline:
         if not todo:
             return
         q: queue.Queue = queue.Queue(maxsize=self.depth)
-        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="streamcolor-io")
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="streamcolor-io", initializer=keep_work_arrays)
         reader = threading.Thread(target=self._read_all, args=(todo, pool, q), name="streamcolor-reader",
                                   daemon=True)
         batcher = ShapeBatcher(self.options.batch_size)  # items waiting for the engine, by render shape

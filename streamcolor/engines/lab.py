@@ -57,12 +57,14 @@ def gray_to_l(gray: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     measured again keeps its lightness).
     """
     gray = np.asarray(gray)
+    # written straight into ``out`` when it is what the step would make (float32, rows contiguous)
+    direct = out if out is not None and out.dtype == np.float32 and out.flags.c_contiguous else None
     if gray.dtype in (np.uint8, np.uint16):  # a table of every code: same values, no per-pixel colour conversion
         table = _gray_table(gray.dtype.itemsize)
         if gray.dtype == np.uint8 and gray.ndim == 2:
-            res = cv2.LUT(gray, table, dst=out)
+            res = cv2.LUT(gray, table, dst=direct)
         else:
-            res = np.take(table, gray, out=out)
+            res = np.take(table, gray, out=direct)
     else:
         res = _gray_to_l(_as_unit_float(gray))
     if out is not None and res is not out:
