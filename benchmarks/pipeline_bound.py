@@ -1,6 +1,6 @@
 """Video and batch pipelines against the hardware bound, stage by stage.
 
-    nice python -m benchmarks.pipeline_bound --out benchmarks/results/pipeline-cpu-2026-11-30-scratch.json
+    nice python -m benchmarks.pipeline_bound --out benchmarks/results/pipeline-cpu-2026-11-30-jobthreads.json
 
 One run of each figure, in one process, on generated inputs, with the shipped
 default model on the engine ``load_engine`` picks here (``--backend`` to
