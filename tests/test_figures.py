@@ -44,6 +44,27 @@ FIRST, YUV420, THREADS, BATCH2, STRIPS, GAMUT, SCRATCH1, SCRATCH, JOB = (
 X264 = "thread_cpu_ms_per_frame.{}.encoder (x264 threads)"
 COMPOSE = "video.1.thread_cpu_ms_per_frame.pipeline.compose"
 
+#: Figures named in a fragment of prose (see :func:`_each`): key in a pipeline_bound file, format.
+FIGURES = {"v0": ("video.0.pipeline_over_bound", "{:.3f}x"), "v1": ("video.1.pipeline_over_bound", "{:.3f}x"),
+           "p0": ("video.0.pipeline_over_bound_paired", "{:.3f}x"),
+           "p1": ("video.1.pipeline_over_bound_paired", "{:.3f}x"),
+           "b": ("batch.archive_over_bound", "{:.2f}x"), "b3": ("batch.archive_over_bound", "{:.3f}x"),
+           "x264": ("video.1." + X264.format("pipeline"), "{:.1f}"),
+           "x264_alone": ("video.1." + X264.format("codec"), "{:.1f}"),
+           "x264_576": ("video.0." + X264.format("pipeline"), "{:.1f}"),
+           "x264_576_alone": ("video.0." + X264.format("codec"), "{:.1f}"),
+           "compose": (COMPOSE, "{:.1f}"), "compose_ms": (COMPOSE, "{:.0f}")}
+
+
+def _each(doc: str, fragment: str, source: str) -> list[tuple[str, str, str, str, str]]:
+    """PROSE entries for every figure named in ``fragment`` (``{v0}``, ``{p1}``: :data:`FIGURES`) from
+    ``source``: one per figure, the others written in as the file gives them, so the whole fragment
+    is checked."""
+    names = re.findall(r"{(\w+)}", fragment)
+    values = {n: FIGURES[n][1].format(_value(source, FIGURES[n][0])) for n in names}
+    return [(doc, fragment.format(**{**values, n: "{}"}), source, *FIGURES[n]) for n in names]
+
+
 #: (markdown file, text with {} for the figure, results file, key, format of the figure).
 PROSE = [
     # the Ray guide's 2-vs-1 actors figure, and the machine's own two-process ceiling, same test
@@ -56,65 +77,38 @@ PROSE = [
     ("docs/ray.md", "Ray added {} ms per item", "cpu-2026-11-26.json",
      "bench:test_ray_actor_pool_throughput:overhead_ms_per_item_after_startup", "{:.1f}"),
     # docs/benchmarks.md: the video pipeline against its bound, run by run, and thread by thread
-    (BENCH, "than alone in the latest run ({} against 306.7", JOB, "video.1." + X264.format("pipeline"), "{:.1f}"),
-    (BENCH, "run (325.2 against {} ms a frame)", JOB, "video.1." + X264.format("codec"), "{:.1f}"),
-    (BENCH, "more in the second scratch run ({} against 267.7)", SCRATCH, "video.1." + X264.format("pipeline"), "{:.1f}"),
-    (BENCH, "scratch run (338.1 against {})", SCRATCH, "video.1." + X264.format("codec"), "{:.1f}"),
-    (BENCH, "more in the first ({} against 301.5)", SCRATCH1, "video.1." + X264.format("pipeline"), "{:.1f}"),
-    (BENCH, "in the first (340.8 against {})", SCRATCH1, "video.1." + X264.format("codec"), "{:.1f}"),
-    (BENCH, "9% more in the gamut run ({} against 308.5)", GAMUT, "video.1." + X264.format("pipeline"), "{:.1f}"),
-    (BENCH, "gamut run (336.9 against {})", GAMUT, "video.1." + X264.format("codec"), "{:.1f}"),
-    (BENCH, "more than the compose ({} ms in the latest)", JOB, COMPOSE, "{:.1f}"),
-    (BENCH, "x264 takes 9% more ({} against 63.5 ms)", JOB, "video.0." + X264.format("pipeline"), "{:.1f}"),
-    (BENCH, "9% more (69.3 against {} ms)", JOB, "video.0." + X264.format("codec"), "{:.1f}"),
-    (BENCH, "4:2:0 compose, {}-28 ms of a 1080p frame", JOB, COMPOSE, "{:.0f}"),
-    (BENCH, "4:2:0 compose, 13-{} ms of a 1080p frame", SCRATCH, COMPOSE, "{:.0f}"),
+    *_each(BENCH, "than alone in the latest run ({x264} against {x264_alone} ms a frame)", JOB),
+    *_each(BENCH, "more in the second scratch run ({x264} against {x264_alone})", SCRATCH),
+    *_each(BENCH, "more in the first ({x264} against {x264_alone})", SCRATCH1),
+    *_each(BENCH, "9% more in the gamut run ({x264} against {x264_alone})", GAMUT),
+    *_each(BENCH, "more than the compose ({compose} ms in the latest)", JOB),
+    *_each(BENCH, "x264 takes 9% more ({x264_576} against {x264_576_alone} ms)", JOB),
+    *_each(BENCH, "4:2:0 compose, {compose_ms}-28 ms of a 1080p frame", JOB),
+    *_each(BENCH, "4:2:0 compose, 13-{compose_ms} ms of a 1080p frame", SCRATCH),
     (BENCH, "its full-resolution L\\*, {} ms)", JOB, "video.1.thread_cpu_ms_per_frame.pipeline.reader (decode calls, L*)",
      "{:.1f}"),
-    (BENCH, "at 1080p: {} ms a frame in the first of the three runs", SCRATCH1, COMPOSE, "{:.1f}"),
-    (BENCH, "{} in the second, 13.3 in the latest", SCRATCH, COMPOSE, "{:.1f}"),
-    (BENCH, "27.7 in the second, {} in the latest", JOB, COMPOSE, "{:.1f}"),
-    (BENCH, "not met in the latest run: {} at 576p", JOB, "video.0.pipeline_over_bound", "{:.3f}x"),
-    (BENCH, "at 576p and {} at 1080p**", JOB, "video.1.pipeline_over_bound", "{:.3f}x"),
-    (BENCH, "({} and 0.861x round by round); batch", JOB, "video.0.pipeline_over_bound_paired", "{:.3f}x"),
-    (BENCH, "(0.914x and {} round by round); batch", JOB, "video.1.pipeline_over_bound_paired", "{:.3f}x"),
-    (BENCH, "round by round); batch reaches {}.", JOB, "batch.archive_over_bound", "{:.2f}x"),
-    (BENCH, "0.93x in the batch-2 run, {} in the strips run", STRIPS, "video.0.pipeline_over_bound", "{:.3f}x"),
-    (BENCH, "in the strips run, {} in the gamut run", GAMUT, "video.0.pipeline_over_bound", "{:.3f}x"),
-    (BENCH, "in the gamut run, {} in the second scratch run", SCRATCH, "video.0.pipeline_over_bound", "{:.3f}x"),
-    (BENCH, "at 1080p, {} in the strips run came nearest", STRIPS, "video.1.pipeline_over_bound", "{:.3f}x"),
-    (BENCH, "`pipeline-cpu-2026-11-30-scratch-first.json` ({} / 0.732x", SCRATCH1, "video.0.pipeline_over_bound",
-     "{:.3f}x"),
-    (BENCH, "(0.893x / {}, batch 0.853x;", SCRATCH1, "video.1.pipeline_over_bound", "{:.3f}x"),
-    (BENCH, "0.732x, batch {}; its 1080p bound", SCRATCH1, "batch.archive_over_bound", "{:.3f}x"),
-    (BENCH, "its round-by-round ratio is {})", SCRATCH1, "video.1.pipeline_over_bound_paired", "{:.3f}x"),
-    (BENCH, "`pipeline-cpu-2026-11-30-scratch.json` ({} / 0.848x", SCRATCH, "video.0.pipeline_over_bound", "{:.3f}x"),
-    (BENCH, "(0.960x / {}, or 0.945x", SCRATCH, "video.1.pipeline_over_bound", "{:.3f}x"),
-    (BENCH, "or {} / 0.859x round by round, batch 0.81x", SCRATCH, "video.0.pipeline_over_bound_paired", "{:.3f}x"),
-    (BENCH, "or 0.945x / {} round by round, batch 0.81x", SCRATCH, "video.1.pipeline_over_bound_paired", "{:.3f}x"),
-    (BENCH, "round by round, batch {}, load 1.5-3.4)", SCRATCH, "batch.archive_over_bound", "{:.2f}x"),
-    (BENCH, "load 1.0-3.3): {} / 0.877x", JOB, "video.0.pipeline_over_bound", "{:.3f}x"),
-    (BENCH, "0.865x / {}, or 0.914x", JOB, "video.1.pipeline_over_bound", "{:.3f}x"),
-    (BENCH, "or {} / 0.861x round by round. So", JOB, "video.0.pipeline_over_bound_paired", "{:.3f}x"),
-    (BENCH, "or 0.914x / {} round by round. So", JOB, "video.1.pipeline_over_bound_paired", "{:.3f}x"),
-    (BENCH, "at 1080p in none (nearest: {} in the strips run)", STRIPS, "video.1.pipeline_over_bound", "{:.3f}x"),
-    (BENCH, "each round's own ratio beside the best rounds' ({} /", GAMUT, "video.0.pipeline_over_bound", "{:.3f}x"),
-    (BENCH, "best rounds' (0.926x / {},", GAMUT, "video.1.pipeline_over_bound", "{:.3f}x"),
-    (BENCH, "or {} / 0.892x round by round, batch 0.82x, load 1.3-3.3)", GAMUT, "video.0.pipeline_over_bound_paired",
-     "{:.3f}x"),
-    (BENCH, "or 0.920x / {} round by round, batch 0.82x, load 1.3-3.3)", GAMUT, "video.1.pipeline_over_bound_paired",
-     "{:.3f}x"),
-    (BENCH, "round by round, batch {}, load 1.3-3.3)", GAMUT, "batch.archive_over_bound", "{:.2f}x"),
-    (BENCH, "after the strips of rows ({} /", STRIPS, "video.0.pipeline_over_bound", "{:.3f}x"),
-    (BENCH, "(0.893x / {}, batch 0.82x, load 2.0-3.6)", STRIPS, "video.1.pipeline_over_bound", "{:.3f}x"),
-    (BENCH, "0.897x, batch {}, load 2.0-3.6)", STRIPS, "batch.archive_over_bound", "{:.2f}x"),
+    *_each(BENCH, "at 1080p: {compose} ms a frame in the first of the three runs", SCRATCH1),
+    *_each(BENCH, "since, {compose} in the second", SCRATCH),
+    *_each(BENCH, "in the second, {compose} in the latest", JOB),
+    *_each(BENCH, "not met in the latest run: {v0} at 576p and {v1} at 1080p** ({p0} and {p1} round by round); "
+                  "batch reaches {b}.", JOB),
+    *_each(BENCH, "0.93x in the batch-2 run, {v0} in the strips run", STRIPS),
+    *_each(BENCH, "in the strips run, {v0} in the gamut run", GAMUT),
+    *_each(BENCH, "in the gamut run, {v0} in the second scratch run", SCRATCH),
+    *_each(BENCH, "at 1080p, {v1} in the strips run came nearest", STRIPS),
+    *_each(BENCH, "`pipeline-cpu-2026-11-30-scratch-first.json` ({v0} / {v1}, batch {b3};", SCRATCH1),
+    *_each(BENCH, "its round-by-round ratio is {p1})", SCRATCH1),
+    *_each(BENCH, "`pipeline-cpu-2026-11-30-scratch.json` ({v0} / {v1}, or {p0} / {p1} round by round, batch {b}, "
+                  "load 1.5-3.4)", SCRATCH),
+    *_each(BENCH, "load 1.0-3.3): {v0} / {v1}, or {p0} / {p1} round by round. So", JOB),
+    *_each(BENCH, "at 1080p in none (nearest: {v1} in the strips run)", STRIPS),
+    *_each(BENCH, "each round's own ratio beside the best rounds' ({v0} / {v1}, or {p0} / {p1} round by round, "
+                  "batch {b}, load 1.3-3.3)", GAMUT),
+    *_each(BENCH, "after the strips of rows ({v0} / {v1}, batch {b}, load 2.0-3.6)", STRIPS),
     (BENCH, "parted at 1080p ({} against 0.89x)", GAMUT, "video.1.pipeline_over_bound", "{:.2f}x"),
     (BENCH, "parted at 1080p (0.85x against {})", GAMUT, "video.1.pipeline_over_bound_paired", "{:.2f}x"),
     (BENCH, "in the gamut run; {} ms in the latest", JOB, "video.1.stages_ms_per_frame.compose_yuv", "{:.1f}"),
-    ("README.md", "in this run (576p {}, or 0.914x", JOB, "video.0.pipeline_over_bound", "{:.3f}x"),
-    ("README.md", "(576p 0.865x, or {} round by round;", JOB, "video.0.pipeline_over_bound_paired", "{:.3f}x"),
-    ("README.md", "1080p {}, or 0.861x round by round)", JOB, "video.1.pipeline_over_bound", "{:.3f}x"),
-    ("README.md", "1080p 0.877x, or {} round by round)", JOB, "video.1.pipeline_over_bound_paired", "{:.3f}x"),
+    *_each("README.md", "in this run (576p {v0}, or {p0} round by round; 1080p {v1}, or {p1} round by round)", JOB),
     (BENCH, "still at batch 8 ({} / 0.85x, batch 0.79x", THREADS, "video.0.pipeline_over_bound", "{:.2f}x"),
     (BENCH, "batch 8 (0.85x / {}, batch 0.79x", THREADS, "video.1.pipeline_over_bound", "{:.2f}x"),
     (BENCH, "0.85x / 0.85x, batch {}, under", THREADS, "batch.archive_over_bound", "{:.2f}x"),
