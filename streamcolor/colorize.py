@@ -139,11 +139,7 @@ def pixels_to_l(pixels: np.ndarray, *, out: np.ndarray | None = None) -> np.ndar
         raise ValueError(f"out of shape {out.shape} and type {out.dtype} for L* of shape {(height, width)}")
     step = max(1, STRIP_PIXELS // max(1, width))
     for start in range(0, height, step):
-        rows = out[start:start + step]
-        if convert is lab.gray_to_l:  # a table lookup, written straight into the rows of out
-            convert(pixels[start:start + step], out=rows)
-        else:
-            rows[...] = convert(pixels[start:start + step])
+        convert(pixels[start:start + step], out=out[start:start + step])
     return out
 
 

@@ -43,9 +43,13 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     return np.clip(rgb, 0.0, 1.0, out=rgb)
 
 
-def rgb_to_l(rgb: np.ndarray) -> np.ndarray:
-    """L* channel (float32, [0, 100]) of sRGB input; shape (..., H, W)."""
-    return rgb_to_lab(rgb)[..., 0]
+def rgb_to_l(rgb: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """L* channel (float32, [0, 100]) of sRGB input; shape (..., H, W); copied into ``out`` when given."""
+    l_star = rgb_to_lab(rgb)[..., 0]
+    if out is None:
+        return l_star
+    out[...] = l_star
+    return out
 
 
 def gray_to_l(gray: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
