@@ -124,9 +124,38 @@ def video_threads(d: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def video_overlap(d: dict[str, Any]) -> str:
+    """Engine only and codec only run at once (no pipeline work) against the bound and the
+    pipeline; and the encoder's CPU time on gray frames against the same frames in colour."""
+    rows = ["| input | product | engine only and codec only at once | at once / bound | each round's own, median "
+            "| CPU time: at once / (engine + codec) | product / at once | each round's own, median |",
+            "|---|---|---|---|---|---|---|---|"]
+    for v in d["video"]:
+        rows.append(f"| {v['clip']} video | {_f(v['pipeline_fps'], 2)} fps | {_f(v['together_fps'], 2)} fps "
+                    f"| **{_f(v['together_over_bound'], 2)}x** | {_f(v['together_over_bound_paired'], 2)}x "
+                    f"| {_f(v['cpu_together_over_parts'], 2)} | **{_f(v['pipeline_over_together'], 2)}x** "
+                    f"| {_f(v['pipeline_over_together_paired'], 2)}x |")
+    b = d["batch"]
+    rows.append(f"| {b['megapixels']} MP photos | {_f(b['archive_items_per_s'], 2)} items/s "
+                f"| {_f(b['together_items_per_s'], 2)} items/s | **{_f(b['together_over_bound'], 2)}x** "
+                f"| {_f(b['together_over_bound_paired'], 2)}x | {_f(b['cpu_together_over_parts'], 2)} "
+                f"| **{_f(b['archive_over_together'], 2)}x** | {_f(b['archive_over_together_paired'], 2)}x |")
+    rows += ["", "| clip | encoder CPU ms/frame: the gray frames | the same frames, chroma of the colourized output "
+             "| colour / gray | each round's ratio |", "|---|---|---|---|---|"]
+    for v in d["video"]:
+        c = v["colour_encode"]
+        rows.append(f"| {v['clip']} | {_f(c['cpu_ms_per_frame']['gray'])} | {_f(c['cpu_ms_per_frame']['colour'])} "
+                    f"| **{_f(c['colour_over_gray'], 2)}x** | "
+                    + ", ".join(f"{_f(x, 2)}" for x in c["colour_over_gray_rounds"]) + " |")
+    rows += ["", f"Best of {d['video'][0]['rounds']} alternating rounds (colour encode: cheapest of "
+             f"{d['video'][0]['colour_encode']['rounds']}); {d['date']}, "
+             f"`{Path(d['command'].split('--out ')[-1].split()[0]).name}`."]
+    return "\n".join(rows) + "\n"
+
+
 #: Block name -> the function that writes it from its results file.
 BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {"video-bound": video_bound, "video-stages": video_stages,
-                                                      "video-threads": video_threads}
+                                                      "video-threads": video_threads, "video-overlap": video_overlap}
 
 
 def render(name: str, source: str) -> str:

@@ -22,6 +22,14 @@ change).  For each video size (576p and 1080p):
   each round's own ratio (``*_paired``: the parts of one round ran within seconds
   of each other, on a machine whose speed swings from minute to minute); and the same at the engine's ``preferred_batch_size``
   (what engine only uses), taking turns with it;
+* **together**: engine only and codec only started at once, one thread each, in one
+  process, with none of the pipeline's own work (no L*, no queues, no compose): what
+  overlapping the two gets on this machine, and so how much of the gap between the
+  pipeline and the bound is the machine's (its cores' caches shared by two workloads)
+  and how much the pipeline's own (``pipeline_over_together``);
+* **colour encode**: the encoder alone on the clip's gray frames, and on the same frames
+  with the chroma of the pipeline's output (its luma kept): a colourized frame is not
+  the gray one the codec-only figure re-encodes, and costs the encoder more;
 * **naive**: decode, ``colorize_image`` per frame, encode (one frame at a time);
 * **threads**: one more codec-only and pipeline run each, their CPU time per frame by
   thread role (encoder, decoder, engine, compose, ...; :class:`ThreadCpu`): where the
@@ -29,12 +37,12 @@ change).  For each video size (576p and 1080p):
 
 Batch: 1-megapixel gray JPEGs through ``colorize_archive`` against the same
 bound (engine only on their network inputs; decode + encode only of the same
-photos, on as many threads as the archive uses) and ``colorize_image`` one by
-one.  Memory: peak RSS of a fresh process colorizing a 10 s and a 60 s clip.
+photos, on as many threads as the archive uses; the two together) and
+``colorize_image`` one by one.  Memory: peak RSS of a fresh process colorizing a 10 s and a 60 s clip.
 
 The machine may be shared: the 1-minute load average is recorded around every
 measurement; compare ratios measured in this one run, not absolute figures
-across runs.  Each part runs :data:`ROUNDS` times, the parts taking turns.  About 9
+across runs.  Each part runs :data:`ROUNDS` times, the parts taking turns.  About 11
 minutes on 2 cores.
 """
 
@@ -126,6 +134,18 @@ class Rounds:
         machine's swings; the parts of one round ran within seconds of each other."""
         rounds = range(len(self.wall[name]))
         return statistics.median(sum(self.wall[p][i] for p in parts) / self.wall[name][i] for i in rounds)
+
+
+def together(*fns: Callable[[], Any]) -> None:
+    """Run ``fns`` at once, one thread each, until all end (the first error is raised).
+
+    Why: the bound adds the engine's and the codec's times, as if each had the machine
+    alone; run at the same time they share the cores' caches and the memory bus, which
+    no pipeline can avoid.  Timing the two together, with nothing else, says how near to
+    the bound overlapping them can get here at all."""
+    with concurrent.futures.ThreadPoolExecutor(len(fns), thread_name_prefix="bench-together") as pool:
+        for f in [pool.submit(fn) for fn in fns]:
+            f.result()
 
 
 class ThreadCpu:
@@ -291,8 +311,10 @@ def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
     def encode():
         with av.open(str(work / "stages-out.mp4"), "w") as out:
             vs = plain_encoder(out, codec, options, w, h, rate, tb)
-            for i, vf in enumerate(vfs):
-                vf.pts, vf.time_base = i, tb
+            for vf, src_frame in zip(vfs, frames):
+                # the source's timestamps: x264's rate control reads them (frames 1 tick apart in a
+                # 1/12288 time base looked like 12,288 fps to it, and cost a tenth of the bits and 40% less CPU)
+                vf.pts, vf.time_base = src_frame.pts, tb
                 out.mux(vs.encode(vf))
             out.mux(vs.encode())
 
@@ -318,6 +340,67 @@ def _clip_l(src: Path) -> list[np.ndarray]:
     """Full-resolution L* of every frame of a clip (the pipeline's reader path)."""
     with av.open(str(src)) as inp:
         return [_frame_l(f)[1] for f in inp.decode(video=0)]
+
+
+def _yuv_frames(path: Path) -> tuple[list[np.ndarray], list[int], Any, Any]:
+    """Every frame of a yuv420p clip as one I420 array (Y, then Cb, then Cr), their timestamps;
+    the clip's rate and time base."""
+    with av.open(str(path)) as inp:
+        vin = inp.streams.video[0]
+        if vin.codec_context.pix_fmt != "yuv420p":
+            raise ValueError(f"{path}: colour encode needs a yuv420p clip, not {vin.codec_context.pix_fmt}")
+        frames = list(inp.decode(vin))
+        return [f.to_ndarray() for f in frames], [f.pts for f in frames], vin.average_rate, vin.time_base
+
+
+def with_chroma_of(gray: Sequence[np.ndarray], colour: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """I420 frames (see :func:`_yuv_frames`) with the luma of ``gray`` and the chroma of ``colour``."""
+    if len(colour) != len(gray) or any(c.shape != g.shape for g, c in zip(gray, colour)):
+        raise ValueError("the coloured clip is not the same frames as the gray one")
+    out = []
+    for g, c in zip(gray, colour):
+        height = g.shape[0] * 2 // 3
+        m = c.copy()
+        m[:height] = g[:height]
+        out.append(m)
+    return out
+
+
+def colour_encode(src: Path, coloured: Path, options, work: Path, rounds: int = 3) -> dict[str, Any]:
+    """CPU ms per frame of the encoder alone (cheapest of ``rounds``, taking turns) on the gray
+    frames of ``src`` and on the same frames with the chroma of ``coloured`` (the pipeline's
+    output of ``src``) in place of their neutral chroma, luma untouched.
+
+    Why: codec only re-encodes the gray clip, whose flat chroma costs the encoder almost
+    nothing; a colorizer's output has colour to code.  Only the chroma planes differ
+    between the two runs, so their ratio is the colour's own cost to the encoder.  (The
+    chroma comes from the encoded output, so it is a little smoother than what the
+    pipeline hands the encoder: if anything, this underestimates it.)"""
+    from streamcolor.video import pick_codec, plain_encoder
+
+    gray, pts, rate, tb = _yuv_frames(src)
+    mixed = with_chroma_of(gray, _yuv_frames(coloured)[0])
+    height = gray[0].shape[0] * 2 // 3
+    codec = pick_codec(options.codec)
+
+    def encode(frames: list[np.ndarray]) -> None:
+        with av.open(str(work / "colour-encode.mp4"), "w") as out:
+            vs = plain_encoder(out, codec, options, gray[0].shape[1], height, rate, tb)
+            for x, t in zip(frames, pts):
+                vf = av.VideoFrame.from_ndarray(x, format="yuv420p")
+                vf.pts, vf.time_base = t, tb  # the source's timestamps (x264's rate control reads them)
+                out.mux(vs.encode(vf))
+            out.mux(vs.encode())
+
+    r = Rounds()
+    for _ in range(rounds):
+        r.run("gray", lambda: encode(gray))
+        r.run("colour", lambda: encode(mixed))
+    n = len(gray)
+    cpu = {k: r.cpu_ms(k, n) for k in r.cpu}
+    return {"rounds": rounds, "cpu_ms_per_frame": {k: round(v, 1) for k, v in cpu.items()},
+            "colour_over_gray": round(cpu["colour"] / cpu["gray"], 3),
+            "colour_over_gray_rounds": [round(c / g, 3) for g, c in zip(r.cpu["gray"], r.cpu["colour"])]}
 
 
 def naive_video(src: Path, dst: Path, engine, options) -> int:
@@ -361,9 +444,12 @@ def video_figures(engine, work: Path) -> list[dict[str, Any]]:
         # the pipeline at the engine's preferred batch too, against its video batch (the default)
         at_preferred = dataclasses.replace(options, batch_size=batch)
         r = Rounds()
+        engine_only = lambda: [engine.predict(net[j:j + batch]) for j in range(0, n, batch)]  # noqa: E731
+        codec_only = lambda: codec_floor(src, work / f"floor-{name}.mp4", options)  # noqa: E731
         for i in range(ROUNDS):
-            r.run("engine", lambda: [engine.predict(net[j:j + batch]) for j in range(0, n, batch)])
-            r.run("codec", lambda: codec_floor(src, work / f"floor-{name}.mp4", options))
+            r.run("engine", engine_only)
+            r.run("codec", codec_only)
+            r.run("together", lambda: together(engine_only, codec_only))
             r.run("pipeline", lambda: colorize_video(src, work / f"pipe-{name}.mp4", engine=engine, options=options,
                                                      progress=False))
             r.run("pipeline_preferred_batch", lambda: colorize_video(
@@ -371,6 +457,8 @@ def video_figures(engine, work: Path) -> list[dict[str, Any]]:
             row["load_average"][f"after_round{i + 1}"] = _load()
         r.run("naive", lambda: naive_video(src, work / f"naive-{name}.mp4", engine, options))
         row["load_average"]["after_naive"] = _load()
+        row["colour_encode"] = colour_encode(src, work / f"pipe-{name}.mp4", options, work)
+        row["load_average"]["after_colour_encode"] = _load()
         threads = {}  # one more run of each, for where its CPU time goes
         with ThreadCpu() as tc:
             codec_floor(src, work / f"floor-{name}.mp4", options)
@@ -390,6 +478,11 @@ def video_figures(engine, work: Path) -> list[dict[str, Any]]:
                    pipeline_over_preferred_batch=round(fps["pipeline"] / fps["pipeline_preferred_batch"], 3),
                    cpu_pipeline_over_preferred_batch=round(cpu["pipeline"] / cpu["pipeline_preferred_batch"], 3),
                    pipeline_over_naive=round(fps["pipeline"] / fps["naive"], 3),
+                   together_fps=round(fps["together"], 2), together_over_bound=round(fps["together"] / bound, 3),
+                   together_over_bound_paired=round(r.paired_over_bound("together", ["engine", "codec"]), 3),
+                   pipeline_over_together=round(fps["pipeline"] / fps["together"], 3),
+                   pipeline_over_together_paired=round(r.paired_over_bound("pipeline", ["together"]), 3),
+                   cpu_together_over_parts=round(cpu["together"] / (cpu["engine"] + cpu["codec"]), 3),
                    cpu_ms_per_frame={k: round(v, 1) for k, v in cpu.items()},
                    cpu_bound_over_pipeline=round((cpu["engine"] + cpu["codec"]) / cpu["pipeline"], 3),
                    all_rounds_s={k: [round(x, 2) for x in v] for k, v in r.wall.items()},
@@ -434,6 +527,8 @@ def batch_figures(engine, work: Path) -> dict[str, Any]:
         for i in range(ROUNDS):
             r.run("engine", lambda: [engine.predict(b) for b in batches])
             r.run("codec", lambda: list(pool.map(codec_one, files)))
+            r.run("together", lambda: together(lambda: [engine.predict(b) for b in batches],
+                                               lambda: list(pool.map(codec_one, files))))
             reports.append(r.run("archive", lambda: colorize_archive(folder, work / f"archive-out{i}", engine=engine,
                                                                      options=options, progress=False)))
             assert reports[-1].ok and reports[-1].done_now == n, reports[-1].summary()
@@ -450,6 +545,11 @@ def batch_figures(engine, work: Path) -> dict[str, Any]:
                naive_items_per_s=round(ips["naive"], 2), archive_over_bound=round(ips["archive"] / bound, 3),
                archive_over_bound_paired=round(r.paired_over_bound("archive", ["engine", "codec"]), 3),
                archive_over_naive=round(ips["archive"] / ips["naive"], 3),
+               together_items_per_s=round(ips["together"], 2), together_over_bound=round(ips["together"] / bound, 3),
+               together_over_bound_paired=round(r.paired_over_bound("together", ["engine", "codec"]), 3),
+               archive_over_together=round(ips["archive"] / ips["together"], 3),
+               archive_over_together_paired=round(r.paired_over_bound("archive", ["together"]), 3),
+               cpu_together_over_parts=round(cpu["together"] / (cpu["engine"] + cpu["codec"]), 3),
                archive_engine_share=round(max(rep.engine_share for rep in reports), 3),
                cpu_ms_per_item={k: round(v, 1) for k, v in cpu.items()},
                cpu_bound_over_archive=round((cpu["engine"] + cpu["codec"]) / cpu["archive"], 3),

@@ -44,6 +44,10 @@ def test_pipeline_bound_script_quick(tmp_path):
     assert d["batch"]["archive_items_per_s"] > 0
     assert clip["pipeline_over_bound_paired"] > 0 and d["batch"]["archive_over_bound_paired"] > 0
     assert "each round's own ratio, median" in figures.video_bound(d | {"memory": _MEMORY})
+    for part, rate in ((clip, "together_fps"), (d["batch"], "together_items_per_s")):  # engine and codec at once
+        assert part[rate] > 0 and part["together_over_bound_paired"] > 0 and part["cpu_together_over_parts"] > 0
+    assert clip["colour_encode"]["colour_over_gray"] > 0
+    assert "engine only and codec only at once" in figures.video_overlap(d)
     table = figures.video_stages(d)
     assert "compose into the frame's 4:2:0 planes" in table and "RGB route, total" in table
     threads = clip["thread_cpu_ms_per_frame"]
@@ -83,3 +87,70 @@ def test_int8_kernels_script_quick(tmp_path):
         assert 0 <= r["disagreement_as_written"] < 2 and 0 <= r["disagreement_fused_kernels"] < 2
         assert r["int8_images_per_s"] > 0 and r["fp32_images_per_s"] > 0
     assert d["recipes"]["u8s8_reduce_range"]["reduce_range"] and d["recipes"]["u8u8"]["weights"] == "uint8"
+
+
+def _frame_times(path) -> list[float]:
+    import av
+
+    with av.open(str(path)) as inp:
+        return [float(f.time) for f in inp.decode(video=0)]
+
+
+def test_stage_and_colour_encodes_keep_the_source_timestamps(tmp_path, engine):
+    """The script's encoder-alone runs (the stage table's encode, colour encode) stamp frames
+    with the source's times: x264's rate control reads them, and frames one tick of a 1/12288
+    time base apart once looked like 12,288 fps to it (a tenth of the bits, 40% less CPU time)."""
+    from benchmarks.pipeline_bound import colour_encode, video_stages
+    from streamcolor.video import VideoOptions, colorize_video, make_clip
+
+    src = make_clip(tmp_path / "clip.mp4", 160, 96, 12)
+    coloured = colorize_video(src, tmp_path / "coloured.mp4", engine=engine, progress=False)
+    want = _frame_times(src)
+    assert len(want) == 12 and want[-1] == pytest.approx(11 / 24)
+    stages, _ = video_stages(src, engine, VideoOptions(), tmp_path)
+    assert stages["encode"] > 0
+    assert _frame_times(tmp_path / "stages-out.mp4") == pytest.approx(want)
+    res = colour_encode(src, coloured, VideoOptions(), tmp_path, rounds=1)
+    assert _frame_times(tmp_path / "colour-encode.mp4") == pytest.approx(want)
+    assert res["cpu_ms_per_frame"]["gray"] > 0 and len(res["colour_over_gray_rounds"]) == 1
+
+
+def test_colour_encode_swaps_only_the_chroma(tmp_path, engine):
+    """What colour encode hands the encoder besides the gray frames: their own luma, with the
+    chroma of the pipeline's output."""
+    import numpy as np
+
+    from benchmarks.pipeline_bound import _yuv_frames, with_chroma_of
+    from streamcolor.video import colorize_video, make_clip
+
+    src = make_clip(tmp_path / "clip.mp4", 160, 96, 6)
+    coloured = colorize_video(src, tmp_path / "coloured.mp4", engine=engine, progress=False)
+    gray, _, _, _ = _yuv_frames(src)
+    colour, _, _, _ = _yuv_frames(coloured)
+    mixed = with_chroma_of(gray, colour)
+    assert len(mixed) == 6
+    for g, c, m in zip(gray, colour, mixed):
+        assert m.shape == (144, 160)
+        np.testing.assert_array_equal(m[:96], g[:96])
+        np.testing.assert_array_equal(m[96:], c[96:])
+        assert np.abs(g[96:].astype(int) - 128).max() <= 1  # gray: neutral chroma
+        assert np.abs(c[96:].astype(int) - 128).max() > 2  # the output has colour to swap in
+    with pytest.raises(ValueError, match="not the same frames"):
+        with_chroma_of(gray, colour[:-1])
+
+
+def test_together_runs_its_parts_at_once_and_raises_their_errors():
+    import threading
+
+    from benchmarks.pipeline_bound import together
+
+    meet = threading.Barrier(2, timeout=10)  # passes only if both parts are running at the same time
+    seen = []
+    together(lambda: seen.append(meet.wait()), lambda: seen.append(meet.wait()))
+    assert sorted(seen) == [0, 1]
+
+    def broken():
+        raise RuntimeError("codec failed")
+
+    with pytest.raises(RuntimeError, match="codec failed"):
+        together(lambda: None, broken)
