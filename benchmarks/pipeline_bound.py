@@ -35,6 +35,9 @@ change).  For each video size (576p and 1080p):
   thread role (encoder, decoder, engine, compose, ...; :class:`ThreadCpu`): where the
   work a pipeline adds to the engine's and the codec's goes.
 
+Engine: ``Engine.predict`` images/s at 256 x 256 for batch 1, 16 and 64, through the
+engine class the product calls (a JIT engine compiles each shape in a warm-up call).
+
 Batch: 1-megapixel gray JPEGs through ``colorize_archive`` against the same
 bound (engine only on their network inputs; decode + encode only of the same
 photos, on as many threads as the archive uses; the two together) and
@@ -81,6 +84,10 @@ PHOTOS = (24, 864, 1152)
 RSS_SECONDS, RSS_SIZE = (10, 60), (320, 240)
 #: Seconds between reads of the threads' CPU times (ThreadCpu).
 THREAD_PERIOD = 0.1
+#: Engine-only images/s at a fixed square render size for each batch (issue 17's GPU figure: 256, batch 1, 16, 64).
+ENGINE_SIZE, ENGINE_BATCHES = 256, (1, 16, 64)
+#: Images each round of the engine-only figure runs at least (two calls at least).
+ENGINE_IMAGES = 64
 
 
 def _load() -> float:
@@ -492,6 +499,29 @@ def video_figures(engine, work: Path) -> list[dict[str, Any]]:
     return rows
 
 
+# --------------------------------------------------------------------------- engine only
+
+
+def engine_figures(engine) -> dict[str, Any]:
+    """Images/s of ``engine.predict`` on random network inputs of :data:`ENGINE_SIZE` squared, for each
+    batch in :data:`ENGINE_BATCHES`: one warm-up call (a JIT engine compiles per shape), then the best of
+    :data:`ROUNDS` rounds of at least :data:`ENGINE_IMAGES` images."""
+    rng = np.random.default_rng(0)
+    row: dict[str, Any] = {"size": ENGINE_SIZE, "batches": list(ENGINE_BATCHES), "on_gpu": bool(engine.on_gpu),
+                           "rounds": ROUNDS, "load_average": {"start": _load()}, "images_per_s": {}}
+    for b in ENGINE_BATCHES:
+        x = rng.uniform(-1.0, 1.0, (b, ENGINE_SIZE, ENGINE_SIZE, 1)).astype(np.float32)
+        engine.predict(x)
+        calls = max(2, -(-ENGINE_IMAGES // b))
+        r = Rounds()
+        for _ in range(ROUNDS):
+            r.run("engine", lambda: [engine.predict(x) for _ in range(calls)])
+        row["images_per_s"][str(b)] = round(r.rate("engine", calls * b), 1)
+        row["load_average"][f"after_batch{b}"] = _load()
+    log.info("engine only: %s", row)
+    return row
+
+
 # --------------------------------------------------------------------------- batch
 
 
@@ -608,14 +638,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_bound", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="results JSON to write")
     ap.add_argument("--backend", default="auto", help="engine backend (default: what load_engine picks)")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["video", "batch", "rss"], help="parts to leave out")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["engine", "video", "batch", "rss"],
+                    help="parts to leave out")
     ap.add_argument("--quick", action="store_true", help="tiny inputs: checks that the script runs, no figures")
     ap.add_argument("--update", action="store_true",
                     help="keep the parts of an existing --out file that this run skips (each part records its run)")
     args = ap.parse_args(argv)
     if args.quick:
-        global CLIPS, PHOTOS, RSS_SECONDS, RSS_SIZE, THREAD_PERIOD
+        global CLIPS, PHOTOS, RSS_SECONDS, RSS_SIZE, THREAD_PERIOD, ENGINE_SIZE, ENGINE_BATCHES, ENGINE_IMAGES
         CLIPS, PHOTOS, RSS_SECONDS, RSS_SIZE = [("tiny", 160, 96, 12)], (4, 96, 128), (1, 2), (96, 64)
+        ENGINE_SIZE, ENGINE_BATCHES, ENGINE_IMAGES = 64, (1, 2), 2
         THREAD_PERIOD = 0.005
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from streamcolor.colorize import model_options
@@ -633,12 +665,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     t0 = time.perf_counter()
     run = {"command": result["command"], "started": datetime.datetime.now().isoformat(timespec="seconds"),
-           "parts": [p for p in ("video", "batch", "memory") if p.replace("memory", "rss") not in args.skip]}
+           "parts": [p for p in ("engine", "video", "batch", "memory") if p.replace("memory", "rss") not in args.skip]}
     if args.update and args.out.is_file():  # earlier parts stay, with the run that measured them
         old = json.loads(args.out.read_text())
         result = {**old, **{k: v for k, v in result.items() if k not in ("load_average_start", "command", "date")}}
     with tempfile.TemporaryDirectory(prefix="sc-bound-") as tmp:
         work = Path(tmp)
+        if "engine" not in args.skip:
+            result["engine_only"] = engine_figures(engine)
         if "video" not in args.skip:
             result["video"] = video_figures(engine, work)
         if "batch" not in args.skip:
@@ -652,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
     result["runs"] = [*result.get("runs", []), run]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    log.info("wrote %s in %.0f s", args.out, result["wall_s"])
+    log.info("wrote %s in %.0f s", args.out, run["wall_s"])
     return 0
 
 

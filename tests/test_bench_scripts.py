@@ -47,6 +47,7 @@ def test_pipeline_bound_script_quick(tmp_path):
     for part, rate in ((clip, "together_fps"), (d["batch"], "together_items_per_s")):  # engine and codec at once
         assert part[rate] > 0 and part["together_over_bound_paired"] > 0 and part["cpu_together_over_parts"] > 0
     assert clip["colour_encode"]["colour_over_gray"] > 0
+    assert set(d["engine_only"]["images_per_s"]) == {"1", "2"} and all(v > 0 for v in d["engine_only"]["images_per_s"].values())
     assert "engine only and codec only at once" in figures.video_overlap(d)
     table = figures.video_stages(d)
     assert "compose into the frame's 4:2:0 planes" in table and "RGB route, total" in table
@@ -154,3 +155,25 @@ def test_together_runs_its_parts_at_once_and_raises_their_errors():
 
     with pytest.raises(RuntimeError, match="codec failed"):
         together(lambda: None, broken)
+
+
+def test_gpu_run_script_device_mode_runs_its_parts_on_a_cpu(tmp_path):
+    """benchmarks/gpu_run.sh's device command, as a device call would run it, here on the CPU in
+    --quick form (two of its three parts): each part in its own process, all into one results file.
+    It has not run on a GPU (see the script's comments)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env.update(PY=sys.executable, QUICK="--quick", PARTS="engine batch", OUT=str(tmp_path))
+    proc = subprocess.run(["bash", str(root / "benchmarks" / "gpu_run.sh"), "device"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "engine: rc=0" in proc.stdout and "batch: rc=0" in proc.stdout
+    d = json.loads((tmp_path / "pipeline-gpu-h200.json").read_text())
+    assert [r["parts"] for r in d["runs"]] == [["engine"], ["batch"]]
+    assert set(d["engine_only"]["images_per_s"]) == {"1", "2"} and d["batch"]["archive_items_per_s"] > 0
+    assert "nvenc in PyAV" in (tmp_path / "env.txt").read_text()

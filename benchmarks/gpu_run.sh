@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Issue 17's GPU figures, measured through the product itself, in one call of the device tool.
+#
+# This was written and checked on a CPU only. The trimmed tree and the same command were run on
+# JAX's CPU backend (tests/test_bench_scripts.py runs the command's --quick form). No GPU has been
+# lent to a session since it was written, so it has never run on one.
+#
+#   bash benchmarks/gpu_run.sh prepare   # here: wheels into .whl/ (ignored), trim the tree (below)
+#   device run: command "bash benchmarks/gpu_run.sh device", carry [".whl"], timeout_s 600
+#                (the parts' limits add up to 540 s: 120 engine, 300 video, 120 batch)
+#   bash benchmarks/gpu_run.sh restore   # here: the whole tree back (always, even if the call failed)
+#
+# Why "prepare" trims: the device tool sends the working tree, 64 MiB at most, and the tracked files
+# are about 81 MB. The run reads neither the seed model, nor the U-Net's ONNX files (on a GPU the
+# Keras engine rebuilds the U-Net from model.json, the Lite0 weights and unet-trained.npz), nor
+# docs' images. "prepare" leaves those out of the working tree with git's sparse checkout: git
+# knows they are absent on purpose, so they cannot be committed as deletions. "restore" puts them
+# back. Trimmed tree plus wheels: about 61 MiB.
+#
+# The device image has JAX with CUDA, OpenCV, NumPy, ONNX Runtime (CPU only), tqdm, click and
+# psutil, but no Keras and no PyAV: those travel as Python 3.12 wheels. The figures come from
+# benchmarks/pipeline_bound.py with the engine that load_engine("default") picks there (Keras 3
+# on JAX, bf16, since ONNX Runtime has no CUDA provider there). They are:
+#   - engine-only images/s at 256 x 256, batch 1, 16 and 64;
+#   - video at 576p and 1080p against decode + encode only on the same machine (h264_nvenc when
+#     PyAV's FFmpeg opens it there, else libx264 on the 16 cores) and against a naive loop;
+#   - batch.
+# Each part runs in its own process (--update) and is written as soon as it ends, so a part cut
+# short by the time limit loses only itself.
+set -u
+cd "$(dirname "$0")/.."
+WHEELS="keras==3.15.1 namex==0.1.0 optree==0.20.0 av==18.1.0"
+TRIM=("/*" "!/streamcolor/engines/weights/seed/" "!/streamcolor/engines/weights/unet/*.onnx" "!/docs/gallery/"
+      "!/docs/*.png")
+
+case "${1:-}" in
+prepare)
+    grep -qx "/.whl/" .git/info/exclude 2>/dev/null || echo "/.whl/" >> .git/info/exclude
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux2014_x86_64 -d .whl $WHEELS || exit 1
+    git sparse-checkout set --no-cone "${TRIM[@]}" || exit 1
+    du -sh --exclude=.git . ;;
+restore)
+    git sparse-checkout disable && git status --short | head ;;
+device)
+    # PY, PARTS, QUICK, BACKEND and the limits can be changed for a try on a CPU (tests/test_bench_scripts.py)
+    PY=${PY:-python3}
+    if [ -d .whl ]; then
+        $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+            || exit 1
+        export PYTHONPATH=/tmp/site:$PWD
+    else
+        export PYTHONPATH=$PWD
+    fi
+    export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+    unset KERAS_BACKEND  # the Keras engine picks JAX itself
+    OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt" 2>&1
+    cat "$OUT/gpu.txt"
+    $PY -c "import av, cv2, jax, keras, onnxruntime as o
+print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__, 'av', av.__version__, 'cv2', cv2.__version__)
+print('onnxruntime', o.__version__, o.get_available_providers())
+print('nvenc in PyAV:', sorted(c for c in av.codecs_available if 'nvenc' in c))" > "$OUT/env.txt" 2>&1
+    cat "$OUT/env.txt"
+    F="$OUT/pipeline-gpu-h200.json"
+    declare -A LIMIT=([engine]=${ENGINE_S:-120} [video]=${VIDEO_S:-300} [batch]=${BATCH_S:-120})
+    for part in ${PARTS:-engine video batch}; do
+        skip=$(printf '%s\n' engine video batch rss | grep -vx "$part" | tr '\n' ' ')
+        T0=$(date +%s)
+        # shellcheck disable=SC2086
+        timeout "${LIMIT[$part]}" $PY -m benchmarks.pipeline_bound ${QUICK:-} --backend "${BACKEND:-auto}" --update \
+            --skip $skip --out "$F" \
+            > "$OUT/$part.log" 2>&1
+        echo "$part: rc=$? $(( $(date +%s) - T0 )) s"
+        grep -E "pipeline_bound: |Error" "$OUT/$part.log" | cut -c1-400
+    done
+    [ -f "$F" ] ;;
+*)
+    echo "usage: bash benchmarks/gpu_run.sh prepare|device|restore (see the comments at the top)" >&2; exit 2 ;;
+esac
