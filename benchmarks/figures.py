@@ -144,11 +144,14 @@ def video_overlap(d: dict[str, Any]) -> str:
              "| colour / gray | each round's ratio |", "|---|---|---|---|---|"]
     for v in d["video"]:
         c = v["colour_encode"]
+        if "error" in c:
+            rows.append(f"| {v['clip']} | not measured: {c['error']} | | | |")
+            continue
         rows.append(f"| {v['clip']} | {_f(c['cpu_ms_per_frame']['gray'])} | {_f(c['cpu_ms_per_frame']['colour'])} "
                     f"| **{_f(c['colour_over_gray'], 2)}x** | "
                     + ", ".join(f"{_f(x, 2)}" for x in c["colour_over_gray_rounds"]) + " |")
     rows += ["", f"Best of {d['video'][0]['rounds']} alternating rounds (colour encode: cheapest of "
-             f"{d['video'][0]['colour_encode']['rounds']}); {d['date']}, "
+             f"{d['video'][0]['colour_encode'].get('rounds', 0)}); {d['date']}, "
              f"`{Path(d['command'].split('--out ')[-1].split()[0]).name}`."]
     return "\n".join(rows) + "\n"
 

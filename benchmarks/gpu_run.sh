@@ -7,7 +7,8 @@
 #
 #   bash benchmarks/gpu_run.sh prepare   # here: wheels into .whl/ (ignored), trim the tree (below)
 #   device run: command "bash benchmarks/gpu_run.sh device", carry [".whl"], timeout_s 600
-#                (the parts' limits add up to 540 s: 120 engine, 300 video, 120 batch)
+#                (the check of the engine and the parts' limits add up to about 540 s: 90 engine,
+#                300 video, 90 batch; the parts share XLA's compilation cache)
 #   bash benchmarks/gpu_run.sh restore   # here: the whole tree back (always, even if the call failed)
 #
 # Why "prepare" trims: the device tool sends the working tree, 64 MiB at most, and the tracked files
@@ -28,17 +29,20 @@
 # Each part runs in its own process (--update) and is written as soon as it ends, so a part cut
 # short by the time limit loses only itself.
 set -u
-cd "$(dirname "$0")/.."
-WHEELS="keras==3.15.1 namex==0.1.0 optree==0.20.0 av==18.1.0"
+cd "$(dirname "$0")/.." || exit 1
+WHEELS=(keras==3.15.1 namex==0.1.0 optree==0.20.0 av==18.1.0)
 TRIM=("/*" "!/streamcolor/engines/weights/seed/" "!/streamcolor/engines/weights/unet/*.onnx" "!/docs/gallery/"
       "!/docs/*.png")
 
 case "${1:-}" in
 prepare)
-    grep -qx "/.whl/" .git/info/exclude 2>/dev/null || echo "/.whl/" >> .git/info/exclude
+    if [ "$(git config --get core.sparseCheckout)" = true ]; then
+        echo "this checkout is already sparse: restore it (or trim by hand) first" >&2; exit 1
+    fi
+    git check-ignore -q .whl || echo "/.whl/" >> "$(git rev-parse --git-path info/exclude)"
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-        --platform manylinux2014_x86_64 -d .whl $WHEELS || exit 1
+        --platform manylinux2014_x86_64 -d .whl "${WHEELS[@]}" || exit 1
     git sparse-checkout set --no-cone "${TRIM[@]}" || exit 1
     du -sh --exclude=.git . ;;
 restore)
@@ -46,30 +50,51 @@ restore)
 device)
     # PY, PARTS, QUICK, BACKEND and the limits can be changed for a try on a CPU (tests/test_bench_scripts.py)
     PY=${PY:-python3}
+    SITE=${SITE:-/tmp/site}
+    mkdir -p "$SITE"
     if [ -d .whl ]; then
-        $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl \
             || exit 1
-        export PYTHONPATH=/tmp/site:$PWD
-    else
-        export PYTHONPATH=$PWD
     fi
-    export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+    # streamcolor travels as source, not installed, so the entry points that its pyproject.toml
+    # declares (the Keras engine finds the U-Net's builder by one) are written as a dist-info here
+    $PY - "$SITE" <<'PYEOF' || exit 1
+import pathlib, sys, tomllib
+project = tomllib.loads(pathlib.Path("pyproject.toml").read_text())["project"]
+info = pathlib.Path(sys.argv[1]) / f"streamcolor-{project['version']}.dist-info"
+info.mkdir(parents=True, exist_ok=True)
+(info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: streamcolor\nVersion: {project['version']}\n")
+(info / "entry_points.txt").write_text("".join(
+    f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n"
+    for group, eps in project.get("entry-points", {}).items()))
+PYEOF
+    export PYTHONPATH=$SITE:$PWD
+    # the parts run in three processes: XLA's cache lets the later ones reuse what the first compiled
+    export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false JAX_COMPILATION_CACHE_DIR=/tmp/jax-cache
     unset KERAS_BACKEND  # the Keras engine picks JAX itself
     OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt" 2>&1
     cat "$OUT/gpu.txt"
-    $PY -c "import av, cv2, jax, keras, onnxruntime as o
+    KERAS_BACKEND=jax $PY -c "import av, cv2, jax, keras, onnxruntime as o
 print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__, 'av', av.__version__, 'cv2', cv2.__version__)
 print('onnxruntime', o.__version__, o.get_available_providers())
 print('nvenc in PyAV:', sorted(c for c in av.codecs_available if 'nvenc' in c))" > "$OUT/env.txt" 2>&1
     cat "$OUT/env.txt"
+    # the engine the parts will get, and where (a minute, against a whole call spent on a CPU engine)
+    $PY -c "from streamcolor.engines import load_engine as l; e = l('default', '${BACKEND:-auto}')
+print('engine:', e.name, 'on GPU' if e.on_gpu else 'on CPU')" > "$OUT/engine.txt" 2>&1
+    cat "$OUT/engine.txt"
+    if [ -z "${QUICK:-}" ] && ! grep -q "on GPU" "$OUT/engine.txt"; then
+        echo "no GPU engine: not measuring" >&2; exit 1
+    fi
     F="$OUT/pipeline-gpu-h200.json"
-    declare -A LIMIT=([engine]=${ENGINE_S:-120} [video]=${VIDEO_S:-300} [batch]=${BATCH_S:-120})
+    declare -A LIMIT=([engine]=${ENGINE_S:-90} [video]=${VIDEO_S:-300} [batch]=${BATCH_S:-90} [rss]=${RSS_S:-90})
     for part in ${PARTS:-engine video batch}; do
+        [ -n "${LIMIT[$part]:-}" ] || { echo "unknown part $part" >&2; exit 2; }
         skip=$(printf '%s\n' engine video batch rss | grep -vx "$part" | tr '\n' ' ')
         T0=$(date +%s)
         # shellcheck disable=SC2086
-        timeout "${LIMIT[$part]}" $PY -m benchmarks.pipeline_bound ${QUICK:-} --backend "${BACKEND:-auto}" --update \
+        timeout -k 10 "${LIMIT[$part]}" $PY -m benchmarks.pipeline_bound ${QUICK:-} --backend "${BACKEND:-auto}" --update \
             --skip $skip --out "$F" \
             > "$OUT/$part.log" 2>&1
         echo "$part: rc=$? $(( $(date +%s) - T0 )) s"

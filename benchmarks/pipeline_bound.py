@@ -155,6 +155,19 @@ def together(*fns: Callable[[], Any]) -> None:
             f.result()
 
 
+def overlap_figures(r: Rounds, product: str) -> dict[str, float]:
+    """The "together" round (engine only and codec only at once) against the bound and against the
+    product (``product``: the name of its runs in ``r``): best rounds' ratios, each round's own
+    (median), and the CPU time of the two at once over their CPU times apart."""
+    best = {k: min(v) for k, v in r.wall.items()}
+    cpu = {k: min(v) for k, v in r.cpu.items()}
+    return {"together_over_bound": round((best["engine"] + best["codec"]) / best["together"], 3),
+            "together_over_bound_paired": round(r.paired_over_bound("together", ["engine", "codec"]), 3),
+            f"{product}_over_together": round(best["together"] / best[product], 3),
+            f"{product}_over_together_paired": round(r.paired_over_bound(product, ["together"]), 3),
+            "cpu_together_over_parts": round(cpu["together"] / (cpu["engine"] + cpu["codec"]), 3)}
+
+
 class ThreadCpu:
     """CPU milliseconds of each thread of this process over a run, summed by role (Linux,
     ``/proc/self/task``; elsewhere nothing is recorded).
@@ -207,7 +220,8 @@ class ThreadCpu:
         mine = str(self._thread.native_id)
         for tid, (comm, cpu) in self._tasks().items():
             if tid != mine:
-                self.roles.setdefault(tid, self._role(tid, comm, names))
+                if tid in names or tid not in self.roles:  # a Python thread seen before it had its name
+                    self.roles[tid] = self._role(tid, comm, names)  # (while starting) is put right by name
                 self.last[tid] = cpu
 
     def _sample(self) -> None:
@@ -450,6 +464,7 @@ def video_figures(engine, work: Path) -> list[dict[str, Any]]:
         net = np.stack([network_input(l, colour.render_size, colour.size_multiple) for l in _clip_l(src)])
         # the pipeline at the engine's preferred batch too, against its video batch (the default)
         at_preferred = dataclasses.replace(options, batch_size=batch)
+        both_batches = (options.batch_size or engine.video_batch_size) != batch  # (one and the same on a GPU)
         r = Rounds()
         engine_only = lambda: [engine.predict(net[j:j + batch]) for j in range(0, n, batch)]  # noqa: E731
         codec_only = lambda: codec_floor(src, work / f"floor-{name}.mp4", options)  # noqa: E731
@@ -459,12 +474,16 @@ def video_figures(engine, work: Path) -> list[dict[str, Any]]:
             r.run("together", lambda: together(engine_only, codec_only))
             r.run("pipeline", lambda: colorize_video(src, work / f"pipe-{name}.mp4", engine=engine, options=options,
                                                      progress=False))
-            r.run("pipeline_preferred_batch", lambda: colorize_video(
-                src, work / f"pipe-{name}.mp4", engine=engine, options=at_preferred, progress=False))
+            if both_batches:
+                r.run("pipeline_preferred_batch", lambda: colorize_video(
+                    src, work / f"pipe-{name}.mp4", engine=engine, options=at_preferred, progress=False))
             row["load_average"][f"after_round{i + 1}"] = _load()
         r.run("naive", lambda: naive_video(src, work / f"naive-{name}.mp4", engine, options))
         row["load_average"]["after_naive"] = _load()
-        row["colour_encode"] = colour_encode(src, work / f"pipe-{name}.mp4", options, work)
+        try:
+            row["colour_encode"] = colour_encode(src, work / f"pipe-{name}.mp4", options, work)
+        except ValueError as exc:  # (a clip it cannot split into planes): recorded, the rest of the part kept
+            row["colour_encode"] = {"error": str(exc)}
         row["load_average"]["after_colour_encode"] = _load()
         threads = {}  # one more run of each, for where its CPU time goes
         with ThreadCpu() as tc:
@@ -481,19 +500,16 @@ def video_figures(engine, work: Path) -> list[dict[str, Any]]:
                    naive_fps=round(fps["naive"], 2), pipeline_over_bound=round(fps["pipeline"] / bound, 3),
                    pipeline_over_bound_paired=round(r.paired_over_bound("pipeline", ["engine", "codec"]), 3),
                    pipeline_batch=options.batch_size or engine.video_batch_size, engine_batch=batch,
-                   pipeline_preferred_batch_fps=round(fps["pipeline_preferred_batch"], 2),
-                   pipeline_over_preferred_batch=round(fps["pipeline"] / fps["pipeline_preferred_batch"], 3),
-                   cpu_pipeline_over_preferred_batch=round(cpu["pipeline"] / cpu["pipeline_preferred_batch"], 3),
                    pipeline_over_naive=round(fps["pipeline"] / fps["naive"], 3),
-                   together_fps=round(fps["together"], 2), together_over_bound=round(fps["together"] / bound, 3),
-                   together_over_bound_paired=round(r.paired_over_bound("together", ["engine", "codec"]), 3),
-                   pipeline_over_together=round(fps["pipeline"] / fps["together"], 3),
-                   pipeline_over_together_paired=round(r.paired_over_bound("pipeline", ["together"]), 3),
-                   cpu_together_over_parts=round(cpu["together"] / (cpu["engine"] + cpu["codec"]), 3),
+                   together_fps=round(fps["together"], 2), **overlap_figures(r, "pipeline"),
                    cpu_ms_per_frame={k: round(v, 1) for k, v in cpu.items()},
                    cpu_bound_over_pipeline=round((cpu["engine"] + cpu["codec"]) / cpu["pipeline"], 3),
                    all_rounds_s={k: [round(x, 2) for x in v] for k, v in r.wall.items()},
                    stage_sum_ms=round(sum(stages.values()), 2), thread_cpu_ms_per_frame=threads)
+        if both_batches:
+            row.update(pipeline_preferred_batch_fps=round(fps["pipeline_preferred_batch"], 2),
+                       pipeline_over_preferred_batch=round(fps["pipeline"] / fps["pipeline_preferred_batch"], 3),
+                       cpu_pipeline_over_preferred_batch=round(cpu["pipeline"] / cpu["pipeline_preferred_batch"], 3))
         log.info("%s: %s", name, {k: v for k, v in row.items() if k != "stages_ms_per_frame"})
         rows.append(row)
     return rows
@@ -575,11 +591,7 @@ def batch_figures(engine, work: Path) -> dict[str, Any]:
                naive_items_per_s=round(ips["naive"], 2), archive_over_bound=round(ips["archive"] / bound, 3),
                archive_over_bound_paired=round(r.paired_over_bound("archive", ["engine", "codec"]), 3),
                archive_over_naive=round(ips["archive"] / ips["naive"], 3),
-               together_items_per_s=round(ips["together"], 2), together_over_bound=round(ips["together"] / bound, 3),
-               together_over_bound_paired=round(r.paired_over_bound("together", ["engine", "codec"]), 3),
-               archive_over_together=round(ips["archive"] / ips["together"], 3),
-               archive_over_together_paired=round(r.paired_over_bound("archive", ["together"]), 3),
-               cpu_together_over_parts=round(cpu["together"] / (cpu["engine"] + cpu["codec"]), 3),
+               together_items_per_s=round(ips["together"], 2), **overlap_figures(r, "archive"),
                archive_engine_share=round(max(rep.engine_share for rep in reports), 3),
                cpu_ms_per_item={k: round(v, 1) for k, v in cpu.items()},
                cpu_bound_over_archive=round((cpu["engine"] + cpu["codec"]) / cpu["archive"], 3),
@@ -665,7 +677,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     t0 = time.perf_counter()
     run = {"command": result["command"], "started": datetime.datetime.now().isoformat(timespec="seconds"),
-           "parts": [p for p in ("engine", "video", "batch", "memory") if p.replace("memory", "rss") not in args.skip]}
+           "parts": [p for p in ("engine", "video", "batch", "memory") if p.replace("memory", "rss") not in args.skip],
+           "engine": engine.name}
     if args.update and args.out.is_file():  # earlier parts stay, with the run that measured them
         old = json.loads(args.out.read_text())
         result = {**old, **{k: v for k, v in result.items() if k not in ("load_average_start", "command", "date")}}
@@ -685,7 +698,9 @@ def main(argv: list[str] | None = None) -> int:
         result["wall_s"] = run["wall_s"]
     result["runs"] = [*result.get("runs", []), run]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    tmp_out = args.out.with_name(args.out.name + ".part")
+    tmp_out.write_text(json.dumps(result, indent=1) + "\n")
+    os.replace(tmp_out, args.out)  # whole or not at all: a killed run leaves the previous file as it was
     log.info("wrote %s in %.0f s", args.out, run["wall_s"])
     return 0
 

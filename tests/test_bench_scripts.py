@@ -168,7 +168,8 @@ def test_gpu_run_script_device_mode_runs_its_parts_on_a_cpu(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
-    env.update(PY=sys.executable, QUICK="--quick", PARTS="engine batch", OUT=str(tmp_path))
+    site = tmp_path / "site"
+    env.update(PY=sys.executable, QUICK="--quick", PARTS="engine batch", OUT=str(tmp_path), SITE=str(site))
     proc = subprocess.run(["bash", str(root / "benchmarks" / "gpu_run.sh"), "device"], cwd=root, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -177,3 +178,28 @@ def test_gpu_run_script_device_mode_runs_its_parts_on_a_cpu(tmp_path):
     assert [r["parts"] for r in d["runs"]] == [["engine"], ["batch"]]
     assert set(d["engine_only"]["images_per_s"]) == {"1", "2"} and d["batch"]["archive_items_per_s"] > 0
     assert "nvenc in PyAV" in (tmp_path / "env.txt").read_text()
+    assert "engine: onnx-cpu" in (tmp_path / "engine.txt").read_text()
+    # streamcolor travels as source: the script declares its entry points (the Keras engine finds the
+    # U-Net's builder by one), as an install would
+    from importlib.metadata import distributions
+
+    (dist,) = [d for d in distributions(path=[str(site)]) if d.metadata["Name"] == "streamcolor"]
+    (builder,) = [ep for ep in dist.entry_points if ep.group == "streamcolor.keras_models" and ep.name == "unet"]
+    assert builder.value == "streamcolor.trainer.unet:keras_model_for_bundle" and callable(builder.load())
+
+
+def test_overlap_figures_from_given_rounds():
+    """Rounds' times, given: engine and codec at once against their bound (the two times added) and
+    the product against them, best against best and round by round."""
+    from benchmarks.pipeline_bound import Rounds, overlap_figures
+
+    r = Rounds()
+    r.wall = {"engine": [1.0, 2.0, 1.5], "codec": [3.0, 4.0, 3.0], "together": [4.0, 5.0, 6.0],
+              "pipeline": [5.0, 5.0, 8.0]}
+    r.cpu = {"engine": [2.0, 2.5, 2.0], "codec": [6.0, 6.0, 7.0], "together": [8.8, 9.0, 9.0]}
+    f = overlap_figures(r, "pipeline")
+    assert f["together_over_bound"] == pytest.approx((1.0 + 3.0) / 4.0)  # best rounds: 1.0, 3.0; 4.0
+    assert f["together_over_bound_paired"] == pytest.approx(1.0)  # rounds: 4/4, 6/5, 4.5/6 -> median 1.0
+    assert f["pipeline_over_together"] == pytest.approx(4.0 / 5.0)  # faster than together: above 1, slower below
+    assert f["pipeline_over_together_paired"] == pytest.approx(0.8)  # rounds: 4/5, 5/5, 6/8 -> 0.8
+    assert f["cpu_together_over_parts"] == pytest.approx(8.8 / 8.0)
