@@ -265,7 +265,7 @@ def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
     into yuv420p: the direct 4:2:0 route); and of the RGB route's steps that it replaces."""
     from streamcolor.colorize import compose, to_dtype, upsample_ab
     from streamcolor.video import (ChromaStabilizer, frame_network_input, gray_lut, histogram_distance,
-                                   l_histogram, on_grid, pick_codec, plain_encoder, plane_array, rgb_kwargs)
+                                   l_histogram, on_grid, plane_array, rgb_kwargs)
     from streamcolor.yuv420 import Yuv420Composer, composer
 
     colour = options.color_options(engine)
@@ -327,19 +327,8 @@ def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
     rgb_route["to_yuv"], _ = _timed(lambda: [av.VideoFrame.from_ndarray(r, format="rgb24").reformat(
         format=options.pix_fmt, dst_colorspace="ITU709" if hd else "ITU601", dst_color_range="MPEG") for r in rgbs])
     rgbs = None
-    codec = pick_codec(options.codec)
-
-    def encode():
-        with av.open(str(work / "stages-out.mp4"), "w") as out:
-            vs = plain_encoder(out, codec, options, w, h, rate, tb)
-            for vf, src_frame in zip(vfs, frames):
-                # the source's timestamps: x264's rate control reads them (frames 1 tick apart in a
-                # 1/12288 time base looked like 12,288 fps to it, and cost a tenth of the bits and 40% less CPU)
-                vf.pts, vf.time_base = src_frame.pts, tb
-                out.mux(vs.encode(vf))
-            out.mux(vs.encode())
-
-    t["encode"], _ = _timed(encode)
+    t["encode"], _ = _timed(lambda: encode_frames(work / "stages-out.mp4", vfs, [f.pts for f in frames], rate, tb,
+                                                  options))
     return ({k: round(1000 * v / n, 2) for k, v in t.items()},
             {k: round(1000 * v / n, 2) for k, v in rgb_route.items()})
 
@@ -361,6 +350,26 @@ def _clip_l(src: Path) -> list[np.ndarray]:
     """Full-resolution L* of every frame of a clip (the pipeline's reader path)."""
     with av.open(str(src)) as inp:
         return [_frame_l(f)[1] for f in inp.decode(video=0)]
+
+
+def encode_frames(dst: Path, frames: Sequence[Any], pts: Sequence[int], rate, time_base, options) -> None:
+    """Encode ``frames`` (``av.VideoFrame``, or I420 arrays) into ``dst`` with the pipeline's encoder
+    settings alone (:func:`streamcolor.video.plain_encoder`), stamped with ``pts`` in ``time_base``.
+
+    Why the source's timestamps: x264's rate control reads them; frames one tick of a 1/12288 time
+    base apart once looked like 12,288 fps to it, and it spent far less on each."""
+    from streamcolor.video import pick_codec, plain_encoder
+
+    first = frames[0]
+    width, height = (first.width, first.height) if isinstance(first, av.VideoFrame) else (
+        first.shape[1], first.shape[0] * 2 // 3)
+    with av.open(str(dst), "w") as out:
+        vs = plain_encoder(out, pick_codec(options.codec), options, width, height, rate, time_base)
+        for x, t in zip(frames, pts):
+            vf = x if isinstance(x, av.VideoFrame) else av.VideoFrame.from_ndarray(x, format="yuv420p")
+            vf.pts, vf.time_base = t, time_base
+            out.mux(vs.encode(vf))
+        out.mux(vs.encode())
 
 
 def _yuv_frames(path: Path) -> tuple[list[np.ndarray], list[int], Any, Any]:
@@ -397,26 +406,13 @@ def colour_encode(src: Path, coloured: Path, options, work: Path, rounds: int = 
     between the two runs, so their ratio is the colour's own cost to the encoder.  (The
     chroma comes from the encoded output, so it is a little smoother than what the
     pipeline hands the encoder: if anything, this underestimates it.)"""
-    from streamcolor.video import pick_codec, plain_encoder
-
     gray, pts, rate, tb = _yuv_frames(src)
     mixed = with_chroma_of(gray, _yuv_frames(coloured)[0])
-    height = gray[0].shape[0] * 2 // 3
-    codec = pick_codec(options.codec)
-
-    def encode(frames: list[np.ndarray]) -> None:
-        with av.open(str(work / "colour-encode.mp4"), "w") as out:
-            vs = plain_encoder(out, codec, options, gray[0].shape[1], height, rate, tb)
-            for x, t in zip(frames, pts):
-                vf = av.VideoFrame.from_ndarray(x, format="yuv420p")
-                vf.pts, vf.time_base = t, tb  # the source's timestamps (x264's rate control reads them)
-                out.mux(vs.encode(vf))
-            out.mux(vs.encode())
-
+    dst = work / "colour-encode.mp4"
     r = Rounds()
     for _ in range(rounds):
-        r.run("gray", lambda: encode(gray))
-        r.run("colour", lambda: encode(mixed))
+        r.run("gray", lambda: encode_frames(dst, gray, pts, rate, tb, options))
+        r.run("colour", lambda: encode_frames(dst, mixed, pts, rate, tb, options))
     n = len(gray)
     cpu = {k: r.cpu_ms(k, n) for k in r.cpu}
     return {"rounds": rounds, "cpu_ms_per_frame": {k: round(v, 1) for k, v in cpu.items()},
@@ -570,11 +566,12 @@ def batch_figures(engine, work: Path) -> dict[str, Any]:
 
     r, reports = Rounds(), []
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        engine_only = lambda: [engine.predict(b) for b in batches]  # noqa: E731
+        codec_only = lambda: list(pool.map(codec_one, files))  # noqa: E731
         for i in range(ROUNDS):
-            r.run("engine", lambda: [engine.predict(b) for b in batches])
-            r.run("codec", lambda: list(pool.map(codec_one, files)))
-            r.run("together", lambda: together(lambda: [engine.predict(b) for b in batches],
-                                               lambda: list(pool.map(codec_one, files))))
+            r.run("engine", engine_only)
+            r.run("codec", codec_only)
+            r.run("together", lambda: together(engine_only, codec_only))
             reports.append(r.run("archive", lambda: colorize_archive(folder, work / f"archive-out{i}", engine=engine,
                                                                      options=options, progress=False)))
             assert reports[-1].ok and reports[-1].done_now == n, reports[-1].summary()
@@ -698,9 +695,11 @@ def main(argv: list[str] | None = None) -> int:
         result["wall_s"] = run["wall_s"]
     result["runs"] = [*result.get("runs", []), run]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_name(args.out.name + ".part")
-    tmp_out.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(tmp_out, args.out)  # whole or not at all: a killed run leaves the previous file as it was
+    from streamcolor import tempfiles
+
+    staged = tempfiles.create(args.out)  # whole or not at all: a killed run leaves the previous file as it was
+    staged.path.write_text(json.dumps(result, indent=1) + "\n")
+    staged.commit()
     log.info("wrote %s in %.0f s", args.out, run["wall_s"])
     return 0
 
