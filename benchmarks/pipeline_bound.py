@@ -677,29 +677,38 @@ def main(argv: list[str] | None = None) -> int:
            "parts": [p for p in ("engine", "video", "batch", "memory") if p.replace("memory", "rss") not in args.skip],
            "engine": engine.name}
     if args.update and args.out.is_file():  # earlier parts stay, with the run that measured them
-        old = json.loads(args.out.read_text())
+        try:
+            old = json.loads(args.out.read_text())
+        except (OSError, ValueError) as exc:
+            ap.error(f"--update {args.out}: not a results file to add to ({exc})")
         result = {**old, **{k: v for k, v in result.items() if k not in ("load_average_start", "command", "date")}}
-    with tempfile.TemporaryDirectory(prefix="sc-bound-") as tmp:
-        work = Path(tmp)
-        if "engine" not in args.skip:
-            result["engine_only"] = engine_figures(engine)
-        if "video" not in args.skip:
-            result["video"] = video_figures(engine, work)
-        if "batch" not in args.skip:
-            result["batch"] = batch_figures(engine, work)
-        if "rss" not in args.skip:
-            result["memory"] = rss_figures(work)
-    run["wall_s"] = round(time.perf_counter() - t0, 1)
-    if not args.update:
-        result["load_average_end"] = list(os.getloadavg())
-        result["wall_s"] = run["wall_s"]
-    result["runs"] = [*result.get("runs", []), run]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     from streamcolor import tempfiles
 
-    staged = tempfiles.create(args.out)  # whole or not at all: a killed run leaves the previous file as it was
-    staged.path.write_text(json.dumps(result, indent=1) + "\n")
-    staged.commit()
+    try:  # made before measuring, so that an unwritable --out fails now, not after minutes of it
+        staged = tempfiles.create(args.out)
+    except OSError as exc:
+        ap.error(f"--out {args.out}: cannot write there ({exc})")
+    try:
+        with tempfile.TemporaryDirectory(prefix="sc-bound-") as tmp:
+            work = Path(tmp)
+            if "engine" not in args.skip:
+                result["engine_only"] = engine_figures(engine)
+            if "video" not in args.skip:
+                result["video"] = video_figures(engine, work)
+            if "batch" not in args.skip:
+                result["batch"] = batch_figures(engine, work)
+            if "rss" not in args.skip:
+                result["memory"] = rss_figures(work)
+        run["wall_s"] = round(time.perf_counter() - t0, 1)
+        if not args.update:
+            result["load_average_end"] = list(os.getloadavg())
+            result["wall_s"] = run["wall_s"]
+        result["runs"] = [*result.get("runs", []), run]
+        staged.path.write_text(json.dumps(result, indent=1) + "\n")
+    except BaseException:
+        staged.discard()
+        raise
+    staged.commit()  # whole or not at all: a killed run leaves the previous file as it was
     log.info("wrote %s in %.0f s", args.out, run["wall_s"])
     return 0
 
