@@ -184,9 +184,13 @@ def _variant_from(bundle: Path, colorizer: Path, extractor: Path) -> None:
     _set_variant(bundle, "int8", mse_rel=0.01, speedup_224_b16=2.5)
 
 
-def test_auto_drops_a_variant_whose_kernels_disagree_here(bundle_copy, tmp_path, kernel_cache, caplog):
+def test_auto_drops_a_variant_whose_kernels_disagree_here(bundle_copy, tmp_path, kernel_cache, caplog,
+                                                          monkeypatch):
     """Kernels that compute something else than the graph (ONNX Runtime's int8 on some CPUs)
-    are caught on the probe photo: "auto" runs fp32, a forced int8 warns; the check is cached."""
+    are caught on the probe photo: "auto" runs fp32, a forced int8 warns; the check is cached,
+    and once cached, "auto" does not even build the int8 session."""
+    from streamcolor.engines.onnx_engine import OnnxEngine
+
     other = tiny_bundle(tmp_path / "other", seed=1)  # stands for kernels that compute another function
     _variant_from(bundle_copy, other / "colorizer.onnx", other / "extractor.onnx")
     with caplog.at_level(logging.WARNING, logger="streamcolor.engines.select"):
@@ -194,6 +198,15 @@ def test_auto_drops_a_variant_whose_kernels_disagree_here(bundle_copy, tmp_path,
     assert "int8" not in eng.name and "disagree with fp32" in caplog.text
     cached = json.loads(kernel_cache.read_text())
     assert len(cached) == 1 and next(iter(cached.values()))["disagreement"] > 0.3
+    built, real_init = [], OnnxEngine.__init__
+
+    def init(self, info, **kw):  # the real constructor, noting which graph each session is built from
+        built.append(kw.get("colorizer_file"))
+        real_init(self, info, **kw)
+
+    monkeypatch.setattr(OnnxEngine, "__init__", init)
+    assert "int8" not in load_engine(bundle_copy, device="cpu").name
+    assert built == ["colorizer.onnx"]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="streamcolor.engines.select"):
         assert "int8" in load_engine(bundle_copy, "onnx-int8").name

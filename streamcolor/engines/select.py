@@ -206,6 +206,11 @@ def load_onnx(info: ModelInfo, *, precision: str | None = None, device: str = "a
         else:
             choice = choose(info, device=device, max_drift=max_drift)
             precision, device = choice.precision, choice.device
+            known = cached_kernel_check(info, precision) if precision != "fp32" and device == "cpu" else None
+            if known is not None and not known.ok:  # measured before on this machine: no session to build
+                log.info("%s: not using the %s variant on this CPU: %s; running fp32", info.name, precision,
+                         known.why)
+                precision = "fp32"
             if precision != "fp32":
                 try:
                     engine = _load(info, precision, device, threads, kw)
@@ -268,18 +273,8 @@ def kernel_check(info: ModelInfo, precision: str, engine: "OnnxEngine", *,
     """
     import onnxruntime as ort
 
-    limit = MAX_KERNEL_DISAGREEMENT if limit is None else limit
-    files = VARIANT_FILES[precision]
-    key = hashlib.sha256(repr((ort.__version__, cpu_description(), precision,
-                               [info.files.get(f) or str(info.file(f).stat().st_mtime_ns)
-                                for f in files if (info.path / f).is_file()])).encode()).hexdigest()[:24]
+    key, known = _kernel_checks(info, precision)
     cache = CACHE_DIR / "kernel-checks.json"
-    try:
-        known = json.loads(cache.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if not isinstance(known, dict):
-        known = {}
     cached = key in known
     if not cached:
         known[key] = {"model": info.name, "precision": precision, "onnxruntime": ort.__version__,
@@ -291,7 +286,36 @@ def kernel_check(info: ModelInfo, precision: str, engine: "OnnxEngine", *,
             os.replace(tmp, cache)
         except OSError as exc:  # a read-only home costs a re-check next time, nothing else
             log.debug("kernel check not cached: %s", exc)
-    d = float(known[key]["disagreement"])
+    return _verdict(float(known[key]["disagreement"]), limit, cached)
+
+
+def cached_kernel_check(info: ModelInfo, precision: str, *, limit: float | None = None) -> KernelCheck | None:
+    """:func:`kernel_check`'s answer when this machine measured it before, else None
+    (so that a variant known to fail here is not even loaded)."""
+    try:
+        key, known = _kernel_checks(info, precision)
+        return _verdict(float(known[key]["disagreement"]), limit, True) if key in known else None
+    except (OSError, ImportError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _kernel_checks(info: ModelInfo, precision: str) -> tuple[str, dict[str, Any]]:
+    """(this machine's cache key for the variant, the cache's contents)."""
+    import onnxruntime as ort
+
+    files = VARIANT_FILES[precision]
+    key = hashlib.sha256(repr((ort.__version__, cpu_description(), precision,
+                               [info.files.get(f) or str(info.file(f).stat().st_mtime_ns)
+                                for f in files if (info.path / f).is_file()])).encode()).hexdigest()[:24]
+    try:
+        known = json.loads((CACHE_DIR / "kernel-checks.json").read_text())
+    except (OSError, ValueError):
+        known = {}
+    return key, known if isinstance(known, dict) else {}
+
+
+def _verdict(d: float, limit: float | None, cached: bool) -> KernelCheck:
+    limit = MAX_KERNEL_DISAGREEMENT if limit is None else limit
     if not np.isfinite(d) or d > limit:
         return KernelCheck(False, f"its kernels disagree with fp32 by {100 * d:.0f}% of the colour on the probe "
                            f"photo (limit {100 * limit:.0f}%; a known ONNX Runtime int8 problem on some CPUs: "
