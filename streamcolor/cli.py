@@ -160,3 +160,8 @@ def main() -> None:
     except StreamcolorError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    except OSError as exc:  # a path the system refuses (name too long, permission...) that no verb foresaw
+        logging.getLogger("streamcolor").debug("unexpected OSError", exc_info=True)
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+        sys.exit(2)

@@ -78,8 +78,7 @@ class ColorOptions:
     memory_budget: int = memory.DEFAULT_MEMORY_BUDGET  # bytes of images in flight at once in jobs (one item may exceed it)
 
     def __post_init__(self) -> None:
-        if self.render_size is not None and self.render_size < lab.SIZE_MULTIPLE:
-            raise ValueError(f"render_size must be at least {lab.SIZE_MULTIPLE}, got {self.render_size}")
+        lab.check_render_size(self.render_size)
         if self.saturation is not None and self.saturation < 0:
             raise ValueError(f"saturation must be >= 0, got {self.saturation}")
         if self.max_pixels < 1 or self.memory_budget < 1:
@@ -102,6 +101,23 @@ class ColorOptions:
             saturation=float(meta.get("saturation", 1.0)) if self.saturation is None else self.saturation,
             size_multiple=self.size_multiple or engine.size_multiple,
         )
+
+
+def engine_for(engine: "Engine | str | os.PathLike | None") -> "Engine":
+    """The engine a public function runs: ``engine`` itself, or for None the
+    shared default model, or for a model name / bundle folder that model
+    (loaded once per process, see :func:`default_engine`).  TypeError for
+    anything else, so a wrong argument is named, not an AttributeError later."""
+    from streamcolor.engines import Engine
+
+    if engine is None:
+        return default_engine()
+    if isinstance(engine, Engine):
+        return engine
+    if isinstance(engine, (str, os.PathLike)):
+        return default_engine(os.fspath(engine))
+    raise TypeError(f"engine must be an Engine (streamcolor.load_engine), a model name or None, "
+                    f"got {type(engine).__name__}")
 
 
 @functools.lru_cache(maxsize=4)
@@ -631,7 +647,7 @@ def _array_to_decoded(arr: np.ndarray) -> tuple[image_io.Decoded, np.dtype]:
 
 
 def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
-                   engine: "Engine | None" = None, render_size: int | None = None,
+                   engine: "Engine | str | None" = None, render_size: int | None = None,
                    options: ColorOptions = ColorOptions()):
     """Colorize one image.
 
@@ -646,8 +662,9 @@ def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
         atomically (nothing half-written on failure).  OutputError when it is
         the input file itself (by any path: links, another case).
     engine:
-        A loaded engine (see :func:`streamcolor.load_engine`); the shared
-        default model on the best runtime when None.
+        A loaded engine (see :func:`streamcolor.load_engine`), or a model
+        name (loaded once per process); the shared default model on the
+        best runtime when None.
     render_size:
         Shortcut for ``options.render_size`` (network input, longer side).
     options:
@@ -670,7 +687,7 @@ def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
         from streamcolor.outputs import plan_outputs
 
         plan_outputs([(src, dst)])  # OutputError when dst is the input file by any spelling
-    engine = engine or default_engine()
+    engine = engine_for(engine)
     if isinstance(src, np.ndarray):
         _check_array_pixels(src, options.max_pixels)
         decoded, dtype = _array_to_decoded(src)

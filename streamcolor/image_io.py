@@ -10,6 +10,7 @@ run never leaves a half-written image at the output path.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import re
@@ -80,13 +81,28 @@ def read_image(src: str | os.PathLike | bytes | Image.Image, *, max_pixels: int 
         return _open(io.BytesIO(data), label, max_pixels)
     path = Path(src)
     if not path.exists():
-        raise InputError(f"{label}: no such file")
+        raise no_such_file(path, label)
     if path.is_dir():
         raise InputError(f"{label}: is a directory, not an image (use `streamcolor batch` for folders)")
     with open_regular(path, label) as fh:
         if os.fstat(fh.fileno()).st_size == 0:
             raise InputError(f"{label}: empty (0 bytes)")
         return _open(fh, label, max_pixels)
+
+
+def no_such_file(path: Path, label: str | None = None) -> InputError:
+    """The error for a path that leads to no file, naming a broken link or a
+    link loop as what it is (``exists()`` is False for both)."""
+    label = label or str(path)
+    if path.is_symlink():
+        try:
+            target = repr(os.readlink(path))
+            os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return InputError(f"{label}: a symbolic link loop (through {target})")
+            return InputError(f"{label}: a broken symbolic link (its target {target} does not exist)")
+    return InputError(f"{label}: no such file")
 
 
 def open_regular(path: str | os.PathLike, label: str | None = None):
@@ -265,8 +281,15 @@ def _from_pil(im: Image.Image, label: str, max_pixels: int) -> Decoded:
         pixels = np.asarray(im)
     elif im.mode == "1":
         pixels = np.asarray(im.convert("L"))
-    elif im.mode == "F":
-        pixels = (np.clip(np.asarray(im), 0.0, 1.0) * 65535).astype(np.uint16)
+    elif im.mode == "F":  # 32-bit float (TIFF): read as [0, 1], like float arrays, never silently clipped
+        values = np.asarray(im)
+        if values.size and not np.isfinite(values).all():
+            raise InputError(f"{label}: a float image with NaN or infinite values")
+        lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        if lo < 0.0 or hi > 1.0:
+            raise InputError(f"{label}: a float image with values in [{lo:g}, {hi:g}]; streamcolor reads float "
+                             "images as [0, 1] (scale it, or save it as 8- or 16-bit)")
+        pixels = np.rint(values * 65535).astype(np.uint16)
     elif im.mode == "RGB":
         pixels = np.asarray(im)
     else:  # CMYK, YCbCr, P without alpha, LAB...

@@ -206,6 +206,20 @@ class Manifest:
             out[e.state] += 1
         return out
 
+    # -- job-wide values ---------------------------------------------------------------------
+
+    def get_meta(self, name: str) -> str | None:
+        """A job-wide value stored with :meth:`set_meta` (None if never set)."""
+        row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, name: str, value: str | None) -> None:
+        """Store (or, with None, forget) a job-wide value, committed at once."""
+        if value is None:
+            self._db.execute("DELETE FROM meta WHERE name = ?", (name,))
+        else:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+
     def close(self) -> None:
         self._db.close()
 

@@ -56,6 +56,7 @@ except ImportError as exc:  # pragma: no cover - the serve extra is missing
 from streamcolor import __version__, image_io
 from streamcolor.batching import BatchingEngine, BatchingOptions
 from streamcolor.colorize import ColorOptions, colorize_batch, model_options
+from streamcolor.engines import lab
 from streamcolor.errors import InputError, OutputError
 
 if TYPE_CHECKING:
@@ -69,8 +70,8 @@ access_log = logging.getLogger(__name__ + ".access")
 STATIC_DIR = Path(__file__).parent / "web"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7070
-#: Largest render size a request may ask for (network input, longer side).
-MAX_RENDER_SIZE = 1024
+#: Largest render size a request may ask for (network input, longer side): the library's own limit.
+MAX_RENDER_SIZE = lab.MAX_RENDER_SIZE
 #: Largest saturation gain a request may ask for.
 MAX_SATURATION = 4.0
 #: Uploads with one of these suffixes or a video/* type go to the video pipeline.

@@ -50,7 +50,7 @@ import cv2
 import numpy as np
 
 from streamcolor import image_io, tempfiles, yuv420
-from streamcolor.colorize import (ColorOptions, default_engine, keep_work_arrays, network_input, pixels_to_l,
+from streamcolor.colorize import (ColorOptions, engine_for, keep_work_arrays, network_input, pixels_to_l,
                                   render, thread_scratch)
 from streamcolor.engines import lab
 from streamcolor.errors import InputError, OutputError
@@ -118,8 +118,7 @@ class VideoOptions:
     rgb_compose: bool = False
 
     def __post_init__(self) -> None:
-        if self.render_size is not None and self.render_size < lab.SIZE_MULTIPLE:
-            raise ValueError(f"render_size must be at least {lab.SIZE_MULTIPLE}, got {self.render_size}")
+        lab.check_render_size(self.render_size)
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.embed_every < 1:
@@ -153,7 +152,7 @@ def output_path(src: str | os.PathLike, dst: str | os.PathLike | None = None) ->
 
 
 def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
-                   engine: "Engine | None" = None, options: VideoOptions = VideoOptions(),
+                   engine: "Engine | str | None" = None, options: VideoOptions = VideoOptions(),
                    progress: Progress = None, render_size: int | None = None, batch_size: int | None = None,
                    codec: str | None = None, quality: int | None = None,
                    stabilize: bool | None = None) -> Path:
@@ -197,7 +196,7 @@ def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None,
     options = dataclasses.replace(options, **{k: v for k, v in shortcuts.items() if v is not None})
     src = Path(src)
     dst = output_path(src, dst)
-    _run(src, dst, engine or default_engine(), options, progress)
+    _run(src, dst, engine_for(engine), options, progress)
     return dst
 
 
@@ -225,7 +224,7 @@ def _run(src: Path, dst: Path, engine: "Engine", options: VideoOptions, progress
 
 def _open_input(src: Path):
     if not src.exists():
-        raise InputError(f"{src}: no such file")
+        raise image_io.no_such_file(src)
     if src.is_dir():
         raise InputError(f"{src}: is a folder, not a video file")
     mode = src.stat().st_mode
@@ -315,10 +314,21 @@ def _encoder_opens(codec: str) -> bool:
         return False
 
 
-def pick_codec(codec: str) -> str:
+#: Containers that cannot hold H.264, and what ``codec="auto"`` encodes into them instead.
+AUTO_BY_CONTAINER = {"webm": ("libvpx-vp9", "libvpx")}
+
+
+def pick_codec(codec: str, container: str | None = None) -> str:
     """Resolve ``"auto"`` to a hardware H.264 encoder that opens here, else :data:`DEFAULT_CODEC`
-    (the choice and its reason are logged once per process)."""
-    return _pick_auto() if codec == "auto" else codec
+    (the choice and its reason are logged once per process); for a ``container`` that cannot
+    hold H.264 (WebM), its own encoder (:data:`AUTO_BY_CONTAINER`)."""
+    if codec != "auto":
+        return codec
+    for name in AUTO_BY_CONTAINER.get(container or "", ()):
+        if name in av.codecs_available:
+            log.info("codec='auto': encoding with %s (a %s file cannot hold H.264)", name, container)
+            return name
+    return _pick_auto()
 
 
 @functools.lru_cache(maxsize=1)
@@ -582,6 +592,11 @@ class _Job:
         self.rate = vin.average_rate or vin.guessed_rate or vin.base_rate or Fraction(25)
         even_w, even_h = _needs_even(options.pix_fmt)
         self.pad = (self.height % 2 if even_h else 0, self.width % 2 if even_w else 0)
+        if any(self.pad) and (segment is None or segment.index == 0):  # (once per video, not per segment)
+            log.warning("%s: %dx%d has an odd side, which %s cannot hold: the output is %dx%d (the last %s "
+                        "repeated); --pix-fmt yuv444p keeps the size", src, self.width, self.height,
+                        options.pix_fmt, self.width + self.pad[1], self.height + self.pad[0],
+                        "row and column" if all(self.pad) else "row" if self.pad[0] else "column")
         # BT.709 for HD, BT.601 for SD: what players assume for untagged video; tagged on the output too.
         self.hd = self.height >= 720
         # gray frames of even size into a yuv420p output skip the full-res RGB frame (streamcolor.yuv420)
@@ -832,7 +847,7 @@ class _Job:
 
     def _setup(self, out) -> None:
         opts, vin, inp = self.options, self.vin, self.inp
-        codec = pick_codec(opts.codec)
+        codec = pick_codec(opts.codec, out.format.name)
         try:
             check_codec(codec)
         except ValueError as exc:
@@ -1012,7 +1027,7 @@ def plan_segments(keyframes: Sequence[int], time_base: Fraction, *, segment_s: f
 
 
 def colorize_segment(src: str | os.PathLike, dst: str | os.PathLike, segment: Segment, *,
-                     engine: "Engine | None" = None, options: VideoOptions = VideoOptions()) -> dict[str, int]:
+                     engine: "Engine | str | None" = None, options: VideoOptions = VideoOptions()) -> dict[str, int]:
     """Colorize the frames of one segment of ``src`` into the video file ``dst``:
     video only, with the source's time base and pts, through the same pipeline
     as :func:`colorize_video` (decoding from ``segment.decode_from`` and
@@ -1022,7 +1037,7 @@ def colorize_segment(src: str | os.PathLike, dst: str | os.PathLike, segment: Se
     Raises InputError when the segment holds no frame, and as :func:`colorize_video`.
     """
     src, dst = Path(src), Path(dst)
-    job = _run(src, dst, engine or default_engine(), options, False, segment)
+    job = _run(src, dst, engine_for(engine), options, False, segment)
     if not job.kept:
         raise InputError(f"{src}: segment {segment.index} (pts {segment.start}..{segment.end}) has no frame")
     return {"frames": len(job.kept), "first_pts": job.kept[0], "last_pts": job.kept[-1]}

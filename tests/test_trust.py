@@ -387,3 +387,188 @@ def test_numbered_names_still_fit_the_filesystem(engine, tmp_path):
     report = colorize_archive(src, out, engine=engine, options=BatchOptions(workers=1), progress=False)
     assert report.ok, report.problems  # 255-byte names: their temporary names and their ~2 fit too
     assert sorted(len(n) for n in outputs(out)) == [255, 255]
+
+
+# --------------------------------------------------------------------------------------------- a new user's review
+# (what a session trying the CLI as a new user, on inputs it made itself, found)
+
+
+def test_the_packed_archive_never_replaces_a_file_the_job_did_not_write(engine, tmp_path):
+    """`batch SRC -o album.zip` renames the packed archive onto album.zip: a user's own
+    album.zip stays as it is (refused before anything is made), the job's own archive of an
+    earlier run is replaced, and one changed since is the user's again."""
+    src = tmp_path / "scans"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(jpeg())
+    mine = tmp_path / "album.zip"
+    mine.write_bytes(b"my precious notes")
+    with pytest.raises(OutputError, match="album.zip exists and is not the archive this job packed"):
+        colorize_archive(src, mine, engine=engine, progress=False)
+    assert mine.read_bytes() == b"my precious notes" and not (tmp_path / "album").exists()
+    with pytest.raises(OutputError, match="it is kept"):  # the folder + --archive spelling
+        colorize_archive(src, tmp_path / "album", engine=engine, options=BatchOptions(archive="zip"), progress=False)
+    assert mine.read_bytes() == b"my precious notes"
+
+    ours = tmp_path / "ours.zip"
+    for _ in range(2):  # a rerun replaces the archive it packed itself
+        report = colorize_archive(src, ours, engine=engine, progress=False)
+        assert report.ok and report.archive == ours
+        assert zipfile.ZipFile(ours).namelist() == ["a.jpg"]
+    ours.write_bytes(b"edited by hand")
+    with pytest.raises(OutputError, match="changed since"):
+        colorize_archive(src, ours, engine=engine, progress=False)
+    assert ours.read_bytes() == b"edited by hand"
+
+
+def test_a_packed_tar_gz_keeps_the_name_it_is_given(engine, tmp_path):
+    """The output's own suffix (.tgz stays .tgz), and gzip's header names the archive, not
+    the temporary file it was written as (``gzip -dN`` restores that name)."""
+    src = tmp_path / "scans"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(jpeg())
+    for name, header in (("x.tgz", b"x.tar"), ("y.tar.gz", b"y.tar")):
+        report = colorize_archive(src, tmp_path / name, engine=engine, progress=False)
+        assert report.archive == tmp_path / name
+        raw = (tmp_path / name).read_bytes()
+        assert raw[3] & 0x08, "no file name in the gzip header"  # FNAME flag
+        assert raw[10:raw.index(b"\0", 10)] == header
+        with tarfile.open(tmp_path / name) as tf:
+            assert tf.getnames() == ["a.jpg"]
+    assert not (tmp_path / "x.tar.gz").exists()
+
+
+def test_link_loops_and_broken_links_in_a_folder_are_items_refused_not_the_job(engine, tmp_path):
+    src = tmp_path / "scans"
+    src.mkdir()
+    (src / "good.jpg").write_bytes(jpeg())
+    (src / "self.jpg").symlink_to("self.jpg")
+    (src / "a.jpg").symlink_to("b.jpg")
+    (src / "b.jpg").symlink_to("a.jpg")
+    (src / "gone.jpg").symlink_to("missing.jpg")
+    out = tmp_path / "out"
+    report = colorize_archive(src, out, engine=engine, progress=False)
+    assert report.done == 1 and report.skipped == 4 and list(outputs(out)) == ["good.jpg"]
+    reasons = {r["member"]: r["reason"] for r in report_rows(out)}
+    assert all("loop" in reasons[m] for m in ("self.jpg", "a.jpg", "b.jpg")), reasons
+    assert "does not exist" in reasons["gone.jpg"] and "outside" not in reasons["gone.jpg"]
+    with pytest.raises(InputError, match="a symbolic link loop"):  # given by name: said the same way
+        image_io.read_image(src / "self.jpg")
+    with pytest.raises(InputError, match="a broken symbolic link"):
+        image_io.read_image(src / "gone.jpg")
+
+
+def test_render_size_is_bounded_everywhere(tmp_path):
+    from click.testing import CliRunner
+
+    from streamcolor.cli import cli
+    from streamcolor.colorize import ColorOptions
+    from streamcolor.engines import lab
+    from streamcolor.video import VideoOptions
+
+    for make in (ColorOptions, VideoOptions, BatchOptions):
+        make(render_size=lab.MAX_RENDER_SIZE)
+        with pytest.raises(ValueError, match="render_size must be in"):
+            make(render_size=100_000)
+        with pytest.raises(TypeError, match="must be an int"):
+            make(render_size="320")
+    (tmp_path / "a.jpg").write_bytes(jpeg())
+    for verb in ("image", "video", "batch"):
+        res = CliRunner().invoke(cli, [verb, str(tmp_path / "a.jpg"), "-o", str(tmp_path / "o"), "-r", "100000"])
+        assert res.exit_code == 2 and "100000 is not in the range" in res.output, res.output
+
+
+def test_a_float_tiff_outside_0_1_is_refused_not_whitened(tmp_path):
+    gray = make_photo(24, 32)[..., 0]
+    Image.fromarray(gray.astype(np.float32)).save(tmp_path / "f255.tif")
+    with pytest.raises(InputError, match=r"values in \[\d+, \d+\]"):
+        image_io.read_image(tmp_path / "f255.tif")
+    Image.fromarray((gray / 255.0).astype(np.float32)).save(tmp_path / "f01.tif")
+    read = image_io.read_image(tmp_path / "f01.tif").pixels
+    assert read.dtype == np.uint16 and np.abs(read / 257.0 - gray).max() < 0.51
+
+
+def test_the_api_names_a_wrong_argument(engine, tmp_path):
+    from streamcolor.video import colorize_video
+
+    gray = make_photo(24, 32)[..., 0]
+    with pytest.raises(TypeError, match="engine must be an Engine"):
+        colorize_image(gray, engine=3)
+    assert colorize_image(gray, engine="default").shape == (24, 32, 3)  # a model name is loaded
+    for bad in (b"x.zip", None, [tmp_path, 3]):
+        with pytest.raises(TypeError, match="sources must be"):
+            colorize_archive(bad, tmp_path / "o", engine=engine)
+    with pytest.raises(TypeError, match="engine must be an Engine"):
+        colorize_video(make_clip(tmp_path / "c.mp4"), tmp_path / "o.mp4", engine=object())
+
+
+def test_an_output_named_like_a_file_but_ending_in_a_slash_is_a_folder(engine, tmp_path):
+    from click.testing import CliRunner
+
+    from streamcolor.cli import cli
+
+    (tmp_path / "a.jpg").write_bytes(jpeg())
+    res = CliRunner().invoke(cli, ["image", str(tmp_path / "a.jpg"), "-o", f"{tmp_path / 'z.jpg'}/"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "z.jpg").is_dir() and (tmp_path / "z.jpg" / "a.jpg").is_file()
+    clip = make_clip(tmp_path / "c.mp4")
+    res = CliRunner().invoke(cli, ["video", str(clip), "-o", f"{tmp_path / 'v.mp4'}/"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "v.mp4" / "c-colour.mp4").is_file()
+
+
+def test_a_name_the_system_refuses_is_one_error_line(tmp_path):
+    Image.fromarray(make_photo(24, 32)).save(tmp_path / "a.png")
+    res = cli("image", str(tmp_path / "a.png"), "-o", str(tmp_path / ("d" * 300 + ".png")))
+    assert res.returncode == 2 and "File name too long" in one_error_line(res.stderr)
+
+
+def test_batch_quiet_prints_nothing_when_all_is_done_and_the_summary_when_not(engine, tmp_path):
+    from click.testing import CliRunner
+
+    from streamcolor.cli import cli
+
+    src = tmp_path / "scans"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(jpeg())
+    res = CliRunner().invoke(cli, ["batch", "-q", str(src), "-o", str(tmp_path / "o1")])
+    assert res.exit_code == 0 and res.stdout == "", res.output
+    (src / "bad.jpg").write_bytes(b"not a jpeg")
+    res = CliRunner().invoke(cli, ["batch", "-q", str(src), "-o", str(tmp_path / "o2")])
+    assert res.exit_code == 1 and res.stdout == "" and "1 failed" in res.stderr, res.output
+
+
+def test_an_odd_sized_video_says_that_it_is_padded(engine, tmp_path, caplog):
+    import av
+
+    from streamcolor.video import VideoOptions, colorize_video
+
+    src = tmp_path / "odd.mkv"
+    with av.open(str(src), "w") as out:
+        vs = out.add_stream("ffv1", rate=12)
+        vs.width, vs.height, vs.pix_fmt = 33, 21, "yuv444p"
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((21, 33, 3), 40 * i + 30, np.uint8), format="rgb24")
+            out.mux(vs.encode(frame.reformat(format="yuv444p")))
+        out.mux(vs.encode(None))
+    with caplog.at_level("WARNING", logger="streamcolor.video"):
+        dst = colorize_video(src, tmp_path / "o.mp4", engine=engine, progress=False)
+    assert "33x21 has an odd side" in caplog.text and "34x22" in caplog.text
+    with av.open(str(dst)) as inp:
+        assert (inp.streams.video[0].width, inp.streams.video[0].height) == (34, 22)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="streamcolor.video"):
+        colorize_video(src, tmp_path / "o444.mp4", engine=engine, progress=False,
+                       options=VideoOptions(pix_fmt="yuv444p"))
+    assert "odd side" not in caplog.text
+
+
+def test_codec_auto_encodes_a_webm_with_vp9(engine, tmp_path):
+    """A .webm cannot hold H.264: codec="auto" picks VP9 there instead of failing."""
+    import av
+
+    from streamcolor.video import colorize_video
+
+    dst = colorize_video(make_clip(tmp_path / "c.mp4", frames=6), tmp_path / "c.webm", engine=engine, progress=False)
+    with av.open(str(dst)) as inp:
+        assert inp.streams.video[0].codec_context.name == "vp9"
+        assert sum(1 for _ in inp.decode(video=0)) == 6

@@ -9,6 +9,7 @@ the other's.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import sqlite3
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: Lock file (relative to OUT) that keeps two runs from writing into the same OUT.
 LOCK_FILENAME = f"{JOB_DIR}/lock"
+#: The manifest's record of the archive this job packed last (see _check_packed_target).
+PACKED_META = "packed_archive"
 #: The result of a batch job (the one job report).
 BatchReport = JobReport
 
@@ -57,10 +60,10 @@ class BatchJob:
                  options: BatchOptions = BatchOptions()):
         self.started = time.perf_counter()
         self.options = options
-        self.paths = [Path(src)] if isinstance(src, (str, os.PathLike)) else [Path(s) for s in src]
+        self.paths = _source_paths(src)
         if not self.paths:
             raise ValueError("no sources given")
-        self.out_dir, self.archive_kind = _output_layout(Path(dst), options)
+        self.out_dir, self.archive_kind, suffix = _output_layout(Path(dst), options)
         self._stack = ExitStack()
         try:
             self.sources = [self._stack.enter_context(open_source(p, options)) for p in self.paths]
@@ -70,10 +73,12 @@ class BatchJob:
         if self.archive_kind == "same":
             kinds = {s.kind for s in self.sources}
             self.archive_kind = kinds.pop() if len(kinds) == 1 and "folder" not in kinds else "zip"
-        self.archive_path = (self.out_dir.parent / (self.out_dir.name + ARCHIVE_SUFFIXES[self.archive_kind][0])
+        self.archive_path = (self.out_dir.parent / (self.out_dir.name + (suffix or ARCHIVE_SUFFIXES[self.archive_kind][0]))
                              if self.archive_kind else None)
         try:
             _check_overlap(self.paths, self.out_dir, self.archive_path)
+            if self.archive_path is not None and not (self.out_dir / JOB_DIR / MANIFEST_FILENAME).is_file():
+                _check_packed_target(self.archive_path, None)  # refused before OUT is even created
         except BaseException:
             self._stack.close()
             raise
@@ -102,6 +107,9 @@ class BatchJob:
                                   f"({exc.strerror or exc})") from exc
             self._stack.enter_context(_exclusive(self.out_dir))
             self.manifest = self._stack.enter_context(_open_manifest(self.out_dir))
+            if self.archive_path is not None:
+                with _recording(self.manifest):
+                    _check_packed_target(self.archive_path, self.manifest)
             with _recording(self.manifest):
                 _finish_renames(self.manifest, self.out_dir)
                 self.items = _keep_clear_of_others(list_items(self.sources, self.options), self.manifest,
@@ -184,7 +192,10 @@ class BatchJob:
         report = image_io.write_atomic(self.out_dir / REPORT_FILENAME, problems_csv(problems))
         packed = None
         if self.archive_kind and self.archive_path is not None:
-            packed = pack_outputs(self.out_dir, done, self.archive_path, self.archive_kind)
+            with _recording(self.manifest):
+                _check_packed_target(self.archive_path, self.manifest)  # (nothing put there meanwhile)
+                packed = pack_outputs(self.out_dir, done, self.archive_path, self.archive_kind)
+                self.manifest.set_meta(PACKED_META, _file_identity(packed))
         return JobReport(output=self.out_dir, report=report, total=len(self.items), done=counts[DONE],
                          skipped=counts[SKIPPED], failed=counts[FAILED], done_now=self.done_now,
                          elapsed_s=time.perf_counter() - self.started, engine_s=engine_s, problems=problems,
@@ -195,20 +206,61 @@ def pack_outputs(out_dir: Path, outputs: Iterable[str], archive_path: Path, kind
     """Pack the given outputs (paths relative to ``out_dir``) into ``archive_path``
     (a temporary name, renamed into place at the end)."""
     with image_io.atomic_output(archive_path, what="writing the archive") as tmp:
-        archives.pack(out_dir, outputs, tmp, kind)
+        archives.pack(out_dir, outputs, tmp, kind, name=archive_path.name)
     return archive_path
 
 
-def _output_layout(dst: Path, options: BatchOptions) -> tuple[Path, str | None]:
-    """(output folder, archive kind or "same" or None).  ``x.zip`` -> folder ``x`` + zip."""
+def _file_identity(path: Path) -> str | None:
+    """What tells this very file from any other put at ``path`` later: its
+    absolute path, device, inode, size and modification time (JSON)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return json.dumps({"path": os.path.abspath(path), "dev": st.st_dev, "ino": st.st_ino, "size": st.st_size,
+                       "mtime_ns": st.st_mtime_ns}, sort_keys=True)
+
+
+def _check_packed_target(archive_path: Path, manifest: Manifest | None) -> None:
+    """OutputError when something is at ``archive_path`` that this job did not
+    pack there itself (a user's file, or a file changed since): the packed
+    archive is renamed onto its name, and it must never replace a file the
+    user keeps.  The job's own archive from an earlier run is replaced."""
+    if not os.path.lexists(archive_path):
+        return
+    found = _file_identity(archive_path)
+    if found is not None and manifest is not None and found == manifest.get_meta(PACKED_META):
+        return
+    what = ("a folder" if archive_path.is_dir()
+            else "not the archive this job packed (a file of yours, or one changed since)")
+    raise OutputError(f"{archive_path} exists and is {what}; it is kept.  Move it away or name another "
+                      "output (the packed archive is OUTPUT plus the archive's suffix)")
+
+
+def _source_paths(src: object) -> list[Path]:
+    """The sources as paths: one path, or a list of them (TypeError naming anything else)."""
+    items = [src] if isinstance(src, (str, os.PathLike)) else src
+    if isinstance(items, (bytes, bytearray)) or not isinstance(items, Iterable):
+        raise TypeError(f"sources must be a path or a list of paths, got {type(src).__name__}")
+    paths = []
+    for s in items:
+        if not isinstance(s, (str, os.PathLike)):
+            raise TypeError(f"sources must be paths (str or os.PathLike), got {type(s).__name__} {s!r}")
+        paths.append(Path(s))
+    return paths
+
+
+def _output_layout(dst: Path, options: BatchOptions) -> tuple[Path, str | None, str | None]:
+    """(output folder, archive kind or "same" or None, the archive's suffix as the name gave it).
+    ``x.zip`` -> folder ``x`` + zip ``x.zip``; ``x.TGZ`` -> folder ``x`` + tar.gz ``x.TGZ``."""
     lower = dst.name.lower()
     for kind, suffixes in ARCHIVE_SUFFIXES.items():
         for suffix in suffixes:
             if lower.endswith(suffix) and len(lower) > len(suffix):
                 if options.archive not in (None, "same", kind):
                     raise ValueError(f"{dst}: the output name says {kind}, but archive={options.archive!r}")
-                return dst.with_name(dst.name[: -len(suffix)]), kind
-    return dst, options.archive
+                return dst.with_name(dst.name[: -len(suffix)]), kind, dst.name[-len(suffix):]
+    return dst, options.archive, None
 
 
 def _check_overlap(sources: Sequence[Path], out_dir: Path, archive_path: Path | None) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from streamcolor import image_io, memory, tempfiles
 from streamcolor.colorize import ColorOptions
-from streamcolor.engines import archives
+from streamcolor.engines import archives, lab
 from streamcolor.engines.archives import ARCHIVE_SUFFIXES, Source, safe_member_path
 from streamcolor.errors import InputError, MemberRefused
 from streamcolor.items import REPORT_FILENAME
@@ -52,6 +52,7 @@ class BatchOptions:
                              f"got {self.output_format!r}")
         if self.archive is not None and self.archive not in ("same", *ARCHIVE_SUFFIXES):
             raise ValueError(f"archive must be None, 'same' or one of {list(ARCHIVE_SUFFIXES)}, got {self.archive!r}")
+        lab.check_render_size(self.render_size)
         for name in ("batch_size", "max_pixels", "max_member_bytes", "memory_budget"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Sequence
 from streamcolor import memory
 from streamcolor.archive.job import BatchJob
 from streamcolor.archive.listing import BatchOptions, Item
-from streamcolor.colorize import ColorOptions, ShapeBatcher, default_engine, keep_work_arrays, predict
+from streamcolor.colorize import ColorOptions, ShapeBatcher, engine_for, keep_work_arrays, predict
 from streamcolor.errors import InputError
 from streamcolor.progress import Progress, progress_bar
 from streamcolor.items import (FolderSink, JobReport, Outcome, colorize_items, decode_item, engine_failure,
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 def colorize_archive(src: str | os.PathLike | Sequence[str | os.PathLike], dst: str | os.PathLike, *,
-                     engine: "Engine | None" = None, options: BatchOptions = BatchOptions(),
+                     engine: "Engine | str | None" = None, options: BatchOptions = BatchOptions(),
                      progress: Progress = None) -> JobReport:
     """Colorize every image of a folder, zip or tar archive into a folder tree.
 
@@ -82,7 +82,7 @@ def colorize_archive(src: str | os.PathLike | Sequence[str | os.PathLike], dst: 
     ValueError: the output would overlap a source.
     """
     with BatchJob(src, dst, options=options) as job:
-        engine = engine or default_engine()
+        engine = engine_for(engine)
         color = options.color_options(engine)
         with progress_bar(progress, total=len(job.items), initial=job.settled, unit="img", desc="colorize") as bar:
             pipeline = _Pipeline(job, engine, color, bar)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NoReturn
@@ -35,7 +36,7 @@ def engine_options(f):
     f = click.option("--saturation", type=click.FloatRange(min=0), default=None,
                      help="Gain on predicted colour (a*b*); >1 gives more vivid colours. "
                           "Default: the model's recommendation.")(f)
-    f = click.option("-r", "--render-size", type=click.IntRange(min=lab.SIZE_MULTIPLE), default=None,
+    f = click.option("-r", "--render-size", type=click.IntRange(lab.SIZE_MULTIPLE, lab.MAX_RENDER_SIZE), default=None,
                      help="Longer side of the network input. Larger: more colour detail, slower. "
                           "Output keeps the input's full resolution. "
                           f"Default: the model's recommendation, else {DEFAULT_RENDER_SIZE}.")(f)
@@ -65,7 +66,11 @@ def run_job(job: Callable[[], "JobReport"], *, fatal: tuple[type[BaseException],
     except (StreamcolorError, ValueError, *fatal) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FATAL)
-    click.echo(report.summary())
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or not ctx.meta.get("streamcolor.quiet"):
+        click.echo(report.summary())
+    elif not report.ok:  # -q: "only errors": the summary says which items failed and where the report is
+        click.echo(report.summary(), err=True)
     sys.exit(EXIT_OK if report.ok else EXIT_ITEMS)
 
 
@@ -122,6 +127,25 @@ def apply_output_settings(state: dict[str, Any]) -> None:
     level = logging.ERROR if state.get("streamcolor.quiet") else (logging.WARNING, logging.INFO,
                                                                    logging.DEBUG)[min(verbose, 2)]
     logging.getLogger().setLevel(level)
+
+
+def output_option(help_text: str, **kwargs: Any):
+    """-o/--output as a Path; a value ending in a path separator (``-o z.jpg/``)
+    is recorded as meant to be a folder, whatever its name looks like (pathlib
+    drops the separator; :func:`output_is_folder` reads the record)."""
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+        if value is None:
+            return None
+        ctx.meta["streamcolor.output_folder"] = value.endswith(("/", os.sep)) and value.strip("/" + os.sep) != ""
+        return Path(value)
+
+    return click.option("-o", "--output", type=click.Path(), callback=callback, help=help_text, **kwargs)
+
+
+def output_is_folder() -> bool:
+    """Whether -o was written with a trailing separator (see :func:`output_option`)."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.meta.get("streamcolor.output_folder"))
 
 
 def progress_setting() -> bool | None:

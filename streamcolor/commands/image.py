@@ -11,7 +11,7 @@ import click
 from streamcolor import image_io, tempfiles
 from streamcolor.colorize import ColorOptions, colorize_batch, colorize_image
 from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, check_medium, common_options, engine_options, load,
-                                         progress_setting)
+                                         output_is_folder, output_option, progress_setting)
 from streamcolor.errors import OutputError, StreamcolorError
 from streamcolor.image_io import supported_suffixes
 from streamcolor.items import is_item_error
@@ -21,15 +21,15 @@ from streamcolor.progress import progress_bar
 log = logging.getLogger(__name__)
 
 #: `--format` choice -> Pillow format name.
-FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP", "tiff": "TIFF"}
+FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "bmp": "BMP"}  # as batch --format
 #: The name that stands for stdin (as an input) and stdout (as -o).
 STDIO = Path("-")
 
 
 @click.command("image")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
-              help="Output folder, or a file name when there is one input; '-' writes the image to stdout.")
+@output_option("Output folder, or a file name when there is one input (a name ending in / is a folder); "
+               "'-' writes the image to stdout.", required=True)
 @click.option("--format", "fmt", type=click.Choice(["same", *FORMATS]), default="same",
               show_default=True, help="Output format (same: the input's; with -o FILE, FILE's extension decides).")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
@@ -63,7 +63,8 @@ def command(inputs, output, fmt, quality, overwrite, max_pixels, model, backend,
     if list(inputs).count(STDIO) > 1:
         raise click.UsageError("'-' (stdin) can be given once")
     to_stdout = output == STDIO
-    single_file = len(inputs) == 1 and (to_stdout or (output.suffix != "" and not output.is_dir()))
+    single_file = len(inputs) == 1 and (to_stdout or (output.suffix != "" and not output_is_folder()
+                                                      and not output.is_dir()))
     if to_stdout and len(inputs) > 1:
         raise click.UsageError("-o - (stdout) takes one input")
     if STDIO in inputs and not single_file:

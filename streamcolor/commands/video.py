@@ -10,7 +10,7 @@ from typing import NoReturn
 import click
 
 from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, check_medium, common_options, engine_options, load,
-                                         progress_setting, say)
+                                         output_is_folder, output_option, progress_setting, say)
 from streamcolor.errors import OutputError, StreamcolorError
 from streamcolor.items import is_item_error
 from streamcolor.outputs import describe_renames, plan_outputs
@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 
 @click.command("video")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Output file (one input) or folder.  Default: <name>-colour.<ext> next to each input.")
+@output_option("Output file (one input) or folder (several inputs, or a name ending in /).  "
+               "Default: <name>-colour.<ext> next to each input.", default=None)
 @click.option("--codec", default="auto", show_default=True,
               help="Video encoder (libx264, libx265, libvpx-vp9, h264_nvenc...); "
                    "'auto': NVIDIA's h264_nvenc when it works here, else libx264 (logged).")
@@ -59,7 +59,8 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
     """Colorize the video files INPUTS.
 
     Only colour is added: size, frame rate, timestamps, lightness, rotation
-    and metadata follow the input; audio and subtitle streams are copied
+    and metadata follow the input (an odd width or height gets one repeated
+    row or column: yuv420p needs even sides); audio and subtitle streams are copied
     untouched.  The output's extension picks the container.  An output that
     would replace an input refuses the run; inputs with the same name from
     different folders get name~2...  Exit status 1 when any input failed (the
@@ -86,7 +87,8 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
         check_codec(codec)
     except ValueError as exc:
         _fatal(str(exc))
-    to_folder = output is not None and (len(inputs) > 1 or output.is_dir() or output.suffix == "")
+    to_folder = output is not None and (len(inputs) > 1 or output_is_folder() or output.is_dir()
+                                        or output.suffix == "")
     if to_folder:
         if output.exists() and not output.is_dir():
             _fatal(f"{output}: exists and is not a folder (several inputs, or a name without an extension, "

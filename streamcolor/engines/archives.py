@@ -22,7 +22,9 @@ and reads are capped.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import gzip
 import os
 import re
 import stat
@@ -236,10 +238,9 @@ class Source:
                 try:
                     st = p.lstat()
                     if stat.S_ISLNK(st.st_mode):
-                        target = p.resolve()
-                        if not (target.is_relative_to(real_root) and target.is_file()):
-                            yield Member(rel, 0, "link", refusal=f"symbolic link to {os.readlink(p)!r} outside "
-                                                                 "the source folder (not followed)")
+                        refusal, target = _link_refusal(p, real_root)
+                        if refusal is not None:
+                            yield Member(rel, 0, "link", refusal=refusal)
                             continue
                         st = target.stat()
                 except OSError as exc:
@@ -432,23 +433,57 @@ class _FlagFixedFile:
         self._fh.close()
 
 
-def pack(root: str | os.PathLike, members: Iterable[str], dest: str | os.PathLike, kind: str) -> None:
+def _link_refusal(link: Path, real_root: Path) -> tuple[str | None, Path]:
+    """(why a symbolic link in a source folder is not followed, or None; its
+    target): only links to regular files inside the folder are followed.
+    A loop or a missing target is an item's refusal, never the job's end."""
+    shown = repr(os.readlink(link))
+    try:
+        target = link.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 on a loop
+        return f"symbolic link loop through {shown} (not followed)", link
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"symbolic link loop through {shown} (not followed)", link
+        if isinstance(exc, FileNotFoundError):
+            return f"broken symbolic link: its target {shown} does not exist", link
+        raise
+    if not target.is_relative_to(real_root):
+        return f"symbolic link to {shown} outside the source folder (not followed)", target
+    if not target.is_file():
+        return f"symbolic link to {shown}, which is not a regular file (not followed)", target
+    return None, target
+
+
+def pack(root: str | os.PathLike, members: Iterable[str], dest: str | os.PathLike, kind: str, *,
+         name: str | None = None) -> None:
     """Write the files ``members`` (posix paths relative to ``root``) into a new
     archive of ``kind`` at ``dest``, under the same names.  Already-compressed
     images are stored in zips, not deflated again.  (Callers that want the
-    file to appear whole write ``dest`` as a temporary name and rename it.)"""
+    file to appear whole write ``dest`` as a temporary name and rename it;
+    ``name`` is then the final file name, which gzip records in its header:
+    ``gzip -dN`` restores it.)"""
     root = Path(root)
+    members = list(members)
     if kind == "zip":
         with zipfile.ZipFile(dest, "w", allowZip64=True) as zf:
             for rel in members:
                 stored = PurePosixPath(rel).suffix.lower() in _STORED_SUFFIXES
                 zf.write(root / rel, rel, compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
-    elif kind in _TAR_MODES:
-        with tarfile.open(dest, _TAR_MODES[kind]) as tf:
-            for rel in members:
-                tf.add(root / rel, arcname=rel, recursive=False)
-    else:
+        return
+    if kind not in _TAR_MODES:
         raise ValueError(f"unknown archive kind {kind!r}; one of {list(ARCHIVE_SUFFIXES)}")
+    with contextlib.ExitStack() as stack:
+        if kind == "tar.gz":  # gzip by hand, for the name in its header (tarfile's would be dest's)
+            gz_name = name or Path(dest).name
+            gz_name = gz_name[:-4] + ".tar" if gz_name.lower().endswith(".tgz") else gz_name.removesuffix(".gz")
+            raw = stack.enter_context(open(dest, "wb"))
+            gz = stack.enter_context(gzip.GzipFile(gz_name, "wb", fileobj=raw))
+            tf = stack.enter_context(tarfile.open(str(dest), "w", fileobj=gz))
+        else:
+            tf = stack.enter_context(tarfile.open(dest, _TAR_MODES[kind]))
+        for rel in members:
+            tf.add(root / rel, arcname=rel, recursive=False)
 
 
 __all__ = ["ARCHIVE_SUFFIXES", "ArchiveError", "JUNK_NAMES", "Limits", "Member", "MemberRefused", "Source",

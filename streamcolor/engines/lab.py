@@ -25,6 +25,22 @@ L_SCALE: float = 50.0
 AB_SCALE: float = 128.0
 #: The encoder downsamples three times by 2, so spatial sizes are multiples of this.
 SIZE_MULTIPLE: int = 8
+#: Largest render size (network input, longer side) accepted anywhere.  The models are trained at
+#: 224-320 px and gain nothing far above; a 1024 px image already takes ~0.3 GB of activations on a CPU,
+#: and an unchecked value (a typo: -r 100000) would ask for tens of GB before failing.
+MAX_RENDER_SIZE: int = 1024
+
+
+def check_render_size(value: object) -> None:
+    """TypeError / ValueError unless ``value`` is None or an int in
+    [:data:`SIZE_MULTIPLE`, :data:`MAX_RENDER_SIZE`]: one check for every
+    options class, so the API and the CLI refuse alike."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"render_size must be an int, got {type(value).__name__} {value!r}")
+    if not SIZE_MULTIPLE <= value <= MAX_RENDER_SIZE:
+        raise ValueError(f"render_size must be in [{SIZE_MULTIPLE}, {MAX_RENDER_SIZE}], got {value}")
 
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:

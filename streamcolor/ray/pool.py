@@ -324,10 +324,10 @@ class Worker:
         info["pid"] = os.getpid()
         return info
 
-    def pick_codec(self, codec: str) -> str:
+    def pick_codec(self, codec: str, container: str | None = None) -> str:
         from streamcolor.video import pick_codec
 
-        return pick_codec(codec)
+        return pick_codec(codec, container)
 
     def pid(self) -> int:
         return os.getpid()

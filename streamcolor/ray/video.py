@@ -81,7 +81,8 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
                              colorize_kwargs=colorize_kwargs(model, backend, BatchOptions(), None, cluster, gpus))
             try:
                 if options.codec == "auto":  # one encoder for all segments, chosen where they are encoded
-                    options = dataclasses.replace(options, codec=pool.call_one("pick_codec", "auto"))
+                    options = dataclasses.replace(options, codec=pool.call_one("pick_codec", "auto",
+                                                                        dst.suffix.lower().lstrip(".") or None))
                 _run_segments(pool, src.resolve(), todo, paths, options, progress)
             finally:
                 pool.close()
