@@ -381,13 +381,22 @@ def flat_table(title: str, data: Any, note: str = "") -> Table:
     return Table(title, ["figure", "value"], rows, note)
 
 
+def read_results(path: str | Path) -> Any:
+    """A results file's JSON; ValueError naming the file when it is not JSON
+    (a typo'd --results), so that nothing is colorized before the error."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{path}: not a JSON results file ({exc})") from exc
+
+
 def load_results(paths: Sequence[str | Path]) -> tuple[list[Table], list[str]]:
     """Tables from results files of any of the kinds in the module docstring,
     and one machine line per pytest-benchmark file."""
     tables: list[Table] = []
     machines: list[str] = []
     for p in map(Path, paths):
-        data = json.loads(p.read_text())
+        data = read_results(p)
         if isinstance(data, dict) and "benchmarks" in data and "machine_info" in data:
             machines.append(f"{p.name}: {machine_line(data)}")
             tables.append(headline(data))
@@ -835,16 +844,25 @@ def write_report(out: str | Path, *, engine: "Engine", results: Sequence[str | P
         Lines shown at the top of the page (e.g. options that were ignored);
         this function appends its own.
     """
+    from streamcolor import image_io
     from streamcolor.colorize import ColorOptions
+    from streamcolor.errors import InputError
 
+    out = Path(out)
+    if out.suffix.lower() not in (".html", ".htm"):  # never a photo of the folder, or any other file of yours
+        raise ValueError(f"{out}: the report is an HTML page; give -o a name ending in .html")
     say = progress or (lambda msg: None)
     notes = notes if notes is not None else []
     options = (options or ColorOptions()).for_engine(engine)
+    tables, machines = load_results(results)  # before any photo: a bad results file fails at once
     found = find_photos(photos, max(max_photos, 4 if gallery else 0)) if photos and Path(photos).is_dir() else []
     items: list[BeforeAfter] = []
     for i, (path, credit) in enumerate(found, start=1):
         say(f"[{i}/{len(found)}] colorizing {path.name}")
-        items.append(judge_photo(engine, path, options=options, max_side=image_size, credit=credit))
+        try:
+            items.append(judge_photo(engine, path, options=options, max_side=image_size, credit=credit))
+        except InputError as exc:  # one bad file is a note on the page (and on stderr), not the end of the report
+            notes.append(f"skipped: {exc}")
     if gallery is not None:
         with_truth = [it for it in items if it.truth is not None][:4]
         if with_truth:
@@ -857,7 +875,6 @@ def write_report(out: str | Path, *, engine: "Engine", results: Sequence[str | P
             notes.append(f"no photos found in {photos}: showing the bundled black-and-white sample")
         items.append(judge_photo(engine, SAMPLE_PHOTO, options=options, max_side=image_size,
                                  credit="bundled sample (black and white: no colour truth)"))
-    tables, machines = load_results(results)
     charts = []
     photo_tab = photo_table(items)
     if photo_tab is not None:
@@ -883,10 +900,8 @@ def write_report(out: str | Path, *, engine: "Engine", results: Sequence[str | P
     subtitle = (f"{engine.name}; render size {options.render_size}, saturation {options.saturation:g}; "
                 f"{len([i for i in items if i.size[0]])} photo(s); written {now}")
     html_text = render_html(items, tables, subtitle=subtitle, machines=machines, charts=charts, notes=notes)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html_text)
-    return out
+    return image_io.write_atomic(out, html_text.encode("utf-8"))
 
 
 __all__ = ["BeforeAfter", "REPORT_IMAGE_SIZE", "Table", "before_after", "bench_rows", "bench_tables", "detail_tables",

@@ -186,7 +186,23 @@ class _Upload:
 
     @property
     def is_video(self) -> bool:
-        return self.content_type.startswith("video/") or PurePath(self.name).suffix.lower() in VIDEO_SUFFIXES
+        """Said by the type or the name, else (a raw body, a name without a suffix) by the content."""
+        if self.content_type.startswith("video/") or PurePath(self.name).suffix.lower() in VIDEO_SUFFIXES:
+            return True
+        return not self.content_type.startswith("image/") and looks_like_video(self.data)
+
+
+#: ISO-BMFF brands of still images (HEIF, AVIF): an ``ftyp`` box alone does not make a video.
+_STILL_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
+
+
+def looks_like_video(data: bytes) -> bool:
+    """Whether ``data`` starts like a video container: MP4/MOV (an ``ftyp`` box of a
+    brand that is not a still image), Matroska/WebM, AVI, MPEG-TS or MPEG-PS."""
+    if data[4:8] == b"ftyp":
+        return data[8:12] not in _STILL_BRANDS
+    return (data.startswith(b"\x1a\x45\xdf\xa3") or (data[:4] == b"RIFF" and data[8:12] == b"AVI ")
+            or data.startswith(b"\x00\x00\x01\xba") or (len(data) > 188 and data[0] == data[188] == 0x47))
 
 
 async def _read_limited(read: Callable[[int], Any], limit: int, what: str = "upload") -> bytes:
@@ -316,9 +332,11 @@ class _State:
                 dst = Path(tmp) / f"colour.{ext}"
                 try:
                     colorize_video(src, dst, engine=self.engine, options=options, progress=False)
+                except InputError as exc:  # said of the upload, not of the server's temporary file
+                    raise InputError(_for_client(str(exc), tmp, upload.name)) from None
                 except OutputError as exc:
                     if ext == "mkv":
-                        raise _Reject(422, f"{upload.name}: {exc}") from None
+                        raise _Reject(422, _for_client(str(exc), tmp, upload.name)) from None
                     log.info("%s: MP4 cannot hold it (%s); writing MKV", upload.name, exc)
                     continue
                 return dst.read_bytes(), ext
@@ -327,6 +345,13 @@ class _State:
     def close(self) -> None:
         self.batcher.close()
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _for_client(message: str, tmp: str, name: str) -> str:
+    """An error message as the client should read it: the server's temporary
+    paths replaced by the upload's name, and no advice meant for the command line."""
+    message = re.sub(re.escape(tmp) + r"[^\s:]*", name, message)
+    return re.sub(r" \(`streamcolor [^)]*\)", "", message)
 
 
 _STATE = web.AppKey("streamcolor_state", _State)

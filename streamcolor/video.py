@@ -78,6 +78,10 @@ _STALE_TAGS = ("encoder", "major_brand", "minor_version", "compatible_brands", "
                "number_of_frames", "number_of_bytes", "_statistics_")
 
 
+#: Containers whose video is a sequence of frame slots of 1 / frame rate, without timestamps.
+_FRAME_COUNTED = ("avi",)
+
+
 def _needs_even(pix_fmt: str) -> tuple[bool, bool]:
     """Whether (width, height) must be even for ``pix_fmt`` (chroma subsampled by 2 that way)."""
     probe = 1001
@@ -85,6 +89,9 @@ def _needs_even(pix_fmt: str) -> tuple[bool, bool]:
         fmt = av.VideoFormat(pix_fmt, probe, probe)
     except ValueError as exc:
         raise ValueError(f"unknown pixel format {pix_fmt!r}") from exc
+    if sum(1 for c in fmt.components if not c.is_alpha) < 3:
+        raise ValueError(f"pixel format {pix_fmt!r} has no colour channels: the colour would be thrown away "
+                         "(use yuv420p, yuv444p, yuv420p10le...)")
     return fmt.chroma_width(probe) != probe, fmt.chroma_height(probe) != probe
 
 
@@ -168,7 +175,7 @@ def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None,
         ``<stem>-colour<ext>`` next to ``src``.  Written under a temporary
         name and renamed at the end: nothing is left at ``dst`` on failure.
     engine:
-        A loaded engine; the shared default model when None.
+        A loaded engine, or a model name; the shared default model when None.
     options:
         See :class:`VideoOptions`.
     progress:
@@ -194,6 +201,10 @@ def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None,
     shortcuts = dict(render_size=render_size, batch_size=batch_size, codec=codec, quality=quality,
                      stabilize=stabilize)
     options = dataclasses.replace(options, **{k: v for k, v in shortcuts.items() if v is not None})
+    for name, value in (("src", src), ("dst", dst)):
+        if not isinstance(value, (str, os.PathLike)) and not (name == "dst" and value is None):
+            raise TypeError(f"{name} must be a path (str or os.PathLike){' or None' if name == 'dst' else ''}, "
+                            f"got {type(value).__name__}")
     src = Path(src)
     dst = output_path(src, dst)
     _run(src, dst, engine_for(engine), options, progress)
@@ -361,6 +372,18 @@ def check_codec(codec: str) -> None:
                          "(use libx264, libx265, libvpx-vp9, h264_nvenc...)")
 
 
+def check_pix_fmt(codec: str, pix_fmt: str) -> None:
+    """ValueError unless ``codec`` can encode ``pix_fmt`` (what FFmpeg would refuse later
+    with a bare "Invalid argument"), naming the formats it takes."""
+    try:
+        formats = av.codec.Codec(codec, "w").video_formats
+    except Exception:  # an unknown codec: check_codec says so
+        return
+    names = [f.name for f in formats or ()]
+    if names and pix_fmt not in names:
+        raise ValueError(f"{codec} cannot encode {pix_fmt}; it takes {', '.join(names)}")
+
+
 def codec_options(codec: str, options: VideoOptions) -> dict[str, str]:
     """Constant-quality and preset options in each encoder family's own words."""
     q = str(options.quality)
@@ -376,6 +399,12 @@ def codec_options(codec: str, options: VideoOptions) -> dict[str, str]:
     if options.preset:
         opts["preset"] = options.preset
     opts.update({str(k): str(v) for k, v in options.encoder_options.items()})
+    if codec == "libx265" and "log-level" not in opts.get("x265-params", ""):
+        # x265 prints its own log (two dozen lines a file) past FFmpeg's: at streamcolor's level instead
+        level = logging.getLogger("streamcolor").getEffectiveLevel()
+        x265_level = ("debug" if level <= logging.DEBUG else "info" if level <= logging.INFO
+                      else "warning" if level <= logging.WARNING else "error")
+        opts["x265-params"] = ":".join(filter(None, [opts.get("x265-params"), f"log-level={x265_level}"]))
     return opts
 
 
@@ -850,6 +879,7 @@ class _Job:
         codec = pick_codec(opts.codec, out.format.name)
         try:
             check_codec(codec)
+            check_pix_fmt(codec, opts.pix_fmt)
         except ValueError as exc:
             raise OutputError(f"{self.dst}: {exc}") from exc
         try:
@@ -860,13 +890,24 @@ class _Job:
         ctx = vout.codec_context
         ctx.width, ctx.height = self.width + self.pad[1], self.height + self.pad[0]
         ctx.pix_fmt = opts.pix_fmt
-        ctx.time_base = self.time_base
-        vout.time_base = self.time_base
+        # AVI has no timestamps, only frame slots of 1 / rate: frames in the source's time base would be
+        # read as that many empty slots (600 "fps"); there the frames are counted in 1 / rate instead
+        tb = 1 / Fraction(self.rate) if out.format.name in _FRAME_COUNTED else self.time_base
+        ctx.time_base = tb
+        vout.time_base = tb
         if vin.sample_aspect_ratio:
             ctx.sample_aspect_ratio = vin.sample_aspect_ratio
         ctx.color_range = 1  # limited ("MPEG"), as converted in _compose
         ctx.colorspace = ctx.color_primaries = ctx.color_trc = 1 if self.hd else 6  # BT.709 / SMPTE 170M
         ctx.options = codec_options(codec, opts)
+        if out.format.name in _FRAME_COUNTED and "bf" not in opts.encoder_options:
+            ctx.options = {**ctx.options, "bf": "0"}  # no B-frames: frame slots cannot say a display order
+        try:  # now, not at the first frame: a bad preset or option is said before any work, and plainly
+            ctx.open()
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise OutputError(f"{self.dst}: {codec} does not open with {dict(ctx.options)} and pix_fmt "
+                              f"{opts.pix_fmt} ({getattr(exc, 'strerror', None) or exc}); check --preset, --crf "
+                              "and --pix-fmt") from exc
         vout.metadata.update(_fresh_tags(vin.metadata))
         vout.disposition = vin.disposition
         self.vout, self.codec = vout, codec
@@ -944,7 +985,7 @@ class _Job:
             log.warning("%s: %d damaged video packets skipped", self.src, self.bad_packets)
         total = self._total()
         if total and written < 0.9 * total:
-            log.warning("%s: %d frames decoded where the header announces about %d (truncated input?)",
+            log.warning("%s: %d frames decoded where the header announces about %d (damaged or truncated input?)",
                         self.src, written, total)
 
     def _mux(self, out, frame) -> None:
@@ -1192,6 +1233,6 @@ def video_size(src: str | Path) -> tuple[int, int]:
         return c.streams.video[0].width, c.streams.video[0].height
 
 
-__all__ = ["ChromaStabilizer", "Segment", "VideoOptions", "check_codec", "codec_floor", "colorize_segment",
+__all__ = ["ChromaStabilizer", "Segment", "VideoOptions", "check_codec", "check_pix_fmt", "codec_floor", "colorize_segment",
            "colorize_video", "default_output", "histogram_distance", "join_segments", "l_histogram", "make_clip",
            "output_path", "pick_codec", "plain_encoder", "plan_segments", "video_keyframes", "video_size"]

@@ -412,6 +412,24 @@ def test_video_round_trip(server, tmp_path):
     assert bad.status == 400 and bad.json()["error"]
 
 
+def test_a_video_without_a_name_or_type_is_known_by_its_content(server, tmp_path):
+    """A raw body (curl --data-binary @film.mp4) or a name without a suffix is sniffed; a still
+    image named like a video is refused in the upload's own words, not the server's temp path."""
+    from streamcolor.serve import looks_like_video
+    from streamcolor.video import make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", 96, 64, 6).read_bytes()
+    r = request("POST", f"{server.url}/api/colorize?render_size=64", data=clip)
+    assert r.status == 200 and r.headers["Content-Type"] == "video/mp4", r.body[:300]
+    r = post_file(server.url, clip, "clip", "application/octet-stream", query="?render_size=64")
+    assert r.status == 200 and r.headers["Content-Type"] == "video/mp4", r.body[:300]
+    r = post_file(server.url, jpeg_bytes(gray()), "photo.mp4", "application/octet-stream")
+    error = r.json()["error"]
+    assert r.status == 400 and error.startswith("photo.mp4: a still image"), error
+    assert "streamcolor-serve" not in error and "`" not in error
+    assert not looks_like_video(jpeg_bytes(gray())) and not looks_like_video(b"\0\0\0\x18ftypheic" + b"\0" * 64)
+
+
 def test_video_turned_off(engine):
     with Server(engine, ServeOptions(port=0, video=False)) as srv:
         r = post_file(srv.url, b"\0" * 100, "clip.mp4", "video/mp4")

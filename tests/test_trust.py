@@ -572,3 +572,102 @@ def test_codec_auto_encodes_a_webm_with_vp9(engine, tmp_path):
     with av.open(str(dst)) as inp:
         assert inp.streams.video[0].codec_context.name == "vp9"
         assert sum(1 for _ in inp.decode(video=0)) == 6
+
+
+# --------------------------------------------------------------------------------------------- a second review
+
+
+def test_report_never_writes_over_a_photo_and_survives_a_bad_one(engine, tmp_path):
+    from click.testing import CliRunner
+
+    from streamcolor.cli import cli
+    from streamcolor.report import write_report
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(jpeg(1))
+    (photos / "b.jpg").write_bytes(jpeg(2)[:300])  # truncated
+    (photos / "c.jpg").write_text("not a photo")
+    res = CliRunner().invoke(cli, ["report", str(photos), "-o", str(photos / "a.jpg"), "--no-speed"])
+    assert res.exit_code == 2 and "HTML page" in res.output and (photos / "a.jpg").read_bytes() == jpeg(1)
+    with pytest.raises(ValueError, match="HTML page"):
+        write_report(photos / "a.jpg", engine=engine, photos=photos)
+    said: list[str] = []
+    out = write_report(tmp_path / "r.html", engine=engine, photos=photos, progress=said.append)
+    page = out.read_text()
+    assert "skipped: " in page and "b.jpg" in page and "c.jpg" in page and page.count("<figure") >= 2
+    (tmp_path / "gen.py").write_text("print('hi')\n")
+    said.clear()
+    with pytest.raises(ValueError, match="gen.py: not a JSON results file"):
+        write_report(tmp_path / "r2.html", engine=engine, photos=photos, results=[tmp_path / "gen.py"],
+                     progress=said.append)
+    assert said == [] and not (tmp_path / "r2.html").exists()  # refused before any photo was colorized
+
+
+def test_an_avi_is_written_frame_slot_by_frame_slot(engine, tmp_path):
+    """AVI has no timestamps: frames counted at the frame rate (not hundreds of empty slots),
+    no B-frames (which would show out of order)."""
+    import av
+
+    from streamcolor.video import colorize_video
+
+    dst = colorize_video(make_clip(tmp_path / "c.mp4", frames=12), tmp_path / "c.avi", engine=engine, progress=False)
+    with av.open(str(dst)) as inp:
+        vs = inp.streams.video[0]
+        assert vs.average_rate == 24 and vs.frames == 12
+        times = [float(f.time) for f in inp.decode(video=0)]
+    assert len(times) == 12 and all(b > a for a, b in zip(times, times[1:])), times
+    from streamcolor.ray import colorize_video_ray
+
+    with pytest.raises(OutputError, match="AVI cannot be joined"):  # said before Ray is started
+        colorize_video_ray(tmp_path / "c.mp4", tmp_path / "r.avi")
+
+
+def test_video_settings_the_encoder_cannot_take_are_said_plainly(engine, tmp_path):
+    from streamcolor.video import VideoOptions, check_pix_fmt, codec_options, colorize_video
+
+    with pytest.raises(ValueError, match="no colour channels"):
+        VideoOptions(pix_fmt="gray")
+    with pytest.raises(ValueError, match="libx264 cannot encode rgb24; it takes yuv420p"):
+        check_pix_fmt("libx264", "rgb24")
+    check_pix_fmt("libx264", "yuv444p")
+    clip = make_clip(tmp_path / "c.mp4", frames=4)
+    with pytest.raises(OutputError, match="libx264 does not open with .*'preset': 'nosuch'"):
+        colorize_video(clip, tmp_path / "o.mp4", engine=engine, options=VideoOptions(preset="nosuch"), progress=False)
+    with pytest.raises(OutputError, match="cannot encode rgb24"):
+        colorize_video(clip, tmp_path / "o.mp4", engine=engine, options=VideoOptions(pix_fmt="rgb24"), progress=False)
+    assert not (tmp_path / "o.mp4").exists()
+    import logging
+
+    root = logging.getLogger()
+    old = root.level
+    try:
+        for level, x265 in ((logging.ERROR, "log-level=error"), (logging.WARNING, "log-level=warning")):
+            root.setLevel(level)
+            assert codec_options("libx265", VideoOptions())["x265-params"] == x265
+        opts = codec_options("libx265", VideoOptions(encoder_options={"x265-params": "aq-mode=3"}))
+        assert opts["x265-params"] == "aq-mode=3:log-level=warning"
+    finally:
+        root.setLevel(old)
+
+
+def test_video_skip_existing_says_so_and_keeps_the_file(tmp_path):
+    from click.testing import CliRunner
+
+    from streamcolor.cli import cli
+
+    clip = make_clip(tmp_path / "c.mp4", frames=4)
+    (tmp_path / "c-colour.mp4").write_bytes(b"an earlier output")
+    res = CliRunner().invoke(cli, ["video", str(clip), "--skip-existing"])
+    assert res.exit_code == 0 and "skipped" in res.stderr and "exists" in res.stderr, res.output
+    assert (tmp_path / "c-colour.mp4").read_bytes() == b"an earlier output"
+
+
+def test_the_video_and_archive_api_name_a_wrong_path_type(engine, tmp_path):
+    from streamcolor.video import colorize_video
+
+    for src, dst in ((b"x.mp4", None), (None, None), (tmp_path / "c.mp4", 3)):
+        with pytest.raises(TypeError, match="must be a path"):
+            colorize_video(src, dst, engine=engine)
+    with pytest.raises(TypeError, match="output must be a path"):
+        colorize_archive(tmp_path, None, engine=engine)

@@ -61,6 +61,8 @@ class BatchJob:
         self.started = time.perf_counter()
         self.options = options
         self.paths = _source_paths(src)
+        if not isinstance(dst, (str, os.PathLike)):
+            raise TypeError(f"the output must be a path (str or os.PathLike), got {type(dst).__name__}")
         if not self.paths:
             raise ValueError("no sources given")
         self.out_dir, self.archive_kind, suffix = _output_layout(Path(dst), options)

@@ -19,7 +19,7 @@ DEFAULT_OUTPUT = Path("streamcolor-report.html")
 @click.argument("folder", required=False, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help=f"The HTML file to write.  [default: {DEFAULT_OUTPUT}]")
-@click.option("--max-photos", type=click.IntRange(min=0), default=12, show_default=True,
+@click.option("--max-photos", type=click.IntRange(min=1), default=12, show_default=True,
               help="Photos to show, evenly spaced over the folder's list (never picked by result).")
 @click.option("--size", "image_size", type=click.IntRange(min=64), default=640, show_default=True,
               help="Longest side of each image on the page, pixels (photos are colorized at full size).")
@@ -76,6 +76,8 @@ def command(folder, output, max_photos, image_size, speed, batches, results, gal
     if folder is not None and not folder.is_dir():
         raise click.UsageError(f"{folder}: not a folder (streamcolor report takes a folder of photos)")
     output = output or DEFAULT_OUTPUT
+    if output.suffix.lower() not in (".html", ".htm"):  # never one of the photos, or another file of yours
+        raise click.UsageError(f"-o {output}: the report is an HTML page; give a name ending in .html")
     if batches and not speed:
         notes.append("-b/--batch ignored: --no-speed measures nothing")
     if given("max_photos") and folder is None:

@@ -74,7 +74,7 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
       streamcolor video reels/*.mp4 -o colour/ --codec auto
       streamcolor video film.mp4 --ray --segments 8        # on a local Ray
     """
-    from streamcolor.video import VideoOptions, check_codec, colorize_video, default_output
+    from streamcolor.video import VideoOptions, check_codec, check_pix_fmt, colorize_video, default_output
 
     check_medium(inputs, "video")
     use_ray = use_ray or ray_address is not None
@@ -85,6 +85,8 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
                                pix_fmt=pix_fmt, quality=quality, preset=preset, stabilize=stabilize,
                                embed_every=embed_every, scene_cut=scene_cut)
         check_codec(codec)
+        if codec != "auto":
+            check_pix_fmt(codec, pix_fmt)
     except ValueError as exc:
         _fatal(str(exc))
     to_folder = output is not None and (len(inputs) > 1 or output_is_folder() or output.is_dir()
@@ -111,6 +113,12 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
         _fatal(str(exc))
     for line in describe_renames(planned):
         click.echo(line, err=True)
+    if not overwrite:  # said, and left out before the engine or Ray is even started
+        for plan in [p for p in planned if p.dst.exists()]:
+            say(f"{plan.src}: skipped, {plan.dst} exists (--skip-existing)")
+        planned = [p for p in planned if not p.dst.exists()]
+        if not planned:
+            return
     if use_ray:
         convert = _on_ray(ray_address, segments, model, backend)
     else:
@@ -122,9 +130,6 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
     failures = 0
     for plan in planned:
         src, dst = plan.src, plan.dst
-        if dst.exists() and not overwrite:
-            log.info("skip %s (exists)", dst)
-            continue
         try:
             if use_ray:
                 convert(src, dst, options, progress_setting())

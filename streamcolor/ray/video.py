@@ -59,6 +59,9 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
     options = options or VideoOptions()
     src = Path(src)
     dst = Path(os.path.abspath(output_path(src, dst)))  # absolute before any path goes to an actor
+    if dst.suffix.lower() == ".avi":  # frame slots without timestamps: joined segments' times cannot be kept
+        raise OutputError(f"{dst}: an AVI cannot be joined from segments (it has no timestamps); write .mkv, "
+                          ".mp4 or .mov with --ray, or the AVI without --ray")
     keyframes, time_base, _ = video_keyframes(src)
     if segments is not None:
         if segments < 1:
