@@ -133,7 +133,8 @@ BACKEND_OF_LABEL = {"onnx-cpu-fp32": "onnx", "onnx-cuda-fp32": "onnx", "onnx-cpu
 UNTRUSTED = "not recommended:"
 
 
-def recommend(rows: Sequence[Mapping[str, Any]], model_render: int, notes: Sequence[str] = ()) -> dict[str, Any]:
+def recommend(rows: Sequence[Mapping[str, Any]], model_render: int, notes: Sequence[str] = (), *,
+              model_names_render: bool = True) -> dict[str, Any]:
     """Engine, batch and render size for this machine from the measured rows.
 
     Engine: the fastest at the largest measured render.  Batch: the smallest
@@ -153,15 +154,21 @@ def recommend(rows: Sequence[Mapping[str, Any]], model_render: int, notes: Seque
     backend = BACKEND_OF_LABEL.get(best["label"], "auto")
     est = batch["images_per_s"] * (render / model_render) ** 2
     by_batch = {r["batch"]: r["images_per_s"] for r in same}
-    batch_note = (f"batch {batch['batch']} gives {batch['images_per_s'] / by_batch[min(by_batch)]:.2f}x batch "
-                  f"{min(by_batch)}" if batch["batch"] != min(by_batch) else
-                  f"larger batches were not faster here ({', '.join(f'{b}: {v:.2f}' for b, v in sorted(by_batch.items()))} images/s)")
+    if len(by_batch) == 1:
+        batch_note = f"only batch {batch['batch']} was timed"
+    elif batch["batch"] != min(by_batch):
+        gain = batch["images_per_s"] / by_batch[min(by_batch)]
+        batch_note = f"batch {batch['batch']} gives {gain:.2f}x batch {min(by_batch)}"
+    else:
+        batch_note = ("larger batches were not faster here "
+                      f"({', '.join(f'{b}: {v:.2f}' for b, v in sorted(by_batch.items()))} images/s)")
+    whose = "the model's recommended size" if model_names_render else "streamcolor's default (the model names none)"
     ref = [r for r in at if r["batch"] == batch["batch"] and r["label"] != best["label"]]
     engine_note = "; ".join(f"{r['label']} {r['images_per_s']:.2f}" for r in ref)
     options = f"--backend {backend} -b {batch['batch']} -r {model_render}"
     why = (f"{best['label']} was the fastest engine ({batch['images_per_s']:.2f} images/s at render {render}, batch "
-           f"{batch['batch']}{'; ' + engine_note if engine_note else ''}); {batch_note}; render {model_render} is the "
-           f"model's recommended size: about {est:.1f} images/s there (estimated from render {render} by pixel count)")
+           f"{batch['batch']}{'; ' + engine_note if engine_note else ''}); {batch_note}; render {model_render} is "
+           f"{whose}: about {est:.1f} images/s there (estimated from render {render} by pixel count)")
     return {"backend": backend, "batch": batch["batch"], "render_size": model_render, "images_per_s_estimate":
             round(est, 2), "options": options, "why": why,
             "example": f"streamcolor batch photos/ -o colour/ {options}"}
@@ -452,8 +459,12 @@ def run_bench(options: BenchOptions = QUICK, *, progress: Callable[[str], Any] |
     machine["load_average_after"] = _load()
     from streamcolor.engines import resolve_model
 
-    model_render = int(resolve_model(options.model).meta.get("render_size", max(options.renders)))
-    result.recommendation = recommend(result.engines, model_render, result.notes)
+    from streamcolor.colorize import DEFAULT_RENDER_SIZE
+
+    meta = resolve_model(options.model).meta
+    model_render = int(meta.get("render_size", DEFAULT_RENDER_SIZE))  # what colorizing with it will use
+    result.recommendation = recommend(result.engines, model_render, result.notes,
+                                      model_names_render="render_size" in meta)
     return result
 
 

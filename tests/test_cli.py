@@ -239,5 +239,21 @@ def test_bench_recommendation_from_rows():
     # int8 timed but with kernels that disagree with fp32 on this CPU: never recommended
     notes = ["not recommended: onnx-cpu-int8: timed, but on this CPU its kernels disagree with fp32 by 72%"]
     assert recommend(rows, model_render=320, notes=notes)["options"] == "--backend onnx -b 8 -r 320"
+    # what it says is what it measured: one batch timed, a model that names no render size
+    one = recommend(rows[:2], model_render=256, model_names_render=False)["why"]
+    assert "only batch 1 was timed" in one and "larger batches" not in one
+    assert "render 256 is streamcolor's default (the model names none)" in one
+    assert "the model's recommended size" in rec["why"]
     assert load_text({"load_average": [1.0, 0.5, 0.25], "load_average_after": [2.0, 1.0, 0.5]}) == \
         "before 1.00 0.50 0.25, after 2.00 1.00 0.50"
+
+
+def test_bench_refuses_a_json_name_that_is_not_json_and_a_render_size_out_of_range(tmp_path):
+    from streamcolor.cli import cli
+
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(b"my photo")
+    for args, said in ((["--json", str(photo)], "ending in .json"), (["-r", "5000"], "8<=x<=1024")):
+        res = CliRunner().invoke(cli, ["bench", "--no-video", *args])
+        assert res.exit_code == 2 and said in res.output, res.output
+    assert photo.read_bytes() == b"my photo"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -276,6 +277,41 @@ def test_fit_stops_and_resumes_step_optimizer_and_data(trained, shards):
         np.testing.assert_allclose(r, d, atol=2e-4)
 
 
+def test_an_interrupt_after_an_update_is_counted_and_the_log_keeps_one_row_per_step(shards, tmp_path, monkeypatch):
+    """Ctrl-C can land after a batch's update and before it is counted: the checkpoint must
+    still say how many updates its weights hold, or the resumed run trains that batch twice.
+    Rows a killed run logged past its checkpoint, and a rerun of a finished fit, add no rows."""
+    run = tmp_path / "run"
+    quiet = {"checkpoint_every": 100, "val_examples": 0, "sample_images": 0, "log_every": 1}
+    real, calls = keras.Model.train_on_batch, []
+
+    def train_then_interrupt(self, *args, **kwargs):  # the real update, then a Ctrl-C on the third
+        out = real(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return out
+
+    monkeypatch.setattr(keras.Model, "train_on_batch", train_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fit(shards[0], run, options=FitOptions(**{**FIT.__dict__, **quiet, "steps": 7}))
+    monkeypatch.undo()
+    state = json.loads((latest_checkpoint(run) / "state.json").read_text())
+    assert state["step"] == state["position"] == 3
+    assert int(np.load(latest_checkpoint(run) / "optimizer.npz")["v0000"]) == 3
+    with (run / "log.csv").open("a") as fh:  # what a run killed after step 5, before its checkpoint, left
+        fh.write("4,0.5,0.1,,1.0,0.001,1.0\n5,0.6,0.1,,1.0,0.001,1.2\n")
+    resumed = fit(shards[0], run, options=FitOptions(**{**FIT.__dict__, **quiet, "steps": 7}))
+    again = fit(shards[0], run, options=FitOptions(**{**FIT.__dict__, **quiet, "steps": 7}))
+    assert (resumed.resumed_from, resumed.step, again.step) == (3, 7, 7)
+    steps = [int(r.split(",")[0]) for r in (run / "log.csv").read_text().splitlines()[1:]]
+    assert steps == list(range(1, 8))
+    straight = fit(shards[0], tmp_path / "straight", options=FitOptions(**{**FIT.__dict__, **quiet, "steps": 7}))
+    for r, d in zip(keras.saving.load_model(resumed.model, compile=False).get_weights(),
+                    keras.saving.load_model(straight.model, compile=False).get_weights()):
+        np.testing.assert_allclose(r, d, atol=2e-4)
+
+
 def test_fit_time_budget_stops_cleanly(trained, shards):
     run = trained[0]
     res = fit(shards[0], run, options=FitOptions(**{**FIT.__dict__, "steps": 100, "max_minutes": 1e-9}))
@@ -411,3 +447,26 @@ def test_fit_runs_on_jax_without_tensorflow(jax_job):
     state = json.loads((latest_checkpoint(run) / "state.json").read_text())
     assert state["backend"] == "jax" and state["step"] == 3 and state["position"] == 3
     assert (run / "colorizer.keras").is_file() and (run / "samples" / "step-00000002.png").is_file()
+
+
+def test_export_overwrite_replaces_only_a_bundle(trained, bundle, tmp_path):
+    """--overwrite replaces an earlier bundle; never the run itself, a folder holding it, or a
+    folder or file of the user's (refused before anything is removed)."""
+    from streamcolor.trainer.export import ExportError, ExportOptions, export_bundle
+
+    run = trained[0]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("important")
+    (tmp_path / "file.onnx").write_text("a file of yours")
+    over = ExportOptions(name="tiny", overwrite=True)
+    for out, why in ((mine, "not a model bundle"), (tmp_path / "file.onnx", "is a file"), (run, "would replace"),
+                     (run.parent, "would replace")):
+        with pytest.raises(ExportError, match=why):
+            export_bundle(run, out, options=over)
+    assert (mine / "notes.txt").read_text() == "important" and (run / "checkpoints").is_dir()
+    assert (tmp_path / "file.onnx").read_text() == "a file of yours"
+    if ON_TF:  # (the ONNX conversion needs TensorFlow in this process)
+        copy = tmp_path / "copy"
+        shutil.copytree(bundle[0], copy)
+        assert export_bundle(run, copy, options=over).path == copy and (copy / "model.json").is_file()

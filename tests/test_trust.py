@@ -671,3 +671,18 @@ def test_the_video_and_archive_api_name_a_wrong_path_type(engine, tmp_path):
             colorize_video(src, dst, engine=engine)
     with pytest.raises(TypeError, match="output must be a path"):
         colorize_archive(tmp_path, None, engine=engine)
+
+
+def test_a_collection_into_a_file_is_refused_before_ray_starts(tmp_path):
+    from streamcolor.ray import colorize_collection
+
+    src = tmp_path / "scans"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(jpeg())
+    note = tmp_path / "notes.txt"
+    note.write_text("mine")
+    with pytest.raises(ValueError, match="is a file; OUTPUT is a folder"):
+        colorize_collection(src, note)
+    import ray
+
+    assert note.read_text() == "mine" and not ray.is_initialized()  # refused before a Ray session

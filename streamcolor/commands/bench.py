@@ -19,7 +19,7 @@ from streamcolor.engines import DEFAULT_MODEL, lab
               help="A shipped model name or a model bundle folder.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where the engines run (auto: CUDA when ONNX Runtime offers it).")
-@click.option("-r", "--render-size", "renders", type=click.IntRange(min=lab.SIZE_MULTIPLE), multiple=True,
+@click.option("-r", "--render-size", "renders", type=click.IntRange(lab.SIZE_MULTIPLE, lab.MAX_RENDER_SIZE), multiple=True,
               help="Square render size to time (repeatable). Default: 256 (--full: 224, 256, 512).")
 @click.option("-b", "--batch", "batches", type=click.IntRange(min=1), multiple=True,
               help="Batch size to time (repeatable). Default: 1 and 8 (--full: 1 and 16).")
@@ -42,8 +42,12 @@ def command(full, model, device, renders, batches, video, json_path):
       streamcolor bench --full --json bench.json
       streamcolor bench -r 384 -b 4 --no-video
     """
-    from streamcolor.engines import EngineError
+    from streamcolor import image_io
     from streamcolor.bench import FULL, QUICK, run_bench
+    from streamcolor.engines import EngineError
+
+    if json_path is not None and json_path.suffix.lower() != ".json":  # never written over a photo or a script
+        raise click.UsageError(f"--json {json_path}: give a name ending in .json")
 
     options = dataclasses.replace(FULL if full else QUICK, model=model, device=device)
     if renders:
@@ -59,5 +63,5 @@ def command(full, model, device, renders, batches, video, json_path):
     click.echo(result.to_text())
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(result.to_json())
+        image_io.write_atomic(json_path, result.to_json().encode("utf-8"))
         click.echo(f"wrote {json_path}", err=True)

@@ -67,6 +67,8 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
         s, o = Path(src_root), Path(out_root)
         if s == o or o.is_relative_to(s) or s.is_relative_to(o):
             raise ValueError(f"the output {dst} and the source {src} overlap; choose an output outside the source")
+        if o.exists() and not o.is_dir():  # said now, not after the whole job ran
+            raise ValueError(f"the output {dst} is a file; OUTPUT is a folder (it mirrors the source's tree)")
     files = _list_files(src_fs, src_root)
     existing = set() if overwrite else _existing(out_fs, out_root)
     todo, renames, problems = [], {}, []

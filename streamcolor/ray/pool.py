@@ -247,6 +247,16 @@ def ray_session(address: str | None = None, *, runtime_env: dict | None = None,
         yield ray
         return
     kwargs: dict[str, Any] = {"runtime_env": runtime_env} if runtime_env else {}
+    if logging.getLogger("streamcolor").getEffectiveLevel() >= logging.ERROR:  # -q: Ray's own lines too
+        kwargs.update(logging_level=logging.ERROR, log_to_driver=False)
+        logging.getLogger("ray").setLevel(logging.ERROR)
+        try:
+            from ray.data import DataContext
+
+            DataContext.get_current().enable_progress_bars = False
+            logging.getLogger("ray.data").setLevel(logging.ERROR)  # (Ray Data sets its own level on import)
+        except (ImportError, AttributeError):  # (Ray without Ray Data, or an older one)
+            pass
     target = resolve_address(address)
     if target is None:
         ray.init(address="local", include_dashboard=False, **kwargs)

@@ -213,8 +213,10 @@ def export_bundle(source: str | Path, out: str | Path, *, options: ExportOptions
     if options.tensorrt:
         _require_tensorrt()  # before any work, not after
     out = Path(out)
-    if out.exists() and not options.overwrite:
-        raise ExportError(f"{out} exists; choose another folder or --overwrite")
+    if out.exists() or out.is_symlink():
+        if not options.overwrite:
+            raise ExportError(f"{out} exists; choose another folder or --overwrite")
+        _check_replaceable(out, Path(source))
     model, run = load_trained(source)
     if run.get("model") == "unet":
         return _export_unet(model, run, source, out, options)
@@ -345,6 +347,21 @@ def _verify_unet(bundle: Path, fp32_dir: Path, *, ship: bool, model) -> dict[str
         diffs["fp16_vs_fp32_ab"] = float(np.abs(half.predict(l) - ab).max())
     return diffs
 
+
+
+def _check_replaceable(out: Path, source: Path) -> None:
+    """ExportError unless ``out`` may be removed for the new bundle: --overwrite replaces an
+    earlier model bundle (a folder with a model.json) or an empty folder, never the run being
+    exported, a folder holding it, or any other folder or file of the user's."""
+    real_out, real_src = out.resolve(), source.resolve()
+    if real_out == real_src or real_src.is_relative_to(real_out) or real_out.is_relative_to(real_src):
+        raise ExportError(f"{out}: the bundle would replace (or sit inside) the run {source} it is exported from; "
+                          "choose a folder outside it")
+    if out.is_symlink() or not out.is_dir():
+        raise ExportError(f"{out} is a file, not a model bundle; --overwrite only replaces a bundle folder")
+    if any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise ExportError(f"{out} is a folder with no {MANIFEST}, not a model bundle; --overwrite only replaces "
+                          "a bundle (nothing was removed)")
 
 
 @contextlib.contextmanager

@@ -259,6 +259,32 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
+def _iterations(model) -> int:
+    """The optimizer's count of updates applied (restored with its checkpoint)."""
+    import keras
+
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+
+
+def _trim_log(log_path: Path, last_step: int) -> None:
+    """Drop the log rows after ``last_step`` (the checkpoint a run resumes from):
+    a killed run logged them, and the resumed run trains and logs those steps again."""
+    try:
+        with log_path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return
+    keep = [r for r in rows if not (r.get("step") or "").isdigit() or int(r["step"]) <= last_step]
+    if len(keep) == len(rows):
+        return
+    tmp = log_path.with_name(f".tmp-{log_path.name}")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=_LOG_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(keep)
+    os.replace(tmp, log_path)
+
+
 def save_checkpoint(run_dir: Path, model, state: dict[str, Any], *, keep: int = 3) -> Path:
     """Write model weights, optimizer variables and ``state`` (step, position...)
     into ``checkpoints/ckpt-<step>/`` atomically; keep the ``keep`` newest."""
@@ -460,6 +486,8 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
     started = time.monotonic()
     log_path = run_dir / LOG_FILE
     new_log = not log_path.is_file()
+    if not new_log:
+        _trim_log(log_path, resumed_from)  # rows a killed run wrote past its last checkpoint come again now
     val_loss: float | None = None
     last_loss: float | None = None
     stopped_by = "steps"
@@ -509,6 +537,8 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
         bar = tqdm(total=total, initial=step, desc="training", unit="step", dynamic_ncols=True, disable=None)
         threads = options.loader_threads or min(8, os.cpu_count() or 1)
         stream = batch_stream(seq, position, prefetch=max(options.prefetch, threads), workers=threads)
+        base_iterations = _iterations(model) - step  # so that the optimizer's count says which updates happened
+        pending: int | None = None  # the data position of a batch being trained, until it is counted
         try:
             while total is None or step < total:
                 if deadline is not None and time.monotonic() >= deadline:
@@ -516,11 +546,12 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
                     break
                 t0 = time.monotonic()
                 pos, (x, y) = next(stream)
+                pending = pos
                 loss = float(model.train_on_batch(model_inputs(model, x), y))
                 dt = time.monotonic() - t0
                 if not math.isfinite(loss):
                     raise FloatingPointError(f"loss became {loss} at step {step + 1}; lower --lr")
-                step, position = step + 1, pos + 1
+                step, position, pending = step + 1, pos + 1, None
                 if step > resumed_from + 1:  # the first step compiles: leave it out of the throughput
                     done_examples += batch
                     train_t += dt
@@ -536,11 +567,17 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
                     log_row(None)
         except KeyboardInterrupt:
             stopped_by = "interrupt"
+            if pending is not None and _iterations(model) - base_iterations == step + 1:
+                # Ctrl-C landed after the batch's update (one call: it is applied whole or not at all) but
+                # before it was counted: count it, so the checkpoint's step matches the weights it holds
+                step, position = step + 1, pending + 1
             log.warning("interrupted at step %d: saving a checkpoint", step)
         finally:
             stream.close()
             bar.close()
-        if ckpt_path is None or ckpt_path.name != f"ckpt-{step:08d}":
+        if step == resumed_from and ckpt is not None:  # nothing trained in this run (already finished): no new row
+            ckpt_path = ckpt
+        elif ckpt_path is None or ckpt_path.name != f"ckpt-{step:08d}":
             ckpt_path = checkpoint()
             if logged_step != step:
                 log_row(val_loss)
