@@ -10,7 +10,6 @@ run never leaves a half-written image at the output path.
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
 import os
 import re
@@ -93,16 +92,9 @@ def read_image(src: str | os.PathLike | bytes | Image.Image, *, max_pixels: int 
 def no_such_file(path: Path, label: str | None = None) -> InputError:
     """The error for a path that leads to no file, naming a broken link or a
     link loop as what it is (``exists()`` is False for both)."""
-    label = label or str(path)
-    if path.is_symlink():
-        try:
-            target = repr(os.readlink(path))
-            os.stat(path)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                return InputError(f"{label}: a symbolic link loop (through {target})")
-            return InputError(f"{label}: a broken symbolic link (its target {target} does not exist)")
-    return InputError(f"{label}: no such file")
+    from streamcolor.engines.archives import dead_link
+
+    return InputError(f"{label or path}: {dead_link(path) or 'no such file'}")
 
 
 def open_regular(path: str | os.PathLike, label: str | None = None):

@@ -808,6 +808,15 @@ def measure_speed(engine: "Engine", render: int, batches: Sequence[int], *, roun
             e.close()
 
 
+def check_page_name(out: str | Path) -> Path:
+    """``out`` as a Path; ValueError unless it ends in .html/.htm, so that the page can
+    never be written over a photo of the folder, or any other file of the user's."""
+    out = Path(out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"{out}: the report is an HTML page; give a name ending in .html")
+    return out
+
+
 def write_report(out: str | Path, *, engine: "Engine", results: Sequence[str | Path] = (),
                  photos: str | Path | None = None, max_photos: int = 6, gallery: str | Path | None = None,
                  progress: Callable[[str], Any] | None = None, options: Any = None,
@@ -848,9 +857,7 @@ def write_report(out: str | Path, *, engine: "Engine", results: Sequence[str | P
     from streamcolor.colorize import ColorOptions
     from streamcolor.errors import InputError
 
-    out = Path(out)
-    if out.suffix.lower() not in (".html", ".htm"):  # never a photo of the folder, or any other file of yours
-        raise ValueError(f"{out}: the report is an HTML page; give -o a name ending in .html")
+    out = check_page_name(out)
     say = progress or (lambda msg: None)
     notes = notes if notes is not None else []
     options = (options or ColorOptions()).for_engine(engine)
@@ -904,7 +911,7 @@ def write_report(out: str | Path, *, engine: "Engine", results: Sequence[str | P
     return image_io.write_atomic(out, html_text.encode("utf-8"))
 
 
-__all__ = ["BeforeAfter", "REPORT_IMAGE_SIZE", "Table", "before_after", "bench_rows", "bench_tables", "detail_tables",
-           "find_photos", "flat_table", "headline", "held_out_photos", "judge_photo", "load_results", "machine_line",
-           "measure_speed", "photo_metrics", "photo_table", "quality_chart", "render_html", "speed_chart", "strip",
+__all__ = ["BeforeAfter", "REPORT_IMAGE_SIZE", "Table", "before_after", "bench_rows", "bench_tables", "check_page_name",
+           "detail_tables", "find_photos", "flat_table", "headline", "held_out_photos", "judge_photo", "load_results",
+           "machine_line",           "measure_speed", "photo_metrics", "photo_table", "quality_chart", "render_html", "speed_chart", "strip",
            "to_html", "to_markdown", "write_gallery", "write_report"]

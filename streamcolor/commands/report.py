@@ -55,7 +55,7 @@ def command(folder, output, max_photos, image_size, speed, batches, results, gal
       streamcolor bench --json bench.json && streamcolor report my-scans/ --results bench.json --no-speed
     """
     from streamcolor.colorize import ColorOptions
-    from streamcolor.report import write_report
+    from streamcolor.report import check_page_name, write_report
 
     ctx = click.get_current_context()
     notes: list[str] = []
@@ -75,9 +75,10 @@ def command(folder, output, max_photos, image_size, speed, batches, results, gal
         folder = photos_opt
     if folder is not None and not folder.is_dir():
         raise click.UsageError(f"{folder}: not a folder (streamcolor report takes a folder of photos)")
-    output = output or DEFAULT_OUTPUT
-    if output.suffix.lower() not in (".html", ".htm"):  # never one of the photos, or another file of yours
-        raise click.UsageError(f"-o {output}: the report is an HTML page; give a name ending in .html")
+    try:
+        output = check_page_name(output or DEFAULT_OUTPUT)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     if batches and not speed:
         notes.append("-b/--batch ignored: --no-speed measures nothing")
     if given("max_photos") and folder is None:

@@ -433,21 +433,31 @@ class _FlagFixedFile:
         self._fh.close()
 
 
+def dead_link(link: Path) -> str | None:
+    """What is wrong with a symbolic link that leads to nothing: "a symbolic link
+    loop (through 'x')" or "a broken symbolic link (its target 'x' does not
+    exist)"; None when ``link`` is not a link or leads somewhere."""
+    if not link.is_symlink():
+        return None
+    try:
+        target = repr(os.readlink(link))
+        os.stat(link)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"a symbolic link loop (through {target})"
+        return f"a broken symbolic link (its target {target} does not exist)"
+    return None
+
+
 def _link_refusal(link: Path, real_root: Path) -> tuple[str | None, Path]:
     """(why a symbolic link in a source folder is not followed, or None; its
     target): only links to regular files inside the folder are followed.
     A loop or a missing target is an item's refusal, never the job's end."""
+    dead = dead_link(link)
+    if dead is not None:
+        return f"{dead} (not followed)", link
+    target = link.resolve()
     shown = repr(os.readlink(link))
-    try:
-        target = link.resolve(strict=True)
-    except RuntimeError:  # Python < 3.13 on a loop
-        return f"symbolic link loop through {shown} (not followed)", link
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return f"symbolic link loop through {shown} (not followed)", link
-        if isinstance(exc, FileNotFoundError):
-            return f"broken symbolic link: its target {shown} does not exist", link
-        raise
     if not target.is_relative_to(real_root):
         return f"symbolic link to {shown} outside the source folder (not followed)", target
     if not target.is_file():
@@ -487,4 +497,4 @@ def pack(root: str | os.PathLike, members: Iterable[str], dest: str | os.PathLik
 
 
 __all__ = ["ARCHIVE_SUFFIXES", "ArchiveError", "JUNK_NAMES", "Limits", "Member", "MemberRefused", "Source",
-           "is_junk", "kind_by_name", "pack", "safe_member_path", "source_kind"]
+           "dead_link", "is_junk", "kind_by_name", "pack", "safe_member_path", "source_kind"]
