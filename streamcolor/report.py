@@ -911,7 +911,8 @@ def write_report(out: str | Path, *, engine: "Engine", results: Sequence[str | P
     return image_io.write_atomic(out, html_text.encode("utf-8"))
 
 
-__all__ = ["BeforeAfter", "REPORT_IMAGE_SIZE", "Table", "before_after", "bench_rows", "bench_tables", "check_page_name",
-           "detail_tables", "find_photos", "flat_table", "headline", "held_out_photos", "judge_photo", "load_results",
-           "machine_line",           "measure_speed", "photo_metrics", "photo_table", "quality_chart", "render_html", "speed_chart", "strip",
-           "to_html", "to_markdown", "write_gallery", "write_report"]
+__all__ = ["BeforeAfter", "REPORT_IMAGE_SIZE", "Table", "before_after", "bench_rows", "bench_tables",
+           "check_page_name", "detail_tables", "find_photos", "flat_table", "headline", "held_out_photos",
+           "judge_photo", "load_results", "machine_line", "measure_speed", "photo_metrics", "photo_table",
+           "quality_chart", "render_html", "speed_chart", "strip", "to_html", "to_markdown", "write_gallery",
+           "write_report"]
