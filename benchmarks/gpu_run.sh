@@ -48,7 +48,7 @@ prepare)
 restore)
     git sparse-checkout disable && git status --short | head ;;
 device)
-    # PY, PARTS, QUICK, BACKEND and the limits can be changed for a try on a CPU (tests/test_bench_scripts.py)
+    # PY, PARTS, QUICK, BACKEND and BOUND_S can be changed for a try on a CPU (tests/test_bench_scripts.py)
     PY=${PY:-python3}
     SITE=${SITE:-/tmp/site}
     mkdir -p "$SITE"
@@ -80,26 +80,28 @@ print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__, 'av', a
 print('onnxruntime', o.__version__, o.get_available_providers())
 print('nvenc in PyAV:', sorted(c for c in av.codecs_available if 'nvenc' in c))" > "$OUT/env.txt" 2>&1
     cat "$OUT/env.txt"
-    # the engine the parts will get, and where (a minute, against a whole call spent on a CPU engine)
-    $PY -c "from streamcolor.engines import load_engine as l; e = l('default', '${BACKEND:-auto}')
-print('engine:', e.name, 'on GPU' if e.on_gpu else 'on CPU')" > "$OUT/engine.txt" 2>&1
-    cat "$OUT/engine.txt"
-    if [ -z "${QUICK:-}" ] && ! grep -q "on GPU" "$OUT/engine.txt"; then
-        echo "no GPU engine: not measuring" >&2; exit 1
-    fi
+    # what backend="auto" would load here (a user's default), beside the Keras engine measured below
+    $PY -c "from streamcolor.engines.select import auto_runtime, cuda_available, has_nvidia_gpu, jax_on_gpu as j
+print('auto loads:', auto_runtime(ort_cuda=cuda_available(), nvidia_gpu=has_nvidia_gpu(), jax_gpu=j))" >> "$OUT/env.txt" 2>&1
+    tail -1 "$OUT/env.txt"
     F="$OUT/pipeline-gpu-h200.json"
-    declare -A LIMIT=([engine]=${ENGINE_S:-90} [video]=${VIDEO_S:-300} [batch]=${BATCH_S:-90} [rss]=${RSS_S:-90})
-    for part in ${PARTS:-engine video batch}; do
-        [ -n "${LIMIT[$part]:-}" ] || { echo "unknown part $part" >&2; exit 2; }
-        skip=$(printf '%s\n' engine video batch rss | grep -vx "$part" | tr '\n' ' ')
-        T0=$(date +%s)
-        # shellcheck disable=SC2086
-        timeout -k 10 "${LIMIT[$part]}" $PY -m benchmarks.pipeline_bound ${QUICK:-} --backend "${BACKEND:-auto}" --update \
-            --skip $skip --out "$F" \
-            > "$OUT/$part.log" 2>&1
-        echo "$part: rc=$? $(( $(date +%s) - T0 )) s"
-        grep -E "pipeline_bound: |Error" "$OUT/$part.log" | cut -c1-400
-    done
+    skip=$(printf '%s\n' engine video batch rss | grep -vxF -f <(printf '%s\n' ${PARTS:-engine video batch}) | tr '\n' ' ')
+    # One process: the engine is built and each shape compiled once.  The results file is
+    # rewritten after each part (and each clip), so the time limit cuts short only the part it lands in.
+    T0=$(date +%s)
+    # shellcheck disable=SC2086
+    timeout -k 10 "${BOUND_S:-470}" $PY -m benchmarks.pipeline_bound ${QUICK:-} --backend "${BACKEND:-keras}" \
+        ${QUICK:---require-gpu --clips 1080p 576p --frames 240 --photos 128 --rounds 3} \
+        --skip $skip --out "$F" > "$OUT/bound.log" 2>&1
+    echo "bound: rc=$? $(( $(date +%s) - T0 )) s"
+    grep -E "pipeline_bound: |Error|error" "$OUT/bound.log" | cut -c1-600
+    if [ -z "${QUICK:-}" ]; then
+        # the CLI as a user types it, on a 1080p clip: what it logs (codec, engine, frames/s)
+        $PY -c "from streamcolor.video import make_clip; make_clip('/tmp/cli-in.mp4', 1920, 1080, 240)" &&
+        T0=$(date +%s) && timeout -k 5 "${CLI_S:-60}" $PY -m streamcolor video /tmp/cli-in.mp4 -o /tmp/cli-out.mp4 \
+            --no-progress > "$OUT/cli.log" 2>&1
+        echo "cli: rc=$? $(( $(date +%s) - T0 )) s"; tail -5 "$OUT/cli.log" | cut -c1-300
+    fi
     [ -f "$F" ] ;;
 *)
     echo "usage: bash benchmarks/gpu_run.sh prepare|device|restore (see the comments at the top)" >&2; exit 2 ;;

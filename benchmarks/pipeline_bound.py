@@ -66,7 +66,7 @@ import textwrap
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import av
 import numpy as np
@@ -442,12 +442,12 @@ def naive_video(src: Path, dst: Path, engine, options) -> int:
     return n
 
 
-def video_figures(engine, work: Path) -> list[dict[str, Any]]:
+def video_figures(engine, work: Path) -> Iterator[dict[str, Any]]:
+    """One row of figures per clip of :data:`CLIPS`, each as soon as it is measured."""
     from streamcolor.colorize import network_input
     from streamcolor.video import VideoOptions, codec_floor, colorize_video, make_clip, pick_codec
 
     options = VideoOptions()
-    rows = []
     for name, w, h, n in CLIPS:
         src = make_clip(work / f"clip-{name}.mp4", w, h, n)
         row: dict[str, Any] = {"clip": name, "width": w, "height": h, "frames": n, "load_average": {}}
@@ -507,8 +507,7 @@ def video_figures(engine, work: Path) -> list[dict[str, Any]]:
                        pipeline_over_preferred_batch=round(fps["pipeline"] / fps["pipeline_preferred_batch"], 3),
                        cpu_pipeline_over_preferred_batch=round(cpu["pipeline"] / cpu["pipeline_preferred_batch"], 3))
         log.info("%s: %s", name, {k: v for k, v in row.items() if k != "stages_ms_per_frame"})
-        rows.append(row)
-    return rows
+        yield row
 
 
 # --------------------------------------------------------------------------- engine only
@@ -644,6 +643,7 @@ def rss_figures(work: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global CLIPS, PHOTOS, ROUNDS
     ap = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_bound", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="results JSON to write")
     ap.add_argument("--backend", default="auto", help="engine backend (default: what load_engine picks)")
@@ -652,9 +652,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny inputs: checks that the script runs, no figures")
     ap.add_argument("--update", action="store_true",
                     help="keep the parts of an existing --out file that this run skips (each part records its run)")
+    ap.add_argument("--clips", nargs="+", choices=[c[0] for c in CLIPS], help="video sizes to measure (default: all)")
+    ap.add_argument("--frames", type=int, help="frames of each clip (default: 96 at 576p, 48 at 1080p; a GPU "
+                    "needs a few of its batches per clip)")
+    ap.add_argument("--photos", type=int, help=f"photos of the batch figure (default {PHOTOS[0]})")
+    ap.add_argument("--rounds", type=int, help=f"rounds of each part (default {ROUNDS})")
+    ap.add_argument("--require-gpu", action="store_true",
+                    help="stop (exit 3) unless the engine runs on a GPU: a GPU session's minutes are not spent "
+                    "measuring a CPU engine")
     args = ap.parse_args(argv)
+    if args.clips:
+        CLIPS = [c for name in args.clips for c in CLIPS if c[0] == name]  # in the order asked
+    if args.frames:
+        CLIPS = [(name, w, h, args.frames) for name, w, h, _ in CLIPS]
+    if args.photos:
+        PHOTOS = (args.photos, *PHOTOS[1:])
+    if args.rounds:
+        ROUNDS = args.rounds
     if args.quick:
-        global CLIPS, PHOTOS, RSS_SECONDS, RSS_SIZE, THREAD_PERIOD, ENGINE_SIZE, ENGINE_BATCHES, ENGINE_IMAGES
+        global RSS_SECONDS, RSS_SIZE, THREAD_PERIOD, ENGINE_SIZE, ENGINE_BATCHES, ENGINE_IMAGES
         CLIPS, PHOTOS, RSS_SECONDS, RSS_SIZE = [("tiny", 160, 96, 12)], (4, 96, 128), (1, 2), (96, 64)
         ENGINE_SIZE, ENGINE_BATCHES, ENGINE_IMAGES = 64, (1, 2), 2
         THREAD_PERIOD = 0.005
@@ -663,6 +679,10 @@ def main(argv: list[str] | None = None) -> int:
     from streamcolor.engines import load_engine
 
     engine = load_engine("default", args.backend)
+    log.info("engine: %s (%s)", engine.name, "GPU" if engine.on_gpu else "CPU")
+    if args.require_gpu and not engine.on_gpu:
+        log.error("--require-gpu: the engine %s runs on the CPU; measuring nothing", engine.name)
+        return 3
     colour = model_options(engine)
     result: dict[str, Any] = {
         "date": datetime.date.today().isoformat(), "command": "python -m benchmarks.pipeline_bound " + " ".join(
@@ -675,41 +695,55 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     run = {"command": result["command"], "started": datetime.datetime.now().isoformat(timespec="seconds"),
            "parts": [p for p in ("engine", "video", "batch", "memory") if p.replace("memory", "rss") not in args.skip],
-           "engine": engine.name}
+           "engine": engine.name, "done": []}
     if args.update and args.out.is_file():  # earlier parts stay, with the run that measured them
         try:
             old = json.loads(args.out.read_text())
         except (OSError, ValueError) as exc:
             ap.error(f"--update {args.out}: not a results file to add to ({exc})")
         result = {**old, **{k: v for k, v in result.items() if k not in ("load_average_start", "command", "date")}}
+    earlier_runs = result.get("runs", [])
     from streamcolor import tempfiles
 
-    try:  # made before measuring, so that an unwritable --out fails now, not after minutes of it
-        staged = tempfiles.create(args.out)
+    try:  # tried before measuring, so that an unwritable --out fails now, not after minutes of it
+        tempfiles.create(args.out).discard()
     except OSError as exc:
         ap.error(f"--out {args.out}: cannot write there ({exc})")
-    try:
-        with tempfile.TemporaryDirectory(prefix="sc-bound-") as tmp:
-            work = Path(tmp)
-            if "engine" not in args.skip:
-                result["engine_only"] = engine_figures(engine)
-            if "video" not in args.skip:
-                result["video"] = video_figures(engine, work)
-            if "batch" not in args.skip:
-                result["batch"] = batch_figures(engine, work)
-            if "rss" not in args.skip:
-                result["memory"] = rss_figures(work)
+
+    def save(part: str) -> None:
+        """Write the file with what is measured so far, whole or not at all: a run killed later
+        (a time limit) keeps every part it finished, and the run's ``done`` says which."""
+        run["done"].append(part)
         run["wall_s"] = round(time.perf_counter() - t0, 1)
         if not args.update:
             result["load_average_end"] = list(os.getloadavg())
             result["wall_s"] = run["wall_s"]
-        result["runs"] = [*result.get("runs", []), run]
-        staged.path.write_text(json.dumps(result, indent=1) + "\n")
-    except BaseException:
-        staged.discard()
-        raise
-    staged.commit()  # whole or not at all: a killed run leaves the previous file as it was
-    log.info("wrote %s in %.0f s", args.out, run["wall_s"])
+        result["runs"] = [*earlier_runs, run]
+        staged = tempfiles.create(args.out)
+        try:
+            staged.path.write_text(json.dumps(result, indent=1) + "\n")
+        except BaseException:
+            staged.discard()
+            raise
+        staged.commit()
+        log.info("wrote %s (%s) at %.0f s", args.out, part, run["wall_s"])
+
+    with tempfile.TemporaryDirectory(prefix="sc-bound-") as tmp:
+        work = Path(tmp)
+        if "engine" not in args.skip:
+            result["engine_only"] = engine_figures(engine)
+            save("engine")
+        if "video" not in args.skip:
+            result["video"] = []
+            for row in video_figures(engine, work):
+                result["video"].append(row)
+                save(f"video {row['clip']}")
+        if "batch" not in args.skip:
+            result["batch"] = batch_figures(engine, work)
+            save("batch")
+        if "rss" not in args.skip:
+            result["memory"] = rss_figures(work)
+            save("memory")
     return 0
 
 

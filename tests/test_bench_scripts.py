@@ -169,16 +169,18 @@ def test_gpu_run_script_device_mode_runs_its_parts_on_a_cpu(tmp_path):
     root = Path(__file__).resolve().parents[1]
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
     site = tmp_path / "site"
-    env.update(PY=sys.executable, QUICK="--quick", PARTS="engine batch", OUT=str(tmp_path), SITE=str(site))
+    env.update(PY=sys.executable, QUICK="--quick", PARTS="engine batch", OUT=str(tmp_path), SITE=str(site),
+               BACKEND="onnx")  # (a GPU session measures the Keras engine, which JAX compiles: slow on a CPU)
     proc = subprocess.run(["bash", str(root / "benchmarks" / "gpu_run.sh"), "device"], cwd=root, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "engine: rc=0" in proc.stdout and "batch: rc=0" in proc.stdout
+    assert "bound: rc=0" in proc.stdout, proc.stdout
     d = json.loads((tmp_path / "pipeline-gpu-h200.json").read_text())
-    assert [r["parts"] for r in d["runs"]] == [["engine"], ["batch"]]
+    assert [(r["parts"], r["done"]) for r in d["runs"]] == [(["engine", "batch"], ["engine", "batch"])]
+    assert d["engine"].startswith("onnx-cpu")
     assert set(d["engine_only"]["images_per_s"]) == {"1", "2"} and d["batch"]["archive_items_per_s"] > 0
-    assert "nvenc in PyAV" in (tmp_path / "env.txt").read_text()
-    assert "engine: onnx-cpu" in (tmp_path / "engine.txt").read_text()
+    env_txt = (tmp_path / "env.txt").read_text()
+    assert "nvenc in PyAV" in env_txt and "auto loads: onnx" in env_txt  # (no NVIDIA GPU here)
     # streamcolor travels as source: the script declares its entry points (the Keras engine finds the
     # U-Net's builder by one), as an install would
     from importlib.metadata import distributions
@@ -203,3 +205,12 @@ def test_overlap_figures_from_given_rounds():
     assert f["pipeline_over_together"] == pytest.approx(4.0 / 5.0)  # faster than together: above 1, slower below
     assert f["pipeline_over_together_paired"] == pytest.approx(0.8)  # rounds: 4/5, 5/5, 6/8 -> 0.8
     assert f["cpu_together_over_parts"] == pytest.approx(8.8 / 8.0)
+
+
+def test_pipeline_bound_require_gpu_measures_nothing_on_a_cpu(tmp_path):
+    """A GPU session's minutes are not spent on a CPU engine: --require-gpu stops before any part."""
+    from benchmarks import pipeline_bound
+
+    out = tmp_path / "bound.json"
+    assert pipeline_bound.main(["--quick", "--require-gpu", "--backend", "onnx", "--out", str(out)]) == 3
+    assert not out.exists()

@@ -57,6 +57,19 @@ out["shape"] = list(a.shape)
 out["max_diff"] = float(np.abs(a - b).max())
 out["mean_diff"] = float(np.abs(a - b).mean())
 out["ab_scale"] = float(np.abs(b).mean())
+# a GPU's padded batches (forced here): 3 rows as chunks of 2 + 1, then as one chunk padded to 4
+from streamcolor.engines import keras_engine
+l3 = np.concatenate([l, l[:1]])
+plain = keras_eng.predict(l3)
+out["pad_on_cpu"] = keras_eng.pad_batches
+keras_eng.pad_batches = True
+keras_engine.GPU_BATCH = 2
+chunked = keras_eng.predict(l3)
+keras_engine.GPU_BATCH = 4
+padded = keras_eng.predict(l3)
+keras_eng.pad_batches, keras_engine.GPU_BATCH = False, 64
+out["pad_shapes"] = [list(chunked.shape), list(padded.shape)]
+out["pad_diff"] = max(float(np.abs(plain - chunked).max()), float(np.abs(plain - padded).max()))
 bf16 = load_engine("default", "keras", precision="bf16")
 out["bf16_name"] = bf16.name
 out["bf16_diff"] = float(np.abs(bf16.predict(l) - b).max())
@@ -109,6 +122,25 @@ def test_keras_engine_runs_the_default_unet_on_jax(jax_run):
     assert jax_run["ab_scale"] > 0.01, jax_run
     assert jax_run["mean_diff"] < 0.05 * jax_run["ab_scale"], (jax_run["mean_diff"], jax_run["ab_scale"])
     assert jax_run["max_diff"] < 0.05, jax_run["max_diff"]  # 6 a*b* units at the very worst pixel
+
+
+def test_keras_engine_pads_batches_into_few_compiled_sizes():
+    from streamcolor.engines.keras_engine import GPU_BATCH, batch_bucket
+
+    assert [batch_bucket(n) for n in (1, 2, 3, 5, 8, 9, 33, 63, 64)] == [1, 2, 4, 8, 8, 16, 64, 64, 64]
+    assert len({batch_bucket(n) for n in range(1, GPU_BATCH + 1)}) == 7
+    assert batch_bucket(3, cap=4) == 4 and batch_bucket(1, cap=1) == 1
+    for bad in (0, GPU_BATCH + 1):
+        with pytest.raises(ValueError, match="1 to 64 rows"):
+            batch_bucket(bad)
+
+
+def test_keras_engine_padded_batches_give_the_same_colours(jax_run):
+    """On a GPU a batch runs in chunks of at most GPU_BATCH rows, each padded to a bucket size:
+    the rows a caller gets back are the ones it would get unpadded.  On a CPU nothing is padded."""
+    assert jax_run["pad_on_cpu"] is False
+    assert jax_run["pad_shapes"][0] == jax_run["pad_shapes"][1] == [3, *jax_run["shape"][1:]]
+    assert jax_run["pad_diff"] < 1e-5, jax_run["pad_diff"]
 
 
 def test_keras_engine_bf16_stays_close_to_fp32(jax_run):

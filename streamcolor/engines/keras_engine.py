@@ -14,6 +14,14 @@ them; a shipped U-Net bundle (ONNX only) is rebuilt from its ``model.json``
 configuration, the ImageNet Lite0 weights (``streamcolor/trainer/weights``; the trainer registers the builder, see BUILDERS_GROUP)
 and the bundle's ``unet-trained.npz`` (the layers training changed).
 
+Batches on a GPU: JAX compiles the model once per input shape, and a compile
+costs seconds, so a job whose calls come in many batch sizes (a video's last
+batch, a folder's shape groups) would spend more time compiling than computing.
+On a GPU the engine therefore runs a batch of N as chunks of at most
+:data:`GPU_BATCH`, each padded up to the next power of two (:func:`batch_bucket`):
+at most seven compiled batch sizes per image shape, for rows that cost the GPU
+next to nothing.  On a CPU every row costs its full time, so batches run as given.
+
 Precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (Keras mixed precision:
 compute in 16 bits, weights and outputs in float32), or ``"auto"``: bf16 on a
 GPU, fp32 on a CPU (most CPUs have no fast 16-bit convolutions).
@@ -78,12 +86,16 @@ class KerasEngine(Engine):
     backend = "keras"
 
     def __init__(self, info: ModelInfo, *, colorizer_file: str = "colorizer.keras",
-                 extractor_file: str = "extractor.keras", precision: str = "auto"):
+                 extractor_file: str = "extractor.keras", precision: str = "auto",
+                 pad_batches: bool | None = None):
+        """``pad_batches``: run batches as :func:`batch_bucket` sizes (see the module's
+        docstring); ``None``: on a GPU only."""
         super().__init__(info)
         keras = _import_keras()
         import streamcolor.engines.keras_layers  # noqa: F401  (registers the fusion layer for loading)
 
         self.gpu = on_gpu(keras)
+        self.pad_batches = self.gpu if pad_batches is None else bool(pad_batches)
         if precision == "auto":
             precision = "bf16" if self.gpu else "fp32"
         if precision not in POLICIES:
@@ -125,22 +137,47 @@ class KerasEngine(Engine):
     def forward(self, l: np.ndarray) -> np.ndarray:
         if self.info.two_stage:
             return super().forward(l)
-        return _as_f32(self._colorizer.predict_on_batch(np.ascontiguousarray(l, dtype=np.float32)))
+        return self._run(self._colorizer, l)
 
     def embed(self, l_ext: np.ndarray) -> np.ndarray:
         if self._extractor is None:
             return super().embed(l_ext)
-        return _as_f32(self._extractor.predict_on_batch(np.ascontiguousarray(l_ext, dtype=np.float32)))
+        return self._run(self._extractor, l_ext)
 
     def colorize(self, l: np.ndarray, embedding: np.ndarray) -> np.ndarray:
         if not self.info.two_stage:
             return super().colorize(l, embedding)
-        out = self._colorizer.predict_on_batch([np.ascontiguousarray(l, dtype=np.float32),
-                                                np.ascontiguousarray(embedding, dtype=np.float32)])
-        return _as_f32(out)
+        return self._run(self._colorizer, l, embedding)
+
+    def _run(self, model, *inputs: np.ndarray) -> np.ndarray:
+        """``model`` on ``inputs`` (each (N, ...)), in float32; padded to bucket sizes when
+        :attr:`pad_batches`."""
+        xs = [np.ascontiguousarray(x, dtype=np.float32) for x in inputs]
+
+        def call(batch: list[np.ndarray]) -> np.ndarray:
+            return _as_f32(model.predict_on_batch(batch[0] if len(batch) == 1 else batch))
+
+        if not self.pad_batches:
+            return call(xs)
+        n, outs = len(xs[0]), []
+        for i in range(0, n, GPU_BATCH):
+            chunk = [x[i:i + GPU_BATCH] for x in xs]
+            k = len(chunk[0])
+            extra = batch_bucket(k, GPU_BATCH) - k
+            if extra:
+                chunk = [np.concatenate([c, np.zeros((extra, *c.shape[1:]), np.float32)]) for c in chunk]
+            outs.append(call(chunk)[:k])
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
     def close(self) -> None:
         self._extractor = self._colorizer = None
+
+
+def batch_bucket(n: int, cap: int = GPU_BATCH) -> int:
+    """The batch size a chunk of ``n`` (1..``cap``) rows runs as: the next power of two, at most ``cap``."""
+    if not 1 <= n <= cap:
+        raise ValueError(f"a chunk holds 1 to {cap} rows, not {n}")
+    return min(cap, 1 << (n - 1).bit_length())
 
 
 def _as_f32(x) -> np.ndarray:

@@ -110,7 +110,7 @@ def build_extractor(name: str = "efficientnet_lite0", weights: str | None = "def
     if name == "efficientnet_lite0":
         x = layers.Rescaling(255.0 / LITE0_PIXEL_STD, offset=-LITE0_PIXEL_MEAN / LITE0_PIXEL_STD,
                              name="normalize")(rgb)
-        embedding = _lite0_classifier(x, spec)
+        embedding = _lite0_classifier(x, spec, init=kernel_init(weights is not None))
     else:
         # keras.applications' "tf" preprocessing for Inception: [0, 255] -> [-1, 1].
         x = layers.Rescaling(2.0, offset=-1.0, name="normalize")(rgb)
@@ -121,6 +121,16 @@ def build_extractor(name: str = "efficientnet_lite0", weights: str | None = "def
         _load_lite0_weights(model)
     model.trainable = False
     return model
+
+
+def kernel_init(loaded: bool) -> str:
+    """The kernel initializer of layers whose weights are ``loaded`` right after they are built
+    ("zeros") or trained from scratch (Keras' default, "glorot_uniform").
+
+    Why: on JAX, Keras compiles its random initializer once per weight shape, about 20 s for
+    Lite0 and the U-Net on a CPU, for values that loading overwrites at once; zeros cost nothing.
+    A Keras engine that rebuilds the shipped U-Net loads in seconds instead of half a minute."""
+    return "zeros" if loaded else "glorot_uniform"
 
 
 def _gray_rgb(l_in: keras.KerasTensor) -> keras.KerasTensor:
@@ -148,7 +158,7 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 
 def _conv_bn(x: keras.KerasTensor, size: int, filters: int | None, kernel: int, stride: int,
-             name: str, relu6: bool = True) -> tuple[keras.KerasTensor, int]:
+             name: str, relu6: bool = True, init: str = "glorot_uniform") -> tuple[keras.KerasTensor, int]:
     """(Explicitly padded) convolution, BatchNorm and optional ReLU6.
 
     ``filters=None`` makes it depthwise.  ``size`` is the input's spatial
@@ -161,17 +171,17 @@ def _conv_bn(x: keras.KerasTensor, size: int, filters: int | None, kernel: int, 
         x = layers.ZeroPadding2D((pad, pad), name=f"{name}_pad")(x)
     if filters is None:
         x = layers.DepthwiseConv2D(kernel, strides=stride, padding="valid", use_bias=False,
-                                   name=f"{name}_conv")(x)
+                                   depthwise_initializer=init, name=f"{name}_conv")(x)
     else:
         x = layers.Conv2D(filters, kernel, strides=stride, padding="valid", use_bias=False,
-                          name=f"{name}_conv")(x)
+                          kernel_initializer=init, name=f"{name}_conv")(x)
     x = layers.BatchNormalization(epsilon=LITE0_BN_EPSILON, name=f"{name}_bn")(x)
     if relu6:
         x = layers.ReLU(max_value=6.0, name=f"{name}_relu6")(x)
     return x, -(-size // stride)
 
 
-def _lite0_classifier(x: keras.KerasTensor, spec: ExtractorSpec) -> keras.KerasTensor:
+def _lite0_classifier(x: keras.KerasTensor, spec: ExtractorSpec, init: str = "glorot_uniform") -> keras.KerasTensor:
     """EfficientNet-Lite0 on normalised RGB (N, 224, 224, 3) -> logits (N, 1000).
 
     Lite differs from EfficientNet-B0 in: ReLU6 instead of swish, no
@@ -182,7 +192,7 @@ def _lite0_classifier(x: keras.KerasTensor, spec: ExtractorSpec) -> keras.KerasT
     mirror the PyTorch port's modules (see streamcolor.trainer.convert_lite0).
     """
     size = spec.size
-    x, size = _conv_bn(x, size, LITE0_STEM_CHANNELS, 3, 2, "stem")
+    x, size = _conv_bn(x, size, LITE0_STEM_CHANNELS, 3, 2, "stem", init=init)
     channels = LITE0_STEM_CHANNELS
     block = 0
     for repeats, kernel, first_stride, expand, out_channels in LITE0_STAGES:
@@ -191,16 +201,16 @@ def _lite0_classifier(x: keras.KerasTensor, spec: ExtractorSpec) -> keras.KerasT
             name = f"block{block}"
             inputs = x
             if expand != 1:
-                x, _ = _conv_bn(x, size, channels * expand, 1, 1, f"{name}_expand")
-            x, size = _conv_bn(x, size, None, kernel, stride, f"{name}_dw")
-            x, _ = _conv_bn(x, size, out_channels, 1, 1, f"{name}_project", relu6=False)
+                x, _ = _conv_bn(x, size, channels * expand, 1, 1, f"{name}_expand", init=init)
+            x, size = _conv_bn(x, size, None, kernel, stride, f"{name}_dw", init=init)
+            x, _ = _conv_bn(x, size, out_channels, 1, 1, f"{name}_project", relu6=False, init=init)
             if stride == 1 and channels == out_channels:
                 x = layers.Add(name=f"{name}_add")([inputs, x])
             channels = out_channels
             block += 1
-    x, _ = _conv_bn(x, size, LITE0_HEAD_CHANNELS, 1, 1, "head")
+    x, _ = _conv_bn(x, size, LITE0_HEAD_CHANNELS, 1, 1, "head", init=init)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    return layers.Dense(spec.embed_dim, name="embedding")(x)
+    return layers.Dense(spec.embed_dim, kernel_initializer=init, name="embedding")(x)
 
 
 def _load_lite0_weights(model: keras.Model) -> None:

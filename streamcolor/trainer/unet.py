@@ -95,9 +95,10 @@ class _Lite0Layers:
     the layer names of :func:`streamcolor.trainer.extractors.build_extractor`
     (so the shipped ImageNet weights copy over by name)."""
 
-    def __init__(self):
+    def __init__(self, init: str = "glorot_uniform"):
         self.layers: dict[str, layers.Layer] = {}
         self.blocks: list[dict] = []  # per block: names, stride, residual
+        self.init = init  # kernel initializer (see extractors.kernel_init)
         self._conv_bn("stem", ex.LITE0_STEM_CHANNELS, 3, 2)
         channels, block = ex.LITE0_STEM_CHANNELS, 0
         for repeats, kernel, first_stride, expand, out_channels in ex.LITE0_STAGES:
@@ -117,7 +118,7 @@ class _Lite0Layers:
                 block += 1
         self._conv_bn("head", ex.LITE0_HEAD_CHANNELS, 1, 1)
         self.layers["avg_pool"] = layers.GlobalAveragePooling2D(name="avg_pool")
-        self.layers["embedding"] = layers.Dense(1000, name="embedding")
+        self.layers["embedding"] = layers.Dense(1000, kernel_initializer=init, name="embedding")
 
     def _conv_bn(self, name: str, filters: int | None, kernel: int, stride: int, relu6: bool = True) -> str:
         pad = _pad(kernel, stride)
@@ -125,10 +126,12 @@ class _Lite0Layers:
             self.layers[f"{name}_pad"] = layers.ZeroPadding2D((pad, pad), name=f"{name}_pad")
         if filters is None:
             self.layers[f"{name}_conv"] = layers.DepthwiseConv2D(kernel, strides=stride, padding="valid",
-                                                                 use_bias=False, name=f"{name}_conv")
+                                                                 use_bias=False, depthwise_initializer=self.init,
+                                                                 name=f"{name}_conv")
         else:
             self.layers[f"{name}_conv"] = layers.Conv2D(filters, kernel, strides=stride, padding="valid",
-                                                        use_bias=False, name=f"{name}_conv")
+                                                        use_bias=False, kernel_initializer=self.init,
+                                                        name=f"{name}_conv")
         self.layers[f"{name}_bn"] = layers.BatchNormalization(epsilon=ex.LITE0_BN_EPSILON, name=f"{name}_bn")
         if relu6:
             self.layers[f"{name}_relu6"] = layers.ReLU(max_value=6.0, name=f"{name}_relu6")
@@ -174,16 +177,21 @@ class UNet:
     layers are shared, so training the one trains the other.
     """
 
-    def __init__(self, config: UNetConfig = UNetConfig(), *, weights: str | None = "default"):
+    def __init__(self, config: UNetConfig = UNetConfig(), *, weights: str | None = "default",
+                 decoder_loaded: bool = False):
+        """``decoder_loaded``: the decoder's weights will be loaded too (an inference rebuild of a
+        trained bundle), so it is built without random values (see ``extractors.kernel_init``)."""
         self.config = config
-        self.lite0 = _Lite0Layers()
+        self.lite0 = _Lite0Layers(ex.kernel_init(weights is not None))
         c = config
-        self.head_proj = layers.Conv2D(c.bottleneck, 1, activation="relu", name="head_proj")
+        init = ex.kernel_init(decoder_loaded)
+        self.head_proj = layers.Conv2D(c.bottleneck, 1, activation="relu", kernel_initializer=init, name="head_proj")
         self.emb_norm = layers.LayerNormalization(name="embedding_norm")
         self.fusion = Fusion(c.bottleneck, name="fusion")
         self.up = [layers.UpSampling2D(2, interpolation="nearest", name=f"decoder_up{i}") for i in range(3)]
         self.cat = [layers.Concatenate(axis=-1, name=f"decoder_cat{i}") for i in range(3)]
-        self.convs = [[layers.Conv2D(w, 3, padding="same", activation="relu", name=f"decoder_conv{i}_{j}")
+        self.convs = [[layers.Conv2D(w, 3, padding="same", activation="relu", kernel_initializer=init,
+                                     name=f"decoder_conv{i}_{j}")
                        for j in range(c.convs_per_level)] for i, w in enumerate(c.widths)]
         self.drop = [layers.SpatialDropout2D(c.dropout, name=f"decoder_drop{i}") if c.dropout > 0 else None
                      for i in range(3)]
@@ -277,9 +285,10 @@ def load_lite0(unet: UNet) -> None:
     log.debug("copied %d Lite0 layers' ImageNet weights into the U-Net", n)
 
 
-def build_unet(config: UNetConfig = UNetConfig(), *, weights: str | None = "default") -> UNet:
+def build_unet(config: UNetConfig = UNetConfig(), *, weights: str | None = "default",
+               decoder_loaded: bool = False) -> UNet:
     """A U-Net colorizer (see :class:`UNet`); ``weights=None`` leaves Lite0 random (tests)."""
-    return UNet(config, weights=weights)
+    return UNet(config, weights=weights, decoder_loaded=decoder_loaded)
 
 
 # --------------------------------------------------------------------------- trained weights for fine-tuning
@@ -343,7 +352,7 @@ def keras_model_for_bundle(info) -> keras.Model:
     Keras engine when the bundle ships ONNX only: the architecture from its ``model.json``, the
     ImageNet Lite0 weights, then its trained layers (:data:`TRAINED_WEIGHTS`).  Registered as the
     ``unet`` entry point of ``streamcolor.keras_models``."""
-    unet = build_unet(UNetConfig.from_json(info.meta.get("unet", {})), weights="default")
+    unet = build_unet(UNetConfig.from_json(info.meta.get("unet", {})), weights="default", decoder_loaded=True)
     model = unet.full_model()
     load_trained_npz(unet, info.file(TRAINED_WEIGHTS))
     return model
