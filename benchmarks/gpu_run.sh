@@ -52,8 +52,9 @@ device)
     PY=${PY:-python3}
     SITE=${SITE:-/tmp/site}
     mkdir -p "$SITE"
-    if [ -d .whl ]; then
-        $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl \
+    WHL=${WHL:-.whl}  # (a try on a CPU names another: .whl holds Python 3.12 wheels for the device)
+    if [ -d "$WHL" ]; then
+        $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHL"/*.whl \
             || exit 1
     fi
     # streamcolor travels as source, not installed, so the entry points that its pyproject.toml
@@ -73,7 +74,8 @@ PYEOF
     export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false JAX_COMPILATION_CACHE_DIR=/tmp/jax-cache
     unset KERAS_BACKEND  # the Keras engine picks JAX itself
     OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt" 2>&1
+    { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+      lscpu | grep -E "^(Model name|CPU\(s\)|Thread|Core|Socket)"; } > "$OUT/gpu.txt" 2>&1
     cat "$OUT/gpu.txt"
     KERAS_BACKEND=jax $PY -c "import av, cv2, jax, keras, onnxruntime as o
 print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__, 'av', av.__version__, 'cv2', cv2.__version__)
@@ -91,7 +93,7 @@ print('auto loads:', auto_runtime(ort_cuda=cuda_available(), nvidia_gpu=has_nvid
     T0=$(date +%s)
     # shellcheck disable=SC2086
     timeout -k 10 "${BOUND_S:-470}" $PY -m benchmarks.pipeline_bound ${QUICK:-} --backend "${BACKEND:-keras}" \
-        ${QUICK:---require-gpu --clips 1080p 576p --frames 240 --photos 128 --rounds 3} \
+        ${QUICK:-${ARGS:---require-gpu --clips 1080p 576p --frames 240 --photos 128 --rounds 3}} \
         --skip $skip --out "$F" > "$OUT/bound.log" 2>&1
     echo "bound: rc=$? $(( $(date +%s) - T0 )) s"
     grep -E "pipeline_bound: |Error|error" "$OUT/bound.log" | cut -c1-600

@@ -529,8 +529,24 @@ def engine_figures(engine) -> dict[str, Any]:
             r.run("engine", lambda: [engine.predict(x) for _ in range(calls)])
         row["images_per_s"][str(b)] = round(r.rate("engine", calls * b), 1)
         row["load_average"][f"after_batch{b}"] = _load()
+        if engine.on_gpu and engine.name.startswith("keras"):
+            row.setdefault("copy_ms", {})[str(b)] = _copy_ms(x, engine.predict(x))
     log.info("engine only: %s", row)
     return row
+
+
+def _copy_ms(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Milliseconds (best of 5) to copy one call's input to the GPU and its output back, with
+    JAX, as the Keras engine's call does: how much of a call is the copies rather than the network."""
+    import jax
+
+    def best(fn: Callable[[], Any]) -> float:
+        fn()
+        return round(1000 * min(_timed(fn)[0] for _ in range(5)), 3)
+
+    on_device = jax.device_put(y)
+    return {"to_gpu": best(lambda: jax.device_put(x).block_until_ready()),
+            "from_gpu": best(lambda: np.asarray(on_device + 0))}  # (+ 0: a fresh array, no cached host copy)
 
 
 # --------------------------------------------------------------------------- batch
@@ -545,7 +561,7 @@ def batch_figures(engine, work: Path) -> dict[str, Any]:
     n, h, w = PHOTOS
     folder = write_gray_photos(work / "photos", n, h, w)
     files = sorted(folder.rglob("*.jpg"))
-    options = BatchOptions()
+    options = BatchOptions(batch_size=engine.preferred_batch_size)  # as `streamcolor batch` picks it (no -b)
     colour = options.color_options(engine)
     workers = options.workers or os.cpu_count() or 1
     row: dict[str, Any] = {"photos": n, "size": f"{w}x{h}", "megapixels": round(w * h / 1e6, 3),
@@ -643,7 +659,7 @@ def rss_figures(work: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global CLIPS, PHOTOS, ROUNDS
+    global CLIPS, PHOTOS, ROUNDS, ENGINE_BATCHES
     ap = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_bound", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="results JSON to write")
     ap.add_argument("--backend", default="auto", help="engine backend (default: what load_engine picks)")
@@ -657,6 +673,8 @@ def main(argv: list[str] | None = None) -> int:
                     "needs a few of its batches per clip)")
     ap.add_argument("--photos", type=int, help=f"photos of the batch figure (default {PHOTOS[0]})")
     ap.add_argument("--rounds", type=int, help=f"rounds of each part (default {ROUNDS})")
+    ap.add_argument("--engine-batches", type=int, nargs="+",
+                    help=f"batches of the engine-only figure (default {' '.join(map(str, ENGINE_BATCHES))})")
     ap.add_argument("--require-gpu", action="store_true",
                     help="stop (exit 3) unless the engine runs on a GPU: a GPU session's minutes are not spent "
                     "measuring a CPU engine")
@@ -669,8 +687,10 @@ def main(argv: list[str] | None = None) -> int:
         PHOTOS = (args.photos, *PHOTOS[1:])
     if args.rounds:
         ROUNDS = args.rounds
+    if args.engine_batches:
+        ENGINE_BATCHES = tuple(args.engine_batches)
     if args.quick:
-        global RSS_SECONDS, RSS_SIZE, THREAD_PERIOD, ENGINE_SIZE, ENGINE_BATCHES, ENGINE_IMAGES
+        global RSS_SECONDS, RSS_SIZE, THREAD_PERIOD, ENGINE_SIZE, ENGINE_IMAGES
         CLIPS, PHOTOS, RSS_SECONDS, RSS_SIZE = [("tiny", 160, 96, 12)], (4, 96, 128), (1, 2), (96, 64)
         ENGINE_SIZE, ENGINE_BATCHES, ENGINE_IMAGES = 64, (1, 2), 2
         THREAD_PERIOD = 0.005
@@ -694,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     t0 = time.perf_counter()
     run = {"command": result["command"], "started": datetime.datetime.now().isoformat(timespec="seconds"),
-           "parts": [p for p in ("engine", "video", "batch", "memory") if p.replace("memory", "rss") not in args.skip],
+           "parts": [p for p in ("engine", "batch", "video", "memory") if p.replace("memory", "rss") not in args.skip],
            "engine": engine.name, "done": []}
     if args.update and args.out.is_file():  # earlier parts stay, with the run that measured them
         try:
@@ -733,14 +753,14 @@ def main(argv: list[str] | None = None) -> int:
         if "engine" not in args.skip:
             result["engine_only"] = engine_figures(engine)
             save("engine")
-        if "video" not in args.skip:
+        if "batch" not in args.skip:
+            result["batch"] = batch_figures(engine, work)
+            save("batch")
+        if "video" not in args.skip:  # (after batch: the longest part, so a time limit cuts it, not the rest)
             result["video"] = []
             for row in video_figures(engine, work):
                 result["video"].append(row)
                 save(f"video {row['clip']}")
-        if "batch" not in args.skip:
-            result["batch"] = batch_figures(engine, work)
-            save("batch")
         if "rss" not in args.skip:
             result["memory"] = rss_figures(work)
             save("memory")

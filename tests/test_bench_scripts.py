@@ -170,7 +170,7 @@ def test_gpu_run_script_device_mode_runs_its_parts_on_a_cpu(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
     site = tmp_path / "site"
     env.update(PY=sys.executable, QUICK="--quick", PARTS="engine batch", OUT=str(tmp_path), SITE=str(site),
-               BACKEND="onnx")  # (a GPU session measures the Keras engine, which JAX compiles: slow on a CPU)
+               BACKEND="onnx", WHL=str(tmp_path / "no-wheels"))  # (a GPU session measures the Keras engine, which JAX compiles: slow on a CPU)
     proc = subprocess.run(["bash", str(root / "benchmarks" / "gpu_run.sh"), "device"], cwd=root, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
