@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Issue 17's GPU figures, measured through the product itself, in one call of the device tool.
 #
-# This was written and checked on a CPU only. The trimmed tree and the same command were run on
-# JAX's CPU backend (tests/test_bench_scripts.py runs the command's --quick form). No GPU has been
-# lent to a session since it was written, so it has never run on one.
+# It ran twice on an H200 on 2026-11-30 (benchmarks/results/pipeline-gpu-h200-2026-11-30*.json,
+# docs/benchmarks.md): the first call with the defaults below took 436 s of a 600 s limit (the
+# machine's start and the transfers add about 30 s); tests/test_bench_scripts.py runs its --quick
+# form on the CPU.
 #
 #   bash benchmarks/gpu_run.sh prepare   # here: wheels into .whl/ (ignored), trim the tree (below)
 #   device run: command "bash benchmarks/gpu_run.sh device", carry [".whl"], timeout_s 600
-#                (the check of the engine and the parts' limits add up to about 540 s: 90 engine,
-#                300 video, 90 batch; the parts share XLA's compilation cache)
+#                (BOUND_S, 470 s, bounds the measuring; then 60 s at most for the CLI on a 1080p clip;
+#                ARGS replaces the script's arguments, e.g. fewer clips or rounds for a shorter call)
 #   bash benchmarks/gpu_run.sh restore   # here: the whole tree back (always, even if the call failed)
 #
 # Why "prepare" trims: the device tool sends the working tree, 64 MiB at most, and the tracked files
@@ -20,14 +21,15 @@
 #
 # The device image has JAX with CUDA, OpenCV, NumPy, ONNX Runtime (CPU only), tqdm, click and
 # psutil, but no Keras and no PyAV: those travel as Python 3.12 wheels. The figures come from
-# benchmarks/pipeline_bound.py with the engine that load_engine("default") picks there (Keras 3
-# on JAX, bf16, since ONNX Runtime has no CUDA provider there). They are:
-#   - engine-only images/s at 256 x 256, batch 1, 16 and 64;
-#   - video at 576p and 1080p against decode + encode only on the same machine (h264_nvenc when
-#     PyAV's FFmpeg opens it there, else libx264 on the 16 cores) and against a naive loop;
-#   - batch.
-# Each part runs in its own process (--update) and is written as soon as it ends, so a part cut
-# short by the time limit loses only itself.
+# benchmarks/pipeline_bound.py with the Keras engine (Keras 3 on JAX, bf16), which is what
+# backend="auto" loads there (the environment check prints it), since ONNX Runtime has no CUDA
+# provider there. They are:
+#   - engine-only images/s at 256 x 256, batch 1, 16 and 64, and the copies to and from the GPU;
+#   - batch: 1-megapixel photos against decode + encode only and the engine only;
+#   - video at 1080p and 576p against decode + encode only on the same machine (h264_nvenc when
+#     PyAV's FFmpeg opens it there, else libx264 on the 16 cores) and against a naive loop.
+# One process measures them all (the engine is built and each shape compiled once) and rewrites
+# the results file after each part and each clip, so the time limit loses only the part it cuts.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 WHEELS=(keras==3.15.1 namex==0.1.0 optree==0.20.0 av==18.1.0)

@@ -579,3 +579,15 @@ def test_sigkill_midway_then_resume(tmp_path):
     assert no_temp_files(tmp_path)
     with Manifest.open(out) as m:
         assert m.counts()[DONE] == n
+
+
+def test_batch_size_defaults_to_the_engines_preferred_batch(engine):
+    """BatchOptions() asks the engine (8 on a CPU, 64 on a GPU: at 8 a GPU spends most of each call
+    outside the network); a Ray driver, holding no engine, sizes its chunks at DEFAULT_BATCH."""
+    from streamcolor.archive.listing import DEFAULT_BATCH
+
+    assert BatchOptions().batch_for(engine) == engine.preferred_batch_size
+    assert BatchOptions().batch_for() == DEFAULT_BATCH == 8
+    assert BatchOptions(batch_size=3).batch_for(engine) == BatchOptions(batch_size=3).batch_for() == 3
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        BatchOptions(batch_size=0)

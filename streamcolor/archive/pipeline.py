@@ -119,7 +119,8 @@ class _Pipeline:
         self.options = job.options
         self.sink = FolderSink(job.out_dir, staging=True)  # the job renames each output as it records it
         self.workers = self.options.workers or os.cpu_count() or 1
-        self.depth = 2 * self.options.batch_size + self.workers  # decoded items waiting for the engine, at most
+        self.batch_size = self.options.batch_for(engine)
+        self.depth = 2 * self.batch_size + self.workers  # decoded items waiting for the engine, at most
         self.engine_s = 0.0
         self.budget = memory.MemoryBudget(color.memory_budget)
         self._held: dict[int, int] = {}  # id(item) -> bytes it holds of the budget, until its outcome
@@ -171,7 +172,7 @@ class _Pipeline:
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="streamcolor-io", initializer=keep_work_arrays)
         reader = threading.Thread(target=self._read_all, args=(todo, pool, q), name="streamcolor-reader",
                                   daemon=True)
-        batcher = ShapeBatcher(self.options.batch_size)  # items waiting for the engine, by render shape
+        batcher = ShapeBatcher(self.batch_size)  # items waiting for the engine, by render shape
         writing: set[Future] = set()
         reader.start()
         try:

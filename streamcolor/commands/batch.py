@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 from pathlib import Path
@@ -109,7 +108,7 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
     progress = progress_setting()
     try:
         options = BatchOptions(render_size=render_size, saturation=saturation, quality=quality,
-                               output_format=fmt, archive="same" if archive else None, batch_size=batch_size or 8,
+                               output_format=fmt, archive="same" if archive else None, batch_size=batch_size,
                                workers=workers, max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
                                max_member_bytes=max_member_size, max_ratio=max_ratio,
                                memory_budget=memory_budget)
@@ -128,8 +127,6 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
     except click.ClickException as exc:
         exc.exit_code = EXIT_FATAL
         raise
-    if batch_size is None:
-        options = dataclasses.replace(options, batch_size=engine.preferred_batch_size)
     run_job(lambda: colorize_archive(list(sources), output, engine=engine, options=options, progress=progress))
 
 

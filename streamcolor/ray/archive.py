@@ -38,7 +38,7 @@ def colorize_archive_ray(src: str | os.PathLike | Sequence[str | os.PathLike], d
 
     Same sources, output layout, resume manifest, report and packing as the
     plain job (a run of either resumes the other).  The driver lists and
-    reads the sources; chunks of ``options.batch_size`` items go to the
+    reads the sources; chunks of ``options.batch_for()`` items go to the
     actors, at most ``cluster.tasks_per_actor`` per actor at a time, so memory
     stays bounded however big the job.  Actors decode, colorize, encode and
     write each output atomically into ``dst``.
@@ -73,7 +73,7 @@ def colorize_archive_ray(src: str | os.PathLike | Sequence[str | os.PathLike], d
         if not todo:
             return job.finish()
         with ray_session(cluster.address, runtime_env=cluster.runtime_env) as ray:
-            chunks = -(-len(todo) // options.batch_size)
+            chunks = -(-len(todo) // options.batch_for())
             n, gpus = plan_actors(ray, cluster, chunks)
             log.info("colorizing %d items on %d Ray actors (%g GPU each)", len(todo), n, gpus)
             pool = ActorPool(ray, n, cluster=cluster, gpus=gpus,
@@ -81,7 +81,7 @@ def colorize_archive_ray(src: str | os.PathLike | Sequence[str | os.PathLike], d
             try:
                 with progress_bar(progress, total=len(job.items), initial=job.settled, unit="img",
                                   desc="colorize (ray)") as bar:
-                    engine_s = _run_items(job, pool, todo, options.batch_size, bar)
+                    engine_s = _run_items(job, pool, todo, options.batch_for(), bar)
             finally:
                 pool.close()
         return job.finish(engine_s=engine_s / max(1, n))

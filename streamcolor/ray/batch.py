@@ -188,7 +188,7 @@ class ColorizeBatch:
             if refused[i]:
                 states[i], errors[i] = SKIPPED, refused[i]
         outcomes = colorize_items([(Named(keys[i]), bytes(datas[i])) for i in rows], engine=self.engine,
-                                  options=self.color, sink=self.sink, batch_size=self.options.batch_size)
+                                  options=self.color, sink=self.sink, batch_size=self.options.batch_for(self.engine.wrapped))
         for i, outcome in zip(rows, outcomes):
             states[i], errors[i], outputs[i] = outcome.state, outcome.reason or "", outcome.output or ""
             images[i] = outcome.data or b""

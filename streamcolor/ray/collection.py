@@ -49,7 +49,7 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
         output exists are skipped (outputs appear whole: a temporary name and
         a rename locally, one object PUT on object stores).
     model, backend, options, cluster:
-        As for :func:`~streamcolor.ray.colorize_archive_ray`; ``options.batch_size``
+        As for :func:`~streamcolor.ray.colorize_archive_ray`; ``options.batch_for()``
         is the ``map_batches`` batch size.
     overwrite:
         Redo files whose output exists.
@@ -89,14 +89,14 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
     done = failed = 0
     if todo:
         with ray_session(cluster.address, runtime_env=cluster.runtime_env) as ray:
-            n, gpus = plan_actors(ray, cluster, -(-len(todo) // options.batch_size), spare_cpus=1.0)
+            n, gpus = plan_actors(ray, cluster, -(-len(todo) // options.batch_for()), spare_cpus=1.0)
             n, read_cpus = fit_reading(float(ray.cluster_resources().get("CPU", 0)), n, cluster.cpus_per_actor)
             log.info("colorizing %d files with Ray Data on %d actors (%g CPU, %g GPU each; %g CPU kept for "
                      "reading)", len(todo), n, cluster.cpus_per_actor, gpus, read_cpus)
             kwargs = colorize_kwargs(model, backend, options, str(dst) if "://" in str(dst) else out_root, cluster,
                                      gpus, root=src_root, renames=renames)
             ds = ray.data.read_binary_files(todo, include_paths=True, filesystem=src_fs, num_cpus=read_cpus)
-            ds = ds.map_batches(ColorizeBatch, batch_size=options.batch_size, batch_format="numpy",
+            ds = ds.map_batches(ColorizeBatch, batch_size=options.batch_for(), batch_format="numpy",
                                 compute=ray.data.ActorPoolStrategy(size=n), num_cpus=cluster.cpus_per_actor,
                                 num_gpus=gpus or None, fn_constructor_kwargs=kwargs)
             for row in ds.select_columns(["path", "state", "error"]).iter_rows():
