@@ -669,6 +669,14 @@ def rss_figures(work: Path) -> dict[str, Any]:
     return row
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
     global CLIPS, PHOTOS, ROUNDS, ENGINE_BATCHES
     ap = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_bound", description=__doc__.split("\n\n")[0])
@@ -680,11 +688,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--update", action="store_true",
                     help="keep the parts of an existing --out file that this run skips (each part records its run)")
     ap.add_argument("--clips", nargs="+", choices=[c[0] for c in CLIPS], help="video sizes to measure (default: all)")
-    ap.add_argument("--frames", type=int, help="frames of each clip (default: 96 at 576p, 48 at 1080p; a GPU "
+    ap.add_argument("--frames", type=_positive, help="frames of each clip (default: 96 at 576p, 48 at 1080p; a GPU "
                     "needs a few of its batches per clip)")
-    ap.add_argument("--photos", type=int, help=f"photos of the batch figure (default {PHOTOS[0]})")
-    ap.add_argument("--rounds", type=int, help=f"rounds of each part (default {ROUNDS})")
-    ap.add_argument("--engine-batches", type=int, nargs="+",
+    ap.add_argument("--photos", type=_positive, help=f"photos of the batch figure (default {PHOTOS[0]})")
+    ap.add_argument("--rounds", type=_positive, help=f"rounds of each part (default {ROUNDS})")
+    ap.add_argument("--engine-batches", type=_positive, nargs="+",
                     help=f"batches of the engine-only figure (default {' '.join(map(str, ENGINE_BATCHES))})")
     ap.add_argument("--require-gpu", action="store_true",
                     help="stop (exit 3) unless the engine runs on a GPU: a GPU session's minutes are not spent "

@@ -5,9 +5,9 @@ Backend: Keras picks it once per process, at its first import
 (``KERAS_BACKEND``).  When Keras is not imported yet and the variable is
 unset, this engine asks for JAX if JAX is installed: JAX/XLA is the backend
 with GPU kernels in streamcolor's ``jax`` extra (and runs the same code on the
-CPU, which is how the tests exercise this path).  Calls go through
-``predict_on_batch``, which Keras compiles per input shape (``jax.jit`` on
-JAX), so a video's fixed render shape compiles once.
+CPU, which is how the tests exercise this path).  On JAX a call is one
+``jax.jit`` of the model (:func:`_jax_call`), compiled per input shape, so a
+video's fixed render shape compiles once; other backends use ``predict_on_batch``.
 
 Models: a bundle's ``colorizer.keras`` (and ``extractor.keras``) when it has
 them; a shipped U-Net bundle (ONNX only) is rebuilt from its ``model.json``
@@ -95,8 +95,6 @@ class KerasEngine(Engine):
         import streamcolor.engines.keras_layers  # noqa: F401  (registers the fusion layer for loading)
 
         self.gpu = on_gpu(keras)
-        self.jax = keras.backend.backend() == "jax"
-        self._calls: dict[int, object] = {}  # id(model) -> its inference function (see _jax_call)
         self.pad_batches = self.gpu if pad_batches is None else bool(pad_batches)
         if precision == "auto":
             precision = "bf16" if self.gpu else "fp32"
@@ -121,6 +119,10 @@ class KerasEngine(Engine):
             raise EngineError(f"{info.path}: Keras cannot load the model: {exc}") from exc
         finally:
             keras.config.set_dtype_policy(previous)
+        inference = _jax_call if keras.backend.backend() == "jax" else (lambda model: model.predict_on_batch)
+        # from here on, each model is kept as its inference function
+        self._extractor = inference(self._extractor) if self._extractor is not None else None
+        self._colorizer = inference(self._colorizer)
         log.info("Keras engine %s on %s (%s), %s", info.name, keras.backend.backend(),
                  "GPU" if self.gpu else "CPU", precision)
 
@@ -151,14 +153,10 @@ class KerasEngine(Engine):
             return super().colorize(l, embedding)
         return self._run(self._colorizer, l, embedding)
 
-    def _run(self, model, *inputs: np.ndarray) -> np.ndarray:
-        """``model`` on ``inputs`` (each (N, ...)), in float32; padded to bucket sizes when
-        :attr:`pad_batches`."""
+    def _run(self, fn, *inputs: np.ndarray) -> np.ndarray:
+        """A model's inference function ``fn`` on ``inputs`` (each (N, ...)), in float32; padded to
+        bucket sizes when :attr:`pad_batches`."""
         xs = [np.ascontiguousarray(x, dtype=np.float32) for x in inputs]
-
-        fn = self._calls.get(id(model))
-        if fn is None:
-            fn = self._calls[id(model)] = _jax_call(model) if self.jax else model.predict_on_batch
 
         def call(batch: list[np.ndarray]) -> np.ndarray:
             return _as_f32(fn(batch[0] if len(batch) == 1 else batch))
