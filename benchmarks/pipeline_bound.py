@@ -88,6 +88,9 @@ THREAD_PERIOD = 0.1
 ENGINE_SIZE, ENGINE_BATCHES = 256, (1, 16, 64)
 #: Images each round of the engine-only figure runs at least (two calls at least).
 ENGINE_IMAGES = 64
+#: Other chunk sizes to measure the engine-only figure at, for an engine that runs its batches as
+#: chunks (the Keras engine on a GPU: ``chunk_rows``); empty: only the engine's own.
+ENGINE_CHUNKS: tuple[int, ...] = ()
 
 
 def _load() -> float:
@@ -526,10 +529,28 @@ def video_figures(engine, work: Path) -> Iterator[dict[str, Any]]:
 def engine_figures(engine) -> dict[str, Any]:
     """Images/s of ``engine.predict`` on random network inputs of :data:`ENGINE_SIZE` squared, for each
     batch in :data:`ENGINE_BATCHES`: one warm-up call (a JIT engine compiles per shape), then the best of
-    :data:`ROUNDS` rounds of at least :data:`ENGINE_IMAGES` images."""
-    rng = np.random.default_rng(0)
+    :data:`ROUNDS` rounds of at least :data:`ENGINE_IMAGES` images; again at each of :data:`ENGINE_CHUNKS`
+    for an engine that runs a batch as chunks."""
     row: dict[str, Any] = {"size": ENGINE_SIZE, "batches": list(ENGINE_BATCHES), "on_gpu": bool(engine.on_gpu),
-                           "rounds": ROUNDS, "load_average": {"start": _load()}, "images_per_s": {}}
+                           "rounds": ROUNDS, "load_average": {"start": _load()}}
+    chunked = getattr(engine, "pad_batches", False) and hasattr(engine, "chunk_rows")
+    own = engine.chunk_rows if chunked else None
+    if chunked:
+        row["chunk_rows"] = own
+    row["images_per_s"] = _engine_rates(engine, row, copies=True)
+    for c in ENGINE_CHUNKS if chunked else ():
+        engine.chunk_rows = c
+        try:
+            row.setdefault("images_per_s_chunk_rows", {})[str(c)] = _engine_rates(engine, row, tag=f"_chunk{c}")
+        finally:
+            engine.chunk_rows = own
+    log.info("engine only: %s", row)
+    return row
+
+
+def _engine_rates(engine, row: dict[str, Any], copies: bool = False, tag: str = "") -> dict[str, float]:
+    rng = np.random.default_rng(0)
+    rates = {}
     for b in ENGINE_BATCHES:
         x = rng.uniform(-1.0, 1.0, (b, ENGINE_SIZE, ENGINE_SIZE, 1)).astype(np.float32)
         engine.predict(x)
@@ -537,12 +558,11 @@ def engine_figures(engine) -> dict[str, Any]:
         r = Rounds()
         for _ in range(ROUNDS):
             r.run("engine", lambda: [engine.predict(x) for _ in range(calls)])
-        row["images_per_s"][str(b)] = round(r.rate("engine", calls * b), 1)
-        row["load_average"][f"after_batch{b}"] = _load()
-        if engine.on_gpu and engine.name.startswith("keras"):
+        rates[str(b)] = round(r.rate("engine", calls * b), 1)
+        row["load_average"][f"after_batch{b}{tag}"] = _load()
+        if copies and engine.on_gpu and engine.name.startswith("keras"):
             row.setdefault("copy_ms", {})[str(b)] = _copy_ms(x, engine.predict(x))
-    log.info("engine only: %s", row)
-    return row
+    return rates
 
 
 def _copy_ms(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -630,7 +650,7 @@ _RSS_CHILD = textwrap.dedent("""
     import psutil
     from streamcolor.engines import load_engine
     from streamcolor.video import colorize_video
-    eng = load_engine("default")
+    eng = load_engine("default", sys.argv[3])
     proc, peak, done = psutil.Process(), [0], threading.Event()
     before = proc.memory_info().rss
     def sample():
@@ -642,26 +662,26 @@ _RSS_CHILD = textwrap.dedent("""
     colorize_video(sys.argv[1], sys.argv[2], engine=eng, progress=False)
     s = time.perf_counter() - t
     done.set()
-    print(json.dumps({"before_mb": before / 2**20, "peak_mb": max(peak[0], proc.memory_info().rss) / 2**20,
+    print(json.dumps({"engine": eng.name, "before_mb": before / 2**20, "peak_mb": max(peak[0], proc.memory_info().rss) / 2**20,
                       "seconds": s}))
 """)
 
 
-def rss_figures(work: Path) -> dict[str, Any]:
-    """Peak RSS of a fresh process (engine loaded before sampling starts) per clip length."""
+def rss_figures(work: Path, backend: str = "auto") -> dict[str, Any]:
+    """Peak RSS of a fresh process (engine ``backend`` loaded before sampling starts) per clip length."""
     from streamcolor.video import make_clip
 
     row: dict[str, Any] = {"width": RSS_SIZE[0], "height": RSS_SIZE[1], "seconds": list(RSS_SECONDS),
                            "load_average": {"start": _load()}}
     for secs in RSS_SECONDS:
         src = make_clip(work / f"rss-{secs}s.mp4", *RSS_SIZE, secs * 24)
-        res = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(src), str(work / f"rss-{secs}s-out.mp4")],
-                             cwd=ROOT, capture_output=True, text=True, check=True,
-                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)  # (the device's wheels)
+        res = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(src), str(work / f"rss-{secs}s-out.mp4"), backend],
+                             cwd=ROOT, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": path})
         r = json.loads(res.stdout.strip().splitlines()[-1])
         row[f"{secs}s"] = {"rss_before_mb": round(r["before_mb"], 1), "peak_rss_mb": round(r["peak_mb"], 1),
                            "growth_mb": round(r["peak_mb"] - r["before_mb"], 1),
-                           "fps": round(secs * 24 / r["seconds"], 2)}
+                           "fps": round(secs * 24 / r["seconds"], 2), "engine": r["engine"]}
         row["load_average"][f"after_{secs}s"] = _load()
     short, long = (row[f"{s}s"] for s in RSS_SECONDS)
     row["long_over_short_peak"] = round(long["peak_rss_mb"] / short["peak_rss_mb"], 3)
@@ -678,7 +698,7 @@ def _positive(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global CLIPS, PHOTOS, ROUNDS, ENGINE_BATCHES
+    global CLIPS, PHOTOS, ROUNDS, ENGINE_BATCHES, ENGINE_CHUNKS
     ap = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_bound", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="results JSON to write")
     ap.add_argument("--backend", default="auto", help="engine backend (default: what load_engine picks)")
@@ -694,6 +714,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=_positive, help=f"rounds of each part (default {ROUNDS})")
     ap.add_argument("--engine-batches", type=_positive, nargs="+",
                     help=f"batches of the engine-only figure (default {' '.join(map(str, ENGINE_BATCHES))})")
+    ap.add_argument("--engine-chunks", type=_positive, nargs="+", default=[],
+                    help="for an engine that runs batches as chunks (Keras on a GPU), the engine-only figure "
+                    "again at each of these chunk sizes, beside its own")
     ap.add_argument("--require-gpu", action="store_true",
                     help="stop (exit 3) unless the engine runs on a GPU: a GPU session's minutes are not spent "
                     "measuring a CPU engine")
@@ -708,6 +731,7 @@ def main(argv: list[str] | None = None) -> int:
         ROUNDS = args.rounds
     if args.engine_batches:
         ENGINE_BATCHES = tuple(args.engine_batches)
+    ENGINE_CHUNKS = tuple(args.engine_chunks)
     if args.quick:
         global RSS_SECONDS, RSS_SIZE, THREAD_PERIOD, ENGINE_SIZE, ENGINE_IMAGES
         CLIPS, PHOTOS, RSS_SECONDS, RSS_SIZE = [("tiny", 160, 96, 12)], (4, 96, 128), (1, 2), (96, 64)
@@ -733,7 +757,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     t0 = time.perf_counter()
     run = {"command": result["command"], "started": datetime.datetime.now().isoformat(timespec="seconds"),
-           "parts": [p for p in ("engine", "batch", "video", "memory") if p.replace("memory", "rss") not in args.skip],
+           "parts": [p for p in ("engine", "batch", "memory", "video") if p.replace("memory", "rss") not in args.skip],
            "engine": engine.name, "done": []}
     if args.update and args.out.is_file():  # earlier parts stay, with the run that measured them
         try:
@@ -775,14 +799,14 @@ def main(argv: list[str] | None = None) -> int:
         if "batch" not in args.skip:
             result["batch"] = batch_figures(engine, work)
             save("batch")
-        if "video" not in args.skip:  # (after batch: the longest part, so a time limit cuts it, not the rest)
+        if "rss" not in args.skip:
+            result["memory"] = rss_figures(work, args.backend)
+            save("memory")
+        if "video" not in args.skip:  # (last: the longest part, so a time limit cuts it, not the rest)
             result["video"] = []
             for row in video_figures(engine, work):
                 result["video"].append(row)
                 save(f"video {row['clip']}")
-        if "rss" not in args.skip:
-            result["memory"] = rss_figures(work)
-            save("memory")
     return 0
 
 

@@ -63,11 +63,11 @@ l3 = np.concatenate([l, l[:1]])
 plain = keras_eng.predict(l3)
 out["pad_on_cpu"] = keras_eng.pad_batches
 keras_eng.pad_batches = True
-keras_engine.GPU_BATCH = 2
+keras_eng.chunk_rows = 2
 chunked = keras_eng.predict(l3)
-keras_engine.GPU_BATCH = 4
+keras_eng.chunk_rows = 4
 padded = keras_eng.predict(l3)
-keras_eng.pad_batches, keras_engine.GPU_BATCH = False, 64
+keras_eng.pad_batches, keras_eng.chunk_rows = False, keras_engine.GPU_BATCH
 out["pad_shapes"] = [list(chunked.shape), list(padded.shape)]
 out["pad_diff"] = max(float(np.abs(plain - chunked).max()), float(np.abs(plain - padded).max()))
 bf16 = load_engine("default", "keras", precision="bf16")
