@@ -99,7 +99,7 @@ print('auto loads:', auto_runtime(ort_cuda=cuda_available(), nvidia_gpu=has_nvid
         --skip $skip --out "$F" > "$OUT/bound.log" 2>&1
     echo "bound: rc=$? $(( $(date +%s) - T0 )) s"
     grep -E "pipeline_bound: |Error|error" "$OUT/bound.log" | cut -c1-600
-    if [ -z "${QUICK:-}" ]; then
+    if [ -z "${QUICK:-}" ] && [ "${CLI_S:-60}" != 0 ]; then  # (CLI_S=0: no CLI run)
         # the CLI as a user types it, on a 1080p clip: what it logs (codec, engine, frames/s)
         $PY -c "from streamcolor.video import make_clip; make_clip('/tmp/cli-in.mp4', 1920, 1080, 240)" &&
         T0=$(date +%s) && timeout -k 5 "${CLI_S:-60}" $PY -m streamcolor video /tmp/cli-in.mp4 -o /tmp/cli-out.mp4 \

@@ -88,9 +88,9 @@ THREAD_PERIOD = 0.1
 ENGINE_SIZE, ENGINE_BATCHES = 256, (1, 16, 64)
 #: Images each round of the engine-only figure runs at least (two calls at least).
 ENGINE_IMAGES = 64
-#: Other chunk sizes to measure the engine-only figure at, for an engine that runs its batches as
-#: chunks (the Keras engine on a GPU: ``chunk_rows``); empty: only the engine's own.
-ENGINE_CHUNKS: tuple[int, ...] = ()
+#: Other settings to measure the engine-only figure at, each ``{attribute: value}`` of the engine
+#: (the Keras engine's ``chunk_rows``, ``transfer``, ``copy_threads``); empty: only its own.
+ENGINE_VARIANTS: tuple[dict[str, Any], ...] = ()
 
 
 def _load() -> float:
@@ -529,23 +529,37 @@ def video_figures(engine, work: Path) -> Iterator[dict[str, Any]]:
 def engine_figures(engine) -> dict[str, Any]:
     """Images/s of ``engine.predict`` on random network inputs of :data:`ENGINE_SIZE` squared, for each
     batch in :data:`ENGINE_BATCHES`: one warm-up call (a JIT engine compiles per shape), then the best of
-    :data:`ROUNDS` rounds of at least :data:`ENGINE_IMAGES` images; again at each of :data:`ENGINE_CHUNKS`
-    for an engine that runs a batch as chunks."""
+    :data:`ROUNDS` rounds of at least :data:`ENGINE_IMAGES` images; again with each of :data:`ENGINE_VARIANTS`
+    (the engine's own settings are recorded as ``settings``)."""
     row: dict[str, Any] = {"size": ENGINE_SIZE, "batches": list(ENGINE_BATCHES), "on_gpu": bool(engine.on_gpu),
                            "rounds": ROUNDS, "load_average": {"start": _load()}}
-    chunked = getattr(engine, "pad_batches", False) and hasattr(engine, "chunk_rows")
-    own = engine.chunk_rows if chunked else None
-    if chunked:
-        row["chunk_rows"] = own
+    names = sorted({k for v in ENGINE_VARIANTS for k in v} | {"chunk_rows", "transfer", "copy_threads"})
+    own = {k: getattr(engine, k) for k in names if hasattr(engine, k)}
+    if own:
+        row["settings"] = own
     row["images_per_s"] = _engine_rates(engine, row, copies=True)
-    for c in ENGINE_CHUNKS if chunked else ():
-        engine.chunk_rows = c
+    for variant in ENGINE_VARIANTS:
+        tag = ",".join(f"{k}={v}" for k, v in variant.items())
         try:
-            row.setdefault("images_per_s_chunk_rows", {})[str(c)] = _engine_rates(engine, row, tag=f"_chunk{c}")
+            for k, v in variant.items():
+                setattr(engine, k, v)
+            row.setdefault("images_per_s_variants", {})[tag] = _engine_rates(engine, row, tag=f"_{tag}")
         finally:
-            engine.chunk_rows = own
+            for k, v in own.items():
+                setattr(engine, k, v)
     log.info("engine only: %s", row)
     return row
+
+
+def _variant(text: str) -> dict[str, Any]:
+    """``"transfer=bfloat16,copy_threads=8"`` -> ``{"transfer": "bfloat16", "copy_threads": 8}``."""
+    out: dict[str, Any] = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not (sep and key.isidentifier() and value):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected name=value[,name=value...]")
+        out[key] = int(value) if value.isdigit() else value
+    return out
 
 
 def _engine_rates(engine, row: dict[str, Any], copies: bool = False, tag: str = "") -> dict[str, float]:
@@ -698,7 +712,7 @@ def _positive(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global CLIPS, PHOTOS, ROUNDS, ENGINE_BATCHES, ENGINE_CHUNKS
+    global CLIPS, PHOTOS, ROUNDS, ENGINE_BATCHES, ENGINE_VARIANTS
     ap = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_bound", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="results JSON to write")
     ap.add_argument("--backend", default="auto", help="engine backend (default: what load_engine picks)")
@@ -714,9 +728,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=_positive, help=f"rounds of each part (default {ROUNDS})")
     ap.add_argument("--engine-batches", type=_positive, nargs="+",
                     help=f"batches of the engine-only figure (default {' '.join(map(str, ENGINE_BATCHES))})")
-    ap.add_argument("--engine-chunks", type=_positive, nargs="+", default=[],
-                    help="for an engine that runs batches as chunks (Keras on a GPU), the engine-only figure "
-                    "again at each of these chunk sizes, beside its own")
+    ap.add_argument("--engine-variants", type=_variant, nargs="+", default=[], metavar="NAME=VALUE[,...]",
+                    help="the engine-only figure again with each of these engine settings, beside its own "
+                    "(the Keras engine's chunk_rows, transfer, copy_threads; e.g. transfer=bfloat16,copy_threads=8)")
     ap.add_argument("--require-gpu", action="store_true",
                     help="stop (exit 3) unless the engine runs on a GPU: a GPU session's minutes are not spent "
                     "measuring a CPU engine")
@@ -731,7 +745,7 @@ def main(argv: list[str] | None = None) -> int:
         ROUNDS = args.rounds
     if args.engine_batches:
         ENGINE_BATCHES = tuple(args.engine_batches)
-    ENGINE_CHUNKS = tuple(args.engine_chunks)
+    ENGINE_VARIANTS = tuple(args.engine_variants)
     if args.quick:
         global RSS_SECONDS, RSS_SIZE, THREAD_PERIOD, ENGINE_SIZE, ENGINE_IMAGES
         CLIPS, PHOTOS, RSS_SECONDS, RSS_SIZE = [("tiny", 160, 96, 12)], (4, 96, 128), (1, 2), (96, 64)
@@ -746,6 +760,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.require_gpu and not engine.on_gpu:
         log.error("--require-gpu: the engine %s runs on the CPU; measuring nothing", engine.name)
         return 3
+    if any(not hasattr(engine, k) for v in args.engine_variants for k in v):
+        ap.error(f"--engine-variants: {engine.name} has no such setting: {args.engine_variants}")
     colour = model_options(engine)
     result: dict[str, Any] = {
         "date": datetime.date.today().isoformat(), "command": "python -m benchmarks.pipeline_bound " + " ".join(

@@ -795,13 +795,23 @@ class _Job:
                         if i in keys:
                             embedding = fresh[keys.index(i)]
                         rows.append(embedding)
-                    ab = engine.predict(net, np.stack(rows))
+                    ab = engine.predict(*self._full_batch(net, np.stack(rows)))
                 else:  # one-graph model: the embedding comes out of the same pass as the features
-                    ab = engine.predict(net)
+                    ab = engine.predict(*self._full_batch(net))
                 for f, ab_i in zip(frames, ab):
                     f.ab = ab_i
             self._put(out, items)
         self._put(out, _END)
+
+    def _full_batch(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+        """On a GPU, a short batch (a video's last) repeated up to the batch size (callers keep the
+        rows they sent: ``zip`` stops at the frames).  Why: a JIT engine compiles each new batch
+        shape, which takes seconds and keeps its executable in memory, for one call whose extra rows
+        cost the GPU next to nothing; this way a video compiles one shape, whatever its length."""
+        k = len(arrays[0])
+        if not self.engine.on_gpu or k >= self.batch_size:
+            return arrays
+        return tuple(np.concatenate([a, np.repeat(a[-1:], self.batch_size - k, axis=0)]) for a in arrays)
 
     def _batches(self, q: queue.Queue, n: int) -> Iterator[list]:
         """Items in order, grouped so that each group holds at most ``n`` frames."""

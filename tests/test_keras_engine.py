@@ -69,6 +69,15 @@ keras_eng.chunk_rows = 4
 padded = keras_eng.predict(l3)
 keras_eng.pad_batches, keras_eng.chunk_rows = False, keras_engine.GPU_BATCH
 out["pad_shapes"] = [list(chunked.shape), list(padded.shape)]
+# copies in 16 bits, split over two threads (a GPU's copy settings; here the same code on the CPU device)
+keras_eng.transfer, keras_eng.copy_threads = "bfloat16", 2
+out["copy16_diff"] = float(np.abs(keras_eng.predict(l3) - plain).max())
+keras_eng.transfer = "int8"
+try:
+    keras_eng.predict(l3)
+except ValueError as exc:
+    out["bad_transfer"] = str(exc)
+keras_eng.transfer, keras_eng.copy_threads = "float32", 1
 out["pad_diff"] = max(float(np.abs(plain - chunked).max()), float(np.abs(plain - padded).max()))
 bf16 = load_engine("default", "keras", precision="bf16")
 out["bf16_name"] = bf16.name
@@ -161,3 +170,11 @@ def test_codec_auto_says_what_it_chose(jax_run):
     assert jax_run["video_codec"] == "h264"  # what either encoder writes
     assert ("codec='auto': encoding with h264_nvenc on the GPU" in jax_run["log"]
             or "; encoding with libx264 on the CPU" in jax_run["log"]), jax_run["log"][-2000:]
+
+
+def test_keras_engine_copies_in_16_bits_over_threads(jax_run):
+    """``transfer="bfloat16"`` with two ``copy_threads``: half the bytes to copy, the rows cast and copied
+    in parallel and joined on the device; the colours move by the input's bf16 rounding only.  A dtype
+    it cannot copy in is refused, naming the choices."""
+    assert 0 < jax_run["copy16_diff"] < 0.02, jax_run["copy16_diff"]  # 2.5 a*b* units at the worst pixel
+    assert "int8" in jax_run["bad_transfer"] and "bfloat16" in jax_run["bad_transfer"]

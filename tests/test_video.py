@@ -550,3 +550,24 @@ def test_an_engine_on_a_gpu_takes_video_at_its_preferred_batch(engine):
 
     gpu = OnGpu(engine)
     assert gpu.video_batch_size == 48 and not engine.on_gpu and engine.video_batch_size == 2
+
+
+def test_on_a_gpu_a_videos_last_batch_runs_at_the_full_batch(counted, tmp_path):
+    """On a GPU the short last batch is filled up to the batch size (one compiled shape per video,
+    whatever its length); the frames written are still the source's, each with its own colour."""
+
+    class OnGpu(CountingEngine):
+        on_gpu = True
+
+    gpu = OnGpu(counted.real)
+    src = make_video(tmp_path / "clip.mp4", frames=9, size=(96, 64))
+    def frames(dst: Path) -> list[np.ndarray]:
+        with av.open(str(dst)) as c:
+            return [f.to_ndarray(format="rgb24").astype(int) for f in c.decode(video=0)]
+
+    on_cpu = frames(streamcolor.colorize_video(src, tmp_path / "cpu.mp4", engine=counted, batch_size=4, **FAST))
+    on_gpu = frames(streamcolor.colorize_video(src, tmp_path / "gpu.mp4", engine=gpu, batch_size=4, **FAST))
+    assert counted.calls == gpu.calls == 3
+    assert counted.colorized == 9 and gpu.colorized == 12  # 4+4+1 on a CPU, 4+4+(1 filled up to 4) on a GPU
+    assert len(on_gpu) == len(on_cpu) == 9
+    assert max(np.abs(a - b).mean() for a, b in zip(on_gpu, on_cpu)) < 0.5  # the same colours, frame by frame

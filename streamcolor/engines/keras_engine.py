@@ -29,6 +29,12 @@ full time, so batches run as given.
 Precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (Keras mixed precision:
 compute in 16 bits, weights and outputs in float32), or ``"auto"``: bf16 on a
 GPU, fp32 on a CPU (most CPUs have no fast 16-bit convolutions).
+
+Copies to the GPU (JAX): each input is copied as :attr:`KerasEngine.transfer`, float32 by
+default or ``"bfloat16"`` / ``"float16"`` (half the bytes; cast back to float32 on the GPU,
+before the network, which computes in 16 bits under bf16/fp16 anyway), split over
+:attr:`KerasEngine.copy_threads` threads when more than one (the cast and the copy of
+each part of the rows run in parallel; the parts are joined on the GPU).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import importlib.util
 import logging
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -48,6 +55,8 @@ log = logging.getLogger(__name__)
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 #: Frames per engine call on a GPU: enough to fill it at render 256-320 without a long wait for the first.
 GPU_BATCH = 64
+#: Dtypes the engine can copy its inputs to the GPU in (see :attr:`KerasEngine.transfer`).
+TRANSFERS = ("float32", "bfloat16", "float16")
 
 
 def _import_keras():
@@ -102,6 +111,13 @@ class KerasEngine(Engine):
         self.pad_batches = self.gpu if pad_batches is None else bool(pad_batches)
         #: Rows per dispatched chunk when :attr:`pad_batches` (see the module's docstring).
         self.chunk_rows = GPU_BATCH
+        #: Dtype of the inputs' copies to the GPU, one of :data:`TRANSFERS` (JAX only).
+        self.transfer = "float32"
+        #: Threads that cast and copy the inputs' rows to the GPU (JAX only; 1: the calling thread).
+        self.copy_threads = 1
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_size = 0
+        self._jax = keras.backend.backend() == "jax"
         if precision == "auto":
             precision = "bf16" if self.gpu else "fp32"
         if precision not in POLICIES:
@@ -125,7 +141,7 @@ class KerasEngine(Engine):
             raise EngineError(f"{info.path}: Keras cannot load the model: {exc}") from exc
         finally:
             keras.config.set_dtype_policy(previous)
-        inference = _jax_call if keras.backend.backend() == "jax" else (lambda model: model.predict_on_batch)
+        inference = _jax_call if self._jax else (lambda model: model.predict_on_batch)
         # from here on, each model is kept as its inference function
         self._extractor = inference(self._extractor) if self._extractor is not None else None
         self._colorizer = inference(self._colorizer)
@@ -165,6 +181,8 @@ class KerasEngine(Engine):
         xs = [np.ascontiguousarray(x, dtype=np.float32) for x in inputs]
 
         def call(batch: list[np.ndarray]):
+            if self._jax and (self.transfer != "float32" or self.copy_threads > 1):
+                batch = [self._to_device(x) for x in batch]
             return fn(batch[0] if len(batch) == 1 else batch)
 
         if not self.pad_batches:
@@ -180,8 +198,33 @@ class KerasEngine(Engine):
         outs = [_as_f32(y)[:k] for y, k in pending]
         return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
+    def _to_device(self, x: np.ndarray):
+        """``x`` on JAX's default device, copied as :attr:`transfer` by :attr:`copy_threads` threads."""
+        import jax
+        import jax.numpy as jnp
+
+        if self.transfer not in TRANSFERS:
+            raise ValueError(f"transfer {self.transfer!r}: choose from {TRANSFERS}")
+        dtype = jnp.dtype(self.transfer)
+
+        def put(part: np.ndarray):
+            return jax.device_put(part.astype(dtype, copy=False))
+
+        n = min(self.copy_threads, len(x))
+        if n <= 1:
+            return put(x)
+        if self._pool is None or self._pool_size != n:
+            if self._pool is not None:
+                self._pool.shutdown()
+            self._pool, self._pool_size = ThreadPoolExecutor(n, thread_name_prefix="streamcolor-copy"), n
+        cuts = np.linspace(0, len(x), n + 1).astype(int)
+        return jnp.concatenate(list(self._pool.map(put, [x[a:b] for a, b in zip(cuts[:-1], cuts[1:])])))
+
     def close(self) -> None:
         self._extractor = self._colorizer = None
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
 
 def _jax_call(model):
@@ -196,7 +239,12 @@ def _jax_call(model):
 
     trainable = [v.value for v in model.trainable_variables]
     frozen = [v.value for v in model.non_trainable_variables]
-    run = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, x, training=False)[0])
+    import jax.numpy as jnp
+
+    def f32(x):  # inputs copied in 16 bits (KerasEngine.transfer) become float32 here, on the device
+        return [jnp.asarray(a, jnp.float32) for a in x] if isinstance(x, list) else jnp.asarray(x, jnp.float32)
+
+    run = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, f32(x), training=False)[0])
     return lambda x: run(trainable, frozen, x)
 
 
