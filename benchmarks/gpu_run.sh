@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Issue 17's GPU figures, measured through the product itself, in one call of the device tool.
 #
-# It ran twice on an H200 on 2026-11-30 (benchmarks/results/pipeline-gpu-h200-2026-11-30*.json,
+# It ran four times on an H200 on 2026-11-30 (benchmarks/results/pipeline-gpu-h200-2026-11-30*.json,
 # docs/benchmarks.md): the first call with the defaults below took 436 s of a 600 s limit (the
-# machine's start and the transfers add about 30 s); tests/test_bench_scripts.py runs its --quick
-# form on the CPU.
+# machine's start and the transfers add about 30 s); the notes in each results file give each
+# call's ARGS and PARTS; tests/test_bench_scripts.py runs its --quick form on the CPU.
 #
 #   bash benchmarks/gpu_run.sh prepare   # here: wheels into .whl/ (ignored), trim the tree (below)
 #   device run: command "bash benchmarks/gpu_run.sh device", carry [".whl"], timeout_s 600
 #                (BOUND_S, 470 s, bounds the measuring; then 60 s at most for the CLI on a 1080p clip;
-#                ARGS replaces the script's arguments, e.g. fewer clips or rounds for a shorter call)
+#                ARGS replaces the script's arguments, e.g. fewer clips or rounds for a shorter call;
+#                PARTS names the parts to run, e.g. "engine rss"; CLI_S=0 leaves the CLI run out)
 #   bash benchmarks/gpu_run.sh restore   # here: the whole tree back (always, even if the call failed)
 #
 # Why "prepare" trims: the device tool sends the working tree, 64 MiB at most, and the tracked files

@@ -36,12 +36,16 @@ change).  For each video size (576p and 1080p):
   work a pipeline adds to the engine's and the codec's goes.
 
 Engine: ``Engine.predict`` images/s at 256 x 256 for batch 1, 16 and 64, through the
-engine class the product calls (a JIT engine compiles each shape in a warm-up call).
+engine class the product calls (a JIT engine compiles each shape in a warm-up call); with
+``--engine-variants``, again with other settings of the same engine (the Keras engine's
+``copy_threads``, ``transfer``, ``chunk_rows``), each set back afterwards.
 
 Batch: 1-megapixel gray JPEGs through ``colorize_archive`` against the same
 bound (engine only on their network inputs; decode + encode only of the same
 photos, on as many threads as the archive uses; the two together) and
-``colorize_image`` one by one.  Memory: peak RSS of a fresh process colorizing a 10 s and a 60 s clip.
+``colorize_image`` one by one.  Memory: peak RSS of a fresh process colorizing a 10 s and a 60 s clip
+(with the ``--backend`` engine).  The parts run in the order engine, batch, memory, video: video
+is the longest, so a time limit cuts it and not the others.
 
 The machine may be shared: the 1-minute load average is recorded around every
 measurement; compare ratios measured in this one run, not absolute figures

@@ -22,9 +22,9 @@ On a GPU the engine therefore runs a batch of N as chunks of at most
 of two (:func:`batch_bucket`): at most seven compiled batch sizes per image shape,
 for rows that cost the GPU next to nothing.  The chunks are all dispatched before
 the first result is read (JAX runs a call asynchronously), so one chunk's copy to
-the GPU overlaps the previous chunk's network instead of waiting for it: on the
-H200 a batch-64 call spent half its time in copies.  On a CPU every row costs its
-full time, so batches run as given.
+the GPU can overlap the previous chunk's network instead of waiting for it (on the
+H200, chunks of 32 were slower than 64: ``benchmarks/results/pipeline-gpu-h200-2026-11-30-overlap.json``).
+On a CPU every row costs its full time, so batches run as given.
 
 Precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (Keras mixed precision:
 compute in 16 bits, weights and outputs in float32), or ``"auto"``: bf16 on a
@@ -34,7 +34,12 @@ Copies to the GPU (JAX): each input is copied as :attr:`KerasEngine.transfer`, f
 default or ``"bfloat16"`` / ``"float16"`` (half the bytes; cast back to float32 on the GPU,
 before the network, which computes in 16 bits under bf16/fp16 anyway), split over
 :attr:`KerasEngine.copy_threads` threads when more than one (the cast and the copy of
-each part of the rows run in parallel; the parts are joined on the GPU).
+each part of the rows run in parallel; the parts are joined on the GPU).  On the H200 a
+batch-64 call at 256 x 256 spent about a third of its time copying 16.8 MB of float32 L
+from pageable memory, one thread at a time; :data:`GPU_COPY_THREADS` threads took it
+from 8,799 to 10,510 images/s (12,670 at batch 256), while 16-bit copies were slower
+(the cast on the CPU costs more than the bytes it saves):
+``benchmarks/results/pipeline-gpu-h200-2026-11-30-copies.json``.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ log = logging.getLogger(__name__)
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 #: Frames per engine call on a GPU: enough to fill it at render 256-320 without a long wait for the first.
 GPU_BATCH = 64
+#: Threads that copy a batch's inputs to a GPU (JAX): 4 beat 1 and 8 on the H200 (see the module's docstring).
+GPU_COPY_THREADS = 4
 #: Dtypes the engine can copy its inputs to the GPU in (see :attr:`KerasEngine.transfer`).
 TRANSFERS = ("float32", "bfloat16", "float16")
 
@@ -111,13 +118,14 @@ class KerasEngine(Engine):
         self.pad_batches = self.gpu if pad_batches is None else bool(pad_batches)
         #: Rows per dispatched chunk when :attr:`pad_batches` (see the module's docstring).
         self.chunk_rows = GPU_BATCH
+        self._jax = keras.backend.backend() == "jax"
         #: Dtype of the inputs' copies to the GPU, one of :data:`TRANSFERS` (JAX only).
         self.transfer = "float32"
-        #: Threads that cast and copy the inputs' rows to the GPU (JAX only; 1: the calling thread).
-        self.copy_threads = 1
+        #: Threads that cast and copy the inputs' rows to the GPU (JAX only; 1: the calling thread;
+        #: :data:`GPU_COPY_THREADS` on a GPU).
+        self.copy_threads = GPU_COPY_THREADS if self.gpu and self._jax else 1
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
-        self._jax = keras.backend.backend() == "jax"
         if precision == "auto":
             precision = "bf16" if self.gpu else "fp32"
         if precision not in POLICIES:
