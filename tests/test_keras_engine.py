@@ -71,7 +71,10 @@ keras_eng.pad_batches, keras_eng.chunk_rows = False, keras_engine.GPU_BATCH
 out["pad_shapes"] = [list(chunked.shape), list(padded.shape)]
 # copies in 16 bits, split over two threads (a GPU's copy settings; here the same code on the CPU device)
 keras_eng.transfer, keras_eng.copy_threads = "bfloat16", 2
+keras_engine.MIN_COPY_PART = 1  # (these rows are small: split them all the same)
 out["copy16_diff"] = float(np.abs(keras_eng.predict(l3) - plain).max())
+import threading
+out["copy_threads_seen"] = sum(t.name.startswith("streamcolor-copy") for t in threading.enumerate())
 keras_eng.transfer = "int8"
 try:
     keras_eng.predict(l3)
@@ -177,4 +180,5 @@ def test_keras_engine_copies_in_16_bits_over_threads(jax_run):
     in parallel and joined on the device; the colours move by the input's bf16 rounding only.  A dtype
     it cannot copy in is refused, naming the choices."""
     assert 0 < jax_run["copy16_diff"] < 0.02, jax_run["copy16_diff"]  # 2.5 a*b* units at the worst pixel
+    assert jax_run["copy_threads_seen"] == 2  # the rows went over two threads
     assert "int8" in jax_run["bad_transfer"] and "bfloat16" in jax_run["bad_transfer"]

@@ -62,6 +62,9 @@ POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"
 GPU_BATCH = 64
 #: Threads that copy a batch's inputs to a GPU (JAX): 4 beat 1 and 8 on the H200 (see the module's docstring).
 GPU_COPY_THREADS = 4
+#: Bytes a copy thread takes at least: a smaller input is copied by fewer threads (a 256 x 256 row
+#: of float32 L is 256 KiB; the threads and the join on the GPU cost tens of microseconds).
+MIN_COPY_PART = 1 << 20
 #: Dtypes the engine can copy its inputs to the GPU in (see :attr:`KerasEngine.transfer`).
 TRANSFERS = ("float32", "bfloat16", "float16")
 
@@ -218,7 +221,7 @@ class KerasEngine(Engine):
         def put(part: np.ndarray):
             return jax.device_put(part.astype(dtype, copy=False))
 
-        n = min(self.copy_threads, len(x))
+        n = min(self.copy_threads, len(x), max(1, x.nbytes // MIN_COPY_PART))
         if n <= 1:
             return put(x)
         if self._pool is None or self._pool_size != n:
