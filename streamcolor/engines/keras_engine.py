@@ -48,6 +48,7 @@ import importlib.util
 import logging
 import os
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -129,6 +130,7 @@ class KerasEngine(Engine):
         self.copy_threads = GPU_COPY_THREADS if self.gpu and self._jax else 1
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
+        self._pool_lock = threading.Lock()  # (callers may share the engine across threads)
         if precision == "auto":
             precision = "bf16" if self.gpu else "fp32"
         if precision not in POLICIES:
@@ -224,18 +226,21 @@ class KerasEngine(Engine):
         n = min(self.copy_threads, len(x), max(1, x.nbytes // MIN_COPY_PART))
         if n <= 1:
             return put(x)
-        if self._pool is None or self._pool_size != n:
-            if self._pool is not None:
-                self._pool.shutdown()
-            self._pool, self._pool_size = ThreadPoolExecutor(n, thread_name_prefix="streamcolor-copy"), n
+        with self._pool_lock:
+            if self._pool is None or self._pool_size < n:
+                if self._pool is not None:
+                    self._pool.shutdown(wait=False)  # (a call still using it finishes its parts)
+                self._pool, self._pool_size = ThreadPoolExecutor(n, thread_name_prefix="streamcolor-copy"), n
+            pool = self._pool
         cuts = np.linspace(0, len(x), n + 1).astype(int)
-        return jnp.concatenate(list(self._pool.map(put, [x[a:b] for a, b in zip(cuts[:-1], cuts[1:])])))
+        return jnp.concatenate(list(pool.map(put, [x[a:b] for a, b in zip(cuts[:-1], cuts[1:])])))
 
     def close(self) -> None:
         self._extractor = self._colorizer = None
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
 
 
 def _jax_call(model):
