@@ -805,9 +805,11 @@ class _Job:
 
     def _full_batch(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
         """On a GPU, a short batch (a video's last) repeated up to the batch size (callers keep the
-        rows they sent: ``zip`` stops at the frames).  Why: a JIT engine compiles each new batch
-        shape, which takes seconds and keeps its executable in memory, for one call whose extra rows
-        cost the GPU next to nothing; this way a video compiles one shape, whatever its length."""
+        rows they sent: ``zip`` stops at the frames).  Why: a JIT engine (Keras on JAX) compiles
+        each new batch shape, which takes seconds and keeps its executable in memory, for one call
+        whose extra rows cost the GPU next to nothing; this way a video's colorizer runs one batch
+        shape, whatever the video's length (a two-graph model's classifier still sees as many key
+        frames as a batch has scene cuts).  Other GPU engines run the extra rows at that same small cost."""
         k = len(arrays[0])
         if not self.engine.on_gpu or k >= self.batch_size:
             return arrays

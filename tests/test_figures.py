@@ -212,10 +212,11 @@ PROSE = [
                   "{x4_64} | {x4_256} |", GPU4),
     *_each(BENCH, "took {c64t} ms of a 7.3 ms call", GPU4),
     *_each(BENCH, "batch 64 went from {l64} to {x4_64} images/s and batch 256 from {l256} to {x4_256}.", GPU4),
-    *_each(BENCH, "its spread here ({x4_1} to {l1}) is the noise", GPU4),
+    *_each(BENCH, "spread from {x8_1} to {l1} between rows", GPU4),
     *_each(BENCH, "it gained on batch 64 here ({l256} against {l64}, one thread)", GPU4),
     *_each(BENCH, "but not in the first of these calls ({l256} against {l64}), where", GPU3),
-    *_each(BENCH, "at every batch above 1 ({c32_64} against {l64} at batch 64)", GPU3),
+    *_each(BENCH, "at batch 64 and above ({c32_64} against {l64} at batch 64; at batch 16, two chunks of 32 against one "
+                  "of 64, they were faster: {c32_16} against {l16})", GPU3),
     *_each(BENCH, "decode + encode of the same 1080p clip ran {g_c0} fps in the first of them against", GPU3),
     *_each(BENCH, "against {g_c0} above", GPU1),
     *_each(BENCH, "engine only {g_e0} fps, decode + encode only {g_c0} fps, bound {g_b0}, `colorize_video` {g_p0} fps: "

@@ -67,6 +67,10 @@ keras_eng.chunk_rows = 2
 chunked = keras_eng.predict(l3)
 keras_eng.chunk_rows = 4
 padded = keras_eng.predict(l3)
+keras_eng.chunk_rows = 1  # six chunks: more than keras_engine.MAX_IN_FLIGHT at once
+streamed = keras_eng.predict(np.concatenate([l3, l3]))
+out["in_flight"] = keras_engine.MAX_IN_FLIGHT
+out["stream_diff"] = float(np.abs(streamed - np.concatenate([plain, plain])).max())
 keras_eng.pad_batches, keras_eng.chunk_rows = False, keras_engine.GPU_BATCH
 out["pad_shapes"] = [list(chunked.shape), list(padded.shape)]
 # copies in 16 bits, split over two threads (a GPU's copy settings; here the same code on the CPU device)
@@ -75,11 +79,12 @@ keras_engine.MIN_COPY_PART = 1  # (these rows are small: split them all the same
 out["copy16_diff"] = float(np.abs(keras_eng.predict(l3) - plain).max())
 import threading
 out["copy_threads_seen"] = sum(t.name.startswith("streamcolor-copy") for t in threading.enumerate())
-keras_eng.transfer = "int8"
-try:
-    keras_eng.predict(l3)
-except ValueError as exc:
-    out["bad_transfer"] = str(exc)
+out["bad_settings"] = []
+for name, bad in [("transfer", "int8"), ("copy_threads", 0), ("copy_threads", 2.5), ("chunk_rows", 0)]:
+    try:
+        setattr(keras_eng, name, bad)
+    except ValueError as exc:
+        out["bad_settings"].append(str(exc))
 keras_eng.transfer, keras_eng.copy_threads = "float32", 1
 out["pad_diff"] = max(float(np.abs(plain - chunked).max()), float(np.abs(plain - padded).max()))
 bf16 = load_engine("default", "keras", precision="bf16")
@@ -153,6 +158,7 @@ def test_keras_engine_padded_batches_give_the_same_colours(jax_run):
     assert jax_run["pad_on_cpu"] is False
     assert jax_run["pad_shapes"][0] == jax_run["pad_shapes"][1] == [3, *jax_run["shape"][1:]]
     assert jax_run["pad_diff"] < 1e-5, jax_run["pad_diff"]
+    assert jax_run["in_flight"] < 6 and jax_run["stream_diff"] < 1e-5, jax_run["stream_diff"]
 
 
 def test_keras_engine_bf16_stays_close_to_fp32(jax_run):
@@ -178,7 +184,9 @@ def test_codec_auto_says_what_it_chose(jax_run):
 def test_keras_engine_copies_in_16_bits_over_threads(jax_run):
     """``transfer="bfloat16"`` with two ``copy_threads``: half the bytes to copy, the rows cast and copied
     in parallel and joined on the device; the colours move by the input's bf16 rounding only.  A dtype
-    it cannot copy in is refused, naming the choices."""
+    it cannot copy in, or a count that is not a whole number >= 1, is refused when set, naming the setting."""
     assert 0 < jax_run["copy16_diff"] < 0.02, jax_run["copy16_diff"]  # 2.5 a*b* units at the worst pixel
     assert jax_run["copy_threads_seen"] == 2  # the rows went over two threads
-    assert "int8" in jax_run["bad_transfer"] and "bfloat16" in jax_run["bad_transfer"]
+    transfer, *counts = jax_run["bad_settings"]
+    assert "int8" in transfer and "bfloat16" in transfer
+    assert [c.split()[0] for c in counts] == ["copy_threads", "copy_threads", "chunk_rows"], counts

@@ -20,10 +20,12 @@ batch, a folder's shape groups) would spend more time compiling than computing.
 On a GPU the engine therefore runs a batch of N as chunks of at most
 :attr:`KerasEngine.chunk_rows` (:data:`GPU_BATCH`), each padded up to the next power
 of two (:func:`batch_bucket`): at most seven compiled batch sizes per image shape,
-for rows that cost the GPU next to nothing.  The chunks are all dispatched before
-the first result is read (JAX runs a call asynchronously), so one chunk's copy to
-the GPU can overlap the previous chunk's network instead of waiting for it (on the
-H200, chunks of 32 were slower than 64: ``benchmarks/results/pipeline-gpu-h200-2026-11-30-overlap.json``).
+for rows that cost the GPU next to nothing.  Up to :data:`MAX_IN_FLIGHT` chunks are
+dispatched before the first result is read (JAX runs a call asynchronously), so one
+chunk's copy to the GPU can overlap the previous chunk's network instead of waiting
+for it; a call of one chunk (a video's batch of 64) still copies, computes and reads
+back in series (on the H200, chunks of 32 were slower than 64 at batch 64 and above:
+``benchmarks/results/pipeline-gpu-h200-2026-11-30-overlap.json``).
 On a CPU every row costs its full time, so batches run as given.
 
 Precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (Keras mixed precision:
@@ -32,13 +34,13 @@ GPU, fp32 on a CPU (most CPUs have no fast 16-bit convolutions).
 
 Copies to the GPU (JAX): each input is copied as :attr:`KerasEngine.transfer`, float32 by
 default or ``"bfloat16"`` / ``"float16"`` (half the bytes; cast back to float32 on the GPU,
-before the network, which computes in 16 bits under bf16/fp16 anyway), split over
-:attr:`KerasEngine.copy_threads` threads when more than one (the cast and the copy of
-each part of the rows run in parallel; the parts are joined on the GPU).  On the H200 a
-batch-64 call at 256 x 256 spent about a third of its time copying 16.8 MB of float32 L
-from pageable memory, one thread at a time; :data:`GPU_COPY_THREADS` threads took it
-from 8,799 to 10,510 images/s (12,670 at batch 256), while 16-bit copies were slower
-(the cast on the CPU costs more than the bytes it saves):
+before the network, which computes in 16 bits under bf16/fp16 anyway; under fp32 a 16-bit
+copy rounds the input), split over :attr:`KerasEngine.copy_threads` threads when more
+than one (the cast and the copy of each part of the rows run in parallel; the parts are
+joined on the GPU).  On the H200 a batch-64 call at 256 x 256 spent about a third of its
+time copying 16.8 MB of float32 L from pageable memory, one thread at a time; in one
+measurement :data:`GPU_COPY_THREADS` threads took batch 64 from 8,799 to 10,510 images/s
+(256: 11,240 to 12,670), while 16-bit copies were slower (likely the cast on the CPU):
 ``benchmarks/results/pipeline-gpu-h200-2026-11-30-copies.json``.
 """
 
@@ -61,13 +63,15 @@ log = logging.getLogger(__name__)
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 #: Frames per engine call on a GPU: enough to fill it at render 256-320 without a long wait for the first.
 GPU_BATCH = 64
-#: Threads that copy a batch's inputs to a GPU (JAX): 4 beat 1 and 8 on the H200 (see the module's docstring).
+#: Threads that copy a batch's inputs to a GPU (JAX): of 1, 4 and 8, 4 did best in one measurement on the H200.
 GPU_COPY_THREADS = 4
 #: Bytes a copy thread takes at least: a smaller input is copied by fewer threads (a 256 x 256 row
 #: of float32 L is 256 KiB; the threads and the join on the GPU cost tens of microseconds).
 MIN_COPY_PART = 1 << 20
 #: Dtypes the engine can copy its inputs to the GPU in (see :attr:`KerasEngine.transfer`).
 TRANSFERS = ("float32", "bfloat16", "float16")
+#: Chunks of one call on the device at once (the H200 figures ran batches of up to 4 chunks).
+MAX_IN_FLIGHT = 4
 
 
 def _import_keras():
@@ -120,13 +124,9 @@ class KerasEngine(Engine):
 
         self.gpu = on_gpu(keras)
         self.pad_batches = self.gpu if pad_batches is None else bool(pad_batches)
-        #: Rows per dispatched chunk when :attr:`pad_batches` (see the module's docstring).
-        self.chunk_rows = GPU_BATCH
         self._jax = keras.backend.backend() == "jax"
-        #: Dtype of the inputs' copies to the GPU, one of :data:`TRANSFERS` (JAX only).
+        self.chunk_rows = GPU_BATCH
         self.transfer = "float32"
-        #: Threads that cast and copy the inputs' rows to the GPU (JAX only; 1: the calling thread;
-        #: :data:`GPU_COPY_THREADS` on a GPU).
         self.copy_threads = GPU_COPY_THREADS if self.gpu and self._jax else 1
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
@@ -166,6 +166,37 @@ class KerasEngine(Engine):
         return f"keras-{'gpu' if self.gpu else 'cpu'}-{self.precision}:{self.info.name}"
 
     @property
+    def chunk_rows(self) -> int:
+        """Rows per dispatched chunk when :attr:`pad_batches` (see the module's docstring)."""
+        return self._chunk_rows
+
+    @chunk_rows.setter
+    def chunk_rows(self, value: int) -> None:
+        self._chunk_rows = _count("chunk_rows", value)
+
+    @property
+    def copy_threads(self) -> int:
+        """Threads that cast and copy an input's rows to the device (JAX only; 1: the calling
+        thread; :data:`GPU_COPY_THREADS` on a GPU)."""
+        return self._copy_threads
+
+    @copy_threads.setter
+    def copy_threads(self, value: int) -> None:
+        self._copy_threads = _count("copy_threads", value)
+
+    @property
+    def transfer(self) -> str:
+        """Dtype of the inputs' copies to the device, one of :data:`TRANSFERS` (JAX only; a 16-bit
+        copy rounds the input, which a bf16/fp16 network does anyway, an fp32 one does not)."""
+        return self._transfer
+
+    @transfer.setter
+    def transfer(self, value: str) -> None:
+        if value not in TRANSFERS:
+            raise ValueError(f"transfer {value!r}: choose from {TRANSFERS}")
+        self._transfer = value
+
+    @property
     def preferred_batch_size(self) -> int:
         return GPU_BATCH if self.gpu else super().preferred_batch_size
 
@@ -200,15 +231,18 @@ class KerasEngine(Engine):
 
         if not self.pad_batches:
             return _as_f32(call(xs))
-        n, cap, pending = len(xs[0]), self.chunk_rows, []
+        n, cap, pending, outs = len(xs[0]), self.chunk_rows, [], []
         for i in range(0, n, cap):
             chunk = [x[i:i + cap] for x in xs]
             k = len(chunk[0])
             extra = batch_bucket(k, cap) - k
             if extra:
                 chunk = [np.concatenate([c, np.zeros((extra, *c.shape[1:]), np.float32)]) for c in chunk]
+            if len(pending) == MAX_IN_FLIGHT:  # (so that a huge batch does not sit on the device whole)
+                y, kept = pending.pop(0)
+                outs.append(_as_f32(y)[:kept])
             pending.append((call(chunk), k))  # on JAX: queued, not waited for
-        outs = [_as_f32(y)[:k] for y, k in pending]
+        outs += [_as_f32(y)[:k] for y, k in pending]
         return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
     def _to_device(self, x: np.ndarray):
@@ -216,8 +250,6 @@ class KerasEngine(Engine):
         import jax
         import jax.numpy as jnp
 
-        if self.transfer not in TRANSFERS:
-            raise ValueError(f"transfer {self.transfer!r}: choose from {TRANSFERS}")
         dtype = jnp.dtype(self.transfer)
 
         def put(part: np.ndarray):
@@ -228,8 +260,8 @@ class KerasEngine(Engine):
             return put(x)
         with self._pool_lock:
             if self._pool is None or self._pool_size < n:
-                if self._pool is not None:
-                    self._pool.shutdown(wait=False)  # (a call still using it finishes its parts)
+                # a smaller pool is dropped, not shut down: a call in another thread may still be
+                # handing it parts (its idle threads end once nothing refers to it)
                 self._pool, self._pool_size = ThreadPoolExecutor(n, thread_name_prefix="streamcolor-copy"), n
             pool = self._pool
         cuts = np.linspace(0, len(x), n + 1).astype(int)
@@ -262,6 +294,13 @@ def _jax_call(model):
 
     run = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, f32(x), training=False)[0])
     return lambda x: run(trainable, frozen, x)
+
+
+def _count(name: str, value: object) -> int:
+    """``value`` as a count of at least 1, or a ValueError that names the setting."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    return int(value)
 
 
 def batch_bucket(n: int, cap: int = GPU_BATCH) -> int:
