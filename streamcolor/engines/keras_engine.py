@@ -221,7 +221,8 @@ class KerasEngine(Engine):
 
     def _run(self, fn, *inputs: np.ndarray) -> np.ndarray:
         """A model's inference function ``fn`` on ``inputs`` (each (N, ...)), in float32; as padded
-        chunks of :attr:`chunk_rows` when :attr:`pad_batches`, all dispatched before any is read."""
+        chunks of :attr:`chunk_rows` when :attr:`pad_batches`, up to :data:`MAX_IN_FLIGHT` of them
+        dispatched before the oldest is read."""
         xs = [np.ascontiguousarray(x, dtype=np.float32) for x in inputs]
 
         def call(batch: list[np.ndarray]):
@@ -284,10 +285,10 @@ def _jax_call(model):
     ran at 170 images/s through it).  ``stateless_call`` under ``jax.jit`` computes the same
     graph with the weights passed as arrays that stay on the device."""
     import jax
+    import jax.numpy as jnp
 
     trainable = [v.value for v in model.trainable_variables]
     frozen = [v.value for v in model.non_trainable_variables]
-    import jax.numpy as jnp
 
     def f32(x):  # inputs copied in 16 bits (KerasEngine.transfer) become float32 here, on the device
         return [jnp.asarray(a, jnp.float32) for a in x] if isinstance(x, list) else jnp.asarray(x, jnp.float32)
