@@ -271,9 +271,9 @@ def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
     """ms per frame of each pipeline step run alone, in the pipeline's own functions (a gray clip
     into yuv420p: the direct 4:2:0 route); and of the RGB route's steps that it replaces."""
     from streamcolor.colorize import compose, to_dtype, upsample_ab
-    from streamcolor.video import (ChromaStabilizer, frame_network_input, gray_lut, histogram_distance,
-                                   l_histogram, on_grid, plane_array, rgb_kwargs)
-    from streamcolor.yuv420 import Yuv420Composer, composer
+    from streamcolor.video.lightness import frame_network_input, gray_lut, plane_array, rgb_kwargs
+    from streamcolor.video.stabilizer import ChromaStabilizer, histogram_distance, l_histogram, on_grid
+    from streamcolor.video.yuv420 import Yuv420Composer, composer
 
     colour = options.color_options(engine)
     batch = options.batch_size or engine.video_batch_size  # what the pipeline uses
@@ -345,7 +345,7 @@ def _frame_l(frame) -> tuple[np.ndarray | None, np.ndarray]:
     import cv2
 
     from streamcolor.colorize import pixels_to_l
-    from streamcolor.video import rgb_kwargs, gray_luma, gray_lut
+    from streamcolor.video.lightness import gray_luma, gray_lut, rgb_kwargs
 
     luma = gray_luma(frame)
     if luma is None:

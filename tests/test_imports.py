@@ -5,7 +5,7 @@ streamcolor; the user-facing ``streamcolor`` modules and ``streamcolor.trainer``
 stand on it and never import each other; ``benchmarks`` and ``tests`` may
 import anything.  No module uses a private (underscore) name of another
 streamcolor module.  Each outside library with a home has one: PyAV in
-``streamcolor/video.py``, Ray in ``streamcolor/ray/pool.py``, zip and tar in
+``streamcolor/video/``, Ray in ``streamcolor/ray/pool.py``, zip and tar in
 ``streamcolor/engines/archives.py``, ONNX Runtime in ``streamcolor/engines/``
 (and the trainer's quantizer, which calibrates with it).
 """
@@ -126,7 +126,7 @@ def test_no_private_name_of_another_module_is_used():
 
 
 @pytest.mark.parametrize("library, home", [
-    ("av", ["streamcolor/video.py"]),
+    ("av", ["streamcolor/video/"]),
     ("ray", ["streamcolor/ray/pool.py"]),
     ("zipfile", ["streamcolor/engines/archives.py"]),
     ("tarfile", ["streamcolor/engines/archives.py"]),

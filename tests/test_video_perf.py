@@ -19,7 +19,7 @@ import concurrent.futures
 from streamcolor import colorize
 from streamcolor.colorize import Scratch, compose, pixels_to_l, to_dtype
 from streamcolor.engines import lab
-from streamcolor.video import rgb_kwargs, gray_luma, gray_lut
+from streamcolor.video.lightness import gray_luma, gray_lut, rgb_kwargs
 
 
 def _frame(rgb: np.ndarray, pix_fmt: str) -> av.VideoFrame:

@@ -1,4 +1,4 @@
-"""Gray frames composed straight into 4:2:0 planes (streamcolor.yuv420) against the
+"""Gray frames composed straight into 4:2:0 planes (streamcolor.video.yuv420) against the
 reference route: full-res sRGB (colorize.render) converted by FFmpeg (swscale)."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import pytest
 
 from streamcolor.colorize import render
 from streamcolor.engines import lab
-from streamcolor.video import VideoOptions, colorize_video, gray_lut, make_clip
-from streamcolor.yuv420 import Yuv420Composer, composer, ycbcr_matrix
+from streamcolor.video import VideoOptions, colorize_video, make_clip
+from streamcolor.video.lightness import gray_lut
+from streamcolor.video.yuv420 import Yuv420Composer, composer, ycbcr_matrix
 
 SAMPLE = Path(__file__).resolve().parents[1] / "streamcolor" / "samples" / "chenonceau-bw.jpg"
 
@@ -172,7 +173,7 @@ def test_network_input_from_the_half_res_blocks_equals_the_full_res_one(size, fr
     it is at least twice the render size: area averages of area averages, the input the full-res L* gives
     within OpenCV's area weights at a fractional scale (a fraction of one L* unit)."""
     from streamcolor.colorize import ColorOptions, network_input
-    from streamcolor.video import frame_network_input
+    from streamcolor.video.lightness import frame_network_input
 
     height, width = size
     luma = _luma(height, width, hd=height >= 720)
@@ -193,7 +194,7 @@ def test_network_input_from_the_half_res_blocks_equals_the_full_res_one(size, fr
 def test_strips_of_rows_give_the_planes_of_one_pass(monkeypatch):
     """The half-res colour work runs a strip of rows at a time (to stay in cache); any strip height,
     one row or several with a short last one, gives the same planes byte for byte as one pass."""
-    import streamcolor.yuv420 as y420
+    import streamcolor.video.yuv420 as y420
 
     height, width = 180, 320
     luma = _luma(height, width, hd=False)

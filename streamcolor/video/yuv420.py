@@ -62,7 +62,7 @@ class Yuv420Composer:
     frame's luma codes and the network's a*b*.
 
     ``l_table``: L* (float32, 256) of each luma code of the input frames (from
-    ``streamcolor.video.gray_lut``, so L* is the one the RGB route would give);
+    ``streamcolor.video.lightness.gray_lut``, so L* is the one the RGB route would give);
     ``hd``: BT.709 output, else BT.601; ``saturation``: a*b* gain, as in ``render``.
     """
 

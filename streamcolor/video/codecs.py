@@ -1,0 +1,151 @@
+"""Which video encoder, and its options in each encoder family's own words.
+
+``codec="auto"`` is resolved here (NVENC when it opens on this machine, else
+libx264; VP9 for WebM), and encoder names, pixel formats and options are
+checked before any frame is decoded, so that a typo is said plainly.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+import av
+import av.error
+
+if TYPE_CHECKING:
+    from streamcolor.video.options import VideoOptions
+
+log = logging.getLogger(__name__)
+
+
+#: The encoder used unless another is asked for.
+DEFAULT_CODEC = "libx264"
+#: Hardware H.264 encoders tried, in order, by ``codec="auto"`` (each must open here).
+HARDWARE_CODECS = ("h264_nvenc",)
+
+
+def needs_even(pix_fmt: str) -> tuple[bool, bool]:
+    """Whether (width, height) must be even for ``pix_fmt`` (chroma subsampled by 2 that way)."""
+    probe = 1001
+    try:
+        fmt = av.VideoFormat(pix_fmt, probe, probe)
+    except ValueError as exc:
+        raise ValueError(f"unknown pixel format {pix_fmt!r}") from exc
+    if sum(1 for c in fmt.components if not c.is_alpha) < 3:
+        raise ValueError(f"pixel format {pix_fmt!r} has no colour channels: the colour would be thrown away "
+                         "(use yuv420p, yuv444p, yuv420p10le...)")
+    return fmt.chroma_width(probe) != probe, fmt.chroma_height(probe) != probe
+
+
+@functools.lru_cache(maxsize=None)
+def encoder_opens(codec: str) -> bool:
+    """Whether ``codec`` exists and opens on this machine (hardware encoders need their device)."""
+    if codec not in av.codecs_available:
+        return False
+    try:
+        ctx = av.CodecContext.create(codec, "w")
+        ctx.width, ctx.height, ctx.pix_fmt = 256, 256, "yuv420p"
+        ctx.time_base = Fraction(1, 25)
+        ctx.framerate = Fraction(25)
+        ctx.open()
+        return True
+    except (av.error.FFmpegError, ValueError, RuntimeError) as exc:
+        log.debug("encoder %s does not open: %s", codec, exc)
+        return False
+
+
+#: Containers that cannot hold H.264, and what ``codec="auto"`` encodes into them instead.
+AUTO_BY_CONTAINER = {"webm": ("libvpx-vp9", "libvpx")}
+
+
+def pick_codec(codec: str, container: str | None = None) -> str:
+    """Resolve ``"auto"`` to a hardware H.264 encoder that opens here, else :data:`DEFAULT_CODEC`
+    (the choice and its reason are logged once per process); for a ``container`` that cannot
+    hold H.264 (WebM), its own encoder (:data:`AUTO_BY_CONTAINER`)."""
+    if codec != "auto":
+        return codec
+    for name in AUTO_BY_CONTAINER.get(container or "", ()):
+        if name in av.codecs_available:
+            log.info("codec='auto': encoding with %s (a %s file cannot hold H.264)", name, container)
+            return name
+    return _pick_auto()
+
+
+@functools.lru_cache(maxsize=1)
+def _pick_auto() -> str:
+    for hw in HARDWARE_CODECS:
+        if encoder_opens(hw):
+            log.info("codec='auto': encoding with %s on the GPU (NVIDIA NVENC)", hw)
+            return hw
+    gpu = os.path.exists("/dev/nvidia0") or os.path.exists("/proc/driver/nvidia")
+    missing = [hw for hw in HARDWARE_CODECS if hw not in av.codecs_available]
+    why = (f"this PyAV build has no {', '.join(missing)}" if missing
+           else f"{', '.join(HARDWARE_CODECS)} does not open ({'driver or session limit?' if gpu else 'no NVIDIA GPU'})")
+    (log.warning if gpu else log.info)("codec='auto': %s; encoding with %s on the CPU", why, DEFAULT_CODEC)
+    return DEFAULT_CODEC
+
+
+def check_codec(codec: str) -> None:
+    """ValueError unless ``codec`` is ``"auto"`` or a video encoder of this PyAV
+    build (an audio encoder such as aac, or a misspelt name, is refused here
+    rather than failing deep inside the encoder)."""
+    if codec == "auto":
+        return
+    try:
+        found = av.codec.Codec(codec, "w")
+    except Exception as exc:  # UnknownCodecError and friends
+        raise ValueError(f"codec {codec!r}: no such encoder in this PyAV build "
+                         "(video encoders: libx264, libx265, libvpx-vp9, h264_nvenc...)") from exc
+    if found.type != "video":
+        raise ValueError(f"codec {codec!r} is an {found.type} encoder, not a video encoder "
+                         "(use libx264, libx265, libvpx-vp9, h264_nvenc...)")
+
+
+def check_pix_fmt(codec: str, pix_fmt: str) -> None:
+    """ValueError unless ``codec`` can encode ``pix_fmt`` (what FFmpeg would refuse later
+    with a bare "Invalid argument"), naming the formats it takes."""
+    try:
+        formats = av.codec.Codec(codec, "w").video_formats
+    except Exception:  # an unknown codec: check_codec says so
+        return
+    names = [f.name for f in formats or ()]
+    if names and pix_fmt not in names:
+        raise ValueError(f"{codec} cannot encode {pix_fmt}; it takes {', '.join(names)}")
+
+
+def codec_options(codec: str, options: VideoOptions) -> dict[str, str]:
+    """Constant-quality and preset options in each encoder family's own words."""
+    q = str(options.quality)
+    if codec in ("libx264", "libx265", "libsvtav1"):
+        opts = {"crf": q}
+    elif codec.endswith("_nvenc"):
+        opts = {"rc": "vbr", "cq": q, "b": "0"}
+    elif codec in ("libvpx-vp9", "libvpx", "libaom-av1"):
+        opts = {"crf": q, "b": "0"}
+    else:
+        log.warning("quality=%s is not applied to %s (set encoder_options instead)", q, codec)
+        opts = {}
+    if options.preset:
+        opts["preset"] = options.preset
+    opts.update({str(k): str(v) for k, v in options.encoder_options.items()})
+    if codec == "libx265" and "log-level" not in opts.get("x265-params", ""):
+        # x265 prints its own log (two dozen lines a file) past FFmpeg's: at streamcolor's level instead
+        level = logging.getLogger("streamcolor").getEffectiveLevel()
+        x265_level = ("debug" if level <= logging.DEBUG else "info" if level <= logging.INFO
+                      else "warning" if level <= logging.WARNING else "error")
+        opts["x265-params"] = ":".join(filter(None, [opts.get("x265-params"), f"log-level={x265_level}"]))
+    return opts
+
+
+def plain_encoder(out, codec: str, options: VideoOptions, width: int, height: int, rate, time_base):
+    """A video stream in ``out`` with the pipeline's encoder settings and nothing else (no colour
+    tags, no copied streams): for the codec floor and the benchmarks' reference loops."""
+    vout = out.add_stream(codec, rate=rate)
+    vout.width, vout.height, vout.pix_fmt = width, height, options.pix_fmt
+    vout.time_base = vout.codec_context.time_base = time_base
+    vout.options = codec_options(codec, options)
+    return vout

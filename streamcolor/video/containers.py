@@ -1,0 +1,106 @@
+"""The files around the video stream: the input opened (with a clear error for what
+is not a video), the output staged under a temporary name, and the other streams
+(audio, subtitles, data, attachments) copied untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import stat
+from pathlib import Path
+from typing import Any, Mapping
+
+import av
+import av.error
+
+from streamcolor import image_io, tempfiles
+from streamcolor.errors import InputError, OutputError
+
+log = logging.getLogger(__name__)
+
+
+#: Container formats that hold still images, not videos.
+_IMAGE_FORMATS = {"image2", "image2pipe"}
+#: Tags that describe the old file or its old video encoding, not the new one (compared lower-case).
+_STALE_TAGS = ("encoder", "major_brand", "minor_version", "compatible_brands", "rotate", "duration", "bps",
+               "number_of_frames", "number_of_bytes", "_statistics_")
+
+
+def open_input(src: Path):
+    if not src.exists():
+        raise image_io.no_such_file(src)
+    if src.is_dir():
+        raise InputError(f"{src}: is a folder, not a video file")
+    mode = src.stat().st_mode
+    if not stat.S_ISREG(mode):  # FFmpeg would block on a FIFO and read a device forever
+        raise InputError(f"{src}: not a regular file ({image_io.file_type(mode)}); only files are read")
+    try:
+        container = av.open(str(src), "r", metadata_errors="replace")
+    except (av.error.FFmpegError, ValueError, OSError) as exc:
+        raise InputError(f"{src}: cannot be opened as a video: not a video, or damaged or truncated ({exc})") from exc
+    if container.format.name in _IMAGE_FORMATS or container.format.name.endswith("_pipe"):
+        container.close()
+        raise InputError(f"{src}: a still image, not a video (`streamcolor image`; colorize_image in Python)")
+    return container
+
+
+def video_stream(container, src: Path):
+    """The first real video stream (cover art excluded)."""
+    videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    if not videos:
+        kinds = ", ".join(s.type for s in container.streams) or "none"
+        raise InputError(f"{src}: no video stream (streams: {kinds})")
+    if len(videos) > 1:
+        log.warning("%s: %d video streams; colorizing #%d, dropping the others", src, len(videos), videos[0].index)
+    vin = videos[0]
+    if not vin.codec_context.width or not vin.codec_context.height:
+        raise InputError(f"{src}: video stream #{vin.index} has no frame size (damaged header?)")
+    return vin
+
+
+def temp_path(dst: Path) -> tempfiles.Staged:
+    """A locked, empty temporary file next to ``dst`` with its extension (it
+    picks the container), after sweeping the ones a killed run left for ``dst``
+    (only this tool's temporaries for this output, and only when their writer
+    is gone: see :mod:`streamcolor.tempfiles`)."""
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)  # as image and batch do
+        tempfiles.sweep(dst.parent, [dst.name])
+        return tempfiles.create(dst, keep_suffix=True)
+    except OSError as exc:
+        raise OutputError(f"{dst}: cannot write in {dst.parent} ({exc.strerror or exc})") from exc
+
+
+def fresh_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """Metadata minus the tags that describe the old encoding."""
+    return {k: v for k, v in tags.items() if not k.lower().startswith(_STALE_TAGS)}
+
+
+def copy_streams(inp, vin, out, src: Path, dst: Path) -> dict[int, tuple[Any, Any]]:
+    """Output streams for the input streams copied untouched (every one but video):
+    input index -> (input stream, output stream).  Audio and subtitles must fit
+    the new container (OutputError otherwise); data and attachments (timecodes,
+    fonts) are kept where the container takes them; attachments carry no packets."""
+    copied: dict[int, tuple[Any, Any]] = {}
+    for s in inp.streams:
+        if s is vin or s.type == "video":
+            continue
+        try:
+            ost = out.add_stream_from_template(s)
+        except (ValueError, av.error.FFmpegError) as exc:
+            if s.type in ("audio", "subtitle"):
+                name = s.codec_context.name if s.codec_context else "?"
+                raise OutputError(f"{dst}: the {out.format.name} format cannot hold the {name} {s.type} "
+                                  f"stream #{s.index} ({exc}); write to a {src.suffix} file instead") from exc
+            log.warning("%s: dropping %s stream #%d: %s", src, s.type, s.index, exc)
+            continue
+        ost.metadata.update(fresh_tags(s.metadata) if s.type != "attachment" else s.metadata)
+        ost.disposition = s.disposition
+        if s.type != "attachment":
+            copied[s.index] = (s, ost)
+    return copied
+
+
+def packet_time(packet) -> float:
+    ts = packet.dts if packet.dts is not None else packet.pts
+    return float(ts * packet.time_base) if ts is not None and packet.time_base else 0.0

@@ -1,0 +1,83 @@
+"""How a video is colorized and encoded (:class:`VideoOptions`), and where the output goes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+
+from streamcolor.colorize import ColorOptions
+from streamcolor.engines import lab
+from streamcolor.video.codecs import needs_even
+
+if TYPE_CHECKING:
+    from streamcolor.engines import Engine
+
+
+#: Suffix of the default output name: ``film.mp4`` -> ``film-colour.mp4``.
+OUTPUT_SUFFIX = "-colour"
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How a video is colorized and encoded.  Override with ``dataclasses.replace``.
+
+    Odd sizes: yuv420p (and any chroma-subsampled format) needs even sides, so
+    an odd width or height gets one extra column or row, a copy of the last
+    one.  Every real pixel keeps its lightness; nothing is cropped.
+    """
+
+    render_size: int | None = None  # network input, longer side; None: the model's recommendation
+    saturation: float | None = None  # gain on predicted a*b*; None: the model's recommendation
+    batch_size: int | None = None  # frames per engine call; None: the engine's video_batch_size (2 on CPUs)
+    codec: str = "auto"  # a PyAV video encoder; "auto": h264_nvenc when it opens here, else libx264
+    pix_fmt: str = "yuv420p"  # output pixel format; yuv420p plays everywhere
+    quality: int = 18  # constant quality: crf (x264, x265, VP9), cq (NVENC); lower is better and bigger
+    preset: str | None = None  # encoder speed preset ("medium", "p5"...); None: the encoder's default
+    encoder_options: Mapping[str, str] = field(default_factory=dict)  # extra encoder options, passed as is
+    stabilize: bool = True  # smooth a*b* over time against chroma flicker (reset at scene cuts)
+    stabilize_strength: float = 0.6  # weight of the previous frame's colour, 0 (off) .. <1
+    motion: bool = True  # warp the previous colour along optical flow; False: per-pixel EMA gated by L
+    embed_every: int = 48  # recompute the global embedding at least every N frames (1: every frame)
+    scene_cut: float = 0.3  # L-histogram distance (0..1) from the previous frame that starts a scene
+    decode_threads: int = 0  # decoder threads; 0: one per core
+    compose_threads: int = 0  # threads that build full-res output frames; 0: min(4, cores)
+    # gray frames into yuv420p are composed straight into the 4:2:0 planes (streamcolor.video.yuv420: almost
+    # everywhere within one code of the RGB route, a third of its work at 1080p); True: always make
+    # full-res sRGB and let FFmpeg convert it, the reference route
+    rgb_compose: bool = False
+
+    def __post_init__(self) -> None:
+        lab.check_render_size(self.render_size)
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.embed_every < 1:
+            raise ValueError(f"embed_every must be >= 1, got {self.embed_every}")
+        if not 0.0 <= self.stabilize_strength < 1.0:
+            raise ValueError(f"stabilize_strength must be in [0, 1), got {self.stabilize_strength}")
+        if not 0.0 < self.scene_cut <= 1.0:
+            raise ValueError(f"scene_cut must be in (0, 1], got {self.scene_cut}")
+        needs_even(self.pix_fmt)  # raises ValueError for an unknown pixel format
+
+    def color_options(self, engine: "Engine") -> ColorOptions:
+        """The per-frame colour options, with the model's recommendations filled in."""
+        return ColorOptions(render_size=self.render_size, saturation=self.saturation).for_engine(engine)
+
+
+def default_output(src: str | os.PathLike) -> Path:
+    """``<stem>-colour<ext>`` next to ``src``."""
+    src = Path(src)
+    return src.with_name(f"{src.stem}{OUTPUT_SUFFIX}{src.suffix}")
+
+
+def output_path(src: str | os.PathLike, dst: str | os.PathLike | None = None) -> Path:
+    """``dst``, or :func:`default_output` when None; OutputError when it is
+    ``src`` itself by any spelling (a link, another case: see :mod:`streamcolor.outputs`)."""
+    from streamcolor.outputs import plan_outputs
+
+    src = Path(src)
+    dst = Path(dst) if dst is not None else default_output(src)
+    plan_outputs([(src, dst)])
+    return dst

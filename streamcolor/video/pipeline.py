@@ -1,0 +1,584 @@
+"""The streamed pipeline: PyAV decode -> engine -> PyAV encode, four stages at once.
+
+Four stages run at once, joined by small bounded queues, so memory stays flat
+however long the film is::
+
+    reader (thread)     demux; decode video frames (frame threading on);
+                        full-res L* and the network input of each frame;
+                        audio / subtitle packets passed on, untouched, in order
+    network (thread)    scene cuts, embedding per scene or every N frames,
+                        a*b* predicted a batch at a time
+    compose (threads)   temporal smoothing of the low-res a*b*, upsampled onto
+                        the frame's own full-res L*, into the encoder's YUV
+    writer (caller)     encode video, remux the copied packets, progress bar
+
+The output is written under a temporary name in the destination folder and
+renamed into place at the end, so a failed or interrupted run leaves nothing at
+the output path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import av
+import av.error
+import cv2
+import numpy as np
+
+from streamcolor.colorize import (ColorOptions, engine_for, keep_work_arrays, network_input, pixels_to_l,
+                                  render, thread_scratch)
+from streamcolor.errors import InputError, OutputError
+from streamcolor.progress import Progress, progress_bar
+from streamcolor.video import yuv420
+from streamcolor.video.codecs import check_codec, check_pix_fmt, codec_options, needs_even, pick_codec
+from streamcolor.video.containers import copy_streams, fresh_tags, open_input, temp_path, video_stream
+from streamcolor.video.lightness import frame_network_input, gray_luma, gray_lut, plane_array, rgb_kwargs
+from streamcolor.video.options import VideoOptions, output_path
+from streamcolor.video.stabilizer import ChromaStabilizer, histogram_distance, l_histogram, on_grid
+
+if TYPE_CHECKING:
+    from streamcolor.engines import Engine
+    from streamcolor.video.segments import Segment
+
+log = logging.getLogger(__name__)
+
+
+#: Decode failures tolerated (each skips one damaged packet, as ffmpeg does) before giving up.
+MAX_BAD_PACKETS = 25
+
+
+#: Containers whose video is a sequence of frame slots of 1 / frame rate, without timestamps.
+_FRAME_COUNTED = ("avi",)
+
+
+def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
+                   engine: "Engine | str | None" = None, options: VideoOptions = VideoOptions(),
+                   progress: Progress = None, render_size: int | None = None, batch_size: int | None = None,
+                   codec: str | None = None, quality: int | None = None,
+                   stabilize: bool | None = None) -> Path:
+    """Colorize a video file.
+
+    Parameters
+    ----------
+    src:
+        A video file PyAV can read (any gray or colour source; colour is
+        reduced to lightness first).
+    dst:
+        Output file; its extension picks the container.  Default:
+        ``<stem>-colour<ext>`` next to ``src``.  Written under a temporary
+        name and renamed at the end: nothing is left at ``dst`` on failure.
+    engine:
+        A loaded engine, or a model name; the shared default model when None.
+    options:
+        See :class:`VideoOptions`.
+    progress:
+        None (default): a tqdm bar (frames, frames/s, ETA) on stderr only when it is a terminal; True/False: always/never;
+        a callable ``fn(done, total)``: called after each frame instead of a bar
+        (see :mod:`streamcolor.progress`).
+    render_size, batch_size, codec, quality, stabilize:
+        Shortcuts for the :class:`VideoOptions` fields of the same names.
+
+    Returns
+    -------
+    The output path.  Frame count, timestamps (pts, time base), frame rate,
+    duration, lightness, rotation and metadata follow the input; audio and
+    subtitle streams are copied packet for packet.
+
+    Raises
+    ------
+    InputError
+        ``src`` is missing, not a video, has no video stream or no decodable frame.
+    OutputError
+        ``dst`` cannot be written, or its container cannot hold a stream to copy.
+    """
+    shortcuts = dict(render_size=render_size, batch_size=batch_size, codec=codec, quality=quality,
+                     stabilize=stabilize)
+    options = dataclasses.replace(options, **{k: v for k, v in shortcuts.items() if v is not None})
+    for name, value in (("src", src), ("dst", dst)):
+        if not isinstance(value, (str, os.PathLike)) and not (name == "dst" and value is None):
+            raise TypeError(f"{name} must be a path (str or os.PathLike){' or None' if name == 'dst' else ''}, "
+                            f"got {type(value).__name__}")
+    src = Path(src)
+    dst = output_path(src, dst)
+    run(src, dst, engine_for(engine), options, progress)
+    return dst
+
+
+def run(src: Path, dst: Path, engine: "Engine", options: VideoOptions, progress: Progress,
+         segment: "Segment | None" = None) -> "_Job":
+    """Open ``src``, run the pipeline into a temporary file next to ``dst`` and rename it into place."""
+    with open_input(src) as inp:
+        vin = video_stream(inp, src)
+        staged = temp_path(dst)
+        try:
+            job = _Job(src, dst, staged.path, inp, vin, engine, options, options.color_options(engine), progress,
+                       segment)
+            job.run()
+            staged.commit()
+        except BaseException as exc:
+            staged.discard()
+            if isinstance(exc, OSError):
+                raise OutputError(f"{dst}: cannot write ({exc.strerror or exc})") from exc
+            raise
+    return job
+
+
+class _Stopped(Exception):
+    """Raised inside a stage when another stage failed or the caller gave up."""
+
+
+_END = object()  # end of stream marker, one per queue
+
+
+@dataclass
+class _Frame:
+    """One video frame on its way through the pipeline."""
+
+    index: int
+    pts: int  # in the input stream's time base
+    duration: int
+    l_full: np.ndarray  # float16 (H, W) L* in [0, 100] (steps <= 0.06); or uint8 luma codes when lut is set
+    l_net: np.ndarray  # float32 (h, w, 1), network-scaled L at the render size
+    ab: np.ndarray | None = None  # float32 (h, w, 2) in [-1, 1], from the network
+    cut: bool = False  # first frame of a scene
+    lut: np.ndarray | None = None  # float32 (256,): L* of each luma code of a gray frame (see gray_lut)
+    l_half: np.ndarray | None = None  # float32 (H/2, W/2) L* of a gray frame composed straight to 4:2:0
+    yuv: "yuv420.Yuv420Composer | None" = None  # its composer
+
+    def lightness(self) -> np.ndarray:
+        """Full-resolution L* (H, W), float32."""
+        if self.lut is not None:
+            return cv2.LUT(self.l_full, self.lut)
+        return self.l_full.astype(np.float32)
+
+
+class _Job:
+    """One colorize_video or colorize_segment call: streams set up, stages run, output finished.
+
+    With a ``segment``, only its frames are read (from a seek to its warm-up
+    keyframe) and written (video alone: other streams are copied when joining);
+    the warm-up frames pass through the scene detector and the stabilizer and
+    are dropped before the encoder."""
+
+    def __init__(self, src: Path, dst: Path, tmp: Path, inp, vin, engine: "Engine",
+                 options: VideoOptions, colour: ColorOptions, progress: Progress, segment: "Segment | None" = None):
+        self.src, self.dst, self.tmp = src, dst, tmp
+        self.segment = segment
+        self.kept: list[int] = []  # pts of the frames written
+        self.inp, self.vin, self.engine = inp, vin, engine
+        self.options, self.colour, self.progress = options, colour, progress
+        self.batch_size = options.batch_size or engine.video_batch_size
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        ctx = vin.codec_context
+        self.width, self.height = ctx.width, ctx.height
+        self.time_base = vin.time_base or Fraction(1, 90000)
+        self.rate = vin.average_rate or vin.guessed_rate or vin.base_rate or Fraction(25)
+        even_w, even_h = needs_even(options.pix_fmt)
+        self.pad = (self.height % 2 if even_h else 0, self.width % 2 if even_w else 0)
+        if any(self.pad) and (segment is None or segment.index == 0):  # (once per video, not per segment)
+            log.warning("%s: %dx%d has an odd side, which %s cannot hold: the output is %dx%d (the last %s "
+                        "repeated); --pix-fmt yuv444p keeps the size", src, self.width, self.height,
+                        options.pix_fmt, self.width + self.pad[1], self.height + self.pad[0],
+                        "row and column" if all(self.pad) else "row" if self.pad[0] else "column")
+        # BT.709 for HD, BT.601 for SD: what players assume for untagged video; tagged on the output too.
+        self.hd = self.height >= 720
+        # gray frames of even size into a yuv420p output skip the full-res RGB frame (streamcolor.video.yuv420)
+        self.direct_yuv = options.pix_fmt in yuv420.FORMATS and not any(self.pad) and not options.rgb_compose
+        self.display_matrix: list[int] | None = None  # from the first frame's side data
+        self.copy_map: dict[int, Any] = {}  # input stream index -> output stream, for copied packets
+        self.copy_map_in: list = []  # the input streams copied
+        self.bad_packets = 0
+        self.frames_in = 0
+        self._size_warned = False
+
+    # ---- plumbing
+
+    def _put(self, q: queue.Queue, item: Any) -> None:
+        while True:
+            if self.stop.is_set():
+                raise _Stopped
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _drain(self, q: queue.Queue) -> Iterator[Any]:
+        while True:
+            if self.stop.is_set():
+                raise _Stopped
+            try:
+                item = q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is _END:
+                return
+            yield item
+
+    def _thread(self, name: str, target, *args) -> threading.Thread:
+        def run():
+            try:
+                target(*args)
+            except _Stopped:
+                pass
+            except BaseException as exc:  # handed to the caller's thread
+                self.errors.append(exc)
+                self.stop.set()
+
+        t = threading.Thread(target=run, name=f"streamcolor-{name}", daemon=True)
+        t.start()
+        return t
+
+    # ---- stages
+
+    def _read(self, out: queue.Queue) -> None:
+        """Demux everything in file order: video decoded to _Frame, other packets passed on
+        (with a segment: from its warm-up keyframe to its end, video alone)."""
+        keep_work_arrays()  # this thread's L* of each frame: the same memory from frame to frame
+        vin, src, seg = self.vin, self.src, self.segment
+        vin.codec_context.thread_type = "AUTO"
+        vin.codec_context.thread_count = self.options.decode_threads
+        if seg is not None and seg.index:
+            self.inp.seek(seg.decode_from, stream=vin, backward=True, any_frame=False)
+        wanted = [vin, *self.copy_map_in]
+        last_pts: int | None = None
+        last_dur = 0
+        demux = self.inp.demux(wanted)
+        while True:
+            try:
+                packet = next(demux)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as exc:  # damaged or cut short: keep what was read
+                log.warning("%s: input ends early at frame %d (%s)", src, self.frames_in, exc)
+                packet = None
+            if packet is not None and packet.stream.index != vin.index:  # (flush packets all say stream_index 0)
+                if packet.size:  # the zero-size flush packets demux adds at the end are not data
+                    self._put(out, packet)
+                continue
+            try:
+                frames = vin.decode(packet)
+            except av.error.FFmpegError as exc:
+                self.bad_packets += 1
+                if self.bad_packets > MAX_BAD_PACKETS:
+                    raise InputError(f"{src}: too many damaged video packets ({exc})") from exc
+                log.warning("%s: skipping a damaged video packet near frame %d: %s", src, self.frames_in, exc)
+                continue
+            for frame in frames:
+                pts = frame.pts
+                if pts is None:
+                    pts = 0 if last_pts is None else last_pts + max(1, last_dur)
+                if last_pts is not None and pts <= last_pts:
+                    log.warning("%s: frame %d has pts %d <= previous %d; nudged", src, self.frames_in, pts, last_pts)
+                    pts = last_pts + 1
+                if seg is not None:
+                    if seg.end is not None and pts >= seg.end:
+                        self._put(out, _END)
+                        return
+                    if pts < seg.decode_from:  # before the seek point: decoded on the way, not ours
+                        continue
+                last_pts, last_dur = pts, frame.duration or last_dur
+                self._put(out, self._to_item(frame, pts))
+            if packet is None:  # flushed the decoder after an early end
+                break
+        self._put(out, _END)
+
+    def _to_item(self, frame, pts: int) -> _Frame:
+        if frame.width != self.width or frame.height != self.height:
+            if not self._size_warned:
+                log.warning("%s: frame size changes to %dx%d; scaled back to %dx%d", self.src, frame.width,
+                            frame.height, self.width, self.height)
+                self._size_warned = True
+            frame = frame.reformat(width=self.width, height=self.height)
+        if self.frames_in == 0:
+            self._first_frame(frame)
+        kw = rgb_kwargs(frame)
+        luma = gray_luma(frame)
+        if luma is not None:  # a gray frame: L* straight from its luma codes, no RGB conversion
+            lut = gray_lut(frame.format.name, kw.get("src_color_range"))
+            # L* only until its half-res average and the network input are made
+            l_full = cv2.LUT(luma, lut, dst=thread_scratch().take("l_frame", luma.shape))
+            comp = yuv420.composer(lut, hd=self.hd, saturation=self.colour.saturation) if self.direct_yuv else None
+            l_half = comp.half_l(l_full) if comp is not None else None
+            item = _Frame(index=self.frames_in, pts=pts, duration=frame.duration or 0, l_full=luma, lut=lut,
+                          l_net=frame_network_input(l_full, l_half, self.colour), l_half=l_half, yuv=comp)
+        else:
+            pixels = frame.to_ndarray(**kw)
+            l_full = pixels_to_l(pixels, out=thread_scratch().take("l_frame", pixels.shape[:2]))
+            item = _Frame(index=self.frames_in, pts=pts, duration=frame.duration or 0,
+                          l_full=l_full.astype(np.float16), l_net=network_input(l_full, self.colour.render_size,
+                                                                           self.colour.size_multiple))
+            if self.frames_in == 0:
+                self._note_colour(pixels)
+        self.frames_in += 1
+        return item
+
+    def _first_frame(self, frame) -> None:
+        sd = frame.side_data.get("DISPLAYMATRIX")
+        if sd is not None and len(bytes(sd)) == 36:
+            self.display_matrix = [int(v) for v in np.frombuffer(bytes(sd), dtype=np.int32)]
+
+    def _note_colour(self, pixels: np.ndarray) -> None:
+        small = cv2.resize(pixels, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
+        if np.abs(small - small.mean(axis=-1, keepdims=True)).mean() > 0.02 * (65535 if small.max() > 255 else 255):
+            log.info("%s: a colour source; only its lightness is used", self.src)
+
+    def _infer(self, inq: queue.Queue, out: queue.Queue) -> None:
+        """Scene cuts, embeddings per scene / every N frames, a*b* a batch at a time."""
+        opts, engine = self.options, self.engine
+        prev_hist: np.ndarray | None = None
+        since_key = 0
+        embedding: np.ndarray | None = None
+        for items in self._batches(inq, self.batch_size):
+            frames = [it for it in items if isinstance(it, _Frame)]
+            if frames:
+                net = np.stack([f.l_net for f in frames])
+                keys = []
+                for i, f in enumerate(frames):
+                    hist = l_histogram(f.l_net)
+                    f.cut = prev_hist is None or histogram_distance(hist, prev_hist) > opts.scene_cut
+                    prev_hist = hist
+                    if f.cut or since_key >= opts.embed_every:
+                        keys.append(i)
+                        since_key = 0
+                    since_key += 1
+                if engine.reuses_embedding:
+                    fresh = engine.embed(engine.extractor_input(net[keys])) if keys else None
+                    rows = []
+                    for i in range(len(frames)):
+                        if i in keys:
+                            embedding = fresh[keys.index(i)]
+                        rows.append(embedding)
+                    ab = engine.predict(*self._full_batch(net, np.stack(rows)))
+                else:  # one-graph model: the embedding comes out of the same pass as the features
+                    ab = engine.predict(*self._full_batch(net))
+                for f, ab_i in zip(frames, ab):
+                    f.ab = ab_i
+            self._put(out, items)
+        self._put(out, _END)
+
+    def _full_batch(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+        """On a GPU, a short batch (a video's last) repeated up to the batch size (callers keep the
+        rows they sent: ``zip`` stops at the frames).  Why: a JIT engine (Keras on JAX) compiles
+        each new batch shape, which takes seconds and keeps its executable in memory, for one call
+        whose extra rows cost the GPU next to nothing; this way a video's colorizer runs one batch
+        shape, whatever the video's length (a two-graph model's classifier still sees as many key
+        frames as a batch has scene cuts).  Other GPU engines run the extra rows at that same small cost."""
+        k = len(arrays[0])
+        if not self.engine.on_gpu or k >= self.batch_size:
+            return arrays
+        return tuple(np.concatenate([a, np.repeat(a[-1:], self.batch_size - k, axis=0)]) for a in arrays)
+
+    def _batches(self, q: queue.Queue, n: int) -> Iterator[list]:
+        """Items in order, grouped so that each group holds at most ``n`` frames."""
+        group: list = []
+        count = 0
+        for item in self._drain(q):
+            group.append(item)
+            if isinstance(item, _Frame):
+                count += 1
+                if count == n:
+                    yield group
+                    group, count = [], 0
+        if group:
+            yield group
+
+    def _compose(self, inq: queue.Queue, out: queue.Queue) -> None:
+        """Smooth (in order, low-res), then upsample, recombine with full-res L and convert to
+        the encoder's pixel format (full-res, a batch spread over a few threads)."""
+        opts = self.options
+        stab = ChromaStabilizer(opts.stabilize_strength, motion=opts.motion) if opts.stabilize else None
+        workers = opts.compose_threads or min(4, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="streamcolor-compose",
+                                initializer=keep_work_arrays) as pool:
+            for items in self._drain(inq):
+                frames = [it for it in items if isinstance(it, _Frame)]
+                for f in frames:
+                    if stab is not None:
+                        f.ab = stab(on_grid(f.l_net[..., 0], f.ab.shape[:2]), f.ab, cut=f.cut)
+                rendered = iter(pool.map(self._render, frames))
+                for it in items:
+                    self._put(out, next(rendered) if isinstance(it, _Frame) else it)
+        self._put(out, _END)
+
+    def _render(self, f: _Frame):
+        """One frame: a*b* upsampled onto its full-res L*, sRGB, padded if odd, as an encoder frame
+        (a gray frame into yuv420p: composed straight into its planes, see streamcolor.video.yuv420)."""
+        if f.yuv is not None and f.l_half is not None:
+            vf = av.VideoFrame(self.width, self.height, "yuv420p")
+            f.yuv.write(f.l_full, f.l_half, f.ab, *(plane_array(vf, i) for i in range(3)))  # into the frame's planes
+            vf.pts, vf.time_base, vf.duration = f.pts, self.time_base, f.duration
+            return vf
+        rgb = render(f.lightness(), f.ab, saturation=self.colour.saturation, dtype=np.uint8)
+        ph, pw = self.pad
+        if ph or pw:
+            rgb = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="edge")
+        vf = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+            format=self.options.pix_fmt, dst_colorspace="ITU709" if self.hd else "ITU601", dst_color_range="MPEG")
+        vf.pts, vf.time_base, vf.duration = f.pts, self.time_base, f.duration
+        return vf
+
+    # ---- the writer (caller's thread)
+
+    def run(self) -> None:
+        try:
+            out = av.open(str(self.tmp), "w")
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise OutputError(f"{self.dst}: cannot write this container ({exc}); use .mp4, .mkv or .mov") from exc
+        try:
+            self._setup(out)
+            self._write(out)
+        except BaseException:
+            self.stop.set()
+            try:
+                out.close()
+            except Exception:  # already failing; the temp file is removed by the caller
+                pass
+            raise
+        try:
+            out.close()  # writes the trailer
+        except av.error.FFmpegError as exc:
+            raise OutputError(f"{self.dst}: cannot finish the file: {exc}") from exc
+
+    def _setup(self, out) -> None:
+        opts, vin, inp = self.options, self.vin, self.inp
+        codec = pick_codec(opts.codec, out.format.name)
+        try:
+            check_codec(codec)
+            check_pix_fmt(codec, opts.pix_fmt)
+        except ValueError as exc:
+            raise OutputError(f"{self.dst}: {exc}") from exc
+        try:
+            vout = out.add_stream(codec, rate=self.rate)
+        except ValueError as exc:
+            raise OutputError(f"{self.dst}: the {out.format.name} format cannot hold {codec} video "
+                              f"({exc}); pick another codec or container") from exc
+        ctx = vout.codec_context
+        ctx.width, ctx.height = self.width + self.pad[1], self.height + self.pad[0]
+        ctx.pix_fmt = opts.pix_fmt
+        # AVI has no timestamps, only frame slots of 1 / rate: frames in the source's time base would be
+        # read as that many empty slots (600 "fps"); there the frames are counted in 1 / rate instead
+        tb = 1 / Fraction(self.rate) if out.format.name in _FRAME_COUNTED else self.time_base
+        ctx.time_base = tb
+        vout.time_base = tb
+        if vin.sample_aspect_ratio:
+            ctx.sample_aspect_ratio = vin.sample_aspect_ratio
+        ctx.color_range = 1  # limited ("MPEG"), as converted in _compose
+        ctx.colorspace = ctx.color_primaries = ctx.color_trc = 1 if self.hd else 6  # BT.709 / SMPTE 170M
+        ctx.options = codec_options(codec, opts)
+        if out.format.name in _FRAME_COUNTED and "bf" not in opts.encoder_options:
+            ctx.options = {**ctx.options, "bf": "0"}  # no B-frames: frame slots cannot say a display order
+        try:  # now, not at the first frame: a bad preset or option is said before any work, and plainly
+            ctx.open()
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise OutputError(f"{self.dst}: {codec} does not open with {dict(ctx.options)} and pix_fmt "
+                              f"{opts.pix_fmt} ({getattr(exc, 'strerror', None) or exc}); check --preset, --crf "
+                              "and --pix-fmt") from exc
+        vout.metadata.update(fresh_tags(vin.metadata))
+        vout.disposition = vin.disposition
+        self.vout, self.codec = vout, codec
+        if self.segment is not None:  # video alone: the rest is copied from the source once, when joining
+            out.metadata.update(fresh_tags(inp.metadata))
+            return
+        for ist, ost in copy_streams(inp, vin, out, self.src, self.dst).values():
+            self.copy_map[ist.index] = ost
+            self.copy_map_in.append(ist)
+        out.metadata.update(fresh_tags(inp.metadata))
+        try:
+            chapters = inp.chapters()
+            if chapters:
+                out.set_chapters(chapters)
+        except (AttributeError, ValueError, av.error.FFmpegError) as exc:
+            log.warning("%s: chapters not copied: %s", self.src, exc)
+
+    def _total(self) -> int | None:
+        if self.segment is not None:
+            return None
+        vin = self.vin
+        if vin.frames:
+            return int(vin.frames)
+        if vin.duration and vin.time_base:
+            return max(1, round(float(vin.duration * vin.time_base * self.rate)))
+        if self.inp.duration:
+            return max(1, round(self.inp.duration / 1e6 * float(self.rate)))
+        return None
+
+    def _write(self, out) -> None:
+        frames_bound = max(4, self.batch_size)
+        q_read = queue.Queue(maxsize=frames_bound + 16)  # frames and small packets
+        q_net = queue.Queue(maxsize=1)  # whole batches
+        q_yuv = queue.Queue(maxsize=frames_bound)
+        threads = [self._thread("read", self._read, q_read),
+                   self._thread("network", self._infer, q_read, q_net),
+                   self._thread("compose", self._compose, q_net, q_yuv)]
+        bar = progress_bar(self.progress, total=self._total(), unit="frame", desc=self.src.name, smoothing=0.1,
+                           leave=False)
+        pending: list = []  # copied packets that arrive before the first video frame
+        written = 0
+        try:
+            for item in self._drain(q_yuv):
+                if isinstance(item, av.Packet):
+                    if written:
+                        self._mux_copy(out, item)
+                    else:
+                        pending.append(item)
+                    continue
+                if not written and self.display_matrix is not None:
+                    self.vout.set_display_matrix(self.display_matrix)
+                elif not written and self.vin.metadata.get("rotate"):
+                    self.vout.set_display_rotation(-float(self.vin.metadata["rotate"]))
+                self._mux(out, item)
+                written += 1
+                for packet in pending:
+                    self._mux_copy(out, packet)
+                pending.clear()
+                bar.update()
+        except _Stopped:
+            pass
+        except BaseException:
+            self.stop.set()
+            raise
+        finally:
+            for t in threads:
+                t.join()
+            bar.close()
+        if self.errors:
+            raise self.errors[0]
+        if not written:
+            raise InputError(f"{self.src}: no video frame could be decoded")
+        self._mux(out, None)
+        if self.bad_packets:
+            log.warning("%s: %d damaged video packets skipped", self.src, self.bad_packets)
+        total = self._total()
+        if total and written < 0.9 * total:
+            log.warning("%s: %d frames decoded where the header announces about %d (damaged or truncated input?)",
+                        self.src, written, total)
+
+    def _mux(self, out, frame) -> None:
+        """Encode one frame (None: flush the encoder) and mux what comes out."""
+        if frame is not None:
+            if self.segment is not None and frame.pts < self.segment.start:
+                return  # warm-up frame: it only primed the scene detector and the stabilizer
+            self.kept.append(int(frame.pts))
+        try:
+            out.mux(self.vout.encode(frame))
+        except av.error.FFmpegError as exc:
+            raise OutputError(f"{self.dst}: cannot encode/write video: {exc}") from exc
+
+    def _mux_copy(self, out, packet) -> None:
+        packet.stream = self.copy_map[packet.stream.index]
+        try:
+            out.mux(packet)
+        except av.error.FFmpegError as exc:
+            raise OutputError(f"{self.dst}: cannot write a copied {packet.stream.type} packet: {exc}") from exc
