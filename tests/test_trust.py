@@ -437,6 +437,51 @@ def test_a_packed_tar_gz_keeps_the_name_it_is_given(engine, tmp_path):
     assert not (tmp_path / "x.tar.gz").exists()
 
 
+def test_a_packed_zip_holds_names_that_are_not_utf8(engine, tmp_path):
+    src = tmp_path / "scans"
+    src.mkdir()
+    (src / os.fsdecode(b"caf\xe9.jpg")).write_bytes(jpeg(1))  # Latin-1 bytes: no zip can store them as they are
+    (src / "caf\u00e9.jpg").write_bytes(jpeg(2))  # the name the first one reads as: it keeps its own
+    report = colorize_archive(src, tmp_path / "out.zip", engine=engine, progress=False)
+    assert report.done == 2 and report.archive is not None
+    with zipfile.ZipFile(report.archive) as zf:
+        assert sorted(zf.namelist()) == ["caf\u00e9.jpg", "caf\u00e9~2.jpg"]
+        assert zf.read("caf\u00e9~2.jpg") == (tmp_path / "out" / os.fsdecode(b"caf\xe9.jpg")).read_bytes()
+
+
+def test_zip_names_in_utf8_without_the_utf8_flag_are_read_as_utf8(engine, tmp_path):
+    path = zip_of(tmp_path / "mac.zip", {"GrQQQQe.jpg": jpeg(1), "caf\u00e9.jpg": jpeg(2), "plain.jpg": jpeg(3)})
+    raw = path.read_bytes().replace(b"GrQQQQe.jpg", "Gr\u00fc\u00dfe.jpg".encode("utf-8"))  # as macOS writes it
+    path.write_bytes(raw)
+    assert zipfile.ZipFile(path).infolist()[0].flag_bits & 0x800 == 0  # no UTF-8 flag: CP437 by the book
+    report = colorize_archive(path, tmp_path / "out", engine=engine, progress=False)
+    assert report.done == 3
+    assert sorted(outputs(tmp_path / "out")) == ["Gr\u00fc\u00dfe.jpg", "caf\u00e9.jpg", "plain.jpg"]
+
+
+def test_outputs_are_never_written_through_a_link_inside_the_output_folder(engine, tmp_path):
+    src = tmp_path / "scans"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "x.jpg").write_bytes(jpeg(1))
+    (src / "top.jpg").write_bytes(jpeg(2))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").symlink_to(src / "sub")  # OUT/sub leads into the source itself
+    (out / "deep").mkdir()
+    (out / "deep" / "er").symlink_to(elsewhere)
+    (src / "deep" / "er").mkdir(parents=True)
+    (src / "deep" / "er" / "y.jpg").write_bytes(jpeg(3))
+    for _ in range(2):  # a rerun finds no new inputs in the source
+        report = colorize_archive(src, out, engine=engine, progress=False)
+        assert report.total == 3 and report.done == 1 and report.skipped == 2, report.problems
+        assert sorted(p.name for p in src.rglob("*.jpg")) == ["top.jpg", "x.jpg", "y.jpg"]
+        assert list(elsewhere.iterdir()) == []
+        reasons = {r["member"]: r["reason"] for r in report_rows(out)}
+        assert "out/sub is a link" in reasons["sub/x.jpg"] and "out/deep/er is a link" in reasons["deep/er/y.jpg"]
+
+
 def test_link_loops_and_broken_links_in_a_folder_are_items_refused_not_the_job(engine, tmp_path):
     src = tmp_path / "scans"
     src.mkdir()

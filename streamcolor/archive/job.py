@@ -114,8 +114,8 @@ class BatchJob:
                     _check_packed_target(self.archive_path, self.manifest)
             with _recording(self.manifest):
                 _finish_renames(self.manifest, self.out_dir)
-                self.items = _keep_clear_of_others(list_items(self.sources, self.options), self.manifest,
-                                                   self.out_dir)
+                listed = _refuse_linked_folders(list_items(self.sources, self.options), self.out_dir)
+                self.items = _keep_clear_of_others(listed, self.manifest, self.out_dir)
             self._sweep()
             with _recording(self.manifest):
                 entries = self.manifest.sync(it.entry() for it in self.items)
@@ -392,6 +392,38 @@ def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path) 
         log.warning("%d output name(s) were taken by files this job did not write (an earlier job's outputs, or "
                     "your own files), so they are not replaced: written as %s%s", len(renamed), first,
                     ", ..." if len(renamed) > 3 else "")
+    return out
+
+
+def _refuse_linked_folders(items: list[Item], out_dir: Path) -> list[Item]:
+    """The items with those whose output would be written through a link inside OUT
+    (``OUT/sub -> elsewhere``) refused, with the reason.  Why: such a link leads
+    out of OUT, perhaps into a source folder, where each rerun would find the
+    outputs as new inputs; every output stays inside OUT, as nothing else is
+    written outside it.  Only folders that exist are looked at: those the job
+    makes are plain folders."""
+    linked: dict[str, bool] = {}
+
+    def is_link(rel: str) -> bool:
+        if rel not in linked:
+            linked[rel] = os.path.islink(out_dir / rel)
+        return linked[rel]
+
+    out = []
+    hits: dict[str, int] = {}
+    for it in items:
+        parents = PurePosixPath(it.key).parents
+        hit = None if it.refusal else next(
+            (str(d) for d in reversed(parents[:-1]) if is_link(str(d))), None)  # (parents[-1] is ".")
+        if hit is not None:
+            hits[hit] = hits.get(hit, 0) + 1
+            it = dataclasses.replace(it, refusal=f"its output folder {out_dir.name}/{hit} is a link; outputs are "
+                                     "never written through a link, which could lead out of the output folder "
+                                     "(remove the link, or choose another output folder)")
+        out.append(it)
+    for folder, n in hits.items():
+        log.warning("%s/%s is a link: its %d item(s) are not colorized (outputs are never written through a "
+                    "link, which could lead out of the output folder)", out_dir, folder, n)
     return out
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gzip
+import logging
 import os
 import re
 import stat
@@ -33,6 +34,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator
+
+log = logging.getLogger(__name__)
 
 #: Archive kinds read and written, and their file suffixes (the first is the one written).
 ARCHIVE_SUFFIXES: dict[str, tuple[str, ...]] = {
@@ -275,7 +278,7 @@ class Source:
                 refusal = (f"compression ratio {ratio:,.0f}:1 ({info.file_size:,} bytes from "
                            f"{info.compress_size:,}) is over the limit of {limits.max_ratio:g}:1 "
                            "(possible zip bomb; raise max_ratio / --max-ratio if the file is trusted)")
-            yield Member(info.filename, info.file_size, stamp, i, refusal)
+            yield Member(zip_member_name(info), info.file_size, stamp, i, refusal)
 
     def _list_tar(self) -> Iterator[Member]:
         assert self._tar is not None
@@ -465,6 +468,33 @@ def _link_refusal(link: Path, real_root: Path) -> tuple[str | None, Path]:
     return None, target
 
 
+def zip_member_name(info: zipfile.ZipInfo) -> str:
+    """A zip member's name as its maker meant it.  Zip names are CP437 unless the
+    UTF-8 flag is set, but many tools (macOS's Archive Utility, older Java and
+    Windows tools) write UTF-8 without setting it, which CP437 turns into
+    ``Gr├╝├ƒe.jpg``: like Info-ZIP, such a name is read as UTF-8 when its bytes
+    are valid UTF-8 (a real CP437 name almost never is)."""
+    name = info.filename
+    if info.flag_bits & 0x800 or name.isascii():
+        return name
+    try:
+        return name.encode("cp437").decode("utf-8")
+    except UnicodeError:
+        return name
+
+
+def zip_safe_name(rel: str) -> str:
+    """``rel`` as a zip can store it: a name from a folder whose bytes are not
+    UTF-8 (kept by Python as lone surrogates, which no zip can hold) has those
+    bytes read as Latin-1, the most common origin of such names (``caf\\xe9.jpg``
+    -> ``café.jpg``); every other name is kept as it is."""
+    try:
+        rel.encode("utf-8")
+        return rel
+    except UnicodeEncodeError:
+        return os.fsencode(rel).decode("latin-1")
+
+
 def pack(root: str | os.PathLike, members: Iterable[str], dest: str | os.PathLike, kind: str, *,
          name: str | None = None) -> None:
     """Write the files ``members`` (posix paths relative to ``root``) into a new
@@ -476,10 +506,20 @@ def pack(root: str | os.PathLike, members: Iterable[str], dest: str | os.PathLik
     root = Path(root)
     members = list(members)
     if kind == "zip":
+        used = {m.casefold() for m in members if zip_safe_name(m) == m}
         with zipfile.ZipFile(dest, "w", allowZip64=True) as zf:
             for rel in members:
                 stored = PurePosixPath(rel).suffix.lower() in _STORED_SUFFIXES
-                zf.write(root / rel, rel, compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
+                arcname = zip_safe_name(rel)
+                if arcname != rel:  # (a folder's non-UTF-8 name: one bad name must not stop the packing)
+                    base, n = PurePosixPath(arcname), 1
+                    while arcname.casefold() in used:
+                        n += 1
+                        arcname = str(base.with_name(f"{base.stem}~{n}{base.suffix}"))
+                    used.add(arcname.casefold())
+                    log.warning("%s: its name is not UTF-8, which a zip cannot hold; packed as %r",
+                                os.fsencode(rel).decode("ascii", "backslashreplace"), arcname)
+                zf.write(root / rel, arcname, compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
         return
     if kind not in _TAR_MODES:
         raise ValueError(f"unknown archive kind {kind!r}; one of {list(ARCHIVE_SUFFIXES)}")
@@ -497,4 +537,5 @@ def pack(root: str | os.PathLike, members: Iterable[str], dest: str | os.PathLik
 
 
 __all__ = ["ARCHIVE_SUFFIXES", "ArchiveError", "JUNK_NAMES", "Limits", "Member", "MemberRefused", "Source",
-           "dead_link", "is_junk", "kind_by_name", "pack", "safe_member_path", "source_kind"]
+           "dead_link", "is_junk", "kind_by_name", "pack", "safe_member_path", "source_kind", "zip_member_name",
+           "zip_safe_name"]
