@@ -303,6 +303,40 @@ def test_folder_tree_mirrored_formats_kept(engine, tmp_path):
     assert report.done == 6 and report.skipped == 2
 
 
+def test_a_rerun_with_other_settings_says_so_and_redo_colorizes_again(engine, tmp_path, caplog):
+    src = tmp_path / "scans"
+    src.mkdir()
+    for i in range(2):
+        Image.fromarray(make_photo(48, 64, seed=i)[..., 0]).save(src / f"p{i}.jpg", quality=90)
+    out = tmp_path / "out"
+    colorize_archive(src, out, engine=engine, progress=False, options=BatchOptions(render_size=64))
+    first = {p.name: p.read_bytes() for p in out.glob("*.jpg")}
+    (src / "p2.jpg").write_bytes((src / "p0.jpg").read_bytes())  # a new item, done with the new settings
+
+    caplog.clear()
+    report = colorize_archive(src, out, engine=engine, progress=False, options=BatchOptions(render_size=32))
+    assert report.done == 3 and report.done_now == 1
+    assert {n: (out / n).read_bytes() for n in first} == first  # resumed: kept as they were ...
+    said = [r.getMessage() for r in caplog.records if "other settings" in r.getMessage()]
+    assert len(said) == 1 and "2 item(s)" in said[0] and "render size 64; this run: render size 32" in said[0]
+
+    caplog.clear()  # the same settings again: the first run's outputs are still there, so it is said again
+    colorize_archive(src, out, engine=engine, progress=False, options=BatchOptions(render_size=32))
+    assert any("other settings" in r.getMessage() for r in caplog.records)
+
+    caplog.clear()
+    report = colorize_archive(src, out, engine=engine, progress=False,
+                              options=BatchOptions(render_size=32, redo=True))
+    assert report.done == 3 and report.done_now == 3 and not any("other settings" in r.getMessage()
+                                                                   for r in caplog.records)
+    assert all((out / n).read_bytes() != first[n] for n in first)  # ... until --redo
+    assert sorted(p.name for p in out.glob("*.jpg")) == ["p0.jpg", "p1.jpg", "p2.jpg"]  # replaced, not ~2
+
+    caplog.clear()  # now every output has this run's settings: nothing to say
+    report = colorize_archive(src, out, engine=engine, progress=False, options=BatchOptions(render_size=32))
+    assert report.done_now == 0 and not any("other settings" in r.getMessage() for r in caplog.records)
+
+
 def test_unlistable_sub_folder_is_reported(tmp_path, monkeypatch):
     (tmp_path / "ok").mkdir()
     (tmp_path / "ok" / "a.jpg").write_bytes(GOOD_JPEG)

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 LOCK_FILENAME = f"{JOB_DIR}/lock"
 #: The manifest's record of the archive this job packed last (see _check_packed_target).
 PACKED_META = "packed_archive"
+#: The manifest's record of the settings (model, render size, saturation, quality) that made the outputs in OUT.
+SETTINGS_META = "settings"
 #: The result of a batch job (the one job report).
 BatchReport = JobReport
 
@@ -87,6 +89,7 @@ class BatchJob:
         self.items: list[Item] = []
         self.todo: list[Item] = []
         self.settled = 0  # items already finished (earlier run) or refused at listing
+        self.kept = 0  # of those, the items an earlier run finished, whose outputs are kept
         self.done_now = 0
         self.manifest: Manifest | None = None
 
@@ -121,8 +124,10 @@ class BatchJob:
                 entries = self.manifest.sync(it.entry() for it in self.items)
                 for it in self.items:
                     e = entries[it.key]
-                    if it.refusal or (e.state == DONE and (self.out_dir / (e.output or it.key)).is_file()):
+                    if it.refusal or (e.state == DONE and not self.options.redo
+                                      and (self.out_dir / (e.output or it.key)).is_file()):
                         self.settled += 1
+                        self.kept += not it.refusal
                         continue
                     if e.state == DONE:
                         self.manifest.reset(it.key)  # its output went missing: redo
@@ -135,6 +140,29 @@ class BatchJob:
 
     def __exit__(self, *exc) -> None:
         self._stack.close()
+
+    def note_settings(self, model: str) -> None:
+        """Record the settings this run colorizes with (``model``'s name, render size, saturation,
+        quality), and warn when outputs an earlier run made with other settings are kept.  Why: a
+        rerun resumes, so without a word a rerun with new options would leave the finished items as
+        they were and mix two looks in one folder; ``redo`` (``--redo``) colorizes them again."""
+        assert self.manifest is not None, "enter the job first"
+        o = self.options
+        now = {"model": model, "render_size": o.render_size, "saturation": o.saturation, "quality": o.quality}
+        with _recording(self.manifest):
+            stored = self.manifest.get_meta(SETTINGS_META)
+            earlier = json.loads(stored) if stored and self.kept else []
+            if now not in earlier:
+                self.manifest.set_meta(SETTINGS_META, json.dumps([*earlier, now]))
+        other = [s for s in earlier if s != now]
+        if other:
+            def say(s: dict) -> str:
+                return ", ".join(f"{k.replace('_', ' ')} {'the model' + chr(39) + 's' if s.get(k) is None else s[k]}"
+                                 for k in now if any(e.get(k) != now[k] for e in other))
+
+            log.warning("%d item(s) in %s were colorized by an earlier run with other settings (%s; this run: %s) "
+                        "and are kept as they are; --redo colorizes every item again with this run's settings",
+                        self.kept, self.out_dir, " / ".join(say(s) for s in other), say(now))
 
     def _sweep(self) -> None:
         """Remove the temporary files that a killed run left for this job's

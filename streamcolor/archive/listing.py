@@ -49,6 +49,7 @@ class BatchOptions:
     max_member_bytes: int = archives.Limits.max_member_bytes  # refuse files/members bigger than this, declared or read
     max_ratio: float = archives.Limits.max_ratio  # refuse zip members > 1 MiB that inflate more than this (zip bombs)
     memory_budget: int = memory.DEFAULT_MEMORY_BUDGET  # bytes of images worked on at once (estimated; one may exceed it)
+    redo: bool = False  # colorize again the items an earlier run finished (their outputs, the job's own, are replaced)
 
     def __post_init__(self) -> None:
         if self.output_format not in ("same", *OUTPUT_FORMATS):

@@ -57,6 +57,10 @@ class ByteSize(click.ParamType):
 @click.option("--memory-budget", type=ByteSize(), default=f"{DEFAULT_MEMORY_BUDGET >> 20}M", show_default=True,
               help="Working memory for images in flight at once, estimated from each one's size before decoding "
                    "(about 16 bytes a pixel): big images wait for each other. One bigger than this runs alone.")
+@click.option("--redo", is_flag=True,
+              help="Colorize again the items an earlier run into OUTPUT finished (a rerun otherwise resumes and "
+                   "keeps them, e.g. after a change of -m, -r, --saturation or --quality). Only the job's own "
+                   "outputs are replaced, never files it did not write.")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
               help="Colorize on a pool of Ray actors (needs streamcolor[ray]). Bare --ray starts a private "
                    "Ray on this machine for this run (a cluster already running here is not joined), unless "
@@ -69,7 +73,7 @@ class ByteSize(click.ParamType):
 @engine_options
 @common_options
 def command(sources, output, fmt, quality, archive, batch_size, workers, max_pixels, max_member_size, max_ratio,
-            memory_budget, ray_address, ray_address_option, actors, model, backend, render_size, saturation):
+            memory_budget, redo, ray_address, ray_address_option, actors, model, backend, render_size, saturation):
     """Colorize every image in SOURCES (folders, searched recursively; .zip;
     .tar, .tar.gz/.tgz, .tar.xz, .tar.bz2) into the folder OUTPUT.
 
@@ -82,7 +86,9 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
     Resumable: the state of every item is kept in
     OUTPUT/.streamcolor/manifest.sqlite; after an interruption (even kill -9)
     run the same command again to finish the rest (each output is written
-    once).  Failed and skipped items are retried on each run.  Files in
+    once).  Failed and skipped items are retried on each run; finished ones
+    are kept (--redo colorizes them again, a warning says when this run's
+    settings differ from theirs).  Files in
     OUTPUT that this job did not write are never replaced: the new output
     gets name~2.
 
@@ -111,7 +117,7 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
                                output_format=fmt, archive="same" if archive else None, batch_size=batch_size,
                                workers=workers, max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
                                max_member_bytes=max_member_size, max_ratio=max_ratio,
-                               memory_budget=memory_budget)
+                               memory_budget=memory_budget, redo=redo)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     if ray_address_option is not None:

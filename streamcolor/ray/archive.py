@@ -69,6 +69,7 @@ def colorize_archive_ray(src: str | os.PathLike | Sequence[str | os.PathLike], d
     InputError, OutputError, ValueError: as :func:`streamcolor.colorize_archive`.
     """
     with BatchJob(src, dst, options=options) as job:
+        job.note_settings(_model_name(model))
         todo = list(job.todo)
         if not todo:
             return job.finish()
@@ -85,6 +86,16 @@ def colorize_archive_ray(src: str | os.PathLike | Sequence[str | os.PathLike], d
             finally:
                 pool.close()
         return job.finish(engine_s=engine_s / max(1, n))
+
+
+def _model_name(model: "str | os.PathLike | None") -> str:
+    """The name in the model's bundle (what a plain run records), read here without loading it."""
+    from streamcolor.engines import DEFAULT_MODEL, EngineError, resolve_model
+
+    try:
+        return resolve_model(model or DEFAULT_MODEL).name
+    except EngineError:  # a folder only the actors' nodes have: they say so when they load it
+        return str(model)
 
 
 def _run_items(job: BatchJob, pool: ActorPool, todo: list[Item], batch_size: int, bar) -> float:
