@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -127,7 +128,8 @@ class Manifest:
         """Register a job's listing and return every listed key's current entry.
 
         New keys are inserted with the given state (``pending``, or ``skipped``
-        for items refused at listing).  A known key whose source, member or
+        for items refused at listing).  A known key whose source (compared as the
+        file it names: ``./scans`` and ``/home/me/scans`` are one), member or
         stamp changed is reset to the given state: the source file changed, so
         the old output no longer stands.  Known keys that are not done are
         reset too (failed and skipped items are retried on every run: limits
@@ -140,8 +142,11 @@ class Manifest:
             self._db.execute("BEGIN")
             for e in entries:
                 old = self.get(e.key)
-                if old is not None and old.state == DONE and (old.source, old.member, old.stamp) == (
-                        e.source, e.member, e.stamp):
+                if old is not None and old.state == DONE and (old.member, old.stamp) == (e.member, e.stamp) and (
+                        old.source == e.source or os.path.realpath(old.source) == os.path.realpath(e.source)):
+                    if old.source != e.source:  # the same source spelt otherwise (./scans/, /home/me/scans)
+                        self._db.execute("UPDATE items SET source = ? WHERE key = ?", (_enc(e.source), _enc(e.key)))
+                        old = dataclasses.replace(old, source=e.source)
                     result[e.key] = old
                     continue
                 self._db.execute(

@@ -337,6 +337,20 @@ def test_a_rerun_with_other_settings_says_so_and_redo_colorizes_again(engine, tm
     assert report.done_now == 0 and not any("other settings" in r.getMessage() for r in caplog.records)
 
 
+def test_a_rerun_resumes_whatever_the_spelling_of_the_source(engine, tmp_path, monkeypatch):
+    src = tmp_path / "scans"
+    src.mkdir()
+    for i in range(2):
+        Image.fromarray(make_photo(48, 64, seed=i)[..., 0]).save(src / f"p{i}.jpg", quality=90)
+    monkeypatch.chdir(tmp_path)
+    first = colorize_archive("./scans/", "out", engine=engine, progress=False)
+    assert first.done_now == 2
+    for spelling in (str(src), "scans", str(tmp_path / "out" / ".." / "scans")):
+        report = colorize_archive(spelling, "out", engine=engine, progress=False)
+        assert report.done == 2 and report.done_now == 0, spelling
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.jpg")) == ["p0.jpg", "p1.jpg"]
+
+
 def test_unlistable_sub_folder_is_reported(tmp_path, monkeypatch):
     (tmp_path / "ok").mkdir()
     (tmp_path / "ok" / "a.jpg").write_bytes(GOOD_JPEG)
