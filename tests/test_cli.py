@@ -10,6 +10,7 @@ import io
 import os
 import pty
 import struct
+import shutil
 import subprocess
 import sys
 import termios
@@ -203,6 +204,25 @@ def test_format_and_extension_disagreeing_is_said(tmp_path, three_images):
     assert Image.open(tmp_path / "x.jpg").format == "JPEG"
     res = streamcolor("image", three_images[0], "-o", str(tmp_path / "x.png"), "--quality", "80", "-r", "64")
     assert b"--quality ignored: PNG output is lossless" in res.stderr
+
+
+def test_output_names_that_would_silently_become_folders_are_refused_or_kept_as_asked(tmp_path, three_images):
+    res = streamcolor("image", *three_images[:2], "-o", str(tmp_path / "three.png"), "-r", "64")
+    assert res.returncode == 2 and b"names an image file, but 2 inputs need a folder" in res.stderr
+    assert not (tmp_path / "three.png").exists()
+    src = tmp_path / "scans"
+    src.mkdir()
+    for image in three_images:
+        shutil.copy(image, src)
+    res = streamcolor("batch", str(src), "-o", str(tmp_path / "out.rar"), "-r", "64")
+    assert res.returncode == 2 and b"not .rar" in res.stderr and not (tmp_path / "out.rar").exists()
+    res = streamcolor("batch", str(src), "-o", str(tmp_path / "out.zip") + "/", "-r", "64", "-q")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "out.zip").is_dir() and len(list((tmp_path / "out.zip").glob("*.png"))) == 3
+    assert not (tmp_path / "out").exists()  # a folder, as the slash says: nothing packed
+    (tmp_path / "empty").mkdir()
+    res = streamcolor("batch", str(tmp_path / "empty"), "-o", str(tmp_path / "e-out"))
+    assert res.returncode == 0 and b"no files to colorize in" in res.stderr
 
 
 # --------------------------------------------------------------------------- models

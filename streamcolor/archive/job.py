@@ -67,7 +67,8 @@ class BatchJob:
             raise TypeError(f"the output must be a path (str or os.PathLike), got {type(dst).__name__}")
         if not self.paths:
             raise ValueError("no sources given")
-        self.out_dir, self.archive_kind, suffix = _output_layout(Path(dst), options)
+        folder = isinstance(dst, str) and dst.endswith(("/", os.sep))  # "name.zip/": a folder, whatever its name
+        self.out_dir, self.archive_kind, suffix = _output_layout(Path(dst), options, folder=folder)
         self._stack = ExitStack()
         try:
             self.sources = [self._stack.enter_context(open_source(p, options)) for p in self.paths]
@@ -135,6 +136,8 @@ class BatchJob:
         except BaseException:
             self._stack.close()
             raise
+        if not self.items:  # an empty folder or archive, or the wrong one: a run that does nothing says so
+            log.warning("no files to colorize in %s", ", ".join(str(p) for p in self.paths))
         log.info("%d items, %d to do", len(self.items), len(self.todo))
         return self
 
@@ -280,9 +283,12 @@ def _source_paths(src: object) -> list[Path]:
     return paths
 
 
-def _output_layout(dst: Path, options: BatchOptions) -> tuple[Path, str | None, str | None]:
+def _output_layout(dst: Path, options: BatchOptions, *, folder: bool = False) -> tuple[Path, str | None, str | None]:
     """(output folder, archive kind or "same" or None, the archive's suffix as the name gave it).
-    ``x.zip`` -> folder ``x`` + zip ``x.zip``; ``x.TGZ`` -> folder ``x`` + tar.gz ``x.TGZ``."""
+    ``x.zip`` -> folder ``x`` + zip ``x.zip``; ``x.TGZ`` -> folder ``x`` + tar.gz ``x.TGZ``;
+    with ``folder`` (the name was written ``x.zip/``): the folder ``x.zip``."""
+    if folder:
+        return dst, options.archive, None
     lower = dst.name.lower()
     for kind, suffixes in ARCHIVE_SUFFIXES.items():
         for suffix in suffixes:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 
 import click
 
 from streamcolor.archive import OUTPUT_FORMATS
-from streamcolor.commands.common import (EXIT_FATAL, common_options, engine_options, load, progress_setting, run_job,
-                                         show_ray_progress)
+from streamcolor.commands.common import (EXIT_FATAL, common_options, engine_options, load, output_is_folder,
+                                         output_option, progress_setting, run_job, show_ray_progress)
 from streamcolor.engines.archives import RATIO_MIN_BYTES, Limits
 from streamcolor.memory import DEFAULT_MEMORY_BUDGET
 
 log = logging.getLogger(__name__)
+
+#: Archive names streamcolor cannot write: asked for, they would silently be a folder of that name.
+UNPACKED_SUFFIXES = (".rar", ".7z", ".zst", ".tzst", ".lz", ".lzma", ".tlz", ".txz.zst", ".cab", ".iso", ".arj")
 
 
 class ByteSize(click.ParamType):
@@ -33,9 +37,9 @@ class ByteSize(click.ParamType):
 
 @click.command("batch")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
-              help="Output folder (mirrors the source tree; OUT/<source name>/ per source when several). "
-                   "A name ending in .zip/.tar.gz/... also packs the folder into that archive.")
+@output_option("Output folder (mirrors the source tree; OUT/<source name>/ per source when several). "
+               "A name ending in .zip/.tar.gz/... also packs the folder into that archive (a name ending "
+               "in / is a folder, whatever it looks like).", required=True)
 @click.option("--format", "fmt", type=click.Choice(["same", *OUTPUT_FORMATS]),
               default="same", show_default=True, help="Output format (same: keep each file's format; "
                                                       "formats we cannot write, such as GIF, become PNG).")
@@ -120,20 +124,25 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
                                memory_budget=memory_budget, redo=redo)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    lower = output.name.lower()
+    if not output_is_folder() and not output.is_dir() and lower.endswith(UNPACKED_SUFFIXES):
+        raise click.UsageError(f"-o {output}: streamcolor packs .zip and .tar (.gz, .xz, .bz2) archives, not "
+                               f"{lower[lower.rfind('.'):]}; -o {output}/ makes a folder of that name")
+    out = f"{output}{os.sep}" if output_is_folder() else output  # "x.zip/": the folder x.zip, nothing packed
     if ray_address_option is not None:
         ray_address = ray_address_option
     if actors is not None and ray_address is None:
         raise click.UsageError("--actors needs --ray")
     if ray_address is not None:  # ImportError: no Ray
         show_ray_progress()
-        run_job(lambda: _run_on_ray(sources, output, options, progress, ray_address, actors, model, backend),
+        run_job(lambda: _run_on_ray(sources, out, options, progress, ray_address, actors, model, backend),
                 fatal=(ImportError,))
     try:
         engine = load(model, backend)
     except click.ClickException as exc:
         exc.exit_code = EXIT_FATAL
         raise
-    run_job(lambda: colorize_archive(list(sources), output, engine=engine, options=options, progress=progress))
+    run_job(lambda: colorize_archive(list(sources), out, engine=engine, options=options, progress=progress))
 
 
 def _run_on_ray(sources, output, options, progress, ray_address, actors, model, backend):

@@ -67,6 +67,10 @@ def command(inputs, output, fmt, quality, overwrite, max_pixels, model, backend,
                                                       and not output.is_dir()))
     if to_stdout and len(inputs) > 1:
         raise click.UsageError("-o - (stdout) takes one input")
+    if (len(inputs) > 1 and not to_stdout and not output_is_folder() and not output.is_dir()
+            and image_io.format_for(output, default="?") != "?"):
+        raise click.UsageError(f"-o {output} names an image file, but {len(inputs)} inputs need a folder "
+                               f"(-o {output}/ makes a folder of that name)")
     if STDIO in inputs and not single_file:
         raise click.UsageError("'-' (stdin) needs -o FILE or -o - (stdout)")
     if to_stdout and sys.stdout.isatty():
