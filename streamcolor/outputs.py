@@ -44,8 +44,15 @@ def numbered(name: str, n: int) -> str:
     """``stem~n.suffix`` for a file name, its stem shortened when needed so that
     the name stays within :data:`NAME_MAX` bytes (a name that fits must not stop
     fitting because it was numbered)."""
+    return fitted(name, f"~{n}")
+
+
+def fitted(name: str, tail: str = "") -> str:
+    """``stem + tail + suffix`` for a file name, the stem shortened (by whole characters) so that
+    it fits in :data:`NAME_MAX` bytes: an output whose name grew (a number added, a longer
+    suffix) must not fail where its input's name fitted."""
     p = PurePosixPath(name)
-    stem, suffix, tail = p.stem, p.suffix, f"~{n}"
+    stem, suffix = p.stem, p.suffix
     room = NAME_MAX - len(os.fsencode(tail + suffix))
     while stem and len(os.fsencode(stem)) > room:
         stem = stem[:-1]
@@ -107,4 +114,4 @@ def describe_renames(planned: Sequence[Planned]) -> list[str]:
             for p in planned if p.renamed]
 
 
-__all__ = ["NAME_MAX", "Planned", "describe_renames", "numbered", "plan_outputs"]
+__all__ = ["NAME_MAX", "Planned", "describe_renames", "fitted", "numbered", "plan_outputs"]

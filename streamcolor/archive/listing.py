@@ -21,7 +21,7 @@ from streamcolor.engines.archives import ARCHIVE_SUFFIXES, Source, safe_member_p
 from streamcolor.errors import InputError, MemberRefused
 from streamcolor.items import REPORT_FILENAME
 from streamcolor.manifest import FAILED, JOB_DIR, PENDING, SKIPPED, Entry
-from streamcolor.outputs import numbered
+from streamcolor.outputs import NAME_MAX, fitted, numbered
 
 if TYPE_CHECKING:
     from streamcolor.engines import Engine
@@ -149,7 +149,10 @@ def output_name(rel: str, output_format: str = "same") -> str:
         new = OUTPUT_FORMATS[output_format]
         if suffix in image_io.supported_suffixes() and image_io.format_for(p) == image_io.format_for("x" + new):
             return rel  # e.g. .JPEG kept for --format jpg
-    return str(p.with_suffix(new)) if p.suffix and p.stem else rel + new
+    out = PurePosixPath(str(p.with_suffix(new)) if p.suffix and p.stem else rel + new)
+    if len(os.fsencode(out.name)) > NAME_MAX:  # the new suffix is longer (.jpg -> .webp): shorten the stem to fit
+        out = out.with_name(fitted(out.name))
+    return str(out)
 
 
 def output_key(name: str, output_format: str = "same") -> tuple[str | None, str | None]:
