@@ -392,7 +392,7 @@ def test_numbered_names_still_fit_the_filesystem(engine, tmp_path):
     report = colorize_archive(src, tmp_path / "out2", engine=engine, progress=False,
                               options=BatchOptions(workers=1, output_format="webp"))
     assert report.ok, report.problems
-    assert sorted(outputs(tmp_path / "out2")) == ["z" * 250 + ".webp", "z" * 247 + "~2.webp"]
+    assert sorted(outputs(tmp_path / "out2")) == ["z" * 250 + ".webp", "z" * 248 + "~2.webp"]
 
 
 # --------------------------------------------------------------------------------------------- a new user's review
