@@ -160,6 +160,7 @@ def build_hostile_zip(path: Path) -> None:
             zf.writestr(link, "../../../etc/passwd")
             zf.writestr("bomb.png", bytes(50 << 20))  # 50 MB of zeros: ~50 KB deflated
             zf.writestr("__MACOSX/._a.jpg", b"junk")  # OS junk: ignored, not reported
+            zf.writestr("photos/@eaDir/a.jpg/SYNOPHOTO_THUMB_XL.jpg", GOOD_JPEG)  # a NAS's thumbnails: the same
     names = zipfile.ZipFile(path).namelist()
     assert "/abs/sc-evil.png" in names and "../sc-escape.png" in names
 
@@ -275,6 +276,9 @@ def test_folder_tree_mirrored_formats_kept(engine, tmp_path):
     Image.fromarray(gray).save(src / "1960s" / "old.gif")
     Image.fromarray(gray).save(src / "top.tif")
     (src / ".DS_Store").write_bytes(b"junk")
+    for junk in (".thumbnails/normal", ".git/objects/ab"):  # caches and version control: passed over
+        (src / junk).mkdir(parents=True)
+        (src / junk / "cd.png").write_bytes(GOOD_JPEG)
     outside = tmp_path / "elsewhere.jpg"
     outside.write_bytes(GOOD_JPEG)
     (src / "1960s" / "link-out.jpg").symlink_to(outside)

@@ -47,6 +47,10 @@ ARCHIVE_SUFFIXES: dict[str, tuple[str, ...]] = {
 }
 #: Files that operating systems sprinkle into folders and zips; ignored, not reported.
 JUNK_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
+#: Folders of operating-system and photo-tool litter (thumbnail caches, trash, indexes, version control):
+#: their files are copies or metadata, never the user's photos, so they are passed over like JUNK_NAMES.
+JUNK_FOLDERS = frozenset({"__MACOSX", "@eaDir", ".thumbnails", ".Trashes", ".Trash", ".Spotlight-V100",
+                          ".fseventsd", "$RECYCLE.BIN", "System Volume Information", ".git", ".svn", ".hg"})
 #: The zip compression-ratio check applies to members bigger than this (tiny files may compress very well).
 RATIO_MIN_BYTES = 1 << 20
 #: Already-compressed image formats: stored in a zip as they are, not deflated again.
@@ -118,9 +122,11 @@ def source_kind(path: str | os.PathLike) -> str:
 
 
 def is_junk(name: str) -> bool:
-    """Whether a member name is operating-system litter (``.DS_Store``, ``__MACOSX/``, ``._x``)."""
+    """Whether a member name is operating-system litter (``.DS_Store``, ``._x``, anything in
+    ``__MACOSX/``, a Synology ``@eaDir/`` or a ``.thumbnails/`` cache: :data:`JUNK_FOLDERS`)."""
     parts = name.replace("\\", "/").split("/")
-    return parts[-1] in JUNK_NAMES or parts[-1].startswith("._") or "__MACOSX" in parts[:-1]
+    return (parts[-1] in JUNK_NAMES or parts[-1].startswith("._")
+            or any(p in JUNK_FOLDERS for p in parts[:-1]))
 
 
 def safe_member_path(name: str) -> tuple[str | None, str | None]:
@@ -228,7 +234,7 @@ class Source:
         real_root = root.resolve()
         unreadable: list[OSError] = []
         for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable.append, followlinks=False):
-            dirnames.sort()
+            dirnames[:] = sorted(d for d in dirnames if d not in JUNK_FOLDERS)  # (not walked: a .git has thousands)
             here = Path(dirpath)
             for d in list(dirnames):
                 if (here / d).is_symlink():
@@ -536,6 +542,6 @@ def pack(root: str | os.PathLike, members: Iterable[str], dest: str | os.PathLik
             tf.add(root / rel, arcname=rel, recursive=False)
 
 
-__all__ = ["ARCHIVE_SUFFIXES", "ArchiveError", "JUNK_NAMES", "Limits", "Member", "MemberRefused", "Source",
+__all__ = ["ARCHIVE_SUFFIXES", "ArchiveError", "JUNK_FOLDERS", "JUNK_NAMES", "Limits", "Member", "MemberRefused", "Source",
            "dead_link", "is_junk", "kind_by_name", "pack", "safe_member_path", "source_kind", "zip_member_name",
            "zip_safe_name"]
