@@ -355,6 +355,18 @@ def test_a_rerun_resumes_whatever_the_spelling_of_the_source(engine, tmp_path, m
     assert sorted(p.name for p in (tmp_path / "out").glob("*.jpg")) == ["p0.jpg", "p1.jpg"]
 
 
+def test_a_name_that_is_both_a_file_and_a_folder_is_numbered_not_failed(engine, tmp_path):
+    src = tmp_path / "odd.zip"
+    with zipfile.ZipFile(src, "w") as zf:
+        for name in ("a.jpg", "a.jpg/b.jpg", "A.JPG/c.jpg", "d.png/e.jpg", "d.png"):  # a folder first, then a file
+            zf.writestr(name, GOOD_JPEG)
+    out = tmp_path / "out"
+    for run in range(2):
+        report = colorize_archive(src, out, engine=engine, progress=False, options=BatchOptions(render_size=64))
+        assert report.done == 5 and report.failed == 0 and report.done_now == (5, 0)[run], report.problems
+    assert sorted(image_outputs(out)) == ["A~2.JPG/c.jpg", "a.jpg", "a~2.jpg/b.jpg", "d.png/e.jpg", "d~2.png"]
+
+
 def test_unlistable_sub_folder_is_reported(tmp_path, monkeypatch):
     (tmp_path / "ok").mkdir()
     (tmp_path / "ok" / "a.jpg").write_bytes(GOOD_JPEG)

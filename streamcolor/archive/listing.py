@@ -178,6 +178,7 @@ def list_items(sources: Sequence[Source], options: BatchOptions = BatchOptions()
     prefixes = _prefixes(sources)
     items: list[Item] = []
     taken: set[str] = set()
+    folders = _Folders()
     for source, prefix in zip(sources, prefixes):
         for m in source.members():
             common = dict(source=str(source.path), member=m.name, size=m.size, stamp=m.stamp, kind=source.kind,
@@ -189,8 +190,44 @@ def list_items(sources: Sequence[Source], options: BatchOptions = BatchOptions()
                 items.append(Item(key=f"?{prefix}{m.locator}:{m.name}", refusal=refusal, refusal_state=state,
                                   **common))
                 continue
-            items.append(Item(key=unique_name(clear_of_job_files(prefix + key), taken), **common))
+            items.append(Item(key=folders.file_key(clear_of_job_files(prefix + key), taken), **common))
     return items
+
+
+class _Folders:
+    """The folders of a job's output keys, so that a name is never both a file and a folder.
+
+    An archive may hold ``a.jpg`` and ``a.jpg/b.jpg``; on disk one of the two
+    cannot exist, so the later one is numbered: the folder (``a~2.jpg/b.jpg``,
+    the same for every member in it) or the file, comparing names
+    case-insensitively, as :func:`unique_name` does."""
+
+    def __init__(self) -> None:
+        self.renamed: dict[str, str] = {}  # a folder as listed -> as written
+        self.names: set[str] = set()  # folders as written (case-folded)
+
+    def file_key(self, key: str, files: set[str]) -> str:
+        """``key`` with its folders and its name clear of the files and folders before it
+        (``files``: the file keys so far, case-folded; the key is added to them)."""
+        parts = key.split("/")
+        done: list[str] = []
+        for part in parts[:-1]:
+            listed = "/".join([*done, part])  # (folders differing in case stay apart, as before)
+            if listed not in self.renamed:
+                written, n = "/".join([*done, part]), 1
+                while written.casefold() in files:
+                    n += 1
+                    written = "/".join([*done, numbered(part, n)])
+                self.renamed[listed] = written
+                self.names.add(written.casefold())
+            done = self.renamed[listed].split("/")
+        path = "/".join([*done, parts[-1]])
+        candidate, n, p = path, 1, PurePosixPath(path)
+        while candidate.casefold() in files or candidate.casefold() in self.names:
+            n += 1
+            candidate = str(p.with_name(numbered(p.name, n)))
+        files.add(candidate.casefold())
+        return candidate
 
 
 def clear_of_job_files(key: str) -> str:
