@@ -347,6 +347,10 @@ def format_for(path: str | os.PathLike, default: str | None = None) -> str:
         return _FORMATS[suffix]
     if default:
         return default
+    if str(path).endswith(("/", os.sep)) or Path(path).is_dir():
+        raise OutputError(f"{path}: a folder; give the output file's name (its extension picks the format)")
+    if not suffix:
+        raise OutputError(f"{path}: no extension to pick the output format from; use one of {sorted(_FORMATS)}")
     raise OutputError(f"{path}: unsupported output format {suffix!r}; use one of {sorted(_FORMATS)}")
 
 

@@ -737,3 +737,16 @@ def test_a_collection_into_a_file_is_refused_before_ray_starts(tmp_path):
     import ray
 
     assert note.read_text() == "mine" and not ray.is_initialized()  # refused before a Ray session
+
+
+def test_an_output_path_without_a_format_says_why(engine, tmp_path):
+    src = tmp_path / "a.jpg"
+    src.write_bytes(jpeg())
+    (tmp_path / "folder").mkdir()
+    for dst, said in ((tmp_path / "folder", "a folder; give the output file's name"),
+                      (f"{tmp_path / 'new'}/", "a folder; give the output file's name"),
+                      (tmp_path / "noext", "no extension to pick the output format from"),
+                      (tmp_path / "x.bmpx", "unsupported output format '.bmpx'")):
+        with pytest.raises(OutputError, match=said):
+            colorize_image(src, dst, engine=engine)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "folder"]
