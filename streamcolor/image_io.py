@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import re
 import stat
@@ -25,6 +26,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from streamcolor import tempfiles
 from streamcolor.errors import InputError, OutputError
+
+log = logging.getLogger(__name__)
 
 #: Refuse images with more pixels than this by default (a decompression-bomb
 #: guard; about 16k x 16k).  Override per call with ``max_pixels``.
@@ -297,14 +300,18 @@ def _is_gray(rgb: np.ndarray) -> bool:
 
 
 def encode_image(rgb: np.ndarray, fmt: str, *, alpha: np.ndarray | None = None,
-                 info: dict[str, Any] | None = None, quality: int = 95) -> bytes:
+                 info: dict[str, Any] | None = None, quality: int = 95, label: str | None = None) -> bytes:
     """Encode (H, W, 3) uint8/uint16 RGB (+ optional alpha) as ``fmt`` bytes.
 
     16-bit data is kept for PNG and TIFF and reduced to 8 bits elsewhere.
     ICC profile and EXIF from ``info`` are carried where the format has them.
+    Transparency that JPEG cannot hold is dropped with a warning naming ``label``.
     """
     fmt = fmt.upper()
     info = info or {}
+    if alpha is not None and fmt == "JPEG" and int(alpha.min()) < int(np.iinfo(alpha.dtype).max):
+        log.warning("%s: its transparency is dropped: JPEG has none (PNG, WebP and TIFF keep it)",
+                    label or "the output")
     if rgb.dtype == np.uint16 and fmt not in ("PNG", "TIFF"):
         rgb = (rgb.astype(np.uint32) * 255 // 65535).astype(np.uint8)
         if alpha is not None:
@@ -411,4 +418,4 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray |
                 info: dict[str, Any] | None = None, quality: int = 95, fmt: str | None = None) -> Path:
     """Encode and atomically write an RGB image; the format follows the extension."""
     return write_atomic(path, encode_image(rgb, fmt or format_for(path), alpha=alpha, info=info,
-                                           quality=quality))
+                                           quality=quality, label=str(path)))

@@ -158,7 +158,7 @@ def finish_item(prep: Prepared, ab: np.ndarray, options: ColorOptions, sink: Sin
         rgb = render_prepared(prep, ab, saturation=options.saturation,
                               out=thread_scratch().take("rendered", (*prep.shape, 3), prep.dtype))
         data = image_io.encode_image(rgb, image_io.format_for(item.key), alpha=prep.alpha, info=prep.info,
-                                     quality=options.quality)
+                                     quality=options.quality, label=item.label)
     except Exception as exc:  # Pillow refuses e.g. WebP over 16383 px; each item on its own
         return Outcome(item, FAILED, f"cannot encode the output {item.key} ({type(exc).__name__}: {exc})")
     if sink is None:

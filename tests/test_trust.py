@@ -750,3 +750,16 @@ def test_an_output_path_without_a_format_says_why(engine, tmp_path):
         with pytest.raises(OutputError, match=said):
             colorize_image(src, dst, engine=engine)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "folder"]
+
+
+def test_transparency_that_jpeg_cannot_hold_is_said(engine, tmp_path, caplog):
+    gray = make_photo(40, 56, seed=3)[..., 0]
+    for name, a in (("half.png", 128), ("opaque.png", 255)):
+        Image.fromarray(np.dstack([gray, gray, gray, np.full_like(gray, a)])).save(tmp_path / name)
+    caplog.clear()
+    colorize_image(tmp_path / "opaque.png", tmp_path / "opaque.jpg", engine=engine)
+    colorize_image(tmp_path / "half.png", tmp_path / "half.webp", engine=engine)
+    assert not [r for r in caplog.records if "transparency" in r.getMessage()]
+    colorize_image(tmp_path / "half.png", tmp_path / "half.jpg", engine=engine)
+    said = [r.getMessage() for r in caplog.records if "transparency" in r.getMessage()]
+    assert len(said) == 1 and "half.jpg: its transparency is dropped" in said[0]

@@ -163,7 +163,8 @@ def _colorize_one(src: Path, dst: Path, fmt: str, engine, options: ColorOptions)
         out_fmt = FORMATS[fmt] if fmt != "same" else (decoded.format or "PNG")
         if out_fmt.upper() not in {*FORMATS.values(), "BMP"}:
             out_fmt = "PNG"  # e.g. a GIF in: written as PNG, as `batch` does
-        data = image_io.encode_image(rgb, out_fmt, alpha=decoded.alpha, info=decoded.info, quality=options.quality)
+        data = image_io.encode_image(rgb, out_fmt, alpha=decoded.alpha, info=decoded.info, quality=options.quality,
+                                     label="<stdout>")
         try:
             sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()
