@@ -324,7 +324,8 @@ class _State:
         suffix = PurePath(upload.name).suffix.lower()
         suffix = suffix if suffix in VIDEO_SUFFIXES else ".mp4"
         options = VideoOptions(render_size=params.get("render_size", self.colour.render_size),
-                               saturation=params.get("saturation", self.colour.saturation))
+                               saturation=params.get("saturation", self.colour.saturation),
+                               max_pixels=self.colour.max_pixels)  # the same pixel-bomb guard as images
         with tempfile.TemporaryDirectory(prefix="streamcolor-serve-") as tmp:
             src = Path(tmp) / f"input{suffix}"
             src.write_bytes(upload.data)

@@ -410,6 +410,10 @@ def test_video_round_trip(server, tmp_path):
     assert video_size(out) == (96, 64)
     bad = post_file(server.url, b"\0\1\2 not a video" * 50, "broken.mp4", "video/mp4")
     assert bad.status == 400 and bad.json()["error"]
+    side = int(MAX_PIXELS ** 0.5) // 2 * 2 + 2  # frames just over the server's pixel limit, as images are refused
+    big = make_clip(tmp_path / "big.mp4", side, side, 1)
+    r = post_file(server.url, big.read_bytes(), "big.mp4", "video/mp4", query="?render_size=64")
+    assert r.status == 400 and "over the limit" in r.json()["error"], r.body[:300]
 
 
 def test_a_video_without_a_name_or_type_is_known_by_its_content(server, tmp_path):

@@ -48,6 +48,7 @@ class VideoOptions:
     # everywhere within one code of the RGB route, a third of its work at 1080p); True: always make
     # full-res sRGB and let FFmpeg convert it, the reference route
     rgb_compose: bool = False
+    max_pixels: int | None = None  # refuse videos whose frames have more pixels (a server's guard); None: no limit
 
     def __post_init__(self) -> None:
         lab.check_render_size(self.render_size)
@@ -60,6 +61,8 @@ class VideoOptions:
         if not 0.0 < self.scene_cut <= 1.0:
             raise ValueError(f"scene_cut must be in (0, 1], got {self.scene_cut}")
         needs_even(self.pix_fmt)  # raises ValueError for an unknown pixel format
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels}")
 
     def color_options(self, engine: "Engine") -> ColorOptions:
         """The per-frame colour options, with the model's recommendations filled in."""

@@ -182,6 +182,9 @@ class _Job:
         self.errors: list[BaseException] = []
         ctx = vin.codec_context
         self.width, self.height = ctx.width, ctx.height
+        if options.max_pixels is not None and self.width * self.height > options.max_pixels:
+            raise InputError(f"{src}: frames of {self.width}x{self.height} = {self.width * self.height:,} pixels are "
+                             f"over the limit of {options.max_pixels:,}")
         self.time_base = vin.time_base or Fraction(1, 90000)
         self.rate = vin.average_rate or vin.guessed_rate or vin.base_rate or Fraction(25)
         even_w, even_h = needs_even(options.pix_fmt)
