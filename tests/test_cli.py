@@ -70,6 +70,13 @@ def test_image_pipe_errors_are_one_line(tmp_path, jpeg_bytes):
     assert folder.returncode == 2 and b"needs -o FILE or -o -" in folder.stderr
 
 
+def test_video_refuses_stdin_and_stdout_instead_of_a_file_named_dash(tmp_path):
+    for args in (["video", "-"], ["video", str(tmp_path / "film.mp4"), "-o", "-"]):
+        res = streamcolor(*args, cwd=tmp_path)
+        assert res.returncode == 2 and b"not stdin or stdout" in res.stderr, res.stderr
+    assert list(tmp_path.iterdir()) == []  # no folder named "-"
+
+
 def test_image_max_pixels_refuses_bigger_images_and_keeps_going(tmp_path, jpeg_bytes):
     """64x48 = 3,072 pixels: refused under --max-pixels 3000 (the other input still done), taken at 3072."""
     src, other = tmp_path / "in.jpg", tmp_path / "small.png"

@@ -371,6 +371,27 @@ def test_truncated_matroska_keeps_what_decodes(counted, tmp_path, caplog):
     assert 0 < n < 24
 
 
+def test_subtitles_that_run_past_the_picture_are_no_sign_of_damage(counted, tmp_path, caplog):
+    video = make_video(tmp_path / "v.mkv", frames=24, audio=None)  # 1 s of picture ...
+    srt = tmp_path / "late.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:03,000\nThe end\n")  # ... and a subtitle until 3 s
+    src = tmp_path / "multi.mkv"
+    with av.open(str(video)) as vin, av.open(str(srt)) as sin, av.open(str(src), "w") as out:
+        streams = {vin.streams.video[0]: out.add_stream_from_template(vin.streams.video[0]),
+                   sin.streams.subtitles[0]: out.add_stream_from_template(sin.streams.subtitles[0])}
+        for container, stream in ((vin, vin.streams.video[0]), (sin, sin.streams.subtitles[0])):
+            for packet in container.demux(stream):
+                if packet.size:
+                    packet.stream = streams[stream]
+                    out.mux(packet)
+    with av.open(str(src)) as c:
+        assert c.duration / 1e6 > 2.5 and c.streams.video[0].duration is None  # what misled the check
+    with caplog.at_level(logging.WARNING, logger="streamcolor.video"):
+        dst = streamcolor.colorize_video(src, engine=counted, **FAST)
+    assert len(read_video(dst)["l"]) == 24
+    assert not [r for r in caplog.records if "truncated" in r.getMessage()], caplog.text
+
+
 def test_container_that_cannot_hold_a_copied_stream(counted, tmp_path):
     src = make_video(tmp_path / "subs.mkv", frames=6, audio="pcm_s16le", subtitles=True)
     with pytest.raises(OutputError, match="srt subtitle"):

@@ -76,6 +76,9 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
     """
     from streamcolor.video import VideoOptions, check_codec, check_pix_fmt, colorize_video, default_output
 
+    if Path("-") in inputs or output == Path("-"):  # (as `image` reads them: here they would be a file or folder "-")
+        raise click.UsageError("video reads and writes files, not stdin or stdout ('-'): a video's container "
+                               "needs to seek; give file names (a file named '-': give its full path)")
     check_medium(inputs, "video")
     use_ray = use_ray or ray_address is not None
     if segments is not None and not use_ray:

@@ -23,6 +23,7 @@ import dataclasses
 import logging
 import os
 import queue
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -131,6 +132,12 @@ def run(src: Path, dst: Path, engine: "Engine", options: VideoOptions, progress:
                 raise OutputError(f"{dst}: cannot write ({exc.strerror or exc})") from exc
             raise
     return job
+
+
+def _tag_seconds(value: str | None) -> float | None:
+    """Seconds of a ``HH:MM:SS.fraction`` duration tag (what Matroska muxers write per stream), else None."""
+    m = re.fullmatch(r"\s*(\d+):(\d{1,2}):(\d{1,2}(?:\.\d*)?)\s*", value or "")
+    return int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3]) if m else None
 
 
 class _Stopped(Exception):
@@ -505,7 +512,10 @@ class _Job:
         except (AttributeError, ValueError, av.error.FFmpegError) as exc:
             log.warning("%s: chapters not copied: %s", self.src, exc)
 
-    def _total(self) -> int | None:
+    def _total(self, *, video_only: bool = False) -> int | None:
+        """About how many frames the video has, from its header: the video stream's frame
+        count or duration (Matroska's ``DURATION`` tag), else the container's duration, which
+        also spans audio and subtitles that run on past the picture (``video_only``: not that)."""
         if self.segment is not None:
             return None
         vin = self.vin
@@ -513,7 +523,10 @@ class _Job:
             return int(vin.frames)
         if vin.duration and vin.time_base:
             return max(1, round(float(vin.duration * vin.time_base * self.rate)))
-        if self.inp.duration:
+        tagged = _tag_seconds(vin.metadata.get("DURATION") or vin.metadata.get("duration"))
+        if tagged:
+            return max(1, round(tagged * float(self.rate)))
+        if self.inp.duration and not video_only:
             return max(1, round(self.inp.duration / 1e6 * float(self.rate)))
         return None
 
@@ -563,7 +576,7 @@ class _Job:
         self._mux(out, None)
         if self.bad_packets:
             log.warning("%s: %d damaged video packets skipped", self.src, self.bad_packets)
-        total = self._total()
+        total = self._total(video_only=True)  # (a subtitle that ends after the picture is no sign of damage)
         if total and written < 0.9 * total:
             log.warning("%s: %d frames decoded where the header announces about %d (damaged or truncated input?)",
                         self.src, written, total)
