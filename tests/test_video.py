@@ -511,6 +511,15 @@ def test_plan_segments():
                                                               (24576, None, 18432)]
     assert [s.decode_from for s in plan_segments(kf, tb, segment_s=0.5, warmup_s=0)] == kf
     assert plan_segments([], tb) == []
+    # count: about equal parts, cut at the keyframes nearest to each share (a keyframe every 12 of 100 frames)
+    kf12 = list(range(0, 100, 12))
+    sizes = lambda segs, end: [(s.end or end) - s.start for s in segs]  # noqa: E731
+    assert sizes(plan_segments(kf12, tb, count=3), 100) == [36, 36, 28]  # (a greedy cut gave 48, 48, 4)
+    assert sizes(plan_segments(kf12, tb, count=1), 100) == [100]
+    assert len(plan_segments(kf12, tb, count=20)) == len(kf12)  # never more than the keyframes allow
+    assert sizes(plan_segments([0, 24, 48, 72], tb, count=3), 96) == [24, 48, 24]
+    with pytest.raises(ValueError):
+        plan_segments(kf12, tb, count=0)
 
 
 def test_colorize_segment_writes_its_frames_after_a_warm_up(counted, gop_clip, tmp_path):

@@ -63,11 +63,9 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
         raise OutputError(f"{dst}: an AVI cannot be joined from segments (it has no timestamps); write .mkv, "
                           ".mp4 or .mov with --ray, or the AVI without --ray")
     keyframes, time_base, _ = video_keyframes(src)
-    if segments is not None:
-        if segments < 1:
-            raise ValueError(f"segments must be at least 1, got {segments}")
-        segment_s = _duration_s(keyframes, time_base) / segments * (1 - 1e-6)  # a keyframe right at a cut still cuts
-    plan = plan_segments(keyframes, time_base, segment_s=segment_s, warmup_s=warmup_s)
+    if segments is not None and segments < 1:
+        raise ValueError(f"segments must be at least 1, got {segments}")
+    plan = plan_segments(keyframes, time_base, segment_s=segment_s, warmup_s=warmup_s, count=segments)
     if not plan:
         raise InputError(f"{src}: no keyframe with a timestamp in the video stream; colorize it without Ray "
                          "(`streamcolor video`; colorize_video in Python)")
@@ -113,15 +111,6 @@ def _run_segments(pool: ActorPool, src: Path, todo: list[Segment], paths: list[P
                 log.info("segment %d: %d frames (pts %d..%d) on actor %d, pid %d", seg.index, result["frames"],
                          result["first_pts"], result["last_pts"], task.slot, result["pid"])
                 bar.update(1)
-
-
-def _duration_s(keyframes: list[int], time_base) -> float:
-    """The video's length in seconds as its keyframes tell it: their span plus
-    one mean keyframe interval (the last GOP); enough to size N segments."""
-    kf = sorted(set(keyframes))
-    if len(kf) < 2:
-        return 1.0  # one keyframe: one segment, whatever its length
-    return float((kf[-1] - kf[0]) * time_base) * len(kf) / (len(kf) - 1)
 
 
 def _segment_folder(src: Path, dst: Path, model, backend: str, options: VideoOptions,

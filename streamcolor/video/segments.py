@@ -63,19 +63,37 @@ def video_keyframes(src: str | os.PathLike) -> tuple[list[int], Fraction, int]:
 
 
 def plan_segments(keyframes: Sequence[int], time_base: Fraction, *, segment_s: float = 30.0,
-                  warmup_s: float = 1.0) -> list[Segment]:
+                  warmup_s: float = 1.0, count: int | None = None) -> list[Segment]:
     """Cut a video into segments of whole GOPs, each at least ``segment_s`` long
     (the last may be shorter), each warmed up from the latest keyframe at least
-    ``warmup_s`` before its start.  ``keyframes``: pts of the keyframes."""
+    ``warmup_s`` before its start.  ``keyframes``: pts of the keyframes.
+
+    ``count``: instead, at most that many segments of about equal length: each cut
+    at the keyframe nearest to its share of the video (the video's end estimated
+    from the keyframes, as one mean GOP after the last), so 100 frames with a
+    keyframe every 12 make 3 segments of 36, 36 and 28 frames, not 48, 48 and 4."""
     kf = sorted(set(keyframes))
     if not kf:
         return []
-    min_ticks = segment_s / float(time_base)
     warm_ticks = warmup_s / float(time_base)
-    starts = [kf[0]]
-    for k in kf[1:]:
-        if k - starts[-1] >= min_ticks:
-            starts.append(k)
+    if count is not None:
+        if count < 1:
+            raise ValueError(f"count must be at least 1, got {count}")
+        end = kf[-1] + (kf[-1] - kf[0]) / (len(kf) - 1) if len(kf) > 1 else kf[0]
+        starts = [kf[0]]
+        for i in range(1, count):
+            target = kf[0] + (end - kf[0]) * i / count
+            later = [k for k in kf if k > starts[-1]]
+            if later:
+                nearest = min(later, key=lambda k: abs(k - target))
+                if nearest - target < (end - kf[0]) / count / 2:  # (not past the middle of the next share)
+                    starts.append(nearest)
+    else:
+        min_ticks = segment_s / float(time_base)
+        starts = [kf[0]]
+        for k in kf[1:]:
+            if k - starts[-1] >= min_ticks:
+                starts.append(k)
     segments = []
     for i, start in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else None
