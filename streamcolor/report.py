@@ -704,7 +704,7 @@ def speed_chart(rows: Sequence[dict[str, Any]], note: str = "") -> str:
             for r in sorted(rows, key=lambda r: (r["render"], labels.index(r.get("label") or r.get("engine")),
                                                  r["batch"]))]
     render = f" at render {next(iter(renders))}" if len(renders) == 1 else ""
-    return _svg_bars(f"Throughput by engine and batch{render} (images/s; higher is better){note}", bars,
+    return _svg_bars(f"Images/s by engine and batch{render} (higher is better){note}", bars,
                      unit="img/s", width=900)
 
 
@@ -783,29 +783,52 @@ def render_html(items: Sequence[BeforeAfter], tables: Sequence[Table], *, title:
 
 
 def model_card_table(engine: "Engine") -> Table | None:
-    """The evaluation stored in the model's ``model.json``, if any."""
-    ev = engine.info.meta.get("eval")
+    """The evaluation stored in the model's ``model.json``, if any: on the photos from sources
+    that training never saw (the ``holdout`` split) when the model has it, since the ``val``
+    split (its ``eval``) is where its checkpoint was chosen, and says less about new photos."""
+    meta = engine.info.meta
+    splits = meta.get("eval_splits") if isinstance(meta.get("eval_splits"), dict) else {}
+    ev = splits.get("holdout") or meta.get("eval")
     if not isinstance(ev, dict) or "model" not in ev:
         return None
-    return _table(f"Model card: {engine.info.name} on {ev.get('images', '?')} held-out photos ({ev.get('source', '')})",
+    if splits.get("holdout"):
+        what = f"{ev.get('images', '?')} photos from sources training never saw (holdout split)"
+    elif splits.get("val") == ev:
+        what = f"{ev.get('images', '?')} validation photos (the checkpoint was chosen on them)"
+    else:
+        what = f"{ev.get('images', '?')} held-out photos ({ev.get('source', '')})"
+    runtime = str(ev.get("engine", "?")).split(":")[0]  # (the runtime; what follows is a training run's name)
+    return _table(f"Model card: {engine.info.name} on {what}",
                   [["a*b* MSE", _get(ev, "model.mse_ab"), _get(ev, "gray.mse_ab"), 0],
                    ["PSNR, dB", _get(ev, "model.psnr"), _get(ev, "gray.psnr"), "-"],
                    ["colorfulness", _get(ev, "model.colorfulness"), _get(ev, "gray.colorfulness"),
                     _get(ev, "truth.colorfulness")]],
-                  ["metric", "model", "gray baseline", "truth"], f"engine: {ev.get('engine', '?')}")
+                  ["metric", "model", "gray baseline", "truth"], f"measured with {runtime}")
 
 
-def measure_speed(engine: "Engine", render: int, batches: Sequence[int], *, rounds: int = 3) -> list[dict[str, Any]]:
+def measure_speed(engine: "Engine", render: int, batches: Sequence[int], *, rounds: int = 3,
+                  notes: list[str] | None = None) -> list[dict[str, Any]]:
     """Images/s of this model's engines here (ONNX fp32, and int8 or fp16 when the
-    bundle has them) at ``render`` and each batch size, the engines taking turns."""
-    from streamcolor.bench import engine_rows, load_engines
+    bundle has them) at ``render`` and each batch size, the engines taking turns.
 
-    engines, _ = load_engines(engine.info.path, "auto")
+    An engine timed although its colours are wrong on this CPU (int8 kernels that
+    disagree with fp32, as ``streamcolor bench`` finds) is labelled so, since a
+    chart would otherwise show it as simply the fastest; ``notes`` gets the reasons."""
+    from streamcolor.bench import UNTRUSTED, engine_rows, load_engines
+
+    engines, said = load_engines(engine.info.path, "auto")
+    if notes is not None:
+        notes.extend(said)
+    untrusted = {label for label in engines for n in said if n.startswith(UNTRUSTED) and f" {label}:" in n}
     try:
-        return engine_rows(engines, [render], batches, rounds=rounds)
+        rows = engine_rows(engines, [render], batches, rounds=rounds)
     finally:
         for e in engines.values():
             e.close()
+    for r in rows:
+        if r.get("label") in untrusted:
+            r["label"] = f"{r['label']} (wrong colours here)"
+    return rows
 
 
 def check_page_name(out: str | Path) -> Path:
@@ -878,7 +901,10 @@ def write_report(out: str | Path, *, engine: "Engine", results: Sequence[str | P
             notes.append("--gallery ignored: no photo with colour truth (the gallery shows gray | ours | original)")
     items = items[:max_photos]
     if not items:
-        if photos:
+        if found:  # (each one's reason is a note above)
+            notes.append(f"none of the {len(found)} photo(s) found in {photos} could be colorized: showing the "
+                         "bundled black-and-white sample")
+        elif photos:
             notes.append(f"no photos found in {photos}: showing the bundled black-and-white sample")
         items.append(judge_photo(engine, SAMPLE_PHOTO, options=options, max_side=image_size,
                                  credit="bundled sample (black and white: no colour truth)"))
@@ -897,8 +923,8 @@ def write_report(out: str | Path, *, engine: "Engine", results: Sequence[str | P
         say(f"measuring images/s at render {options.render_size}, batches {list(speed_batches)}...")
         import os
 
-        rows = measure_speed(engine, options.render_size, speed_batches)
-        load = f"; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores" if hasattr(os, "getloadavg") else ""
+        rows = measure_speed(engine, options.render_size, speed_batches, notes=notes)
+        load = f"; load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores" if hasattr(os, "getloadavg") else ""
         charts.append(speed_chart(rows, note=f" - measured here{load}"))
     rows = bench_rows(results)
     if rows:

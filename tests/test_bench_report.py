@@ -261,6 +261,10 @@ def test_report_is_self_contained_with_before_after_and_tables(engine, tmp_path)
     first = Image.open(__import__("io").BytesIO(base64.b64decode(images[0])))
     assert max(first.size) <= report.REPORT_IMAGE_SIZE
     assert "original colour" in text and "author 1" in text and "Model card" in text
+    if engine.info.meta.get("eval_splits", {}).get("holdout"):  # the card's figures: sources training never saw
+        holdout = engine.info.meta["eval_splits"]["holdout"]
+        assert f"on {holdout['images']} photos from sources training never saw (holdout split)" in text
+        assert f"{holdout['model']['mse_ab']:.4f}"[:6] in text and "e2-swa-all" not in text
     assert "against the gray baseline" in text and "<svg" in text  # per-photo metrics, charted
     strips = sorted((tmp_path / "gallery").glob("*.png"))
     assert len(strips) == 4
@@ -335,5 +339,26 @@ def test_report_command_charts_speed_by_engine_and_batch(tmp_path):
                                    "--backend", "onnx"])
     assert res.exit_code == 0, res.output
     text = out.read_text()
-    assert "Throughput by engine and batch at render 64" in text
+    assert "Images/s by engine and batch at render 64" in text
     assert "batch 1" in text and "batch 2" in text and "onnx-cpu-fp32" in text
+    if "not recommended: onnx-cpu-int8" in text:  # int8 kernels that give wrong colours on this CPU: said on the bars
+        assert "onnx-cpu-int8 (wrong colours here), batch 1" in text
+    else:
+        assert "wrong colours here" not in text
+
+
+def test_report_says_why_its_photos_are_missing_and_a_bad_results_file_stops_it_with_2(tmp_path):
+    from streamcolor.cli import cli
+
+    folder = tmp_path / "onlybad"
+    folder.mkdir()
+    (folder / "bad.jpg").write_bytes(b"not a jpeg")
+    res = CliRunner().invoke(cli, ["report", str(folder), "-o", str(tmp_path / "r.html"), "--no-speed", "-r", "64"])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "r.html").read_text()
+    assert "none of the 1 photo(s) found in" in page and "no photos found" not in page
+    bad = tmp_path / "results.json"
+    bad.write_text("{")
+    res = CliRunner().invoke(cli, ["report", str(folder), "-o", str(tmp_path / "r2.html"), "--no-speed",
+                                   "--results", str(bad)])
+    assert res.exit_code == 2 and "not a JSON results file" in res.output and not (tmp_path / "r2.html").exists()
