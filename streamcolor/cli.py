@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import signal
 import sys
 from importlib import import_module
 from importlib.metadata import entry_points
@@ -146,12 +147,19 @@ def main() -> None:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT, stream=sys.stderr)
+    terminated: list[int] = []
+
+    def on_sigterm(signum, frame):  # `kill`, `docker stop`, systemd: the same clean stop as Ctrl-C
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         with logging_redirect_tqdm():
             cli.main(standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
+        click.echo("terminated" if terminated else "aborted", err=True)
+        sys.exit(128 + signal.SIGTERM if terminated else 130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

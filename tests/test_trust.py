@@ -193,6 +193,30 @@ def test_killed_video_leaves_a_temporary_that_the_next_run_sweeps(tmp_path):
     assert sorted(p.name for p in dst.parent.iterdir()) == ["in-colour.mp4", "notes.part"]
 
 
+@pytest.mark.slow
+def test_a_terminated_video_stops_cleanly_as_ctrl_c_does(tmp_path):
+    """SIGTERM (kill, docker stop, systemd) unwinds like Ctrl-C: no temporary left, the earlier output kept."""
+    clip = make_clip(tmp_path / "in.mp4", frames=400)
+    dst = tmp_path / "out" / "in-colour.mp4"
+    dst.parent.mkdir()
+    dst.write_bytes(b"the earlier output")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "streamcolor", "video", str(clip), "-o", str(dst),
+                             "--no-progress", "-b", "1"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        while not [p for p in dst.parent.iterdir() if tempfiles.is_temp_name(p.name) and p.stat().st_size > 0]:
+            assert proc.poll() is None and time.monotonic() < deadline, "the video never started writing"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM and b"terminated" in err and b"Traceback" not in err, err
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["in-colour.mp4"]
+    assert dst.read_bytes() == b"the earlier output"
+
+
 # ---------------------------------------------------------------------------------------------
 # batch: reused output folders, the user's files, the job's own files
 # ---------------------------------------------------------------------------------------------
