@@ -42,6 +42,7 @@ import signal
 import tempfile
 import threading
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -271,6 +272,16 @@ def _download_name(name: str, ext: str) -> str:
     return f"{stem[:80]}-colour.{ext}"
 
 
+def content_disposition(name: str, ext: str) -> str:
+    """``inline`` with the ASCII name of :func:`_download_name` for old clients, and the upload's
+    own name (``<stem>-colour.<ext>``, any script) as RFC 6266's ``filename*``, which browsers
+    prefer: a photo called ``été à Nice.jpg`` downloads as ``été à Nice-colour.jpg``."""
+    stem = PurePath(name.replace("\\", "/")).stem
+    stem = "".join(c for c in stem if c.isprintable() and c not in '/\\"')[:120].strip(". ") or "image"
+    return (f'inline; filename="{_download_name(name, ext)}"; '
+            f"filename*=UTF-8''{urllib.parse.quote(f'{stem}-colour.{ext}', safe='')}")
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -492,7 +503,7 @@ async def _colorize(request: web.Request) -> web.Response:
             ext, ctype = _EXTENSION[fmt], _MIME[fmt]
         ms = (time.perf_counter() - t0) * 1e3
         return web.Response(body=data, content_type=ctype, headers={
-            "Content-Disposition": f'inline; filename="{_download_name(upload.name, ext)}"',
+            "Content-Disposition": content_disposition(upload.name, ext),
             "X-Streamcolor-Batch": str(batch), "Server-Timing": f"colorize;dur={ms:.1f}",
             "Cache-Control": "no-store"})
     finally:

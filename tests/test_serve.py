@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.parse
 import tempfile
 import threading
 import time
@@ -646,3 +647,14 @@ def test_screenshot(tmp_path):
     with load_engine("default") as eng, Server(eng, ServeOptions(port=0)) as srv:
         out = asyncio.run(_drive_page(srv.url + "/", SAMPLE_PHOTO, bad, shot))
     assert "done" in out["card"]["cls"] and Image.open(shot).size == (1280, 1000)
+
+
+def test_the_download_keeps_the_uploads_name_in_any_script(server):
+    f = aiohttp.FormData(quote_fields=False)  # the name as browsers and curl send it: UTF-8, not %-quoted
+    f.add_field("file", jpeg_bytes(gray()), filename="été à Nice 日本.jpg", content_type="image/jpeg")
+    r = request("POST", f"{server.url}/api/colorize?render_size=64", data=f)
+    assert r.status == 200
+    cd = r.headers["Content-Disposition"]
+    assert cd.startswith('inline; filename="') and cd.split('"')[1].isascii()  # for old clients
+    assert "filename*=UTF-8''" in cd
+    assert urllib.parse.unquote(cd.split("filename*=UTF-8''")[1]) == "été à Nice 日本-colour.jpg"
