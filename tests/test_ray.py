@@ -366,13 +366,14 @@ def test_video_command_with_ray(local_ray, tmp_path, caplog):
     from streamcolor.commands.video import command
 
     src = make_clip(tmp_path / "clip.mp4")
-    dst = tmp_path / "clip-colour.mp4"
+    dst = tmp_path / "clip-colour.mkv"  # (Matroska: where the joined stream's rate used to read 1000 fps)
     with caplog.at_level(logging.INFO, logger="streamcolor.ray"):
         result = CliRunner().invoke(command, [str(src), "-o", str(dst), "--ray", "--segments", "2", "-r", "64",
                                               "--backend", "onnx", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "2 segments (2 to do)" in caplog.text, caplog.text
-    with av.open(str(dst)) as c:
+    with av.open(str(dst)) as c, av.open(str(src)) as s:
+        assert c.streams.video[0].average_rate == s.streams.video[0].average_rate == RATE
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     assert len(frames) == FRAMES and frames[0].shape == (64, 96, 3)
     assert not list(tmp_path.glob(".*")), "segment folder left behind"
