@@ -787,3 +787,16 @@ def test_transparency_that_jpeg_cannot_hold_is_said(engine, tmp_path, caplog):
     colorize_image(tmp_path / "half.png", tmp_path / "half.jpg", engine=engine)
     said = [r.getMessage() for r in caplog.records if "transparency" in r.getMessage()]
     assert len(said) == 1 and "half.jpg: its transparency is dropped" in said[0]
+
+
+def test_an_input_given_twice_is_colorized_once(engine, tmp_path):
+    src = tmp_path / "scans"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(jpeg(1))
+    report = colorize_archive([src, f"{src}/", tmp_path / "scans" / ".." / "scans"], tmp_path / "out",
+                              engine=engine, progress=False)
+    assert report.total == 1 and sorted(outputs(tmp_path / "out")) == ["a.jpg"]  # not scans~2/, scans~3/
+    r = cli("image", str(src / "a.jpg"), str(tmp_path / "scans" / "." / "a.jpg"), "-o", str(tmp_path / "img") + "/",
+            "-r", "64")
+    assert r.returncode == 0 and "given more than once" in r.stderr, r.stderr
+    assert sorted(p.name for p in (tmp_path / "img").iterdir()) == ["a.jpg"]

@@ -275,10 +275,16 @@ def _source_paths(src: object) -> list[Path]:
     items = [src] if isinstance(src, (str, os.PathLike)) else src
     if isinstance(items, (bytes, bytearray)) or not isinstance(items, Iterable):
         raise TypeError(f"sources must be a path or a list of paths, got {type(src).__name__}")
-    paths = []
+    paths: list[Path] = []
+    seen: dict[str, Path] = {}
     for s in items:
         if not isinstance(s, (str, os.PathLike)):
             raise TypeError(f"sources must be paths (str or os.PathLike), got {type(s).__name__} {s!r}")
+        real = os.path.realpath(s)
+        if real in seen:  # (else it would be colorized twice, into OUT/<name>~2/)
+            log.warning("%s: given more than once; colorized once", s)
+            continue
+        seen[real] = Path(s)
         paths.append(Path(s))
     return paths
 

@@ -207,6 +207,21 @@ def _archive_suffixes(kind: str) -> tuple[str, ...]:
     return ARCHIVE_SUFFIXES[kind]
 
 
+def distinct(paths: "list[Path] | tuple[Path, ...]") -> list[Path]:
+    """``paths`` with a file given twice (``a.jpg ./a.jpg``, a shell glob overlapping a name)
+    kept once, with a warning: the second would only be colorized again into ``name~2``."""
+    seen: dict[str, Path] = {}
+    out = []
+    for path in paths:
+        key = os.path.realpath(path) if str(path) != "-" else "-"
+        if key in seen:
+            log.warning("%s: given more than once; colorized once", path)
+            continue
+        seen[key] = path
+        out.append(path)
+    return out
+
+
 def check_medium(paths: "list[Path] | tuple[Path, ...]", verb: str) -> None:
     """Stop (usage error, exit 2) before loading anything when an input belongs
     to another verb, naming the command to run instead."""

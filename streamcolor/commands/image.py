@@ -10,8 +10,8 @@ import click
 
 from streamcolor import image_io, tempfiles
 from streamcolor.colorize import ColorOptions, colorize_batch, colorize_image
-from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, check_medium, common_options, engine_options, load,
-                                         output_is_folder, output_option, progress_setting)
+from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, check_medium, common_options, distinct,
+                                         engine_options, load, output_is_folder, output_option, progress_setting)
 from streamcolor.errors import OutputError, StreamcolorError
 from streamcolor.image_io import supported_suffixes
 from streamcolor.items import is_item_error
@@ -62,6 +62,7 @@ def command(inputs, output, fmt, quality, overwrite, max_pixels, model, backend,
     check_medium([p for p in inputs if p != STDIO], "image")
     if list(inputs).count(STDIO) > 1:
         raise click.UsageError("'-' (stdin) can be given once")
+    inputs = distinct(inputs)
     to_stdout = output == STDIO
     single_file = len(inputs) == 1 and (to_stdout or (output.suffix != "" and not output_is_folder()
                                                       and not output.is_dir()))

@@ -9,8 +9,8 @@ from typing import NoReturn
 
 import click
 
-from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, check_medium, common_options, engine_options, load,
-                                         output_is_folder, output_option, progress_setting, say)
+from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, check_medium, common_options, distinct,
+                                         engine_options, load, output_is_folder, output_option, progress_setting, say)
 from streamcolor.errors import OutputError, StreamcolorError
 from streamcolor.items import is_item_error
 from streamcolor.outputs import describe_renames, plan_outputs
@@ -80,6 +80,7 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
         raise click.UsageError("video reads and writes files, not stdin or stdout ('-'): a video's container "
                                "needs to seek; give file names (a file named '-': give its full path)")
     check_medium(inputs, "video")
+    inputs = distinct(inputs)
     use_ray = use_ray or ray_address is not None
     if segments is not None and not use_ray:
         raise click.UsageError("--segments needs --ray")
