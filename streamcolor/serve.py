@@ -187,10 +187,14 @@ class _Upload:
 
     @property
     def is_video(self) -> bool:
-        """Said by the type or the name, else (a raw body, a name without a suffix) by the content."""
-        if self.content_type.startswith("video/") or PurePath(self.name).suffix.lower() in VIDEO_SUFFIXES:
+        """Known by its first bytes when they are a video container's or an image format's
+        (a clip sent as ``image/jpeg``, a photo named ``.mp4``: what it is wins over what it is
+        called); else said by the type or the name."""
+        if looks_like_video(self.data):
             return True
-        return not self.content_type.startswith("image/") and looks_like_video(self.data)
+        if looks_like_image(self.data):
+            return False
+        return self.content_type.startswith("video/") or PurePath(self.name).suffix.lower() in VIDEO_SUFFIXES
 
 
 #: ISO-BMFF brands of still images (HEIF, AVIF): an ``ftyp`` box alone does not make a video.
@@ -204,6 +208,12 @@ def looks_like_video(data: bytes) -> bool:
         return data[8:12] not in _STILL_BRANDS
     return (data.startswith(b"\x1a\x45\xdf\xa3") or (data[:4] == b"RIFF" and data[8:12] == b"AVI ")
             or data.startswith(b"\x00\x00\x01\xba") or (len(data) > 188 and data[0] == data[188] == 0x47))
+
+
+def looks_like_image(data: bytes) -> bool:
+    """Whether ``data`` starts like an image file the server reads: JPEG, PNG, GIF, WebP, TIFF, BMP, HEIF/AVIF."""
+    return (data.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*", b"BM"))
+            or (data[:4] == b"RIFF" and data[8:12] == b"WEBP") or (data[4:8] == b"ftyp" and data[8:12] in _STILL_BRANDS))
 
 
 async def _read_limited(read: Callable[[int], Any], limit: int, what: str = "upload") -> bytes:

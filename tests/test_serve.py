@@ -418,8 +418,9 @@ def test_video_round_trip(server, tmp_path):
 
 
 def test_a_video_without_a_name_or_type_is_known_by_its_content(server, tmp_path):
-    """A raw body (curl --data-binary @film.mp4) or a name without a suffix is sniffed; a still
-    image named like a video is refused in the upload's own words, not the server's temp path."""
+    """A raw body (curl --data-binary @film.mp4) or a name without a suffix is sniffed, and the
+    content wins over a wrong name or type; errors are said in the upload's own words, not the
+    server's temp path."""
     from streamcolor.serve import looks_like_video
     from streamcolor.video import make_clip
 
@@ -428,9 +429,14 @@ def test_a_video_without_a_name_or_type_is_known_by_its_content(server, tmp_path
     assert r.status == 200 and r.headers["Content-Type"] == "video/mp4", r.body[:300]
     r = post_file(server.url, clip, "clip", "application/octet-stream", query="?render_size=64")
     assert r.status == 200 and r.headers["Content-Type"] == "video/mp4", r.body[:300]
-    r = post_file(server.url, jpeg_bytes(gray()), "photo.mp4", "application/octet-stream")
+    # what it is wins over what it is called: a photo named like a video, a clip sent as a JPEG
+    r = post_file(server.url, jpeg_bytes(gray()), "photo.mp4", "video/mp4", query="?render_size=64")
+    assert r.status == 200 and r.headers["Content-Type"] == "image/jpeg", r.body[:300]
+    r = post_file(server.url, clip, "x.jpg", "image/jpeg", query="?render_size=64")
+    assert r.status == 200 and r.headers["Content-Type"] == "video/mp4", r.body[:300]
+    r = post_file(server.url, clip[:200], "cut.mp4", "video/mp4")  # said in the upload's own words
     error = r.json()["error"]
-    assert r.status == 400 and error.startswith("photo.mp4: a still image"), error
+    assert r.status == 400 and error.startswith("cut.mp4: "), error
     assert "streamcolor-serve" not in error and "`" not in error
     assert not looks_like_video(jpeg_bytes(gray())) and not looks_like_video(b"\0\0\0\x18ftypheic" + b"\0" * 64)
 
