@@ -67,8 +67,9 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
         raise ValueError(f"segments must be at least 1, got {segments}")
     plan = plan_segments(keyframes, time_base, segment_s=segment_s, warmup_s=warmup_s, count=segments)
     if not plan:
-        raise InputError(f"{src}: no keyframe with a timestamp in the video stream; colorize it without Ray "
-                         "(`streamcolor video`; colorize_video in Python)")
+        raise InputError(f"{src}: no keyframe with a timestamp in the video stream, so it cannot be cut into "
+                         "segments (no frames, or damaged?); without --ray it is read frame by frame, which "
+                         "colorizes what decodes")
     if not dst.parent.is_dir():
         raise OutputError(f"{dst}: folder {dst.parent} does not exist")
     work = _segment_folder(src, dst, model, backend, options, plan)
