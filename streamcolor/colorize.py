@@ -41,7 +41,7 @@ from streamcolor import image_io, memory
 from streamcolor.errors import InputError
 
 if TYPE_CHECKING:
-    from streamcolor.engines import Engine
+    from streamcolor.engines import Engine, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +90,20 @@ class ColorOptions:
         return None not in (self.render_size, self.saturation, self.size_multiple)
 
     def for_engine(self, engine: "Engine") -> "ColorOptions":
-        """These options with every None taken from ``engine``'s model: ``model.json``
+        """These options with every None taken from ``engine``'s model (:meth:`for_model`)."""
+        return self.for_model(engine.info)
+
+    def for_model(self, info: "ModelInfo") -> "ColorOptions":
+        """These options with every None taken from the model: ``model.json``
         ``render_size`` (else :data:`DEFAULT_RENDER_SIZE`) and ``saturation`` (else 1),
-        and the engine's ``size_multiple``.  The one place the model's
-        recommendations are applied."""
-        meta = engine.info.meta
+        and its ``size_multiple``.  The one place the model's recommendations are
+        applied (also where no engine is loaded: a Ray driver)."""
+        meta = info.meta
         return dataclasses.replace(
             self,
             render_size=self.render_size or int(meta.get("render_size", DEFAULT_RENDER_SIZE)),
             saturation=float(meta.get("saturation", 1.0)) if self.saturation is None else self.saturation,
-            size_multiple=self.size_multiple or engine.size_multiple,
+            size_multiple=self.size_multiple or info.size_multiple,
         )
 
 

@@ -47,7 +47,7 @@ OLD_FILENAME = ".streamcolor-manifest.sqlite"
 #: Item states.
 PENDING, DONE, FAILED, SKIPPED = "pending", "done", "failed", "skipped"
 STATES = (PENDING, DONE, FAILED, SKIPPED)
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 _COLUMNS = "key, source, member, stamp, state, reason, output, temp"
 
 
@@ -57,7 +57,7 @@ class Entry:
     ``?``-prefixed id for items that are refused before an output name exists."""
 
     key: str
-    source: str  # the source folder or archive, as given
+    source: str  # the source folder or archive: its absolute path (as typed, in manifests of earlier versions)
     member: str  # the name inside the source, as stored there
     stamp: str  # change detector: size and mtime, or size and CRC
     state: str
@@ -98,6 +98,8 @@ class Manifest:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(items)")}
         if "temp" not in columns:  # a version 1 manifest
             self._db.execute("ALTER TABLE items ADD COLUMN temp TEXT")
+        if "made_with" not in columns:  # before version 3: done items' settings unknown (NULL)
+            self._db.execute("ALTER TABLE items ADD COLUMN made_with TEXT")
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(_SCHEMA_VERSION),))
 
     @classmethod
@@ -144,7 +146,7 @@ class Manifest:
                 old = self.get(e.key)
                 if old is not None and old.state == DONE and (old.member, old.stamp) == (e.member, e.stamp) and (
                         old.source == e.source or os.path.realpath(old.source) == os.path.realpath(e.source)):
-                    if old.source != e.source:  # the same source spelt otherwise (./scans/, /home/me/scans)
+                    if old.source != e.source:  # the same source spelt otherwise (a link; an older relative path)
                         self._db.execute("UPDATE items SET source = ? WHERE key = ?", (_enc(e.source), _enc(e.key)))
                         old = dataclasses.replace(old, source=e.source)
                     result[e.key] = old
@@ -159,14 +161,16 @@ class Manifest:
     # -- recording outcomes ------------------------------------------------------------------
 
     def mark(self, key: str, state: str, *, reason: str | None = None, output: str | None = None,
-             temp: str | None = None) -> None:
+             temp: str | None = None, made_with: str | None = None) -> None:
         """Set one item's state and commit at once.  ``temp``: with ``done``, the
         name of the complete temporary file (in the output's folder) that is
-        about to be renamed onto ``output``."""
+        about to be renamed onto ``output``; ``made_with``: with ``done``, the
+        settings that made the output (a JSON object, see :meth:`made_with`)."""
         if state not in STATES:
             raise ValueError(f"unknown item state {state!r}; one of {STATES}")
-        cur = self._db.execute("UPDATE items SET state = ?, reason = ?, output = ?, temp = ?, updated = ? "
-                               "WHERE key = ?", (state, _enc(reason), _enc(output), _enc(temp), time.time(), _enc(key)))
+        cur = self._db.execute("UPDATE items SET state = ?, reason = ?, output = ?, temp = ?, updated = ?, "
+                               "made_with = ? WHERE key = ?",
+                               (state, _enc(reason), _enc(output), _enc(temp), time.time(), made_with, _enc(key)))
         if cur.rowcount != 1:
             raise KeyError(f"manifest has no item {key!r} (sync the listing first)")
 
@@ -189,6 +193,14 @@ class Manifest:
         self.mark(key, PENDING)
 
     # -- reading -----------------------------------------------------------------------------
+
+    def made_with(self, keys: set[str] | None = None) -> dict[str, str]:
+        """{key: the settings that made its output} of the done items (``keys`` only, when given)
+        whose settings were recorded (outputs of earlier versions have none)."""
+        rows = self._db.execute("SELECT key, made_with FROM items WHERE state = ? AND made_with IS NOT NULL",
+                                (DONE,)).fetchall()
+        out = {_dec(k): v for k, v in rows}
+        return out if keys is None else {k: v for k, v in out.items() if k in keys}
 
     def get(self, key: str) -> Entry | None:
         row = self._db.execute(f"SELECT {_COLUMNS} FROM items WHERE key = ?", (_enc(key),)).fetchone()

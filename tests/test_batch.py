@@ -340,6 +340,17 @@ def test_a_rerun_with_other_settings_says_so_and_redo_colorizes_again(engine, tm
     report = colorize_archive(src, out, engine=engine, progress=False, options=BatchOptions(render_size=32))
     assert report.done_now == 0 and not any("other settings" in r.getMessage() for r in caplog.records)
 
+    # what counts is what the settings resolve to, and quality only where it changes the file
+    png = tmp_path / "png"
+    png.mkdir()
+    Image.fromarray(make_photo(48, 64, seed=5)[..., 0]).save(png / "p.png")
+    model = {"render_size": engine.info.meta.get("render_size", 320), "saturation": engine.info.meta.get("saturation", 1.0)}
+    for options in (BatchOptions(), BatchOptions(render_size=int(model["render_size"]),
+                                                 saturation=float(model["saturation"])), BatchOptions(quality=50)):
+        caplog.clear()
+        colorize_archive(png, tmp_path / "png-out", engine=engine, progress=False, options=options)
+        assert not any("other settings" in r.getMessage() for r in caplog.records), options
+
 
 def test_a_rerun_resumes_whatever_the_spelling_of_the_source(engine, tmp_path, monkeypatch):
     src = tmp_path / "scans"
@@ -352,6 +363,11 @@ def test_a_rerun_resumes_whatever_the_spelling_of_the_source(engine, tmp_path, m
     for spelling in (str(src), "scans", str(tmp_path / "out" / ".." / "scans")):
         report = colorize_archive(spelling, "out", engine=engine, progress=False)
         assert report.done == 2 and report.done_now == 0, spelling
+    (tmp_path / "elsewhere").mkdir()  # a rerun from another folder, then from the first one again
+    for cwd, spelling, out in (("elsewhere", "../scans", "../out"), (".", "scans", "out")):
+        monkeypatch.chdir(tmp_path / cwd)
+        report = colorize_archive(spelling, out, engine=engine, progress=False)
+        assert report.done == 2 and report.done_now == 0, (cwd, spelling)
     assert sorted(p.name for p in (tmp_path / "out").glob("*.jpg")) == ["p0.jpg", "p1.jpg"]
 
 

@@ -21,7 +21,8 @@ from typing import Iterable, Sequence
 from streamcolor import image_io, tempfiles
 from streamcolor.archive.listing import (ARCHIVE_SUFFIXES, BatchOptions, Item, Source, list_items, open_source,
                                          read_item)
-from streamcolor.engines import archives
+from streamcolor.colorize import ColorOptions
+from streamcolor.engines import ModelInfo, archives
 from streamcolor.errors import OutputError
 from streamcolor.items import REPORT_FILENAME, JobReport, Outcome, Problem, is_item_error, problems_csv
 from streamcolor.manifest import DONE, FAILED, FILENAME as MANIFEST_FILENAME, JOB_DIR, SKIPPED, Entry, Manifest
@@ -33,8 +34,8 @@ log = logging.getLogger(__name__)
 LOCK_FILENAME = f"{JOB_DIR}/lock"
 #: The manifest's record of the archive this job packed last (see _check_packed_target).
 PACKED_META = "packed_archive"
-#: The manifest's record of the settings (model, render size, saturation, quality) that made the outputs in OUT.
-SETTINGS_META = "settings"
+#: Output suffixes whose files depend on the quality setting.
+LOSSY_SUFFIXES = (".jpg", ".jpeg", ".webp")
 #: The result of a batch job (the one job report).
 BatchReport = JobReport
 
@@ -90,7 +91,7 @@ class BatchJob:
         self.items: list[Item] = []
         self.todo: list[Item] = []
         self.settled = 0  # items already finished (earlier run) or refused at listing
-        self.kept = 0  # of those, the items an earlier run finished, whose outputs are kept
+        self._settings: dict[str, object] | None = None  # what this run colorizes with (note_settings)
         self.done_now = 0
         self.manifest: Manifest | None = None
 
@@ -128,7 +129,6 @@ class BatchJob:
                     if it.refusal or (e.state == DONE and not self.options.redo
                                       and (self.out_dir / (e.output or it.key)).is_file()):
                         self.settled += 1
-                        self.kept += not it.refusal
                         continue
                     if e.state == DONE:
                         self.manifest.reset(it.key)  # its output went missing: redo
@@ -144,28 +144,40 @@ class BatchJob:
     def __exit__(self, *exc) -> None:
         self._stack.close()
 
-    def note_settings(self, model: str) -> None:
-        """Record the settings this run colorizes with (``model``'s name, render size, saturation,
-        quality), and warn when outputs an earlier run made with other settings are kept.  Why: a
-        rerun resumes, so without a word a rerun with new options would leave the finished items as
-        they were and mix two looks in one folder; ``redo`` (``--redo``) colorizes them again."""
+    def note_settings(self, info: ModelInfo) -> None:
+        """Say which settings this run colorizes with (``info``'s model; the render size,
+        saturation and quality it resolves to), so that each output is recorded with the
+        settings that made it; and warn when kept outputs were made with other settings.
+        Why: a rerun resumes, so without a word a rerun with new options would leave the
+        finished items as they were and mix two looks in one folder; ``redo`` (``--redo``)
+        colorizes them again."""
         assert self.manifest is not None, "enter the job first"
-        o = self.options
-        now = {"model": model, "render_size": o.render_size, "saturation": o.saturation, "quality": o.quality}
+        colour = ColorOptions(render_size=self.options.render_size, saturation=self.options.saturation).for_model(info)
+        self._settings = {"model": info.name, "render size": colour.render_size,
+                          "saturation": round(float(colour.saturation), 4)}
+        keys = {it.key for it in self.items if not it.refusal}
         with _recording(self.manifest):
-            stored = self.manifest.get_meta(SETTINGS_META)
-            earlier = json.loads(stored) if stored and self.kept else []
-            if now not in earlier:
-                self.manifest.set_meta(SETTINGS_META, json.dumps([*earlier, now]))
-        other = [s for s in earlier if s != now]
-        if other:
-            def say(s: dict) -> str:
-                return ", ".join(f"{k.replace('_', ' ')} {'the model' + chr(39) + 's' if s.get(k) is None else s[k]}"
-                                 for k in now if any(e.get(k) != now[k] for e in other))
+            made = self.manifest.made_with(keys)
+        other = {k: json.loads(v) for k, v in made.items() if v != self._made_with(k)}
+        if not other:
+            return
+        kinds = list({json.dumps(s, sort_keys=True): s for s in other.values()}.values())
+        mine = {**self._settings, "quality": self.options.quality}
+        changed = [k for k in mine if any(k in s and s[k] != mine[k] for s in kinds)]
+        log.warning("%d item(s) in %s were colorized by an earlier run with other settings (%s; this run: %s) and "
+                    "are kept as they are; --redo colorizes every item again with this run's settings", len(other),
+                    self.out_dir, " / ".join(", ".join(f"{k} {s[k]}" for k in changed if k in s) for s in kinds),
+                    ", ".join(f"{k} {mine[k]}" for k in changed))
 
-            log.warning("%d item(s) in %s were colorized by an earlier run with other settings (%s; this run: %s) "
-                        "and are kept as they are; --redo colorizes every item again with this run's settings",
-                        self.kept, self.out_dir, " / ".join(say(s) for s in other), say(now))
+    def _made_with(self, key: str) -> str | None:
+        """The settings that make ``key``'s output in this run, as recorded in the manifest (JSON):
+        the quality only for JPEG and WebP outputs, where it changes the file."""
+        if self._settings is None:
+            return None
+        s = dict(self._settings)
+        if PurePosixPath(key).suffix.lower() in LOSSY_SUFFIXES:
+            s["quality"] = self.options.quality
+        return json.dumps(s, sort_keys=True)
 
     def _sweep(self) -> None:
         """Remove the temporary files that a killed run left for this job's
@@ -186,7 +198,8 @@ class BatchJob:
         try:
             with _recording(self.manifest):
                 self.manifest.mark(item.key, outcome.state, reason=outcome.reason, output=outcome.output,
-                                   temp=staged.path.name if staged is not None else None)
+                                   temp=staged.path.name if staged is not None else None,
+                                   made_with=self._made_with(item.key) if outcome.state == DONE else None)
         except BaseException:
             if staged is not None:
                 staged.discard()
@@ -219,7 +232,8 @@ class BatchJob:
         with _recording(self.manifest):
             self.manifest.renamed_all()  # every staged output of this run is renamed or discarded by now
             counts = self.manifest.counts(keys)
-            problems = [Problem(e.state, e.source, e.member, e.reason or "")
+            typed = {os.path.abspath(p): str(p) for p in self.paths}  # (the report names sources as given)
+            problems = [Problem(e.state, typed.get(e.source, e.source), e.member, e.reason or "")
                         for e in self.manifest.entries((SKIPPED, FAILED), keys)]
             done = [e.output or e.key for e in self.manifest.entries((DONE,), keys)]
         report = image_io.write_atomic(self.out_dir / REPORT_FILENAME, problems_csv(problems))

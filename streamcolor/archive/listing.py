@@ -113,7 +113,8 @@ class Item:
     def entry(self) -> Entry:
         """The manifest row this item starts as."""
         state = self.refusal_state if self.refusal else PENDING
-        return Entry(self.key, self.source, self.member, self.stamp, state, self.refusal)
+        # the source's absolute path: a rerun from another folder (``../scans``) names the same source
+        return Entry(self.key, os.path.abspath(self.source), self.member, self.stamp, state, self.refusal)
 
 
 def open_source(path: str | os.PathLike, options: BatchOptions = BatchOptions()) -> Source:

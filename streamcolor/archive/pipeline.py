@@ -83,7 +83,7 @@ def colorize_archive(src: str | os.PathLike | Sequence[str | os.PathLike], dst: 
     """
     with BatchJob(src, dst, options=options) as job:
         engine = engine_for(engine)
-        job.note_settings(engine.info.name)
+        job.note_settings(engine.info)
         color = options.color_options(engine)
         with progress_bar(progress, total=len(job.items), initial=job.settled, unit="img", desc="colorize") as bar:
             pipeline = _Pipeline(job, engine, color, bar)

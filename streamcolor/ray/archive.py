@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 
 from streamcolor.archive import BatchJob, BatchOptions, Item
@@ -26,6 +26,9 @@ from streamcolor.manifest import DONE, FAILED
 from streamcolor.progress import Progress, progress_bar
 from streamcolor.ray.batch import objects
 from streamcolor.ray.pool import ActorPool, ClusterOptions, colorize_kwargs, plan_actors, ray_session
+
+if TYPE_CHECKING:
+    from streamcolor.engines import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +72,9 @@ def colorize_archive_ray(src: str | os.PathLike | Sequence[str | os.PathLike], d
     InputError, OutputError, ValueError: as :func:`streamcolor.colorize_archive`.
     """
     with BatchJob(src, dst, options=options) as job:
-        job.note_settings(_model_name(model))
+        info = _model_info(model)
+        if info is not None:
+            job.note_settings(info)
         todo = list(job.todo)
         if not todo:
             return job.finish()
@@ -88,14 +93,15 @@ def colorize_archive_ray(src: str | os.PathLike | Sequence[str | os.PathLike], d
         return job.finish(engine_s=engine_s / max(1, n))
 
 
-def _model_name(model: "str | os.PathLike | None") -> str:
-    """The name in the model's bundle (what a plain run records), read here without loading it."""
+def _model_info(model: "str | os.PathLike | None") -> "ModelInfo | None":
+    """The model's ``model.json`` (what a plain run records its outputs with), read here without
+    loading the model; None for a folder only the actors' nodes have (they say so when they load it)."""
     from streamcolor.engines import DEFAULT_MODEL, EngineError, resolve_model
 
     try:
-        return resolve_model(model or DEFAULT_MODEL).name
-    except EngineError:  # a folder only the actors' nodes have: they say so when they load it
-        return str(model)
+        return resolve_model(model or DEFAULT_MODEL)
+    except EngineError:
+        return None
 
 
 def _run_items(job: BatchJob, pool: ActorPool, todo: list[Item], batch_size: int, bar) -> float:
