@@ -800,3 +800,15 @@ def test_an_input_given_twice_is_colorized_once(engine, tmp_path):
             "-r", "64")
     assert r.returncode == 0 and "given more than once" in r.stderr, r.stderr
     assert sorted(p.name for p in (tmp_path / "img").iterdir()) == ["a.jpg"]
+
+
+def test_a_folder_whose_name_is_a_file_in_the_output_is_numbered_not_failed(engine, tmp_path):
+    out = tmp_path / "out"
+    first = colorize_archive(zip_of(tmp_path / "z1.zip", {"a.jpg": jpeg(1)}), out, engine=engine, progress=False)
+    (out / "mine").write_text("the user's own file")
+    z2 = zip_of(tmp_path / "z2.zip", {"a.jpg/b.jpg": jpeg(2), "a.jpg/c/d.jpg": jpeg(3), "mine/e.jpg": jpeg(4)})
+    for _ in range(2):  # and a rerun resumes into the same names
+        report = colorize_archive(z2, out, engine=engine, progress=False)
+        assert first.ok and report.ok and report.done == 3, report.problems
+    assert sorted(outputs(out)) == ["a.jpg", "a~2.jpg/b.jpg", "a~2.jpg/c/d.jpg", "mine", "mine~2/e.jpg"]
+    assert (out / "mine").read_text() == "the user's own file"

@@ -427,7 +427,13 @@ def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path) 
     used: set[str] = {it.key.casefold() for it in items}
     renamed: list[tuple[str, str]] = []
     out: list[Item] = []
+    folders: dict[str, str] = {}
     for it in items:
+        if not it.refusal and "/" in it.key:
+            key = _clear_folder_path(it.key, out_dir, used, folders)
+            if key != it.key:  # a folder of the key is a file in OUT (an earlier job's, or the user's)
+                renamed.append((it.key, key))
+                it = dataclasses.replace(it, key=key)
         if it.refusal or _free_for(it.key, it, manifest, out_dir):
             out.append(it)
             continue
@@ -447,6 +453,24 @@ def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path) 
                     "your own files), so they are not replaced: written as %s%s", len(renamed), first,
                     ", ..." if len(renamed) > 3 else "")
     return out
+
+
+def _clear_folder_path(key: str, out_dir: Path, used: set[str], folders: dict[str, str]) -> str:
+    """``key`` with each folder of it that is a file in OUT (``OUT/a.jpg`` when the key is
+    ``a.jpg/b.jpg``) numbered (``a~2.jpg/b.jpg``), the same for every key in that folder
+    (``folders``: folder as listed -> as written), and never onto a key of the job (``used``)."""
+    parts = key.split("/")
+    for i in range(1, len(parts)):
+        listed = "/".join(parts[:i])
+        if listed in folders:
+            continue
+        parent = folders["/".join(parts[:i - 1])] + "/" if i > 1 else ""
+        written, n = parent + parts[i - 1], 1
+        while (os.path.lexists(out_dir / written) and not (out_dir / written).is_dir()) or written.casefold() in used:
+            n += 1
+            written = parent + numbered(parts[i - 1], n)
+        folders[listed] = written
+    return f"{folders['/'.join(parts[:-1])]}/{parts[-1]}"
 
 
 def _refuse_linked_folders(items: list[Item], out_dir: Path) -> list[Item]:
