@@ -221,8 +221,15 @@ def test_output_names_that_would_silently_become_folders_are_refused_or_kept_as_
     src.mkdir()
     for image in three_images:
         shutil.copy(image, src)
-    res = streamcolor("batch", str(src), "-o", str(tmp_path / "out.rar"), "-r", "64")
-    assert res.returncode == 2 and b"not .rar" in res.stderr and not (tmp_path / "out.rar").exists()
+    for name, said in (("out.rar", b"not out.rar"), ("out.gz", b"not out.gz"), ("photo.jpg", b"names an image file")):
+        res = streamcolor("batch", str(src), "-o", str(tmp_path / name), "-r", "64")
+        assert res.returncode == 2 and said in res.stderr and not (tmp_path / name).exists(), res.stderr
+    clips = [tmp_path / "v1.mp4", tmp_path / "v2.mp4"]
+    for clip in clips:
+        clip.write_bytes(b"")  # (refused before any input is read)
+    for verb, name in (("image", "both.gif"), ("image", "both.zip"), ("video", "both.mp4")):
+        res = streamcolor(verb, *(three_images[:2] if verb == "image" else map(str, clips)), "-o", str(tmp_path / name))
+        assert res.returncode == 2 and b"inputs need a folder" in res.stderr and not (tmp_path / name).exists()
     res = streamcolor("batch", str(src), "-o", str(tmp_path / "out.zip") + "/", "-r", "64", "-q")
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "out.zip").is_dir() and len(list((tmp_path / "out.zip").glob("*.png"))) == 3

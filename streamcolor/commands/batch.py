@@ -11,14 +11,12 @@ import click
 
 from streamcolor.archive import OUTPUT_FORMATS
 from streamcolor.commands.common import (EXIT_FATAL, common_options, engine_options, load, output_is_folder,
-                                         output_option, progress_setting, run_job, show_ray_progress)
+                                         output_option, progress_setting, refuse_file_name_for_folder, run_job,
+                                         show_ray_progress)
 from streamcolor.engines.archives import RATIO_MIN_BYTES, Limits
 from streamcolor.memory import DEFAULT_MEMORY_BUDGET
 
 log = logging.getLogger(__name__)
-
-#: Archive names streamcolor cannot write: asked for, they would silently be a folder of that name.
-UNPACKED_SUFFIXES = (".rar", ".7z", ".zst", ".tzst", ".lz", ".lzma", ".tlz", ".txz.zst", ".cab", ".iso", ".arj")
 
 
 class ByteSize(click.ParamType):
@@ -124,10 +122,7 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
                                memory_budget=memory_budget, redo=redo)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    lower = output.name.lower()
-    if not output_is_folder() and not output.is_dir() and lower.endswith(UNPACKED_SUFFIXES):
-        raise click.UsageError(f"-o {output}: streamcolor packs .zip and .tar (.gz, .xz, .bz2) archives, not "
-                               f"{lower[lower.rfind('.'):]}; -o {output}/ makes a folder of that name")
+    refuse_file_name_for_folder(output, len(sources), "batch")
     out = f"{output}{os.sep}" if output_is_folder() else output  # "x.zip/": the folder x.zip, nothing packed
     if ray_address_option is not None:
         ray_address = ray_address_option

@@ -207,6 +207,36 @@ def _archive_suffixes(kind: str) -> tuple[str, ...]:
     return ARCHIVE_SUFFIXES[kind]
 
 
+#: Archive suffixes streamcolor does not write: named as a batch output, they would silently be a folder.
+UNPACKED_SUFFIXES = (".rar", ".7z", ".zst", ".tzst", ".lz", ".lz4", ".lzma", ".tlz", ".gz", ".bz2", ".xz", ".z",
+                     ".cab", ".iso", ".arj")
+
+
+def refuse_file_name_for_folder(output: Path, inputs: int, verb: str) -> None:
+    """Stop (usage error) when ``-o`` would silently become a folder although its name says
+    a file: an image, video or archive name for several inputs of ``image``/``video``, and for
+    ``batch`` (whose output is a folder, or an archive it packs: zip or tar) an image or video
+    name or an archive kind it does not write.  ``-o NAME/`` (a trailing slash) or an existing
+    folder is always a folder."""
+    from streamcolor.engines.archives import kind_by_name
+
+    if output_is_folder() or output.is_dir() or str(output) == "-":
+        return
+    lower = output.name.lower()
+    said = verb_for_path(output)
+    if verb in ("image", "video") and inputs > 1 and said is not None:
+        kind = {"image": "an image file", "video": "a video file", "batch": "an archive"}[said]
+        raise click.UsageError(f"-o {output} names {kind}, but {inputs} inputs need a folder "
+                               f"(-o {output}/ makes a folder of that name)")
+    if verb == "batch" and said in ("image", "video"):
+        raise click.UsageError(f"-o {output} names {'an image' if said == 'image' else 'a video'} file; batch "
+                               f"writes a folder, or packs one into a .zip or .tar (-o {output}/ makes a folder "
+                               "of that name)")
+    if verb == "batch" and not kind_by_name(lower) and lower.endswith(UNPACKED_SUFFIXES):
+        raise click.UsageError(f"-o {output}: streamcolor packs .zip, .tar, .tar.gz (.tgz), .tar.xz and .tar.bz2 "
+                               f"archives, not {output.name}; -o {output}/ makes a folder of that name")
+
+
 def distinct(paths: "list[Path] | tuple[Path, ...]") -> list[Path]:
     """``paths`` with a file given twice (``a.jpg ./a.jpg``, a shell glob overlapping a name)
     kept once, with a warning: the second would only be colorized again into ``name~2``."""

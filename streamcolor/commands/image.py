@@ -11,7 +11,8 @@ import click
 from streamcolor import image_io, tempfiles
 from streamcolor.colorize import ColorOptions, colorize_batch, colorize_image
 from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, check_medium, common_options, distinct,
-                                         engine_options, load, output_is_folder, output_option, progress_setting)
+                                         engine_options, load, output_is_folder, output_option, progress_setting,
+                                         refuse_file_name_for_folder)
 from streamcolor.errors import OutputError, StreamcolorError
 from streamcolor.image_io import supported_suffixes
 from streamcolor.items import is_item_error
@@ -68,10 +69,7 @@ def command(inputs, output, fmt, quality, overwrite, max_pixels, model, backend,
                                                       and not output.is_dir()))
     if to_stdout and len(inputs) > 1:
         raise click.UsageError("-o - (stdout) takes one input")
-    if (len(inputs) > 1 and not to_stdout and not output_is_folder() and not output.is_dir()
-            and image_io.format_for(output, default="?") != "?"):
-        raise click.UsageError(f"-o {output} names an image file, but {len(inputs)} inputs need a folder "
-                               f"(-o {output}/ makes a folder of that name)")
+    refuse_file_name_for_folder(output, len(inputs), "image")
     if STDIO in inputs and not single_file:
         raise click.UsageError("'-' (stdin) needs -o FILE or -o - (stdout)")
     if to_stdout and sys.stdout.isatty():

@@ -10,7 +10,8 @@ from typing import NoReturn
 import click
 
 from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, check_medium, common_options, distinct,
-                                         engine_options, load, output_is_folder, output_option, progress_setting, say)
+                                         engine_options, load, output_is_folder, output_option, progress_setting,
+                                         refuse_file_name_for_folder, say)
 from streamcolor.errors import OutputError, StreamcolorError
 from streamcolor.items import is_item_error
 from streamcolor.outputs import describe_renames, plan_outputs
@@ -81,6 +82,8 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
                                "needs to seek; give file names (a file named '-': give its full path)")
     check_medium(inputs, "video")
     inputs = distinct(inputs)
+    if output is not None:
+        refuse_file_name_for_folder(output, len(inputs), "video")
     use_ray = use_ray or ray_address is not None
     if segments is not None and not use_ray:
         raise click.UsageError("--segments needs --ray")
