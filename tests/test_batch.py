@@ -276,7 +276,7 @@ def test_folder_tree_mirrored_formats_kept(engine, tmp_path):
     Image.fromarray(gray).save(src / "1960s" / "old.gif")
     Image.fromarray(gray).save(src / "top.tif")
     (src / ".DS_Store").write_bytes(b"junk")
-    for junk in (".thumbnails/normal", ".git/objects/ab"):  # caches and version control: passed over
+    for junk in (".thumbnails/normal", ".git/objects/ab", "$Recycle.Bin/S-1-5", ".Trash-1000/files"):  # passed over
         (src / junk).mkdir(parents=True)
         (src / junk / "cd.png").write_bytes(GOOD_JPEG)
     outside = tmp_path / "elsewhere.jpg"

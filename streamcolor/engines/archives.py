@@ -49,8 +49,17 @@ ARCHIVE_SUFFIXES: dict[str, tuple[str, ...]] = {
 JUNK_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 #: Folders of operating-system and photo-tool litter (thumbnail caches, trash, indexes, version control):
 #: their files are copies or metadata, never the user's photos, so they are passed over like JUNK_NAMES.
-JUNK_FOLDERS = frozenset({"__MACOSX", "@eaDir", ".thumbnails", ".Trashes", ".Trash", ".Spotlight-V100",
-                          ".fseventsd", "$RECYCLE.BIN", "System Volume Information", ".git", ".svn", ".hg"})
+#: Compared case-insensitively (Windows spells its bin $RECYCLE.BIN or $Recycle.Bin); ``.Trash-1000``
+#: (a Linux desktop's bin on a removable drive) by its prefix.
+JUNK_FOLDERS = frozenset(n.casefold() for n in (
+    "__MACOSX", "@eaDir", ".thumbnails", ".Trashes", ".Trash", "$RECYCLE.BIN", "RECYCLER", "RECYCLED",
+    ".Spotlight-V100", ".fseventsd", "System Volume Information", ".git", ".svn", ".hg"))
+
+
+def is_junk_folder(name: str) -> bool:
+    """Whether a folder name is one of :data:`JUNK_FOLDERS` (or a ``.Trash-<uid>`` bin)."""
+    folded = name.casefold()
+    return folded in JUNK_FOLDERS or folded.startswith(".trash-")
 #: The zip compression-ratio check applies to members bigger than this (tiny files may compress very well).
 RATIO_MIN_BYTES = 1 << 20
 #: Already-compressed image formats: stored in a zip as they are, not deflated again.
@@ -126,7 +135,7 @@ def is_junk(name: str) -> bool:
     ``__MACOSX/``, a Synology ``@eaDir/`` or a ``.thumbnails/`` cache: :data:`JUNK_FOLDERS`)."""
     parts = name.replace("\\", "/").split("/")
     return (parts[-1] in JUNK_NAMES or parts[-1].startswith("._")
-            or any(p in JUNK_FOLDERS for p in parts[:-1]))
+            or any(is_junk_folder(p) for p in parts[:-1]))
 
 
 def safe_member_path(name: str) -> tuple[str | None, str | None]:
@@ -234,7 +243,7 @@ class Source:
         real_root = root.resolve()
         unreadable: list[OSError] = []
         for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable.append, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if d not in JUNK_FOLDERS)  # (not walked: a .git has thousands)
+            dirnames[:] = sorted(d for d in dirnames if not is_junk_folder(d))  # (not walked: a .git has thousands)
             here = Path(dirpath)
             for d in list(dirnames):
                 if (here / d).is_symlink():
@@ -543,5 +552,5 @@ def pack(root: str | os.PathLike, members: Iterable[str], dest: str | os.PathLik
 
 
 __all__ = ["ARCHIVE_SUFFIXES", "ArchiveError", "JUNK_FOLDERS", "JUNK_NAMES", "Limits", "Member", "MemberRefused", "Source",
-           "dead_link", "is_junk", "kind_by_name", "pack", "safe_member_path", "source_kind", "zip_member_name",
+           "dead_link", "is_junk", "is_junk_folder", "kind_by_name", "pack", "safe_member_path", "source_kind", "zip_member_name",
            "zip_safe_name"]
