@@ -133,6 +133,12 @@ BACKEND_OF_LABEL = {"onnx-cpu-fp32": "onnx", "onnx-cuda-fp32": "onnx", "onnx-cpu
 UNTRUSTED = "not recommended:"
 
 
+def untrusted_labels(notes: Sequence[str]) -> set[str]:
+    """The engine labels that ``notes`` (from :func:`load_engines`) mark as timed but not to be
+    trusted here (``"not recommended: onnx-cpu-int8: ..."``)."""
+    return {n.split()[2].rstrip(":") for n in notes if n.startswith(UNTRUSTED) and len(n.split()) > 2}
+
+
 def recommend(rows: Sequence[Mapping[str, Any]], model_render: int, notes: Sequence[str] = (), *,
               model_names_render: bool = True) -> dict[str, Any]:
     """Engine, batch and render size for this machine from the measured rows.
@@ -142,7 +148,7 @@ def recommend(rows: Sequence[Mapping[str, Any]], model_render: int, notes: Seque
     memory then).  Render: the model's recommended size (its quality was
     measured there); images/s there is estimated from the nearest measured
     render by pixel count (the network's cost is about proportional to it)."""
-    untrusted = {n.split()[2].rstrip(":") for n in notes if n.startswith(UNTRUSTED)}
+    untrusted = untrusted_labels(notes)
     rows = [r for r in rows if r["label"] not in untrusted]  # fast but wrong colours on this CPU
     if not rows:
         return {}

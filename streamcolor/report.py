@@ -814,12 +814,12 @@ def measure_speed(engine: "Engine", render: int, batches: Sequence[int], *, roun
     An engine timed although its colours are wrong on this CPU (int8 kernels that
     disagree with fp32, as ``streamcolor bench`` finds) is labelled so, since a
     chart would otherwise show it as simply the fastest; ``notes`` gets the reasons."""
-    from streamcolor.bench import UNTRUSTED, engine_rows, load_engines
+    from streamcolor.bench import UNTRUSTED, engine_rows, load_engines, untrusted_labels
 
     engines, said = load_engines(engine.info.path, "auto")
-    if notes is not None:
-        notes.extend(said)
-    untrusted = {label for label in engines for n in said if n.startswith(UNTRUSTED) and f" {label}:" in n}
+    if notes is not None:  # (the other notes say what is not timed here, and why: not the page's business)
+        notes.extend(n for n in said if n.startswith(UNTRUSTED))
+    untrusted = untrusted_labels(said)
     try:
         rows = engine_rows(engines, [render], batches, rounds=rounds)
     finally:

@@ -328,8 +328,14 @@ def test_report_command_without_photos_shows_the_sample_and_says_what_it_ignored
     assert res.exit_code == 2 and "not a folder" in res.output
 
 
-def test_report_command_charts_speed_by_engine_and_batch(tmp_path):
+@pytest.mark.parametrize("int8_ok", [True, False])
+def test_report_command_charts_speed_by_engine_and_batch(tmp_path, monkeypatch, int8_ok):
     from streamcolor.cli import cli
+    from streamcolor.engines import select
+
+    # the int8 verdict, as on a CPU whose int8 kernels agree with fp32 or not (both kinds exist)
+    monkeypatch.setattr(select, "kernel_check", lambda *a, **k: select.KernelCheck(
+        int8_ok, "agrees" if int8_ok else "its kernels disagree with fp32 (test)", False))
 
     folder = tmp_path / "p"
     folder.mkdir()
@@ -341,10 +347,11 @@ def test_report_command_charts_speed_by_engine_and_batch(tmp_path):
     text = out.read_text()
     assert "Images/s by engine and batch at render 64" in text
     assert "batch 1" in text and "batch 2" in text and "onnx-cpu-fp32" in text
-    if "not recommended: onnx-cpu-int8" in text:  # int8 kernels that give wrong colours on this CPU: said on the bars
-        assert "onnx-cpu-int8 (wrong colours here), batch 1" in text
+    if "onnx-cpu-int8" in text and not int8_ok:  # int8 kernels that give wrong colours here: said on the bars
+        assert "onnx-cpu-int8 (wrong colours here), batch 1" in text and "not recommended: onnx-cpu-int8" in text
     else:
-        assert "wrong colours here" not in text
+        assert "wrong colours here" not in text and "not recommended" not in text
+    assert "TensorRT" not in text and "fp16/bf16" not in text  # what is not timed here is not the page's business
 
 
 def test_report_says_why_its_photos_are_missing_and_a_bad_results_file_stops_it_with_2(tmp_path):
