@@ -258,6 +258,7 @@ def ray_session(address: str | None = None, *, runtime_env: dict | None = None,
         except (ImportError, AttributeError):  # (Ray without Ray Data, or an older one)
             pass
     target = resolve_address(address)
+    on_term = _sigterm_handler()  # ray.init installs its own SIGTERM handler (sys.exit(15)): the caller's is put back
     if target is None:
         ray.init(address="local", include_dashboard=False, **kwargs)
         log.info("started a private local Ray for this job (%s); pass an address to use a cluster", _describe(ray))
@@ -265,10 +266,26 @@ def ray_session(address: str | None = None, *, runtime_env: dict | None = None,
         _probe(target, timeout)
         _init_bounded(ray, init_timeout, address=target, **kwargs)
         log.info("joined the Ray cluster at %s (%s)", target, _describe(ray))
+    _restore_sigterm(on_term)
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _sigterm_handler():
+    """The current SIGTERM handler (None off the main thread, where it cannot be changed)."""
+    import signal
+
+    return signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+
+
+def _restore_sigterm(handler) -> None:
+    """Put ``handler`` back as the SIGTERM handler (the CLI's: a clean stop, exit 143)."""
+    import signal
+
+    if handler is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 def plan_actors(ray, cluster: ClusterOptions, work: int, *, spare_cpus: float = 0.0) -> tuple[int, float]:
