@@ -348,13 +348,13 @@ def _encode16(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str) -> bytes:
 
 
 def format_for(path: str | os.PathLike, default: str | None = None) -> str:
-    """Pillow format name for an output path's extension."""
+    """Pillow format name for an output path's extension (``default`` when it has none we write)."""
     suffix = Path(path).suffix.lower()
     if suffix in _FORMATS:
         return _FORMATS[suffix]
     if default:
         return default
-    if str(path).endswith(("/", os.sep)) or Path(path).is_dir():
+    if str(path).endswith(("/", os.sep)):
         raise OutputError(f"{path}: a folder; give the output file's name (its extension picks the format)")
     if not suffix:
         raise OutputError(f"{path}: no extension to pick the output format from; use one of {sorted(_FORMATS)}")
@@ -416,6 +416,9 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
 
 def write_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | None = None,
                 info: dict[str, Any] | None = None, quality: int = 95, fmt: str | None = None) -> Path:
-    """Encode and atomically write an RGB image; the format follows the extension."""
+    """Encode and atomically write an RGB image; the format follows the extension.  A folder
+    (``out/``, or one that exists, whatever its name) is said to be one before any encoding."""
+    if str(path).endswith(("/", os.sep)) or Path(path).is_dir():
+        raise OutputError(f"{path}: a folder; give the output file's name (its extension picks the format)")
     return write_atomic(path, encode_image(rgb, fmt or format_for(path), alpha=alpha, info=info,
                                            quality=quality, label=str(path)))

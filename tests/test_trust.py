@@ -767,13 +767,16 @@ def test_an_output_path_without_a_format_says_why(engine, tmp_path):
     src = tmp_path / "a.jpg"
     src.write_bytes(jpeg())
     (tmp_path / "folder").mkdir()
+    (tmp_path / "dir.png").mkdir()
     for dst, said in ((tmp_path / "folder", "a folder; give the output file's name"),
                       (f"{tmp_path / 'new'}/", "a folder; give the output file's name"),
+                      (tmp_path / "dir.png", "a folder; give the output file's name"),
+                      (f"{tmp_path / 'new.png'}/", "a folder; give the output file's name"),
                       (tmp_path / "noext", "no extension to pick the output format from"),
                       (tmp_path / "x.bmpx", "unsupported output format '.bmpx'")):
         with pytest.raises(OutputError, match=said):
             colorize_image(src, dst, engine=engine)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "folder"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "dir.png", "folder"]
 
 
 def test_transparency_that_jpeg_cannot_hold_is_said(engine, tmp_path, caplog):
