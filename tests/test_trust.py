@@ -803,6 +803,10 @@ def test_an_input_given_twice_is_colorized_once(engine, tmp_path):
             "-r", "64")
     assert r.returncode == 0 and "given more than once" in r.stderr, r.stderr
     assert sorted(p.name for p in (tmp_path / "img").iterdir()) == ["a.jpg"]
+    (src / "latest.jpg").symlink_to("a.jpg")  # a link under its own name: its own output
+    r = cli("image", str(src / "a.jpg"), str(src / "latest.jpg"), "-o", str(tmp_path / "img2") + "/", "-r", "64")
+    assert r.returncode == 0 and "given more than once" not in r.stderr, r.stderr
+    assert sorted(p.name for p in (tmp_path / "img2").iterdir()) == ["a.jpg", "latest.jpg"]
 
 
 def test_a_folder_whose_name_is_a_file_in_the_output_is_numbered_not_failed(engine, tmp_path):

@@ -222,13 +222,9 @@ class _Folders:
                 self.renamed[listed] = written
                 self.names.add(written.casefold())
             done = self.renamed[listed].split("/")
-        path = "/".join([*done, parts[-1]])
-        candidate, n, p = path, 1, PurePosixPath(path)
-        while candidate.casefold() in files or candidate.casefold() in self.names:
-            n += 1
-            candidate = str(p.with_name(numbered(p.name, n)))
-        files.add(candidate.casefold())
-        return candidate
+        key = unique_name("/".join([*done, parts[-1]]), files | self.names)  # (not onto a folder either)
+        files.add(key.casefold())
+        return key
 
 
 def clear_of_job_files(key: str) -> str:
