@@ -299,17 +299,24 @@ def _is_gray(rgb: np.ndarray) -> bool:
     return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
 
 
+def drops_transparency(alpha: np.ndarray | None, fmt: str) -> bool:
+    """Whether writing ``fmt`` throws away transparency that ``alpha`` has (JPEG has no alpha)."""
+    return alpha is not None and fmt.upper() == "JPEG" and int(alpha.min()) < int(np.iinfo(alpha.dtype).max)
+
+
 def encode_image(rgb: np.ndarray, fmt: str, *, alpha: np.ndarray | None = None,
-                 info: dict[str, Any] | None = None, quality: int = 95, label: str | None = None) -> bytes:
+                 info: dict[str, Any] | None = None, quality: int = 95, label: str | None = None,
+                 warn: bool = True) -> bytes:
     """Encode (H, W, 3) uint8/uint16 RGB (+ optional alpha) as ``fmt`` bytes.
 
     16-bit data is kept for PNG and TIFF and reduced to 8 bits elsewhere.
     ICC profile and EXIF from ``info`` are carried where the format has them.
-    Transparency that JPEG cannot hold is dropped with a warning naming ``label``.
+    Transparency that JPEG cannot hold is dropped, with a warning naming ``label``
+    (unless ``warn`` is False: a batch job says it once, with the count).
     """
     fmt = fmt.upper()
     info = info or {}
-    if alpha is not None and fmt == "JPEG" and int(alpha.min()) < int(np.iinfo(alpha.dtype).max):
+    if warn and drops_transparency(alpha, fmt):
         log.warning("%s: its transparency is dropped: JPEG has none (PNG, WebP and TIFF keep it)",
                     label or "the output")
     if rgb.dtype == np.uint16 and fmt not in ("PNG", "TIFF"):

@@ -84,6 +84,7 @@ class Outcome:
     output: str | None = None  # key written relative to the sink's root, when done and written
     data: bytes | None = field(default=None, repr=False)  # the encoded output, when done with no sink
     staged: Any = field(default=None, repr=False)  # a complete tempfiles.Staged still to be renamed (staging sinks)
+    dropped_alpha: bool = False  # its transparency was dropped (a JPEG output): the job says so once, counted
 
 
 # --------------------------------------------------------------------------- the steps
@@ -157,12 +158,14 @@ def finish_item(prep: Prepared, ab: np.ndarray, options: ColorOptions, sink: Sin
         # rendered into the thread's work array: it lives only until it is encoded just below
         rgb = render_prepared(prep, ab, saturation=options.saturation,
                               out=thread_scratch().take("rendered", (*prep.shape, 3), prep.dtype))
-        data = image_io.encode_image(rgb, image_io.format_for(item.key), alpha=prep.alpha, info=prep.info,
-                                     quality=options.quality, label=item.label)
+        fmt = image_io.format_for(item.key)
+        data = image_io.encode_image(rgb, fmt, alpha=prep.alpha, info=prep.info, quality=options.quality,
+                                     warn=False)
+        dropped = image_io.drops_transparency(prep.alpha, fmt)
     except Exception as exc:  # Pillow refuses e.g. WebP over 16383 px; each item on its own
         return Outcome(item, FAILED, f"cannot encode the output {item.key} ({type(exc).__name__}: {exc})")
     if sink is None:
-        return Outcome(item, DONE, data=data)
+        return Outcome(item, DONE, data=data, dropped_alpha=dropped)
     staged = None
     try:
         if getattr(sink, "staging", False):
@@ -173,7 +176,7 @@ def finish_item(prep: Prepared, ab: np.ndarray, options: ColorOptions, sink: Sin
         if is_item_error(exc):
             return Outcome(item, FAILED, str(exc))
         raise
-    return Outcome(item, DONE, output=item.key, staged=staged)
+    return Outcome(item, DONE, output=item.key, staged=staged, dropped_alpha=dropped)
 
 
 def is_item_error(exc: BaseException) -> bool:

@@ -819,3 +819,17 @@ def test_a_folder_whose_name_is_a_file_in_the_output_is_numbered_not_failed(engi
         assert first.ok and report.ok and report.done == 3, report.problems
     assert sorted(outputs(out)) == ["a.jpg", "a~2.jpg/b.jpg", "a~2.jpg/c/d.jpg", "mine", "mine~2/e.jpg"]
     assert (out / "mine").read_text() == "the user's own file"
+
+
+def test_a_batch_says_once_how_many_outputs_lost_their_transparency(engine, tmp_path, caplog):
+    src = tmp_path / "scans"
+    src.mkdir()
+    gray = make_photo(40, 56, seed=4)[..., 0]
+    for name, a in (("a.png", 100), ("b.png", 0), ("c.png", 255)):
+        Image.fromarray(np.dstack([gray, gray, gray, np.full_like(gray, a)])).save(src / name)
+    caplog.clear()
+    report = colorize_archive(src, tmp_path / "out", engine=engine, progress=False,
+                              options=BatchOptions(output_format="jpg"))
+    said = [r.getMessage() for r in caplog.records if "transparency" in r.getMessage()]
+    assert report.done == 3 and said == [
+        "2 output(s) lost their transparency: JPEG has none (--format png, webp or tiff keeps it)"]

@@ -93,6 +93,7 @@ class BatchJob:
         self.settled = 0  # items already finished (earlier run) or refused at listing
         self._settings: dict[str, object] | None = None  # what this run colorizes with (note_settings)
         self.done_now = 0
+        self.dropped_alpha = 0  # outputs of this run whose transparency a JPEG could not hold
         self.manifest: Manifest | None = None
 
     @property
@@ -218,6 +219,7 @@ class BatchJob:
                     self.manifest.mark(item.key, FAILED, reason=outcome.reason)
         if outcome.state == DONE:
             self.done_now += 1
+            self.dropped_alpha += outcome.dropped_alpha
         else:
             log.info("%s %s: %s", outcome.state, item.label, outcome.reason)
 
@@ -237,6 +239,9 @@ class BatchJob:
                         for e in self.manifest.entries((SKIPPED, FAILED), keys)]
             done = [e.output or e.key for e in self.manifest.entries((DONE,), keys)]
         report = image_io.write_atomic(self.out_dir / REPORT_FILENAME, problems_csv(problems))
+        if self.dropped_alpha:
+            log.warning("%d output(s) lost their transparency: JPEG has none (--format png, webp or tiff keeps it)",
+                        self.dropped_alpha)
         packed = None
         if self.archive_kind and self.archive_path is not None:
             with _recording(self.manifest):

@@ -153,8 +153,9 @@ def _run_items(job: BatchJob, pool: ActorPool, todo: list[Item], batch_size: int
             batch, seconds = result
             engine_s += seconds
             by_key = {it.key: it for it in items}
-            for key, state, error, output in zip(batch["key"], batch["state"], batch["error"], batch["output"]):
-                outcome = Outcome(by_key[key], state, error or None, output or None)
+            for key, state, error, output, dropped in zip(batch["key"], batch["state"], batch["error"],
+                                                          batch["output"], batch["dropped_alpha"]):
+                outcome = Outcome(by_key[key], state, error or None, output or None, dropped_alpha=bool(dropped))
                 if state == DONE and not checked:
                     _check_visible(job.out_dir, outcome.output or key)
                     checked = True

@@ -181,7 +181,7 @@ class ColorizeBatch:
         datas = list(batch["bytes"])
         n = len(datas)
         keys, refused = self._keys(batch, n)
-        states, errors, outputs = [FAILED] * n, [""] * n, [""] * n
+        states, errors, outputs, dropped = [FAILED] * n, [""] * n, [""] * n, [False] * n
         images: list[bytes] = [b""] * n
         rows = [i for i in range(n) if not refused[i]]
         for i in range(n):
@@ -191,9 +191,11 @@ class ColorizeBatch:
                                   options=self.color, sink=self.sink, batch_size=self.options.batch_for(self.engine.wrapped))
         for i, outcome in zip(rows, outcomes):
             states[i], errors[i], outputs[i] = outcome.state, outcome.reason or "", outcome.output or ""
+            dropped[i] = outcome.dropped_alpha
             images[i] = outcome.data or b""
         result = {k: v for k, v in batch.items() if k != "bytes"}
-        result.update(key=objects(keys), state=objects(states), error=objects(errors), output=objects(outputs))
+        result.update(key=objects(keys), state=objects(states), error=objects(errors), output=objects(outputs),
+                      dropped_alpha=np.array(dropped, dtype=bool))
         if self.sink is None:
             result["image"] = objects(images)
         return result
