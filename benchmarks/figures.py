@@ -156,9 +156,32 @@ def video_overlap(d: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n"
 
 
+#: Steps of a batch job, in the order a photo goes through them.
+BATCH_STAGES = {"decode": "decode (Pillow, EXIF orientation)", "prepare": "prepare (L\\*, the network input)",
+                "engine": "engine (at the job's batch)", "render": "render (a\\*b\\* upsampled, Lab -> sRGB, gamut check, 8 bits)",
+                "encode": "encode (JPEG, quality 95, 4:4:4)", "write": "write (temporary file, fsync, rename)"}
+
+
+def batch_stages(d: dict[str, Any]) -> str:
+    """A batch job's steps timed alone (ms per photo, share), then its CPU time by thread role."""
+    b = d["batch"]
+    st = b["stages_ms_per_item"]
+    total = sum(st.values())
+    rows = ["| step | ms per photo | share |", "|---|---|---|"]
+    rows += [f"| {BATCH_STAGES[k]} | {_f(st[k], 2)} | {_f(100 * st[k] / total, 0)}% |" for k in BATCH_STAGES]
+    rows += [f"| **sum** | **{_f(total, 2)}** | 100% |", "",
+             "| thread role | CPU ms per photo in `streamcolor batch` |", "|---|---|"]
+    for k, v in b["thread_cpu_ms_per_item"].items():
+        rows.append(f"| {'**total**' if k == 'total' else k} | {_f(v)} |")
+    rows += ["", f"{b['photos']} photos of {b['size']} ({b['megapixels']} MP); engine at batch {b['batch_size']}, "
+             f"{b['workers']} workers; {d['date']}, `{Path(d['command'].split('--out ')[-1].split()[0]).name}`."]
+    return "\n".join(rows) + "\n"
+
+
 #: Block name -> the function that writes it from its results file.
 BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {"video-bound": video_bound, "video-stages": video_stages,
-                                                      "video-threads": video_threads, "video-overlap": video_overlap}
+                                                      "video-threads": video_threads, "video-overlap": video_overlap,
+                                                      "batch-stages": batch_stages}
 
 
 def render(name: str, source: str) -> str:

@@ -43,7 +43,9 @@ engine class the product calls (a JIT engine compiles each shape in a warm-up ca
 Batch: 1-megapixel gray JPEGs through ``colorize_archive`` against the same
 bound (engine only on their network inputs; decode + encode only of the same
 photos, on as many threads as the archive uses; the two together) and
-``colorize_image`` one by one.  Memory: peak RSS of a fresh process colorizing a 10 s and a 60 s clip
+``colorize_image`` one by one; one more ``colorize_archive`` run's CPU time by thread
+role, and each step of the job (decode, prepare, engine, render, encode, write) timed
+alone on one thread, per photo (``batch_stages``).  Memory: peak RSS of a fresh process colorizing a 10 s and a 60 s clip
 (with the ``--backend`` engine).  The parts run in the order engine, batch, memory, video: video
 is the longest, so a time limit cuts it and not the others.
 
@@ -600,6 +602,48 @@ def _copy_ms(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
 # --------------------------------------------------------------------------- batch
 
 
+def batch_stages(files: list[Path], engine, options, work: Path) -> dict[str, float]:
+    """ms per photo of each step of ``streamcolor batch`` run alone, sequentially, in the job's own
+    functions (one thread; in the job they run at once on the workers and the engine's thread)."""
+    from streamcolor import image_io
+    from streamcolor.colorize import ShapeBatcher, keep_work_arrays, prepare, render_prepared, thread_scratch
+    from streamcolor.items import FolderSink
+
+    colour = options.color_options(engine)
+    keep_work_arrays()  # as the job's workers do
+    t: dict[str, float] = {}
+    t["decode"], decoded = _timed(lambda: [image_io.read_image(f) for f in files])
+    t["prepare"], preps = _timed(lambda: [prepare(d, colour) for d in decoded])
+    decoded = None
+    batcher = ShapeBatcher(options.batch_for(engine))
+    for prep in preps:
+        batcher.add(prep)
+    groups = list(batcher.drain())
+    engine.predict(np.stack([p.net_in for p in groups[0]]))  # warm: first-call allocations are not per photo
+    t["engine"], abs_ = _timed(lambda: {id(p): a for g in groups
+                                        for p, a in zip(g, engine.predict(np.stack([p.net_in for p in g])))})
+
+    def render_all():
+        return [render_prepared(p, abs_[id(p)], saturation=colour.saturation,
+                                out=thread_scratch().take("rendered", (*p.shape, 3), p.dtype)).copy() for p in preps]
+
+    t["render"], rgbs = _timed(render_all)
+    t["encode"], datas = _timed(lambda: [image_io.encode_image(r, image_io.format_for(f), alpha=p.alpha, info=p.info,
+                                                               quality=colour.quality, warn=False)
+                                         for r, f, p in zip(rgbs, files, preps)])
+    out = work / "stages-out"
+    out.mkdir()
+    sink = FolderSink(out, staging=True)
+    t["write"], _ = _timed(lambda: [sink.stage(f.name, d).commit() for f, d in zip(files, datas)])
+    return {k: round(1000 * v / len(files), 2) for k, v in t.items()}
+
+
+#: Thread roles of a batch job, as ThreadCpu names them -> as the docs say them.
+BATCH_ROLES = {"main (muxer, encoder calls)": "main (engine calls, manifest, outcomes)",
+               "engine pool (alive before)": "engine pool (alive before)",
+               "io": "workers (decode, L*, render, encode, write)", "reader": "reader (listing, member bytes)"}
+
+
 def batch_figures(engine, work: Path) -> dict[str, Any]:
     from benchmarks.conftest import write_gray_photos
     from streamcolor import image_io
@@ -639,6 +683,13 @@ def batch_figures(engine, work: Path) -> dict[str, Any]:
                                                                      options=options, progress=False)))
             assert reports[-1].ok and reports[-1].done_now == n, reports[-1].summary()
             row["load_average"][f"after_round{i + 1}"] = _load()
+    threads = ThreadCpu()
+    with threads:  # where the job's CPU time goes, thread by thread
+        rep = colorize_archive(folder, work / "archive-threads", engine=engine, options=options, progress=False)
+    assert rep.ok and rep.done_now == n, rep.summary()
+    row["thread_cpu_ms_per_item"] = {BATCH_ROLES.get(k, k): v for k, v in threads.ms_per_item(n).items()}
+    row["stages_ms_per_item"] = batch_stages(files, engine, options, work)
+    row["load_average"]["after_stages"] = _load()
     naive_out = work / "naive-out"
     naive_out.mkdir()
     warm_naive(engine, colour, h, w)

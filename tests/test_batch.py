@@ -340,6 +340,27 @@ def test_a_rerun_with_other_settings_says_so_and_redo_colorizes_again(engine, tm
     report = colorize_archive(src, out, engine=engine, progress=False, options=BatchOptions(render_size=32))
     assert report.done_now == 0 and not any("other settings" in r.getMessage() for r in caplog.records)
 
+    caplog.clear()  # another --format: new names beside the kept ones, and said
+    report = colorize_archive(src, out, engine=engine, progress=False,
+                              options=BatchOptions(render_size=32, output_format="png"))
+    said = [r.getMessage() for r in caplog.records if "under another name" in r.getMessage()]
+    assert report.done_now == 3 and len(said) == 1 and said[0].startswith("3 item(s) also have an output")
+    for p in out.glob("*.jpg"):
+        p.unlink()  # once the old ones are gone, nothing to say
+    caplog.clear()
+    colorize_archive(src, out, engine=engine, progress=False, options=BatchOptions(render_size=32, output_format="png"))
+    assert not any("under another name" in r.getMessage() for r in caplog.records)
+
+    mixed = tmp_path / "mixed"  # JPEG and PNG outputs: recorded apart (quality), said once
+    mixed.mkdir()
+    for name in ("a.jpg", "b.png"):
+        Image.fromarray(make_photo(48, 64, seed=6)[..., 0]).save(mixed / name)
+    colorize_archive(mixed, tmp_path / "mixed-out", engine=engine, progress=False, options=BatchOptions(render_size=64))
+    caplog.clear()
+    colorize_archive(mixed, tmp_path / "mixed-out", engine=engine, progress=False, options=BatchOptions(render_size=32))
+    said = [r.getMessage() for r in caplog.records if "other settings" in r.getMessage()]
+    assert len(said) == 1 and "(render size 64; this run: render size 32)" in said[0], said
+
     # what counts is what the settings resolve to, and quality only where it changes the file
     png = tmp_path / "png"
     png.mkdir()

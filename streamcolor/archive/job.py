@@ -137,6 +137,7 @@ class BatchJob:
         except BaseException:
             self._stack.close()
             raise
+        self._note_other_names()
         if not self.items:  # an empty folder or archive, or the wrong one: a run that does nothing says so
             log.warning("no files to colorize in %s", ", ".join(str(p) for p in self.paths))
         log.info("%d items, %d to do", len(self.items), len(self.todo))
@@ -144,6 +145,21 @@ class BatchJob:
 
     def __exit__(self, *exc) -> None:
         self._stack.close()
+
+    def _note_other_names(self) -> None:
+        """Warn when items of this listing also have an output from an earlier run under another
+        name (another ``--format``: ``p0.jpg`` then ``p0.png``), both of which are kept."""
+        assert self.manifest is not None
+        keys = {it.key for it in self.items}
+        mine = {(os.path.abspath(it.source), it.member): it.key for it in self.items if not it.refusal}
+        with _recording(self.manifest):
+            older = [(e.key, mine[(e.source, e.member)]) for e in self.manifest.entries((DONE,))
+                     if e.key not in keys and (e.source, e.member) in mine
+                     and (self.out_dir / (e.output or e.key)).is_file()]
+        if older:
+            log.warning("%d item(s) also have an output from an earlier run under another name (%s -> now %s%s: "
+                        "another --format?); both are kept", len(older), older[0][0], older[0][1],
+                        ", ..." if len(older) > 1 else "")
 
     def note_settings(self, info: ModelInfo) -> None:
         """Say which settings this run colorizes with (``info``'s model; the render size,
@@ -165,10 +181,10 @@ class BatchJob:
         kinds = list({json.dumps(s, sort_keys=True): s for s in other.values()}.values())
         mine = {**self._settings, "quality": self.options.quality}
         changed = [k for k in mine if any(k in s and s[k] != mine[k] for s in kinds)]
+        earlier = dict.fromkeys(", ".join(f"{k} {s[k]}" for k in changed if k in s) for s in kinds)  # (once each)
         log.warning("%d item(s) in %s were colorized by an earlier run with other settings (%s; this run: %s) and "
                     "are kept as they are; --redo colorizes every item again with this run's settings", len(other),
-                    self.out_dir, " / ".join(", ".join(f"{k} {s[k]}" for k in changed if k in s) for s in kinds),
-                    ", ".join(f"{k} {mine[k]}" for k in changed))
+                    self.out_dir, " / ".join(earlier), ", ".join(f"{k} {mine[k]}" for k in changed))
 
     def _made_with(self, key: str) -> str | None:
         """The settings that make ``key``'s output in this run, as recorded in the manifest (JSON):
