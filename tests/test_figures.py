@@ -66,6 +66,8 @@ FIGURES = {"v0": ("video.0.pipeline_over_bound", "{:.3f}x"), "v1": ("video.1.pip
            "enc_colour": ("video.1.colour_encode.cpu_ms_per_frame.colour", "{:.1f}"),
            "e1": ("engine_only.images_per_s.1", "{:.1f}"), "e16": ("engine_only.images_per_s.16", "{:.1f}"),
            "e64": ("engine_only.images_per_s.64", "{:.1f}")}
+#: The batch part alone, with its steps timed alone and its threads (2026-12-01).
+BATCH1201 = "pipeline-cpu-2026-12-01-batch.json"
 #: The GPU calls of benchmarks/gpu_run.sh (an H200): the first, and the second after the engine's jitted call.
 GPU1, GPU2 = "pipeline-gpu-h200-2026-11-30.json", "pipeline-gpu-h200-2026-11-30-lean.json"
 #: Two later calls: chunks dispatched at once (and the warm naive loop, memory), then the copies' settings.
@@ -92,7 +94,7 @@ FIGURES |= {"g_cc": ("video.0.cpu_ms_per_frame.codec", "{:.1f}"), "g_cp": ("vide
             "bob": ("batch.archive_over_bound", "{:.3f}x"), "bobp": ("batch.archive_over_bound_paired", "{:.3f}x"),
             "bon": ("batch.archive_over_naive", "{:.2f}x"), "bn": ("batch.naive_items_per_s", "{:.1f}"),
             "be": ("batch.engine_items_per_s", "{:.0f}"), "bcpu": ("batch.cpu_ms_per_item.archive", "{:.1f}"),
-            "bcpuc": ("batch.cpu_ms_per_item.codec", "{:.1f}")}
+            "bcpuc": ("batch.cpu_ms_per_item.codec", "{:.1f}"), "bce": ("batch.cpu_ms_per_item.engine", "{:.1f}")}
 FIGURES |= {f"{tag}_{b}": (f"engine_only.images_per_s_variants.{name}.{b}", "{:.1f}")
             for tag, name in _VARIANTS.items() if tag != "c32" for b in (1, 64, 256)}
 FIGURES |= {f"c32_{b}": (f"engine_only.images_per_s_chunk_rows.32.{b}", "{:.1f}") for b in (1, 16, 64, 128, 256)}
@@ -238,6 +240,9 @@ PROSE = [
     *_each("README.md", "Photos (1 megapixel, batch 64): {ba}/s against a bound of {bb} ({bob})", GPU2),
     ("README.md", "video is limited by the encoder on the CPU when NVENC does not open ({} of", GPU1,
      "video.0.pipeline_over_bound", "{:.2f}x"),
+    # the batch part alone on 2026-12-01, with its steps and threads
+    *_each(BENCH, "That run: `streamcolor batch` at {bob} of the bound ({bobp} round by round), {bcpu} CPU ms a photo "
+                  "against {bce} for engine only and {bcpuc} for decode + encode only.", BATCH1201),
     # an earlier GPU figure in README: the seed model's colorizer called directly (Keras 3 on JAX on the H200)
     ("README.md", "{} images/s in mixed bfloat16 at batch 16", "gpu-h200-inference.json",
      "keras_jax_mixed_bfloat16_colorizer_b16_images_per_s", "{:,.0f}"),
