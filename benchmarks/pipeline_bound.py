@@ -604,13 +604,21 @@ def _copy_ms(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 def batch_stages(files: list[Path], engine, options, work: Path) -> dict[str, float]:
     """ms per photo of each step of ``streamcolor batch`` run alone, sequentially, in the job's own
-    functions (one thread; in the job they run at once on the workers and the engine's thread)."""
+    functions (one thread; in the job they run at once on the workers and the engine's thread).
+    On a thread of its own that keeps its work arrays, as the job's workers do (the caller's
+    thread must not start keeping them: a job's threads only)."""
+    from streamcolor.colorize import keep_work_arrays
+
+    with concurrent.futures.ThreadPoolExecutor(1, initializer=keep_work_arrays) as pool:
+        return pool.submit(_batch_stages, files, engine, options, work).result()
+
+
+def _batch_stages(files: list[Path], engine, options, work: Path) -> dict[str, float]:
     from streamcolor import image_io
-    from streamcolor.colorize import ShapeBatcher, keep_work_arrays, prepare, render_prepared, thread_scratch
+    from streamcolor.colorize import ShapeBatcher, prepare, render_prepared, thread_scratch
     from streamcolor.items import FolderSink
 
     colour = options.color_options(engine)
-    keep_work_arrays()  # as the job's workers do
     t: dict[str, float] = {}
     t["decode"], decoded = _timed(lambda: [image_io.read_image(f) for f in files])
     t["prepare"], preps = _timed(lambda: [prepare(d, colour) for d in decoded])
