@@ -833,3 +833,28 @@ def test_a_batch_says_once_how_many_outputs_lost_their_transparency(engine, tmp_
     said = [r.getMessage() for r in caplog.records if "transparency" in r.getMessage()]
     assert report.done == 3 and said == [
         "2 output(s) lost their transparency: JPEG has none (--format png, webp or tiff keeps it)"]
+
+
+@pytest.mark.slow
+def test_a_stopped_batch_says_what_is_kept_and_how_to_go_on(tmp_path):
+    src = tmp_path / "scans"
+    src.mkdir()
+    for i in range(80):
+        (src / f"p{i:02d}.jpg").write_bytes(jpeg(i, (240, 320)))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "streamcolor", "batch", str(src), "-o", str(out), "-b", "1", "-j", "1",
+                             "--no-progress"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        while not (out.is_dir() and list(out.glob("p*.jpg"))):
+            assert proc.poll() is None and time.monotonic() < deadline, "the batch never wrote an output"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    done = len(list(out.glob("p*.jpg")))
+    assert proc.returncode == 128 + signal.SIGTERM and 0 < done < 80, (proc.returncode, done)
+    assert f"stopped: {done} of 80 items are done and kept; run the same command again" in err.decode(), err
+    r = cli("batch", str(src), "-o", str(out), "--no-progress")
+    assert r.returncode == 0 and f"80 ok ({done} from an earlier run)" in r.stdout, (r.stdout, r.stderr)

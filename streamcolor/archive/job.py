@@ -143,8 +143,12 @@ class BatchJob:
         log.info("%d items, %d to do", len(self.items), len(self.todo))
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
         self._stack.close()
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt) and self.manifest is not None:
+            # Ctrl-C, or SIGTERM through the CLI: what is kept, and how to go on
+            log.warning("stopped: %d of %d items are done and kept; run the same command again to finish the rest",
+                        self.settled + self.done_now, len(self.items))
 
     def _note_other_names(self) -> None:
         """Warn when items of this listing also have an output from an earlier run under another
