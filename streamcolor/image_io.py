@@ -354,6 +354,10 @@ def _encode16(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str) -> bytes:
     return data.tobytes()
 
 
+def _a_folder(path: str | os.PathLike) -> OutputError:
+    return OutputError(f"{path}: a folder; give the output file's name (its extension picks the format)")
+
+
 def format_for(path: str | os.PathLike, default: str | None = None) -> str:
     """Pillow format name for an output path's extension (``default`` when it has none we write)."""
     suffix = Path(path).suffix.lower()
@@ -362,7 +366,7 @@ def format_for(path: str | os.PathLike, default: str | None = None) -> str:
     if default:
         return default
     if str(path).endswith(("/", os.sep)):
-        raise OutputError(f"{path}: a folder; give the output file's name (its extension picks the format)")
+        raise _a_folder(path)
     if not suffix:
         raise OutputError(f"{path}: no extension to pick the output format from; use one of {sorted(_FORMATS)}")
     raise OutputError(f"{path}: unsupported output format {suffix!r}; use one of {sorted(_FORMATS)}")
@@ -426,6 +430,6 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray |
     """Encode and atomically write an RGB image; the format follows the extension.  A folder
     (``out/``, or one that exists, whatever its name) is said to be one before any encoding."""
     if str(path).endswith(("/", os.sep)) or Path(path).is_dir():
-        raise OutputError(f"{path}: a folder; give the output file's name (its extension picks the format)")
+        raise _a_folder(path)
     return write_atomic(path, encode_image(rgb, fmt or format_for(path), alpha=alpha, info=info,
                                            quality=quality, label=str(path)))

@@ -168,6 +168,28 @@ def test_video_cli_errors_are_one_line_with_exit_2(tmp_path):
     assert clip.stat().st_size > 0
 
 
+def signalled_while_writing(args: list[str], writing, sig: int) -> tuple[int, str]:
+    """Run ``streamcolor ARGS``, send ``sig`` once ``writing()`` says it has started writing its output;
+    (exit status, stderr)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "streamcolor", *args, "--no-progress"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        while not writing():
+            assert proc.poll() is None and time.monotonic() < deadline, f"{args[0]} never started writing"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    return proc.returncode, err.decode()
+
+
+def temp_file_written(folder: Path):
+    """A check that one of our temporary files in ``folder`` has bytes in it."""
+    return lambda: any(tempfiles.is_temp_name(p.name) and p.stat().st_size > 0 for p in folder.iterdir())
+
+
 @pytest.mark.slow
 def test_killed_video_leaves_a_temporary_that_the_next_run_sweeps(tmp_path):
     clip = make_clip(tmp_path / "in.mp4", frames=400)
@@ -175,18 +197,8 @@ def test_killed_video_leaves_a_temporary_that_the_next_run_sweeps(tmp_path):
     (tmp_path / "out").mkdir()
     keep = tmp_path / "out" / "notes.part"  # the user's; not ours to delete
     keep.write_text("keep")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "streamcolor", "video", str(clip), "-o", str(dst),
-                             "--no-progress", "-b", "1"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    try:
-        while not [p for p in dst.parent.iterdir() if tempfiles.is_temp_name(p.name) and p.stat().st_size > 0]:
-            assert proc.poll() is None and time.monotonic() < deadline, "the video never started writing"
-            time.sleep(0.02)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    signalled_while_writing(["video", str(clip), "-o", str(dst), "-b", "1"], temp_file_written(dst.parent),
+                            signal.SIGKILL)
     assert [p for p in dst.parent.iterdir() if tempfiles.is_temp_name(p.name)]  # left by the kill
     r = cli("video", "--no-progress", str(make_clip(tmp_path / "short.mp4")), "-o", str(dst))
     assert r.returncode == 0, r.stderr
@@ -200,19 +212,9 @@ def test_a_terminated_video_stops_cleanly_as_ctrl_c_does(tmp_path):
     dst = tmp_path / "out" / "in-colour.mp4"
     dst.parent.mkdir()
     dst.write_bytes(b"the earlier output")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "streamcolor", "video", str(clip), "-o", str(dst),
-                             "--no-progress", "-b", "1"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    try:
-        while not [p for p in dst.parent.iterdir() if tempfiles.is_temp_name(p.name) and p.stat().st_size > 0]:
-            assert proc.poll() is None and time.monotonic() < deadline, "the video never started writing"
-            time.sleep(0.02)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM and b"terminated" in err and b"Traceback" not in err, err
+    rc, err = signalled_while_writing(["video", str(clip), "-o", str(dst), "-b", "1"], temp_file_written(dst.parent),
+                                      signal.SIGTERM)
+    assert rc == 128 + signal.SIGTERM and "terminated" in err and "Traceback" not in err, err
     assert sorted(p.name for p in dst.parent.iterdir()) == ["in-colour.mp4"]
     assert dst.read_bytes() == b"the earlier output"
 
@@ -842,19 +844,10 @@ def test_a_stopped_batch_says_what_is_kept_and_how_to_go_on(tmp_path):
     for i in range(80):
         (src / f"p{i:02d}.jpg").write_bytes(jpeg(i, (240, 320)))
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "streamcolor", "batch", str(src), "-o", str(out), "-b", "1", "-j", "1",
-                             "--no-progress"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    try:
-        while not (out.is_dir() and list(out.glob("p*.jpg"))):
-            assert proc.poll() is None and time.monotonic() < deadline, "the batch never wrote an output"
-            time.sleep(0.02)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+    rc, err = signalled_while_writing(["batch", str(src), "-o", str(out), "-b", "1", "-j", "1"],
+                                      lambda: out.is_dir() and any(out.glob("p*.jpg")), signal.SIGTERM)
     done = len(list(out.glob("p*.jpg")))
-    assert proc.returncode == 128 + signal.SIGTERM and 0 < done < 80, (proc.returncode, done)
-    assert f"stopped: {done} of 80 items are done and kept; run the same command again" in err.decode(), err
+    assert rc == 128 + signal.SIGTERM and 0 < done < 80, (rc, done)
+    assert f"stopped: {done} of 80 items are done and kept; run the same command again" in err, err
     r = cli("batch", str(src), "-o", str(out), "--no-progress")
     assert r.returncode == 0 and f"80 ok ({done} from an earlier run)" in r.stdout, (r.stdout, r.stderr)

@@ -315,7 +315,7 @@ def _source_paths(src: object) -> list[Path]:
     if isinstance(items, (bytes, bytearray)) or not isinstance(items, Iterable):
         raise TypeError(f"sources must be a path or a list of paths, got {type(src).__name__}")
     paths: list[Path] = []
-    seen: dict[str, Path] = {}
+    seen: set[str] = set()
     for s in items:
         if not isinstance(s, (str, os.PathLike)):
             raise TypeError(f"sources must be paths (str or os.PathLike), got {type(s).__name__} {s!r}")
@@ -323,7 +323,7 @@ def _source_paths(src: object) -> list[Path]:
         if real in seen:  # (else it would be colorized twice, into OUT/<name>~2/)
             log.warning("%s: given more than once; colorized once", s)
             continue
-        seen[real] = Path(s)
+        seen.add(real)
         paths.append(Path(s))
     return paths
 

@@ -241,14 +241,14 @@ def distinct(paths: "list[Path] | tuple[Path, ...]") -> list[Path]:
     """``paths`` with a file given twice (``a.jpg ./a.jpg``, a shell glob overlapping a name)
     kept once, with a warning: the second would only be colorized again into ``name~2``.  A
     link under another name (``latest.jpg -> 2023.jpg``) is its own output, so it stays."""
-    seen: dict[tuple[str, str], Path] = {}
+    seen: set[tuple[str, str]] = set()
     out = []
     for path in paths:
         key = (os.path.realpath(path), path.name) if str(path) != "-" else ("-", "-")
         if key in seen:
             log.warning("%s: given more than once; colorized once", path)
             continue
-        seen[key] = path
+        seen.add(key)
         out.append(path)
     return out
 
