@@ -25,6 +25,7 @@ import csv
 import errno
 import io
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 
 #: The report of skipped and failed items, written into the output at the end of every job.
 REPORT_FILENAME = "streamcolor-report.csv"
+#: The report's name, or the numbered one a job writes when a file of the user's has that name.
+_REPORT_NAMES = re.compile(r"streamcolor-report(~[0-9]+)?\.csv")
 #: Its columns.
 REPORT_COLUMNS = ("state", "source", "member", "reason")
 #: A write that fails with one of these is the item's own problem (its name); any other stops the job.
@@ -271,7 +274,7 @@ def is_job_file(name: str) -> bool:
     version's manifest and lock) rather than an output or a source file."""
     parts = name.strip("/").split("/")
     last = parts[-1]
-    return (parts[0] == JOB_FILE_PREFIX or (len(parts) == 1 and last == REPORT_FILENAME)
+    return (parts[0] == JOB_FILE_PREFIX or (len(parts) == 1 and _REPORT_NAMES.fullmatch(last) is not None)
             or tempfiles.is_temp_name(last) or last.startswith((".streamcolor-manifest.sqlite", ".streamcolor.lock"))
             or (last.startswith(".") and last.endswith(".part")))
 

@@ -47,8 +47,8 @@ OLD_FILENAME = ".streamcolor-manifest.sqlite"
 #: Item states.
 PENDING, DONE, FAILED, SKIPPED = "pending", "done", "failed", "skipped"
 STATES = (PENDING, DONE, FAILED, SKIPPED)
-_SCHEMA_VERSION = 3
-_COLUMNS = "key, source, member, stamp, state, reason, output, temp"
+_SCHEMA_VERSION = 4
+_COLUMNS = "key, source, member, stamp, state, reason, output, temp, written"
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,8 @@ class Entry:
     reason: str | None = None  # why failed/skipped
     output: str | None = None  # output path relative to OUT, once done
     temp: str | None = None  # the output's temporary file name (same folder) while it may still need its rename
+    written: str | None = None  # the output file as the job wrote it (device:inode:size:mtime_ns); kept when the
+    #                            item is reset, so that a later run knows whether what is there is still its own
 
 
 class Manifest:
@@ -100,6 +102,8 @@ class Manifest:
             self._db.execute("ALTER TABLE items ADD COLUMN temp TEXT")
         if "made_with" not in columns:  # before version 3: done items' settings unknown (NULL)
             self._db.execute("ALTER TABLE items ADD COLUMN made_with TEXT")
+        if "written" not in columns:  # before version 4: which file the job wrote unknown (NULL)
+            self._db.execute("ALTER TABLE items ADD COLUMN written TEXT")
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(_SCHEMA_VERSION),))
 
     @classmethod
@@ -133,7 +137,8 @@ class Manifest:
         for items refused at listing).  A known key whose source (compared as the
         file it names: ``./scans`` and ``/home/me/scans`` are one), member or
         stamp changed is reset to the given state: the source file changed, so
-        the old output no longer stands.  Known keys that are not done are
+        the old output no longer stands (what it was written as, ``written``,
+        is kept: the new output replaces the old one only while it is unchanged).  Known keys that are not done are
         reset too (failed and skipped items are retried on every run: limits
         may have been raised, and bad items fail quickly).  Done rows with the
         same stamp are kept.
@@ -152,25 +157,32 @@ class Manifest:
                     result[e.key] = old
                     continue
                 self._db.execute(
-                    "INSERT OR REPLACE INTO items (key, source, member, stamp, state, reason, output, updated, temp) "
-                    "VALUES (?, ?, ?, ?, ?, ?, NULL, ?, NULL)",
+                    "INSERT INTO items (key, source, member, stamp, state, reason, output, updated, temp, made_with) "
+                    "VALUES (?, ?, ?, ?, ?, ?, NULL, ?, NULL, NULL) ON CONFLICT(key) DO UPDATE SET "
+                    "source = excluded.source, member = excluded.member, stamp = excluded.stamp, "
+                    "state = excluded.state, reason = excluded.reason, output = NULL, updated = excluded.updated, "
+                    "temp = NULL, made_with = NULL",
                     (_enc(e.key), _enc(e.source), _enc(e.member), e.stamp, e.state, _enc(e.reason), now))
-                result[e.key] = Entry(e.key, e.source, e.member, e.stamp, e.state, e.reason, None)
+                result[e.key] = Entry(e.key, e.source, e.member, e.stamp, e.state, e.reason, None,
+                                      written=old.written if old is not None else None)
         return result
 
     # -- recording outcomes ------------------------------------------------------------------
 
     def mark(self, key: str, state: str, *, reason: str | None = None, output: str | None = None,
-             temp: str | None = None, made_with: str | None = None) -> None:
+             temp: str | None = None, made_with: str | None = None, written: str | None = None) -> None:
         """Set one item's state and commit at once.  ``temp``: with ``done``, the
         name of the complete temporary file (in the output's folder) that is
         about to be renamed onto ``output``; ``made_with``: with ``done``, the
-        settings that made the output (a JSON object, see :meth:`made_with`)."""
+        settings that made the output (a JSON object, see :meth:`made_with`);
+        ``written``: with ``done``, the output file's identity (see :attr:`Entry.written`;
+        otherwise the one recorded stays)."""
         if state not in STATES:
             raise ValueError(f"unknown item state {state!r}; one of {STATES}")
         cur = self._db.execute("UPDATE items SET state = ?, reason = ?, output = ?, temp = ?, updated = ?, "
-                               "made_with = ? WHERE key = ?",
-                               (state, _enc(reason), _enc(output), _enc(temp), time.time(), made_with, _enc(key)))
+                               "made_with = ?, written = COALESCE(?, written) WHERE key = ?",
+                               (state, _enc(reason), _enc(output), _enc(temp), time.time(), made_with, written,
+                                _enc(key)))
         if cur.rowcount != 1:
             raise KeyError(f"manifest has no item {key!r} (sync the listing first)")
 
@@ -245,6 +257,16 @@ class Manifest:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def file_identity(path: str | os.PathLike) -> str | None:
+    """What tells the file at ``path`` from any other put there later or changed since (device, inode,
+    size, modification time: a rename keeps them all), for :attr:`Entry.written`; None if none is there."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
 
 def _enc(text: str | None) -> str | bytes | None:

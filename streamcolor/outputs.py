@@ -11,6 +11,15 @@ Two rules keep a user's files safe whatever the paths look like:
   overwrite each other: the later one gets ``x~2.jpg``, in input order, so a
   rerun gives the same names.
 
+And, for the command line (``keep_others``), a third: a file already at an
+output's path is replaced only when streamcolor wrote it and it is unchanged
+since (:func:`remember_written` notes each output in a small database in the
+user's cache folder: path, inode, size, modification time).  Anything else
+there -- a photo of the user's, an output they retouched since -- is kept and
+the new output gets ``x~2.jpg``.  Why a record rather than a mark inside the
+file: it works for every format and container alike, and an edit (which
+changes the modification time) makes the file the user's.
+
 (``streamcolor batch`` keeps its own keys unique in :mod:`streamcolor.archive`.)
 """
 
@@ -18,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Sequence
@@ -34,6 +44,7 @@ class Planned:
     src: Path
     dst: Path
     renamed: bool = False
+    kept: Path | None = None  # a file found at the proposed output that streamcolor did not write: left as it is
 
 
 #: Longest file name, in bytes, on the usual filesystems.
@@ -73,12 +84,16 @@ def _slot(dst: Path) -> tuple[str, str]:
     return os.path.normcase(os.path.realpath(dst.parent)), dst.name.casefold()
 
 
-def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]]) -> list[Planned]:
+def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], *,
+                 keep_others: bool = False) -> list[Planned]:
     """The output of each ``(input, proposed output)`` pair, made safe.
 
     Raises OutputError (naming both paths) when a proposed output is an input
     file itself; later outputs that would land on an earlier one's file get
-    ``stem~N.suffix``.
+    ``stem~N.suffix``.  ``keep_others``: a path where something already is
+    that streamcolor did not write (:func:`written_by_streamcolor`) is passed
+    over for the next ``stem~N.suffix`` as well (the command line's default:
+    a user's file is never replaced).
     """
     inputs: dict[tuple[int, int], Path] = {}
     for src, _ in pairs:
@@ -90,6 +105,7 @@ def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]]) -
     for src, proposed in pairs:
         src, dst = Path(src), Path(proposed)
         original = dst
+        kept: Path | None = None
         n = 1
         while True:
             ident = _identity(dst)
@@ -100,18 +116,89 @@ def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]]) -
                     raise OutputError(f"{dst}: the output for {src} would replace {what}; "
                                       "choose another output (-o) so that the originals are kept")
             elif _slot(dst) not in taken:
-                break
+                if not (keep_others and os.path.lexists(dst) and not written_by_streamcolor(dst)):
+                    break
+                kept = kept or dst
             n += 1
             dst = original.with_name(numbered(original.name, n))
         taken.add(_slot(dst))
-        planned.append(Planned(src, dst, renamed=dst != original))
+        planned.append(Planned(src, dst, renamed=dst != original, kept=kept))
     return planned
 
 
 def describe_renames(planned: Sequence[Planned]) -> list[str]:
     """One line per output that got ``~N``, for the user."""
-    return [f"note: {p.src}: its output name is taken by another input's output; writing {p.dst}"
+    return [f"note: {p.src}: {p.kept} is not a file streamcolor wrote (or it changed since), so it is kept; "
+            f"writing {p.dst} (--overwrite replaces it)" if p.kept is not None else
+            f"note: {p.src}: its output name is taken by another input's output; writing {p.dst}"
             for p in planned if p.renamed]
 
 
-__all__ = ["NAME_MAX", "Planned", "describe_renames", "fitted", "numbered", "plan_outputs"]
+# --------------------------------------------------------------------------- files streamcolor wrote
+
+#: The record of the files that `streamcolor image` and `video` wrote, in the cache folder
+#: (``$STREAMCOLOR_CACHE``, else ``~/.cache/streamcolor``).
+WRITTEN_DB = "written.sqlite"
+#: Rows kept at most; the oldest go first (a file forgotten is only ever kept, never lost).
+WRITTEN_KEEP = 100_000
+
+
+def _written_db() -> sqlite3.Connection:
+    folder = Path(os.environ.get("STREAMCOLOR_CACHE") or Path.home() / ".cache" / "streamcolor")
+    folder.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(folder / WRITTEN_DB, timeout=10.0, isolation_level=None)
+    db.execute("CREATE TABLE IF NOT EXISTS written (path TEXT PRIMARY KEY, identity TEXT NOT NULL)")
+    return db
+
+
+def _where(path: Path) -> tuple[str, str] | None:
+    """(the path with its folder's links resolved, the identity of the file there: device, inode,
+    size, modification time), or None when nothing plain is there (a link is never "ours")."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if not os.path.isfile(path) or os.path.islink(path):
+        return None
+    real = os.path.join(os.path.realpath(path.parent), path.name)
+    return os.fsencode(real).hex(), f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"  # (any name's bytes)
+
+
+def remember_written(path: str | os.PathLike) -> None:
+    """Note that streamcolor just wrote ``path`` (as it is now), so that a later run may replace it.
+    A record that cannot be written is logged and left: the next run then keeps the file and
+    writes ``~2`` beside it, which loses nothing."""
+    where = _where(Path(path))
+    if where is None:
+        return
+    try:
+        db = _written_db()
+        try:
+            db.execute("INSERT OR REPLACE INTO written VALUES (?, ?)", where)
+            db.execute("DELETE FROM written WHERE rowid <= (SELECT MAX(rowid) FROM written) - ?", (WRITTEN_KEEP,))
+        finally:
+            db.close()
+    except (OSError, sqlite3.Error) as exc:
+        log.debug("cannot note %s as written by streamcolor (%s)", path, exc)
+
+
+def written_by_streamcolor(path: str | os.PathLike) -> bool:
+    """Whether the file at ``path`` is one streamcolor wrote (:func:`remember_written`) and is
+    unchanged since: the same file (device, inode), size and modification time."""
+    where = _where(Path(path))
+    if where is None:
+        return False
+    try:
+        db = _written_db()
+        try:
+            row = db.execute("SELECT identity FROM written WHERE path = ?", (where[0],)).fetchone()
+        finally:
+            db.close()
+    except (OSError, sqlite3.Error) as exc:
+        log.debug("cannot read the record of files streamcolor wrote (%s)", exc)
+        return False
+    return row is not None and row[0] == where[1]
+
+
+__all__ = ["NAME_MAX", "Planned", "describe_renames", "fitted", "numbered", "plan_outputs", "remember_written",
+           "written_by_streamcolor"]

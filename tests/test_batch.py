@@ -373,6 +373,66 @@ def test_a_rerun_with_other_settings_says_so_and_redo_colorizes_again(engine, tm
         assert not any("other settings" in r.getMessage() for r in caplog.records), options
 
 
+def test_an_output_the_user_changed_is_never_replaced(engine, tmp_path, caplog):
+    """The job's own output is replaced when its source changes (or with redo) only while it is as the
+    job wrote it; one the user retouched is kept and the new output takes ~2.  A plain rerun writes
+    nothing at all."""
+    src = tmp_path / "scans"
+    src.mkdir()
+    for i in range(2):
+        Image.fromarray(make_photo(48, 64, seed=i)[..., 0]).save(src / f"p{i}.jpg", quality=90)
+    out = tmp_path / "out"
+    opts = BatchOptions(render_size=32)
+    colorize_archive(src, out, engine=engine, progress=False, options=opts)
+    retouched = png_bytes(make_photo(48, 64, seed=9))
+    (out / "p0.jpg").write_bytes(retouched)  # the user retouches one output
+
+    report = colorize_archive(src, out, engine=engine, progress=False, options=opts)
+    assert report.done_now == 0 and sorted(p.name for p in out.glob("*.jpg")) == ["p0.jpg", "p1.jpg"]
+
+    time.sleep(0.01)  # both sources are scanned again (new modification times): redone
+    for i in range(2):
+        Image.fromarray(make_photo(48, 64, seed=i + 4)[..., 0]).save(src / f"p{i}.jpg", quality=90)
+    p1_before = (out / "p1.jpg").read_bytes()
+    caplog.clear()
+    report = colorize_archive(src, out, engine=engine, progress=False, options=opts)
+    assert report.ok and report.done_now == 2
+    assert (out / "p0.jpg").read_bytes() == retouched  # kept ...
+    assert Image.open(out / "p0~2.jpg").size == (64, 48)  # ... and the new output beside it
+    assert (out / "p1.jpg").read_bytes() != p1_before and not (out / "p1~2.jpg").exists()  # its own: replaced
+    assert any("taken by files this job did not write" in r.getMessage() for r in caplog.records)
+
+    report = colorize_archive(src, out, engine=engine, progress=False, options=BatchOptions(render_size=32, redo=True))
+    assert report.done_now == 2 and (out / "p0.jpg").read_bytes() == retouched
+    assert sorted(p.name for p in out.glob("*.jpg")) == ["p0.jpg", "p0~2.jpg", "p1.jpg"]
+
+
+def test_a_file_of_the_users_named_like_the_report_is_kept(engine, tmp_path, caplog):
+    src = tmp_path / "scans"
+    src.mkdir()
+    Image.fromarray(make_photo(48, 64, seed=1)[..., 0]).save(src / "p.jpg", quality=90)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "streamcolor-report.csv").write_text("my own spreadsheet\n")
+    for _ in range(2):  # the second run replaces its own numbered report
+        caplog.clear()
+        report = colorize_archive(src, out, engine=engine, progress=False)
+        assert Path(report.report).name == "streamcolor-report~2.csv" and report.ok
+        assert any("is not a report this job wrote" in r.getMessage() for r in caplog.records)
+    assert (out / "streamcolor-report.csv").read_text() == "my own spreadsheet\n"
+    assert sorted(p.name for p in out.glob("*.csv")) == ["streamcolor-report.csv", "streamcolor-report~2.csv"]
+    assert is_job_file("streamcolor-report~2.csv") and not is_job_file("streamcolor-report~x.csv")
+
+    (out / "streamcolor-report.csv").unlink()  # gone: the plain name again, and its own file is replaced
+    for _ in range(2):
+        report = colorize_archive(src, out, engine=engine, progress=False)
+        assert Path(report.report).name == "streamcolor-report.csv"
+    (out / "streamcolor-report.csv").write_text("state,source,member,reason\nmy notes\n")  # edited since
+    report = colorize_archive(src, out, engine=engine, progress=False)
+    assert Path(report.report).name == "streamcolor-report~3.csv"  # (~2 is the first runs', not the last's)
+    assert (out / "streamcolor-report.csv").read_text() == "state,source,member,reason\nmy notes\n"
+
+
 def test_a_rerun_resumes_whatever_the_spelling_of_the_source(engine, tmp_path, monkeypatch):
     src = tmp_path / "scans"
     src.mkdir()

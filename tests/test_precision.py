@@ -210,7 +210,7 @@ def test_auto_drops_a_variant_whose_kernels_disagree_here(bundle_copy, tmp_path,
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="streamcolor.engines.select"):
         assert "int8" in load_engine(bundle_copy, "onnx-int8").name
-    assert "asked for although" in caplog.text and len(json.loads(kernel_cache.read_text())) == 1
+    assert "as asked, but" in caplog.text and len(json.loads(kernel_cache.read_text())) == 1
 
 
 def test_auto_keeps_a_variant_that_agrees_here(bundle_copy, kernel_cache):
@@ -263,7 +263,7 @@ def test_forcing_a_variant(bundle_copy, caplog):
     _set_variant(bundle_copy, "int8", mse_rel=0.2)
     with caplog.at_level(logging.WARNING, logger="streamcolor.engines.select"):
         eng = load_engine(bundle_copy, "onnx-int8")
-    assert "int8" in eng.name and "asked for although" in caplog.text
+    assert "int8" in eng.name and "as asked, but" in caplog.text
     assert "int8" in load_engine(bundle_copy, "onnx", precision="int8").name
     assert "int8" not in load_engine(bundle_copy, "onnx").name  # "onnx" alone stays float32, as before
     assert "int8" not in load_engine(bundle_copy, "onnx", precision="fp32").name

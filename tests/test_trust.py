@@ -116,6 +116,66 @@ def test_image_cli_refuses_to_overwrite_its_inputs(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 
+def test_image_cli_keeps_a_file_it_did_not_write_and_replaces_only_its_own_unchanged_output(tmp_path):
+    """A photo of the user's at an output's path is kept (the output takes ~2); a rerun replaces
+    streamcolor's own output, but not once the user has changed it; --overwrite replaces anything."""
+    (tmp_path / "in").mkdir()
+    src = tmp_path / "in" / "p.jpg"
+    src.write_bytes(jpeg(1))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "p.jpg").write_bytes(b"my own photo")
+    r = cli("image", str(src), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "is kept" in r.stderr and "p~2.jpg" in r.stderr
+    assert (out / "p.jpg").read_bytes() == b"my own photo"
+    assert Image.open(out / "p~2.jpg").mode == "RGB"
+    first = os.stat(out / "p~2.jpg")
+
+    r = cli("image", str(src), "-o", str(out))  # its own output, unchanged: replaced, nothing new
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["p.jpg", "p~2.jpg"]
+    assert os.stat(out / "p~2.jpg").st_ino != first.st_ino  # (written again: a new file renamed into place)
+
+    (out / "p~2.jpg").write_bytes(jpeg(7))  # the user retouches the output
+    retouched = (out / "p~2.jpg").read_bytes()
+    r = cli("image", str(src), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert (out / "p~2.jpg").read_bytes() == retouched and (out / "p~3.jpg").is_file()
+
+    mine = tmp_path / "mine.jpg"  # a single output file named by -o: the same rule
+    mine.write_bytes(b"precious")
+    r = cli("image", str(src), "-o", str(mine))
+    assert r.returncode == 0 and mine.read_bytes() == b"precious" and (tmp_path / "mine~2.jpg").is_file()
+
+    r = cli("image", str(src), "-o", str(out), "--overwrite")
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out / "p.jpg").mode == "RGB" and not (out / "p~4.jpg").exists()
+    r = cli("image", str(src), "-o", str(mine), "--skip-existing")
+    assert r.returncode == 0 and mine.read_bytes() == b"precious" and not (tmp_path / "mine~3.jpg").exists()
+
+
+def test_written_by_streamcolor_is_the_same_file_unchanged(tmp_path):
+    from streamcolor.outputs import remember_written, written_by_streamcolor
+
+    f = tmp_path / "a.jpg"
+    f.write_bytes(b"x")
+    assert not written_by_streamcolor(f)
+    remember_written(f)
+    assert written_by_streamcolor(f)
+    assert written_by_streamcolor(tmp_path / "." / "a.jpg")  # another spelling of it
+    st = f.stat()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # touched (an editor saving it)
+    assert not written_by_streamcolor(f)
+    remember_written(f)
+    link = tmp_path / "link.jpg"
+    link.symlink_to(f)
+    assert written_by_streamcolor(f) and not written_by_streamcolor(link)  # a link is never its own
+    f.unlink()
+    f.write_bytes(b"x")  # another file by the same name
+    assert not written_by_streamcolor(f) and not written_by_streamcolor(tmp_path / "none.jpg")
+
+
 # ---------------------------------------------------------------------------------------------
 # temporary files: fixed length, swept only when this tool made them and their writer is gone
 # ---------------------------------------------------------------------------------------------
@@ -738,6 +798,20 @@ def test_video_skip_existing_says_so_and_keeps_the_file(tmp_path):
     res = CliRunner().invoke(cli, ["video", str(clip), "--skip-existing"])
     assert res.exit_code == 0 and "skipped" in res.stderr and "exists" in res.stderr, res.output
     assert (tmp_path / "c-colour.mp4").read_bytes() == b"an earlier output"
+
+
+def test_video_keeps_a_file_it_did_not_write(tmp_path):
+    from click.testing import CliRunner
+
+    from streamcolor.cli import cli
+
+    clip = make_clip(tmp_path / "c.mp4", frames=4)
+    (tmp_path / "c-colour.mp4").write_bytes(b"my own film")
+    for _ in range(2):  # the second run replaces its own c-colour~2.mp4
+        res = CliRunner().invoke(cli, ["video", str(clip)])
+        assert res.exit_code == 0 and "is kept" in res.stderr, res.output
+    assert (tmp_path / "c-colour.mp4").read_bytes() == b"my own film"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c-colour.mp4", "c-colour~2.mp4", "c.mp4"]
 
 
 def test_the_video_and_archive_api_name_a_wrong_path_type(engine, tmp_path):

@@ -25,7 +25,8 @@ from streamcolor.colorize import ColorOptions
 from streamcolor.engines import ModelInfo, archives
 from streamcolor.errors import OutputError
 from streamcolor.items import REPORT_FILENAME, JobReport, Outcome, Problem, is_item_error, problems_csv
-from streamcolor.manifest import DONE, FAILED, FILENAME as MANIFEST_FILENAME, JOB_DIR, SKIPPED, Entry, Manifest
+from streamcolor.manifest import (DONE, FAILED, FILENAME as MANIFEST_FILENAME, JOB_DIR, SKIPPED, Entry, Manifest,
+                                 file_identity)
 from streamcolor.outputs import numbered
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 LOCK_FILENAME = f"{JOB_DIR}/lock"
 #: The manifest's record of the archive this job packed last (see _check_packed_target).
 PACKED_META = "packed_archive"
+#: Manifest meta: the report this job wrote last (its name in OUT and its identity), so that a later run
+#: replaces that file only, never one of the user's by the same name.
+REPORT_META = "report"
 #: Output suffixes whose files depend on the quality setting.
 LOSSY_SUFFIXES = (".jpg", ".jpeg", ".webp")
 #: The result of a batch job (the one job report).
@@ -121,7 +125,7 @@ class BatchJob:
             with _recording(self.manifest):
                 _finish_renames(self.manifest, self.out_dir)
                 listed = _refuse_linked_folders(list_items(self.sources, self.options), self.out_dir)
-                self.items = _keep_clear_of_others(listed, self.manifest, self.out_dir)
+                self.items = _keep_clear_of_others(listed, self.manifest, self.out_dir, redo=self.options.redo)
             self._sweep()
             with _recording(self.manifest):
                 entries = self.manifest.sync(it.entry() for it in self.items)
@@ -204,6 +208,9 @@ class BatchJob:
         """Remove the temporary files that a killed run left for this job's
         outputs (only those, and only when their writer is gone)."""
         names = {it.key.rsplit("/", 1)[-1] for it in self.items if not it.refusal} | {REPORT_FILENAME}
+        if self.manifest is not None:
+            with _recording(self.manifest):
+                names.add(_written_report(self.manifest).get("name") or REPORT_FILENAME)
         tempfiles.sweep(self.out_dir, names, recursive=True)
         if self.archive_path is not None:
             tempfiles.sweep(self.archive_path.parent, [self.archive_path.name])
@@ -220,7 +227,8 @@ class BatchJob:
             with _recording(self.manifest):
                 self.manifest.mark(item.key, outcome.state, reason=outcome.reason, output=outcome.output,
                                    temp=staged.path.name if staged is not None else None,
-                                   made_with=self._made_with(item.key) if outcome.state == DONE else None)
+                                   made_with=self._made_with(item.key) if outcome.state == DONE else None,
+                                   written=file_identity(staged.path) if staged is not None else None)
         except BaseException:
             if staged is not None:
                 staged.discard()
@@ -258,7 +266,10 @@ class BatchJob:
             problems = [Problem(e.state, typed.get(e.source, e.source), e.member, e.reason or "")
                         for e in self.manifest.entries((SKIPPED, FAILED), keys)]
             done = [e.output or e.key for e in self.manifest.entries((DONE,), keys)]
-        report = image_io.write_atomic(self.out_dir / REPORT_FILENAME, problems_csv(problems))
+        with _recording(self.manifest):
+            name = _report_name(self.out_dir, self.manifest)
+            report = image_io.write_atomic(self.out_dir / name, problems_csv(problems))
+            self.manifest.set_meta(REPORT_META, json.dumps({"name": name, "file": file_identity(report)}))
         if self.dropped_alpha:
             log.warning("%d output(s) lost their transparency: JPEG has none (--format png, webp or tiff keeps it)",
                         self.dropped_alpha)
@@ -272,6 +283,38 @@ class BatchJob:
                          skipped=counts[SKIPPED], failed=counts[FAILED], done_now=self.done_now,
                          elapsed_s=time.perf_counter() - self.started, engine_s=engine_s, problems=problems,
                          archive=packed)
+
+
+def _written_report(manifest: Manifest) -> dict:
+    """{"name", "file"} of the report the job wrote last, or {} (none yet, or an earlier version's job)."""
+    try:
+        return json.loads(manifest.get_meta(REPORT_META) or "{}")
+    except ValueError:
+        return {}
+
+
+def _report_name(out_dir: Path, manifest: Manifest) -> str:
+    """The report's name in OUT: :data:`REPORT_FILENAME`, unless a file is there that this job did not
+    write (a spreadsheet of the user's by that name, or the report edited since), which is kept: then
+    ``streamcolor-report~2.csv``...  A report of an earlier version's job (no record) is known by its
+    header line."""
+    last = _written_report(manifest)
+    header = problems_csv([]).splitlines()[0]
+    name, n = REPORT_FILENAME, 1
+    while os.path.lexists(out_dir / name):
+        path = out_dir / name
+        if last.get("name") == name and last.get("file") == file_identity(path):
+            break
+        if not last and name == REPORT_FILENAME and path.is_file() and not path.is_symlink():
+            with open(path, "rb") as fh:
+                if fh.readline().rstrip(b"\r\n") == header:
+                    break
+        n += 1
+        name = numbered(REPORT_FILENAME, n)
+    if name != REPORT_FILENAME:
+        log.warning("%s is not a report this job wrote (a file of yours, or changed since); it is kept and the "
+                    "report is written as %s", out_dir / REPORT_FILENAME, name)
+    return name
 
 
 def pack_outputs(out_dir: Path, outputs: Iterable[str], archive_path: Path, kind: str) -> Path:
@@ -443,12 +486,15 @@ def _same_source(e: Entry, item: Item) -> bool:
     return e.member == item.member and os.path.realpath(e.source) == os.path.realpath(item.source)
 
 
-def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path) -> list[Item]:
+def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path, *,
+                          redo: bool = False) -> list[Item]:
     """The items with every output key that would replace a file this job did
     not write for that item changed to ``stem~N.suffix``: an output of another
     source done by an earlier run into the same folder (two zips of camera
-    files named DSC0000.jpg), or a file the manifest does not know (the
-    user's).  The same listing always gets the same keys, so reruns resume."""
+    files named DSC0000.jpg), a file the manifest does not know (the
+    user's), or an output of the job that changed since it was written (the
+    user retouched it) when the item is to be colorized again (its source
+    changed, or ``redo``).  The same listing always gets the same keys, so reruns resume."""
     used: set[str] = {it.key.casefold() for it in items}
     renamed: list[tuple[str, str]] = []
     out: list[Item] = []
@@ -459,7 +505,7 @@ def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path) 
             if key != it.key:  # a folder of the key is a file in OUT (an earlier job's, or the user's)
                 renamed.append((it.key, key))
                 it = dataclasses.replace(it, key=key)
-        if it.refusal or _free_for(it.key, it, manifest, out_dir):
+        if it.refusal or _free_for(it.key, it, manifest, out_dir, redo):
             out.append(it)
             continue
         p = PurePosixPath(it.key)
@@ -467,7 +513,7 @@ def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path) 
         while True:
             n += 1
             candidate = str(p.with_name(numbered(p.name, n)))
-            if candidate.casefold() not in used and _free_for(candidate, it, manifest, out_dir):
+            if candidate.casefold() not in used and _free_for(candidate, it, manifest, out_dir, redo):
                 break
         used.add(candidate.casefold())
         renamed.append((it.key, candidate))
@@ -530,15 +576,30 @@ def _refuse_linked_folders(items: list[Item], out_dir: Path) -> list[Item]:
     return out
 
 
-def _free_for(key: str, item: Item, manifest: Manifest, out_dir: Path) -> bool:
-    """Whether ``item`` may write ``key``: nothing is there, or what is there is its own output."""
+def _free_for(key: str, item: Item, manifest: Manifest, out_dir: Path, redo: bool = False) -> bool:
+    """Whether ``item`` may have ``key``: nothing is there, or what is there is the job's own output
+    as it wrote it (an earlier output of the item, or one the job wrote for a source item since gone
+    and not done), or the item's own finished output that stays as it is (unchanged source, no ``redo``:
+    nothing is written, even when the user retouched it)."""
     e = manifest.get(key)
     path = out_dir / key
-    if e is None:
-        return not os.path.lexists(path)
-    if _same_source(e, item):
+    if not os.path.lexists(path):
         return True
-    return not (e.state == DONE and os.path.lexists(path))
+    if e is None:
+        return False
+    if _same_source(e, item):
+        if e.state == DONE and e.stamp == item.stamp and not redo:
+            return True
+        return _as_written(e, path)
+    return e.state != DONE and _as_written(e, path)
+
+
+def _as_written(e: Entry, path: Path) -> bool:
+    """Whether the file at ``path`` is ``e``'s output as the job wrote it.  A manifest of an
+    earlier version did not record that: its done outputs are taken as written."""
+    if e.written is None:
+        return e.state == DONE
+    return file_identity(path) == e.written
 
 
 __all__ = ["BatchJob", "BatchReport", "LOCK_FILENAME", "REPORT_FILENAME", "pack_outputs"]

@@ -113,6 +113,18 @@ def common_params() -> list[click.Option]:
     return [click.Option(decls, expose_value=False, **kw) for decls, kw in _COMMON]
 
 
+def existing_options(f):
+    """--keep-existing (the default), --overwrite, --skip-existing: what `image` and `video` do
+    when a file is already at an output's path (the value: "keep", "overwrite" or "skip")."""
+    f = click.option("--skip-existing", "existing", flag_value="skip",
+                     help="Leave any output path where a file already is, and that input undone.")(f)
+    f = click.option("--overwrite", "existing", flag_value="overwrite",
+                     help="Replace whatever file is at an output's path, yours too.")(f)
+    return click.option("--keep-existing", "existing", flag_value="keep", default=True,
+                        help="[default] Replace only streamcolor's own earlier output, unchanged since; any "
+                             "other file there is kept and the new output gets name~2.")(f)
+
+
 def common_options(f):
     """Decorator: the :func:`common_params` on a verb itself (so the verb's
     ``command`` has them when called directly, as tests and scripts do)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -11,12 +12,12 @@ import click
 from streamcolor import image_io, tempfiles
 from streamcolor.colorize import ColorOptions, colorize_batch, colorize_image
 from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, check_medium, common_options, distinct,
-                                         engine_options, load, output_is_folder, output_option, progress_setting,
-                                         refuse_file_name_for_folder)
+                                         engine_options, existing_options, load, output_is_folder, output_option,
+                                         progress_setting, refuse_file_name_for_folder)
 from streamcolor.errors import OutputError, StreamcolorError
 from streamcolor.image_io import supported_suffixes
 from streamcolor.items import is_item_error
-from streamcolor.outputs import Planned, describe_renames, plan_outputs
+from streamcolor.outputs import Planned, describe_renames, plan_outputs, remember_written
 from streamcolor.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -35,20 +36,21 @@ STDIO = Path("-")
               show_default=True, help="Output format (same: the input's; with -o FILE, FILE's extension decides).")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
               help="JPEG/WebP quality.")
-@click.option("--overwrite/--skip-existing", default=True, show_default=True,
-              help="Replace outputs that exist, or leave them.")
+@existing_options
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help=f"Refuse images with more pixels (decompression bombs). [default: {image_io.DEFAULT_MAX_PIXELS}]")
 @engine_options
 @common_options
-def command(inputs, output, fmt, quality, overwrite, max_pixels, model, backend, render_size, saturation):
+def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, render_size, saturation):
     """Colorize image files INPUTS into OUTPUT.  '-' reads one image from
     stdin; '-o -' writes the result to stdout (logs go to stderr only).
 
     Gray, colour (reduced to lightness first), RGBA (alpha kept), 16-bit and
     EXIF-rotated images are accepted; output has the input's size and
     lightness.  An output that would replace an input refuses the run; inputs
-    with the same name from different folders get name~2...  Exit status 1
+    with the same name from different folders get name~2..., and so does an
+    output whose name is taken by a file streamcolor did not write (yours is
+    kept; --overwrite replaces it).  Exit status 1
     when any input failed (the others are still done), 2 when the output
     cannot be written or the model is unknown.
 
@@ -86,7 +88,7 @@ def command(inputs, output, fmt, quality, overwrite, max_pixels, model, backend,
     else:
         try:
             planned = plan_outputs([(src, output if single_file else output / _out_name(src, fmt))
-                                    for src in inputs])
+                                    for src in inputs], keep_others=existing == "keep")
         except OutputError as exc:
             _fatal(str(exc))
         for line in describe_renames(planned):
@@ -114,12 +116,14 @@ def command(inputs, output, fmt, quality, overwrite, max_pixels, model, backend,
                       unit="img") as bar:
         for plan in planned:
             src, dst = plan.src, plan.dst
-            if dst != STDIO and dst.exists() and not overwrite:
+            if dst != STDIO and os.path.lexists(dst) and existing == "skip":
                 log.info("skip %s (exists)", dst)
                 bar.update()
                 continue
             try:
                 out_fmt = _colorize_one(src, dst, fmt, engine, options)
+                if dst != STDIO:
+                    remember_written(dst)
                 if not warned_quality and out_fmt not in ("JPEG", "WEBP"):
                     log.warning("--quality ignored: %s output is lossless", out_fmt)
                     warned_quality = True

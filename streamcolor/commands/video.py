@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -10,11 +11,11 @@ from typing import NoReturn
 import click
 
 from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, check_medium, common_options, distinct,
-                                         engine_options, load, output_is_folder, output_option, progress_setting,
-                                         refuse_file_name_for_folder, say)
+                                         engine_options, existing_options, load, output_is_folder, output_option,
+                                         progress_setting, refuse_file_name_for_folder, say)
 from streamcolor.errors import OutputError, StreamcolorError
 from streamcolor.items import is_item_error
-from streamcolor.outputs import describe_renames, plan_outputs
+from streamcolor.outputs import describe_renames, plan_outputs, remember_written
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,7 @@ log = logging.getLogger(__name__)
                    "(1: every frame).")
 @click.option("--scene-cut", type=click.FloatRange(0, 1, min_open=True), default=0.3, show_default=True,
               help="Lightness-histogram change that counts as a scene cut.")
-@click.option("--overwrite/--skip-existing", default=True, show_default=True,
-              help="Replace outputs that exist, or leave them.")
+@existing_options
 @click.option("--ray", "use_ray", is_flag=True,
               help="Split each video at keyframes across Ray actors and join the parts (long videos; needs "
                    "streamcolor[ray]). Without --ray-address or $RAY_ADDRESS, a private local Ray is started.")
@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 @engine_options
 @common_options
 def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabilize, embed_every, scene_cut,
-            overwrite, use_ray, ray_address, segments, model, backend, render_size, saturation):
+            existing, use_ray, ray_address, segments, model, backend, render_size, saturation):
     """Colorize the video files INPUTS.
 
     Only colour is added: size, frame rate, timestamps, lightness, rotation
@@ -64,7 +64,9 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
     row or column: yuv420p needs even sides); audio and subtitle streams are copied
     untouched.  The output's extension picks the container.  An output that
     would replace an input refuses the run; inputs with the same name from
-    different folders get name~2...  Exit status 1 when any input failed (the
+    different folders get name~2..., and so does an output whose name is
+    taken by a file streamcolor did not write (yours is kept; --overwrite
+    replaces it).  Exit status 1 when any input failed (the
     others are still done); 2 for bad options, an unknown model, or an output
     that cannot be written.
 
@@ -115,15 +117,15 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
             _fatal(f"{output.parent}: cannot create the output folder ({exc.strerror or exc})")
     try:
         planned = plan_outputs([(src, output / default_output(src).name if to_folder else output or default_output(src))
-                                for src in inputs])
+                                for src in inputs], keep_others=existing == "keep")
     except OutputError as exc:
         _fatal(str(exc))
     for line in describe_renames(planned):
         click.echo(line, err=True)
-    if not overwrite:  # said, and left out before the engine or Ray is even started
-        for plan in [p for p in planned if p.dst.exists()]:
+    if existing == "skip":  # said, and left out before the engine or Ray is even started
+        for plan in [p for p in planned if os.path.lexists(p.dst)]:
             say(f"{plan.src}: skipped, {plan.dst} exists (--skip-existing)")
-        planned = [p for p in planned if not p.dst.exists()]
+        planned = [p for p in planned if not os.path.lexists(p.dst)]
         if not planned:
             return
     if use_ray:
@@ -142,6 +144,7 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
                 convert(src, dst, options, progress_setting())
             else:
                 colorize_video(src, dst, engine=engine, options=options, progress=progress_setting())
+            remember_written(dst)
             say(f"{src} -> {dst}")
         except OutputError as exc:
             if not is_item_error(exc):  # the location or the encoder settings: every later input would fail too

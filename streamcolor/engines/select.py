@@ -237,14 +237,14 @@ def load_onnx(info: ModelInfo, *, precision: str | None = None, device: str = "a
                               f"python -m streamcolor.trainer.quantize {info.path}")
         ok, why = guard(info, precision, max_drift=max_drift)
         if not ok:
-            log.warning("%s: %s asked for although %s", info.name, precision, why)
+            log.warning("%s: running %s as asked, but %s", info.name, precision, why)
         if precision == "int8" and device == "auto":
             device = "cpu"
         if precision == "int8" and device == "cpu":
             engine = _load(info, precision, device, threads, kw)
             check = kernel_check(info, precision, engine)
             if not check.ok:
-                log.warning("%s: int8 asked for although on this CPU %s", info.name, check.why)
+                log.warning("%s: running int8 as asked, but on this CPU %s", info.name, check.why)
             return engine
         if precision == "fp16" and (device == "cpu" or (device == "auto" and not cuda_available())):
             log.warning("%s: fp16 on the CPU is not faster: ONNX Runtime has no float16 convolutions on x86 "
