@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import mimetypes
 import os
 import re
 import stat
@@ -64,6 +65,44 @@ class Decoded:
 def supported_suffixes() -> set[str]:
     """File extensions this module writes (and reads)."""
     return set(_FORMATS)
+
+
+#: File suffixes of videos (what `streamcolor video` takes): never images; a file given to the wrong verb,
+#: or met in a batch, is pointed to `streamcolor video`.
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv",
+                  ".flv", ".3gp", ".ogv", ".vob", ".mxf")
+#: Suffixes that name no image, beyond what :mod:`mimetypes`' own table knows (its ``text/``, ``video/``,
+#: ``audio/`` and ``application/`` types): videos, photo tools' sidecars, sound, programs' state files.
+NOT_IMAGE_SUFFIXES = frozenset({
+    *VIDEO_SUFFIXES, ".xmp", ".aae", ".pp3", ".dop", ".on1", ".m4a", ".flac", ".ogg", ".sqlite", ".db", ".lock",
+    ".log", ".ini", ".md", ".nfo", ".gz", ".7z", ".rar", ".xz", ".bz2", ".url", ".lnk"})
+_MIME = mimetypes.MimeTypes()  # the built-in table only: the same answer on every machine
+
+
+def not_an_image_name(name: str) -> bool:
+    """Whether a file's name says it is no image at all (``README.txt``, ``clip.mp4``,
+    ``IMG_1.xmp``), by its suffix.  Why: a folder of photos holds such files beside them, and a
+    batch job leaves them out rather than failing them on every run.  A name without a suffix, or
+    with one that Pillow reads, or one nobody knows, is not judged: it is tried and fails if it
+    is no image."""
+    suffix = os.path.splitext(name)[1].lower()
+    if not suffix or suffix in _readable_suffixes():
+        return False
+    if suffix in NOT_IMAGE_SUFFIXES:
+        return True
+    kind = _MIME.guess_type("x" + suffix, strict=False)[0]
+    return kind is not None and not kind.startswith("image/")
+
+
+_READABLE: set[str] = set()
+
+
+def _readable_suffixes() -> set[str]:
+    """The file suffixes that Pillow (with its plugins) opens."""
+    if not _READABLE:
+        Image.init()
+        _READABLE.update(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+    return _READABLE
 
 
 def read_image(src: str | os.PathLike | bytes | Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS,

@@ -78,7 +78,7 @@ BAD_FILES = {  # member -> bytes; all of them "failed"
     "corrupt.png": corrupted(GOOD["photos/b.png"][0]),
     "truncated.jpg": GOOD_JPEG[: len(GOOD_JPEG) // 2],
     "zero.png": b"",
-    "notes.txt": b"these are not the pixels you are looking for\n",
+    "notes.png": b"these are not the pixels you are looking for\n",  # (a name that says "image")
     "huge.png": huge_png_header(),
 }
 ESCAPES = ["../sc-escape.png", "/abs/sc-evil.png", "ok/../../sc-escape2.png", "..\\sc-escape3.png"]
@@ -118,7 +118,7 @@ def assert_escapes_refused(problems: dict[str, tuple[str, str]]) -> None:
 
 def assert_bad_files_failed(problems: dict[str, tuple[str, str]]) -> None:
     assert problems["zero.png"] == (FAILED, "empty (0 bytes)")
-    assert "not an image" in problems["notes.txt"][1]
+    assert "not an image" in problems["notes.png"][1]
     for name in ("corrupt.png", "truncated.jpg"):
         assert problems[name][0] == FAILED and "corrupt or truncated" in problems[name][1]
     assert problems["huge.png"][0] == FAILED
@@ -433,6 +433,31 @@ def test_a_file_of_the_users_named_like_the_report_is_kept(engine, tmp_path, cap
     assert (out / "streamcolor-report.csv").read_text() == "state,source,member,reason\nmy notes\n"
 
 
+def test_files_that_are_no_images_by_their_names_are_left_out_not_failed(engine, tmp_path, caplog):
+    """A folder of photos holds README.txt, sidecars and clips; an earlier output folder holds the job's
+    own files.  They are left out and said once, so a job of good photos ends with every item done
+    (exit 0), not failed for ever; a name that says image (or says nothing) is still tried."""
+    src = tmp_path / "album"
+    (src / "sub").mkdir(parents=True)
+    Image.fromarray(make_photo(48, 64, seed=1)[..., 0]).save(src / "p.jpg", quality=90)
+    Image.fromarray(make_photo(48, 64, seed=2)[..., 0]).save(src / "sub" / "SCAN0001", format="PNG")  # no suffix
+    for name in ("README.txt", "p.xmp", "sub/clip.MP4", "index.html", "sub/data.json"):
+        (src / name).write_bytes(b"not a photo")
+    (src / "odd.png").write_bytes(b"not a photo either")  # its name says image: tried, and failed
+    caplog.clear()
+    report = colorize_archive(src, tmp_path / "out", engine=engine, progress=False)
+    assert (report.total, report.done, report.failed) == (3, 2, 1)
+    said = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("5 file(s) left out: not images") and "streamcolor video" in said[0]
+    assert set(read_report(tmp_path / "out")) == {"odd.png"}
+
+    (src / "odd.png").unlink()
+    first = colorize_archive(src, tmp_path / "out", engine=engine, progress=False)
+    assert first.ok
+    again = colorize_archive(tmp_path / "out", tmp_path / "again", engine=engine, progress=False)  # an output as source
+    assert again.ok and again.total == 2, again.summary()  # its .streamcolor/ and report are not items
+
+
 def test_a_rerun_resumes_whatever_the_spelling_of_the_source(engine, tmp_path, monkeypatch):
     src = tmp_path / "scans"
     src.mkdir()
@@ -562,7 +587,7 @@ def test_process_items_matches_the_pipeline(engine, tmp_path):
     with zipfile.ZipFile(src, "w") as zf:
         for name, (data, _) in GOOD.items():
             zf.writestr(name, data)
-        zf.writestr("notes.txt", b"text")
+        zf.writestr("notes.jpg", b"text")
     options = BatchOptions(render_size=64)
     colorize_archive(src, tmp_path / "piped", engine=engine, progress=False, options=options)
     with archive.open_source(src, options) as source:

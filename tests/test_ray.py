@@ -35,7 +35,7 @@ from streamcolor.manifest import DONE, FAILED, Manifest  # noqa: E402
 from tests.conftest import make_photo  # noqa: E402
 
 N_PHOTOS = 24
-BAD = {"roll1/torn.jpg": b"\xff\xd8\xff\xe0 not really a jpeg", "notes.txt": b"scanned 1962"}
+BAD = {"roll1/torn.jpg": b"\xff\xd8\xff\xe0 not really a jpeg", "notes.png": b"scanned 1962"}
 OPTIONS = BatchOptions(batch_size=2, render_size=128)
 
 

@@ -9,6 +9,7 @@ never point outside the output folder.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -25,6 +26,8 @@ from streamcolor.outputs import NAME_MAX, fitted, numbered
 
 if TYPE_CHECKING:
     from streamcolor.engines import Engine
+
+log = logging.getLogger(__name__)
 
 #: Output format choices -> file suffix written.
 OUTPUT_FORMATS: dict[str, str] = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif", "bmp": ".bmp"}
@@ -180,8 +183,12 @@ def list_items(sources: Sequence[Source], options: BatchOptions = BatchOptions()
     items: list[Item] = []
     taken: set[str] = set()
     folders = _Folders()
+    left_out: list[str] = []
     for source, prefix in zip(sources, prefixes):
         for m in source.members():
+            if not m.name.endswith("/") and image_io.not_an_image_name(m.name):
+                left_out.append(source.label(m.name))
+                continue
             common = dict(source=str(source.path), member=m.name, size=m.size, stamp=m.stamp, kind=source.kind,
                           locator=m.locator)
             key, unsafe = output_key(m.name, options.output_format)
@@ -192,6 +199,11 @@ def list_items(sources: Sequence[Source], options: BatchOptions = BatchOptions()
                                   **common))
                 continue
             items.append(Item(key=folders.file_key(clear_of_job_files(prefix + key), taken), **common))
+    if left_out:
+        videos = any(n.lower().endswith(image_io.VIDEO_SUFFIXES) for n in left_out)
+        log.warning("%d file(s) left out: not images, by their names (%s%s)%s", len(left_out),
+                    ", ".join(left_out[:3]), ", ..." if len(left_out) > 3 else "",
+                    "; colorize videos with `streamcolor video`" if videos else "")
     return items
 
 

@@ -83,7 +83,9 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
     the network and writing run in parallel.  Bad files (corrupt, truncated,
     empty, not images), unsafe members (absolute or '..' paths, links,
     devices) and decompression bombs are skipped, listed with the reason in
-    OUTPUT/streamcolor-report.csv, and never stop the run.
+    OUTPUT/streamcolor-report.csv, and never stop the run.  Files whose
+    names say they are no images (README.txt, .xmp sidecars, videos) are
+    left out, with one warning.
 
     Resumable: the state of every item is kept in
     OUTPUT/.streamcolor/manifest.sqlite; after an interruption (even kill -9)

@@ -13,15 +13,13 @@ import click
 from streamcolor.colorize import DEFAULT_RENDER_SIZE
 from streamcolor.engines import DEFAULT_MODEL, available_backends, lab
 from streamcolor.errors import StreamcolorError
+from streamcolor.image_io import VIDEO_SUFFIXES
 
 if TYPE_CHECKING:
     from streamcolor.items import JobReport
 
 log = logging.getLogger(__name__)
 
-#: File suffixes of videos (what `streamcolor video` takes): for pointing a file given to the wrong verb to the right one.
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv",
-                  ".flv", ".3gp", ".ogv", ".vob", ".mxf")
 #: File suffixes of still images (what `streamcolor image` takes).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jp2", ".pgm", ".ppm", ".pbm",
                   ".pnm", ".tga", ".dib", ".jfif", ".heic")
@@ -191,7 +189,7 @@ def verb_for_path(name: str | Path) -> str | None:
     lower = path.name.lower()
     if kind_by_name(lower):
         return "batch"
-    if lower.endswith(VIDEO_SUFFIXES):
+    if lower.endswith(VIDEO_SUFFIXES):  # (image_io's: the names it knows are videos, not images)
         return "video"
     if lower.endswith(IMAGE_SUFFIXES):
         return "image"

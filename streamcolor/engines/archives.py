@@ -53,7 +53,8 @@ JUNK_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 #: (a Linux desktop's bin on a removable drive) by its prefix.
 JUNK_FOLDERS = frozenset(n.casefold() for n in (
     "__MACOSX", "@eaDir", ".thumbnails", ".Trashes", ".Trash", "$RECYCLE.BIN", "RECYCLER", "RECYCLED",
-    ".Spotlight-V100", ".fseventsd", "System Volume Information", ".git", ".svn", ".hg"))
+    ".Spotlight-V100", ".fseventsd", "System Volume Information", ".git", ".svn", ".hg",
+    ".streamcolor"))  # (a streamcolor job's own state, when an earlier output folder is given as a source)
 
 
 def is_junk_folder(name: str) -> bool:
