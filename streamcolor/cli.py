@@ -127,7 +127,7 @@ def cli(verbose: int, quiet: bool, progress: bool | None) -> None:
     """
     from streamcolor.commands.common import apply_output_settings
 
-    logging.basicConfig(format=LOG_FORMAT)  # no-op when main() set it up already
+    _log_to_stderr()  # no-op when main() set it up already
     state = click.get_current_context().meta
     state["streamcolor.verbose"] = verbose
     state["streamcolor.quiet"] = quiet
@@ -135,8 +135,34 @@ def cli(verbose: int, quiet: bool, progress: bool | None) -> None:
     apply_output_settings(state)
 
 
-#: Log lines: on stderr, level and logger first (stdout carries only results, e.g. `image - -o -`).
+#: Log lines under -vv (debug): on stderr, level and logger first (stdout carries only results, e.g. `image - -o -`).
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+class UserFormatter(logging.Formatter):
+    """``error: ...``, ``warning: ...``, ``info: ...``: the words a user reads, as git and pip print
+    them, and as the command's own one-line errors read; a debug line (``-vv``) names its logger too,
+    for whoever digs into the code."""
+
+    def __init__(self) -> None:
+        super().__init__(LOG_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno <= logging.DEBUG:
+            return super().format(record)
+        text = f"{record.levelname.lower()}: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def _log_to_stderr() -> None:
+    """Log lines to stderr through :class:`UserFormatter` (once: a no-op when logging is set up already)."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(UserFormatter())
+        root.addHandler(handler)
 
 
 def main() -> None:
@@ -146,7 +172,8 @@ def main() -> None:
     a warning never tears a bar in half."""
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT, stream=sys.stderr)
+    _log_to_stderr()
+    logging.getLogger().setLevel(logging.WARNING)
     terminated: list[int] = []
 
     def on_sigterm(signum, frame):  # `kill`, `docker stop`, systemd: the same clean stop as Ctrl-C
@@ -158,7 +185,8 @@ def main() -> None:
         with logging_redirect_tqdm():
             cli.main(standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("terminated" if terminated else "aborted", err=True)
+        click.echo(f"{'terminated' if terminated else 'aborted'}: outputs finished before the stop are kept; "
+                   "the one in progress was not written", err=True)
         sys.exit(128 + signal.SIGTERM if terminated else 130)
     except click.ClickException as exc:
         exc.show()

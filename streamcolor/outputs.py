@@ -71,12 +71,17 @@ def fitted(name: str, tail: str = "") -> str:
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of the file a path names (links followed), or None when there is none."""
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return st.st_dev, st.st_ino
+    """(device, inode) of the file a path names (links followed), or None when there is none.
+
+    A path through folders not made yet (``new/../a.jpg``) names what it will name once they are
+    made: ``realpath`` takes the part that is missing as written, ``..`` included."""
+    for candidate in (path, os.path.realpath(path)):
+        try:
+            st = os.stat(candidate)
+        except (OSError, ValueError):
+            continue
+        return st.st_dev, st.st_ino
+    return None
 
 
 def _slot(dst: Path) -> tuple[str, str]:

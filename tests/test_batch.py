@@ -458,6 +458,34 @@ def test_files_that_are_no_images_by_their_names_are_left_out_not_failed(engine,
     assert again.ok and again.total == 2, again.summary()  # its .streamcolor/ and report are not items
 
 
+def test_one_unreadable_source_among_several_is_reported_and_the_others_are_done(engine, tmp_path, caplog):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    Image.fromarray(make_photo(48, 64, seed=1)[..., 0]).save(scans / "p.jpg", quality=90)
+    good_zip = tmp_path / "album.zip"
+    with zipfile.ZipFile(good_zip, "w") as zf:
+        zf.writestr("q.jpg", (scans / "p.jpg").read_bytes())
+    damaged = tmp_path / "damaged.zip"
+    damaged.write_bytes(good_zip.read_bytes()[:-30])  # its central directory cut off
+    out = tmp_path / "out"
+    caplog.clear()
+    report = colorize_archive([scans, damaged, tmp_path / "missing"], out, engine=engine, progress=False)
+    assert (report.done, report.failed, report.total) == (1, 2, 3)
+    assert (out / "scans" / "p.jpg").is_file()
+    problems = {Path(p.source).name: p.reason for p in report.problems}
+    assert set(problems) == {"damaged.zip", "missing"} and "cannot open as zip" in problems["damaged.zip"]
+    assert sum("the other sources are colorized" in r.getMessage() for r in caplog.records) == 2
+
+    damaged.write_bytes(good_zip.read_bytes())  # mended: the rerun does it, into the folder of its name
+    report = colorize_archive([scans, damaged, tmp_path / "missing"], out, engine=engine, progress=False)
+    assert (report.done, report.failed, report.done_now) == (2, 1, 1) and (out / "damaged" / "q.jpg").is_file()
+
+    with pytest.raises(InputError, match="no such file"):  # nothing at all to do: the job cannot start
+        colorize_archive([tmp_path / "missing", tmp_path / "gone"], tmp_path / "out2", engine=engine, progress=False)
+    with pytest.raises(InputError, match="no such file"):
+        colorize_archive(tmp_path / "missing", tmp_path / "out3", engine=engine, progress=False)
+
+
 def test_a_rerun_resumes_whatever_the_spelling_of_the_source(engine, tmp_path, monkeypatch):
     src = tmp_path / "scans"
     src.mkdir()

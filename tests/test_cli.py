@@ -63,7 +63,7 @@ def test_image_pipe_errors_are_one_line(tmp_path, jpeg_bytes):
     bad = streamcolor("image", "-", "-o", "-", input=b"not an image")
     assert bad.returncode == 1 and bad.stdout == b""
     assert bad.stderr.decode().strip().splitlines() == [
-        "ERROR streamcolor.commands.image: <stdin>: not an image file (format not recognised)"]
+        "error: <stdin>: not an image file (format not recognised)"]
     two = streamcolor("image", "-", "-", "-o", "-", input=jpeg_bytes)
     assert two.returncode == 2 and b"'-' (stdin) can be given once" in two.stderr
     folder = streamcolor("image", "-", "-o", str(tmp_path), input=jpeg_bytes)
@@ -143,9 +143,9 @@ def test_progress_bar_only_on_a_terminal_and_q_or_no_progress_hide_it(tmp_path, 
 def test_verbose_and_quiet_after_the_verb(tmp_path, three_images):
     out = tmp_path / "o.png"
     loud = streamcolor("image", three_images[0], "-o", str(out), "-r", "64", "-v")
-    assert b"INFO streamcolor.commands.image:" in loud.stderr
+    assert b"info: " in loud.stderr
     same = streamcolor("-v", "image", three_images[0], "-o", str(out), "-r", "64")
-    assert b"INFO streamcolor.commands.image:" in same.stderr
+    assert b"info: " in same.stderr
     quiet = streamcolor("image", three_images[0], "-o", str(tmp_path / "o.png"), "--format", "jpg", "-q")
     assert quiet.returncode == 0 and quiet.stderr == b""  # the --format warning is hidden too
 
@@ -159,7 +159,7 @@ def test_log_lines_do_not_tear_a_progress_bar(tmp_path, three_images):
     assert rc == 1
     lines = [line.split("\r")[-1] for line in seen.replace("\r\n", "\n").split("\n")]
     errors = [line for line in lines if "broken.png" in line]
-    assert errors and all(line.startswith("ERROR ") for line in errors), seen
+    assert errors and all(line.startswith("error: ") for line in errors), seen
 
 
 def test_python_api_progress_callback(engine, tmp_path):

@@ -105,6 +105,9 @@ def test_image_cli_refuses_to_overwrite_its_inputs(tmp_path):
     assert "would replace" in one_error_line(r.stderr)
     assert {p.name: p.read_bytes() for p in photos.iterdir()} == before
 
+    r = cli("image", str(photos / "p0.jpg"), "-o", str(photos / "new" / ".." / "p0.jpg"))  # via a folder to make
+    assert r.returncode == 2 and "would replace" in one_error_line(r.stderr) and not (photos / "new").exists()
+
     # same-named inputs from two folders: two outputs; an unknown model: exit 2
     for d in ("a", "b"):
         (tmp_path / d).mkdir()

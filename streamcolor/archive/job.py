@@ -19,11 +19,11 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable, Sequence
 
 from streamcolor import image_io, tempfiles
-from streamcolor.archive.listing import (ARCHIVE_SUFFIXES, BatchOptions, Item, Source, list_items, open_source,
-                                         read_item)
+from streamcolor.archive.listing import (ARCHIVE_SUFFIXES, BatchOptions, Item, Source, UnreadableSource, list_items,
+                                         open_source, read_item)
 from streamcolor.colorize import ColorOptions
 from streamcolor.engines import ModelInfo, archives
-from streamcolor.errors import OutputError
+from streamcolor.errors import InputError, OutputError
 from streamcolor.items import REPORT_FILENAME, JobReport, Outcome, Problem, is_item_error, problems_csv
 from streamcolor.manifest import (DONE, FAILED, FILENAME as MANIFEST_FILENAME, JOB_DIR, SKIPPED, Entry, Manifest,
                                  file_identity)
@@ -76,12 +76,12 @@ class BatchJob:
         self.out_dir, self.archive_kind, suffix = _output_layout(Path(dst), options, folder=folder)
         self._stack = ExitStack()
         try:
-            self.sources = [self._stack.enter_context(open_source(p, options)) for p in self.paths]
+            self.sources = self._open_sources()
         except BaseException:
             self._stack.close()
             raise
         if self.archive_kind == "same":
-            kinds = {s.kind for s in self.sources}
+            kinds = {s.kind for s in self.sources if not isinstance(s, UnreadableSource)}
             self.archive_kind = kinds.pop() if len(kinds) == 1 and "folder" not in kinds else "zip"
         self.archive_path = (self.out_dir.parent / (self.out_dir.name + (suffix or ARCHIVE_SUFFIXES[self.archive_kind][0]))
                              if self.archive_kind else None)
@@ -99,6 +99,26 @@ class BatchJob:
         self.done_now = 0
         self.dropped_alpha = 0  # outputs of this run whose transparency a JPEG could not hold
         self.manifest: Manifest | None = None
+
+    def _open_sources(self) -> list[Source | UnreadableSource]:
+        """The sources, open.  One that cannot be opened stops a job of one source (InputError: there is
+        nothing to do); among several it becomes one failed item (:class:`UnreadableSource`) and the others
+        are done, unless none of them can be opened."""
+        sources: list[Source | UnreadableSource] = []
+        errors = []
+        for p in self.paths:
+            try:
+                sources.append(self._stack.enter_context(open_source(p, self.options)))
+            except InputError as exc:
+                if len(self.paths) == 1:
+                    raise
+                errors.append(exc)
+                sources.append(UnreadableSource(p, str(exc)))
+        if len(errors) == len(self.paths):
+            raise errors[0]
+        for exc in errors:
+            log.error("%s; the other sources are colorized (the report lists it, and a rerun tries it again)", exc)
+        return sources
 
     @property
     def source_by_path(self) -> dict[str, Source]:

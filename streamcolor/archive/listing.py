@@ -128,6 +128,40 @@ def open_source(path: str | os.PathLike, options: BatchOptions = BatchOptions())
         raise InputError(str(exc)) from exc
 
 
+class UnreadableSource:
+    """A source of a job of several that cannot be opened (missing, not an archive, a damaged zip):
+    one failed item with the reason, so that the others are still colorized, the report names it,
+    and a rerun tries it again.  Its name is the one it would have when readable, so its outputs go
+    to the same ``OUT/<name>/`` once it is mended."""
+
+    kind = "unreadable"
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+
+    @property
+    def name(self) -> str:
+        name = os.path.basename(os.path.abspath(self.path))
+        kind = archives.kind_by_name(name)
+        if kind is not None:
+            lower = name.lower()
+            name = next((name[: -len(s)] for s in ARCHIVE_SUFFIXES[kind] if lower.endswith(s)), name) or name
+        return name or "source"
+
+    def label(self, member: str) -> str:
+        return self.path.name
+
+    def members(self) -> list[archives.Member]:
+        return [archives.Member("", 0, "?", refusal=self.reason, broken=True)]
+
+    def read(self, member: str, locator: int = -1) -> bytes:
+        raise archives.ArchiveError(self.reason)
+
+    def close(self) -> None:
+        pass
+
+
 def read_item(source: Source, item: Item) -> bytes:
     """The bytes of ``item`` from its open ``source``.  InputError if it cannot be
     read; MemberRefused if it turns out bigger than ``max_member_bytes``."""
