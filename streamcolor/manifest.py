@@ -48,7 +48,7 @@ OLD_FILENAME = ".streamcolor-manifest.sqlite"
 PENDING, DONE, FAILED, SKIPPED = "pending", "done", "failed", "skipped"
 STATES = (PENDING, DONE, FAILED, SKIPPED)
 _SCHEMA_VERSION = 4
-_COLUMNS = "key, source, member, stamp, state, reason, output, temp, written"
+_COLUMNS = "key, source, member, stamp, state, reason, output, temp, written, updated"
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,9 @@ class Entry:
     reason: str | None = None  # why failed/skipped
     output: str | None = None  # output path relative to OUT, once done
     temp: str | None = None  # the output's temporary file name (same folder) while it may still need its rename
-    written: str | None = None  # the output file as the job wrote it (device:inode:size:mtime_ns); kept when the
+    written: str | None = None  # the output file as the job wrote it (inode:size:mtime_ns); kept when the
     #                            item is reset, so that a later run knows whether what is there is still its own
+    updated: float | None = None  # when the row last changed (seconds since the epoch)
 
 
 class Manifest:
@@ -176,15 +177,21 @@ class Manifest:
         about to be renamed onto ``output``; ``made_with``: with ``done``, the
         settings that made the output (a JSON object, see :meth:`made_with`);
         ``written``: with ``done``, the output file's identity (see :attr:`Entry.written`;
-        otherwise the one recorded stays)."""
+        None when unknown); in other states the one recorded stays."""
         if state not in STATES:
             raise ValueError(f"unknown item state {state!r}; one of {STATES}")
+        keep = "written" if state != DONE else "?"
         cur = self._db.execute("UPDATE items SET state = ?, reason = ?, output = ?, temp = ?, updated = ?, "
-                               "made_with = ?, written = COALESCE(?, written) WHERE key = ?",
-                               (state, _enc(reason), _enc(output), _enc(temp), time.time(), made_with, written,
-                                _enc(key)))
+                               f"made_with = ?, written = {keep} WHERE key = ?",
+                               (state, _enc(reason), _enc(output), _enc(temp), time.time(), made_with,
+                                *([written] if state == DONE else []), _enc(key)))
         if cur.rowcount != 1:
             raise KeyError(f"manifest has no item {key!r} (sync the listing first)")
+
+    def forget(self, key: str) -> None:
+        """Drop a row: its output is no longer the job's (the user changed it, and the item's
+        output now goes elsewhere), so later runs treat that file as the user's."""
+        self._db.execute("DELETE FROM items WHERE key = ?", (_enc(key),))
 
     def renamed(self, key: str) -> None:
         """Forget a done item's temporary name: its rename is complete."""
@@ -260,13 +267,14 @@ class Manifest:
 
 
 def file_identity(path: str | os.PathLike) -> str | None:
-    """What tells the file at ``path`` from any other put there later or changed since (device, inode,
-    size, modification time: a rename keeps them all), for :attr:`Entry.written`; None if none is there."""
+    """What tells the file at ``path`` from any other put there later or changed since (inode, size,
+    modification time: a rename keeps them all; not the device number, which a network disk may
+    change when it is mounted again), for :attr:`Entry.written`; None if none is there."""
     try:
         st = os.lstat(path)
     except OSError:
         return None
-    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
 
 def _enc(text: str | None) -> str | bytes | None:

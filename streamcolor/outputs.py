@@ -121,7 +121,7 @@ def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], *
                     raise OutputError(f"{dst}: the output for {src} would replace {what}; "
                                       "choose another output (-o) so that the originals are kept")
             elif _slot(dst) not in taken:
-                if not (keep_others and os.path.lexists(dst) and not written_by_streamcolor(dst)):
+                if not (keep_others and os.path.lexists(_there(dst)) and not written_by_streamcolor(dst)):
                     break
                 kept = kept or dst
             n += 1
@@ -148,6 +148,9 @@ WRITTEN_DB = "written.sqlite"
 WRITTEN_KEEP = 100_000
 
 
+_UNRECORDED: list[str] = []  # outputs this process could not note (warned about once)
+
+
 def _written_db() -> sqlite3.Connection:
     folder = Path(os.environ.get("STREAMCOLOR_CACHE") or Path.home() / ".cache" / "streamcolor")
     folder.mkdir(parents=True, exist_ok=True)
@@ -156,17 +159,23 @@ def _written_db() -> sqlite3.Connection:
     return db
 
 
+def _there(path: Path) -> Path:
+    """Where ``path`` leads once its folders are made: its folder's links and ``..`` resolved
+    (``new/../a.jpg`` is ``a.jpg`` even before ``new`` exists), its own name as written."""
+    return Path(os.path.realpath(path.parent)) / path.name
+
+
 def _where(path: Path) -> tuple[str, str] | None:
-    """(the path with its folder's links resolved, the identity of the file there: device, inode,
-    size, modification time), or None when nothing plain is there (a link is never "ours")."""
+    """(the path with its folder resolved, the identity of the file there: inode, size, modification
+    time), or None when nothing plain is there (a link is never "ours")."""
+    real = _there(path)
     try:
-        st = os.lstat(path)
+        st = os.lstat(real)
     except OSError:
         return None
-    if not os.path.isfile(path) or os.path.islink(path):
+    if not os.path.isfile(real) or os.path.islink(real):
         return None
-    real = os.path.join(os.path.realpath(path.parent), path.name)
-    return os.fsencode(real).hex(), f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"  # (any name's bytes)
+    return os.fsencode(real).hex(), f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"  # (any name's bytes)
 
 
 def remember_written(path: str | os.PathLike) -> None:
@@ -184,7 +193,11 @@ def remember_written(path: str | os.PathLike) -> None:
         finally:
             db.close()
     except (OSError, sqlite3.Error) as exc:
-        log.debug("cannot note %s as written by streamcolor (%s)", path, exc)
+        if not _UNRECORDED:
+            log.warning("cannot note %s as written by streamcolor (%s): a rerun keeps it as if it were yours and "
+                        "writes name~2 beside it (--overwrite replaces it; $STREAMCOLOR_CACHE moves the record)",
+                        path, exc)
+        _UNRECORDED.append(str(path))
 
 
 def written_by_streamcolor(path: str | os.PathLike) -> bool:

@@ -402,9 +402,44 @@ def test_an_output_the_user_changed_is_never_replaced(engine, tmp_path, caplog):
     assert (out / "p1.jpg").read_bytes() != p1_before and not (out / "p1~2.jpg").exists()  # its own: replaced
     assert any("taken by files this job did not write" in r.getMessage() for r in caplog.records)
 
-    report = colorize_archive(src, out, engine=engine, progress=False, options=BatchOptions(render_size=32, redo=True))
+    redo = BatchOptions(render_size=32, redo=True)
+    report = colorize_archive(src, out, engine=engine, progress=False, options=redo)
     assert report.done_now == 2 and (out / "p0.jpg").read_bytes() == retouched
     assert sorted(p.name for p in out.glob("*.jpg")) == ["p0.jpg", "p0~2.jpg", "p1.jpg"]
+
+    caplog.clear()  # the names hold on later runs: the retouched file is the user's for good
+    report = colorize_archive(src, out, engine=engine, progress=False, options=opts)
+    assert report.ok and report.done == 2 and report.done_now == 0
+    assert not any("under another name" in r.getMessage() for r in caplog.records)
+    with Manifest.open(out) as m:
+        assert sorted(e.key for e in m.entries()) == ["p0~2.jpg", "p1.jpg"]
+    report = colorize_archive(src, out, engine=engine, progress=False, options=redo)
+    assert report.done_now == 2 and (out / "p0.jpg").read_bytes() == retouched
+    assert sorted(p.name for p in out.glob("*.jpg")) == ["p0.jpg", "p0~2.jpg", "p1.jpg"]
+
+
+def test_outputs_written_in_place_by_workers_are_recorded_as_written(tmp_path):
+    """The Ray actors write outputs in place and the driver records them: the identity of the file
+    there is recorded, replacing an older one, so a retouch is seen on that path too."""
+    from streamcolor.archive import BatchJob
+    from streamcolor.items import FolderSink, Outcome
+    from streamcolor.manifest import file_identity
+
+    src = tmp_path / "scans"
+    src.mkdir()
+    (src / "a.png").write_bytes(png_bytes(make_photo(16, 16, seed=1)))
+    out = tmp_path / "out"
+    for i in range(2):
+        with BatchJob(src, out, options=BatchOptions(redo=True)) as job:
+            for it in job.todo:
+                FolderSink(out).write(it.key, png_bytes(make_photo(16, 16, seed=i)))
+                job.record(Outcome(it, DONE, output=it.key))
+            job.finish()
+        with Manifest.open(out) as m:
+            assert m.get("a.png").written == file_identity(out / "a.png") is not None
+    (out / "a.png").write_bytes(b"retouched")
+    with BatchJob(src, out, options=BatchOptions(redo=True)) as job:
+        assert [it.key for it in job.todo] == ["a~2.png"]
 
 
 def test_a_file_of_the_users_named_like_the_report_is_kept(engine, tmp_path, caplog):

@@ -151,11 +151,21 @@ def test_image_cli_keeps_a_file_it_did_not_write_and_replaces_only_its_own_uncha
     r = cli("image", str(src), "-o", str(mine))
     assert r.returncode == 0 and mine.read_bytes() == b"precious" and (tmp_path / "mine~2.jpg").is_file()
 
+    mine2 = (tmp_path / "mine~2.jpg").read_bytes()
+    r = cli("image", str(src), "-o", str(mine), "--skip-existing")
+    assert r.returncode == 0 and mine.read_bytes() == b"precious" and (tmp_path / "mine~2.jpg").read_bytes() == mine2
+    assert sorted(p.name for p in tmp_path.glob("mine*")) == ["mine.jpg", "mine~2.jpg"]
+    (tmp_path / "new").mkdir()
+    r = cli("image", str(src), "-o", str(tmp_path / "new" / "x" / ".." / ".." / "mine.jpg"))  # via a folder to make
+    assert r.returncode == 0 and mine.read_bytes() == b"precious" and "mine~2.jpg" in r.stderr  # (its own: replaced)
+    assert sorted(p.name for p in tmp_path.glob("mine*")) == ["mine.jpg", "mine~2.jpg"]
+
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
     r = cli("image", str(src), "-o", str(out), "--overwrite")
     assert r.returncode == 0, r.stderr
-    assert Image.open(out / "p.jpg").mode == "RGB" and not (out / "p~4.jpg").exists()
-    r = cli("image", str(src), "-o", str(mine), "--skip-existing")
-    assert r.returncode == 0 and mine.read_bytes() == b"precious" and not (tmp_path / "mine~3.jpg").exists()
+    assert Image.open(out / "p.jpg").mode == "RGB" and before["p.jpg"] == b"my own photo"
+    assert {n: (out / n).read_bytes() for n in before if n != "p.jpg"} == {n: b for n, b in before.items()
+                                                                           if n != "p.jpg"}
 
 
 def test_written_by_streamcolor_is_the_same_file_unchanged(tmp_path):

@@ -248,7 +248,7 @@ class BatchJob:
                 self.manifest.mark(item.key, outcome.state, reason=outcome.reason, output=outcome.output,
                                    temp=staged.path.name if staged is not None else None,
                                    made_with=self._made_with(item.key) if outcome.state == DONE else None,
-                                   written=file_identity(staged.path) if staged is not None else None)
+                                   written=_identity_of(outcome, staged, self.out_dir))
         except BaseException:
             if staged is not None:
                 staged.discard()
@@ -370,6 +370,16 @@ def _check_packed_target(archive_path: Path, manifest: Manifest | None) -> None:
             else "not the archive this job packed (a file of yours, or one changed since)")
     raise OutputError(f"{archive_path} exists and is {what}; it is kept.  Move it away or name another "
                       "output (the packed archive is OUTPUT plus the archive's suffix)")
+
+
+def _identity_of(outcome: Outcome, staged, out_dir: Path) -> str | None:
+    """The identity of a done outcome's output file: its complete temporary file (renamed into place
+    next), or the file itself when a worker wrote it in place (the Ray actors)."""
+    if outcome.state != DONE:
+        return None
+    if staged is not None:
+        return file_identity(staged.path)
+    return file_identity(out_dir / (outcome.output or outcome.item.key))
 
 
 def _source_paths(src: object) -> list[Path]:
@@ -528,6 +538,9 @@ def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path, 
         if it.refusal or _free_for(it.key, it, manifest, out_dir, redo):
             out.append(it)
             continue
+        own = manifest.get(it.key)
+        if own is not None and _same_source(own, item=it):
+            manifest.forget(it.key)  # its output there was changed by the user: theirs from now on
         p = PurePosixPath(it.key)
         n = 1
         while True:
@@ -616,10 +629,21 @@ def _free_for(key: str, item: Item, manifest: Manifest, out_dir: Path, redo: boo
 
 def _as_written(e: Entry, path: Path) -> bool:
     """Whether the file at ``path`` is ``e``'s output as the job wrote it.  A manifest of an
-    earlier version did not record that: its done outputs are taken as written."""
-    if e.written is None:
-        return e.state == DONE
-    return file_identity(path) == e.written
+    earlier version did not record that: its done outputs are taken as written unless modified
+    after the row was marked done (the file is written before that)."""
+    if e.written is not None:
+        return file_identity(path) == e.written
+    if e.state != DONE:
+        return False
+    try:
+        return e.updated is None or os.lstat(path).st_mtime <= e.updated + _CLOCK_SLACK_S
+    except OSError:
+        return False
+
+
+#: Seconds by which a file's modification time may pass its row's time and still be the job's
+#: (a worker on another machine writing it, with a clock a little ahead).
+_CLOCK_SLACK_S = 2.0
 
 
 __all__ = ["BatchJob", "BatchReport", "LOCK_FILENAME", "REPORT_FILENAME", "pack_outputs"]
