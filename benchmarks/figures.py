@@ -160,6 +160,9 @@ def video_overlap(d: dict[str, Any]) -> str:
 BATCH_STAGES = {"decode": "decode (Pillow, EXIF orientation)", "prepare": "prepare (L\\*, the network input)",
                 "engine": "engine (at the job's batch)", "render": "render (a\\*b\\* upsampled, Lab -> sRGB, gamut check, 8 bits)",
                 "encode": "encode (JPEG, quality 95, 4:4:4)", "write": "write (temporary file, fsync, rename)"}
+#: The same two steps where the job writes gray photos' JPEGs from their Y'CbCr planes (streamcolor.ycbcr).
+JPEG_PLANES_STAGES = {"render": "render (Y'CbCr planes: the colour at half res, Y at full res)",
+                      "encode": "encode (JPEG from the planes, quality 95, 4:4:4)"}
 
 
 def batch_stages(d: dict[str, Any]) -> str:
@@ -168,7 +171,8 @@ def batch_stages(d: dict[str, Any]) -> str:
     st = b["stages_ms_per_item"]
     total = sum(st.values())
     rows = ["| step | ms per photo | share |", "|---|---|---|"]
-    rows += [f"| {BATCH_STAGES[k]} | {_f(st[k], 2)} | {_f(100 * st[k] / total, 0)}% |" for k in BATCH_STAGES]
+    names = {**BATCH_STAGES, **(JPEG_PLANES_STAGES if b.get("render_route") == "jpeg planes" else {})}
+    rows += [f"| {names[k]} | {_f(st[k], 2)} | {_f(100 * st[k] / total, 0)}% |" for k in BATCH_STAGES]
     rows += [f"| **sum** | **{_f(total, 2)}** | 100% |", "",
              "| thread role | CPU ms per photo in `streamcolor batch` |", "|---|---|"]
     for k, v in b["thread_cpu_ms_per_item"].items():

@@ -275,7 +275,7 @@ def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
     from streamcolor.colorize import compose, to_dtype, upsample_ab
     from streamcolor.video.lightness import frame_network_input, gray_lut, plane_array, rgb_kwargs
     from streamcolor.video.stabilizer import ChromaStabilizer, histogram_distance, l_histogram, on_grid
-    from streamcolor.video.yuv420 import Yuv420Composer, composer
+    from streamcolor.ycbcr import Yuv420Composer, composer
 
     colour = options.color_options(engine)
     batch = options.batch_size or engine.video_batch_size  # what the pipeline uses
@@ -614,7 +614,7 @@ def batch_stages(files: list[Path], engine, options, work: Path) -> dict[str, fl
 
 
 def _batch_stages(files: list[Path], engine, options, work: Path) -> dict[str, float]:
-    from streamcolor import image_io
+    from streamcolor import image_io, ycbcr
     from streamcolor.colorize import ShapeBatcher, prepare, render_prepared, thread_scratch
     from streamcolor.items import FolderSink
 
@@ -631,19 +631,27 @@ def _batch_stages(files: list[Path], engine, options, work: Path) -> dict[str, f
     t["engine"], abs_ = _timed(lambda: {id(p): a for g in groups
                                         for p, a in zip(g, engine.predict(np.stack([p.net_in for p in g])))})
 
-    def render_all():
-        return [render_prepared(p, abs_[id(p)], saturation=colour.saturation,
-                                out=thread_scratch().take("rendered", (*p.shape, 3), p.dtype)).copy() for p in preps]
+    def render_one(p, f):  # the job's own choice of route (streamcolor.items.finish_item)
+        if ycbcr.takes_jpeg_planes(p, image_io.format_for(f)):
+            return ycbcr.jpeg_planes(p, abs_[id(p)], saturation=colour.saturation)
+        return render_prepared(p, abs_[id(p)], saturation=colour.saturation,
+                               out=thread_scratch().take("rendered", (*p.shape, 3), p.dtype)).copy()
 
-    t["render"], rgbs = _timed(render_all)
-    t["encode"], datas = _timed(lambda: [image_io.encode_image(r, image_io.format_for(f), alpha=p.alpha, info=p.info,
-                                                               quality=colour.quality, warn=False)
-                                         for r, f, p in zip(rgbs, files, preps)])
+    def encode_one(r, f, p):
+        if isinstance(r, tuple):
+            return image_io.encode_jpeg_planes(*r, info=p.info, quality=colour.quality)
+        return image_io.encode_image(r, image_io.format_for(f), alpha=p.alpha, info=p.info, quality=colour.quality,
+                                     warn=False)
+
+    t["render"], rgbs = _timed(lambda: [render_one(p, f) for p, f in zip(preps, files)])
+    t["encode"], datas = _timed(lambda: [encode_one(r, f, p) for r, f, p in zip(rgbs, files, preps)])
+    routes = {"jpeg planes" if isinstance(r, tuple) else "rgb" for r in rgbs}
+    t["route"] = routes.pop() if len(routes) == 1 else "mixed"
     out = work / "stages-out"
     out.mkdir()
     sink = FolderSink(out, staging=True)
     t["write"], _ = _timed(lambda: [sink.stage(f.name, d).commit() for f, d in zip(files, datas)])
-    return {k: round(1000 * v / len(files), 2) for k, v in t.items()}
+    return {k: v if isinstance(v, str) else round(1000 * v / len(files), 2) for k, v in t.items()}
 
 
 #: Thread roles of a batch job, as ThreadCpu names them -> as the docs say them.
@@ -697,6 +705,7 @@ def batch_figures(engine, work: Path) -> dict[str, Any]:
     assert rep.ok and rep.done_now == n, rep.summary()
     row["thread_cpu_ms_per_item"] = {BATCH_ROLES.get(k, k): v for k, v in threads.ms_per_item(n).items()}
     row["stages_ms_per_item"] = batch_stages(files, engine, options, work)
+    row["render_route"] = row["stages_ms_per_item"].pop("route")
     row["load_average"]["after_stages"] = _load()
     naive_out = work / "naive-out"
     naive_out.mkdir()

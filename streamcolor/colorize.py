@@ -196,16 +196,22 @@ class StripUpsampler:
     upsample is written (then valid until that Scratch's next upsample)."""
 
     def __init__(self, ab_scaled: np.ndarray, height: int, width: int, saturation: float = 1.0, *,
-                 whole_pixels: int = WHOLE_UPSAMPLE_PIXELS, scratch: Scratch | None = None):
-        ab = lab.unscale_ab(ab_scaled)
-        if saturation != 1.0:
-            ab *= saturation
+                 whole_pixels: int = WHOLE_UPSAMPLE_PIXELS, scratch: Scratch | None = None, raw: bool = False,
+                 name: str = "ab_up"):
+        # raw: ``ab_scaled`` is any float32 (h, w) or (h, w, c) array, upsampled as it is (no unscaling,
+        # no saturation); ``name``: the scratch array the whole-image upsample is written into
+        if raw:
+            ab = np.asarray(ab_scaled, dtype=np.float32)
+        else:
+            ab = lab.unscale_ab(ab_scaled)
+            if saturation != 1.0:
+                ab *= saturation
         h, w = ab.shape[:2]
         self.height = height
         if height * width <= whole_pixels and (h, w) != (height, width):
             # small enough to hold whole (a video frame, a photo of a few Mpx): one OpenCV call,
             # ~10x faster than the strip-wise vertical pass below, same values within float rounding
-            dst = None if scratch is None else scratch.take("ab_up", (height, width, 2))
+            dst = None if scratch is None else scratch.take(name, (height, width, *ab.shape[2:]))
             self._rows = cv2.resize(ab, (width, height), dst=dst, interpolation=cv2.INTER_LINEAR)
             self._same = True
             return
@@ -226,7 +232,7 @@ class StripUpsampler:
         """a*b* float32 (stop - start, width, 2) of output rows [start, stop)."""
         if self._same:
             return self._rows[start:stop]
-        f = self._fy[start:stop, None, None]
+        f = self._fy[start:stop].reshape(-1, *([1] * (self._rows.ndim - 1)))
         out = self._rows[self._y0[start:stop]] * (1.0 - f)
         out += self._rows[self._y1[start:stop]] * f
         return out

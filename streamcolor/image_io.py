@@ -367,6 +367,19 @@ def encode_image(rgb: np.ndarray, fmt: str, *, alpha: np.ndarray | None = None,
     im = Image.fromarray(rgb, "RGB")
     if alpha is not None and fmt != "JPEG":  # JPEG has no alpha: the colours are kept as they are
         im.putalpha(Image.fromarray(alpha.astype(np.uint8), "L"))
+    return _save(im, fmt, info, quality)
+
+
+def encode_jpeg_planes(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, *, info: dict[str, Any] | None = None,
+                       quality: int = 95) -> bytes:
+    """Encode full-range Y'CbCr planes (uint8 (H, W) each, JFIF's BT.601) as a JPEG, with the same
+    settings and metadata as :func:`encode_image` gives an RGB image: libjpeg stores them as they are
+    instead of converting RGB (see :mod:`streamcolor.ycbcr`)."""
+    im = Image.merge("YCbCr", [Image.fromarray(p, "L") for p in (y, cb, cr)])
+    return _save(im, "JPEG", info or {}, quality)
+
+
+def _save(im: Image.Image, fmt: str, info: dict[str, Any], quality: int) -> bytes:
     params: dict[str, Any] = {}
     for key in ("icc_profile", "exif", "dpi"):
         # Pillow would write EXIF into a TIFF as a second copy of its own tags: not carried there.

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
 
-from streamcolor import image_io, memory, tempfiles
+from streamcolor import image_io, memory, tempfiles, ycbcr
 from streamcolor.colorize import (ColorOptions, Prepared, ShapeBatcher, predict, prepare, render_prepared,
                                   thread_scratch)
 from streamcolor.errors import InputError, MemberRefused, OutputError
@@ -158,12 +158,16 @@ def finish_item(prep: Prepared, ab: np.ndarray, options: ColorOptions, sink: Sin
     """
     item = prep.item
     try:
-        # rendered into the thread's work array: it lives only until it is encoded just below
-        rgb = render_prepared(prep, ab, saturation=options.saturation,
-                              out=thread_scratch().take("rendered", (*prep.shape, 3), prep.dtype))
         fmt = image_io.format_for(item.key)
-        data = image_io.encode_image(rgb, fmt, alpha=prep.alpha, info=prep.info, quality=options.quality,
-                                     warn=False)
+        if ycbcr.takes_jpeg_planes(prep, fmt):  # a gray photo into a JPEG: its Y'CbCr made directly
+            planes = ycbcr.jpeg_planes(prep, ab, saturation=options.saturation)
+            data = image_io.encode_jpeg_planes(*planes, info=prep.info, quality=options.quality)
+        else:
+            # rendered into the thread's work array: it lives only until it is encoded just below
+            rgb = render_prepared(prep, ab, saturation=options.saturation,
+                                  out=thread_scratch().take("rendered", (*prep.shape, 3), prep.dtype))
+            data = image_io.encode_image(rgb, fmt, alpha=prep.alpha, info=prep.info, quality=options.quality,
+                                         warn=False)
         dropped = image_io.drops_transparency(prep.alpha, fmt)
     except Exception as exc:  # Pillow refuses e.g. WebP over 16383 px; each item on its own
         return Outcome(item, FAILED, f"cannot encode the output {item.key} ({type(exc).__name__}: {exc})")

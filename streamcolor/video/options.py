@@ -44,7 +44,7 @@ class VideoOptions:
     scene_cut: float = 0.3  # L-histogram distance (0..1) from the previous frame that starts a scene
     decode_threads: int = 0  # decoder threads; 0: one per core
     compose_threads: int = 0  # threads that build full-res output frames; 0: min(4, cores)
-    # gray frames into yuv420p are composed straight into the 4:2:0 planes (streamcolor.video.yuv420: almost
+    # gray frames into yuv420p are composed straight into the 4:2:0 planes (streamcolor.ycbcr: almost
     # everywhere within one code of the RGB route, a third of its work at 1080p); True: always make
     # full-res sRGB and let FFmpeg convert it, the reference route
     rgb_compose: bool = False

@@ -40,7 +40,7 @@ from streamcolor.colorize import (ColorOptions, engine_for, keep_work_arrays, ne
                                   render, thread_scratch)
 from streamcolor.errors import InputError, OutputError
 from streamcolor.progress import Progress, progress_bar
-from streamcolor.video import yuv420
+from streamcolor import ycbcr
 from streamcolor.video.codecs import check_codec, check_pix_fmt, codec_options, needs_even, pick_codec
 from streamcolor.video.containers import copy_streams, fresh_tags, open_input, temp_path, video_stream
 from streamcolor.video.lightness import frame_network_input, gray_luma, gray_lut, plane_array, rgb_kwargs
@@ -160,7 +160,7 @@ class _Frame:
     cut: bool = False  # first frame of a scene
     lut: np.ndarray | None = None  # float32 (256,): L* of each luma code of a gray frame (see gray_lut)
     l_half: np.ndarray | None = None  # float32 (H/2, W/2) L* of a gray frame composed straight to 4:2:0
-    yuv: "yuv420.Yuv420Composer | None" = None  # its composer
+    yuv: "ycbcr.Yuv420Composer | None" = None  # its composer
 
     def lightness(self) -> np.ndarray:
         """Full-resolution L* (H, W), float32."""
@@ -203,8 +203,8 @@ class _Job:
                         "row and column" if all(self.pad) else "row" if self.pad[0] else "column")
         # BT.709 for HD, BT.601 for SD: what players assume for untagged video; tagged on the output too.
         self.hd = self.height >= 720
-        # gray frames of even size into a yuv420p output skip the full-res RGB frame (streamcolor.video.yuv420)
-        self.direct_yuv = options.pix_fmt in yuv420.FORMATS and not any(self.pad) and not options.rgb_compose
+        # gray frames of even size into a yuv420p output skip the full-res RGB frame (streamcolor.ycbcr)
+        self.direct_yuv = options.pix_fmt in ycbcr.FORMATS and not any(self.pad) and not options.rgb_compose
         self.display_matrix: list[int] | None = None  # from the first frame's side data
         self.copy_map: dict[int, Any] = {}  # input stream index -> output stream, for copied packets
         self.copy_map_in: list = []  # the input streams copied
@@ -319,7 +319,7 @@ class _Job:
             lut = gray_lut(frame.format.name, kw.get("src_color_range"))
             # L* only until its half-res average and the network input are made
             l_full = cv2.LUT(luma, lut, dst=thread_scratch().take("l_frame", luma.shape))
-            comp = yuv420.composer(lut, hd=self.hd, saturation=self.colour.saturation) if self.direct_yuv else None
+            comp = ycbcr.composer(lut, hd=self.hd, saturation=self.colour.saturation) if self.direct_yuv else None
             l_half = comp.half_l(l_full) if comp is not None else None
             item = _Frame(index=self.frames_in, pts=pts, duration=frame.duration or 0, l_full=luma, lut=lut,
                           l_net=frame_network_input(l_full, l_half, self.colour), l_half=l_half, yuv=comp)
@@ -424,7 +424,7 @@ class _Job:
 
     def _render(self, f: _Frame):
         """One frame: a*b* upsampled onto its full-res L*, sRGB, padded if odd, as an encoder frame
-        (a gray frame into yuv420p: composed straight into its planes, see streamcolor.video.yuv420)."""
+        (a gray frame into yuv420p: composed straight into its planes, see streamcolor.ycbcr)."""
         if f.yuv is not None and f.l_half is not None:
             vf = av.VideoFrame(self.width, self.height, "yuv420p")
             f.yuv.write(f.l_full, f.l_half, f.ab, *(plane_array(vf, i) for i in range(3)))  # into the frame's planes
