@@ -70,6 +70,8 @@ FIGURES = {"v0": ("video.0.pipeline_over_bound", "{:.3f}x"), "v1": ("video.1.pip
 BATCH1201 = "pipeline-cpu-2026-12-01-batch.json"
 #: Every part again on 2026-12-01, on a machine with AVX-512 VNNI and AMX (the int8 engine by default).
 VNNI1201 = "pipeline-cpu-2026-12-01-vnni.json"
+#: Its batch part again after gray photos' JPEGs came from their Y'CbCr planes.
+PLANES1201 = "pipeline-cpu-2026-12-01-vnni-planes.json"
 #: The GPU calls of benchmarks/gpu_run.sh (an H200): the first, and the second after the engine's jitted call.
 GPU1, GPU2 = "pipeline-gpu-h200-2026-11-30.json", "pipeline-gpu-h200-2026-11-30-lean.json"
 #: Two later calls: chunks dispatched at once (and the warm naive loop, memory), then the copies' settings.
@@ -248,6 +250,8 @@ PROSE = [
     *_each(BENCH, "That run: `streamcolor video` at {v0} of the bound at 576p and {v1} at 1080p; `streamcolor batch` "
                   "at {bob} of the bound ({bobp} round by round), {bcpu} CPU ms a photo against {bce} for engine only "
                   "and {bcpuc} for decode + encode only.", VNNI1201),
+    *_each(BENCH, "`streamcolor batch` at {bob} of the bound ({bobp} round by round), {ba} photos/s against a bound "
+                  "of {bb}, {bcpu} CPU ms a photo.", PLANES1201),
     # an earlier GPU figure in README: the seed model's colorizer called directly (Keras 3 on JAX on the H200)
     ("README.md", "{} images/s in mixed bfloat16 at batch 16", "gpu-h200-inference.json",
      "keras_jax_mixed_bfloat16_colorizer_b16_images_per_s", "{:,.0f}"),
