@@ -185,8 +185,8 @@ def main() -> None:
         with logging_redirect_tqdm():
             cli.main(standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo(f"{'terminated' if terminated else 'aborted'}: outputs finished before the stop are kept; "
-                   "the one in progress was not written", err=True)
+        click.echo(f"{'terminated' if terminated else 'aborted'}: every output already written is kept, and none "
+                   "is left half-written", err=True)
         sys.exit(128 + signal.SIGTERM if terminated else 130)
     except click.ClickException as exc:
         exc.show()

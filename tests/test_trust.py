@@ -152,8 +152,11 @@ def test_image_cli_keeps_a_file_it_did_not_write_and_replaces_only_its_own_uncha
     assert r.returncode == 0 and mine.read_bytes() == b"precious" and (tmp_path / "mine~2.jpg").is_file()
 
     mine2 = (tmp_path / "mine~2.jpg").read_bytes()
+    r = cli("image", str(src), "-o", str(mine), "--skip-existing", "--overwrite")  # which wins? neither
+    assert r.returncode == 2 and "contradict" in r.stderr and mine.read_bytes() == b"precious"
     r = cli("image", str(src), "-o", str(mine), "--skip-existing")
     assert r.returncode == 0 and mine.read_bytes() == b"precious" and (tmp_path / "mine~2.jpg").read_bytes() == mine2
+    assert "skipped" in r.stderr and "exists (--skip-existing)" in r.stderr
     assert sorted(p.name for p in tmp_path.glob("mine*")) == ["mine.jpg", "mine~2.jpg"]
     (tmp_path / "new").mkdir()
     r = cli("image", str(src), "-o", str(tmp_path / "new" / "x" / ".." / ".." / "mine.jpg"))  # via a folder to make

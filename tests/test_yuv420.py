@@ -303,12 +303,14 @@ def test_a_batch_writes_gray_photos_as_jpeg_through_the_planes(engine, tmp_path,
     tinted[..., 2] //= 2  # a colour photo (sepia-ish): reduced to its lightness, through the RGB route
     Image.fromarray(tinted).save(src / "colour.jpg", quality=92)
     Image.fromarray(_gray_photo(200, 240)).save(src / "small.jpg", quality=92)  # under twice the render size
+    Image.fromarray(_gray_photo(300, 401)).convert("1").save(src / "dither.png")  # a 1-bit scan: per-pixel fits
     took = []
     real = ycbcr.jpeg_planes
     monkeypatch.setattr(ycbcr, "jpeg_planes", lambda prep, *a, **k: took.append(prep.shape) or real(prep, *a, **k))
     report = colorize_archive(src, tmp_path / "out", engine=engine, progress=False,
-                              options=BatchOptions(render_size=128))  # (a 128-px network input)
+                              options=BatchOptions(render_size=128, output_format="jpg"))  # (a 128-px input)
     assert report.ok and took == [(300, 401)]
-    for name, size in (("gray.jpg", (401, 300)), ("colour.jpg", (401, 300)), ("small.jpg", (240, 200))):
+    for name, size in (("gray.jpg", (401, 300)), ("colour.jpg", (401, 300)), ("small.jpg", (240, 200)),
+                       ("dither.jpg", (401, 300))):
         with Image.open(tmp_path / "out" / name) as im:
             assert (im.format, im.mode, im.size) == ("JPEG", "RGB", size)

@@ -171,8 +171,12 @@ class BatchJob:
         self._stack.close()
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt) and self.manifest is not None:
             # Ctrl-C, or SIGTERM through the CLI: what is kept, and how to go on
-            log.warning("stopped: %d of %d items are done and kept; run the same command again to finish the rest",
-                        self.settled + self.done_now, len(self.items))
+            kept = self.settled + self.done_now
+            if kept >= len(self.items):
+                log.warning("stopped: all %d items were done and are kept", kept)
+            else:
+                log.warning("stopped: %d of %d items are done and kept; run the same command again to finish "
+                            "the rest", kept, len(self.items))
 
     def _note_other_names(self) -> None:
         """Warn when items of this listing also have an output from an earlier run under another

@@ -236,8 +236,10 @@ def list_items(sources: Sequence[Source], options: BatchOptions = BatchOptions()
     if left_out:
         videos = any(n.lower().endswith(image_io.VIDEO_SUFFIXES) for n in left_out)
         log.warning("%d file(s) left out: not images, by their names (%s%s)%s", len(left_out),
-                    ", ".join(left_out[:3]), ", ..." if len(left_out) > 3 else "",
+                    ", ".join(left_out[:3]), ", ... (-v lists them all)" if len(left_out) > 3 else "",
                     "; colorize videos with `streamcolor video`" if videos else "")
+        for name in left_out:
+            log.info("left out (not an image, by its name): %s", name)
     return items
 
 

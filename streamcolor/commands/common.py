@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -112,15 +113,22 @@ def common_params() -> list[click.Option]:
 
 
 def existing_options(f):
-    """--keep-existing (the default), --overwrite, --skip-existing: what `image` and `video` do
-    when a file is already at an output's path (the value: "keep", "overwrite" or "skip")."""
-    f = click.option("--skip-existing", "existing", flag_value="skip",
-                     help="Leave any output path where a file already is, and that input undone.")(f)
-    f = click.option("--overwrite", "existing", flag_value="overwrite",
-                     help="Replace whatever file is at an output's path, yours too.")(f)
-    return click.option("--keep-existing", "existing", flag_value="keep", default=True,
-                        help="[default] Replace only streamcolor's own earlier output, unchanged since; any "
-                             "other file there is kept and the new output gets name~2.")(f)
+    """--overwrite and --skip-existing, folded into the verb's ``existing`` argument: "keep" (the
+    default: replace only streamcolor's own unchanged earlier output; any other file there is kept
+    and the new output gets name~2), "overwrite" or "skip".  Both at once stop the run (usage
+    error): no order of words should decide whether a user's file is replaced."""
+    @functools.wraps(f)
+    def folded(*args: Any, overwrite: bool, skip_existing: bool, **kwargs: Any) -> Any:
+        if overwrite and skip_existing:
+            raise click.UsageError("--overwrite and --skip-existing contradict each other: give one")
+        return f(*args, existing="overwrite" if overwrite else "skip" if skip_existing else "keep", **kwargs)
+
+    folded = click.option("--skip-existing", is_flag=True,
+                          help="Leave any output path where a file already is, and that input undone.")(folded)
+    return click.option("--overwrite", is_flag=True,
+                        help="Replace whatever file is at an output's path, yours too.  Without either: only "
+                             "streamcolor's own earlier output, unchanged since, is replaced; any other file "
+                             "there is kept and the new output gets name~2.")(folded)
 
 
 def common_options(f):

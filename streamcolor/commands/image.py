@@ -13,7 +13,7 @@ from streamcolor import image_io, tempfiles
 from streamcolor.colorize import ColorOptions, colorize_batch, colorize_image
 from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, check_medium, common_options, distinct,
                                          engine_options, existing_options, load, output_is_folder, output_option,
-                                         progress_setting, refuse_file_name_for_folder)
+                                         progress_setting, refuse_file_name_for_folder, say)
 from streamcolor.errors import OutputError, StreamcolorError
 from streamcolor.image_io import supported_suffixes
 from streamcolor.items import is_item_error
@@ -117,7 +117,7 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
         for plan in planned:
             src, dst = plan.src, plan.dst
             if dst != STDIO and os.path.lexists(dst) and existing == "skip":
-                log.info("skip %s (exists)", dst)
+                say(f"{_label(src, 'stdin')}: skipped, {dst} exists (--skip-existing)")  # (as `video` says it)
                 bar.update()
                 continue
             try:
