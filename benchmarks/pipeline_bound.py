@@ -60,6 +60,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import concurrent.futures
+import contextlib
 import datetime
 import json
 import logging
@@ -660,6 +661,20 @@ BATCH_ROLES = {"main (muxer, encoder calls)": "main (engine calls, manifest, out
                "io": "workers (decode, L*, render, encode, write)", "reader": "reader (listing, member bytes)"}
 
 
+@contextlib.contextmanager
+def _rgb_route():
+    """Every photo of a batch job through the RGB route (full-resolution sRGB, then libjpeg's own
+    conversion), as before gray JPEGs were made from their Y'CbCr planes: the reference for them."""
+    from streamcolor import ycbcr
+
+    real = ycbcr.takes_jpeg_planes
+    ycbcr.takes_jpeg_planes = lambda prep, fmt: False
+    try:
+        yield
+    finally:
+        ycbcr.takes_jpeg_planes = real
+
+
 def batch_figures(engine, work: Path) -> dict[str, Any]:
     from benchmarks.conftest import write_gray_photos
     from streamcolor import image_io
@@ -698,6 +713,10 @@ def batch_figures(engine, work: Path) -> dict[str, Any]:
             reports.append(r.run("archive", lambda: colorize_archive(folder, work / f"archive-out{i}", engine=engine,
                                                                      options=options, progress=False)))
             assert reports[-1].ok and reports[-1].done_now == n, reports[-1].summary()
+            with _rgb_route():  # the same job with every photo through the RGB route, in the same round
+                rgb = r.run("archive_rgb_route", lambda: colorize_archive(
+                    folder, work / f"archive-rgb-out{i}", engine=engine, options=options, progress=False))
+            assert rgb.ok and rgb.done_now == n, rgb.summary()
             row["load_average"][f"after_round{i + 1}"] = _load()
     threads = ThreadCpu()
     with threads:  # where the job's CPU time goes, thread by thread
@@ -720,6 +739,9 @@ def batch_figures(engine, work: Path) -> dict[str, Any]:
                naive_items_per_s=round(ips["naive"], 2), archive_over_bound=round(ips["archive"] / bound, 3),
                archive_over_bound_paired=round(r.paired_over_bound("archive", ["engine", "codec"]), 3),
                archive_over_naive=round(ips["archive"] / ips["naive"], 3),
+               archive_rgb_route_items_per_s=round(ips["archive_rgb_route"], 2),
+               archive_over_rgb_route=round(ips["archive"] / ips["archive_rgb_route"], 3),
+               archive_over_rgb_route_paired=round(r.paired_over_bound("archive", ["archive_rgb_route"]), 3),
                together_items_per_s=round(ips["together"], 2), **overlap_figures(r, "archive"),
                archive_engine_share=round(max(rep.engine_share for rep in reports), 3),
                cpu_ms_per_item={k: round(v, 1) for k, v in cpu.items()},

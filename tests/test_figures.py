@@ -98,7 +98,10 @@ FIGURES |= {"g_cc": ("video.0.cpu_ms_per_frame.codec", "{:.1f}"), "g_cp": ("vide
             "bob": ("batch.archive_over_bound", "{:.3f}x"), "bobp": ("batch.archive_over_bound_paired", "{:.3f}x"),
             "bon": ("batch.archive_over_naive", "{:.2f}x"), "bn": ("batch.naive_items_per_s", "{:.1f}"),
             "be": ("batch.engine_items_per_s", "{:.0f}"), "bcpu": ("batch.cpu_ms_per_item.archive", "{:.1f}"),
-            "bcpuc": ("batch.cpu_ms_per_item.codec", "{:.1f}"), "bce": ("batch.cpu_ms_per_item.engine", "{:.1f}")}
+            "bcpuc": ("batch.cpu_ms_per_item.codec", "{:.1f}"), "bce": ("batch.cpu_ms_per_item.engine", "{:.1f}"),
+            "brgb": ("batch.archive_rgb_route_items_per_s", "{:.1f}"), "bor": ("batch.archive_over_rgb_route", "{:.3f}x"),
+            "borp": ("batch.archive_over_rgb_route_paired", "{:.3f}x"),
+            "bcpurgb": ("batch.cpu_ms_per_item.archive_rgb_route", "{:.1f}")}
 FIGURES |= {f"{tag}_{b}": (f"engine_only.images_per_s_variants.{name}.{b}", "{:.1f}")
             for tag, name in _VARIANTS.items() if tag != "c32" for b in (1, 64, 256)}
 FIGURES |= {f"c32_{b}": (f"engine_only.images_per_s_chunk_rows.32.{b}", "{:.1f}") for b in (1, 16, 64, 128, 256)}
@@ -252,6 +255,8 @@ PROSE = [
                   "and {bcpuc} for decode + encode only.", VNNI1201),
     *_each(BENCH, "`streamcolor batch` at {bob} of the bound ({bobp} round by round), {ba} photos/s against a bound "
                   "of {bb}, {bcpu} CPU ms a photo.", PLANES1201),
+    *_each(BENCH, "ran {brgb} photos/s and {bcpurgb} CPU ms a photo: the planes are {bor} its photos/s ({borp} round "
+                  "by round).", PLANES1201),
     # an earlier GPU figure in README: the seed model's colorizer called directly (Keras 3 on JAX on the H200)
     ("README.md", "{} images/s in mixed bfloat16 at batch 16", "gpu-h200-inference.json",
      "keras_jax_mixed_bfloat16_colorizer_b16_images_per_s", "{:,.0f}"),
