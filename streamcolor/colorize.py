@@ -28,6 +28,7 @@ import dataclasses
 import functools
 import logging
 import os
+from pathlib import Path
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union
@@ -612,6 +613,30 @@ def colorize_batch(decoded: Sequence[image_io.Decoded], *, engine: "Engine",
     return colorize_prepared(preps, engine=engine, saturation=options.saturation, batch_size=batch_size)
 
 
+def _write_output(decoded: image_io.Decoded, dst: str | os.PathLike, engine: "Engine",
+                  options: ColorOptions) -> Path:
+    """Colorize one decoded image into the file ``dst`` as a batch job writes its items: a gray
+    8-bit photo into a JPEG from its Y'CbCr planes (:mod:`streamcolor.ycbcr`), anything else
+    rendered to sRGB and encoded, so that `image` and `batch` give one photo the same bytes."""
+    from streamcolor import ycbcr  # (it builds on this module)
+
+    image_io.check_file_path(dst)
+    fmt = image_io.format_for(dst)
+    options = options.for_engine(engine)
+    prep = prepare(decoded, options)
+    if not ycbcr.takes_jpeg_planes(prep, fmt):
+        rgb = colorize_prepared([prep], engine=engine, saturation=options.saturation)[0]
+        return image_io.write_image(dst, rgb, alpha=decoded.alpha, info=decoded.info, quality=options.quality)
+    ab = predict([prep], engine)[0]
+    if isinstance(ab, Exception):
+        raise ab
+    if image_io.drops_transparency(prep.alpha, fmt):
+        log.warning("%s: its transparency is dropped: JPEG has none (PNG, WebP and TIFF keep it)", dst)
+    data = image_io.encode_jpeg_planes(*ycbcr.jpeg_planes(prep, ab, saturation=options.saturation),
+                                       info=prep.info, quality=options.quality)
+    return image_io.write_atomic(dst, data)
+
+
 def _to_uint8(x: np.ndarray) -> np.ndarray:
     return x if x.dtype == np.uint8 else (x.astype(np.uint32) * 255 // 65535).astype(np.uint8)
 
@@ -704,9 +729,9 @@ def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
     else:
         decoded = image_io.read_image(src, max_pixels=options.max_pixels)
         dtype = decoded.pixels.dtype
-    rgb = colorize_batch([decoded], engine=engine, options=options)[0]
     if dst is not None:
-        return image_io.write_image(dst, rgb, alpha=decoded.alpha, info=decoded.info, quality=options.quality)
+        return _write_output(decoded, dst, engine, options)
+    rgb = colorize_batch([decoded], engine=engine, options=options)[0]
     if isinstance(src, (bytes, bytearray, memoryview)):
         return image_io.encode_image(rgb, decoded.format or "PNG", alpha=decoded.alpha, info=decoded.info,
                                      quality=options.quality)

@@ -406,6 +406,13 @@ def _encode16(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str) -> bytes:
     return data.tobytes()
 
 
+def check_file_path(path: str | os.PathLike) -> None:
+    """OutputError when an output path names a folder (``out/``, or one that exists, whatever its
+    name): said before any work is spent on what would be written there."""
+    if str(path).endswith(("/", os.sep)) or Path(path).is_dir():
+        raise _a_folder(path)
+
+
 def _a_folder(path: str | os.PathLike) -> OutputError:
     return OutputError(f"{path}: a folder; give the output file's name (its extension picks the format)")
 
@@ -481,7 +488,6 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray |
                 info: dict[str, Any] | None = None, quality: int = 95, fmt: str | None = None) -> Path:
     """Encode and atomically write an RGB image; the format follows the extension.  A folder
     (``out/``, or one that exists, whatever its name) is said to be one before any encoding."""
-    if str(path).endswith(("/", os.sep)) or Path(path).is_dir():
-        raise _a_folder(path)
+    check_file_path(path)
     return write_atomic(path, encode_image(rgb, fmt or format_for(path), alpha=alpha, info=info,
                                            quality=quality, label=str(path)))

@@ -29,7 +29,8 @@ the stage times).
 Used by :mod:`streamcolor.video` for gray 8-bit frames of even size when the
 output is ``yuv420p`` (the default); anything else takes the RGB route.
 
-The same holds for a photo written as JPEG, which stores Y'CbCr (full range,
+The same holds for a photo written as JPEG (by a batch job, or ``colorize_image``
+into a file), which stores Y'CbCr (full range,
 BT.601: JFIF) whatever it is given: :func:`jpeg_planes` makes a gray 8-bit
 photo's Y, Cb and Cr at full resolution (its chroma upsampled from the half-res
 colour work, the JPEG's 4:4:4 at quality 90 and up) for Pillow to encode as

@@ -295,6 +295,7 @@ def test_a_batch_writes_gray_photos_as_jpeg_through_the_planes(engine, tmp_path,
 
     from streamcolor import ycbcr
     from streamcolor.archive import BatchOptions, colorize_archive
+    from streamcolor.colorize import colorize_image
 
     src = tmp_path / "scans"
     src.mkdir()
@@ -314,3 +315,12 @@ def test_a_batch_writes_gray_photos_as_jpeg_through_the_planes(engine, tmp_path,
                        ("dither.jpg", (401, 300))):
         with Image.open(tmp_path / "out" / name) as im:
             assert (im.format, im.mode, im.size) == ("JPEG", "RGB", size)
+
+    # `colorize_image` (the `image` verb) writes a file as the job does: the same route, the same picture
+    took.clear()
+    single = colorize_image(src / "gray.jpg", tmp_path / "single.jpg", engine=engine, render_size=128)
+    assert took == [(300, 401)]
+    a, b = (np.asarray(Image.open(p), dtype=np.int16) for p in (single, tmp_path / "out" / "gray.jpg"))
+    assert np.abs(a - b).max() <= 2  # (the engine ran the photo alone here, with two others in the job)
+    colorize_image(src / "gray.jpg", tmp_path / "single.png", engine=engine, render_size=128)
+    assert took == [(300, 401)]  # a PNG: the RGB route
