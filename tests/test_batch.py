@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import io
+import logging
 import os
 import signal
 import sqlite3
@@ -408,9 +409,12 @@ def test_an_output_the_user_changed_is_never_replaced(engine, tmp_path, caplog):
     assert sorted(p.name for p in out.glob("*.jpg")) == ["p0.jpg", "p0~2.jpg", "p1.jpg"]
 
     caplog.clear()  # the names hold on later runs: the retouched file is the user's for good
+    caplog.set_level(logging.INFO, logger="streamcolor")
     report = colorize_archive(src, out, engine=engine, progress=False, options=opts)
     assert report.ok and report.done == 2 and report.done_now == 0
     assert not any("under another name" in r.getMessage() for r in caplog.records)
+    said = [r for r in caplog.records if "taken by files this job did not write" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelname == "INFO" and "kept as written by an earlier run" in said[0].getMessage()
     with Manifest.open(out) as m:
         assert sorted(e.key for e in m.entries()) == ["p0~2.jpg", "p1.jpg"]
     report = colorize_archive(src, out, engine=engine, progress=False, options=redo)

@@ -530,15 +530,15 @@ def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path, 
     user retouched it) when the item is to be colorized again (its source
     changed, or ``redo``).  The same listing always gets the same keys, so reruns resume."""
     used: set[str] = {it.key.casefold() for it in items}
-    renamed: list[tuple[str, str]] = []
+    renamed: list[tuple[str, Item]] = []  # (the key as listed, the item with its key as written)
     out: list[Item] = []
     folders: dict[str, str] = {}
     for it in items:
         if not it.refusal and "/" in it.key:
             key = _clear_folder_path(it.key, out_dir, used, folders)
             if key != it.key:  # a folder of the key is a file in OUT (an earlier job's, or the user's)
-                renamed.append((it.key, key))
-                it = dataclasses.replace(it, key=key)
+                listed, it = it.key, dataclasses.replace(it, key=key)
+                renamed.append((listed, it))
         if it.refusal or _free_for(it.key, it, manifest, out_dir, redo):
             out.append(it)
             continue
@@ -553,14 +553,25 @@ def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path, 
             if candidate.casefold() not in used and _free_for(candidate, it, manifest, out_dir, redo):
                 break
         used.add(candidate.casefold())
-        renamed.append((it.key, candidate))
-        out.append(dataclasses.replace(it, key=candidate))
-    if renamed:
-        first = ", ".join(f"{a} -> {b}" for a, b in renamed[:3])
-        log.warning("%d output name(s) were taken by files this job did not write (an earlier job's outputs, or "
-                    "your own files), so they are not replaced: written as %s%s", len(renamed), first,
-                    ", ..." if len(renamed) > 3 else "")
+        listed, it = it.key, dataclasses.replace(it, key=candidate)
+        renamed.append((listed, it))
+        out.append(it)
+    # said as a warning when the renamed output is still to be written; those an earlier run wrote
+    # under their new name (and said so then) are only logged, so that reruns do not repeat it
+    for fresh, how in ((True, log.warning), (False, log.info)):
+        pairs = [(a, it.key) for a, it in renamed if _still_to_write(it, manifest, redo) == fresh]
+        if pairs:
+            first = ", ".join(f"{a} -> {b}" for a, b in pairs[:3])
+            how("%d output name(s) were taken by files this job did not write (an earlier job's outputs, or "
+                "your own files), so they are not replaced: %s %s%s", len(pairs),
+                "written as" if fresh else "kept as written by an earlier run:", first, ", ..." if len(pairs) > 3 else "")
     return out
+
+
+def _still_to_write(item: Item, manifest: Manifest, redo: bool) -> bool:
+    """Whether ``item``'s output is to be written in this run (not already done, as it is, by an earlier one)."""
+    e = manifest.get(item.key)
+    return redo or e is None or e.state != DONE or e.stamp != item.stamp or not _same_source(e, item)
 
 
 def _clear_folder_path(key: str, out_dir: Path, used: set[str], folders: dict[str, str]) -> str:
