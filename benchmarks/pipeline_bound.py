@@ -433,23 +433,17 @@ def colour_encode(src: Path, coloured: Path, options, work: Path, rounds: int = 
 def naive_video(src: Path, dst: Path, engine, options) -> int:
     """Decode, ``colorize_image`` one frame at a time, encode: what a script around the image API does."""
     from streamcolor.colorize import colorize_image
-    from streamcolor.video import pick_codec, plain_encoder
+    from streamcolor.video import reencode
 
     colour = options.color_options(engine)
-    codec = pick_codec(options.codec)
-    n = 0
-    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
-        vin = inp.streams.video[0]
-        vin.thread_type = "AUTO"
-        vs = plain_encoder(out, codec, options, vin.width, vin.height, vin.average_rate, vin.time_base)
-        for frame in inp.decode(vin):
-            rgb = colorize_image(frame.to_ndarray(format="rgb24"), engine=engine, options=colour)
-            vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            vf.pts, vf.time_base = frame.pts, vin.time_base
-            out.mux(vs.encode(vf))
-            n += 1
-        out.mux(vs.encode())
-    return n
+
+    def colorized(frame: av.VideoFrame) -> av.VideoFrame:
+        rgb = colorize_image(frame.to_ndarray(format="rgb24"), engine=engine, options=colour)
+        vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        vf.pts, vf.time_base = frame.pts, frame.time_base
+        return vf
+
+    return reencode(src, dst, options, colorized)
 
 
 def warm_naive(engine, colour, height: int, width: int) -> None:

@@ -615,26 +615,18 @@ def colorize_batch(decoded: Sequence[image_io.Decoded], *, engine: "Engine",
 
 def _write_output(decoded: image_io.Decoded, dst: str | os.PathLike, engine: "Engine",
                   options: ColorOptions) -> Path:
-    """Colorize one decoded image into the file ``dst`` as a batch job writes its items: a gray
-    8-bit photo into a JPEG from its Y'CbCr planes (:mod:`streamcolor.ycbcr`), anything else
-    rendered to sRGB and encoded, so that `image` and `batch` give one photo the same bytes."""
-    from streamcolor import ycbcr  # (it builds on this module)
+    """Colorize one decoded image into the file ``dst`` as a batch job writes its items
+    (:func:`streamcolor.items.encode_prepared`), so that `image` and `batch` give one photo the
+    same picture."""
+    from streamcolor.items import encode_prepared  # (it builds on this module)
 
     image_io.check_file_path(dst)
-    fmt = image_io.format_for(dst)
     options = options.for_engine(engine)
     prep = prepare(decoded, options)
-    if not ycbcr.takes_jpeg_planes(prep, fmt):
-        rgb = colorize_prepared([prep], engine=engine, saturation=options.saturation)[0]
-        return image_io.write_image(dst, rgb, alpha=decoded.alpha, info=decoded.info, quality=options.quality)
     ab = predict([prep], engine)[0]
     if isinstance(ab, Exception):
         raise ab
-    if image_io.drops_transparency(prep.alpha, fmt):
-        log.warning("%s: its transparency is dropped: JPEG has none (PNG, WebP and TIFF keep it)", dst)
-    data = image_io.encode_jpeg_planes(*ycbcr.jpeg_planes(prep, ab, saturation=options.saturation),
-                                       info=prep.info, quality=options.quality)
-    return image_io.write_atomic(dst, data)
+    return image_io.write_atomic(dst, encode_prepared(prep, ab, image_io.format_for(dst), options, label=str(dst)))
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import errno
 import io
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ from streamcolor.manifest import DONE, FAILED, SKIPPED
 
 if TYPE_CHECKING:
     from streamcolor.engines import Engine
+
+log = logging.getLogger(__name__)
 
 #: The report of skipped and failed items, written into the output at the end of every job.
 REPORT_FILENAME = "streamcolor-report.csv"
@@ -159,15 +162,7 @@ def finish_item(prep: Prepared, ab: np.ndarray, options: ColorOptions, sink: Sin
     item = prep.item
     try:
         fmt = image_io.format_for(item.key)
-        if ycbcr.takes_jpeg_planes(prep, fmt):  # a gray photo into a JPEG: its Y'CbCr made directly
-            planes = ycbcr.jpeg_planes(prep, ab, saturation=options.saturation)
-            data = image_io.encode_jpeg_planes(*planes, info=prep.info, quality=options.quality)
-        else:
-            # rendered into the thread's work array: it lives only until it is encoded just below
-            rgb = render_prepared(prep, ab, saturation=options.saturation,
-                                  out=thread_scratch().take("rendered", (*prep.shape, 3), prep.dtype))
-            data = image_io.encode_image(rgb, fmt, alpha=prep.alpha, info=prep.info, quality=options.quality,
-                                         warn=False)
+        data = encode_prepared(prep, ab, fmt, options)
         dropped = image_io.drops_transparency(prep.alpha, fmt)
     except Exception as exc:  # Pillow refuses e.g. WebP over 16383 px; each item on its own
         return Outcome(item, FAILED, f"cannot encode the output {item.key} ({type(exc).__name__}: {exc})")
@@ -184,6 +179,24 @@ def finish_item(prep: Prepared, ab: np.ndarray, options: ColorOptions, sink: Sin
             return Outcome(item, FAILED, str(exc))
         raise
     return Outcome(item, DONE, output=item.key, staged=staged, dropped_alpha=dropped)
+
+
+def encode_prepared(prep: Prepared, ab: np.ndarray, fmt: str, options: ColorOptions, *,
+                    label: str | None = None) -> bytes:
+    """A prepared image with its network a*b*, encoded as ``fmt``: a gray 8-bit photo into a JPEG
+    straight from its Y'CbCr planes (:mod:`streamcolor.ycbcr`), anything else rendered to sRGB
+    first.  The one place that picks the route, for a job's items and ``colorize_image``'s files
+    alike.  ``label``: the output's name, for the warning when a JPEG drops transparency (None:
+    no warning; a job counts them and says it once)."""
+    if label is not None and image_io.drops_transparency(prep.alpha, fmt):
+        log.warning("%s: its transparency is dropped: JPEG has none (PNG, WebP and TIFF keep it)", label)
+    if ycbcr.takes_jpeg_planes(prep, fmt):
+        planes = ycbcr.jpeg_planes(prep, ab, saturation=options.saturation)
+        return image_io.encode_jpeg_planes(*planes, info=prep.info, quality=options.quality)
+    # rendered into the thread's work array: it lives only until it is encoded just below
+    rgb = render_prepared(prep, ab, saturation=options.saturation,
+                          out=thread_scratch().take("rendered", (*prep.shape, 3), prep.dtype))
+    return image_io.encode_image(rgb, fmt, alpha=prep.alpha, info=prep.info, quality=options.quality, warn=False)
 
 
 def is_item_error(exc: BaseException) -> bool:

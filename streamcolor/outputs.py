@@ -148,7 +148,7 @@ WRITTEN_DB = "written.sqlite"
 WRITTEN_KEEP = 100_000
 
 
-_UNRECORDED: list[str] = []  # outputs this process could not note (warned about once)
+_UNRECORDED: list[str] = []  # the first output this process could not note (warned about once)
 
 
 def _written_db() -> sqlite3.Connection:
@@ -193,16 +193,16 @@ def remember_written(path: str | os.PathLike) -> None:
         finally:
             db.close()
     except (OSError, sqlite3.Error) as exc:
-        if not _UNRECORDED:
+        if not _UNRECORDED:  # once a process: the cause is the same for every output
             log.warning("cannot note %s as written by streamcolor (%s): a rerun keeps it as if it were yours and "
                         "writes name~2 beside it (--overwrite replaces it; $STREAMCOLOR_CACHE moves the record)",
                         path, exc)
-        _UNRECORDED.append(str(path))
+            _UNRECORDED.append(str(path))
 
 
 def written_by_streamcolor(path: str | os.PathLike) -> bool:
     """Whether the file at ``path`` is one streamcolor wrote (:func:`remember_written`) and is
-    unchanged since: the same file (device, inode), size and modification time."""
+    unchanged since: the same file (inode), size and modification time."""
     where = _where(Path(path))
     if where is None:
         return False

@@ -571,7 +571,13 @@ def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path, 
 def _still_to_write(item: Item, manifest: Manifest, redo: bool) -> bool:
     """Whether ``item``'s output is to be written in this run (not already done, as it is, by an earlier one)."""
     e = manifest.get(item.key)
-    return redo or e is None or e.state != DONE or e.stamp != item.stamp or not _same_source(e, item)
+    return not (e is not None and _same_source(e, item) and _stays_done(e, item, redo))
+
+
+def _stays_done(e: Entry, item: Item, redo: bool) -> bool:
+    """Whether ``item``'s own row ``e`` is a finished output that this run keeps as it is (the
+    source unchanged since, no ``redo``)."""
+    return e.state == DONE and e.stamp == item.stamp and not redo
 
 
 def _clear_folder_path(key: str, out_dir: Path, used: set[str], folders: dict[str, str]) -> str:
@@ -636,9 +642,7 @@ def _free_for(key: str, item: Item, manifest: Manifest, out_dir: Path, redo: boo
     if e is None:
         return False
     if _same_source(e, item):
-        if e.state == DONE and e.stamp == item.stamp and not redo:
-            return True
-        return _as_written(e, path)
+        return _stays_done(e, item, redo) or _as_written(e, path)
     return e.state != DONE and _as_written(e, path)
 
 

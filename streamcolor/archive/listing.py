@@ -142,12 +142,7 @@ class UnreadableSource:
 
     @property
     def name(self) -> str:
-        name = os.path.basename(os.path.abspath(self.path))
-        kind = archives.kind_by_name(name)
-        if kind is not None:
-            lower = name.lower()
-            name = next((name[: -len(s)] for s in ARCHIVE_SUFFIXES[kind] if lower.endswith(s)), name) or name
-        return name or "source"
+        return archives.source_name(self.path, archives.kind_by_name(self.path.name))
 
     def label(self, member: str) -> str:
         return self.path.name

@@ -131,6 +131,18 @@ def source_kind(path: str | os.PathLike) -> str:
     raise ArchiveError(f"{path}: not a folder, zip or tar archive (for single images use `streamcolor image`)")
 
 
+def source_name(path: str | os.PathLike, kind: str | None) -> str:
+    """A source's name without its archive suffix (``album`` for ``album.tar.gz``), which names
+    its folder in a job of several sources; ``kind``: its archive kind ("folder" or None: none)."""
+    name = Path(path).resolve().name
+    if kind not in (None, "folder"):
+        lower = name.lower()
+        for suffix in ARCHIVE_SUFFIXES[kind]:
+            if lower.endswith(suffix):
+                return name[: -len(suffix)] or name
+    return name or "source"
+
+
 def is_junk(name: str) -> bool:
     """Whether a member name is operating-system litter (``.DS_Store``, ``._x``, anything in
     ``__MACOSX/``, a Synology ``@eaDir/`` or a ``.thumbnails/`` cache: :data:`JUNK_FOLDERS`)."""
@@ -220,13 +232,7 @@ class Source:
     @property
     def name(self) -> str:
         """The source's name without its archive suffix (the folder name for several sources)."""
-        name = self.path.resolve().name
-        if self.kind != "folder":
-            lower = name.lower()
-            for suffix in ARCHIVE_SUFFIXES[self.kind]:
-                if lower.endswith(suffix):
-                    return name[: -len(suffix)] or name
-        return name or "source"
+        return source_name(self.path, self.kind)
 
     def label(self, member: str) -> str:
         """How messages name a member: ``album.zip:dir/a.jpg`` or ``photos/dir/a.jpg``."""
@@ -553,5 +559,5 @@ def pack(root: str | os.PathLike, members: Iterable[str], dest: str | os.PathLik
 
 
 __all__ = ["ARCHIVE_SUFFIXES", "ArchiveError", "JUNK_FOLDERS", "JUNK_NAMES", "Limits", "Member", "MemberRefused", "Source",
-           "dead_link", "is_junk", "is_junk_folder", "kind_by_name", "pack", "safe_member_path", "source_kind", "zip_member_name",
-           "zip_safe_name"]
+           "dead_link", "is_junk", "is_junk_folder", "kind_by_name", "pack", "safe_member_path", "source_kind", "source_name",
+           "zip_member_name", "zip_safe_name"]

@@ -21,7 +21,7 @@ One module per step, in the order a frame meets them:
     clips        test and benchmark helpers: a generated clip, the codec floor
 """
 
-from streamcolor.video.clips import codec_floor, make_clip, video_size
+from streamcolor.video.clips import codec_floor, make_clip, reencode, video_size
 from streamcolor.video.codecs import (AUTO_BY_CONTAINER, DEFAULT_CODEC, HARDWARE_CODECS, check_codec,
                                       check_pix_fmt, codec_options, pick_codec, plain_encoder)
 from streamcolor.video.options import OUTPUT_SUFFIX, VideoOptions, default_output, output_path
@@ -32,4 +32,4 @@ from streamcolor.video.stabilizer import ChromaStabilizer, histogram_distance, l
 __all__ = ["AUTO_BY_CONTAINER", "ChromaStabilizer", "DEFAULT_CODEC", "HARDWARE_CODECS", "OUTPUT_SUFFIX", "Segment",
            "VideoOptions", "check_codec", "check_pix_fmt", "codec_floor", "codec_options", "colorize_segment",
            "colorize_video", "default_output", "histogram_distance", "join_segments", "l_histogram", "make_clip",
-           "output_path", "pick_codec", "plain_encoder", "plan_segments", "video_keyframes", "video_size"]
+           "output_path", "pick_codec", "plain_encoder", "plan_segments", "reencode", "video_keyframes", "video_size"]

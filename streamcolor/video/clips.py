@@ -5,6 +5,7 @@ with the pipeline's encoder settings and nothing else), a video's size.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import av
 import numpy as np
@@ -53,6 +54,14 @@ def codec_floor(src: str | Path, dst: str | Path, options: "VideoOptions | None"
     """Decode ``src`` and re-encode it to ``dst`` with the pipeline's encoder
     settings (:class:`~streamcolor.video.VideoOptions`), threads on, no colour
     work: the frames/s no colorizer can beat.  Returns the frame count."""
+    return reencode(src, dst, options)
+
+
+def reencode(src: str | Path, dst: str | Path, options: "VideoOptions | None" = None,
+             each: Callable[[av.VideoFrame], av.VideoFrame] | None = None) -> int:
+    """:func:`codec_floor`, with ``each`` (when given) applied to every decoded frame before it is
+    encoded: the loop of the benchmarks' reference scripts (a naive colorizer around the image
+    API).  Returns the frame count."""
     options = options or VideoOptions()
     codec = pick_codec(options.codec)
     n = 0
@@ -61,7 +70,7 @@ def codec_floor(src: str | Path, dst: str | Path, options: "VideoOptions | None"
         vin.thread_type = "AUTO"
         vout = plain_encoder(out, codec, options, vin.width, vin.height, vin.average_rate, vin.time_base)
         for frame in inp.decode(vin):
-            out.mux(vout.encode(frame))
+            out.mux(vout.encode(frame if each is None else each(frame)))
             n += 1
         out.mux(vout.encode())
     return n
