@@ -20,7 +20,7 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -389,9 +389,32 @@ def _save(im: Image.Image, fmt: str, info: dict[str, Any], quality: int) -> byte
         params["quality"] = quality
     if fmt == "JPEG":
         params["subsampling"] = 0 if quality >= 90 else 2
-    buf = io.BytesIO()
-    im.save(buf, format=fmt, **params)
-    return buf.getvalue()
+    with _encoding_buffer() as buf:
+        im.save(buf, format=fmt, **params)
+        if isinstance(buf, io.BytesIO):
+            return buf.getvalue()
+        size = buf.tell()
+        buf.seek(0)
+        return buf.read(size)
+
+
+@contextlib.contextmanager
+def _encoding_buffer() -> Iterator[BinaryIO]:
+    """Where Pillow encodes an image: an anonymous in-memory file (``memfd_create``, Linux) where
+    there is one, else a BytesIO.
+
+    Why: Pillow holds the GIL while it encodes into a Python buffer such as a BytesIO, but releases
+    it while it encodes into a file descriptor (its ``encode_to_file``).  A batch job encodes on
+    several worker threads beside the engine's thread, so into a BytesIO its JPEG encodes ran one
+    at a time and held up the other threads' Python; into a memfd they run at once (two threads
+    on 2 cores: 1.9-2.0x the JPEGs/s of one, against 0.96x into a BytesIO).  The bytes are the same."""
+    try:
+        fd = os.memfd_create("streamcolor-encode", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):  # not Linux, or no memfd here: the GIL-holding buffer
+        yield io.BytesIO()
+        return
+    with os.fdopen(fd, "w+b") as fh:
+        yield fh
 
 
 def _encode16(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str) -> bytes:

@@ -1,4 +1,4 @@
-"""The one-run benchmark scripts (benchmarks/pipeline_bound.py, benchmarks/spin.py) in their
+"""The one-run benchmark scripts (benchmarks/pipeline_bound.py, benchmarks/spin.py, benchmarks/encode_threads.py) in
 --quick mode, so that they keep running; and the engine setting that benchmarks/spin.py measures."""
 
 from __future__ import annotations
@@ -214,3 +214,24 @@ def test_pipeline_bound_require_gpu_measures_nothing_on_a_cpu(tmp_path):
     out = tmp_path / "bound.json"
     assert pipeline_bound.main(["--quick", "--require-gpu", "--backend", "onnx", "--out", str(out)]) == 3
     assert not out.exists()
+
+
+def test_encode_threads_script_quick(tmp_path):
+    from benchmarks import encode_threads
+    from streamcolor import image_io
+
+    out = tmp_path / "encode.json"
+    real = getattr(image_io.os, "memfd_create", None)
+    assert encode_threads.main(["--quick", "--out", str(out)]) == 0
+    assert getattr(image_io.os, "memfd_create", None) is real  # the BytesIO switch is undone
+    d = json.loads(out.read_text())
+    enc = d["encode"]
+    for fmt in ("jpeg", "png"):
+        for way in ("memfd", "bytesio"):
+            one, many = (enc["encodes_per_s"][f"{fmt}_{way}_threads{t}"] for t in (1, enc["threads"]))
+            assert one > 0 and many > 0
+            assert enc["scaling"][f"{fmt}_{way}"] == pytest.approx(many / one, abs=2e-3)  # arithmetic, not timing
+    job = d["job"]
+    assert job["photos_per_s"]["memfd"] > 0 and job["photos_per_s"]["bytesio"] > 0
+    assert job["memfd_over_bytesio"] == pytest.approx(job["photos_per_s"]["memfd"] / job["photos_per_s"]["bytesio"],
+                                                     abs=2e-3)

@@ -3,6 +3,7 @@ input kind, bad input rejected cleanly with nothing half-written."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 
@@ -147,6 +148,35 @@ def test_write_atomic_leaves_nothing_on_failure(tmp_path, monkeypatch):
     with pytest.raises(streamcolor.OutputError, match="No space left"):
         image_io.write_atomic(dst, b"data")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+@pytest.mark.parametrize("memfd", [True, False])
+def test_encode_gives_pillows_own_bytes_whatever_the_buffer(photo, fmt, memfd, monkeypatch):
+    """image_io encodes into an anonymous in-memory file where Linux has one (Pillow releases the
+    GIL while it writes to a file descriptor), else into a BytesIO: either way, byte for byte what
+    Pillow writes into a BytesIO with the same settings, EXIF and ICC included."""
+    if not memfd:
+        def refuse(*a, **k):
+            raise OSError(24, "Too many open files")
+        monkeypatch.setattr(image_io.os, "memfd_create", refuse, raising=False)
+    exif = Image.Exif()
+    exif[0x0131] = "streamcolor test"  # Software
+    info = {"exif": exif.tobytes(), "icc_profile": b"\0" * 128 if fmt != "WEBP" else None, "dpi": (300, 300)}
+    info = {k: v for k, v in info.items() if v is not None}
+    got = image_io.encode_image(photo, fmt, info=info, quality=90, warn=False)
+    ref = io.BytesIO()
+    params = {k: v for k, v in info.items() if not (k == "exif" and fmt == "TIFF")}
+    if fmt in ("JPEG", "WEBP"):
+        params["quality"] = 90
+    if fmt == "JPEG":
+        params["subsampling"] = 0
+    Image.fromarray(photo, "RGB").save(ref, format=fmt, **params)
+    assert got == ref.getvalue()
+    planes = [np.ascontiguousarray(c) for c in np.moveaxis(np.asarray(Image.fromarray(photo).convert("YCbCr")), -1, 0)]
+    ref = io.BytesIO()
+    Image.merge("YCbCr", [Image.fromarray(c, "L") for c in planes]).save(ref, format="JPEG", quality=95, subsampling=0)
+    assert image_io.encode_jpeg_planes(*planes) == ref.getvalue()
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
