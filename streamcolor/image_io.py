@@ -393,7 +393,8 @@ def _save(im: Image.Image, fmt: str, info: dict[str, Any], quality: int) -> byte
         im.save(buf, format=fmt, **params)
         if isinstance(buf, io.BytesIO):
             return buf.getvalue()
-        size = buf.tell()
+        buf.flush()  # the file's own size: an encoder may write through a copy of its descriptor (libtiff)
+        size = os.fstat(buf.fileno()).st_size
         buf.seek(0)
         return buf.read(size)
 

@@ -72,6 +72,10 @@ BATCH1201 = "pipeline-cpu-2026-12-01-batch.json"
 VNNI1201 = "pipeline-cpu-2026-12-01-vnni.json"
 #: Its batch part again after gray photos' JPEGs came from their Y'CbCr planes.
 PLANES1201 = "pipeline-cpu-2026-12-01-vnni-planes.json"
+#: benchmarks/encode_threads.py (encoding into a memfd and into a BytesIO), and the whole pipeline_bound
+#: script after the change, its batch part on 96 photos, then on 24 (2026-12-01).
+ENC1201, MEMFD1201, MEMFD24 = ("encode-threads-cpu-2026-12-01.json", "pipeline-cpu-2026-12-01-memfd.json",
+                               "pipeline-cpu-2026-12-01-memfd-24.json")
 #: The GPU calls of benchmarks/gpu_run.sh (an H200): the first, and the second after the engine's jitted call.
 GPU1, GPU2 = "pipeline-gpu-h200-2026-11-30.json", "pipeline-gpu-h200-2026-11-30-lean.json"
 #: Two later calls: chunks dispatched at once (and the warm naive loop, memory), then the copies' settings.
@@ -102,6 +106,20 @@ FIGURES |= {"g_cc": ("video.0.cpu_ms_per_frame.codec", "{:.1f}"), "g_cp": ("vide
             "brgb": ("batch.archive_rgb_route_items_per_s", "{:.1f}"), "bor": ("batch.archive_over_rgb_route", "{:.3f}x"),
             "borp": ("batch.archive_over_rgb_route_paired", "{:.3f}x"),
             "bcpurgb": ("batch.cpu_ms_per_item.archive_rgb_route", "{:.1f}")}
+FIGURES |= {"jm1": ("encode.encodes_per_s.jpeg_memfd_threads1", "{:.1f}"),
+            "jm2": ("encode.encodes_per_s.jpeg_memfd_threads2", "{:.1f}"),
+            "jb1": ("encode.encodes_per_s.jpeg_bytesio_threads1", "{:.1f}"),
+            "jb2": ("encode.encodes_per_s.jpeg_bytesio_threads2", "{:.1f}"),
+            "jsm": ("encode.scaling.jpeg_memfd", "{:.3f}x"), "jsb": ("encode.scaling.jpeg_bytesio", "{:.3f}x"),
+            "psm": ("encode.scaling.png_memfd", "{:.3f}x"), "psb": ("encode.scaling.png_bytesio", "{:.3f}x"),
+            "jobm": ("job.photos_per_s.memfd", "{:.2f}"), "jobb": ("job.photos_per_s.bytesio", "{:.2f}"),
+            "jobr": ("job.memfd_over_bytesio", "{:.3f}x"), "jobrp": ("job.memfd_over_bytesio_paired", "{:.3f}x"),
+            "cpum": ("job.cpu_ms_per_photo.memfd", "{:.1f}"), "cpub": ("job.cpu_ms_per_photo.bytesio", "{:.1f}"),
+            "bcodec": ("batch.codec_items_per_s", "{:.2f}"), "bb2": ("batch.bound_items_per_s", "{:.2f}"),
+            "ba2": ("batch.archive_items_per_s", "{:.2f}"), "ba2_24": ("batch.archive_items_per_s", "{:.2f}"),
+            "bob_24": ("batch.archive_over_bound", "{:.3f}x"),
+            "brender": ("batch.stages_ms_per_item.render", "{:.2f}"),
+            "bprep": ("batch.stages_ms_per_item.prepare", "{:.2f}")}
 FIGURES |= {f"{tag}_{b}": (f"engine_only.images_per_s_variants.{name}.{b}", "{:.1f}")
             for tag, name in _VARIANTS.items() if tag != "c32" for b in (1, 64, 256)}
 FIGURES |= {f"c32_{b}": (f"engine_only.images_per_s_chunk_rows.32.{b}", "{:.1f}") for b in (1, 16, 64, 128, 256)}
@@ -257,6 +275,26 @@ PROSE = [
                   "of {bb}, {bcpu} CPU ms a photo.", PLANES1201),
     *_each(BENCH, "ran {brgb} photos/s and {bcpurgb} CPU ms a photo: the planes are {bor} its photos/s ({borp} round "
                   "by round).", PLANES1201),
+    # encoding without the GIL (benchmarks/encode_threads.py), and the whole script after it
+    *_each(BENCH, "ran {jm1} encodes/s on one thread and {jm2} on two into the memfd ({jsm}), against {jb1} and "
+                  "{jb2} into a `BytesIO` ({jsb}); PNG scales either way ({psm} and {psb}: Pillow's PNG encoder "
+                  "already released the GIL).", ENC1201),
+    *_each(BENCH, "{jobm} photos/s with the memfd against {jobb} with the `BytesIO`, **{jobr}** ({jobrp} round by "
+                  "round), {cpum} against {cpub} CPU ms a photo.", ENC1201),
+    *_each(BENCH, "benchmarks/results/pipeline-cpu-2026-12-01-memfd-24.json`): {ba2_24} photos/s, {bob_24} of the "
+                  "bound.", MEMFD24),
+    *_each(BENCH, "so it gained from the change too: {bcodec} photos/s here,", MEMFD1201),
+    *_each(BENCH, "before it). The bound rose with it to {bb2}, and "
+                  "`streamcolor batch`, at {ba2} photos/s, is **{bob} of the bound** ({bobp} round by round): {bcpu} "
+                  "CPU ms a photo against {bce} for engine only and {bcpuc} for decode + encode only. Video is as "
+                  "before: {v0} of the bound at 576p and {v1} at 1080p.", MEMFD1201),
+    *_each(BENCH, "149.86 photos/s here, against {bcodec} in the first run of today", VNNI1201),
+    *_each(BENCH, "the render of the Y'CbCr planes and the network input ({brender} and {bprep} ms a photo in the "
+                  "step table); in video, x264 working on colour (the encoder's threads took {x264} CPU ms a 1080p "
+                  "frame in the pipeline against {x264_alone} alone) and the compose ({compose} ms).", MEMFD1201),
+    *_each("README.md", "on that machine two threads encoded {jsm} the JPEGs/s of one, against {jsb} before, and "
+                        "the batch job ran {jobr} the photos/s", ENC1201),
+    *_each("README.md", "the batch job stays at {bob}; video at {v0} (576p) and {v1} (1080p).", MEMFD1201),
     # an earlier GPU figure in README: the seed model's colorizer called directly (Keras 3 on JAX on the H200)
     ("README.md", "{} images/s in mixed bfloat16 at batch 16", "gpu-h200-inference.json",
      "keras_jax_mixed_bfloat16_colorizer_b16_images_per_s", "{:,.0f}"),
