@@ -156,6 +156,25 @@ def video_overlap(d: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def colour_bound(d: dict[str, Any]) -> str:
+    """Decode + encode only of the gray input against the same with the colour (the pipeline's own
+    output's chroma or planes encoded), and the product against the bound made with each."""
+    rows = ["| input | product | decode + encode only: gray | with the colour | colour / gray | bound | bound with "
+            "the colour | product / bound | product / bound with the colour | each round's own, median |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    parts = [(f"{v['clip']} video", v, "fps", "pipeline") for v in d["video"]]
+    parts.append((f"{d['batch']['megapixels']} MP photos", d["batch"], "items_per_s", "archive"))
+    for name, v, unit, product in parts:
+        rows.append(f"| {name} | {_f(v[f'{product}_{unit}'], 2)} | {_f(v[f'codec_{unit}'], 2)} "
+                    f"| {_f(v[f'codec_colour_{unit}'], 2)} | {_f(v['codec_colour_over_codec'], 3)}x "
+                    f"| {_f(v[f'bound_{unit}'], 2)} | {_f(v[f'bound_colour_{unit}'], 2)} "
+                    f"| {_f(v[f'{product}_over_bound'], 3)}x | **{_f(v[f'{product}_over_colour_bound'], 3)}x** "
+                    f"| {_f(v[f'{product}_over_colour_bound_paired'], 3)}x |")
+    rows += ["", f"Best of {d['video'][0]['rounds']} alternating rounds; {d['date']}, "
+             f"`{Path(d['command'].split('--out ')[-1].split()[0]).name}`."]
+    return "\n".join(rows) + "\n"
+
+
 #: Steps of a batch job, in the order a photo goes through them.
 BATCH_STAGES = {"decode": "decode (Pillow, EXIF orientation)", "prepare": "prepare (L\\*, the network input)",
                 "engine": "engine (at the job's batch)", "render": "render (a\\*b\\* upsampled, Lab -> sRGB, gamut check, 8 bits)",
@@ -185,7 +204,8 @@ def batch_stages(d: dict[str, Any]) -> str:
 #: Block name -> the function that writes it from its results file.
 BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {"video-bound": video_bound, "video-stages": video_stages,
                                                       "video-threads": video_threads, "video-overlap": video_overlap,
-                                                      "batch-stages": batch_stages}
+                                                      "batch-stages": batch_stages,
+                                                      "colour-bound": colour_bound}
 
 
 def render(name: str, source: str) -> str:

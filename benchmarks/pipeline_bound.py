@@ -433,6 +433,41 @@ def colour_encode(src: Path, coloured: Path, options, work: Path, rounds: int = 
             "colour_over_gray_rounds": [round(c / g, 3) for g, c in zip(r.cpu["gray"], r.cpu["colour"])]}
 
 
+def colour_floor(src: Path, dst: Path, chroma: Sequence[np.ndarray], options) -> int:
+    """Decode + encode only, with the colour: ``src`` decoded and re-encoded as :func:`codec_floor`
+    does, each frame's neutral chroma swapped for the chroma of the pipeline's output (``chroma``:
+    its I420 frames, decoded beforehand, outside the timing; luma untouched).
+
+    Why: codec only encodes the gray clip, whose flat chroma is almost free to code; a colorizer
+    must encode its colour.  Against this floor (bound with colour: 1 / (1 / engine + 1 / this)),
+    what separates the product from the bound is the pipeline's own work alone.  The chroma comes
+    from the encoded output, a little smoother than what the pipeline hands the encoder, and each
+    frame is copied once more: if anything this floor is a little slow, the bound a little low."""
+    from streamcolor.video.clips import reencode
+
+    frames = iter(chroma)
+
+    def coloured(frame: av.VideoFrame) -> av.VideoFrame:
+        i420 = frame.to_ndarray()
+        i420[frame.height:] = next(frames)[frame.height:]
+        vf = av.VideoFrame.from_ndarray(i420, format="yuv420p")
+        vf.pts, vf.time_base = frame.pts, frame.time_base
+        return vf
+
+    return reencode(src, dst, options, each=coloured)
+
+
+def colour_bound_figures(r: "Rounds", product: str, n: int) -> dict[str, float]:
+    """The bound with the colour (engine only and ``codec_colour``, the colour floor) and the product
+    against it: best rounds' ratio and each round's own (median)."""
+    rate = {k: r.rate(k, n) for k in ("engine", "codec", "codec_colour", product)}
+    bound = 1 / (1 / rate["engine"] + 1 / rate["codec_colour"])
+    return {"codec_colour_fps": round(rate["codec_colour"], 2), "bound_colour_fps": round(bound, 2),
+            "codec_colour_over_codec": round(rate["codec_colour"] / rate["codec"], 3),
+            f"{product}_over_colour_bound": round(rate[product] / bound, 3),
+            f"{product}_over_colour_bound_paired": round(r.paired_over_bound(product, ["engine", "codec_colour"]), 3)}
+
+
 def naive_video(src: Path, dst: Path, engine, options) -> int:
     """Decode, ``colorize_image`` one frame at a time, encode: what a script around the image API does."""
     from streamcolor.colorize import colorize_image
@@ -478,6 +513,7 @@ def video_figures(engine, work: Path) -> Iterator[dict[str, Any]]:
         at_preferred = dataclasses.replace(options, batch_size=batch)
         both_batches = (options.batch_size or engine.video_batch_size) != batch  # (one and the same on a GPU)
         r = Rounds()
+        chroma: list[np.ndarray] | None = None
         engine_only = lambda: [engine.predict(net[j:j + batch]) for j in range(0, n, batch)]  # noqa: E731
         codec_only = lambda: codec_floor(src, work / f"floor-{name}.mp4", options)  # noqa: E731
         for i in range(ROUNDS):
@@ -489,6 +525,9 @@ def video_figures(engine, work: Path) -> Iterator[dict[str, Any]]:
             if both_batches:
                 r.run("pipeline_preferred_batch", lambda: colorize_video(
                     src, work / f"pipe-{name}.mp4", engine=engine, options=at_preferred, progress=False))
+            if chroma is None:  # the pipeline's output, decoded once (untimed) for the colour floor
+                chroma = _yuv_frames(work / f"pipe-{name}.mp4")[0]
+            r.run("codec_colour", lambda: colour_floor(src, work / f"floor-colour-{name}.mp4", chroma, options))
             row["load_average"][f"after_round{i + 1}"] = _load()
         warm_naive(engine, colour, h, w)
         r.run("naive", lambda: naive_video(src, work / f"naive-{name}.mp4", engine, options))
@@ -515,6 +554,7 @@ def video_figures(engine, work: Path) -> Iterator[dict[str, Any]]:
                    pipeline_batch=options.batch_size or engine.video_batch_size, engine_batch=batch,
                    pipeline_over_naive=round(fps["pipeline"] / fps["naive"], 3),
                    together_fps=round(fps["together"], 2), **overlap_figures(r, "pipeline"),
+                   **colour_bound_figures(r, "pipeline", n),
                    cpu_ms_per_frame={k: round(v, 1) for k, v in cpu.items()},
                    cpu_bound_over_pipeline=round((cpu["engine"] + cpu["codec"]) / cpu["pipeline"], 3),
                    all_rounds_s={k: [round(x, 2) for x in v] for k, v in r.wall.items()},
@@ -699,6 +739,18 @@ def batch_figures(engine, work: Path) -> dict[str, Any]:
         d = image_io.read_image(f)
         image_io.write_image(out / f.name, np.repeat(d.pixels[..., None], 3, -1) if d.pixels.ndim == 2 else d.pixels)
 
+    planes: dict[str, tuple[np.ndarray, ...]] = {}  # the job's outputs as Y'CbCr planes, read once, untimed
+    out_colour = work / "codec-colour"
+    out_colour.mkdir()
+
+    def codec_colour_one(f: Path) -> None:
+        """Decode + encode only, with the colour: the gray photo decoded, and the job's own output
+        of it encoded from its Y'CbCr planes as the job encodes a gray photo's (read beforehand,
+        outside the timing), then written: what any colorizer writing these JPEGs must do."""
+        d = image_io.read_image(f)
+        image_io.write_atomic(out_colour / f.name, image_io.encode_jpeg_planes(*planes[f.name], info=d.info,
+                                                                              quality=colour.quality))
+
     r, reports = Rounds(), []
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         engine_only = lambda: [engine.predict(b) for b in batches]  # noqa: E731
@@ -714,6 +766,9 @@ def batch_figures(engine, work: Path) -> dict[str, Any]:
                 rgb = r.run("archive_rgb_route", lambda: colorize_archive(
                     folder, work / f"archive-rgb-out{i}", engine=engine, options=options, progress=False))
             assert rgb.ok and rgb.done_now == n, rgb.summary()
+            if not planes:
+                planes.update((f.name, _jpeg_planes(work / "archive-out0" / f.name)) for f in files)
+            r.run("codec_colour", lambda: list(pool.map(codec_colour_one, files)))
             row["load_average"][f"after_round{i + 1}"] = _load()
     threads = ThreadCpu()
     with threads:  # where the job's CPU time goes, thread by thread
@@ -740,12 +795,24 @@ def batch_figures(engine, work: Path) -> dict[str, Any]:
                archive_over_rgb_route=round(ips["archive"] / ips["archive_rgb_route"], 3),
                archive_over_rgb_route_paired=round(r.paired_over_bound("archive", ["archive_rgb_route"]), 3),
                together_items_per_s=round(ips["together"], 2), **overlap_figures(r, "archive"),
+               **{k.replace("_fps", "_items_per_s"): v for k, v in colour_bound_figures(r, "archive", n).items()},
                archive_engine_share=round(max(rep.engine_share for rep in reports), 3),
                cpu_ms_per_item={k: round(v, 1) for k, v in cpu.items()},
                cpu_bound_over_archive=round((cpu["engine"] + cpu["codec"]) / cpu["archive"], 3),
                all_rounds_s={k: [round(x, 2) for x in v] for k, v in r.wall.items()})
     log.info("batch: %s", row)
     return row
+
+
+def _jpeg_planes(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Y, Cb, Cr (uint8 (H, W) each) of a JPEG as stored: libjpeg's output without its conversion
+    to RGB (Pillow's draft mode), chroma upsampled to full size."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.draft("YCbCr", im.size)
+        ycc = np.asarray(im.convert("YCbCr"))
+    return tuple(np.ascontiguousarray(ycc[..., i]) for i in range(3))  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- memory

@@ -47,6 +47,12 @@ def test_pipeline_bound_script_quick(tmp_path):
     for part, rate in ((clip, "together_fps"), (d["batch"], "together_items_per_s")):  # engine and codec at once
         assert part[rate] > 0 and part["together_over_bound_paired"] > 0 and part["cpu_together_over_parts"] > 0
     assert clip["colour_encode"]["colour_over_gray"] > 0
+    for part, unit, product in ((clip, "fps", "pipeline"), (d["batch"], "items_per_s", "archive")):  # with the colour
+        engine, colour = part[f"engine_{unit}"], part[f"codec_colour_{unit}"]
+        assert colour > 0 and part[f"bound_colour_{unit}"] == pytest.approx(1 / (1 / engine + 1 / colour), rel=2e-3)
+        assert part[f"{product}_over_colour_bound"] > 0 and part[f"{product}_over_colour_bound_paired"] > 0
+        assert part["codec_colour_over_codec"] == pytest.approx(colour / part[f"codec_{unit}"], abs=2e-3)  # arithmetic
+    assert "| bound with the colour |" in figures.colour_bound(d) and "MP photos" in figures.colour_bound(d)
     assert set(d["engine_only"]["images_per_s"]) == {"1", "2"} and all(v > 0 for v in d["engine_only"]["images_per_s"].values())
     assert "engine only and codec only at once" in figures.video_overlap(d)
     table = figures.video_stages(d)
