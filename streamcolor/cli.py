@@ -165,6 +165,19 @@ def _log_to_stderr() -> None:
         root.addHandler(handler)
 
 
+def _show_click_error(exc: click.ClickException) -> None:
+    """Click's own errors (a usage mistake, a verb that is not installed) as Click shows them, usage
+    and help hint included, but with the ``error:`` of every other message of the tool, where Click
+    writes ``Error:``."""
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError) and ctx is not None:
+        hint = ""
+        if ctx.command.get_help_option(ctx) is not None:  # the longest name, --help, as Click says it
+            hint = f"Try '{ctx.command_path} {max(ctx.command.get_help_option_names(ctx), key=len)}' for help.\n"
+        click.echo(f"{ctx.get_usage()}\n{hint}", err=True)
+    click.echo(f"error: {exc.format_message()}", err=True)
+
+
 def main() -> None:
     """Console entry point: project errors become one line on stderr, exit 1.
 
@@ -189,7 +202,7 @@ def main() -> None:
                    "is left half-written", err=True)
         sys.exit(128 + signal.SIGTERM if terminated else 130)
     except click.ClickException as exc:
-        exc.show()
+        _show_click_error(exc)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -204,6 +204,21 @@ def test_wrong_verb_names_the_right_command(args, expected):
     assert "colorize_" not in res.output  # CLI words, not Python names
 
 
+@pytest.mark.parametrize("args, message", [
+    (["batch"], "error: Missing argument 'SOURCES...'."),
+    (["image", "--bogus", "x.jpg"], "error: No such option '--bogus'"),
+    (["video", "a.mp4", "--overwrite", "--skip-existing"], "error: --overwrite and --skip-existing contradict"),
+])
+def test_usage_mistakes_read_like_every_other_error(args, message):
+    """Click's own usage errors keep its usage line and help hint but say ``error:`` as the tool's
+    other messages do (Click writes ``Error:``); exit 2."""
+    res = streamcolor(*args)
+    err = res.stderr.decode()
+    assert res.returncode == 2 and message in err and "Error:" not in err
+    assert err.startswith("Usage: ") and f"streamcolor {args[0]} [OPTIONS]" in err.splitlines()[0]
+    assert f"streamcolor {args[0]} --help' for help." in err
+
+
 def test_format_and_extension_disagreeing_is_said(tmp_path, three_images):
     res = streamcolor("image", three_images[0], "-o", str(tmp_path / "x.jpg"), "--format", "png", "-r", "64")
     assert res.returncode == 0
