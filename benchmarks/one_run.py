@@ -9,6 +9,7 @@ import datetime
 import json
 import logging
 import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -27,12 +28,31 @@ def parse(module: str, doc: str, argv: list[str] | None, quick_help: str) -> arg
     return args
 
 
+def machine() -> dict[str, Any]:
+    """The CPU a record was measured on: its model name and the vector extensions that decide which
+    kernels run (Linux's /proc/cpuinfo; elsewhere the platform's name only)."""
+    info: dict[str, Any] = {"processor": platform.processor() or platform.machine(), "python": platform.python_version()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and "model" not in info:
+            info["model"] = value.strip()
+        elif key.strip() == "flags" and "extensions" not in info:
+            flags = set(value.split())
+            info["extensions"] = sorted(flags & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8"})
+    return info
+
+
 def record(module: str, argv: list[str] | None, **fields: Any) -> dict[str, Any]:
-    """The head of a results record: date, the command as typed, cores, the load now, then ``fields``."""
+    """The head of a results record: date, the command as typed, cores, the machine, the load now,
+    then ``fields``."""
     given = sys.argv[1:] if argv is None else argv
     return {"date": datetime.date.today().isoformat(),
             "command": f"python -m benchmarks.{module} " + " ".join(given), "cpu_count": os.cpu_count(),
-            **fields, "load_average": {"start": round(os.getloadavg()[0], 2)}}
+            "machine": machine(), **fields, "load_average": {"start": round(os.getloadavg()[0], 2)}}
 
 
 def images_per_s(engine, x: np.ndarray, calls: int) -> float:

@@ -85,10 +85,11 @@ log = logging.getLogger("benchmarks.pipeline_bound")
 CLIPS = [("576p", 768, 576, 96), ("1080p", 1920, 1080, 48)]
 #: Alternating rounds of engine only, codec only and the pipeline (the naive loop runs once).
 ROUNDS = 5
-#: Photos of the batch figure: count, height, width (~1.0 megapixel).  96 (twelve batches of 8): in
-#: a job of 24 (three batches, until 2026-12-01) the job's start (listing, manifest, threads) and
-#: its first and last batch, when the engine or the workers wait, were a sixth of its time; a
-#: user's job is rarely that short.  ``--photos 24`` measures the short job.
+#: Photos of the batch figure: count, height, width (~1.0 megapixel).  96 (twelve batches of 8): a
+#: job of 24 (three batches, until 2026-12-01) spends a larger share of its time starting (listing,
+#: manifest, threads) and in its first and last batch (on 2026-12-01, 0.780x of the bound on 24
+#: photos against 0.824x on 96, two runs minutes apart); a user's job is rarely that short.
+#: ``--photos 24`` measures the short job.
 PHOTOS = (96, 864, 1152)
 #: Seconds of the short and long clip of the memory figure, and their size.
 RSS_SECONDS, RSS_SIZE = (10, 60), (320, 240)
@@ -440,21 +441,34 @@ def colour_floor(src: Path, dst: Path, chroma: Sequence[np.ndarray], options) ->
 
     Why: codec only encodes the gray clip, whose flat chroma is almost free to code; a colorizer
     must encode its colour.  Against this floor (bound with colour: 1 / (1 / engine + 1 / this)),
-    what separates the product from the bound is the pipeline's own work alone.  The chroma comes
-    from the encoded output, a little smoother than what the pipeline hands the encoder, and each
-    frame is copied once more: if anything this floor is a little slow, the bound a little low."""
+    what separates the product from the bound is the pipeline's own work alone.  Each frame is a
+    new one, as the pipeline's are: its luma copied from the decoded frame (a decoded frame is the
+    decoder's, which may still reference it), its chroma written from ``chroma``; both floors let
+    x264 pick the frame types (``reencode``).  The chroma comes from the encoded output, a little
+    smoother than what the pipeline hands the encoder."""
     from streamcolor.video.clips import reencode
+    from streamcolor.video.lightness import plane_array
 
     frames = iter(chroma)
 
     def coloured(frame: av.VideoFrame) -> av.VideoFrame:
-        i420 = frame.to_ndarray()
-        i420[frame.height:] = next(frames)[frame.height:]
-        vf = av.VideoFrame.from_ndarray(i420, format="yuv420p")
+        c = next(frames, None)
+        height, width = frame.height, frame.width
+        if c is None or c.shape != (height * 3 // 2, width):
+            raise ValueError(f"the pipeline's output is not the frames of {src.name}")
+        vf = av.VideoFrame(width, height, "yuv420p")
+        np.copyto(plane_array(vf, 0), plane_array(frame, 0))
+        q = (height // 2) * (width // 2)
+        flat = c.reshape(-1)[height * width:]
+        np.copyto(plane_array(vf, 1), flat[:q].reshape(height // 2, width // 2))
+        np.copyto(plane_array(vf, 2), flat[q:].reshape(height // 2, width // 2))
         vf.pts, vf.time_base = frame.pts, frame.time_base
         return vf
 
-    return reencode(src, dst, options, each=coloured)
+    n = reencode(src, dst, options, each=coloured)
+    if next(frames, None) is not None:
+        raise ValueError(f"the pipeline's output has more frames than {src.name}")
+    return n
 
 
 def colour_bound_figures(r: "Rounds", product: str, n: int) -> dict[str, float]:
@@ -513,21 +527,21 @@ def video_figures(engine, work: Path) -> Iterator[dict[str, Any]]:
         at_preferred = dataclasses.replace(options, batch_size=batch)
         both_batches = (options.batch_size or engine.video_batch_size) != batch  # (one and the same on a GPU)
         r = Rounds()
-        chroma: list[np.ndarray] | None = None
         engine_only = lambda: [engine.predict(net[j:j + batch]) for j in range(0, n, batch)]  # noqa: E731
         codec_only = lambda: codec_floor(src, work / f"floor-{name}.mp4", options)  # noqa: E731
+        # the pipeline's output, made and decoded once (untimed) for the colour floor
+        colorize_video(src, work / f"pipe-{name}.mp4", engine=engine, options=options, progress=False)
+        chroma = _yuv_frames(work / f"pipe-{name}.mp4")[0]
         for i in range(ROUNDS):
             r.run("engine", engine_only)
             r.run("codec", codec_only)
+            r.run("codec_colour", lambda: colour_floor(src, work / f"floor-colour-{name}.mp4", chroma, options))
             r.run("together", lambda: together(engine_only, codec_only))
             r.run("pipeline", lambda: colorize_video(src, work / f"pipe-{name}.mp4", engine=engine, options=options,
                                                      progress=False))
             if both_batches:
                 r.run("pipeline_preferred_batch", lambda: colorize_video(
-                    src, work / f"pipe-{name}.mp4", engine=engine, options=at_preferred, progress=False))
-            if chroma is None:  # the pipeline's output, decoded once (untimed) for the colour floor
-                chroma = _yuv_frames(work / f"pipe-{name}.mp4")[0]
-            r.run("codec_colour", lambda: colour_floor(src, work / f"floor-colour-{name}.mp4", chroma, options))
+                    src, work / f"pipe-b{batch}-{name}.mp4", engine=engine, options=at_preferred, progress=False))
             row["load_average"][f"after_round{i + 1}"] = _load()
         warm_naive(engine, colour, h, w)
         r.run("naive", lambda: naive_video(src, work / f"naive-{name}.mp4", engine, options))
@@ -736,8 +750,16 @@ def batch_figures(engine, work: Path) -> dict[str, Any]:
     out.mkdir()
 
     def codec_one(f: Path) -> None:
+        """Decode + encode only: the photo read, and written as the job writes a gray photo's JPEG
+        (from Y'CbCr planes, here its own luma and neutral chroma: no conversion from RGB), or an
+        RGB one as the job does."""
         d = image_io.read_image(f)
-        image_io.write_image(out / f.name, np.repeat(d.pixels[..., None], 3, -1) if d.pixels.ndim == 2 else d.pixels)
+        if d.pixels.ndim == 2 and d.pixels.dtype == np.uint8:
+            gray = np.full_like(d.pixels, 128)
+            image_io.write_atomic(out / f.name, image_io.encode_jpeg_planes(d.pixels, gray, gray, info=d.info,
+                                                                            quality=colour.quality))
+        else:
+            image_io.write_image(out / f.name, d.pixels, info=d.info, quality=colour.quality)
 
     planes: dict[str, tuple[np.ndarray, ...]] = {}  # the job's outputs as Y'CbCr planes, read once, untimed
     out_colour = work / "codec-colour"
@@ -755,9 +777,14 @@ def batch_figures(engine, work: Path) -> dict[str, Any]:
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         engine_only = lambda: [engine.predict(b) for b in batches]  # noqa: E731
         codec_only = lambda: list(pool.map(codec_one, files))  # noqa: E731
+        # the job's outputs, made and read once (untimed) for the colour floor
+        first = colorize_archive(folder, work / "archive-first", engine=engine, options=options, progress=False)
+        assert first.ok and first.done_now == n, first.summary()
+        planes.update((f.name, _jpeg_planes(work / "archive-first" / f.name)) for f in files)
         for i in range(ROUNDS):
             r.run("engine", engine_only)
             r.run("codec", codec_only)
+            r.run("codec_colour", lambda: list(pool.map(codec_colour_one, files)))
             r.run("together", lambda: together(engine_only, codec_only))
             reports.append(r.run("archive", lambda: colorize_archive(folder, work / f"archive-out{i}", engine=engine,
                                                                      options=options, progress=False)))
@@ -766,9 +793,6 @@ def batch_figures(engine, work: Path) -> dict[str, Any]:
                 rgb = r.run("archive_rgb_route", lambda: colorize_archive(
                     folder, work / f"archive-rgb-out{i}", engine=engine, options=options, progress=False))
             assert rgb.ok and rgb.done_now == n, rgb.summary()
-            if not planes:
-                planes.update((f.name, _jpeg_planes(work / "archive-out0" / f.name)) for f in files)
-            r.run("codec_colour", lambda: list(pool.map(codec_colour_one, files)))
             row["load_average"][f"after_round{i + 1}"] = _load()
     threads = ThreadCpu()
     with threads:  # where the job's CPU time goes, thread by thread

@@ -389,32 +389,52 @@ def _save(im: Image.Image, fmt: str, info: dict[str, Any], quality: int) -> byte
         params["quality"] = quality
     if fmt == "JPEG":
         params["subsampling"] = 0 if quality >= 90 else 2
-    with _encoding_buffer() as buf:
+    with _encoding_buffer(fmt, im.width * im.height) as buf:
         im.save(buf, format=fmt, **params)
         if isinstance(buf, io.BytesIO):
             return buf.getvalue()
-        buf.flush()  # the file's own size: an encoder may write through a copy of its descriptor (libtiff)
+        buf.flush()  # the file's own size, whoever wrote into it
         size = os.fstat(buf.fileno()).st_size
         buf.seek(0)
         return buf.read(size)
 
 
-@contextlib.contextmanager
-def _encoding_buffer() -> Iterator[BinaryIO]:
-    """Where Pillow encodes an image: an anonymous in-memory file (``memfd_create``, Linux) where
-    there is one, else a BytesIO.
+#: Largest output (pixels) encoded through an in-memory file (:func:`_encoding_buffer`): its pages are
+#: shared memory, not counted in the process's RSS, and live beside the bytes read back from them
+#: until the encode returns, so a huge image keeps the BytesIO (whose encode takes long enough that
+#: the GIL it holds matters less).  32 MP: a JPEG of at most a few tens of MB.
+MEMFD_MAX_PIXELS = 32 << 20
 
-    Why: Pillow holds the GIL while it encodes into a Python buffer such as a BytesIO, but releases
-    it while it encodes into a file descriptor (its ``encode_to_file``).  A batch job encodes on
-    several worker threads beside the engine's thread, so into a BytesIO its JPEG encodes ran one
-    at a time and held up the other threads' Python; into a memfd they run at once (two threads
-    on 2 cores: 1.9-2.0x the JPEGs/s of one, against 0.96x into a BytesIO).  The bytes are the same."""
-    try:
-        fd = os.memfd_create("streamcolor-encode", os.MFD_CLOEXEC)
-    except (AttributeError, OSError):  # not Linux, or no memfd here: the GIL-holding buffer
+
+@contextlib.contextmanager
+def _encoding_buffer(fmt: str, pixels: int) -> Iterator[BinaryIO]:
+    """Where Pillow encodes an image: for a JPEG of at most :data:`MEMFD_MAX_PIXELS`, an anonymous
+    in-memory file (``memfd_create``, Linux) where there is one; else a BytesIO.
+
+    Why: Pillow holds the GIL while it encodes a JPEG into a Python buffer such as a BytesIO, and
+    releases it while it encodes into a file descriptor (its ``encode_to_file``).  A batch job
+    encodes on several worker threads beside the engine's thread, so into a BytesIO its JPEG
+    encodes ran one at a time and held up the other threads' Python; into a memfd they run at once
+    (``python -m benchmarks.encode_threads``, 2 cores: two threads ran 1.99x the JPEGs/s of one
+    into the memfd, 1.04x into a BytesIO).  The bytes are the same.  On one thread it costs a
+    little (about 4% of a 1 MP encode: the write and the read back).  Other formats keep the
+    BytesIO: Pillow's PNG encoder already releases the GIL, and its WebP encoder writes its bytes
+    in one call, so a descriptor would only add a copy there."""
+    fd = None
+    if fmt == "JPEG" and pixels <= MEMFD_MAX_PIXELS:
+        try:
+            fd = os.memfd_create("streamcolor-encode", os.MFD_CLOEXEC)
+        except (AttributeError, OSError):  # not Linux, or no memfd allowed here: the BytesIO
+            fd = None
+    if fd is None:
         yield io.BytesIO()
         return
-    with os.fdopen(fd, "w+b") as fh:
+    try:
+        fh = os.fdopen(fd, "w+b")
+    except BaseException:
+        os.close(fd)
+        raise
+    with fh:
         yield fh
 
 

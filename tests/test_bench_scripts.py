@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 
@@ -233,10 +234,15 @@ def test_encode_threads_script_quick(tmp_path):
     d = json.loads(out.read_text())
     enc = d["encode"]
     for fmt in ("jpeg", "png"):
-        for way in ("memfd", "bytesio"):
+        for way in ("image_io", "bytesio"):
             one, many = (enc["encodes_per_s"][f"{fmt}_{way}_threads{t}"] for t in (1, enc["threads"]))
             assert one > 0 and many > 0
             assert enc["scaling"][f"{fmt}_{way}"] == pytest.approx(many / one, abs=2e-3)  # arithmetic, not timing
+            rounds = enc["all_rounds"]
+            assert enc["scaling_paired"][f"{fmt}_{way}"] == pytest.approx(float(np.median(  # a round's own ratio
+                [m / o for o, m in zip(rounds[f"{fmt}_{way}_threads1"], rounds[f"{fmt}_{way}_threads{enc['threads']}"])])),
+                abs=2e-3)
+    assert d["machine"]["processor"]
     job = d["job"]
     assert job["photos_per_s"]["memfd"] > 0 and job["photos_per_s"]["bytesio"] > 0
     assert job["memfd_over_bytesio"] == pytest.approx(job["photos_per_s"]["memfd"] / job["photos_per_s"]["bytesio"],

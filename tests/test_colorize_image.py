@@ -150,33 +150,56 @@ def test_write_atomic_leaves_nothing_on_failure(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF", "BMP"])
 @pytest.mark.parametrize("memfd", [True, False])
 def test_encode_gives_pillows_own_bytes_whatever_the_buffer(photo, fmt, memfd, monkeypatch):
-    """image_io encodes into an anonymous in-memory file where Linux has one (Pillow releases the
-    GIL while it writes to a file descriptor), else into a BytesIO: either way, byte for byte what
-    Pillow writes into a BytesIO with the same settings, EXIF and ICC included."""
-    if not memfd:
-        def refuse(*a, **k):
-            raise OSError(24, "Too many open files")
-        monkeypatch.setattr(image_io.os, "memfd_create", refuse, raising=False)
+    """image_io encodes a JPEG into an anonymous in-memory file where Linux has one (Pillow releases
+    the GIL while it writes to a file descriptor), anything else into a BytesIO: either way, byte for
+    byte what Pillow writes into a BytesIO with the same settings, EXIF and ICC included."""
+    real = getattr(image_io.os, "memfd_create", None)
+    if memfd and real is None:
+        pytest.skip("no os.memfd_create on this system: every encode takes the BytesIO")
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        if not memfd:  # refused, as a sandbox may: the BytesIO instead, and no error
+            raise OSError(1, "Operation not permitted")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(image_io.os, "memfd_create", spy, raising=False)
     exif = Image.Exif()
     exif[0x0131] = "streamcolor test"  # Software
-    info = {"exif": exif.tobytes(), "icc_profile": b"\0" * 128 if fmt != "WEBP" else None, "dpi": (300, 300)}
-    info = {k: v for k, v in info.items() if v is not None}
+    info = {"exif": exif.tobytes(), "icc_profile": b"\0" * 70000, "dpi": (300, 300)}  # ICC over one JPEG marker
+    info = {k: v for k, v in info.items() if not (fmt == "WEBP" and k == "icc_profile")}
     got = image_io.encode_image(photo, fmt, info=info, quality=90, warn=False)
+    assert len(calls) == (fmt == "JPEG")  # only a JPEG is encoded through the descriptor
     ref = io.BytesIO()
-    params = {k: v for k, v in info.items() if not (k == "exif" and fmt == "TIFF")}
+    params = {k: v for k, v in info.items() if not (k == "exif" and fmt == "TIFF") and fmt != "BMP"}
     if fmt in ("JPEG", "WEBP"):
         params["quality"] = 90
     if fmt == "JPEG":
         params["subsampling"] = 0
     Image.fromarray(photo, "RGB").save(ref, format=fmt, **params)
     assert got == ref.getvalue()
-    planes = [np.ascontiguousarray(c) for c in np.moveaxis(np.asarray(Image.fromarray(photo).convert("YCbCr")), -1, 0)]
-    ref = io.BytesIO()
-    Image.merge("YCbCr", [Image.fromarray(c, "L") for c in planes]).save(ref, format="JPEG", quality=95, subsampling=0)
-    assert image_io.encode_jpeg_planes(*planes) == ref.getvalue()
+    if fmt == "JPEG":
+        planes = [np.ascontiguousarray(c) for c in np.moveaxis(np.asarray(Image.fromarray(photo).convert("YCbCr")), -1, 0)]
+        ref = io.BytesIO()
+        Image.merge("YCbCr", [Image.fromarray(c, "L") for c in planes]).save(ref, format="JPEG", quality=95,
+                                                                           subsampling=0)
+        assert image_io.encode_jpeg_planes(*planes) == ref.getvalue() and len(calls) == 2
+
+
+def test_a_refused_memfd_leaves_no_trace_in_an_encode_error(photo, monkeypatch):
+    """Where the in-memory file is refused, an encode error is raised on its own, not chained to the
+    refusal (which would print "During handling of the above exception...")."""
+    def refuse(*args, **kwargs):
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(image_io.os, "memfd_create", refuse, raising=False)
+    with pytest.raises(Exception) as err:
+        image_io.encode_image(photo, "JPEG", info={"dpi": "not a pair"}, quality=90, warn=False)
+    assert err.value.__context__ is None or not isinstance(err.value.__context__, OSError)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

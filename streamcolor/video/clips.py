@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 import av
+from av.video.frame import PictureType
 import numpy as np
 
 from streamcolor.video.codecs import pick_codec, plain_encoder
@@ -70,7 +71,11 @@ def reencode(src: str | Path, dst: str | Path, options: "VideoOptions | None" = 
         vin.thread_type = "AUTO"
         vout = plain_encoder(out, codec, options, vin.width, vin.height, vin.average_rate, vin.time_base)
         for frame in inp.decode(vin):
-            out.mux(vout.encode(frame if each is None else each(frame)))
+            frame = frame if each is None else each(frame)
+            # x264 picks each frame's type itself, as for the pipeline's frames: a decoded frame still
+            # carries its source's I/P/B, which the encoder would take as forced (less work for it)
+            frame.pict_type = PictureType.NONE
+            out.mux(vout.encode(frame))
             n += 1
         out.mux(vout.encode())
     return n
