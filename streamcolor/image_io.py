@@ -415,9 +415,9 @@ def _encoding_buffer(fmt: str, pixels: int) -> Iterator[BinaryIO]:
     releases it while it encodes into a file descriptor (its ``encode_to_file``).  A batch job
     encodes on several worker threads beside the engine's thread, so into a BytesIO its JPEG
     encodes ran one at a time and held up the other threads' Python; into a memfd they run at once
-    (``python -m benchmarks.encode_threads``, 2 cores: two threads ran 1.99x the JPEGs/s of one
-    into the memfd, 1.04x into a BytesIO).  The bytes are the same.  On one thread it costs a
-    little (about 4% of a 1 MP encode: the write and the read back).  Other formats keep the
+    (``python -m benchmarks.encode_threads``, 2 cores, two runs: two threads ran 1.97-1.99x the
+    JPEGs/s of one into the memfd, 1.03-1.04x into a BytesIO).  The bytes are the same.  On one
+    thread it costs a little (about 5% of a 1 MP encode: the write and the read back).  Other formats keep the
     BytesIO: Pillow's PNG encoder already releases the GIL, and its WebP encoder writes its bytes
     in one call, so a descriptor would only add a copy there."""
     fd = None
