@@ -450,6 +450,20 @@ def _encode16(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str) -> bytes:
     return data.tobytes()
 
 
+def is_image_file(path: str | os.PathLike) -> bool:
+    """Whether Pillow recognises the file as an image from its header (nothing is decoded): for
+    telling a photo from a video whose name says otherwise.  False for a file it cannot read."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path):
+                return True
+    except Image.DecompressionBombError:  # an image, and a huge one: read_image says so
+        return True
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return False
+
+
 def check_file_path(path: str | os.PathLike) -> None:
     """OutputError when an output path names a folder (``out/``, or one that exists, whatever its
     name): said before any work is spent on what would be written there."""

@@ -219,6 +219,35 @@ def test_usage_mistakes_read_like_every_other_error(args, message):
     assert f"streamcolor {args[0]} --help' for help." in err
 
 
+def test_the_files_header_decides_between_image_and_video(tmp_path):
+    """A video named .jpg is still a video and a photo named .mp4 still a photo; a file that is
+    neither is not sent to the other verb by its name, it gets the verb's own error; a real photo
+    given to ``video`` is still sent to ``image`` (exit 2)."""
+    from streamcolor.video import make_clip
+
+    film = tmp_path / "film.jpg"
+    shutil.copy(make_clip(tmp_path / "clip.mp4", 96, 64, 6), film)
+    res = streamcolor("video", str(film), "-o", str(tmp_path / "film-out.mp4"), "-r", "64")
+    assert res.returncode == 0, res.stderr
+    import av
+    with av.open(str(tmp_path / "film-out.mp4")) as c:
+        assert len(list(c.decode(video=0))) == 6
+    photo = tmp_path / "photo.mp4"
+    Image.fromarray(make_photo(40, 56)).convert("L").save(photo, format="JPEG")
+    res = streamcolor("image", str(photo), "-o", str(tmp_path / "photo-out.jpg"), "-r", "64")
+    assert res.returncode == 0, res.stderr
+    assert Image.open(tmp_path / "photo-out.jpg").mode == "RGB"
+    junk = tmp_path / "notes.jpg"
+    junk.write_bytes(b"not a picture, not a film")
+    res = streamcolor("video", str(junk), "-o", str(tmp_path / "junk.mp4"))
+    assert res.returncode == 1 and b"cannot be opened as a video or as an image" in res.stderr
+    assert b"not a video; run" not in res.stderr and not (tmp_path / "junk.mp4").exists()
+    real = tmp_path / "real.jpg"
+    Image.fromarray(make_photo(40, 56)).save(real)
+    res = streamcolor("video", str(real))
+    assert res.returncode == 2 and b"an image, not a video; run `streamcolor image" in res.stderr
+
+
 def test_format_and_extension_disagreeing_is_said(tmp_path, three_images):
     res = streamcolor("image", three_images[0], "-o", str(tmp_path / "x.jpg"), "--format", "png", "-r", "64")
     assert res.returncode == 0

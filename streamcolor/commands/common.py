@@ -273,11 +273,23 @@ def distinct(paths: "list[Path] | tuple[Path, ...]") -> list[Path]:
 
 def check_medium(paths: "list[Path] | tuple[Path, ...]", verb: str) -> None:
     """Stop (usage error, exit 2) before loading anything when an input belongs
-    to another verb, naming the command to run instead."""
+    to another verb, naming the command to run instead.
+
+    Between ``image`` and ``video`` the file's header has the last word where the file is there:
+    a video named ``.jpg`` is still a video (``video`` takes it, ``image`` sends it there), a
+    photo named ``.mp4`` still a photo, and a file that is neither is left to the verb, whose
+    own error says it cannot be read (the name alone would send the user to a verb that fails too)."""
+    from streamcolor.image_io import is_image_file
+
     for path in paths:
         right = verb_for_path(path)
         if right is None or right == verb:
             continue
+        if {right, verb} == {"image", "video"} and path.is_file():
+            if verb == "video" and not is_image_file(path):
+                continue  # not an image whatever its name: the video verb opens it or says why not
+            if verb == "image" and is_image_file(path):
+                continue  # an image whatever its name
         what = {"batch": "a folder" if path.is_dir() else "an archive", "video": "a video", "image": "an image"}[right]
         hint = suggested_command(path, right)
         raise click.UsageError(f"{path}: {what}, not {'an image' if verb == 'image' else 'a video'}; "

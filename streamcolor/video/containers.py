@@ -39,8 +39,13 @@ def open_input(src: Path):
     except (av.error.FFmpegError, ValueError, OSError) as exc:
         raise InputError(f"{src}: cannot be opened as a video: not a video, or damaged or truncated ({exc})") from exc
     if container.format.name in _IMAGE_FORMATS or container.format.name.endswith("_pipe"):
+        name = container.format.name
         container.close()
-        raise InputError(f"{src}: a still image, not a video (`streamcolor image`; colorize_image in Python)")
+        if image_io.is_image_file(src):
+            raise InputError(f"{src}: a still image, not a video (`streamcolor image`; colorize_image in Python)")
+        # FFmpeg picks an image reader by the name alone; Pillow could not read it either
+        raise InputError(f"{src}: cannot be opened as a video or as an image: damaged, truncated, or neither "
+                         f"(FFmpeg's {name} reader took it by its name)")
     return container
 
 
