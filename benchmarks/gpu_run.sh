@@ -31,6 +31,9 @@
 #     PyAV's FFmpeg opens it there, else libx264 on the 16 cores) and against a naive loop.
 # One process measures them all (the engine is built and each shape compiled once) and rewrites
 # the results file after each part and each clip, so the time limit loses only the part it cuts.
+# Since 2026-12-01 each round of the video and batch parts also runs decode + encode with the colour
+# (one more decode + encode a round, and one untimed product run before the rounds): the first
+# call's 436 s would be longer now; ARGS="--rounds 3" or fewer clips keep a call under its limit.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 WHEELS=(keras==3.15.1 namex==0.1.0 optree==0.20.0 av==18.1.0)
