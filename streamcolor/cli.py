@@ -169,6 +169,9 @@ def _show_click_error(exc: click.ClickException) -> None:
     """Click's own errors (a usage mistake, a verb that is not installed) as Click shows them, usage
     and help hint included, but with the ``error:`` of every other message of the tool, where Click
     writes ``Error:``."""
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):  # a bare group (`streamcolor`): its help, as Click
+        exc.show()
+        return
     ctx = getattr(exc, "ctx", None)
     if isinstance(exc, click.UsageError) and ctx is not None:
         hint = ""

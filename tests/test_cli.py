@@ -219,6 +219,13 @@ def test_usage_mistakes_read_like_every_other_error(args, message):
     assert f"streamcolor {args[0]} --help' for help." in err
 
 
+@pytest.mark.parametrize("args", [[], ["train"]])
+def test_a_bare_group_prints_its_help_not_an_error(args):
+    res = streamcolor(*args)
+    err = res.stderr.decode()
+    assert res.returncode == 2 and "Commands:" in err and "error:" not in err.lower()
+
+
 def test_the_files_header_decides_between_image_and_video(tmp_path):
     """A video named .jpg is still a video and a photo named .mp4 still a photo; a file that is
     neither is not sent to the other verb by its name, it gets the verb's own error; a real photo
