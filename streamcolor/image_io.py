@@ -450,18 +450,24 @@ def _encode16(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str) -> bytes:
     return data.tobytes()
 
 
-def is_image_file(path: str | os.PathLike) -> bool:
-    """Whether Pillow recognises the file as an image from its header (nothing is decoded): for
-    telling a photo from a video whose name says otherwise.  False for a file it cannot read."""
+def image_kind(path: str | os.PathLike) -> str | None:
+    """What Pillow makes of the file from its header (nothing is decoded): "image", "animation"
+    (an animated GIF, WebP, PNG: frames in time, a video's job), or None when it cannot read it.
+    For telling a photo from a video whose name says otherwise."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path):
-                return True
+            with Image.open(path) as im:
+                return "animation" if getattr(im, "is_animated", False) else "image"
     except Image.DecompressionBombError:  # an image, and a huge one: read_image says so
-        return True
+        return "image"
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        return False
+        return None
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """Whether Pillow reads the file as an image (a still one or an animation), from its header."""
+    return image_kind(path) is not None
 
 
 def check_file_path(path: str | os.PathLike) -> None:

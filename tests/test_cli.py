@@ -219,6 +219,22 @@ def test_usage_mistakes_read_like_every_other_error(args, message):
     assert f"streamcolor {args[0]} --help' for help." in err
 
 
+@pytest.mark.parametrize("args, option", [
+    (["train", "fit", ".", "-r", "run", "--steps", "1", "-b", "0"], "'-b' / '--batch-size'"),
+    (["train", "fit", ".", "-r", "run", "--steps", "-5"], "'--steps'"),
+    (["train", "fit", ".", "-r", "run", "--lr", "-1"], "'--lr'"),
+    (["train", "prepare", ".", "-o", "shards", "--val-fraction", "5"], "'--val-fraction'"),
+    (["train", "prepare", ".", "-o", "shards", "--crops-per-photo", "-1"], "'--crops-per-photo'"),
+    (["train", "eval", ".", "-b", "0"], "'-b' / '--batch-size'"),
+])
+def test_train_refuses_values_that_cannot_work(tmp_path, args, option):
+    """Before any work: a batch of 0 crashed (ZeroDivisionError), a negative step count or rate trained
+    nothing or diverged and exited 0.  Now a usage error naming the option, exit 2."""
+    res = streamcolor(*args, cwd=tmp_path)
+    assert res.returncode == 2 and f"error: Invalid value for {option}" in res.stderr.decode()
+    assert b"Traceback" not in res.stderr and not (tmp_path / "run").exists() and not (tmp_path / "shards").exists()
+
+
 @pytest.mark.parametrize("args", [[], ["train"]])
 def test_a_bare_group_prints_its_help_not_an_error(args):
     res = streamcolor(*args)
@@ -227,32 +243,48 @@ def test_a_bare_group_prints_its_help_not_an_error(args):
 
 
 def test_the_files_header_decides_between_image_and_video(tmp_path):
-    """A video named .jpg is still a video and a photo named .mp4 still a photo; a file that is
-    neither is not sent to the other verb by its name, it gets the verb's own error; a real photo
-    given to ``video`` is still sent to ``image`` (exit 2)."""
+    """A film named .jpg and an animated GIF are videos, a photo named .mp4 a photo; a file there
+    that is neither (random bytes, empty, a broken link) gets the verb's own error, exit 1, not a
+    hint by its name; a real photo given to ``video`` is still sent to ``image`` (exit 2)."""
     from streamcolor.video import make_clip
 
-    film = tmp_path / "film.jpg"
-    shutil.copy(make_clip(tmp_path / "clip.mp4", 96, 64, 6), film)
-    res = streamcolor("video", str(film), "-o", str(tmp_path / "film-out.mp4"), "-r", "64")
+    def frames(path: Path) -> int:
+        import av
+        with av.open(str(path)) as c:
+            return len(list(c.decode(video=0)))
+
+    shutil.copy(make_clip(tmp_path / "clip.mp4", 96, 64, 6), tmp_path / "film.jpg")
+    res = streamcolor("video", "film.jpg", "-r", "64", cwd=tmp_path)  # its default output: a video's name
     assert res.returncode == 0, res.stderr
-    import av
-    with av.open(str(tmp_path / "film-out.mp4")) as c:
-        assert len(list(c.decode(video=0))) == 6
-    photo = tmp_path / "photo.mp4"
-    Image.fromarray(make_photo(40, 56)).convert("L").save(photo, format="JPEG")
-    res = streamcolor("image", str(photo), "-o", str(tmp_path / "photo-out.jpg"), "-r", "64")
+    assert frames(tmp_path / "film-colour.mp4") == 6
+    res = streamcolor("image", "film.jpg", "-o", "x.jpg", cwd=tmp_path)
+    assert res.returncode == 2 and b"film.jpg: a video, not an image; run `streamcolor video film.jpg`" in res.stderr
+    anim = [Image.fromarray(make_photo(40, 56, seed=i)).convert("L") for i in range(4)]
+    anim[0].save(tmp_path / "anim.gif", save_all=True, append_images=anim[1:], duration=100)
+    res = streamcolor("video", "anim.gif", "-r", "64", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert frames(tmp_path / "anim-colour.mp4") == 4
+    Image.fromarray(make_photo(40, 56)).convert("L").save(tmp_path / "photo.mp4", format="JPEG")
+    res = streamcolor("image", "photo.mp4", "-o", "photo-out.jpg", "-r", "64", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert Image.open(tmp_path / "photo-out.jpg").mode == "RGB"
-    junk = tmp_path / "notes.jpg"
-    junk.write_bytes(b"not a picture, not a film")
-    res = streamcolor("video", str(junk), "-o", str(tmp_path / "junk.mp4"))
+    res = streamcolor("video", "photo.mp4", cwd=tmp_path)
+    assert res.returncode == 2 and b"an image, not a video; run `streamcolor image photo.mp4 -o photo-colour.png`" in res.stderr
+    (tmp_path / "notes.jpg").write_bytes(b"not a picture, not a film")
+    res = streamcolor("video", "notes.jpg", "-o", "junk.mp4", cwd=tmp_path)
     assert res.returncode == 1 and b"cannot be opened as a video or as an image" in res.stderr
-    assert b"not a video; run" not in res.stderr and not (tmp_path / "junk.mp4").exists()
-    real = tmp_path / "real.jpg"
-    Image.fromarray(make_photo(40, 56)).save(real)
-    res = streamcolor("video", str(real))
-    assert res.returncode == 2 and b"an image, not a video; run `streamcolor image" in res.stderr
+    assert b"; run `streamcolor" not in res.stderr and not (tmp_path / "junk.mp4").exists()
+    (tmp_path / "random.mp4").write_bytes(os.urandom(4000))
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "dangling.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    for verb, name, said in (("image", "random.mp4", b"not an image file"), ("image", "empty.mp4", b"empty (0 bytes)"),
+                             ("video", "dangling.jpg", b"broken symbolic link")):
+        res = streamcolor(verb, name, "-o", "out/", cwd=tmp_path)
+        assert res.returncode == 1 and said in res.stderr and b"; run `streamcolor" not in res.stderr, (name, res.stderr)
+    Image.fromarray(make_photo(40, 56)).save(tmp_path / "real.jpg")
+    res = streamcolor("video", "real.jpg", cwd=tmp_path)
+    assert res.returncode == 2 and b"real.jpg: an image, not a video; run `streamcolor image real.jpg -o real-colour.jpg`" \
+        in res.stderr
 
 
 def test_format_and_extension_disagreeing_is_said(tmp_path, three_images):

@@ -216,7 +216,15 @@ def suggested_command(path: str | Path, verb: str) -> str:
         stem = path.name[: -len(next(s for s in _archive_suffixes(kind) if path.name.lower().endswith(s)))] \
             if kind else path.name
         return f"streamcolor batch {path} -o {stem or 'out'}-colour/"
-    return f"streamcolor image {path} -o {path.stem}-colour{path.suffix or '.png'}"
+    from streamcolor.errors import OutputError
+    from streamcolor.image_io import format_for
+
+    try:  # the photo's own kind of file where its name is one we write, else PNG (a photo named .mp4)
+        format_for(path)
+        suffix = path.suffix
+    except OutputError:
+        suffix = ".png"
+    return f"streamcolor image {path} -o {path.stem}-colour{suffix}"
 
 
 def _archive_suffixes(kind: str) -> tuple[str, ...]:
@@ -271,25 +279,36 @@ def distinct(paths: "list[Path] | tuple[Path, ...]") -> list[Path]:
     return out
 
 
+def _medium_by_header(path: Path) -> str | None:
+    """"image" or "video" by what the file holds (Pillow's header, then FFmpeg's), whatever its
+    name; None when it is not a regular file or neither can read it."""
+    from streamcolor.image_io import image_kind
+    from streamcolor.video.containers import is_video_file
+
+    if not path.is_file():
+        return None
+    kind = image_kind(path)
+    if kind is not None:
+        return "video" if kind == "animation" else "image"
+    return "video" if is_video_file(path) else None
+
+
 def check_medium(paths: "list[Path] | tuple[Path, ...]", verb: str) -> None:
     """Stop (usage error, exit 2) before loading anything when an input belongs
     to another verb, naming the command to run instead.
 
     Between ``image`` and ``video`` the file's header has the last word where the file is there:
-    a video named ``.jpg`` is still a video (``video`` takes it, ``image`` sends it there), a
-    photo named ``.mp4`` still a photo, and a file that is neither is left to the verb, whose
-    own error says it cannot be read (the name alone would send the user to a verb that fails too)."""
-    from streamcolor.image_io import is_image_file
-
+    a film named ``.jpg`` or an animated GIF is a video, a photo named ``.mp4`` a photo; a file
+    there that is neither (random bytes, empty, a broken link) is left to the verb, whose own
+    error says why it cannot be read, rather than sent by its name to a verb that fails too."""
     for path in paths:
         right = verb_for_path(path)
+        if verb in ("image", "video") and right != "batch" and os.path.lexists(path):
+            right = _medium_by_header(path)
+            if right is None:
+                continue
         if right is None or right == verb:
             continue
-        if {right, verb} == {"image", "video"} and path.is_file():
-            if verb == "video" and not is_image_file(path):
-                continue  # not an image whatever its name: the video verb opens it or says why not
-            if verb == "image" and is_image_file(path):
-                continue  # an image whatever its name
         what = {"batch": "a folder" if path.is_dir() else "an archive", "video": "a video", "image": "an image"}[right]
         hint = suggested_command(path, right)
         raise click.UsageError(f"{path}: {what}, not {'an image' if verb == 'image' else 'a video'}; "

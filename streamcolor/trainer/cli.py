@@ -90,7 +90,7 @@ def train(verbose: int, quiet: bool, keras_backend: str | None) -> None:
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path),
               help="Shard folder to write (a rerun with the same options resumes it).")
-@click.option("--size", default=224, show_default=True,
+@click.option("--size", type=click.IntRange(min=8), default=224, show_default=True,
               help="Side of the square examples, pixels (multiple of 8; of 32 for --model unet).")
 @click.option("--model", "model_kind", type=click.Choice(["unet", "koalarization"]), default="unet",
               show_default=True,
@@ -99,23 +99,24 @@ def train(verbose: int, quiet: bool, keras_backend: str | None) -> None:
                    "stores the classifier embedding).")
 @click.option("--extractor", type=_ExtractorChoice(), default="efficientnet_lite0", show_default=True,
               help=_EXTRACTOR_HELP)
-@click.option("--crops-per-photo", default=0, show_default=True,
+@click.option("--crops-per-photo", type=click.IntRange(min=0), default=0, show_default=True,
               help="0: each whole photo, letterboxed (method.md). N: N random square crops per photo "
                    "(random scale and position), so a few hundred large photos give many examples.")
-@click.option("--min-crop-scale", default=0.35, show_default=True,
+@click.option("--min-crop-scale", type=click.FloatRange(0, 1, min_open=True), default=0.35, show_default=True,
               help="Smallest crop side as a fraction of the photo's shorter side.")
 @click.option("--flip/--no-flip", default=True, show_default=True, help="Mirror random crops with probability 1/2.")
 @click.option("--gray-threshold", default=3.0, show_default=True,
               help="Skip photos whose mean chroma sqrt(a*^2+b*^2) is below this (gray, nearly gray).")
-@click.option("--val-fraction", default=0.1, show_default=True,
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
               help="Share of photos held out, chosen by content hash (a manifest's 'split' field wins).")
 @click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="manifest.json listing the photos (entries with 'file' and 'split'); "
                    "one inside a source folder is used automatically.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the crops and of the hash split.")
-@click.option("--shard-size", default=512, show_default=True, help="Examples per shard.")
-@click.option("--embed-batch", default=32, show_default=True, help="Extractor batch size.")
-@click.option("--workers", default=0, show_default=True, help="Decoding threads (0: one per core).")
+@click.option("--shard-size", type=click.IntRange(min=1), default=512, show_default=True, help="Examples per shard.")
+@click.option("--embed-batch", type=click.IntRange(min=1), default=32, show_default=True, help="Extractor batch size.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Decoding threads (0: one per core).")
 @click.option("--random-extractor", is_flag=True, help="Random extractor weights (tests only: no pre-trained weights).")
 @click.option("--overwrite", is_flag=True, help="Replace shards made with other options instead of refusing.")
 @click.option("--split", "splits", multiple=True, type=click.Choice(["train", "val", "holdout"]),
@@ -159,23 +160,30 @@ def prepare(sources, out, size, model_kind, extractor, crops_per_photo, min_crop
 @click.argument("shards", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-r", "--run-dir", required=True, type=click.Path(path_type=Path),
               help="Run folder: checkpoints, log.csv, samples/, colorizer.keras. Resumes from its newest checkpoint.")
-@click.option("--steps", type=int, help="Total optimizer steps (counted across resumes).")
-@click.option("--epochs", type=float, help="Total passes over the training examples.")
+@click.option("--steps", type=click.IntRange(min=1), help="Total optimizer steps (counted across resumes).")
+@click.option("--epochs", type=click.FloatRange(0, min_open=True), help="Total passes over the training examples.")
 @click.option("--max-minutes", type=float,
               help="Wall-clock budget of this invocation's training loop (model build and the final checkpoint "
                    "come on top); stops cleanly with a checkpoint.")
-@click.option("-b", "--batch-size", default=100, show_default=True, help="Examples per step (method.md: 100).")
-@click.option("--lr", default=1e-3, show_default=True, help="Adam learning rate (peak rate for cosine).")
+@click.option("-b", "--batch-size", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Examples per step (method.md: 100).")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True,
+              help="Adam learning rate (peak rate for cosine).")
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
               help="cosine decays to 0 at the last step (needs --steps or --epochs).")
-@click.option("--warmup-steps", default=0, show_default=True, help="Linear warm-up steps (cosine).")
+@click.option("--warmup-steps", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Linear warm-up steps (cosine).")
 @click.option("--flip/--no-flip", default=True, show_default=True, help="Augment: random left-right mirror.")
 @click.option("--seed", default=0, show_default=True, help="Shuffling and augmentation seed.")
-@click.option("--checkpoint-every", default=500, show_default=True, help="Steps between checkpoints.")
-@click.option("--keep-checkpoints", default=3, show_default=True, help="Checkpoints kept (newest).")
-@click.option("--log-every", default=50, show_default=True, help="Steps between log.csv rows.")
-@click.option("--val-examples", default=500, show_default=True, help="Validation examples scored per checkpoint.")
-@click.option("--sample-images", default=4, show_default=True, help="Validation images in each checkpoint's PNG grid.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Steps between checkpoints.")
+@click.option("--keep-checkpoints", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Checkpoints kept (newest).")
+@click.option("--log-every", type=click.IntRange(min=1), default=50, show_default=True, help="Steps between log.csv rows.")
+@click.option("--val-examples", type=click.IntRange(min=0), default=500, show_default=True,
+              help="Validation examples scored per checkpoint.")
+@click.option("--sample-images", type=click.IntRange(min=0), default=4, show_default=True,
+              help="Validation images in each checkpoint's PNG grid.")
 @click.option("--mixed-precision", is_flag=True,
               help="Compute in bfloat16 (GPUs, and CPUs with AMX or AVX512-BF16, where it is 3-4x faster); "
                    "weights and the output layer stay float32.")
@@ -241,9 +249,10 @@ def fit(shards, run_dir, steps, epochs, max_minutes, batch_size, lr, lr_schedule
               help="Model bundle folder (from `export`) or shipped model name.")
 @click.option("--backend", default="onnx", show_default=True,
               type=click.Choice(["onnx", "keras", "tensorrt"]), help="Engine that runs the model.")
-@click.option("--size", type=int, default=None,
+@click.option("--size", type=click.IntRange(min=8), default=None,
               help="Photos: longer side the model sees (default: the model's render size).")
-@click.option("-b", "--batch-size", default=16, show_default=True, help="Shards: images per engine call.")
+@click.option("-b", "--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Shards: images per engine call.")
 @click.option("--split", "splits", multiple=True, type=click.Choice(["val", "train", "holdout"]),
               help="Which split to score; repeat for several (one table each). Shards: default val. Photos with a "
                    "manifest.json: 'val' (photos of the training packages held out) and 'holdout' (whole "

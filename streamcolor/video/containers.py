@@ -49,6 +49,20 @@ def open_input(src: Path):
     return container
 
 
+def is_video_file(path: Path) -> bool:
+    """Whether FFmpeg opens the regular file ``path`` as a video: a container with a video stream
+    (cover art aside), not one of FFmpeg's still-image readers."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):  # FFmpeg would block on a FIFO
+            return False
+        with av.open(str(path), "r", metadata_errors="replace") as container:
+            if container.format.name in _IMAGE_FORMATS or container.format.name.endswith("_pipe"):
+                return False
+            return any(not s.disposition & av.stream.Disposition.attached_pic for s in container.streams.video)
+    except (av.error.FFmpegError, ValueError, OSError):
+        return False
+
+
 def video_stream(container, src: Path):
     """The first real video stream (cover art excluded)."""
     videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]

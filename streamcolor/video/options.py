@@ -70,9 +70,13 @@ class VideoOptions:
 
 
 def default_output(src: str | os.PathLike) -> Path:
-    """``<stem>-colour<ext>`` next to ``src``."""
+    """``<stem>-colour<ext>`` next to ``src``; ``.mp4`` where ``src``'s name is not a video's (a
+    film saved as ``.jpg`` or with no extension: its own extension would pick an image writer)."""
+    from streamcolor.image_io import VIDEO_SUFFIXES
+
     src = Path(src)
-    return src.with_name(f"{src.stem}{OUTPUT_SUFFIX}{src.suffix}")
+    suffix = src.suffix if src.suffix.lower() in VIDEO_SUFFIXES else ".mp4"
+    return src.with_name(f"{src.stem}{OUTPUT_SUFFIX}{suffix}")
 
 
 def output_path(src: str | os.PathLike, dst: str | os.PathLike | None = None) -> Path:
