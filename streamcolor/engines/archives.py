@@ -128,7 +128,8 @@ def source_kind(path: str | os.PathLike) -> str:
             return {b"\x1f\x8b": "tar.gz", b"BZ": "tar.bz2", b"\xfd7": "tar.xz"}.get(magic[:2], "tar")
     except OSError as exc:
         raise ArchiveError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    raise ArchiveError(f"{path}: not a folder, zip or tar archive (for single images use `streamcolor image`)")
+    raise ArchiveError(f"{path}: not a folder, zip or tar archive (for one image use `streamcolor image`, "
+                       "for a video `streamcolor video`)")
 
 
 def source_name(path: str | os.PathLike, kind: str | None) -> str:
