@@ -94,6 +94,9 @@ def with_common_options(cmd: click.Command) -> click.Command:
     have = {opt for p in cmd.params for opt in (*p.opts, *p.secondary_opts)}
     cmd.params.extend(p for p in common_params() if not have & {*p.opts, *p.secondary_opts})
     cmd._streamcolor_common = True  # type: ignore[attr-defined]
+    if isinstance(cmd, click.Group):  # a verb with verbs of its own (`train prepare ... -q`): theirs too
+        for sub in cmd.commands.values():
+            with_common_options(sub)
     return cmd
 
 

@@ -235,6 +235,13 @@ def test_train_refuses_values_that_cannot_work(tmp_path, args, option):
     assert b"Traceback" not in res.stderr and not (tmp_path / "run").exists() and not (tmp_path / "shards").exists()
 
 
+def test_common_options_work_after_a_verbs_own_verbs_too():
+    """-v/-q/--progress after the verb, as the top-level help says, also under ``train``'s verbs."""
+    for sub in ("prepare", "fit", "eval", "export"):
+        res = streamcolor("train", sub, "--help")
+        assert res.returncode == 0 and b"-q, --quiet" in res.stdout and b"-v, --verbose" in res.stdout, sub
+
+
 @pytest.mark.parametrize("args", [[], ["train"]])
 def test_a_bare_group_prints_its_help_not_an_error(args):
     res = streamcolor(*args)
