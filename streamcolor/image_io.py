@@ -465,11 +465,6 @@ def image_kind(path: str | os.PathLike) -> str | None:
         return None
 
 
-def is_image_file(path: str | os.PathLike) -> bool:
-    """Whether Pillow reads the file as an image (a still one or an animation), from its header."""
-    return image_kind(path) is not None
-
-
 def check_file_path(path: str | os.PathLike) -> None:
     """OutputError when an output path names a folder (``out/``, or one that exists, whatever its
     name): said before any work is spent on what would be written there."""

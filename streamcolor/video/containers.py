@@ -38,15 +38,25 @@ def open_input(src: Path):
         container = av.open(str(src), "r", metadata_errors="replace")
     except (av.error.FFmpegError, ValueError, OSError) as exc:
         raise InputError(f"{src}: cannot be opened as a video: not a video, or damaged or truncated ({exc})") from exc
-    if container.format.name in _IMAGE_FORMATS or container.format.name.endswith("_pipe"):
+    if _still_image_reader(container):
         name = container.format.name
         container.close()
-        if image_io.is_image_file(src):
+        if image_io.image_kind(src) is not None:
             raise InputError(f"{src}: a still image, not a video (`streamcolor image`; colorize_image in Python)")
         # FFmpeg picks an image reader by the name alone; Pillow could not read it either
         raise InputError(f"{src}: cannot be opened as a video or as an image: damaged, truncated, or neither "
                          f"(FFmpeg's {name} reader took it by its name)")
     return container
+
+
+def _still_image_reader(container) -> bool:
+    """Whether FFmpeg opened the file with one of its still-image readers (it picks those by name)."""
+    return container.format.name in _IMAGE_FORMATS or container.format.name.endswith("_pipe")
+
+
+def _video_streams(container) -> list:
+    """The container's video streams, cover art excluded."""
+    return [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
 
 
 def is_video_file(path: Path) -> bool:
@@ -56,16 +66,14 @@ def is_video_file(path: Path) -> bool:
         if not stat.S_ISREG(path.stat().st_mode):  # FFmpeg would block on a FIFO
             return False
         with av.open(str(path), "r", metadata_errors="replace") as container:
-            if container.format.name in _IMAGE_FORMATS or container.format.name.endswith("_pipe"):
-                return False
-            return any(not s.disposition & av.stream.Disposition.attached_pic for s in container.streams.video)
+            return not _still_image_reader(container) and bool(_video_streams(container))
     except (av.error.FFmpegError, ValueError, OSError):
         return False
 
 
 def video_stream(container, src: Path):
     """The first real video stream (cover art excluded)."""
-    videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    videos = _video_streams(container)
     if not videos:
         kinds = ", ".join(s.type for s in container.streams) or "none"
         raise InputError(f"{src}: no video stream (streams: {kinds})")
