@@ -465,6 +465,19 @@ def test_batch_refuses_an_output_inside_its_source_by_any_spelling(tmp_path):
             BatchJob(src, out)
     with pytest.raises(ValueError, match="overlap"):
         BatchJob(tmp_path / "link", src / "colour")
+    with pytest.raises(ValueError, match=r"scans \(the folder that scans.zip is packed from\) and the source"):
+        BatchJob(src, tmp_path / "scans.zip")
+
+
+def test_batch_into_a_file_says_it_is_a_file(tmp_path):
+    src = tmp_path / "scans"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(jpeg())
+    (tmp_path / "outfile").write_bytes(b"mine")
+    with pytest.raises(OutputError, match="outfile: a file, not a folder"):
+        with BatchJob(src, tmp_path / "outfile"):
+            pass
+    assert (tmp_path / "outfile").read_bytes() == b"mine"
 
 
 def test_the_api_refuses_to_write_over_its_input(engine, tmp_path):
@@ -525,6 +538,69 @@ def test_the_packed_archive_never_replaces_a_file_the_job_did_not_write(engine, 
     with pytest.raises(OutputError, match="changed since"):
         colorize_archive(src, ours, engine=engine, progress=False)
     assert ours.read_bytes() == b"edited by hand"
+
+
+def test_the_packed_archive_of_other_sources_is_not_replaced(engine, tmp_path):
+    """Two jobs of different sources into one ``-o colour.zip``: the second is refused before
+    it does anything (the first one's archive is kept, and its report too), the first one's
+    rerun replaces its own archive as before."""
+    album1 = zip_of(tmp_path / "album1.zip", {"a1.jpg": jpeg(1), "a2.jpg": jpeg(2)})
+    album2 = zip_of(tmp_path / "album2.zip", {"b1.jpg": jpeg(3), "a1.jpg": jpeg(4), "bad.jpg": b"x"})
+    packed = tmp_path / "colour.zip"
+    colorize_archive(album1, packed, engine=engine, progress=False)
+    first, report = packed.read_bytes(), (tmp_path / "colour" / REPORT_FILENAME).read_bytes()
+    with pytest.raises(OutputError, match=r"colour.zip exists and was packed from .*album1.zip, not from .*album2.zip"):
+        colorize_archive(album2, packed, engine=engine, progress=False)
+    assert packed.read_bytes() == first and (tmp_path / "colour" / REPORT_FILENAME).read_bytes() == report
+    assert colorize_archive(album1, packed, engine=engine, progress=False).ok  # its own: replaced
+    assert sorted(zipfile.ZipFile(packed).namelist()) == ["a1.jpg", "a2.jpg"]
+
+
+def test_the_packed_archive_keeps_the_sources_names(engine, tmp_path):
+    """A file of the user's in OUT makes the job write ``p1~2.jpg`` there (theirs is kept), but
+    the packed archive mirrors the source: its member is ``p1.jpg``, with the colorized photo."""
+    album = zip_of(tmp_path / "album.zip", {"p1.jpg": jpeg(1), "p2.jpg": jpeg(2), "d/p1.jpg": jpeg(3)})
+    out = tmp_path / "album-colour"
+    (out / "d").mkdir(parents=True)
+    (out / "p1.jpg").write_bytes(b"mine")
+    (out / "d" / "p1.jpg").write_bytes(b"mine too")
+    for kind in ("zip", "tar"):
+        packed = tmp_path / f"album-colour.{kind}"
+        report = colorize_archive(album, packed, engine=engine, progress=False)
+        assert report.ok and report.archive == packed
+        assert (out / "p1.jpg").read_bytes() == b"mine" and (out / "d" / "p1.jpg").read_bytes() == b"mine too"
+        if kind == "zip":
+            with zipfile.ZipFile(packed) as zf:
+                members = {n: zf.read(n) for n in zf.namelist()}
+        else:
+            with tarfile.open(packed) as tf:
+                members = {m.name: tf.extractfile(m).read() for m in tf.getmembers()}
+        assert set(members) == {"p1.jpg", "p2.jpg", "d/p1.jpg"}
+        assert members["p1.jpg"] == (out / "p1~2.jpg").read_bytes()
+        assert members["d/p1.jpg"] == (out / "d" / "p1~2.jpg").read_bytes()
+        assert members["p2.jpg"] == (out / "p2.jpg").read_bytes()
+
+
+def test_a_cut_zip_is_not_read_as_a_zip_stored_inside_it(engine, tmp_path):
+    """A zip cut short loses its own directory (at its end); Python's zipfile then finds the
+    directory of a zip stored inside it and reads that inner zip as the whole archive.  The
+    job says the archive is damaged instead of colorizing the wrong photos with exit 0."""
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as zf:
+        zf.writestr("p1.jpg", jpeg(1))
+    whole = tmp_path / "whole.zip"
+    with zipfile.ZipFile(whole, "w") as zf:
+        zf.writestr("p2.jpg", jpeg(2))
+        zf.writestr("old.zip", inner.getvalue(), compress_type=zipfile.ZIP_STORED)
+        zf.writestr("p3.jpg", jpeg(3))
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(data[:data.index(b"PK\x05\x06") + 22 + 40])  # just past the inner zip's end record
+    assert zipfile.ZipFile(cut).namelist() == ["p1.jpg"]  # what zipfile alone makes of it
+    with pytest.raises(InputError, match="cut.zip: cannot open as zip .*cut short"):
+        colorize_archive(cut, tmp_path / "out", engine=engine, progress=False)
+    assert not (tmp_path / "out").exists()
+    assert colorize_archive(whole, tmp_path / "out2", engine=engine, progress=False).done == 2  # the whole one reads
 
 
 def test_a_packed_tar_gz_keeps_the_name_it_is_given(engine, tmp_path):

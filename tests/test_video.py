@@ -357,6 +357,9 @@ def test_bad_input_fails_cleanly(counted, tmp_path, case):
     with pytest.raises(InputError) as err:
         streamcolor.colorize_video(src, tmp_path / "out.mp4", engine=counted, **FAST)
     assert src.name in str(err.value)
+    assert "Errno" not in str(err.value)  # FFmpeg's words without its error number
+    if case == "empty":
+        assert str(err.value).endswith("empty (0 bytes)")
     assert set(tmp_path.iterdir()) == before  # no output, no temporary file
 
 

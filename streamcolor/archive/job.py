@@ -16,7 +16,7 @@ import sqlite3
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from streamcolor import image_io, tempfiles
 from streamcolor.archive.listing import (ARCHIVE_SUFFIXES, BatchOptions, Item, Source, UnreadableSource, list_items,
@@ -88,7 +88,7 @@ class BatchJob:
         try:
             _check_overlap(self.paths, self.out_dir, self.archive_path)
             if self.archive_path is not None and not (self.out_dir / JOB_DIR / MANIFEST_FILENAME).is_file():
-                _check_packed_target(self.archive_path, None)  # refused before OUT is even created
+                _check_packed_target(self.archive_path, None, self.paths)  # refused before OUT is even created
         except BaseException:
             self._stack.close()
             raise
@@ -99,6 +99,7 @@ class BatchJob:
         self.done_now = 0
         self.dropped_alpha = 0  # outputs of this run whose transparency a JPEG could not hold
         self.manifest: Manifest | None = None
+        self._archive_names: dict[str, str] = {}  # output key -> its name in the packed archive (_archive_names)
 
     def _open_sources(self) -> list[Source | UnreadableSource]:
         """The sources, open.  One that cannot be opened stops a job of one source (InputError: there is
@@ -134,6 +135,9 @@ class BatchJob:
         try:
             try:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
+            except FileExistsError as exc:  # (a file, or a link to one, is there)
+                raise OutputError(f"{self.out_dir}: a file, not a folder; the outputs go into a folder: name "
+                                  "another (or an archive such as out.zip)") from exc
             except OSError as exc:
                 raise OutputError(f"{self.out_dir}: cannot create the output folder "
                                   f"({exc.strerror or exc})") from exc
@@ -141,11 +145,12 @@ class BatchJob:
             self.manifest = self._stack.enter_context(_open_manifest(self.out_dir))
             if self.archive_path is not None:
                 with _recording(self.manifest):
-                    _check_packed_target(self.archive_path, self.manifest)
+                    _check_packed_target(self.archive_path, self.manifest, self.paths)
             with _recording(self.manifest):
                 _finish_renames(self.manifest, self.out_dir)
                 listed = _refuse_linked_folders(list_items(self.sources, self.options), self.out_dir)
                 self.items = _keep_clear_of_others(listed, self.manifest, self.out_dir, redo=self.options.redo)
+                self._archive_names = _archive_names(listed, self.items)
             self._sweep()
             with _recording(self.manifest):
                 entries = self.manifest.sync(it.entry() for it in self.items)
@@ -289,7 +294,8 @@ class BatchJob:
             typed = {os.path.abspath(p): str(p) for p in self.paths}  # (the report names sources as given)
             problems = [Problem(e.state, typed.get(e.source, e.source), e.member, e.reason or "")
                         for e in self.manifest.entries((SKIPPED, FAILED), keys)]
-            done = [e.output or e.key for e in self.manifest.entries((DONE,), keys)]
+            done = {e.output or e.key: self._archive_names.get(e.key, e.output or e.key)
+                    for e in self.manifest.entries((DONE,), keys)}
         with _recording(self.manifest):
             name = _report_name(self.out_dir, self.manifest)
             report = image_io.write_atomic(self.out_dir / name, problems_csv(problems))
@@ -300,9 +306,10 @@ class BatchJob:
         packed = None
         if self.archive_kind and self.archive_path is not None:
             with _recording(self.manifest):
-                _check_packed_target(self.archive_path, self.manifest)  # (nothing put there meanwhile)
+                _check_packed_target(self.archive_path, self.manifest, self.paths)  # (nothing put there meanwhile)
                 packed = pack_outputs(self.out_dir, done, self.archive_path, self.archive_kind)
-                self.manifest.set_meta(PACKED_META, _file_identity(packed))
+                self.manifest.set_meta(PACKED_META, json.dumps({"file": _file_identity(packed),
+                                                                "sources": _source_ids(self.paths)}))
         return JobReport(output=self.out_dir, report=report, total=len(self.items), done=counts[DONE],
                          skipped=counts[SKIPPED], failed=counts[FAILED], done_now=self.done_now,
                          elapsed_s=time.perf_counter() - self.started, engine_s=engine_s, problems=problems,
@@ -341,12 +348,31 @@ def _report_name(out_dir: Path, manifest: Manifest) -> str:
     return name
 
 
-def pack_outputs(out_dir: Path, outputs: Iterable[str], archive_path: Path, kind: str) -> Path:
-    """Pack the given outputs (paths relative to ``out_dir``) into ``archive_path``
-    (a temporary name, renamed into place at the end)."""
+def pack_outputs(out_dir: Path, outputs: Iterable[str] | Mapping[str, str], archive_path: Path, kind: str) -> Path:
+    """Pack the given outputs (paths relative to ``out_dir``; or a mapping of such paths to
+    their names in the archive) into ``archive_path`` (a temporary name, renamed into place
+    at the end)."""
+    names = dict(outputs) if isinstance(outputs, Mapping) else {o: o for o in outputs}
     with image_io.atomic_output(archive_path, what="writing the archive") as tmp:
-        archives.pack(out_dir, outputs, tmp, kind, name=archive_path.name)
+        archives.pack(out_dir, names, tmp, kind, name=archive_path.name)
     return archive_path
+
+
+def _archive_names(listed: Sequence[Item], items: Sequence[Item]) -> dict[str, str]:
+    """{output key: name in the packed archive} of the items that :func:`_keep_clear_of_others`
+    gave another key (``items``, one for one with ``listed``): in the archive each keeps the name
+    it was listed with, so that the archive mirrors its sources even where a file in OUT (the
+    user's, or another job's output) made the job write it as ``name~2``.  A listed name that
+    would be a folder of another listed name in the archive keeps its written name."""
+    folders = {p.as_posix().casefold() for it in listed if not it.refusal
+               for p in PurePosixPath(it.key).parents if p.as_posix() != "."}
+    return {it.key: first.key for first, it in zip(listed, items)
+            if it.key != first.key and not it.refusal and first.key.casefold() not in folders}
+
+
+def _source_ids(paths: Sequence[Path]) -> list[str]:
+    """The sources of a job as its record of the packed archive keeps them (real paths, sorted)."""
+    return sorted(os.path.realpath(p) for p in paths)
 
 
 def _file_identity(path: Path) -> str | None:
@@ -360,20 +386,39 @@ def _file_identity(path: Path) -> str | None:
                        "mtime_ns": st.st_mtime_ns}, sort_keys=True)
 
 
-def _check_packed_target(archive_path: Path, manifest: Manifest | None) -> None:
+def _check_packed_target(archive_path: Path, manifest: Manifest | None, sources: Sequence[Path]) -> None:
     """OutputError when something is at ``archive_path`` that this job did not
-    pack there itself (a user's file, or a file changed since): the packed
-    archive is renamed onto its name, and it must never replace a file the
-    user keeps.  The job's own archive from an earlier run is replaced."""
+    pack there itself (a user's file, a file changed since, or the archive a job
+    of other sources packed into the same OUT): the packed archive is renamed
+    onto its name, and it must never replace a file the user keeps.  The job's
+    own archive from an earlier run (the same sources) is replaced."""
     if not os.path.lexists(archive_path):
         return
     found = _file_identity(archive_path)
-    if found is not None and manifest is not None and found == manifest.get_meta(PACKED_META):
-        return
+    record = _packed_record(manifest)
+    if found is not None and found == record.get("file"):
+        packed_from = record.get("sources")
+        if packed_from is None or packed_from == _source_ids(sources):  # (None: an earlier version's record)
+            return
+        raise OutputError(f"{archive_path} exists and was packed from {', '.join(packed_from)}, not from "
+                          f"{', '.join(str(p) for p in sources)}; it is kept.  Move it away or name another output")
     what = ("a folder" if archive_path.is_dir()
             else "not the archive this job packed (a file of yours, or one changed since)")
     raise OutputError(f"{archive_path} exists and is {what}; it is kept.  Move it away or name another "
                       "output (the packed archive is OUTPUT plus the archive's suffix)")
+
+
+def _packed_record(manifest: Manifest | None) -> dict:
+    """{"file": identity, "sources": [...]} of the archive the job in OUT packed last, or {}.  An
+    earlier version's record is the identity alone (its sources not known)."""
+    raw = manifest.get_meta(PACKED_META) if manifest is not None else None
+    try:
+        record = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(record, dict):
+        return {}
+    return record if "file" in record else {"file": raw}
 
 
 def _identity_of(outcome: Outcome, staged, out_dir: Path) -> str | None:
@@ -430,7 +475,8 @@ def _check_overlap(sources: Sequence[Path], out_dir: Path, archive_path: Path | 
     for src in sources:
         s = src.resolve()
         if s.is_dir() and (_ident(s) in out_chain or _ident(out_dir) in _chain(s)):
-            raise ValueError(f"the output folder {out_dir} and the source folder {s} overlap; "
+            made = f" (the folder that {archive_path.name} is packed from)" if archive_path is not None else ""
+            raise ValueError(f"the output folder {out_dir}{made} and the source folder {s} overlap; "
                              "choose an output outside the source")
         if archive_path is not None and (archive_path.resolve() == s
                                          or (_ident(archive_path) is not None and _ident(archive_path) == _ident(s))):

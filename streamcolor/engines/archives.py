@@ -33,7 +33,7 @@ import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -386,6 +386,8 @@ def _open_zip(path: Path) -> tuple[zipfile.ZipFile, object | None]:
     on those entries only, so their names are read as zip's historical
     encoding (cp437) and every member can still be processed.  Returns the
     zip and the file to close after it (None when ZipFile owns it)."""
+    with open(path, "rb") as fh:
+        _check_outer_end(fh)
     try:
         return zipfile.ZipFile(path), None
     except UnicodeDecodeError:
@@ -397,6 +399,23 @@ def _open_zip(path: Path) -> tuple[zipfile.ZipFile, object | None]:
         fh.close()
         raise
     return zf, fh
+
+
+def _check_outer_end(fh) -> None:
+    """BadZipFile when the directory that :class:`zipfile.ZipFile` would read is not this zip's own
+    but that of a zip stored inside it: a zip cut short (its own directory, at the end, is gone)
+    whose last readable directory is a stored member's.  ZipFile takes the bytes before that
+    inner zip as a prefix (as of a self-extracting program) and lists the inner zip alone, so the
+    job would colorize the wrong photos and call the run a success.  A real prefix is a program,
+    not a zip member: what starts with a zip member's header and has a prefix is this case."""
+    endrec = zipfile._EndRecData(fh)  # type: ignore[attr-defined]  # (as ZipFile reads it)
+    if not endrec:
+        return  # (ZipFile says so itself)
+    concat = endrec[zipfile._ECD_LOCATION] - endrec[zipfile._ECD_SIZE] - endrec[zipfile._ECD_OFFSET]  # type: ignore[attr-defined]
+    fh.seek(0)
+    if concat > 0 and fh.read(4) == b"PK\x03\x04":
+        raise zipfile.BadZipFile("its end is missing, so it was likely cut short: the only directory left in it belongs to a "
+                                 "zip stored inside it")
 
 
 def _bad_utf8_flags(fh) -> dict[int, int]:
@@ -518,30 +537,30 @@ def zip_safe_name(rel: str) -> str:
         return os.fsencode(rel).decode("latin-1")
 
 
-def pack(root: str | os.PathLike, members: Iterable[str], dest: str | os.PathLike, kind: str, *,
+def pack(root: str | os.PathLike, members: Iterable[str] | Mapping[str, str], dest: str | os.PathLike, kind: str, *,
          name: str | None = None) -> None:
     """Write the files ``members`` (posix paths relative to ``root``) into a new
-    archive of ``kind`` at ``dest``, under the same names.  Already-compressed
-    images are stored in zips, not deflated again.  (Callers that want the
-    file to appear whole write ``dest`` as a temporary name and rename it;
-    ``name`` is then the final file name, which gzip records in its header:
-    ``gzip -dN`` restores it.)"""
+    archive of ``kind`` at ``dest``, under the same names, or, given a mapping
+    {path: name}, under those names.  Already-compressed images are stored in
+    zips, not deflated again.  (Callers that want the file to appear whole
+    write ``dest`` as a temporary name and rename it; ``name`` is then the
+    final file name, which gzip records in its header: ``gzip -dN`` restores it.)"""
     root = Path(root)
-    members = list(members)
+    names = dict(members) if isinstance(members, Mapping) else {m: m for m in members}
     if kind == "zip":
-        used = {m.casefold() for m in members if zip_safe_name(m) == m}
+        used = {m.casefold() for m in names.values() if zip_safe_name(m) == m}
         with zipfile.ZipFile(dest, "w", allowZip64=True) as zf:
-            for rel in members:
-                stored = PurePosixPath(rel).suffix.lower() in _STORED_SUFFIXES
-                arcname = zip_safe_name(rel)
-                if arcname != rel:  # (a folder's non-UTF-8 name: one bad name must not stop the packing)
+            for rel, wanted in names.items():
+                stored = PurePosixPath(wanted).suffix.lower() in _STORED_SUFFIXES
+                arcname = zip_safe_name(wanted)
+                if arcname != wanted:  # (a folder's non-UTF-8 name: one bad name must not stop the packing)
                     base, n = PurePosixPath(arcname), 1
                     while arcname.casefold() in used:
                         n += 1
                         arcname = str(base.with_name(f"{base.stem}~{n}{base.suffix}"))
                     used.add(arcname.casefold())
                     log.warning("%s: its name is not UTF-8, which a zip cannot hold; packed as %r",
-                                os.fsencode(rel).decode("ascii", "backslashreplace"), arcname)
+                                os.fsencode(wanted).decode("ascii", "backslashreplace"), arcname)
                 zf.write(root / rel, arcname, compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
         return
     if kind not in _TAR_MODES:
@@ -555,8 +574,8 @@ def pack(root: str | os.PathLike, members: Iterable[str], dest: str | os.PathLik
             tf = stack.enter_context(tarfile.open(str(dest), "w", fileobj=gz))
         else:
             tf = stack.enter_context(tarfile.open(dest, _TAR_MODES[kind]))
-        for rel in members:
-            tf.add(root / rel, arcname=rel, recursive=False)
+        for rel, wanted in names.items():
+            tf.add(root / rel, arcname=wanted, recursive=False)
 
 
 __all__ = ["ARCHIVE_SUFFIXES", "ArchiveError", "JUNK_FOLDERS", "JUNK_NAMES", "Limits", "Member", "MemberRefused", "Source",

@@ -26,18 +26,28 @@ _STALE_TAGS = ("encoder", "major_brand", "minor_version", "compatible_brands", "
                "number_of_frames", "number_of_bytes", "_statistics_")
 
 
+def reason(exc: BaseException) -> str:
+    """What went wrong, in FFmpeg's words (an ``av.error.FFmpegError``'s ``strerror``), without the
+    error number and the file name that its ``str`` adds: the message around it names the file
+    as the user gave it, not the temporary name being written."""
+    return getattr(exc, "strerror", None) or str(exc)
+
+
 def open_input(src: Path):
     if not src.exists():
         raise image_io.no_such_file(src)
     if src.is_dir():
         raise InputError(f"{src}: is a folder, not a video file")
-    mode = src.stat().st_mode
-    if not stat.S_ISREG(mode):  # FFmpeg would block on a FIFO and read a device forever
-        raise InputError(f"{src}: not a regular file ({image_io.file_type(mode)}); only files are read")
+    st = src.stat()
+    if not stat.S_ISREG(st.st_mode):  # FFmpeg would block on a FIFO and read a device forever
+        raise InputError(f"{src}: not a regular file ({image_io.file_type(st.st_mode)}); only files are read")
+    if not st.st_size:
+        raise InputError(f"{src}: empty (0 bytes)")
     try:
         container = av.open(str(src), "r", metadata_errors="replace")
     except (av.error.FFmpegError, ValueError, OSError) as exc:
-        raise InputError(f"{src}: cannot be opened as a video: not a video, or damaged or truncated ({exc})") from exc
+        raise InputError(f"{src}: cannot be opened as a video: not a video, or damaged or truncated "
+                         f"({reason(exc)})") from exc
     if _still_image_reader(container):
         name = container.format.name
         container.close()
@@ -118,7 +128,7 @@ def copy_streams(inp, vin, out, src: Path, dst: Path) -> dict[int, tuple[Any, An
             if s.type in ("audio", "subtitle"):
                 name = s.codec_context.name if s.codec_context else "?"
                 raise OutputError(f"{dst}: the {out.format.name} format cannot hold the {name} {s.type} "
-                                  f"stream #{s.index} ({exc}); write to a {src.suffix} file instead") from exc
+                                  f"stream #{s.index} ({reason(exc)}); write to a {src.suffix} file instead") from exc
             log.warning("%s: dropping %s stream #%d: %s", src, s.type, s.index, exc)
             continue
         ost.metadata.update(fresh_tags(s.metadata) if s.type != "attachment" else s.metadata)

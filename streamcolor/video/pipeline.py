@@ -42,7 +42,7 @@ from streamcolor.errors import InputError, OutputError
 from streamcolor.progress import Progress, progress_bar
 from streamcolor import ycbcr
 from streamcolor.video.codecs import check_codec, check_pix_fmt, codec_options, needs_even, pick_codec
-from streamcolor.video.containers import copy_streams, fresh_tags, open_input, temp_path, video_stream
+from streamcolor.video.containers import copy_streams, fresh_tags, open_input, reason, temp_path, video_stream
 from streamcolor.video.lightness import frame_network_input, gray_luma, gray_lut, plane_array, rgb_kwargs
 from streamcolor.video.options import VideoOptions, output_path
 from streamcolor.video.stabilizer import ChromaStabilizer, histogram_distance, l_histogram, on_grid
@@ -282,7 +282,7 @@ class _Job:
             except av.error.FFmpegError as exc:
                 self.bad_packets += 1
                 if self.bad_packets > MAX_BAD_PACKETS:
-                    raise InputError(f"{src}: too many damaged video packets ({exc})") from exc
+                    raise InputError(f"{src}: too many damaged video packets ({reason(exc)})") from exc
                 log.warning("%s: skipping a damaged video packet near frame %d: %s", src, self.frames_in, exc)
                 continue
             for frame in frames:
@@ -445,7 +445,8 @@ class _Job:
         try:
             out = av.open(str(self.tmp), "w")
         except (av.error.FFmpegError, ValueError) as exc:
-            raise OutputError(f"{self.dst}: cannot write this container ({exc}); use .mp4, .mkv or .mov") from exc
+            raise OutputError(f"{self.dst}: cannot write this container ({reason(exc)}); "
+                              "use .mp4, .mkv or .mov") from exc
         try:
             self._setup(out)
             self._write(out)
@@ -459,7 +460,7 @@ class _Job:
         try:
             out.close()  # writes the trailer
         except av.error.FFmpegError as exc:
-            raise OutputError(f"{self.dst}: cannot finish the file: {exc}") from exc
+            raise OutputError(f"{self.dst}: cannot finish the file: {reason(exc)}") from exc
 
     def _setup(self, out) -> None:
         opts, vin, inp = self.options, self.vin, self.inp
@@ -590,11 +591,11 @@ class _Job:
         try:
             out.mux(self.vout.encode(frame))
         except av.error.FFmpegError as exc:
-            raise OutputError(f"{self.dst}: cannot encode/write video: {exc}") from exc
+            raise OutputError(f"{self.dst}: cannot encode/write video: {reason(exc)}") from exc
 
     def _mux_copy(self, out, packet) -> None:
         packet.stream = self.copy_map[packet.stream.index]
         try:
             out.mux(packet)
         except av.error.FFmpegError as exc:
-            raise OutputError(f"{self.dst}: cannot write a copied {packet.stream.type} packet: {exc}") from exc
+            raise OutputError(f"{self.dst}: cannot write a copied {packet.stream.type} packet: {reason(exc)}") from exc

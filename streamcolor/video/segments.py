@@ -23,7 +23,7 @@ import av.error
 
 from streamcolor.colorize import engine_for
 from streamcolor.errors import InputError, OutputError
-from streamcolor.video.containers import copy_streams, fresh_tags, open_input, packet_time, temp_path, video_stream
+from streamcolor.video.containers import copy_streams, fresh_tags, open_input, packet_time, reason, temp_path, video_stream
 from streamcolor.video.options import VideoOptions
 from streamcolor.video.pipeline import run
 
@@ -188,7 +188,7 @@ def join_segments(src: str | os.PathLike, segments: Sequence[str | os.PathLike],
                 try:
                     out.mux(packet)
                 except av.error.FFmpegError as exc:
-                    raise OutputError(f"{dst}: cannot write a packet: {exc}") from exc
+                    raise OutputError(f"{dst}: cannot write a packet: {reason(exc)}") from exc
         staged.commit()
     except BaseException:
         staged.discard()
