@@ -190,6 +190,27 @@ def test_actor_killed_mid_run_loses_nothing(local_ray, collection, tmp_path, how
     assert (again.done, again.done_now, again.failed) == (N_PHOTOS, 0, len(BAD))
 
 
+def test_more_actors_than_the_cluster_has_room_for_do_not_hang(local_ray, collection, tmp_path, caplog):
+    """4 actors of 1 CPU on this 2-CPU Ray: two start, two wait for room that never comes.  The
+    work goes to the two that run (before, tasks sent to the two waiting ones waited for ever)."""
+    out = tmp_path / "out"
+    done: dict = {}
+
+    def run() -> None:
+        done["report"] = colorize_archive_ray(collection, out, model="default", backend="onnx", options=OPTIONS,
+                                              cluster=ClusterOptions(actors=4), progress=False)
+
+    with caplog.at_level(logging.WARNING, logger="streamcolor.ray"):
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        worker.join(timeout=300)
+    assert not worker.is_alive(), "the job hangs on actors the cluster has no room for"
+    report = done["report"]
+    assert (report.done, report.failed) == (N_PHOTOS, len(BAD))
+    assert_each_output_once(out, collection)
+    assert "4 actors of 1 CPU each are asked for, but the cluster has 2 CPUs now" in caplog.text
+
+
 def test_batch_command_with_ray(local_ray, collection, tmp_path):
     """`streamcolor batch SRC -o OUT --ray` finishes what a plain run left (same manifest)."""
     from click.testing import CliRunner

@@ -306,7 +306,14 @@ def plan_actors(ray, cluster: ClusterOptions, work: int, *, spare_cpus: float = 
         n = int(max(cluster.cpus_per_actor, cpus_total - spare_cpus) // cluster.cpus_per_actor)
     if gpus_total and not gpus:
         log.warning("the cluster has %g GPUs but actors run on CPU (gpus_per_actor=0)", gpus_total)
-    return max(1, min(n, max(1, work))), gpus
+    n = max(1, min(n, max(1, work)))
+    fits = int(min(cpus_total // cluster.cpus_per_actor, gpus_total // gpus if gpus else n))
+    if n > fits:
+        log.warning("%d actors of %g CPU%s each are asked for, but the cluster has %g CPUs%s now: the work goes "
+                    "to the actors that start, and the others join when it has room (an autoscaler adding nodes)",
+                    n, cluster.cpus_per_actor, f" and {gpus:g} GPU" if gpus else "", cpus_total,
+                    f" and {gpus_total:g} GPUs" if gpus else "")
+    return n, gpus
 
 
 def colorize_kwargs(model: "str | os.PathLike", backend: str, options: BatchOptions, out: str | None,
@@ -379,10 +386,19 @@ class Task:
 class ActorPool:
     """A fixed set of :class:`Worker` actors with at most ``tasks_per_actor`` tasks in flight each.
 
-    :meth:`submit` sends a task to the least busy actor; :meth:`results`
+    :meth:`submit` sends a task to the least busy actor that runs; :meth:`results`
     waits for finished tasks and yields ``(task, result or exception)``.  An
     actor Ray could not bring back (restarts used up) is replaced.
+
+    An actor runs once the cluster has placed it (its CPUs and GPUs free).
+    Tasks go only to those: one sent to an actor the cluster has no room for
+    would wait as long as that lasts, maybe for ever on a fixed cluster, while
+    the actors that run have nothing to do.  Each actor's first call (its pid)
+    says when it runs.
     """
+
+    #: Seconds between the warnings while no actor runs yet.
+    WAIT_WARN_S = 30.0
 
     def __init__(self, ray, size: int, *, cluster: ClusterOptions, gpus: float, colorize_kwargs: dict):
         self.ray = ray
@@ -392,30 +408,53 @@ class ActorPool:
                                    max_task_retries=cluster.max_task_retries)
         self.worker_kwargs = {"colorize_kwargs": colorize_kwargs, "threads": cluster.threads}
         self.replaced = 0
+        self.running = [False] * size  # placed by the cluster (its first call answered)
+        self._pings: dict[Any, int] = {}  # first call of each actor not known to run yet -> its slot
         self.actors = [self._start(i) for i in range(size)]
         self.busy = [0] * size
         self.pending: dict[Any, Task] = {}
 
     def _start(self, slot: int):
         name = f"streamcolor-{self.tag}-{slot}" + (f"-{self.replaced}" if self.replaced else "")
-        return _remote_worker().options(name=name, **self.remote_options).remote(**self.worker_kwargs)
+        actor = _remote_worker().options(name=name, **self.remote_options).remote(**self.worker_kwargs)
+        self.running[slot] = False
+        self._pings = {ref: s for ref, s in self._pings.items() if s != slot}  # (a replaced actor's)
+        self._pings[actor.pid.remote()] = slot
+        return actor
+
+    def _running_slots(self, *, wait: bool = False) -> list[int]:
+        """The slots whose actor runs; with ``wait``, blocks until at least one does (warning every
+        :data:`WAIT_WARN_S` seconds that the cluster has no room yet)."""
+        while self._pings:
+            ready, _ = self.ray.wait(list(self._pings), num_returns=len(self._pings),
+                                     timeout=0 if any(self.running) or not wait else self.WAIT_WARN_S)
+            for ref in ready:  # (one that fails, an actor dead at its start, runs: its tasks fail and replace it)
+                self.running[self._pings.pop(ref)] = True
+            if any(self.running) or not wait:
+                break
+            asks = self.remote_options
+            log.warning("no Ray actor has started yet: the cluster has no room for one now (each asks %g CPU%s); "
+                        "waiting", asks["num_cpus"], f" and {asks['num_gpus']:g} GPU" if asks["num_gpus"] else "")
+        return [i for i, up in enumerate(self.running) if up]
 
     @property
     def size(self) -> int:
         return len(self.actors)
 
     def has_room(self) -> bool:
-        return len(self.pending) < self.size * self.cluster.tasks_per_actor
+        """Whether another task may be sent: fewer in flight than the running actors take (while
+        none runs yet, one task, which :meth:`submit` holds until one does)."""
+        return len(self.pending) < max(1, len(self._running_slots())) * self.cluster.tasks_per_actor
 
     def submit(self, method: str, *args, payload: Any = None, attempt: int = 0) -> None:
-        slot = min(range(self.size), key=self.busy.__getitem__)
+        slot = min(self._running_slots(wait=True), key=self.busy.__getitem__)
         ref = getattr(self.actors[slot], method).remote(*args)
         self.pending[ref] = Task(slot, method, args, payload, attempt)
         self.busy[slot] += 1
 
     def call_one(self, method: str, *args):
-        """Run a method on one actor and wait for its result."""
-        return self.ray.get(getattr(self.actors[0], method).remote(*args))
+        """Run a method on one running actor and wait for its result."""
+        return self.ray.get(getattr(self.actors[self._running_slots(wait=True)[0]], method).remote(*args))
 
     def results(self) -> Iterator[tuple[Task, Any]]:
         """Finished tasks, as they finish (blocks until at least one is done)."""
