@@ -59,8 +59,9 @@ def machine_2proc_speedup(loops: int) -> float:
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=os.cpu_count() or 2, object_store_memory=200 * 1024 * 1024, include_dashboard=False,
-             log_to_driver=False)
+    """A private local Ray (``address="local"``): never a cluster this machine knows of from ``ray start``."""
+    ray.init(address="local", num_cpus=os.cpu_count() or 2, object_store_memory=200 * 1024 * 1024,
+             include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -560,6 +560,30 @@ def test_join_segments_rebuilds_the_video(engine, gop_clip, tmp_path):
 
 
 
+def test_join_segments_of_a_variable_frame_rate(engine, tmp_path):
+    """Each segment is encoded alone, and x264 starts its decode times (dts) before its first
+    frame by the B-frame delay, measured from its own first frames: where the frame rate varies,
+    a segment's first dts fell at or before the previous segment's last, and the join refused a
+    video whose frames are in order.  The dts are now moved just past (within the frames' pts)."""
+    # frames 25 ms apart, but 60 ms apart at the start of segments 2 and 3 (keyframes 24 and 48): their
+    # B-frame delay (the first frames' gaps) outgrows the previous segment's by more than the gap at the join
+    gaps = [60 if i > 24 and i % 24 in (1, 2) else 25 for i in range(1, 72)]
+    pts = np.concatenate([[0], np.cumsum(gaps)]).tolist()
+    src = make_video(tmp_path / "vfr.mp4", frames=72, pts=pts, time_base=Fraction(1, 1000), gop=24)
+    keyframes, tb, _ = video_keyframes(src)
+    segs = plan_segments(keyframes, tb, count=3)
+    assert len(segs) == 3
+    paths = [tmp_path / f"part{s.index}.mp4" for s in segs]
+    for seg, path in zip(segs, paths):
+        colorize_segment(src, path, seg, engine=engine, options=VideoOptions(render_size=64))
+    out = join_segments(src, paths, tmp_path / "joined.mp4")
+    original, res = read_video(src), read_video(out)
+    assert len(res["times"]) == 72 and np.allclose(res["times"], original["times"], atol=1e-3)
+    with av.open(str(out)) as c:
+        stamps = [(p.pts, p.dts) for p in c.demux(video=0) if p.size]
+    assert all(b[1] > a[1] for a, b in zip(stamps, stamps[1:])) and all(d <= p for p, d in stamps)
+
+
 def test_frames_go_to_the_engine_at_its_video_batch_size(counted, tmp_path):
     """On a CPU the video job calls the engine two frames at a time (Engine.video_batch_size, less than
     the preferred batch of photo jobs: the encoder shares the caches); an explicit batch_size wins."""

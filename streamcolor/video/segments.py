@@ -12,6 +12,7 @@ else of the package).
 from __future__ import annotations
 
 import heapq
+import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -123,6 +124,24 @@ def colorize_segment(src: str | os.PathLike, dst: str | os.PathLike, segment: Se
     return {"frames": len(job.kept), "first_pts": job.kept[0], "last_pts": job.kept[-1]}
 
 
+def _decode_after(packet, last_dts: Fraction, path: Path) -> None:
+    """Move a packet's decode time (dts) just past ``last_dts``, the previous packet's.
+
+    Why: each segment is encoded on its own, and x264 puts its first decode times
+    before its first frame by the B-frame delay, in time measured from that
+    segment's first frames.  Where the frame rate varies, a segment's first dts
+    can then fall at or before the last dts of the segment before, although its
+    frames come after them (checked by pts).  The decode order is the files'
+    order, so only the dts changes, in steps of one tick of the time base, and
+    never past the packet's own presentation time (pts)."""
+    tb = packet.time_base
+    ticks = math.floor(last_dts / tb) + 1
+    if packet.pts is not None and ticks > packet.pts:
+        raise OutputError(f"{path}: its decode times cannot follow the previous segment's at the join "
+                          f"({float(packet.pts * tb):.3f} s)")
+    packet.dts = ticks
+
+
 def join_segments(src: str | os.PathLike, segments: Sequence[str | os.PathLike], dst: str | os.PathLike) -> Path:
     """Join colorized segment files (from :func:`colorize_segment`) into ``dst``
     by stream copy (no re-encoding): their video packets in order, with the
@@ -160,7 +179,8 @@ def join_segments(src: str | os.PathLike, segments: Sequence[str | os.PathLike],
                         yield packet_time(packet), 1, n, packet
 
             def frames() -> Iterator[tuple[float, int, int, Any]]:
-                last_dts = None
+                last_dts = None  # seconds (Fraction) of the last video packet's decode time
+                last_pts = None  # ... and the latest presentation time so far
                 n = 0
                 for path in segments:
                     with av.open(str(path)) as seg:
@@ -174,12 +194,18 @@ def join_segments(src: str | os.PathLike, segments: Sequence[str | os.PathLike],
                                 continue
                             if first_packet and not packet.is_keyframe:
                                 raise OutputError(f"{path}: does not start with a keyframe")
+                            if first_packet and last_pts is not None and packet.pts is not None \
+                                    and packet.pts * packet.time_base <= last_pts:
+                                raise OutputError(f"{path}: timestamps go back at the join "
+                                                  f"({float(packet.pts * packet.time_base):.3f} s)")
                             first_packet = False
                             if packet.dts is not None:
-                                t = packet.dts * packet.time_base
-                                if last_dts is not None and t <= last_dts:
-                                    raise OutputError(f"{path}: timestamps go back at the join ({float(t):.3f} s)")
-                                last_dts = t
+                                if last_dts is not None and packet.dts * packet.time_base <= last_dts:
+                                    _decode_after(packet, last_dts, path)
+                                last_dts = packet.dts * packet.time_base
+                            if packet.pts is not None:
+                                t = packet.pts * packet.time_base
+                                last_pts = t if last_pts is None else max(last_pts, t)
                             n += 1
                             yield packet_time(packet), 0, n, packet
 
