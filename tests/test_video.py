@@ -16,6 +16,7 @@ of pixels at sharp colour edges (the tail, hence the looser p99).
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 from fractions import Fraction
@@ -24,6 +25,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from PIL import Image
 
 import streamcolor
 from streamcolor.engines import lab
@@ -558,6 +560,38 @@ def test_join_segments_rebuilds_the_video(engine, gop_clip, tmp_path):
         join_segments(gop_clip, paths[::-1], tmp_path / "backwards.mp4")
     assert leftovers(tmp_path, gop_clip, out, *paths) == []
 
+
+
+def test_cover_art_is_kept_where_the_container_holds_it(counted, tmp_path, caplog):
+    """A cover picture (a Matroska attachment, which FFmpeg reads as an attached-picture stream)
+    stays cover art: an attached picture in .mp4, an attachment in .mkv (as a stream there it
+    became a second, one-frame video track); .mov has no place for it, and a warning says so."""
+    clip = make_video(tmp_path / "plain.mkv", frames=6, audio=None)
+    src = tmp_path / "cover.mkv"
+    picture = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(picture, "JPEG")
+    with av.open(str(clip)) as inp, av.open(str(src), "w") as out:
+        vs = out.add_stream_from_template(inp.streams.video[0])
+        out.add_attachment("cover.jpg", "image/jpeg", picture.getvalue())
+        for packet in inp.demux(video=0):
+            if packet.size:
+                packet.stream = vs
+                out.mux(packet)
+
+    def covers(path: Path) -> list[tuple[str, bytes]]:
+        with av.open(str(path)) as c:
+            streams = [s for s in c.streams.video if s.disposition & av.stream.Disposition.attached_pic]
+            return [(s.codec_context.name, next(bytes(p) for p in c.demux(s) if p.size)) for s in streams]
+
+    assert covers(src) == [("mjpeg", picture.getvalue())]
+    for suffix in (".mp4", ".mkv"):
+        out = streamcolor.colorize_video(src, tmp_path / f"out{suffix}", engine=counted, **FAST)
+        assert covers(out) == [("mjpeg", picture.getvalue())], suffix
+        with av.open(str(out)) as c:
+            assert len(c.streams.video) == 2  # the colorized video and the cover, nothing else
+    with caplog.at_level(logging.WARNING, logger="streamcolor.video"):
+        out = streamcolor.colorize_video(src, tmp_path / "out.mov", engine=counted, **FAST)
+    assert covers(out) == [] and "the cover picture (stream #1) is left out" in caplog.text
 
 
 def test_join_segments_of_a_variable_frame_rate(engine, tmp_path):

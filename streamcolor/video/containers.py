@@ -120,7 +120,11 @@ def copy_streams(inp, vin, out, src: Path, dst: Path) -> dict[int, tuple[Any, An
     fonts) are kept where the container takes them; attachments carry no packets."""
     copied: dict[int, tuple[Any, Any]] = {}
     for s in inp.streams:
-        if s is vin or s.type == "video":
+        cover = s.type == "video" and bool(s.disposition & av.stream.Disposition.attached_pic)
+        if s is vin or (s.type == "video" and not cover):  # (other videos: video_stream says they are left)
+            continue
+        if cover and not _keeps_cover_stream(out):
+            _attach_cover(s, out, src)
             continue
         try:
             ost = out.add_stream_from_template(s)
@@ -129,13 +133,42 @@ def copy_streams(inp, vin, out, src: Path, dst: Path) -> dict[int, tuple[Any, An
                 name = s.codec_context.name if s.codec_context else "?"
                 raise OutputError(f"{dst}: the {out.format.name} format cannot hold the {name} {s.type} "
                                   f"stream #{s.index} ({reason(exc)}); write to a {src.suffix} file instead") from exc
-            log.warning("%s: dropping %s stream #%d: %s", src, s.type, s.index, exc)
+            log.warning("%s: dropping %s stream #%d: %s", src, "the cover picture" if cover else s.type, s.index,
+                        reason(exc))
             continue
         ost.metadata.update(fresh_tags(s.metadata) if s.type != "attachment" else s.metadata)
         ost.disposition = s.disposition
         if s.type != "attachment":
             copied[s.index] = (s, ost)
     return copied
+
+
+#: Output formats whose muxer writes a cover picture stream (attached picture) as cover art.
+_COVER_STREAM_FORMATS = ("mp4", "ipod")
+#: Output formats that hold a cover picture as an attachment (what Matroska readers show as cover art).
+_COVER_ATTACHMENT_FORMATS = ("matroska",)
+_COVER_MIMETYPES = {"mjpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "bmp": "image/bmp"}
+
+
+def _keeps_cover_stream(out) -> bool:
+    return out.format.name in _COVER_STREAM_FORMATS
+
+
+def _attach_cover(s, out, src: Path) -> None:
+    """A cover picture (an attached-picture stream) into an output whose muxer does not take it as a
+    stream: Matroska gets it as an attachment (the container's own way; as a stream it would become
+    a second, one-frame video track); elsewhere it is left out, and said so."""
+    codec = s.codec_context.name if s.codec_context else ""
+    mimetype = s.metadata.get("mimetype") or _COVER_MIMETYPES.get(codec)
+    if out.format.name in _COVER_ATTACHMENT_FORMATS and mimetype:
+        with av.open(str(src), "r", metadata_errors="replace") as again:  # (its one packet: the picture)
+            data = next((bytes(p) for p in again.demux(again.streams[s.index]) if p.size), None)
+        if data:
+            name = s.metadata.get("filename") or f"cover.{mimetype.split('/')[-1].replace('jpeg', 'jpg')}"
+            out.add_attachment(name, mimetype, data)
+            return
+    log.warning("%s: the cover picture (stream #%d) is left out: the %s format has no place for it (.mp4 and "
+                ".mkv keep it)", src, s.index, out.format.name)
 
 
 def packet_time(packet) -> float:
