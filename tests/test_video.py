@@ -594,6 +594,31 @@ def test_cover_art_is_kept_where_the_container_holds_it(counted, tmp_path, caplo
     assert covers(out) == [] and "the cover picture (stream #1) is left out" in caplog.text
 
 
+def test_a_camera_timecode_track_does_not_stop_the_video(counted, tmp_path):
+    """A QuickTime timecode track (tmcd: a data stream of no codec FFmpeg knows) made every output
+    fail at its first packet.  It is not copied; the timecode stays the video's tag, from which the
+    QuickTime and MP4 muxers write their own timecode track."""
+    clip = make_video(tmp_path / "plain.mp4", frames=6)
+    src = tmp_path / "camera.mov"
+    with av.open(str(clip)) as inp, av.open(str(src), "w") as out:
+        vs = out.add_stream_from_template(inp.streams.video[0])
+        vs.metadata["timecode"] = "01:00:00:00"  # (the muxer adds the tmcd track)
+        aus = out.add_stream_from_template(inp.streams.audio[0])
+        for packet in inp.demux():
+            if packet.size:
+                packet.stream = vs if packet.stream.type == "video" else aus
+                out.mux(packet)
+    with av.open(str(src)) as c:
+        assert [s.type for s in c.streams] == ["video", "audio", "data"]
+    for suffix in (".mov", ".mp4", ".mkv"):
+        out = streamcolor.colorize_video(src, tmp_path / f"out{suffix}", engine=counted, **FAST)
+        res = read_video(out)
+        assert len(res["times"]) == 6 and res["packets"], suffix  # every frame, and the audio
+        with av.open(str(out)) as c:
+            tags = {k.lower(): v for k, v in c.streams.video[0].metadata.items()}
+        assert tags.get("timecode") == "01:00:00:00", suffix
+
+
 def test_join_segments_of_a_variable_frame_rate(engine, tmp_path):
     """Each segment is encoded alone, and x264 starts its decode times (dts) before its first
     frame by the B-frame delay, measured from its own first frames: where the frame rate varies,

@@ -126,6 +126,16 @@ def copy_streams(inp, vin, out, src: Path, dst: Path) -> dict[int, tuple[Any, An
         if cover and not _keeps_cover_stream(out):
             _attach_cover(s, out, src)
             continue
+        if s.type == "data" and getattr(s, "name", None) is None:
+            # no codec FFmpeg knows (a camera's timecode track, tmcd): no muxer takes its packets, and
+            # the whole file failed at the first one; a timecode lives on as the video's tag (the
+            # QuickTime and MP4 muxers write a timecode track from it)
+            if s.metadata.get("timecode"):
+                log.info("%s: timecode track #%d not copied; the video keeps its timecode %s", src, s.index,
+                         s.metadata["timecode"])
+            else:
+                log.warning("%s: dropping data stream #%d: FFmpeg knows no codec for it", src, s.index)
+            continue
         try:
             ost = out.add_stream_from_template(s)
         except (ValueError, av.error.FFmpegError) as exc:
