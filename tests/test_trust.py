@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -865,8 +867,12 @@ def test_video_settings_the_encoder_cannot_take_are_said_plainly(engine, tmp_pat
     with pytest.raises(OutputError, match="cannot encode rgb24"):
         colorize_video(clip, tmp_path / "o.mp4", engine=engine, options=VideoOptions(pix_fmt="rgb24"), progress=False)
     assert not (tmp_path / "o.mp4").exists()
-    import logging
+    from streamcolor.video.codecs import encoder_opens
 
+    if "h264_nvenc" in av.codecs_available and not encoder_opens("h264_nvenc"):  # (no NVIDIA GPU here)
+        with pytest.raises(OutputError, match="h264_nvenc does not open here .*: it needs an NVIDIA GPU"):
+            colorize_video(clip, tmp_path / "o.mp4", engine=engine, options=VideoOptions(codec="h264_nvenc"),
+                           progress=False)
     root = logging.getLogger()
     old = root.level
     try:
@@ -877,6 +883,18 @@ def test_video_settings_the_encoder_cannot_take_are_said_plainly(engine, tmp_pat
         assert opts["x265-params"] == "aq-mode=3:log-level=warning"
     finally:
         root.setLevel(old)
+
+
+def test_a_crf_past_the_encoders_range_is_said(caplog):
+    """x264 takes any crf above 51 (63 in 10 bits) as 51, without a word (the same bytes): said."""
+    from streamcolor.video import VideoOptions, codec_options
+
+    with caplog.at_level(logging.WARNING, logger="streamcolor.video"):
+        for quality, pix_fmt in ((51, "yuv420p"), (63, "yuv420p10le")):
+            codec_options("libx264", VideoOptions(quality=quality, pix_fmt=pix_fmt))
+        assert not caplog.text
+        codec_options("libx264", VideoOptions(quality=60))
+    assert "crf 60 is past libx264's lowest quality, 51, for yuv420p: 51 is used" in caplog.text
 
 
 def test_video_skip_existing_says_so_and_keeps_the_file(tmp_path):

@@ -374,6 +374,24 @@ def test_truncated_matroska_keeps_what_decodes(counted, tmp_path, caplog):
         dst = streamcolor.colorize_video(cut, engine=counted, **FAST)
     n = len(read_video(dst)["l"])
     assert 0 < n < 24
+    assert "(damaged or truncated input?)" in caplog.text
+
+
+@pytest.mark.parametrize("case", ["starts at 10 s", "variable rate", "variable rate, ms time base"])
+def test_a_whole_matroska_is_no_sign_of_damage(counted, tmp_path, caplog, case):
+    """Matroska has no frame count; FFmpeg writes each stream's end time as its ``DURATION`` tag,
+    which was read as a length (a clip starting at 10 s "announced" 288 frames for its 48), and a
+    variable frame rate made a frame count of the duration wrong (1000 "fps" in a 1/1000 time base).
+    Whether the input ends early is now judged by time: what the frames cover against the span."""
+    gaps = np.resize([1, 2, 1, 3], 47)
+    pts = {"starts at 10 s": [240 + i for i in range(48)], "variable rate": np.cumsum([0, *gaps]).tolist(),
+           "variable rate, ms time base": (10_000 + np.cumsum([0, *gaps]) * 41).tolist()}[case]
+    tb = Fraction(1, 1000) if "ms" in case else Fraction(1, RATE)
+    src = make_video(tmp_path / "v.mkv", frames=48, pts=pts, time_base=tb, audio=None)
+    with caplog.at_level(logging.WARNING, logger="streamcolor.video"):
+        dst = streamcolor.colorize_video(src, engine=counted, **FAST)
+    assert len(read_video(dst)["l"]) == 48
+    assert "truncated" not in caplog.text
 
 
 def test_subtitles_that_run_past_the_picture_are_no_sign_of_damage(counted, tmp_path, caplog):

@@ -30,7 +30,8 @@ STDIO = Path("-")
 
 @click.command("image")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@output_option("Output folder, or a file name when there is one input (a name ending in / is a folder); "
+@output_option("Output folder, or a file name when there is one input (a name without an extension, or "
+               "ending in /, is a folder); "
                "'-' writes the image to stdout.", required=True)
 @click.option("--format", "fmt", type=click.Choice(["same", *FORMATS]), default="same",
               show_default=True, help="Output format (same: the input's; with -o FILE, FILE's extension decides).")

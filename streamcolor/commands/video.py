@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 @click.command("video")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@output_option("Output file (one input) or folder (several inputs, or a name ending in /).  "
+@output_option("Output file (one input; its extension picks the container) or folder (several inputs, a "
+               "name without an extension, or a name ending in /).  "
                "Default: <name>-colour.<ext> next to each input.", default=None)
 @click.option("--codec", default="auto", show_default=True,
               help="Video encoder (libx264, libx265, libvpx-vp9, h264_nvenc...); "

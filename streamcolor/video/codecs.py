@@ -122,6 +122,10 @@ def codec_options(codec: str, options: VideoOptions) -> dict[str, str]:
     q = str(options.quality)
     if codec in ("libx264", "libx265", "libsvtav1"):
         opts = {"crf": q}
+        top = 51 + (12 if "10" in options.pix_fmt else 0) if codec != "libsvtav1" else 63
+        if options.quality > top:  # (the encoder takes it as its top without a word)
+            log.warning("crf %s is past %s's lowest quality, %d, for %s: %d is used", q, codec, top,
+                        options.pix_fmt, top)
     elif codec.endswith("_nvenc"):
         opts = {"rc": "vbr", "cq": q, "b": "0"}
     elif codec in ("libvpx-vp9", "libvpx", "libaom-av1"):

@@ -140,7 +140,8 @@ def copy_streams(inp, vin, out, src: Path, dst: Path) -> dict[int, tuple[Any, An
             ost = out.add_stream_from_template(s)
         except (ValueError, av.error.FFmpegError) as exc:
             if s.type in ("audio", "subtitle"):
-                name = s.codec_context.name if s.codec_context else "?"
+                codec = s.codec_context.codec if s.codec_context else None  # (its canonical name: mp3, not mp3float)
+                name = getattr(codec, "canonical_name", None) or (s.codec_context.name if s.codec_context else "?")
                 raise OutputError(f"{dst}: the {out.format.name} format cannot hold the {name} {s.type} "
                                   f"stream #{s.index} ({reason(exc)}); write to a {src.suffix} file instead") from exc
             log.warning("%s: dropping %s stream #%d: %s", src, "the cover picture" if cover else s.type, s.index,

@@ -41,7 +41,8 @@ from streamcolor.colorize import (ColorOptions, engine_for, keep_work_arrays, ne
 from streamcolor.errors import InputError, OutputError
 from streamcolor.progress import Progress, progress_bar
 from streamcolor import ycbcr
-from streamcolor.video.codecs import check_codec, check_pix_fmt, codec_options, needs_even, pick_codec
+from streamcolor.video.codecs import (HARDWARE_CODECS, check_codec, check_pix_fmt, codec_options, needs_even,
+                                     pick_codec)
 from streamcolor.video.containers import copy_streams, fresh_tags, open_input, reason, temp_path, video_stream
 from streamcolor.video.lightness import frame_network_input, gray_luma, gray_lut, plane_array, rgb_kwargs
 from streamcolor.video.options import VideoOptions, output_path
@@ -57,6 +58,10 @@ log = logging.getLogger(__name__)
 #: Decode failures tolerated (each skips one damaged packet, as ffmpeg does) before giving up.
 MAX_BAD_PACKETS = 25
 
+
+#: Frames per second above which a stream's announced rate is taken as no rate at all (a variable
+#: rate in a 1/1000 time base reads as 1000).
+_MAX_PLAUSIBLE_FPS = 240
 
 #: Containers whose video is a sequence of frame slots of 1 / frame rate, without timestamps.
 _FRAME_COUNTED = ("avi",)
@@ -182,6 +187,7 @@ class _Job:
         self.src, self.dst, self.tmp = src, dst, tmp
         self.segment = segment
         self.kept: list[int] = []  # pts of the frames written
+        self.last_duration = 0  # the last one's duration (time base ticks)
         self.inp, self.vin, self.engine = inp, vin, engine
         self.options, self.colour, self.progress = options, colour, progress
         self.batch_size = options.batch_size or engine.video_batch_size
@@ -271,7 +277,7 @@ class _Job:
             except StopIteration:
                 break
             except av.error.FFmpegError as exc:  # damaged or cut short: keep what was read
-                log.warning("%s: input ends early at frame %d (%s)", src, self.frames_in, exc)
+                log.warning("%s: input ends early at frame %d (%s)", src, self.frames_in, reason(exc))
                 packet = None
             if packet is not None and packet.stream.index != vin.index:  # (flush packets all say stream_index 0)
                 if packet.size:  # the zero-size flush packets demux adds at the end are not data
@@ -283,7 +289,7 @@ class _Job:
                 self.bad_packets += 1
                 if self.bad_packets > MAX_BAD_PACKETS:
                     raise InputError(f"{src}: too many damaged video packets ({reason(exc)})") from exc
-                log.warning("%s: skipping a damaged video packet near frame %d: %s", src, self.frames_in, exc)
+                log.warning("%s: skipping a damaged video packet near frame %d: %s", src, self.frames_in, reason(exc))
                 continue
             for frame in frames:
                 pts = frame.pts
@@ -493,9 +499,11 @@ class _Job:
         try:  # now, not at the first frame: a bad preset or option is said before any work, and plainly
             ctx.open()
         except (av.error.FFmpegError, ValueError) as exc:
+            if codec in HARDWARE_CODECS:  # (the device, not the settings, is what is missing, most often)
+                raise OutputError(f"{self.dst}: {codec} does not open here ({reason(exc)}): it needs an NVIDIA "
+                                  "GPU and its driver (--codec auto takes it where it opens, else libx264)") from exc
             raise OutputError(f"{self.dst}: {codec} does not open with {dict(ctx.options)} and pix_fmt "
-                              f"{opts.pix_fmt} ({getattr(exc, 'strerror', None) or exc}); check --preset, --crf "
-                              "and --pix-fmt") from exc
+                              f"{opts.pix_fmt} ({reason(exc)}); check --preset, --crf and --pix-fmt") from exc
         vout.metadata.update(fresh_tags(vin.metadata))
         vout.disposition = vin.disposition
         self.vout, self.codec = vout, codec
@@ -513,23 +521,62 @@ class _Job:
         except (AttributeError, ValueError, av.error.FFmpegError) as exc:
             log.warning("%s: chapters not copied: %s", self.src, exc)
 
-    def _total(self, *, video_only: bool = False) -> int | None:
-        """About how many frames the video has, from its header: the video stream's frame
-        count or duration (Matroska's ``DURATION`` tag), else the container's duration, which
-        also spans audio and subtitles that run on past the picture (``video_only``: not that)."""
+    def _total(self) -> int | None:
+        """About how many frames the video has, for the progress bar: the video stream's frame
+        count, else its span (:meth:`_span`) times its frame rate, else the container's duration
+        (which also spans audio and subtitles that run on past the picture).  None when the frame
+        rate is not one a video has (a variable rate in a millisecond time base reads as 1000)."""
         if self.segment is not None:
             return None
-        vin = self.vin
-        if vin.frames:
-            return int(vin.frames)
-        if vin.duration and vin.time_base:
-            return max(1, round(float(vin.duration * vin.time_base * self.rate)))
-        tagged = _tag_seconds(vin.metadata.get("DURATION") or vin.metadata.get("duration"))
-        if tagged:
-            return max(1, round(tagged * float(self.rate)))
-        if self.inp.duration and not video_only:
+        if self.vin.frames:
+            return int(self.vin.frames)
+        if not 0 < float(self.rate) <= _MAX_PLAUSIBLE_FPS:
+            return None
+        span = self._span()
+        if span is not None:
+            return max(1, round(float(span[1] - span[0]) * float(self.rate)))
+        if self.inp.duration:
             return max(1, round(self.inp.duration / 1e6 * float(self.rate)))
         return None
+
+    def _span(self) -> tuple[Fraction, Fraction] | None:
+        """(start, end) in seconds of the video stream as its header announces it: its start
+        time, and its duration, or Matroska's ``DURATION`` tag, which FFmpeg's muxer writes as
+        the stream's end time (a tag shorter than the start is a length, as other muxers write it)."""
+        vin = self.vin
+        tb = vin.time_base
+        if not tb:
+            return None
+        start = Fraction(vin.start_time or 0) * tb
+        if vin.duration:
+            return start, start + vin.duration * tb
+        tagged = _tag_seconds(vin.metadata.get("DURATION") or vin.metadata.get("duration"))
+        if tagged:
+            tag = Fraction(tagged).limit_denominator(10**9)
+            return start, tag if tag > start else start + tag
+        return None
+
+    def _warn_if_short(self, written: int) -> None:
+        """A warning when fewer frames were decoded than the header announces (by its frame count,
+        else by time: what the frames cover against the stream's announced span, which a variable
+        frame rate does not upset)."""
+        if self.segment is not None:
+            return
+        if self.vin.frames:
+            if written < 0.9 * self.vin.frames:
+                log.warning("%s: %d frames decoded where the header announces %d (damaged or truncated input?)",
+                            self.src, written, self.vin.frames)
+            return
+        span = self._span()
+        if span is None or not self.kept or not self.time_base:
+            return
+        start, end = span
+        kept = self.kept
+        step = self.last_duration or ((kept[-1] - kept[0]) // (len(kept) - 1) if len(kept) > 1 else 0)
+        covered = (kept[-1] + step) * self.time_base
+        if covered - start < Fraction(9, 10) * (end - start):
+            log.warning("%s: the frames decoded end at %.2f s where the header announces %.2f s (damaged or "
+                        "truncated input?)", self.src, float(covered), float(end))
 
     def _write(self, out) -> None:
         frames_bound = max(4, self.batch_size)
@@ -577,10 +624,7 @@ class _Job:
         self._mux(out, None)
         if self.bad_packets:
             log.warning("%s: %d damaged video packets skipped", self.src, self.bad_packets)
-        total = self._total(video_only=True)  # (a subtitle that ends after the picture is no sign of damage)
-        if total and written < 0.9 * total:
-            log.warning("%s: %d frames decoded where the header announces about %d (damaged or truncated input?)",
-                        self.src, written, total)
+        self._warn_if_short(written)
 
     def _mux(self, out, frame) -> None:
         """Encode one frame (None: flush the encoder) and mux what comes out."""
@@ -588,6 +632,7 @@ class _Job:
             if self.segment is not None and frame.pts < self.segment.start:
                 return  # warm-up frame: it only primed the scene detector and the stabilizer
             self.kept.append(int(frame.pts))
+            self.last_duration = int(frame.duration or 0)
         try:
             out.mux(self.vout.encode(frame))
         except av.error.FFmpegError as exc:
