@@ -203,9 +203,9 @@ def main() -> None:
     try:
         with logging_redirect_tqdm():
             cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo(f"{'terminated' if terminated else 'aborted'}: every output already written is kept, and none "
-                   "is left half-written", err=True)
+    except click.exceptions.Abort as exc:  # a verb may say what an interruption meant for it
+        said = str(exc) or "every output already written is kept, and none is left half-written"
+        click.echo(f"{'terminated' if terminated else 'aborted'}: {said}", err=True)
         sys.exit(128 + signal.SIGTERM if terminated else 130)
     except click.ClickException as exc:
         _show_click_error(exc)

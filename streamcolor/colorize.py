@@ -29,6 +29,7 @@ import functools
 import logging
 import math
 import os
+import numbers
 from pathlib import Path
 import threading
 from dataclasses import dataclass, field
@@ -64,6 +65,17 @@ STRIP_PIXELS = 1 << 20
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
 
+def check_saturation(value: object) -> None:
+    """TypeError / ValueError unless ``value`` is None or a finite number >= 0: one
+    check for every options class (NaN or infinity would paint every pixel white)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"saturation must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"saturation must be a finite number >= 0, got {value}")
+
+
 @dataclass(frozen=True)
 class ColorOptions:
     """How colour is produced.  Override fields with ``dataclasses.replace``.
@@ -81,10 +93,17 @@ class ColorOptions:
 
     def __post_init__(self) -> None:
         lab.check_render_size(self.render_size)
-        if self.saturation is not None and self.saturation < 0:
-            raise ValueError(f"saturation must be >= 0, got {self.saturation}")
+        check_saturation(self.saturation)
+        for name in ("size_multiple", "max_pixels", "quality", "memory_budget"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+                raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
         if self.max_pixels < 1 or self.memory_budget < 1:
             raise ValueError("max_pixels and memory_budget must be at least 1")
+        if self.size_multiple is not None and self.size_multiple < 1:
+            raise ValueError(f"size_multiple must be at least 1, got {self.size_multiple}")
+        if not 1 <= self.quality <= 100:
+            raise ValueError(f"quality must be 1-100 (JPEG/WebP), got {self.quality}")
 
     @property
     def resolved(self) -> bool:
@@ -733,14 +752,14 @@ def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
         if decoded.alpha is not None:
             out.putalpha(Image.fromarray(_to_uint8(decoded.alpha), "L"))
         return out
+    if decoded.alpha is not None:  # alpha joins before any float scaling, so both come back on one scale
+        alpha = decoded.alpha
+        if alpha.dtype != rgb.dtype:
+            alpha = alpha.astype(rgb.dtype)
+        rgb = np.dstack([rgb, alpha])
     if dtype.kind == "f":  # in place: one float copy of the output, not three
         scale = 65535.0 if rgb.dtype == np.uint16 else 255.0
         rgb = rgb.astype(np.float32)
         rgb /= scale
         rgb = rgb.astype(dtype, copy=False)
-    if decoded.alpha is not None:
-        alpha = decoded.alpha
-        if alpha.dtype != rgb.dtype:
-            alpha = alpha.astype(rgb.dtype)
-        rgb = np.dstack([rgb, alpha])
     return rgb

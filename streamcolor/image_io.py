@@ -120,6 +120,8 @@ def read_image(src: str | os.PathLike | bytes | Image.Image, *, max_pixels: int 
         if not data:
             raise InputError(f"{label}: empty (0 bytes)")
         return _open(io.BytesIO(data), label, max_pixels)
+    if not os.fspath(src):
+        raise InputError("the image path is empty")
     path = Path(src)
     if not path.exists():
         raise no_such_file(path, label)
@@ -303,6 +305,8 @@ def _from_pil(im: Image.Image, label: str, max_pixels: int) -> Decoded:
         exif.pop(0x0112, None)  # orientation now baked in
         info["exif"] = exif.tobytes()
     alpha = None
+    if im.mode in ("La", "RGBa"):  # premultiplied alpha (made in memory, never read from a file): un-premultiply
+        im = im.convert("LA" if im.mode == "La" else "RGBA")
     mode = im.mode
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA") if mode != "LA" else im

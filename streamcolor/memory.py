@@ -16,10 +16,13 @@ arrays from one item to the next until the job ends
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import logging
 import threading
 import warnings
+from typing import AsyncIterator
 
 from PIL import Image
 
@@ -105,4 +108,48 @@ class MemoryBudget:
             self._cond.notify_all()
 
 
-__all__ = ["BYTES_PER_PIXEL", "DEFAULT_MEMORY_BUDGET", "MemoryBudget", "encoded_bytes", "image_bytes"]
+class AsyncMemoryBudget:
+    """:class:`MemoryBudget` for the requests of one asyncio loop (a server):
+    ``async with budget.hold(n)`` waits, without a thread, until ``n`` more
+    bytes fit -- or nothing else is held, so one request bigger than the
+    budget still runs, alone."""
+
+    def __init__(self, total: int):
+        if total < 1:
+            raise ValueError(f"memory budget must be at least 1 byte, got {total}")
+        self.total = total
+        self.used = 0
+        self.peak = 0
+        self.waiting = 0
+        self._cond: asyncio.Condition | None = None  # made on first use, inside the loop
+        self._wakers: set[asyncio.Task] = set()  # referenced until done (the loop keeps only weak ones)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, nbytes: int) -> AsyncIterator[None]:
+        if self._cond is None:
+            self._cond = asyncio.Condition()
+        cond = self._cond
+        async with cond:
+            self.waiting += 1
+            try:
+                await cond.wait_for(lambda: self.used == 0 or self.used + nbytes <= self.total)
+            finally:
+                self.waiting -= 1
+            self.used += nbytes
+            self.peak = max(self.peak, self.used)
+        try:
+            yield
+        finally:  # given back without awaiting the lock, so a cancelled request cannot keep its bytes
+            self.used = max(0, self.used - nbytes)
+            task = asyncio.get_running_loop().create_task(self._wake(cond))
+            self._wakers.add(task)
+            task.add_done_callback(self._wakers.discard)
+
+    @staticmethod
+    async def _wake(cond: asyncio.Condition) -> None:
+        async with cond:
+            cond.notify_all()
+
+
+__all__ = ["BYTES_PER_PIXEL", "DEFAULT_MEMORY_BUDGET", "AsyncMemoryBudget", "MemoryBudget", "encoded_bytes",
+           "image_bytes"]

@@ -24,8 +24,14 @@ Routes
     JSON: liveness and limits; the loaded model; batching counters.
 
 Every error is JSON ``{"error": "<reason>", "status": <code>}`` with a 4xx
-code for what the client can fix (400 bad image or parameter, 404, 405, 413
-over a size limit, 415 video turned off, 422 cannot encode) and 503 when busy.
+code for what the client can fix (400 bad image or parameter, 404, 405, 408
+an upload that stalled, 413 over a size limit, 415 video turned off, 422
+cannot encode) and 503 when busy or shutting down.
+
+Memory: each request's image is counted before it is decoded (from its
+header: :func:`streamcolor.memory.encoded_bytes`) against ``memory_budget``;
+big images wait for each other.  Uploads themselves are held until read, so
+the bodies in memory are bounded by ``max_pending`` x ``max_upload``.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 
 try:
     from aiohttp import BodyPartReader, web
@@ -54,7 +60,7 @@ try:
 except ImportError as exc:  # pragma: no cover - the serve extra is missing
     raise ImportError("`streamcolor serve` needs aiohttp: pip install 'streamcolor[serve]'") from exc
 
-from streamcolor import __version__, image_io
+from streamcolor import __version__, image_io, memory
 from streamcolor.batching import BatchingEngine, BatchingOptions
 from streamcolor.colorize import ColorOptions, colorize_batch, model_options
 from streamcolor.engines import lab
@@ -104,13 +110,18 @@ class ServeOptions:
     workers: int = 0  # threads that decode, compose and encode; 0: max_batch + CPU cores
     video: bool = True  # accept short videos (one at a time, bounded by max_upload)
     shutdown_timeout: float = 30.0  # seconds in-flight requests get to finish on SIGINT/SIGTERM
+    upload_timeout: float = 30.0  # an upload that sends nothing for this long is dropped (408), freeing its slot
+    memory_budget: int = memory.DEFAULT_MEMORY_BUDGET  # working bytes of images colorized at once (the rest wait)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
-        for name in ("max_upload", "max_pixels", "max_pending"):
+        for name in ("max_upload", "max_pixels", "max_pending", "memory_budget"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("upload_timeout", "shutdown_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0 seconds, got {getattr(self, name)}")
 
 
 class _Reject(Exception):
@@ -216,11 +227,22 @@ def looks_like_image(data: bytes) -> bool:
             or (data[:4] == b"RIFF" and data[8:12] == b"WEBP") or (data[4:8] == b"ftyp" and data[8:12] in _STILL_BRANDS))
 
 
-async def _read_limited(read: Callable[[int], Any], limit: int, what: str = "upload") -> bytes:
-    """Read chunks until the end; more than ``limit`` bytes is a 413."""
+async def _idle(step: Awaitable[Any], timeout: float) -> Any:
+    """``await step``, or a 408 when the client sends nothing for ``timeout`` s (a stalled
+    upload would otherwise hold one of the --max-pending slots for good)."""
+    try:
+        return await asyncio.wait_for(step, timeout)
+    except asyncio.TimeoutError:
+        raise _Reject(408, f"upload stalled: nothing arrived for {timeout:g} s; send it again",
+                      {"Connection": "close"}) from None
+
+
+async def _read_limited(read: Callable[[int], Any], limit: int, what: str = "upload", *,
+                        timeout: float = 30.0) -> bytes:
+    """Read chunks until the end; more than ``limit`` bytes is a 413, ``timeout`` s without one a 408."""
     chunks, total = [], 0
     while True:
-        chunk = await read(_CHUNK)
+        chunk = await _idle(read(_CHUNK), timeout)
         if not chunk:
             return b"".join(chunks)
         total += len(chunk)
@@ -229,8 +251,9 @@ async def _read_limited(read: Callable[[int], Any], limit: int, what: str = "upl
         chunks.append(chunk)
 
 
-async def _read_upload(request: web.Request, limit: int) -> _Upload:
-    """The file of a multipart form (field ``file``), or else the raw body."""
+async def _read_upload(request: web.Request, limit: int, timeout: float = 30.0) -> _Upload:
+    """The file of a multipart form (field ``file``), or else the raw body; 408 when the
+    client stalls for ``timeout`` s."""
     length = request.content_length
     if request.content_type == "multipart/form-data":
         if length is not None and length > limit + _MULTIPART_SLACK:
@@ -243,16 +266,17 @@ async def _read_upload(request: web.Request, limit: int) -> _Upload:
         upload: _Upload | None = None
         fields: dict[str, str] = {}
         try:
-            async for part in reader:
+            while (part := await _idle(reader.next(), timeout)) is not None:
                 if not isinstance(part, BodyPartReader):
                     raise _Reject(400, "nested multipart bodies are not accepted: send the file as 'file'")
                 if part.filename is not None or part.name == "file":
                     if upload is not None:
                         raise _Reject(400, "one file per request: send each file in its own request")
-                    data = await _read_limited(part.read_chunk, limit)
+                    data = await _read_limited(part.read_chunk, limit, timeout=timeout)
                     upload = _Upload(data, part.filename or "upload", part.headers.get("Content-Type", ""))
                 elif part.name in PARAMETERS:
-                    fields[part.name] = (await _read_limited(part.read_chunk, _FIELD_LIMIT, part.name)).decode(
+                    fields[part.name] = (await _read_limited(part.read_chunk, _FIELD_LIMIT, part.name,
+                                                             timeout=timeout)).decode(
                         "utf-8", "replace").strip()
                 else:
                     raise _Reject(400, f"unknown form field {str(part.name)[:40]!r}: send the file as 'file' "
@@ -266,7 +290,7 @@ async def _read_upload(request: web.Request, limit: int) -> _Upload:
         if length is not None and length > limit:
             raise _Reject(413, f"upload of {length:,} bytes is over the limit of {limit:,} bytes "
                                "(streamcolor serve --max-upload)")
-        data = await _read_limited(request.content.read, limit)
+        data = await _read_limited(request.content.read, limit, timeout=timeout)
         ctype = request.content_type
         ext = (mimetypes.guess_extension(ctype) or "") if ctype.startswith(("image/", "video/")) else ""
         upload = _Upload(data, f"upload{ext}", ctype)
@@ -314,7 +338,11 @@ class _State:
         workers = options.workers or options.batching.max_batch + (os.cpu_count() or 1)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="streamcolor-serve")
         self.video_slot = asyncio.Semaphore(1)
+        self.budget = memory.AsyncMemoryBudget(options.memory_budget)  # big images wait for each other
         self.in_flight = 0
+        self.idle = asyncio.Event()  # set while no request is in progress (what shutdown waits for)
+        self.idle.set()
+        self.closing = False  # set on shutdown: requests still arriving on open connections get 503
         self.started = time.time()
         self.responses: dict[str, int] = {"2xx": 0, "4xx": 0, "5xx": 0}
         self.static = _static_files(STATIC_DIR)
@@ -400,7 +428,11 @@ async def _errors_and_log(request: web.Request, handler) -> web.StreamResponse:
     try:
         response = await handler(request)
     except _Reject as exc:
-        response = _error(exc.status, exc.message, exc.headers)
+        headers = dict(exc.headers or {})
+        close = headers.pop("Connection", "").lower() == "close"
+        response = _error(exc.status, exc.message, headers)
+        if close:  # the rest of the body never came: the connection cannot carry another request
+            response.force_close()
     except InputError as exc:
         response = _error(400, str(exc))
     except web.HTTPException as exc:
@@ -460,7 +492,8 @@ async def _health(request: web.Request) -> web.Response:
         "defaults": {"render_size": state.colour.render_size, "saturation": state.colour.saturation,
                      "quality": state.colour.quality},
         "limits": {"max_upload": o.max_upload, "max_pixels": o.max_pixels, "max_pending": o.max_pending,
-                   "max_render_size": MAX_RENDER_SIZE},
+                   "max_render_size": MAX_RENDER_SIZE, "memory_budget": o.memory_budget,
+                   "upload_timeout_s": o.upload_timeout},
         "video": o.video, "in_flight": state.in_flight, "uptime_s": round(time.time() - state.started, 1),
     })
 
@@ -484,18 +517,28 @@ async def _models(request: web.Request) -> web.Response:
 async def _stats(request: web.Request) -> web.Response:
     state = request.app[_STATE]
     return web.json_response({"batching": state.batcher.stats().as_dict(), "responses": state.responses,
-                              "in_flight": state.in_flight, "uptime_s": round(time.time() - state.started, 1)})
+                              "in_flight": state.in_flight, "memory": _memory_stats(state),
+                              "uptime_s": round(time.time() - state.started, 1)})
+
+
+def _memory_stats(state: _State) -> dict[str, int]:
+    b = state.budget
+    return {"budget": b.total, "used": b.used, "peak": b.peak, "waiting": b.waiting}
 
 
 async def _colorize(request: web.Request) -> web.Response:
     state = request.app[_STATE]
+    if state.closing:
+        raise _Reject(503, "the server is shutting down; send it again once it is back",
+                      {"Retry-After": "5", "Connection": "close"})
     if state.in_flight >= state.options.max_pending:
         raise _Reject(503, f"busy: {state.in_flight} requests in progress (--max-pending); retry shortly",
                       {"Retry-After": "1"})
     state.in_flight += 1
+    state.idle.clear()
     try:
         params = parse_parameters(request.query)  # refuse bad parameters before reading the body
-        upload = await _read_upload(request, state.options.max_upload)
+        upload = await _read_upload(request, state.options.max_upload, state.options.upload_timeout)
         params.update(parse_parameters(upload.fields))
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
@@ -508,8 +551,9 @@ async def _colorize(request: web.Request) -> web.Response:
             batch = 0
         else:
             colour = state.options_for(params)
-            data, fmt, batch = await loop.run_in_executor(state.pool, state.colorize_image, upload, colour,
-                                                          params.get("format", "same"))
+            async with state.budget.hold(memory.encoded_bytes(upload.data)):  # its size from the header alone
+                data, fmt, batch = await loop.run_in_executor(state.pool, state.colorize_image, upload, colour,
+                                                              params.get("format", "same"))
             ext, ctype = _EXTENSION[fmt], _MIME[fmt]
         ms = (time.perf_counter() - t0) * 1e3
         return web.Response(body=data, content_type=ctype, headers={
@@ -518,6 +562,8 @@ async def _colorize(request: web.Request) -> web.Response:
             "Cache-Control": "no-store"})
     finally:
         state.in_flight -= 1
+        if not state.in_flight:
+            state.idle.set()
 
 
 def create_app(engine: "Engine", options: ServeOptions = ServeOptions(), *,
@@ -556,9 +602,11 @@ def create_app(engine: "Engine", options: ServeOptions = ServeOptions(), *,
 
 
 def app_stats(app: web.Application) -> dict[str, Any]:
-    """The same counters as ``GET /api/stats`` (batching, responses), from Python."""
+    """The same counters as ``GET /api/stats`` (batching, responses, requests in progress, memory),
+    from Python."""
     state = app[_STATE]
-    return {"batching": state.batcher.stats().as_dict(), "responses": dict(state.responses)}
+    return {"batching": state.batcher.stats().as_dict(), "responses": dict(state.responses),
+            "in_flight": state.in_flight, "memory": _memory_stats(state)}
 
 
 # --------------------------------------------------------------------------- running it
@@ -582,10 +630,23 @@ async def _start(app: web.Application, options: ServeOptions) -> tuple[web.AppRu
     return runner, url
 
 
-async def _stop(runner: web.AppRunner, app: web.Application) -> None:
+async def _stop(runner: web.AppRunner, app: web.Application, timeout: float) -> None:
+    """Stop listening, let the requests in progress finish (``timeout`` s at most), then close.
+
+    The requests are waited for here, before ``runner.cleanup()``: aiohttp's own
+    graceful shutdown stops reading from open connections at once, so an upload
+    still arriving would never complete (its client got no answer)."""
     state = app[_STATE]
+    state.closing = True
+    for site in list(runner.sites):
+        await site.stop()
     if state.in_flight:
         log.info("shutting down: no new connections; waiting for %d request(s) in progress", state.in_flight)
+        try:
+            await asyncio.wait_for(state.idle.wait(), timeout)
+        except asyncio.TimeoutError:
+            log.warning("shutting down: %d request(s) still in progress after %g s are cut off",
+                        state.in_flight, timeout)
     else:
         log.info("shutting down")
     await runner.cleanup()
@@ -617,7 +678,7 @@ def run(engine: "Engine", options: ServeOptions = ServeOptions(), *, colour: Col
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal interrupts the shutdown
                 loop.remove_signal_handler(sig)
-            await _stop(runner, app)
+            await _stop(runner, app, options.shutdown_timeout)
 
     asyncio.run(main())
 
@@ -681,6 +742,6 @@ class Server:
                 return
             self._ready.set()
             await self._stop.wait()
-            await _stop(runner, self.app)
+            await _stop(runner, self.app, self.options.shutdown_timeout)
 
         asyncio.run(main())

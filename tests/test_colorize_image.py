@@ -66,6 +66,17 @@ def test_rgba_keeps_alpha(engine, photo, tmp_path):
     assert np.array_equal(np.asarray(Image.open(written))[..., 3], alpha)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint16])
+def test_rgba_alpha_comes_back_on_the_inputs_scale(engine, photo, dtype):
+    top = 1.0 if np.dtype(dtype).kind == "f" else 65535
+    alpha = np.tile(np.linspace(0, top, photo.shape[1]), (photo.shape[0], 1)).astype(dtype)
+    rgb = (photo.astype(np.float64) / 255 * top).astype(dtype)
+    out = streamcolor.colorize_image(np.dstack([rgb, alpha]), engine=engine)
+    assert out.dtype == dtype and out.shape == (*photo.shape[:2], 4)
+    assert np.abs(out[..., 3].astype(np.float64) - alpha).max() <= top / 65535  # was 0..65535 for floats
+    assert out[..., :3].max() <= top
+
+
 def test_16bit_png_stays_16bit(engine, tmp_path):
     gray16 = (np.linspace(0, 65535, 64 * 48).reshape(48, 64)).astype(np.uint16)
     src = tmp_path / "g16.png"
@@ -235,3 +246,58 @@ def test_compose_keeps_lightness_even_out_of_gamut(chroma):
     rgb8 = to_dtype(compose(l, ab), np.uint8)
     assert np.abs(lab.rgb_to_l(rgb8) - l).max() <= 1.0
     assert lab.colorfulness(rgb8) > 0  # colour survives where it fits
+
+
+@pytest.mark.parametrize("fields,error,match", [
+    ({"saturation": float("nan")}, ValueError, "finite"),
+    ({"saturation": float("inf")}, ValueError, "finite"),
+    ({"saturation": -0.5}, ValueError, ">= 0"),
+    ({"saturation": "1.2"}, TypeError, "saturation must be a number"),
+    ({"quality": 0}, ValueError, "quality must be 1-100"),
+    ({"quality": 101}, ValueError, "quality must be 1-100"),
+    ({"quality": 95.5}, TypeError, "quality must be an integer"),
+    ({"max_pixels": "big"}, TypeError, "max_pixels must be an integer"),
+    ({"size_multiple": 0}, ValueError, "size_multiple"),
+])
+def test_options_out_of_range_are_refused_where_they_are_made(fields, error, match):
+    """NaN saturation used to give an all-white picture, quality 0 or 300 a codec's own error later."""
+    with pytest.raises(error, match=match):
+        ColorOptions(**fields)
+
+
+def test_options_at_their_bounds_are_taken():
+    ColorOptions(saturation=0, quality=1)
+    ColorOptions(saturation=np.float32(2.5), quality=np.int64(100), size_multiple=1)
+
+
+@pytest.mark.parametrize("make", ["video", "batch"])
+def test_every_options_class_refuses_a_saturation_that_is_not_a_number(make):
+    from streamcolor import BatchOptions, VideoOptions
+
+    cls = VideoOptions if make == "video" else BatchOptions
+    with pytest.raises(ValueError, match="finite"):
+        cls(saturation=float("nan"))
+    with pytest.raises(ValueError, match="quality"):
+        cls(quality=-1)
+
+
+@pytest.mark.parametrize("mode,out_mode", [("La", "RGBA"), ("RGBa", "RGBA"), ("LA", "RGBA"), ("I;16", "RGB")])
+def test_every_pil_mode_in_memory_comes_back_with_its_transparency(engine, photo, mode, out_mode):
+    """Premultiplied modes (La, RGBa: only made in memory) were a raw 'conversion not supported' or lost alpha."""
+    base = Image.fromarray(photo).convert("RGBA")
+    base.putalpha(Image.fromarray(np.tile(np.linspace(0, 255, photo.shape[1], dtype=np.uint8), (photo.shape[0], 1))))
+    im = base.convert("LA").convert(mode) if mode in ("La", "LA") else base.convert(mode)
+    out = streamcolor.colorize_image(im, engine=engine)
+    assert out.mode == out_mode and out.size == im.size
+    if out_mode == "RGBA":
+        assert np.asarray(out)[..., 3].min() == 0 and np.asarray(out)[..., 3].max() == 255
+
+
+def test_empty_path_and_missing_model_are_said_plainly(engine):
+    with pytest.raises(InputError, match="the image path is empty"):
+        streamcolor.colorize_image("", engine=engine)
+    with pytest.raises(ValueError, match="model is empty"):
+        streamcolor.load_engine("")
+    with pytest.raises(TypeError, match="model must be a shipped model's name"):
+        streamcolor.load_engine(3)
+    assert streamcolor.engines.resolve_model(None).name == streamcolor.engines.resolve_model().name

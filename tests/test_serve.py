@@ -399,6 +399,91 @@ def test_graceful_stop_finishes_requests_in_progress(engine):
         socket.create_connection(("127.0.0.1", int(srv.url.rsplit(":", 1)[1])), timeout=2)
 
 
+def _head(port: int, body_length: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(f"POST /api/colorize HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                 f"Content-Length: {body_length}\r\n\r\n".encode())
+    return sock
+
+
+def _answer(sock: socket.socket) -> tuple[int, bytes]:
+    """The status and body of the one answer on ``sock`` (read up to its Content-Length, not to
+    the end: aiohttp lingers up to 10 s before it closes a connection whose body was not all read)."""
+    data = b""
+    while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 4 + _length(data):
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection without a whole answer"
+        data += chunk
+    sock.close()
+    return int(data.split(b" ", 2)[1]), data[data.index(b"\r\n\r\n") + 4:]
+
+
+def _length(data: bytes) -> int:
+    for line in data[:data.index(b"\r\n\r\n")].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    raise AssertionError("no Content-Length in the answer")
+
+
+def test_graceful_stop_lets_an_upload_still_arriving_finish(engine):
+    """aiohttp's own shutdown stops reading open connections: an upload half sent when
+    SIGTERM came never completed and its client got no answer at all."""
+    data = png_bytes(gray(8, 200, 300))
+    srv = Server(engine, ServeOptions(port=0)).start()
+    port = int(srv.url.rsplit(":", 1)[1])
+    sock = _head(port, len(data))
+    sock.sendall(data[: len(data) // 2])
+    deadline = time.monotonic() + 10
+    while srv.stats()["in_flight"] == 0 and time.monotonic() < deadline:  # the handler reads the body
+        time.sleep(0.02)
+    stopper = threading.Thread(target=srv.stop)
+    stopper.start()
+    time.sleep(0.5)  # shutdown has begun: the socket no longer listens
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2)
+    sock.sendall(data[len(data) // 2:])
+    status, body = _answer(sock)
+    stopper.join()
+    assert status == 200 and decode(body).size == (300, 200)
+
+
+def test_a_stalled_upload_gets_408_and_frees_its_slot(engine):
+    options = ServeOptions(port=0, max_pending=1, upload_timeout=0.5)
+    with Server(engine, options) as srv:
+        port = int(srv.url.rsplit(":", 1)[1])
+        sock = _head(port, 10_000)
+        sock.sendall(b"\x89PNG\r\n\x1a\n")  # and then nothing
+        t0 = time.monotonic()
+        status, body = _answer(sock)
+        assert status == 408 and "stalled" in json.loads(body)["error"] and time.monotonic() - t0 < 10
+        ok = request("POST", srv.url + "/api/colorize", data=png_bytes(gray(9, 40, 40)))
+    assert ok.status == 200  # the one slot is free again (it was held until the server stopped)
+
+
+def test_big_images_wait_for_each_other_under_the_memory_budget(engine):
+    from streamcolor import memory
+
+    photos = [png_bytes(gray(i, 600, 800)) for i in range(4)]
+    one = memory.encoded_bytes(photos[0])
+    options = ServeOptions(port=0, memory_budget=int(one * 1.5), max_pixels=MAX_PIXELS,
+                           batching=BatchingOptions(max_batch=4, max_wait_ms=50))
+
+    async def all_at_once(url):
+        async with aiohttp.ClientSession() as s:
+            async def one_(data):
+                async with s.post(url + "/api/colorize", data=data) as r:
+                    return r.status
+            return await asyncio.gather(*(one_(d) for d in photos))
+
+    with Server(SlowEngine(engine, delay=0.2), options) as srv:
+        statuses = asyncio.run(all_at_once(srv.url))
+        mem = srv.stats()["memory"]
+    assert statuses == [200] * 4
+    assert mem["peak"] == max(memory.encoded_bytes(d) for d in photos) <= options.memory_budget
+    assert mem["used"] == 0 and mem["waiting"] == 0
+
+
 def test_video_round_trip(server, tmp_path):
     from streamcolor.video import make_clip, video_size
 

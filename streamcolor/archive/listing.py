@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Sequence
 
 from streamcolor import image_io, memory, tempfiles
-from streamcolor.colorize import ColorOptions
+from streamcolor.colorize import ColorOptions, check_saturation
 from streamcolor.engines import archives, lab
 from streamcolor.engines.archives import ARCHIVE_SUFFIXES, Source, safe_member_path
 from streamcolor.errors import InputError, MemberRefused
@@ -61,6 +61,7 @@ class BatchOptions:
         if self.archive is not None and self.archive not in ("same", *ARCHIVE_SUFFIXES):
             raise ValueError(f"archive must be None, 'same' or one of {list(ARCHIVE_SUFFIXES)}, got {self.archive!r}")
         lab.check_render_size(self.render_size)
+        check_saturation(self.saturation)
         for name in ("batch_size", "max_pixels", "max_member_bytes", "memory_budget"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -8,6 +8,7 @@ import click
 
 from streamcolor.commands.batch import ByteSize
 from streamcolor.commands.common import common_options, engine_options, load
+from streamcolor.memory import DEFAULT_MEMORY_BUDGET
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,12 @@ log = logging.getLogger(__name__)
               help="Refuse images with more pixels (decompression bombs; 400).")
 @click.option("--max-pending", type=click.IntRange(min=1), default=64, show_default=True,
               help="Requests colorized at once; more get 503 and Retry-After.")
+@click.option("--memory-budget", type=ByteSize(), default=f"{DEFAULT_MEMORY_BUDGET >> 20}M", show_default=True,
+              help="Working memory for images colorized at once, estimated from each upload's header before "
+                   "decoding (about 16 bytes a pixel): big images wait for each other; one bigger runs alone.")
+@click.option("--upload-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              help="Seconds an upload may send nothing before it is dropped (408), so a stalled client "
+                   "does not hold a --max-pending slot.")
 @click.option("-j", "--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Threads that decode, compose and encode (0: max batch + CPU cores).")
 @click.option("--video/--no-video", default=True, show_default=True,
@@ -36,8 +43,8 @@ log = logging.getLogger(__name__)
 @engine_options
 @click.pass_context
 @common_options
-def command(ctx, host, port, max_batch, max_wait_ms, max_upload, max_pixels, max_pending, workers, video,
-            open_browser, model, backend, render_size, saturation):
+def command(ctx, host, port, max_batch, max_wait_ms, max_upload, max_pixels, max_pending, memory_budget,
+            upload_timeout, workers, video, open_browser, model, backend, render_size, saturation):
     """Serve a web page and an HTTP API that colorize uploaded photos.
 
     The page (at the printed URL) takes photos and short videos by drag and
@@ -54,7 +61,7 @@ def command(ctx, host, port, max_batch, max_wait_ms, max_upload, max_pixels, max
                            &format=same|png|jpg|webp|tiff|bmp &quality=Q
       GET  /api/health     status, engine, limits
       GET  /api/models     the loaded model and the shipped ones
-      GET  /api/stats      engine calls, batch sizes, responses
+      GET  /api/stats      engine calls, batch sizes, responses, memory
     Errors are JSON {"error": reason} with a 4xx status.
 
     \b
@@ -78,6 +85,7 @@ def command(ctx, host, port, max_batch, max_wait_ms, max_upload, max_pixels, max
     try:
         options = serve.ServeOptions(host=host, port=port, batching=BatchingOptions(max_batch, max_wait_ms),
                                      max_upload=max_upload, max_pixels=max_pixels, max_pending=max_pending,
+                                     memory_budget=memory_budget, upload_timeout=upload_timeout,
                                      workers=workers, video=video)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -92,6 +100,8 @@ def command(ctx, host, port, max_batch, max_wait_ms, max_upload, max_pixels, max
 
     try:
         serve.run(engine, options, colour=colour, on_ready=ready)
+    except KeyboardInterrupt:  # a second Ctrl-C during the graceful shutdown
+        raise click.exceptions.Abort("stopped at once; requests still in progress got no answer") from None
     except OSError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

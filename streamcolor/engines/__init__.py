@@ -8,6 +8,7 @@ neither ``streamcolor`` nor ``trainer``.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -77,8 +78,15 @@ def runtime_info() -> dict[str, Any]:
     return {"onnxruntime": ort.__version__, "providers": ort.get_available_providers()}
 
 
-def resolve_model(model: str | Path = DEFAULT_MODEL) -> ModelInfo:
-    """A shipped model name or a path to a bundle folder -> its ModelInfo."""
+def resolve_model(model: str | Path | None = DEFAULT_MODEL) -> ModelInfo:
+    """A shipped model name or a path to a bundle folder (None: the default model) -> its ModelInfo."""
+    if model is None:
+        model = DEFAULT_MODEL
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model must be a shipped model's name or a bundle folder, got {type(model).__name__}")
+    if not os.fspath(model):
+        raise ValueError(f"model is empty: give a shipped model's name ({available_models() or 'none'}) "
+                         "or a bundle folder")
     path = Path(model)
     if path.exists():
         return ModelInfo.load(path)
@@ -89,13 +97,14 @@ def resolve_model(model: str | Path = DEFAULT_MODEL) -> ModelInfo:
                      f"{available_models() or 'none'}")
 
 
-def load_engine(model: str | Path = DEFAULT_MODEL, backend: str = "auto", **options) -> Engine:
+def load_engine(model: str | Path | None = DEFAULT_MODEL, backend: str = "auto", **options) -> Engine:
     """Load ``model`` on ``backend``.
 
     Parameters
     ----------
     model:
-        A shipped model name (see :func:`available_models`) or a bundle folder.
+        A shipped model name (see :func:`available_models`) or a bundle folder;
+        None: the default model.
     backend:
         "auto": ONNX Runtime, on CUDA when available, else CPU, in the
         fastest precision of the bundle that passes its quality guard

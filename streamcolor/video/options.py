@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-from streamcolor.colorize import ColorOptions
+from streamcolor.colorize import ColorOptions, check_saturation
 from streamcolor.engines import lab
 from streamcolor.video.codecs import needs_even
 
@@ -52,6 +52,9 @@ class VideoOptions:
 
     def __post_init__(self) -> None:
         lab.check_render_size(self.render_size)
+        check_saturation(self.saturation)
+        if not 0 <= self.quality <= 63:  # x264/x265 crf 0-51, VP9/AV1 0-63, NVENC cq 0-51 (warned past a codec's range)
+            raise ValueError(f"quality must be 0-63 (crf or cq), got {self.quality}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.embed_every < 1:
