@@ -469,6 +469,24 @@ def image_kind(path: str | os.PathLike) -> str | None:
         return None
 
 
+def output_suffix(path: str | os.PathLike) -> str:
+    """The suffix of the colorized file of the photo ``path``: its own where it is a format
+    written here; else, for a photo under another name (``photo.mp4``, ``scan.dat``), the
+    suffix of what its header says it is (nothing is decoded); else ``.png`` (a GIF, an
+    unreadable header)."""
+    suffix = Path(path).suffix
+    if suffix.lower() in _FORMATS:
+        return suffix
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                fmt = im.format
+    except (Image.DecompressionBombError, UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        fmt = None
+    return next((s for s, f in _FORMATS.items() if f == fmt), ".png")
+
+
 def check_file_path(path: str | os.PathLike) -> None:
     """OutputError when an output path names a folder (``out/``, or one that exists, whatever its
     name): said before any work is spent on what would be written there."""

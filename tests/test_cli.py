@@ -276,7 +276,7 @@ def test_the_files_header_decides_between_image_and_video(tmp_path):
     assert res.returncode == 0, res.stderr
     assert Image.open(tmp_path / "photo-out.jpg").mode == "RGB"
     res = streamcolor("video", "photo.mp4", cwd=tmp_path)
-    assert res.returncode == 2 and b"an image, not a video; run `streamcolor image photo.mp4 -o photo-colour.png`" in res.stderr
+    assert res.returncode == 2 and b"an image, not a video; run `streamcolor image photo.mp4 -o photo-colour.jpg`" in res.stderr
     (tmp_path / "notes.jpg").write_bytes(b"not a picture, not a film")
     res = streamcolor("video", "notes.jpg", "-o", "junk.mp4", cwd=tmp_path)
     assert res.returncode == 1 and b"cannot be opened as a video or as an image" in res.stderr
@@ -381,3 +381,13 @@ def test_bench_refuses_a_json_name_that_is_not_json_and_a_render_size_out_of_ran
         res = CliRunner().invoke(cli, ["bench", "--no-video", *args])
         assert res.exit_code == 2 and said in res.output, res.output
     assert photo.read_bytes() == b"my photo"
+
+
+def test_a_photo_under_a_videos_name_is_named_for_its_format(tmp_path):
+    """`image photo.mp4 -o out/` wrote out/photo.png while stdin gave JPEG: now both follow the header."""
+    Image.fromarray(make_photo(40, 56)).convert("L").save(tmp_path / "photo.mp4", format="JPEG")
+    Image.fromarray(make_photo(40, 56)).convert("L").save(tmp_path / "scan.dat", format="PNG")
+    res = streamcolor("image", "photo.mp4", "scan.dat", "-o", "out/", "-r", "64", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["photo.jpg", "scan.png"]
+    assert Image.open(tmp_path / "out" / "photo.jpg").format == "JPEG"

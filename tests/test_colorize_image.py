@@ -301,3 +301,23 @@ def test_empty_path_and_missing_model_are_said_plainly(engine):
     with pytest.raises(TypeError, match="model must be a shipped model's name"):
         streamcolor.load_engine(3)
     assert streamcolor.engines.resolve_model(None).name == streamcolor.engines.resolve_model().name
+
+
+def test_every_verbs_help_has_examples():
+    """README: "each verb's --help has examples" (collection and four train verbs had none)."""
+    import click
+
+    from streamcolor.cli import cli
+
+    def leaves(cmd, path):
+        if isinstance(cmd, click.Group):
+            ctx = click.Context(cmd, info_name=path[-1])
+            for name in cmd.list_commands(ctx):
+                yield from leaves(cmd.get_command(ctx, name), path + [name])
+        else:
+            yield " ".join(path), cmd
+
+    found = dict(leaves(cli, ["streamcolor"]))
+    assert {"streamcolor collection", "streamcolor train quantize", "streamcolor serve"} <= set(found)
+    missing = [p for p, cmd in found.items() if "Examples" not in cmd.get_help(click.Context(cmd, info_name=p))]
+    assert not missing, missing

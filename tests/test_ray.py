@@ -36,6 +36,8 @@ from tests.conftest import make_photo  # noqa: E402
 
 N_PHOTOS = 24
 BAD = {"roll1/torn.jpg": b"\xff\xd8\xff\xe0 not really a jpeg", "notes.png": b"scanned 1962"}
+#: Files that are no images by their names: left out with a warning, never failed (batch and collection alike).
+LEFT_OUT = {"README.txt": b"scans of 1962, roll 0 and 1\n"}
 OPTIONS = BatchOptions(batch_size=2, render_size=128)
 
 
@@ -59,7 +61,7 @@ def collection(tmp_path_factory) -> Path:
         gray = np.clip(gray + rng.normal(0, 5, gray.shape), 0, 255).astype(np.uint8)
         (root / f"roll{i % 2}").mkdir(exist_ok=True)
         Image.fromarray(gray).save(root / f"roll{i % 2}" / f"frame{i:02d}.jpg", quality=90)
-    for name, data in BAD.items():
+    for name, data in {**BAD, **LEFT_OUT}.items():
         (root / name).write_bytes(data)
     return root
 
@@ -234,15 +236,16 @@ def test_batch_command_with_ray(local_ray, collection, tmp_path):
 # --------------------------------------------------------------------------- the Ray Data job
 
 
-def test_collection_command(local_ray, collection, tmp_path):
+def test_collection_command(local_ray, collection, tmp_path, caplog):
     from streamcolor.commands import collection as command
 
     out = tmp_path / "colour"
     args = [str(collection), str(out), "--actors", "2", "--cpus-per-actor", "0.5", "-b", "4", "-r", "128",
             "--backend", "onnx"]
-    with pytest.raises(SystemExit) as exit_:
+    with caplog.at_level(logging.WARNING, logger="streamcolor.ray.collection"), pytest.raises(SystemExit) as exit_:
         command.main(args)
     assert exit_.value.code == 1  # the two bad files, reported
+    assert "1 file(s) left out: not images, by their names" in caplog.text and "README.txt" in caplog.text
     assert_each_output_once(out, collection)
     with open(out / REPORT_FILENAME) as fh:
         rows = list(csv.DictReader(fh))

@@ -48,7 +48,14 @@ def command(source, output, address, actors, gpus_per_actor, cpus_per_actor, bat
     SOURCE and OUTPUT are local folders (on storage every node sees) or URIs
     pyarrow understands: s3://bucket/prefix, gs://bucket/prefix, ...
     Resumable: files whose output exists are skipped.  Bad files are listed
-    in OUTPUT/streamcolor-report.csv and never stop the job.
+    in OUTPUT/streamcolor-report.csv and never stop the job; files that are
+    not images by their names (notes.txt, clip.mp4) are left out with a warning.
+
+    \b
+    Examples:
+      streamcolor collection scans/ colour/                # a private Ray on this machine
+      streamcolor collection s3://archive/scans s3://archive/colour --address auto
+      ray job submit --working-dir . -- streamcolor collection /mnt/scans /mnt/colour -b 64
     """
     from streamcolor.archive import BatchOptions
     from streamcolor.ray import ClusterOptions, colorize_collection

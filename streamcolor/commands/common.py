@@ -216,15 +216,9 @@ def suggested_command(path: str | Path, verb: str) -> str:
         stem = path.name[: -len(next(s for s in _archive_suffixes(kind) if path.name.lower().endswith(s)))] \
             if kind else path.name
         return f"streamcolor batch {path} -o {stem or 'out'}-colour/"
-    from streamcolor.errors import OutputError
-    from streamcolor.image_io import format_for
+    from streamcolor.image_io import output_suffix
 
-    try:  # the photo's own kind of file where its name is one we write, else PNG (a photo named .mp4)
-        format_for(path)
-        suffix = path.suffix
-    except OutputError:
-        suffix = ".png"
-    return f"streamcolor image {path} -o {path.stem}-colour{suffix}"
+    return f"streamcolor image {path} -o {path.stem}-colour{output_suffix(path)}"
 
 
 def _archive_suffixes(kind: str) -> tuple[str, ...]:

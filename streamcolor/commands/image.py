@@ -15,7 +15,6 @@ from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, check_medium, c
                                          engine_options, existing_options, load, output_is_folder, output_option,
                                          progress_setting, refuse_file_name_for_folder, say)
 from streamcolor.errors import OutputError, StreamcolorError
-from streamcolor.image_io import supported_suffixes
 from streamcolor.items import is_item_error
 from streamcolor.outputs import Planned, describe_renames, plan_outputs, remember_written
 from streamcolor.progress import progress_bar
@@ -186,5 +185,7 @@ def _out_name(src: Path, fmt: str) -> str:
     if src == STDIO:
         return f"stdin.{fmt if fmt != 'same' else 'png'}"
     if fmt == "same":
-        return src.name if src.suffix.lower() in supported_suffixes() else f"{src.stem or src.name}.png"
+        # its own name where its format is written here; a photo under another name (photo.mp4) is
+        # named for what its header says it is, as stdin's output is encoded; a GIF's becomes .png
+        return f"{src.stem or src.name}{image_io.output_suffix(src)}"
     return f"{src.stem}.{fmt}"

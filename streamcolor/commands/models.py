@@ -28,7 +28,9 @@ def installed_backends() -> list[str]:
 def quality_line(meta: dict[str, Any]) -> list[str]:
     """Measured quality from model.json: per held-out split, a*b* MSE as a
     fraction of the gray baseline's (lower is better) and PSNR over gray."""
-    splits = meta.get("eval_splits") or ({"held-out": meta["eval"]} if isinstance(meta.get("eval"), dict) else {})
+    # a model.json with one "eval" (the seed's) scored photos kept out of training from its training
+    # sources: a val split in all but name, said as such (not to be read as the unseen-source holdout)
+    splits = meta.get("eval_splits") or ({"val": meta["eval"]} if isinstance(meta.get("eval"), dict) else {})
     out = []
     for split, ev in splits.items():
         try:
@@ -103,5 +105,6 @@ def command(as_json: bool) -> None:
                f"(ONNX Runtime {rt['onnxruntime']}: {', '.join(p.replace('ExecutionProvider', '') for p in rt['providers'])})")
     click.echo(textwrap.fill(
         "Quality: a*b* MSE as a fraction of the gray image's (1.0 = no better than gray; lower is better). "
-        "val: photos kept out of training; holdout: photos from sources training never saw. "
+        "val: photos kept out of training, from the training's sources; holdout: photos from sources "
+        "training never saw (the figure to trust). "
         "Training record: model.json in each model's folder; README 'Models'.", width=width))

