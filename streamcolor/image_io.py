@@ -199,7 +199,7 @@ def _open(fh, label: str, max_pixels: int) -> Decoded:
             with Image.open(fh) as im:
                 _check_size(im.size, label, max_pixels)
                 _check_single_frame(im, label)
-                if _is_16bit_colour(im):
+                if is_16bit_colour(im):
                     return _decode16_colour(fh, im, label)
                 im.load()
                 return _from_pil(im, label, max_pixels)
@@ -243,7 +243,7 @@ def _check_single_frame(im: Image.Image, label: str) -> None:
                          "(split it into one file per page or frame; use `streamcolor video` for animations)")
 
 
-def _is_16bit_colour(im: Image.Image) -> bool:
+def is_16bit_colour(im: Image.Image) -> bool:
     """Whether the file holds 16 bits per colour channel (Pillow would read it as 8-bit RGB)."""
     if im.mode not in ("RGB", "RGBA") or not im.tile:
         return False

@@ -17,6 +17,7 @@ arrays from one item to the next until the job ends
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import io
 import logging
@@ -25,6 +26,8 @@ import warnings
 from typing import AsyncIterator
 
 from PIL import Image
+
+from streamcolor.image_io import is_16bit_colour
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,7 @@ def encoded_bytes(data: bytes) -> int:
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as im:
                 width, height = im.size
-                wide = im.mode.startswith(_WIDE_MODES)
+                wide = im.mode.startswith(_WIDE_MODES) or is_16bit_colour(im)  # a 16-bit colour PNG says "RGB"
     except Exception:  # not an image, or over Pillow's limit: decoding will say why
         return UNKNOWN_BYTES + len(data)
     return image_bytes(width, height, wide=wide) + len(data)
@@ -112,7 +115,9 @@ class AsyncMemoryBudget:
     """:class:`MemoryBudget` for the requests of one asyncio loop (a server):
     ``async with budget.hold(n)`` waits, without a thread, until ``n`` more
     bytes fit -- or nothing else is held, so one request bigger than the
-    budget still runs, alone."""
+    budget still runs, alone.  Requests are let in first come, first served:
+    a big one waiting for room is not overtaken by a stream of small ones
+    (which would keep the budget from ever emptying for it)."""
 
     def __init__(self, total: int):
         if total < 1:
@@ -120,35 +125,46 @@ class AsyncMemoryBudget:
         self.total = total
         self.used = 0
         self.peak = 0
-        self.waiting = 0
+        self._line: collections.deque[object] = collections.deque()  # tickets of the waiting, in arrival order
         self._cond: asyncio.Condition | None = None  # made on first use, inside the loop
         self._wakers: set[asyncio.Task] = set()  # referenced until done (the loop keeps only weak ones)
+
+    @property
+    def waiting(self) -> int:
+        """How many requests wait for room."""
+        return len(self._line)
 
     @contextlib.asynccontextmanager
     async def hold(self, nbytes: int) -> AsyncIterator[None]:
         if self._cond is None:
             self._cond = asyncio.Condition()
-        cond = self._cond
-        async with cond:
-            self.waiting += 1
-            try:
-                await cond.wait_for(lambda: self.used == 0 or self.used + nbytes <= self.total)
-            finally:
-                self.waiting -= 1
-            self.used += nbytes
-            self.peak = max(self.peak, self.used)
+        cond, ticket = self._cond, object()
+        self._line.append(ticket)
+        try:
+            async with cond:
+                await cond.wait_for(lambda: self._line[0] is ticket
+                                    and (self.used == 0 or self.used + nbytes <= self.total))
+                self.used += nbytes
+                self.peak = max(self.peak, self.used)
+        finally:
+            first = self._line and self._line[0] is ticket
+            self._line.remove(ticket)
+            if first:  # the next in line may fit now too (or, if this one gave up, instead)
+                self._wake(cond)
         try:
             yield
         finally:  # given back without awaiting the lock, so a cancelled request cannot keep its bytes
             self.used = max(0, self.used - nbytes)
-            task = asyncio.get_running_loop().create_task(self._wake(cond))
-            self._wakers.add(task)
-            task.add_done_callback(self._wakers.discard)
+            self._wake(cond)
 
-    @staticmethod
-    async def _wake(cond: asyncio.Condition) -> None:
-        async with cond:
-            cond.notify_all()
+    def _wake(self, cond: asyncio.Condition) -> None:
+        async def wake() -> None:
+            async with cond:
+                cond.notify_all()
+
+        task = asyncio.get_running_loop().create_task(wake())
+        self._wakers.add(task)
+        task.add_done_callback(self._wakers.discard)
 
 
 __all__ = ["BYTES_PER_PIXEL", "DEFAULT_MEMORY_BUDGET", "AsyncMemoryBudget", "MemoryBudget", "encoded_bytes",

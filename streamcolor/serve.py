@@ -110,7 +110,8 @@ class ServeOptions:
     workers: int = 0  # threads that decode, compose and encode; 0: max_batch + CPU cores
     video: bool = True  # accept short videos (one at a time, bounded by max_upload)
     shutdown_timeout: float = 30.0  # seconds in-flight requests get to finish on SIGINT/SIGTERM
-    upload_timeout: float = 30.0  # an upload that sends nothing for this long is dropped (408), freeing its slot
+    upload_timeout: float = 30.0  # an upload silent this long, or slower than MIN_UPLOAD_RATE past it, gets 408;
+    # an answer its client reads nothing of for this long is dropped
     memory_budget: int = memory.DEFAULT_MEMORY_BUDGET  # working bytes of images colorized at once (the rest wait)
 
     def __post_init__(self) -> None:
@@ -218,7 +219,9 @@ def looks_like_video(data: bytes) -> bool:
     if data[4:8] == b"ftyp":
         return data[8:12] not in _STILL_BRANDS
     return (data.startswith(b"\x1a\x45\xdf\xa3") or (data[:4] == b"RIFF" and data[8:12] == b"AVI ")
-            or data.startswith(b"\x00\x00\x01\xba") or (len(data) > 188 and data[0] == data[188] == 0x47))
+            or data.startswith(b"\x00\x00\x01\xba")
+            # MPEG-TS: sync bytes at three packet starts (a GIF also begins with 0x47, "G")
+            or (len(data) > 376 and data[0] == data[188] == data[376] == 0x47 and not data.startswith(b"GIF8")))
 
 
 def looks_like_image(data: bytes) -> bool:
@@ -227,33 +230,55 @@ def looks_like_image(data: bytes) -> bool:
             or (data[:4] == b"RIFF" and data[8:12] == b"WEBP") or (data[4:8] == b"ftyp" and data[8:12] in _STILL_BRANDS))
 
 
-async def _idle(step: Awaitable[Any], timeout: float) -> Any:
-    """``await step``, or a 408 when the client sends nothing for ``timeout`` s (a stalled
-    upload would otherwise hold one of the --max-pending slots for good)."""
-    try:
-        return await asyncio.wait_for(step, timeout)
-    except asyncio.TimeoutError:
-        raise _Reject(408, f"upload stalled: nothing arrived for {timeout:g} s; send it again",
-                      {"Connection": "close"}) from None
+#: Bytes of an answer written at a time (each write waits until the client has taken the last).
+_SEND_CHUNK = 1 << 20
+#: Slowest upload accepted, bytes/s on average once its first ``upload_timeout`` seconds are over:
+#: a client trickling a byte at a time would otherwise hold a --max-pending slot for good.
+MIN_UPLOAD_RATE = 16 * 1024
 
 
-async def _read_limited(read: Callable[[int], Any], limit: int, what: str = "upload", *,
-                        timeout: float = 30.0) -> bytes:
-    """Read chunks until the end; more than ``limit`` bytes is a 413, ``timeout`` s without one a 408."""
+class _Pace:
+    """Watches one upload arrive: a 408 when nothing comes for ``timeout`` s, or when,
+    past its first ``timeout`` s, it has averaged under :data:`MIN_UPLOAD_RATE`."""
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self.start = time.monotonic()
+        self.received = 0
+
+    async def step(self, step: Awaitable[Any]) -> Any:
+        try:
+            got = await asyncio.wait_for(step, self.timeout)
+        except asyncio.TimeoutError:
+            raise _Reject(408, f"upload stalled: nothing arrived for {self.timeout:g} s; send it again",
+                          {"Connection": "close"}) from None
+        if isinstance(got, (bytes, bytearray)):
+            self.received += len(got)
+        elapsed = time.monotonic() - self.start
+        if elapsed > self.timeout and self.received < MIN_UPLOAD_RATE * elapsed:
+            raise _Reject(408, f"upload too slow: {self.received:,} bytes in {elapsed:.0f} s (under "
+                               f"{MIN_UPLOAD_RATE // 1024} KiB/s); send it again", {"Connection": "close"})
+        return got
+
+
+async def _read_limited(read: Callable[[int], Any], limit: int, pace: _Pace, what: str = "upload") -> bytes:
+    """Read chunks until the end; more than ``limit`` bytes is a 413, a stalled or trickling upload a 408."""
     chunks, total = [], 0
     while True:
-        chunk = await _idle(read(_CHUNK), timeout)
+        chunk = await pace.step(read(_CHUNK))
         if not chunk:
             return b"".join(chunks)
         total += len(chunk)
         if total > limit:
-            raise _Reject(413, f"{what} is over the limit of {limit:,} bytes (streamcolor serve --max-upload)")
+            hint = "streamcolor serve --max-upload" if what == "upload" else "parameters are short values"
+            raise _Reject(413, f"{what} is over the limit of {limit:,} bytes ({hint})")
         chunks.append(chunk)
 
 
 async def _read_upload(request: web.Request, limit: int, timeout: float = 30.0) -> _Upload:
     """The file of a multipart form (field ``file``), or else the raw body; 408 when the
-    client stalls for ``timeout`` s."""
+    client stalls for ``timeout`` s or trickles (:class:`_Pace`)."""
+    pace = _Pace(timeout)
     length = request.content_length
     if request.content_type == "multipart/form-data":
         if length is not None and length > limit + _MULTIPART_SLACK:
@@ -266,17 +291,17 @@ async def _read_upload(request: web.Request, limit: int, timeout: float = 30.0) 
         upload: _Upload | None = None
         fields: dict[str, str] = {}
         try:
-            while (part := await _idle(reader.next(), timeout)) is not None:
+            while (part := await pace.step(reader.next())) is not None:
                 if not isinstance(part, BodyPartReader):
                     raise _Reject(400, "nested multipart bodies are not accepted: send the file as 'file'")
                 if part.filename is not None or part.name == "file":
                     if upload is not None:
                         raise _Reject(400, "one file per request: send each file in its own request")
-                    data = await _read_limited(part.read_chunk, limit, timeout=timeout)
+                    data = await _read_limited(part.read_chunk, limit, pace)
                     upload = _Upload(data, part.filename or "upload", part.headers.get("Content-Type", ""))
                 elif part.name in PARAMETERS:
-                    fields[part.name] = (await _read_limited(part.read_chunk, _FIELD_LIMIT, part.name,
-                                                             timeout=timeout)).decode(
+                    fields[part.name] = (await _read_limited(part.read_chunk, _FIELD_LIMIT, pace,
+                                                             part.name)).decode(
                         "utf-8", "replace").strip()
                 else:
                     raise _Reject(400, f"unknown form field {str(part.name)[:40]!r}: send the file as 'file' "
@@ -290,7 +315,7 @@ async def _read_upload(request: web.Request, limit: int, timeout: float = 30.0) 
         if length is not None and length > limit:
             raise _Reject(413, f"upload of {length:,} bytes is over the limit of {limit:,} bytes "
                                "(streamcolor serve --max-upload)")
-        data = await _read_limited(request.content.read, limit, timeout=timeout)
+        data = await _read_limited(request.content.read, limit, pace)
         ctype = request.content_type
         ext = (mimetypes.guess_extension(ctype) or "") if ctype.startswith(("image/", "video/")) else ""
         upload = _Upload(data, f"upload{ext}", ctype)
@@ -526,7 +551,28 @@ def _memory_stats(state: _State) -> dict[str, int]:
     return {"budget": b.total, "used": b.used, "peak": b.peak, "waiting": b.waiting}
 
 
-async def _colorize(request: web.Request) -> web.Response:
+async def _send(request: web.Request, body: bytes, ctype: str, headers: Mapping[str, str], timeout: float,
+                name: str) -> web.StreamResponse:
+    """Write the answer here, in the handler, so that its request keeps its --max-pending slot and
+    its memory budget until the bytes are out; a client that reads nothing of it for ``timeout`` s
+    is cut off (its buffered answer dropped), not kept in memory without end."""
+    response = web.StreamResponse(headers=headers)
+    response.content_type = ctype
+    response.content_length = len(body)
+    await response.prepare(request)
+    view = memoryview(body)
+    try:
+        for start in range(0, len(body), _SEND_CHUNK):
+            await asyncio.wait_for(response.write(view[start:start + _SEND_CHUNK]), timeout)
+        await response.write_eof()
+    except asyncio.TimeoutError:
+        log.warning("%s: the client read nothing of its answer for %g s; connection dropped", name, timeout)
+        if request.transport is not None:
+            request.transport.abort()
+    return response
+
+
+async def _colorize(request: web.Request) -> web.StreamResponse:
     state = request.app[_STATE]
     if state.closing:
         raise _Reject(503, "the server is shutting down; send it again once it is back",
@@ -542,24 +588,25 @@ async def _colorize(request: web.Request) -> web.Response:
         params.update(parse_parameters(upload.fields))
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
-        if upload.is_video:
-            if not state.options.video:
-                raise _Reject(415, f"{upload.name}: videos are turned off on this server (--no-video)")
-            async with state.video_slot:  # one video at a time; photos keep flowing meanwhile
-                data, ext = await loop.run_in_executor(state.pool, state.colorize_video, upload, params)
-            ctype = "video/mp4" if ext == "mp4" else "video/x-matroska"
-            batch = 0
-        else:
-            colour = state.options_for(params)
-            async with state.budget.hold(memory.encoded_bytes(upload.data)):  # its size from the header alone
-                data, fmt, batch = await loop.run_in_executor(state.pool, state.colorize_image, upload, colour,
-                                                              params.get("format", "same"))
-            ext, ctype = _EXTENSION[fmt], _MIME[fmt]
-        ms = (time.perf_counter() - t0) * 1e3
-        return web.Response(body=data, content_type=ctype, headers={
-            "Content-Disposition": content_disposition(upload.name, ext),
-            "X-Streamcolor-Batch": str(batch), "Server-Timing": f"colorize;dur={ms:.1f}",
-            "Cache-Control": "no-store"})
+        if upload.is_video and not state.options.video:
+            raise _Reject(415, f"{upload.name}: videos are turned off on this server (--no-video)")
+        # an image is counted from its header alone, and stays counted until its answer is sent: an
+        # answer its client does not read is memory too (videos run one at a time, bounded by their slot)
+        async with state.budget.hold(0 if upload.is_video else memory.encoded_bytes(upload.data)):
+            if upload.is_video:
+                async with state.video_slot:  # one video at a time; photos keep flowing meanwhile
+                    data, ext = await loop.run_in_executor(state.pool, state.colorize_video, upload, params)
+                ctype = "video/mp4" if ext == "mp4" else "video/x-matroska"
+                batch = 0
+            else:
+                data, fmt, batch = await loop.run_in_executor(state.pool, state.colorize_image, upload,
+                                                              state.options_for(params), params.get("format", "same"))
+                ext, ctype = _EXTENSION[fmt], _MIME[fmt]
+            ms = (time.perf_counter() - t0) * 1e3
+            return await _send(request, data, ctype, {
+                "Content-Disposition": content_disposition(upload.name, ext),
+                "X-Streamcolor-Batch": str(batch), "Server-Timing": f"colorize;dur={ms:.1f}",
+                "Cache-Control": "no-store"}, state.options.upload_timeout, upload.name)
     finally:
         state.in_flight -= 1
         if not state.in_flight:
@@ -616,7 +663,7 @@ def _url(host: str, port: int) -> str:
 
 
 async def _start(app: web.Application, options: ServeOptions) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=options.shutdown_timeout)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=_RUNNER_GRACE)
     await runner.setup()
     try:
         await web.TCPSite(runner, options.host, options.port).start()
@@ -630,8 +677,14 @@ async def _start(app: web.Application, options: ServeOptions) -> tuple[web.AppRu
     return runner, url
 
 
-async def _stop(runner: web.AppRunner, app: web.Application, timeout: float) -> None:
-    """Stop listening, let the requests in progress finish (``timeout`` s at most), then close.
+#: Seconds aiohttp's own shutdown gives handlers after :func:`_stop` has waited for them.
+_RUNNER_GRACE = 2.0
+
+
+async def _stop(runner: web.AppRunner, app: web.Application, timeout: float,
+                hurry: asyncio.Event | None = None) -> None:
+    """Stop listening, let the requests in progress finish (``timeout`` s at most, or until
+    ``hurry`` is set: a second Ctrl-C), then close.
 
     The requests are waited for here, before ``runner.cleanup()``: aiohttp's own
     graceful shutdown stops reading from open connections at once, so an upload
@@ -642,11 +695,15 @@ async def _stop(runner: web.AppRunner, app: web.Application, timeout: float) -> 
         await site.stop()
     if state.in_flight:
         log.info("shutting down: no new connections; waiting for %d request(s) in progress", state.in_flight)
-        try:
-            await asyncio.wait_for(state.idle.wait(), timeout)
-        except asyncio.TimeoutError:
-            log.warning("shutting down: %d request(s) still in progress after %g s are cut off",
-                        state.in_flight, timeout)
+        waits = [asyncio.ensure_future(state.idle.wait())]
+        if hurry is not None:
+            waits.append(asyncio.ensure_future(hurry.wait()))
+        done, pending = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        if state.in_flight:
+            log.warning("shutting down: %d request(s) still in progress %s are cut off", state.in_flight,
+                        "at the second signal" if hurry is not None and hurry.is_set() else f"after {timeout:g} s")
     else:
         log.info("shutting down")
     await runner.cleanup()
@@ -659,7 +716,8 @@ def run(engine: "Engine", options: ServeOptions = ServeOptions(), *, colour: Col
 
     The listening socket closes first; requests in progress get up to
     ``options.shutdown_timeout`` seconds to finish; then the batcher and the
-    worker threads stop.  A second Ctrl-C stops at once.  ``on_ready`` gets
+    worker threads stop.  A second Ctrl-C or SIGTERM cuts off what is in
+    progress and raises KeyboardInterrupt once closed.  ``on_ready`` gets
     the URL once the socket listens.  The engine stays open (its owner closes it).
     """
     async def main() -> None:
@@ -669,16 +727,33 @@ def run(engine: "Engine", options: ServeOptions = ServeOptions(), *, colour: Col
                  url, engine.name, options.batching.max_batch, options.batching.max_wait_ms)
         if on_ready is not None:
             on_ready(url)
-        stop = asyncio.Event()
+        stop, hurry = asyncio.Event(), asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        signals = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.getsignal(sig) for sig in signals}
+
+        def restore() -> None:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, previous[sig])  # (remove_signal_handler would leave SIGTERM's default: death)
+
+        def on_signal() -> None:
+            if not stop.is_set():
+                stop.set()  # the first: graceful
+            else:
+                hurry.set()  # the second: cut off what is in progress; a third is the previous handler's
+                restore()
+
+        for sig in signals:
+            loop.add_signal_handler(sig, on_signal)
         try:
             await stop.wait()
+            await _stop(runner, app, options.shutdown_timeout, hurry)
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal interrupts the shutdown
-                loop.remove_signal_handler(sig)
-            await _stop(runner, app, options.shutdown_timeout)
+            if not hurry.is_set():
+                restore()
+        if hurry.is_set():
+            raise KeyboardInterrupt
 
     asyncio.run(main())
 

@@ -270,3 +270,42 @@ def test_colorize_items_renders_early_when_over_budget(engine):
         outcomes = colorize_items(items, engine=engine, options=options, batch_size=8)
         assert [o.item.key for o in outcomes] == [it.key for it, _ in items]
         assert [o.state == DONE for o in outcomes] == [True, True, False, True, True]
+
+
+def test_the_async_budget_serves_a_big_request_before_later_small_ones():
+    """A stream of small requests kept a big one (waiting for the budget to empty) out for good."""
+    import asyncio
+
+    order: list[str] = []
+
+    async def main():
+        budget = memory.AsyncMemoryBudget(100)
+
+        async def request(name: str, nbytes: int, hold_s: float):
+            async with budget.hold(nbytes):
+                order.append(name)
+                await asyncio.sleep(hold_s)
+
+        first = [asyncio.create_task(request(f"small{i}", 30, 0.05)) for i in range(2)]
+        await asyncio.sleep(0.01)
+        big = asyncio.create_task(request("big", 250, 0.01))  # over the budget: needs it empty
+        await asyncio.sleep(0.01)
+        later = [asyncio.create_task(request(f"late{i}", 30, 0.05)) for i in range(3)]
+        await asyncio.gather(*first, big, *later)
+        return budget
+
+    budget = asyncio.run(main())
+    assert order[:3] == ["small0", "small1", "big"], order
+    assert budget.used == 0 and budget.waiting == 0 and budget.peak == 250
+
+
+def test_a_16bit_colour_png_is_counted_as_wide():
+    import io
+
+    rgb16 = (np.random.default_rng(0).random((30, 40, 3)) * 65535).astype(np.uint16)
+    ok, png = cv2.imencode(".png", rgb16)
+    wide = memory.encoded_bytes(png.tobytes())
+    ok8, png8 = cv2.imencode(".png", (rgb16 >> 8).astype(np.uint8))
+    assert wide - len(png.tobytes()) == memory.image_bytes(40, 30, wide=True)
+    assert memory.encoded_bytes(png8.tobytes()) - len(png8.tobytes()) == memory.image_bytes(40, 30)
+    assert Image.open(io.BytesIO(png.tobytes())).mode == "RGB"  # why the mode alone did not tell

@@ -461,6 +461,66 @@ def test_a_stalled_upload_gets_408_and_frees_its_slot(engine):
     assert ok.status == 200  # the one slot is free again (it was held until the server stopped)
 
 
+def test_a_trickling_upload_gets_408_and_frees_its_slot(engine):
+    """A byte now and then never tripped the stall timeout: two such clients held --max-pending 2 for good."""
+    options = ServeOptions(port=0, max_pending=1, upload_timeout=0.6)
+    with Server(engine, options) as srv:
+        port = int(srv.url.rsplit(":", 1)[1])
+        sock = _head(port, 10_000)
+        t0 = time.monotonic()
+        import select
+
+        while time.monotonic() - t0 < 10 and not select.select([sock], [], [], 0.2)[0]:  # until it answers
+            sock.sendall(b"\x00")  # never silent for 0.6 s, but far under the slowest rate taken
+        status, body = _answer(sock)
+        assert status == 408 and "too slow" in json.loads(body)["error"] and time.monotonic() - t0 < 10
+        ok = request("POST", srv.url + "/api/colorize", data=png_bytes(gray(9, 40, 40)))
+    assert ok.status == 200
+
+
+def test_an_answer_the_client_does_not_read_keeps_its_slot_then_is_dropped(engine):
+    """A client that never read its (big) answer left it in the server's memory for good, counted nowhere."""
+    options = ServeOptions(port=0, upload_timeout=1.0)
+    data = png_bytes(gray(3, 1500, 2000))
+    with Server(engine, options) as srv:
+        port = int(srv.url.rsplit(":", 1)[1])
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(f"POST /api/colorize?format=bmp HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                     f"Content-Length: {len(data)}\r\n\r\n".encode() + data)  # a 9 MB answer, never read
+        deadline = time.monotonic() + 30
+        while srv.stats()["memory"]["used"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        held = srv.stats()
+        assert held["in_flight"] == 1 and held["memory"]["used"] > 0  # counted while the answer waits
+        while srv.stats()["in_flight"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        after = srv.stats()
+        assert after["in_flight"] == 0 and after["memory"]["used"] == 0
+        got = b""
+        sock.settimeout(10)
+        try:
+            while chunk := sock.recv(1 << 16):
+                got += chunk
+        except ConnectionResetError:
+            pass
+        sock.close()
+    assert 0 < len(got) < 9_000_000  # cut off: the rest of the answer was dropped, not kept
+
+
+def test_a_gif_is_never_taken_for_an_mpeg_ts_video():
+    from streamcolor.serve import looks_like_image, looks_like_video
+
+    gif = bytearray(b"GIF89a" + bytes(500))
+    gif[188] = gif[376] = 0x47  # palette bytes that happen to equal MPEG-TS's sync byte
+    assert looks_like_image(bytes(gif)) and not looks_like_video(bytes(gif))
+    ts = bytearray(188 * 3)
+    ts[0] = ts[188] = ts[376] = 0x47
+    assert looks_like_video(bytes(ts))
+
+
 def test_big_images_wait_for_each_other_under_the_memory_budget(engine):
     from streamcolor import memory
 
