@@ -663,7 +663,10 @@ def _url(host: str, port: int) -> str:
 
 
 async def _start(app: web.Application, options: ServeOptions) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=_RUNNER_GRACE)
+    # keepalive_timeout also closes a connection that has not sent a whole request's headers by then
+    # (aiohttp arms it at connect): slow or idle clients hold no file descriptor for long
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=_RUNNER_GRACE,
+                           keepalive_timeout=options.upload_timeout)
     await runner.setup()
     try:
         await web.TCPSite(runner, options.host, options.port).start()

@@ -478,6 +478,17 @@ def test_a_trickling_upload_gets_408_and_frees_its_slot(engine):
     assert ok.status == 200
 
 
+@pytest.mark.parametrize("sent", [b"", b"POST /api/colorize HTTP/1.1\r\nHost: x\r\n"], ids=["nothing", "half headers"])
+def test_a_connection_without_a_whole_request_is_closed(engine, sent):
+    """Slow headers and idle connections were never timed out: enough of them used up the file descriptors."""
+    with Server(engine, ServeOptions(port=0, upload_timeout=0.5)) as srv:
+        sock = socket.create_connection(("127.0.0.1", int(srv.url.rsplit(":", 1)[1])), timeout=10)
+        sock.sendall(sent)
+        t0 = time.monotonic()
+        assert sock.recv(100) == b"" and time.monotonic() - t0 < 5  # closed by the server, without an answer
+        sock.close()
+
+
 def test_an_answer_the_client_does_not_read_keeps_its_slot_then_is_dropped(engine):
     """A client that never read its (big) answer left it in the server's memory for good, counted nowhere."""
     options = ServeOptions(port=0, upload_timeout=1.0)
