@@ -135,7 +135,9 @@ class AsyncMemoryBudget:
         return len(self._line)
 
     @contextlib.asynccontextmanager
-    async def hold(self, nbytes: int) -> AsyncIterator[None]:
+    async def hold(self, nbytes: int) -> AsyncIterator["Share"]:
+        """Wait for room for ``nbytes``, hold it for the ``async with`` block; the :class:`Share`
+        it gives can :meth:`~Share.shrink` the bytes held once less is needed."""
         if self._cond is None:
             self._cond = asyncio.Condition()
         cond, ticket = self._cond, object()
@@ -151,11 +153,19 @@ class AsyncMemoryBudget:
             self._line.remove(ticket)
             if first:  # the next in line may fit now too (or, if this one gave up, instead)
                 self._wake(cond)
+        share = Share(self, nbytes)
         try:
-            yield
+            yield share
         finally:  # given back without awaiting the lock, so a cancelled request cannot keep its bytes
-            self.used = max(0, self.used - nbytes)
+            self.used = max(0, self.used - share.nbytes)
             self._wake(cond)
+
+    def _shrink(self, share: "Share", nbytes: int) -> None:
+        if 0 <= nbytes < share.nbytes:
+            self.used = max(0, self.used - (share.nbytes - nbytes))
+            share.nbytes = nbytes
+            if self._cond is not None:
+                self._wake(self._cond)
 
     def _wake(self, cond: asyncio.Condition) -> None:
         async def wake() -> None:
@@ -165,6 +175,19 @@ class AsyncMemoryBudget:
         task = asyncio.get_running_loop().create_task(wake())
         self._wakers.add(task)
         task.add_done_callback(self._wakers.discard)
+
+
+class Share:
+    """The bytes one holder of an :class:`AsyncMemoryBudget` holds."""
+
+    def __init__(self, budget: AsyncMemoryBudget, nbytes: int):
+        self._budget = budget
+        self.nbytes = nbytes
+
+    def shrink(self, nbytes: int) -> None:
+        """Hold only ``nbytes`` from now on (e.g. an answer's encoded bytes, once the image's
+        working memory is freed); the rest goes back to the budget at once."""
+        self._budget._shrink(self, nbytes)
 
 
 __all__ = ["BYTES_PER_PIXEL", "DEFAULT_MEMORY_BUDGET", "AsyncMemoryBudget", "MemoryBudget", "encoded_bytes",

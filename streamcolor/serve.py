@@ -111,7 +111,7 @@ class ServeOptions:
     video: bool = True  # accept short videos (one at a time, bounded by max_upload)
     shutdown_timeout: float = 30.0  # seconds in-flight requests get to finish on SIGINT/SIGTERM
     upload_timeout: float = 30.0  # an upload silent this long, or slower than MIN_UPLOAD_RATE past it, gets 408;
-    # an answer its client reads nothing of for this long is dropped
+    # an answer whose client takes under 64 KiB of it in this long is dropped
     memory_budget: int = memory.DEFAULT_MEMORY_BUDGET  # working bytes of images colorized at once (the rest wait)
 
     def __post_init__(self) -> None:
@@ -230,8 +230,8 @@ def looks_like_image(data: bytes) -> bool:
             or (data[:4] == b"RIFF" and data[8:12] == b"WEBP") or (data[4:8] == b"ftyp" and data[8:12] in _STILL_BRANDS))
 
 
-#: Bytes of an answer written at a time (each write waits until the client has taken the last).
-_SEND_CHUNK = 1 << 20
+#: Bytes of an answer written at a time; a client must take each within --upload-timeout.
+_SEND_CHUNK = 64 << 10
 #: Slowest upload accepted, bytes/s on average once its first ``upload_timeout`` seconds are over:
 #: a client trickling a byte at a time would otherwise hold a --max-pending slot for good.
 MIN_UPLOAD_RATE = 16 * 1024
@@ -554,8 +554,9 @@ def _memory_stats(state: _State) -> dict[str, int]:
 async def _send(request: web.Request, body: bytes, ctype: str, headers: Mapping[str, str], timeout: float,
                 name: str) -> web.StreamResponse:
     """Write the answer here, in the handler, so that its request keeps its --max-pending slot and
-    its memory budget until the bytes are out; a client that reads nothing of it for ``timeout`` s
-    is cut off (its buffered answer dropped), not kept in memory without end."""
+    its share of the memory budget until the bytes are out; a client that takes less than
+    ``_SEND_CHUNK`` bytes of it in ``timeout`` s is cut off (its buffered answer dropped), not
+    kept in memory without end.  A client that goes away mid-answer is a note, not an error."""
     response = web.StreamResponse(headers=headers)
     response.content_type = ctype
     response.content_length = len(body)
@@ -564,11 +565,14 @@ async def _send(request: web.Request, body: bytes, ctype: str, headers: Mapping[
     try:
         for start in range(0, len(body), _SEND_CHUNK):
             await asyncio.wait_for(response.write(view[start:start + _SEND_CHUNK]), timeout)
-        await response.write_eof()
+        await asyncio.wait_for(response.write_eof(), timeout)  # it waits for the last bytes to drain too
     except asyncio.TimeoutError:
-        log.warning("%s: the client read nothing of its answer for %g s; connection dropped", name, timeout)
+        log.warning("%s: the client took under %d KiB of its answer in %g s; connection dropped", name,
+                    _SEND_CHUNK >> 10, timeout)
         if request.transport is not None:
             request.transport.abort()
+    except ConnectionError:
+        log.info("%s: the client went away before its whole answer was sent", name)
     return response
 
 
@@ -592,7 +596,7 @@ async def _colorize(request: web.Request) -> web.StreamResponse:
             raise _Reject(415, f"{upload.name}: videos are turned off on this server (--no-video)")
         # an image is counted from its header alone, and stays counted until its answer is sent: an
         # answer its client does not read is memory too (videos run one at a time, bounded by their slot)
-        async with state.budget.hold(0 if upload.is_video else memory.encoded_bytes(upload.data)):
+        async with state.budget.hold(0 if upload.is_video else memory.encoded_bytes(upload.data)) as share:
             if upload.is_video:
                 async with state.video_slot:  # one video at a time; photos keep flowing meanwhile
                     data, ext = await loop.run_in_executor(state.pool, state.colorize_video, upload, params)
@@ -602,6 +606,7 @@ async def _colorize(request: web.Request) -> web.StreamResponse:
                 data, fmt, batch = await loop.run_in_executor(state.pool, state.colorize_image, upload,
                                                               state.options_for(params), params.get("format", "same"))
                 ext, ctype = _EXTENSION[fmt], _MIME[fmt]
+            share.shrink(len(data))  # while it is sent, only the answer's bytes are in memory
             ms = (time.perf_counter() - t0) * 1e3
             return await _send(request, data, ctype, {
                 "Content-Disposition": content_disposition(upload.name, ext),

@@ -309,3 +309,34 @@ def test_a_16bit_colour_png_is_counted_as_wide():
     assert wide - len(png.tobytes()) == memory.image_bytes(40, 30, wide=True)
     assert memory.encoded_bytes(png8.tobytes()) - len(png8.tobytes()) == memory.image_bytes(40, 30)
     assert Image.open(io.BytesIO(png.tobytes())).mode == "RGB"  # why the mode alone did not tell
+
+
+def test_a_share_shrunk_to_its_answer_lets_the_next_request_in():
+    """An answer being sent was counted at its image's whole working estimate: a slow download
+    then kept every later request out, small ones included (first come, first served)."""
+    import asyncio
+
+    async def main():
+        budget = memory.AsyncMemoryBudget(100)
+        sending = asyncio.Event()
+        let_go = asyncio.Event()
+
+        async def slow_download():
+            async with budget.hold(90) as share:
+                share.shrink(10)  # the image is done; its 10-byte answer is being sent
+                sending.set()
+                await let_go.wait()
+
+        async def next_big():
+            async with budget.hold(80):
+                return budget.used
+
+        first = asyncio.create_task(slow_download())
+        await sending.wait()
+        used = await asyncio.wait_for(next_big(), 5)  # would wait for the download without the shrink
+        let_go.set()
+        await first
+        return used, budget
+
+    used, budget = asyncio.run(main())
+    assert used == 90 and budget.used == 0 and budget.peak == 90

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
                    "decoding (about 16 bytes a pixel): big images wait for each other; one bigger runs alone.")
 @click.option("--upload-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
               help="Seconds an upload may send nothing (or, past them, average under 16 KiB/s) before it "
-                   "is dropped with 408; seconds a client may read nothing of its answer, or take to send "
+                   "is dropped with 408; seconds a client may take to read 64 KiB of its answer, or to send "
                    "a request's headers, or stay idle: a stalled client does not hold a --max-pending slot, "
                    "memory or a connection.")
 @click.option("-j", "--workers", type=click.IntRange(min=0), default=0, show_default=True,
