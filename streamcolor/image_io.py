@@ -454,19 +454,26 @@ def _encode16(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str) -> bytes:
     return data.tobytes()
 
 
-def image_kind(path: str | os.PathLike) -> str | None:
-    """What Pillow makes of the file from its header (nothing is decoded): "image", "animation"
-    (an animated GIF, WebP, PNG: frames in time, a video's job), or None when it cannot read it.
-    For telling a photo from a video whose name says otherwise."""
+def _header(path: str | os.PathLike) -> tuple[str | None, bool] | None:
+    """(Pillow's format name, animated?) from the file's header alone, nothing decoded; None when
+    Pillow cannot read it.  A file over Pillow's pixel limit is an image of unknown format."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as im:
-                return "animation" if getattr(im, "is_animated", False) else "image"
+                return im.format, bool(getattr(im, "is_animated", False))
     except Image.DecompressionBombError:  # an image, and a huge one: read_image says so
-        return "image"
+        return None, False
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return None
+
+
+def image_kind(path: str | os.PathLike) -> str | None:
+    """What Pillow makes of the file from its header (nothing is decoded): "image", "animation"
+    (an animated GIF, WebP, PNG: frames in time, a video's job), or None when it cannot read it.
+    For telling a photo from a video whose name says otherwise."""
+    header = _header(path)
+    return None if header is None else "animation" if header[1] else "image"
 
 
 def output_suffix(path: str | os.PathLike) -> str:
@@ -477,13 +484,7 @@ def output_suffix(path: str | os.PathLike) -> str:
     suffix = Path(path).suffix
     if suffix.lower() in _FORMATS:
         return suffix
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as im:
-                fmt = im.format
-    except (Image.DecompressionBombError, UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        fmt = None
+    fmt = (_header(path) or (None, False))[0]
     return next((s for s, f in _FORMATS.items() if f == fmt), ".png")
 
 

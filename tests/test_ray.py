@@ -242,7 +242,7 @@ def test_collection_command(local_ray, collection, tmp_path, caplog):
     out = tmp_path / "colour"
     args = [str(collection), str(out), "--actors", "2", "--cpus-per-actor", "0.5", "-b", "4", "-r", "128",
             "--backend", "onnx"]
-    with caplog.at_level(logging.WARNING, logger="streamcolor.ray.collection"), pytest.raises(SystemExit) as exit_:
+    with caplog.at_level(logging.WARNING, logger="streamcolor"), pytest.raises(SystemExit) as exit_:
         command.main(args)
     assert exit_.value.code == 1  # the two bad files, reported
     assert "1 file(s) left out: not images, by their names" in caplog.text and "README.txt" in caplog.text

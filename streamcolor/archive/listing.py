@@ -229,14 +229,21 @@ def list_items(sources: Sequence[Source], options: BatchOptions = BatchOptions()
                                   **common))
                 continue
             items.append(Item(key=folders.file_key(clear_of_job_files(prefix + key), taken), **common))
-    if left_out:
-        videos = any(n.lower().endswith(image_io.VIDEO_SUFFIXES) for n in left_out)
-        log.warning("%d file(s) left out: not images, by their names (%s%s)%s", len(left_out),
-                    ", ".join(left_out[:3]), ", ... (-v lists them all)" if len(left_out) > 3 else "",
-                    "; colorize videos with `streamcolor video`" if videos else "")
-        for name in left_out:
-            log.info("left out (not an image, by its name): %s", name)
+    warn_left_out(left_out)
     return items
+
+
+def warn_left_out(left_out: Sequence[str]) -> None:
+    """One warning for the files a job leaves out as no images by their names
+    (:func:`streamcolor.image_io.not_an_image_name`), each named at info level."""
+    if not left_out:
+        return
+    videos = any(n.lower().endswith(image_io.VIDEO_SUFFIXES) for n in left_out)
+    log.warning("%d file(s) left out: not images, by their names (%s%s)%s", len(left_out),
+                ", ".join(left_out[:3]), ", ... (-v lists them all)" if len(left_out) > 3 else "",
+                "; colorize videos with `streamcolor video`" if videos else "")
+    for name in left_out:
+        log.info("left out (not an image, by its name): %s", name)
 
 
 class _Folders:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from streamcolor import image_io
 from streamcolor.archive import BatchOptions, unique_name
+from streamcolor.archive.listing import warn_left_out
 from streamcolor.engines.archives import is_junk
 from streamcolor.errors import InputError
 from streamcolor.items import REPORT_FILENAME, JobReport, Problem, is_job_file, problems_csv
@@ -77,13 +78,9 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
     todo, renames, problems = [], {}, []
     taken: set[str] = set()
     done_before = 0
-    left_out = [p for p in files if image_io.not_an_image_name(p)]  # as `batch` does: README.txt is no failure
-    if left_out:
-        log.warning("%d file(s) left out: not images, by their names (%s%s)", len(left_out),
-                    ", ".join(left_out[:3]), ", ... (-v lists them all)" if len(left_out) > 3 else "")
-        for name in left_out:
-            log.info("left out (not an image, by its name): %s", name)
-        files = [p for p in files if not image_io.not_an_image_name(p)]
+    left_out = {p for p in files if image_io.not_an_image_name(p)}  # as `batch` does: README.txt is no failure
+    warn_left_out(sorted(left_out))
+    files = [p for p in files if p not in left_out]
     for path in files:
         key, unsafe = item_key(path, src_root, options.output_format)
         if key is None:
