@@ -25,12 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"(<!-- figures: (\S+) (\S+) -->\n)(.*?)(<!-- /figures -->)", re.S)
 #: Stages of the video pipeline in the order frames go through them (a gray film into yuv420p).
-STAGES = ["decode", "to_L", "resize", "engine", "scene_cut", "stabilizer", "compose_yuv", "encode"]
+STAGES = ["decode", "to_L", "resize", "engine", "scene_cut", "stabilizer", "refine", "compose_yuv", "encode"]
 #: The steps of the full-resolution RGB route that ``compose_yuv`` replaces, timed for comparison.
 RGB_ROUTE = ["upsample", "compose", "to_yuv"]
 STAGE_NAMES = {"decode": "decode (PyAV, threaded)", "to_L": "to L* (full res; its 2x2 average)",
                "resize": "resize to the render size", "engine": "engine", "scene_cut": "scene-cut histogram",
                "stabilizer": "stabilizer (flow on the a\\*b\\* grid)",
+               "refine": "edge-aware upsampling of the grid to the render size",
                "compose_yuv": "compose into the frame's 4:2:0 planes (colour at half res, Y at full res)",
                "encode": "encode (x264)",
                "upsample": "upsample a\\*b\\* to full res", "compose": "compose full-res sRGB (Lab -> RGB, gamut check)",
@@ -87,7 +88,7 @@ def video_stages(d: dict[str, Any]) -> str:
     clips = d["video"]
     head = "| stage | " + " | ".join(f"{v['clip']} ms/frame | share" for v in clips) + " |"
     rows = [head, "|---|" + "---|---|" * len(clips)]
-    for k in STAGES:
+    for k in (k for k in STAGES if all(k in v["stages_ms_per_frame"] for v in clips)):  # (older files: no refine)
         cells = []
         for v in clips:
             st = v["stages_ms_per_frame"]
@@ -177,7 +178,8 @@ def colour_bound(d: dict[str, Any]) -> str:
 
 #: Steps of a batch job, in the order a photo goes through them.
 BATCH_STAGES = {"decode": "decode (Pillow, EXIF orientation)", "prepare": "prepare (L\\*, the network input)",
-                "engine": "engine (at the job's batch)", "render": "render (a\\*b\\* upsampled, Lab -> sRGB, gamut check, 8 bits)",
+                "engine": "engine (at the job's batch)",
+                "refine": "edge-aware upsampling of the grid to the render size", "render": "render (a\\*b\\* upsampled, Lab -> sRGB, gamut check, 8 bits)",
                 "encode": "encode (JPEG, quality 95, 4:4:4)", "write": "write (temporary file, fsync, rename)"}
 #: The same two steps where the job writes gray photos' JPEGs from their Y'CbCr planes (streamcolor.ycbcr).
 JPEG_PLANES_STAGES = {"render": "render (Y'CbCr planes: the colour at half res, Y at full res)",
@@ -191,7 +193,7 @@ def batch_stages(d: dict[str, Any]) -> str:
     total = sum(st.values())
     rows = ["| step | ms per photo | share |", "|---|---|---|"]
     names = {**BATCH_STAGES, **(JPEG_PLANES_STAGES if b.get("render_route") == "jpeg planes" else {})}
-    rows += [f"| {names[k]} | {_f(st[k], 2)} | {_f(100 * st[k] / total, 0)}% |" for k in BATCH_STAGES]
+    rows += [f"| {names[k]} | {_f(st[k], 2)} | {_f(100 * st[k] / total, 0)}% |" for k in BATCH_STAGES if k in st]
     rows += [f"| **sum** | **{_f(total, 2)}** | 100% |", "",
              "| thread role | CPU ms per photo in `streamcolor batch` |", "|---|---|"]
     for k, v in b["thread_cpu_ms_per_item"].items():

@@ -8,7 +8,8 @@ change).  For each video size (576p and 1080p):
 
 * **stages**: every step of ``colorize_video`` timed alone, sequentially, on
   the clip's frames, in ms per frame (decode, to-L, resize, engine, scene cut,
-  stabilizer, compose into 4:2:0 (into the encoder's frame), encode), with each step's share;
+  stabilizer, refine (the model's edge-aware upsampling of its grid), compose into 4:2:0
+  (into the encoder's frame), encode), with each step's share;
   and the full-resolution RGB route's steps (upsample, compose, to-YUV) that
   the 4:2:0 composer replaces, for comparison;
 * **engine only**: ``Engine.predict`` on the clip's network inputs, at the
@@ -320,6 +321,8 @@ def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
     t["scene_cut"], _ = _timed(cuts)
     stab = ChromaStabilizer(options.stabilize_strength, motion=options.motion)
     t["stabilizer"], abs_ = _timed(lambda: [stab(on_grid(x[..., 0], a.shape[:2]), a) for x, a in zip(nets, abs_)])
+    # the model's edge-aware upsampling of its grid to the render size (streamcolor.engines.guided)
+    t["refine"], abs_ = _timed(lambda: [engine.refine(x[None], a[None])[0] for x, a in zip(nets, abs_)])
     hd = h >= 720
     comp = composer(gray_lut(frames[0].format.name, rgb_kwargs(frames[0]).get("src_color_range")), hd=hd,
                     saturation=colour.saturation)
@@ -682,6 +685,8 @@ def _batch_stages(files: list[Path], engine, options, work: Path) -> dict[str, f
     engine.predict(np.stack([p.net_in for p in groups[0]]))  # warm: first-call allocations are not per photo
     t["engine"], abs_ = _timed(lambda: {id(p): a for g in groups
                                         for p, a in zip(g, engine.predict(np.stack([p.net_in for p in g])))})
+    by_id = {id(p): p for p in preps}
+    t["refine"], abs_ = _timed(lambda: {k: engine.refine(by_id[k].net_in[None], a[None])[0] for k, a in abs_.items()})
 
     def render_one(p, f):  # the job's own choice of route (streamcolor.items.finish_item)
         if ycbcr.takes_jpeg_planes(p, image_io.format_for(f)):

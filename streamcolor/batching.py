@@ -140,6 +140,10 @@ class BatchingEngine:
     def reuses_embedding(self) -> bool:
         return self.engine.reuses_embedding
 
+    def refine(self, l: np.ndarray, ab: np.ndarray, *, work=None) -> np.ndarray:
+        """``Engine.refine``, in the caller's thread (it needs no runtime)."""
+        return self.engine.refine(l, ab, work=work)
+
     @property
     def last_batch_size(self) -> int:
         """Images in the engine call that served this thread's last ``predict`` (0 before any)."""

@@ -580,12 +580,14 @@ class ShapeBatcher:
 
 
 def predict(batch: Sequence[Prepared], engine: "Engine") -> list[np.ndarray | Exception]:
-    """a*b* (h, w, 2) in [-1, 1], on the model's output grid, for each image of a
-    batch of one render shape: one engine call.  If the engine fails on the
+    """a*b* (h, w, 2) in [-1, 1] for each image of a batch of one render shape: one
+    engine call, then the model's edge-aware upsampling of its grid to the render
+    size where its bundle names one (``Engine.refine``).  If the engine fails on the
     batch, its images are retried one by one so that only the one that causes
     it fails; that image's entry is then the exception."""
     try:
-        return list(engine.predict(np.stack([p.net_in for p in batch])))
+        net_in = np.stack([p.net_in for p in batch])
+        return list(engine.refine(net_in, engine.predict(net_in), work=thread_scratch().take))
     except Exception as exc:
         if len(batch) == 1:
             return [exc]

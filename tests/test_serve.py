@@ -126,6 +126,7 @@ class SlowEngine:
         self.calls: list[int] = []
         self.info, self.size_multiple, self.name = engine.info, engine.size_multiple, "slow:" + engine.name
         self.reuses_embedding = engine.reuses_embedding
+        self.refine = engine.refine  # (needs no runtime: not counted)
 
     def predict(self, l, embedding=None):
         self.calls.append(len(l))

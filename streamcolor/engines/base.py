@@ -8,7 +8,11 @@ every caller needs is
 * ``predict(l)``: (N, H, W, 1) L in [-1, 1], H and W multiples of 8 ->
   (N, h, w, 2) a*b* in [-1, 1].  ``h, w`` is the model's output grid: the
   input size for the seed model, a quarter of it for the U-Net; callers
-  upsample a*b* to the full-resolution image anyway.
+  upsample a*b* to the full-resolution image anyway.  A model whose grid is
+  coarser than its input names in ``model.json`` how that grid is brought up
+  to the input size (``"guided_upsampling"``, :mod:`streamcolor.engines.guided`):
+  ``refine(l, ab)`` does it, after any work that is cheaper on the grid
+  (a video's temporal smoothing).
 
 Two architectures (``model.json`` ``"architecture"``):
 
@@ -36,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from streamcolor.engines import lab
+from streamcolor.engines.guided import GuidedUpsampling, WorkArrays, refine_batch
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +54,7 @@ CPU_BATCH = 8
 #: Frames per engine call in a video job on a CPU (see :attr:`Engine.video_batch_size`).
 CPU_VIDEO_BATCH = 2
 _OWN_KEYS = {"format", "name", "extractor", "extractor_size", "embed_dim", "files", "architecture",
-             "size_multiple"}
+             "size_multiple", "guided_upsampling"}
 
 
 class EngineError(RuntimeError):
@@ -69,6 +74,7 @@ class ModelInfo:
     meta: dict[str, Any] = field(default_factory=dict)  # training, quality, licence...
     architecture: str = KOALARIZATION  # "koalarization" (two graphs) or "unet" (one graph)
     size_multiple: int = lab.SIZE_MULTIPLE  # input sides must be multiples of this
+    guided: GuidedUpsampling | None = None  # how the a*b* grid is brought up to the input size
 
     @property
     def two_stage(self) -> bool:
@@ -104,6 +110,7 @@ class ModelInfo:
                 meta={k: v for k, v in data.items() if k not in _OWN_KEYS},
                 architecture=architecture,
                 size_multiple=int(data.get("size_multiple", lab.SIZE_MULTIPLE)),
+                guided=GuidedUpsampling.from_json(data.get("guided_upsampling")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise EngineError(f"{manifest}: incomplete model manifest: {exc}") from exc
@@ -120,6 +127,8 @@ class ModelInfo:
         own = {"format": BUNDLE_FORMAT, "name": self.name, "architecture": self.architecture,
                "extractor": self.extractor, "extractor_size": self.extractor_size,
                "embed_dim": self.embed_dim, "size_multiple": self.size_multiple, "files": self.files}
+        if self.guided is not None:
+            own["guided_upsampling"] = {"radius": self.guided.radius, "eps": self.guided.eps}
         return {**own, **self.meta}
 
 
@@ -215,6 +224,13 @@ class Engine(ABC):
         out = self.forward(padded)
         sh, sw = out.shape[1] * h // (h + ph), out.shape[2] * w // (w + pw)
         return np.ascontiguousarray(out[:, :sh, :sw])
+
+    def refine(self, l: np.ndarray, ab: np.ndarray, *, work: WorkArrays | None = None) -> np.ndarray:
+        """(N, H, W, 1) L in [-1, 1] and the (N, h, w, 2) a*b* that :meth:`predict` gave for it ->
+        a*b* at the input size (N, H, W, 2), edge-aware, for a model whose bundle names a
+        ``"guided_upsampling"``; other models' a*b* unchanged (see :mod:`streamcolor.engines.guided`;
+        ``work``: where its render-size work arrays come from)."""
+        return refine_batch(l, ab, self.info.guided, work=work)
 
     def close(self) -> None:
         """Release the runtime session(s).  The engine is unusable afterwards."""

@@ -13,8 +13,9 @@ the truth:
   ratio well below 1 is that weakness in one number.
 
 The engine does the whole prediction (``predict``: its own extractor, then
-its colorizer), so the same evaluation runs on the ONNX, Keras or TensorRT
-engine.  This module imports no TensorFlow.
+its colorizer; then ``refine``: the model's edge-aware upsampling of its grid,
+as streamcolor runs it, unless ``EvalOptions.guided`` is off), so the same
+evaluation runs on the ONNX, Keras or TensorRT engine.  This module imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class EvalOptions:
     max_images: int | None = None  # stop after this many images
     gray_threshold: float = 3.0  # photos: near-gray ones (mean chroma below) are skipped, no colour truth
     stored_embeddings: bool = False  # shards: use the stored embeddings (engine.colorize only)
+    guided: bool = True  # the model's edge-aware upsampling of its grid, as streamcolor runs it (Engine.refine)
 
 
 @dataclass
@@ -198,6 +200,8 @@ def _from_shards(engine: "Engine", root: Path, options: EvalOptions) -> Iterator
             pred = engine.colorize(l, x["embedding"])
         else:
             pred = engine.predict(l)
+        if options.guided:
+            pred = engine.refine(l, pred)
         for j, k in enumerate(idx):
             size = l.shape[1:3]
             yield {"image": f"{options.split}#{int(k)}",
@@ -233,7 +237,10 @@ def _from_photos(engine: "Engine", sources: Sequence[str | Path], options: EvalO
             rgb_true = np.rint(np.clip(rgbf, 0, 1) * 255.0).astype(np.uint8)
             labim = lab.rgb_to_lab(rgb_true)
             l_scaled = lab.scale_l(labim[..., :1])
-            pred = to_grid(engine.predict(l_scaled[None])[0], (h, w))
+            pred = engine.predict(l_scaled[None])
+            if options.guided:
+                pred = engine.refine(l_scaled[None], pred)
+            pred = to_grid(pred[0], (h, w))
             yield {"image": p.key, **image_metrics(l_scaled, pred, lab.scale_ab(labim[..., 1:]), rgb_true)}
 
 

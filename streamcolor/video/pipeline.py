@@ -431,6 +431,8 @@ class _Job:
     def _render(self, f: _Frame):
         """One frame: a*b* upsampled onto its full-res L*, sRGB, padded if odd, as an encoder frame
         (a gray frame into yuv420p: composed straight into its planes, see streamcolor.ycbcr)."""
+        # the grid's edge-aware upsampling to the render size, after the stabilizer (cheaper on the grid)
+        f.ab = self.engine.refine(f.l_net[None], f.ab[None], work=thread_scratch().take)[0]
         if f.yuv is not None and f.l_half is not None:
             vf = av.VideoFrame(self.width, self.height, "yuv420p")
             f.yuv.write(f.l_full, f.l_half, f.ab, *(plane_array(vf, i) for i in range(3)))  # into the frame's planes
