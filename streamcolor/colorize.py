@@ -41,7 +41,7 @@ from PIL import Image
 
 from streamcolor.engines import lab
 from streamcolor import image_io, memory
-from streamcolor.errors import InputError
+from streamcolor.errors import InputError, refuse_empty_path
 
 if TYPE_CHECKING:
     from streamcolor.engines import Engine, ModelInfo
@@ -732,6 +732,7 @@ def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
     if not isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray)):
         raise InputError(f"cannot colorize a {type(src).__name__}: give a file path, encoded bytes, "
                          "a PIL image or a NumPy array")
+    refuse_empty_path(dst, "output")
     if dst is not None and isinstance(src, (str, os.PathLike)):
         from streamcolor.outputs import plan_outputs
 

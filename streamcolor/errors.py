@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 
+
 class StreamcolorError(Exception):
     """Base class: something about an input or output prevents the work.
 
@@ -23,3 +24,12 @@ class OutputError(StreamcolorError):
 class MemberRefused(InputError):
     """An input refused by a safety limit while it was read (a batch records
     it as skipped, not failed): e.g. an archive member bigger than allowed."""
+
+
+def refuse_empty_path(value: object, what: str) -> None:
+    """Raise when ``value`` is an empty (or blank) string: pathlib reads ``""`` as ``"."``, so an
+    unset variable given as a source would colorize the whole folder the program runs in, and
+    given as an output would write there.  ``what``: "source" (InputError) or "output" (ValueError)."""
+    if isinstance(value, str) and not value.strip():
+        cls = InputError if what == "source" else ValueError
+        raise cls(f"the {what} path is empty (an unset variable?); give a file or folder, or '.' for the current one")

@@ -391,3 +391,38 @@ def test_a_photo_under_a_videos_name_is_named_for_its_format(tmp_path):
     assert res.returncode == 0, res.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["photo.jpg", "scan.png"]
     assert Image.open(tmp_path / "out" / "photo.jpg").format == "JPEG"
+
+
+@pytest.mark.parametrize("args", [["image", "", "-o", "OUT/"], ["batch", "", "-o", "OUT"],
+                                  ["video", "", "-o", "OUT.mp4"], ["batch", "SRC", "-o", ""],
+                                  ["image", "SRC/a.png", "-o", ""], ["collection", "", "OUT"], ["collection", "SRC", ""],
+                                  ["report", "", "-o", "r.html"], ["bench", "--json", ""]])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, monkeypatch, args):
+    """pathlib reads "" as "."; `streamcolor batch "$SRC" -o out/` with $SRC unset colorized
+    every photo under the folder the command ran in."""
+    from streamcolor.cli import cli
+
+    src = tmp_path / "SRC"
+    src.mkdir()
+    Image.fromarray(np.full((40, 40), 128, np.uint8)).save(src / "a.png")
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2, res.output
+    assert "an empty path" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["SRC"]  # nothing read into, or written beside, the cwd
+
+
+def test_the_api_refuses_empty_paths(tmp_path, monkeypatch):
+    import streamcolor
+    from streamcolor.errors import InputError
+
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.full((40, 40), 128, np.uint8)).save(tmp_path / "a.png")
+    for call, exc in ((lambda: streamcolor.colorize_archive("", tmp_path / "out"), InputError),
+                      (lambda: streamcolor.colorize_archive(["a.png", " "], tmp_path / "out"), InputError),
+                      (lambda: streamcolor.colorize_archive(tmp_path, ""), ValueError),
+                      (lambda: streamcolor.colorize_video("", tmp_path / "o.mp4"), InputError),
+                      (lambda: streamcolor.colorize_image("a.png", ""), ValueError)):
+        with pytest.raises(exc, match="path is empty"):
+            call()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]

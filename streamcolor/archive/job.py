@@ -23,7 +23,7 @@ from streamcolor.archive.listing import (ARCHIVE_SUFFIXES, BatchOptions, Item, S
                                          open_source, read_item)
 from streamcolor.colorize import ColorOptions
 from streamcolor.engines import ModelInfo, archives
-from streamcolor.errors import InputError, OutputError
+from streamcolor.errors import InputError, OutputError, refuse_empty_path
 from streamcolor.items import REPORT_FILENAME, JobReport, Outcome, Problem, is_item_error, problems_csv
 from streamcolor.manifest import (DONE, FAILED, FILENAME as MANIFEST_FILENAME, JOB_DIR, SKIPPED, Entry, Manifest,
                                  file_identity)
@@ -70,6 +70,7 @@ class BatchJob:
         self.paths = _source_paths(src)
         if not isinstance(dst, (str, os.PathLike)):
             raise TypeError(f"the output must be a path (str or os.PathLike), got {type(dst).__name__}")
+        refuse_empty_path(dst, "output")
         if not self.paths:
             raise ValueError("no sources given")
         folder = isinstance(dst, str) and dst.endswith(("/", os.sep))  # "name.zip/": a folder, whatever its name
@@ -441,6 +442,7 @@ def _source_paths(src: object) -> list[Path]:
     for s in items:
         if not isinstance(s, (str, os.PathLike)):
             raise TypeError(f"sources must be paths (str or os.PathLike), got {type(s).__name__} {s!r}")
+        refuse_empty_path(s, "source")
         real = os.path.realpath(s)
         if real in seen:  # (else it would be colorized twice, into OUT/<name>~2/)
             log.warning("%s: given more than once; colorized once", s)

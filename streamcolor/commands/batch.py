@@ -10,9 +10,9 @@ from pathlib import Path
 import click
 
 from streamcolor.archive import OUTPUT_FORMATS
-from streamcolor.commands.common import (EXIT_FATAL, common_options, engine_options, load, output_is_folder,
-                                         output_option, progress_setting, refuse_file_name_for_folder, run_job,
-                                         show_ray_progress)
+from streamcolor.commands.common import (EXIT_FATAL, PathArg, common_options, engine_options, load,
+                                         output_is_folder, output_option, progress_setting,
+                                         refuse_file_name_for_folder, run_job, show_ray_progress)
 from streamcolor.engines.archives import RATIO_MIN_BYTES, Limits
 from streamcolor.memory import DEFAULT_MEMORY_BUDGET
 
@@ -34,7 +34,7 @@ class ByteSize(click.ParamType):
 
 
 @click.command("batch")
-@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("sources", nargs=-1, required=True, type=PathArg(path_type=Path))
 @output_option("Output folder (mirrors the source tree; OUT/<source name>/ per source when several). "
                "A name ending in .zip/.tar.gz/... also packs the folder into that archive (a name ending "
                "in / is a folder, whatever it looks like).", required=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from streamcolor.commands.common import common_options
+from streamcolor.commands.common import PathArg, common_options
 
 from streamcolor.engines import DEFAULT_MODEL, lab
 
@@ -25,7 +25,7 @@ from streamcolor.engines import DEFAULT_MODEL, lab
               help="Batch size to time (repeatable). Default: 1 and 8 (--full: 1 and 16).")
 @click.option("--video/--no-video", default=True, show_default=True,
               help="Also time the video pipeline against decode + encode alone.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--json", "json_path", type=PathArg(dir_okay=False, path_type=Path), default=None,
               help="Also write every figure to this JSON file (readable by `streamcolor report --results`).")
 @common_options
 def command(full, model, device, renders, batches, video, json_path):

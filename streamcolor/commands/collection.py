@@ -18,12 +18,12 @@ import logging
 import click
 
 from streamcolor.archive import OUTPUT_FORMATS
-from streamcolor.commands.common import common_options, engine_options, run_job
+from streamcolor.commands.common import common_options, engine_options, non_empty, run_job
 
 
 @click.command("collection")
-@click.argument("source")
-@click.argument("output")
+@click.argument("source", callback=non_empty)
+@click.argument("output", callback=non_empty)
 @click.option("--address", default=None,
               help="Ray cluster to join: auto, HOST:6379 or ray://HOST:10001 [default: $RAY_ADDRESS, which "
                    "`ray job submit` sets; else a private Ray started on this machine for this job].")

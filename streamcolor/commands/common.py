@@ -147,6 +147,29 @@ def apply_output_settings(state: dict[str, Any]) -> None:
     logging.getLogger().setLevel(level)
 
 
+#: Why an empty path is refused (see :class:`PathArg`).
+EMPTY_PATH = ("an empty path (an unset shell variable?): name a file or folder, or '.' for this one")
+
+
+class PathArg(click.Path):
+    """``click.Path`` that refuses an empty value.
+
+    Why: pathlib reads ``""`` as ``"."``, so ``streamcolor batch "$SRC" -o out/`` with
+    ``$SRC`` unset colorized every photo under the folder the command ran in."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail(EMPTY_PATH, param, ctx)
+        return super().convert(value, param, ctx)
+
+
+def non_empty(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Click callback: a plain string argument (a path or URI) that is empty is refused as :class:`PathArg` does."""
+    if isinstance(value, str) and not value.strip():
+        raise click.BadParameter(EMPTY_PATH, ctx=ctx, param=param)
+    return value
+
+
 def output_option(help_text: str, **kwargs: Any):
     """-o/--output as a Path; a value ending in a path separator (``-o z.jpg/``)
     is recorded as meant to be a folder, whatever its name looks like (pathlib
@@ -154,6 +177,7 @@ def output_option(help_text: str, **kwargs: Any):
     def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
         if value is None:
             return None
+        non_empty(ctx, param, value)  # "" is "." to pathlib: the output would land wherever the command runs
         ctx.meta["streamcolor.output_folder"] = value.endswith(("/", os.sep)) and value.strip("/" + os.sep) != ""
         return Path(value)
 

@@ -11,9 +11,9 @@ import click
 
 from streamcolor import image_io, tempfiles
 from streamcolor.colorize import ColorOptions, colorize_batch, colorize_image
-from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, check_medium, common_options, distinct,
-                                         engine_options, existing_options, load, output_is_folder, output_option,
-                                         progress_setting, refuse_file_name_for_folder, say)
+from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, PathArg, check_medium, common_options,
+                                         distinct, engine_options, existing_options, load, output_is_folder,
+                                         output_option, progress_setting, refuse_file_name_for_folder, say)
 from streamcolor.errors import OutputError, StreamcolorError
 from streamcolor.items import is_item_error
 from streamcolor.outputs import Planned, describe_renames, plan_outputs, remember_written
@@ -28,7 +28,7 @@ STDIO = Path("-")
 
 
 @click.command("image")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=PathArg(path_type=Path))
 @output_option("Output folder, or a file name when there is one input (a name without an extension, or "
                "ending in /, is a folder); "
                "'-' writes the image to stdout.", required=True)

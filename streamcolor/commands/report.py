@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from streamcolor.commands.common import EXIT_FATAL, common_options, engine_options, load, say
+from streamcolor.commands.common import EXIT_FATAL, PathArg, common_options, engine_options, load, say
 
 log = logging.getLogger(__name__)
 
@@ -16,8 +16,8 @@ DEFAULT_OUTPUT = Path("streamcolor-report.html")
 
 
 @click.command("report")
-@click.argument("folder", required=False, type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.argument("folder", required=False, type=PathArg(path_type=Path))
+@click.option("-o", "--output", type=PathArg(dir_okay=False, path_type=Path), default=None,
               help=f"The HTML file to write.  [default: {DEFAULT_OUTPUT}]")
 @click.option("--max-photos", type=click.IntRange(min=1), default=12, show_default=True,
               help="Photos to show, evenly spaced over the folder's list (never picked by result).")
@@ -27,12 +27,12 @@ DEFAULT_OUTPUT = Path("streamcolor-report.html")
               help="Measure images/s of the model's engines on this machine (about 20 s) and chart it.")
 @click.option("-b", "--batch", "batches", type=click.IntRange(min=1), multiple=True,
               help="Batch size for --speed (repeatable).  [default: 1, 4, 8]")
-@click.option("--results", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+@click.option("--results", type=PathArg(exists=True, dir_okay=False, path_type=Path), multiple=True,
               help="Results JSON to show as well (repeatable): `streamcolor bench --json` output (charted), "
                    "pytest-benchmark JSON from benchmarks/, or any JSON of figures.")
-@click.option("--gallery", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--gallery", type=PathArg(file_okay=False, path_type=Path), default=None,
               help="Also write up to 4 PNG strips (gray | ours | original) of colour photos into this folder.")
-@click.option("--photos", "photos_opt", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--photos", "photos_opt", type=PathArg(file_okay=False, path_type=Path), default=None,
               hidden=True, help="Old name of FOLDER.")
 @engine_options
 @common_options

@@ -10,9 +10,9 @@ from typing import NoReturn
 
 import click
 
-from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, check_medium, common_options, distinct,
-                                         engine_options, existing_options, load, output_is_folder, output_option,
-                                         progress_setting, refuse_file_name_for_folder, say)
+from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, PathArg, check_medium, common_options,
+                                         distinct, engine_options, existing_options, load, output_is_folder,
+                                         output_option, progress_setting, refuse_file_name_for_folder, say)
 from streamcolor.errors import OutputError, StreamcolorError
 from streamcolor.items import is_item_error
 from streamcolor.outputs import describe_renames, plan_outputs, remember_written
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 @click.command("video")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=PathArg(path_type=Path))
 @output_option("Output file (one input; its extension picks the container) or folder (several inputs, a "
                "name without an extension, or a name ending in /).  "
                "Default: <name>-colour.<ext> next to each input.", default=None)

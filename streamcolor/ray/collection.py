@@ -18,7 +18,7 @@ from streamcolor import image_io
 from streamcolor.archive import BatchOptions, unique_name
 from streamcolor.archive.listing import warn_left_out
 from streamcolor.engines.archives import is_junk
-from streamcolor.errors import InputError
+from streamcolor.errors import InputError, refuse_empty_path
 from streamcolor.items import REPORT_FILENAME, JobReport, Problem, is_job_file, problems_csv
 from streamcolor.manifest import DONE, FAILED, SKIPPED
 from streamcolor.ray.batch import ColorizeBatch, filesystem, is_local, item_key, sink_for
@@ -65,6 +65,8 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
     lists the failed and skipped files with reasons.
     """
     started = time.perf_counter()
+    refuse_empty_path(src, "source")
+    refuse_empty_path(dst, "output")
     src_fs, src_root = filesystem(src)
     out_fs, out_root = filesystem(dst)
     if is_local(src_fs) and is_local(out_fs):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from streamcolor import image_io
 from streamcolor.archive import BatchOptions
-from streamcolor.errors import InputError, OutputError
+from streamcolor.errors import InputError, OutputError, refuse_empty_path
 from streamcolor.progress import Progress, progress_bar
 from streamcolor.ray.pool import ActorPool, ClusterOptions, colorize_kwargs, plan_actors, ray_session
 from streamcolor.video import (Segment, VideoOptions, join_segments, output_path, plan_segments,
@@ -57,6 +57,8 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
     Returns the output path.  Raises as :func:`streamcolor.colorize_video`.
     """
     options = options or VideoOptions()
+    refuse_empty_path(src, "source")
+    refuse_empty_path(dst, "output")
     src = Path(src)
     dst = Path(os.path.abspath(output_path(src, dst)))  # absolute before any path goes to an actor
     if dst.suffix.lower() == ".avi":  # frame slots without timestamps: joined segments' times cannot be kept

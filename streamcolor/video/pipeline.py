@@ -38,7 +38,7 @@ import numpy as np
 
 from streamcolor.colorize import (ColorOptions, engine_for, keep_work_arrays, network_input, pixels_to_l,
                                   render, thread_scratch)
-from streamcolor.errors import InputError, OutputError
+from streamcolor.errors import InputError, OutputError, refuse_empty_path
 from streamcolor.progress import Progress, progress_bar
 from streamcolor import ycbcr
 from streamcolor.video.codecs import (HARDWARE_CODECS, check_codec, check_pix_fmt, codec_options, needs_even,
@@ -114,6 +114,7 @@ def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None,
         if not isinstance(value, (str, os.PathLike)) and not (name == "dst" and value is None):
             raise TypeError(f"{name} must be a path (str or os.PathLike){' or None' if name == 'dst' else ''}, "
                             f"got {type(value).__name__}")
+        refuse_empty_path(value, "source" if name == "src" else "output")
     src = Path(src)
     dst = output_path(src, dst)
     run(src, dst, engine_for(engine), options, progress)
