@@ -278,7 +278,7 @@ class ThreadCpu:
 def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
     """ms per frame of each pipeline step run alone, in the pipeline's own functions (a gray clip
     into yuv420p: the direct 4:2:0 route); and of the RGB route's steps that it replaces."""
-    from streamcolor.colorize import compose, to_dtype, upsample_ab
+    from streamcolor.colorize import Scratch, compose, to_dtype, upsample_ab
     from streamcolor.video.lightness import frame_network_input, gray_lut, plane_array, rgb_kwargs
     from streamcolor.video.stabilizer import ChromaStabilizer, histogram_distance, l_histogram, on_grid
     from streamcolor.ycbcr import Yuv420Composer, composer
@@ -322,7 +322,8 @@ def video_stages(src: Path, engine, options, work: Path) -> dict[str, float]:
     stab = ChromaStabilizer(options.stabilize_strength, motion=options.motion)
     t["stabilizer"], abs_ = _timed(lambda: [stab(on_grid(x[..., 0], a.shape[:2]), a) for x, a in zip(nets, abs_)])
     # the model's edge-aware upsampling of its grid to the render size (streamcolor.engines.guided)
-    t["refine"], abs_ = _timed(lambda: [engine.refine(x[None], a[None])[0] for x, a in zip(nets, abs_)])
+    arrays = Scratch().take  # as the product: the thread's work arrays reused from frame to frame
+    t["refine"], abs_ = _timed(lambda: [engine.refine(x[None], a[None], work=arrays)[0] for x, a in zip(nets, abs_)])
     hd = h >= 720
     comp = composer(gray_lut(frames[0].format.name, rgb_kwargs(frames[0]).get("src_color_range")), hd=hd,
                     saturation=colour.saturation)
@@ -686,7 +687,9 @@ def _batch_stages(files: list[Path], engine, options, work: Path) -> dict[str, f
     t["engine"], abs_ = _timed(lambda: {id(p): a for g in groups
                                         for p, a in zip(g, engine.predict(np.stack([p.net_in for p in g])))})
     by_id = {id(p): p for p in preps}
-    t["refine"], abs_ = _timed(lambda: {k: engine.refine(by_id[k].net_in[None], a[None])[0] for k, a in abs_.items()})
+    arrays = thread_scratch().take  # as the product's batch: the worker's arrays reused from photo to photo
+    t["refine"], abs_ = _timed(lambda: {k: engine.refine(by_id[k].net_in[None], a[None], work=arrays)[0]
+                                        for k, a in abs_.items()})
 
     def render_one(p, f):  # the job's own choice of route (streamcolor.items.finish_item)
         if ycbcr.takes_jpeg_planes(p, image_io.format_for(f)):

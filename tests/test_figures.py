@@ -80,6 +80,9 @@ ENC1201, MEMFD1201, MEMFD24 = ("encode-threads-cpu-2026-12-01.json", "pipeline-c
 #: The whole script again with decode + encode only with the colour, and the bound made with it.
 COLOUR1201 = "pipeline-cpu-2026-12-01-colour.json"
 COLOUR1201B = "pipeline-cpu-2026-12-01-colour2.json"  # with the gray references fixed
+#: The whole script again after the default model's edge-aware upsampling (a guided filter) was added.
+GUIDED1202 = "pipeline-cpu-2026-12-02.json"
+GUIDED_BENCH = "guided-cpu-2026-12-02.json"  # benchmarks/bench_guided.py: the filter alone
 #: The GPU calls of benchmarks/gpu_run.sh (an H200): the first, and the second after the engine's jitted call.
 GPU1, GPU2 = "pipeline-gpu-h200-2026-11-30.json", "pipeline-gpu-h200-2026-11-30-lean.json"
 #: Two later calls: chunks dispatched at once (and the warm naive loop, memory), then the copies' settings.
@@ -319,7 +322,17 @@ PROSE = [
                   "frame in the pipeline against {x264_alone} alone) and the compose ({compose} ms).", MEMFD1201),
     *_each("README.md", "on that machine two threads encoded {ejs} the JPEGs/s of one, against {ebjs} before, and "
                         "the batch job ran {ejobr} the photos/s", ENC1201J),
+    *_each("README.md", "video at {v0} of the bound at 576p ({p0} round by round) and {v1} at 1080p ({p1} round by "
+                        "round), so at 1080p nine tenths is reached by one measure and missed by a hair by the "
+                        "other; the batch job at {b3} ({bobp} round by round).", GUIDED1202),
     *_each("README.md", "Against the issue's gray bound, video was at {v0} and {v1}:", COLOUR1201B),
+    # the default model's guided filter alone against the bilinear upsampling it replaced (bench_guided.py)
+    ("README.md", "`streamcolor/engines/guided.py`; {} ms a 320x240 frame here", GUIDED_BENCH,
+     "bench:test_guided_upsampling_against_bilinear:sizes.320x240.guided_reused_arrays_ms", "{:.3f}"),
+    (BENCH, "with reused arrays, it takes {} ms a 320x240 frame", GUIDED_BENCH,
+     "bench:test_guided_upsampling_against_bilinear:sizes.320x240.guided_reused_arrays_ms", "{:.3f}"),
+    (BENCH, "a 320x240 frame, {} the bilinear upsampling it replaces", GUIDED_BENCH,
+     "bench:test_guided_upsampling_against_bilinear:sizes.320x240.guided_reused_over_bilinear", "{:.1f}x"),
     # the bound with the colour (the second run: the first, COLOUR1201, had the faults its section names)
     *_each("README.md", "`streamcolor video` ran at {cb0} (576p) and {cb1} (1080p)", COLOUR1201B),
     *_each("README.md", "and the batch job {bcb} of it ({bob} of the gray bound)", COLOUR1201B),

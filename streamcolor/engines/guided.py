@@ -80,8 +80,9 @@ def guided_upsample(l_scaled: np.ndarray, ab: np.ndarray, spec: GuidedUpsampling
     already at L's size is filtered at that size (the guided filter proper).
 
     ``work`` hands out the five render-size work arrays (fresh ones by default): on
-    this project's VMs the pages of fresh arrays cost more than the arithmetic (about
-    3 ms against 0.7 a 320x240 frame), so the product passes a thread's reused ones.
+    this project's VMs the pages of fresh arrays can cost more than the arithmetic (up
+    to about 3 ms against 0.7 a 320x240 frame, with the process's memory state), so
+    the product passes a thread's reused ones.
     """
     l2 = np.asarray(l_scaled, dtype=np.float32)
     if l2.ndim == 3:
