@@ -210,7 +210,7 @@ class StripUpsampler:
     so that the full-resolution a*b* never exists at once.
 
     The horizontal pass is OpenCV's (``cv2.resize`` INTER_LINEAR, to the full
-    width but only the network's few rows); the vertical pass uses the same
+    width but only the a*b*'s own rows: the render size's, a few hundred at most); the vertical pass uses the same
     sample positions and border rule as ``cv2.resize`` (pixel centres, edge
     rows clamped), so the result equals a full ``cv2.resize`` within float
     rounding (an 8-bit output within one level).  ``scratch``: where the whole-image
@@ -579,19 +579,21 @@ class ShapeBatcher:
             yield batch
 
 
-def predict(batch: Sequence[Prepared], engine: "Engine") -> list[np.ndarray | Exception]:
+def predict(batch: Sequence[Prepared], engine: "Engine", *,
+            work: Callable[[str, tuple[int, ...]], np.ndarray] | None = None) -> list[np.ndarray | Exception]:
     """a*b* (h, w, 2) in [-1, 1] for each image of a batch of one render shape: one
     engine call, then the model's edge-aware upsampling of its grid to the render
-    size where its bundle names one (``Engine.refine``).  If the engine fails on the
-    batch, its images are retried one by one so that only the one that causes
-    it fails; that image's entry is then the exception."""
+    size where its bundle names one (``Engine.refine``; ``work``: where its work
+    arrays come from, default the calling thread's :func:`thread_scratch`).  If the
+    engine fails on the batch, its images are retried one by one so that only the
+    one that causes it fails; that image's entry is then the exception."""
     try:
         net_in = np.stack([p.net_in for p in batch])
-        return list(engine.refine(net_in, engine.predict(net_in), work=thread_scratch().take))
+        return list(engine.refine(net_in, engine.predict(net_in), work=work or thread_scratch().take))
     except Exception as exc:
         if len(batch) == 1:
             return [exc]
-        return [r for p in batch for r in predict([p], engine)]
+        return [r for p in batch for r in predict([p], engine, work=work)]
 
 
 def colorize_prepared(preps: Sequence[Prepared], *, engine: "Engine", saturation: float = 1.0,

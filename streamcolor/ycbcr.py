@@ -2,7 +2,8 @@
 encoder's 4:2:0 planes, a photo into a JPEG's.
 
 Why: a ``yuv420p`` video keeps its chroma at half resolution, and a*b* come
-out of the network at about a sixth of it, so making a full-resolution sRGB
+out of the network at the render size, well under it (the U-Net's quarter-size
+grid brought up edge-aware by ``Engine.refine``), so making a full-resolution sRGB
 frame (Lab -> RGB with the gamut check on every pixel) only for swscale to
 average its chroma down again spends most of a frame's non-codec time on
 pixels nobody sees.  Here the colour work runs once per 2x2 block:

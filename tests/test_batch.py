@@ -483,6 +483,7 @@ def test_files_that_are_no_images_by_their_names_are_left_out_not_failed(engine,
     for name in ("README.txt", "p.xmp", "sub/clip.MP4", "index.html", "sub/data.json"):
         (src / name).write_bytes(b"not a photo")
     (src / "odd.png").write_bytes(b"not a photo either")  # its name says image: tried, and failed
+    caplog.set_level(logging.WARNING, logger="streamcolor")  # (an earlier CLI test may have set the root's level higher)
     caplog.clear()
     report = colorize_archive(src, tmp_path / "out", engine=engine, progress=False)
     assert (report.total, report.done, report.failed) == (3, 2, 1)

@@ -396,7 +396,10 @@ def test_a_photo_under_a_videos_name_is_named_for_its_format(tmp_path):
 @pytest.mark.parametrize("args", [["image", "", "-o", "OUT/"], ["batch", "", "-o", "OUT"],
                                   ["video", "", "-o", "OUT.mp4"], ["batch", "SRC", "-o", ""],
                                   ["image", "SRC/a.png", "-o", ""], ["collection", "", "OUT"], ["collection", "SRC", ""],
-                                  ["report", "", "-o", "r.html"], ["bench", "--json", ""]])
+                                  ["report", "", "-o", "r.html"], ["bench", "--json", ""],
+                                  ["train", "prepare", "SRC", "-o", ""], ["train", "fit", "SRC", "-r", ""],
+                                  ["train", "export", "SRC", ""], ["train", "eval", "SRC", "--json", ""],
+                                  ["train", "eval", "SRC", "--markdown", " "]])
 def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, monkeypatch, args):
     """pathlib reads "" as "."; `streamcolor batch "$SRC" -o out/` with $SRC unset colorized
     every photo under the folder the command ran in."""

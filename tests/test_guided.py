@@ -40,6 +40,19 @@ def test_colour_follows_the_lightness_edge():
     np.testing.assert_allclose(guided[:, 50], truth[:, 50], atol=0.02)
 
 
+def test_a_thin_line_beside_a_colour_edge_does_not_overshoot():
+    """A linear fit of a*b* on L, applied to a 1-pixel line of other lightness next to a colour
+    edge, gave colours far outside anything the model predicted there (a* -0.61 from a grid in
+    [-0.30, 0.40]); each pixel now stays within its window's range of the grid."""
+    l, truth, coarse = _step_scene()
+    l[:, 56] = 0.9  # a bright line six pixels past the edge
+    l[:, 44] = -0.95  # a dark one before it
+    out = guided_upsample(l, coarse, SPEC)
+    for c in range(2):
+        assert coarse[..., c].min() - 1e-6 <= out[..., c].min()
+        assert out[..., c].max() <= coarse[..., c].max() + 1e-6
+
+
 def test_flat_colour_and_flat_lightness_stay_as_they_are():
     rng = np.random.default_rng(0)
     l = rng.uniform(-1, 1, (64, 96)).astype(np.float32)

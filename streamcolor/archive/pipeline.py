@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Sequence
 from streamcolor import memory
 from streamcolor.archive.job import BatchJob
 from streamcolor.archive.listing import BatchOptions, Item
-from streamcolor.colorize import ColorOptions, ShapeBatcher, engine_for, keep_work_arrays, predict
+from streamcolor.colorize import (SCRATCH_KEEP_BYTES, ColorOptions, Scratch, ShapeBatcher, engine_for, keep_work_arrays,
+                                  predict)
 from streamcolor.errors import InputError
 from streamcolor.progress import Progress, progress_bar
 from streamcolor.items import (FolderSink, JobReport, Outcome, colorize_items, decode_item, engine_failure,
@@ -123,6 +124,9 @@ class _Pipeline:
         self.batch_size = self.options.batch_for(engine)
         self.depth = 2 * self.batch_size + self.workers  # decoded items waiting for the engine, at most
         self.engine_s = 0.0
+        # the engine calls' thread is the caller's, which must not keep work arrays for good (a job's
+        # threads only): the model's upsampling step reuses this job's own instead of fresh ones
+        self.work = Scratch(SCRATCH_KEEP_BYTES)
         self.budget = memory.MemoryBudget(color.memory_budget)
         self._held: dict[int, int] = {}  # id(item) -> bytes it holds of the budget, until its outcome
         self._stop = threading.Event()
@@ -204,7 +208,7 @@ class _Pipeline:
                     while len(writing) >= self.depth:
                         self._collect(writing, block=True)
                     t = time.perf_counter()
-                    results = predict(batch, self.engine)
+                    results = predict(batch, self.engine, work=self.work.take)
                     self.engine_s += time.perf_counter() - t
                     for prep, ab in zip(batch, results):
                         if isinstance(ab, Exception):

@@ -1,6 +1,6 @@
 """Edge-aware upsampling of a coarse a*b* grid onto the lightness that produced it.
 
-The U-Net predicts a*b* at a quarter of its input size (80x60 for a 320x240
+The U-Net predicts a*b* at a quarter of its input size (80x64 for a 320x256
 render).  Bilinear upsampling of that grid lets colour bleed a few pixels
 across every edge of the picture: a red roof tints the sky next to it, a face
 tints the wall.  The lightness the network saw is known at full render size,
@@ -14,11 +14,20 @@ is brought up with He and Sun's *fast guided filter* (He, Sun and Tang,
 * the coefficients ``A`` and ``B`` are averaged, upsampled bilinearly to the
   render size, and applied to the render-size L.
 
-The colour follows L's edges at render size; where L has no edge the result
-is the bilinear one.  Cost: a few box filters on the coarse grid and two
-bilinear resizes at render size, well under a millisecond a 320x240 frame, so
-it is done at the render size (not at the photo's full resolution, where the
-product's bilinear upsampling takes over as before).
+The colour follows L's edges at render size.  Where L is flat the result is
+the grid's local mean (two passes of the window), so a small patch of colour
+whose lightness matches its surroundings fades (a patch of 2x2 grid cells
+keeps about a seventh of its colour, 6x6 cells about 70%): the price of the
+filter, seen as a lower colourfulness in the evaluation.  Each pixel stays
+within the range of the grid's colours in its window, so a thin line of other
+lightness beside a colour edge cannot overshoot into a colour the model never
+predicted there.
+
+Cost: box filters and a few morphology passes on the coarse grid, and a few
+bilinear resizes at render size: under a millisecond a frame with reused work
+arrays (``benchmarks/bench_guided.py``), so it is done at the render size, not
+at the photo's full resolution, where the product's bilinear upsampling takes
+over as before.
 
 Which models use it, and with what ``radius`` and ``eps``, is part of the
 model bundle (``model.json`` ``"guided_upsampling"``), chosen on the model's
@@ -42,7 +51,7 @@ class GuidedUpsampling:
     """Parameters of :func:`guided_upsample`: ``radius`` in cells of the model's output
     grid, ``eps`` the regulariser on L in [0, 1] (the filter's variance floor)."""
 
-    radius: int = 4
+    radius: int = 2
     eps: float = 1e-3
 
     def __post_init__(self) -> None:
@@ -125,6 +134,16 @@ def guided_upsample(l_scaled: np.ndarray, ab: np.ndarray, spec: GuidedUpsampling
     res = cv2.merge([sa, sb], dst=out)
     if res is not out:  # (OpenCV wrote elsewhere: not expected for a contiguous float32 array of this shape)
         np.copyto(out, res)
+    # a linear fit can overshoot on a thin line of other lightness beside a colour edge (a 1-pixel
+    # bright line next to a red roof coming out cyan): each pixel is kept within the range of the
+    # grid's own colours in its window, brought up like the coefficients
+    window = np.ones(ksize, np.uint8)
+    for bound, limit in ((cv2.erode, cv2.max), (cv2.dilate, cv2.min)):
+        edge = bound(ab, window, borderType=cv2.BORDER_REPLICATE)
+        if (h, w) != (big_h, big_w):
+            edge = cv2.resize(edge, (big_w, big_h), dst=work("guided_bound", (big_h, big_w, 2)),
+                              interpolation=cv2.INTER_LINEAR)
+        limit(out, edge, dst=out)
     return np.clip(out, -1.0, 1.0, out=out)
 
 

@@ -86,9 +86,21 @@ def train(verbose: int, quiet: bool, keras_backend: str | None) -> None:
         os.environ["KERAS_BACKEND"] = keras_backend
 
 
+def _path_given(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    """An output path as a Path, an empty one refused: pathlib reads "" as "." (the current folder),
+    so an unset variable would send shards, a run or a report there.  (The inputs must exist,
+    which "" never does.)"""
+    if value is None:
+        return None
+    if not value.strip():
+        raise click.BadParameter("an empty path (an unset shell variable?); name a folder or file, or '.' for this one",
+                                 ctx=ctx, param=param)
+    return Path(value)
+
+
 @train.command()
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("-o", "--out", required=True, type=click.Path(path_type=Path),
+@click.option("-o", "--out", required=True, type=click.Path(), callback=_path_given,
               help="Shard folder to write (a rerun with the same options resumes it).")
 @click.option("--size", type=click.IntRange(min=8), default=224, show_default=True,
               help="Side of the square examples, pixels (multiple of 8; of 32 for --model unet).")
@@ -163,7 +175,7 @@ def prepare(sources, out, size, model_kind, extractor, crops_per_photo, min_crop
 
 @train.command()
 @click.argument("shards", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-r", "--run-dir", required=True, type=click.Path(path_type=Path),
+@click.option("-r", "--run-dir", required=True, type=click.Path(), callback=_path_given,
               help="Run folder: checkpoints, log.csv, samples/, colorizer.keras. Resumes from its newest checkpoint.")
 @click.option("--steps", type=click.IntRange(min=1), help="Total optimizer steps (counted across resumes).")
 @click.option("--epochs", type=click.FloatRange(0, min_open=True), help="Total passes over the training examples.")
@@ -267,9 +279,11 @@ def fit(shards, run_dir, steps, epochs, max_minutes, batch_size, lr, lr_schedule
 @click.option("--guided/--no-guided", default=True, show_default=True,
               help="Bring the model's a*b* grid up to the render size edge-aware, as streamcolor does, where the "
                    "model names it (model.json 'guided_upsampling'); --no-guided: bilinear, to measure what it adds.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Write the report as JSON.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), callback=_path_given,
+              help="Write the report as JSON.")
 @click.option("--per-image", is_flag=True, help="Include per-image figures in the JSON.")
-@click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), help="Write the markdown table here too.")
+@click.option("--markdown", type=click.Path(dir_okay=False), callback=_path_given,
+              help="Write the markdown table here too.")
 def eval_(sources, model, backend, size, batch_size, splits, max_images, stored_embeddings, guided, json_out,
           per_image, markdown):
     """Score a model on a shard folder (its val split) or on colour photos.
@@ -317,7 +331,7 @@ def eval_(sources, model, backend, size, batch_size, splits, max_images, stored_
 
 @train.command()
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(), callback=_path_given)
 @click.option("--name", help="Model name in model.json (default: OUT's folder name).")
 @click.option("--extractor", type=_ExtractorChoice(), default=None,
               help="Extractor to bundle (default: the one the run was trained with, from its run.json).")
