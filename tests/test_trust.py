@@ -117,8 +117,12 @@ def test_image_cli_refuses_to_overwrite_its_inputs(tmp_path):
     r = cli("image", str(tmp_path / "a" / "x.jpg"), str(tmp_path / "b" / "x.jpg"), "-o", str(tmp_path / "out"))
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x.jpg", "x~2.jpg"]
-    r = cli("image", str(tmp_path / "a" / "x.jpg"), "-o", str(tmp_path / "o2"), "-m", "no-such-model")
-    assert r.returncode == 2 and "Traceback" not in r.stderr
+    for verb, src in (("image", tmp_path / "a" / "x.jpg"), ("batch", tmp_path / "a")):
+        for bad_model in ("no-such-model", ""):  # refused before the output folder is made
+            r = cli(verb, str(src), "-o", str(tmp_path / "o2" / verb), "-m", bad_model)
+            assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+            assert "--model" in one_error_line(r.stderr), r.stderr
+            assert not (tmp_path / "o2").exists()
 
 
 def test_image_cli_keeps_a_file_it_did_not_write_and_replaces_only_its_own_unchanged_output(tmp_path):

@@ -41,9 +41,21 @@ def engine_options(f):
                           f"Default: the model's recommendation, else {DEFAULT_RENDER_SIZE}.")(f)
     f = click.option("--backend", type=click.Choice(["auto", *available_backends()]), default="auto",
                      show_default=True, help="Runtime that runs the model.")(f)
-    f = click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True,
+    f = click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, callback=_known_model,
                      help="A shipped model name (see `streamcolor models`) or a model bundle folder.")(f)
     return f
+
+
+def _known_model(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Refuse an unknown model while the command line is read, before a verb creates its output
+    folder or lists its inputs (reading the bundle's model.json costs next to nothing)."""
+    from streamcolor.engines import EngineError, resolve_model
+
+    try:
+        resolve_model(value)
+    except (ValueError, EngineError) as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+    return value
 
 
 def load(model: str, backend: str):
