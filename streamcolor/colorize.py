@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image
 
 from streamcolor.engines import lab
-from streamcolor import image_io, memory
+from streamcolor import image_io, memory, tempfiles
 from streamcolor.errors import InputError, refuse_empty_path
 
 if TYPE_CHECKING:
@@ -638,7 +638,7 @@ def colorize_batch(decoded: Sequence[image_io.Decoded], *, engine: "Engine",
 
 
 def _write_output(decoded: image_io.Decoded, dst: str | os.PathLike, engine: "Engine",
-                  options: ColorOptions) -> Path:
+                  options: ColorOptions, replace: tempfiles.Replace = True) -> Path:
     """Colorize one decoded image into the file ``dst`` as a batch job writes its items
     (:func:`streamcolor.items.encode_prepared`), so that `image` and `batch` give one photo the
     same picture."""
@@ -650,7 +650,8 @@ def _write_output(decoded: image_io.Decoded, dst: str | os.PathLike, engine: "En
     ab = predict([prep], engine)[0]
     if isinstance(ab, Exception):
         raise ab
-    return image_io.write_atomic(dst, encode_prepared(prep, ab, image_io.format_for(dst), options, label=str(dst)))
+    return image_io.write_atomic(dst, encode_prepared(prep, ab, image_io.format_for(dst), options, label=str(dst)),
+                                 replace=replace)
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
@@ -699,7 +700,7 @@ def _array_to_decoded(arr: np.ndarray) -> tuple[image_io.Decoded, np.dtype]:
 
 def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
                    engine: "Engine | str | None" = None, render_size: int | None = None,
-                   options: ColorOptions = ColorOptions()):
+                   options: ColorOptions = ColorOptions(), replace: tempfiles.Replace = True):
     """Colorize one image.
 
     Parameters
@@ -721,6 +722,13 @@ def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
     options:
         See :class:`ColorOptions`; fields left None (render size,
         saturation) take the model's recommendation, as the CLI does.
+    replace:
+        What the finished output may replace at ``dst``: True, any file
+        there (like ``PIL.Image.save``); False, none (OutputError, the file
+        there kept, when one is there by the time the output is complete:
+        checked atomically); or a function of the path that says whether
+        the file found there may go (the CLI's: only a file streamcolor
+        wrote and nobody changed since).
 
     Returns
     -------
@@ -747,7 +755,7 @@ def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
         decoded = image_io.read_image(src, max_pixels=options.max_pixels)
         dtype = decoded.pixels.dtype
     if dst is not None:
-        return _write_output(decoded, dst, engine, options)
+        return _write_output(decoded, dst, engine, options, replace)
     rgb = colorize_batch([decoded], engine=engine, options=options)[0]
     if isinstance(src, (bytes, bytearray, memoryview)):
         return image_io.encode_image(rgb, decoded.format or "PNG", alpha=decoded.alpha, info=decoded.info,

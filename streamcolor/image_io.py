@@ -470,10 +470,15 @@ def _header(path: str | os.PathLike) -> tuple[str | None, bool] | None:
 
 def image_kind(path: str | os.PathLike) -> str | None:
     """What Pillow makes of the file from its header (nothing is decoded): "image", "animation"
-    (an animated GIF, WebP, PNG: frames in time, a video's job), or None when it cannot read it.
-    For telling a photo from a video whose name says otherwise."""
+    (an animated GIF, WebP, PNG: frames in time, a video's job), "pages" (a multi-page TIFF:
+    pictures of their own, to split), or None when it cannot read it.  For telling a photo from
+    a video whose name says otherwise."""
     header = _header(path)
-    return None if header is None else "animation" if header[1] else "image"
+    if header is None:
+        return None
+    if header[1]:
+        return "pages" if header[0] == "TIFF" else "animation"
+    return "image"
 
 
 def output_suffix(path: str | os.PathLike) -> str:
@@ -531,16 +536,19 @@ def _staged(path: Path, what: str) -> Iterator[tempfiles.Staged]:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, *, what: str = "write") -> Iterator[Path]:
+def atomic_output(path: str | os.PathLike, *, what: str = "write",
+                  replace: tempfiles.Replace = True) -> Iterator[Path]:
     """Yield a temporary path next to ``path`` (same folder, usual permissions;
     a fixed-length name of :mod:`streamcolor.tempfiles`, locked while written);
     on success it is renamed onto ``path``, on any failure removed.  So
     ``path`` holds either nothing (or its old content) or the whole new file.
 
-    OSErrors become :class:`OutputError` naming ``path``; ``what`` words it."""
+    OSErrors become :class:`OutputError` naming ``path``; ``what`` words it.
+    ``replace``: what may be replaced at ``path`` (:func:`streamcolor.tempfiles.move_into_place`;
+    a file there that may not be is kept, and OutputError says so)."""
     with _staged(Path(path), what) as staged:
         yield staged.path
-        staged.commit()
+        staged.commit(replace)
 
 
 def stage_bytes(path: str | os.PathLike, data: bytes) -> tempfiles.Staged:
@@ -555,11 +563,12 @@ def stage_bytes(path: str | os.PathLike, data: bytes) -> tempfiles.Staged:
     return staged
 
 
-def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+def write_atomic(path: str | os.PathLike, data: bytes, *, replace: tempfiles.Replace = True) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder
-    and an atomic rename, so the path holds either nothing or the whole file."""
+    and an atomic rename, so the path holds either nothing or the whole file
+    (``replace``: as :func:`atomic_output`)."""
     path = Path(path)
-    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+    with atomic_output(path, replace=replace) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
@@ -567,9 +576,11 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def write_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | None = None,
-                info: dict[str, Any] | None = None, quality: int = 95, fmt: str | None = None) -> Path:
+                info: dict[str, Any] | None = None, quality: int = 95, fmt: str | None = None,
+                replace: tempfiles.Replace = True) -> Path:
     """Encode and atomically write an RGB image; the format follows the extension.  A folder
-    (``out/``, or one that exists, whatever its name) is said to be one before any encoding."""
+    (``out/``, or one that exists, whatever its name) is said to be one before any encoding.
+    ``replace``: as :func:`atomic_output`."""
     check_file_path(path)
     return write_atomic(path, encode_image(rgb, fmt or format_for(path), alpha=alpha, info=info,
-                                           quality=quality, label=str(path)))
+                                           quality=quality, label=str(path)), replace=replace)

@@ -37,7 +37,7 @@ from streamcolor import image_io, memory, tempfiles, ycbcr
 from streamcolor.colorize import (ColorOptions, Prepared, ShapeBatcher, predict, prepare, render_prepared,
                                   thread_scratch)
 from streamcolor.errors import InputError, MemberRefused, OutputError
-from streamcolor.manifest import DONE, FAILED, SKIPPED
+from streamcolor.manifest import DONE, FAILED, SKIPPED, replaces_only
 
 if TYPE_CHECKING:
     from streamcolor.engines import Engine
@@ -136,14 +136,21 @@ class FolderSink:
     file (:meth:`stage`) and leaves the rename to whoever records the outcome
     (:meth:`streamcolor.archive.BatchJob.record`), which stores the temporary
     name first: so a run killed between the two renames it on the rerun
-    instead of writing the output again."""
+    instead of writing the output again.
 
-    def __init__(self, root: str | os.PathLike, *, staging: bool = False):
+    ``keep_others=True`` (a batch job's): an output replaces only the file its
+    item says it may (``item.replaces``, its own earlier output); any other
+    file there, even one that appeared after the job listed its outputs, is
+    kept and the item fails with the reason."""
+
+    def __init__(self, root: str | os.PathLike, *, staging: bool = False, keep_others: bool = False):
         self.root = Path(root)
         self.staging = staging
+        self.keep_others = keep_others
 
-    def write(self, key: str, data: bytes) -> None:
-        image_io.write_atomic(self.root / key, data)
+    def write(self, key: str, data: bytes, *, replaces: str | None = None) -> None:
+        """Write ``data`` as ``key``; with ``keep_others``, replacing only the file of identity ``replaces``."""
+        image_io.write_atomic(self.root / key, data, replace=replaces_only(replaces) if self.keep_others else True)
 
     def stage(self, key: str, data: bytes):
         """The complete, locked temporary file of ``key`` (a tempfiles.Staged), not renamed yet."""
@@ -172,6 +179,8 @@ def finish_item(prep: Prepared, ab: np.ndarray, options: ColorOptions, sink: Sin
     try:
         if getattr(sink, "staging", False):
             staged = sink.stage(item.key, data)  # type: ignore[attr-defined]
+        elif isinstance(sink, FolderSink):
+            sink.write(item.key, data, replaces=getattr(item, "replaces", None))
         else:
             sink.write(item.key, data)
     except OutputError as exc:

@@ -36,7 +36,7 @@ import time
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 #: The folder inside the output folder that holds the job's own files (manifest, lock).
 JOB_DIR = ".streamcolor"
@@ -275,6 +275,16 @@ def file_identity(path: str | os.PathLike) -> str | None:
     except OSError:
         return None
     return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def replaces_only(identity: str | None) -> bool | Callable[[Path], bool]:
+    """The rename policy (:func:`streamcolor.tempfiles.move_into_place`) of an output planned to
+    replace the file of that :func:`file_identity` (the item's own earlier output, as the job wrote
+    it), or nothing when None: any other file found there when the output is renamed into place
+    (one that appeared, or changed, after the job planned its outputs) is kept."""
+    if identity is None:
+        return False
+    return lambda path: file_identity(path) == identity
 
 
 def _enc(text: str | None) -> str | bytes | None:

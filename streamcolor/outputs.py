@@ -30,7 +30,7 @@ import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Sequence
+from typing import Callable, Sequence
 
 from streamcolor.errors import OutputError
 
@@ -98,7 +98,8 @@ def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], *
     ``stem~N.suffix``.  ``keep_others``: a path where something already is
     that streamcolor did not write (:func:`written_by_streamcolor`) is passed
     over for the next ``stem~N.suffix`` as well (the command line's default:
-    a user's file is never replaced).
+    a user's file is never replaced).  A number never gives an output the
+    name that another pair proposes (``x~2.jpg`` of an input named so keeps it).
     """
     inputs: dict[tuple[int, int], Path] = {}
     for src, _ in pairs:
@@ -107,6 +108,7 @@ def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], *
             inputs.setdefault(ident, Path(src))
     planned: list[Planned] = []
     taken: set[tuple[str, str]] = set()
+    reserved = {_slot(Path(proposed)) for _, proposed in pairs}  # a number never takes another input's own output
     for src, proposed in pairs:
         src, dst = Path(src), Path(proposed)
         original = dst
@@ -120,7 +122,7 @@ def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], *
                     what = "that input itself" if same == src else f"the input {same}"
                     raise OutputError(f"{dst}: the output for {src} would replace {what}; "
                                       "choose another output (-o) so that the originals are kept")
-            elif _slot(dst) not in taken:
+            elif _slot(dst) not in taken and (dst == original or _slot(dst) not in reserved):
                 if not (keep_others and os.path.lexists(_there(dst)) and not written_by_streamcolor(dst)):
                     break
                 kept = kept or dst
@@ -218,5 +220,14 @@ def written_by_streamcolor(path: str | os.PathLike) -> bool:
     return row is not None and row[0] == where[1]
 
 
+def replace_policy(existing: str) -> Callable[[Path], bool] | bool:
+    """What an output of `image` or `video` may replace when it is renamed into place
+    (:func:`streamcolor.tempfiles.move_into_place`), for the verb's ``existing`` setting:
+    anything with ``--overwrite``; otherwise only a file streamcolor wrote and nobody changed
+    since.  Why at the rename too, not only when outputs are planned: a file that appears
+    meanwhile (another run writing into the same folder, a user saving there) is kept."""
+    return True if existing == "overwrite" else written_by_streamcolor
+
+
 __all__ = ["NAME_MAX", "Planned", "describe_renames", "fitted", "numbered", "plan_outputs", "remember_written",
-           "written_by_streamcolor"]
+           "replace_policy", "written_by_streamcolor"]

@@ -17,6 +17,7 @@ nothing or a whole file.  The temporary names are built so that:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -25,7 +26,7 @@ import secrets
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Union
 
 try:
     import fcntl
@@ -62,6 +63,64 @@ def _umask() -> int:
 UMASK = _umask()
 
 
+#: What may be replaced when a temporary file is renamed into place: True, anything there;
+#: False, nothing (a file there is kept and the rename refused); a function, the file at the
+#: path it is given when it returns True (the file an earlier run of streamcolor wrote, say).
+Replace = Union[bool, Callable[[Path], bool]]
+
+#: errno values of a filesystem without hard links (FAT, some network and FUSE disks).
+_NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS, errno.EXDEV})
+
+
+def move_into_place(tmp: str | os.PathLike, final: str | os.PathLike, replace: Replace = True) -> None:
+    """Rename the complete file ``tmp`` onto ``final`` (same folder).
+
+    With ``replace`` other than True the rename never replaces a file it was not
+    told it may: it is made as a hard link, which the filesystem refuses when
+    ``final`` exists (atomically: a file that appeared after the run planned its
+    outputs -- another run into the same folder, a user saving there -- is never
+    lost), then ``tmp`` is removed.  A file that is there and that ``replace``
+    accepts is replaced by an atomic rename.  FileExistsError (``tmp`` left as it
+    is) when a file is there that may not be replaced.  Where the filesystem has
+    no hard links the check and the rename are two steps.
+    """
+    tmp, final = Path(tmp), Path(final)
+    if replace is True:
+        os.replace(tmp, final)
+        return
+    try:
+        os.link(tmp, final, follow_symlinks=False)
+    except FileExistsError:
+        if _same_file(tmp, final):  # the link of an earlier commit that stopped before removing tmp
+            os.unlink(tmp)
+            return
+        if callable(replace) and replace(final):
+            os.replace(tmp, final)
+            return
+        raise _kept(final) from None
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+        if os.path.lexists(final) and not (callable(replace) and replace(final)):
+            raise _kept(final) from None
+        os.replace(tmp, final)
+        return
+    os.unlink(tmp)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        sa, sb = os.lstat(a), os.lstat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def _kept(final: Path) -> FileExistsError:
+    return FileExistsError(errno.EEXIST, "a file that streamcolor may not replace is there now (written by another "
+                           "program or run after this one planned its outputs); it is kept", str(final))
+
+
 @dataclass
 class Staged:
     """A complete or in-progress temporary file for ``final``, locked while this
@@ -72,10 +131,12 @@ class Staged:
     final: Path
     fd: int | None = field(default=None, repr=False)
 
-    def commit(self) -> Path:
-        """Rename onto ``final`` (atomic); OSError if it cannot (the temporary is then removed)."""
+    def commit(self, replace: Replace = True) -> Path:
+        """Rename onto ``final`` (atomic; :func:`move_into_place` says what ``replace`` allows);
+        OSError if it cannot (FileExistsError for a file there that may not be replaced; the
+        temporary is then removed)."""
         try:
-            os.replace(self.path, self.final)
+            move_into_place(self.path, self.final, replace)
         except OSError:
             self.discard()
             raise
@@ -167,4 +228,5 @@ def _remove_if_abandoned(path: Path) -> int:
         os.close(fd)
 
 
-__all__ = ["MAX_SUFFIX", "PREFIX", "Staged", "TEMP_RE", "UMASK", "create", "is_temp_name", "name_tag", "sweep"]
+__all__ = ["MAX_SUFFIX", "PREFIX", "Replace", "Staged", "TEMP_RE", "UMASK", "create", "is_temp_name", "move_into_place", "name_tag",
+           "sweep"]

@@ -703,16 +703,20 @@ def make_folder(path: Path, n: int, size=(48, 64)) -> None:
 
 
 def failing_replace_after(monkeypatch, n_ok: int, err: int) -> None:
-    real = os.replace
+    """The filesystem fails with ``err`` after ``n_ok`` renames (an output is moved into place by
+    os.link, or by os.replace where it replaces its own earlier output)."""
     calls = {"n": 0}
 
-    def replace(a, b, *args, **kw):
-        calls["n"] += 1
-        if calls["n"] > n_ok:
-            raise OSError(err, os.strerror(err), str(b))
-        return real(a, b, *args, **kw)
+    def failing(real):
+        def move(a, b, *args, **kw):
+            calls["n"] += 1
+            if calls["n"] > n_ok:
+                raise OSError(err, os.strerror(err), str(b))
+            return real(a, b, *args, **kw)
+        return move
 
-    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "replace", failing(os.replace))
+    monkeypatch.setattr(os, "link", failing(os.link))
 
 
 @pytest.mark.parametrize("err", [errno.EROFS, errno.ENOSPC])

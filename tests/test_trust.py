@@ -8,6 +8,7 @@ multi-frame images, video option errors).  Every input is made here."""
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import logging
 import os
@@ -1038,3 +1039,128 @@ def test_a_stopped_batch_says_what_is_kept_and_how_to_go_on(tmp_path):
     assert f"stopped: {done} of 80 items are done and kept; run the same command again" in err, err
     r = cli("batch", str(src), "-o", str(out), "--no-progress")
     assert r.returncode == 0 and f"80 ok ({done} from an earlier run)" in r.stdout, (r.stdout, r.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# a file that appears at an output's path while the run is going is kept
+# ---------------------------------------------------------------------------------------------
+
+
+def test_move_into_place_replaces_only_what_it_may(tmp_path, monkeypatch):
+    final = tmp_path / "x.jpg"
+
+    def staged(data: bytes) -> Path:
+        tmp = tmp_path / f".streamcolor-tmp-{len(list(tmp_path.iterdir()))}"
+        tmp.write_bytes(data)
+        return tmp
+
+    tmp = staged(b"new")
+    tempfiles.move_into_place(tmp, final, replace=False)  # nothing there: moved
+    assert final.read_bytes() == b"new" and not tmp.exists()
+
+    final.write_bytes(b"the user's")
+    for policy in (False, lambda p: False):
+        tmp = staged(b"newer")
+        with pytest.raises(FileExistsError, match="kept"):
+            tempfiles.move_into_place(tmp, final, replace=policy)
+        assert final.read_bytes() == b"the user's" and tmp.read_bytes() == b"newer"  # neither is lost
+        tmp.unlink()
+    seen = []
+    tmp = staged(b"newest")
+    tempfiles.move_into_place(tmp, final, replace=lambda p: seen.append(p) or True)
+    assert final.read_bytes() == b"newest" and seen == [final] and not tmp.exists()
+
+    tmp = staged(b"linked")  # an earlier commit made the link and stopped before removing the temporary
+    final.unlink()
+    os.link(tmp, final)
+    tempfiles.move_into_place(tmp, final, replace=False)
+    assert final.read_bytes() == b"linked" and not tmp.exists()
+
+    def no_links(*a, **k):  # FAT, some network disks: no hard links, so a check and a rename
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+    monkeypatch.setattr(os, "link", no_links)
+    tmp = staged(b"on fat")
+    with pytest.raises(FileExistsError):
+        tempfiles.move_into_place(tmp, final, replace=False)
+    assert final.read_bytes() == b"linked"
+    final.unlink()
+    tempfiles.move_into_place(tmp, final, replace=False)
+    assert final.read_bytes() == b"on fat" and not tmp.exists()
+
+
+def test_colorize_image_replace_false_keeps_a_file_there(tmp_path, engine):
+    src, dst = tmp_path / "in.jpg", tmp_path / "out.jpg"
+    src.write_bytes(jpeg())
+    dst.write_bytes(b"mine")
+    with pytest.raises(OutputError, match="kept"):
+        colorize_image(src, dst, engine=engine, replace=False)
+    assert dst.read_bytes() == b"mine" and sorted(p.name for p in tmp_path.iterdir()) == ["in.jpg", "out.jpg"]
+    colorize_image(src, dst, engine=engine)  # the API's default replaces, as PIL's save does
+    assert Image.open(dst).size == (64, 48)
+
+
+def test_batch_keeps_a_file_that_appears_at_an_output_during_the_run(tmp_path, engine, monkeypatch):
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    for i in range(4):
+        (src / f"p{i}.jpg").write_bytes(jpeg(i))
+    real_stage = FolderSink.stage
+
+    def stage_while_the_user_saves(self, key, data):
+        staged = real_stage(self, key, data)
+        if key == "p2.jpg":  # the user (or another program) saves there after the job planned its outputs
+            (self.root / key).write_bytes(b"saved by the user meanwhile")
+        return staged
+
+    monkeypatch.setattr(FolderSink, "stage", stage_while_the_user_saves)
+    rep = colorize_archive(src, out, engine=engine, progress=False, options=BatchOptions(render_size=64))
+    assert (out / "p2.jpg").read_bytes() == b"saved by the user meanwhile"
+    assert rep.done == 3 and rep.failed == 1
+    (row,) = report_rows(out)
+    assert row["member"] == "p2.jpg" and "kept" in row["reason"], row
+    assert not [p for p in out.iterdir() if tempfiles.is_temp_name(p.name)]
+    monkeypatch.undo()
+    rep = colorize_archive(src, out, engine=engine, progress=False, options=BatchOptions(render_size=64))
+    assert (rep.done, rep.failed, rep.done_now) == (4, 0, 1)
+    assert (out / "p2.jpg").read_bytes() == b"saved by the user meanwhile"
+    assert Image.open(out / "p2~2.jpg").size == (64, 48)  # the rerun writes it beside the user's file
+
+
+def test_video_keeps_a_file_that_appears_at_its_output_during_the_run(tmp_path, engine):
+    from streamcolor.outputs import replace_policy
+    from streamcolor.video import colorize_video
+
+    clip = make_clip(tmp_path / "in.mp4", frames=6)
+    dst = tmp_path / "out.mp4"
+
+    def user_saves_there(done, total):
+        if done == 1:
+            dst.write_bytes(b"a video of the user's")
+
+    with pytest.raises(OutputError, match="kept"):
+        colorize_video(clip, dst, engine=engine, progress=user_saves_there, replace=replace_policy("keep"))
+    assert dst.read_bytes() == b"a video of the user's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]
+    colorize_video(clip, dst, engine=engine, progress=False, replace=replace_policy("overwrite"))
+    with av.open(str(dst)) as c:
+        assert c.streams.video[0].frames == 6 or sum(1 for _ in c.decode(video=0)) == 6
+
+
+def test_numbered_names_never_take_another_members_own_name(tmp_path, engine):
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    for i, name in enumerate(["photo.jpg", "photo.png", "photo~2.png", "Photo~3.PNG"]):
+        Image.fromarray(make_photo(48, 64, seed=i)[..., 0]).save(src / name)
+    from streamcolor.archive import list_items, open_source
+
+    keys = {it.member: it.key for it in list_items([open_source(src)], BatchOptions(output_format="png"))}
+    # the files already named so keep their names; the converted JPEG gets the first free number
+    assert keys == {"photo.png": "photo.png", "photo~2.png": "photo~2.png", "Photo~3.PNG": "Photo~3.PNG",
+                    "photo.jpg": "photo~4.png"}
+    rep = colorize_archive(src, out, engine=engine, progress=False,
+                           options=BatchOptions(render_size=64, output_format="png"))
+    assert rep.done == 4 and sorted(outputs(out)) == sorted(keys.values())
+
+    pairs = [(tmp_path / d / n, tmp_path / "o" / n) for d, n in (("a", "x.jpg"), ("b", "x.jpg"), ("c", "x~2.jpg"))]
+    assert [p.dst.name for p in plan_outputs(pairs)] == ["x.jpg", "x~3.jpg", "x~2.jpg"]

@@ -26,7 +26,7 @@ from streamcolor.engines import ModelInfo, archives
 from streamcolor.errors import InputError, OutputError, refuse_empty_path
 from streamcolor.items import REPORT_FILENAME, JobReport, Outcome, Problem, is_item_error, problems_csv
 from streamcolor.manifest import (DONE, FAILED, FILENAME as MANIFEST_FILENAME, JOB_DIR, SKIPPED, Entry, Manifest,
-                                 file_identity)
+                                 file_identity, replaces_only)
 from streamcolor.outputs import numbered
 
 log = logging.getLogger(__name__)
@@ -265,7 +265,7 @@ class BatchJob:
             raise
         if staged is not None:
             try:
-                staged.commit()
+                staged.commit(replaces_only(getattr(item, "replaces", None)))
             except OSError as exc:
                 error = OutputError(f"{staged.final}: cannot write ({exc.strerror or exc})")
                 if not is_item_error(exc):  # the location's fault, not the item's: it stays to do
@@ -556,10 +556,11 @@ def _finish_renames(manifest: Manifest, out_dir: Path) -> None:
         tmp = final.parent / (e.temp or "")
         if e.temp and tmp.is_file() and not tmp.is_symlink():
             try:
-                os.replace(tmp, final)
+                tempfiles.move_into_place(tmp, final, replace=False)  # (a file there now is not the job's)
                 log.info("finished the rename of %s (the run before was stopped just before it)", final)
             except OSError as exc:
                 log.warning("%s: cannot finish its rename (%s); it is colorized again", final, exc.strerror or exc)
+                manifest.reset(e.key)
         manifest.renamed(e.key)
 
 
@@ -588,7 +589,7 @@ def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path, 
                 listed, it = it.key, dataclasses.replace(it, key=key)
                 renamed.append((listed, it))
         if it.refusal or _free_for(it.key, it, manifest, out_dir, redo):
-            out.append(it)
+            out.append(_replacing(it, out_dir))
             continue
         own = manifest.get(it.key)
         if own is not None and _same_source(own, item=it):
@@ -601,7 +602,7 @@ def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path, 
             if candidate.casefold() not in used and _free_for(candidate, it, manifest, out_dir, redo):
                 break
         used.add(candidate.casefold())
-        listed, it = it.key, dataclasses.replace(it, key=candidate)
+        listed, it = it.key, _replacing(dataclasses.replace(it, key=candidate), out_dir)
         renamed.append((listed, it))
         out.append(it)
     # said as a warning when the renamed output is still to be written; those an earlier run wrote
@@ -614,6 +615,14 @@ def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path, 
                 "your own files), so they are not replaced: %s %s%s", len(pairs),
                 "written as" if fresh else "kept as written by an earlier run:", first, ", ..." if len(pairs) > 3 else "")
     return out
+
+
+def _replacing(item: Item, out_dir: Path) -> Item:
+    """``item`` with what its output may replace (:attr:`Item.replaces`): the file now at its key,
+    which :func:`_free_for` found to be the job's own for it (or nothing)."""
+    if item.refusal:
+        return item
+    return dataclasses.replace(item, replaces=file_identity(out_dir / item.key))
 
 
 def _still_to_write(item: Item, manifest: Manifest, redo: bool) -> bool:

@@ -13,7 +13,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from streamcolor import image_io, memory, tempfiles
 from streamcolor.colorize import ColorOptions, check_saturation
@@ -108,6 +108,9 @@ class Item:
     locator: int = -1  # zip: index in infolist(); tar: index in getmembers(); folder: unused
     refusal: str | None = None  # why it is not read at all (unsafe name, link, device, limits), or None
     refusal_state: str = SKIPPED  # manifest state of a refusal (FAILED for a source that breaks off)
+    # the file at OUT/key that the output may replace (its manifest.file_identity): the item's own
+    # earlier output as the job wrote it; None: none may be (any file there is kept)
+    replaces: str | None = None
 
     @property
     def label(self) -> str:
@@ -208,29 +211,56 @@ def list_items(sources: Sequence[Source], options: BatchOptions = BatchOptions()
     ``~2``... on the later one's stem.  Names of the job's own files (the
     report, the ``.streamcolor/`` folder, temporary names) are never given to
     a member (:func:`clear_of_job_files`).  Refused members get a ``?`` key.
+
+    A numbered name is never one that another member has as its own name
+    (``photo~2.png`` listed later keeps ``photo~2.png``), and a member whose
+    name is kept as it is wins its name over one whose name was converted
+    (``--format png``: ``photo.png`` stays ``photo.png``, ``photo.jpg`` gets
+    ``photo~2.png``), whatever the order they are listed in.
     """
     prefixes = _prefixes(sources)
-    items: list[Item] = []
-    taken: set[str] = set()
-    folders = _Folders()
+    listed: list[tuple[Source, str, Any, str | None, str | None, bool]] = []
     left_out: list[str] = []
     for source, prefix in zip(sources, prefixes):
         for m in source.members():
             if not m.name.endswith("/") and image_io.not_an_image_name(m.name):
                 left_out.append(source.label(m.name))
                 continue
-            common = dict(source=str(source.path), member=m.name, size=m.size, stamp=m.stamp, kind=source.kind,
-                          locator=m.locator)
             key, unsafe = output_key(m.name, options.output_format)
             refusal = m.refusal or unsafe
-            if refusal is not None:
-                state = FAILED if m.refusal and m.broken else SKIPPED
-                items.append(Item(key=f"?{prefix}{m.locator}:{m.name}", refusal=refusal, refusal_state=state,
-                                  **common))
-                continue
-            items.append(Item(key=folders.file_key(clear_of_job_files(prefix + key), taken), **common))
+            own = refusal is None and key == output_key(m.name)[0]  # its name unchanged by --format
+            listed.append((source, prefix, m, None if refusal else clear_of_job_files(prefix + key), refusal, own))
     warn_left_out(left_out)
+    keeps = claimants([(key, own) for _, _, _, key, _, own in listed])
+    reserved = {key.casefold() for _, _, _, key, _, _ in listed if key is not None}
+    items: list[Item] = []
+    taken: set[str] = set()
+    folders = _Folders()
+    for i, (source, prefix, m, key, refusal, _) in enumerate(listed):
+        common = dict(source=str(source.path), member=m.name, size=m.size, stamp=m.stamp, kind=source.kind,
+                      locator=m.locator)
+        if key is None:
+            state = FAILED if m.refusal and m.broken else SKIPPED
+            items.append(Item(key=f"?{prefix}{m.locator}:{m.name}", refusal=refusal, refusal_state=state, **common))
+            continue
+        items.append(Item(key=folders.file_key(key, taken, reserved, claimed=i in keeps), **common))
     return items
+
+
+def claimants(keys: Sequence[tuple[str | None, bool]]) -> set[int]:
+    """The indices of the ``(key, own)`` pairs (None: no key) that keep their key when several
+    have one key (compared case-insensitively): one whose ``own`` is true (its name as listed)
+    before one whose name was converted, then the first listed.  Why not simply the first
+    listed: which of ``photo.jpg`` and ``photo.png`` comes first is an accident of the listing,
+    while the one already named ``photo.png`` is the one a user looks for there."""
+    best: dict[str, int] = {}
+    for i, (key, own) in enumerate(keys):
+        if key is None:
+            continue
+        j = best.get(key.casefold())
+        if j is None or (own and not keys[j][1]):
+            best[key.casefold()] = i
+    return set(best.values())
 
 
 def warn_left_out(left_out: Sequence[str]) -> None:
@@ -258,22 +288,25 @@ class _Folders:
         self.renamed: dict[str, str] = {}  # a folder as listed -> as written
         self.names: set[str] = set()  # folders as written (case-folded)
 
-    def file_key(self, key: str, files: set[str]) -> str:
+    def file_key(self, key: str, files: set[str], reserved: set[str] = frozenset(), *, claimed: bool = True) -> str:
         """``key`` with its folders and its name clear of the files and folders before it
-        (``files``: the file keys so far, case-folded; the key is added to them)."""
+        (``files``: the file keys so far, case-folded; the key is added to them), numbered
+        when not ``claimed`` (another member keeps that name), a number never giving it
+        a name in ``reserved`` (every member's own key, case-folded)."""
         parts = key.split("/")
         done: list[str] = []
         for part in parts[:-1]:
             listed = "/".join([*done, part])  # (folders differing in case stay apart, as before)
             if listed not in self.renamed:
                 written, n = "/".join([*done, part]), 1
-                while written.casefold() in files:
+                while written.casefold() in files or (n > 1 and written.casefold() in reserved):
                     n += 1
                     written = "/".join([*done, numbered(part, n)])
                 self.renamed[listed] = written
                 self.names.add(written.casefold())
             done = self.renamed[listed].split("/")
-        key = unique_name("/".join([*done, parts[-1]]), files | self.names)  # (not onto a folder either)
+        key = unique_name("/".join([*done, parts[-1]]), files | self.names, reserved,  # (not onto a folder either)
+                          claimed=claimed)
         files.add(key.casefold())
         return key
 
@@ -311,18 +344,23 @@ def _prefixes(sources: Sequence[Source]) -> list[str]:
     return out
 
 
-def unique_name(path: str, taken: set[str]) -> str:
-    """``path``, or ``stem~N.suffix`` with the first N that is not in ``taken``
-    (compared case-insensitively: on a case-insensitive disk ``A.jpg`` and
-    ``a.jpg`` are one file); adds it to ``taken`` (case-folded)."""
+def unique_name(path: str, taken: set[str], reserved: set[str] = frozenset(), *, claimed: bool = True) -> str:
+    """``path`` when it is not in ``taken`` and ``claimed``, else ``stem~N.suffix`` with the
+    first N whose name is neither in ``taken`` nor in ``reserved`` (the names others keep, so a
+    number never takes a later listed file's own name); compared case-insensitively (on a
+    case-insensitive disk ``A.jpg`` and ``a.jpg`` are one file).  Adds it to ``taken`` (case-folded)."""
     candidate, n = path, 1
     p = PurePosixPath(path)
-    while candidate.casefold() in taken:
+    if claimed and candidate.casefold() not in taken:
+        taken.add(candidate.casefold())
+        return candidate
+    while candidate.casefold() in taken or candidate.casefold() in reserved:
         n += 1
         candidate = str(p.with_name(numbered(p.name, n)))
     taken.add(candidate.casefold())
     return candidate
 
 
-__all__ = ["ARCHIVE_SUFFIXES", "BatchOptions", "Item", "OUTPUT_FORMATS", "Source", "list_items", "open_source",
+__all__ = ["ARCHIVE_SUFFIXES", "BatchOptions", "Item", "OUTPUT_FORMATS", "Source", "claimants", "list_items",
+           "open_source",
            "clear_of_job_files", "output_key", "output_name", "read_item", "safe_member_path", "unique_name"]

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from streamcolor import image_io
-from streamcolor.archive import BatchOptions, unique_name
+from streamcolor.archive import BatchOptions, claimants, unique_name
 from streamcolor.archive.listing import warn_left_out
 from streamcolor.engines.archives import is_junk
 from streamcolor.errors import InputError, refuse_empty_path
@@ -83,12 +83,15 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
     left_out = {p for p in files if image_io.not_an_image_name(p)}  # as `batch` does: README.txt is no failure
     warn_left_out(sorted(left_out))
     files = [p for p in files if p not in left_out]
-    for path in files:
-        key, unsafe = item_key(path, src_root, options.output_format)
+    keyed = [(path, *item_key(path, src_root, options.output_format)) for path in files]
+    own = [key is not None and key == item_key(path, src_root)[0] for path, key, _ in keyed]
+    keeps = claimants([(key, mine) for (_, key, _), mine in zip(keyed, own)])  # as `batch` names them
+    reserved = {key.casefold() for _, key, _ in keyed if key is not None}
+    for i, (path, key, unsafe) in enumerate(keyed):
         if key is None:
             problems.append(Problem(SKIPPED, str(src), path, unsafe or "unsafe name"))
             continue
-        unique = unique_name(key, taken)
+        unique = unique_name(key, taken, reserved, claimed=i in keeps)
         if unique != key:
             renames[path] = unique
         if unique in existing:

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 
-from streamcolor import image_io
+from streamcolor import image_io, tempfiles
 from streamcolor.archive import BatchOptions
 from streamcolor.errors import InputError, OutputError, refuse_empty_path
 from streamcolor.progress import Progress, progress_bar
@@ -35,7 +35,7 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
                        model: "str | os.PathLike" = "default", backend: str = "auto",
                        options: VideoOptions | None = None, cluster: ClusterOptions = ClusterOptions(),
                        segment_s: float = 30.0, warmup_s: float = 1.0, segments: int | None = None,
-                       progress: Progress = None) -> Path:
+                       progress: Progress = None, replace: tempfiles.Replace = True) -> Path:
     """:func:`streamcolor.colorize_video` with the video split across Ray actors.
 
     The video stream is cut at keyframes into segments of whole GOPs (at least
@@ -53,6 +53,8 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
     ``src`` and the folder of ``dst`` must be on storage every node sees.
     Segments go to ``.<dst name>.segments/`` next to ``dst``: a rerun after
     a failure reuses the finished ones; the folder is removed on success.
+
+    ``replace``: what the joined output may replace at ``dst``, as in :func:`streamcolor.colorize_video`.
 
     Returns the output path.  Raises as :func:`streamcolor.colorize_video`.
     """
@@ -90,7 +92,7 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
                 _run_segments(pool, src.resolve(), todo, paths, options, progress)
             finally:
                 pool.close()
-    join_segments(src, paths, dst)
+    join_segments(src, paths, dst, replace=replace)
     shutil.rmtree(work, ignore_errors=True)
     return dst
 

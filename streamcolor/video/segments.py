@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import av
 import av.error
 
+from streamcolor import tempfiles
 from streamcolor.colorize import engine_for
 from streamcolor.errors import InputError, OutputError
 from streamcolor.video.containers import copy_streams, fresh_tags, open_input, packet_time, reason, temp_path, video_stream
@@ -142,7 +143,8 @@ def _decode_after(packet, last_dts: Fraction, path: Path) -> None:
     packet.dts = ticks
 
 
-def join_segments(src: str | os.PathLike, segments: Sequence[str | os.PathLike], dst: str | os.PathLike) -> Path:
+def join_segments(src: str | os.PathLike, segments: Sequence[str | os.PathLike], dst: str | os.PathLike, *,
+                  replace: tempfiles.Replace = True) -> Path:
     """Join colorized segment files (from :func:`colorize_segment`) into ``dst``
     by stream copy (no re-encoding): their video packets in order, with the
     source's audio, subtitle and data packets copied from the source once,
@@ -215,7 +217,10 @@ def join_segments(src: str | os.PathLike, segments: Sequence[str | os.PathLike],
                     out.mux(packet)
                 except av.error.FFmpegError as exc:
                     raise OutputError(f"{dst}: cannot write a packet: {reason(exc)}") from exc
-        staged.commit()
+        try:
+            staged.commit(replace)
+        except OSError as exc:
+            raise OutputError(f"{dst}: cannot write ({exc.strerror or exc})") from exc
     except BaseException:
         staged.discard()
         raise
