@@ -47,6 +47,19 @@ UNKNOWN_BYTES = 1 << 20
 _WIDE_MODES = ("I", "F")
 
 
+#: Working memory of colorizing a video, bytes per pixel of one frame: the frames in flight
+#: between decoder, network, composer and encoder (queues sized by the batch, x264's lookahead)
+#: -- measured at 185 to 240 (a 3840x2160 and a 1920x1080 clip, peak RSS over the loaded
+#: engine's), rounded up.
+VIDEO_BYTES_PER_FRAME_PIXEL = 256
+
+
+def video_bytes(width: int, height: int) -> int:
+    """Estimated working memory of colorizing a video of ``width`` x ``height`` frames (its
+    length does not matter: memory stays flat, see benchmarks/pipeline_bound.py)."""
+    return max(1, width * height) * VIDEO_BYTES_PER_FRAME_PIXEL
+
+
 def image_bytes(width: int, height: int, *, wide: bool = False) -> int:
     """Estimated working memory of colorizing one ``width`` x ``height`` image
     (``wide``: 16-bit or float samples)."""

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import ipaddress
 import logging
 import math
@@ -422,6 +423,22 @@ class _State:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _video_bytes(upload: _Upload, budget: int) -> int:
+    """The memory a video upload is counted as: its frames in flight by their size
+    (:func:`streamcolor.memory.video_bytes`) and the upload itself (held, written to a file,
+    and an answer of about its size).  A 413 when its frames alone need more than the whole
+    budget: a 6000x6000 video would need gigabytes whatever its length."""
+    from streamcolor.video.containers import frame_size
+
+    size = frame_size(io.BytesIO(upload.data))
+    frames = memory.video_bytes(*size) if size else memory.UNKNOWN_BYTES  # (unreadable: it fails at once)
+    if frames > budget:
+        raise _Reject(413, f"{upload.name}: frames of {size[0]}x{size[1]} need about {frames / 2**30:.1f} GiB to "
+                           f"colorize, over this server's memory budget of {budget / 2**30:.1f} GiB; send a smaller "
+                           "video (or raise --memory-budget)")
+    return frames + 3 * len(upload.data)
+
+
 def _for_client(message: str, tmp: str, name: str) -> str:
     """An error message as the client should read it: the server's temporary
     paths replaced by the upload's name, and no advice meant for the command line."""
@@ -594,9 +611,11 @@ async def _colorize(request: web.Request) -> web.StreamResponse:
         t0 = time.perf_counter()
         if upload.is_video and not state.options.video:
             raise _Reject(415, f"{upload.name}: videos are turned off on this server (--no-video)")
-        # an image is counted from its header alone, and stays counted until its answer is sent: an
-        # answer its client does not read is memory too (videos run one at a time, bounded by their slot)
-        async with state.budget.hold(0 if upload.is_video else memory.encoded_bytes(upload.data)) as share:
+        # an upload is counted from its header alone, and stays counted until its answer is sent: an
+        # answer its client does not read is memory too (videos also run one at a time)
+        need = (await loop.run_in_executor(None, _video_bytes, upload, state.options.memory_budget)
+                if upload.is_video else memory.encoded_bytes(upload.data))
+        async with state.budget.hold(need) as share:
             if upload.is_video:
                 async with state.video_slot:  # one video at a time; photos keep flowing meanwhile
                     data, ext = await loop.run_in_executor(state.pool, state.colorize_video, upload, params)

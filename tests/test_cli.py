@@ -294,6 +294,38 @@ def test_the_files_header_decides_between_image_and_video(tmp_path):
         in res.stderr
 
 
+def test_an_input_of_another_kind_is_left_out_and_the_others_are_done(tmp_path):
+    """`image a.jpg film.mp4 b.jpg`: the video is named with its command and left out (exit 1),
+    the photos are colorized; a multi-page TIFF is an image's, and `image` says to split it;
+    a file named ``-`` given as ``./-`` is that file, not stdin or stdout."""
+    from streamcolor.video import make_clip
+
+    make_clip(tmp_path / "film.mp4", 96, 64, 4)
+    for name in ("a.jpg", "b.jpg"):
+        Image.fromarray(make_photo(40, 56)).convert("L").save(tmp_path / name)
+    pages = [Image.fromarray(make_photo(40, 56, seed=i)).convert("L") for i in range(3)]
+    pages[0].save(tmp_path / "scan.tif", save_all=True, append_images=pages[1:])
+    res = streamcolor("image", "a.jpg", "film.mp4", "scan.tif", "b.jpg", "-o", "out/", "-r", "64", cwd=tmp_path)
+    assert res.returncode == 1, res.stderr
+    assert b"film.mp4: a video, not an image; run `streamcolor video film.mp4`; left out" in res.stderr
+    assert b"scan.tif: has 3 pages" in res.stderr and b"split it" in res.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "b.jpg"]
+    res = streamcolor("video", "scan.tif", cwd=tmp_path)  # no input left: a usage error, as before
+    assert res.returncode == 2 and b"scan.tif: an image, not a video; run `streamcolor image scan.tif" in res.stderr
+    res = streamcolor("video", "film.mp4", "a.jpg", "-o", "films/", "-r", "64", cwd=tmp_path)
+    assert res.returncode == 1 and b"a.jpg: an image, not a video" in res.stderr, res.stderr
+    assert [p.name for p in (tmp_path / "films").iterdir()] == ["film-colour.mp4"]
+
+    shutil.copy(tmp_path / "a.jpg", tmp_path / "-")
+    res = streamcolor("image", "./-", "-o", "./-.png", "-r", "64", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert Image.open(tmp_path / "-.png").size == (56, 40)
+    (tmp_path / "-").unlink()
+    res = streamcolor("image", "a.jpg", "-o", "./-", "-r", "64", cwd=tmp_path)  # a folder named "-", not stdout
+    assert res.returncode == 0 and res.stdout == b"", res.stderr
+    assert [p.name for p in (tmp_path / "-").iterdir()] == ["a.jpg"]
+
+
 def test_format_and_extension_disagreeing_is_said(tmp_path, three_images):
     res = streamcolor("image", three_images[0], "-o", str(tmp_path / "x.jpg"), "--format", "png", "-r", "64")
     assert res.returncode == 0

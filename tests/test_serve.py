@@ -32,6 +32,7 @@ from PIL import Image
 aiohttp = pytest.importorskip("aiohttp", reason="needs the serve extra (aiohttp)")
 
 import streamcolor
+from streamcolor import memory
 from streamcolor.batching import BatchingEngine, BatchingOptions
 from streamcolor.engines import EngineError
 from streamcolor.serve import STATIC_DIR, ServeOptions, Server
@@ -639,6 +640,23 @@ def test_a_video_without_a_name_or_type_is_known_by_its_content(server, tmp_path
     assert r.status == 400 and error.startswith("cut.mp4: "), error
     assert "streamcolor-serve" not in error and "`" not in error
     assert not looks_like_video(jpeg_bytes(gray())) and not looks_like_video(b"\0\0\0\x18ftypheic" + b"\0" * 64)
+
+
+def test_a_video_is_counted_by_its_frames_against_the_memory_budget(engine, tmp_path):
+    """A video holds its frames' working memory (frames in flight) while it runs, and one whose
+    frames alone need more than the whole budget is refused (413), whatever its length."""
+    from streamcolor.video import make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", 96, 64, 6).read_bytes()
+    need = memory.video_bytes(96, 64)
+    with Server(engine, ServeOptions(port=0, memory_budget=need * 4)) as srv:
+        r = post_file(srv.url, clip, "clip.mp4", "video/mp4", query="?render_size=64")
+        assert r.status == 200, r.body[:300]
+        assert srv.stats()["memory"]["peak"] >= need
+    with Server(engine, ServeOptions(port=0, memory_budget=need - 1)) as srv:
+        r = post_file(srv.url, clip, "clip.mp4", "video/mp4", query="?render_size=64")
+        assert r.status == 413 and "frames of 96x64 need about" in r.json()["error"], r.body[:300]
+        assert srv.stats()["memory"]["used"] == 0
 
 
 def test_video_turned_off(engine):

@@ -708,3 +708,19 @@ def test_on_a_gpu_a_videos_last_batch_runs_at_the_full_batch(counted, tmp_path):
     assert counted.colorized == 9 and gpu.colorized == 12  # 4+4+1 on a CPU, 4+4+(1 filled up to 4) on a GPU
     assert len(on_gpu) == len(on_cpu) == 9
     assert max(np.abs(a - b).mean() for a, b in zip(on_gpu, on_cpu)) < 0.5  # the same colours, frame by frame
+
+
+def test_packets_held_before_the_first_frame_are_bounded(engine, tmp_path, monkeypatch):
+    """Audio that comes before the first video frame waits for the encoder's first frame (the
+    output's header); past a bound the video stream is taken as damaged: a clear error, not
+    memory that grows with the file."""
+    from streamcolor.video import pipeline
+
+    src = make_video(tmp_path / "clip.mkv", frames=12, pts=[6 + i for i in range(12)], time_base=Fraction(1, RATE))
+    monkeypatch.setattr(pipeline, "PENDING_LIMIT_BYTES", 1)
+    with pytest.raises(streamcolor.InputError, match="no video frame could be decoded before"):
+        streamcolor.colorize_video(src, tmp_path / "out.mkv", engine=engine, **FAST)
+    assert leftovers(tmp_path, src) == []
+    monkeypatch.undo()
+    dst = streamcolor.colorize_video(src, tmp_path / "out.mkv", engine=engine, **FAST)
+    assert read_video(dst)["packets"]["audio1"] == read_video(src)["packets"]["audio1"]

@@ -172,7 +172,15 @@ class PathArg(click.Path):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str) and not value.strip():
             self.fail(EMPTY_PATH, param, ctx)
-        return super().convert(value, param, ctx)
+        return super().convert(a_file_named_dash(value), param, ctx)
+
+
+def a_file_named_dash(value: Any) -> Any:
+    """``./-`` (a file named ``-``) as its absolute path, so that it is not taken for stdin or
+    stdout: pathlib reads ``./-`` as ``-``, and the verbs compare paths with ``Path("-")``."""
+    if isinstance(value, str) and value != "-" and os.path.normpath(value) == "-":
+        return os.path.abspath(value)
+    return value
 
 
 def non_empty(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -191,7 +199,7 @@ def output_option(help_text: str, **kwargs: Any):
             return None
         non_empty(ctx, param, value)  # "" is "." to pathlib: the output would land wherever the command runs
         ctx.meta["streamcolor.output_folder"] = value.endswith(("/", os.sep)) and value.strip("/" + os.sep) != ""
-        return Path(value)
+        return Path(a_file_named_dash(value))
 
     return click.option("-o", "--output", type=click.Path(), callback=callback, help=help_text, **kwargs)
 
@@ -318,28 +326,39 @@ def _medium_by_header(path: Path) -> str | None:
     if not path.is_file():
         return None
     kind = image_kind(path)
-    if kind is not None:
+    if kind is not None:  # (a multi-page TIFF is an image's: `image` says to split it, as `batch` does)
         return "video" if kind == "animation" else "image"
     return "video" if is_video_file(path) else None
 
 
-def check_medium(paths: "list[Path] | tuple[Path, ...]", verb: str) -> None:
-    """Stop (usage error, exit 2) before loading anything when an input belongs
-    to another verb, naming the command to run instead.
+def check_medium(paths: "list[Path] | tuple[Path, ...]", verb: str) -> list[Path]:
+    """The inputs that belong to this verb; those that belong to another are named with the
+    command to run instead: one error line each, left out (the verb then exits 1 when it is done
+    with the others), or a usage error (exit 2, before loading anything) when no input is left.
 
     Between ``image`` and ``video`` the file's header has the last word where the file is there:
     a film named ``.jpg`` or an animated GIF is a video, a photo named ``.mp4`` a photo; a file
     there that is neither (random bytes, empty, a broken link) is left to the verb, whose own
     error says why it cannot be read, rather than sent by its name to a verb that fails too."""
+    kept: list[Path] = []
+    misfits: list[str] = []
     for path in paths:
         right = verb_for_path(path)
         if verb in ("image", "video") and right != "batch" and os.path.lexists(path):
             right = _medium_by_header(path)
             if right is None:
+                kept.append(path)
                 continue
         if right is None or right == verb:
+            kept.append(path)
             continue
         what = {"batch": "a folder" if path.is_dir() else "an archive", "video": "a video", "image": "an image"}[right]
         hint = suggested_command(path, right)
-        raise click.UsageError(f"{path}: {what}, not {'an image' if verb == 'image' else 'a video'}; "
-                               f"run `{hint}`")
+        misfits.append(f"{path}: {what}, not {'an image' if verb == 'image' else 'a video'}; run `{hint}`")
+    if misfits and not kept:
+        raise click.UsageError(misfits[0] if len(misfits) == 1 else
+                               "no input is " + ("an image" if verb == "image" else "a video") + ":\n  "
+                               + "\n  ".join(misfits))
+    for line in misfits:
+        log.error("%s; left out", line)
+    return kept

@@ -16,7 +16,7 @@ from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, PathArg, check_
                                          output_option, progress_setting, refuse_file_name_for_folder, say)
 from streamcolor.errors import OutputError, StreamcolorError
 from streamcolor.items import is_item_error
-from streamcolor.outputs import Planned, describe_renames, plan_outputs, remember_written
+from streamcolor.outputs import Planned, describe_renames, plan_outputs, remember_written, replace_policy
 from streamcolor.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -62,16 +62,19 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
     """
     ctx = click.get_current_context()
     quality_given = ctx.get_parameter_source("quality") == click.core.ParameterSource.COMMANDLINE
-    check_medium([p for p in inputs if p != STDIO], "image")
     if list(inputs).count(STDIO) > 1:
         raise click.UsageError("'-' (stdin) can be given once")
-    inputs = distinct(inputs)
+    given = len(inputs)
+    files = [p for p in inputs if p != STDIO]
+    fitting = check_medium(files, "image")  # a video or folder among them: named, left out, exit 1 at the end
+    left_out = len(files) - len(fitting)
+    inputs = distinct([p for p in inputs if p == STDIO or p in fitting])
     to_stdout = output == STDIO
     single_file = len(inputs) == 1 and (to_stdout or (output.suffix != "" and not output_is_folder()
                                                       and not output.is_dir()))
     if to_stdout and len(inputs) > 1:
         raise click.UsageError("-o - (stdout) takes one input")
-    refuse_file_name_for_folder(output, len(inputs), "image")
+    refuse_file_name_for_folder(output, given, "image")
     if STDIO in inputs and not single_file:
         raise click.UsageError("'-' (stdin) needs -o FILE or -o - (stdout)")
     if to_stdout and sys.stdout.isatty():
@@ -110,7 +113,7 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
         raise
     options = ColorOptions(render_size=render_size, saturation=saturation, quality=quality,
                            max_pixels=max_pixels or image_io.DEFAULT_MAX_PIXELS)
-    failures = 0
+    failures = left_out
     warned_quality = not quality_given
     with progress_bar(progress_setting() if len(inputs) > 1 else False, total=len(inputs), desc="images",
                       unit="img") as bar:
@@ -121,7 +124,7 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
                 bar.update()
                 continue
             try:
-                out_fmt = _colorize_one(src, dst, fmt, engine, options)
+                out_fmt = _colorize_one(src, dst, fmt, engine, options, replace_policy(existing))
                 if dst != STDIO:
                     remember_written(dst)
                 if not warned_quality and out_fmt not in ("JPEG", "WEBP"):
@@ -151,11 +154,12 @@ def _label(path: Path, stream: str) -> str:
     return f"<{stream}>" if path == STDIO else str(path)
 
 
-def _colorize_one(src: Path, dst: Path, fmt: str, engine, options: ColorOptions) -> str:
+def _colorize_one(src: Path, dst: Path, fmt: str, engine, options: ColorOptions, replace: tempfiles.Replace) -> str:
     """Read ``src`` (a file or stdin), colorize, write ``dst`` (a file or stdout); returns the format written.
-    Files go through :func:`colorize_image` (the API's path: atomic write, bounded memory)."""
+    Files go through :func:`colorize_image` (the API's path: atomic write, bounded memory).
+    ``replace``: what may be replaced at ``dst`` (:func:`replace_policy`)."""
     if dst != STDIO and src != STDIO:
-        colorize_image(src, dst, engine=engine, options=options)
+        colorize_image(src, dst, engine=engine, options=options, replace=replace)
         return image_io.format_for(dst)
     if src == STDIO:
         decoded = image_io.read_image(sys.stdin.buffer.read(), name="<stdin>", max_pixels=options.max_pixels)
@@ -175,7 +179,8 @@ def _colorize_one(src: Path, dst: Path, fmt: str, engine, options: ColorOptions)
             raise OutputError("<stdout>: closed by the reader (broken pipe)") from exc
         return out_fmt.upper()
     out_fmt = image_io.format_for(dst)
-    image_io.write_image(dst, rgb, alpha=decoded.alpha, info=decoded.info, quality=options.quality, fmt=out_fmt)
+    image_io.write_image(dst, rgb, alpha=decoded.alpha, info=decoded.info, quality=options.quality, fmt=out_fmt,
+                         replace=replace)
     return out_fmt
 
 

@@ -15,7 +15,7 @@ from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, PathArg, check_
                                          output_option, progress_setting, refuse_file_name_for_folder, say)
 from streamcolor.errors import OutputError, StreamcolorError
 from streamcolor.items import is_item_error
-from streamcolor.outputs import describe_renames, plan_outputs, remember_written
+from streamcolor.outputs import describe_renames, plan_outputs, remember_written, replace_policy
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,12 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
     if Path("-") in inputs or output == Path("-"):  # (as `image` reads them: here they would be a file or folder "-")
         raise click.UsageError("video reads and writes files, not stdin or stdout ('-'): a video's container "
                                "needs to seek; give file names (a file named '-': give its full path)")
-    check_medium(inputs, "video")
-    inputs = distinct(inputs)
+    given = len(inputs)
+    fitting = check_medium(inputs, "video")  # an image or folder among them: named, left out, exit 1 at the end
+    left_out = given - len(fitting)
+    inputs = distinct(fitting)
     if output is not None:
-        refuse_file_name_for_folder(output, len(inputs), "video")
+        refuse_file_name_for_folder(output, given, "video")
     use_ray = use_ray or ray_address is not None
     if segments is not None and not use_ray:
         raise click.UsageError("--segments needs --ray")
@@ -128,7 +130,7 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
             say(f"{plan.src}: skipped, {plan.dst} exists (--skip-existing)")
         planned = [p for p in planned if not os.path.lexists(p.dst)]
         if not planned:
-            return
+            sys.exit(EXIT_ITEMS if left_out else 0)
     if use_ray:
         convert = _on_ray(ray_address, segments, model, backend)
     else:
@@ -137,14 +139,15 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
         except click.ClickException as exc:
             exc.exit_code = EXIT_FATAL
             raise
-    failures = 0
+    failures = left_out
     for plan in planned:
         src, dst = plan.src, plan.dst
         try:
             if use_ray:
-                convert(src, dst, options, progress_setting())
+                convert(src, dst, options, progress_setting(), replace_policy(existing))
             else:
-                colorize_video(src, dst, engine=engine, options=options, progress=progress_setting())
+                colorize_video(src, dst, engine=engine, options=options, progress=progress_setting(),
+                               replace=replace_policy(existing))
             remember_written(dst)
             say(f"{src} -> {dst}")
         except OutputError as exc:
@@ -185,8 +188,8 @@ def _on_ray(address, segments, model, backend):
         _fatal(str(exc))
     cluster = ClusterOptions(address=address)
 
-    def convert(src, dst, options, progress):
+    def convert(src, dst, options, progress, replace):
         colorize_video_ray(src, dst, model=model, backend=backend, options=options, cluster=cluster,
-                           segments=segments, progress=progress)
+                           segments=segments, progress=progress, replace=replace)
 
     return convert

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import stat
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, BinaryIO, Mapping
 
 import av
 import av.error
@@ -79,6 +79,21 @@ def is_video_file(path: Path) -> bool:
             return not _still_image_reader(container) and bool(_video_streams(container))
     except (av.error.FFmpegError, ValueError, OSError):
         return False
+
+
+def frame_size(source: "Path | BinaryIO") -> tuple[int, int] | None:
+    """(width, height) of the first real video stream of a file (or a file object: an upload in
+    memory), from its header (nothing is decoded); None when FFmpeg cannot open it as a video."""
+    try:
+        with av.open(source if hasattr(source, "read") else str(source), "r",
+                     metadata_errors="replace") as container:
+            videos = _video_streams(container)
+            if not videos:
+                return None
+            ctx = videos[0].codec_context
+            return (ctx.width, ctx.height) if ctx.width and ctx.height else None
+    except (av.error.FFmpegError, ValueError, OSError):
+        return None
 
 
 def video_stream(container, src: Path):

@@ -40,7 +40,7 @@ from streamcolor.colorize import (ColorOptions, engine_for, keep_work_arrays, ne
                                   render, thread_scratch)
 from streamcolor.errors import InputError, OutputError, refuse_empty_path
 from streamcolor.progress import Progress, progress_bar
-from streamcolor import ycbcr
+from streamcolor import tempfiles, ycbcr
 from streamcolor.video.codecs import (HARDWARE_CODECS, check_codec, check_pix_fmt, codec_options, needs_even,
                                      pick_codec)
 from streamcolor.video.containers import copy_streams, fresh_tags, open_input, reason, temp_path, video_stream
@@ -71,7 +71,7 @@ def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None,
                    engine: "Engine | str | None" = None, options: VideoOptions = VideoOptions(),
                    progress: Progress = None, render_size: int | None = None, batch_size: int | None = None,
                    codec: str | None = None, quality: int | None = None,
-                   stabilize: bool | None = None) -> Path:
+                   stabilize: bool | None = None, replace: tempfiles.Replace = True) -> Path:
     """Colorize a video file.
 
     Parameters
@@ -93,6 +93,10 @@ def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None,
         (see :mod:`streamcolor.progress`).
     render_size, batch_size, codec, quality, stabilize:
         Shortcuts for the :class:`VideoOptions` fields of the same names.
+    replace:
+        What the finished output may replace at ``dst``: True, any file;
+        False, none (OutputError, the file kept); or a function of the path
+        (see :func:`streamcolor.colorize_image`).
 
     Returns
     -------
@@ -117,13 +121,14 @@ def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None,
         refuse_empty_path(value, "source" if name == "src" else "output")
     src = Path(src)
     dst = output_path(src, dst)
-    run(src, dst, engine_for(engine), options, progress)
+    run(src, dst, engine_for(engine), options, progress, replace=replace)
     return dst
 
 
 def run(src: Path, dst: Path, engine: "Engine", options: VideoOptions, progress: Progress,
-         segment: "Segment | None" = None) -> "_Job":
-    """Open ``src``, run the pipeline into a temporary file next to ``dst`` and rename it into place."""
+         segment: "Segment | None" = None, replace: tempfiles.Replace = True) -> "_Job":
+    """Open ``src``, run the pipeline into a temporary file next to ``dst`` and rename it into place
+    (``replace``: what it may replace there, :func:`streamcolor.tempfiles.move_into_place`)."""
     with open_input(src) as inp:
         vin = video_stream(inp, src)
         staged = temp_path(dst)
@@ -131,7 +136,7 @@ def run(src: Path, dst: Path, engine: "Engine", options: VideoOptions, progress:
             job = _Job(src, dst, staged.path, inp, vin, engine, options, options.color_options(engine), progress,
                        segment)
             job.run()
-            staged.commit()
+            staged.commit(replace)
         except BaseException as exc:
             staged.discard()
             if isinstance(exc, OSError):
@@ -144,6 +149,12 @@ def _tag_seconds(value: str | None) -> float | None:
     """Seconds of a ``HH:MM:SS.fraction`` duration tag (what Matroska muxers write per stream), else None."""
     m = re.fullmatch(r"\s*(\d+):(\d{1,2}):(\d{1,2}(?:\.\d*)?)\s*", value or "")
     return int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3]) if m else None
+
+
+#: Bytes of copied packets (audio, subtitles) held while no video frame is out yet: the output's
+#: header needs the video encoder's first frame, so what comes before is muxed after it.  Past
+#: this, the video stream is taken as damaged: a clear error rather than memory without end.
+PENDING_LIMIT_BYTES = 64 * 2**20
 
 
 class _Stopped(Exception):
@@ -592,6 +603,7 @@ class _Job:
         bar = progress_bar(self.progress, total=self._total(), unit="frame", desc=self.src.name, smoothing=0.1,
                            leave=False)
         pending: list = []  # copied packets that arrive before the first video frame
+        pending_bytes = 0
         written = 0
         try:
             for item in self._drain(q_yuv):
@@ -600,6 +612,13 @@ class _Job:
                         self._mux_copy(out, item)
                     else:
                         pending.append(item)
+                        pending_bytes += item.size
+                        if pending_bytes > PENDING_LIMIT_BYTES:
+                            raise InputError(
+                                f"{self.src}: no video frame could be decoded before {pending_bytes / 2**20:.0f} MiB "
+                                "of its other streams (audio, subtitles) had to be held for the output; the video "
+                                "stream is damaged or starts far later than the others (remux it, or cut the start "
+                                "with ffmpeg)")
                     continue
                 if not written and self.display_matrix is not None:
                     self.vout.set_display_matrix(self.display_matrix)
