@@ -10,6 +10,7 @@ run never leaves a half-written image at the output path.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import logging
 import mimetypes
@@ -383,7 +384,17 @@ def encode_jpeg_planes(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, *, info: d
     return _save(im, "JPEG", info or {}, quality)
 
 
+#: The longest side each format holds (libjpeg's and libwebp's limits): said before the encoder
+#: is called, which would print its own complaint on stderr (past -q) and fail with "broken data stream".
+MAX_SIDE = {"JPEG": 65500, "WEBP": 16383}
+
+
 def _save(im: Image.Image, fmt: str, info: dict[str, Any], quality: int) -> bytes:
+    limit = MAX_SIDE.get(fmt)
+    if limit is not None and max(im.size) > limit:
+        message = (f"{im.size[0]}x{im.size[1]} is over what {fmt} holds ({limit:,} pixels a side); "
+                   "write PNG or TIFF (--format png)")
+        raise OutputError(message) from OSError(errno.EFBIG, message)
     params: dict[str, Any] = {}
     for key in ("icc_profile", "exif", "dpi"):
         # Pillow would write EXIF into a TIFF as a second copy of its own tags: not carried there.
@@ -582,5 +593,8 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray |
     (``out/``, or one that exists, whatever its name) is said to be one before any encoding.
     ``replace``: as :func:`atomic_output`."""
     check_file_path(path)
-    return write_atomic(path, encode_image(rgb, fmt or format_for(path), alpha=alpha, info=info,
-                                           quality=quality, label=str(path)), replace=replace)
+    try:
+        data = encode_image(rgb, fmt or format_for(path), alpha=alpha, info=info, quality=quality, label=str(path))
+    except OutputError as exc:  # (a format's size limit: said of the file)
+        raise OutputError(f"{path}: {exc}") from exc.__cause__
+    return write_atomic(path, data, replace=replace)

@@ -51,7 +51,8 @@ _REPORT_NAMES = re.compile(r"streamcolor-report(~[0-9]+)?\.csv")
 #: Its columns.
 REPORT_COLUMNS = ("state", "source", "member", "reason")
 #: A write that fails with one of these is the item's own problem (its name); any other stops the job.
-ITEM_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.EILSEQ, errno.EINVAL})
+ITEM_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.EILSEQ, errno.EINVAL,
+                         errno.EFBIG})
 #: Names a job itself leaves in an output folder start with this (the ``.streamcolor/``
 #: folder of manifest and lock; temporary names; older versions' manifest and lock).
 JOB_FILE_PREFIX = ".streamcolor"

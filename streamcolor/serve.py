@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import io
 import ipaddress
 import logging
@@ -45,10 +46,12 @@ import math
 import mimetypes
 import os
 import re
+import shutil
 import signal
 import tempfile
 import threading
 import time
+import unicodedata
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -202,12 +205,18 @@ class _Upload:
     def is_video(self) -> bool:
         """Known by its first bytes when they are a video container's or an image format's
         (a clip sent as ``image/jpeg``, a photo named ``.mp4``: what it is wins over what it is
-        called); else said by the type or the name."""
+        called); else said by the type or the name.  An animated GIF, WebP or PNG is a video
+        (frames in time: the answer is an MP4), as `streamcolor video` takes it."""
         if looks_like_video(self.data):
             return True
         if looks_like_image(self.data):
-            return False
+            return self.animated
         return self.content_type.startswith("video/") or PurePath(self.name).suffix.lower() in VIDEO_SUFFIXES
+
+    @functools.cached_property
+    def animated(self) -> bool:
+        """Whether the upload is an animated image, from its header (nothing is decoded)."""
+        return image_io.image_kind(io.BytesIO(self.data)) == "animation"
 
 
 #: ISO-BMFF brands of still images (HEIF, AVIF): an ``ftyp`` box alone does not make a video.
@@ -328,7 +337,8 @@ async def _read_upload(request: web.Request, limit: int, timeout: float = 30.0) 
 
 def _download_name(name: str, ext: str) -> str:
     """A safe ASCII file name for Content-Disposition: ``<stem>-colour.<ext>``."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", PurePath(name.replace("\\", "/")).stem).strip("._") or "image"
+    stem = unicodedata.normalize("NFKD", PurePath(name.replace("\\", "/")).stem)  # été -> e + accent: ete
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem.encode("ascii", "ignore").decode()).strip("._") or "image"
     return f"{stem[:80]}-colour.{ext}"
 
 
@@ -397,11 +407,11 @@ class _State:
         from streamcolor.video import VideoOptions, colorize_video
 
         suffix = PurePath(upload.name).suffix.lower()
-        suffix = suffix if suffix in VIDEO_SUFFIXES else ".mp4"
+        suffix = suffix if suffix in VIDEO_SUFFIXES else ".gif" if upload.animated else ".mp4"  # (FFmpeg reads the content)
         options = VideoOptions(render_size=params.get("render_size", self.colour.render_size),
                                saturation=params.get("saturation", self.colour.saturation),
                                max_pixels=self.colour.max_pixels)  # the same pixel-bomb guard as images
-        with tempfile.TemporaryDirectory(prefix="streamcolor-serve-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp:
             src = Path(tmp) / f"input{suffix}"
             src.write_bytes(upload.data)
             for ext in ("mp4", "mkv"):  # MP4 plays in browsers; MKV holds any audio codec the source has
@@ -437,6 +447,40 @@ def _video_bytes(upload: _Upload, budget: int) -> int:
                            f"colorize, over this server's memory budget of {budget / 2**30:.1f} GiB; send a smaller "
                            "video (or raise --memory-budget)")
     return frames + 3 * len(upload.data)
+
+
+#: Start of the names of the temporary folders a video request works in (then the server's pid).
+TEMP_PREFIX = "streamcolor-serve-"
+
+
+def sweep_abandoned_folders(root: str | os.PathLike | None = None) -> int:
+    """Remove the temporary folders of video requests that a server killed outright (SIGKILL,
+    a power cut) left in ``root`` (the system's temporary folder): those named with the pid of a
+    process that is gone and owned by this user.  Why: each holds a whole upload and its
+    colorized video, and nothing else would ever remove them.  Returns the number removed."""
+    root = Path(root or tempfile.gettempdir())
+    removed = 0
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return 0
+    for entry in entries:
+        m = re.fullmatch(re.escape(TEMP_PREFIX) + r"(\d+)-[^/]+", entry.name)
+        if m is None or int(m[1]) == os.getpid():
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                continue
+            os.kill(int(m[1]), 0)
+            continue  # its server is running
+        except ProcessLookupError:
+            pass
+        except OSError:  # another user's process (EPERM), or the entry went away
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        log.info("removed %s, left by a server that was killed", entry.path)
+        removed += 1
+    return removed
 
 
 def _for_client(message: str, tmp: str, name: str) -> str:
@@ -653,6 +697,7 @@ def create_app(engine: "Engine", options: ServeOptions = ServeOptions(), *,
         override them); the model's recommendations when None.
         ``max_pixels`` comes from ``options``.
     """
+    sweep_abandoned_folders()
     state = _State(engine, options, colour or model_options(engine))
     # client_max_size only guards body readers we do not use; uploads are limited while streaming.
     app = web.Application(middlewares=[_errors_and_log], client_max_size=options.max_upload + _MULTIPART_SLACK)

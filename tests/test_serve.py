@@ -618,6 +618,26 @@ def test_video_round_trip(server, tmp_path):
     assert r.status == 400 and "over the limit" in r.json()["error"], r.body[:300]
 
 
+def test_an_animated_gif_comes_back_as_a_video(server, tmp_path):
+    """Frames in time are a video's job, as `streamcolor video` takes an animated GIF: the answer is an MP4
+    of as many frames (a still GIF stays an image)."""
+    import av
+
+    frames = [Image.fromarray(gray(seed=i)) for i in range(5)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    r = post_file(server.url, buf.getvalue(), "anim.gif", "image/gif", query="?render_size=64")
+    assert r.status == 200 and r.headers["Content-Type"] == "video/mp4", r.body[:300]
+    assert 'filename="anim-colour.mp4"' in r.headers["Content-Disposition"]
+    (tmp_path / "out.mp4").write_bytes(r.body)
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 5
+    still = io.BytesIO()
+    frames[0].save(still, format="GIF")
+    r = post_file(server.url, still.getvalue(), "still.gif", "image/gif", query="?render_size=64")
+    assert r.status == 200 and r.headers["Content-Type"].startswith("image/"), r.body[:300]
+
+
 def test_a_video_without_a_name_or_type_is_known_by_its_content(server, tmp_path):
     """A raw body (curl --data-binary @film.mp4) or a name without a suffix is sniffed, and the
     content wins over a wrong name or type; errors are said in the upload's own words, not the
@@ -879,6 +899,22 @@ def test_the_download_keeps_the_uploads_name_in_any_script(server):
     r = request("POST", f"{server.url}/api/colorize?render_size=64", data=f)
     assert r.status == 200
     cd = r.headers["Content-Disposition"]
-    assert cd.startswith('inline; filename="') and cd.split('"')[1].isascii()  # for old clients
+    assert cd.startswith('inline; filename="ete_a_Nice-colour.jpg"')  # for old clients: ASCII, accents dropped
     assert "filename*=UTF-8''" in cd
     assert urllib.parse.unquote(cd.split("filename*=UTF-8''")[1]) == "été à Nice 日本-colour.jpg"
+
+
+def test_folders_a_killed_server_left_are_swept_and_no_others(tmp_path):
+    from streamcolor.serve import TEMP_PREFIX, sweep_abandoned_folders
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    names = {"dead": f"{TEMP_PREFIX}{gone.pid}-k3x9", "alive": f"{TEMP_PREFIX}{os.getppid()}-a1b2",
+             "own": f"{TEMP_PREFIX}{os.getpid()}-z0z0", "user's": f"{TEMP_PREFIX}notes"}
+    for name in names.values():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "input.mp4").write_bytes(b"x" * 100)
+    (tmp_path / f"{TEMP_PREFIX}{gone.pid}-file").write_bytes(b"a file, not a folder: not ours")
+    assert sweep_abandoned_folders(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [names["alive"], names["own"], names["user's"], f"{TEMP_PREFIX}{gone.pid}-file"])

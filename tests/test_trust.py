@@ -1164,3 +1164,14 @@ def test_numbered_names_never_take_another_members_own_name(tmp_path, engine):
 
     pairs = [(tmp_path / d / n, tmp_path / "o" / n) for d, n in (("a", "x.jpg"), ("b", "x.jpg"), ("c", "x~2.jpg"))]
     assert [p.dst.name for p in plan_outputs(pairs)] == ["x.jpg", "x~3.jpg", "x~2.jpg"]
+
+
+def test_an_output_over_a_formats_size_limit_fails_that_item_clearly(tmp_path):
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (8, 70000), dtype=np.uint8)).save(tmp_path / "w.png")
+    Image.fromarray(make_photo(40, 56)[..., 0]).save(tmp_path / "ok.png")
+    r = cli("-q", "image", str(tmp_path / "w.png"), str(tmp_path / "ok.png"), "-o", str(tmp_path / "out"),
+            "--format", "jpg", "-r", "64")
+    assert r.returncode == 1, r.stderr  # the item's failure, not the run's (exit 2)
+    assert r.stderr.strip() == (f"error: {tmp_path / 'out' / 'w.jpg'}: 70000x8 is over what JPEG holds "
+                                "(65,500 pixels a side); write PNG or TIFF (--format png)")  # and libjpeg's own line is never printed
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ok.jpg"]

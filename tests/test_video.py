@@ -724,3 +724,15 @@ def test_packets_held_before_the_first_frame_are_bounded(engine, tmp_path, monke
     monkeypatch.undo()
     dst = streamcolor.colorize_video(src, tmp_path / "out.mkv", engine=engine, **FAST)
     assert read_video(dst)["packets"]["audio1"] == read_video(src)["packets"]["audio1"]
+
+
+def test_a_container_that_cannot_hold_the_streams_is_named_with_them(engine, tmp_path):
+    """Ogg holds no H.264 and no AAC: codec auto encodes VP8 (or Theora) into it, and a copied AAC
+    track it cannot hold is named in the error (FFmpeg itself says only "Invalid argument")."""
+    silent = make_video(tmp_path / "silent.mp4", frames=8, audio=None)
+    dst = streamcolor.colorize_video(silent, tmp_path / "out.ogv", engine=engine, **FAST)
+    assert len(read_video(dst)["l"]) == 8
+    with_aac = make_video(tmp_path / "aac.mp4", frames=8)
+    with pytest.raises(streamcolor.OutputError, match=r"the ogv format may not hold .* video, aac audio: write \.mkv"):
+        streamcolor.colorize_video(with_aac, tmp_path / "aac.ogv", engine=engine, **FAST)
+    assert leftovers(tmp_path, silent, dst, with_aac) == []

@@ -58,8 +58,9 @@ def encoder_opens(codec: str) -> bool:
         return False
 
 
-#: Containers that cannot hold H.264, and what ``codec="auto"`` encodes into them instead.
-AUTO_BY_CONTAINER = {"webm": ("libvpx-vp9", "libvpx")}
+#: Containers that cannot hold H.264, and what ``codec="auto"`` encodes into them instead
+#: (Ogg: Theora, where this PyAV build has it, else VP8, which FFmpeg's Ogg muxer holds too).
+AUTO_BY_CONTAINER = {"webm": ("libvpx-vp9", "libvpx"), "ogv": ("libtheora", "libvpx"), "ogg": ("libtheora", "libvpx")}
 
 
 def pick_codec(codec: str, container: str | None = None) -> str:

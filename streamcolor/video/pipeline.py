@@ -225,6 +225,7 @@ class _Job:
         self.direct_yuv = options.pix_fmt in ycbcr.FORMATS and not any(self.pad) and not options.rgb_compose
         self.display_matrix: list[int] | None = None  # from the first frame's side data
         self.copy_map: dict[int, Any] = {}  # input stream index -> output stream, for copied packets
+        self.muxed = False  # whether a packet is in the output yet (its header is written with the first)
         self.copy_map_in: list = []  # the input streams copied
         self.bad_packets = 0
         self.frames_in = 0
@@ -656,13 +657,28 @@ class _Job:
             self.kept.append(int(frame.pts))
             self.last_duration = int(frame.duration or 0)
         try:
-            out.mux(self.vout.encode(frame))
+            packets = self.vout.encode(frame)
+            out.mux(packets)
         except av.error.FFmpegError as exc:
-            raise OutputError(f"{self.dst}: cannot encode/write video: {reason(exc)}") from exc
+            raise OutputError(f"{self.dst}: cannot encode/write video: {reason(exc)}{self._refused(out)}") from exc
+        self.muxed = self.muxed or bool(packets)
 
     def _mux_copy(self, out, packet) -> None:
         packet.stream = self.copy_map[packet.stream.index]
         try:
             out.mux(packet)
         except av.error.FFmpegError as exc:
-            raise OutputError(f"{self.dst}: cannot write a copied {packet.stream.type} packet: {reason(exc)}") from exc
+            raise OutputError(f"{self.dst}: cannot write a copied {packet.stream.type} packet: {reason(exc)}"
+                              f"{self._refused(out)}") from exc
+        self.muxed = True
+
+    def _refused(self, out) -> str:
+        """What to say when the output's first packets fail: its format refused what it was
+        given (FFmpeg writes the header then, and says only "Invalid argument"), naming the
+        streams so the user can pick a container that holds them."""
+        if self.muxed:
+            return ""
+        held = [f"{self.vout.codec_context.name} video"] + [
+            f"{ost.codec_context.name if ost.codec_context else '?'} {ost.type}" for ost in self.copy_map.values()]
+        return (f"; the {out.format.name} format may not hold {', '.join(held)}: write .mkv (it holds nearly any "
+                "codec), or choose the encoder with --codec")
