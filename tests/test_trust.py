@@ -1175,3 +1175,41 @@ def test_an_output_over_a_formats_size_limit_fails_that_item_clearly(tmp_path):
     assert r.stderr.strip() == (f"error: {tmp_path / 'out' / 'w.jpg'}: 70000x8 is over what JPEG holds "
                                 "(65,500 pixels a side); write PNG or TIFF (--format png)")  # and libjpeg's own line is never printed
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ok.jpg"]
+
+
+def test_sources_given_in_another_order_keep_their_folders(tmp_path):
+    """`batch b/photos a/photos` resumes what `batch a/photos b/photos` began: the numbered
+    folder (photos~2) goes by the sources' paths, not by the order given."""
+    from streamcolor.archive import list_items, open_source
+
+    for d in ("a", "b"):
+        (tmp_path / d / "photos").mkdir(parents=True)
+        (tmp_path / d / "photos" / f"{d}.jpg").write_bytes(jpeg())
+    (tmp_path / "c" / "photos~2").mkdir(parents=True)  # a source whose own name is photos~2 keeps it
+    (tmp_path / "c" / "photos~2" / "c.jpg").write_bytes(jpeg())
+    srcs = [tmp_path / "a" / "photos", tmp_path / "b" / "photos", tmp_path / "c" / "photos~2"]
+
+    def keys(order):
+        return {it.source: it.key for it in list_items([open_source(srcs[i]) for i in order])}
+
+    assert keys([0, 1, 2]) == keys([2, 1, 0]) == keys([1, 2, 0]) == {
+        str(srcs[0]): "photos/a.jpg", str(srcs[1]): "photos~3/b.jpg", str(srcs[2]): "photos~2/c.jpg"}
+
+
+def test_two_archives_packed_from_one_output_folder_are_both_the_jobs(tmp_path, engine):
+    """`-o out.zip` and `-o out.tar.gz` share the folder out/: a rerun of either replaces its own
+    archive (the job keeps a record of each), while a file the user put there is still kept."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(jpeg())
+    opts = BatchOptions(render_size=64)
+    for name in ("out.zip", "out.tar.gz", "out.zip", "out.tar.gz"):
+        rep = colorize_archive(src, tmp_path / name, engine=engine, progress=False, options=opts)
+        assert rep.archive == tmp_path / name and rep.ok
+    with zipfile.ZipFile(tmp_path / "out.zip") as zf:
+        assert zf.namelist() == ["a.jpg"]
+    (tmp_path / "out.tar.gz").unlink()
+    (tmp_path / "out.tar.gz").write_bytes(b"the user's own")
+    with pytest.raises(OutputError, match="not the archive this job packed"):
+        colorize_archive(src, tmp_path / "out.tar.gz", engine=engine, progress=False, options=opts)
+    assert (tmp_path / "out.tar.gz").read_bytes() == b"the user's own"

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 #: Lock file (relative to OUT) that keeps two runs from writing into the same OUT.
 LOCK_FILENAME = f"{JOB_DIR}/lock"
-#: The manifest's record of the archive this job packed last (see _check_packed_target).
+#: The manifest's record of the archives this job packed, by path (see _check_packed_target).
 PACKED_META = "packed_archive"
 #: Manifest meta: the report this job wrote last (its name in OUT and its identity), so that a later run
 #: replaces that file only, never one of the user's by the same name.
@@ -307,10 +307,12 @@ class BatchJob:
         packed = None
         if self.archive_kind and self.archive_path is not None:
             with _recording(self.manifest):
-                _check_packed_target(self.archive_path, self.manifest, self.paths)  # (nothing put there meanwhile)
-                packed = pack_outputs(self.out_dir, done, self.archive_path, self.archive_kind)
-                self.manifest.set_meta(PACKED_META, json.dumps({"file": _file_identity(packed),
-                                                                "sources": _source_ids(self.paths)}))
+                found = _check_packed_target(self.archive_path, self.manifest, self.paths)  # (nothing put there meanwhile)
+                packed = pack_outputs(self.out_dir, done, self.archive_path, self.archive_kind,
+                                      replace=lambda p: found is not None and _file_identity(p) == found)
+                records = _packed_records(self.manifest)
+                records[os.path.abspath(packed)] = {"file": _file_identity(packed), "sources": _source_ids(self.paths)}
+                self.manifest.set_meta(PACKED_META, json.dumps(records))
         return JobReport(output=self.out_dir, report=report, total=len(self.items), done=counts[DONE],
                          skipped=counts[SKIPPED], failed=counts[FAILED], done_now=self.done_now,
                          elapsed_s=time.perf_counter() - self.started, engine_s=engine_s, problems=problems,
@@ -349,12 +351,13 @@ def _report_name(out_dir: Path, manifest: Manifest) -> str:
     return name
 
 
-def pack_outputs(out_dir: Path, outputs: Iterable[str] | Mapping[str, str], archive_path: Path, kind: str) -> Path:
+def pack_outputs(out_dir: Path, outputs: Iterable[str] | Mapping[str, str], archive_path: Path, kind: str, *,
+                 replace: tempfiles.Replace = True) -> Path:
     """Pack the given outputs (paths relative to ``out_dir``; or a mapping of such paths to
     their names in the archive) into ``archive_path`` (a temporary name, renamed into place
-    at the end)."""
+    at the end; ``replace``: what it may replace there, see :func:`tempfiles.move_into_place`)."""
     names = dict(outputs) if isinstance(outputs, Mapping) else {o: o for o in outputs}
-    with image_io.atomic_output(archive_path, what="writing the archive") as tmp:
+    with image_io.atomic_output(archive_path, what="writing the archive", replace=replace) as tmp:
         archives.pack(out_dir, names, tmp, kind, name=archive_path.name)
     return archive_path
 
@@ -387,20 +390,21 @@ def _file_identity(path: Path) -> str | None:
                        "mtime_ns": st.st_mtime_ns}, sort_keys=True)
 
 
-def _check_packed_target(archive_path: Path, manifest: Manifest | None, sources: Sequence[Path]) -> None:
+def _check_packed_target(archive_path: Path, manifest: Manifest | None, sources: Sequence[Path]) -> str | None:
     """OutputError when something is at ``archive_path`` that this job did not
     pack there itself (a user's file, a file changed since, or the archive a job
     of other sources packed into the same OUT): the packed archive is renamed
     onto its name, and it must never replace a file the user keeps.  The job's
-    own archive from an earlier run (the same sources) is replaced."""
+    own archive from an earlier run (the same sources) is replaced: its identity
+    is returned (None: nothing is there)."""
     if not os.path.lexists(archive_path):
-        return
+        return None
     found = _file_identity(archive_path)
-    record = _packed_record(manifest)
+    record = _packed_records(manifest).get(os.path.abspath(archive_path), {})
     if found is not None and found == record.get("file"):
         packed_from = record.get("sources")
         if packed_from is None or packed_from == _source_ids(sources):  # (None: an earlier version's record)
-            return
+            return found
         raise OutputError(f"{archive_path} exists and was packed from {', '.join(packed_from)}, not from "
                           f"{', '.join(str(p) for p in sources)}; it is kept.  Move it away or name another output")
     what = ("a folder" if archive_path.is_dir()
@@ -409,9 +413,10 @@ def _check_packed_target(archive_path: Path, manifest: Manifest | None, sources:
                       "output (the packed archive is OUTPUT plus the archive's suffix)")
 
 
-def _packed_record(manifest: Manifest | None) -> dict:
-    """{"file": identity, "sources": [...]} of the archive the job in OUT packed last, or {}.  An
-    earlier version's record is the identity alone (its sources not known)."""
+def _packed_records(manifest: Manifest | None) -> dict[str, dict]:
+    """{absolute archive path: {"file": identity, "sources": [...]}} of the archives the job in OUT
+    packed (``-o out.zip`` and ``-o out.tar.gz`` share OUT), or {}.  Earlier versions kept the last
+    one only: {"file", "sources"}, or the identity alone (its sources not known)."""
     raw = manifest.get_meta(PACKED_META) if manifest is not None else None
     try:
         record = json.loads(raw or "{}")
@@ -419,7 +424,15 @@ def _packed_record(manifest: Manifest | None) -> dict:
         return {}
     if not isinstance(record, dict):
         return {}
-    return record if "file" in record else {"file": raw}
+    if "path" in record:  # an identity alone (it names its path)
+        record = {"file": raw}
+    if "file" in record:
+        try:
+            path = json.loads(record["file"])["path"]
+        except (ValueError, TypeError, KeyError):
+            return {}
+        return {path: record}
+    return {k: v for k, v in record.items() if isinstance(v, dict)}
 
 
 def _identity_of(outcome: Outcome, staged, out_dir: Path) -> str | None:

@@ -334,13 +334,22 @@ _JOB_NAMES = frozenset({REPORT_FILENAME.casefold(), JOB_DIR.casefold()})
 
 
 def _prefixes(sources: Sequence[Source]) -> list[str]:
+    """The folder of each source's outputs in OUT (none for one source): its name, numbered
+    (``photos~2``) where names repeat.  Numbers go by the sources' absolute paths, not the order
+    given, so that ``batch b/photos a/photos`` resumes what ``batch a/photos b/photos`` began."""
     if len(sources) == 1:
         return [""]
-    taken: set[str] = set()
-    out = []
+    names = []
     for s in sources:
         name, _ = safe_member_path(s.name)
-        out.append(unique_name(name.replace("/", "_") if name else "source", taken) + "/")
+        names.append(name.replace("/", "_") if name else "source")
+    order = sorted(range(len(sources)), key=lambda i: os.path.abspath(sources[i].path))
+    keeps = {order[j] for j in claimants([(names[i], True) for i in order])}
+    reserved = {n.casefold() for n in names}
+    taken: set[str] = set()
+    out = [""] * len(sources)
+    for i in order:
+        out[i] = unique_name(names[i], taken, reserved, claimed=i in keeps) + "/"
     return out
 
 
