@@ -508,6 +508,11 @@ def test_numbered_names_still_fit_the_filesystem(engine, tmp_path):
     report = colorize_archive(src, out, engine=engine, options=BatchOptions(workers=1), progress=False)
     assert report.ok, report.problems  # 255-byte names: their temporary names and their ~2 fit too
     assert sorted(len(n) for n in outputs(out)) == [255, 255]
+    # a member name over the limit (tar and zip allow any) is shortened to fit, inside its folder
+    src = zip_of(tmp_path / "longer.zip", {"d/" + "é" * 200 + ".jpg": jpeg(1), "d/ok.jpg": jpeg(2)})
+    report = colorize_archive(src, tmp_path / "out3", engine=engine, progress=False, options=BatchOptions(workers=1))
+    assert report.ok, report.problems
+    assert sorted(outputs(tmp_path / "out3")) == ["d/ok.jpg", "d/" + "é" * 125 + ".jpg"]  # 254 bytes: whole letters
     # a longer suffix (.jpg -> .webp) shortens the stem, and the two names it makes one get ~2
     src = zip_of(tmp_path / "long2.zip", {"z" * 251 + ".jpg": jpeg(1), "z" * 250 + "y.jpg": jpeg(2)})
     report = colorize_archive(src, tmp_path / "out2", engine=engine, progress=False,

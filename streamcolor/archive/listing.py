@@ -198,6 +198,9 @@ def output_key(name: str, output_format: str = "same") -> tuple[str | None, str 
     rel, unsafe = safe_member_path(name)
     if rel is None:
         return None, unsafe
+    # a part over the filesystem's name limit (tar and zip allow any length) is shortened to fit,
+    # rather than failing at the write after its folders were made
+    rel = "/".join(fitted(p) if len(os.fsencode(p)) > NAME_MAX else p for p in rel.split("/"))
     return output_name(rel, output_format), None
 
 
