@@ -577,13 +577,13 @@ def stage_bytes(path: str | os.PathLike, data: bytes) -> tempfiles.Staged:
 def write_atomic(path: str | os.PathLike, data: bytes, *, replace: tempfiles.Replace = True) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder
     and an atomic rename, so the path holds either nothing or the whole file
-    (``replace``: as :func:`atomic_output`)."""
-    path = Path(path)
-    with atomic_output(path, replace=replace) as tmp, open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    return path
+    (``replace``: as :func:`atomic_output`).  Returns the path written: ``path``, or
+    ``name~N`` beside it where a :class:`~streamcolor.tempfiles.Beside` policy sent it."""
+    staged = stage_bytes(path, data)
+    try:
+        return staged.commit(replace)
+    except OSError as exc:
+        raise OutputError(f"{path}: write failed ({exc.strerror or exc})") from exc
 
 
 def write_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | None = None,

@@ -12,9 +12,10 @@ Two rules keep a user's files safe whatever the paths look like:
   rerun gives the same names.
 
 And, for the command line (``keep_others``), a third: a file already at an
-output's path is replaced only when streamcolor wrote it and it is unchanged
-since (:func:`remember_written` notes each output in a small database in the
-user's cache folder: path, inode, size, modification time).  Anything else
+output's path is replaced only when streamcolor wrote it from the same input
+and it is unchanged since (:func:`remember_written` notes each output in a
+small database in the user's cache folder: path, inode, size, modification
+time, input); the colorized ``b/x.jpg`` never replaces the colorized ``a/x.jpg``.  Anything else
 there -- a photo of the user's, an output they retouched since -- is kept and
 the new output gets ``x~2.jpg``.  Why a record rather than a mark inside the
 file: it works for every format and container alike, and an edit (which
@@ -30,9 +31,12 @@ import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from streamcolor.errors import OutputError
+
+if TYPE_CHECKING:
+    from streamcolor import tempfiles
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +113,14 @@ def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], *
     planned: list[Planned] = []
     taken: set[tuple[str, str]] = set()
     reserved = {_slot(Path(proposed)) for _, proposed in pairs}  # a number never takes another input's own output
-    for src, proposed in pairs:
+    # who keeps a name several outputs propose: an input already named so (photo.png, not the photo.jpg
+    # converted to PNG), else the first given -- as `batch` names its members
+    claims: dict[tuple[str, str], int] = {}
+    for i, (src, proposed) in enumerate(pairs):
+        slot, j = _slot(Path(proposed)), claims.get(_slot(Path(proposed)))
+        if j is None or (_named_so(src, proposed) and not _named_so(*pairs[j])):
+            claims[slot] = i
+    for i, (src, proposed) in enumerate(pairs):
         src, dst = Path(src), Path(proposed)
         original = dst
         kept: Path | None = None
@@ -122,8 +133,9 @@ def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], *
                     what = "that input itself" if same == src else f"the input {same}"
                     raise OutputError(f"{dst}: the output for {src} would replace {what}; "
                                       "choose another output (-o) so that the originals are kept")
-            elif _slot(dst) not in taken and (dst == original or _slot(dst) not in reserved):
-                if not (keep_others and os.path.lexists(_there(dst)) and not written_by_streamcolor(dst)):
+            elif _slot(dst) not in taken and (claims[_slot(original)] == i if dst == original
+                                              else _slot(dst) not in reserved):
+                if not (keep_others and os.path.lexists(_there(dst)) and not written_by_streamcolor(dst, src)):
                     break
                 kept = kept or dst
             n += 1
@@ -131,6 +143,11 @@ def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], *
         taken.add(_slot(dst))
         planned.append(Planned(src, dst, renamed=dst != original, kept=kept))
     return planned
+
+
+def _named_so(src: str | os.PathLike, proposed: str | os.PathLike) -> bool:
+    """Whether an output keeps its input's own name."""
+    return Path(src).name == Path(proposed).name
 
 
 def describe_renames(planned: Sequence[Planned]) -> list[str]:
@@ -157,8 +174,17 @@ def _written_db() -> sqlite3.Connection:
     folder = Path(os.environ.get("STREAMCOLOR_CACHE") or Path.home() / ".cache" / "streamcolor")
     folder.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(folder / WRITTEN_DB, timeout=10.0, isolation_level=None)
-    db.execute("CREATE TABLE IF NOT EXISTS written (path TEXT PRIMARY KEY, identity TEXT NOT NULL)")
+    db.execute("CREATE TABLE IF NOT EXISTS written (path TEXT PRIMARY KEY, identity TEXT NOT NULL, source TEXT)")
+    if "source" not in {row[1] for row in db.execute("PRAGMA table_info(written)")}:  # (an earlier version's)
+        db.execute("ALTER TABLE written ADD COLUMN source TEXT")
     return db
+
+
+def _source_id(source: str | os.PathLike | None) -> str | None:
+    """How the record names an input: its real path, ``<stdin>`` for ``-``, None when not known."""
+    if source is None:
+        return None
+    return "<stdin>" if str(source) == "-" else os.fsencode(os.path.realpath(source)).hex()
 
 
 def _there(path: Path) -> Path:
@@ -180,8 +206,9 @@ def _where(path: Path) -> tuple[str, str] | None:
     return os.fsencode(real).hex(), f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"  # (any name's bytes)
 
 
-def remember_written(path: str | os.PathLike) -> None:
-    """Note that streamcolor just wrote ``path`` (as it is now), so that a later run may replace it.
+def remember_written(path: str | os.PathLike, source: str | os.PathLike | None = None) -> None:
+    """Note that streamcolor just wrote ``path`` (as it is now) from the input ``source``, so that a
+    later run from that input may replace it.
     A record that cannot be written is logged and left: the next run then keeps the file and
     writes ``~2`` beside it, which loses nothing."""
     where = _where(Path(path))
@@ -190,7 +217,8 @@ def remember_written(path: str | os.PathLike) -> None:
     try:
         db = _written_db()
         try:
-            db.execute("INSERT OR REPLACE INTO written VALUES (?, ?)", where)
+            db.execute("INSERT OR REPLACE INTO written (path, identity, source) VALUES (?, ?, ?)",
+                       (*where, _source_id(source)))
             db.execute("DELETE FROM written WHERE rowid <= (SELECT MAX(rowid) FROM written) - ?", (WRITTEN_KEEP,))
         finally:
             db.close()
@@ -202,31 +230,39 @@ def remember_written(path: str | os.PathLike) -> None:
             _UNRECORDED.append(str(path))
 
 
-def written_by_streamcolor(path: str | os.PathLike) -> bool:
+def written_by_streamcolor(path: str | os.PathLike, source: str | os.PathLike | None = None) -> bool:
     """Whether the file at ``path`` is one streamcolor wrote (:func:`remember_written`) and is
-    unchanged since: the same file (inode), size and modification time."""
+    unchanged since: the same file (inode), size and modification time; with ``source``, also
+    from that input (a record of an earlier version, which did not note the input, counts as any)."""
     where = _where(Path(path))
     if where is None:
         return False
     try:
         db = _written_db()
         try:
-            row = db.execute("SELECT identity FROM written WHERE path = ?", (where[0],)).fetchone()
+            row = db.execute("SELECT identity, source FROM written WHERE path = ?", (where[0],)).fetchone()
         finally:
             db.close()
     except (OSError, sqlite3.Error) as exc:
         log.debug("cannot read the record of files streamcolor wrote (%s)", exc)
         return False
-    return row is not None and row[0] == where[1]
+    if row is None or row[0] != where[1]:
+        return False
+    return source is None or row[1] is None or row[1] == _source_id(source)
 
 
-def replace_policy(existing: str) -> Callable[[Path], bool] | bool:
-    """What an output of `image` or `video` may replace when it is renamed into place
-    (:func:`streamcolor.tempfiles.move_into_place`), for the verb's ``existing`` setting:
-    anything with ``--overwrite``; otherwise only a file streamcolor wrote and nobody changed
-    since.  Why at the rename too, not only when outputs are planned: a file that appears
+def replace_policy(existing: str, source: str | os.PathLike) -> "tempfiles.Replace":
+    """What the output of ``source`` by `image` or `video` may replace when it is renamed into
+    place (:func:`streamcolor.tempfiles.move_into_place`), for the verb's ``existing`` setting:
+    anything with ``--overwrite``; otherwise only a file streamcolor wrote from that input and
+    nobody changed since, any other file there being kept and the output written as ``name~N``
+    beside it.  Why at the rename too, not only when outputs are planned: a file that appears
     meanwhile (another run writing into the same folder, a user saving there) is kept."""
-    return True if existing == "overwrite" else written_by_streamcolor
+    from streamcolor import tempfiles
+
+    if existing == "overwrite":
+        return True
+    return tempfiles.Beside(lambda path: written_by_streamcolor(path, source))
 
 
 __all__ = ["NAME_MAX", "Planned", "describe_renames", "fitted", "numbered", "plan_outputs", "remember_written",

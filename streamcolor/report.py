@@ -22,6 +22,8 @@ import html
 import io
 import json
 import logging
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
@@ -531,12 +533,58 @@ def _data_uri(rgb: np.ndarray, fmt: str = "JPEG") -> str:
     return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
 
 
+#: The mark of a page this module wrote: a report is replaced only where it finds one.
+GENERATOR_META = "<meta name='generator' content='streamcolor report'>"
+#: The first line of a gallery's README (see :func:`write_gallery`).
+GALLERY_TITLE = "# Before / after gallery"
+
+
+def check_replaceable(out: Path) -> None:
+    """OutputError when ``out`` holds a file that is not a report streamcolor wrote (a page of
+    the user's by that name): it is kept.  A report of an earlier version is known by its title."""
+    from streamcolor.errors import OutputError
+
+    if not os.path.lexists(out):
+        return
+    try:
+        with open(out, "rb") as fh:
+            head = fh.read(4096)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot be read to tell whether it is a report ({exc.strerror or exc}); "
+                          "it is kept") from exc
+    if out.is_symlink() or (GENERATOR_META.encode() not in head and b"<title>streamcolor report" not in head):
+        raise OutputError(f"{out} exists and is not a report streamcolor wrote; it is kept (give another -o)")
+
+
+def check_gallery_folder(folder: Path) -> set[str]:
+    """The names of the files that an earlier gallery wrote in ``folder`` (listed in its README),
+    which :func:`write_gallery` may write over; OutputError when ``folder`` is a file or holds a
+    ``README.md`` that is not a gallery's: a user's README must never be.  Other files are left
+    alone (and a strip whose name a file of the user's has is refused when it is written)."""
+    from streamcolor.errors import OutputError
+
+    if not folder.exists():
+        return set()
+    if not folder.is_dir():
+        raise OutputError(f"--gallery {folder}: a file, not a folder")
+    readme = folder / "README.md"
+    if not os.path.lexists(readme):
+        return set()
+    text = readme.read_text(errors="replace") if readme.is_file() and not readme.is_symlink() else ""
+    if not text.startswith(GALLERY_TITLE):
+        raise OutputError(f"--gallery {folder}: its README.md is not a gallery's; it is kept: choose another folder")
+    return {"README.md", *re.findall(r"^\| (\d{2}-[^|/]+\.png) \|", text, flags=re.M)}
+
+
 def write_gallery(items: Sequence[BeforeAfter], folder: str | Path) -> list[Path]:
     """One PNG strip (gray | ours | truth) per item in ``folder``, plus a README
     crediting each photo.  Returns the PNG paths."""
+    from streamcolor.errors import OutputError
+
     folder = Path(folder)
+    ours = check_gallery_folder(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    paths, lines = [], ["# Before / after gallery", "",
+    paths, lines = [], [GALLERY_TITLE, "",
                         "Each image: the gray input (lightness only) | streamcolor's default model | the original "
                         "colour photo. Held-out photos (never seen in training), evenly spaced over the held-out "
                         "list, not chosen by result; downscaled. Made with `streamcolor report --gallery`.", "",
@@ -544,6 +592,9 @@ def write_gallery(items: Sequence[BeforeAfter], folder: str | Path) -> list[Path
     for i, it in enumerate(items, start=1):
         stem = Path(it.name).stem.split("__")[-1]
         p = folder / f"{i:02d}-{stem}.png"
+        if os.path.lexists(p) and p.name not in ours:
+            raise OutputError(f"--gallery {folder}: {p.name} is there and not a strip of an earlier gallery; "
+                              "it is kept: choose another folder")
         Image.fromarray(strip(it)).save(p, optimize=True)
         paths.append(p)
         lines.append(f"| {p.name} | {it.name} | {it.credit or '-'} |")
@@ -773,7 +824,8 @@ def render_html(items: Sequence[BeforeAfter], tables: Sequence[Table], *, title:
     note_html = ("<div class='notes'><b>Notes</b><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes)
                  + "</ul></div>") if notes else ""
     hint = "<p class='note'>Click an image to see it full width.</p>" if items else ""
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>{GENERATOR_META}"
+            f"<title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
             f"<p class='sub'>{html.escape(subtitle)}</p>{note_html}"
             f"{'<h2>At a glance</h2>' + ''.join(charts) if charts else ''}"
@@ -881,6 +933,9 @@ def write_report(out: str | Path, *, engine: "Engine", results: Sequence[str | P
     from streamcolor.errors import InputError
 
     out = check_page_name(out)
+    check_replaceable(out)  # both before any photo is colorized
+    if gallery is not None:
+        check_gallery_folder(Path(gallery))
     say = progress or (lambda msg: None)
     notes = notes if notes is not None else []
     options = (options or ColorOptions()).for_engine(engine)
@@ -921,7 +976,6 @@ def write_report(out: str | Path, *, engine: "Engine", results: Sequence[str | P
         tables.insert(1 if photo_tab is not None else 0, card)
     if speed_batches:
         say(f"measuring images/s at render {options.render_size}, batches {list(speed_batches)}...")
-        import os
 
         rows = measure_speed(engine, options.render_size, speed_batches, notes=notes)
         load = f"; load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores" if hasattr(os, "getloadavg") else ""

@@ -63,16 +63,27 @@ def _umask() -> int:
 UMASK = _umask()
 
 
+@dataclass(frozen=True)
+class Beside:
+    """A rename policy: replace the file there when ``may_replace(path)`` says so; any other file
+    there is kept and the output takes the first free ``name~N`` beside it (said in a warning).
+    The command line's: a film colorized for hours is not thrown away because a file appeared
+    at its name meanwhile."""
+
+    may_replace: Callable[[Path], bool]
+
+
 #: What may be replaced when a temporary file is renamed into place: True, anything there;
 #: False, nothing (a file there is kept and the rename refused); a function, the file at the
-#: path it is given when it returns True (the file an earlier run of streamcolor wrote, say).
-Replace = Union[bool, Callable[[Path], bool]]
+#: path it is given when it returns True (the file an earlier run of streamcolor wrote, say);
+#: a :class:`Beside`, as a function, but a file that may not be replaced sends the output beside it.
+Replace = Union[bool, Callable[[Path], bool], Beside]
 
 #: errno values of a filesystem without hard links (FAT, some network and FUSE disks).
 _NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS, errno.EXDEV})
 
 
-def move_into_place(tmp: str | os.PathLike, final: str | os.PathLike, replace: Replace = True) -> None:
+def move_into_place(tmp: str | os.PathLike, final: str | os.PathLike, replace: Replace = True) -> Path:
     """Rename the complete file ``tmp`` onto ``final`` (same folder).
 
     With ``replace`` other than True the rename never replaces a file it was not
@@ -81,27 +92,51 @@ def move_into_place(tmp: str | os.PathLike, final: str | os.PathLike, replace: R
     outputs -- another run into the same folder, a user saving there -- is never
     lost), then ``tmp`` is removed.  A file that is there and that ``replace``
     accepts is replaced by an atomic rename.  FileExistsError (``tmp`` left as it
-    is) when a file is there that may not be replaced.  Where the filesystem has
-    no hard links the check and the rename are two steps.
+    is) when a file is there that may not be replaced -- or, with :class:`Beside`,
+    the output goes to the first free ``name~N``.  Where the filesystem has no
+    hard links the check and the rename are two steps.  Returns the path written.
     """
+    from streamcolor.outputs import numbered  # (outputs builds on nothing of this module)
+
     tmp, final = Path(tmp), Path(final)
     if replace is True:
         os.replace(tmp, final)
-        return
+        return final
+    may = replace.may_replace if isinstance(replace, Beside) else replace if callable(replace) else None
+    target, n = final, 1
+    while True:
+        try:
+            _link_or_check(tmp, target, may)
+            break
+        except FileExistsError:
+            if not isinstance(replace, Beside):
+                raise
+        n += 1
+        target = final.with_name(numbered(final.name, n))
+        may = None  # (a numbered name is only ever a free one)
+    if target != final:
+        log.warning("%s: a file that streamcolor may not replace appeared there while the output was written "
+                    "(another program or run); it is kept, and the output is %s", final, target.name)
+    return target
+
+
+def _link_or_check(tmp: Path, final: Path, may: Callable[[Path], bool] | None) -> None:
+    """One attempt of :func:`move_into_place` at ``final``: FileExistsError when a file is there
+    that ``may`` (None: nothing) does not accept."""
     try:
         os.link(tmp, final, follow_symlinks=False)
     except FileExistsError:
         if _same_file(tmp, final):  # the link of an earlier commit that stopped before removing tmp
             os.unlink(tmp)
             return
-        if callable(replace) and replace(final):
+        if may is not None and may(final):
             os.replace(tmp, final)
             return
         raise _kept(final) from None
     except OSError as exc:
         if exc.errno not in _NO_LINKS:
             raise
-        if os.path.lexists(final) and not (callable(replace) and replace(final)):
+        if os.path.lexists(final) and not (may is not None and may(final)):
             raise _kept(final) from None
         os.replace(tmp, final)
         return
@@ -134,14 +169,14 @@ class Staged:
     def commit(self, replace: Replace = True) -> Path:
         """Rename onto ``final`` (atomic; :func:`move_into_place` says what ``replace`` allows);
         OSError if it cannot (FileExistsError for a file there that may not be replaced; the
-        temporary is then removed)."""
+        temporary is then removed).  Returns the path written (another with :class:`Beside`)."""
         try:
-            move_into_place(self.path, self.final, replace)
+            written = move_into_place(self.path, self.final, replace)
         except OSError:
             self.discard()
             raise
         self._release()
-        return self.final
+        return written
 
     def discard(self) -> None:
         """Remove the temporary file (if still there) and release the lock."""
@@ -228,5 +263,5 @@ def _remove_if_abandoned(path: Path) -> int:
         os.close(fd)
 
 
-__all__ = ["MAX_SUFFIX", "PREFIX", "Replace", "Staged", "TEMP_RE", "UMASK", "create", "is_temp_name", "move_into_place", "name_tag",
+__all__ = ["Beside", "MAX_SUFFIX", "PREFIX", "Replace", "Staged", "TEMP_RE", "UMASK", "create", "is_temp_name", "move_into_place", "name_tag",
            "sweep"]

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from streamcolor import bench, report
+from streamcolor.errors import OutputError
 from tests.conftest import make_photo
 
 
@@ -271,6 +272,19 @@ def test_report_is_self_contained_with_before_after_and_tables(engine, tmp_path)
     assert "author" in (tmp_path / "gallery" / "README.md").read_text()
     with Image.open(strips[0]) as im:  # gray | ours | truth side by side
         assert im.size[0] > 2.5 * im.size[1] * 80 / (60 + 4)
+    # written again over its own report and gallery; a page or folder of the user's is kept
+    assert report.write_report(out, engine=engine, photos=folder, max_photos=2, gallery=tmp_path / "gallery") == out
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "README.md").write_text("my notes\n")
+    (tmp_path / "page.html").write_text("<html>my page</html>")
+    for kwargs, said in ((dict(gallery=mine), "its README.md is not a gallery's"),
+                         (dict(), "is not a report streamcolor wrote")):
+        target = out if kwargs else tmp_path / "page.html"
+        with pytest.raises(OutputError, match=said):
+            report.write_report(target, engine=engine, photos=folder, max_photos=2, **kwargs)
+    assert (mine / "README.md").read_text() == "my notes\n" and sorted(p.name for p in mine.iterdir()) == ["README.md"]
+    assert (tmp_path / "page.html").read_text() == "<html>my page</html>"
 
 
 def test_report_of_a_plain_folder_measures_colour_photos_only(engine, tmp_path):

@@ -197,6 +197,10 @@ def test_written_by_streamcolor_is_the_same_file_unchanged(tmp_path):
     f.unlink()
     f.write_bytes(b"x")  # another file by the same name
     assert not written_by_streamcolor(f) and not written_by_streamcolor(tmp_path / "none.jpg")
+    remember_written(f, tmp_path / "a" / "x.jpg")  # from an input: only a run from that input replaces it
+    assert written_by_streamcolor(f, tmp_path / "a" / "x.jpg") and written_by_streamcolor(f)
+    assert written_by_streamcolor(f, tmp_path / "a" / ".." / "a" / "x.jpg")  # (its real path)
+    assert not written_by_streamcolor(f, tmp_path / "b" / "x.jpg")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1133,7 +1137,9 @@ def test_batch_keeps_a_file_that_appears_at_an_output_during_the_run(tmp_path, e
 
 
 def test_video_keeps_a_file_that_appears_at_its_output_during_the_run(tmp_path, engine):
-    from streamcolor.outputs import replace_policy
+    """The command line's policy (:func:`replace_policy`): the user's file is kept and the finished
+    video goes beside it as name~2 (not thrown away); the API's default replaces; False refuses."""
+    from streamcolor.outputs import replace_policy, written_by_streamcolor
     from streamcolor.video import colorize_video
 
     clip = make_clip(tmp_path / "in.mp4", frames=6)
@@ -1143,13 +1149,18 @@ def test_video_keeps_a_file_that_appears_at_its_output_during_the_run(tmp_path, 
         if done == 1:
             dst.write_bytes(b"a video of the user's")
 
+    written = colorize_video(clip, dst, engine=engine, progress=user_saves_there, replace=replace_policy("keep", clip))
+    assert written == tmp_path / "out~2.mp4" and dst.read_bytes() == b"a video of the user's"
+    with av.open(str(written)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4", "out~2.mp4"]
     with pytest.raises(OutputError, match="kept"):
-        colorize_video(clip, dst, engine=engine, progress=user_saves_there, replace=replace_policy("keep"))
+        colorize_video(clip, dst, engine=engine, progress=False, replace=False)
     assert dst.read_bytes() == b"a video of the user's"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]
-    colorize_video(clip, dst, engine=engine, progress=False, replace=replace_policy("overwrite"))
+    assert colorize_video(clip, dst, engine=engine, progress=False, replace=replace_policy("overwrite", clip)) == dst
+    assert not written_by_streamcolor(dst)  # (the CLI notes what it wrote; the API does not)
     with av.open(str(dst)) as c:
-        assert c.streams.video[0].frames == 6 or sum(1 for _ in c.decode(video=0)) == 6
+        assert sum(1 for _ in c.decode(video=0)) == 6
 
 
 def test_numbered_names_never_take_another_members_own_name(tmp_path, engine):
@@ -1218,3 +1229,80 @@ def test_two_archives_packed_from_one_output_folder_are_both_the_jobs(tmp_path, 
     with pytest.raises(OutputError, match="not the archive this job packed"):
         colorize_archive(src, tmp_path / "out.tar.gz", engine=engine, progress=False, options=opts)
     assert (tmp_path / "out.tar.gz").read_bytes() == b"the user's own"
+
+
+def test_image_runs_from_other_inputs_never_replace_each_others_outputs(tmp_path):
+    """The record of what streamcolor wrote names the input: `image b/x.jpg -o out/` after
+    `image a/x.jpg -o out/` writes x~2.jpg, and a rerun from a/x.jpg replaces its own x.jpg."""
+    for d, seed in (("a", 1), ("b", 2)):
+        (tmp_path / d).mkdir()
+        Image.fromarray(make_photo(40, 56, seed=seed)[..., 0]).save(tmp_path / d / "x.jpg")
+    out = tmp_path / "out"
+
+    def run(*inputs: str, extra: tuple[str, ...] = ()) -> None:
+        r = cli("image", *[str(tmp_path / i) for i in inputs], "-o", str(out) + "/", "-r", "64", *extra)
+        assert r.returncode == 0, r.stderr
+
+    run("a/x.jpg")
+    first = (out / "x.jpg").read_bytes()
+    run("b/x.jpg")
+    assert (out / "x.jpg").read_bytes() == first and (out / "x~2.jpg").is_file()
+    run("a/x.jpg", extra=("--saturation", "1.5"))  # its own output: replaced
+    assert (out / "x.jpg").read_bytes() != first and sorted(p.name for p in out.iterdir()) == ["x.jpg", "x~2.jpg"]
+
+    # an input already named so keeps its name, whatever the order given
+    e = tmp_path / "e"
+    e.mkdir()
+    for i, name in enumerate(["photo.jpg", "photo.png", "photo~2.png"]):
+        Image.fromarray(make_photo(40, 56, seed=i)[..., 0]).save(e / name)
+    for order in (["photo.jpg", "photo.png", "photo~2.png"], ["photo~2.png", "photo.png", "photo.jpg"]):
+        r = cli("image", *[str(e / n) for n in order], "-o", str(tmp_path / "h") + "/", "--format", "png", "-r", "64")
+        assert r.returncode == 0, r.stderr
+        assert sorted(p.name for p in (tmp_path / "h").iterdir()) == ["photo.png", "photo~2.png", "photo~3.png"]
+        for out_name, src_name in (("photo.png", "photo.png"), ("photo~2.png", "photo~2.png"), ("photo~3.png", "photo.jpg")):
+            lum = np.asarray(Image.open(tmp_path / "h" / out_name).convert("L"), float)
+            came_from = min(order, key=lambda n: np.abs(lum - np.asarray(Image.open(e / n).convert("L"), float)).mean())
+            assert came_from == src_name, (order, out_name, came_from)
+
+    # names that grow with the output's suffix or -colour are shortened to fit, never fail after the work
+    long = tmp_path / "long"
+    long.mkdir()
+    Image.fromarray(make_photo(40, 56)[..., 0]).save(long / ("n" * 251 + ".jpg"))
+    r = cli("image", str(long / ("n" * 251 + ".jpg")), "-o", str(tmp_path / "w") + "/", "--format", "webp", "-r", "64")
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in (tmp_path / "w").iterdir()] == ["n" * 250 + ".webp"]
+    clip = make_clip(long / ("v" * 250 + ".mp4"), frames=4)
+    r = cli("video", str(clip), "-o", str(tmp_path / "v") + "/", "-r", "64")
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in (tmp_path / "v").iterdir()] == ["v" * 244 + "-colour.mp4"]
+
+
+def test_an_output_written_under_a_number_keeps_it_when_the_folder_changes(tmp_path, engine):
+    """Outputs never move: p~2.jpg (p.jpg was the user's then) stays the item's after the user
+    moves p.jpg away, and photo.jpg's photo~3.png stays when a member named photo~3.png is added;
+    finished items are not colorized again."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    (src / "p.jpg").write_bytes(jpeg(1))
+    (out / "p.jpg").write_bytes(b"the user's")
+    opts = BatchOptions(render_size=64)
+    assert colorize_archive(src, out, engine=engine, progress=False, options=opts).done_now == 1
+    assert sorted(outputs(out)) == ["p.jpg", "p~2.jpg"]
+    (out / "p.jpg").unlink()
+    rep = colorize_archive(src, out, engine=engine, progress=False, options=opts)
+    assert (rep.done, rep.done_now) == (1, 0) and sorted(outputs(out)) == ["p~2.jpg"]
+
+    src2, out2 = tmp_path / "src2", tmp_path / "out2"
+    src2.mkdir()
+    for i, name in enumerate(["photo.jpg", "photo.png", "photo~2.png"]):
+        Image.fromarray(make_photo(40, 56, seed=i)[..., 0]).save(src2 / name)
+    png = BatchOptions(render_size=64, output_format="png")
+    assert colorize_archive(src2, out2, engine=engine, progress=False, options=png).done_now == 3
+    first = (out2 / "photo~3.png").read_bytes()  # photo.jpg's
+    Image.fromarray(make_photo(40, 56, seed=9)[..., 0]).save(src2 / "photo~3.png")
+    rep = colorize_archive(src2, out2, engine=engine, progress=False, options=png)
+    assert (rep.done, rep.done_now) == (4, 1)
+    assert (out2 / "photo~3.png").read_bytes() == first
+    assert sorted(outputs(out2)) == ["photo.png", "photo~2.png", "photo~3.png", "photo~3~2.png"]
+    assert colorize_archive(src2, out2, engine=engine, progress=False, options=png).done_now == 0

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import sqlite3
 import time
 from contextlib import ExitStack, contextmanager
@@ -590,18 +591,30 @@ def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path, 
     files named DSC0000.jpg), a file the manifest does not know (the
     user's), or an output of the job that changed since it was written (the
     user retouched it) when the item is to be colorized again (its source
-    changed, or ``redo``).  The same listing always gets the same keys, so reruns resume."""
-    used: set[str] = {it.key.casefold() for it in items}
+    changed, or ``redo``).  The same listing always gets the same keys, so reruns resume.
+
+    An item that an earlier run wrote under a numbered name (``p~2.jpg``: ``p.jpg`` was a
+    file of yours then) keeps that name while its output there is the job's, even when the
+    listing or OUT changed since (you moved your ``p.jpg`` away; a member named ``p~2.jpg``
+    was added): outputs never move, and finished items are not colorized again."""
+    sticky = _earlier_keys(items, manifest, out_dir, redo)
+    sticky_keys = {k.casefold() for k in sticky.values()}
+    used: set[str] = {it.key.casefold() for it in items} | sticky_keys
     renamed: list[tuple[str, Item]] = []  # (the key as listed, the item with its key as written)
     out: list[Item] = []
     folders: dict[str, str] = {}
-    for it in items:
+    for i, it in enumerate(items):
+        if i in sticky:
+            listed, it = it.key, _replacing(dataclasses.replace(it, key=sticky[i]), out_dir)
+            renamed.append((listed, it))
+            out.append(it)
+            continue
         if not it.refusal and "/" in it.key:
             key = _clear_folder_path(it.key, out_dir, used, folders)
             if key != it.key:  # a folder of the key is a file in OUT (an earlier job's, or the user's)
                 listed, it = it.key, dataclasses.replace(it, key=key)
                 renamed.append((listed, it))
-        if it.refusal or _free_for(it.key, it, manifest, out_dir, redo):
+        if it.refusal or (it.key.casefold() not in sticky_keys and _free_for(it.key, it, manifest, out_dir, redo)):
             out.append(_replacing(it, out_dir))
             continue
         own = manifest.get(it.key)
@@ -628,6 +641,38 @@ def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path, 
                 "your own files), so they are not replaced: %s %s%s", len(pairs),
                 "written as" if fresh else "kept as written by an earlier run:", first, ", ..." if len(pairs) > 3 else "")
     return out
+
+
+def _earlier_keys(items: Sequence[Item], manifest: Manifest, out_dir: Path, redo: bool) -> dict[int, str]:
+    """{index: key} of the items that an earlier run gave a key other than the listing's, by a
+    number only (same folder and suffix, ``p~2.jpg`` for ``p.jpg`` or the other way round), whose
+    output there is still the job's own for them (:func:`_free_for`)."""
+    rows: dict[tuple[str, str], Entry] = {}
+    for e in manifest.entries():
+        if not e.key.startswith("?"):
+            rows.setdefault((e.source, e.member), e)
+    if not rows:
+        return {}
+    out: dict[int, str] = {}
+    for i, it in enumerate(items):
+        if it.refusal:
+            continue
+        e = rows.get((os.path.abspath(it.source), it.member))
+        own = manifest.get(it.key) if e is not None else None
+        if own is not None and _same_source(own, it):  # (a row under its listed key too: that one stands)
+            continue
+        if (e is not None and e.key != it.key and _renumbered(e.key, it.key) and _same_source(e, it)
+                and _free_for(e.key, it, manifest, out_dir, redo)):
+            out[i] = e.key
+    return out
+
+
+def _renumbered(a: str, b: str) -> bool:
+    """Whether two keys differ only by a ``~N`` on their stems (one folder, one suffix)."""
+    pa, pb = PurePosixPath(a), PurePosixPath(b)
+    if pa.parent != pb.parent or pa.suffix.casefold() != pb.suffix.casefold():
+        return False
+    return re.sub(r"~\d+$", "", pa.stem) == re.sub(r"~\d+$", "", pb.stem)
 
 
 def _replacing(item: Item, out_dir: Path) -> Item:

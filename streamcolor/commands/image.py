@@ -16,7 +16,7 @@ from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, PathArg, check_
                                          output_option, progress_setting, refuse_file_name_for_folder, say)
 from streamcolor.errors import OutputError, StreamcolorError
 from streamcolor.items import is_item_error
-from streamcolor.outputs import Planned, describe_renames, plan_outputs, remember_written, replace_policy
+from streamcolor.outputs import Planned, describe_renames, fitted, plan_outputs, remember_written, replace_policy
 from streamcolor.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -124,9 +124,9 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
                 bar.update()
                 continue
             try:
-                out_fmt = _colorize_one(src, dst, fmt, engine, options, replace_policy(existing))
+                out_fmt, dst = _colorize_one(src, dst, fmt, engine, options, replace_policy(existing, src))
                 if dst != STDIO:
-                    remember_written(dst)
+                    remember_written(dst, src)
                 if not warned_quality and out_fmt not in ("JPEG", "WEBP"):
                     log.warning("--quality ignored: %s output is lossless", out_fmt)
                     warned_quality = True
@@ -154,13 +154,15 @@ def _label(path: Path, stream: str) -> str:
     return f"<{stream}>" if path == STDIO else str(path)
 
 
-def _colorize_one(src: Path, dst: Path, fmt: str, engine, options: ColorOptions, replace: tempfiles.Replace) -> str:
-    """Read ``src`` (a file or stdin), colorize, write ``dst`` (a file or stdout); returns the format written.
+def _colorize_one(src: Path, dst: Path, fmt: str, engine, options: ColorOptions,
+                  replace: tempfiles.Replace) -> tuple[str, Path]:
+    """Read ``src`` (a file or stdin), colorize, write ``dst`` (a file or stdout); returns the format
+    written and the path (``name~N`` where a file that appeared at ``dst`` meanwhile is kept).
     Files go through :func:`colorize_image` (the API's path: atomic write, bounded memory).
     ``replace``: what may be replaced at ``dst`` (:func:`replace_policy`)."""
     if dst != STDIO and src != STDIO:
-        colorize_image(src, dst, engine=engine, options=options, replace=replace)
-        return image_io.format_for(dst)
+        written = colorize_image(src, dst, engine=engine, options=options, replace=replace)
+        return image_io.format_for(dst), written
     if src == STDIO:
         decoded = image_io.read_image(sys.stdin.buffer.read(), name="<stdin>", max_pixels=options.max_pixels)
     else:
@@ -177,20 +179,21 @@ def _colorize_one(src: Path, dst: Path, fmt: str, engine, options: ColorOptions,
             sys.stdout.buffer.flush()
         except BrokenPipeError as exc:
             raise OutputError("<stdout>: closed by the reader (broken pipe)") from exc
-        return out_fmt.upper()
+        return out_fmt.upper(), dst
     out_fmt = image_io.format_for(dst)
-    image_io.write_image(dst, rgb, alpha=decoded.alpha, info=decoded.info, quality=options.quality, fmt=out_fmt,
-                         replace=replace)
-    return out_fmt
+    written = image_io.write_image(dst, rgb, alpha=decoded.alpha, info=decoded.info, quality=options.quality,
+                                   fmt=out_fmt, replace=replace)
+    return out_fmt, written
 
 
 def _out_name(src: Path, fmt: str) -> str:
     """The output file name: the input's, or with ``fmt``'s suffix (PNG for a
-    format that is read but not written, such as GIF)."""
+    format that is read but not written, such as GIF), its stem shortened where a longer
+    suffix would take it past the filesystem's name limit (:func:`streamcolor.outputs.fitted`)."""
     if src == STDIO:
         return f"stdin.{fmt if fmt != 'same' else 'png'}"
     if fmt == "same":
         # its own name where its format is written here; a photo under another name (photo.mp4) is
         # named for what its header says it is, as stdin's output is encoded; a GIF's becomes .png
-        return f"{src.stem or src.name}{image_io.output_suffix(src)}"
-    return f"{src.stem}.{fmt}"
+        return fitted(f"{src.stem or src.name}{image_io.output_suffix(src)}")
+    return fitted(f"{src.stem}.{fmt}")

@@ -144,11 +144,11 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
         src, dst = plan.src, plan.dst
         try:
             if use_ray:
-                convert(src, dst, options, progress_setting(), replace_policy(existing))
+                dst = convert(src, dst, options, progress_setting(), replace_policy(existing, src))
             else:
-                colorize_video(src, dst, engine=engine, options=options, progress=progress_setting(),
-                               replace=replace_policy(existing))
-            remember_written(dst)
+                dst = colorize_video(src, dst, engine=engine, options=options, progress=progress_setting(),
+                                     replace=replace_policy(existing, src))
+            remember_written(dst, src)
             say(f"{src} -> {dst}")
         except OutputError as exc:
             if not is_item_error(exc):  # the location or the encoder settings: every later input would fail too
@@ -189,7 +189,7 @@ def _on_ray(address, segments, model, backend):
     cluster = ClusterOptions(address=address)
 
     def convert(src, dst, options, progress, replace):
-        colorize_video_ray(src, dst, model=model, backend=backend, options=options, cluster=cluster,
+        return colorize_video_ray(src, dst, model=model, backend=backend, options=options, cluster=cluster,
                            segments=segments, progress=progress, replace=replace)
 
     return convert

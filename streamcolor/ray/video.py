@@ -92,9 +92,9 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
                 _run_segments(pool, src.resolve(), todo, paths, options, progress)
             finally:
                 pool.close()
-    join_segments(src, paths, dst, replace=replace)
+    written = join_segments(src, paths, dst, replace=replace)
     shutil.rmtree(work, ignore_errors=True)
-    return dst
+    return written
 
 
 def _run_segments(pool: ActorPool, src: Path, todo: list[Segment], paths: list[Path], options: VideoOptions,

@@ -74,12 +74,15 @@ class VideoOptions:
 
 def default_output(src: str | os.PathLike) -> Path:
     """``<stem>-colour<ext>`` next to ``src``; ``.mp4`` where ``src``'s name is not a video's (a
-    film saved as ``.jpg`` or with no extension: its own extension would pick an image writer)."""
+    film saved as ``.jpg`` or with no extension: its own extension would pick an image writer).
+    The stem is shortened where the name would pass the filesystem's limit (a film named with
+    250 bytes must not fail at its rename, once colorized)."""
     from streamcolor.image_io import VIDEO_SUFFIXES
+    from streamcolor.outputs import fitted
 
     src = Path(src)
     suffix = src.suffix if src.suffix.lower() in VIDEO_SUFFIXES else ".mp4"
-    return src.with_name(f"{src.stem}{OUTPUT_SUFFIX}{suffix}")
+    return src.with_name(fitted(f"{src.stem}{suffix}", OUTPUT_SUFFIX))
 
 
 def output_path(src: str | os.PathLike, dst: str | os.PathLike | None = None) -> Path:

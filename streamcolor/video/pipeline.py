@@ -121,8 +121,7 @@ def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None,
         refuse_empty_path(value, "source" if name == "src" else "output")
     src = Path(src)
     dst = output_path(src, dst)
-    run(src, dst, engine_for(engine), options, progress, replace=replace)
-    return dst
+    return run(src, dst, engine_for(engine), options, progress, replace=replace).final
 
 
 def run(src: Path, dst: Path, engine: "Engine", options: VideoOptions, progress: Progress,
@@ -136,7 +135,7 @@ def run(src: Path, dst: Path, engine: "Engine", options: VideoOptions, progress:
             job = _Job(src, dst, staged.path, inp, vin, engine, options, options.color_options(engine), progress,
                        segment)
             job.run()
-            staged.commit(replace)
+            job.final = staged.commit(replace)
         except BaseException as exc:
             staged.discard()
             if isinstance(exc, OSError):
@@ -197,6 +196,7 @@ class _Job:
     def __init__(self, src: Path, dst: Path, tmp: Path, inp, vin, engine: "Engine",
                  options: VideoOptions, colour: ColorOptions, progress: Progress, segment: "Segment | None" = None):
         self.src, self.dst, self.tmp = src, dst, tmp
+        self.final = dst  # where the output went (name~N beside a file that appeared there: tempfiles.Beside)
         self.segment = segment
         self.kept: list[int] = []  # pts of the frames written
         self.last_duration = 0  # the last one's duration (time base ticks)

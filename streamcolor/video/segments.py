@@ -218,7 +218,7 @@ def join_segments(src: str | os.PathLike, segments: Sequence[str | os.PathLike],
                 except av.error.FFmpegError as exc:
                     raise OutputError(f"{dst}: cannot write a packet: {reason(exc)}") from exc
         try:
-            staged.commit(replace)
+            dst = staged.commit(replace)
         except OSError as exc:
             raise OutputError(f"{dst}: cannot write ({exc.strerror or exc})") from exc
     except BaseException:
