@@ -16,6 +16,12 @@ working.  Full mode writes ``benchmarks/results/memory-<date>.json``::
 
     python benchmarks/bench_memory.py                       # this tree
     python benchmarks/bench_memory.py --baseline-tree /path/to/old/checkout   # + the old code, `image` only
+    python benchmarks/bench_memory.py --video   # `streamcolor video` by frame size -> memory-video-<date>.json
+
+``--video``: peak RSS of ``streamcolor video`` on clips of several frame sizes, less that of a
+clip of tiny frames (the program, the model, its runtime), per pixel of one frame: the figure
+``streamcolor serve`` counts a video upload by (``streamcolor.memory.VIDEO_BYTES_PER_FRAME_PIXEL``
+must not be below it).
 """
 
 from __future__ import annotations
@@ -108,11 +114,42 @@ def run_cases(work: Path, width: int, height: int, *, baseline: Path | None = No
     return rows
 
 
+#: Frame sizes of ``--video`` (the tiny one is the baseline), and frames a clip (enough to fill
+#: every queue and the encoder's lookahead: memory is flat past them).
+VIDEO_SIZES = ((64, 48), (1280, 720), (1920, 1080), (3840, 2160))
+VIDEO_FRAMES = 90
+
+
+def video_cases(work: Path, sizes=VIDEO_SIZES, frames: int = VIDEO_FRAMES) -> list[dict]:
+    """Peak RSS of `streamcolor video` (defaults) at each frame size, and the bytes a frame pixel
+    above the first (tiny) size's peak."""
+    from streamcolor.video import make_clip
+
+    rows = []
+    for w, h in sizes:
+        clip = make_clip(work / f"clip-{w}x{h}.mp4", w, h, frames)
+        log.info("running video %dx%d, %d frames", w, h, frames)
+        r = peak_rss(["video", str(clip), "-o", str(work / f"out-{w}x{h}.mp4"), "--no-progress"])
+        r.update(case=f"video {w}x{h}", width=w, height=h, frames=frames)
+        if rows and r["rc"] == 0:
+            r["bytes_per_frame_pixel"] = round((r["peak_rss_mb"] - rows[0]["peak_rss_mb"]) * 2**20 / (w * h), 1)
+        rows.append(r)
+        log.info("  rc %d, peak %.0f MB, %s B/px", r["rc"], r["peak_rss_mb"], r.get("bytes_per_frame_pixel"))
+    return rows
+
+
 def test_memory_smoke(tmp_path):
     """Smoke: the machinery works and a small run stays far under the goal."""
     rows = run_cases(tmp_path, 1000, 800)
     assert [r["rc"] for r in rows] == [0, 0, 0], rows
     assert all(0 < r["peak_rss_mb"] < GOAL_MB for r in rows), rows
+
+
+def test_video_memory_smoke(tmp_path):
+    """Smoke: the video cases run and give a per-pixel figure."""
+    rows = video_cases(tmp_path, sizes=((32, 24), (192, 128)), frames=8)
+    assert [r["rc"] for r in rows] == [0, 0], rows
+    assert "bytes_per_frame_pixel" in rows[1] and 0 < rows[0]["peak_rss_mb"] < GOAL_MB, rows
 
 
 def main() -> None:
@@ -122,8 +159,11 @@ def main() -> None:
     ap.add_argument("--baseline-tree", type=Path, default=None,
                     help="a checkout of the code before the change, also measured (`image` only)")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--video", action="store_true", help="measure `streamcolor video` by frame size instead")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.video:
+        return main_video(args.out)
     with tempfile.TemporaryDirectory(prefix="streamcolor-mem-") as tmp:
         rows = run_cases(Path(tmp), args.width, args.height, baseline=args.baseline_tree)
     today = datetime.date.today().isoformat()
@@ -135,6 +175,25 @@ def main() -> None:
               "under_goal": all(r["rc"] == 0 and r["peak_rss_mb"] < GOAL_MB for r in rows
                                 if "baseline" not in r["source"])}
     out = args.out or RESULTS / f"memory-{today}.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    log.info("wrote %s", out)
+
+
+def main_video(out: Path | None) -> None:
+    from streamcolor.memory import VIDEO_BYTES_PER_FRAME_PIXEL
+
+    with tempfile.TemporaryDirectory(prefix="streamcolor-mem-") as tmp:
+        rows = video_cases(Path(tmp))
+    today = datetime.date.today().isoformat()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    measured = [r["bytes_per_frame_pixel"] for r in rows if "bytes_per_frame_pixel" in r]
+    result = {"date": today, "commit": commit, "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+              "settings": "streamcolor video, defaults (model, render size, batch size, codec)", "runs": rows,
+              "max_bytes_per_frame_pixel": max(measured) if measured else None,
+              "counted_bytes_per_frame_pixel": VIDEO_BYTES_PER_FRAME_PIXEL,
+              "counted_covers_measured": bool(measured) and VIDEO_BYTES_PER_FRAME_PIXEL >= max(measured)}
+    out = out or RESULTS / f"memory-video-{today}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     log.info("wrote %s", out)
 

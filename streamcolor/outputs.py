@@ -113,13 +113,20 @@ def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], *
     planned: list[Planned] = []
     taken: set[tuple[str, str]] = set()
     reserved = {_slot(Path(proposed)) for _, proposed in pairs}  # a number never takes another input's own output
-    # who keeps a name several outputs propose: an input already named so (photo.png, not the photo.jpg
-    # converted to PNG), else the first given -- as `batch` names its members
+    # who keeps a name several outputs propose: the input whose own earlier output is there (outputs
+    # never move), else an input already named so (photo.png, not the photo.jpg converted to PNG), else
+    # the first given -- as `batch` names its members; so the order given changes nothing
     claims: dict[tuple[str, str], int] = {}
+    shared: dict[tuple[str, str], list[int]] = {}
     for i, (src, proposed) in enumerate(pairs):
         slot, j = _slot(Path(proposed)), claims.get(_slot(Path(proposed)))
+        shared.setdefault(slot, []).append(i)
         if j is None or (_named_so(src, proposed) and not _named_so(*pairs[j])):
             claims[slot] = i
+    for slot, users in shared.items():
+        proposed = Path(pairs[users[0]][1])
+        if keep_others and len(users) > 1 and os.path.lexists(_there(proposed)):
+            claims[slot] = next((i for i in users if written_by_streamcolor(proposed, pairs[i][0])), claims[slot])
     for i, (src, proposed) in enumerate(pairs):
         src, dst = Path(src), Path(proposed)
         original = dst
@@ -152,8 +159,8 @@ def _named_so(src: str | os.PathLike, proposed: str | os.PathLike) -> bool:
 
 def describe_renames(planned: Sequence[Planned]) -> list[str]:
     """One line per output that got ``~N``, for the user."""
-    return [f"note: {p.src}: {p.kept} is not a file streamcolor wrote (or it changed since), so it is kept; "
-            f"writing {p.dst} (--overwrite replaces it)" if p.kept is not None else
+    return [f"note: {p.src}: {p.kept} is not its earlier output (a file of yours, another input's output, or "
+            f"changed since), so it is kept; writing {p.dst} (--overwrite replaces it)" if p.kept is not None else
             f"note: {p.src}: its output name is taken by another input's output; writing {p.dst}"
             for p in planned if p.renamed]
 

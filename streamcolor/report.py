@@ -23,7 +23,6 @@ import io
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
@@ -540,49 +539,54 @@ GALLERY_TITLE = "# Before / after gallery"
 
 
 def check_replaceable(out: Path) -> None:
-    """OutputError when ``out`` holds a file that is not a report streamcolor wrote (a page of
-    the user's by that name): it is kept.  A report of an earlier version is known by its title."""
+    """OutputError when ``out`` holds a file that is not a report streamcolor wrote, unchanged
+    since (:func:`streamcolor.outputs.written_by_streamcolor`): a page of the user's by that name,
+    or a report they annotated, is kept.  Said before any photo is colorized; the rename at the
+    end checks again (a page that appears meanwhile is kept too)."""
     from streamcolor.errors import OutputError
+    from streamcolor.outputs import written_by_streamcolor
 
-    if not os.path.lexists(out):
-        return
+    if os.path.lexists(out) and not written_by_streamcolor(out):
+        raise OutputError(f"{out} exists and is not a report streamcolor wrote (or it changed since); it is kept: "
+                          "give another -o, or move it away")
+
+
+def _gallery_readme(path: Path) -> bool:
+    """Whether ``path`` is a gallery's README (a plain file that starts with :data:`GALLERY_TITLE`)."""
     try:
-        with open(out, "rb") as fh:
-            head = fh.read(4096)
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot be read to tell whether it is a report ({exc.strerror or exc}); "
-                          "it is kept") from exc
-    if out.is_symlink() or (GENERATOR_META.encode() not in head and b"<title>streamcolor report" not in head):
-        raise OutputError(f"{out} exists and is not a report streamcolor wrote; it is kept (give another -o)")
+        if path.is_symlink() or not path.is_file():
+            return False
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read(len(GALLERY_TITLE)) == GALLERY_TITLE
+    except OSError:
+        return False
 
 
-def check_gallery_folder(folder: Path) -> set[str]:
-    """The names of the files that an earlier gallery wrote in ``folder`` (listed in its README),
-    which :func:`write_gallery` may write over; OutputError when ``folder`` is a file or holds a
-    ``README.md`` that is not a gallery's: a user's README must never be.  Other files are left
-    alone (and a strip whose name a file of the user's has is refused when it is written)."""
+def check_gallery_folder(folder: Path) -> None:
+    """OutputError when ``folder`` is a file, or holds a ``README.md`` that is not a gallery's:
+    a user's README is never written over.  Said before any photo is colorized.  Strips never
+    replace a file streamcolor did not write (see :func:`write_gallery`)."""
     from streamcolor.errors import OutputError
 
-    if not folder.exists():
-        return set()
-    if not folder.is_dir():
+    if folder.exists() and not folder.is_dir():
         raise OutputError(f"--gallery {folder}: a file, not a folder")
     readme = folder / "README.md"
-    if not os.path.lexists(readme):
-        return set()
-    text = readme.read_text(errors="replace") if readme.is_file() and not readme.is_symlink() else ""
-    if not text.startswith(GALLERY_TITLE):
+    if os.path.lexists(readme) and not _gallery_readme(readme):
         raise OutputError(f"--gallery {folder}: its README.md is not a gallery's; it is kept: choose another folder")
-    return {"README.md", *re.findall(r"^\| (\d{2}-[^|/]+\.png) \|", text, flags=re.M)}
 
 
 def write_gallery(items: Sequence[BeforeAfter], folder: str | Path) -> list[Path]:
     """One PNG strip (gray | ours | truth) per item in ``folder``, plus a README
-    crediting each photo.  Returns the PNG paths."""
-    from streamcolor.errors import OutputError
+    crediting each photo.  Returns the PNG paths.
+
+    A strip replaces only a file streamcolor wrote there and nobody changed since (an earlier
+    gallery's); a file of the user's at its name, or a link, is kept and the strip is written
+    beside it as ``name~2.png`` (the README names what was written)."""
+    from streamcolor import image_io, tempfiles
+    from streamcolor.outputs import remember_written, written_by_streamcolor
 
     folder = Path(folder)
-    ours = check_gallery_folder(folder)
+    check_gallery_folder(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths, lines = [], [GALLERY_TITLE, "",
                         "Each image: the gray input (lightness only) | streamcolor's default model | the original "
@@ -591,14 +595,15 @@ def write_gallery(items: Sequence[BeforeAfter], folder: str | Path) -> list[Path
                         "| file | photo | credit |", "|---|---|---|"]
     for i, it in enumerate(items, start=1):
         stem = Path(it.name).stem.split("__")[-1]
-        p = folder / f"{i:02d}-{stem}.png"
-        if os.path.lexists(p) and p.name not in ours:
-            raise OutputError(f"--gallery {folder}: {p.name} is there and not a strip of an earlier gallery; "
-                              "it is kept: choose another folder")
-        Image.fromarray(strip(it)).save(p, optimize=True)
+        buf = io.BytesIO()
+        Image.fromarray(strip(it)).save(buf, format="PNG", optimize=True)
+        p = image_io.write_atomic(folder / f"{i:02d}-{stem}.png", buf.getvalue(),
+                                  replace=tempfiles.Beside(written_by_streamcolor))
+        remember_written(p)
         paths.append(p)
-        lines.append(f"| {p.name} | {it.name} | {it.credit or '-'} |")
-    (folder / "README.md").write_text("\n".join(lines) + "\n")
+        cells = (p.name, it.name, it.credit or "-")
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    image_io.write_atomic(folder / "README.md", ("\n".join(lines) + "\n").encode("utf-8"), replace=_gallery_readme)
     return paths
 
 
@@ -988,7 +993,11 @@ def write_report(out: str | Path, *, engine: "Engine", results: Sequence[str | P
                 f"{len([i for i in items if i.size[0]])} photo(s); written {now}")
     html_text = render_html(items, tables, subtitle=subtitle, machines=machines, charts=charts, notes=notes)
     out.parent.mkdir(parents=True, exist_ok=True)
-    return image_io.write_atomic(out, html_text.encode("utf-8"))
+    from streamcolor.outputs import remember_written, written_by_streamcolor
+
+    written = image_io.write_atomic(out, html_text.encode("utf-8"), replace=written_by_streamcolor)
+    remember_written(written)
+    return written
 
 
 __all__ = ["BeforeAfter", "REPORT_IMAGE_SIZE", "Table", "before_after", "bench_rows", "bench_tables",

@@ -285,6 +285,18 @@ def test_report_is_self_contained_with_before_after_and_tables(engine, tmp_path)
             report.write_report(target, engine=engine, photos=folder, max_photos=2, **kwargs)
     assert (mine / "README.md").read_text() == "my notes\n" and sorted(p.name for p in mine.iterdir()) == ["README.md"]
     assert (tmp_path / "page.html").read_text() == "<html>my page</html>"
+    # a file of the user's at a strip's name, or a link there, is kept: the strip goes beside it
+    gallery = tmp_path / "gallery"
+    first, second = sorted(gallery.glob("0[12]-*.png"))
+    first.unlink()
+    first.symlink_to(tmp_path / "page.html")
+    second.write_bytes(b"my own picture")
+    report.write_report(out, engine=engine, photos=folder, max_photos=2, gallery=gallery)
+    assert (tmp_path / "page.html").read_text() == "<html>my page</html>" and second.read_bytes() == b"my own picture"
+    readme = (gallery / "README.md").read_text()
+    for kept in (first, second):
+        beside = kept.with_name(kept.stem + "~2.png")
+        assert Image.open(beside).size[0] > 0 and f"| {beside.name} |" in readme
 
 
 def test_report_of_a_plain_folder_measures_colour_photos_only(engine, tmp_path):

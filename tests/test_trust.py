@@ -1249,6 +1249,9 @@ def test_image_runs_from_other_inputs_never_replace_each_others_outputs(tmp_path
     assert (out / "x.jpg").read_bytes() == first and (out / "x~2.jpg").is_file()
     run("a/x.jpg", extra=("--saturation", "1.5"))  # its own output: replaced
     assert (out / "x.jpg").read_bytes() != first and sorted(p.name for p in out.iterdir()) == ["x.jpg", "x~2.jpg"]
+    run("b/x.jpg", "a/x.jpg")  # given together, in either order: each keeps its own name
+    run("a/x.jpg", "b/x.jpg")
+    assert sorted(p.name for p in out.iterdir()) == ["x.jpg", "x~2.jpg"]
 
     # an input already named so keeps its name, whatever the order given
     e = tmp_path / "e"
@@ -1306,3 +1309,16 @@ def test_an_output_written_under_a_number_keeps_it_when_the_folder_changes(tmp_p
     assert (out2 / "photo~3.png").read_bytes() == first
     assert sorted(outputs(out2)) == ["photo.png", "photo~2.png", "photo~3.png", "photo~3~2.png"]
     assert colorize_archive(src2, out2, engine=engine, progress=False, options=png).done_now == 0
+
+    # another --format in between, then the user's file moved away: the numbered output stays the item's
+    src3, out3 = tmp_path / "src3", tmp_path / "out3"
+    src3.mkdir()
+    out3.mkdir()
+    (src3 / "p.jpg").write_bytes(jpeg(1))
+    (out3 / "p.jpg").write_bytes(b"the user's")
+    assert colorize_archive(src3, out3, engine=engine, progress=False, options=opts).done_now == 1  # p~2.jpg
+    assert colorize_archive(src3, out3, engine=engine, progress=False,
+                            options=BatchOptions(render_size=64, output_format="png")).done_now == 1  # p.png
+    (out3 / "p.jpg").unlink()
+    assert colorize_archive(src3, out3, engine=engine, progress=False, options=opts).done_now == 0
+    assert sorted(outputs(out3)) == ["p.png", "p~2.jpg"]

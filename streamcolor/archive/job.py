@@ -646,24 +646,26 @@ def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path, 
 def _earlier_keys(items: Sequence[Item], manifest: Manifest, out_dir: Path, redo: bool) -> dict[int, str]:
     """{index: key} of the items that an earlier run gave a key other than the listing's, by a
     number only (same folder and suffix, ``p~2.jpg`` for ``p.jpg`` or the other way round), whose
-    output there is still the job's own for them (:func:`_free_for`)."""
-    rows: dict[tuple[str, str], Entry] = {}
+    output there is still the job's own for them, as the job wrote it (or gone: then it is written
+    there again).  Where several rows qualify (``--redo`` wrote ``p~3.jpg`` beside a retouched
+    ``p~2.jpg``), the one changed last."""
+    rows: dict[tuple[str, str], list[Entry]] = {}
     for e in manifest.entries():
         if not e.key.startswith("?"):
-            rows.setdefault((e.source, e.member), e)
+            rows.setdefault((e.source, e.member), []).append(e)
     if not rows:
         return {}
     out: dict[int, str] = {}
     for i, it in enumerate(items):
         if it.refusal:
             continue
-        e = rows.get((os.path.abspath(it.source), it.member))
-        own = manifest.get(it.key) if e is not None else None
-        if own is not None and _same_source(own, it):  # (a row under its listed key too: that one stands)
+        found = rows.get((os.path.abspath(it.source), it.member))
+        if not found or any(e.key == it.key and e.state == DONE for e in found):  # (done under its listed key)
             continue
-        if (e is not None and e.key != it.key and _renumbered(e.key, it.key) and _same_source(e, it)
-                and _free_for(e.key, it, manifest, out_dir, redo)):
-            out[i] = e.key
+        fits = [e for e in found if _renumbered(e.key, it.key) and _same_source(e, it) and e.state == DONE
+                and (not os.path.lexists(out_dir / e.key) or _as_written(e, out_dir / e.key))]
+        if fits:
+            out[i] = max(fits, key=lambda e: e.updated or 0.0).key
     return out
 
 
