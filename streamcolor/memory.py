@@ -49,9 +49,9 @@ _WIDE_MODES = ("I", "F")
 
 #: Working memory of colorizing a video, bytes per pixel of one frame: the frames in flight
 #: between decoder, network, composer and encoder (queues sized by the batch, x264's lookahead)
-#: -- measured at 185 to 240 (a 3840x2160 and a 1920x1080 clip, peak RSS over the loaded
-#: engine's), rounded up.
-VIDEO_BYTES_PER_FRAME_PIXEL = 256
+#: -- measured at 306 to 328 (`streamcolor video` on 720p, 1080p and 4K clips, peak RSS over that
+#: of a clip of tiny frames: ``benchmarks/bench_memory.py --video``), rounded up.
+VIDEO_BYTES_PER_FRAME_PIXEL = 384
 
 
 def video_bytes(width: int, height: int) -> int:

@@ -436,17 +436,23 @@ class _State:
 def _video_bytes(upload: _Upload, budget: int) -> int:
     """The memory a video upload is counted as: its frames in flight by their size
     (:func:`streamcolor.memory.video_bytes`) and the upload itself (held, written to a file,
-    and an answer of about its size).  A 413 when its frames alone need more than the whole
-    budget: a 6000x6000 video would need gigabytes whatever its length."""
+    and an answer of about its size).  One over the budget runs alone, as a big image does
+    (a 4K video needs about 3 GiB); a 413 when its frames alone need more than
+    :data:`VIDEO_OVER_BUDGET` times the budget: a 6000x6000 video would need 13 GiB whatever
+    its length."""
     from streamcolor.video.containers import frame_size
 
     size = frame_size(io.BytesIO(upload.data))
     frames = memory.video_bytes(*size) if size else memory.UNKNOWN_BYTES  # (unreadable: it fails at once)
-    if frames > budget:
+    if frames > VIDEO_OVER_BUDGET * budget:
         raise _Reject(413, f"{upload.name}: frames of {size[0]}x{size[1]} need about {frames / 2**30:.1f} GiB to "
-                           f"colorize, over this server's memory budget of {budget / 2**30:.1f} GiB; send a smaller "
-                           "video (or raise --memory-budget)")
+                           f"colorize, over {VIDEO_OVER_BUDGET} times this server's memory budget of "
+                           f"{budget / 2**30:.1f} GiB; send a smaller video (or raise --memory-budget)")
     return frames + 3 * len(upload.data)
+
+
+#: How many times the memory budget a video's frames may need and still run (alone).
+VIDEO_OVER_BUDGET = 4
 
 
 #: Start of the names of the temporary folders a video request works in (then the server's pid).

@@ -347,6 +347,12 @@ PROSE = [
            COLOUR1201B),
     *_each(BENCH, "the machine ran slower throughout (engine only {be2} photos/s, against", COLOUR1201B),
     *_each(BENCH, "photos/s, against {be2} in the memfd run)", MEMFD1201),
+    # streamcolor video's peak memory by frame size (benchmarks/bench_memory.py --video)
+    ("README.md", "a peak of {} MB at 1080p", "memory-video-2026-12-02.json", "runs.2.peak_rss_mb", "{:,.0f}"),
+    ("README.md", "and {} MB at 4K", "memory-video-2026-12-02.json", "runs.3.peak_rss_mb", "{:,.0f}"),
+    ("README.md", "against {} MB for tiny frames", "memory-video-2026-12-02.json", "runs.0.peak_rss_mb", "{:,.0f}"),
+    ("README.md", "measured at {} to 328", "memory-video-2026-12-02.json", "runs.3.bytes_per_frame_pixel", "{:.0f}"),
+    ("README.md", "measured at 306 to {}", "memory-video-2026-12-02.json", "max_bytes_per_frame_pixel", "{:.0f}"),
     # an earlier GPU figure in README: the seed model's colorizer called directly (Keras 3 on JAX on the H200)
     ("README.md", "{} images/s in mixed bfloat16 at batch 16", "gpu-h200-inference.json",
      "keras_jax_mixed_bfloat16_colorizer_b16_images_per_s", "{:,.0f}"),

@@ -340,3 +340,15 @@ def test_a_share_shrunk_to_its_answer_lets_the_next_request_in():
 
     used, budget = asyncio.run(main())
     assert used == 90 and budget.used == 0 and budget.peak == 90
+
+
+def test_a_video_is_counted_by_no_less_than_was_measured():
+    """serve counts a video upload by memory.video_bytes: never less than `streamcolor video` was
+    measured to use a pixel of frame (benchmarks/bench_memory.py --video, the newest file)."""
+    import json
+    from pathlib import Path
+
+    newest = max((Path(__file__).resolve().parents[1] / "benchmarks" / "results").glob("memory-video-*.json"))
+    measured = [r["bytes_per_frame_pixel"] for r in json.loads(newest.read_text())["runs"] if "bytes_per_frame_pixel" in r]
+    assert measured and memory.VIDEO_BYTES_PER_FRAME_PIXEL >= max(measured)
+    assert memory.video_bytes(1920, 1080) == 1920 * 1080 * memory.VIDEO_BYTES_PER_FRAME_PIXEL

@@ -663,17 +663,20 @@ def test_a_video_without_a_name_or_type_is_known_by_its_content(server, tmp_path
 
 
 def test_a_video_is_counted_by_its_frames_against_the_memory_budget(engine, tmp_path):
-    """A video holds its frames' working memory (frames in flight) while it runs, and one whose
-    frames alone need more than the whole budget is refused (413), whatever its length."""
+    """A video holds its frames' working memory (frames in flight) while it runs; one over the
+    budget runs alone, as a big image does; one whose frames need more than VIDEO_OVER_BUDGET
+    times the budget is refused (413), whatever its length."""
+    from streamcolor.serve import VIDEO_OVER_BUDGET
     from streamcolor.video import make_clip
 
     clip = make_clip(tmp_path / "clip.mp4", 96, 64, 6).read_bytes()
     need = memory.video_bytes(96, 64)
-    with Server(engine, ServeOptions(port=0, memory_budget=need * 4)) as srv:
-        r = post_file(srv.url, clip, "clip.mp4", "video/mp4", query="?render_size=64")
-        assert r.status == 200, r.body[:300]
-        assert srv.stats()["memory"]["peak"] >= need
-    with Server(engine, ServeOptions(port=0, memory_budget=need - 1)) as srv:
+    for budget in (need * 4, need - 1):
+        with Server(engine, ServeOptions(port=0, memory_budget=budget)) as srv:
+            r = post_file(srv.url, clip, "clip.mp4", "video/mp4", query="?render_size=64")
+            assert r.status == 200, r.body[:300]
+            assert srv.stats()["memory"]["peak"] >= need
+    with Server(engine, ServeOptions(port=0, memory_budget=need // VIDEO_OVER_BUDGET - 1)) as srv:
         r = post_file(srv.url, clip, "clip.mp4", "video/mp4", query="?render_size=64")
         assert r.status == 413 and "frames of 96x64 need about" in r.json()["error"], r.body[:300]
         assert srv.stats()["memory"]["used"] == 0
