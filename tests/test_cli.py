@@ -311,7 +311,7 @@ def test_an_input_of_another_kind_is_left_out_and_the_others_are_done(tmp_path):
     assert b"scan.tif: has 3 pages" in res.stderr and b"split it" in res.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "b.jpg"]
     res = streamcolor("video", "scan.tif", cwd=tmp_path)  # no input left: a usage error, as before
-    assert res.returncode == 2 and b"scan.tif: an image, not a video; run `streamcolor image scan.tif" in res.stderr
+    assert res.returncode == 2 and b"scan.tif: a multi-page TIFF, not a video; split it" in res.stderr
     res = streamcolor("video", "film.mp4", "a.jpg", "-o", "films/", "-r", "64", cwd=tmp_path)
     assert res.returncode == 1 and b"a.jpg: an image, not a video" in res.stderr, res.stderr
     assert [p.name for p in (tmp_path / "films").iterdir()] == ["film-colour.mp4"]

@@ -197,7 +197,7 @@ class BatchJob:
                      and (self.out_dir / (e.output or e.key)).is_file()]
         if older:
             log.warning("%d item(s) also have an output from an earlier run under another name (%s -> now %s%s: "
-                        "another --format?); both are kept", len(older), older[0][0], older[0][1],
+                        "another --format?); both are kept", len({now for _, now in older}), older[0][0], older[0][1],
                         ", ..." if len(older) > 1 else "")
 
     def note_settings(self, info: ModelInfo) -> None:

@@ -326,8 +326,8 @@ def _medium_by_header(path: Path) -> str | None:
     if not path.is_file():
         return None
     kind = image_kind(path)
-    if kind is not None:  # (a multi-page TIFF is an image's: `image` says to split it, as `batch` does)
-        return "video" if kind == "animation" else "image"
+    if kind is not None:  # (a multi-page TIFF: `image` says to split it, as `batch` does; `video` too)
+        return {"animation": "video", "pages": "pages"}.get(kind, "image")
     return "video" if is_video_file(path) else None
 
 
@@ -346,7 +346,11 @@ def check_medium(paths: "list[Path] | tuple[Path, ...]", verb: str) -> list[Path
         right = verb_for_path(path)
         if verb in ("image", "video") and right != "batch" and os.path.lexists(path):
             right = _medium_by_header(path)
-            if right is None:
+            if right == "pages" and verb == "video":
+                misfits.append(f"{path}: a multi-page TIFF, not a video; split it into one file per page "
+                               "(then `streamcolor image`)")
+                continue
+            if right in (None, "pages"):
                 kept.append(path)
                 continue
         if right is None or right == verb:

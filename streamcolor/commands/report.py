@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from streamcolor.commands.common import EXIT_FATAL, PathArg, common_options, engine_options, load, say
+from streamcolor.errors import OutputError
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,8 @@ def command(folder, output, max_photos, image_size, speed, batches, results, gal
         path = write_report(output, engine=engine, results=results, photos=folder, max_photos=max_photos,
                             gallery=gallery, progress=say, options=options, image_size=image_size,
                             speed_batches=speed_batches, notes=notes)
-    except ValueError as exc:  # a results file that is not one, checked before any work: the run could not start
-        error = click.ClickException(str(exc))
+    except (ValueError, OutputError) as exc:  # a results file that is not one, a page or gallery of the user's
+        error = click.ClickException(str(exc))  # at -o: checked before any work, the run could not start
         error.exit_code = EXIT_FATAL
         raise error from exc
     for note in notes:
