@@ -41,7 +41,7 @@ from PIL import Image
 
 from streamcolor.engines import lab
 from streamcolor import image_io, memory, tempfiles
-from streamcolor.errors import InputError, OutputError, refuse_empty_path
+from streamcolor.errors import InputError, refuse_empty_path
 
 if TYPE_CHECKING:
     from streamcolor.engines import Engine, ModelInfo
@@ -650,10 +650,8 @@ def _write_output(decoded: image_io.Decoded, dst: str | os.PathLike, engine: "En
     ab = predict([prep], engine)[0]
     if isinstance(ab, Exception):
         raise ab
-    try:
+    with image_io.said_of(dst):
         data = encode_prepared(prep, ab, image_io.format_for(dst), options, label=str(dst))
-    except OutputError as exc:  # (a format's size limit: said of the file)
-        raise OutputError(f"{dst}: {exc}") from exc.__cause__
     return image_io.write_atomic(dst, data, replace=replace)
 
 

@@ -593,8 +593,16 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray |
     (``out/``, or one that exists, whatever its name) is said to be one before any encoding.
     ``replace``: as :func:`atomic_output`."""
     check_file_path(path)
-    try:
+    with said_of(path):
         data = encode_image(rgb, fmt or format_for(path), alpha=alpha, info=info, quality=quality, label=str(path))
-    except OutputError as exc:  # (a format's size limit: said of the file)
-        raise OutputError(f"{path}: {exc}") from exc.__cause__
     return write_atomic(path, data, replace=replace)
+
+
+@contextlib.contextmanager
+def said_of(path: str | os.PathLike) -> Iterator[None]:
+    """An OutputError of encoding (a format's size limit, :data:`MAX_SIDE`) said of the file
+    ``path``, its cause kept (the errno that makes it the item's failure, not the run's)."""
+    try:
+        yield
+    except OutputError as exc:
+        raise OutputError(f"{path}: {exc}") from exc.__cause__

@@ -31,7 +31,7 @@ import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Hashable, Sequence
 
 from streamcolor.errors import OutputError
 
@@ -112,21 +112,19 @@ def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], *
             inputs.setdefault(ident, Path(src))
     planned: list[Planned] = []
     taken: set[tuple[str, str]] = set()
-    reserved = {_slot(Path(proposed)) for _, proposed in pairs}  # a number never takes another input's own output
+    slots = [_slot(Path(proposed)) for _, proposed in pairs]
+    reserved = set(slots)  # a number never takes another input's own output
     # who keeps a name several outputs propose: the input whose own earlier output is there (outputs
-    # never move), else an input already named so (photo.png, not the photo.jpg converted to PNG), else
-    # the first given -- as `batch` names its members; so the order given changes nothing
-    claims: dict[tuple[str, str], int] = {}
-    shared: dict[tuple[str, str], list[int]] = {}
-    for i, (src, proposed) in enumerate(pairs):
-        slot, j = _slot(Path(proposed)), claims.get(_slot(Path(proposed)))
-        shared.setdefault(slot, []).append(i)
-        if j is None or (_named_so(src, proposed) and not _named_so(*pairs[j])):
-            claims[slot] = i
-    for slot, users in shared.items():
-        proposed = Path(pairs[users[0]][1])
-        if keep_others and len(users) > 1 and os.path.lexists(_there(proposed)):
-            claims[slot] = next((i for i in users if written_by_streamcolor(proposed, pairs[i][0])), claims[slot])
+    # never move), else as `batch` names its members (:func:`claimants`); so the order given changes nothing
+    keeps = claimants([(slot, Path(src).name == Path(proposed).name) for slot, (src, proposed) in zip(slots, pairs)])
+    if keep_others:
+        sharing: dict[tuple[str, str], list[int]] = {}
+        for i, slot in enumerate(slots):
+            sharing.setdefault(slot, []).append(i)
+        for users in (u for u in sharing.values() if len(u) > 1 and os.path.lexists(_there(Path(pairs[u[0]][1])))):
+            owner = next((i for i in users if written_by_streamcolor(pairs[i][1], pairs[i][0])), None)
+            if owner is not None:
+                keeps = (keeps - set(users)) | {owner}
     for i, (src, proposed) in enumerate(pairs):
         src, dst = Path(src), Path(proposed)
         original = dst
@@ -140,8 +138,7 @@ def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], *
                     what = "that input itself" if same == src else f"the input {same}"
                     raise OutputError(f"{dst}: the output for {src} would replace {what}; "
                                       "choose another output (-o) so that the originals are kept")
-            elif _slot(dst) not in taken and (claims[_slot(original)] == i if dst == original
-                                              else _slot(dst) not in reserved):
+            elif _slot(dst) not in taken and (i in keeps if dst == original else _slot(dst) not in reserved):
                 if not (keep_others and os.path.lexists(_there(dst)) and not written_by_streamcolor(dst, src)):
                     break
                 kept = kept or dst
@@ -152,9 +149,21 @@ def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], *
     return planned
 
 
-def _named_so(src: str | os.PathLike, proposed: str | os.PathLike) -> bool:
-    """Whether an output keeps its input's own name."""
-    return Path(src).name == Path(proposed).name
+def claimants(keys: Sequence[tuple[Hashable | None, bool]]) -> set[int]:
+    """The indices of the ``(key, own)`` pairs (None: no key) that keep their key when several
+    have one key (keys compared as given: callers fold case): one whose ``own`` is true (its
+    name as listed) before one whose name was converted, then the first listed.  Why not
+    simply the first listed: which of ``photo.jpg`` and ``photo.png`` comes first is an
+    accident of the listing, while the one already named ``photo.png`` is the one a user looks
+    for there."""
+    best: dict[Hashable, int] = {}
+    for i, (key, own) in enumerate(keys):
+        if key is None:
+            continue
+        j = best.get(key)
+        if j is None or (own and not keys[j][1]):
+            best[key] = i
+    return set(best.values())
 
 
 def describe_renames(planned: Sequence[Planned]) -> list[str]:
@@ -272,5 +281,5 @@ def replace_policy(existing: str, source: str | os.PathLike) -> "tempfiles.Repla
     return tempfiles.Beside(lambda path: written_by_streamcolor(path, source))
 
 
-__all__ = ["NAME_MAX", "Planned", "describe_renames", "fitted", "numbered", "plan_outputs", "remember_written",
-           "replace_policy", "written_by_streamcolor"]
+__all__ = ["NAME_MAX", "Planned", "claimants", "describe_renames", "fitted", "numbered", "plan_outputs",
+           "remember_written", "replace_policy", "written_by_streamcolor"]

@@ -532,7 +532,8 @@ def _data_uri(rgb: np.ndarray, fmt: str = "JPEG") -> str:
     return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
 
 
-#: The mark of a page this module wrote: a report is replaced only where it finds one.
+#: The mark of a page this module wrote, for its readers (whether a page may be replaced is the
+#: record's to say: :func:`check_replaceable`).
 GENERATOR_META = "<meta name='generator' content='streamcolor report'>"
 #: The first line of a gallery's README (see :func:`write_gallery`).
 GALLERY_TITLE = "# Before / after gallery"

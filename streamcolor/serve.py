@@ -407,7 +407,8 @@ class _State:
         from streamcolor.video import VideoOptions, colorize_video
 
         suffix = PurePath(upload.name).suffix.lower()
-        suffix = suffix if suffix in VIDEO_SUFFIXES else ".gif" if upload.animated else ".mp4"  # (FFmpeg reads the content)
+        # (FFmpeg goes by the content; the name only helps it)
+        suffix = suffix if suffix in VIDEO_SUFFIXES else ".gif" if upload.animated else ".mp4"
         options = VideoOptions(render_size=params.get("render_size", self.colour.render_size),
                                saturation=params.get("saturation", self.colour.saturation),
                                max_pixels=self.colour.max_pixels)  # the same pixel-bomb guard as images

@@ -263,5 +263,5 @@ def _remove_if_abandoned(path: Path) -> int:
         os.close(fd)
 
 
-__all__ = ["Beside", "MAX_SUFFIX", "PREFIX", "Replace", "Staged", "TEMP_RE", "UMASK", "create", "is_temp_name", "move_into_place", "name_tag",
-           "sweep"]
+__all__ = ["Beside", "MAX_SUFFIX", "PREFIX", "Replace", "Staged", "TEMP_RE", "UMASK", "create", "is_temp_name",
+           "move_into_place", "name_tag", "sweep"]

@@ -31,14 +31,13 @@ capped, and decoded images are held to ``max_pixels``.
 """
 
 from streamcolor.archive.job import LOCK_FILENAME, BatchJob, BatchReport, pack_outputs
-from streamcolor.archive.listing import (ARCHIVE_SUFFIXES, OUTPUT_FORMATS, BatchOptions, Item, Source, claimants,
-                                         list_items,
+from streamcolor.archive.listing import (ARCHIVE_SUFFIXES, OUTPUT_FORMATS, BatchOptions, Item, Source, list_items,
                                          open_source, output_key, output_name, read_item, safe_member_path,
                                          unique_name)
 from streamcolor.archive.pipeline import colorize_archive, process_items
 from streamcolor.items import REPORT_FILENAME, JobReport, Outcome
 
 __all__ = ["ARCHIVE_SUFFIXES", "BatchJob", "BatchOptions", "BatchReport", "Item", "JobReport", "LOCK_FILENAME",
-           "OUTPUT_FORMATS", "Outcome", "REPORT_FILENAME", "Source", "claimants", "colorize_archive",
+           "OUTPUT_FORMATS", "Outcome", "REPORT_FILENAME", "Source", "colorize_archive",
            "list_items", "open_source", "output_key", "output_name", "pack_outputs", "process_items", "read_item",
            "safe_member_path", "unique_name"]

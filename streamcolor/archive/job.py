@@ -197,8 +197,8 @@ class BatchJob:
                      and (self.out_dir / (e.output or e.key)).is_file()]
         if older:
             log.warning("%d item(s) also have an output from an earlier run under another name (%s -> now %s%s: "
-                        "another --format?); both are kept", len({now for _, now in older}), older[0][0], older[0][1],
-                        ", ..." if len(older) > 1 else "")
+                        "another --format?); both are kept", len({now for _, now in older}), older[0][0],
+                        older[0][1], ", ..." if len(older) > 1 else "")
 
     def note_settings(self, info: ModelInfo) -> None:
         """Say which settings this run colorizes with (``info``'s model; the render size,
@@ -308,7 +308,8 @@ class BatchJob:
         packed = None
         if self.archive_kind and self.archive_path is not None:
             with _recording(self.manifest):
-                found = _check_packed_target(self.archive_path, self.manifest, self.paths)  # (nothing put there meanwhile)
+                # checked again (nothing put there meanwhile); the job's own earlier archive may be replaced
+                found = _check_packed_target(self.archive_path, self.manifest, self.paths)
                 packed = pack_outputs(self.out_dir, done, self.archive_path, self.archive_kind,
                                       replace=lambda p: found is not None and _file_identity(p) == found)
                 records = _packed_records(self.manifest)

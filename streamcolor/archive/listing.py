@@ -22,7 +22,7 @@ from streamcolor.engines.archives import ARCHIVE_SUFFIXES, Source, safe_member_p
 from streamcolor.errors import InputError, MemberRefused
 from streamcolor.items import REPORT_FILENAME
 from streamcolor.manifest import FAILED, JOB_DIR, PENDING, SKIPPED, Entry
-from streamcolor.outputs import NAME_MAX, fitted, numbered
+from streamcolor.outputs import NAME_MAX, claimants, fitted, numbered
 
 if TYPE_CHECKING:
     from streamcolor.engines import Engine
@@ -234,7 +234,7 @@ def list_items(sources: Sequence[Source], options: BatchOptions = BatchOptions()
             own = refusal is None and key == output_key(m.name)[0]  # its name unchanged by --format
             listed.append((source, prefix, m, None if refusal else clear_of_job_files(prefix + key), refusal, own))
     warn_left_out(left_out)
-    keeps = claimants([(key, own) for _, _, _, key, _, own in listed])
+    keeps = claimants([(key and key.casefold(), own) for _, _, _, key, _, own in listed])
     reserved = {key.casefold() for _, _, _, key, _, _ in listed if key is not None}
     items: list[Item] = []
     taken: set[str] = set()
@@ -248,22 +248,6 @@ def list_items(sources: Sequence[Source], options: BatchOptions = BatchOptions()
             continue
         items.append(Item(key=folders.file_key(key, taken, reserved, claimed=i in keeps), **common))
     return items
-
-
-def claimants(keys: Sequence[tuple[str | None, bool]]) -> set[int]:
-    """The indices of the ``(key, own)`` pairs (None: no key) that keep their key when several
-    have one key (compared case-insensitively): one whose ``own`` is true (its name as listed)
-    before one whose name was converted, then the first listed.  Why not simply the first
-    listed: which of ``photo.jpg`` and ``photo.png`` comes first is an accident of the listing,
-    while the one already named ``photo.png`` is the one a user looks for there."""
-    best: dict[str, int] = {}
-    for i, (key, own) in enumerate(keys):
-        if key is None:
-            continue
-        j = best.get(key.casefold())
-        if j is None or (own and not keys[j][1]):
-            best[key.casefold()] = i
-    return set(best.values())
 
 
 def warn_left_out(left_out: Sequence[str]) -> None:
@@ -347,7 +331,7 @@ def _prefixes(sources: Sequence[Source]) -> list[str]:
         name, _ = safe_member_path(s.name)
         names.append(name.replace("/", "_") if name else "source")
     order = sorted(range(len(sources)), key=lambda i: os.path.abspath(sources[i].path))
-    keeps = {order[j] for j in claimants([(names[i], True) for i in order])}
+    keeps = {order[j] for j in claimants([(names[i].casefold(), True) for i in order])}
     reserved = {n.casefold() for n in names}
     taken: set[str] = set()
     out = [""] * len(sources)
@@ -373,6 +357,5 @@ def unique_name(path: str, taken: set[str], reserved: set[str] = frozenset(), *,
     return candidate
 
 
-__all__ = ["ARCHIVE_SUFFIXES", "BatchOptions", "Item", "OUTPUT_FORMATS", "Source", "claimants", "list_items",
-           "open_source",
+__all__ = ["ARCHIVE_SUFFIXES", "BatchOptions", "Item", "OUTPUT_FORMATS", "Source", "list_items", "open_source",
            "clear_of_job_files", "output_key", "output_name", "read_item", "safe_member_path", "unique_name"]

@@ -101,8 +101,8 @@ def process_items(items: Sequence[tuple[Item, bytes]], *, engine: "Engine", out_
     be written."""
     options = options.for_engine(engine)
     todo = [(i, pair) for i, pair in enumerate(items) if not pair[0].refusal]
-    done = colorize_items([pair for _, pair in todo], engine=engine, options=options, sink=FolderSink(out_dir, keep_others=True),
-                          batch_size=batch_size)
+    done = colorize_items([pair for _, pair in todo], engine=engine, options=options,
+                          sink=FolderSink(out_dir, keep_others=True), batch_size=batch_size)
     outcomes = {i: o for (i, _), o in zip(todo, done)}
     return [outcomes.get(i) or Outcome(item, item.refusal_state, item.refusal) for i, (item, _) in enumerate(items)]
 
@@ -119,7 +119,8 @@ class _Pipeline:
     def __init__(self, job: BatchJob, engine: "Engine", color: ColorOptions, bar):
         self.job, self.engine, self.color, self.bar = job, engine, color, bar
         self.options = job.options
-        self.sink = FolderSink(job.out_dir, staging=True, keep_others=True)  # the job renames each output as it records it
+        # the job renames each output as it records it, replacing only the item's own earlier one
+        self.sink = FolderSink(job.out_dir, staging=True, keep_others=True)
         self.workers = self.options.workers or os.cpu_count() or 1
         self.batch_size = self.options.batch_for(engine)
         self.depth = 2 * self.batch_size + self.workers  # decoded items waiting for the engine, at most

@@ -190,6 +190,6 @@ def _on_ray(address, segments, model, backend):
 
     def convert(src, dst, options, progress, replace):
         return colorize_video_ray(src, dst, model=model, backend=backend, options=options, cluster=cluster,
-                           segments=segments, progress=progress, replace=replace)
+                                  segments=segments, progress=progress, replace=replace)
 
     return convert
