@@ -37,6 +37,7 @@ the bodies in memory are bounded by ``max_pending`` x ``max_upload``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import io
@@ -402,8 +403,13 @@ class _State:
                                "try format=png") from None
         return data, out_fmt, self.batcher.last_batch_size
 
-    def colorize_video(self, upload: _Upload, params: Mapping[str, Any]) -> tuple[bytes, str]:
-        """Worker thread: a short video through the video pipeline -> (bytes, extension)."""
+    def colorize_video(self, upload: _Upload, params: Mapping[str, Any]) -> tuple[Path, str]:
+        """Worker thread: a short video through the video pipeline -> (the output file, extension).
+
+        The output stays on disk, in a folder of its own that the caller removes once the answer
+        is sent (:func:`_remove_folder`): a colorized video can be many times its upload (a
+        low-bitrate clip comes back at CRF 18), so it is sent from the file, a chunk at a time,
+        never held whole in memory."""
         from streamcolor.video import VideoOptions, colorize_video
 
         suffix = PurePath(upload.name).suffix.lower()
@@ -412,7 +418,8 @@ class _State:
         options = VideoOptions(render_size=params.get("render_size", self.colour.render_size),
                                saturation=params.get("saturation", self.colour.saturation),
                                max_pixels=self.colour.max_pixels)  # the same pixel-bomb guard as images
-        with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp:
+        tmp = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-")
+        try:
             src = Path(tmp) / f"input{suffix}"
             src.write_bytes(upload.data)
             for ext in ("mp4", "mkv"):  # MP4 plays in browsers; MKV holds any audio codec the source has
@@ -426,12 +433,25 @@ class _State:
                         raise _Reject(422, _for_client(str(exc), tmp, upload.name)) from None
                     log.info("%s: MP4 cannot hold it (%s); writing MKV", upload.name, exc)
                     continue
-                return dst.read_bytes(), ext
-        raise AssertionError("unreachable")
+                src.unlink()  # (the disk holds the answer alone while it is sent)
+                return dst, ext
+            raise AssertionError("unreachable")
+        except BaseException:
+            _remove_folder(tmp)
+            raise
 
     def close(self) -> None:
         self.batcher.close()
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _remove_folder(path: str | os.PathLike) -> None:
+    """Remove a video request's working folder; one that cannot be removed is logged (the next
+    start's :func:`sweep_abandoned_folders` takes it), never raised over the request's answer."""
+    try:
+        shutil.rmtree(path)
+    except OSError as exc:
+        log.warning("could not remove %s: %s", path, exc)
 
 
 def _video_bytes(upload: _Upload, budget: int) -> int:
@@ -619,28 +639,43 @@ def _memory_stats(state: _State) -> dict[str, int]:
     return {"budget": b.total, "used": b.used, "peak": b.peak, "waiting": b.waiting}
 
 
-async def _send(request: web.Request, body: bytes, ctype: str, headers: Mapping[str, str], timeout: float,
-                name: str) -> web.StreamResponse:
+async def _send(request: web.Request, body: bytes | Path, ctype: str, headers: Mapping[str, str],
+                timeout: float, name: str) -> web.StreamResponse:
     """Write the answer here, in the handler, so that its request keeps its --max-pending slot and
     its share of the memory budget until the bytes are out; a client that takes less than
     ``_SEND_CHUNK`` bytes of it in ``timeout`` s is cut off (its buffered answer dropped), not
-    kept in memory without end.  A client that goes away mid-answer is a note, not an error."""
+    kept in memory without end.  A client that goes away mid-answer is a note, not an error.
+    ``body`` is the answer's bytes, or a file read a chunk at a time (a video's answer)."""
     response = web.StreamResponse(headers=headers)
     response.content_type = ctype
-    response.content_length = len(body)
-    await response.prepare(request)
-    view = memoryview(body)
-    try:
-        for start in range(0, len(body), _SEND_CHUNK):
-            await asyncio.wait_for(response.write(view[start:start + _SEND_CHUNK]), timeout)
-        await asyncio.wait_for(response.write_eof(), timeout)  # it waits for the last bytes to drain too
-    except asyncio.TimeoutError:
-        log.warning("%s: the client took under %d KiB of its answer in %g s; connection dropped", name,
-                    _SEND_CHUNK >> 10, timeout)
-        if request.transport is not None:
-            request.transport.abort()
-    except ConnectionError:
-        log.info("%s: the client went away before its whole answer was sent", name)
+    loop = asyncio.get_running_loop()
+    with contextlib.ExitStack() as stack:
+        if isinstance(body, Path):
+            f = stack.enter_context(open(body, "rb"))
+            response.content_length = os.fstat(f.fileno()).st_size
+
+            async def chunks():
+                while chunk := await loop.run_in_executor(None, f.read, _SEND_CHUNK):
+                    yield chunk
+        else:
+            response.content_length = len(body)
+            view = memoryview(body)
+
+            async def chunks():
+                for start in range(0, len(view), _SEND_CHUNK):
+                    yield view[start:start + _SEND_CHUNK]
+        await response.prepare(request)
+        try:
+            async for chunk in chunks():
+                await asyncio.wait_for(response.write(chunk), timeout)
+            await asyncio.wait_for(response.write_eof(), timeout)  # it waits for the last bytes to drain too
+        except asyncio.TimeoutError:
+            log.warning("%s: the client took under %d KiB of its answer in %g s; connection dropped", name,
+                        _SEND_CHUNK >> 10, timeout)
+            if request.transport is not None:
+                request.transport.abort()
+        except ConnectionError:
+            log.info("%s: the client went away before its whole answer was sent", name)
     return response
 
 
@@ -667,21 +702,29 @@ async def _colorize(request: web.Request) -> web.StreamResponse:
         need = (await loop.run_in_executor(None, _video_bytes, upload, state.options.memory_budget)
                 if upload.is_video else memory.encoded_bytes(upload.data))
         async with state.budget.hold(need) as share:
-            if upload.is_video:
-                async with state.video_slot:  # one video at a time; photos keep flowing meanwhile
-                    data, ext = await loop.run_in_executor(state.pool, state.colorize_video, upload, params)
-                ctype = "video/mp4" if ext == "mp4" else "video/x-matroska"
-                batch = 0
-            else:
-                data, fmt, batch = await loop.run_in_executor(state.pool, state.colorize_image, upload,
-                                                              state.options_for(params), params.get("format", "same"))
-                ext, ctype = _EXTENSION[fmt], _MIME[fmt]
-            share.shrink(len(data))  # while it is sent, only the answer's bytes are in memory
-            ms = (time.perf_counter() - t0) * 1e3
-            return await _send(request, data, ctype, {
-                "Content-Disposition": content_disposition(upload.name, ext),
-                "X-Streamcolor-Batch": str(batch), "Server-Timing": f"colorize;dur={ms:.1f}",
-                "Cache-Control": "no-store"}, state.options.upload_timeout, upload.name)
+            folder = None
+            try:
+                if upload.is_video:
+                    async with state.video_slot:  # one video at a time; photos keep flowing meanwhile
+                        answer, ext = await loop.run_in_executor(state.pool, state.colorize_video, upload, params)
+                    folder = answer.parent
+                    ctype = "video/mp4" if ext == "mp4" else "video/x-matroska"
+                    batch = 0
+                    share.shrink(len(upload.data) + _SEND_CHUNK)  # sent from its file, a chunk at a time
+                else:
+                    answer, fmt, batch = await loop.run_in_executor(
+                        state.pool, state.colorize_image, upload, state.options_for(params),
+                        params.get("format", "same"))
+                    ext, ctype = _EXTENSION[fmt], _MIME[fmt]
+                    share.shrink(len(answer))  # while it is sent, only the answer's bytes are in memory
+                ms = (time.perf_counter() - t0) * 1e3
+                return await _send(request, answer, ctype, {
+                    "Content-Disposition": content_disposition(upload.name, ext),
+                    "X-Streamcolor-Batch": str(batch), "Server-Timing": f"colorize;dur={ms:.1f}",
+                    "Cache-Control": "no-store"}, state.options.upload_timeout, upload.name)
+            finally:
+                if folder is not None:
+                    await loop.run_in_executor(None, _remove_folder, folder)
     finally:
         state.in_flight -= 1
         if not state.in_flight:

@@ -618,6 +618,33 @@ def test_video_round_trip(server, tmp_path):
     assert r.status == 400 and "over the limit" in r.json()["error"], r.body[:300]
 
 
+def test_a_video_answer_is_sent_from_its_file_and_its_folder_removed(engine, tmp_path, monkeypatch):
+    """A colorized video can be many times its upload, so it is sent from disk a chunk at a time,
+    and its working folder is gone once the answer is out, after an error too."""
+    from streamcolor import serve
+    from streamcolor.video import make_clip
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    sent = []
+    real_send = serve._send
+
+    async def spy(request, body, *args):
+        sent.append(body if isinstance(body, Path) else type(body))
+        return await real_send(request, body, *args)
+
+    monkeypatch.setattr(serve, "_send", spy)
+    clip = make_clip(tmp_path / "clip.mp4", 96, 64, 40)
+    with Server(engine, ServeOptions(port=0)) as srv:
+        r = post_file(srv.url, clip.read_bytes(), "clip.mp4", "video/mp4", query="?render_size=64")
+        assert r.status == 200, r.body[:300]
+        assert sent and isinstance(sent[0], Path) and sent[0].name == "colour.mp4"
+        assert len(r.body) == int(r.headers["Content-Length"]) and r.body[4:8] == b"ftyp"
+        bad = post_file(srv.url, clip.read_bytes()[:300], "cut.mp4", "video/mp4")
+        assert bad.status == 400
+        assert list((tmp_path / "tmp").iterdir()) == []
+
+
 def test_an_animated_gif_comes_back_as_a_video(server, tmp_path):
     """Frames in time are a video's job, as `streamcolor video` takes an animated GIF: the answer is an MP4
     of as many frames (a still GIF stays an image)."""
