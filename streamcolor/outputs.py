@@ -26,6 +26,7 @@ changes the modification time) makes the file the user's.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sqlite3
@@ -139,7 +140,8 @@ def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], *
                     raise OutputError(f"{dst}: the output for {src} would replace {what}; "
                                       "choose another output (-o) so that the originals are kept")
             elif _slot(dst) not in taken and (i in keeps if dst == original else _slot(dst) not in reserved):
-                if not (keep_others and os.path.lexists(_there(dst)) and not written_by_streamcolor(dst, src)):
+                if not (keep_others and os.path.lexists(_there(dst))
+                        and not written_by_streamcolor(dst, pairs[i][0])):
                     break
                 kept = kept or dst
             n += 1
@@ -196,10 +198,30 @@ def _written_db() -> sqlite3.Connection:
     return db
 
 
+@dataclass(frozen=True)
+class Piped:
+    """Standard input as an input: the path ``-``, named in the record of written files by its
+    bytes' SHA-256.  Why: a rerun piping the same bytes may replace its own output, while other
+    bytes piped to the same ``-o`` keep the first output and are written as ``name~2``, as two
+    files of one name from different folders are."""
+
+    digest: str  # SHA-256 of what was read, hex
+
+    @classmethod
+    def of(cls, data: bytes) -> "Piped":
+        return cls(hashlib.sha256(data).hexdigest())
+
+    def __fspath__(self) -> str:
+        return "-"
+
+
 def _source_id(source: str | os.PathLike | None) -> str | None:
-    """How the record names an input: its real path, ``<stdin>`` for ``-``, None when not known."""
+    """How the record names an input: its real path, ``<stdin SHA-256>`` for bytes piped in
+    (:class:`Piped`; ``<stdin>`` for ``-`` when they are not known), None when not known."""
     if source is None:
         return None
+    if isinstance(source, Piped):
+        return f"<stdin {source.digest}>"
     return "<stdin>" if str(source) == "-" else os.fsencode(os.path.realpath(source)).hex()
 
 
@@ -281,5 +303,5 @@ def replace_policy(existing: str, source: str | os.PathLike) -> "tempfiles.Repla
     return tempfiles.Beside(lambda path: written_by_streamcolor(path, source))
 
 
-__all__ = ["NAME_MAX", "Planned", "claimants", "describe_renames", "fitted", "numbered", "plan_outputs",
+__all__ = ["NAME_MAX", "Piped", "Planned", "claimants", "describe_renames", "fitted", "numbered", "plan_outputs",
            "remember_written", "replace_policy", "written_by_streamcolor"]

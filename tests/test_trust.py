@@ -178,6 +178,28 @@ def test_image_cli_keeps_a_file_it_did_not_write_and_replaces_only_its_own_uncha
                                                                            if n != "p.jpg"}
 
 
+def test_photos_piped_to_the_same_output_keep_each_other(tmp_path):
+    """Bytes piped in are known by their content: other bytes piped to the same -o keep the first
+    output (name~2), as two inputs of one name do; the same bytes again replace their own output."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def pipe(data: bytes) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "streamcolor", "image", "-", "-o", str(tmp_path / "c.png")],
+                              input=data, capture_output=True, timeout=300, env=env)
+
+    assert pipe(jpeg(1)).returncode == 0
+    first = (tmp_path / "c.png").read_bytes()
+    r = pipe(jpeg(2))
+    assert r.returncode == 0 and b"c~2.png" in r.stderr, r.stderr
+    assert (tmp_path / "c.png").read_bytes() == first
+    second = (tmp_path / "c~2.png").read_bytes()
+    assert second != first
+    r = pipe(jpeg(1))  # the first photo again: its own output, replaced in place
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "c~2.png"]
+    assert (tmp_path / "c~2.png").read_bytes() == second
+
+
 def test_written_by_streamcolor_is_the_same_file_unchanged(tmp_path):
     from streamcolor.outputs import remember_written, written_by_streamcolor
 

@@ -16,7 +16,7 @@ from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, PathArg, check_
                                          output_option, progress_setting, refuse_file_name_for_folder, say)
 from streamcolor.errors import OutputError, StreamcolorError
 from streamcolor.items import is_item_error
-from streamcolor.outputs import Planned, describe_renames, fitted, plan_outputs, remember_written, replace_policy
+from streamcolor.outputs import Piped, Planned, describe_renames, fitted, plan_outputs, remember_written, replace_policy
 from streamcolor.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -86,11 +86,15 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
             log.warning("--format %s ignored: -o %s names a %s file (its extension decides)", fmt, output,
                         named if named != "?" else f"{output.suffix!r}")
 
+    # stdin is read before outputs are planned: the record of written files knows it by its bytes
+    stdin = sys.stdin.buffer.read() if STDIO in inputs else b""
+    piped = Piped.of(stdin) if STDIO in inputs else None
     if to_stdout:
         planned = [Planned(inputs[0], STDIO)]
     else:
         try:
-            planned = plan_outputs([(src, output if single_file else output / _out_name(src, fmt))
+            planned = plan_outputs([(piped if src == STDIO else src,
+                                     output if single_file else output / _out_name(src, fmt))
                                     for src in inputs], keep_others=existing == "keep")
         except OutputError as exc:
             _fatal(str(exc))
@@ -124,9 +128,11 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
                 bar.update()
                 continue
             try:
-                out_fmt, dst = _colorize_one(src, dst, fmt, engine, options, replace_policy(existing, src))
+                source = piped if src == STDIO else src
+                out_fmt, dst = _colorize_one(src, dst, fmt, engine, options, replace_policy(existing, source),
+                                             stdin)
                 if dst != STDIO:
-                    remember_written(dst, src)
+                    remember_written(dst, source)
                 if not warned_quality and out_fmt not in ("JPEG", "WEBP"):
                     log.warning("--quality ignored: %s output is lossless", out_fmt)
                     warned_quality = True
@@ -155,16 +161,17 @@ def _label(path: Path, stream: str) -> str:
 
 
 def _colorize_one(src: Path, dst: Path, fmt: str, engine, options: ColorOptions,
-                  replace: tempfiles.Replace) -> tuple[str, Path]:
+                  replace: tempfiles.Replace, stdin: bytes = b"") -> tuple[str, Path]:
     """Read ``src`` (a file or stdin), colorize, write ``dst`` (a file or stdout); returns the format
     written and the path (``name~N`` where a file that appeared at ``dst`` meanwhile is kept).
     Files go through :func:`colorize_image` (the API's path: atomic write, bounded memory).
-    ``replace``: what may be replaced at ``dst`` (:func:`replace_policy`)."""
+    ``replace``: what may be replaced at ``dst`` (:func:`replace_policy`); ``stdin``: the bytes
+    read from stdin when ``src`` is ``-``."""
     if dst != STDIO and src != STDIO:
         written = colorize_image(src, dst, engine=engine, options=options, replace=replace)
         return image_io.format_for(dst), written
     if src == STDIO:
-        decoded = image_io.read_image(sys.stdin.buffer.read(), name="<stdin>", max_pixels=options.max_pixels)
+        decoded = image_io.read_image(stdin, name="<stdin>", max_pixels=options.max_pixels)
     else:
         decoded = image_io.read_image(src, max_pixels=options.max_pixels)
     rgb = colorize_batch([decoded], engine=engine, options=options)[0]
