@@ -513,6 +513,19 @@ def test_batch_into_a_file_says_it_is_a_file(tmp_path):
     assert (tmp_path / "outfile").read_bytes() == b"mine"
 
 
+def test_batch_refuses_a_dash_for_stdin_or_stdout_and_takes_dot_slash_dash_as_a_folder(tmp_path):
+    """`-o -` means stdout in `image`; `batch` writes a folder, so it says so instead of making a
+    folder named "-" (and never reads a source "-" as one); ./- is that folder when it is meant."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.jpg").write_bytes(jpeg())
+    for args in (["d", "-o", "-"], ["-", "-o", "out"]):
+        r = cli("batch", *args, cwd=tmp_path)
+        assert r.returncode == 2 and "not stdin or stdout ('-')" in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+    r = cli("-q", "batch", "d", "-o", "./-", cwd=tmp_path)
+    assert r.returncode == 0 and (tmp_path / "-" / "a.jpg").is_file(), r.stderr
+
+
 def test_the_api_refuses_to_write_over_its_input(engine, tmp_path):
     src = tmp_path / "a.jpg"
     src.write_bytes(jpeg())

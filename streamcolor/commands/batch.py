@@ -124,6 +124,9 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
                                memory_budget=memory_budget, redo=redo)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    if str(output) == "-" or any(str(s) == "-" for s in sources):  # (as `image` reads them; here a folder "-")
+        raise click.UsageError("batch reads and writes folders and archives, not stdin or stdout ('-'); "
+                               "for a folder named '-', write ./-")
     refuse_file_name_for_folder(output, len(sources), "batch")
     out = f"{output}{os.sep}" if output_is_folder() else output  # "x.zip/": the folder x.zip, nothing packed
     if ray_address_option is not None:
