@@ -106,9 +106,9 @@ def _readable_suffixes() -> set[str]:
     return _READABLE
 
 
-def read_image(src: str | os.PathLike | bytes | Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+def read_image(src: str | os.PathLike | bytes | BinaryIO | Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                name: str | None = None) -> Decoded:
-    """Decode ``src`` (a path, encoded bytes, or a PIL image).
+    """Decode ``src`` (a path, encoded bytes, a seekable binary file object, or a PIL image).
 
     Raises InputError for a missing file, a directory, a zero-byte or truncated
     file, a non-image, or more than ``max_pixels`` pixels.
@@ -121,6 +121,11 @@ def read_image(src: str | os.PathLike | bytes | Image.Image, *, max_pixels: int 
         if not data:
             raise InputError(f"{label}: empty (0 bytes)")
         return _open(io.BytesIO(data), label, max_pixels)
+    if hasattr(src, "read"):
+        if src.seek(0, os.SEEK_END) == 0:
+            raise InputError(f"{label}: empty (0 bytes)")
+        src.seek(0)
+        return _open(src, label, max_pixels)
     if not os.fspath(src):
         raise InputError("the image path is empty")
     path = Path(src)

@@ -26,7 +26,6 @@ changes the modification time) makes the file the user's.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sqlite3
@@ -206,10 +205,6 @@ class Piped:
     files of one name from different folders are."""
 
     digest: str  # SHA-256 of what was read, hex
-
-    @classmethod
-    def of(cls, data: bytes) -> "Piped":
-        return cls(hashlib.sha256(data).hexdigest())
 
     def __fspath__(self) -> str:
         return "-"

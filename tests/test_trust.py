@@ -200,6 +200,20 @@ def test_photos_piped_to_the_same_output_keep_each_other(tmp_path):
     assert (tmp_path / "c~2.png").read_bytes() == second
 
 
+def test_an_endless_pipe_is_refused_as_it_arrives(tmp_path):
+    """stdin past what any image within --max-pixels can take is refused while it is read (a pipe
+    can be endless), with the reason, exit 1 and nothing written."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    stream = b"\0" * ((64 << 20) + 8 * 1000 + 1)
+    r = subprocess.run([sys.executable, "-m", "streamcolor", "image", "-", "-o", str(tmp_path / "c.png"),
+                        "--max-pixels", "1000"], input=stream, capture_output=True, timeout=300, env=env)
+    assert r.returncode == 1 and b"<stdin>: over 67,116,864 bytes" in r.stderr, r.stderr
+    assert list(tmp_path.iterdir()) == []
+    r = subprocess.run([sys.executable, "-m", "streamcolor", "image", "-", "-o", str(tmp_path / "c.png")],
+                       input=jpeg(3), capture_output=True, timeout=300, env=env)  # (in memory: a small one)
+    assert r.returncode == 0 and Image.open(tmp_path / "c.png").size == (64, 48), r.stderr
+
+
 def test_written_by_streamcolor_is_the_same_file_unchanged(tmp_path):
     from streamcolor.outputs import remember_written, written_by_streamcolor
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 
@@ -14,7 +17,7 @@ from streamcolor.colorize import ColorOptions, colorize_batch, colorize_image
 from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, PathArg, check_medium, common_options,
                                          distinct, engine_options, existing_options, load, output_is_folder,
                                          output_option, progress_setting, refuse_file_name_for_folder, say)
-from streamcolor.errors import OutputError, StreamcolorError
+from streamcolor.errors import InputError, OutputError, StreamcolorError
 from streamcolor.items import is_item_error
 from streamcolor.outputs import Piped, Planned, describe_renames, fitted, plan_outputs, remember_written, replace_policy
 from streamcolor.progress import progress_bar
@@ -87,8 +90,13 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
                         named if named != "?" else f"{output.suffix!r}")
 
     # stdin is read before outputs are planned: the record of written files knows it by its bytes
-    stdin = sys.stdin.buffer.read() if STDIO in inputs else b""
-    piped = Piped.of(stdin) if STDIO in inputs else None
+    stdin, piped = None, None
+    if STDIO in inputs:
+        try:
+            stdin, piped = _read_stdin(max_pixels or image_io.DEFAULT_MAX_PIXELS)
+        except InputError as exc:
+            log.error("%s", exc)
+            sys.exit(EXIT_ITEMS)
     if to_stdout:
         planned = [Planned(inputs[0], STDIO)]
     else:
@@ -161,12 +169,12 @@ def _label(path: Path, stream: str) -> str:
 
 
 def _colorize_one(src: Path, dst: Path, fmt: str, engine, options: ColorOptions,
-                  replace: tempfiles.Replace, stdin: bytes = b"") -> tuple[str, Path]:
+                  replace: tempfiles.Replace, stdin: BinaryIO | None = None) -> tuple[str, Path]:
     """Read ``src`` (a file or stdin), colorize, write ``dst`` (a file or stdout); returns the format
     written and the path (``name~N`` where a file that appeared at ``dst`` meanwhile is kept).
     Files go through :func:`colorize_image` (the API's path: atomic write, bounded memory).
-    ``replace``: what may be replaced at ``dst`` (:func:`replace_policy`); ``stdin``: the bytes
-    read from stdin when ``src`` is ``-``."""
+    ``replace``: what may be replaced at ``dst`` (:func:`replace_policy`); ``stdin``: what was
+    read from stdin (:func:`_read_stdin`) when ``src`` is ``-``."""
     if dst != STDIO and src != STDIO:
         written = colorize_image(src, dst, engine=engine, options=options, replace=replace)
         return image_io.format_for(dst), written
@@ -191,6 +199,33 @@ def _colorize_one(src: Path, dst: Path, fmt: str, engine, options: ColorOptions,
     written = image_io.write_image(dst, rgb, alpha=decoded.alpha, info=decoded.info, quality=options.quality,
                                    fmt=out_fmt, replace=replace)
     return out_fmt, written
+
+
+#: Bytes of stdin held in memory; more go to a temporary file (:func:`_read_stdin`).
+STDIN_IN_MEMORY = 64 << 20
+
+
+def _read_stdin(max_pixels: int) -> tuple[BinaryIO, Piped]:
+    """Read stdin whole (an image is decoded from a seekable file) into a temporary file that
+    stays in memory up to :data:`STDIN_IN_MEMORY`, hashing it on the way (:class:`Piped`).
+
+    Why a limit: a pipe can be endless (``yes | streamcolor image - ...``) or a film.  No image
+    within ``max_pixels`` takes more than 8 bytes a pixel (16-bit RGBA, uncompressed) beside
+    some metadata, so a stream past that is refused as it arrives, before it fills memory or disk."""
+    limit = max_pixels * 8 + (64 << 20)
+    spool = tempfile.SpooledTemporaryFile(max_size=STDIN_IN_MEMORY)
+    digest = hashlib.sha256()
+    read = 0
+    while chunk := sys.stdin.buffer.read(1 << 20):
+        read += len(chunk)
+        if read > limit:
+            spool.close()
+            raise InputError(f"<stdin>: over {limit:,} bytes, more than an image of at most {max_pixels:,} "
+                             "pixels can take (--max-pixels); is it an image?")
+        digest.update(chunk)
+        spool.write(chunk)
+    spool.seek(0)
+    return spool, Piped(digest.hexdigest())
 
 
 def _out_name(src: Path, fmt: str) -> str:
