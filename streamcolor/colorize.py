@@ -145,10 +145,20 @@ def engine_for(engine: "Engine | str | os.PathLike | None") -> "Engine":
                     f"got {type(engine).__name__}")
 
 
-@functools.lru_cache(maxsize=4)
 def default_engine(model: str = "default", backend: str = "auto") -> "Engine":
     """The shared engine used when a call passes none: loaded once per process
-    (building an ONNX Runtime session costs far more than one image)."""
+    (building an ONNX Runtime session costs far more than one image), also when the first calls
+    come from several threads at once: they wait for the one load (each loading its own would
+    hold as many sessions in memory)."""
+    with _DEFAULT_ENGINE_LOCK:
+        return _default_engine(model, backend)
+
+
+_DEFAULT_ENGINE_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=4)
+def _default_engine(model: str, backend: str) -> "Engine":
     from streamcolor.engines import load_engine
 
     return load_engine(model, backend)

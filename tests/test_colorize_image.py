@@ -321,3 +321,35 @@ def test_every_verbs_help_has_examples():
     assert {"streamcolor collection", "streamcolor train quantize", "streamcolor serve"} <= set(found)
     missing = [p for p, cmd in found.items() if "Examples" not in cmd.get_help(click.Context(cmd, info_name=p))]
     assert not missing, missing
+
+
+def test_the_shared_engine_is_loaded_once_when_threads_ask_for_it_together(monkeypatch):
+    """Threads whose first calls pass no engine wait for one load, not one session each."""
+    import threading
+
+    import streamcolor.engines
+    from streamcolor import colorize
+
+    loads = []
+    real = streamcolor.engines.load_engine
+
+    def counting(*args, **kw):
+        loads.append(args)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(streamcolor.engines, "load_engine", counting)
+    colorize._default_engine.cache_clear()
+    start = threading.Barrier(6)
+    got = []
+
+    def first_call():
+        start.wait()
+        got.append(colorize.default_engine())
+
+    threads = [threading.Thread(target=first_call) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(loads) == 1 and len({id(e) for e in got}) == 1 and len(got) == 6
+    colorize._default_engine.cache_clear()  # (later tests load the real one again)
