@@ -164,6 +164,9 @@ def _default_engine(model: str, backend: str) -> "Engine":
     return load_engine(model, backend)
 
 
+default_engine.cache_clear = _default_engine.cache_clear  # type: ignore[attr-defined]  # (as lru_cache had it)
+
+
 def model_options(engine: "Engine", *, render_size: int | None = None, saturation: float | None = None,
                   **fields) -> ColorOptions:
     """``ColorOptions(render_size=..., saturation=..., **fields).for_engine(engine)``:

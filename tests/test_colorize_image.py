@@ -338,7 +338,7 @@ def test_the_shared_engine_is_loaded_once_when_threads_ask_for_it_together(monke
         return real(*args, **kw)
 
     monkeypatch.setattr(streamcolor.engines, "load_engine", counting)
-    colorize._default_engine.cache_clear()
+    colorize.default_engine.cache_clear()
     start = threading.Barrier(6)
     got = []
 
@@ -352,4 +352,4 @@ def test_the_shared_engine_is_loaded_once_when_threads_ask_for_it_together(monke
     for t in threads:
         t.join()
     assert len(loads) == 1 and len({id(e) for e in got}) == 1 and len(got) == 6
-    colorize._default_engine.cache_clear()  # (later tests load the real one again)
+    colorize.default_engine.cache_clear()  # (later tests load the real one again)
