@@ -277,9 +277,12 @@ def test_folder_tree_mirrored_formats_kept(engine, tmp_path):
     Image.fromarray(gray).save(src / "1960s" / "old.gif")
     Image.fromarray(gray).save(src / "top.tif")
     (src / ".DS_Store").write_bytes(b"junk")
-    for junk in (".thumbnails/normal", ".git/objects/ab", "$Recycle.Bin/S-1-5", ".Trash-1000/files"):  # passed over
+    for junk in (".thumbnails/normal", ".git/objects/ab", "$Recycle.Bin/S-1-5", ".Trash-1000/files",
+                 "RECYCLER/S-1-5"):  # passed over
         (src / junk).mkdir(parents=True)
         (src / junk / "cd.png").write_bytes(GOOD_JPEG)
+    (src / "Recycled").mkdir()  # a folder of yours (Windows wrote its old bins in capitals)
+    Image.fromarray(gray).save(src / "Recycled" / "paper.jpg")
     outside = tmp_path / "elsewhere.jpg"
     outside.write_bytes(GOOD_JPEG)
     (src / "1960s" / "link-out.jpg").symlink_to(outside)
@@ -291,7 +294,7 @@ def test_folder_tree_mirrored_formats_kept(engine, tmp_path):
 
     outputs = image_outputs(out)
     assert set(outputs) == {"1950s/summer/beach.jpg", "1950s/deep16.png", "1960s/cut.png", "1960s/old.png",
-                            "1960s/link-in.jpg", "top.tif"}
+                            "1960s/link-in.jpg", "top.tif", "Recycled/paper.jpg"}
     with Image.open(outputs["1950s/summer/beach.jpg"]) as im:
         assert im.format == "JPEG" and im.size == (150, 100) and im.info.get("icc_profile") == icc
     import cv2
@@ -305,7 +308,7 @@ def test_folder_tree_mirrored_formats_kept(engine, tmp_path):
     assert set(problems) == {"1960s/link-out.jpg", "pipe.png"}
     assert "outside the source folder" in problems["1960s/link-out.jpg"][1]
     assert "FIFO" in problems["pipe.png"][1]
-    assert report.done == 6 and report.skipped == 2
+    assert report.done == 7 and report.skipped == 2
 
 
 def test_a_rerun_with_other_settings_says_so_and_redo_colorizes_again(engine, tmp_path, caplog):
@@ -614,9 +617,30 @@ def test_output_overlapping_source_is_refused(engine, tmp_path):
         colorize_archive(tmp_path / "a.jpg", tmp_path / "o2", engine=engine, progress=False)
 
 
+def test_a_backslash_in_a_file_name_is_kept_not_made_a_folder(engine, tmp_path):
+    """In a folder on POSIX, `back\\slash.jpg` is one file's name: mirrored as it is, beside the
+    real `back/slash.jpg`, which keeps its own name; in a zip, `\\` separates folders (Windows)."""
+    src = tmp_path / "in"
+    (src / "back").mkdir(parents=True)
+    (src / "back\\slash.jpg").write_bytes(GOOD_JPEG)
+    (src / "back" / "slash.jpg").write_bytes(GOOD_JPEG)
+    out = tmp_path / "out"
+    report = colorize_archive(src, out, engine=engine, progress=False, options=BatchOptions(render_size=64))
+    assert report.ok and set(image_outputs(out)) == {"back\\slash.jpg", "back/slash.jpg"}
+    z = tmp_path / "win.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("dir\\a.jpg", GOOD_JPEG)
+    report = colorize_archive(z, tmp_path / "zout", engine=engine, progress=False, options=BatchOptions(render_size=64))
+    assert report.ok and set(image_outputs(tmp_path / "zout")) == {"dir/a.jpg"}
+
+
 def test_safe_member_path_and_output_name():
     assert safe_member_path("a/./b//c.jpg") == ("a/b/c.jpg", None)
     assert safe_member_path("win\\dir\\c.jpg") == ("win/dir/c.jpg", None)
+    # a POSIX file's name holds "\\" as a character; climbing out the Windows way is refused still
+    assert safe_member_path("back\\slash.jpg", backslashes=False) == ("back\\slash.jpg", None)
+    assert safe_member_path("..\\x.png", backslashes=False)[0] is None
+    assert safe_member_path("C:\\x.png", backslashes=False)[0] is None
     for bad in ["/etc/x.png", "../x.png", "a/../../x.png", "C:\\x.png", "..\\x.png", "", "./", "a\x00.png"]:
         path, reason = safe_member_path(bad)
         assert path is None and reason

@@ -139,6 +139,7 @@ class UnreadableSource:
     to the same ``OUT/<name>/`` once it is mended."""
 
     kind = "unreadable"
+    backslashes = True  # (its one member has no name)
 
     def __init__(self, path: str | os.PathLike, reason: str):
         self.path = Path(path)
@@ -192,10 +193,10 @@ def output_name(rel: str, output_format: str = "same") -> str:
     return str(out)
 
 
-def output_key(name: str, output_format: str = "same") -> tuple[str | None, str | None]:
+def output_key(name: str, output_format: str = "same", *, backslashes: bool = True) -> tuple[str | None, str | None]:
     """A member name's output key: ``(key, None)``, or ``(None, reason)`` when
-    the name is unsafe to write (see :func:`safe_member_path`)."""
-    rel, unsafe = safe_member_path(name)
+    the name is unsafe to write (see :func:`safe_member_path`, and for ``backslashes``)."""
+    rel, unsafe = safe_member_path(name, backslashes=backslashes)
     if rel is None:
         return None, unsafe
     # a part over the filesystem's name limit (tar and zip allow any length) is shortened to fit,
@@ -229,9 +230,9 @@ def list_items(sources: Sequence[Source], options: BatchOptions = BatchOptions()
             if not m.name.endswith("/") and image_io.not_an_image_name(m.name):
                 left_out.append(source.label(m.name))
                 continue
-            key, unsafe = output_key(m.name, options.output_format)
+            key, unsafe = output_key(m.name, options.output_format, backslashes=source.backslashes)
             refusal = m.refusal or unsafe
-            own = refusal is None and key == output_key(m.name)[0]  # its name unchanged by --format
+            own = refusal is None and key == output_key(m.name, backslashes=source.backslashes)[0]  # (unchanged by --format)
             listed.append((source, prefix, m, None if refusal else clear_of_job_files(prefix + key), refusal, own))
     warn_left_out(left_out)
     keeps = claimants([(key and key.casefold(), own) for _, _, _, key, _, own in listed])

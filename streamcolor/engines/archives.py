@@ -50,9 +50,10 @@ JUNK_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 #: Folders of operating-system and photo-tool litter (thumbnail caches, trash, indexes, version control):
 #: their files are copies or metadata, never the user's photos, so they are passed over like JUNK_NAMES.
 #: Compared case-insensitively (Windows spells its bin $RECYCLE.BIN or $Recycle.Bin); ``.Trash-1000``
-#: (a Linux desktop's bin on a removable drive) by its prefix.
+#: (a Linux desktop's bin on a removable drive) by its prefix; the old Windows bins RECYCLER and
+#: RECYCLED only as Windows wrote them, in capitals: a folder of yours named "Recycled" is photos.
 JUNK_FOLDERS = frozenset(n.casefold() for n in (
-    "__MACOSX", "@eaDir", ".thumbnails", ".Trashes", ".Trash", "$RECYCLE.BIN", "RECYCLER", "RECYCLED",
+    "__MACOSX", "@eaDir", ".thumbnails", ".Trashes", ".Trash", "$RECYCLE.BIN",
     ".Spotlight-V100", ".fseventsd", "System Volume Information", ".git", ".svn", ".hg",
     ".streamcolor"))  # (a streamcolor job's own state, when an earlier output folder is given as a source)
 
@@ -60,7 +61,7 @@ JUNK_FOLDERS = frozenset(n.casefold() for n in (
 def is_junk_folder(name: str) -> bool:
     """Whether a folder name is one of :data:`JUNK_FOLDERS` (or a ``.Trash-<uid>`` bin)."""
     folded = name.casefold()
-    return folded in JUNK_FOLDERS or folded.startswith(".trash-")
+    return folded in JUNK_FOLDERS or folded.startswith(".trash-") or name in ("RECYCLER", "RECYCLED")
 #: The zip compression-ratio check applies to members bigger than this (tiny files may compress very well).
 RATIO_MIN_BYTES = 1 << 20
 #: Already-compressed image formats: stored in a zip as they are, not deflated again.
@@ -144,20 +145,25 @@ def source_name(path: str | os.PathLike, kind: str | None) -> str:
     return name or "source"
 
 
-def is_junk(name: str) -> bool:
+def is_junk(name: str, *, backslashes: bool = True) -> bool:
     """Whether a member name is operating-system litter (``.DS_Store``, ``._x``, anything in
-    ``__MACOSX/``, a Synology ``@eaDir/`` or a ``.thumbnails/`` cache: :data:`JUNK_FOLDERS`)."""
-    parts = name.replace("\\", "/").split("/")
+    ``__MACOSX/``, a Synology ``@eaDir/`` or a ``.thumbnails/`` cache: :data:`JUNK_FOLDERS`).
+    ``backslashes``: whether ``\\`` separates folders in it (:func:`safe_member_path`)."""
+    parts = (name.replace("\\", "/") if backslashes else name).split("/")
     return (parts[-1] in JUNK_NAMES or parts[-1].startswith("._")
             or any(is_junk_folder(p) for p in parts[:-1]))
 
 
-def safe_member_path(name: str) -> tuple[str | None, str | None]:
+def safe_member_path(name: str, *, backslashes: bool = True) -> tuple[str | None, str | None]:
     """A member name as a safe relative posix path: ``(path, None)``, or
     ``(None, reason)`` when it is absolute, climbs out with ``..`` or is empty.
 
-    Backslashes count as separators (zips made on Windows); ``.`` and empty
-    parts are dropped.
+    ``backslashes``: whether backslashes separate folders, as in zips and tars made by Windows
+    tools (the default, and always on Windows, where a file name cannot hold one).  A file's own
+    name on POSIX may hold ``\\`` as a plain character (:attr:`Source.backslashes`): its output
+    keeps it, rather than land in a folder beside or over another file's; a name that would climb
+    out when read the Windows way (``..\\x.jpg``) is refused all the same, since outputs get
+    packed and unpacked elsewhere.  ``.`` and empty parts are dropped.
     """
     n = name.replace("\\", "/")
     if "\x00" in n:
@@ -169,6 +175,8 @@ def safe_member_path(name: str) -> tuple[str | None, str | None]:
         return None, "member path contains '..' (refused: it would write outside the output folder)"
     if not parts:
         return None, "empty member name"
+    if not backslashes and os.sep != "\\":
+        parts = [p for p in name.split("/") if p not in ("", ".")]
     return "/".join(parts), None
 
 
@@ -243,8 +251,14 @@ class Source:
         """Every file of the source in a stable order (directories and OS junk left out)."""
         if self._listed is None:
             lister = {"folder": self._list_folder, "zip": self._list_zip}.get(self.kind, self._list_tar)
-            self._listed = [m for m in lister() if not is_junk(m.name)]
+            self._listed = [m for m in lister() if not is_junk(m.name, backslashes=self.backslashes)]
         return self._listed
+
+    @property
+    def backslashes(self) -> bool:
+        """Whether ``\\`` in a member name separates folders: in zips and tars (Windows tools write
+        them so), not in a folder's file names on POSIX, where it is a character of the name."""
+        return self.kind != "folder" or os.sep == "\\"
 
     def _list_folder(self) -> Iterator[Member]:
         root = self.path

@@ -78,7 +78,7 @@ def item_key(path: str, root: str, output_format: str = "same") -> tuple[str | N
     """Output key (path relative to OUT) of the file ``path`` under ``root``:
     ``(key, None)``, or ``(None, reason)`` for a name that is unsafe to write."""
     rel = path[len(root):].lstrip("/") if path.startswith(root.rstrip("/") + "/") else PurePosixPath(path).name
-    return output_key(rel, output_format)
+    return output_key(rel, output_format, backslashes=False)  # (a file's name: ``\\`` is one of its characters)
 
 
 class _TimedEngine:
@@ -206,7 +206,7 @@ class ColorizeBatch:
             keys = [str(k) for k in batch["key"]]
             refused = []
             for k in keys:
-                safe, unsafe = safe_member_path(k)
+                safe, unsafe = safe_member_path(k, backslashes=False)
                 refused.append("" if safe == k else (unsafe or f"key {k!r} is not a normalised relative path"))
             return keys, refused
         if "path" not in batch:

@@ -160,7 +160,7 @@ def _list_files(fs, root: str) -> list[str]:
         return [root]
     infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
     names = [i.path for i in infos if i.type == pafs.FileType.File]
-    return sorted(p for p in names if not is_junk(p) and not is_job_file(p[len(root):]))
+    return sorted(p for p in names if not is_junk(p, backslashes=False) and not is_job_file(p[len(root):]))
 
 
 def _existing(fs, root: str) -> set[str]:
