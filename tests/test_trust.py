@@ -457,6 +457,21 @@ def test_an_output_staged_before_a_kill_is_renamed_not_written_again(engine, tmp
         assert m.pending_renames() == []
 
 
+def test_a_rerun_under_another_format_sweeps_what_a_killed_run_left(engine, tmp_path):
+    """A killed run's temporaries are named for its outputs (a.jpg); a rerun with --format png
+    lists other names (a.png), and still removes them: they are the job's, and abandoned."""
+    src = zip_of(tmp_path / "in.zip", {"a.jpg": jpeg(1), "sub/b.jpg": jpeg(2)})
+    out = tmp_path / "out"
+    with BatchJob(src, out, options=BatchOptions()):
+        pass  # (listed and recorded, then killed before any output)
+    for key in ("a.jpg", "sub/b.jpg"):
+        tempfiles.create(out / key)._release()  # its writer gone: abandoned
+    assert len([p for p in out.rglob("*") if tempfiles.is_temp_name(p.name)]) == 2
+    report = colorize_archive(src, out, engine=engine, options=BatchOptions(output_format="png"), progress=False)
+    assert report.ok and set(outputs(out)) == {"a.png", "sub/b.png"}
+    assert not [p for p in out.rglob("*") if tempfiles.is_temp_name(p.name)]
+
+
 # ---------------------------------------------------------------------------------------------
 # wrong output: arrays, 16-bit colour, multi-frame images
 # ---------------------------------------------------------------------------------------------

@@ -242,6 +242,9 @@ class BatchJob:
         if self.manifest is not None:
             with _recording(self.manifest):
                 names.add(_written_report(self.manifest).get("name") or REPORT_FILENAME)
+                # and those of the keys earlier runs wrote to: a run killed under another --format
+                # left its temporaries under names this listing no longer has
+                names |= {e.key.rsplit("/", 1)[-1] for e in self.manifest.entries() if not e.key.startswith("?")}
         tempfiles.sweep(self.out_dir, names, recursive=True)
         if self.archive_path is not None:
             tempfiles.sweep(self.archive_path.parent, [self.archive_path.name])
