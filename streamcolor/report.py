@@ -399,9 +399,13 @@ def load_results(paths: Sequence[str | Path]) -> tuple[list[Table], list[str]]:
     for p in map(Path, paths):
         data = read_results(p)
         if isinstance(data, dict) and "benchmarks" in data and "machine_info" in data:
-            machines.append(f"{p.name}: {machine_line(data)}")
-            tables.append(headline(data))
-            tables += detail_tables(data)
+            try:
+                line, found = machine_line(data), [headline(data), *detail_tables(data)]
+            except (AttributeError, KeyError, TypeError, ValueError, IndexError, StopIteration) as exc:
+                raise ValueError(f"{p}: has pytest-benchmark's keys but not its layout ({type(exc).__name__}: "
+                                 f"{exc}); give the JSON that `pytest --benchmark-json` wrote") from exc
+            machines.append(f"{p.name}: {line}")
+            tables += found
         elif isinstance(data, dict) and str(data.get("format", "")).startswith("streamcolor-bench/"):
             tables += bench_tables(data)
         else:
@@ -467,7 +471,7 @@ def held_out_photos(folder: str | Path, n: int = 4) -> list[tuple[Path, dict]]:
     from streamcolor.engines import lab
 
     folder = Path(folder)
-    entries = [e for e in json.loads((folder / "manifest.json").read_text()).get("photos", [])
+    entries = [e for e in collector_photos(folder) or []
                if e.get("split") == "val" and (folder / e["file"]).is_file()]
     picked: list[tuple[Path, dict]] = []
     if not entries or n <= 0:
@@ -617,6 +621,24 @@ REPORT_IMAGE_SIZE = 640
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
 
 
+def collector_photos(folder: str | Path) -> list[dict] | None:
+    """The photo entries of ``folder/manifest.json`` when it is the photo collector's
+    (``streamcolor.trainer.collect_photos``: an object whose ``photos`` are objects with a
+    ``file`` and a ``split``), else None: a folder of yours may hold a ``manifest.json`` of
+    something else (a web app's, a camera tool's), and its photos are shown all the same."""
+    path = Path(folder) / "manifest.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    photos = data.get("photos") if isinstance(data, dict) else None
+    if not (isinstance(photos, list) and photos and all(
+            isinstance(e, dict) and isinstance(e.get("file"), str) and "split" in e for e in photos)):
+        log.debug("%s: not a photo collector's manifest; the folder's photos are shown", path)
+        return None
+    return photos
+
+
 def find_photos(folder: str | Path, n: int) -> list[tuple[Path, str]]:
     """Up to ``n`` photos of ``folder`` with a credit line each.
 
@@ -625,7 +647,7 @@ def find_photos(folder: str | Path, n: int) -> list[tuple[Path, str]]:
     image files (searched recursively, in name order), evenly spaced over the
     list when there are more than ``n`` -- never chosen by result."""
     folder = Path(folder)
-    if (folder / "manifest.json").is_file():
+    if collector_photos(folder) is not None:
         return [(path, ", ".join(x for x in (e.get("package"), e.get("licence"), e.get("copyright")) if x)[:300])
                 for path, e in held_out_photos(folder, n)]
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES

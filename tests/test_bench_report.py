@@ -395,3 +395,23 @@ def test_report_says_why_its_photos_are_missing_and_a_bad_results_file_stops_it_
     res = CliRunner().invoke(cli, ["report", str(folder), "-o", str(tmp_path / "r2.html"), "--no-speed",
                                    "--results", str(bad)])
     assert res.exit_code == 2 and "not a JSON results file" in res.output and not (tmp_path / "r2.html").exists()
+
+
+def test_a_manifest_json_of_something_else_does_not_hide_the_folders_photos(tmp_path):
+    """Only the photo collector's manifest.json picks held-out photos; any other (an object, a list,
+    not JSON) leaves the folder's own photos shown, not the bundled sample or a traceback."""
+    for manifest in ('{"name": "my web app"}', "[1, 2, 3]", "garbage", '{"photos": [{"file": 3}]}'):
+        (tmp_path / "manifest.json").write_text(manifest)
+        for i in range(2):
+            Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(tmp_path / f"p{i}.png")
+        assert [p.name for p, _ in report.find_photos(tmp_path, 4)] == ["p0.png", "p1.png"], manifest
+
+
+def test_results_with_pytest_benchmarks_keys_but_not_its_layout_are_refused_by_name(tmp_path):
+    for i, text in enumerate(('{"benchmarks": [{"name": "test_x"}], "machine_info": null}',
+                              '{"benchmarks": [1], "machine_info": {}}',
+                              '{"benchmarks": [{"name": "test_engine_images_per_second[a]"}], "machine_info": {}}')):
+        bad = tmp_path / f"r{i}.json"
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=f"r{i}.json: has pytest-benchmark's keys but not its layout"):
+            report.load_results([bad])
