@@ -686,14 +686,15 @@ def judge_photo(engine: "Engine", path: str | Path, *, options: Any = None, max_
     from streamcolor import image_io
     from streamcolor.colorize import ColorOptions, colorize_image, pixels_to_l, render
 
-    pixels = image_io.read_image(path).pixels
+    options = options or ColorOptions()
+    pixels = image_io.read_image(path, max_pixels=options.max_pixels).pixels
     if pixels.dtype != np.uint8:
         pixels = (pixels.astype(np.uint32) * 255 // 65535).astype(np.uint8)
     rgb = pixels if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, -1)
     l = pixels_to_l(rgb)
     gray = render(l, np.zeros(l.shape + (2,), np.float32), dtype=np.uint8)
     t = time.perf_counter()
-    colour = colorize_image(gray, engine=engine, options=options or ColorOptions())
+    colour = colorize_image(gray, engine=engine, options=options)
     seconds = time.perf_counter() - t
     has_colour = pixels.ndim == 3 and float(np.abs(rgb.astype(int) - gray).mean()) > 1.0
     chroma = 0.0

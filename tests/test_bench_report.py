@@ -415,3 +415,18 @@ def test_results_with_pytest_benchmarks_keys_but_not_its_layout_are_refused_by_n
         bad.write_text(text)
         with pytest.raises(ValueError, match=f"r{i}.json: has pytest-benchmark's keys but not its layout"):
             report.load_results([bad])
+
+
+def test_report_max_pixels_skips_a_photo_over_it_and_shows_the_rest(tmp_path):
+    from streamcolor.cli import cli
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(np.full((200, 100), 90, np.uint8)).save(folder / "big.png")
+    Image.fromarray(np.full((20, 30), 90, np.uint8)).save(folder / "small.png")
+    res = CliRunner().invoke(cli, ["report", str(folder), "-o", str(tmp_path / "r.html"), "--no-speed", "-r", "64",
+                                   "--max-pixels", "10000"])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "r.html").read_text()
+    assert "big.png: 100x200 = 20,000 pixels is over the limit of 10,000" in page
+    assert "small.png" in page

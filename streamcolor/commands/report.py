@@ -9,6 +9,7 @@ import click
 
 from streamcolor.commands.common import EXIT_FATAL, PathArg, common_options, engine_options, load, say
 from streamcolor.errors import OutputError
+from streamcolor.image_io import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +34,15 @@ DEFAULT_OUTPUT = Path("streamcolor-report.html")
                    "pytest-benchmark JSON from benchmarks/, or any JSON of figures.")
 @click.option("--gallery", type=PathArg(file_okay=False, path_type=Path), default=None,
               help="Also write up to 4 PNG strips (gray | ours | original) of colour photos into this folder.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Refuse photos with more pixels (decompression bombs; the report holds about 26 bytes a pixel "
+                   f"of its largest photo, since it colorizes at full size). [default: {DEFAULT_MAX_PIXELS}]")
 @click.option("--photos", "photos_opt", type=PathArg(file_okay=False, path_type=Path), default=None,
               hidden=True, help="Old name of FOLDER.")
 @engine_options
 @common_options
-def command(folder, output, max_photos, image_size, speed, batches, results, gallery, photos_opt, model, backend,
-            render_size, saturation):
+def command(folder, output, max_photos, image_size, speed, batches, results, gallery, max_pixels, photos_opt, model,
+            backend, render_size, saturation):
     """Write an HTML report about the photos in FOLDER (yours: gray or colour,
     searched recursively): each photo before and after at a size you can
     judge, and, for colour photos, the original beside it with the colour
@@ -87,7 +91,8 @@ def command(folder, output, max_photos, image_size, speed, batches, results, gal
     speed_batches = (tuple(batches) or (1, 4, 8)) if speed else ()
     engine = load(model, backend)
     try:
-        options = ColorOptions(render_size=render_size, saturation=saturation)
+        options = ColorOptions(render_size=render_size, saturation=saturation,
+                               max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
         path = write_report(output, engine=engine, results=results, photos=folder, max_photos=max_photos,
                             gallery=gallery, progress=say, options=options, image_size=image_size,
                             speed_batches=speed_batches, notes=notes)
