@@ -228,6 +228,28 @@ def test_hostile_tar(engine, tmp_path, mode, suffix):
     assert no_temp_files(tmp_path)
 
 
+@pytest.mark.parametrize("mode,suffix", [("w", ".tar"), ("w:gz", ".tar.gz")])
+def test_a_hard_link_in_a_tar_is_its_targets_bytes_under_its_own_name(engine, tmp_path, mode, suffix):
+    """GNU tar stores a file's second name as a hard link to the first (`tar cf x.tar -C folder .`):
+    both are colorized, as the folder would be; a link to anything not earlier in the archive is refused."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(GOOD_JPEG)
+    os.link(folder / "a.jpg", folder / "b.jpg")
+    src = tmp_path / f"links{suffix}"
+    with tarfile.open(src, mode) as tf:
+        tf.add(folder, arcname=".")
+        ti = tarfile.TarInfo("c.jpg")
+        ti.type, ti.linkname = tarfile.LNKTYPE, "later.jpg"  # (not an earlier member)
+        tf.addfile(ti)
+    assert sorted(m.name for m in tarfile.open(src) if m.islnk()) == ["./b.jpg", "c.jpg"]
+    out = tmp_path / "out"
+    report = colorize_archive(src, out, engine=engine, progress=False, options=BatchOptions(render_size=64))
+    assert set(image_outputs(out)) == {"a.jpg", "b.jpg"}
+    assert (report.done, report.skipped) == (2, 1)
+    assert "no earlier file of the archive" in read_report(out)["c.jpg"][1]
+
+
 def test_truncated_tar_gz_keeps_what_it_can(engine, tmp_path):
     src = tmp_path / "cut.tar.gz"
     with tarfile.open(src, "w:gz") as tf:

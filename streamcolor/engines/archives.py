@@ -27,6 +27,7 @@ import errno
 import gzip
 import logging
 import os
+import posixpath
 import re
 import stat
 import tarfile
@@ -229,6 +230,7 @@ class Source:
         self._tar: tarfile.TarFile | None = None
         self._raw = None  # the file under a zip opened through _FlagFixedFile (ZipFile does not close it)
         self._tar_members: list[tarfile.TarInfo] = []
+        self._tar_links: dict[int, int] = {}  # a hard link's index -> its target's (read in its place)
         self._listed: list[Member] | None = None
         try:
             if self.kind == "zip":
@@ -320,6 +322,7 @@ class Source:
     def _list_tar(self) -> Iterator[Member]:
         assert self._tar is not None
         members = self._tar_members
+        regular: dict[str, int] = {}  # the regular members listed so far by normalised name (the last one wins)
         try:
             for m in self._tar:
                 members.append(m)
@@ -330,12 +333,22 @@ class Source:
                 if m.issym():
                     yield Member(m.name, 0, stamp, i, f"symbolic link to {m.linkname!r} (not followed)")
                 elif m.islnk():
-                    yield Member(m.name, 0, stamp, i, f"hard link to {m.linkname!r} (not followed)")
+                    # tar stores a file's second name as a hard link to an earlier member: the same bytes,
+                    # read from that member (never from the disk: a link to anything else is refused)
+                    target = regular.get(posixpath.normpath(m.linkname))
+                    if target is None:
+                        yield Member(m.name, 0, stamp, i,
+                                     f"hard link to {m.linkname!r}, which is no earlier file of the archive")
+                        continue
+                    self._tar_links[i] = target
+                    t = members[target]
+                    yield Member(m.name, t.size, f"{t.size}:{int(t.mtime)}", i, _size_refusal(t.size, self.limits))
                 elif not m.isreg():
                     kind = ("character device" if m.ischr() else "block device" if m.isblk()
                             else "FIFO" if m.isfifo() else f"member type {m.type!r}")
                     yield Member(m.name, 0, stamp, i, f"not a regular file ({kind})")
                 else:
+                    regular[posixpath.normpath(m.name)] = i
                     yield Member(m.name, m.size, stamp, i, _size_refusal(m.size, self.limits))
         except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
             # A truncated or corrupt archive: keep what was listed, report where it broke off.
@@ -361,7 +374,8 @@ class Source:
                 assert self._tar is not None
                 if not self._tar_members:
                     self.members()
-                info = self._tar_members[locator] if locator >= 0 else self._tar.getmember(member)
+                info = (self._tar_members[self._tar_links.get(locator, locator)] if locator >= 0
+                        else self._tar.getmember(member))
                 fh = self._tar.extractfile(info)
                 if fh is None:
                     raise ArchiveError(f"{label}: not a regular file")
