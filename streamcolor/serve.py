@@ -113,7 +113,9 @@ class ServeOptions:
     max_pixels: int = 40_000_000  # largest image, pixels (pixel-bomb guard; 400 above)
     max_pending: int = 64  # requests being colorized at once; more get 503 with Retry-After
     workers: int = 0  # threads that decode, compose and encode; 0: max_batch + CPU cores
-    video: bool = True  # accept short videos (one at a time, bounded by max_upload)
+    video: bool = True  # accept short videos (one at a time, bounded by max_upload and max_video_frames)
+    max_video_frames: int = 18_000  # longest video, frames (413 past it: 10 minutes at 30 fps); a small
+    # upload can hold a long film (50,000 tiny frames in 700 KB), and one video at a time runs
     shutdown_timeout: float = 30.0  # seconds in-flight requests get to finish on SIGINT/SIGTERM
     upload_timeout: float = 30.0  # an upload silent this long, or slower than MIN_UPLOAD_RATE past it, gets 408;
     # an answer whose client takes under 64 KiB of it in this long is dropped
@@ -122,12 +124,16 @@ class ServeOptions:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
-        for name in ("max_upload", "max_pixels", "max_pending", "memory_budget"):
+        for name in ("max_upload", "max_pixels", "max_pending", "memory_budget", "max_video_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("upload_timeout", "shutdown_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0 seconds, got {getattr(self, name)}")
+
+
+class _CutOff(Exception):
+    """A video request stopped by the server's shutdown (its client gets no answer)."""
 
 
 class _Reject(Exception):
@@ -380,6 +386,7 @@ class _State:
         self.idle = asyncio.Event()  # set while no request is in progress (what shutdown waits for)
         self.idle.set()
         self.closing = False  # set on shutdown: requests still arriving on open connections get 503
+        self.cut_off = threading.Event()  # set when shutdown stops waiting: a video in progress stops at its next frame
         self.started = time.time()
         self.responses: dict[str, int] = {"2xx": 0, "4xx": 0, "5xx": 0}
         self.static = _static_files(STATIC_DIR)
@@ -418,6 +425,16 @@ class _State:
         options = VideoOptions(render_size=params.get("render_size", self.colour.render_size),
                                saturation=params.get("saturation", self.colour.saturation),
                                max_pixels=self.colour.max_pixels)  # the same pixel-bomb guard as images
+        limit = self.options.max_video_frames
+
+        def each_frame(done: int, total: int | None) -> None:  # (in this thread, after each frame)
+            if self.cut_off.is_set():
+                raise _CutOff(f"{upload.name}: cut off by the server's shutdown")
+            if done > limit or (done == 1 and total is not None and total > limit):
+                raise _Reject(413, f"{upload.name}: {'about ' if done <= limit else 'over '}"
+                                   f"{max(total or 0, done):,} frames, over this server's limit of {limit:,} "
+                                   "(--max-video-frames); cut it, or run `streamcolor video` on it")
+
         tmp = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-")
         try:
             src = Path(tmp) / f"input{suffix}"
@@ -425,7 +442,7 @@ class _State:
             for ext in ("mp4", "mkv"):  # MP4 plays in browsers; MKV holds any audio codec the source has
                 dst = Path(tmp) / f"colour.{ext}"
                 try:
-                    colorize_video(src, dst, engine=self.engine, options=options, progress=False)
+                    colorize_video(src, dst, engine=self.engine, options=options, progress=each_frame)
                 except InputError as exc:  # said of the upload, not of the server's temporary file
                     raise InputError(_for_client(str(exc), tmp, upload.name)) from None
                 except OutputError as exc:
@@ -441,6 +458,7 @@ class _State:
             raise
 
     def close(self) -> None:
+        self.cut_off.set()  # (a video still running would hold the worker pool's shutdown until its end)
         self.batcher.close()
         self.pool.shutdown(wait=True, cancel_futures=True)
 
@@ -548,6 +566,9 @@ async def _errors_and_log(request: web.Request, handler) -> web.StreamResponse:
             response.force_close()
     except InputError as exc:
         response = _error(400, str(exc))
+    except _CutOff as exc:
+        log.warning("%s", exc)
+        response = _error(503, f"{exc}; send it again once the server is back", {"Retry-After": "5"})
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -826,6 +847,7 @@ async def _stop(runner: web.AppRunner, app: web.Application, timeout: float,
         if state.in_flight:
             log.warning("shutting down: %d request(s) still in progress %s are cut off", state.in_flight,
                         "at the second signal" if hurry is not None and hurry.is_set() else f"after {timeout:g} s")
+            state.cut_off.set()  # a video stops at its next frame, so the worker threads can be joined
     else:
         log.info("shutting down")
     await runner.cleanup()

@@ -709,6 +709,40 @@ def test_a_video_is_counted_by_its_frames_against_the_memory_budget(engine, tmp_
         assert srv.stats()["memory"]["used"] == 0
 
 
+def test_a_video_over_the_frame_limit_is_refused(engine, tmp_path):
+    """A small upload can hold a long film: past --max-video-frames it is a 413 (from the
+    container's count before any work, or counted as it runs when the count is not known)."""
+    from streamcolor.video import make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", 96, 64, 12).read_bytes()
+    with Server(engine, ServeOptions(port=0, max_video_frames=5)) as srv:
+        r = post_file(srv.url, clip, "clip.mp4", "video/mp4", query="?render_size=64")
+        assert r.status == 413 and "12 frames, over this server's limit of 5" in r.json()["error"], r.body[:300]
+        assert srv.stats()["memory"]["used"] == 0
+    with Server(engine, ServeOptions(port=0, max_video_frames=12)) as srv:
+        assert post_file(srv.url, clip, "clip.mp4", "video/mp4", query="?render_size=64").status == 200
+
+
+def test_shutdown_cuts_off_a_video_in_progress_at_its_next_frame(engine, tmp_path):
+    """Past the shutdown timeout a video being colorized stops at its next frame (it used to run
+    to its end, holding the worker threads and the process, through further signals)."""
+    from streamcolor.video import make_clip
+
+    clip = make_clip(tmp_path / "long.mp4", 96, 64, 3000).read_bytes()
+    got: list = []
+    srv = Server(engine, ServeOptions(port=0, shutdown_timeout=0.5)).start()
+    sender = threading.Thread(target=lambda: got.append(
+        post_file(srv.url, clip, "long.mp4", "video/mp4", query="?render_size=64")))
+    sender.start()
+    deadline = time.monotonic() + 60
+    while srv.stats()["in_flight"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # (colorizing by now)
+    srv.stop(timeout=120)
+    sender.join(120)
+    assert got and got[0].status == 503 and "cut off by the server's shutdown" in got[0].json()["error"], got
+
+
 def test_video_turned_off(engine):
     with Server(engine, ServeOptions(port=0, video=False)) as srv:
         r = post_file(srv.url, b"\0" * 100, "clip.mp4", "video/mp4")

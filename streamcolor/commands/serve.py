@@ -40,13 +40,16 @@ log = logging.getLogger(__name__)
 @click.option("-j", "--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Threads that decode, compose and encode (0: max batch + CPU cores).")
 @click.option("--video/--no-video", default=True, show_default=True,
-              help="Accept short videos (one at a time; bounded by --max-upload).")
+              help="Accept short videos (one at a time; bounded by --max-upload and --max-video-frames).")
+@click.option("--max-video-frames", type=click.IntRange(min=1), default=18_000, show_default=True,
+              help="Refuse videos with more frames (413; 18,000 is 10 minutes at 30 fps): a small upload can "
+                   "hold a long film, and videos run one at a time.")
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser once listening.")
 @engine_options
 @click.pass_context
 @common_options
 def command(ctx, host, port, max_batch, max_wait_ms, max_upload, max_pixels, max_pending, memory_budget,
-            upload_timeout, workers, video, open_browser, model, backend, render_size, saturation):
+            upload_timeout, workers, video, max_video_frames, open_browser, model, backend, render_size, saturation):
     """Serve a web page and an HTTP API that colorize uploaded photos.
 
     The page (at the printed URL) takes photos and short videos by drag and
@@ -88,7 +91,7 @@ def command(ctx, host, port, max_batch, max_wait_ms, max_upload, max_pixels, max
         options = serve.ServeOptions(host=host, port=port, batching=BatchingOptions(max_batch, max_wait_ms),
                                      max_upload=max_upload, max_pixels=max_pixels, max_pending=max_pending,
                                      memory_budget=memory_budget, upload_timeout=upload_timeout,
-                                     workers=workers, video=video)
+                                     workers=workers, video=video, max_video_frames=max_video_frames)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     engine = load(model, backend)
