@@ -21,6 +21,12 @@ class OutputError(StreamcolorError):
     """An output cannot be written (read-only location, disk full...)."""
 
 
+class ItemOutputError(OutputError):
+    """An output that cannot be written because of its own input (a stream its container cannot
+    hold, timestamps its muxer refuses), not of the output location: in a run of several inputs
+    the others are still done."""
+
+
 class MemberRefused(InputError):
     """An input refused by a safety limit while it was read (a batch records
     it as skipped, not failed): e.g. an archive member bigger than allowed."""

@@ -36,7 +36,7 @@ import numpy as np
 from streamcolor import image_io, memory, tempfiles, ycbcr
 from streamcolor.colorize import (ColorOptions, Prepared, ShapeBatcher, predict, prepare, render_prepared,
                                   thread_scratch)
-from streamcolor.errors import InputError, MemberRefused, OutputError
+from streamcolor.errors import InputError, ItemOutputError, MemberRefused, OutputError
 from streamcolor.manifest import DONE, FAILED, SKIPPED, replaces_only
 
 if TYPE_CHECKING:
@@ -53,6 +53,8 @@ REPORT_COLUMNS = ("state", "source", "member", "reason")
 #: A write that fails with one of these is the item's own problem (its name); any other stops the job.
 ITEM_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.EILSEQ, errno.EINVAL,
                          errno.EFBIG})
+#: Errors of the output location (every later output would fail too), whatever the error says of its item.
+LOCATION_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO})
 #: Names a job itself leaves in an output folder start with this (the ``.streamcolor/``
 #: folder of manifest and lock; temporary names; older versions' manifest and lock).
 JOB_FILE_PREFIX = ".streamcolor"
@@ -213,6 +215,8 @@ def is_item_error(exc: BaseException) -> bool:
     """Whether a write error is the item's own (its name: too long, a folder in
     the way...) rather than the output location's (read-only, full)."""
     cause = exc if isinstance(exc, OSError) else exc.__cause__
+    if isinstance(exc, ItemOutputError):  # (unless the disk under it is full or read-only after all)
+        return getattr(cause, "errno", None) not in LOCATION_ERRNOS
     return isinstance(cause, OSError) and cause.errno in ITEM_ERRNOS
 
 

@@ -303,6 +303,35 @@ def test_default_name_and_cli(tmp_path):
     assert read_video(out)["packets"]["audio1"] == read_video(src)["packets"]["audio1"]
 
 
+def test_one_inputs_streams_that_its_output_cannot_hold_fail_it_alone(tmp_path):
+    """Subtitles an MP4 cannot hold fail that input (exit 1, with a way out) and the other input is
+    still done; a DV tape's placeholder frame rate (60000) is not written as the output's."""
+    from click.testing import CliRunner
+
+    from streamcolor.cli import cli
+
+    subs = make_video(tmp_path / "subs.mkv", frames=6, size=(64, 48), subtitles=True)
+    subs = subs.rename(tmp_path / "withsubs")  # (no extension: its output is .mp4)
+    dv = tmp_path / "tape.dv"
+    with av.open(str(dv), "w", format="dv") as out:
+        v = out.add_stream("dvvideo", rate=25)
+        v.width, v.height, v.pix_fmt = 720, 576, "yuv420p"
+        for i in range(4):
+            f = av.VideoFrame.from_ndarray(np.full((576, 720), 30 * i, np.uint8), format="gray").reformat(
+                format="yuv420p")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode())
+    with av.open(str(dv)) as c:
+        assert c.streams.video[0].average_rate > 1000  # (what FFmpeg's DV reader says)
+    res = CliRunner().invoke(cli, ["video", str(subs), str(dv), "-o", str(tmp_path / "out"), "-r", "64",
+                                   "--no-progress"])
+    assert res.exit_code == 1, res.output
+    assert not (tmp_path / "out" / "withsubs-colour.mp4").exists()
+    with av.open(str(tmp_path / "out" / "tape-colour.mp4")) as c:
+        assert c.streams.video[0].average_rate == 25 and c.streams.video[0].frames == 4
+
+
 # --------------------------------------------------------------------------- bad input
 
 

@@ -12,6 +12,7 @@ from av.video.frame import PictureType
 import numpy as np
 
 from streamcolor.video.codecs import pick_codec, plain_encoder
+from streamcolor.video.containers import frame_rate
 from streamcolor.video.options import VideoOptions
 
 
@@ -69,7 +70,7 @@ def reencode(src: str | Path, dst: str | Path, options: "VideoOptions | None" = 
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
         vin = inp.streams.video[0]
         vin.thread_type = "AUTO"
-        vout = plain_encoder(out, codec, options, vin.width, vin.height, vin.average_rate, vin.time_base)
+        vout = plain_encoder(out, codec, options, vin.width, vin.height, frame_rate(vin), vin.time_base)
         for frame in inp.decode(vin):
             frame = frame if each is None else each(frame)
             # x264 picks each frame's type itself, as for the pipeline's frames: a decoded frame still

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import stat
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO, Mapping
 
@@ -14,7 +15,7 @@ import av
 import av.error
 
 from streamcolor import image_io, tempfiles
-from streamcolor.errors import InputError, OutputError
+from streamcolor.errors import InputError, ItemOutputError, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,20 @@ def frame_size(source: "Path | BinaryIO") -> tuple[int, int] | None:
         return None
 
 
+#: Frame rates past this are a demuxer's placeholder (FFmpeg's DV reader says 60000 for 25 fps), not a
+#: camera's: muxers refuse them when the file is finished ("fps too large").
+MAX_FRAME_RATE = 1000
+
+
+def frame_rate(vin) -> Fraction:
+    """The frame rate of a video stream to encode with: its average, else FFmpeg's guess, else its
+    base rate, the first that is plausible (positive, at most :data:`MAX_FRAME_RATE`); 25 if none is."""
+    for rate in (vin.average_rate, vin.guessed_rate, vin.base_rate):
+        if rate and 0 < rate <= MAX_FRAME_RATE:
+            return Fraction(rate)
+    return Fraction(25)
+
+
 def video_stream(container, src: Path):
     """The first real video stream (cover art excluded)."""
     videos = _video_streams(container)
@@ -157,8 +172,9 @@ def copy_streams(inp, vin, out, src: Path, dst: Path) -> dict[int, tuple[Any, An
             if s.type in ("audio", "subtitle"):
                 codec = s.codec_context.codec if s.codec_context else None  # (its canonical name: mp3, not mp3float)
                 name = getattr(codec, "canonical_name", None) or (s.codec_context.name if s.codec_context else "?")
-                raise OutputError(f"{dst}: the {out.format.name} format cannot hold the {name} {s.type} "
-                                  f"stream #{s.index} ({reason(exc)}); write to a {src.suffix} file instead") from exc
+                instead = src.suffix if src.suffix and src.suffix.lower() != dst.suffix.lower() else ".mkv"
+                raise ItemOutputError(f"{dst}: the {out.format.name} format cannot hold the {name} {s.type} "
+                                      f"stream #{s.index} ({reason(exc)}); write to a {instead} file instead") from exc
             log.warning("%s: dropping %s stream #%d: %s", src, "the cover picture" if cover else s.type, s.index,
                         reason(exc))
             continue

@@ -38,12 +38,13 @@ import numpy as np
 
 from streamcolor.colorize import (ColorOptions, engine_for, keep_work_arrays, network_input, pixels_to_l,
                                   render, thread_scratch)
-from streamcolor.errors import InputError, OutputError, refuse_empty_path
+from streamcolor.errors import InputError, ItemOutputError, OutputError, refuse_empty_path
 from streamcolor.progress import Progress, progress_bar
 from streamcolor import tempfiles, ycbcr
 from streamcolor.video.codecs import (HARDWARE_CODECS, check_codec, check_pix_fmt, codec_options, needs_even,
                                      pick_codec)
-from streamcolor.video.containers import copy_streams, fresh_tags, open_input, reason, temp_path, video_stream
+from streamcolor.video.containers import (copy_streams, frame_rate, fresh_tags, open_input, reason, temp_path,
+                                          video_stream)
 from streamcolor.video.lightness import frame_network_input, gray_luma, gray_lut, plane_array, rgb_kwargs
 from streamcolor.video.options import VideoOptions, output_path
 from streamcolor.video.stabilizer import ChromaStabilizer, histogram_distance, l_histogram, on_grid
@@ -211,7 +212,7 @@ class _Job:
             raise InputError(f"{src}: frames of {self.width}x{self.height} = {self.width * self.height:,} pixels are "
                              f"over the limit of {options.max_pixels:,}")
         self.time_base = vin.time_base or Fraction(1, 90000)
-        self.rate = vin.average_rate or vin.guessed_rate or vin.base_rate or Fraction(25)
+        self.rate = frame_rate(vin)
         even_w, even_h = needs_even(options.pix_fmt)
         self.pad = (self.height % 2 if even_h else 0, self.width % 2 if even_w else 0)
         if any(self.pad) and (segment is None or segment.index == 0):  # (once per video, not per segment)
@@ -466,7 +467,7 @@ class _Job:
         try:
             out = av.open(str(self.tmp), "w")
         except (av.error.FFmpegError, ValueError) as exc:
-            raise OutputError(f"{self.dst}: cannot write this container ({reason(exc)}); "
+            raise ItemOutputError(f"{self.dst}: cannot write this container ({reason(exc)}); "
                               "use .mp4, .mkv or .mov") from exc
         try:
             self._setup(out)
@@ -481,7 +482,7 @@ class _Job:
         try:
             out.close()  # writes the trailer
         except av.error.FFmpegError as exc:
-            raise OutputError(f"{self.dst}: cannot finish the file: {reason(exc)}") from exc
+            raise ItemOutputError(f"{self.dst}: cannot finish the file: {reason(exc)}") from exc
 
     def _setup(self, out) -> None:
         opts, vin, inp = self.options, self.vin, self.inp
@@ -494,7 +495,7 @@ class _Job:
         try:
             vout = out.add_stream(codec, rate=self.rate)
         except ValueError as exc:
-            raise OutputError(f"{self.dst}: the {out.format.name} format cannot hold {codec} video "
+            raise ItemOutputError(f"{self.dst}: the {out.format.name} format cannot hold {codec} video "
                               f"({exc}); pick another codec or container") from exc
         ctx = vout.codec_context
         ctx.width, ctx.height = self.width + self.pad[1], self.height + self.pad[0]
@@ -660,7 +661,7 @@ class _Job:
             packets = self.vout.encode(frame)
             out.mux(packets)
         except av.error.FFmpegError as exc:
-            raise OutputError(f"{self.dst}: cannot encode/write video: {reason(exc)}{self._refused(out)}") from exc
+            raise ItemOutputError(f"{self.dst}: cannot encode/write video: {reason(exc)}{self._refused(out)}") from exc
         self.muxed = self.muxed or bool(packets)
 
     def _mux_copy(self, out, packet) -> None:
@@ -668,7 +669,7 @@ class _Job:
         try:
             out.mux(packet)
         except av.error.FFmpegError as exc:
-            raise OutputError(f"{self.dst}: cannot write a copied {packet.stream.type} packet: {reason(exc)}"
+            raise ItemOutputError(f"{self.dst}: cannot write a copied {packet.stream.type} packet: {reason(exc)}"
                               f"{self._refused(out)}") from exc
         self.muxed = True
 

@@ -25,7 +25,8 @@ import av.error
 from streamcolor import tempfiles
 from streamcolor.colorize import engine_for
 from streamcolor.errors import InputError, OutputError
-from streamcolor.video.containers import copy_streams, fresh_tags, open_input, packet_time, reason, temp_path, video_stream
+from streamcolor.video.containers import (copy_streams, frame_rate, fresh_tags, open_input, packet_time, reason,
+                                          temp_path, video_stream)
 from streamcolor.video.options import VideoOptions
 from streamcolor.video.pipeline import run
 
@@ -166,8 +167,8 @@ def join_segments(src: str | os.PathLike, segments: Sequence[str | os.PathLike],
             extradata = bytes(template.codec_context.extradata or b"")
             vout = out.add_stream_from_template(template)
             vout.time_base = vin.time_base or template.time_base
-            if vin.average_rate:  # the source's frame rate, not the segment's stream's (x264's VUI gives its
-                vout.codec_context.framerate = vin.average_rate  # time base there: 1000 "fps" in Matroska)
+            # the source's frame rate, not the segment's stream's (x264's VUI gives its time base there:
+            vout.codec_context.framerate = frame_rate(vin)  # 1000 "fps" in Matroska)
             vout.metadata.update(fresh_tags(vin.metadata))
             vout.disposition = vin.disposition
             copy_map = copy_streams(inp, vin, out, src, dst)
