@@ -284,6 +284,28 @@ def written_by_streamcolor(path: str | os.PathLike, source: str | os.PathLike | 
     return source is None or row[1] is None or row[1] == _source_id(source)
 
 
+def written_from(path: str | os.PathLike) -> str | None:
+    """The real path of the input streamcolor wrote the file at ``path`` from, while that file is
+    unchanged (:func:`written_by_streamcolor`); None for any other file, or an input not on disk."""
+    where = _where(Path(path))
+    if where is None:
+        return None
+    try:
+        db = _written_db()
+        try:
+            row = db.execute("SELECT identity, source FROM written WHERE path = ?", (where[0],)).fetchone()
+        finally:
+            db.close()
+    except (OSError, sqlite3.Error):
+        return None
+    if row is None or row[0] != where[1] or not row[1] or row[1].startswith("<"):
+        return None
+    try:
+        return os.fsdecode(bytes.fromhex(row[1]))
+    except ValueError:
+        return None
+
+
 def replace_policy(existing: str, source: str | os.PathLike) -> "tempfiles.Replace":
     """What the output of ``source`` by `image` or `video` may replace when it is renamed into
     place (:func:`streamcolor.tempfiles.move_into_place`), for the verb's ``existing`` setting:
@@ -299,4 +321,4 @@ def replace_policy(existing: str, source: str | os.PathLike) -> "tempfiles.Repla
 
 
 __all__ = ["NAME_MAX", "Piped", "Planned", "claimants", "describe_renames", "fitted", "numbered", "plan_outputs",
-           "remember_written", "replace_policy", "written_by_streamcolor"]
+           "remember_written", "replace_policy", "written_by_streamcolor", "written_from"]

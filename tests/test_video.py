@@ -332,6 +332,26 @@ def test_one_inputs_streams_that_its_output_cannot_hold_fail_it_alone(tmp_path):
         assert c.streams.video[0].average_rate == 25 and c.streams.video[0].frames == 4
 
 
+def test_video_glob_run_again_leaves_out_its_own_outputs_of_inputs_given(tmp_path, monkeypatch):
+    """`video *.mp4` twice in one folder: the glob now holds a-colour.mp4, the first run's output of
+    a.mp4; it is left out (it used to refuse the whole run: a.mp4's output would replace an input),
+    while an output given without its input is colorized as any video."""
+    from click.testing import CliRunner
+
+    from streamcolor.cli import cli
+
+    make_video(tmp_path / "a.mp4", frames=4, size=(64, 48), audio=None)
+    monkeypatch.chdir(tmp_path)
+    run = lambda *names: CliRunner().invoke(cli, ["video", *names, "-r", "64", "--no-progress"])  # noqa: E731
+    assert run("a.mp4").exit_code == 0
+    make_video(tmp_path / "b.mp4", frames=4, size=(64, 48), audio=None)
+    res = run("a-colour.mp4", "a.mp4", "b.mp4")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-colour.mp4", "a.mp4", "b-colour.mp4", "b.mp4"]
+    res = run("a-colour.mp4")  # alone: its input is not given
+    assert res.exit_code == 0 and (tmp_path / "a-colour-colour.mp4").is_file(), res.output
+
+
 # --------------------------------------------------------------------------- bad input
 
 

@@ -15,7 +15,7 @@ from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, PathArg, check_
                                          output_option, progress_setting, refuse_file_name_for_folder, say)
 from streamcolor.errors import OutputError, StreamcolorError
 from streamcolor.items import is_item_error
-from streamcolor.outputs import describe_renames, plan_outputs, remember_written, replace_policy
+from streamcolor.outputs import describe_renames, plan_outputs, remember_written, replace_policy, written_from
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,14 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
     fitting = check_medium(inputs, "video")  # an image or folder among them: named, left out, exit 1 at the end
     left_out = given - len(fitting)
     inputs = distinct(fitting)
+    # `video *.mp4` run again in one folder: the glob now holds the outputs of the first run too
+    # (a-colour.mp4, of a.mp4); such an output, unchanged, is left out when its own input is given
+    given_real = {os.path.realpath(p) for p in inputs}
+    ours = [p for p in inputs if written_from(p) in given_real - {os.path.realpath(p)}]
+    if ours:
+        say(f"left out {len(ours)} video(s) streamcolor colorized from other inputs given here: "
+            f"{', '.join(str(p) for p in ours[:3])}{', ...' if len(ours) > 3 else ''}")
+        inputs = [p for p in inputs if p not in ours]
     if output is not None:
         refuse_file_name_for_folder(output, given, "video")
     use_ray = use_ray or ray_address is not None
