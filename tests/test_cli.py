@@ -204,6 +204,18 @@ def test_wrong_verb_names_the_right_command(args, expected):
     assert "colorize_" not in res.output  # CLI words, not Python names
 
 
+def test_video_given_a_folder_says_to_give_its_videos(tmp_path, monkeypatch):
+    """`batch` colorizes a folder's photos, never its videos: `video FOLDER` names both ways."""
+    from streamcolor.cli import cli
+
+    (tmp_path / "reels").mkdir()
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(cli, ["video", "reels"])
+    assert res.exit_code == 2
+    assert ("reels: a folder, not a video; give its videos (`streamcolor video reels/*.mp4 -o reels-colour/`), "
+            "or run `streamcolor batch reels -o reels-colour/` for its photos") in res.output
+
+
 @pytest.mark.parametrize("args, message", [
     (["batch"], "error: Missing argument 'SOURCES...'."),
     (["image", "--bogus", "x.jpg"], "error: No such option '--bogus'"),

@@ -358,6 +358,11 @@ def check_medium(paths: "list[Path] | tuple[Path, ...]", verb: str) -> list[Path
             continue
         what = {"batch": "a folder" if path.is_dir() else "an archive", "video": "a video", "image": "an image"}[right]
         hint = suggested_command(path, right)
+        if verb == "video" and path.is_dir():  # (batch colorizes a folder's photos, never its videos)
+            name = path.resolve().name or "videos"
+            misfits.append(f"{path}: a folder, not a video; give its videos (`streamcolor video "
+                           f"{Path(path, '*.mp4')} -o {name}-colour/`), or run `{hint}` for its photos")
+            continue
         misfits.append(f"{path}: {what}, not {'an image' if verb == 'image' else 'a video'}; run `{hint}`")
     if misfits and not kept:
         raise click.UsageError(misfits[0] if len(misfits) == 1 else
