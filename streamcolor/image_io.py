@@ -71,7 +71,7 @@ def supported_suffixes() -> set[str]:
 #: File suffixes of videos (what `streamcolor video` takes): never images; a file given to the wrong verb,
 #: or met in a batch, is pointed to `streamcolor video`.
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv",
-                  ".flv", ".3gp", ".ogv", ".vob", ".mxf")
+                  ".flv", ".3gp", ".ogv", ".vob", ".mxf", ".dv")
 #: Suffixes that name no image, beyond what :mod:`mimetypes`' own table knows (its ``text/``, ``video/``,
 #: ``audio/`` and ``application/`` types): videos, photo tools' sidecars, sound, programs' state files.
 NOT_IMAGE_SUFFIXES = frozenset({

@@ -87,7 +87,7 @@ MAX_RENDER_SIZE = lab.MAX_RENDER_SIZE
 #: Largest saturation gain a request may ask for.
 MAX_SATURATION = 4.0
 #: Uploads with one of these suffixes or a video/* type go to the video pipeline.
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ogv", ".ts")
+VIDEO_SUFFIXES = image_io.VIDEO_SUFFIXES  # (the same list as the command line's)
 #: ``format`` parameter -> Pillow format.  "same" keeps the upload's format where it can be written.
 OUTPUT_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF",
                   "bmp": "BMP"}
@@ -230,13 +230,20 @@ class _Upload:
 _STILL_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
 
 
+#: The GUID an ASF file (WMV, WMA) starts with.
+_ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+
+
 def looks_like_video(data: bytes) -> bool:
     """Whether ``data`` starts like a video container: MP4/MOV (an ``ftyp`` box of a
-    brand that is not a still image), Matroska/WebM, AVI, MPEG-TS or MPEG-PS."""
+    brand that is not a still image), Matroska/WebM, AVI, ASF/WMV, FLV, DV, MPEG-TS (also as
+    M2TS/MTS, with 4-byte time codes before each packet) or MPEG-PS."""
     if data[4:8] == b"ftyp":
         return data[8:12] not in _STILL_BRANDS
     return (data.startswith(b"\x1a\x45\xdf\xa3") or (data[:4] == b"RIFF" and data[8:12] == b"AVI ")
-            or data.startswith(b"\x00\x00\x01\xba")
+            or data.startswith(b"\x00\x00\x01\xba") or data.startswith(_ASF_HEADER) or data.startswith(b"FLV\x01")
+            or data.startswith(b"\x1f\x07\x00")  # DV: its first DIF block, a header
+            or (len(data) > 388 and data[4] == data[196] == data[388] == 0x47)
             # MPEG-TS: sync bytes at three packet starts (a GIF also begins with 0x47, "G")
             or (len(data) > 376 and data[0] == data[188] == data[376] == 0x47 and not data.startswith(b"GIF8")))
 

@@ -982,3 +982,28 @@ def test_folders_a_killed_server_left_are_swept_and_no_others(tmp_path):
     assert sweep_abandoned_folders(tmp_path) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [names["alive"], names["own"], names["user's"], f"{TEMP_PREFIX}{gone.pid}-file"])
+
+
+@pytest.mark.parametrize("name, fmt, codec, options", [("old.wmv", "asf", "wmv2", {}),
+                                                       ("old.m2ts", "mpegts", "mpeg2video", {"mpegts_m2ts_mode": "1"}),
+                                                       ("old.flv", "flv", "flv", {}), ("tape.dv", "dv", "dvvideo", {})])
+def test_wmv_m2ts_flv_and_dv_uploads_are_known_as_videos(name, fmt, codec, options, tmp_path):
+    """By their first bytes, as MP4 and Matroska are (they got 400 'not an image file'); and by
+    name, with the command line's list of video suffixes."""
+    import av
+
+    from streamcolor.serve import VIDEO_SUFFIXES, looks_like_video
+
+    path = tmp_path / name
+    with av.open(str(path), "w", format=fmt, options=options) as out:
+        v = out.add_stream(codec, rate=25)
+        w, h = (720, 576) if codec == "dvvideo" else (64, 48)  # (DV has fixed frame sizes)
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        for i in range(3):
+            f = av.VideoFrame.from_ndarray(np.full((h, w), 40 * i, np.uint8), format="gray").reformat(
+                format="yuv420p")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode())
+    assert looks_like_video(path.read_bytes()[:1024])
+    assert path.suffix in VIDEO_SUFFIXES and ".dv" in VIDEO_SUFFIXES
