@@ -973,6 +973,10 @@ def test_a_crf_past_the_encoders_range_is_said(caplog):
         assert not caplog.text
         codec_options("libx264", VideoOptions(quality=60))
     assert "crf 60 is past libx264's lowest quality, 51, for yuv420p: 51 is used" in caplog.text
+    # x265 refuses past 51 (its scale does not grow with 10 bits): 51 is what it is given, as said
+    for pix_fmt in ("yuv420p", "yuv420p10le"):
+        assert codec_options("libx265", VideoOptions(quality=60, pix_fmt=pix_fmt))["crf"] == "51"
+    assert "crf 60 is past libx265's lowest quality, 51, for yuv420p10le: 51 is used" in caplog.text
 
 
 def test_video_skip_existing_says_so_and_keeps_the_file(tmp_path):

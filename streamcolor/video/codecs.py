@@ -122,11 +122,13 @@ def codec_options(codec: str, options: VideoOptions) -> dict[str, str]:
     """Constant-quality and preset options in each encoder family's own words."""
     q = str(options.quality)
     if codec in ("libx264", "libx265", "libsvtav1"):
-        opts = {"crf": q}
-        top = 51 + (12 if "10" in options.pix_fmt else 0) if codec != "libsvtav1" else 63
-        if options.quality > top:  # (the encoder takes it as its top without a word)
+        # x264's scale grows by 12 with 10-bit pixels; x265's stays 0-51 (and it refuses more, where
+        # x264 takes its top without a word), SVT-AV1's is 0-63
+        top = {"libx264": 51 + (12 if "10" in options.pix_fmt else 0), "libx265": 51}.get(codec, 63)
+        if options.quality > top:
             log.warning("crf %s is past %s's lowest quality, %d, for %s: %d is used", q, codec, top,
                         options.pix_fmt, top)
+        opts = {"crf": str(min(options.quality, top))}
     elif codec.endswith("_nvenc"):
         opts = {"rc": "vbr", "cq": q, "b": "0"}
     elif codec in ("libvpx-vp9", "libvpx", "libaom-av1"):
