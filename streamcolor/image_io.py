@@ -320,7 +320,11 @@ def _from_pil(im: Image.Image, label: str, max_pixels: int) -> Decoded:
         im = rgba.convert("RGB") if mode != "LA" else im.convert("L")
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         pixels = np.asarray(im, dtype=np.int32)
-        pixels = np.clip(pixels, 0, 65535).astype(np.uint16)
+        lo, hi = (int(pixels.min()), int(pixels.max())) if pixels.size else (0, 0)
+        if lo < 0 or hi > 65535:  # (a 32-bit integer TIFF): never silently clipped to white or black
+            raise InputError(f"{label}: a 32-bit integer image with values in [{lo}, {hi}]; streamcolor reads "
+                             "integer images as 16-bit, [0, 65535] (scale it, or save it as 8- or 16-bit)")
+        pixels = pixels.astype(np.uint16)
     elif im.mode == "L":
         pixels = np.asarray(im)
     elif im.mode == "1":

@@ -795,6 +795,16 @@ def test_a_float_tiff_outside_0_1_is_refused_not_whitened(tmp_path):
     assert read.dtype == np.uint16 and np.abs(read / 257.0 - gray).max() < 0.51
 
 
+def test_a_32_bit_integer_tiff_past_16_bits_is_refused_not_clipped(tmp_path):
+    gray = make_photo(24, 32)[..., 0].astype(np.int32)
+    Image.fromarray(gray * 1000).save(tmp_path / "i32.tif")  # up to 255,000: 87% was clipped to white
+    with pytest.raises(InputError, match=r"a 32-bit integer image with values in \[\d+, \d+\]"):
+        image_io.read_image(tmp_path / "i32.tif")
+    Image.fromarray(gray * 257).save(tmp_path / "i16.tif")  # within 16 bits: read as they are
+    read = image_io.read_image(tmp_path / "i16.tif").pixels
+    assert read.dtype == np.uint16 and np.array_equal(read, gray * 257)
+
+
 def test_the_api_names_a_wrong_argument(engine, tmp_path):
     from streamcolor.video import colorize_video
 
