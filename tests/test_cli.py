@@ -67,7 +67,7 @@ def test_image_pipe_errors_are_one_line(tmp_path, jpeg_bytes):
     two = streamcolor("image", "-", "-", "-o", "-", input=jpeg_bytes)
     assert two.returncode == 2 and b"'-' (stdin) can be given once" in two.stderr
     folder = streamcolor("image", "-", "-o", str(tmp_path), input=jpeg_bytes)
-    assert folder.returncode == 2 and b"needs -o FILE or -o -" in folder.stderr
+    assert folder.returncode == 2 and b"needs -o FILE with an image extension" in folder.stderr
 
 
 def test_video_refuses_stdin_and_stdout_instead_of_a_file_named_dash(tmp_path):

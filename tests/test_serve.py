@@ -1007,3 +1007,14 @@ def test_wmv_m2ts_flv_and_dv_uploads_are_known_as_videos(name, fmt, codec, optio
         out.mux(v.encode())
     assert looks_like_video(path.read_bytes()[:1024])
     assert path.suffix in VIDEO_SUFFIXES and ".dv" in VIDEO_SUFFIXES
+
+
+def test_cli_on_a_port_in_use_exits_2_saying_so():
+    """The server could not start: exit 2, as the README's exit codes say (it was 1)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "streamcolor", "serve", "--port", str(port), "--backend", "onnx"],
+                           capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in r.stderr, r.stderr

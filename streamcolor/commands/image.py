@@ -79,7 +79,7 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
         raise click.UsageError("-o - (stdout) takes one input")
     refuse_file_name_for_folder(output, given, "image")
     if STDIO in inputs and not single_file:
-        raise click.UsageError("'-' (stdin) needs -o FILE or -o - (stdout)")
+        raise click.UsageError("'-' (stdin) needs -o FILE with an image extension (-o out.png), or -o - (stdout)")
     if to_stdout and sys.stdout.isatty():
         raise click.UsageError("-o - would write image bytes to the terminal; redirect stdout (> out.jpg) "
                                "or give -o FILE")
@@ -109,6 +109,9 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
         for line in describe_renames(planned):
             click.echo(line, err=True)
         folder = output.parent if single_file else output
+        if os.path.lexists(folder) and not folder.is_dir():
+            _fatal(f"{folder}: exists and is not a folder (several inputs, or a name without an extension, "
+                   "need an output folder)")
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

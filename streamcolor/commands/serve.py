@@ -7,7 +7,7 @@ import logging
 import click
 
 from streamcolor.commands.batch import ByteSize
-from streamcolor.commands.common import common_options, engine_options, load
+from streamcolor.commands.common import EXIT_FATAL, common_options, engine_options, load
 from streamcolor.memory import DEFAULT_MEMORY_BUDGET
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,9 @@ def command(ctx, host, port, max_batch, max_wait_ms, max_upload, max_pixels, max
         serve.run(engine, options, colour=colour, on_ready=ready)
     except KeyboardInterrupt:  # a second Ctrl-C during the graceful shutdown
         raise click.exceptions.Abort("stopped at once; requests still in progress got no answer") from None
-    except OSError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:  # the port taken, the address not this machine's: the server could not start
+        error = click.ClickException(str(exc))
+        error.exit_code = EXIT_FATAL
+        raise error from exc
     finally:
         engine.close()
