@@ -641,8 +641,8 @@ def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path, 
         pairs = [(a, it.key) for a, it in renamed if _still_to_write(it, manifest, redo) == fresh]
         if pairs:
             first = ", ".join(f"{a} -> {b}" for a, b in pairs[:3])
-            how("%d output name(s) were taken by files this job did not write (an earlier job's outputs, or "
-                "your own files), so they are not replaced: %s %s%s", len(pairs),
+            how("%d output name(s) were taken by other files (another item's output, which stays where it was "
+                "written; an earlier job's outputs; or your own files), so they are not replaced: %s %s%s", len(pairs),
                 "written as" if fresh else "kept as written by an earlier run:", first, ", ..." if len(pairs) > 3 else "")
     return out
 
