@@ -817,6 +817,10 @@ def test_the_api_names_a_wrong_argument(engine, tmp_path):
             colorize_archive(bad, tmp_path / "o", engine=engine)
     with pytest.raises(TypeError, match="engine must be an Engine"):
         colorize_video(make_clip(tmp_path / "c.mp4"), tmp_path / "o.mp4", engine=object())
+    (tmp_path / "src").mkdir()
+    with pytest.raises(ValueError, match="unknown model 'nope'"):  # said before the job folder is made
+        colorize_archive(tmp_path / "src", tmp_path / "never", engine="nope")
+    assert not (tmp_path / "never").exists()
 
 
 def test_an_output_named_like_a_file_but_ending_in_a_slash_is_a_folder(engine, tmp_path):

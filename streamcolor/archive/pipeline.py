@@ -82,8 +82,8 @@ def colorize_archive(src: str | os.PathLike | Sequence[str | os.PathLike], dst: 
         every item finished before that is kept and recorded.
     ValueError: the output would overlap a source.
     """
+    engine = engine_for(engine)  # (first: an unknown model name leaves no job folder behind)
     with BatchJob(src, dst, options=options) as job:
-        engine = engine_for(engine)
         job.note_settings(engine.info)
         color = options.color_options(engine)
         with progress_bar(progress, total=len(job.items), initial=job.settled, unit="img", desc="colorize") as bar:
