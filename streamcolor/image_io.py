@@ -545,7 +545,9 @@ def _staged(path: Path, what: str) -> Iterator[tempfiles.Staged]:
     try:
         staged = tempfiles.create(path)
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write here ({exc.strerror or exc})") from exc
+        above = next((p for p in Path(path).parents if p.is_file()), None)  # (mkdir says only "File exists")
+        why = f"{above} is a file, not a folder" if above is not None else exc.strerror or exc
+        raise OutputError(f"{path}: cannot write here ({why})") from exc
     try:
         yield staged
     except BaseException as exc:
@@ -614,4 +616,6 @@ def said_of(path: str | os.PathLike) -> Iterator[None]:
     try:
         yield
     except OutputError as exc:
+        if str(exc).startswith(f"{path}: "):  # (already said of it)
+            raise
         raise OutputError(f"{path}: {exc}") from exc.__cause__

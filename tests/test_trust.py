@@ -823,6 +823,16 @@ def test_the_api_names_a_wrong_argument(engine, tmp_path):
     assert not (tmp_path / "never").exists()
 
 
+def test_output_path_errors_say_the_path_once_and_the_real_reason(engine, tmp_path):
+    gray = make_photo(24, 32)[..., 0]
+    with pytest.raises(OutputError) as info:
+        colorize_image(gray, tmp_path / "noext", engine=engine)
+    assert str(info.value).count("noext:") == 1 and "no extension" in str(info.value)
+    (tmp_path / "in.jpg").write_bytes(jpeg())
+    with pytest.raises(OutputError, match=r"in\.jpg is a file, not a folder"):  # (mkdir said "File exists")
+        colorize_image(gray, tmp_path / "in.jpg" / "out.jpg", engine=engine)
+
+
 def test_an_output_named_like_a_file_but_ending_in_a_slash_is_a_folder(engine, tmp_path):
     from click.testing import CliRunner
 
