@@ -352,6 +352,32 @@ def test_video_glob_run_again_leaves_out_its_own_outputs_of_inputs_given(tmp_pat
     assert res.exit_code == 0 and (tmp_path / "a-colour-colour.mp4").is_file(), res.output
 
 
+def test_a_data_track_goes_only_into_the_container_it_came_in(engine, tmp_path):
+    """KLV in a drone's MPEG-TS: Matroska takes the stream but refuses its first packet (the whole
+    file failed, and no option dropped it); it is dropped with a warning there, kept in a .ts."""
+    from fractions import Fraction
+
+    src = tmp_path / "drone.ts"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        d = out.add_data_stream("klv")
+        for i in range(6):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64), 30 * i, np.uint8), format="gray").reformat(
+                format="yuv420p")
+            f.pts = i
+            out.mux(v.encode(f))
+            p = av.Packet(b"\x06\x0e\x2b\x34" + bytes(12))
+            p.stream, p.time_base = d, Fraction(1, 90000)
+            p.pts = p.dts = i * 3600
+            out.mux(p)
+        out.mux(v.encode())
+    for name, kept in (("c.mkv", False), ("c.ts", True)):
+        streamcolor.colorize_video(src, tmp_path / name, engine=engine, render_size=64, progress=False)
+        with av.open(str(tmp_path / name)) as c:
+            assert [s.type for s in c.streams] == (["video", "data"] if kept else ["video"])
+
+
 # --------------------------------------------------------------------------- bad input
 
 

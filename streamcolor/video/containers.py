@@ -166,6 +166,13 @@ def copy_streams(inp, vin, out, src: Path, dst: Path) -> dict[int, tuple[Any, An
             else:
                 log.warning("%s: dropping data stream #%d: FFmpeg knows no codec for it", src, s.index)
             continue
+        if s.type == "data" and out.format.name != inp.format.name:
+            # a data track (KLV in a drone's MPEG-TS) is taken by the muxer it came from; others accept it
+            # when the stream is added and refuse its first packet, failing the whole file
+            log.warning("%s: dropping data stream #%d (%s): the %s format is not the %s it came in; keep it "
+                        "with an output of the input's own kind (%s)", src, s.index, s.name, out.format.name,
+                        inp.format.name, src.suffix or "the same container")
+            continue
         try:
             ost = out.add_stream_from_template(s)
         except (ValueError, av.error.FFmpegError) as exc:

@@ -72,16 +72,23 @@ class VideoOptions:
         return ColorOptions(render_size=self.render_size, saturation=self.saturation).for_engine(engine)
 
 
+#: Video suffixes whose containers hold only their own codec (DV: dvvideo), not the encoder's: a
+#: colorized tape goes into an MP4.
+OWN_CODEC_ONLY = (".dv",)
+
+
 def default_output(src: str | os.PathLike) -> Path:
     """``<stem>-colour<ext>`` next to ``src``; ``.mp4`` where ``src``'s name is not a video's (a
-    film saved as ``.jpg`` or with no extension: its own extension would pick an image writer).
+    film saved as ``.jpg`` or with no extension: its own extension would pick an image writer), or
+    names a container that holds only its own codec (:data:`OWN_CODEC_ONLY`).
     The stem is shortened where the name would pass the filesystem's limit (a film named with
     250 bytes must not fail at its rename, once colorized)."""
     from streamcolor.image_io import VIDEO_SUFFIXES
     from streamcolor.outputs import fitted
 
     src = Path(src)
-    suffix = src.suffix if src.suffix.lower() in VIDEO_SUFFIXES else ".mp4"
+    suffix = src.suffix if src.suffix.lower() in VIDEO_SUFFIXES and src.suffix.lower() not in OWN_CODEC_ONLY \
+        else ".mp4"
     return src.with_name(fitted(f"{src.stem}{suffix}", OUTPUT_SUFFIX))
 
 
