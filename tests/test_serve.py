@@ -659,6 +659,10 @@ def test_an_animated_gif_comes_back_as_a_video(server, tmp_path):
     (tmp_path / "out.mp4").write_bytes(r.body)
     with av.open(str(tmp_path / "out.mp4")) as c:
         assert sum(1 for _ in c.decode(video=0)) == 5
+    webp = io.BytesIO()  # (FFmpeg decodes no frame of an animated WebP: Pillow does)
+    frames[0].save(webp, format="WEBP", save_all=True, append_images=frames[1:], duration=100)
+    r = post_file(server.url, webp.getvalue(), "anim.webp", "image/webp", query="?render_size=64")
+    assert r.status == 200 and r.headers["Content-Type"] == "video/mp4", r.body[:300]
     still = io.BytesIO()
     frames[0].save(still, format="GIF")
     r = post_file(server.url, still.getvalue(), "still.gif", "image/gif", query="?render_size=64")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import logging
+import tempfile
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -376,6 +377,21 @@ def test_a_data_track_goes_only_into_the_container_it_came_in(engine, tmp_path):
         streamcolor.colorize_video(src, tmp_path / name, engine=engine, render_size=64, progress=False)
         with av.open(str(tmp_path / name)) as c:
             assert [s.type for s in c.streams] == (["video", "data"] if kept else ["video"])
+
+
+def test_an_animated_webp_is_colorized_as_a_video(engine, tmp_path):
+    """FFmpeg reads an animated WebP's file but decodes none of its frames, so `image` sent it to
+    `video` and `video` called it a still image: now its frames (decoded by Pillow) are a video,
+    each at its own time, and no temporary file is left."""
+    frames = [Image.fromarray(np.full((48, 64), 40 * i, np.uint8)) for i in range(4)]
+    src = tmp_path / "anim.webp"
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=[100, 200, 100, 300], lossless=True)
+    before = set(Path(tempfile.gettempdir()).glob("streamcolor-animation-*"))
+    dst = streamcolor.colorize_video(src, tmp_path / "anim.mp4", engine=engine, render_size=64, progress=False)
+    with av.open(str(dst)) as c:
+        times = [float(f.pts * f.time_base) for f in c.decode(video=0)]
+    assert times == pytest.approx([0.0, 0.1, 0.3, 0.4])
+    assert set(Path(tempfile.gettempdir()).glob("streamcolor-animation-*")) == before
 
 
 # --------------------------------------------------------------------------- bad input

@@ -52,12 +52,50 @@ def open_input(src: Path):
     if _still_image_reader(container):
         name = container.format.name
         container.close()
-        if image_io.image_kind(src) is not None:
+        kind = image_io.image_kind(src)
+        if kind == "animation":  # (an animated WebP: FFmpeg reads its file but decodes no frame of it)
+            return _animation_as_video(src)
+        if kind is not None:
             raise InputError(f"{src}: a still image, not a video (`streamcolor image`; colorize_image in Python)")
         # FFmpeg picks an image reader by the name alone; Pillow could not read it either
         raise InputError(f"{src}: cannot be opened as a video or as an image: damaged, truncated, or neither "
                          f"(FFmpeg's {name} reader took it by its name)")
     return container
+
+
+def _animation_as_video(src: Path):
+    """An animation that FFmpeg cannot decode (animated WebP), opened as a video: Pillow decodes its
+    frames into a lossless temporary Matroska file (FFV1; each frame's time from the durations the
+    animation gives, in milliseconds), which is opened and at once unlinked, so that nothing is
+    left behind whatever happens next.  Why: such a file was refused by `image` (it has frames in
+    time) and by `video` (FFmpeg took it for a still image), with no way to colorize it."""
+    import os
+    import tempfile
+
+    import numpy as np
+    from PIL import Image, ImageSequence
+
+    fd, tmp = tempfile.mkstemp(prefix="streamcolor-animation-", suffix=".mkv")
+    os.close(fd)
+    try:
+        try:
+            with Image.open(src) as im, av.open(tmp, "w") as out:
+                stream = out.add_stream("ffv1")
+                stream.width, stream.height, stream.pix_fmt = im.width, im.height, "bgr0"
+                stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+                t = 0
+                for frame in ImageSequence.Iterator(im):
+                    vf = av.VideoFrame.from_ndarray(np.asarray(frame.convert("RGB")), format="rgb24")
+                    vf = vf.reformat(format="bgr0")
+                    vf.pts, vf.time_base = t, Fraction(1, 1000)
+                    t += max(1, int(frame.info.get("duration") or 100))
+                    out.mux(stream.encode(vf))
+                out.mux(stream.encode())
+        except (OSError, ValueError, SyntaxError, EOFError, av.error.FFmpegError, Image.DecompressionBombError) as exc:
+            raise InputError(f"{src}: an animation whose frames cannot be read ({reason(exc)})") from exc
+        return av.open(tmp, "r", metadata_errors="replace")
+    finally:
+        os.unlink(tmp)
 
 
 def _still_image_reader(container) -> bool:
