@@ -136,6 +136,9 @@ def read_image(src: str | os.PathLike | bytes | BinaryIO | Image.Image, *, max_p
     with open_regular(path, label) as fh:
         if os.fstat(fh.fileno()).st_size == 0:
             raise InputError(f"{label}: empty (0 bytes)")
+        document = document_kind(path)
+        if document is not None:
+            raise InputError(f"{label}: {document}")
         return _open(fh, label, max_pixels)
 
 
@@ -499,6 +502,24 @@ def image_kind(path: str | os.PathLike) -> str | None:
     if header[1]:
         return "pages" if header[0] == "TIFF" else "animation"
     return "image"
+
+
+#: Documents that image and video readers take for pictures or streams (FFmpeg finds the JPEG
+#: inside a PDF and calls it a video; Pillow opens an EPS and needs Ghostscript to draw it).
+_DOCUMENTS = ((b"%PDF-", "a PDF document: export its pages as images (pdftoppm -png, or any PDF viewer)"),
+              (b"%!PS", "a PostScript document: export it as an image (Ghostscript: gs -sDEVICE=png16m)"),
+              (b"\xc5\xd0\xd3\xc6", "an EPS document: export it as an image (Ghostscript: gs -sDEVICE=png16m)"))
+
+
+def document_kind(path: str | os.PathLike) -> str | None:
+    """What a document file is and how to make images of it, by its first bytes; None for anything
+    else (an unreadable file included)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return None
+    return next((what for magic, what in _DOCUMENTS if head.startswith(magic)), None)
 
 
 def output_suffix(path: str | os.PathLike) -> str:

@@ -1414,3 +1414,17 @@ def test_an_output_written_under_a_number_keeps_it_when_the_folder_changes(tmp_p
     (out3 / "p.jpg").unlink()
     assert colorize_archive(src3, out3, engine=engine, progress=False, options=opts).done_now == 0
     assert sorted(outputs(out3)) == ["p.png", "p~2.jpg"]
+
+
+def test_pdf_and_eps_documents_are_named_with_how_to_make_images_of_them(tmp_path):
+    """FFmpeg called a PDF holding a JPEG a video, and Pillow's EPS failed as 'corrupt or truncated'
+    without Ghostscript: both verbs say what the file is and how to export images from it."""
+    Image.new("L", (60, 40), 120).save(tmp_path / "doc.pdf")
+    (tmp_path / "doc.eps").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 60 40\nshowpage\n")
+    for name, what in (("doc.pdf", "a PDF document: export its pages as images"),
+                       ("doc.eps", "a PostScript document: export it as an image")):
+        with pytest.raises(InputError, match=what):
+            image_io.read_image(tmp_path / name)
+        for verb in ("image", "video"):
+            r = cli(verb, str(tmp_path / name), "-o", str(tmp_path / "out" / f"{verb}.{'png' if verb == 'image' else 'mp4'}"))
+            assert r.returncode == 1 and what in r.stderr and "run `streamcolor" not in r.stderr, r.stderr

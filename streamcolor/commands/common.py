@@ -320,10 +320,10 @@ def distinct(paths: "list[Path] | tuple[Path, ...]") -> list[Path]:
 def _medium_by_header(path: Path) -> str | None:
     """"image" or "video" by what the file holds (Pillow's header, then FFmpeg's), whatever its
     name; None when it is not a regular file or neither can read it."""
-    from streamcolor.image_io import image_kind
+    from streamcolor.image_io import document_kind, image_kind
     from streamcolor.video.containers import is_video_file
 
-    if not path.is_file():
+    if not path.is_file() or document_kind(path):  # (a PDF or EPS: the verb's own error says what to do)
         return None
     kind = image_kind(path)
     if kind is not None:  # (a multi-page TIFF: `image` says to split it, as `batch` does; `video` too)

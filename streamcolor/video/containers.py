@@ -44,6 +44,9 @@ def open_input(src: Path):
         raise InputError(f"{src}: not a regular file ({image_io.file_type(st.st_mode)}); only files are read")
     if not st.st_size:
         raise InputError(f"{src}: empty (0 bytes)")
+    document = image_io.document_kind(src)
+    if document is not None:
+        raise InputError(f"{src}: {document}")
     try:
         container = av.open(str(src), "r", metadata_errors="replace")
     except (av.error.FFmpegError, ValueError, OSError) as exc:
@@ -112,8 +115,8 @@ def is_video_file(path: Path) -> bool:
     """Whether FFmpeg opens the regular file ``path`` as a video: a container with a video stream
     (cover art aside), not one of FFmpeg's still-image readers."""
     try:
-        if not stat.S_ISREG(path.stat().st_mode):  # FFmpeg would block on a FIFO
-            return False
+        if not stat.S_ISREG(path.stat().st_mode) or image_io.document_kind(path):  # (FFmpeg would block on a
+            return False  # FIFO; it calls a PDF holding a JPEG a video)
         with av.open(str(path), "r", metadata_errors="replace") as container:
             return not _still_image_reader(container) and bool(_video_streams(container))
     except (av.error.FFmpegError, ValueError, OSError):
