@@ -426,7 +426,7 @@ def test_an_output_the_user_changed_is_never_replaced(engine, tmp_path, caplog):
     assert (out / "p0.jpg").read_bytes() == retouched  # kept ...
     assert Image.open(out / "p0~2.jpg").size == (64, 48)  # ... and the new output beside it
     assert (out / "p1.jpg").read_bytes() != p1_before and not (out / "p1~2.jpg").exists()  # its own: replaced
-    assert any("taken by files this job did not write" in r.getMessage() for r in caplog.records)
+    assert any("taken by other files" in r.getMessage() for r in caplog.records)
 
     redo = BatchOptions(render_size=32, redo=True)
     report = colorize_archive(src, out, engine=engine, progress=False, options=redo)
@@ -438,7 +438,7 @@ def test_an_output_the_user_changed_is_never_replaced(engine, tmp_path, caplog):
     report = colorize_archive(src, out, engine=engine, progress=False, options=opts)
     assert report.ok and report.done == 2 and report.done_now == 0
     assert not any("under another name" in r.getMessage() for r in caplog.records)
-    said = [r for r in caplog.records if "taken by files this job did not write" in r.getMessage()]
+    said = [r for r in caplog.records if "taken by other files" in r.getMessage()]
     assert len(said) == 1 and said[0].levelname == "INFO" and "kept as written by an earlier run" in said[0].getMessage()
     with Manifest.open(out) as m:
         assert sorted(e.key for e in m.entries()) == ["p0~2.jpg", "p1.jpg"]
