@@ -494,14 +494,15 @@ def _header(path: str | os.PathLike) -> tuple[str | None, bool] | None:
 def image_kind(path: str | os.PathLike) -> str | None:
     """What Pillow makes of the file from its header (nothing is decoded): "image", "animation"
     (an animated GIF, WebP, PNG: frames in time, a video's job), "pages" (a multi-page TIFF:
-    pictures of their own, to split), or None when it cannot read it.  For telling a photo from
+    pictures of their own, to split), "huge" (over Pillow's pixel limit: a still image or an
+    animation, which the verb's own size check says), or None when it cannot read it.  For telling a photo from
     a video whose name says otherwise."""
     header = _header(path)
     if header is None:
         return None
     if header[1]:
         return "pages" if header[0] == "TIFF" else "animation"
-    return "image"
+    return "image" if header[0] is not None else "huge"
 
 
 #: Documents that image and video readers take for pictures or streams (FFmpeg finds the JPEG

@@ -1428,3 +1428,21 @@ def test_pdf_and_eps_documents_are_named_with_how_to_make_images_of_them(tmp_pat
         for verb in ("image", "video"):
             r = cli(verb, str(tmp_path / name), "-o", str(tmp_path / "out" / f"{verb}.{'png' if verb == 'image' else 'mp4'}"))
             assert r.returncode == 1 and what in r.stderr and "run `streamcolor" not in r.stderr, r.stderr
+
+
+def test_a_pixel_bomb_is_left_to_the_verbs_own_limit_not_sent_between_verbs(tmp_path):
+    """A GIF whose logical screen is over Pillow's pixel limit was 'an image' for `video` and
+    'animated' for `image`: each sent it to the other.  Now each verb keeps it and says its own."""
+    import struct
+
+    from streamcolor.commands.common import check_medium
+
+    frames = [Image.fromarray(np.full((8, 8), 60 * i, np.uint8)) for i in range(3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    data = bytearray(buf.getvalue())
+    data[6:10] = struct.pack("<HH", 16000, 16000)
+    (tmp_path / "bomb.gif").write_bytes(bytes(data))
+    assert image_io.image_kind(tmp_path / "bomb.gif") == "huge"
+    for verb in ("image", "video"):
+        assert check_medium([tmp_path / "bomb.gif"], verb) == [tmp_path / "bomb.gif"]

@@ -326,6 +326,8 @@ def _medium_by_header(path: Path) -> str | None:
     if not path.is_file() or document_kind(path):  # (a PDF or EPS: the verb's own error says what to do)
         return None
     kind = image_kind(path)
+    if kind == "huge":  # (a pixel bomb, still or animated: the verb's own limit says so, not a loop of verbs)
+        return None
     if kind is not None:  # (a multi-page TIFF: `image` says to split it, as `batch` does; `video` too)
         return {"animation": "video", "pages": "pages"}.get(kind, "image")
     return "video" if is_video_file(path) else None
