@@ -649,6 +649,10 @@ def test_a_backslash_in_a_file_name_is_kept_not_made_a_folder(engine, tmp_path):
     out = tmp_path / "out"
     report = colorize_archive(src, out, engine=engine, progress=False, options=BatchOptions(render_size=64))
     assert report.ok and set(image_outputs(out)) == {"back\\slash.jpg", "back/slash.jpg"}
+    packed = tmp_path / "packed.zip"  # (zip readers take "\\" for a folder: it is packed as "_")
+    assert colorize_archive(src, packed, engine=engine, progress=False, options=BatchOptions(render_size=64)).ok
+    assert sorted(n for n in zipfile.ZipFile(packed).namelist() if n.endswith(".jpg")) == ["back/slash.jpg",
+                                                                                           "back_slash.jpg"]
     z = tmp_path / "win.zip"
     with zipfile.ZipFile(z, "w") as zf:
         zf.writestr("dir\\a.jpg", GOOD_JPEG)

@@ -572,24 +572,21 @@ def pack(root: str | os.PathLike, members: Iterable[str] | Mapping[str, str], de
     {path: name}, under those names.  Already-compressed images are stored in
     zips, not deflated again.  (Callers that want the file to appear whole
     write ``dest`` as a temporary name and rename it; ``name`` is then the
-    final file name, which gzip records in its header: ``gzip -dN`` restores it.)"""
+    final file name, which gzip records in its header: ``gzip -dN`` restores it.)
+
+    A name an archive cannot hold as it is gets another, said in a warning, with ``~N`` where that
+    is taken: a folder's non-UTF-8 name in a zip (read as Latin-1), and a ``\\`` in a POSIX file's
+    name (as ``_``: zip and tar readers, streamcolor's among them, take it for a folder, which
+    would put ``back\\slash.jpg`` onto ``back/slash.jpg``)."""
     root = Path(root)
     names = dict(members) if isinstance(members, Mapping) else {m: m for m in members}
+    arcnames = _archive_names(names.values(), kind)
     if kind == "zip":
-        used = {m.casefold() for m in names.values() if zip_safe_name(m) == m}
         with zipfile.ZipFile(dest, "w", allowZip64=True) as zf:
             for rel, wanted in names.items():
                 stored = PurePosixPath(wanted).suffix.lower() in _STORED_SUFFIXES
-                arcname = zip_safe_name(wanted)
-                if arcname != wanted:  # (a folder's non-UTF-8 name: one bad name must not stop the packing)
-                    base, n = PurePosixPath(arcname), 1
-                    while arcname.casefold() in used:
-                        n += 1
-                        arcname = str(base.with_name(f"{base.stem}~{n}{base.suffix}"))
-                    used.add(arcname.casefold())
-                    log.warning("%s: its name is not UTF-8, which a zip cannot hold; packed as %r",
-                                os.fsencode(wanted).decode("ascii", "backslashreplace"), arcname)
-                zf.write(root / rel, arcname, compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
+                zf.write(root / rel, arcnames[wanted],
+                         compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
         return
     if kind not in _TAR_MODES:
         raise ValueError(f"unknown archive kind {kind!r}; one of {list(ARCHIVE_SUFFIXES)}")
@@ -603,7 +600,32 @@ def pack(root: str | os.PathLike, members: Iterable[str] | Mapping[str, str], de
         else:
             tf = stack.enter_context(tarfile.open(dest, _TAR_MODES[kind]))
         for rel, wanted in names.items():
-            tf.add(root / rel, arcname=wanted, recursive=False)
+            tf.add(root / rel, arcname=arcnames[wanted], recursive=False)
+
+
+def _archive_names(wanted: Iterable[str], kind: str) -> dict[str, str]:
+    """{name: the name it is packed under} (see :func:`pack`); one bad name never stops the packing."""
+    wanted = list(wanted)
+
+    def holdable(n: str) -> str:
+        return (zip_safe_name(n) if kind == "zip" else n).replace("\\", "_")
+
+    used = {n.casefold() for n in wanted if holdable(n) == n}
+    out: dict[str, str] = {}
+    for n in wanted:
+        arcname = holdable(n)
+        if arcname != n:
+            base, i = PurePosixPath(arcname), 1
+            while arcname.casefold() in used:
+                i += 1
+                arcname = str(base.with_name(f"{base.stem}~{i}{base.suffix}"))
+            used.add(arcname.casefold())
+            why = "holds a \\, which archive readers take for a folder" if "\\" in n else \
+                "is not UTF-8, which a zip cannot hold"
+            log.warning("%s: its name %s; packed as %r", os.fsencode(n).decode("ascii", "backslashreplace"), why,
+                        arcname)
+        out[n] = arcname
+    return out
 
 
 __all__ = ["ARCHIVE_SUFFIXES", "ArchiveError", "JUNK_FOLDERS", "JUNK_NAMES", "Limits", "Member", "MemberRefused", "Source",
