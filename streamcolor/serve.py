@@ -243,9 +243,11 @@ def looks_like_video(data: bytes) -> bool:
     return (data.startswith(b"\x1a\x45\xdf\xa3") or (data[:4] == b"RIFF" and data[8:12] == b"AVI ")
             or data.startswith(b"\x00\x00\x01\xba") or data.startswith(_ASF_HEADER) or data.startswith(b"FLV\x01")
             or data.startswith(b"\x1f\x07\x00")  # DV: its first DIF block, a header
-            or (len(data) > 388 and data[4] == data[196] == data[388] == 0x47)
-            # MPEG-TS: sync bytes at three packet starts (a GIF also begins with 0x47, "G")
-            or (len(data) > 376 and data[0] == data[188] == data[376] == 0x47 and not data.startswith(b"GIF8")))
+            # MPEG-TS: sync bytes at four packet starts, 188 bytes apart (M2TS: 192, after a time code);
+            # never over an image's own header (a BMP's or TIFF's size field can hold 0x47)
+            or (not looks_like_image(data) and any(
+                len(data) > start + 3 * step and all(data[start + k * step] == 0x47 for k in range(4))
+                for start, step in ((0, 188), (4, 192)))))
 
 
 def looks_like_image(data: bytes) -> bool:

@@ -1022,3 +1022,17 @@ def test_cli_on_a_port_in_use_exits_2_saying_so():
         r = subprocess.run([sys.executable, "-m", "streamcolor", "serve", "--port", str(port), "--backend", "onnx"],
                            capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in r.stderr, r.stderr
+
+
+def test_a_photo_whose_header_bytes_look_like_ts_sync_is_still_a_photo(engine):
+    """A BMP's size field (byte 4) and its gray-71 rows held 0x47 where M2TS has its sync bytes:
+    the photo went to the video pipeline (400); an image's own header now wins."""
+    from streamcolor.serve import looks_like_video
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((1560, 1000, 3), 71, np.uint8)).save(buf, format="BMP")
+    data = buf.getvalue()
+    assert data[4] == 0x47 and not looks_like_video(data)
+    with Server(engine, ServeOptions(port=0, max_upload=8 << 20)) as srv:
+        r = post_file(srv.url, data, "scan.bmp", "image/bmp", query="?render_size=64")
+    assert r.status == 200 and r.headers["Content-Type"] == "image/bmp", r.body[:300]
