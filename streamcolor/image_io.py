@@ -483,8 +483,8 @@ def _header(path: str | os.PathLike) -> tuple[str | None, bool] | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as im:
-                return im.format, bool(getattr(im, "is_animated", False))
+            with Image.open(path) as im:  # (an MPO, a JPEG with a preview or a gain map, is one photo)
+                return im.format, bool(getattr(im, "is_animated", False)) and im.format in _MULTI_FRAME_FORMATS
     except Image.DecompressionBombError:  # an image, and a huge one: read_image says so
         return None, False
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):

@@ -1446,3 +1446,19 @@ def test_a_pixel_bomb_is_left_to_the_verbs_own_limit_not_sent_between_verbs(tmp_
     assert image_io.image_kind(tmp_path / "bomb.gif") == "huge"
     for verb in ("image", "video"):
         assert check_medium([tmp_path / "bomb.gif"], verb) == [tmp_path / "bomb.gif"]
+
+
+def test_a_jpeg_with_a_second_picture_is_a_photo_not_an_animation(engine, tmp_path):
+    """Cameras and phones store a preview or a gain map after the photo (MPO): Pillow says it is
+    'animated', and `image` sent such photos to `video` (which made a 2-frame film of them)."""
+    from streamcolor.commands.common import check_medium
+
+    photo = Image.fromarray(make_photo(60, 80, seed=4)).convert("RGB")
+    photo.save(tmp_path / "phone.jpg", format="MPO", save_all=True, append_images=[photo.resize((40, 30))])
+    with Image.open(tmp_path / "phone.jpg") as im:
+        assert im.format == "MPO" and im.n_frames == 2
+    assert image_io.image_kind(tmp_path / "phone.jpg") == "image"
+    assert check_medium([tmp_path / "phone.jpg"], "image") == [tmp_path / "phone.jpg"]
+    out = colorize_image(tmp_path / "phone.jpg", tmp_path / "out.jpg", engine=engine)
+    with Image.open(out) as im:
+        assert im.format == "JPEG" and im.size == (80, 60)
