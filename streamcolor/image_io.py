@@ -491,6 +491,17 @@ def _header(path: str | os.PathLike) -> tuple[str | None, bool] | None:
         return None
 
 
+def frame_count(source: str | os.PathLike | BinaryIO) -> int:
+    """Frames (or pages) of an image file, from its header; 1 when Pillow cannot tell."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(source) as im:
+                return int(getattr(im, "n_frames", 1))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return 1
+
+
 def image_kind(path: str | os.PathLike) -> str | None:
     """What Pillow makes of the file from its header (nothing is decoded): "image", "animation"
     (an animated GIF, WebP, PNG: frames in time, a video's job), "pages" (a multi-page TIFF:

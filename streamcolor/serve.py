@@ -435,6 +435,11 @@ class _State:
                                saturation=params.get("saturation", self.colour.saturation),
                                max_pixels=self.colour.max_pixels)  # the same pixel-bomb guard as images
         limit = self.options.max_video_frames
+        if upload.animated:  # (counted from its header, before its frames are decoded into a temporary file)
+            frames = image_io.frame_count(io.BytesIO(upload.data))
+            if frames > limit:
+                raise _Reject(413, f"{upload.name}: {frames:,} frames, over this server's limit of {limit:,} "
+                                   "(--max-video-frames); cut it, or run `streamcolor video` on it")
 
         def each_frame(done: int, total: int | None) -> None:  # (in this thread, after each frame)
             if self.cut_off.is_set():

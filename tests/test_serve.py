@@ -645,7 +645,7 @@ def test_a_video_answer_is_sent_from_its_file_and_its_folder_removed(engine, tmp
         assert list((tmp_path / "tmp").iterdir()) == []
 
 
-def test_an_animated_gif_comes_back_as_a_video(server, tmp_path):
+def test_an_animated_gif_comes_back_as_a_video(server, engine, tmp_path):
     """Frames in time are a video's job, as `streamcolor video` takes an animated GIF: the answer is an MP4
     of as many frames (a still GIF stays an image)."""
     import av
@@ -663,6 +663,9 @@ def test_an_animated_gif_comes_back_as_a_video(server, tmp_path):
     frames[0].save(webp, format="WEBP", save_all=True, append_images=frames[1:], duration=100)
     r = post_file(server.url, webp.getvalue(), "anim.webp", "image/webp", query="?render_size=64")
     assert r.status == 200 and r.headers["Content-Type"] == "video/mp4", r.body[:300]
+    with Server(engine, ServeOptions(port=0, max_video_frames=4)) as small:  # (counted from its header)
+        r = post_file(small.url, webp.getvalue(), "anim.webp", "image/webp", query="?render_size=64")
+        assert r.status == 413 and "5 frames, over this server's limit of 4" in r.json()["error"], r.body[:300]
     still = io.BytesIO()
     frames[0].save(still, format="GIF")
     r = post_file(server.url, still.getvalue(), "still.gif", "image/gif", query="?render_size=64")

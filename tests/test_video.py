@@ -392,6 +392,9 @@ def test_an_animated_webp_is_colorized_as_a_video(engine, tmp_path):
         times = [float(f.pts * f.time_base) for f in c.decode(video=0)]
     assert times == pytest.approx([0.0, 0.1, 0.3, 0.4])
     assert set(Path(tempfile.gettempdir()).glob("streamcolor-animation-*")) == before
+    with pytest.raises(InputError, match="are over the limit of 1,000"):  # (checked before any frame is decoded)
+        streamcolor.colorize_video(src, tmp_path / "big.mp4", engine=engine, render_size=64, progress=False,
+                                   options=VideoOptions(max_pixels=1000))
 
 
 # --------------------------------------------------------------------------- bad input

@@ -34,7 +34,9 @@ def reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
 
-def open_input(src: Path):
+def open_input(src: Path, max_pixels: int | None = None):
+    """``src`` opened for reading as a video (InputError naming it otherwise); ``max_pixels``
+    bounds the frames of an animation decoded before the pipeline (:func:`_animation_as_video`)."""
     if not src.exists():
         raise image_io.no_such_file(src)
     if src.is_dir():
@@ -57,7 +59,7 @@ def open_input(src: Path):
         container.close()
         kind = image_io.image_kind(src)
         if kind == "animation":  # (an animated WebP: FFmpeg reads its file but decodes no frame of it)
-            return _animation_as_video(src)
+            return _animation_as_video(src, max_pixels)
         if kind is not None:
             raise InputError(f"{src}: a still image, not a video (`streamcolor image`; colorize_image in Python)")
         # FFmpeg picks an image reader by the name alone; Pillow could not read it either
@@ -66,25 +68,45 @@ def open_input(src: Path):
     return container
 
 
-def _animation_as_video(src: Path):
+#: Pixels of all its frames together an animation FFmpeg cannot decode may have: they pass through a
+#: lossless temporary file (up to about 4 bytes a pixel on disk), written before any other limit applies.
+MAX_ANIMATION_PIXELS = 1 << 30
+
+
+def _animation_as_video(src: Path, max_pixels: int | None = None):
     """An animation that FFmpeg cannot decode (animated WebP), opened as a video: Pillow decodes its
     frames into a lossless temporary Matroska file (FFV1; each frame's time from the durations the
     animation gives, in milliseconds), which is opened and at once unlinked, so that nothing is
     left behind whatever happens next.  Why: such a file was refused by `image` (it has frames in
-    time) and by `video` (FFmpeg took it for a still image), with no way to colorize it."""
+    time) and by `video` (FFmpeg took it for a still image), with no way to colorize it.
+
+    Its frame size is checked against ``max_pixels`` and all its frames against
+    :data:`MAX_ANIMATION_PIXELS` before anything is decoded (a small file can hold many frames)."""
     import os
     import tempfile
 
     import numpy as np
     from PIL import Image, ImageSequence
 
+    try:
+        with Image.open(src) as im:
+            width, height, frames = im.width, im.height, getattr(im, "n_frames", 1)
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        raise InputError(f"{src}: an animation whose frames cannot be read ({reason(exc)})") from exc
+    if max_pixels is not None and width * height > max_pixels:
+        raise InputError(f"{src}: frames of {width}x{height} = {width * height:,} pixels are over the limit of "
+                         f"{max_pixels:,}")
+    if width * height * frames > MAX_ANIMATION_PIXELS:
+        raise InputError(f"{src}: {frames:,} frames of {width}x{height} are {width * height * frames:,} pixels in all, "
+                         f"over the {MAX_ANIMATION_PIXELS:,} that an animated WebP may have here (its frames are "
+                         "decoded into a temporary file first); cut it into shorter clips")
     fd, tmp = tempfile.mkstemp(prefix="streamcolor-animation-", suffix=".mkv")
     os.close(fd)
     try:
         try:
             with Image.open(src) as im, av.open(tmp, "w") as out:
                 stream = out.add_stream("ffv1")
-                stream.width, stream.height, stream.pix_fmt = im.width, im.height, "bgr0"
+                stream.width, stream.height, stream.pix_fmt = width, height, "bgr0"
                 stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
                 t = 0
                 for frame in ImageSequence.Iterator(im):
@@ -94,11 +116,25 @@ def _animation_as_video(src: Path):
                     t += max(1, int(frame.info.get("duration") or 100))
                     out.mux(stream.encode(vf))
                 out.mux(stream.encode())
+            return av.open(tmp, "r", metadata_errors="replace")
         except (OSError, ValueError, SyntaxError, EOFError, av.error.FFmpegError, Image.DecompressionBombError) as exc:
             raise InputError(f"{src}: an animation whose frames cannot be read ({reason(exc)})") from exc
-        return av.open(tmp, "r", metadata_errors="replace")
     finally:
-        os.unlink(tmp)
+        try:
+            os.unlink(tmp)  # (open, it stays readable until closed: POSIX)
+        except OSError:  # Windows keeps an open file: removed when the process ends
+            import atexit
+
+            atexit.register(_remove_quietly, tmp)
+
+
+def _remove_quietly(path: str) -> None:
+    import os
+
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _still_image_reader(container) -> bool:

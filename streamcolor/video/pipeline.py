@@ -129,7 +129,7 @@ def run(src: Path, dst: Path, engine: "Engine", options: VideoOptions, progress:
          segment: "Segment | None" = None, replace: tempfiles.Replace = True) -> "_Job":
     """Open ``src``, run the pipeline into a temporary file next to ``dst`` and rename it into place
     (``replace``: what it may replace there, :func:`streamcolor.tempfiles.move_into_place`)."""
-    with open_input(src) as inp:
+    with open_input(src, options.max_pixels) as inp:
         vin = video_stream(inp, src)
         staged = temp_path(dst)
         try:
