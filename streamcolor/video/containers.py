@@ -243,7 +243,7 @@ def copy_streams(inp, vin, out, src: Path, dst: Path) -> dict[int, tuple[Any, An
             else:
                 log.warning("%s: dropping data stream #%d: FFmpeg knows no codec for it", src, s.index)
             continue
-        if s.type == "data" and out.format.name != inp.format.name:
+        if s.type == "data" and out.format.name not in inp.format.name.split(","):  # (demuxers: "mov,mp4,...")
             # a data track (KLV in a drone's MPEG-TS) is taken by the muxer it came from; others accept it
             # when the stream is added and refuse its first packet, failing the whole file
             log.warning("%s: dropping data stream #%d (%s): the %s format is not the %s it came in; keep it "
