@@ -525,13 +525,20 @@ _DOCUMENTS = ((b"%PDF-", "a PDF document: export its pages as images (pdftoppm -
 
 def document_kind(path: str | os.PathLike) -> str | None:
     """What a document file is and how to make images of it, by its first bytes; None for anything
-    else (an unreadable file included)."""
+    else (an unreadable file included), and for PostScript where Ghostscript is installed, with
+    which Pillow reads it as an image."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(8)
     except OSError:
         return None
-    return next((what for magic, what in _DOCUMENTS if head.startswith(magic)), None)
+    what = next((what for magic, what in _DOCUMENTS if head.startswith(magic)), None)
+    if what is not None and not head.startswith(b"%PDF-"):
+        from PIL import EpsImagePlugin
+
+        if EpsImagePlugin.has_ghostscript():  # (Pillow draws PostScript with it: read as an image)
+            return None
+    return what
 
 
 def output_suffix(path: str | os.PathLike) -> str:
