@@ -473,3 +473,21 @@ def test_the_api_refuses_empty_paths(tmp_path, monkeypatch):
         with pytest.raises(exc, match="path is empty"):
             call()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+def test_verbs_whose_extra_is_missing_say_what_to_install(tmp_path):
+    """Without Keras (the train extra), `train prepare` and `train fit` said a traceback; without
+    aiohttp, `serve` exits 2 (it could not start).  Simulated by blocking the import."""
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(np.full((40, 50), 90, np.uint8)).save(tmp_path / "photos" / "a.jpg")
+    (tmp_path / "shards").mkdir()
+    runs = {"keras": [["train", "prepare", str(tmp_path / "photos"), "-o", str(tmp_path / "out")],
+                      ["train", "fit", str(tmp_path / "shards"), "-r", str(tmp_path / "run"), "--steps", "1"]],
+            "aiohttp": [["serve", "--port", "0"]]}
+    for module, commands in runs.items():
+        for args in commands:
+            code = (f"import sys; sys.modules[{module!r}] = None; sys.modules['tensorflow'] = None; "
+                    f"sys.argv = ['streamcolor', *{args!r}]; from streamcolor.cli import main; main()")
+            r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+            assert "Traceback" not in r.stderr and "pip install 'streamcolor[" in r.stderr, (args, r.stderr)
+            assert r.returncode != 0 and (module != "aiohttp" or r.returncode == 2), (args, r.returncode)

@@ -79,8 +79,10 @@ def command(ctx, host, port, max_batch, max_wait_ms, max_upload, max_pixels, max
     """
     try:
         from streamcolor import serve
-    except ImportError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except ImportError as exc:  # the extra is not installed: the server cannot start
+        error = click.ClickException(str(exc))
+        error.exit_code = EXIT_FATAL
+        raise error from exc
     from streamcolor.batching import BatchingOptions
     from streamcolor.colorize import model_options
 

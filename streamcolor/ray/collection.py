@@ -23,7 +23,7 @@ from streamcolor.outputs import claimants
 from streamcolor.items import REPORT_FILENAME, JobReport, Problem, is_job_file, problems_csv
 from streamcolor.manifest import DONE, FAILED, SKIPPED
 from streamcolor.ray.batch import ColorizeBatch, filesystem, is_local, item_key, sink_for
-from streamcolor.ray.pool import ClusterOptions, colorize_kwargs, plan_actors, ray_session
+from streamcolor.ray.pool import ClusterOptions, colorize_kwargs, plan_actors, ray_session, require_ray
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
     started = time.perf_counter()
     refuse_empty_path(src, "source")
     refuse_empty_path(dst, "output")
+    require_ray()  # (first: pyarrow comes with Ray; without it the job would say "No module named 'pyarrow'")
     src_fs, src_root = filesystem(src)
     out_fs, out_root = filesystem(dst)
     if is_local(src_fs) and is_local(out_fs):

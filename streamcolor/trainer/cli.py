@@ -36,7 +36,11 @@ class _ExtractorChoice(click.ParamType):
         return "NAME"
 
     def convert(self, value, param, ctx):
-        from streamcolor.trainer.extractors import EXTRACTORS
+        try:
+            from streamcolor.trainer.extractors import EXTRACTORS
+        except ImportError as exc:  # (Keras: the train extra is not installed)
+            raise click.ClickException(f"`streamcolor train` needs Keras and TensorFlow ({exc}): "
+                                       "pip install 'streamcolor[train]'") from exc
 
         if value not in EXTRACTORS:
             self.fail(f"{value!r} is not one of {sorted(EXTRACTORS)}", param, ctx)
@@ -60,6 +64,8 @@ def _setup_logging(verbose: int) -> None:
 
 
 def _fail(exc: Exception) -> click.ClickException:
+    if isinstance(exc, ImportError):  # (the train extra is not installed: Keras, TensorFlow, tf2onnx)
+        return click.ClickException(f"this needs streamcolor's train extra ({exc}): pip install 'streamcolor[train]'")
     return click.ClickException(f"{type(exc).__name__}: {exc}")
 
 
@@ -73,7 +79,7 @@ def train(verbose: int, quiet: bool, keras_backend: str | None) -> None:
     """Train, evaluate and export colorizer models (Deep Koalarization).
 
     \b
-    A typical run:
+    Examples (a typical run):
       streamcolor train prepare photos/ more.zip -o shards/ --crops-per-photo 8
       streamcolor train fit shards/ -r runs/a --epochs 20
       streamcolor train export runs/a bundles/a
@@ -158,7 +164,7 @@ def prepare(sources, out, size, model_kind, extractor, crops_per_photo, min_crop
     try:
         rep = prepare_shards(sources, out, options=opts, manifest=manifest, overwrite=overwrite,
                              splits=splits or SPLITS)
-    except (DataError, ValueError) as exc:
+    except (DataError, ValueError, ImportError) as exc:
         raise _fail(exc) from exc
     for split, c in rep.counts.items():
         click.echo(f"{split}: {c['examples']} examples from {c['photos']} photos in {c['shards']} shards")
@@ -249,7 +255,7 @@ def fit(shards, run_dir, steps, epochs, max_minutes, batch_size, lr, lr_schedule
                       skips=tuple(s for s in skips.split(",") if s))
     try:
         res = fit_api(shards, run_dir, options=opts)
-    except (DataError, CheckpointMismatch, ValueError, FloatingPointError) as exc:
+    except (DataError, CheckpointMismatch, ValueError, FloatingPointError, ImportError) as exc:
         raise _fail(exc) from exc
     except KeyboardInterrupt:
         click.echo(f"interrupted: checkpoint saved in {run_dir}; rerun the same command to resume", err=True)
