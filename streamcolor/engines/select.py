@@ -236,7 +236,8 @@ def load_onnx(info: ModelInfo, *, precision: str | None = None, device: str = "a
     elif precision != "fp32":
         if precision not in variants(info) and not (precision == "fp16" and _fp16_convertible()):
             raise EngineError(f"model bundle {info.path} has no {precision} variant; make one with "
-                              f"python -m streamcolor.trainer.quantize {info.path}")
+                              f"`streamcolor train quantize {info.path} --calib PHOTOS{' --fp16' if precision == 'fp16' else ''}` "
+                              "(needs streamcolor[train])")
         ok, why = guard(info, precision, max_drift=max_drift)
         if not ok:
             log.warning("%s: running %s as asked, but %s", info.name, precision, why)
