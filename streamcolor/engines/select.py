@@ -226,10 +226,10 @@ def load_onnx(info: ModelInfo, *, precision: str | None = None, device: str = "a
                     if check.ok:
                         return engine
                     engine.close()
-                    # said once per machine and model as a warning (when measured), then as info
-                    log.log(logging.INFO if check.cached else logging.WARNING,
-                            "%s: not using the %s variant on this CPU: %s; running fp32", info.name, precision,
-                            check.why)
+                    # info, not a warning: auto chose, and chose right (fp32 gives the same colours,
+                    # a little slower); a first run on a new machine must not look like a failure (-v shows it)
+                    log.info("%s: not using the %s variant on this CPU: %s; running fp32", info.name, precision,
+                             check.why)
                     precision = "fp32"
     elif precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {['auto', *PRECISIONS]}")
