@@ -397,6 +397,20 @@ def test_an_animated_webp_is_colorized_as_a_video(engine, tmp_path):
                                    options=VideoOptions(max_pixels=1000))
 
 
+def test_frames_with_timestamps_that_do_not_move_on_are_said_once_then_counted(engine, tmp_path, caplog):
+    """Every frame at or before its previous one is nudged a tick on; the log says the first one and
+    the count at the end, not a line per frame (a file whose pts were all 0 said it for each)."""
+    src = make_video(tmp_path / "stuck.mkv", frames=12, size=(64, 48), audio=None,
+                     pts=[0, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2])
+    with caplog.at_level(logging.WARNING, logger="streamcolor"):
+        dst = streamcolor.colorize_video(src, tmp_path / "out.mkv", engine=engine, **FAST)
+    said = [r.getMessage() for r in caplog.records if "nudged" in r.getMessage()]
+    assert len(said) == 2 and "9 frames in all" in said[1], said
+    with av.open(str(dst)) as c:
+        pts = [f.pts for f in c.decode(video=0)]
+    assert len(pts) == 12 and pts == sorted(set(pts))
+
+
 # --------------------------------------------------------------------------- bad input
 
 

@@ -230,6 +230,7 @@ class _Job:
         self.copy_map_in: list = []  # the input streams copied
         self.bad_packets = 0
         self.frames_in = 0
+        self.nudged = 0  # frames whose pts were at or before the previous frame's
         self._size_warned = False
 
     # ---- plumbing
@@ -310,7 +311,10 @@ class _Job:
                 if pts is None:
                     pts = 0 if last_pts is None else last_pts + max(1, last_dur)
                 if last_pts is not None and pts <= last_pts:
-                    log.warning("%s: frame %d has pts %d <= previous %d; nudged", src, self.frames_in, pts, last_pts)
+                    self.nudged += 1
+                    if self.nudged == 1:  # (one line, not one a frame: a file whose pts are all 0 said it 1,000 times)
+                        log.warning("%s: frame %d has pts %d <= previous %d; nudged (any more such frames are "
+                                    "counted, and said at the end)", src, self.frames_in, pts, last_pts)
                     pts = last_pts + 1
                 if seg is not None:
                     if seg.end is not None and pts >= seg.end:
@@ -649,6 +653,9 @@ class _Job:
         if self.bad_packets:
             log.warning("%s: %d damaged video packets skipped", self.src, self.bad_packets)
         self._warn_if_short(written)
+        if self.nudged > 1:
+            log.warning("%s: %d frames in all had a timestamp at or before the previous frame's; each was nudged "
+                        "one tick later", self.src, self.nudged)
 
     def _mux(self, out, frame) -> None:
         """Encode one frame (None: flush the encoder) and mux what comes out."""
