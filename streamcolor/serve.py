@@ -419,12 +419,12 @@ class _State:
                                "try format=png") from None
         return data, out_fmt, self.batcher.last_batch_size
 
-    def colorize_video(self, upload: _Upload, params: Mapping[str, Any]) -> tuple[Path, str]:
+    def colorize_video(self, upload: _Upload, params: Mapping[str, Any], tmp: Path) -> tuple[Path, str]:
         """Worker thread: a short video through the video pipeline -> (the output file, extension).
 
-        The output stays on disk, in a folder of its own that the caller removes once the answer
-        is sent (:func:`_remove_folder`): a colorized video can be many times its upload (a
-        low-bitrate clip comes back at CRF 18), so it is sent from the file, a chunk at a time,
+        It works in the folder ``tmp``, which the caller made and removes once the answer is sent,
+        whatever happened (:func:`_remove_folder`): a colorized video can be many times its upload
+        (a low-bitrate clip comes back at CRF 18), so it is sent from the file, a chunk at a time,
         never held whole in memory."""
         from streamcolor.video import VideoOptions, colorize_video
 
@@ -449,27 +449,23 @@ class _State:
                                    f"{max(total or 0, done):,} frames, over this server's limit of {limit:,} "
                                    "(--max-video-frames); cut it, or run `streamcolor video` on it")
 
-        tmp = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-")
-        try:
-            src = Path(tmp) / f"input{suffix}"
-            src.write_bytes(upload.data)
-            for ext in ("mp4", "mkv"):  # MP4 plays in browsers; MKV holds any audio codec the source has
-                dst = Path(tmp) / f"colour.{ext}"
-                try:
-                    colorize_video(src, dst, engine=self.engine, options=options, progress=each_frame)
-                except InputError as exc:  # said of the upload, not of the server's temporary file
-                    raise InputError(_for_client(str(exc), tmp, upload.name)) from None
-                except OutputError as exc:
-                    if ext == "mkv":
-                        raise _Reject(422, _for_client(str(exc), tmp, upload.name)) from None
-                    log.info("%s: MP4 cannot hold it (%s); writing MKV", upload.name, exc)
-                    continue
-                src.unlink()  # (the disk holds the answer alone while it is sent)
-                return dst, ext
-            raise AssertionError("unreachable")
-        except BaseException:
-            _remove_folder(tmp)
-            raise
+        src = tmp / f"input{suffix}"
+        src.write_bytes(upload.data)
+        for ext in ("mp4", "mkv"):  # MP4 plays in browsers; MKV holds any audio codec the source has
+            dst = tmp / f"colour.{ext}"
+            try:
+                colorize_video(src, dst, engine=self.engine, options=options, progress=each_frame)
+            except InputError as exc:  # said of the upload, not of the server's temporary file
+                raise InputError(_for_client(str(exc), str(tmp), upload.name)) from None
+            except OutputError as exc:
+                if ext == "mkv":
+                    raise _Reject(422, _for_client(str(exc), str(tmp), upload.name)) from None
+                log.info("%s: MP4 cannot hold it (%s); writing MKV", upload.name, _for_client(str(exc), str(tmp),
+                                                                                           upload.name))
+                continue
+            src.unlink()  # (the disk holds the answer alone while it is sent)
+            return dst, ext
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         self.cut_off.set()  # (a video still running would hold the worker pool's shutdown until its end)
@@ -741,8 +737,10 @@ async def _colorize(request: web.Request) -> web.StreamResponse:
             try:
                 if upload.is_video:
                     async with state.video_slot:  # one video at a time; photos keep flowing meanwhile
-                        answer, ext = await loop.run_in_executor(state.pool, state.colorize_video, upload, params)
-                    folder = answer.parent
+                        # (made here, so that it is removed below whatever happens to the worker or to this task)
+                        folder = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
+                        answer, ext = await loop.run_in_executor(state.pool, state.colorize_video, upload, params,
+                                                                 folder)
                     ctype = "video/mp4" if ext == "mp4" else "video/x-matroska"
                     batch = 0
                     share.shrink(len(upload.data) + _SEND_CHUNK)  # sent from its file, a chunk at a time

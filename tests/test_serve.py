@@ -568,8 +568,8 @@ def test_a_gif_is_never_taken_for_an_mpeg_ts_video():
     gif = bytearray(b"GIF89a" + bytes(500))
     gif[188] = gif[376] = 0x47  # palette bytes that happen to equal MPEG-TS's sync byte
     assert looks_like_image(bytes(gif)) and not looks_like_video(bytes(gif))
-    ts = bytearray(188 * 3)
-    ts[0] = ts[188] = ts[376] = 0x47
+    ts = bytearray(188 * 5)  # (four sync bytes, 188 apart)
+    ts[0] = ts[188] = ts[376] = ts[564] = 0x47
     assert looks_like_video(bytes(ts))
 
 
