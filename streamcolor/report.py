@@ -482,7 +482,13 @@ def held_out_photos(folder: str | Path, n: int = 4) -> list[tuple[Path, dict]]:
             path = folder / e["file"]
             if any(p == path for p, _ in picked):
                 continue
-            rgb = np.asarray(Image.open(path).convert("RGB").resize((64, 64)))
+            try:  # (a small draft of it: only its colour is measured)
+                with Image.open(path) as im:
+                    im.draft("RGB", (64, 64))
+                    rgb = np.asarray(im.convert("RGB").resize((64, 64)))
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+                log.warning("%s: passed over (%s)", path, exc)
+                continue
             ab = lab.rgb_to_lab(rgb)[..., 1:]
             if float(np.hypot(ab[..., 0], ab[..., 1]).mean()) >= GRAY_CHROMA:
                 picked.append((path, e))
