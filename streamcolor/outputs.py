@@ -267,9 +267,30 @@ def written_by_streamcolor(path: str | os.PathLike, source: str | os.PathLike | 
     """Whether the file at ``path`` is one streamcolor wrote (:func:`remember_written`) and is
     unchanged since: the same file (inode), size and modification time; with ``source``, also
     from that input (a record of an earlier version, which did not note the input, counts as any)."""
+    record = _unchanged_record(path)
+    if record is None:
+        return False
+    return source is None or record[0] is None or record[0] == _source_id(source)
+
+
+def written_from(path: str | os.PathLike) -> str | None:
+    """The real path of the input streamcolor wrote the file at ``path`` from, while that file is
+    unchanged (:func:`written_by_streamcolor`); None for any other file, or an input not on disk."""
+    record = _unchanged_record(path)
+    if record is None or not record[0] or record[0].startswith("<"):
+        return None
+    try:
+        return os.fsdecode(bytes.fromhex(record[0]))
+    except ValueError:
+        return None
+
+
+def _unchanged_record(path: str | os.PathLike) -> tuple[str | None] | None:
+    """(the source noted,) for the file at ``path`` when the record of written files has it as it
+    is now; None otherwise (no record, a changed file, a record that cannot be read)."""
     where = _where(Path(path))
     if where is None:
-        return False
+        return None
     try:
         db = _written_db()
         try:
@@ -278,32 +299,10 @@ def written_by_streamcolor(path: str | os.PathLike, source: str | os.PathLike | 
             db.close()
     except (OSError, sqlite3.Error) as exc:
         log.debug("cannot read the record of files streamcolor wrote (%s)", exc)
-        return False
+        return None
     if row is None or row[0] != where[1]:
-        return False
-    return source is None or row[1] is None or row[1] == _source_id(source)
-
-
-def written_from(path: str | os.PathLike) -> str | None:
-    """The real path of the input streamcolor wrote the file at ``path`` from, while that file is
-    unchanged (:func:`written_by_streamcolor`); None for any other file, or an input not on disk."""
-    where = _where(Path(path))
-    if where is None:
         return None
-    try:
-        db = _written_db()
-        try:
-            row = db.execute("SELECT identity, source FROM written WHERE path = ?", (where[0],)).fetchone()
-        finally:
-            db.close()
-    except (OSError, sqlite3.Error):
-        return None
-    if row is None or row[0] != where[1] or not row[1] or row[1].startswith("<"):
-        return None
-    try:
-        return os.fsdecode(bytes.fromhex(row[1]))
-    except ValueError:
-        return None
+    return (row[1],)
 
 
 def replace_policy(existing: str, source: str | os.PathLike) -> "tempfiles.Replace":
