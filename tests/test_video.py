@@ -305,14 +305,17 @@ def test_default_name_and_cli(tmp_path):
 
 
 def test_one_inputs_streams_that_its_output_cannot_hold_fail_it_alone(tmp_path):
-    """Subtitles an MP4 cannot hold fail that input (exit 1, with a way out) and the other input is
-    still done; a DV tape's placeholder frame rate (60000) is not written as the output's."""
+    """Subtitles a MOV cannot hold fail that input (exit 1, with a way out) and the other input is
+    still done; a DV tape's placeholder frame rate (60000) is not written as the output's; a
+    Matroska file without an extension stays Matroska, which holds its subtitles."""
     from click.testing import CliRunner
 
     from streamcolor.cli import cli
 
     subs = make_video(tmp_path / "subs.mkv", frames=6, size=(64, 48), subtitles=True)
-    subs = subs.rename(tmp_path / "withsubs")  # (no extension: its output is .mp4)
+    bare = tmp_path / "bare"  # (no extension: its output is .mkv, by its first bytes)
+    bare.write_bytes(subs.read_bytes())
+    subs = subs.rename(tmp_path / "withsubs.mov")  # (its output is .mov, which takes no SubRip)
     dv = tmp_path / "tape.dv"
     with av.open(str(dv), "w", format="dv") as out:
         v = out.add_stream("dvvideo", rate=25)
@@ -325,10 +328,12 @@ def test_one_inputs_streams_that_its_output_cannot_hold_fail_it_alone(tmp_path):
         out.mux(v.encode())
     with av.open(str(dv)) as c:
         assert c.streams.video[0].average_rate > 1000  # (what FFmpeg's DV reader says)
-    res = CliRunner().invoke(cli, ["video", str(subs), str(dv), "-o", str(tmp_path / "out"), "-r", "64",
+    res = CliRunner().invoke(cli, ["video", str(subs), str(dv), str(bare), "-o", str(tmp_path / "out"), "-r", "64",
                                    "--no-progress"])
     assert res.exit_code == 1, res.output
-    assert not (tmp_path / "out" / "withsubs-colour.mp4").exists()
+    assert not (tmp_path / "out" / "withsubs-colour.mov").exists()
+    with av.open(str(tmp_path / "out" / "bare-colour.mkv")) as c:
+        assert [s.type for s in c.streams][:3] == ["video", "audio", "subtitle"]
     with av.open(str(tmp_path / "out" / "tape-colour.mp4")) as c:
         assert c.streams.video[0].average_rate == 25 and c.streams.video[0].frames == 4
 

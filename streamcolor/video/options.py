@@ -78,18 +78,29 @@ OWN_CODEC_ONLY = (".dv",)
 
 
 def default_output(src: str | os.PathLike) -> Path:
-    """``<stem>-colour<ext>`` next to ``src``; ``.mp4`` where ``src``'s name is not a video's (a
-    film saved as ``.jpg`` or with no extension: its own extension would pick an image writer), or
-    names a container that holds only its own codec (:data:`OWN_CODEC_ONLY`).
+    """``<stem>-colour<ext>`` next to ``src``; where ``src``'s name is not a video's (a film saved
+    as ``.jpg`` or with no extension: its own extension would pick an image writer), or names a
+    container that holds only its own codec (:data:`OWN_CODEC_ONLY`), ``.mkv`` for a Matroska
+    file and ``.mp4`` for any other.
     The stem is shortened where the name would pass the filesystem's limit (a film named with
     250 bytes must not fail at its rename, once colorized)."""
     from streamcolor.image_io import VIDEO_SUFFIXES
     from streamcolor.outputs import fitted
 
     src = Path(src)
-    suffix = src.suffix if src.suffix.lower() in VIDEO_SUFFIXES and src.suffix.lower() not in OWN_CODEC_ONLY \
-        else ".mp4"
+    if src.suffix.lower() in VIDEO_SUFFIXES and src.suffix.lower() not in OWN_CODEC_ONLY:
+        suffix = src.suffix
+    else:  # a Matroska file under another name stays Matroska: it may hold what MP4 cannot (subtitles, fonts)
+        suffix = ".mkv" if _starts_with(src, b"\x1a\x45\xdf\xa3") else ".mp4"
     return src.with_name(fitted(f"{src.stem}{suffix}", OUTPUT_SUFFIX))
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(magic)) == magic
+    except OSError:
+        return False
 
 
 def output_path(src: str | os.PathLike, dst: str | os.PathLike | None = None) -> Path:
