@@ -477,29 +477,23 @@ def _encode16(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str) -> bytes:
     return data.tobytes()
 
 
-def _header(path: str | os.PathLike) -> tuple[str | None, bool] | None:
-    """(Pillow's format name, animated?) from the file's header alone, nothing decoded; None when
-    Pillow cannot read it.  A file over Pillow's pixel limit is an image of unknown format."""
+def _header(source: str | os.PathLike | BinaryIO) -> tuple[str | None, int] | None:
+    """(Pillow's format name, frames or pages) from the file's header alone, nothing decoded; None
+    when Pillow cannot read it.  A file over Pillow's pixel limit is an image of unknown format."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as im:  # (an MPO, a JPEG with a preview or a gain map, is one photo)
-                return im.format, bool(getattr(im, "is_animated", False)) and im.format in _MULTI_FRAME_FORMATS
+            with Image.open(source) as im:
+                return im.format, int(getattr(im, "n_frames", 1))
     except Image.DecompressionBombError:  # an image, and a huge one: read_image says so
-        return None, False
+        return None, 1
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return None
 
 
 def frame_count(source: str | os.PathLike | BinaryIO) -> int:
     """Frames (or pages) of an image file, from its header; 1 when Pillow cannot tell."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(source) as im:
-                return int(getattr(im, "n_frames", 1))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return 1
+    return (_header(source) or (None, 1))[1]
 
 
 def image_kind(path: str | os.PathLike) -> str | None:
@@ -511,7 +505,8 @@ def image_kind(path: str | os.PathLike) -> str | None:
     header = _header(path)
     if header is None:
         return None
-    if header[1]:
+    # (an MPO, a JPEG holding a preview or a gain map, has frames too: it is one photo)
+    if header[1] > 1 and header[0] in _MULTI_FRAME_FORMATS:
         return "pages" if header[0] == "TIFF" else "animation"
     return "image" if header[0] is not None else "huge"
 
@@ -549,7 +544,7 @@ def output_suffix(path: str | os.PathLike) -> str:
     suffix = Path(path).suffix
     if suffix.lower() in _FORMATS:
         return suffix
-    fmt = (_header(path) or (None, False))[0]
+    fmt = (_header(path) or (None, 1))[0]
     return next((s for s, f in _FORMATS.items() if f == fmt), ".png")
 
 

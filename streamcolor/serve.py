@@ -435,19 +435,23 @@ class _State:
                                saturation=params.get("saturation", self.colour.saturation),
                                max_pixels=self.colour.max_pixels)  # the same pixel-bomb guard as images
         limit = self.options.max_video_frames
+
+        def too_long(frames: str) -> _Reject:
+            return _Reject(413, f"{upload.name}: {frames} frames, over this server's limit of {limit:,} "
+                                "(--max-video-frames); cut it, or run `streamcolor video` on it")
+
         if upload.animated:  # (counted from its header, before its frames are decoded into a temporary file)
             frames = image_io.frame_count(io.BytesIO(upload.data))
             if frames > limit:
-                raise _Reject(413, f"{upload.name}: {frames:,} frames, over this server's limit of {limit:,} "
-                                   "(--max-video-frames); cut it, or run `streamcolor video` on it")
+                raise too_long(f"{frames:,}")
 
         def each_frame(done: int, total: int | None) -> None:  # (in this thread, after each frame)
             if self.cut_off.is_set():
                 raise _CutOff(f"{upload.name}: cut off by the server's shutdown")
-            if done > limit or (done == 1 and total is not None and total > limit):
-                raise _Reject(413, f"{upload.name}: {'about ' if done <= limit else 'over '}"
-                                   f"{max(total or 0, done):,} frames, over this server's limit of {limit:,} "
-                                   "(--max-video-frames); cut it, or run `streamcolor video` on it")
+            if done > limit:
+                raise too_long(f"over {limit:,}")
+            if done == 1 and total is not None and total > limit:  # (the container's count, before any work)
+                raise too_long(f"about {total:,}")
 
         src = tmp / f"input{suffix}"
         src.write_bytes(upload.data)
