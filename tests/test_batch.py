@@ -447,6 +447,29 @@ def test_an_output_the_user_changed_is_never_replaced(engine, tmp_path, caplog):
     assert sorted(p.name for p in out.glob("*.jpg")) == ["p0.jpg", "p0~2.jpg", "p1.jpg"]
 
 
+def test_a_corrupt_manifest_is_a_clear_error_and_its_advice_keeps_the_outputs(engine, tmp_path):
+    """A manifest that is not SQLite stops the job before it writes anything, says which file and
+    what to do; moving it away as advised colorizes again beside the earlier outputs, never over them."""
+    src = tmp_path / "scans"
+    src.mkdir()
+    Image.fromarray(make_photo(48, 64)[..., 0]).save(src / "p0.jpg", quality=90)
+    out = tmp_path / "out"
+    opts = BatchOptions(render_size=32)
+    colorize_archive(src, out, engine=engine, progress=False, options=opts)
+    first = (out / "p0.jpg").read_bytes()
+    manifest = out / JOB_DIR / MANIFEST
+    manifest.write_bytes(b"not a database" * 100)
+    with pytest.raises(OutputError) as err:
+        colorize_archive(src, out, engine=engine, progress=False, options=opts)
+    said = str(err.value)
+    assert str(manifest) in said and "cannot open the resume manifest" in said and "new -o folder" in said
+    assert (out / "p0.jpg").read_bytes() == first and sorted(p.name for p in out.glob("*.jpg")) == ["p0.jpg"]
+    manifest.rename(tmp_path / "old-manifest")
+    report = colorize_archive(src, out, engine=engine, progress=False, options=opts)
+    assert report.ok and report.done_now == 1
+    assert (out / "p0.jpg").read_bytes() == first and (out / "p0~2.jpg").is_file()
+
+
 def test_outputs_written_in_place_by_workers_are_recorded_as_written(tmp_path):
     """The Ray actors write outputs in place and the driver records them: the identity of the file
     there is recorded, replacing an older one, so a retouch is seen on that path too."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import io
+import logging
 import os
 import pty
 import struct
@@ -414,6 +415,26 @@ def test_bench_recommendation_from_rows():
     assert "the model's recommended size" in rec["why"]
     assert load_text({"load_average": [1.0, 0.5, 0.25], "load_average_after": [2.0, 1.0, 0.5]}) == \
         "before 1.00 0.50 0.25, after 2.00 1.00 0.50"
+
+
+def test_bench_says_untrusted_int8_once_in_its_notes_not_as_a_warning(caplog):
+    """The bench times int8 on purpose: where this CPU's int8 kernels give wrong colours, its notes
+    say so (UNTRUSTED) and load_engine's "running int8 as asked" warning is not said as well."""
+    from streamcolor.bench import UNTRUSTED, load_engines
+    from streamcolor.engines import resolve_model
+    from streamcolor.engines.select import kernel_check
+
+    caplog.set_level(logging.WARNING, logger="streamcolor")
+    engines, notes = load_engines("default", "cpu")
+    try:
+        assert "onnx-cpu-int8" in engines
+        check = kernel_check(resolve_model("default"), "int8", engines["onnx-cpu-int8"])
+        assert any(n.startswith(f"{UNTRUSTED} onnx-cpu-int8") for n in notes) == (not check.ok)
+        assert "as asked" not in caplog.text
+        assert not logging.getLogger("streamcolor.engines.select").filters  # the filter is taken off again
+    finally:
+        for e in engines.values():
+            e.close()
 
 
 def test_bench_refuses_a_json_name_that_is_not_json_and_a_render_size_out_of_range(tmp_path):

@@ -549,7 +549,12 @@ def _open_manifest(out_dir: Path):
     try:
         manifest = Manifest.open(out_dir)
     except sqlite3.Error as exc:
-        raise OutputError(f"{out_dir / JOB_DIR / MANIFEST_FILENAME}: cannot open the resume manifest ({exc})") from exc
+        # The advice: without its record the job cannot tell its own outputs from a user's files, so
+        # a run after moving it away keeps every file there and writes new ones beside them (name~2).
+        raise OutputError(f"{out_dir / JOB_DIR / MANIFEST_FILENAME}: cannot open the resume manifest ({exc}); "
+                          "to colorize the inputs again, give a new -o folder (or move this manifest away: "
+                          "the files already in the folder are then kept, and new outputs written beside "
+                          "them under other names)") from exc
     try:
         yield manifest
     finally:
