@@ -426,8 +426,11 @@ class ActorPool:
         """The slots whose actor runs; with ``wait``, blocks until at least one does (warning every
         :data:`WAIT_WARN_S` seconds that the cluster has no room yet)."""
         while self._pings:
-            ready, _ = self.ray.wait(list(self._pings), num_returns=len(self._pings),
-                                     timeout=0 if any(self.running) or not wait else self.WAIT_WARN_S)
+            blocking = wait and not any(self.running)
+            # blocking: back as soon as one actor runs (all of them would wait the whole WAIT_WARN_S
+            # for actors the cluster has no room for); else whichever already run, at once
+            ready, _ = self.ray.wait(list(self._pings), num_returns=1 if blocking else len(self._pings),
+                                     timeout=self.WAIT_WARN_S if blocking else 0)
             for ref in ready:  # (one that fails, an actor dead at its start, runs: its tasks fail and replace it)
                 self.running[self._pings.pop(ref)] = True
             if any(self.running) or not wait:
