@@ -58,7 +58,10 @@ class Head:
                 [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus", "2", "--port", str(self.port),
                  "--dashboard-port", str(self.dashboard), "--include-dashboard", "true",
                  "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port())],
-                env=self.env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+                # Ray drains a node for up to 30 s on SIGTERM (when a job ran on it): a test head has nothing
+                # to drain for, so 5 s bounds the module's teardown
+                env={**self.env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "5"}, stdout=fh, stderr=subprocess.STDOUT,
+                start_new_session=True)
         deadline = time.monotonic() + COMMAND_TIMEOUT_S
         while b"Ray runtime started" not in self.log.read_bytes():
             if self.proc.poll() is not None or time.monotonic() > deadline:

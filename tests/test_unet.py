@@ -144,14 +144,16 @@ def test_colorize_image_with_a_unet_bundle(shipped, photos):
     assert rgb.shape[:2] == Image.open(photos / "p03.jpg").size[::-1]
 
 
-def test_fine_tune_from_a_bundle_cli(run, photos, tmp_path):
-    """The README's recipe: export, then fit --init that bundle on other photos, export again."""
+def test_fine_tune_from_a_bundle_cli(shipped, photos, tmp_path):
+    """The README's recipe: export (here the module's ship bundle), then fit --init that bundle on
+    other photos, export again."""
+    import shutil
+
     from streamcolor.trainer.cli import train
 
     cli = CliRunner()
     bundle = tmp_path / "base"
-    res = cli.invoke(train, ["export", str(run), str(bundle), "--ship", "--no-verify"])
-    assert res.exit_code == 0, res.output
+    shutil.copytree(shipped[0], bundle)
     mine = tmp_path / "mine-shards"
     res = cli.invoke(train, ["prepare", str(photos), "-o", str(mine), "--size", str(SIZE),
                              "--crops-per-photo", "2", "--shard-size", "8", "--val-fraction", "0.2",
@@ -163,7 +165,7 @@ def test_fine_tune_from_a_bundle_cli(run, photos, tmp_path):
     assert res.exit_code == 0, res.output
     start = json.loads((tmp_path / "ft" / "run.json").read_text())
     assert start["unet"]["widths"] == [32, 24, 16]
-    res = cli.invoke(train, ["export", str(tmp_path / "ft"), str(tmp_path / "ft-bundle")])
+    res = cli.invoke(train, ["export", str(tmp_path / "ft"), str(tmp_path / "ft-bundle"), "--ship", "--no-verify"])
     assert res.exit_code == 0, res.output
     # The fine-tuned model starts from the bundle's weights (not from scratch): close to it after 2 small steps.
     a = np.load(bundle / U.TRAINED_WEIGHTS)
