@@ -102,7 +102,9 @@ def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], *
     ``stem~N.suffix``.  ``keep_others``: a path where something already is
     that streamcolor did not write (:func:`written_by_streamcolor`) is passed
     over for the next ``stem~N.suffix`` as well (the command line's default:
-    a user's file is never replaced).  A number never gives an output the
+    a user's file is never replaced).  A numbered name is passed over in that
+    case whatever ``keep_others`` says (``--overwrite`` is for the name asked
+    for, not for one streamcolor picks).  A number never gives an output the
     name that another pair proposes (``x~2.jpg`` of an input named so keeps it).
     """
     inputs: dict[tuple[int, int], Path] = {}
@@ -139,10 +141,13 @@ def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], *
                     raise OutputError(f"{dst}: the output for {src} would replace {what}; "
                                       "choose another output (-o) so that the originals are kept")
             elif _slot(dst) not in taken and (i in keeps if dst == original else _slot(dst) not in reserved):
-                if not (keep_others and os.path.lexists(_there(dst))
+                # a number streamcolor picks never lands on a file it did not write from this input,
+                # --overwrite or not: --overwrite is for the name asked for
+                if not ((keep_others or dst != original) and os.path.lexists(_there(dst))
                         and not written_by_streamcolor(dst, pairs[i][0])):
                     break
-                kept = kept or dst
+                if keep_others:
+                    kept = kept or dst
             n += 1
             dst = original.with_name(numbered(original.name, n))
         taken.add(_slot(dst))
@@ -305,16 +310,18 @@ def _unchanged_record(path: str | os.PathLike) -> tuple[str | None] | None:
     return (row[1],)
 
 
-def replace_policy(existing: str, source: str | os.PathLike) -> "tempfiles.Replace":
+def replace_policy(existing: str, source: str | os.PathLike, *, renamed: bool = False) -> "tempfiles.Replace":
     """What the output of ``source`` by `image` or `video` may replace when it is renamed into
     place (:func:`streamcolor.tempfiles.move_into_place`), for the verb's ``existing`` setting:
     anything with ``--overwrite``; otherwise only a file streamcolor wrote from that input and
     nobody changed since, any other file there being kept and the output written as ``name~N``
     beside it.  Why at the rename too, not only when outputs are planned: a file that appears
-    meanwhile (another run writing into the same folder, a user saving there) is kept."""
+    meanwhile (another run writing into the same folder, a user saving there) is kept.
+    ``renamed``: the output got a number (:attr:`Planned.renamed`); ``--overwrite`` does not
+    reach such a name, which the user never gave."""
     from streamcolor import tempfiles
 
-    if existing == "overwrite":
+    if existing == "overwrite" and not renamed:
         return True
     return tempfiles.Beside(lambda path: written_by_streamcolor(path, source))
 

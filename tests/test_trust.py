@@ -178,6 +178,27 @@ def test_image_cli_keeps_a_file_it_did_not_write_and_replaces_only_its_own_uncha
                                                                            if n != "p.jpg"}
 
 
+def test_overwrite_never_reaches_a_number_streamcolor_picks(tmp_path):
+    """Two inputs named p.jpg into one folder: the second output gets a number.  --overwrite is for
+    the name asked for (p.jpg), so a file of the user's at p~2.jpg is kept and the output takes
+    p~3.jpg; a rerun replaces its own outputs and makes no p~4.jpg."""
+    for d, seed in (("a", 1), ("b", 2)):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "p.jpg").write_bytes(jpeg(seed))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "p.jpg").write_bytes(b"replace me, I asked for it")
+    (out / "p~2.jpg").write_bytes(b"my own photo")
+    args = ("image", str(tmp_path / "a" / "p.jpg"), str(tmp_path / "b" / "p.jpg"), "-o", str(out), "--overwrite")
+    for _ in range(2):
+        r = cli(*args)
+        assert r.returncode == 0, r.stderr
+        assert "writing " + str(out / "p~3.jpg") in r.stderr
+        assert (out / "p~2.jpg").read_bytes() == b"my own photo"
+        assert Image.open(out / "p.jpg").mode == Image.open(out / "p~3.jpg").mode == "RGB"
+        assert sorted(p.name for p in out.iterdir()) == ["p.jpg", "p~2.jpg", "p~3.jpg"]
+
+
 def test_photos_piped_to_the_same_output_keep_each_other(tmp_path):
     """Bytes piped in are known by their content: other bytes piped to the same -o keep the first
     output (name~2), as two inputs of one name do; the same bytes again replace their own output."""

@@ -140,7 +140,7 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
                 continue
             try:
                 source = piped if src == STDIO else src
-                out_fmt, dst = _colorize_one(src, dst, fmt, engine, options, replace_policy(existing, source),
+                out_fmt, dst = _colorize_one(src, dst, fmt, engine, options, replace_policy(existing, source, renamed=plan.renamed),
                                              stdin)
                 if dst != STDIO:
                     remember_written(dst, source)

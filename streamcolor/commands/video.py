@@ -10,7 +10,7 @@ from typing import NoReturn
 
 import click
 
-from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, PathArg, check_medium, common_options,
+from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, FiniteRange, PathArg, check_medium, common_options,
                                          distinct, engine_options, existing_options, load, output_is_folder,
                                          output_option, progress_setting, refuse_file_name_for_folder, say)
 from streamcolor.errors import OutputError, StreamcolorError
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 @click.option("--embed-every", type=click.IntRange(min=1), default=48, show_default=True,
               help="Recompute the global embedding at least every N frames, and at every scene cut "
                    "(1: every frame).")
-@click.option("--scene-cut", type=click.FloatRange(0, 1, min_open=True), default=0.3, show_default=True,
+@click.option("--scene-cut", type=FiniteRange(0, 1, min_open=True), default=0.3, show_default=True,
               help="Lightness-histogram change that counts as a scene cut.")
 @existing_options
 @click.option("--ray", "use_ray", is_flag=True,
@@ -152,10 +152,10 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
         src, dst = plan.src, plan.dst
         try:
             if use_ray:
-                dst = convert(src, dst, options, progress_setting(), replace_policy(existing, src))
+                dst = convert(src, dst, options, progress_setting(), replace_policy(existing, src, renamed=plan.renamed))
             else:
                 dst = colorize_video(src, dst, engine=engine, options=options, progress=progress_setting(),
-                                     replace=replace_policy(existing, src))
+                                     replace=replace_policy(existing, src, renamed=plan.renamed))
             remember_written(dst, src)
             say(f"{src} -> {dst}")
         except OutputError as exc:
