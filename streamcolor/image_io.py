@@ -309,6 +309,8 @@ def _from_pil(im: Image.Image, label: str, max_pixels: int) -> Decoded:
     if "dpi" in im.info:
         info["dpi"] = im.info["dpi"]
     exif = im.getexif()
+    # one colour marked transparent (a PNG's tRNS chunk for gray or RGB): made an alpha channel below
+    trns = im.info.get("transparency") if im.mode in _TRNS_MODES else None
     im = ImageOps.exif_transpose(im)  # apply the orientation tag to the pixels
     if exif and fmt != "TIFF":  # a TIFF's "EXIF" is its whole first directory (strips, sizes): not metadata
         exif.pop(0x0112, None)  # orientation now baked in
@@ -345,9 +347,36 @@ def _from_pil(im: Image.Image, label: str, max_pixels: int) -> Decoded:
         pixels = np.asarray(im)
     else:  # CMYK, YCbCr, P without alpha, LAB...
         pixels = np.asarray(im.convert("RGB"))
+    if alpha is None and trns is not None and im.mode in _TRNS_MODES:
+        alpha = _trns_alpha(pixels, trns)
     if pixels.ndim == 3 and _is_gray(pixels):
         pixels = np.ascontiguousarray(pixels[..., 0])
     return Decoded(pixels=np.ascontiguousarray(pixels), alpha=alpha, format=fmt, info=info)
+
+
+#: Modes whose transparency, when the file has one, is a single colour value (PNG's tRNS chunk).
+_TRNS_MODES = ("L", "I;16", "I;16B", "I;16L", "I", "RGB")
+
+
+def _trns_alpha(pixels: np.ndarray, value: Any) -> np.ndarray | None:
+    """An alpha channel (of ``pixels``' dtype: 0 or its maximum) that hides the pixels equal to
+    ``value``, the one transparent colour of a gray or RGB PNG (an int, or an (r, g, b) tuple).
+    Why: without it such a PNG came back opaque, the transparent colour painted in, and with no
+    warning (palette PNGs and alpha channels were kept)."""
+    try:
+        if pixels.ndim == 3:
+            target = np.asarray(value, dtype=np.int64).reshape(-1)
+            if target.size != pixels.shape[2]:
+                return None
+            hidden = np.all(pixels == target.astype(pixels.dtype), axis=2)
+        else:
+            hidden = pixels == np.asarray(value).astype(pixels.dtype)
+    except (TypeError, ValueError):  # a value Pillow left as bytes, or out of range: nothing to hide
+        return None
+    if not hidden.any():
+        return None
+    top = np.iinfo(pixels.dtype).max
+    return np.where(hidden, 0, top).astype(pixels.dtype)
 
 
 def _is_gray(rgb: np.ndarray) -> bool:

@@ -249,9 +249,11 @@ def test_compose_keeps_lightness_even_out_of_gamut(chroma):
 
 
 @pytest.mark.parametrize("fields,error,match", [
-    ({"saturation": float("nan")}, ValueError, "finite"),
-    ({"saturation": float("inf")}, ValueError, "finite"),
-    ({"saturation": -0.5}, ValueError, ">= 0"),
+    ({"saturation": float("nan")}, ValueError, "from 0 to 4"),
+    ({"saturation": float("inf")}, ValueError, "from 0 to 4"),
+    ({"saturation": 1e39}, ValueError, "from 0 to 4, got 1e"),  # (finite: it painted every pixel white)
+    ({"saturation": 4.01}, ValueError, "from 0 to 4"),
+    ({"saturation": -0.5}, ValueError, "from 0 to 4"),
     ({"saturation": "1.2"}, TypeError, "saturation must be a number"),
     ({"quality": 0}, ValueError, "quality must be 1-100"),
     ({"quality": 101}, ValueError, "quality must be 1-100"),
@@ -267,6 +269,7 @@ def test_options_out_of_range_are_refused_where_they_are_made(fields, error, mat
 
 def test_options_at_their_bounds_are_taken():
     ColorOptions(saturation=0, quality=1)
+    ColorOptions(saturation=4, quality=1)
     ColorOptions(saturation=np.float32(2.5), quality=np.int64(100), size_multiple=1)
 
 
@@ -275,10 +278,31 @@ def test_every_options_class_refuses_a_saturation_that_is_not_a_number(make):
     from streamcolor import BatchOptions, VideoOptions
 
     cls = VideoOptions if make == "video" else BatchOptions
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(ValueError, match="from 0 to 4"):
         cls(saturation=float("nan"))
     with pytest.raises(ValueError, match="quality"):
         cls(quality=-1)
+
+
+@pytest.mark.parametrize("kind", ["gray8", "gray16", "rgb"])
+def test_a_pngs_one_transparent_colour_stays_transparent(engine, tmp_path, kind):
+    """A gray or RGB PNG with a tRNS chunk (one colour marked transparent) came back opaque, with
+    no warning, while palette PNGs and alpha channels kept theirs."""
+    g = (np.arange(48 * 64).reshape(48, 64) % 256).astype(np.uint8)
+    if kind == "gray8":
+        im, value = Image.fromarray(g), 7
+    elif kind == "gray16":
+        g16 = g.astype(np.uint16) * 257
+        im, value = Image.fromarray(g16), int(g16[0, 7])
+    else:
+        im, value = Image.fromarray(np.dstack([g, g, g])), (7, 7, 7)
+    src = tmp_path / f"{kind}.png"
+    im.save(src, transparency=value)
+    assert Image.open(src).info.get("transparency") == value
+    out = streamcolor.colorize_image(src, tmp_path / "out.png", engine=engine)
+    got = np.asarray(Image.open(out))
+    assert got.shape == (48, 64, 4)
+    np.testing.assert_array_equal(got[..., 3] == 0, g == 7)  # exactly the marked pixels are hidden
 
 
 @pytest.mark.parametrize("mode,out_mode", [("La", "RGBA"), ("RGBa", "RGBA"), ("LA", "RGBA"), ("I;16", "RGB")])
