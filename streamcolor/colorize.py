@@ -65,15 +65,21 @@ STRIP_PIXELS = 1 << 20
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
 
+#: Largest gain on predicted a*b*: at 4 the model's strongest colours already leave the sRGB gamut
+#: (and are pulled back in); far beyond it the Lab values overflow and every pixel turns white.
+MAX_SATURATION = 4.0
+
+
 def check_saturation(value: object) -> None:
-    """TypeError / ValueError unless ``value`` is None or a finite number >= 0: one
-    check for every options class (NaN or infinity would paint every pixel white)."""
+    """TypeError / ValueError unless ``value`` is None or a number from 0 to
+    :data:`MAX_SATURATION`: one check for every options class and verb (NaN,
+    infinity or a gain like 1e39 would paint every pixel white)."""
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"saturation must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"saturation must be a finite number >= 0, got {value}")
+    if not (math.isfinite(value) and 0 <= value <= MAX_SATURATION):
+        raise ValueError(f"saturation must be a number from 0 to {MAX_SATURATION:g}, got {value}")
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,8 @@ except ImportError as exc:  # pragma: no cover - the serve extra is missing
 
 from streamcolor import __version__, image_io, memory
 from streamcolor.batching import BatchingEngine, BatchingOptions
-from streamcolor.colorize import ColorOptions, colorize_batch, model_options
+# MAX_SATURATION: the largest gain a request may ask for is the library's own limit
+from streamcolor.colorize import MAX_SATURATION, ColorOptions, colorize_batch, model_options
 from streamcolor.engines import lab
 from streamcolor.errors import InputError, OutputError
 
@@ -84,8 +85,6 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7070
 #: Largest render size a request may ask for (network input, longer side): the library's own limit.
 MAX_RENDER_SIZE = lab.MAX_RENDER_SIZE
-#: Largest saturation gain a request may ask for.
-MAX_SATURATION = 4.0
 #: Uploads with one of these suffixes or a video/* type go to the video pipeline.
 VIDEO_SUFFIXES = image_io.VIDEO_SUFFIXES  # (the same list as the command line's)
 #: ``format`` parameter -> Pillow format.  "same" keeps the upload's format where it can be written.

@@ -512,3 +512,35 @@ def test_verbs_whose_extra_is_missing_say_what_to_install(tmp_path):
             r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
             assert "Traceback" not in r.stderr and "pip install 'streamcolor[" in r.stderr, (args, r.stderr)
             assert r.returncode != 0 and (module != "aiohttp" or r.returncode == 2), (args, r.returncode)
+
+
+@pytest.mark.parametrize("args", [
+    ["image", "x.jpg", "--saturation", "nan"], ["image", "x.jpg", "--saturation", "1e39"],
+    ["video", "x.mp4", "--saturation", "inf"], ["batch", "x", "-o", "y", "--saturation", "5"],
+    ["batch", "x", "-o", "y", "--max-ratio", "nan"], ["video", "x.mp4", "--scene-cut", "nan"],
+    ["serve", "--max-wait-ms", "nan"], ["collection", "x", "y", "--cpus-per-actor", "inf"],
+])
+def test_numbers_that_are_not_finite_or_out_of_range_are_usage_errors(args, tmp_path):
+    """NaN passes click's range checks (--max-ratio nan turned the zip-bomb check off), and `image
+    --saturation nan` ended in a traceback; a gain of 1e39 painted every pixel white."""
+    from streamcolor.cli import cli
+
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert ("not a finite number" in res.output or "from 0 to 4" in res.output), res.output
+
+
+def test_a_model_that_is_no_bundle_is_named_as_such(tmp_path):
+    """-m given a photo said "'utf-8' codec can't decode", and a model.json holding a JSON list
+    ended in an AttributeError traceback."""
+    from streamcolor.cli import cli
+
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(b"\xff\xd8\xff\xe0" + bytes(100))
+    res = CliRunner().invoke(cli, ["image", str(photo), "-m", str(photo)])
+    assert res.exit_code == 2 and "not a model bundle: give a bundle folder" in res.output, res.output
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "model.json").write_text("[]")
+    res = CliRunner().invoke(cli, ["image", str(photo), "-m", str(bundle)])
+    assert res.exit_code == 2 and "not a model manifest" in res.output and "Traceback" not in res.output, res.output

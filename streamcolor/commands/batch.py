@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from streamcolor.archive import OUTPUT_FORMATS
-from streamcolor.commands.common import (EXIT_FATAL, PathArg, common_options, engine_options, load,
+from streamcolor.commands.common import (EXIT_FATAL, FiniteRange, PathArg, common_options, engine_options, load,
                                          output_is_folder, output_option, progress_setting,
                                          refuse_file_name_for_folder, run_job, show_ray_progress)
 from streamcolor.engines.archives import RATIO_MIN_BYTES, Limits
@@ -53,7 +53,7 @@ class ByteSize(click.ParamType):
               help="Refuse images with more pixels (decompression bombs). [default: 268000000]")
 @click.option("--max-member-size", type=ByteSize(), default=f"{Limits.max_member_bytes >> 20}M", show_default=True,
               help="Refuse files and archive members bigger than this (declared or read).")
-@click.option("--max-ratio", type=click.FloatRange(min=1, min_open=True), default=Limits.max_ratio, show_default=True,
+@click.option("--max-ratio", type=FiniteRange(min=1, min_open=True), default=Limits.max_ratio, show_default=True,
               help=f"Refuse zip members (over {RATIO_MIN_BYTES >> 20} MiB) that inflate more than this many times "
                    "(zip bombs).")
 @click.option("--memory-budget", type=ByteSize(), default=f"{DEFAULT_MEMORY_BUDGET >> 20}M", show_default=True,

@@ -18,7 +18,7 @@ import logging
 import click
 
 from streamcolor.archive import OUTPUT_FORMATS
-from streamcolor.commands.common import common_options, engine_options, non_empty, run_job
+from streamcolor.commands.common import FiniteRange, common_options, engine_options, non_empty, run_job
 
 
 @click.command("collection")
@@ -29,9 +29,9 @@ from streamcolor.commands.common import common_options, engine_options, non_empt
                    "`ray job submit` sets; else a private Ray started on this machine for this job].")
 @click.option("--actors", type=click.IntRange(min=1), default=None,
               help="Actors colorizing [default: one per GPU, else one per --cpus-per-actor CPUs, one CPU spare].")
-@click.option("--gpus-per-actor", type=click.FloatRange(min=0), default=None,
+@click.option("--gpus-per-actor", type=FiniteRange(min=0), default=None,
               help="GPUs each actor reserves [default: 1 on a cluster with GPUs, else 0].")
-@click.option("--cpus-per-actor", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+@click.option("--cpus-per-actor", type=FiniteRange(min=0, min_open=True), default=1.0, show_default=True,
               help="CPUs each actor reserves (and its engine threads on CPU).")
 @click.option("-b", "--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Images per map_batches batch (and per engine call).")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 import click
 
-from streamcolor.colorize import DEFAULT_RENDER_SIZE
+from streamcolor.colorize import DEFAULT_RENDER_SIZE, MAX_SATURATION, check_saturation
 from streamcolor.engines import DEFAULT_MODEL, available_backends, lab
 from streamcolor.errors import StreamcolorError
 from streamcolor.image_io import VIDEO_SUFFIXES
@@ -30,10 +31,21 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".g
 EXIT_OK, EXIT_ITEMS, EXIT_FATAL = 0, 1, 2
 
 
+class FiniteRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses NaN and infinity.  Why: NaN passes every bound
+    (it is neither below nor above one), and ``--max-ratio nan`` turned the zip-bomb check off."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
+
+
 def engine_options(f):
     """--model, --backend, --render-size, --saturation."""
-    f = click.option("--saturation", type=click.FloatRange(min=0), default=None,
-                     help="Gain on predicted colour (a*b*); >1 gives more vivid colours. "
+    f = click.option("--saturation", type=float, default=None, callback=_saturation, metavar="GAIN",
+                     help=f"Gain on predicted colour (a*b*), 0 to {MAX_SATURATION:g}; >1 gives more vivid colours. "
                           "Default: the model's recommendation.")(f)
     f = click.option("-r", "--render-size", type=click.IntRange(lab.SIZE_MULTIPLE, lab.MAX_RENDER_SIZE), default=None,
                      help="Longer side of the network input. Larger: more colour detail, slower. "
@@ -44,6 +56,15 @@ def engine_options(f):
     f = click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, callback=_known_model,
                      help="A shipped model name (see `streamcolor models`) or a model bundle folder.")(f)
     return f
+
+
+def _saturation(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """The library's own check (NaN and infinity refused too), said as a usage error."""
+    try:
+        check_saturation(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+    return value
 
 
 def _known_model(ctx: click.Context, param: click.Parameter, value: str) -> str:

@@ -7,7 +7,7 @@ import logging
 import click
 
 from streamcolor.commands.batch import ByteSize
-from streamcolor.commands.common import EXIT_FATAL, common_options, engine_options, load
+from streamcolor.commands.common import EXIT_FATAL, FiniteRange, common_options, engine_options, load
 from streamcolor.memory import DEFAULT_MEMORY_BUDGET
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
               help="TCP port (0: any free port; the log line says which).")
 @click.option("-b", "--max-batch", type=click.IntRange(min=1), default=16, show_default=True,
               help="Most images per engine call when requests arrive together (1: no batching).")
-@click.option("--max-wait-ms", type=click.FloatRange(min=0), default=5.0, show_default=True,
+@click.option("--max-wait-ms", type=FiniteRange(min=0), default=5.0, show_default=True,
               help="How long a request waits for others to share its engine call.")
 @click.option("--max-upload", type=ByteSize(), default="64M", show_default=True,
               help="Refuse uploads bigger than this (413), videos included.")
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 @click.option("--memory-budget", type=ByteSize(), default=f"{DEFAULT_MEMORY_BUDGET >> 20}M", show_default=True,
               help="Working memory for images colorized at once, estimated from each upload's header before "
                    "decoding (about 16 bytes a pixel): big images wait for each other; one bigger runs alone.")
-@click.option("--upload-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+@click.option("--upload-timeout", type=FiniteRange(min=0, min_open=True), default=30.0, show_default=True,
               help="Seconds an upload may send nothing (or, past them, average under 16 KiB/s) before it "
                    "is dropped with 408; seconds a client may take to read 64 KiB of its answer, or to send "
                    "a request's headers, or stay idle: a stalled client does not hold a --max-pending slot, "

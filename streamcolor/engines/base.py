@@ -89,8 +89,14 @@ class ModelInfo:
             data = json.loads(manifest.read_text())
         except FileNotFoundError as exc:
             raise EngineError(f"{path}: not a model bundle (no {MANIFEST})") from exc
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # (ValueError: JSON errors, and bytes that are not UTF-8 text)
+            if manifest.name != MANIFEST:  # e.g. -m photo.jpg
+                raise EngineError(f"{path}: not a model bundle: give a bundle folder (holding {MANIFEST}) "
+                                  "or a shipped model's name") from exc
             raise EngineError(f"{manifest}: unreadable model manifest: {exc}") from exc
+        if not isinstance(data, dict):
+            raise EngineError(f"{manifest}: not a model manifest (a JSON object is expected, "
+                              f"this is a JSON {type(data).__name__})")
         if data.get("format") != BUNDLE_FORMAT:
             raise EngineError(
                 f"{manifest}: bundle format {data.get('format')!r}, this streamcolor reads {BUNDLE_FORMAT}"
