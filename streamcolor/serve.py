@@ -418,7 +418,8 @@ class _State:
                                "try format=png") from None
         return data, out_fmt, self.batcher.last_batch_size
 
-    def colorize_video(self, upload: _Upload, params: Mapping[str, Any], tmp: Path) -> tuple[Path, str]:
+    def colorize_video(self, upload: _Upload, params: Mapping[str, Any], tmp: Path,
+                       gone: Callable[[], bool] = lambda: False) -> tuple[Path, str]:
         """Worker thread: a short video through the video pipeline -> (the output file, extension).
 
         It works in the folder ``tmp``, which the caller made and removes once the answer is sent,
@@ -447,6 +448,8 @@ class _State:
         def each_frame(done: int, total: int | None) -> None:  # (in this thread, after each frame)
             if self.cut_off.is_set():
                 raise _CutOff(f"{upload.name}: cut off by the server's shutdown")
+            if gone():  # nobody is waiting for the answer any more: the video slot goes to the next upload
+                raise _CutOff(f"{upload.name}: its client left; stopped")
             if done > limit:
                 raise too_long(f"over {limit:,}")
             if done == 1 and total is not None and total > limit:  # (the container's count, before any work)
@@ -454,6 +457,11 @@ class _State:
 
         src = tmp / f"input{suffix}"
         src.write_bytes(upload.data)
+        if not upload.animated:  # counted packet by packet, before any work (a container's own count can lie)
+            from streamcolor.video.containers import video_packet_count
+
+            if video_packet_count(src, limit) > limit:
+                raise too_long(f"more than {limit:,}")
         for ext in ("mp4", "mkv"):  # MP4 plays in browsers; MKV holds any audio codec the source has
             dst = tmp / f"colour.{ext}"
             try:
@@ -742,8 +750,11 @@ async def _colorize(request: web.Request) -> web.StreamResponse:
                     async with state.video_slot:  # one video at a time; photos keep flowing meanwhile
                         # (made here, so that it is removed below whatever happens to the worker or to this task)
                         folder = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
-                        answer, ext = await loop.run_in_executor(state.pool, state.colorize_video, upload, params,
-                                                                 folder)
+                        # (read from the worker thread: a flag the event loop sets when the client goes)
+                        transport = request.transport
+                        answer, ext = await loop.run_in_executor(
+                            state.pool, state.colorize_video, upload, params, folder,
+                            lambda: transport is None or transport.is_closing())
                     ctype = "video/mp4" if ext == "mp4" else "video/x-matroska"
                     batch = 0
                     share.shrink(len(upload.data) + _SEND_CHUNK)  # sent from its file, a chunk at a time

@@ -23,6 +23,7 @@ import urllib.parse
 import tempfile
 import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -727,10 +728,37 @@ def test_a_video_over_the_frame_limit_is_refused(engine, tmp_path):
     clip = make_clip(tmp_path / "clip.mp4", 96, 64, 12).read_bytes()
     with Server(engine, ServeOptions(port=0, max_video_frames=5)) as srv:
         r = post_file(srv.url, clip, "clip.mp4", "video/mp4", query="?render_size=64")
-        assert r.status == 413 and "12 frames, over this server's limit of 5" in r.json()["error"], r.body[:300]
+        assert r.status == 413 and "more than 5 frames, over this server's limit of 5" in r.json()["error"], r.body[:300]
         assert srv.stats()["memory"]["used"] == 0
     with Server(engine, ServeOptions(port=0, max_video_frames=12)) as srv:
         assert post_file(srv.url, clip, "clip.mp4", "video/mp4", query="?render_size=64").status == 200
+
+
+def test_a_video_whose_container_understates_its_length_is_counted_before_any_work(engine, tmp_path):
+    """300 frames 1 ms apart in a stream declared at 1 fps: the container says about one frame,
+    so the upload passed the limit and was colorized for as long as it took (minutes for 20,000
+    frames, the one video slot held).  Its packets are counted first: 413, no frame colorized."""
+    import av
+
+    path = tmp_path / "lie.mkv"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("ffv1", rate=1)
+        stream.width, stream.height, stream.pix_fmt = 16, 16, "gray"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for i in range(300):
+            frame = av.VideoFrame.from_ndarray(np.full((16, 16), i % 256, np.uint8), format="gray")
+            frame.pts, frame.time_base = i, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        assert (v.frames or 0) <= 1 and float(c.duration or 0) / 1e6 < 2  # (what a header sees: ~1 frame at 1 fps)
+    with Server(engine, ServeOptions(port=0, max_video_frames=100)) as srv:
+        r = post_file(srv.url, path.read_bytes(), "lie.mkv", "video/x-matroska", query="?render_size=64")
+        # ("more than": counted from its packets; while colorizing, the limit said "over 100")
+        assert r.status == 413 and "more than 100 frames" in r.json()["error"], r.body[:300]
 
 
 def test_shutdown_cuts_off_a_video_in_progress_at_its_next_frame(engine, tmp_path):
@@ -751,6 +779,34 @@ def test_shutdown_cuts_off_a_video_in_progress_at_its_next_frame(engine, tmp_pat
     srv.stop(timeout=120)
     sender.join(120)
     assert got and got[0].status == 503 and "cut off by the server's shutdown" in got[0].json()["error"], got
+
+
+def test_a_video_whose_client_left_stops_at_its_next_frame(engine, tmp_path, caplog):
+    """Videos run one at a time: one whose client left went on to its end, holding the slot
+    from every later upload for nobody."""
+    import logging
+
+    from streamcolor.video import make_clip
+
+    clip = make_clip(tmp_path / "long.mp4", 96, 64, 3000).read_bytes()
+    body = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"long.mp4\"\r\n"
+            b"Content-Type: video/mp4\r\n\r\n" + clip + b"\r\n--b--\r\n")
+    head = (f"POST /api/colorize?render_size=64 HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\n\r\n").encode()
+    with caplog.at_level(logging.INFO, logger="streamcolor"), Server(engine, ServeOptions(port=0)) as srv:
+        port = int(srv.url.rsplit(":", 1)[1])
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(head + body)
+        deadline = time.monotonic() + 60  # (bounds on waiting, not speed figures)
+        while srv.stats()["in_flight"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # (colorizing by now: 3,000 frames take far longer)
+        sock.close()
+        deadline = time.monotonic() + 120
+        while srv.stats()["in_flight"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert srv.stats()["in_flight"] == 0
+    assert "long.mp4: its client left; stopped" in caplog.text
 
 
 def test_video_turned_off(engine):
