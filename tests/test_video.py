@@ -849,3 +849,31 @@ def test_a_container_that_cannot_hold_the_streams_is_named_with_them(engine, tmp
     with pytest.raises(streamcolor.OutputError, match=r"the ogv format may not hold .* video, aac audio: write \.mkv"):
         streamcolor.colorize_video(with_aac, tmp_path / "aac.ogv", engine=engine, **FAST)
     assert leftovers(tmp_path, silent, dst, with_aac) == []
+
+
+def test_timestamps_that_start_again_are_placed_after_the_earlier_frames(engine, tmp_path, caplog):
+    """Two MPEG-TS clips joined byte for byte: the second's timestamps start again.  Each of its
+    frames was nudged one tick after the previous one, so 2 s of picture played in 0.2 ms; now the
+    second clip follows the first, a frame apart, and the output lasts as long as both."""
+
+    def ts_clip(path: Path, n: int) -> bytes:
+        with av.open(str(path), "w", format="mpegts") as out:
+            s = out.add_stream("libx264", rate=10)
+            s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+            for i in range(n):
+                frame = av.VideoFrame.from_ndarray(np.full((64, 96, 3), i * 12 % 256, np.uint8), format="rgb24")
+                for packet in s.encode(frame):
+                    out.mux(packet)
+            for packet in s.encode():
+                out.mux(packet)
+        return path.read_bytes()
+
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(ts_clip(tmp_path / "a.ts", 20) + ts_clip(tmp_path / "b.ts", 20))
+    with caplog.at_level(logging.WARNING, logger="streamcolor"):
+        dst = streamcolor.colorize_video(joined, tmp_path / "out.mp4", engine=engine, render_size=64, progress=False)
+    with av.open(str(dst)) as c:
+        times = [f.time for f in c.decode(video=0)]
+    assert len(times) == 40 and all(b > a for a, b in zip(times, times[1:]))
+    assert times[-1] - times[0] == pytest.approx(3.9, abs=0.01)  # 40 frames at 10 fps (was about 1.9)
+    assert "the timestamps start again at frame 20" in caplog.text and "nudged" not in caplog.text

@@ -231,6 +231,8 @@ class _Job:
         self.bad_packets = 0
         self.frames_in = 0
         self.nudged = 0  # frames whose pts were at or before the previous frame's
+        self.pts_shift = 0  # added to every frame's pts after its timestamps started again (a discontinuity)
+        self.restarts = 0  # how often they did
         self._size_warned = False
 
     # ---- plumbing
@@ -310,6 +312,20 @@ class _Job:
                 pts = frame.pts
                 if pts is None:
                     pts = 0 if last_pts is None else last_pts + max(1, last_dur)
+                else:
+                    pts += self.pts_shift
+                if last_pts is not None and seg is None and last_pts - pts >= max(1, last_dur):
+                    # back by a frame or more: the timestamps start again (clips joined byte for byte, an
+                    # MPEG-TS discontinuity); the frames from here follow the earlier ones, a frame apart.
+                    # (Nudged one tick, they all played in a fraction of a millisecond.)
+                    step = max(1, last_dur)
+                    self.restarts += 1
+                    if self.restarts == 1:  # (said once; a file that restarts often would say it every time)
+                        log.warning("%s: the timestamps start again at frame %d (pts %d after %d: clips joined?); "
+                                    "the frames from there are placed after the earlier ones", src, self.frames_in,
+                                    frame.pts, last_pts - self.pts_shift)
+                    self.pts_shift += last_pts + step - pts
+                    pts = last_pts + step
                 if last_pts is not None and pts <= last_pts:
                     self.nudged += 1
                     if self.nudged == 1:  # (one line, not one a frame: a file whose pts are all 0 said it 1,000 times)
