@@ -544,3 +544,15 @@ def test_a_model_that_is_no_bundle_is_named_as_such(tmp_path):
     (bundle / "model.json").write_text("[]")
     res = CliRunner().invoke(cli, ["image", str(photo), "-m", str(bundle)])
     assert res.exit_code == 2 and "not a model manifest" in res.output and "Traceback" not in res.output, res.output
+
+
+def test_video_refuses_an_image_name_for_its_output_before_any_work(tmp_path):
+    """`video clip.mp4 -o still.jpg` colorized the whole clip, then failed as the image muxer
+    refused the video codec: refused at once now (exit 2), nothing written."""
+    from streamcolor.cli import cli
+    from streamcolor.video import make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", 64, 48, 3)
+    res = CliRunner().invoke(cli, ["video", str(clip), "-o", str(tmp_path / "still.jpg")])
+    assert res.exit_code == 2 and ".jpg is an image format" in res.output and "still.mp4" in res.output, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 @common_options
 def command(ctx, host, port, max_batch, max_wait_ms, max_upload, max_pixels, max_pending, memory_budget,
             upload_timeout, workers, video, max_video_frames, open_browser, model, backend, render_size, saturation):
-    """Serve a web page and an HTTP API that colorize uploaded photos.
+    """Serve a web page and an HTTP API that colorize uploaded photos and videos.
 
     The page (at the printed URL) takes photos and short videos by drag and
     drop, shows each before and after with a slider, and offers the result
@@ -61,13 +61,19 @@ def command(ctx, host, port, max_batch, max_wait_ms, max_upload, max_pixels, max
 
     \b
     API:
-      POST /api/colorize   image as form field "file" or as the raw body
-                           -> the image; ?render_size=N &saturation=X
+      POST /api/colorize   image or short video as form field "file" or as
+                           the raw body -> the image (a video: an MP4, or
+                           MKV where MP4 cannot hold its streams);
+                           ?render_size=N &saturation=X (0-4)
                            &format=same|png|jpg|webp|tiff|bmp &quality=Q
       GET  /api/health     status, engine, limits
       GET  /api/models     the loaded model and the shipped ones
       GET  /api/stats      engine calls, batch sizes, responses, memory
-    Errors are JSON {"error": reason} with a 4xx status.
+    Errors are JSON {"error": reason, "status": N}: 400 bad input or
+    parameter, 408 a stalled upload, 413 too large (--max-upload,
+    --max-pixels, --max-video-frames), 415 videos turned off, 422 a result
+    the asked format cannot hold, 503 busy (--max-pending; Retry-After) or
+    shutting down.
 
     \b
     Examples:

@@ -10,7 +10,7 @@ from typing import NoReturn
 
 import click
 
-from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, FiniteRange, PathArg, check_medium, common_options,
+from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, IMAGE_SUFFIXES, FiniteRange, PathArg, check_medium, common_options,
                                          distinct, engine_options, existing_options, load, output_is_folder,
                                          output_option, progress_setting, refuse_file_name_for_folder, say)
 from streamcolor.errors import OutputError, StreamcolorError
@@ -120,6 +120,9 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
         except OSError as exc:
             _fatal(f"{output}: cannot create the output folder ({exc.strerror or exc})")
     elif output is not None:  # one output file: its folder must exist or be made, else nothing can be written
+        if output.suffix.lower() in IMAGE_SUFFIXES:  # (found out only when the video was colorized, before)
+            _fatal(f"{output}: {output.suffix} is an image format, a video cannot be written as one; give a "
+                   f"video name, e.g. {output.with_suffix('.mp4')}")
         if output.parent.exists() and not output.parent.is_dir():
             _fatal(f"{output}: cannot be written: {output.parent} is a file, not a folder")
         try:
