@@ -1485,3 +1485,14 @@ def test_a_jpeg_with_a_second_picture_is_a_photo_not_an_animation(engine, tmp_pa
     out = colorize_image(tmp_path / "phone.jpg", tmp_path / "out.jpg", engine=engine)
     with Image.open(out) as im:
         assert im.format == "JPEG" and im.size == (80, 60)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+def test_stdout_that_cannot_be_written_is_named(tmp_path):
+    """`image p.jpg -o - > /dev/full` said "No space left on device" without saying of what."""
+    src = tmp_path / "p.jpg"
+    src.write_bytes(jpeg(3))
+    with open("/dev/full", "wb") as full:
+        r = subprocess.run([sys.executable, "-m", "streamcolor", "image", str(src), "-o", "-"], stdout=full,
+                           stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    assert r.returncode == 2 and "<stdout>: cannot write the image (No space left on device)" in r.stderr, r.stderr

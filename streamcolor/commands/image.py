@@ -197,6 +197,8 @@ def _colorize_one(src: Path, dst: Path, fmt: str, engine, options: ColorOptions,
             sys.stdout.buffer.flush()
         except BrokenPipeError as exc:
             raise OutputError("<stdout>: closed by the reader (broken pipe)") from exc
+        except OSError as exc:  # (a full disk behind `> file`, /dev/full: said of stdout, not of nothing)
+            raise OutputError(f"<stdout>: cannot write the image ({exc.strerror or exc})") from exc
         return out_fmt.upper(), dst
     out_fmt = image_io.format_for(dst)
     written = image_io.write_image(dst, rgb, alpha=decoded.alpha, info=decoded.info, quality=options.quality,
