@@ -194,6 +194,9 @@ def test_python_api_progress_callback(engine, tmp_path):
     (["image", "album.tar.gz", "-o", "x/"],
      "album.tar.gz: an archive, not an image; run `streamcolor batch album.tar.gz -o album-colour/`"),
     (["video", "photo.png"], "photo.png: an image, not a video; run `streamcolor image photo.png -o photo-colour.png`"),
+    # the user's -o folder is kept in the hint (it was dropped: the output would have gone elsewhere)
+    (["video", "photo.png", "-o", "out/"], "photo.png: an image, not a video; run `streamcolor image photo.png -o out/`"),
+    (["image", "film.mp4", "-o", "out"], "film.mp4: a video, not an image; run `streamcolor video film.mp4 -o out/`"),
     (["video", "scans.zip"], "scans.zip: an archive, not a video; run `streamcolor batch scans.zip -o scans-colour/`"),
 ])
 def test_wrong_verb_names_the_right_command(args, expected):
@@ -320,7 +323,7 @@ def test_an_input_of_another_kind_is_left_out_and_the_others_are_done(tmp_path):
     pages[0].save(tmp_path / "scan.tif", save_all=True, append_images=pages[1:])
     res = streamcolor("image", "a.jpg", "film.mp4", "scan.tif", "b.jpg", "-o", "out/", "-r", "64", cwd=tmp_path)
     assert res.returncode == 1, res.stderr
-    assert b"film.mp4: a video, not an image; run `streamcolor video film.mp4`; left out" in res.stderr
+    assert b"film.mp4: a video, not an image; run `streamcolor video film.mp4 -o out/`; left out" in res.stderr
     assert b"scan.tif: has 3 pages" in res.stderr and b"split it" in res.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "b.jpg"]
     res = streamcolor("video", "scan.tif", cwd=tmp_path)  # no input left: a usage error, as before

@@ -269,11 +269,14 @@ def verb_for_path(name: str | Path) -> str | None:
     return None
 
 
-def suggested_command(path: str | Path, verb: str) -> str:
-    """A command line that would colorize ``path`` with ``verb``, with a sensible output name."""
+def suggested_command(path: str | Path, verb: str, folder: Path | None = None) -> str:
+    """A command line that would colorize ``path`` with ``verb``, with a sensible output name;
+    ``folder``: the output folder the user gave (-o), kept for ``image`` and ``video``."""
     from streamcolor.engines.archives import kind_by_name
 
     path = Path(path)
+    if folder is not None and verb in ("image", "video"):
+        return f"streamcolor {verb} {path} -o {os.path.join(folder, '')}"
     if verb == "video":
         return f"streamcolor video {path}"
     if verb == "batch":
@@ -354,10 +357,18 @@ def _medium_by_header(path: Path) -> str | None:
     return "video" if is_video_file(path) else None
 
 
-def check_medium(paths: "list[Path] | tuple[Path, ...]", verb: str) -> list[Path]:
+def output_folder_given(output: Path | None) -> Path | None:
+    """The -o that names a folder (a trailing separator, no extension, or an existing folder), else None."""
+    if output is None or output == Path("-"):
+        return None
+    return output if output_is_folder() or output.suffix == "" or output.is_dir() else None
+
+
+def check_medium(paths: "list[Path] | tuple[Path, ...]", verb: str, folder: Path | None = None) -> list[Path]:
     """The inputs that belong to this verb; those that belong to another are named with the
     command to run instead: one error line each, left out (the verb then exits 1 when it is done
     with the others), or a usage error (exit 2, before loading anything) when no input is left.
+    ``folder``: the user's -o folder (:func:`output_folder_given`), which the hint keeps.
 
     Between ``image`` and ``video`` the file's header has the last word where the file is there:
     a film named ``.jpg`` or an animated GIF is a video, a photo named ``.mp4`` a photo; a file
@@ -380,7 +391,7 @@ def check_medium(paths: "list[Path] | tuple[Path, ...]", verb: str) -> list[Path
             kept.append(path)
             continue
         what = {"batch": "a folder" if path.is_dir() else "an archive", "video": "a video", "image": "an image"}[right]
-        hint = suggested_command(path, right)
+        hint = suggested_command(path, right, folder)  # (with the user's -o folder, where one was given)
         if verb == "video" and path.is_dir():  # (batch colorizes a folder's photos, never its videos)
             name = path.resolve().name or "videos"
             misfits.append(f"{path}: a folder, not a video; give its videos (`streamcolor video "

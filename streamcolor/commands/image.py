@@ -14,9 +14,10 @@ import click
 
 from streamcolor import image_io, tempfiles
 from streamcolor.colorize import ColorOptions, colorize_batch, colorize_image
-from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, PathArg, check_medium, common_options,
-                                         distinct, engine_options, existing_options, load, output_is_folder,
-                                         output_option, progress_setting, refuse_file_name_for_folder, say)
+from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, PathArg, check_medium, common_options, distinct,
+                                         engine_options, existing_options, load, output_folder_given,
+                                         output_is_folder, output_option, progress_setting,
+                                         refuse_file_name_for_folder, say)
 from streamcolor.errors import InputError, OutputError, StreamcolorError
 from streamcolor.items import is_item_error
 from streamcolor.outputs import Piped, Planned, describe_renames, fitted, plan_outputs, remember_written, replace_policy
@@ -69,7 +70,8 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
         raise click.UsageError("'-' (stdin) can be given once")
     given = len(inputs)
     files = [p for p in inputs if p != STDIO]
-    fitting = check_medium(files, "image")  # a video or folder among them: named, left out, exit 1 at the end
+    # a video or folder among them: named (with the command to run), left out, exit 1 at the end
+    fitting = check_medium(files, "image", output_folder_given(output))
     left_out = len(files) - len(fitting)
     inputs = distinct([p for p in inputs if p == STDIO or p in fitting])
     to_stdout = output == STDIO
@@ -140,8 +142,8 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
                 continue
             try:
                 source = piped if src == STDIO else src
-                out_fmt, dst = _colorize_one(src, dst, fmt, engine, options, replace_policy(existing, source, renamed=plan.renamed),
-                                             stdin)
+                out_fmt, dst = _colorize_one(src, dst, fmt, engine, options,
+                                             replace_policy(existing, source, renamed=plan.renamed), stdin)
                 if dst != STDIO:
                     remember_written(dst, source)
                 if not warned_quality and out_fmt not in ("JPEG", "WEBP"):

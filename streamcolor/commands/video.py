@@ -10,9 +10,10 @@ from typing import NoReturn
 
 import click
 
-from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, IMAGE_SUFFIXES, FiniteRange, PathArg, check_medium, common_options,
-                                         distinct, engine_options, existing_options, load, output_is_folder,
-                                         output_option, progress_setting, refuse_file_name_for_folder, say)
+from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, IMAGE_SUFFIXES, FiniteRange, PathArg, check_medium,
+                                         common_options, distinct, engine_options, existing_options, load,
+                                         output_folder_given, output_is_folder, output_option, progress_setting,
+                                         refuse_file_name_for_folder, say)
 from streamcolor.errors import OutputError, StreamcolorError
 from streamcolor.items import is_item_error
 from streamcolor.outputs import describe_renames, plan_outputs, remember_written, replace_policy, written_from
@@ -84,7 +85,8 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
         raise click.UsageError("video reads and writes files, not stdin or stdout ('-'): a video's container "
                                "needs to seek; give file names (a file named '-': give its full path)")
     given = len(inputs)
-    fitting = check_medium(inputs, "video")  # an image or folder among them: named, left out, exit 1 at the end
+    # an image or folder among them: named (with the command to run), left out, exit 1 at the end
+    fitting = check_medium(inputs, "video", output_folder_given(output))
     left_out = given - len(fitting)
     inputs = distinct(fitting)
     # `video *.mp4` run again in one folder: the glob now holds the outputs of the first run too
@@ -155,7 +157,8 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
         src, dst = plan.src, plan.dst
         try:
             if use_ray:
-                dst = convert(src, dst, options, progress_setting(), replace_policy(existing, src, renamed=plan.renamed))
+                dst = convert(src, dst, options, progress_setting(),
+                              replace_policy(existing, src, renamed=plan.renamed))
             else:
                 dst = colorize_video(src, dst, engine=engine, options=options, progress=progress_setting(),
                                      replace=replace_policy(existing, src, renamed=plan.renamed))
