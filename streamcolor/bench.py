@@ -365,7 +365,7 @@ def load_engines(model: str | Path, device: str = "auto", *, keras: bool = False
         if "int8" in recs:
             # load_engine warns that int8 is asked for on a CPU that gets its colours wrong; the bench
             # asks on purpose, to time it, and says so once in its own notes (UNTRUSTED) below.
-            quiet = _DropLogLines("running int8 as asked")
+            quiet = _DropLogLines("running int8 as asked, but on this CPU")  # (the kernel check's line only)
             logging.getLogger("streamcolor.engines.select").addFilter(quiet)
             try:
                 engines["onnx-cpu-int8"] = load_engine(info.path, "onnx", precision="int8", device="cpu")

@@ -450,10 +450,8 @@ class _State:
                 raise _CutOff(f"{upload.name}: cut off by the server's shutdown")
             if gone():  # nobody is waiting for the answer any more: the video slot goes to the next upload
                 raise _CutOff(f"{upload.name}: its client left; stopped")
-            if done > limit:
+            if done > limit:  # (a backstop: its packets or its header were counted before any work)
                 raise too_long(f"over {limit:,}")
-            if done == 1 and total is not None and total > limit:  # (the container's count, before any work)
-                raise too_long(f"about {total:,}")
 
         src = tmp / f"input{suffix}"
         src.write_bytes(upload.data)

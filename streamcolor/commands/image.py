@@ -16,8 +16,7 @@ from streamcolor import image_io, tempfiles
 from streamcolor.colorize import ColorOptions, colorize_batch, colorize_image
 from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, PathArg, check_medium, common_options, distinct,
                                          engine_options, existing_options, load, output_folder_given,
-                                         output_is_folder, output_option, progress_setting,
-                                         refuse_file_name_for_folder, say)
+                                         output_option, progress_setting, refuse_file_name_for_folder, say)
 from streamcolor.errors import InputError, OutputError, StreamcolorError
 from streamcolor.items import is_item_error
 from streamcolor.outputs import Piped, Planned, describe_renames, fitted, plan_outputs, remember_written, replace_policy
@@ -75,8 +74,7 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
     left_out = len(files) - len(fitting)
     inputs = distinct([p for p in inputs if p == STDIO or p in fitting])
     to_stdout = output == STDIO
-    single_file = len(inputs) == 1 and (to_stdout or (output.suffix != "" and not output_is_folder()
-                                                      and not output.is_dir()))
+    single_file = len(inputs) == 1 and (to_stdout or output_folder_given(output) is None)
     if to_stdout and len(inputs) > 1:
         raise click.UsageError("-o - (stdout) takes one input")
     refuse_file_name_for_folder(output, given, "image")

@@ -12,7 +12,7 @@ import click
 
 from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, IMAGE_SUFFIXES, FiniteRange, PathArg, check_medium,
                                          common_options, distinct, engine_options, existing_options, load,
-                                         output_folder_given, output_is_folder, output_option, progress_setting,
+                                         output_folder_given, output_option, progress_setting,
                                          refuse_file_name_for_folder, say)
 from streamcolor.errors import OutputError, StreamcolorError
 from streamcolor.items import is_item_error
@@ -111,8 +111,7 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
             check_pix_fmt(codec, pix_fmt)
     except ValueError as exc:
         _fatal(str(exc))
-    to_folder = output is not None and (len(inputs) > 1 or output_is_folder() or output.is_dir()
-                                        or output.suffix == "")
+    to_folder = output is not None and (len(inputs) > 1 or output_folder_given(output) is not None)
     if to_folder:
         if output.exists() and not output.is_dir():
             _fatal(f"{output}: exists and is not a folder (several inputs, or a name without an extension, "
