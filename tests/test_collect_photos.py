@@ -267,6 +267,62 @@ def test_parse_grub_credits_reads_the_per_file_table() -> None:
     }
 
 
+#: Both layouts of a WordPress default theme's readme.txt (Twenty Twenty-Four's, then Twenty Twenty-Five's),
+#: cut down from the real files.
+WORDPRESS_README = """=== Twenty Twenty-Five ===
+License: GPLv2 or later
+
+== Copyright ==
+
+=== Images ===
+
+License: CC0 https://creativecommons.org/publicdomain/zero/1.0/
+
+museum.webp - https://www.rawpixel.com/image/3297419/free-photo-image-interior-hallway-architecture
+
+License: UNICODE LICENSE V3 https://www.unicode.org/license.txt
+icon-message.webp
+
+Northern Buttercups.
+Free public domain CC0 image.
+northern-buttercups-flowers.webp
+https://www.rawpixel.com/image/8802603
+
+Hibiscus flower.
+Free public domain CC0 image.
+grid-flower-1.webp
+red-hibiscus-closeup.webp
+https://www.rawpixel.com/image/8799471
+
+Book template by Beatriz Fialho, public domain.
+Flora of Akaka Falls State Park.
+Free public domain CC0 image.
+akaka-falls-state-park-flora.webp
+https://www.rawpixel.com/image/8802845
+
+Lost photo.
+lost.webp
+
+== Changelog ==
+ignored.webp - https://example.invalid/x
+"""
+
+
+def test_parse_wordpress_image_credits_reads_both_layouts() -> None:
+    credits = cp.parse_wordpress_image_credits(WORDPRESS_README)
+    assert set(credits) == {"museum.webp", "northern-buttercups-flowers.webp", "grid-flower-1.webp",
+                            "red-hibiscus-closeup.webp", "akaka-falls-state-park-flora.webp"}
+    assert {c.licence for c in credits.values()} == {"CC0-1.0"}
+    assert credits["museum.webp"].url.startswith("https://www.rawpixel.com/image/3297419/")
+    assert credits["red-hibiscus-closeup.webp"].url == "https://www.rawpixel.com/image/8799471"
+    assert credits["grid-flower-1.webp"].note == "title in the readme: Hibiscus flower"
+    # A title-only entry (the book template) does not name the photo after it.
+    assert credits["akaka-falls-state-park-flora.webp"].note == "title in the readme: Flora of Akaka Falls State Park"
+    # A file without a source URL, or under a licence line that is not CC0, gets no CC0 credit.
+    assert "lost.webp" not in credits and "icon-message.webp" not in credits
+    assert cp.parse_wordpress_image_credits("no images section") == {}
+
+
 def test_landscape_tiles_lists_side_textures_only() -> None:
     ini = "[landscape]\nname = G\nauthor = Fabien Ch\u00e9reau\ntype = old_style\ntex0 = g1.png\ntex1 = g2.png\n" \
           "groundtex = ground.png\nfogtex = fog.png\n"
@@ -432,7 +488,9 @@ def test_holdout_packages_are_held_out_whole() -> None:
     for package in cp.HOLDOUT_PACKAGES:
         assert {cp.assign_split(package, f"usr/share/x/{i}.jpg") for i in range(50)} == {"holdout"}
     assert set(cp.HOLDOUT_PACKAGES) >= {"kphotoalbum", "lxqt-themes", "budgie-backgrounds",
-                                        "qtdeclarative5-examples", "qtbase5-examples", "hugin-data"}
+                                        "qtdeclarative5-examples", "qtbase5-examples", "hugin-data",
+                                        "wordpress-theme-twentytwentyfive", "wordpress-theme-twentytwentyfour",
+                                        "gnome-recipes-data"}
     assert all(cp.HOLDOUT_PACKAGES.values())  # each says why it is there
     assert {cp.assign_split("scratch", f"usr/share/x/{i}.jpg") for i in range(50)} == {"train", "val"}
 

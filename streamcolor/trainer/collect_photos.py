@@ -100,6 +100,9 @@ HOLDOUT_PACKAGES: dict[str, str] = {
     "qtdeclarative5-examples": "food and objects shot for example code, small pictures",
     "qtbase5-examples": "objects, a face and landscapes shot for example code",
     "hugin-data": "documentation scenes of a panorama tool (interiors, streets, a river front)",
+    "wordpress-theme-twentytwentyfive": "CC0 flowers, a coral reef, a creek, marsh birds (Debian 13)",
+    "wordpress-theme-twentytwentyfour": "CC0 architecture: facades, stairs, a museum, a tourist (Debian 13)",
+    "gnome-recipes-data": "food photographs of eight cuisines (Debian 13)",
 }
 #: Near-duplicate test (:class:`NearDuplicates`): photos whose 24 x 24 Lab
 #: thumbnails differ by less than this mean absolute L*a*b* distance, with
@@ -1075,6 +1078,104 @@ def extract_stellarium(pkg: Package) -> Iterator[Candidate]:
     yield from _from_copyright(pkg, _named(pkg, STELLARIUM, STELLARIUM_PHOTOS))
 
 
+WORDPRESS_THEMES = "usr/share/wordpress/wp-content/themes"
+#: Twenty Twenty-Five's colour photographs, one file per picture.  The theme
+#: also ships crops of the same pictures (flower-meadow-square,
+#: services-subscriber-photo, red-hibiscus-closeup, botany-flowers-closeup),
+#: toned prints of the 1860s-1930s (sepia or platinum: parthenon-square,
+#: vash-gon-square, nurse, typewriter and a dozen more, whose colour is the
+#: print's, not the scene's), botanical drawings, a map and a book mock-up.
+WORDPRESS_2025_PHOTOS = (
+    "akaka-falls-state-park-flora.webp", "botany-flowers.webp", "category-anthuriums.webp",
+    "category-sunflowers.webp", "coming-soon-bg-image.webp", "coral-square.webp", "dallas-creek-square.webp",
+    "grid-flower-1.webp", "malibu-plantlife.webp", "marshland-birds-square.webp",
+    "northern-buttercups-flowers.webp",
+)
+#: Twenty Twenty-Four's architecture photographs (icon-message is an icon).
+WORDPRESS_2024_PHOTOS = (
+    "abstract-geometric-art.webp", "angular-roof.webp", "art-gallery.webp", "building-exterior.webp",
+    "green-staircase.webp", "hotel-facade.webp", "museum.webp", "tourist-and-building.webp", "windows.webp",
+)
+
+
+def parse_wordpress_image_credits(text: str) -> dict[str, Credit]:
+    """``{file: Credit}`` from the ``=== Images ===`` section of a WordPress theme's ``readme.txt``.
+
+    Two layouts occur.  Twenty Twenty-Four: a ``License:`` line, then
+    ``name.webp - URL`` lines.  Twenty Twenty-Five: entries of a title line,
+    ``Free public domain CC0 image.``, one or more file names and the source
+    URL, with ``License:`` lines and title-only entries (a book template) in
+    between.  A file gets the licence its entry states, else the last
+    ``License:`` line above it; a file with neither gets no credit (the
+    caller refuses it).
+    """
+    _, found, section = text.partition("=== Images ===")
+    credits: dict[str, Credit] = {}
+    if not found:
+        return credits
+    licence: str | None = None
+    title: str | None = None
+    entry_cc0 = False
+    files: list[str] = []
+    source = "readme.txt of the theme (=== Images ===)"
+    for line in (raw.strip() for raw in section.split("\n== ")[0].splitlines()):
+        if not line:  # entries are separated by blank lines: a file listed without its URL gets nothing
+            files, title, entry_cc0 = [], None, False
+        elif match := re.fullmatch(r"License:\s*(.+?)\s+(https?://\S+)", line):
+            licence = "CC0-1.0" if re.fullmatch(r"CC0(?:[- ]1\.0)?", match[1]) else normalise_licence(match[1])
+        elif match := re.fullmatch(r"([\w.-]+\.(?:webp|jpe?g|png))\s+-\s+(https?://\S+)", line):
+            if licence:
+                credits[match[1]] = Credit(licence=licence, source=source, url=match[2])
+        elif re.fullmatch(r"https?://\S+", line):
+            for name in files:
+                if entry_cc0 or licence:
+                    credits[name] = Credit(licence="CC0-1.0" if entry_cc0 else str(licence), source=source,
+                                           url=line, note=f"title in the readme: {title}" if title else None)
+            files, title, entry_cc0 = [], None, False
+        elif re.fullmatch(r"[\w.-]+\.(?:webp|jpe?g|png)", line):
+            files.append(line)
+        elif re.search(r"public domain CC0 image", line, re.IGNORECASE):
+            entry_cc0 = True
+        elif not files and not entry_cc0:  # an entry's title; a title-only entry is replaced by the next
+            title = line.rstrip(".")
+    return credits
+
+
+def _extract_wordpress_theme(pkg: Package, theme: str, names: Iterable[str]) -> Iterator[Candidate]:
+    """The listed photos of one WordPress default theme, credited by its readme.txt (CC0, rawpixel)."""
+    folder = f"{WORDPRESS_THEMES}/{theme}"
+    credits = parse_wordpress_image_credits((pkg.root / folder / "readme.txt").read_text(encoding="utf-8"))
+    for file in _named(pkg, f"{folder}/assets/images", names):
+        credit = credits.get(file.name)
+        if credit is None:
+            raise RuntimeError(f"{pkg.name}: no licence for {file.name} in {folder}/readme.txt")
+        credit = replace(credit, source=f"{folder}/readme.txt (=== Images ===)")
+        yield Candidate(package=pkg.name, path=file.relative_to(pkg.root).as_posix(), name=file.stem,
+                        credit=credit, data=file.read_bytes())
+
+
+def extract_wordpress_2025(pkg: Package) -> Iterator[Candidate]:
+    """Flowers, a coral reef, a creek and marsh birds from Twenty Twenty-Five (Debian 13)."""
+    yield from _extract_wordpress_theme(pkg, "twentytwentyfive", WORDPRESS_2025_PHOTOS)
+
+
+def extract_wordpress_2024(pkg: Package) -> Iterator[Candidate]:
+    """Buildings, stairs and a museum from Twenty Twenty-Four (Debian 13)."""
+    yield from _extract_wordpress_theme(pkg, "twentytwentyfour", WORDPRESS_2024_PHOTOS)
+
+
+#: GNOME Recipes' cuisine banners, food photographs; the small ones
+#: (french.jpg, ...) are the same pictures smaller, the rest are icons and
+#: help screenshots.
+RECIPES_PHOTOS = ("big-american.png", "big-chinese.png", "big-french.jpg", "big-indian.jpg", "big-italian.png",
+                  "big-mediterranean.png", "big-nordic.jpg", "big-turkish.png")
+
+
+def extract_gnome_recipes(pkg: Package) -> Iterator[Candidate]:
+    """Eight food photographs from GNOME Recipes (Debian 13)."""
+    yield from _from_copyright(pkg, _named(pkg, "usr/share/gnome-recipes/images", RECIPES_PHOTOS))
+
+
 @dataclass(frozen=True)
 class Source:
     """A package to take photos from: its suite, its extractor, and where its licence lives."""
@@ -1128,6 +1229,10 @@ SOURCES: tuple[Source, ...] = (
     Source("eyes17", extract_eyes17),
     Source("wand-doc", extract_wand_doc),
     Source("stellarium-data", extract_stellarium),
+    # Debian 13 packages found in its Contents index (2026-12-02), held out.
+    Source("wordpress-theme-twentytwentyfive", extract_wordpress_2025, suite="trixie"),
+    Source("wordpress-theme-twentytwentyfour", extract_wordpress_2024, suite="trixie"),
+    Source("gnome-recipes-data", extract_gnome_recipes, suite="trixie"),
     Source("tuxpaint-stamps-default", extract_stamps),
 )
 PACKAGES = tuple(dict.fromkeys(source.package for source in SOURCES))
