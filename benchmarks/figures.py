@@ -203,11 +203,46 @@ def batch_stages(d: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n"
 
 
+#: The runs of a quality file (``streamcolor train eval``), in table order, and how the table names them.
+QUALITY_RUNS = {"default@320": "**default** (render 320)",
+                "default@320 --no-guided": "default, grid upsampled bilinearly (`--no-guided`)",
+                "default@256": "default at render 256", "seed@256": "seed (render 256)"}
+
+
+def quality_splits(d: dict[str, Any]) -> str:
+    """Each model's a*b* MSE, its ratio to gray, PSNR and colourfulness share, holdout first, then val."""
+    rows = ["| split | model | a\\*b\\* MSE | MSE / gray | PSNR | gray PSNR | colourfulness |",
+            "|---|---|---|---|---|---|---|"]
+    for split in ("holdout", "val"):
+        for run, label in QUALITY_RUNS.items():
+            r = d["runs"].get(run, {}).get(split)
+            if r is None:
+                continue
+            bold = (lambda t: f"**{t}**") if run == "default@320" else (lambda t: t)
+            rows.append(f"| {split} ({r['images']} photos) | {label} | {bold(_f(r['model']['mse_ab'], 5))} | "
+                        f"{bold(_f(r['mse_ratio_to_gray'], 3))} | {bold(_f(r['model']['psnr'], 2))} | "
+                        f"{_f(r['gray']['psnr'], 2)} | {_f(r['colorfulness_ratio'], 2)} |")
+    return "\n".join(rows) + "\n"
+
+
+def quality_packages(d: dict[str, Any]) -> str:
+    """The default model on each holdout package: MSE / gray of its photos, and how many score worse than gray."""
+    packages = d["holdout_by_package"]["default@320"]
+    rows = ["| holdout package | photos | MSE / gray | worse than gray |", "|---|---|---|---|"]
+    for name, p in sorted(packages.items(), key=lambda kv: kv[1]["mse_ratio_to_gray"]):
+        rows.append(f"| {name} | {p['images']} | {_f(p['mse_ratio_to_gray'], 3)} | {p['worse_than_gray']} |")
+    w = d["holdout_worse_than_gray"]["default@320"]
+    rows += ["", f"{w['photos']} of the {w['of']} photos score worse than gray ({w['first_six']} of the first six "
+             f"packages' {w['first_six_of']}, {w['added']} of the added {w['added_of']})."]
+    return "\n".join(rows) + "\n"
+
+
 #: Block name -> the function that writes it from its results file.
 BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {"video-bound": video_bound, "video-stages": video_stages,
                                                       "video-threads": video_threads, "video-overlap": video_overlap,
                                                       "batch-stages": batch_stages,
-                                                      "colour-bound": colour_bound}
+                                                      "colour-bound": colour_bound, "quality-splits": quality_splits,
+                                                      "quality-packages": quality_packages}
 
 
 def render(name: str, source: str) -> str:

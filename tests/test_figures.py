@@ -44,6 +44,9 @@ FIRST, YUV420, THREADS, BATCH2, STRIPS, GAMUT, SCRATCH1, SCRATCH, JOB, TOGETHER 
 X264 = "thread_cpu_ms_per_frame.{}.encoder (x264 threads)"
 COMPOSE = "video.1.thread_cpu_ms_per_frame.pipeline.compose"
 
+#: The quality evaluations (``streamcolor train eval``): the six-package holdout, then the nine-package one.
+Q1202, Q95 = "quality-2026-12-02.json", "quality-2026-12-02-holdout95.json"
+
 #: Figures named in a fragment of prose (see :func:`_each`): key in a pipeline_bound file, format.
 FIGURES = {"v0": ("video.0.pipeline_over_bound", "{:.3f}x"), "v1": ("video.1.pipeline_over_bound", "{:.3f}x"),
            "p0": ("video.0.pipeline_over_bound_paired", "{:.3f}x"),
@@ -353,6 +356,14 @@ PROSE = [
     ("README.md", "against {} MB for tiny frames", "memory-video-2026-12-02.json", "runs.0.peak_rss_mb", "{:,.0f}"),
     ("README.md", "measured at {} to 328", "memory-video-2026-12-02.json", "runs.3.bytes_per_frame_pixel", "{:.0f}"),
     ("README.md", "measured at 306 to {}", "memory-video-2026-12-02.json", "max_bytes_per_frame_pixel", "{:.0f}"),
+    # the holdout after three Debian 13 packages joined it (2026-12-02), and the first six alone
+    ("README.md", "on the 25 scored photos of the three added it scores {}", Q95,
+     "added_packages.default@320.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "(the seed model {}). By package", Q95, "added_packages.seed@256.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "On the first six packages alone the default model scores {}, as it did before", Q1202,
+     "runs.default@320.holdout.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "(0.823x, PSNR {} dB above gray)", Q95, "runs.default@320.holdout.psnr_over_gray", "{:.2f}"),
+    ("README.md", "(0.939x gray MSE, PSNR {} dB above gray)", Q95, "runs.seed@256.holdout.psnr_over_gray", "{:.2f}"),
     # an earlier GPU figure in README: the seed model's colorizer called directly (Keras 3 on JAX on the H200)
     ("README.md", "{} images/s in mixed bfloat16 at batch 16", "gpu-h200-inference.json",
      "keras_jax_mixed_bfloat16_colorizer_b16_images_per_s", "{:,.0f}"),
