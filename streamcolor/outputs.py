@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Hashable, Sequence
 
+from streamcolor.engines.archives import name_key
 from streamcolor.errors import OutputError
 
 if TYPE_CHECKING:
@@ -89,8 +90,8 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 def _slot(dst: Path) -> tuple[str, str]:
-    """What two output paths share when they are one file: the real folder and the case-folded name."""
-    return os.path.normcase(os.path.realpath(dst.parent)), dst.name.casefold()
+    """What two output paths share when they are one file: the real folder and the name's :func:`name_key`."""
+    return os.path.normcase(os.path.realpath(dst.parent)), name_key(dst.name)
 
 
 def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], *,

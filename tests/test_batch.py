@@ -26,6 +26,7 @@ from PIL import Image
 
 import streamcolor
 from streamcolor import archive
+from streamcolor.engines import archives
 from streamcolor.archive import BatchOptions, Item, colorize_archive, output_name, safe_member_path
 from streamcolor.errors import InputError, OutputError
 from streamcolor.items import is_job_file
@@ -603,6 +604,28 @@ def test_a_name_that_is_both_a_file_and_a_folder_is_numbered_not_failed(engine, 
         report = colorize_archive(src, out, engine=engine, progress=False, options=BatchOptions(render_size=64))
         assert report.done == 5 and report.failed == 0 and report.done_now == (5, 0)[run], report.problems
     assert sorted(image_outputs(out)) == ["A~2.JPG/c.jpg", "a.jpg", "a~2.jpg/b.jpg", "d.png/e.jpg", "d~2.png"]
+
+
+def test_names_that_differ_only_in_unicode_form_get_two_outputs_and_a_zip_that_unpacks_on_a_mac(engine, tmp_path):
+    """An archive made on Linux may hold café.jpg twice, as NFC and as NFD: two files here, one on
+    macOS. Each gets its own output (the later numbered), in a folder and in a packed zip alike."""
+    src = tmp_path / "names.zip"
+    nfc, nfd = "caf\u00e9.jpg", "cafe\u0301.jpg"
+    with zipfile.ZipFile(src, "w") as zf:
+        for name in (nfc, nfd, f"x/{nfc}", f"X/{nfd}"):
+            zf.writestr(name, GOOD_JPEG)
+    out = tmp_path / "out"
+    for run in range(2):
+        report = colorize_archive(src, out, engine=engine, progress=False, options=BatchOptions(render_size=64))
+        assert report.done == 4 and report.failed == 0 and report.done_now == (4, 0)[run], report.problems
+    got = sorted(image_outputs(out))
+    assert len(got) == 4 and nfc in got and "cafe\u0301~2.jpg" in got, got
+    assert len({archives.name_key(k) for k in got}) == 4  # four files on a case- and form-insensitive disk too
+    packed = tmp_path / "packed.zip"
+    colorize_archive(src, packed, engine=engine, progress=False, options=BatchOptions(render_size=64))
+    with zipfile.ZipFile(packed) as zf:
+        names = [n for n in zf.namelist() if n.endswith(".jpg")]
+    assert len(names) == 4 and len({archives.name_key(n) for n in names}) == 4, names
 
 
 def test_unlistable_sub_folder_is_reported(tmp_path, monkeypatch):

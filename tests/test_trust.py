@@ -97,6 +97,17 @@ def test_plan_gives_same_named_inputs_their_own_outputs(tmp_path):
     assert [p.dst.name for p in plan_outputs(pairs)] == got  # the same every run
 
 
+def test_plan_numbers_names_that_differ_only_in_unicode_form(tmp_path):
+    """café.jpg typed as NFC and as NFD are one file on macOS (and in a zip unpacked there)."""
+    out = tmp_path / "out"
+    nfc, nfd = "caf\u00e9.jpg", "cafe\u0301.jpg"
+    pairs = [(tmp_path / "a" / nfc, out / nfc), (tmp_path / "b" / nfd, out / nfd),
+             (tmp_path / "c" / "CAF\u00c9.jpg", out / "CAF\u00c9.jpg")]
+    got = [p.dst.name for p in plan_outputs(pairs)]
+    assert got == [nfc, "cafe\u0301~2.jpg", "CAF\u00c9~3.jpg"]
+    assert plan_outputs(pairs[1:2])[0].dst.name == nfd  # alone, a name is kept as given
+
+
 def test_image_cli_refuses_to_overwrite_its_inputs(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -24,6 +24,7 @@ from streamcolor.archive.listing import (ARCHIVE_SUFFIXES, BatchOptions, Item, S
                                          open_source, read_item)
 from streamcolor.colorize import ColorOptions
 from streamcolor.engines import ModelInfo, archives
+from streamcolor.engines.archives import name_key
 from streamcolor.errors import InputError, OutputError, refuse_empty_path
 from streamcolor.items import REPORT_FILENAME, JobReport, Outcome, Problem, is_item_error, problems_csv
 from streamcolor.manifest import (DONE, FAILED, FILENAME as MANIFEST_FILENAME, JOB_DIR, SKIPPED, Entry, Manifest,
@@ -373,10 +374,10 @@ def _archive_names(listed: Sequence[Item], items: Sequence[Item]) -> dict[str, s
     it was listed with, so that the archive mirrors its sources even where a file in OUT (the
     user's, or another job's output) made the job write it as ``name~2``.  A listed name that
     would be a folder of another listed name in the archive keeps its written name."""
-    folders = {p.as_posix().casefold() for it in listed if not it.refusal
+    folders = {name_key(p.as_posix()) for it in listed if not it.refusal
                for p in PurePosixPath(it.key).parents if p.as_posix() != "."}
     return {it.key: first.key for first, it in zip(listed, items)
-            if it.key != first.key and not it.refusal and first.key.casefold() not in folders}
+            if it.key != first.key and not it.refusal and name_key(first.key) not in folders}
 
 
 def _source_ids(paths: Sequence[Path]) -> list[str]:
@@ -607,8 +608,8 @@ def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path, 
     listing or OUT changed since (you moved your ``p.jpg`` away; a member named ``p~2.jpg``
     was added): outputs never move, and finished items are not colorized again."""
     sticky = _earlier_keys(items, manifest, out_dir, redo)
-    sticky_keys = {k.casefold() for k in sticky.values()}
-    used: set[str] = {it.key.casefold() for it in items} | sticky_keys
+    sticky_keys = {name_key(k) for k in sticky.values()}
+    used: set[str] = {name_key(it.key) for it in items} | sticky_keys
     renamed: list[tuple[str, Item]] = []  # (the key as listed, the item with its key as written)
     out: list[Item] = []
     folders: dict[str, str] = {}
@@ -623,7 +624,7 @@ def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path, 
             if key != it.key:  # a folder of the key is a file in OUT (an earlier job's, or the user's)
                 listed, it = it.key, dataclasses.replace(it, key=key)
                 renamed.append((listed, it))
-        if it.refusal or (it.key.casefold() not in sticky_keys and _free_for(it.key, it, manifest, out_dir, redo)):
+        if it.refusal or (name_key(it.key) not in sticky_keys and _free_for(it.key, it, manifest, out_dir, redo)):
             out.append(_replacing(it, out_dir))
             continue
         own = manifest.get(it.key)
@@ -634,9 +635,9 @@ def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path, 
         while True:
             n += 1
             candidate = str(p.with_name(numbered(p.name, n)))
-            if candidate.casefold() not in used and _free_for(candidate, it, manifest, out_dir, redo):
+            if name_key(candidate) not in used and _free_for(candidate, it, manifest, out_dir, redo):
                 break
-        used.add(candidate.casefold())
+        used.add(name_key(candidate))
         listed, it = it.key, _replacing(dataclasses.replace(it, key=candidate), out_dir)
         renamed.append((listed, it))
         out.append(it)
@@ -717,7 +718,7 @@ def _clear_folder_path(key: str, out_dir: Path, used: set[str], folders: dict[st
             continue
         parent = folders["/".join(parts[:i - 1])] + "/" if i > 1 else ""
         written, n = parent + parts[i - 1], 1
-        while (os.path.lexists(out_dir / written) and not (out_dir / written).is_dir()) or written.casefold() in used:
+        while (os.path.lexists(out_dir / written) and not (out_dir / written).is_dir()) or name_key(written) in used:
             n += 1
             written = parent + numbered(parts[i - 1], n)
         folders[listed] = written

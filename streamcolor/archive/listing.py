@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from streamcolor import image_io, memory, tempfiles
 from streamcolor.colorize import ColorOptions, check_saturation
 from streamcolor.engines import archives, lab
-from streamcolor.engines.archives import ARCHIVE_SUFFIXES, Source, safe_member_path
+from streamcolor.engines.archives import ARCHIVE_SUFFIXES, Source, name_key, safe_member_path
 from streamcolor.errors import InputError, MemberRefused
 from streamcolor.items import REPORT_FILENAME
 from streamcolor.manifest import FAILED, JOB_DIR, PENDING, SKIPPED, Entry
@@ -235,8 +235,8 @@ def list_items(sources: Sequence[Source], options: BatchOptions = BatchOptions()
             own = refusal is None and key == output_key(m.name, backslashes=source.backslashes)[0]  # (unchanged by --format)
             listed.append((source, prefix, m, None if refusal else clear_of_job_files(prefix + key), refusal, own))
     warn_left_out(left_out)
-    keeps = claimants([(key and key.casefold(), own) for _, _, _, key, _, own in listed])
-    reserved = {key.casefold() for _, _, _, key, _, _ in listed if key is not None}
+    keeps = claimants([(key and name_key(key), own) for _, _, _, key, _, own in listed])
+    reserved = {name_key(key) for _, _, _, key, _, _ in listed if key is not None}
     items: list[Item] = []
     taken: set[str] = set()
     folders = _Folders()
@@ -269,33 +269,33 @@ class _Folders:
 
     An archive may hold ``a.jpg`` and ``a.jpg/b.jpg``; on disk one of the two
     cannot exist, so the later one is numbered: the folder (``a~2.jpg/b.jpg``,
-    the same for every member in it) or the file, comparing names
-    case-insensitively, as :func:`unique_name` does."""
+    the same for every member in it) or the file, comparing names as
+    :func:`unique_name` does."""
 
     def __init__(self) -> None:
         self.renamed: dict[str, str] = {}  # a folder as listed -> as written
-        self.names: set[str] = set()  # folders as written (case-folded)
+        self.names: set[str] = set()  # folders as written (their name_key)
 
     def file_key(self, key: str, files: set[str], reserved: set[str] = frozenset(), *, claimed: bool = True) -> str:
         """``key`` with its folders and its name clear of the files and folders before it
-        (``files``: the file keys so far, case-folded; the key is added to them), numbered
+        (``files``: the file keys so far, as :func:`name_key` gives them; the key is added), numbered
         when not ``claimed`` (another member keeps that name), a number never giving it
-        a name in ``reserved`` (every member's own key, case-folded)."""
+        a name in ``reserved`` (every member's own key, the same way)."""
         parts = key.split("/")
         done: list[str] = []
         for part in parts[:-1]:
             listed = "/".join([*done, part])  # (folders differing in case stay apart, as before)
             if listed not in self.renamed:
                 written, n = "/".join([*done, part]), 1
-                while written.casefold() in files or (n > 1 and written.casefold() in reserved):
+                while name_key(written) in files or (n > 1 and name_key(written) in reserved):
                     n += 1
                     written = "/".join([*done, numbered(part, n)])
                 self.renamed[listed] = written
-                self.names.add(written.casefold())
+                self.names.add(name_key(written))
             done = self.renamed[listed].split("/")
         key = unique_name("/".join([*done, parts[-1]]), files | self.names, reserved,  # (not onto a folder either)
                           claimed=claimed)
-        files.add(key.casefold())
+        files.add(name_key(key))
         return key
 
 
@@ -305,7 +305,7 @@ def clear_of_job_files(key: str) -> str:
     ``.streamcolor`` folder (in any case) gets ``~member`` added, and a file
     name of the temporary-name pattern gets ``~member`` on its stem."""
     parts = key.split("/")
-    if parts[0].casefold() in _JOB_NAMES:
+    if name_key(parts[0]) in _JOB_NAMES:
         if len(parts) > 1:
             parts[0] += "~member"
         else:
@@ -317,8 +317,8 @@ def clear_of_job_files(key: str) -> str:
     return "/".join(parts)
 
 
-#: Top-level names in OUT that belong to the job (case-folded).
-_JOB_NAMES = frozenset({REPORT_FILENAME.casefold(), JOB_DIR.casefold()})
+#: Top-level names in OUT that belong to the job (their name_key).
+_JOB_NAMES = frozenset({name_key(REPORT_FILENAME), name_key(JOB_DIR)})
 
 
 def _prefixes(sources: Sequence[Source]) -> list[str]:
@@ -332,8 +332,8 @@ def _prefixes(sources: Sequence[Source]) -> list[str]:
         name, _ = safe_member_path(s.name)
         names.append(name.replace("/", "_") if name else "source")
     order = sorted(range(len(sources)), key=lambda i: os.path.abspath(sources[i].path))
-    keeps = {order[j] for j in claimants([(names[i].casefold(), True) for i in order])}
-    reserved = {n.casefold() for n in names}
+    keeps = {order[j] for j in claimants([(name_key(names[i]), True) for i in order])}
+    reserved = {name_key(n) for n in names}
     taken: set[str] = set()
     out = [""] * len(sources)
     for i in order:
@@ -344,17 +344,18 @@ def _prefixes(sources: Sequence[Source]) -> list[str]:
 def unique_name(path: str, taken: set[str], reserved: set[str] = frozenset(), *, claimed: bool = True) -> str:
     """``path`` when it is not in ``taken`` and ``claimed``, else ``stem~N.suffix`` with the
     first N whose name is neither in ``taken`` nor in ``reserved`` (the names others keep, so a
-    number never takes a later listed file's own name); compared case-insensitively (on a
-    case-insensitive disk ``A.jpg`` and ``a.jpg`` are one file).  Adds it to ``taken`` (case-folded)."""
+    number never takes a later listed file's own name); compared as :func:`name_key` does (on a
+    case-insensitive disk ``A.jpg`` and ``a.jpg`` are one file, on macOS also ``café`` in NFC and
+    NFD).  Adds its key to ``taken``."""
     candidate, n = path, 1
     p = PurePosixPath(path)
-    if claimed and candidate.casefold() not in taken:
-        taken.add(candidate.casefold())
+    if claimed and name_key(candidate) not in taken:
+        taken.add(name_key(candidate))
         return candidate
-    while candidate.casefold() in taken or candidate.casefold() in reserved:
+    while name_key(candidate) in taken or name_key(candidate) in reserved:
         n += 1
         candidate = str(p.with_name(numbered(p.name, n)))
-    taken.add(candidate.casefold())
+    taken.add(name_key(candidate))
     return candidate
 
 

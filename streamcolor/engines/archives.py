@@ -31,6 +31,7 @@ import posixpath
 import re
 import stat
 import tarfile
+import unicodedata
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -57,6 +58,19 @@ JUNK_FOLDERS = frozenset(n.casefold() for n in (
     "__MACOSX", "@eaDir", ".thumbnails", ".Trashes", ".Trash", "$RECYCLE.BIN",
     ".Spotlight-V100", ".fseventsd", "System Volume Information", ".git", ".svn", ".hg",
     ".streamcolor"))  # (a streamcolor job's own state, when an earlier output folder is given as a source)
+
+
+def name_key(name: str) -> str:
+    """What a file name is on the disks outputs end up on, for telling whether two names are one file.
+
+    Windows and macOS compare names without case (``A.jpg`` is ``a.jpg``), and macOS without
+    Unicode normal form: ``café.jpg`` typed as one code point for the é (NFC, as Windows and Linux
+    write it) and as an e plus a combining accent (NFD, as older Macs wrote it) is one file there,
+    and in a zip unpacked there.  On Linux the two are two files; numbering one of them keeps
+    both when the folder or archive is copied.  Unicode's canonical caseless match:
+    NFD(casefold(NFD(name))).
+    """
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", name).casefold())
 
 
 def is_junk_folder(name: str) -> bool:
@@ -610,16 +624,16 @@ def _archive_names(wanted: Iterable[str], kind: str) -> dict[str, str]:
     def holdable(n: str) -> str:
         return (zip_safe_name(n) if kind == "zip" else n).replace("\\", "_")
 
-    used = {n.casefold() for n in wanted if holdable(n) == n}
+    used = {name_key(n) for n in wanted if holdable(n) == n}
     out: dict[str, str] = {}
     for n in wanted:
         arcname = holdable(n)
         if arcname != n:
             base, i = PurePosixPath(arcname), 1
-            while arcname.casefold() in used:
+            while name_key(arcname) in used:
                 i += 1
                 arcname = str(base.with_name(f"{base.stem}~{i}{base.suffix}"))
-            used.add(arcname.casefold())
+            used.add(name_key(arcname))
             why = "holds a \\, which archive readers take for a folder" if "\\" in n else \
                 "is not UTF-8, which a zip cannot hold"
             log.warning("%s: its name %s; packed as %r", os.fsencode(n).decode("ascii", "backslashreplace"), why,

@@ -17,7 +17,7 @@ from pathlib import Path
 from streamcolor import image_io
 from streamcolor.archive import BatchOptions, unique_name
 from streamcolor.archive.listing import warn_left_out
-from streamcolor.engines.archives import is_junk
+from streamcolor.engines.archives import is_junk, name_key
 from streamcolor.errors import InputError, refuse_empty_path
 from streamcolor.outputs import claimants
 from streamcolor.items import REPORT_FILENAME, JobReport, Problem, is_job_file, problems_csv
@@ -87,8 +87,8 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
     files = [p for p in files if p not in left_out]
     keyed = [(path, *item_key(path, src_root, options.output_format)) for path in files]
     own = [key is not None and key == item_key(path, src_root)[0] for path, key, _ in keyed]
-    keeps = claimants([(key and key.casefold(), mine) for (_, key, _), mine in zip(keyed, own)])  # as `batch` does
-    reserved = {key.casefold() for _, key, _ in keyed if key is not None}
+    keeps = claimants([(key and name_key(key), mine) for (_, key, _), mine in zip(keyed, own)])  # as `batch` does
+    reserved = {name_key(key) for _, key, _ in keyed if key is not None}
     for i, (path, key, unsafe) in enumerate(keyed):
         if key is None:
             problems.append(Problem(SKIPPED, str(src), path, unsafe or "unsafe name"))
