@@ -628,6 +628,27 @@ def test_names_that_differ_only_in_unicode_form_get_two_outputs_and_a_zip_that_u
     assert len(names) == 4 and len({archives.name_key(n) for n in names}) == 4, names
 
 
+def test_a_job_begun_before_names_were_compared_by_unicode_form_resumes_in_place(engine, tmp_path, monkeypatch):
+    """Before, café.jpg in NFC and in NFD were two outputs with their own names; a rerun now keeps
+    both where they are (outputs never move) and colorizes nothing again."""
+    from streamcolor.archive import job, listing
+
+    src = tmp_path / "names.zip"
+    nfc, nfd = "caf\u00e9.jpg", "cafe\u0301.jpg"
+    with zipfile.ZipFile(src, "w") as zf:
+        for name in (nfc, nfd):
+            zf.writestr(name, GOOD_JPEG)
+    out = tmp_path / "out"
+    with monkeypatch.context() as m:  # the earlier version: names compared by case only
+        for module in (job, listing):
+            m.setattr(module, "name_key", str.casefold)
+        colorize_archive(src, out, engine=engine, progress=False, options=BatchOptions(render_size=64))
+    assert sorted(image_outputs(out)) == sorted([nfc, nfd])
+    report = colorize_archive(src, out, engine=engine, progress=False, options=BatchOptions(render_size=64))
+    assert report.done == 2 and report.done_now == 0, report.problems
+    assert sorted(image_outputs(out)) == sorted([nfc, nfd])
+
+
 def test_unlistable_sub_folder_is_reported(tmp_path, monkeypatch):
     (tmp_path / "ok").mkdir()
     (tmp_path / "ok" / "a.jpg").write_bytes(GOOD_JPEG)

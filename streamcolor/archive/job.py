@@ -624,7 +624,8 @@ def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path, 
             if key != it.key:  # a folder of the key is a file in OUT (an earlier job's, or the user's)
                 listed, it = it.key, dataclasses.replace(it, key=key)
                 renamed.append((listed, it))
-        if it.refusal or (name_key(it.key) not in sticky_keys and _free_for(it.key, it, manifest, out_dir, redo)):
+        if it.refusal or ((name_key(it.key) not in sticky_keys or _done_there(it, manifest, out_dir))
+                          and _free_for(it.key, it, manifest, out_dir, redo)):
             out.append(_replacing(it, out_dir))
             continue
         own = manifest.get(it.key)
@@ -677,6 +678,17 @@ def _earlier_keys(items: Sequence[Item], manifest: Manifest, out_dir: Path, redo
         if fits:
             out[i] = max(fits, key=lambda e: e.updated or 0.0).key
     return out
+
+
+def _done_there(item: Item, manifest: Manifest, out_dir: Path) -> bool:
+    """Whether the item's own finished output is at its listed key, as the job wrote it.  It keeps
+    that key even when a key another item keeps is one name with it by :func:`name_key` (``café``
+    in NFC and NFD): on this disk the two are two files already, written by a version that told
+    them apart, and outputs never move."""
+    e = manifest.get(item.key)
+    path = out_dir / item.key
+    return (e is not None and e.state == DONE and _same_source(e, item) and os.path.lexists(path)
+            and _as_written(e, path))
 
 
 def _renumbered(a: str, b: str) -> bool:
