@@ -418,6 +418,12 @@ def test_cli_help_and_errors(tmp_path, shards):
     assert "--max-minutes" in runner.invoke(train, ["fit", "--help"]).output
     res = runner.invoke(train, ["fit", str(shards[0]), "-r", str(tmp_path / "r")])
     assert res.exit_code != 0 and "--steps" in res.output
+    for option, value in (("--lr", "nan"), ("--epochs", "inf"), ("--max-minutes", "nan"), ("--max-minutes", "0")):
+        res = runner.invoke(train, ["fit", str(shards[0]), "-r", str(tmp_path / "r"), "--steps", "1", option, value])
+        assert res.exit_code == 2 and option in res.output, (option, value, res.output)  # refused before any work
+    assert not (tmp_path / "r").exists()
+    res = runner.invoke(train, ["prepare", str(tmp_path), "-o", str(tmp_path / "s"), "--val-fraction", "nan"])
+    assert res.exit_code == 2 and "--val-fraction" in res.output
     (tmp_path / "empty").mkdir()
     res = runner.invoke(train, ["prepare", str(tmp_path / "empty"), "-o", str(tmp_path / "s")])
     assert res.exit_code == 1 and "no photos found" in res.output

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -24,6 +25,19 @@ log = logging.getLogger("trainer")
 
 #: Exit status of a verb that finished but skipped unreadable inputs.
 EXIT_SKIPPED = 2
+
+
+class _Finite(click.FloatRange):
+    """``click.FloatRange`` that refuses NaN and infinity: NaN passes every bound (it is neither below
+    nor above one), and ``--lr nan`` trained for hours into NaN weights.  (The same rule as the
+    ``streamcolor`` verbs' option type, which the trainer does not import: it imports only
+    ``streamcolor.engines``.)"""
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
 
 
 class _ExtractorChoice(click.ParamType):
@@ -120,12 +134,12 @@ def _path_given(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("--crops-per-photo", type=click.IntRange(min=0), default=0, show_default=True,
               help="0: each whole photo, letterboxed (docs/method.md). N: N random square crops per photo "
                    "(random scale and position), so a few hundred large photos give many examples.")
-@click.option("--min-crop-scale", type=click.FloatRange(0, 1, min_open=True), default=0.35, show_default=True,
+@click.option("--min-crop-scale", type=_Finite(0, 1, min_open=True), default=0.35, show_default=True,
               help="Smallest crop side as a fraction of the photo's shorter side.")
 @click.option("--flip/--no-flip", default=True, show_default=True, help="Mirror random crops with probability 1/2.")
 @click.option("--gray-threshold", default=3.0, show_default=True,
               help="Skip photos whose mean chroma sqrt(a*^2+b*^2) is below this (gray, nearly gray).")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
+@click.option("--val-fraction", type=_Finite(0, 1, max_open=True), default=0.1, show_default=True,
               help="Share of photos held out, chosen by content hash (a manifest's 'split' field wins).")
 @click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="manifest.json listing the photos (entries with 'file' and 'split'); "
@@ -184,13 +198,13 @@ def prepare(sources, out, size, model_kind, extractor, crops_per_photo, min_crop
 @click.option("-r", "--run-dir", required=True, type=click.Path(), callback=_path_given,
               help="Run folder: checkpoints, log.csv, samples/, colorizer.keras. Resumes from its newest checkpoint.")
 @click.option("--steps", type=click.IntRange(min=1), help="Total optimizer steps (counted across resumes).")
-@click.option("--epochs", type=click.FloatRange(0, min_open=True), help="Total passes over the training examples.")
-@click.option("--max-minutes", type=float,
+@click.option("--epochs", type=_Finite(0, min_open=True), help="Total passes over the training examples.")
+@click.option("--max-minutes", type=_Finite(0, min_open=True),
               help="Wall-clock budget of this invocation's training loop (model build and the final checkpoint "
                    "come on top); stops cleanly with a checkpoint.")
 @click.option("-b", "--batch-size", type=click.IntRange(min=1), default=100, show_default=True,
               help="Examples per step (docs/method.md: 100).")
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True,
+@click.option("--lr", type=_Finite(0, min_open=True), default=1e-3, show_default=True,
               help="Adam learning rate (peak rate for cosine).")
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
               help="cosine decays to 0 at the last step (needs --steps or --epochs).")
