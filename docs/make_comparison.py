@@ -3,6 +3,8 @@
     python docs/make_comparison.py data/photos --split holdout -n 8 \\
         --model seed --model default -o docs/gallery/holdout-comparison.png
 
+``--package NAME`` (repeatable) takes the photos of those packages only.
+
 The photos are taken evenly spaced over the split's list in the manifest
 (sorted by file name), not chosen by result.  Each photo is made gray (its
 L* only), colorized by every model through ``streamcolor.colorize_image`` at
@@ -24,11 +26,14 @@ from streamcolor.colorize import model_options
 from streamcolor.engines import lab, load_engine
 
 
-def pick(manifest: dict, split: str, n: int) -> list[dict]:
-    """``n`` photos of ``split`` evenly spaced over the manifest's sorted list (colour ones only)."""
-    photos = sorted((p for p in manifest["photos"] if p.get("split") == split), key=lambda p: p["file"])
+def pick(manifest: dict, split: str, n: int, packages: list[str] | None = None) -> list[dict]:
+    """``n`` photos of ``split`` (of ``packages`` only, when given) evenly spaced over the manifest's
+    sorted list."""
+    photos = sorted((p for p in manifest["photos"] if p.get("split") == split
+                     and (not packages or p["package"] in packages)), key=lambda p: p["file"])
     if not photos:
-        raise SystemExit(f"no photo of split {split!r} in the manifest")
+        raise SystemExit(f"no photo of split {split!r}{' in ' + ', '.join(packages) if packages else ''} "
+                         "in the manifest")
     idx = np.linspace(0, len(photos) - 1, num=min(n, len(photos))).round().astype(int)
     return [photos[i] for i in dict.fromkeys(idx.tolist())]
 
@@ -51,13 +56,14 @@ def main() -> None:
     ap.add_argument("photos", type=Path, help="folder with manifest.json (trainer.collect_photos output)")
     ap.add_argument("--split", default="holdout")
     ap.add_argument("-n", type=int, default=8)
+    ap.add_argument("--package", action="append", help="only photos of this package; repeatable")
     ap.add_argument("--model", action="append", required=True, help="shipped model name or bundle; repeatable")
     ap.add_argument("--height", type=int, default=200, help="row height in the gallery, pixels")
     ap.add_argument("-o", "--out", type=Path, required=True)
     args = ap.parse_args()
 
     manifest = json.loads((args.photos / "manifest.json").read_text())
-    chosen = pick(manifest, args.split, args.n)
+    chosen = pick(manifest, args.split, args.n, args.package)
     engines = {m: load_engine(m, "onnx", device="cpu") for m in args.model}
     names = {m: f"{m} ({e.info.name})" for m, e in engines.items()}
     rows, credits = [], []
@@ -82,9 +88,12 @@ def main() -> None:
     md = args.out.with_suffix(".md")
     md.write_text("\n".join([
         f"# {args.out.name}", "",
-        f"Rows: {len(rows)} photos of the `{args.split}` split, evenly spaced over its list, not chosen by result. "
+        f"Rows: {len(rows)} photos of the `{args.split}` split"
+        + (f" from {', '.join(args.package)}" if args.package else "")
+        + ", evenly spaced over its list, not chosen by result. "
         f"Columns: gray input | {' | '.join(names.values())} | original. "
         f"Made with `python docs/make_comparison.py {args.photos.name} --split {args.split} -n {args.n} "
+        + "".join(f"--package {p} " for p in args.package or [])
         + " ".join(f"--model {m}" for m in args.model) + f" -o {args.out}`.", "",
         "| file | package | licence | author |", "|---|---|---|---|", *credits, ""]))
     print(f"wrote {args.out} and {md}")
