@@ -54,6 +54,7 @@ import threading
 import time
 import unicodedata
 import urllib.parse
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -62,6 +63,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 try:
     from aiohttp import BodyPartReader, web
     from aiohttp.http_exceptions import HttpProcessingError
+    from aiohttp.multipart import BadContentDispositionParam
 except ImportError as exc:  # pragma: no cover - the serve extra is missing
     raise ImportError("`streamcolor serve` needs aiohttp: pip install 'streamcolor[serve]'") from exc
 
@@ -792,6 +794,10 @@ def create_app(engine: "Engine", options: ServeOptions = ServeOptions(), *,
         override them); the model's recommendations when None.
         ``max_pixels`` comes from ``options``.
     """
+    # A malformed Content-Disposition parameter (a client's file name) makes aiohttp warn with the
+    # client's text on stderr, once per distinct text: not for the server's output.  The upload is
+    # then named "upload", as one without a name.
+    warnings.filterwarnings("ignore", category=BadContentDispositionParam)
     sweep_abandoned_folders()
     state = _State(engine, options, colour or model_options(engine))
     # client_max_size only guards body readers we do not use; uploads are limited while streaming.

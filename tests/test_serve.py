@@ -23,6 +23,7 @@ import urllib.parse
 import tempfile
 import threading
 import time
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -1032,6 +1033,20 @@ def test_the_download_keeps_the_uploads_name_in_any_script(server):
     assert cd.startswith('inline; filename="ete_a_Nice-colour.jpg"')  # for old clients: ASCII, accents dropped
     assert "filename*=UTF-8''" in cd
     assert urllib.parse.unquote(cd.split("filename*=UTF-8''")[1]) == "été à Nice 日本-colour.jpg"
+
+
+def test_a_malformed_file_name_parameter_is_no_warning_on_the_servers_stderr(server):
+    """aiohttp warns with the client's own text when a filename* parameter is malformed; the server
+    takes such an upload as one without a name and prints nothing of it."""
+    body = (b'--XX\r\nContent-Disposition: form-data; name="file"; filename*=UTF-8\'\'bad%0Aname:%20x.jpg\r\n'
+            b"Content-Type: image/jpeg\r\n\r\n" + jpeg_bytes(gray()) + b"\r\n--XX--\r\n")
+    port = urllib.parse.urlsplit(server.url).port
+    with warnings.catch_warnings(record=True) as seen:
+        status, _ = raw_http(port, "POST /api/colorize?render_size=64 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                             "Content-Type: multipart/form-data; boundary=XX\r\n"
+                             f"Content-Length: {len(body)}\r\n\r\n", body)
+    assert status == 200
+    assert not [w for w in seen if "ContentDisposition" in type(w.message).__name__], [str(w.message) for w in seen]
 
 
 def test_folders_a_killed_server_left_are_swept_and_no_others(tmp_path):
