@@ -1035,13 +1035,14 @@ def test_the_download_keeps_the_uploads_name_in_any_script(server):
     assert urllib.parse.unquote(cd.split("filename*=UTF-8''")[1]) == "été à Nice 日本-colour.jpg"
 
 
-def test_a_malformed_file_name_parameter_is_no_warning_on_the_servers_stderr(server):
+def test_a_malformed_file_name_parameter_is_no_warning_on_the_servers_stderr(engine):
     """aiohttp warns with the client's own text when a filename* parameter is malformed; the server
-    takes such an upload as one without a name and prints nothing of it."""
+    takes such an upload as one without a name and prints nothing of it.  (Its own server: pytest
+    puts back the warning filters after each test, the one a module's server set up included.)"""
     body = (b'--XX\r\nContent-Disposition: form-data; name="file"; filename*=UTF-8\'\'bad%0Aname:%20x.jpg\r\n'
             b"Content-Type: image/jpeg\r\n\r\n" + jpeg_bytes(gray()) + b"\r\n--XX--\r\n")
-    port = urllib.parse.urlsplit(server.url).port
-    with warnings.catch_warnings(record=True) as seen:
+    with Server(engine, ServeOptions(port=0)) as server, warnings.catch_warnings(record=True) as seen:
+        port = urllib.parse.urlsplit(server.url).port
         status, _ = raw_http(port, "POST /api/colorize?render_size=64 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                              "Content-Type: multipart/form-data; boundary=XX\r\n"
                              f"Content-Length: {len(body)}\r\n\r\n", body)
