@@ -1025,7 +1025,9 @@ def write_report(out: str | Path, *, engine: "Engine", results: Sequence[str | P
     out.parent.mkdir(parents=True, exist_ok=True)
     from streamcolor.outputs import remember_written, written_by_streamcolor
 
-    written = image_io.write_atomic(out, html_text.encode("utf-8"), replace=written_by_streamcolor)
+    # a file name that is not UTF-8 (its bytes kept as surrogates) is shown as \xNN, as `batch` shows it
+    page = html_text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").encode("utf-8")
+    written = image_io.write_atomic(out, page, replace=written_by_streamcolor)
     remember_written(written)
     return written
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from pathlib import Path
 
@@ -395,6 +396,18 @@ def test_report_says_why_its_photos_are_missing_and_a_bad_results_file_stops_it_
     res = CliRunner().invoke(cli, ["report", str(folder), "-o", str(tmp_path / "r2.html"), "--no-speed",
                                    "--results", str(bad)])
     assert res.exit_code == 2 and "not a JSON results file" in res.output and not (tmp_path / "r2.html").exists()
+
+
+def test_a_photo_whose_name_is_not_utf8_is_on_the_page_as_its_bytes(tmp_path):
+    """One such name made the whole page fail after every photo was colorized."""
+    from streamcolor.cli import cli
+
+    folder = tmp_path / "latin1"
+    folder.mkdir()
+    Image.fromarray(make_photo(48, 64)).convert("L").save(os.fsdecode(os.fsencode(folder) + b"/caf\xe9.jpg"))
+    res = CliRunner().invoke(cli, ["report", str(folder), "-o", str(tmp_path / "r.html"), "--no-speed", "-r", "64"])
+    assert res.exit_code == 0, res.output
+    assert "caf\\xe9.jpg" in (tmp_path / "r.html").read_text(encoding="utf-8")
 
 
 def test_a_manifest_json_of_something_else_does_not_hide_the_folders_photos(tmp_path):

@@ -449,6 +449,11 @@ def test_bench_refuses_a_json_name_that_is_not_json_and_a_render_size_out_of_ran
         res = CliRunner().invoke(cli, ["bench", "--no-video", *args])
         assert res.exit_code == 2 and said in res.output, res.output
     assert photo.read_bytes() == b"my photo"
+    mine = tmp_path / "data.json"  # a JSON of the user's by that name is kept, said before measuring
+    mine.write_text('{"mine": 1}')
+    res = CliRunner().invoke(cli, ["bench", "--no-video", "-r", "64", "-b", "1", "--json", str(mine)])
+    assert res.exit_code == 2 and "is kept" in res.output and mine.read_text() == '{"mine": 1}', res.output
+    assert "images/s" not in res.output
 
 
 def test_a_photo_under_a_videos_name_is_named_for_its_format(tmp_path):

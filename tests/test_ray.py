@@ -259,6 +259,36 @@ def test_collection_command(local_ray, collection, tmp_path, caplog):
     assert (report.existing, report.done_now, report.done, report.failed) == (N_PHOTOS, 0, N_PHOTOS, len(BAD))
 
 
+def test_collection_neither_follows_nor_writes_through_links(local_ray, tmp_path):
+    """A link loop, a link out of the source, and an output folder that is a link into the source:
+    each is skipped with its reason, and nothing is written among the inputs.  A link to the
+    source given as the output's parent is the source: refused before any work."""
+    from streamcolor.ray import colorize_collection
+
+    src, outside = tmp_path / "in", tmp_path / "outside"
+    (src / "sub").mkdir(parents=True)
+    outside.mkdir()
+    for path in (src / "a.jpg", src / "sub" / "b.jpg", outside / "secret.jpg"):
+        Image.fromarray(make_photo(48, 64, seed=1).mean(axis=-1).astype(np.uint8)).save(path)
+    (src / "sub" / "loop").symlink_to("..")
+    (src / "secret.jpg").symlink_to(outside / "secret.jpg")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if not p.is_symlink())
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").symlink_to(src / "sub")
+    cluster = ClusterOptions(actors=1, cpus_per_actor=0.5)
+    report = colorize_collection(src, out, backend="onnx", options=OPTIONS, cluster=cluster)
+    assert (report.done_now, report.failed, report.skipped) == (1, 0, 3), report.problems
+    reasons = {Path(p.member).name: p.reason for p in report.problems}
+    assert "not followed" in reasons["loop"] and "not followed" in reasons["secret.jpg"]
+    assert "not written through" in reasons["b.jpg"]
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if not p.is_symlink()
+                  and not p.is_relative_to(out)) == before  # nothing new among the inputs or outside
+    (tmp_path / "link").symlink_to(src)
+    with pytest.raises(ValueError, match="overlap"):
+        colorize_collection(tmp_path / "link", src / "colour", backend="onnx", options=OPTIONS, cluster=cluster)
+
+
 def test_fit_reading_leaves_the_read_step_a_cpu_share():
     from streamcolor.ray.collection import MIN_READ_CPUS, fit_reading
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import click
@@ -48,6 +49,12 @@ def command(full, model, device, renders, batches, video, json_path):
 
     if json_path is not None and json_path.suffix.lower() != ".json":  # never written over a photo or a script
         raise click.UsageError(f"--json {json_path}: give a name ending in .json")
+    from streamcolor.outputs import remember_written, written_by_streamcolor
+
+    if json_path is not None and os.path.lexists(json_path) and not written_by_streamcolor(json_path):
+        # said before measuring, as `report -o` does: a JSON of yours (or one you edited) is kept
+        raise click.UsageError(f"--json {json_path} exists and is not a file streamcolor wrote (or it changed "
+                               "since); it is kept: give another name, or move it away")
 
     options = dataclasses.replace(FULL if full else QUICK, model=model, device=device)
     if renders:
@@ -63,5 +70,6 @@ def command(full, model, device, renders, batches, video, json_path):
     click.echo(result.to_text())
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        image_io.write_atomic(json_path, result.to_json().encode("utf-8"))
+        remember_written(image_io.write_atomic(json_path, result.to_json().encode("utf-8"),
+                                               replace=written_by_streamcolor))
         click.echo(f"wrote {json_path}", err=True)

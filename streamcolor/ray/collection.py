@@ -71,13 +71,16 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
     require_ray()  # (first: pyarrow comes with Ray; without it the job would say "No module named 'pyarrow'")
     src_fs, src_root = filesystem(src)
     out_fs, out_root = filesystem(dst)
-    if is_local(src_fs) and is_local(out_fs):
-        s, o = Path(src_root), Path(out_root)
+    local_out = is_local(out_fs)
+    if is_local(src_fs) and local_out:
+        # (real paths: a link to the source given as the source or as the output, or as a folder above
+        # the output, is the same folder, and writing there would put outputs among the inputs)
+        s, o = Path(os.path.realpath(src_root)), Path(os.path.realpath(out_root))
         if s == o or o.is_relative_to(s) or s.is_relative_to(o):
             raise ValueError(f"the output {dst} and the source {src} overlap; choose an output outside the source")
         if o.exists() and not o.is_dir():  # said now, not after the whole job ran
             raise ValueError(f"the output {dst} is a file; OUTPUT is a folder (it mirrors the source's tree)")
-    files = _list_files(src_fs, src_root)
+    files, links = _list_files(src_fs, src_root)
     existing = set() if overwrite else _existing(out_fs, out_root)
     todo, renames, problems = [], {}, []
     taken: set[str] = set()
@@ -89,6 +92,7 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
     own = [key is not None and key == item_key(path, src_root)[0] for path, key, _ in keyed]
     keeps = claimants([(key and name_key(key), mine) for (_, key, _), mine in zip(keyed, own)])  # as `batch` does
     reserved = {name_key(key) for _, key, _ in keyed if key is not None}
+    problems += [Problem(SKIPPED, str(src), path, "a symbolic link (not followed)") for path in links]
     for i, (path, key, unsafe) in enumerate(keyed):
         if key is None:
             problems.append(Problem(SKIPPED, str(src), path, unsafe or "unsafe name"))
@@ -96,6 +100,10 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
         unique = unique_name(key, taken, reserved, claimed=i in keeps)
         if unique != key:
             renames[path] = unique
+        if local_out and (link := _link_on_the_way(out_root, unique)):
+            problems.append(Problem(SKIPPED, str(src), path, f"its output {link} is a symbolic link "
+                                                             "(not written through)"))
+            continue
         if unique in existing:
             done_before += 1
             continue
@@ -122,7 +130,7 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
     skipped = sum(1 for p in problems if p.state == SKIPPED)
     problems.sort(key=lambda p: p.member)
     sink_for(dst).write(REPORT_FILENAME, problems_csv(problems))
-    return JobReport(output=str(dst), report=f"{out_root}/{REPORT_FILENAME}", total=len(files),
+    return JobReport(output=str(dst), report=f"{out_root}/{REPORT_FILENAME}", total=len(files) + len(links),
                      done=done + done_before, skipped=skipped, failed=failed, done_now=done,
                      elapsed_s=time.perf_counter() - started, problems=problems)
 
@@ -151,17 +159,46 @@ def fit_reading(cpus_total: float, actors: int, cpus_per_actor: float) -> tuple[
     return actors, round(min(1.0, cpus_total - actors * cpus_per_actor), 4)
 
 
-def _list_files(fs, root: str) -> list[str]:
+def _list_files(fs, root: str) -> tuple[list[str], list[str]]:
+    """(files, symbolic links) under ``root``.  On this machine links are listed, not followed, as
+    ``batch`` does: a link may lead out of the folder, back into it (a loop that pyarrow's listing
+    follows without end), or into the output."""
     from pyarrow import fs as pafs
 
     info = fs.get_file_info(root)
     if info.type == pafs.FileType.NotFound:
         raise InputError(f"{root}: no such file or folder")
     if info.type == pafs.FileType.File:
-        return [root]
-    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
-    names = [i.path for i in infos if i.type == pafs.FileType.File]
-    return sorted(p for p in names if not is_junk(p, backslashes=False) and not is_job_file(p[len(root):]))
+        return [root], []
+    links: list[str] = []
+    if is_local(fs):
+        names = []
+        for folder, dirs, files in os.walk(root):  # (followlinks=False: a link to a folder is in dirs, not entered)
+            for name in dirs + files:
+                path = os.path.join(folder, name)
+                if os.path.islink(path):
+                    links.append(path)
+                elif name in files:
+                    names.append(path)
+    else:
+        infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+        names = [i.path for i in infos if i.type == pafs.FileType.File]
+
+    def wanted(p: str) -> bool:
+        return not is_junk(p, backslashes=False) and not is_job_file(p[len(root):])
+
+    return sorted(filter(wanted, names)), sorted(filter(wanted, links))
+
+
+def _link_on_the_way(root: str, key: str) -> str | None:
+    """The first folder of output ``key`` under ``root``, or the output itself, that is a symbolic
+    link (writing there would write wherever it points: into the source, or over a user's file)."""
+    parts = key.split("/")
+    for n in range(1, len(parts) + 1):
+        path = os.path.join(root, *parts[:n])
+        if os.path.islink(path):
+            return path
+    return None
 
 
 def _existing(fs, root: str) -> set[str]:
@@ -169,6 +206,9 @@ def _existing(fs, root: str) -> set[str]:
 
     if fs.get_file_info(root).type != pafs.FileType.Directory:
         return set()
+    if is_local(fs):  # (links not followed: see _list_files)
+        return {os.path.relpath(os.path.join(folder, name), root).replace(os.sep, "/")
+                for folder, _, files in os.walk(root) for name in files}
     infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
     return {i.path[len(root):].lstrip("/") for i in infos if i.type == pafs.FileType.File}
 
