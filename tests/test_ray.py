@@ -284,6 +284,11 @@ def test_collection_neither_follows_nor_writes_through_links(local_ray, tmp_path
     assert "not written through" in reasons["b.jpg"]
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if not p.is_symlink()
                   and not p.is_relative_to(out)) == before  # nothing new among the inputs or outside
+    for name in (b"caf\xe9.jpg", b"tab\tx.jpg"):  # one odd name is skipped, not the end of the job
+        (src / os.fsdecode(name)).write_bytes((src / "a.jpg").read_bytes())
+    report = colorize_collection(src, out, backend="onnx", options=OPTIONS, cluster=cluster)
+    assert (report.existing, report.done_now, report.skipped) == (1, 0, 5), report.problems
+    assert sum("cannot read a name" in p.reason for p in report.problems) == 2
     (tmp_path / "link").symlink_to(src)
     with pytest.raises(ValueError, match="overlap"):
         colorize_collection(tmp_path / "link", src / "colour", backend="onnx", options=OPTIONS, cluster=cluster)

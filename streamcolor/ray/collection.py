@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import time
+import unicodedata
 from pathlib import Path
 
 from streamcolor import image_io
@@ -88,6 +89,10 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
     left_out = {p for p in files if image_io.not_an_image_name(p)}  # as `batch` does: README.txt is no failure
     warn_left_out(sorted(left_out))
     files = [p for p in files if p not in left_out]
+    unreadable = [p for p in files if _unreadable_name(p)]
+    problems += [Problem(SKIPPED, str(src), p, "Ray Data cannot read a name that is not UTF-8 or holds a control "
+                                               "character (tab, newline); `streamcolor batch` can") for p in unreadable]
+    files = [p for p in files if p not in set(unreadable)]
     keyed = [(path, *item_key(path, src_root, options.output_format)) for path in files]
     own = [key is not None and key == item_key(path, src_root)[0] for path, key, _ in keyed]
     keeps = claimants([(key and name_key(key), mine) for (_, key, _), mine in zip(keyed, own)])  # as `batch` does
@@ -130,8 +135,8 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
     skipped = sum(1 for p in problems if p.state == SKIPPED)
     problems.sort(key=lambda p: p.member)
     sink_for(dst).write(REPORT_FILENAME, problems_csv(problems))
-    return JobReport(output=str(dst), report=f"{out_root}/{REPORT_FILENAME}", total=len(files) + len(links),
-                     done=done + done_before, skipped=skipped, failed=failed, done_now=done,
+    return JobReport(output=str(dst), report=f"{out_root}/{REPORT_FILENAME}",
+                     total=len(files) + len(links) + len(unreadable), done=done + done_before, skipped=skipped, failed=failed, done_now=done,
                      elapsed_s=time.perf_counter() - started, problems=problems)
 
 
@@ -188,6 +193,13 @@ def _list_files(fs, root: str) -> tuple[list[str], list[str]]:
         return not is_junk(p, backslashes=False) and not is_job_file(p[len(root):])
 
     return sorted(filter(wanted, names)), sorted(filter(wanted, links))
+
+
+def _unreadable_name(path: str) -> bool:
+    """Whether ``ray.data.read_binary_files`` fails on the path (and with it the whole job): a name
+    that is not UTF-8 (its bytes kept as surrogates), or one with a control character, which its
+    path handling drops."""
+    return any(unicodedata.category(c) in ("Cc", "Cs") for c in path)
 
 
 def _link_on_the_way(root: str, key: str) -> str | None:
