@@ -410,6 +410,19 @@ def test_a_photo_whose_name_is_not_utf8_is_on_the_page_as_its_bytes(tmp_path):
     assert "caf\\xe9.jpg" in (tmp_path / "r.html").read_text(encoding="utf-8")
 
 
+def test_a_gallery_inside_the_photo_folder_is_refused(tmp_path):
+    """Its strips would be taken for the user's photos by the next report of the folder."""
+    from streamcolor.cli import cli
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(make_photo(48, 64)).save(folder / "c.png")
+    res = CliRunner().invoke(cli, ["report", str(folder), "-o", str(tmp_path / "r.html"), "--no-speed",
+                                   "--gallery", str(folder / "g")])
+    assert res.exit_code == 2 and "inside the photo folder" in res.output, res.output
+    assert sorted(p.name for p in folder.iterdir()) == ["c.png"]
+
+
 def test_a_manifest_json_of_something_else_does_not_hide_the_folders_photos(tmp_path):
     """Only the photo collector's manifest.json picks held-out photos; any other (an object, a list,
     not JSON) leaves the folder's own photos shown, not the bundled sample or a traceback."""

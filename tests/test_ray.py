@@ -289,6 +289,9 @@ def test_collection_neither_follows_nor_writes_through_links(local_ray, tmp_path
     report = colorize_collection(src, out, backend="onnx", options=OPTIONS, cluster=cluster)
     assert (report.existing, report.done_now, report.skipped) == (1, 0, 5), report.problems
     assert sum("cannot read a name" in p.reason for p in report.problems) == 2
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(ValueError, match="is a file, not a folder"):  # before any work
+        colorize_collection(src, tmp_path / "afile" / "out", backend="onnx", options=OPTIONS, cluster=cluster)
     (tmp_path / "link").symlink_to(src)
     with pytest.raises(ValueError, match="overlap"):
         colorize_collection(tmp_path / "link", src / "colour", backend="onnx", options=OPTIONS, cluster=cluster)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import click
@@ -80,6 +81,10 @@ def command(folder, output, max_photos, image_size, speed, batches, results, gal
         folder = photos_opt
     if folder is not None and not folder.is_dir():
         raise click.UsageError(f"{folder}: not a folder (streamcolor report takes a folder of photos)")
+    if folder is not None and gallery is not None and \
+            Path(os.path.realpath(gallery)).is_relative_to(os.path.realpath(folder)):
+        # the next report of FOLDER would take the gallery's strips for photos of yours
+        raise click.UsageError(f"--gallery {gallery} is inside the photo folder {folder}: give a folder outside it")
     try:
         output = check_page_name(output or DEFAULT_OUTPUT)
     except ValueError as exc:

@@ -81,6 +81,9 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
             raise ValueError(f"the output {dst} and the source {src} overlap; choose an output outside the source")
         if o.exists() and not o.is_dir():  # said now, not after the whole job ran
             raise ValueError(f"the output {dst} is a file; OUTPUT is a folder (it mirrors the source's tree)")
+        above = next((p for p in o.parents if os.path.lexists(p)), None)
+        if above is not None and not above.is_dir():
+            raise ValueError(f"the output {dst} cannot be made: {above} is a file, not a folder")
     files, links = _list_files(src_fs, src_root)
     existing = set() if overwrite else _existing(out_fs, out_root)
     todo, renames, problems = [], {}, []
