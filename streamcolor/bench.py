@@ -143,16 +143,17 @@ def recommend(rows: Sequence[Mapping[str, Any]], model_render: int, notes: Seque
               model_names_render: bool = True) -> dict[str, Any]:
     """Engine, batch and render size for this machine from the measured rows.
 
-    Engine: the fastest at the largest measured render.  Batch: the smallest
+    Engine: the fastest at the measured render nearest the model's (the larger of two as near).
+    Batch: the smallest
     within 5% of that engine's best (bigger batches only add latency and
     memory then).  Render: the model's recommended size (its quality was
-    measured there); images/s there is estimated from the nearest measured
+    measured there); images/s there is measured, or estimated from the nearest measured
     render by pixel count (the network's cost is about proportional to it)."""
     untrusted = untrusted_labels(notes)
     rows = [r for r in rows if r["label"] not in untrusted]  # fast but wrong colours on this CPU
     if not rows:
         return {}
-    render = max(r["render"] for r in rows)
+    render = min({r["render"] for r in rows}, key=lambda r: (abs(r - model_render), -r))
     at = [r for r in rows if r["render"] == render]
     best = max(at, key=lambda r: r["images_per_s"])
     same = [r for r in at if r["label"] == best["label"]]
@@ -174,7 +175,8 @@ def recommend(rows: Sequence[Mapping[str, Any]], model_render: int, notes: Seque
     options = f"--backend {backend} -b {batch['batch']} -r {model_render}"
     why = (f"{best['label']} was the fastest engine ({batch['images_per_s']:.2f} images/s at render {render}, batch "
            f"{batch['batch']}{'; ' + engine_note if engine_note else ''}); {batch_note}; render {model_render} is "
-           f"{whose}: about {est:.1f} images/s there (estimated from render {render} by pixel count)")
+           f"{whose}: " + (f"{est:.1f} images/s there, as measured" if render == model_render else
+                           f"about {est:.1f} images/s there (estimated from render {render} by pixel count)"))
     return {"backend": backend, "batch": batch["batch"], "render_size": model_render, "images_per_s_estimate":
             round(est, 2), "options": options, "why": why,
             "example": f"streamcolor batch photos/ -o colour/ {options}"}

@@ -416,6 +416,13 @@ def test_bench_recommendation_from_rows():
     assert "only batch 1 was timed" in one and "larger batches" not in one
     assert "render 256 is streamcolor's default (the model names none)" in one
     assert "the model's recommended size" in rec["why"]
+    # the nearest measured render, not the largest: 320 measured is used as measured, not estimated from 512
+    more = rows + [{"label": "onnx-cpu-fp32", "render": 320, "batch": 8, "images_per_s": 4.0},
+                   {"label": "onnx-cpu-fp32", "render": 512, "batch": 8, "images_per_s": 1.0}]
+    rec = recommend(more, model_render=320)
+    assert rec["images_per_s_estimate"] == 4.0 and "as measured" in rec["why"] and "estimated" not in rec["why"]
+    assert recommend(more[:-2] + more[-1:], model_render=384)["why"].endswith("(estimated from render 512 by pixel "
+                                                                             "count)")  # 512 is nearer than 256
     assert load_text({"load_average": [1.0, 0.5, 0.25], "load_average_after": [2.0, 1.0, 0.5]}) == \
         "before 1.00 0.50 0.25, after 2.00 1.00 0.50"
 
