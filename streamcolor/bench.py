@@ -456,9 +456,9 @@ def run_bench(options: BenchOptions = QUICK, *, progress: Callable[[str], Any] |
     """
     say = progress or (lambda msg: None)
     machine = machine_info()
+    engines, notes = load_engines(options.model, options.device, keras=options.keras)  # (first: a bad name says so now)
     say("matmul peak (NumPy float32), measured before and after the engines...")
     peak = matmul_peak(options.peak_size)
-    engines, notes = load_engines(options.model, options.device, keras=options.keras)
     on_gpu = any("cuda" in k or "tensorrt" in k for k in engines)
     result = BenchResult(machine=machine, peak_gflops=round(peak, 1), notes=notes)
     if on_gpu:

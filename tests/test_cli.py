@@ -461,6 +461,8 @@ def test_bench_refuses_a_json_name_that_is_not_json_and_a_render_size_out_of_ran
     res = CliRunner().invoke(cli, ["bench", "--no-video", "-r", "64", "-b", "1", "--json", str(mine)])
     assert res.exit_code == 2 and "is kept" in res.output and mine.read_text() == '{"mine": 1}', res.output
     assert "images/s" not in res.output
+    res = CliRunner().invoke(cli, ["bench", "--no-video", "-m", "nosuchmodel"])  # said before measuring anything
+    assert res.exit_code == 2 and "unknown model" in res.output and "matmul peak" not in res.output, res.output
 
 
 def test_a_photo_under_a_videos_name_is_named_for_its_format(tmp_path):

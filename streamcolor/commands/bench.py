@@ -65,8 +65,10 @@ def command(full, model, device, renders, batches, video, json_path):
         options = dataclasses.replace(options, videos=())
     try:
         result = run_bench(options, progress=lambda msg: click.echo(msg, err=True))
-    except (ValueError, EngineError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    except (ValueError, EngineError) as exc:  # an unknown model, a device this machine lacks: could not start
+        error = click.ClickException(str(exc))
+        error.exit_code = 2
+        raise error from exc
     click.echo(result.to_text())
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
