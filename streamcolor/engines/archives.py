@@ -643,5 +643,5 @@ def _archive_names(wanted: Iterable[str], kind: str) -> dict[str, str]:
 
 
 __all__ = ["ARCHIVE_SUFFIXES", "ArchiveError", "JUNK_FOLDERS", "JUNK_NAMES", "Limits", "Member", "MemberRefused", "Source",
-           "dead_link", "is_junk", "is_junk_folder", "kind_by_name", "pack", "safe_member_path", "source_kind", "source_name",
+           "dead_link", "is_junk", "is_junk_folder", "kind_by_name", "name_key", "pack", "safe_member_path", "source_kind", "source_name",
            "zip_member_name", "zip_safe_name"]

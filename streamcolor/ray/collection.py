@@ -95,7 +95,7 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
     unreadable = [p for p in files if _unreadable_name(p)]
     problems += [Problem(SKIPPED, str(src), p, "Ray Data cannot read a name that is not UTF-8 or holds a control "
                                                "character (tab, newline); `streamcolor batch` can") for p in unreadable]
-    files = [p for p in files if p not in set(unreadable)]
+    files = [p for p in files if not _unreadable_name(p)]
     keyed = [(path, *item_key(path, src_root, options.output_format)) for path in files]
     own = [key is not None and key == item_key(path, src_root)[0] for path, key, _ in keyed]
     keeps = claimants([(key and name_key(key), mine) for (_, key, _), mine in zip(keyed, own)])  # as `batch` does
@@ -139,8 +139,8 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
     problems.sort(key=lambda p: p.member)
     sink_for(dst).write(REPORT_FILENAME, problems_csv(problems))
     return JobReport(output=str(dst), report=f"{out_root}/{REPORT_FILENAME}",
-                     total=len(files) + len(links) + len(unreadable), done=done + done_before, skipped=skipped, failed=failed, done_now=done,
-                     elapsed_s=time.perf_counter() - started, problems=problems)
+                     total=len(files) + len(links) + len(unreadable), done=done + done_before, skipped=skipped,
+                     failed=failed, done_now=done, elapsed_s=time.perf_counter() - started, problems=problems)
 
 
 def fit_reading(cpus_total: float, actors: int, cpus_per_actor: float) -> tuple[int, float]:
@@ -182,12 +182,9 @@ def _list_files(fs, root: str) -> tuple[list[str], list[str]]:
     if is_local(fs):
         names = []
         for folder, dirs, files in os.walk(root):  # (followlinks=False: a link to a folder is in dirs, not entered)
-            for name in dirs + files:
-                path = os.path.join(folder, name)
-                if os.path.islink(path):
-                    links.append(path)
-                elif name in files:
-                    names.append(path)
+            links += (p for p in (os.path.join(folder, d) for d in dirs) if os.path.islink(p))
+            for path in (os.path.join(folder, f) for f in files):
+                (links if os.path.islink(path) else names).append(path)
     else:
         infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
         names = [i.path for i in infos if i.type == pafs.FileType.File]
