@@ -259,6 +259,26 @@ def test_collection_command(local_ray, collection, tmp_path, caplog):
     assert (report.existing, report.done_now, report.done, report.failed) == (N_PHOTOS, 0, N_PHOTOS, len(BAD))
 
 
+def test_collection_command_max_pixels(local_ray, tmp_path, caplog):
+    """--max-pixels, which the decompression-bomb message names, reaches the actors: a photo over
+    it is reported and skipped, the others are done."""
+    from streamcolor.commands import collection as command
+
+    src, out = tmp_path / "src", tmp_path / "colour"
+    src.mkdir()
+    for name, (h, w) in {"small.jpg": (48, 64), "big.jpg": (120, 160)}.items():
+        Image.fromarray(make_photo(h, w, seed=h).mean(-1).astype(np.uint8)).save(src / name)
+    with caplog.at_level(logging.WARNING, logger="streamcolor"), pytest.raises(SystemExit) as exit_:
+        command.main([str(src), str(out), "--actors", "1", "--cpus-per-actor", "0.5", "-r", "64", "--backend", "onnx",
+                      "--max-pixels", "10000"])
+    assert exit_.value.code == 1
+    assert outputs(out) == ["small.jpg"]
+    with open(out / REPORT_FILENAME) as fh:
+        rows = list(csv.DictReader(fh))
+    assert [Path(r["member"]).name for r in rows] == ["big.jpg"]
+    assert "19,200 pixels is over the limit of 10,000" in rows[0]["reason"] and "--max-pixels" in rows[0]["reason"]
+
+
 def test_collection_neither_follows_nor_writes_through_links(local_ray, tmp_path):
     """A link loop, a link out of the source, and an output folder that is a link into the source:
     each is skipped with its reason, and nothing is written among the inputs.  A link to the

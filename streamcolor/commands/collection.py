@@ -39,10 +39,12 @@ from streamcolor.commands.common import FiniteRange, common_options, engine_opti
               show_default=True, help="Output format (same: keep each file's format).")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality.")
 @click.option("--overwrite", is_flag=True, help="Redo files whose output already exists (default: skip them).")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Refuse images with more pixels (decompression bombs). [default: 268000000]")
 @engine_options
 @common_options
 def command(source, output, address, actors, gpus_per_actor, cpus_per_actor, batch_size, fmt, quality, overwrite,
-            model, backend, render_size, saturation):
+            max_pixels, model, backend, render_size, saturation):
     """Colorize every image under SOURCE into OUTPUT with Ray Data.
 
     SOURCE and OUTPUT are local folders (on storage every node sees) or URIs
@@ -58,11 +60,12 @@ def command(source, output, address, actors, gpus_per_actor, cpus_per_actor, bat
       ray job submit --working-dir . -- streamcolor collection /mnt/scans /mnt/colour -b 64
     """
     from streamcolor.archive import BatchOptions
+    from streamcolor.image_io import DEFAULT_MAX_PIXELS
     from streamcolor.ray import ClusterOptions, colorize_collection
 
     try:
         options = BatchOptions(render_size=render_size, saturation=saturation, quality=quality, output_format=fmt,
-                               batch_size=batch_size)
+                               batch_size=batch_size, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
         cluster = ClusterOptions(address=address, actors=actors, gpus_per_actor=gpus_per_actor,
                                  cpus_per_actor=cpus_per_actor)
     except ValueError as exc:
