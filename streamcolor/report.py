@@ -645,13 +645,16 @@ def collector_photos(folder: str | Path) -> list[dict] | None:
     return photos
 
 
-def find_photos(folder: str | Path, n: int) -> list[tuple[Path, str]]:
-    """Up to ``n`` photos of ``folder`` with a credit line each.
+def find_photos(folder: str | Path, n: int, spares: int = 0) -> list[tuple[Path, str]]:
+    """Up to ``n`` photos of ``folder`` with a credit line each, then up to
+    ``spares`` more to take the place of any that cannot be read.
 
     A folder with a ``manifest.json`` (``streamcolor.trainer.collect_photos``)
     gives its held-out photos (:func:`held_out_photos`); any other folder its
     image files (searched recursively, in name order), evenly spaced over the
-    list when there are more than ``n`` -- never chosen by result."""
+    list when there are more than ``n`` -- never chosen by result.  The spares
+    are evenly spaced over the files not picked, so that a run of broken files
+    in one place of the list cannot leave the report without photos."""
     folder = Path(folder)
     if collector_photos(folder) is not None:
         return [(path, ", ".join(x for x in (e.get("package"), e.get("licence"), e.get("copyright")) if x)[:300])
@@ -660,9 +663,25 @@ def find_photos(folder: str | Path, n: int) -> list[tuple[Path, str]]:
                    and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     if n <= 0 or not files:
         return []
-    if len(files) > n:
-        files = [files[int(i * len(files) / n)] for i in range(n)]
-    return [(p, "") for p in files]
+    picked = _evenly_spaced(files, n)
+    rest = [p for p, taken in zip(files, _marks(len(files), n)) if not taken]
+    return [(p, "") for p in picked + _evenly_spaced(rest, max(spares, 0))]
+
+
+def _marks(total: int, n: int) -> list[bool]:
+    """Which of ``total`` list positions :func:`_evenly_spaced` takes for ``n``."""
+    marks = [total <= n] * total
+    if total > n:
+        for i in range(n):
+            marks[int(i * total / n)] = True
+    return marks
+
+
+def _evenly_spaced(items: list, n: int) -> list:
+    """``n`` of ``items`` evenly spaced over the list (all of them when there are no more than ``n``)."""
+    if len(items) <= n:
+        return list(items)
+    return [items[int(i * len(items) / n)] for i in range(n)]
 
 
 def photo_metrics(colour: np.ndarray, gray: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -975,10 +994,16 @@ def write_report(out: str | Path, *, engine: "Engine", results: Sequence[str | P
     notes = notes if notes is not None else []
     options = (options or ColorOptions()).for_engine(engine)
     tables, machines = load_results(results)  # before any photo: a bad results file fails at once
-    found = find_photos(photos, max(max_photos, 4 if gallery else 0)) if photos and Path(photos).is_dir() else []
+    wanted = max(max_photos, 4 if gallery else 0)
+    # as many spares as photos wanted: a broken photo's place goes to another (the work stays bounded)
+    found = find_photos(photos, wanted, spares=wanted) if photos and Path(photos).is_dir() else []
     items: list[BeforeAfter] = []
-    for i, (path, credit) in enumerate(found, start=1):
-        say(f"[{i}/{len(found)}] colorizing {path.name}")
+    tried = 0
+    for path, credit in found:
+        if len(items) == wanted:
+            break
+        tried += 1
+        say(f"[{len(items) + 1}/{min(wanted, len(found))}] colorizing {path.name}")
         try:
             items.append(judge_photo(engine, path, options=options, max_side=image_size, credit=credit))
         except InputError as exc:  # one bad file is a note on the page (and on stderr), not the end of the report
@@ -992,7 +1017,7 @@ def write_report(out: str | Path, *, engine: "Engine", results: Sequence[str | P
     items = items[:max_photos]
     if not items:
         if found:  # (each one's reason is a note above)
-            notes.append(f"none of the {len(found)} photo(s) found in {photos} could be colorized: showing the "
+            notes.append(f"none of the {tried} photo(s) tried in {photos} could be colorized: showing the "
                          "bundled black-and-white sample")
         elif photos:
             notes.append(f"no photos found in {photos}: showing the bundled black-and-white sample")

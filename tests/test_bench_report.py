@@ -381,6 +381,32 @@ def test_report_command_charts_speed_by_engine_and_batch(tmp_path, monkeypatch, 
     assert "TensorRT" not in text and "fp16/bf16" not in text  # what is not timed here is not the page's business
 
 
+def test_report_puts_other_photos_in_the_place_of_broken_ones_and_exits_1(tmp_path):
+    """--max-photos 2 of six files picks the first and the fourth; both broken, two of the
+    others take their place (evenly spaced over the rest), and the exit status says photos were skipped."""
+    from streamcolor.cli import cli
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(6):
+        path = folder / f"a{i}.png"
+        if i in (0, 3):
+            path.write_bytes(b"\x89PNG broken")
+        else:
+            Image.fromarray(np.full((40, 48), 40 * i, np.uint8)).save(path)
+    res = CliRunner().invoke(cli, ["report", str(folder), "-o", str(tmp_path / "r.html"), "--no-speed", "-r", "64",
+                                   "--max-photos", "2"])
+    assert res.exit_code == 1, res.output
+    assert "2 photo(s) skipped" in res.output
+    page = (tmp_path / "r.html").read_text()
+    assert page.count("skipped: ") == 2 and "a0.png" in page and "a3.png" in page
+    assert "a1.png" in page and "a4.png" in page and "a2.png" not in page and "a5.png" not in page
+    assert "bundled" not in page
+    res = CliRunner().invoke(cli, ["report", str(folder), "-o", str(tmp_path / "r.html"), "--no-speed", "-r", "64",
+                                   "--max-photos", "1"])  # picks a0 (broken), then a spare: a3 (broken) is not tried
+    assert res.exit_code == 1 and "1 photo(s) skipped" in res.output, res.output
+
+
 def test_report_says_why_its_photos_are_missing_and_a_bad_results_file_stops_it_with_2(tmp_path):
     from streamcolor.cli import cli
 
@@ -388,9 +414,9 @@ def test_report_says_why_its_photos_are_missing_and_a_bad_results_file_stops_it_
     folder.mkdir()
     (folder / "bad.jpg").write_bytes(b"not a jpeg")
     res = CliRunner().invoke(cli, ["report", str(folder), "-o", str(tmp_path / "r.html"), "--no-speed", "-r", "64"])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output  # the page is written, without the user's photo
     page = (tmp_path / "r.html").read_text()
-    assert "none of the 1 photo(s) found in" in page and "no photos found" not in page
+    assert "none of the 1 photo(s) tried in" in page and "no photos found" not in page
     bad = tmp_path / "results.json"
     bad.write_text("{")
     res = CliRunner().invoke(cli, ["report", str(folder), "-o", str(tmp_path / "r2.html"), "--no-speed",
@@ -452,7 +478,7 @@ def test_report_max_pixels_skips_a_photo_over_it_and_shows_the_rest(tmp_path):
     Image.fromarray(np.full((20, 30), 90, np.uint8)).save(folder / "small.png")
     res = CliRunner().invoke(cli, ["report", str(folder), "-o", str(tmp_path / "r.html"), "--no-speed", "-r", "64",
                                    "--max-pixels", "10000"])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output  # written, one photo skipped
     page = (tmp_path / "r.html").read_text()
     assert "big.png: 100x200 = 20,000 pixels is over the limit of 10,000" in page
     assert "small.png" in page

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from streamcolor.commands.common import EXIT_FATAL, PathArg, common_options, engine_options, load, say
+from streamcolor.commands.common import EXIT_FATAL, EXIT_ITEMS, PathArg, common_options, engine_options, load, say
 from streamcolor.errors import OutputError
 from streamcolor.image_io import DEFAULT_MAX_PIXELS
 
@@ -49,7 +49,9 @@ def command(folder, output, max_photos, image_size, speed, batches, results, gal
     judge, and, for colour photos, the original beside it with the colour
     error against the gray baseline (per photo and charted).  Also a chart of
     images/s by engine and batch on this machine, and the model's own card.
-    The page is one self-contained file (images embedded).
+    The page is one self-contained file (images embedded).  Photos that
+    cannot be read are skipped with their reason and others take their place;
+    the exit status is then 1 (the page is written), 2 when no page could be.
 
     Without FOLDER: the bundled black-and-white sample.  A folder with a
     manifest.json (from the training recipe) shows its held-out photos.
@@ -108,3 +110,7 @@ def command(folder, output, max_photos, image_size, speed, batches, results, gal
     for note in notes:
         log.warning("%s", note)
     say(f"wrote {path}")
+    skipped = sum(note.startswith("skipped: ") for note in notes)
+    if skipped:  # the page is written, but not every photo is on it: a script should know (as with batch)
+        say(f"{skipped} photo(s) skipped (listed above and at the top of the page)")
+        ctx.exit(EXIT_ITEMS)
