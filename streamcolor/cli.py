@@ -21,7 +21,7 @@ from typing import NoReturn
 
 import click
 
-from streamcolor.errors import StreamcolorError
+from streamcolor.errors import StreamcolorError, one_line
 
 #: verb -> (module, one-line help).  The order is the order of --help.
 VERBS: dict[str, tuple[str, str]] = {
@@ -156,7 +156,7 @@ class UserFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         if record.levelno <= logging.DEBUG:
             return super().format(record)
-        text = f"{record.levelname.lower()}: {record.getMessage()}"
+        text = f"{record.levelname.lower()}: {one_line(record.getMessage())}"  # a file's name cannot forge a line
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text
@@ -184,7 +184,7 @@ def _show_click_error(exc: click.ClickException) -> None:
         if ctx.command.get_help_option(ctx) is not None:  # the longest name, --help, as Click says it
             hint = f"Try '{ctx.command_path} {max(ctx.command.get_help_option_names(ctx), key=len)}' for help.\n"
         click.echo(f"{ctx.get_usage()}\n{hint}", err=True)
-    click.echo(f"error: {exc.format_message()}", err=True)
+    click.echo(f"error: {one_line(exc.format_message())}", err=True)
 
 
 def _exit_after_interruption(code: int) -> NoReturn:
@@ -234,10 +234,10 @@ def main() -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except StreamcolorError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {one_line(str(exc))}", err=True)
         sys.exit(1)
     except OSError as exc:  # a path the system refuses (name too long, permission...) that no verb foresaw
         logging.getLogger("streamcolor").debug("unexpected OSError", exc_info=True)
         where = f"{exc.filename}: " if exc.filename else ""
-        click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+        click.echo(f"error: {one_line(f'{where}{exc.strerror or exc}')}", err=True)
         sys.exit(2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 
 
 class StreamcolorError(Exception):
@@ -39,3 +40,20 @@ def refuse_empty_path(value: object, what: str) -> None:
     if isinstance(value, str) and not value.strip():
         cls = InputError if what == "source" else ValueError
         raise cls(f"the {what} path is empty (an unset variable?); give a file or folder, or '.' for the current one")
+
+
+#: What :func:`one_line` escapes: C0 controls (newline, carriage return, escape...), DEL, C1 controls,
+#: the Unicode line and paragraph separators, and the bidirectional overrides and isolates.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def one_line(text: str) -> str:
+    """``text`` as one line on a terminal: a file may be named ``"a\\nerror: b.jpg"``, and printed
+    as is its name would forge a line of the tool's output (or an escape sequence would drive the
+    terminal).  Control characters become ``\\n``, ``\\xNN`` or ``\\uNNNN``, and the bytes of a
+    name that is not UTF-8 (kept by Python as surrogates) ``\\xNN``, as the job report writes them."""
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no undecodable byte made
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)

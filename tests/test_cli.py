@@ -573,3 +573,24 @@ def test_video_refuses_an_image_name_for_its_output_before_any_work(tmp_path):
     res = CliRunner().invoke(cli, ["video", str(clip), "-o", str(tmp_path / "still.jpg")])
     assert res.exit_code == 2 and ".jpg is an image format" in res.output and "still.mp4" in res.output, res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_a_file_name_cannot_forge_a_line_of_the_tools_output(tmp_path, jpeg_bytes):
+    """A name with a newline (or an escape sequence) is printed escaped, on one line: a log reader
+    or a script reading stderr line by line cannot be told a file was fine when it failed."""
+    from streamcolor.errors import one_line
+
+    assert one_line("a\nerror: b\x1b[31m\u202e.jpg\t") == "a\\nerror: b\\x1b[31m\\u202e.jpg\\t"
+    assert one_line(os.fsdecode(b"caf\xe9.jpg")) == "caf\\xe9.jpg" and one_line("\ud800") == "\\ud800"
+    assert one_line("Ünïcode name.jpg") == "Ünïcode name.jpg"
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "evil\ninfo: all good.png").write_bytes(b"not an image")
+    (src / "fine.jpg").write_bytes(jpeg_bytes)
+    res = streamcolor("image", str(src / "evil\ninfo: all good.png"), str(src / "fine.jpg"), "-o", str(tmp_path / "o"),
+                      "-r", "64", "-v")
+    err = res.stderr.decode()
+    assert res.returncode == 1, err
+    assert "evil\\ninfo: all good.png: not an image file" in err
+    assert not any(line.startswith("info: all good") for line in err.splitlines()), err
+    assert (tmp_path / "o" / "fine.jpg").is_file()

@@ -14,7 +14,7 @@ import click
 
 from streamcolor.colorize import DEFAULT_RENDER_SIZE, MAX_SATURATION, check_saturation
 from streamcolor.engines import DEFAULT_MODEL, available_backends, lab
-from streamcolor.errors import StreamcolorError
+from streamcolor.errors import StreamcolorError, one_line
 from streamcolor.image_io import VIDEO_SUFFIXES
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def run_job(job: Callable[[], "JobReport"], *, fatal: tuple[type[BaseException],
     try:
         report = job()
     except (StreamcolorError, ValueError, *fatal) as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {one_line(str(exc))}", err=True)
         sys.exit(EXIT_FATAL)
     ctx = click.get_current_context(silent=True)
     if ctx is None or not ctx.meta.get("streamcolor.quiet"):
@@ -242,10 +242,11 @@ def progress_setting() -> bool | None:
 
 
 def say(message: str) -> None:
-    """A line for the person at the terminal, on stderr (stdout may carry data); none with -q."""
+    """A line for the person at the terminal, on stderr (stdout may carry data); none with -q.
+    One line: a file's name in it cannot start another (:func:`~streamcolor.errors.one_line`)."""
     ctx = click.get_current_context(silent=True)
     if ctx is None or not ctx.meta.get("streamcolor.quiet"):
-        click.echo(message, err=True)
+        click.echo(one_line(message), err=True)
 
 
 # --------------------------------------------------------------------------- the right verb for a file

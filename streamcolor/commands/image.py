@@ -17,7 +17,7 @@ from streamcolor.colorize import ColorOptions, colorize_batch, colorize_image
 from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, PathArg, check_medium, common_options, distinct,
                                          engine_options, existing_options, load, output_folder_given,
                                          output_option, progress_setting, refuse_file_name_for_folder, say)
-from streamcolor.errors import InputError, OutputError, StreamcolorError
+from streamcolor.errors import InputError, OutputError, StreamcolorError, one_line
 from streamcolor.items import is_item_error
 from streamcolor.outputs import Piped, Planned, describe_renames, fitted, plan_outputs, remember_written, replace_policy
 from streamcolor.progress import progress_bar
@@ -107,7 +107,7 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
         except OutputError as exc:
             _fatal(str(exc))
         for line in describe_renames(planned):
-            click.echo(line, err=True)
+            click.echo(one_line(line), err=True)
         folder = output.parent if single_file else output
         if os.path.lexists(folder) and not folder.is_dir():
             _fatal(f"{folder}: exists and is not a folder (several inputs, or a name without an extension, "
@@ -163,7 +163,7 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
 
 def _fatal(message: str):
     """One error line and exit status 2 (the run cannot start or cannot write)."""
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {one_line(message)}", err=True)
     sys.exit(EXIT_FATAL)
 
 

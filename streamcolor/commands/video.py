@@ -14,7 +14,7 @@ from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, IMAGE_SUFFIXES,
                                          common_options, distinct, engine_options, existing_options, load,
                                          output_folder_given, output_option, progress_setting,
                                          refuse_file_name_for_folder, say)
-from streamcolor.errors import OutputError, StreamcolorError
+from streamcolor.errors import OutputError, StreamcolorError, one_line
 from streamcolor.items import is_item_error
 from streamcolor.outputs import describe_renames, plan_outputs, remember_written, replace_policy, written_from
 
@@ -136,7 +136,7 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
     except OutputError as exc:
         _fatal(str(exc))
     for line in describe_renames(planned):
-        click.echo(line, err=True)
+        click.echo(one_line(line), err=True)
     if existing == "skip":  # said, and left out before the engine or Ray is even started
         for plan in [p for p in planned if os.path.lexists(p.dst)]:
             say(f"{plan.src}: skipped, {plan.dst} exists (--skip-existing)")
@@ -177,7 +177,7 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
 
 def _fatal(message: str) -> NoReturn:
     """One error line and exit status 2 (the run cannot start or cannot write)."""
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {one_line(message)}", err=True)
     sys.exit(EXIT_FATAL)
 
 
