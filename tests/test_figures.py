@@ -46,6 +46,7 @@ COMPOSE = "video.1.thread_cpu_ms_per_frame.pipeline.compose"
 
 #: The quality evaluations (``streamcolor train eval``): the six-package holdout, then the nine-package one.
 Q1202, Q95 = "quality-2026-12-02.json", "quality-2026-12-02-holdout95.json"
+ENS = "ensembles-2026-12-03.json"
 
 #: Figures named in a fragment of prose (see :func:`_each`): key in a pipeline_bound file, format.
 FIGURES = {"v0": ("video.0.pipeline_over_bound", "{:.3f}x"), "v1": ("video.1.pipeline_over_bound", "{:.3f}x"),
@@ -364,6 +365,16 @@ PROSE = [
      "runs.default@320.holdout.mse_ratio_to_gray", "{:.3f}x"),
     ("README.md", "(0.823x, PSNR {} dB above gray)", Q95, "runs.default@320.holdout.psnr_over_gray", "{:.2f}"),
     ("README.md", "(0.939x gray MSE, PSNR {} dB above gray)", Q95, "runs.seed@256.holdout.psnr_over_gray", "{:.2f}"),
+    # test-time ensembles and gains (benchmarks/ensembles.py)
+    ("README.md", "the mean of renders 224, 320 and 448, scores {} on val", ENS,
+     "splits.val.mse_over_gray.224 + 320 + 448", "{:.3f}x"),
+    ("README.md", "scores 0.602x on val and {} on the holdout", ENS, "splits.holdout.mse_over_gray.224 + 320 + 448",
+     "{:.3f}x"),
+    ("README.md", "(render 320 alone: {} and 0.823x)", ENS, "splits.val.mse_over_gray.render 320", "{:.3f}x"),
+    ("README.md", "(render 320 alone: 0.611x and {})", ENS, "splits.holdout.mse_over_gray.render 320", "{:.3f}x"),
+    ("README.md", "(a\\*b\\* x 0.8) would score {} on the holdout", ENS,
+     "splits.holdout.mse_over_gray.render 320, gain 80%", "{:.3f}x"),
+    ("README.md", "but val prefers none ({} at 0.8)", ENS, "splits.val.mse_over_gray.render 320, gain 80%", "{:.3f}x"),
     # an earlier GPU figure in README: the seed model's colorizer called directly (Keras 3 on JAX on the H200)
     ("README.md", "{} images/s in mixed bfloat16 at batch 16", "gpu-h200-inference.json",
      "keras_jax_mixed_bfloat16_colorizer_b16_images_per_s", "{:,.0f}"),
