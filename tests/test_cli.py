@@ -594,3 +594,15 @@ def test_a_file_name_cannot_forge_a_line_of_the_tools_output(tmp_path, jpeg_byte
     assert "evil\\ninfo: all good.png: not an image file" in err
     assert not any(line.startswith("info: all good") for line in err.splitlines()), err
     assert (tmp_path / "o" / "fine.jpg").is_file()
+
+
+def test_report_exits_1_through_the_console_entry_when_a_photo_is_skipped(tmp_path, jpeg_bytes):
+    """The exit status as a shell sees it (`python -m streamcolor`, Click run with standalone_mode=False),
+    not as CliRunner sees it: a page written without one of the user's photos is exit 1."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(jpeg_bytes)
+    (photos / "b.jpg").write_bytes(jpeg_bytes[:40])
+    res = streamcolor("report", str(photos), "-o", str(tmp_path / "r.html"), "--no-speed", "-r", "64")
+    assert res.returncode == 1, res.stderr.decode()
+    assert (tmp_path / "r.html").is_file() and "1 photo(s) skipped" in res.stderr.decode()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -113,4 +114,4 @@ def command(folder, output, max_photos, image_size, speed, batches, results, gal
     skipped = sum(note.startswith("skipped: ") for note in notes)
     if skipped:  # the page is written, but not every photo is on it: a script should know (as with batch)
         say(f"{skipped} photo(s) skipped (listed above and at the top of the page)")
-        ctx.exit(EXIT_ITEMS)
+        sys.exit(EXIT_ITEMS)  # (not ctx.exit: the console entry runs Click with standalone_mode=False)
