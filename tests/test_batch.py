@@ -267,6 +267,65 @@ def test_truncated_tar_gz_keeps_what_it_can(engine, tmp_path):
     assert "truncated" in reasons or "cannot read" in reasons
 
 
+def _tar_of(path: Path, mode: str, n: int = 8) -> list[int]:
+    """A tar of ``n`` noisy PNGs at ``path``; the byte offset of each member's header (uncompressed)."""
+    offsets = []
+    with tarfile.open(path, mode) as tf:
+        for i in range(n):
+            data = png_bytes(make_photo(40, 40, seed=i) + np.uint8(i))
+            ti = tarfile.TarInfo(f"p{i}.png")
+            ti.size = len(data)
+            offsets.append(tf.offset)
+            tf.addfile(ti, io.BytesIO(data))
+    return offsets
+
+
+def test_a_damaged_header_in_the_middle_of_a_tar_is_reported_not_taken_for_its_end(engine, tmp_path):
+    """Python's tarfile stops without a word at a header it cannot read after the first member:
+    the members after it were lost while the job said every item was done (exit 0)."""
+    src = tmp_path / "a.tar"
+    offsets = _tar_of(src, "w")
+    raw = bytearray(src.read_bytes())
+    raw[offsets[5]:offsets[5] + 20] = b"\xaa" * 20
+    src.write_bytes(bytes(raw))
+    report = colorize_archive(src, tmp_path / "out", engine=engine, progress=False, options=BatchOptions(render_size=64))
+    assert report.done == 5 and not report.ok
+    reasons = " ".join(e.reason or "" for e in report.problems)
+    assert "later members are lost" in reasons and f"at byte {offsets[5]:,}" in reasons, reasons
+    # an intact tar: no false alarm (its end blocks are read as its end)
+    _tar_of(tmp_path / "ok.tar", "w")
+    _tar_of(tmp_path / "ok.tar.gz", "w:gz")
+    for ok in ("ok.tar", "ok.tar.gz"):
+        report = colorize_archive(tmp_path / ok, tmp_path / f"out-{ok}", engine=engine, progress=False,
+                                  options=BatchOptions(render_size=64))
+        assert report.ok and report.done == 8, report.problems
+
+
+@pytest.mark.parametrize("mode,at", [("w:gz", 0.5), ("w:gz", 0.3), ("w:xz", 0.5)])
+def test_corrupt_compressed_data_in_a_tar_is_reported_and_the_other_sources_done(engine, tmp_path, mode, at):
+    """50 zero bytes inside a compressed tar: zlib.error and LZMAError (no OSError) stopped the whole
+    job with a traceback, the other sources not done; or the damage fell on a header and the members
+    after it were lost without a word."""
+    src = tmp_path / f"a.tar.{mode[2:]}"
+    with tarfile.open(src, mode) as tf:
+        for i in range(8):
+            data = png_bytes(np.random.default_rng(i).integers(0, 255, (40, 40, 3), dtype=np.uint8))
+            ti = tarfile.TarInfo(f"p{i}.png")
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    raw = bytearray(src.read_bytes())
+    raw[int(len(raw) * at):int(len(raw) * at) + 50] = bytes(50)
+    src.write_bytes(bytes(raw))
+    folder = tmp_path / "more"
+    folder.mkdir()
+    (folder / "x.png").write_bytes(png_bytes(make_photo(40, 40, seed=9)))
+    report = colorize_archive([src, folder], tmp_path / "out", engine=engine, progress=False,
+                              options=BatchOptions(render_size=64))
+    assert (tmp_path / "out" / "more" / "x.png").is_file() and not report.ok
+    reasons = " ".join(e.reason or "" for e in report.problems)
+    assert "later members are lost" in reasons, reasons
+
+
 def test_member_limits_are_configurable(engine, tmp_path):
     src = tmp_path / "a.zip"
     with zipfile.ZipFile(src, "w") as zf:

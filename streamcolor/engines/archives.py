@@ -22,10 +22,12 @@ and reads are capped.
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import errno
 import gzip
 import logging
+import lzma
 import os
 import posixpath
 import re
@@ -33,6 +35,7 @@ import stat
 import tarfile
 import unicodedata
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator, Mapping
@@ -364,10 +367,28 @@ class Source:
                 else:
                     regular[posixpath.normpath(m.name)] = i
                     yield Member(m.name, m.size, stamp, i, _size_refusal(m.size, self.limits))
-        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+            self._check_tar_end()
+        except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error, lzma.LZMAError) as exc:
             # A truncated or corrupt archive: keep what was listed, report where it broke off.
             yield Member(f"(after member {len(members)})", 0, "broken", -1,
                          f"archive is truncated or corrupt here; later members are lost ({exc})", broken=True)
+
+    def _check_tar_end(self) -> None:
+        """Raise tarfile.ReadError unless the tar ended as a tar ends: Python's tarfile stops
+        without a word at a header it cannot read after the first member (a damaged block in the
+        middle of an archive), so the members after it would be lost without a report.  The end is
+        a zero block or the end of the file; a compressed stream is also read to its end, so that
+        its checksum is checked (a gzip's CRC is read only there)."""
+        assert self._tar is not None
+        fileobj = self._tar.fileobj
+        fileobj.seek(self._tar.offset)
+        block = fileobj.read(tarfile.BLOCKSIZE)
+        if block and block != tarfile.NUL * tarfile.BLOCKSIZE:
+            what = "a header that is not one" if len(block) == tarfile.BLOCKSIZE else "a header cut short"
+            raise tarfile.ReadError(f"{what} at byte {self._tar.offset:,} of the tar")
+        if isinstance(fileobj, (gzip.GzipFile, bz2.BZ2File, lzma.LZMAFile)):
+            while fileobj.read(1 << 20):
+                pass
 
     def read(self, member: str, locator: int = -1) -> bytes:
         """The bytes of ``member`` (a name from :meth:`members`; its ``locator``
