@@ -602,6 +602,14 @@ def format_for(path: str | os.PathLike, default: str | None = None) -> str:
     raise OutputError(f"{path}: unsupported output format {suffix!r}; use one of {sorted(_FORMATS)}")
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False where the system cannot even say (a name too long, a loop)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
 def _staged(path: Path, what: str) -> Iterator[tempfiles.Staged]:
     """A locked temporary file next to ``path`` (:mod:`streamcolor.tempfiles`),
@@ -609,7 +617,7 @@ def _staged(path: Path, what: str) -> Iterator[tempfiles.Staged]:
     try:
         staged = tempfiles.create(path)
     except OSError as exc:
-        above = next((p for p in Path(path).parents if p.is_file()), None)  # (mkdir says only "File exists")
+        above = next((p for p in Path(path).parents if _is_file(p)), None)  # (mkdir says only "File exists")
         why = f"{above} is a file, not a folder" if above is not None else exc.strerror or exc
         raise OutputError(f"{path}: cannot write here ({why})") from exc
     try:

@@ -326,6 +326,20 @@ def test_corrupt_compressed_data_in_a_tar_is_reported_and_the_other_sources_done
     assert "later members are lost" in reasons, reasons
 
 
+def test_a_member_whose_path_is_over_path_max_fails_alone(engine, tmp_path):
+    """A member path of 4.2 KB (21 folders of 200 bytes): the check of which folder above it is a file
+    raised ENAMETOOLONG again, which stopped the job (exit 2) at every rerun."""
+    src = tmp_path / "deep.zip"
+    deep = ("d" * 200 + "/") * 21 + "deep.jpg"
+    with zipfile.ZipFile(src, "w") as zf:
+        zf.writestr("a.jpg", GOOD_JPEG)
+        zf.writestr(deep, GOOD_JPEG)
+        zf.writestr("z.jpg", GOOD_JPEG)
+    report = colorize_archive(src, tmp_path / "out", engine=engine, progress=False, options=BatchOptions(render_size=64))
+    assert report.done == 2 and report.failed == 1, report.problems
+    assert "too long" in report.problems[0].reason.lower(), report.problems[0].reason
+
+
 def test_member_limits_are_configurable(engine, tmp_path):
     src = tmp_path / "a.zip"
     with zipfile.ZipFile(src, "w") as zf:
