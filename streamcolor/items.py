@@ -74,9 +74,11 @@ class ItemLike(Protocol):
 
 @dataclass(frozen=True)
 class Named:
-    """An item that is only its key (a row of a Ray batch); messages name it by the key."""
+    """An item that is only its key (a row of a Ray batch); messages name it by the key.
+    ``replaces``: as :attr:`streamcolor.archive.Item.replaces` (the one file its output may replace)."""
 
     key: str
+    replaces: str | None = None
 
     @property
     def label(self) -> str:

@@ -150,6 +150,31 @@ def test_colorize_batch_without_ray(engine, tmp_path):
     assert "image" not in written and (tmp_path / "out/x/p.jpg").is_file()
 
 
+def test_colorize_batch_keeps_a_file_of_the_users_that_appeared_at_an_output_name(engine, tmp_path):
+    """An actor wrote over whatever was at an output's name (a file of the user's that appeared in
+    OUT while `batch --ray` or `collection` ran: 26 of 26 replaced in a user's test).  Now the item
+    fails and the file is kept, unless the row names that very file as its own earlier output
+    (``replaces``, the job's --redo) or the caller asks to replace (collection --overwrite)."""
+    from streamcolor.manifest import file_identity
+
+    photo = jpeg(make_photo(60, 80, seed=5).mean(-1).astype(np.uint8))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.jpg").write_bytes(b"USER FILE")
+    (out / "old.jpg").write_bytes(b"an earlier output of the job")
+    batch = {"key": np.array(["mine.jpg", "old.jpg", "new.jpg"], dtype=object),
+             "bytes": np.array([photo] * 3, dtype=object),
+             "replaces": np.array(["", file_identity(out / "old.jpg"), ""], dtype=object)}
+    result = ColorizeBatch(engine, options=BatchOptions(render_size=64), out=out)(batch)
+    assert list(result["state"]) == ["failed", "done", "done"], list(result["error"])
+    assert "exists" in result["error"][0] or "kept" in result["error"][0], result["error"][0]
+    assert (out / "mine.jpg").read_bytes() == b"USER FILE"
+    assert Image.open(out / "old.jpg").format == "JPEG" and Image.open(out / "new.jpg").format == "JPEG"
+    result = ColorizeBatch(engine, options=BatchOptions(render_size=64), out=out, keep_others=False)(
+        {"key": np.array(["mine.jpg"], dtype=object), "bytes": np.array([photo], dtype=object)})
+    assert list(result["state"]) == ["done"] and Image.open(out / "mine.jpg").format == "JPEG"
+
+
 def test_colorize_batch_to_a_uri(engine, monkeypatch):
     """Outputs for a URI (s3://...) go through pyarrow's filesystem, one stream per output."""
     from pyarrow.fs import FileType, _MockFileSystem
@@ -261,22 +286,32 @@ def test_collection_command(local_ray, collection, tmp_path, caplog):
 
 def test_collection_command_max_pixels(local_ray, tmp_path, caplog):
     """--max-pixels, which the decompression-bomb message names, reaches the actors: a photo over
-    it is reported and skipped, the others are done."""
+    it is reported and skipped, the others are done.  A spreadsheet of the user's named like the
+    report is kept (it was replaced): the report goes beside it, as `batch` does."""
     from streamcolor.commands import collection as command
 
     src, out = tmp_path / "src", tmp_path / "colour"
     src.mkdir()
+    out.mkdir()
+    (out / REPORT_FILENAME).write_text("my,own\nspreadsheet,data\n")
     for name, (h, w) in {"small.jpg": (48, 64), "big.jpg": (120, 160)}.items():
         Image.fromarray(make_photo(h, w, seed=h).mean(-1).astype(np.uint8)).save(src / name)
+    # a FIFO (its read waited or failed the whole job, exit 2 with no reason) and a file over --max-member-size
+    os.mkfifo(src / "pipe.jpg")
+    (src / "huge.jpg").write_bytes(b"\xff\xd8" + bytes(300_000))
     with caplog.at_level(logging.WARNING, logger="streamcolor"), pytest.raises(SystemExit) as exit_:
         command.main([str(src), str(out), "--actors", "1", "--cpus-per-actor", "0.5", "-r", "64", "--backend", "onnx",
-                      "--max-pixels", "10000"])
+                      "--max-pixels", "10000", "--max-member-size", "200K"])
     assert exit_.value.code == 1
     assert outputs(out) == ["small.jpg"]
-    with open(out / REPORT_FILENAME) as fh:
+    assert (out / REPORT_FILENAME).read_text() == "my,own\nspreadsheet,data\n"
+    assert "is not a report of streamcolor's" in caplog.text
+    with open(out / "streamcolor-report~2.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert [Path(r["member"]).name for r in rows] == ["big.jpg"]
-    assert "19,200 pixels is over the limit of 10,000" in rows[0]["reason"] and "--max-pixels" in rows[0]["reason"]
+    reasons = {Path(r["member"]).name: r["reason"] for r in rows}
+    assert sorted(reasons) == ["big.jpg", "huge.jpg", "pipe.jpg"]
+    assert "19,200 pixels is over the limit of 10,000" in reasons["big.jpg"] and "--max-pixels" in reasons["big.jpg"]
+    assert "more than 204,800 (size limit" in reasons["huge.jpg"] and "FIFO" in reasons["pipe.jpg"]
 
 
 def test_collection_neither_follows_nor_writes_through_links(local_ray, tmp_path):

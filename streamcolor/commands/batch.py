@@ -4,33 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from pathlib import Path
 
 import click
 
 from streamcolor.archive import OUTPUT_FORMATS
-from streamcolor.commands.common import (EXIT_FATAL, FiniteRange, PathArg, common_options, engine_options, load,
+from streamcolor.commands.common import (EXIT_FATAL, ByteSize, FiniteRange, PathArg, common_options, engine_options, load,
                                          output_is_folder, output_option, progress_setting,
                                          refuse_file_name_for_folder, run_job, show_ray_progress)
 from streamcolor.engines.archives import RATIO_MIN_BYTES, Limits
 from streamcolor.memory import DEFAULT_MEMORY_BUDGET
 
 log = logging.getLogger(__name__)
-
-
-class ByteSize(click.ParamType):
-    """A byte count: ``1000``, ``64K``, ``512M``, ``2G`` (powers of 1024)."""
-
-    name = "size"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int):
-            return value
-        m = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)i?b?\s*", str(value), re.IGNORECASE)
-        if not m:
-            self.fail(f"{value!r} is not a size such as 1000, 64K, 512M or 2G", param, ctx)
-        return int(m.group(1)) * 1024 ** "_kmgt".index(m.group(2).lower() or "_")
 
 
 @click.command("batch")

@@ -18,7 +18,7 @@ import logging
 import click
 
 from streamcolor.archive import OUTPUT_FORMATS
-from streamcolor.commands.common import FiniteRange, common_options, engine_options, non_empty, run_job
+from streamcolor.commands.common import ByteSize, FiniteRange, common_options, engine_options, non_empty, run_job
 
 
 @click.command("collection")
@@ -41,10 +41,12 @@ from streamcolor.commands.common import FiniteRange, common_options, engine_opti
 @click.option("--overwrite", is_flag=True, help="Redo files whose output already exists (default: skip them).")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Refuse images with more pixels (decompression bombs). [default: 268000000]")
+@click.option("--max-member-size", type=ByteSize(), default="512M", show_default=True,
+              help="Refuse files bigger than this (Ray Data reads each file whole into memory).")
 @engine_options
 @common_options
 def command(source, output, address, actors, gpus_per_actor, cpus_per_actor, batch_size, fmt, quality, overwrite,
-            max_pixels, model, backend, render_size, saturation):
+            max_pixels, max_member_size, model, backend, render_size, saturation):
     """Colorize every image under SOURCE into OUTPUT with Ray Data.
 
     SOURCE and OUTPUT are local folders (on storage every node sees) or URIs
@@ -65,7 +67,8 @@ def command(source, output, address, actors, gpus_per_actor, cpus_per_actor, bat
 
     try:
         options = BatchOptions(render_size=render_size, saturation=saturation, quality=quality, output_format=fmt,
-                               batch_size=batch_size, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+                               batch_size=batch_size, max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+                               max_member_bytes=max_member_size)
         cluster = ClusterOptions(address=address, actors=actors, gpus_per_actor=gpus_per_actor,
                                  cpus_per_actor=cpus_per_actor)
     except ValueError as exc:

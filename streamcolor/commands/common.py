@@ -6,6 +6,7 @@ import functools
 import logging
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NoReturn
@@ -29,6 +30,20 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".g
 
 #: Exit status of the job verbs: every item done / some items skipped or failed / could not start or could not write.
 EXIT_OK, EXIT_ITEMS, EXIT_FATAL = 0, 1, 2
+
+
+class ByteSize(click.ParamType):
+    """A byte count: ``1000``, ``64K``, ``512M``, ``2G`` (powers of 1024)."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        m = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)i?b?\s*", str(value), re.IGNORECASE)
+        if not m:
+            self.fail(f"{value!r} is not a size such as 1000, 64K, 512M or 2G", param, ctx)
+        return int(m.group(1)) * 1024 ** "_kmgt".index(m.group(2).lower() or "_")
 
 
 class FiniteRange(click.FloatRange):

@@ -6,8 +6,7 @@ import logging
 
 import click
 
-from streamcolor.commands.batch import ByteSize
-from streamcolor.commands.common import EXIT_FATAL, FiniteRange, common_options, engine_options, load
+from streamcolor.commands.common import EXIT_FATAL, ByteSize, FiniteRange, common_options, engine_options, load
 from streamcolor.memory import DEFAULT_MEMORY_BUDGET
 
 log = logging.getLogger(__name__)

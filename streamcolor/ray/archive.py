@@ -125,7 +125,8 @@ def _run_items(job: BatchJob, pool: ActorPool, todo: list[Item], batch_size: int
                 continue
             batch_items.append(item)
         if batch_items:
-            batch = {"key": objects([it.key for it in batch_items]), "bytes": objects(datas)}
+            batch = {"key": objects([it.key for it in batch_items]), "bytes": objects(datas),
+                     "replaces": objects([it.replaces or "" for it in batch_items])}  # (only its own earlier output)
             pool.submit("run", batch, payload=batch_items, attempt=attempt)
 
     while True:

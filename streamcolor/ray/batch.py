@@ -68,10 +68,12 @@ class FilesystemSink:
             raise OutputError(f"{path}: cannot write ({exc})") from exc
 
 
-def sink_for(out: str | os.PathLike):
-    """The sink for an output folder or URI: atomic local writes, or the URI's filesystem."""
+def sink_for(out: str | os.PathLike, *, keep_others: bool = False):
+    """The sink for an output folder or URI: atomic local writes, or the URI's filesystem.
+    ``keep_others`` (local folders): a file found at an output's name is kept, and the item fails
+    with the reason, unless the item says it may replace that file (:class:`FolderSink`)."""
     fs, root = filesystem(out)
-    return FolderSink(root) if is_local(fs) else FilesystemSink(fs, root)
+    return FolderSink(root, keep_others=keep_others) if is_local(fs) else FilesystemSink(fs, root)
 
 
 def item_key(path: str, root: str, output_format: str = "same") -> tuple[str | None, str | None]:
@@ -118,6 +120,8 @@ class ColorizeBatch:
     * ``key``: each output path relative to the output (object array of str),
       or ``path`` (what ``ray.data.read_binary_files(include_paths=True)``
       gives), from which the key is made relative to ``root``;
+    * optionally ``replaces``: for each row the identity of the one file its
+      output may replace (its own earlier output; "" for none);
 
     and returns the batch without ``bytes``, with the columns added:
     ``key``, ``state`` ("done", "failed" or "skipped"), ``error`` (the reason,
@@ -148,6 +152,12 @@ class ColorizeBatch:
     renames:
         ``path -> key`` for the few paths whose default key is taken by another
         file (``a.gif`` and ``a.png`` both becoming ``a.png``).
+    keep_others:
+        In a local output folder, never replace a file found at an output's
+        name (one of the user's that appeared while the job ran): the item
+        fails with the reason instead; only the file a row's ``replaces``
+        names may be replaced.  False: replace whatever is there (what
+        ``collection --overwrite`` asks for).
     threads:
         Cap OpenCV's threads in this process (the Ray paths set it to the
         actor's CPUs so that actors sharing a node do not oversubscribe it);
@@ -157,7 +167,7 @@ class ColorizeBatch:
     def __init__(self, model: "str | os.PathLike | Engine" = "default", backend: str = "auto", *,
                  options: BatchOptions = BatchOptions(), out: str | os.PathLike | None = None,
                  root: str | None = None, engine_options: dict | None = None,
-                 renames: dict[str, str] | None = None, threads: int | None = None):
+                 renames: dict[str, str] | None = None, threads: int | None = None, keep_others: bool = True):
         from streamcolor.engines import Engine, load_engine
 
         if threads is not None:
@@ -170,7 +180,7 @@ class ColorizeBatch:
         self.color: ColorOptions = options.color_options(engine)
         self.root = root
         self.renames = renames or {}
-        self.sink = sink_for(out) if out is not None else None
+        self.sink = sink_for(out, keep_others=keep_others) if out is not None else None
 
     @property
     def engine_s(self) -> float:
@@ -187,7 +197,8 @@ class ColorizeBatch:
         for i in range(n):
             if refused[i]:
                 states[i], errors[i] = SKIPPED, refused[i]
-        outcomes = colorize_items([(Named(keys[i]), bytes(datas[i])) for i in rows], engine=self.engine,
+        replaces = [str(r) or None for r in batch["replaces"]] if "replaces" in batch else [None] * n
+        outcomes = colorize_items([(Named(keys[i], replaces[i]), bytes(datas[i])) for i in rows], engine=self.engine,
                                   options=self.color, sink=self.sink, batch_size=self.options.batch_for(self.engine.wrapped))
         for i, outcome in zip(rows, outcomes):
             states[i], errors[i], outputs[i] = outcome.state, outcome.reason or "", outcome.output or ""

@@ -20,7 +20,7 @@ from streamcolor.archive import BatchOptions, unique_name
 from streamcolor.archive.listing import warn_left_out
 from streamcolor.engines.archives import is_junk, name_key
 from streamcolor.errors import InputError, refuse_empty_path
-from streamcolor.outputs import claimants
+from streamcolor.outputs import claimants, numbered
 from streamcolor.items import REPORT_FILENAME, JobReport, Problem, is_job_file, problems_csv
 from streamcolor.manifest import DONE, FAILED, SKIPPED
 from streamcolor.ray.batch import ColorizeBatch, filesystem, is_local, item_key, sink_for
@@ -84,7 +84,7 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
         above = next((p for p in o.parents if os.path.lexists(p)), None)
         if above is not None and not above.is_dir():
             raise ValueError(f"the output {dst} cannot be made: {above} is a file, not a folder")
-    files, links = _list_files(src_fs, src_root)
+    files, links, refused = _list_files(src_fs, src_root, options.max_member_bytes)
     existing = set() if overwrite else _existing(out_fs, out_root)
     todo, renames, problems = [], {}, []
     taken: set[str] = set()
@@ -101,6 +101,7 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
     keeps = claimants([(key and name_key(key), mine) for (_, key, _), mine in zip(keyed, own)])  # as `batch` does
     reserved = {name_key(key) for _, key, _ in keyed if key is not None}
     problems += [Problem(SKIPPED, str(src), path, "a symbolic link (not followed)") for path in links]
+    problems += [Problem(SKIPPED, str(src), path, why) for path, why in refused]
     for i, (path, key, unsafe) in enumerate(keyed):
         if key is None:
             problems.append(Problem(SKIPPED, str(src), path, unsafe or "unsafe name"))
@@ -124,7 +125,7 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
             log.info("colorizing %d files with Ray Data on %d actors (%g CPU, %g GPU each; %g CPU kept for "
                      "reading)", len(todo), n, cluster.cpus_per_actor, gpus, read_cpus)
             kwargs = colorize_kwargs(model, backend, options, str(dst) if "://" in str(dst) else out_root, cluster,
-                                     gpus, root=src_root, renames=renames)
+                                     gpus, root=src_root, renames=renames, keep_others=not overwrite)
             ds = ray.data.read_binary_files(todo, include_paths=True, filesystem=src_fs, num_cpus=read_cpus)
             ds = ds.map_batches(ColorizeBatch, batch_size=options.batch_for(), batch_format="numpy",
                                 compute=ray.data.ActorPoolStrategy(size=n), num_cpus=cluster.cpus_per_actor,
@@ -137,9 +138,10 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
                     problems.append(Problem(row["state"], str(src), row["path"], row["error"]))
     skipped = sum(1 for p in problems if p.state == SKIPPED)
     problems.sort(key=lambda p: p.member)
-    sink_for(dst).write(REPORT_FILENAME, problems_csv(problems))
-    return JobReport(output=str(dst), report=f"{out_root}/{REPORT_FILENAME}",
-                     total=len(files) + len(links) + len(unreadable), done=done + done_before, skipped=skipped,
+    report_name = _report_name(out_fs, out_root)
+    sink_for(dst).write(report_name, problems_csv(problems))
+    return JobReport(output=str(dst), report=f"{out_root}/{report_name}",
+                     total=len(files) + len(links) + len(refused) + len(unreadable), done=done + done_before, skipped=skipped,
                      failed=failed, done_now=done, elapsed_s=time.perf_counter() - started, problems=problems)
 
 
@@ -167,32 +169,53 @@ def fit_reading(cpus_total: float, actors: int, cpus_per_actor: float) -> tuple[
     return actors, round(min(1.0, cpus_total - actors * cpus_per_actor), 4)
 
 
-def _list_files(fs, root: str) -> tuple[list[str], list[str]]:
-    """(files, symbolic links) under ``root``.  On this machine links are listed, not followed, as
-    ``batch`` does: a link may lead out of the folder, back into it (a loop that pyarrow's listing
-    follows without end), or into the output."""
+def _list_files(fs, root: str, max_bytes: int) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """(files, symbolic links, refused) under ``root``; refused: (path, reason) of the files that are
+    not to be read: a FIFO, socket or device (reading one waits forever or fails the whole read
+    step), or one bigger than ``max_bytes`` (Ray Data reads a file whole into memory).  On this
+    machine links are listed, not followed, as ``batch`` does: a link may lead out of the folder,
+    back into it (a loop that pyarrow's listing follows without end), or into the output."""
+    import stat
+
     from pyarrow import fs as pafs
 
     info = fs.get_file_info(root)
     if info.type == pafs.FileType.NotFound:
         raise InputError(f"{root}: no such file or folder")
-    if info.type == pafs.FileType.File:
-        return [root], []
     links: list[str] = []
-    if is_local(fs):
-        names = []
+    sizes: dict[str, int] = {}
+    refused: list[tuple[str, str]] = []
+    if info.type == pafs.FileType.File:
+        sizes[root] = info.size or 0
+    elif is_local(fs):
         for folder, dirs, files in os.walk(root):  # (followlinks=False: a link to a folder is in dirs, not entered)
             links += (p for p in (os.path.join(folder, d) for d in dirs) if os.path.islink(p))
             for path in (os.path.join(folder, f) for f in files):
-                (links if os.path.islink(path) else names).append(path)
+                try:
+                    st = os.lstat(path)
+                except OSError as exc:  # removed since it was listed
+                    refused.append((path, f"cannot stat ({exc.strerror or exc})"))
+                    continue
+                if stat.S_ISLNK(st.st_mode):
+                    links.append(path)
+                elif not stat.S_ISREG(st.st_mode):
+                    refused.append((path, "not a regular file (a FIFO, socket or device)"))
+                else:
+                    sizes[path] = st.st_size
     else:
         infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
-        names = [i.path for i in infos if i.type == pafs.FileType.File]
+        sizes = {i.path: i.size or 0 for i in infos if i.type == pafs.FileType.File}
+    for path, size in sizes.items():
+        if size > max_bytes:
+            refused.append((path, f"{size:,} bytes, more than {max_bytes:,} (size limit; raise --max-member-size "
+                                  "if the file is trusted)"))
+    files = [p for p, size in sizes.items() if size <= max_bytes]
 
     def wanted(p: str) -> bool:
         return not is_junk(p, backslashes=False) and not is_job_file(p[len(root):])
 
-    return sorted(filter(wanted, names)), sorted(filter(wanted, links))
+    return (sorted(filter(wanted, files)), sorted(filter(wanted, links)),
+            sorted((p, why) for p, why in refused if wanted(p)))
 
 
 def _unreadable_name(path: str) -> bool:
@@ -211,6 +234,31 @@ def _link_on_the_way(root: str, key: str) -> str | None:
         if os.path.islink(path):
             return path
     return None
+
+
+def _report_name(fs, root: str) -> str:
+    """The report's name in the output: :data:`REPORT_FILENAME`, unless a file is there that is no
+    report of streamcolor's (a spreadsheet of the user's by that name), which is kept: then
+    ``streamcolor-report~2.csv``...  A collection keeps no record of what it wrote, so a report is
+    known by its header line, as `batch` knows one of an earlier version."""
+    from pyarrow import fs as pafs
+
+    header = problems_csv([]).splitlines()[0]
+    n, name = 1, REPORT_FILENAME
+    while True:
+        info = fs.get_file_info(f"{root}/{name}")
+        if info.type == pafs.FileType.NotFound:
+            break
+        if info.type == pafs.FileType.File and not (is_local(fs) and os.path.islink(info.path)):
+            with fs.open_input_stream(info.path) as fh:
+                if fh.read(len(header) + 2).splitlines()[:1] == [header]:
+                    break
+        n += 1
+        name = numbered(REPORT_FILENAME, n)
+    if name != REPORT_FILENAME:
+        log.warning("%s/%s is not a report of streamcolor's (a file of yours?); it is kept and the report is "
+                    "written as %s", root, REPORT_FILENAME, name)
+    return name
 
 
 def _existing(fs, root: str) -> set[str]:
