@@ -198,6 +198,9 @@ def test_python_api_progress_callback(engine, tmp_path):
     (["video", "photo.png", "-o", "out/"], "photo.png: an image, not a video; run `streamcolor image photo.png -o out/`"),
     (["image", "film.mp4", "-o", "out"], "film.mp4: a video, not an image; run `streamcolor video film.mp4 -o out/`"),
     (["video", "scans.zip"], "scans.zip: an archive, not a video; run `streamcolor batch scans.zip -o scans-colour/`"),
+    # names quoted for the shell, a leading dash after ./: the hint can be pasted as it is
+    (["image", "my film.mp4", "-o", "o/"], "run `streamcolor video 'my film.mp4' -o o/`"),
+    (["image", "-o", "o/", "--", "-x.mp4"], "run `streamcolor video ./-x.mp4 -o o/`"),
 ])
 def test_wrong_verb_names_the_right_command(args, expected):
     from streamcolor.cli import cli
@@ -606,3 +609,20 @@ def test_report_exits_1_through_the_console_entry_when_a_photo_is_skipped(tmp_pa
     res = streamcolor("report", str(photos), "-o", str(tmp_path / "r.html"), "--no-speed", "-r", "64")
     assert res.returncode == 1, res.stderr.decode()
     assert (tmp_path / "r.html").is_file() and "1 photo(s) skipped" in res.stderr.decode()
+
+
+def test_image_overwrite_fails_only_the_input_whose_output_name_is_a_folder(tmp_path, jpeg_bytes, caplog):
+    """`image a.jpg b.jpg -o ow/ --overwrite` with a folder ow/a.jpg of the user's: that input fails
+    (the folder is kept), b.jpg is still done, exit 1 (it was exit 2 and b.jpg never written)."""
+    from streamcolor.cli import cli
+
+    for name in ("a.jpg", "b.jpg"):
+        (tmp_path / name).write_bytes(jpeg_bytes)
+    (tmp_path / "ow" / "a.jpg").mkdir(parents=True)
+    (tmp_path / "ow" / "a.jpg" / "keep.txt").write_text("mine")
+    res = CliRunner().invoke(cli, ["image", str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg"), "-o",
+                                   str(tmp_path / "ow"), "--overwrite", "-r", "64"])
+    assert res.exit_code == 1, res.output
+    assert "a folder is in the way" in caplog.text
+    assert (tmp_path / "ow" / "a.jpg" / "keep.txt").read_text() == "mine"
+    assert Image.open(tmp_path / "ow" / "b.jpg").format == "JPEG"

@@ -1086,6 +1086,39 @@ def test_a_collection_into_a_file_is_refused_before_ray_starts(tmp_path):
     assert note.read_text() == "mine" and not ray.is_initialized()  # refused before a Ray session
 
 
+def test_a_collection_into_a_folder_it_cannot_write_is_one_error_line_before_ray_starts(tmp_path, monkeypatch):
+    """A read-only output gave 90 lines of Ray traceback and exit 1 (each actor failing on its first
+    photo); now OutputError, before a Ray session (the command's exit 2).  A remote error that does
+    reach the driver is shown as raised there, not as Ray's wrapper (``remote_cause``)."""
+    import tempfile
+
+    import ray
+
+    from streamcolor.errors import OutputError
+    from streamcolor.ray import colorize_collection
+    from streamcolor.ray.pool import remote_cause
+
+    src = tmp_path / "scans"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(jpeg())
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    with pytest.raises(OutputError, match="cannot write here \\(Read-only file system\\)"):
+        colorize_collection(src, tmp_path / "out")
+    assert not ray.is_initialized()
+    monkeypatch.undo()
+
+    from ray.exceptions import RayTaskError
+
+    original = OutputError("out/sub/p.jpg: cannot write here (Permission denied)")
+    wrapped = RayTaskError("Worker.run", "Traceback (most recent call last): ...", original).as_instanceof_cause()
+    assert isinstance(wrapped, OutputError) and "Permission denied" not in str(wrapped)  # (Ray's own text)
+    assert remote_cause(wrapped) is original and remote_cause(original) is original
+
+
 def test_an_output_path_without_a_format_says_why(engine, tmp_path):
     src = tmp_path / "a.jpg"
     src.write_bytes(jpeg())

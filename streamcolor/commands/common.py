@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NoReturn
@@ -287,22 +288,31 @@ def verb_for_path(name: str | Path) -> str | None:
 
 def suggested_command(path: str | Path, verb: str, folder: Path | None = None) -> str:
     """A command line that would colorize ``path`` with ``verb``, with a sensible output name;
-    ``folder``: the output folder the user gave (-o), kept for ``image`` and ``video``."""
+    ``folder``: the output folder the user gave (-o), kept for ``image`` and ``video``.  Names are
+    quoted for a POSIX shell (``'my film.mp4'``), and one that starts with ``-`` comes after
+    ``./``, so the line can be pasted as it is."""
     from streamcolor.engines.archives import kind_by_name
 
     path = Path(path)
+
+    def arg(value: str | Path) -> str:
+        text = str(value)
+        return shlex.quote(f"./{text}" if text.startswith("-") else text)
+
     if folder is not None and verb in ("image", "video"):
-        return f"streamcolor {verb} {path} -o {os.path.join(folder, '')}"
+        return f"streamcolor {verb} {arg(path)} -o {arg(os.path.join(folder, ''))}"
     if verb == "video":
-        return f"streamcolor video {path}"
+        return f"streamcolor video {arg(path)}"
     if verb == "batch":
         kind = kind_by_name(path.name)
         stem = path.name[: -len(next(s for s in _archive_suffixes(kind) if path.name.lower().endswith(s)))] \
             if kind else path.name
-        return f"streamcolor batch {path} -o {stem or 'out'}-colour/"
+        out = f"{stem or 'out'}-colour/"
+        return f"streamcolor batch {arg(path)} -o {arg(out)}"
     from streamcolor.image_io import output_suffix
 
-    return f"streamcolor image {path} -o {path.stem}-colour{output_suffix(path)}"
+    out = f"{path.stem}-colour{output_suffix(path)}"
+    return f"streamcolor image {arg(path)} -o {arg(out)}"
 
 
 def _archive_suffixes(kind: str) -> tuple[str, ...]:

@@ -138,6 +138,13 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
                 say(f"{_label(src, 'stdin')}: skipped, {dst} exists (--skip-existing)")  # (as `video` says it)
                 bar.update()
                 continue
+            if dst != STDIO and not single_file and os.path.isdir(dst):  # (--overwrite: a folder of the
+                # user's at this input's output name, in the output folder given) this input's problem only
+                log.error("%s: a folder is in the way of the output of %s; it is kept, and that input not "
+                          "colorized (rename or remove the folder)", dst, _label(src, "stdin"))
+                failures += 1
+                bar.update()
+                continue
             try:
                 source = piped if src == STDIO else src
                 out_fmt, dst = _colorize_one(src, dst, fmt, engine, options,

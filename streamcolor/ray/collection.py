@@ -19,12 +19,12 @@ from streamcolor import image_io
 from streamcolor.archive import BatchOptions, unique_name
 from streamcolor.archive.listing import warn_left_out
 from streamcolor.engines.archives import is_junk, name_key
-from streamcolor.errors import InputError, refuse_empty_path
+from streamcolor.errors import InputError, OutputError, StreamcolorError, refuse_empty_path
 from streamcolor.outputs import claimants, numbered
 from streamcolor.items import REPORT_FILENAME, JobReport, Problem, is_job_file, problems_csv
 from streamcolor.manifest import DONE, FAILED, SKIPPED
 from streamcolor.ray.batch import ColorizeBatch, filesystem, is_local, item_key, sink_for
-from streamcolor.ray.pool import ClusterOptions, colorize_kwargs, plan_actors, ray_session, require_ray
+from streamcolor.ray.pool import ClusterOptions, colorize_kwargs, plan_actors, ray_session, remote_cause, require_ray
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,8 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
         above = next((p for p in o.parents if os.path.lexists(p)), None)
         if above is not None and not above.is_dir():
             raise ValueError(f"the output {dst} cannot be made: {above} is a file, not a folder")
+    if local_out:
+        _check_writable(out_root, dst)
     files, links, refused = _list_files(src_fs, src_root, options.max_member_bytes)
     existing = set() if overwrite else _existing(out_fs, out_root)
     todo, renames, problems = [], {}, []
@@ -130,12 +132,18 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
             ds = ds.map_batches(ColorizeBatch, batch_size=options.batch_for(), batch_format="numpy",
                                 compute=ray.data.ActorPoolStrategy(size=n), num_cpus=cluster.cpus_per_actor,
                                 num_gpus=gpus or None, fn_constructor_kwargs=kwargs)
-            for row in ds.select_columns(["path", "state", "error"]).iter_rows():
-                if row["state"] == DONE:
-                    done += 1
-                else:
-                    failed += row["state"] == FAILED
-                    problems.append(Problem(row["state"], str(src), row["path"], row["error"]))
+            try:
+                for row in ds.select_columns(["path", "state", "error"]).iter_rows():
+                    if row["state"] == DONE:
+                        done += 1
+                    else:
+                        failed += row["state"] == FAILED
+                        problems.append(Problem(row["state"], str(src), row["path"], row["error"]))
+            except Exception as exc:  # an actor's OutputError (the output cannot be written), a file gone: as
+                cause = remote_cause(exc)  # raised there, not Ray's wrapper whose text is a remote traceback
+                if isinstance(cause, (StreamcolorError, OSError)):
+                    raise cause from None
+                raise
     skipped = sum(1 for p in problems if p.state == SKIPPED)
     problems.sort(key=lambda p: p.member)
     report_name = _report_name(out_fs, out_root)
@@ -234,6 +242,19 @@ def _link_on_the_way(root: str, key: str) -> str | None:
         if os.path.islink(path):
             return path
     return None
+
+
+def _check_writable(root: str, dst) -> None:
+    """OutputError now, before Ray starts, when the local output folder cannot be made or written
+    (read-only, full, not ours): else every actor would fail on its first photo."""
+    import tempfile
+
+    try:
+        os.makedirs(root, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root, prefix=".streamcolor-probe-"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{dst}: cannot write here ({exc.strerror or exc})") from exc
 
 
 def _report_name(fs, root: str) -> str:

@@ -334,6 +334,21 @@ def colorize_kwargs(model: "str | os.PathLike", backend: str, options: BatchOpti
                 threads=cluster.threads, **extra)
 
 
+def remote_cause(exc: BaseException) -> BaseException:
+    """The exception raised in a Ray task or actor, out of Ray's wrappers (RayTaskError, whose text
+    is the remote traceback, and Ray Data's UserCodeException): so that a user reads
+    ``error: OUT/sub/p.jpg: cannot write here (Permission denied)``, not 2 KB of traceback."""
+    for _ in range(8):
+        kind = type(exc)
+        if kind.__name__.startswith("RayTaskError") and getattr(exc, "cause", None) is not None:
+            exc = exc.cause
+        elif (kind.__module__ or "").startswith("ray.") and exc.__cause__ is not None:
+            exc = exc.__cause__
+        else:
+            break
+    return exc
+
+
 class Worker:
     """The actor: one ColorizeBatch (engine loaded once), used for photos and video segments."""
 
@@ -461,7 +476,8 @@ class ActorPool:
 
     def results(self) -> Iterator[tuple[Task, Any]]:
         """Finished tasks, as they finish (blocks until at least one is done)."""
-        from ray.exceptions import ActorUnavailableError, OutOfMemoryError, RayActorError, WorkerCrashedError
+        from ray.exceptions import (ActorUnavailableError, OutOfMemoryError, RayActorError, RayTaskError,
+                                    WorkerCrashedError)
 
         lost = (RayActorError, ActorUnavailableError, WorkerCrashedError, OutOfMemoryError)
         ready, _ = self.ray.wait(list(self.pending), num_returns=1)
@@ -475,6 +491,8 @@ class ActorPool:
                             str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
                 self._replace(task.slot)
                 yield task, exc
+            except RayTaskError as exc:  # the actor's own error (e.g. OutputError: the output cannot be
+                raise remote_cause(exc) from None  # written), not Ray's copy whose text is the remote traceback
 
     def _replace(self, slot: int) -> None:
         """Start a fresh actor in ``slot`` if Ray has given up on the old one.
@@ -509,4 +527,5 @@ class ActorPool:
 
 
 __all__ = ["ActorPool", "CONNECT_TIMEOUT_S", "ClusterError", "ClusterOptions", "INIT_TIMEOUT_S", "INSTALL_HINT",
-           "Task", "Worker", "colorize_kwargs", "plan_actors", "ray_session", "require_ray", "resolve_address"]
+           "Task", "Worker", "colorize_kwargs", "plan_actors", "ray_session", "remote_cause", "require_ray",
+           "resolve_address"]
