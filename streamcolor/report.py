@@ -661,6 +661,13 @@ def find_photos(folder: str | Path, n: int, spares: int = 0) -> list[tuple[Path,
                 for path, e in held_out_photos(folder, n)]
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES
                    and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    inside = Path(os.path.realpath(folder))
+    outside = [p for p in files if not Path(os.path.realpath(p)).is_relative_to(inside)]
+    if outside:  # as batch: a link out of the folder is not followed (the page would carry that photo)
+        log.warning("%d photo(s) left out: links that lead out of %s (not followed), e.g. %s", len(outside), folder,
+                    outside[0])
+        left_out = set(outside)
+        files = [p for p in files if p not in left_out]
     if n <= 0 or not files:
         return []
     picked = _evenly_spaced(files, n)

@@ -407,6 +407,24 @@ def test_report_puts_other_photos_in_the_place_of_broken_ones_and_exits_1(tmp_pa
     assert res.exit_code == 1 and "1 photo(s) skipped" in res.output, res.output
 
 
+def test_report_does_not_follow_a_link_out_of_the_folder(tmp_path, caplog):
+    """holiday.jpg -> ../private/secret.jpg was colorized and embedded in the page; batch and
+    collection never follow such a link, and neither does the report now."""
+    from streamcolor.cli import cli
+
+    private, folder = tmp_path / "private", tmp_path / "photos"
+    private.mkdir()
+    folder.mkdir()
+    Image.fromarray(np.full((40, 48), 60, np.uint8)).save(private / "secret.png")
+    Image.fromarray(np.full((40, 48), 90, np.uint8)).save(folder / "mine.png")
+    (folder / "holiday.png").symlink_to(private / "secret.png")
+    res = CliRunner().invoke(cli, ["report", str(folder), "-o", str(tmp_path / "r.html"), "--no-speed", "-r", "64"])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "r.html").read_text()
+    assert "mine.png" in page and "holiday.png" not in page and "secret" not in page
+    assert "links that lead out of" in caplog.text
+
+
 def test_report_says_why_its_photos_are_missing_and_a_bad_results_file_stops_it_with_2(tmp_path):
     from streamcolor.cli import cli
 
