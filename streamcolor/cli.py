@@ -15,7 +15,9 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from importlib import import_module
+from pathlib import Path
 from importlib.metadata import entry_points
 from typing import NoReturn
 
@@ -162,6 +164,13 @@ class UserFormatter(logging.Formatter):
         return text
 
 
+def _warning_to_log(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library's warning (Pillow's "Corrupt EXIF data", ...) as one log line of the tool's own
+    (``warning: ...``, hidden by -q), not Python's two lines with the source line under them."""
+    where = f"{Path(filename).parent.name}/{Path(filename).name}" if filename else "?"
+    logging.getLogger("streamcolor.warnings").warning("%s (%s from %s)", message, category.__name__, where)
+
+
 def _log_to_stderr() -> None:
     """Log lines to stderr through :class:`UserFormatter` (once: a no-op when logging is set up already)."""
     root = logging.getLogger()
@@ -214,6 +223,7 @@ def main() -> None:
 
     _log_to_stderr()
     logging.getLogger().setLevel(logging.WARNING)
+    warnings.showwarning = _warning_to_log
     terminated: list[int] = []
 
     def on_sigterm(signum, frame):  # `kill`, `docker stop`, systemd: the same clean stop as Ctrl-C

@@ -626,3 +626,20 @@ def test_image_overwrite_fails_only_the_input_whose_output_name_is_a_folder(tmp_
     assert "a folder is in the way" in caplog.text
     assert (tmp_path / "ow" / "a.jpg" / "keep.txt").read_text() == "mine"
     assert Image.open(tmp_path / "ow" / "b.jpg").format == "JPEG"
+
+
+def test_a_librarys_warning_is_one_log_line_and_quiet_hides_it(tmp_path):
+    """Pillow warns about a broken EXIF block with Python's two lines (the second its own source
+    line), even under -q; now one `warning:` line of the tool's, hidden by -q."""
+    buf = io.BytesIO()
+    Image.fromarray(np.full((40, 48), 90, np.uint8)).save(buf, "JPEG")
+    exif = b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x05\x00\x0f\x01\x02\x00\x40\x00\x00\x00\x20\x00\x00\x00"
+    data = buf.getvalue()
+    src = tmp_path / "exif.jpg"
+    src.write_bytes(data[:2] + b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif + data[2:])
+    res = streamcolor("image", str(src), "-o", str(tmp_path / "a.jpg"), "-r", "64")
+    err = res.stderr.decode()
+    assert res.returncode == 0 and "warning: Corrupt EXIF data" in err and "(UserWarning from PIL/" in err, err
+    assert "warnings.warn" not in err
+    res = streamcolor("-q", "image", str(src), "-o", str(tmp_path / "b.jpg"), "-r", "64")
+    assert res.returncode == 0 and res.stderr.decode() == "", res.stderr.decode()
