@@ -576,6 +576,10 @@ def test_video_refuses_an_image_name_for_its_output_before_any_work(tmp_path):
     res = CliRunner().invoke(cli, ["video", str(clip), "-o", str(tmp_path / "still.jpg")])
     assert res.exit_code == 2 and ".jpg is an image format" in res.output and "still.mp4" in res.output, res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+    # a name FFmpeg knows no container by: exit 2 before any work (it was exit 1, an item failure)
+    res = CliRunner().invoke(cli, ["video", str(clip), "-o", str(tmp_path / "notes.txt")])
+    assert res.exit_code == 2 and "no video container by the name '.txt'" in res.output, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 
 
 def test_a_file_name_cannot_forge_a_line_of_the_tools_output(tmp_path, jpeg_bytes):

@@ -79,7 +79,8 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
       streamcolor video reels/*.mp4 -o colour/ --codec auto
       streamcolor video film.mp4 --ray --segments 8        # on a local Ray
     """
-    from streamcolor.video import VideoOptions, check_codec, check_pix_fmt, colorize_video, default_output
+    from streamcolor.video import (VideoOptions, check_codec, check_container, check_pix_fmt, colorize_video,
+                                   default_output)
 
     if Path("-") in inputs or output == Path("-"):  # (as `image` reads them: here they would be a file or folder "-")
         raise click.UsageError("video reads and writes files, not stdin or stdout ('-'): a video's container "
@@ -124,6 +125,10 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
         if output.suffix.lower() in IMAGE_SUFFIXES:  # (found out only when the video was colorized, before)
             _fatal(f"{output}: {output.suffix} is an image format, a video cannot be written as one; give a "
                    f"video name, e.g. {output.with_suffix('.mp4')}")
+        try:
+            check_container(output)
+        except ValueError as exc:
+            _fatal(str(exc))
         if output.parent.exists() and not output.parent.is_dir():
             _fatal(f"{output}: cannot be written: {output.parent} is a file, not a folder")
         try:

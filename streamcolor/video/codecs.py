@@ -118,6 +118,21 @@ def check_pix_fmt(codec: str, pix_fmt: str) -> None:
         raise ValueError(f"{codec} cannot encode {pix_fmt}; it takes {', '.join(names)}")
 
 
+def check_container(path: str | os.PathLike) -> None:
+    """ValueError unless FFmpeg can pick a container for ``path`` by its name (``film.txt``: it
+    cannot; found out after the engine and the input were opened, as an item failure, before).
+    A probe file of that suffix is opened for writing in a temporary folder and removed."""
+    import tempfile
+
+    suffix = os.path.splitext(os.fspath(path))[1]
+    with tempfile.TemporaryDirectory(prefix="streamcolor-probe-") as tmp:
+        try:
+            av.open(os.path.join(tmp, f"probe{suffix}"), "w").close()
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise ValueError(f"{os.fspath(path)}: FFmpeg knows no video container by the name "
+                             f"{suffix or '(no extension)'!r}; use .mp4, .mkv or .mov") from exc
+
+
 def codec_options(codec: str, options: VideoOptions) -> dict[str, str]:
     """Constant-quality and preset options in each encoder family's own words."""
     q = str(options.quality)
