@@ -178,6 +178,11 @@ class Staged:
         self._release()
         return written
 
+    def release(self) -> None:
+        """Release the lock and keep the complete file, for another process to commit (a Ray actor
+        hands its staged output to the driver, which records it before renaming it into place)."""
+        self._release()
+
     def discard(self) -> None:
         """Remove the temporary file (if still there) and release the lock."""
         try:

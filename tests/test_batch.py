@@ -288,7 +288,8 @@ def test_a_damaged_header_in_the_middle_of_a_tar_is_reported_not_taken_for_its_e
     raw = bytearray(src.read_bytes())
     raw[offsets[5]:offsets[5] + 20] = b"\xaa" * 20
     src.write_bytes(bytes(raw))
-    report = colorize_archive(src, tmp_path / "out", engine=engine, progress=False, options=BatchOptions(render_size=64))
+    report = colorize_archive(src, tmp_path / "out", engine=engine, progress=False,
+                              options=BatchOptions(render_size=64))
     assert report.done == 5 and not report.ok
     reasons = " ".join(e.reason or "" for e in report.problems)
     assert "later members are lost" in reasons and f"at byte {offsets[5]:,}" in reasons, reasons
@@ -335,7 +336,8 @@ def test_a_member_whose_path_is_over_path_max_fails_alone(engine, tmp_path):
         zf.writestr("a.jpg", GOOD_JPEG)
         zf.writestr(deep, GOOD_JPEG)
         zf.writestr("z.jpg", GOOD_JPEG)
-    report = colorize_archive(src, tmp_path / "out", engine=engine, progress=False, options=BatchOptions(render_size=64))
+    report = colorize_archive(src, tmp_path / "out", engine=engine, progress=False,
+                              options=BatchOptions(render_size=64))
     assert report.done == 2 and report.failed == 1, report.problems
     assert "too long" in report.problems[0].reason.lower(), report.problems[0].reason
 

@@ -175,6 +175,26 @@ def test_colorize_batch_keeps_a_file_of_the_users_that_appeared_at_an_output_nam
     assert list(result["state"]) == ["done"] and Image.open(out / "mine.jpg").format == "JPEG"
 
 
+def test_colorize_batch_staging_leaves_outputs_for_the_caller_to_rename(engine, tmp_path):
+    """`batch --ray`: an actor leaves each output as its complete temporary file (unlocked), which
+    the driver records in the manifest before renaming it into place; a run stopped in between left
+    outputs in place that the manifest did not know, and the rerun wrote name~2 beside them."""
+    from streamcolor import tempfiles
+
+    photo = jpeg(make_photo(60, 80, seed=5).mean(-1).astype(np.uint8))
+    out = tmp_path / "out"
+    result = ColorizeBatch(engine, options=BatchOptions(render_size=64), out=out, staging=True)(
+        {"key": np.array(["a/p.jpg"], dtype=object), "bytes": np.array([photo], dtype=object)})
+    assert list(result["state"]) == ["done"] and not (out / "a" / "p.jpg").exists()
+    temp = out / "a" / result["staged"][0]
+    assert tempfiles.is_temp_name(temp.name) and temp.is_file()
+    assert tempfiles.sweep(out / "a", ["p.jpg"]) == 1 and not temp.exists()  # unlocked: a rerun would sweep it
+    result = ColorizeBatch(engine, options=BatchOptions(render_size=64), out=out, staging=True)(
+        {"key": np.array(["a/p.jpg"], dtype=object), "bytes": np.array([photo], dtype=object)})
+    tempfiles.Staged(out / "a" / result["staged"][0], out / "a" / "p.jpg").commit()
+    assert Image.open(out / "a" / "p.jpg").format == "JPEG" and os.listdir(out / "a") == ["p.jpg"]
+
+
 def test_colorize_batch_to_a_uri(engine, monkeypatch):
     """Outputs for a URI (s3://...) go through pyarrow's filesystem, one stream per output."""
     from pyarrow.fs import FileType, _MockFileSystem

@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from streamcolor.archive import OUTPUT_FORMATS
-from streamcolor.commands.common import (EXIT_FATAL, ByteSize, FiniteRange, PathArg, common_options, engine_options, load,
-                                         output_is_folder, output_option, progress_setting,
+from streamcolor.commands.common import (EXIT_FATAL, ByteSize, FiniteRange, PathArg, common_options, engine_options,
+                                         load, output_is_folder, output_option, progress_setting,
                                          refuse_file_name_for_folder, run_job, show_ray_progress)
 from streamcolor.engines.archives import RATIO_MIN_BYTES, Limits
 from streamcolor.memory import DEFAULT_MEMORY_BUDGET

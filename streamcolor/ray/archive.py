@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 
+from streamcolor import tempfiles
 from streamcolor.archive import BatchJob, BatchOptions, Item
 from streamcolor.errors import InputError, OutputError
 from streamcolor.items import JobReport, Outcome, outcome_of
@@ -83,7 +84,8 @@ def colorize_archive_ray(src: str | os.PathLike | Sequence[str | os.PathLike], d
             n, gpus = plan_actors(ray, cluster, chunks)
             log.info("colorizing %d items on %d Ray actors (%g GPU each)", len(todo), n, gpus)
             pool = ActorPool(ray, n, cluster=cluster, gpus=gpus,
-                             colorize_kwargs=colorize_kwargs(model, backend, options, str(job.out_dir), cluster, gpus))
+                             colorize_kwargs=colorize_kwargs(model, backend, options, str(job.out_dir), cluster, gpus,
+                                                             staging=True))
             try:
                 with progress_bar(progress, total=len(job.items), initial=job.settled, unit="img",
                                   desc="colorize (ray)") as bar:
@@ -154,17 +156,22 @@ def _run_items(job: BatchJob, pool: ActorPool, todo: list[Item], batch_size: int
             batch, seconds = result
             engine_s += seconds
             by_key = {it.key: it for it in items}
-            for key, state, error, output, dropped in zip(batch["key"], batch["state"], batch["error"],
-                                                          batch["output"], batch["dropped_alpha"]):
-                outcome = Outcome(by_key[key], state, error or None, output or None, dropped_alpha=bool(dropped))
+            for key, state, error, output, dropped, temp in zip(batch["key"], batch["state"], batch["error"],
+                                                                batch["output"], batch["dropped_alpha"],
+                                                                batch["staged"]):
+                # the actor left the output as its complete temporary file: recorded, then renamed here
+                final = job.out_dir / key
+                staged = tempfiles.Staged(final.parent / temp, final) if temp else None
+                outcome = Outcome(by_key[key], state, error or None, output or None, dropped_alpha=bool(dropped),
+                                  staged=staged)
                 if state == DONE and not checked:
-                    _check_visible(job.out_dir, outcome.output or key)
+                    _check_visible(job.out_dir, (staged.path if staged else final).relative_to(job.out_dir))
                     checked = True
                 record(outcome)
     return engine_s
 
 
-def _check_visible(out_dir: Path, key: str) -> None:
+def _check_visible(out_dir: Path, key: str | Path) -> None:
     if not (out_dir / key).is_file():
         raise OutputError(f"{out_dir}: an actor wrote {key}, but it is not there on this machine; the output "
                           "folder must be on storage shared by the driver and every Ray node (NFS, a shared volume)")

@@ -68,12 +68,15 @@ class FilesystemSink:
             raise OutputError(f"{path}: cannot write ({exc})") from exc
 
 
-def sink_for(out: str | os.PathLike, *, keep_others: bool = False):
+def sink_for(out: str | os.PathLike, *, keep_others: bool = False, staging: bool = False):
     """The sink for an output folder or URI: atomic local writes, or the URI's filesystem.
     ``keep_others`` (local folders): a file found at an output's name is kept, and the item fails
-    with the reason, unless the item says it may replace that file (:class:`FolderSink`)."""
+    with the reason, unless the item says it may replace that file (:class:`FolderSink`);
+    ``staging`` (local folders): outputs are complete temporary files, renamed by the caller."""
     fs, root = filesystem(out)
-    return FolderSink(root, keep_others=keep_others) if is_local(fs) else FilesystemSink(fs, root)
+    if is_local(fs):
+        return FolderSink(root, keep_others=keep_others, staging=staging)
+    return FilesystemSink(fs, root)
 
 
 def item_key(path: str, root: str, output_format: str = "same") -> tuple[str | None, str | None]:
@@ -158,6 +161,13 @@ class ColorizeBatch:
         fails with the reason instead; only the file a row's ``replaces``
         names may be replaced.  False: replace whatever is there (what
         ``collection --overwrite`` asks for).
+    staging:
+        In a local output folder, leave each output as its complete
+        temporary file (column ``staged``: its name, beside the output) for
+        the caller to record and rename into place: what ``batch --ray``
+        does, so that an output is never in place before the job's manifest
+        says so (a run stopped in between left files that its rerun took
+        for the user's).
     threads:
         Cap OpenCV's threads in this process (the Ray paths set it to the
         actor's CPUs so that actors sharing a node do not oversubscribe it);
@@ -167,7 +177,8 @@ class ColorizeBatch:
     def __init__(self, model: "str | os.PathLike | Engine" = "default", backend: str = "auto", *,
                  options: BatchOptions = BatchOptions(), out: str | os.PathLike | None = None,
                  root: str | None = None, engine_options: dict | None = None,
-                 renames: dict[str, str] | None = None, threads: int | None = None, keep_others: bool = True):
+                 renames: dict[str, str] | None = None, threads: int | None = None, keep_others: bool = True,
+                 staging: bool = False):
         from streamcolor.engines import Engine, load_engine
 
         if threads is not None:
@@ -180,7 +191,8 @@ class ColorizeBatch:
         self.color: ColorOptions = options.color_options(engine)
         self.root = root
         self.renames = renames or {}
-        self.sink = sink_for(out, keep_others=keep_others) if out is not None else None
+        self.sink = sink_for(out, keep_others=keep_others, staging=staging) if out is not None else None
+        self.staging = bool(getattr(self.sink, "staging", False))
 
     @property
     def engine_s(self) -> float:
@@ -191,7 +203,7 @@ class ColorizeBatch:
         datas = list(batch["bytes"])
         n = len(datas)
         keys, refused = self._keys(batch, n)
-        states, errors, outputs, dropped = [FAILED] * n, [""] * n, [""] * n, [False] * n
+        states, errors, outputs, dropped, staged = [FAILED] * n, [""] * n, [""] * n, [False] * n, [""] * n
         images: list[bytes] = [b""] * n
         rows = [i for i in range(n) if not refused[i]]
         for i in range(n):
@@ -204,11 +216,16 @@ class ColorizeBatch:
             states[i], errors[i], outputs[i] = outcome.state, outcome.reason or "", outcome.output or ""
             dropped[i] = outcome.dropped_alpha
             images[i] = outcome.data or b""
+            if outcome.staged is not None:  # complete, unlocked now: the caller records it, then renames it
+                outcome.staged.release()
+                staged[i] = outcome.staged.path.name
         result = {k: v for k, v in batch.items() if k != "bytes"}
         result.update(key=objects(keys), state=objects(states), error=objects(errors), output=objects(outputs),
                       dropped_alpha=np.array(dropped, dtype=bool))
         if self.sink is None:
             result["image"] = objects(images)
+        if self.staging:
+            result["staged"] = objects(staged)
         return result
 
     def _keys(self, batch: dict[str, np.ndarray], n: int) -> tuple[list[str], list[str]]:

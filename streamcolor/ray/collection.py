@@ -149,7 +149,8 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
     report_name = _report_name(out_fs, out_root)
     sink_for(dst).write(report_name, problems_csv(problems))
     return JobReport(output=str(dst), report=f"{out_root}/{report_name}",
-                     total=len(files) + len(links) + len(refused) + len(unreadable), done=done + done_before, skipped=skipped,
+                     total=len(files) + len(links) + len(refused) + len(unreadable), done=done + done_before,
+                     skipped=skipped,
                      failed=failed, done_now=done, elapsed_s=time.perf_counter() - started, problems=problems)
 
 

@@ -30,6 +30,7 @@ from streamcolor.video.segments import Segment, colorize_segment, join_segments,
 from streamcolor.video.stabilizer import ChromaStabilizer, histogram_distance, l_histogram
 
 __all__ = ["AUTO_BY_CONTAINER", "ChromaStabilizer", "DEFAULT_CODEC", "HARDWARE_CODECS", "OUTPUT_SUFFIX", "Segment",
-           "VideoOptions", "check_codec", "check_container", "check_pix_fmt", "codec_floor", "codec_options", "colorize_segment",
+           "VideoOptions", "check_codec", "check_container", "check_pix_fmt", "codec_floor", "codec_options",
+           "colorize_segment",
            "colorize_video", "default_output", "histogram_distance", "join_segments", "l_histogram", "make_clip",
            "output_path", "pick_codec", "plain_encoder", "plan_segments", "reencode", "video_keyframes", "video_size"]
