@@ -215,7 +215,7 @@ def _open(fh, label: str, max_pixels: int) -> Decoded:
     except InputError:
         raise
     except UnidentifiedImageError as exc:
-        raise InputError(f"{label}: not an image file (format not recognised)") from exc
+        raise InputError(f"{label}: {_document_in(fh) or 'not an image file (format not recognised)'}") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Pillow's guard is at or above ours (allow_pixels), so this image is over ours too.
         found = re.search(r"\((\d+) pixels\)", str(exc))
@@ -223,7 +223,19 @@ def _open(fh, label: str, max_pixels: int) -> Decoded:
         raise InputError(f"{label}: {size} over the limit of {max_pixels:,}, a possible decompression bomb "
                          "(raise max_pixels / --max-pixels if the file is trusted)") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated/corrupt data
-        raise InputError(f"{label}: corrupt or truncated image ({exc})") from exc
+        what = _document_in(fh)  # (an EPS without Ghostscript: "Unable to locate Ghostscript" is no corruption)
+        raise InputError(f"{label}: {what or f'corrupt or truncated image ({exc})'}") from exc
+
+
+def _document_in(fh) -> str | None:
+    """What document (PDF, PostScript) the open file ``fh`` holds by its first bytes, and how to make
+    images of it; None for anything else or a file that cannot be read again."""
+    try:
+        fh.seek(0)
+        head = fh.read(8)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return next((what for magic, what in _DOCUMENTS if head.startswith(magic)), None)
 
 
 def _check_size(size: tuple[int, int], label: str, max_pixels: int) -> None:

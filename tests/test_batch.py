@@ -1041,3 +1041,21 @@ def test_batch_size_defaults_to_the_engines_preferred_batch(engine):
     assert BatchOptions(batch_size=3).batch_for(engine) == BatchOptions(batch_size=3).batch_for() == 3
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         BatchOptions(batch_size=0)
+
+
+def test_a_document_among_photos_is_named_as_such(engine, tmp_path):
+    """A PDF under a photo's name, and an EPS where Ghostscript is missing: batch said "not an image
+    file" and "corrupt or truncated image (Unable to locate Ghostscript)"; `image` already said what
+    they are and how to make images of them, and now batch says the same."""
+    from PIL import EpsImagePlugin
+
+    src = tmp_path / "docs"
+    src.mkdir()
+    (src / "scan.jpg").write_bytes(b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n")
+    (src / "logo.eps").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
+    report = colorize_archive(src, tmp_path / "out", engine=engine, progress=False,
+                              options=BatchOptions(render_size=64))
+    reasons = {Path(p.member).name: p.reason for p in report.problems}
+    assert "a PDF document: export its pages as images" in reasons["scan.jpg"], reasons
+    if not EpsImagePlugin.has_ghostscript():
+        assert "a PostScript document: export it as an image" in reasons["logo.eps"], reasons
