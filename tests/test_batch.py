@@ -327,6 +327,28 @@ def test_corrupt_compressed_data_in_a_tar_is_reported_and_the_other_sources_done
     assert "later members are lost" in reasons, reasons
 
 
+def test_a_compressed_tar_is_checked_to_its_end_without_false_alarms(engine, tmp_path):
+    """After the tar's end: xz stream padding and bytes after a gzip stream lose nothing (no
+    problem; the padding was reported as "later members are lost"); a gzip whose CRC fails says
+    that a member may be damaged, not that members are lost."""
+    _tar_of(tmp_path / "a.tar.xz", "w:xz", n=3)
+    padded = tmp_path / "padded.tar.xz"
+    padded.write_bytes((tmp_path / "a.tar.xz").read_bytes() + bytes(4))  # xz allows 4-byte stream padding
+    _tar_of(tmp_path / "b.tar.gz", "w:gz", n=3)
+    trailing = tmp_path / "trailing.tar.gz"
+    trailing.write_bytes((tmp_path / "b.tar.gz").read_bytes() + b"JUNK AFTER THE STREAM")
+    crc = bytearray((tmp_path / "b.tar.gz").read_bytes())
+    crc[-8] ^= 0xFF  # the CRC32 in gzip's trailer
+    (tmp_path / "crc.tar.gz").write_bytes(bytes(crc))
+    for name, fine in (("padded.tar.xz", True), ("trailing.tar.gz", True), ("crc.tar.gz", False)):
+        report = colorize_archive(tmp_path / name, tmp_path / f"out-{name}", engine=engine, progress=False,
+                                  options=BatchOptions(render_size=64))
+        assert report.done == 3 and report.ok == fine, (name, report.problems)
+        if not fine:
+            reason = report.problems[0].reason
+            assert "checksum does not match" in reason and "later members are lost" not in reason, reason
+
+
 def test_a_member_whose_path_is_over_path_max_fails_alone(engine, tmp_path):
     """A member path of 4.2 KB (21 folders of 200 bytes): the check of which folder above it is a file
     raised ENAMETOOLONG again, which stopped the job (exit 2) at every rerun."""

@@ -205,6 +205,10 @@ def _size_refusal(size: int, limits: Limits) -> str | None:
     return None
 
 
+class _ChecksumError(tarfile.ReadError):
+    """A compressed tar whose stream fails its checksum (gzip's CRC) after its last member."""
+
+
 def _open_regular(path: Path):
     """Open a file for reading only if it is still a regular file (it was one
     when listed; a FIFO put in its place would block, a device never end):
@@ -368,6 +372,8 @@ class Source:
                     regular[posixpath.normpath(m.name)] = i
                     yield Member(m.name, m.size, stamp, i, _size_refusal(m.size, self.limits))
             self._check_tar_end()
+        except _ChecksumError as exc:  # every member listed, but the compressed stream's checksum failed
+            yield Member(f"(after member {len(members)})", 0, "broken", -1, str(exc), broken=True)
         except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error, lzma.LZMAError) as exc:
             # A truncated or corrupt archive: keep what was listed, report where it broke off.
             yield Member(f"(after member {len(members)})", 0, "broken", -1,
@@ -387,8 +393,16 @@ class Source:
             what = "a header that is not one" if len(block) == tarfile.BLOCKSIZE else "a header cut short"
             raise tarfile.ReadError(f"{what} at byte {self._tar.offset:,} of the tar")
         if isinstance(fileobj, (gzip.GzipFile, bz2.BZ2File, lzma.LZMAFile)):
-            while fileobj.read(1 << 20):
-                pass
+            try:
+                while fileobj.read(1 << 20):
+                    pass
+            except EOFError:  # xz stream padding, or the stream cut short after the tar's end: nothing is lost
+                return
+            except (OSError, zlib.error, lzma.LZMAError) as exc:
+                if "Not a gzipped file" in str(exc):  # bytes after the gzip stream, not the tar's
+                    return
+                raise _ChecksumError(f"the archive's checksum does not match its data: a member read from "
+                                     f"it may be damaged ({exc})") from exc
 
     def read(self, member: str, locator: int = -1) -> bytes:
         """The bytes of ``member`` (a name from :meth:`members`; its ``locator``
