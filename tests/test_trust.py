@@ -1117,6 +1117,16 @@ def test_a_collection_into_a_folder_it_cannot_write_is_one_error_line_before_ray
     wrapped = RayTaskError("Worker.run", "Traceback (most recent call last): ...", original).as_instanceof_cause()
     assert isinstance(wrapped, OutputError) and "Permission denied" not in str(wrapped)  # (Ray's own text)
     assert remote_cause(wrapped) is original and remote_cause(original) is original
+    # Ray Data's UserCodeException arrives without its cause: the error is read from the remote traceback
+    from ray.exceptions import UserCodeException
+
+    traceback = ('Traceback (most recent call last):\n  File "items.py", line 188, in finish_item\n'
+                 "streamcolor.errors.OutputError: out/sub/b.jpg: cannot write here (Operation not permitted)\n\n"
+                 "The above exception was the direct cause of the following exception:\n\n"
+                 "ray.exceptions.UserCodeException: UDF failed to process a data block.")
+    data_error = RayTaskError("MapWorker.submit", traceback, UserCodeException("UDF failed")).as_instanceof_cause()
+    found = remote_cause(data_error)
+    assert type(found) is OutputError and str(found) == "out/sub/b.jpg: cannot write here (Operation not permitted)"
 
 
 def test_an_output_path_without_a_format_says_why(engine, tmp_path):

@@ -23,6 +23,7 @@ import functools
 import logging
 import math
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -338,6 +339,7 @@ def remote_cause(exc: BaseException) -> BaseException:
     """The exception raised in a Ray task or actor, out of Ray's wrappers (RayTaskError, whose text
     is the remote traceback, and Ray Data's UserCodeException): so that a user reads
     ``error: OUT/sub/p.jpg: cannot write here (Permission denied)``, not 2 KB of traceback."""
+    texts = [str(exc)]  # (a RayTaskError's text is the remote traceback, its cause's part included)
     for _ in range(8):
         kind = type(exc)
         if kind.__name__.startswith("RayTaskError") and getattr(exc, "cause", None) is not None:
@@ -346,6 +348,14 @@ def remote_cause(exc: BaseException) -> BaseException:
             exc = exc.__cause__
         else:
             break
+    if (type(exc).__module__ or "").startswith("ray."):
+        # Ray Data's UserCodeException comes back without its cause; the remote traceback in its text
+        # still ends the cause's part with "streamcolor.errors.OutputError: <message>"
+        from streamcolor import errors
+
+        found = re.findall(r"streamcolor\.errors\.(\w+): ([^\n]+)", "\n".join(texts + [str(exc)]))
+        if found and isinstance(getattr(errors, found[-1][0], None), type):
+            return getattr(errors, found[-1][0])(found[-1][1])
     return exc
 
 
