@@ -36,7 +36,7 @@ import numpy as np
 from streamcolor import image_io, memory, tempfiles, ycbcr
 from streamcolor.colorize import (ColorOptions, Prepared, ShapeBatcher, predict, prepare, render_prepared,
                                   thread_scratch)
-from streamcolor.errors import InputError, ItemOutputError, MemberRefused, OutputError
+from streamcolor.errors import InputError, ItemOutputError, MemberRefused, OutputError, one_line
 from streamcolor.manifest import DONE, FAILED, SKIPPED, replaces_only
 
 if TYPE_CHECKING:
@@ -284,9 +284,10 @@ class Problem:
 
 def csv_cell(text: str) -> str:
     """A name or reason as a report cell: valid UTF-8 (bytes of a name that is
-    not UTF-8 shown as ``\\xNN``), and never read as a formula by a
-    spreadsheet (a leading ``= + - @``, tab or CR gets a ``'`` before it)."""
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    not UTF-8 shown as ``\\xNN``), on one line with control characters escaped
+    (``cat`` of the report cannot drive the terminal; :func:`~streamcolor.errors.one_line`),
+    and never read as a formula by a spreadsheet (a leading ``= + - @`` gets a ``'`` before it)."""
+    text = one_line(text)
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 

@@ -1081,3 +1081,18 @@ def test_a_document_among_photos_is_named_as_such(engine, tmp_path):
     assert "a PDF document: export its pages as images" in reasons["scan.jpg"], reasons
     if not EpsImagePlugin.has_ghostscript():
         assert "a PostScript document: export it as an image" in reasons["logo.eps"], reasons
+
+
+def test_the_report_csv_holds_no_raw_control_characters(engine, tmp_path):
+    """A name with an escape sequence was written raw into streamcolor-report.csv, so `cat` of the
+    report drove the terminal; it is escaped, as on stderr."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "red\x1b[31m.jpg").write_bytes(b"not a jpeg")
+    (src / "two\nlines.jpg").write_bytes(b"not a jpeg")
+    report = colorize_archive(src, tmp_path / "out", engine=engine, progress=False,
+                              options=BatchOptions(render_size=64))
+    assert report.failed == 2
+    text = (tmp_path / "out" / "streamcolor-report.csv").read_text()
+    assert "\x1b" not in text and "red\\x1b[31m.jpg" in text and "two\\nlines.jpg" in text
+    assert len(text.splitlines()) == 3, text
