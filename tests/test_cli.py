@@ -579,6 +579,9 @@ def test_video_refuses_an_image_name_for_its_output_before_any_work(tmp_path):
     # a name FFmpeg knows no container by: exit 2 before any work (it was exit 1, an item failure)
     res = CliRunner().invoke(cli, ["video", str(clip), "-o", str(tmp_path / "notes.txt")])
     assert res.exit_code == 2 and "no video container by the name '.txt'" in res.output, res.output
+    for sound in ("track.wav", "track.mp3"):  # containers of sound (and a cover picture): no video either
+        res = CliRunner().invoke(cli, ["video", str(clip), "-o", str(tmp_path / sound)])
+        assert res.exit_code == 2 and "holds no video" in res.output, res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 
 

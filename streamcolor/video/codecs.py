@@ -127,10 +127,19 @@ def check_container(path: str | os.PathLike) -> None:
     suffix = os.path.splitext(os.fspath(path))[1]
     with tempfile.TemporaryDirectory(prefix="streamcolor-probe-") as tmp:
         try:
-            av.open(os.path.join(tmp, f"probe{suffix}"), "w").close()
+            probe = av.open(os.path.join(tmp, f"probe{suffix}"), "w")
         except (av.error.FFmpegError, ValueError) as exc:
             raise ValueError(f"{os.fspath(path)}: FFmpeg knows no video container by the name "
                              f"{suffix or '(no extension)'!r}; use .mp4, .mkv or .mov") from exc
+        with probe:
+            # a sound file (.wav: no video codec; .mp3: only a cover picture) or an animated picture
+            if getattr(probe, "default_video_codec", None) in _NO_VIDEO:
+                raise ValueError(f"{os.fspath(path)}: the {probe.format.long_name or probe.format.name} format "
+                                 "holds no video; use .mp4, .mkv or .mov")
+
+
+#: What FFmpeg names as a container's default "video" codec where it holds no video stream of frames.
+_NO_VIDEO = frozenset({"none", "png", "apng", "gif", "webp"})
 
 
 def codec_options(codec: str, options: VideoOptions) -> dict[str, str]:
