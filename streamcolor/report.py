@@ -668,6 +668,8 @@ def find_photos(folder: str | Path, n: int, spares: int = 0) -> list[tuple[Path,
                     outside[0])
         left_out = set(outside)
         files = [p for p in files if p not in left_out]
+    seen: set[str] = set()  # a link to another photo of the folder: that photo once (the first name)
+    files = [p for p in files if not (os.path.realpath(p) in seen or seen.add(os.path.realpath(p)))]
     if n <= 0 or not files:
         return []
     picked = _evenly_spaced(files, n)

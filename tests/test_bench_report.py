@@ -418,10 +418,14 @@ def test_report_does_not_follow_a_link_out_of_the_folder(tmp_path, caplog):
     Image.fromarray(np.full((40, 48), 60, np.uint8)).save(private / "secret.png")
     Image.fromarray(np.full((40, 48), 90, np.uint8)).save(folder / "mine.png")
     (folder / "holiday.png").symlink_to(private / "secret.png")
+    (folder / "also-mine.png").symlink_to(folder / "mine.png")  # inside: that photo once, not twice
     res = CliRunner().invoke(cli, ["report", str(folder), "-o", str(tmp_path / "r.html"), "--no-speed", "-r", "64"])
     assert res.exit_code == 0, res.output
     page = (tmp_path / "r.html").read_text()
     assert "mine.png" in page and "holiday.png" not in page and "secret" not in page
+    (folder / "also-mine.png").unlink()
+    res = CliRunner().invoke(cli, ["report", str(folder), "-o", str(tmp_path / "r2.html"), "--no-speed", "-r", "64"])
+    assert page.count("<figure") == (tmp_path / "r2.html").read_text().count("<figure")
     assert "links that lead out of" in caplog.text
 
 
