@@ -46,7 +46,7 @@ COMPOSE = "video.1.thread_cpu_ms_per_frame.pipeline.compose"
 
 #: The quality evaluations (``streamcolor train eval``): the six-package holdout, then the nine-package one.
 Q1202, Q95 = "quality-2026-12-02.json", "quality-2026-12-02-holdout95.json"
-ENS = "ensembles-2026-12-03.json"
+ENS, OOD = "ensembles-2026-12-03.json", "ood-recipes-2026-12-03.json"
 
 #: Figures named in a fragment of prose (see :func:`_each`): key in a pipeline_bound file, format.
 FIGURES = {"v0": ("video.0.pipeline_over_bound", "{:.3f}x"), "v1": ("video.1.pipeline_over_bound", "{:.3f}x"),
@@ -375,6 +375,13 @@ PROSE = [
     ("README.md", "(a\\*b\\* x 0.8) would score {} on the holdout", ENS,
      "splits.holdout.mse_over_gray.render 320, gain 80%", "{:.3f}x"),
     ("README.md", "but val prefers none ({} at 0.8)", ENS, "splits.val.mse_over_gray.render 320, gain 80%", "{:.3f}x"),
+    # training recipes judged on ten held-out training packages (benchmarks/ood_recipes.sh)
+    ("README.md", "the shipped schedule scores {} gray there", OOD, "recipes.A.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "one epoch {}, and dropout", OOD, "recipes.B.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "(rejected on val before) {}, but", OOD, "recipes.C.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "but with {} of the truth's colour against 0.71", OOD, "recipes.C.colorfulness_ratio", "{:.2f}"),
+    ("README.md", "of the truth's colour against {}: on unseen", OOD, "recipes.A.colorfulness_ratio", "{:.2f}"),
+    ("README.md", "left out of training and scored ({} photos)", OOD, "recipes.A.photos", "{}"),
     # an earlier GPU figure in README: the seed model's colorizer called directly (Keras 3 on JAX on the H200)
     ("README.md", "{} images/s in mixed bfloat16 at batch 16", "gpu-h200-inference.json",
      "keras_jax_mixed_bfloat16_colorizer_b16_images_per_s", "{:,.0f}"),
