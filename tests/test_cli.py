@@ -201,6 +201,7 @@ def test_python_api_progress_callback(engine, tmp_path):
     # names quoted for the shell, a leading dash after ./: the hint can be pasted as it is
     (["image", "my film.mp4", "-o", "o/"], "run `streamcolor video 'my film.mp4' -o o/`"),
     (["image", "-o", "o/", "--", "-x.mp4"], "run `streamcolor video ./-x.mp4 -o o/`"),
+    (["image", "-o", "o/", "--", "it's\nfilm.mp4"], "run `streamcolor video $'it\\'s\\nfilm.mp4' -o o/`"),
 ])
 def test_wrong_verb_names_the_right_command(args, expected):
     from streamcolor.cli import cli

@@ -290,14 +290,18 @@ def suggested_command(path: str | Path, verb: str, folder: Path | None = None) -
     """A command line that would colorize ``path`` with ``verb``, with a sensible output name;
     ``folder``: the output folder the user gave (-o), kept for ``image`` and ``video``.  Names are
     quoted for a POSIX shell (``'my film.mp4'``), and one that starts with ``-`` comes after
-    ``./``, so the line can be pasted as it is."""
+    ``./``, so the line can be pasted as it is (a name with a newline, an escape or bytes that are
+    not UTF-8 in bash's ``$'...'``)."""
     from streamcolor.engines.archives import kind_by_name
 
     path = Path(path)
 
     def arg(value: str | Path) -> str:
         text = str(value)
-        return shlex.quote(f"./{text}" if text.startswith("-") else text)
+        text = f"./{text}" if text.startswith("-") else text
+        if one_line(text) != text:  # a newline, an escape, bytes that are not UTF-8: bash's $'...' says them
+            return "$'" + one_line(text.replace("\\", "\\\\")).replace("'", "\\'") + "'"
+        return shlex.quote(text)
 
     if folder is not None and verb in ("image", "video"):
         return f"streamcolor {verb} {arg(path)} -o {arg(os.path.join(folder, ''))}"
