@@ -175,10 +175,15 @@ def claimants(keys: Sequence[tuple[Hashable | None, bool]]) -> set[int]:
 
 def describe_renames(planned: Sequence[Planned]) -> list[str]:
     """One line per output that got ``~N``, for the user."""
-    return [f"note: {p.src}: {p.kept} is not its earlier output (a file of yours, another input's output, or "
-            f"changed since), so it is kept; writing {p.dst} (--overwrite replaces it)" if p.kept is not None else
-            f"note: {p.src}: its output name is taken by another input's output; writing {p.dst}"
-            for p in planned if p.renamed]
+    def line(p: Planned) -> str:
+        if p.kept is None:
+            return f"note: {p.src}: its output name is taken by another input's output; writing {p.dst}"
+        if os.path.isdir(p.kept):  # (--overwrite replaces a file, never a folder)
+            return f"note: {p.src}: {p.kept} is a folder, so it is kept; writing {p.dst}"
+        return (f"note: {p.src}: {p.kept} is not its earlier output (a file of yours, another input's output, or "
+                f"changed since), so it is kept; writing {p.dst} (--overwrite replaces it)")
+
+    return [line(p) for p in planned if p.renamed]
 
 
 # --------------------------------------------------------------------------- files streamcolor wrote

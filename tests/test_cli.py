@@ -634,6 +634,10 @@ def test_image_overwrite_fails_only_the_input_whose_output_name_is_a_folder(tmp_
     assert "a folder is in the way" in caplog.text
     assert (tmp_path / "ow" / "a.jpg" / "keep.txt").read_text() == "mine"
     assert Image.open(tmp_path / "ow" / "b.jpg").format == "JPEG"
+    # without --overwrite: a~2.jpg beside the folder, said as such (it was called "a file of yours")
+    res = CliRunner().invoke(cli, ["image", str(tmp_path / "a.jpg"), "-o", str(tmp_path / "ow"), "-r", "64"])
+    assert res.exit_code == 0 and "ow/a.jpg is a folder, so it is kept" in res.output, res.output
+    assert Image.open(tmp_path / "ow" / "a~2.jpg").format == "JPEG"
 
 
 def test_a_librarys_warning_is_one_log_line_and_quiet_hides_it(tmp_path):
