@@ -20,7 +20,8 @@ from benchmarks import one_run
 log = logging.getLogger("benchmarks.ood_recipes")
 
 RECIPES = {"A": "2 epochs (the shipped schedule)", "B": "1 epoch",
-           "C": "2 epochs, dropout 0.3, weight decay 0.05"}
+           "C": "2 epochs, dropout 0.3, weight decay 0.05", "D": "2 epochs, rebalanced loss",
+           "E": "2 epochs, rebalanced loss, dropout 0.3, weight decay 0.05"}
 
 
 def gather(work: Path) -> dict:

@@ -2,7 +2,7 @@
 # Training recipes judged on whole packages held out from training (not the holdout): does a recipe
 # that fits its own sources less closely colour photos from unseen sources better?
 #
-#   bash benchmarks/ood_recipes.sh WORK_DIR     # about 16 minutes on 2 AVX-512 cores
+#   bash benchmarks/ood_recipes.sh WORK_DIR     # about 25 minutes on 2 AVX-512 cores
 #
 # Ten of the training packages (about 120 photos: panoramas, textures, wallpapers, puzzles, lab
 # photos) are left out of the shards; the U-Net decoder is trained on the rest (12 crops a photo at
@@ -10,7 +10,9 @@
 #   A  the shipped recipe's schedule: 2 epochs, Adam 1e-3, cosine, 100 warm-up steps
 #   B  the same for 1 epoch
 #   C  2 epochs with spatial dropout 0.3 and weight decay 0.05
-# Writes WORK_DIR/eval-{A,B,C}-ood.json (streamcolor train eval --json); python -m
+#   D  2 epochs with the class-rebalanced loss (--loss rebalanced: more colour)
+#   E  D with C's dropout and weight decay
+# Writes WORK_DIR/eval-{A,B,C,D,E}-ood.json (streamcolor train eval --json); python -m
 # benchmarks.ood_recipes WORK_DIR --out FILE gathers them into one results file.
 set -euo pipefail
 WORK=${1:?usage: ood_recipes.sh WORK_DIR}
@@ -30,7 +32,8 @@ OOD_DIRS=()
 for n in $OOD; do OOD_DIRS+=("$P/$n"); done
 mkdir -p "$WORK"
 $SC train prepare "${TRAIN[@]}" -o "$WORK/shards" --crops-per-photo 12 -q
-for cfg in "A --epochs 2" "B --epochs 1" "C --epochs 2 --dropout 0.3 --weight-decay 0.05"; do
+for cfg in "A --epochs 2" "B --epochs 1" "C --epochs 2 --dropout 0.3 --weight-decay 0.05" \
+    "D --epochs 2 --loss rebalanced" "E --epochs 2 --loss rebalanced --dropout 0.3 --weight-decay 0.05"; do
   set -- $cfg
   name=$1
   shift

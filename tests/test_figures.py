@@ -382,6 +382,10 @@ PROSE = [
     ("README.md", "but with {} of the truth's colour against 0.71", OOD, "recipes.C.colorfulness_ratio", "{:.2f}"),
     ("README.md", "of the truth's colour against {}: on unseen", OOD, "recipes.A.colorfulness_ratio", "{:.2f}"),
     ("README.md", "left out of training and scored ({} photos)", OOD, "recipes.A.photos", "{}"),
+    ("README.md", "rebalanced loss alone gives colour ({}) at", OOD, "recipes.D.colorfulness_ratio", "{:.2f}"),
+    ("README.md", "gives colour (0.87) at {}; with", OOD, "recipes.D.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "weight decay it scores {} with", OOD, "recipes.E.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "with {} of the colour, better", OOD, "recipes.E.colorfulness_ratio", "{:.2f}"),
     # an earlier GPU figure in README: the seed model's colorizer called directly (Keras 3 on JAX on the H200)
     ("README.md", "{} images/s in mixed bfloat16 at batch 16", "gpu-h200-inference.json",
      "keras_jax_mixed_bfloat16_colorizer_b16_images_per_s", "{:,.0f}"),
