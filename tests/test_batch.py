@@ -1065,18 +1065,23 @@ def test_batch_size_defaults_to_the_engines_preferred_batch(engine):
         BatchOptions(batch_size=0)
 
 
+def _folder_job(engine, tmp_path: Path, files: dict[str, bytes]):
+    """`batch` of a folder holding ``files`` into tmp_path/out (render 64): its report."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    return colorize_archive(src, tmp_path / "out", engine=engine, progress=False, options=BatchOptions(render_size=64))
+
+
 def test_a_document_among_photos_is_named_as_such(engine, tmp_path):
     """A PDF under a photo's name, and an EPS where Ghostscript is missing: batch said "not an image
     file" and "corrupt or truncated image (Unable to locate Ghostscript)"; `image` already said what
     they are and how to make images of them, and now batch says the same."""
     from PIL import EpsImagePlugin
 
-    src = tmp_path / "docs"
-    src.mkdir()
-    (src / "scan.jpg").write_bytes(b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n")
-    (src / "logo.eps").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
-    report = colorize_archive(src, tmp_path / "out", engine=engine, progress=False,
-                              options=BatchOptions(render_size=64))
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+    report = _folder_job(engine, tmp_path, {"scan.jpg": b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n", "logo.eps": eps})
     reasons = {Path(p.member).name: p.reason for p in report.problems}
     assert "a PDF document: export its pages as images" in reasons["scan.jpg"], reasons
     if not EpsImagePlugin.has_ghostscript():
@@ -1086,12 +1091,7 @@ def test_a_document_among_photos_is_named_as_such(engine, tmp_path):
 def test_the_report_csv_holds_no_raw_control_characters(engine, tmp_path):
     """A name with an escape sequence was written raw into streamcolor-report.csv, so `cat` of the
     report drove the terminal; it is escaped, as on stderr."""
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "red\x1b[31m.jpg").write_bytes(b"not a jpeg")
-    (src / "two\nlines.jpg").write_bytes(b"not a jpeg")
-    report = colorize_archive(src, tmp_path / "out", engine=engine, progress=False,
-                              options=BatchOptions(render_size=64))
+    report = _folder_job(engine, tmp_path, {"red\x1b[31m.jpg": b"not a jpeg", "two\nlines.jpg": b"not a jpeg"})
     assert report.failed == 2
     text = (tmp_path / "out" / "streamcolor-report.csv").read_text()
     assert "\x1b" not in text and "red\\x1b[31m.jpg" in text and "two\\nlines.jpg" in text
