@@ -386,6 +386,12 @@ PROSE = [
     ("README.md", "gives colour (0.87) at {}; with", OOD, "recipes.D.mse_ratio_to_gray", "{:.3f}x"),
     ("README.md", "weight decay it scores {} with", OOD, "recipes.E.mse_ratio_to_gray", "{:.3f}x"),
     ("README.md", "with {} of the colour, better", OOD, "recipes.E.colorfulness_ratio", "{:.2f}"),
+    ("README.md", "that recipe scores {} on the holdout", OOD, "all_data.E.holdout.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "the shipped schedule {} (val:", OOD, "all_data.A.holdout.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "(val: {} and 0.666x)", OOD, "all_data.E.val.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "(val: 0.667x and {})", OOD, "all_data.A.val.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "and the shipped model itself {} the same way", Q95,
+     "runs.default@320 --no-guided.holdout.mse_ratio_to_gray", "{:.3f}x"),
     # an earlier GPU figure in README: the seed model's colorizer called directly (Keras 3 on JAX on the H200)
     ("README.md", "{} images/s in mixed bfloat16 at batch 16", "gpu-h200-inference.json",
      "keras_jax_mixed_bfloat16_colorizer_b16_images_per_s", "{:,.0f}"),
