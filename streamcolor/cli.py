@@ -17,8 +17,8 @@ import signal
 import sys
 import warnings
 from importlib import import_module
-from pathlib import Path
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import NoReturn
 
 import click

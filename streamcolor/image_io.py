@@ -235,6 +235,11 @@ def _document_in(fh) -> str | None:
         head = fh.read(8)
     except (OSError, ValueError, AttributeError):
         return None
+    return _document_of(head)
+
+
+def _document_of(head: bytes) -> str | None:
+    """The :data:`_DOCUMENTS` line for a file that starts with ``head``; None for anything else."""
     return next((what for magic, what in _DOCUMENTS if head.startswith(magic)), None)
 
 
@@ -568,7 +573,7 @@ def document_kind(path: str | os.PathLike) -> str | None:
             head = fh.read(8)
     except OSError:
         return None
-    what = next((what for magic, what in _DOCUMENTS if head.startswith(magic)), None)
+    what = _document_of(head)
     if what is not None and not head.startswith(b"%PDF-"):
         from PIL import EpsImagePlugin
 

@@ -34,7 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Hashable, Sequence
 
 from streamcolor.engines.archives import name_key
-from streamcolor.errors import OutputError
+from streamcolor.errors import OutputError, one_line
 
 if TYPE_CHECKING:
     from streamcolor import tempfiles
@@ -183,7 +183,7 @@ def describe_renames(planned: Sequence[Planned]) -> list[str]:
         return (f"note: {p.src}: {p.kept} is not its earlier output (a file of yours, another input's output, or "
                 f"changed since), so it is kept; writing {p.dst} (--overwrite replaces it)")
 
-    return [line(p) for p in planned if p.renamed]
+    return [one_line(line(p)) for p in planned if p.renamed]  # (names as printed: one line each)
 
 
 # --------------------------------------------------------------------------- files streamcolor wrote

@@ -662,35 +662,28 @@ def find_photos(folder: str | Path, n: int, spares: int = 0) -> list[tuple[Path,
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES
                    and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     inside = Path(os.path.realpath(folder))
-    outside = [p for p in files if not Path(os.path.realpath(p)).is_relative_to(inside)]
-    if outside:  # as batch: a link out of the folder is not followed (the page would carry that photo)
+    kept, outside, seen = [], [], set()
+    for p in files:
+        real = os.path.realpath(p)
+        if not Path(real).is_relative_to(inside):  # as batch: a link out of the folder is not followed
+            outside.append(p)
+        elif real not in seen:  # a link to another photo of the folder: that photo once (the first name)
+            seen.add(real)
+            kept.append(p)
+    if outside:
         log.warning("%d photo(s) left out: links that lead out of %s (not followed), e.g. %s", len(outside), folder,
                     outside[0])
-        left_out = set(outside)
-        files = [p for p in files if p not in left_out]
-    seen: set[str] = set()  # a link to another photo of the folder: that photo once (the first name)
-    files = [p for p in files if not (os.path.realpath(p) in seen or seen.add(os.path.realpath(p)))]
-    if n <= 0 or not files:
+    if n <= 0 or not kept:
         return []
-    picked = _evenly_spaced(files, n)
-    rest = [p for p, taken in zip(files, _marks(len(files), n)) if not taken]
-    return [(p, "") for p in picked + _evenly_spaced(rest, max(spares, 0))]
+    picked = _evenly_spaced(len(kept), n)
+    taken = set(picked)
+    rest = [p for i, p in enumerate(kept) if i not in taken]
+    return [(kept[i], "") for i in picked] + [(rest[i], "") for i in _evenly_spaced(len(rest), max(spares, 0))]
 
 
-def _marks(total: int, n: int) -> list[bool]:
-    """Which of ``total`` list positions :func:`_evenly_spaced` takes for ``n``."""
-    marks = [total <= n] * total
-    if total > n:
-        for i in range(n):
-            marks[int(i * total / n)] = True
-    return marks
-
-
-def _evenly_spaced(items: list, n: int) -> list:
-    """``n`` of ``items`` evenly spaced over the list (all of them when there are no more than ``n``)."""
-    if len(items) <= n:
-        return list(items)
-    return [items[int(i * len(items) / n)] for i in range(n)]
+def _evenly_spaced(total: int, n: int) -> list[int]:
+    """The indices of ``n`` of ``total`` list items evenly spaced over the list (all when there are no more)."""
+    return list(range(total)) if total <= n else [int(i * total / n) for i in range(n)]
 
 
 def photo_metrics(colour: np.ndarray, gray: np.ndarray, truth: np.ndarray) -> dict[str, float]:

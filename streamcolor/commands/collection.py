@@ -19,6 +19,7 @@ import click
 
 from streamcolor.archive import OUTPUT_FORMATS
 from streamcolor.commands.common import ByteSize, FiniteRange, common_options, engine_options, non_empty, run_job
+from streamcolor.engines.archives import Limits
 
 
 @click.command("collection")
@@ -41,7 +42,7 @@ from streamcolor.commands.common import ByteSize, FiniteRange, common_options, e
 @click.option("--overwrite", is_flag=True, help="Redo files whose output already exists (default: skip them).")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Refuse images with more pixels (decompression bombs). [default: 268000000]")
-@click.option("--max-member-size", type=ByteSize(), default="512M", show_default=True,
+@click.option("--max-member-size", type=ByteSize(), default=f"{Limits.max_member_bytes >> 20}M", show_default=True,
               help="Refuse files bigger than this (Ray Data reads each file whole into memory).")
 @engine_options
 @common_options

@@ -107,7 +107,7 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
         except OutputError as exc:
             _fatal(str(exc))
         for line in describe_renames(planned):
-            click.echo(one_line(line), err=True)
+            click.echo(line, err=True)
         folder = output.parent if single_file else output
         if os.path.lexists(folder) and not folder.is_dir():
             _fatal(f"{folder}: exists and is not a folder (several inputs, or a name without an extension, "

@@ -141,7 +141,7 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
     except OutputError as exc:
         _fatal(str(exc))
     for line in describe_renames(planned):
-        click.echo(one_line(line), err=True)
+        click.echo(line, err=True)
     if existing == "skip":  # said, and left out before the engine or Ray is even started
         for plan in [p for p in planned if os.path.lexists(p.dst)]:
             say(f"{plan.src}: skipped, {plan.dst} exists (--skip-existing)")

@@ -127,8 +127,8 @@ def _run_items(job: BatchJob, pool: ActorPool, todo: list[Item], batch_size: int
                 continue
             batch_items.append(item)
         if batch_items:
-            batch = {"key": objects([it.key for it in batch_items]), "bytes": objects(datas),
-                     "replaces": objects([it.replaces or "" for it in batch_items])}  # (only its own earlier output)
+            # (what an output may replace is checked here, when the staged output is renamed: job.record)
+            batch = {"key": objects([it.key for it in batch_items]), "bytes": objects(datas)}
             pool.submit("run", batch, payload=batch_items, attempt=attempt)
 
     while True:
