@@ -164,11 +164,24 @@ class UserFormatter(logging.Formatter):
         return text
 
 
+_WARNED: set[tuple[str, type, str | None]] = set()
+
+
 def _warning_to_log(message, category, filename, lineno, file=None, line=None) -> None:
     """A library's warning (Pillow's "Corrupt EXIF data", ...) as one log line of the tool's own
-    (``warning: ...``, hidden by -q), not Python's two lines with the source line under them."""
+    (``warning: ...``, hidden by -q), not Python's two lines with the source line under them; it
+    names the image being decoded, if any, and is said once for each file (a batch of photos with
+    broken EXIF says which ones, where Python's filter said the first only)."""
+    from streamcolor import image_io
+
+    item = image_io.decoding()
+    key = (str(message), category, item)
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
     where = f"{Path(filename).parent.name}/{Path(filename).name}" if filename else "?"
-    logging.getLogger("streamcolor.warnings").warning("%s (%s from %s)", message, category.__name__, where)
+    said = f"{item}: {message}" if item else str(message)
+    logging.getLogger("streamcolor.warnings").warning("%s (%s from %s)", said, category.__name__, where)
 
 
 def _log_to_stderr() -> None:
@@ -224,6 +237,7 @@ def main() -> None:
     _log_to_stderr()
     logging.getLogger().setLevel(logging.WARNING)
     warnings.showwarning = _warning_to_log
+    warnings.filterwarnings("always", category=UserWarning)  # (once per file and text: _warning_to_log)
     terminated: list[int] = []
 
     def on_sigterm(signum, frame):  # `kill`, `docker stop`, systemd: the same clean stop as Ctrl-C

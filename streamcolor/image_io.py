@@ -114,6 +114,24 @@ def read_image(src: str | os.PathLike | bytes | BinaryIO | Image.Image, *, max_p
     file, a non-image, or more than ``max_pixels`` pixels.
     """
     label = name or (str(src) if isinstance(src, (str, os.PathLike)) else "<image>")
+    previous = getattr(_DECODING, "label", None)
+    _DECODING.label = label
+    try:
+        return _read_image(src, label, max_pixels)
+    finally:
+        _DECODING.label = previous
+
+
+def decoding() -> str | None:
+    """The name of the image this thread is decoding, or None: a library's warning while decoding
+    ("Corrupt EXIF data") is about that file, and the CLI's log line names it."""
+    return getattr(_DECODING, "label", None)
+
+
+_DECODING = threading.local()
+
+
+def _read_image(src: str | os.PathLike | bytes | BinaryIO | Image.Image, label: str, max_pixels: int) -> Decoded:
     if isinstance(src, Image.Image):
         return _from_pil(src, label, max_pixels)
     if isinstance(src, (bytes, bytearray, memoryview)):
