@@ -147,7 +147,11 @@ def _read_image(src: str | os.PathLike | bytes | BinaryIO | Image.Image, label: 
     if not os.fspath(src):
         raise InputError("the image path is empty")
     path = Path(src)
-    if not path.exists():
+    try:
+        found = path.exists()
+    except OSError as exc:  # a name longer than the system takes (pathlib lets ENAMETOOLONG through)
+        raise InputError(f"{label}: {exc.strerror or exc}") from exc
+    if not found:
         raise no_such_file(path, label)
     if path.is_dir():
         raise InputError(f"{label}: is a directory, not an image (use `streamcolor batch` for folders)")
@@ -476,6 +480,8 @@ def _save(im: Image.Image, fmt: str, info: dict[str, Any], quality: int) -> byte
         # Pillow would write EXIF into a TIFF as a second copy of its own tags: not carried there.
         if key in info and fmt in ("JPEG", "PNG", "WEBP", "TIFF") and not (key == "exif" and fmt == "TIFF"):
             params[key] = info[key]
+    if "icc_profile" in params and not profile_fits(params["icc_profile"], im.mode):
+        del params["icc_profile"]
     if fmt in ("JPEG", "WEBP"):
         params["quality"] = quality
     if fmt == "JPEG":
@@ -488,6 +494,20 @@ def _save(im: Image.Image, fmt: str, info: dict[str, Any], quality: int) -> byte
         size = os.fstat(buf.fileno()).st_size
         buf.seek(0)
         return buf.read(size)
+
+
+def profile_fits(icc: bytes, mode: str) -> bool:
+    """Whether an ICC profile describes pixels of Pillow ``mode``: its header's colour space (bytes
+    16-20) is RGB for an RGB(A) or Y'CbCr image (a JPEG's Y'CbCr decodes to RGB), gray for a gray one.
+    A scan's "Gray Gamma 2.2" or "Dot Gain 20%" profile on the colorized RGB output made a file that
+    colour-managed programs refuse ("cannot build transform"); it is dropped, and the output is
+    read as sRGB, as streamcolor read the gray pixels."""
+    space = bytes(icc[16:20]) if len(icc) >= 128 else b""
+    if mode in ("RGB", "RGBA", "RGBX", "YCbCr"):
+        return space == b"RGB "
+    if mode in ("L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
+        return space == b"GRAY"
+    return False
 
 
 #: Largest output (pixels) encoded through an in-memory file (:func:`_encoding_buffer`): its pages are
@@ -615,7 +635,13 @@ def output_suffix(path: str | os.PathLike) -> str:
 def check_file_path(path: str | os.PathLike) -> None:
     """OutputError when an output path names a folder (``out/``, or one that exists, whatever its
     name): said before any work is spent on what would be written there."""
-    if str(path).endswith(("/", os.sep)) or Path(path).is_dir():
+    if str(path).endswith(("/", os.sep)):
+        raise _a_folder(path)
+    try:
+        folder = Path(path).is_dir()
+    except OSError as exc:  # a name longer than the system takes
+        raise OutputError(f"{path}: {exc.strerror or exc}") from exc
+    if folder:
         raise _a_folder(path)
 
 
