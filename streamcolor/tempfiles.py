@@ -17,12 +17,14 @@ nothing or a whole file.  The temporary names are built so that:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
 import os
 import re
 import secrets
+import stat
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,7 +102,7 @@ def move_into_place(tmp: str | os.PathLike, final: str | os.PathLike, replace: R
 
     tmp, final = Path(tmp), Path(final)
     if replace is True:
-        os.replace(tmp, final)
+        _replace(tmp, final)
         return final
     may = replace.may_replace if isinstance(replace, Beside) else replace if callable(replace) else None
     target, n = final, 1
@@ -130,7 +132,7 @@ def _link_or_check(tmp: Path, final: Path, may: Callable[[Path], bool] | None) -
             os.unlink(tmp)
             return
         if may is not None and may(final):
-            os.replace(tmp, final)
+            _replace(tmp, final)
             return
         raise _kept(final) from None
     except OSError as exc:
@@ -138,9 +140,23 @@ def _link_or_check(tmp: Path, final: Path, may: Callable[[Path], bool] | None) -
             raise
         if os.path.lexists(final) and not (may is not None and may(final)):
             raise _kept(final) from None
-        os.replace(tmp, final)
+        _replace(tmp, final)
         return
     os.unlink(tmp)
+
+
+def _replace(tmp: Path, final: Path) -> None:
+    """``os.replace``, the file replaced keeping its permissions: a photo the user had made private
+    (0600) came back readable by all (0644, the new file's), where saving over it in place (Pillow,
+    an editor) keeps them."""
+    try:
+        st = os.lstat(final)
+    except OSError:
+        st = None
+    if st is not None and stat.S_ISREG(st.st_mode):
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, stat.S_IMODE(st.st_mode))
+    os.replace(tmp, final)
 
 
 def _same_file(a: Path, b: Path) -> bool:
