@@ -23,6 +23,7 @@ _LAZY = {
     "available_backends": "streamcolor.engines",
     "available_models": "streamcolor.engines",
     "load_engine": "streamcolor.engines",
+    "EngineError": "streamcolor.engines",
     "ColorOptions": "streamcolor.colorize",
     "colorize_image": "streamcolor.colorize",
     "InputError": "streamcolor.errors",
@@ -52,8 +53,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
+    from streamcolor.archive import BatchOptions, colorize_archive
     from streamcolor.colorize import ColorOptions, colorize_image
-    from streamcolor.engines import available_backends, available_models, load_engine
+    from streamcolor.engines import EngineError, available_backends, available_models, load_engine
     from streamcolor.errors import InputError, OutputError, StreamcolorError
+    from streamcolor.items import JobReport
+    from streamcolor.ray import ClusterOptions, ColorizeBatch, colorize_archive_ray, colorize_collection, \
+        colorize_video_ray
+    from streamcolor.video import VideoOptions, colorize_video
 
 __all__ = ["__version__", *_LAZY]

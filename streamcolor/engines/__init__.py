@@ -87,12 +87,16 @@ def resolve_model(model: str | Path | None = DEFAULT_MODEL) -> ModelInfo:
     if not os.fspath(model):
         raise ValueError(f"model is empty: give a shipped model's name ({available_models() or 'none'}) "
                          "or a bundle folder")
+    # a plain name ("default", "seed") is a shipped model even where a folder of that name happens to
+    # be in the working directory (a user's "default/" broke every call); a bundle there is "./default"
+    name = str(model)
+    if isinstance(model, str) and "/" not in name and os.sep not in name and name not in (".", ".."):
+        shipped = WEIGHTS_DIR / ALIASES.get(name, name)
+        if (shipped / "model.json").is_file():
+            return ModelInfo.load(shipped)
     path = Path(model)
     if path.exists():
         return ModelInfo.load(path)
-    shipped = WEIGHTS_DIR / ALIASES.get(str(model), str(model))
-    if (shipped / "model.json").is_file():
-        return ModelInfo.load(shipped)
     raise ValueError(f"unknown model {str(model)!r}: not a bundle folder, and the shipped models are "
                      f"{available_models() or 'none'}")
 

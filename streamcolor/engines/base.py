@@ -142,6 +142,8 @@ class Engine(ABC):
     """A loaded model on one runtime.  Subclasses set :attr:`backend`."""
 
     backend: str = "?"
+    #: Set by :meth:`close`: the engine's sessions are gone.
+    closed: bool = False
 
     def __init__(self, info: ModelInfo):
         self.info = info
@@ -193,15 +195,18 @@ class Engine(ABC):
 
     def embed(self, l_ext: np.ndarray) -> np.ndarray:
         """(N, S, S, 1) float32 L in [-1, 1] -> (N, E) float32 embedding (two-graph models)."""
+        self._check_open()
         raise EngineError(f"{self.name}: a one-graph model computes its embedding inside predict()")
 
     def colorize(self, l: np.ndarray, embedding: np.ndarray) -> np.ndarray:
         """(N, H, W, 1) L in [-1, 1] and (N, E) embedding -> (N, H, W, 2) a*b* in [-1, 1] (two-graph models)."""
+        self._check_open()
         raise EngineError(f"{self.name}: a one-graph model has no separate colorizer; use predict()")
 
     def forward(self, l: np.ndarray) -> np.ndarray:
         """(N, H, W, 1) L in [-1, 1], sides multiples of :attr:`size_multiple` ->
         (N, h, w, 2) a*b* in [-1, 1] (one-graph models)."""
+        self._check_open()
         raise EngineError(f"{self.name}: a two-graph model runs embed() and colorize()")
 
     def extractor_input(self, l: np.ndarray) -> np.ndarray:
@@ -214,6 +219,7 @@ class Engine(ABC):
         ``embedding`` (N, E), when given, is reused instead of running the
         classifier (two-graph models only; see :attr:`reuses_embedding`).
         """
+        self._check_open()
         l = check_l_batch(l)
         if self.info.two_stage:
             if embedding is None:
@@ -240,6 +246,14 @@ class Engine(ABC):
 
     def close(self) -> None:
         """Release the runtime session(s).  The engine is unusable afterwards."""
+        self.closed = True
+
+    def _check_open(self) -> None:
+        """EngineError, said plainly, for an engine used after :meth:`close` (or after its ``with``
+        block): its sessions are gone, and the call failed on a None deep inside the runtime."""
+        if self.closed:
+            raise EngineError(f"{self.name}: this engine is closed (close() was called, or its with block ended); "
+                              "load another with load_engine()")
 
     def __enter__(self) -> "Engine":
         return self

@@ -269,6 +269,7 @@ class KerasEngine(Engine):
         return jnp.concatenate(list(pool.map(put, [x[a:b] for a, b in zip(cuts[:-1], cuts[1:])])))
 
     def close(self) -> None:
+        self.closed = True
         self._extractor = self._colorizer = None
         with self._pool_lock:
             if self._pool is not None:

@@ -120,6 +120,7 @@ class OnnxEngine(Engine):
         return self._colorizer.run(None, feeds)[0].astype(np.float32, copy=False)
 
     def close(self) -> None:
+        self.closed = True
         self._extractor = self._colorizer = None
 
 

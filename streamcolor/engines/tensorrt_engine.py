@@ -309,4 +309,5 @@ class TensorRTEngine(Engine):
         return self._colorizer({names[0]: embedding, names[-1]: l})
 
     def close(self) -> None:
+        self.closed = True
         self._extractor = self._colorizer = None
