@@ -92,7 +92,7 @@ class ColorOptions:
 
     render_size: int | None = None  # longer side fed to the network (rounded to size_multiple); None: the model's
     saturation: float | None = None  # gain on predicted a*b* (MSE training greys colours; >1 counters it); None: the model's
-    size_multiple: int | None = None  # the model's input multiple (8 seed, 32 U-Net; others get padded); None: the engine's
+    size_multiple: int | None = None  # input sides' multiple, of 8 (8 seed, 32 U-Net; an engine pads to its own); None: the engine's
     max_pixels: int = image_io.DEFAULT_MAX_PIXELS  # decompression-bomb guard for image files and arrays
     quality: int = 95  # JPEG/WebP quality of written files
     memory_budget: int = memory.DEFAULT_MEMORY_BUDGET  # bytes of images in flight at once in jobs (one item may exceed it)
@@ -106,8 +106,9 @@ class ColorOptions:
                 raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
         if self.max_pixels < 1 or self.memory_budget < 1:
             raise ValueError("max_pixels and memory_budget must be at least 1")
-        if self.size_multiple is not None and self.size_multiple < 1:
-            raise ValueError(f"size_multiple must be at least 1, got {self.size_multiple}")
+        if self.size_multiple is not None and (self.size_multiple < 8 or self.size_multiple % 8):
+            # (every model takes sides in multiples of 8; an engine pads those of another multiple it needs)
+            raise ValueError(f"size_multiple must be a multiple of 8 (8, 16, 32...), got {self.size_multiple}")
         if not 1 <= self.quality <= 100:
             raise ValueError(f"quality must be 1-100 (JPEG/WebP), got {self.quality}")
 

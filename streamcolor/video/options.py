@@ -108,7 +108,17 @@ def output_path(src: str | os.PathLike, dst: str | os.PathLike | None = None) ->
     ``src`` itself by any spelling (a link, another case: see :mod:`streamcolor.outputs`)."""
     from streamcolor.outputs import plan_outputs
 
+    from streamcolor.errors import InputError
+    from streamcolor.image_io import check_file_path
+
+    try:
+        folder = Path(src).is_dir()
+    except OSError as exc:  # a name longer than the system takes
+        raise InputError(f"{src}: {exc.strerror or exc}") from exc
+    if folder:  # (said as such: "." gave "PosixPath('.') has an empty name")
+        raise InputError(f"{src}: a folder, not a video (give a video file; `streamcolor batch` is for photos)")
     src = Path(src)
     dst = Path(dst) if dst is not None else default_output(src)
+    check_file_path(dst)  # a folder as the output: said so, not "cannot write this container"
     plan_outputs([(src, dst)])
     return dst
