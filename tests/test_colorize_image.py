@@ -260,6 +260,8 @@ def test_compose_keeps_lightness_even_out_of_gamut(chroma):
     ({"quality": 95.5}, TypeError, "quality must be an integer"),
     ({"max_pixels": "big"}, TypeError, "max_pixels must be an integer"),
     ({"size_multiple": 0}, ValueError, "size_multiple"),
+    ({"size_multiple": 1}, ValueError, "multiple of 8"),  # (taken, then failed inside the engine on its shape)
+    ({"size_multiple": 12}, ValueError, "multiple of 8"),
 ])
 def test_options_out_of_range_are_refused_where_they_are_made(fields, error, match):
     """NaN saturation used to give an all-white picture, quality 0 or 300 a codec's own error later."""
@@ -270,7 +272,7 @@ def test_options_out_of_range_are_refused_where_they_are_made(fields, error, mat
 def test_options_at_their_bounds_are_taken():
     ColorOptions(saturation=0, quality=1)
     ColorOptions(saturation=4, quality=1)
-    ColorOptions(saturation=np.float32(2.5), quality=np.int64(100), size_multiple=1)
+    ColorOptions(saturation=np.float32(2.5), quality=np.int64(100), size_multiple=8)
 
 
 @pytest.mark.parametrize("make", ["video", "batch"])

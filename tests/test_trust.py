@@ -1550,3 +1550,119 @@ def test_stdout_that_cannot_be_written_is_named(tmp_path):
         r = subprocess.run([sys.executable, "-m", "streamcolor", "image", str(src), "-o", "-"], stdout=full,
                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
     assert r.returncode == 2 and "<stdout>: cannot write the image (No space left on device)" in r.stderr, r.stderr
+
+
+def _gray_icc() -> bytes:
+    """A minimal, valid ICC v2 display profile for gray pixels ("Gray Gamma 2.2"): what scans carry."""
+    import struct
+
+    def s15(x):
+        return struct.pack(">i", int(round(x * 65536)))
+
+    text = b"Gray Gamma 2.2\x00"
+    tags = [(b"desc", b"desc" + b"\0" * 4 + struct.pack(">I", len(text)) + text + b"\0" * 79),
+            (b"wtpt", b"XYZ " + b"\0" * 4 + s15(0.9642) + s15(1.0) + s15(0.8249)),
+            (b"kTRC", b"curv" + b"\0" * 4 + struct.pack(">I", 1) + struct.pack(">H", int(2.2 * 256)) + b"\0\0"),
+            (b"cprt", b"text" + b"\0" * 4 + b"No copyright\x00" + b"\0" * 3)]
+    offset, table, data = 128 + 4 + 12 * len(tags), b"", b""
+    for sig, body in tags:
+        body += b"\0" * (-len(body) % 4)
+        table += sig + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    head = (struct.pack(">I", offset + len(data)) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntrGRAYXYZ "
+            + b"\0" * 12 + b"acspAPPL" + b"\0" * 24 + s15(0.9642) + s15(1.0) + s15(0.8249) + b"lcms" + b"\0" * 44)
+    assert len(head) == 128
+    return head + struct.pack(">I", len(tags)) + table + data
+
+
+@pytest.mark.parametrize("fmt,size", [("JPEG", (60, 40)), ("JPEG", (900, 700)), ("PNG", (60, 40)),
+                                      ("TIFF", (60, 40))])
+def test_a_gray_scans_colour_profile_is_not_put_on_the_colour_output(tmp_path, engine, fmt, size):
+    """A scan's gray ICC profile was copied onto the RGB output (JPEG, PNG, TIFF; the large-JPEG
+    Y'CbCr route too): a file that colour-managed programs refuse.  It is dropped; an RGB profile
+    on a colour input is still carried."""
+    from PIL import ImageCms
+
+    gray = Image.fromarray(np.random.default_rng(0).integers(0, 255, size[::-1], dtype=np.uint8))
+    src = tmp_path / f"scan.{fmt.lower()}"
+    gray.save(src, fmt, icc_profile=_gray_icc())
+    assert Image.open(src).info.get("icc_profile")[16:20] == b"GRAY"
+    out = Image.open(colorize_image(src, tmp_path / f"out.{fmt.lower()}", engine=engine))
+    assert out.mode == "RGB" and "icc_profile" not in out.info
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(make_rgb_photo()).save(tmp_path / f"c.{fmt.lower()}", fmt, icc_profile=srgb)
+    kept = Image.open(colorize_image(tmp_path / f"c.{fmt.lower()}", tmp_path / f"c-out.{fmt.lower()}", engine=engine))
+    assert kept.info.get("icc_profile") == srgb
+    ImageCms.profileToProfile(kept, ImageCms.ImageCmsProfile(io.BytesIO(srgb)), ImageCms.createProfile("sRGB"))
+
+
+def make_rgb_photo() -> np.ndarray:
+    rng = np.random.default_rng(1)
+    return rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)
+
+
+def test_replacing_an_output_keeps_its_permissions(tmp_path, engine):
+    """A private (0600) file replaced by its colorized version came back readable by all (0644)."""
+    dst = tmp_path / "private.png"
+    Image.new("L", (8, 8)).save(dst)
+    os.chmod(dst, 0o600)
+    colorize_image(np.zeros((24, 24), np.uint8), dst, engine=engine)
+    assert oct(os.stat(dst).st_mode & 0o777) == oct(0o600)
+    new = colorize_image(np.zeros((24, 24), np.uint8), tmp_path / "new.png", engine=engine)
+    assert os.stat(new).st_mode & 0o777 == 0o666 & ~tempfiles.UMASK
+
+
+def test_a_folder_named_like_a_shipped_model_does_not_hide_it(tmp_path, monkeypatch):
+    """A folder called `default` in the working directory made every call fail ("default: not a
+    model bundle"); a plain name is the shipped model, `./default` the folder."""
+    from streamcolor.engines import EngineError, resolve_model
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("default", "seed", "unet"):
+        (tmp_path / name).mkdir()
+        assert resolve_model(name).name.startswith("streamcolor-")
+    with pytest.raises(EngineError, match="not a model bundle"):
+        resolve_model("./default")
+    import streamcolor
+
+    assert streamcolor.EngineError is EngineError
+
+
+@pytest.mark.parametrize("model", ["default", "seed"])
+def test_an_engine_used_after_close_says_so(model):
+    """After close() (or its with block) the engine failed on a None deep in the runtime, or said
+    the seed model was a one-graph one."""
+    from streamcolor.engines import EngineError, load_engine
+
+    with load_engine(model, "onnx") as eng:
+        pass
+    with pytest.raises(EngineError, match="this engine is closed"):
+        colorize_image(np.zeros((24, 24), np.uint8), engine=eng)
+
+
+def test_names_longer_than_the_system_takes_are_input_and_output_errors(tmp_path):
+    from streamcolor import colorize_video
+    from streamcolor.errors import InputError, OutputError
+
+    long = tmp_path / ("x" * 300 + ".png")
+    with pytest.raises(InputError, match="File name too long"):
+        colorize_image(long)
+    with pytest.raises(OutputError, match="File name too long"):
+        colorize_image(np.zeros((8, 8), np.uint8), long)
+    with pytest.raises(InputError, match="File name too long"):
+        colorize_video(tmp_path / ("y" * 300 + ".mp4"))
+
+
+def test_a_folder_given_to_colorize_video_is_said_to_be_one(tmp_path, monkeypatch):
+    """"." gave "PosixPath('.') has an empty name"; a folder as the output, "cannot write this container"."""
+    from streamcolor import colorize_video
+    from streamcolor.errors import InputError, OutputError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match="a folder, not a video"):
+        colorize_video(".")
+    clip = tmp_path / "c.mp4"
+    clip.write_bytes(b"not read: the output is refused first")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(OutputError, match="a folder"):
+        colorize_video(clip, tmp_path / "out")
