@@ -486,8 +486,16 @@ def _save(im: Image.Image, fmt: str, info: dict[str, Any], quality: int) -> byte
         params["quality"] = quality
     if fmt == "JPEG":
         params["subsampling"] = 0 if quality >= 90 else 2
+    if fmt == "ICO":  # (Pillow's default: its standard icon sizes up to the image's, 16x11 of a 32x21 image)
+        params["sizes"] = [im.size]
     with _encoding_buffer(fmt, im.width * im.height) as buf:
-        im.save(buf, format=fmt, **params)
+        try:
+            im.save(buf, format=fmt, **params)
+        except OSError as exc:
+            if "cannot write mode" not in str(exc):
+                raise
+            # a format with no colour (XBM, MSP: 1-bit): said as the output's, not Pillow's raw error
+            raise OutputError(f"{fmt} holds no colour ({exc}); write PNG, JPEG, WebP or TIFF") from exc
         if isinstance(buf, io.BytesIO):
             return buf.getvalue()
         buf.flush()  # the file's own size, whoever wrote into it

@@ -379,3 +379,28 @@ def test_the_shared_engine_is_loaded_once_when_threads_ask_for_it_together(monke
         t.join()
     assert len(loads) == 1 and len({id(e) for e in got}) == 1 and len(got) == 6
     colorize.default_engine.cache_clear()  # (later tests load the real one again)
+
+
+def test_bytes_in_a_format_without_colour_or_with_icon_sizes(engine):
+    """Bytes come back in their own format: an ICO kept only Pillow's standard icon size under the
+    image's (16x11 of 32x21); XBM and MSP (1-bit) gave Pillow's raw "cannot write mode RGB"."""
+    from streamcolor.errors import OutputError
+
+    g = Image.fromarray(np.random.default_rng(0).integers(0, 255, (21, 32), dtype=np.uint8))
+    buf = io.BytesIO()
+    g.save(buf, "ICO", sizes=[(32, 21)])
+    assert Image.open(buf).size == (32, 21)
+    assert Image.open(io.BytesIO(streamcolor.colorize_image(buf.getvalue(), engine=engine))).size == (32, 21)
+    for fmt in ("XBM", "MSP"):
+        buf = io.BytesIO()
+        g.convert("1").save(buf, fmt)
+        with pytest.raises(OutputError, match=f"{fmt} holds no colour"):
+            streamcolor.colorize_image(buf.getvalue(), engine=engine)
+
+
+@pytest.mark.parametrize("options,match", [({"device": "gpu"}, "device must be"), ({"threads": -3}, "threads must")])
+def test_onnx_engine_options_out_of_range_are_refused(options, match):
+    from streamcolor.engines import load_engine
+
+    with pytest.raises(ValueError, match=match):
+        load_engine("default", "onnx", **options)

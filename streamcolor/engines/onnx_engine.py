@@ -19,6 +19,8 @@ def default_providers(device: str = "auto") -> list[str]:
     """Execution providers for ``device`` ("auto", "cpu" or "cuda")."""
     import onnxruntime as ort
 
+    if device not in ("auto", "cpu", "cuda"):  # ("gpu" ran on the CPU without a word)
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
     available = ort.get_available_providers()
     if device == "cpu":
         return ["CPUExecutionProvider"]
@@ -56,6 +58,8 @@ class OnnxEngine(Engine):
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - onnxruntime is a core dependency
             raise ImportError("the ONNX engine needs ONNX Runtime: pip install 'streamcolor[cpu]' (or 'streamcolor[gpu]' on NVIDIA GPUs)") from exc
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+            raise ValueError(f"threads must be 0 (every physical core) or more, got {threads!r}")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         if not spin:
