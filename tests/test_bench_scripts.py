@@ -247,3 +247,31 @@ def test_encode_threads_script_quick(tmp_path):
     assert job["photos_per_s"]["memfd"] > 0 and job["photos_per_s"]["bytesio"] > 0
     assert job["memfd_over_bytesio"] == pytest.approx(job["photos_per_s"]["memfd"] / job["photos_per_s"]["bytesio"],
                                                      abs=2e-3)
+
+
+def test_ood_cv_pools_the_folds_and_pairs_recipes_by_photo(tmp_path):
+    """benchmarks/ood_cv.py: a recipe counts only once all three folds are scored; MSEs are pooled
+    over the folds' photos; the paired ratio against A is over the same photos, with a bootstrap
+    interval around it, and packages are counted from the photos' folders."""
+    from benchmarks import ood_cv
+
+    def rows(fold, scale):
+        return [{"image": f"pkg{fold}{j % 2}/p{j}.jpg", "mse_ab": scale * (1 + j), "gray_mse_ab": 4.0 * (1 + j),
+                 "psnr": 20.0, "gray_psnr": 19.0, "colorfulness": 6.0 * scale, "truth_colorfulness": 10.0}
+                for j in range(4)]
+
+    for fold in ood_cv.FOLDS:
+        (tmp_path / f"fold{fold}").mkdir()
+        for name, scale in (("A", 2.0), ("C", 1.0)):
+            (tmp_path / f"fold{fold}" / f"eval-{name}-s0.json").write_text(
+                json.dumps({"per_image": rows(fold, scale)}))
+    (tmp_path / "fold1" / "eval-E-s0.json").write_text(json.dumps({"per_image": rows(1, 1.0)}))  # one fold only
+    runs = ood_cv.gather(tmp_path)
+    assert sorted(runs) == ["A-s0", "C-s0"]
+    a, c = runs["A-s0"], runs["C-s0"]
+    assert (a["photos"], a["packages"]) == (12, 6)
+    assert a["mse_ratio_to_gray"] == 0.5 and c["mse_ratio_to_gray"] == 0.25
+    assert c["colorfulness_ratio"] == 0.6 and c["psnr_over_gray"] == 1.0
+    p = c["against_A"]
+    assert p["mse_ratio_to_A"] == 0.5 and p["ci95"] == [0.5, 0.5] and p["packages_better_than_A"] == 6
+    assert "against_A" not in a
