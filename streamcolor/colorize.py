@@ -755,8 +755,11 @@ def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
     -------
     The same kind as ``src``: an array (same dtype; RGB, or RGBA when the
     input had alpha) for an array or path input, bytes (same format) for
-    bytes, a PIL image for a PIL image -- or the output ``Path`` when ``dst``
-    is given.  Output size and lightness equal the input's.
+    bytes, a PIL image (8 bits a channel: Pillow holds no 16-bit colour) for
+    a PIL image -- or the output ``Path`` when ``dst`` is given.  Output size
+    and lightness equal the input's as displayed: an EXIF orientation tag is
+    applied to the pixels (a phone photo tagged "rotate 90" comes back upright,
+    its width and height swapped against the stored ones, the tag reset).
     """
     if render_size is not None:
         options = dataclasses.replace(options, render_size=render_size)
@@ -785,6 +788,11 @@ def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
         out = Image.fromarray(_to_uint8(rgb), "RGB")
         if decoded.alpha is not None:
             out.putalpha(Image.fromarray(_to_uint8(decoded.alpha), "L"))
+        # what out.save() would carry, as the bytes and file routes do (an RGB profile only)
+        if "dpi" in decoded.info:
+            out.info["dpi"] = decoded.info["dpi"]
+        if image_io.profile_fits(decoded.info.get("icc_profile") or b"", "RGB"):
+            out.info["icc_profile"] = decoded.info["icc_profile"]
         return out
     if decoded.alpha is not None:  # alpha joins before any float scaling, so both come back on one scale
         alpha = decoded.alpha

@@ -404,3 +404,14 @@ def test_onnx_engine_options_out_of_range_are_refused(options, match):
 
     with pytest.raises(ValueError, match=match):
         load_engine("default", "onnx", **options)
+
+
+def test_a_pil_image_comes_back_with_its_rgb_profile_and_dpi(engine):
+    """The bytes and file routes carried an RGB ICC profile and the DPI; a PIL image came back without."""
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    im = Image.new("RGB", (64, 48), (90, 90, 90))
+    im.info.update(icc_profile=srgb, dpi=(300, 300))
+    out = streamcolor.colorize_image(im, engine=engine)
+    assert out.info.get("icc_profile") == srgb and out.info.get("dpi") == (300, 300)
