@@ -223,7 +223,8 @@ class BatchJob:
         changed = [k for k in mine if any(k in s and s[k] != mine[k] for s in kinds)]
         earlier = dict.fromkeys(", ".join(f"{k} {s[k]}" for k in changed if k in s) for s in kinds)  # (once each)
         log.warning("%d item(s) in %s were colorized by an earlier run with other settings (%s; this run: %s) and "
-                    "are kept as they are; --redo colorizes every item again with this run's settings", len(other),
+                    "are kept as they are; --redo (in Python: BatchOptions(redo=True)) colorizes every item again with "
+                    "this run's settings", len(other),
                     self.out_dir, " / ".join(earlier), ", ".join(f"{k} {mine[k]}" for k in changed))
 
     def _made_with(self, key: str) -> str | None:
