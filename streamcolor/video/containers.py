@@ -266,6 +266,12 @@ def copy_streams(inp, vin, out, src: Path, dst: Path) -> dict[int, tuple[Any, An
             else:
                 log.warning("%s: dropping data stream #%d: FFmpeg knows no codec for it", src, s.index)
             continue
+        if s.type == "data" and getattr(s, "name", None) == "bin_data" and _chapter_track(inp, s):
+            # an MP4's chapter titles as a text track (HandBrake, yt-dlp --embed-chapters, FFmpeg): the MP4
+            # muxer refused its first packet, failing the file; the chapters are copied as chapters
+            log.info("%s: chapter text track #%d not copied as a stream; the output keeps the chapters", src,
+                     s.index)
+            continue
         if s.type == "data" and out.format.name not in inp.format.name.split(","):  # (demuxers: "mov,mp4,...")
             # a data track (KLV in a drone's MPEG-TS) is taken by the muxer it came from; others accept it
             # when the stream is added and refuse its first packet, failing the whole file
@@ -290,6 +296,16 @@ def copy_streams(inp, vin, out, src: Path, dst: Path) -> dict[int, tuple[Any, An
         if s.type != "attachment":
             copied[s.index] = (s, ost)
     return copied
+
+
+def _chapter_track(inp, s) -> bool:
+    """Whether data stream ``s`` is a QuickTime/MP4 chapter track: binary data (FFmpeg knows no codec
+    for its text samples) in a file that has chapters, one sample for each of them."""
+    try:
+        chapters = inp.chapters()
+    except (AttributeError, av.error.FFmpegError):  # (a PyAV without chapters)
+        return False
+    return bool(chapters) and "mov" in inp.format.name.split(",") and s.frames in (0, len(chapters))
 
 
 #: Output formats whose muxer writes a cover picture stream (attached picture) as cover art.
