@@ -158,7 +158,10 @@ def codec_options(codec: str, options: VideoOptions) -> dict[str, str]:
     elif codec in ("libvpx-vp9", "libvpx", "libaom-av1"):
         opts = {"crf": q, "b": "0"}
     else:
-        log.warning("quality=%s is not applied to %s (set encoder_options instead)", q, codec)
+        # (said only where the user asked for a quality: the default's 18 is no choice of theirs)
+        log.log(logging.WARNING if options.quality != type(options).quality else logging.DEBUG,
+                "--crf %s is not applied to %s (it has no constant-quality setting here); its own default "
+                "quality is used", q, codec)
         opts = {}
     if options.preset:
         opts["preset"] = options.preset

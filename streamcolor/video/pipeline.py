@@ -66,6 +66,8 @@ _MAX_PLAUSIBLE_FPS = 240
 
 #: Containers whose video is a sequence of frame slots of 1 / frame rate, without timestamps.
 _FRAME_COUNTED = ("avi",)
+#: Muxers that write a stream's display matrix (a phone video's rotation).
+_KEEPS_ROTATION = frozenset({"mov", "mp4", "ipod", "ismv", "3gp", "3g2", "matroska", "webm"})
 
 
 def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
@@ -143,6 +145,29 @@ def run(src: Path, dst: Path, engine: "Engine", options: VideoOptions, progress:
                 raise OutputError(f"{dst}: cannot write ({exc.strerror or exc})") from exc
             raise
     return job
+
+
+def _opens_for_a_plain_frame(codec: str, options: dict[str, str], pix_fmt: str) -> bool:
+    """Whether encoder ``codec`` opens with these settings for a plain 64x64 video at 25 fps: when
+    it does, what it refused was the input's own size or time base, not the settings."""
+    try:
+        ctx = av.CodecContext.create(codec, "w")
+        ctx.width, ctx.height, ctx.pix_fmt = 64, 64, pix_fmt
+        ctx.time_base = Fraction(1, 25)
+        ctx.framerate = Fraction(25, 1)
+        ctx.options = options
+        ctx.open()
+    except (av.error.FFmpegError, ValueError, TypeError):
+        return False
+    return True
+
+
+def _pix_fmts(codec: str) -> list[str]:
+    """The pixel formats encoder ``codec`` takes (mjpeg: yuvj420p..., not yuv420p), or [] if unknown."""
+    try:
+        return [f.name for f in (av.codec.Codec(codec, "w").video_formats or ())]
+    except (av.error.FFmpegError, ValueError, AttributeError):
+        return []
 
 
 def _tag_seconds(value: str | None) -> float | None:
@@ -538,8 +563,20 @@ class _Job:
             if codec in HARDWARE_CODECS:  # (the device, not the settings, is what is missing, most often)
                 raise OutputError(f"{self.dst}: {codec} does not open here ({reason(exc)}): it needs an NVIDIA "
                                   "GPU and its driver (--codec auto takes it where it opens, else libx264)") from exc
+            if _opens_for_a_plain_frame(codec, dict(ctx.options), opts.pix_fmt):
+                # the settings are fine: this video's size or time base is what the encoder refuses (x264 at
+                # 20000 wide, x265 at 2x2, mpeg4 with MPEG-TS's 1/90000): this input fails, not the run
+                raise ItemOutputError(f"{self.dst}: {codec} does not take this video ({ctx.width}x{ctx.height}, "
+                                      f"time base {tb}; {reason(exc)}); another codec may") from exc
+            takes, full_range = _pix_fmts(codec), opts.pix_fmt.replace("yuv", "yuvj", 1)
+            if takes and opts.pix_fmt not in takes:
+                hint = f"{codec} takes --pix-fmt {', '.join(takes[:6])}"
+            elif full_range != opts.pix_fmt and full_range in takes:  # (mjpeg lists yuv420p, opens with yuvj420p)
+                hint = f"try --pix-fmt {full_range}"
+            else:
+                hint = "check --preset, --crf and --pix-fmt"
             raise OutputError(f"{self.dst}: {codec} does not open with {dict(ctx.options)} and pix_fmt "
-                              f"{opts.pix_fmt} ({reason(exc)}); check --preset, --crf and --pix-fmt") from exc
+                              f"{opts.pix_fmt} ({reason(exc)}); {hint}") from exc
         vout.metadata.update(fresh_tags(vin.metadata))
         vout.disposition = vin.disposition
         self.vout, self.codec = vout, codec
@@ -644,8 +681,10 @@ class _Job:
                     continue
                 if not written and self.display_matrix is not None:
                     self.vout.set_display_matrix(self.display_matrix)
+                    self._warn_if_rotation_lost(out)
                 elif not written and self.vin.metadata.get("rotate"):
                     self.vout.set_display_rotation(-float(self.vin.metadata["rotate"]))
+                    self._warn_if_rotation_lost(out)
                 self._mux(out, item)
                 written += 1
                 for packet in pending:
@@ -672,6 +711,15 @@ class _Job:
         if self.nudged > 1:
             log.warning("%s: %d frames in all had a timestamp at or before the previous frame's; each was nudged "
                         "one tick later", self.src, self.nudged)
+
+    def _warn_if_rotation_lost(self, out) -> None:
+        """A phone video's rotation lives in a display matrix that only some muxers write (MP4, MOV,
+        Matroska, WebM); AVI, MPEG-TS and FLV drop it without a word, and the output plays sideways."""
+        identity = [65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30]
+        if self.display_matrix == identity or out.format.name.split(",")[0] in _KEEPS_ROTATION:
+            return
+        log.warning("%s: the %s format keeps no rotation: the output plays as the frames are stored (sideways, "
+                    "upside down); write .mp4, .mov or .mkv to keep it", self.dst, out.format.name)
 
     def _mux(self, out, frame) -> None:
         """Encode one frame (None: flush the encoder) and mux what comes out."""
