@@ -571,7 +571,10 @@ def _encode16(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str) -> bytes:
 
 def _header(source: str | os.PathLike | BinaryIO) -> tuple[str | None, int] | None:
     """(Pillow's format name, frames or pages) from the file's header alone, nothing decoded; None
-    when Pillow cannot read it.  A file over Pillow's pixel limit is an image of unknown format."""
+    when Pillow cannot read it.  A file over Pillow's pixel limit is an image of unknown format.
+    A path that is no regular file (a FIFO: opening it waits for a writer forever) is not opened."""
+    if isinstance(source, (str, os.PathLike)) and not _is_regular(source):
+        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -581,6 +584,13 @@ def _header(source: str | os.PathLike | BinaryIO) -> tuple[str | None, int] | No
         return None, 1
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return None
+
+
+def _is_regular(path: str | os.PathLike) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def frame_count(source: str | os.PathLike | BinaryIO) -> int:
@@ -614,6 +624,8 @@ def document_kind(path: str | os.PathLike) -> str | None:
     """What a document file is and how to make images of it, by its first bytes; None for anything
     else (an unreadable file included), and for PostScript where Ghostscript is installed, with
     which Pillow reads it as an image."""
+    if not _is_regular(path):  # (a FIFO would be waited on forever)
+        return None
     try:
         with open(path, "rb") as fh:
             head = fh.read(8)

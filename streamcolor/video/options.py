@@ -97,6 +97,8 @@ def default_output(src: str | os.PathLike) -> Path:
 
 def _starts_with(path: Path, magic: bytes) -> bool:
     try:
+        if not path.is_file():  # (a FIFO: opening it would wait for a writer forever)
+            return False
         with open(path, "rb") as fh:
             return fh.read(len(magic)) == magic
     except OSError:
