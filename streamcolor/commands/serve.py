@@ -69,8 +69,8 @@ def command(ctx, host, port, max_batch, max_wait_ms, max_upload, max_pixels, max
       GET  /api/models     the loaded model and the shipped ones
       GET  /api/stats      engine calls, batch sizes, responses, memory
     Errors are JSON {"error": reason, "status": N}: 400 bad input or
-    parameter, 408 a stalled upload, 413 too large (--max-upload,
-    --max-pixels, --max-video-frames), 415 videos turned off, 422 a result
+    parameter (an image over --max-pixels included), 408 a stalled upload,
+    413 too large (--max-upload, --max-video-frames), 415 videos turned off, 422 a result
     the asked format cannot hold, 503 busy (--max-pending; Retry-After) or
     shutting down.
 
