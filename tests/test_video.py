@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import subprocess
+import sys
 import tempfile
 import threading
 from fractions import Fraction
@@ -877,3 +880,73 @@ def test_timestamps_that_start_again_are_placed_after_the_earlier_frames(engine,
     assert len(times) == 40 and all(b > a for a, b in zip(times, times[1:]))
     assert times[-1] - times[0] == pytest.approx(3.9, abs=0.01)  # 40 frames at 10 fps (was about 1.9)
     assert "the timestamps start again at frame 20" in caplog.text and "nudged" not in caplog.text
+
+
+def _with_chapters(src: Path, dst: Path) -> Path:
+    """``src`` remuxed with two chapters (as HandBrake or yt-dlp --embed-chapters write them: the MP4
+    muxer adds a chapter text track, which FFmpeg reads back as a bin_data data stream)."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        for packet in inp.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+        out.set_chapters([{"id": 1, "start": 0, "end": 500, "time_base": Fraction(1, 1000),
+                           "metadata": {"title": "One"}},
+                          {"id": 2, "start": 500, "end": 1000, "time_base": Fraction(1, 1000),
+                           "metadata": {"title": "Two"}}])
+    return dst
+
+
+def test_an_mp4_with_chapters_is_colorized_into_mp4_with_its_chapters(counted, tmp_path):
+    """The chapter text track was copied as a data stream that the MP4 muxer refused: the default
+    output of such a file failed ("cannot write a copied audio packet")."""
+    src = _with_chapters(make_video(tmp_path / "plain.mp4", frames=12, size=(64, 48)), tmp_path / "film.mp4")
+    with av.open(str(src)) as c:
+        assert [s.type for s in c.streams] == ["video", "audio", "data"] and len(c.chapters()) == 2
+    for name in ("film-colour.mp4", "film.mov", "film.mkv"):
+        out = streamcolor.colorize_video(src, tmp_path / name, engine=counted, options=VideoOptions(render_size=64))
+        with av.open(str(out)) as c:
+            assert [ch["metadata"]["title"] for ch in c.chapters()] == ["One", "Two"], name
+            assert c.streams.video[0].frames in (0, 12) and c.streams.audio
+
+
+def test_an_input_its_encoder_refuses_fails_alone(tmp_path, caplog):
+    """x264 refuses a frame 20000 wide: that input failed the whole run (exit 2, "check --preset,
+    --crf and --pix-fmt"), the next one never done; now it fails alone, said as the video's."""
+    from click.testing import CliRunner
+
+    from streamcolor.cli import cli
+
+    wide = make_video(tmp_path / "wide.mkv", frames=2, size=(20000, 16), codec="ffv1", pix_fmt="yuv444p", audio=None)
+    plain = make_video(tmp_path / "plain.mp4", frames=4, size=(64, 48))
+    res = CliRunner().invoke(cli, ["video", str(wide), str(plain), "-o", str(tmp_path / "out"), "-r", "64",
+                                   "--no-progress"])
+    assert res.exit_code == 1, res.output
+    assert "libx264 does not take this video (20000x16" in caplog.text + res.output, res.output
+    assert (tmp_path / "out" / "plain-colour.mp4").is_file()
+    res = CliRunner().invoke(cli, ["video", str(plain), "-o", str(tmp_path / "x.avi"), "--codec", "mjpeg",
+                                   "-r", "64", "--no-progress"])
+    assert res.exit_code == 2 and "try --pix-fmt yuvj420p" in caplog.text + res.output, res.output
+
+
+def test_a_fifo_whose_name_says_nothing_is_refused_at_once(tmp_path):
+    """Naming its output opened the FIFO to read its header: the run waited for a writer forever."""
+    fifo = tmp_path / "scan0001"
+    os.mkfifo(fifo)
+    png = tmp_path / "ok.png"
+    Image.fromarray(np.full((48, 64), 128, np.uint8)).save(png)
+    for args in (["image", str(png), str(fifo), "-o", str(tmp_path / "out")], ["video", str(fifo)]):
+        res = subprocess.run([sys.executable, "-m", "streamcolor", *args, "-r", "64"], capture_output=True,
+                             timeout=120)
+        assert res.returncode == 1 and b"not a regular file (a FIFO)" in res.stderr, res.stderr
+    assert (tmp_path / "out" / "ok.png").is_file()
+
+
+def test_a_rotation_the_container_cannot_keep_is_warned_of(counted, tmp_path, caplog):
+    src = make_video(tmp_path / "phone.mp4", frames=4, size=(64, 48), rotate=90)
+    with caplog.at_level(logging.WARNING):
+        streamcolor.colorize_video(src, tmp_path / "phone.mkv", engine=counted, options=VideoOptions(render_size=64))
+        assert "keeps no rotation" not in caplog.text
+        streamcolor.colorize_video(src, tmp_path / "phone.avi", engine=counted, options=VideoOptions(render_size=64))
+    assert "the avi format keeps no rotation" in caplog.text
