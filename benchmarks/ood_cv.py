@@ -38,16 +38,16 @@ def _package(image: str) -> str:
     return parts[-2] if len(parts) >= 2 else image
 
 
-def load(work: Path) -> dict[tuple[str, int], list[dict]]:
-    """Per-image figures of every complete (recipe, seed): all three folds scored."""
-    found: dict[tuple[str, int], list[dict]] = defaultdict(list)
-    folds: dict[tuple[str, int], set[int]] = defaultdict(set)
+def load(work: Path) -> dict[tuple[str, int, float], list[dict]]:
+    """Per-image figures of every complete (recipe, seed, a*b* gain): all three folds scored."""
+    found: dict[tuple[str, int, float], list[dict]] = defaultdict(list)
+    folds: dict[tuple[str, int, float], set[int]] = defaultdict(set)
     for k in FOLDS:
         for path in sorted((work / f"fold{k}").glob("eval-*-s*.json")):
-            m = re.fullmatch(r"eval-([A-Z])-s(\d+)\.json", path.name)
+            m = re.fullmatch(r"eval-([A-Z])-s(\d+)(?:-g(\d+(?:\.\d+)?))?\.json", path.name)
             if not m or m.group(1) not in RECIPES:
                 continue
-            key = (m.group(1), int(m.group(2)))
+            key = (m.group(1), int(m.group(2)), float(m.group(3) or 1.0))
             found[key].extend(json.loads(path.read_text())["per_image"])
             folds[key].add(k)
     return {key: rows for key, rows in found.items() if folds[key] == set(FOLDS)}
@@ -84,11 +84,12 @@ def paired(rows: list[dict], base: list[dict], seed: int = 0) -> dict:
 def gather(work: Path) -> dict:
     runs = load(work)
     out: dict = {}
-    for (name, seed), rows in sorted(runs.items()):
-        entry = {"recipe": RECIPES[name], "seed": seed, **summary(rows)}
-        if name != "A" and ("A", seed) in runs:
-            entry["against_A"] = paired(rows, runs[("A", seed)])
-        out[f"{name}-s{seed}"] = entry
+    for (name, seed, gain), rows in sorted(runs.items()):
+        recipe = RECIPES[name] + (f"; a*b* x {gain:g} when scored" if gain != 1.0 else "")
+        entry = {"recipe": recipe, "seed": seed, "gain": gain, **summary(rows)}
+        if (name, gain) != ("A", 1.0) and ("A", seed, 1.0) in runs:
+            entry["against_A"] = paired(rows, runs[("A", seed, 1.0)])
+        out[f"{name}-s{seed}" + (f"-g{gain:g}" if gain != 1.0 else "")] = entry
     return out
 
 
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     one_run.write(args.out, result, log)
     for key, r in result["runs"].items():
-        line = f"{key:6s} {r['recipe']:58s} {r['mse_ratio_to_gray']:.3f}x gray, colour {r['colorfulness_ratio']:.2f}"
+        line = f"{key:6s} {r['recipe']:80s} {r['mse_ratio_to_gray']:.3f}x gray, colour {r['colorfulness_ratio']:.2f}"
         if "against_A" in r:
             p = r["against_A"]
             line += (f"; {p['mse_ratio_to_A']:.3f}x A [{p['ci95'][0]:.3f}, {p['ci95'][1]:.3f}],"

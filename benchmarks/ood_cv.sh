@@ -20,13 +20,23 @@
 #   bash benchmarks/ood_cv.sh WORK_DIR all RECIPE   # RECIPE trained on all the training photos (24 crops
 #                                                   # a photo, seed 0, the last weights) and scored on val
 #                                                   # and the holdout: WORK_DIR/all/eval-RECIPE.json (30 min)
+#
+#   bash benchmarks/ood_cv.sh WORK_DIR gain SEED RECIPE GAIN...   # the folds' RECIPE models scored again
+#                                   # with their a*b* times GAIN (train eval --saturation): eval-R-sS-gG.json
 set -euo pipefail
-WORK=${1:?usage: ood_cv.sh WORK_DIR [SEED | all RECIPE]}
+WORK=${1:?usage: ood_cv.sh WORK_DIR [SEED | all RECIPE | gain SEED RECIPE GAIN...]}
 SEED=${2:-0}
 RECIPES=${RECIPES:-A C E}
 cd "$(dirname "$0")/.."
 SC=${STREAMCOLOR:-.venv/bin/streamcolor}
 P=data/photos
+FOLD1="gcompris-qt-data"
+FOLD2="tuxpaint-stamps-default stellarium-data lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds
+       jigzo-data python3-skimage python3-sklearn python3-scipy python-matplotlib-data cimg-examples"
+FOLD3="scratch kalzium-data tuxpaint-data sweethome3d grub2-splashimages plasma-workspace-wallpapers eyes17
+       psychtoolbox-3-common palapeli-data wand-doc gimp-data gimp-data-extras sddm-theme-maldives libvips-doc
+       imagemagick-6-doc digikam-data darktable"
+dirs() { for n in "$@"; do [ -d "$P/$n" ] && echo "$P/$n"; done; }
 recipe() {
   case $1 in
     A) echo "--epochs 2" ;;
@@ -35,6 +45,21 @@ recipe() {
     *) echo "unknown recipe $1" >&2; return 2 ;;
   esac
 }
+if [ "$SEED" = gain ]; then
+  seed=${3:?}; name=${4:?}; shift 4
+  for g in "$@"; do
+    for k in 1 2 3; do
+      case $k in 1) test=$FOLD1 ;; 2) test=$FOLD2 ;; 3) test=$FOLD3 ;; esac
+      out="$WORK/fold$k/eval-$name-s$seed-g$g.json"
+      [ -f "$out" ] && continue
+      # shellcheck disable=SC2086
+      $SC train eval -m "$WORK/fold$k/bundle-$name-s$seed" $(dirs $test) --size 320 --saturation "$g" --per-image \
+        --json "$out.part" -q
+      mv "$out.part" "$out"
+    done
+  done
+  exit 0
+fi
 if [ "$SEED" = all ]; then
   name=${3:?usage: ood_cv.sh WORK_DIR all RECIPE}
   args=$(recipe "$name")
@@ -49,13 +74,6 @@ if [ "$SEED" = all ]; then
     --json "$W/eval-$name.json" -q
   exit 0
 fi
-FOLD1="gcompris-qt-data"
-FOLD2="tuxpaint-stamps-default stellarium-data lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds
-       jigzo-data python3-skimage python3-sklearn python3-scipy python-matplotlib-data cimg-examples"
-FOLD3="scratch kalzium-data tuxpaint-data sweethome3d grub2-splashimages plasma-workspace-wallpapers eyes17
-       psychtoolbox-3-common palapeli-data wand-doc gimp-data gimp-data-extras sddm-theme-maldives libvips-doc
-       imagemagick-6-doc digikam-data darktable"
-dirs() { for n in "$@"; do [ -d "$P/$n" ] && echo "$P/$n"; done; }
 mkdir -p "$WORK"
 for k in 1 2 3; do
   case $k in

@@ -388,6 +388,10 @@ def test_eval_on_shards_and_photos_through_engines(bundle, shards, photos, tmp_p
         rep_o = evaluate(o, shards[0])
         rep_k = evaluate(k, shards[0])
         photos_rep = evaluate(o, [photos], options=EvalOptions(size=64))
+        none = evaluate(o, [photos], options=EvalOptions(size=64, saturation=0.0))  # a*b* x 0: the gray baseline
+        more = evaluate(o, [photos], options=EvalOptions(size=64, saturation=2.0))
+    assert abs(none.model["mse_ab"] - none.gray["mse_ab"]) < 1e-9
+    assert more.model["colorfulness"] > photos_rep.model["colorfulness"]
     assert rep_o.images == ShardSet(shards[0], "val").__len__()
     assert abs(rep_o.model["mse_ab"] - rep_k.model["mse_ab"]) < 1e-5
     assert rep_o.gray["colorfulness"] < 1.0 < rep_o.truth["colorfulness"]

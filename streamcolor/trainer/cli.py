@@ -299,13 +299,16 @@ def fit(shards, run_dir, steps, epochs, max_minutes, batch_size, lr, lr_schedule
 @click.option("--guided/--no-guided", default=True, show_default=True,
               help="Bring the model's a*b* grid up to the render size edge-aware, as streamcolor does, where the "
                    "model names it (model.json 'guided_upsampling'); --no-guided: bilinear, to measure what it adds.")
+@click.option("--saturation", type=click.FloatRange(0, 4), default=1.0, show_default=True,
+              help="a*b* gain on the model's colour before it is scored, as `streamcolor image --saturation` "
+                   "applies it: what a recommended saturation would cost or gain.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), callback=_path_given,
               help="Write the report as JSON.")
 @click.option("--per-image", is_flag=True, help="Include per-image figures in the JSON.")
 @click.option("--markdown", type=click.Path(dir_okay=False), callback=_path_given,
               help="Write the markdown table here too.")
-def eval_(sources, model, backend, size, batch_size, splits, max_images, stored_embeddings, guided, json_out,
-          per_image, markdown):
+def eval_(sources, model, backend, size, batch_size, splits, max_images, stored_embeddings, guided, saturation,
+          json_out, per_image, markdown):
     """Score a model on a shard folder (its val split) or on colour photos.
 
     a*b* MSE (docs/method.md scaling), PSNR of the RGB result and colorfulness
@@ -329,7 +332,7 @@ def eval_(sources, model, backend, size, batch_size, splits, max_images, stored_
             size = size or int(engine.info.meta.get("render_size", 224))
             for split in splits or (["val"] if is_shards else [None]):
                 opts = EvalOptions(size=size, batch_size=batch_size, split=split, max_images=max_images,
-                                   stored_embeddings=stored_embeddings, guided=guided)
+                                   stored_embeddings=stored_embeddings, guided=guided, saturation=saturation)
                 reports[split or "all"] = evaluate(engine, list(sources), options=opts)
     except (DataError, EngineError, ValueError, ImportError) as exc:
         raise _fail(exc) from exc

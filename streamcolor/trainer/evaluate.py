@@ -52,6 +52,7 @@ class EvalOptions:
     gray_threshold: float = 3.0  # photos: near-gray ones (mean chroma below) are skipped, no colour truth
     stored_embeddings: bool = False  # shards: use the stored embeddings (engine.colorize only)
     guided: bool = True  # the model's edge-aware upsampling of its grid, as streamcolor runs it (Engine.refine)
+    saturation: float = 1.0  # a*b* gain before scoring (clipped to the a*b* range), as ColorOptions.saturation
 
 
 @dataclass
@@ -121,6 +122,11 @@ def to_grid(ab: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     import cv2
 
     return cv2.resize(np.ascontiguousarray(ab, dtype=np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _gain(ab: np.ndarray, saturation: float) -> np.ndarray:
+    """a*b* (scaled to [-1, 1]) times ``saturation``, clipped to the range."""
+    return ab if saturation == 1.0 else np.clip(ab * np.float32(saturation), -1.0, 1.0)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -202,6 +208,7 @@ def _from_shards(engine: "Engine", root: Path, options: EvalOptions) -> Iterator
             pred = engine.predict(l)
         if options.guided:
             pred = engine.refine(l, pred)
+        pred = _gain(pred, options.saturation)
         for j, k in enumerate(idx):
             size = l.shape[1:3]
             yield {"image": f"{options.split}#{int(k)}",
@@ -240,7 +247,7 @@ def _from_photos(engine: "Engine", sources: Sequence[str | Path], options: EvalO
             pred = engine.predict(l_scaled[None])
             if options.guided:
                 pred = engine.refine(l_scaled[None], pred)
-            pred = to_grid(pred[0], (h, w))
+            pred = to_grid(_gain(pred, options.saturation)[0], (h, w))
             yield {"image": p.key, **image_metrics(l_scaled, pred, lab.scale_ab(labim[..., 1:]), rgb_true)}
 
 
