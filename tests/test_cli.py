@@ -672,3 +672,16 @@ def test_a_librarys_warning_names_each_file_it_is_about(tmp_path):
     assert res.returncode == 0, err
     for name in ("one.jpg", "two.jpg"):
         assert err.count(f"{tmp_path / name}: Corrupt EXIF data") == 1, err
+
+
+def test_an_output_that_is_a_file_is_refused_before_any_rename_is_said(tmp_path):
+    """`image a/x.png b/x.png -o FILE` said "writing FILE/x~2.png", then refused the run."""
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        Image.new("L", (32, 32), 90).save(tmp_path / d / "x.png")
+    (tmp_path / "ofile").write_text("mine")
+    res = streamcolor("image", str(tmp_path / "a" / "x.png"), str(tmp_path / "b" / "x.png"), "-o",
+                      str(tmp_path / "ofile"))
+    err = res.stderr.decode()
+    assert res.returncode == 2 and "exists and is not a folder" in err and "x~2" not in err, err
+    assert (tmp_path / "ofile").read_text() == "mine"

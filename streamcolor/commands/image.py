@@ -106,12 +106,12 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
                                     for src in inputs], keep_others=existing == "keep")
         except OutputError as exc:
             _fatal(str(exc))
-        for line in describe_renames(planned):
-            click.echo(line, err=True)
         folder = output.parent if single_file else output
-        if os.path.lexists(folder) and not folder.is_dir():
+        if os.path.lexists(folder) and not folder.is_dir():  # (before the renames are said: none will be written)
             _fatal(f"{folder}: exists and is not a folder (several inputs, or a name without an extension, "
                    "need an output folder)")
+        for line in describe_renames(planned):
+            click.echo(line, err=True)
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
