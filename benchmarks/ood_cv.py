@@ -93,6 +93,28 @@ def gather(work: Path) -> dict:
     return out
 
 
+def gather_all_data(work: Path) -> dict:
+    """``ood_cv.sh WORK all RECIPE`` (and its ``train eval --saturation G`` re-scorings, named
+    ``eval-RECIPE-gG.json``): the recipe trained on all the training photos, scored on val and the
+    holdout with the grid upsampled bilinearly (a bundle from ``export`` names no guided upsampling)."""
+    out = {}
+    for path in sorted((work / "all").glob("eval-*.json")):
+        m = re.fullmatch(r"eval-([A-Z])(?:-g(\d+(?:\.\d+)?))?\.json", path.name)
+        if not m or m.group(1) not in RECIPES:
+            continue
+        gain = float(m.group(2) or 1.0)
+        splits = json.loads(path.read_text())["splits"]
+        entry = {split: {"photos": e["images"],
+                         "mse_ratio_to_gray": round(e["model"]["mse_ab"] / e["gray"]["mse_ab"], 4),
+                         "psnr_over_gray": round(e["model"]["psnr"] - e["gray"]["psnr"], 3),
+                         "colorfulness_ratio": round(e["colorfulness_ratio"], 4)}
+                 for split, e in splits.items()}
+        entry["recipe"] = (RECIPES[m.group(1)] + ", 24 crops a photo, seed 0, the last weights"
+                           + (f"; a*b* x {gain:g} when scored" if gain != 1.0 else ""))
+        out[m.group(1) + (f"-g{gain:g}" if gain != 1.0 else "")] = entry
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ood_cv", description=__doc__.split("\n\n")[0])
     parser.add_argument("work", type=Path, help="the WORK_DIR given to benchmarks/ood_cv.sh")
@@ -101,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     result = one_run.record("ood_cv", argv, script="bash benchmarks/ood_cv.sh WORK_DIR [SEED]")
     result["runs"] = gather(args.work)
+    result["all_data"] = gather_all_data(args.work)
     if not result["runs"]:
         log.error("no recipe has all three folds scored under %s", args.work)
         return 1
@@ -112,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
             line += (f"; {p['mse_ratio_to_A']:.3f}x A [{p['ci95'][0]:.3f}, {p['ci95'][1]:.3f}],"
                      f" better in {p['packages_better_than_A']}/{p['packages']} packages")
         print(line)
+    for key, r in result["all_data"].items():
+        said = [f"{split} {r[split]['mse_ratio_to_gray']:.3f}x gray, colour {r[split]['colorfulness_ratio']:.2f}"
+                for split in ("val", "holdout") if split in r]
+        print(f"all data, {key}: " + ", ".join(said))
     return 0
 
 

@@ -277,3 +277,10 @@ def test_ood_cv_pools_the_folds_and_pairs_recipes_by_photo(tmp_path):
     p = c["against_A"]
     assert p["mse_ratio_to_A"] == 0.5 and p["ci95"] == [0.5, 0.5] and p["packages_better_than_A"] == 6
     assert "against_A" not in a
+    (tmp_path / "all").mkdir()
+    split = {"images": 3, "model": {"mse_ab": 1.0, "psnr": 21.0}, "gray": {"mse_ab": 4.0, "psnr": 20.0},
+             "colorfulness_ratio": 0.5}
+    (tmp_path / "all" / "eval-C-g1.15.json").write_text(json.dumps({"splits": {"val": split, "holdout": split}}))
+    both = ood_cv.gather_all_data(tmp_path)
+    assert list(both) == ["C-g1.15"] and both["C-g1.15"]["holdout"]["mse_ratio_to_gray"] == 0.25
+    assert "x 1.15 when scored" in both["C-g1.15"]["recipe"]
