@@ -390,7 +390,7 @@ def test_folder_tree_mirrored_formats_kept(engine, tmp_path):
     (src / "1950s" / "summer").mkdir(parents=True)
     (src / "1960s").mkdir()
     gray = make_photo(100, 150, seed=5)[..., 0]
-    icc = b"\0" * 128  # any bytes: carried, not interpreted
+    icc = b"\0" * 16 + b"RGB " + b"\0" * 108  # an RGB profile's header: carried (a gray one is not: test_trust.py)
     Image.fromarray(gray).save(src / "1950s" / "summer" / "beach.jpg", quality=85, icc_profile=icc)
     Image.fromarray((gray.astype(np.uint16) * 257)).save(src / "1950s" / "deep16.png")
     Image.fromarray(np.dstack([gray, gray, gray, np.full_like(gray, 128)])).save(src / "1960s" / "cut.png")
