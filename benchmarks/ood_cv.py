@@ -38,6 +38,11 @@ def _package(image: str) -> str:
     return parts[-2] if len(parts) >= 2 else image
 
 
+def _gain_tag(gain: float) -> str:
+    """The key suffix of a gain in the results file: ``-x115`` for 1.15 (no dot: keys are dotted paths)."""
+    return "" if gain == 1.0 else f"-x{round(gain * 100)}"
+
+
 def load(work: Path) -> dict[tuple[str, int, float], list[dict]]:
     """Per-image figures of every complete (recipe, seed, a*b* gain): all three folds scored."""
     found: dict[tuple[str, int, float], list[dict]] = defaultdict(list)
@@ -89,7 +94,7 @@ def gather(work: Path) -> dict:
         entry = {"recipe": recipe, "seed": seed, "gain": gain, **summary(rows)}
         if (name, gain) != ("A", 1.0) and ("A", seed, 1.0) in runs:
             entry["against_A"] = paired(rows, runs[("A", seed, 1.0)])
-        out[f"{name}-s{seed}" + (f"-g{gain:g}" if gain != 1.0 else "")] = entry
+        out[f"{name}-s{seed}" + _gain_tag(gain)] = entry
     return out
 
 
@@ -111,7 +116,7 @@ def gather_all_data(work: Path) -> dict:
                  for split, e in splits.items()}
         entry["recipe"] = (RECIPES[m.group(1)] + ", 24 crops a photo, seed 0, the last weights"
                            + (f"; a*b* x {gain:g} when scored" if gain != 1.0 else ""))
-        out[m.group(1) + (f"-g{gain:g}" if gain != 1.0 else "")] = entry
+        out[m.group(1) + _gain_tag(gain)] = entry
     return out
 
 

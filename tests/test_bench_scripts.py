@@ -268,8 +268,8 @@ def test_ood_cv_pools_the_folds_and_pairs_recipes_by_photo(tmp_path):
         (tmp_path / f"fold{fold}" / "eval-C-s0-g1.2.json").write_text(json.dumps({"per_image": rows(fold, 1.5)}))
     (tmp_path / "fold1" / "eval-E-s0.json").write_text(json.dumps({"per_image": rows(1, 1.0)}))  # one fold only
     runs = ood_cv.gather(tmp_path)
-    assert sorted(runs) == ["A-s0", "C-s0", "C-s0-g1.2"]
-    assert runs["C-s0-g1.2"]["gain"] == 1.2 and runs["C-s0-g1.2"]["against_A"]["mse_ratio_to_A"] == 0.75
+    assert sorted(runs) == ["A-s0", "C-s0", "C-s0-x120"]
+    assert runs["C-s0-x120"]["gain"] == 1.2 and runs["C-s0-x120"]["against_A"]["mse_ratio_to_A"] == 0.75
     a, c = runs["A-s0"], runs["C-s0"]
     assert (a["photos"], a["packages"]) == (12, 6)
     assert a["mse_ratio_to_gray"] == 0.5 and c["mse_ratio_to_gray"] == 0.25
@@ -282,5 +282,5 @@ def test_ood_cv_pools_the_folds_and_pairs_recipes_by_photo(tmp_path):
              "colorfulness_ratio": 0.5}
     (tmp_path / "all" / "eval-C-g1.15.json").write_text(json.dumps({"splits": {"val": split, "holdout": split}}))
     both = ood_cv.gather_all_data(tmp_path)
-    assert list(both) == ["C-g1.15"] and both["C-g1.15"]["holdout"]["mse_ratio_to_gray"] == 0.25
-    assert "x 1.15 when scored" in both["C-g1.15"]["recipe"]
+    assert list(both) == ["C-x115"] and both["C-x115"]["holdout"]["mse_ratio_to_gray"] == 0.25
+    assert "x 1.15 when scored" in both["C-x115"]["recipe"]
