@@ -46,7 +46,7 @@ COMPOSE = "video.1.thread_cpu_ms_per_frame.pipeline.compose"
 
 #: The quality evaluations (``streamcolor train eval``): the six-package holdout, then the nine-package one.
 Q1202, Q95 = "quality-2026-12-02.json", "quality-2026-12-02-holdout95.json"
-ENS, OOD = "ensembles-2026-12-03.json", "ood-recipes-2026-12-03.json"
+ENS, OOD, OODCV = "ensembles-2026-12-03.json", "ood-recipes-2026-12-03.json", "ood-cv-2026-12-03.json"
 
 #: Figures named in a fragment of prose (see :func:`_each`): key in a pipeline_bound file, format.
 FIGURES = {"v0": ("video.0.pipeline_over_bound", "{:.3f}x"), "v1": ("video.1.pipeline_over_bound", "{:.3f}x"),
@@ -392,6 +392,42 @@ PROSE = [
     ("README.md", "(val: 0.667x and {})", OOD, "all_data.A.val.mse_ratio_to_gray", "{:.3f}x"),
     ("README.md", "and the shipped model itself {} the same way", Q95,
      "runs.default@320 --no-guided.holdout.mse_ratio_to_gray", "{:.3f}x"),
+    # training recipes judged by package-grouped cross-validation, two seeds (benchmarks/ood_cv.sh)
+    ("README.md", "each of the {} training packages is scored once", OODCV, "runs.A-s0.packages", "{}"),
+    ("README.md", "by decoders trained without its fold of packages ({} photos)", OODCV, "runs.A-s0.photos", "{}"),
+    ("README.md", "moves the shipped schedule from {} to 0.814x gray", OODCV, "runs.A-s0.mse_ratio_to_gray",
+     "{:.3f}x"),
+    ("README.md", "moves the shipped schedule from 0.865x to {} gray", OODCV, "runs.A-s1.mse_ratio_to_gray",
+     "{:.3f}x"),
+    ("README.md", "weight decay 0.05 scored {} of the shipped schedule's MSE", OODCV,
+     "runs.C-s0.against_A.mse_ratio_to_A", "{:.3f}x"),
+    ("README.md", "(95% interval over packages {}-0.986)", OODCV, "runs.C-s0.against_A.ci95.0", "{:.3f}"),
+    ("README.md", "(95% interval over packages 0.874-{})", OODCV, "runs.C-s0.against_A.ci95.1", "{:.3f}"),
+    ("README.md", "and {} with seed 1, both times", OODCV, "runs.C-s1.against_A.mse_ratio_to_A", "{:.3f}x"),
+    ("README.md", "with less colour ({} and 0.47 of the truth's", OODCV, "runs.C-s0.colorfulness_ratio", "{:.2f}"),
+    ("README.md", "with less colour (0.56 and {} of the truth's", OODCV, "runs.C-s1.colorfulness_ratio", "{:.2f}"),
+    ("README.md", "against {} and 0.62); with", OODCV, "runs.A-s0.colorfulness_ratio", "{:.2f}"),
+    ("README.md", "against 0.66 and {}); with", OODCV, "runs.A-s1.colorfulness_ratio", "{:.2f}"),
+    ("README.md", "with the rebalanced loss too, {} (seed 0)", OODCV, "runs.E-s0.against_A.mse_ratio_to_A",
+     "{:.3f}x"),
+    ("README.md", "x 0.85 scores {} and 0.967x of it", OODCV, "runs.A-s0-x85.against_A.mse_ratio_to_A", "{:.3f}x"),
+    ("README.md", "x 0.85 scores 0.954x and {} of it", OODCV, "runs.A-s1-x85.against_A.mse_ratio_to_A", "{:.3f}x"),
+    ("README.md", "both intervals under 1, at {} and 0.53 of the colour", OODCV, "runs.A-s0-x85.colorfulness_ratio",
+     "{:.2f}"),
+    ("README.md", "both intervals under 1, at 0.56 and {} of the colour", OODCV, "runs.A-s1-x85.colorfulness_ratio",
+     "{:.2f}"),
+    ("README.md", "dropout and weight decay score {} on the holdout with", OODCV, "all_data.C.holdout.mse_ratio_to_gray",
+     "{:.3f}x"),
+    ("README.md", "on the holdout with {} of the colour, or", OODCV, "all_data.C.holdout.colorfulness_ratio", "{:.2f}"),
+    ("README.md", "or with a\\*b\\* x 1.15 {} with 0.63", OODCV, "all_data.C-x115.holdout.mse_ratio_to_gray",
+     "{:.3f}x"),
+    ("README.md", "x 1.15 0.819x with {} (`train eval", OODCV, "all_data.C-x115.holdout.colorfulness_ratio", "{:.2f}"),
+    ("README.md", "where the shipped model scores {} with 0.69 the same way", Q95,
+     "runs.default@320 --no-guided.holdout.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "where the shipped model scores 0.837x with {} the same way", Q95,
+     "runs.default@320 --no-guided.holdout.colorfulness_ratio", "{:.2f}"),
+    ("README.md", "on val {} against its 0.618x", OODCV, "all_data.C.val.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "on val 0.695x against its {}", Q95, "runs.default@320 --no-guided.val.mse_ratio_to_gray", "{:.3f}x"),
     # an earlier GPU figure in README: the seed model's colorizer called directly (Keras 3 on JAX on the H200)
     ("README.md", "{} images/s in mixed bfloat16 at batch 16", "gpu-h200-inference.json",
      "keras_jax_mixed_bfloat16_colorizer_b16_images_per_s", "{:,.0f}"),
