@@ -270,14 +270,43 @@ def _from_manifest(manifest: Path, problems: list[dict[str, str]]) -> list[Photo
 # --------------------------------------------------------------------------- image -> examples
 
 
-def decode_photo(data: bytes) -> np.ndarray:
+#: Most pixels of a photo ``prepare`` and ``eval`` decode (100 Mpx, larger than any camera's): the
+#: decoded photo and its float Lab copies take about 26 bytes a pixel, so one PNG of 30000 x 30000
+#: that compresses to 3 MB took 23 GB and was killed by the kernel, with the run.
+MAX_PHOTO_PIXELS = 100_000_000
+
+
+def decode_photo(data: bytes, max_pixels: int | None = None) -> np.ndarray:
     """Encoded image bytes -> RGB uint8 (H, W, 3), EXIF orientation applied.
-    Raises ValueError when the bytes are not a decodable image."""
+    Raises ValueError when the bytes are not a decodable image, or hold more than ``max_pixels``
+    pixels by their header (said before anything is decoded; default :data:`MAX_PHOTO_PIXELS`)."""
+    max_pixels = MAX_PHOTO_PIXELS if max_pixels is None else max_pixels
+    pixels = _header_pixels(data)
+    if pixels is not None and pixels > max_pixels:
+        raise ValueError(f"{pixels:,} pixels, more than {max_pixels:,} (a possible decompression bomb)")
     buf = np.frombuffer(data, dtype=np.uint8)
     bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
     if bgr is None or bgr.ndim != 3 or min(bgr.shape[:2]) < 8:
         raise ValueError("not a decodable image (or smaller than 8 pixels)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _header_pixels(data: bytes) -> int | None:
+    """Width x height from the image's header (Pillow reads no pixels to tell), None if it cannot."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                return im.size[0] * im.size[1]
+    except Image.DecompressionBombError:  # (over twice Pillow's own limit: over ours too)
+        return 1 << 62
+    except Exception:  # (not an image Pillow knows: OpenCV says)
+        return None
 
 
 def mean_chroma(rgb: np.ndarray, max_side: int = 256) -> float:
@@ -493,15 +522,16 @@ def prepare_shards(sources: Sequence[str | Path], out: str | Path, *,
     out = Path(out)
     workers = options.workers or os.cpu_count() or 1
 
+    _check_apart(out, sources)
     meta_path = out / META
     if meta_path.is_file():
-        old = json.loads(meta_path.read_text())
+        old = _shard_meta(meta_path)
         if old.get("options") != options.fingerprint():
             if not overwrite:
                 raise DataError(f"{out} holds shards made with other options ({old.get('options')}); "
                                 "use another folder or --overwrite")
-            log.warning("removing %s (made with other options)", out)
-            shutil.rmtree(out)
+            log.warning("removing the shards in %s (made with other options)", out)
+            _remove_shards(out)
     out.mkdir(parents=True, exist_ok=True)
 
     photos, problems = list_photos(sources, manifest=manifest, extract_dir=out / "_extracted")
@@ -591,6 +621,42 @@ def prepare_shards(sources: Sequence[str | Path], out: str | Path, *,
     log.info("shards in %s: %s; skipped %d gray, %d unreadable, %d duplicates", out, report.counts,
              len(report.gray), len(report.unreadable), len(report.duplicates))
     return report
+
+
+def _check_apart(out: Path, sources: Sequence[str | Path]) -> None:
+    """DataError when the shard folder is a source folder, inside one or holds one: shards written
+    among the photos (and, with --overwrite, removed with them) lose the user's files."""
+    o = Path(os.path.realpath(out))
+    for src in sources:
+        s = Path(os.path.realpath(src))
+        if s == o or o.is_relative_to(s) or (s.is_relative_to(o) and s != o):
+            raise DataError(f"the shard folder {out} and the photos {src} overlap; choose a folder of its own "
+                            "for the shards (-o)")
+
+
+def _shard_meta(path: Path) -> dict[str, Any]:
+    """The shard folder's meta.json, or DataError when the file there is none of prepare's (another
+    program's meta.json: the folder is not a shard folder, and nothing in it is removed)."""
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path}: not a shard folder's meta.json ({exc}); use another folder for the shards") from exc
+    if not isinstance(meta, dict) or meta.get("format") != SHARDS_FORMAT:
+        raise DataError(f"{path.parent} is not a shard folder (its meta.json is not streamcolor's); use another "
+                        "folder for the shards")
+    return meta
+
+
+def _remove_shards(out: Path) -> None:
+    """Remove what ``prepare`` writes in ``out`` (meta.json, plan.json, the shard folders and the
+    archive extraction folder), nothing else: --overwrite removed the whole folder, with whatever
+    else a user kept there."""
+    for d in out.glob("*-[0-9][0-9][0-9][0-9][0-9]"):
+        if d.is_dir() and not d.is_symlink() and d.name.split("-")[0] in ALL_SPLITS:
+            shutil.rmtree(d)
+    shutil.rmtree(out / "_extracted", ignore_errors=True)
+    for name in (PLAN, META):
+        (out / name).unlink(missing_ok=True)
 
 
 def _size_multiple(model: str) -> int:
