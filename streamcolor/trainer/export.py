@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -42,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from streamcolor.engines.base import MANIFEST, ModelInfo
+from streamcolor.engines.base import BUNDLE_FORMAT, MANIFEST, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -315,6 +316,7 @@ def _export_unet(model, run: dict, source, out: Path, options: ExportOptions) ->
             "data": {k: run[k] for k in ("shards", "data_counts", "data_sources") if k in run},
             "source": str(source),
         }
+        meta.update(_inherited(run))
         if options.eval_json:
             meta.update(eval_meta(options.eval_json))
         info = ModelInfo(path=tmp, name=options.name or out.name, extractor="efficientnet_lite0", extractor_size=0,
@@ -322,6 +324,35 @@ def _export_unet(model, run: dict, source, out: Path, options: ExportOptions) ->
         _publish(tmp, out, info, options, report,
                  verify=lambda: _verify_unet(tmp, fp32_dir, ship=options.ship, model=unet.full_model()))
     return _after_publish(out, options, report)
+
+
+#: What a fine-tuned model keeps of the bundle it started from (``fit --init``): how it is run.
+INHERITED = ("render_size", "saturation", "guided_upsampling")
+
+
+def _inherited(run: dict) -> dict[str, Any]:
+    """The run settings of the model a fine-tuning run started from (its render size, saturation and
+    edge-aware upsampling), so that the new bundle runs as that one did: without them it ran at 256
+    with the grid upsampled bilinearly, and `eval` against the model it came from measured the
+    settings, not the fine-tuning.  Nothing for a run trained from scratch."""
+    from streamcolor.trainer.train import init_source
+
+    init = (run.get("options") or {}).get("init")
+    if not init:
+        return {}
+    try:
+        kind, path = init_source(str(init))
+        if kind != "bundle":
+            return {}
+        start = json.loads((path / MANIFEST).read_text())
+    except (ValueError, OSError):
+        log.warning("the model this run started from (%s) is not found: its render size and upsampling are not "
+                    "carried into the bundle", init)
+        return {}
+    kept = {k: start[k] for k in INHERITED if k in start}
+    if kept:
+        log.info("carried from %s: %s", init, ", ".join(f"{k} {v}" for k, v in kept.items()))
+    return kept
 
 
 def _verify_unet(bundle: Path, fp32_dir: Path, *, ship: bool, model) -> dict[str, float]:
@@ -362,6 +393,28 @@ def _check_replaceable(out: Path, source: Path) -> None:
     if any(out.iterdir()) and not (out / MANIFEST).is_file():
         raise ExportError(f"{out} is a folder with no {MANIFEST}, not a model bundle; --overwrite only replaces "
                           "a bundle (nothing was removed)")
+    if (out / MANIFEST).is_file():
+        try:
+            manifest = json.loads((out / MANIFEST).read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            manifest = None
+        if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT or "files" not in manifest:
+            raise ExportError(f"{out}: its {MANIFEST} is not a streamcolor bundle's (another program's model?); "
+                              "--overwrite only replaces a bundle (nothing was removed)")
+        others = sorted(p.name for p in out.iterdir() if not _bundle_file(p, manifest))
+        if others:  # (the whole folder is replaced: a user's notes kept in it went with it)
+            raise ExportError(f"{out} holds files that are not the bundle's ({', '.join(others[:5])}"
+                              f"{', ...' if len(others) > 5 else ''}); move them out first (nothing was removed)")
+
+
+#: Names of files that streamcolor writes into a bundle besides those its manifest lists: the int8
+#: and fp16 variants (``quantize``), TensorRT plans, the encoder's licence.
+_BUNDLE_EXTRAS = re.compile(r"(colorizer|extractor)[\w.-]*\.(onnx|keras|plan|json)|LICENSE-[\w.-]+\.txt|[\w.-]+\.npz")
+
+
+def _bundle_file(path: Path, manifest: dict) -> bool:
+    return path.is_file() and not path.is_symlink() and (
+        path.name == MANIFEST or path.name in manifest.get("files", {}) or bool(_BUNDLE_EXTRAS.fullmatch(path.name)))
 
 
 @contextlib.contextmanager

@@ -429,6 +429,7 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
     if options.steps is None and options.epochs is None and options.max_minutes is None:
         raise ValueError("give steps, epochs or max_minutes")
     run_dir = Path(run_dir)
+    _check_run_dir(run_dir, Path(shards))
     train_set, val_set = ShardSet(shards, "train"), ShardSet(shards, "val")
     seq = ShardBatches(train_set, options.batch_size, seed=options.seed, flip=options.flip)
     batch = seq.batch_size
@@ -707,7 +708,7 @@ def _run_extractor_weights(run_dir: Path) -> str | None:
     return json.loads(run.read_text()).get("extractor_weights", "default") if run.is_file() else "default"
 
 
-def _init_source(init: str) -> tuple[str, Path]:
+def init_source(init: str) -> tuple[str, Path]:
     """("bundle", folder) for a shipped model name or a bundle folder; ("run", path) otherwise."""
     from streamcolor.engines import resolve_model
 
@@ -725,7 +726,7 @@ def _init_config(init: str, asked):
     """The U-Net configuration of the model ``init`` names (a fine-tuned model keeps its shape)."""
     from streamcolor.trainer.unet import TRAINED_WEIGHTS, UNetConfig
 
-    kind, path = _init_source(init)
+    kind, path = init_source(init)
     if kind == "bundle":
         meta = json.loads((path / "model.json").read_text())
         if meta.get("architecture") != "unet" or not (path / TRAINED_WEIGHTS).is_file():
@@ -746,7 +747,7 @@ def init_weights(unet, init: str) -> None:
     """Load the trained layers of the model ``init`` names into ``unet`` (fine-tuning start)."""
     from streamcolor.trainer.unet import TRAINED_WEIGHTS, load_trained_npz
 
-    kind, path = _init_source(init)
+    kind, path = init_source(init)
     if kind == "bundle":
         n = load_trained_npz(unet, path / TRAINED_WEIGHTS)
     else:
@@ -754,6 +755,23 @@ def init_weights(unet, init: str) -> None:
         unet.full_model().set_weights(model.get_weights())
         n = len(model.layers)
     log.info("fine-tuning: started from %s (%d layers)", path, n)
+
+
+def _check_run_dir(run_dir: Path, shards: Path) -> None:
+    """ValueError when ``run_dir`` is a folder of other files than a run's (its log.csv was appended
+    to and its run.json rewritten), or the shard folder itself: a run goes into a new or empty
+    folder, or its own earlier one (which it resumes)."""
+    if run_dir.resolve() == shards.resolve():
+        raise ValueError(f"the run folder {run_dir} is the shard folder; give the run a folder of its own (-r)")
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return
+    try:
+        run = json.loads((run_dir / RUN_FILE).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        run = None
+    if not (isinstance(run, dict) and "shards" in run and "options" in run):
+        raise ValueError(f"{run_dir} holds files that are not a training run's (no run.json of streamcolor's); "
+                         "give the run a new or empty folder (-r), nothing there was touched")
 
 
 def _write_run(run_dir: Path, shards, meta: dict, options: FitOptions, batch: int, extra: dict) -> None:
