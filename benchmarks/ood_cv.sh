@@ -54,8 +54,8 @@ if [ "$SEED" = gain ]; then
       [ -f "$out" ] && continue
       # shellcheck disable=SC2086
       $SC train eval -m "$WORK/fold$k/bundle-$name-s$seed" $(dirs $test) --size 320 --saturation "$g" --per-image \
-        --json "$out.part" -q
-      mv "$out.part" "$out"
+        --json "${out%.json}.part.json" -q
+      mv "${out%.json}.part.json" "$out"
     done
   done
   exit 0
@@ -94,8 +94,8 @@ for k in 1 2 3; do
       --warmup-steps 100 --mixed-precision --sample-images 0 -q
     $SC train export "$W/run-$name-s$SEED" "$W/bundle-$name-s$SEED" -q
     # shellcheck disable=SC2086
-    $SC train eval -m "$W/bundle-$name-s$SEED" $(dirs $test) --size 320 --per-image --json "$out.part" -q
-    mv "$out.part" "$out"
+    $SC train eval -m "$W/bundle-$name-s$SEED" $(dirs $test) --size 320 --per-image --json "${out%.json}.part.json" -q
+    mv "${out%.json}.part.json" "$out"
     rm -rf "$W/run-$name-s$SEED/checkpoints"
   done
 done

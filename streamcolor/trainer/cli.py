@@ -118,6 +118,36 @@ def _path_given(ctx: click.Context, param: click.Parameter, value: str | None) -
     return Path(value)
 
 
+def _report_path(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    """``eval --json`` / ``--markdown``: a name with the report's extension, and where a file is there
+    already, only an earlier report of eval's (it wrote over anything: ``--json held/photo.jpg``
+    replaced the photo being scored).  Checked before any work."""
+    path = _path_given(ctx, param, value)
+    if path is None:
+        return None
+    is_json = param.name == "json_out"
+    suffixes = (".json",) if is_json else (".md", ".markdown", ".txt")
+    if path.suffix.lower() not in suffixes:
+        raise click.BadParameter(f"{path}: give a name ending in {' or '.join(suffixes)} for the report",
+                                 ctx=ctx, param=param)
+    if os.path.lexists(path):
+        try:
+            text = path.read_text()[:200_000] if path.is_file() and not path.is_symlink() else None
+        except (OSError, UnicodeDecodeError):
+            text = None
+        if is_json:
+            try:
+                ours = text is not None and isinstance(d := json.loads(text), dict) and ("splits" in d or "engine" in d)
+            except ValueError:
+                ours = False
+        else:
+            ours = text is not None and text.startswith(("Evaluation of ", "### split: "))
+        if not ours:
+            raise click.BadParameter(f"{path} is there and is no report of `train eval`: it is kept; choose "
+                                     "another name", ctx=ctx, param=param)
+    return path
+
+
 @train.command()
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--out", required=True, type=click.Path(), callback=_path_given,
@@ -294,7 +324,7 @@ def fit(shards, run_dir, steps, epochs, max_minutes, batch_size, lr, lr_schedule
               help="Which split to score; repeat for several (one table each). Shards: default val. Photos with a "
                    "manifest.json: 'val' (photos of the training packages held out) and 'holdout' (whole "
                    "packages never seen in training); default: every photo.")
-@click.option("--max-images", type=int, help="Stop after this many images.")
+@click.option("--max-images", type=click.IntRange(min=1), help="Stop after this many images.")
 @click.option("--stored-embeddings", is_flag=True, help="Shards: use stored embeddings, run only the colorizer.")
 @click.option("--guided/--no-guided", default=True, show_default=True,
               help="Bring the model's a*b* grid up to the render size edge-aware, as streamcolor does, where the "
@@ -302,11 +332,12 @@ def fit(shards, run_dir, steps, epochs, max_minutes, batch_size, lr, lr_schedule
 @click.option("--saturation", type=click.FloatRange(0, 4), default=1.0, show_default=True,
               help="a*b* gain on the model's colour before it is scored, as `streamcolor image --saturation` "
                    "applies it: what a recommended saturation would cost or gain.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), callback=_path_given,
-              help="Write the report as JSON.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), callback=_report_path,
+              help="Write the report as JSON (a .json name; an earlier report there is replaced, any other "
+                   "file kept).")
 @click.option("--per-image", is_flag=True, help="Include per-image figures in the JSON.")
-@click.option("--markdown", type=click.Path(dir_okay=False), callback=_path_given,
-              help="Write the markdown table here too.")
+@click.option("--markdown", type=click.Path(dir_okay=False), callback=_report_path,
+              help="Write the markdown table here too (.md).")
 def eval_(sources, model, backend, size, batch_size, splits, max_images, stored_embeddings, guided, saturation,
           json_out, per_image, markdown):
     """Score a model on a shard folder (its val split) or on colour photos.
