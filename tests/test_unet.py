@@ -154,6 +154,9 @@ def test_fine_tune_from_a_bundle_cli(shipped, photos, tmp_path):
     cli = CliRunner()
     bundle = tmp_path / "base"
     shutil.copytree(shipped[0], bundle)
+    how = {"render_size": 96, "saturation": 1.1, "guided_upsampling": {"radius": 2, "eps": 0.001}}
+    meta = json.loads((bundle / "model.json").read_text())
+    (bundle / "model.json").write_text(json.dumps({**meta, **how}))  # (how the shipped default is run)
     mine = tmp_path / "mine-shards"
     res = cli.invoke(train, ["prepare", str(photos), "-o", str(mine), "--size", str(SIZE),
                              "--crops-per-photo", "2", "--shard-size", "8", "--val-fraction", "0.2",
@@ -167,6 +170,9 @@ def test_fine_tune_from_a_bundle_cli(shipped, photos, tmp_path):
     assert start["unet"]["widths"] == [32, 24, 16]
     res = cli.invoke(train, ["export", str(tmp_path / "ft"), str(tmp_path / "ft-bundle"), "--ship", "--no-verify"])
     assert res.exit_code == 0, res.output
+    # it runs as the model it started from did (it ran at 256, bilinearly: eval against it measured that)
+    got = json.loads((tmp_path / "ft-bundle" / "model.json").read_text())
+    assert {k: got.get(k) for k in how} == how
     # The fine-tuned model starts from the bundle's weights (not from scratch): close to it after 2 small steps.
     a = np.load(bundle / U.TRAINED_WEIGHTS)
     b = np.load(tmp_path / "ft-bundle" / U.TRAINED_WEIGHTS)
@@ -176,6 +182,93 @@ def test_fine_tune_from_a_bundle_cli(shipped, photos, tmp_path):
     # The seed model has no trainable weights in its bundle: a clear error.
     res = cli.invoke(train, ["fit", str(mine), "-r", str(tmp_path / "bad"), "--init", "seed", "--steps", "1"])
     assert res.exit_code != 0 and "only U-Net models can be fine-tuned" in res.output
+
+
+def test_the_trainer_never_removes_or_writes_over_a_users_files(shipped, photos, tmp_path):
+    """prepare --overwrite removed the whole -o folder (the photos too, when it was theirs) when any
+    meta.json was there; export --overwrite removed any folder holding a model.json, notes included;
+    fit -r appended to a user's log.csv; eval --json wrote over the photo being scored."""
+    import shutil
+
+    from streamcolor.trainer.cli import train
+
+    cli = CliRunner()
+    album = tmp_path / "album"
+    shutil.copytree(photos, album)
+    (album / "meta.json").write_text('{"title": "Holiday 2019"}')
+    before = sorted(p.name for p in album.iterdir())
+    common = ["--size", str(SIZE), "--crops-per-photo", "2", "--shard-size", "8", "--random-extractor"]
+    for out in (album, album / "shards"):  # the photos' own folder, or one inside it
+        res = cli.invoke(train, ["prepare", str(album), "-o", str(out), *common, "--overwrite"])
+        assert res.exit_code != 0 and "overlap" in res.output, res.output
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "meta.json").write_text('{"title": "Holiday 2019"}')
+    (elsewhere / "notes.txt").write_text("mine")
+    res = cli.invoke(train, ["prepare", str(photos), "-o", str(elsewhere), *common, "--overwrite"])
+    assert res.exit_code != 0 and "not a shard folder" in res.output, res.output
+    assert sorted(p.name for p in album.iterdir()) == before and (elsewhere / "notes.txt").read_text() == "mine"
+    # a real shard folder with a file of the user's: --overwrite with other options keeps the file
+    shards = tmp_path / "shards"
+    assert cli.invoke(train, ["prepare", str(photos), "-o", str(shards), *common]).exit_code == 0
+    (shards / "README.txt").write_text("mine")
+    res = cli.invoke(train, ["prepare", str(photos), "-o", str(shards), *common[:2], "--crops-per-photo", "1",
+                             "--shard-size", "8", "--random-extractor", "--overwrite"])
+    assert res.exit_code == 0 and (shards / "README.txt").read_text() == "mine", res.output
+    # fit -r: a folder of the user's
+    folder = tmp_path / "accounts"
+    folder.mkdir()
+    (folder / "log.csv").write_text("date,amount\n2024-01-01,100\n")
+    res = cli.invoke(train, ["fit", str(shards), "-r", str(folder), "--steps", "1", "-b", "4", "--sample-images", "0"])
+    assert res.exit_code != 0 and "not a training run" in res.output, res.output
+    assert (folder / "log.csv").read_text() == "date,amount\n2024-01-01,100\n"
+    # export --overwrite: a bundle holding a file of the user's, another program's model.json
+    run = tmp_path / "run"
+    assert cli.invoke(train, ["fit", str(shards), "-r", str(run), "--steps", "1", "-b", "4",
+                              "--sample-images", "0"]).exit_code == 0
+    noted = tmp_path / "noted"
+    shutil.copytree(shipped[0], noted)
+    (noted / "NOTES.txt").write_text("mine")
+    webapp = tmp_path / "webapp"
+    webapp.mkdir()
+    (webapp / "model.json").write_text('{"name": "my tfjs model"}')
+    (webapp / "w.bin").write_text("weights")
+    for out, why in ((noted, "not the bundle's"), (webapp, "not a streamcolor bundle")):
+        res = cli.invoke(train, ["export", str(run), str(out), "--ship", "--no-verify", "--overwrite"])
+        assert res.exit_code != 0 and why in res.output, res.output
+    assert (noted / "NOTES.txt").read_text() == "mine" and (webapp / "w.bin").read_text() == "weights"
+    # eval --json / --markdown: only a report's name, and never over another file
+    photo = next(p for p in sorted(photos.iterdir()) if p.suffix == ".jpg")
+    data = photo.read_bytes()
+    for option, name in (("--json", photo), ("--markdown", photo), ("--json", tmp_path / "notes.txt")):
+        if name.suffix == ".txt":
+            name.write_text("mine")
+        res = cli.invoke(train, ["eval", "-m", str(shipped[0]), str(photos), "--size", str(SIZE), option, str(name)])
+        assert res.exit_code == 2, res.output
+    assert photo.read_bytes() == data and (tmp_path / "notes.txt").read_text() == "mine"
+    res = cli.invoke(train, ["eval", "-m", str(shipped[0]), str(photos), "--size", str(SIZE), "--max-images", "0"])
+    assert res.exit_code == 2 and "--max-images" in res.output
+
+
+def test_prepare_refuses_a_photo_over_the_pixel_limit_alone(photos, tmp_path, monkeypatch):
+    """No pixel limit: one PNG of 30000 x 30000 (3 MB) took 23 GB and the kernel killed the run."""
+    import shutil
+
+    from PIL import Image
+
+    from streamcolor.trainer import data
+    from streamcolor.trainer.cli import train
+
+    monkeypatch.setattr(data, "MAX_PHOTO_PIXELS", 300 * 300)
+    src = tmp_path / "src"
+    shutil.copytree(photos, src)
+    Image.new("RGB", (400, 400), (10, 200, 10)).save(src / "big.png")
+    with pytest.raises(ValueError, match="more than 90,000"):
+        data.decode_photo((src / "big.png").read_bytes())
+    res = CliRunner().invoke(train, ["prepare", str(src), "-o", str(tmp_path / "s"), "--size", str(SIZE),
+                                     "--crops-per-photo", "1", "--random-extractor"])
+    assert "big.png" in res.output and "160,000 pixels" in res.output, res.output
+    assert json.loads((tmp_path / "s" / "meta.json").read_text())["counts"]["train"]["examples"] > 0
 
 
 def test_int8_variant_of_a_unet(shipped, photos, tmp_path):
