@@ -288,3 +288,19 @@ def test_int8_variant_of_a_unet(shipped, photos, tmp_path):
     q = load_engine(tmp_path / "b", "onnx", precision="int8", device="cpu")
     l = np.random.default_rng(2).uniform(-1, 1, (1, 64, 64, 1)).astype("float32")
     assert q.predict(l).shape == (1, 16, 16, 2)
+
+
+def test_quantize_and_export_say_ordinary_mistakes_in_one_line(shipped, tmp_path):
+    """quantize on a folder that is no bundle gave a 14-frame traceback; export --eval-json with a
+    broken file failed after the whole export, naming no file."""
+    from streamcolor.trainer.cli import train
+    from streamcolor.trainer.export import ExportError, eval_meta
+
+    (tmp_path / "userdir").mkdir()
+    res = CliRunner().invoke(train, ["quantize", str(tmp_path / "userdir"), "--calib", str(tmp_path), "--n", "2",
+                                     "--no-speed"])
+    assert res.exit_code == 1 and "not a model bundle" in res.output and "Traceback" not in res.output, res.output
+    for text in ("{bad", "[1, 2]"):
+        (tmp_path / "bad.json").write_text(text)
+        with pytest.raises(ExportError, match="bad.json: not a report of `train eval --json`"):
+            eval_meta(tmp_path / "bad.json")

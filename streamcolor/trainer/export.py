@@ -213,6 +213,8 @@ def export_bundle(source: str | Path, out: str | Path, *, options: ExportOptions
         raise ValueError("ship and fp16 exclude each other: a ship bundle holds only the two ONNX graphs")
     if options.tensorrt:
         _require_tensorrt()  # before any work, not after
+    if options.eval_json:
+        eval_meta(options.eval_json)  # (said now, not after the export's work)
     out = Path(out)
     if out.exists() or out.is_symlink():
         if not options.overwrite:
@@ -466,7 +468,12 @@ def _after_publish(out: Path, options: ExportOptions, report: ExportReport) -> E
 def eval_meta(path: str | Path) -> dict[str, Any]:
     """model.json keys from an ``eval --json`` report: ``eval`` (the val split, or the
     only one) and, for a report of several splits, ``eval_splits`` with each."""
-    report = json.loads(Path(path).read_text())
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ExportError(f"{path}: not a report of `train eval --json` ({exc})") from exc
+    if not isinstance(report, dict) or not ("splits" in report or "model" in report):
+        raise ExportError(f"{path}: not a report of `train eval --json` (no 'model' or 'splits')")
     if "splits" not in report:
         return {"eval": report}
     splits = report["splits"]

@@ -44,10 +44,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from streamcolor.engines import lab
-from streamcolor.engines.base import MANIFEST, Engine, ModelInfo
+from streamcolor.engines.base import MANIFEST, Engine, EngineError, ModelInfo
 from streamcolor.engines.select import VARIANT_FILES, compare_engines, cpu_description, guard, load_onnx, to_fp16, \
     unfold_fp16_weights
-from streamcolor.trainer.data import PhotoRef, PrepareOptions, decode_photo, list_photos, photo_examples, plan_splits
+from streamcolor.trainer.data import (DataError, PhotoRef, PrepareOptions, decode_photo, list_photos, photo_examples,
+                                     plan_splits)
 from streamcolor.trainer.export import sha256_file
 
 log = logging.getLogger(__name__)
@@ -756,7 +757,7 @@ def command():
                                eval_max=eval_max, speed=not no_speed, seed=seed)
         try:
             report = quantize_bundle(bundle, list(calib), eval_photos=list(eval_photos) or None, options=opts)
-        except (QuantizeError, ImportError, ValueError) as exc:
+        except (QuantizeError, ImportError, ValueError, EngineError, DataError) as exc:  # (not a bundle; no photo)
             raise click.ClickException(str(exc)) from exc
         click.echo(report.summary())
 
