@@ -290,7 +290,7 @@ def test_int8_variant_of_a_unet(shipped, photos, tmp_path):
     assert q.predict(l).shape == (1, 16, 16, 2)
 
 
-def test_quantize_and_export_say_ordinary_mistakes_in_one_line(shipped, tmp_path):
+def test_quantize_and_export_say_ordinary_mistakes_in_one_line(shipped, shards, tmp_path):
     """quantize on a folder that is no bundle gave a 14-frame traceback; export --eval-json with a
     broken file failed after the whole export, naming no file."""
     from streamcolor.trainer.cli import train
@@ -300,6 +300,8 @@ def test_quantize_and_export_say_ordinary_mistakes_in_one_line(shipped, tmp_path
     res = CliRunner().invoke(train, ["quantize", str(tmp_path / "userdir"), "--calib", str(tmp_path), "--n", "2",
                                      "--no-speed"])
     assert res.exit_code == 1 and "not a model bundle" in res.output and "Traceback" not in res.output, res.output
+    res = CliRunner().invoke(train, ["eval", "-m", str(shipped[0]), str(shards), "--stored-embeddings"])
+    assert res.exit_code == 1 and "store feature maps, not embeddings" in res.output, res.output  # (KeyError)
     for text in ("{bad", "[1, 2]"):
         (tmp_path / "bad.json").write_text(text)
         with pytest.raises(ExportError, match="bad.json: not a report of `train eval --json`"):

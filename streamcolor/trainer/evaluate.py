@@ -195,6 +195,9 @@ def _from_shards(engine: "Engine", root: Path, options: EvalOptions) -> Iterator
     if options.split not in ALL_SPLITS:
         raise ValueError(f"shards have the splits {ALL_SPLITS}, not {options.split!r}")
     shards = ShardSet(root, options.split)
+    if options.stored_embeddings and shards.model == "unet":
+        raise DataError(f"{root}: U-Net shards store feature maps, not embeddings; --stored-embeddings is for "
+                        "the seed model's shards (prepare --model koalarization)")
     if len(shards) == 0:
         raise DataError(f"{root}: the {options.split} split has no examples")
     n = len(shards) if not options.max_images else min(len(shards), options.max_images)
