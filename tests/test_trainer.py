@@ -219,6 +219,8 @@ def test_prepare_empty_or_unreadable_only(tmp_path, extractor):
     (tmp_path / "bad" / "x.png").write_bytes(b"\x89PNG broken")
     with pytest.raises(DataError, match="1 unreadable"):
         prepare_shards([tmp_path / "bad"], tmp_path / "o2", options=OPTS, extractor=extractor)
+    # (meta.json said "complete": true over the empty shards, which fit then took)
+    assert json.loads((tmp_path / "o2" / "meta.json").read_text())["complete"] is False
 
 
 def test_prepare_follows_a_manifest_split(tmp_path, extractor):

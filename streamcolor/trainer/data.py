@@ -610,14 +610,15 @@ def prepare_shards(sources: Sequence[str | Path], out: str | Path, *,
                     "left_out": report.left_out},
         "sources": [str(s) for s in sources] + ([str(manifest)] if manifest else []),
     }
-    _write_json(meta_path, meta)
-    shutil.rmtree(out / "_extracted", ignore_errors=True)
     first = "train" if "train" in report.counts else splits[0]  # the split that must not be empty
-    if report.counts[first]["examples"] == 0:
+    if report.counts[first]["examples"] == 0:  # (before meta.json says "complete": fit would take empty shards)
+        shutil.rmtree(out / "_extracted", ignore_errors=True)
         raise DataError(
             f"no usable colour photos among {len(kept)} files: {len(report.gray)} near-gray "
             f"(mean chroma < {options.gray_threshold}), {len(report.unreadable)} unreadable; "
             "training needs colour photos")
+    _write_json(meta_path, meta)
+    shutil.rmtree(out / "_extracted", ignore_errors=True)
     log.info("shards in %s: %s; skipped %d gray, %d unreadable, %d duplicates", out, report.counts,
              len(report.gray), len(report.unreadable), len(report.duplicates))
     return report
