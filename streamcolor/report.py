@@ -466,13 +466,15 @@ class BeforeAfter:
 
 def held_out_photos(folder: str | Path, n: int = 4) -> list[tuple[Path, dict]]:
     """``n`` photos of the ``val`` split of a ``manifest.json`` folder (as
-    written by ``streamcolor.trainer.collect_photos``), evenly spaced over the list in
+    written by ``streamcolor.trainer.collect_photos``), or of its ``holdout`` split where it has no
+    val (such a folder was shown as having no photos), evenly spaced over the list in
     manifest order (not chosen by result), skipping near-gray ones."""
     from streamcolor.engines import lab
 
     folder = Path(folder)
-    entries = [e for e in collector_photos(folder) or []
-               if e.get("split") == "val" and (folder / e["file"]).is_file()]
+    listed = [e for e in collector_photos(folder) or [] if (folder / e["file"]).is_file()]
+    entries = ([e for e in listed if e.get("split") == "val"]
+               or [e for e in listed if e.get("split") == "holdout"])
     picked: list[tuple[Path, dict]] = []
     if not entries or n <= 0:
         return picked

@@ -247,6 +247,12 @@ def test_held_out_photos_are_val_evenly_spaced_and_coloured(tmp_path):
     picked = [p.name for p, _ in report.held_out_photos(folder, 3)]
     assert "p0.png" not in picked and "p2.png" not in picked  # train; gray
     assert picked == ["p1.png", "p3.png", "p5.png"]
+    # a folder whose manifest lists only holdout photos: those (it was "no photos found")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for e in manifest["photos"]:
+        e["split"] = "holdout" if e["split"] == "val" else e["split"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert [p.name for p, _ in report.held_out_photos(folder, 3)] == ["p1.png", "p3.png", "p5.png"]
 
 
 def test_report_is_self_contained_with_before_after_and_tables(engine, tmp_path):
