@@ -31,6 +31,13 @@ def test_embed_then_colorize_equals_predict(seed_engine):
     np.testing.assert_allclose(seed_engine.predict(l, emb), seed_engine.predict(l), atol=1e-6)
 
 
+def test_an_empty_batch_gives_an_empty_result_on_both_models(seed_engine, engine):
+    """The seed model failed in NumPy ("need at least one array to stack"); the U-Net gave (0, ...)."""
+    l = np.zeros((0, 64, 96, 1), np.float32)
+    assert seed_engine.predict(l).shape == (0, 64, 96, 2)
+    assert engine.predict(l).shape[0] == 0
+
+
 def test_unknown_model_and_backend_are_clear():
     with pytest.raises(ValueError, match="shipped models are"):
         load_engine("no-such-model")

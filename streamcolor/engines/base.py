@@ -223,6 +223,8 @@ class Engine(ABC):
         l = check_l_batch(l)
         if self.info.two_stage:
             if embedding is None:
+                if not len(l):  # (an empty batch: letterboxing stacks no image)
+                    return np.zeros((0, *l.shape[1:3], 2), np.float32)
                 embedding = self.embed(self.extractor_input(l))
             return self.colorize(l, embedding)
         if embedding is not None:
