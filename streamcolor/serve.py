@@ -72,7 +72,7 @@ from streamcolor.batching import BatchingEngine, BatchingOptions
 # MAX_SATURATION: the largest gain a request may ask for is the library's own limit
 from streamcolor.colorize import MAX_SATURATION, ColorOptions, colorize_batch, model_options
 from streamcolor.engines import lab
-from streamcolor.errors import InputError, OutputError
+from streamcolor.errors import InputError, OutputError, one_line
 
 if TYPE_CHECKING:
     from streamcolor.engines import Engine
@@ -798,6 +798,7 @@ def create_app(engine: "Engine", options: ServeOptions = ServeOptions(), *,
     # client's text on stderr, once per distinct text: not for the server's output.  The upload is
     # then named "upload", as one without a name.
     warnings.filterwarnings("ignore", category=BadContentDispositionParam)
+    _one_line_protocol_errors()
     sweep_abandoned_folders()
     state = _State(engine, options, colour or model_options(engine))
     # client_max_size only guards body readers we do not use; uploads are limited while streaming.
@@ -816,6 +817,31 @@ def create_app(engine: "Engine", options: ServeOptions = ServeOptions(), *,
 
     app.on_cleanup.append(close_state)
     return app
+
+
+class _ProtocolErrorLine(logging.Filter):
+    """A request that is not HTTP (a negative Content-Length, TLS bytes on the plain port) logged by
+    aiohttp as an error with its parser's traceback: one warning line instead, naming the client and
+    the reason.  The client still gets aiohttp's 400; a real error's traceback stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            text = str(getattr(exc, "message", "") or exc)  # (its lines: the reason, the bytes, a caret under them)
+            reason = " ".join(ln.strip() for ln in text.splitlines() if ln.strip().strip("^"))
+            said = record.getMessage().replace("Error handling request", "a request that is not valid HTTP", 1)
+            record.msg, record.args, record.exc_info, record.exc_text = "%s (answered 400): %s", (
+                said, one_line(reason)), None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def _one_line_protocol_errors() -> None:
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _ProtocolErrorLine) for f in server.filters):
+        server.addFilter(_ProtocolErrorLine())
 
 
 def app_stats(app: web.Application) -> dict[str, Any]:

@@ -1114,3 +1114,31 @@ def test_a_photo_whose_header_bytes_look_like_ts_sync_is_still_a_photo(engine):
     with Server(engine, ServeOptions(port=0, max_upload=8 << 20)) as srv:
         r = post_file(srv.url, data, "scan.bmp", "image/bmp", query="?render_size=64")
     assert r.status == 200 and r.headers["Content-Type"] == "image/bmp", r.body[:300]
+
+
+def test_a_request_that_is_not_http_is_one_warning_line(caplog):
+    """aiohttp logged a negative Content-Length as an error with its parser's traceback."""
+    import logging
+
+    from aiohttp.http_exceptions import BadHttpMessage
+
+    from streamcolor import serve
+
+    serve._one_line_protocol_errors()
+    serve._one_line_protocol_errors()  # (once: the filter is not added twice)
+    server = logging.getLogger("aiohttp.server")
+    assert sum(isinstance(f, serve._ProtocolErrorLine) for f in server.filters) == 1
+    try:
+        raise BadHttpMessage("Invalid character in Content-Length:\n\n  b'Content-Length: -5'\n    ^")
+    except BadHttpMessage:
+        with caplog.at_level(logging.INFO, logger="aiohttp.server"):
+            server.exception("Error handling request from %s", "127.0.0.1")
+    rec = caplog.records[-1]
+    assert rec.levelno == logging.WARNING and rec.exc_info is None
+    assert rec.getMessage() == ("a request that is not valid HTTP from 127.0.0.1 (answered 400): Invalid character "
+                                "in Content-Length: b'Content-Length: -5'")
+    try:
+        raise RuntimeError("a real error")
+    except RuntimeError:
+        server.exception("Error handling request from %s", "127.0.0.1")
+    assert caplog.records[-1].exc_info is not None  # (a real error keeps its traceback)
