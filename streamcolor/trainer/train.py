@@ -763,8 +763,8 @@ def _check_run_dir(run_dir: Path, shards: Path) -> None:
     folder, or its own earlier one (which it resumes)."""
     if run_dir.resolve() == shards.resolve():
         raise ValueError(f"the run folder {run_dir} is the shard folder; give the run a folder of its own (-r)")
-    if not run_dir.is_dir() or not any(run_dir.iterdir()):
-        return
+    if not run_dir.is_dir() or not any(run_dir.iterdir()) or latest_checkpoint(run_dir) is not None:
+        return  # (new, empty, or a run's: its checkpoints are its own, with or without its run.json)
     try:
         run = json.loads((run_dir / RUN_FILE).read_text())
     except (OSError, UnicodeDecodeError, ValueError):
