@@ -798,7 +798,7 @@ def create_app(engine: "Engine", options: ServeOptions = ServeOptions(), *,
     # client's text on stderr, once per distinct text: not for the server's output.  The upload is
     # then named "upload", as one without a name.
     warnings.filterwarnings("ignore", category=BadContentDispositionParam)
-    _one_line_protocol_errors()
+    one_line_protocol_errors()
     sweep_abandoned_folders()
     state = _State(engine, options, colour or model_options(engine))
     # client_max_size only guards body readers we do not use; uploads are limited while streaming.
@@ -819,7 +819,7 @@ def create_app(engine: "Engine", options: ServeOptions = ServeOptions(), *,
     return app
 
 
-class _ProtocolErrorLine(logging.Filter):
+class ProtocolErrorLine(logging.Filter):
     """A request that is not HTTP (a negative Content-Length, TLS bytes on the plain port) logged by
     aiohttp as an error with its parser's traceback: one warning line instead, naming the client and
     the reason.  The client still gets aiohttp's 400; a real error's traceback stays."""
@@ -838,10 +838,10 @@ class _ProtocolErrorLine(logging.Filter):
         return True
 
 
-def _one_line_protocol_errors() -> None:
+def one_line_protocol_errors() -> None:
     server = logging.getLogger("aiohttp.server")
-    if not any(isinstance(f, _ProtocolErrorLine) for f in server.filters):
-        server.addFilter(_ProtocolErrorLine())
+    if not any(isinstance(f, ProtocolErrorLine) for f in server.filters):
+        server.addFilter(ProtocolErrorLine())
 
 
 def app_stats(app: web.Application) -> dict[str, Any]:

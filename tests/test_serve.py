@@ -1124,10 +1124,10 @@ def test_a_request_that_is_not_http_is_one_warning_line(caplog):
 
     from streamcolor import serve
 
-    serve._one_line_protocol_errors()
-    serve._one_line_protocol_errors()  # (once: the filter is not added twice)
+    serve.one_line_protocol_errors()
+    serve.one_line_protocol_errors()  # (once: the filter is not added twice)
     server = logging.getLogger("aiohttp.server")
-    assert sum(isinstance(f, serve._ProtocolErrorLine) for f in server.filters) == 1
+    assert sum(isinstance(f, serve.ProtocolErrorLine) for f in server.filters) == 1
     try:
         raise BadHttpMessage("Invalid character in Content-Length:\n\n  b'Content-Length: -5'\n    ^")
     except BadHttpMessage:
