@@ -549,14 +549,16 @@ def prepare_shards(sources: Sequence[str | Path], out: str | Path, *,
         for k in range(0, len(items), per_shard):
             plan[f"{split}-{k // per_shard:05d}"] = [{"key": p.key, "sha256": sha} for p, sha in items[k:k + per_shard]]
     plan_path = out / PLAN
-    if plan_path.is_file() and json.loads(plan_path.read_text()) != plan:
+    if plan_path.is_file() and not meta_path.is_file():  # (meta.json is written first: this plan.json is not ours)
+        raise DataError(f"{out} is not a shard folder (a plan.json of another program's is there); use another "
+                        "folder for the shards")
+    if plan_path.is_file() and _read_plan(plan_path) != plan:
         if not overwrite:
             raise DataError(f"{out} was started with another set of photos; use another folder or --overwrite")
         log.warning("the photos changed: rewriting every shard in %s", out)
-        for d in out.glob("*-[0-9][0-9][0-9][0-9][0-9]"):
-            shutil.rmtree(d)
-    _write_json(plan_path, plan)
+        _remove_shards(out)
     _write_json(meta_path, {"format": SHARDS_FORMAT, "complete": False, "options": options.fingerprint()})
+    _write_json(plan_path, plan)
 
     refs = {p.key: p for p, _ in kept}
     report = PrepareReport(out=out, counts={}, unreadable=unreadable, duplicates=dups, left_out=left_out)
@@ -642,10 +644,17 @@ def _shard_meta(path: Path) -> dict[str, Any]:
         meta = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"{path}: not a shard folder's meta.json ({exc}); use another folder for the shards") from exc
-    if not isinstance(meta, dict) or meta.get("format") != SHARDS_FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != SHARDS_FORMAT or "options" not in meta:
         raise DataError(f"{path.parent} is not a shard folder (its meta.json is not streamcolor's); use another "
                         "folder for the shards")
     return meta
+
+
+def _read_plan(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path}: not a shard folder's plan.json ({exc}); use another folder for the shards") from exc
 
 
 def _remove_shards(out: Path) -> None:
