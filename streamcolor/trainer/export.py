@@ -411,7 +411,8 @@ def _check_replaceable(out: Path, source: Path) -> None:
 
 #: Names of files that streamcolor writes into a bundle besides those its manifest lists: the int8
 #: and fp16 variants (``quantize``), TensorRT plans, the encoder's licence.
-_BUNDLE_EXTRAS = re.compile(r"(colorizer|extractor)[\w.-]*\.(onnx|keras|plan|json)|LICENSE-[\w.-]+\.txt|[\w.-]+\.npz")
+_BUNDLE_EXTRAS = re.compile(r"(colorizer|extractor)(-[a-z0-9]+)?\.(onnx|keras)|(colorizer|extractor)-[\w.-]+\.plan"
+                            r"|LICENSE-efficientnet-[\w-]+\.txt|unet-trained\.npz")
 
 
 def _bundle_file(path: Path, manifest: dict) -> bool:
