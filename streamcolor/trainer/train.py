@@ -29,6 +29,7 @@ This module imports Keras and NumPy only (no TensorFlow).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -710,9 +711,14 @@ def _run_extractor_weights(run_dir: Path) -> str | None:
 
 def init_source(init: str) -> tuple[str, Path]:
     """("bundle", folder) for a shipped model name or a bundle folder; ("run", path) otherwise."""
-    from streamcolor.engines import resolve_model
+    from streamcolor.engines import WEIGHTS_DIR, resolve_model
 
     path = Path(init)
+    if "/" not in init and os.sep not in init:  # a plain name is a shipped model first, as `-m NAME` is
+        with contextlib.suppress(ValueError):
+            shipped = resolve_model(init).path
+            if shipped.parent.resolve() == WEIGHTS_DIR.resolve():
+                return "bundle", shipped
     if path.exists() and not (path / "model.json").is_file():
         return "run", path
     try:
