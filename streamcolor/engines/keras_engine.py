@@ -205,16 +205,19 @@ class KerasEngine(Engine):
         return self.gpu
 
     def forward(self, l: np.ndarray) -> np.ndarray:
+        self._check_open()
         if self.info.two_stage:
             return super().forward(l)
         return self._run(self._colorizer, l)
 
     def embed(self, l_ext: np.ndarray) -> np.ndarray:
+        self._check_open()
         if self._extractor is None:
             return super().embed(l_ext)
         return self._run(self._extractor, l_ext)
 
     def colorize(self, l: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+        self._check_open()
         if not self.info.two_stage:
             return super().colorize(l, embedding)
         return self._run(self._colorizer, l, embedding)

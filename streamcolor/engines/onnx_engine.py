@@ -105,18 +105,21 @@ class OnnxEngine(Engine):
         return self.providers[0] == "CUDAExecutionProvider"
 
     def forward(self, l: np.ndarray) -> np.ndarray:
+        self._check_open()
         if self.info.two_stage:
             return super().forward(l)
         feeds = {self._l_in: np.ascontiguousarray(l, dtype=np.float32)}
         return self._colorizer.run(None, feeds)[0].astype(np.float32, copy=False)
 
     def embed(self, l_ext: np.ndarray) -> np.ndarray:
+        self._check_open()
         if self._extractor is None:
             return super().embed(l_ext)
         l_ext = np.ascontiguousarray(l_ext, dtype=np.float32)
         return self._extractor.run(None, {self._ext_in: l_ext})[0].astype(np.float32, copy=False)
 
     def colorize(self, l: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+        self._check_open()
         if not self.info.two_stage:
             return super().colorize(l, embedding)
         feeds = {self._l_in: np.ascontiguousarray(l, dtype=np.float32),

@@ -293,16 +293,19 @@ class TensorRTEngine(Engine):
         return True
 
     def forward(self, l: np.ndarray) -> np.ndarray:
+        self._check_open()
         if self.info.two_stage:
             return super().forward(l)
         return self._colorizer({self._colorizer.inputs[0]: l})
 
     def embed(self, l_ext: np.ndarray) -> np.ndarray:
+        self._check_open()
         if self._extractor is None:
             return super().embed(l_ext)
         return self._extractor({self._extractor.inputs[0]: l_ext})
 
     def colorize(self, l: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+        self._check_open()
         if not self.info.two_stage:
             return super().colorize(l, embedding)
         names = sorted(self._colorizer.inputs, key=self._colorizer.rank)
