@@ -298,6 +298,17 @@ def copy_streams(inp, vin, out, src: Path, dst: Path) -> dict[int, tuple[Any, An
     return copied
 
 
+def copy_chapters(inp, out, src: Path) -> None:
+    """The input's chapters into the output (MP4 and MOV write them as a chapter track, Matroska as
+    its own chapters); a failure is said, not the run's."""
+    try:
+        chapters = inp.chapters()
+        if chapters:
+            out.set_chapters(chapters)
+    except (AttributeError, ValueError, av.error.FFmpegError) as exc:
+        log.warning("%s: chapters not copied: %s", src, exc)
+
+
 def _chapter_track(inp, s) -> bool:
     """Whether data stream ``s`` is a QuickTime/MP4 chapter track: binary data (FFmpeg knows no codec
     for its text samples) in a file that has chapters, one sample for each of them."""

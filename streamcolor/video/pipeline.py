@@ -43,8 +43,8 @@ from streamcolor.progress import Progress, progress_bar
 from streamcolor import tempfiles, ycbcr
 from streamcolor.video.codecs import (HARDWARE_CODECS, check_codec, check_pix_fmt, codec_options, needs_even,
                                      pick_codec)
-from streamcolor.video.containers import (copy_streams, frame_rate, fresh_tags, open_input, reason, temp_path,
-                                          video_stream)
+from streamcolor.video.containers import (copy_chapters, copy_streams, frame_rate, fresh_tags, open_input, reason,
+                                          temp_path, video_stream)
 from streamcolor.video.lightness import frame_network_input, gray_luma, gray_lut, plane_array, rgb_kwargs
 from streamcolor.video.options import VideoOptions, output_path
 from streamcolor.video.stabilizer import ChromaStabilizer, histogram_distance, l_histogram, on_grid
@@ -587,12 +587,7 @@ class _Job:
             self.copy_map[ist.index] = ost
             self.copy_map_in.append(ist)
         out.metadata.update(fresh_tags(inp.metadata))
-        try:
-            chapters = inp.chapters()
-            if chapters:
-                out.set_chapters(chapters)
-        except (AttributeError, ValueError, av.error.FFmpegError) as exc:
-            log.warning("%s: chapters not copied: %s", self.src, exc)
+        copy_chapters(inp, out, self.src)
 
     def _total(self) -> int | None:
         """About how many frames the video has, for the progress bar: the video stream's frame

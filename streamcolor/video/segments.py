@@ -25,8 +25,8 @@ import av.error
 from streamcolor import tempfiles
 from streamcolor.colorize import engine_for
 from streamcolor.errors import InputError, OutputError
-from streamcolor.video.containers import (copy_streams, frame_rate, fresh_tags, open_input, packet_time, reason,
-                                          temp_path, video_stream)
+from streamcolor.video.containers import (copy_chapters, copy_streams, frame_rate, fresh_tags, open_input,
+                                          packet_time, reason, temp_path, video_stream)
 from streamcolor.video.options import VideoOptions
 from streamcolor.video.pipeline import run
 
@@ -173,6 +173,7 @@ def join_segments(src: str | os.PathLike, segments: Sequence[str | os.PathLike],
             vout.disposition = vin.disposition
             copy_map = copy_streams(inp, vin, out, src, dst)
             out.metadata.update(fresh_tags(inp.metadata))
+            copy_chapters(inp, out, src)  # (the Ray path lost them: copy_streams leaves their text track out)
 
             def copied() -> Iterator[tuple[float, int, int, Any]]:
                 if not copy_map:
