@@ -178,6 +178,8 @@ def _warning_to_log(message, category, filename, lineno, file=None, line=None) -
     key = (str(message), category, item)
     if key in _WARNED:
         return
+    if len(_WARNED) >= 10_000:  # (a server's lifetime of uploads: said again, not remembered without end)
+        _WARNED.clear()
     _WARNED.add(key)
     where = f"{Path(filename).parent.name}/{Path(filename).name}" if filename else "?"
     said = f"{item}: {message}" if item else str(message)

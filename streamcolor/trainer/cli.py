@@ -132,7 +132,8 @@ def _report_path(ctx: click.Context, param: click.Parameter, value: str | None) 
                                  ctx=ctx, param=param)
     if os.path.lexists(path):
         try:
-            text = path.read_text()[:200_000] if path.is_file() and not path.is_symlink() else None
+            text = (path.read_text() if path.is_file() and not path.is_symlink() and path.stat().st_size < 1 << 30
+                    else None)
         except (OSError, UnicodeDecodeError):
             text = None
         if is_json:
