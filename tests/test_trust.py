@@ -1638,6 +1638,11 @@ def test_an_engine_used_after_close_says_so(model):
         pass
     with pytest.raises(EngineError, match="this engine is closed"):
         colorize_image(np.zeros((24, 24), np.uint8), engine=eng)
+    l = np.zeros((1, 64, 64, 1), np.float32)
+    for call in ((lambda: eng.forward(l)) if model == "default" else (lambda: eng.colorize(l, np.zeros((1, 1000)))),
+                 lambda: eng.embed(l)):
+        with pytest.raises(EngineError, match="this engine is closed"):
+            call()
 
 
 def test_names_longer_than_the_system_takes_are_input_and_output_errors(tmp_path):

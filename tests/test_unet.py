@@ -184,7 +184,7 @@ def test_fine_tune_from_a_bundle_cli(shipped, photos, tmp_path):
     assert res.exit_code != 0 and "only U-Net models can be fine-tuned" in res.output
 
 
-def test_the_trainer_never_removes_or_writes_over_a_users_files(shipped, photos, tmp_path):
+def test_the_trainer_never_removes_or_writes_over_a_users_files(shipped, photos, tmp_path, monkeypatch):
     """prepare --overwrite removed the whole -o folder (the photos too, when it was theirs) when any
     meta.json was there; export --overwrite removed any folder holding a model.json, notes included;
     fit -r appended to a user's log.csv; eval --json wrote over the photo being scored."""
@@ -212,9 +212,29 @@ def test_the_trainer_never_removes_or_writes_over_a_users_files(shipped, photos,
     shards = tmp_path / "shards"
     assert cli.invoke(train, ["prepare", str(photos), "-o", str(shards), *common]).exit_code == 0
     (shards / "README.txt").write_text("mine")
+    (shards / "roll-00001").mkdir()  # (a folder of the user's named like a shard: "photos changed" removed it)
+    (shards / "roll-00001" / "scan.jpg").write_bytes(b"mine")
     res = cli.invoke(train, ["prepare", str(photos), "-o", str(shards), *common[:2], "--crops-per-photo", "1",
                              "--shard-size", "8", "--random-extractor", "--overwrite"])
     assert res.exit_code == 0 and (shards / "README.txt").read_text() == "mine", res.output
+    assert (shards / "roll-00001" / "scan.jpg").read_bytes() == b"mine"
+    more = tmp_path / "more"
+    shutil.copytree(photos, more)
+    shutil.copy(next(p for p in sorted(photos.iterdir()) if p.suffix == ".jpg"), more / "again.jpg")
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(9).integers(0, 255, (80, 96, 3), dtype=np.uint8)).save(more / "n.jpg")
+    res = cli.invoke(train, ["prepare", str(more), "-o", str(shards), *common[:2], "--crops-per-photo", "1",
+                             "--shard-size", "8", "--random-extractor", "--overwrite"])  # the photos changed
+    assert res.exit_code == 0 and (shards / "roll-00001" / "scan.jpg").read_bytes() == b"mine", res.output
+    for meta, plan in (('{"format": 1, "title": "My holiday album"}', None), (None, '{"steps": ["scan"]}')):
+        other = tmp_path / f"other-{bool(meta)}"
+        other.mkdir()
+        if meta:
+            (other / "meta.json").write_text(meta)
+        (other / "plan.json").write_text(plan or "{}")
+        res = cli.invoke(train, ["prepare", str(photos), "-o", str(other), *common, "--overwrite"])
+        assert res.exit_code != 0 and "not a shard folder" in res.output, res.output
     # fit -r: a folder of the user's
     folder = tmp_path / "accounts"
     folder.mkdir()
@@ -229,6 +249,7 @@ def test_the_trainer_never_removes_or_writes_over_a_users_files(shipped, photos,
     noted = tmp_path / "noted"
     shutil.copytree(shipped[0], noted)
     (noted / "NOTES.txt").write_text("mine")
+    np.savez(noted / "my-measurements.npz", a=np.arange(3))
     webapp = tmp_path / "webapp"
     webapp.mkdir()
     (webapp / "model.json").write_text('{"name": "my tfjs model"}')
@@ -237,6 +258,17 @@ def test_the_trainer_never_removes_or_writes_over_a_users_files(shipped, photos,
         res = cli.invoke(train, ["export", str(run), str(out), "--ship", "--no-verify", "--overwrite"])
         assert res.exit_code != 0 and why in res.output, res.output
     assert (noted / "NOTES.txt").read_text() == "mine" and (webapp / "w.bin").read_text() == "weights"
+    (noted / "NOTES.txt").unlink()
+    res = cli.invoke(train, ["export", str(run), str(noted), "--ship", "--no-verify", "--overwrite"])
+    assert res.exit_code != 0 and "my-measurements.npz" in res.output, res.output  # (any .npz was taken as ours)
+    # --init default: the shipped model, though a folder named default is here
+    from streamcolor.engines import WEIGHTS_DIR
+    from streamcolor.trainer.train import init_source
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "default").mkdir()
+    kind, where = init_source("default")
+    assert kind == "bundle" and where.parent.resolve() == WEIGHTS_DIR.resolve()
     # eval --json / --markdown: only a report's name, and never over another file
     photo = next(p for p in sorted(photos.iterdir()) if p.suffix == ".jpg")
     data = photo.read_bytes()

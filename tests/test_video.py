@@ -693,6 +693,11 @@ def test_join_segments_rebuilds_the_video(engine, gop_clip, tmp_path):
     with pytest.raises(OutputError, match="timestamps go back"):
         join_segments(gop_clip, paths[::-1], tmp_path / "backwards.mp4")
     assert leftovers(tmp_path, gop_clip, out, *paths) == []
+    # the source's chapters, as colorize_video keeps them (the Ray path lost them)
+    chaptered = _with_chapters(gop_clip, tmp_path / "chaptered.mp4")
+    joined = join_segments(chaptered, paths, tmp_path / "joined-chapters.mp4")
+    with av.open(str(joined)) as c:
+        assert [ch["metadata"]["title"] for ch in c.chapters()] == ["One", "Two"]
 
 
 
