@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import one_run
+from benchmarks.ood_recipes import split_figures
 
 log = logging.getLogger("benchmarks.ood_cv")
 
@@ -109,11 +110,7 @@ def gather_all_data(work: Path) -> dict:
             continue
         gain = float(m.group(2) or 1.0)
         splits = json.loads(path.read_text())["splits"]
-        entry = {split: {"photos": e["images"],
-                         "mse_ratio_to_gray": round(e["model"]["mse_ab"] / e["gray"]["mse_ab"], 4),
-                         "psnr_over_gray": round(e["model"]["psnr"] - e["gray"]["psnr"], 3),
-                         "colorfulness_ratio": round(e["colorfulness_ratio"], 4)}
-                 for split, e in splits.items()}
+        entry = {split: split_figures(e) for split, e in splits.items()}
         entry["recipe"] = (RECIPES[m.group(1)] + ", 24 crops a photo, seed 0, the last weights"
                            + (f"; a*b* x {gain:g} when scored" if gain != 1.0 else ""))
         out[m.group(1) + _gain_tag(gain)] = entry

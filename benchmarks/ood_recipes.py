@@ -36,6 +36,13 @@ def gather(work: Path) -> dict:
     return out
 
 
+def split_figures(e: dict) -> dict:
+    """One split of a ``train eval --json`` report: photos, MSE and PSNR against gray, colourfulness."""
+    return {"photos": e["images"], "mse_ratio_to_gray": round(e["model"]["mse_ab"] / e["gray"]["mse_ab"], 4),
+            "psnr_over_gray": round(e["model"]["psnr"] - e["gray"]["psnr"], 3),
+            "colorfulness_ratio": round(e["colorfulness_ratio"], 4)}
+
+
 def gather_all_data(work: Path) -> dict:
     """Recipes A and E trained on all the training data (``ood_recipes.sh WORK all``), scored on val
     and the holdout with the grid upsampled bilinearly (their bundles have no guided upsampling)."""
@@ -45,11 +52,7 @@ def gather_all_data(work: Path) -> dict:
         if not path.is_file():
             continue
         splits = json.loads(path.read_text())["splits"]
-        out[name] = {split: {"photos": e["images"],
-                             "mse_ratio_to_gray": round(e["model"]["mse_ab"] / e["gray"]["mse_ab"], 4),
-                             "psnr_over_gray": round(e["model"]["psnr"] - e["gray"]["psnr"], 3),
-                             "colorfulness_ratio": round(e["colorfulness_ratio"], 4)}
-                     for split, e in splits.items()}
+        out[name] = {split: split_figures(e) for split, e in splits.items()}
         out[name]["recipe"] = RECIPES[name] + ", 24 crops a photo, the last weights"
     return out
 

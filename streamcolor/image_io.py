@@ -573,7 +573,7 @@ def _header(source: str | os.PathLike | BinaryIO) -> tuple[str | None, int] | No
     """(Pillow's format name, frames or pages) from the file's header alone, nothing decoded; None
     when Pillow cannot read it.  A file over Pillow's pixel limit is an image of unknown format.
     A path that is no regular file (a FIFO: opening it waits for a writer forever) is not opened."""
-    if isinstance(source, (str, os.PathLike)) and not _is_regular(source):
+    if isinstance(source, (str, os.PathLike)) and not _is_file(Path(source)):
         return None
     try:
         with warnings.catch_warnings():
@@ -584,13 +584,6 @@ def _header(source: str | os.PathLike | BinaryIO) -> tuple[str | None, int] | No
         return None, 1
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return None
-
-
-def _is_regular(path: str | os.PathLike) -> bool:
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except (OSError, ValueError):
-        return False
 
 
 def frame_count(source: str | os.PathLike | BinaryIO) -> int:
@@ -624,7 +617,7 @@ def document_kind(path: str | os.PathLike) -> str | None:
     """What a document file is and how to make images of it, by its first bytes; None for anything
     else (an unreadable file included), and for PostScript where Ghostscript is installed, with
     which Pillow reads it as an image."""
-    if not _is_regular(path):  # (a FIFO would be waited on forever)
+    if not _is_file(Path(path)):  # (a FIFO would be waited on forever)
         return None
     try:
         with open(path, "rb") as fh:
@@ -684,10 +677,11 @@ def format_for(path: str | os.PathLike, default: str | None = None) -> str:
 
 
 def _is_file(path: Path) -> bool:
-    """``path.is_file()``, False where the system cannot even say (a name too long, a loop)."""
+    """``path.is_file()`` (a regular file, links followed), False where the system cannot even say
+    (a name too long, a loop, a NUL byte)."""
     try:
         return path.is_file()
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 

@@ -825,8 +825,6 @@ class ProtocolErrorLine(logging.Filter):
     the reason.  The client still gets aiohttp's 400; a real error's traceback stays."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from aiohttp.http_exceptions import HttpProcessingError
-
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError):
             text = str(getattr(exc, "message", "") or exc)  # (its lines: the reason, the bytes, a caret under them)
