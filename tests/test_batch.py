@@ -691,6 +691,21 @@ def test_a_rerun_resumes_whatever_the_spelling_of_the_source(engine, tmp_path, m
     assert sorted(p.name for p in (tmp_path / "out").glob("*.jpg")) == ["p0.jpg", "p1.jpg"]
 
 
+def test_a_source_given_as_dot_is_named_by_its_folder_in_messages(engine, tmp_path, monkeypatch, caplog):
+    src = tmp_path / "scans"
+    src.mkdir()
+    (src / "bad.jpg").write_bytes(b"")
+    Image.fromarray(make_photo(48, 64, seed=1)[..., 0]).save(src / "p.jpg", quality=90)
+    monkeypatch.chdir(src)
+    caplog.set_level(logging.INFO)
+    report = colorize_archive(".", tmp_path / "out", engine=engine, progress=False)
+    assert (report.done, report.failed) == (1, 1)
+    said = [r.getMessage() for r in caplog.records if "bad.jpg" in r.getMessage()]
+    assert said and all("scans/bad.jpg" in m for m in said), said  # not "/bad.jpg"
+    assert archives.member_label("..", "folder", "a.jpg") == f"{tmp_path.name}/a.jpg"
+    assert archives.member_label("album.zip", "zip", "d/a.jpg") == "album.zip:d/a.jpg"
+
+
 def test_a_name_that_is_both_a_file_and_a_folder_is_numbered_not_failed(engine, tmp_path):
     src = tmp_path / "odd.zip"
     with zipfile.ZipFile(src, "w") as zf:

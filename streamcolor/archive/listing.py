@@ -115,7 +115,7 @@ class Item:
     @property
     def label(self) -> str:
         """How messages name the item: ``album.zip:dir/a.jpg`` or ``photos/dir/a.jpg``."""
-        return f"{Path(self.source).name}{'/' if self.kind == 'folder' else ':'}{self.member}"
+        return archives.member_label(self.source, self.kind, self.member)
 
     def entry(self) -> Entry:
         """The manifest row this item starts as."""

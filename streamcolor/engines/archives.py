@@ -163,6 +163,15 @@ def source_name(path: str | os.PathLike, kind: str | None) -> str:
     return name or "source"
 
 
+def member_label(path: str | os.PathLike, kind: str, member: str) -> str:
+    """How messages name a member of a source: ``album.zip:dir/a.jpg`` or ``photos/dir/a.jpg``.
+    A source given as ``.`` or ``..`` is named by the folder it is (``photos/a.jpg``, not ``/a.jpg``)."""
+    name = Path(path).name
+    if name in ("", ".", ".."):
+        name = Path(path).resolve().name or str(path)
+    return f"{name}{'/' if kind == 'folder' else ':'}{member}"
+
+
 def is_junk(name: str, *, backslashes: bool = True) -> bool:
     """Whether a member name is operating-system litter (``.DS_Store``, ``._x``, anything in
     ``__MACOSX/``, a Synology ``@eaDir/`` or a ``.thumbnails/`` cache: :data:`JUNK_FOLDERS`).
@@ -268,7 +277,7 @@ class Source:
 
     def label(self, member: str) -> str:
         """How messages name a member: ``album.zip:dir/a.jpg`` or ``photos/dir/a.jpg``."""
-        return f"{self.path.name}{'/' if self.kind == 'folder' else ':'}{member}"
+        return member_label(self.path, self.kind, member)
 
     def members(self) -> list[Member]:
         """Every file of the source in a stable order (directories and OS junk left out)."""
