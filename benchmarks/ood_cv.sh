@@ -20,11 +20,14 @@
 #   bash benchmarks/ood_cv.sh WORK_DIR all RECIPE   # RECIPE trained on all the training photos (24 crops
 #                                                   # a photo, seed 0, the last weights) and scored on val
 #                                                   # and the holdout: WORK_DIR/all/eval-RECIPE.json (30 min)
+#   bash benchmarks/ood_cv.sh WORK_DIR all RECIPE FIT_SEED   # the same with another seed of the fit
+#                                                   # (eval-RECIPE-sSEED.json); ENCODER=efficientnet_lite2
+#                                                   # builds the U-Net on EfficientNet-Lite2 (WORK_DIR/all-lite2)
 #
 #   bash benchmarks/ood_cv.sh WORK_DIR gain SEED RECIPE GAIN...   # the folds' RECIPE models scored again
 #                                   # with their a*b* times GAIN (train eval --saturation): eval-R-sS-gG.json
 set -euo pipefail
-WORK=${1:?usage: ood_cv.sh WORK_DIR [SEED | all RECIPE | gain SEED RECIPE GAIN...]}
+WORK=${1:?usage: ood_cv.sh WORK_DIR [SEED | all RECIPE [FIT_SEED] | gain SEED RECIPE GAIN...]}
 SEED=${2:-0}
 RECIPES=${RECIPES:-A C E}
 cd "$(dirname "$0")/.."
@@ -61,17 +64,24 @@ if [ "$SEED" = gain ]; then
   exit 0
 fi
 if [ "$SEED" = all ]; then
-  name=${3:?usage: ood_cv.sh WORK_DIR all RECIPE}
-  args=$(recipe "$name")
+  recipe_name=${3:?usage: ood_cv.sh WORK_DIR all RECIPE [FIT_SEED]}
+  fit_seed=${4:-0}
+  args=$(recipe "$recipe_name")
+  # ENCODER=efficientnet_lite2: the U-Net on EfficientNet-Lite2 (its own shards, in WORK_DIR/all-lite2)
+  encoder=${ENCODER:-efficientnet_lite0}
   W="$WORK/all"
+  [ "$encoder" = efficientnet_lite0 ] || W="$WORK/all-${encoder#efficientnet_}"
+  name=$recipe_name
+  [ "$fit_seed" = 0 ] || name="$recipe_name-s$fit_seed"
   mkdir -p "$W"
-  [ -f "$W/shards/meta.json" ] || $SC train prepare "$P" -o "$W/shards" --crops-per-photo 24 -q
+  [ -f "$W/shards/meta.json" ] || $SC train prepare "$P" -o "$W/shards" --crops-per-photo 24 --extractor "$encoder" -q
   # shellcheck disable=SC2086
-  $SC train fit "$W/shards" -r "$W/run-$name" $args -b 32 --lr 1e-3 --lr-schedule cosine --warmup-steps 100 \
-    --mixed-precision --sample-images 0 -q
+  $SC train fit "$W/shards" -r "$W/run-$name" $args --seed "$fit_seed" -b 32 --lr 1e-3 --lr-schedule cosine \
+    --warmup-steps 100 --mixed-precision --sample-images 0 -q
   $SC train export "$W/run-$name" "$W/bundle-$name" -q
   $SC train eval -m "$W/bundle-$name" "$P" --split val --split holdout --size 320 --per-image \
     --json "$W/eval-$name.json" -q
+  rm -rf "$W/run-$name/checkpoints"
   exit 0
 fi
 mkdir -p "$WORK"

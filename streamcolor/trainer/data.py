@@ -514,8 +514,10 @@ def prepare_shards(sources: Sequence[str | Path], out: str | Path, *,
         raise ValueError(f"size must be a multiple of {multiple} for the {options.model} model, got {options.size}")
     if options.extractor not in EXTRACTORS:
         raise ValueError(f"unknown extractor {options.extractor!r}; choose from {sorted(EXTRACTORS)}")
-    if options.model == "unet" and options.extractor != "efficientnet_lite0":
-        raise ValueError("the unet model is built on efficientnet_lite0")
+    if options.model == "unet":
+        from streamcolor.trainer.unet import ENCODERS
+        if options.extractor not in ENCODERS:
+            raise ValueError(f"the unet model is built on one of {list(ENCODERS)}, not {options.extractor}")
     if options.model == "unet" and options.flip and options.crops_per_photo <= 0:
         log.info("unet shards of whole photos: no mirroring (feature maps cannot be mirrored after the fact)")
     spec = EXTRACTORS[options.extractor]
@@ -569,8 +571,9 @@ def prepare_shards(sources: Sequence[str | Path], out: str | Path, *,
     if todo:
         if options.model == "unet":
             if extractor is None:
-                from streamcolor.trainer.unet import build_unet
-                extractor = build_unet(weights=options.extractor_weights).bottom_model()
+                from streamcolor.trainer.unet import UNetConfig, build_unet
+                extractor = build_unet(UNetConfig(encoder=options.extractor),
+                                       weights=options.extractor_weights).bottom_model()
             embed = _FeatureEncoder(extractor, options.embed_batch)
         else:
             if extractor is None:
@@ -736,7 +739,7 @@ def _write_shard(path: Path, photos: list[PhotoRef], shas: dict[str, str], optio
     info["examples"] = int(len(labs))
     arrays = {"l": encode_l(labs[..., 0])}
     if options.model == "unet":
-        from streamcolor.trainer.unet import OUTPUT_STRIDE, TAP_CHANNELS
+        from streamcolor.trainer.unet import OUTPUT_STRIDE, encoder_taps
         g = s // OUTPUT_STRIDE
         arrays["ab"] = encode_ab(np.stack([cv2.resize(np.ascontiguousarray(x[..., 1:]), (g, g),
                                                       interpolation=cv2.INTER_AREA) for x in labs])
@@ -744,7 +747,8 @@ def _write_shard(path: Path, photos: list[PhotoRef], shas: dict[str, str], optio
         if len(labs):
             arrays.update(embed(lab.scale_l(labs[..., 0])))
         else:
-            arrays.update({k: np.zeros((0, 1, 1, c), np.float16) for k, c in TAP_CHANNELS.items()})
+            arrays.update({k: np.zeros((0, 1, 1, c), np.float16)
+                           for k, c in encoder_taps(options.extractor)[1].items()})
     else:
         arrays["ab"] = encode_ab(labs[..., 1:])
         emb = embed(lab.scale_l(labs[..., 0])) if len(labs) else np.zeros((0, 1), np.float32)

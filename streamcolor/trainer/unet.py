@@ -51,9 +51,11 @@ SIZE_MULTIPLE = 32
 #: The decoder's output grid: a*b* at 1/OUTPUT_STRIDE of the input sides.
 OUTPUT_STRIDE = 4
 #: Lite0 block whose output is the skip at each stride (block indices as in
-#: ``extractors._lite0_classifier``: the last block of each stage).
+#: ``extractors._lite0_classifier``: the last block of each stage).  Other encoders: :func:`encoder_taps`.
 TAPS = {"s4": "block2", "s8": "block4", "s16": "block10"}
 TAP_CHANNELS = {"s4": 24, "s8": 40, "s16": 112}
+#: Frozen ImageNet classifiers the U-Net can be built on (``extractors.LITE_STAGES``).
+ENCODERS = tuple(ex.LITE_STAGES)
 #: Frozen-encoder inputs of the training model, in this order.
 TRAIN_INPUTS = tuple(TAPS)
 
@@ -68,6 +70,7 @@ class UNetConfig:
     train_top: bool = False  # fine-tune Lite0's stride-32 blocks and head (BatchNorm stays frozen)
     dropout: float = 0.0  # spatial dropout on each decoder level's input (training only): against memorising
     skips: tuple[str, ...] = ("s16", "s8", "s4")  # encoder taps concatenated in the decoder
+    encoder: str = "efficientnet_lite0"  # the frozen ImageNet classifier (a key of extractors.LITE_STAGES)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -80,6 +83,20 @@ class UNetConfig:
         d["widths"] = tuple(d.get("widths", cls.widths))
         d["skips"] = tuple(d.get("skips", cls.skips))
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def encoder_taps(encoder: str = "efficientnet_lite0") -> tuple[dict[str, str], dict[str, int]]:
+    """The block whose output is the skip at strides 4, 8 and 16 (the last block at that stride)
+    and its channels, for an EfficientNet-Lite variant: ``({"s4": "block2", ...}, {"s4": 24, ...})``."""
+    if encoder not in ex.LITE_STAGES:
+        raise ValueError(f"unknown U-Net encoder {encoder!r}; choose one of {list(ENCODERS)}")
+    taps, channels, stride, block = {}, {}, 2, -1  # the stem has stride 2
+    for repeats, _, first_stride, _, out_channels in ex.LITE_STAGES[encoder]:
+        stride *= first_stride
+        block += repeats
+        if stride in (4, 8, 16):
+            taps[f"s{stride}"], channels[f"s{stride}"] = f"block{block}", out_channels
+    return taps, channels
 
 
 # --------------------------------------------------------------------------- Lite0 as layers
@@ -95,13 +112,13 @@ class _Lite0Layers:
     the layer names of :func:`streamcolor.trainer.extractors.build_extractor`
     (so the shipped ImageNet weights copy over by name)."""
 
-    def __init__(self, init: str = "glorot_uniform"):
+    def __init__(self, init: str = "glorot_uniform", encoder: str = "efficientnet_lite0"):
         self.layers: dict[str, layers.Layer] = {}
         self.blocks: list[dict] = []  # per block: names, stride, residual
         self.init = init  # kernel initializer (see extractors.kernel_init)
         self._conv_bn("stem", ex.LITE0_STEM_CHANNELS, 3, 2)
         channels, block = ex.LITE0_STEM_CHANNELS, 0
-        for repeats, kernel, first_stride, expand, out_channels in ex.LITE0_STAGES:
+        for repeats, kernel, first_stride, expand, out_channels in ex.LITE_STAGES[encoder]:
             for r in range(repeats):
                 stride = first_stride if r == 0 else 1
                 name = f"block{block}"
@@ -182,7 +199,8 @@ class UNet:
         """``decoder_loaded``: the decoder's weights will be loaded too (an inference rebuild of a
         trained bundle), so it is built without random values (see ``extractors.kernel_init``)."""
         self.config = config
-        self.lite0 = _Lite0Layers(ex.kernel_init(weights is not None))
+        self.lite0 = _Lite0Layers(ex.kernel_init(weights is not None), config.encoder)
+        self.taps, self.tap_channels = encoder_taps(config.encoder)
         c = config
         init = ex.kernel_init(decoder_loaded)
         self.head_proj = layers.Conv2D(c.bottleneck, 1, activation="relu", kernel_initializer=init, name="head_proj")
@@ -204,8 +222,8 @@ class UNet:
     def _bottom_taps(self, l_in) -> dict:
         x = self.lite0.normalize(l_in)
         x = self.lite0.conv_bn(x, "stem")
-        taps, last = {}, self.lite0.block_index(TAPS["s16"])
-        wanted = {self.lite0.block_index(v): k for k, v in TAPS.items()}
+        taps, last = {}, self.lite0.block_index(self.taps["s16"])
+        wanted = {self.lite0.block_index(v): k for k, v in self.taps.items()}
         for i in range(last + 1):
             x = self.lite0.block(x, i)
             if i in wanted:
@@ -214,7 +232,7 @@ class UNet:
 
     def _top(self, s16):
         x = s16
-        for i in range(self.lite0.block_index(TAPS["s16"]) + 1, len(self.lite0.blocks)):
+        for i in range(self.lite0.block_index(self.taps["s16"]) + 1, len(self.lite0.blocks)):
             x = self.lite0.block(x, i)
         head = self.lite0.conv_bn(x, "head")
         logits = self.lite0.layers["embedding"](self.lite0.layers["avg_pool"](head))
@@ -257,14 +275,14 @@ class UNet:
         """{"s4", "s8", "s16"} taps -> a*b*: the part of the network training runs."""
         if self._train is None:
             self.full_model()
-            taps = {k: keras.Input(shape=(None, None, TAP_CHANNELS[k]), name=k) for k in TRAIN_INPUTS
+            taps = {k: keras.Input(shape=(None, None, self.tap_channels[k]), name=k) for k in TRAIN_INPUTS
                     if k in self.config.skips or k == "s16"}
             head, logits = self._top(taps["s16"])
             self._train = keras.Model(taps, self._decode(taps, head, logits), name="unet_train")
         return self._train
 
     def _freeze(self) -> None:
-        top_from = self.lite0.block_index(TAPS["s16"]) + 1
+        top_from = self.lite0.block_index(self.taps["s16"]) + 1
         top_names = {p for b in self.lite0.blocks[top_from:] for p in b["parts"]} | {"head"}
         for name, layer in self.lite0.layers.items():
             prefix = name.rsplit("_", 1)[0]
@@ -274,15 +292,15 @@ class UNet:
 
 
 def load_lite0(unet: UNet) -> None:
-    """Copy the shipped Lite0 ImageNet weights into the U-Net's encoder, by layer name."""
-    ref = ex.build_extractor("efficientnet_lite0", weights="default")
+    """Copy the encoder's ImageNet weights (Lite0's ship) into the U-Net's encoder, by layer name."""
+    ref = ex.build_extractor(unet.config.encoder, weights="default")
     n = 0
     for name, layer in unet.lite0.layers.items():
         if not layer.weights:
             continue
         layer.set_weights(ref.get_layer(name).get_weights())
         n += 1
-    log.debug("copied %d Lite0 layers' ImageNet weights into the U-Net", n)
+    log.debug("copied %d %s layers' ImageNet weights into the U-Net", n, unet.config.encoder)
 
 
 def build_unet(config: UNetConfig = UNetConfig(), *, weights: str | None = "default",
@@ -305,7 +323,7 @@ def trained_layer_names(unet: UNet) -> list[str]:
     lite0 = set(unet.lite0.layers)
     names = [layer.name for layer in full.layers if layer.weights and layer.name not in lite0]
     if unet.config.train_top:
-        top_from = unet.lite0.block_index(TAPS["s16"]) + 1
+        top_from = unet.lite0.block_index(unet.taps["s16"]) + 1
         prefixes = tuple(f"block{i}_" for i in range(top_from, len(unet.lite0.blocks))) + ("head_", "embedding")
         names += [n for n in unet.lite0.layers if n.startswith(prefixes) and unet.lite0.layers[n].weights]
     return names
