@@ -494,6 +494,13 @@ def test_video_split_across_two_actors(local_ray, tmp_path, caplog):
     # colour (seen: up to 5 levels of 255 on average with the trained model); most frames agree.
     assert max(diffs) < 8.0, diffs
     assert float(np.median(diffs)) < 2.5, diffs
+    # With no dst the name is chosen for the caller: the file already at it is kept (here one written
+    # to that name on request, which a default-name run may not replace) and the output goes beside it.
+    before = dst.read_bytes()
+    beside = colorize_video_ray(src, backend="onnx", options=options, cluster=ClusterOptions(actors=2),
+                                segments=2, progress=False)
+    assert beside == tmp_path / "clip-colour~2.mp4" and dst.read_bytes() == before
+    assert len(probe(beside)["frames"]) == FRAMES
 
 
 def test_video_command_with_ray(local_ray, tmp_path, caplog):

@@ -307,6 +307,23 @@ def test_default_name_and_cli(tmp_path):
     assert read_video(out)["packets"]["audio1"] == read_video(src)["packets"]["audio1"]
 
 
+def test_the_default_output_name_never_replaces_a_users_file(tmp_path, monkeypatch):
+    """colorize_video(src) with no dst chooses the name itself, so a file of the user's there is kept
+    and the output goes beside it; its own earlier output at that name is replaced by a rerun."""
+    monkeypatch.setenv("STREAMCOLOR_CACHE", str(tmp_path / "cache"))
+    src = make_video(tmp_path / "film.mp4", frames=4, size=(64, 48), audio=None)
+    mine = tmp_path / "film-colour.mp4"
+    mine.write_bytes(b"my edit")
+    first = streamcolor.colorize_video(src, **FAST)
+    assert mine.read_bytes() == b"my edit" and first == tmp_path / "film-colour~2.mp4"
+    assert len(read_video(first)["l"]) == 4
+    mine.unlink()
+    again = streamcolor.colorize_video(src, **FAST)
+    assert again == mine
+    assert streamcolor.colorize_video(src, **FAST) == mine  # its own output: replaced, no ~3
+    assert sorted(p.name for p in tmp_path.glob("film-colour*")) == ["film-colour.mp4", "film-colour~2.mp4"]
+
+
 def test_one_inputs_streams_that_its_output_cannot_hold_fail_it_alone(tmp_path):
     """Subtitles a MOV cannot hold fail that input (exit 1, with a way out) and the other input is
     still done; a DV tape's placeholder frame rate (60000) is not written as the output's; a

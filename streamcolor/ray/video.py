@@ -20,8 +20,8 @@ from streamcolor.archive import BatchOptions
 from streamcolor.errors import InputError, OutputError, refuse_empty_path
 from streamcolor.progress import Progress, progress_bar
 from streamcolor.ray.pool import ActorPool, ClusterOptions, colorize_kwargs, plan_actors, ray_session
-from streamcolor.video import (Segment, VideoOptions, join_segments, output_path, plan_segments,
-                               video_keyframes)
+from streamcolor.video import (Segment, VideoOptions, join_segments, output_path, output_replace, plan_segments,
+                               remember_default_output, video_keyframes)
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
                        model: "str | os.PathLike" = "default", backend: str = "auto",
                        options: VideoOptions | None = None, cluster: ClusterOptions = ClusterOptions(),
                        segment_s: float = 30.0, warmup_s: float = 1.0, segments: int | None = None,
-                       progress: Progress = None, replace: tempfiles.Replace = True) -> Path:
+                       progress: Progress = None, replace: tempfiles.Replace | None = None) -> Path:
     """:func:`streamcolor.colorize_video` with the video split across Ray actors.
 
     The video stream is cut at keyframes into segments of whole GOPs (at least
@@ -54,7 +54,8 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
     Segments go to ``.<dst name>.segments/`` next to ``dst``: a rerun after
     a failure reuses the finished ones; the folder is removed on success.
 
-    ``replace``: what the joined output may replace at ``dst``, as in :func:`streamcolor.colorize_video`.
+    ``replace``: what the joined output may replace at ``dst``, as in :func:`streamcolor.colorize_video`
+    (by default any file at a ``dst`` you give; at the default name only this source's earlier output).
 
     Returns the output path.  Raises as :func:`streamcolor.colorize_video`.
     """
@@ -62,6 +63,7 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
     refuse_empty_path(src, "source")
     refuse_empty_path(dst, "output")
     src = Path(src)
+    given = dst is not None
     dst = Path(os.path.abspath(output_path(src, dst)))  # absolute before any path goes to an actor
     if dst.suffix.lower() == ".avi":  # frame slots without timestamps: joined segments' times cannot be kept
         raise OutputError(f"{dst}: an AVI cannot be joined from segments (it has no timestamps); write .mkv, "
@@ -92,8 +94,9 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
                 _run_segments(pool, src.resolve(), todo, paths, options, progress)
             finally:
                 pool.close()
-    written = join_segments(src, paths, dst, replace=replace)
+    written = join_segments(src, paths, dst, replace=output_replace(src, given, replace))
     shutil.rmtree(work, ignore_errors=True)
+    remember_default_output(src, written, given)
     return written
 
 

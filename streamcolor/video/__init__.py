@@ -24,7 +24,8 @@ One module per step, in the order a frame meets them:
 from streamcolor.video.clips import codec_floor, make_clip, reencode, video_size
 from streamcolor.video.codecs import (AUTO_BY_CONTAINER, DEFAULT_CODEC, HARDWARE_CODECS, check_codec,
                                       check_container, check_pix_fmt, codec_options, pick_codec, plain_encoder)
-from streamcolor.video.options import OUTPUT_SUFFIX, VideoOptions, default_output, output_path
+from streamcolor.video.options import (OUTPUT_SUFFIX, VideoOptions, default_output, output_path, output_replace,
+                                       remember_default_output)
 from streamcolor.video.pipeline import colorize_video
 from streamcolor.video.segments import Segment, colorize_segment, join_segments, plan_segments, video_keyframes
 from streamcolor.video.stabilizer import ChromaStabilizer, histogram_distance, l_histogram
@@ -33,4 +34,4 @@ __all__ = ["AUTO_BY_CONTAINER", "ChromaStabilizer", "DEFAULT_CODEC", "HARDWARE_C
            "VideoOptions", "check_codec", "check_container", "check_pix_fmt", "codec_floor", "codec_options",
            "colorize_segment",
            "colorize_video", "default_output", "histogram_distance", "join_segments", "l_histogram", "make_clip",
-           "output_path", "pick_codec", "plain_encoder", "plan_segments", "reencode", "video_keyframes", "video_size"]
+           "output_path", "output_replace", "pick_codec", "remember_default_output", "plain_encoder", "plan_segments", "reencode", "video_keyframes", "video_size"]

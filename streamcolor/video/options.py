@@ -13,6 +13,7 @@ from streamcolor.engines import lab
 from streamcolor.video.codecs import needs_even
 
 if TYPE_CHECKING:
+    from streamcolor import tempfiles
     from streamcolor.engines import Engine
 
 
@@ -93,6 +94,29 @@ def default_output(src: str | os.PathLike) -> Path:
     else:  # a Matroska file under another name stays Matroska: it may hold what MP4 cannot (subtitles, fonts)
         suffix = ".mkv" if _starts_with(src, b"\x1a\x45\xdf\xa3") else ".mp4"
     return src.with_name(fitted(f"{src.stem}{suffix}", OUTPUT_SUFFIX))
+
+
+def output_replace(src: str | os.PathLike, dst_given: bool, replace: "tempfiles.Replace | None") -> "tempfiles.Replace":
+    """What a video's output may replace (:func:`streamcolor.tempfiles.move_into_place`): ``replace``
+    when given; None: anything at a ``dst`` the caller named, but at the default name (which the
+    caller never gave) only the file streamcolor wrote from this ``src``; any other file there is
+    kept and the output goes beside it as ``name~2``, as the command line does."""
+    if replace is not None:
+        return replace
+    if dst_given:
+        return True
+    from streamcolor.outputs import replace_policy
+
+    return replace_policy("keep", src)
+
+
+def remember_default_output(src: str | os.PathLike, written: Path, dst_given: bool) -> None:
+    """Note an output written at the default name as streamcolor's, so that a rerun replaces it
+    (:func:`output_replace`) instead of writing ``~2`` beside it."""
+    if not dst_given:
+        from streamcolor.outputs import remember_written
+
+        remember_written(written, src)
 
 
 def _starts_with(path: Path, magic: bytes) -> bool:

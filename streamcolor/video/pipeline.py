@@ -46,7 +46,7 @@ from streamcolor.video.codecs import (HARDWARE_CODECS, check_codec, check_pix_fm
 from streamcolor.video.containers import (copy_chapters, copy_streams, frame_rate, fresh_tags, open_input, reason,
                                           temp_path, video_stream)
 from streamcolor.video.lightness import frame_network_input, gray_luma, gray_lut, plane_array, rgb_kwargs
-from streamcolor.video.options import VideoOptions, output_path
+from streamcolor.video.options import VideoOptions, output_path, output_replace, remember_default_output
 from streamcolor.video.stabilizer import ChromaStabilizer, histogram_distance, l_histogram, on_grid
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None,
                    engine: "Engine | str | None" = None, options: VideoOptions = VideoOptions(),
                    progress: Progress = None, render_size: int | None = None, batch_size: int | None = None,
                    codec: str | None = None, quality: int | None = None,
-                   stabilize: bool | None = None, replace: tempfiles.Replace = True) -> Path:
+                   stabilize: bool | None = None, replace: tempfiles.Replace | None = None) -> Path:
     """Colorize a video file.
 
     Parameters
@@ -99,11 +99,14 @@ def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None,
     replace:
         What the finished output may replace at ``dst``: True, any file;
         False, none (OutputError, the file kept); or a function of the path
-        (see :func:`streamcolor.colorize_image`).
+        (see :func:`streamcolor.colorize_image`).  Default: any file at a
+        ``dst`` you give; at the default name, only the output an earlier call
+        wrote from this ``src`` (any other file there is kept, and the output
+        goes beside it as ``<stem>-colour~2<ext>``).
 
     Returns
     -------
-    The output path.  Frame count, timestamps (pts, time base), frame rate,
+    The output path (``~2`` when the default name held another file).  Frame count, timestamps (pts, time base), frame rate,
     duration, lightness, rotation and metadata follow the input; audio and
     subtitle streams are copied packet for packet.
 
@@ -123,8 +126,11 @@ def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None,
                             f"got {type(value).__name__}")
         refuse_empty_path(value, "source" if name == "src" else "output")
     src = Path(src)
+    given = dst is not None
     dst = output_path(src, dst)
-    return run(src, dst, engine_for(engine), options, progress, replace=replace).final
+    written = run(src, dst, engine_for(engine), options, progress, replace=output_replace(src, given, replace)).final
+    remember_default_output(src, written, given)
+    return written
 
 
 def run(src: Path, dst: Path, engine: "Engine", options: VideoOptions, progress: Progress,
