@@ -278,6 +278,24 @@ def test_batch_command_with_ray(local_ray, collection, tmp_path):
     assert result.exit_code == 2 and "--actors needs --ray" in result.output
 
 
+def test_an_engine_the_actors_cannot_load_ends_the_job_with_its_one_line(local_ray, collection, tmp_path):
+    """A runtime missing on the actors' node (TensorRT here) is said as plain `batch` says it, exit 2,
+    not as Ray's traceback of every restart and "actors keep dying" (exit 1)."""
+    from click.testing import CliRunner
+
+    from streamcolor.commands.batch import command
+
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    result = CliRunner().invoke(command, [str(collection), "-o", str(tmp_path / "out"), "--no-progress",
+                                          "--backend", "tensorrt", "--ray", "--actors", "2"])
+    assert result.exit_code == 2, result.output
+    assert "the TensorRT engine needs NVIDIA TensorRT" in result.output and "keep dying" not in result.output
+
+
 # --------------------------------------------------------------------------- the Ray Data job
 
 

@@ -363,11 +363,24 @@ class Worker:
     """The actor: one ColorizeBatch (engine loaded once), used for photos and video segments."""
 
     def __init__(self, colorize_kwargs: dict, threads: int):
-        self.colorize = ColorizeBatch(**colorize_kwargs)
         self.threads = threads
+        self.load_error: Exception | None = None
+        try:
+            self.colorize = ColorizeBatch(**colorize_kwargs)
+        except Exception as exc:  # noqa: BLE001 -- said by the first call, see _loaded
+            # Raised here, Ray would print the traceback of every restart (hundreds of lines) and the
+            # driver would see only "actors keep dying"; kept, the first task raises it as it is, and
+            # the job ends with its one line (the runtime not installed on that node, say).
+            self.load_error = exc
+
+    def _loaded(self) -> ColorizeBatch:
+        if self.load_error is not None:
+            raise self.load_error
+        return self.colorize
 
     def run(self, batch: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
         """ColorizeBatch on one batch -> (result batch, engine seconds it took)."""
+        self._loaded()
         before = self.colorize.engine_s
         result = self.colorize(batch)
         return result, self.colorize.engine_s - before
@@ -379,7 +392,7 @@ class Worker:
         if not options.decode_threads or not options.compose_threads:
             options = dataclasses.replace(options, decode_threads=options.decode_threads or self.threads,
                                           compose_threads=options.compose_threads or self.threads)
-        info = colorize_segment(src, dst, segment, engine=self.colorize.engine.wrapped, options=options)
+        info = colorize_segment(src, dst, segment, engine=self._loaded().engine.wrapped, options=options)
         info["pid"] = os.getpid()
         return info
 
