@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 @click.command("batch")
-@click.argument("sources", nargs=-1, required=True, type=PathArg(path_type=Path))
+@click.argument("sources", nargs=-1, required=False, type=PathArg(path_type=Path))  # (checked below: see --ray)
 @output_option("Output folder (mirrors the source tree; OUT/<source name>/ per source when several). "
                "A name ending in .zip/.tar.gz/... also packs the folder into that archive (a name ending "
                "in / is a folder, whatever it looks like).", required=True)
@@ -109,6 +109,12 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
                                memory_budget=memory_budget, redo=redo)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    if ray_address and os.path.lexists(ray_address):
+        # `batch --ray scans/ -o out`: --ray takes an optional address, so click gave it the first
+        # source; a path that is there is a source (an address is host:port, ray://... or auto)
+        sources, ray_address = (Path(ray_address), *sources), ""
+    if not sources:
+        raise click.UsageError("Missing argument 'SOURCES...': the folders and archives to colorize.")
     if str(output) == "-" or any(str(s) == "-" for s in sources):  # (as `image` reads them; here a folder "-")
         raise click.UsageError("batch reads and writes folders and archives, not stdin or stdout ('-'); "
                                "for a folder named '-', write ./-")
