@@ -302,6 +302,33 @@ def test_an_engine_the_actors_cannot_load_ends_the_job_with_its_one_line(local_r
     assert "the TensorRT engine needs NVIDIA TensorRT" in result.output and "keep dying" not in result.output
 
 
+def test_an_actor_a_private_ray_can_never_place_is_refused_at_once(local_ray, collection, tmp_path, monkeypatch):
+    """On a Ray started for the job on this machine (which cannot grow), actors asking for more CPUs
+    than it has are refused at once; before, the job waited for them for ever."""
+    from streamcolor.ray import pool
+
+    monkeypatch.setattr(pool, "_PRIVATE", {id(local_ray)})  # (the module's Ray stands for a private one)
+    with pytest.raises(ValueError, match="asks for 4 CPUs, but this machine's private Ray has 2"):
+        colorize_archive_ray(collection, tmp_path / "out", backend="onnx", options=OPTIONS,
+                             cluster=ClusterOptions(cpus_per_actor=4), progress=False)
+
+
+def test_a_private_ray_that_cannot_start_is_one_clear_error(monkeypatch):
+    """ray.init failing (a node timing out at its start: a full /tmp, say) is a ClusterError of one line,
+    which the CLI says with exit 2, not Ray's traceback."""
+    from streamcolor.ray import pool
+
+    def fails(**kwargs):
+        raise Exception("The current node timed out during startup. This could happen because ...\nmore")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", fails)
+    with pytest.raises(pool.ClusterError, match="could not start a private local Ray on this machine: The current "
+                                                "node timed out during startup"):
+        with pool.ray_session():
+            pass
+
+
 # --------------------------------------------------------------------------- the Ray Data job
 
 

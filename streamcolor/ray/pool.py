@@ -261,7 +261,14 @@ def ray_session(address: str | None = None, *, runtime_env: dict | None = None,
     target = resolve_address(address)
     on_term = _sigterm_handler()  # ray.init installs its own SIGTERM handler (sys.exit(15)): the caller's is put back
     if target is None:
-        ray.init(address="local", include_dashboard=False, **kwargs)
+        try:
+            ray.init(address="local", include_dashboard=False, **kwargs)
+        except Exception as exc:  # noqa: BLE001 -- Ray raises bare Exceptions (a node that timed out starting)
+            _restore_sigterm(on_term)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ClusterError(f"could not start a private local Ray on this machine: {first} (a full /tmp or "
+                               "too little shared memory are common causes; see /tmp/ray/session_latest/logs)") from exc
+        _PRIVATE.add(id(ray))
         log.info("started a private local Ray for this job (%s); pass an address to use a cluster", _describe(ray))
     else:
         _probe(target, timeout)
@@ -271,7 +278,13 @@ def ray_session(address: str | None = None, *, runtime_env: dict | None = None,
     try:
         yield ray
     finally:
+        _PRIVATE.discard(id(ray))
         ray.shutdown()
+
+
+#: The Ray modules whose session :func:`ray_session` started privately on this machine (which cannot
+#: grow: an actor that does not fit now never will).
+_PRIVATE: set[int] = set()
 
 
 def _sigterm_handler():
@@ -309,6 +322,9 @@ def plan_actors(ray, cluster: ClusterOptions, work: int, *, spare_cpus: float = 
         log.warning("the cluster has %g GPUs but actors run on CPU (gpus_per_actor=0)", gpus_total)
     n = max(1, min(n, max(1, work)))
     fits = int(min(cpus_total // cluster.cpus_per_actor, gpus_total // gpus if gpus else n))
+    if fits < 1 and id(ray) in _PRIVATE:  # (a cluster may grow: an autoscaler adds nodes; this Ray cannot)
+        raise ValueError(f"each actor asks for {cluster.cpus_per_actor:g} CPUs, but this machine's private Ray "
+                         f"has {cpus_total:g}: use cpus_per_actor={max(cpus_total, 1):g} or less")
     if n > fits:
         log.warning("%d actors of %g CPU%s each are asked for, but the cluster has %g CPUs%s now: the work goes "
                     "to the actors that start, and the others join when it has room (an autoscaler adding nodes)",
