@@ -140,7 +140,7 @@ def untrusted_labels(notes: Sequence[str]) -> set[str]:
 
 
 def recommend(rows: Sequence[Mapping[str, Any]], model_render: int, notes: Sequence[str] = (), *,
-              model_names_render: bool = True) -> dict[str, Any]:
+              model_names_render: bool = True, model: str = "default") -> dict[str, Any]:
     """Engine, batch and render size for this machine from the measured rows.
 
     Engine: the fastest at the measured render nearest the model's (the larger of two as near).
@@ -148,7 +148,11 @@ def recommend(rows: Sequence[Mapping[str, Any]], model_render: int, notes: Seque
     within 5% of that engine's best (bigger batches only add latency and
     memory then).  Render: the model's recommended size (its quality was
     measured there); images/s there is measured, or estimated from the nearest measured
-    render by pixel count (the network's cost is about proportional to it)."""
+    render by pixel count (the network's cost is about proportional to it).  Measured only at
+    renders under half or over twice the model's, the engines may rank otherwise there (int8's
+    gain grows with the size): the backend is then left to ``auto`` and the text says to measure
+    at the model's render.  ``model``: the model benchmarked (named in the command unless the
+    default)."""
     untrusted = untrusted_labels(notes)
     rows = [r for r in rows if r["label"] not in untrusted]  # fast but wrong colours on this CPU
     if not rows:
@@ -158,7 +162,8 @@ def recommend(rows: Sequence[Mapping[str, Any]], model_render: int, notes: Seque
     best = max(at, key=lambda r: r["images_per_s"])
     same = [r for r in at if r["label"] == best["label"]]
     batch = min((r for r in same if r["images_per_s"] >= 0.95 * best["images_per_s"]), key=lambda r: r["batch"])
-    backend = BACKEND_OF_LABEL.get(best["label"], "auto")
+    far = not 0.5 <= render / model_render <= 2.0
+    backend = "auto" if far else BACKEND_OF_LABEL.get(best["label"], "auto")
     est = batch["images_per_s"] * (render / model_render) ** 2
     by_batch = {r["batch"]: r["images_per_s"] for r in same}
     if len(by_batch) == 1:
@@ -172,12 +177,16 @@ def recommend(rows: Sequence[Mapping[str, Any]], model_render: int, notes: Seque
     whose = "the model's recommended size" if model_names_render else "streamcolor's default (the model names none)"
     ref = [r for r in at if r["batch"] == batch["batch"] and r["label"] != best["label"]]
     engine_note = "; ".join(f"{r['label']} {r['images_per_s']:.2f}" for r in ref)
-    options = f"--backend {backend} -b {batch['batch']} -r {model_render}"
+    named = "" if str(model) in ("default", "unet") else f"-m {model} "
+    options = f"{named}--backend {backend} -b {batch['batch']} -r {model_render}"
     why = (f"{best['label']} was the fastest engine ({batch['images_per_s']:.2f} images/s at render {render}, batch "
            f"{batch['batch']}{'; ' + engine_note if engine_note else ''}); {batch_note}; render {model_render} is "
            f"{whose}: " + (f"{est:.1f} images/s there, as measured" if render == model_render else
                            f"about {est:.1f} images/s there (estimated from render {render} by pixel count)"))
-    return {"backend": backend, "batch": batch["batch"], "render_size": model_render, "images_per_s_estimate":
+    if far:
+        why += (f". Render {render} is far from {model_render}, where the engines may rank otherwise: the backend "
+                f"is left to auto; `streamcolor bench {named}-r {model_render}` measures it there")
+    return {"model": str(model), "backend": backend, "batch": batch["batch"], "render_size": model_render, "images_per_s_estimate":
             round(est, 2), "options": options, "why": why,
             "example": f"streamcolor batch photos/ -o colour/ {options}"}
 
@@ -490,7 +499,7 @@ def run_bench(options: BenchOptions = QUICK, *, progress: Callable[[str], Any] |
     meta = resolve_model(options.model).meta
     model_render = int(meta.get("render_size", DEFAULT_RENDER_SIZE))  # what colorizing with it will use
     result.recommendation = recommend(result.engines, model_render, result.notes,
-                                      model_names_render="render_size" in meta)
+                                      model_names_render="render_size" in meta, model=options.model)
     return result
 
 

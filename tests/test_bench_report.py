@@ -147,6 +147,11 @@ def test_bench_command_quick_json(tmp_path):
     assert any(r["precision"] == "int8" for r in data["engines"]) or any("int8" in n for n in data["notes"])
     tables = report.bench_tables(data)
     assert tables[0].rows and "32" in tables[0].rows[0]
+    assert "engines: " in res.stderr and f"wrote {out}" in res.stderr  # the lines for the person at the terminal
+    quiet = CliRunner().invoke(cli, ["bench", "-q", "-r", "32", "-b", "1", "--no-video", "--device", "cpu",
+                                     "--json", str(out)])
+    assert quiet.exit_code == 0 and "images/s" in quiet.stdout, quiet.output
+    assert quiet.stderr == "", quiet.stderr  # -q: none of them
 
 
 # --------------------------------------------------------------------------- summary

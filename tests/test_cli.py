@@ -427,6 +427,14 @@ def test_bench_recommendation_from_rows():
     assert rec["images_per_s_estimate"] == 4.0 and "as measured" in rec["why"] and "estimated" not in rec["why"]
     assert recommend(more[:-2] + more[-1:], model_render=384)["why"].endswith("(estimated from render 512 by pixel "
                                                                              "count)")  # 512 is nearer than 256
+    # another model is named in the command it suggests (copied, it would run the default model)
+    seed = recommend(rows, model_render=256, model="seed")
+    assert seed["options"] == "-m seed --backend onnx-int8 -b 8 -r 256" and seed["model"] == "seed"
+    assert seed["example"] == "streamcolor batch photos/ -o colour/ -m seed --backend onnx-int8 -b 8 -r 256"
+    # measured only far from the model's render (32 against 320), the ranking may not hold there
+    tiny = [dict(r, render=32) for r in rows]
+    far = recommend(tiny, model_render=320)
+    assert far["options"] == "--backend auto -b 8 -r 320" and "`streamcolor bench -r 320` measures it" in far["why"]
     assert load_text({"load_average": [1.0, 0.5, 0.25], "load_average_after": [2.0, 1.0, 0.5]}) == \
         "before 1.00 0.50 0.25, after 2.00 1.00 0.50"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from streamcolor.commands.common import PathArg, common_options
+from streamcolor.commands.common import PathArg, common_options, say
 
 from streamcolor.engines import DEFAULT_MODEL, lab
 
@@ -64,7 +64,7 @@ def command(full, model, device, renders, batches, video, json_path):
     if not video:
         options = dataclasses.replace(options, videos=())
     try:
-        result = run_bench(options, progress=lambda msg: click.echo(msg, err=True))
+        result = run_bench(options, progress=say)  # (none with -q)
     except (ValueError, EngineError) as exc:  # an unknown model, a device this machine lacks: could not start
         error = click.ClickException(str(exc))
         error.exit_code = 2
@@ -74,4 +74,4 @@ def command(full, model, device, renders, batches, video, json_path):
         json_path.parent.mkdir(parents=True, exist_ok=True)
         remember_written(image_io.write_atomic(json_path, result.to_json().encode("utf-8"),
                                                replace=written_by_streamcolor))
-        click.echo(f"wrote {json_path}", err=True)
+        say(f"wrote {json_path}")
