@@ -17,6 +17,7 @@ import re
 import signal
 import threading
 import time
+import zipfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -421,6 +422,26 @@ def test_collection_neither_follows_nor_writes_through_links(local_ray, tmp_path
     (tmp_path / "link").symlink_to(src)
     with pytest.raises(ValueError, match="overlap"):
         colorize_collection(tmp_path / "link", src / "colour", backend="onnx", options=OPTIONS, cluster=cluster)
+
+
+def test_collection_refuses_an_archive_and_makes_no_output_for_a_bad_source(collection, tmp_path, caplog):
+    """An archive (batch's work) and a missing source are said before the output folder is made; an
+    empty folder is said to have nothing to colorize.  (None of them starts Ray.)"""
+    from streamcolor.errors import InputError
+    from streamcolor.ray import colorize_collection
+
+    album = tmp_path / "album.zip"
+    with zipfile.ZipFile(album, "w") as zf:
+        zf.writestr("a.jpg", next(collection.rglob("*.jpg")).read_bytes())
+    with pytest.raises(ValueError, match="is an archive; .* `streamcolor batch` reads zip and tar archives"):
+        colorize_collection(album, tmp_path / "out-zip")
+    with pytest.raises(InputError, match="no such file or folder"):
+        colorize_collection(tmp_path / "nope", tmp_path / "out-nope")
+    assert not (tmp_path / "out-zip").exists() and not (tmp_path / "out-nope").exists()
+    (tmp_path / "empty").mkdir()
+    with caplog.at_level(logging.WARNING, logger="streamcolor"):
+        report = colorize_collection(tmp_path / "empty", tmp_path / "out-empty")
+    assert report.total == 0 and "no files to colorize in" in caplog.text
 
 
 def test_fit_reading_leaves_the_read_step_a_cpu_share():

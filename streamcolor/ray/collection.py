@@ -18,7 +18,7 @@ from pathlib import Path
 from streamcolor import image_io
 from streamcolor.archive import BatchOptions, unique_name
 from streamcolor.archive.listing import warn_left_out
-from streamcolor.engines.archives import is_junk, name_key
+from streamcolor.engines.archives import is_junk, kind_by_name, name_key
 from streamcolor.errors import InputError, OutputError, StreamcolorError, refuse_empty_path
 from streamcolor.outputs import claimants, numbered
 from streamcolor.items import REPORT_FILENAME, JobReport, Problem, is_job_file, problems_csv
@@ -84,9 +84,14 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
         above = next((p for p in o.parents if os.path.lexists(p)), None)
         if above is not None and not above.is_dir():
             raise ValueError(f"the output {dst} cannot be made: {above} is a file, not a folder")
+    files, links, refused = _list_files(src_fs, src_root, options.max_member_bytes)  # (first: a source that is
+    if len(files) == 1 and files[0] == src_root and kind_by_name(src_root):  # missing leaves no output folder made)
+        raise ValueError(f"{src} is an archive; a collection is a folder (or bucket prefix) of image files: "
+                         "`streamcolor batch` reads zip and tar archives")
+    if not files and not links and not refused:
+        log.warning("no files to colorize in %s", src)
     if local_out:
         _check_writable(out_root, dst)
-    files, links, refused = _list_files(src_fs, src_root, options.max_member_bytes)
     existing = set() if overwrite else _existing(out_fs, out_root)
     todo, renames, problems = [], {}, []
     taken: set[str] = set()
@@ -122,7 +127,8 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
     done = failed = 0
     if todo:
         with ray_session(cluster.address, runtime_env=cluster.runtime_env) as ray:
-            n, gpus = plan_actors(ray, cluster, -(-len(todo) // options.batch_for()), spare_cpus=1.0)
+            n, gpus = plan_actors(ray, cluster, -(-len(todo) // options.batch_for()), spare_cpus=1.0,
+                                  say_fit=False)  # (fit_reading says what fits, once)
             n, read_cpus = fit_reading(float(ray.cluster_resources().get("CPU", 0)), n, cluster.cpus_per_actor)
             log.info("colorizing %d files with Ray Data on %d actors (%g CPU, %g GPU each; %g CPU kept for "
                      "reading)", len(todo), n, cluster.cpus_per_actor, gpus, read_cpus)

@@ -302,9 +302,11 @@ def _restore_sigterm(handler) -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
-def plan_actors(ray, cluster: ClusterOptions, work: int, *, spare_cpus: float = 0.0) -> tuple[int, float]:
+def plan_actors(ray, cluster: ClusterOptions, work: int, *, spare_cpus: float = 0.0,
+                say_fit: bool = True) -> tuple[int, float]:
     """(number of actors, GPUs per actor) for ``work`` tasks on this cluster;
-    by default, CPU actors leave ``spare_cpus`` free (Ray Data's read tasks need some)."""
+    by default, CPU actors leave ``spare_cpus`` free (Ray Data's read tasks need some).
+    ``say_fit``: warn when more actors are asked for than fit now (not when the caller caps them itself)."""
     res = ray.cluster_resources()
     gpus_total, cpus_total = float(res.get("GPU", 0)), float(res.get("CPU", 1))
     gpus = cluster.gpus_per_actor
@@ -325,7 +327,7 @@ def plan_actors(ray, cluster: ClusterOptions, work: int, *, spare_cpus: float = 
     if fits < 1 and id(ray) in _PRIVATE:  # (a cluster may grow: an autoscaler adds nodes; this Ray cannot)
         raise ValueError(f"each actor asks for {cluster.cpus_per_actor:g} CPUs, but this machine's private Ray "
                          f"has {cpus_total:g}: use cpus_per_actor={max(cpus_total, 1):g} or less")
-    if n > fits:
+    if n > fits and say_fit:
         log.warning("%d actors of %g CPU%s each are asked for, but the cluster has %g CPUs%s now: the work goes "
                     "to the actors that start, and the others join when it has room (an autoscaler adding nodes)",
                     n, cluster.cpus_per_actor, f" and {gpus:g} GPU" if gpus else "", cpus_total,
