@@ -901,6 +901,25 @@ def test_batch_quiet_prints_nothing_when_all_is_done_and_the_summary_when_not(en
     assert res.exit_code == 1 and res.stdout == "" and "1 failed" in res.stderr, res.output
 
 
+def test_batch_says_an_option_without_effect_and_sizes_by_their_option(engine, tmp_path, caplog):
+    """--quality given for lossless outputs is said (as `image` says it); a size of 0 is refused by
+    its option's name, not by the Python field it fills (max_member_bytes)."""
+    from click.testing import CliRunner
+
+    from streamcolor.cli import cli
+
+    src = tmp_path / "scans"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(jpeg())
+    res = CliRunner().invoke(cli, ["batch", str(src), "-o", str(tmp_path / "o1"), "--format", "png", "--quality", "50"])
+    assert res.exit_code == 0 and "--quality ignored: PNG output is lossless" in caplog.text, res.output
+    caplog.clear()
+    res = CliRunner().invoke(cli, ["batch", str(src), "-o", str(tmp_path / "o2"), "--format", "png"])
+    assert res.exit_code == 0 and "--quality" not in caplog.text, res.output
+    res = CliRunner().invoke(cli, ["batch", str(src), "-o", str(tmp_path / "o3"), "--max-member-size", "0"])
+    assert res.exit_code == 2 and "'--max-member-size': '0': give at least 1 byte" in res.output, res.output
+
+
 def test_an_odd_sized_video_says_that_it_is_padded(engine, tmp_path, caplog):
     import av
 

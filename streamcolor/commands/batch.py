@@ -11,7 +11,7 @@ import click
 from streamcolor.archive import OUTPUT_FORMATS
 from streamcolor.commands.common import (EXIT_FATAL, ByteSize, FiniteRange, PathArg, common_options, engine_options,
                                          load, output_is_folder, output_option, progress_setting,
-                                         refuse_file_name_for_folder, run_job, show_ray_progress)
+                                         refuse_file_name_for_folder, run_job, show_ray_progress, warn_quality_unused)
 from streamcolor.engines.archives import RATIO_MIN_BYTES, Limits
 from streamcolor.memory import DEFAULT_MEMORY_BUDGET
 
@@ -109,6 +109,7 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
                                memory_budget=memory_budget, redo=redo)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    warn_quality_unused(fmt)
     if ray_address and os.path.lexists(ray_address):
         # `batch --ray scans/ -o out`: --ray takes an optional address, so click gave it the first
         # source; a path that is there is a source (an address is host:port, ray://... or auto)

@@ -18,7 +18,8 @@ import logging
 import click
 
 from streamcolor.archive import OUTPUT_FORMATS
-from streamcolor.commands.common import ByteSize, FiniteRange, common_options, engine_options, non_empty, run_job
+from streamcolor.commands.common import (ByteSize, FiniteRange, common_options, engine_options, non_empty, run_job,
+                                        warn_quality_unused)
 from streamcolor.engines.archives import Limits
 
 
@@ -66,6 +67,7 @@ def command(source, output, address, actors, gpus_per_actor, cpus_per_actor, bat
     from streamcolor.image_io import DEFAULT_MAX_PIXELS
     from streamcolor.ray import ClusterOptions, colorize_collection
 
+    warn_quality_unused(fmt)
     try:
         options = BatchOptions(render_size=render_size, saturation=saturation, quality=quality, output_format=fmt,
                                batch_size=batch_size, max_pixels=max_pixels or DEFAULT_MAX_PIXELS,

@@ -44,7 +44,10 @@ class ByteSize(click.ParamType):
         m = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)i?b?\s*", str(value), re.IGNORECASE)
         if not m:
             self.fail(f"{value!r} is not a size such as 1000, 64K, 512M or 2G", param, ctx)
-        return int(m.group(1)) * 1024 ** "_kmgt".index(m.group(2).lower() or "_")
+        size = int(m.group(1)) * 1024 ** "_kmgt".index(m.group(2).lower() or "_")
+        if size < 1:  # (said by its option's name, not as the Python field it fills)
+            self.fail(f"{value!r}: give at least 1 byte", param, ctx)
+        return size
 
 
 class FiniteRange(click.FloatRange):
@@ -245,6 +248,15 @@ def output_is_folder() -> bool:
     """Whether -o was written with a trailing separator (see :func:`output_option`)."""
     ctx = click.get_current_context(silent=True)
     return bool(ctx is not None and ctx.meta.get("streamcolor.output_folder"))
+
+
+def warn_quality_unused(fmt: str) -> None:
+    """Say that ``--quality``, given on the command line, does nothing for a lossless ``--format``
+    (as `image` says it: an option that has no effect is said)."""
+    ctx = click.get_current_context(silent=True)
+    if (ctx is not None and fmt in ("png", "tiff", "bmp")
+            and ctx.get_parameter_source("quality") == click.core.ParameterSource.COMMANDLINE):
+        logging.getLogger("streamcolor").warning("--quality ignored: %s output is lossless", fmt.upper())
 
 
 def progress_setting() -> bool | None:
