@@ -588,9 +588,11 @@ def check_gallery_folder(folder: Path) -> None:
         raise OutputError(f"--gallery {folder}: its README.md is not a gallery's; it is kept: choose another folder")
 
 
-def write_gallery(items: Sequence[BeforeAfter], folder: str | Path) -> list[Path]:
+def write_gallery(items: Sequence[BeforeAfter], folder: str | Path, *, model: str = "streamcolor's default model",
+                  held_out: bool = True) -> list[Path]:
     """One PNG strip (gray | ours | truth) per item in ``folder``, plus a README
-    crediting each photo.  Returns the PNG paths.
+    crediting each photo.  Returns the PNG paths.  ``model``: what made the middle column;
+    ``held_out``: the photos are a collection's held-out ones (else a folder's, evenly spaced).
 
     A strip replaces only a file streamcolor wrote there and nobody changed since (an earlier
     gallery's); a file of the user's at its name, or a link, is kept and the strip is written
@@ -601,10 +603,11 @@ def write_gallery(items: Sequence[BeforeAfter], folder: str | Path) -> list[Path
     folder = Path(folder)
     check_gallery_folder(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    which = ("Held-out photos (never seen in training), evenly spaced over the held-out list" if held_out else
+             "Photos of the folder given, evenly spaced over its files in name order")
     paths, lines = [], [GALLERY_TITLE, "",
-                        "Each image: the gray input (lightness only) | streamcolor's default model | the original "
-                        "colour photo. Held-out photos (never seen in training), evenly spaced over the held-out "
-                        "list, not chosen by result; downscaled. Made with `streamcolor report --gallery`.", "",
+                        f"Each image: the gray input (lightness only) | {model} | the original colour photo. "
+                        f"{which}, not chosen by result; downscaled. Made with `streamcolor report --gallery`.", "",
                         "| file | photo | credit |", "|---|---|---|"]
     for i, it in enumerate(items, start=1):
         stem = Path(it.name).stem.split("__")[-1]
@@ -1015,7 +1018,8 @@ def write_report(out: str | Path, *, engine: "Engine", results: Sequence[str | P
     if gallery is not None:
         with_truth = [it for it in items if it.truth is not None][:4]
         if with_truth:
-            write_gallery(with_truth, gallery)
+            write_gallery(with_truth, gallery, model=f"streamcolor, model {engine.info.name}",
+                          held_out=collector_photos(Path(photos)) is not None)
         else:
             notes.append("--gallery ignored: no photo with colour truth (the gallery shows gray | ours | original)")
     items = items[:max_photos]

@@ -281,7 +281,15 @@ def test_report_is_self_contained_with_before_after_and_tables(engine, tmp_path)
     assert "against the gray baseline" in text and "<svg" in text  # per-photo metrics, charted
     strips = sorted((tmp_path / "gallery").glob("*.png"))
     assert len(strips) == 4
-    assert "author" in (tmp_path / "gallery" / "README.md").read_text()
+    readme = (tmp_path / "gallery" / "README.md").read_text()
+    assert "author" in readme and f"| streamcolor, model {engine.info.name} |" in readme and "Held-out photos" in readme
+    plain = tmp_path / "plain"  # a folder of the user's (no collector manifest): not called held-out photos
+    plain.mkdir()
+    for p in sorted(folder.glob("*.png")):
+        (plain / p.name).write_bytes(p.read_bytes())
+    report.write_report(tmp_path / "r" / "plain.html", engine=engine, photos=plain, max_photos=1,
+                        gallery=tmp_path / "gallery2")
+    assert "Photos of the folder given" in (tmp_path / "gallery2" / "README.md").read_text()
     with Image.open(strips[0]) as im:  # gray | ours | truth side by side
         assert im.size[0] > 2.5 * im.size[1] * 80 / (60 + 4)
     # written again over its own report and gallery; a page or folder of the user's is kept
