@@ -268,8 +268,8 @@ def remember_written(path: str | os.PathLike, source: str | os.PathLike | None =
             db.close()
     except (OSError, sqlite3.Error) as exc:
         if not _UNRECORDED:  # once a process: the cause is the same for every output
-            log.warning("cannot note %s as written by streamcolor (%s): a rerun keeps it as if it were yours and "
-                        "writes name~2 beside it (--overwrite replaces it; $STREAMCOLOR_CACHE moves the record)",
+            log.warning("cannot note %s as written by streamcolor (%s): a rerun will take it for a file of yours "
+                        "and keep it; set $STREAMCOLOR_CACHE to a folder that can be written",
                         path, exc)
             _UNRECORDED.append(str(path))
 

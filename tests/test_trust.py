@@ -920,6 +920,20 @@ def test_batch_says_an_option_without_effect_and_sizes_by_their_option(engine, t
     assert res.exit_code == 2 and "'--max-member-size': '0': give at least 1 byte" in res.output, res.output
 
 
+def test_an_unwritable_record_of_outputs_gives_advice_every_verb_can_follow(tmp_path, monkeypatch, caplog):
+    """The warning names what works for any verb (a writable $STREAMCOLOR_CACHE), not `--overwrite`,
+    which `report` has not."""
+    from streamcolor import outputs
+
+    (tmp_path / "cachefile").write_text("x")
+    monkeypatch.setenv("STREAMCOLOR_CACHE", str(tmp_path / "cachefile"))
+    monkeypatch.setattr(outputs, "_UNRECORDED", [])
+    (tmp_path / "r.html").write_text("<html></html>")
+    with caplog.at_level(logging.WARNING, logger="streamcolor"):
+        outputs.remember_written(tmp_path / "r.html")
+    assert "set $STREAMCOLOR_CACHE to a folder that can be written" in caplog.text and "--overwrite" not in caplog.text
+
+
 def test_an_odd_sized_video_says_that_it_is_padded(engine, tmp_path, caplog):
     import av
 
