@@ -7,6 +7,7 @@ import errno
 import io
 import logging
 import os
+import shutil
 import signal
 import sqlite3
 import stat
@@ -704,6 +705,19 @@ def test_a_source_given_as_dot_is_named_by_its_folder_in_messages(engine, tmp_pa
     assert said and all("scans/bad.jpg" in m for m in said), said  # not "/bad.jpg"
     assert archives.member_label("..", "folder", "a.jpg") == f"{tmp_path.name}/a.jpg"
     assert archives.member_label("album.zip", "zip", "d/a.jpg") == "album.zip:d/a.jpg"
+
+
+def test_a_packed_archive_whose_job_folder_was_removed_is_kept_and_said_so(engine, tmp_path):
+    src = tmp_path / "scans"
+    src.mkdir()
+    Image.fromarray(make_photo(48, 64, seed=1)[..., 0]).save(src / "p.jpg", quality=90)
+    colorize_archive(src, tmp_path / "pk.zip", engine=engine, progress=False)
+    before = (tmp_path / "pk.zip").read_bytes()
+    shutil.rmtree(tmp_path / "pk")
+    with pytest.raises(OutputError, match="a file this job has no record of packing .* an archive whose job folder "
+                                          "was removed"):
+        colorize_archive(src, tmp_path / "pk.zip", engine=engine, progress=False)
+    assert (tmp_path / "pk.zip").read_bytes() == before
 
 
 def test_a_name_that_is_both_a_file_and_a_folder_is_numbered_not_failed(engine, tmp_path):
