@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import io
+import json
 import logging
 import os
 import pty
@@ -399,6 +400,16 @@ def test_models_table_has_data_licence_quality_and_installed_backends():
     assert "tensorrt" not in backends  # not installed here (no NVIDIA runtime on CPU CI)
     assert installed_backends() == [b for b in ("onnx", "onnx-int8", "onnx-fp16", "keras", "tensorrt")
                                      if b in backends]
+    # per model, what runs it here: the seed ships ONNX graphs only, which the Keras engine cannot run
+    runs = {r["model"]: r["runs_on"] for r in json.loads(CliRunner().invoke(cli, ["models", "--json"]).output)["models"]}
+    assert runs["seed"][:2] == ["onnx", "onnx-int8"] and "keras" not in runs["seed"]
+    assert "onnx-fp16" not in runs["unet"] and ("keras" in runs["unet"]) == ("keras" in backends)
+    assert "see LICENSE-efficientnet-lite0.txt in this folder" not in res.output  # the folder is named
+    if "keras" in backends:
+        from streamcolor.engines import EngineError, load_engine
+
+        with pytest.raises(EngineError, match="ships ONNX graphs only, which the Keras engine cannot run"):
+            load_engine("seed", "keras")
 
 
 def test_bench_recommendation_from_rows():

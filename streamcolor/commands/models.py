@@ -55,6 +55,17 @@ def data_line(meta: dict[str, Any]) -> str:
     return text or str(data.get("source", "-"))
 
 
+def _runs(backend: str, info, precisions: list[str]) -> bool:
+    """Whether ``backend`` (installed here) can run the bundle ``info``."""
+    if backend in ("onnx-int8", "onnx-fp16"):
+        return backend.removeprefix("onnx-") in precisions
+    if backend == "keras":
+        from streamcolor.engines.keras_engine import can_run
+
+        return can_run(info)
+    return True  # onnx, and tensorrt (which builds its engines from the ONNX graphs)
+
+
 @click.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print the same facts as JSON.")
 @common_options
@@ -76,9 +87,11 @@ def command(as_json: bool) -> None:
         info = resolve_model(name)
         meta = info.meta
         precisions = ["fp32", *sorted(meta.get("variants", {}))]
+        runs_on = [b for b in installed_backends() if _runs(b, info, precisions)]
         rows.append({"model": name, "alias": aliases.get(name), "id": info.name,
                      "architecture": info.architecture,
-                     "render_size": meta.get("render_size"), "precisions": precisions,
+                     "render_size": meta.get("render_size"), "precisions": precisions, "runs_on": runs_on,
+                     "folder": str(info.path),
                      "data": data_line(meta), "licence": meta.get("licence", "-"),
                      "quality": quality_line(meta), "description": meta.get("description", "")})
     rows.sort(key=lambda r: r["alias"] is None)  # the default first
@@ -97,9 +110,11 @@ def command(as_json: bool) -> None:
     for r in rows:
         click.echo("")
         click.echo(f"{r['model']}: {r['id']}")
-        for key, text in (("data", r["data"]), ("licence", r["licence"]), *(("quality", q) for q in r["quality"])):
+        licence = r["licence"].replace("in this folder", f"in {r['folder']}")
+        for key, text in (("data", r["data"]), ("licence", licence), *(("quality", q) for q in r["quality"]),
+                          ("runs on", ", ".join(r["runs_on"]) + " (of the backends installed here)")):
             click.echo(textwrap.fill(text, width=width, initial_indent=f"  {key + ':':<9}",
-                                     subsequent_indent=" " * 11))
+                                     subsequent_indent=" " * 11, break_on_hyphens=False))
     click.echo("")
     click.echo(f"Backends installed here: {', '.join(backends)} "
                f"(ONNX Runtime {rt['onnxruntime']}: {', '.join(p.replace('ExecutionProvider', '') for p in rt['providers'])})")

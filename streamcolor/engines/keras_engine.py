@@ -139,6 +139,11 @@ class KerasEngine(Engine):
         self.precision = precision
         previous = keras.config.dtype_policy()
         keras.config.set_dtype_policy(POLICIES[precision])
+        if colorizer_file == "colorizer.keras" and extractor_file == "extractor.keras" and not can_run(info):
+            keras.config.set_dtype_policy(previous)
+            raise EngineError(f"{info.path}: {info.name} ships ONNX graphs only, which the Keras engine cannot "
+                              "run (it runs bundles with .keras files, or the U-Net rebuilt from its weights); "
+                              "use --backend onnx")
         try:
             if not info.two_stage and not (info.path / colorizer_file).is_file():
                 self._extractor, self._colorizer = None, _rebuild(info)
@@ -323,6 +328,19 @@ def _as_f32(x) -> np.ndarray:
 #: by architecture name, for bundles shipped without ``.keras`` files (streamcolor's trainer
 #: registers "unet"; this package imports no training code itself).
 BUILDERS_GROUP = "streamcolor.keras_models"
+
+
+def can_run(info: ModelInfo) -> bool:
+    """Whether the Keras engine can run this bundle: it ships its ``.keras`` files, or it is a
+    one-graph model whose architecture has a registered builder (the U-Net).  A two-graph bundle
+    shipped as ONNX only (the seed model) cannot be rebuilt."""
+    if info.two_stage:
+        return all((info.path / f).is_file() for f in ("colorizer.keras", "extractor.keras"))
+    if (info.path / "colorizer.keras").is_file():
+        return True
+    from importlib.metadata import entry_points
+
+    return bool(entry_points(group=BUILDERS_GROUP, name=info.architecture))
 
 
 def _rebuild(info: ModelInfo):
