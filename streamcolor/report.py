@@ -1009,8 +1009,8 @@ def write_report(out: str | Path, *, engine: "Engine", results: Sequence[str | P
     for path, credit in found:
         if len(items) == wanted:
             break
-        tried += 1
-        say(f"[{len(items) + 1}/{min(wanted, len(found))}] colorizing {path.name}")
+        tried += 1  # (a photo that fails gives its place to a spare: the count is of photos done)
+        say(f"colorizing {path.name} ({len(items)} of {min(wanted, len(found))} done)")
         try:
             items.append(judge_photo(engine, path, options=options, max_side=image_size, credit=credit))
         except InputError as exc:  # one bad file is a note on the page (and on stderr), not the end of the report
