@@ -354,6 +354,12 @@ def test_collection_command(local_ray, collection, tmp_path, caplog):
     report = colorize_collection(collection, out, backend="onnx", options=OPTIONS,
                                  cluster=ClusterOptions(actors=2, cpus_per_actor=0.5))
     assert (report.existing, report.done_now, report.done, report.failed) == (N_PHOTOS, 0, N_PHOTOS, len(BAD))
+    for key in sorted(expected_keys(collection))[:2]:  # two outputs lost: redone, with progress as the API says
+        (out / key).unlink()
+    calls: list[tuple[int, int]] = []
+    report = colorize_collection(collection, out, backend="onnx", options=OPTIONS, progress=lambda *a: calls.append(a),
+                                 cluster=ClusterOptions(actors=2, cpus_per_actor=0.5))
+    assert report.done_now == 2 and calls[-1] == (2 + len(BAD), 2 + len(BAD)), calls
 
 
 def test_collection_command_max_pixels(local_ray, tmp_path, caplog):

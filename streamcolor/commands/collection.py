@@ -77,7 +77,8 @@ def command(source, output, address, actors, gpus_per_actor, cpus_per_actor, bat
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     run_job(lambda: colorize_collection(source, output, model=model, backend=backend, options=options,
-                                        cluster=cluster, overwrite=overwrite), fatal=(ImportError, OSError))
+                                        cluster=cluster, overwrite=overwrite, progress=False),  # (Ray Data's bars)
+            fatal=(ImportError, OSError))
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -23,6 +23,7 @@ from streamcolor.errors import InputError, OutputError, StreamcolorError, refuse
 from streamcolor.outputs import claimants, numbered
 from streamcolor.items import REPORT_FILENAME, JobReport, Problem, is_job_file, problems_csv
 from streamcolor.manifest import DONE, FAILED, SKIPPED
+from streamcolor.progress import Progress, progress_bar
 from streamcolor.ray.batch import ColorizeBatch, filesystem, is_local, item_key, sink_for
 from streamcolor.ray.pool import ClusterOptions, colorize_kwargs, plan_actors, ray_session, remote_cause, require_ray
 
@@ -34,7 +35,8 @@ MIN_READ_CPUS = 0.25
 
 def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model: "str | os.PathLike" = "default",
                         backend: str = "auto", options: BatchOptions = BatchOptions(),
-                        cluster: ClusterOptions = ClusterOptions(), overwrite: bool = False) -> JobReport:
+                        cluster: ClusterOptions = ClusterOptions(), overwrite: bool = False,
+                        progress: Progress = None) -> JobReport:
     """Colorize every image under a folder or bucket prefix with a Ray Data pipeline.
 
     ``read_binary_files`` -> ``map_batches(ColorizeBatch)`` on a fixed pool of
@@ -59,6 +61,9 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
         is the ``map_batches`` batch size.
     overwrite:
         Redo files whose output exists.
+    progress:
+        As for :func:`~streamcolor.ray.colorize_archive_ray`: None (default) a bar on a terminal,
+        True/False always/never, or a callable ``fn(done, total)`` called as files finish.
 
     Returns
     -------
@@ -139,12 +144,14 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
                                 compute=ray.data.ActorPoolStrategy(size=n), num_cpus=cluster.cpus_per_actor,
                                 num_gpus=gpus or None, fn_constructor_kwargs=kwargs)
             try:
-                for row in ds.select_columns(["path", "state", "error"]).iter_rows():
-                    if row["state"] == DONE:
-                        done += 1
-                    else:
-                        failed += row["state"] == FAILED
-                        problems.append(Problem(row["state"], str(src), row["path"], row["error"]))
+                with progress_bar(progress, total=len(todo), unit="img", desc="collection") as bar:
+                    for row in ds.select_columns(["path", "state", "error"]).iter_rows():
+                        bar.update()
+                        if row["state"] == DONE:
+                            done += 1
+                        else:
+                            failed += row["state"] == FAILED
+                            problems.append(Problem(row["state"], str(src), row["path"], row["error"]))
             except Exception as exc:  # an actor's OutputError (the output cannot be written), a file gone: as
                 cause = remote_cause(exc)  # raised there, not Ray's wrapper whose text is a remote traceback
                 if isinstance(cause, (StreamcolorError, OSError)):
