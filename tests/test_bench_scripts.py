@@ -284,3 +284,27 @@ def test_ood_cv_pools_the_folds_and_pairs_recipes_by_photo(tmp_path):
     both = ood_cv.gather_all_data(tmp_path)
     assert list(both) == ["C-x115"] and both["C-x115"]["holdout"]["mse_ratio_to_gray"] == 0.25
     assert "x 1.15 when scored" in both["C-x115"]["recipe"]
+
+
+def test_encoders_gathers_each_encoders_seeds_and_their_mean(tmp_path):
+    """benchmarks/encoders.py: eval-A.json is seed 0, eval-A-sN.json seed N; a seed found in two folders
+    of one encoder counts once (the first); the mean is over each encoder's seeds."""
+    from benchmarks import encoders
+
+    def report(folder, name, mse):
+        split = {"images": 3, "model": {"mse_ab": mse, "psnr": 21.0}, "gray": {"mse_ab": 4.0, "psnr": 20.0},
+                 "colorfulness_ratio": 0.5}
+        folder.mkdir(exist_ok=True)
+        (folder / name).write_text(json.dumps({"splits": {"val": split, "holdout": split}}))
+
+    report(tmp_path / "a", "eval-A.json", 3.0)
+    report(tmp_path / "a", "eval-C.json", 1.0)  # another recipe: not read
+    report(tmp_path / "b", "eval-A.json", 1.0)  # seed 0 of lite0 again: the first folder's counts
+    report(tmp_path / "b", "eval-A-s1.json", 2.0)
+    report(tmp_path / "c", "eval-A-s1.json", 4.0)
+    runs = encoders.gather([("lite0", tmp_path / "a"), ("lite0", tmp_path / "b"), ("lite2", tmp_path / "c")])
+    assert sorted(runs) == ["lite0-A-s0", "lite0-A-s1", "lite2-A-s1"]
+    assert runs["lite0-A-s0"]["holdout"]["mse_ratio_to_gray"] == 0.75
+    m = encoders.means(runs)
+    assert m["lite0"]["holdout"] == {"seeds": 2, "mse_ratio_to_gray": 0.625, "colorfulness_ratio": 0.5}
+    assert m["lite2"]["val"]["mse_ratio_to_gray"] == 1.0
