@@ -281,8 +281,6 @@ def test_batch_command_with_ray(local_ray, collection, tmp_path):
     result = CliRunner().invoke(command, ["--ray", str(collection), "-o", str(out), "--no-progress", "-r", "128",
                                           "-b", "2", "--backend", "onnx", "--actors", "2"])
     assert result.exit_code == 1 and f"{N_PHOTOS} ok ({N_PHOTOS} from an earlier run)" in result.output, result.output
-    result = CliRunner().invoke(command, ["--ray", "-o", str(out)])
-    assert result.exit_code == 2 and "Missing argument 'SOURCES...'" in result.output
 
 
 def test_an_engine_the_actors_cannot_load_ends_the_job_with_its_one_line(local_ray, collection, tmp_path):

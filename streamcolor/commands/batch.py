@@ -18,8 +18,23 @@ from streamcolor.memory import DEFAULT_MEMORY_BUDGET
 log = logging.getLogger(__name__)
 
 
-@click.command("batch")
-@click.argument("sources", nargs=-1, required=False, type=PathArg(path_type=Path))  # (checked below: see --ray)
+class _BatchCommand(click.Command):
+    """`batch`, whose ``--ray`` takes an optional address: ``batch --ray scans/ -o out`` would give it
+    the source.  A path that is there after ``--ray`` is a source (an address is host:port,
+    ray://... or auto), so it is read as bare ``--ray`` followed by that source."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        args = list(args)
+        for i, arg in enumerate(args[:-1]):
+            if arg == "--":
+                break
+            if arg == "--ray" and os.path.lexists(args[i + 1]):
+                args[i] = "--ray="
+        return super().parse_args(ctx, args)
+
+
+@click.command("batch", cls=_BatchCommand)
+@click.argument("sources", nargs=-1, required=True, type=PathArg(path_type=Path))
 @output_option("Output folder (mirrors the source tree; OUT/<source name>/ per source when several). "
                "A name ending in .zip/.tar.gz/... also packs the folder into that archive (a name ending "
                "in / is a folder, whatever it looks like).", required=True)
@@ -110,12 +125,6 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     warn_quality_unused(fmt)
-    if ray_address and os.path.lexists(ray_address):
-        # `batch --ray scans/ -o out`: --ray takes an optional address, so click gave it the first
-        # source; a path that is there is a source (an address is host:port, ray://... or auto)
-        sources, ray_address = (Path(ray_address), *sources), ""
-    if not sources:
-        raise click.UsageError("Missing argument 'SOURCES...': the folders and archives to colorize.")
     if str(output) == "-" or any(str(s) == "-" for s in sources):  # (as `image` reads them; here a folder "-")
         raise click.UsageError("batch reads and writes folders and archives, not stdin or stdout ('-'); "
                                "for a folder named '-', write ./-")
