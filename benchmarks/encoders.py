@@ -3,7 +3,8 @@ all the training photos with the shipped schedule, two seeds each, scored on val
 
     ENCODER=efficientnet_lite2 bash benchmarks/ood_cv.sh WORK all A 0    # and ... all A 1
     bash benchmarks/ood_cv.sh WORK all A 1                              # Lite0, seed 1
-    python -m benchmarks.encoders lite0=WORK/all lite0=OOD/all lite2=WORK/all-lite2 --out FILE
+    python -m benchmarks.encoders lite0=WORK/all lite0=OOD/all lite2=WORK/all-lite2 --out FILE \
+        --bundle lite0=WORK/all/bundle-A-s1 --bundle lite2=WORK/all-lite2/bundle-A
 
 Each ``ENCODER=DIR`` names a folder of ``train eval --json`` reports written by ``ood_cv.sh WORK all A
 [SEED]`` (``eval-A.json`` for seed 0, ``eval-A-sN.json`` for seed N; ``benchmarks/ood_recipes.sh``'s
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.encoders", description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", metavar="ENCODER=DIR", help="an encoder's name and a folder of reports")
     parser.add_argument("--out", type=Path, required=True, help="results JSON to write")
+    parser.add_argument("--bundle", action="append", default=[], metavar="ENCODER=DIR",
+                        help="a bundle of that encoder's U-Net: its network's GFLOPs per image at render 320x256")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     pairs = []
@@ -76,6 +79,16 @@ def main(argv: list[str] | None = None) -> int:
         log.error("no eval-A*.json report in %s", ", ".join(str(f) for _, f in pairs))
         return 1
     result["means"] = means(result["runs"])
+    if args.bundle:
+        from streamcolor.engines.flops import network_flops
+
+        result["gflops_320x256"] = {}
+        for item in args.bundle:
+            encoder, _, folder = item.partition("=")
+            result["gflops_320x256"][encoder] = round(network_flops(folder, 256, 320)["total"] / 1e9, 3)
+        if {"lite0", "lite2"} <= set(result["gflops_320x256"]):
+            g = result["gflops_320x256"]
+            result["gflops_lite2_over_lite0"] = round(g["lite2"] / g["lite0"], 3)
     one_run.write(args.out, result, log)
     for key, run in result["runs"].items():
         print(key, ", ".join(f"{s} {run[s]['mse_ratio_to_gray']:.3f}x gray, colour {run[s]['colorfulness_ratio']:.2f}"

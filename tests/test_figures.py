@@ -47,6 +47,7 @@ COMPOSE = "video.1.thread_cpu_ms_per_frame.pipeline.compose"
 #: The quality evaluations (``streamcolor train eval``): the six-package holdout, then the nine-package one.
 Q1202, Q95 = "quality-2026-12-02.json", "quality-2026-12-02-holdout95.json"
 ENS, OOD, OODCV = "ensembles-2026-12-03.json", "ood-recipes-2026-12-03.json", "ood-cv-2026-12-03.json"
+ENC = "encoders-2026-12-03.json"
 
 #: Figures named in a fragment of prose (see :func:`_each`): key in a pipeline_bound file, format.
 FIGURES = {"v0": ("video.0.pipeline_over_bound", "{:.3f}x"), "v1": ("video.1.pipeline_over_bound", "{:.3f}x"),
@@ -428,6 +429,18 @@ PROSE = [
      "runs.default@320 --no-guided.holdout.colorfulness_ratio", "{:.2f}"),
     ("README.md", "on val {} against its 0.618x", OODCV, "all_data.C.val.mse_ratio_to_gray", "{:.3f}x"),
     ("README.md", "on val 0.695x against its {}", Q95, "runs.default@320 --no-guided.val.mse_ratio_to_gray", "{:.3f}x"),
+    # the U-Net's frozen encoder, Lite0 against Lite2, two seeds each (benchmarks/encoders.py)
+    ("README.md", "scores {} and 0.844x gray on the holdout", ENC, "runs.lite2-A-s0.holdout.mse_ratio_to_gray",
+     "{:.3f}x"),
+    ("README.md", "scores 0.844x and {} gray on the holdout", ENC, "runs.lite2-A-s1.holdout.mse_ratio_to_gray",
+     "{:.3f}x"),
+    ("README.md", "against Lite0's {} and 0.821x", ENC, "runs.lite0-A-s0.holdout.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "against Lite0's 0.813x and {}, and", ENC, "runs.lite0-A-s1.holdout.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "the same as Lite0 on val ({} against", ENC, "means.lite2.val.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "against {}, the mean of the seeds", ENC, "means.lite0.val.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "for {} times the network's arithmetic", ENC, "gflops_lite2_over_lite0", "{:.2f}"),
+    ("README.md", "arithmetic ({} against 3.32 GFLOPs", ENC, "gflops_320x256.lite2", "{:.2f}"),
+    ("README.md", "against {} GFLOPs an image at render 320", ENC, "gflops_320x256.lite0", "{:.2f}"),
     # an earlier GPU figure in README: the seed model's colorizer called directly (Keras 3 on JAX on the H200)
     ("README.md", "{} images/s in mixed bfloat16 at batch 16", "gpu-h200-inference.json",
      "keras_jax_mixed_bfloat16_colorizer_b16_images_per_s", "{:,.0f}"),
