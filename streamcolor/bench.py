@@ -186,8 +186,8 @@ def recommend(rows: Sequence[Mapping[str, Any]], model_render: int, notes: Seque
     if far:
         why += (f". Render {render} is far from {model_render}, where the engines may rank otherwise: the backend "
                 f"is left to auto; `streamcolor bench {named}-r {model_render}` measures it there")
-    return {"model": str(model), "backend": backend, "batch": batch["batch"], "render_size": model_render, "images_per_s_estimate":
-            round(est, 2), "options": options, "why": why,
+    return {"model": str(model), "backend": backend, "batch": batch["batch"], "render_size": model_render,
+            "images_per_s_estimate": round(est, 2), "options": options, "why": why,
             "example": f"streamcolor batch photos/ -o colour/ {options}"}
 
 

@@ -401,7 +401,8 @@ def test_models_table_has_data_licence_quality_and_installed_backends():
     assert installed_backends() == [b for b in ("onnx", "onnx-int8", "onnx-fp16", "keras", "tensorrt")
                                      if b in backends]
     # per model, what runs it here: the seed ships ONNX graphs only, which the Keras engine cannot run
-    runs = {r["model"]: r["runs_on"] for r in json.loads(CliRunner().invoke(cli, ["models", "--json"]).output)["models"]}
+    listed = json.loads(CliRunner().invoke(cli, ["models", "--json"]).output)["models"]
+    runs = {r["model"]: r["runs_on"] for r in listed}
     assert runs["seed"][:2] == ["onnx", "onnx-int8"] and "keras" not in runs["seed"]
     assert "onnx-fp16" not in runs["unet"] and ("keras" in runs["unet"]) == ("keras" in backends)
     assert "see LICENSE-efficientnet-lite0.txt in this folder" not in res.output  # the folder is named

@@ -34,4 +34,5 @@ __all__ = ["AUTO_BY_CONTAINER", "ChromaStabilizer", "DEFAULT_CODEC", "HARDWARE_C
            "VideoOptions", "check_codec", "check_container", "check_pix_fmt", "codec_floor", "codec_options",
            "colorize_segment",
            "colorize_video", "default_output", "histogram_distance", "join_segments", "l_histogram", "make_clip",
-           "output_path", "output_replace", "pick_codec", "remember_default_output", "plain_encoder", "plan_segments", "reencode", "video_keyframes", "video_size"]
+           "output_path", "output_replace", "pick_codec", "plain_encoder", "plan_segments", "reencode",
+           "remember_default_output", "video_keyframes", "video_size"]

@@ -106,9 +106,10 @@ def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None,
 
     Returns
     -------
-    The output path (``~2`` when the default name held another file).  Frame count, timestamps (pts, time base), frame rate,
-    duration, lightness, rotation and metadata follow the input; audio and
-    subtitle streams are copied packet for packet.
+    The output path (``~2`` when the default name held another file).  Frame
+    count, timestamps (pts, time base), frame rate, duration, lightness,
+    rotation and metadata follow the input; audio and subtitle streams are
+    copied packet for packet.
 
     Raises
     ------
