@@ -328,6 +328,21 @@ def test_a_private_ray_that_cannot_start_is_one_clear_error(monkeypatch):
             pass
 
 
+def test_a_session_ray_session_started_is_not_announced_again_for_each_job(local_ray, monkeypatch, caplog):
+    """`video --ray a.mp4 b.mp4` opens one session and runs a job per video in it: "using the session
+    already started" is said for a session the caller started, not for each job in streamcolor's own."""
+    from streamcolor.ray import pool
+
+    monkeypatch.setattr(pool, "_STARTED", {id(local_ray)})  # (the module's Ray stands for one it started)
+    with caplog.at_level(logging.INFO, logger="streamcolor.ray"), pool.ray_session():
+        pass
+    assert "already started" not in caplog.text
+    monkeypatch.setattr(pool, "_STARTED", set())
+    with caplog.at_level(logging.INFO, logger="streamcolor.ray"), pool.ray_session():
+        pass
+    assert "using the Ray session already started in this process" in caplog.text
+
+
 # --------------------------------------------------------------------------- the Ray Data job
 
 

@@ -244,7 +244,9 @@ def ray_session(address: str | None = None, *, runtime_env: dict | None = None,
     """
     ray = require_ray()
     if ray.is_initialized():
-        log.info("using the Ray session already started in this process (%s)", _describe(ray))
+        # (said once: not again for each job of a session this function started, as the CLI's for its videos)
+        (log.debug if id(ray) in _STARTED else log.info)("using the Ray session already started in this "
+                                                          "process (%s)", _describe(ray))
         yield ray
         return
     kwargs: dict[str, Any] = {"runtime_env": runtime_env} if runtime_env else {}
@@ -269,22 +271,27 @@ def ray_session(address: str | None = None, *, runtime_env: dict | None = None,
             raise ClusterError(f"could not start a private local Ray on this machine: {first} (a full /tmp or "
                                "too little shared memory are common causes; see /tmp/ray/session_latest/logs)") from exc
         _PRIVATE.add(id(ray))
+        _STARTED.add(id(ray))
         log.info("started a private local Ray for this job (%s); pass an address to use a cluster", _describe(ray))
     else:
         _probe(target, timeout)
         _init_bounded(ray, init_timeout, address=target, **kwargs)
+        _STARTED.add(id(ray))
         log.info("joined the Ray cluster at %s (%s)", target, _describe(ray))
     _restore_sigterm(on_term)
     try:
         yield ray
     finally:
         _PRIVATE.discard(id(ray))
+        _STARTED.discard(id(ray))
         ray.shutdown()
 
 
 #: The Ray modules whose session :func:`ray_session` started privately on this machine (which cannot
 #: grow: an actor that does not fit now never will).
 _PRIVATE: set[int] = set()
+#: The Ray modules whose session :func:`ray_session` started or joined (and ends).
+_STARTED: set[int] = set()
 
 
 def _sigterm_handler():
