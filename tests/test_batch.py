@@ -714,8 +714,8 @@ def test_a_packed_archive_whose_job_folder_was_removed_is_kept_and_said_so(engin
     colorize_archive(src, tmp_path / "pk.zip", engine=engine, progress=False)
     before = (tmp_path / "pk.zip").read_bytes()
     shutil.rmtree(tmp_path / "pk")
-    with pytest.raises(OutputError, match="a file this job has no record of packing .* an archive whose job folder "
-                                          "was removed"):
+    with pytest.raises(OutputError, match="a file this job has no record of packing .* the archive of a job whose "
+                                          "folder OUTPUT was removed"):
         colorize_archive(src, tmp_path / "pk.zip", engine=engine, progress=False)
     assert (tmp_path / "pk.zip").read_bytes() == before
 

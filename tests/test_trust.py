@@ -634,7 +634,8 @@ def test_the_packed_archive_never_replaces_a_file_the_job_did_not_write(engine, 
     (src / "a.jpg").write_bytes(jpeg())
     mine = tmp_path / "album.zip"
     mine.write_bytes(b"my precious notes")
-    with pytest.raises(OutputError, match="album.zip exists and is not the archive this job packed"):
+    with pytest.raises(OutputError, match="album.zip exists and is a file this job has no record of packing "
+                                          r"\(a file of yours"):
         colorize_archive(src, mine, engine=engine, progress=False)
     assert mine.read_bytes() == b"my precious notes" and not (tmp_path / "album").exists()
     with pytest.raises(OutputError, match="it is kept"):  # the folder + --archive spelling

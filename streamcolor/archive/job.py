@@ -415,8 +415,8 @@ def _check_packed_target(archive_path: Path, manifest: Manifest | None, sources:
         raise OutputError(f"{archive_path} exists and was packed from {', '.join(packed_from)}, not from "
                           f"{', '.join(str(p) for p in sources)}; it is kept.  Move it away or name another output")
     what = ("a folder" if archive_path.is_dir()
-            else "a file this job has no record of packing (its working folder OUTPUT is new: an archive whose "
-                 "job folder was removed, or a file of yours)" if manifest is None
+            else "a file this job has no record of packing (a file of yours, or the archive of a job whose "
+                 "folder OUTPUT was removed)" if manifest is None
             else "not the archive this job packed (a file of yours, or one changed since)")
     raise OutputError(f"{archive_path} exists and is {what}; it is kept.  Move it away or name another "
                       "output (the packed archive is OUTPUT plus the archive's suffix)")
