@@ -1,12 +1,16 @@
-"""The U-Net's frozen encoder compared: EfficientNet-Lite0 (shipped) against Lite2, each trained on
-all the training photos with the shipped schedule, two seeds each, scored on val and the holdout.
+"""Variants of the U-Net trained on all the training photos with the shipped schedule, compared over
+seeds on val and the holdout: its frozen encoder (EfficientNet-Lite0, shipped, against Lite2), or
+more photos (the surveys' finds in docs/training-data.md, not collected yet, added to training).
 
     ENCODER=efficientnet_lite2 bash benchmarks/ood_cv.sh WORK all A 0    # and ... all A 1
     bash benchmarks/ood_cv.sh WORK all A 1                              # Lite0, seed 1
     python -m benchmarks.encoders lite0=WORK/all lite0=OOD/all lite2=WORK/all-lite2 --out FILE \
         --bundle lite0=WORK/all/bundle-A-s1 --bundle lite2=WORK/all-lite2/bundle-A
 
-Each ``ENCODER=DIR`` names a folder of ``train eval --json`` reports written by ``ood_cv.sh WORK all A
+For more photos, ``benchmarks/more_photos.sh WORK EXTRA_DIR`` trains on data/photos plus a folder of
+them (the same crops, schedule and seeds) into WORK/extra; ``more=WORK/extra`` then names its reports.
+
+Each ``ENCODER=DIR`` (any label: ``more=DIR`` too) names a folder of ``train eval --json`` reports written by ``ood_cv.sh WORK all A
 [SEED]`` (``eval-A.json`` for seed 0, ``eval-A-sN.json`` for seed N; ``benchmarks/ood_recipes.sh``'s
 ``all`` runs are the same recipe at seed 0).  Same photos, crops (24 a photo, seed 0) and schedule for
 both encoders; the grid upsampled bilinearly (a bundle from ``export`` names no guided upsampling).

@@ -47,7 +47,7 @@ COMPOSE = "video.1.thread_cpu_ms_per_frame.pipeline.compose"
 #: The quality evaluations (``streamcolor train eval``): the six-package holdout, then the nine-package one.
 Q1202, Q95 = "quality-2026-12-02.json", "quality-2026-12-02-holdout95.json"
 ENS, OOD, OODCV = "ensembles-2026-12-03.json", "ood-recipes-2026-12-03.json", "ood-cv-2026-12-03.json"
-ENC = "encoders-2026-12-03.json"
+ENC, MORE = "encoders-2026-12-03.json", "more-photos-2026-12-03.json"
 
 #: Figures named in a fragment of prose (see :func:`_each`): key in a pipeline_bound file, format.
 FIGURES = {"v0": ("video.0.pipeline_over_bound", "{:.3f}x"), "v1": ("video.1.pipeline_over_bound", "{:.3f}x"),
@@ -441,6 +441,17 @@ PROSE = [
     ("README.md", "for {} times the network's arithmetic", ENC, "gflops_lite2_over_lite0", "{:.2f}"),
     ("README.md", "arithmetic ({} against 3.32 GFLOPs", ENC, "gflops_320x256.lite2", "{:.2f}"),
     ("README.md", "against {} GFLOPs an image at render 320", ENC, "gflops_320x256.lite0", "{:.2f}"),
+    # the 98 photos the surveys found, added to training as an experiment (benchmarks/more_photos.sh)
+    ("README.md", "they are not shipped) give {} and 0.814x on the holdout", MORE,
+     "runs.more-A-s0.holdout.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "they are not shipped) give 0.783x and {} on the holdout", MORE,
+     "runs.more-A-s1.holdout.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "(without them {} and 0.821x)", MORE, "runs.lite0-A-s0.holdout.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "(without them 0.813x and {})", MORE, "runs.lite0-A-s1.holdout.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "{} against 0.817x on average", MORE, "means.more.holdout.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "0.799x against {} on average", MORE, "means.lite0.holdout.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "other way ({} against 0.692x)", MORE, "means.more.val.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "other way (0.704x against {})", MORE, "means.lite0.val.mse_ratio_to_gray", "{:.3f}x"),
     # an earlier GPU figure in README: the seed model's colorizer called directly (Keras 3 on JAX on the H200)
     ("README.md", "{} images/s in mixed bfloat16 at batch 16", "gpu-h200-inference.json",
      "keras_jax_mixed_bfloat16_colorizer_b16_images_per_s", "{:,.0f}"),
