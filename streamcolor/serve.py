@@ -58,7 +58,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Mapping
 
 try:
     from aiohttp import BodyPartReader, web
@@ -465,7 +465,8 @@ class _State:
         for ext in ("mp4", "mkv"):  # MP4 plays in browsers; MKV holds any audio codec the source has
             dst = tmp / f"colour.{ext}"
             try:
-                colorize_video(src, dst, engine=self.engine, options=options, progress=each_frame)
+                with _naming(tmp, upload.name):
+                    colorize_video(src, dst, engine=self.engine, options=options, progress=each_frame)
             except InputError as exc:  # said of the upload, not of the server's temporary file
                 raise InputError(_for_client(str(exc), str(tmp), upload.name)) from None
             except OutputError as exc:
@@ -547,6 +548,43 @@ def sweep_abandoned_folders(root: str | os.PathLike | None = None) -> int:
         log.info("removed %s, left by a server that was killed", entry.path)
         removed += 1
     return removed
+
+
+#: (the server's temporary folder, the upload's name) of the video the current thread colorizes
+_UPLOAD = threading.local()
+
+
+def upload_names_in_logs() -> None:
+    """Log lines said while a video upload is colorized name the upload, not the server's temporary
+    file (``clip.mp4: 641x481 has an odd side ...``, not ``/tmp/streamcolor-...-x/input.mp4: ...``):
+    a log-record factory (once a process) rewrites streamcolor's records made in a thread that
+    :func:`_naming` marks.  Why a factory: the lines come from the video modules' own loggers, whose
+    records a filter on one logger never sees."""
+    made = logging.getLogRecordFactory()
+    if getattr(made, "streamcolor_uploads", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = made(*args, **kwargs)
+        pair = getattr(_UPLOAD, "pair", None)
+        if pair is not None and record.name.startswith("streamcolor"):
+            text = record.getMessage()
+            if pair[0] in text:
+                record.msg, record.args = _for_client(text, *pair), ()
+        return record
+
+    factory.streamcolor_uploads = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+@contextlib.contextmanager
+def _naming(tmp: Path, name: str) -> Iterator[None]:
+    """While in this block, this thread's log lines name ``name`` for the paths under ``tmp``."""
+    _UPLOAD.pair = (str(tmp), name)
+    try:
+        yield
+    finally:
+        _UPLOAD.pair = None
 
 
 def _for_client(message: str, tmp: str, name: str) -> str:
@@ -799,6 +837,7 @@ def create_app(engine: "Engine", options: ServeOptions = ServeOptions(), *,
     # then named "upload", as one without a name.
     warnings.filterwarnings("ignore", category=BadContentDispositionParam)
     one_line_protocol_errors()
+    upload_names_in_logs()
     sweep_abandoned_folders()
     state = _State(engine, options, colour or model_options(engine))
     # client_max_size only guards body readers we do not use; uploads are limited while streaming.
