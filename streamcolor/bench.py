@@ -177,7 +177,9 @@ def recommend(rows: Sequence[Mapping[str, Any]], model_render: int, notes: Seque
     whose = "the model's recommended size" if model_names_render else "streamcolor's default (the model names none)"
     ref = [r for r in at if r["batch"] == batch["batch"] and r["label"] != best["label"]]
     engine_note = "; ".join(f"{r['label']} {r['images_per_s']:.2f}" for r in ref)
-    named = "" if str(model) in ("default", "unet") else f"-m {model} "
+    from streamcolor.engines import ALIASES, DEFAULT_MODEL
+
+    named = "" if str(model) in (DEFAULT_MODEL, ALIASES[DEFAULT_MODEL]) else f"-m {model} "
     options = f"{named}--backend {backend} -b {batch['batch']} -r {model_render}"
     why = (f"{best['label']} was the fastest engine ({batch['images_per_s']:.2f} images/s at render {render}, batch "
            f"{batch['batch']}{'; ' + engine_note if engine_note else ''}); {batch_note}; render {model_render} is "

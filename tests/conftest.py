@@ -57,6 +57,21 @@ def seed_engine():
     eng.close()
 
 
+def odd_sized_video(path: Path) -> Path:
+    """Three 33x21 frames in FFV1 (yuv444p): a size yuv420p cannot hold, which the video
+    pipeline pads, with a warning that names the video."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("ffv1", rate=12)
+        vs.width, vs.height, vs.pix_fmt = 33, 21, "yuv444p"
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((21, 33, 3), 40 * i + 30, np.uint8), format="rgb24")
+            out.mux(vs.encode(frame.reformat(format="yuv444p")))
+        out.mux(vs.encode(None))
+    return path
+
+
 def make_photo(h: int = 120, w: int = 170, seed: int = 0) -> np.ndarray:
     """A colourful uint8 RGB test picture: smooth gradients, blobs and edges."""
     rng = np.random.default_rng(seed)

@@ -38,7 +38,7 @@ from streamcolor import memory
 from streamcolor.batching import BatchingEngine, BatchingOptions
 from streamcolor.engines import EngineError
 from streamcolor.serve import STATIC_DIR, ServeOptions, Server
-from tests.conftest import make_photo, png_bytes
+from tests.conftest import make_photo, odd_sized_video, png_bytes
 
 SAMPLE_PHOTO = Path(streamcolor.__file__).parent / "samples" / "chenonceau-bw.jpg"
 #: Limits small enough that the tests can cross them cheaply.
@@ -819,16 +819,7 @@ def test_a_video_whose_client_left_stops_at_its_next_frame(engine, tmp_path, cap
 def test_a_videos_warnings_name_the_upload_not_the_servers_temporary_file(engine, tmp_path, caplog):
     import logging
 
-    import av
-
-    src = tmp_path / "odd.mkv"  # an odd side: the pipeline warns that it pads it, naming the video
-    with av.open(str(src), "w") as out:
-        vs = out.add_stream("ffv1", rate=12)
-        vs.width, vs.height, vs.pix_fmt = 33, 21, "yuv444p"
-        for i in range(3):
-            frame = av.VideoFrame.from_ndarray(np.full((21, 33, 3), 40 * i + 30, np.uint8), format="rgb24")
-            out.mux(vs.encode(frame.reformat(format="yuv444p")))
-        out.mux(vs.encode(None))
+    src = odd_sized_video(tmp_path / "odd.mkv")  # an odd side: the pipeline warns that it pads it, naming the video
     with caplog.at_level(logging.WARNING, logger="streamcolor"), Server(engine, ServeOptions(port=0)) as srv:
         r = post_file(srv.url, src.read_bytes(), "film.mkv", "video/x-matroska", query="?render_size=64")
     assert r.status == 200

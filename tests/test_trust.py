@@ -32,7 +32,7 @@ from streamcolor.errors import InputError, OutputError
 from streamcolor.items import REPORT_FILENAME, FolderSink, Problem, is_job_file, problems_csv
 from streamcolor.manifest import DONE, Manifest
 from streamcolor.outputs import plan_outputs
-from tests.conftest import make_photo
+from tests.conftest import make_photo, odd_sized_video
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -940,14 +940,7 @@ def test_an_odd_sized_video_says_that_it_is_padded(engine, tmp_path, caplog):
 
     from streamcolor.video import VideoOptions, colorize_video
 
-    src = tmp_path / "odd.mkv"
-    with av.open(str(src), "w") as out:
-        vs = out.add_stream("ffv1", rate=12)
-        vs.width, vs.height, vs.pix_fmt = 33, 21, "yuv444p"
-        for i in range(3):
-            frame = av.VideoFrame.from_ndarray(np.full((21, 33, 3), 40 * i + 30, np.uint8), format="rgb24")
-            out.mux(vs.encode(frame.reformat(format="yuv444p")))
-        out.mux(vs.encode(None))
+    src = odd_sized_video(tmp_path / "odd.mkv")
     with caplog.at_level("WARNING", logger="streamcolor.video"):
         dst = colorize_video(src, tmp_path / "o.mp4", engine=engine, progress=False)
     assert "33x21 has an odd side" in caplog.text and "34x22" in caplog.text

@@ -80,6 +80,7 @@ def command(as_json: bool) -> None:
       streamcolor image old.jpg -o new.jpg -m seed --backend onnx-int8
     """
     rows = []
+    backends = installed_backends()
     aliases = {target: alias for alias, target in ALIASES.items()}
     for name in available_models():
         if name in ALIASES:
@@ -87,7 +88,7 @@ def command(as_json: bool) -> None:
         info = resolve_model(name)
         meta = info.meta
         precisions = ["fp32", *sorted(meta.get("variants", {}))]
-        runs_on = [b for b in installed_backends() if _runs(b, info, precisions)]
+        runs_on = [b for b in backends if _runs(b, info, precisions)]
         rows.append({"model": name, "alias": aliases.get(name), "id": info.name,
                      "architecture": info.architecture,
                      "render_size": meta.get("render_size"), "precisions": precisions, "runs_on": runs_on,
@@ -95,7 +96,6 @@ def command(as_json: bool) -> None:
                      "data": data_line(meta), "licence": meta.get("licence", "-"),
                      "quality": quality_line(meta), "description": meta.get("description", "")})
     rows.sort(key=lambda r: r["alias"] is None)  # the default first
-    backends = installed_backends()
     rt = runtime_info()
     if as_json:
         click.echo(json.dumps({"models": rows, "backends": backends, "onnxruntime": rt}, indent=2))

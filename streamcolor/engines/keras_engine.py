@@ -137,13 +137,12 @@ class KerasEngine(Engine):
             raise ValueError(f"unknown precision {precision!r} for the Keras engine; choose from "
                              f"{['auto', *POLICIES]}")
         self.precision = precision
-        previous = keras.config.dtype_policy()
-        keras.config.set_dtype_policy(POLICIES[precision])
         if colorizer_file == "colorizer.keras" and extractor_file == "extractor.keras" and not can_run(info):
-            keras.config.set_dtype_policy(previous)
             raise EngineError(f"{info.path}: {info.name} ships ONNX graphs only, which the Keras engine cannot "
                               "run (it runs bundles with .keras files, or the U-Net rebuilt from its weights); "
                               "use --backend onnx")
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(POLICIES[precision])
         try:
             if not info.two_stage and not (info.path / colorizer_file).is_file():
                 self._extractor, self._colorizer = None, _rebuild(info)

