@@ -599,3 +599,125 @@ def test_shard_set_reads_a_holdout_split(tmp_path) -> None:
     assert len(data.ShardSet(tmp_path, "train")) == 0
     with pytest.raises(ValueError):
         data.ShardSet(tmp_path, "test")
+
+
+# --------------------------------------------------------------------------
+# Debian source packages
+# --------------------------------------------------------------------------
+
+PILLOW_PRINT_URIS = """\
+Reading package lists...
+Selected version '11.1.0-5+deb13u4' (trixie) for pillow
+Need to get 36.9 MB of source archives.
+'http://deb.debian.org/debian/pool/main/p/pillow/pillow_11.1.0-5%2bdeb13u4.dsc' pillow_11.1.0-5+deb13u4.dsc 2375 \
+SHA256:74032aba383e276666898f3b1b3b8ea0f777236fedc191f873e7f3a2391a2e46
+'http://deb.debian.org/debian/pool/main/p/pillow/pillow_11.1.0.orig.tar.xz' pillow_11.1.0.orig.tar.xz 36871396 \
+SHA256:0fc52818220b9c2208e635d495f6819826607a352c42d0b9524f51f2b8a1a82a
+'http://deb.debian.org/debian/pool/main/p/pillow/pillow_11.1.0-5%2bdeb13u4.debian.tar.xz' \
+pillow_11.1.0-5+deb13u4.debian.tar.xz 20572 SHA256:999159999b639d23bbf44d65ec9531b9178a1f817960b2eb800d5d4928323f5e
+"""
+
+
+def test_print_uris_gives_the_selected_version_and_the_upstream_tarball():
+    version, files = cp.parse_print_uris(PILLOW_PRINT_URIS)
+    assert version == "11.1.0-5+deb13u4"
+    assert [f.name for f in files] == ["pillow_11.1.0-5+deb13u4.dsc", "pillow_11.1.0.orig.tar.xz",
+                                       "pillow_11.1.0-5+deb13u4.debian.tar.xz"]
+    tarball = cp.upstream_tarball(files)
+    assert (tarball.name, tarball.size) == ("pillow_11.1.0.orig.tar.xz", 36871396)
+    assert tarball.uri.endswith("/pool/main/p/pillow/pillow_11.1.0.orig.tar.xz")
+    assert tarball.sha256.startswith("0fc52818")
+
+
+def test_a_native_package_has_one_tarball_and_an_empty_listing_is_unavailable():
+    native = [cp.SourceFile("u1", "jigzo_0.6.1-8.dsc", 1, "0" * 64), cp.SourceFile("u2", "jigzo_0.6.1-8.tar.xz", 2,
+                                                                                    "1" * 64)]
+    assert cp.upstream_tarball(native).name == "jigzo_0.6.1-8.tar.xz"
+    with pytest.raises(cp.SourceUnavailable, match="no single upstream tarball"):
+        cp.upstream_tarball(native[:1])
+    with pytest.raises(cp.SourceUnavailable, match="listed no files"):
+        cp.parse_print_uris("E: Unable to find a source package for nothing\n")
+
+
+def _tarball(path, members: dict[str, bytes]) -> None:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:xz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+
+
+def test_extract_members_writes_only_pinned_bytes_below_root(tmp_path):
+    import hashlib
+
+    good, changed = _jpeg(np.full((40, 60, 3), (30, 90, 200), np.uint8)), b"new upstream bytes"
+    tarball = tmp_path / "demo_1.0.orig.tar.xz"
+    _tarball(tarball, {"demo-1.0/tests/images/good.jpg": good, "demo-1.0/tests/images/changed.jpg": changed,
+                       "demo-1.0/../../evil.jpg": good, "demo-1.0/README": b"text"})
+    wanted = {"tests/images/good.jpg": hashlib.sha256(good).hexdigest(),
+              "tests/images/changed.jpg": hashlib.sha256(b"old bytes").hexdigest(),
+              "tests/images/gone.jpg": "0" * 64}
+    root = tmp_path / "unpacked"
+    root.mkdir()
+    missing = cp.extract_members(tarball, wanted, root)
+    assert missing == ["tests/images/changed.jpg", "tests/images/gone.jpg"]
+    assert (root / "tests/images/good.jpg").read_bytes() == good
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert written == ["demo_1.0.orig.tar.xz", "unpacked/tests/images/good.jpg"]
+
+
+def test_source_photos_become_candidates_with_their_credit_and_turned_upright(tmp_path, monkeypatch):
+    tall = np.zeros((60, 40, 3), np.uint8)
+    tall[:10] = (0, 0, 255)  # red band on top of the stored picture
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t/side.jpg").write_bytes(_jpeg(tall))
+    (tmp_path / "t/plain.jpg").write_bytes(_jpeg(tall))
+    photos = (cp.SourcePhoto("demo", "trixie", "t/side.jpg", "0" * 64, "MIT", "upstream LICENSE", "package-wide",
+                             rotate=90),
+              cp.SourcePhoto("demo", "trixie", "t/plain.jpg", "0" * 64, "MIT", "upstream LICENSE", "package-wide",
+                             holder="Demo authors", note="test image"),
+              cp.SourcePhoto("other", "trixie", "t/plain.jpg", "0" * 64, "MIT", "x", "package-wide"),
+              cp.SourcePhoto("demo", "trixie", "t/absent.jpg", "0" * 64, "MIT", "x", "package-wide"))
+    monkeypatch.setattr(cp, "SOURCE_PHOTOS", photos)
+    package = cp.Package("demo", "1.0-1", tmp_path, "trixie", tarball="demo_1.0.orig.tar.xz")
+    side, plain = cp.extract_source_photos(package)
+    assert (side.name, plain.name) == ("side", "plain")
+    assert side.data is None and side.pixels.shape == (40, 60, 3)
+    assert side.pixels[:, -10:, 2].mean() > 200 and side.pixels[:, :10, 2].mean() < 50  # top band now on the right
+    assert plain.data == (tmp_path / "t/plain.jpg").read_bytes()
+    assert plain.credit == cp.Credit("MIT", "upstream LICENSE [package-wide]", "Demo authors", note="test image")
+    record = cp.manifest_record(plain, package, tmp_path, tmp_path / "t/plain.jpg", tall)
+    assert record["tarball"] == "demo_1.0.orig.tar.xz" and record["version"] == "1.0-1"
+
+
+def test_the_pinned_source_photos_are_consistent_and_kept_apart_from_the_holdout():
+    photos = cp.SOURCE_PHOTOS
+    assert len(photos) >= 60
+    assert len({(p.package, p.name) for p in photos}) == len(photos)
+    suites: dict[str, set[str]] = {}
+    for photo in photos:
+        suites.setdefault(photo.package, set()).add(photo.suite)
+        assert len(photo.sha256) == 64 and int(photo.sha256, 16) >= 0
+        assert photo.rotate in (0, 90, 180, 270)
+        assert not cp.NON_FREE_LICENCE.search(photo.licence)
+        assert not photo.path.startswith("/") and ".." not in photo.path.split("/")
+    assert all(len(s) == 1 for s in suites.values())
+    debs = {s.package for s in cp.SOURCES if s.kind == "deb"}
+    assert not debs & set(suites), "a source package would share a binary package's folder"
+    assert not set(suites) & set(cp.HOLDOUT_PACKAGES)
+    # Qt's sources are the upstream of two held-out packages (qtbase5-examples, qtdeclarative5-examples).
+    assert not [p for p in suites if p.startswith("qt")]
+
+
+def test_an_unavailable_source_package_is_reported_and_skipped(tmp_path, monkeypatch):
+    def unavailable(name, cache, suite):
+        raise cp.SourceUnavailable("404  Not Found")
+
+    monkeypatch.setattr(cp, "SOURCES", (cp.Source("demo", cp.extract_source_photos, "trixie", kind="source"),))
+    monkeypatch.setattr(cp, "fetch_source_package", unavailable)
+    records, tally = cp.collect(tmp_path / "out", tmp_path / "cache", force=False)
+    assert records == []
+    assert tally.dropped == [{"package": "demo", "path": "*", "reason": "unavailable: 404  Not Found"}]

@@ -31,6 +31,15 @@ bundles (GCompris), jigzo ``.pzl`` puzzles, a Java jar (Sweet Home 3D), GIMP
 EXIF orientation is applied, and so are the rotations KPhotoAlbum keeps in its
 ``index.xml``.
 
+Debian *source* packages add the test and example photos that binary packages
+leave out: for each package in ``source_photos.json`` (photos named by path and
+pinned by sha256, with the licence a survey read for each), only the upstream
+tarball is downloaded, through a private apt configuration with ``deb-src``
+lines and ``apt-helper download-file`` (checked against the signed index), and
+only the pinned members are read out of it.  A package whose tarball the
+mirror lacks is reported and skipped; a photo whose bytes changed upstream is
+left out with a warning.
+
 Splits: ``"holdout"`` for every photo of :data:`HOLDOUT_PACKAGES` (whole
 packages the model never sees, to measure it on unseen sources), else
 ``"val"`` for about 8 % of photos by a hash of package and path (of the
@@ -58,6 +67,7 @@ import re
 import shutil
 import struct
 import subprocess
+import tarfile
 import zipfile
 import zlib
 from collections import Counter
@@ -245,6 +255,8 @@ class Package:
     root: Path
     suite: str = "bookworm"
     licence_from: Package | None = None
+    #: For a Debian source package: the upstream tarball its photos were read from.
+    tarball: str | None = None
 
     @property
     def copyright_path(self) -> str:
@@ -1176,6 +1188,66 @@ def extract_gnome_recipes(pkg: Package) -> Iterator[Candidate]:
     yield from _from_copyright(pkg, _named(pkg, "usr/share/gnome-recipes/images", RECIPES_PHOTOS))
 
 
+# --------------------------------------------------------------------------
+# Photos in Debian source packages
+# --------------------------------------------------------------------------
+
+#: The photos :func:`fetch_source_package` takes from upstream tarballs, pinned by path and checksum.
+SOURCE_PHOTOS_FILE = Path(__file__).with_name("source_photos.json")
+
+
+@dataclass(frozen=True)
+class SourcePhoto:
+    """A photo inside a source package's upstream tarball, and its licence.
+
+    Upstream tarballs hold test and example images that binary packages leave out, but thousands
+    of other files too, so each photo is named here (a survey picked them by eye) rather than
+    found by a rule.  ``sha256`` pins the bytes: a new upstream release that changes or drops the
+    file drops the photo, with a warning, instead of slipping other pixels into the data.
+    """
+
+    package: str
+    suite: str
+    path: str  # below the tarball's top folder
+    sha256: str
+    licence: str
+    licence_source: str
+    licence_scope: str
+    holder: str | None = None
+    note: str | None = None
+    rotate: int = 0  # clockwise degrees, for a photo stored sideways with no EXIF tag
+
+    @property
+    def name(self) -> str:
+        """The photo's file name in the collection, without suffix."""
+        return PurePosixPath(self.path).stem
+
+
+def load_source_photos(file: Path = SOURCE_PHOTOS_FILE) -> tuple[SourcePhoto, ...]:
+    """The pinned source-package photos, in the file's order."""
+    return tuple(SourcePhoto(**entry) for entry in json.loads(file.read_text(encoding="utf-8"))["photos"])
+
+
+SOURCE_PHOTOS = load_source_photos()
+
+
+def extract_source_photos(pkg: Package) -> Iterator[Candidate]:
+    """The pinned photos :func:`fetch_source_package` found in this package's tarball."""
+    for photo in SOURCE_PHOTOS:
+        file = pkg.root / photo.path
+        if photo.package != pkg.name or not file.is_file():
+            continue
+        credit = Credit(photo.licence, f"{photo.licence_source} [{photo.licence_scope}]", photo.holder,
+                        note=photo.note)
+        data = file.read_bytes()
+        if photo.rotate:
+            bgr, _ = decode_image(data)
+            yield Candidate(pkg.name, photo.path, photo.name, credit,
+                            pixels=rotate_clockwise(apply_orientation(bgr, exif_orientation(data)), photo.rotate))
+        else:
+            yield Candidate(pkg.name, photo.path, photo.name, credit, data=data)
+
+
 @dataclass(frozen=True)
 class Source:
     """A package to take photos from: its suite, its extractor, and where its licence lives."""
@@ -1184,6 +1256,9 @@ class Source:
     extract: Callable[[Package], Iterator[Candidate]]
     suite: str = "bookworm"
     licence_from: str | None = None  # package holding the copyright file, if not this one
+    #: ``"deb"``: a binary package (:func:`fetch_package`); ``"source"``: a source package's upstream
+    #: tarball (:func:`fetch_source_package`).
+    kind: str = "deb"
 
 
 #: Packages and how to take their photos: the 14 of the first survey (as
@@ -1233,6 +1308,9 @@ SOURCES: tuple[Source, ...] = (
     Source("wordpress-theme-twentytwentyfive", extract_wordpress_2025, suite="trixie"),
     Source("wordpress-theme-twentytwentyfour", extract_wordpress_2024, suite="trixie"),
     Source("gnome-recipes-data", extract_gnome_recipes, suite="trixie"),
+    # Upstream tarballs of Debian source packages (surveyed 2026-12-03): photos pinned by checksum.
+    *(Source(package, extract_source_photos, suite=suite, kind="source")
+      for package, suite in dict.fromkeys((photo.package, photo.suite) for photo in SOURCE_PHOTOS)),
     Source("tuxpaint-stamps-default", extract_stamps),
 )
 PACKAGES = tuple(dict.fromkeys(source.package for source in SOURCES))
@@ -1525,6 +1603,119 @@ def fetch_package(name: str, cache: Path, suite: str = "bookworm") -> Package:
     return Package(name=name, version=version, root=root, suite=suite)
 
 
+class SourceUnavailable(RuntimeError):
+    """The archive lacks a source package's upstream tarball (its mirror answers 404 for some)."""
+
+
+def source_apt(cache: Path, suite: str) -> list[str]:
+    """The ``apt-get`` command line whose sources are ``suite``'s ``deb-src`` (index fetched once per cache)."""
+    suite_dir = (cache / "apt" / f"{suite}-src").resolve()
+    command = ["apt-get", *apt_options(suite_dir)]
+    if not (suite_dir / "updated").exists():
+        for folder in ("lists/partial", "cache/archives/partial"):
+            (suite_dir / folder).mkdir(parents=True, exist_ok=True)
+        (suite_dir / "status").touch()
+        (suite_dir / "sources.list").write_text(
+            f"deb-src [signed-by={DEBIAN_KEYRING}] {DEBIAN_ARCHIVE} {suite} main\n")
+        log.info("apt-get update for %s sources", suite)
+        subprocess.run([*command, "update"], check=True, capture_output=True)
+        (suite_dir / "updated").touch()
+    return command
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One file of a source package, as ``apt-get source --print-uris`` lists it."""
+
+    uri: str
+    name: str
+    size: int
+    sha256: str
+
+
+def parse_print_uris(text: str) -> tuple[str, list[SourceFile]]:
+    """The version apt selected and the files of ``apt-get source --print-uris``'s output."""
+    version = re.search(r"Selected version '([^']+)'", text)
+    files = [SourceFile(uri, name, int(size), digest)
+             for uri, name, size, digest in re.findall(r"^'([^']+)' (\S+) (\d+) SHA256:([0-9a-f]{64})$", text, re.M)]
+    if not files:
+        raise SourceUnavailable("apt-get source --print-uris listed no files")
+    if version is None:
+        dsc = next((f.name for f in files if f.name.endswith(".dsc")), "")
+        version = re.match(r"[^_]+_(.+)\.dsc$", dsc)
+    return (version.group(1) if version else "unknown"), files
+
+
+def upstream_tarball(files: list[SourceFile]) -> SourceFile:
+    """The upstream tarball of a source package: ``*.orig.tar.*``, or the one tarball of a native package."""
+    tarballs = [f for f in files if re.search(r"\.tar\.(gz|xz|bz2|lzma)$", f.name) and ".debian." not in f.name]
+    main = [f for f in tarballs if ".orig.tar." in f.name] or tarballs
+    if len(main) != 1:
+        raise SourceUnavailable(f"no single upstream tarball among {[f.name for f in files]}")
+    return main[0]
+
+
+def extract_members(tarball: Path, wanted: dict[str, str], root: Path) -> list[str]:
+    """Write the ``wanted`` members (path below the top folder -> sha256) of a tarball under ``root``.
+
+    Streams the tarball once, reads only the wanted members, and writes a member only when its
+    bytes match its checksum; the paths come from the table, never from the tarball, so a hostile
+    member name cannot write outside ``root``.  Returns the wanted paths not written (missing or
+    changed), for the caller to report.
+    """
+    found: set[str] = set()
+    with tarfile.open(tarball, mode="r:*") as archive:
+        for member in archive:
+            parts = PurePosixPath(member.name).parts
+            path = PurePosixPath(*parts[1:]).as_posix() if len(parts) > 1 else ""
+            if path not in wanted or path in found or not member.isfile():
+                continue
+            data = archive.extractfile(member).read()  # type: ignore[union-attr]
+            if hashlib.sha256(data).hexdigest() != wanted[path]:
+                log.warning("%s: %s changed upstream (checksum differs); left out", tarball.name, path)
+                continue
+            target = root / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            found.add(path)
+    return sorted(set(wanted) - found)
+
+
+def fetch_source_package(name: str, cache: Path, suite: str) -> Package:
+    """Download (once) a source package's upstream tarball and take its pinned photos out (once).
+
+    Only the upstream tarball is fetched, through ``apt-helper download-file`` with the checksum
+    of the archive's signed Sources index, so apt verifies it as it would a whole
+    ``apt-get source``.  Files live under ``cache/source/<suite>/``.
+    """
+    folder = cache / "source" / suite
+    folder.mkdir(parents=True, exist_ok=True)
+    listing = subprocess.run([*source_apt(cache, suite), "source", "--print-uris", f"{name}/{suite}"],
+                             capture_output=True, text=True)
+    if listing.returncode != 0:
+        raise SourceUnavailable(listing.stderr.strip().splitlines()[-1] if listing.stderr.strip() else "apt-get failed")
+    version, files = parse_print_uris(listing.stdout + listing.stderr)
+    tarball = upstream_tarball(files)
+    target = folder / tarball.name
+    if not target.exists() or sha256_file(target) != tarball.sha256:
+        log.info("downloading %s (%s, %.0f MB)", tarball.name, suite, tarball.size / 1e6)
+        download = subprocess.run(["/usr/lib/apt/apt-helper", "download-file", tarball.uri, str(target),
+                                   f"SHA256:{tarball.sha256}"], capture_output=True, text=True)
+        if download.returncode != 0:
+            target.unlink(missing_ok=True)
+            raise SourceUnavailable(f"{tarball.uri}: {download.stderr.strip() or download.stdout.strip()}")
+    root = folder / "unpacked" / name
+    marker = root / ".unpacked-from"
+    wanted = {photo.path: photo.sha256 for photo in SOURCE_PHOTOS if photo.package == name}
+    if not marker.exists() or marker.read_text() != tarball.name:
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        for path in extract_members(target, wanted, root):
+            log.warning("%s: %s not found in %s; left out", name, path, tarball.name)
+        marker.write_text(tarball.name)
+    return Package(name=name, version=version, root=root, suite=suite, tarball=tarball.name)
+
+
 # --------------------------------------------------------------------------
 # Output
 # --------------------------------------------------------------------------
@@ -1570,6 +1761,7 @@ def manifest_record(candidate: Candidate, package: Package, out: Path, file: Pat
         "height": int(bgr.shape[0]),
         "sha256": sha256_file(file),
         "split": assign_split(candidate.package, candidate.group or candidate.path),
+        "tarball": package.tarball,
     }
     return {k: v for k, v in record.items() if v is not None}
 
@@ -1683,7 +1875,13 @@ def collect(out: Path, cache: Path, force: bool) -> tuple[list[dict], Tally]:
     written: set[Path] = set()
     tally = Tally()
     for source in SOURCES:
-        package = fetch_package(source.package, cache, source.suite)
+        try:
+            fetch = fetch_source_package if source.kind == "source" else fetch_package
+            package = fetch(source.package, cache, source.suite)
+        except SourceUnavailable as error:
+            log.warning("skipping %s (%s): %s", source.package, source.suite, error)
+            tally.dropped.append({"package": source.package, "path": "*", "reason": f"unavailable: {error}"})
+            continue
         if source.licence_from:
             package = replace(package, licence_from=fetch_package(source.licence_from, cache, source.suite))
         name = source.package
