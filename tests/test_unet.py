@@ -370,3 +370,42 @@ def test_quantize_and_export_say_ordinary_mistakes_in_one_line(shipped, shards, 
         (tmp_path / "bad.json").write_text(text)
         with pytest.raises(ExportError, match="bad.json: not a report of `train eval --json`"):
             eval_meta(tmp_path / "bad.json")
+
+
+def test_average_of_checkpoints_is_their_mean_and_never_resumed(shards, tmp_path):
+    from streamcolor.trainer.cli import train
+    from streamcolor.trainer.train import latest_checkpoint, list_checkpoints
+
+    run_dir = tmp_path / "r"
+    fit(shards, run_dir, options=FitOptions(steps=6, batch_size=4, checkpoint_every=2, keep_checkpoints=5,
+                                            val_examples=0, sample_images=0, unet_widths=(32, 24, 16)))
+    ckpts = list_checkpoints(run_dir)
+    assert [c.name for c in ckpts] == ["ckpt-00000002", "ckpt-00000004", "ckpt-00000006"]
+    res = CliRunner().invoke(train, ["average", str(run_dir), "--from-step", "3"])
+    assert res.exit_code == 0, res.output
+    folder = run_dir / "checkpoints" / "average-00000004-00000006"
+    assert res.output.strip() == str(folder)
+    assert json.loads((folder / "state.json").read_text())["averaged_steps"] == [4, 6]
+    import h5py
+
+    def arrays(folder: Path) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        with h5py.File(folder / "colorizer.weights.h5", "r") as f:
+            f.visititems(lambda name, node: found.update({name: node[()]}) if isinstance(node, h5py.Dataset) else None)
+        return found
+
+    a, b, mean = arrays(ckpts[1]), arrays(ckpts[2]), arrays(folder)
+    assert sorted(mean) == sorted(a) and len(mean) > 10
+    moved = [name for name in mean if not np.array_equal(a[name], b[name])]
+    assert moved  # the decoder trained between the two steps, so the mean is neither of them
+    for name in mean:
+        if mean[name].dtype.kind == "f" and mean[name].shape:
+            np.testing.assert_allclose(mean[name], (a[name].astype("float64") + b[name]) / 2, rtol=1e-6, atol=1e-7)
+        else:  # counters and seeds: the last checkpoint's
+            assert np.array_equal(mean[name], b[name])
+    model, info = load_trained(folder)  # export and eval take it like any checkpoint
+    assert info["checkpoint"] == folder.name and info["step"] == 6
+    assert latest_checkpoint(run_dir).name == "ckpt-00000006"
+    res = CliRunner().invoke(train, ["average", str(run_dir), "--from-step", "6"])
+    assert res.exit_code == 1 and "1 checkpoint(s) at step 6 or later" in res.output
+    assert "Traceback" not in res.output

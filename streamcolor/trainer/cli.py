@@ -428,6 +428,32 @@ def export(source, out, name, extractor, fp16, ship, tensorrt, opset, no_verify,
         click.echo(f"max |diff| {k}: {v:.2e}")
 
 
+@train.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--from-step", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Average the checkpoints at this step and later.")
+def average(run_dir, from_step):
+    """Average the weights of RUN_DIR's checkpoints into one checkpoint (stochastic weight averaging).
+
+    The mean of the weights along the end of a run generalizes a little better than its last step;
+    the default model is the mean of its run's checkpoints from step 600 on.  Keep the
+    checkpoints while fitting, then export the average:
+
+    \b
+    Examples:
+      streamcolor train fit shards/ -r runs/a --epochs 2 --lr-schedule cosine --checkpoint-every 300 --keep-checkpoints 10
+      streamcolor train average runs/a --from-step 600
+      streamcolor train export runs/a/checkpoints/average-00000600-00001800 bundles/a
+    """
+    from streamcolor.trainer.train import AverageError, average_checkpoints
+
+    try:
+        folder = average_checkpoints(run_dir, from_step=from_step)
+    except (AverageError, OSError, KeyError, ValueError) as exc:
+        raise _fail(exc) from exc
+    click.echo(str(folder))
+
+
 def _widths(text: str) -> tuple[int, int, int]:
     try:
         values = tuple(int(v) for v in text.split(","))

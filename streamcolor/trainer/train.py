@@ -309,6 +309,52 @@ def save_checkpoint(run_dir: Path, model, state: dict[str, Any], *, keep: int = 
     return final
 
 
+class AverageError(ValueError):
+    """Checkpoints that cannot be averaged (too few, or of different shapes)."""
+
+
+def average_checkpoints(run_dir: str | Path, *, from_step: int = 0) -> Path:
+    """Average the weights of a run's checkpoints from ``from_step`` on into one checkpoint folder.
+
+    The mean of the weights along the end of a run (Izmailov et al.'s stochastic weight averaging,
+    taken after the fact from the checkpoints fit kept) lands in a flatter region than the last
+    step: the shipped model is such a mean.  Written as ``checkpoints/average-<first>-<last>/``
+    (atomically; ``export`` and ``eval`` take it like any checkpoint).  It holds no optimizer
+    state and is not named ``ckpt-*``, so ``fit`` never resumes from it.
+    """
+    import h5py
+
+    chosen = [c for c in list_checkpoints(run_dir)
+              if json.loads((c / STATE_FILE).read_text())["step"] >= from_step]
+    if len(chosen) < 2:
+        raise AverageError(f"{run_dir}: {len(chosen)} checkpoint(s) at step {from_step} or later; averaging needs "
+                           "two or more (fit --checkpoint-every N --keep-checkpoints K keeps them)")
+    states = [json.loads((c / STATE_FILE).read_text()) for c in chosen]
+    if any(s.get("weight_shapes") != states[-1].get("weight_shapes") for s in states):
+        raise AverageError(f"{run_dir}: the checkpoints hold different model shapes")
+    steps = [int(s["step"]) for s in states]
+    final = Path(run_dir) / CHECKPOINTS / f"average-{steps[0]:08d}-{steps[-1]:08d}"
+    tmp = final.with_name(f".tmp-{final.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copyfile(chosen[-1] / WEIGHTS_FILE, tmp / WEIGHTS_FILE)
+    sources = [h5py.File(c / WEIGHTS_FILE, "r") for c in chosen]
+    try:
+        with h5py.File(tmp / WEIGHTS_FILE, "r+") as out:
+            def mean(name: str, node) -> None:
+                if isinstance(node, h5py.Dataset) and node.dtype.kind == "f" and node.shape:
+                    node[...] = np.mean([np.asarray(f[name], np.float64) for f in sources], axis=0)
+            out.visititems(mean)
+    finally:
+        for f in sources:
+            f.close()
+    state = {**states[-1], "averaged_steps": steps}
+    (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return final
+
+
 def load_checkpoint(path: Path, model) -> dict[str, Any]:
     """Restore weights and optimizer state from a checkpoint into a compiled
     ``model`` (optimizer built); returns its state dict.
