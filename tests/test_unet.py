@@ -9,6 +9,8 @@ variant keeps its quality guard, and fine-tuning continues from a bundle
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -179,7 +181,6 @@ def test_colorize_image_with_a_unet_bundle(shipped, photos):
 def test_fine_tune_from_a_bundle_cli(shipped, photos, tmp_path):
     """The README's recipe: export (here the module's ship bundle), then fit --init that bundle on
     other photos, export again."""
-    import shutil
 
     from streamcolor.trainer.cli import train
 
@@ -220,7 +221,6 @@ def test_the_trainer_never_removes_or_writes_over_a_users_files(shipped, photos,
     """prepare --overwrite removed the whole -o folder (the photos too, when it was theirs) when any
     meta.json was there; export --overwrite removed any folder holding a model.json, notes included;
     fit -r appended to a user's log.csv; eval --json wrote over the photo being scored."""
-    import shutil
 
     from streamcolor.trainer.cli import train
 
@@ -316,7 +316,6 @@ def test_the_trainer_never_removes_or_writes_over_a_users_files(shipped, photos,
 
 def test_prepare_refuses_a_photo_over_the_pixel_limit_alone(photos, tmp_path, monkeypatch):
     """No pixel limit: one PNG of 30000 x 30000 (3 MB) took 23 GB and the kernel killed the run."""
-    import shutil
 
     from PIL import Image
 
@@ -336,7 +335,6 @@ def test_prepare_refuses_a_photo_over_the_pixel_limit_alone(photos, tmp_path, mo
 
 
 def test_int8_variant_of_a_unet(shipped, photos, tmp_path):
-    import shutil
 
     from streamcolor.engines import resolve_model
     from streamcolor.engines.select import guard
@@ -409,3 +407,22 @@ def test_average_of_checkpoints_is_their_mean_and_never_resumed(shards, tmp_path
     res = CliRunner().invoke(train, ["average", str(run_dir), "--from-step", "6"])
     assert res.exit_code == 1 and "1 checkpoint(s) at step 6 or later" in res.output
     assert "Traceback" not in res.output
+
+
+def test_a_run_is_not_resumed_on_other_shards(shards, photos, tmp_path):
+    from streamcolor.trainer.cli import train
+
+    other = tmp_path / "other"
+    prepare_shards([photos], other, options=PrepareOptions(size=SIZE, model="unet", crops_per_photo=2, shard_size=12,
+                                                            val_fraction=0.2, workers=2, extractor_weights=None))
+    quick = FitOptions(steps=2, batch_size=4, val_examples=0, sample_images=0, unet_widths=(32, 24, 16))
+    run_dir = tmp_path / "r"
+    fit(shards, run_dir, options=quick)
+    moved = tmp_path / "moved"  # the same shards in another folder still resume
+
+    shutil.copytree(shards, moved)
+    assert fit(moved, run_dir, options=replace(quick, steps=3)).resumed_from == 2
+    res = CliRunner().invoke(train, ["fit", str(other), "-r", str(run_dir), "--steps", "4", "-b", "4",
+                                     "--widths", "32,24,16", "--val-examples", "0", "--sample-images", "0"])
+    assert res.exit_code == 1 and "was trained on other shards" in res.output and "Traceback" not in res.output
+    assert sorted(c.name for c in (run_dir / "checkpoints").iterdir())[-1] == "ckpt-00000003"  # nothing written

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import logging
 import math
@@ -455,6 +456,12 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
 # --------------------------------------------------------------------------- fit
 
 
+def shards_fingerprint(meta: dict[str, Any]) -> str:
+    """What identifies a shard set's content: its prepare options and its counts (not its path, which may move)."""
+    key = json.dumps({"options": meta.get("options"), "counts": meta.get("counts")}, sort_keys=True, default=str)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOptions()) -> FitResult:
     """Train the colorizer on ``shards`` (from :func:`streamcolor.trainer.data.prepare_shards`).
 
@@ -528,6 +535,12 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
         if state.get("extractor") not in (None, meta["extractor"]):
             log.warning("resuming a run trained on extractor %s with shards of %s", state.get("extractor"),
                         meta["extractor"])
+        if state.get("shards_fingerprint") not in (None, shards_fingerprint(meta)):
+            # Its data position counts examples of the other shards: resumed here it would skip or repeat
+            # examples, and its cosine schedule was sized for the other set.
+            raise CheckpointMismatch(
+                f"{run_dir} was trained on other shards ({state.get('shards')}, prepared with other options or "
+                f"photos) than {shards}; resume it with those, or fit these into a new run folder")
         log.info("resumed from %s: step %d, epoch %.2f, optimizer iteration %d", ckpt.name, step,
                  position / per_epoch, int(keras.ops.convert_to_numpy(model.optimizer.iterations)))
     model_extra = {"unet": unet.config.to_json()} if unet is not None else {}
@@ -554,6 +567,7 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
         loss_now = window_loss / window_n if window_n else last_loss
         state = {"step": step, "position": position, "epoch": position / per_epoch, "batch_size": batch,
                  "seed": options.seed, "extractor": meta["extractor"], "shards": str(shards),
+                 "shards_fingerprint": shards_fingerprint(meta),
                  "loss": loss_now, "val_loss": val_loss, "options": asdict(options), "model": kind,
                  "embed_dim": train_set.embed_dim,
                  **({"unet": unet.config.to_json()} if unet is not None else {})}
