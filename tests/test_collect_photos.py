@@ -703,6 +703,7 @@ def test_the_pinned_source_photos_are_consistent_and_kept_apart_from_the_holdout
         assert len(photo.sha256) == 64 and int(photo.sha256, 16) >= 0
         assert photo.rotate in (0, 90, 180, 270)
         assert not cp.NON_FREE_LICENCE.search(photo.licence)
+        assert cp.normalise_licence(photo.licence) == photo.licence  # one spelling, as the .deb photos
         assert not photo.path.startswith("/") and ".." not in photo.path.split("/")
     assert all(len(s) == 1 for s in suites.values())
     debs = {s.package for s in cp.SOURCES if s.kind == "deb"}
