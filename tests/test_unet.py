@@ -195,12 +195,17 @@ def test_fine_tune_from_a_bundle_cli(shipped, photos, tmp_path):
                              "--crops-per-photo", "2", "--shard-size", "8", "--val-fraction", "0.2",
                              "--random-extractor"])
     assert res.exit_code == 0, res.output
-    # Widths on the command line are overridden by the model being fine-tuned.
+    # The model being fine-tuned keeps its shape: other widths asked for are refused, not silently dropped.
     res = cli.invoke(train, ["fit", str(mine), "-r", str(tmp_path / "ft"), "--init", str(bundle), "--steps", "2",
-                             "-b", "4", "--lr", "1e-4", "--widths", "64,64,64", "--sample-images", "0"])
+                         "-b", "4", "--lr", "1e-4", "--widths", "64,64,64", "--sample-images", "0"])
+    assert res.exit_code == 1 and "has widths 32,24,16; --widths 64,64,64 cannot apply" in res.output
+    assert "Traceback" not in res.output and not (tmp_path / "ft" / "checkpoints").exists()
+    # What only trains differently (dropout) is taken from the command line.
+    res = cli.invoke(train, ["fit", str(mine), "-r", str(tmp_path / "ft"), "--init", str(bundle), "--steps", "2",
+                             "-b", "4", "--lr", "1e-4", "--dropout", "0.1", "--sample-images", "0"])
     assert res.exit_code == 0, res.output
     start = json.loads((tmp_path / "ft" / "run.json").read_text())
-    assert start["unet"]["widths"] == [32, 24, 16]
+    assert start["unet"]["widths"] == [32, 24, 16] and start["unet"]["dropout"] == 0.1
     res = cli.invoke(train, ["export", str(tmp_path / "ft"), str(tmp_path / "ft-bundle"), "--ship", "--no-verify"])
     assert res.exit_code == 0, res.output
     # it runs as the model it started from did (it ran at 256, bilinearly: eval against it measured that)

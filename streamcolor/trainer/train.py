@@ -807,9 +807,23 @@ def _init_config(init: str, asked):
         if info.get("model") != "unet":
             raise ValueError(f"--init {init}: not a U-Net model")
         config = UNetConfig.from_json(info["unet"]) if "unet" in info else unet_config(info.get("options", {}))
-    if config != asked:
-        log.info("--init %s: using its configuration %s", init, config)
+    # A fine-tuned model keeps its shape (its trained weights must fit); what only trains differently is asked.
+    config = replace(config, train_top=asked.train_top, dropout=asked.dropout)
+    shape = {"widths": "--widths", "convs_per_level": "--convs-per-level", "skips": "--skips"}
+    default = UNetConfig()
+    for field_name, flag in shape.items():
+        wanted, kept = getattr(asked, field_name), getattr(config, field_name)
+        if wanted != kept and wanted != getattr(default, field_name):
+            raise ValueError(f"--init {init} has {field_name} {_plain(kept)}; {flag} {_plain(wanted)} cannot "
+                             f"apply: a fine-tuned model keeps its shape (leave {flag} out, or train from scratch)")
+    if config != replace(asked, encoder=config.encoder):
+        log.info("--init %s: using its shape %s", init, config)
     return config
+
+
+def _plain(value) -> str:
+    """A configuration value as the command line writes it (192,128,64; s16,s8)."""
+    return ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
 
 
 def init_weights(unet, init: str) -> None:
