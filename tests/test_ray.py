@@ -463,6 +463,21 @@ def test_collection_refuses_an_archive_and_makes_no_output_for_a_bad_source(coll
     assert report.total == 0 and "no files to colorize in" in caplog.text
 
 
+def test_a_collection_into_a_folder_another_job_writes_is_refused(collection, tmp_path):
+    """Two jobs writing one output folder would each take the other's half-written files for done work:
+    a collection takes the lock a batch takes (and is refused while a batch holds it), before Ray starts."""
+    from streamcolor.archive.job import exclusive_output
+    from streamcolor.errors import OutputError
+    from streamcolor.ray import colorize_collection
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with exclusive_output(out):  # a batch job running into the same folder
+        with pytest.raises(OutputError, match="another streamcolor batch or collection is writing here"):
+            colorize_collection(collection, out)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [".streamcolor", ".streamcolor/lock"]
+
+
 def test_fit_reading_leaves_the_read_step_a_cpu_share():
     from streamcolor.ray.collection import MIN_READ_CPUS, fit_reading
 

@@ -144,7 +144,7 @@ class BatchJob:
             except OSError as exc:
                 raise OutputError(f"{self.out_dir}: cannot create the output folder "
                                   f"({exc.strerror or exc})") from exc
-            self._stack.enter_context(_exclusive(self.out_dir))
+            self._stack.enter_context(exclusive_output(self.out_dir))
             self.manifest = self._stack.enter_context(_open_manifest(self.out_dir))
             if self.archive_path is not None:
                 with _recording(self.manifest):
@@ -526,8 +526,8 @@ def _chain(path: Path) -> set[tuple[int, int] | None]:
 
 
 @contextmanager
-def _exclusive(out_dir: Path):
-    """Hold an exclusive lock on OUT for the run (another run into OUT is refused)."""
+def exclusive_output(out_dir: Path):
+    """Hold an exclusive lock on OUT for the run (another run into OUT, batch or collection, is refused)."""
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks; the manifest still keeps state
@@ -542,7 +542,8 @@ def _exclusive(out_dir: Path):
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            raise OutputError(f"{out_dir}: another streamcolor batch is writing here (locked)") from exc
+            raise OutputError(f"{out_dir}: another streamcolor batch or collection is writing here (locked); "
+                              "let it finish, or choose another output folder") from exc
         yield
     finally:
         fh.close()
@@ -807,4 +808,4 @@ def _as_written(e: Entry, path: Path) -> bool:
 _CLOCK_SLACK_S = 2.0
 
 
-__all__ = ["BatchJob", "BatchReport", "LOCK_FILENAME", "REPORT_FILENAME", "pack_outputs"]
+__all__ = ["BatchJob", "BatchReport", "LOCK_FILENAME", "REPORT_FILENAME", "exclusive_output", "pack_outputs"]

@@ -8,6 +8,7 @@ The command that runs it for ``ray job submit`` is ``streamcolor.commands.collec
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from streamcolor import image_io
 from streamcolor.archive import BatchOptions, unique_name
+from streamcolor.archive.job import exclusive_output
 from streamcolor.archive.listing import warn_left_out
 from streamcolor.engines.archives import is_junk, kind_by_name, name_key
 from streamcolor.errors import InputError, OutputError, StreamcolorError, refuse_empty_path
@@ -95,76 +97,79 @@ def colorize_collection(src: str | os.PathLike, dst: str | os.PathLike, *, model
                          "`streamcolor batch` reads zip and tar archives")
     if not files and not links and not refused:
         log.warning("no files to colorize in %s", src)
+    lock = contextlib.ExitStack()  # (a local output is locked against a second job writing there, as batch does)
     if local_out:
         _check_writable(out_root, dst)
-    existing = set() if overwrite else _existing(out_fs, out_root)
-    todo, renames, problems = [], {}, []
-    taken: set[str] = set()
-    done_before = 0
-    left_out = {p for p in files if image_io.not_an_image_name(p)}  # as `batch` does: README.txt is no failure
-    warn_left_out(sorted(left_out))
-    files = [p for p in files if p not in left_out]
-    unreadable = [p for p in files if _unreadable_name(p)]
-    problems += [Problem(SKIPPED, str(src), p, "Ray Data cannot read a name that is not UTF-8 or holds a control "
-                                               "character (tab, newline); `streamcolor batch` can") for p in unreadable]
-    files = [p for p in files if not _unreadable_name(p)]
-    keyed = [(path, *item_key(path, src_root, options.output_format)) for path in files]
-    own = [key is not None and key == item_key(path, src_root)[0] for path, key, _ in keyed]
-    keeps = claimants([(key and name_key(key), mine) for (_, key, _), mine in zip(keyed, own)])  # as `batch` does
-    reserved = {name_key(key) for _, key, _ in keyed if key is not None}
-    problems += [Problem(SKIPPED, str(src), path, "a symbolic link (not followed)") for path in links]
-    problems += [Problem(SKIPPED, str(src), path, why) for path, why in refused]
-    for i, (path, key, unsafe) in enumerate(keyed):
-        if key is None:
-            problems.append(Problem(SKIPPED, str(src), path, unsafe or "unsafe name"))
-            continue
-        unique = unique_name(key, taken, reserved, claimed=i in keeps)
-        if unique != key:
-            renames[path] = unique
-        if local_out and (link := _link_on_the_way(out_root, unique)):
-            problems.append(Problem(SKIPPED, str(src), path, f"its output {link} is a symbolic link "
-                                                             "(not written through)"))
-            continue
-        if unique in existing:
-            done_before += 1
-            continue
-        todo.append(path)
-    done = failed = 0
-    if todo:
-        with ray_session(cluster.address, runtime_env=cluster.runtime_env) as ray:
-            n, gpus = plan_actors(ray, cluster, -(-len(todo) // options.batch_for()), spare_cpus=1.0,
-                                  say_fit=False)  # (fit_reading says what fits, once)
-            n, read_cpus = fit_reading(float(ray.cluster_resources().get("CPU", 0)), n, cluster.cpus_per_actor)
-            log.info("colorizing %d files with Ray Data on %d actors (%g CPU, %g GPU each; %g CPU kept for "
-                     "reading)", len(todo), n, cluster.cpus_per_actor, gpus, read_cpus)
-            kwargs = colorize_kwargs(model, backend, options, str(dst) if "://" in str(dst) else out_root, cluster,
-                                     gpus, root=src_root, renames=renames, keep_others=not overwrite)
-            ds = ray.data.read_binary_files(todo, include_paths=True, filesystem=src_fs, num_cpus=read_cpus)
-            ds = ds.map_batches(ColorizeBatch, batch_size=options.batch_for(), batch_format="numpy",
-                                compute=ray.data.ActorPoolStrategy(size=n), num_cpus=cluster.cpus_per_actor,
-                                num_gpus=gpus or None, fn_constructor_kwargs=kwargs)
-            try:
-                with progress_bar(progress, total=len(todo), unit="img", desc="collection") as bar:
-                    for row in ds.select_columns(["path", "state", "error"]).iter_rows():
-                        bar.update()
-                        if row["state"] == DONE:
-                            done += 1
-                        else:
-                            failed += row["state"] == FAILED
-                            problems.append(Problem(row["state"], str(src), row["path"], row["error"]))
-            except Exception as exc:  # an actor's OutputError (the output cannot be written), a file gone: as
-                cause = remote_cause(exc)  # raised there, not Ray's wrapper whose text is a remote traceback
-                if isinstance(cause, (StreamcolorError, OSError)):
-                    raise cause from None
-                raise
-    skipped = sum(1 for p in problems if p.state == SKIPPED)
-    problems.sort(key=lambda p: p.member)
-    report_name = _report_name(out_fs, out_root)
-    sink_for(dst).write(report_name, problems_csv(problems))
-    return JobReport(output=str(dst), report=f"{out_root}/{report_name}",
-                     total=len(files) + len(links) + len(refused) + len(unreadable), done=done + done_before,
-                     skipped=skipped,
-                     failed=failed, done_now=done, elapsed_s=time.perf_counter() - started, problems=problems)
+        lock.enter_context(exclusive_output(Path(out_root)))
+    with lock:
+        existing = set() if overwrite else _existing(out_fs, out_root)
+        todo, renames, problems = [], {}, []
+        taken: set[str] = set()
+        done_before = 0
+        left_out = {p for p in files if image_io.not_an_image_name(p)}  # as `batch` does: README.txt is no failure
+        warn_left_out(sorted(left_out))
+        files = [p for p in files if p not in left_out]
+        unreadable = [p for p in files if _unreadable_name(p)]
+        problems += [Problem(SKIPPED, str(src), p, "Ray Data cannot read a name that is not UTF-8 or holds a "
+                             "control character (tab, newline); `streamcolor batch` can") for p in unreadable]
+        files = [p for p in files if not _unreadable_name(p)]
+        keyed = [(path, *item_key(path, src_root, options.output_format)) for path in files]
+        own = [key is not None and key == item_key(path, src_root)[0] for path, key, _ in keyed]
+        keeps = claimants([(key and name_key(key), mine) for (_, key, _), mine in zip(keyed, own)])  # as `batch` does
+        reserved = {name_key(key) for _, key, _ in keyed if key is not None}
+        problems += [Problem(SKIPPED, str(src), path, "a symbolic link (not followed)") for path in links]
+        problems += [Problem(SKIPPED, str(src), path, why) for path, why in refused]
+        for i, (path, key, unsafe) in enumerate(keyed):
+            if key is None:
+                problems.append(Problem(SKIPPED, str(src), path, unsafe or "unsafe name"))
+                continue
+            unique = unique_name(key, taken, reserved, claimed=i in keeps)
+            if unique != key:
+                renames[path] = unique
+            if local_out and (link := _link_on_the_way(out_root, unique)):
+                problems.append(Problem(SKIPPED, str(src), path, f"its output {link} is a symbolic link "
+                                                                 "(not written through)"))
+                continue
+            if unique in existing:
+                done_before += 1
+                continue
+            todo.append(path)
+        done = failed = 0
+        if todo:
+            with ray_session(cluster.address, runtime_env=cluster.runtime_env) as ray:
+                n, gpus = plan_actors(ray, cluster, -(-len(todo) // options.batch_for()), spare_cpus=1.0,
+                                      say_fit=False)  # (fit_reading says what fits, once)
+                n, read_cpus = fit_reading(float(ray.cluster_resources().get("CPU", 0)), n, cluster.cpus_per_actor)
+                log.info("colorizing %d files with Ray Data on %d actors (%g CPU, %g GPU each; %g CPU kept for "
+                         "reading)", len(todo), n, cluster.cpus_per_actor, gpus, read_cpus)
+                kwargs = colorize_kwargs(model, backend, options, str(dst) if "://" in str(dst) else out_root, cluster,
+                                         gpus, root=src_root, renames=renames, keep_others=not overwrite)
+                ds = ray.data.read_binary_files(todo, include_paths=True, filesystem=src_fs, num_cpus=read_cpus)
+                ds = ds.map_batches(ColorizeBatch, batch_size=options.batch_for(), batch_format="numpy",
+                                    compute=ray.data.ActorPoolStrategy(size=n), num_cpus=cluster.cpus_per_actor,
+                                    num_gpus=gpus or None, fn_constructor_kwargs=kwargs)
+                try:
+                    with progress_bar(progress, total=len(todo), unit="img", desc="collection") as bar:
+                        for row in ds.select_columns(["path", "state", "error"]).iter_rows():
+                            bar.update()
+                            if row["state"] == DONE:
+                                done += 1
+                            else:
+                                failed += row["state"] == FAILED
+                                problems.append(Problem(row["state"], str(src), row["path"], row["error"]))
+                except Exception as exc:  # an actor's OutputError (the output cannot be written), a file gone: as
+                    cause = remote_cause(exc)  # raised there, not Ray's wrapper whose text is a remote traceback
+                    if isinstance(cause, (StreamcolorError, OSError)):
+                        raise cause from None
+                    raise
+        skipped = sum(1 for p in problems if p.state == SKIPPED)
+        problems.sort(key=lambda p: p.member)
+        report_name = _report_name(out_fs, out_root)
+        sink_for(dst).write(report_name, problems_csv(problems))
+        return JobReport(output=str(dst), report=f"{out_root}/{report_name}",
+                         total=len(files) + len(links) + len(refused) + len(unreadable), done=done + done_before,
+                         skipped=skipped,
+                         failed=failed, done_now=done, elapsed_s=time.perf_counter() - started, problems=problems)
 
 
 def fit_reading(cpus_total: float, actors: int, cpus_per_actor: float) -> tuple[int, float]:
