@@ -1565,14 +1565,20 @@ def suite_apt(cache: Path, suite: str) -> list[str]:
     """The ``apt-get`` command line for ``suite``, its index fetched once per cache."""
     if suite == "bookworm":
         return ["apt-get"]
-    suite_dir = (cache / "apt" / suite).resolve()
+    return private_apt(cache / "apt" / suite, f"deb [signed-by={DEBIAN_KEYRING}] {DEBIAN_ARCHIVE} {suite} main")
+
+
+def private_apt(suite_dir: Path, source_line: str) -> list[str]:
+    """The ``apt-get`` command line of an apt of its own under ``suite_dir`` whose one source is
+    ``source_line``; its index is fetched on first use (``apt-get update``), then reused."""
+    suite_dir = suite_dir.resolve()
     command = ["apt-get", *apt_options(suite_dir)]
     if not (suite_dir / "updated").exists():
         for folder in ("lists/partial", "cache/archives/partial"):
             (suite_dir / folder).mkdir(parents=True, exist_ok=True)
         (suite_dir / "status").touch()
-        (suite_dir / "sources.list").write_text(f"deb [signed-by={DEBIAN_KEYRING}] {DEBIAN_ARCHIVE} {suite} main\n")
-        log.info("apt-get update for %s", suite)
+        (suite_dir / "sources.list").write_text(source_line + "\n")
+        log.info("apt-get update for %s", source_line)
         subprocess.run([*command, "update"], check=True, capture_output=True)
         (suite_dir / "updated").touch()
     return command
@@ -1609,18 +1615,8 @@ class SourceUnavailable(RuntimeError):
 
 def source_apt(cache: Path, suite: str) -> list[str]:
     """The ``apt-get`` command line whose sources are ``suite``'s ``deb-src`` (index fetched once per cache)."""
-    suite_dir = (cache / "apt" / f"{suite}-src").resolve()
-    command = ["apt-get", *apt_options(suite_dir)]
-    if not (suite_dir / "updated").exists():
-        for folder in ("lists/partial", "cache/archives/partial"):
-            (suite_dir / folder).mkdir(parents=True, exist_ok=True)
-        (suite_dir / "status").touch()
-        (suite_dir / "sources.list").write_text(
-            f"deb-src [signed-by={DEBIAN_KEYRING}] {DEBIAN_ARCHIVE} {suite} main\n")
-        log.info("apt-get update for %s sources", suite)
-        subprocess.run([*command, "update"], check=True, capture_output=True)
-        (suite_dir / "updated").touch()
-    return command
+    return private_apt(cache / "apt" / f"{suite}-src",
+                       f"deb-src [signed-by={DEBIAN_KEYRING}] {DEBIAN_ARCHIVE} {suite} main")
 
 
 @dataclass(frozen=True)
