@@ -431,3 +431,41 @@ def test_a_run_is_not_resumed_on_other_shards(shards, photos, tmp_path):
                                      "--widths", "32,24,16", "--val-examples", "0", "--sample-images", "0"])
     assert res.exit_code == 1 and "was trained on other shards" in res.output and "Traceback" not in res.output
     assert sorted(c.name for c in (run_dir / "checkpoints").iterdir())[-1] == "ckpt-00000003"  # nothing written
+
+
+def test_a_bundle_is_never_exported_into_checkpoints_and_pruning_keeps_what_it_did_not_write(shards, tmp_path):
+    from streamcolor.trainer.cli import train
+    from streamcolor.trainer.train import list_checkpoints
+
+    run_dir = tmp_path / "r"
+    quick = FitOptions(steps=2, batch_size=4, checkpoint_every=1, keep_checkpoints=1, val_examples=0,
+                       sample_images=0, unet_widths=(32, 24, 16))
+    fit(shards, run_dir, options=quick)
+    (ckpt,) = list_checkpoints(run_dir)
+    res = CliRunner().invoke(train, ["export", str(ckpt), str(ckpt / "b"), "--ship", "--no-verify"])
+    assert res.exit_code == 1 and "inside the checkpoints of the run" in res.output and not (ckpt / "b").exists()
+    # A file of the user's put into a checkpoint folder outlives the pruning of that checkpoint.
+    (ckpt / "notes.txt").write_text("mine")
+    fit(shards, run_dir, options=replace(quick, steps=3))
+    assert (ckpt / "notes.txt").read_text() == "mine"
+    assert [c.name for c in list_checkpoints(run_dir)] == ["ckpt-00000003"]  # (the old one is no checkpoint now)
+    # Not a bundle: a run or a checkpoint is said to need exporting; a folder with no run, to be none.
+    res = CliRunner().invoke(train, ["eval", "-m", str(run_dir), str(shards)])
+    assert res.exit_code == 1 and "a training run or checkpoint, not a model bundle; export it first" in res.output
+    res = CliRunner().invoke(train, ["average", str(shards)])
+    assert res.exit_code == 1 and "not a training run with checkpoints" in res.output
+
+
+def test_a_run_resumes_from_the_init_it_started_from(shipped, shards, tmp_path):
+    from streamcolor.trainer.cli import train
+
+    run_dir = tmp_path / "ft"
+    quick = FitOptions(steps=1, batch_size=4, val_examples=0, sample_images=0, init=str(shipped[0]))
+    fit(shards, run_dir, options=quick)
+    # Resumed without --init, it keeps its origin (in run.json, hence in the bundle).
+    fit(shards, run_dir, options=replace(quick, steps=2, init=None))
+    assert json.loads((run_dir / "run.json").read_text())["options"]["init"] == str(shipped[0])
+    res = CliRunner().invoke(train, ["fit", str(shards), "-r", str(run_dir), "--steps", "3", "-b", "4",
+                                     "--init", "default", "--val-examples", "0", "--sample-images", "0"])
+    assert res.exit_code == 1 and f"started from --init {shipped[0]}, not from --init default" in res.output
+    assert json.loads((run_dir / "run.json").read_text())["options"]["init"] == str(shipped[0])

@@ -88,6 +88,9 @@ class ModelInfo:
         try:
             data = json.loads(manifest.read_text())
         except FileNotFoundError as exc:
+            if (path / "run.json").is_file() or (path / "state.json").is_file():  # (trainer's run and checkpoint)
+                raise EngineError(f"{path}: a training run or checkpoint, not a model bundle; export it first: "
+                                  f"streamcolor train export {path} BUNDLE") from exc
             raise EngineError(f"{path}: not a model bundle (no {MANIFEST})") from exc
         except (OSError, ValueError) as exc:  # (ValueError: JSON errors, and bytes that are not UTF-8 text)
             if manifest.name != MANIFEST:  # e.g. -m photo.jpg

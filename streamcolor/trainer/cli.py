@@ -303,7 +303,12 @@ def fit(shards, run_dir, steps, epochs, max_minutes, batch_size, lr, lr_schedule
     except (DataError, CheckpointMismatch, ValueError, FloatingPointError, ImportError) as exc:
         raise _fail(exc) from exc
     except KeyboardInterrupt:
-        click.echo(f"interrupted: checkpoint saved in {run_dir}; rerun the same command to resume", err=True)
+        from streamcolor.trainer.train import latest_checkpoint
+
+        if latest_checkpoint(run_dir) is None:  # (interrupted while the model was built: nothing trained yet)
+            click.echo("interrupted before the first checkpoint: nothing saved", err=True)
+        else:
+            click.echo(f"interrupted: checkpoint saved in {run_dir}; rerun the same command to resume", err=True)
         sys.exit(130)
     fmt = lambda x, s=".5f": "-" if x is None else format(x, s)  # noqa: E731
     click.echo(f"step {res.step} (epoch {res.epoch:.2f}, stopped by {res.stopped_by}): loss {fmt(res.loss)}, "

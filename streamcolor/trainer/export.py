@@ -216,6 +216,7 @@ def export_bundle(source: str | Path, out: str | Path, *, options: ExportOptions
     if options.eval_json:
         eval_meta(options.eval_json)  # (said now, not after the export's work)
     out = Path(out)
+    _refuse_inside_a_run(out)
     if out.exists() or out.is_symlink():
         if not options.overwrite:
             raise ExportError(f"{out} exists; choose another folder or --overwrite")
@@ -380,6 +381,17 @@ def _verify_unet(bundle: Path, fp32_dir: Path, *, ship: bool, model) -> dict[str
         diffs["fp16_vs_fp32_ab"] = float(np.abs(half.predict(l) - ab).max())
     return diffs
 
+
+
+def _refuse_inside_a_run(out: Path) -> None:
+    """ExportError when ``out`` would sit in a run's ``checkpoints/`` folder: ``fit`` prunes old
+    checkpoints there, and a bundle inside one would be pruned with it (or be taken for one)."""
+    from streamcolor.trainer.train import CHECKPOINTS, RUN_FILE
+
+    for folder in (out.resolve(), *out.resolve().parents):
+        if folder.name == CHECKPOINTS and (folder.parent / RUN_FILE).is_file():
+            raise ExportError(f"{out}: the bundle would sit inside the checkpoints of the run {folder.parent}, "
+                              "which fit prunes; choose a folder outside it (e.g. bundles/NAME)")
 
 
 def _check_replaceable(out: Path, source: Path) -> None:

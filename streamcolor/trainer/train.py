@@ -306,8 +306,22 @@ def save_checkpoint(run_dir: Path, model, state: dict[str, Any], *, keep: int = 
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     for old in list_checkpoints(run_dir)[:-max(1, keep)]:
-        shutil.rmtree(old, ignore_errors=True)
+        remove_checkpoint(old)
     return final
+
+
+def remove_checkpoint(folder: Path) -> None:
+    """Delete an old checkpoint: the files :func:`save_checkpoint` wrote, then the folder if that
+    leaves it empty.  Anything else in it (a bundle exported into it, a user's notes) is kept,
+    with a warning, so pruning never takes a file it did not write."""
+    for name in (STATE_FILE, WEIGHTS_FILE, OPTIMIZER_FILE):  # state first: a half-removed one is no checkpoint
+        with contextlib.suppress(FileNotFoundError):
+            (folder / name).unlink()
+    try:
+        folder.rmdir()
+    except OSError:
+        log.warning("old checkpoint %s removed, but its folder holds other files, which were kept: %s", folder.name,
+                    ", ".join(sorted(p.name for p in folder.iterdir())[:5]))
 
 
 class AverageError(ValueError):
@@ -325,11 +339,16 @@ def average_checkpoints(run_dir: str | Path, *, from_step: int = 0) -> Path:
     """
     import h5py
 
-    chosen = [c for c in list_checkpoints(run_dir)
-              if json.loads((c / STATE_FILE).read_text())["step"] >= from_step]
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise AverageError(f"{run_dir}: not a training run with checkpoints (no {CHECKPOINTS}/ckpt-*); give the "
+                           "folder that fit -r wrote")
+    chosen = [c for c in found if json.loads((c / STATE_FILE).read_text())["step"] >= from_step]
     if len(chosen) < 2:
-        raise AverageError(f"{run_dir}: {len(chosen)} checkpoint(s) at step {from_step} or later; averaging needs "
-                           "two or more (fit --checkpoint-every N --keep-checkpoints K keeps them)")
+        last = json.loads((found[-1] / STATE_FILE).read_text())["step"]
+        raise AverageError(f"{run_dir}: {len(chosen)} checkpoint(s) at step {from_step} or later (its last is at "
+                           f"step {last}); averaging needs two or more (fit --checkpoint-every N "
+                           "--keep-checkpoints K keeps them)")
     states = [json.loads((c / STATE_FILE).read_text()) for c in chosen]
     if any(s.get("weight_shapes") != states[-1].get("weight_shapes") for s in states):
         raise AverageError(f"{run_dir}: the checkpoints hold different model shapes")
@@ -353,6 +372,7 @@ def average_checkpoints(run_dir: str | Path, *, from_step: int = 0) -> Path:
     (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
+    log.info("averaged %d checkpoints (steps %s)", len(steps), ", ".join(map(str, steps)))
     return final
 
 
@@ -456,6 +476,27 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
 # --------------------------------------------------------------------------- fit
 
 
+def _resumed_init(run_dir: Path, options: FitOptions) -> FitOptions:
+    """The options with the ``init`` the run started from, when it resumes: its weights come from its
+    checkpoint, so another ``--init`` would only be written into run.json and the bundle as a false
+    origin (refused), and none at all keeps the one it started from."""
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        return options
+    try:
+        started = (json.loads((ckpt / STATE_FILE).read_text()).get("options") or {}).get("init")
+    except (OSError, ValueError):
+        return options  # (load_checkpoint says what is wrong with it)
+    if options.init is None or options.init == started:
+        if started and options.init is None:
+            log.info("resuming %s, which started from --init %s", run_dir, started)
+        return replace(options, init=started)
+    raise CheckpointMismatch(
+        f"{run_dir} started from {'--init ' + started if started else 'scratch'}, not from --init {options.init}; "
+        f"resume it {'with --init ' + started + ' or ' if started else ''}without --init, or fit from "
+        f"{options.init} into a new run folder")
+
+
 def shards_fingerprint(meta: dict[str, Any]) -> str:
     """What identifies a shard set's content: its prepare options and its counts (not its path, which may move)."""
     key = json.dumps({"options": meta.get("options"), "counts": meta.get("counts")}, sort_keys=True, default=str)
@@ -484,6 +525,7 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
         raise ValueError("give steps, epochs or max_minutes")
     run_dir = Path(run_dir)
     _check_run_dir(run_dir, Path(shards))
+    options = _resumed_init(run_dir, options)
     train_set, val_set = ShardSet(shards, "train"), ShardSet(shards, "val")
     seq = ShardBatches(train_set, options.batch_size, seed=options.seed, flip=options.flip)
     batch = seq.batch_size
