@@ -493,7 +493,7 @@ def measure_quality(bundle: Path, graphs: dict[str, tuple[str, str]], photos: Se
     from streamcolor.trainer.evaluate import EvalOptions, evaluate
 
     info = ModelInfo.load(bundle)
-    opts = EvalOptions(size=size, max_images=max_images)
+    opts = EvalOptions(size=size, max_images=max_images, split=None)  # (``photos`` are the chosen ones already)
     runs = {}
     for p, (colorizer, extractor) in {"fp32": VARIANT_FILES["fp32"], **graphs}.items():
         # each graph as written (engines.select.kernel_check judges a CPU's int8 kernels at load time)
