@@ -206,7 +206,8 @@ def batch_stages(d: dict[str, Any]) -> str:
 #: The runs of a quality file (``streamcolor train eval``), in table order, and how the table names them.
 QUALITY_RUNS = {"default@320": "**default** (render 320)",
                 "default@320 --no-guided": "default, grid upsampled bilinearly (`--no-guided`)",
-                "default@256": "default at render 256", "seed@256": "seed (render 256)"}
+                "default@256": "default at render 256",
+                "previous@320": "previous default (v1, render 320)", "seed@256": "seed (render 256)"}
 
 
 def quality_splits(d: dict[str, Any]) -> str:
