@@ -46,6 +46,8 @@ COMPOSE = "video.1.thread_cpu_ms_per_frame.pipeline.compose"
 
 #: The quality evaluations (``streamcolor train eval``): the six-package holdout, then the nine-package one.
 Q1202, Q95 = "quality-2026-12-02.json", "quality-2026-12-02-holdout95.json"
+#: The quality of the default model v2 against v1 and the seed model, in one run (benchmarks/quality_runs.py).
+Q1203 = "quality-2026-12-03.json"
 ENS, OOD, OODCV = "ensembles-2026-12-03.json", "ood-recipes-2026-12-03.json", "ood-cv-2026-12-03.json"
 ENC, MORE = "encoders-2026-12-03.json", "more-photos-2026-12-03.json"
 
@@ -358,14 +360,25 @@ PROSE = [
     ("README.md", "against {} MB for tiny frames", "memory-video-2026-12-02.json", "runs.0.peak_rss_mb", "{:,.0f}"),
     ("README.md", "measured at {} to 328", "memory-video-2026-12-02.json", "runs.3.bytes_per_frame_pixel", "{:.0f}"),
     ("README.md", "measured at 306 to {}", "memory-video-2026-12-02.json", "max_bytes_per_frame_pixel", "{:.0f}"),
-    # the holdout after three Debian 13 packages joined it (2026-12-02), and the first six alone
-    ("README.md", "on the 25 scored photos of the three added it scores {}", Q95,
-     "added_packages.default@320.mse_ratio_to_gray", "{:.3f}x"),
-    ("README.md", "(the seed model {}). By package", Q95, "added_packages.seed@256.mse_ratio_to_gray", "{:.3f}x"),
-    ("README.md", "On the first six packages alone the default model scores {}, as it did before", Q1202,
-     "runs.default@320.holdout.mse_ratio_to_gray", "{:.3f}x"),
-    ("README.md", "(0.823x, PSNR {} dB above gray)", Q95, "runs.default@320.holdout.psnr_over_gray", "{:.2f}"),
-    ("README.md", "(0.939x gray MSE, PSNR {} dB above gray)", Q95, "runs.seed@256.holdout.psnr_over_gray", "{:.2f}"),
+    # the default model v2 (2026-12-03) against v1 on the same photos, paired; its two seeds
+    ("README.md", "(0.761x, PSNR {} dB above gray)", Q1203, "runs.default@320.holdout.psnr_over_gray", "{:.2f}"),
+    ("README.md", "(0.939x gray MSE, PSNR {} dB above gray)", Q1203, "runs.seed@256.holdout.psnr_over_gray", "{:.2f}"),
+    ("README.md", "on the holdout its a\\*b\\* MSE is {} v1's", Q1203, "paired.default@320.holdout.mse_ratio", "{:.3f}x"),
+    ("README.md", "v1's ({}-0.974)", Q1203, "paired.default@320.holdout.interval_95.0", "{:.3f}"),
+    ("README.md", "v1's (0.878-{})", Q1203, "paired.default@320.holdout.interval_95.1", "{:.3f}"),
+    ("README.md", "better on {} of the 93 photos", Q1203, "paired.default@320.holdout.better_on", "{}"),
+    ("README.md", "on val {} (0.894-1.099)", Q1203, "paired.default@320.val.mse_ratio", "{:.3f}x"),
+    ("README.md", "on val 1.009x ({}-1.099)", Q1203, "paired.default@320.val.interval_95.0", "{:.3f}"),
+    ("README.md", "on val 1.009x (0.894-{})", Q1203, "paired.default@320.val.interval_95.1", "{:.3f}"),
+    ("README.md", "chosen on val (0.608x against {} gray)", Q1203, "runs.seed-0-run@320.val.mse_ratio_to_gray",
+     "{:.3f}x"),
+    ("README.md", "the other scores {} on the", Q1203, "runs.seed-0-run@320.holdout.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "holdout (v1: {}), so part", Q1203, "runs.previous@320.holdout.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "It lowers the holdout's a\\*b\\* MSE from {} to 0.761x gray", Q1203,
+     "runs.default@320 --no-guided.holdout.mse_ratio_to_gray", "{:.3f}x"),
+    ("README.md", "(0.65 of the truth's colourfulness on the holdout against {})", Q1203,
+     "runs.default@320 --no-guided.holdout.colorfulness_ratio", "{:.2f}"),
+    ("README.md", "on the holdout 0.761x and {})", Q1203, "runs.seed-0-run@320.holdout.mse_ratio_to_gray", "{:.3f}x"),
     # test-time ensembles and gains (benchmarks/ensembles.py)
     ("README.md", "the mean of renders 224, 320 and 448, scores {} on val", ENS,
      "splits.val.mse_over_gray.224 + 320 + 448", "{:.3f}x"),
@@ -391,7 +404,7 @@ PROSE = [
     ("README.md", "the shipped schedule {} (val:", OOD, "all_data.A.holdout.mse_ratio_to_gray", "{:.3f}x"),
     ("README.md", "(val: {} and 0.666x)", OOD, "all_data.E.val.mse_ratio_to_gray", "{:.3f}x"),
     ("README.md", "(val: 0.667x and {})", OOD, "all_data.A.val.mse_ratio_to_gray", "{:.3f}x"),
-    ("README.md", "and the shipped model itself {} the same way", Q95,
+    ("README.md", "and v1 itself {} the same way", Q95,
      "runs.default@320 --no-guided.holdout.mse_ratio_to_gray", "{:.3f}x"),
     # training recipes judged by package-grouped cross-validation, two seeds (benchmarks/ood_cv.sh)
     ("README.md", "each of the {} training packages is scored once", OODCV, "runs.A-s0.packages", "{}"),
@@ -423,9 +436,9 @@ PROSE = [
     ("README.md", "or with a\\*b\\* x 1.15 {} with 0.63", OODCV, "all_data.C-x115.holdout.mse_ratio_to_gray",
      "{:.3f}x"),
     ("README.md", "x 1.15 0.819x with {} (`train eval", OODCV, "all_data.C-x115.holdout.colorfulness_ratio", "{:.2f}"),
-    ("README.md", "where the shipped model scores {} with 0.69 the same way", Q95,
+    ("README.md", "where v1 scores {} with 0.69 the same way", Q95,
      "runs.default@320 --no-guided.holdout.mse_ratio_to_gray", "{:.3f}x"),
-    ("README.md", "where the shipped model scores 0.837x with {} the same way", Q95,
+    ("README.md", "where v1 scores 0.837x with {} the same way", Q95,
      "runs.default@320 --no-guided.holdout.colorfulness_ratio", "{:.2f}"),
     ("README.md", "on val {} against its 0.618x", OODCV, "all_data.C.val.mse_ratio_to_gray", "{:.3f}x"),
     ("README.md", "on val 0.695x against its {}", Q95, "runs.default@320 --no-guided.val.mse_ratio_to_gray", "{:.3f}x"),
@@ -442,9 +455,9 @@ PROSE = [
     ("README.md", "arithmetic ({} against 3.32 GFLOPs", ENC, "gflops_320x256.lite2", "{:.2f}"),
     ("README.md", "against {} GFLOPs an image at render 320", ENC, "gflops_320x256.lite0", "{:.2f}"),
     # the 98 photos the surveys found, added to training as an experiment (benchmarks/more_photos.sh)
-    ("README.md", "they are not shipped) give {} and 0.814x on the holdout", MORE,
+    ("README.md", "`more-photos-2026-12-03.json`) give {} and 0.814x on the holdout", MORE,
      "runs.more-A-s0.holdout.mse_ratio_to_gray", "{:.3f}x"),
-    ("README.md", "they are not shipped) give 0.783x and {} on the holdout", MORE,
+    ("README.md", "`more-photos-2026-12-03.json`) give 0.783x and {} on the holdout", MORE,
      "runs.more-A-s1.holdout.mse_ratio_to_gray", "{:.3f}x"),
     ("README.md", "(without them {} and 0.821x)", MORE, "runs.lite0-A-s0.holdout.mse_ratio_to_gray", "{:.3f}x"),
     ("README.md", "(without them 0.813x and {})", MORE, "runs.lite0-A-s1.holdout.mse_ratio_to_gray", "{:.3f}x"),

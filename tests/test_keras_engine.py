@@ -131,7 +131,7 @@ def jax_run(tmp_path_factory) -> dict:
 
 def test_keras_engine_runs_the_default_unet_on_jax(jax_run):
     assert jax_run["backend"] == "jax" and not jax_run["tf_loaded"]
-    assert jax_run["name"] == "keras-cpu-fp32:streamcolor-unet-lite0-v1"
+    assert jax_run["name"] == "keras-cpu-fp32:streamcolor-unet-lite0-v2"
     assert jax_run["batch"] == 8  # on a GPU: keras_engine.GPU_BATCH
     assert jax_run["video_batch"] == jax_run["onnx_video_batch"] == 2  # on a GPU: the preferred batch
     h, w = jax_run["shape"][1:3]
@@ -164,7 +164,7 @@ def test_keras_engine_padded_batches_give_the_same_colours(jax_run):
 
 
 def test_keras_engine_bf16_stays_close_to_fp32(jax_run):
-    assert jax_run["bf16_name"] == "keras-cpu-bf16:streamcolor-unet-lite0-v1"
+    assert jax_run["bf16_name"] == "keras-cpu-bf16:streamcolor-unet-lite0-v2"
     assert jax_run["bf16_diff"] < 0.1, jax_run["bf16_diff"]
     assert jax_run["bf16_diff"] > jax_run["max_diff"]  # it did compute in 16 bits
 
