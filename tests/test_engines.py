@@ -41,6 +41,8 @@ def test_an_empty_batch_gives_an_empty_result_on_both_models(seed_engine, engine
 def test_unknown_model_and_backend_are_clear():
     with pytest.raises(ValueError, match="shipped models are"):
         load_engine("no-such-model")
+    with pytest.raises(ValueError, match="'bundles/mnie': no such folder"):  # a mistyped path says so
+        load_engine("bundles/mnie")
     with pytest.raises(ValueError, match="choose from"):
         load_engine("default", backend="nope")
 

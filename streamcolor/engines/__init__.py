@@ -97,6 +97,9 @@ def resolve_model(model: str | Path | None = DEFAULT_MODEL) -> ModelInfo:
     path = Path(model)
     if path.exists():
         return ModelInfo.load(path)
+    if "/" in name or os.sep in name:  # (a path, mistyped or moved: say so, not only "unknown")
+        raise ValueError(f"unknown model {name!r}: no such folder (a model is a bundle folder or a shipped "
+                         f"model's name: {available_models() or 'none'})")
     raise ValueError(f"unknown model {str(model)!r}: not a bundle folder, and the shipped models are "
                      f"{available_models() or 'none'}")
 
