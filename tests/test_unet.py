@@ -457,6 +457,7 @@ def test_a_bundle_is_never_exported_into_checkpoints_and_pruning_keeps_what_it_d
     assert res.exit_code == 1 and "a training run or checkpoint, not a model bundle; export it first" in res.output
     res = CliRunner().invoke(train, ["average", str(shards)])
     assert res.exit_code == 1 and "not a training run with checkpoints" in res.output
+    assert "AverageError" not in res.output  # (the message says what is wrong; no class name before it)
 
 
 def test_a_run_resumes_from_the_init_it_started_from(shipped, shards, tmp_path):

@@ -80,7 +80,9 @@ def _setup_logging(verbose: int) -> None:
 def _fail(exc: Exception) -> click.ClickException:
     if isinstance(exc, ImportError):  # (the train extra is not installed: Keras, TensorFlow, tf2onnx)
         return click.ClickException(f"this needs streamcolor's train extra ({exc}): pip install 'streamcolor[train]'")
-    return click.ClickException(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, (OSError, KeyError)) or type(exc).__module__ == "builtins" and not isinstance(exc, ValueError):
+        return click.ClickException(f"{type(exc).__name__}: {exc}")  # (Python's own: its name says what failed)
+    return click.ClickException(str(exc))  # (ours, and ValueError: the message says it all)
 
 
 @click.group(name="train", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -90,14 +92,16 @@ def _fail(exc: Exception) -> click.ClickException:
               help="Keras backend for this run (default: $KERAS_BACKEND, else tensorflow). "
                    "Training runs on JAX without TensorFlow installed; ONNX export needs TensorFlow.")
 def train(verbose: int, quiet: bool, keras_backend: str | None) -> None:
-    """Train, evaluate and export colorizer models (Deep Koalarization).
+    """Train, evaluate and export colorizer models: the U-Net on a frozen ImageNet encoder (the default
+    model's network), or docs/method.md's network (prepare --model koalarization).
 
     \b
-    Examples (a typical run):
-      streamcolor train prepare photos/ more.zip -o shards/ --crops-per-photo 8
-      streamcolor train fit shards/ -r runs/a --epochs 20
-      streamcolor train export runs/a bundles/a
-      streamcolor train eval --model bundles/a shards/
+    Examples (the default model's recipe; README "Training your own model"):
+      streamcolor train prepare photos/ more.zip -o shards/ --crops-per-photo 48
+      streamcolor train fit shards/ -r runs/a --epochs 2 -b 32 --lr-schedule cosine --checkpoint-every 300
+      streamcolor train average runs/a --from-step 600
+      streamcolor train export runs/a/checkpoints/average-00000600-00001812 bundles/a --ship
+      streamcolor train eval --model bundles/a photos/
     """
     _setup_logging(-1 if quiet else verbose)
     if keras_backend:
