@@ -473,3 +473,20 @@ def test_a_run_resumes_from_the_init_it_started_from(shipped, shards, tmp_path):
                                      "--init", "default", "--val-examples", "0", "--sample-images", "0"])
     assert res.exit_code == 1 and f"started from --init {shipped[0]}, not from --init default" in res.output
     assert json.loads((run_dir / "run.json").read_text())["options"]["init"] == str(shipped[0])
+
+
+def test_resuming_with_other_training_options_says_so(shards, tmp_path, caplog):
+    """A forgotten --lr-schedule on resume silently trained the rest at a constant rate; it is said now,
+    and Keras's notice about the optimizer variables it skipped (restored from optimizer.npz) is not."""
+    import warnings
+
+    run_dir = tmp_path / "r"
+    quick = FitOptions(steps=2, batch_size=4, lr_schedule="cosine", warmup_steps=1, val_examples=0, sample_images=0,
+                       unet_widths=(32, 24, 16))
+    fit(shards, run_dir, options=quick)
+    with caplog.at_level("WARNING"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = fit(shards, run_dir, options=replace(quick, steps=3, lr_schedule="constant", warmup_steps=0))
+    assert res.resumed_from == 2
+    assert "other training options than it ran with: lr_schedule cosine -> constant, warmup_steps 1 -> 0" in caplog.text
+    assert not [w for w in caught if "Skipping variable loading" in str(w.message)]

@@ -38,6 +38,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,8 @@ LR_SCHEDULES = ("constant", "cosine")
 LOSSES = ("mse", "rebalanced")
 #: Bins per a*b* axis of the rebalancing histogram (over [-1, 1]).
 REBALANCE_BINS = 16
+#: Options whose change on resume is said (the shape of the run: rate, schedule, loss, regularisation).
+RESUME_OPTIONS = ("lr", "lr_schedule", "warmup_steps", "loss", "weight_decay", "flip", "seed")
 _LOG_FIELDS = ("step", "epoch", "loss", "val_loss", "examples_per_s", "lr", "elapsed_s")
 
 
@@ -401,7 +404,11 @@ def load_checkpoint(path: Path, model) -> dict[str, Any]:
         raise CheckpointMismatch(f"{path} holds weights of another model shape than this colorizer; "
                                  "use another --run-dir")
     try:
-        model.load_weights(path / WEIGHTS_FILE)
+        with warnings.catch_warnings():
+            # (the .weights.h5 holds the optimizer too, whose variables count the learning rate a schedule
+            # adds or drops: its state is restored below from optimizer.npz, so Keras's notice is noise)
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model.load_weights(path / WEIGHTS_FILE)
     except ValueError as exc:
         raise CheckpointMismatch(f"{path}: weights do not fit this colorizer: {exc}") from exc
     slots = _optimizer_slots(model.optimizer)
@@ -570,6 +577,12 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
         state = load_checkpoint(ckpt, model)
         step, position = int(state["step"]), int(state["position"])
         resumed_from = step
+        before = state.get("options") or {}
+        changed = [f"{k} {before[k]} -> {getattr(options, k)}" for k in RESUME_OPTIONS
+                   if k in before and before[k] != getattr(options, k)]
+        if changed:  # (allowed: a user may mean it; said, so that a forgotten flag is not silent)
+            log.warning("resuming %s with other training options than it ran with: %s (from step %d on)", run_dir,
+                        ", ".join(changed), step)
         if state.get("batch_size") not in (None, batch):
             position = position * int(state["batch_size"]) // batch  # keep the count of examples seen
             log.warning("batch size changed from %s to %d: data position rescaled to %d", state["batch_size"],
