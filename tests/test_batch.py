@@ -297,8 +297,8 @@ def test_a_damaged_header_in_the_middle_of_a_tar_is_reported_not_taken_for_its_e
     # an intact tar: no false alarm (its end blocks are read as its end)
     _tar_of(tmp_path / "ok.tar", "w")
     _tar_of(tmp_path / "ok.tar.gz", "w:gz")
-    for ok in ("ok.tar", "ok.tar.gz"):
-        report = colorize_archive(tmp_path / ok, tmp_path / f"out-{ok}", engine=engine, progress=False,
+    for i, ok in enumerate(("ok.tar", "ok.tar.gz")):  # (own work folders: out-0-ok/, out-1-ok/)
+        report = colorize_archive(tmp_path / ok, tmp_path / f"out-{i}-{ok}", engine=engine, progress=False,
                                   options=BatchOptions(render_size=64))
         assert report.ok and report.done == 8, report.problems
 

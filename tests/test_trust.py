@@ -669,6 +669,23 @@ def test_the_packed_archive_of_other_sources_is_not_replaced(engine, tmp_path):
     assert sorted(zipfile.ZipFile(packed).namelist()) == ["a1.jpg", "a2.jpg"]
 
 
+def test_archives_of_other_sources_never_share_a_work_folder(engine, tmp_path):
+    """``-o colour.zip`` for one album, then ``-o colour.tar`` for another: both would work in ``colour/``,
+    the second job's outputs renamed around the first's and its report replacing the first's.  The
+    second is refused before it does anything; the same album packed as tar too still shares it."""
+    album1 = zip_of(tmp_path / "album1.zip", {"a1.jpg": jpeg(1), "bad.jpg": b"x"})
+    album2 = zip_of(tmp_path / "album2.zip", {"a1.jpg": jpeg(3), "b2.jpg": jpeg(4)})
+    colorize_archive(album1, tmp_path / "colour.zip", engine=engine, progress=False)
+    report = (tmp_path / "colour" / REPORT_FILENAME).read_bytes()
+    with pytest.raises(OutputError, match=r"colour is the work folder of .*colour.zip, packed from .*album1.zip; "
+                                          r"this job's sources differ.*\(e.g. colour-2.tar\)"):
+        colorize_archive(album2, tmp_path / "colour.tar", engine=engine, progress=False)
+    assert not (tmp_path / "colour.tar").exists() and (tmp_path / "colour" / REPORT_FILENAME).read_bytes() == report
+    assert sorted(outputs(tmp_path / "colour")) == ["a1.jpg"]
+    again = colorize_archive(album1, tmp_path / "colour.tar", engine=engine, progress=False)  # same album, as tar
+    assert again.archive == tmp_path / "colour.tar" and (tmp_path / "colour.zip").is_file()
+
+
 def test_the_packed_archive_keeps_the_sources_names(engine, tmp_path):
     """A file of the user's in OUT makes the job write ``p1~2.jpg`` there (theirs is kept), but
     the packed archive mirrors the source: its member is ``p1.jpg``, with the colorized photo."""

@@ -148,6 +148,7 @@ class BatchJob:
             self.manifest = self._stack.enter_context(_open_manifest(self.out_dir))
             if self.archive_path is not None:
                 with _recording(self.manifest):
+                    _check_shared_work_folder(self.out_dir, self.archive_path, self.manifest, self.paths)
                     _check_packed_target(self.archive_path, self.manifest, self.paths)
             with _recording(self.manifest):
                 _finish_renames(self.manifest, self.out_dir)
@@ -420,6 +421,20 @@ def _check_packed_target(archive_path: Path, manifest: Manifest | None, sources:
             else "not the archive this job packed (a file of yours, or one changed since)")
     raise OutputError(f"{archive_path} exists and is {what}; it is kept.  Move it away or name another "
                       "output (the packed archive is OUTPUT plus the archive's suffix)")
+
+
+def _check_shared_work_folder(out_dir: Path, archive_path: Path, manifest: Manifest, sources: Sequence[Path]) -> None:
+    """OutputError when OUT, the work folder of the archive being packed, already holds the work of an
+    archive packed from other sources (``-o photos.zip`` for one source, then ``-o photos.tar`` for
+    another: both work in ``photos/``).  Sharing it, the second job's outputs were renamed around the
+    first's and its report replaced the first's; the same sources packed in another format still share it."""
+    mine = _source_ids(sources)
+    for path, record in _packed_records(manifest).items():
+        theirs = record.get("sources")
+        if path != os.path.abspath(archive_path) and theirs is not None and theirs != mine:
+            raise OutputError(f"{out_dir} is the work folder of {path}, packed from {', '.join(theirs)}; this job's "
+                              f"sources differ, so its archive needs a folder of its own: name another output "
+                              f"(e.g. {out_dir.name}-2{''.join(archive_path.suffixes[-2:]) or archive_path.suffix})")
 
 
 def _packed_records(manifest: Manifest | None) -> dict[str, dict]:
