@@ -95,7 +95,7 @@ def _slot(dst: Path) -> tuple[str, str]:
 
 
 def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], *,
-                 keep_others: bool = False) -> list[Planned]:
+                 keep_others: bool = False, picked: bool = False) -> list[Planned]:
     """The output of each ``(input, proposed output)`` pair, made safe.
 
     Raises OutputError (naming both paths) when a proposed output is an input
@@ -107,6 +107,9 @@ def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], *
     case whatever ``keep_others`` says (``--overwrite`` is for the name asked
     for, not for one streamcolor picks).  A number never gives an output the
     name that another pair proposes (``x~2.jpg`` of an input named so keeps it).
+    ``picked``: the proposed names are streamcolor's (``photo-colour.mkv``), not the user's, so one
+    that is *another* input (a file of the user's named so) is passed over for ``stem~N.suffix``
+    instead of refusing the run; an output onto its own input is refused either way.
     """
     inputs: dict[tuple[int, int], Path] = {}
     for src, _ in pairs:
@@ -136,7 +139,7 @@ def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], *
         while True:
             ident = _identity(dst)
             if ident is not None and ident in inputs:
-                if dst == original:
+                if dst == original and not (picked and inputs[ident] != src):
                     same = inputs[ident]
                     what = "that input itself" if same == src else f"the input {same}"
                     raise OutputError(f"{dst}: the output for {src} would replace {what}; "

@@ -378,6 +378,28 @@ def test_video_glob_run_again_leaves_out_its_own_outputs_of_inputs_given(tmp_pat
     assert res.exit_code == 0 and (tmp_path / "a-colour-colour.mp4").is_file(), res.output
 
 
+def test_a_default_output_name_that_is_another_input_of_the_users_is_numbered(tmp_path, monkeypatch):
+    """`video a.mp4 a-colour.mp4`, the second a film of the user's own: a.mp4's default output name is
+    that input, and the whole run stopped ("would replace the input"); streamcolor picked the name, so it
+    picks the next one (a-colour~2.mp4), and both are done.  A name the user gave stays refused."""
+    from click.testing import CliRunner
+
+    from streamcolor.cli import cli
+
+    make_video(tmp_path / "a.mp4", frames=4, size=(64, 48), audio=None)
+    make_video(tmp_path / "a-colour.mp4", frames=5, size=(64, 48), audio=None)
+    mine = (tmp_path / "a-colour.mp4").read_bytes()
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(cli, ["video", "a.mp4", "a-colour.mp4", "-r", "64", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "a-colour.mp4").read_bytes() == mine
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-colour-colour.mp4", "a-colour.mp4", "a-colour~2.mp4",
+                                                          "a.mp4"]
+    res = CliRunner().invoke(cli, ["video", "a-colour.mp4", "-o", "./a-colour.mp4", "--no-progress"])
+    assert res.exit_code == 2 and "would replace that input itself" in res.output
+    assert (tmp_path / "a-colour.mp4").read_bytes() == mine
+
+
 def test_a_data_track_goes_only_into_the_container_it_came_in(engine, tmp_path):
     """KLV in a drone's MPEG-TS: Matroska takes the stream but refuses its first packet (the whole
     file failed, and no option dropped it); it is dropped with a warning there, kept in a .ts."""

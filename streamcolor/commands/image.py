@@ -50,7 +50,8 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
 
     Gray, colour (reduced to lightness first), RGBA (alpha kept), 16-bit and
     EXIF-rotated images are accepted; output has the input's size and
-    lightness.  An output that would replace an input refuses the run; inputs
+    lightness.  An output that would replace an input refuses the run (a name
+    streamcolor picks that is another input is numbered instead); inputs
     with the same name from different folders get name~2..., and so does an
     output whose name is taken by a file streamcolor did not write (yours is
     kept; --overwrite replaces it).  Exit status 1
@@ -103,7 +104,7 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
         try:
             planned = plan_outputs([(piped if src == STDIO else src,
                                      output if single_file else output / _out_name(src, fmt))
-                                    for src in inputs], keep_others=existing == "keep")
+                                    for src in inputs], keep_others=existing == "keep", picked=not single_file)
         except OutputError as exc:
             _fatal(str(exc))
         folder = output.parent if single_file else output

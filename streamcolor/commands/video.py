@@ -65,7 +65,8 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
     and metadata follow the input (an odd width or height gets one repeated
     row or column: yuv420p needs even sides); audio and subtitle streams are copied
     untouched.  The output's extension picks the container.  An output that
-    would replace an input refuses the run; inputs with the same name from
+    would replace an input refuses the run (a default name that is another input
+    is numbered instead: a-colour~2.mp4); inputs with the same name from
     different folders get name~2..., and so does an output whose name is
     taken by a file streamcolor did not write (yours is kept; --overwrite
     replaces it).  Exit status 1 when any input failed (the
@@ -137,7 +138,7 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
             _fatal(f"{output.parent}: cannot create the output folder ({exc.strerror or exc})")
     try:
         planned = plan_outputs([(src, output / default_output(src).name if to_folder else output or default_output(src))
-                                for src in inputs], keep_others=existing == "keep")
+                                for src in inputs], keep_others=existing == "keep", picked=to_folder or not output)
     except OutputError as exc:
         _fatal(str(exc))
     for line in describe_renames(planned):
