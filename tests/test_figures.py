@@ -363,7 +363,8 @@ PROSE = [
     # the default model v2 (2026-12-03) against v1 on the same photos, paired; its two seeds
     ("README.md", "(0.761x, PSNR {} dB above gray)", Q1203, "runs.default@320.holdout.psnr_over_gray", "{:.2f}"),
     ("README.md", "(0.939x gray MSE, PSNR {} dB above gray)", Q1203, "runs.seed@256.holdout.psnr_over_gray", "{:.2f}"),
-    ("README.md", "on the holdout its a\\*b\\* MSE is {} v1's", Q1203, "paired.default@320.holdout.mse_ratio", "{:.3f}x"),
+    ("README.md", "on the holdout its a\\*b\\* MSE is {} v1's", Q1203, "paired.default@320.holdout.mse_ratio",
+     "{:.3f}x"),
     ("README.md", "v1's ({}-0.974)", Q1203, "paired.default@320.holdout.interval_95.0", "{:.3f}"),
     ("README.md", "v1's (0.878-{})", Q1203, "paired.default@320.holdout.interval_95.1", "{:.3f}"),
     ("README.md", "better on {} of the 93 photos", Q1203, "paired.default@320.holdout.better_on", "{}"),

@@ -450,7 +450,8 @@ def average(run_dir, from_step):
 
     \b
     Examples:
-      streamcolor train fit shards/ -r runs/a --epochs 2 --lr-schedule cosine --checkpoint-every 300 --keep-checkpoints 10
+      streamcolor train fit shards/ -r runs/a --epochs 2 --lr-schedule cosine \\
+        --checkpoint-every 300 --keep-checkpoints 20
       streamcolor train average runs/a --from-step 600
       streamcolor train export runs/a/checkpoints/average-00000600-00001800 bundles/a
     """
