@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -82,8 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", help="a run NAME the others are compared with photo by photo (paired)")
     args = parser.parse_args(argv)
     added = tuple(args.added or DEFAULT_ADDED)
+    names = [parse_spec(spec)[0] for spec in args.specs]  # (said before any evaluation runs)
+    if len(set(names)) != len(names):
+        parser.error(f"run names repeat: {names}")
+    if args.against and args.against not in names:
+        parser.error(f"--against {args.against!r} names no run; the runs are {names}")
     result: dict[str, Any] = {
-        "generator": "python -m benchmarks.quality_runs " + " ".join(sys.argv[1:] if argv is None else argv),
+        "generator": "python -m benchmarks.quality_runs " + shlex.join(sys.argv[1:] if argv is None else argv),
         "date": time.strftime("%Y-%m-%d"), "runs": {}, "holdout_by_package": {}, "holdout_worse_than_gray": {},
         "per_image": {}, "added_packages": list(added)}
     with tempfile.TemporaryDirectory() as tmp:

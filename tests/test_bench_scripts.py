@@ -308,3 +308,30 @@ def test_encoders_gathers_each_encoders_seeds_and_their_mean(tmp_path):
     m = encoders.means(runs)
     assert m["lite0"]["holdout"] == {"seeds": 2, "mse_ratio_to_gray": 0.625, "colorfulness_ratio": 0.5}
     assert m["lite2"]["val"]["mse_ratio_to_gray"] == 1.0
+
+
+def test_quality_runs_specs_summary_and_paired_comparison(tmp_path):
+    from benchmarks.quality_runs import main, paired, parse_spec, summarise
+
+    assert parse_spec("default@320=default@320") == ("default@320", "default", 320, True)
+    assert parse_spec("b=/x/bundle@256 --no-guided") == ("b", "/x/bundle", 256, False)
+    with pytest.raises(ValueError, match="NAME=MODEL@SIZE"):
+        parse_spec("default")
+    rows = [{"image": f"photos/{pkg}/{i}.jpg", "mse_ab": mse, "gray_mse_ab": 0.02}
+            for i, (pkg, mse) in enumerate([("p", 0.01), ("p", 0.03), ("q", 0.01)])]
+    split = {"images": 3, "model": {"mse_ab": 0.05 / 3, "psnr": 22.0}, "gray": {"mse_ab": 0.02, "psnr": 21.0},
+             "skipped": ["x"], "per_image": rows}
+    splits, packages, counts = summarise({"splits": {"val": split, "holdout": split}}, added=("q",))
+    assert splits["holdout"]["mse_ratio_to_gray"] == pytest.approx(0.05 / 3 / 0.02) and splits["val"]["skipped"] == 1
+    assert packages["p"] == {"images": 2, "mse_ab": 0.02, "gray_mse_ab": 0.02, "mse_ratio_to_gray": 1.0,
+                             "worse_than_gray": 1}
+    assert counts == {"photos": 1, "of": 3, "first_six": 1, "first_six_of": 2, "added": 0, "added_of": 1}
+    base = {s: {f"k{i}": 1.0 for i in range(20)} for s in ("val", "holdout")}
+    half = {s: {k: 0.5 for k in v} for s, v in base.items()}
+    got = paired(base, half, rounds=200)["holdout"]
+    assert got["mse_ratio"] == 0.5 and got["interval_95"] == [0.5, 0.5] and got["better_on"] == 20
+    # a mistyped --against is said before any evaluation runs (this streamcolor would fail at once)
+    with pytest.raises(SystemExit):
+        main(["photos", "a=default@320", "--against", "nope", "--out", str(tmp_path / "q.json"),
+              "--streamcolor", "/bin/false"])
+    assert not (tmp_path / "q.json").exists()

@@ -663,7 +663,7 @@ def test_extract_members_writes_only_pinned_bytes_below_root(tmp_path):
     root = tmp_path / "unpacked"
     root.mkdir()
     missing = cp.extract_members(tarball, wanted, root)
-    assert missing == ["tests/images/changed.jpg", "tests/images/gone.jpg"]
+    assert missing == ["tests/images/gone.jpg"]  # (the changed one is said once, as changed)
     assert (root / "tests/images/good.jpg").read_bytes() == good
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert written == ["demo_1.0.orig.tar.xz", "unpacked/tests/images/good.jpg"]
@@ -722,3 +722,39 @@ def test_an_unavailable_source_package_is_reported_and_skipped(tmp_path, monkeyp
     records, tally = cp.collect(tmp_path / "out", tmp_path / "cache", force=False)
     assert records == []
     assert tally.dropped == [{"package": "demo", "path": "*", "reason": "unavailable: 404  Not Found"}]
+    # Its photos of an earlier run are kept, with their records (prune removed them, and the manifest too).
+    out = tmp_path / "out"
+    (out / "demo").mkdir(parents=True)
+    (out / "demo" / "a.jpg").write_bytes(b"earlier")
+    earlier = {"file": "demo/a.jpg", "package": "demo", "split": "train", "sha256": "x"}
+    cp.write_manifest(out, [earlier], {})
+    records, _ = cp.collect(out, tmp_path / "cache", force=False)
+    assert records == [earlier] and (out / "demo" / "a.jpg").read_bytes() == b"earlier"
+
+
+def test_a_photo_pinned_later_is_unpacked_from_the_same_tarball(tmp_path, monkeypatch):
+    """The unpacked folder's marker names the pins too: a photo added to the table later (the tarball
+    the same) used to be passed over without a word, as the folder counted as unpacked."""
+    import hashlib
+
+    a, b = _jpeg(np.full((40, 60, 3), 90, np.uint8)), _jpeg(np.full((40, 60, 3), 160, np.uint8))
+    cache = tmp_path / "cache"
+    tarball = cache / "source" / "trixie" / "demo_1.0.orig.tar.xz"
+    tarball.parent.mkdir(parents=True)
+    _tarball(tarball, {"demo-1.0/a.jpg": a, "demo-1.0/b.jpg": b})
+    digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    listing = (f"Selected version '1.0-1' (trixie) for demo\n'http://x/demo_1.0.orig.tar.xz' demo_1.0.orig.tar.xz "
+               f"{tarball.stat().st_size} SHA256:{digest}\n")
+    import subprocess
+
+    # (no mirror in tests: apt's listing is given; the tarball is already in the cache, so nothing downloads)
+    monkeypatch.setattr(cp, "source_apt", lambda cache, suite: ["apt-get"])
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, listing, ""))
+    pin = lambda path, data: cp.SourcePhoto("demo", "trixie", path, hashlib.sha256(data).hexdigest(),  # noqa: E731
+                                            "MIT", "x", "package-wide")
+    monkeypatch.setattr(cp, "SOURCE_PHOTOS", (pin("a.jpg", a),))
+    package = cp.fetch_source_package("demo", cache, "trixie")
+    assert [c.name for c in cp.extract_source_photos(package)] == ["a"]
+    monkeypatch.setattr(cp, "SOURCE_PHOTOS", (pin("a.jpg", a), pin("b.jpg", b)))
+    package = cp.fetch_source_package("demo", cache, "trixie")
+    assert [c.name for c in cp.extract_source_photos(package)] == ["a", "b"]

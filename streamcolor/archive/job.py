@@ -434,7 +434,7 @@ def _check_shared_work_folder(out_dir: Path, archive_path: Path, manifest: Manif
         if path != os.path.abspath(archive_path) and theirs is not None and theirs != mine:
             raise OutputError(f"{out_dir} is the work folder of {path}, packed from {', '.join(theirs)}; this job's "
                               f"sources differ, so its archive needs a folder of its own: name another output "
-                              f"(e.g. {out_dir.name}-2{''.join(archive_path.suffixes[-2:]) or archive_path.suffix})")
+                              f"(e.g. {out_dir.name}-2{archive_path.name[len(out_dir.name):]})")
 
 
 def _packed_records(manifest: Manifest | None) -> dict[str, dict]:

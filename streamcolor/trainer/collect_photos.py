@@ -1235,7 +1235,10 @@ def extract_source_photos(pkg: Package) -> Iterator[Candidate]:
     """The pinned photos :func:`fetch_source_package` found in this package's tarball."""
     for photo in SOURCE_PHOTOS:
         file = pkg.root / photo.path
-        if photo.package != pkg.name or not file.is_file():
+        if photo.package != pkg.name:
+            continue
+        if not file.is_file():  # (missing or changed in this tarball: said when it was unpacked)
+            log.debug("%s: pinned %s not unpacked; left out", pkg.name, photo.path)
             continue
         credit = Credit(photo.licence, f"{photo.licence_source} [{photo.licence_scope}]", photo.holder,
                         note=photo.note)
@@ -1656,16 +1659,18 @@ def extract_members(tarball: Path, wanted: dict[str, str], root: Path) -> list[s
 
     Streams the tarball once, reads only the wanted members, and writes a member only when its
     bytes match its checksum; the paths come from the table, never from the tarball, so a hostile
-    member name cannot write outside ``root``.  Returns the wanted paths not written (missing or
-    changed), for the caller to report.
+    member name cannot write outside ``root``.  Returns the wanted paths the tarball does not hold
+    (a changed one was reported here already), for the caller to report.
     """
     found: set[str] = set()
+    seen: set[str] = set()
     with tarfile.open(tarball, mode="r:*") as archive:
         for member in archive:
             parts = PurePosixPath(member.name).parts
             path = PurePosixPath(*parts[1:]).as_posix() if len(parts) > 1 else ""
             if path not in wanted or path in found or not member.isfile():
                 continue
+            seen.add(path)
             data = archive.extractfile(member).read()  # type: ignore[union-attr]
             if hashlib.sha256(data).hexdigest() != wanted[path]:
                 log.warning("%s: %s changed upstream (checksum differs); left out", tarball.name, path)
@@ -1674,7 +1679,7 @@ def extract_members(tarball: Path, wanted: dict[str, str], root: Path) -> list[s
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
             found.add(path)
-    return sorted(set(wanted) - found)
+    return sorted(set(wanted) - seen)
 
 
 def fetch_source_package(name: str, cache: Path, suite: str) -> Package:
@@ -1703,12 +1708,14 @@ def fetch_source_package(name: str, cache: Path, suite: str) -> Package:
     root = folder / "unpacked" / name
     marker = root / ".unpacked-from"
     wanted = {photo.path: photo.sha256 for photo in SOURCE_PHOTOS if photo.package == name}
-    if not marker.exists() or marker.read_text() != tarball.name:
+    # (the pins are part of what was unpacked: a photo added to the table, or a pin changed, unpacks again)
+    stamp = f"{tarball.name} {hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:16]}"
+    if not marker.exists() or marker.read_text() != stamp:
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
         for path in extract_members(target, wanted, root):
             log.warning("%s: %s not found in %s; left out", name, path, tarball.name)
-        marker.write_text(tarball.name)
+        marker.write_text(stamp)
     return Package(name=name, version=version, root=root, suite=suite, tarball=tarball.name)
 
 
@@ -1863,6 +1870,14 @@ class Tally:
         self.dropped.append({"package": candidate.package, "path": candidate.path, "reason": reason})
 
 
+def _earlier_records(out: Path) -> list[dict]:
+    """The photo records of the manifest an earlier run wrote in ``out`` (none when there is none)."""
+    try:
+        return list(json.loads((out / "manifest.json").read_text(encoding="utf-8")).get("photos", []))
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
 def collect(out: Path, cache: Path, force: bool) -> tuple[list[dict], Tally]:
     """Extract, filter, deduplicate and write every photo; return manifest records."""
     seen: dict[str, str] = {}
@@ -1870,13 +1885,19 @@ def collect(out: Path, cache: Path, force: bool) -> tuple[list[dict], Tally]:
     records: list[dict] = []
     written: set[Path] = set()
     tally = Tally()
+    before = _earlier_records(out)
     for source in SOURCES:
         try:
             fetch = fetch_source_package if source.kind == "source" else fetch_package
             package = fetch(source.package, cache, source.suite)
         except SourceUnavailable as error:
-            log.warning("skipping %s (%s): %s", source.package, source.suite, error)
+            # its photos of an earlier run stay, with their records: a mirror's bad day removes nothing
+            kept = [r for r in before if r.get("package") == source.package and (out / r["file"]).is_file()]
+            log.warning("skipping %s (%s): %s%s", source.package, source.suite, error,
+                        f"; its {len(kept)} photos of an earlier run are kept" if kept else "")
             tally.dropped.append({"package": source.package, "path": "*", "reason": f"unavailable: {error}"})
+            records += kept
+            written.update(out / r["file"] for r in kept)
             continue
         if source.licence_from:
             package = replace(package, licence_from=fetch_package(source.licence_from, cache, source.suite))

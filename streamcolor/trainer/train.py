@@ -68,7 +68,7 @@ LOSSES = ("mse", "rebalanced")
 #: Bins per a*b* axis of the rebalancing histogram (over [-1, 1]).
 REBALANCE_BINS = 16
 #: Options whose change on resume is said (the shape of the run: rate, schedule, loss, regularisation).
-RESUME_OPTIONS = ("lr", "lr_schedule", "warmup_steps", "loss", "weight_decay", "flip", "seed")
+RESUME_OPTIONS = ("lr", "lr_schedule", "warmup_steps", "loss", "weight_decay", "dropout", "flip", "seed")
 _LOG_FIELDS = ("step", "epoch", "loss", "val_loss", "examples_per_s", "lr", "elapsed_s")
 
 
@@ -322,6 +322,8 @@ def remove_checkpoint(folder: Path) -> None:
             (folder / name).unlink()
     try:
         folder.rmdir()
+    except FileNotFoundError:  # (gone already)
+        pass
     except OSError:
         log.warning("old checkpoint %s removed, but its folder holds other files, which were kept: %s", folder.name,
                     ", ".join(sorted(p.name for p in folder.iterdir())[:5]))
@@ -346,9 +348,16 @@ def average_checkpoints(run_dir: str | Path, *, from_step: int = 0) -> Path:
     if not found:
         raise AverageError(f"{run_dir}: not a training run with checkpoints (no {CHECKPOINTS}/ckpt-*); give the "
                            "folder that fit -r wrote")
-    chosen = [c for c in found if json.loads((c / STATE_FILE).read_text())["step"] >= from_step]
+    def step_of(ckpt: Path) -> int:
+        try:
+            return int(json.loads((ckpt / STATE_FILE).read_text())["step"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise AverageError(f"{ckpt / STATE_FILE}: unreadable checkpoint state ({exc}); remove that checkpoint "
+                               "or average from a later step") from exc
+
+    chosen = [c for c in found if step_of(c) >= from_step]
     if len(chosen) < 2:
-        last = json.loads((found[-1] / STATE_FILE).read_text())["step"]
+        last = step_of(found[-1])
         raise AverageError(f"{run_dir}: {len(chosen)} checkpoint(s) at step {from_step} or later (its last is at "
                            f"step {last}); averaging needs two or more (fit --checkpoint-every N "
                            "--keep-checkpoints K keeps them)")
