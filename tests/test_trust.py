@@ -684,6 +684,13 @@ def test_archives_of_other_sources_never_share_a_work_folder(engine, tmp_path):
     assert sorted(outputs(tmp_path / "colour")) == ["a1.jpg"]
     again = colorize_archive(album1, tmp_path / "colour.tar", engine=engine, progress=False)  # same album, as tar
     assert again.archive == tmp_path / "colour.tar" and (tmp_path / "colour.zip").is_file()
+    # a first job stopped before it packed has claimed its folder all the same
+    from streamcolor.archive import BatchJob
+
+    with BatchJob([album1], tmp_path / "sepia.zip") as job:
+        assert job.items  # listed, nothing colorized or packed (as after a kill)
+    with pytest.raises(OutputError, match=r"sepia is the work folder of .*sepia.zip, packed from .*album1.zip"):
+        colorize_archive(album2, tmp_path / "sepia.tar", engine=engine, progress=False)
 
 
 def test_the_packed_archive_keeps_the_sources_names(engine, tmp_path):

@@ -150,6 +150,7 @@ class BatchJob:
                 with _recording(self.manifest):
                     _check_shared_work_folder(self.out_dir, self.archive_path, self.manifest, self.paths)
                     _check_packed_target(self.archive_path, self.manifest, self.paths)
+                    _claim_work_folder(self.archive_path, self.manifest, self.paths)
             with _recording(self.manifest):
                 _finish_renames(self.manifest, self.out_dir)
                 listed = _refuse_linked_folders(list_items(self.sources, self.options), self.out_dir)
@@ -435,6 +436,15 @@ def _check_shared_work_folder(out_dir: Path, archive_path: Path, manifest: Manif
             raise OutputError(f"{out_dir} is the work folder of {path}, packed from {', '.join(theirs)}; this job's "
                               f"sources differ, so its archive needs a folder of its own: name another output "
                               f"(e.g. {out_dir.name}-2{archive_path.name[len(out_dir.name):]})")
+
+
+def _claim_work_folder(archive_path: Path, manifest: Manifest, sources: Sequence[Path]) -> None:
+    """Record, before any work, which sources this OUT packs into ``archive_path`` (no file yet), so
+    that a job of other sources is refused here even when this one is stopped before it packs."""
+    records = _packed_records(manifest)
+    if os.path.abspath(archive_path) not in records:
+        records[os.path.abspath(archive_path)] = {"file": None, "sources": _source_ids(sources)}
+        manifest.set_meta(PACKED_META, json.dumps(records))
 
 
 def _packed_records(manifest: Manifest | None) -> dict[str, dict]:
