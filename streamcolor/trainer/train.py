@@ -348,20 +348,23 @@ def average_checkpoints(run_dir: str | Path, *, from_step: int = 0) -> Path:
     if not found:
         raise AverageError(f"{run_dir}: not a training run with checkpoints (no {CHECKPOINTS}/ckpt-*); give the "
                            "folder that fit -r wrote")
-    def step_of(ckpt: Path) -> int:
+
+    def state_of(ckpt: Path) -> dict[str, Any]:
         try:
-            return int(json.loads((ckpt / STATE_FILE).read_text())["step"])
+            state = json.loads((ckpt / STATE_FILE).read_text())
+            int(state["step"])
+            return state
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise AverageError(f"{ckpt / STATE_FILE}: unreadable checkpoint state ({exc}); remove that checkpoint "
                                "or average from a later step") from exc
 
-    chosen = [c for c in found if step_of(c) >= from_step]
+    every = [(c, state_of(c)) for c in found]  # (each state read once)
+    chosen = [c for c, state in every if int(state["step"]) >= from_step]
+    states = [state for _, state in every if int(state["step"]) >= from_step]
     if len(chosen) < 2:
-        last = step_of(found[-1])
         raise AverageError(f"{run_dir}: {len(chosen)} checkpoint(s) at step {from_step} or later (its last is at "
-                           f"step {last}); averaging needs two or more (fit --checkpoint-every N "
+                           f"step {every[-1][1]['step']}); averaging needs two or more (fit --checkpoint-every N "
                            "--keep-checkpoints K keeps them)")
-    states = [json.loads((c / STATE_FILE).read_text()) for c in chosen]
     if any(s.get("weight_shapes") != states[-1].get("weight_shapes") for s in states):
         raise AverageError(f"{run_dir}: the checkpoints hold different model shapes")
     steps = [int(s["step"]) for s in states]
