@@ -688,6 +688,12 @@ def test_plan_segments():
     assert [(s.start, s.end, s.decode_from) for s in segs] == [(0, 12288, 0), (12288, 24576, 6144),
                                                               (24576, None, 18432)]
     assert [s.decode_from for s in plan_segments(kf, tb, segment_s=0.5, warmup_s=0)] == kf
+    # what a segment keeps: the first one everything up to its end (frames before the first keyframe
+    # too, as one pass keeps them); a later one from its start, after the warm-up's 0.4 s (4915.2
+    # ticks), decoded from the keyframe before them; the frames between are only decoded
+    assert not segs[0].warm_up(-100) and not segs[0].before(-100)
+    assert segs[1].warm_from == 7372 and segs[1].before(7371) and not segs[1].before(7372)
+    assert segs[1].warm_up(12287) and not segs[1].warm_up(12288)
     assert plan_segments([], tb) == []
     # count: about equal parts, cut at the keyframes nearest to each share (a keyframe every 12 of 100 frames)
     kf12 = list(range(0, 100, 12))
@@ -819,6 +825,154 @@ def test_join_segments_of_a_variable_frame_rate(engine, tmp_path):
     with av.open(str(out)) as c:
         stamps = [(p.pts, p.dts) for p in c.demux(video=0) if p.size]
     assert all(b[1] > a[1] for a, b in zip(stamps, stamps[1:])) and all(d <= p for p, d in stamps)
+
+
+# --------------------------------------------------------------------------- a long video in parts, resumable
+
+
+PARTS = dict(render_size=64, checkpoint_s=1.0)  # 96 frames, a keyframe every 0.5 s: four parts of 24
+
+
+@pytest.fixture
+def long_clip(tmp_path) -> Path:
+    """96 frames (4 s), a keyframe every 12, three scenes, a sine-tone track, gray."""
+    return make_video(tmp_path / "long.mp4", frames=96, gop=12, scenes=3, gray=True)
+
+
+def test_a_long_video_is_colorized_in_parts_like_one_pass(engine, long_clip, tmp_path, caplog):
+    """Past two parts, a video is colorized a part at a time (kept beside the output) and joined:
+    every frame once with the source's times, the audio byte for byte, the progress counted in
+    frames (warm-up frames not counted), nothing left beside the output, and the colour of a
+    single pass (the borders warmed up)."""
+    calls = []
+    with caplog.at_level(logging.INFO, logger="streamcolor.video"):
+        dst = streamcolor.colorize_video(long_clip, tmp_path / "parts.mp4", engine=engine,
+                                         options=VideoOptions(**PARTS), progress=lambda n, t: calls.append((n, t)))
+    assert "in 4 parts" in caplog.text
+    assert leftovers(tmp_path, long_clip, dst) == []  # the work folder is gone
+    one = streamcolor.colorize_video(long_clip, tmp_path / "one.mp4", engine=engine,
+                                     options=VideoOptions(render_size=64, checkpoint_s=0), progress=False)
+    a, b, c = read_video(long_clip), read_video(dst), read_video(one)
+    assert len(b["l"]) == 96 and np.allclose(b["times"], a["times"], atol=1e-4)
+    assert b["packets"]["audio1"] == a["packets"]["audio1"]
+    assert abs(b["duration"] - a["duration"]) <= 1 / RATE
+    assert_lightness_kept(a, b)
+    assert calls == [(n, 96) for n in range(1, 97)]
+    with av.open(str(dst)) as x, av.open(str(one)) as y:
+        diffs = [float(np.abs(f.to_ndarray(format="rgb24").astype(np.int16) - g.to_ndarray(format="rgb24")).mean())
+                 for f, g in zip(x.decode(video=0), y.decode(video=0))]
+    assert len(diffs) == 96 and float(np.median(diffs)) < 1.5 and max(diffs) < 6.0, diffs
+
+
+def test_a_failed_long_video_resumes_from_its_last_part(counted, long_clip, tmp_path, caplog):
+    """A run that stops in part 3 leaves nothing at the output and parts 1-2 in the work folder;
+    the same call again colorizes only parts 3-4 (and one warm-up second) and joins all four."""
+    dst = tmp_path / "out.mp4"
+    # two frames a call: part 1 takes 12 calls, part 2 24 (its warm-up second, then its own frames)
+    counted.fail_after = 12 + 24 + 4
+    options = VideoOptions(**PARTS, batch_size=2)
+    with pytest.raises(RuntimeError, match="injected"):
+        streamcolor.colorize_video(long_clip, dst, engine=counted, options=options, progress=False)
+    work = tmp_path / ".out.mp4.segments"
+    assert not dst.exists()
+    parts = sorted(p.name for p in work.iterdir() if p.name.startswith("segment-"))
+    assert parts[:2] == ["segment-00000.mp4", "segment-00001.mp4"] and len(parts) == 2, parts
+    counted.fail_after, counted.colorized = None, 0
+    with caplog.at_level(logging.INFO, logger="streamcolor.video"):
+        streamcolor.colorize_video(long_clip, dst, engine=counted, options=options, progress=False)
+    assert "resuming: 2 of 4 parts were done (48 frames)" in caplog.text
+    assert counted.colorized == 48 + 2 * 24  # parts 3 and 4, each after its warm-up second
+    res = read_video(dst)
+    assert len(res["l"]) == 96 and np.allclose(res["times"], read_video(long_clip)["times"], atol=1e-4)
+    assert leftovers(tmp_path, long_clip, dst) == []
+
+
+def test_parts_of_another_job_are_redone(counted, long_clip, tmp_path, caplog):
+    """Parts left by a run with other options (here the colour gain) are removed, not joined."""
+    dst = tmp_path / "out.mp4"
+    counted.fail_after = 12 + 24 + 4  # (in part 3, as above)
+    with pytest.raises(RuntimeError):
+        streamcolor.colorize_video(long_clip, dst, engine=counted, options=VideoOptions(**PARTS, batch_size=2),
+                                   progress=False)
+    counted.fail_after, counted.colorized = None, 0
+    with caplog.at_level(logging.INFO, logger="streamcolor.video"):
+        streamcolor.colorize_video(long_clip, dst, engine=counted, options=VideoOptions(**PARTS, saturation=1.3),
+                                   progress=False)
+    assert "parts of another job" in caplog.text and "resuming" not in caplog.text
+    assert counted.colorized == 96 + 3 * 24
+    assert leftovers(tmp_path, long_clip, dst) == []
+
+
+def test_the_work_folder_keeps_a_users_files_and_a_second_run_out(engine, long_clip, tmp_path):
+    """A folder of the work folder's name holding a file streamcolor did not write refuses the run
+    (the file kept); while one run holds the work folder, a second run for the same output is refused."""
+    from streamcolor.video import segment_folder
+
+    dst = tmp_path / "out.mp4"
+    work = tmp_path / ".out.mp4.segments"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="did not write.*notes.txt"):
+        streamcolor.colorize_video(long_clip, dst, engine=engine, options=VideoOptions(**PARTS), progress=False)
+    assert (work / "notes.txt").read_text() == "mine" and not dst.exists()
+    (work / "notes.txt").unlink()
+    keyframes, tb, _ = video_keyframes(long_clip)
+    with segment_folder(long_clip, dst, {"held": True}, plan_segments(keyframes, tb, segment_s=1.0)):
+        with pytest.raises(OutputError, match="another streamcolor run is writing"):
+            streamcolor.colorize_video(long_clip, dst, engine=engine, options=VideoOptions(**PARTS), progress=False)
+    assert not dst.exists()
+
+
+@pytest.mark.slow
+def test_sigkill_during_a_long_video_then_the_same_command_resumes(tmp_path):
+    """`streamcolor video` killed (SIGKILL) after some parts: nothing at the output, the finished
+    parts kept; the same command again says it resumes, redoes the rest, and the film is whole."""
+    import signal
+    import time
+
+    src = make_video(tmp_path / "film.mp4", frames=480, size=(320, 240), gop=24, scenes=4, gray=True)
+    work = tmp_path / ".film-colour.mp4.segments"
+    cmd = [sys.executable, "-m", "streamcolor", "video", str(src), "--checkpoint-every", "2", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        while len(list(work.glob("segment-*.mp4"))) < 2:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no part was finished"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+    done = len(list(work.glob("segment-*.mp4")))
+    assert 2 <= done < 10, "killed too late to test resuming"
+    assert not (tmp_path / "film-colour.mp4").exists()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"resuming: {done} of 10 parts were done" in again.stderr, again.stderr
+    a, b = read_video(src), read_video(tmp_path / "film-colour.mp4")
+    assert len(b["l"]) == 480 and np.allclose(b["times"], a["times"], atol=1e-4)
+    assert b["packets"]["audio1"] == a["packets"]["audio1"]
+    assert leftovers(tmp_path, src, tmp_path / "film-colour.mp4") == []
+
+
+def test_an_avi_or_a_short_video_takes_one_pass(engine, long_clip, tmp_path, monkeypatch):
+    """No parts where they cannot be joined (AVI: frame slots, no timestamps) or are not needed."""
+    from streamcolor.video import job
+
+    made = []
+    real = job.segment_folder
+    monkeypatch.setattr(job, "segment_folder", lambda *a, **k: made.append(a) or real(*a, **k))
+    streamcolor.colorize_video(long_clip, tmp_path / "out.avi", engine=engine, options=VideoOptions(**PARTS),
+                               progress=False)
+    streamcolor.colorize_video(long_clip, tmp_path / "out.mkv", engine=engine,
+                               options=VideoOptions(render_size=64, checkpoint_s=5.0), progress=False)  # (4 s)
+    assert made == []
+    streamcolor.colorize_video(long_clip, tmp_path / "out2.mkv", engine=engine, options=VideoOptions(**PARTS),
+                               progress=False)
+    assert len(made) == 1 and len(read_video(tmp_path / "out2.mkv")["l"]) == 96
+    with pytest.raises(ValueError, match="checkpoint_s"):
+        VideoOptions(checkpoint_s=-1)
 
 
 def test_frames_go_to_the_engine_at_its_video_batch_size(counted, tmp_path):

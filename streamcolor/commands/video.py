@@ -45,6 +45,11 @@ log = logging.getLogger(__name__)
                    "(1: every frame).")
 @click.option("--scene-cut", type=FiniteRange(0, 1, min_open=True), default=0.3, show_default=True,
               help="Lightness-histogram change that counts as a scene cut.")
+@click.option("--checkpoint-every", "checkpoint_s", type=FiniteRange(0, None), default=60.0, show_default=True,
+              metavar="SECONDS",
+              help="A video of two such parts or more is colorized a part at a time (whole GOPs of at least "
+                   "SECONDS), kept in .<output name>.segments/ beside the output until all are joined: a run that "
+                   "was stopped, run again the same way, redoes only the unfinished part. 0: one pass.")
 @existing_options
 @click.option("--ray", "use_ray", is_flag=True,
               help="Split each video at keyframes across Ray actors and join the parts (long videos; needs "
@@ -58,7 +63,7 @@ log = logging.getLogger(__name__)
 @engine_options
 @common_options
 def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabilize, embed_every, scene_cut,
-            existing, use_ray, ray_address, segments, model, backend, render_size, saturation):
+            checkpoint_s, existing, use_ray, ray_address, segments, model, backend, render_size, saturation):
     """Colorize the video files INPUTS.
 
     Only colour is added: size, frame rate, timestamps, lightness, rotation
@@ -107,7 +112,7 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
     try:
         options = VideoOptions(render_size=render_size, saturation=saturation, batch_size=batch_size, codec=codec,
                                pix_fmt=pix_fmt, quality=quality, preset=preset, stabilize=stabilize,
-                               embed_every=embed_every, scene_cut=scene_cut)
+                               embed_every=embed_every, scene_cut=scene_cut, checkpoint_s=checkpoint_s)
         check_codec(codec)
         if codec != "auto":
             check_pix_fmt(codec, pix_fmt)
@@ -157,6 +162,8 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
         except click.ClickException as exc:
             exc.exit_code = EXIT_FATAL
             raise
+    if logging.getLogger().getEffectiveLevel() <= logging.WARNING:  # (not with -q)
+        logging.getLogger("streamcolor.video.job").setLevel(logging.INFO)  # where a long video's parts are kept, resumed
     failures = left_out
     for plan in planned:
         src, dst = plan.src, plan.dst

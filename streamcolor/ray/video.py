@@ -8,28 +8,20 @@ and ``plan_segments`` cut the video, each actor runs ``colorize_segment``
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-import shutil
 from pathlib import Path
 
 
-from streamcolor import image_io, tempfiles
+from streamcolor import tempfiles
 from streamcolor.archive import BatchOptions
 from streamcolor.errors import InputError, OutputError, refuse_empty_path
 from streamcolor.progress import Progress, progress_bar
 from streamcolor.ray.pool import ActorPool, ClusterOptions, colorize_kwargs, plan_actors, ray_session
 from streamcolor.video import (Segment, VideoOptions, join_segments, output_path, output_replace, plan_segments,
-                               remember_default_output, video_keyframes)
+                               remember_default_output, remove_segment_folder, segment_folder, video_keyframes)
 
 log = logging.getLogger(__name__)
-
-#: Work folder of a video on Ray, next to its output: ``.<name>.segments``.
-SEGMENTS_SUFFIX = ".segments"
-#: Container of segment files: MP4 keeps the stream's time base and every pts/dts exactly (Matroska rounds to ms).
-SEGMENT_CONTAINER = ".mp4"
-
 
 def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
                        model: "str | os.PathLike" = "default", backend: str = "auto",
@@ -78,24 +70,24 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
                          "colorizes what decodes")
     if not dst.parent.is_dir():
         raise OutputError(f"{dst}: folder {dst.parent} does not exist")
-    work = _segment_folder(src, dst, model, backend, options, plan)
-    paths = [work / f"segment-{s.index:05d}{SEGMENT_CONTAINER}" for s in plan]
-    todo = [s for s, p in zip(plan, paths) if not p.is_file()]
-    if todo:
-        with ray_session(cluster.address, runtime_env=cluster.runtime_env) as ray:
-            n, gpus = plan_actors(ray, cluster, len(todo))
-            log.info("%s: %d segments (%d to do) on %d Ray actors", src, len(plan), len(todo), n)
-            pool = ActorPool(ray, n, cluster=cluster, gpus=gpus,
-                             colorize_kwargs=colorize_kwargs(model, backend, BatchOptions(), None, cluster, gpus))
-            try:
-                if options.codec == "auto":  # one encoder for all segments, chosen where they are encoded
-                    options = dataclasses.replace(options, codec=pool.call_one("pick_codec", "auto",
-                                                                        dst.suffix.lower().lstrip(".") or None))
-                _run_segments(pool, src.resolve(), todo, paths, options, progress)
-            finally:
-                pool.close()
-    written = join_segments(src, paths, dst, replace=output_replace(src, given, replace))
-    shutil.rmtree(work, ignore_errors=True)
+    job = {"model": str(model), "backend": backend, "options": repr(options)}
+    with segment_folder(src, dst, job, plan) as (work, paths):
+        todo = [s for s, p in zip(plan, paths) if not p.is_file()]
+        if todo:
+            with ray_session(cluster.address, runtime_env=cluster.runtime_env) as ray:
+                n, gpus = plan_actors(ray, cluster, len(todo))
+                log.info("%s: %d segments (%d to do) on %d Ray actors", src, len(plan), len(todo), n)
+                pool = ActorPool(ray, n, cluster=cluster, gpus=gpus,
+                                 colorize_kwargs=colorize_kwargs(model, backend, BatchOptions(), None, cluster, gpus))
+                try:
+                    if options.codec == "auto":  # one encoder for all segments, chosen where they are encoded
+                        options = dataclasses.replace(options, codec=pool.call_one(
+                            "pick_codec", "auto", dst.suffix.lower().lstrip(".") or None))
+                    _run_segments(pool, src.resolve(), todo, paths, options, progress)
+                finally:
+                    pool.close()
+        written = join_segments(src, paths, dst, replace=output_replace(src, given, replace))
+        remove_segment_folder(work)
     remember_default_output(src, written, given)
     return written
 
@@ -119,26 +111,6 @@ def _run_segments(pool: ActorPool, src: Path, todo: list[Segment], paths: list[P
                 log.info("segment %d: %d frames (pts %d..%d) on actor %d, pid %d", seg.index, result["frames"],
                          result["first_pts"], result["last_pts"], task.slot, result["pid"])
                 bar.update(1)
-
-
-def _segment_folder(src: Path, dst: Path, model, backend: str, options: VideoOptions,
-                    segments: list[Segment]) -> Path:
-    """The work folder for ``dst``'s segments, emptied if it holds another plan's."""
-    st = src.stat()
-    plan = json.dumps({"src": str(src.resolve()), "stamp": [st.st_size, st.st_mtime_ns], "model": str(model),
-                       "backend": backend, "options": repr(options),
-                       "segments": [dataclasses.astuple(s) for s in segments]}, sort_keys=True)
-    work = dst.parent / f".{dst.name}{SEGMENTS_SUFFIX}"
-    stamp = work / "plan.json"
-    if work.is_dir() and (not stamp.is_file() or stamp.read_text() != plan):
-        shutil.rmtree(work)
-    try:
-        work.mkdir(exist_ok=True)
-        if not stamp.is_file():
-            image_io.write_atomic(stamp, plan.encode())
-    except OSError as exc:
-        raise OutputError(f"{work}: cannot write segments here ({exc.strerror or exc})") from exc
-    return work
 
 
 __all__ = ["colorize_video_ray"]

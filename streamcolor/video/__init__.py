@@ -15,8 +15,9 @@ One module per step, in the order a frame meets them:
     stabilizer   scene cuts and the temporal smoothing of a*b*
     yuv420       a gray frame composed straight into the encoder's 4:2:0 planes
     codecs       which encoder ("auto": NVENC when it opens, else libx264) and its options
-    pipeline     the four threaded stages and :func:`colorize_video`
-    segments     one video split across workers (``streamcolor.ray.video``) and joined
+    pipeline     the four threaded stages: one pass over a video or a part of it
+    segments     a video cut into parts at keyframes, their work folder, the parts joined
+    job          :func:`colorize_video`: one pass, or a long video a part at a time (resumable)
     options      :class:`VideoOptions` and the default output name
     clips        test and benchmark helpers: a generated clip, the codec floor
 """
@@ -26,8 +27,9 @@ from streamcolor.video.codecs import (AUTO_BY_CONTAINER, DEFAULT_CODEC, HARDWARE
                                       check_container, check_pix_fmt, codec_options, pick_codec, plain_encoder)
 from streamcolor.video.options import (OUTPUT_SUFFIX, VideoOptions, default_output, output_path, output_replace,
                                        remember_default_output)
-from streamcolor.video.pipeline import colorize_video
-from streamcolor.video.segments import Segment, colorize_segment, join_segments, plan_segments, video_keyframes
+from streamcolor.video.job import colorize_video
+from streamcolor.video.segments import (Segment, colorize_segment, join_segments, plan_segments, remove_segment_folder,
+                                        segment_folder, video_keyframes)
 from streamcolor.video.stabilizer import ChromaStabilizer, histogram_distance, l_histogram
 
 __all__ = ["AUTO_BY_CONTAINER", "ChromaStabilizer", "DEFAULT_CODEC", "HARDWARE_CODECS", "OUTPUT_SUFFIX", "Segment",
@@ -35,4 +37,4 @@ __all__ = ["AUTO_BY_CONTAINER", "ChromaStabilizer", "DEFAULT_CODEC", "HARDWARE_C
            "colorize_segment",
            "colorize_video", "default_output", "histogram_distance", "join_segments", "l_histogram", "make_clip",
            "output_path", "output_replace", "pick_codec", "plain_encoder", "plan_segments", "reencode",
-           "remember_default_output", "video_keyframes", "video_size"]
+           "remember_default_output", "remove_segment_folder", "segment_folder", "video_keyframes", "video_size"]

@@ -50,6 +50,10 @@ class VideoOptions:
     # full-res sRGB and let FFmpeg convert it, the reference route
     rgb_compose: bool = False
     max_pixels: int | None = None  # refuse videos whose frames have more pixels (a server's guard); None: no limit
+    # a video of two parts or more is colorized in parts of at least this many seconds (whole GOPs), each
+    # kept next to the output until all are joined, so that a killed run, run again, redoes only the part
+    # it was in (streamcolor.video.job); 0: in one pass, nothing kept
+    checkpoint_s: float = 60.0
 
     def __post_init__(self) -> None:
         lab.check_render_size(self.render_size)
@@ -65,6 +69,8 @@ class VideoOptions:
         if not 0.0 < self.scene_cut <= 1.0:
             raise ValueError(f"scene_cut must be in (0, 1], got {self.scene_cut}")
         needs_even(self.pix_fmt)  # raises ValueError for an unknown pixel format
+        if not 0.0 <= self.checkpoint_s < float("inf"):
+            raise ValueError(f"checkpoint_s must be >= 0 seconds (0: one pass), got {self.checkpoint_s}")
         if self.max_pixels is not None and self.max_pixels < 1:
             raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels}")
 

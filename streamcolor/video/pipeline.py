@@ -12,14 +12,14 @@ however long the film is::
                         the frame's own full-res L*, into the encoder's YUV
     writer (caller)     encode video, remux the copied packets, progress bar
 
-The output is written under a temporary name in the destination folder and
+:func:`run` is one pass over a video, or over one segment of it
+(``streamcolor.video.job`` and ``streamcolor.video.segments`` call it).  The output is written under a temporary name in the destination folder and
 renamed into place at the end, so a failed or interrupted run leaves nothing at
 the output path.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import queue
@@ -36,9 +36,9 @@ import av.error
 import cv2
 import numpy as np
 
-from streamcolor.colorize import (ColorOptions, engine_for, keep_work_arrays, network_input, pixels_to_l,
+from streamcolor.colorize import (ColorOptions, keep_work_arrays, network_input, pixels_to_l,
                                   render, thread_scratch)
-from streamcolor.errors import InputError, ItemOutputError, OutputError, refuse_empty_path
+from streamcolor.errors import InputError, ItemOutputError, OutputError
 from streamcolor.progress import Progress, progress_bar
 from streamcolor import tempfiles, ycbcr
 from streamcolor.video.codecs import (HARDWARE_CODECS, check_codec, check_pix_fmt, codec_options, needs_even,
@@ -46,7 +46,7 @@ from streamcolor.video.codecs import (HARDWARE_CODECS, check_codec, check_pix_fm
 from streamcolor.video.containers import (copy_chapters, copy_streams, frame_rate, fresh_tags, open_input, reason,
                                           temp_path, video_stream)
 from streamcolor.video.lightness import frame_network_input, gray_luma, gray_lut, plane_array, rgb_kwargs
-from streamcolor.video.options import VideoOptions, output_path, output_replace, remember_default_output
+from streamcolor.video.options import VideoOptions
 from streamcolor.video.stabilizer import ChromaStabilizer, histogram_distance, l_histogram, on_grid
 
 if TYPE_CHECKING:
@@ -68,70 +68,6 @@ _MAX_PLAUSIBLE_FPS = 240
 _FRAME_COUNTED = ("avi",)
 #: Muxers that write a stream's display matrix (a phone video's rotation).
 _KEEPS_ROTATION = frozenset({"mov", "mp4", "ipod", "ismv", "3gp", "3g2", "matroska", "webm"})
-
-
-def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
-                   engine: "Engine | str | None" = None, options: VideoOptions = VideoOptions(),
-                   progress: Progress = None, render_size: int | None = None, batch_size: int | None = None,
-                   codec: str | None = None, quality: int | None = None,
-                   stabilize: bool | None = None, replace: tempfiles.Replace | None = None) -> Path:
-    """Colorize a video file.
-
-    Parameters
-    ----------
-    src:
-        A video file PyAV can read (any gray or colour source; colour is
-        reduced to lightness first).
-    dst:
-        Output file; its extension picks the container.  Default:
-        ``<stem>-colour<ext>`` next to ``src``.  Written under a temporary
-        name and renamed at the end: nothing is left at ``dst`` on failure.
-    engine:
-        A loaded engine, or a model name; the shared default model when None.
-    options:
-        See :class:`VideoOptions`.
-    progress:
-        None (default): a tqdm bar (frames, frames/s, ETA) on stderr only when it is a terminal; True/False: always/never;
-        a callable ``fn(done, total)``: called after each frame instead of a bar
-        (see :mod:`streamcolor.progress`).
-    render_size, batch_size, codec, quality, stabilize:
-        Shortcuts for the :class:`VideoOptions` fields of the same names.
-    replace:
-        What the finished output may replace at ``dst``: True, any file;
-        False, none (OutputError, the file kept); or a function of the path
-        (see :func:`streamcolor.colorize_image`).  Default: any file at a
-        ``dst`` you give; at the default name, only the output an earlier call
-        wrote from this ``src`` (any other file there is kept, and the output
-        goes beside it as ``<stem>-colour~2<ext>``).
-
-    Returns
-    -------
-    The output path (``~2`` when the default name held another file).  Frame
-    count, timestamps (pts, time base), frame rate, duration, lightness,
-    rotation and metadata follow the input; audio and subtitle streams are
-    copied packet for packet.
-
-    Raises
-    ------
-    InputError
-        ``src`` is missing, not a video, has no video stream or no decodable frame.
-    OutputError
-        ``dst`` cannot be written, or its container cannot hold a stream to copy.
-    """
-    shortcuts = dict(render_size=render_size, batch_size=batch_size, codec=codec, quality=quality,
-                     stabilize=stabilize)
-    options = dataclasses.replace(options, **{k: v for k, v in shortcuts.items() if v is not None})
-    for name, value in (("src", src), ("dst", dst)):
-        if not isinstance(value, (str, os.PathLike)) and not (name == "dst" and value is None):
-            raise TypeError(f"{name} must be a path (str or os.PathLike){' or None' if name == 'dst' else ''}, "
-                            f"got {type(value).__name__}")
-        refuse_empty_path(value, "source" if name == "src" else "output")
-    src = Path(src)
-    given = dst is not None
-    dst = output_path(src, dst)
-    written = run(src, dst, engine_for(engine), options, progress, replace=output_replace(src, given, replace)).final
-    remember_default_output(src, written, given)
-    return written
 
 
 def run(src: Path, dst: Path, engine: "Engine", options: VideoOptions, progress: Progress,
@@ -368,7 +304,7 @@ class _Job:
                     if seg.end is not None and pts >= seg.end:
                         self._put(out, _END)
                         return
-                    if pts < seg.decode_from:  # before the seek point: decoded on the way, not ours
+                    if seg.before(pts):  # before the seek point: decoded on the way, not ours
                         continue
                 last_pts, last_dur = pts, frame.duration or last_dur
                 self._put(out, self._to_item(frame, pts))
@@ -692,7 +628,8 @@ class _Job:
                 for packet in pending:
                     self._mux_copy(out, packet)
                 pending.clear()
-                bar.update()
+                if self.segment is None or not self.segment.warm_up(item.pts):
+                    bar.update()
         except _Stopped:
             pass
         except BaseException:
@@ -726,7 +663,7 @@ class _Job:
     def _mux(self, out, frame) -> None:
         """Encode one frame (None: flush the encoder) and mux what comes out."""
         if frame is not None:
-            if self.segment is not None and frame.pts < self.segment.start:
+            if self.segment is not None and self.segment.warm_up(frame.pts):
                 return  # warm-up frame: it only primed the scene detector and the stabilizer
             self.kept.append(int(frame.pts))
             self.last_duration = int(frame.duration or 0)

@@ -1,19 +1,27 @@
-"""One video split across workers: cut into runs of whole GOPs, each colorized by the
-same pipeline, joined by stream copy.
+"""One video cut into parts: runs of whole GOPs, each colorized by the same pipeline,
+kept in a work folder next to the output, and joined by stream copy.
 
 :func:`video_keyframes` and :func:`plan_segments` cut the video stream into runs of
 whole GOPs; :func:`colorize_segment` runs the pipeline on one run, decoding from an
 earlier keyframe so the scene detector and the stabilizer arrive warmed up;
+:func:`segment_folder` holds the finished parts (``.<output name>.segments``, locked
+while a run uses it), so that a rerun of the same job redoes only the missing ones;
 :func:`join_segments` joins the results by stream copy and copies the other
-streams from the source once (``streamcolor.ray.video`` uses these and nothing
-else of the package).
+streams from the source once.  ``streamcolor.video.job`` runs the parts one after
+the other (a long video on one machine, resumable), ``streamcolor.ray.video`` across
+actors; both use these and nothing else of this module.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
+import json
+import logging
 import math
 import os
+import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -22,9 +30,14 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import av
 import av.error
 
-from streamcolor import tempfiles
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; two runs for one output are then not kept apart
+    fcntl = None  # type: ignore[assignment]
+
+from streamcolor import image_io, tempfiles
 from streamcolor.colorize import engine_for
-from streamcolor.errors import InputError, OutputError
+from streamcolor.errors import InputError, ItemOutputError, OutputError
 from streamcolor.video.containers import (copy_chapters, copy_streams, frame_rate, fresh_tags, open_input,
                                           packet_time, reason, temp_path, video_stream)
 from streamcolor.video.options import VideoOptions
@@ -32,6 +45,18 @@ from streamcolor.video.pipeline import run
 
 if TYPE_CHECKING:
     from streamcolor.engines import Engine
+
+log = logging.getLogger(__name__)
+
+#: Work folder of a video's parts, next to its output: ``.<name>.segments``.
+SEGMENTS_SUFFIX = ".segments"
+#: Container of part files: MP4 keeps the stream's time base and every pts/dts exactly (Matroska rounds to ms).
+SEGMENT_CONTAINER = ".mp4"
+#: What the job was (source, model, options, cut points); parts of another plan are not reused.
+PLAN_FILE = "plan.json"
+#: Held (``flock``) by the run using the folder, so two runs cannot write one output's parts.
+LOCK_FILE = "lock"
+_PART_NAME = re.compile(r"^segment-\d{5}" + re.escape(SEGMENT_CONTAINER) + "$")
 
 
 @dataclass(frozen=True)
@@ -48,6 +73,20 @@ class Segment:
     start: int
     end: int | None
     decode_from: int
+    # frames from decode_from up to here are only decoded (a GOP can be 10 s long; the warm-up needs a
+    # second or so of frames, not the whole GOP through the network); None: from decode_from
+    warm_from: int | None = None
+
+    def warm_up(self, pts: int) -> bool:
+        """Whether the frame at ``pts`` is decoded only to warm up this segment (not written).
+        The first segment has no warm-up and no lower bound: any frame before the first keyframe
+        (a stream cut in the middle of a GOP) is its own, as in one pass."""
+        return self.index > 0 and pts < self.start
+
+    def before(self, pts: int) -> bool:
+        """Whether the frame at ``pts`` comes before this segment's warm-up (decoded on the way, as
+        frames after a keyframe need it, and dropped)."""
+        return self.index > 0 and pts < (self.decode_from if self.warm_from is None else self.warm_from)
 
 
 def video_keyframes(src: str | os.PathLike) -> tuple[list[int], Fraction, int]:
@@ -68,8 +107,8 @@ def video_keyframes(src: str | os.PathLike) -> tuple[list[int], Fraction, int]:
 def plan_segments(keyframes: Sequence[int], time_base: Fraction, *, segment_s: float = 30.0,
                   warmup_s: float = 1.0, count: int | None = None) -> list[Segment]:
     """Cut a video into segments of whole GOPs, each at least ``segment_s`` long
-    (the last may be shorter), each warmed up from the latest keyframe at least
-    ``warmup_s`` before its start.  ``keyframes``: pts of the keyframes.
+    (the last may be shorter), each warmed up by the ``warmup_s`` before its start, decoded
+    from the latest keyframe before that.  ``keyframes``: pts of the keyframes.
 
     ``count``: instead, at most that many segments of about equal length: each cut
     at the keyframe nearest to its share of the video (the video's end estimated
@@ -101,11 +140,12 @@ def plan_segments(keyframes: Sequence[int], time_base: Fraction, *, segment_s: f
     for i, start in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else None
         if i == 0 or warmup_s <= 0:
-            decode_from = start
+            decode_from = warm_from = start
         else:
             earlier = [k for k in kf if k <= start - warm_ticks]
             decode_from = earlier[-1] if earlier else kf[0]
-        segments.append(Segment(i, start, end, decode_from))
+            warm_from = max(decode_from, math.floor(start - warm_ticks))
+        segments.append(Segment(i, start, end, decode_from, warm_from))
     return segments
 
 
@@ -124,6 +164,90 @@ def colorize_segment(src: str | os.PathLike, dst: str | os.PathLike, segment: Se
     if not job.kept:
         raise InputError(f"{src}: segment {segment.index} (pts {segment.start}..{segment.end}) has no frame")
     return {"frames": len(job.kept), "first_pts": job.kept[0], "last_pts": job.kept[-1]}
+
+
+def segment_folder_path(dst: str | os.PathLike) -> Path:
+    """Where the parts of the output ``dst`` are kept: ``.<dst name>.segments`` beside it."""
+    dst = Path(dst)
+    return dst.parent / f".{dst.name}{SEGMENTS_SUFFIX}"
+
+
+def _ours(name: str) -> bool:
+    return name in (PLAN_FILE, LOCK_FILE) or bool(_PART_NAME.match(name)) or tempfiles.is_temp_name(name)
+
+
+@contextmanager
+def segment_folder(src: str | os.PathLike, dst: str | os.PathLike, job: dict[str, Any],
+                   segments: Sequence[Segment]) -> Iterator[tuple[Path, list[Path]]]:
+    """The work folder of ``dst``'s parts (:func:`segment_folder_path`), locked for as long as
+    the ``with`` block runs, and the path of each segment's part file in it.
+
+    Parts that an earlier run of the same plan finished stay, so the caller redoes only the
+    missing ones; the plan is ``src`` (its path, size and modification time), ``job`` (what
+    else decides the pixels: model, options) and the cut points.  Another plan's parts are
+    removed first.  Only files streamcolor names this way are ever removed: a folder of that
+    name that holds anything else refuses the run (OutputError), as does a second run for the
+    same output while the first holds the lock."""
+    src, work = Path(src), segment_folder_path(dst)
+    st = src.stat()
+    plan = json.dumps({"src": str(src.resolve()), "stamp": [st.st_size, st.st_mtime_ns], **job,
+                       "segments": [dataclasses.astuple(s) for s in segments]}, sort_keys=True, default=str)
+    try:
+        if work.is_symlink() or (work.exists() and not work.is_dir()):
+            raise ItemOutputError(f"{work}: is in the way of {Path(dst).name}'s work folder; move it away")
+        work.mkdir(exist_ok=True)
+        foreign = sorted(n for n in os.listdir(work) if not _ours(n))
+        if foreign:
+            raise ItemOutputError(f"{work}: holds files streamcolor did not write ({', '.join(foreign[:3])}"
+                              f"{', ...' if len(foreign) > 3 else ''}); it is where the parts of "
+                              f"{Path(dst).name} are kept: move them away")
+        lock = open(work / LOCK_FILE, "a+")
+    except OSError as exc:
+        raise OutputError(f"{work}: cannot keep the video's parts here ({exc.strerror or exc})") from exc
+    with lock:
+        if fcntl is not None:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                raise ItemOutputError(f"{dst}: another streamcolor run is writing this video (its work folder "
+                                  f"{work} is locked); let it finish, or choose another output") from exc
+        paths = [work / f"segment-{s.index:05d}{SEGMENT_CONTAINER}" for s in segments]
+        try:
+            stamp = work / PLAN_FILE
+            if not stamp.is_file() or stamp.read_text() != plan:
+                stale = [n for n in os.listdir(work) if n != LOCK_FILE and (work / n).is_file()]
+                if any(_PART_NAME.match(n) for n in stale):
+                    log.info("%s: parts of another job (another source, model or options) removed", work)
+                for name in stale:
+                    (work / name).unlink()
+                image_io.write_atomic(stamp, plan.encode())
+            else:
+                tempfiles.sweep(work, [p.name for p in paths])
+        except OSError as exc:
+            raise OutputError(f"{work}: cannot keep the video's parts here ({exc.strerror or exc})") from exc
+        yield work, paths
+
+
+def remove_segment_folder(work: str | os.PathLike) -> None:
+    """Remove a work folder of :func:`segment_folder` once its parts are joined: the files
+    streamcolor wrote there, then the folder if that left it empty."""
+    work = Path(work)
+    try:
+        for name in os.listdir(work):
+            if _ours(name) and (work / name).is_file():
+                (work / name).unlink()
+        work.rmdir()
+    except OSError as exc:
+        log.warning("%s: could not remove the work folder of the parts (%s)", work, exc.strerror or exc)
+
+
+def part_frames(path: str | os.PathLike) -> int:
+    """Frames of a finished part file (its header's count), 0 when it cannot be read."""
+    try:
+        with av.open(str(path)) as c:
+            return int(c.streams.video[0].frames or 0)
+    except (av.error.FFmpegError, OSError, IndexError):
+        return 0
 
 
 def _decode_after(packet, last_dts: Fraction, path: Path) -> None:
