@@ -18,8 +18,10 @@ from streamcolor.archive import BatchOptions
 from streamcolor.errors import InputError, OutputError, refuse_empty_path
 from streamcolor.progress import Progress, progress_bar
 from streamcolor.ray.pool import ActorPool, ClusterOptions, colorize_kwargs, plan_actors, ray_session
-from streamcolor.video import (Segment, VideoOptions, join_segments, output_path, output_replace, plan_segments,
-                               remember_default_output, remove_segment_folder, segment_folder, video_keyframes)
+from streamcolor.engines import EngineError, resolve_model
+from streamcolor.video import (Segment, VideoOptions, check_joinable, join_parts, keyframes_in_order, output_path,
+                               output_replace, part_job, plan_segments, remember_default_output, segment_folder,
+                               video_keyframes, video_size)
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,9 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
         raise OutputError(f"{dst}: an AVI cannot be joined from segments (it has no timestamps); write .mkv, "
                           ".mp4 or .mov with --ray, or the AVI without --ray")
     keyframes, time_base, _ = video_keyframes(src)
+    if not keyframes_in_order(keyframes):
+        raise InputError(f"{src}: its timestamps start again (clips joined?), so it cannot be cut into segments "
+                         "by time; colorize it without --ray")
     if segments is not None and segments < 1:
         raise ValueError(f"segments must be at least 1, got {segments}")
     plan = plan_segments(keyframes, time_base, segment_s=segment_s, warmup_s=warmup_s, count=segments)
@@ -70,9 +75,12 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
                          "colorizes what decodes")
     if not dst.parent.is_dir():
         raise OutputError(f"{dst}: folder {dst.parent} does not exist")
-    job = {"model": str(model), "backend": backend, "options": repr(options)}
-    with segment_folder(src, dst, job, plan) as (work, paths):
-        todo = [s for s, p in zip(plan, paths) if not p.is_file()]
+    try:
+        bundle = resolve_model(model).path
+    except (EngineError, ValueError, TypeError):  # (the actors say what is wrong with it)
+        bundle = None
+    with segment_folder(src, dst, part_job(f"{backend}:{model}", bundle, options), plan) as folder:
+        todo = [s for s, p in zip(plan, folder.paths) if not p.is_file()]
         if todo:
             with ray_session(cluster.address, runtime_env=cluster.runtime_env) as ray:
                 n, gpus = plan_actors(ray, cluster, len(todo))
@@ -83,11 +91,12 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
                     if options.codec == "auto":  # one encoder for all segments, chosen where they are encoded
                         options = dataclasses.replace(options, codec=pool.call_one(
                             "pick_codec", "auto", dst.suffix.lower().lstrip(".") or None))
-                    _run_segments(pool, src.resolve(), todo, paths, options, progress)
+                    width, height = video_size(src)
+                    check_joinable(src, dst, options.codec, width, height, options.pix_fmt)  # (before the work)
+                    _run_segments(pool, src.resolve(), todo, folder.paths, options, progress)
                 finally:
                     pool.close()
-        written = join_segments(src, paths, dst, replace=output_replace(src, given, replace))
-        remove_segment_folder(work)
+        written = join_parts(src, folder, dst, output_replace(src, given, replace))
     remember_default_output(src, written, given)
     return written
 

@@ -28,13 +28,14 @@ from streamcolor.video.codecs import (AUTO_BY_CONTAINER, DEFAULT_CODEC, HARDWARE
 from streamcolor.video.options import (OUTPUT_SUFFIX, VideoOptions, default_output, output_path, output_replace,
                                        remember_default_output)
 from streamcolor.video.job import colorize_video
-from streamcolor.video.segments import (Segment, colorize_segment, join_segments, plan_segments, remove_segment_folder,
-                                        segment_folder, video_keyframes)
+from streamcolor.video.segments import (PartsFolder, Segment, check_joinable, colorize_segment, join_parts,
+                                        join_segments, keyframes_in_order, part_job, plan_segments, segment_folder,
+                                        video_keyframes)
 from streamcolor.video.stabilizer import ChromaStabilizer, histogram_distance, l_histogram
 
-__all__ = ["AUTO_BY_CONTAINER", "ChromaStabilizer", "DEFAULT_CODEC", "HARDWARE_CODECS", "OUTPUT_SUFFIX", "Segment",
-           "VideoOptions", "check_codec", "check_container", "check_pix_fmt", "codec_floor", "codec_options",
-           "colorize_segment",
+__all__ = ["AUTO_BY_CONTAINER", "ChromaStabilizer", "DEFAULT_CODEC", "HARDWARE_CODECS", "OUTPUT_SUFFIX", "PartsFolder",
+           "Segment", "VideoOptions", "check_codec", "check_container", "check_joinable", "check_pix_fmt", "codec_floor",
+           "codec_options", "colorize_segment", "join_parts", "keyframes_in_order", "part_job",
            "colorize_video", "default_output", "histogram_distance", "join_segments", "l_histogram", "make_clip",
            "output_path", "output_replace", "pick_codec", "plain_encoder", "plan_segments", "reencode",
-           "remember_default_output", "remove_segment_folder", "segment_folder", "video_keyframes", "video_size"]
+           "remember_default_output", "segment_folder", "video_keyframes", "video_size"]

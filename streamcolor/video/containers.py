@@ -238,6 +238,20 @@ def temp_path(dst: Path) -> tempfiles.Staged:
         raise OutputError(f"{dst}: cannot write in {dst.parent} ({exc.strerror or exc})") from exc
 
 
+#: Suffixes of the QuickTime family, whose edit lists count in the movie's own timescale.
+_MOVIE_TIMESCALE_SUFFIXES = (".mp4", ".m4v", ".mov", ".3gp", ".3g2")
+
+
+def mux_options(dst: Path, time_base: Fraction | None) -> dict[str, str]:
+    """Options of the output container: for MP4 and MOV, the movie's timescale set to the video's
+    time base.  Why: a video that does not start at 0 (a part of a long video, a clip cut from a
+    broadcast) gets an edit list, which FFmpeg writes in a 1/1000 s movie timescale by default, so
+    a start of 1.916667 s came back as 1.916 s, and every frame's time with it."""
+    if time_base and dst.suffix.lower() in _MOVIE_TIMESCALE_SUFFIXES and 0 < time_base.denominator < 2**31:
+        return {"movie_timescale": str(time_base.denominator)}
+    return {}
+
+
 def fresh_tags(tags: Mapping[str, str]) -> dict[str, str]:
     """Metadata minus the tags that describe the old encoding."""
     return {k: v for k, v in tags.items() if not k.lower().startswith(_STALE_TAGS)}

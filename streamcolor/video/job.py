@@ -10,10 +10,11 @@ copied from the source once.  A rerun of the same job (source, model, options)
 finds the finished parts and redoes only the rest; the work folder is removed
 once the output is in place.
 
-What it costs: each part decodes and colorizes one second of warm-up before its
-start (the scene detector and the chroma stabilizer enter it as a single pass
-would), so about 1/60 more decoding and network work and none more encoding;
-each part starts with a keyframe of the encoder's.  An AVI (frame slots, no
+What it costs: each part colorizes half a second of warm-up before its start,
+unwritten (the scene detector and the chroma stabilizer enter it as a single pass
+would), decoded from the keyframe before it, and each part's pipeline fills and
+drains on its own (``benchmarks/video_parts.py`` measures it); each part starts
+with a keyframe of the encoder's.  An AVI (frame slots, no
 timestamps), a source that is not a regular file, one whose packets cannot be
 listed, and an encoder that an MP4 part cannot hold take the single pass.
 """
@@ -36,17 +37,19 @@ from streamcolor.progress import Progress, progress_bar
 from streamcolor.video.codecs import pick_codec
 from streamcolor.video.options import VideoOptions, output_path, output_replace, remember_default_output
 from streamcolor.video.pipeline import run
-from streamcolor.video.segments import (Segment, join_segments, part_frames, plan_segments, remove_segment_folder,
-                                        segment_folder, video_keyframes)
+from streamcolor.video.clips import video_size
+from streamcolor.video.segments import (Segment, check_joinable, join_parts, keyframes_in_order, part_frames, part_job,
+                                        plan_segments, segment_folder, video_keyframes)
 
 if TYPE_CHECKING:
     from streamcolor.engines import Engine
 
 log = logging.getLogger(__name__)
 
-#: Seconds decoded and colorized before each part's start (not written), so the scene detector and
-#: the stabilizer enter the part warmed up.
-WARMUP_S = 1.0
+#: Seconds decoded and colorized before each part's start (not written), so the scene detector (one
+#: frame back) and the stabilizer (each frame keeps 0.6 of the last one's colour: 0.6**12 = 0.2% after 12
+#: frames) enter the part as one pass would.
+WARMUP_S = 0.5
 #: Outputs colorized in parts: containers that take the MP4 parts' video by stream copy and keep timestamps.
 PART_CONTAINERS = (".mp4", ".m4v", ".mov", ".mkv", ".webm")
 #: Encoders whose streams the MP4 parts hold.
@@ -64,7 +67,8 @@ class Parts:
 
 def plan_parts(src: Path, dst: Path, options: VideoOptions) -> Parts | None:
     """The parts ``src`` is colorized in, or None for a single pass: ``checkpoint_s`` is 0, the
-    video is shorter than two parts, or it cannot be cut (see the module docstring)."""
+    video is shorter than two parts, or it cannot be cut (see the module docstring; a video
+    whose timestamps start again, clips joined byte for byte, is one too)."""
     if not options.checkpoint_s or dst.suffix.lower() not in PART_CONTAINERS or not src.is_file():
         return None
     codec = pick_codec(options.codec, dst.suffix.lower().lstrip("."))
@@ -73,6 +77,9 @@ def plan_parts(src: Path, dst: Path, options: VideoOptions) -> Parts | None:
     try:
         keyframes, time_base, frames = video_keyframes(src)
     except (InputError, av.error.FFmpegError, OSError):  # the single pass says what is wrong, and keeps what decodes
+        return None
+    if not keyframes_in_order(keyframes):
+        log.info("%s: its timestamps start again; colorized in one pass", src)
         return None
     segments = plan_segments(keyframes, time_base, segment_s=options.checkpoint_s, warmup_s=WARMUP_S)
     return Parts(segments, frames, codec) if len(segments) > 1 else None
@@ -156,17 +163,18 @@ def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None,
 
 def _colorize_in_parts(src: Path, dst: Path, engine: "Engine", options: VideoOptions, parts: Parts,
                        progress: Progress, replace: tempfiles.Replace) -> Path:
-    job = {"model": engine.name, "files": dict(engine.info.files), "options": repr(options)}
-    with segment_folder(src, dst, job, parts.segments) as (work, paths):
-        done = [part_frames(p) if p.is_file() else 0 for p in paths]
+    with segment_folder(src, dst, part_job(engine.name, engine.info.path, options), parts.segments) as folder:
+        done = [part_frames(p) if p.is_file() else 0 for p in folder.paths]
         if any(done):
             log.info("%s: resuming: %d of %d parts were done (%d frames)", src, sum(1 for n in done if n),
-                     len(paths), sum(done))
+                     len(done), sum(done))
         else:
-            log.info("%s: in %d parts, kept in %s until they are joined", src, len(paths), work)
+            log.info("%s: in %d parts, kept in %s until they are joined", src, len(done), folder.work)
+        width, height = video_size(src)
+        check_joinable(src, dst, options.codec, width, height, options.pix_fmt)  # (before hours of work, not after)
         with progress_bar(progress, total=parts.frames, initial=sum(done), unit="frame", desc=src.name,
                           smoothing=0.1) as bar:
-            for segment, path, frames in zip(parts.segments, paths, done):
+            for segment, path, frames in zip(parts.segments, folder.paths, done):
                 if frames:
                     continue
                 counted = [0]
@@ -175,11 +183,13 @@ def _colorize_in_parts(src: Path, dst: Path, engine: "Engine", options: VideoOpt
                     bar.update(n - counted[0])
                     counted[0] = n
 
-                if not run(src, path, engine, options, step, segment).kept:
-                    raise InputError(f"{src}: part {segment.index + 1} (pts {segment.start}..{segment.end}) has "
-                                     "no frame")
-        written = join_segments(src, paths, dst, replace=replace)
-        remove_segment_folder(work)
+                kept = run(src, path, engine, options, step, segment).kept
+                if segment.index and (not kept or kept[0] != segment.start):
+                    path.unlink()
+                    raise InputError(f"{src}: part {segment.index + 1} does not start at its keyframe (pts "
+                                     f"{kept[0] if kept else None} for {segment.start}): the video cannot be cut "
+                                     "here; colorize it in one pass (--checkpoint-every 0)")
+        written = join_parts(src, folder, dst, replace)
     return written
 
 

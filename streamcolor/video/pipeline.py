@@ -43,8 +43,8 @@ from streamcolor.progress import Progress, progress_bar
 from streamcolor import tempfiles, ycbcr
 from streamcolor.video.codecs import (HARDWARE_CODECS, check_codec, check_pix_fmt, codec_options, needs_even,
                                      pick_codec)
-from streamcolor.video.containers import (copy_chapters, copy_streams, frame_rate, fresh_tags, open_input, reason,
-                                          temp_path, video_stream)
+from streamcolor.video.containers import (copy_chapters, copy_streams, frame_rate, fresh_tags, mux_options,
+                                          open_input, reason, temp_path, video_stream)
 from streamcolor.video.lightness import frame_network_input, gray_luma, gray_lut, plane_array, rgb_kwargs
 from streamcolor.video.options import VideoOptions
 from streamcolor.video.stabilizer import ChromaStabilizer, histogram_distance, l_histogram, on_grid
@@ -453,7 +453,7 @@ class _Job:
 
     def run(self) -> None:
         try:
-            out = av.open(str(self.tmp), "w")
+            out = av.open(str(self.tmp), "w", options=mux_options(self.tmp, self.time_base))
         except (av.error.FFmpegError, ValueError) as exc:
             raise ItemOutputError(f"{self.dst}: cannot write this container ({reason(exc)}); "
                               "use .mp4, .mkv or .mov") from exc

@@ -38,8 +38,8 @@ except ImportError:  # Windows: no advisory locks; two runs for one output are t
 from streamcolor import image_io, tempfiles
 from streamcolor.colorize import engine_for
 from streamcolor.errors import InputError, ItemOutputError, OutputError
-from streamcolor.video.containers import (copy_chapters, copy_streams, frame_rate, fresh_tags, open_input,
-                                          packet_time, reason, temp_path, video_stream)
+from streamcolor.video.containers import (copy_chapters, copy_streams, frame_rate, fresh_tags, mux_options,
+                                          open_input, packet_time, reason, temp_path, video_stream)
 from streamcolor.video.options import VideoOptions
 from streamcolor.video.pipeline import run
 
@@ -176,18 +176,61 @@ def _ours(name: str) -> bool:
     return name in (PLAN_FILE, LOCK_FILE) or bool(_PART_NAME.match(name)) or tempfiles.is_temp_name(name)
 
 
+def _read_plan(work: Path) -> dict[str, Any] | None:
+    """A work folder's plan, or None when it has none; ItemOutputError when its plan file is
+    not one streamcolor wrote (then the folder is not ours to empty)."""
+    try:
+        text = (work / PLAN_FILE).read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        plan = json.loads(text)
+    except ValueError:
+        plan = None
+    if not isinstance(plan, dict) or "segments" not in plan or "src" not in plan:
+        raise ItemOutputError(f"{work / PLAN_FILE}: not a plan streamcolor wrote; {work} is where the parts of a "
+                              "video are kept: move it away")
+    return plan
+
+
+def _say_other_folders(src: Path, work: Path) -> None:
+    """Name the work folders of earlier runs of ``src`` into other outputs in the same folder (a run
+    stopped, then started again with another -o): their parts are kept until removed."""
+    mine = str(src.resolve())
+    for other in sorted(work.parent.glob(f".*{SEGMENTS_SUFFIX}")):
+        if other == work or not other.is_dir():
+            continue
+        try:
+            plan = _read_plan(other)
+        except (ItemOutputError, OSError):
+            continue
+        if plan is not None and plan.get("src") == mine:
+            log.warning("%s: the parts of an earlier, unfinished run of this video into another output are kept "
+                        "in %s (run that command again to finish it, or remove the folder)", src, other)
+
+
+@dataclass
+class PartsFolder:
+    """The work folder of one output's parts (:func:`segment_folder`)."""
+
+    work: Path
+    paths: list[Path]  # each segment's part file, in order
+    joined: bool = False  # set by the caller once the output is in place: the folder is then removed
+
+
 @contextmanager
 def segment_folder(src: str | os.PathLike, dst: str | os.PathLike, job: dict[str, Any],
-                   segments: Sequence[Segment]) -> Iterator[tuple[Path, list[Path]]]:
+                   segments: Sequence[Segment]) -> Iterator[PartsFolder]:
     """The work folder of ``dst``'s parts (:func:`segment_folder_path`), locked for as long as
-    the ``with`` block runs, and the path of each segment's part file in it.
+    the ``with`` block runs; removed after it when the caller set ``joined``.
 
     Parts that an earlier run of the same plan finished stay, so the caller redoes only the
     missing ones; the plan is ``src`` (its path, size and modification time), ``job`` (what
-    else decides the pixels: model, options) and the cut points.  Another plan's parts are
+    else decides the pixels: :func:`part_job`) and the cut points.  Another plan's parts are
     removed first.  Only files streamcolor names this way are ever removed: a folder of that
-    name that holds anything else refuses the run (OutputError), as does a second run for the
-    same output while the first holds the lock."""
+    name that holds anything else refuses the run (ItemOutputError), as does a second run for
+    the same output while the first holds the lock.  (Windows has no ``flock``: there two
+    runs for one output are not kept apart.)"""
     src, work = Path(src), segment_folder_path(dst)
     st = src.stat()
     plan = json.dumps({"src": str(src.resolve()), "stamp": [st.st_size, st.st_mtime_ns], **job,
@@ -199,19 +242,15 @@ def segment_folder(src: str | os.PathLike, dst: str | os.PathLike, job: dict[str
         foreign = sorted(n for n in os.listdir(work) if not _ours(n))
         if foreign:
             raise ItemOutputError(f"{work}: holds files streamcolor did not write ({', '.join(foreign[:3])}"
-                              f"{', ...' if len(foreign) > 3 else ''}); it is where the parts of "
-                              f"{Path(dst).name} are kept: move them away")
-        lock = open(work / LOCK_FILE, "a+")
+                                  f"{', ...' if len(foreign) > 3 else ''}); it is where the parts of "
+                                  f"{Path(dst).name} are kept: move them away")
+        _read_plan(work)  # (refuses a plan file that is not ours)
+        lock = _lock(work, dst)
+        _say_other_folders(src, work)
     except OSError as exc:
         raise OutputError(f"{work}: cannot keep the video's parts here ({exc.strerror or exc})") from exc
-    with lock:
-        if fcntl is not None:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                raise ItemOutputError(f"{dst}: another streamcolor run is writing this video (its work folder "
-                                  f"{work} is locked); let it finish, or choose another output") from exc
-        paths = [work / f"segment-{s.index:05d}{SEGMENT_CONTAINER}" for s in segments]
+    folder = PartsFolder(work, [work / f"segment-{s.index:05d}{SEGMENT_CONTAINER}" for s in segments])
+    try:
         try:
             stamp = work / PLAN_FILE
             if not stamp.is_file() or stamp.read_text() != plan:
@@ -222,23 +261,117 @@ def segment_folder(src: str | os.PathLike, dst: str | os.PathLike, job: dict[str
                     (work / name).unlink()
                 image_io.write_atomic(stamp, plan.encode())
             else:
-                tempfiles.sweep(work, [p.name for p in paths])
+                tempfiles.sweep(work, [p.name for p in folder.paths])
         except OSError as exc:
             raise OutputError(f"{work}: cannot keep the video's parts here ({exc.strerror or exc})") from exc
-        yield work, paths
+        yield folder
+        if folder.joined:  # everything but the lock while it is held, so no other run sees half a folder
+            _remove_ours(work, keep=LOCK_FILE)
+    finally:
+        lock.close()
+    if folder.joined:  # (Windows cannot unlink a file that is open)
+        _remove_ours(work)
 
 
-def remove_segment_folder(work: str | os.PathLike) -> None:
-    """Remove a work folder of :func:`segment_folder` once its parts are joined: the files
-    streamcolor wrote there, then the folder if that left it empty."""
-    work = Path(work)
+def _lock(work: Path, dst: str | os.PathLike):
+    """The work folder's lock file, open and locked (``flock``).  A run that finished removes the
+    folder, lock file included: one that opened the lock file just before then holds a lock on
+    a file no longer there, so it checks and tries again on the folder's own."""
+    for _ in range(3):
+        work.mkdir(exist_ok=True)
+        lock = open(work / LOCK_FILE, "a+")
+        if fcntl is None:
+            return lock
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            lock.close()
+            raise ItemOutputError(f"{dst}: another streamcolor run is writing this video (its work folder "
+                                  f"{work} is locked); let it finish, or choose another output") from exc
+        try:
+            if os.stat(work / LOCK_FILE).st_ino == os.fstat(lock.fileno()).st_ino:
+                return lock
+        except OSError:
+            pass
+        lock.close()
+    raise ItemOutputError(f"{work}: the work folder keeps being removed by another run; try again")
+
+
+def _remove_ours(work: Path, keep: str | None = None) -> None:
+    """The files streamcolor wrote in a work folder (but ``keep``), then the folder if that emptied it."""
     try:
         for name in os.listdir(work):
-            if _ours(name) and (work / name).is_file():
+            if name != keep and _ours(name) and (work / name).is_file():
                 (work / name).unlink()
-        work.rmdir()
+        if keep is None:
+            work.rmdir()
     except OSError as exc:
         log.warning("%s: could not remove the work folder of the parts (%s)", work, exc.strerror or exc)
+
+
+def part_job(model: str, bundle: str | os.PathLike | None, options: Any) -> dict[str, Any]:
+    """What besides the source and the cut points decides a part's pixels, for
+    :func:`segment_folder`'s plan: the model as named (with its runtime and precision where
+    known), its bundle's files by size and modification time (a retrained bundle of the same
+    name is another model), and the options."""
+    files: dict[str, list[int]] = {}
+    if bundle is not None and Path(bundle).is_dir():
+        for f in sorted(Path(bundle).iterdir()):
+            if f.is_file():
+                fs = f.stat()
+                files[f.name] = [fs.st_size, fs.st_mtime_ns]
+    return {"model": model, "bundle": str(bundle), "files": files, "options": repr(options)}
+
+
+def keyframes_in_order(keyframes: Sequence[int]) -> bool:
+    """Whether a video's keyframe times (in file order) only go forward: a video whose
+    timestamps start again (clips joined byte for byte) cannot be cut and found again by time."""
+    return all(b > a for a, b in zip(keyframes, keyframes[1:]))
+
+
+def check_joinable(src: str | os.PathLike, dst: str | os.PathLike, codec: str, width: int, height: int,
+                   pix_fmt: str) -> None:
+    """Raise (ItemOutputError, naming the streams) when ``dst``'s container cannot hold the
+    encoder's video with ``src``'s other streams copied: what a single pass finds at its
+    first frame, found before any part is colorized rather than at the join.  A header is
+    written to a temporary file beside ``dst``, then removed."""
+    src, dst = Path(src), Path(dst)
+    staged = temp_path(dst)
+    try:
+        with open_input(src) as inp:
+            vin = video_stream(inp, src)
+            with av.open(str(staged.path), "w") as out:
+                try:
+                    vout = out.add_stream(codec, rate=frame_rate(vin))
+                    vout.width, vout.height, vout.pix_fmt = width + width % 2, height + height % 2, pix_fmt
+                    vout.time_base = vin.time_base
+                except (ValueError, av.error.FFmpegError) as exc:
+                    raise ItemOutputError(f"{dst}: the {out.format.name} format cannot hold {codec} video "
+                                          f"({exc}); pick another codec or container") from exc
+                copy_streams(inp, vin, out, src, dst)
+                try:
+                    out.start_encoding()
+                except av.error.FFmpegError as exc:
+                    held = [f"{codec} video"] + [f"{s.codec_context.name if s.codec_context else '?'} {s.type}"
+                                                 for s in out.streams if s is not vout]
+                    raise ItemOutputError(f"{dst}: the {out.format.name} format may not hold {', '.join(held)}: "
+                                          f"write .mkv (it holds nearly any codec), or choose the encoder with "
+                                          f"--codec ({reason(exc)})") from exc
+    finally:
+        staged.discard()
+
+
+def join_parts(src: str | os.PathLike, folder: PartsFolder, dst: str | os.PathLike,
+               replace: tempfiles.Replace = True) -> Path:
+    """:func:`join_segments` of a work folder's parts into ``dst``, the folder marked for removal;
+    a failed join says where the parts stay."""
+    try:
+        written = join_segments(src, folder.paths, dst, replace=replace)
+    except OutputError as exc:
+        raise type(exc)(f"{exc} (the colorized parts stay in {folder.work}: a rerun joins them again; "
+                        "remove that folder to start from the first part)") from exc
+    folder.joined = True
+    return written
 
 
 def part_frames(path: str | os.PathLike) -> int:
@@ -285,64 +418,65 @@ def join_segments(src: str | os.PathLike, segments: Sequence[str | os.PathLike],
     staged = temp_path(dst)
     tmp = staged.path
     try:
-        with open_input(src) as inp, av.open(str(segments[0])) as first, av.open(str(tmp), "w") as out:
+        with open_input(src) as inp, av.open(str(segments[0])) as first:
             vin = video_stream(inp, src)
-            template = first.streams.video[0]
-            extradata = bytes(template.codec_context.extradata or b"")
-            vout = out.add_stream_from_template(template)
-            vout.time_base = vin.time_base or template.time_base
-            # the source's frame rate, not the segment's stream's (x264's VUI gives its time base there:
-            vout.codec_context.framerate = frame_rate(vin)  # 1000 "fps" in Matroska)
-            vout.metadata.update(fresh_tags(vin.metadata))
-            vout.disposition = vin.disposition
-            copy_map = copy_streams(inp, vin, out, src, dst)
-            out.metadata.update(fresh_tags(inp.metadata))
-            copy_chapters(inp, out, src)  # (the Ray path lost them: copy_streams leaves their text track out)
+            with av.open(str(tmp), "w", options=mux_options(Path(tmp), vin.time_base)) as out:
+                template = first.streams.video[0]
+                extradata = bytes(template.codec_context.extradata or b"")
+                vout = out.add_stream_from_template(template)
+                vout.time_base = vin.time_base or template.time_base
+                # the source's frame rate, not the segment's stream's (x264's VUI gives its time base there:
+                vout.codec_context.framerate = frame_rate(vin)  # 1000 "fps" in Matroska)
+                vout.metadata.update(fresh_tags(vin.metadata))
+                vout.disposition = vin.disposition
+                copy_map = copy_streams(inp, vin, out, src, dst)
+                out.metadata.update(fresh_tags(inp.metadata))
+                copy_chapters(inp, out, src)  # (the Ray path lost them: copy_streams leaves their text track out)
 
-            def copied() -> Iterator[tuple[float, int, int, Any]]:
-                if not copy_map:
-                    return
-                for n, packet in enumerate(inp.demux([s for s, _ in copy_map.values()])):
-                    if packet.size and packet.stream.index in copy_map:
-                        yield packet_time(packet), 1, n, packet
+                def copied() -> Iterator[tuple[float, int, int, Any]]:
+                    if not copy_map:
+                        return
+                    for n, packet in enumerate(inp.demux([s for s, _ in copy_map.values()])):
+                        if packet.size and packet.stream.index in copy_map:
+                            yield packet_time(packet), 1, n, packet
 
-            def frames() -> Iterator[tuple[float, int, int, Any]]:
-                last_dts = None  # seconds (Fraction) of the last video packet's decode time
-                last_pts = None  # ... and the latest presentation time so far
-                n = 0
-                for path in segments:
-                    with av.open(str(path)) as seg:
-                        vs = seg.streams.video[0]
-                        if bytes(vs.codec_context.extradata or b"") != extradata:
-                            raise OutputError(f"{path}: encoder settings differ from the first segment's; "
-                                              "cannot join by stream copy")
-                        first_packet = True
-                        for packet in seg.demux(vs):
-                            if not packet.size:
-                                continue
-                            if first_packet and not packet.is_keyframe:
-                                raise OutputError(f"{path}: does not start with a keyframe")
-                            if first_packet and last_pts is not None and packet.pts is not None \
-                                    and packet.pts * packet.time_base <= last_pts:
-                                raise OutputError(f"{path}: timestamps go back at the join "
-                                                  f"({float(packet.pts * packet.time_base):.3f} s)")
-                            first_packet = False
-                            if packet.dts is not None:
-                                if last_dts is not None and packet.dts * packet.time_base <= last_dts:
-                                    _decode_after(packet, last_dts, path)
-                                last_dts = packet.dts * packet.time_base
-                            if packet.pts is not None:
-                                t = packet.pts * packet.time_base
-                                last_pts = t if last_pts is None else max(last_pts, t)
-                            n += 1
-                            yield packet_time(packet), 0, n, packet
+                def frames() -> Iterator[tuple[float, int, int, Any]]:
+                    last_dts = None  # seconds (Fraction) of the last video packet's decode time
+                    last_pts = None  # ... and the latest presentation time so far
+                    n = 0
+                    for path in segments:
+                        with av.open(str(path)) as seg:
+                            vs = seg.streams.video[0]
+                            if bytes(vs.codec_context.extradata or b"") != extradata:
+                                raise OutputError(f"{path}: encoder settings differ from the first segment's; "
+                                                  "cannot join by stream copy")
+                            first_packet = True
+                            for packet in seg.demux(vs):
+                                if not packet.size:
+                                    continue
+                                if first_packet and not packet.is_keyframe:
+                                    raise OutputError(f"{path}: does not start with a keyframe")
+                                if first_packet and last_pts is not None and packet.pts is not None \
+                                        and packet.pts * packet.time_base <= last_pts:
+                                    raise OutputError(f"{path}: timestamps go back at the join "
+                                                      f"({float(packet.pts * packet.time_base):.3f} s)")
+                                first_packet = False
+                                if packet.dts is not None:
+                                    if last_dts is not None and packet.dts * packet.time_base <= last_dts:
+                                        _decode_after(packet, last_dts, path)
+                                    last_dts = packet.dts * packet.time_base
+                                if packet.pts is not None:
+                                    t = packet.pts * packet.time_base
+                                    last_pts = t if last_pts is None else max(last_pts, t)
+                                n += 1
+                                yield packet_time(packet), 0, n, packet
 
-            for _, kind, _, packet in heapq.merge(frames(), copied(), key=lambda e: (e[0], e[1], e[2])):
-                packet.stream = vout if kind == 0 else copy_map[packet.stream.index][1]
-                try:
-                    out.mux(packet)
-                except av.error.FFmpegError as exc:
-                    raise OutputError(f"{dst}: cannot write a packet: {reason(exc)}") from exc
+                for _, kind, _, packet in heapq.merge(frames(), copied(), key=lambda e: (e[0], e[1], e[2])):
+                    packet.stream = vout if kind == 0 else copy_map[packet.stream.index][1]
+                    try:
+                        out.mux(packet)
+                    except av.error.FFmpegError as exc:
+                        raise OutputError(f"{dst}: cannot write a packet: {reason(exc)}") from exc
         try:
             dst = staged.commit(replace)
         except OSError as exc:
