@@ -335,3 +335,16 @@ def test_quality_runs_specs_summary_and_paired_comparison(tmp_path):
         main(["photos", "a=default@320", "--against", "nope", "--out", str(tmp_path / "q.json"),
               "--streamcolor", "/bin/false"])
     assert not (tmp_path / "q.json").exists()
+
+
+def test_video_parts_script_quick(tmp_path):
+    """benchmarks/video_parts.py on a tiny clip: it really cuts the clip into parts, and its ratios are
+    the ones of the seconds it records."""
+    from benchmarks import video_parts
+
+    out = tmp_path / "parts.json"
+    assert video_parts.main(["--quick", "--out", str(out)]) == 0
+    v = json.loads(out.read_text())["video"]
+    assert v["parts"] == 4 and v["frames"] == 96
+    wall = v["wall_s"]
+    assert v["parts_over_one_pass_wall"] == pytest.approx(min(wall["parts"]) / min(wall["one pass"]), abs=2e-3)

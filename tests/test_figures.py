@@ -50,6 +50,7 @@ Q1202, Q95 = "quality-2026-12-02.json", "quality-2026-12-02-holdout95.json"
 Q1203 = "quality-2026-12-03.json"
 ENS, OOD, OODCV = "ensembles-2026-12-03.json", "ood-recipes-2026-12-03.json", "ood-cv-2026-12-03.json"
 ENC, MORE = "encoders-2026-12-03.json", "more-photos-2026-12-03.json"
+PARTS = "video-parts-cpu-2026-12-03.json"
 
 #: Figures named in a fragment of prose (see :func:`_each`): key in a pipeline_bound file, format.
 FIGURES = {"v0": ("video.0.pipeline_over_bound", "{:.3f}x"), "v1": ("video.1.pipeline_over_bound", "{:.3f}x"),
@@ -170,6 +171,11 @@ def _each(doc: str, fragment: str, source: str) -> list[tuple[str, str, str, str
 
 #: (markdown file, text with {} for the figure, results file, key, format of the figure).
 PROSE = [
+    # README: what colorizing a long video in resumable parts costs (benchmarks/video_parts.py)
+    ("README.md", "parts of 24 s, two rounds): {} the one pass's time", PARTS, "video.parts_over_one_pass_wall",
+     "{:.3f}x"),
+    ("README.md", "({} round by round), 0.84 s a", PARTS, "video.parts_over_one_pass_wall_paired", "{:.3f}x"),
+    ("README.md", "round by round), {} s a join", PARTS, "video.extra_s_per_join", "{:.2f}"),
     # the Ray guide's 2-vs-1 actors figure, and the machine's own two-process ceiling, same test
     ("docs/ray.md", "reached {} the items/s of 1 actor", "cpu-2026-11-26.json",
      "bench:test_ray_actor_pool_throughput:scaling_2_over_1", "{:.2f}x"),
