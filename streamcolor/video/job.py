@@ -14,9 +14,9 @@ What it costs: each part colorizes half a second of warm-up before its start,
 unwritten (the scene detector and the chroma stabilizer enter it as a single pass
 would), decoded from the keyframe before it, and each part's pipeline fills and
 drains on its own (``benchmarks/video_parts.py`` measures it); each part starts
-with a keyframe of the encoder's.  An AVI (frame slots, no
-timestamps), a source that is not a regular file, one whose packets cannot be
-listed, and an encoder that an MP4 part cannot hold take the single pass.
+with a keyframe of the encoder's.  An AVI (frame slots, no timestamps), a source
+that is not a regular file, one whose packets cannot be listed or whose timestamps
+start again, and an encoder that an MP4 part cannot hold take the single pass.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from streamcolor import tempfiles
 from streamcolor.colorize import engine_for
 from streamcolor.errors import InputError, refuse_empty_path
 from streamcolor.progress import Progress, progress_bar
+from streamcolor.video.clips import video_size
 from streamcolor.video.codecs import pick_codec
 from streamcolor.video.options import VideoOptions, output_path, output_replace, remember_default_output
 from streamcolor.video.pipeline import run
-from streamcolor.video.clips import video_size
 from streamcolor.video.segments import (Segment, check_joinable, join_parts, keyframes_in_order, part_frames, part_job,
                                         plan_segments, segment_folder, video_keyframes)
 
