@@ -325,12 +325,13 @@ def copy_chapters(inp, out, src: Path) -> None:
 
 def _chapter_track(inp, s) -> bool:
     """Whether data stream ``s`` is a QuickTime/MP4 chapter track: binary data (FFmpeg knows no codec
-    for its text samples) in a file that has chapters, one sample for each of them."""
+    for its text samples) in a file that has chapters, at most one sample for each of them (a
+    muxer leaves out the chapters that start after the end of the file's media)."""
     try:
         chapters = inp.chapters()
     except (AttributeError, av.error.FFmpegError):  # (a PyAV without chapters)
         return False
-    return bool(chapters) and "mov" in inp.format.name.split(",") and s.frames in (0, len(chapters))
+    return bool(chapters) and "mov" in inp.format.name.split(",") and s.frames <= len(chapters)
 
 
 #: Output formats whose muxer writes a cover picture stream (attached picture) as cover art.
