@@ -257,6 +257,31 @@ def sweep(folder: str | os.PathLike, final_names: Iterable[str], *, recursive: b
     return removed
 
 
+def being_written(final: str | os.PathLike) -> bool:
+    """Whether a live writer (a run still going, in this process or another) holds a temporary
+    file for ``final``: another run writing the same output.  Always False where there is no
+    ``flock`` (Windows)."""
+    if fcntl is None:
+        return False
+    final = Path(final)
+    tag = name_tag(final.name)
+    for fn in _listdir(final.parent):
+        m = TEMP_RE.match(fn)
+        if m is None or m.group(1) != tag:
+            continue
+        try:
+            fd = os.open(final.parent / fn, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)
+    return False
+
+
 def _listdir(folder: str | os.PathLike) -> list[str]:
     try:
         return os.listdir(folder)
@@ -285,5 +310,6 @@ def _remove_if_abandoned(path: Path) -> int:
         os.close(fd)
 
 
-__all__ = ["Beside", "MAX_SUFFIX", "PREFIX", "Replace", "Staged", "TEMP_RE", "UMASK", "create", "is_temp_name",
+__all__ = ["Beside", "MAX_SUFFIX", "PREFIX", "Replace", "Staged", "TEMP_RE", "UMASK", "being_written", "create",
+           "is_temp_name",
            "move_into_place", "name_tag", "sweep"]

@@ -918,9 +918,37 @@ def test_the_work_folder_keeps_a_users_files_and_a_second_run_out(engine, long_c
     (work / "notes.txt").unlink()
     keyframes, tb, _ = video_keyframes(long_clip)
     with segment_folder(long_clip, dst, {"held": True}, plan_segments(keyframes, tb, segment_s=1.0)):
-        with pytest.raises(OutputError, match="another streamcolor run is writing"):
-            streamcolor.colorize_video(long_clip, dst, engine=engine, options=VideoOptions(**PARTS), progress=False)
+        for options in (VideoOptions(**PARTS), VideoOptions(render_size=64, checkpoint_s=0)):  # (parts, one pass)
+            with pytest.raises(OutputError, match="another streamcolor run is writing"):
+                streamcolor.colorize_video(long_clip, dst, engine=engine, options=options, progress=False)
     assert not dst.exists()
+
+
+def test_parts_of_an_output_with_the_longest_name_are_kept_under_a_short_one(engine, long_clip, tmp_path, caplog):
+    """An output name of 250 bytes: its work folder ``.<name>.segments`` would be longer than a file
+    name may be; the parts go to ``.streamcolor-<hash>.segments`` instead, and are resumed from there."""
+    dst = tmp_path / ("v" * 246 + ".mp4")
+    with caplog.at_level(logging.INFO, logger="streamcolor.video"):
+        out = streamcolor.colorize_video(long_clip, dst, engine=engine, options=VideoOptions(**PARTS), progress=False)
+    assert out == dst and "in 4 parts, kept in" in caplog.text and ".streamcolor-" in caplog.text
+    assert leftovers(tmp_path, long_clip, dst) == [] and len(read_video(dst)["l"]) == 96
+
+
+def test_a_video_being_written_by_another_run_is_refused(engine, long_clip, tmp_path):
+    """One pass or parts, a second run for an output that a live run is writing (its locked temporary
+    file beside it) is refused: both would finish, and the later rename would win."""
+    from streamcolor import tempfiles
+
+    dst = tmp_path / "out.mp4"
+    staged = tempfiles.create(dst, keep_suffix=True)  # (what a running one-pass or join holds)
+    try:
+        for options in (VideoOptions(**PARTS), VideoOptions(render_size=64, checkpoint_s=0)):
+            with pytest.raises(OutputError, match="another streamcolor run is writing"):
+                streamcolor.colorize_video(long_clip, dst, engine=engine, options=options, progress=False)
+    finally:
+        staged.discard()
+    assert streamcolor.colorize_video(long_clip, dst, engine=engine, options=VideoOptions(render_size=64),
+                                      progress=False) == dst
 
 
 def test_parts_keep_the_sources_timestamps_exactly(engine, tmp_path):

@@ -20,8 +20,8 @@ from streamcolor.progress import Progress, progress_bar
 from streamcolor.ray.pool import ActorPool, ClusterOptions, colorize_kwargs, plan_actors, ray_session
 from streamcolor.engines import EngineError, resolve_model
 from streamcolor.video import (Segment, VideoOptions, check_joinable, join_parts, keyframes_in_order, output_path,
-                               output_replace, part_job, plan_segments, remember_default_output, segment_folder,
-                               video_keyframes, video_size)
+                               output_replace, part_job, plan_segments, refuse_if_written, remember_default_output,
+                               segment_folder, video_keyframes, video_size)
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
         bundle = resolve_model(model).path
     except (EngineError, ValueError, TypeError):  # (the actors say what is wrong with it)
         bundle = None
+    refuse_if_written(dst)
     with segment_folder(src, dst, part_job(f"{backend}:{model}", bundle, options), plan) as folder:
         todo = [s for s, p in zip(plan, folder.paths) if not p.is_file()]
         if todo:

@@ -39,7 +39,7 @@ from streamcolor.video.codecs import pick_codec
 from streamcolor.video.options import VideoOptions, output_path, output_replace, remember_default_output
 from streamcolor.video.pipeline import run
 from streamcolor.video.segments import (Segment, check_joinable, join_parts, keyframes_in_order, part_frames, part_job,
-                                        plan_segments, segment_folder, video_keyframes)
+                                        plan_segments, refuse_if_written, segment_folder, video_keyframes)
 
 if TYPE_CHECKING:
     from streamcolor.engines import Engine
@@ -151,6 +151,7 @@ def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None,
     dst = output_path(src, dst)
     engine = engine_for(engine)
     replace = output_replace(src, given, replace)
+    refuse_if_written(dst)
     parts = plan_parts(src, dst, options)
     if parts is None:
         written = run(src, dst, engine, options, progress, replace=replace).final

@@ -166,10 +166,18 @@ def colorize_segment(src: str | os.PathLike, dst: str | os.PathLike, segment: Se
     return {"frames": len(job.kept), "first_pts": job.kept[0], "last_pts": job.kept[-1]}
 
 
+#: Longest file name (bytes) most filesystems take.
+_NAME_MAX = 255
+
+
 def segment_folder_path(dst: str | os.PathLike) -> Path:
-    """Where the parts of the output ``dst`` are kept: ``.<dst name>.segments`` beside it."""
+    """Where the parts of the output ``dst`` are kept: ``.<dst name>.segments`` beside it, or
+    ``.streamcolor-<hash of the name>.segments`` where that name would be too long for the filesystem."""
     dst = Path(dst)
-    return dst.parent / f".{dst.name}{SEGMENTS_SUFFIX}"
+    name = f".{dst.name}{SEGMENTS_SUFFIX}"
+    if len(os.fsencode(name)) > _NAME_MAX:
+        name = f"{tempfiles.PREFIX}{tempfiles.name_tag(dst.name)}{SEGMENTS_SUFFIX}"
+    return dst.parent / name
 
 
 def _ours(name: str) -> bool:
@@ -271,6 +279,26 @@ def segment_folder(src: str | os.PathLike, dst: str | os.PathLike, job: dict[str
         lock.close()
     if folder.joined:  # (Windows cannot unlink a file that is open)
         _remove_ours(work)
+
+
+def refuse_if_written(dst: str | os.PathLike) -> None:
+    """ItemOutputError when another run is writing the video ``dst`` now: one holds a temporary file
+    for it (a single pass, a join), or the lock of its parts' work folder (a run in parts).  Why:
+    both would finish, and the last to rename its file into place would win."""
+    busy = tempfiles.being_written(dst)
+    lock_path = segment_folder_path(dst) / LOCK_FILE
+    if not busy and fcntl is not None:
+        try:
+            with open(lock_path, "r") as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    busy = True
+        except OSError:  # (none there, or unreadable: the run into it will say so)
+            pass
+    if busy:
+        raise ItemOutputError(f"{dst}: another streamcolor run is writing this video; let it finish, or choose "
+                              "another output")
 
 
 def _lock(work: Path, dst: str | os.PathLike):
