@@ -335,7 +335,8 @@ def corpus(work: Path) -> list[Case]:
     add(image_case("image: WebP", {"a.webp": encode("WEBP", Image.fromarray(photo))}, OK, n_outputs(1)))
     add(image_case("image: BMP", {"a.bmp": encode("BMP", Image.fromarray(photo))}, OK, n_outputs(1)))
     add(image_case("image: TIFF", {"a.tif": encode("TIFF", Image.fromarray(photo))}, OK, n_outputs(1)))
-    add(image_case("image: animated GIF (3 frames)", {"a.gif": _gif(3)}, OK | SOME, at_least_outputs(0)))
+    # (a video, for `video`: given alone to `image`, it stops the run, exit 2, naming that verb: README)
+    add(image_case("image: animated GIF (3 frames)", {"a.gif": _gif(3)}, FATAL, at_least_outputs(0)))
     add(image_case("image: multi-page TIFF (3 pages)", {"a.tif": _tiff_pages(3)}, OK | SOME))
 
     # -- image: names
@@ -540,7 +541,8 @@ def corpus(work: Path) -> list[Case]:
     add(video_case("video: truncated clip", lambda d: _truncated(clip(d)), OK | SOME))
     add(video_case("video: random bytes named .mp4", lambda d: write(d / "r.mp4", os.urandom(20000)), SOME))
     add(video_case("video: zero-byte .mp4", lambda d: write(d / "z.mp4", b""), SOME))
-    add(video_case("video: a JPEG named .mp4", lambda d: write(d / "j.mp4", good_j), SOME))
+    # (an image given alone to `video` stops the run, exit 2, naming the verb that takes it: README)
+    add(video_case("video: a JPEG named .mp4", lambda d: write(d / "j.mp4", good_j), FATAL))
 
     def fifo_video(d: Path) -> Path:
         os.mkfifo(d / "f.mp4")
