@@ -51,6 +51,8 @@ Q1203 = "quality-2026-12-03.json"
 ENS, OOD, OODCV = "ensembles-2026-12-03.json", "ood-recipes-2026-12-03.json", "ood-cv-2026-12-03.json"
 ENC, MORE = "encoders-2026-12-03.json", "more-photos-2026-12-03.json"
 PARTS = "video-parts-cpu-2026-12-03.json"
+#: benchmarks/pipeline_bound.py with the default model v2, on the AVX-512 VNNI machine (int8 engine).
+V2BOUND = "pipeline-cpu-2026-12-03.json"
 
 #: Figures named in a fragment of prose (see :func:`_each`): key in a pipeline_bound file, format.
 FIGURES = {"v0": ("video.0.pipeline_over_bound", "{:.3f}x"), "v1": ("video.1.pipeline_over_bound", "{:.3f}x"),
@@ -339,6 +341,10 @@ PROSE = [
                         "round), so at 1080p nine tenths is reached by one measure and missed by a hair by the "
                         "other; the batch job at {b3} ({bobp} round by round).", GUIDED1202),
     *_each("README.md", "Against the issue's gray bound, video was at {v0} and {v1}:", COLOUR1201B),
+    *_each("README.md", "video at {v0} of the bound at 576p ({p0} round by round) and {v1} at 1080p ({p1} round by "
+                        "round), just under nine tenths at both sizes; against the bound of encoding the colour "
+                        "frames (colour costs the encoder a few percent) {cb0} and {cb1}; the batch job at {b3} "
+                        "({bobp} round by round).", V2BOUND),
     # the default model's guided filter alone against the bilinear upsampling it replaced (bench_guided.py)
     ("README.md", "`streamcolor/engines/guided.py`; {} ms a 320x240 frame here", GUIDED_BENCH,
      "bench:test_guided_upsampling_against_bilinear:sizes.320x240.guided_reused_arrays_ms", "{:.3f}"),
