@@ -21,7 +21,7 @@ from streamcolor.ray.pool import ActorPool, ClusterOptions, colorize_kwargs, pla
 from streamcolor.engines import EngineError, resolve_model
 from streamcolor.video import (Segment, VideoOptions, check_joinable, join_parts, keyframes_in_order, output_path,
                                output_replace, part_job, plan_segments, refuse_if_written, remember_default_output,
-                               segment_folder, video_keyframes, video_size)
+                               segment_folder, video_keyframes)
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,7 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
                     if options.codec == "auto":  # one encoder for all segments, chosen where they are encoded
                         options = dataclasses.replace(options, codec=pool.call_one(
                             "pick_codec", "auto", dst.suffix.lower().lstrip(".") or None))
-                    width, height = video_size(src)
-                    check_joinable(src, dst, options.codec, width, height, options.pix_fmt)  # (before the work)
+                    check_joinable(src, dst, options.codec, options.pix_fmt)  # (before the work)
                     _run_segments(pool, src.resolve(), todo, folder.paths, options, progress)
                 finally:
                     pool.close()

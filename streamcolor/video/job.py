@@ -34,7 +34,6 @@ from streamcolor import tempfiles
 from streamcolor.colorize import engine_for
 from streamcolor.errors import InputError, refuse_empty_path
 from streamcolor.progress import Progress, progress_bar
-from streamcolor.video.clips import video_size
 from streamcolor.video.codecs import pick_codec
 from streamcolor.video.options import VideoOptions, output_path, output_replace, remember_default_output
 from streamcolor.video.pipeline import run
@@ -171,8 +170,7 @@ def _colorize_in_parts(src: Path, dst: Path, engine: "Engine", options: VideoOpt
                      len(done), sum(done))
         else:
             log.info("%s: in %d parts, kept in %s until they are joined", src, len(done), folder.work)
-        width, height = video_size(src)
-        check_joinable(src, dst, options.codec, width, height, options.pix_fmt)  # (before hours of work, not after)
+        check_joinable(src, dst, options.codec, options.pix_fmt)  # (before hours of work, not after)
         with progress_bar(progress, total=parts.frames, initial=sum(done), unit="frame", desc=src.name,
                           smoothing=0.1) as bar:
             for segment, path, frames in zip(parts.segments, folder.paths, done):

@@ -357,8 +357,7 @@ def keyframes_in_order(keyframes: Sequence[int]) -> bool:
     return all(b > a for a, b in zip(keyframes, keyframes[1:]))
 
 
-def check_joinable(src: str | os.PathLike, dst: str | os.PathLike, codec: str, width: int, height: int,
-                   pix_fmt: str) -> None:
+def check_joinable(src: str | os.PathLike, dst: str | os.PathLike, codec: str, pix_fmt: str) -> None:
     """Raise (ItemOutputError, naming the streams) when ``dst``'s container cannot hold the
     encoder's video with ``src``'s other streams copied: what a single pass finds at its
     first frame, found before any part is colorized rather than at the join.  A header is
@@ -371,6 +370,7 @@ def check_joinable(src: str | os.PathLike, dst: str | os.PathLike, codec: str, w
             with av.open(str(staged.path), "w") as out:
                 try:
                     vout = out.add_stream(codec, rate=frame_rate(vin))
+                    width, height = vin.codec_context.width, vin.codec_context.height
                     vout.width, vout.height, vout.pix_fmt = width + width % 2, height + height % 2, pix_fmt
                     vout.time_base = vin.time_base
                 except (ValueError, av.error.FFmpegError) as exc:
