@@ -924,6 +924,30 @@ def test_the_work_folder_keeps_a_users_files_and_a_second_run_out(engine, long_c
     assert not dst.exists()
 
 
+def test_parts_of_another_encoder_are_redone_and_a_pin_keeps_the_plan(long_clip, tmp_path, caplog):
+    """The Ray path learns the encoder (``codec="auto"``: NVENC on a GPU node, x264 elsewhere) only once
+    its actors run, after the plan: a rerun on nodes that pick another encoder removes the parts of the
+    first (they could not be joined by stream copy: it failed at the join); the same encoder keeps them,
+    and a pinned value does not make the next run's plan another plan."""
+    from streamcolor.video import segment_folder
+
+    dst = tmp_path / "out.mp4"
+    keyframes, tb, _ = video_keyframes(long_clip)
+    plan = plan_segments(keyframes, tb, segment_s=1.0)
+    with segment_folder(long_clip, dst, {"job": 1}, plan) as folder:
+        assert not folder.pin("codec", "h264_nvenc")
+        folder.paths[0].write_bytes(b"part")
+    with segment_folder(long_clip, dst, {"job": 1}, plan) as folder:
+        assert folder.paths[0].is_file()  # (the same plan: the part is kept)
+        assert not folder.pin("codec", "h264_nvenc") and folder.paths[0].is_file()
+        with caplog.at_level(logging.INFO, logger="streamcolor.video"):
+            assert folder.pin("codec", "libx264")
+        assert not folder.paths[0].exists() and "made with codec h264_nvenc removed" in caplog.text
+        folder.paths[0].write_bytes(b"part")
+    with segment_folder(long_clip, dst, {"job": 1}, plan) as folder:
+        assert not folder.pin("codec", "libx264") and folder.paths[0].is_file()
+
+
 def test_parts_of_an_output_with_the_longest_name_are_kept_under_a_short_one(engine, long_clip, tmp_path, caplog):
     """An output name of 250 bytes: its work folder ``.<name>.segments`` would be longer than a file
     name may be; the parts go to ``.streamcolor-<hash>.segments`` instead, and are resumed from there."""

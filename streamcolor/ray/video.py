@@ -93,6 +93,8 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
                         options = dataclasses.replace(options, codec=pool.call_one(
                             "pick_codec", "auto", dst.suffix.lower().lstrip(".") or None))
                     check_joinable(src, dst, options.codec, options.pix_fmt)  # (before the work)
+                    if folder.pin("codec", options.codec):  # (parts of an earlier run's other encoder: redone)
+                        todo = list(plan)
                     _run_segments(pool, src.resolve(), todo, folder.paths, options, progress)
                 finally:
                     pool.close()

@@ -56,6 +56,8 @@ SEGMENT_CONTAINER = ".mp4"
 PLAN_FILE = "plan.json"
 #: Held (``flock``) by the run using the folder, so two runs cannot write one output's parts.
 LOCK_FILE = "lock"
+#: The plan's entry for what :meth:`PartsFolder.pin` recorded (not part of the plan's identity).
+PINNED = "pinned"
 _PART_NAME = re.compile(r"^segment-\d{5}" + re.escape(SEGMENT_CONTAINER) + "$")
 
 
@@ -225,6 +227,28 @@ class PartsFolder:
     paths: list[Path]  # each segment's part file, in order
     joined: bool = False  # set by the caller once the output is in place: the folder is then removed
 
+    def pin(self, name: str, value: str) -> bool:
+        """Record in the plan something decided only once the work has begun, such as the encoder
+        that ``codec="auto"`` picks on the Ray actors that encode the parts (NVENC on a GPU node,
+        x264 elsewhere).  Parts finished under another value are removed and True is returned, so
+        the caller redoes them all: parts of two encoders cannot be joined by stream copy."""
+        stamp = self.work / PLAN_FILE
+        try:
+            plan = _read_plan(self.work) or {}
+            pinned = plan.setdefault(PINNED, {})
+            if pinned.get(name) == value:
+                return False
+            changed = name in pinned
+            if changed:
+                log.info("%s: parts made with %s %s removed (this run's is %s)", self.work, name, pinned[name], value)
+                for path in self.paths:
+                    path.unlink(missing_ok=True)
+            pinned[name] = value
+            image_io.write_atomic(stamp, json.dumps(plan, sort_keys=True).encode())
+        except OSError as exc:
+            raise OutputError(f"{self.work}: cannot keep the video's parts here ({exc.strerror or exc})") from exc
+        return changed
+
 
 @contextmanager
 def segment_folder(src: str | os.PathLike, dst: str | os.PathLike, job: dict[str, Any],
@@ -261,7 +285,10 @@ def segment_folder(src: str | os.PathLike, dst: str | os.PathLike, job: dict[str
     try:
         try:
             stamp = work / PLAN_FILE
-            if not stamp.is_file() or stamp.read_text() != plan:
+            earlier = _read_plan(work)
+            if earlier is not None:
+                earlier.pop(PINNED, None)
+            if earlier != json.loads(plan):
                 stale = [n for n in os.listdir(work) if n != LOCK_FILE and (work / n).is_file()]
                 if any(_PART_NAME.match(n) for n in stale):
                     log.info("%s: parts of another job (another source, model or options) removed", work)
