@@ -740,6 +740,18 @@ def test_a_cut_zip_is_not_read_as_a_zip_stored_inside_it(engine, tmp_path):
     assert colorize_archive(whole, tmp_path / "out2", engine=engine, progress=False).done == 2  # the whole one reads
 
 
+def test_a_zip64_archive_is_read(engine, tmp_path, monkeypatch):
+    """A zip with zip64 end records (any zip over 4 GiB or 65,535 entries: a photo export; ``zip -fz``)
+    was refused whole as "cut short": the check for a cut zip took the 76 bytes of those records for a
+    prefix.  Here the records are forced on a small zip, as zipfile writes them past its limit."""
+    monkeypatch.setattr(zipfile, "ZIP_FILECOUNT_LIMIT", 1)  # (more entries than this: zip64 end records)
+    path = zip_of(tmp_path / "z64.zip", {"p1.jpg": jpeg(1), "d/p2.jpg": jpeg(2)})
+    monkeypatch.undo()
+    assert b"PK\x06\x06" in path.read_bytes()[-120:]  # the zip64 end of central directory record
+    report = colorize_archive(path, tmp_path / "out", engine=engine, progress=False)
+    assert report.done == 2 and sorted(outputs(tmp_path / "out")) == ["d/p2.jpg", "p1.jpg"]
+
+
 def test_a_packed_tar_gz_keeps_the_name_it_is_given(engine, tmp_path):
     """The output's own suffix (.tgz stays .tgz), and gzip's header names the archive, not
     the temporary file it was written as (``gzip -dN`` restores that name)."""

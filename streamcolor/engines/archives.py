@@ -487,6 +487,16 @@ def _open_zip(path: Path) -> tuple[zipfile.ZipFile, object | None]:
     return zf, fh
 
 
+def _prefix_bytes(endrec: list) -> int:
+    """Bytes before the zip's own first byte (a self-extracting program's), from its end record,
+    as :class:`zipfile.ZipFile` computes them: with a zip64 end (over 4 GiB or 65,535 entries)
+    its two records sit between the directory and the end, and are not a prefix."""
+    concat = endrec[zipfile._ECD_LOCATION] - endrec[zipfile._ECD_SIZE] - endrec[zipfile._ECD_OFFSET]  # type: ignore[attr-defined]
+    if endrec[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:  # type: ignore[attr-defined]
+        concat -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator  # type: ignore[attr-defined]
+    return concat
+
+
 def _check_outer_end(fh) -> None:
     """BadZipFile when the directory that :class:`zipfile.ZipFile` would read is not this zip's own
     but that of a zip stored inside it: a zip cut short (its own directory, at the end, is gone)
@@ -497,7 +507,7 @@ def _check_outer_end(fh) -> None:
     endrec = zipfile._EndRecData(fh)  # type: ignore[attr-defined]  # (as ZipFile reads it)
     if not endrec:
         return  # (ZipFile says so itself)
-    concat = endrec[zipfile._ECD_LOCATION] - endrec[zipfile._ECD_SIZE] - endrec[zipfile._ECD_OFFSET]  # type: ignore[attr-defined]
+    concat = _prefix_bytes(endrec)
     fh.seek(0)
     if concat > 0 and fh.read(4) == b"PK\x03\x04":
         raise zipfile.BadZipFile("its end is missing, so it was likely cut short: the only directory left in it belongs to a "
@@ -511,7 +521,7 @@ def _bad_utf8_flags(fh) -> dict[int, int]:
     if not endrec:
         raise zipfile.BadZipFile("no end of central directory")
     size_cd, offset_cd = endrec[zipfile._ECD_SIZE], endrec[zipfile._ECD_OFFSET]  # type: ignore[attr-defined]
-    concat = endrec[zipfile._ECD_LOCATION] - size_cd - offset_cd  # type: ignore[attr-defined]
+    concat = _prefix_bytes(endrec)
     fh.seek(offset_cd + concat)
     cd = fh.read(size_cd)
     patches: dict[int, int] = {}
