@@ -268,6 +268,19 @@ def test_truncated_tar_gz_keeps_what_it_can(engine, tmp_path):
     assert "truncated" in reasons or "cannot read" in reasons
 
 
+def test_a_source_that_cannot_be_looked_at_is_reported_and_the_other_sources_done(engine, tmp_path):
+    """A name too long for the filesystem: Path.is_dir() raised OSError (ENAMETOOLONG), which stopped
+    the whole job, nothing written, where a missing source is one problem among the sources."""
+    folder = tmp_path / "more"
+    folder.mkdir()
+    (folder / "x.png").write_bytes(png_bytes(make_photo(40, 40, seed=9)))
+    report = colorize_archive([folder, tmp_path / ("x" * 300 + ".zip"), tmp_path / "gone.zip"], tmp_path / "out",
+                              engine=engine, progress=False, options=BatchOptions(render_size=64))
+    assert (tmp_path / "out" / "more" / "x.png").is_file() and report.done == 1
+    reasons = " ".join(e.reason or "" for e in report.problems)
+    assert "File name too long" in reasons and "no such file or folder" in reasons, reasons
+
+
 def _tar_of(path: Path, mode: str, n: int = 8) -> list[int]:
     """A tar of ``n`` noisy PNGs at ``path``; the byte offset of each member's header (uncompressed)."""
     offsets = []

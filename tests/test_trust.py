@@ -28,6 +28,7 @@ from PIL import Image
 from streamcolor import image_io, tempfiles
 from streamcolor.archive import BatchJob, BatchOptions, colorize_archive
 from streamcolor.colorize import colorize_image
+from streamcolor.engines import archives
 from streamcolor.errors import InputError, OutputError
 from streamcolor.items import REPORT_FILENAME, FolderSink, Problem, is_job_file, problems_csv
 from streamcolor.manifest import DONE, Manifest
@@ -750,6 +751,46 @@ def test_a_zip64_archive_is_read(engine, tmp_path, monkeypatch):
     assert b"PK\x06\x06" in path.read_bytes()[-120:]  # the zip64 end of central directory record
     report = colorize_archive(path, tmp_path / "out", engine=engine, progress=False)
     assert report.done == 2 and sorted(outputs(tmp_path / "out")) == ["d/p2.jpg", "p1.jpg"]
+
+
+def _header(name: str, size: int, kind: bytes, **pax: str) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size, info.type, info.pax_headers = size, kind, pax
+    return info.tobuf(format=tarfile.PAX_FORMAT if pax else tarfile.GNU_FORMAT)
+
+
+def _padded(data: bytes) -> bytes:
+    return data + b"\0" * (-len(data) % tarfile.BLOCKSIZE)
+
+
+@pytest.mark.parametrize("bomb", ["long name", "pax", "sparse map"])
+def test_a_tar_header_is_not_read_whole_at_any_size_it_declares(engine, tmp_path, bomb):
+    """tarfile reads a GNU long-name or pax header whole, at its declared size (a .tar.gz of a few MB
+    declaring gigabytes took 700 MB to list, past every member limit), and a GNU sparse 1.0 map as
+    many numbers as its first line says.  Over the bound the archive is corrupt from there: the
+    photos before it are colorized, the rest reported lost.  A sparse member with a real map reads."""
+    one, two = bytes(range(256)) * 2, bytes(range(255, -1, -1)) * 2  # (512 bytes each)
+    mapped = _padded(b"2\n0\n512\n1024\n512\n") + one + two
+    head = {"long name": _header("././@LongLink", 2 << 20, tarfile.GNUTYPE_LONGNAME) + b"\0" * (2 << 20),
+            "pax": _header("big.jpg", 0, tarfile.REGTYPE, comment="x" * (2 << 20)),
+            "sparse map": _header("s.jpg", len(mapped), tarfile.REGTYPE, **{
+                "GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "s.bin",
+                "GNU.sparse.realsize": "1536"}) + _padded(b"100000000\n")}[bomb]
+    sparse = _header("s.bin", len(mapped), tarfile.REGTYPE, **{
+        "GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "s.bin",
+        "GNU.sparse.realsize": "1536"}) + mapped
+    before = b"".join(_header(f"p{i}.jpg", len(jpeg(i)), tarfile.REGTYPE) + _padded(jpeg(i)) for i in (1, 2))
+    src = tmp_path / "bomb.tar"
+    src.write_bytes(before + sparse + head + _header("p3.jpg", len(jpeg(3)), tarfile.REGTYPE) + _padded(jpeg(3))
+                    + b"\0" * 1024)
+    with archives.Source(src) as source:
+        members = source.members()
+        assert [m.name for m in members[:3]] == ["p1.jpg", "p2.jpg", "s.bin"]
+        assert source.read("s.bin", members[2].locator) == one + b"\0" * 512 + two  # (its hole as zeros)
+        assert members[-1].broken and ("extended header of" in members[-1].refusal
+                                       or "sparse file's map of b'100000000'" in members[-1].refusal), members[-1]
+    report = colorize_archive(src, tmp_path / "out", engine=engine, progress=False)
+    assert report.done == 2 and sorted(outputs(tmp_path / "out")) == ["p1.jpg", "p2.jpg"]
 
 
 def test_a_packed_tar_gz_keeps_the_name_it_is_given(engine, tmp_path):

@@ -523,7 +523,7 @@ def _check_overlap(sources: Sequence[Path], out_dir: Path, archive_path: Path | 
     out_chain = _chain(out_dir)
     for src in sources:
         s = src.resolve()
-        if s.is_dir() and (_ident(s) in out_chain or _ident(out_dir) in _chain(s)):
+        if os.path.isdir(s) and (_ident(s) in out_chain or _ident(out_dir) in _chain(s)):  # (False on OSError)
             made = f" (the folder that {archive_path.name} is packed from)" if archive_path is not None else ""
             raise ValueError(f"the output folder {out_dir}{made} and the source folder {s} overlap; "
                              "choose an output outside the source")

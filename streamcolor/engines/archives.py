@@ -128,11 +128,14 @@ def kind_by_name(name: str) -> str | None:
 def source_kind(path: str | os.PathLike) -> str:
     """"folder", "zip", "tar", "tar.gz", "tar.xz" or "tar.bz2"; ArchiveError otherwise."""
     path = Path(path)
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ArchiveError(f"{path}: no such file or folder") from None
+    except OSError as exc:  # (a name too long, a folder on the way that cannot be read: this source alone)
+        raise ArchiveError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if stat.S_ISDIR(mode):
         return "folder"
-    if not path.exists():
-        raise ArchiveError(f"{path}: no such file or folder")
-    mode = path.stat().st_mode
     if not stat.S_ISREG(mode):  # a FIFO would block the open, a device be read forever
         raise ArchiveError(f"{path}: not a regular file ({_file_type(mode)}); give a folder, zip or tar archive")
     kind = kind_by_name(path.name)
@@ -141,10 +144,10 @@ def source_kind(path: str | os.PathLike) -> str:
     if zipfile.is_zipfile(path):
         return "zip"
     try:
-        with open(path, "rb") as fh:
-            magic = fh.read(6)
-        if tarfile.is_tarfile(path):
-            return {b"\x1f\x8b": "tar.gz", b"BZ": "tar.bz2", b"\xfd7": "tar.xz"}.get(magic[:2], "tar")
+        with open_tar(path):
+            return {"r:gz": "tar.gz", "r:bz2": "tar.bz2", "r:xz": "tar.xz"}.get(_tar_mode(path), "tar")
+    except tarfile.TarError:
+        pass
     except OSError as exc:
         raise ArchiveError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     raise ArchiveError(f"{path}: not a folder, zip or tar archive (for one image use `streamcolor image`, "
@@ -218,6 +221,63 @@ class _ChecksumError(tarfile.ReadError):
     """A compressed tar whose stream fails its checksum (gzip's CRC) after its last member."""
 
 
+#: Largest extended tar header read (a GNU long name or link, a pax header): a real one holds a path
+#: and a few attributes, a few KB at most.
+MAX_EXTENDED_HEADER = 1 << 20
+#: Most entries of a GNU sparse 1.0 map read.
+MAX_SPARSE_ENTRIES = 1 << 16
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile's headers with a bound on what listing reads into memory.  Why: tarfile reads a
+    GNU long-name or pax header whole, at the size the header declares (a .tar.gz of a few MB
+    declaring one of gigabytes took 700 MB to list, past any member size limit, which applies
+    to members' contents, not to headers), and a GNU sparse 1.0 map a number at a time, as many
+    as its first line says.  Over the bound, the archive is truncated or corrupt from there
+    (members before it are kept, as for any damaged header)."""
+
+    def _proc_member(self, tarfile_):
+        if (self.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+                          tarfile.SOLARIS_XHDTYPE) and self.size > MAX_EXTENDED_HEADER):
+            raise tarfile.SubsequentHeaderError(f"an extended header of {self.size:,} bytes (a name or attributes "
+                                                f"take a few KB; refused over {MAX_EXTENDED_HEADER:,})")
+        return super()._proc_member(tarfile_)
+
+    def _proc_gnusparse_10(self, next, pax_headers, tarfile_):
+        # tarfile's own reading of the map (its count, then two numbers a line), with the bounds
+        fh = tarfile_.fileobj
+        head, buf = (fh.read(tarfile.BLOCKSIZE).split(b"\n", 1) + [b""])[:2]
+        if not head.strip().isdigit() or int(head) > MAX_SPARSE_ENTRIES:
+            raise tarfile.SubsequentHeaderError(f"a sparse file's map of {head[:20]!r} entries (refused over "
+                                                f"{MAX_SPARSE_ENTRIES:,})")
+        numbers: list[int] = []
+        while len(numbers) < int(head) * 2:
+            if b"\n" not in buf:
+                more = fh.read(tarfile.BLOCKSIZE)
+                if not more or len(buf) > tarfile.BLOCKSIZE:
+                    raise tarfile.SubsequentHeaderError("a sparse file's map that is cut short or not numbers")
+                buf += more
+            number, buf = buf.split(b"\n", 1)
+            numbers.append(int(number))
+        next.offset_data = fh.tell()
+        next.sparse = list(zip(numbers[::2], numbers[1::2]))
+
+
+def _tar_mode(path: Path) -> str:
+    """tarfile's read mode for the file's compression, by its first bytes (not its name)."""
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    return ("r:gz" if magic[:2] == b"\x1f\x8b" else "r:bz2" if magic[:3] == b"BZh"
+            else "r:xz" if magic == b"\xfd7zXZ\x00" else "r:")
+
+
+def open_tar(path: str | os.PathLike) -> tarfile.TarFile:
+    """A tar, plain or compressed, opened for reading with :class:`_BoundedTarInfo`'s bounds on its
+    headers.  The mode follows the compression found (``r:*`` tries each and, when all fail,
+    says why in four lines, three of them about compressions the file does not have)."""
+    return tarfile.open(path, _tar_mode(Path(path)), tarinfo=_BoundedTarInfo)
+
+
 def _open_regular(path: Path):
     """Open a file for reading only if it is still a regular file (it was one
     when listed; a FIFO put in its place would block, a device never end):
@@ -266,7 +326,7 @@ class Source:
             if self.kind == "zip":
                 self._zip, self._raw = _open_zip(self.path)
             elif self.kind != "folder":
-                self._tar = tarfile.open(self.path, "r:*")
+                self._tar = open_tar(self.path)
         except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, UnicodeDecodeError) as exc:
             raise ArchiveError(f"{self.path}: cannot open as {self.kind} ({exc})") from exc
 
@@ -491,7 +551,8 @@ def _prefix_bytes(endrec: list) -> int:
     """Bytes before the zip's own first byte (a self-extracting program's), from its end record,
     as :class:`zipfile.ZipFile` computes them: with a zip64 end (over 4 GiB or 65,535 entries)
     its two records sit between the directory and the end, and are not a prefix."""
-    concat = endrec[zipfile._ECD_LOCATION] - endrec[zipfile._ECD_SIZE] - endrec[zipfile._ECD_OFFSET]  # type: ignore[attr-defined]
+    z = zipfile  # (its end record's indices and sizes are private names)
+    concat = endrec[z._ECD_LOCATION] - endrec[z._ECD_SIZE] - endrec[z._ECD_OFFSET]  # type: ignore[attr-defined]
     if endrec[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:  # type: ignore[attr-defined]
         concat -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator  # type: ignore[attr-defined]
     return concat
