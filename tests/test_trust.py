@@ -832,6 +832,22 @@ def test_zip_names_in_utf8_without_the_utf8_flag_are_read_as_utf8(engine, tmp_pa
     assert sorted(outputs(tmp_path / "out")) == ["Gr\u00fc\u00dfe.jpg", "caf\u00e9.jpg", "plain.jpg"]
 
 
+def test_a_folder_numbered_past_a_file_is_not_numbered_onto_a_link(engine, tmp_path):
+    """OUT/a.jpg is a file, so the member a.jpg/b.jpg goes to a folder a~2.jpg; OUT/a~2.jpg was a link
+    to a folder outside OUT, looked at for links only under its listed name: b.jpg was written
+    through it, outside OUT, with exit 0."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.jpg").write_bytes(b"mine")
+    (out / "a~2.jpg").symlink_to(elsewhere)
+    report = colorize_archive(zip_of(tmp_path / "a.zip", {"a.jpg/b.jpg": jpeg(1)}), out, engine=engine,
+                              progress=False)
+    assert report.done == 1 and list(elsewhere.iterdir()) == [] and (out / "a.jpg").read_bytes() == b"mine"
+    assert list(outputs(out)) == ["a.jpg", "a~3.jpg/b.jpg"]
+
+
 def test_outputs_are_never_written_through_a_link_inside_the_output_folder(engine, tmp_path):
     src = tmp_path / "scans"
     (src / "sub").mkdir(parents=True)

@@ -154,7 +154,8 @@ class BatchJob:
             with _recording(self.manifest):
                 _finish_renames(self.manifest, self.out_dir)
                 listed = _refuse_linked_folders(list_items(self.sources, self.options), self.out_dir)
-                self.items = _keep_clear_of_others(listed, self.manifest, self.out_dir, redo=self.options.redo)
+                self.items = _refuse_linked_folders(  # (again: a folder renumbered onto a link, a~2.jpg/)
+                    _keep_clear_of_others(listed, self.manifest, self.out_dir, redo=self.options.redo), self.out_dir)
                 self._archive_names = _archive_names(listed, self.items)
             self._sweep()
             with _recording(self.manifest):
@@ -759,11 +760,17 @@ def _clear_folder_path(key: str, out_dir: Path, used: set[str], folders: dict[st
             continue
         parent = folders["/".join(parts[:i - 1])] + "/" if i > 1 else ""
         written, n = parent + parts[i - 1], 1
-        while (os.path.lexists(out_dir / written) and not (out_dir / written).is_dir()) or name_key(written) in used:
+        while _not_a_folder(out_dir / written) or name_key(written) in used:
             n += 1
             written = parent + numbered(parts[i - 1], n)
         folders[listed] = written
     return f"{folders['/'.join(parts[:-1])]}/{parts[-1]}"
+
+
+def _not_a_folder(path: Path) -> bool:
+    """Whether something other than a plain folder is at ``path``: a file, or a link (even to a
+    folder: outputs are never written through a link)."""
+    return os.path.lexists(path) and (os.path.islink(path) or not path.is_dir())
 
 
 def _refuse_linked_folders(items: list[Item], out_dir: Path) -> list[Item]:
