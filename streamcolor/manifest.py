@@ -47,8 +47,8 @@ OLD_FILENAME = ".streamcolor-manifest.sqlite"
 #: Item states.
 PENDING, DONE, FAILED, SKIPPED = "pending", "done", "failed", "skipped"
 STATES = (PENDING, DONE, FAILED, SKIPPED)
-_SCHEMA_VERSION = 4
-_COLUMNS = "key, source, member, stamp, state, reason, output, temp, written, updated"
+_SCHEMA_VERSION = 5
+_COLUMNS = "key, source, member, stamp, state, reason, output, temp, written, updated, replaces"
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,8 @@ class Entry:
     written: str | None = None  # the output file as the job wrote it (inode:size:mtime_ns); kept when the
     #                            item is reset, so that a later run knows whether what is there is still its own
     updated: float | None = None  # when the row last changed (seconds since the epoch)
+    replaces: str | None = None  # with ``temp``: the identity of the file its rename may replace (the item's
+    #                              own earlier output, see :func:`replaces_only`); None: none
 
 
 class Manifest:
@@ -105,6 +107,8 @@ class Manifest:
             self._db.execute("ALTER TABLE items ADD COLUMN made_with TEXT")
         if "written" not in columns:  # before version 4: which file the job wrote unknown (NULL)
             self._db.execute("ALTER TABLE items ADD COLUMN written TEXT")
+        if "replaces" not in columns:  # before version 5: a pending rename replaced nothing
+            self._db.execute("ALTER TABLE items ADD COLUMN replaces TEXT")
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(_SCHEMA_VERSION),))
 
     @classmethod
@@ -162,7 +166,7 @@ class Manifest:
                     "VALUES (?, ?, ?, ?, ?, ?, NULL, ?, NULL, NULL) ON CONFLICT(key) DO UPDATE SET "
                     "source = excluded.source, member = excluded.member, stamp = excluded.stamp, "
                     "state = excluded.state, reason = excluded.reason, output = NULL, updated = excluded.updated, "
-                    "temp = NULL, made_with = NULL",
+                    "temp = NULL, made_with = NULL, replaces = NULL",
                     (_enc(e.key), _enc(e.source), _enc(e.member), e.stamp, e.state, _enc(e.reason), now))
                 result[e.key] = Entry(e.key, e.source, e.member, e.stamp, e.state, e.reason, None,
                                       written=old.written if old is not None else None)
@@ -171,20 +175,22 @@ class Manifest:
     # -- recording outcomes ------------------------------------------------------------------
 
     def mark(self, key: str, state: str, *, reason: str | None = None, output: str | None = None,
-             temp: str | None = None, made_with: str | None = None, written: str | None = None) -> None:
+             temp: str | None = None, made_with: str | None = None, written: str | None = None,
+             replaces: str | None = None) -> None:
         """Set one item's state and commit at once.  ``temp``: with ``done``, the
         name of the complete temporary file (in the output's folder) that is
         about to be renamed onto ``output``; ``made_with``: with ``done``, the
         settings that made the output (a JSON object, see :meth:`made_with`);
         ``written``: with ``done``, the output file's identity (see :attr:`Entry.written`;
-        None when unknown); in other states the one recorded stays."""
+        None when unknown); in other states the one recorded stays.  ``replaces``: with ``temp``,
+        the identity of the file that the rename may replace (:attr:`Entry.replaces`)."""
         if state not in STATES:
             raise ValueError(f"unknown item state {state!r}; one of {STATES}")
         keep = "written" if state != DONE else "?"
         cur = self._db.execute("UPDATE items SET state = ?, reason = ?, output = ?, temp = ?, updated = ?, "
-                               f"made_with = ?, written = {keep} WHERE key = ?",
+                               f"made_with = ?, written = {keep}, replaces = ? WHERE key = ?",
                                (state, _enc(reason), _enc(output), _enc(temp), time.time(), made_with,
-                                *([written] if state == DONE else []), _enc(key)))
+                                *([written] if state == DONE else []), replaces if temp else None, _enc(key)))
         if cur.rowcount != 1:
             raise KeyError(f"manifest has no item {key!r} (sync the listing first)")
 
@@ -195,11 +201,11 @@ class Manifest:
 
     def renamed(self, key: str) -> None:
         """Forget a done item's temporary name: its rename is complete."""
-        self._db.execute("UPDATE items SET temp = NULL WHERE key = ?", (_enc(key),))
+        self._db.execute("UPDATE items SET temp = NULL, replaces = NULL WHERE key = ?", (_enc(key),))
 
     def renamed_all(self) -> None:
         """Forget every temporary name: the job's renames are all complete."""
-        self._db.execute("UPDATE items SET temp = NULL WHERE temp IS NOT NULL")
+        self._db.execute("UPDATE items SET temp = NULL, replaces = NULL WHERE temp IS NOT NULL")
 
     def pending_renames(self) -> list[Entry]:
         """Done items whose temporary file may not have been renamed yet (a

@@ -490,6 +490,43 @@ def test_an_output_staged_before_a_kill_is_renamed_not_written_again(engine, tmp
         assert m.pending_renames() == []
 
 
+def test_a_redo_killed_before_its_rename_is_renamed_over_the_earlier_output(engine, tmp_path, monkeypatch):
+    """With --redo (or a changed source) the new output replaces the item's earlier one.  Killed
+    between recording it and the rename, the rerun renamed it only where nothing was there: it gave
+    up, took the earlier output for the user's, wrote the item again as a~2.jpg and left the
+    complete temporary behind for good."""
+    src = zip_of(tmp_path / "in.zip", {"a.jpg": jpeg(1)})
+    out = tmp_path / "out"
+    colorize_archive(src, out, engine=engine, options=BatchOptions(render_size=32), progress=False)
+    earlier = (out / "a.jpg").read_bytes()
+
+    class Killed(BaseException):
+        pass
+
+    def killed(self, *args, **kwargs):
+        self._release()  # (the writer's lock goes with the process)
+        raise Killed
+
+    options = BatchOptions(redo=True)  # (another render size: other bytes than the earlier output's)
+    with BatchJob(src, out, options=options) as job:
+        from streamcolor.items import colorize_items
+
+        [item] = job.todo
+        [outcome] = colorize_items([(item, job.read(item))], engine=engine, options=options.color_options(engine),
+                                   sink=FolderSink(out, staging=True))
+        staged = outcome.staged
+        made = staged.path.read_bytes()
+        monkeypatch.setattr(tempfiles.Staged, "commit", killed)
+        with pytest.raises(Killed):
+            job.record(outcome)
+    monkeypatch.undo()
+    assert made != earlier and (out / "a.jpg").read_bytes() == earlier
+    report = colorize_archive(src, out, engine=engine, options=BatchOptions(), progress=False)
+    assert report.ok and report.done_now == 0, report.problems  # (renamed, not colorized again)
+    assert sorted(p.name for p in out.iterdir() if not is_job_file(p.name)) == ["a.jpg"]
+    assert (out / "a.jpg").read_bytes() == made
+
+
 def test_a_rerun_under_another_format_sweeps_what_a_killed_run_left(engine, tmp_path):
     """A killed run's temporaries are named for its outputs (a.jpg); a rerun with --format png
     lists other names (a.png), and still removes them: they are the job's, and abandoned."""
@@ -830,6 +867,24 @@ def test_zip_names_in_utf8_without_the_utf8_flag_are_read_as_utf8(engine, tmp_pa
     report = colorize_archive(path, tmp_path / "out", engine=engine, progress=False)
     assert report.done == 3
     assert sorted(outputs(tmp_path / "out")) == ["Gr\u00fc\u00dfe.jpg", "caf\u00e9.jpg", "plain.jpg"]
+
+
+def test_a_folder_is_never_numbered_onto_another_folder_of_the_archive(engine, tmp_path):
+    """The folder a.jpg of a.jpg/b.jpg must be numbered (a file a.jpg is in the way: a member, or a
+    file of the user's in OUT); a~2.jpg was taken although the archive holds a~2.jpg/b.jpg itself:
+    two members had one output, one of them "failed", and a rerun wrote both again as b~2, b~3."""
+    arc = zip_of(tmp_path / "a.zip", {"a.jpg": jpeg(0), "a.jpg/b.jpg": jpeg(1), "a~2.jpg/b.jpg": jpeg(2)})
+    report = colorize_archive(arc, tmp_path / "out1", engine=engine, progress=False)
+    assert report.done == 3 and sorted(outputs(tmp_path / "out1")) == ["a.jpg", "a~2.jpg/b.jpg", "a~3.jpg/b.jpg"]
+    arc = zip_of(tmp_path / "b.zip", {"a.jpg/b.jpg": jpeg(1), "a~2.jpg/b.jpg": jpeg(2)})
+    out = tmp_path / "out2"
+    out.mkdir()
+    (out / "a.jpg").write_bytes(b"mine")
+    for _ in range(2):  # (the rerun finds both done)
+        report = colorize_archive(arc, out, engine=engine, progress=False)
+        assert report.ok and report.done + report.skipped == 2, report.problems
+        assert sorted(outputs(out)) == ["a.jpg", "a~2.jpg/b.jpg", "a~3.jpg/b.jpg"]
+    assert (out / "a~2.jpg" / "b.jpg").read_bytes() != (out / "a~3.jpg" / "b.jpg").read_bytes()
 
 
 def test_a_folder_numbered_past_a_file_is_not_numbered_onto_a_link(engine, tmp_path):

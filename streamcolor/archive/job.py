@@ -20,8 +20,8 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping, Sequence
 
 from streamcolor import image_io, tempfiles
-from streamcolor.archive.listing import (ARCHIVE_SUFFIXES, BatchOptions, Item, Source, UnreadableSource, list_items,
-                                         open_source, read_item)
+from streamcolor.archive.listing import (ARCHIVE_SUFFIXES, BatchOptions, Item, Source, UnreadableSource, folder_keys,
+                                         list_items, open_source, read_item)
 from streamcolor.colorize import ColorOptions
 from streamcolor.engines import ModelInfo, archives
 from streamcolor.engines.archives import name_key
@@ -267,7 +267,8 @@ class BatchJob:
                 self.manifest.mark(item.key, outcome.state, reason=outcome.reason, output=outcome.output,
                                    temp=staged.path.name if staged is not None else None,
                                    made_with=self._made_with(item.key) if outcome.state == DONE else None,
-                                   written=_identity_of(outcome, staged, self.out_dir))
+                                   written=_identity_of(outcome, staged, self.out_dir),
+                                   replaces=getattr(item, "replaces", None))
         except BaseException:
             if staged is not None:
                 staged.discard()
@@ -604,16 +605,18 @@ def _recording(manifest: Manifest):
 def _finish_renames(manifest: Manifest, out_dir: Path) -> None:
     """Outputs recorded done whose rename a killed run may not have made: rename
     the complete temporary file that is still there (the output is not written
-    again), and forget the temporary names."""
+    again), replacing only what that rename was to replace (the item's own earlier
+    output, with ``--redo`` or a changed source), and forget the temporary names."""
     for e in manifest.pending_renames():
         final = out_dir / (e.output or e.key)
         tmp = final.parent / (e.temp or "")
         if e.temp and tmp.is_file() and not tmp.is_symlink():
             try:
-                tempfiles.move_into_place(tmp, final, replace=False)  # (a file there now is not the job's)
+                tempfiles.move_into_place(tmp, final, replace=replaces_only(e.replaces))
                 log.info("finished the rename of %s (the run before was stopped just before it)", final)
-            except OSError as exc:
+            except OSError as exc:  # (a file there now that is not the job's: it stays, the item is done again)
                 log.warning("%s: cannot finish its rename (%s); it is colorized again", final, exc.strerror or exc)
+                tmp.unlink(missing_ok=True)
                 manifest.reset(e.key)
         manifest.renamed(e.key)
 
@@ -643,6 +646,7 @@ def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path, 
     renamed: list[tuple[str, Item]] = []  # (the key as listed, the item with its key as written)
     out: list[Item] = []
     folders: dict[str, str] = {}
+    listed_folders = folder_keys(it.key for it in items if not it.refusal)
     for i, it in enumerate(items):
         if i in sticky:
             listed, it = it.key, _replacing(dataclasses.replace(it, key=sticky[i]), out_dir)
@@ -650,7 +654,7 @@ def _keep_clear_of_others(items: list[Item], manifest: Manifest, out_dir: Path, 
             out.append(it)
             continue
         if not it.refusal and "/" in it.key:
-            key = _clear_folder_path(it.key, out_dir, used, folders)
+            key = _clear_folder_path(it.key, out_dir, used, listed_folders, folders)
             if key != it.key:  # a folder of the key is a file in OUT (an earlier job's, or the user's)
                 listed, it = it.key, dataclasses.replace(it, key=key)
                 renamed.append((listed, it))
@@ -749,10 +753,12 @@ def _stays_done(e: Entry, item: Item, redo: bool) -> bool:
     return e.state == DONE and e.stamp == item.stamp and not redo
 
 
-def _clear_folder_path(key: str, out_dir: Path, used: set[str], folders: dict[str, str]) -> str:
+def _clear_folder_path(key: str, out_dir: Path, used: set[str], listed_folders: set[str],
+                       folders: dict[str, str]) -> str:
     """``key`` with each folder of it that is a file in OUT (``OUT/a.jpg`` when the key is
     ``a.jpg/b.jpg``) numbered (``a~2.jpg/b.jpg``), the same for every key in that folder
-    (``folders``: folder as listed -> as written), and never onto a key of the job (``used``)."""
+    (``folders``: folder as listed -> as written), and never onto a key of the job (``used``)
+    nor onto another folder the job lists (``listed_folders``: a member ``a~2.jpg/b.jpg`` too)."""
     parts = key.split("/")
     for i in range(1, len(parts)):
         listed = "/".join(parts[:i])
@@ -760,7 +766,8 @@ def _clear_folder_path(key: str, out_dir: Path, used: set[str], folders: dict[st
             continue
         parent = folders["/".join(parts[:i - 1])] + "/" if i > 1 else ""
         written, n = parent + parts[i - 1], 1
-        while _not_a_folder(out_dir / written) or name_key(written) in used:
+        while (_not_a_folder(out_dir / written) or name_key(written) in used
+               or (written != listed and name_key(written) in listed_folders)):
             n += 1
             written = parent + numbered(parts[i - 1], n)
         folders[listed] = written

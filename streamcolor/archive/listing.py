@@ -13,7 +13,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from streamcolor import image_io, memory, tempfiles
 from streamcolor.colorize import ColorOptions, check_saturation
@@ -239,7 +239,7 @@ def list_items(sources: Sequence[Source], options: BatchOptions = BatchOptions()
     reserved = {name_key(key) for _, _, _, key, _, _ in listed if key is not None}
     items: list[Item] = []
     taken: set[str] = set()
-    folders = _Folders()
+    folders = _Folders(folder_keys(key for _, _, _, key, _, _ in listed if key is not None))
     for i, (source, prefix, m, key, refusal, _) in enumerate(listed):
         common = dict(source=str(source.path), member=m.name, size=m.size, stamp=m.stamp, kind=source.kind,
                       locator=m.locator)
@@ -272,9 +272,10 @@ class _Folders:
     the same for every member in it) or the file, comparing names as
     :func:`unique_name` does."""
 
-    def __init__(self) -> None:
+    def __init__(self, listed: set[str] = frozenset()) -> None:
         self.renamed: dict[str, str] = {}  # a folder as listed -> as written
         self.names: set[str] = set()  # folders as written (their name_key)
+        self.listed = listed  # every folder of the listing (their name_key): a number never takes one
 
     def file_key(self, key: str, files: set[str], reserved: set[str] = frozenset(), *, claimed: bool = True) -> str:
         """``key`` with its folders and its name clear of the files and folders before it
@@ -287,16 +288,21 @@ class _Folders:
             listed = "/".join([*done, part])  # (folders differing in case stay apart, as before)
             if listed not in self.renamed:
                 written, n = "/".join([*done, part]), 1
-                while name_key(written) in files or (n > 1 and name_key(written) in reserved):
+                while name_key(written) in files or (n > 1 and (name_key(written) in reserved
+                                                                   or name_key(written) in self.listed)):
                     n += 1
                     written = "/".join([*done, numbered(part, n)])
                 self.renamed[listed] = written
                 self.names.add(name_key(written))
             done = self.renamed[listed].split("/")
-        key = unique_name("/".join([*done, parts[-1]]), files | self.names, reserved,  # (not onto a folder either)
-                          claimed=claimed)
-        files.add(name_key(key))
+        key = unique_name("/".join([*done, parts[-1]]), files, reserved, claimed=claimed,
+                          folders=self.names)  # (not onto a folder either)
         return key
+
+
+def folder_keys(keys: Iterable[str]) -> set[str]:
+    """The folders of output keys (``a/b`` and ``a`` of ``a/b/c.jpg``), as :func:`name_key` gives them."""
+    return {name_key(p.as_posix()) for key in keys for p in PurePosixPath(key).parents if p.as_posix() != "."}
 
 
 def clear_of_job_files(key: str) -> str:
@@ -341,18 +347,19 @@ def _prefixes(sources: Sequence[Source]) -> list[str]:
     return out
 
 
-def unique_name(path: str, taken: set[str], reserved: set[str] = frozenset(), *, claimed: bool = True) -> str:
-    """``path`` when it is not in ``taken`` and ``claimed``, else ``stem~N.suffix`` with the
-    first N whose name is neither in ``taken`` nor in ``reserved`` (the names others keep, so a
-    number never takes a later listed file's own name); compared as :func:`name_key` does (on a
-    case-insensitive disk ``A.jpg`` and ``a.jpg`` are one file, on macOS also ``café`` in NFC and
-    NFD).  Adds its key to ``taken``."""
+def unique_name(path: str, taken: set[str], reserved: set[str] = frozenset(), *, claimed: bool = True,
+                folders: set[str] = frozenset()) -> str:
+    """``path`` when it is not in ``taken`` (nor ``folders``: names of folders) and ``claimed``,
+    else ``stem~N.suffix`` with the first N whose name is in none of ``taken``, ``folders`` and
+    ``reserved`` (the names others keep, so a number never takes a later listed file's own name);
+    compared as :func:`name_key` does (on a case-insensitive disk ``A.jpg`` and ``a.jpg`` are one
+    file, on macOS also ``café`` in NFC and NFD).  Adds its key to ``taken``."""
     candidate, n = path, 1
     p = PurePosixPath(path)
-    if claimed and name_key(candidate) not in taken:
+    if claimed and name_key(candidate) not in taken and name_key(candidate) not in folders:
         taken.add(name_key(candidate))
         return candidate
-    while name_key(candidate) in taken or name_key(candidate) in reserved:
+    while name_key(candidate) in taken or name_key(candidate) in reserved or name_key(candidate) in folders:
         n += 1
         candidate = str(p.with_name(numbered(p.name, n)))
     taken.add(name_key(candidate))
@@ -360,4 +367,4 @@ def unique_name(path: str, taken: set[str], reserved: set[str] = frozenset(), *,
 
 
 __all__ = ["ARCHIVE_SUFFIXES", "BatchOptions", "Item", "OUTPUT_FORMATS", "Source", "list_items", "open_source",
-           "clear_of_job_files", "output_key", "output_name", "read_item", "safe_member_path", "unique_name"]
+           "clear_of_job_files", "folder_keys", "output_key", "output_name", "read_item", "safe_member_path", "unique_name"]
