@@ -367,4 +367,5 @@ def unique_name(path: str, taken: set[str], reserved: set[str] = frozenset(), *,
 
 
 __all__ = ["ARCHIVE_SUFFIXES", "BatchOptions", "Item", "OUTPUT_FORMATS", "Source", "list_items", "open_source",
-           "clear_of_job_files", "folder_keys", "output_key", "output_name", "read_item", "safe_member_path", "unique_name"]
+           "clear_of_job_files", "folder_keys", "output_key", "output_name", "read_item", "safe_member_path",
+           "unique_name"]
