@@ -27,7 +27,7 @@ from typing import AsyncIterator
 
 from PIL import Image
 
-from streamcolor.image_io import is_16bit_colour
+from streamcolor.image_io import DEFAULT_MAX_PIXELS, allow_pixels, is_16bit_colour
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,14 @@ def engine_bytes(width: int, height: int, render_size: int) -> int:
     return render_size * max(1, render_size * shorter // longer) * ENGINE_BYTES_PER_INPUT_PIXEL
 
 
-def encoded_bytes(data: bytes, render_size: int | None = None) -> int:
+def encoded_bytes(data: bytes, render_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
     """Estimated working memory of colorizing the encoded image ``data``, from
     its header alone (Pillow reads the size without decoding; a cheap call);
-    with ``render_size``, the engine's share for it in a batch too (:func:`engine_bytes`)."""
+    with ``render_size``, the engine's share for it in a batch too (:func:`engine_bytes`).
+    ``max_pixels``: the largest image the job decodes; Pillow's own guard is raised to it first
+    (:func:`~streamcolor.image_io.allow_pixels`), or a photo of 179-268 Mpx, which its guard
+    refuses at its default, was estimated as an unknown file of 1 MB before the first decode raised it."""
+    allow_pixels(max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

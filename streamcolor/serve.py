@@ -780,7 +780,7 @@ async def _colorize(request: web.Request) -> web.StreamResponse:
         # an upload is counted from its header alone, and stays counted until its answer is sent: an
         # answer its client does not read is memory too (videos also run one at a time)
         need = (await loop.run_in_executor(None, _video_bytes, upload, state.options.memory_budget)
-                if upload.is_video else memory.encoded_bytes(upload.data))
+                if upload.is_video else memory.encoded_bytes(upload.data, max_pixels=state.options.max_pixels))
         async with state.budget.hold(need) as share:
             folder = None
             try:

@@ -247,6 +247,16 @@ def test_estimate_comes_from_the_header_without_decoding():
     assert memory.encoded_bytes(data, 320) - memory.encoded_bytes(data) == 320 * 232 * memory.ENGINE_BYTES_PER_INPUT_PIXEL
 
 
+def test_the_estimate_of_a_photo_past_pillows_own_guard_is_its_size(monkeypatch):
+    """Pillow refuses a header over twice its MAX_IMAGE_PIXELS: a photo under the job's limit but over
+    that (179-268 Mpx at Pillow's default) was counted as an unknown file of 1 MB, until the first
+    decode raised Pillow's guard, and ran beside others at 3 GB."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    data = _png_header_only(100, 50)  # 5,000 px: over twice Pillow's 1,000
+    assert memory.encoded_bytes(data, max_pixels=10_000) == 5_000 * memory.BYTES_PER_PIXEL + len(data)
+    assert Image.MAX_IMAGE_PIXELS == 10_000
+
+
 def test_a_huge_batch_size_stays_within_the_memory_budget(tmp_path):
     """`batch -b 100000` gathered as many photos as the budget held and ran them as one engine
     batch, whose activations (about 15 MB a photo at render 320) were not counted: 1.8-1.9x the

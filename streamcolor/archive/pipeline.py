@@ -145,7 +145,7 @@ class _Pipeline:
                     fut: Future = Future()
                     fut.set_exception(exc)
                 else:
-                    cost = memory.encoded_bytes(data, self.color.render_size)  # (the engine's share too)
+                    cost = memory.encoded_bytes(data, self.color.render_size, self.color.max_pixels)  # (engine too)
                     while not self.budget.acquire(cost, timeout=0.1):
                         if self._stop.is_set():
                             return
