@@ -830,6 +830,19 @@ def test_a_tar_header_is_not_read_whole_at_any_size_it_declares(engine, tmp_path
     assert report.done == 2 and sorted(outputs(tmp_path / "out")) == ["p1.jpg", "p2.jpg"]
 
 
+def test_a_folder_entry_written_with_a_backslash_is_a_folder(engine, tmp_path):
+    """Old Windows tools write a zip's folders as ``photos\\`` with MS-DOS's folder bit, not ``photos/``:
+    it was read as an empty file, a failure in a clean archive (exit 1)."""
+    path = tmp_path / "win.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        folder = zipfile.ZipInfo("photos\\")
+        folder.external_attr = 0x10
+        zf.writestr(folder, b"")
+        zf.writestr("photos\\a.jpg", jpeg(1))
+    report = colorize_archive(path, tmp_path / "out", engine=engine, progress=False)
+    assert report.ok and report.total == 1 and list(outputs(tmp_path / "out")) == ["photos/a.jpg"], report.problems
+
+
 def test_a_packed_tar_gz_keeps_the_name_it_is_given(engine, tmp_path):
     """The output's own suffix (.tgz stays .tgz), and gzip's header names the archive, not
     the temporary file it was written as (``gzip -dN`` restores that name)."""

@@ -391,8 +391,8 @@ class Source:
         assert self._zip is not None
         limits = self.limits
         for i, info in enumerate(self._zip.infolist()):
-            if info.is_dir():
-                continue
+            if info.is_dir() or (not info.file_size and (info.filename.endswith("\\") or info.external_attr & 0x10)):
+                continue  # (a folder: "name/", or as old Windows tools wrote it, "name\\" with MS-DOS's folder bit)
             stamp = f"{info.file_size}:{info.CRC:08x}"
             mode = info.external_attr >> 16
             refusal = None
