@@ -125,6 +125,36 @@ def _tag_seconds(value: str | None) -> float | None:
 PENDING_LIMIT_BYTES = 64 * 2**20
 
 
+class BestEffortPts:
+    """A decoded frame's presentation time as FFmpeg's ``best_effort_timestamp`` gives it (libavcodec's
+    ``guess_correct_pts``, which PyAV does not expose): the frame's pts, unless more of the pts so far
+    than of the decode times (dts) failed to go forward, then its dts (and None where it has none,
+    as the frames flushed from the decoder at the end, for the caller to count on).  Why: an AVI has no
+    timestamps, only frame slots in decode order, so with B-frames the pts of frames in display order
+    go back and forth (1, 3, 2, 6, 5, 7, 4, ...) while their dts go forward; taken as they were, each
+    step back read as a restart of the timestamps and the output lasted twice the source."""
+
+    def __init__(self) -> None:
+        self.faulty_pts = self.faulty_dts = 0
+        self.last_pts: int | None = None
+        self.last_dts: int | None = None
+
+    def __call__(self, pts: int | None, dts: int | None) -> int | None:
+        if dts is not None:
+            self.faulty_dts += self.last_dts is not None and dts <= self.last_dts
+            self.last_dts = dts
+        elif pts is not None:
+            self.last_dts = pts
+        if pts is not None:
+            self.faulty_pts += self.last_pts is not None and pts <= self.last_pts
+            self.last_pts = pts
+        elif dts is not None:
+            self.last_pts = dts
+        if self.faulty_pts > self.faulty_dts and dts is None:
+            return None  # (the decoder's last frames, flushed, have no dts: the caller counts on from the last)
+        return pts if pts is not None and (self.faulty_pts <= self.faulty_dts or dts is None) else dts
+
+
 class _Stopped(Exception):
     """Raised inside a stage when another stage failed or the caller gave up."""
 
@@ -255,6 +285,7 @@ class _Job:
         wanted = [vin, *self.copy_map_in]
         last_pts: int | None = None
         last_dur = 0
+        best_effort = BestEffortPts()
         demux = self.inp.demux(wanted)
         while True:
             try:
@@ -277,7 +308,7 @@ class _Job:
                 log.warning("%s: skipping a damaged video packet near frame %d: %s", src, self.frames_in, reason(exc))
                 continue
             for frame in frames:
-                pts = frame.pts
+                pts = best_effort(frame.pts, frame.dts)
                 if pts is None:
                     pts = 0 if last_pts is None else last_pts + max(1, last_dur)
                 else:
