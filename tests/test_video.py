@@ -34,7 +34,7 @@ from PIL import Image
 import streamcolor
 from streamcolor.engines import lab
 from streamcolor.engines.base import Engine
-from streamcolor.errors import InputError, OutputError
+from streamcolor.errors import InputError, ItemOutputError, OutputError
 from streamcolor.video import (ChromaStabilizer, VideoOptions, colorize_segment, default_output,
                                histogram_distance, join_segments, l_histogram, pick_codec, plan_segments,
                                video_keyframes)
@@ -1027,6 +1027,24 @@ def test_parts_left_for_another_output_are_named(counted, long_clip, tmp_path, c
     assert f"kept in {tmp_path / '.x.mp4.segments'}" in caplog.text
 
 
+def test_a_join_that_fails_on_the_videos_own_parts_is_that_videos_failure(counted, long_clip, tmp_path):
+    """A join refused for the video's own streams (timestamps that go back, a packet its container
+    refuses) raised a plain OutputError, which `streamcolor video` takes for the output location's
+    fault: the run stopped (exit 2) and the other inputs were never done; one pass fails only that
+    video.  The message said a rerun joins the parts again, which fails the same way each time."""
+    counted.fail_after = 12 + 18 + 4  # (parts 0 and 1 done, then a failure)
+    with pytest.raises(RuntimeError):
+        streamcolor.colorize_video(long_clip, tmp_path / "x.mp4", engine=counted,
+                                   options=VideoOptions(**PARTS, batch_size=2), progress=False)
+    counted.fail_after = None
+    work = tmp_path / ".x.mp4.segments"
+    (work / "segment-00001.mp4").write_bytes((work / "segment-00000.mp4").read_bytes())  # (its times go back)
+    with pytest.raises(ItemOutputError, match="timestamps go back at the join .*--checkpoint-every 0"):
+        streamcolor.colorize_video(long_clip, tmp_path / "x.mp4", engine=counted,
+                                   options=VideoOptions(**PARTS, batch_size=2), progress=False)
+    assert not (tmp_path / "x.mp4").exists()
+
+
 @pytest.mark.slow
 def test_sigkill_during_a_long_video_then_the_same_command_resumes(tmp_path):
     """`streamcolor video` killed (SIGKILL) after some parts: nothing at the output, the finished
@@ -1058,6 +1076,25 @@ def test_sigkill_during_a_long_video_then_the_same_command_resumes(tmp_path):
     assert len(b["l"]) == 480 and np.allclose(b["times"], a["times"], atol=1e-4)
     assert b["packets"]["audio1"] == a["packets"]["audio1"]
     assert leftovers(tmp_path, src, tmp_path / "film-colour.mp4") == []
+
+
+@pytest.mark.parametrize("checkpoint_s", [0.0, 1.0])
+def test_an_avi_with_b_frames_keeps_its_length(engine, tmp_path, checkpoint_s, caplog):
+    """An AVI has frame slots in decode order, no timestamps: with H.264's B-frames the decoded frames'
+    pts went back and forth (1, 3, 2, 6, 5, ...), each step back was taken for a restart of the
+    timestamps, and a 4 s clip came out 8 s long; in parts, frames were nudged.  The frame times are
+    now FFmpeg's best effort (the dts where the pts are the faulty ones)."""
+    src = make_video(tmp_path / "b.avi", frames=96, gop=12, preset="medium", audio=None)
+    with av.open(str(src)) as c:
+        raw = [f.pts for f in c.decode(video=0)]
+    assert raw != sorted(raw)  # (the frames' own pts out of order: the case)
+    with caplog.at_level(logging.WARNING, logger="streamcolor.video"):
+        dst = streamcolor.colorize_video(src, tmp_path / "out.mp4", engine=engine, progress=False,
+                                         options=VideoOptions(render_size=64, checkpoint_s=checkpoint_s))
+    times = read_video(dst)["times"]
+    assert len(times) == 96 and times == sorted(times)
+    assert times[-1] - times[0] == pytest.approx(95 / RATE, abs=1.01 / RATE)  # (FFmpeg's guess: one slot off at most)
+    assert "start again" not in caplog.text and "nudged" not in caplog.text
 
 
 def test_an_avi_or_a_short_video_takes_one_pass(engine, long_clip, tmp_path, monkeypatch):

@@ -557,7 +557,7 @@ class ActorPool:
         except Exception:  # noqa: BLE001 -- dead for good
             pass
         if self.replaced >= 3 * self.size:
-            raise RuntimeError("Ray actors keep dying; giving up (see the Ray logs for the cause, e.g. out of memory)")
+            raise ClusterError("Ray actors keep dying; giving up (see the Ray logs for the cause, e.g. out of memory)")
         self.replaced += 1
         try:
             self.ray.kill(self.actors[slot], no_restart=True)

@@ -17,7 +17,7 @@ from streamcolor import tempfiles
 from streamcolor.archive import BatchOptions
 from streamcolor.errors import InputError, OutputError, refuse_empty_path
 from streamcolor.progress import Progress, progress_bar
-from streamcolor.ray.pool import ActorPool, ClusterOptions, colorize_kwargs, plan_actors, ray_session
+from streamcolor.ray.pool import ActorPool, ClusterError, ClusterOptions, colorize_kwargs, plan_actors, ray_session
 from streamcolor.engines import EngineError, resolve_model
 from streamcolor.video import (Segment, VideoOptions, check_joinable, join_parts, keyframes_in_order, output_path,
                                output_replace, part_job, plan_segments, refuse_if_written, remember_default_output,
@@ -115,7 +115,7 @@ def _run_segments(pool: ActorPool, src: Path, todo: list[Segment], paths: list[P
                 seg = task.payload
                 if isinstance(result, BaseException):
                     if task.attempt >= pool.cluster.resubmits:
-                        raise RuntimeError(f"{src}: segment {seg.index} lost {task.attempt + 1} times with its "
+                        raise ClusterError(f"{src}: segment {seg.index} lost {task.attempt + 1} times with its "
                                            f"worker ({type(result).__name__})") from result
                     pool.submit("segment", *task.args, payload=seg, attempt=task.attempt + 1)
                     continue

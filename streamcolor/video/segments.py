@@ -422,9 +422,12 @@ def join_parts(src: str | os.PathLike, folder: PartsFolder, dst: str | os.PathLi
     a failed join says where the parts stay."""
     try:
         written = join_segments(src, folder.paths, dst, replace=replace)
+    except ItemOutputError as exc:  # (this video's streams: joining again would fail again)
+        raise ItemOutputError(f"{exc} (the colorized parts stay in {folder.work}; `--checkpoint-every 0` "
+                              "colorizes the video in one pass, then remove that folder)") from exc
     except OutputError as exc:
-        raise type(exc)(f"{exc} (the colorized parts stay in {folder.work}: a rerun joins them again; "
-                        "remove that folder to start from the first part)") from exc
+        raise OutputError(f"{exc} (the colorized parts stay in {folder.work}: a rerun joins them again; "
+                          "remove that folder to start from the first part)") from exc
     folder.joined = True
     return written
 
@@ -451,7 +454,7 @@ def _decode_after(packet, last_dts: Fraction, path: Path) -> None:
     tb = packet.time_base
     ticks = math.floor(last_dts / tb) + 1
     if packet.pts is not None and ticks > packet.pts:
-        raise OutputError(f"{path}: its decode times cannot follow the previous segment's at the join "
+        raise ItemOutputError(f"{path}: its decode times cannot follow the previous segment's at the join "
                           f"({float(packet.pts * tb):.3f} s)")
     packet.dts = ticks
 
@@ -464,9 +467,10 @@ def join_segments(src: str | os.PathLike, segments: Sequence[str | os.PathLike],
     interleaved by time.  Timestamps are the segments' own (the source's), so
     they run on across the joins.  Written under a temporary name and renamed.
 
-    Raises OutputError when a segment does not start with a keyframe, its
+    Raises ItemOutputError when a segment does not start with a keyframe, its
     timestamps go back, or its encoder settings differ from the first one's
-    (the result would not play)."""
+    (the result would not play), or a packet cannot be written (the container
+    refuses this video's streams): another video of the run is still done."""
     src, dst = Path(src), Path(dst)
     if not segments:
         raise ValueError("no segments to join")
@@ -503,17 +507,17 @@ def join_segments(src: str | os.PathLike, segments: Sequence[str | os.PathLike],
                         with av.open(str(path)) as seg:
                             vs = seg.streams.video[0]
                             if bytes(vs.codec_context.extradata or b"") != extradata:
-                                raise OutputError(f"{path}: encoder settings differ from the first segment's; "
+                                raise ItemOutputError(f"{path}: encoder settings differ from the first segment's; "
                                                   "cannot join by stream copy")
                             first_packet = True
                             for packet in seg.demux(vs):
                                 if not packet.size:
                                     continue
                                 if first_packet and not packet.is_keyframe:
-                                    raise OutputError(f"{path}: does not start with a keyframe")
+                                    raise ItemOutputError(f"{path}: does not start with a keyframe")
                                 if first_packet and last_pts is not None and packet.pts is not None \
                                         and packet.pts * packet.time_base <= last_pts:
-                                    raise OutputError(f"{path}: timestamps go back at the join "
+                                    raise ItemOutputError(f"{path}: timestamps go back at the join "
                                                       f"({float(packet.pts * packet.time_base):.3f} s)")
                                 first_packet = False
                                 if packet.dts is not None:
@@ -531,7 +535,7 @@ def join_segments(src: str | os.PathLike, segments: Sequence[str | os.PathLike],
                     try:
                         out.mux(packet)
                     except av.error.FFmpegError as exc:
-                        raise OutputError(f"{dst}: cannot write a packet: {reason(exc)}") from exc
+                        raise ItemOutputError(f"{dst}: cannot write a packet: {reason(exc)}") from exc
         try:
             dst = staged.commit(replace)
         except OSError as exc:
