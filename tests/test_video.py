@@ -1045,6 +1045,31 @@ def test_a_join_that_fails_on_the_videos_own_parts_is_that_videos_failure(counte
     assert not (tmp_path / "x.mp4").exists()
 
 
+def test_killed_after_the_join_the_rerun_knows_the_output_is_its_own(counted, long_clip, tmp_path, monkeypatch):
+    """Killed after the joined output was renamed into place but before the work folder was removed:
+    the output was noted as streamcolor's only after that, so the rerun (at the default name) took it
+    for a file of the user's, colorized the whole video again into ``~2`` and left the folder for good."""
+    from streamcolor.video import segments
+
+    class Killed(BaseException):
+        pass
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    src = tmp_path / "film.mp4"
+    src.write_bytes(long_clip.read_bytes())
+    monkeypatch.setattr(segments, "_remove_ours", killed)
+    with pytest.raises(Killed):
+        streamcolor.colorize_video(src, engine=counted, options=VideoOptions(**PARTS), progress=False)
+    monkeypatch.undo()
+    assert (tmp_path / "film-colour.mp4").is_file() and (tmp_path / ".film-colour.mp4.segments").is_dir()
+    before = counted.colorized
+    out = streamcolor.colorize_video(src, engine=counted, options=VideoOptions(**PARTS), progress=False)
+    assert out == tmp_path / "film-colour.mp4" and counted.colorized == before  # (the parts joined again)
+    assert sorted(p.name for p in tmp_path.iterdir() if p != long_clip) == ["film-colour.mp4", "film.mp4"]
+
+
 @pytest.mark.slow
 def test_sigkill_during_a_long_video_then_the_same_command_resumes(tmp_path):
     """`streamcolor video` killed (SIGKILL) after some parts: nothing at the output, the finished

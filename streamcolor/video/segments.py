@@ -38,6 +38,7 @@ except ImportError:  # Windows: no advisory locks; two runs for one output are t
 from streamcolor import image_io, tempfiles
 from streamcolor.colorize import engine_for
 from streamcolor.errors import InputError, ItemOutputError, OutputError
+from streamcolor.outputs import remember_written
 from streamcolor.video.containers import (copy_chapters, copy_streams, frame_rate, fresh_tags, mux_options,
                                           open_input, packet_time, reason, temp_path, video_stream)
 from streamcolor.video.options import VideoOptions
@@ -419,9 +420,13 @@ def check_joinable(src: str | os.PathLike, dst: str | os.PathLike, codec: str, p
 def join_parts(src: str | os.PathLike, folder: PartsFolder, dst: str | os.PathLike,
                replace: tempfiles.Replace = True) -> Path:
     """:func:`join_segments` of a work folder's parts into ``dst``, the folder marked for removal;
-    a failed join says where the parts stay."""
+    a failed join says where the parts stay.  The output is noted as streamcolor's at once
+    (:func:`~streamcolor.outputs.remember_written`), before the folder is removed: a run killed
+    in between left a whole output that the rerun took for a file of the user's, colorized the
+    video again into ``~2`` and left the work folder behind."""
     try:
         written = join_segments(src, folder.paths, dst, replace=replace)
+        remember_written(written, src)
     except ItemOutputError as exc:  # (this video's streams: joining again would fail again)
         raise ItemOutputError(f"{exc} (the colorized parts stay in {folder.work}; `--checkpoint-every 0` "
                               "colorizes the video in one pass, then remove that folder)") from exc
