@@ -843,6 +843,33 @@ def test_a_folder_entry_written_with_a_backslash_is_a_folder(engine, tmp_path):
     assert report.ok and report.total == 1 and list(outputs(tmp_path / "out")) == ["photos/a.jpg"], report.problems
 
 
+def test_a_source_lists_at_most_max_members_entries(engine, tmp_path):
+    """Each listed entry stays in memory for the job (a .tar.gz of 0.9 MB declaring 200,000 empty files
+    took 168 MB to list): a tar or folder is listed up to the limit and the rest reported lost, a zip
+    (whose directory zipfile reads whole) with more entries is refused before it is read."""
+    photos = {f"p{i}.jpg": jpeg(i) for i in range(5)}
+    tar = tmp_path / "a.tar"
+    with tarfile.open(tar, "w") as tf:
+        for name, data in photos.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    folder = tmp_path / "f"
+    folder.mkdir()
+    for name, data in photos.items():
+        (folder / name).write_bytes(data)
+    options = BatchOptions(render_size=32, max_members=3)
+    for src in (tar, folder):
+        report = colorize_archive(src, tmp_path / f"out-{src.name}", engine=engine, options=options, progress=False)
+        assert report.done == 3 and report.failed == 1, report.problems
+        assert "over the limit of 3 entries in one source" in report.problems[0].reason
+    with pytest.raises(InputError, match="holds 5 entries, over the limit of 3"):
+        colorize_archive(zip_of(tmp_path / "a.zip", photos), tmp_path / "out-zip", engine=engine, options=options,
+                         progress=False)
+    assert colorize_archive(tar, tmp_path / "out-all", engine=engine, progress=False,
+                            options=BatchOptions(render_size=32)).done == 5
+
+
 def test_a_packed_tar_gz_keeps_the_name_it_is_given(engine, tmp_path):
     """The output's own suffix (.tgz stays .tgz), and gzip's header names the archive, not
     the temporary file it was written as (``gzip -dN`` restores that name)."""

@@ -51,6 +51,7 @@ class BatchOptions:
     max_pixels: int = image_io.DEFAULT_MAX_PIXELS  # refuse images with more pixels (decompression bombs)
     max_member_bytes: int = archives.Limits.max_member_bytes  # refuse files/members bigger than this, declared or read
     max_ratio: float = archives.Limits.max_ratio  # refuse zip members > 1 MiB that inflate more than this (zip bombs)
+    max_members: int = archives.Limits.max_members  # entries listed of one source (each held in memory for the job)
     memory_budget: int = memory.DEFAULT_MEMORY_BUDGET  # bytes of images worked on at once (estimated; one may exceed it)
     redo: bool = False  # colorize again the items an earlier run finished (their outputs, the job's own, are replaced)
 
@@ -62,7 +63,7 @@ class BatchOptions:
             raise ValueError(f"archive must be None, 'same' or one of {list(ARCHIVE_SUFFIXES)}, got {self.archive!r}")
         lab.check_render_size(self.render_size)
         check_saturation(self.saturation)
-        for name in ("batch_size", "max_pixels", "max_member_bytes", "memory_budget"):
+        for name in ("batch_size", "max_pixels", "max_member_bytes", "max_members", "memory_budget"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.workers < 0:
@@ -84,7 +85,8 @@ class BatchOptions:
     @property
     def limits(self) -> archives.Limits:
         """The reader's safety limits."""
-        return archives.Limits(max_member_bytes=self.max_member_bytes, max_ratio=self.max_ratio)
+        return archives.Limits(max_member_bytes=self.max_member_bytes, max_ratio=self.max_ratio,
+                               max_members=self.max_members)
 
     def color_options(self, engine: "Engine") -> ColorOptions:
         """The per-image options, with the model's recommendations filled in."""

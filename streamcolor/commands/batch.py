@@ -56,6 +56,9 @@ class _BatchCommand(click.Command):
 @click.option("--max-ratio", type=FiniteRange(min=1, min_open=True), default=Limits.max_ratio, show_default=True,
               help=f"Refuse zip members (over {RATIO_MIN_BYTES >> 20} MiB) that inflate more than this many times "
                    "(zip bombs).")
+@click.option("--max-members", type=click.IntRange(min=1), default=Limits.max_members, show_default=True,
+              help="Entries listed of one folder or archive (each takes memory for the whole job); a zip with more "
+                   "is refused, a tar or folder listed up to this many and the rest reported.")
 @click.option("--memory-budget", type=ByteSize(), default=f"{DEFAULT_MEMORY_BUDGET >> 20}M", show_default=True,
               help="Working memory for images in flight at once, estimated from each one's size before decoding "
                    "(about 16 bytes a pixel): big images wait for each other. One bigger than this runs alone.")
@@ -75,7 +78,7 @@ class _BatchCommand(click.Command):
 @engine_options
 @common_options
 def command(sources, output, fmt, quality, archive, batch_size, workers, max_pixels, max_member_size, max_ratio,
-            memory_budget, redo, ray_address, ray_address_option, actors, model, backend, render_size, saturation):
+            max_members, memory_budget, redo, ray_address, ray_address_option, actors, model, backend, render_size, saturation):
     """Colorize every image in SOURCES (folders, searched recursively; .zip;
     .tar, .tar.gz/.tgz, .tar.xz, .tar.bz2) into the folder OUTPUT.
 
@@ -120,7 +123,7 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
         options = BatchOptions(render_size=render_size, saturation=saturation, quality=quality,
                                output_format=fmt, archive="same" if archive else None, batch_size=batch_size,
                                workers=workers, max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
-                               max_member_bytes=max_member_size, max_ratio=max_ratio,
+                               max_member_bytes=max_member_size, max_ratio=max_ratio, max_members=max_members,
                                memory_budget=memory_budget, redo=redo)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc

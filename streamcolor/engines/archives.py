@@ -102,6 +102,9 @@ class Limits:
 
     max_member_bytes: int = 512 << 20  # refuse files/members bigger than this, declared or actually read
     max_ratio: float = 200.0  # refuse zip members > RATIO_MIN_BYTES that inflate more than this many times
+    # entries listed of one source (about 1 KB of memory each while the job runs: a tar.gz of a few MB can
+    # declare millions of empty ones); a zip with more is refused whole (its directory is read at once)
+    max_members: int = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -324,7 +327,7 @@ class Source:
         self._listed: list[Member] | None = None
         try:
             if self.kind == "zip":
-                self._zip, self._raw = _open_zip(self.path)
+                self._zip, self._raw = _open_zip(self.path, limits.max_members)
             elif self.kind != "folder":
                 self._tar = open_tar(self.path)
         except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, UnicodeDecodeError) as exc:
@@ -343,8 +346,20 @@ class Source:
         """Every file of the source in a stable order (directories and OS junk left out)."""
         if self._listed is None:
             lister = {"folder": self._list_folder, "zip": self._list_zip}.get(self.kind, self._list_tar)
-            self._listed = [m for m in lister() if not is_junk(m.name, backslashes=self.backslashes)]
+            self._listed = [m for m in self._capped(lister()) if not is_junk(m.name, backslashes=self.backslashes)]
         return self._listed
+
+    def _capped(self, members: Iterator[Member]) -> Iterator[Member]:
+        """The first ``limits.max_members`` entries, then one that says the rest are not listed:
+        each listed entry stays in memory for the job (a tar.gz of a few MB can declare millions)."""
+        cap = self.limits.max_members
+        for n, member in enumerate(members):
+            if n == cap:
+                yield Member(f"(after member {cap:,})", 0, "broken", -1,
+                             f"over the limit of {cap:,} entries in one source; the rest are not listed (split it, "
+                             "or raise max_members / --max-members if it is trusted)", broken=True)
+                return
+            yield member
 
     @property
     def backslashes(self) -> bool:
@@ -525,15 +540,21 @@ class Source:
         self.close()
 
 
-def _open_zip(path: Path) -> tuple[zipfile.ZipFile, object | None]:
+def _open_zip(path: Path, max_members: int = Limits.max_members) -> tuple[zipfile.ZipFile, object | None]:
     """Open a zip for reading.  Names marked UTF-8 (flag bit 11) that are not
     valid UTF-8 make :class:`zipfile.ZipFile` fail for the whole archive; such a
     zip is opened again through :class:`_FlagFixedFile`, which clears the flag
     on those entries only, so their names are read as zip's historical
     encoding (cp437) and every member can still be processed.  Returns the
-    zip and the file to close after it (None when ZipFile owns it)."""
+    zip and the file to close after it (None when ZipFile owns it).  A zip of more than
+    ``max_members`` entries is refused (BadZipFile) before ZipFile reads its directory whole."""
     with open(path, "rb") as fh:
         _check_outer_end(fh)
+        endrec = zipfile._EndRecData(fh)  # type: ignore[attr-defined]
+        entries = endrec[zipfile._ECD_ENTRIES_TOTAL] if endrec else 0  # type: ignore[attr-defined]
+        if entries > max_members:
+            raise zipfile.BadZipFile(f"it holds {entries:,} entries, over the limit of {max_members:,} in one "
+                                     "source (split it, or raise max_members / --max-members if it is trusted)")
     try:
         return zipfile.ZipFile(path), None
     except UnicodeDecodeError:
