@@ -1221,18 +1221,27 @@ def test_a_container_that_cannot_hold_the_streams_is_named_with_them(engine, tmp
 def test_timestamps_that_start_again_are_placed_after_the_earlier_frames(engine, tmp_path, caplog):
     """Two MPEG-TS clips joined byte for byte: the second's timestamps start again.  Each of its
     frames was nudged one tick after the previous one, so 2 s of picture played in 0.2 ms; now the
-    second clip follows the first, a frame apart, and the output lasts as long as both."""
+    second clip follows the first, a frame apart, and the output lasts as long as both.  Its audio
+    starts again too, and follows on the same way (its decode times going back, the muxer refused
+    the first packet of the second clip: "cannot write a copied audio packet", the video failed)."""
 
     def ts_clip(path: Path, n: int) -> bytes:
         with av.open(str(path), "w", format="mpegts") as out:
             s = out.add_stream("libx264", rate=10)
             s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+            a = out.add_stream("aac", rate=AUDIO_RATE)
+            a.layout = "mono"
             for i in range(n):
                 frame = av.VideoFrame.from_ndarray(np.full((64, 96, 3), i * 12 % 256, np.uint8), format="rgb24")
                 for packet in s.encode(frame):
                     out.mux(packet)
             for packet in s.encode():
                 out.mux(packet)
+            for k in range(0, n * AUDIO_RATE // 10, 1024):
+                sound = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+                sound.sample_rate, sound.pts = AUDIO_RATE, k
+                out.mux(a.encode(sound))
+            out.mux(a.encode())
         return path.read_bytes()
 
     joined = tmp_path / "joined.ts"
@@ -1244,6 +1253,9 @@ def test_timestamps_that_start_again_are_placed_after_the_earlier_frames(engine,
     assert len(times) == 40 and all(b > a for a, b in zip(times, times[1:]))
     assert times[-1] - times[0] == pytest.approx(3.9, abs=0.01)  # 40 frames at 10 fps (was about 1.9)
     assert "the timestamps start again at frame 20" in caplog.text and "nudged" not in caplog.text
+    assert "the copied audio start again too" in caplog.text
+    sound = read_video(dst)["packet_times"]["audio1"]
+    assert sound == sorted(sound) and sound[-1] == pytest.approx(times[-1], abs=0.2)  # (in step with the picture)
     # Asked for parts, such a video cannot be cut and found again by time (the second clip's keyframe
     # comes before the first's): it takes the single pass (the parts kept only the first clip's frames).
     with caplog.at_level(logging.INFO, logger="streamcolor"):

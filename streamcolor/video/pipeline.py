@@ -231,6 +231,7 @@ class _Job:
         self.nudged = 0  # frames whose pts were at or before the previous frame's
         self.pts_shift = 0  # added to every frame's pts after its timestamps started again (a discontinuity)
         self.restarts = 0  # how often they did
+        self.copy_clock: dict[int, list[int]] = {}  # copied stream -> [shift, last dts + duration] (its own ticks)
         self._size_warned = False
 
     # ---- plumbing
@@ -297,7 +298,7 @@ class _Job:
                 packet = None
             if packet is not None and packet.stream.index != vin.index:  # (flush packets all say stream_index 0)
                 if packet.size:  # the zero-size flush packets demux adds at the end are not data
-                    self._put(out, packet)
+                    self._put(out, self._follow_on(packet))
                 continue
             try:
                 frames = vin.decode(packet)
@@ -342,6 +343,26 @@ class _Job:
             if packet is None:  # flushed the decoder after an early end
                 break
         self._put(out, _END)
+
+    def _follow_on(self, packet):
+        """A copied packet, placed after the stream's earlier ones where its timestamps start again
+        (MPEG-TS clips joined byte for byte: the audio goes back to 0 with the video), as the
+        video's frames are: its decode time going back, the muxer refused it ("Invalid argument")
+        and the whole video failed."""
+        t = packet.dts if packet.dts is not None else packet.pts
+        if t is None:
+            return packet
+        clock = self.copy_clock.setdefault(packet.stream.index, [0, t])
+        if t + clock[0] < clock[1] - int(packet.duration or 0):  # (back by more than the packet: not jitter)
+            if not any(c[0] for c in self.copy_clock.values()):
+                log.warning("%s: the timestamps of the copied %s start again too; its packets from there are "
+                            "placed after the earlier ones", self.src, packet.stream.type)
+            clock[0] = clock[1] - t
+        if clock[0]:
+            packet.dts = None if packet.dts is None else packet.dts + clock[0]
+            packet.pts = None if packet.pts is None else packet.pts + clock[0]
+        clock[1] = max(clock[1], t + clock[0] + int(packet.duration or 0))
+        return packet
 
     def _to_item(self, frame, pts: int) -> _Frame:
         if frame.width != self.width or frame.height != self.height:
