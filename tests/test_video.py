@@ -1218,6 +1218,29 @@ def test_a_container_that_cannot_hold_the_streams_is_named_with_them(engine, tmp
     assert leftovers(tmp_path, silent, dst, with_aac) == []
 
 
+def test_a_stream_the_output_cannot_finish_with_is_refused_before_the_work(counted, tmp_path):
+    """PCM audio whose packets MP4 takes one by one but not at the end of the file ("Invalid argument"
+    from the trailer): the whole video was colorized, then lost.  A trial file of the header, the first
+    packets and the trailer finds it up front; the same source into .mkv is fine."""
+    src = tmp_path / "pcm.mkv"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=RATE)
+        v.width, v.height, v.pix_fmt = 96, 64, "yuv420p"
+        a = out.add_stream("pcm_s16le", rate=AUDIO_RATE)  # (stereo)
+        for i in range(24):
+            out.mux(v.encode(av.VideoFrame.from_ndarray(np.full((64, 96, 3), i * 9, np.uint8), format="rgb24")))
+        out.mux(v.encode())
+        for k in range(0, AUDIO_RATE, 1024):  # (mono float samples given to the stereo 16-bit encoder)
+            sound = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            sound.sample_rate, sound.pts = AUDIO_RATE, k
+            out.mux(a.encode(sound))
+        out.mux(a.encode())
+    with pytest.raises(ItemOutputError, match="mp4 format cannot finish a file that holds the copied pcm_s16le audio"):
+        streamcolor.colorize_video(src, tmp_path / "out.mp4", engine=counted, **FAST)
+    assert counted.colorized == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["pcm.mkv"]
+    assert streamcolor.colorize_video(src, tmp_path / "out.mkv", engine=counted, **FAST).is_file()
+
+
 def test_timestamps_that_start_again_are_placed_after_the_earlier_frames(engine, tmp_path, caplog):
     """Two MPEG-TS clips joined byte for byte: the second's timestamps start again.  Each of its
     frames was nudged one tick after the previous one, so 2 s of picture played in 0.2 ms; now the

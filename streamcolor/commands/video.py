@@ -16,7 +16,7 @@ from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, IMAGE_SUFFIXES,
                                          refuse_file_name_for_folder, say)
 from streamcolor.errors import OutputError, StreamcolorError, one_line
 from streamcolor.items import is_item_error
-from streamcolor.outputs import describe_renames, plan_outputs, remember_written, replace_policy, written_from
+from streamcolor.outputs import describe_renames, plan_outputs, replace_policy, written_from
 
 log = logging.getLogger(__name__)
 
@@ -171,10 +171,9 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
             if use_ray:
                 dst = convert(src, dst, options, progress_setting(),
                               replace_policy(existing, src, renamed=plan.renamed))
-            else:
+            else:  # (noted as streamcolor's: in parts before the work folder is removed)
                 dst = colorize_video(src, dst, engine=engine, options=options, progress=progress_setting(),
-                                     replace=replace_policy(existing, src, renamed=plan.renamed))
-            remember_written(dst, src)
+                                     replace=replace_policy(existing, src, renamed=plan.renamed), remember=True)
             say(f"{src} -> {dst}")
         except OutputError as exc:
             if not is_item_error(exc):  # the location or the encoder settings: every later input would fail too
@@ -216,6 +215,6 @@ def _on_ray(address, segments, model, backend):
 
     def convert(src, dst, options, progress, replace):
         return colorize_video_ray(src, dst, model=model, backend=backend, options=options, cluster=cluster,
-                                  segments=segments, progress=progress, replace=replace)
+                                  segments=segments, progress=progress, replace=replace, remember=True)
 
     return convert

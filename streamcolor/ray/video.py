@@ -20,7 +20,7 @@ from streamcolor.progress import Progress, progress_bar
 from streamcolor.ray.pool import ActorPool, ClusterError, ClusterOptions, colorize_kwargs, plan_actors, ray_session
 from streamcolor.engines import EngineError, resolve_model
 from streamcolor.video import (Segment, VideoOptions, check_joinable, join_parts, keyframes_in_order, output_path,
-                               output_replace, part_job, plan_segments, refuse_if_written, remember_default_output,
+                               output_replace, part_job, plan_segments, refuse_if_written, remember_output, remembers,
                                segment_folder, video_keyframes)
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,8 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
                        model: "str | os.PathLike" = "default", backend: str = "auto",
                        options: VideoOptions | None = None, cluster: ClusterOptions = ClusterOptions(),
                        segment_s: float = 30.0, warmup_s: float = 1.0, segments: int | None = None,
-                       progress: Progress = None, replace: tempfiles.Replace | None = None) -> Path:
+                       progress: Progress = None, replace: tempfiles.Replace | None = None,
+                       remember: bool | None = None) -> Path:
     """:func:`streamcolor.colorize_video` with the video split across Ray actors.
 
     The video stream is cut at keyframes into segments of whole GOPs (at least
@@ -50,6 +51,7 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
 
     ``replace``: what the joined output may replace at ``dst``, as in :func:`streamcolor.colorize_video`
     (by default any file at a ``dst`` you give; at the default name only this source's earlier output).
+    ``remember``: note the output as streamcolor's, as in :func:`streamcolor.colorize_video`.
 
     Returns the output path.  Raises as :func:`streamcolor.colorize_video`.
     """
@@ -98,8 +100,8 @@ def colorize_video_ray(src: str | os.PathLike, dst: str | os.PathLike | None = N
                     _run_segments(pool, src.resolve(), todo, folder.paths, options, progress)
                 finally:
                     pool.close()
-        written = join_parts(src, folder, dst, output_replace(src, given, replace))
-    remember_default_output(src, written, given)
+        written = join_parts(src, folder, dst, output_replace(src, given, replace), remembers(given, remember))
+    remember_output(src, written, remembers(given, remember))
     return written
 
 

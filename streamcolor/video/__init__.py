@@ -26,7 +26,7 @@ from streamcolor.video.clips import codec_floor, make_clip, reencode, video_size
 from streamcolor.video.codecs import (AUTO_BY_CONTAINER, DEFAULT_CODEC, HARDWARE_CODECS, check_codec,
                                       check_container, check_pix_fmt, codec_options, pick_codec, plain_encoder)
 from streamcolor.video.options import (OUTPUT_SUFFIX, VideoOptions, default_output, output_path, output_replace,
-                                       remember_default_output)
+                                       remember_output, remembers)
 from streamcolor.video.job import colorize_video
 from streamcolor.video.segments import (PartsFolder, Segment, check_joinable, colorize_segment, join_parts,
                                         join_segments, keyframes_in_order, part_job, plan_segments, refuse_if_written,
@@ -38,4 +38,4 @@ __all__ = ["AUTO_BY_CONTAINER", "ChromaStabilizer", "DEFAULT_CODEC", "HARDWARE_C
            "codec_options", "colorize_segment", "join_parts", "keyframes_in_order", "part_job",
            "colorize_video", "default_output", "histogram_distance", "join_segments", "l_histogram", "make_clip",
            "output_path", "output_replace", "pick_codec", "plain_encoder", "plan_segments", "reencode",
-           "refuse_if_written", "remember_default_output", "segment_folder", "video_keyframes", "video_size"]
+           "refuse_if_written", "remember_output", "remembers", "segment_folder", "video_keyframes", "video_size"]

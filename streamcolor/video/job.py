@@ -35,7 +35,7 @@ from streamcolor.colorize import engine_for
 from streamcolor.errors import InputError, refuse_empty_path
 from streamcolor.progress import Progress, progress_bar
 from streamcolor.video.codecs import pick_codec
-from streamcolor.video.options import VideoOptions, output_path, output_replace, remember_default_output
+from streamcolor.video.options import VideoOptions, output_path, output_replace, remember_output, remembers
 from streamcolor.video.pipeline import run
 from streamcolor.video.segments import (Segment, check_joinable, join_parts, keyframes_in_order, part_frames, part_job,
                                         plan_segments, refuse_if_written, segment_folder, video_keyframes)
@@ -88,7 +88,8 @@ def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None,
                    engine: "Engine | str | None" = None, options: VideoOptions = VideoOptions(),
                    progress: Progress = None, render_size: int | None = None, batch_size: int | None = None,
                    codec: str | None = None, quality: int | None = None,
-                   stabilize: bool | None = None, replace: tempfiles.Replace | None = None) -> Path:
+                   stabilize: bool | None = None, replace: tempfiles.Replace | None = None,
+                   remember: bool | None = None) -> Path:
     """Colorize a video file.
 
     Parameters
@@ -122,6 +123,11 @@ def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None,
         ``dst`` you give; at the default name, only the output an earlier call
         wrote from this ``src`` (any other file there is kept, and the output
         goes beside it as ``<stem>-colour~2<ext>``).
+    remember:
+        Note the output as streamcolor's, so that a later call from ``src``
+        at the default name may replace it.  Default: only an output at the
+        default name (a ``dst`` you give is yours).  In parts it is noted as
+        soon as it is in place, before the parts are removed.
 
     Returns
     -------
@@ -153,16 +159,19 @@ def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None,
     refuse_if_written(dst)
     parts = plan_parts(src, dst, options)
     if parts is None:
+        if src.is_file():  # (a FIFO would be read up by the trial)
+            check_joinable(src, dst, pick_codec(options.codec, dst.suffix.lower().lstrip(".")), options.pix_fmt,
+                           header=False)  # (what fails only when the file is finished: before the work, not after)
         written = run(src, dst, engine, options, progress, replace=replace).final
     else:
         written = _colorize_in_parts(src, dst, engine, dataclasses.replace(options, codec=parts.codec), parts,
-                                     progress, replace)
-    remember_default_output(src, written, given)
+                                     progress, replace, remembers(given, remember))
+    remember_output(src, written, remembers(given, remember))
     return written
 
 
 def _colorize_in_parts(src: Path, dst: Path, engine: "Engine", options: VideoOptions, parts: Parts,
-                       progress: Progress, replace: tempfiles.Replace) -> Path:
+                       progress: Progress, replace: tempfiles.Replace, remember: bool) -> Path:
     with segment_folder(src, dst, part_job(engine.name, engine.info.path, options), parts.segments) as folder:
         done = [part_frames(p) if p.is_file() else 0 for p in folder.paths]
         if any(done):
@@ -188,7 +197,7 @@ def _colorize_in_parts(src: Path, dst: Path, engine: "Engine", options: VideoOpt
                     raise InputError(f"{src}: part {segment.index + 1} does not start at its keyframe (pts "
                                      f"{kept[0] if kept else None} for {segment.start}): the video cannot be cut "
                                      "here; colorize it in one pass (--checkpoint-every 0)")
-        written = join_parts(src, folder, dst, replace)
+        written = join_parts(src, folder, dst, replace, remember)
     return written
 
 

@@ -116,10 +116,16 @@ def output_replace(src: str | os.PathLike, dst_given: bool, replace: "tempfiles.
     return replace_policy("keep", src)
 
 
-def remember_default_output(src: str | os.PathLike, written: Path, dst_given: bool) -> None:
-    """Note an output written at the default name as streamcolor's, so that a rerun replaces it
-    (:func:`output_replace`) instead of writing ``~2`` beside it."""
-    if not dst_given:
+def remembers(dst_given: bool, remember: bool | None) -> bool:
+    """Whether an output is noted as streamcolor's (:func:`remember_output`): as asked, or when
+    not asked, only at the default name (a ``dst`` you give is yours)."""
+    return (not dst_given) if remember is None else remember
+
+
+def remember_output(src: str | os.PathLike, written: Path, remember: bool) -> None:
+    """Note an output as streamcolor's when ``remember`` (:func:`remembers`), so that a rerun from
+    ``src`` replaces it (:func:`output_replace`) instead of writing ``~2`` beside it."""
+    if remember:
         from streamcolor.outputs import remember_written
 
         remember_written(written, src)

@@ -21,6 +21,8 @@ import logging
 import math
 import os
 import re
+import tempfile
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -38,10 +40,9 @@ except ImportError:  # Windows: no advisory locks; two runs for one output are t
 from streamcolor import image_io, tempfiles
 from streamcolor.colorize import engine_for
 from streamcolor.errors import InputError, ItemOutputError, OutputError
-from streamcolor.outputs import remember_written
 from streamcolor.video.containers import (copy_chapters, copy_streams, frame_rate, fresh_tags, mux_options,
                                           open_input, packet_time, reason, temp_path, video_stream)
-from streamcolor.video.options import VideoOptions
+from streamcolor.video.options import VideoOptions, remember_output
 from streamcolor.video.pipeline import run
 
 if TYPE_CHECKING:
@@ -385,48 +386,106 @@ def keyframes_in_order(keyframes: Sequence[int]) -> bool:
     return all(b > a for a, b in zip(keyframes, keyframes[1:]))
 
 
-def check_joinable(src: str | os.PathLike, dst: str | os.PathLike, codec: str, pix_fmt: str) -> None:
+#: Packets of each copied stream that :func:`check_joinable` writes before it finishes its trial file.
+_TRIAL_PACKETS = 3
+#: Source packets it reads at most to find them (a stream that starts late is not waited for).
+_TRIAL_SCAN = 500
+
+
+def check_joinable(src: str | os.PathLike, dst: str | os.PathLike, codec: str, pix_fmt: str, *,
+                   header: bool = True) -> None:
     """Raise (ItemOutputError, naming the streams) when ``dst``'s container cannot hold the
     encoder's video with ``src``'s other streams copied: what a single pass finds at its
-    first frame, found before any part is colorized rather than at the join.  A header is
-    written to a temporary file beside ``dst``, then removed."""
+    first packets, or only when it finishes the file, after all the work (PCM audio in MP4:
+    "Invalid argument" from the trailer).  A trial file of the same kind (a header, the first
+    few packets of each copied stream, the trailer) is written to a temporary folder, then
+    removed.  ``header=False``: only a failure to finish the file raises (a single pass says
+    itself, at its first packet, what the header refuses)."""
     src, dst = Path(src), Path(dst)
-    staged = temp_path(dst)
-    try:
+    quiet = _quiet(logging.getLogger(copy_streams.__module__))
+    with tempfile.TemporaryDirectory(prefix=tempfiles.PREFIX) as work, quiet:
+        trial = Path(work) / f"trial{dst.suffix}"
         with open_input(src) as inp:
             vin = video_stream(inp, src)
-            with av.open(str(staged.path), "w") as out:
+            try:
+                out = av.open(str(trial), "w")
+            except (ValueError, av.error.FFmpegError):
+                return  # (no muxer for that name: the run says so)
+            try:
                 try:
                     vout = out.add_stream(codec, rate=frame_rate(vin))
                     width, height = vin.codec_context.width, vin.codec_context.height
                     vout.width, vout.height, vout.pix_fmt = width + width % 2, height + height % 2, pix_fmt
                     vout.time_base = vin.time_base
-                except (ValueError, av.error.FFmpegError) as exc:
-                    raise ItemOutputError(f"{dst}: the {out.format.name} format cannot hold {codec} video "
-                                          f"({exc}); pick another codec or container") from exc
-                copy_streams(inp, vin, out, src, dst)
-                try:
+                    copy_map = copy_streams(inp, vin, out, src, dst)
                     out.start_encoding()
-                except av.error.FFmpegError as exc:
+                except (ValueError, av.error.FFmpegError, ItemOutputError) as exc:
+                    if not header:
+                        return
+                    if isinstance(exc, ItemOutputError):
+                        raise
                     held = [f"{codec} video"] + [f"{s.codec_context.name if s.codec_context else '?'} {s.type}"
                                                  for s in out.streams if s is not vout]
                     raise ItemOutputError(f"{dst}: the {out.format.name} format may not hold {', '.join(held)}: "
                                           f"write .mkv (it holds nearly any codec), or choose the encoder with "
                                           f"--codec ({reason(exc)})") from exc
+                try:
+                    _trial_packets(inp, out, copy_map)
+                    out.close()
+                except av.error.FFmpegError as exc:
+                    held = ", ".join(f"{o.codec_context.name if o.codec_context else '?'} {o.type}"
+                                     for _, o in copy_map.values())
+                    raise ItemOutputError(f"{dst}: the {out.format.name} format cannot finish a file that holds the "
+                                          f"copied {held or 'streams'} ({reason(exc)}); write .mkv, which holds "
+                                          "nearly any codec, or the source's own kind") from exc
+            finally:
+                try:
+                    out.close()
+                except av.error.FFmpegError:
+                    pass
+
+
+def _trial_packets(inp, out, copy_map: dict[int, tuple[Any, Any]]) -> None:
+    """The first :data:`_TRIAL_PACKETS` packets of each copied stream into the trial file (time-ordered
+    within each stream, as the source has them)."""
+    if not copy_map:
+        return
+    left = {i: _TRIAL_PACKETS for i in copy_map}
+    for n, packet in enumerate(inp.demux([s for s, _ in copy_map.values()])):
+        if n >= _TRIAL_SCAN or not any(left.values()):
+            break
+        i = packet.stream.index
+        if packet.size and left.get(i):
+            left[i] -= 1
+            packet.stream = copy_map[i][1]
+            out.mux(packet)
+
+
+@contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """The logger's records of this thread left out (a trial says again what the run will say)."""
+    me = threading.get_ident()
+
+    def other_threads(record: logging.LogRecord) -> bool:
+        return record.thread != me
+
+    logger.addFilter(other_threads)
+    try:
+        yield
     finally:
-        staged.discard()
+        logger.removeFilter(other_threads)
 
 
 def join_parts(src: str | os.PathLike, folder: PartsFolder, dst: str | os.PathLike,
-               replace: tempfiles.Replace = True) -> Path:
+               replace: tempfiles.Replace = True, remember: bool = False) -> Path:
     """:func:`join_segments` of a work folder's parts into ``dst``, the folder marked for removal;
-    a failed join says where the parts stay.  The output is noted as streamcolor's at once
-    (:func:`~streamcolor.outputs.remember_written`), before the folder is removed: a run killed
+    a failed join says where the parts stay.  With ``remember`` the output is noted as streamcolor's
+    at once (:func:`~streamcolor.video.options.remember_output`), before the folder is removed: a run killed
     in between left a whole output that the rerun took for a file of the user's, colorized the
     video again into ``~2`` and left the work folder behind."""
     try:
         written = join_segments(src, folder.paths, dst, replace=replace)
-        remember_written(written, src)
+        remember_output(src, written, remember)
     except ItemOutputError as exc:  # (this video's streams: joining again would fail again)
         raise ItemOutputError(f"{exc} (the colorized parts stay in {folder.work}; `--checkpoint-every 0` "
                               "colorizes the video in one pass, then remove that folder)") from exc
