@@ -1103,6 +1103,34 @@ def test_sigkill_during_a_long_video_then_the_same_command_resumes(tmp_path):
     assert leftovers(tmp_path, src, tmp_path / "film-colour.mp4") == []
 
 
+@pytest.mark.slow
+def test_a_stopped_run_in_parts_says_a_rerun_resumes_and_a_run_in_one_pass_removes_the_parts(tmp_path):
+    """Stopped (SIGTERM, as Ctrl-C) after some parts: the message said only "every output already
+    written is kept", not that the parts are kept and the same command resumes.  A rerun that takes one
+    pass (--checkpoint-every 0) wrote the output and left the hidden parts folder behind for good."""
+    import signal
+    import time
+
+    src = make_video(tmp_path / "film.mp4", frames=240, size=(160, 120), gop=24, gray=True)
+    work = tmp_path / ".film-colour.mp4.segments"
+    cmd = [sys.executable, "-m", "streamcolor", "video", str(src), "-r", "64", "--no-progress"]
+    proc = subprocess.Popen([*cmd, "--checkpoint-every", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        while not list(work.glob("segment-*.mp4")):
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no part was finished"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert f"the finished parts of film-colour.mp4 are kept in {work}; the same command again resumes" in err.decode()
+    again = subprocess.run([*cmd, "--checkpoint-every", "0"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["film-colour.mp4", "film.mp4"]
+
+
 @pytest.mark.parametrize("checkpoint_s", [0.0, 1.0])
 def test_an_avi_with_b_frames_keeps_its_length(engine, tmp_path, checkpoint_s, caplog):
     """An AVI has frame slots in decode order, no timestamps: with H.264's B-frames the decoded frames'

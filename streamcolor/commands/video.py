@@ -86,7 +86,7 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
       streamcolor video film.mp4 --ray --segments 8        # on a local Ray
     """
     from streamcolor.video import (VideoOptions, check_codec, check_container, check_pix_fmt, colorize_video,
-                                   default_output)
+                                   default_output, segment_folder_path)
 
     if Path("-") in inputs or output == Path("-"):  # (as `image` reads them: here they would be a file or folder "-")
         raise click.UsageError("video reads and writes files, not stdin or stdout ('-'): a video's container "
@@ -183,6 +183,12 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
         except StreamcolorError as exc:
             failures += 1
             log.error("%s", exc)
+        except KeyboardInterrupt:  # (Ctrl-C, or SIGTERM: say what a rerun does with the parts done)
+            work = segment_folder_path(dst)
+            if any(work.glob("segment-*")):
+                raise click.exceptions.Abort(f"the finished parts of {Path(dst).name} are kept in {work}; the "
+                                             "same command again resumes from them") from None
+            raise
     if failures:
         sys.exit(EXIT_ITEMS)
 

@@ -30,7 +30,7 @@ from streamcolor.video.options import (OUTPUT_SUFFIX, VideoOptions, default_outp
 from streamcolor.video.job import colorize_video
 from streamcolor.video.segments import (PartsFolder, Segment, check_joinable, colorize_segment, join_parts,
                                         join_segments, keyframes_in_order, part_job, plan_segments, refuse_if_written,
-                                        segment_folder, video_keyframes)
+                                        segment_folder, segment_folder_path, video_keyframes)
 from streamcolor.video.stabilizer import ChromaStabilizer, histogram_distance, l_histogram
 
 __all__ = ["AUTO_BY_CONTAINER", "ChromaStabilizer", "DEFAULT_CODEC", "HARDWARE_CODECS", "OUTPUT_SUFFIX", "PartsFolder",
@@ -38,4 +38,5 @@ __all__ = ["AUTO_BY_CONTAINER", "ChromaStabilizer", "DEFAULT_CODEC", "HARDWARE_C
            "codec_options", "colorize_segment", "join_parts", "keyframes_in_order", "part_job",
            "colorize_video", "default_output", "histogram_distance", "join_segments", "l_histogram", "make_clip",
            "output_path", "output_replace", "pick_codec", "plain_encoder", "plan_segments", "reencode",
-           "refuse_if_written", "remember_output", "remembers", "segment_folder", "video_keyframes", "video_size"]
+           "refuse_if_written", "remember_output", "remembers", "segment_folder", "segment_folder_path", "video_keyframes",
+           "video_size"]

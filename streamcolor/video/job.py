@@ -37,8 +37,9 @@ from streamcolor.progress import Progress, progress_bar
 from streamcolor.video.codecs import pick_codec
 from streamcolor.video.options import VideoOptions, output_path, output_replace, remember_output, remembers
 from streamcolor.video.pipeline import run
-from streamcolor.video.segments import (Segment, check_joinable, join_parts, keyframes_in_order, part_frames, part_job,
-                                        plan_segments, refuse_if_written, segment_folder, video_keyframes)
+from streamcolor.video.segments import (Segment, check_joinable, discard_parts, join_parts, keyframes_in_order,
+                                        part_frames, part_job, plan_segments, refuse_if_written, segment_folder,
+                                        video_keyframes)
 
 if TYPE_CHECKING:
     from streamcolor.engines import Engine
@@ -163,6 +164,7 @@ def colorize_video(src: str | os.PathLike, dst: str | os.PathLike | None = None,
             check_joinable(src, dst, pick_codec(options.codec, dst.suffix.lower().lstrip(".")), options.pix_fmt,
                            header=False)  # (what fails only when the file is finished: before the work, not after)
         written = run(src, dst, engine, options, progress, replace=replace).final
+        discard_parts(written)
     else:
         written = _colorize_in_parts(src, dst, engine, dataclasses.replace(options, codec=parts.codec), parts,
                                      progress, replace, remembers(given, remember))

@@ -310,6 +310,28 @@ def segment_folder(src: str | os.PathLike, dst: str | os.PathLike, job: dict[str
         _remove_ours(work)
 
 
+def discard_parts(dst: str | os.PathLike) -> None:
+    """Remove the work folder of ``dst``'s parts that an earlier, unfinished run in parts left, once
+    ``dst`` has been written in one pass (the rerun took one pass: ``--checkpoint-every 0``, or
+    another length of part): those parts will never be joined, and a film's are gigabytes, hidden.
+    Only a folder of streamcolor's own files that no run holds is removed."""
+    work = segment_folder_path(dst)
+    try:
+        if work.is_symlink() or not work.is_dir() or not all(_ours(n) for n in os.listdir(work)):
+            return
+        _read_plan(work)
+        lock = _lock(work, dst)
+    except (OSError, ItemOutputError):  # (not ours, or in use: left as it is)
+        return
+    try:
+        log.info("%s: the parts of an earlier, unfinished run into %s removed (it is written now)", work,
+                 Path(dst).name)
+        _remove_ours(work, keep=LOCK_FILE)
+    finally:
+        lock.close()
+    _remove_ours(work)
+
+
 def refuse_if_written(dst: str | os.PathLike) -> None:
     """ItemOutputError when another run is writing the video ``dst`` now: one holds a temporary file
     for it (a single pass, a join), or the lock of its parts' work folder (a run in parts).  Why:
