@@ -213,6 +213,22 @@ def test_wrong_verb_names_the_right_command(args, expected):
     assert "colorize_" not in res.output  # CLI words, not Python names
 
 
+@pytest.mark.parametrize("args", [["image", "gone.jpg", "-o", "e/deep/"], ["video", "gone.mp4", "-o", "e/deep/"],
+                                  ["image", "photo.png", "-o", "e/deep/", "--backend", "tensorrt"]])
+def test_a_run_that_writes_nothing_leaves_no_empty_output_folder(tmp_path, monkeypatch, args):
+    """A missing input, or an engine that does not load: the output folders the run made were left
+    behind, empty.  They are removed again; a folder that was there already stays."""
+    from streamcolor.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(make_photo(32, 48)).convert("L").save(tmp_path / "photo.png")
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code != 0 and not (tmp_path / "e").exists(), res.output
+    (tmp_path / "e").mkdir()
+    CliRunner().invoke(cli, args)
+    assert (tmp_path / "e").is_dir() and not (tmp_path / "e" / "deep").exists()
+
+
 def test_video_given_a_folder_says_to_give_its_videos(tmp_path, monkeypatch):
     """`batch` colorizes a folder's photos, never its videos: `video FOLDER` names both ways."""
     from streamcolor.cli import cli

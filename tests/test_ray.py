@@ -151,6 +151,19 @@ def test_colorize_batch_without_ray(engine, tmp_path):
     assert "image" not in written and (tmp_path / "out/x/p.jpg").is_file()
 
 
+def test_a_ray_batch_where_ray_is_missing_leaves_nothing(tmp_path, monkeypatch):
+    """Without Ray (its import fails) the job had made OUT and its state (.streamcolor/: a lock, a
+    manifest) first, which looked like a job begun."""
+    import sys
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "p.jpg").write_bytes(jpeg(make_photo(20, 30).mean(-1).astype(np.uint8)))
+    monkeypatch.setitem(sys.modules, "ray", None)  # (import ray: ImportError)
+    with pytest.raises(ImportError, match="streamcolor\\[ray\\]"):
+        colorize_archive_ray(tmp_path / "src", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_colorize_batch_keeps_a_file_of_the_users_that_appeared_at_an_output_name(engine, tmp_path):
     """An actor wrote over whatever was at an output's name (a file of the user's that appeared in
     OUT while `batch --ray` or `collection` ran: 26 of 26 replaced in a user's test).  Now the item

@@ -244,6 +244,24 @@ def output_option(help_text: str, **kwargs: Any):
     return click.option("-o", "--output", type=click.Path(), callback=callback, help=help_text, **kwargs)
 
 
+def make_output_folder(folder: Path) -> None:
+    """``mkdir -p`` of an output folder (OSError as mkdir's), and when the command ends, the folders
+    it made removed again if they are still empty: a run that wrote nothing (a missing input, an
+    engine that does not load) left an empty folder behind."""
+    made = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def remove_if_empty() -> None:
+        for p in made:  # (deepest first)
+            try:
+                p.rmdir()
+            except OSError:  # (not empty: something was written)
+                return
+
+    if made:
+        click.get_current_context().call_on_close(remove_if_empty)
+
+
 def output_is_folder() -> bool:
     """Whether -o was written with a trailing separator (see :func:`output_option`)."""
     ctx = click.get_current_context(silent=True)

@@ -15,8 +15,9 @@ import click
 from streamcolor import image_io, tempfiles
 from streamcolor.colorize import ColorOptions, colorize_batch, colorize_image
 from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, PathArg, check_medium, common_options, distinct,
-                                         engine_options, existing_options, load, output_folder_given,
-                                         output_option, progress_setting, refuse_file_name_for_folder, say)
+                                         engine_options, existing_options, load, make_output_folder,
+                                         output_folder_given, output_option, progress_setting,
+                                         refuse_file_name_for_folder, say)
 from streamcolor.errors import InputError, OutputError, StreamcolorError, one_line
 from streamcolor.items import is_item_error
 from streamcolor.outputs import Piped, Planned, describe_renames, fitted, plan_outputs, remember_written, replace_policy
@@ -114,7 +115,7 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
         for line in describe_renames(planned):
             click.echo(line, err=True)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            make_output_folder(folder)
         except OSError as exc:
             _fatal(f"{folder}: cannot create the output folder ({exc.strerror or exc})")
         by_folder: dict[Path, list[str]] = {}

@@ -12,7 +12,7 @@ import click
 
 from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, IMAGE_SUFFIXES, FiniteRange, PathArg, check_medium,
                                          common_options, distinct, engine_options, existing_options, load,
-                                         output_folder_given, output_option, progress_setting,
+                                         make_output_folder, output_folder_given, output_option, progress_setting,
                                          refuse_file_name_for_folder, say)
 from streamcolor.errors import OutputError, StreamcolorError, one_line
 from streamcolor.items import is_item_error
@@ -124,7 +124,7 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
             _fatal(f"{output}: exists and is not a folder (several inputs, or a name without an extension, "
                    "need an output folder)")
         try:
-            output.mkdir(parents=True, exist_ok=True)
+            make_output_folder(output)
         except OSError as exc:
             _fatal(f"{output}: cannot create the output folder ({exc.strerror or exc})")
     elif output is not None:  # one output file: its folder must exist or be made, else nothing can be written
@@ -138,7 +138,7 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
         if output.parent.exists() and not output.parent.is_dir():
             _fatal(f"{output}: cannot be written: {output.parent} is a file, not a folder")
         try:
-            output.parent.mkdir(parents=True, exist_ok=True)
+            make_output_folder(output.parent)
         except OSError as exc:
             _fatal(f"{output.parent}: cannot create the output folder ({exc.strerror or exc})")
     try:

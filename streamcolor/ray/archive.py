@@ -26,7 +26,7 @@ from streamcolor.items import JobReport, Outcome, outcome_of
 from streamcolor.manifest import DONE, FAILED
 from streamcolor.progress import Progress, progress_bar
 from streamcolor.ray.batch import objects
-from streamcolor.ray.pool import ActorPool, ClusterOptions, colorize_kwargs, plan_actors, ray_session
+from streamcolor.ray.pool import ActorPool, ClusterOptions, colorize_kwargs, plan_actors, ray_session, require_ray
 
 if TYPE_CHECKING:
     from streamcolor.engines import ModelInfo
@@ -72,6 +72,7 @@ def colorize_archive_ray(src: str | os.PathLike | Sequence[str | os.PathLike], d
     ImportError: Ray is not installed.
     InputError, OutputError, ValueError: as :func:`streamcolor.colorize_archive`.
     """
+    require_ray()  # (before the job makes OUT and its state: without Ray, nothing is left behind)
     with BatchJob(src, dst, options=options) as job:
         info = _model_info(model)
         if info is not None:
