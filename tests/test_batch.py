@@ -281,6 +281,24 @@ def test_a_source_that_cannot_be_looked_at_is_reported_and_the_other_sources_don
     assert "File name too long" in reasons and "no such file or folder" in reasons, reasons
 
 
+def test_a_file_keeps_its_own_name_over_one_whose_output_would_take_it(engine, tmp_path, caplog):
+    """x.gif's output is a PNG, x.png; the file x.png keeps that name and x.gif takes x~2.png (GIF's
+    conversion counted as x.gif's own name, so the first listed, x.gif, took x.png), and the job
+    says which files were numbered (it said nothing; the mapping was only in the manifest)."""
+    src = tmp_path / "gc"
+    src.mkdir()
+    for i, name in enumerate(("x.gif", "x.jpg", "x.png")):
+        Image.fromarray(make_photo(30, 40, seed=i)[..., 0]).save(src / name)
+    with caplog.at_level(logging.INFO, logger="streamcolor"):
+        report = colorize_archive(src, tmp_path / "out", engine=engine, progress=False,
+                                  options=BatchOptions(render_size=32))
+    assert report.done == 3 and sorted(p.name for p in (tmp_path / "out").glob("x*")) == ["x.jpg", "x.png", "x~2.png"]
+    assert "1 file(s) take a numbered output name" in caplog.text and "gc/x.gif -> x~2.png" in caplog.text
+    with Image.open(tmp_path / "out" / "x.png") as im:  # (x.png's own output: its picture, not x.gif's)
+        mean = float(np.asarray(im.convert("L"), np.float32).mean())
+    assert abs(mean - float(make_photo(30, 40, seed=2)[..., 0].mean())) < 3
+
+
 def _tar_of(path: Path, mode: str, n: int = 8) -> list[int]:
     """A tar of ``n`` noisy PNGs at ``path``; the byte offset of each member's header (uncompressed)."""
     offsets = []

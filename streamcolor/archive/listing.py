@@ -234,7 +234,8 @@ def list_items(sources: Sequence[Source], options: BatchOptions = BatchOptions()
                 continue
             key, unsafe = output_key(m.name, options.output_format, backslashes=source.backslashes)
             refusal = m.refusal or unsafe
-            own = refusal is None and key == output_key(m.name, backslashes=source.backslashes)[0]  # (unchanged by --format)
+            # its name as listed, not converted (x.gif's output x.png is not its own name: x.png's is)
+            own = refusal is None and PurePosixPath(key).suffix == PurePosixPath(m.name).suffix
             listed.append((source, prefix, m, None if refusal else clear_of_job_files(prefix + key), refusal, own))
     warn_left_out(left_out)
     keeps = claimants([(key and name_key(key), own) for _, _, _, key, _, own in listed])
@@ -242,6 +243,7 @@ def list_items(sources: Sequence[Source], options: BatchOptions = BatchOptions()
     items: list[Item] = []
     taken: set[str] = set()
     folders = _Folders(folder_keys(key for _, _, _, key, _, _ in listed if key is not None))
+    renamed: list[tuple[str, str]] = []
     for i, (source, prefix, m, key, refusal, _) in enumerate(listed):
         common = dict(source=str(source.path), member=m.name, size=m.size, stamp=m.stamp, kind=source.kind,
                       locator=m.locator)
@@ -250,7 +252,24 @@ def list_items(sources: Sequence[Source], options: BatchOptions = BatchOptions()
             items.append(Item(key=f"?{prefix}{m.locator}:{m.name}", refusal=refusal, refusal_state=state, **common))
             continue
         items.append(Item(key=folders.file_key(key, taken, reserved, claimed=i in keeps), **common))
+        if items[-1].key != key:
+            renamed.append((source.label(m.name), items[-1].key))
+    _say_renamed(renamed)
     return items
+
+
+def _say_renamed(renamed: Sequence[tuple[str, str]]) -> None:
+    """One warning for the files of the sources whose outputs would have had one name (names that
+    differ only in case or Unicode form, a file and a folder of one name, or suffixes that --format
+    makes the same: x.gif, x.png -> x.png), and which output each got, at info level."""
+    if not renamed:
+        return
+    log.warning("%d file(s) take a numbered output name, as their output would have another file's name (one that "
+                "differs in case only, or whose suffix becomes the same: x.gif and x.png): %s%s", len(renamed),
+                ", ".join(f"{a} -> {b}" for a, b in renamed[:3]),
+                ", ... (-v lists them all)" if len(renamed) > 3 else "")
+    for a, b in renamed:
+        log.info("numbered output name: %s -> %s", a, b)
 
 
 def warn_left_out(left_out: Sequence[str]) -> None:
