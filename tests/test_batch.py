@@ -850,6 +850,26 @@ def test_several_sources_format_and_packed_archive(engine, tmp_path):
         assert all(Image.open(tf.extractfile(n)).format == "PNG" for n in expected)
 
 
+def test_a_rerun_with_nothing_new_does_not_pack_the_archive_again(engine, tmp_path, caplog):
+    """A rerun that colorizes nothing packed the whole archive again each time (a minute for 400
+    photos in .tar.xz); an output changed since, or one more, packs it again."""
+    folder = tmp_path / "album"
+    folder.mkdir()
+    (folder / "x.jpg").write_bytes(GOOD_JPEG)
+    options = BatchOptions(render_size=32)
+    first = colorize_archive(folder, tmp_path / "out.tar.xz", engine=engine, progress=False, options=options)
+    inode = first.archive.stat().st_ino
+    with caplog.at_level(logging.INFO, logger="streamcolor"):
+        again = colorize_archive(folder, tmp_path / "out.tar.xz", engine=engine, progress=False, options=options)
+    assert again.archive == first.archive and again.archive.stat().st_ino == inode
+    assert "unchanged since it was packed; not packed again" in caplog.text
+    (folder / "y.jpg").write_bytes(GOOD_JPEG)
+    more = colorize_archive(folder, tmp_path / "out.tar.xz", engine=engine, progress=False, options=options)
+    assert more.archive.stat().st_ino != inode
+    with tarfile.open(more.archive) as tf:
+        assert sorted(tf.getnames()) == ["x.jpg", "y.jpg"]
+
+
 def test_output_overlapping_source_is_refused(engine, tmp_path):
     (tmp_path / "a.jpg").write_bytes(GOOD_JPEG)
     with pytest.raises(ValueError, match="overlap"):
