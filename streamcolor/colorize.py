@@ -721,7 +721,8 @@ def _array_to_decoded(arr: np.ndarray) -> tuple[image_io.Decoded, np.dtype]:
 
 def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
                    engine: "Engine | str | None" = None, render_size: int | None = None,
-                   options: ColorOptions = ColorOptions(), replace: tempfiles.Replace = True):
+                   options: ColorOptions = ColorOptions(), replace: tempfiles.Replace = True,
+                   saturation: float | None = None):
     """Colorize one image.
 
     Parameters
@@ -740,6 +741,8 @@ def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
         best runtime when None.
     render_size:
         Shortcut for ``options.render_size`` (network input, longer side).
+    saturation:
+        Shortcut for ``options.saturation`` (gain on the predicted colour).
     options:
         See :class:`ColorOptions`; fields left None (render size,
         saturation) take the model's recommendation, as the CLI does.
@@ -763,6 +766,8 @@ def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
     """
     if render_size is not None:
         options = dataclasses.replace(options, render_size=render_size)
+    if saturation is not None:
+        options = dataclasses.replace(options, saturation=saturation)
     if not isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray)):
         raise InputError(f"cannot colorize a {type(src).__name__}: give a file path, encoded bytes, "
                          "a PIL image or a NumPy array")

@@ -127,6 +127,8 @@ def test_model_recommendations_apply_to_the_api_as_to_the_cli(engine, photo, tmp
     assert np.array_equal(default, streamcolor.colorize_image(photo, engine=eng,
                                                               options=ColorOptions(render_size=64, saturation=1.6)))
     assert not np.array_equal(default, streamcolor.colorize_image(photo, engine=eng, render_size=256))
+    assert np.array_equal(streamcolor.colorize_image(photo, engine=eng, saturation=1.0),  # (a shortcut, as render_size)
+                          streamcolor.colorize_image(photo, engine=eng, options=ColorOptions(saturation=1.0)))
     assert ColorOptions().for_engine(eng) == ColorOptions(render_size=64, saturation=1.6,
                                                           size_multiple=eng.size_multiple)
     Image.fromarray(photo).save(tmp_path / "in.png")
