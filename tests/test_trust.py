@@ -870,6 +870,18 @@ def test_a_source_lists_at_most_max_members_entries(engine, tmp_path):
                             options=BatchOptions(render_size=32)).done == 5
 
 
+def test_a_tar_named_zip_is_read_as_the_tar_it_is(engine, tmp_path):
+    """A source's kind came from its name alone when it had an archive suffix: a tar saved as .zip
+    failed whole ("cannot open as zip"), where a name with no archive suffix is read by its content."""
+    path = tmp_path / "photos.zip"
+    with tarfile.open(path, "w:gz") as tf:
+        info = tarfile.TarInfo("a.jpg")
+        info.size = len(jpeg(1))
+        tf.addfile(info, io.BytesIO(jpeg(1)))
+    report = colorize_archive(path, tmp_path / "out", engine=engine, progress=False)
+    assert report.ok and list(outputs(tmp_path / "out")) == ["a.jpg"]
+
+
 def test_a_packed_tar_gz_keeps_the_name_it_is_given(engine, tmp_path):
     """The output's own suffix (.tgz stays .tgz), and gzip's header names the archive, not
     the temporary file it was written as (``gzip -dN`` restores that name)."""

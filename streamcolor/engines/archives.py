@@ -142,17 +142,19 @@ def source_kind(path: str | os.PathLike) -> str:
     if not stat.S_ISREG(mode):  # a FIFO would block the open, a device be read forever
         raise ArchiveError(f"{path}: not a regular file ({_file_type(mode)}); give a folder, zip or tar archive")
     kind = kind_by_name(path.name)
-    if kind is not None:
+    if kind is not None and (kind != "zip" or zipfile.is_zipfile(path)):
         return kind
-    if zipfile.is_zipfile(path):
+    if kind is None and zipfile.is_zipfile(path):
         return "zip"
     try:
-        with open_tar(path):
+        with open_tar(path):  # (a tar by its content: named .zip, or with no archive suffix)
             return {"r:gz": "tar.gz", "r:bz2": "tar.bz2", "r:xz": "tar.xz"}.get(_tar_mode(path), "tar")
     except tarfile.TarError:
         pass
     except OSError as exc:
         raise ArchiveError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if kind is not None:
+        return kind  # (a damaged zip: opening it says how)
     raise ArchiveError(f"{path}: not a folder, zip or tar archive (for one image use `streamcolor image`, "
                        "for a video `streamcolor video`)")
 
