@@ -663,6 +663,24 @@ def test_numbered_names_still_fit_the_filesystem(engine, tmp_path):
 # (what a session trying the CLI as a new user, on inputs it made itself, found)
 
 
+def test_the_report_keeps_the_problems_of_another_job_into_the_same_output(engine, tmp_path):
+    """batch A -o OUT, batch B -o OUT (B has a bad file), batch A -o OUT: the report then held A's empty
+    list, B's failure gone.  It is OUT's report: B's row stays, named by its source, while the job's
+    own report (its problems) is A's alone."""
+    out = tmp_path / "out"
+    for name, files in (("a", {"p.jpg": jpeg(1)}), ("b", {"q.jpg": jpeg(2), "bad.jpg": b"not a photo"})):
+        (tmp_path / name).mkdir()
+        for f, data in files.items():
+            (tmp_path / name / f).write_bytes(data)
+    colorize_archive(tmp_path / "a", out, engine=engine, progress=False)
+    colorize_archive(tmp_path / "b", out, engine=engine, progress=False)
+    report = colorize_archive(tmp_path / "a", out, engine=engine, progress=False)
+    assert report.problems == []
+    rows = report_rows(out)
+    assert [(r["member"], r["state"]) for r in rows] == [("bad.jpg", "failed")], rows
+    assert rows[0]["source"] == str(tmp_path / "b")
+
+
 def test_the_packed_archive_never_replaces_a_file_the_job_did_not_write(engine, tmp_path):
     """`batch SRC -o album.zip` renames the packed archive onto album.zip: a user's own
     album.zip stays as it is (refused before anything is made), the job's own archive of an

@@ -306,11 +306,17 @@ class BatchJob:
             typed = {os.path.abspath(p): str(p) for p in self.paths}  # (the report names sources as given)
             problems = [Problem(e.state, typed.get(e.source, e.source), e.member, e.reason or "")
                         for e in self.manifest.entries((SKIPPED, FAILED), keys)]
+            # the report file is OUT's: it keeps what an earlier job of other sources into OUT recorded
+            # (a second job's run replaced the first's list, which was then lost)
+            mine = {os.path.realpath(p) for p in self.paths}
+            others = [Problem(e.state, e.source, e.member, e.reason or "")
+                      for e in self.manifest.entries((SKIPPED, FAILED))
+                      if e.key not in keys and os.path.realpath(e.source) not in mine]
             done = {e.output or e.key: self._archive_names.get(e.key, e.output or e.key)
                     for e in self.manifest.entries((DONE,), keys)}
         with _recording(self.manifest):
             name = _report_name(self.out_dir, self.manifest)
-            report = image_io.write_atomic(self.out_dir / name, problems_csv(problems))
+            report = image_io.write_atomic(self.out_dir / name, problems_csv(problems + others))
             self.manifest.set_meta(REPORT_META, json.dumps({"name": name, "file": file_identity(report)}))
         if self.dropped_alpha:
             log.warning("%d output(s) lost their transparency: JPEG has none (--format png, webp or tiff keeps it)",
