@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import gzip
 import hashlib
 import io
 import json
@@ -514,6 +515,46 @@ def corpus(work: Path) -> list[Case]:
                    lambda d: [zip_of(d / "a.zip", {"DSC0000.jpg": good_j}),
                               zip_of(d / "b.zip", {"DSC0000.jpg": good_p})], OK, n_outputs(2)))
 
+    # -- batch: found by the reviews of 2026-12-03 (session 6)
+    def zip64(d: Path) -> list[Path]:  # zip64 end records, as a zip over 4 GiB or 65,535 entries has them
+        limit = zipfile.ZIP_FILECOUNT_LIMIT
+        zipfile.ZIP_FILECOUNT_LIMIT = 1
+        try:
+            return [zip_of(d / "z64.zip", {"a.jpg": good_j, "b.jpg": good_j})]
+        finally:
+            zipfile.ZIP_FILECOUNT_LIMIT = limit
+    add(batch_case("batch: zip64 archive", zip64, OK, n_outputs(2)))
+
+    def long_name_bomb(d: Path) -> list[Path]:  # a GNU long-name header declaring 200 MB, a few hundred KB gzipped
+        path = d / "bomb.tar.gz"
+        head = tarfile.TarInfo("././@LongLink")
+        head.size, head.type = 200 << 20, tarfile.GNUTYPE_LONGNAME
+        info = tarfile.TarInfo("ok.jpg")
+        info.size = len(good_j)
+        ok = info.tobuf(format=tarfile.GNU_FORMAT) + good_j + bytes(-len(good_j) % tarfile.BLOCKSIZE)
+        with gzip.open(path, "wb", compresslevel=1) as gz:
+            gz.write(ok + head.tobuf(format=tarfile.GNU_FORMAT))
+            zero = bytes(1 << 20)
+            for _ in range(200):
+                gz.write(zero)
+            gz.write(bytes(1024))
+        return [path]
+    add(batch_case("batch: tar long-name header declaring 200 MB", long_name_bomb, SOME, n_outputs(1)))
+    add(batch_case("batch: a tar named .zip", lambda d: [tar_of(d / "t.zip", [("a.jpg", good_j)], "w:gz")], OK,
+                   n_outputs(1)))
+
+    def backslash_folder(d: Path) -> list[Path]:
+        with zipfile.ZipFile(d / "w.zip", "w") as zf:
+            entry = zipfile.ZipInfo("photos\\")
+            entry.external_attr = 0x10  # (MS-DOS's folder bit)
+            zf.writestr(entry, b"")
+            zf.writestr("photos\\a.jpg", good_j)
+        return [d / "w.zip"]
+    add(batch_case("batch: zip folder entry written with a backslash", backslash_folder, OK, n_outputs(1)))
+    add(batch_case("batch: a.jpg, a.jpg/b.jpg and a~2.jpg/b.jpg in one zip",
+                   lambda d: [zip_of(d / "f.zip", {"a.jpg": good_j, "a.jpg/b.jpg": good_j, "a~2.jpg/b.jpg": good_p})],
+                   OK, n_outputs(3)))
+
     # -- batch: the output folder
     def user_part(d: Path) -> list[Path]:  # d is the case's in/; OUT is beside it
         write(d.parent / "out" / "mine.part", b"the user's own file")
@@ -550,6 +591,70 @@ def corpus(work: Path) -> list[Case]:
     add(video_case("video: FIFO named .mp4", fifo_video, SOME))
     add(video_case("video: audio codec as --codec", clip, FATAL, extra=("--codec", "aac")))
     add(video_case("video: unknown pixel format", clip, FATAL, extra=("--pix-fmt", "nonsense")))
+
+    def ts_clip(n: int) -> bytes:
+        import av
+        buf = io.BytesIO()
+        with av.open(buf, "w", format="mpegts") as out:
+            s = out.add_stream("libx264", rate=12)
+            s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+            a = out.add_stream("aac", rate=48000)
+            a.layout = "mono"
+            for i in range(n):
+                out.mux(s.encode(av.VideoFrame.from_ndarray(np.full((64, 96, 3), i * 9, np.uint8), format="rgb24")))
+            out.mux(s.encode())
+            for k in range(0, n * 4000, 1024):
+                sound = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+                sound.sample_rate, sound.pts = 48000, k
+                out.mux(a.encode(sound))
+            out.mux(a.encode())
+        return buf.getvalue()
+    # (two MPEG-TS clips with audio joined byte for byte: both streams' timestamps start again)
+    add(video_case("video: MPEG-TS clips with audio joined byte for byte",
+                   lambda d: write(d / "joined.ts", ts_clip(12) + ts_clip(12)), OK))
+
+    def avi_b_frames(d: Path) -> Path:  # H.264 with B-frames in AVI: frame slots in decode order
+        import av
+        with av.open(str(d / "b.avi"), "w") as out:
+            s = out.add_stream("libx264", rate=24)
+            s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+            s.options = {"preset": "medium", "g": "12"}
+            for i in range(48):
+                frame = av.VideoFrame.from_ndarray(np.full((64, 96, 3), i * 5, np.uint8), format="rgb24")
+                out.mux(s.encode(frame))
+            out.mux(s.encode())
+        return d / "b.avi"
+
+    def same_length(case_dir: Path, proc) -> str | None:
+        import av
+        made = outputs(case_dir)
+        if len(made) != 1:
+            return f"{len(made)} outputs"
+        with av.open(str(made[0])) as c:
+            times = [float(f.time) for f in c.decode(video=0)]
+        if len(times) == 48 and times[-1] - times[0] < 2.1:  # (48 frames at 24 fps: it lasted twice that)
+            return None
+        return f"{len(times)} frames over {times[-1] - times[0]:.2f} s"
+    add(Case("video: H.264 AVI with B-frames", lambda d: ["video", str(avi_b_frames(_mkdir(d / "in"))), "-o",
+                                                          str(d / "out" / "v.mp4"), "--no-progress"],
+             OK, same_length, tags=("video",)))
+
+    def pcm_mkv(d: Path) -> Path:  # PCM whose packets MP4 takes one by one, but not at the end of the file
+        import av
+        with av.open(str(d / "pcm.mkv"), "w") as out:
+            v = out.add_stream("libx264", rate=24)
+            v.width, v.height, v.pix_fmt = 96, 64, "yuv420p"
+            a = out.add_stream("pcm_s16le", rate=48000)
+            for i in range(12):
+                out.mux(v.encode(av.VideoFrame.from_ndarray(np.full((64, 96, 3), i * 9, np.uint8), format="rgb24")))
+            out.mux(v.encode())
+            for k in range(0, 24000, 1024):
+                sound = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+                sound.sample_rate, sound.pts = 48000, k
+                out.mux(a.encode(sound))
+            out.mux(a.encode())
+        return d / "pcm.mkv"
+    add(video_case("video: PCM audio the MP4 output cannot finish with", pcm_mkv, SOME))
 
     def video_into_file(d: Path) -> list[str]:
         write(d / "out", b"a file where the output folder should be")
