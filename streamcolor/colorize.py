@@ -657,21 +657,30 @@ def colorize_batch(decoded: Sequence[image_io.Decoded], *, engine: "Engine",
     return colorize_prepared(preps, engine=engine, saturation=options.saturation, batch_size=batch_size)
 
 
-def _write_output(decoded: image_io.Decoded, dst: str | os.PathLike, engine: "Engine",
-                  options: ColorOptions, replace: tempfiles.Replace = True) -> Path:
-    """Colorize one decoded image into the file ``dst`` as a batch job writes its items
-    (:func:`streamcolor.items.encode_prepared`), so that `image` and `batch` give one photo the
-    same picture."""
+def encode_colorized(decoded: image_io.Decoded, fmt: str, engine: "Engine", options: ColorOptions, *,
+                     label: str | None = None) -> bytes:
+    """One decoded image colorized and encoded as ``fmt``, as a batch job writes its items
+    (:func:`streamcolor.items.encode_prepared`: a gray 8-bit photo into a JPEG straight from its
+    Y'CbCr planes).  Why one function: a file, the bytes API, stdout and ``serve`` each encoded on
+    their own, and one photo came out as two slightly different JPEGs (up to 14 codes apart).
+    ``label``: the output's name for a warning when a JPEG drops transparency."""
     from streamcolor.items import encode_prepared  # (it builds on this module)
 
-    image_io.check_file_path(dst)
     options = options.for_engine(engine)
     prep = prepare(decoded, options)
     ab = predict([prep], engine)[0]
     if isinstance(ab, Exception):
         raise ab
+    return encode_prepared(prep, ab, fmt, options, label=label)
+
+
+def _write_output(decoded: image_io.Decoded, dst: str | os.PathLike, engine: "Engine",
+                  options: ColorOptions, replace: tempfiles.Replace = True) -> Path:
+    """Colorize one decoded image into the file ``dst`` (:func:`encode_colorized`), so that `image`
+    and `batch` give one photo the same picture."""
+    image_io.check_file_path(dst)
     with image_io.said_of(dst):
-        data = encode_prepared(prep, ab, image_io.format_for(dst), options, label=str(dst))
+        data = encode_colorized(decoded, image_io.format_for(dst), engine, options, label=str(dst))
     return image_io.write_atomic(dst, data, replace=replace)
 
 
@@ -785,10 +794,9 @@ def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
         dtype = decoded.pixels.dtype
     if dst is not None:
         return _write_output(decoded, dst, engine, options, replace)
-    rgb = colorize_batch([decoded], engine=engine, options=options)[0]
     if isinstance(src, (bytes, bytearray, memoryview)):
-        return image_io.encode_image(rgb, decoded.format or "PNG", alpha=decoded.alpha, info=decoded.info,
-                                     quality=options.quality)
+        return encode_colorized(decoded, decoded.format or "PNG", engine, options)
+    rgb = colorize_batch([decoded], engine=engine, options=options)[0]
     if isinstance(src, Image.Image):
         out = Image.fromarray(_to_uint8(rgb), "RGB")
         if decoded.alpha is not None:

@@ -63,14 +63,15 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Mapping
 try:
     from aiohttp import BodyPartReader, web
     from aiohttp.http_exceptions import HttpProcessingError
-    from aiohttp.multipart import BadContentDispositionParam
+    from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam
+    from aiohttp.web_protocol import RequestPayloadError
 except ImportError as exc:  # pragma: no cover - the serve extra is missing
     raise ImportError("`streamcolor serve` needs aiohttp: pip install 'streamcolor[serve]'") from exc
 
 from streamcolor import __version__, image_io, memory
 from streamcolor.batching import BatchingEngine, BatchingOptions
 # MAX_SATURATION: the largest gain a request may ask for is the library's own limit
-from streamcolor.colorize import MAX_SATURATION, ColorOptions, colorize_batch, model_options
+from streamcolor.colorize import MAX_SATURATION, ColorOptions, encode_colorized, model_options
 from streamcolor.engines import lab
 from streamcolor.errors import InputError, OutputError, one_line
 
@@ -319,6 +320,9 @@ async def _read_upload(request: web.Request, limit: int, timeout: float = 30.0) 
         fields: dict[str, str] = {}
         try:
             while (part := await pace.step(reader.next())) is not None:
+                if request.content.total_bytes > limit + _MULTIPART_SLACK:  # (chunked: no length said up front)
+                    raise _Reject(413, f"upload is over the limit of {limit:,} bytes "
+                                       "(streamcolor serve --max-upload)")
                 if not isinstance(part, BodyPartReader):
                     raise _Reject(400, "nested multipart bodies are not accepted: send the file as 'file'")
                 if part.filename is not None or part.name == "file":
@@ -327,14 +331,16 @@ async def _read_upload(request: web.Request, limit: int, timeout: float = 30.0) 
                     data = await _read_limited(part.read_chunk, limit, pace)
                     upload = _Upload(data, part.filename or "upload", part.headers.get("Content-Type", ""))
                 elif part.name in PARAMETERS:
+                    if part.name in fields:
+                        raise _Reject(400, f"the form field {part.name!r} is given twice")
                     fields[part.name] = (await _read_limited(part.read_chunk, _FIELD_LIMIT, pace,
                                                              part.name)).decode(
                         "utf-8", "replace").strip()
                 else:
                     raise _Reject(400, f"unknown form field {str(part.name)[:40]!r}: send the file as 'file' "
                                        f"and parameters among {', '.join(PARAMETERS)}")
-        except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:
-            raise _Reject(400, f"malformed multipart body: {exc}") from None
+        except (ValueError, AssertionError, RuntimeError, HttpProcessingError, RequestPayloadError) as exc:
+            raise _Reject(400, f"malformed multipart body: {exc}", {"Connection": "close"}) from None
         if upload is None:
             raise _Reject(400, "no file in the form: send it as the field 'file' (curl -F file=@photo.jpg)")
         upload.fields = fields
@@ -342,7 +348,10 @@ async def _read_upload(request: web.Request, limit: int, timeout: float = 30.0) 
         if length is not None and length > limit:
             raise _Reject(413, f"upload of {length:,} bytes is over the limit of {limit:,} bytes "
                                "(streamcolor serve --max-upload)")
-        data = await _read_limited(request.content.read, limit, pace)
+        try:
+            data = await _read_limited(request.content.read, limit, pace)
+        except RequestPayloadError as exc:  # (a body its Content-Encoding does not decode)
+            raise _Reject(400, f"malformed body: {exc}", {"Connection": "close"}) from None
         ctype = request.content_type
         ext = (mimetypes.guess_extension(ctype) or "") if ctype.startswith(("image/", "video/")) else ""
         upload = _Upload(data, f"upload{ext}", ctype)
@@ -408,13 +417,11 @@ class _State:
     def colorize_image(self, upload: _Upload, colour: ColorOptions, fmt: str) -> tuple[bytes, str, int]:
         """Worker thread: decode, colorize (batched), encode -> (bytes, Pillow format, batch size)."""
         decoded = image_io.read_image(upload.data, max_pixels=colour.max_pixels, name=upload.name)
-        rgb = colorize_batch([decoded], engine=self.batcher, options=colour)[0]
         out_fmt = OUTPUT_FORMATS[fmt] if fmt != "same" else (decoded.format or "PNG")
         if out_fmt not in _EXTENSION:  # GIF, PPM, ICO...: formats we do not write become PNG
             out_fmt = "PNG"
-        try:
-            data = image_io.encode_image(rgb, out_fmt, alpha=decoded.alpha, info=decoded.info,
-                                         quality=colour.quality)
+        try:  # (as `streamcolor image` writes it: the same picture, byte for byte)
+            data = encode_colorized(decoded, out_fmt, self.batcher, colour)
         except (OutputError, OSError, ValueError) as exc:
             raise _Reject(422, f"{upload.name}: cannot encode the result as {out_fmt} ({exc}); "
                                "try format=png") from None
@@ -443,9 +450,9 @@ class _State:
                                 "(--max-video-frames); cut it, or run `streamcolor video` on it")
 
         if upload.animated:  # (counted from its header, before its frames are decoded into a temporary file)
-            frames = image_io.frame_count(io.BytesIO(upload.data))
+            frames = image_io.frame_count(io.BytesIO(upload.data), cap=limit + 1)  # (more are not counted)
             if frames > limit:
-                raise too_long(f"{frames:,}")
+                raise too_long(f"more than {limit:,}")
 
         def each_frame(done: int, total: int | None) -> None:  # (in this thread, after each frame)
             if self.cut_off.is_set():
@@ -673,7 +680,11 @@ async def _static(request: web.Request) -> web.Response:
     if entry is None:
         raise web.HTTPNotFound()
     body, ctype = entry
-    return web.Response(body=body, content_type=ctype, headers={"Cache-Control": "no-cache"})
+    headers = {"Cache-Control": "no-cache"}
+    if ctype == "text/html":  # (the page under its own name: framed and scripted as the page at / is)
+        headers["Content-Security-Policy"] = _CSP
+    return web.Response(body=body, content_type=ctype, charset="utf-8" if ctype.startswith("text/") else None,
+                        headers=headers)
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -775,16 +786,21 @@ async def _colorize(request: web.Request) -> web.StreamResponse:
         params.update(parse_parameters(upload.fields))
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
-        if upload.is_video and not state.options.video:
+        # (Pillow reads headers in Python: off the event loop, which a 4 MB TIFF of 40,000 pages held for 15 s)
+        video = await loop.run_in_executor(None, lambda: upload.is_video)
+        if video and not state.options.video:
             raise _Reject(415, f"{upload.name}: videos are turned off on this server (--no-video)")
         # an upload is counted from its header alone, and stays counted until its answer is sent: an
-        # answer its client does not read is memory too (videos also run one at a time)
-        need = (await loop.run_in_executor(None, _video_bytes, upload, state.options.memory_budget)
-                if upload.is_video else memory.encoded_bytes(upload.data, max_pixels=state.options.max_pixels))
+        # answer its client does not read is memory too (videos also run one at a time); a photo's
+        # count has the engine's share for it at its render size (16 photos at 1024 took 1.6 GB past it)
+        need = await (loop.run_in_executor(None, _video_bytes, upload, state.options.memory_budget) if video
+                      else loop.run_in_executor(None, functools.partial(
+                          memory.encoded_bytes, upload.data, params.get("render_size", state.colour.render_size),
+                          max_pixels=state.options.max_pixels)))
         async with state.budget.hold(need) as share:
             folder = None
             try:
-                if upload.is_video:
+                if video:
                     async with state.video_slot:  # one video at a time; photos keep flowing meanwhile
                         # (made here, so that it is removed below whatever happens to the worker or to this task)
                         folder = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
@@ -836,6 +852,7 @@ def create_app(engine: "Engine", options: ServeOptions = ServeOptions(), *,
     # client's text on stderr, once per distinct text: not for the server's output.  The upload is
     # then named "upload", as one without a name.
     warnings.filterwarnings("ignore", category=BadContentDispositionParam)
+    warnings.filterwarnings("ignore", category=BadContentDispositionHeader)  # ("ignore" keeps no registry entry)
     one_line_protocol_errors()
     upload_names_in_logs()
     sweep_abandoned_folders()

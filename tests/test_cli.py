@@ -213,6 +213,31 @@ def test_wrong_verb_names_the_right_command(args, expected):
     assert "colorize_" not in res.output  # CLI words, not Python names
 
 
+def test_a_multi_page_file_cut_short_is_one_input_refused_not_the_end_of_the_run(tmp_path):
+    """Counting the frames of a 2-page TIFF or an animated GIF cut short raised TypeError ("Missing
+    dimensions"), IndexError or struct.error from Pillow: a traceback, and no input done.  Each is now
+    refused as the multi-frame file it is; a TIFF of thousands of pages is counted only so far (Pillow's
+    count walked them all, ever more slowly: 16 s for 40,000)."""
+    a = Image.fromarray(make_photo(40, 56)).convert("L")
+    a.save(tmp_path / "good.png")
+    for fmt, name in (("TIFF", "two.tif"), ("GIF", "anim.gif")):
+        whole, first = io.BytesIO(), io.BytesIO()
+        a.save(whole, fmt, save_all=True, append_images=[a.transpose(Image.FLIP_LEFT_RIGHT)])
+        a.save(first, fmt)
+        data = whole.getvalue()
+        (tmp_path / name).write_bytes(data[:len(first.getvalue()) + 50 if fmt == "GIF" else len(data) // 2])
+    a.save(tmp_path / "many.tif", save_all=True, append_images=[a.resize((1, 1))] * 3000)
+    res = streamcolor("image", "good.png", "two.tif", "many.tif", "-o", "out/", "-r", "64", cwd=tmp_path)
+    assert res.returncode == 1 and b"Traceback" not in res.stderr, res.stderr
+    assert b"two.tif: has 2 pages" in res.stderr and b"many.tif: has 1,000 or more pages" in res.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png"]
+    from streamcolor import image_io
+    from streamcolor.errors import InputError
+
+    with pytest.raises(InputError, match="anim.gif: has 2 frames"):
+        image_io.read_image(tmp_path / "anim.gif")
+
+
 @pytest.mark.parametrize("args", [["image", "gone.jpg", "-o", "e/deep/"], ["video", "gone.mp4", "-o", "e/deep/"],
                                   ["image", "photo.png", "-o", "e/deep/", "--backend", "tensorrt"]])
 def test_a_run_that_writes_nothing_leaves_no_empty_output_folder(tmp_path, monkeypatch, args):

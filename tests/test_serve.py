@@ -237,6 +237,19 @@ def test_same_result_as_colorize_image(server, engine):
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 2
 
 
+def test_a_jpeg_answer_is_the_cli_file_byte_for_byte(server, engine, tmp_path):
+    """The server encoded through the RGB route, `streamcolor image` into a file through the photo's
+    Y'CbCr planes: one photo, two JPEGs up to 14 codes apart.  Now one route for all."""
+    jpeg = io.BytesIO()
+    Image.fromarray(gray(5, 600, 800)).save(jpeg, "JPEG", quality=95)
+    (tmp_path / "p.jpg").write_bytes(jpeg.getvalue())
+    r = post_file(server.url, jpeg.getvalue(), query="?render_size=128")
+    assert r.status == 200
+    written = streamcolor.colorize_image(tmp_path / "p.jpg", tmp_path / "out.jpg", engine=engine, render_size=128)
+    assert r.body == written.read_bytes() == streamcolor.colorize_image(jpeg.getvalue(), engine=engine,
+                                                                       render_size=128)
+
+
 def test_saturation_zero_gives_gray(server):
     r = post_file(server.url, png_bytes(gray(4)), "x.png", "image/png", query="?saturation=0&render_size=64")
     assert r.status == 200
@@ -314,6 +327,16 @@ BAD_UPLOADS = {
     "malformed multipart": ("POST", "/api/colorize", {"data": b"no boundary here",
                             "headers": {"Content-Type": "multipart/form-data; boundary=XYZ"}}, 400, "malformed"),
     "unknown form field": ("POST", "/api/colorize", {"data": form(b"x", extra="1")}, 400, "unknown form field"),
+    "a form field twice": ("POST", "/api/colorize", {"data": b"".join((
+        b"--B\r\nContent-Disposition: form-data; name=\"format\"\r\n\r\npng\r\n" * 2,
+        b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\nx\r\n--B--\r\n")),
+        "headers": {"Content-Type": "multipart/form-data; boundary=B"}}, 400, "given twice"),
+    # (a body its Content-Encoding does not decode: 500 and two tracebacks, from aiohttp's RequestPayloadError)
+    "gzip body that is not gzip": ("POST", "/api/colorize", {"data": b"notgzip",
+                                   "headers": {"Content-Encoding": "gzip", "Content-Type": "image/png"}}, 400,
+                                   "malformed body"),
+    "gzip multipart that is not gzip": ("POST", "/api/colorize", {"data": b"notgzip", "headers": {
+        "Content-Encoding": "gzip", "Content-Type": "multipart/form-data; boundary=B"}}, 400, "malformed"),
     "bad render_size": ("POST", "/api/colorize?render_size=huge", {"data": b"x"}, 400, "render_size"),
     "render_size too big": ("POST", "/api/colorize?render_size=100000", {"data": b"x"}, 400, "render_size"),
     "bad saturation": ("POST", "/api/colorize?saturation=nan", {"data": b"x"}, 400, "saturation"),
@@ -347,6 +370,21 @@ def test_too_large_chunked_body_without_length(server):
     assert r.status == 413 and "over the limit" in r.json()["error"]
 
 
+def test_too_large_chunked_multipart_body_outside_its_file(server):
+    """Only the file part and each field were counted: a chunked form with megabytes around them (here
+    before the first part, where a form's preamble goes) was read to its end, as long as the client
+    sent, and answered 200."""
+    async def chunks():
+        for _ in range(MAX_UPLOAD // 65536 + 2):
+            yield b"junk\r\n" * 13107
+        yield b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n"
+        yield png_bytes(gray(1)) + b"\r\n--B--\r\n"
+
+    r = request("POST", server.url + "/api/colorize", data=chunks(),
+                headers={"Content-Type": "multipart/form-data; boundary=B"})
+    assert r.status == 413 and "over the limit" in r.json()["error"], r.body[:200]
+
+
 TRAVERSALS = [
     "/static/../pyproject.toml", "/static/../../README.md", "/static/..%2f..%2fpyproject.toml",
     "/static/%2e%2e/%2e%2e/pyproject.toml", "/static/%2e%2e%2f__init__.py", "/static/..%5c__init__.py",
@@ -373,6 +411,7 @@ def test_page_and_its_static_files(server):
     assert b"http://" not in r.body and b"https://" not in r.body  # nothing from the internet
     r = request("GET", server.url + "/static/index.html")
     assert r.status == 200 and r.body == (STATIC_DIR / "index.html").read_bytes()
+    assert r.headers["Content-Security-Policy"] == csp and "charset=utf-8" in r.headers["Content-Type"]
 
 
 def test_localhost_by_default(server):
@@ -581,8 +620,11 @@ def test_a_gif_is_never_taken_for_an_mpeg_ts_video():
 def test_big_images_wait_for_each_other_under_the_memory_budget(engine):
     from streamcolor import memory
 
+    from streamcolor.colorize import model_options
+
     photos = [png_bytes(gray(i, 600, 800)) for i in range(4)]
-    one = memory.encoded_bytes(photos[0])
+    size = model_options(engine).render_size  # (each is counted with the engine's share at its render size)
+    one = memory.encoded_bytes(photos[0], size)
     options = ServeOptions(port=0, memory_budget=int(one * 1.5), max_pixels=MAX_PIXELS,
                            batching=BatchingOptions(max_batch=4, max_wait_ms=50))
 
@@ -601,7 +643,7 @@ def test_big_images_wait_for_each_other_under_the_memory_budget(engine):
         mem = srv.stats()["memory"]
     assert statuses == [200] * 4
     # one image's working estimate at a time, beside (at most) the answers of others being sent
-    assert max(memory.encoded_bytes(d) for d in photos) <= mem["peak"] <= options.memory_budget
+    assert max(memory.encoded_bytes(d, size) for d in photos) <= mem["peak"] <= options.memory_budget
     assert mem["used"] == 0 and mem["waiting"] == 0
 
 
@@ -676,7 +718,7 @@ def test_an_animated_gif_comes_back_as_a_video(server, engine, tmp_path):
     assert r.status == 200 and r.headers["Content-Type"] == "video/mp4", r.body[:300]
     with Server(engine, ServeOptions(port=0, max_video_frames=4)) as small:  # (counted from its header)
         r = post_file(small.url, webp.getvalue(), "anim.webp", "image/webp", query="?render_size=64")
-        assert r.status == 413 and "5 frames, over this server's limit of 4" in r.json()["error"], r.body[:300]
+        assert r.status == 413 and "more than 4 frames, over this server's limit of 4" in r.json()["error"], r.body[:300]
     still = io.BytesIO()
     frames[0].save(still, format="GIF")
     r = post_file(server.url, still.getvalue(), "still.gif", "image/gif", query="?render_size=64")

@@ -13,7 +13,7 @@ from typing import BinaryIO
 import click
 
 from streamcolor import image_io, tempfiles
-from streamcolor.colorize import ColorOptions, colorize_batch, colorize_image
+from streamcolor.colorize import ColorOptions, colorize_image, encode_colorized
 from streamcolor.commands.common import (EXIT_FATAL, EXIT_ITEMS, PathArg, check_medium, common_options, distinct,
                                          engine_options, existing_options, load, make_output_folder,
                                          output_folder_given, output_option, progress_setting,
@@ -194,13 +194,11 @@ def _colorize_one(src: Path, dst: Path, fmt: str, engine, options: ColorOptions,
         decoded = image_io.read_image(stdin, name="<stdin>", max_pixels=options.max_pixels)
     else:
         decoded = image_io.read_image(src, max_pixels=options.max_pixels)
-    rgb = colorize_batch([decoded], engine=engine, options=options)[0]
     if dst == STDIO:
         out_fmt = FORMATS[fmt] if fmt != "same" else (decoded.format or "PNG")
         if out_fmt.upper() not in {*FORMATS.values(), "BMP"}:
             out_fmt = "PNG"  # e.g. a GIF in: written as PNG, as `batch` does
-        data = image_io.encode_image(rgb, out_fmt, alpha=decoded.alpha, info=decoded.info, quality=options.quality,
-                                     label="<stdout>")
+        data = encode_colorized(decoded, out_fmt, engine, options, label="<stdout>")  # (as into a file)
         try:
             sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()
@@ -210,9 +208,10 @@ def _colorize_one(src: Path, dst: Path, fmt: str, engine, options: ColorOptions,
             raise OutputError(f"<stdout>: cannot write the image ({exc.strerror or exc})") from exc
         return out_fmt.upper(), dst
     out_fmt = image_io.format_for(dst)
-    written = image_io.write_image(dst, rgb, alpha=decoded.alpha, info=decoded.info, quality=options.quality,
-                                   fmt=out_fmt, replace=replace)
-    return out_fmt, written
+    image_io.check_file_path(dst)
+    with image_io.said_of(dst):
+        data = encode_colorized(decoded, out_fmt, engine, options, label=str(dst))
+    return out_fmt, image_io.write_atomic(dst, data, replace=replace)
 
 
 #: Bytes of stdin held in memory; more go to a temporary file (:func:`_read_stdin`).

@@ -89,16 +89,17 @@ def _animation_as_video(src: Path, max_pixels: int | None = None):
     from PIL import Image, ImageSequence
 
     try:
-        with Image.open(src) as im:
-            width, height, frames = im.width, im.height, getattr(im, "n_frames", 1)
+        with Image.open(src) as im:  # (frames counted only up to one over the limit: a count walks them all)
+            width, height = im.width, im.height
+            frames = image_io.count_frames(im, cap=MAX_ANIMATION_PIXELS // max(1, width * height) + 1)
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise InputError(f"{src}: an animation whose frames cannot be read ({reason(exc)})") from exc
     if max_pixels is not None and width * height > max_pixels:
         raise InputError(f"{src}: frames of {width}x{height} = {width * height:,} pixels are over the limit of "
                          f"{max_pixels:,}")
     if width * height * frames > MAX_ANIMATION_PIXELS:
-        raise InputError(f"{src}: {frames:,} frames of {width}x{height} are {width * height * frames:,} pixels in all, "
-                         f"over the {MAX_ANIMATION_PIXELS:,} that an animated WebP may have here (its frames are "
+        raise InputError(f"{src}: {frames:,} frames or more of {width}x{height} are over the "
+                         f"{MAX_ANIMATION_PIXELS:,} pixels in all that an animated WebP may have here (its frames are "
                          "decoded into a temporary file first); cut it into shorter clips")
     fd, tmp = tempfile.mkstemp(prefix="streamcolor-animation-", suffix=".mkv")
     os.close(fd)
