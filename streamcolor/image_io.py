@@ -354,7 +354,9 @@ def _decode16_colour(fh, im: Image.Image, label: str) -> Decoded:
         arr = arr.astype(np.uint16) * 257
     rgb = arr[..., 2::-1]
     alpha = arr[..., 3] if arr.shape[2] == 4 else None
-    orientation = im.getexif().get(0x0112)
+    # (OpenCV's TIFF reader turns the pixels by the Orientation tag itself, IMREAD_UNCHANGED or not:
+    # turned again here, a TIFF came out as stored or upside down)
+    orientation = im.getexif().get(0x0112) if im.format != "TIFF" else None
     if orientation in _ORIENT:
         transpose, turns, flip = _ORIENT[orientation]
         rgb = _orient(rgb, transpose, turns, flip)

@@ -92,6 +92,41 @@ def test_16bit_png_stays_16bit(engine, tmp_path):
     assert np.abs(l_in - l_out).max() <= 1.0
 
 
+def _tiff16(path, rgb: np.ndarray, orientation: int):
+    """A baseline 16-bit RGB TIFF (uncompressed, one strip) with an Orientation tag (Pillow writes no
+    16-bit colour, OpenCV no Orientation)."""
+    import struct
+
+    h, w, _ = rgb.shape
+    data = np.ascontiguousarray(rgb, dtype="<u2").tobytes()
+    entries = [(256, 3, 1, w), (257, 3, 1, h), (258, 3, 3, 8 + len(data)), (259, 3, 1, 1), (262, 3, 1, 2),
+               (273, 4, 1, 8), (274, 3, 1, orientation), (277, 3, 1, 3), (278, 3, 1, h),
+               (279, 4, 1, len(data)), (284, 3, 1, 1)]
+    ifd = struct.pack("<H", len(entries)) + b"".join(
+        struct.pack("<HHI", tag, kind, count) + (struct.pack("<HH", value, 0) if kind == 3 and count == 1
+                                                 else struct.pack("<I", value)) for tag, kind, count, value in entries)
+    bits = struct.pack("<HHH", 16, 16, 16)
+    head = b"II*\0" + struct.pack("<I", 8 + len(data) + len(bits))
+    path.write_bytes(head + data + bits + ifd + b"\0\0\0\0")
+    return path
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_the_orientation_of_a_16bit_colour_tiff_is_applied_once(engine, tmp_path, orientation):
+    """OpenCV's TIFF reader turns a 16-bit colour TIFF by its Orientation tag, and the tag was applied
+    again after it: 2-5 and 7 came out as stored, 6 and 8 upside down."""
+    g = np.linspace(5000, 60000, 48).astype(np.uint16)[None].repeat(32, 0)
+    g[:8, :12] = 65535
+    rgb = np.dstack([g + 300, g, g])  # (not gray: the 16-bit colour path)
+    src = _tiff16(tmp_path / "o.tif", rgb, orientation)
+    want = {1: lambda a: a, 2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+            5: lambda a: a.T, 6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, -1)[::-1],
+            8: lambda a: np.rot90(a, 1)}[orientation](lab.rgb_to_l(rgb))
+    out = streamcolor.colorize_image(src, engine=engine, render_size=64)
+    assert out.dtype == np.uint16 and out.shape[:2] == want.shape
+    assert np.abs(lab.rgb_to_l(out) - want).max() < 1.5
+
+
 def test_exif_orientation_is_applied(engine, tmp_path, photo):
     p = tmp_path / "rot.jpg"
     exif = Image.Exif()
