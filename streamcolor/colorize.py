@@ -795,7 +795,7 @@ def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
     if dst is not None:
         return _write_output(decoded, dst, engine, options, replace)
     if isinstance(src, (bytes, bytearray, memoryview)):
-        return encode_colorized(decoded, decoded.format or "PNG", engine, options)
+        return encode_colorized(decoded, image_io.written_format(decoded.format), engine, options)
     rgb = colorize_batch([decoded], engine=engine, options=options)[0]
     if isinstance(src, Image.Image):
         out = Image.fromarray(_to_uint8(rgb), "RGB")

@@ -719,6 +719,16 @@ def format_for(path: str | os.PathLike, default: str | None = None) -> str:
     raise OutputError(f"{path}: unsupported output format {suffix!r}; use one of {sorted(_FORMATS)}")
 
 
+def written_format(fmt: str | None) -> str:
+    """The format an output in the input's own format is written in: that one where it is one this
+    module writes, a phone's MPO (a JPEG holding a second picture or a gain map) as JPEG, anything
+    else (GIF, XPM, PPM...) as PNG, as a batch job does."""
+    fmt = (fmt or "").upper()
+    if fmt == "MPO":
+        return "JPEG"
+    return fmt if fmt in _FORMATS.values() else "PNG"
+
+
 def _is_file(path: Path) -> bool:
     """``path.is_file()`` (a regular file, links followed), False where the system cannot even say
     (a name too long, a loop, a NUL byte)."""

@@ -417,9 +417,7 @@ class _State:
     def colorize_image(self, upload: _Upload, colour: ColorOptions, fmt: str) -> tuple[bytes, str, int]:
         """Worker thread: decode, colorize (batched), encode -> (bytes, Pillow format, batch size)."""
         decoded = image_io.read_image(upload.data, max_pixels=colour.max_pixels, name=upload.name)
-        out_fmt = OUTPUT_FORMATS[fmt] if fmt != "same" else (decoded.format or "PNG")
-        if out_fmt not in _EXTENSION:  # GIF, PPM, ICO...: formats we do not write become PNG
-            out_fmt = "PNG"
+        out_fmt = OUTPUT_FORMATS[fmt] if fmt != "same" else image_io.written_format(decoded.format)  # (GIF: PNG)
         try:  # (as `streamcolor image` writes it: the same picture, byte for byte)
             data = encode_colorized(decoded, out_fmt, self.batcher, colour)
         except (OutputError, OSError, ValueError) as exc:

@@ -51,6 +51,31 @@ def test_image_stdin_to_stdout_keeps_the_format_and_logs_only_to_stderr(jpeg_byt
     assert b"<stdin> -> <stdout>" in res.stderr  # -v: the log line, on stderr, not in the image
 
 
+def test_a_reader_that_leaves_early_is_a_broken_pipe_not_a_cut_image(tmp_path):
+    """`image ... -o - | head -c 10`: sys.stdout.buffer.write took the part the pipe held, dropped the rest
+    without an error, and the run said nothing and exited 0 with a cut image."""
+    Image.fromarray(make_photo(600, 800)).convert("L").save(tmp_path / "p.png")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "streamcolor", "image", "p.png", "-o", "-", "-r", "64"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert len(proc.stdout.read(10)) == 10
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and b"<stdout>: closed by the reader (broken pipe)" in err, err
+
+
+def test_a_phone_mpo_through_stdin_comes_out_as_a_jpeg(jpeg_bytes):
+    """A JPEG that Pillow reads as MPO (a second picture or a gain map inside) came out of `-o -` as a PNG:
+    MPO is no format streamcolor writes, and anything such became PNG."""
+    photo = Image.open(io.BytesIO(jpeg_bytes))
+    mpo = io.BytesIO()
+    photo.save(mpo, "MPO", save_all=True, append_images=[photo.resize((16, 12))])
+    assert Image.open(io.BytesIO(mpo.getvalue())).format == "MPO"
+    res = streamcolor("image", "-", "-o", "-", "-r", "64", input=mpo.getvalue())
+    assert res.returncode == 0, res.stderr
+    assert Image.open(io.BytesIO(res.stdout)).format == "JPEG"
+
+
 def test_image_stdout_takes_format_option_and_file_input(tmp_path, jpeg_bytes):
     src = tmp_path / "in.jpg"
     src.write_bytes(jpeg_bytes)

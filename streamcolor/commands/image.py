@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import io
 import os
 import sys
 import tempfile
@@ -180,6 +181,22 @@ def _label(path: Path, stream: str) -> str:
     return f"<{stream}>" if path == STDIO else str(path)
 
 
+def _write_all(data: bytes) -> None:
+    """``data`` to stdout, all of it or an OSError (BrokenPipeError: the reader left).  Why not
+    ``sys.stdout.buffer.write``: when a pipe's reader leaves during a write (`| head -c 10`), it took
+    the part the pipe held and dropped the rest without an error: a cut image, exit 0."""
+    sys.stdout.flush()
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):  # (a stream in memory: a test's, a notebook's)
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _colorize_one(src: Path, dst: Path, fmt: str, engine, options: ColorOptions,
                   replace: tempfiles.Replace, stdin: BinaryIO | None = None) -> tuple[str, Path]:
     """Read ``src`` (a file or stdin), colorize, write ``dst`` (a file or stdout); returns the format
@@ -195,13 +212,10 @@ def _colorize_one(src: Path, dst: Path, fmt: str, engine, options: ColorOptions,
     else:
         decoded = image_io.read_image(src, max_pixels=options.max_pixels)
     if dst == STDIO:
-        out_fmt = FORMATS[fmt] if fmt != "same" else (decoded.format or "PNG")
-        if out_fmt.upper() not in {*FORMATS.values(), "BMP"}:
-            out_fmt = "PNG"  # e.g. a GIF in: written as PNG, as `batch` does
+        out_fmt = FORMATS[fmt] if fmt != "same" else image_io.written_format(decoded.format)  # (GIF: PNG)
         data = encode_colorized(decoded, out_fmt, engine, options, label="<stdout>")  # (as into a file)
         try:
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
+            _write_all(data)
         except BrokenPipeError as exc:
             raise OutputError("<stdout>: closed by the reader (broken pipe)") from exc
         except OSError as exc:  # (a full disk behind `> file`, /dev/full: said of stdout, not of nothing)
