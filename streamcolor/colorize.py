@@ -795,7 +795,10 @@ def colorize_image(src: ImageLike, dst: str | os.PathLike | None = None, *,
     if dst is not None:
         return _write_output(decoded, dst, engine, options, replace)
     if isinstance(src, (bytes, bytearray, memoryview)):
-        return encode_colorized(decoded, image_io.written_format(decoded.format), engine, options)
+        # (its own format where Pillow writes it, even ICO or 1-bit XBM, which then says it holds no colour;
+        # XPM and others that Pillow only reads: PNG, where a KeyError came out)
+        fmt = decoded.format if decoded.format in Image.SAVE else "PNG"
+        return encode_colorized(decoded, fmt, engine, options)
     rgb = colorize_batch([decoded], engine=engine, options=options)[0]
     if isinstance(src, Image.Image):
         out = Image.fromarray(_to_uint8(rgb), "RGB")

@@ -434,6 +434,10 @@ def test_bytes_in_a_format_without_colour_or_with_icon_sizes(engine):
         g.convert("1").save(buf, fmt)
         with pytest.raises(OutputError, match=f"{fmt} holds no colour"):
             streamcolor.colorize_image(buf.getvalue(), engine=engine)
+    buf = io.BytesIO()  # (a format Pillow reads but does not write: a KeyError came out; now a PNG)
+    buf.write(b'/* XPM */\nstatic char *x[] = {\n"2 1 2 1",\n"a c #000000",\n"b c #FFFFFF",\n"ab"\n};\n')
+    assert Image.open(io.BytesIO(buf.getvalue())).format == "XPM"
+    assert Image.open(io.BytesIO(streamcolor.colorize_image(buf.getvalue(), engine=engine))).format == "PNG"
 
 
 @pytest.mark.parametrize("options,match", [({"device": "gpu"}, "device must be"), ({"threads": -3}, "threads must")])
