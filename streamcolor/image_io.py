@@ -239,8 +239,9 @@ def _open(fh, label: str, max_pixels: int) -> Decoded:
                 _check_single_frame(im, label)
                 if is_16bit_colour(im):
                     return _decode16_colour(fh, im, label)
+                lossless = im.format == "WEBP" and _webp_lossless(fh)
                 im.load()
-                return _from_pil(im, label, max_pixels)
+                return _from_pil(im, label, max_pixels, lossless)
     except InputError:
         raise
     except UnidentifiedImageError as exc:
@@ -381,7 +382,30 @@ def _orient(x: np.ndarray, transpose: bool, turns: int, flip: bool) -> np.ndarra
     return x[:, ::-1] if flip else x
 
 
-def _from_pil(im: Image.Image, label: str, max_pixels: int) -> Decoded:
+def _webp_lossless(fh) -> bool:
+    """Whether the WebP file ``fh`` holds a lossless picture (a ``VP8L`` chunk, not ``VP8 ``), by its
+    RIFF chunks: Pillow does not say, and the output was written lossy."""
+    try:
+        where = fh.tell()
+        fh.seek(12)  # (past "RIFF", the size and "WEBP")
+        for _ in range(8):  # (VP8X, ICCP, ANIM... come first)
+            head = fh.read(8)
+            if len(head) < 8 or head[:4] in (b"VP8 ", b"ANMF"):
+                break
+            if head[:4] == b"VP8L":
+                return True
+            fh.seek(int.from_bytes(head[4:], "little") + (head[4] & 1), os.SEEK_CUR)
+        return False
+    except (AttributeError, OSError, ValueError):
+        return False
+    finally:
+        try:
+            fh.seek(where)
+        except (AttributeError, OSError, ValueError, UnboundLocalError):
+            pass
+
+
+def _from_pil(im: Image.Image, label: str, max_pixels: int, lossless: bool = False) -> Decoded:
     _check_size(im.size, label, max_pixels)
     fmt = im.format
     info: dict[str, Any] = {}
@@ -389,6 +413,8 @@ def _from_pil(im: Image.Image, label: str, max_pixels: int) -> Decoded:
         info["icc_profile"] = im.info["icc_profile"]
     if "dpi" in im.info:
         info["dpi"] = im.info["dpi"]
+    if lossless:
+        info["lossless"] = True
     exif = im.getexif()
     # one colour marked transparent (a PNG's tRNS chunk for gray or RGB): made an alpha channel below
     trns = im.info.get("transparency") if im.mode in _TRNS_MODES else None
@@ -526,6 +552,8 @@ def _save(im: Image.Image, fmt: str, info: dict[str, Any], quality: int) -> byte
         del params["icc_profile"]
     if fmt in ("JPEG", "WEBP"):
         params["quality"] = quality
+    if fmt == "WEBP" and info.get("lossless"):  # (a lossless WebP stays lossless: its L* within 1, not 3)
+        params["lossless"] = True
     if fmt == "JPEG":
         params["subsampling"] = 0 if quality >= 90 else 2
     if fmt == "ICO":  # (Pillow's default: its standard icon sizes up to the image's, 16x11 of a 32x21 image)

@@ -419,6 +419,20 @@ def test_the_shared_engine_is_loaded_once_when_threads_ask_for_it_together(monke
     colorize.default_engine.cache_clear()  # (later tests load the real one again)
 
 
+def test_a_lossless_webp_stays_lossless(engine, tmp_path):
+    """A lossless WebP (VP8L) came back lossy (VP8): its lightness 3 off, where a lossless file keeps it
+    within 1.  A lossy one stays lossy."""
+    photo = Image.fromarray(make_photo(120, 160)).convert("L")
+    for lossless in (True, False):
+        buf = io.BytesIO()
+        photo.save(buf, "WEBP", lossless=lossless, quality=90)
+        out = streamcolor.colorize_image(buf.getvalue(), engine=engine, render_size=64)
+        assert (out[12:16] == b"VP8L" or b"VP8L" in out[:64]) == lossless
+        if lossless:
+            l_out = lab.rgb_to_l(np.asarray(Image.open(io.BytesIO(out)).convert("RGB")))
+            assert np.abs(l_out - lab.gray_to_l(np.asarray(photo))).max() <= 1.0
+
+
 def test_bytes_in_a_format_without_colour_or_with_icon_sizes(engine):
     """Bytes come back in their own format: an ICO kept only Pillow's standard icon size under the
     image's (16x11 of 32x21); XBM and MSP (1-bit) gave Pillow's raw "cannot write mode RGB"."""
