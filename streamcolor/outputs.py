@@ -50,6 +50,7 @@ class Planned:
     dst: Path
     renamed: bool = False
     kept: Path | None = None  # a file found at the proposed output that streamcolor did not write: left as it is
+    kept_asked: bool = True  # ``kept`` is at the name asked for (which --overwrite replaces), not at a ``~N``
 
 
 #: Longest file name, in bytes, on the usual filesystems.
@@ -155,7 +156,7 @@ def plan_outputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], *
             n += 1
             dst = original.with_name(numbered(original.name, n))
         taken.add(_slot(dst))
-        planned.append(Planned(src, dst, renamed=dst != original, kept=kept))
+        planned.append(Planned(src, dst, renamed=dst != original, kept=kept, kept_asked=kept == original))
     return planned
 
 
@@ -184,7 +185,7 @@ def describe_renames(planned: Sequence[Planned]) -> list[str]:
         if os.path.isdir(p.kept):  # (--overwrite replaces a file, never a folder)
             return f"note: {p.src}: {p.kept} is a folder, so it is kept; writing {p.dst}"
         return (f"note: {p.src}: {p.kept} is not its earlier output (a file of yours, another input's output, or "
-                f"changed since), so it is kept; writing {p.dst} (--overwrite replaces it)")
+                f"changed since), so it is kept; writing {p.dst}{' (--overwrite replaces it)' if p.kept_asked else ''}")
 
     return [one_line(line(p)) for p in planned if p.renamed]  # (names as printed: one line each)
 

@@ -98,6 +98,25 @@ def test_plan_gives_same_named_inputs_their_own_outputs(tmp_path):
     assert [p.dst.name for p in plan_outputs(pairs)] == got  # the same every run
 
 
+def test_the_rename_note_offers_overwrite_only_for_the_name_asked_for(tmp_path):
+    """--overwrite replaces a file at the name asked for, never at a ~N streamcolor picks (two inputs of
+    one name): the note offered it for both."""
+    from streamcolor.outputs import describe_renames
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "x.jpg").write_bytes(jpeg(1))
+    (out / "x~2.jpg").write_bytes(b"mine")
+    pairs = [(tmp_path / d / "x.jpg", out / "x.jpg") for d in ("a", "b")]
+    [note] = describe_renames(plan_outputs(pairs, keep_others=True, picked=True))
+    assert "x~2.jpg is not its earlier output" in note and "x~3.jpg" in note and "--overwrite" not in note
+    (out / "y.jpg").write_bytes(b"mine")
+    [note] = describe_renames(plan_outputs([(tmp_path / "a" / "x.jpg", out / "y.jpg")], keep_others=True))
+    assert "y.jpg is not its earlier output" in note and "(--overwrite replaces it)" in note
+
+
 def test_plan_numbers_names_that_differ_only_in_unicode_form(tmp_path):
     """café.jpg typed as NFC and as NFD are one file on macOS (and in a zip unpacked there)."""
     out = tmp_path / "out"
