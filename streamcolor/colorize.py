@@ -685,7 +685,7 @@ def _write_output(decoded: image_io.Decoded, dst: str | os.PathLike, engine: "En
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
-    return x if x.dtype == np.uint8 else (x.astype(np.uint32) * 255 // 65535).astype(np.uint8)
+    return image_io.to_uint8(x)
 
 
 def _check_array_pixels(arr: np.ndarray, max_pixels: int) -> None:

@@ -512,9 +512,9 @@ def encode_image(rgb: np.ndarray, fmt: str, *, alpha: np.ndarray | None = None,
         log.warning("%s: its transparency is dropped: JPEG has none (PNG, WebP and TIFF keep it)",
                     label or "the output")
     if rgb.dtype == np.uint16 and fmt not in ("PNG", "TIFF"):
-        rgb = (rgb.astype(np.uint32) * 255 // 65535).astype(np.uint8)
+        rgb = to_uint8(rgb)
         if alpha is not None:
-            alpha = (alpha.astype(np.uint32) * 255 // 65535).astype(np.uint8)
+            alpha = to_uint8(alpha)
     if rgb.dtype == np.uint16:
         return _encode16(rgb, alpha, fmt)
     im = Image.fromarray(rgb, "RGB")
@@ -745,6 +745,14 @@ def format_for(path: str | os.PathLike, default: str | None = None) -> str:
     if not suffix:
         raise OutputError(f"{path}: no extension to pick the output format from; use one of {sorted(_FORMATS)}")
     raise OutputError(f"{path}: unsupported output format {suffix!r}; use one of {sorted(_FORMATS)}")
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """16-bit values as 8-bit ones, rounded to the nearest (x / 257): taken down, as before, every
+    16-bit output came out about 0.2 L* darker than the same photo's 8-bit one."""
+    if x.dtype == np.uint8:
+        return x
+    return ((x.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
 
 
 def written_format(fmt: str | None) -> str:

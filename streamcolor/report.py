@@ -507,7 +507,7 @@ def before_after(engine: "Engine", path: str | Path, *, render_size: int | None 
 
     pixels = image_io.read_image(path).pixels
     if pixels.dtype != np.uint8:
-        pixels = (pixels.astype(np.uint32) * 255 // 65535).astype(np.uint8)
+        pixels = image_io.to_uint8(pixels)
     truth = _downscale(pixels if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, -1), max_side)
     l = pixels_to_l(truth)
     gray = render(l, np.zeros(l.shape + (2,), np.float32), dtype=np.uint8)  # lightness only
@@ -721,7 +721,7 @@ def judge_photo(engine: "Engine", path: str | Path, *, options: Any = None, max_
     options = options or ColorOptions()
     pixels = image_io.read_image(path, max_pixels=options.max_pixels).pixels
     if pixels.dtype != np.uint8:
-        pixels = (pixels.astype(np.uint32) * 255 // 65535).astype(np.uint8)
+        pixels = image_io.to_uint8(pixels)
     rgb = pixels if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, -1)
     l = pixels_to_l(rgb)
     gray = render(l, np.zeros(l.shape + (2,), np.float32), dtype=np.uint8)
