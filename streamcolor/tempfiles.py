@@ -68,7 +68,7 @@ UMASK = _umask()
 @dataclass(frozen=True)
 class Beside:
     """A rename policy: replace the file there when ``may_replace(path)`` says so; any other file
-    there is kept and the output takes the first free ``name~N`` beside it (said in a warning).
+    there is kept and the output takes the first ``name~N`` beside it that is free or its own (said in a warning).
     The command line's: a film colorized for hours is not thrown away because a file appeared
     at its name meanwhile."""
 
@@ -95,8 +95,8 @@ def move_into_place(tmp: str | os.PathLike, final: str | os.PathLike, replace: R
     lost), then ``tmp`` is removed.  A file that is there and that ``replace``
     accepts is replaced by an atomic rename.  FileExistsError (``tmp`` left as it
     is) when a file is there that may not be replaced -- or, with :class:`Beside`,
-    the output goes to the first free ``name~N``.  Where the filesystem has no
-    hard links the check and the rename are two steps.  Returns the path written.
+    the output goes to the first ``name~N`` that is free or that the policy may replace.
+    Where the filesystem has no hard links the check and the rename are two steps.  Returns the path written.
     """
     from streamcolor.outputs import numbered  # (outputs builds on nothing of this module)
 
@@ -115,7 +115,8 @@ def move_into_place(tmp: str | os.PathLike, final: str | os.PathLike, replace: R
                 raise
         n += 1
         target = final.with_name(numbered(final.name, n))
-        may = None  # (a numbered name is only ever a free one)
+        # (a numbered name: free, or the same policy's, the output that an earlier call wrote from this input
+        # there: `colorize_video(src)` beside a file of yours wrote ~2, then ~3, ~4... on every call)
     if target != final:
         log.warning("%s: holds a file that streamcolor may not replace (not an output it wrote from this input, "
                     "or one that appeared while the output was written); it is kept, and the output is %s",

@@ -1246,6 +1246,17 @@ def test_a_container_that_cannot_hold_the_streams_is_named_with_them(engine, tmp
     assert leftovers(tmp_path, silent, dst, with_aac) == []
 
 
+def test_the_default_name_beside_a_users_file_is_replaced_by_the_next_call(counted, tmp_path):
+    """`colorize_video(src)` where src-colour.mp4 is a file of yours writes src-colour~2.mp4; each later
+    call wrote another copy (~3, ~4...): a numbered name was taken only when free.  It now replaces its own."""
+    src = make_video(tmp_path / "film.mp4", frames=8)
+    (tmp_path / "film-colour.mp4").write_bytes(b"mine")
+    for _ in range(2):
+        assert streamcolor.colorize_video(src, engine=counted, **FAST) == tmp_path / "film-colour~2.mp4"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["film-colour.mp4", "film-colour~2.mp4", "film.mp4"]
+    assert (tmp_path / "film-colour.mp4").read_bytes() == b"mine"
+
+
 def test_a_stream_the_output_cannot_finish_with_is_refused_before_the_work(counted, tmp_path):
     """PCM audio whose packets MP4 takes one by one but not at the end of the file ("Invalid argument"
     from the trailer): the whole video was colorized, then lost.  A trial file of the header, the first
