@@ -51,6 +51,17 @@ def test_image_stdin_to_stdout_keeps_the_format_and_logs_only_to_stderr(jpeg_byt
     assert b"<stdin> -> <stdout>" in res.stderr  # -v: the log line, on stderr, not in the image
 
 
+def test_quiet_keeps_rename_notes_off_stderr(tmp_path):
+    """-q means errors only (README), but the note that an output took name~2 still came out."""
+    Image.fromarray(make_photo(40, 56)).convert("L").save(tmp_path / "g.png")
+    (tmp_path / "q.png").write_bytes(b"mine")
+    loud = streamcolor("image", "g.png", "-o", "q.png", "-r", "64", cwd=tmp_path)
+    assert loud.returncode == 0 and b"note: g.png: q.png is not its earlier output" in loud.stderr
+    quiet = streamcolor("-q", "image", "g.png", "-o", "q.png", "-r", "64", cwd=tmp_path)
+    assert quiet.returncode == 0 and quiet.stderr == b"", quiet.stderr
+    assert (tmp_path / "q.png").read_bytes() == b"mine" and (tmp_path / "q~2.png").is_file()
+
+
 def test_a_reader_that_leaves_early_is_a_broken_pipe_not_a_cut_image(tmp_path):
     """`image ... -o - | head -c 10`: sys.stdout.buffer.write took the part the pipe held, dropped the rest
     without an error, and the run said nothing and exited 0 with a cut image."""

@@ -114,7 +114,7 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
             _fatal(f"{folder}: exists and is not a folder (several inputs, or a name without an extension, "
                    "need an output folder)")
         for line in describe_renames(planned):
-            click.echo(line, err=True)
+            say(line)  # (none with -q: errors only)
         try:
             make_output_folder(folder)
         except OSError as exc:

@@ -147,7 +147,7 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
     except OutputError as exc:
         _fatal(str(exc))
     for line in describe_renames(planned):
-        click.echo(line, err=True)
+        say(line)  # (none with -q: errors only)
     if existing == "skip":  # said, and left out before the engine or Ray is even started
         for plan in [p for p in planned if os.path.lexists(p.dst)]:
             say(f"{plan.src}: skipped, {plan.dst} exists (--skip-existing)")
