@@ -550,6 +550,11 @@ def _check_overlap(sources: Sequence[Path], out_dir: Path, archive_path: Path | 
     for src in sources:
         s = src.resolve()
         if os.path.isdir(s) and (_ident(s) in out_chain or _ident(out_dir) in _chain(s)):  # (False on OSError)
+            if archive_path is not None and _ident(out_dir) == _ident(s):  # (-o photos.zip for photos/)
+                stem, name = out_dir.name, archive_path.name  # (the archive's name is the folder's + its suffix)
+                better = archive_path.with_name(f"{stem}-colour{name[len(stem):]}")
+                raise ValueError(f"{archive_path.name} is packed from the folder {out_dir}, which is the source "
+                                 f"folder {s}; name the archive otherwise, e.g. -o {better}")
             made = f" (the folder that {archive_path.name} is packed from)" if archive_path is not None else ""
             raise ValueError(f"the output folder {out_dir}{made} and the source folder {s} overlap; "
                              "choose an output outside the source")
