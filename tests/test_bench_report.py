@@ -458,6 +458,14 @@ def test_report_says_why_its_photos_are_missing_and_a_bad_results_file_stops_it_
     assert res.exit_code == 1, res.output  # the page is written, without the user's photo
     page = (tmp_path / "r.html").read_text()
     assert "none of the 1 photo(s) tried in" in page and "no photos found" not in page
+    # a folder with no photo: the page shows the bundled sample, and said so with exit 0 (a script could
+    # not tell); a folder that is not there was called "not a folder"
+    (tmp_path / "empty").mkdir()
+    res = CliRunner().invoke(cli, ["report", str(tmp_path / "empty"), "-o", str(tmp_path / "e.html"), "--no-speed",
+                                   "-r", "64"])
+    assert res.exit_code == 1 and "no photo of it is on the page" in res.output, res.output
+    res = CliRunner().invoke(cli, ["report", str(tmp_path / "gone"), "-o", str(tmp_path / "g.html")])
+    assert res.exit_code == 2 and "gone: no such folder" in res.output, res.output
     bad = tmp_path / "results.json"
     bad.write_text("{")
     res = CliRunner().invoke(cli, ["report", str(folder), "-o", str(tmp_path / "r2.html"), "--no-speed",

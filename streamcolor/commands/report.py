@@ -82,6 +82,8 @@ def command(folder, output, max_photos, image_size, speed, batches, results, gal
         if folder is not None:
             raise click.UsageError("give the photo folder once (FOLDER; --photos is its old name)")
         folder = photos_opt
+    if folder is not None and not os.path.lexists(folder):
+        raise click.UsageError(f"{folder}: no such folder (streamcolor report takes a folder of photos)")
     if folder is not None and not folder.is_dir():
         raise click.UsageError(f"{folder}: not a folder (streamcolor report takes a folder of photos)")
     if folder is not None and gallery is not None and \
@@ -111,6 +113,10 @@ def command(folder, output, max_photos, image_size, speed, batches, results, gal
     for note in notes:
         log.warning("%s", note)
     say(f"wrote {path}")
+    if folder is not None and any(note.startswith(("no photos found in ", "none of the ")) for note in notes):
+        # (the page shows the bundled sample, not a photo of yours: a script should know)
+        say(f"{folder}: no photo of it is on the page (the bundled sample is shown instead)")
+        sys.exit(EXIT_ITEMS)
     skipped = sum(note.startswith("skipped: ") for note in notes)
     if skipped:  # the page is written, but not every photo is on it: a script should know (as with batch)
         say(f"{skipped} photo(s) skipped (listed above and at the top of the page)")
