@@ -371,7 +371,7 @@ def test_report_command_without_photos_shows_the_sample_and_says_what_it_ignored
         assert note in text
     assert not (tmp_path / "g").exists()
     res = CliRunner().invoke(cli, ["report", str(tmp_path / "missing")])
-    assert res.exit_code == 2 and "not a folder" in res.output
+    assert res.exit_code == 2 and "no such folder" in res.output
 
 
 @pytest.mark.parametrize("int8_ok", [True, False])

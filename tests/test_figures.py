@@ -340,7 +340,7 @@ PROSE = [
     *_each("README.md", "video at {v0} of the bound at 576p ({p0} round by round) and {v1} at 1080p ({p1} round by "
                         "round), so at 1080p nine tenths is reached by one measure and missed by a hair by the "
                         "other; the batch job at {b3} ({bobp} round by round).", GUIDED1202),
-    *_each("README.md", "Against the issue's gray bound, video was at {v0} and {v1}:", COLOUR1201B),
+    *_each("README.md", "Against the issue's gray bound, video was at {v0} and {v1} in that run:", COLOUR1201B),
     *_each("README.md", "video at {v0} of the bound at 576p ({p0} round by round) and {v1} at 1080p ({p1} round by "
                         "round), just under nine tenths at both sizes; against the bound of encoding the colour "
                         "frames (colour costs the encoder a few percent) {cb0} and {cb1}; the batch job at {b3} "
