@@ -278,7 +278,6 @@ def segment_folder(src: str | os.PathLike, dst: str | os.PathLike, job: dict[str
             raise ItemOutputError(f"{work}: holds files streamcolor did not write ({', '.join(foreign[:3])}"
                                   f"{', ...' if len(foreign) > 3 else ''}); it is where the parts of "
                                   f"{Path(dst).name} are kept: move them away")
-        _read_plan(work)  # (refuses a plan file that is not ours)
         lock = _lock(work, dst)
         _say_other_folders(src, work)
     except OSError as exc:
