@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, Iterator
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from streamcolor import tempfiles
+from streamcolor import icc, tempfiles
 from streamcolor.errors import InputError, OutputError
 
 log = logging.getLogger(__name__)
@@ -367,8 +367,8 @@ def _decode16_colour(fh, im: Image.Image, label: str) -> Decoded:
         info["icc_profile"] = im.info["icc_profile"]
     if "dpi" in im.info:
         info["dpi"] = im.info["dpi"]
-    pixels = np.ascontiguousarray(rgb)
-    if _is_gray(pixels):
+    pixels = _as_srgb(np.ascontiguousarray(rgb), info, label)
+    if icc.is_gray(pixels):
         pixels = np.ascontiguousarray(pixels[..., 0])
     return Decoded(pixels=pixels, alpha=None if alpha is None else np.ascontiguousarray(alpha), format=im.format,
                    info=info)
@@ -456,13 +456,23 @@ def _from_pil(im: Image.Image, label: str, max_pixels: int, lossless: bool = Fal
         pixels = np.asarray(im.convert("RGB"))
     if alpha is None and trns is not None and im.mode in _TRNS_MODES:
         alpha = _trns_alpha(pixels, trns)
-    if pixels.ndim == 3 and _is_gray(pixels):
+    pixels = _as_srgb(pixels, info, label)
+    if pixels.ndim == 3 and icc.is_gray(pixels):
         pixels = np.ascontiguousarray(pixels[..., 0])
     return Decoded(pixels=np.ascontiguousarray(pixels), alpha=alpha, format=fmt, info=info)
 
 
 #: Modes whose transparency, when the file has one, is a single colour value (PNG's tRNS chunk).
 _TRNS_MODES = ("L", "I;16", "I;16B", "I;16L", "I", "RGB")
+
+
+def _as_srgb(pixels: np.ndarray, info: dict[str, Any], label: str) -> np.ndarray:
+    """``pixels`` as sRGB by their file's ICC profile (:mod:`streamcolor.icc`); a profile that no
+    longer describes them is taken out of ``info``, so that no output carries it."""
+    pixels, converted = icc.to_srgb(pixels, info.get("icc_profile"), label)
+    if converted:
+        del info["icc_profile"]
+    return pixels
 
 
 def _trns_alpha(pixels: np.ndarray, value: Any) -> np.ndarray | None:
@@ -484,11 +494,6 @@ def _trns_alpha(pixels: np.ndarray, value: Any) -> np.ndarray | None:
         return None
     top = np.iinfo(pixels.dtype).max
     return np.where(hidden, 0, top).astype(pixels.dtype)
-
-
-def _is_gray(rgb: np.ndarray) -> bool:
-    """True when all three channels are equal (a gray image stored as RGB)."""
-    return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
 
 
 def drops_transparency(alpha: np.ndarray | None, fmt: str) -> bool:

@@ -34,6 +34,7 @@ from streamcolor.items import REPORT_FILENAME, FolderSink, Problem, is_job_file,
 from streamcolor.manifest import DONE, Manifest
 from streamcolor.outputs import plan_outputs
 from tests.conftest import make_photo, odd_sized_video
+from tests.icc_profiles import gray_profile
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -1818,29 +1819,6 @@ def test_stdout_that_cannot_be_written_is_named(tmp_path):
     assert r.returncode == 2 and "<stdout>: cannot write the image (No space left on device)" in r.stderr, r.stderr
 
 
-def _gray_icc() -> bytes:
-    """A minimal, valid ICC v2 display profile for gray pixels ("Gray Gamma 2.2"): what scans carry."""
-    import struct
-
-    def s15(x):
-        return struct.pack(">i", int(round(x * 65536)))
-
-    text = b"Gray Gamma 2.2\x00"
-    tags = [(b"desc", b"desc" + b"\0" * 4 + struct.pack(">I", len(text)) + text + b"\0" * 79),
-            (b"wtpt", b"XYZ " + b"\0" * 4 + s15(0.9642) + s15(1.0) + s15(0.8249)),
-            (b"kTRC", b"curv" + b"\0" * 4 + struct.pack(">I", 1) + struct.pack(">H", int(2.2 * 256)) + b"\0\0"),
-            (b"cprt", b"text" + b"\0" * 4 + b"No copyright\x00" + b"\0" * 3)]
-    offset, table, data = 128 + 4 + 12 * len(tags), b"", b""
-    for sig, body in tags:
-        body += b"\0" * (-len(body) % 4)
-        table += sig + struct.pack(">II", offset + len(data), len(body))
-        data += body
-    head = (struct.pack(">I", offset + len(data)) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntrGRAYXYZ "
-            + b"\0" * 12 + b"acspAPPL" + b"\0" * 24 + s15(0.9642) + s15(1.0) + s15(0.8249) + b"lcms" + b"\0" * 44)
-    assert len(head) == 128
-    return head + struct.pack(">I", len(tags)) + table + data
-
-
 @pytest.mark.parametrize("fmt,size", [("JPEG", (60, 40)), ("JPEG", (900, 700)), ("PNG", (60, 40)),
                                       ("TIFF", (60, 40))])
 def test_a_gray_scans_colour_profile_is_not_put_on_the_colour_output(tmp_path, engine, fmt, size):
@@ -1851,7 +1829,7 @@ def test_a_gray_scans_colour_profile_is_not_put_on_the_colour_output(tmp_path, e
 
     gray = Image.fromarray(np.random.default_rng(0).integers(0, 255, size[::-1], dtype=np.uint8))
     src = tmp_path / f"scan.{fmt.lower()}"
-    gray.save(src, fmt, icc_profile=_gray_icc())
+    gray.save(src, fmt, icc_profile=gray_profile("Gray Gamma 2.2", 2.2))
     assert Image.open(src).info.get("icc_profile")[16:20] == b"GRAY"
     out = Image.open(colorize_image(src, tmp_path / f"out.{fmt.lower()}", engine=engine))
     assert out.mode == "RGB" and "icc_profile" not in out.info
