@@ -40,6 +40,7 @@ import numpy as np
 from PIL import Image
 
 from streamcolor.engines import lab
+from streamcolor.engines.lab import check_saturation
 from streamcolor import image_io, memory, tempfiles
 from streamcolor.errors import InputError, refuse_empty_path
 
@@ -63,23 +64,6 @@ _L_TOLERANCE = 0.5
 STRIP_PIXELS = 1 << 20
 
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
-
-
-#: Largest gain on predicted a*b*: at 4 the model's strongest colours already leave the sRGB gamut
-#: (and are pulled back in); far beyond it the Lab values overflow and every pixel turns white.
-MAX_SATURATION = 4.0
-
-
-def check_saturation(value: object) -> None:
-    """TypeError / ValueError unless ``value`` is None or a number from 0 to
-    :data:`MAX_SATURATION`: one check for every options class and verb (NaN,
-    infinity or a gain like 1e39 would paint every pixel white)."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"saturation must be a number, got {type(value).__name__}")
-    if not (math.isfinite(value) and 0 <= value <= MAX_SATURATION):
-        raise ValueError(f"saturation must be a number from 0 to {MAX_SATURATION:g}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -127,12 +111,25 @@ class ColorOptions:
         and its ``size_multiple``.  The one place the model's recommendations are
         applied (also where no engine is loaded: a Ray driver)."""
         meta = info.meta
-        return dataclasses.replace(
+        resolved = dataclasses.replace(
             self,
             render_size=self.render_size or int(meta.get("render_size", DEFAULT_RENDER_SIZE)),
             saturation=float(meta.get("saturation", 1.0)) if self.saturation is None else self.saturation,
             size_multiple=self.size_multiple or info.size_multiple,
         )
+        if resolved.render_size % resolved.size_multiple:
+            _say_rounded(resolved.render_size, resolved.size_multiple, info.name)
+        return resolved
+
+
+@functools.lru_cache(maxsize=16)
+def _say_rounded(render_size: int, multiple: int, model: str) -> None:
+    """Say once per process that a render size is not what the network runs at: its sides are
+    rounded to the model's multiple (``-r 8`` runs the U-Net at 32, ``-r 300`` at 288 or 320)."""
+    runs_at = lab.round_to_multiple(render_size, multiple)
+    log.log(logging.WARNING if render_size < multiple else logging.INFO,  # (below it: a size far from the one asked)
+            "render size %d is not a multiple of %d, which model %s takes: the longer side runs at %d",
+            render_size, multiple, model, runs_at)
 
 
 def engine_for(engine: "Engine | str | os.PathLike | None") -> "Engine":

@@ -71,7 +71,8 @@ except ImportError as exc:  # pragma: no cover - the serve extra is missing
 from streamcolor import __version__, image_io, memory
 from streamcolor.batching import BatchingEngine, BatchingOptions
 # MAX_SATURATION: the largest gain a request may ask for is the library's own limit
-from streamcolor.colorize import MAX_SATURATION, ColorOptions, encode_colorized, model_options
+from streamcolor.colorize import ColorOptions, encode_colorized, model_options
+from streamcolor.engines.lab import MAX_SATURATION
 from streamcolor.engines import lab
 from streamcolor.errors import InputError, OutputError, one_line
 

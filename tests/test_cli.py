@@ -481,13 +481,35 @@ def test_models_table_has_data_licence_quality_and_installed_backends():
     listed = json.loads(CliRunner().invoke(cli, ["models", "--json"]).output)["models"]
     runs = {r["model"]: r["runs_on"] for r in listed}
     assert runs["seed"][:2] == ["onnx", "onnx-int8"] and "keras" not in runs["seed"]
-    assert "onnx-fp16" not in runs["unet"] and ("keras" in runs["unet"]) == ("keras" in backends)
+    assert ("onnx-fp16" in runs["unet"]) == ("onnx-fp16" in backends)  # (converted from float32 when it loads)
+    assert ("keras" in runs["unet"]) == ("keras" in backends)
     assert "see LICENSE-efficientnet-lite0.txt in this folder" not in res.output  # the folder is named
     if "keras" in backends:
         from streamcolor.engines import EngineError, load_engine
 
         with pytest.raises(EngineError, match="ships ONNX graphs only, which the Keras engine cannot run"):
             load_engine("seed", "keras")
+
+
+def test_fp16_is_not_claimed_where_it_cannot_load(monkeypatch):
+    """A [cpu] install (onnxruntime, no onnx/onnxconverter-common) listed onnx-fp16 as installed and
+    as running the seed, whose fp16 graphs are converted when they load; asking for it then said
+    "pip install onnx onnxconverter-common" for the seed and "train quantize --fp16" for the default.
+    Now it is not listed there, and both models give the same advice."""
+    import sys
+
+    from streamcolor.cli import cli
+    from streamcolor.commands.models import installed_backends
+    from streamcolor.engines import EngineError, load_engine
+
+    for name in ("onnx", "onnxconverter_common"):  # how Python marks a module as not importable
+        monkeypatch.setitem(sys.modules, name, None)
+    assert "onnx-fp16" not in installed_backends() and "onnx" in installed_backends()
+    listed = json.loads(CliRunner().invoke(cli, ["models", "--json"]).output)
+    assert all("onnx-fp16" not in r["runs_on"] for r in listed["models"])
+    for model in ("seed", "default"):
+        with pytest.raises(EngineError, match=r"pip install onnx onnxconverter-common \(or write the float16 files"):
+            load_engine(model, "onnx-fp16", device="cpu")
 
 
 def test_bench_recommendation_from_rows():
@@ -516,6 +538,14 @@ def test_bench_recommendation_from_rows():
     assert rec["images_per_s_estimate"] == 4.0 and "as measured" in rec["why"] and "estimated" not in rec["why"]
     assert recommend(more[:-2] + more[-1:], model_render=384)["why"].endswith("(estimated from render 512 by pixel "
                                                                              "count)")  # 512 is nearer than 256
+    # nearest by ratio, not by difference: for a model at 320, 640 (2x) is nearer than 128 (2.5x); a side the
+    # model pads (the U-Net to multiples of 32: render 40 runs at 64) is counted as run
+    apart = [dict(r, render=128) for r in rows] + [dict(r, render=640, images_per_s=r["images_per_s"] / 20)
+                                                   for r in rows]
+    assert "estimated from render 640 by" in recommend(apart, model_render=320)["why"]
+    padded = recommend([dict(r, render=40) for r in rows], model_render=320, size_multiple=32)
+    assert padded["images_per_s_estimate"] == pytest.approx(6.0 * (64 / 320) ** 2, rel=0.01)
+    assert "estimated from render 40, run at 64, by pixel count" in padded["why"]
     # another model is named in the command it suggests (copied, it would run the default model)
     seed = recommend(rows, model_render=256, model="seed")
     assert seed["options"] == "-m seed --backend onnx-int8 -b 8 -r 256" and seed["model"] == "seed"
@@ -662,6 +692,40 @@ def test_a_model_that_is_no_bundle_is_named_as_such(tmp_path):
     (bundle / "model.json").write_text("[]")
     res = CliRunner().invoke(cli, ["image", str(photo), "-m", str(bundle)])
     assert res.exit_code == 2 and "not a model manifest" in res.output and "Traceback" not in res.output, res.output
+
+
+@pytest.mark.parametrize("verb", ["image", "batch", "report"])
+@pytest.mark.parametrize("entry, said", [
+    ({"variants": [1, 2]}, "variants must be a JSON object"),
+    ({"render_size": "big"}, "render_size must be an int"),
+    ({"render_size": 5000}, "render_size must be in [8, 1024]"),
+    ({"saturation": -5}, "saturation must be a number from 0 to 4"),
+    ({"size_multiple": 7}, "size_multiple must be a multiple of 8"),
+    ({"files": ["colorizer.onnx"]}, "files must be a JSON object"),
+])
+def test_a_bad_value_in_model_json_is_named_by_every_verb(verb, entry, said, tmp_path):
+    """A hand-edited model.json ("render_size": "big", "variants" as a list...) ended in a
+    traceback in image and video, and in a line that did not name model.json in batch and
+    report, which also left an empty OUT/.streamcolor behind.  Refused when the bundle loads
+    now: exit 2, the file and the value named, nothing created."""
+    from streamcolor.cli import cli
+    from streamcolor.engines import resolve_model
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(resolve_model("default").path, bundle)
+    manifest = bundle / "model.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), **entry}))
+    photo = tmp_path / "in" / "p.png"
+    photo.parent.mkdir()
+    Image.new("L", (40, 30), 128).save(photo)
+    out = tmp_path / "out"
+    args = {"image": ["image", str(photo), "-o", str(out / "p.png")],
+            "batch": ["batch", str(photo.parent), "-o", str(out)],
+            "report": ["report", str(photo.parent), "-o", str(out / "r.html"), "--no-speed"]}[verb]
+    res = CliRunner().invoke(cli, [*args, "-m", str(bundle)])
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert f"{manifest}: {said}" in res.output, res.output
+    assert not out.exists()
 
 
 def test_video_refuses_an_image_name_for_its_output_before_any_work(tmp_path):

@@ -146,6 +146,20 @@ def test_render_size_changes_only_colour_resolution(engine, photo):
     assert delta_l(photo, a) <= 1.0 and delta_l(photo, b) <= 1.0
 
 
+def test_a_render_size_below_the_models_multiple_is_said(engine, photo, caplog):
+    """-r 8 ran the U-Net at 32 (its sides are multiples of 32) without a word.  (24: a size no other
+    test here asks for, since it is said once per process.)"""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="streamcolor.colorize"):
+        streamcolor.colorize_image(photo, engine=engine, render_size=24)
+        streamcolor.colorize_image(photo, engine=engine, render_size=24)  # said once, not per image
+        streamcolor.colorize_image(photo, engine=engine, render_size=64)  # a multiple: nothing to say
+    said = [r for r in caplog.records if "not a multiple of 32" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.WARNING
+    assert "render size 24 is not a multiple of 32" in said[0].getMessage() and "runs at 32" in said[0].getMessage()
+
+
 def test_model_recommendations_apply_to_the_api_as_to_the_cli(engine, photo, tmp_path):
     """Without options, colorize_image takes the model's render size and saturation
     (model.json), exactly as `streamcolor image` does."""

@@ -16,7 +16,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from streamcolor import image_io, memory, tempfiles
-from streamcolor.colorize import ColorOptions, check_saturation
+from streamcolor.colorize import ColorOptions
+from streamcolor.engines.lab import check_saturation
 from streamcolor.engines import archives, lab
 from streamcolor.engines.archives import ARCHIVE_SUFFIXES, Source, name_key, safe_member_path
 from streamcolor.errors import InputError, MemberRefused

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from streamcolor.archive import OUTPUT_FORMATS
-from streamcolor.commands.common import (EXIT_FATAL, ByteSize, FiniteRange, PathArg, common_options, engine_options,
+from streamcolor.commands.common import (ByteSize, FiniteRange, PathArg, common_options, engine_options,
                                          load, output_is_folder, output_option, progress_setting,
                                          refuse_file_name_for_folder, run_job, show_ray_progress, warn_quality_unused)
 from streamcolor.engines.archives import RATIO_MIN_BYTES, Limits
@@ -141,11 +141,7 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, max_pix
         show_ray_progress()
         run_job(lambda: _run_on_ray(sources, out, options, progress, ray_address, actors, model, backend),
                 fatal=(ImportError,))
-    try:
-        engine = load(model, backend)
-    except click.ClickException as exc:
-        exc.exit_code = EXIT_FATAL
-        raise
+    engine = load(model, backend)
     run_job(lambda: colorize_archive(list(sources), out, engine=engine, options=options, progress=progress))
 
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 import click
 
-from streamcolor.colorize import DEFAULT_RENDER_SIZE, MAX_SATURATION, check_saturation
+from streamcolor.colorize import DEFAULT_RENDER_SIZE
+from streamcolor.engines.lab import MAX_SATURATION, check_saturation
 from streamcolor.engines import DEFAULT_MODEL, available_backends, lab
 from streamcolor.errors import StreamcolorError, one_line
 from streamcolor.image_io import VIDEO_SUFFIXES
@@ -99,13 +100,16 @@ def _known_model(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 def load(model: str, backend: str):
-    """Load the engine once for a verb, turning bad names into a CLI error."""
+    """Load the engine once for a verb, turning bad names and unloadable models into
+    a CLI error with exit status 2 (:data:`EXIT_FATAL`: the run could not start)."""
     from streamcolor.engines import EngineError, load_engine
 
     try:
         return load_engine(model, backend)
     except (ValueError, EngineError, ImportError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        error = click.ClickException(str(exc))
+        error.exit_code = EXIT_FATAL
+        raise error from exc
 
 
 def run_job(job: Callable[[], "JobReport"], *, fatal: tuple[type[BaseException], ...] = ()) -> NoReturn:

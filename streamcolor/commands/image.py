@@ -124,11 +124,7 @@ def command(inputs, output, fmt, quality, existing, max_pixels, model, backend, 
             by_folder.setdefault(plan.dst.parent, []).append(plan.dst.name)
         for parent, names in by_folder.items():  # what a killed run left for these outputs (streamcolor.tempfiles)
             tempfiles.sweep(parent, names)
-    try:
-        engine = load(model, backend)
-    except click.ClickException as exc:
-        exc.exit_code = EXIT_FATAL
-        raise
+    engine = load(model, backend)
     options = ColorOptions(render_size=render_size, saturation=saturation, quality=quality,
                            max_pixels=max_pixels or image_io.DEFAULT_MAX_PIXELS)
     failures = left_out

@@ -12,9 +12,12 @@ import click
 from streamcolor.commands.common import common_options
 from streamcolor.engines import ALIASES, available_backends, available_models, resolve_model, runtime_info
 
-#: Backend -> the modules it needs (all must be importable here for it to be listed).
+#: Backend -> the modules it needs (all must be importable here for it to be listed).  fp16
+#: converts the float32 graphs when it loads (no shipped bundle holds float16 files), with
+#: onnx and onnxconverter-common: the [gpu] and [train] extras, not [cpu].
 BACKEND_NEEDS: dict[str, tuple[str, ...]] = {
-    "onnx": ("onnxruntime",), "onnx-int8": ("onnxruntime",), "onnx-fp16": ("onnxruntime",),
+    "onnx": ("onnxruntime",), "onnx-int8": ("onnxruntime",),
+    "onnx-fp16": ("onnxruntime", "onnx", "onnxconverter_common"),
     "keras": ("keras",), "tensorrt": ("tensorrt",),
 }
 
@@ -57,8 +60,10 @@ def data_line(meta: dict[str, Any]) -> str:
 
 def _runs(backend: str, info, precisions: list[str]) -> bool:
     """Whether ``backend`` (installed here) can run the bundle ``info``."""
-    if backend in ("onnx-int8", "onnx-fp16"):
-        return backend.removeprefix("onnx-") in precisions
+    if backend == "onnx-int8":
+        return "int8" in precisions
+    if backend == "onnx-fp16":
+        return True  # (converted when it loads: the backend is listed only where the converter is installed)
     if backend == "keras":
         from streamcolor.engines.keras_engine import can_run
 

@@ -157,11 +157,7 @@ def command(inputs, output, codec, quality, preset, pix_fmt, batch_size, stabili
     if use_ray:
         convert = _on_ray(ray_address, segments, model, backend)
     else:
-        try:
-            engine = load(model, backend)
-        except click.ClickException as exc:
-            exc.exit_code = EXIT_FATAL
-            raise
+        engine = load(model, backend)
     if logging.getLogger().getEffectiveLevel() <= logging.WARNING:  # (not with -q)
         logging.getLogger("streamcolor.video.job").setLevel(logging.INFO)  # where a long video's parts are kept, resumed
     failures = left_out

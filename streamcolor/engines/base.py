@@ -108,6 +108,10 @@ class ModelInfo:
         if architecture not in ARCHITECTURES:
             raise EngineError(f"{manifest}: architecture {architecture!r}, this streamcolor reads {ARCHITECTURES}")
         try:
+            _check_manifest_values(data)
+        except (TypeError, ValueError) as exc:
+            raise EngineError(f"{manifest}: {exc}") from exc
+        try:
             return cls(
                 path=manifest.parent,
                 name=str(data["name"]),
@@ -139,6 +143,30 @@ class ModelInfo:
         if self.guided is not None:
             own["guided_upsampling"] = {"radius": self.guided.radius, "eps": self.guided.eps}
         return {**own, **self.meta}
+
+
+def _check_manifest_values(data: dict[str, Any]) -> None:
+    """TypeError / ValueError naming the first value of ``model.json`` that no
+    engine or job could use.  Checked when the bundle is loaded, so a hand-edited
+    manifest (``"render_size": "big"``, ``"variants": [...]``) is refused in one
+    line by every verb, before a job creates its output folder, instead of a
+    traceback from wherever the value is first read."""
+    for key in ("extractor_size", "embed_dim", "size_multiple"):
+        value = data.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{key} must be a non-negative integer, got {value!r}")
+    multiple = data.get("size_multiple", lab.SIZE_MULTIPLE)
+    if multiple < lab.SIZE_MULTIPLE or multiple % lab.SIZE_MULTIPLE:
+        raise ValueError(f"size_multiple must be a multiple of {lab.SIZE_MULTIPLE} (8, 16, 32...), got {multiple}")
+    lab.check_render_size(data.get("render_size"))
+    lab.check_saturation(data.get("saturation"))
+    for key in ("files", "variants"):
+        value = data.get(key)
+        if value is not None and not (isinstance(value, dict)
+                                      and all(isinstance(v, dict if key == "variants" else str)
+                                              for v in value.values())):
+            kind = "name -> record objects" if key == "variants" else "file name -> sha256 strings"
+            raise ValueError(f"{key} must be a JSON object of {kind}, got {value!r:.80}")
 
 
 class Engine(ABC):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 
 import cv2
 import numpy as np
@@ -41,6 +42,23 @@ def check_render_size(value: object) -> None:
         raise TypeError(f"render_size must be an int, got {type(value).__name__} {value!r}")
     if not SIZE_MULTIPLE <= value <= MAX_RENDER_SIZE:
         raise ValueError(f"render_size must be in [{SIZE_MULTIPLE}, {MAX_RENDER_SIZE}], got {value}")
+
+
+#: Largest gain on predicted a*b*: at 4 the model's strongest colours already leave the sRGB gamut
+#: (and are pulled back in); far beyond it the Lab values overflow and every pixel turns white.
+MAX_SATURATION = 4.0
+
+
+def check_saturation(value: object) -> None:
+    """TypeError / ValueError unless ``value`` is None or a number from 0 to
+    :data:`MAX_SATURATION`: one check for every options class and verb (NaN,
+    infinity or a gain like 1e39 would paint every pixel white)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"saturation must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and 0 <= value <= MAX_SATURATION):
+        raise ValueError(f"saturation must be a number from 0 to {MAX_SATURATION:g}, got {value}")
 
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-from streamcolor.colorize import ColorOptions, check_saturation
+from streamcolor.colorize import ColorOptions
+from streamcolor.engines.lab import check_saturation
 from streamcolor.engines import lab
 from streamcolor.video.codecs import needs_even
 
