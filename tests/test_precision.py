@@ -221,6 +221,21 @@ def test_auto_keeps_a_variant_that_agrees_here(bundle_copy, kernel_cache):
     assert next(iter(json.loads(kernel_cache.read_text()).values()))["disagreement"] < 1e-5
 
 
+@pytest.mark.parametrize("entry", [{"disagreement": None}, {}, 5, "x", {"disagreement": "low"}])
+def test_a_damaged_kernel_check_entry_is_measured_again(bundle_copy, kernel_cache, entry):
+    """A hand-damaged entry in $STREAMCOLOR_CACHE/kernel-checks.json gave a traceback on every
+    "auto" load; it counts as never measured now: checked again and the entry rewritten."""
+    import streamcolor.engines.select as sel
+
+    _variant_from(bundle_copy, bundle_copy / "colorizer.onnx", bundle_copy / "extractor.onnx")
+    assert "int8" in load_engine(bundle_copy, device="cpu").name
+    key = next(iter(json.loads(kernel_cache.read_text())))
+    kernel_cache.write_text(json.dumps({key: entry}))
+    assert sel.cached_kernel_check(ModelInfo.load(bundle_copy), "int8") is None
+    assert "int8" in load_engine(bundle_copy, device="cpu").name
+    assert json.loads(kernel_cache.read_text())[key]["disagreement"] < 1e-5
+
+
 def test_variant_record_says_what_was_done(quantized, photos):
     info = ModelInfo.load(quantized)
     rec = info.meta["variants"]["int8"]

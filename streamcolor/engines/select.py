@@ -234,10 +234,12 @@ def load_onnx(info: ModelInfo, *, precision: str | None = None, device: str = "a
     elif precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {['auto', *PRECISIONS]}")
     elif precision != "fp32":
-        if precision not in variants(info) and not (precision == "fp16" and _fp16_convertible()):
-            raise EngineError(f"model bundle {info.path} has no {precision} variant; make one with "
-                              f"`streamcolor train quantize {info.path} --calib PHOTOS{' --fp16' if precision == 'fp16' else ''}` "
-                              "(needs streamcolor[train])")
+        if precision == "fp16" and not (_fp16_convertible() or (info.path / variant_files_named(info, "fp16")[0]
+                                                                 ).is_file()):
+            raise EngineError(f"model bundle {info.path} has no float16 graphs here: " + fp16_advice(info.path))
+        if precision == "int8" and precision not in variants(info):
+            raise EngineError(f"model bundle {info.path} has no int8 variant; make one with "
+                              f"`streamcolor train quantize {info.path} --calib PHOTOS` (needs streamcolor[train])")
         ok, why = guard(info, precision, max_drift=max_drift)
         if not ok:
             log.warning("%s: running %s as asked, but %s", info.name, precision, why)
@@ -278,10 +280,12 @@ def kernel_check(info: ModelInfo, precision: str, engine: "OnnxEngine", *,
 
     key, known = _kernel_checks(info, precision)
     cache = CACHE_DIR / "kernel-checks.json"
-    cached = key in known
-    if not cached:
+    disagreement = _known_disagreement(known, key)
+    cached = disagreement is not None
+    if disagreement is None:  # (never measured here, or an entry damaged by hand: measured again)
+        disagreement = probe_disagreement(info, engine)
         known[key] = {"model": info.name, "precision": precision, "onnxruntime": ort.__version__,
-                      "disagreement": probe_disagreement(info, engine)}
+                      "disagreement": disagreement}
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
@@ -289,7 +293,7 @@ def kernel_check(info: ModelInfo, precision: str, engine: "OnnxEngine", *,
             os.replace(tmp, cache)
         except OSError as exc:  # a read-only home costs a re-check next time, nothing else
             log.debug("kernel check not cached: %s", exc)
-    return _verdict(float(known[key]["disagreement"]), limit, cached)
+    return _verdict(disagreement, limit, cached)
 
 
 def cached_kernel_check(info: ModelInfo, precision: str, *, limit: float | None = None) -> KernelCheck | None:
@@ -297,9 +301,20 @@ def cached_kernel_check(info: ModelInfo, precision: str, *, limit: float | None 
     (so that a variant known to fail here is not even loaded)."""
     try:
         key, known = _kernel_checks(info, precision)
-        return _verdict(float(known[key]["disagreement"]), limit, True) if key in known else None
     except (OSError, ImportError, KeyError, TypeError, ValueError):
         return None
+    disagreement = _known_disagreement(known, key)
+    return None if disagreement is None else _verdict(disagreement, limit, True)
+
+
+def _known_disagreement(known: dict[str, Any], key: str) -> float | None:
+    """The disagreement cached under ``key``; None when there is none, or the entry
+    is not one (``{}``, ``5``, ``{"disagreement": null}``: the file is the user's to edit)."""
+    entry = known.get(key)
+    value = entry.get("disagreement") if isinstance(entry, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
 
 
 def _kernel_checks(info: ModelInfo, precision: str) -> tuple[str, dict[str, Any]]:
@@ -352,11 +367,23 @@ def _load(info: ModelInfo, precision: str, device: str, threads: int, kw: dict[s
     return OnnxEngine(info, device=device, threads=threads, **kw)
 
 
-def variant_files(info: ModelInfo, precision: str) -> tuple[str, str]:
-    """(colorizer, extractor) file names of a variant, converting fp16 graphs when the bundle lacks them."""
+def fp16_advice(bundle: str | Path) -> str:
+    """What to install or run for an fp16 engine: one answer wherever it is said."""
+    return ("the fp16 engine converts the float32 graphs when it loads: pip install onnx onnxconverter-common "
+            f"(or write the float16 files into the bundle once: streamcolor train quantize {bundle} --calib PHOTOS "
+            "--fp16, with streamcolor[train])")
+
+
+def variant_files_named(info: ModelInfo, precision: str) -> tuple[str, str]:
+    """(colorizer, extractor) file names of a variant as ``model.json`` names them (or the defaults)."""
     rec = variants(info).get(precision, {})
     default_c, default_e = VARIANT_FILES[precision]
-    colorizer, extractor = rec.get("colorizer", default_c), rec.get("extractor", default_e)
+    return rec.get("colorizer", default_c), rec.get("extractor", default_e)
+
+
+def variant_files(info: ModelInfo, precision: str) -> tuple[str, str]:
+    """(colorizer, extractor) file names of a variant, converting fp16 graphs when the bundle lacks them."""
+    colorizer, extractor = variant_files_named(info, precision)
     if precision == "fp16":
         colorizer = _fp16_file(info, colorizer, "colorizer.onnx")
         if info.two_stage:
@@ -397,8 +424,7 @@ def to_fp16(model: bytes) -> bytes:
         import onnx
         from onnxconverter_common import float16
     except ImportError as exc:
-        raise ImportError("the fp16 engine converts the model at load time: pip install onnx "
-                          "onnxconverter-common (or ship colorizer-fp16.onnx in the bundle)") from exc
+        raise ImportError(fp16_advice("BUNDLE")) from exc
     proto = unfold_fp16_weights(onnx.load_from_string(model))
     return float16.convert_float_to_float16(proto, keep_io_types=True).SerializeToString()
 
