@@ -55,7 +55,7 @@ class BenchOptions:
     renders: tuple[int, ...] = (256,)  # square render sizes, pixels (multiples of 8)
     batches: tuple[int, ...] = (1, 8)  # images per engine call
     rounds: int = 3  # timed calls per engine and shape (the median counts)
-    keras: bool = False  # also time the Keras engine (needs .keras files in the bundle)
+    keras: bool = False  # also time the Keras engine (.keras files, or a model Keras can rebuild: the U-Net)
     videos: tuple[tuple[str, int, int, int], ...] = (("360p", 640, 360, 48),)  # (name, width, height, frames)
     video_rounds: int = 2  # alternating pipeline / floor rounds (the best of each counts)
     peak_size: int = 2048  # side of the square float32 matrices of the matmul peak
@@ -140,31 +140,39 @@ def untrusted_labels(notes: Sequence[str]) -> set[str]:
 
 
 def recommend(rows: Sequence[Mapping[str, Any]], model_render: int, notes: Sequence[str] = (), *,
-              model_names_render: bool = True, model: str = "default") -> dict[str, Any]:
+              model_names_render: bool = True, model: str = "default", size_multiple: int = 8) -> dict[str, Any]:
     """Engine, batch and render size for this machine from the measured rows.
 
-    Engine: the fastest at the measured render nearest the model's (the larger of two as near).
+    Engine: the fastest at the measured render nearest the model's, by ratio (512 is nearer 384
+    than 256 is; the larger of two as near).
     Batch: the smallest
     within 5% of that engine's best (bigger batches only add latency and
     memory then).  Render: the model's recommended size (its quality was
     measured there); images/s there is measured, or estimated from the nearest measured
-    render by pixel count (the network's cost is about proportional to it).  Measured only at
+    render by pixel count (the network's cost is about proportional to it), counting the
+    pixels each side is padded to, a multiple of ``size_multiple`` (the U-Net's 32: timed at
+    -r 40, it ran at 64).  Measured only at
     renders under half or over twice the model's, the engines may rank otherwise there (int8's
     gain grows with the size): the backend is then left to ``auto`` and the text says to measure
     at the model's render.  ``model``: the model benchmarked (named in the command unless the
     default)."""
+    import math
+
     untrusted = untrusted_labels(notes)
     rows = [r for r in rows if r["label"] not in untrusted]  # fast but wrong colours on this CPU
     if not rows:
         return {}
-    render = min({r["render"] for r in rows}, key=lambda r: (abs(r - model_render), -r))
+    render = min({r["render"] for r in rows}, key=lambda r: (abs(math.log(r / model_render)), -r))
     at = [r for r in rows if r["render"] == render]
     best = max(at, key=lambda r: r["images_per_s"])
     same = [r for r in at if r["label"] == best["label"]]
     batch = min((r for r in same if r["images_per_s"] >= 0.95 * best["images_per_s"]), key=lambda r: r["batch"])
     far = not 0.5 <= render / model_render <= 2.0
     backend = "auto" if far else BACKEND_OF_LABEL.get(best["label"], "auto")
-    est = batch["images_per_s"] * (render / model_render) ** 2
+    def padded(side: int) -> int:
+        return -(-side // size_multiple) * size_multiple
+
+    est = batch["images_per_s"] * (padded(render) / padded(model_render)) ** 2
     by_batch = {r["batch"]: r["images_per_s"] for r in same}
     if len(by_batch) == 1:
         batch_note = f"only batch {batch['batch']} was timed"
@@ -184,7 +192,9 @@ def recommend(rows: Sequence[Mapping[str, Any]], model_render: int, notes: Seque
     why = (f"{best['label']} was the fastest engine ({batch['images_per_s']:.2f} images/s at render {render}, batch "
            f"{batch['batch']}{'; ' + engine_note if engine_note else ''}); {batch_note}; render {model_render} is "
            f"{whose}: " + (f"{est:.1f} images/s there, as measured" if render == model_render else
-                           f"about {est:.1f} images/s there (estimated from render {render} by pixel count)"))
+                           f"about {est:.1f} images/s there (estimated from render {render}"
+                           + (f", run at {padded(render)}," if padded(render) != render else "")
+                           + " by pixel count)"))
     if far:
         why += (f". Render {render} is far from {model_render}, where the engines may rank otherwise: the backend "
                 f"is left to auto; `streamcolor bench {named}-r {model_render}` measures it there")
@@ -364,7 +374,7 @@ def load_engines(model: str | Path, device: str = "auto", *, keras: bool = False
                  ) -> tuple[dict[str, "Engine"], list[str]]:
     """The engines worth timing for ``model`` here, by label, and notes on the
     ones left out.  CPU: ONNX fp32, int8 (when the bundle has it), Keras (when
-    asked and the bundle has .keras files).  CUDA: ONNX fp32 and fp16, TensorRT
+    asked and it can run the bundle: .keras files, or the U-Net it rebuilds).  CUDA: ONNX fp32 and fp16, TensorRT
     when installed.  The first engine is the reference (ONNX fp32)."""
     from streamcolor.engines import load_engine, resolve_model
     from streamcolor.engines.select import cuda_available, kernel_check, variants
@@ -401,13 +411,15 @@ def load_engines(model: str | Path, device: str = "auto", *, keras: bool = False
         except Exception as exc:
             notes.append(f"TensorRT: not available ({str(exc).splitlines()[0]})")
     if keras:
-        if (info.path / "colorizer.keras").is_file():
+        from streamcolor.engines.keras_engine import can_run
+
+        if can_run(info):  # (.keras files, or a one-graph model its registered builder rebuilds: the U-Net)
             try:
                 engines["keras-fp32"] = load_engine(info.path, "keras")
             except Exception as exc:
                 notes.append(f"Keras: not loaded ({exc})")
         else:
-            notes.append(f"Keras: the bundle {info.name} has no .keras files (ONNX only)")
+            notes.append(f"Keras: the bundle {info.name} has no .keras files and Keras cannot rebuild it (ONNX only)")
     if dev == "cpu":
         notes.append("TensorRT: needs an NVIDIA GPU")
     return engines, notes
@@ -498,10 +510,10 @@ def run_bench(options: BenchOptions = QUICK, *, progress: Callable[[str], Any] |
 
     from streamcolor.colorize import DEFAULT_RENDER_SIZE
 
-    meta = resolve_model(options.model).meta
-    model_render = int(meta.get("render_size", DEFAULT_RENDER_SIZE))  # what colorizing with it will use
-    result.recommendation = recommend(result.engines, model_render, result.notes,
-                                      model_names_render="render_size" in meta, model=options.model)
+    info = resolve_model(options.model)
+    model_render = int(info.meta.get("render_size", DEFAULT_RENDER_SIZE))  # what colorizing with it will use
+    result.recommendation = recommend(result.engines, model_render, result.notes, model=options.model,
+                                      model_names_render="render_size" in info.meta, size_multiple=info.size_multiple)
     return result
 
 
