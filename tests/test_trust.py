@@ -818,6 +818,32 @@ def test_a_cut_zip_is_not_read_as_a_zip_stored_inside_it(engine, tmp_path):
     assert colorize_archive(whole, tmp_path / "out2", engine=engine, progress=False).done == 2  # the whole one reads
 
 
+def test_a_zip_cut_short_is_named_as_such_with_the_way_to_recover_it(engine, tmp_path):
+    """A zip whose download was interrupted said "cannot open as zip (File is not a zip file)",
+    which reads as a wrong format.  It says the file was cut short now, and how to recover the
+    members before the cut; the advice works (with Info-ZIP's zip, where it is installed)."""
+    import shutil
+    import subprocess
+
+    whole = tmp_path / "whole.zip"
+    with zipfile.ZipFile(whole, "w") as zf:
+        for i in range(4):
+            zf.writestr(f"p{i}.jpg", jpeg(i))
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(data[:data.index(b"PK\x03\x04", data.index(b"p2.jpg")) - 1])  # p0, p1 whole; p2 cut
+    with pytest.raises(InputError, match=r"cut.zip: cannot open as zip \(it starts as a zip but its end.*cut short"
+                                         r".*echo y \| zip -FF .*cut.zip --out fixed.zip"):
+        colorize_archive(cut, tmp_path / "out", engine=engine, progress=False)
+    assert not (tmp_path / "out").exists()
+    if shutil.which("zip") is None:
+        pytest.skip("Info-ZIP's zip is not installed: the advice is not tried")
+    subprocess.run(f"echo y | zip -FF {cut} --out {tmp_path / 'fixed.zip'}", shell=True, check=True,
+                   capture_output=True, timeout=60)
+    report = colorize_archive(tmp_path / "fixed.zip", tmp_path / "out", engine=engine, progress=False)
+    assert report.done >= 2 and (tmp_path / "out" / "p1.jpg").is_file()
+
+
 def test_a_zip64_archive_is_read(engine, tmp_path, monkeypatch):
     """A zip with zip64 end records (any zip over 4 GiB or 65,535 entries: a photo export; ``zip -fz``)
     was refused whole as "cut short": the check for a cut zip took the 76 bytes of those records for a

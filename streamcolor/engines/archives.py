@@ -31,6 +31,7 @@ import lzma
 import os
 import posixpath
 import re
+import shlex
 import stat
 import tarfile
 import unicodedata
@@ -589,11 +590,18 @@ def _check_outer_end(fh) -> None:
     job would colorize the wrong photos and call the run a success.  A real prefix is a program,
     not a zip member: what starts with a zip member's header and has a prefix is this case."""
     endrec = zipfile._EndRecData(fh)  # type: ignore[attr-defined]  # (as ZipFile reads it)
+    fh.seek(0)
+    starts_as_zip = fh.read(4) == b"PK\x03\x04"
     if not endrec:
+        if starts_as_zip:  # (ZipFile says "File is not a zip file", which reads as "wrong format")
+            raise zipfile.BadZipFile(
+                "it starts as a zip but its end, the directory of its members, is missing: it was likely cut "
+                "short (an interrupted download or copy); download it again, or recover the members before "
+                f"the cut with Info-ZIP: echo y | zip -FF {shlex.quote(str(getattr(fh, 'name', 'IN.zip')))} "
+                "--out fixed.zip")
         return  # (ZipFile says so itself)
     concat = _prefix_bytes(endrec)
-    fh.seek(0)
-    if concat > 0 and fh.read(4) == b"PK\x03\x04":
+    if concat > 0 and starts_as_zip:
         raise zipfile.BadZipFile("its end is missing, so it was likely cut short: the only directory left in it belongs to a "
                                  "zip stored inside it")
 
