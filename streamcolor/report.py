@@ -23,7 +23,8 @@ import io
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
@@ -410,7 +411,11 @@ def load_results(paths: Sequence[str | Path]) -> tuple[list[Table], list[str]]:
             tables += bench_tables(data)
         else:
             gpu = f" ({data['device']})" if isinstance(data, dict) and data.get("device") else ""
-            tables.append(flat_table(f"{p.name}{gpu}", data))
+            table = flat_table(f"{p.name}{gpu}", data)
+            if not table.rows:  # (e.g. [1, 2, 3]: the page would show nothing of it, and say nothing)
+                raise ValueError(f"{p}: holds no figures the report can show (a JSON object of named numbers "
+                                 "or short texts, `streamcolor bench --json` output or pytest-benchmark JSON)")
+            tables.append(table)
     return tables, machines
 
 
@@ -629,7 +634,7 @@ def write_gallery(items: Sequence[BeforeAfter], folder: str | Path, *, model: st
 #: Longest side of each image shown in ``streamcolor report`` (a size a person can judge colour at).
 REPORT_IMAGE_SIZE = 640
 #: File suffixes ``streamcolor report FOLDER`` looks at.
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif")  # (an animated one: a note)
 
 
 def collector_photos(folder: str | Path) -> list[dict] | None:
@@ -922,7 +927,8 @@ def model_card_table(engine: "Engine") -> Table | None:
 def measure_speed(engine: "Engine", render: int, batches: Sequence[int], *, rounds: int = 3,
                   notes: list[str] | None = None) -> list[dict[str, Any]]:
     """Images/s of this model's engines here (ONNX fp32, and int8 or fp16 when the
-    bundle has them) at ``render`` and each batch size, the engines taking turns.
+    bundle has them, and ``engine``, the one the photos were colorized with, when it
+    is none of those) at ``render`` and each batch size, the engines taking turns.
 
     An engine timed although its colours are wrong on this CPU (int8 kernels that
     disagree with fp32, as ``streamcolor bench`` finds) is labelled so, since a
@@ -933,11 +939,15 @@ def measure_speed(engine: "Engine", render: int, batches: Sequence[int], *, roun
     if notes is not None:  # (the other notes say what is not timed here, and why: not the page's business)
         notes.extend(n for n in said if n.startswith(UNTRUSTED))
     untrusted = untrusted_labels(said)
+    ours = {id(e) for e in engines.values()}  # closed here; ``engine`` is the caller's
+    if all(e.name != engine.name for e in engines.values()):  # (--backend keras, tensorrt...): timed beside them
+        engines[engine.name.split(":")[0]] = engine
     try:
         rows = engine_rows(engines, [render], batches, rounds=rounds)
     finally:
         for e in engines.values():
-            e.close()
+            if id(e) in ours:
+                e.close()
     for r in rows:
         if r.get("label") in untrusted:
             r["label"] = f"{r['label']} (wrong colours here)"
@@ -1006,13 +1016,17 @@ def write_report(out: str | Path, *, engine: "Engine", results: Sequence[str | P
     found = find_photos(photos, wanted, spares=wanted) if photos and Path(photos).is_dir() else []
     items: list[BeforeAfter] = []
     tried = 0
+    twice = {name for name, n in Counter(p.name for p, _ in found).items() if n > 1}
     for path, credit in found:
         if len(items) == wanted:
             break
         tried += 1  # (a photo that fails gives its place to a spare: the count is of photos done)
         say(f"colorizing {path.name} ({len(items)} of {min(wanted, len(found))} done)")
         try:
-            items.append(judge_photo(engine, path, options=options, max_side=image_size, credit=credit))
+            item = judge_photo(engine, path, options=options, max_side=image_size, credit=credit)
+            if path.name in twice and path.is_relative_to(photos):  # (a/IMG_0001.jpg and b/IMG_0001.jpg)
+                item = replace(item, name=path.relative_to(photos).as_posix())
+            items.append(item)
         except InputError as exc:  # one bad file is a note on the page (and on stderr), not the end of the report
             notes.append(f"skipped: {exc}")
     if gallery is not None:
@@ -1029,7 +1043,10 @@ def write_report(out: str | Path, *, engine: "Engine", results: Sequence[str | P
                          "bundled black-and-white sample")
         elif photos:
             notes.append(f"no photos found in {photos}: showing the bundled black-and-white sample")
-        items.append(judge_photo(engine, SAMPLE_PHOTO, options=options, max_side=image_size,
+        # (the sample is ours, not a bomb: the user's --max-pixels, which may be what refused their photos, is not
+        # applied to it)
+        sample_options = replace(options, max_pixels=max(options.max_pixels, image_io.DEFAULT_MAX_PIXELS))
+        items.append(judge_photo(engine, SAMPLE_PHOTO, options=sample_options, max_side=image_size,
                                  credit="bundled sample (black and white: no colour truth)"))
     charts = []
     photo_tab = photo_table(items)

@@ -448,6 +448,72 @@ def test_report_does_not_follow_a_link_out_of_the_folder(tmp_path, caplog):
     assert "links that lead out of" in caplog.text
 
 
+def test_report_tells_same_named_photos_apart_and_reads_gifs(tmp_path):
+    """a/IMG_1.jpg and b/IMG_1.jpg were both labelled IMG_1.jpg on the page; a .gif was left out
+    without a word (a still one is a photo; an animated one is skipped with its reason)."""
+    from streamcolor.cli import cli
+
+    folder = tmp_path / "photos"
+    for sub, v in (("a", 90), ("b", 150)):
+        (folder / sub).mkdir(parents=True)
+        Image.fromarray(np.full((48, 64), v, np.uint8)).save(folder / sub / "IMG_1.jpg")
+    Image.fromarray(np.full((48, 64), 120, np.uint8)).save(folder / "still.gif")
+    frames = [Image.fromarray(np.full((48, 64), v, np.uint8)) for v in (10, 200)]
+    frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    res = CliRunner().invoke(cli, ["report", str(folder), "-o", str(tmp_path / "r.html"), "--no-speed", "-r", "64"])
+    assert res.exit_code == 1, res.output  # one photo skipped: the animation
+    page = (tmp_path / "r.html").read_text()
+    assert "a/IMG_1.jpg" in page and "b/IMG_1.jpg" in page and "still.gif" in page
+    assert "anim.gif: has 2 frames (animated)" in page
+
+
+def test_report_times_the_engine_it_colorized_with():
+    """`report --backend X` charted the model's default engines only, not X, the one asked for."""
+    from streamcolor.engines import load_engine
+    from streamcolor.report import measure_speed
+
+    asked = load_engine("seed", "onnx-fp16", device="cpu")  # (one that `bench` leaves out on a CPU)
+    try:
+        rows = measure_speed(asked, 32, [1], rounds=1)
+        labels = {r["label"] for r in rows}
+        assert asked.name.split(":")[0] in labels and "onnx-cpu-fp32" in labels, labels
+        assert not asked.closed  # the caller's engine: not closed for it
+    finally:
+        asked.close()
+
+
+def test_report_with_every_photo_over_max_pixels_names_them_not_the_sample(tmp_path, caplog):
+    """With every photo refused by --max-pixels, the bundled sample shown in their place was refused
+    by the same limit, and the run ended blaming the sample, the user's photos unnamed and no page."""
+    from streamcolor.cli import cli
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    Image.fromarray(np.full((40, 48), 60, np.uint8)).save(folder / "wide.png")
+    res = CliRunner().invoke(cli, ["report", str(folder), "-o", str(tmp_path / "r.html"), "--no-speed", "-r", "64",
+                                   "--max-pixels", "1000"])
+    assert res.exit_code == 1, res.output  # the page is written, without the user's photo
+    assert "wide.png: 48x40 = 1,920 pixels is over the limit of 1,000" in caplog.text, caplog.text
+    assert "chenonceau" not in res.output + caplog.text
+    page = (tmp_path / "r.html").read_text()
+    assert "wide.png: 48x40" in page and "none of the 1 photo(s) tried in" in page
+
+
+def test_the_report_exits_2_when_its_engine_cannot_load(tmp_path):
+    """image, batch and video exit 2 when the model cannot be loaded (the run could not start);
+    report exited 1, the status that says "the page is written, some photos are not on it"."""
+    from streamcolor.cli import cli
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "model.json").write_text("[]")
+    for verb in (["report", "--no-speed", "-o", str(tmp_path / "r.html")],
+                 ["image", __file__, "-o", str(tmp_path / "x.png")]):
+        res = CliRunner().invoke(cli, [*verb, "-m", str(bundle)])
+        assert res.exit_code == 2 and "not a model manifest" in res.output, res.output
+    assert not (tmp_path / "r.html").exists()
+
+
 def test_report_says_why_its_photos_are_missing_and_a_bad_results_file_stops_it_with_2(tmp_path):
     from streamcolor.cli import cli
 
@@ -471,6 +537,11 @@ def test_report_says_why_its_photos_are_missing_and_a_bad_results_file_stops_it_
     res = CliRunner().invoke(cli, ["report", str(folder), "-o", str(tmp_path / "r2.html"), "--no-speed",
                                    "--results", str(bad)])
     assert res.exit_code == 2 and "not a JSON results file" in res.output and not (tmp_path / "r2.html").exists()
+    bad.write_text("[1, 2, 3]")  # JSON, but no figure the page could show: was left out without a word
+    res = CliRunner().invoke(cli, ["report", str(folder), "-o", str(tmp_path / "r2.html"), "--no-speed",
+                                   "--results", str(bad)])
+    assert res.exit_code == 2 and "holds no figures the report can show" in res.output, res.output
+    assert not (tmp_path / "r2.html").exists()
 
 
 def test_a_photo_whose_name_is_not_utf8_is_on_the_page_as_its_bytes(tmp_path):
