@@ -92,6 +92,23 @@ print('nvenc in PyAV:', sorted(c for c in av.codecs_available if 'nvenc' in c))"
     $PY -c "from streamcolor.engines.select import auto_runtime, cuda_available, has_nvidia_gpu, jax_on_gpu as j
 print('auto loads:', auto_runtime(ort_cuda=cuda_available(), nvidia_gpu=has_nvidia_gpu(), jax_gpu=j))" >> "$OUT/env.txt" 2>&1
     tail -1 "$OUT/env.txt"
+    # NVENC: why h264_nvenc does (not) open, in FFmpeg's words, and where the driver's encoder library is.
+    # A driver mounted without its video capability has no libnvidia-encode; one outside the loader's
+    # path is put on it, so that codec="auto" (the product's default) finds it in every part below.
+    nvenc() { $PY -c "from streamcolor.video.codecs import encoder_error as e; print('h264_nvenc:', e('h264_nvenc') or 'opens')"; }
+    OLD_LD=${LD_LIBRARY_PATH-}
+    { echo "NVIDIA_DRIVER_CAPABILITIES=${NVIDIA_DRIVER_CAPABILITIES:-(unset)}"; nvenc
+      ldconfig -p 2>/dev/null | grep -E "libcuda\.so|libnvidia-encode|libnvcuvid" | head -5
+      libs=$(timeout 20 find /usr/local/nvidia /usr/lib/x86_64-linux-gnu /usr/lib64 /lib/x86_64-linux-gnu -maxdepth 3 -name 'libnvidia-encode.so*' \
+             2>/dev/null | head -5); echo "libnvidia-encode found: ${libs:-none}"
+      if [ -n "$libs" ] && ! nvenc | grep -q opens; then
+          export LD_LIBRARY_PATH=$(dirname "$(echo "$libs" | head -1)")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+          echo "with LD_LIBRARY_PATH=$LD_LIBRARY_PATH:"; nvenc
+      fi; } > "$OUT/nvenc.txt" 2>&1
+    cat "$OUT/nvenc.txt"
+    if grep -q "^with LD_LIBRARY_PATH" "$OUT/nvenc.txt" && ! tail -1 "$OUT/nvenc.txt" | grep -q opens; then
+        export LD_LIBRARY_PATH=$OLD_LD  # (it did not help: the parts run as they would have)
+    fi
     F="$OUT/pipeline-gpu-h200.json"
     skip=$(printf '%s\n' engine video batch rss | grep -vxF -f <(printf '%s\n' ${PARTS:-engine video batch}) | tr '\n' ' ')
     # One process: the engine is built and each shape compiled once.  The results file is
@@ -109,6 +126,16 @@ print('auto loads:', auto_runtime(ort_cuda=cuda_available(), nvidia_gpu=has_nvid
         T0=$(date +%s) && timeout -k 5 "${CLI_S:-60}" $PY -m streamcolor video /tmp/cli-in.mp4 -o /tmp/cli-out.mp4 \
             --no-progress > "$OUT/cli.log" 2>&1
         echo "cli: rc=$? $(( $(date +%s) - T0 )) s"; tail -5 "$OUT/cli.log" | cut -c1-300
+        # and `streamcolor batch` on 128 one-megapixel gray JPEGs (its time includes the engine's load)
+        $PY -c "import cv2, numpy as np, pathlib
+d = pathlib.Path('/tmp/cli-photos'); d.mkdir(exist_ok=True); g = np.random.default_rng(0)
+x = np.add.outer(np.arange(864), np.arange(1152)) % 256
+for i in range(128):
+    cv2.imwrite(str(d / f'p{i:03d}.jpg'), np.clip(x + g.normal(0, 20, x.shape) + i, 0, 255).astype(np.uint8))" &&
+        T0=$(date +%s) && timeout -k 5 "${CLI_S:-60}" $PY -m streamcolor batch /tmp/cli-photos -o /tmp/cli-photos-out \
+            --no-progress > "$OUT/cli-batch.log" 2>&1
+        echo "cli batch: rc=$? $(( $(date +%s) - T0 )) s, $(ls /tmp/cli-photos-out | grep -c jpg) photos out"
+        tail -3 "$OUT/cli-batch.log" | cut -c1-300
     fi
     [ -f "$F" ] ;;
 *)

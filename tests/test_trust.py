@@ -1297,9 +1297,11 @@ def test_video_settings_the_encoder_cannot_take_are_said_plainly(engine, tmp_pat
     from streamcolor.video.codecs import encoder_opens
 
     if "h264_nvenc" in av.codecs_available and not encoder_opens("h264_nvenc"):  # (no NVIDIA GPU here)
-        with pytest.raises(OutputError, match="h264_nvenc does not open here .*: it needs an NVIDIA GPU"):
+        with pytest.raises(OutputError, match="h264_nvenc does not open here .*: it needs an NVIDIA GPU") as err:
             colorize_video(clip, tmp_path / "o.mp4", engine=engine, options=VideoOptions(codec="h264_nvenc"),
                            progress=False)
+        if not os.path.exists("/dev/nvidia0"):  # FFmpeg's own reason, not a bare "Operation not permitted"
+            assert "(Cannot load libcuda.so.1: no NVIDIA driver here)" in str(err.value), err.value
     root = logging.getLogger()
     old = root.level
     try:

@@ -663,6 +663,26 @@ def test_codec_auto_is_a_working_encoder():
     assert pick_codec("libx265") == "libx265"
 
 
+def test_why_an_encoder_does_not_open_is_said_in_ffmpegs_words():
+    """FFmpeg says why NVENC cannot start only in its log (the exception: "Operation not permitted"):
+    the probe reads that log, says what it means, and leaves PyAV's logging as it found it."""
+    import av.logging
+
+    from streamcolor.video.codecs import encoder_error, explain_open_failure
+
+    before = av.logging.get_level()
+    assert encoder_error("libx264") is None
+    assert encoder_error("no-such-encoder") == "this PyAV build has no no-such-encoder"
+    if "h264_nvenc" in av.codecs_available and not os.path.exists("/dev/nvidia0"):  # (no NVIDIA driver here)
+        assert encoder_error("h264_nvenc") == "Cannot load libcuda.so.1: no NVIDIA driver here"
+    assert av.logging.get_level() == before
+    # what a GPU container without the driver's video capability says, and a message with no known cause
+    said = explain_open_failure("h264_nvenc", "Cannot load libnvidia-encode.so.1")
+    assert said.startswith("Cannot load libnvidia-encode.so.1: ") and "NVIDIA_DRIVER_CAPABILITIES" in said
+    assert explain_open_failure("h264_nvenc", "Something else") == "Something else"
+    assert explain_open_failure("libx264", "Cannot load libcuda.so.1") == "Cannot load libcuda.so.1"
+
+
 # --------------------------------------------------------------------------- segments (one video, several workers)
 
 

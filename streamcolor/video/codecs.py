@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import av
 import av.error
+import av.logging
 
 if TYPE_CHECKING:
     from streamcolor.video.options import VideoOptions
@@ -42,20 +43,60 @@ def needs_even(pix_fmt: str) -> tuple[bool, bool]:
 
 
 @functools.lru_cache(maxsize=None)
+def encoder_error(codec: str) -> str | None:
+    """None where ``codec`` exists and opens on this machine; else why not, in FFmpeg's own words
+    and, for NVIDIA's encoders, what that means (:func:`explain_open_failure`).
+
+    FFmpeg says why a hardware encoder fails only in its log ("Cannot load
+    libnvidia-encode.so.1"); the exception carries a bare "Operation not permitted". PyAV passes
+    FFmpeg's log on only while a level is set, so one is set for the probe and put back after."""
+    if codec not in av.codecs_available:
+        return f"this PyAV build has no {codec}"
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR if level is None else level)
+    try:
+        with av.logging.Capture(local=True) as logged:
+            ctx = av.CodecContext.create(codec, "w")
+            ctx.width, ctx.height, ctx.pix_fmt = 256, 256, "yuv420p"
+            ctx.time_base = Fraction(1, 25)
+            ctx.framerate = Fraction(25)
+            ctx.open()
+        return None
+    except (av.error.FFmpegError, ValueError, RuntimeError) as exc:
+        said = [m.strip() for lvl, _, m in logged if lvl <= av.logging.ERROR and m.strip()]
+        why = explain_open_failure(codec, "; ".join(dict.fromkeys(said)) or getattr(exc, "strerror", None) or str(exc))
+        log.debug("encoder %s does not open: %s", codec, why)
+        return why
+    finally:
+        av.logging.set_level(level)
+
+
 def encoder_opens(codec: str) -> bool:
     """Whether ``codec`` exists and opens on this machine (hardware encoders need their device)."""
-    if codec not in av.codecs_available:
-        return False
-    try:
-        ctx = av.CodecContext.create(codec, "w")
-        ctx.width, ctx.height, ctx.pix_fmt = 256, 256, "yuv420p"
-        ctx.time_base = Fraction(1, 25)
-        ctx.framerate = Fraction(25)
-        ctx.open()
-        return True
-    except (av.error.FFmpegError, ValueError, RuntimeError) as exc:
-        log.debug("encoder %s does not open: %s", codec, exc)
-        return False
+    return encoder_error(codec) is None
+
+
+#: What FFmpeg's NVENC says when it cannot start, and what that means for a user.
+_NVENC_HINTS = (
+    ("libcuda", "no NVIDIA driver here"),
+    ("libnvidia-encode", "the NVIDIA driver's video encoder library is not installed here (in a container, "
+                         "NVIDIA_DRIVER_CAPABILITIES must include 'video', e.g. docker run --gpus all "
+                         "-e NVIDIA_DRIVER_CAPABILITIES=compute,utility,video)"),
+    ("nvenc API version", "the NVIDIA driver is older than this FFmpeg's NVENC needs: update the driver"),
+    ("incompatible client key", "the NVIDIA driver refused the session (a consumer GPU's limit of "
+                                "concurrent NVENC sessions?)"),
+    ("out of memory", "no free NVENC session or GPU memory"),
+)
+
+
+def explain_open_failure(codec: str, said: str) -> str:
+    """``said`` (FFmpeg's words) with, for an NVENC encoder, what they mean (:data:`_NVENC_HINTS`)."""
+    if codec.endswith("_nvenc"):
+        low = said.lower()
+        for needle, meaning in _NVENC_HINTS:
+            if needle.lower() in low:
+                return f"{said}: {meaning}"
+    return said
 
 
 #: Containers that cannot hold H.264, and what ``codec="auto"`` encodes into them instead
@@ -78,15 +119,17 @@ def pick_codec(codec: str, container: str | None = None) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _pick_auto() -> str:
+    whys = []
     for hw in HARDWARE_CODECS:
-        if encoder_opens(hw):
+        error = encoder_error(hw)
+        if error is None:
             log.info("codec='auto': encoding with %s on the GPU (NVIDIA NVENC)", hw)
             return hw
+        whys.append(error if error.startswith("this PyAV build") else f"{hw} does not open ({error})")
+    # on a machine with an NVIDIA GPU the user likely expected NVENC: warned, with FFmpeg's reason
     gpu = os.path.exists("/dev/nvidia0") or os.path.exists("/proc/driver/nvidia")
-    missing = [hw for hw in HARDWARE_CODECS if hw not in av.codecs_available]
-    why = (f"this PyAV build has no {', '.join(missing)}" if missing
-           else f"{', '.join(HARDWARE_CODECS)} does not open ({'driver or session limit?' if gpu else 'no NVIDIA GPU'})")
-    (log.warning if gpu else log.info)("codec='auto': %s; encoding with %s on the CPU", why, DEFAULT_CODEC)
+    (log.warning if gpu else log.info)("codec='auto': %s; encoding with %s on the CPU", "; ".join(whys),
+                                       DEFAULT_CODEC)
     return DEFAULT_CODEC
 
 

@@ -41,8 +41,8 @@ from streamcolor.colorize import (ColorOptions, keep_work_arrays, network_input,
 from streamcolor.errors import InputError, ItemOutputError, OutputError
 from streamcolor.progress import Progress, progress_bar
 from streamcolor import tempfiles, ycbcr
-from streamcolor.video.codecs import (HARDWARE_CODECS, check_codec, check_pix_fmt, codec_options, needs_even,
-                                     pick_codec)
+from streamcolor.video.codecs import (HARDWARE_CODECS, check_codec, check_pix_fmt, codec_options, encoder_error,
+                                     needs_even, pick_codec)
 from streamcolor.video.containers import (copy_chapters, copy_streams, frame_rate, fresh_tags, mux_options,
                                           open_input, reason, temp_path, video_stream)
 from streamcolor.video.lightness import frame_network_input, gray_luma, gray_lut, plane_array, rgb_kwargs
@@ -556,7 +556,8 @@ class _Job:
             ctx.open()
         except (av.error.FFmpegError, ValueError) as exc:
             if codec in HARDWARE_CODECS:  # (the device, not the settings, is what is missing, most often)
-                raise OutputError(f"{self.dst}: {codec} does not open here ({reason(exc)}): it needs an NVIDIA "
+                why = encoder_error(codec) or reason(exc)  # (FFmpeg's own words: "Cannot load libcuda.so.1")
+                raise OutputError(f"{self.dst}: {codec} does not open here ({why}): it needs an NVIDIA "
                                   "GPU and its driver (--codec auto takes it where it opens, else libx264)") from exc
             if _opens_for_a_plain_frame(codec, dict(ctx.options), opts.pix_fmt):
                 # the settings are fine: this video's size or time base is what the encoder refuses (x264 at
