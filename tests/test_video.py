@@ -679,6 +679,8 @@ def test_why_an_encoder_does_not_open_is_said_in_ffmpegs_words():
     # what a GPU container without the driver's video capability says, and a message with no known cause
     said = explain_open_failure("h264_nvenc", "Cannot load libnvidia-encode.so.1")
     assert said.startswith("Cannot load libnvidia-encode.so.1: ") and "NVIDIA_DRIVER_CAPABILITIES" in said
+    h200 = "OpenEncodeSessionEx failed: unsupported device (2): (no details); No capable devices found"  # (an H200's)
+    assert "this GPU has no video encoder (NVENC)" in explain_open_failure("h264_nvenc", h200)
     assert explain_open_failure("h264_nvenc", "Something else") == "Something else"
     assert explain_open_failure("libx264", "Cannot load libcuda.so.1") == "Cannot load libcuda.so.1"
 

@@ -82,6 +82,8 @@ _NVENC_HINTS = (
     ("libnvidia-encode", "the NVIDIA driver's video encoder library is not installed here (in a container, "
                          "NVIDIA_DRIVER_CAPABILITIES must include 'video', e.g. docker run --gpus all "
                          "-e NVIDIA_DRIVER_CAPABILITIES=compute,utility,video)"),
+    ("no capable devices", "this GPU has no video encoder (NVENC): NVIDIA's A100, H100 and H200, for example, have "
+                           "none, and encoding runs on the CPU there"),
     ("nvenc API version", "the NVIDIA driver is older than this FFmpeg's NVENC needs: update the driver"),
     ("incompatible client key", "the NVIDIA driver refused the session (a consumer GPU's limit of "
                                 "concurrent NVENC sessions?)"),
@@ -126,9 +128,11 @@ def _pick_auto() -> str:
             log.info("codec='auto': encoding with %s on the GPU (NVIDIA NVENC)", hw)
             return hw
         whys.append(error if error.startswith("this PyAV build") else f"{hw} does not open ({error})")
-    # on a machine with an NVIDIA GPU the user likely expected NVENC: warned, with FFmpeg's reason
+    # on a machine with an NVIDIA GPU the user likely expected NVENC: warned, with FFmpeg's reason,
+    # unless the GPU has no encoder at all (nothing to fix: said once, as the choice it is)
     gpu = os.path.exists("/dev/nvidia0") or os.path.exists("/proc/driver/nvidia")
-    (log.warning if gpu else log.info)("codec='auto': %s; encoding with %s on the CPU", "; ".join(whys),
+    fixable = gpu and not any("has no video encoder" in why for why in whys)
+    (log.warning if fixable else log.info)("codec='auto': %s; encoding with %s on the CPU", "; ".join(whys),
                                        DEFAULT_CODEC)
     return DEFAULT_CODEC
 
