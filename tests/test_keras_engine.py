@@ -124,12 +124,13 @@ def jax_run(tmp_path_factory) -> dict:
         pytest.skip("JAX is not installed (the jax extra)")
     work = tmp_path_factory.mktemp("keras-jax")
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}  # the engine must pick JAX itself
-    env.update(PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+    env.update(PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", STREAMCOLOR_CACHE=str(work / "cache"))
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
     proc = subprocess.run([sys.executable, "-c", _SCRIPT, str(work)], capture_output=True, text=True, env=env,
                           timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
-    return {**json.loads(line[len("RESULT "):]), "log": proc.stderr}
+    return {**json.loads(line[len("RESULT "):]), "log": proc.stderr, "work": work}
 
 
 def test_keras_engine_runs_the_default_unet_on_jax(jax_run):
@@ -151,6 +152,13 @@ def test_bench_full_times_keras_for_the_default_unet(jax_run):
     which the Keras engine runs (it rebuilds the network); it is timed now."""
     assert "keras-fp32" in jax_run["bench_engines"], jax_run["bench_notes"]
     assert not any(n.startswith("Keras:") for n in jax_run["bench_notes"]), jax_run["bench_notes"]
+
+
+def test_keras_engine_keeps_jax_compiled_programs_between_runs(jax_run):
+    """JAX compiles per input shape in every process (about 20 s a batch size on the H200): the
+    engine keeps the compiled programs in streamcolor's cache folder, for the next run."""
+    kept = list((jax_run["work"] / "cache" / "jax").iterdir())
+    assert any(p.name.startswith("jit_") for p in kept), kept
 
 
 def test_keras_engine_pads_batches_into_few_compiled_sizes():

@@ -158,6 +158,8 @@ class KerasEngine(Engine):
             raise EngineError(f"{info.path}: Keras cannot load the model: {exc}") from exc
         finally:
             keras.config.set_dtype_policy(previous)
+        if self._jax:
+            _keep_compiled_programs()
         inference = _jax_call if self._jax else (lambda model: model.predict_on_batch)
         # from here on, each model is kept as its inference function
         self._extractor = inference(self._extractor) if self._extractor is not None else None
@@ -282,6 +284,32 @@ class KerasEngine(Engine):
             if self._pool is not None:
                 self._pool.shutdown()
                 self._pool = None
+
+
+def _keep_compiled_programs() -> None:
+    """Keep JAX's compiled programs on disk between runs: ``$STREAMCOLOR_CACHE/jax``
+    (``~/.cache/streamcolor/jax``), unless the user named a folder (``JAX_COMPILATION_CACHE_DIR``).
+
+    Why: JAX compiles the network once per input shape and batch size, in every process, and on
+    a GPU XLA times candidate kernels while it compiles: on the H200 the engine-only figure
+    (three batch sizes at 256 x 256, each timed in milliseconds) took 63 s, nearly all of it
+    compiling (``benchmarks/results/pipeline-gpu-h200-2026-12-04.json``). With the programs
+    kept, a later run of ``streamcolor`` on the same machine loads them instead (JAX keeps only
+    those that took a second or more to compile)."""
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:  # the user's own folder (or an earlier engine's)
+        return
+    from streamcolor.engines.select import CACHE_DIR
+
+    folder = CACHE_DIR / "jax"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a read-only home: compiled in each run, as before
+        log.info("JAX's compiled programs are not kept between runs (%s: %s)", folder, exc.strerror or exc)
+        return
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    log.debug("JAX's compiled programs are kept in %s", folder)
 
 
 def _jax_call(model):
