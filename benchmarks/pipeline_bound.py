@@ -921,6 +921,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine-variants", type=_variant, nargs="+", default=[], metavar="NAME=VALUE[,...]",
                     help="the engine-only figure again with each of these engine settings, beside its own "
                     "(the Keras engine's chunk_rows, transfer, copy_threads; e.g. transfer=bfloat16,copy_threads=8)")
+    ap.add_argument("--cv2-threads", type=_positive,
+                    help="OpenCV's threads for the whole run (cv2.setNumThreads; default: OpenCV's own, one a core). "
+                    "Why: on the H200's 16 cores a batch job's threads alive before it (OpenCV's pool among them, the "
+                    "engine has none there) took 31 CPU ms a photo, and the RGB route 562; whether OpenCV's pool, "
+                    "spinning between the many small calls of 16 workers, is the cause is not measured yet")
     ap.add_argument("--require-gpu", action="store_true",
                     help="stop (exit 3) unless the engine runs on a GPU: a GPU session's minutes are not spent "
                     "measuring a CPU engine")
@@ -942,6 +947,10 @@ def main(argv: list[str] | None = None) -> int:
         ENGINE_SIZE, ENGINE_BATCHES, ENGINE_IMAGES = 64, (1, 2), 2
         THREAD_PERIOD = 0.005
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    import cv2
+
+    if args.cv2_threads:
+        cv2.setNumThreads(args.cv2_threads)
     from streamcolor.colorize import model_options
     from streamcolor.engines import load_engine
 
@@ -957,7 +966,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.date.today().isoformat(), "command": "python -m benchmarks.pipeline_bound " + " ".join(
             sys.argv[1:] if argv is None else argv),
         "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "python": platform.python_version(), "av": av.__version__},
+                    "python": platform.python_version(), "av": av.__version__,
+                    "cv2_threads": cv2.getNumThreads()},
         "engine": engine.name, "model": engine.info.name, "render_size": colour.render_size,
         "batch_size": engine.preferred_batch_size, "load_average_start": list(os.getloadavg()),
     }
