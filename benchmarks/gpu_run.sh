@@ -4,7 +4,11 @@
 # It ran four times on an H200 on 2026-11-30 (benchmarks/results/pipeline-gpu-h200-2026-11-30*.json,
 # docs/benchmarks.md): the first call with the defaults below took 436 s of a 600 s limit (the
 # machine's start and the transfers add about 30 s); the notes in each results file give each
-# call's ARGS and PARTS; tests/test_bench_scripts.py runs its --quick form on the CPU.
+# call's ARGS and PARTS; tests/test_bench_scripts.py runs its --quick form on the CPU. Twice more on
+# 2026-12-04 (pipeline-gpu-h200-2026-12-04*.json): there the batch part alone took 183 s (its RGB-route
+# rounds, 20 s each, and one slow round of the job), so BOUND_S=420 cut the video part; the second
+# call measured the 1080p clip alone (PARTS=video, one round) in 207 s. The engine's load and the
+# compiles of each part take about a minute of a call.
 #
 #   bash benchmarks/gpu_run.sh prepare   # here: wheels into .whl/ (ignored), trim the tree (below)
 #   device run: command "bash benchmarks/gpu_run.sh device", carry [".whl"], timeout_s 600

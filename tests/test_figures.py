@@ -97,6 +97,8 @@ GUIDED_BENCH = "guided-cpu-2026-12-02.json"  # benchmarks/bench_guided.py: the f
 GPU1, GPU2 = "pipeline-gpu-h200-2026-11-30.json", "pipeline-gpu-h200-2026-11-30-lean.json"
 #: Two later calls: chunks dispatched at once (and the warm naive loop, memory), then the copies' settings.
 GPU3, GPU4 = "pipeline-gpu-h200-2026-11-30-overlap.json", "pipeline-gpu-h200-2026-11-30-copies.json"
+#: The two calls of 2026-12-04 (default model v2): engine, batch and the CLI; then the 1080p clip alone.
+GPU5, GPU6 = "pipeline-gpu-h200-2026-12-04.json", "pipeline-gpu-h200-2026-12-04-video.json"
 _VARIANTS = {"b16": "transfer=bfloat16", "b16x8": "transfer=bfloat16,copy_threads=8", "x8": "copy_threads=8",
              "x4": "copy_threads=4", "c32": "chunk_rows=32"}
 FIGURES |= {f"l{b}": (f"engine_only.images_per_s.{b}", "{:.1f}") for b in (1, 16, 64, 128, 256)}
@@ -302,8 +304,34 @@ PROSE = [
     *_each("README.md", "at 1080p `colorize_video` ran {g_p0} fps against a bound of {g_b0} ({g_v0}; the goal is nine tenths), at "
                         "576p {g_p1} against {g_b1} ({g_v1})", GPU1),
     *_each("README.md", "Photos (1 megapixel, batch 64): {ba}/s against a bound of {bb} ({bob})", GPU2),
-    ("README.md", "video is limited by the encoder on the CPU when NVENC does not open ({} of", GPU1,
+    ("README.md", "video is limited by x264 on the CPU ({} of decode + encode alone at 1080p in the first call", GPU1,
      "video.0.pipeline_over_bound", "{:.2f}x"),
+    # the two calls of 2026-12-04, with the default model v2
+    *_each(BENCH, "2 rounds): {e1} images/s at batch 1, {e16} at 16, {e64} at 64 and {l256} at 256. Copying a "
+                  "batch-64 input to the GPU took {c64t} ms", GPU5),
+    *_each(BENCH, "engine only {g_e0} fps, decode + encode only {g_c0} fps, bound {g_b0}, `colorize_video` {g_p0} fps: "
+                  "**{g_v0} of the bound** ({cb0} against the bound made with decode + encode of the colour output)",
+           GPU6),
+    *_each(BENCH, "The naive loop ran {g_n0} fps, so the pipeline is **{g_pn0} the naive loop, not 3x,", GPU6),
+    *_each(BENCH, "the codec floor itself is {g_c0} against {g_n0} fps, under 2.5x", GPU6),
+    *_each(BENCH, "The CPU time a frame: {g_cc} ms for decode + encode only, {g_cp} for the pipeline; x264's threads "
+                  "{g_xenc0} against {g_xa0} alone (the colour alone: {g_eg} to {g_ec} ms in colour encode), the "
+                  "compose {g_comp}, the threads alive before the job {g_pool}.", GPU6),
+    *_each(BENCH, "`colorize_archive` {ba} photos/s against a bound of {bb} ({bob}; {bobp} round by round), {bon} the "
+                  "naive loop ({bn}/s). Decode + encode only of the same photos ran {bcodec}/s", GPU5),
+    *_each(BENCH, "ran {brgb} photos/s at {bcpurgb} CPU ms a photo", GPU5),
+    (BENCH, "two rounds of the job took {} s and 1.60 s", GPU5, "batch.all_rounds_s.archive.0", "{:.2f}"),
+    (BENCH, "two rounds of the job took 39.95 s and {} s", GPU5, "batch.all_rounds_s.archive.1", "{:.2f}"),
+    (BENCH, "OpenCV's pool is among them) took {} CPU ms a photo", GPU5,
+     "batch.thread_cpu_ms_per_item.engine pool (alive before)", "{:.1f}"),
+    (BENCH, "against {} for the workers", GPU5, "batch.thread_cpu_ms_per_item.workers (decode, L*, render, encode, write)",
+     "{:.1f}"),
+    *_each("README.md", "engine only {e64} images/s at batch 64 and {l256} at 256 (the 10,000", GPU5),
+    *_each("README.md", "1080p video {g_p0} fps against a bound of {g_b0} ({g_v0}, one round) and {g_pn0} the naive "
+                        "loop", GPU6),
+    *_each("README.md", "x264's floor itself is {g_c0} fps against the naive loop's {g_n0}.", GPU6),
+    *_each("README.md", "Photos: {ba}/s against a bound of {bb} ({bob})", GPU5),
+    ("README.md", "at 1080p in the first call there, {} in the latest)", GPU6, "video.0.pipeline_over_bound", "{:.2f}x"),
     # the batch part alone on 2026-12-01, with its steps and threads
     *_each(BENCH, "That run: `streamcolor batch` at {bob} of the bound ({bobp} round by round), {bcpu} CPU ms a photo "
                   "against {bce} for engine only and {bcpuc} for decode + encode only.", BATCH1201),
