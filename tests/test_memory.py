@@ -300,6 +300,27 @@ def test_a_tiny_budget_never_deadlocks_the_pipeline(engine, tmp_path, budget):
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [f"p{i}.png" for i in range(5)]
 
 
+def test_waiting_for_memory_does_not_cut_batches_short(engine, tmp_path, monkeypatch):
+    """The reader waiting for memory made the batcher run whatever it held, even while decoded
+    items were on their way and written ones were about to give memory back: a 128-photo job at
+    batch 64 ran batches of 1, 1, 1, 1, 58, 1, 47, 1, 1, 16 (slower calls, and on a GPU a compile
+    of each new batch size).  It runs what it holds only when nothing else can free memory."""
+    src = tmp_path / "photos"
+    src.mkdir()
+    for i in range(24):
+        Image.fromarray(make_photo(90, 120, seed=i)).save(src / f"p{i:02d}.png")
+    one = memory.encoded_bytes((src / "p00.png").read_bytes(), 96)
+    sizes: list[int] = []
+    real = engine.predict
+    monkeypatch.setattr(engine, "predict", lambda x, *a, **k: (sizes.append(len(x)), real(x, *a, **k))[1])
+    # room for 13 photos at once: two batches of 4 in flight, and the reader waiting now and then
+    opts = BatchOptions(batch_size=4, workers=2, memory_budget=13 * one, render_size=96)
+    report = _within(HANG_S * 3, colorize_archive, src, tmp_path / "out", engine=engine, options=opts,
+                     progress=False)
+    assert report.ok and report.done == 24
+    assert sum(sizes) == 24 and len(sizes) <= 7, sizes  # (before: mostly batches of 1)
+
+
 def test_colorize_items_renders_early_when_over_budget(engine):
     """The sequential path (Ray actors) renders what it holds once the budget
     is used, and still returns every outcome in order."""
