@@ -349,3 +349,18 @@ def test_video_parts_script_quick(tmp_path):
     wall = v["wall_s"]
     # (the seconds are recorded to 0.01 s, the ratio from the unrounded ones)
     assert v["parts_over_one_pass_wall"] == pytest.approx(min(wall["parts"]) / min(wall["one pass"]), rel=0.01)
+
+
+def test_batch_sizes_script_records_each_runs_engine_calls(tmp_path):
+    """benchmarks/batch_sizes.py: the sizes of a batch job's engine calls, run by run, entries added by label."""
+    from benchmarks import batch_sizes
+
+    out = tmp_path / "sizes.json"
+    for label in ("before", "after"):
+        assert batch_sizes.main(["--out", str(out), "--label", label, "--photos", "5", "--batch", "2",
+                                 "--workers", "2", "--runs", "1"]) == 0
+    d = json.loads(out.read_text())
+    for label in ("before", "after"):
+        (run,) = d[label]["runs"]
+        assert sum(run["sizes"]) == 5 and max(run["sizes"]) <= 2 and run["calls"] == len(run["sizes"])
+        assert run["sizes_text"] == ", ".join(map(str, run["sizes"]))

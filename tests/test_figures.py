@@ -332,6 +332,16 @@ PROSE = [
     *_each("README.md", "x264's floor itself is {g_c0} fps against the naive loop's {g_n0}.", GPU6),
     *_each("README.md", "Photos: {ba}/s against a bound of {bb} ({bob})", GPU5),
     ("README.md", "at 1080p in the first call there, {} in the latest)", GPU6, "video.0.pipeline_over_bound", "{:.2f}x"),
+    # the batch part again after the batching change (2026-12-04), and the job's engine calls before and after
+    *_each(BENCH, "`streamcolor batch` ran {ba2} photos/s against a bound of {bb2}: {bob} ({bobp} round by round).",
+           "pipeline-cpu-2026-12-04-batch.json"),
+    *_each(BENCH, "(11.09 photos/s alone against {bcodec} for decode + encode only)", "pipeline-cpu-2026-12-04-batch.json"),
+    *_each(BENCH, "({be2} photos/s alone against 53.31 for decode + encode only)", "pipeline-cpu-2026-12-04-batch.json"),
+    *_each("README.md", "the batch job at {bob} of the bound ({bobp} round by round).", "pipeline-cpu-2026-12-04-batch.json"),
+    (BENCH, "calls of {} photos in one run", "batch-sizes-2026-12-04.json", "before.runs.0.sizes_text", "{}"),
+    (BENCH, "photos in one run and {} in the next", "batch-sizes-2026-12-04.json", "before.runs.1.sizes_text", "{}"),
+    (BENCH, "being written): {} in both runs", "batch-sizes-2026-12-04.json", "after.runs.0.sizes_text", "{}"),
+    (BENCH, "being written): {} in both runs", "batch-sizes-2026-12-04.json", "after.runs.1.sizes_text", "{}"),
     # the batch part alone on 2026-12-01, with its steps and threads
     *_each(BENCH, "That run: `streamcolor batch` at {bob} of the bound ({bobp} round by round), {bcpu} CPU ms a photo "
                   "against {bce} for engine only and {bcpuc} for decode + encode only.", BATCH1201),
