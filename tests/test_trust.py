@@ -1300,8 +1300,8 @@ def test_video_settings_the_encoder_cannot_take_are_said_plainly(engine, tmp_pat
         with pytest.raises(OutputError, match="h264_nvenc does not open here .*: it needs an NVIDIA GPU") as err:
             colorize_video(clip, tmp_path / "o.mp4", engine=engine, options=VideoOptions(codec="h264_nvenc"),
                            progress=False)
-        if not os.path.exists("/dev/nvidia0"):  # FFmpeg's own reason, not a bare "Operation not permitted"
-            assert "(Cannot load libcuda.so.1: no NVIDIA driver here)" in str(err.value), err.value
+        if not os.path.exists("/dev/nvidia0"):  # the reason, not a bare "Operation not permitted"
+            assert "h264_nvenc does not open here (no NVIDIA GPU here)" in str(err.value), err.value
     root = logging.getLogger()
     old = root.level
     try:

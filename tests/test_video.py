@@ -665,16 +665,19 @@ def test_codec_auto_is_a_working_encoder():
 
 def test_why_an_encoder_does_not_open_is_said_in_ffmpegs_words():
     """FFmpeg says why NVENC cannot start only in its log (the exception: "Operation not permitted"):
-    the probe reads that log, says what it means, and leaves PyAV's logging as it found it."""
+    a child process reads that log (this process's PyAV logging is left alone: its level is the
+    whole process's), and the reason is said with what it means."""
     import av.logging
 
-    from streamcolor.video.codecs import encoder_error, explain_open_failure
+    from streamcolor.video.codecs import encoder_error, explain_open_failure, ffmpeg_says
 
     before = av.logging.get_level()
     assert encoder_error("libx264") is None
     assert encoder_error("no-such-encoder") == "this PyAV build has no no-such-encoder"
     if "h264_nvenc" in av.codecs_available and not os.path.exists("/dev/nvidia0"):  # (no NVIDIA driver here)
-        assert encoder_error("h264_nvenc") == "Cannot load libcuda.so.1: no NVIDIA driver here"
+        assert encoder_error("h264_nvenc") == "no NVIDIA GPU here"
+        assert ffmpeg_says("h264_nvenc") == "Cannot load libcuda.so.1"  # (what a GPU machine's reason comes from)
+    assert ffmpeg_says("libx264") is None  # (it opens: FFmpeg says nothing)
     assert av.logging.get_level() == before
     # what a GPU container without the driver's video capability says, and a message with no known cause
     said = explain_open_failure("h264_nvenc", "Cannot load libnvidia-encode.so.1")

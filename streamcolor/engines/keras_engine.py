@@ -305,6 +305,8 @@ def _keep_compiled_programs() -> None:
     folder = CACHE_DIR / "jax"
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK):  # (JAX would warn at every compile)
+            raise PermissionError(13, "not writable")
     except OSError as exc:  # a read-only home: compiled in each run, as before
         log.info("JAX's compiled programs are not kept between runs (%s: %s)", folder, exc.strerror or exc)
         return

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 import av
 import av.error
-import av.logging
 
 if TYPE_CHECKING:
     from streamcolor.video.options import VideoOptions
@@ -42,38 +41,84 @@ def needs_even(pix_fmt: str) -> tuple[bool, bool]:
     return fmt.chroma_width(probe) != probe, fmt.chroma_height(probe) != probe
 
 
-@functools.lru_cache(maxsize=None)
-def encoder_error(codec: str) -> str | None:
-    """None where ``codec`` exists and opens on this machine; else why not, in FFmpeg's own words
-    and, for NVIDIA's encoders, what that means (:func:`explain_open_failure`).
-
-    FFmpeg says why a hardware encoder fails only in its log ("Cannot load
-    libnvidia-encode.so.1"); the exception carries a bare "Operation not permitted". PyAV passes
-    FFmpeg's log on only while a level is set, so one is set for the probe and put back after."""
-    if codec not in av.codecs_available:
-        return f"this PyAV build has no {codec}"
-    level = av.logging.get_level()
-    av.logging.set_level(av.logging.ERROR if level is None else level)
+def _open_probe(codec: str) -> BaseException | None:
+    """None where ``codec`` opens for a small plain frame here, else the exception."""
     try:
-        with av.logging.Capture(local=True) as logged:
-            ctx = av.CodecContext.create(codec, "w")
-            ctx.width, ctx.height, ctx.pix_fmt = 256, 256, "yuv420p"
-            ctx.time_base = Fraction(1, 25)
-            ctx.framerate = Fraction(25)
-            ctx.open()
+        ctx = av.CodecContext.create(codec, "w")
+        ctx.width, ctx.height, ctx.pix_fmt = 256, 256, "yuv420p"
+        ctx.time_base = Fraction(1, 25)
+        ctx.framerate = Fraction(25)
+        ctx.open()
         return None
     except (av.error.FFmpegError, ValueError, RuntimeError) as exc:
-        said = [m.strip() for lvl, _, m in logged if lvl <= av.logging.ERROR and m.strip()]
-        why = explain_open_failure(codec, "; ".join(dict.fromkeys(said)) or getattr(exc, "strerror", None) or str(exc))
-        log.debug("encoder %s does not open: %s", codec, why)
-        return why
-    finally:
-        av.logging.set_level(level)
+        return exc
 
 
+def nvidia_gpu() -> bool:
+    """Whether this machine shows an NVIDIA driver's device."""
+    return os.path.exists("/dev/nvidia0") or os.path.exists("/proc/driver/nvidia")
+
+
+#: The probe run in a child process by :func:`ffmpeg_says`: FFmpeg's errors while ``argv[1]`` opens.
+_SAYS = """import sys
+from fractions import Fraction
+import av, av.logging
+av.logging.set_level(av.logging.ERROR)
+with av.logging.Capture() as logged:
+    try:
+        ctx = av.CodecContext.create(sys.argv[1], "w")
+        ctx.width, ctx.height, ctx.pix_fmt = 256, 256, "yuv420p"
+        ctx.time_base, ctx.framerate = Fraction(1, 25), Fraction(25)
+        ctx.open()
+    except Exception:
+        pass
+said = [m.strip() for lvl, _, m in logged if lvl <= av.logging.ERROR and m.strip()]
+print("; ".join(dict.fromkeys(said)))
+"""
+
+
+def ffmpeg_says(codec: str, timeout: float = 30.0) -> str | None:
+    """What FFmpeg logs while ``codec`` fails to open ("Cannot load libnvidia-encode.so.1"), or
+    None where it says nothing (or the probe itself fails).
+
+    Why a child process: FFmpeg says why a hardware encoder fails only in its log, which PyAV
+    passes on only while a log level is set, and that setting is the whole process's: turning it
+    on here would reroute other threads' FFmpeg messages meanwhile, and PyAV's log callback has
+    hung a hardware encoder's open before (PyAV issue 751). The child costs a fraction of a
+    second, paid only when an NVIDIA encoder fails on a machine with an NVIDIA GPU."""
+    import subprocess
+    import sys
+
+    try:
+        res = subprocess.run([sys.executable, "-c", _SAYS, codec], capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (res.stdout.strip() or None) if res.returncode == 0 else None
+
+
+def encoder_error(codec: str) -> str | None:
+    """None where ``codec`` exists and opens on this machine; else why not: for NVIDIA's encoders
+    on a machine with an NVIDIA GPU, in FFmpeg's own words (:func:`ffmpeg_says`) with what they
+    mean (:func:`explain_open_failure`); otherwise the error PyAV raised. Not cached: a session
+    limit or a busy GPU may pass (:func:`encoder_opens` is)."""
+    if codec not in av.codecs_available:
+        return f"this PyAV build has no {codec}"
+    exc = _open_probe(codec)
+    if exc is None:
+        return None
+    if codec.endswith("_nvenc"):
+        if not nvidia_gpu():
+            return "no NVIDIA GPU here"
+        said = ffmpeg_says(codec)
+        if said:
+            return explain_open_failure(codec, said)
+    return explain_open_failure(codec, getattr(exc, "strerror", None) or str(exc))
+
+
+@functools.lru_cache(maxsize=None)
 def encoder_opens(codec: str) -> bool:
     """Whether ``codec`` exists and opens on this machine (hardware encoders need their device)."""
-    return encoder_error(codec) is None
+    return codec in av.codecs_available and _open_probe(codec) is None
 
 
 #: What FFmpeg's NVENC says when it cannot start, and what that means for a user.
@@ -123,14 +168,14 @@ def pick_codec(codec: str, container: str | None = None) -> str:
 def _pick_auto() -> str:
     whys = []
     for hw in HARDWARE_CODECS:
-        error = encoder_error(hw)
+        error = None if encoder_opens(hw) else encoder_error(hw)
         if error is None:
             log.info("codec='auto': encoding with %s on the GPU (NVIDIA NVENC)", hw)
             return hw
         whys.append(error if error.startswith("this PyAV build") else f"{hw} does not open ({error})")
     # on a machine with an NVIDIA GPU the user likely expected NVENC: warned, with FFmpeg's reason,
     # unless the GPU has no encoder at all (nothing to fix: said once, as the choice it is)
-    gpu = os.path.exists("/dev/nvidia0") or os.path.exists("/proc/driver/nvidia")
+    gpu = nvidia_gpu()
     fixable = gpu and not any("has no video encoder" in why for why in whys)
     (log.warning if fixable else log.info)("codec='auto': %s; encoding with %s on the CPU", "; ".join(whys),
                                        DEFAULT_CODEC)

@@ -555,10 +555,12 @@ class _Job:
         try:  # now, not at the first frame: a bad preset or option is said before any work, and plainly
             ctx.open()
         except (av.error.FFmpegError, ValueError) as exc:
-            if codec in HARDWARE_CODECS:  # (the device, not the settings, is what is missing, most often)
-                why = encoder_error(codec) or reason(exc)  # (FFmpeg's own words: "Cannot load libcuda.so.1")
+            # the device, not the settings, is what is missing where the encoder does not open even for a
+            # plain frame (why: in FFmpeg's own words, "Cannot load libcuda.so.1"); else the settings
+            why = encoder_error(codec) if codec in HARDWARE_CODECS else None
+            if why is not None:
                 raise OutputError(f"{self.dst}: {codec} does not open here ({why}): it needs an NVIDIA "
-                                  "GPU and its driver (--codec auto takes it where it opens, else libx264)") from exc
+                                  "GPU with NVENC and its driver (--codec auto takes it where it opens, else libx264)") from exc
             if _opens_for_a_plain_frame(codec, dict(ctx.options), opts.pix_fmt):
                 # the settings are fine: this video's size or time base is what the encoder refuses (x264 at
                 # 20000 wide, x265 at 2x2, mpeg4 with MPEG-TS's 1/90000): this input fails, not the run
