@@ -203,6 +203,27 @@ def test_prepare_rerun_resumes_and_refuses_other_options(shards, photos, extract
         prepare_shards([photos], out, options=PrepareOptions(size=32), extractor=extractor)
 
 
+def test_a_zip_member_named_in_utf8_without_the_flag_is_read(tmp_path):
+    """Info-ZIP stores a UTF-8 name without the zip's UTF-8 flag; the listing decodes it as UTF-8
+    ("é 日本.jpg"), while Python's zipfile files it under its CP437 reading: looked up by that name,
+    the member was "unreadable".  It is read by its index."""
+    from streamcolor.trainer.data import list_photos
+
+    name, stand_in = "é 日本.jpg", "x" * len("é 日本".encode()) + ".jpg"
+    assert len(name.encode()) == len(stand_in)
+    path = tmp_path / "photos.zip"
+    jpg = cv2.imencode(".jpg", colour_photo(40, 60, seed=3)[:, :, ::-1])[1].tobytes()
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(stand_in, jpg)
+    raw = path.read_bytes()
+    path.write_bytes(raw.replace(stand_in.encode(), name.encode()))  # (in both headers; the flag stays unset)
+    with zipfile.ZipFile(path) as zf:
+        assert zf.namelist() == [name.encode().decode("cp437")]  # what zipfile makes of it
+    photos, problems = list_photos([path])
+    assert problems == [] and [p.key for p in photos] == [f"photos.zip::{name}"]
+    assert photos[0].read_bytes() == jpg
+
+
 def test_prepare_all_gray_is_a_clear_error(tmp_path, extractor):
     for i in range(3):
         g = colour_photo(64, 64, i).mean(-1).astype(np.uint8)

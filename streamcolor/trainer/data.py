@@ -125,11 +125,14 @@ class PhotoRef:
     path: Path  # the file, or the archive
     member: str | None = None  # member name inside the archive
     split: str | None = None  # "train"/"val" from a manifest, else None
+    # the member's index in the archive: the name listed may not be the one stored (a zip written without
+    # its UTF-8 flag stores "é" as CP437 bytes; the listing decodes them as UTF-8), so it is read by index
+    locator: int = -1
 
     def read_bytes(self) -> bytes:
         if self.member is None:
             return self.path.read_bytes()
-        return _archive_member(self.path, self.member)
+        return _archive_member(self.path, self.member, self.locator)
 
 
 # Archives are read with streamcolor.engines.archives, the reader (and safety checks) batch jobs use.
@@ -137,7 +140,7 @@ _ZIPS: dict[Path, archives.Source] = {}
 _ZIP_LOCK = threading.Lock()
 
 
-def _archive_member(path: Path, member: str) -> bytes:
+def _archive_member(path: Path, member: str, locator: int = -1) -> bytes:
     with _ZIP_LOCK:
         try:
             zf = _ZIPS.get(path)
@@ -145,7 +148,7 @@ def _archive_member(path: Path, member: str) -> bytes:
                 zf = _ZIPS[path] = archives.Source(path)
             if zf.kind != "zip":
                 raise DataError(f"{path}: random access to tar members is not supported (they are extracted first)")
-            return zf.read(member)
+            return zf.read(member, locator)
         except archives.ArchiveError as exc:
             raise DataError(str(exc)) from exc
 
@@ -217,7 +220,7 @@ def _from_archive(path: Path, key: str, extract_dir: Path | None,
                     problems.append({"key": f"{key}::{m.name}", "error": m.refusal or "unsafe member name"})
                     continue
                 if src.kind == "zip":
-                    out.append(PhotoRef(f"{key}::{name}", path, m.name))
+                    out.append(PhotoRef(f"{key}::{name}", path, m.name, locator=m.locator))
                     continue
                 dest = target / name  # tar: no random access, so extracted
                 if not dest.is_file():
