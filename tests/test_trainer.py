@@ -327,6 +327,12 @@ def test_an_interrupt_after_an_update_is_counted_and_the_log_keeps_one_row_per_s
     resumed = fit(shards[0], run, options=FitOptions(**{**FIT.__dict__, **quiet, "steps": 7}))
     again = fit(shards[0], run, options=FitOptions(**{**FIT.__dict__, **quiet, "steps": 7}))
     assert (resumed.resumed_from, resumed.step, again.step) == (3, 7, 7)
+    # a rerun with nothing left to train (here even asked for fewer steps) keeps the run's figures and options
+    before = json.loads((run / "run.json").read_text())
+    fewer = fit(shards[0], run, options=FitOptions(**{**FIT.__dict__, **quiet, "steps": 5}))
+    after = json.loads((run / "run.json").read_text())
+    assert fewer.step == 7 and fewer.loss == before["loss"] is not None
+    assert (after["loss"], after["val_loss"], after["options"]["steps"]) == (before["loss"], before["val_loss"], 7)
     steps = [int(r.split(",")[0]) for r in (run / "log.csv").read_text().splitlines()[1:]]
     assert steps == list(range(1, 8))
     straight = fit(shards[0], tmp_path / "straight", options=FitOptions(**{**FIT.__dict__, **quiet, "steps": 7}))

@@ -611,6 +611,9 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
         log.info("resumed from %s: step %d, epoch %.2f, optimizer iteration %d", ckpt.name, step,
                  position / per_epoch, int(keras.ops.convert_to_numpy(model.optimizer.iterations)))
     model_extra = {"unet": unet.config.to_json()} if unet is not None else {}
+    # what run.json said before this invocation: a rerun that has nothing left to train keeps its figures
+    previous = json.loads((run_dir / RUN_FILE).read_text()) if ckpt is not None and (run_dir / RUN_FILE).is_file() \
+        else {}
     _write_run(run_dir, shards, meta, options, batch, extra={"status": "running", **model_extra})
 
     deadline = time.monotonic() + options.max_minutes * 60 if options.max_minutes else None
@@ -716,13 +719,22 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
 
     model_path = save_final_model(unet if unet is not None else model, run_dir, train_set.embed_dim)
     eps = done_examples / train_t if train_t > 0 else None
+    kept = {}
+    if step == resumed_from and previous and stopped_by == "steps":
+        # nothing trained now (the run is past --steps already): its own figures and options stay in
+        # run.json (and so in an export of it), not this invocation's "-" and --steps
+        last_loss = previous.get("loss") if last_loss is None else last_loss
+        val_loss = previous.get("val_loss") if val_loss is None else val_loss
+        eps = previous.get("examples_per_s")
+        kept = {k: previous[k] for k in ("options", "batch_size") if k in previous}
+        log.info("nothing to train: %s is at step %d already; its figures and options are kept", run_dir, step)
     result = FitResult(run_dir=run_dir, step=step, epoch=position / per_epoch, loss=last_loss, val_loss=val_loss,
                        examples_per_s=eps, checkpoint=ckpt_path, model=model_path, resumed_from=resumed_from,
                        stopped_by=stopped_by)
     _write_run(run_dir, shards, meta, options, batch, extra={**model_extra,
         "status": "stopped" if stopped_by != "steps" else "finished", "step": step, "epoch": result.epoch,
         "examples_seen": position * batch, "loss": last_loss, "val_loss": val_loss,
-        "examples_per_s": eps, "backend": keras.backend.backend(), "stopped_by": stopped_by})
+        "examples_per_s": eps, "backend": keras.backend.backend(), "stopped_by": stopped_by, **kept})
     log.info("stopped by %s at step %d (epoch %.2f): loss %s, val_loss %s, %s examples/s; model %s", stopped_by,
              step, result.epoch, _fmt(last_loss), _fmt(val_loss), _fmt(eps, ".1f"), model_path)
     if stopped_by == "interrupt":
