@@ -411,10 +411,16 @@ def test_average_of_checkpoints_is_their_mean_and_never_resumed(shards, tmp_path
             assert np.array_equal(mean[name], b[name])
     model, info = load_trained(folder)  # export and eval take it like any checkpoint
     assert info["checkpoint"] == folder.name and info["step"] == 6
+    assert info["loss"] is None and info["val_loss"] is None  # (the last checkpoint's: not measured on the mean)
     assert latest_checkpoint(run_dir).name == "ckpt-00000006"
     res = CliRunner().invoke(train, ["average", str(run_dir), "--from-step", "6"])
     assert res.exit_code == 1 and "1 checkpoint(s) at step 6 or later" in res.output
     assert "Traceback" not in res.output
+    # a checkpoint exported after the run was resumed with other options records its own, not the run's newest
+    fit(shards, run_dir, options=FitOptions(steps=8, batch_size=4, checkpoint_every=2, keep_checkpoints=5,
+                                            val_examples=0, sample_images=0, unet_widths=(32, 24, 16)))
+    assert json.loads((run_dir / "run.json").read_text())["options"]["steps"] == 8
+    assert load_trained(ckpts[1])[1]["options"]["steps"] == 6 and load_trained(folder)[1]["options"]["steps"] == 6
 
 
 def test_a_run_is_not_resumed_on_other_shards(shards, photos, tmp_path):

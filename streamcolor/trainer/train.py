@@ -383,7 +383,8 @@ def average_checkpoints(run_dir: str | Path, *, from_step: int = 0) -> Path:
     finally:
         for f in sources:
             f.close()
-    state = {**states[-1], "averaged_steps": steps}
+    # (the last checkpoint's loss and val_loss were measured on its own weights, not on their mean)
+    state = {**states[-1], "averaged_steps": steps, "loss": None, "val_loss": None}
     (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -804,6 +805,8 @@ def load_trained(source: str | Path):
                 model = build_model(int(state["embed_dim"]))
                 model.load_weights(source / WEIGHTS_FILE)
             run_json = source.parent.parent / RUN_FILE
+            # the checkpoint's own training options (a run resumed later with others records those)
+            info.update({k: state[k] for k in ("options", "batch_size") if k in state})
             info.update({"checkpoint": source.name, "step": state["step"], "epoch": state.get("epoch"),
                          "loss": state.get("loss"), "val_loss": state.get("val_loss"),
                          "examples_seen": state["position"] * state.get("batch_size", 0),
