@@ -242,6 +242,11 @@ def test_prepare_empty_or_unreadable_only(tmp_path, extractor):
         prepare_shards([tmp_path / "bad"], tmp_path / "o2", options=OPTS, extractor=extractor)
     # (meta.json said "complete": true over the empty shards, which fit then took)
     assert json.loads((tmp_path / "o2" / "meta.json").read_text())["complete"] is False
+    with zipfile.ZipFile(tmp_path / "whole.zip", "w") as zf:  # a zip cut short: its reason, not only "no photos"
+        zf.writestr("a.jpg", b"x" * 5000)
+    (tmp_path / "cut.zip").write_bytes((tmp_path / "whole.zip").read_bytes()[:3000])
+    with pytest.raises(DataError, match="no photos found .*cut.zip: unreadable archive: .*cut short"):
+        prepare_shards([tmp_path / "cut.zip"], tmp_path / "o3", options=OPTS, extractor=extractor)
 
 
 def test_prepare_follows_a_manifest_split(tmp_path, extractor):

@@ -541,8 +541,9 @@ def prepare_shards(sources: Sequence[str | Path], out: str | Path, *,
 
     photos, problems = list_photos(sources, manifest=manifest, extract_dir=out / "_extracted")
     if not photos:
+        why = "; ".join(f"{p['key']}: {p['error']}" for p in problems[:5])  # (a zip cut short says so)
         raise DataError(f"no photos found in {[str(s) for s in sources]} "
-                        f"(looked for {', '.join(IMAGE_SUFFIXES)} and archives)")
+                        f"(looked for {', '.join(IMAGE_SUFFIXES)} and archives)" + (f": {why}" if why else ""))
     kept, unreadable, dups = _scan(photos, workers)
     unreadable = problems + unreadable
 
