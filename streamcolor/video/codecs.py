@@ -41,16 +41,20 @@ def needs_even(pix_fmt: str) -> tuple[bool, bool]:
     return fmt.chroma_width(probe) != probe, fmt.chroma_height(probe) != probe
 
 
-def _open_probe(codec: str) -> BaseException | None:
-    """None where ``codec`` opens for a small plain frame here, else the exception."""
+def open_probe(codec: str, *, pix_fmt: str = "yuv420p", options: dict[str, str] | None = None,
+               size: int = 256) -> BaseException | None:
+    """None where ``codec`` opens here for a plain ``size`` x ``size`` video at 25 fps with these
+    settings, else the exception."""
     try:
         ctx = av.CodecContext.create(codec, "w")
-        ctx.width, ctx.height, ctx.pix_fmt = 256, 256, "yuv420p"
+        ctx.width, ctx.height, ctx.pix_fmt = size, size, pix_fmt
         ctx.time_base = Fraction(1, 25)
         ctx.framerate = Fraction(25)
+        if options:
+            ctx.options = options
         ctx.open()
         return None
-    except (av.error.FFmpegError, ValueError, RuntimeError) as exc:
+    except (av.error.FFmpegError, ValueError, TypeError, RuntimeError) as exc:
         return exc
 
 
@@ -103,7 +107,7 @@ def encoder_error(codec: str) -> str | None:
     limit or a busy GPU may pass (:func:`encoder_opens` is)."""
     if codec not in av.codecs_available:
         return f"this PyAV build has no {codec}"
-    exc = _open_probe(codec)
+    exc = open_probe(codec)
     if exc is None:
         return None
     if codec.endswith("_nvenc"):
@@ -118,7 +122,7 @@ def encoder_error(codec: str) -> str | None:
 @functools.lru_cache(maxsize=None)
 def encoder_opens(codec: str) -> bool:
     """Whether ``codec`` exists and opens on this machine (hardware encoders need their device)."""
-    return codec in av.codecs_available and _open_probe(codec) is None
+    return codec in av.codecs_available and open_probe(codec) is None
 
 
 #: What FFmpeg's NVENC says when it cannot start, and what that means for a user.

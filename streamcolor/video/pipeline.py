@@ -42,7 +42,7 @@ from streamcolor.errors import InputError, ItemOutputError, OutputError
 from streamcolor.progress import Progress, progress_bar
 from streamcolor import tempfiles, ycbcr
 from streamcolor.video.codecs import (HARDWARE_CODECS, check_codec, check_pix_fmt, codec_options, encoder_error,
-                                     needs_even, pick_codec)
+                                     needs_even, open_probe, pick_codec)
 from streamcolor.video.containers import (copy_chapters, copy_streams, frame_rate, fresh_tags, mux_options,
                                           open_input, reason, temp_path, video_stream)
 from streamcolor.video.lightness import frame_network_input, gray_luma, gray_lut, plane_array, rgb_kwargs
@@ -93,16 +93,7 @@ def run(src: Path, dst: Path, engine: "Engine", options: VideoOptions, progress:
 def _opens_for_a_plain_frame(codec: str, options: dict[str, str], pix_fmt: str) -> bool:
     """Whether encoder ``codec`` opens with these settings for a plain 64x64 video at 25 fps: when
     it does, what it refused was the input's own size or time base, not the settings."""
-    try:
-        ctx = av.CodecContext.create(codec, "w")
-        ctx.width, ctx.height, ctx.pix_fmt = 64, 64, pix_fmt
-        ctx.time_base = Fraction(1, 25)
-        ctx.framerate = Fraction(25, 1)
-        ctx.options = options
-        ctx.open()
-    except (av.error.FFmpegError, ValueError, TypeError):
-        return False
-    return True
+    return open_probe(codec, pix_fmt=pix_fmt, options=options, size=64) is None
 
 
 def _pix_fmts(codec: str) -> list[str]:
