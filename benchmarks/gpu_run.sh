@@ -15,7 +15,8 @@
 #                (BOUND_S, 470 s, bounds the measuring; then 60 s at most for the CLI on a 1080p clip;
 #                ARGS replaces the script's arguments, e.g. fewer clips or rounds for a shorter call;
 #                PARTS names the parts to run, e.g. "engine rss"; CLI_S=0 leaves the CLI run out, CLI_VIDEO=0
-#                its video; ARGS2: a second pipeline_bound run's arguments, BOUND2_S its limit)
+#                its video; ARGS2: a second pipeline_bound run's arguments, BOUND2_S its limit; PARTS=none:
+#                no pipeline_bound run; SCALING: benchmarks/batch_scaling.py's arguments, SCALING_S its limit)
 #   bash benchmarks/gpu_run.sh restore   # here: the whole tree back (always, even if the call failed)
 #
 # Why "prepare" trims: the device tool sends the working tree, 64 MiB at most, and the tracked files
@@ -119,12 +120,21 @@ print('auto loads:', auto_runtime(ort_cuda=cuda_available(), nvidia_gpu=has_nvid
     # One process: the engine is built and each shape compiled once.  The results file is
     # rewritten after each part (and each clip), so the time limit cuts short only the part it lands in.
     T0=$(date +%s)
+    if [ "${PARTS:-}" != none ]; then
     # shellcheck disable=SC2086
     timeout -k 10 "${BOUND_S:-470}" $PY -m benchmarks.pipeline_bound ${QUICK:-} --backend "${BACKEND:-keras}" \
         ${QUICK:-${ARGS:---require-gpu --clips 1080p 576p --frames 240 --photos 128 --rounds 3}} \
         --skip $skip --out "$F" > "$OUT/bound.log" 2>&1
     echo "bound: rc=$? $(( $(date +%s) - T0 )) s"
     grep -E "pipeline_bound: |Error|error" "$OUT/bound.log" | cut -c1-600
+    fi
+    if [ -n "${SCALING:-}" ]; then  # benchmarks/batch_scaling.py's variants, e.g. SCALING="--variant default --variant cv2=1"
+        T0=$(date +%s)
+        # shellcheck disable=SC2086
+        timeout -k 10 "${SCALING_S:-300}" $PY -m benchmarks.batch_scaling --backend "${BACKEND:-keras}" $SCALING \
+            --out "$OUT/batch-scaling.json" > "$OUT/scaling.log" 2>&1
+        echo "scaling: rc=$? $(( $(date +%s) - T0 )) s"; grep -E "batch_scaling: |Error" "$OUT/scaling.log" | cut -c1-400
+    fi
     if [ -z "${QUICK:-}" ] && [ -n "${ARGS2:-}" ]; then
         # a second run in a new process, e.g. with other OpenCV threads (cv2.setNumThreads is the
         # process's); XLA's cache above spares it the compiles
@@ -160,7 +170,7 @@ for i in range(128):
             tail -3 "$OUT/cli-batch$k.log" | cut -c1-300
         done
     fi
-    [ -f "$F" ] ;;
+    [ -f "$F" ] || [ -f "$OUT/batch-scaling.json" ] ;;
 *)
     echo "usage: bash benchmarks/gpu_run.sh prepare|device|restore (see the comments at the top)" >&2; exit 2 ;;
 esac
