@@ -229,6 +229,41 @@ def _exit_after_interruption(code: int) -> NoReturn:
     os._exit(code)
 
 
+def _handle_interruptions() -> list[int]:
+    """SIGTERM stops a verb as Ctrl-C does (KeyboardInterrupt; the list returned records it), and an
+    interruption that Python would drop is delivered again.
+
+    Why the second: Python runs a signal's handler in the main thread between two of its steps,
+    which may be inside a finalizer (``__del__``, a weakref callback), where an exception is printed
+    as "Exception ignored in ..." and dropped: `streamcolor video` stopped with SIGTERM went on to the
+    end of the film, exit 0, in 3 runs of 45.  Such a KeyboardInterrupt reaches
+    ``sys.unraisablehook``, which raises the signal again a moment later, once the finalizer is over."""
+    import _thread
+    import threading
+
+    terminated: list[int] = []
+
+    def on_sigterm(signum, frame):  # `kill`, `docker stop`, systemd: the same clean stop as Ctrl-C
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = sys.unraisablehook
+
+    def on_unraisable(args) -> None:
+        if (args.exc_type is not None and issubclass(args.exc_type, KeyboardInterrupt)
+                and threading.current_thread() is threading.main_thread()):
+            # (from another thread, a moment later: raised now, it would land in this hook, and be dropped)
+            again = threading.Timer(0.02, _thread.interrupt_main, (signal.SIGTERM if terminated else signal.SIGINT,))
+            again.daemon = True
+            again.start()
+            return
+        previous(args)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    sys.unraisablehook = on_unraisable
+    return terminated
+
+
 def main() -> None:
     """Console entry point: project errors become one line on stderr, exit 1.
 
@@ -240,13 +275,7 @@ def main() -> None:
     logging.getLogger().setLevel(logging.WARNING)
     warnings.showwarning = _warning_to_log
     warnings.filterwarnings("always", category=UserWarning)  # (once per file and text: _warning_to_log)
-    terminated: list[int] = []
-
-    def on_sigterm(signum, frame):  # `kill`, `docker stop`, systemd: the same clean stop as Ctrl-C
-        terminated.append(signum)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    terminated = _handle_interruptions()
     try:
         with logging_redirect_tqdm():
             cli.main(standalone_mode=False)

@@ -321,6 +321,50 @@ def test_waiting_for_memory_does_not_cut_batches_short(engine, tmp_path, monkeyp
     assert sum(sizes) == 24 and len(sizes) <= 7, sizes  # (before: mostly batches of 1)
 
 
+def test_a_batch_jobs_workers_run_opencv_on_one_thread_and_it_is_put_back(engine, tmp_path):
+    """OpenCV's own pool beside a job's workers only spun (on 16 cores: 21 of 76 CPU ms a photo
+    in system time): a job with several workers holds it to one thread and restores the
+    process's setting after, also when two jobs overlap; a job of one worker leaves it alone."""
+    from streamcolor.archive.pipeline import opencv_one_thread
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    for i in range(6):
+        Image.fromarray(make_photo(40, 60, seed=i)).save(src / f"p{i}.png")
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(3)
+    try:
+        for workers, during in ((2, 1), (1, 3)):
+            seen: list[int] = []
+            report = colorize_archive(src, tmp_path / f"out{workers}", engine=engine, progress=lambda d, t: seen.append(
+                cv2.getNumThreads()), options=BatchOptions(batch_size=2, workers=workers))
+            assert report.ok and report.done == 6
+            assert set(seen) == {during}, (workers, seen)
+            assert cv2.getNumThreads() == 3
+        # two jobs at once: the one that ends first leaves OpenCV at one thread for the other
+        first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+        seen_second: list[int] = []
+
+        def second():
+            first_in.wait(10)
+            with opencv_one_thread():
+                second_in.set()
+                first_out.wait(10)
+                seen_second.append(cv2.getNumThreads())
+
+        t = threading.Thread(target=second)
+        t.start()
+        with opencv_one_thread():
+            first_in.set()
+            assert second_in.wait(10)
+        assert cv2.getNumThreads() == 1  # the other is still running
+        first_out.set()
+        t.join(10)
+        assert seen_second == [1] and cv2.getNumThreads() == 3
+    finally:
+        cv2.setNumThreads(before)
+
+
 def test_colorize_items_renders_early_when_over_budget(engine):
     """The sequential path (Ray actors) renders what it holds once the budget
     is used, and still returns every outcome in order."""
