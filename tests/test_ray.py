@@ -374,18 +374,20 @@ def test_collection_command(local_ray, collection, tmp_path, caplog):
         rows = list(csv.DictReader(fh))
     assert {Path(r["member"]).relative_to(collection).as_posix() for r in rows} == set(BAD)
     assert all(r["state"] == "failed" and r["reason"] for r in rows)
-    # Resume: outputs that exist are not redone.
+    # Resume: outputs that exist are not redone; two lost ones are, with progress as the API says.
     from streamcolor.ray import colorize_collection
 
-    report = colorize_collection(collection, out, backend="onnx", options=OPTIONS,
-                                 cluster=ClusterOptions(actors=2, cpus_per_actor=0.5))
-    assert (report.existing, report.done_now, report.done, report.failed) == (N_PHOTOS, 0, N_PHOTOS, len(BAD))
-    for key in sorted(expected_keys(collection))[:2]:  # two outputs lost: redone, with progress as the API says
+    lost = sorted(expected_keys(collection))[:2]
+    kept = {k: (out / k).stat().st_mtime_ns for k in expected_keys(collection) if k not in lost}
+    for key in lost:
         (out / key).unlink()
     calls: list[tuple[int, int]] = []
     report = colorize_collection(collection, out, backend="onnx", options=OPTIONS, progress=lambda *a: calls.append(a),
                                  cluster=ClusterOptions(actors=2, cpus_per_actor=0.5))
-    assert report.done_now == 2 and calls[-1] == (2 + len(BAD), 2 + len(BAD)), calls
+    assert (report.existing, report.done_now, report.done, report.failed) == (N_PHOTOS - 2, 2, N_PHOTOS, len(BAD))
+    assert calls[-1] == (2 + len(BAD), 2 + len(BAD)), calls
+    assert all((out / k).stat().st_mtime_ns == t for k, t in kept.items())  # (not written again)
+    assert_each_output_once(out, collection)
 
 
 def test_collection_command_max_pixels(local_ray, tmp_path, caplog):

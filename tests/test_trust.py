@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import textwrap
 import time
 import zipfile
 from pathlib import Path
@@ -393,6 +394,54 @@ def test_a_terminated_video_stops_cleanly_as_ctrl_c_does(tmp_path):
     assert rc == 128 + signal.SIGTERM and "terminated" in err and "Traceback" not in err, err
     assert sorted(p.name for p in dst.parent.iterdir()) == ["in-colour.mp4"]
     assert dst.read_bytes() == b"the earlier output"
+
+
+def test_an_interruption_as_the_stage_threads_start_still_waits_for_them(engine, tmp_path, monkeypatch):
+    """A SIGTERM landing after the pipeline's threads had started but before it waited on them
+    left the reader demuxing while the caller closed the input: a segmentation fault (1 run in 15
+    of `video` stopped at the start of a part).  The interruption now waits for every thread."""
+    import threading
+
+    from streamcolor.video import colorize_video, pipeline
+
+    clip = make_clip(tmp_path / "in.mp4", frames=48)
+
+    def interrupted(*a, **k):  # (what a signal's handler raises, at that moment)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "progress_bar", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        colorize_video(clip, tmp_path / "out.mp4", engine=engine, progress=False)
+    alive = [t.name for t in threading.enumerate() if t.name.startswith("streamcolor-")]
+    assert alive == [], alive
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_an_interruption_that_lands_in_a_finalizer_is_delivered_again():
+    """Python drops an exception raised inside a finalizer (``__del__``, a weakref callback), the
+    KeyboardInterrupt of a SIGTERM's handler too: `video` stopped with SIGTERM ran on to the end,
+    exit 0, in 3 runs of 45.  The CLI raises it again once the finalizer is over."""
+    script = textwrap.dedent("""
+        import os, signal, time
+        from streamcolor.cli import _handle_interruptions
+        terminated = _handle_interruptions()
+        class Finalized:
+            def __del__(self):
+                os.kill(os.getpid(), signal.SIGTERM)  # its handler runs here, inside the finalizer
+                for _ in range(1000):
+                    pass
+        try:
+            Finalized()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                pass
+            print("ran on")
+        except KeyboardInterrupt:
+            print("stopped", len(terminated))
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert r.stdout.split() == ["stopped", "2"], (r.stdout, r.stderr)  # (the signal, then its delivery again)
+    assert "Exception ignored" not in r.stderr, r.stderr
 
 
 # ---------------------------------------------------------------------------------------------

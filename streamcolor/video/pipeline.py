@@ -25,6 +25,7 @@ import os
 import queue
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -271,8 +272,10 @@ class _Job:
         landed while they were still running made the caller close the input under the reader's
         demuxing: a segmentation fault (1 run in 15 of `video` stopped at the start of a part).
         They stop within a tenth of a second once told; an interruption during the wait is
-        raised after it."""
+        raised after it.  A thread whose ``start()`` the interruption cut is running (or about to) but
+        cannot be joined until it says it has started: it is waited for."""
         interrupted: BaseException | None = None
+        give_up = time.monotonic() + 5
         while True:
             try:
                 for t in self.threads:
@@ -281,6 +284,10 @@ class _Job:
             except KeyboardInterrupt as exc:
                 self.stop.set()
                 interrupted = exc
+            except RuntimeError:  # "cannot join thread before it is started": interrupted in its start()
+                if time.monotonic() > give_up:  # (it never started)
+                    break
+                time.sleep(0.01)
         if interrupted is not None:
             raise interrupted
 
