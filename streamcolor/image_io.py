@@ -533,8 +533,30 @@ def encode_jpeg_planes(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, *, info: d
     """Encode full-range Y'CbCr planes (uint8 (H, W) each, JFIF's BT.601) as a JPEG, with the same
     settings and metadata as :func:`encode_image` gives an RGB image: libjpeg stores them as they are
     instead of converting RGB (see :mod:`streamcolor.ycbcr`)."""
-    im = Image.merge("YCbCr", [Image.fromarray(p, "L") for p in (y, cb, cr)])
-    return _save(im, "JPEG", info or {}, quality)
+    return _save(_ycbcr_image(y, cb, cr), "JPEG", info or {}, quality)
+
+
+def _ycbcr_image(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> Image.Image:
+    """A Pillow ``YCbCr`` image of three planes, interleaved by OpenCV into the 4-byte pixels that
+    Pillow keeps (the fourth byte unused) and lent to Pillow as they are (``map_buffer``, as
+    ``Image.frombuffer`` lends 4-byte RGBX pixels).
+
+    Why not ``Image.merge``: it interleaves holding the GIL (0.6 ms a megapixel here, where
+    OpenCV's merge releases it and lending copies nothing), and on 16 cores a batch job's
+    worker threads are bound by the GIL-held time of each photo
+    (``python -m benchmarks.gil_profile``).  The encoded bytes are the same; a Pillow without
+    these internals gets ``Image.merge``."""
+    import cv2
+
+    height, width = y.shape
+    pixels = cv2.merge([y, cb, cr, cr])
+    try:
+        core = Image.core.map_buffer(pixels, (width, height), "raw", 0, ("YCbCr", 0, 1))
+        im = Image.new("YCbCr", (0, 0))._new(core)
+    except (AttributeError, TypeError, ValueError):  # (another Pillow's internals)
+        return Image.merge("YCbCr", [Image.fromarray(p) for p in (y, cb, cr)])
+    im.readonly = 1  # (Pillow holds a view of the pixels for as long as the image lives)
+    return im
 
 
 #: The longest side each format holds (libjpeg's and libwebp's limits): said before the encoder

@@ -364,3 +364,40 @@ def test_batch_sizes_script_records_each_runs_engine_calls(tmp_path):
         (run,) = d[label]["runs"]
         assert sum(run["sizes"]) == 5 and max(run["sizes"]) <= 2 and run["calls"] == len(run["sizes"])
         assert run["sizes_text"] == ", ".join(map(str, run["sizes"]))
+
+
+def test_gil_profile_counts_a_photos_gil_time_by_step():
+    """benchmarks/gil_profile.py's arithmetic on py-spy's raw output (py-spy itself, a profiler
+    from PyPI, is not one of the test dependencies): samples a photo over the rate, by the
+    streamcolor path that held the GIL."""
+    from benchmarks.gil_profile import means, summarize
+
+    raw = "\n".join([
+        "_worker (concurrent/futures/thread.py:85);finish_item (streamcolor/items.py:177);"
+        "encode_jpeg_planes (streamcolor/image_io.py:536);merge (PIL/Image.py:3831) 30",
+        "_worker (concurrent/futures/thread.py:85);decode_item (streamcolor/items.py:120);"
+        "_open (streamcolor/image_io.py:243) 10",
+        "wait (threading.py:331) 10",
+        "not a sample line",
+    ])
+    row = summarize(raw, photos=10, rate=500)
+    assert row["samples"] == 50 and row["gil_ms_per_photo"] == 10.0 and row["gil_bound_photos_per_s"] == 100.0
+    assert row["by_streamcolor_path_ms"] == {"finish_item > encode_jpeg_planes": 6.0, "decode_item > _open": 2.0,
+                                             "(outside streamcolor)": 2.0}
+    assert row["by_innermost_frame_ms"]["merge (PIL/Image.py:3831)"] == 6.0
+    runs = [{"label": "a", "codec": {"gil_ms_per_photo": g}, "job": {**row, "photos_per_s": 1.0}} for g in (1.0, 2.0)]
+    assert means(runs)["a"] == {"runs": 2, "codec_gil_ms": 1.5, "job_gil_ms": 10.0, "job_encode_gil_ms": 6.0,
+                                "job_photos_per_s": 1.0}
+
+
+def test_batch_scaling_variants_are_parsed_and_bad_ones_refused():
+    import argparse
+
+    from benchmarks.batch_scaling import parse_variant
+
+    assert parse_variant("default") == {}
+    assert parse_variant("cv2=1,workers=8,malloc=big,switch=0.001") == {"cv2": 1, "workers": 8, "malloc": "big",
+                                                                        "switch": 0.001}
+    for bad in ("threads=2", "cv2", "malloc=small"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_variant(bad)

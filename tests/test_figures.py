@@ -99,6 +99,8 @@ GPU1, GPU2 = "pipeline-gpu-h200-2026-11-30.json", "pipeline-gpu-h200-2026-11-30-
 GPU3, GPU4 = "pipeline-gpu-h200-2026-11-30-overlap.json", "pipeline-gpu-h200-2026-11-30-copies.json"
 #: The two calls of 2026-12-04 (default model v2): engine, batch and the CLI; then the 1080p clip alone.
 GPU5, GPU6 = "pipeline-gpu-h200-2026-12-04.json", "pipeline-gpu-h200-2026-12-04-video.json"
+GPU7, SCALE = "pipeline-gpu-h200-2026-12-04b.json", "batch-scaling-gpu-h200-2026-12-04.json"
+GIL = "gil-cpu-2026-12-04.json"
 _VARIANTS = {"b16": "transfer=bfloat16", "b16x8": "transfer=bfloat16,copy_threads=8", "x8": "copy_threads=8",
              "x4": "copy_threads=4", "c32": "chunk_rows=32"}
 FIGURES |= {f"l{b}": (f"engine_only.images_per_s.{b}", "{:.1f}") for b in (1, 16, 64, 128, 256)}
@@ -109,6 +111,7 @@ for _i in (0, 1):
                 f"g_b{_i}": (f"video.{_i}.bound_fps", "{:.2f}"), f"g_p{_i}": (f"video.{_i}.pipeline_fps", "{:.2f}"),
                 f"g_v{_i}": (f"video.{_i}.pipeline_over_bound", "{:.3f}x"),
                 f"g_pp{_i}": (f"video.{_i}.pipeline_over_bound_paired", "{:.3f}x"),
+                f"g_cb{_i}": (f"video.{_i}.pipeline_over_colour_bound", "{:.3f}x"),
                 f"g_n{_i}": (f"video.{_i}.naive_fps", "{:.2f}"), f"g_pn{_i}": (f"video.{_i}.pipeline_over_naive", "{:.2f}x")}
 FIGURES |= {"g_cc": ("video.0.cpu_ms_per_frame.codec", "{:.1f}"), "g_cp": ("video.0.cpu_ms_per_frame.pipeline", "{:.1f}"),
             "g_x0": ("video.0." + X264.format("pipeline"), "{:.1f}"), "g_xa0": ("video.0." + X264.format("codec"), "{:.1f}"),
@@ -162,6 +165,23 @@ FIGURES |= {f"c32_{b}": (f"engine_only.images_per_s_chunk_rows.32.{b}", "{:.1f}"
 FIGURES |= {"m10": ("memory.10s.peak_rss_mb", "{:.1f}"), "m60": ("memory.60s.peak_rss_mb", "{:.1f}"),
             "mr": ("memory.long_over_short_peak", "{:.3f}x"), "g_xenc0": ("video.0.thread_cpu_ms_per_frame.pipeline."
                                                                       "encoder (x264 threads)", "{:.1f}")}
+
+
+#: The rows of docs/benchmarks.md's table of benchmarks/batch_scaling.py's variants, in the file's order.
+_SCALING_ROWS = ["as shipped then (16 workers, OpenCV's own pool)", "OpenCV on one thread",
+                 "and glibc keeping freed arrays", "OpenCV on one thread, 8 workers"]
+
+
+def _scaling_row(i: int, label: str) -> list[tuple[str, str, str, str, str]]:
+    """PROSE entries for row ``i`` of that table: each figure checked, the others as the file gives them."""
+    keys = [(f"variants.{i}.{k}", fmt) for k, fmt in (
+        ("job.items_per_s", "{}"), ("codec.items_per_s", "{}"), ("job_over_codec", "{}"), ("job.cores_busy", "{}"),
+        ("job.cpu_ms_per_item.user", "{}"), ("job.cpu_ms_per_item.sys", "{}"),
+        ("job.context_switches_per_item.ivcsw", "{}"))]
+    row = "| " + label + " | {} | {} | {} | {} | {} + {} | {} |"
+    values = [fmt.format(_value(SCALE, key)) for key, fmt in keys]
+    return [(BENCH, row.format(*[("{}" if j == n else v) for j, v in enumerate(values)]), SCALE, key, fmt)
+            for n, (key, fmt) in enumerate(keys)]
 
 
 def _each(doc: str, fragment: str, source: str) -> list[tuple[str, str, str, str, str]]:
@@ -516,6 +536,36 @@ PROSE = [
     ("README.md", "0.799x against {} on average", MORE, "means.lite0.holdout.mse_ratio_to_gray", "{:.3f}x"),
     ("README.md", "other way ({} against 0.692x)", MORE, "means.more.val.mse_ratio_to_gray", "{:.3f}x"),
     ("README.md", "other way (0.704x against {})", MORE, "means.lite0.val.mse_ratio_to_gray", "{:.3f}x"),
+    # the later device calls of 2026-12-04: engine, batch on 512 photos, OpenCV on one thread, 576p, the CLI twice
+    *_each(BENCH, "2 rounds): {e1} images/s at batch 1, {e16} at 16, {e64} at 64 and {l256} at 256; a batch-64 input "
+                  "took {c64t} ms to copy", GPU7),
+    *_each(BENCH, "Three calls on three days now: 10509.6, 7440.9 and {e64} at batch 64.", GPU7),
+    *_each(BENCH, "`colorize_archive` {ba2} photos/s against a bound of {bb2} (**{bob}**; {bobp} round by round), "
+                  "{bon} the naive loop ({bn}/s).", GPU7),
+    *_each(BENCH, "a photo costs it {bcpu} CPU ms against {bcpuc} for decode + encode only.", GPU7),
+    (BENCH, "Both rounds took about 5 s ({} and 4.97 s)", GPU7, "batch.all_rounds_s.archive.0", "{:.1f}"),
+    (BENCH, "Both rounds took about 5 s (5.4 and {} s)", GPU7, "batch.all_rounds_s.archive.1", "{:.2f}"),
+    (BENCH, "ran {} photos/s at 45.5 CPU ms", GPU7, "batch_cv2_threads_1.archive_rgb_route_items_per_s", "{:.2f}"),
+    (BENCH, "ran 149.64 photos/s at {} CPU ms", GPU7, "batch_cv2_threads_1.cpu_ms_per_item.archive_rgb_route", "{:.1f}"),
+    *[entry for i, label in enumerate(_SCALING_ROWS) for entry in _scaling_row(i, label)],
+    *_each(BENCH, "**576p video** (240 frames, 2 rounds, x264 on the 16 cores): `colorize_video` {g_p0} fps against a "
+                  "bound of {g_b0} ({g_v0}; {g_pp0} round by round; {g_cb0} against the bound made with the colour "
+                  "output's encode), {g_pn0} the naive loop ({g_n0} fps).", GPU7),
+    *_each("README.md", "engine only {e64} images/s at batch 64 (so 10,000", GPU7),
+    *_each("README.md", "photos, 512 of them: {ba2}/s against a bound of {bb2} ({bob})", GPU7),
+    *_each("README.md", "576p video: {g_p0} fps against a bound of {g_b0} ({g_v0})", GPU7),
+    # the GIL a photo of a batch job (benchmarks/gil_profile.py), before and after Image.merge was replaced
+    (BENCH, "**The job holds the GIL about 9 ms a photo** ({} ms, the mean of three runs", GIL,
+     "means.before.job_gil_ms", "{:.2f}"),
+    (BENCH, "Decode + encode only: {} GIL ms a photo before, 1.72 after", GIL, "means.before.codec_gil_ms", "{:.2f}"),
+    (BENCH, "Decode + encode only: 2.36 GIL ms a photo before, {} after", GIL, "means.after.codec_gil_ms", "{:.2f}"),
+    (BENCH, "the job's encode step: {} to 0.70 ms", GIL, "means.before.job_encode_gil_ms", "{:.2f}"),
+    (BENCH, "the job's encode step: 1.82 to {} ms", GIL, "means.after.job_encode_gil_ms", "{:.2f}"),
+    (BENCH, "run-to-run spread (8.95 to {} ms)", GIL, "means.after.job_gil_ms", "{:.2f}"),
+    (BENCH, "run-to-run spread ({} to 8.90 ms)", GIL, "means.before.job_gil_ms", "{:.2f}"),
+    *_each(BENCH, "which is what the H200's 16 cores gave ({ba2} photos/s in the 512-photo run", GPU7),
+    (BENCH, "in the 512-photo run, {} with OpenCV on one thread", GPU7, "batch_cv2_threads_1.archive_items_per_s",
+     "{:.2f}"),
     # an earlier GPU figure in README: the seed model's colorizer called directly (Keras 3 on JAX on the H200)
     ("README.md", "{} images/s in mixed bfloat16 at batch 16", "gpu-h200-inference.json",
      "keras_jax_mixed_bfloat16_colorizer_b16_images_per_s", "{:,.0f}"),

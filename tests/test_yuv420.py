@@ -326,3 +326,30 @@ def test_a_batch_writes_gray_photos_as_jpeg_through_the_planes(engine, tmp_path,
     assert np.abs(a - b).max() <= 2  # (the engine ran the photo alone here, with two others in the job)
     colorize_image(src / "gray.jpg", tmp_path / "single.png", engine=engine, render_size=128)
     assert took == [(300, 401)]  # a PNG: the RGB route
+
+
+@pytest.mark.parametrize("height, width", [(64, 96), (301, 403)])
+def test_jpeg_planes_are_lent_to_pillow_and_encode_as_pillows_own_merge(monkeypatch, height, width):
+    """encode_jpeg_planes hands Pillow the planes interleaved by OpenCV, without Image.merge (which
+    holds the GIL: on 16 cores the workers wait on it); the JPEG is byte for byte the same, and
+    without Pillow's internals it falls back to Image.merge."""
+    import io
+
+    from PIL import Image
+
+    from streamcolor import image_io
+
+    rng = np.random.default_rng(height)
+    y, cb, cr = (rng.integers(0, 256, (height, width), dtype=np.uint8) for _ in range(3))
+    merged = io.BytesIO()
+    Image.merge("YCbCr", [Image.fromarray(p) for p in (y, cb, cr)]).save(merged, "JPEG", quality=92, subsampling=0)
+    assert image_io.encode_jpeg_planes(y, cb, cr, quality=92) == merged.getvalue()
+    real = Image.core.map_buffer
+
+    def refuses_ycbcr(data, size, name, offset, args):  # (a Pillow whose internals differ)
+        if args[0] == "YCbCr":
+            raise ValueError("unknown raw mode")
+        return real(data, size, name, offset, args)
+
+    monkeypatch.setattr(Image.core, "map_buffer", refuses_ycbcr)
+    assert image_io.encode_jpeg_planes(y, cb, cr, quality=92) == merged.getvalue()
