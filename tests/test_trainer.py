@@ -352,6 +352,22 @@ def test_fit_time_budget_stops_cleanly(trained, shards):
     assert res.stopped_by == "time" and res.step == 7 and res.checkpoint is not None
 
 
+def test_fit_by_epochs_says_epochs_ended_it(trained, shards, tmp_path):
+    """--epochs, the tighter of two limits, is named as what ended the run (it said "steps")."""
+    run = tmp_path / "run"
+    shutil.copytree(trained[0], run)
+    per_epoch = len(ShardBatches(ShardSet(shards[0], "train"), FIT.batch_size))
+    quiet = {"checkpoint_every": 100, "val_examples": 0, "sample_images": 0}
+    res = fit(shards[0], run, options=FitOptions(**{**FIT.__dict__, **quiet, "steps": 100,
+                                                    "epochs": 8.5 / per_epoch}))
+    assert (res.step, res.stopped_by) == (9, "epochs")
+    run_json = json.loads((run / "run.json").read_text())
+    assert (run_json["stopped_by"], run_json["status"]) == ("epochs", "finished")
+    again = fit(shards[0], run, options=FitOptions(**{**FIT.__dict__, **quiet, "steps": 9, "epochs": 100.0}))
+    assert (again.step, again.stopped_by) == (9, "steps")  # nothing left: the figures of the run are kept
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
+
+
 def test_learning_rate_schedules():
     from streamcolor.trainer.train import learning_rate
 

@@ -121,7 +121,7 @@ class FitResult:
     checkpoint: Path | None
     model: Path  # the final .keras file
     resumed_from: int  # step of the checkpoint this invocation started from (0: fresh)
-    stopped_by: str  # "steps", "time" or "interrupt"
+    stopped_by: str  # "steps" or "epochs" (trained to the end), "time" or "interrupt"
 
 
 # --------------------------------------------------------------------------- model
@@ -551,9 +551,11 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
     batch = seq.batch_size
     per_epoch = len(seq)
     total = options.steps
+    limit = "steps"  # what ends the run when it trains to the end: said in its result and run.json
     if options.epochs is not None:
         by_epochs = max(1, math.ceil(options.epochs * per_epoch))
-        total = by_epochs if total is None else min(total, by_epochs)
+        if total is None or by_epochs < total:
+            total, limit = by_epochs, "epochs"
 
     keras.utils.set_random_seed(options.seed)  # reproducible initial weights
     meta = train_set.meta
@@ -625,7 +627,7 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
         _trim_log(log_path, resumed_from)  # rows a killed run wrote past its last checkpoint come again now
     val_loss: float | None = None
     last_loss: float | None = None
-    stopped_by = "steps"
+    stopped_by = limit
     window_loss, window_n, window_t = 0.0, 0, 0.0  # window_t: seconds spent fetching and training
     done_examples, train_t = 0, 0.0
 
@@ -721,7 +723,7 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
     model_path = save_final_model(unet if unet is not None else model, run_dir, train_set.embed_dim)
     eps = done_examples / train_t if train_t > 0 else None
     kept = {}
-    if step == resumed_from and previous and stopped_by == "steps":
+    if step == resumed_from and previous and stopped_by == limit:
         # nothing trained now (the run is past --steps already): its own figures and options stay in
         # run.json (and so in an export of it), not this invocation's "-" and --steps
         last_loss = previous.get("loss") if last_loss is None else last_loss
@@ -733,7 +735,7 @@ def fit(shards: str | Path, run_dir: str | Path, *, options: FitOptions = FitOpt
                        examples_per_s=eps, checkpoint=ckpt_path, model=model_path, resumed_from=resumed_from,
                        stopped_by=stopped_by)
     _write_run(run_dir, shards, meta, options, batch, extra={**model_extra,
-        "status": "stopped" if stopped_by != "steps" else "finished", "step": step, "epoch": result.epoch,
+        "status": "stopped" if stopped_by != limit else "finished", "step": step, "epoch": result.epoch,
         "examples_seen": position * batch, "loss": last_loss, "val_loss": val_loss,
         "examples_per_s": eps, "backend": keras.backend.backend(), "stopped_by": stopped_by, **kept})
     log.info("stopped by %s at step %d (epoch %.2f): loss %s, val_loss %s, %s examples/s; model %s", stopped_by,
