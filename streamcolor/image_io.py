@@ -239,6 +239,10 @@ def _open(fh, label: str, max_pixels: int) -> Decoded:
                 _check_single_frame(im, label)
                 if is_16bit_colour(im):
                     return _decode16_colour(fh, im, label)
+                if im.format == "JPEG" and im.mode == "L":
+                    gray = _gray_jpeg(fh, im, label)
+                    if gray is not None:
+                        return gray
                 lossless = im.format == "WEBP" and _webp_lossless(fh)
                 im.load()
                 return _from_pil(im, label, max_pixels, lossless)
@@ -372,6 +376,42 @@ def _decode16_colour(fh, im: Image.Image, label: str) -> Decoded:
         pixels = np.ascontiguousarray(pixels[..., 0])
     return Decoded(pixels=pixels, alpha=None if alpha is None else np.ascontiguousarray(alpha), format=im.format,
                    info=info)
+
+
+def _gray_jpeg(fh, im: Image.Image, label: str) -> Decoded | None:
+    """A gray JPEG (the photos this tool is for) decoded by OpenCV: with the GIL released and
+    straight into a NumPy array, where Pillow's decode and its copy into NumPy held the GIL ~1.2 ms
+    a megapixel, which capped a batch job's threads (``benchmarks/gil_profile.py``).  The same
+    libjpeg-turbo decode, the same pixels; EXIF orientation, ICC profile and DPI as
+    :func:`_from_pil` takes them.  None, for Pillow to decode it, when the file does not end with
+    the end-of-image marker (cut short: Pillow says so, where libjpeg fills in the rest in gray
+    with a warning) or OpenCV reads it otherwise than Pillow's header said."""
+    import cv2
+
+    fh.seek(0)
+    data = fh.read()
+    if not data.endswith(b"\xff\xd9"):
+        return None
+    try:
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error:
+        return None
+    if pixels is None or pixels.shape != (im.height, im.width) or pixels.dtype != np.uint8:
+        return None
+    del data
+    info: dict[str, Any] = {}
+    if im.info.get("icc_profile"):
+        info["icc_profile"] = im.info["icc_profile"]
+    if "dpi" in im.info:
+        info["dpi"] = im.info["dpi"]
+    exif = im.getexif()
+    orientation = exif.get(0x0112)
+    if orientation in _ORIENT:
+        pixels = np.ascontiguousarray(_orient(pixels, *_ORIENT[orientation]))
+    if exif:
+        exif.pop(0x0112, None)  # orientation now baked in
+        info["exif"] = exif.tobytes()
+    return Decoded(pixels=np.ascontiguousarray(_as_srgb(pixels, info, label)), format="JPEG", info=info)
 
 
 def _orient(x: np.ndarray, transpose: bool, turns: int, flip: bool) -> np.ndarray:

@@ -7,6 +7,7 @@ import io
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -137,6 +138,54 @@ def test_exif_orientation_is_applied(engine, tmp_path, photo):
     written = streamcolor.colorize_image(p, tmp_path / "o.jpg", engine=engine)
     im = Image.open(written)
     assert im.size == (photo.shape[0], photo.shape[1]) and im.getexif().get(0x0112) is None
+
+
+def _pillow_decode(data: bytes) -> image_io.Decoded:
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        return image_io._from_pil(im, "x", image_io.DEFAULT_MAX_PIXELS)
+
+
+@pytest.mark.parametrize("orientation", [None, 3, 6, 7])
+@pytest.mark.parametrize("progressive", [False, True])
+def test_a_gray_jpeg_decoded_by_opencv_is_what_pillow_decodes(orientation, progressive):
+    """Gray JPEGs are decoded by OpenCV (the GIL released: a batch job's threads no longer wait on
+    Pillow's decode); the pixels, orientation, EXIF, DPI and ICC profile are Pillow's, to the bit."""
+    from tests.icc_profiles import gray_profile
+
+    rng = np.random.default_rng(orientation or 0)
+    gray = cv2.GaussianBlur(rng.integers(0, 256, (61, 90), dtype=np.uint8), (0, 0), 1.5)
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+        exif[0x010F] = "scanner"
+    buf = io.BytesIO()
+    Image.fromarray(gray).save(buf, "JPEG", quality=87, progressive=progressive, dpi=(600, 600),
+                               exif=exif.tobytes() if orientation else b"", icc_profile=gray_profile())
+    data = buf.getvalue()
+    with Image.open(io.BytesIO(data)) as im:  # (OpenCV's decode is the one read_image takes)
+        assert image_io._gray_jpeg(im.fp, im, "x") is not None
+    fast, slow = image_io.read_image(data), _pillow_decode(data)
+    assert fast.pixels.shape == slow.pixels.shape == ((90, 61) if orientation in (6, 7) else (61, 90))
+    np.testing.assert_array_equal(fast.pixels, slow.pixels)
+    assert fast.info == slow.info and fast.format == "JPEG"
+    if orientation:
+        written = Image.Exif()
+        written.load(fast.info["exif"])
+        assert written.get(0x0112) is None and written.get(0x010F) == "scanner"
+
+
+def test_a_gray_jpeg_cut_short_is_refused_and_one_with_bytes_after_its_end_decodes(tmp_path):
+    """libjpeg fills a cut-short JPEG in gray where Pillow refuses it: such a file goes to Pillow."""
+    buf = io.BytesIO()
+    Image.fromarray(np.tile(np.arange(0, 240, 3, dtype=np.uint8), (64, 1))).save(buf, "JPEG", quality=90)
+    data = buf.getvalue()
+    with pytest.raises(InputError, match="truncated"):
+        image_io.read_image(data[:len(data) * 2 // 3])
+    with Image.open(io.BytesIO(data[:-100])) as im:
+        assert image_io._gray_jpeg(im.fp, im, "x") is None
+    trailing = image_io.read_image(data + b"trailer of a camera")
+    np.testing.assert_array_equal(trailing.pixels, image_io.read_image(data).pixels)
 
 
 def test_render_size_changes_only_colour_resolution(engine, photo):
