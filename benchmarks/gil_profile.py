@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, nargs=2, default=(864, 1152), metavar=("H", "W"))
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--workers", type=int, default=0, help="the job's workers (default: one a core)")
+    ap.add_argument("--processes", type=int, default=0,
+                    help="the job's worker processes (BatchOptions.processes; default 0: threads). py-spy samples "
+                         "the job's own process: the GIL the worker processes hold is each their own")
     ap.add_argument("--rate", type=int, default=500, help="py-spy samples a second")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--label", default="", help="a name for this run, kept in the file")
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     from streamcolor.engines import load_engine
 
     engine = load_engine("default", args.backend)
-    options = BatchOptions(workers=args.workers)
+    options = BatchOptions(workers=args.workers, processes=args.processes)
     workers = options.workers or os.cpu_count() or 1
     colour = options.color_options(engine)
     result: dict[str, Any] = {
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                     "python": platform.python_version(), "cv2_threads": cv2.getNumThreads()},
         "engine": engine.name, "photos": args.photos, "size": f"{args.size[1]}x{args.size[0]}",
-        "rounds": args.rounds, "workers": workers, "rate": args.rate}
+        "rounds": args.rounds, "workers": workers, "processes": args.processes, "rate": args.rate}
     with tempfile.TemporaryDirectory(prefix="sc-gil-") as tmp:
         work = Path(tmp)
         folder = write_gray_photos(work / "photos", args.photos, *args.size)

@@ -964,6 +964,59 @@ def test_process_items_matches_the_pipeline(engine, tmp_path):
         assert np.abs(a - b).max() <= 2
 
 
+def test_worker_processes_write_what_the_threads_write_and_report_the_bad_files(engine, tmp_path):
+    """BatchOptions.processes (--processes): the same outputs, byte for byte, and the same report."""
+    src = tmp_path / "in.zip"
+    with zipfile.ZipFile(src, "w") as zf:
+        for name, (data, _) in GOOD.items():
+            zf.writestr(name, data)
+        zf.writestr("notes.jpg", b"text")
+        zf.writestr("broken.png", corrupted(GOOD["photos/b.png"][0]))
+    threads = colorize_archive(src, tmp_path / "threads", engine=engine, progress=False,
+                               options=BatchOptions(render_size=64))
+    procs = colorize_archive(src, tmp_path / "procs", engine=engine, progress=False,
+                             options=BatchOptions(render_size=64, processes=2, batch_size=2))
+    assert (procs.done, procs.failed) == (threads.done, threads.failed) == (len(GOOD), 2)
+    a, b = image_outputs(tmp_path / "threads"), image_outputs(tmp_path / "procs")
+    assert sorted(a) == sorted(b) == sorted(GOOD)
+    for rel in GOOD:
+        assert a[rel].read_bytes() == b[rel].read_bytes(), rel
+    assert read_report(tmp_path / "procs") == read_report(tmp_path / "threads")
+    assert not [p for p in (tmp_path / "procs").rglob("*") if ".tmp" in p.name or p.name.startswith(".sc")]
+
+
+def test_a_worker_process_killed_mid_job_stops_it_clearly_and_the_same_call_resumes(engine, tmp_path):
+    import multiprocessing
+
+    from streamcolor.errors import StreamcolorError
+
+    src = tmp_path / "scans"
+    src.mkdir()
+    for i in range(16):
+        (src / f"p{i:02d}.jpg").write_bytes(jpeg_bytes(make_photo(64, 80, seed=i)[..., 0]))
+    out = tmp_path / "out"
+    options = BatchOptions(render_size=64, processes=2, batch_size=2)
+    killed = []
+
+    def kill_a_worker(done: int, total: int) -> None:
+        if done >= 2 and not killed:
+            child = multiprocessing.active_children()[0]
+            os.kill(child.pid, signal.SIGKILL)
+            killed.append(child.pid)
+
+    with pytest.raises(StreamcolorError, match="worker process of the job died.*run the same command again"):
+        colorize_archive(src, out, engine=engine, progress=kill_a_worker, options=options)
+    kept = image_outputs(out)
+    assert killed and 2 <= len(kept) < 16
+    before = {rel: p.read_bytes() for rel, p in kept.items()}
+    report = colorize_archive(src, out, engine=engine, progress=False, options=options)
+    assert report.failed == 0 and len(image_outputs(out)) == 16
+    assert (report.done, report.done_now) == (16, 16 - len(kept))  # what the first run recorded is not redone
+    assert all((out / rel).read_bytes() == data for rel, data in before.items())
+    time.sleep(0.2)
+    assert not multiprocessing.active_children()  # no worker left behind
+
+
 def test_colorize_batch_matches_colorize_image(engine):
     from streamcolor import image_io
     from streamcolor.colorize import ColorOptions, colorize_batch
@@ -1176,3 +1229,44 @@ def test_the_report_csv_holds_no_raw_control_characters(engine, tmp_path):
     text = (tmp_path / "out" / "streamcolor-report.csv").read_text()
     assert "\x1b" not in text and "red\\x1b[31m.jpg" in text and "two\\nlines.jpg" in text
     assert len(text.splitlines()) == 3, text
+
+
+@pytest.mark.slow
+def test_worker_processes_end_with_an_interrupted_or_killed_job_and_the_command_resumes(tmp_path):
+    """--processes: Ctrl-C stops the job (exit 130) and its workers; SIGKILL of the job ends them too
+    (each watches for its parent); the same command then finishes what is left."""
+    import psutil
+
+    n = 40
+    src, out = tmp_path / "src", tmp_path / "out"
+    make_folder(src, n, size=(240, 320))
+    # (a small memory budget: the items that come back from the workers must give theirs back)
+    args = [str(src), "-o", str(out), "--no-progress", "-b", "2", "--processes", "2", "--memory-budget", "8M"]
+
+    def run_until(done: int, sig: int) -> tuple[int, list[psutil.Process]]:
+        proc = subprocess.Popen([sys.executable, "-m", "streamcolor", "batch", *args], cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        try:
+            while done_count(out / JOB_DIR / MANIFEST) < done:
+                assert proc.poll() is None, proc.stderr.read().decode()
+                assert time.monotonic() < deadline, "the batch made no progress"
+                time.sleep(0.02)
+            workers = psutil.Process(proc.pid).children()
+        finally:
+            proc.send_signal(sig)
+            proc.wait(timeout=60)
+        return proc.returncode, workers
+
+    code, workers = run_until(4, signal.SIGINT)
+    assert code == 130 and len(workers) >= 2
+    gone, alive = psutil.wait_procs(workers, timeout=10)  # (the resource tracker ends as its pipe closes)
+    assert not alive, "a worker process outlived the interrupted job"
+    first = done_count(out / JOB_DIR / MANIFEST)
+    code, workers = run_until(first + 4, signal.SIGKILL)
+    assert code == -signal.SIGKILL and len(workers) >= 2
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, "a worker process outlived the job's process"
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert f"{n} ok (" in again.stdout and len(image_outputs(out)) == n

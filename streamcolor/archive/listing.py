@@ -49,6 +49,9 @@ class BatchOptions:
     archive: str | None = None  # also pack the finished folder: "same" (the sources' kind) or an ARCHIVE_SUFFIXES kind
     batch_size: int | None = None  # images per engine call; None: see batch_for
     workers: int = 0  # threads that decode and encode/write; 0: one per CPU core
+    # worker processes for those steps instead of threads (each with its own GIL): for an engine so
+    # fast (a GPU) that the GIL the threads share bounds the job; 0: threads.  See colorize_archive
+    processes: int = 0
     max_pixels: int = image_io.DEFAULT_MAX_PIXELS  # refuse images with more pixels (decompression bombs)
     max_member_bytes: int = archives.Limits.max_member_bytes  # refuse files/members bigger than this, declared or read
     max_ratio: float = archives.Limits.max_ratio  # refuse zip members > 1 MiB that inflate more than this (zip bombs)
@@ -69,6 +72,8 @@ class BatchOptions:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.processes < 0:
+            raise ValueError(f"processes must be >= 0, got {self.processes}")
         if self.max_ratio <= 1:
             raise ValueError(f"max_ratio must be > 1, got {self.max_ratio}")
         if not 1 <= self.quality <= 100:

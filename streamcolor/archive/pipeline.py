@@ -22,7 +22,8 @@ import os
 import queue
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 
@@ -31,7 +32,7 @@ from streamcolor.archive.job import BatchJob
 from streamcolor.archive.listing import BatchOptions, Item
 from streamcolor.colorize import (SCRATCH_KEEP_BYTES, ColorOptions, Scratch, ShapeBatcher, engine_for, keep_work_arrays,
                                   predict)
-from streamcolor.errors import InputError
+from streamcolor.errors import InputError, StreamcolorError
 from streamcolor.progress import Progress, progress_bar
 from streamcolor.items import (FolderSink, JobReport, Outcome, colorize_items, decode_item, engine_failure,
                                finish_item, outcome_of)
@@ -158,7 +159,8 @@ class _Pipeline:
         self.options = job.options
         # the job renames each output as it records it, replacing only the item's own earlier one
         self.sink = FolderSink(job.out_dir, staging=True, keep_others=True)
-        self.workers = self.options.workers or os.cpu_count() or 1
+        self.processes = self.options.processes
+        self.workers = self.processes or self.options.workers or os.cpu_count() or 1
         self.batch_size = self.options.batch_for(engine)
         self.depth = 2 * self.batch_size + self.workers  # decoded items waiting for the engine, at most
         self.engine_s = 0.0
@@ -166,12 +168,14 @@ class _Pipeline:
         # threads only): the model's upsampling step reuses this job's own instead of fresh ones
         self.work = Scratch(SCRATCH_KEEP_BYTES)
         self.budget = memory.MemoryBudget(color.memory_budget)
-        self._held: dict[int, int] = {}  # id(item) -> bytes it holds of the budget, until its outcome
+        # item key -> bytes it holds of the budget, until its outcome (the key: an item that comes back
+        # from a worker process is a copy of the one sent)
+        self._held: dict[str, int] = {}
         self._stop = threading.Event()
 
     # -- the reader thread ---------------------------------------------------------------------
 
-    def _read_all(self, todo: Sequence[Item], pool: ThreadPoolExecutor, q: queue.Queue) -> None:
+    def _read_all(self, todo: Sequence[Item], pool: Executor, q: queue.Queue) -> None:
         try:
             for item in todo:
                 if self._stop.is_set():
@@ -186,7 +190,7 @@ class _Pipeline:
                     while not self.budget.acquire(cost, timeout=0.1):
                         if self._stop.is_set():
                             return
-                    self._held[id(item)] = cost
+                    self._held[item.key] = cost
                     fut = pool.submit(decode_item, item, data, self.color)
                     del data
                 if not self._put(q, (item, fut)):
@@ -216,7 +220,8 @@ class _Pipeline:
 
     def _run(self, todo: Sequence[Item]) -> None:
         q: queue.Queue = queue.Queue(maxsize=self.depth)
-        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="streamcolor-io", initializer=keep_work_arrays)
+        pool = self._pool()
+        finish = _finish_in_process if self.processes else finish_item
         reader = threading.Thread(target=self._read_all, args=(todo, pool, q), name="streamcolor-reader",
                                   daemon=True)
         batcher = ShapeBatcher(self.batch_size)  # items waiting for the engine, by render shape
@@ -236,11 +241,15 @@ class _Pipeline:
                     elif entry is None:
                         ended = True
                     elif isinstance(entry, BaseException):
+                        if isinstance(entry, BrokenProcessPool):  # (the reader's submit to the broken pool)
+                            raise _pool_died(entry) from entry
                         raise entry
                     else:
                         item, fut = entry
                         try:
                             batcher.add(fut.result())
+                        except BrokenProcessPool as exc:  # not the item's fault: the job stops, a rerun resumes
+                            raise _pool_died(exc) from exc
                         except Exception as exc:  # each item on its own: record and go on
                             self._record(outcome_of(item, exc))
                 # A full batch; or what is held, when the reader waits for memory that only the held
@@ -260,11 +269,15 @@ class _Pipeline:
                         if isinstance(ab, Exception):
                             self._record(engine_failure(prep.item, ab))
                         else:
-                            writing.add(pool.submit(finish_item, prep, ab, self.color, self.sink))
+                            writing.add(pool.submit(finish, prep, ab, self.color, self.sink))
                 elif ended and not batcher.held:
                     break
             while writing:
                 self._collect(writing, block=True)
+        except BrokenProcessPool as exc:  # (a submit to the broken pool)
+            self._stop.set()
+            self._settle(writing)
+            raise _pool_died(exc) from exc
         except BaseException:
             self._stop.set()
             self._settle(writing)  # keep what was written before the failure
@@ -290,7 +303,22 @@ class _Pipeline:
         finished, _ = wait(writing, timeout=None if block else 0, return_when=FIRST_COMPLETED)
         for fut in finished:
             writing.discard(fut)
-            self._record(fut.result())  # OutputError from a write propagates: stop the batch
+            try:
+                outcome = fut.result()  # OutputError from a write propagates: stop the batch
+            except BrokenProcessPool as exc:
+                raise _pool_died(exc) from exc
+            self._record(outcome)
+
+    def _pool(self) -> Executor:
+        """The workers: threads, or with ``BatchOptions.processes`` worker processes (spawned: a fork
+        would copy the engine's threads and locks mid-use), which ignore Ctrl-C (the calling thread
+        stops the job and lets each finish the photo it is on)."""
+        if not self.processes:
+            return ThreadPoolExecutor(self.workers, thread_name_prefix="streamcolor-io", initializer=keep_work_arrays)
+        import multiprocessing
+
+        return ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start_process)
 
     def _settle(self, writing: set[Future]) -> None:
         """After a fatal error: wait for writes in flight, record the ones that succeeded."""
@@ -311,9 +339,45 @@ class _Pipeline:
                 return
 
     def _record(self, outcome: Outcome) -> None:
-        self.budget.release(self._held.pop(id(outcome.item), 0))
+        self.budget.release(self._held.pop(outcome.item.key, 0))
         self.job.record(outcome)
         self.bar.update(1)
+
+
+def _start_process() -> None:
+    """A worker process's set-up: Ctrl-C is the calling process's to handle; OpenCV on one thread
+    (the processes already keep the cores busy, one photo each); work arrays kept from photo to
+    photo; and a watch that ends the process when the job's process is gone (killed with SIGKILL:
+    its workers would otherwise wait on their task queue for good)."""
+    import signal
+
+    import cv2
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cv2.setNumThreads(1)
+    keep_work_arrays()
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="streamcolor-parent-watch", daemon=True).start()
+
+
+def _finish_in_process(prep, ab, color: ColorOptions, sink: FolderSink) -> Outcome:
+    """:func:`finish_item` in a worker process: the staged output, complete, is unlocked here and
+    handed to the job's process, which records it and then renames it into place (as a Ray actor's)."""
+    outcome = finish_item(prep, ab, color, sink)
+    if outcome.staged is not None:
+        outcome.staged.release()
+    return outcome
+
+
+def _pool_died(exc: BaseException) -> StreamcolorError:
+    return StreamcolorError(f"a worker process of the job died ({exc}); the outputs finished before it are kept: "
+                            "run the same command again to resume")
 
 
 __all__ = ["colorize_archive", "opencv_one_thread", "process_items"]
