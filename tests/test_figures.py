@@ -102,6 +102,7 @@ GPU5, GPU6 = "pipeline-gpu-h200-2026-12-04.json", "pipeline-gpu-h200-2026-12-04-
 GPU7, SCALE = "pipeline-gpu-h200-2026-12-04b.json", "batch-scaling-gpu-h200-2026-12-04.json"
 GIL = "gil-cpu-2026-12-04.json"
 GIL2 = "gil-cpu-2026-12-05.json"
+GIL3 = "gil-processes-cpu-2026-12-05.json"
 _VARIANTS = {"b16": "transfer=bfloat16", "b16x8": "transfer=bfloat16,copy_threads=8", "x8": "copy_threads=8",
              "x4": "copy_threads=4", "c32": "chunk_rows=32"}
 FIGURES |= {f"l{b}": (f"engine_only.images_per_s.{b}", "{:.1f}") for b in (1, 16, 64, 128, 256)}
@@ -564,6 +565,18 @@ PROSE = [
     (BENCH, "the job's encode step: 1.82 to {} ms", GIL, "means.after.job_encode_gil_ms", "{:.2f}"),
     (BENCH, "run-to-run spread (8.95 to {} ms)", GIL, "means.after.job_gil_ms", "{:.2f}"),
     (BENCH, "run-to-run spread ({} to 8.90 ms)", GIL, "means.before.job_gil_ms", "{:.2f}"),
+    # worker processes (--processes)
+    (BENCH, "{} GIL ms a photo with threads", GIL3, "summary.threads_job_gil_ms", "{:.3f}"),
+    (BENCH, "threads, {} with two processes", GIL3, "summary.procs_job_gil_ms", "{:.3f}"),
+    (BENCH, "slower with them ({} photos/s against", GIL3, "summary.procs_photos_per_s", "{:.2f}"),
+    (BENCH, "photos/s against {}: the workers compete", GIL3, "summary.threads_photos_per_s", "{:.2f}"),
+    (BENCH, "3.354 with two processes, {} ms of which outside", GIL3, "runs.1.job.by_streamcolor_path_ms.(outside streamcolor)", "{:.2f}"),
+    ("README.md", "held it {} ms a photo instead of 4.979", GIL3, "summary.procs_job_gil_ms", "{:.3f}"),
+    ("README.md", "a photo instead of {}, most of", GIL3, "summary.threads_job_gil_ms", "{:.3f}"),
+    ("README.md", "is slower ({} against 19.76", GIL3, "summary.procs_photos_per_s", "{:.2f}"),
+    ("README.md", "(17.02 against {} photos/s", GIL3, "summary.threads_photos_per_s", "{:.2f}"),
+    ("README.md", "on the CPU: {} ms before, 5.32 after", GIL2, "means.before.job_gil_ms", "{:.2f}"),
+    ("README.md", "on the CPU: 5.71 ms before, {} after", GIL2, "means.after.job_gil_ms", "{:.2f}"),
     # gray JPEGs decoded by OpenCV, the planes' colour work in OpenCV calls
     (BENCH, "decode + encode only {} GIL ms a photo before", GIL2, "means.before.codec_gil_ms", "{:.2f}"),
     (BENCH, "GIL ms a photo before, {} after; the job", GIL2, "means.after.codec_gil_ms", "{:.2f}"),
