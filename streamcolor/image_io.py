@@ -240,7 +240,7 @@ def _open(fh, label: str, max_pixels: int) -> Decoded:
                 if is_16bit_colour(im):
                     return _decode16_colour(fh, im, label)
                 if im.format == "JPEG" and im.mode == "L":
-                    gray = _gray_jpeg(fh, im, label)
+                    gray = gray_jpeg(fh, im, label)
                     if gray is not None:
                         return gray
                 lossless = im.format == "WEBP" and _webp_lossless(fh)
@@ -378,7 +378,7 @@ def _decode16_colour(fh, im: Image.Image, label: str) -> Decoded:
                    info=info)
 
 
-def _gray_jpeg(fh, im: Image.Image, label: str) -> Decoded | None:
+def gray_jpeg(fh, im: Image.Image, label: str) -> Decoded | None:
     """A gray JPEG (the photos this tool is for) decoded by OpenCV: with the GIL released and
     straight into a NumPy array, where Pillow's decode and its copy into NumPy held the GIL ~1.2 ms
     a megapixel, which capped a batch job's threads (``benchmarks/gil_profile.py``).  The same

@@ -143,7 +143,7 @@ def test_exif_orientation_is_applied(engine, tmp_path, photo):
 def _pillow_decode(data: bytes) -> image_io.Decoded:
     with Image.open(io.BytesIO(data)) as im:
         im.load()
-        return image_io._from_pil(im, "x", image_io.DEFAULT_MAX_PIXELS)
+        return image_io.read_image(im)  # (an image already open: Pillow's pixels, as before OpenCV decoded them)
 
 
 @pytest.mark.parametrize("orientation", [None, 3, 6, 7])
@@ -164,7 +164,7 @@ def test_a_gray_jpeg_decoded_by_opencv_is_what_pillow_decodes(orientation, progr
                                exif=exif.tobytes() if orientation else b"", icc_profile=gray_profile())
     data = buf.getvalue()
     with Image.open(io.BytesIO(data)) as im:  # (OpenCV's decode is the one read_image takes)
-        assert image_io._gray_jpeg(im.fp, im, "x") is not None
+        assert image_io.gray_jpeg(im.fp, im, "x") is not None
     fast, slow = image_io.read_image(data), _pillow_decode(data)
     assert fast.pixels.shape == slow.pixels.shape == ((90, 61) if orientation in (6, 7) else (61, 90))
     np.testing.assert_array_equal(fast.pixels, slow.pixels)
@@ -183,7 +183,7 @@ def test_a_gray_jpeg_cut_short_is_refused_and_one_with_bytes_after_its_end_decod
     with pytest.raises(InputError, match="truncated"):
         image_io.read_image(data[:len(data) * 2 // 3])
     with Image.open(io.BytesIO(data[:-100])) as im:
-        assert image_io._gray_jpeg(im.fp, im, "x") is None
+        assert image_io.gray_jpeg(im.fp, im, "x") is None
     trailing = image_io.read_image(data + b"trailer of a camera")
     np.testing.assert_array_equal(trailing.pixels, image_io.read_image(data).pixels)
 
