@@ -366,11 +366,7 @@ def _decode16_colour(fh, im: Image.Image, label: str) -> Decoded:
         transpose, turns, flip = _ORIENT[orientation]
         rgb = _orient(rgb, transpose, turns, flip)
         alpha = _orient(alpha, transpose, turns, flip) if alpha is not None else None
-    info: dict[str, Any] = {}
-    if im.info.get("icc_profile"):
-        info["icc_profile"] = im.info["icc_profile"]
-    if "dpi" in im.info:
-        info["dpi"] = im.info["dpi"]
+    info = _carried(im)
     pixels = _as_srgb(np.ascontiguousarray(rgb), info, label)
     if icc.is_gray(pixels):
         pixels = np.ascontiguousarray(pixels[..., 0])
@@ -399,11 +395,7 @@ def gray_jpeg(fh, im: Image.Image, label: str) -> Decoded | None:
     if pixels is None or pixels.shape != (im.height, im.width) or pixels.dtype != np.uint8:
         return None
     del data
-    info: dict[str, Any] = {}
-    if im.info.get("icc_profile"):
-        info["icc_profile"] = im.info["icc_profile"]
-    if "dpi" in im.info:
-        info["dpi"] = im.info["dpi"]
+    info = _carried(im)
     exif = im.getexif()
     orientation = exif.get(0x0112)
     if orientation in _ORIENT:
@@ -412,6 +404,16 @@ def gray_jpeg(fh, im: Image.Image, label: str) -> Decoded | None:
         exif.pop(0x0112, None)  # orientation now baked in
         info["exif"] = exif.tobytes()
     return Decoded(pixels=np.ascontiguousarray(_as_srgb(pixels, info, label)), format="JPEG", info=info)
+
+
+def _carried(im: Image.Image) -> dict[str, Any]:
+    """What of an image's file is carried to its output as it is: its ICC profile and DPI."""
+    info: dict[str, Any] = {}
+    if im.info.get("icc_profile"):
+        info["icc_profile"] = im.info["icc_profile"]
+    if "dpi" in im.info:
+        info["dpi"] = im.info["dpi"]
+    return info
 
 
 def _orient(x: np.ndarray, transpose: bool, turns: int, flip: bool) -> np.ndarray:
@@ -448,11 +450,7 @@ def _webp_lossless(fh) -> bool:
 def _from_pil(im: Image.Image, label: str, max_pixels: int, lossless: bool = False) -> Decoded:
     _check_size(im.size, label, max_pixels)
     fmt = im.format
-    info: dict[str, Any] = {}
-    if im.info.get("icc_profile"):
-        info["icc_profile"] = im.info["icc_profile"]
-    if "dpi" in im.info:
-        info["dpi"] = im.info["dpi"]
+    info = _carried(im)
     if lossless:
         info["lossless"] = True
     exif = im.getexif()

@@ -99,6 +99,14 @@ def files_outside(root: Path, out: Path, allowed: set[Path]) -> list[Path]:
     return found
 
 
+def good_zip(path: Path, more: dict[str, bytes]) -> Path:
+    """A zip of the GOOD members, then ``more`` (name -> bytes)."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in {**{n: d for n, (d, _) in GOOD.items()}, **more}.items():
+            zf.writestr(name, data)
+    return path
+
+
 def image_outputs(out: Path) -> dict[str, Path]:
     """Output images under OUT by relative path (the job's .streamcolor/ folder and report left out)."""
     return {p.relative_to(out).as_posix(): p for p in sorted(out.rglob("*"))
@@ -945,11 +953,7 @@ def test_manifest_sync_mark_and_reset(tmp_path):
 
 def test_process_items_matches_the_pipeline(engine, tmp_path):
     """The sequential unit of work (what a Ray actor runs) writes what the threaded pipeline writes."""
-    src = tmp_path / "in.zip"
-    with zipfile.ZipFile(src, "w") as zf:
-        for name, (data, _) in GOOD.items():
-            zf.writestr(name, data)
-        zf.writestr("notes.jpg", b"text")
+    src = good_zip(tmp_path / "in.zip", {"notes.jpg": b"text"})
     options = BatchOptions(render_size=64)
     colorize_archive(src, tmp_path / "piped", engine=engine, progress=False, options=options)
     with archive.open_source(src, options) as source:
@@ -966,12 +970,7 @@ def test_process_items_matches_the_pipeline(engine, tmp_path):
 
 def test_worker_processes_write_what_the_threads_write_and_report_the_bad_files(engine, tmp_path):
     """BatchOptions.processes (--processes): the same outputs, byte for byte, and the same report."""
-    src = tmp_path / "in.zip"
-    with zipfile.ZipFile(src, "w") as zf:
-        for name, (data, _) in GOOD.items():
-            zf.writestr(name, data)
-        zf.writestr("notes.jpg", b"text")
-        zf.writestr("broken.png", corrupted(GOOD["photos/b.png"][0]))
+    src = good_zip(tmp_path / "in.zip", {"notes.jpg": b"text", "broken.png": corrupted(GOOD["photos/b.png"][0])})
     threads = colorize_archive(src, tmp_path / "threads", engine=engine, progress=False,
                                options=BatchOptions(render_size=64))
     procs = colorize_archive(src, tmp_path / "procs", engine=engine, progress=False,

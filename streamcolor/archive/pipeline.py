@@ -241,15 +241,13 @@ class _Pipeline:
                     elif entry is None:
                         ended = True
                     elif isinstance(entry, BaseException):
-                        if isinstance(entry, BrokenProcessPool):  # (the reader's submit to the broken pool)
-                            raise _pool_died(entry) from entry
                         raise entry
                     else:
                         item, fut = entry
                         try:
                             batcher.add(fut.result())
-                        except BrokenProcessPool as exc:  # not the item's fault: the job stops, a rerun resumes
-                            raise _pool_died(exc) from exc
+                        except BrokenProcessPool:  # not the item's fault: the job stops (below), a rerun resumes
+                            raise
                         except Exception as exc:  # each item on its own: record and go on
                             self._record(outcome_of(item, exc))
                 # A full batch; or what is held, when the reader waits for memory that only the held
@@ -274,7 +272,7 @@ class _Pipeline:
                     break
             while writing:
                 self._collect(writing, block=True)
-        except BrokenProcessPool as exc:  # (a submit to the broken pool)
+        except BrokenProcessPool as exc:  # a worker process died: its result, or a submit (reader's too) to the pool
             self._stop.set()
             self._settle(writing)
             raise _pool_died(exc) from exc
@@ -303,11 +301,7 @@ class _Pipeline:
         finished, _ = wait(writing, timeout=None if block else 0, return_when=FIRST_COMPLETED)
         for fut in finished:
             writing.discard(fut)
-            try:
-                outcome = fut.result()  # OutputError from a write propagates: stop the batch
-            except BrokenProcessPool as exc:
-                raise _pool_died(exc) from exc
-            self._record(outcome)
+            self._record(fut.result())  # OutputError from a write propagates: stop the batch
 
     def _pool(self) -> Executor:
         """The workers: threads, or with ``BatchOptions.processes`` worker processes (spawned: a fork
