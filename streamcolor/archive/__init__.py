@@ -18,7 +18,10 @@ The job by part, one module each:
   (layout, lock, resume manifest, report, packing), shared with the Ray
   actor pool;
 * :mod:`streamcolor.archive.pipeline`: :func:`colorize_archive`, the threaded
-  pipeline, and :func:`process_items`, the same steps in a row.
+  pipeline, and :func:`process_items`, the same steps in a row;
+* :mod:`streamcolor.archive.workers`: the pipeline's workers, threads or
+  worker processes (``BatchOptions.processes``) that keep each photo where
+  it was decoded.
 
 Each item takes the one per-item path (:mod:`streamcolor.items`).
 

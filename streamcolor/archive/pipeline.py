@@ -22,7 +22,7 @@ import os
 import queue
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Iterator, Sequence
 
@@ -30,12 +30,11 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 from streamcolor import memory
 from streamcolor.archive.job import BatchJob
 from streamcolor.archive.listing import BatchOptions, Item
-from streamcolor.colorize import (SCRATCH_KEEP_BYTES, ColorOptions, Scratch, ShapeBatcher, engine_for, keep_work_arrays,
-                                  predict)
-from streamcolor.errors import InputError, StreamcolorError
+from streamcolor.archive.workers import Processes, Threads, pool_died
+from streamcolor.colorize import SCRATCH_KEEP_BYTES, ColorOptions, Scratch, ShapeBatcher, engine_for, predict
+from streamcolor.errors import InputError
 from streamcolor.progress import Progress, progress_bar
-from streamcolor.items import (FolderSink, JobReport, Outcome, colorize_items, decode_item, engine_failure,
-                               finish_item, outcome_of)
+from streamcolor.items import FolderSink, JobReport, Outcome, colorize_items, engine_failure, outcome_of
 
 if TYPE_CHECKING:
     from streamcolor.engines import Engine
@@ -175,7 +174,7 @@ class _Pipeline:
 
     # -- the reader thread ---------------------------------------------------------------------
 
-    def _read_all(self, todo: Sequence[Item], pool: Executor, q: queue.Queue) -> None:
+    def _read_all(self, todo: Sequence[Item], workers: Threads | Processes, q: queue.Queue) -> None:
         try:
             for item in todo:
                 if self._stop.is_set():
@@ -191,7 +190,7 @@ class _Pipeline:
                         if self._stop.is_set():
                             return
                     self._held[item.key] = cost
-                    fut = pool.submit(decode_item, item, data, self.color)
+                    fut = workers.decode(item, data, self.color)
                     del data
                 if not self._put(q, (item, fut)):
                     return
@@ -220,9 +219,8 @@ class _Pipeline:
 
     def _run(self, todo: Sequence[Item]) -> None:
         q: queue.Queue = queue.Queue(maxsize=self.depth)
-        pool = self._pool()
-        finish = _finish_in_process if self.processes else finish_item
-        reader = threading.Thread(target=self._read_all, args=(todo, pool, q), name="streamcolor-reader",
+        workers = self._workers()
+        reader = threading.Thread(target=self._read_all, args=(todo, workers, q), name="streamcolor-reader",
                                   daemon=True)
         batcher = ShapeBatcher(self.batch_size)  # items waiting for the engine, by render shape
         writing: set[Future] = set()
@@ -265,9 +263,10 @@ class _Pipeline:
                     self.engine_s += time.perf_counter() - t
                     for prep, ab in zip(batch, results):
                         if isinstance(ab, Exception):
+                            workers.drop(prep)
                             self._record(engine_failure(prep.item, ab))
                         else:
-                            writing.add(pool.submit(finish, prep, ab, self.color, self.sink))
+                            writing.add(workers.finish(prep, ab, self.color, self.sink))
                 elif ended and not batcher.held:
                     break
             while writing:
@@ -275,7 +274,7 @@ class _Pipeline:
         except BrokenProcessPool as exc:  # a worker process died: its result, or a submit (reader's too) to the pool
             self._stop.set()
             self._settle(writing)
-            raise _pool_died(exc) from exc
+            raise pool_died(exc) from exc
         except BaseException:
             self._stop.set()
             self._settle(writing)  # keep what was written before the failure
@@ -293,7 +292,7 @@ class _Pipeline:
                 reader.join(timeout=30)
             except RuntimeError:  # its start() was interrupted: it stops at its first look at _stop
                 pass
-            pool.shutdown(wait=True, cancel_futures=True)
+            workers.shutdown()
 
     def _collect(self, writing: set[Future], *, block: bool) -> None:
         if not writing:
@@ -303,16 +302,10 @@ class _Pipeline:
             writing.discard(fut)
             self._record(fut.result())  # OutputError from a write propagates: stop the batch
 
-    def _pool(self) -> Executor:
-        """The workers: threads, or with ``BatchOptions.processes`` worker processes (spawned: a fork
-        would copy the engine's threads and locks mid-use), which ignore Ctrl-C (the calling thread
-        stops the job and lets each finish the photo it is on)."""
-        if not self.processes:
-            return ThreadPoolExecutor(self.workers, thread_name_prefix="streamcolor-io", initializer=keep_work_arrays)
-        import multiprocessing
-
-        return ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_start_process)
+    def _workers(self) -> Threads | Processes:
+        """Threads, or with ``BatchOptions.processes`` worker processes, each of which keeps the photos
+        it decoded until it finishes them (:mod:`streamcolor.archive.workers`)."""
+        return Processes(self.processes) if self.processes else Threads(self.workers)
 
     def _settle(self, writing: set[Future]) -> None:
         """After a fatal error: wait for writes in flight, record the ones that succeeded."""
@@ -336,42 +329,6 @@ class _Pipeline:
         self.budget.release(self._held.pop(outcome.item.key, 0))
         self.job.record(outcome)
         self.bar.update(1)
-
-
-def _start_process() -> None:
-    """A worker process's set-up: Ctrl-C is the calling process's to handle; OpenCV on one thread
-    (the processes already keep the cores busy, one photo each); work arrays kept from photo to
-    photo; and a watch that ends the process when the job's process is gone (killed with SIGKILL:
-    its workers would otherwise wait on their task queue for good)."""
-    import signal
-
-    import cv2
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    cv2.setNumThreads(1)
-    keep_work_arrays()
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="streamcolor-parent-watch", daemon=True).start()
-
-
-def _finish_in_process(prep, ab, color: ColorOptions, sink: FolderSink) -> Outcome:
-    """:func:`finish_item` in a worker process: the staged output, complete, is unlocked here and
-    handed to the job's process, which records it and then renames it into place (as a Ray actor's)."""
-    outcome = finish_item(prep, ab, color, sink)
-    if outcome.staged is not None:
-        outcome.staged.release()
-    return outcome
-
-
-def _pool_died(exc: BaseException) -> StreamcolorError:
-    return StreamcolorError(f"a worker process of the job died ({exc}); the outputs finished before it are kept: "
-                            "run the same command again to resume")
 
 
 __all__ = ["colorize_archive", "opencv_one_thread", "process_items"]

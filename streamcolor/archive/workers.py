@@ -1,0 +1,181 @@
+"""The batch job's workers: threads, or worker processes that keep each photo where it was decoded.
+
+:class:`~streamcolor.archive.pipeline._Pipeline` hands every photo to its workers twice: to
+decode it and make its network input, then, after the engine, to render, encode and stage it.
+Both kinds of worker offer the same three calls (:meth:`Threads.decode`, :meth:`Threads.finish`,
+:meth:`Threads.drop`), so the pipeline does not know which it has.
+
+Why processes, and why each photo stays in one: the threads of one process share Python's GIL,
+and a job of 1-megapixel photos holds it about 5 ms a photo (``benchmarks/gil_profile.py``), so
+threads bound a job near 200 photos/s however many cores and however fast the GPU.  Worker
+processes each have their own GIL.  A process pool that takes any task on any process has to
+send each photo's decoded pixels back to the job's process and out again to whichever process
+renders it: in a first version that pickling held the job's GIL 2.4 ms a photo of the 3.4 left
+(``gil-processes-cpu-2026-12-05.json``).  Here each worker process keeps the photos it decoded
+until it finishes them, so only the network's input and its a*b* cross between processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from streamcolor.colorize import ColorOptions, Prepared, keep_work_arrays
+from streamcolor.errors import StreamcolorError
+from streamcolor.items import FolderSink, Outcome, decode_item, finish_item
+
+if TYPE_CHECKING:
+    from streamcolor.archive.listing import Item
+
+log = logging.getLogger(__name__)
+
+
+class Threads:
+    """Worker threads of the job's process: the decoded photo itself comes back to the pipeline."""
+
+    def __init__(self, count: int):
+        self.count = count
+        self._pool = ThreadPoolExecutor(count, thread_name_prefix="streamcolor-io", initializer=keep_work_arrays)
+
+    def decode(self, item: "Item", data: bytes, color: ColorOptions) -> Future:
+        """Future of the item's :class:`~streamcolor.colorize.Prepared` (or its InputError)."""
+        return self._pool.submit(decode_item, item, data, color)
+
+    def finish(self, prep: Prepared, ab: np.ndarray, color: ColorOptions, sink: FolderSink) -> Future:
+        """Future of the item's :class:`~streamcolor.items.Outcome` (render, encode, stage)."""
+        return self._pool.submit(finish_item, prep, ab, color, sink)
+
+    def drop(self, prep: Prepared) -> None:
+        """A decoded photo that will not be finished (the engine failed on it): nothing to do here."""
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class Kept:
+    """A photo decoded in a worker process, which keeps its pixels: what the job's process needs
+    of it (the engine's input), and which worker has the rest."""
+
+    item: Any
+    net_in: np.ndarray
+    worker: int
+
+
+class Processes:
+    """``count`` spawned worker processes, one single-process pool each, so that a photo's
+    finishing goes to the process that decoded it (a fork would copy the engine's threads and
+    locks mid-use).  Each new photo goes to the worker with the fewest tasks in hand.
+
+    The workers ignore Ctrl-C (the job's process stops the job and lets each finish the photo it
+    is on) and end when the job's process is gone, even killed with SIGKILL.  One that dies
+    breaks its pool: the job's next result from it raises ``BrokenProcessPool``
+    (:func:`pool_died` says it to the user)."""
+
+    def __init__(self, count: int):
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.count = count
+        self._pools = [ProcessPoolExecutor(1, mp_context=context, initializer=_start_process, initargs=(i,))
+                       for i in range(count)]
+        self._busy = [0] * count  # tasks submitted and not done, per worker
+        self._lock = threading.Lock()  # decode is called from the reader thread, the rest from the pipeline's
+
+    def _submit(self, worker: int, fn, *args) -> Future:
+        with self._lock:
+            self._busy[worker] += 1
+        try:
+            fut = self._pools[worker].submit(fn, *args)
+        except BaseException:
+            self._done(worker)
+            raise
+        fut.add_done_callback(lambda _: self._done(worker))
+        return fut
+
+    def _done(self, worker: int) -> None:
+        with self._lock:
+            self._busy[worker] -= 1
+
+    def decode(self, item: "Item", data: bytes, color: ColorOptions) -> Future:
+        """Future of a :class:`Kept` (or the item's InputError), on the least busy worker."""
+        with self._lock:
+            worker = min(range(self.count), key=self._busy.__getitem__)
+        return self._submit(worker, _decode_kept, item, data, color)
+
+    def finish(self, kept: Kept, ab: np.ndarray, color: ColorOptions, sink: FolderSink) -> Future:
+        """Future of the item's :class:`~streamcolor.items.Outcome`, on the worker that holds it."""
+        return self._submit(kept.worker, _finish_kept, kept.item.key, ab, color, sink)
+
+    def drop(self, kept: Kept) -> None:
+        """Free a kept photo that will not be finished (the engine failed on it)."""
+        self._submit(kept.worker, _drop_kept, kept.item.key)
+
+    def shutdown(self) -> None:
+        for pool in self._pools:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def pool_died(exc: BaseException) -> StreamcolorError:
+    """What the user is told when a worker process died mid-job."""
+    return StreamcolorError(f"a worker process of the job died ({exc}); the outputs finished before it are kept: "
+                            "run the same command again to resume")
+
+
+# --------------------------------------------------------------------------- in a worker process
+
+_KEPT: dict[str, Prepared] = {}  # this worker's decoded photos by item key, until finished or dropped
+_WORKER = -1  # this worker's index among the job's
+
+
+def _start_process(index: int) -> None:
+    """A worker process's set-up: Ctrl-C is the calling process's to handle; OpenCV on one thread
+    (the processes already keep the cores busy, one photo each); work arrays kept from photo to
+    photo; and a watch that ends the process when the job's process is gone (killed with SIGKILL:
+    its workers would otherwise wait on their task queue for good)."""
+    import signal
+
+    import cv2
+
+    global _WORKER
+    _WORKER = index
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cv2.setNumThreads(1)
+    keep_work_arrays()
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="streamcolor-parent-watch", daemon=True).start()
+
+
+def _decode_kept(item: "Item", data: bytes, color: ColorOptions) -> Kept:
+    prep = decode_item(item, data, color)
+    _KEPT[item.key] = prep
+    return Kept(item, prep.net_in, _WORKER)
+
+
+def _finish_kept(key: str, ab: np.ndarray, color: ColorOptions, sink: FolderSink) -> Outcome:
+    """:func:`finish_item` of a kept photo: the staged output, complete, is unlocked here and
+    handed to the job's process, which records it and then renames it into place (as a Ray actor's)."""
+    outcome = finish_item(_KEPT.pop(key), ab, color, sink)
+    if outcome.staged is not None:
+        outcome.staged.release()
+    return outcome
+
+
+def _drop_kept(key: str) -> None:
+    _KEPT.pop(key, None)
+
+
+__all__ = ["Kept", "Processes", "Threads", "pool_died"]
