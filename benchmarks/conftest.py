@@ -60,3 +60,19 @@ def write_gray_photos(root: Path, n: int, height: int, width: int, *, subfolders
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(gray).save(folder / f"frame{i:03d}.jpg", quality=90)
     return root
+
+
+def codec_one(path: Path, out_dir: Path, quality: int) -> None:
+    """Decode + encode only, the bound's other half in pipeline_bound, batch_scaling and
+    gil_profile: the photo read and written as a batch job writes it, a gray photo's JPEG from
+    Y'CbCr planes (here its own luma and neutral chroma: no conversion from RGB), any other as
+    an RGB image.  A module-level function, so that worker processes can run it too."""
+    from streamcolor import image_io
+
+    d = image_io.read_image(path)
+    if d.pixels.ndim == 2 and d.pixels.dtype == np.uint8:
+        gray = np.full_like(d.pixels, 128)
+        image_io.write_atomic(out_dir / path.name, image_io.encode_jpeg_planes(d.pixels, gray, gray, info=d.info,
+                                                                               quality=quality))
+    else:
+        image_io.write_image(out_dir / path.name, d.pixels, info=d.info, quality=quality)

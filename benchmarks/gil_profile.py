@@ -118,10 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--label", default="", help="a name for this run, kept in the file")
     args = ap.parse_args(argv)
     import cv2
-    import numpy as np
 
-    from benchmarks.conftest import write_gray_photos
-    from streamcolor import image_io
+    from benchmarks.conftest import codec_one as conftest_codec_one, write_gray_photos
     from streamcolor.archive import BatchOptions, colorize_archive
     from streamcolor.engines import load_engine
 
@@ -142,10 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         files = sorted(folder.glob("*.jpg"))
 
         def codec_one(f: Path, out: Path) -> None:
-            d = image_io.read_image(f)
-            gray = np.full_like(d.pixels, 128)
-            image_io.write_atomic(out / f.name, image_io.encode_jpeg_planes(d.pixels, gray, gray, info=d.info,
-                                                                            quality=colour.quality))
+            conftest_codec_one(f, out, colour.quality)
 
         def job(out: Path) -> None:
             rep = colorize_archive(folder, out, engine=engine, options=options, progress=False)

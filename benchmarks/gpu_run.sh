@@ -16,7 +16,8 @@
 #                ARGS replaces the script's arguments, e.g. fewer clips or rounds for a shorter call;
 #                PARTS names the parts to run, e.g. "engine rss"; CLI_S=0 leaves the CLI run out, CLI_VIDEO=0
 #                its video; ARGS2: a second pipeline_bound run's arguments, BOUND2_S its limit; PARTS=none:
-#                no pipeline_bound run; SCALING: benchmarks/batch_scaling.py's arguments, SCALING_S its limit)
+#                no pipeline_bound run; SCALING: benchmarks/batch_scaling.py's arguments, SCALING_S its limit,
+#                e.g. SCALING="--variant default --variant processes=12" for the job's worker processes)
 #   bash benchmarks/gpu_run.sh restore   # here: the whole tree back (always, even if the call failed)
 #
 # Why "prepare" trims: the device tool sends the working tree, 64 MiB at most, and the tracked files

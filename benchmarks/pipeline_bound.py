@@ -736,6 +736,7 @@ def _rgb_route():
 
 
 def batch_figures(engine, work: Path) -> dict[str, Any]:
+    from benchmarks import conftest
     from benchmarks.conftest import write_gray_photos
     from streamcolor import image_io
     from streamcolor.archive import BatchOptions, colorize_archive
@@ -758,17 +759,8 @@ def batch_figures(engine, work: Path) -> dict[str, Any]:
     out = work / "codec-only"
     out.mkdir()
 
-    def codec_one(f: Path) -> None:
-        """Decode + encode only: the photo read, and written as the job writes a gray photo's JPEG
-        (from Y'CbCr planes, here its own luma and neutral chroma: no conversion from RGB), or an
-        RGB one as the job does."""
-        d = image_io.read_image(f)
-        if d.pixels.ndim == 2 and d.pixels.dtype == np.uint8:
-            gray = np.full_like(d.pixels, 128)
-            image_io.write_atomic(out / f.name, image_io.encode_jpeg_planes(d.pixels, gray, gray, info=d.info,
-                                                                            quality=colour.quality))
-        else:
-            image_io.write_image(out / f.name, d.pixels, info=d.info, quality=colour.quality)
+    def codec_one(f: Path) -> None:  # decode + encode only
+        conftest.codec_one(f, out, colour.quality)
 
     planes: dict[str, tuple[np.ndarray, ...]] = {}  # the job's outputs as Y'CbCr planes, read once, untimed
     out_colour = work / "codec-colour"

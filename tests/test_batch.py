@@ -27,7 +27,7 @@ from PIL import Image
 
 import streamcolor
 from streamcolor import archive
-from streamcolor.engines import archives
+from streamcolor.engines import Engine, EngineError, archives
 from streamcolor.archive import BatchOptions, Item, colorize_archive, output_name, safe_member_path
 from streamcolor.errors import InputError, OutputError
 from streamcolor.items import is_job_file
@@ -982,6 +982,35 @@ def test_worker_processes_write_what_the_threads_write_and_report_the_bad_files(
         assert a[rel].read_bytes() == b[rel].read_bytes(), rel
     assert read_report(tmp_path / "procs") == read_report(tmp_path / "threads")
     assert not [p for p in (tmp_path / "procs").rglob("*") if ".tmp" in p.name or p.name.startswith(".sc")]
+
+
+class TallFails(Engine):
+    """The shipped engine, except that it fails on any batch holding a tall photo (twice as high as wide)."""
+
+    def __init__(self, real: Engine):
+        super().__init__(real.info)
+        self.real = real
+
+    def forward(self, l):
+        if l.shape[1] >= 2 * l.shape[2]:
+            raise EngineError("engine failure (injected)")
+        return self.real.forward(l)
+
+
+@pytest.mark.parametrize("processes", [0, 2])
+def test_a_photo_the_engine_fails_on_is_reported_and_the_rest_finish(engine, tmp_path, processes):
+    """Alone in its batch, the photo the engine fails on is the only one that fails; with worker
+    processes, the one that kept its pixels lets them go and goes on (the job does not wait for it)."""
+    src = tmp_path / "scans"
+    src.mkdir()
+    for i in range(6):
+        (src / f"p{i}.jpg").write_bytes(jpeg_bytes(make_photo(64, 80, seed=i)[..., 0]))
+    (src / "tall.jpg").write_bytes(jpeg_bytes(make_photo(96, 40, seed=9)[..., 0]))
+    report = colorize_archive(src, tmp_path / "out", engine=TallFails(engine), progress=False,
+                              options=BatchOptions(render_size=64, processes=processes, batch_size=2))
+    assert (report.done, report.failed) == (6, 1)
+    assert sorted(image_outputs(tmp_path / "out")) == [f"p{i}.jpg" for i in range(6)]
+    assert read_report(tmp_path / "out") == {"tall.jpg": (FAILED, "engine error (EngineError: engine failure (injected))")}
 
 
 def test_a_worker_process_killed_mid_job_stops_it_clearly_and_the_same_call_resumes(engine, tmp_path):

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -398,6 +401,44 @@ def test_batch_scaling_variants_are_parsed_and_bad_ones_refused():
     assert parse_variant("default") == {}
     assert parse_variant("cv2=1,workers=8,malloc=big,switch=0.001") == {"cv2": 1, "workers": 8, "malloc": "big",
                                                                         "switch": 0.001}
+    assert parse_variant("processes=12") == {"processes": 12}
     for bad in ("threads=2", "cv2", "malloc=small"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_variant(bad)
+
+
+def test_batch_scaling_script_runs_a_variant_with_worker_processes(tmp_path):
+    """benchmarks/batch_scaling.py on a few small photos: the job with worker processes and decode +
+    encode only on as many, each variant's row in the file, its CPU time counting the workers'."""
+    from benchmarks import batch_scaling
+
+    out = tmp_path / "scaling.json"
+    assert batch_scaling.main(["--out", str(out), "--photos", "6", "--size", "64", "96", "--rounds", "1",
+                               "--variant", "processes=2", "--backend", "onnx"]) == 0
+    (row,) = json.loads(out.read_text())["variants"]
+    assert row["variant"] == {"processes": 2} and row["workers"] == 2
+    for part in ("codec", "job"):
+        assert row[part]["items_per_s"] > 0 and len(row[part]["rounds_s"]) == 1
+
+
+def test_batch_scaling_counts_the_cpu_time_of_child_processes_alive_and_ended():
+    """The worker processes' CPU time is the job's: counted while they run (decode + encode only's
+    pool) and after they end (a job's workers end with it)."""
+    from benchmarks.batch_scaling import cpu_usage
+
+    burn = [sys.executable, "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.4: pass\n"
+            "input()"]
+    def cpu_s() -> float:  # user + system
+        return sum(cpu_usage()[:2])
+
+    before = cpu_s()
+    child = subprocess.Popen(burn, stdin=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while cpu_s() - before < 0.3:  # alive: seen through psutil
+            assert child.poll() is None and time.monotonic() < deadline, "the live child's CPU time was not counted"
+            time.sleep(0.05)
+        child.communicate("\n", timeout=30)
+    finally:
+        child.kill()
+    assert cpu_s() - before >= 0.4  # ended and reaped: in the process's children's usage
