@@ -597,20 +597,23 @@ class ShapeBatcher:
 
 
 def predict(batch: Sequence[Prepared], engine: "Engine", *,
-            work: Callable[[str, tuple[int, ...]], np.ndarray] | None = None) -> list[np.ndarray | Exception]:
+            work: Callable[[str, tuple[int, ...]], np.ndarray] | None = None,
+            refine: bool = True) -> list[np.ndarray | Exception]:
     """a*b* (h, w, 2) in [-1, 1] for each image of a batch of one render shape: one
     engine call, then the model's edge-aware upsampling of its grid to the render
     size where its bundle names one (``Engine.refine``; ``work``: where its work
-    arrays come from, default the calling thread's :func:`thread_scratch`).  If the
+    arrays come from, default the calling thread's :func:`thread_scratch`; ``refine=False``:
+    the grid as the network gave it, for a caller that upsamples it elsewhere).  If the
     engine fails on the batch, its images are retried one by one so that only the
     one that causes it fails; that image's entry is then the exception."""
     try:
         net_in = np.stack([p.net_in for p in batch])
-        return list(engine.refine(net_in, engine.predict(net_in), work=work or thread_scratch().take))
+        ab = engine.predict(net_in)
+        return list(engine.refine(net_in, ab, work=work or thread_scratch().take) if refine else ab)
     except Exception as exc:
         if len(batch) == 1:
             return [exc]
-        return [r for p in batch for r in predict([p], engine, work=work)]
+        return [r for p in batch for r in predict([p], engine, work=work, refine=refine)]
 
 
 def colorize_prepared(preps: Sequence[Prepared], *, engine: "Engine", saturation: float = 1.0,

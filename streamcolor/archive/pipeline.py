@@ -259,7 +259,7 @@ class _Pipeline:
                     while len(writing) >= self.depth:
                         self._collect(writing, block=True)
                     t = time.perf_counter()
-                    results = predict(batch, self.engine, work=self.work.take)
+                    results = predict(batch, self.engine, work=self.work.take, refine=not workers.refines)
                     self.engine_s += time.perf_counter() - t
                     for prep, ab in zip(batch, results):
                         if isinstance(ab, Exception):
@@ -305,7 +305,7 @@ class _Pipeline:
     def _workers(self) -> Threads | Processes:
         """Threads, or with ``BatchOptions.processes`` worker processes, each of which keeps the photos
         it decoded until it finishes them (:mod:`streamcolor.archive.workers`)."""
-        return Processes(self.processes) if self.processes else Threads(self.workers)
+        return Processes(self.processes, self.engine.info.guided) if self.processes else Threads(self.workers)
 
     def _settle(self, writing: set[Future]) -> None:
         """After a fatal error: wait for writes in flight, record the ones that succeeded."""

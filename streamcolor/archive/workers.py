@@ -12,7 +12,10 @@ processes each have their own GIL.  A process pool that takes any task on any pr
 send each photo's decoded pixels back to the job's process and out again to whichever process
 renders it: in a first version that pickling held the job's GIL 2.4 ms a photo of the 3.4 left
 (``gil-processes-cpu-2026-12-05.json``).  Here each worker process keeps the photos it decoded
-until it finishes them, so only the network's input and its a*b* cross between processes.
+until it finishes them, so only the network's input and its a*b* grid cross between processes;
+and the worker, not the job's process, brings the grid up to the render size (the model's
+edge-aware upsampling, ``Engine.refine``): the job's process then only reads, batches, runs
+the engine and records.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from streamcolor.colorize import ColorOptions, Prepared, keep_work_arrays
+from streamcolor.colorize import ColorOptions, Prepared, keep_work_arrays, thread_scratch
+from streamcolor.engines.guided import GuidedUpsampling, refine_batch
 from streamcolor.errors import StreamcolorError
-from streamcolor.items import FolderSink, Outcome, decode_item, finish_item
+from streamcolor.items import FolderSink, Outcome, decode_item, engine_failure, finish_item
 
 if TYPE_CHECKING:
     from streamcolor.archive.listing import Item
@@ -39,6 +43,8 @@ log = logging.getLogger(__name__)
 
 class Threads:
     """Worker threads of the job's process: the decoded photo itself comes back to the pipeline."""
+
+    refines = False  # the pipeline's engine calls bring a*b* up to the render size (Engine.refine)
 
     def __init__(self, count: int):
         self.count = count
@@ -72,16 +78,21 @@ class Kept:
 class Processes:
     """``count`` spawned worker processes, one single-process pool each, so that a photo's
     finishing goes to the process that decoded it (a fork would copy the engine's threads and
-    locks mid-use).  Each new photo goes to the worker with the fewest tasks in hand.
+    locks mid-use).  Each new photo goes to the worker with the fewest tasks in hand.  The a*b*
+    they are given is the network's grid: they bring it up to the render size themselves, with
+    ``guided`` (the model's ``ModelInfo.guided``).
 
     The workers ignore Ctrl-C (the job's process stops the job and lets each finish the photo it
     is on) and end when the job's process is gone, even killed with SIGKILL.  One that dies
     breaks its pool: the job's next result from it raises ``BrokenProcessPool``
     (:func:`pool_died` says it to the user)."""
 
-    def __init__(self, count: int):
+    refines = True
+
+    def __init__(self, count: int, guided: GuidedUpsampling | None):
         import multiprocessing
 
+        self.guided = guided
         context = multiprocessing.get_context("spawn")
         self.count = count
         self._pools = [ProcessPoolExecutor(1, mp_context=context, initializer=_start_process, initargs=(i,))
@@ -111,8 +122,11 @@ class Processes:
         return self._submit(worker, _decode_kept, item, data, color)
 
     def finish(self, kept: Kept, ab: np.ndarray, color: ColorOptions, sink: FolderSink) -> Future:
-        """Future of the item's :class:`~streamcolor.items.Outcome`, on the worker that holds it."""
-        return self._submit(kept.worker, _finish_kept, kept.item.key, ab, color, sink)
+        """Future of the item's :class:`~streamcolor.items.Outcome`, on the worker that holds it
+        (``ab``: the network's grid)."""
+        # a copy (the grid is small): the pool pickles it later, from its own thread, and an engine may
+        # hand out rows of an output array it reuses on its next call
+        return self._submit(kept.worker, _finish_kept, kept.item.key, np.array(ab), self.guided, color, sink)
 
     def drop(self, kept: Kept) -> None:
         """Free a kept photo that will not be finished (the engine failed on it)."""
@@ -165,10 +179,17 @@ def _decode_kept(item: "Item", data: bytes, color: ColorOptions) -> Kept:
     return Kept(item, prep.net_in, _WORKER)
 
 
-def _finish_kept(key: str, ab: np.ndarray, color: ColorOptions, sink: FolderSink) -> Outcome:
-    """:func:`finish_item` of a kept photo: the staged output, complete, is unlocked here and
-    handed to the job's process, which records it and then renames it into place (as a Ray actor's)."""
-    outcome = finish_item(_KEPT.pop(key), ab, color, sink)
+def _finish_kept(key: str, ab: np.ndarray, guided: GuidedUpsampling | None, color: ColorOptions,
+                 sink: FolderSink) -> Outcome:
+    """:func:`finish_item` of a kept photo, its a*b* grid first brought up to the render size: the
+    staged output, complete, is unlocked here and handed to the job's process, which records it
+    and then renames it into place (as a Ray actor's)."""
+    prep = _KEPT.pop(key)
+    try:
+        ab = refine_batch(prep.net_in[None], ab[None], guided, work=thread_scratch().take)[0]
+    except Exception as exc:  # as the engine's own step (colorize.predict): this photo fails, the job goes on
+        return engine_failure(prep.item, exc)
+    outcome = finish_item(prep, ab, color, sink)
     if outcome.staged is not None:
         outcome.staged.release()
     return outcome
