@@ -103,6 +103,7 @@ GPU7, SCALE = "pipeline-gpu-h200-2026-12-04b.json", "batch-scaling-gpu-h200-2026
 GIL = "gil-cpu-2026-12-04.json"
 GIL2 = "gil-cpu-2026-12-05.json"
 GIL3 = "gil-processes-cpu-2026-12-05.json"
+GIL4 = "gil-processes-cpu-2026-12-05b.json"
 _VARIANTS = {"b16": "transfer=bfloat16", "b16x8": "transfer=bfloat16,copy_threads=8", "x8": "copy_threads=8",
              "x4": "copy_threads=4", "c32": "chunk_rows=32"}
 FIGURES |= {f"l{b}": (f"engine_only.images_per_s.{b}", "{:.1f}") for b in (1, 16, 64, 128, 256)}
@@ -576,6 +577,19 @@ PROSE = [
     ("README.md", "is slower ({} against 19.76", GIL3, "summary.procs_photos_per_s", "{:.2f}"),
     ("README.md", "(17.02 against {} photos/s", GIL3, "summary.threads_photos_per_s", "{:.2f}"),
     ("README.md", "on the CPU: {} ms before, 5.32 after", GIL2, "means.before.job_gil_ms", "{:.2f}"),
+    # each photo kept in the worker that decoded it
+    (BENCH, "GIL ms a photo in the job's process, means: {} as before", GIL4, "summary.base_procs_job_gil_ms", "{:.3f}"),
+    (BENCH, "{} with the photos kept (six runs)", GIL4, "summary.kept_procs_job_gil_ms", "{:.3f}"),
+    (BENCH, "{} with the upsampling in the workers too", GIL4, "summary.refine_procs_job_gil_ms", "{:.3f}"),
+    (BENCH, "pickling and reading the pipes {}, 0.613", GIL4, "summary.base_procs_pickling_gil_ms", "{:.3f}"),
+    (BENCH, "pipes 1.639, {} and 0.549", GIL4, "summary.kept_procs_pickling_gil_ms", "{:.3f}"),
+    (BENCH, "0.613 and {}. A ceiling", GIL4, "summary.refine_procs_pickling_gil_ms", "{:.3f}"),
+    (BENCH, "the job ran {}, 18.31 and 19.11 photos/s", GIL4, "summary.base_procs_photos_per_s", "{:.2f}"),
+    (BENCH, "the job ran 17.56, {} and 19.11 photos/s", GIL4, "summary.kept_procs_photos_per_s", "{:.2f}"),
+    (BENCH, "17.56, 18.31 and {} photos/s with two", GIL4, "summary.refine_procs_photos_per_s", "{:.2f}"),
+    (BENCH, "two processes, {} with threads", GIL4, "summary.threads_photos_per_s", "{:.2f}"),
+    ("README.md", "holds the GIL {} ms a photo (3.208", GIL4, "summary.refine_procs_job_gil_ms", "{:.3f}"),
+    ("README.md", "ms a photo ({} before, the same day)", GIL4, "summary.base_procs_job_gil_ms", "{:.3f}"),
     ("README.md", "on the CPU: 5.71 ms before, {} after", GIL2, "means.after.job_gil_ms", "{:.2f}"),
     # gray JPEGs decoded by OpenCV, the planes' colour work in OpenCV calls
     (BENCH, "decode + encode only {} GIL ms a photo before", GIL2, "means.before.codec_gil_ms", "{:.2f}"),
