@@ -288,6 +288,10 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except SystemExit as exc:  # a verb that ends an interruption itself, with 130 (`train fit`, after its checkpoint)
+        if terminated and exc.code == 130:
+            sys.exit(128 + signal.SIGTERM)  # (stopped by SIGTERM: 143, as a shell and systemd expect)
+        raise
     except StreamcolorError as exc:
         click.echo(f"error: {one_line(str(exc))}", err=True)
         sys.exit(1)

@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -530,3 +532,24 @@ def test_export_overwrite_replaces_only_a_bundle(trained, bundle, tmp_path):
         copy = tmp_path / "copy"
         shutil.copytree(bundle[0], copy)
         assert export_bundle(run, copy, options=over).path == copy and (copy / "model.json").is_file()
+
+
+def test_train_fit_stopped_by_sigterm_saves_its_checkpoint_and_exits_143(shards, tmp_path):
+    """`kill` (systemd, docker stop) stops training as Ctrl-C does, and the exit status says which
+    signal it was (128 + 15), as a shell and a service manager expect; the same command resumes."""
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "streamcolor", "train", "fit", str(shards[0]), "-r", str(run), "--steps", "100000",
+           "-b", "4", "--checkpoint-every", "1", "--log-every", "1", "--val-examples", "8", "--sample-images", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while latest_checkpoint(run) is None:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() is not None else "no checkpoint in 240 s"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert "checkpoint saved" in err and "rerun the same command to resume" in err
+    assert latest_checkpoint(run) is not None
