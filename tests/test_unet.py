@@ -353,6 +353,8 @@ def test_int8_variant_of_a_unet(shipped, photos, tmp_path, caplog):
     assert "ignored" not in caplog.text
     rec = rep.variants["int8"]
     assert rec["colorizer"] == "colorizer-int8.onnx" and rec["calibration_set"]["crops"] == 8
+    assert rec["extractor"] is None  # one graph: no extractor file to name (it named an absent extractor.onnx)
+    assert json.loads((tmp_path / "b" / "model.json").read_text())["variants"]["int8"]["extractor"] is None
     info = resolve_model(tmp_path / "b")
     assert info.architecture == "unet" and guard(info, "int8")[0] == (rec["mse_rel"] <= 0.05)
     q = load_engine(tmp_path / "b", "onnx", precision="int8", device="cpu")

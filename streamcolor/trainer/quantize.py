@@ -664,7 +664,9 @@ def _make_int8(bundle: Path, info: ModelInfo, calib_sources: list, options: Quan
     for part, g in graphs.items():
         log.info("int8 %s runs %s in int8; left in float: %s", part, g["int8_ops"], g["float_ops"])
     ext_too = options.extractor and info.two_stage
-    rec = {"colorizer": colorizer_file, "extractor": extractor_file if ext_too else "extractor.onnx",
+    # (a one-graph model has no extractor: None, not a file name the bundle lacks)
+    rec = {"colorizer": colorizer_file,
+           "extractor": extractor_file if ext_too else ("extractor.onnx" if info.two_stage else None),
            "device": "cpu", "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
            "made_from": _made_from(bundle, ["colorizer.onnx"] + (["extractor.onnx"] if ext_too else [])),
            "quantization": method,
@@ -681,7 +683,7 @@ def _make_fp16(bundle: Path) -> tuple[dict[str, Any], list[str]]:
     for src, dst in zip(("colorizer.onnx", "extractor.onnx"), files):
         (bundle / f".{dst}.tmp").write_bytes(to_fp16(info.file(src).read_bytes()))
         os.replace(bundle / f".{dst}.tmp", bundle / dst)
-    rec = {"colorizer": files[0], "extractor": files[-1] if info.two_stage else "extractor.onnx", "device": "cuda",
+    rec = {"colorizer": files[0], "extractor": files[-1] if info.two_stage else None, "device": "cuda",
            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
            "made_from": _made_from(bundle, ["colorizer.onnx", "extractor.onnx"][:len(files)]),
            "conversion": f"onnxconverter-common {onnxconverter_common.__version__} convert_float_to_float16"
