@@ -234,6 +234,21 @@ def test_prepare_all_gray_is_a_clear_error(tmp_path, extractor):
         prepare_shards([tmp_path / "in"], tmp_path / "out", options=OPTS, extractor=extractor)
 
 
+def test_prepare_counts_shard_folders_with_no_colour_photo_apart(tmp_path, extractor):
+    """A shard whose photos are all near-gray is written (a rerun must not do it again) but holds no
+    example: the splits' shard counts leave it out, and the report says how many there are."""
+    for i, gray in enumerate((False, True, False)):
+        rgb = colour_photo(64, 64, i)
+        write_jpg(tmp_path / "in" / f"p{i}.jpg", np.dstack([rgb.mean(-1).astype(np.uint8)] * 3) if gray else rgb)
+    options = PrepareOptions(size=SIZE, crops_per_photo=1, shard_size=1, val_fraction=0.0, workers=1)
+    rep = prepare_shards([tmp_path / "in"], tmp_path / "out", options=options, extractor=extractor,
+                         splits=("train",))
+    assert rep.shards_written == 3 and rep.counts["train"]["shards"] == 2 and rep.shards_unused == 1
+    again = prepare_shards([tmp_path / "in"], tmp_path / "out", options=options, extractor=extractor,
+                           splits=("train",))
+    assert (again.shards_written, again.shards_skipped, again.shards_unused) == (0, 3, 1)
+
+
 def test_prepare_empty_or_unreadable_only(tmp_path, extractor):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no photos found"):

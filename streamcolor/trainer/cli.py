@@ -219,8 +219,9 @@ def prepare(sources, out, size, model_kind, extractor, crops_per_photo, min_crop
     for split, c in rep.counts.items():
         click.echo(f"{split}: {c['examples']} examples from {c['photos']} photos in {c['shards']} shards")
     click.echo(f"skipped: {len(rep.gray)} near-gray, {len(rep.duplicates)} duplicates, "
-               f"{len(rep.unreadable)} unreadable; shards written {rep.shards_written}, "
-               f"already done {rep.shards_skipped}")
+               f"{len(rep.unreadable)} unreadable; shard folders written {rep.shards_written}, "
+               f"already done {rep.shards_skipped}"
+               + (f", {rep.shards_unused} of them with no colour photo (not counted above)" if rep.shards_unused else ""))
     if rep.left_out:
         click.echo("left out (split not asked for): " + ", ".join(f"{n} {s}" for s, n in rep.left_out.items()))
     for bad in rep.unreadable:

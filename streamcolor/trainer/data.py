@@ -399,6 +399,7 @@ class PrepareReport:
     left_out: dict[str, int] = field(default_factory=dict)  # split -> photos not in ``splits`` (e.g. holdout)
     shards_written: int = 0  # this run (0 on a finished rerun)
     shards_skipped: int = 0  # already finished by an earlier run
+    shards_unused: int = 0  # of all the shard folders, those with no example (only near-gray or unreadable photos)
 
 
 def _photo_hash(data: bytes) -> str:
@@ -600,6 +601,7 @@ def prepare_shards(sources: Sequence[str | Path], out: str | Path, *,
         c["photos"] += len(info["photos"]) - len(info["gray"]) - len(info["unreadable"])
         c["examples"] += info["examples"]
         c["shards"] += 1 if info["examples"] else 0
+        report.shards_unused += 0 if info["examples"] else 1
         report.gray += info["gray"]
         report.unreadable += info["unreadable"]
     for p in report.unreadable:
