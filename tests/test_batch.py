@@ -1298,3 +1298,26 @@ def test_worker_processes_end_with_an_interrupted_or_killed_job_and_the_command_
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr
     assert f"{n} ok (" in again.stdout and len(image_outputs(out)) == n
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_worker_processes_stopped_with_the_process_group_as_they_start_the_job_still_ends(tmp_path, sig):
+    """A Ctrl-C in a terminal (or `kill -- -PGID`) reaches the workers too; one killed while its Python
+    was starting left the job's exit waiting for good on the pool's queue (5 runs of 8 hung)."""
+    src = tmp_path / "scans"
+    src.mkdir()
+    for i in range(12):
+        (src / f"p{i:02d}.jpg").write_bytes(jpeg_bytes(make_photo(200, 260, seed=i)[..., 0]))
+    for k, delay in enumerate((0.6, 0.9, 1.2)):
+        proc = subprocess.Popen([sys.executable, "-m", "streamcolor", "batch", str(src), "-o", str(tmp_path / f"o{k}"),
+                                 "-q", "--processes", "2"], start_new_session=True, stderr=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        time.sleep(delay)
+        os.killpg(proc.pid, sig)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"the job did not end after the group's {sig.name} at {delay} s")
+        assert proc.returncode in (0, 128 + sig if sig == signal.SIGTERM else 130), err
+        assert "InvalidStateError" not in err.decode()

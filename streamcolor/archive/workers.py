@@ -99,6 +99,29 @@ class Processes:
                        for i in range(count)]
         self._busy = [0] * count  # tasks submitted and not done, per worker
         self._lock = threading.Lock()  # decode is called from the reader thread, the rest from the pipeline's
+        self._start_all()
+
+    def _start_all(self) -> None:
+        """Start every worker now, with Ctrl-C and SIGTERM ignored while they start (a started
+        process inherits that, until its set-up says otherwise).  Why: a Ctrl-C in a terminal
+        reaches the whole process group, workers included; one that killed a worker while its
+        Python was still starting left the pool's queue feeding a dead process, and the job's
+        process, on its way out, waited for that queue for good (5 runs of 8 with the signal
+        0.7-1.0 s after the start; found by a user's test).  The job's process itself still stops
+        at once (the signals are only ignored across the starts, on the main thread, where they
+        can be set)."""
+        import signal
+
+        saved = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                saved[sig] = signal.signal(sig, signal.SIG_IGN)
+        try:
+            for pool in self._pools:
+                pool.submit(int)  # (a spawn start method starts the pool's process within submit)
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
 
     def _submit(self, worker: int, fn, *args) -> Future:
         with self._lock:
@@ -150,7 +173,7 @@ _WORKER = -1  # this worker's index among the job's
 
 
 def _start_process(index: int) -> None:
-    """A worker process's set-up: Ctrl-C is the calling process's to handle; OpenCV on one thread
+    """A worker process's set-up: Ctrl-C and SIGTERM are the calling process's to handle; OpenCV on one thread
     (the processes already keep the cores busy, one photo each); work arrays kept from photo to
     photo; and a watch that ends the process when the job's process is gone (killed with SIGKILL:
     its workers would otherwise wait on their task queue for good)."""
@@ -161,6 +184,9 @@ def _start_process(index: int) -> None:
     global _WORKER
     _WORKER = index
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM stays ignored (from Processes._start_all): a `kill` of the process group stops the job's
+    # process, which stops its workers after their photo, as with Ctrl-C; a worker killed by it instead
+    # broke the pool as the job shut it down, and the job's exit hung in concurrent.futures
     cv2.setNumThreads(1)
     keep_work_arrays()
     parent = os.getppid()
