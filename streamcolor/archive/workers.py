@@ -20,7 +20,6 @@ the engine and records.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -38,8 +37,6 @@ from streamcolor.items import FolderSink, Outcome, decode_item, engine_failure, 
 if TYPE_CHECKING:
     from streamcolor.archive.listing import Item
 
-log = logging.getLogger(__name__)
-
 
 class Threads:
     """Worker threads of the job's process: the decoded photo itself comes back to the pipeline."""
@@ -47,7 +44,6 @@ class Threads:
     refines = False  # the pipeline's engine calls bring a*b* up to the render size (Engine.refine)
 
     def __init__(self, count: int):
-        self.count = count
         self._pool = ThreadPoolExecutor(count, thread_name_prefix="streamcolor-io", initializer=keep_work_arrays)
 
     def decode(self, item: "Item", data: bytes, color: ColorOptions) -> Future:
@@ -82,8 +78,8 @@ class Processes:
     they are given is the network's grid: they bring it up to the render size themselves, with
     ``guided`` (the model's ``ModelInfo.guided``).
 
-    The workers ignore Ctrl-C (the job's process stops the job and lets each finish the photo it
-    is on) and end when the job's process is gone, even killed with SIGKILL.  One that dies
+    The workers ignore Ctrl-C and SIGTERM (the job's process stops the job and lets each finish
+    the photo it is on) and end when the job's process is gone, even killed with SIGKILL.  One that dies
     breaks its pool: the job's next result from it raises ``BrokenProcessPool``
     (:func:`pool_died` says it to the user)."""
 
@@ -103,7 +99,7 @@ class Processes:
 
     def _start_all(self) -> None:
         """Start every worker now, with Ctrl-C and SIGTERM ignored while they start (a started
-        process inherits that, until its set-up says otherwise).  Why: a Ctrl-C in a terminal
+        process inherits that, and keeps it: :func:`_start_process`).  Why: a Ctrl-C in a terminal
         reaches the whole process group, workers included; one that killed a worker while its
         Python was still starting left the pool's queue feeding a dead process, and the job's
         process, on its way out, waited for that queue for good (5 runs of 8 with the signal
