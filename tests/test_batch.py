@@ -1045,6 +1045,34 @@ def test_a_worker_process_killed_mid_job_stops_it_clearly_and_the_same_call_resu
     assert not multiprocessing.active_children()  # no worker left behind
 
 
+def test_a_script_asking_for_processes_without_the_main_guard_is_told_so_and_loses_nothing(tmp_path):
+    """A script that calls colorize_archive(..., processes=N) at its top level is imported again by
+    each worker (spawn): the workers refuse to run the job again, and the script is told to put its
+    call under the __main__ guard (not that a worker died mid-job and a rerun would help); with the
+    guard the same call runs."""
+    src = tmp_path / "scans"
+    src.mkdir()
+    for i in range(3):
+        (src / f"p{i}.jpg").write_bytes(jpeg_bytes(make_photo(48, 64, seed=i)[..., 0]))
+    call = ("colorize_archive('scans', 'out', progress=False, "
+            "options=BatchOptions(render_size=64, processes=2, batch_size=2))")
+    head = "from streamcolor.archive import BatchOptions, colorize_archive\n"
+    (tmp_path / "bare.py").write_text(head + call + "\n")
+    (tmp_path / "guarded.py").write_text(head + "if __name__ == '__main__':\n    print(" + call + ".done)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(streamcolor.__file__).parents[1])}
+    res = subprocess.run([sys.executable, "bare.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    last = res.stderr.strip().splitlines()[-1]
+    assert res.returncode == 1 and "worker processes could not start" in last, res.stderr[-2000:]
+    assert 'under `if __name__ == "__main__":`' in last and "run the same command again" not in res.stderr
+    assert "this process is a batch worker that is still starting" in res.stderr  # the workers' own error
+    assert not image_outputs(tmp_path / "out")
+    res = subprocess.run([sys.executable, "guarded.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "3", res.stderr[-2000:]
+    assert len(image_outputs(tmp_path / "out")) == 3
+
+
 def test_colorize_batch_matches_colorize_image(engine):
     from streamcolor import image_io
     from streamcolor.colorize import ColorOptions, colorize_batch

@@ -1218,7 +1218,8 @@ def test_batch_quiet_prints_nothing_when_all_is_done_and_the_summary_when_not(en
 
 
 def test_batch_says_an_option_without_effect_and_sizes_by_their_option(engine, tmp_path, caplog):
-    """--quality given for lossless outputs is said (as `image` says it); a size of 0 is refused by
+    """--quality given for lossless outputs is said (as `image` says it), so are -j and --processes where
+    they do nothing; a size of 0 is refused by
     its option's name, not by the Python field it fills (max_member_bytes)."""
     from click.testing import CliRunner
 
@@ -1234,6 +1235,14 @@ def test_batch_says_an_option_without_effect_and_sizes_by_their_option(engine, t
     assert res.exit_code == 0 and "--quality" not in caplog.text, res.output
     res = CliRunner().invoke(cli, ["batch", str(src), "-o", str(tmp_path / "o3"), "--max-member-size", "0"])
     assert res.exit_code == 2 and "'--max-member-size': '0': give at least 1 byte" in res.output, res.output
+    caplog.clear()  # -j does nothing with --processes, nor either on Ray (each actor has its own): said
+    res = CliRunner().invoke(cli, ["batch", str(src), "-o", str(tmp_path / "o4"), "-j", "3", "--processes", "1"])
+    assert res.exit_code == 0 and "-j/--workers ignored with --processes: the 1 worker processes" in caplog.text
+    caplog.clear()
+    res = CliRunner().invoke(cli, ["batch", str(src), "-o", str(tmp_path / "o5"), "-j", "3"])
+    assert res.exit_code == 0 and "ignored" not in caplog.text, res.output
+    res = CliRunner().invoke(cli, ["batch", str(src), "-o", "-", "--processes", "2", "--ray"])  # (refused before Ray starts)
+    assert res.exit_code == 2 and "--processes ignored with --ray: each Ray actor" in caplog.text, res.output
 
 
 def test_an_unwritable_record_of_outputs_gives_advice_every_verb_can_follow(tmp_path, monkeypatch, caplog):

@@ -50,7 +50,8 @@ class BatchOptions:
     batch_size: int | None = None  # images per engine call; None: see batch_for
     workers: int = 0  # threads that decode and encode/write; 0: one per CPU core
     # worker processes for those steps instead of threads (each with its own GIL): for an engine so
-    # fast (a GPU) that the GIL the threads share bounds the job; 0: threads.  See colorize_archive
+    # fast (a GPU) that the GIL the threads share bounds the job; 0: threads.  From a script, call under
+    # `if __name__ == "__main__":` (each worker imports the script first).  See colorize_archive
     processes: int = 0
     max_pixels: int = image_io.DEFAULT_MAX_PIXELS  # refuse images with more pixels (decompression bombs)
     max_member_bytes: int = archives.Limits.max_member_bytes  # refuse files/members bigger than this, declared or read

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 from streamcolor import memory
 from streamcolor.archive.job import BatchJob
 from streamcolor.archive.listing import BatchOptions, Item
-from streamcolor.archive.workers import Processes, Threads, pool_died
+from streamcolor.archive.workers import Processes, Threads, pool_died, refuse_in_worker_start
 from streamcolor.colorize import SCRATCH_KEEP_BYTES, ColorOptions, Scratch, ShapeBatcher, engine_for, predict
 from streamcolor.errors import InputError
 from streamcolor.progress import Progress, progress_bar
@@ -83,6 +83,8 @@ def colorize_archive(src: str | os.PathLike | Sequence[str | os.PathLike], dst: 
         every item finished before that is kept and recorded.
     ValueError: the output would overlap a source.
     """
+    if options.processes:
+        refuse_in_worker_start()  # (a script without the __main__ guard: see the function)
     engine = engine_for(engine)  # (first: an unknown model name leaves no job folder behind)
     with BatchJob(src, dst, options=options) as job:
         job.note_settings(engine.info)

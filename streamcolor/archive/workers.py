@@ -24,6 +24,7 @@ import os
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -105,7 +106,9 @@ class Processes:
         process, on its way out, waited for that queue for good (5 runs of 8 with the signal
         0.7-1.0 s after the start; found by a user's test).  The job's process itself still stops
         at once (the signals are only ignored across the starts, on the main thread, where they
-        can be set)."""
+        can be set).  Then it waits for them (they start at once, in parallel), so that workers that
+        cannot start, as those of a script without the ``__main__`` guard, are said as such, not as
+        a worker that died mid-job."""
         import signal
 
         saved = {}
@@ -113,11 +116,20 @@ class Processes:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 saved[sig] = signal.signal(sig, signal.SIG_IGN)
         try:
-            for pool in self._pools:
-                pool.submit(int)  # (a spawn start method starts the pool's process within submit)
+            started = [pool.submit(int) for pool in self._pools]  # (spawn starts the process within submit)
         finally:
             for sig, handler in saved.items():
                 signal.signal(sig, handler)
+        try:
+            for fut in started:  # each worker up (about a second, all at once) before the first photo
+                fut.result()
+        except BaseException as exc:
+            self.shutdown()
+            if not isinstance(exc, BrokenProcessPool):
+                raise
+            raise StreamcolorError(f"the job's worker processes could not start ({exc}; the worker's own error, "
+                                   f"if any, is printed above). When the job is started from a script: "
+                                   f"{MAIN_GUARD}") from None
 
     def _submit(self, worker: int, fn, *args) -> Future:
         with self._lock:
@@ -154,6 +166,23 @@ class Processes:
     def shutdown(self) -> None:
         for pool in self._pools:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+MAIN_GUARD = ("worker processes start Python anew and import the calling script first (multiprocessing's "
+              "'spawn'), so a script that asks for processes must make its call under "
+              "`if __name__ == \"__main__\":`")
+
+
+def refuse_in_worker_start() -> None:
+    """Refuse a job with worker processes asked for while this process is itself a worker that is
+    still starting: a script that calls ``colorize_archive(..., processes=N)`` at its top level,
+    without the ``__main__`` guard, is run again by each worker it starts.  Why here, before the
+    engine or the output: the worker would otherwise run the whole job again on the same output
+    (its manifest busy, the model loaded for nothing) and die with a message about that instead."""
+    from multiprocessing import process
+
+    if getattr(process.current_process(), "_inheriting", False):
+        raise StreamcolorError(f"this process is a batch worker that is still starting: {MAIN_GUARD}")
 
 
 def pool_died(exc: BaseException) -> StreamcolorError:

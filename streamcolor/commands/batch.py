@@ -108,9 +108,10 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, process
     Exit status:
       0  every item colorized
       1  some items were skipped or failed (see the report); the rest are done
-      2  could not start (bad arguments, unreadable source, unknown model)
-         or could not write the output (read-only, disk full): the items
-         finished so far are kept; run the command again when fixed
+      2  could not start (bad arguments, unreadable source, unknown model),
+         could not write the output (read-only, disk full) or lost a worker
+         process (--processes): the items finished so far are kept; run the
+         command again when fixed
 
     \b
     Examples:
@@ -133,6 +134,7 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, process
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     warn_quality_unused(fmt)
+    _warn_workers_unused(processes, ray_address is not None or ray_address_option is not None)
     if str(output) == "-" or any(str(s) == "-" for s in sources):  # (as `image` reads them; here a folder "-")
         raise click.UsageError("batch reads and writes folders and archives, not stdin or stdout ('-'); "
                                "for a folder named '-', write ./-")
@@ -148,6 +150,22 @@ def command(sources, output, fmt, quality, archive, batch_size, workers, process
                 fatal=(ImportError,))
     engine = load(model, backend)
     run_job(lambda: colorize_archive(list(sources), out, engine=engine, options=options, progress=progress))
+
+
+def _warn_workers_unused(processes: int, on_ray: bool) -> None:
+    """Say that ``-j`` or ``--processes``, given on the command line, does nothing here (an option
+    that has no effect is said): with ``--processes N`` the N processes are the workers; on Ray each
+    actor decodes and encodes its own photos."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return
+    given = [name for name, param in (("-j/--workers", "workers"), ("--processes", "processes"))
+             if ctx.get_parameter_source(param) == click.core.ParameterSource.COMMANDLINE]
+    if on_ray and given:
+        log.warning("%s ignored with --ray: each Ray actor decodes and encodes its own photos", " and ".join(given))
+    elif processes and "-j/--workers" in given:
+        log.warning("-j/--workers ignored with --processes: the %d worker processes decode and encode, "
+                    "one photo each", processes)
 
 
 def _run_on_ray(sources, output, options, progress, ray_address, actors, model, backend):
