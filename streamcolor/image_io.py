@@ -297,11 +297,25 @@ _ORIENT = {2: (False, 0, True), 3: (False, 2, False), 4: (False, 2, True), 5: (T
 FRAMES_COUNTED = 1000
 
 
+#: A TIFF page's NewSubfileType bits (tag 254) that make it no picture of its own: a reduced-resolution
+#: copy of another page (the preview that scanners and cameras store after the image) or a transparency mask.
+_TIFF_NOT_A_PAGE = 0b101
+
+
+def _tiff_aside(im: Image.Image) -> bool:
+    """Whether the TIFF page ``im`` is at is a preview or a mask of another page (:data:`_TIFF_NOT_A_PAGE`)."""
+    try:
+        return bool(int(im.tag_v2.get(254, 0)) & _TIFF_NOT_A_PAGE)
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
 def count_frames(im: Image.Image, cap: int = FRAMES_COUNTED) -> int:
     """Frames (or pages) of an open image, counted up to ``cap`` (then ``cap``: that many or more),
     back at the first after.  Why not Pillow's ``n_frames``: it walks every frame in Python, and for
     a TIFF ever more slowly (40,000 pages of 1x1, a 4 MB file, took 16 s), where ``is_animated``
-    looks at the second frame alone."""
+    looks at the second frame alone.  A TIFF's later pages that are a preview or a mask of another
+    (NewSubfileType) are not counted: a full image first and its preview is one photo, the first."""
     if im.format not in _MULTI_FRAME_FORMATS:
         return 1
     try:
@@ -309,20 +323,23 @@ def count_frames(im: Image.Image, cap: int = FRAMES_COUNTED) -> int:
             return 1
     except DECODE_ERRORS:  # (something after the first frame, damaged: a second frame, cut short)
         return 2
-    n = 1
+    tiff_full_first = im.format == "TIFF" and not _tiff_aside(im)
+    seen = counted = 1
     try:
-        while n < cap:
-            im.seek(n)
-            n += 1
+        while seen < cap:
+            im.seek(seen)
+            seen += 1
+            if not (tiff_full_first and _tiff_aside(im)):
+                counted += 1
     except EOFError:  # (the end)
         pass
     except DECODE_ERRORS:  # (frame n is there, damaged: a file cut short in it)
-        n += 1
+        counted += 1
     try:
         im.seek(0)
     except DECODE_ERRORS:
         pass
-    return min(n, cap)
+    return min(counted, cap)
 
 
 def _check_single_frame(im: Image.Image, label: str) -> None:

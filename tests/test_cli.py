@@ -249,6 +249,39 @@ def test_wrong_verb_names_the_right_command(args, expected):
     assert "colorize_" not in res.output  # CLI words, not Python names
 
 
+def test_a_tiff_with_its_preview_page_is_one_photo_a_second_full_page_is_not(tmp_path):
+    """Scanners and cameras store a small preview after a TIFF's image, as a page marked a
+    reduced-resolution copy (NewSubfileType 1); such a file was refused as "2 pages". It is the
+    first page's photo; a second page of its own is still refused, and so is a file whose first page
+    is itself marked a preview (which page is the photo is then not clear)."""
+    from PIL.TiffImagePlugin import AppendingTiffWriter
+
+    from streamcolor import image_io
+
+    a = Image.fromarray(make_photo(64, 96)).convert("L")
+
+    def tiff(name: str, *pages: tuple[Image.Image, int]) -> None:
+        with open(tmp_path / name, "w+b") as fp, AppendingTiffWriter(fp) as tf:
+            for page, subfile in pages:
+                page.save(tf, format="TIFF", **({"tiffinfo": {254: subfile}} if subfile else {}))
+                tf.newFrame()
+
+    small = a.resize((24, 16))
+    tiff("scan.tif", (a, 0), (small, 1))
+    tiff("masked.tif", (a, 0), (small, 1), (a.point(lambda v: 255 * (v > 99)).convert("1"), 4))
+    tiff("two.tif", (a, 0), (a.transpose(Image.FLIP_LEFT_RIGHT), 0), (small, 1))
+    tiff("preview-first.tif", (small, 1), (a, 0))
+    assert [image_io.image_kind(tmp_path / n) for n in ("scan.tif", "two.tif")] == ["image", "pages"]
+    assert image_io.read_image(tmp_path / "scan.tif").pixels.shape == (64, 96)
+    res = streamcolor("image", "scan.tif", "masked.tif", "two.tif", "preview-first.tif", "-o", "out/", "-r", "64",
+                      cwd=tmp_path)
+    assert res.returncode == 1 and b"two.tif: has 2 pages" in res.stderr, res.stderr
+    assert b"preview-first.tif: has 2 pages" in res.stderr and b"scan.tif:" not in res.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["masked.tif", "scan.tif"]
+    with Image.open(tmp_path / "out" / "scan.tif") as out:
+        assert out.size == (96, 64) and out.mode == "RGB" and getattr(out, "n_frames", 1) == 1
+
+
 def test_a_multi_page_file_cut_short_is_one_input_refused_not_the_end_of_the_run(tmp_path):
     """Counting the frames of a 2-page TIFF or an animated GIF cut short raised TypeError ("Missing
     dimensions"), IndexError or struct.error from Pillow: a traceback, and no input done.  Each is now
