@@ -551,9 +551,14 @@ def _trns_alpha(pixels: np.ndarray, value: Any) -> np.ndarray | None:
     return np.where(hidden, 0, top).astype(pixels.dtype)
 
 
+#: Output formats without transparency: JPEG has none, and a BMP's fourth byte is padding to the
+#: programs that read one (Pillow among them), so it is written as 24-bit RGB.
+NO_ALPHA = ("JPEG", "BMP")
+
+
 def drops_transparency(alpha: np.ndarray | None, fmt: str) -> bool:
-    """Whether writing ``fmt`` throws away transparency that ``alpha`` has (JPEG has no alpha)."""
-    return alpha is not None and fmt.upper() == "JPEG" and int(alpha.min()) < int(np.iinfo(alpha.dtype).max)
+    """Whether writing ``fmt`` throws away transparency that ``alpha`` has (:data:`NO_ALPHA`)."""
+    return alpha is not None and fmt.upper() in NO_ALPHA and int(alpha.min()) < int(np.iinfo(alpha.dtype).max)
 
 
 def encode_image(rgb: np.ndarray, fmt: str, *, alpha: np.ndarray | None = None,
@@ -563,14 +568,14 @@ def encode_image(rgb: np.ndarray, fmt: str, *, alpha: np.ndarray | None = None,
 
     16-bit data is kept for PNG and TIFF and reduced to 8 bits elsewhere.
     ICC profile and EXIF from ``info`` are carried where the format has them.
-    Transparency that JPEG cannot hold is dropped, with a warning naming ``label``
+    Transparency that JPEG or BMP cannot hold is dropped, with a warning naming ``label``
     (unless ``warn`` is False: a batch job says it once, with the count).
     """
     fmt = fmt.upper()
     info = info or {}
     if warn and drops_transparency(alpha, fmt):
-        log.warning("%s: its transparency is dropped: JPEG has none (PNG, WebP and TIFF keep it)",
-                    label or "the output")
+        log.warning("%s: its transparency is dropped: %s has none (PNG, WebP and TIFF keep it)",
+                    label or "the output", fmt)
     if rgb.dtype == np.uint16 and fmt not in ("PNG", "TIFF"):
         rgb = to_uint8(rgb)
         if alpha is not None:
@@ -578,7 +583,7 @@ def encode_image(rgb: np.ndarray, fmt: str, *, alpha: np.ndarray | None = None,
     if rgb.dtype == np.uint16:
         return _encode16(rgb, alpha, fmt)
     im = Image.fromarray(rgb, "RGB")
-    if alpha is not None and fmt != "JPEG":  # JPEG has no alpha: the colours are kept as they are
+    if alpha is not None and fmt not in NO_ALPHA:  # (there the colours are kept as they are)
         im.putalpha(Image.fromarray(alpha.astype(np.uint8), "L"))
     return _save(im, fmt, info, quality)
 
@@ -638,6 +643,8 @@ def _save(im: Image.Image, fmt: str, info: dict[str, Any], quality: int) -> byte
         params["lossless"] = True
     if fmt == "JPEG":
         params["subsampling"] = 0 if quality >= 90 else 2
+    if fmt == "TIFF":  # lossless and compressed, as the 16-bit TIFFs (OpenCV's LZW): Pillow's default is raw,
+        params["compression"] = "tiff_lzw"  # 3 bytes a pixel, several times a scan's own file
     if fmt == "ICO":  # (Pillow's default: its standard icon sizes up to the image's, 16x11 of a 32x21 image)
         params["sizes"] = [im.size]
     with _encoding_buffer(fmt, im.width * im.height) as buf:

@@ -203,7 +203,7 @@ def encode_prepared(prep: Prepared, ab: np.ndarray, fmt: str, options: ColorOpti
     alike.  ``label``: the output's name, for the warning when a JPEG drops transparency (None:
     no warning; a job counts them and says it once)."""
     if label is not None and image_io.drops_transparency(prep.alpha, fmt):
-        log.warning("%s: its transparency is dropped: JPEG has none (PNG, WebP and TIFF keep it)", label)
+        log.warning("%s: its transparency is dropped: %s has none (PNG, WebP and TIFF keep it)", label, fmt.upper())
     if ycbcr.takes_jpeg_planes(prep, fmt):
         planes = ycbcr.jpeg_planes(prep, ab, saturation=options.saturation)
         return image_io.encode_jpeg_planes(*planes, info=prep.info, quality=options.quality)

@@ -78,6 +78,22 @@ def test_rgba_alpha_comes_back_on_the_inputs_scale(engine, photo, dtype):
     assert out[..., :3].max() <= top
 
 
+def test_tiff_outputs_are_compressed_losslessly_8bit_as_16bit(engine, tmp_path):
+    """An 8-bit TIFF output was written raw (3 bytes a pixel, several times the scan it came from);
+    it is LZW-compressed, as the 16-bit ones are, and its pixels are those of a PNG output."""
+    gray = make_photo(96, 128)[..., 0]
+    Image.fromarray(gray).save(tmp_path / "scan.tif", compression="tiff_adobe_deflate")
+    Image.fromarray((gray.astype(np.uint16) * 257)).save(tmp_path / "deep.png")
+    for src in ("scan.tif", "deep.png"):
+        out = tmp_path / f"{src}.out.tif"
+        streamcolor.colorize_image(tmp_path / src, out, engine=engine, render_size=64)
+        with Image.open(out) as im:
+            assert im.info.get("compression") == "tiff_lzw", (src, im.info)
+    streamcolor.colorize_image(tmp_path / "scan.tif", tmp_path / "same.png", engine=engine, render_size=64)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "scan.tif.out.tif")),
+                          np.asarray(Image.open(tmp_path / "same.png")))
+
+
 def test_16bit_png_stays_16bit(engine, tmp_path):
     gray16 = (np.linspace(0, 65535, 64 * 48).reshape(48, 64)).astype(np.uint16)
     src = tmp_path / "g16.png"
@@ -292,6 +308,8 @@ def test_encode_gives_pillows_own_bytes_whatever_the_buffer(photo, fmt, memfd, m
         params["quality"] = 90
     if fmt == "JPEG":
         params["subsampling"] = 0
+    if fmt == "TIFF":
+        params["compression"] = "tiff_lzw"
     Image.fromarray(photo, "RGB").save(ref, format=fmt, **params)
     assert got == ref.getvalue()
     if fmt == "JPEG":

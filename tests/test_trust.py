@@ -1498,7 +1498,7 @@ def test_an_output_path_without_a_format_says_why(engine, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "dir.png", "folder"]
 
 
-def test_transparency_that_jpeg_cannot_hold_is_said(engine, tmp_path, caplog):
+def test_transparency_that_jpeg_or_bmp_cannot_hold_is_said(engine, tmp_path, caplog):
     gray = make_photo(40, 56, seed=3)[..., 0]
     for name, a in (("half.png", 128), ("opaque.png", 255)):
         Image.fromarray(np.dstack([gray, gray, gray, np.full_like(gray, a)])).save(tmp_path / name)
@@ -1508,7 +1508,13 @@ def test_transparency_that_jpeg_cannot_hold_is_said(engine, tmp_path, caplog):
     assert not [r for r in caplog.records if "transparency" in r.getMessage()]
     colorize_image(tmp_path / "half.png", tmp_path / "half.jpg", engine=engine)
     said = [r.getMessage() for r in caplog.records if "transparency" in r.getMessage()]
-    assert len(said) == 1 and "half.jpg: its transparency is dropped" in said[0]
+    assert len(said) == 1 and "half.jpg: its transparency is dropped: JPEG has none" in said[0]
+    caplog.clear()  # a BMP's fourth byte is padding to its readers: written RGB, and said (it was silent)
+    colorize_image(tmp_path / "half.png", tmp_path / "half.bmp", engine=engine)
+    said = [r.getMessage() for r in caplog.records if "transparency" in r.getMessage()]
+    assert len(said) == 1 and "half.bmp: its transparency is dropped: BMP has none" in said[0]
+    with Image.open(tmp_path / "half.bmp") as im:
+        assert im.mode == "RGB"
 
 
 def test_an_input_given_twice_is_colorized_once(engine, tmp_path):
@@ -1551,7 +1557,7 @@ def test_a_batch_says_once_how_many_outputs_lost_their_transparency(engine, tmp_
                               options=BatchOptions(output_format="jpg"))
     said = [r.getMessage() for r in caplog.records if "transparency" in r.getMessage()]
     assert report.done == 3 and said == [
-        "2 output(s) lost their transparency: JPEG has none (--format png, webp or tiff keeps it)"]
+        "2 output(s) lost their transparency: JPEG and BMP have none (--format png, webp or tiff keeps it)"]
 
 
 @pytest.mark.slow

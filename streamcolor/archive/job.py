@@ -319,7 +319,7 @@ class BatchJob:
             report = image_io.write_atomic(self.out_dir / name, problems_csv(problems + others))
             self.manifest.set_meta(REPORT_META, json.dumps({"name": name, "file": file_identity(report)}))
         if self.dropped_alpha:
-            log.warning("%d output(s) lost their transparency: JPEG has none (--format png, webp or tiff keeps it)",
+            log.warning("%d output(s) lost their transparency: JPEG and BMP have none (--format png, webp or tiff keeps it)",
                         self.dropped_alpha)
         packed = None
         if self.archive_kind and self.archive_path is not None:
