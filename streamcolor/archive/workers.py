@@ -123,13 +123,14 @@ class Processes:
         try:
             for fut in started:  # each worker up (about a second, all at once) before the first photo
                 fut.result()
-        except BaseException as exc:
+        except BrokenProcessPool as exc:
             self.shutdown()
-            if not isinstance(exc, BrokenProcessPool):
-                raise
             raise StreamcolorError(f"the job's worker processes could not start ({exc}; the worker's own error, "
                                    f"if any, is printed above). When the job is started from a script: "
                                    f"{MAIN_GUARD}") from None
+        except BaseException:  # (Ctrl-C as they start: the workers stop too)
+            self.shutdown()
+            raise
 
     def _submit(self, worker: int, fn, *args) -> Future:
         with self._lock:
