@@ -264,6 +264,25 @@ def _handle_interruptions() -> list[int]:
     return terminated
 
 
+def _run_verb() -> None:
+    """Run the command line; an error that an interruption caused is the interruption.
+
+    Why: a Ctrl-C or SIGTERM that lands while a native module initializes comes back as that module's
+    error (ONNX Runtime's "initialization failed", see :func:`streamcolor.engines.interrupted`), which a
+    verb then reports as its own ("error: ...", exit 2) where the user stopped the run (130, 143)."""
+    try:
+        cli.main(standalone_mode=False)
+    except (click.exceptions.Abort, click.exceptions.Exit):  # (an interruption a verb has already said)
+        raise
+    except (Exception, SystemExit) as exc:
+        from streamcolor.engines import interrupted
+
+        ended = isinstance(exc, SystemExit) and exc.code in (0, 130, 128 + signal.SIGTERM)
+        if not ended and interrupted(exc):
+            raise click.exceptions.Abort() from exc
+        raise
+
+
 def main() -> None:
     """Console entry point: project errors become one line on stderr, exit 1.
 
@@ -278,7 +297,7 @@ def main() -> None:
     terminated = _handle_interruptions()
     try:
         with logging_redirect_tqdm():
-            cli.main(standalone_mode=False)
+            _run_verb()
     except click.exceptions.Abort as exc:  # a verb may say what an interruption meant for it
         said = str(exc) or "every output already written is kept, and none is left half-written"
         click.echo(f"{'terminated' if terminated else 'aborted'}: {said}", err=True)

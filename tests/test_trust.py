@@ -444,6 +444,63 @@ def test_an_interruption_that_lands_in_a_finalizer_is_delivered_again():
     assert "Exception ignored" not in r.stderr, r.stderr
 
 
+def test_an_interruption_behind_another_error_is_found():
+    from streamcolor.engines import interrupted
+
+    def wrapped(cause: bool) -> BaseException:
+        try:
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt as ki:
+                if cause:
+                    raise ImportError("initialization failed") from ki  # (as pybind11 does)
+                raise ImportError("initialization failed")  # (only its context)
+        except ImportError as exc:
+            return exc
+
+    assert interrupted(wrapped(True)) and interrupted(wrapped(False))
+    outer = RuntimeError("outer")
+    outer.__context__ = wrapped(True)
+    assert interrupted(outer)
+    assert not interrupted(ImportError("no module named onnxruntime"))
+    looped = ValueError("a")
+    looped.__context__ = ValueError("b")
+    looped.__context__.__context__ = looped  # (a cycle ends the walk)
+    assert not interrupted(looped)
+
+
+@pytest.mark.parametrize("verb", ["image", "batch"])
+def test_an_interruption_as_the_runtime_loads_is_an_interruption_not_its_error(tmp_path, verb):
+    """A SIGTERM that lands while ONNX Runtime's native module initializes comes back from pybind11
+    as ``ImportError("initialization failed")``: `batch` said "error: initialization failed", exit 2
+    (CI, 1 run), and auto precision could have taken it for a variant that cannot load and gone on.
+    The runtime's load raises what pybind11 raises there (the race itself cannot be timed in a test)."""
+    src = tmp_path / "scans"
+    src.mkdir()
+    Image.fromarray(make_photo(64, 80, seed=1)[..., 0]).save(src / "a.jpg")
+    out = tmp_path / "out"
+    target = [str(src / "a.jpg"), "-o", str(out / "a.png")] if verb == "image" else [str(src), "-o", str(out)]
+    script = textwrap.dedent(f"""
+        import sys
+        from streamcolor.engines import select
+
+        def load_interrupted(*args, **kwargs):
+            try:
+                raise KeyboardInterrupt  # (the handler of SIGTERM, in the module's initialization)
+            except KeyboardInterrupt as exc:
+                raise ImportError("initialization failed") from exc
+
+        select._load = load_interrupted
+        from streamcolor.cli import main
+        sys.argv = ["streamcolor", {verb!r}, *{target!r}]
+        main()
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 130, (r.returncode, r.stderr)
+    assert r.stderr.startswith("aborted:") and "initialization failed" not in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not any(out.rglob("*.png")), r.stderr
+
+
 # ---------------------------------------------------------------------------------------------
 # batch: reused output folders, the user's files, the job's own files
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from streamcolor.engines.base import Engine, EngineError, ModelInfo
+from streamcolor.engines.base import Engine, EngineError, ModelInfo, interrupted
 
 log = logging.getLogger(__name__)
 
@@ -141,4 +141,4 @@ def load_engine(model: str | Path | None = DEFAULT_MODEL, backend: str = "auto",
 
 
 __all__ = ["ALIASES", "Engine", "EngineError", "ModelInfo", "available_backends", "available_models",
-           "load_engine", "onnx_backends", "resolve_model", "runtime_info", "WEIGHTS_DIR", "DEFAULT_MODEL"]
+           "interrupted", "load_engine", "onnx_backends", "resolve_model", "runtime_info", "WEIGHTS_DIR", "DEFAULT_MODEL"]

@@ -61,6 +61,26 @@ class EngineError(RuntimeError):
     """A model bundle cannot be loaded or run."""
 
 
+def interrupted(exc: BaseException) -> bool:
+    """Whether a Ctrl-C (or SIGTERM turned into one) lies behind ``exc``, in its causes or contexts.
+
+    Why: a native module whose initialization runs Python code turns an interruption that lands
+    there into another error: pybind11's modules (ONNX Runtime's) raise ``ImportError("initialization
+    failed")`` from the KeyboardInterrupt.  Taken at its word, a job stopped with SIGTERM as it loaded
+    its engine said "error: initialization failed", exit 2, or fell back to another runtime and went on."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        todo += [e.__cause__, e.__context__]
+    return False
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What ``model.json`` says about a bundle."""

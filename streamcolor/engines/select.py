@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from streamcolor.engines.base import EngineError, ModelInfo
+from streamcolor.engines.base import EngineError, ModelInfo, interrupted
 
 if TYPE_CHECKING:
     from streamcolor.engines.onnx_engine import OnnxEngine
@@ -217,6 +217,8 @@ def load_onnx(info: ModelInfo, *, precision: str | None = None, device: str = "a
                 try:
                     engine = _load(info, precision, device, threads, kw)
                 except (ImportError, EngineError) as exc:
+                    if interrupted(exc):  # a Ctrl-C as the runtime loaded, not a variant that cannot load
+                        raise
                     log.warning("%s: cannot load the %s variant (%s); running fp32", info.name, precision, exc)
                     precision = "fp32"
                 else:
