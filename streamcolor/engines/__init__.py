@@ -141,4 +141,5 @@ def load_engine(model: str | Path | None = DEFAULT_MODEL, backend: str = "auto",
 
 
 __all__ = ["ALIASES", "Engine", "EngineError", "ModelInfo", "available_backends", "available_models",
-           "interrupted", "load_engine", "onnx_backends", "resolve_model", "runtime_info", "WEIGHTS_DIR", "DEFAULT_MODEL"]
+           "interrupted", "load_engine", "onnx_backends", "resolve_model", "runtime_info", "WEIGHTS_DIR",
+           "DEFAULT_MODEL"]
