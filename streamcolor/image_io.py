@@ -384,6 +384,9 @@ def _decode16_colour(fh, im: Image.Image, label: str) -> Decoded:
         rgb = _orient(rgb, transpose, turns, flip)
         alpha = _orient(alpha, transpose, turns, flip) if alpha is not None else None
     info = _carried(im)
+    exif = _carried_exif(im, _exif_of(im), (rgb.shape[1], rgb.shape[0]))
+    if exif:
+        info["exif"] = exif
     pixels = _as_srgb(np.ascontiguousarray(rgb), info, label)
     if icc.is_gray(pixels):
         pixels = np.ascontiguousarray(pixels[..., 0])
@@ -413,24 +416,117 @@ def gray_jpeg(fh, im: Image.Image, label: str) -> Decoded | None:
         return None
     del data
     info = _carried(im)
-    exif = im.getexif()
+    exif = _exif_of(im)
     orientation = exif.get(0x0112)
     if orientation in _ORIENT:
         pixels = np.ascontiguousarray(_orient(pixels, *_ORIENT[orientation]))
-    if exif:
-        exif.pop(0x0112, None)  # orientation now baked in
-        info["exif"] = exif.tobytes()
+    if carried := _carried_exif(im, exif, (pixels.shape[1], pixels.shape[0])):
+        info["exif"] = carried
     return Decoded(pixels=np.ascontiguousarray(_as_srgb(pixels, info, label)), format="JPEG", info=info)
 
 
 def _carried(im: Image.Image) -> dict[str, Any]:
-    """What of an image's file is carried to its output as it is: its ICC profile and DPI."""
+    """What of an image's file is carried to its output as it is (:func:`_save` writes it where the
+    output's format has a place for it): its ICC profile and DPI, and what describes the photo, which
+    an archive's photos often carry and which was lost with the gray: XMP (a caption, keywords,
+    rights; its orientation taken out, as the pixels come out upright), a JPEG's or GIF's comment,
+    IPTC (a JPEG's Photoshop block, a TIFF's tag 33723), a PNG's text chunks, and a TIFF's
+    descriptive tags (:data:`DESCRIPTIVE_TAGS`).  EXIF is taken apart (:func:`_carried_exif`)."""
     info: dict[str, Any] = {}
     if im.info.get("icc_profile"):
         info["icc_profile"] = im.info["icc_profile"]
     if "dpi" in im.info:
         info["dpi"] = im.info["dpi"]
+    xmp = im.info.get("xmp")
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    if isinstance(xmp, bytes) and xmp.strip(b"\x00 "):
+        for pattern in _XMP_ORIENTATION:
+            xmp = re.sub(pattern, b"", xmp)
+        info["xmp"] = xmp
+    comment = im.info.get("comment")
+    if isinstance(comment, str):
+        comment = comment.encode("utf-8")
+    if isinstance(comment, bytes) and comment:
+        info["comment"] = comment
+    iptc = _iptc(im)
+    if iptc:
+        info["iptc"] = iptc
+    if im.format == "PNG":  # (tEXt, zTXt, iTXt: str values in info; XMP and profiles are carried apart)
+        text = [(key, str(value), getattr(value, "lang", None), getattr(value, "tkey", None))
+                for key, value in im.info.items()
+                if isinstance(value, str) and key != "XML:com.adobe.xmp" and not key.startswith("Raw profile type")]
+        if text:
+            info["text"] = text
     return info
+
+
+#: The tags of a TIFF's first directory, and of EXIF's (which has the same), that describe the photo
+#: rather than how its pixels are stored: its caption, the scanner or camera (make, model), when, who,
+#: whose rights.  A TIFF output gets them as its own tags; any other output as EXIF.
+DESCRIPTIVE_TAGS = (0x010E, 0x010F, 0x0110, 0x0132, 0x013B, 0x8298)
+
+#: The orientation in an XMP packet (as Pillow's ``exif_transpose`` finds and takes it out).
+_XMP_ORIENTATION = (rb'tiff:Orientation="[0-9]"', rb"<tiff:Orientation>[0-9]</tiff:Orientation>")
+
+
+def _iptc(im: Image.Image) -> bytes | None:
+    """A photo's IPTC-IIM record (the caption, keywords and credit of press and archive tools), as
+    bytes: from a JPEG's Photoshop block (resource 0x0404) or a TIFF's tag 33723."""
+    if im.format == "JPEG":
+        value = (im.info.get("photoshop") or {}).get(0x0404)
+    elif im.format == "TIFF":
+        value = getattr(im, "tag_v2", {}).get(33723)
+    else:
+        return None
+    if isinstance(value, tuple):  # (a TIFF that typed it as LONG: the same bytes, read as numbers)
+        try:
+            value = struct.pack(f"{'<' if im.tag_v2._endian == '<' else '>'}{len(value)}L", *value)
+        except (AttributeError, struct.error):
+            return None
+    return bytes(value) if isinstance(value, (bytes, bytearray)) and value else None
+
+
+def _exif_of(im: Image.Image) -> Image.Exif:
+    """``im``'s EXIF with its EXIF and GPS directories read now, while its file is open (Pillow
+    reads them when asked, from the file, which it closes once the pixels are loaded)."""
+    exif = im.getexif()
+    for tag in (0x8769, 0x8825):
+        if tag in exif:
+            try:
+                exif.get_ifd(tag)
+            except (KeyError, OSError, ValueError, struct.error):  # (a damaged directory: left out)
+                del exif[tag]
+    return exif
+
+
+def _carried_exif(im: Image.Image, exif: Image.Exif, size: tuple[int, int]) -> bytes | None:
+    """The EXIF an output carries, as bytes, or None: the source's, without its orientation (turned
+    into the pixels) and with its pixel dimensions those of the upright output; for a TIFF, whose
+    "EXIF" is its whole first directory (strips, sizes), only its :data:`DESCRIPTIVE_TAGS` and its
+    EXIF and GPS directories.  Text is written back as the bytes that were read: Pillow reads EXIF text as
+    Latin-1 and writes it as ASCII, which turned a caption's "é" (UTF-8, as most tools write it)
+    into "??"."""
+    try:
+        if im.format == "TIFF":
+            for tag in list(exif):
+                if tag not in DESCRIPTIVE_TAGS and tag not in (0x8769, 0x8825):
+                    del exif[tag]
+        exif.pop(0x0112, None)
+        if not exif:
+            return None
+        ifds = [exif] + [exif.get_ifd(tag) for tag in (0x8769, 0x8825) if tag in exif]  # (IFD0, EXIF, GPS)
+        pixel = exif.get_ifd(0x8769) if 0x8769 in exif else {}
+        if 0xA002 in pixel and 0xA003 in pixel:  # PixelXDimension, PixelYDimension: stale once the photo is turned
+            pixel[0xA002], pixel[0xA003] = size
+        for ifd in ifds:
+            for tag, value in list(ifd.items()):
+                if isinstance(value, str) and not value.isascii():  # (ASCII text stays typed as text)
+                    ifd[tag] = value.encode("latin-1", "replace")
+        return exif.tobytes()
+    except (struct.error, TypeError, ValueError, KeyError, OSError) as exc:  # (a directory Pillow cannot write back)
+        log.warning("%s: its EXIF is not carried to the output (%s)", getattr(im, "filename", "") or "an image", exc)
+        return None
 
 
 def _orient(x: np.ndarray, transpose: bool, turns: int, flip: bool) -> np.ndarray:
@@ -467,16 +563,16 @@ def _webp_lossless(fh) -> bool:
 def _from_pil(im: Image.Image, label: str, max_pixels: int, lossless: bool = False) -> Decoded:
     _check_size(im.size, label, max_pixels)
     fmt = im.format
-    info = _carried(im)
-    if lossless:
-        info["lossless"] = True
-    exif = im.getexif()
+    source = im
+    exif = _exif_of(im)
     # one colour marked transparent (a PNG's tRNS chunk for gray or RGB): made an alpha channel below
     trns = im.info.get("transparency") if im.mode in _TRNS_MODES else None
     im = ImageOps.exif_transpose(im)  # apply the orientation tag to the pixels
-    if exif and fmt != "TIFF":  # a TIFF's "EXIF" is its whole first directory (strips, sizes): not metadata
-        exif.pop(0x0112, None)  # orientation now baked in
-        info["exif"] = exif.tobytes()
+    info = _carried(source)  # (once loaded: a PNG's text chunks after its pixels are read with them)
+    if lossless:
+        info["lossless"] = True
+    if carried := _carried_exif(source, exif, im.size):
+        info["exif"] = carried
     alpha = None
     if im.mode in ("La", "RGBa"):  # premultiplied alpha (made in memory, never read from a file): un-premultiply
         im = im.convert("LA" if im.mode == "La" else "RGBA")
@@ -567,7 +663,8 @@ def encode_image(rgb: np.ndarray, fmt: str, *, alpha: np.ndarray | None = None,
     """Encode (H, W, 3) uint8/uint16 RGB (+ optional alpha) as ``fmt`` bytes.
 
     16-bit data is kept for PNG and TIFF and reduced to 8 bits elsewhere.
-    ICC profile and EXIF from ``info`` are carried where the format has them.
+    The ICC profile, DPI, EXIF and the rest of ``info`` (:func:`_carried`) are written where the
+    format has a place for them (not into 16-bit outputs).
     Transparency that JPEG or BMP cannot hold is dropped, with a warning naming ``label``
     (unless ``warn`` is False: a batch job says it once, with the count).
     """
@@ -585,7 +682,7 @@ def encode_image(rgb: np.ndarray, fmt: str, *, alpha: np.ndarray | None = None,
     im = Image.fromarray(rgb, "RGB")
     if alpha is not None and fmt not in NO_ALPHA:  # (there the colours are kept as they are)
         im.putalpha(Image.fromarray(alpha.astype(np.uint8), "L"))
-    return _save(im, fmt, info, quality)
+    return _save(im, fmt, info, quality, label)
 
 
 def encode_jpeg_planes(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, *, info: dict[str, Any] | None = None,
@@ -624,7 +721,7 @@ def _ycbcr_image(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> Image.Image:
 MAX_SIDE = {"JPEG": 65500, "WEBP": 16383}
 
 
-def _save(im: Image.Image, fmt: str, info: dict[str, Any], quality: int) -> bytes:
+def _save(im: Image.Image, fmt: str, info: dict[str, Any], quality: int, label: str | None = None) -> bytes:
     limit = MAX_SIDE.get(fmt)
     if limit is not None and max(im.size) > limit:
         message = (f"{im.size[0]}x{im.size[1]} is over what {fmt} holds ({limit:,} pixels a side); "
@@ -647,6 +744,7 @@ def _save(im: Image.Image, fmt: str, info: dict[str, Any], quality: int) -> byte
         params["compression"] = "tiff_lzw"  # 3 bytes a pixel, several times a scan's own file
     if fmt == "ICO":  # (Pillow's default: its standard icon sizes up to the image's, 16x11 of a 32x21 image)
         params["sizes"] = [im.size]
+    params.update(_described(fmt, info, label or "the output"))
     with _encoding_buffer(fmt, im.width * im.height) as buf:
         try:
             im.save(buf, format=fmt, **params)
@@ -661,6 +759,69 @@ def _save(im: Image.Image, fmt: str, info: dict[str, Any], quality: int) -> byte
         size = os.fstat(buf.fileno()).st_size
         buf.seek(0)
         return buf.read(size)
+
+
+#: The largest XMP packet and comment one JPEG segment holds (what Pillow refuses past).
+_JPEG_SEGMENT_XMP, _JPEG_SEGMENT = 65533 - 29, 65533
+
+
+def _described(fmt: str, info: dict[str, Any], label: str) -> dict[str, Any]:
+    """Pillow's save parameters that write what describes the photo (:func:`_carried`) into a
+    ``fmt`` file, where it has a place: XMP into JPEG, WebP, PNG (an iTXt chunk) and TIFF (tag 700);
+    the comment into JPEG (and a PNG's "Comment"); IPTC into JPEG (a Photoshop block) and TIFF; a
+    PNG's text chunks into PNG; EXIF's descriptive tags into a TIFF's own.  What does not fit is
+    left out with a warning: metadata never costs the photo its output."""
+    params: dict[str, Any] = {}
+    xmp, comment, iptc = info.get("xmp"), info.get("comment"), info.get("iptc")
+    if fmt == "JPEG":
+        if xmp and len(xmp) <= _JPEG_SEGMENT_XMP:
+            params["xmp"] = xmp
+        elif xmp:
+            log.warning("%s: its XMP (%d bytes) is over what a JPEG segment holds: not carried (PNG and TIFF "
+                        "carry it)", label, len(xmp))
+        if comment and len(comment) <= _JPEG_SEGMENT:
+            params["comment"] = comment
+        if iptc:  # (Photoshop's APP13: one 8BIM resource, 0x0404, IPTC-NAA; its name empty, its data padded even)
+            block = b"8BIM\x04\x04\x00\x00" + struct.pack(">I", len(iptc)) + iptc + b"\x00" * (len(iptc) % 2)
+            data = b"Photoshop 3.0\x00" + block
+            if len(data) <= _JPEG_SEGMENT:
+                params["extra"] = b"\xff\xed" + struct.pack(">H", len(data) + 2) + data
+    elif fmt == "WEBP" and xmp:
+        params["xmp"] = xmp
+    elif fmt == "PNG" and (xmp or comment or info.get("text")):
+        from PIL.PngImagePlugin import PngInfo
+
+        chunks = PngInfo()
+        text = list(info.get("text") or [])
+        if comment and not any(key == "Comment" for key, *_ in text):
+            text.append(("Comment", comment.decode("utf-8", "replace"), None, None))
+        for key, value, lang, tkey in text:
+            try:
+                if lang is None and tkey is None:
+                    chunks.add_text(key, value)
+                else:
+                    chunks.add_itxt(key, value, lang or "", tkey or "")
+            except (UnicodeError, ValueError, TypeError):  # (a keyword PNG cannot hold)
+                log.warning("%s: its text %r is not carried: PNG cannot hold that keyword", label, key)
+        if xmp:
+            chunks.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", "replace"), "", "")
+        params["pnginfo"] = chunks
+    elif fmt == "TIFF":
+        tags: dict[int, Any] = {}
+        if info.get("exif"):
+            exif = Image.Exif()
+            exif.load(info["exif"])
+            for tag in DESCRIPTIVE_TAGS:
+                value = exif.get(tag)
+                if isinstance(value, str):  # (as read: Latin-1 of the bytes written)
+                    tags[tag] = value.encode("latin-1", "replace")
+        if xmp:
+            tags[700] = xmp
+        if iptc:
+            tags[33723] = iptc
+        if tags:
+            params["tiffinfo"] = tags
+    return params
 
 
 def profile_fits(icc: bytes, mode: str) -> bool:

@@ -560,3 +560,117 @@ def test_a_pil_image_comes_back_with_its_rgb_profile_and_dpi(engine):
     im.info.update(icc_profile=srgb, dpi=(300, 300))
     out = streamcolor.colorize_image(im, engine=engine)
     assert out.info.get("icc_profile") == srgb and out.info.get("dpi") == (300, 300)
+
+
+# ---------------------------------------------------------------------------------------------
+# what describes the photo (captions, dates, rights) is carried to the output
+# ---------------------------------------------------------------------------------------------
+
+CAPTION = "Café am Markt, Jürgen, 1931"
+XMP = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+       '<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+       'tiff:Orientation="6"><dc:description>Straßenbahn, XMP</dc:description></rdf:Description></rdf:RDF>'
+       '</x:xmpmeta>').encode()
+IPTC = b"\x1c\x02\x78\x00\x0dIPTC caption." + b"\x1c\x02\x50\x00\x06Ansel."  # (2:120 caption, 2:80 by-line)
+
+
+def _photoshop_app13(iptc: bytes) -> bytes:
+    import struct
+
+    data = b"Photoshop 3.0\x00" + b"8BIM\x04\x04\x00\x00" + struct.pack(">I", len(iptc)) + iptc + b"\x00" * (len(iptc) % 2)
+    return b"\xff\xed" + struct.pack(">H", len(data) + 2) + data
+
+
+def _exif_text(value) -> str:
+    """EXIF text as the bytes in the file, decoded as UTF-8 (Pillow reads it as Latin-1)."""
+    return (value if isinstance(value, bytes) else value.encode("latin-1")).rstrip(b"\0").decode("utf-8")
+
+
+def _described_jpeg(path, gray: np.ndarray) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # (shown turned 90 degrees clockwise)
+    exif[0x010E] = CAPTION.encode()  # (UTF-8, as cameras and editors write it)
+    exif[0x8298] = "(c) Stadtarchiv".encode()
+    exif.get_ifd(0x8769)[0xA002], exif.get_ifd(0x8769)[0xA003] = gray.shape[1], gray.shape[0]
+    Image.fromarray(gray).save(path, exif=exif.tobytes(), xmp=XMP, comment=b"scanned 2024", quality=92,
+                               extra=_photoshop_app13(IPTC))
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "png", "tiff", "webp"])
+def test_captions_dates_and_rights_are_carried_to_every_output_format(engine, tmp_path, fmt):
+    """An archive's photos carry their captions, dates and rights in EXIF, XMP, IPTC and comments:
+    all were lost with the gray (only the ICC profile, DPI and EXIF were kept, EXIF's text mangled
+    to '?'), where the outputs now carry them wherever the format has a place for them."""
+    from PIL import IptcImagePlugin
+
+    gray = make_photo(90, 140, seed=3)[..., 1]
+    src = tmp_path / "scan.jpg"
+    _described_jpeg(src, gray)
+    out = streamcolor.colorize_image(src, tmp_path / f"out.{fmt}", engine=engine)
+    with Image.open(out) as im:
+        assert im.size == (90, 140)  # (upright)
+        exif = im.getexif()
+        assert exif.get(0x0112) is None
+        if fmt == "tiff":  # (the TIFF's own tags)
+            assert _exif_text(im.tag_v2[270]) == CAPTION
+            assert _exif_text(im.tag_v2[33432]) == "(c) Stadtarchiv"
+            xmp = im.info["xmp"]
+        else:
+            assert _exif_text(exif[0x010E]) == CAPTION and _exif_text(exif[0x8298]) == "(c) Stadtarchiv"
+            assert dict(exif.get_ifd(0x8769)) == {0xA002: 90, 0xA003: 140}  # (the upright photo's size)
+            xmp = im.info["XML:com.adobe.xmp"].encode() if fmt == "png" else im.info["xmp"]
+        assert b"Stra\xc3\x9fenbahn, XMP" in xmp and b"Orientation" not in xmp
+        if fmt in ("jpg", "tiff"):
+            assert IptcImagePlugin.getiptcinfo(im) == {(2, 120): b"IPTC caption.", (2, 80): b"Ansel."}
+        if fmt == "jpg":
+            assert im.info["comment"] == b"scanned 2024"
+        if fmt == "png":
+            assert im.info["Comment"] == "scanned 2024"
+
+
+def test_a_tiffs_caption_and_a_pngs_text_are_carried(engine, tmp_path):
+    from PIL import IptcImagePlugin
+    from PIL.PngImagePlugin import PngInfo
+
+    gray = make_photo(80, 100, seed=4)[..., 0]
+    tif = tmp_path / "scan.tif"
+    Image.fromarray(gray).save(tif, tiffinfo={0x010E: CAPTION.encode(), 0x013B: "A. Smith", 0x0132: "1931:05:02 10:00:00",
+                                              700: XMP, 33723: IPTC,
+                                              0x8769: {0x9003: "1931:05:02 09:58:00"}})  # (DateTimeOriginal)
+    jpg = streamcolor.colorize_image(tif, tmp_path / "from-tiff.jpg", engine=engine)
+    with Image.open(jpg) as im:
+        exif = im.getexif()
+        assert _exif_text(exif[0x010E]) == CAPTION and exif[0x013B] == "A. Smith"
+        assert exif[0x0132] == "1931:05:02 10:00:00" and 0x0111 not in exif  # (not the TIFF's strip offsets)
+        assert exif.get_ifd(0x8769)[0x9003] == "1931:05:02 09:58:00"
+        assert b"Stra\xc3\x9fenbahn" in im.info["xmp"]
+        assert IptcImagePlugin.getiptcinfo(im)[(2, 120)] == b"IPTC caption."
+    again = streamcolor.colorize_image(tif, tmp_path / "from-tiff.tif", engine=engine)
+    with Image.open(again) as im:
+        assert _exif_text(im.tag_v2[270]) == CAPTION and im.tag_v2[315] == "A. Smith"
+        assert IptcImagePlugin.getiptcinfo(im)[(2, 80)] == b"Ansel."
+
+    text = PngInfo()
+    text.add_text("Title", "Harbour")
+    text.add_itxt("Description", "Hafen von Kiel, März 1931", lang="de", tkey="Beschreibung")
+    png = tmp_path / "scan.png"
+    Image.fromarray(gray).save(png, pnginfo=text)
+    out = streamcolor.colorize_image(png, tmp_path / "out.png", engine=engine)
+    with Image.open(out) as im:
+        im.load()
+        assert im.text["Title"] == "Harbour" and im.text["Description"] == "Hafen von Kiel, März 1931"
+        assert im.text["Description"].lang == "de" and im.text["Description"].tkey == "Beschreibung"
+
+
+def test_a_batch_carries_the_captions_too(tmp_path):
+    """The batch job's JPEG route (Y'CbCr planes) writes the same metadata as an image does."""
+    src = tmp_path / "scans"
+    src.mkdir()
+    _described_jpeg(src / "a.jpg", make_photo(70, 90, seed=5)[..., 1])
+    r = subprocess.run([sys.executable, "-m", "streamcolor", "batch", str(src), "-o", str(tmp_path / "out"), "-q"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    (out,) = (tmp_path / "out").glob("*.jpg")
+    with Image.open(out) as im:
+        assert _exif_text(im.getexif()[0x010E]) == CAPTION and im.info["comment"] == b"scanned 2024"
+        assert b"Stra\xc3\x9fenbahn" in im.info["xmp"] and b"Orientation" not in im.info["xmp"]
