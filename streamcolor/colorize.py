@@ -663,7 +663,7 @@ def encode_colorized(decoded: image_io.Decoded, fmt: str, engine: "Engine", opti
     (:func:`streamcolor.items.encode_prepared`: a gray 8-bit photo into a JPEG straight from its
     Y'CbCr planes).  Why one function: a file, the bytes API, stdout and ``serve`` each encoded on
     their own, and one photo came out as two slightly different JPEGs (up to 14 codes apart).
-    ``label``: the output's name for a warning when a JPEG drops transparency."""
+    ``label``: the output's name for warnings (a JPEG that drops transparency, metadata that does not fit)."""
     from streamcolor.items import encode_prepared  # (it builds on this module)
 
     options = options.for_engine(engine)

@@ -686,11 +686,11 @@ def encode_image(rgb: np.ndarray, fmt: str, *, alpha: np.ndarray | None = None,
 
 
 def encode_jpeg_planes(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, *, info: dict[str, Any] | None = None,
-                       quality: int = 95) -> bytes:
+                       quality: int = 95, label: str | None = None) -> bytes:
     """Encode full-range Y'CbCr planes (uint8 (H, W) each, JFIF's BT.601) as a JPEG, with the same
     settings and metadata as :func:`encode_image` gives an RGB image: libjpeg stores them as they are
     instead of converting RGB (see :mod:`streamcolor.ycbcr`)."""
-    return _save(_ycbcr_image(y, cb, cr), "JPEG", info or {}, quality)
+    return _save(_ycbcr_image(y, cb, cr), "JPEG", info or {}, quality, label)
 
 
 def _ycbcr_image(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> Image.Image:

@@ -174,7 +174,7 @@ def finish_item(prep: Prepared, ab: np.ndarray, options: ColorOptions, sink: Sin
     item = prep.item
     try:
         fmt = image_io.format_for(item.key)
-        data = encode_prepared(prep, ab, fmt, options)
+        data = encode_prepared(prep, ab, fmt, options, label=item.key, warn_alpha=False)
         dropped = image_io.drops_transparency(prep.alpha, fmt)
     except Exception as exc:  # Pillow refuses e.g. WebP over 16383 px; each item on its own
         return Outcome(item, FAILED, f"cannot encode the output {item.key} ({type(exc).__name__}: {exc})")
@@ -196,21 +196,22 @@ def finish_item(prep: Prepared, ab: np.ndarray, options: ColorOptions, sink: Sin
 
 
 def encode_prepared(prep: Prepared, ab: np.ndarray, fmt: str, options: ColorOptions, *,
-                    label: str | None = None) -> bytes:
+                    label: str | None = None, warn_alpha: bool = True) -> bytes:
     """A prepared image with its network a*b*, encoded as ``fmt``: a gray 8-bit photo into a JPEG
     straight from its Y'CbCr planes (:mod:`streamcolor.ycbcr`), anything else rendered to sRGB
     first.  The one place that picks the route, for a job's items and ``colorize_image``'s files
-    alike.  ``label``: the output's name, for the warning when a JPEG drops transparency (None:
-    no warning; a job counts them and says it once)."""
-    if label is not None and image_io.drops_transparency(prep.alpha, fmt):
+    alike.  ``label``: the output's name, for warnings (metadata that does not fit); the one when a
+    JPEG drops transparency only with ``warn_alpha`` (a job counts them and says it once)."""
+    if warn_alpha and label is not None and image_io.drops_transparency(prep.alpha, fmt):
         log.warning("%s: its transparency is dropped: %s has none (PNG, WebP and TIFF keep it)", label, fmt.upper())
     if ycbcr.takes_jpeg_planes(prep, fmt):
         planes = ycbcr.jpeg_planes(prep, ab, saturation=options.saturation)
-        return image_io.encode_jpeg_planes(*planes, info=prep.info, quality=options.quality)
+        return image_io.encode_jpeg_planes(*planes, info=prep.info, quality=options.quality, label=label)
     # rendered into the thread's work array: it lives only until it is encoded just below
     rgb = render_prepared(prep, ab, saturation=options.saturation,
                           out=thread_scratch().take("rendered", (*prep.shape, 3), prep.dtype))
-    return image_io.encode_image(rgb, fmt, alpha=prep.alpha, info=prep.info, quality=options.quality, warn=False)
+    return image_io.encode_image(rgb, fmt, alpha=prep.alpha, info=prep.info, quality=options.quality, label=label,
+                                 warn=False)
 
 
 def is_item_error(exc: BaseException) -> bool:

@@ -674,3 +674,21 @@ def test_a_batch_carries_the_captions_too(tmp_path):
     with Image.open(out) as im:
         assert _exif_text(im.getexif()[0x010E]) == CAPTION and im.info["comment"] == b"scanned 2024"
         assert b"Stra\xc3\x9fenbahn" in im.info["xmp"] and b"Orientation" not in im.info["xmp"]
+
+
+def test_an_xmp_packet_a_jpeg_cannot_hold_is_said_and_the_photo_still_written(engine, tmp_path, caplog):
+    from PIL.PngImagePlugin import PngInfo
+
+    big = '<x:xmpmeta xmlns:x="adobe:ns:meta/"><!--' + "a" * 70000 + "--></x:xmpmeta>"
+    chunks = PngInfo()
+    chunks.add_itxt("XML:com.adobe.xmp", big)
+    src = tmp_path / "scan.png"
+    Image.fromarray(make_photo(50, 60, seed=6)[..., 0]).save(src, pnginfo=chunks)
+    with caplog.at_level("WARNING"):
+        out = streamcolor.colorize_image(src, tmp_path / "out.jpg", engine=engine)
+    assert f"out.jpg: its XMP ({len(big)} bytes) is over what a JPEG segment holds" in caplog.text
+    with Image.open(out) as im:
+        assert im.size == (60, 50) and "xmp" not in im.info
+    again = streamcolor.colorize_image(src, tmp_path / "out.png", engine=engine)  # (PNG holds it)
+    with Image.open(again) as im:
+        assert len(im.info["XML:com.adobe.xmp"]) == len(big)
