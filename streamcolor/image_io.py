@@ -476,12 +476,16 @@ def _iptc(im: Image.Image) -> bytes | None:
     if im.format == "JPEG":
         value = (im.info.get("photoshop") or {}).get(0x0404)
     elif im.format == "TIFF":
-        value = getattr(im, "tag_v2", {}).get(33723)
+        # the entry's bytes as in the file, where Pillow keeps them (typed LONG, as exiftool writes it,
+        # Pillow reads the first of its numbers only), else its value
+        value = getattr(getattr(im, "tag_v2", None), "_tagdata", {}).get(33723)
+        if value is None:
+            value = getattr(im, "tag_v2", {}).get(33723)
     else:
         return None
-    if isinstance(value, tuple):  # (a TIFF that typed it as LONG: the same bytes, read as numbers)
+    if isinstance(value, tuple):  # (the same bytes, read as numbers)
         try:
-            value = struct.pack(f"{'<' if im.tag_v2._endian == '<' else '>'}{len(value)}L", *value)
+            value = struct.pack(f"{im.tag_v2._endian}{len(value)}L", *value)
         except (AttributeError, struct.error):
             return None
     return bytes(value) if isinstance(value, (bytes, bytearray)) and value else None
@@ -734,6 +738,9 @@ def _save(im: Image.Image, fmt: str, info: dict[str, Any], quality: int, label: 
             params[key] = info[key]
     if "icc_profile" in params and not profile_fits(params["icc_profile"], im.mode):
         del params["icc_profile"]
+    if fmt == "JPEG" and len(params.get("exif", b"")) > _JPEG_SEGMENT:  # (Pillow refuses it: the photo failed)
+        log.warning("%s: its EXIF (%d bytes) is over what a JPEG segment holds: not carried (PNG, WebP carry it)",
+                    label or "the output", len(params.pop("exif")))
     if fmt in ("JPEG", "WEBP"):
         params["quality"] = quality
     if fmt == "WEBP" and info.get("lossless"):  # (a lossless WebP stays lossless: its L* within 1, not 3)
@@ -781,11 +788,17 @@ def _described(fmt: str, info: dict[str, Any], label: str) -> dict[str, Any]:
                         "carry it)", label, len(xmp))
         if comment and len(comment) <= _JPEG_SEGMENT:
             params["comment"] = comment
+        elif comment:
+            log.warning("%s: its comment (%d bytes) is over what a JPEG segment holds: not carried (PNG carries "
+                        "it)", label, len(comment))
         if iptc:  # (Photoshop's APP13: one 8BIM resource, 0x0404, IPTC-NAA; its name empty, its data padded even)
             block = b"8BIM\x04\x04\x00\x00" + struct.pack(">I", len(iptc)) + iptc + b"\x00" * (len(iptc) % 2)
             data = b"Photoshop 3.0\x00" + block
             if len(data) <= _JPEG_SEGMENT:
                 params["extra"] = b"\xff\xed" + struct.pack(">H", len(data) + 2) + data
+            else:
+                log.warning("%s: its IPTC (%d bytes) is over what a JPEG segment holds: not carried (TIFF carries "
+                            "it)", label, len(iptc))
     elif fmt == "WEBP" and xmp:
         params["xmp"] = xmp
     elif fmt == "PNG" and (xmp or comment or info.get("text")):
@@ -794,9 +807,15 @@ def _described(fmt: str, info: dict[str, Any], label: str) -> dict[str, Any]:
         chunks = PngInfo()
         text = list(info.get("text") or [])
         if comment and not any(key == "Comment" for key, *_ in text):
-            text.append(("Comment", comment.decode("utf-8", "replace"), None, None))
+            try:
+                said = comment.decode("utf-8")
+            except UnicodeDecodeError:  # (an older tool's Latin-1)
+                said = comment.decode("latin-1")
+            text.append(("Comment", said, None, None))
         for key, value, lang, tkey in text:
             try:
+                if not 1 <= len(key.encode("latin-1")) <= 79:  # (PNG's keywords; Pillow writes any)
+                    raise ValueError(key)
                 if lang is None and tkey is None:
                     chunks.add_text(key, value)
                 else:

@@ -692,3 +692,50 @@ def test_an_xmp_packet_a_jpeg_cannot_hold_is_said_and_the_photo_still_written(en
     again = streamcolor.colorize_image(src, tmp_path / "out.png", engine=engine)  # (PNG holds it)
     with Image.open(again) as im:
         assert len(im.info["XML:com.adobe.xmp"]) == len(big)
+
+
+def test_metadata_that_does_not_fit_is_said_and_never_fails_the_photo(engine, tmp_path, caplog):
+    """Found by a new-user helper: EXIF over 64 KB failed the photo into a JPEG ("EXIF data is too
+    long"); IPTC typed LONG in a TIFF (as exiftool writes it) was lost; a Latin-1 JPEG comment came
+    into a PNG as U+FFFD; a PNG keyword over 79 bytes was written as it was."""
+    import struct
+
+    from PIL.PngImagePlugin import PngInfo
+
+    gray = Image.fromarray(make_photo(40, 50, seed=7)[..., 0])
+    exif = Image.Exif()
+    exif[0x010E] = "caption"
+    exif.get_ifd(0x8769)[0x927C] = bytes(70000)  # (a maker note)
+    gray.save(tmp_path / "big-exif.png", exif=exif)
+    with caplog.at_level("WARNING"):
+        out = streamcolor.colorize_image(tmp_path / "big-exif.png", tmp_path / "big-exif.jpg", engine=engine)
+    assert "big-exif.jpg: its EXIF (" in caplog.text and "over what a JPEG segment holds" in caplog.text
+    assert Image.open(out).size == (50, 40)
+
+    padded = IPTC + b"\0" * (-len(IPTC) % 4)
+    buf = io.BytesIO()
+    gray.save(buf, "TIFF", tiffinfo={33723: padded})  # (Pillow writes it UNDEFINED; made LONG below, as exiftool)
+    data = bytearray(buf.getvalue())
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for i in range(struct.unpack_from("<H", data, ifd)[0]):
+        entry = ifd + 2 + 12 * i
+        if struct.unpack_from("<H", data, entry)[0] == 33723:
+            struct.pack_into("<HI", data, entry + 2, 4, len(padded) // 4)
+    (tmp_path / "long-iptc.tif").write_bytes(bytes(data))
+    assert image_io.read_image(tmp_path / "long-iptc.tif").info["iptc"] == padded
+
+    gray.save(tmp_path / "latin1.jpg", comment=b"Caf\xe9 Gro\xdfmutter")
+    out = streamcolor.colorize_image(tmp_path / "latin1.jpg", tmp_path / "latin1.png", engine=engine)
+    assert Image.open(out).info["Comment"] == "Café Großmutter"
+
+    text = PngInfo()
+    text.add_text("K" * 100, "too long a keyword")
+    text.add_text("Title", "kept")
+    gray.save(tmp_path / "keyword.png", pnginfo=text)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        out = streamcolor.colorize_image(tmp_path / "keyword.png", tmp_path / "keyword-out.png", engine=engine)
+    with Image.open(out) as im:
+        im.load()
+        assert im.text == {"Title": "kept"}
+    assert "PNG cannot hold that keyword" in caplog.text
